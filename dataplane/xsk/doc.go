@@ -1,0 +1,31 @@
+// Package xsk is xlvs's AF_XDP socket layer: the only importer of github.com/asavie/xdp.
+//
+// A Socket owns one AF_XDP socket bound to one (interface, queue): its UMEM, its four rings
+// and an O(1) free-frame list of its own. The worker that owns a Socket is the only
+// goroutine that touches it; nothing here is safe for concurrent use except Stats, which
+// reads single-writer counters atomically.
+//
+// Frame ownership: every frame is, at any moment, in exactly one place — the free list, the
+// fill ring (kernel), the RX ring (kernel → us), the caller's hands (after Receive or
+// Alloc), or the TX ring / completion ring (us → kernel → us). Receive hands frames to the
+// caller; the caller must give each one back with Transmit (same socket) or Free. Frames
+// come back from the kernel through Complete, and Refill moves free frames to the fill ring.
+//
+// Limits of asavie/xdp v0.3.3 and how this package handles them (see ARCHITECTURE.md):
+//   - Its GetDescs scans every frame: not used; the free list here is a LIFO stack.
+//   - Its Complete discards the completed addresses: the completion ring is read here
+//     directly (located once, by reflection, at start-up, and checked field by field), then
+//     asavie's Complete advances the consumer.
+//   - Its Transmit calls sendto once, and one sendto moves at most 32 descriptors in copy
+//     mode: Transmit here keeps kicking until the TX ring drains or the kernel pushes back.
+//   - Its Transmit panics on an unexpected errno (ENETDOWN when the link goes down): the
+//     panic is recovered once per Transmit call (per batch, never per packet), counted and
+//     returned as an error so the worker can back off.
+//   - Its Close leaves ring mappings mapped, so a queue cannot be bound twice in one
+//     process: rings and frames are sized at start-up, once.
+//   - Its Poll consumes completions itself: not used; callers poll FD().
+//   - Received data starts XDPPacketHeadroom bytes into the frame, which leaves room to
+//     prepend an outer header (TUN) by moving a descriptor's Addr back.
+//
+// Fake is an in-memory Socket for unit tests and microbenchmarks: same contract, no kernel.
+package xsk

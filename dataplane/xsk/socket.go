@@ -1,0 +1,285 @@
+package xsk
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"github.com/asavie/xdp"
+	"golang.org/x/sys/unix"
+)
+
+// maxKicks bounds the sendto calls one Transmit makes: copy mode moves at most 32
+// descriptors per call, so a 2048-entry TX ring needs 64; beyond that the kernel is
+// pushing back and the worker should do other work first.
+const maxKicks = 256
+
+// socket is a Socket on a real AF_XDP socket through asavie/xdp.
+type socket struct {
+	x         *xdp.Socket
+	cfg       Config
+	umem      []byte
+	free      freeList
+	comp      *compRing
+	fillBuf   []xdp.Desc
+	txMask    int
+	c         counters
+	kstats    unix.XDPStatistics
+	kstatsMu  sync.Mutex
+	closeOnce sync.Once
+}
+
+// compRing mirrors asavie/xdp v0.3.3's unexported umemRing; Open checks the layout.
+type compRing struct {
+	Producer *uint32
+	Consumer *uint32
+	Descs    []uint64
+}
+
+// bindMu serializes socket creation: asavie reads bind flags from a package variable.
+var bindMu sync.Mutex
+
+// Open binds an AF_XDP socket to (ifindex, queue) with rings and frames sized by cfg.
+// Register its FD in the XDP program's socket map to receive.
+func Open(ifindex, queue int, cfg Config) (Socket, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w", ifindex, queue, err)
+	}
+	opts := xdp.SocketOptions{
+		NumFrames:              cfg.Frames,
+		FrameSize:              cfg.FrameSize,
+		FillRingNumDescs:       cfg.FillRing,
+		CompletionRingNumDescs: cfg.CompRing,
+		RxRingNumDescs:         cfg.RxRing,
+		TxRingNumDescs:         cfg.TxRing,
+	}
+	bindMu.Lock()
+	switch {
+	case cfg.ZeroCopy:
+		xdp.DefaultSocketFlags = unix.XDP_ZEROCOPY
+	case cfg.Copy:
+		xdp.DefaultSocketFlags = unix.XDP_COPY
+	default:
+		xdp.DefaultSocketFlags = 0
+	}
+	x, err := xdp.NewSocket(ifindex, queue, &opts)
+	xdp.DefaultSocketFlags = 0
+	bindMu.Unlock()
+	if err != nil {
+		hint := ""
+		switch {
+		case cfg.ZeroCopy:
+			hint = " (zero-copy needs driver support: veth and most virtual NICs do copy mode only; try --copy)"
+		case errors.Is(err, unix.EBUSY) || containsErrno(err, unix.EBUSY):
+			hint = " (the queue already has a socket: one xlvsd per interface, and a queue cannot be bound twice in one process)"
+		}
+		return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w%s", ifindex, queue, err, hint)
+	}
+	comp, err := completionRing(x)
+	if err != nil {
+		x.Close()
+		return nil, err
+	}
+	s := &socket{
+		x:       x,
+		cfg:     cfg,
+		free:    newFreeList(cfg.Frames, cfg.FrameSize),
+		comp:    comp,
+		fillBuf: make([]xdp.Desc, cfg.FillRing),
+		txMask:  cfg.TxRing,
+	}
+	// The UMEM: asavie maps Frames*FrameSize bytes and hands out frames by offset; the
+	// first frame's slice starts at the mapping, so extend it to the whole area.
+	first := x.GetFrame(xdp.Desc{Addr: 0, Len: uint32(cfg.FrameSize)})
+	s.umem = unsafe.Slice(&first[0], cfg.Frames*cfg.FrameSize)
+	s.c.free.Store(uint64(len(s.free.addrs)))
+	s.Refill()
+	return s, nil
+}
+
+func containsErrno(err error, e syscall.Errno) bool {
+	return err != nil && (errors.Is(err, e) || contains(err.Error(), e.Error()))
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// completionRing finds asavie's completion ring, checking that the unexported field has
+// the layout this package was written against (asavie/xdp v0.3.3).
+func completionRing(x *xdp.Socket) (*compRing, error) {
+	v := reflect.ValueOf(x).Elem().FieldByName("completionRing")
+	if !v.IsValid() || v.Kind() != reflect.Struct || v.NumField() != 3 {
+		return nil, errors.New("xsk: asavie/xdp has no completionRing of the expected shape: pin github.com/asavie/xdp v0.3.3")
+	}
+	want := []struct {
+		name string
+		typ  reflect.Type
+	}{{"Producer", reflect.TypeOf((*uint32)(nil))}, {"Consumer", reflect.TypeOf((*uint32)(nil))}, {"Descs", reflect.TypeOf([]uint64(nil))}}
+	for i, w := range want {
+		f := v.Type().Field(i)
+		if f.Name != w.name || f.Type != w.typ {
+			return nil, fmt.Errorf("xsk: asavie/xdp completionRing field %d is %s %s, want %s %s: pin github.com/asavie/xdp v0.3.3", i, f.Name, f.Type, w.name, w.typ)
+		}
+	}
+	if v.Type().Size() != unsafe.Sizeof(compRing{}) {
+		return nil, errors.New("xsk: asavie/xdp completionRing size differs: pin github.com/asavie/xdp v0.3.3")
+	}
+	return (*compRing)(unsafe.Pointer(v.UnsafeAddr())), nil
+}
+
+func (s *socket) Receive(descs []Desc) int {
+	if len(descs) > s.cfg.RxRing {
+		descs = descs[:s.cfg.RxRing] // asavie's receive buffer holds one ring's worth
+	}
+	got := s.x.Receive(len(descs))
+	n := copy(descs, *(*[]Desc)(unsafe.Pointer(&got)))
+	s.c.add(&s.c.rx, n)
+	return n
+}
+
+func (s *socket) Transmit(descs []Desc) (n int, err error) {
+	free := s.x.NumFreeTxSlots()
+	if len(descs) > free {
+		s.c.add(&s.c.txFull, len(descs)-free)
+		descs = descs[:free]
+	}
+	if len(descs) == 0 {
+		return 0, nil
+	}
+	n = len(descs)
+	s.c.add(&s.c.tx, n)
+	// asavie writes all n descriptors to the ring before its single sendto, so when that
+	// sendto panics the frames are queued and accounted for: recover, report, carry on.
+	defer func() {
+		if r := recover(); r != nil {
+			s.c.add(&s.c.txErr, 1)
+			err = fmt.Errorf("%w: %v", ErrLinkDown, r)
+		}
+	}()
+	s.x.Transmit(*(*[]xdp.Desc)(unsafe.Pointer(&descs)))
+	s.c.add(&s.c.kicks, 1)
+	return n, s.kick()
+}
+
+// kick calls sendto until the kernel has consumed the whole TX ring. In copy mode one
+// sendto moves at most 32 descriptors and answers EAGAIN when more remain, so EAGAIN with
+// progress means "call again"; no progress means the kernel is pushing back (completion
+// ring full, device busy): reclaim completions once, and give up for this batch if that
+// does not help. maxKicks bounds the loop.
+func (s *socket) kick() error {
+	stalls := 0
+	for i := 0; i < maxKicks; i++ {
+		free := s.x.NumFreeTxSlots()
+		if free >= s.txMask {
+			return nil
+		}
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.x.FD()), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		s.c.add(&s.c.kicks, 1)
+		switch errno {
+		case 0, unix.EINTR, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
+		default:
+			s.c.add(&s.c.txErr, 1)
+			return fmt.Errorf("%w: sendto: %v", ErrLinkDown, errno)
+		}
+		if s.x.NumFreeTxSlots() > free {
+			stalls = 0
+			continue
+		}
+		s.c.add(&s.c.kickBusy, 1)
+		if stalls++; stalls > 1 {
+			return nil
+		}
+		s.Complete()
+	}
+	return nil
+}
+
+func (s *socket) Complete() int {
+	n := s.x.NumCompleted()
+	if n == 0 {
+		return 0
+	}
+	cons := *s.comp.Consumer
+	mask := uint32(len(s.comp.Descs) - 1)
+	for i := 0; i < n; i++ {
+		s.free.push(s.comp.Descs[(cons+uint32(i))&mask])
+	}
+	s.x.Complete(n)
+	s.c.add(&s.c.txDone, n)
+	s.c.free.Store(uint64(len(s.free.addrs)))
+	return n
+}
+
+func (s *socket) Refill() int {
+	room := s.x.NumFreeFillSlots()
+	n := 0
+	for n < room {
+		a, ok := s.free.pop()
+		if !ok {
+			s.c.add(&s.c.fillEmpty, 1)
+			break
+		}
+		s.fillBuf[n] = xdp.Desc{Addr: a}
+		n++
+	}
+	if n > 0 {
+		s.x.Fill(s.fillBuf[:n])
+	}
+	s.c.free.Store(uint64(len(s.free.addrs)))
+	return n
+}
+
+func (s *socket) Alloc() (uint64, bool) {
+	a, ok := s.free.pop()
+	if !ok {
+		s.c.add(&s.c.allocFail, 1)
+	}
+	s.c.free.Store(uint64(len(s.free.addrs)))
+	return a, ok
+}
+
+func (s *socket) Free(addr uint64) {
+	s.free.push(addr)
+	s.c.free.Store(uint64(len(s.free.addrs)))
+}
+
+func (s *socket) Umem() []byte   { return s.umem }
+func (s *socket) FrameSize() int { return s.cfg.FrameSize }
+func (s *socket) FD() int        { return s.x.FD() }
+
+func (s *socket) Stats() Stats {
+	st := s.c.stats()
+	s.kstatsMu.Lock()
+	defer s.kstatsMu.Unlock()
+	var k unix.XDPStatistics
+	size := uint32(unsafe.Sizeof(k))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.x.FD()), unix.SOL_XDP, unix.XDP_STATISTICS,
+		uintptr(unsafe.Pointer(&k)), uintptr(unsafe.Pointer(&size)), 0)
+	if errno == 0 {
+		s.kstats = k
+	}
+	st.KernelDropped = s.kstats.Rx_dropped
+	st.RxInvalid = s.kstats.Rx_invalid_descs
+	st.TxInvalid = s.kstats.Tx_invalid_descs
+	st.RxRingFull = s.kstats.Rx_ring_full
+	st.RxFillEmpty = s.kstats.Rx_fill_ring_empty_descs
+	st.TxRingEmpty = s.kstats.Tx_ring_empty_descs
+	return st
+}
+
+// Close closes the socket. asavie leaves the ring mappings in place; the queue cannot be
+// bound again by this process.
+func (s *socket) Close() error {
+	var err error
+	s.closeOnce.Do(func() { err = s.x.Close() })
+	return err
+}

@@ -1,0 +1,196 @@
+package xsk
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// Desc is an AF_XDP descriptor: a frame's data at Addr (a UMEM offset) of Len bytes.
+// Its layout is the kernel's struct xdp_desc.
+type Desc struct {
+	Addr    uint64
+	Len     uint32
+	Options uint32
+}
+
+// XDPPacketHeadroom is where received data starts in a frame (the kernel's
+// XDP_PACKET_HEADROOM): frames allocated for copies put their data there too.
+const XDPPacketHeadroom = 256
+
+// Config sizes a socket. Ring sizes are powers of two; frames must cover the fill ring, the
+// TX ring and what the worker holds in flight, or bursts are dropped.
+type Config struct {
+	Frames    int // frames in the UMEM
+	FrameSize int // bytes per frame: 2048 or 4096
+	FillRing  int
+	CompRing  int
+	RxRing    int
+	TxRing    int
+	// ZeroCopy requests zero-copy binding; Copy forces copy mode. Neither lets the kernel
+	// choose.
+	ZeroCopy bool
+	Copy     bool
+}
+
+// DefaultConfig returns sizes that do not drop bursts on veth or a real NIC queue:
+// rings of 2048 and 8192 frames (fill + TX + a worker's batches, with room to spare).
+func DefaultConfig() Config {
+	return Config{Frames: 8192, FrameSize: 2048, FillRing: 2048, CompRing: 2048, RxRing: 2048, TxRing: 2048}
+}
+
+// Validate reports the first thing wrong with c, saying what would be right.
+func (c Config) Validate() error {
+	pow2 := func(name string, v, lo, hi int) error {
+		if v < lo || v > hi || v&(v-1) != 0 {
+			return fmt.Errorf("%s %d: must be a power of two between %d and %d", name, v, lo, hi)
+		}
+		return nil
+	}
+	if err := pow2("frame size", c.FrameSize, 2048, 4096); err != nil {
+		return err
+	}
+	for _, r := range []struct {
+		name string
+		v    int
+	}{{"fill ring", c.FillRing}, {"completion ring", c.CompRing}, {"rx ring", c.RxRing}, {"tx ring", c.TxRing}} {
+		if err := pow2(r.name, r.v, 8, 1<<16); err != nil {
+			return err
+		}
+	}
+	if c.Frames < c.FillRing+c.TxRing {
+		return fmt.Errorf("frames %d: must be at least fill ring + tx ring (%d) so a full fill ring and a full tx ring can coexist", c.Frames, c.FillRing+c.TxRing)
+	}
+	if c.Frames > 1<<20 {
+		return fmt.Errorf("frames %d: at most %d", c.Frames, 1<<20)
+	}
+	if c.ZeroCopy && c.Copy {
+		return errors.New("zero-copy and copy mode both requested: choose one")
+	}
+	return nil
+}
+
+// ErrLinkDown is returned by Transmit when the kernel refused to send because the link is
+// down or gone (asavie's panic on ENETDOWN/ENXIO is recovered into it).
+var ErrLinkDown = errors.New("transmit: link down")
+
+// Socket is one AF_XDP socket as the dataplane uses it. Batch methods take caller-owned
+// slices; nothing allocates.
+type Socket interface {
+	// Receive moves up to len(descs) received frames to descs and returns how many.
+	Receive(descs []Desc) int
+	// Transmit queues descs (frames of this socket's UMEM) and kicks the kernel until the
+	// TX ring drains or the kernel pushes back. It returns how many were queued; the rest
+	// stay the caller's (to retry or Free). err is ErrLinkDown-wrapped when the link failed.
+	Transmit(descs []Desc) (int, error)
+	// Complete returns transmitted frames to the free list and reports how many.
+	Complete() int
+	// Refill gives free frames to the fill ring and reports how many.
+	Refill() int
+	// Alloc takes a free frame (its base address) for data copied in from elsewhere.
+	Alloc() (addr uint64, ok bool)
+	// Free returns a frame (any address inside it) to the free list.
+	Free(addr uint64)
+	// Umem is the frame memory: a descriptor's bytes are Umem()[d.Addr : d.Addr+d.Len].
+	Umem() []byte
+	// FrameSize is the size of one frame.
+	FrameSize() int
+	// FD is the socket's descriptor for poll(2), or -1 for a socket without one.
+	FD() int
+	// Stats returns the socket's counters; safe from any goroutine.
+	Stats() Stats
+	// Close releases the socket.
+	Close() error
+}
+
+// Stats are one socket's counters, ethtool -S style.
+type Stats struct {
+	RxPackets     uint64 // frames received
+	TxPackets     uint64 // frames queued for transmit
+	TxCompleted   uint64 // frames the kernel finished sending
+	TxRingFull    uint64 // descriptors refused because the TX ring was full
+	TxKicks       uint64 // sendto calls
+	TxKickBusy    uint64 // sendto answered EAGAIN/EBUSY (kernel pushed back)
+	TxErrors      uint64 // transmit failures (link down, panics recovered)
+	FillEmpty     uint64 // Refill found no free frame while the fill ring had room
+	AllocFailed   uint64 // Alloc found no free frame
+	FreeFrames    uint64 // frames on the free list now
+	KernelDropped uint64 // XDP_STATISTICS rx_dropped
+	RxInvalid     uint64 // rx_invalid_descs
+	TxInvalid     uint64 // tx_invalid_descs
+	RxRingFull    uint64 // rx_ring_full
+	RxFillEmpty   uint64 // rx_fill_ring_empty_descs
+	TxRingEmpty   uint64 // tx_ring_empty_descs
+}
+
+// Map returns the counters by name, for listings and metrics.
+func (s Stats) Map() map[string]uint64 {
+	return map[string]uint64{
+		"rx_packets":         s.RxPackets,
+		"tx_packets":         s.TxPackets,
+		"tx_completed":       s.TxCompleted,
+		"tx_ring_full":       s.TxRingFull,
+		"tx_kicks":           s.TxKicks,
+		"tx_kick_busy":       s.TxKickBusy,
+		"tx_errors":          s.TxErrors,
+		"fill_empty":         s.FillEmpty,
+		"alloc_failed":       s.AllocFailed,
+		"free_frames":        s.FreeFrames,
+		"kernel_rx_dropped":  s.KernelDropped,
+		"rx_invalid_descs":   s.RxInvalid,
+		"tx_invalid_descs":   s.TxInvalid,
+		"rx_ring_full":       s.RxRingFull,
+		"rx_fill_ring_empty": s.RxFillEmpty,
+		"tx_ring_empty":      s.TxRingEmpty,
+	}
+}
+
+// counters are written by the owning worker only and read atomically by Stats.
+type counters struct {
+	rx, tx, txDone, txFull, kicks, kickBusy, txErr, fillEmpty, allocFail, free atomic.Uint64
+}
+
+func (c *counters) add(v *atomic.Uint64, n int) { v.Store(v.Load() + uint64(n)) }
+
+func (c *counters) stats() Stats {
+	return Stats{
+		RxPackets: c.rx.Load(), TxPackets: c.tx.Load(), TxCompleted: c.txDone.Load(),
+		TxRingFull: c.txFull.Load(), TxKicks: c.kicks.Load(), TxKickBusy: c.kickBusy.Load(),
+		TxErrors: c.txErr.Load(), FillEmpty: c.fillEmpty.Load(), AllocFailed: c.allocFail.Load(),
+		FreeFrames: c.free.Load(),
+	}
+}
+
+// freeList is a LIFO stack of frame base addresses: O(1) push and pop, allocated once.
+type freeList struct {
+	addrs []uint64
+	mask  uint64 // ^(frameSize-1)
+}
+
+func newFreeList(frames, frameSize int) freeList {
+	f := freeList{addrs: make([]uint64, 0, frames), mask: ^uint64(frameSize - 1)}
+	for i := frames - 1; i >= 0; i-- {
+		f.addrs = append(f.addrs, uint64(i)*uint64(frameSize))
+	}
+	return f
+}
+
+func (f *freeList) pop() (uint64, bool) {
+	n := len(f.addrs)
+	if n == 0 {
+		return 0, false
+	}
+	a := f.addrs[n-1]
+	f.addrs = f.addrs[:n-1]
+	return a, true
+}
+
+// push returns a frame; a push beyond capacity means a frame was freed twice, a bug in
+// the caller, and is ignored rather than corrupting the list.
+func (f *freeList) push(addr uint64) bool {
+	if len(f.addrs) == cap(f.addrs) {
+		return false
+	}
+	f.addrs = append(f.addrs, addr&f.mask)
+	return true
+}
