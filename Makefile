@@ -1,0 +1,38 @@
+# xlvs — see README.md. `sudo make demo` runs the demo testbed; `sudo make test` runs every test.
+GO      ?= go
+BIN     := bin
+CMDS    := xlvsd xlvsadm xlvs-bench
+GOFLAGS ?=
+TESTFLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: all build generate demo test test-short vet fmt-check bench clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS) -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# Regenerates bpf/*_bpfel.{go,o} from the C sources (needs clang, llvm, libbpf-dev).
+generate:
+	$(GO) generate ./bpf/...
+
+demo: build
+	./$(BIN)/xlvs-bench demo
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+# Unit, BPF and end-to-end tests. Run as root: with CI set, privileged tests fail instead
+# of skipping.
+test: build vet
+	XLVS_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,240 @@
+//go:build linux
+
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+)
+
+// Classifier owns the services and reals maps that every Port's program shares, and the
+// parsed program spec Ports are loaded from.
+type Classifier struct {
+	spec  *ebpf.CollectionSpec
+	cache *btf.Cache
+
+	mu       sync.Mutex // serializes Set*, Load and Close
+	closed   bool
+	services *ebpf.Map
+	reals    *ebpf.Map
+}
+
+// New parses the embedded program and creates the shared services and reals maps, both
+// empty. It fails with an error wrapping ErrNoXDP when the kernel refuses BPF (not root,
+// or a kernel without BPF).
+func New() (*Classifier, error) {
+	spec, err := loadXlvs()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded program spec: %w", err)
+	}
+	if err := checkSpec(spec); err != nil {
+		return nil, err
+	}
+	c := &Classifier{spec: spec, cache: btf.NewCache()}
+	if c.services, err = ebpf.NewMap(spec.Maps[xlvsMapServices]); err != nil {
+		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapServices, ErrNoXDP, err)
+	}
+	if c.reals, err = ebpf.NewMap(spec.Maps[xlvsMapReals]); err != nil {
+		c.services.Close()
+		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapReals, ErrNoXDP, err)
+	}
+	return c, nil
+}
+
+// checkSpec makes sure the compiled object and this file agree on the map layouts, so a
+// stale xlvs_bpfel.o fails loudly at start-up instead of matching nothing.
+func checkSpec(spec *ebpf.CollectionSpec) error {
+	want := []struct {
+		name       string
+		typ        ebpf.MapType
+		key, value uint32
+		max        uint32
+	}{
+		{xlvsMapServices, ebpf.Hash, uint32(unsafe.Sizeof(mapKey{})), uint32(unsafe.Sizeof(mapVal{})), MaxServices},
+		{xlvsMapReals, ebpf.Hash, uint32(unsafe.Sizeof(mapKey{})), uint32(unsafe.Sizeof(mapVal{})), MaxReals},
+		{xlvsMapXsks, ebpf.XSKMap, 4, 4, MaxQueues},
+		{xlvsMapStats, ebpf.PerCPUArray, 4, 8, statCount},
+	}
+	for _, w := range want {
+		m, ok := spec.Maps[w.name]
+		if !ok {
+			return fmt.Errorf("check program spec: map %s is missing (regenerate with go generate ./bpf)", w.name)
+		}
+		if m.Type != w.typ || m.KeySize != w.key || m.ValueSize != w.value || m.MaxEntries != w.max {
+			return fmt.Errorf("check program spec: map %s is %v key %d value %d max %d, want %v key %d value %d max %d (regenerate with go generate ./bpf)",
+				w.name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, w.typ, w.key, w.value, w.max)
+		}
+	}
+	if _, ok := spec.Programs[xlvsProgXlvsClassify]; !ok {
+		return fmt.Errorf("check program spec: program %s is missing (regenerate with go generate ./bpf)", xlvsProgXlvsClassify)
+	}
+	return nil
+}
+
+// SetServices makes the services map hold exactly keys: it deletes the entries that are
+// not in keys and adds the missing ones; entries in both are not touched, so traffic to
+// a service that stays is never passed to the kernel during the update. Duplicates are
+// allowed. Nothing is changed if a key is invalid (ErrInvalidKey) or there are more than
+// MaxServices distinct keys. A kernel error can leave the map part-way; calling again
+// with the same keys converges.
+func (c *Classifier) SetServices(keys []Key) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("set services: %w", ErrClosed)
+	}
+	if err := syncMap(c.services, keys, MaxServices); err != nil {
+		return fmt.Errorf("set services: %w", err)
+	}
+	return nil
+}
+
+// SetReals is SetServices for the reals map (real servers whose replies come back
+// through this director: NAT). Limit: MaxReals distinct keys.
+func (c *Classifier) SetReals(keys []Key) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("set reals: %w", ErrClosed)
+	}
+	if err := syncMap(c.reals, keys, MaxReals); err != nil {
+		return fmt.Errorf("set reals: %w", err)
+	}
+	return nil
+}
+
+// syncMap makes m's key set equal to keys. Deleting first keeps the map within its
+// capacity when the set is replaced wholesale.
+func syncMap(m *ebpf.Map, keys []Key, limit int) error {
+	want := make(map[mapKey]struct{}, len(keys))
+	for _, k := range keys {
+		mk, err := k.encode()
+		if err != nil {
+			return err
+		}
+		want[mk] = struct{}{}
+	}
+	if len(want) > limit {
+		return fmt.Errorf("%w: %d distinct keys, the map holds at most %d", ErrInvalidKey, len(want), limit)
+	}
+
+	var extra []mapKey
+	have := make(map[mapKey]struct{}, len(want))
+	var k mapKey
+	var v mapVal
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[k]; ok {
+			have[k] = struct{}{}
+		} else {
+			extra = append(extra, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("iterate map: %w", err)
+	}
+	for i := range extra {
+		if err := m.Delete(&extra[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete %v: %w", extra[i].decode(), err)
+		}
+	}
+	zero := mapVal{}
+	for mk := range want {
+		if _, ok := have[mk]; ok {
+			continue
+		}
+		if err := m.Update(&mk, &zero, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("add %v: %w", mk.decode(), err)
+		}
+	}
+	return nil
+}
+
+// dumpKeys returns the keys in m, in no particular order.
+func dumpKeys(m *ebpf.Map) ([]Key, error) {
+	var out []Key
+	var k mapKey
+	var v mapVal
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, k.decode())
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate map: %w", err)
+	}
+	return out, nil
+}
+
+// Load loads a new instance of the program with its own xsks and stats maps and the
+// shared services and reals maps, without attaching it. Attach uses it; tests run the
+// returned Port's Program directly. The Port's Mode is ModeAuto until it is attached.
+func (c *Classifier) Load() (*Port, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("load program: %w", ErrClosed)
+	}
+	p := &Port{}
+	err := c.spec.Copy().LoadAndAssign(&p.objs, &ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{
+			xlvsMapServices: c.services,
+			xlvsMapReals:    c.reals,
+		},
+		Cache: c.cache,
+	})
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("load program: %w: %w", ErrNoXDP, err)
+		}
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) && len(ve.Log) > 0 {
+			// The end of the verifier's log says which instruction it rejected and why.
+			tail := ve.Log[max(0, len(ve.Log)-20):]
+			return nil, fmt.Errorf("load program: %w; end of the verifier log:\n%s", err, strings.Join(tail, "\n"))
+		}
+		return nil, fmt.Errorf("load program: %w", err)
+	}
+	return p, nil
+}
+
+// Attach loads a program instance (see Load) and attaches it to the interface with index
+// ifindex, resolved in the calling thread's network namespace, through a bpf_link: the
+// program is detached when the Port is closed or the process exits. ModeAuto tries
+// native XDP first, then generic.
+func (c *Classifier) Attach(ifindex int, mode Mode) (*Port, error) {
+	if ifindex < 1 {
+		return nil, fmt.Errorf("attach xdp to ifindex %d: interface indexes start at 1", ifindex)
+	}
+	if mode != ModeAuto && mode != ModeNative && mode != ModeGeneric {
+		return nil, fmt.Errorf("attach xdp to ifindex %d: unknown %v; want ModeAuto, ModeNative or ModeGeneric", ifindex, mode)
+	}
+	p, err := c.Load()
+	if err != nil {
+		return nil, fmt.Errorf("attach xdp to ifindex %d: %w", ifindex, err)
+	}
+	if err := p.attach(ifindex, mode); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close releases the Classifier's references to the shared maps. Ports already loaded
+// keep working (each holds its own references) until they are closed; close them too.
+// Close is idempotent.
+func (c *Classifier) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return errors.Join(c.services.Close(), c.reals.Close())
+}

@@ -1,0 +1,74 @@
+// Package bpf is xlvs's XDP classifier: the C program (xlvs.c), its bpf2go output
+// (xlvs_bpfel.go and xlvs_bpfel.o, committed, so building needs no clang) and a small Go
+// API to load it, attach it, register AF_XDP sockets and fill its service maps.
+//
+// # What the program does
+//
+// For every frame it parses Ethernet, one optional 802.1Q tag, IPv4 (options allowed) or
+// IPv6 (TCP or UDP directly after the fixed header), then TCP or UDP ports, and decides:
+//
+//   - (proto, destination address, destination port) is in services: redirect;
+//   - else (proto, source address, source port) is in reals (a NAT reply): redirect;
+//   - else XDP_PASS.
+//
+// Redirect means bpf_redirect_map(xsks, rx_queue_index, XDP_PASS): the AF_XDP socket of
+// the frame's receive queue, or the kernel when that queue has no socket. The program
+// never drops a frame: malformed, fragmented, non-IP and unmatched frames all go to the
+// kernel, so traffic survives the daemon's death.
+//
+// # Maps
+//
+//	name      type           key                     value          max    owner
+//	services  HASH           struct svc_key (20 B)   struct svc_val 65536  Classifier (shared)
+//	reals     HASH           struct svc_key (20 B)   struct svc_val 65536  Classifier (shared)
+//	xsks      XSKMAP         __u32 rx queue index    __u32 xsk fd   64     Port
+//	stats     PERCPU_ARRAY   __u32 slot              __u64 count    6      Port
+//
+// struct svc_key:
+//
+//	offset  size  field
+//	0       16    addr   IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), IPv6 as is
+//	16      2     port   network byte order
+//	18      1     proto  6 (TCP) or 17 (UDP)
+//	19      1     pad    0
+//
+// struct svc_val is one __u32 flags, reserved: written as 0, not read.
+// An IPv6 packet whose address is IPv4-mapped matches the IPv4 key: such addresses are
+// not valid on the wire (RFC 4291 section 2.5.5.2).
+//
+// stats slots (ABI: new slots are only ever appended):
+//
+//	0 passed           parsed, matched nothing (including ICMP and other IP protocols)
+//	1 redirected       matched and redirected to the queue's socket
+//	2 redirect_failed  matched, the queue has no socket: passed
+//	3 malformed        truncated or invalid headers (version, IHL, lengths, TCP offset): passed
+//	4 fragment         IPv4 fragment offset != 0, or IPv6 fragment header with offset != 0: passed
+//	5 non_ip           EtherType (after one 802.1Q tag) neither IPv4 nor IPv6: passed
+//
+// Each frame increments exactly one slot. A first fragment (offset 0) carries the ports
+// and is classified like any packet; an IPv6 first fragment is passed (extension headers
+// are not followed).
+//
+// # Go side
+//
+// A Classifier owns the shared services and reals maps; SetServices and SetReals make
+// them equal to a given key set. Each Port (Classifier.Attach, or Classifier.Load for
+// an unattached one in tests) is a program instance for one interface with its own xsks
+// and stats maps, attached through a bpf_link so it detaches when the Port is closed or
+// the process exits. The interface index given to Attach is resolved in the calling
+// thread's network namespace.
+//
+// # Concurrency
+//
+// Classifier and Port methods are safe for concurrent use; SetServices and SetReals are
+// serialized. The kernel reads the maps while they change: each element update is atomic,
+// a SetServices call as a whole is not (frames see the set part-way through it, and keys
+// in both the old and new set are never removed).
+//
+// # Regenerating
+//
+// After editing xlvs.c run `go generate ./bpf` from the module root (needs clang,
+// llvm-strip and libbpf-dev). The output is byte-identical across checkout paths; commit
+// both xlvs_bpfel.go and xlvs_bpfel.o. The object is little-endian (bpfel): the package
+// builds on little-endian Linux only.
+package bpf

@@ -1,0 +1,169 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Proto is an IP protocol number as the classifier matches it.
+type Proto uint8
+
+// The protocols the classifier understands.
+const (
+	ProtoTCP Proto = 6
+	ProtoUDP Proto = 17
+)
+
+// String returns "tcp", "udp" or the number.
+func (p Proto) String() string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	}
+	return fmt.Sprintf("proto(%d)", uint8(p))
+}
+
+// Key names a virtual service (services map: destination of a request) or a real server
+// (reals map: source of a NAT reply). An IPv4 address and its IPv4-mapped IPv6 form
+// (::ffff:a.b.c.d) are the same key. The port is matched exactly: port 0 matches only
+// packets whose port is 0.
+type Key struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto Proto
+}
+
+// String formats k as "tcp 198.18.0.1:80" or "udp [2001:db8::1]:53".
+func (k Key) String() string {
+	return k.Proto.String() + " " + netip.AddrPortFrom(k.Addr, k.Port).String()
+}
+
+// Mode is how a program is attached to an interface.
+type Mode int
+
+const (
+	// ModeAuto tries native (driver) XDP and falls back to generic XDP.
+	ModeAuto Mode = iota
+	// ModeNative attaches in the driver's receive path (XDP_FLAGS_DRV_MODE).
+	ModeNative
+	// ModeGeneric attaches after the kernel built an skb (XDP_FLAGS_SKB_MODE): works on
+	// every interface, costs more per packet.
+	ModeGeneric
+)
+
+// String returns "auto", "native" or "generic".
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeNative:
+		return "native"
+	case ModeGeneric:
+		return "generic"
+	}
+	return fmt.Sprintf("mode(%d)", int(m))
+}
+
+// ParseMode is the inverse of Mode.String.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "auto":
+		return ModeAuto, nil
+	case "native":
+		return ModeNative, nil
+	case "generic":
+		return ModeGeneric, nil
+	}
+	return 0, fmt.Errorf("parse xdp mode %q: want auto, native or generic", s)
+}
+
+// Counters are a Port's classifier counters, summed over CPUs. Every frame the program
+// sees increments exactly one of them.
+type Counters struct {
+	Passed         uint64 // parsed TCP/UDP or other IP traffic that matched nothing: XDP_PASS
+	Redirected     uint64 // matched and redirected to the queue's AF_XDP socket
+	RedirectFailed uint64 // matched, but the queue has no socket: XDP_PASS
+	Malformed      uint64 // truncated or invalid headers: XDP_PASS
+	Fragment       uint64 // non-first IPv4/IPv6 fragment (no ports to match): XDP_PASS
+	NonIP          uint64 // neither IPv4 nor IPv6 (ARP...): XDP_PASS
+}
+
+// Total is the number of frames the program saw.
+func (c Counters) Total() uint64 {
+	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP
+}
+
+// Slots of the stats map (see doc.go); they are ABI shared with xlvs.c.
+const (
+	statPassed = iota
+	statRedirected
+	statRedirectFailed
+	statMalformed
+	statFragment
+	statNonIP
+	statCount
+)
+
+// Capacities of the maps, as declared in xlvs.c.
+const (
+	MaxServices = 65536 // entries of the services map
+	MaxReals    = 65536 // entries of the reals map
+	MaxQueues   = 64    // receive queues per Port (entries of its xsks map)
+)
+
+var (
+	// ErrNoXDP means the kernel refused to create BPF maps or load or attach the XDP
+	// program: not root (CAP_BPF and CAP_NET_ADMIN needed), or a kernel too old (bpf_link
+	// for XDP needs Linux 5.9).
+	ErrNoXDP = errors.New("kernel refused BPF/XDP (run as root or with CAP_BPF and CAP_NET_ADMIN, on Linux 5.9 or later)")
+	// ErrInvalidKey means a Key cannot be put in a map.
+	ErrInvalidKey = errors.New("invalid key")
+	// ErrInvalidQueue means a queue index is outside 0..MaxQueues-1.
+	ErrInvalidQueue = errors.New("invalid queue index")
+	// ErrClosed means the Classifier or Port was closed.
+	ErrClosed = errors.New("use of closed classifier or port")
+)
+
+// mapKey is the binary key of the services and reals maps: struct svc_key in xlvs.c.
+// 20 bytes, no implicit padding, the same on every architecture.
+type mapKey struct {
+	Addr  [16]byte // IPv4 as IPv4-mapped IPv6
+	Port  [2]byte  // network byte order
+	Proto uint8
+	Pad   uint8 // always 0
+}
+
+// mapVal is struct svc_val in xlvs.c. Flags is reserved and written as 0.
+type mapVal struct {
+	Flags uint32
+}
+
+// encode validates k and returns its map key.
+func (k Key) encode() (mapKey, error) {
+	if !k.Addr.IsValid() {
+		return mapKey{}, fmt.Errorf("%w: %v: address is not set", ErrInvalidKey, k)
+	}
+	if k.Addr.Zone() != "" {
+		return mapKey{}, fmt.Errorf("%w: %v: address has a zone; use the address without %%zone", ErrInvalidKey, k)
+	}
+	if k.Proto != ProtoTCP && k.Proto != ProtoUDP {
+		return mapKey{}, fmt.Errorf("%w: %v: protocol %d is not supported; want 6 (tcp) or 17 (udp)", ErrInvalidKey, k, uint8(k.Proto))
+	}
+	return mapKey{
+		Addr:  k.Addr.As16(),
+		Port:  [2]byte{byte(k.Port >> 8), byte(k.Port)},
+		Proto: uint8(k.Proto),
+	}, nil
+}
+
+// decode is the inverse of encode. IPv4-mapped addresses come back as IPv4.
+func (m mapKey) decode() Key {
+	return Key{
+		Addr:  netip.AddrFrom16(m.Addr).Unmap(),
+		Port:  uint16(m.Port[0])<<8 | uint16(m.Port[1]),
+		Proto: Proto(m.Proto),
+	}
+}
