@@ -1,0 +1,250 @@
+package packet
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+)
+
+// refSum is the slow reference: RFC 1071's description taken literally.
+// Add big-endian 16-bit words (an odd last byte padded with zero on the
+// right) with end-around carry after every addition, starting from initial
+// folded the same way.
+func refSum(b []byte, initial uint32) uint16 {
+	s := uint64(initial)
+	for s > 0xFFFF {
+		s = s>>16 + s&0xFFFF
+	}
+	for i := 0; i < len(b); i += 2 {
+		w := uint64(b[i]) << 8
+		if i+1 < len(b) {
+			w |= uint64(b[i+1])
+		}
+		s += w
+		if s > 0xFFFF {
+			s = s - 0x10000 + 1
+		}
+	}
+	return uint16(s)
+}
+
+func randBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.IntN(256))
+	}
+	return b
+}
+
+// TestChecksumEveryLength compares Checksum with the reference for every
+// length 0..2000, at every alignment of the start, with random, all-zero and
+// all-0xFF data and random initial sums.
+func TestChecksumEveryLength(t *testing.T) {
+	r := newRand(t)
+	backing := randBytes(r, 2000+8)
+	ones := make([]byte, 2000)
+	for i := range ones {
+		ones[i] = 0xFF
+	}
+	zeros := make([]byte, 2000)
+	for n := 0; n <= 2000; n++ {
+		for align := 0; align < 8; align++ {
+			b := backing[align : align+n]
+			initial := r.Uint32()
+			if got, want := Fold(Checksum(b, initial)), refSum(b, initial); got != want {
+				t.Fatalf("len %d align %d initial %#x: Fold(Checksum) = %#04x, want %#04x", n, align, initial, got, want)
+			}
+		}
+		if got, want := Fold(Checksum(backing[:n], 0)), refSum(backing[:n], 0); got != want {
+			t.Fatalf("len %d: got %#04x want %#04x", n, got, want)
+		}
+		if got := Fold(Checksum(zeros[:n], 0)); got != 0 {
+			t.Fatalf("len %d zeros: got %#04x, want 0", n, got)
+		}
+		if got, want := Fold(Checksum(ones[:n], 0)), refSum(ones[:n], 0); got != want {
+			t.Fatalf("len %d 0xFF: got %#04x, want %#04x", n, got, want)
+		}
+	}
+}
+
+// TestChecksumChaining checks that summing a buffer in two pieces split at an
+// even offset, chaining the partial sum, equals summing it at once.
+func TestChecksumChaining(t *testing.T) {
+	r := newRand(t)
+	for _, n := range []int{0, 1, 2, 7, 8, 33, 64, 65, 1499, 1500, 2000} {
+		b := randBytes(r, n)
+		want := refSum(b, 0)
+		for k := 0; k <= n; k += 2 {
+			if got := Fold(Checksum(b[k:], Checksum(b[:k], 0))); got != want {
+				t.Fatalf("len %d split %d: got %#04x want %#04x", n, k, got, want)
+			}
+		}
+	}
+	// A large input: carries across many 64-bit additions.
+	b := make([]byte, 1<<20)
+	for i := range b {
+		b[i] = 0xFF
+	}
+	b[len(b)-1] = 0xFE
+	if got, want := Fold(Checksum(b, 0xFFFFFFFF)), refSum(b, 0xFFFFFFFF); got != want {
+		t.Fatalf("1 MiB: got %#04x want %#04x", got, want)
+	}
+}
+
+func TestFold(t *testing.T) {
+	tests := []struct {
+		name string
+		in   uint32
+		want uint16
+	}{
+		{"zero", 0, 0},
+		{"no carry", 0x1234, 0x1234},
+		{"ffff", 0xFFFF, 0xFFFF},
+		{"one carry", 0x10000, 1},
+		{"carry into ffff", 0x1FFFE, 0xFFFF},
+		{"double carry", 0xFFFFFFFF, 0xFFFF},
+		{"high only", 0xABCD0000, 0xABCD},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Fold(tc.in); got != tc.want {
+				t.Errorf("Fold(%#x) = %#x, want %#x", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPseudoHeaderSum compares with the pseudo-header laid out in bytes.
+func TestPseudoHeaderSum(t *testing.T) {
+	r := newRand(t)
+	for i := 0; i < 2000; i++ {
+		v6 := i%2 == 1
+		src, dst := randAddr(r, v6).As16(), randAddr(r, v6).As16()
+		proto := uint8(r.IntN(256))
+		var b []byte
+		var l4len uint32
+		if v6 {
+			l4len = r.Uint32()
+			b = append(b, src[:]...)
+			b = append(b, dst[:]...)
+			b = binary.BigEndian.AppendUint32(b, l4len)
+			b = append(b, 0, 0, 0, proto)
+		} else {
+			l4len = uint32(r.IntN(1 << 16))
+			b = append(b, src[12:]...)
+			b = append(b, dst[12:]...)
+			b = append(b, 0, proto)
+			b = binary.BigEndian.AppendUint16(b, uint16(l4len))
+		}
+		family := uint8(4)
+		if v6 {
+			family = 6
+		}
+		if got, want := Fold(PseudoHeaderSum(family, src, dst, proto, l4len)), refSum(b, 0); got != want {
+			t.Fatalf("v6=%v: got %#04x want %#04x", v6, got, want)
+		}
+	}
+}
+
+// TestUpdateChecksum16 changes one word of random buffers and compares the
+// incremental update with a full recomputation. The first word stays
+// non-zero, as in every real header (RFC 1624 section 3: with all-zero data
+// the two results differ between the equivalent 0x0000 and 0xFFFF).
+func TestUpdateChecksum16(t *testing.T) {
+	r := newRand(t)
+	edge := []uint16{0x0000, 0x0001, 0x7FFF, 0x8000, 0xFFFE, 0xFFFF}
+	for i := 0; i < 20000; i++ {
+		n := 2 * (2 + r.IntN(40))
+		b := randBytes(r, n)
+		b[0] |= 0x40
+		if i%4 == 0 { // mostly 0xFF words: sums near the wrap-around
+			for j := 2; j < n; j++ {
+				b[j] = 0xFF
+			}
+		}
+		hc := ^Fold(Checksum(b, 0))
+		w := 2 * (1 + r.IntN(n/2-1))
+		old := binary.BigEndian.Uint16(b[w:])
+		nw := uint16(r.IntN(1 << 16))
+		if i%3 == 0 {
+			nw = edge[r.IntN(len(edge))]
+		}
+		binary.BigEndian.PutUint16(b[w:], nw)
+		if got, want := UpdateChecksum16(hc, old, nw), ^Fold(Checksum(b, 0)); got != want {
+			t.Fatalf("len %d word %d %#04x->%#04x hc %#04x: got %#04x want %#04x", n, w, old, nw, hc, got, want)
+		}
+	}
+}
+
+// TestUpdateChecksumAddr replaces 4- and 16-byte fields at even offsets.
+func TestUpdateChecksumAddr(t *testing.T) {
+	r := newRand(t)
+	for i := 0; i < 20000; i++ {
+		fl := 4
+		if i%2 == 1 {
+			fl = 16
+		}
+		n := fl + 2 + 2*r.IntN(30)
+		b := randBytes(r, n)
+		b[0] |= 0x40
+		off := 2 + 2*r.IntN((n-fl-2)/2+1)
+		hc := ^Fold(Checksum(b, 0))
+		old := append([]byte(nil), b[off:off+fl]...)
+		nw := randBytes(r, fl)
+		if i%5 == 0 {
+			clear(nw)
+		}
+		copy(b[off:], nw)
+		if got, want := UpdateChecksumAddr(hc, old, nw), ^Fold(Checksum(b, 0)); got != want {
+			t.Fatalf("field %d at %d: got %#04x want %#04x", fl, off, got, want)
+		}
+	}
+}
+
+// TestUpdateChecksumAddrOddLength covers an odd-length field at the end of
+// the data, where Checksum pads with a zero byte.
+func TestUpdateChecksumAddrOddLength(t *testing.T) {
+	r := newRand(t)
+	for i := 0; i < 2000; i++ {
+		n := 2 + 2*r.IntN(10)
+		fl := 1 + 2*r.IntN(3)
+		b := randBytes(r, n+fl)
+		b[0] |= 0x40
+		hc := ^Fold(Checksum(b, 0))
+		old := append([]byte(nil), b[n:]...)
+		nw := randBytes(r, fl)
+		copy(b[n:], nw)
+		if got, want := UpdateChecksumAddr(hc, old, nw), ^Fold(Checksum(b, 0)); got != want {
+			t.Fatalf("odd field %d: got %#04x want %#04x", fl, got, want)
+		}
+	}
+}
+
+func TestIPv4HeaderChecksum(t *testing.T) {
+	for _, opts := range []bool{false, true} {
+		s := defaultSpec(false, ProtoTCP)
+		s.ipOpts = opts
+		frame := build(t, s)
+		h := IPv4(frame[EthernetHeaderLen:])
+		if !IPv4HeaderChecksumValid(h) {
+			t.Fatalf("options=%v: gopacket header does not verify", opts)
+		}
+		want := h.Checksum()
+		h.SetChecksum(want ^ 0x0100)
+		if IPv4HeaderChecksumValid(h) {
+			t.Fatalf("options=%v: corrupted checksum verifies", opts)
+		}
+		h.ComputeChecksum()
+		if got := h.Checksum(); got != want {
+			t.Fatalf("options=%v: ComputeChecksum = %#04x, want %#04x", opts, got, want)
+		}
+	}
+	ihl6 := make(IPv4, 20) // IHL says 24 bytes
+	ihl6[0] = 0x46
+	for _, short := range []IPv4{nil, make(IPv4, 19), ihl6} {
+		short.ComputeChecksum() // must not panic
+		if IPv4HeaderChecksumValid(short) {
+			t.Errorf("short header %x verifies", []byte(short))
+		}
+	}
+}

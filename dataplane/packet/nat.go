@@ -1,0 +1,132 @@
+package packet
+
+import "encoding/binary"
+
+// RewriteDst sets the destination address and port of the TCP or UDP packet
+// that Parse described in info, updates the IPv4 header checksum and the
+// transport checksum incrementally, and stores addr and port in info.Dst and
+// info.DstPort. addr is in the packet's family (IPv4-mapped for IPv4).
+//
+// A UDP-over-IPv4 checksum of zero stays zero; a UDP checksum that comes out
+// as zero is written as 0xFFFF. If info does not describe a TCP or UDP packet
+// that fits the frame, nothing changes.
+func RewriteDst(frame []byte, info *Info, addr [16]byte, port uint16) {
+	if rewrite(frame, info, addr, port, ipv4Dst, ipv6Dst, tcpDstPort) {
+		info.Dst = addr
+		info.DstPort = port
+	}
+}
+
+// RewriteSrc is RewriteDst for the source address and port; it stores addr
+// and port in info.Src and info.SrcPort.
+func RewriteSrc(frame []byte, info *Info, addr [16]byte, port uint16) {
+	if rewrite(frame, info, addr, port, ipv4Src, ipv6Src, tcpSrcPort) {
+		info.Src = addr
+		info.SrcPort = port
+	}
+}
+
+// rewrite replaces one address (at v4Off or v6Off in the IP header) and one
+// port (at portOff in the transport header; TCP and UDP agree on the port
+// offsets) and patches the checksums. It reports whether it changed the frame.
+func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off, portOff int) bool {
+	l3, l4 := int(info.L3Off), int(info.L4Off)
+	var csumOff int
+	switch info.Proto {
+	case ProtoTCP:
+		csumOff = tcpChecksum
+		if l4+TCPMinHeaderLen > len(frame) {
+			return false
+		}
+	case ProtoUDP:
+		csumOff = udpChecksum
+		if l4+UDPHeaderLen > len(frame) {
+			return false
+		}
+	default:
+		return false
+	}
+
+	var delta uint32 // one's complement sum of ~old + new over the changed words
+	switch info.Family {
+	case 4:
+		if l3+IPv4MinHeaderLen > l4 {
+			return false
+		}
+		ip := frame[l3 : l3+IPv4MinHeaderLen]
+		field := ip[v4Off : v4Off+4]
+		// Complementing the 32-bit word complements both of its 16-bit words.
+		d := uint64(^binary.BigEndian.Uint32(field)) + uint64(binary.BigEndian.Uint32(addr[12:16]))
+		delta = uint32(Fold(uint32(d>>32 + d&0xFFFFFFFF)))
+		copy(field, addr[12:16])
+		hc := binary.BigEndian.Uint16(ip[ipv4Checksum:])
+		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+delta))
+	case 6:
+		if l3+IPv6HeaderLen > l4 {
+			return false
+		}
+		field := frame[l3+v6Off : l3+v6Off+16]
+		delta = fieldDelta(field, addr[:])
+		copy(field, addr[:])
+	default:
+		return false
+	}
+
+	tp := frame[l4+portOff : l4+portOff+2]
+	oldPort := binary.BigEndian.Uint16(tp)
+	binary.BigEndian.PutUint16(tp, port)
+	delta += uint32(^oldPort) + uint32(port)
+
+	cs := frame[l4+csumOff : l4+csumOff+2]
+	c := binary.BigEndian.Uint16(cs)
+	if info.Proto == ProtoUDP {
+		if c == 0 && info.Family == 4 {
+			return true // no checksum: keep none
+		}
+		c = ^Fold(uint32(^c) + delta)
+		if c == 0 {
+			c = 0xFFFF
+		}
+	} else {
+		c = ^Fold(uint32(^c) + delta)
+	}
+	binary.BigEndian.PutUint16(cs, c)
+	return true
+}
+
+// DecrementTTL decrements the IPv4 TTL (updating the header checksum
+// incrementally) or the IPv6 hop limit of the packet that Parse described in
+// info. It returns false and changes nothing if the value was 1 or 0 (the
+// packet must not be forwarded; an ICMP time-exceeded is due) or if info does
+// not fit the frame.
+func DecrementTTL(frame []byte, info *Info) bool {
+	l3 := int(info.L3Off)
+	switch info.Family {
+	case 4:
+		if l3+IPv4MinHeaderLen > len(frame) {
+			return false
+		}
+		ip := frame[l3 : l3+IPv4MinHeaderLen]
+		ttl := ip[ipv4TTL]
+		if ttl <= 1 {
+			return false
+		}
+		ip[ipv4TTL] = ttl - 1
+		// TTL is the high byte of the 16-bit word it shares with Protocol.
+		old := uint16(ttl)<<8 | uint16(ip[ipv4Proto])
+		hc := binary.BigEndian.Uint16(ip[ipv4Checksum:])
+		binary.BigEndian.PutUint16(ip[ipv4Checksum:], UpdateChecksum16(hc, old, old-0x0100))
+		return true
+	case 6:
+		if l3+IPv6HeaderLen > len(frame) {
+			return false
+		}
+		hl := frame[l3+ipv6HopLimit]
+		if hl <= 1 {
+			return false
+		}
+		frame[l3+ipv6HopLimit] = hl - 1
+		return true
+	}
+	return false
+}
