@@ -1,0 +1,226 @@
+package api
+
+import "net/netip"
+
+// Version is the protocol version carried in every Request and Response. A daemon refuses a
+// request whose Version it does not speak, with an error that names both versions.
+const Version = 1
+
+// DefaultSocket is the daemon's control socket when neither --socket nor XLVS_SOCKET is set.
+const DefaultSocket = "/run/xlvs/xlvsd.sock"
+
+// EnvSocket names the environment variable that overrides DefaultSocket for both the
+// daemon and the CLI.
+const EnvSocket = "XLVS_SOCKET"
+
+// Protocols of a virtual service, as ipvsadm names them in -S output (-t, -u, -f).
+const (
+	ProtoTCP    = "tcp"
+	ProtoUDP    = "udp"
+	ProtoFWMark = "fwmark"
+)
+
+// Forwarding methods of a destination (ipvsadm -g, -m, -i; FULLNAT is xlvs/DPVS's).
+const (
+	MethodRoute   = "route"   // -g, direct routing (ipvsadm's default)
+	MethodMasq    = "masq"    // -m, NAT
+	MethodTunnel  = "tunnel"  // -i, IPIP
+	MethodLocal   = "local"   // destination is the director itself
+	MethodFullNAT = "fullnat" // --fullnat
+)
+
+// Tunnel types of a MethodTunnel destination (Dest.TunType; ipvsadm --tun-type). Empty
+// means TunIPIP.
+const (
+	TunIPIP = "ipip"
+	TunGUE  = "gue"
+	TunGRE  = "gre"
+)
+
+// Tunnel checksum modes (Dest.TunFlags; ipvsadm --tun-nocsum, --tun-csum, --tun-remcsum).
+// Empty means TunNoCsum. ipip has none; gre allows nocsum and csum; gue all three.
+const (
+	TunNoCsum  = "nocsum"
+	TunCsum    = "csum"
+	TunRemCsum = "remcsum"
+)
+
+// ServiceKey identifies a virtual service: protocol and VIP:port, or a firewall mark.
+type ServiceKey struct {
+	Protocol string     `json:"protocol"`
+	Addr     netip.Addr `json:"addr,omitzero"`
+	Port     uint16     `json:"port,omitempty"`
+	FWMark   uint32     `json:"fwmark,omitempty"`
+	// Family is 4 or 6; it matters only for fwmark services (-f with -6).
+	Family int `json:"family,omitempty"`
+}
+
+// Service is a virtual service with its destinations in the daemon's list order (the
+// kernel's: the newest destination first). Listings sort unless told not to.
+type Service struct {
+	ServiceKey
+	Scheduler  string   `json:"scheduler"`
+	SchedFlags []string `json:"sched_flags,omitempty"` // sh-fallback, sh-port, mh-fallback, mh-port
+	Persistent bool     `json:"persistent,omitempty"`
+	Timeout    uint32   `json:"timeout,omitempty"` // persistence timeout in seconds
+	// Netmask is the persistence granularity: an IPv4 netmask ("255.255.255.0") or, for
+	// IPv6, a prefix length ("64"). Empty means /32 or /128.
+	Netmask   string `json:"netmask,omitempty"`
+	OnePacket bool   `json:"ops,omitempty"`
+	PE        string `json:"pe,omitempty"`
+	Dests     []Dest `json:"dests,omitempty"`
+	Stats     Stats  `json:"stats,omitzero"`
+}
+
+// Dest is a real server of a service.
+type Dest struct {
+	Addr       netip.Addr `json:"addr"`
+	Port       uint16     `json:"port"`
+	Method     string     `json:"method"`
+	Weight     int32      `json:"weight"`
+	UThreshold uint32     `json:"u_threshold,omitempty"`
+	LThreshold uint32     `json:"l_threshold,omitempty"`
+	TunType    string     `json:"tun_type,omitempty"` // ipip (default), gue, gre
+	TunPort    uint16     `json:"tun_port,omitempty"`
+	TunFlags   string     `json:"tun_flags,omitempty"`
+
+	// Read-only, filled by the daemon in listings.
+	ActiveConns  uint32 `json:"active_conns,omitempty"`
+	InactConns   uint32 `json:"inact_conns,omitempty"`
+	PersistConns uint32 `json:"persist_conns,omitempty"`
+	Stats        Stats  `json:"stats,omitzero"`
+}
+
+// Stats are IPVS's counters and rate estimates for a service or a destination.
+// Rates are per second (bytes for BPS), estimated as the kernel's ip_vs_est.c does.
+type Stats struct {
+	Conns    uint64 `json:"conns"`
+	InPkts   uint64 `json:"inpkts"`
+	OutPkts  uint64 `json:"outpkts"`
+	InBytes  uint64 `json:"inbytes"`
+	OutBytes uint64 `json:"outbytes"`
+	CPS      uint64 `json:"cps"`
+	InPPS    uint64 `json:"inpps"`
+	OutPPS   uint64 `json:"outpps"`
+	InBPS    uint64 `json:"inbps"`
+	OutBPS   uint64 `json:"outbps"`
+}
+
+// Timeouts are the --set / --timeout values in seconds; 0 in a set request keeps a value.
+type Timeouts struct {
+	TCP    uint32 `json:"tcp"`
+	TCPFin uint32 `json:"tcpfin"`
+	UDP    uint32 `json:"udp"`
+}
+
+// Conn is one entry of the connection table as -L -c shows it.
+type Conn struct {
+	Protocol string `json:"protocol"` // "TCP", "UDP"
+	State    string `json:"state"`    // ESTABLISHED, SYN_RECV, ... ; UDP for UDP
+	// ExpiresMs is the time left before the entry expires, in milliseconds.
+	ExpiresMs int64          `json:"expires_ms"`
+	Client    netip.AddrPort `json:"client"`
+	Virtual   netip.AddrPort `json:"virtual"`
+	Dest      netip.AddrPort `json:"dest"`
+	// Template marks a persistence template (-L -c shows them with protocol "TCP"/"UDP" and
+	// state NONE, as IPVS does); FWMark is set for fwmark templates.
+	Template bool   `json:"template,omitempty"`
+	FWMark   uint32 `json:"fwmark,omitempty"`
+}
+
+// SyncDaemon describes a running connection-sync daemon (--start-daemon / --daemon).
+type SyncDaemon struct {
+	State     string `json:"state"` // master or backup
+	Interface string `json:"mcast_interface"`
+	SyncID    uint8  `json:"syncid"`
+	MaxLen    int    `json:"sync_maxlen,omitempty"`
+	Group     string `json:"mcast_group,omitempty"`
+	Port      uint16 `json:"mcast_port,omitempty"`
+	TTL       uint8  `json:"mcast_ttl,omitempty"`
+}
+
+// Info describes the daemon.
+type Info struct {
+	Version   string `json:"version"`    // xlvs version
+	IPVSLike  string `json:"ipvs_like"`  // "1.2.1": the IPVS version string the listing header shows
+	ConnTable int    `json:"conn_table"` // the "size=" of the listing header
+	Conns     int    `json:"conns"`      // entries in the connection table now
+}
+
+// QueueStats are one AF_XDP socket's counters (ethtool -S style), for --dataplane-stats.
+type QueueStats struct {
+	Interface string            `json:"interface"`
+	Queue     int               `json:"queue"`
+	Counters  map[string]uint64 `json:"counters"`
+}
+
+// Operations a Request carries in Op.
+const (
+	OpInfo           = "info"
+	OpAddService     = "add-service"
+	OpEditService    = "edit-service"
+	OpDelService     = "del-service"
+	OpClear          = "clear"
+	OpAddDest        = "add-dest"
+	OpEditDest       = "edit-dest"
+	OpDelDest        = "del-dest"
+	OpList           = "list"            // Service (optional) narrows to one service
+	OpZero           = "zero"            // Service (optional) narrows to one service
+	OpSetTimeouts    = "set-timeouts"    // Timeouts; 0 keeps a value
+	OpGetTimeouts    = "get-timeouts"    //
+	OpListConns      = "list-conns"      //
+	OpRestore        = "restore"         // Batch, applied atomically: all or nothing
+	OpStartDaemon    = "start-daemon"    // Daemon
+	OpStopDaemon     = "stop-daemon"     // Daemon.State
+	OpGetDaemon      = "get-daemon"      //
+	OpDataplaneStats = "dataplane-stats" //
+)
+
+// Request is one call to the daemon. Exactly the fields its Op needs are set.
+type Request struct {
+	Version  int         `json:"version"`
+	Op       string      `json:"op"`
+	Service  *Service    `json:"service,omitempty"` // key (+ attributes for add/edit)
+	Dest     *Dest       `json:"dest,omitempty"`
+	Timeouts *Timeouts   `json:"timeouts,omitempty"`
+	Daemon   *SyncDaemon `json:"daemon,omitempty"`
+	// Batch holds the requests of a restore (-R), in input order; Line gives each one's
+	// input line number so an error can name it.
+	Batch []Request `json:"batch,omitempty"`
+	Line  int       `json:"line,omitempty"`
+}
+
+// Error codes in Response.Error.Code. The CLI maps them to ipvsadm's messages and exit
+// status; Message always says what was wrong.
+const (
+	ErrCodeInvalid        = "invalid"         // bad argument (address, port, weight, scheduler, ...)
+	ErrCodeNoService      = "no-service"      // service not defined
+	ErrCodeServiceExists  = "service-exists"  // service already exists
+	ErrCodeNoDest         = "no-dest"         // no such destination
+	ErrCodeDestExists     = "dest-exists"     // destination already exists
+	ErrCodeNotImplemented = "not-implemented" // valid request this daemon cannot do yet
+	ErrCodeVersion        = "version"         // protocol version mismatch
+	ErrCodeInternal       = "internal"
+)
+
+// Error is a failed request's reason.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Line    int    `json:"line,omitempty"` // for restore: the offending input line
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Response answers one Request.
+type Response struct {
+	Version   int          `json:"version"`
+	Error     *Error       `json:"error,omitempty"`
+	Info      *Info        `json:"info,omitempty"`
+	Services  []Service    `json:"services,omitempty"`
+	Timeouts  *Timeouts    `json:"timeouts,omitempty"`
+	Conns     []Conn       `json:"conns,omitempty"`
+	Daemons   []SyncDaemon `json:"daemons,omitempty"`
+	Dataplane []QueueStats `json:"dataplane,omitempty"`
+	XDPStats  []QueueStats `json:"xdp,omitempty"` // per interface, Queue -1
+}

@@ -1,0 +1,53 @@
+package ipvsadm
+
+import (
+	"fmt"
+	"strings"
+
+	"xlvs/control/api"
+)
+
+// ErrorMessage is the message xlvsadm prints when the daemon refuses req: ipvsadm's text
+// for the operation and error code ("Service not defined", "No such destination", ...),
+// followed by the daemon's own explanation when that adds anything. For a restore the
+// message starts with the offending input line.
+func ErrorMessage(req *api.Request, e *api.Error) string {
+	op := req.Op
+	prefix := ""
+	if op == api.OpRestore && e.Line > 0 {
+		prefix = fmt.Sprintf("line %d: ", e.Line)
+		for i := range req.Batch {
+			if req.Batch[i].Line == e.Line {
+				op = req.Batch[i].Op
+				break
+			}
+		}
+	}
+	base := ipvsText(op, e.Code)
+	switch {
+	case base == "":
+		base = e.Message
+	case e.Message != "" && !strings.EqualFold(e.Message, base):
+		base += ": " + e.Message
+	}
+	return prefix + base
+}
+
+// ipvsText is libipvs's message for an operation that failed with code, or "".
+func ipvsText(op, code string) string {
+	switch code {
+	case api.ErrCodeServiceExists:
+		return "Service already exists"
+	case api.ErrCodeDestExists:
+		return "Destination already exists"
+	case api.ErrCodeNoDest:
+		return "No such destination"
+	case api.ErrCodeNoService:
+		switch op {
+		case api.OpAddDest, api.OpEditDest, api.OpDelDest:
+			return "Service not defined"
+		}
+		return "No such service"
+	}
+	return ""
+}
