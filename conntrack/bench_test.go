@@ -1,0 +1,244 @@
+package conntrack
+
+import (
+	"flag"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+)
+
+var bench10M = flag.Bool("conntrack.10m", false, "also run the 10M-entry benchmarks (about 1.1 GB, a minute to fill)")
+
+// benchEntry is NAT connection i: client 198.18/15 address i>>8, port
+// 1024+i&255 → VIP:80, reply from the real server.
+func benchEntry(i int) Entry {
+	a := 18<<16 | (i>>8)&(1<<17-1)
+	c := v4(198, byte(a>>16), byte(a>>8), byte(a))
+	p := uint16(1024 + i&255)
+	return Entry{
+		Orig:   Key{Src: c, Dst: vip, SrcPort: p, DstPort: 80, Proto: ProtoTCP},
+		Reply:  Key{Src: rs1, Dst: c, SrcPort: 8080, DstPort: p, Proto: ProtoTCP},
+		Dest:   uint32(i % 64),
+		Method: MethodNAT,
+	}
+}
+
+// filled returns a table holding n NAT entries (every other one
+// ESTABLISHED) and the bytes New reserved per entry of capacity. The
+// capacity is n + n/8 + 1024: per-shard capacities make a table refuse or
+// evict somewhat before its total reaches MaxEntries.
+func filled(b *testing.B, n int) (*Table, float64) {
+	b.Helper()
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	capacity := n + n/8 + 1024
+	tb := mustNew(b, Config{MaxEntries: capacity})
+	runtime.ReadMemStats(&m1)
+	perEntry := float64(m1.TotalAlloc-m0.TotalAlloc) / float64(capacity)
+	for i := range n {
+		e := benchEntry(i)
+		if err := tb.Insert(&e, TCPSyn, 0); err != nil {
+			b.Fatalf("fill %d: %v", i, err)
+		}
+		if i%2 == 0 {
+			tb.Lookup(DirOrig, &e.Orig, TCPAck, 0, nil)
+		}
+	}
+	if tb.Len() != n {
+		b.Fatalf("filled %d of %d", tb.Len(), n)
+	}
+	return tb, perEntry
+}
+
+// probeKeys returns up to 1M original keys of the first n entries in random
+// order.
+func probeKeys(n int) []Key {
+	m := min(n, 1<<20)
+	keys := make([]Key, m)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range keys {
+		keys[i] = benchEntry(rng.IntN(n)).Orig
+	}
+	return keys
+}
+
+func benchSizes() []int {
+	s := []int{1 << 10, 1 << 20}
+	if *bench10M {
+		s = append(s, 10_000_000)
+	}
+	return s
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1e6 && n%1e6 == 0:
+		return strconv.Itoa(n/1e6) + "M"
+	case n >= 1<<20:
+		return strconv.Itoa(n>>20) + "Mi"
+	}
+	return strconv.Itoa(n>>10) + "Ki"
+}
+
+// BenchmarkLookupHit: a hit in a full table, keys in random order (so the
+// large tables miss the CPU caches as real traffic does).
+func BenchmarkLookupHit(b *testing.B) {
+	for _, n := range benchSizes() {
+		b.Run(sizeName(n), func(b *testing.B) {
+			tb, perEntry := filled(b, n)
+			keys := probeKeys(n)
+			mask := len(keys) - 1
+			if len(keys)&mask != 0 {
+				b.Fatal("probe key count must be a power of two")
+			}
+			var out Entry
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if tb.Lookup(DirOrig, &keys[i&mask], TCPAck|TCPPsh, sec, &out) != Found {
+					b.Fatal("miss")
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(perEntry, "B/entry")
+		})
+	}
+}
+
+// BenchmarkLookupMiss: a miss in a full 1Mi table (a new flow's first packet).
+func BenchmarkLookupMiss(b *testing.B) {
+	tb, _ := filled(b, 1<<20)
+	keys := probeKeys(1 << 20)
+	for i := range keys {
+		keys[i].DstPort = 81
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if tb.Lookup(DirOrig, &keys[i&(1<<20-1)], TCPSyn, sec, nil) != NotFound {
+			b.Fatal("hit")
+		}
+	}
+}
+
+// BenchmarkLookupParallel: hits on a full table from GOMAXPROCS (2)
+// goroutines at once, each from its own random key sequence. At 1Ki the
+// table is cache-resident and the figure shows lock and cache-line costs.
+func BenchmarkLookupParallel(b *testing.B) {
+	for _, n := range []int{1 << 10, 1 << 20} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			tb, _ := filled(b, n)
+			keys := probeKeys(n)
+			mask := len(keys) - 1
+			var worker atomic.Int32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(worker.Add(1)) * 7919
+				var out Entry
+				for pb.Next() {
+					if tb.Lookup(DirOrig, &keys[i&mask], TCPAck, sec, &out) != Found {
+						b.Error("miss")
+						return
+					}
+					i++
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkLookupParallelOwnShards: as BenchmarkLookupParallel at 1Ki, but
+// each goroutine looks up only keys of its own half of the shards, as
+// workers would if packets were steered to workers by shard.
+func BenchmarkLookupParallelOwnShards(b *testing.B) {
+	tb, _ := filled(b, 1<<10)
+	var part [2][]Key
+	for i := range 1 << 10 {
+		k := benchEntry(i).Orig
+		s := tb.ShardOf(k.Src, k.SrcPort) & 1
+		part[s] = append(part[s], k)
+	}
+	var worker atomic.Int32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		keys := part[worker.Add(1)&1]
+		var out Entry
+		for i := 0; pb.Next(); i += 7 {
+			if tb.Lookup(DirOrig, &keys[i%len(keys)], TCPAck, sec, &out) != Found {
+				b.Error("miss")
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkInsert: inserts into a 1Mi table while it fills from empty to
+// half full (the table is emptied, untimed, every 512Ki inserts).
+func BenchmarkInsert(b *testing.B) {
+	const n = 1 << 20
+	tb := mustNew(b, Config{MaxEntries: n})
+	es := make([]Entry, n/2)
+	for i := range es {
+		es[i] = benchEntry(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		j := i % len(es)
+		if j == 0 && i > 0 {
+			b.StopTimer()
+			tb.Reap(1000*sec*int64(i/len(es)), n)
+			b.StartTimer()
+		}
+		e := es[j]
+		if err := tb.Insert(&e, TCPSyn, 1000*sec*int64(i/len(es))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInsertEvict: every insert into a full 1Mi table of half-open
+// connections evicts the oldest (the SYN-flood path).
+func BenchmarkInsertEvict(b *testing.B) {
+	const n = 1 << 20
+	tb := mustNew(b, Config{MaxEntries: n})
+	for i := range n {
+		e := benchEntry(i)
+		if err := tb.Insert(&e, TCPSyn, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		e := benchEntry(n + i)
+		if err := tb.Insert(&e, TCPSyn, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReap: cost per expired entry of a 1Mi table.
+func BenchmarkReap(b *testing.B) {
+	const n = 1 << 20
+	tb := mustNew(b, Config{MaxEntries: n})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		now := int64(done) * 1000 * sec
+		for i := range min(n, b.N-done) {
+			e := benchEntry(i)
+			if err := tb.Insert(&e, TCPSyn, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		done += tb.Reap(now+100*sec, n)
+	}
+}

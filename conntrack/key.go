@@ -1,0 +1,145 @@
+package conntrack
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"strconv"
+)
+
+// Protocol numbers the table knows (IANA).
+const (
+	ProtoTCP uint8 = 6
+	ProtoUDP uint8 = 17
+)
+
+// TCP header flag bits, as in byte 13 of the TCP header. Lookup, Insert and
+// MayCreate take the packet's flags in this form.
+const (
+	TCPFin uint8 = 0x01
+	TCPSyn uint8 = 0x02
+	TCPRst uint8 = 0x04
+	TCPPsh uint8 = 0x08
+	TCPAck uint8 = 0x10
+)
+
+// Key identifies one direction of a connection.
+//
+// Addresses are 16 bytes; IPv4 addresses are stored IPv4-mapped
+// (::ffff:a.b.c.d). Ports are in host byte order. The padding is never read:
+// two keys with equal named fields are the same key.
+type Key struct {
+	Src, Dst         [16]byte
+	SrcPort, DstPort uint16
+	Proto            uint8
+	_                [3]byte
+}
+
+// Dir is the direction a packet travels relative to its connection.
+type Dir uint8
+
+const (
+	// DirOrig is client → virtual service, the key the connection was
+	// created from (Entry.Orig).
+	DirOrig Dir = iota
+	// DirReply is real server → client (NAT) or real server → local address
+	// (FULLNAT): the key of Entry.Reply.
+	DirReply
+)
+
+func (d Dir) String() string {
+	switch d {
+	case DirOrig:
+		return "orig"
+	case DirReply:
+		return "reply"
+	}
+	return "Dir(" + strconv.Itoa(int(d)) + ")"
+}
+
+// Method is the forwarding method of a connection. NAT and FULLNAT
+// connections see both directions; DR and TUN connections see only the
+// client's (IPVS's IP_VS_CONN_F_NOOUTPUT) and use the input-only TCP table.
+type Method uint8
+
+const (
+	MethodNAT Method = iota
+	MethodDR
+	MethodTUN
+	MethodFullNAT
+	numMethods
+)
+
+// String gives ipvsadm's "Forward" column names; FULLNAT is not in
+// ipvsadm and is shown as "FullNat".
+func (m Method) String() string {
+	switch m {
+	case MethodNAT:
+		return "Masq"
+	case MethodDR:
+		return "Route"
+	case MethodTUN:
+		return "Tunnel"
+	case MethodFullNAT:
+		return "FullNat"
+	}
+	return "Method(" + strconv.Itoa(int(m)) + ")"
+}
+
+// twoWay reports whether connections of m have a reply path through the
+// director (and so a Reply key and the two-direction TCP table).
+func (m Method) twoWay() bool { return m == MethodNAT || m == MethodFullNAT }
+
+// MayCreate reports whether a packet of protocol proto with TCP flags
+// tcpFlags may create a connection, as IPVS decides in tcp_conn_schedule:
+// TCP needs SYN (or any flags when sloppy) and never RST; UDP always may.
+// Other protocols are not tracked by this table and never may.
+func MayCreate(proto, tcpFlags uint8, sloppy bool) bool {
+	switch proto {
+	case ProtoTCP:
+		return (tcpFlags&TCPSyn != 0 || sloppy) && tcpFlags&TCPRst == 0
+	case ProtoUDP:
+		return true
+	}
+	return false
+}
+
+// Hashing. Keys are hashed with a few rounds of 64×64→128-bit multiplication
+// folded with xor (the "mum" step of wyhash-style hashes), keyed by random
+// words chosen in New, so that a remote sender cannot predict which index
+// slots or shards its packets land in.
+
+// seedWords is how many random words New draws.
+const seedWords = 10
+
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+
+// fmix is a bijective xorshift-multiply finalizer (splitmix64's). A mum
+// step is close to linear in inputs that differ only in a few low bits
+// (sequential ports of one client): without a finalizer, shard and slot
+// choices form a lattice that some seeds make badly uneven.
+func fmix(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// hashParts hashes one direction's key given as its parts. Index slots use
+// the low 32 bits for the home position and the top bits as a tag.
+func hashParts(s *[seedWords]uint64, src, dst *[16]byte, sport, dport uint16, proto uint8) uint64 {
+	a := mum(le64(src[0:8])^s[0], le64(src[8:16])^s[1])
+	b := mum(le64(dst[0:8])^s[2], le64(dst[8:16])^s[3])
+	p := uint64(sport) | uint64(dport)<<16 | uint64(proto)<<32
+	return fmix(mum(a^p^s[4], b^s[5]))
+}
+
+// hashEndpoint hashes an (address, port) pair for shard selection, with
+// seed words of its own so it is independent of the key hash.
+func hashEndpoint(s *[seedWords]uint64, addr *[16]byte, port uint16) uint64 {
+	a := mum(le64(addr[0:8])^s[6], le64(addr[8:16])^s[7])
+	return fmix(mum(a^uint64(port)^s[8], s[9]))
+}

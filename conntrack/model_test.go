@@ -1,0 +1,432 @@
+package conntrack
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// model is a slow reference of the table written from IPVS's description:
+// maps keyed by Key, a linear scan for the eviction victim, no shards, no
+// index. With Shards: 1 its capacity and eviction order are the table's
+// exactly; with more shards the test keeps the table large enough never to
+// fill a shard.
+type model struct {
+	t        testing.TB
+	spec     kernelSpec
+	cap      int
+	sloppy   bool
+	reuse    int
+	timeouts Timeouts
+	byOrig   map[Key]*refConn
+	byReply  map[Key]*refConn
+	seq      int // eviction order: when an entry last entered a non-ESTABLISHED state
+	stats    TableStats
+}
+
+type refConn struct {
+	e       Entry
+	expires int64 // ms
+	seq     int
+}
+
+func newModel(t testing.TB, cfg Config) *model {
+	m := &model{
+		t:        t,
+		spec:     parseKernel(t, kernelTCPStates),
+		cap:      cfg.MaxEntries,
+		sloppy:   cfg.SloppyTCP,
+		reuse:    cfg.ConnReuseMode,
+		timeouts: DefaultTimeouts(),
+		byOrig:   make(map[Key]*refConn),
+		byReply:  make(map[Key]*refConn),
+	}
+	if m.reuse == ConnReuseDefault {
+		m.reuse = 1
+	}
+	return m
+}
+
+func (m *model) dead(c *refConn, now int64) bool { return now/1e6 >= c.expires }
+
+func (m *model) remove(c *refConn) {
+	delete(m.byOrig, c.e.Orig)
+	if c.e.Method.twoWay() {
+		delete(m.byReply, c.e.Reply)
+	}
+}
+
+func (m *model) setState(c *refConn, s State, now int64) {
+	if c.e.State == StateEstablished && s != StateEstablished || c.e.State != StateEstablished && s != StateEstablished && c.seq == 0 {
+		m.seq++
+		c.seq = m.seq
+	}
+	c.e.State = s
+	c.expires = now/1e6 + int64(m.timeouts.Of(s))*1000
+}
+
+func (m *model) insert(e Entry, flags uint8, now int64) error {
+	if !MayCreate(e.Orig.Proto, flags, m.sloppy) {
+		return ErrNotOpener
+	}
+	if c := m.byOrig[e.Orig]; c != nil {
+		if !m.dead(c, now) {
+			m.stats.Exists++
+			return ErrExists
+		}
+		m.remove(c)
+		m.stats.Expired++
+	}
+	if e.Method.twoWay() {
+		if c := m.byReply[e.Reply]; c != nil {
+			if !m.dead(c, now) {
+				m.stats.Exists++
+				return ErrExists
+			}
+			m.remove(c)
+			m.stats.Expired++
+		}
+	}
+	if len(m.byOrig) == m.cap {
+		var victim *refConn
+		for _, c := range m.byOrig {
+			if c.e.State != StateEstablished && (victim == nil || c.seq < victim.seq) {
+				victim = c
+			}
+		}
+		if victim == nil {
+			m.stats.Full++
+			return ErrFull
+		}
+		if m.dead(victim, now) {
+			m.stats.Expired++
+		} else {
+			m.stats.Evicted++
+		}
+		m.remove(victim)
+	}
+	c := &refConn{e: e}
+	s := StateUDP
+	if e.Orig.Proto == ProtoTCP {
+		s = m.spec.next(m.t, e.Method, DirOrig, flags, StateNone)
+	}
+	c.e.State = StateNone
+	m.setState(c, s, now)
+	if s == StateEstablished {
+		c.seq = 0
+	}
+	m.byOrig[e.Orig] = c
+	if e.Method.twoWay() {
+		m.byReply[e.Reply] = c
+	}
+	m.stats.Inserts++
+	return nil
+}
+
+func (m *model) lookup(dir Dir, k Key, flags uint8, now int64) (Status, Entry) {
+	c := m.byOrig[k]
+	if dir == DirReply {
+		c = m.byReply[k]
+	}
+	if c != nil && m.dead(c, now) {
+		m.remove(c)
+		m.stats.Expired++
+		c = nil
+	}
+	if c == nil {
+		if dir == DirOrig && !MayCreate(k.Proto, flags, m.sloppy) {
+			return Invalid, Entry{}
+		}
+		return NotFound, Entry{}
+	}
+	if dir == DirOrig && k.Proto == ProtoTCP && flags&TCPSyn != 0 && m.reuse > 0 {
+		s := c.e.State
+		if s == StateTimeWait || s == StateClose || m.reuse&2 != 0 && s == StateFinWait && !c.e.Method.twoWay() {
+			m.remove(c)
+			m.stats.Reused++
+			return Reused, c.e
+		}
+	}
+	next := StateUDP
+	if k.Proto == ProtoTCP {
+		next = m.spec.next(m.t, c.e.Method, dir, flags, c.e.State)
+	}
+	if next == StateEstablished {
+		c.seq = 0
+	}
+	m.setState(c, next, now)
+	return Found, c.e
+}
+
+func (m *model) reapAll(now int64) int {
+	n := 0
+	for _, c := range m.byOrig {
+		if m.dead(c, now) {
+			m.remove(c)
+			n++
+		}
+	}
+	m.stats.Expired += uint64(n)
+	return n
+}
+
+func (m *model) removeDest(d uint32, now int64) int {
+	n := 0
+	for _, c := range m.byOrig {
+		switch {
+		case c.e.Dest == d:
+			m.remove(c)
+			n++
+		case m.dead(c, now):
+			m.remove(c)
+			m.stats.Expired++
+		}
+	}
+	m.stats.Removed += uint64(n)
+	return n
+}
+
+func (m *model) setTimeouts(to Timeouts) {
+	for s := State(0); s < numStates; s++ {
+		if v := to.Of(s); v > 0 {
+			*m.timeouts.field(s) = min(v, MaxTimeout)
+		}
+	}
+}
+
+// compare checks the table's observable state against the model.
+func (m *model) compare(tb *Table, now int64, dests uint32, walk bool) {
+	t := m.t
+	t.Helper()
+	if tb.Len() != len(m.byOrig) {
+		t.Fatalf("Len %d, model holds %d", tb.Len(), len(m.byOrig))
+	}
+	act := make(map[uint32]int32)
+	inact := make(map[uint32]int32)
+	for _, c := range m.byOrig {
+		if c.e.State == StateEstablished {
+			act[c.e.Dest]++
+		} else {
+			inact[c.e.Dest]++
+		}
+	}
+	for d := range dests {
+		if a, i := tb.Conns(d); a != act[d] || i != inact[d] {
+			t.Fatalf("Conns(%d) = %d/%d, model says %d/%d", d, a, i, act[d], inact[d])
+		}
+	}
+	st := tb.Stats()
+	m.stats.Entries, m.stats.Capacity = len(m.byOrig), m.cap
+	if st != m.stats {
+		t.Fatalf("Stats %+v, model says %+v", st, m.stats)
+	}
+	if !walk {
+		return
+	}
+	live := 0
+	for _, c := range m.byOrig {
+		if !m.dead(c, now) {
+			live++
+		}
+	}
+	seen := 0
+	tb.Walk(now, func(e *Entry, left int64) bool {
+		seen++
+		c := m.byOrig[e.Orig]
+		if c == nil || m.dead(c, now) {
+			t.Fatalf("Walk reported %+v, which the model does not hold live", *e)
+		}
+		if *e != c.e {
+			t.Fatalf("Walk reported %+v, model holds %+v", *e, c.e)
+		}
+		if want := (c.expires - now/1e6) * 1e6; left != want {
+			t.Fatalf("Walk: %v expires in %d, model says %d", e.Orig, left, want)
+		}
+		return true
+	})
+	if seen != live {
+		t.Fatalf("Walk reported %d entries, model holds %d live", seen, live)
+	}
+}
+
+// driver runs random operations on a table and the model side by side.
+// next(n) returns a choice in [0, n); ok() reports whether input remains.
+type driver struct {
+	tb    *Table
+	m     *model
+	now   int64
+	pool  int
+	dests uint32
+	next  func(n int) int
+	// opener is the flags most inserts carry (TCPSyn; TCPAck with sloppy
+	// TCP fills the table with ESTABLISHED entries).
+	opener uint8
+}
+
+var (
+	driverFlags = []uint8{TCPSyn, TCPSyn | TCPAck, TCPAck, TCPPsh | TCPAck, TCPFin | TCPAck, TCPRst, TCPRst | TCPAck, TCPSyn | TCPRst, 0}
+	driverSteps = []int64{0, 1e6, sec, sec, 2 * sec, 5 * sec, 10 * sec, 31 * sec, 61 * sec, 121 * sec, 301 * sec, 901 * sec}
+)
+
+func (d *driver) entry() Entry {
+	i := d.next(d.pool)
+	proto := ProtoTCP
+	if d.next(4) == 0 {
+		proto = ProtoUDP
+	}
+	return conn(i, proto, Method(d.next(int(numMethods))), uint32(d.next(int(d.dests))))
+}
+
+func (d *driver) flags() uint8 {
+	if d.next(4) != 0 {
+		return d.opener
+	}
+	return driverFlags[d.next(len(driverFlags))]
+}
+
+func (d *driver) step() {
+	t := d.m.t
+	t.Helper()
+	switch op := d.next(256); {
+	case op < 80:
+		e := d.entry()
+		fl := d.flags()
+		ewant := e
+		errT := d.tb.Insert(&e, fl, d.now)
+		errM := d.m.insert(ewant, fl, d.now)
+		if errT != errM {
+			t.Fatalf("Insert(%+v, %s): table %v, model %v", ewant.Orig, flagString(fl), errT, errM)
+		}
+		if errT == nil && e.State != d.m.byOrig[e.Orig].e.State {
+			t.Fatalf("Insert state %v, model %v", e.State, d.m.byOrig[e.Orig].e.State)
+		}
+	case op < 200:
+		e := d.entry()
+		dir := Dir(d.next(2))
+		k := e.Orig
+		if dir == DirReply {
+			k = e.Reply
+			if !e.Method.twoWay() {
+				k = conn(d.next(d.pool), e.Orig.Proto, MethodNAT, 0).Reply
+			}
+		}
+		fl := driverFlags[d.next(len(driverFlags))]
+		var out Entry
+		st := d.tb.Lookup(dir, &k, fl, d.now, &out)
+		wst, wout := d.m.lookup(dir, k, fl, d.now)
+		if st != wst {
+			t.Fatalf("Lookup(%v, %+v, %s): table %v, model %v", dir, k, flagString(fl), st, wst)
+		}
+		if (st == Found || st == Reused) && out != wout {
+			t.Fatalf("Lookup(%v, %s) copied out %+v, model %+v", dir, flagString(fl), out, wout)
+		}
+	case op < 230:
+		if d.next(4) != 0 {
+			d.now += driverSteps[d.next(6)]
+		} else {
+			d.now += driverSteps[d.next(len(driverSteps))]
+		}
+	case op < 250:
+		if n, w := d.tb.Reap(d.now, d.tb.Cap()), d.m.reapAll(d.now); n != w {
+			t.Fatalf("Reap expired %d, model %d", n, w)
+		}
+	case op < 253:
+		dest := uint32(d.next(int(d.dests)))
+		if n, w := d.tb.RemoveDest(dest, d.now), d.m.removeDest(dest, d.now); n != w {
+			t.Fatalf("RemoveDest(%d) removed %d, model %d", dest, n, w)
+		}
+	default:
+		to := Timeouts{}
+		*to.field(State(d.next(int(numStates)))) = d.next(400)
+		d.tb.SetTimeouts(to)
+		d.m.setTimeouts(to)
+	}
+	d.m.compare(d.tb, d.now, d.dests, false)
+}
+
+// TestTableMatchesModel runs long random operation sequences against the
+// table and the reference and compares states, counts, stats and contents.
+func TestTableMatchesModel(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    Config
+		pool   int
+		steps  int
+		opener uint8
+		// distMax, if not 0, overrides the slots' saturation distance so
+		// that backward shifts take the record-reading path.
+		distMax uint32
+	}{
+		{"one shard, evicting", Config{MaxEntries: 48, Shards: 1, MaxDests: 5}, 120, 40000, TCPSyn, 0},
+		{"one shard, reuse mode 2", Config{MaxEntries: 48, Shards: 1, MaxDests: 5, ConnReuseMode: ConnReuseFinWait}, 120, 40000, TCPSyn, 0},
+		{"one shard, reuse off, sloppy, full", Config{MaxEntries: 48, Shards: 1, MaxDests: 5, ConnReuseMode: ConnReuseOff, SloppyTCP: true}, 120, 40000, TCPAck, 0},
+		{"eight shards, never full", Config{MaxEntries: 8 * 2 * 300, Shards: 8, MaxDests: 7}, 300, 40000, TCPSyn, 0},
+		{"one shard, distances saturate at 1", Config{MaxEntries: 48, Shards: 1, MaxDests: 5}, 120, 20000, TCPSyn, 1},
+		{"one shard, no distances", Config{MaxEntries: 48, Shards: 1, MaxDests: 5}, 120, 20000, TCPSyn, noIdx},
+	}
+	for ti, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(ti), 0x5eed))
+			d := &driver{
+				tb:     mustNew(t, tc.cfg),
+				m:      newModel(t, tc.cfg),
+				pool:   tc.pool,
+				dests:  uint32(tc.cfg.MaxDests),
+				next:   rng.IntN,
+				opener: tc.opener,
+			}
+			switch tc.distMax {
+			case 0:
+			case noIdx:
+				d.tb.distMax = 0
+			default:
+				d.tb.distMax = tc.distMax
+			}
+			for i := range tc.steps {
+				d.step()
+				if i%2000 == 0 {
+					d.m.compare(d.tb, d.now, d.dests, true)
+					checkInvariants(t, d.tb)
+				}
+			}
+			d.m.compare(d.tb, d.now, d.dests, true)
+			checkInvariants(t, d.tb)
+		})
+	}
+}
+
+// FuzzTable drives the table and the model with operations decoded from
+// the input and checks that they agree and that the table's invariants hold.
+func FuzzTable(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 5, 1, 1, 1, 2, 12, 8, 13})
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30})
+	f.Add([]byte("insert lookup reap evict walk remove timeouts again and again"))
+	f.Add(make([]byte, 64))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := Config{MaxEntries: 6, Shards: 1, MaxDests: 3}
+		if len(data) > 0 {
+			cfg.SloppyTCP = data[0]&1 != 0
+			cfg.ConnReuseMode = []int{ConnReuseDefault, ConnReuseOff, ConnReuseFinWait, 3}[data[0]>>1&3]
+			data = data[1:]
+		}
+		pos := 0
+		d := &driver{
+			tb:     mustNew(t, cfg),
+			m:      newModel(t, cfg),
+			pool:   10,
+			dests:  3,
+			opener: TCPSyn,
+			next: func(n int) int {
+				if pos >= len(data) {
+					return 0
+				}
+				pos++
+				return int(data[pos-1]) % n
+			},
+		}
+		for pos < len(data) {
+			d.step()
+			checkInvariants(t, d.tb)
+		}
+		d.m.compare(d.tb, d.now, d.dests, true)
+	})
+}

@@ -1,0 +1,844 @@
+package conntrack
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Errors. Insert returns these sentinels as they are (no wrapping, no
+// allocation); New wraps ErrConfig with the detail.
+var (
+	// ErrFull: the shard the connection belongs to is at capacity and holds
+	// no entry that may be evicted (all ESTABLISHED). Drop the packet.
+	ErrFull = errors.New("insert connection: table full and every entry of the shard is ESTABLISHED; drop the packet or raise MaxEntries")
+	// ErrExists: the original or reply key is already present, typically
+	// because another worker inserted the same connection first. Look it up
+	// again.
+	ErrExists = errors.New("insert connection: a connection with this original or reply key exists; look it up instead")
+	// ErrNotOpener: the packet may not create a connection (TCP without SYN
+	// while not sloppy, or with RST). Check MayCreate before Insert.
+	ErrNotOpener = errors.New("insert connection: packet may not open a connection; only SYN without RST (any flags but RST when sloppy) may")
+	// ErrProto: the protocol is neither TCP nor UDP.
+	ErrProto = errors.New("insert connection: protocol not tracked; want TCP (6) or UDP (17)")
+	// ErrDest: Entry.Dest is not below Config.MaxDests.
+	ErrDest = errors.New("insert connection: destination id out of range; want Dest < Config.MaxDests")
+	// ErrMethod: unknown Method.
+	ErrMethod = errors.New("insert connection: unknown forwarding method; want MethodNAT, MethodDR, MethodTUN or MethodFullNAT")
+	// ErrReply: a NAT or FULLNAT entry lacks a Reply key of the original's
+	// protocol.
+	ErrReply = errors.New("insert connection: NAT/FULLNAT entry without a reply key of the original's protocol; set Reply to the key replies will arrive with")
+	// ErrShardMismatch: ShardOf(Reply.Dst, Reply.DstPort) differs from
+	// ShardOf(Orig.Src, Orig.SrcPort). FULLNAT must choose its local port so
+	// that they are equal.
+	ErrShardMismatch = errors.New("insert connection: reply key lies in another shard than the original key; choose the local endpoint so that ShardOf(Reply.Dst, Reply.DstPort) == ShardOf(Orig.Src, Orig.SrcPort)")
+	// ErrConfig: New was given an unusable Config.
+	ErrConfig = errors.New("invalid config")
+)
+
+// Status is the outcome of Lookup.
+type Status uint8
+
+const (
+	// Found: the entry was found, updated and copied out.
+	Found Status = iota
+	// NotFound: no live entry. For DirOrig the packet may create a
+	// connection: schedule it and Insert.
+	NotFound
+	// Reused: a SYN hit an entry IPVS would expire and replace
+	// (conn_reuse_mode, TIME_WAIT/CLOSE, or FIN_WAIT of DR/TUN with bit 2).
+	// The old entry is gone (it was copied to out for reference): schedule
+	// anew and Insert.
+	Reused
+	// Invalid: no live entry, and the packet may not create one (a TCP
+	// packet of DirOrig that fails MayCreate). Drop or pass it.
+	Invalid
+)
+
+func (s Status) String() string {
+	switch s {
+	case Found:
+		return "found"
+	case NotFound:
+		return "not found"
+	case Reused:
+		return "reused"
+	case Invalid:
+		return "invalid"
+	}
+	return "Status(?)"
+}
+
+// Entry is what the caller inserts and what Lookup and Walk copy out.
+type Entry struct {
+	Orig    Key    // client → VIP as received
+	Reply   Key    // real server → client (NAT) or → local address (FULLNAT), as the reply will arrive; DR/TUN: none (Insert clears it)
+	Dest    uint32 // destination id, < Config.MaxDests
+	Service uint32 // service id
+	Method  Method
+	State   State  // filled by the table
+	Flags   uint16 // caller's flags, stored and returned as they are
+}
+
+// Conn reuse modes (IPVS's conn_reuse_mode sysctl).
+const (
+	// ConnReuseDefault selects the kernel default, 1.
+	ConnReuseDefault = 0
+	// ConnReuseOff is the kernel's 0: a SYN that hits an old entry keeps
+	// using it (and its real server).
+	ConnReuseOff = -1
+	// ConnReuseReschedule (1): a SYN hitting TIME_WAIT or CLOSE expires the
+	// entry and is scheduled anew.
+	ConnReuseReschedule = 1
+	// ConnReuseFinWait (2): as 1, plus FIN_WAIT of DR/TUN connections.
+	ConnReuseFinWait = 2
+)
+
+// Config configures a Table.
+type Config struct {
+	// MaxEntries is the hard cap on connections; memory for all of them is
+	// reserved by New (about 107 bytes per entry, see doc.go).
+	MaxEntries int
+	// Shards is a power of two; 0 means 64 (fewer for tables smaller than
+	// 1024 entries, so each shard holds at least 16).
+	Shards int
+	// MaxDests bounds destination ids; 0 means 65536.
+	MaxDests int
+	// Timeouts per state in seconds; zero fields take DefaultTimeouts().
+	Timeouts Timeouts
+	// SloppyTCP lets any TCP packet without RST create a connection
+	// (IPVS's sloppy_tcp).
+	SloppyTCP bool
+	// SecureTCP uses IPVS's secure_tcp ("dos") state tables.
+	SecureTCP bool
+	// ConnReuseMode is one of the ConnReuse constants; 0 is the kernel
+	// default (ConnReuseReschedule).
+	ConnReuseMode int
+}
+
+// TableStats are cumulative counters since New, plus the current size.
+type TableStats struct {
+	Entries  int    // connections held now (expired ones not yet reaped included)
+	Capacity int    // MaxEntries
+	Inserts  uint64 // successful Inserts
+	Exists   uint64 // Inserts refused with ErrExists
+	Full     uint64 // Inserts refused with ErrFull
+	Evicted  uint64 // live non-ESTABLISHED entries evicted to make room
+	Expired  uint64 // entries removed because their timer ran out (Reap, or found expired)
+	Reused   uint64 // entries replaced by a SYN (Status Reused)
+	Removed  uint64 // entries removed by RemoveDest
+}
+
+const (
+	defaultShards   = 64
+	defaultMaxDests = 65536
+	maxMaxDests     = 1 << 24
+	minShardEntries = 16
+	// Index load when a shard is full: 2 keys per entry in
+	// 2*cap*loadDen/loadNum + 1 slots (5/6: 9.6 bytes of index per entry).
+	loadNum    = 5
+	loadDen    = 6
+	minTagBits = 4
+	// Slots keep up to maxDistBits of probe distance and want wantTagBits
+	// of hash tag; the distance gets what the tag leaves.
+	maxDistBits = 6
+	wantTagBits = 7
+	noIdx       = ^uint32(0)
+)
+
+// record is one connection as stored: pointer-free, 96 bytes.
+type record struct {
+	oSrc, oDst     [16]byte
+	rSrc, rDst     [16]byte
+	oSport, oDport uint16
+	rSport, rDport uint16
+	dest           uint32
+	service        uint32
+	expires        uint32 // milliseconds, wrapping; see msOf
+	meta           uint32 // proto | flags<<8 | state<<24 | method<<28 | used<<30
+	// prev and next link the shard's list of non-ESTABLISHED entries, oldest
+	// first (eviction order); next also chains the free list.
+	prev, next uint32
+}
+
+const (
+	metaUsed = 1 << 30
+)
+
+func (r *record) used() bool       { return r.meta&metaUsed != 0 }
+func (r *record) proto() uint8     { return uint8(r.meta) }
+func (r *record) flags() uint16    { return uint16(r.meta >> 8) }
+func (r *record) state() State     { return State(r.meta >> 24 & 0xf) }
+func (r *record) method() Method   { return Method(r.meta >> 28 & 0x3) }
+func (r *record) setState(s State) { r.meta = r.meta&^(0xf<<24) | uint32(s)<<24 }
+
+func packMeta(proto uint8, flags uint16, s State, m Method) uint32 {
+	return uint32(proto) | uint32(flags)<<8 | uint32(s)<<24 | uint32(m)<<28 | metaUsed
+}
+
+func (r *record) matches(dir Dir, k *Key) bool {
+	if r.proto() != k.Proto {
+		return false
+	}
+	if dir == DirOrig {
+		return r.oSport == k.SrcPort && r.oDport == k.DstPort && r.oSrc == k.Src && r.oDst == k.Dst
+	}
+	return r.rSport == k.SrcPort && r.rDport == k.DstPort && r.rSrc == k.Src && r.rDst == k.Dst
+}
+
+func (r *record) copyOut(out *Entry) {
+	p := r.proto()
+	o := &out.Orig
+	o.Src, o.Dst, o.SrcPort, o.DstPort, o.Proto = r.oSrc, r.oDst, r.oSport, r.oDport, p
+	rp := &out.Reply
+	if r.method().twoWay() {
+		rp.Src, rp.Dst, rp.SrcPort, rp.DstPort, rp.Proto = r.rSrc, r.rDst, r.rSport, r.rDport, p
+	} else {
+		*rp = Key{}
+	}
+	out.Dest = r.dest
+	out.Service = r.service
+	out.Method = r.method()
+	out.State = r.state()
+	out.Flags = r.flags()
+}
+
+// shard owns a slab of records, its free list, its index and its lock.
+type shard struct {
+	mu   sync.Mutex
+	recs []record // fixed slab
+	// idx is the open-addressing index over both keys of every entry.
+	// A slot is 0 (empty) or tag<<tagPos | dist<<refBits | (ref+1):
+	// ref = record<<1 | dir; dist is the slot's distance from the key's
+	// home slot, saturated at distMax ("look it up"); tag is the top bits
+	// of the key's hash.
+	idx []uint32
+
+	hwm        uint32       // records [0, hwm) have been handed out at least once
+	free       uint32       // free list head (through record.next)
+	head, tail uint32       // non-ESTABLISHED list, oldest at head
+	count      atomic.Int32 // live + not yet reaped entries; written under mu
+
+	inserts, exists, full, evicted, expired, reused, removed uint64
+}
+
+// paddedShard keeps shards on separate cache lines.
+type paddedShard struct {
+	shard
+	_ [128 - unsafe.Sizeof(shard{})%128]byte
+}
+
+// Table is a sharded connection table. See the package documentation for
+// the concurrency contract.
+type Table struct {
+	shards    []paddedShard
+	shardBits uint
+	seed      [seedWords]uint64
+	refBits   uint32 // slot layout, see shard.idx
+	refMask   uint32
+	distMax   uint32
+	tagPos    uint32 // tag's position in a slot
+	tagShift  uint32 // tag's position in a hash
+	maxDests  uint32
+	cap       int
+
+	active, inactive []atomic.Int32 // per dest
+
+	timeoutMS [numStates]atomic.Uint32
+	tables    *tcpTables
+	sloppy    bool
+	reuseMode int
+
+	reapMu    sync.Mutex // guards the Reap cursor
+	reapShard int
+	reapPos   uint32
+
+	walkMu    sync.Mutex
+	walkBuf   []record
+	walkEntry Entry
+}
+
+// New builds a table, reserving all of its memory.
+func New(cfg Config) (*Table, error) {
+	if cfg.MaxEntries < 1 {
+		return nil, fmt.Errorf("new table: MaxEntries %d; want at least 1: %w", cfg.MaxEntries, ErrConfig)
+	}
+	shards := cfg.Shards
+	if shards == 0 {
+		shards = defaultShards
+		for shards > 1 && cfg.MaxEntries/shards < minShardEntries {
+			shards /= 2
+		}
+	}
+	if shards < 1 || shards&(shards-1) != 0 || shards > 1<<16 {
+		return nil, fmt.Errorf("new table: Shards %d; want a power of two from 1 to 65536: %w", shards, ErrConfig)
+	}
+	if shards > cfg.MaxEntries {
+		return nil, fmt.Errorf("new table: Shards %d exceeds MaxEntries %d; want at least one entry per shard: %w", shards, cfg.MaxEntries, ErrConfig)
+	}
+	maxDests := cfg.MaxDests
+	if maxDests == 0 {
+		maxDests = defaultMaxDests
+	}
+	if maxDests < 1 || maxDests > maxMaxDests {
+		return nil, fmt.Errorf("new table: MaxDests %d; want 1 to %d: %w", maxDests, maxMaxDests, ErrConfig)
+	}
+	switch cfg.ConnReuseMode {
+	case ConnReuseOff, ConnReuseDefault, 1, 2, 3:
+	default:
+		return nil, fmt.Errorf("new table: ConnReuseMode %d; want -1 (off), 0 (default), 1, 2 or 3: %w", cfg.ConnReuseMode, ErrConfig)
+	}
+	to := DefaultTimeouts()
+	for s := State(0); s < numStates; s++ {
+		v := cfg.Timeouts.Of(s)
+		if v < 0 || v > MaxTimeout {
+			return nil, fmt.Errorf("new table: timeout of %v is %d s; want 0 (default) to %d: %w", s, v, MaxTimeout, ErrConfig)
+		}
+		if v > 0 {
+			*to.field(s) = v
+		}
+	}
+
+	per := cfg.MaxEntries / shards
+	extra := cfg.MaxEntries % shards
+	maxPer := per
+	if extra > 0 {
+		maxPer++
+	}
+	refBits := uint32(bits.Len32(uint32(2 * maxPer)))
+	if uint64(2*maxPer) >= 1<<(32-minTagBits) {
+		return nil, fmt.Errorf("new table: %d entries per shard is too many for the index; want fewer than %d (use more shards): %w", maxPer, 1<<(32-minTagBits-1), ErrConfig)
+	}
+	distBits := min(max(int(32-refBits)-wantTagBits, 0), maxDistBits)
+	tagPos := refBits + uint32(distBits)
+
+	t := &Table{
+		shards:    make([]paddedShard, shards),
+		shardBits: uint(bits.TrailingZeros(uint(shards))),
+		refBits:   refBits,
+		refMask:   1<<refBits - 1,
+		distMax:   1<<distBits - 1,
+		tagPos:    tagPos,
+		tagShift:  32 + tagPos,
+		maxDests:  uint32(maxDests),
+		cap:       cfg.MaxEntries,
+		active:    make([]atomic.Int32, maxDests),
+		inactive:  make([]atomic.Int32, maxDests),
+		tables:    &normalTables,
+		sloppy:    cfg.SloppyTCP,
+		reuseMode: cfg.ConnReuseMode,
+		walkBuf:   make([]record, maxPer),
+	}
+	if cfg.SecureTCP {
+		t.tables = &secureTables
+	}
+	if t.reuseMode == ConnReuseDefault {
+		t.reuseMode = ConnReuseReschedule
+	}
+	var seed [seedWords * 8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("new table: read random hash seed: %w", err)
+	}
+	for i := range t.seed {
+		t.seed[i] = binary.LittleEndian.Uint64(seed[i*8:]) | 1
+	}
+	for i := range t.shards {
+		n := per
+		if i < extra {
+			n++
+		}
+		sh := &t.shards[i].shard
+		sh.recs = make([]record, n)
+		slots := 2*n*loadDen/loadNum + 1
+		sh.idx = make([]uint32, slots)
+		sh.free, sh.head, sh.tail = noIdx, noIdx, noIdx
+	}
+	t.setTimeouts(to, true)
+	return t, nil
+}
+
+// msOf converts caller time (monotonic nanoseconds) to the table's wrapping
+// millisecond clock. Expiry compares with int32 differences, so an entry
+// must be refreshed, looked up or reaped within 24 days of its expiry; a
+// running Reap guarantees that.
+func msOf(now int64) uint32 { return uint32(now / 1e6) }
+
+func timedOut(r *record, now uint32) bool { return int32(now-r.expires) >= 0 }
+
+func (t *Table) timeout(s State) uint32 { return t.timeoutMS[s].Load() }
+
+// SetTimeouts changes per-state timeouts. Fields <= 0 keep the current
+// value (as ipvsadm --set 0 does); values above MaxTimeout are clamped.
+// Safe concurrently with everything; entries pick the new value up on their
+// next packet.
+func (t *Table) SetTimeouts(to Timeouts) { t.setTimeouts(to, false) }
+
+func (t *Table) setTimeouts(to Timeouts, init bool) {
+	for s := State(0); s < numStates; s++ {
+		v := to.Of(s)
+		if v <= 0 && !init {
+			continue
+		}
+		v = min(v, MaxTimeout)
+		t.timeoutMS[s].Store(uint32(v) * 1000)
+	}
+}
+
+// Timeouts returns the current per-state timeouts.
+func (t *Table) Timeouts() Timeouts {
+	var to Timeouts
+	for s := State(0); s < numStates; s++ {
+		*to.field(s) = int(t.timeoutMS[s].Load() / 1000)
+	}
+	return to
+}
+
+// ShardOf returns the shard of a client endpoint. Both keys of a connection
+// must live in one shard: Insert puts a connection in ShardOf(Orig.Src,
+// Orig.SrcPort) and requires ShardOf(Reply.Dst, Reply.DstPort) to be the same.
+// For NAT the two are the same client endpoint; FULLNAT must pick its local
+// port so that ShardOf(localAddr, lport) == ShardOf(client, cport) (about
+// one port in Shards qualifies).
+func (t *Table) ShardOf(addr [16]byte, port uint16) int {
+	return t.shardOf(&addr, port)
+}
+
+func (t *Table) shardOf(addr *[16]byte, port uint16) int {
+	if t.shardBits == 0 {
+		return 0
+	}
+	return int(hashEndpoint(&t.seed, addr, port) >> (64 - t.shardBits))
+}
+
+// Shards returns the number of shards.
+func (t *Table) Shards() int { return len(t.shards) }
+
+// Len returns the number of entries held, including expired ones not yet
+// reaped. Lock-free.
+func (t *Table) Len() int {
+	n := 0
+	for i := range t.shards {
+		n += int(t.shards[i].count.Load())
+	}
+	return n
+}
+
+// Cap returns MaxEntries.
+func (t *Table) Cap() int { return t.cap }
+
+// Conns returns the destination's ActiveConn (ESTABLISHED) and InActConn
+// (every other state, UDP included) counts. Lock-free; each count is exact
+// at the moment it is read.
+func (t *Table) Conns(dest uint32) (active, inactive int32) {
+	if dest >= t.maxDests {
+		return 0, 0
+	}
+	return t.active[dest].Load(), t.inactive[dest].Load()
+}
+
+// Stats returns the table's counters, locking one shard at a time.
+func (t *Table) Stats() TableStats {
+	st := TableStats{Capacity: t.cap}
+	for i := range t.shards {
+		sh := &t.shards[i].shard
+		sh.mu.Lock()
+		st.Entries += int(sh.count.Load())
+		st.Inserts += sh.inserts
+		st.Exists += sh.exists
+		st.Full += sh.full
+		st.Evicted += sh.evicted
+		st.Expired += sh.expired
+		st.Reused += sh.reused
+		st.Removed += sh.removed
+		sh.mu.Unlock()
+	}
+	return st
+}
+
+// Lookup finds the entry of a packet travelling in dir, applies the
+// packet's TCP flags to the state machine (the two-direction tables for
+// NAT/FULLNAT, the input-only table for DR/TUN), refreshes its timer from
+// the new state's timeout, keeps the per-dest counts exact and copies the
+// entry to *out (out may be nil). An expired entry is removed and reported
+// as not found. It allocates nothing.
+func (t *Table) Lookup(dir Dir, k *Key, tcpFlags uint8, now int64, out *Entry) Status {
+	var si int
+	switch dir {
+	case DirOrig:
+		si = t.shardOf(&k.Src, k.SrcPort)
+	case DirReply:
+		si = t.shardOf(&k.Dst, k.DstPort)
+	default:
+		return Invalid
+	}
+	h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+	now32 := msOf(now)
+	sh := &t.shards[si].shard
+
+	sh.mu.Lock()
+	ref := t.find(sh, h, dir, k)
+	if ref != noIdx {
+		r := &sh.recs[ref]
+		switch {
+		case timedOut(r, now32):
+			t.release(sh, ref)
+			sh.expired++
+		case dir == DirOrig && k.Proto == ProtoTCP && tcpFlags&TCPSyn != 0 &&
+			t.reuseMode != ConnReuseOff && newConnExpected(r.state(), r.method(), t.reuseMode):
+			if out != nil {
+				r.copyOut(out)
+			}
+			t.release(sh, ref)
+			sh.reused++
+			sh.mu.Unlock()
+			return Reused
+		default:
+			t.advance(sh, ref, dir, tcpFlags, now32)
+			if out != nil {
+				r.copyOut(out)
+			}
+			sh.mu.Unlock()
+			return Found
+		}
+	}
+	sh.mu.Unlock()
+	if dir == DirOrig && !MayCreate(k.Proto, tcpFlags, t.sloppy) {
+		return Invalid
+	}
+	return NotFound
+}
+
+// Get copies the live entry whose key in direction dir is k to *out without
+// treating the lookup as a packet of the connection: no state change, no
+// timer refresh, nothing removed (IPVS handles an ICMP error about a
+// connection this way). It reports whether it found one and allocates
+// nothing.
+func (t *Table) Get(dir Dir, k *Key, now int64, out *Entry) bool {
+	var si int
+	switch dir {
+	case DirOrig:
+		si = t.shardOf(&k.Src, k.SrcPort)
+	case DirReply:
+		si = t.shardOf(&k.Dst, k.DstPort)
+	default:
+		return false
+	}
+	h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+	sh := &t.shards[si].shard
+	sh.mu.Lock()
+	ref := t.find(sh, h, dir, k)
+	ok := ref != noIdx && !timedOut(&sh.recs[ref], msOf(now))
+	if ok {
+		sh.recs[ref].copyOut(out)
+	}
+	sh.mu.Unlock()
+	return ok
+}
+
+// advance applies one packet to entry ref: state transition, counts,
+// eviction list and timer.
+func (t *Table) advance(sh *shard, ref uint32, dir Dir, tcpFlags uint8, now32 uint32) {
+	r := &sh.recs[ref]
+	cur := r.state()
+	next := StateUDP
+	if r.proto() == ProtoTCP {
+		next = t.tables.next(stateTable(r.method(), dir), tcpFlags, cur)
+	}
+	if next != cur {
+		t.changeState(sh, ref, cur, next)
+	}
+	r.expires = now32 + t.timeout(next)
+}
+
+func (t *Table) changeState(sh *shard, ref uint32, cur, next State) {
+	r := &sh.recs[ref]
+	r.setState(next)
+	switch {
+	case cur == StateEstablished:
+		t.active[r.dest].Add(-1)
+		t.inactive[r.dest].Add(1)
+		sh.listAppend(ref)
+	case next == StateEstablished:
+		t.inactive[r.dest].Add(-1)
+		t.active[r.dest].Add(1)
+		sh.listRemove(ref)
+	}
+}
+
+// Insert adds a connection created by a packet with tcpFlags. On success
+// it leaves *e as Lookup will return it: e.State is the first state (TCP:
+// the input transition from NONE, so SYN_RECV for a SYN; UDP: StateUDP) and,
+// for DR and TUN, which have no reply path, e.Reply is cleared (whatever it
+// held was ignored). It returns ErrExists if either key is
+// present, ErrFull if the shard is full after trying to evict its oldest
+// non-ESTABLISHED entry, or one of the validation errors. It allocates
+// nothing.
+func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
+	o := &e.Orig
+	if o.Proto != ProtoTCP && o.Proto != ProtoUDP {
+		return ErrProto
+	}
+	if !MayCreate(o.Proto, tcpFlags, t.sloppy) {
+		return ErrNotOpener
+	}
+	if e.Dest >= t.maxDests {
+		return ErrDest
+	}
+	if e.Method >= numMethods {
+		return ErrMethod
+	}
+	twoWay := e.Method.twoWay()
+	si := t.shardOf(&o.Src, o.SrcPort)
+	var hr uint64
+	if twoWay {
+		if e.Reply.Proto != o.Proto {
+			return ErrReply
+		}
+		if t.shardOf(&e.Reply.Dst, e.Reply.DstPort) != si {
+			return ErrShardMismatch
+		}
+		hr = hashParts(&t.seed, &e.Reply.Src, &e.Reply.Dst, e.Reply.SrcPort, e.Reply.DstPort, e.Reply.Proto)
+	}
+	ho := hashParts(&t.seed, &o.Src, &o.Dst, o.SrcPort, o.DstPort, o.Proto)
+	now32 := msOf(now)
+
+	st := StateUDP
+	if o.Proto == ProtoTCP {
+		st = t.tables.next(stateTable(e.Method, DirOrig), tcpFlags, StateNone)
+	}
+
+	sh := &t.shards[si].shard
+	sh.mu.Lock()
+	if !t.vacant(sh, ho, DirOrig, o, now32) || (twoWay && !t.vacant(sh, hr, DirReply, &e.Reply, now32)) {
+		sh.exists++
+		sh.mu.Unlock()
+		return ErrExists
+	}
+	ref := t.alloc(sh, now32)
+	if ref == noIdx {
+		sh.full++
+		sh.mu.Unlock()
+		return ErrFull
+	}
+	r := &sh.recs[ref]
+	r.oSrc, r.oDst, r.oSport, r.oDport = o.Src, o.Dst, o.SrcPort, o.DstPort
+	if twoWay {
+		p := &e.Reply
+		r.rSrc, r.rDst, r.rSport, r.rDport = p.Src, p.Dst, p.SrcPort, p.DstPort
+	} else {
+		r.rSrc, r.rDst, r.rSport, r.rDport = [16]byte{}, [16]byte{}, 0, 0
+	}
+	r.dest = e.Dest
+	r.service = e.Service
+	r.meta = packMeta(o.Proto, e.Flags, st, e.Method)
+	r.expires = now32 + t.timeout(st)
+	t.place(sh, ho, ref<<1|uint32(DirOrig))
+	if twoWay {
+		t.place(sh, hr, ref<<1|uint32(DirReply))
+	}
+	if st == StateEstablished {
+		t.active[e.Dest].Add(1)
+	} else {
+		t.inactive[e.Dest].Add(1)
+		sh.listAppend(ref)
+	}
+	sh.count.Add(1)
+	sh.inserts++
+	sh.mu.Unlock()
+	e.State = st
+	if !twoWay {
+		e.Reply = Key{}
+	}
+	return nil
+}
+
+// vacant reports whether key k of direction dir is free, removing an expired
+// entry that holds it.
+func (t *Table) vacant(sh *shard, h uint64, dir Dir, k *Key, now32 uint32) bool {
+	ref := t.find(sh, h, dir, k)
+	if ref == noIdx {
+		return true
+	}
+	if !timedOut(&sh.recs[ref], now32) {
+		return false
+	}
+	t.release(sh, ref)
+	sh.expired++
+	return true
+}
+
+// alloc takes a free record: from the free list, from the never-used tail
+// of the slab, or by removing the oldest non-ESTABLISHED entry (counted as
+// expired if its timer already ran out, else as evicted). noIdx if all
+// entries are ESTABLISHED.
+func (t *Table) alloc(sh *shard, now32 uint32) uint32 {
+	if ref := sh.free; ref != noIdx {
+		sh.free = sh.recs[ref].next
+		return ref
+	}
+	if sh.hwm < uint32(len(sh.recs)) {
+		ref := sh.hwm
+		sh.hwm++
+		return ref
+	}
+	victim := sh.head
+	if victim == noIdx {
+		return noIdx
+	}
+	if timedOut(&sh.recs[victim], now32) {
+		sh.expired++
+	} else {
+		sh.evicted++
+	}
+	t.release(sh, victim)
+	ref := sh.free
+	sh.free = sh.recs[ref].next
+	return ref
+}
+
+// release removes entry ref from the index, the eviction list and the
+// counts, and puts it on the free list.
+func (t *Table) release(sh *shard, ref uint32) {
+	r := &sh.recs[ref]
+	p := r.proto()
+	t.unplace(sh, hashParts(&t.seed, &r.oSrc, &r.oDst, r.oSport, r.oDport, p), ref<<1|uint32(DirOrig))
+	if r.method().twoWay() {
+		t.unplace(sh, hashParts(&t.seed, &r.rSrc, &r.rDst, r.rSport, r.rDport, p), ref<<1|uint32(DirReply))
+	}
+	if r.state() == StateEstablished {
+		t.active[r.dest].Add(-1)
+	} else {
+		t.inactive[r.dest].Add(-1)
+		sh.listRemove(ref)
+	}
+	r.meta = 0
+	r.next = sh.free
+	sh.free = ref
+	sh.count.Add(-1)
+}
+
+// Index: linear probing over len(idx) slots (not a power of two: the home
+// slot is the 32-bit hash scaled to the length), no tombstones, deletion by
+// backward shift. Slots carry their distance from home, so a backward shift
+// reads records only for distances that saturated (rare).
+
+func home(h uint64, n int) int { return int(uint64(uint32(h)) * uint64(n) >> 32) }
+
+func (t *Table) find(sh *shard, h uint64, dir Dir, k *Key) uint32 {
+	idx := sh.idx
+	i := home(h, len(idx))
+	tag := uint32(h >> t.tagShift)
+	for {
+		s := idx[i]
+		if s == 0 {
+			return noIdx
+		}
+		if s>>t.tagPos == tag {
+			ref := s&t.refMask - 1
+			if ref&1 == uint32(dir) && sh.recs[ref>>1].matches(dir, k) {
+				return ref >> 1
+			}
+		}
+		if i++; i == len(idx) {
+			i = 0
+		}
+	}
+}
+
+// slot builds a slot for ref at distance d from its home.
+func (t *Table) slot(tag, d, ref uint32) uint32 {
+	return tag<<t.tagPos | min(d, t.distMax)<<t.refBits | (ref + 1)
+}
+
+func (t *Table) place(sh *shard, h uint64, ref uint32) {
+	idx := sh.idx
+	i := home(h, len(idx))
+	d := uint32(0)
+	for idx[i] != 0 {
+		if i++; i == len(idx) {
+			i = 0
+		}
+		d++
+	}
+	idx[i] = t.slot(uint32(h>>t.tagShift), d, ref)
+}
+
+func (t *Table) unplace(sh *shard, h uint64, ref uint32) {
+	idx := sh.idx
+	n := len(idx)
+	want := ref + 1
+	i := home(h, n)
+	for probes := 0; idx[i]&t.refMask != want; probes++ {
+		if probes == n {
+			panic("conntrack: index lost an entry (bug)")
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+	// Backward shift: a later member of the cluster at distance d from its
+	// home moves into the hole at gap slots before it when d >= gap.
+	j := i
+	for {
+		if j++; j == n {
+			j = 0
+		}
+		s := idx[j]
+		if s == 0 {
+			break
+		}
+		d := s >> t.refBits & t.distMax
+		if d == t.distMax {
+			d = uint32((j - home(t.refHash(sh, s&t.refMask-1), n) + n) % n)
+		}
+		gap := uint32((j - i + n) % n)
+		if d < gap {
+			continue
+		}
+		idx[i] = t.slot(s>>t.tagPos, d-gap, s&t.refMask-1)
+		i = j
+	}
+	idx[i] = 0
+}
+
+// refHash recomputes the hash of the key an index ref points to.
+func (t *Table) refHash(sh *shard, ref uint32) uint64 {
+	r := &sh.recs[ref>>1]
+	if ref&1 == uint32(DirOrig) {
+		return hashParts(&t.seed, &r.oSrc, &r.oDst, r.oSport, r.oDport, r.proto())
+	}
+	return hashParts(&t.seed, &r.rSrc, &r.rDst, r.rSport, r.rDport, r.proto())
+}
+
+// The list of non-ESTABLISHED entries, in the order they entered it.
+
+func (sh *shard) listAppend(ref uint32) {
+	r := &sh.recs[ref]
+	r.prev, r.next = sh.tail, noIdx
+	if sh.tail != noIdx {
+		sh.recs[sh.tail].next = ref
+	} else {
+		sh.head = ref
+	}
+	sh.tail = ref
+}
+
+func (sh *shard) listRemove(ref uint32) {
+	r := &sh.recs[ref]
+	if r.prev != noIdx {
+		sh.recs[r.prev].next = r.next
+	} else {
+		sh.head = r.next
+	}
+	if r.next != noIdx {
+		sh.recs[r.next].prev = r.prev
+	} else {
+		sh.tail = r.prev
+	}
+	r.prev, r.next = noIdx, noIdx
+}
