@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"xlvs/bench"
+	"xlvs/bench/testbed"
+	"xlvs/bench/traffic"
+	"xlvs/control/api"
+)
+
+var bins bench.Binaries
+
+// TestMain builds xlvsd and xlvsadm once (unless XLVS_BIN points at built ones).
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		dir := os.Getenv("XLVS_BIN")
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "xlvs-e2e-bin-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			defer os.RemoveAll(tmp)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp+"/", "xlvs/cmd/xlvsd", "xlvs/cmd/xlvsadm")
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			err = cmd.Run()
+			cancel()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "build binaries:", err)
+				os.Exit(1)
+			}
+			dir = tmp
+		}
+		bins = bench.Binaries{XLVSD: filepath.Join(dir, "xlvsd"), XLVSADM: filepath.Join(dir, "xlvsadm")}
+	}
+	os.Exit(m.Run())
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("end-to-end test: CI is set but not running as root")
+		}
+		t.Skip("end-to-end test: needs root")
+	}
+}
+
+// env is a testbed with servers on every real server and a running xlvsd.
+type env struct {
+	t   *testing.T
+	ctx context.Context
+	bed *testbed.Bed
+	d   *bench.Daemon
+}
+
+// Ports the real servers listen on.
+const (
+	httpPort = 80 // traffic.ServeHTTP
+	whoPort  = 81 // answers with the client address it sees
+	echoPort = 7  // UDP echo
+)
+
+func setup(t *testing.T, layout testbed.Layout, daemonArgs ...string) *env {
+	t.Helper()
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	bed, err := testbed.New(testbed.Options{Layout: layout, Reals: 2, Prefix: "e2e", IPv6: true})
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := bed.Close(); err != nil {
+			t.Errorf("testbed close: %v", err)
+		}
+	})
+	for i, rs := range bed.Reals {
+		name := fmt.Sprintf("rs%d", i+1)
+		ln, err := rs.NS.Listen("tcp", fmt.Sprintf(":%d", httpPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := traffic.ServeHTTP(ln, name)
+		t.Cleanup(func() { srv.Close() })
+		wln, err := rs.NS.Listen("tcp", fmt.Sprintf(":%d", whoPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		who := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.RemoteAddr)
+		}), ReadHeaderTimeout: 5 * time.Second}
+		go who.Serve(wln)
+		t.Cleanup(func() { who.Close() })
+		pc, err := rs.NS.ListenPacket("udp", fmt.Sprintf(":%d", echoPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := traffic.ServeUDPEcho(pc, name)
+		t.Cleanup(stop)
+	}
+	args := []string{"-i", bed.Ext.Iface}
+	if bed.Int != bed.Ext {
+		args = append(args, "-i", bed.Int.Iface)
+	}
+	d, err := bench.StartDaemon(ctx, bed.Director, bins, append(args, daemonArgs...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("xlvsd exit: %v\n%s", err, d.Log())
+		}
+		if t.Failed() {
+			t.Logf("xlvsd log:\n%s", d.Log())
+		}
+	})
+	return &env{t: t, ctx: ctx, bed: bed, d: d}
+}
+
+func (e *env) adm(args ...string) string {
+	e.t.Helper()
+	out, err := e.d.Adm(e.ctx, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// natService defines proto VIP:port → every real server (masquerading) with scheduler s.
+func (e *env) natService(flag string, vip netip.Addr, port int, s string) string {
+	e.t.Helper()
+	svc := netip.AddrPortFrom(vip, uint16(port)).String()
+	e.adm("-A", flag, svc, "-s", s)
+	for _, rs := range e.bed.Reals {
+		addr := rs.Addr
+		if vip.Is6() {
+			addr = rs.Addr6
+		}
+		e.adm("-a", flag, svc, "-r", netip.AddrPortFrom(addr, uint16(port)).String(), "-m", "-w", "1")
+	}
+	return svc
+}
+
+func (e *env) list() []api.Service {
+	e.t.Helper()
+	resp, err := e.d.Client().Do(e.ctx, &api.Request{Op: api.OpList})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.Services
+}
+
+func (e *env) service(proto string, vip netip.Addr, port int) api.Service {
+	e.t.Helper()
+	for _, s := range e.list() {
+		if s.Protocol == proto && s.Addr == vip && s.Port == uint16(port) {
+			return s
+		}
+	}
+	e.t.Fatalf("service %s %v:%d not listed", proto, vip, port)
+	return api.Service{}
+}
+
+func (e *env) dataplaneCounters() map[string]uint64 {
+	e.t.Helper()
+	resp, err := e.d.Client().Do(e.ctx, &api.Request{Op: api.OpDataplaneStats})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sum := map[string]uint64{}
+	for _, q := range append(resp.Dataplane, resp.XDPStats...) {
+		for k, v := range q.Counters {
+			sum[k] += v
+		}
+	}
+	return sum
+}
+
+// noChecksumErrors checks the receivers' checksum-error counters (client and every real
+// server): a rewrite that broke a checksum shows up there.
+func (e *env) noChecksumErrors() {
+	e.t.Helper()
+	hosts := append([]*testbed.Host{e.bed.Client}, e.bed.Reals...)
+	for _, h := range hosts {
+		c, err := h.NS.Counters()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, k := range []string{"Tcp.InCsumErrors", "Udp.InCsumErrors", "Udp6.InCsumErrors", "Ip.InHdrErrors", "Ip6.InHdrErrors"} {
+			if c[k] != 0 {
+				e.t.Errorf("%s: %s = %d", h.NS.Name(), k, c[k])
+			}
+		}
+		// Tcp.InErrs also counts segments dropped because a busy socket's backlog was
+		// full (TCPBacklogDrop) — load, not corruption; anything beyond that is an error.
+		if bad := int64(c["Tcp.InErrs"]) - int64(c["TcpExt.TCPBacklogDrop"]) - int64(c["Tcp.InCsumErrors"]); bad != 0 {
+			e.t.Errorf("%s: Tcp.InErrs = %d beyond backlog drops (%d): %v", h.NS.Name(), c["Tcp.InErrs"], c["TcpExt.TCPBacklogDrop"], tcpExt(c))
+		}
+	}
+}
+
+func tcpExt(c map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for k, v := range c {
+		if v != 0 && strings.HasPrefix(k, "TcpExt.") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func (e *env) dial() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return e.bed.Client.NS.DialContext
+}
+
+func (e *env) get(url string) (string, error) {
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	tr := &http.Transport{DialContext: e.dial(), DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
+}
+
+func httpURL(a netip.Addr, port int, path string) string {
+	return "http://" + netip.AddrPortFrom(a, uint16(port)).String() + path
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -1,0 +1,204 @@
+// Command xlvsd is the xlvs daemon: it attaches the XDP classifier to the given
+// interfaces, forwards virtual-service traffic through AF_XDP sockets, and serves the
+// control API that xlvsadm talks to.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"xlvs/bpf"
+	"xlvs/conntrack"
+	"xlvs/control"
+	"xlvs/control/api"
+	"xlvs/dataplane"
+	"xlvs/dataplane/xsk"
+)
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+type options struct {
+	ifaces    listFlag
+	queues    int
+	sock      xsk.Config
+	batch     int
+	xdpMode   string
+	copyMode  bool
+	zeroCopy  bool
+	cpus      string
+	socket    string
+	connMax   int
+	sloppyTCP bool
+	logLevel  string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	def := xsk.DefaultConfig()
+	fs := flag.NewFlagSet("xlvsd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&o.ifaces, "i", "interface to attach to (repeat for two-armed: -i ext0 -i int0)")
+	fs.IntVar(&o.queues, "queues", 0, "queues per interface (0 = all RX queues)")
+	fs.IntVar(&o.sock.Frames, "frames", def.Frames, "UMEM frames per socket (>= fill ring + tx ring)")
+	fs.IntVar(&o.sock.FrameSize, "frame-size", def.FrameSize, "bytes per frame: 2048 or 4096")
+	fs.IntVar(&o.sock.RxRing, "rx-ring", def.RxRing, "RX ring size (power of two)")
+	fs.IntVar(&o.sock.TxRing, "tx-ring", def.TxRing, "TX ring size (power of two)")
+	fs.IntVar(&o.sock.FillRing, "fill-ring", def.FillRing, "fill ring size (power of two)")
+	fs.IntVar(&o.sock.CompRing, "comp-ring", def.CompRing, "completion ring size (power of two)")
+	fs.IntVar(&o.batch, "batch", 64, "packets per receive batch (1..1024, at most the rx ring)")
+	fs.StringVar(&o.xdpMode, "xdp-mode", "auto", "XDP attach mode: native, generic or auto (native, else generic)")
+	fs.BoolVar(&o.copyMode, "copy", false, "force AF_XDP copy mode")
+	fs.BoolVar(&o.zeroCopy, "zerocopy", false, "require AF_XDP zero-copy mode (NIC driver support needed)")
+	fs.StringVar(&o.cpus, "cpus", "", "CPUs to pin workers to, e.g. 1 or 2-5,8 (default: unpinned)")
+	fs.StringVar(&o.socket, "socket", "", "control socket path (default $"+api.EnvSocket+" or "+api.DefaultSocket+")")
+	fs.IntVar(&o.connMax, "conn-max", 1<<20, "connection table capacity (entries)")
+	fs.BoolVar(&o.sloppyTCP, "sloppy-tcp", false, "create connections from any TCP packet, not only SYN (IPVS sloppy_tcp)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: every option takes the form -flag value", fs.Arg(0))
+	}
+	if len(o.ifaces) == 0 {
+		return nil, errors.New("no interface given: use -i IFACE (repeat for more)")
+	}
+	if o.copyMode && o.zeroCopy {
+		return nil, errors.New("--copy and --zerocopy both given: choose one")
+	}
+	o.sock.Copy, o.sock.ZeroCopy = o.copyMode, o.zeroCopy
+	if err := o.sock.Validate(); err != nil {
+		return nil, err
+	}
+	if o.connMax < 1024 {
+		return nil, fmt.Errorf("--conn-max %d: must be at least 1024", o.connMax)
+	}
+	return o, nil
+}
+
+// parseCPUs parses "1", "0,2" or "2-5,8".
+func parseCPUs(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("--cpus %q: %q is not a CPU number (want e.g. 1 or 2-5,8)", s, part)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("--cpus %q: bad range %q (want LOW-HIGH)", s, part)
+			}
+		}
+		for c := a; c <= b; c++ {
+			out = append(out, c)
+		}
+	}
+	n := runtime.NumCPU()
+	for _, c := range out {
+		if c >= n {
+			return nil, fmt.Errorf("--cpus %q: CPU %d does not exist (this machine has %d)", s, c, n)
+		}
+	}
+	return out, nil
+}
+
+func parseMode(s string) (bpf.Mode, error) {
+	switch s {
+	case "auto", "":
+		return bpf.ModeAuto, nil
+	case "native", "drv", "driver":
+		return bpf.ModeNative, nil
+	case "generic", "skb":
+		return bpf.ModeGeneric, nil
+	}
+	return 0, fmt.Errorf("--xdp-mode %q: must be native, generic or auto", s)
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "xlvsd:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+func run(args []string) error {
+	o, err := parseFlags(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: must be debug, info, warn or error", o.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cpus, err := parseCPUs(o.cpus)
+	if err != nil {
+		return err
+	}
+	mode, err := parseMode(o.xdpMode)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root (XDP and AF_XDP need CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN)")
+	}
+	sockPath := api.SocketPath(o.socket)
+	ln, err := api.Listen(sockPath)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sockPath)
+	defer ln.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	cfg := dataplane.Config{
+		Interfaces: o.ifaces,
+		Queues:     o.queues,
+		Socket:     o.sock,
+		Batch:      o.batch,
+		XDPMode:    mode,
+		CPUs:       cpus,
+		Conntrack:  conntrack.Config{MaxEntries: o.connMax},
+		SloppyTCP:  o.sloppyTCP,
+		Logger:     log,
+	}
+	dp, err := dataplane.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	if err := dp.Start(ctx); err != nil {
+		return err
+	}
+	d := control.New(dp, 4096, 65536, o.connMax, log)
+	log.Info("xlvsd running", "socket", sockPath, "interfaces", o.ifaces.String())
+	err = api.Serve(ctx, ln, d, log)
+	log.Info("shutting down: detaching XDP; traffic goes to the kernel")
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}

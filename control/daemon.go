@@ -1,0 +1,418 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"xlvs/conntrack"
+	"xlvs/control/api"
+	"xlvs/dataplane"
+)
+
+// Version is xlvs's version, reported by the info op.
+const Version = "0.1.0"
+
+// Daemon holds the rules and serves the control API (it implements api.Handler).
+type Daemon struct {
+	dp  *dataplane.Dataplane
+	log *slog.Logger
+
+	mu        sync.Mutex
+	r         *rules
+	svcIDs    idAlloc
+	destIDs   idAlloc
+	svcBase   map[uint32]dataplane.FlowStats // -Z and ID reuse: counters are reported minus these
+	destBase  map[uint32]dataplane.FlowStats
+	connTable int
+}
+
+// New returns a Daemon over dp with no rules; log may be nil.
+func New(dp *dataplane.Dataplane, maxServices, maxDests, connTable int, log *slog.Logger) *Daemon {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Daemon{
+		dp:        dp,
+		log:       log,
+		r:         &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
+		svcIDs:    newIDAlloc(maxServices),
+		destIDs:   newIDAlloc(maxDests),
+		svcBase:   map[uint32]dataplane.FlowStats{},
+		destBase:  map[uint32]dataplane.FlowStats{},
+		connTable: connTable,
+	}
+}
+
+func timeoutsOf(t conntrack.Timeouts) api.Timeouts {
+	return api.Timeouts{TCP: uint32(t.Established), TCPFin: uint32(t.FinWait), UDP: uint32(t.UDP)}
+}
+
+// idAlloc hands out IDs below max, round robin, skipping IDs in use.
+type idAlloc struct {
+	used []bool
+	next uint32
+}
+
+func newIDAlloc(max int) idAlloc { return idAlloc{used: make([]bool, max)} }
+
+// alloc returns a free ID for which busy is false, or false when none is left.
+func (a *idAlloc) alloc(busy func(uint32) bool) (uint32, bool) {
+	n := uint32(len(a.used))
+	for i := uint32(0); i < n; i++ {
+		id := (a.next + i) % n
+		if !a.used[id] && (busy == nil || !busy(id)) {
+			a.used[id] = true
+			a.next = id + 1
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+func (a *idAlloc) free(id uint32) {
+	if id < uint32(len(a.used)) {
+		a.used[id] = false
+	}
+}
+
+// Handle implements api.Handler.
+func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
+	resp := &api.Response{Version: api.Version}
+	switch req.Op {
+	case api.OpInfo:
+		resp.Info = d.info()
+	case api.OpList:
+		svcs, err := d.list(req.Service)
+		resp.Services, resp.Error = svcs, err
+		resp.Info = d.info()
+	case api.OpGetTimeouts:
+		d.mu.Lock()
+		t := d.r.timeouts
+		d.mu.Unlock()
+		resp.Timeouts = &t
+	case api.OpListConns:
+		resp.Conns = d.conns()
+	case api.OpZero:
+		resp.Error = d.zero(req.Service)
+	case api.OpDataplaneStats:
+		resp.Dataplane, resp.XDPStats = d.dataplaneStats()
+	case api.OpStartDaemon, api.OpStopDaemon, api.OpGetDaemon:
+		if req.Op == api.OpGetDaemon {
+			break // no sync daemon runs: an empty list, as ipvsadm --daemon prints nothing
+		}
+		resp.Error = apiErr(api.ErrCodeNotImplemented, "the connection sync daemon is not implemented yet")
+	default:
+		resp.Error = d.change(req)
+	}
+	return resp
+}
+
+// change applies a mutating request (or a restore batch) atomically.
+func (d *Daemon) change(req *api.Request) *api.Error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := d.r.clone()
+	var allocated []func() // undo ID allocations if the change fails
+	var freed []func()     // ID releases, done only if the change commits
+	reqs := []api.Request{*req}
+	if req.Op == api.OpRestore {
+		reqs = req.Batch
+	}
+	for i := range reqs {
+		if err := d.apply(next, &reqs[i], &allocated, &freed); err != nil {
+			for _, undo := range allocated {
+				undo()
+			}
+			if req.Op == api.OpRestore {
+				err.Line = reqs[i].Line
+				err.Message = fmt.Sprintf("line %d: %s", reqs[i].Line, err.Message)
+			}
+			return err
+		}
+	}
+	snap, err := next.snapshot()
+	if err == nil {
+		err = d.dp.Publish(snap)
+	}
+	if err != nil {
+		for _, undo := range allocated {
+			undo()
+		}
+		return apiErr(api.ErrCodeInternal, "publish configuration: %v", err)
+	}
+	for _, f := range freed {
+		f()
+	}
+	d.r = next
+	d.log.Info("configuration changed", "op", req.Op, "services", len(next.services))
+	// Resolve every real server's next hop now, not on the first packet.
+	for _, s := range next.services {
+		for _, ds := range s.dests {
+			d.dp.Resolve(ds.cfg.Addr.As16())
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func()) *api.Error {
+	needSvc := func() (*api.Service, *api.Error) {
+		if req.Service == nil {
+			return nil, apiErr(api.ErrCodeInvalid, "%s: no service given (-t, -u or -f)", req.Op)
+		}
+		s := *req.Service
+		s.Addr = s.Addr.Unmap()
+		return &s, nil
+	}
+	switch req.Op {
+	case api.OpAddService, api.OpEditService:
+		s, e := needSvc()
+		if e != nil {
+			return e
+		}
+		if e := checkService(s); e != nil {
+			return e
+		}
+		_, cur := r.find(s.ServiceKey)
+		if req.Op == api.OpAddService {
+			if cur != nil {
+				return apiErr(api.ErrCodeServiceExists, "service %s already exists", keyString(s.ServiceKey))
+			}
+			id, ok := d.svcIDs.alloc(nil)
+			if !ok {
+				return apiErr(api.ErrCodeInvalid, "too many services: at most %d", len(d.svcIDs.used))
+			}
+			*allocated = append(*allocated, func() { d.svcIDs.free(id) })
+			d.svcBase[id] = d.dp.ServiceStats(id)
+			cfg := *s
+			cfg.Dests, cfg.Stats = nil, api.Stats{}
+			r.services = append(r.services, &svcState{cfg: cfg, id: id})
+			return nil
+		}
+		if cur == nil {
+			return apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
+		}
+		cfg := *s
+		cfg.Dests, cfg.Stats = nil, api.Stats{}
+		cur.cfg = cfg
+		return nil
+	case api.OpDelService:
+		s, e := needSvc()
+		if e != nil {
+			return e
+		}
+		i, cur := r.find(s.ServiceKey)
+		if cur == nil {
+			return apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(s.ServiceKey))
+		}
+		r.services = append(r.services[:i], r.services[i+1:]...)
+		d.releaseService(cur, freed)
+		return nil
+	case api.OpClear:
+		for _, s := range r.services {
+			d.releaseService(s, freed)
+		}
+		r.services = nil
+		return nil
+	case api.OpAddDest, api.OpEditDest, api.OpDelDest:
+		s, e := needSvc()
+		if e != nil {
+			return e
+		}
+		_, cur := r.find(s.ServiceKey)
+		if cur == nil {
+			return apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
+		}
+		if req.Dest == nil {
+			return apiErr(api.ErrCodeInvalid, "%s: no real server given (-r)", req.Op)
+		}
+		dst := *req.Dest
+		if req.Op != api.OpDelDest {
+			if e := checkDest(cur, &dst); e != nil {
+				return e
+			}
+		} else if dst.Port == 0 {
+			dst.Port = cur.cfg.Port
+		}
+		i, old := cur.findDest(dst.Addr, dst.Port)
+		switch req.Op {
+		case api.OpAddDest:
+			if old != nil {
+				return apiErr(api.ErrCodeDestExists, "real server %s of service %s already exists", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
+			}
+			ct := d.dp.Conntrack()
+			id, ok := d.destIDs.alloc(func(id uint32) bool { a, in := ct.Conns(id); return a+in > 0 })
+			if !ok {
+				return apiErr(api.ErrCodeInvalid, "too many real servers: at most %d", len(d.destIDs.used))
+			}
+			*allocated = append(*allocated, func() { d.destIDs.free(id) })
+			d.destBase[id] = d.dp.DestStats(id)
+			dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
+			// The kernel puts a new destination at the head of the list.
+			cur.dests = append([]*destState{{cfg: dst, id: id}}, cur.dests...)
+		case api.OpEditDest:
+			if old == nil {
+				return apiErr(api.ErrCodeNoDest, "no real server %s in service %s", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
+			}
+			dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
+			old.cfg = dst
+		case api.OpDelDest:
+			if old == nil {
+				return apiErr(api.ErrCodeNoDest, "no real server %s in service %s", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
+			}
+			cur.dests = append(cur.dests[:i], cur.dests[i+1:]...)
+			id := old.id
+			*freed = append(*freed, func() { d.destIDs.free(id) })
+		}
+		return nil
+	case api.OpSetTimeouts:
+		if req.Timeouts == nil {
+			return apiErr(api.ErrCodeInvalid, "set-timeouts: no timeouts given")
+		}
+		t := *req.Timeouts
+		for _, v := range []uint32{t.TCP, t.TCPFin, t.UDP} {
+			if v > conntrack.MaxTimeout {
+				return apiErr(api.ErrCodeInvalid, "timeout %d s: at most %d s", v, conntrack.MaxTimeout)
+			}
+		}
+		if t.TCP != 0 {
+			r.timeouts.TCP = t.TCP
+		}
+		if t.TCPFin != 0 {
+			r.timeouts.TCPFin = t.TCPFin
+		}
+		if t.UDP != 0 {
+			r.timeouts.UDP = t.UDP
+		}
+		ct := d.dp.Conntrack()
+		ts := ct.Timeouts()
+		ts.Established, ts.FinWait, ts.UDP = int(r.timeouts.TCP), int(r.timeouts.TCPFin), int(r.timeouts.UDP)
+		ct.SetTimeouts(ts)
+		return nil
+	case api.OpRestore:
+		return apiErr(api.ErrCodeInvalid, "restore inside a restore")
+	default:
+		return apiErr(api.ErrCodeInvalid, "unknown operation %q", req.Op)
+	}
+}
+
+func (d *Daemon) releaseService(s *svcState, freed *[]func()) {
+	id := s.id
+	*freed = append(*freed, func() { d.svcIDs.free(id) })
+	for _, ds := range s.dests {
+		did := ds.id
+		*freed = append(*freed, func() { d.destIDs.free(did) })
+	}
+}
+
+func (d *Daemon) info() *api.Info {
+	return &api.Info{Version: Version, IPVSLike: "1.2.1", ConnTable: d.connTable, Conns: d.dp.Conntrack().Len()}
+}
+
+func sub(a, b dataplane.FlowStats) api.Stats {
+	return api.Stats{
+		Conns: a.Conns - b.Conns, InPkts: a.InPkts - b.InPkts, OutPkts: a.OutPkts - b.OutPkts,
+		InBytes: a.InBytes - b.InBytes, OutBytes: a.OutBytes - b.OutBytes,
+	}
+}
+
+// list returns the services (one if only is set) with their destinations, counts and
+// statistics, in the store's order.
+func (d *Daemon) list(only *api.Service) ([]api.Service, *api.Error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ct := d.dp.Conntrack()
+	var out []api.Service
+	for _, s := range d.r.services {
+		if only != nil && !sameKey(s.cfg.ServiceKey, only.ServiceKey) {
+			continue
+		}
+		svc := s.cfg
+		svc.SchedFlags = append([]string(nil), s.cfg.SchedFlags...)
+		svc.Stats = sub(d.dp.ServiceStats(s.id), d.svcBase[s.id])
+		for _, ds := range s.dests {
+			dst := ds.cfg
+			a, in := ct.Conns(ds.id)
+			dst.ActiveConns, dst.InactConns = uint32(max(a, 0)), uint32(max(in, 0))
+			dst.Stats = sub(d.dp.DestStats(ds.id), d.destBase[ds.id])
+			svc.Dests = append(svc.Dests, dst)
+		}
+		out = append(out, svc)
+	}
+	if only != nil && out == nil {
+		return nil, apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(only.ServiceKey))
+	}
+	return out, nil
+}
+
+// zero resets the statistics of every service (or one) and its destinations.
+func (d *Daemon) zero(only *api.Service) *api.Error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	found := false
+	for _, s := range d.r.services {
+		if only != nil && !sameKey(s.cfg.ServiceKey, only.ServiceKey) {
+			continue
+		}
+		found = true
+		d.svcBase[s.id] = d.dp.ServiceStats(s.id)
+		for _, ds := range s.dests {
+			d.destBase[ds.id] = d.dp.DestStats(ds.id)
+		}
+	}
+	if only != nil && !found {
+		return apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(only.ServiceKey))
+	}
+	return nil
+}
+
+// conns lists the connection table, one shard at a time (the dataplane keeps running).
+func (d *Daemon) conns() []api.Conn {
+	var out []api.Conn
+	ct := d.dp.Conntrack()
+	ct.Walk(d.dp.Now(), func(e *conntrack.Entry, expiresIn int64) bool {
+		proto := "TCP"
+		if e.Orig.Proto == 17 {
+			proto = "UDP"
+		}
+		dest := netip.AddrPortFrom(netip.AddrFrom16(e.Reply.Src).Unmap(), e.Reply.SrcPort)
+		out = append(out, api.Conn{
+			Protocol:  proto,
+			State:     e.State.String(),
+			ExpiresMs: expiresIn / 1e6,
+			Client:    netip.AddrPortFrom(netip.AddrFrom16(e.Orig.Src).Unmap(), e.Orig.SrcPort),
+			Virtual:   netip.AddrPortFrom(netip.AddrFrom16(e.Orig.Dst).Unmap(), e.Orig.DstPort),
+			Dest:      dest,
+		})
+		return len(out) < 1<<20
+	})
+	return out
+}
+
+func (d *Daemon) dataplaneStats() ([]api.QueueStats, []api.QueueStats) {
+	ws, qs := d.dp.Stats()
+	var out []api.QueueStats
+	for _, q := range qs {
+		out = append(out, api.QueueStats{Interface: q.Interface, Queue: q.Queue, Counters: q.Socket.Map()})
+	}
+	for _, w := range ws {
+		c := map[string]uint64{"rx": w.RxPackets, "tx": w.TxPackets, "forwarded": w.Forwarded, "panics": w.Panics, "neigh_queued": w.NeighQueued}
+		for k, v := range w.Drops {
+			c["drop_"+k] = v
+		}
+		out = append(out, api.QueueStats{Interface: "worker", Queue: w.Queue, Counters: c})
+	}
+	var xdp []api.QueueStats
+	for name, c := range d.dp.XDPStats() {
+		xdp = append(xdp, api.QueueStats{Interface: name, Queue: -1, Counters: map[string]uint64{
+			"xdp_passed": c.Passed, "xdp_redirected": c.Redirected, "xdp_redirect_failed": c.RedirectFailed,
+			"xdp_malformed": c.Malformed, "xdp_fragment": c.Fragment, "xdp_non_ip": c.NonIP,
+		}})
+	}
+	sort.Slice(xdp, func(i, j int) bool { return xdp[i].Interface < xdp[j].Interface })
+	return out, xdp
+}

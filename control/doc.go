@@ -1,0 +1,14 @@
+// Package control is xlvsd's control plane: the rule store (virtual services and their
+// real servers, in the kernel's list order), the API handler behind the unix socket, and
+// the translation of rules into dataplane snapshots.
+//
+// Every change is validated in full, applied to a copy of the rules, turned into a new
+// immutable dataplane.Snapshot and published; only then does the copy become the store's
+// state. A change that fails anywhere changes nothing. One mutex serialises changes;
+// the dataplane never waits for it (it reads the last published snapshot).
+//
+// Identifiers: every service and destination gets a stable counter index (its ID) for as
+// long as it exists; the dataplane's counters and the connection table's per-destination
+// counts are indexed by it. An ID is reused only after its connections are gone, and
+// statistics are reported relative to a per-ID base so a reused ID (or -Z) starts at zero.
+package control

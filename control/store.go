@@ -1,0 +1,214 @@
+package control
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"xlvs/conntrack"
+	"xlvs/control/api"
+	"xlvs/dataplane"
+	"xlvs/sched"
+)
+
+type destState struct {
+	cfg api.Dest
+	id  uint32
+}
+
+type svcState struct {
+	cfg   api.Service // Dests and Stats unused here
+	id    uint32
+	dests []*destState // the kernel's list order: newest first
+}
+
+// rules is the whole configuration. clone() gives a deep copy to change.
+type rules struct {
+	services []*svcState
+	timeouts api.Timeouts
+}
+
+func (r *rules) clone() *rules {
+	c := &rules{timeouts: r.timeouts, services: make([]*svcState, len(r.services))}
+	for i, s := range r.services {
+		ns := &svcState{cfg: s.cfg, id: s.id, dests: make([]*destState, len(s.dests))}
+		ns.cfg.SchedFlags = slices.Clone(s.cfg.SchedFlags)
+		for j, d := range s.dests {
+			nd := *d
+			ns.dests[j] = &nd
+		}
+		c.services[i] = ns
+	}
+	return c
+}
+
+func (r *rules) find(k api.ServiceKey) (int, *svcState) {
+	for i, s := range r.services {
+		if sameKey(s.cfg.ServiceKey, k) {
+			return i, s
+		}
+	}
+	return -1, nil
+}
+
+func sameKey(a, b api.ServiceKey) bool {
+	if a.Protocol != b.Protocol {
+		return false
+	}
+	if a.Protocol == api.ProtoFWMark {
+		return a.FWMark == b.FWMark && a.Family == b.Family
+	}
+	return a.Addr.Unmap() == b.Addr.Unmap() && a.Port == b.Port
+}
+
+func (s *svcState) findDest(addr netip.Addr, port uint16) (int, *destState) {
+	for i, d := range s.dests {
+		if d.cfg.Addr.Unmap() == addr.Unmap() && d.cfg.Port == port {
+			return i, d
+		}
+	}
+	return -1, nil
+}
+
+// apiErr builds a typed API error.
+func apiErr(code, format string, args ...any) *api.Error {
+	return &api.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func keyString(k api.ServiceKey) string {
+	switch k.Protocol {
+	case api.ProtoFWMark:
+		return fmt.Sprintf("FWM %d", k.FWMark)
+	default:
+		return fmt.Sprintf("%s %s", strings.ToUpper(k.Protocol), netip.AddrPortFrom(k.Addr.Unmap(), k.Port))
+	}
+}
+
+// checkService validates a service's attributes (for add and edit) and fills defaults.
+func checkService(s *api.Service) *api.Error {
+	switch s.Protocol {
+	case api.ProtoTCP, api.ProtoUDP:
+	case api.ProtoFWMark:
+		return apiErr(api.ErrCodeNotImplemented, "firewall-mark services (-f) are not implemented yet: define one -t/-u service per VIP:port instead")
+	default:
+		return apiErr(api.ErrCodeInvalid, "protocol %q: must be tcp (-t) or udp (-u)", s.Protocol)
+	}
+	if !s.Addr.IsValid() || s.Addr.IsUnspecified() {
+		return apiErr(api.ErrCodeInvalid, "service address %v: must be a unicast IPv4 or IPv6 address", s.Addr)
+	}
+	s.Addr = s.Addr.Unmap()
+	if s.Port == 0 {
+		return apiErr(api.ErrCodeInvalid, "service %s: port 0 is only valid for persistent services (-p), which are not implemented yet", keyString(s.ServiceKey))
+	}
+	if s.Scheduler == "" {
+		s.Scheduler = "wlc"
+	}
+	flags, err := sched.ParseFlags(strings.Join(s.SchedFlags, ","))
+	if err != nil {
+		return apiErr(api.ErrCodeInvalid, "%v", err)
+	}
+	if _, err := sched.New(s.Scheduler, nil, flags); err != nil {
+		if isUnknownSched(err) {
+			return apiErr(api.ErrCodeInvalid, "%v", err)
+		}
+		return apiErr(api.ErrCodeNotImplemented, "%v", err)
+	}
+	if s.Persistent || s.Timeout != 0 {
+		return apiErr(api.ErrCodeNotImplemented, "persistence (-p) is not implemented yet: remove -p")
+	}
+	if s.OnePacket {
+		return apiErr(api.ErrCodeNotImplemented, "one-packet scheduling (-o) is not implemented yet: remove -o")
+	}
+	if s.PE != "" {
+		return apiErr(api.ErrCodeNotImplemented, "persistence engines (--pe) are not supported")
+	}
+	return nil
+}
+
+func isUnknownSched(err error) bool {
+	return err != nil && strings.Contains(err.Error(), sched.ErrUnknown.Error())
+}
+
+// checkDest validates a destination of service s and fills defaults.
+func checkDest(s *svcState, d *api.Dest) *api.Error {
+	if !d.Addr.IsValid() || d.Addr.IsUnspecified() {
+		return apiErr(api.ErrCodeInvalid, "real server address %v: must be a unicast address", d.Addr)
+	}
+	d.Addr = d.Addr.Unmap()
+	if d.Addr.Is4() != s.cfg.Addr.Is4() {
+		return apiErr(api.ErrCodeInvalid, "real server %v and service %s are of different address families: NAT needs both IPv4 or both IPv6", d.Addr, keyString(s.cfg.ServiceKey))
+	}
+	if d.Port == 0 {
+		d.Port = s.cfg.Port
+	}
+	if d.Method == "" {
+		d.Method = api.MethodRoute
+	}
+	switch d.Method {
+	case api.MethodMasq:
+	case api.MethodRoute, api.MethodTunnel, api.MethodFullNAT, api.MethodLocal:
+		return apiErr(api.ErrCodeNotImplemented, "forwarding method %q is not implemented yet: use masquerading (-m)", d.Method)
+	default:
+		return apiErr(api.ErrCodeInvalid, "forwarding method %q: must be one of -g (route), -m (masq), -i (tunnel)", d.Method)
+	}
+	if d.Weight < 0 || d.Weight > 65535 {
+		return apiErr(api.ErrCodeInvalid, "weight %d: must be between 0 and 65535", d.Weight)
+	}
+	if d.LThreshold > 0 && d.UThreshold > 0 && d.LThreshold > d.UThreshold {
+		return apiErr(api.ErrCodeInvalid, "lower threshold %d above upper threshold %d: -y must not exceed -x", d.LThreshold, d.UThreshold)
+	}
+	if d.TunType != "" && d.TunType != "ipip" {
+		return apiErr(api.ErrCodeNotImplemented, "tunnel type %q is not supported: only ipip", d.TunType)
+	}
+	return nil
+}
+
+// snapshot turns rules into a dataplane snapshot.
+func (r *rules) snapshot() (*dataplane.Snapshot, error) {
+	svcs := make([]dataplane.Service, 0, len(r.services))
+	for _, s := range r.services {
+		flags, err := sched.ParseFlags(strings.Join(s.cfg.SchedFlags, ","))
+		if err != nil {
+			return nil, err
+		}
+		ds := make([]dataplane.Dest, len(s.dests))
+		sd := make([]sched.Dest, len(s.dests))
+		for i, d := range s.dests {
+			a := d.cfg.Addr.As16()
+			ds[i] = dataplane.Dest{ID: d.id, Addr: a, Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: d.cfg.Weight}
+			sd[i] = sched.Dest{ID: d.id, Weight: d.cfg.Weight, UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: a, Port: d.cfg.Port}
+		}
+		sc, err := sched.New(s.cfg.Scheduler, sd, flags)
+		if err != nil {
+			return nil, err
+		}
+		svcs = append(svcs, dataplane.Service{
+			ID:    s.id,
+			Key:   dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)},
+			Dests: ds,
+			Sched: sc,
+		})
+	}
+	return dataplane.NewSnapshot(svcs)
+}
+
+func methodOf(m string) conntrack.Method {
+	switch m {
+	case api.MethodRoute:
+		return conntrack.MethodDR
+	case api.MethodTunnel:
+		return conntrack.MethodTUN
+	case api.MethodFullNAT:
+		return conntrack.MethodFullNAT
+	default:
+		return conntrack.MethodNAT
+	}
+}
+
+func protoNum(p string) uint8 {
+	if p == api.ProtoUDP {
+		return 17
+	}
+	return 6
+}

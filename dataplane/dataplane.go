@@ -1,0 +1,424 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"xlvs/bpf"
+	"xlvs/conntrack"
+	"xlvs/dataplane/xsk"
+)
+
+// Config configures a Dataplane. Zero values take the defaults noted.
+type Config struct {
+	Interfaces  []string   // interfaces to attach to (at least one)
+	Queues      int        // queues per interface; 0 = every RX queue the interface has
+	Socket      xsk.Config // ring and frame sizes (zero: xsk.DefaultConfig)
+	Batch       int        // packets per receive batch; default 64
+	XDPMode     bpf.Mode   // native, generic or auto (native, falling back to generic)
+	CPUs        []int      // CPUs to pin workers to, round robin; empty = unpinned
+	Conntrack   conntrack.Config
+	SloppyTCP   bool // accept mid-stream TCP packets as new connections (IPVS sloppy_tcp)
+	MaxServices int  // service IDs are below this; default 4096
+	MaxDests    int  // destination IDs are below this; default 65536
+	ReapEvery   time.Duration
+	Logger      *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Socket == (xsk.Config{}) {
+		c.Socket = xsk.DefaultConfig()
+	}
+	if c.Batch == 0 {
+		c.Batch = 64
+	}
+	if c.MaxServices == 0 {
+		c.MaxServices = 4096
+	}
+	if c.MaxDests == 0 {
+		c.MaxDests = 65536
+	}
+	if c.Conntrack.MaxDests == 0 {
+		c.Conntrack.MaxDests = c.MaxDests
+	}
+	if c.Conntrack.MaxEntries == 0 {
+		c.Conntrack.MaxEntries = 1 << 20
+	}
+	if c.Conntrack.Timeouts == (conntrack.Timeouts{}) {
+		c.Conntrack.Timeouts = conntrack.DefaultTimeouts()
+	}
+	c.Conntrack.SloppyTCP = c.SloppyTCP
+	if c.ReapEvery == 0 {
+		c.ReapEvery = 50 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// Validate checks c before anything is opened.
+func (c *Config) Validate() error {
+	if c.Batch < 1 || c.Batch > 1024 {
+		return fmt.Errorf("batch %d: must be between 1 and 1024", c.Batch)
+	}
+	if c.Batch > c.Socket.RxRing {
+		return fmt.Errorf("batch %d: must not exceed the rx ring (%d)", c.Batch, c.Socket.RxRing)
+	}
+	if c.Queues < 0 || c.Queues > 64 {
+		return fmt.Errorf("queues %d: must be between 1 and 64 (0 = all)", c.Queues)
+	}
+	for _, cpu := range c.CPUs {
+		if cpu < 0 || cpu >= 1024 {
+			return fmt.Errorf("cpu %d: out of range", cpu)
+		}
+	}
+	return c.Socket.Validate()
+}
+
+// Port describes an interface's sockets for NewWithPorts: one socket per queue.
+type Port struct {
+	Name    string
+	Ifindex int32
+	MAC     [6]byte
+	Sockets []xsk.Socket
+}
+
+// Dataplane is the running forwarder.
+type Dataplane struct {
+	cfg     Config
+	log     *slog.Logger
+	ct      *conntrack.Table
+	snap    atomic.Pointer[Snapshot]
+	fib     *fibWatcher
+	workers []*worker
+	ports   []Port
+	cls     *bpf.Classifier
+	xdp     []*bpf.Port
+	epoch   time.Time
+
+	lastPanic atomic.Pointer[string]
+	mu        sync.Mutex // serialises Publish
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New attaches the XDP program to every interface, opens one AF_XDP socket per queue and
+// registers it, and starts watching routes and neighbours. Call Start to forward.
+func New(cfg Config) (*Dataplane, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Interfaces) == 0 {
+		return nil, errors.New("no interface: give at least one with -i IFACE")
+	}
+	type ifc struct {
+		link   netlink.Link
+		queues int
+	}
+	var ifcs []ifc
+	for _, name := range cfg.Interfaces {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("interface %q: %w (list interfaces with `ip link`)", name, err)
+		}
+		q := cfg.Queues
+		if q == 0 {
+			q = rxQueues(name)
+		}
+		ifcs = append(ifcs, ifc{l, q})
+	}
+	cls, err := bpf.New()
+	if err != nil {
+		return nil, err
+	}
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, cls: cls}
+	fail := func(err error) (*Dataplane, error) {
+		d.closeResources()
+		return nil, err
+	}
+	for _, f := range ifcs {
+		attrs := f.link.Attrs()
+		xp, err := cls.Attach(attrs.Index, cfg.XDPMode)
+		if err != nil {
+			return fail(fmt.Errorf("attach XDP to %s: %w", attrs.Name, err))
+		}
+		d.xdp = append(d.xdp, xp)
+		p := Port{Name: attrs.Name, Ifindex: int32(attrs.Index)}
+		copy(p.MAC[:], attrs.HardwareAddr)
+		for q := 0; q < f.queues; q++ {
+			s, err := xsk.Open(attrs.Index, q, cfg.Socket)
+			if err != nil {
+				d.ports = append(d.ports, p)
+				return fail(fmt.Errorf("interface %s: %w", attrs.Name, err))
+			}
+			p.Sockets = append(p.Sockets, s)
+			if err := xp.RegisterSocket(q, s.FD()); err != nil {
+				d.ports = append(d.ports, p)
+				return fail(fmt.Errorf("register socket of %s queue %d: %w", attrs.Name, q, err))
+			}
+		}
+		d.ports = append(d.ports, p)
+		cfg.Logger.Info("attached", "interface", attrs.Name, "xdp_mode", xp.Mode().String(), "queues", f.queues)
+	}
+	if err := d.init(); err != nil {
+		return fail(err)
+	}
+	return d, nil
+}
+
+// NewWithPorts builds a Dataplane over given sockets (fakes in tests and benchmarks):
+// no XDP program, no netlink; set routes with SetFIB.
+func NewWithPorts(cfg Config, ports []Port) (*Dataplane, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, ports: ports}
+	if err := d.init(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Dataplane) init() error {
+	ct, err := conntrack.New(d.cfg.Conntrack)
+	if err != nil {
+		return fmt.Errorf("connection table: %w", err)
+	}
+	d.ct = ct
+	d.epoch = time.Now()
+	d.fib = newFIBWatcher(d.log)
+	queues := 0
+	for _, p := range d.ports {
+		if len(p.Sockets) > queues {
+			queues = len(p.Sockets)
+		}
+	}
+	for q := 0; q < queues; q++ {
+		var ps []*port
+		for _, p := range d.ports {
+			if q < len(p.Sockets) {
+				ps = append(ps, &port{ifindex: p.Ifindex, name: p.Name, mac: p.MAC, sock: p.Sockets[q]})
+			}
+		}
+		cpu := -1
+		if len(d.cfg.CPUs) > 0 {
+			cpu = d.cfg.CPUs[q%len(d.cfg.CPUs)]
+		}
+		d.workers = append(d.workers, newWorker(d, q, cpu, ps))
+	}
+	return nil
+}
+
+// rxQueues reads how many RX queues an interface has (1 when unknown).
+func rxQueues(name string) int {
+	ents, err := os.ReadDir("/sys/class/net/" + name + "/queues")
+	if err != nil {
+		return 1
+	}
+	n := 0
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "rx-") {
+			if _, err := strconv.Atoi(e.Name()[3:]); err == nil {
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		return 1
+	}
+	return n
+}
+
+func (d *Dataplane) now() int64 { return int64(time.Since(d.epoch)) }
+
+// Now is the dataplane's monotonic clock in nanoseconds (the connection table's time).
+func (d *Dataplane) Now() int64 { return d.now() }
+
+// Start begins forwarding: the route watcher (real sockets only), the reaper and one
+// goroutine per queue. They stop when ctx ends or Close is called.
+func (d *Dataplane) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	d.cancel = cancel
+	if d.cls != nil {
+		if err := d.fib.start(ctx); err != nil {
+			cancel()
+			return fmt.Errorf("watch routes and neighbours: %w", err)
+		}
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTicker(d.cfg.ReapEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				// A budget that sweeps the whole table about every few seconds.
+				budget := d.cfg.Conntrack.MaxEntries / 64
+				if budget < 1024 {
+					budget = 1024
+				}
+				d.ct.Reap(d.now(), budget)
+			}
+		}
+	}()
+	for _, w := range d.workers {
+		d.wg.Add(1)
+		go func(w *worker) {
+			defer d.wg.Done()
+			w.run(ctx)
+		}(w)
+	}
+	return nil
+}
+
+// Publish installs a new configuration: the XDP maps first (so new services are
+// redirected), then the snapshot the workers read.
+func (d *Dataplane) Publish(s *Snapshot) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cls != nil {
+		if err := d.cls.SetServices(toBPFKeys(s.ServiceKeys())); err != nil {
+			return fmt.Errorf("update XDP service map: %w", err)
+		}
+		if err := d.cls.SetReals(toBPFKeys(s.RealKeys())); err != nil {
+			return fmt.Errorf("update XDP real-server map: %w", err)
+		}
+	}
+	d.snap.Store(s)
+	return nil
+}
+
+// Snapshot returns the configuration the workers use now.
+func (d *Dataplane) Snapshot() *Snapshot { return d.snap.Load() }
+
+// SetFIB replaces the routes and neighbours (tests; the watcher does it otherwise).
+func (d *Dataplane) SetFIB(f *FIB) { d.fib.fib.Store(f) }
+
+// FIB returns the routes and neighbours in use.
+func (d *Dataplane) FIB() *FIB { return d.fib.fib.Load() }
+
+// Resolve asks the kernel to resolve the next hop towards addr if it is not known yet.
+func (d *Dataplane) Resolve(addr [16]byte) {
+	if d.cls != nil {
+		d.fib.Resolve(addr)
+	}
+}
+
+// Conntrack is the connection table.
+func (d *Dataplane) Conntrack() *conntrack.Table { return d.ct }
+
+// ServiceStats sums a service's counters over the workers.
+func (d *Dataplane) ServiceStats(id uint32) FlowStats {
+	var s FlowStats
+	for _, w := range d.workers {
+		if id < uint32(len(w.st.svc)) {
+			w.st.svc[id].addTo(&s)
+		}
+	}
+	return s
+}
+
+// DestStats sums a destination's counters over the workers.
+func (d *Dataplane) DestStats(id uint32) FlowStats {
+	var s FlowStats
+	for _, w := range d.workers {
+		if id < uint32(len(w.st.dest)) {
+			w.st.dest[id].addTo(&s)
+		}
+	}
+	return s
+}
+
+// QueueStats describes one socket: its interface, queue and counters.
+type QueueStats struct {
+	Interface string
+	Queue     int
+	Socket    xsk.Stats
+}
+
+// Stats returns per-worker and per-socket counters.
+func (d *Dataplane) Stats() ([]WorkerStats, []QueueStats) {
+	var ws []WorkerStats
+	var qs []QueueStats
+	for _, w := range d.workers {
+		s := WorkerStats{
+			Queue: w.queue, RxPackets: w.st.rx.load(), TxPackets: w.st.tx.load(),
+			Forwarded: w.st.forwarded.load(), Panics: w.st.panics.load(), NeighQueued: w.st.neighQueued.load(), Drops: map[string]uint64{},
+		}
+		for i := Drop(0); i < numDrops; i++ {
+			s.Drops[i.String()] = w.st.drops[i].load()
+		}
+		ws = append(ws, s)
+		for _, p := range w.ports {
+			qs = append(qs, QueueStats{Interface: p.name, Queue: w.queue, Socket: p.sock.Stats()})
+		}
+	}
+	return ws, qs
+}
+
+// XDPStats returns the XDP program's counters per interface.
+func (d *Dataplane) XDPStats() map[string]bpf.Counters {
+	out := map[string]bpf.Counters{}
+	for i, xp := range d.xdp {
+		if c, err := xp.Counters(); err == nil {
+			out[d.ports[i].Name] = c
+		}
+	}
+	return out
+}
+
+// Close stops the workers, detaches XDP (traffic then goes to the kernel) and closes the
+// sockets.
+func (d *Dataplane) Close() error {
+	d.closeOnce.Do(func() {
+		if d.cancel != nil {
+			d.cancel()
+		}
+		d.wg.Wait()
+		d.closeResources()
+	})
+	return nil
+}
+
+func (d *Dataplane) closeResources() {
+	for _, xp := range d.xdp {
+		xp.Close()
+	}
+	d.xdp = nil
+	for _, p := range d.ports {
+		for _, s := range p.Sockets {
+			s.Close()
+		}
+	}
+	if d.cls != nil {
+		d.cls.Close()
+	}
+}
+
+func toBPFKeys(ks []SvcKey) []bpf.Key {
+	out := make([]bpf.Key, len(ks))
+	for i, k := range ks {
+		out[i] = bpf.Key{Addr: netipFrom16(k.Addr), Port: k.Port, Proto: bpf.Proto(k.Proto)}
+	}
+	return out
+}
+
+func netipFrom16(a [16]byte) netip.Addr { return netip.AddrFrom16(a).Unmap() }

@@ -1,0 +1,331 @@
+package dataplane
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Route is one unicast route as the dataplane uses it. Addresses are 16-byte (IPv4
+// mapped); Bits counts in that 128-bit space (an IPv4 /24 is 120).
+type Route struct {
+	Dst     [16]byte
+	Bits    uint8
+	Ifindex int32
+	Gateway [16]byte
+	HasGW   bool
+}
+
+// NeighKey is a neighbour: an address on an interface.
+type NeighKey struct {
+	Ifindex int32
+	Addr    [16]byte
+}
+
+// FIB is an immutable copy of the routes and neighbours the dataplane needs: the main
+// table's unicast routes, longest prefix first, and the resolved neighbours.
+type FIB struct {
+	routes []Route
+	neigh  map[NeighKey][6]byte
+}
+
+// NewFIB builds a FIB; routes may come in any order.
+func NewFIB(routes []Route, neigh map[NeighKey][6]byte) *FIB {
+	r := append([]Route(nil), routes...)
+	sort.SliceStable(r, func(i, j int) bool { return r[i].Bits > r[j].Bits })
+	for i := range r {
+		r[i].Dst = maskAddr(r[i].Dst, r[i].Bits)
+	}
+	if neigh == nil {
+		neigh = map[NeighKey][6]byte{}
+	}
+	return &FIB{routes: r, neigh: neigh}
+}
+
+func maskAddr(a [16]byte, bits uint8) [16]byte {
+	for i := 0; i < 16; i++ {
+		switch {
+		case int(bits) >= (i+1)*8:
+		case int(bits) <= i*8:
+			a[i] = 0
+		default:
+			a[i] &= byte(0xff << (8 - (int(bits) - i*8)))
+		}
+	}
+	return a
+}
+
+func prefixMatch(a, p [16]byte, bits uint8) bool {
+	full := int(bits) / 8
+	for i := 0; i < full; i++ {
+		if a[i] != p[i] {
+			return false
+		}
+	}
+	if rem := bits % 8; rem != 0 {
+		m := byte(0xff << (8 - rem))
+		if a[full]&m != p[full] {
+			return false
+		}
+	}
+	return true
+}
+
+// Lookup returns the egress interface and next hop for dst: the longest matching route,
+// its gateway if it has one, else dst itself.
+func (f *FIB) Lookup(dst [16]byte) (ifindex int32, nexthop [16]byte, ok bool) {
+	for i := range f.routes {
+		r := &f.routes[i]
+		if prefixMatch(dst, r.Dst, r.Bits) {
+			if r.HasGW {
+				return r.Ifindex, r.Gateway, true
+			}
+			return r.Ifindex, dst, true
+		}
+	}
+	return 0, dst, false
+}
+
+// Neighbour returns the MAC address of a resolved neighbour.
+func (f *FIB) Neighbour(ifindex int32, addr [16]byte) ([6]byte, bool) {
+	m, ok := f.neigh[NeighKey{Ifindex: ifindex, Addr: addr}]
+	return m, ok
+}
+
+// Routes returns a copy of the routes, longest prefix first.
+func (f *FIB) Routes() []Route { return append([]Route(nil), f.routes...) }
+
+// fibWatcher keeps a *FIB current from the kernel through netlink and resolves neighbours
+// on request.
+type fibWatcher struct {
+	log     *slog.Logger
+	fib     atomic.Pointer[FIB]
+	resolve chan NeighKey
+	dirty   chan struct{}
+
+	mu      sync.Mutex
+	pending map[NeighKey]time.Time // last resolution request per neighbour
+	errors  atomic.Uint64
+}
+
+func newFIBWatcher(log *slog.Logger) *fibWatcher {
+	w := &fibWatcher{
+		log:     log,
+		resolve: make(chan NeighKey, 1024),
+		dirty:   make(chan struct{}, 1),
+		pending: map[NeighKey]time.Time{},
+	}
+	w.fib.Store(NewFIB(nil, nil))
+	return w
+}
+
+// start loads the tables, subscribes to changes and serves resolution requests until ctx
+// ends. The first load happens before start returns.
+func (w *fibWatcher) start(ctx context.Context) error {
+	if err := w.reload(); err != nil {
+		return err
+	}
+	routes := make(chan netlink.RouteUpdate, 256)
+	neighs := make(chan netlink.NeighUpdate, 256)
+	links := make(chan netlink.LinkUpdate, 64)
+	onErr := func(err error) {
+		w.errors.Add(1)
+		w.log.Warn("netlink subscription error", "err", err)
+		w.markDirty()
+	}
+	done := ctx.Done()
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		return err
+	}
+	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		return err
+	}
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		return err
+	}
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case _, ok := <-routes:
+				if !ok {
+					routes = nil
+				}
+				w.markDirty()
+			case _, ok := <-neighs:
+				if !ok {
+					neighs = nil
+				}
+				w.markDirty()
+			case _, ok := <-links:
+				if !ok {
+					links = nil
+				}
+				w.markDirty()
+			}
+		}
+	}()
+	go func() {
+		tick := time.NewTicker(30 * time.Second) // safety net: a lost update heals within this
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-w.dirty:
+				time.Sleep(2 * time.Millisecond) // coalesce bursts of updates
+			case <-tick.C:
+			case k := <-w.resolve:
+				w.doResolve(k)
+				continue
+			}
+			if err := w.reload(); err != nil {
+				w.errors.Add(1)
+				w.log.Warn("reload routes and neighbours", "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+func (w *fibWatcher) markDirty() {
+	select {
+	case w.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// request asks for neighbour resolution without blocking; called from workers.
+func (w *fibWatcher) request(k NeighKey) {
+	select {
+	case w.resolve <- k:
+	default:
+	}
+}
+
+// doResolve asks the kernel to resolve a neighbour (ARP / neighbour discovery), at most
+// once per 100 ms per neighbour: a netlink neighbour "use" (NTF_USE) starts resolution
+// exactly as traffic from the kernel itself would.
+func (w *fibWatcher) doResolve(k NeighKey) {
+	now := time.Now()
+	w.mu.Lock()
+	last, seen := w.pending[k]
+	if seen && now.Sub(last) < 100*time.Millisecond {
+		w.mu.Unlock()
+		return
+	}
+	w.pending[k] = now
+	if len(w.pending) > 4096 {
+		for pk, t := range w.pending {
+			if now.Sub(t) > 10*time.Second {
+				delete(w.pending, pk)
+			}
+		}
+	}
+	w.mu.Unlock()
+	ip := addrToIP(k.Addr)
+	n := &netlink.Neigh{LinkIndex: int(k.Ifindex), IP: ip, Flags: netlink.NTF_USE}
+	if ip.To4() != nil {
+		n.Family = unix.AF_INET
+	} else {
+		n.Family = unix.AF_INET6
+	}
+	if err := netlink.NeighSet(n); err != nil {
+		w.errors.Add(1)
+		w.log.Debug("resolve neighbour", "addr", ip, "ifindex", k.Ifindex, "err", err)
+	}
+}
+
+// Resolve requests resolution of addr's next hop now (control plane: called when a real
+// server is added so its MAC is known before the first packet).
+func (w *fibWatcher) Resolve(addr [16]byte) {
+	f := w.fib.Load()
+	if ifx, nh, ok := f.Lookup(addr); ok {
+		if _, ok := f.Neighbour(ifx, nh); !ok {
+			w.doResolve(NeighKey{Ifindex: ifx, Addr: nh})
+		}
+	}
+}
+
+func addrToIP(a [16]byte) net.IP {
+	ad := netip.AddrFrom16(a).Unmap()
+	return net.IP(ad.AsSlice())
+}
+
+func ipTo16(ip net.IP) ([16]byte, bool) {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return [16]byte{}, false
+	}
+	return a.As16(), true
+}
+
+// reload reads the main routing table and the neighbour table and publishes a new FIB.
+func (w *fibWatcher) reload() error {
+	rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return err
+	}
+	var routes []Route
+	for _, r := range rs {
+		if r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 && len(r.MultiPath) == 0 {
+			continue
+		}
+		var rt Route
+		ifx := r.LinkIndex
+		gw := r.Gw
+		if len(r.MultiPath) > 0 { // ECMP: use the first hop (one path per destination)
+			ifx, gw = r.MultiPath[0].LinkIndex, r.MultiPath[0].Gw
+		}
+		rt.Ifindex = int32(ifx)
+		if r.Dst != nil {
+			a, ok := ipTo16(r.Dst.IP)
+			if !ok {
+				continue
+			}
+			ones, bits := r.Dst.Mask.Size()
+			rt.Dst = a
+			rt.Bits = uint8(ones + (128 - bits))
+		} else if r.Family == unix.AF_INET {
+			rt.Dst = netip.IPv4Unspecified().As16()
+			rt.Bits = 96
+		} else {
+			rt.Bits = 0
+		}
+		if gw != nil {
+			if a, ok := ipTo16(gw); ok {
+				rt.Gateway, rt.HasGW = a, true
+			}
+		}
+		routes = append(routes, rt)
+	}
+	ns, err := netlink.NeighList(0, netlink.FAMILY_ALL)
+	if err != nil {
+		return err
+	}
+	neigh := make(map[NeighKey][6]byte, len(ns))
+	const usable = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+	for _, n := range ns {
+		if n.State&usable == 0 || len(n.HardwareAddr) != 6 {
+			continue
+		}
+		a, ok := ipTo16(n.IP)
+		if !ok {
+			continue
+		}
+		var mac [6]byte
+		copy(mac[:], n.HardwareAddr)
+		neigh[NeighKey{Ifindex: int32(n.LinkIndex), Addr: a}] = mac
+	}
+	w.fib.Store(NewFIB(routes, neigh))
+	return nil
+}

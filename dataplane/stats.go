@@ -1,0 +1,87 @@
+package dataplane
+
+import "sync/atomic"
+
+// Drop reasons: every packet a worker does not forward increments exactly one.
+type Drop int
+
+const (
+	DropMalformed   Drop = iota // Parse failed: truncated or invalid headers
+	DropNotTCPUDP               // not TCP or UDP (or an unsupported IPv6 header chain)
+	DropFragment                // a fragment (not handled yet)
+	DropNoService               // neither a service nor a NAT real server (config changed under it)
+	DropNoConn                  // not a connection opener (TCP without SYN) and no entry
+	DropNoReplyConn             // a real server's packet with no connection entry
+	DropNoDest                  // the scheduler found no available real server
+	DropTableFull               // the connection table is full
+	DropTTL                     // TTL / hop limit expired
+	DropNoRoute                 // no route to the destination
+	DropNotManaged              // the route leaves through an interface xlvsd does not run on
+	DropNoNeigh                 // next hop not resolved yet (resolution requested)
+	DropNoFrame                 // no free frame on the egress socket
+	DropTxFull                  // the egress TX ring was full
+	DropTxError                 // the egress socket failed (link down)
+	DropTooBig                  // larger than an egress frame can hold
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	"malformed", "not_tcp_udp", "fragment", "no_service", "no_conn", "no_reply_conn",
+	"no_dest", "table_full", "ttl_expired", "no_route", "not_managed", "no_neighbour",
+	"no_frame", "tx_full", "tx_error", "too_big",
+}
+
+// String names the reason as counters show it.
+func (d Drop) String() string {
+	if d < 0 || d >= numDrops {
+		return "unknown"
+	}
+	return dropNames[d]
+}
+
+// ctr is a single-writer counter: the owning worker adds without a locked instruction,
+// readers load atomically.
+type ctr struct{ v atomic.Uint64 }
+
+func (c *ctr) add(n uint64) { c.v.Store(c.v.Load() + n) }
+func (c *ctr) load() uint64 { return c.v.Load() }
+
+// flowCtrs are IPVS's per-service / per-destination counters.
+type flowCtrs struct {
+	conns, inPkts, outPkts, inBytes, outBytes ctr
+}
+
+// FlowStats are the summed counters of a service or destination.
+type FlowStats struct {
+	Conns, InPkts, OutPkts, InBytes, OutBytes uint64
+}
+
+func (f *flowCtrs) addTo(s *FlowStats) {
+	s.Conns += f.conns.load()
+	s.InPkts += f.inPkts.load()
+	s.OutPkts += f.outPkts.load()
+	s.InBytes += f.inBytes.load()
+	s.OutBytes += f.outBytes.load()
+}
+
+// workerStats are one worker's counters.
+type workerStats struct {
+	rx, tx, forwarded, panics, neighQueued ctr
+	drops                                  [numDrops]ctr
+	svc                                    []flowCtrs // by service ID
+	dest                                   []flowCtrs // by destination ID
+	_                                      [64]byte   // keep neighbours off this cache line
+}
+
+func newWorkerStats(maxServices, maxDests int) *workerStats {
+	return &workerStats{svc: make([]flowCtrs, maxServices), dest: make([]flowCtrs, maxDests)}
+}
+
+// WorkerStats are a worker's totals.
+type WorkerStats struct {
+	Queue                int
+	RxPackets, TxPackets uint64
+	Forwarded, Panics    uint64
+	NeighQueued          uint64 // frames held while their next hop resolved
+	Drops                map[string]uint64
+}

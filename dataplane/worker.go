@@ -1,0 +1,482 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
+	"xlvs/dataplane/xsk"
+	"xlvs/sched"
+)
+
+// port is one interface's socket as a worker sees it.
+type port struct {
+	ifindex int32
+	name    string
+	mac     [6]byte
+	sock    xsk.Socket
+	umem    []byte
+	tx      []xsk.Desc
+	txN     int
+}
+
+// pendingCap bounds the frames one worker holds while their next hop resolves (the
+// kernel's unres_qlen idea); pendingTimeout is how long one may wait.
+const (
+	pendingCap     = 64
+	pendingTimeout = int64(time.Second)
+)
+
+// pending is a rewritten frame waiting for its next hop's MAC address. Pointer-free.
+type pending struct {
+	in       uint8 // index of the ingress port in worker.ports
+	family   uint8
+	d        xsk.Desc
+	dst      [16]byte
+	l3off    uint16
+	l3len    uint16
+	deadline int64
+}
+
+// worker forwards packets of one queue index on every managed interface.
+type worker struct {
+	dp    *Dataplane
+	queue int
+	cpu   int // -1: not pinned
+	ports []*port
+	rx    []xsk.Desc
+	pfds  []unix.PollFd
+	st    *workerStats
+
+	// frames waiting for neighbour resolution, and the FIB they last tried
+	pend    []pending
+	pendFIB *FIB
+	inIdx   uint8 // index of the port being received from
+
+	// scratch, reused for every packet
+	info  packet.Info
+	entry conntrack.Entry
+	key   conntrack.Key
+	flow  sched.Flow
+}
+
+func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
+	w := &worker{
+		dp:    dp,
+		queue: queue,
+		cpu:   cpu,
+		ports: ports,
+		rx:    make([]xsk.Desc, dp.cfg.Batch),
+		st:    newWorkerStats(dp.cfg.MaxServices, dp.cfg.MaxDests),
+		pend:  make([]pending, 0, pendingCap),
+	}
+	for _, p := range ports {
+		p.tx = make([]xsk.Desc, dp.cfg.Batch*2)
+		p.umem = p.sock.Umem()
+		if fd := p.sock.FD(); fd >= 0 {
+			w.pfds = append(w.pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		}
+	}
+	return w
+}
+
+// run is the worker's loop. A panic (asavie/xdp panics on unexpected errno; anything else
+// is a bug) is recovered here, once per worker loop, counted, and the loop resumes after
+// a growing back-off, so one bad moment never stops forwarding for good.
+func (w *worker) run(ctx context.Context) {
+	if w.cpu >= 0 {
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(w.cpu)
+		_ = unix.SchedSetaffinity(0, &set) // best effort: a bad CPU was refused at start-up
+	}
+	backoff := time.Millisecond
+	for ctx.Err() == nil {
+		if w.loop(ctx) {
+			return
+		}
+		w.dp.log.Warn("worker recovered from panic; backing off", "queue", w.queue, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// loop runs until ctx ends (true) or a panic is recovered (false).
+func (w *worker) loop(ctx context.Context) (done bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.st.panics.add(1)
+			w.dp.lastPanic.Store(panicText(r))
+			done = false
+		}
+	}()
+	for ctx.Err() == nil {
+		if w.poll() == 0 {
+			w.idle()
+		}
+	}
+	return true
+}
+
+func panicText(r any) *string {
+	var s string
+	switch v := r.(type) {
+	case error:
+		s = v.Error()
+	case string:
+		s = v
+	default:
+		s = "panic"
+	}
+	return &s
+}
+
+// poll processes one batch from every socket and returns how many packets it saw.
+func (w *worker) poll() int {
+	snap := w.dp.snap.Load()
+	fib := w.dp.fib.fib.Load()
+	now := w.dp.now()
+	total := 0
+	if len(w.pend) > 0 {
+		w.retryPending(fib, now)
+	}
+	for i, in := range w.ports {
+		w.inIdx = uint8(i)
+		n := in.sock.Receive(w.rx)
+		w.st.rx.add(uint64(n))
+		for i := 0; i < n; i++ {
+			w.handle(in, w.rx[i], snap, fib, now)
+		}
+		total += n
+	}
+	for _, p := range w.ports {
+		w.flush(p)
+		p.sock.Complete()
+		p.sock.Refill()
+	}
+	return total
+}
+
+// idle blocks in poll(2) until a socket has packets (sharing a core with NAPI, spinning is
+// several times slower), or briefly sleeps for sockets without a descriptor (the fake).
+func (w *worker) idle() {
+	if len(w.pfds) == 0 {
+		time.Sleep(200 * time.Microsecond)
+		return
+	}
+	for i := range w.pfds {
+		w.pfds[i].Revents = 0
+	}
+	timeout := 50 // ms: bounded so shutdown and config changes are noticed
+	if len(w.pend) > 0 {
+		timeout = 1 // frames wait for a neighbour: look at the FIB again soon
+	}
+	_, _ = unix.Poll(w.pfds, timeout)
+}
+
+// queueTx adds a frame of p's UMEM to p's transmit batch, flushing a full batch first.
+func (w *worker) queueTx(p *port, d xsk.Desc) {
+	if p.txN == len(p.tx) {
+		w.flush(p)
+	}
+	if p.txN == len(p.tx) { // flush could not move anything: drop
+		p.sock.Free(d.Addr)
+		w.st.drops[DropTxFull].add(1)
+		return
+	}
+	p.tx[p.txN] = d
+	p.txN++
+}
+
+// flush transmits p's batch; what the TX ring cannot take is dropped and counted.
+func (w *worker) flush(p *port) {
+	if p.txN == 0 {
+		return
+	}
+	n, err := p.sock.Transmit(p.tx[:p.txN])
+	w.st.tx.add(uint64(n))
+	if n < p.txN {
+		reason := DropTxFull
+		if err != nil {
+			reason = DropTxError
+		}
+		for _, d := range p.tx[n:p.txN] {
+			p.sock.Free(d.Addr)
+		}
+		w.st.drops[reason].add(uint64(p.txN - n))
+	} else if err != nil && errors.Is(err, xsk.ErrLinkDown) {
+		w.st.drops[DropTxError].add(0) // queued but the kick failed: counted by the socket
+	}
+	p.txN = 0
+}
+
+func (w *worker) drop(in *port, d xsk.Desc, why Drop) {
+	in.sock.Free(d.Addr)
+	w.st.drops[why].add(1)
+}
+
+// handle forwards or drops one received frame.
+func (w *worker) handle(in *port, d xsk.Desc, snap *Snapshot, fib *FIB, now int64) {
+	frame := in.umem[d.Addr : d.Addr+uint64(d.Len)]
+	info := &w.info
+	switch packet.Parse(frame, info) {
+	case packet.ResultOK:
+	case packet.ResultFragment:
+		w.drop(in, d, DropFragment)
+		return
+	case packet.ResultUnsupportedProto, packet.ResultNotIP:
+		w.drop(in, d, DropNotTCPUDP)
+		return
+	default:
+		w.drop(in, d, DropMalformed)
+		return
+	}
+	if snap == nil {
+		w.drop(in, d, DropNoService)
+		return
+	}
+	if si, ok := snap.bySvc[SvcKey{Addr: info.Dst, Port: info.DstPort, Proto: info.Proto}]; ok {
+		w.request(in, d, frame, &snap.Services[si], fib, now)
+		return
+	}
+	if _, ok := snap.byReal[SvcKey{Addr: info.Src, Port: info.SrcPort, Proto: info.Proto}]; ok {
+		w.reply(in, d, frame, fib, now)
+		return
+	}
+	w.drop(in, d, DropNoService)
+}
+
+// request handles a packet from a client to a virtual service.
+func (w *worker) request(in *port, d xsk.Desc, frame []byte, svc *Service, fib *FIB, now int64) {
+	info := &w.info
+	ct := w.dp.ct
+	w.key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
+	st := ct.Lookup(conntrack.DirOrig, &w.key, info.TCPFlags, now, &w.entry)
+	if st == conntrack.Invalid {
+		w.drop(in, d, DropNoConn)
+		return
+	}
+	if st != conntrack.Found {
+		if !conntrack.MayCreate(info.Proto, info.TCPFlags, w.dp.cfg.SloppyTCP) {
+			w.drop(in, d, DropNoConn)
+			return
+		}
+		if !w.schedule(svc, now) {
+			// schedule counted the drop reason; the frame is still ours
+			in.sock.Free(d.Addr)
+			return
+		}
+	}
+	if !packet.DecrementTTL(frame, info) {
+		w.drop(in, d, DropTTL)
+		return
+	}
+	e := &w.entry
+	if e.Service < uint32(len(w.st.svc)) {
+		c := &w.st.svc[e.Service]
+		c.inPkts.add(1)
+		c.inBytes.add(uint64(info.L3Len))
+	}
+	if e.Dest < uint32(len(w.st.dest)) {
+		c := &w.st.dest[e.Dest]
+		c.inPkts.add(1)
+		c.inBytes.add(uint64(info.L3Len))
+	}
+	// NAT: the destination becomes the real server, which is the reply key's source.
+	packet.RewriteDst(frame, info, e.Reply.Src, e.Reply.SrcPort)
+	w.output(in, d, frame, fib, e.Reply.Src)
+}
+
+// schedule picks a real server for a new connection and inserts its entry into w.entry.
+// On failure it counts the drop reason and returns false.
+func (w *worker) schedule(svc *Service, now int64) bool {
+	info := &w.info
+	ct := w.dp.ct
+	w.flow = sched.Flow{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
+	i := svc.Sched.Schedule(ct, &w.flow)
+	if i < 0 || i >= len(svc.Dests) {
+		w.st.drops[DropNoDest].add(1)
+		return false
+	}
+	dst := &svc.Dests[i]
+	w.entry = conntrack.Entry{
+		Orig:    w.key,
+		Reply:   conntrack.Key{Src: dst.Addr, Dst: info.Src, SrcPort: dst.Port, DstPort: info.SrcPort, Proto: info.Proto},
+		Dest:    dst.ID,
+		Service: svc.ID,
+		Method:  dst.Method,
+	}
+	switch err := ct.Insert(&w.entry, info.TCPFlags, now); {
+	case err == nil:
+		if svc.ID < uint32(len(w.st.svc)) {
+			w.st.svc[svc.ID].conns.add(1)
+		}
+		if dst.ID < uint32(len(w.st.dest)) {
+			w.st.dest[dst.ID].conns.add(1)
+		}
+		return true
+	case errors.Is(err, conntrack.ErrExists):
+		// Another worker created it between our lookup and insert: use theirs.
+		if ct.Lookup(conntrack.DirOrig, &w.key, info.TCPFlags, now, &w.entry) == conntrack.Found {
+			return true
+		}
+		w.st.drops[DropNoConn].add(1)
+		return false
+	default:
+		w.st.drops[DropTableFull].add(1)
+		return false
+	}
+}
+
+// reply handles a packet from a NAT real server back to a client.
+func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
+	info := &w.info
+	w.key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
+	if w.dp.ct.Lookup(conntrack.DirReply, &w.key, info.TCPFlags, now, &w.entry) != conntrack.Found {
+		w.drop(in, d, DropNoReplyConn)
+		return
+	}
+	if !packet.DecrementTTL(frame, info) {
+		w.drop(in, d, DropTTL)
+		return
+	}
+	e := &w.entry
+	if e.Service < uint32(len(w.st.svc)) {
+		c := &w.st.svc[e.Service]
+		c.outPkts.add(1)
+		c.outBytes.add(uint64(info.L3Len))
+	}
+	if e.Dest < uint32(len(w.st.dest)) {
+		c := &w.st.dest[e.Dest]
+		c.outPkts.add(1)
+		c.outBytes.add(uint64(info.L3Len))
+	}
+	// The source becomes the virtual service the client talked to.
+	packet.RewriteSrc(frame, info, e.Orig.Dst, e.Orig.DstPort)
+	w.output(in, d, frame, fib, e.Orig.Src)
+}
+
+// output sends a rewritten frame towards dst: route, neighbour, MACs, and transmit on the
+// egress interface's socket (in place, or copied into that socket's UMEM).
+func (w *worker) output(in *port, d xsk.Desc, frame []byte, fib *FIB, dst [16]byte) {
+	ifx, nh, ok := fib.Lookup(dst)
+	if !ok {
+		w.drop(in, d, DropNoRoute)
+		return
+	}
+	out := w.portFor(ifx)
+	if out == nil {
+		w.drop(in, d, DropNotManaged)
+		return
+	}
+	mac, ok := fib.Neighbour(ifx, nh)
+	if !ok {
+		w.dp.fib.request(NeighKey{Ifindex: ifx, Addr: nh})
+		w.hold(in, d, dst)
+		return
+	}
+	w.transmit(in, out, d, frame, mac, w.info.Family, w.info.L3Off, w.info.L3Len)
+}
+
+// hold keeps a frame whose next hop is being resolved, as the kernel queues packets on an
+// incomplete neighbour entry; when the queue is full the frame is dropped and counted.
+func (w *worker) hold(in *port, d xsk.Desc, dst [16]byte) {
+	if len(w.pend) == cap(w.pend) {
+		w.drop(in, d, DropNoNeigh)
+		return
+	}
+	w.pend = append(w.pend, pending{
+		in: w.inIdx, family: w.info.Family, d: d, dst: dst,
+		l3off: w.info.L3Off, l3len: w.info.L3Len, deadline: w.dp.now() + pendingTimeout,
+	})
+	w.st.neighQueued.add(1)
+}
+
+// retryPending sends held frames whose next hop is now resolved and drops the ones that
+// waited too long. It runs only when the FIB changed or a deadline may have passed.
+func (w *worker) retryPending(fib *FIB, now int64) {
+	if fib == w.pendFIB && now < w.pend[0].deadline {
+		return
+	}
+	w.pendFIB = fib
+	kept := w.pend[:0]
+	for _, p := range w.pend {
+		in := w.ports[p.in]
+		ifx, nh, ok := fib.Lookup(p.dst)
+		var mac [6]byte
+		if ok {
+			mac, ok = fib.Neighbour(ifx, nh)
+		}
+		var out *port
+		if ok {
+			out = w.portFor(ifx)
+			ok = out != nil
+		}
+		switch {
+		case ok:
+			frame := in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
+			w.transmit(in, out, p.d, frame, mac, p.family, p.l3off, p.l3len)
+		case now >= p.deadline:
+			w.drop(in, p.d, DropNoNeigh)
+		default:
+			kept = append(kept, p)
+		}
+	}
+	w.pend = kept
+}
+
+func (w *worker) portFor(ifx int32) *port {
+	for _, p := range w.ports {
+		if p.ifindex == ifx {
+			return p
+		}
+	}
+	return nil
+}
+
+// transmit puts a rewritten frame on out with the next hop's MAC: in place when out is the
+// ingress port, else copied into out's UMEM.
+func (w *worker) transmit(in, out *port, d xsk.Desc, frame []byte, mac [6]byte, family uint8, l3off, l3len uint16) {
+	if out == in {
+		packet.SetEthernet(frame, mac, out.mac)
+		w.queueTx(out, d)
+		w.st.forwarded.add(1)
+		return
+	}
+	base, ok := out.sock.Alloc()
+	if !ok {
+		w.drop(in, d, DropNoFrame)
+		return
+	}
+	// A fresh Ethernet header (no VLAN tag: the other interface is untagged) and the IP
+	// packet, at the same headroom the kernel leaves, so encapsulation can prepend later.
+	addr := base + xsk.XDPPacketHeadroom
+	n := packet.EthernetHeaderLen + int(l3len)
+	if n > out.sock.FrameSize()-xsk.XDPPacketHeadroom {
+		out.sock.Free(base)
+		w.drop(in, d, DropTooBig)
+		return
+	}
+	buf := out.umem[addr : addr+uint64(n)]
+	packet.SetEthernet(buf, mac, out.mac)
+	if family == 4 {
+		buf[12], buf[13] = 0x08, 0x00
+	} else {
+		buf[12], buf[13] = 0x86, 0xdd
+	}
+	copy(buf[packet.EthernetHeaderLen:], frame[l3off:int(l3off)+int(l3len)])
+	in.sock.Free(d.Addr)
+	w.queueTx(out, xsk.Desc{Addr: addr, Len: uint32(n)})
+	w.st.forwarded.add(1)
+}
