@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"xlvs/conntrack"
 	"xlvs/control/api"
 	"xlvs/dataplane"
 	"xlvs/sched"
@@ -142,24 +141,14 @@ func checkDest(s *svcState, d *api.Dest) *api.Error {
 	if d.Port == 0 {
 		d.Port = s.cfg.Port
 	}
-	if d.Method == "" {
-		d.Method = api.MethodRoute
-	}
-	switch d.Method {
-	case api.MethodMasq:
-	case api.MethodRoute, api.MethodTunnel, api.MethodFullNAT, api.MethodLocal:
-		return apiErr(api.ErrCodeNotImplemented, "forwarding method %q is not implemented yet: use masquerading (-m)", d.Method)
-	default:
-		return apiErr(api.ErrCodeInvalid, "forwarding method %q: must be one of -g (route), -m (masq), -i (tunnel)", d.Method)
+	if e := checkMethod(s, d); e != nil {
+		return e
 	}
 	if d.Weight < 0 || d.Weight > 65535 {
 		return apiErr(api.ErrCodeInvalid, "weight %d: must be between 0 and 65535", d.Weight)
 	}
 	if d.LThreshold > 0 && d.UThreshold > 0 && d.LThreshold > d.UThreshold {
 		return apiErr(api.ErrCodeInvalid, "lower threshold %d above upper threshold %d: -y must not exceed -x", d.LThreshold, d.UThreshold)
-	}
-	if d.TunType != "" && d.TunType != "ipip" {
-		return apiErr(api.ErrCodeNotImplemented, "tunnel type %q is not supported: only ipip", d.TunType)
 	}
 	return nil
 }
@@ -191,19 +180,6 @@ func (r *rules) snapshot() (*dataplane.Snapshot, error) {
 		})
 	}
 	return dataplane.NewSnapshot(svcs)
-}
-
-func methodOf(m string) conntrack.Method {
-	switch m {
-	case api.MethodRoute:
-		return conntrack.MethodDR
-	case api.MethodTunnel:
-		return conntrack.MethodTUN
-	case api.MethodFullNAT:
-		return conntrack.MethodFullNAT
-	default:
-		return conntrack.MethodNAT
-	}
 }
 
 func protoNum(p string) uint8 {
