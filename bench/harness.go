@@ -91,7 +91,7 @@ func StartDaemon(ctx context.Context, ns *testbed.NS, bins Binaries, args ...str
 		return nil, err
 	}
 	d := &Daemon{Socket: filepath.Join(dir, "xlvsd.sock"), bins: bins, dir: dir, out: &lockedBuffer{}, done: make(chan struct{})}
-	full := append([]string{"--socket", d.Socket}, args...)
+	full := append([]string{"--socket", d.Socket, "--state", filepath.Join(dir, "state.json")}, args...)
 	d.cmd = ns.Command(ctx, bins.XLVSD, full...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
@@ -124,6 +124,12 @@ func StartDaemon(ctx context.Context, ns *testbed.NS, bins Binaries, args ...str
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// StatePath is the daemon's state file.
+func (d *Daemon) StatePath() string { return filepath.Join(d.dir, "state.json") }
+
+// Dir is the daemon's private directory (socket, state file); it is removed by Stop.
+func (d *Daemon) Dir() string { return d.dir }
 
 // Client returns an API client of the daemon.
 func (d *Daemon) Client() *api.Client { return api.NewClient(d.Socket) }

@@ -17,10 +17,20 @@ import (
 // Version is xlvs's version, reported by the info op.
 const Version = "0.1.0"
 
+// Options configure a Daemon. Zero values take the defaults noted.
+type Options struct {
+	MaxServices int    // service IDs; default 4096
+	MaxDests    int    // destination IDs; default 65536
+	ConnTable   int    // the "size=" the listing header shows
+	StatePath   string // where the rule set is saved after every change; "" = not saved
+	Log         *slog.Logger
+}
+
 // Daemon holds the rules and serves the control API (it implements api.Handler).
 type Daemon struct {
-	dp  *dataplane.Dataplane
-	log *slog.Logger
+	dp    *dataplane.Dataplane
+	log   *slog.Logger
+	state string
 
 	mu        sync.Mutex
 	r         *rules
@@ -31,20 +41,27 @@ type Daemon struct {
 	connTable int
 }
 
-// New returns a Daemon over dp with no rules; log may be nil.
-func New(dp *dataplane.Dataplane, maxServices, maxDests, connTable int, log *slog.Logger) *Daemon {
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+// New returns a Daemon over dp with no rules.
+func New(dp *dataplane.Dataplane, o Options) *Daemon {
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.MaxServices == 0 {
+		o.MaxServices = 4096
+	}
+	if o.MaxDests == 0 {
+		o.MaxDests = 65536
 	}
 	return &Daemon{
 		dp:        dp,
-		log:       log,
+		log:       o.Log,
+		state:     o.StatePath,
 		r:         &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
-		svcIDs:    newIDAlloc(maxServices),
-		destIDs:   newIDAlloc(maxDests),
+		svcIDs:    newIDAlloc(o.MaxServices),
+		destIDs:   newIDAlloc(o.MaxDests),
 		svcBase:   map[uint32]dataplane.FlowStats{},
 		destBase:  map[uint32]dataplane.FlowStats{},
-		connTable: connTable,
+		connTable: o.ConnTable,
 	}
 }
 
@@ -150,6 +167,11 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	}
 	d.r = next
 	d.log.Info("configuration changed", "op", req.Op, "services", len(next.services))
+	if d.state != "" {
+		if err := saveState(d.state, next); err != nil {
+			d.log.Error("save state: the change is in effect but will not survive a restart", "path", d.state, "err", err)
+		}
+	}
 	// Resolve every real server's next hop now, not on the first packet.
 	for _, s := range next.services {
 		for _, ds := range s.dests {

@@ -12,7 +12,9 @@ import (
 	"xlvs/dataplane/xsk"
 )
 
-func newDaemon(t *testing.T) *Daemon {
+func newDaemon(t *testing.T) *Daemon { return newDaemonOpts(t, Options{}) }
+
+func newDaemonOpts(t *testing.T, o Options) *Daemon {
 	t.Helper()
 	cfg := xsk.Config{Frames: 64, FrameSize: 2048, FillRing: 16, CompRing: 16, RxRing: 16, TxRing: 16}
 	f, err := xsk.NewFake(cfg)
@@ -24,7 +26,11 @@ func newDaemon(t *testing.T) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(dp, 8, 16, 4096, nil)
+	if o.MaxServices == 0 {
+		o.MaxServices, o.MaxDests = 8, 16
+	}
+	o.ConnTable = 4096
+	return New(dp, o)
 }
 
 func svc(proto, addr string, port uint16) *api.Service {

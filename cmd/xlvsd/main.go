@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"xlvs/bpf"
 	"xlvs/conntrack"
@@ -43,6 +46,9 @@ type options struct {
 	connMax   int
 	sloppyTCP bool
 	logLevel  string
+	state     string
+	config    string
+	metrics   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -67,6 +73,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.connMax, "conn-max", 1<<20, "connection table capacity (entries)")
 	fs.BoolVar(&o.sloppyTCP, "sloppy-tcp", false, "create connections from any TCP packet, not only SYN (IPVS sloppy_tcp)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.state, "state", control.DefaultStatePath, "file the rule set is saved to after every change and restored from at start (\"\" = none)")
+	fs.StringVar(&o.config, "config", "", "rules in ipvsadm -S format to load at start (instead of the state file)")
+	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -193,7 +202,34 @@ func run(args []string) error {
 	if err := dp.Start(ctx); err != nil {
 		return err
 	}
-	d := control.New(dp, 4096, 65536, o.connMax, log)
+	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, Log: log})
+	switch {
+	case o.config != "":
+		if err := d.LoadConfig(o.config); err != nil {
+			return err
+		}
+		log.Info("loaded rules", "config", o.config)
+	case o.state != "":
+		restored, err := d.RestoreState(o.state)
+		if err != nil {
+			return err
+		}
+		if restored {
+			log.Info("restored rules", "state", o.state)
+		}
+	}
+	if o.metrics != "" {
+		mln, err := net.Listen("tcp", o.metrics)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen %s: %w", o.metrics, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", d.MetricsHandler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(mln)
+		defer srv.Close()
+		log.Info("metrics", "listen", mln.Addr().String())
+	}
 	log.Info("xlvsd running", "socket", sockPath, "interfaces", o.ifaces.String())
 	err = api.Serve(ctx, ln, d, log)
 	log.Info("shutting down: detaching XDP; traffic goes to the kernel")

@@ -1,0 +1,121 @@
+package control
+
+import (
+	"net/http"
+	"runtime"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"xlvs/control/api"
+)
+
+// Metrics are read at scrape time from the same sources as xlvsadm's listings: nothing is
+// recorded on the packet path for them.
+var (
+	svcLabels  = []string{"protocol", "address", "port"}
+	destLabels = []string{"protocol", "address", "port", "server", "server_port", "forward"}
+
+	mBuild = prometheus.NewDesc("xlvs_build_info", "xlvs version and Go version.", []string{"version", "goversion"}, nil)
+
+	mSvcConns    = prometheus.NewDesc("xlvs_service_connections_total", "Connections scheduled for the virtual service.", svcLabels, nil)
+	mSvcInPkts   = prometheus.NewDesc("xlvs_service_in_packets_total", "Packets from clients to the virtual service.", svcLabels, nil)
+	mSvcOutPkts  = prometheus.NewDesc("xlvs_service_out_packets_total", "Packets from real servers back to clients.", svcLabels, nil)
+	mSvcInBytes  = prometheus.NewDesc("xlvs_service_in_bytes_total", "IP bytes from clients to the virtual service.", svcLabels, nil)
+	mSvcOutBytes = prometheus.NewDesc("xlvs_service_out_bytes_total", "IP bytes from real servers back to clients.", svcLabels, nil)
+	mSvcCPS      = prometheus.NewDesc("xlvs_service_connections_per_second", "Estimated connection rate (IPVS estimator).", svcLabels, nil)
+
+	mDestConns    = prometheus.NewDesc("xlvs_real_server_connections_total", "Connections scheduled to the real server.", destLabels, nil)
+	mDestInPkts   = prometheus.NewDesc("xlvs_real_server_in_packets_total", "Packets forwarded to the real server.", destLabels, nil)
+	mDestOutPkts  = prometheus.NewDesc("xlvs_real_server_out_packets_total", "Packets from the real server back to clients.", destLabels, nil)
+	mDestInBytes  = prometheus.NewDesc("xlvs_real_server_in_bytes_total", "IP bytes forwarded to the real server.", destLabels, nil)
+	mDestOutBytes = prometheus.NewDesc("xlvs_real_server_out_bytes_total", "IP bytes from the real server back to clients.", destLabels, nil)
+	mDestActive   = prometheus.NewDesc("xlvs_real_server_active_connections", "ActiveConn: connections in ESTABLISHED.", destLabels, nil)
+	mDestInact    = prometheus.NewDesc("xlvs_real_server_inactive_connections", "InActConn: connections in every other state.", destLabels, nil)
+	mDestWeight   = prometheus.NewDesc("xlvs_real_server_weight", "Configured weight (0 = quiesced).", destLabels, nil)
+
+	mCtEntries  = prometheus.NewDesc("xlvs_conntrack_entries", "Entries in the connection table.", nil, nil)
+	mCtCapacity = prometheus.NewDesc("xlvs_conntrack_capacity", "Capacity of the connection table (--conn-max).", nil, nil)
+
+	mWorker = prometheus.NewDesc("xlvs_dataplane_worker_packets_total", "Worker packet counters by queue and counter (rx, tx, forwarded, drop_<reason>, ...).", []string{"queue", "counter"}, nil)
+	mSocket = prometheus.NewDesc("xlvs_dataplane_socket_total", "AF_XDP socket counters (ethtool -S style) by interface, queue and counter.", []string{"interface", "queue", "counter"}, nil)
+	mXDP    = prometheus.NewDesc("xlvs_xdp_packets_total", "XDP program verdicts by interface.", []string{"interface", "verdict"}, nil)
+)
+
+type collector struct{ d *Daemon }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	d := c.d
+	ch <- prometheus.MustNewConstMetric(mBuild, prometheus.GaugeValue, 1, Version, runtime.Version())
+	svcs, _ := d.list(nil)
+	for _, s := range svcs {
+		sl := []string{s.Protocol, s.Addr.String(), strconv.Itoa(int(s.Port))}
+		counter := func(desc *prometheus.Desc, v uint64, labels []string) {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+		}
+		gauge := func(desc *prometheus.Desc, v float64, labels []string) {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+		}
+		counter(mSvcConns, s.Stats.Conns, sl)
+		counter(mSvcInPkts, s.Stats.InPkts, sl)
+		counter(mSvcOutPkts, s.Stats.OutPkts, sl)
+		counter(mSvcInBytes, s.Stats.InBytes, sl)
+		counter(mSvcOutBytes, s.Stats.OutBytes, sl)
+		gauge(mSvcCPS, float64(s.Stats.CPS), sl)
+		for _, ds := range s.Dests {
+			dl := append(append([]string(nil), sl...), ds.Addr.String(), strconv.Itoa(int(ds.Port)), forwardName(ds.Method))
+			counter(mDestConns, ds.Stats.Conns, dl)
+			counter(mDestInPkts, ds.Stats.InPkts, dl)
+			counter(mDestOutPkts, ds.Stats.OutPkts, dl)
+			counter(mDestInBytes, ds.Stats.InBytes, dl)
+			counter(mDestOutBytes, ds.Stats.OutBytes, dl)
+			gauge(mDestActive, float64(ds.ActiveConns), dl)
+			gauge(mDestInact, float64(ds.InactConns), dl)
+			gauge(mDestWeight, float64(ds.Weight), dl)
+		}
+	}
+	ct := d.dp.Conntrack()
+	ch <- prometheus.MustNewConstMetric(mCtEntries, prometheus.GaugeValue, float64(ct.Len()))
+	ch <- prometheus.MustNewConstMetric(mCtCapacity, prometheus.GaugeValue, float64(ct.Cap()))
+	queues, xdp := d.dataplaneStats()
+	for _, q := range queues {
+		for name, v := range q.Counters {
+			if q.Interface == "worker" {
+				ch <- prometheus.MustNewConstMetric(mWorker, prometheus.CounterValue, float64(v), strconv.Itoa(q.Queue), name)
+			} else {
+				ch <- prometheus.MustNewConstMetric(mSocket, prometheus.CounterValue, float64(v), q.Interface, strconv.Itoa(q.Queue), name)
+			}
+		}
+	}
+	for _, x := range xdp {
+		for name, v := range x.Counters {
+			ch <- prometheus.MustNewConstMetric(mXDP, prometheus.CounterValue, float64(v), x.Interface, name)
+		}
+	}
+}
+
+// forwardName is ipvsadm's name of a forwarding method.
+func forwardName(m string) string {
+	switch m {
+	case api.MethodMasq:
+		return "Masq"
+	case api.MethodTunnel:
+		return "Tunnel"
+	case api.MethodLocal:
+		return "Local"
+	case api.MethodFullNAT:
+		return "FullNat"
+	default:
+		return "Route"
+	}
+}
+
+// MetricsHandler serves the daemon's metrics in the Prometheus exposition format.
+func (d *Daemon) MetricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{d})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
