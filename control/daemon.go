@@ -38,6 +38,8 @@ type Daemon struct {
 	destIDs   idAlloc
 	svcBase   map[uint32]dataplane.FlowStats // -Z and ID reuse: counters are reported minus these
 	destBase  map[uint32]dataplane.FlowStats
+	svcEst    map[uint32]*estimator // rate estimators by ID
+	destEst   map[uint32]*estimator
 	connTable int
 }
 
@@ -61,6 +63,8 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		destIDs:   newIDAlloc(o.MaxDests),
 		svcBase:   map[uint32]dataplane.FlowStats{},
 		destBase:  map[uint32]dataplane.FlowStats{},
+		svcEst:    map[uint32]*estimator{},
+		destEst:   map[uint32]*estimator{},
 		connTable: o.ConnTable,
 	}
 }
@@ -210,6 +214,7 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func()) *
 			}
 			*allocated = append(*allocated, func() { d.svcIDs.free(id) })
 			d.svcBase[id] = d.dp.ServiceStats(id)
+			d.svcEst[id] = newEstimator(d.svcBase[id])
 			cfg := *s
 			cfg.Dests, cfg.Stats = nil, api.Stats{}
 			r.services = append(r.services, &svcState{cfg: cfg, id: id})
@@ -273,6 +278,7 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func()) *
 			}
 			*allocated = append(*allocated, func() { d.destIDs.free(id) })
 			d.destBase[id] = d.dp.DestStats(id)
+			d.destEst[id] = newEstimator(d.destBase[id])
 			dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
 			// The kernel puts a new destination at the head of the list.
 			cur.dests = append([]*destState{{cfg: dst, id: id}}, cur.dests...)
@@ -356,11 +362,13 @@ func (d *Daemon) list(only *api.Service) ([]api.Service, *api.Error) {
 		svc := s.cfg
 		svc.SchedFlags = append([]string(nil), s.cfg.SchedFlags...)
 		svc.Stats = sub(d.dp.ServiceStats(s.id), d.svcBase[s.id])
+		withRates(&svc.Stats, d.svcEst[s.id])
 		for _, ds := range s.dests {
 			dst := ds.cfg
 			a, in := ct.Conns(ds.id)
 			dst.ActiveConns, dst.InactConns = uint32(max(a, 0)), uint32(max(in, 0))
 			dst.Stats = sub(d.dp.DestStats(ds.id), d.destBase[ds.id])
+			withRates(&dst.Stats, d.destEst[ds.id])
 			svc.Dests = append(svc.Dests, dst)
 		}
 		out = append(out, svc)
@@ -369,6 +377,12 @@ func (d *Daemon) list(only *api.Service) ([]api.Service, *api.Error) {
 		return nil, apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(only.ServiceKey))
 	}
 	return out, nil
+}
+
+func withRates(s *api.Stats, e *estimator) {
+	if e != nil {
+		s.CPS, s.InPPS, s.OutPPS, s.InBPS, s.OutBPS = e.rates()
+	}
 }
 
 // zero resets the statistics of every service (or one) and its destinations.
@@ -382,8 +396,10 @@ func (d *Daemon) zero(only *api.Service) *api.Error {
 		}
 		found = true
 		d.svcBase[s.id] = d.dp.ServiceStats(s.id)
+		d.est(d.svcEst, s.id, d.svcBase[s.id]).reset(d.svcBase[s.id])
 		for _, ds := range s.dests {
 			d.destBase[ds.id] = d.dp.DestStats(ds.id)
+			d.est(d.destEst, ds.id, d.destBase[ds.id]).reset(d.destBase[ds.id])
 		}
 	}
 	if only != nil && !found {

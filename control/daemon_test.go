@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -116,9 +117,9 @@ func TestValidation(t *testing.T) {
 	wantErr(t, d, &api.Request{Op: api.OpAddService, Service: fw}, api.ErrCodeNotImplemented, "firewall-mark")
 	s := svc("udp", "198.18.1.100", 53)
 	mustOK(t, d, &api.Request{Op: api.OpAddService, Service: s})
-	dr := dest("198.18.2.11", 53, 1)
-	dr.Method = api.MethodRoute
-	wantErr(t, d, &api.Request{Op: api.OpAddDest, Service: s, Dest: dr}, api.ErrCodeNotImplemented, "use masquerading")
+	bogus := dest("198.18.2.11", 53, 1)
+	bogus.Method = "carrier-pigeon"
+	wantErr(t, d, &api.Request{Op: api.OpAddDest, Service: s, Dest: bogus}, api.ErrCodeInvalid, "forwarding method")
 	wantErr(t, d, &api.Request{Op: api.OpAddDest, Service: s, Dest: dest("fd00::1", 53, 1)}, api.ErrCodeInvalid, "address families")
 	wantErr(t, d, &api.Request{Op: api.OpAddDest, Service: s, Dest: dest("198.18.2.11", 53, 70000)}, api.ErrCodeInvalid, "weight")
 	wantErr(t, d, &api.Request{Op: "nonsense"}, api.ErrCodeInvalid, "unknown operation")
@@ -179,4 +180,44 @@ func TestTimeouts(t *testing.T) {
 func TestSyncDaemonNotImplemented(t *testing.T) {
 	d := newDaemon(t)
 	wantErr(t, d, &api.Request{Op: api.OpStartDaemon, Daemon: &api.SyncDaemon{State: "master"}}, api.ErrCodeNotImplemented, "sync daemon")
+}
+
+// TestConcurrentClients: many clients changing and listing at once (run with -race); the
+// final state is exactly what they did.
+func TestConcurrentClients(t *testing.T) {
+	d := newDaemonOpts(t, Options{MaxServices: 64, MaxDests: 256})
+	done := make(chan error)
+	for g := 0; g < 8; g++ {
+		go func(g int) {
+			s := svc("tcp", "198.18.1.100", uint16(1000+g))
+			for i := 0; i < 20; i++ {
+				if r := d.Handle(context.Background(), &api.Request{Op: api.OpAddService, Service: s}); r.Error != nil {
+					done <- fmt.Errorf("add: %v", r.Error)
+					return
+				}
+				if r := d.Handle(context.Background(), &api.Request{Op: api.OpAddDest, Service: s, Dest: dest("198.18.2.11", 80, 1)}); r.Error != nil {
+					done <- fmt.Errorf("add dest: %v", r.Error)
+					return
+				}
+				d.Handle(context.Background(), &api.Request{Op: api.OpList})
+				d.Handle(context.Background(), &api.Request{Op: api.OpListConns})
+				if i < 19 {
+					if r := d.Handle(context.Background(), &api.Request{Op: api.OpDelService, Service: s}); r.Error != nil {
+						done <- fmt.Errorf("del: %v", r.Error)
+						return
+					}
+				}
+			}
+			done <- nil
+		}(g)
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := mustOK(t, d, &api.Request{Op: api.OpList}).Services
+	if len(list) != 8 || len(d.dp.Snapshot().Services) != 8 {
+		t.Fatalf("%d services listed, %d published; want 8", len(list), len(d.dp.Snapshot().Services))
+	}
 }

@@ -218,6 +218,7 @@ func run(args []string) error {
 			log.Info("restored rules", "state", o.state)
 		}
 	}
+	go d.RunEstimator(ctx)
 	if o.metrics != "" {
 		mln, err := net.Listen("tcp", o.metrics)
 		if err != nil {
