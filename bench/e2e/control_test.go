@@ -132,6 +132,15 @@ func TestCLIAgainstDaemon(t *testing.T) {
 	if !strings.Contains(stats, "Conns") {
 		t.Fatalf("--stats:\n%s", stats)
 	}
+	if rate := e.adm("-L", "-n", "--rate"); !strings.Contains(rate, "CPS    InPPS   OutPPS    InBPS   OutBPS") {
+		t.Fatalf("--rate:\n%s", rate)
+	}
+	dps := e.adm("--dataplane-stats")
+	for _, want := range []string{"ext0", "int0", "rx_packets", "tx_ring_full", "drop_no_neighbour", "xdp_redirected"} {
+		if !strings.Contains(dps, want) {
+			t.Fatalf("--dataplane-stats lacks %q:\n%s", want, dps)
+		}
+	}
 	conn.Close()
 	e.adm("-Z")
 	for _, s := range e.list() {
