@@ -86,15 +86,16 @@ func TestCLIAgainstDaemon(t *testing.T) {
 		t.Fatalf("a failed -R changed the rules:\n%s", again)
 	}
 
-	// Errors: exit 1 when the daemon refuses, 2 for a bad command line.
+	// Errors: as ipvsadm, 255 when the daemon (ipvsadm: the kernel) refuses, 2 for a bad
+	// command line.
 	for _, tc := range []struct {
 		args   []string
 		status int
 		text   string
 	}{
-		{[]string{"-A", "-t", vip, "-s", "rr"}, 1, "exists"},
-		{[]string{"-a", "-t", "198.18.1.100:99", "-r", "198.18.2.11:99", "-m"}, 1, "ot defined"},
-		{[]string{"-d", "-t", vip, "-r", "198.18.2.99:80"}, 1, "destination"},
+		{[]string{"-A", "-t", vip, "-s", "rr"}, 255, "exists"},
+		{[]string{"-a", "-t", "198.18.1.100:99", "-r", "198.18.2.11:99", "-m"}, 255, "ot defined"},
+		{[]string{"-d", "-t", vip, "-r", "198.18.2.99:80"}, 255, "destination"},
 		{[]string{"-A", "-t", "198.18.1.100:80", "-s", "nosuch"}, 2, "scheduler"},
 		{[]string{"-a", "-t", vip, "-r", "198.18.2.13:80", "-w", "-3"}, 2, "weight"},
 		{[]string{"-A", "-t", "not-an-address!:80"}, 2, "address"},

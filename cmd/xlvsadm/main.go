@@ -14,10 +14,15 @@ import (
 )
 
 // Exit statuses.
+//
+// As ipvsadm: 2 for a command line or rules that do not parse and for a daemon that
+// cannot be reached (ipvsadm's "Can't initialize ipvs"), 255 when the daemon refuses a
+// command (ipvsadm returns -1 from main when the kernel refuses).
 const (
-	exitOK    = 0
-	exitFail  = 1 // the daemon refused, or could not be reached
-	exitUsage = 2 // the command line or the rules do not parse
+	exitOK      = 0
+	exitFail    = 1   // local failures (writing the output)
+	exitUsage   = 2   // the command line or the rules do not parse; no daemon to talk to
+	exitRefused = 255 // the daemon refused the command
 )
 
 func main() {
@@ -64,10 +69,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			var e *api.Error
 			if errors.As(err, &e) {
 				fmt.Fprintln(stderr, ipvsadm.ErrorMessage(&cmd.Requests[i], e))
-			} else {
-				fmt.Fprintf(stderr, "%s: %v\n", ipvsadm.Program, err)
+				return exitRefused
 			}
-			return exitFail
+			fmt.Fprintf(stderr, "Can't initialize ipvs: %v\nAre you sure that xlvsd is running?\n", err)
+			return exitUsage
 		}
 		resps = append(resps, resp)
 	}

@@ -282,17 +282,17 @@ func TestXlvsadm(t *testing.T) {
 		expect(t, runBin(t, sock, "", "-Ln"), 0, listing, "")
 	})
 	t.Run("daemon errors", func(t *testing.T) {
-		expect(t, runBin(t, sock, "", "-a", "-t", "198.18.0.1:80", "-r", "198.18.1.2"), 1, "", "Destination already exists")
-		expect(t, runBin(t, sock, "", "-a", "-t", "198.18.0.9:80", "-r", "198.18.1.2"), 1, "", "Service not defined: service tcp 198.18.0.9:80 is not defined")
-		expect(t, runBin(t, sock, "", "-A", "-t", "198.18.0.1:80"), 1, "", "Service already exists")
-		expect(t, runBin(t, sock, "", "-d", "-t", "198.18.0.1:80", "-r", "198.18.1.9"), 1, "", "No such destination")
-		expect(t, runBin(t, sock, "", "-D", "-t", "198.18.0.9:80"), 1, "", "No such service")
-		expect(t, runBin(t, sock, "", "-L", "-t", "198.18.0.9:80"), 1, "", "No such service")
-		expect(t, runBin(t, sock, "", "--start-daemon", "master"), 1, "", "not implemented")
+		expect(t, runBin(t, sock, "", "-a", "-t", "198.18.0.1:80", "-r", "198.18.1.2"), 255, "", "Destination already exists")
+		expect(t, runBin(t, sock, "", "-a", "-t", "198.18.0.9:80", "-r", "198.18.1.2"), 255, "", "Service not defined: service tcp 198.18.0.9:80 is not defined")
+		expect(t, runBin(t, sock, "", "-A", "-t", "198.18.0.1:80"), 255, "", "Service already exists")
+		expect(t, runBin(t, sock, "", "-d", "-t", "198.18.0.1:80", "-r", "198.18.1.9"), 255, "", "No such destination")
+		expect(t, runBin(t, sock, "", "-D", "-t", "198.18.0.9:80"), 255, "", "No such service")
+		expect(t, runBin(t, sock, "", "-L", "-t", "198.18.0.9:80"), 255, "", "No such service")
+		expect(t, runBin(t, sock, "", "--start-daemon", "master"), 255, "", "not implemented")
 	})
 	t.Run("restore refused by the daemon changes nothing", func(t *testing.T) {
 		rules := "-C\n-A -t 198.18.0.5:80\n\n-a -t 198.18.0.6:80 -r 198.18.1.1\n"
-		expect(t, runBin(t, sock, rules, "-R"), 1, "", "line 4: Service not defined")
+		expect(t, runBin(t, sock, rules, "-R"), 255, "", "line 4: Service not defined")
 		expect(t, runBin(t, sock, "", "-Ln"), 0, listing, "")
 	})
 	t.Run("restore with a bad line sends nothing", func(t *testing.T) {
@@ -342,7 +342,7 @@ func TestXlvsadmWithoutDaemon(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "none.sock")
-	expect(t, runBin(t, sock, "", "-Ln"), 1, "", "is xlvsd running? (socket "+sock+")")
+	expect(t, runBin(t, sock, "", "-Ln"), 2, "", "is xlvsd running? (socket "+sock+")")
 	// Help, version and usage errors need no daemon.
 	expect(t, runBin(t, sock, "", "-V"), 0, "*", "")
 	expect(t, runBin(t, sock, "", "-A"), 2, "", "You need to supply the 'service-address' option")
@@ -362,7 +362,7 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	errb.Reset()
-	if code := run(ctx, []string{"-Ln"}, nil, &out, &errb, sock); code != 1 || !strings.Contains(errb.String(), "context canceled") {
+	if code := run(ctx, []string{"-Ln"}, nil, &out, &errb, sock); code != 2 || !strings.Contains(errb.String(), "context canceled") {
 		t.Errorf("cancelled: exit %d, stderr %q", code, errb.String())
 	}
 }
