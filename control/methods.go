@@ -12,9 +12,9 @@ func checkMethod(s *svcState, d *api.Dest) *api.Error {
 		d.Method = api.MethodRoute
 	}
 	switch d.Method {
-	case api.MethodMasq:
-	case api.MethodRoute, api.MethodTunnel, api.MethodFullNAT, api.MethodLocal:
-		return apiErr(api.ErrCodeNotImplemented, "forwarding method %q is not implemented yet: use masquerading (-m)", d.Method)
+	case api.MethodMasq, api.MethodRoute:
+	case api.MethodTunnel, api.MethodFullNAT, api.MethodLocal:
+		return apiErr(api.ErrCodeNotImplemented, "forwarding method %q is not implemented yet: use masquerading (-m) or direct routing (-g)", d.Method)
 	default:
 		return apiErr(api.ErrCodeInvalid, "forwarding method %q: must be one of -g (route), -m (masq), -i (tunnel)", d.Method)
 	}

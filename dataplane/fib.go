@@ -22,6 +22,20 @@ type Route struct {
 	Ifindex int32
 	Gateway [16]byte
 	HasGW   bool
+	// Src is the director's source address for packets it originates on this route
+	// (tunnel outer headers, ICMP errors): the route's preferred source if it has one,
+	// else NewFIBWithLinks picks one of the egress interface's addresses.
+	Src    [16]byte
+	HasSrc bool
+	// MTU of the path: the route's own, else the egress interface's; 0 = unknown.
+	MTU uint32
+}
+
+// Link is what the FIB needs of an interface: its MTU and its addresses.
+type Link struct {
+	Ifindex int32
+	MTU     uint32
+	Addrs   []netip.Prefix
 }
 
 // NeighKey is a neighbour: an address on an interface.
@@ -39,10 +53,32 @@ type FIB struct {
 
 // NewFIB builds a FIB; routes may come in any order.
 func NewFIB(routes []Route, neigh map[NeighKey][6]byte) *FIB {
+	return NewFIBWithLinks(routes, neigh, nil)
+}
+
+// NewFIBWithLinks builds a FIB and completes each route's source address and MTU from
+// its egress link: the source is the link's address of the route's family whose prefix
+// holds the next hop, else its first address of that family that is not a host route
+// (/32, /128: VIPs), else its first of that family.
+func NewFIBWithLinks(routes []Route, neigh map[NeighKey][6]byte, links []Link) *FIB {
 	r := append([]Route(nil), routes...)
 	sort.SliceStable(r, func(i, j int) bool { return r[i].Bits > r[j].Bits })
+	byIf := make(map[int32]*Link, len(links))
+	for i := range links {
+		byIf[links[i].Ifindex] = &links[i]
+	}
 	for i := range r {
 		r[i].Dst = maskAddr(r[i].Dst, r[i].Bits)
+		l := byIf[r[i].Ifindex]
+		if l == nil {
+			continue
+		}
+		if r[i].MTU == 0 {
+			r[i].MTU = l.MTU
+		}
+		if !r[i].HasSrc {
+			r[i].Src, r[i].HasSrc = pickSource(&r[i], l.Addrs)
+		}
 	}
 	if neigh == nil {
 		neigh = map[NeighKey][6]byte{}
@@ -94,6 +130,50 @@ func (f *FIB) Lookup(dst [16]byte) (ifindex int32, nexthop [16]byte, ok bool) {
 	return 0, dst, false
 }
 
+// route returns the longest matching route for dst, or nil.
+func (f *FIB) route(dst *[16]byte) *Route {
+	for i := range f.routes {
+		if prefixMatch(*dst, f.routes[i].Dst, f.routes[i].Bits) {
+			return &f.routes[i]
+		}
+	}
+	return nil
+}
+
+// pickSource chooses the director's address for packets sent on route r.
+func pickSource(r *Route, addrs []netip.Prefix) ([16]byte, bool) {
+	v4 := packetIsV4(r.Dst)
+	nh := netip.AddrFrom16(r.Dst).Unmap()
+	if r.HasGW {
+		nh = netip.AddrFrom16(r.Gateway).Unmap()
+	}
+	var host, other netip.Addr
+	for _, p := range addrs {
+		a := p.Addr().Unmap()
+		if a.Is4() != v4 {
+			continue
+		}
+		if p.Masked().Contains(nh) && p.Bits() < a.BitLen() {
+			return a.As16(), true
+		}
+		if p.Bits() < a.BitLen() && !other.IsValid() {
+			other = a
+		}
+		if !host.IsValid() {
+			host = a
+		}
+	}
+	if other.IsValid() {
+		return other.As16(), true
+	}
+	if host.IsValid() {
+		return host.As16(), true
+	}
+	return [16]byte{}, false
+}
+
+func packetIsV4(a [16]byte) bool { return netip.AddrFrom16(a).Is4In6() }
+
 // Neighbour returns the MAC address of a resolved neighbour.
 func (f *FIB) Neighbour(ifindex int32, addr [16]byte) ([6]byte, bool) {
 	m, ok := f.neigh[NeighKey{Ifindex: ifindex, Addr: addr}]
@@ -136,6 +216,7 @@ func (w *fibWatcher) start(ctx context.Context) error {
 	routes := make(chan netlink.RouteUpdate, 256)
 	neighs := make(chan netlink.NeighUpdate, 256)
 	links := make(chan netlink.LinkUpdate, 64)
+	addrs := make(chan netlink.AddrUpdate, 64)
 	onErr := func(err error) {
 		w.errors.Add(1)
 		w.log.Warn("netlink subscription error", "err", err)
@@ -149,6 +230,9 @@ func (w *fibWatcher) start(ctx context.Context) error {
 		return err
 	}
 	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		return err
+	}
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
 		return err
 	}
 	go func() {
@@ -169,6 +253,11 @@ func (w *fibWatcher) start(ctx context.Context) error {
 			case _, ok := <-links:
 				if !ok {
 					links = nil
+				}
+				w.markDirty()
+			case _, ok := <-addrs:
+				if !ok {
+					addrs = nil
 				}
 				w.markDirty()
 			}
@@ -306,6 +395,14 @@ func (w *fibWatcher) reload() error {
 				rt.Gateway, rt.HasGW = a, true
 			}
 		}
+		if r.Src != nil {
+			if a, ok := ipTo16(r.Src); ok {
+				rt.Src, rt.HasSrc = a, true
+			}
+		}
+		if r.MTU > 0 {
+			rt.MTU = uint32(r.MTU)
+		}
 		routes = append(routes, rt)
 	}
 	ns, err := netlink.NeighList(0, netlink.FAMILY_ALL)
@@ -326,6 +423,43 @@ func (w *fibWatcher) reload() error {
 		copy(mac[:], n.HardwareAddr)
 		neigh[NeighKey{Ifindex: int32(n.LinkIndex), Addr: a}] = mac
 	}
-	w.fib.Store(NewFIB(routes, neigh))
+	links, err := readLinks()
+	if err != nil {
+		return err
+	}
+	w.fib.Store(NewFIBWithLinks(routes, neigh, links))
 	return nil
+}
+
+// readLinks reads every interface's MTU and usable addresses (not tentative, not
+// deprecated).
+func readLinks() ([]Link, error) {
+	ls, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	as, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Link, 0, len(ls))
+	idx := make(map[int]int, len(ls))
+	for _, l := range ls {
+		idx[l.Attrs().Index] = len(out)
+		out = append(out, Link{Ifindex: int32(l.Attrs().Index), MTU: uint32(l.Attrs().MTU)})
+	}
+	for _, a := range as {
+		i, ok := idx[a.LinkIndex]
+		if !ok || a.IPNet == nil || a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DEPRECATED|unix.IFA_F_DADFAILED) != 0 {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		ip = ip.Unmap()
+		out[i].Addrs = append(out[i].Addrs, netip.PrefixFrom(ip, ones))
+	}
+	return out, nil
 }

@@ -40,7 +40,24 @@ type Snapshot struct {
 	Services []Service
 	bySvc    map[SvcKey]int32
 	byReal   map[SvcKey]int32 // NAT real servers: replies from them are ours
+	// byID holds every destination at its ID (dense, pointer-free): DR and TUN entries
+	// carry no reply key, so the worker finds their real server here. A hole (live false)
+	// is a destination that no longer exists: its connections' packets are dropped, as
+	// IPVS does with expire_nodest_conn=0.
+	byID []destRef
 }
+
+// destRef is a destination as the per-packet path needs it. Pointer-free.
+type destRef struct {
+	Addr   [16]byte
+	Port   uint16
+	Method conntrack.Method
+	live   bool
+}
+
+// maxDestID bounds the IDs NewSnapshot indexes densely (the connection table's own
+// limit is far below).
+const maxDestID = 1 << 24
 
 // NewSnapshot indexes services. Service keys must be unique.
 func NewSnapshot(services []Service) (*Snapshot, error) {
@@ -49,6 +66,16 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 		bySvc:    make(map[SvcKey]int32, len(services)),
 		byReal:   make(map[SvcKey]int32),
 	}
+	maxID := -1
+	for i := range services {
+		for _, d := range services[i].Dests {
+			if d.ID >= maxDestID {
+				return nil, fmt.Errorf("build snapshot: destination ID %d: must be below %d", d.ID, maxDestID)
+			}
+			maxID = max(maxID, int(d.ID))
+		}
+	}
+	s.byID = make([]destRef, maxID+1)
 	for i := range services {
 		svc := &services[i]
 		if _, dup := s.bySvc[svc.Key]; dup {
@@ -59,12 +86,28 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 		}
 		s.bySvc[svc.Key] = int32(i)
 		for _, d := range svc.Dests {
+			if d.Method > conntrack.MethodFullNAT {
+				return nil, fmt.Errorf("build snapshot: destination %d: unknown forwarding method %v", d.ID, d.Method)
+			}
+			ref := destRef{Addr: d.Addr, Port: d.Port, Method: d.Method, live: true}
+			if prev := s.byID[d.ID]; prev.live && prev != ref {
+				return nil, fmt.Errorf("build snapshot: destination ID %d names two different real servers (service %v)", d.ID, svc.Key)
+			}
+			s.byID[d.ID] = ref
 			if d.Method == conntrack.MethodNAT {
 				s.byReal[SvcKey{Addr: d.Addr, Port: d.Port, Proto: svc.Key.Proto}] = int32(i)
 			}
 		}
 	}
 	return s, nil
+}
+
+// dest returns the live destination with ID id.
+func (s *Snapshot) dest(id uint32) (*destRef, bool) {
+	if id >= uint32(len(s.byID)) || !s.byID[id].live {
+		return nil, false
+	}
+	return &s.byID[id], true
 }
 
 // ServiceKeys and RealKeys list what the XDP program must redirect.

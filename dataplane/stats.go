@@ -22,13 +22,17 @@ const (
 	DropTxFull                  // the egress TX ring was full
 	DropTxError                 // the egress socket failed (link down)
 	DropTooBig                  // larger than an egress frame can hold
+	DropDestGone                // the connection's real server was deleted (expire_nodest_conn=0)
+	DropMethod                  // forwarding method not handled for this packet (or family mismatch)
+	DropNoSource                // no director address on the egress interface for a tunnel's outer header
+	DropNoHeadroom              // the frame has no room before the packet for a new header
 	numDrops
 )
 
 var dropNames = [numDrops]string{
 	"malformed", "not_tcp_udp", "fragment", "no_service", "no_conn", "no_reply_conn",
 	"no_dest", "table_full", "ttl_expired", "no_route", "not_managed", "no_neighbour",
-	"no_frame", "tx_full", "tx_error", "too_big",
+	"no_frame", "tx_full", "tx_error", "too_big", "dest_gone", "bad_method", "no_source", "no_headroom",
 }
 
 // String names the reason as counters show it.
@@ -67,6 +71,7 @@ func (f *flowCtrs) addTo(s *FlowStats) {
 // workerStats are one worker's counters.
 type workerStats struct {
 	rx, tx, forwarded, panics, neighQueued ctr
+	encapsulated, icmpSent                 ctr // TUN packets encapsulated; ICMP errors the director sent
 	drops                                  [numDrops]ctr
 	svc                                    []flowCtrs // by service ID
 	dest                                   []flowCtrs // by destination ID
@@ -83,5 +88,7 @@ type WorkerStats struct {
 	RxPackets, TxPackets uint64
 	Forwarded, Panics    uint64
 	NeighQueued          uint64 // frames held while their next hop resolved
+	Encapsulated         uint64 // packets sent into an IPIP / ip6ip6 tunnel
+	ICMPSent             uint64 // ICMP errors the director sent (fragmentation needed, ...)
 	Drops                map[string]uint64
 }

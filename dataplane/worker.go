@@ -58,6 +58,8 @@ type worker struct {
 	pendFIB *FIB
 	inIdx   uint8 // index of the port being received from
 
+	tunID uint16 // IPv4 identification of the outer headers this worker writes
+
 	// scratch, reused for every packet
 	info  packet.Info
 	entry conntrack.Entry
@@ -247,7 +249,7 @@ func (w *worker) handle(in *port, d xsk.Desc, snap *Snapshot, fib *FIB, now int6
 		return
 	}
 	if si, ok := snap.bySvc[SvcKey{Addr: info.Dst, Port: info.DstPort, Proto: info.Proto}]; ok {
-		w.request(in, d, frame, &snap.Services[si], fib, now)
+		w.request(in, d, frame, snap, &snap.Services[si], fib, now)
 		return
 	}
 	if _, ok := snap.byReal[SvcKey{Addr: info.Src, Port: info.SrcPort, Proto: info.Proto}]; ok {
@@ -258,7 +260,7 @@ func (w *worker) handle(in *port, d xsk.Desc, snap *Snapshot, fib *FIB, now int6
 }
 
 // request handles a packet from a client to a virtual service.
-func (w *worker) request(in *port, d xsk.Desc, frame []byte, svc *Service, fib *FIB, now int64) {
+func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc *Service, fib *FIB, now int64) {
 	info := &w.info
 	ct := w.dp.ct
 	w.key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
@@ -278,24 +280,158 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, svc *Service, fib *
 			return
 		}
 	}
-	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTL)
+	e := &w.entry
+	rs, ok := snap.dest(e.Dest)
+	if !ok {
+		// The real server was deleted: IPVS (expire_nodest_conn=0) drops silently and
+		// lets the entry time out.
+		w.drop(in, d, DropDestGone)
 		return
 	}
-	e := &w.entry
+	switch e.Method {
+	case conntrack.MethodNAT:
+		if !packet.DecrementTTL(frame, info) {
+			w.drop(in, d, DropTTL)
+			return
+		}
+		w.countIn(e)
+		// NAT: the destination becomes the real server, which is the reply key's source.
+		packet.RewriteDst(frame, info, e.Reply.Src, e.Reply.SrcPort)
+		w.output(in, d, frame, fib, e.Reply.Src)
+	case conntrack.MethodDR:
+		// DR: the IP packet leaves untouched (IPVS delivers it locally, so no TTL
+		// decrement); only the MACs change, towards the real server's.
+		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
+			w.drop(in, d, DropMethod)
+			return
+		}
+		w.countIn(e)
+		w.output(in, d, frame, fib, rs.Addr)
+	case conntrack.MethodTUN:
+		// TUN: IPIP (IPv4 in IPv4) or ip6ip6; the inner packet is left as it came.
+		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
+			w.drop(in, d, DropMethod)
+			return
+		}
+		w.countIn(e)
+		w.tunnel(in, d, fib, rs.Addr)
+	default:
+		w.drop(in, d, DropMethod)
+	}
+}
+
+// headroomStart returns where a frame of in must start so that the IP packet described
+// by w.info is preceded by an Ethernet header and extra bytes, and whether the frame's
+// headroom allows it.
+func (w *worker) headroomStart(in *port, d xsk.Desc, extra int) (uint64, bool) {
+	base := d.Addr - d.Addr%uint64(in.sock.FrameSize())
+	need := uint64(packet.EthernetHeaderLen + extra)
+	l3 := d.Addr + uint64(w.info.L3Off)
+	if l3 < base+need {
+		return 0, false
+	}
+	return l3 - need, true
+}
+
+// setEtherType writes the untagged EtherType of family at frame[12:14].
+func setEtherType(frame []byte, family uint8) {
+	if family == 4 {
+		frame[12], frame[13] = 0x08, 0x00
+	} else {
+		frame[12], frame[13] = 0x86, 0xdd
+	}
+}
+
+// tunnel encapsulates the packet in w.info towards real server rs, writing the outer
+// header into the frame's headroom (the descriptor moves back), with the director's
+// address on the egress route as source. A packet that would exceed the path MTU once
+// encapsulated is answered with ICMP fragmentation-needed / Packet Too Big carrying the
+// MTU minus the tunnel header, as IPVS does (IPv4 only when DF is set; without DF IPVS
+// would fragment the outer packet, which xlvs does not: dropped as too big).
+func (w *worker) tunnel(in *port, d xsk.Desc, fib *FIB, rs [16]byte) {
+	info := &w.info
+	rt := fib.route(&rs)
+	if rt == nil {
+		w.drop(in, d, DropNoRoute)
+		return
+	}
+	if !rt.HasSrc {
+		w.drop(in, d, DropNoSource)
+		return
+	}
+	hl := packet.TunnelHeaderLen(info.Family)
+	if rt.MTU != 0 && int(info.L3Len)+hl > int(rt.MTU) {
+		mtu := rt.MTU - uint32(hl)
+		switch {
+		case info.Family == 6:
+			w.icmpError(in, d, fib, packet.ICMPv6PacketTooBig, 0, max(mtu, 1280))
+		case packet.IPv4(in.umem[d.Addr+uint64(info.L3Off):]).DontFragment():
+			w.icmpError(in, d, fib, packet.ICMPv4DestUnreach, packet.ICMPv4FragNeeded, mtu)
+		default:
+			w.drop(in, d, DropTooBig)
+		}
+		return
+	}
+	start, ok := w.headroomStart(in, d, hl)
+	if !ok {
+		w.drop(in, d, DropNoHeadroom)
+		return
+	}
+	end := d.Addr + uint64(info.L3Off) + uint64(info.L3Len)
+	frame := in.umem[start:end]
+	setEtherType(frame, info.Family)
+	w.tunID++
+	eh := packet.EthernetHeaderLen
+	packet.PutTunnelHeader(frame[eh:eh+hl], frame[eh+hl:], info.Family, rt.Src, rs, w.tunID)
+	info.L3Off = uint16(eh)
+	info.L3Len += uint16(hl)
+	w.st.encapsulated.add(1)
+	w.output(in, xsk.Desc{Addr: start, Len: uint32(len(frame))}, frame, fib, rs)
+}
+
+// icmpError answers the packet in w.info with an ICMP error to its source, built in place
+// in the frame's headroom (header before the original, which is quoted as far as the
+// limits allow), and counts it.
+func (w *worker) icmpError(in *port, d xsk.Desc, fib *FIB, typ, code uint8, rest uint32) {
+	info := &w.info
+	hl := packet.IPv4MinHeaderLen + 8
+	if info.Family == 6 {
+		hl = packet.IPv6HeaderLen + 8
+	}
+	start, ok := w.headroomStart(in, d, hl)
+	if !ok {
+		w.drop(in, d, DropNoHeadroom)
+		return
+	}
+	eh := packet.EthernetHeaderLen
+	buf := in.umem[start : d.Addr+uint64(info.L3Off)+uint64(info.L3Len)]
+	n := packet.PutICMPError(buf[eh:], buf[eh+hl:], info.Family, typ, code, rest, 64)
+	if n == 0 {
+		w.drop(in, d, DropMalformed)
+		return
+	}
+	setEtherType(buf, info.Family)
+	dst := info.Src
+	info.L3Off = uint16(eh)
+	info.L3Len = uint16(n)
+	w.st.icmpSent.add(1)
+	frame := buf[:eh+n]
+	w.output(in, xsk.Desc{Addr: start, Len: uint32(len(frame))}, frame, fib, dst)
+}
+
+// countIn adds a client → real server packet to its service's and destination's counters.
+func (w *worker) countIn(e *conntrack.Entry) {
+	n := uint64(w.info.L3Len)
 	if e.Service < uint32(len(w.st.svc)) {
 		c := &w.st.svc[e.Service]
 		c.inPkts.add(1)
-		c.inBytes.add(uint64(info.L3Len))
+		c.inBytes.add(n)
 	}
 	if e.Dest < uint32(len(w.st.dest)) {
 		c := &w.st.dest[e.Dest]
 		c.inPkts.add(1)
-		c.inBytes.add(uint64(info.L3Len))
+		c.inBytes.add(n)
 	}
-	// NAT: the destination becomes the real server, which is the reply key's source.
-	packet.RewriteDst(frame, info, e.Reply.Src, e.Reply.SrcPort)
-	w.output(in, d, frame, fib, e.Reply.Src)
 }
 
 // schedule picks a real server for a new connection and inserts its entry into w.entry.

@@ -114,10 +114,22 @@ func build(t testing.TB, p pkt) []byte {
 	if ttl == 0 {
 		ttl = 64
 	}
-	ip := &layers.IPv4{Version: 4, TTL: ttl, SrcIP: p.src.AsSlice(), DstIP: p.dst.AsSlice(), Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment}
+	proto := layers.IPProtocolTCP
+	if p.udp {
+		proto = layers.IPProtocolUDP
+	}
+	var ip gopacket.NetworkLayer
+	var ipl gopacket.SerializableLayer
+	if p.src.Is6() {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		v6 := &layers.IPv6{Version: 6, HopLimit: ttl, SrcIP: p.src.AsSlice(), DstIP: p.dst.AsSlice(), NextHeader: proto}
+		ip, ipl = v6, v6
+	} else {
+		v4 := &layers.IPv4{Version: 4, TTL: ttl, SrcIP: p.src.AsSlice(), DstIP: p.dst.AsSlice(), Protocol: proto, Flags: layers.IPv4DontFragment}
+		ip, ipl = v4, v4
+	}
 	var l4 gopacket.SerializableLayer
 	if p.udp {
-		ip.Protocol = layers.IPProtocolUDP
 		u := &layers.UDP{SrcPort: layers.UDPPort(p.sport), DstPort: layers.UDPPort(p.dport)}
 		u.SetNetworkLayerForChecksum(ip)
 		l4 = u
@@ -127,7 +139,7 @@ func build(t testing.TB, p pkt) []byte {
 		l4 = tc
 	}
 	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true}, eth, ip, l4, gopacket.Payload(p.payload)); err != nil {
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true}, eth, ipl, l4, gopacket.Payload(p.payload)); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -140,7 +152,7 @@ func check(t testing.TB, frame []byte) packet.Info {
 	if r := packet.Parse(frame, &info); r != packet.ResultOK {
 		t.Fatalf("transmitted frame does not parse: %v", r)
 	}
-	if !packet.IPv4HeaderChecksumValid(packet.IPv4(frame[info.L3Off:])) {
+	if info.Family == 4 && !packet.IPv4HeaderChecksumValid(packet.IPv4(frame[info.L3Off:])) {
 		t.Fatal("bad IPv4 header checksum")
 	}
 	if !packet.L4ChecksumValid(frame, &info) {

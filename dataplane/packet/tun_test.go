@@ -1,0 +1,281 @@
+package packet
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+// encap prepends an Ethernet header and a tunnel header to the IP packet of frame (as
+// the dataplane does in the frame's headroom) and returns the new frame.
+func encap(t testing.TB, frame []byte, src, dst [16]byte, id uint16) ([]byte, bool) {
+	t.Helper()
+	var info Info
+	r := Parse(frame, &info)
+	if r != ResultOK && r != ResultFragment && r != ResultUnsupportedProto && r != ResultBadL4Header {
+		return nil, false
+	}
+	inner := frame[info.L3Off : int(info.L3Off)+int(info.L3Len)]
+	hl := TunnelHeaderLen(info.Family)
+	out := make([]byte, EthernetHeaderLen+hl+len(inner))
+	copy(out[EthernetHeaderLen+hl:], inner)
+	et := uint16(EtherTypeIPv4)
+	if info.Family == 6 {
+		et = EtherTypeIPv6
+	}
+	binary.BigEndian.PutUint16(out[12:], et)
+	ok := PutTunnelHeader(out[EthernetHeaderLen:EthernetHeaderLen+hl], out[EthernetHeaderLen+hl:], info.Family, src, dst, id)
+	return out, ok
+}
+
+func TestPutTunnelHeader(t *testing.T) {
+	dir4, rs4 := as16(netip.MustParseAddr("198.18.0.1")), as16(netip.MustParseAddr("198.18.0.11"))
+	dir6, rs6 := as16(netip.MustParseAddr("2001:db8::1")), as16(netip.MustParseAddr("2001:db8::11"))
+	for _, tc := range []struct {
+		name  string
+		s     spec
+		tos   uint8
+		noDF  bool
+		ttl   uint8
+		proto uint8
+	}{
+		{name: "ipip tcp", s: defaultSpec(false, ProtoTCP), tos: 0x2e, ttl: 61},
+		{name: "ipip udp without DF", s: defaultSpec(false, ProtoUDP), noDF: true, ttl: 5},
+		{name: "ipip with inner options", s: func() spec { s := defaultSpec(false, ProtoTCP); s.ipOpts = true; return s }(), ttl: 64},
+		{name: "ip6ip6 tcp", s: defaultSpec(true, ProtoTCP), tos: 0xb8, ttl: 33},
+		{name: "ip6ip6 udp", s: defaultSpec(true, ProtoUDP), ttl: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.s.ttl = tc.ttl
+			frame := build(t, tc.s)
+			var info Info
+			Parse(frame, &info)
+			if info.Family == 4 {
+				ip := IPv4(frame[info.L3Off:])
+				ip.SetTOS(tc.tos)
+				if tc.noDF {
+					ip.SetFlagsFragmentOffset(0)
+				} else {
+					ip.SetFlagsFragmentOffset(IPv4FlagDF)
+				}
+				ip.ComputeChecksum()
+			} else {
+				IPv6(frame[info.L3Off:]).SetVersionTrafficClassFlowLabel(tc.tos, 0x12345)
+			}
+			inner := append([]byte(nil), frame[info.L3Off:int(info.L3Off)+int(info.L3Len)]...)
+			src, dst := dir4, rs4
+			if tc.s.v6 {
+				src, dst = dir6, rs6
+			}
+			out, ok := encap(t, frame, src, dst, 0x1234)
+			if !ok {
+				t.Fatal("PutTunnelHeader refused a valid packet")
+			}
+			p := gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default)
+			if p.ErrorLayer() != nil {
+				t.Fatalf("encapsulated frame does not decode: %v", p.ErrorLayer().Error())
+			}
+			if tc.s.v6 {
+				o := p.Layers()[1].(*layers.IPv6)
+				if o.NextHeader != layers.IPProtocolIPv6 || o.HopLimit != tc.ttl || o.TrafficClass != tc.tos || o.FlowLabel != 0 ||
+					!bytes.Equal(o.SrcIP, dir6[:]) || !bytes.Equal(o.DstIP, rs6[:]) || int(o.Length) != len(inner) {
+					t.Fatalf("outer IPv6 %+v", o)
+				}
+			} else {
+				o := p.Layers()[1].(*layers.IPv4)
+				wantFlags := layers.IPv4DontFragment
+				if tc.noDF {
+					wantFlags = 0
+				}
+				if o.Protocol != layers.IPProtocolIPv4 || o.TTL != tc.ttl || o.TOS != tc.tos || o.Flags != wantFlags || o.FragOffset != 0 ||
+					o.Id != 0x1234 || o.IHL != 5 || int(o.Length) != 20+len(inner) || !o.SrcIP.Equal(addrToIP(dir4)) || !o.DstIP.Equal(addrToIP(rs4)) {
+					t.Fatalf("outer IPv4 %+v", o)
+				}
+				if !IPv4HeaderChecksumValid(IPv4(out[EthernetHeaderLen:])) {
+					t.Fatal("outer header checksum")
+				}
+			}
+			if got := out[EthernetHeaderLen+TunnelHeaderLen(info.Family):]; !bytes.Equal(got, inner) {
+				t.Fatal("inner packet changed")
+			}
+		})
+	}
+	if PutTunnelHeader(make([]byte, 19), make([]byte, 40), 4, dir4, rs4, 0) || PutTunnelHeader(make([]byte, 40), make([]byte, 39), 6, dir6, rs6, 0) ||
+		PutTunnelHeader(make([]byte, 40), make([]byte, 40), 5, dir6, rs6, 0) {
+		t.Fatal("PutTunnelHeader accepted short buffers or a bad family")
+	}
+}
+
+func addrToIP(a [16]byte) []byte { return netip.AddrFrom16(a).Unmap().AsSlice() }
+
+// TestPutICMPError: frag-needed / Packet Too Big built in place (overlapping the
+// original, as the dataplane does in a frame's headroom) decode with gopacket, verify,
+// go back to the sender from the original destination and quote the original.
+func TestPutICMPError(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		v6         bool
+		size       int
+		typ, code  uint8
+		rest       uint32
+		wantQuoted int
+	}{
+		{"frag needed small", false, 100, ICMPv4DestUnreach, ICMPv4FragNeeded, 1480, -1},
+		{"frag needed full size", false, 1400, ICMPv4DestUnreach, ICMPv4FragNeeded, 1480, icmp4MaxLen - 28},
+		{"port unreachable", false, 10, ICMPv4DestUnreach, ICMPv4PortUnreach, 0, -1},
+		{"packet too big", true, 1400, ICMPv6PacketTooBig, 0, 1460, icmp6MaxLen - 48},
+		{"packet too big small", true, 50, ICMPv6PacketTooBig, 0, 1280, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := defaultSpec(tc.v6, ProtoUDP)
+			s.payload = make([]byte, tc.size)
+			frame := build(t, s)
+			var info Info
+			Parse(frame, &info)
+			orig := append([]byte(nil), frame[info.L3Off:int(info.L3Off)+int(info.L3Len)]...)
+			fam := info.Family
+			hl := 28
+			if tc.v6 {
+				hl = 48
+			}
+			// In place: the ICMP header goes into room before the original.
+			buf := make([]byte, 64+len(orig))
+			copy(buf[64:], orig)
+			start := 64 - hl
+			n := PutICMPError(buf[start:], buf[64:], fam, tc.typ, tc.code, tc.rest, 64)
+			want := tc.wantQuoted
+			if want < 0 {
+				want = len(orig)
+			}
+			if n != hl+want {
+				t.Fatalf("length %d, want %d", n, hl+want)
+			}
+			ip := buf[start : start+n]
+			first := layers.LayerTypeIPv4
+			if tc.v6 {
+				first = layers.LayerTypeIPv6
+			}
+			p := gopacket.NewPacket(ip, first, gopacket.Default)
+			var quoted []byte
+			if tc.v6 {
+				o := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+				if !o.SrcIP.Equal(s.dst.AsSlice()) || !o.DstIP.Equal(s.src.AsSlice()) || o.NextHeader != layers.IPProtocolICMPv6 {
+					t.Fatalf("ICMPv6 IP header %+v", o)
+				}
+				m := ip[40:]
+				sum := PseudoHeaderSum(6, as16(s.dst), as16(s.src), ProtoICMPv6, uint32(len(m)))
+				if Fold(Checksum(m, sum)) != 0xFFFF {
+					t.Fatal("ICMPv6 checksum")
+				}
+				quoted = m[8:]
+			} else {
+				o := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+				if !o.SrcIP.Equal(s.dst.AsSlice()) || !o.DstIP.Equal(s.src.AsSlice()) || o.Protocol != layers.IPProtocolICMPv4 || int(o.Length) != n {
+					t.Fatalf("ICMP IP header %+v", o)
+				}
+				if !IPv4HeaderChecksumValid(IPv4(ip)) {
+					t.Fatal("IPv4 header checksum")
+				}
+				m := ip[20:]
+				if Fold(Checksum(m, 0)) != 0xFFFF {
+					t.Fatal("ICMP checksum")
+				}
+				quoted = m[8:]
+			}
+			if ip[hl-8] != tc.typ || ip[hl-7] != tc.code || binary.BigEndian.Uint32(ip[hl-4:hl]) != tc.rest {
+				t.Fatalf("type %d code %d rest %d", ip[hl-8], ip[hl-7], binary.BigEndian.Uint32(ip[hl-4:hl]))
+			}
+			if !bytes.Equal(quoted, orig[:len(quoted)]) {
+				t.Fatal("quote differs from the original packet")
+			}
+		})
+	}
+	if PutICMPError(make([]byte, 100), make([]byte, 10), 4, 3, 4, 0, 64) != 0 || PutICMPError(make([]byte, 10), make([]byte, 40), 6, 2, 0, 0, 64) != 0 {
+		t.Fatal("PutICMPError answered a short packet or into a short buffer")
+	}
+}
+
+// FuzzTunnel: for any frame Parse accepts, the encapsulated frame parses as an
+// IPv4/IPv6 packet of protocol 4/41 whose header checksum verifies, whose payload is the
+// inner packet unchanged, and which Parse of the inner packet agrees with.
+func FuzzTunnel(f *testing.F) {
+	for _, fr := range seedFrames(f) {
+		f.Add(fr)
+	}
+	src4, dst4 := as16(netip.MustParseAddr("198.18.0.1")), as16(netip.MustParseAddr("198.18.0.11"))
+	src6, dst6 := as16(netip.MustParseAddr("2001:db8::1")), as16(netip.MustParseAddr("2001:db8::11"))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var info Info
+		if Parse(frame, &info) != ResultOK {
+			return
+		}
+		src, dst := src4, dst4
+		if info.Family == 6 {
+			src, dst = src6, dst6
+		}
+		out, ok := encap(t, frame, src, dst, 7)
+		if !ok {
+			if info.Family == 4 && info.L3Len > 0xFFFF-20 {
+				return
+			}
+			t.Fatal("refused a parsed packet")
+		}
+		var outer Info
+		r := Parse(out, &outer)
+		if r != ResultUnsupportedProto || outer.Src != src || outer.Dst != dst {
+			t.Fatalf("outer parse %v %+v", r, outer)
+		}
+		if outer.Family == 4 {
+			if outer.Proto != ProtoIPIP || !IPv4HeaderChecksumValid(IPv4(out[outer.L3Off:])) {
+				t.Fatal("outer IPv4 header")
+			}
+		} else if outer.Proto != ProtoIPv6Encap {
+			t.Fatal("outer next header")
+		}
+		inner := out[outer.L4Off : int(outer.L3Off)+int(outer.L3Len)]
+		if !bytes.Equal(inner, frame[info.L3Off:int(info.L3Off)+int(info.L3Len)]) {
+			t.Fatal("inner packet changed")
+		}
+	})
+}
+
+// FuzzICMPError: an ICMP error about any parsed packet verifies and quotes its start.
+func FuzzICMPError(f *testing.F) {
+	for _, fr := range seedFrames(f) {
+		f.Add(fr, uint32(1480))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte, mtu uint32) {
+		var info Info
+		if r := Parse(frame, &info); r != ResultOK && r != ResultUnsupportedProto && r != ResultFragment {
+			return
+		}
+		orig := frame[info.L3Off : int(info.L3Off)+int(info.L3Len)]
+		out := make([]byte, ICMPErrorLen(info.Family, len(orig)))
+		typ := ICMPv4DestUnreach
+		if info.Family == 6 {
+			typ = ICMPv6PacketTooBig
+		}
+		n := PutICMPError(out, orig, info.Family, typ, ICMPv4FragNeeded, mtu, 64)
+		if n != len(out) {
+			t.Fatalf("length %d, want %d", n, len(out))
+		}
+		hl := 20
+		var sum uint32
+		if info.Family == 6 {
+			hl = 40
+			sum = PseudoHeaderSum(6, info.Dst, info.Src, ProtoICMPv6, uint32(n-hl))
+		} else if !IPv4HeaderChecksumValid(IPv4(out)) {
+			t.Fatal("IPv4 header checksum")
+		}
+		if Fold(Checksum(out[hl:], sum)) != 0xFFFF {
+			t.Fatal("ICMP checksum")
+		}
+		if !bytes.Equal(out[hl+8:], orig[:n-hl-8]) {
+			t.Fatal("quote")
+		}
+	})
+}
