@@ -1,14 +1,21 @@
 // Command xlvs-bench runs xlvs in network-namespace testbeds: `xlvs-bench demo` builds the
-// classic LVS-NAT layout, balances HTTP over two real servers and prints the split.
+// classic LVS-NAT layout, balances HTTP over two real servers and prints the split;
+// `xlvs-bench run` measures packet rates through xlvs and the kernel's alternatives side
+// by side and writes JSON, Markdown and SVG reports.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"xlvs/bench"
 )
@@ -17,6 +24,9 @@ const usage = `usage: xlvs-bench COMMAND [flags]
 
 commands:
   demo    build an LVS-NAT testbed, balance HTTP through xlvsd with wrr 3:1, print the split
+  run     benchmark: UDP packet rate through xlvs NAT, iptables/nftables DNAT, kernel
+          forwarding and a minimal AF_XDP forwarder (run --help for the flags)
+  --quick the CI smoke: run --quick
 `
 
 func main() {
@@ -30,6 +40,10 @@ func main() {
 	switch os.Args[1] {
 	case "demo":
 		err = demo(ctx, os.Args[2:])
+	case "run":
+		err = runBench(ctx, os.Args[2:])
+	case "--quick", "-quick":
+		err = runBench(ctx, os.Args[1:]) // `xlvs-bench --quick` is `xlvs-bench run --quick`
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -63,4 +77,123 @@ func demo(ctx context.Context, args []string) error {
 	}
 	_, err = bench.Demo(ctx, bins, o, os.Stdout)
 	return err
+}
+
+func runBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	quick := fs.Bool("quick", false, "CI smoke: 64-byte UDP, 1000 flows, 3 runs of 1 s (under two minutes)")
+	runs := fs.Int("runs", 0, "runs per figure (default 3 quick, 5 full); the report gives the median")
+	dur := fs.Duration("duration", 0, "counted time per run (default 1s quick, 3s full)")
+	cpus := fs.String("cpus", "0,1", "GEN,DIR: CPU of generator and sink, CPU of the director")
+	targets := fs.String("targets", "", "comma-separated targets (default all: "+joinTargets(bench.AllTargets)+")")
+	workloads := fs.String("workloads", "", "comma-separated SIZExFLOWS, e.g. 64x1,64x1000,1500x1000 (default by mode)")
+	xlvsd := fs.String("xlvsd", "", "extra xlvsd flags for sweeps, space-separated, e.g. \"--rx-ring 512 --batch 16 --xdp-mode generic\"")
+	batch := fs.Int("gen-batch", 0, "generator transmit batch (default 64)")
+	out := fs.String("out", "bench-out", "directory for report.json, report.md and report.svg")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("run: unexpected argument %q", fs.Arg(0))
+	}
+	o := bench.FullOptions()
+	if *quick {
+		o = bench.QuickOptions()
+	}
+	if *runs > 0 {
+		o.Runs = *runs
+	}
+	if *dur > 0 {
+		o.Packet.Duration = *dur
+	}
+	g, d, ok := strings.Cut(*cpus, ",")
+	gc, err1 := strconv.Atoi(g)
+	dc, err2 := strconv.Atoi(d)
+	if !ok || err1 != nil || err2 != nil || gc < 0 || dc < 0 {
+		return fmt.Errorf("--cpus %q: want GEN,DIR, two CPU numbers such as 0,1", *cpus)
+	}
+	o.Packet.GenCPU, o.Packet.DirCPU, o.Packet.GenBatch = gc, dc, *batch
+	o.Packet.DaemonArgs = strings.Fields(*xlvsd)
+	if *targets != "" {
+		o.Targets = nil
+		for _, t := range strings.Split(*targets, ",") {
+			tt := bench.Target(strings.TrimSpace(t))
+			found := false
+			for _, k := range bench.AllTargets {
+				found = found || k == tt
+			}
+			if !found {
+				return fmt.Errorf("--targets: unknown target %q; want some of %s", t, joinTargets(bench.AllTargets))
+			}
+			o.Targets = append(o.Targets, tt)
+		}
+	}
+	if *workloads != "" {
+		o.Workloads = nil
+		for _, w := range strings.Split(*workloads, ",") {
+			sz, fl, ok := strings.Cut(strings.TrimSpace(w), "x")
+			s, e1 := strconv.Atoi(sz)
+			f, e2 := strconv.Atoi(fl)
+			if !ok || e1 != nil || e2 != nil || s < 60 || s > 1500 || f < 1 || f > 20000 {
+				return fmt.Errorf("--workloads: %q: want SIZExFLOWS with SIZE 60..1500 and FLOWS 1..20000, e.g. 64x1000", w)
+			}
+			o.Workloads = append(o.Workloads, bench.Workload{Size: s, Flows: f})
+		}
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the benchmark builds network namespaces and attaches XDP: run it as root (sudo make bench)")
+	}
+	bins, err := bench.FindBinaries()
+	if err != nil {
+		return err
+	}
+	o.Packet.Bins = bins
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("create output directory: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Hour)
+	defer cancel()
+	rep, err := bench.Run(ctx, o, os.Stdout)
+	if err != nil {
+		return err
+	}
+	if err := writeReport(filepath.Join(*out, "report.json"), rep.WriteJSON); err != nil {
+		return err
+	}
+	if err := writeReport(filepath.Join(*out, "report.svg"), rep.WriteSVG); err != nil {
+		return err
+	}
+	var md strings.Builder
+	rep.WriteMarkdown(&md)
+	if err := os.WriteFile(filepath.Join(*out, "report.md"), []byte(md.String()), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	fmt.Print("\n", md.String())
+	fmt.Printf("reports in %s (report.json, report.md, report.svg); run took %s\n", *out, rep.Duration)
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			return fmt.Errorf("%s %s failed: %s", r.Workload, r.Target, r.Error)
+		}
+	}
+	return nil
+}
+
+func joinTargets(ts []bench.Target) string {
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ",")
+}
+
+func writeReport(path string, write func(w io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }

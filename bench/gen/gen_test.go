@@ -1,0 +1,202 @@
+package gen
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"xlvs/dataplane/packet"
+	"xlvs/dataplane/xsk"
+)
+
+var (
+	macA = [6]byte{2, 0, 0x5e, 1, 0, 2}
+	macB = [6]byte{2, 0, 0x5e, 1, 0, 1}
+	src  = netip.MustParseAddrPort("198.18.1.2:10000")
+	vip  = netip.MustParseAddrPort("198.18.1.100:9")
+)
+
+// checkFrame parses frame and verifies what BuildUDP4 promises about it.
+func checkFrame(t *testing.T, frame []byte, f Flow, size int) {
+	t.Helper()
+	if len(frame) != size {
+		t.Fatalf("frame is %d bytes, want %d", len(frame), size)
+	}
+	var info packet.Info
+	if r := packet.Parse(frame, &info); r != packet.ResultOK {
+		t.Fatalf("parse: %v", r)
+	}
+	if info.Family != 4 || info.Proto != packet.ProtoUDP || info.Src != f.Src.Addr().As16() || info.Dst != f.Dst.Addr().As16() ||
+		info.SrcPort != f.Src.Port() || info.DstPort != f.Dst.Port() || int(info.L3Len) != size-14 {
+		t.Fatalf("parsed %+v, want flow %v → %v, L3 length %d", info, f.Src, f.Dst, size-14)
+	}
+	if !packet.IPv4HeaderChecksumValid(packet.IPv4(frame[14:])) {
+		t.Fatal("IPv4 header checksum invalid")
+	}
+	udp := frame[34:]
+	sum := packet.Fold(packet.Checksum(udp, packet.PseudoHeaderSum(4, info.Src, info.Dst, packet.ProtoUDP, uint32(len(udp)))))
+	if sum != 0xFFFF || binary.BigEndian.Uint16(udp[6:]) == 0 {
+		t.Fatalf("UDP checksum does not verify (sum %#x)", sum)
+	}
+	if [6]byte(frame[0:6]) != f.DstMAC || [6]byte(frame[6:12]) != f.SrcMAC {
+		t.Fatalf("MACs %x %x, want %x %x", frame[0:6], frame[6:12], f.DstMAC, f.SrcMAC)
+	}
+}
+
+func TestBuildUDP4(t *testing.T) {
+	f := Flow{SrcMAC: macA, DstMAC: macB, Src: src, Dst: vip}
+	for _, tc := range []struct {
+		name string
+		size int
+		buf  int
+		flow Flow
+		ok   bool
+	}{
+		{"64 bytes on the wire", WireSize(64), 2048, f, true},
+		{"1500-byte packet", WireSize(1500), 2048, f, true},
+		{"odd length", 61, 2048, f, true},
+		{"too small", MinFrame - 1, 2048, f, false},
+		{"too large", MaxFrame + 1, 2048, f, false},
+		{"buffer too short", 100, 99, f, false},
+		{"IPv6 flow", 100, 2048, Flow{Src: netip.MustParseAddrPort("[fd00::1]:1"), Dst: vip}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			buf := make([]byte, tc.buf)
+			fr, err := BuildUDP4(buf, tc.flow, tc.size)
+			if !tc.ok {
+				if !errors.Is(err, ErrBadFlow) {
+					t.Fatalf("err %v, want ErrBadFlow", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkFrame(t, fr, tc.flow, tc.size)
+		})
+	}
+}
+
+func TestWireSize(t *testing.T) {
+	for _, tc := range []struct{ in, want int }{{64, 60}, {1500, 1514}, {128, 142}, {60, 74}} {
+		if got := WireSize(tc.in); got != tc.want {
+			t.Errorf("WireSize(%d) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzBuildUDP4(f *testing.F) {
+	f.Add(uint16(60), uint16(1), uint16(9), uint32(0xc6120102))
+	f.Add(uint16(1514), uint16(65535), uint16(0), uint32(0))
+	f.Add(uint16(61), uint16(0), uint16(80), uint32(0xffffffff))
+	f.Fuzz(func(t *testing.T, size, sport, dport uint16, saddr uint32) {
+		if int(size) < MinFrame || int(size) > MaxFrame {
+			if _, err := BuildUDP4(make([]byte, 2048), Flow{Src: src, Dst: vip}, int(size)); err == nil {
+				t.Fatalf("size %d accepted", size)
+			}
+			return
+		}
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], saddr)
+		fl := Flow{SrcMAC: macA, DstMAC: macB, Src: netip.AddrPortFrom(netip.AddrFrom4(a), sport), Dst: netip.AddrPortFrom(vip.Addr(), dport)}
+		fr, err := BuildUDP4(make([]byte, 2048), fl, int(size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFrame(t, fr, fl, int(size))
+	})
+}
+
+func TestFlows(t *testing.T) {
+	fl := Flows(2500, macA, macB, src, vip)
+	seen := map[netip.AddrPort]bool{}
+	for i, f := range fl {
+		if seen[f.Src] {
+			t.Fatalf("flow %d repeats source %v", i, f.Src)
+		}
+		seen[f.Src] = true
+		if f.Dst != vip {
+			t.Fatalf("flow %d goes to %v, want %v", i, f.Dst, vip)
+		}
+	}
+	if fl[0].Src != src || fl[2499].Src != netip.MustParseAddrPort("198.18.1.11:10249") {
+		t.Fatalf("flow 0 %v, flow 2499 %v; want %v and 198.18.1.11:10249", fl[0].Src, fl[2499].Src, src)
+	}
+}
+
+func TestRunFake(t *testing.T) {
+	cfg := xsk.Config{Frames: 1024, FrameSize: 2048, FillRing: 8, CompRing: 512, RxRing: 8, TxRing: 512}
+	fk, err := xsk.NewFake(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flows := Flows(7, macA, macB, src, vip)
+	perFlow := map[uint16]int{}
+	var bad error
+	fk.OnTransmit = func(b []byte) {
+		var info packet.Info
+		if r := packet.Parse(b, &info); r != packet.ResultOK || len(b) != 60 {
+			bad = errors.New("bad frame transmitted")
+		}
+		perFlow[info.SrcPort]++
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	res, err := Run(ctx, fk, Options{Flows: flows, Size: 60, Batch: 32, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if res.Queued == 0 || res.Completed != res.Queued {
+		t.Fatalf("result %+v: want packets queued and all completed by the fake", res)
+	}
+	if len(perFlow) != len(flows) {
+		t.Fatalf("%d flows seen, want %d", len(perFlow), len(flows))
+	}
+	total := 0
+	for _, n := range perFlow {
+		total += n
+	}
+	if uint64(total) != res.Queued {
+		t.Fatalf("fake saw %d frames, Run says %d", total, res.Queued)
+	}
+	if _, err := Run(ctx, fk, Options{Flows: flows, Size: 60, Batch: -1, CPU: -1}); !errors.Is(err, ErrBadOptions) {
+		t.Fatalf("batch -1: err %v, want ErrBadOptions", err)
+	}
+}
+
+// TestTransmitStepAllocs checks that one step of Run's loop (complete, alloc, transmit),
+// done the way Run does it, allocates nothing.
+func TestTransmitStepAllocs(t *testing.T) {
+	cfg := xsk.Config{Frames: 1024, FrameSize: 2048, FillRing: 8, CompRing: 512, RxRing: 8, TxRing: 512}
+	fk, err := xsk.NewFake(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk.OnTransmit = func([]byte) {}
+	if err := Prepare(fk, Flows(3, macA, macB, src, vip), 60); err != nil {
+		t.Fatal(err)
+	}
+	descs := make([]xsk.Desc, 64)
+	allocs := testing.AllocsPerRun(100, func() {
+		fk.Complete()
+		n := 0
+		for n < len(descs) {
+			a, ok := fk.Alloc()
+			if !ok {
+				break
+			}
+			descs[n] = xsk.Desc{Addr: a, Len: 60}
+			n++
+		}
+		fk.Transmit(descs[:n])
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per batch, want 0", allocs)
+	}
+}

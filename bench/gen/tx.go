@@ -1,0 +1,155 @@
+package gen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"xlvs/dataplane/xsk"
+)
+
+// Options configure Run.
+type Options struct {
+	Flows []Flow // at least one; frame k of the UMEM carries Flows[k mod len(Flows)]
+	Size  int    // frame length without FCS, MinFrame..MaxFrame (see WireSize)
+	Batch int    // descriptors per Transmit; 0 means 64
+	CPU   int    // CPU to pin the transmitting thread to; -1 leaves it unpinned
+}
+
+// Result is what Run transmitted.
+type Result struct {
+	Queued    uint64        // descriptors the TX ring accepted
+	Completed uint64        // descriptors the kernel finished with (sent or dropped by the device)
+	Duration  time.Duration // wall time of the transmit loop
+	Errors    uint64        // Transmit errors (link down); Run backs off 1 ms after each
+}
+
+// ErrBadOptions is returned (wrapped) by Run for options it cannot use.
+var ErrBadOptions = errors.New("bad generator options")
+
+// Prepare writes every frame of s's UMEM that s will hand out: it takes all free frames
+// with Alloc, writes flow k mod len(flows) into the frame at address k*FrameSize, and
+// gives them back. Run calls it; it is exported for tests.
+func Prepare(s xsk.Socket, flows []Flow, size int) error {
+	if len(flows) == 0 {
+		return fmt.Errorf("prepare frames: %w: no flows", ErrBadOptions)
+	}
+	if size > s.FrameSize() {
+		return fmt.Errorf("prepare frames: %w: %d-byte frames in %d-byte UMEM frames", ErrBadOptions, size, s.FrameSize())
+	}
+	umem := s.Umem()
+	fs := uint64(s.FrameSize())
+	var taken []uint64
+	defer func() {
+		for _, a := range taken {
+			s.Free(a)
+		}
+	}()
+	for {
+		a, ok := s.Alloc()
+		if !ok {
+			break
+		}
+		taken = append(taken, a)
+		k := a / fs
+		if _, err := BuildUDP4(umem[a:a+fs], flows[k%uint64(len(flows))], size); err != nil {
+			return fmt.Errorf("prepare frames: %w", err)
+		}
+	}
+	if len(taken) == 0 {
+		return fmt.Errorf("prepare frames: %w: the socket has no free frame (all in the fill ring?)", ErrBadOptions)
+	}
+	return nil
+}
+
+// Run prepares the frames and transmits them on s as fast as the socket takes them until
+// ctx ends. It allocates nothing per packet. When the TX ring is full it waits in poll(2)
+// for room (at most 1 ms), so it does not starve softirq work sharing its CPU.
+func Run(ctx context.Context, s xsk.Socket, o Options) (Result, error) {
+	var res Result
+	if o.Batch == 0 {
+		o.Batch = 64
+	}
+	if o.Batch < 1 || o.Batch > 4096 {
+		return res, fmt.Errorf("run generator: %w: batch %d, want 1 to 4096", ErrBadOptions, o.Batch)
+	}
+	if err := Prepare(s, o.Flows, o.Size); err != nil {
+		return res, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if o.CPU >= 0 {
+		var old, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err != nil {
+			return res, fmt.Errorf("run generator: read cpu affinity: %w", err)
+		}
+		set.Set(o.CPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return res, fmt.Errorf("run generator: pin to cpu %d: %w", o.CPU, err)
+		}
+		defer unix.SchedSetaffinity(0, &old)
+	}
+	descs := make([]xsk.Desc, o.Batch)
+	pfd := []unix.PollFd{{Fd: int32(s.FD()), Events: unix.POLLOUT}}
+	start := time.Now()
+	before := s.Stats()
+	done := ctx.Done()
+loop:
+	for {
+		select {
+		case <-done:
+			break loop
+		default:
+		}
+		s.Complete()
+		n := 0
+		for n < len(descs) {
+			a, ok := s.Alloc()
+			if !ok {
+				break
+			}
+			descs[n] = xsk.Desc{Addr: a, Len: uint32(o.Size)}
+			n++
+		}
+		if n == 0 {
+			wait(pfd)
+			continue
+		}
+		sent, err := s.Transmit(descs[:n])
+		for _, d := range descs[sent:n] {
+			s.Free(d.Addr)
+		}
+		if err != nil {
+			res.Errors++
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if sent == 0 {
+			wait(pfd)
+		}
+	}
+	res.Duration = time.Since(start)
+	// Let the kernel finish what is queued, briefly, so Completed is meaningful.
+	for range 10 {
+		if s.Complete() == 0 {
+			break
+		}
+	}
+	after := s.Stats()
+	res.Queued = after.TxPackets - before.TxPackets
+	res.Completed = after.TxCompleted - before.TxCompleted
+	return res, nil
+}
+
+// wait blocks until the socket can take more, or 1 ms passes. The fake has no FD.
+func wait(pfd []unix.PollFd) {
+	if pfd[0].Fd < 0 {
+		runtime.Gosched()
+		return
+	}
+	_, _ = unix.Poll(pfd, 1)
+}
