@@ -204,6 +204,7 @@ func (w *worker) queueTx(p *port, d xsk.Desc) {
 // flush transmits p's batch; what the TX ring cannot take is dropped and counted.
 func (w *worker) flush(p *port) {
 	if p.txN == 0 {
+		p.sock.Transmit(nil) // frames an earlier kick could not push out
 		return
 	}
 	n, err := p.sock.Transmit(p.tx[:p.txN])

@@ -153,6 +153,11 @@ func (s *socket) Transmit(descs []Desc) (n int, err error) {
 		descs = descs[:free]
 	}
 	if len(descs) == 0 {
+		// Nothing new: still push what an earlier call left in the ring when the
+		// kernel pushed back, so a quiet moment never strands queued frames.
+		if s.x.NumFreeTxSlots() < s.txMask {
+			return 0, s.kick()
+		}
 		return 0, nil
 	}
 	n = len(descs)

@@ -82,6 +82,7 @@ type Socket interface {
 	// Transmit queues descs (frames of this socket's UMEM) and kicks the kernel until the
 	// TX ring drains or the kernel pushes back. It returns how many were queued; the rest
 	// stay the caller's (to retry or Free). err is ErrLinkDown-wrapped when the link failed.
+	// With no descriptors it only kicks what earlier calls left in the ring.
 	Transmit(descs []Desc) (int, error)
 	// Complete returns transmitted frames to the free list and reports how many.
 	Complete() int
