@@ -34,5 +34,12 @@ test: build vet
 test-short:
 	$(GO) test -short -count=1 ./...
 
+# The benchmark harness: xlvs against iptables/nftables DNAT, kernel forwarding and the
+# AF_XDP copy-path limit, in a generator → director → sink testbed (root).
+bench: build
+	@command -v iptables >/dev/null || apt-get install -y -q iptables
+	@command -v nft >/dev/null || apt-get install -y -q nftables
+	./$(BIN)/xlvs-bench run --out bench-out
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) bench-out
