@@ -23,14 +23,20 @@ type Options struct {
 	MaxDests    int    // destination IDs; default 65536
 	ConnTable   int    // the "size=" the listing header shows
 	StatePath   string // where the rule set is saved after every change; "" = not saved
-	Log         *slog.Logger
+	// ExpireNodestConn is IPVS's expire_nodest_conn: when a real server is deleted, its
+	// connections are expired at once. Off (the kernel's default), they stay in the table
+	// and their packets are dropped until they time out, so a server deleted and added
+	// back quickly keeps its connections.
+	ExpireNodestConn bool
+	Log              *slog.Logger
 }
 
 // Daemon holds the rules and serves the control API (it implements api.Handler).
 type Daemon struct {
-	dp    *dataplane.Dataplane
-	log   *slog.Logger
-	state string
+	dp          *dataplane.Dataplane
+	log         *slog.Logger
+	state       string
+	expireNodes bool
 
 	mu        sync.Mutex
 	r         *rules
@@ -55,17 +61,18 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		o.MaxDests = 65536
 	}
 	return &Daemon{
-		dp:        dp,
-		log:       o.Log,
-		state:     o.StatePath,
-		r:         &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
-		svcIDs:    newIDAlloc(o.MaxServices),
-		destIDs:   newIDAlloc(o.MaxDests),
-		svcBase:   map[uint32]dataplane.FlowStats{},
-		destBase:  map[uint32]dataplane.FlowStats{},
-		svcEst:    map[uint32]*estimator{},
-		destEst:   map[uint32]*estimator{},
-		connTable: o.ConnTable,
+		dp:          dp,
+		log:         o.Log,
+		state:       o.StatePath,
+		expireNodes: o.ExpireNodestConn,
+		r:           &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
+		svcIDs:      newIDAlloc(o.MaxServices),
+		destIDs:     newIDAlloc(o.MaxDests),
+		svcBase:     map[uint32]dataplane.FlowStats{},
+		destBase:    map[uint32]dataplane.FlowStats{},
+		svcEst:      map[uint32]*estimator{},
+		destEst:     map[uint32]*estimator{},
+		connTable:   o.ConnTable,
 	}
 }
 
@@ -140,12 +147,13 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	next := d.r.clone()
 	var allocated []func() // undo ID allocations if the change fails
 	var freed []func()     // ID releases, done only if the change commits
+	var gone []uint32      // destinations removed by the change
 	reqs := []api.Request{*req}
 	if req.Op == api.OpRestore {
 		reqs = req.Batch
 	}
 	for i := range reqs {
-		if err := d.apply(next, &reqs[i], &allocated, &freed); err != nil {
+		if err := d.apply(next, &reqs[i], &allocated, &freed, &gone); err != nil {
 			for _, undo := range allocated {
 				undo()
 			}
@@ -166,6 +174,14 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 		}
 		return apiErr(api.ErrCodeInternal, "publish configuration: %v", err)
 	}
+	if d.expireNodes {
+		now := d.dp.Now()
+		for _, id := range gone {
+			if n := d.dp.Conntrack().RemoveDest(id, now); n > 0 {
+				d.log.Info("expired connections of a removed real server", "connections", n)
+			}
+		}
+	}
 	for _, f := range freed {
 		f()
 	}
@@ -185,7 +201,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	return nil
 }
 
-func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func()) *api.Error {
+func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), gone *[]uint32) *api.Error {
 	needSvc := func() (*api.Service, *api.Error) {
 		if req.Service == nil {
 			return nil, apiErr(api.ErrCodeInvalid, "%s: no service given (-t, -u or -f)", req.Op)
@@ -237,11 +253,11 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func()) *
 			return apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(s.ServiceKey))
 		}
 		r.services = append(r.services[:i], r.services[i+1:]...)
-		d.releaseService(cur, freed)
+		d.releaseService(cur, freed, gone)
 		return nil
 	case api.OpClear:
 		for _, s := range r.services {
-			d.releaseService(s, freed)
+			d.releaseService(s, freed, gone)
 		}
 		r.services = nil
 		return nil
@@ -295,6 +311,7 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func()) *
 			cur.dests = append(cur.dests[:i], cur.dests[i+1:]...)
 			id := old.id
 			*freed = append(*freed, func() { d.destIDs.free(id) })
+			*gone = append(*gone, id)
 		}
 		return nil
 	case api.OpSetTimeouts:
@@ -328,12 +345,13 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func()) *
 	}
 }
 
-func (d *Daemon) releaseService(s *svcState, freed *[]func()) {
+func (d *Daemon) releaseService(s *svcState, freed *[]func(), gone *[]uint32) {
 	id := s.id
 	*freed = append(*freed, func() { d.svcIDs.free(id) })
 	for _, ds := range s.dests {
 		did := ds.id
 		*freed = append(*freed, func() { d.destIDs.free(did) })
+		*gone = append(*gone, did)
 	}
 }
 

@@ -221,3 +221,38 @@ func TestConcurrentClients(t *testing.T) {
 		t.Fatalf("%d services listed, %d published; want 8", len(list), len(d.dp.Snapshot().Services))
 	}
 }
+
+// TestExpireNodestConn: deleting a real server expires its connections only when
+// expire_nodest_conn is on (IPVS's default keeps them until they time out).
+func TestExpireNodestConn(t *testing.T) {
+	for _, expire := range []bool{false, true} {
+		d := newDaemonOpts(t, Options{ExpireNodestConn: expire})
+		s := svc("udp", "198.18.1.100", 53)
+		mustOK(t, d, &api.Request{Op: api.OpAddService, Service: s})
+		mustOK(t, d, &api.Request{Op: api.OpAddDest, Service: s, Dest: dest("198.18.2.11", 53, 1)})
+		id := d.r.services[0].dests[0].id
+		ct := d.dp.Conntrack()
+		client := netip.MustParseAddr("198.18.1.2").As16()
+		e := conntrack.Entry{
+			Orig:  conntrack.Key{Src: client, Dst: netip.MustParseAddr("198.18.1.100").As16(), SrcPort: 4000, DstPort: 53, Proto: 17},
+			Reply: conntrack.Key{Src: netip.MustParseAddr("198.18.2.11").As16(), Dst: client, SrcPort: 53, DstPort: 4000, Proto: 17},
+			Dest:  id, Method: conntrack.MethodNAT,
+		}
+		if err := ct.Insert(&e, 0, d.dp.Now()); err != nil {
+			t.Fatal(err)
+		}
+		mustOK(t, d, &api.Request{Op: api.OpDelDest, Service: s, Dest: dest("198.18.2.11", 53, 0)})
+		want := 1
+		if expire {
+			want = 0
+		}
+		if got := ct.Len(); got != want {
+			t.Fatalf("expire_nodest_conn=%v: %d entries after deleting the server, want %d", expire, got, want)
+		}
+		// While the old connection lives, its ID is not handed to a new server.
+		mustOK(t, d, &api.Request{Op: api.OpAddDest, Service: s, Dest: dest("198.18.2.12", 53, 1)})
+		if nid := d.r.services[0].dests[0].id; !expire && nid == id {
+			t.Fatal("a destination ID with live connections was reused")
+		}
+	}
+}

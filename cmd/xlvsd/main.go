@@ -34,21 +34,22 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 type options struct {
-	ifaces    listFlag
-	queues    int
-	sock      xsk.Config
-	batch     int
-	xdpMode   string
-	copyMode  bool
-	zeroCopy  bool
-	cpus      string
-	socket    string
-	connMax   int
-	sloppyTCP bool
-	logLevel  string
-	state     string
-	config    string
-	metrics   string
+	ifaces       listFlag
+	queues       int
+	sock         xsk.Config
+	batch        int
+	xdpMode      string
+	copyMode     bool
+	zeroCopy     bool
+	cpus         string
+	socket       string
+	connMax      int
+	sloppyTCP    bool
+	logLevel     string
+	state        string
+	config       string
+	metrics      string
+	expireNodest bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.state, "state", control.DefaultStatePath, "file the rule set is saved to after every change and restored from at start (\"\" = none)")
 	fs.StringVar(&o.config, "config", "", "rules in ipvsadm -S format to load at start (instead of the state file)")
+	fs.BoolVar(&o.expireNodest, "expire-nodest-conn", false, "expire the connections of a deleted real server at once (IPVS expire_nodest_conn; default: keep them, dropping their packets, until they time out)")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -202,7 +204,7 @@ func run(args []string) error {
 	if err := dp.Start(ctx); err != nil {
 		return err
 	}
-	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, Log: log})
+	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, ExpireNodestConn: o.expireNodest, Log: log})
 	switch {
 	case o.config != "":
 		if err := d.LoadConfig(o.config); err != nil {
