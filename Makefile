@@ -1,7 +1,7 @@
 # xlvs — see README.md. `sudo make demo` runs the demo testbed; `sudo make test` runs every test.
 GO      ?= go
 BIN     := bin
-CMDS    := xlvsd xlvsadm xlvs-bench
+CMDS    := xlvsd xlvsadm xlvs-bench xlvs-decap
 GOFLAGS ?=
 TESTFLAGS ?= -race -count=1 -timeout 20m
 

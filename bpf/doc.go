@@ -1,6 +1,7 @@
 // Package bpf is xlvs's XDP classifier: the C program (xlvs.c), its bpf2go output
 // (xlvs_bpfel.go and xlvs_bpfel.o, committed, so building needs no clang) and a small Go
-// API to load it, attach it, register AF_XDP sockets and fill its service maps.
+// API to load it, attach it, register AF_XDP sockets and fill its service maps. It also
+// holds the real-server decapsulator for TUN (decap.c, see "Decapsulator" below).
 //
 // # What the program does
 //
@@ -65,10 +66,31 @@
 // a SetServices call as a whole is not (frames see the set part-way through it, and keys
 // in both the old and new set are never removed).
 //
+// # Decapsulator
+//
+// decap.c runs on a TUN real server whose kernel has no ipip / ip6_tunnel module
+// (cmd/xlvs-decap drives it). Its XDP program (bpf_xdp_adjust_head) and its tc program
+// (bpf_skb_adjust_room with BPF_F_ADJ_ROOM_DECAP_L3_IPV4/IPV6, attached through tcx) share
+// one parser. They strip the outer header of an untagged frame carrying IPv4 (20-byte
+// header, valid checksum, not a fragment) with protocol 4 or 41, or IPv6 with next header
+// 41 or 4, addressed to one of the addrs map's addresses, and whose inner header has the
+// announced version; the Ethernet header moves forward with the inner EtherType. Every
+// frame is passed to the kernel, stripped or not, so the program never drops anything.
+//
+//	name   type          key                         value   max
+//	addrs  HASH          16-byte address (v4-mapped)  __u32   256
+//	stats  PERCPU_ARRAY  __u32 slot                  __u64   6
+//
+// stats slots (ABI, append only): 0 passed (not a tunnel packet), 1 decapsulated,
+// 2 not_local (tunnel packet for another address), 3 malformed, 4 fragment, 5 error (the
+// helper failed). Each frame increments exactly one. A Decap (LoadDecap, AttachDecap) owns
+// both programs and both maps, attached to one interface through a bpf_link; its methods
+// are safe for concurrent use.
+//
 // # Regenerating
 //
-// After editing xlvs.c run `go generate ./bpf` from the module root (needs clang,
+// After editing xlvs.c or decap.c run `go generate ./bpf` from the module root (needs clang,
 // llvm-strip and libbpf-dev). The output is byte-identical across checkout paths; commit
-// both xlvs_bpfel.go and xlvs_bpfel.o. The object is little-endian (bpfel): the package
+// the *_bpfel.go and *_bpfel.o files. The object is little-endian (bpfel): the package
 // builds on little-endian Linux only.
 package bpf

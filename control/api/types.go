@@ -188,6 +188,9 @@ type Request struct {
 	// input line number so an error can name it.
 	Batch []Request `json:"batch,omitempty"`
 	Line  int       `json:"line,omitempty"`
+	// LocalAddr is the FULLNAT local address of OpAddLocalAddr / OpDelLocalAddr; Service
+	// names the service it belongs to (OpGetLocalAddrs: Service alone, or nil for all).
+	LocalAddr *LocalAddr `json:"laddr,omitempty"`
 }
 
 // Error codes in Response.Error.Code. The CLI maps them to ipvsadm's messages and exit
@@ -223,4 +226,26 @@ type Response struct {
 	Daemons   []SyncDaemon `json:"daemons,omitempty"`
 	Dataplane []QueueStats `json:"dataplane,omitempty"`
 	XDPStats  []QueueStats `json:"xdp,omitempty"` // per interface, Queue -1
+	// LocalAddrs answers OpGetLocalAddrs: the FULLNAT local addresses of the service(s).
+	LocalAddrs []LocalAddr `json:"laddrs,omitempty"`
+}
+
+// FULLNAT local-address pool operations (DPVS ipvsadm's --add-laddr, --del-laddr,
+// --get-laddr). A local address belongs to one virtual service; FULLNAT destinations of
+// that service see connections coming from it.
+const (
+	OpAddLocalAddr  = "add-laddr"  // Service, LocalAddr
+	OpDelLocalAddr  = "del-laddr"  // Service, LocalAddr
+	OpGetLocalAddrs = "get-laddrs" // Service (optional): Response.LocalAddrs
+)
+
+// LocalAddr is one FULLNAT local address (-z LIP) of a virtual service. Conns and
+// PortConflicts are filled in answers only: the connections currently using the address
+// and how many times the port allocator found no free port on it (DPVS's "port_conflict").
+type LocalAddr struct {
+	Service       ServiceKey `json:"service"`
+	Addr          netip.Addr `json:"addr"`
+	Ifname        string     `json:"ifname,omitempty"` // DPVS's -F IFNAME; optional, informative
+	Conns         uint64     `json:"conns,omitempty"`
+	PortConflicts uint64     `json:"port_conflicts,omitempty"`
 }
