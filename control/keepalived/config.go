@@ -1,0 +1,226 @@
+package keepalived
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Defaults keepalived applies when a keyword is absent (keepalived.conf(5), check_data.c,
+// check_api.c). Values the configuration sets explicitly are never replaced by these.
+const (
+	DefaultDelayLoop          = 60 * time.Second // delay_loop
+	DefaultConnectTimeout     = 5 * time.Second  // connect_timeout
+	DefaultRetry              = 1                // retry, for every checker but MISC_CHECK
+	DefaultMiscRetry          = 0                // retry of a MISC_CHECK
+	DefaultDelayBeforeRetry   = 1 * time.Second  // delay_before_retry, TCP_CHECK and MISC_CHECK
+	DefaultHTTPDelayBeforeTry = 3 * time.Second  // delay_before_retry, HTTP_GET and SSL_GET
+	DefaultWeight             = 1                // weight of a real server
+	DefaultQuorum             = 1                // quorum
+	DefaultPersistenceTimeout = 360              // persistence_timeout without a value, seconds
+	DefaultScheduler          = "wlc"            // lb_algo / lvs_sched
+	DefaultStatusMin          = 200              // status_code when none is given: 200-299
+	DefaultStatusMax          = 299
+)
+
+// Forwarding methods (lb_kind / lvs_method).
+const (
+	MethodNAT = "NAT"
+	MethodDR  = "DR"
+	MethodTUN = "TUN"
+)
+
+// Protocols of a virtual server.
+const (
+	ProtoTCP  = "TCP"
+	ProtoUDP  = "UDP"
+	ProtoSCTP = "SCTP"
+)
+
+// Checker types xlvs runs.
+const (
+	CheckTCP  = "TCP_CHECK"
+	CheckHTTP = "HTTP_GET"
+	CheckSSL  = "SSL_GET"
+	CheckMisc = "MISC_CHECK"
+)
+
+// Pos is where something was written: a file name as the configuration named it
+// (absolute, or relative to the process's directory) and a 1-based line (0 for the file
+// as a whole).
+type Pos struct {
+	File string
+	Line int
+}
+
+func (p Pos) String() string {
+	if p.Line == 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d", p.File, p.Line)
+}
+
+// Warning is something the parser accepted but xlvs does not act on, or corrected as
+// keepalived would (a missing protocol, a quorum above the total weight, ...).
+type Warning struct {
+	Pos Pos
+	Msg string
+}
+
+func (w Warning) String() string { return fmt.Sprintf("%s: warning: %s", w.Pos, w.Msg) }
+
+// Config is the LVS part of a keepalived.conf: its virtual servers in file order, with
+// every default and inherited value resolved (virtual server → real server → checker).
+type Config struct {
+	VirtualServers []VirtualServer
+	// SSL is the top-level SSL block (client certificate for SSL_GET), nil when absent.
+	SSL *SSL
+	// Warnings, in file order.
+	Warnings []Warning
+	// Files lists every file read: the main file first, then includes in reading order.
+	Files []string
+}
+
+// ServiceKey identifies a virtual server: protocol, address and port.
+type ServiceKey struct {
+	Protocol string // ProtoTCP, ProtoUDP or ProtoSCTP
+	Addr     netip.Addr
+	Port     uint16
+}
+
+func (k ServiceKey) String() string {
+	return fmt.Sprintf("%s %s", k.Protocol, netip.AddrPortFrom(k.Addr, k.Port))
+}
+
+// Method is a forwarding method with its tunnel options.
+type Method struct {
+	Kind     string // MethodNAT, MethodDR or MethodTUN
+	TunType  string // "ipip" (default for TUN), "gue" or "gre"
+	TunPort  uint16 // gue only
+	TunFlags string // "", "nocsum", "csum" or "remcsum"
+}
+
+func (m Method) String() string {
+	s := m.Kind
+	if m.Kind == MethodTUN && m.TunType != "" && m.TunType != "ipip" {
+		s += " type " + m.TunType
+		if m.TunType == "gue" {
+			s += fmt.Sprintf(" port %d", m.TunPort)
+		}
+		if m.TunFlags != "" {
+			s += " " + m.TunFlags
+		}
+	}
+	return s
+}
+
+// VirtualServer is one virtual_server block.
+type VirtualServer struct {
+	Pos Pos
+	ServiceKey
+	Scheduler  string   // lb_algo / lvs_sched, DefaultScheduler when absent
+	SchedFlags []string // flag-1, flag-2, flag-3, sh-port, sh-fallback, mh-port, mh-fallback
+	OnePacket  bool     // ops (UDP only)
+	Hashed     bool     // hashed
+	Method     Method   // lb_kind / lvs_method: the default of the real servers, NAT when absent
+	// PersistenceTimeout in seconds; 0 means not persistent.
+	PersistenceTimeout uint32
+	// PersistenceGranularity is the -M mask: an IPv4 netmask ("255.255.255.0") or an IPv6
+	// prefix length ("64"); "" means a single address.
+	PersistenceGranularity string
+	PersistenceEngine      string // persistence_engine
+	DelayLoop              time.Duration
+	Quorum                 uint32
+	Hysteresis             uint32
+	QuorumUp               string // quorum_up script (not run by xlvs)
+	QuorumDown             string // quorum_down script (not run by xlvs)
+	Alpha                  bool
+	Omega                  bool
+	HASuspend              bool
+	VirtualHost            string
+	SorryServer            *SorryServer
+	RealServers            []RealServer
+}
+
+// SorryServer is the server that takes the traffic while the quorum is lost.
+type SorryServer struct {
+	Pos     Pos
+	Addr    netip.AddrPort
+	Weight  int32 // always 1, as keepalived sets it
+	Inhibit bool  // sorry_server_inhibit: listed with weight 0 while not in use
+	Method  Method
+}
+
+// RealServer is one real_server block.
+type RealServer struct {
+	Pos        Pos
+	Addr       netip.AddrPort
+	Weight     int32
+	Method     Method
+	Inhibit    bool // inhibit_on_failure: weight 0 instead of removal
+	UThreshold uint32
+	LThreshold uint32
+	NotifyUp   string // notify_up script (not run by xlvs)
+	NotifyDown string // notify_down script (not run by xlvs)
+	Checkers   []Checker
+}
+
+// Checker is one TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK block with every timing
+// value resolved.
+type Checker struct {
+	Pos  Pos
+	Type string // CheckTCP, CheckHTTP, CheckSSL or CheckMisc
+
+	// Connection options (not MISC_CHECK). Connect defaults to the real server's address.
+	Connect  netip.AddrPort
+	BindTo   netip.Addr // bindto; invalid when absent
+	BindPort uint16     // bind_port
+	BindIf   string     // bind_if
+	FWMark   uint32     // fwmark set on the checker's socket (SO_MARK)
+
+	ConnectTimeout   time.Duration
+	Retry            uint32
+	DelayBeforeRetry time.Duration
+	DelayLoop        time.Duration
+	// Warmup is the upper bound of the random delay before the first check.
+	Warmup time.Duration
+	// Alpha: the checker starts failed and must succeed once before the server is used.
+	Alpha bool
+
+	// HTTP_GET and SSL_GET.
+	HTTPProtocol string // "1.0" (default), "1.0C" or "1.1"
+	EnableSNI    bool
+	SNIName      string // server name sent when EnableSNI; defaults to the virtual host
+	URLs         []URL
+
+	// MISC_CHECK.
+	MiscPath    []string // program and arguments
+	MiscTimeout time.Duration
+	MiscDynamic bool
+	User        string // user [group] to run the script as; "" runs as the daemon
+	Group       string
+}
+
+// URL is one url block of an HTTP_GET or SSL_GET.
+type URL struct {
+	Path string
+	// Digest is the expected MD5 of the body in lower-case hex, "" when not checked.
+	Digest string
+	// StatusCodes accepted; DefaultStatusMin-DefaultStatusMax when none was given.
+	StatusCodes []StatusRange
+	// VirtualHost sent in the Host header (url, checker, real server, then virtual
+	// server setting); "" sends the connect address.
+	VirtualHost string
+}
+
+// StatusRange is an inclusive range of HTTP status codes.
+type StatusRange struct{ Min, Max int }
+
+// SSL is the top-level SSL block.
+type SSL struct {
+	Pos         Pos
+	Password    string
+	CA          string
+	Certificate string
+	Key         string
+}

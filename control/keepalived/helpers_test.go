@@ -1,0 +1,87 @@
+package keepalived
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files from the current output")
+
+// dump renders a Config as stable text for golden comparisons.
+func dump(cfg *Config) string {
+	var b strings.Builder
+	w := func(indent int, format string, args ...any) {
+		b.WriteString(strings.Repeat("  ", indent))
+		fmt.Fprintf(&b, format, args...)
+		b.WriteByte('\n')
+	}
+	w(0, "files %s", strings.Join(cfg.Files, " "))
+	if s := cfg.SSL; s != nil {
+		w(0, "ssl %s cert=%q key=%q ca=%q password=%q", s.Pos, s.Certificate, s.Key, s.CA, s.Password)
+	}
+	for _, vs := range cfg.VirtualServers {
+		w(0, "virtual_server %s at %s", vs.ServiceKey, vs.Pos)
+		w(1, "sched %s flags %v ops %v hashed %v method %s", vs.Scheduler, vs.SchedFlags, vs.OnePacket, vs.Hashed, vs.Method)
+		w(1, "persistence %d granularity %q engine %q", vs.PersistenceTimeout, vs.PersistenceGranularity, vs.PersistenceEngine)
+		w(1, "delay_loop %v quorum %d hysteresis %d alpha %v omega %v ha_suspend %v virtualhost %q",
+			vs.DelayLoop, vs.Quorum, vs.Hysteresis, vs.Alpha, vs.Omega, vs.HASuspend, vs.VirtualHost)
+		if vs.QuorumUp != "" || vs.QuorumDown != "" {
+			w(1, "quorum_up %q quorum_down %q", vs.QuorumUp, vs.QuorumDown)
+		}
+		if ss := vs.SorryServer; ss != nil {
+			w(1, "sorry_server %s weight %d inhibit %v method %s at %s", ss.Addr, ss.Weight, ss.Inhibit, ss.Method, ss.Pos)
+		}
+		for _, rs := range vs.RealServers {
+			w(1, "real_server %s at %s", rs.Addr, rs.Pos)
+			w(2, "weight %d method %s inhibit %v thresholds %d/%d", rs.Weight, rs.Method, rs.Inhibit, rs.UThreshold, rs.LThreshold)
+			if rs.NotifyUp != "" || rs.NotifyDown != "" {
+				w(2, "notify_up %q notify_down %q", rs.NotifyUp, rs.NotifyDown)
+			}
+			for _, c := range rs.Checkers {
+				w(2, "%s at %s", c.Type, c.Pos)
+				w(3, "delay_loop %v retry %d delay_before_retry %v warmup %v alpha %v",
+					c.DelayLoop, c.Retry, c.DelayBeforeRetry, c.Warmup, c.Alpha)
+				if c.Type == CheckMisc {
+					w(3, "misc_path %q timeout %v dynamic %v user %q group %q", c.MiscPath, c.MiscTimeout, c.MiscDynamic, c.User, c.Group)
+					continue
+				}
+				w(3, "connect %s timeout %v bindto %v bind_port %d bind_if %q fwmark %d",
+					c.Connect, c.ConnectTimeout, c.BindTo, c.BindPort, c.BindIf, c.FWMark)
+				if c.Type == CheckTCP {
+					continue
+				}
+				w(3, "http %s sni %v %q", c.HTTPProtocol, c.EnableSNI, c.SNIName)
+				for _, u := range c.URLs {
+					w(3, "url %q digest %q status %v virtualhost %q", u.Path, u.Digest, u.StatusCodes, u.VirtualHost)
+				}
+			}
+		}
+	}
+	for _, wn := range cfg.Warnings {
+		w(0, "%s", wn)
+	}
+	return b.String()
+}
+
+// checkGolden compares got with testdata/name, rewriting it under -update.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file (run go test -update after checking):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}

@@ -1,0 +1,577 @@
+package keepalived
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Options change how a configuration is read. The zero value reads files with os.ReadFile
+// and filepath.Glob, matches no conditional (@id) line and leaves ${_ENV ...} alone.
+type Options struct {
+	// ConfigID is keepalived's config-id (-i): lines "@ID ..." are kept only when ID
+	// equals it, lines "@^ID ..." only when it does not. Empty matches no @ID line.
+	ConfigID string
+	// ReadFile reads a configuration file; nil means os.ReadFile.
+	ReadFile func(name string) ([]byte, error)
+	// Glob expands an include pattern (after brace expansion); nil means filepath.Glob.
+	Glob func(pattern string) ([]string, error)
+	// Getenv resolves ${_ENV NAME}; nil leaves such references unreplaced.
+	Getenv func(name string) string
+}
+
+func (o *Options) readFile(name string) ([]byte, error) {
+	if o.ReadFile != nil {
+		return o.ReadFile(name)
+	}
+	return os.ReadFile(name)
+}
+
+func (o *Options) glob(pattern string) ([]string, error) {
+	if o.Glob != nil {
+		return o.Glob(pattern)
+	}
+	return filepath.Glob(pattern)
+}
+
+// Limits that keep hostile or broken input (and the fuzzer) bounded.
+const (
+	maxIncludeDepth = 16
+	maxFiles        = 1024
+	maxBraceExpand  = 256
+	maxSubstRounds  = 32
+	maxLineLen      = 1 << 20
+	maxTokens       = 1 << 20
+)
+
+type tokKind uint8
+
+const (
+	tWord  tokKind = iota
+	tOpen          // {
+	tClose         // }
+	tEOL           // end of a line
+)
+
+type token struct {
+	kind tokKind
+	text string
+	pos  Pos
+}
+
+// state is shared by the lexer, the tree builder and the interpreter of one parse.
+type state struct {
+	opts   Options
+	errs   ErrorList
+	warns  []Warning
+	files  []string
+	toks   []token
+	params map[string]string
+	stack  []string // files being read, for include-loop detection
+	// aborted: the block structure is broken; report it once.
+	aborted bool
+}
+
+func (s *state) errorf(pos Pos, format string, args ...any) {
+	s.addErr(pos, ErrSyntax, format, args...)
+}
+
+func (s *state) addErr(pos Pos, kind error, format string, args ...any) {
+	if len(s.errs) < maxErrors {
+		s.errs = append(s.errs, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...), kind: kind})
+	}
+}
+
+func (s *state) warnf(pos Pos, format string, args ...any) {
+	s.warns = append(s.warns, Warning{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (s *state) emit(k tokKind, text string, pos Pos) {
+	if len(s.toks) >= maxTokens {
+		if len(s.toks) == maxTokens {
+			s.errorf(pos, "configuration too large: more than %d tokens", maxTokens)
+			s.toks = append(s.toks, token{kind: tEOL, pos: pos})
+		}
+		return
+	}
+	s.toks = append(s.toks, token{kind: k, text: text, pos: pos})
+}
+
+// readFile lexes one file; from is the include statement's position (zero for the main
+// file).
+func (s *state) readFile(name string, from Pos, kind string) {
+	clean := filepath.Clean(name)
+	for _, f := range s.stack {
+		if f == clean {
+			s.addErr(from, ErrInclude, "%s %s: include loop %s -> %s: remove one of the includes",
+				kind, name, strings.Join(s.stack, " -> "), clean)
+			return
+		}
+	}
+	if len(s.stack) >= maxIncludeDepth {
+		s.addErr(from, ErrInclude, "%s %s: includes nested deeper than %d levels", kind, name, maxIncludeDepth)
+		return
+	}
+	if len(s.files) >= maxFiles {
+		if len(s.files) == maxFiles {
+			s.addErr(from, ErrInclude, "%s %s: more than %d files included", kind, name, maxFiles)
+			s.files = append(s.files, name)
+		}
+		return
+	}
+	src, err := s.opts.readFile(name)
+	if err != nil {
+		pos, msg := from, fmt.Sprintf("%s %s: %v", kind, name, err)
+		if from.File == "" {
+			pos, msg = Pos{File: name}, fmt.Sprintf("read configuration: %v", err)
+		}
+		if len(s.errs) < maxErrors {
+			s.errs = append(s.errs, &Error{Pos: pos, Msg: msg, kind: ErrInclude, cause: err})
+		}
+		return
+	}
+	s.files = append(s.files, name)
+	s.stack = append(s.stack, clean)
+	s.lexSource(name, src)
+	s.stack = s.stack[:len(s.stack)-1]
+}
+
+// lexSource turns src (the text of file) into tokens, expanding conditional lines,
+// parameter definitions and substitutions, and includes.
+func (s *state) lexSource(file string, src []byte) {
+	lines := strings.Split(string(src), "\n")
+	for i := 0; i < len(lines); i++ {
+		pos := Pos{File: file, Line: i + 1}
+		text, ok := s.cleanLine(lines[i], pos)
+		if !ok {
+			continue
+		}
+		text, keep := s.conditional(text)
+		if !keep {
+			continue
+		}
+		if name, val, ok := paramDef(text); ok {
+			// A value ending in '\' continues on the next line.
+			for strings.HasSuffix(val, `\`) && i+1 < len(lines) {
+				val = strings.TrimSpace(strings.TrimSuffix(val, `\`))
+				i++
+				next, _ := s.cleanLine(lines[i], Pos{File: file, Line: i + 1})
+				next = strings.TrimSpace(next)
+				if val == "" {
+					val = next
+				} else {
+					val += "\n" + next
+				}
+			}
+			if s.params == nil {
+				s.params = map[string]string{}
+			}
+			s.params[name] = val
+			continue
+		}
+		s.expandLine(text, pos)
+	}
+}
+
+// cleanLine strips the line end and the comment, refusing absurdly long lines.
+func (s *state) cleanLine(line string, pos Pos) (string, bool) {
+	if len(line) > maxLineLen {
+		s.errorf(pos, "line longer than %d bytes", maxLineLen)
+		return "", false
+	}
+	return stripComment(strings.TrimSuffix(line, "\r")), true
+}
+
+// conditional applies keepalived's "@ID" / "@^ID" line prefix.
+func (s *state) conditional(text string) (string, bool) {
+	t := strings.TrimLeft(text, " \t")
+	if !strings.HasPrefix(t, "@") {
+		return text, true
+	}
+	id, rest := t[1:], ""
+	if i := strings.IndexAny(id, " \t"); i >= 0 {
+		id, rest = id[:i], id[i+1:]
+	}
+	neg := strings.HasPrefix(id, "^")
+	id = strings.TrimPrefix(id, "^")
+	match := id != "" && id == s.opts.ConfigID
+	if match == neg {
+		return "", false
+	}
+	return rest, true
+}
+
+// paramDef recognises "$NAME=VALUE" (leading blanks allowed, none before '=').
+func paramDef(text string) (name, val string, ok bool) {
+	t := strings.TrimLeft(text, " \t")
+	if !strings.HasPrefix(t, "$") {
+		return "", "", false
+	}
+	n := nameLen(t[1:])
+	if n == 0 || 1+n >= len(t) || t[1+n] != '=' {
+		return "", "", false
+	}
+	return t[1 : 1+n], strings.TrimSpace(t[2+n:]), true
+}
+
+// nameLen is the length of the parameter name at the start of s.
+func nameLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return i
+		}
+	}
+	return len(s)
+}
+
+// expandLine substitutes parameters in text and lexes the resulting line(s).
+func (s *state) expandLine(text string, pos Pos) {
+	out, err := s.substitute(text, pos.File)
+	if err != nil {
+		s.errorf(pos, "%v", err)
+		return
+	}
+	if !strings.Contains(out, "\n") {
+		s.statement(out, pos)
+		return
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if l, keep := s.conditional(l); keep {
+			s.statement(l, pos)
+		}
+	}
+}
+
+// substitute replaces $NAME (followed by a blank or the end) and ${NAME} by defined
+// parameters, repeatedly, as keepalived does. Undefined names stay as written.
+func (s *state) substitute(text, file string) (string, error) {
+	for range maxSubstRounds {
+		if !strings.Contains(text, "$") {
+			return text, nil
+		}
+		out, changed := s.substOnce(text, file)
+		if !changed {
+			return out, nil
+		}
+		if len(out) > maxLineLen {
+			return "", fmt.Errorf("parameter substitution makes the line longer than %d bytes: check for a parameter that refers to itself", maxLineLen)
+		}
+		text = out
+	}
+	return "", fmt.Errorf("parameter substitution does not terminate after %d rounds: a parameter refers to itself", maxSubstRounds)
+}
+
+func (s *state) substOnce(text, file string) (string, bool) {
+	var b strings.Builder
+	changed := false
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c != '$' || i+1 >= len(text) {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		if text[i+1] == '{' {
+			end := strings.IndexByte(text[i+2:], '}')
+			if end >= 0 {
+				if v, ok := s.lookup(text[i+2:i+2+end], file); ok {
+					b.WriteString(v)
+					i += 3 + end
+					changed = true
+					continue
+				}
+			}
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		n := nameLen(text[i+1:])
+		if n > 0 {
+			after := i + 1 + n
+			if after == len(text) || text[after] == ' ' || text[after] == '\t' {
+				if v, ok := s.lookup(text[i+1:after], file); ok {
+					b.WriteString(v)
+					i = after
+					changed = true
+					continue
+				}
+			}
+		}
+		b.WriteByte(c)
+		i++
+	}
+	return b.String(), changed
+}
+
+// lookup resolves a parameter name, including keepalived's predefined ones.
+func (s *state) lookup(name, file string) (string, bool) {
+	if v, ok := s.params[name]; ok {
+		return v, true
+	}
+	switch name {
+	case "_PWD":
+		return filepath.Dir(file), true
+	case "_INSTANCE":
+		return s.opts.ConfigID, true
+	case "_HASH":
+		return "#", true
+	case "_BANG":
+		return "!", true
+	}
+	if v, ok := strings.CutPrefix(name, "_ENV "); ok && s.opts.Getenv != nil {
+		return s.opts.Getenv(strings.TrimSpace(v)), true
+	}
+	return "", false
+}
+
+// stripComment cuts text at the first '#' or '!' outside quotes.
+func stripComment(text string) string {
+	var q byte
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case q != 0:
+			if c == '\\' {
+				i++
+			} else if c == q {
+				q = 0
+			}
+		case c == '"' || c == '\'':
+			q = c
+		case c == '#' || c == '!':
+			return text[:i]
+		}
+	}
+	return text
+}
+
+var includeKinds = map[string]bool{
+	"include": true, "includer": true, "includem": true, "includew": true, "includeb": true, "includea": true,
+}
+
+// statement lexes one logical line: an include, or words and braces.
+func (s *state) statement(text string, pos Pos) {
+	t := strings.TrimSpace(text)
+	if t == "" {
+		return
+	}
+	if strings.HasPrefix(t, "~SEQ") || strings.HasPrefix(t, "~LST") {
+		s.errorf(pos, "%s blocks are not supported by xlvs: write the generated lines out", t[:4])
+		return
+	}
+	fields := strings.Fields(t)
+	if includeKinds[fields[0]] {
+		s.include(fields[0], fields[1:], pos)
+		return
+	}
+	s.tokenize(t, pos)
+}
+
+func (s *state) include(kind string, patterns []string, pos Pos) {
+	if len(patterns) == 0 {
+		s.errorf(pos, "%s: expected a file name or pattern after %s", kind, kind)
+		return
+	}
+	for _, p := range patterns {
+		p = unquote(p)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(pos.File), p)
+		}
+		var matches []string
+		for _, pat := range expandBraces(p) {
+			m, err := s.opts.glob(pat)
+			if err != nil {
+				s.addErr(pos, ErrInclude, "%s %s: bad pattern: %v", kind, pat, err)
+				continue
+			}
+			matches = append(matches, m...)
+		}
+		if len(matches) == 0 {
+			if kind == "includem" || kind == "includea" {
+				s.addErr(pos, ErrInclude, "%s %s: no file matches", kind, p)
+			} else {
+				s.warnf(pos, "%s %s: no file matches, nothing included", kind, p)
+			}
+			continue
+		}
+		for _, m := range matches {
+			s.readFile(m, pos, kind)
+		}
+	}
+}
+
+func unquote(p string) string {
+	if len(p) >= 2 && (p[0] == '"' || p[0] == '\'') && p[len(p)-1] == p[0] {
+		return p[1 : len(p)-1]
+	}
+	return p
+}
+
+// expandBraces expands csh-style {a,b} alternatives, as glob(3) with GLOB_BRACE does.
+func expandBraces(p string) []string {
+	out := []string{}
+	var rec func(p string)
+	rec = func(p string) {
+		if len(out) >= maxBraceExpand {
+			return
+		}
+		open := strings.IndexByte(p, '{')
+		if open < 0 {
+			out = append(out, p)
+			return
+		}
+		depth, end := 0, -1
+		var commas []int
+		for i := open; i < len(p) && end < 0; i++ {
+			switch p[i] {
+			case '{':
+				depth++
+			case '}':
+				depth--
+				if depth == 0 {
+					end = i
+				}
+			case ',':
+				if depth == 1 {
+					commas = append(commas, i)
+				}
+			}
+		}
+		if end < 0 {
+			out = append(out, p)
+			return
+		}
+		prefix, suffix := p[:open], p[end+1:]
+		start := open + 1
+		for _, c := range append(commas, end) {
+			rec(prefix + p[start:c] + suffix)
+			start = c + 1
+		}
+	}
+	rec(p)
+	return out
+}
+
+// tokenize splits a line into words and braces. Quotes (" or ') group text with blanks
+// into one word and are removed; backslash escapes work inside quotes. A line with an
+// error contributes no tokens, so the error does not cascade.
+func (s *state) tokenize(t string, pos Pos) {
+	var line []token
+	for i := 0; i < len(t); {
+		c := t[i]
+		switch c {
+		case ' ', '\t', '\v', '\f':
+			i++
+			continue
+		case '{':
+			line = append(line, token{kind: tOpen, text: "{", pos: pos})
+			i++
+			continue
+		case '}':
+			line = append(line, token{kind: tClose, text: "}", pos: pos})
+			i++
+			continue
+		}
+		var b strings.Builder
+	word:
+		for i < len(t) {
+			c := t[i]
+			switch c {
+			case ' ', '\t', '\v', '\f', '{', '}':
+				break word
+			case '"', '\'':
+				i++
+				closed := false
+				for i < len(t) {
+					if t[i] == c {
+						closed = true
+						i++
+						break
+					}
+					if t[i] == '\\' && i+1 < len(t) {
+						i = unescape(t, i+1, &b)
+						continue
+					}
+					b.WriteByte(t[i])
+					i++
+				}
+				if !closed {
+					s.errorf(pos, "unterminated quoted string: expected a closing %c", c)
+					return
+				}
+			default:
+				b.WriteByte(c)
+				i++
+			}
+		}
+		line = append(line, token{kind: tWord, text: b.String(), pos: pos})
+	}
+	for _, tk := range line {
+		s.emit(tk.kind, tk.text, tk.pos)
+	}
+	s.emit(tEOL, "", pos)
+}
+
+// unescape decodes the escape whose character is at t[i], appends it and returns the
+// index after it.
+func unescape(t string, i int, b *strings.Builder) int {
+	c := t[i]
+	switch c {
+	case 'a':
+		b.WriteByte('\a')
+	case 'b':
+		b.WriteByte('\b')
+	case 'E':
+		b.WriteByte(0x1b)
+	case 'f':
+		b.WriteByte('\f')
+	case 'n':
+		b.WriteByte('\n')
+	case 'r':
+		b.WriteByte('\r')
+	case 't':
+		b.WriteByte('\t')
+	case 'v':
+		b.WriteByte('\v')
+	case 'c':
+		if i+1 < len(t) {
+			b.WriteByte(t[i+1] & 0x1f)
+			return i + 2
+		}
+		b.WriteByte(c)
+	case 'x':
+		j := i + 1
+		for j < len(t) && j < i+3 && isHex(t[j]) {
+			j++
+		}
+		if j == i+1 {
+			b.WriteByte(c)
+			return i + 1
+		}
+		v, _ := strconv.ParseUint(t[i+1:j], 16, 8)
+		b.WriteByte(byte(v))
+		return j
+	default:
+		if c >= '0' && c <= '7' {
+			j := i
+			for j < len(t) && j < i+3 && t[j] >= '0' && t[j] <= '7' {
+				j++
+			}
+			v, _ := strconv.ParseUint(t[i:j], 8, 16)
+			b.WriteByte(byte(v))
+			return j
+		}
+		b.WriteByte(c)
+	}
+	return i + 1
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
