@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"xlvs/conntrack"
 	"xlvs/control/api"
@@ -38,15 +39,16 @@ type Daemon struct {
 	state       string
 	expireNodes bool
 
-	mu        sync.Mutex
-	r         *rules
-	svcIDs    idAlloc
-	destIDs   idAlloc
-	svcBase   map[uint32]dataplane.FlowStats // -Z and ID reuse: counters are reported minus these
-	destBase  map[uint32]dataplane.FlowStats
-	svcEst    map[uint32]*estimator // rate estimators by ID
-	destEst   map[uint32]*estimator
-	connTable int
+	mu           sync.Mutex
+	r            *rules
+	svcIDs       idAlloc
+	destIDs      idAlloc
+	svcBase      map[uint32]dataplane.FlowStats // -Z and ID reuse: counters are reported minus these
+	destBase     map[uint32]dataplane.FlowStats
+	svcEst       map[uint32]*estimator // rate estimators by ID
+	healthEvents atomic.Uint64         // health-check transitions applied
+	destEst      map[uint32]*estimator
+	connTable    int
 }
 
 // New returns a Daemon over dp with no rules.

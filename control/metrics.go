@@ -40,6 +40,7 @@ var (
 
 	mWorker = prometheus.NewDesc("xlvs_dataplane_worker_packets_total", "Worker packet counters by queue and counter (rx, tx, forwarded, drop_<reason>, ...).", []string{"queue", "counter"}, nil)
 	mSocket = prometheus.NewDesc("xlvs_dataplane_socket_total", "AF_XDP socket counters (ethtool -S style) by interface, queue and counter.", []string{"interface", "queue", "counter"}, nil)
+	mHealth = prometheus.NewDesc("xlvs_health_transitions_total", "Health-check transitions applied (server down/up, weight, quorum, sorry server).", nil, nil)
 	mXDP    = prometheus.NewDesc("xlvs_xdp_packets_total", "XDP program verdicts by interface.", []string{"interface", "verdict"}, nil)
 )
 
@@ -80,6 +81,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ct := d.dp.Conntrack()
 	ch <- prometheus.MustNewConstMetric(mCtEntries, prometheus.GaugeValue, float64(ct.Len()))
 	ch <- prometheus.MustNewConstMetric(mCtCapacity, prometheus.GaugeValue, float64(ct.Cap()))
+	ch <- prometheus.MustNewConstMetric(mHealth, prometheus.CounterValue, float64(d.healthEvents.Load()))
 	queues, xdp := d.dataplaneStats()
 	for _, q := range queues {
 		for name, v := range q.Counters {

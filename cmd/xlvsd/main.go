@@ -50,6 +50,7 @@ type options struct {
 	config       string
 	metrics      string
 	expireNodest bool
+	keepalived   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -77,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.state, "state", control.DefaultStatePath, "file the rule set is saved to after every change and restored from at start (\"\" = none)")
 	fs.StringVar(&o.config, "config", "", "rules in ipvsadm -S format to load at start (instead of the state file)")
 	fs.BoolVar(&o.expireNodest, "expire-nodest-conn", false, "expire the connections of a deleted real server at once (IPVS expire_nodest_conn; default: keep them, dropping their packets, until they time out)")
+	fs.StringVar(&o.keepalived, "keepalived-conf", "", "keepalived.conf whose virtual_server blocks set the rules, with their health checks (SIGHUP reloads it)")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -86,6 +88,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if len(o.ifaces) == 0 {
 		return nil, errors.New("no interface given: use -i IFACE (repeat for more)")
+	}
+	if o.keepalived != "" && o.config != "" {
+		return nil, errors.New("--keepalived-conf and --config both given: choose where the rules come from")
 	}
 	if o.copyMode && o.zeroCopy {
 		return nil, errors.New("--copy and --zerocopy both given: choose one")
@@ -206,6 +211,28 @@ func run(args []string) error {
 	}
 	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, ExpireNodestConn: o.expireNodest, Log: log})
 	switch {
+	case o.keepalived != "":
+		k, err := d.StartKeepalived(o.keepalived)
+		if err != nil {
+			return err
+		}
+		defer k.Close()
+		log.Info("running keepalived configuration", "path", o.keepalived)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					if err := k.Reload(); err != nil {
+						log.Error("SIGHUP", "err", err)
+					}
+				}
+			}
+		}()
 	case o.config != "":
 		if err := d.LoadConfig(o.config); err != nil {
 			return err

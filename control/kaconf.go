@@ -1,0 +1,249 @@
+package control
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"xlvs/control/api"
+	"xlvs/control/health"
+	"xlvs/control/keepalived"
+)
+
+// Keepalived runs a keepalived.conf's LVS part: its virtual servers become rules, and
+// the health checks decide which real servers are in them, with which weight, as
+// keepalived's checker does. Reload applies only the difference of a changed file.
+type Keepalived struct {
+	d    *Daemon
+	path string
+	log  *slog.Logger
+	mon  *health.Monitor
+
+	mu  sync.Mutex // serialises reloads; guards cfg and vs
+	cfg *keepalived.Config
+	vs  map[health.ServiceKey]keepalived.VirtualServer
+}
+
+func kaServiceKey(k keepalived.ServiceKey) api.ServiceKey {
+	return api.ServiceKey{Protocol: strings.ToLower(k.Protocol), Addr: k.Addr.Unmap(), Port: k.Port}
+}
+
+func kaHealthKey(k keepalived.ServiceKey) health.ServiceKey {
+	return health.ServiceKey{Protocol: strings.ToLower(k.Protocol), Addr: k.Addr, Port: k.Port}
+}
+
+// kaService is the rule of a virtual_server block.
+func kaService(vs keepalived.VirtualServer) *api.Service {
+	s := &api.Service{
+		ServiceKey: kaServiceKey(vs.ServiceKey),
+		Scheduler:  vs.Scheduler,
+		SchedFlags: append([]string(nil), vs.SchedFlags...),
+		OnePacket:  vs.OnePacket,
+		PE:         vs.PersistenceEngine,
+	}
+	if vs.PersistenceTimeout > 0 {
+		s.Persistent, s.Timeout, s.Netmask = true, vs.PersistenceTimeout, vs.PersistenceGranularity
+	}
+	return s
+}
+
+func kaMethod(m keepalived.Method) (method, tunType string) {
+	switch m.Kind {
+	case keepalived.MethodDR:
+		return api.MethodRoute, ""
+	case keepalived.MethodTUN:
+		return api.MethodTunnel, m.TunType
+	default:
+		return api.MethodMasq, ""
+	}
+}
+
+// StartKeepalived loads the file at path, adds its services (atomically: a service the
+// daemon refuses stops the start with the reason) and starts the health checks, which
+// add the real servers that are up.
+func (d *Daemon) StartKeepalived(path string) (*Keepalived, error) {
+	k := &Keepalived{d: d, path: path, log: d.log.With("component", "keepalived")}
+	cfg, vss, err := k.load()
+	if err != nil {
+		return nil, err
+	}
+	batch := &api.Request{Op: api.OpRestore}
+	for i, vs := range cfg.VirtualServers {
+		batch.Batch = append(batch.Batch, api.Request{Op: api.OpAddService, Service: kaService(vs), Line: i + 1})
+	}
+	if e := d.change(batch); e != nil {
+		return nil, fmt.Errorf("keepalived config %s: virtual server %d: %s", path, e.Line, strings.TrimPrefix(e.Message, fmt.Sprintf("line %d: ", e.Line)))
+	}
+	k.setConfig(cfg)
+	k.mon = health.New(health.Options{Logger: k.log, OnUpdate: k.reconcile})
+	if err := k.mon.Apply(vss); err != nil {
+		k.mon.Close()
+		return nil, fmt.Errorf("keepalived config %s: %w", path, err)
+	}
+	return k, nil
+}
+
+func (k *Keepalived) load() (*keepalived.Config, []health.VirtualServer, error) {
+	cfg, err := keepalived.Load(k.path, keepalived.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, w := range cfg.Warnings {
+		k.log.Warn(w.String())
+	}
+	vss, err := health.FromKeepalived(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("keepalived config %s: %w", k.path, err)
+	}
+	return cfg, vss, nil
+}
+
+func (k *Keepalived) setConfig(cfg *keepalived.Config) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.cfg = cfg
+	k.vs = map[health.ServiceKey]keepalived.VirtualServer{}
+	for _, vs := range cfg.VirtualServers {
+		k.vs[kaHealthKey(vs.ServiceKey)] = vs
+	}
+}
+
+// destRule is the rule of the destination at addr of vs: a real server, or the sorry
+// server.
+func destRule(vs keepalived.VirtualServer, addr netip.AddrPort, sorry bool) api.Dest {
+	d := api.Dest{Addr: addr.Addr().Unmap(), Port: addr.Port()}
+	if sorry && vs.SorryServer != nil {
+		d.Method, d.TunType = kaMethod(vs.SorryServer.Method)
+		return d
+	}
+	for _, rs := range vs.RealServers {
+		if rs.Addr == addr {
+			d.Method, d.TunType = kaMethod(rs.Method)
+			d.UThreshold, d.LThreshold = rs.UThreshold, rs.LThreshold
+			return d
+		}
+	}
+	d.Method, _ = kaMethod(vs.Method)
+	return d
+}
+
+// reconcile makes a service's destinations what the health checks want, in one atomic
+// change. It runs serially, in the order the Monitor decided.
+func (k *Keepalived) reconcile(u health.Update) {
+	if u.Removed {
+		return
+	}
+	k.mu.Lock()
+	vs, ok := k.vs[u.Service]
+	k.mu.Unlock()
+	if !ok {
+		return
+	}
+	key := kaServiceKey(vs.ServiceKey)
+	cur, e := k.d.list(&api.Service{ServiceKey: key})
+	if e != nil || len(cur) != 1 {
+		k.log.Warn("health update for a service that is not defined", "service", key)
+		return
+	}
+	have := map[netip.AddrPort]api.Dest{}
+	for _, d := range cur[0].Dests {
+		have[netip.AddrPortFrom(d.Addr, d.Port)] = d
+	}
+	batch := &api.Request{Op: api.OpRestore}
+	svc := &api.Service{ServiceKey: key}
+	for _, want := range u.Dests {
+		addr := netip.AddrPortFrom(want.Addr.Addr().Unmap(), want.Addr.Port())
+		old, present := have[addr]
+		switch {
+		case want.InPool && !present:
+			d := destRule(vs, want.Addr, want.Sorry)
+			d.Weight = want.Weight
+			batch.Batch = append(batch.Batch, api.Request{Op: api.OpAddDest, Service: svc, Dest: &d})
+		case want.InPool && old.Weight != want.Weight:
+			d := old
+			d.Weight = want.Weight
+			batch.Batch = append(batch.Batch, api.Request{Op: api.OpEditDest, Service: svc, Dest: &d})
+		case !want.InPool && present:
+			d := api.Dest{Addr: addr.Addr(), Port: addr.Port()}
+			batch.Batch = append(batch.Batch, api.Request{Op: api.OpDelDest, Service: svc, Dest: &d})
+		}
+	}
+	k.d.healthEvents.Add(uint64(len(u.Events)))
+	if len(batch.Batch) == 0 {
+		return
+	}
+	if e := k.d.change(batch); e != nil {
+		k.log.Error("apply health-check result", "service", key, "err", e.Message)
+	}
+}
+
+// Reload re-reads the file and applies only what changed; services and servers that did
+// not change are not touched, so their connections continue. A file that does not load
+// keeps the running configuration.
+func (k *Keepalived) Reload() error {
+	newCfg, vss, err := k.load()
+	if err != nil {
+		return fmt.Errorf("reload %s (keeping the running configuration): %w", k.path, err)
+	}
+	k.mu.Lock()
+	oldCfg := k.cfg
+	k.mu.Unlock()
+	ch := keepalived.Diff(oldCfg, newCfg)
+	batch := &api.Request{Op: api.OpRestore}
+	for _, vs := range ch.AddedServices {
+		batch.Batch = append(batch.Batch, api.Request{Op: api.OpAddService, Service: kaService(vs)})
+	}
+	for _, sc := range ch.ChangedServices {
+		if sc.RuleChanged() {
+			batch.Batch = append(batch.Batch, api.Request{Op: api.OpEditService, Service: kaService(sc.New)})
+		}
+	}
+	if len(batch.Batch) > 0 {
+		if e := k.d.change(batch); e != nil {
+			return fmt.Errorf("reload %s (keeping the running configuration): %s", k.path, e.Message)
+		}
+	}
+	// Destination rules that changed apart from the weight (method, thresholds): edit
+	// them in place, keeping the weight the health checks gave them.
+	for _, sc := range ch.ChangedServices {
+		key := kaServiceKey(sc.New.ServiceKey)
+		for _, srv := range sc.ChangedServers {
+			if !srv.RuleChanged() {
+				continue
+			}
+			cur, e := k.d.list(&api.Service{ServiceKey: key})
+			if e != nil || len(cur) != 1 {
+				continue
+			}
+			for _, d := range cur[0].Dests {
+				if netip.AddrPortFrom(d.Addr, d.Port) == netip.AddrPortFrom(srv.New.Addr.Addr().Unmap(), srv.New.Addr.Port()) {
+					nd := destRule(sc.New, srv.New.Addr, false)
+					nd.Weight = d.Weight
+					if e := k.d.change(&api.Request{Op: api.OpEditDest, Service: &api.Service{ServiceKey: key}, Dest: &nd}); e != nil {
+						k.log.Error("reload: edit real server", "service", key, "server", srv.New.Addr, "err", e.Message)
+					}
+				}
+			}
+		}
+	}
+	k.setConfig(newCfg)
+	if err := k.mon.Apply(vss); err != nil {
+		return fmt.Errorf("reload %s: %w", k.path, err)
+	}
+	if len(ch.RemovedServices) > 0 {
+		del := &api.Request{Op: api.OpRestore}
+		for _, vs := range ch.RemovedServices {
+			del.Batch = append(del.Batch, api.Request{Op: api.OpDelService, Service: &api.Service{ServiceKey: kaServiceKey(vs.ServiceKey)}})
+		}
+		if e := k.d.change(del); e != nil {
+			k.log.Error("reload: remove services", "err", e.Message)
+		}
+	}
+	k.log.Info("reloaded", "path", k.path, "changes", ch.String())
+	return nil
+}
+
+// Close stops the health checks; the rules stay as they are.
+func (k *Keepalived) Close() { k.mon.Close() }
