@@ -5,6 +5,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"unsafe"
@@ -24,6 +25,7 @@ type Classifier struct {
 	closed   bool
 	services *ebpf.Map
 	reals    *ebpf.Map
+	locals   *ebpf.Map
 }
 
 // New parses the embedded program and creates the shared services and reals maps, both
@@ -45,6 +47,11 @@ func New() (*Classifier, error) {
 		c.services.Close()
 		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapReals, ErrNoXDP, err)
 	}
+	if c.locals, err = ebpf.NewMap(spec.Maps[xlvsMapLocals]); err != nil {
+		c.services.Close()
+		c.reals.Close()
+		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapLocals, ErrNoXDP, err)
+	}
 	return c, nil
 }
 
@@ -59,6 +66,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 	}{
 		{xlvsMapServices, ebpf.Hash, uint32(unsafe.Sizeof(mapKey{})), uint32(unsafe.Sizeof(mapVal{})), MaxServices},
 		{xlvsMapReals, ebpf.Hash, uint32(unsafe.Sizeof(mapKey{})), uint32(unsafe.Sizeof(mapVal{})), MaxReals},
+		{xlvsMapLocals, ebpf.Hash, 16, 4, MaxLocals},
 		{xlvsMapXsks, ebpf.XSKMap, 4, 4, MaxQueues},
 		{xlvsMapStats, ebpf.PerCPUArray, 4, 8, statCount},
 	}
@@ -92,6 +100,51 @@ func (c *Classifier) SetServices(keys []Key) error {
 	}
 	if err := syncMap(c.services, keys, MaxServices); err != nil {
 		return fmt.Errorf("set services: %w", err)
+	}
+	return nil
+}
+
+// SetLocals makes the locals map hold exactly the director's own addresses: a NAT real
+// server's packet to one of them answers the director itself (a health check), so the
+// program passes it to the kernel instead of the dataplane. IPv4 addresses may be given
+// plain or IPv4-mapped. Limit: MaxLocals.
+func (c *Classifier) SetLocals(addrs []netip.Addr) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("set local addresses: %w", ErrClosed)
+	}
+	want := make(map[[16]byte]struct{}, len(addrs))
+	for _, a := range addrs {
+		if !a.IsValid() {
+			return fmt.Errorf("set local addresses: %w: invalid address", ErrInvalidKey)
+		}
+		want[a.Unmap().As16()] = struct{}{}
+	}
+	if len(want) > MaxLocals {
+		return fmt.Errorf("set local addresses: %d addresses, at most %d", len(want), MaxLocals)
+	}
+	var k [16]byte
+	var v uint32
+	var stale [][16]byte
+	it := c.locals.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("set local addresses: %w", err)
+	}
+	for _, s := range stale {
+		if err := c.locals.Delete(s); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("set local addresses: %w", err)
+		}
+	}
+	for a := range want {
+		if err := c.locals.Update(a, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("set local addresses: %w", err)
+		}
 	}
 	return nil
 }
@@ -186,6 +239,7 @@ func (c *Classifier) Load() (*Port, error) {
 		MapReplacements: map[string]*ebpf.Map{
 			xlvsMapServices: c.services,
 			xlvsMapReals:    c.reals,
+			xlvsMapLocals:   c.locals,
 		},
 		Cache: c.cache,
 	})
@@ -236,5 +290,5 @@ func (c *Classifier) Close() error {
 		return nil
 	}
 	c.closed = true
-	return errors.Join(c.services.Close(), c.reals.Close())
+	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close())
 }

@@ -105,6 +105,7 @@ func slots(c Counters) [statCount]uint64 {
 		statMalformed:      c.Malformed,
 		statFragment:       c.Fragment,
 		statNonIP:          c.NonIP,
+		statLocalReply:     c.LocalReply,
 	}
 }
 

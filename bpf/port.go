@@ -150,6 +150,7 @@ func (p *Port) Counters() (Counters, error) {
 		Malformed:      sums[statMalformed],
 		Fragment:       sums[statFragment],
 		NonIP:          sums[statNonIP],
+		LocalReply:     sums[statLocalReply],
 	}, nil
 }
 

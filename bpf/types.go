@@ -89,11 +89,12 @@ type Counters struct {
 	Malformed      uint64 // truncated or invalid headers: XDP_PASS
 	Fragment       uint64 // non-first IPv4/IPv6 fragment (no ports to match): XDP_PASS
 	NonIP          uint64 // neither IPv4 nor IPv6 (ARP...): XDP_PASS
+	LocalReply     uint64 // a real server's packet to the director's own address (health checks): XDP_PASS
 }
 
 // Total is the number of frames the program saw.
 func (c Counters) Total() uint64 {
-	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP
+	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP + c.LocalReply
 }
 
 // Slots of the stats map (see doc.go); they are ABI shared with xlvs.c.
@@ -104,6 +105,7 @@ const (
 	statMalformed
 	statFragment
 	statNonIP
+	statLocalReply
 	statCount
 )
 
@@ -111,6 +113,7 @@ const (
 const (
 	MaxServices = 65536 // entries of the services map
 	MaxReals    = 65536 // entries of the reals map
+	MaxLocals   = 4096  // entries of the locals map (the director's own addresses)
 	MaxQueues   = 64    // receive queues per Port (entries of its xsks map)
 )
 

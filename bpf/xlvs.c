@@ -40,6 +40,7 @@ enum stat_slot {
 	STAT_MALFORMED = 3,       /* truncated or invalid headers: passed */
 	STAT_FRAGMENT = 4,        /* non-first IP fragment, no L4 header: passed */
 	STAT_NON_IP = 5,          /* neither IPv4 nor IPv6 (ARP, LLDP...): passed */
+	STAT_LOCAL_REPLY = 6,     /* a real server answering the director itself: passed */
 	STAT__MAX
 };
 
@@ -73,6 +74,22 @@ struct {
 	__type(key, struct svc_key);
 	__type(value, struct svc_val);
 } reals SEC(".maps");
+
+/*
+ * The director's own addresses (IPv4-mapped or IPv6). A real server's packet to one of
+ * them answers the director itself (a health check, an operator's curl), not a client:
+ * the kernel's, not the dataplane's.
+ */
+struct addr_key {
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct addr_key);
+	__type(value, __u32);
+} locals SEC(".maps");
 
 /* rx queue index -> AF_XDP socket fd (written by user space). */
 struct {
@@ -218,9 +235,12 @@ int xlvs_classify(struct xdp_md *ctx)
 	src.proto = proto;
 	dst.proto = proto;
 
-	if (!bpf_map_lookup_elem(&services, &dst) &&
-	    !bpf_map_lookup_elem(&reals, &src))
-		return account(STAT_PASSED, XDP_PASS);
+	if (!bpf_map_lookup_elem(&services, &dst)) {
+		if (!bpf_map_lookup_elem(&reals, &src))
+			return account(STAT_PASSED, XDP_PASS);
+		if (bpf_map_lookup_elem(&locals, dst.addr))
+			return account(STAT_LOCAL_REPLY, XDP_PASS);
+	}
 
 	/*
 	 * With XDP_PASS in the flags, bpf_redirect_map returns XDP_PASS when

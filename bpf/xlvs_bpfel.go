@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xlvsMapLocals        = "locals"
 	xlvsMapReals         = "reals"
 	xlvsMapServices      = "services"
 	xlvsMapStats         = "stats"
@@ -72,6 +73,7 @@ type xlvsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlvsMapSpecs struct {
+	Locals   *ebpf.MapSpec `ebpf:"locals"`
 	Reals    *ebpf.MapSpec `ebpf:"reals"`
 	Services *ebpf.MapSpec `ebpf:"services"`
 	Stats    *ebpf.MapSpec `ebpf:"stats"`
@@ -104,6 +106,7 @@ func (o *xlvsObjects) Close() error {
 //
 // It can be passed to loadXlvsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlvsMaps struct {
+	Locals   *ebpf.Map `ebpf:"locals"`
 	Reals    *ebpf.Map `ebpf:"reals"`
 	Services *ebpf.Map `ebpf:"services"`
 	Stats    *ebpf.Map `ebpf:"stats"`
@@ -112,6 +115,7 @@ type xlvsMaps struct {
 
 func (m *xlvsMaps) Close() error {
 	return _XlvsClose(
+		m.Locals,
 		m.Reals,
 		m.Services,
 		m.Stats,

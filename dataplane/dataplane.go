@@ -202,6 +202,9 @@ func (d *Dataplane) init() error {
 	d.ct = ct
 	d.epoch = time.Now()
 	d.fib = newFIBWatcher(d.log)
+	if d.cls != nil {
+		d.fib.onLocals = d.cls.SetLocals
+	}
 	queues := 0
 	for _, p := range d.ports {
 		if len(p.Sockets) > queues {

@@ -2,9 +2,11 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -194,6 +196,11 @@ type fibWatcher struct {
 	mu      sync.Mutex
 	pending map[NeighKey]time.Time // last resolution request per neighbour
 	errors  atomic.Uint64
+
+	// onLocals, when set, receives the director's own addresses whenever they change
+	// (the XDP program leaves real servers' answers to them to the kernel).
+	onLocals   func([]netip.Addr) error
+	lastLocals string
 }
 
 func newFIBWatcher(log *slog.Logger) *fibWatcher {
@@ -428,6 +435,21 @@ func (w *fibWatcher) reload() error {
 		return err
 	}
 	w.fib.Store(NewFIBWithLinks(routes, neigh, links))
+	if w.onLocals != nil {
+		var locals []netip.Addr
+		for _, l := range links {
+			for _, p := range l.Addrs {
+				locals = append(locals, p.Addr())
+			}
+		}
+		slices.SortFunc(locals, func(a, b netip.Addr) int { return a.Compare(b) })
+		if key := fmt.Sprint(locals); key != w.lastLocals {
+			if err := w.onLocals(locals); err != nil {
+				return fmt.Errorf("update the XDP program's local addresses: %w", err)
+			}
+			w.lastLocals = key
+		}
+	}
 	return nil
 }
 
