@@ -166,7 +166,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 			return err
 		}
 	}
-	snap, err := next.snapshot()
+	snap, err := next.snapshot(d.dp.Snapshot(), d.dp.Conntrack())
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}

@@ -153,8 +153,17 @@ func checkDest(s *svcState, d *api.Dest) *api.Error {
 	return nil
 }
 
-// snapshot turns rules into a dataplane snapshot.
-func (r *rules) snapshot() (*dataplane.Snapshot, error) {
+// snapshot turns rules into a dataplane snapshot. Each service's scheduler is rebuilt
+// from its previous one in prev (as the kernel's update_service keeps rr/wrr positions,
+// lblc tables, overload flags and mh's table across edits); counts are the connection
+// counts the schedulers read.
+func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts) (*dataplane.Snapshot, error) {
+	old := map[uint32]sched.Scheduler{}
+	if prev != nil {
+		for _, s := range prev.Services {
+			old[s.ID] = s.Sched
+		}
+	}
 	svcs := make([]dataplane.Service, 0, len(r.services))
 	for _, s := range r.services {
 		flags, err := sched.ParseFlags(strings.Join(s.cfg.SchedFlags, ","))
@@ -168,7 +177,7 @@ func (r *rules) snapshot() (*dataplane.Snapshot, error) {
 			ds[i] = dataplane.Dest{ID: d.id, Addr: a, Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: d.cfg.Weight}
 			sd[i] = sched.Dest{ID: d.id, Weight: d.cfg.Weight, UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: a, Port: d.cfg.Port}
 		}
-		sc, err := sched.New(s.cfg.Scheduler, sd, flags)
+		sc, err := sched.Rebuild(old[s.id], counts, s.cfg.Scheduler, sd, flags)
 		if err != nil {
 			return nil, err
 		}

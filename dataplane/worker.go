@@ -440,7 +440,7 @@ func (w *worker) countIn(e *conntrack.Entry) {
 func (w *worker) schedule(svc *Service, now int64) bool {
 	info := &w.info
 	ct := w.dp.ct
-	w.flow = sched.Flow{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
+	w.flow = sched.Flow{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto, Now: now}
 	i := svc.Sched.Schedule(ct, &w.flow)
 	if i < 0 || i >= len(svc.Dests) {
 		w.st.drops[DropNoDest].add(1)

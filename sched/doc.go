@@ -1,13 +1,53 @@
 // Package sched holds the IPVS schedulers: given a service's destinations in the kernel's
 // list order and their connection counts, pick the real server for a new connection.
 //
-// Each algorithm lives in its own file and reproduces the decisions of the kernel's
-// net/netfilter/ipvs/ip_vs_<name>.c: integer arithmetic, ties to the first destination
-// in list order, weight 0 meaning "quiesced" (no new connections).
+// All fourteen of ipvsadm's schedulers are here, one file each, reproducing the decisions
+// of the kernel's net/netfilter/ipvs/ip_vs_<name>.c: rr, wrr, lc, wlc (the default),
+// lblc, lblcr, dh, sh, sed, nq, mh, fo, ovf, twos. Integer arithmetic as the kernel's
+// (cross-multiplied comparisons such as loh*dw > doh*lw, done in 64 bits), ties to the
+// first destination in list order, and the list order is the kernel's: the newest
+// destination first (ip_vs_ctl.c adds with list_add_rcu). sh, dh and mh use the kernel's
+// hash functions and table fills (hash.go documents the hashes), so a kernel director
+// and an xlvs director given the same list choose the same server for the same client.
 //
-// A Scheduler is built for one immutable list of destinations (New is called again
-// whenever the list or a weight changes, as the kernel calls update_service) and is then
-// shared by every worker: Schedule is safe for concurrent use, never allocates and never
-// takes a lock, so one worker's new connection never waits for another's packet.
-// Connection counts come from the caller (conntrack) through Counts.
+// # Availability
+//
+// A destination takes new connections when its weight is above zero (weight 0 quiesces
+// it: existing connections go on, which is the caller's business) and it is not
+// overloaded: the kernel's IP_VS_DEST_F_OVERLOAD, set when binding a connection brings
+// its ActiveConn+InActConn to the -x upper threshold and cleared when the total falls
+// below the -y lower threshold, or below 3/4 of the upper one when there is no lower.
+// The flag is kept per destination inside the scheduler instance, in an atomic word,
+// brought up to date from the counts whenever the scheduler looks at the destination and
+// when it binds a connection to it; base.go explains why that is the kernel's state.
+// Schedule therefore assumes the caller binds the connection to the server it returns.
+// Each scheduler looks at the flag where its kernel counterpart does (lblc's and lblcr's
+// remembered servers, for one, are not checked against it).
+//
+// When no destination is available Schedule returns -1; the caller drops the packet and
+// counts it (the kernel's ip_vs_leave answers with ICMP port unreachable then, not a TCP
+// reset — the caller's choice to make).
+//
+// # Invariants
+//
+// A Scheduler is built for one immutable list of destinations: the slice passed to New or
+// Rebuild must not change afterwards. When the list, a weight, a threshold, the scheduler
+// or its flags change, build a new one with Rebuild(previous, ...), which carries over
+// what the kernel keeps across an edit (overload flags, last non-zero weights, the rr and
+// wrr positions, the lblc/lblcr tables); New starts from nothing. Schedulers hold no
+// pointers per destination: tables are indices and integers.
+//
+// # Concurrency
+//
+// A Scheduler is shared by every worker: Schedule is safe for concurrent use, never
+// allocates and never takes a lock, so one worker's new connection never waits for
+// another's. Shared positions (rr, wrr) advance by atomic add or compare-and-swap; the
+// lblc/lblcr tables are lock-free (locality.go): a writer that would have to wait skips
+// its update instead. Counts are read through the Counts interface, lock-free.
+//
+// # Cost of a decision
+//
+// O(1): rr, wrr, sh, dh, mh, fo (when no destination is overloaded), twos without
+// thresholds (a guide table and a short binary search), lblc with a valid entry.
+// O(destinations): lc, wlc, sed, nq, ovf, twos with thresholds, lblc/lblcr on a miss.
 package sched
