@@ -150,6 +150,9 @@ func (d *Daemon) Adm(ctx context.Context, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// Pid is the xlvsd process's id (for signals such as SIGHUP).
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
 // Log is what xlvsd printed so far.
 func (d *Daemon) Log() string { return d.out.String() }
 
