@@ -614,7 +614,7 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 
 	sh := &t.shards[si].shard
 	sh.mu.Lock()
-	if !t.vacant(sh, ho, DirOrig, o, now32) || (twoWay && !t.vacant(sh, hr, DirReply, &e.Reply, now32)) {
+	if !t.vacant(sh, ho, DirOrig, o, now32) || (twoWay && !t.vacantReply(sh, hr, &e.Reply, now32)) {
 		sh.exists++
 		sh.mu.Unlock()
 		return ErrExists
@@ -655,6 +655,30 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 		e.Reply = Key{}
 	}
 	return nil
+}
+
+// vacantReply is vacant for a new connection's reply key. An older TCP connection that has
+// finished (TIME_WAIT or CLOSE: a client reused its port towards another virtual service
+// on the same real server) gives the key up, as the kernel hashes the new connection in
+// front of the old one. Any other holder keeps it (ErrExists): it is alive, and FULLNAT's
+// port allocator relies on ErrExists to never hand out a tuple in use.
+func (t *Table) vacantReply(sh *shard, h uint64, k *Key, now32 uint32) bool {
+	ref := t.find(sh, h, DirReply, k)
+	if ref == noIdx {
+		return true
+	}
+	r := &sh.recs[ref]
+	if timedOut(r, now32) {
+		t.release(sh, ref)
+		sh.expired++
+		return true
+	}
+	if st := r.state(); r.proto() == ProtoTCP && (st == StateTimeWait || st == StateClose) {
+		t.release(sh, ref)
+		sh.reused++
+		return true
+	}
+	return false
 }
 
 // vacant reports whether key k of direction dir is free, removing an expired

@@ -809,3 +809,53 @@ func TestAllocs(t *testing.T) {
 		t.Errorf("Reap allocates %v times", n)
 	}
 }
+
+// TestInsertReplacesClosedReplyHolder: a new connection whose reply key is held by an
+// older, closing connection (the client reused its port towards another virtual service
+// on the same real server) takes the key; an ESTABLISHED holder keeps it.
+func TestInsertReplacesClosedReplyHolder(t *testing.T) {
+	tbl, err := New(Config{MaxEntries: 1024, Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: 1, 15: 2}
+	vipA := [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: 1, 15: 100}
+	vipB := [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: 1, 15: 101}
+	rs := [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: 2, 15: 11}
+	entry := func(vip [16]byte) *Entry {
+		return &Entry{
+			Orig:   Key{Src: client, Dst: vip, SrcPort: 40000, DstPort: 80, Proto: ProtoTCP},
+			Reply:  Key{Src: rs, Dst: client, SrcPort: 80, DstPort: 40000, Proto: ProtoTCP},
+			Method: MethodNAT,
+		}
+	}
+	if err := tbl.Insert(entry(vipA), TCPSyn, 0); err != nil {
+		t.Fatal(err)
+	}
+	var out Entry
+	// Established: the new connection is refused.
+	tbl.Lookup(DirReply, &entry(vipA).Reply, TCPSyn|TCPAck, 1e6, &out)
+	tbl.Lookup(DirOrig, &entry(vipA).Orig, TCPAck, 2e6, &out)
+	if out.State != StateEstablished {
+		t.Fatalf("state %v, want ESTABLISHED", out.State)
+	}
+	if err := tbl.Insert(entry(vipB), TCPSyn, 3e6); err != ErrExists {
+		t.Fatalf("insert over an ESTABLISHED reply holder: %v, want ErrExists", err)
+	}
+	// Finished (client FIN, server FIN+ACK, client ACK): the new connection takes the key.
+	tbl.Lookup(DirOrig, &entry(vipA).Orig, TCPFin|TCPAck, 4e6, &out)
+	tbl.Lookup(DirReply, &entry(vipA).Reply, TCPFin|TCPAck, 5e6, &out)
+	tbl.Lookup(DirOrig, &entry(vipA).Orig, TCPAck, 5e6, &out)
+	if out.State != StateTimeWait && out.State != StateClose {
+		t.Fatalf("state %v after both FINs, want TIME_WAIT or CLOSE", out.State)
+	}
+	if err := tbl.Insert(entry(vipB), TCPSyn, 6e6); err != nil {
+		t.Fatalf("insert over a closing reply holder: %v", err)
+	}
+	if st := tbl.Lookup(DirReply, &entry(vipB).Reply, TCPSyn|TCPAck, 7e6, &out); st != Found || out.Orig.Dst != vipB {
+		t.Fatalf("reply key now finds %v %v, want the new connection", st, out.Orig.Dst)
+	}
+	if a, i := tbl.Conns(0); a != 0 || i != 1 {
+		t.Fatalf("counts %d/%d after the replacement, want 0/1", a, i)
+	}
+}
