@@ -1,5 +1,28 @@
 // Package bench drives xlvs in network-namespace testbeds: it starts the built binaries
 // (xlvsd in the director namespace, xlvsadm against its socket), runs the demo, and —
-// with its subpackages testbed (topologies) and traffic (servers and load generators) —
-// is shared by the end-to-end tests and the benchmark harness.
+// with its subpackages testbed (topologies), traffic (servers and load generators) and
+// gen (the AF_XDP packet generator) — is shared by the end-to-end tests and the benchmark
+// harness.
+//
+// The harness (Run, MeasurePacketRate, MeasureConnections) measures xlvs (NAT, DR) side
+// by side with iptables and nftables DNAT, plain kernel forwarding, kernel IPVS where the
+// kernel has it, and a minimal AF_XDP forwarder (the copy-path limit), in a generator →
+// director → sink chain built afresh for every measurement. For packet rates it reports
+// two figures: the overload rate (what the director delivers when offered all the
+// generator can; on a shared core NAPI then starves the forwarder, so it swings) and the
+// no-drop rate (the highest paced offered rate with at most MaxLoss lost, found by
+// bisection; stable). Each sample carries where the director's CPU went per packet
+// (ingress NAPI thread, forwarder user and system time, packets per wakeup), the
+// forwarder's own counters, a 100 ms timeline of the delivered rate (stalls show there)
+// and how busy the machine was beforehand.
+//
+// Invariants: every measurement removes what it built (namespaces, processes, XDP
+// programs) before it returns, also on error; targets are interleaved within a round so
+// that a noisy host's drifts hit them alike; a target that cannot run here is reported
+// with the reason (ErrUnavailable), never silently skipped; Report.Check fails a run in
+// which a forwarder that should forward delivered about nothing.
+//
+// Concurrency: the measurement functions build their own testbeds and may not run
+// concurrently with each other (they pin threads to the same CPUs and the numbers would
+// mean nothing); Report values are plain data.
 package bench

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,10 +27,38 @@ type l2fwd struct {
 	rx, tx xsk.Socket
 	done   chan error
 	cancel context.CancelFunc
+	tid    chan int // the forwarding thread's id, sent once it is pinned
+	tidV   int
+}
+
+// threadID returns the forwarding thread's id (0 if the loop failed to start).
+func (f *l2fwd) threadID() int {
+	if f.tidV == 0 {
+		select {
+		case f.tidV = <-f.tid:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return f.tidV
+}
+
+// counters returns both sockets' counters, "ext." for the receiving socket and "int."
+// for the transmitting one, as daemonCounters names xlvsd's.
+func (f *l2fwd) counters() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, s := range []struct {
+		prefix string
+		sock   xsk.Socket
+	}{{"ext.", f.rx}, {"int.", f.tx}} {
+		for k, v := range s.sock.Stats().Map() {
+			out[s.prefix+k] = v
+		}
+	}
+	return out, nil
 }
 
 func startL2Fwd(ctx context.Context, bed *testbed.Bed, vip netip.AddrPort, cpu int, cfg xsk.Config, mode bpf.Mode) (*l2fwd, error) {
-	f := &l2fwd{done: make(chan error, 1)}
+	f := &l2fwd{done: make(chan error, 1), tid: make(chan int, 1)}
 	sink := bed.Reals[0]
 	err := bed.Director.Do(func() error {
 		var err error
@@ -58,14 +87,15 @@ func startL2Fwd(ctx context.Context, bed *testbed.Bed, vip netip.AddrPort, cpu i
 	dst := [6]byte(sink.MAC)
 	src := [6]byte(bed.Int.MAC)
 	to := sink.Addr.As16()
-	go func() { f.done <- forward(ctx, f.rx, f.tx, cpu, src, dst, to) }()
+	go func() { f.done <- forward(ctx, f.rx, f.tx, cpu, src, dst, to, f.tid) }()
 	return f, nil
 }
 
 // forward is the l2fwd loop. It allocates nothing per packet.
-func forward(ctx context.Context, rx, tx xsk.Socket, cpu int, srcMAC, dstMAC [6]byte, dst [16]byte) error {
+func forward(ctx context.Context, rx, tx xsk.Socket, cpu int, srcMAC, dstMAC [6]byte, dst [16]byte, tid chan<- int) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	tid <- unix.Gettid()
 	if cpu >= 0 {
 		var old, set unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &old); err == nil {
@@ -91,6 +121,10 @@ func forward(ctx context.Context, rx, tx xsk.Socket, cpu int, srcMAC, dstMAC [6]
 		rx.Refill()
 		n := rx.Receive(in)
 		if n == 0 {
+			// Frames the kernel pushed back on an earlier kick stay in the TX ring until
+			// someone calls sendto again: kick before sleeping, or a quiet moment strands
+			// them (and with them the frames this loop can allocate).
+			_, _ = tx.Transmit(nil)
 			_, _ = unix.Poll(pfd, 1)
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 	"xlvs/bench/gen"
 	"xlvs/bench/testbed"
 	"xlvs/bpf"
+	"xlvs/control/api"
 	"xlvs/dataplane/xsk"
 )
 
@@ -24,6 +25,7 @@ type Target string
 // The targets, in the order a full run measures them.
 const (
 	TargetXLVSNAT  Target = "xlvs-nat"       // xlvsd, NAT, rr over one real server
+	TargetXLVSDR   Target = "xlvs-dr"        // xlvsd, DR (-g): MAC rewrite only
 	TargetIptables Target = "iptables-dnat"  // iptables nat PREROUTING DNAT, statistic mode
 	TargetNftables Target = "nftables-dnat"  // nftables prerouting dnat to numgen map
 	TargetKernel   Target = "kernel-forward" // plain IPv4 forwarding, no balancing
@@ -32,7 +34,7 @@ const (
 )
 
 // AllTargets lists every target.
-var AllTargets = []Target{TargetXLVSNAT, TargetIptables, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
+var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetIptables, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
 
 // ErrUnavailable is returned (wrapped) when a target cannot run on this machine (a tool
 // or kernel feature missing); the message says which and why.
@@ -42,13 +44,26 @@ var ErrUnavailable = errors.New("unavailable")
 type PacketOptions struct {
 	Size       int           // packet size as named: 64 (Ethernet frame with FCS) or 1500 (IP packet)
 	Flows      int           // distinct flows, 1 or more
-	Warmup     time.Duration // traffic before counting; 0 means 500 ms
+	Warmup     time.Duration // traffic before counting, after the first packet reached the sink; 0 means 500 ms
 	Duration   time.Duration // counted traffic; 0 means 2 s
 	GenCPU     int           // CPU of the generator and the sink's softirq
 	DirCPU     int           // CPU of the director: its NAPI threads and the forwarder
 	DaemonArgs []string      // extra xlvsd flags (rings, frames, batch, --xdp-mode ...)
 	GenBatch   int           // generator transmit batch; 0 means 64
 	Bins       Binaries      // needed for TargetXLVSNAT
+	// QuietWait is how long to wait, before building the testbed, for the machine to be
+	// quiet (under QuietBusy of its CPU capacity busy); 0 does not wait, only records.
+	QuietWait time.Duration
+	QuietBusy float64 // 0 means NoisyBusy
+	// MaxLoss > 0 asks for the no-drop rate: after an unpaced interval (the overload
+	// rate), the generator is paced and the highest offered rate with at most MaxLoss
+	// lost is searched for in SearchSteps trials of TrialDuration (defaults 7 and
+	// Duration/4, at least 200 ms), to SearchPrecision (default 0.03) of the rate; the
+	// sample is then measured at that rate. 0 measures unpaced only.
+	MaxLoss         float64
+	SearchSteps     int
+	TrialDuration   time.Duration
+	SearchPrecision float64
 }
 
 // PacketSample is one measurement.
@@ -63,19 +78,67 @@ type PacketSample struct {
 	DirNsPerPkt  float64 `json:"dir_ns_per_pkt"` // busy time of the director CPU per delivered packet
 	ProcNsPerPkt float64 `json:"proc_ns_per_pkt,omitempty"`
 	// ProcNsPerPkt is the forwarding process's own CPU (user+system) per delivered packet:
-	// xlvsd for xlvs, 0 for kernel paths and the in-process l2fwd.
+	// xlvsd for xlvs, the forwarding thread for l2fwd, 0 for kernel paths.
+	Profile Profile `json:"profile"`
+	// Timeline is the delivered rate in consecutive slices of TimelineStep over the
+	// counted interval: a stall or a swing shows up here, not in the average.
+	Timeline []float64 `json:"timeline_pps"`
+	// Background is the fraction of the machine's CPU capacity that was busy just before
+	// the testbed was built (other work competing with the benchmark); above NoisyBusy
+	// the sample is marked noisy.
+	Background float64 `json:"background_busy"`
+	// FirstPacket is how long after the generator started the sink saw traffic.
+	FirstPacket float64 `json:"first_packet_s"`
+	// With PacketOptions.MaxLoss: the unpaced (overload) rates, the offered rate found
+	// (the sample's own figures are measured at it) and the search's trials.
+	OverloadPPS        float64 `json:"overload_pps,omitempty"`
+	OverloadOfferedPPS float64 `json:"overload_offered_pps,omitempty"`
+	PacedPPS           float64 `json:"paced_pps,omitempty"`
+	Trials             []Trial `json:"trials,omitempty"`
+}
+
+// TimelineStep is the slice length of PacketSample.Timeline.
+const TimelineStep = 100 * time.Millisecond
+
+// NoisyBusy is the background busy fraction above which a sample is marked noisy.
+const NoisyBusy = 0.15
+
+// Noisy reports whether the machine was busy with other work when s was taken, or the
+// director's CPU spent more than a third of its time on work not accounted to the path
+// under test.
+func (s PacketSample) Noisy() bool {
+	return s.Background > NoisyBusy || (s.DirNsPerPkt > 0 && s.Profile.OtherNs > s.DirNsPerPkt/3)
+}
+
+// Stalls counts the timeline's slices that delivered less than a tenth of the median
+// slice: a forwarder that stops for a while.
+func (s PacketSample) Stalls() int {
+	if len(s.Timeline) == 0 {
+		return 0
+	}
+	m := statOf(s.Timeline).Median
+	n := 0
+	for _, v := range s.Timeline {
+		if v < m/10 {
+			n++
+		}
+	}
+	return n
 }
 
 const (
-	sinkPort   = 9     // discard
-	genPort    = 10000 // first source port
-	quietAfter = 200 * time.Millisecond
+	sinkPort = 9     // discard
+	genPort  = 10000 // first source port
+	// firstPacketWithin bounds the wait for the first packet at the sink.
+	firstPacketWithin = 10 * time.Second
 )
 
 // MeasurePacketRate builds a fresh chain (generator → director → sink), sets up target on
 // the director, sends UDP from an AF_XDP generator pinned to GenCPU and counts what the
-// sink's veth receives (the sink drops everything in XDP). Everything it made is removed
-// before it returns.
+// sink's veth receives (the sink drops everything in XDP). Counting starts Warmup after
+// the first packet reached the sink (a forwarder that needs time to learn its routes or
+// neighbours is not measured while it learns). Everything it made is removed before it
+// returns.
 func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s PacketSample, err error) {
 	s.Target = target
 	if o.Warmup == 0 {
@@ -84,13 +147,28 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	if o.Duration == 0 {
 		o.Duration = 2 * time.Second
 	}
+	if o.QuietBusy == 0 {
+		o.QuietBusy = NoisyBusy
+	}
+	if o.SearchSteps == 0 {
+		o.SearchSteps = 7
+	}
+	if o.TrialDuration == 0 {
+		o.TrialDuration = max(o.Duration/4, 200*time.Millisecond)
+	}
+	if o.SearchPrecision == 0 {
+		o.SearchPrecision = 0.03
+	}
 	if o.Flows < 1 {
 		return s, fmt.Errorf("measure %s: flows %d, want at least 1", target, o.Flows)
 	}
 	if err := targetAvailable(ctx, target); err != nil {
 		return s, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.Warmup+o.Duration+60*time.Second)
+	if s.Background, err = waitQuiet(ctx, o.QuietWait, o.QuietBusy); err != nil {
+		return s, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, firstPacketWithin+o.Warmup+2*o.Duration+time.Duration(o.SearchSteps)*(o.TrialDuration+settle)+60*time.Second)
 	defer cancel()
 	bed, err := testbed.NewChain(testbed.ChainOptions{Prefix: "xb", ThreadedNAPI: true})
 	if err != nil {
@@ -116,62 +194,15 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	}
 	defer drop.Close()
 
-	vip := netip.AddrPortFrom(bed.VIP, sinkPort)
-	dst := vip
-	var procPID int
-	switch target {
-	case TargetKernel:
-		dst = netip.AddrPortFrom(sink.Addr, sinkPort)
-		err = bed.SetForwarding(true)
-	case TargetIptables:
-		if err = bed.SetForwarding(true); err == nil {
-			_, err = bed.Director.Run(ctx, toolPath("iptables"), "-t", "nat", "-A", "PREROUTING", "-d", bed.VIP.String()+"/32",
-				"-p", "udp", "--dport", strconv.Itoa(sinkPort), "-m", "statistic", "--mode", "nth", "--every", "1", "--packet", "0",
-				"-j", "DNAT", "--to-destination", sink.Addr.String())
-		}
-	case TargetNftables:
-		if err = bed.SetForwarding(true); err == nil {
-			err = nftLoad(ctx, bed.Director, fmt.Sprintf(`table ip xlvsbench {
-	chain pre {
-		type nat hook prerouting priority dstnat; policy accept;
-		ip daddr %s udp dport %d dnat to numgen inc mod 1 map { 0 : %s }
-	}
-}
-`, bed.VIP, sinkPort, sink.Addr))
-		}
-	case TargetXLVSNAT:
-		var d *Daemon
-		args := append([]string{"-i", bed.Ext.Iface, "-i", bed.Int.Iface, "--cpus", strconv.Itoa(o.DirCPU), "--log-level", "warn"}, o.DaemonArgs...)
-		d, err = StartDaemon(ctx, bed.Director, o.Bins, args...)
-		if err != nil {
-			return s, err
-		}
-		defer func() {
-			if serr := d.Stop(); serr != nil && err == nil {
-				err = fmt.Errorf("xlvsd: %w", serr)
-			}
-		}()
-		procPID = d.cmd.Process.Pid
-		if _, err = d.Adm(ctx, "-A", "-u", vip.String(), "-s", "rr"); err == nil {
-			_, err = d.Adm(ctx, "-a", "-u", vip.String(), "-r", netip.AddrPortFrom(sink.Addr, sinkPort).String(), "-m")
-		}
-	case TargetL2Fwd:
-		var f *l2fwd
-		f, err = startL2Fwd(ctx, bed, vip, o.DirCPU, xsk.DefaultConfig(), bpf.ModeNative)
-		if err != nil {
-			return s, err
-		}
-		defer func() {
-			if serr := f.stop(); serr != nil && err == nil {
-				err = serr
-			}
-		}()
-	default:
-		return s, fmt.Errorf("measure %s: %w: no set-up for this target", target, ErrUnavailable)
-	}
+	pr, dst, stop, err := setupTarget(ctx, bed, target, "udp", sinkPort, o)
 	if err != nil {
-		return s, fmt.Errorf("set up %s: %w", target, err)
+		return s, err
 	}
+	defer func() {
+		if serr := stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
 
 	// The generator: a TX-only AF_XDP socket on the generator's veth, made in its
 	// namespace; its fill and RX rings are minimal because it receives nothing.
@@ -189,45 +220,346 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	gctx, gcancel := context.WithCancel(ctx)
 	defer gcancel()
 	gdone := make(chan error, 1)
+	started := time.Now()
+	var pace gen.Pacer
 	go func() {
-		_, err := gen.Run(gctx, sock, gen.Options{Flows: flows, Size: gen.WireSize(o.Size), Batch: o.GenBatch, CPU: o.GenCPU})
+		_, err := gen.Run(gctx, sock, gen.Options{Flows: flows, Size: gen.WireSize(o.Size), Batch: o.GenBatch, CPU: o.GenCPU, Pace: &pace})
 		gdone <- err
 	}()
+	stopped := false
+	stopGen := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		gcancel()
+		if err := <-gdone; err != nil {
+			return fmt.Errorf("generator: %w", err)
+		}
+		return nil
+	}
+	defer stopGen()
 
+	// Warm-up: wait for the first packet at the sink, then Warmup more.
+	if err := waitDelivery(ctx, bed, firstPacketWithin, gdone, &stopped); err != nil {
+		return s, fmt.Errorf("measure %s: %w", target, err)
+	}
+	s.FirstPacket = time.Since(started).Seconds()
 	if err := sleep(ctx, o.Warmup); err != nil {
 		return s, err
 	}
-	before, err := snapshot(bed, o.DirCPU, procPID)
+	win := func(d time.Duration, keepTimeline bool) (PacketSample, error) {
+		w := PacketSample{Target: target}
+		before, err := snapshot(bed, o.DirCPU, pr)
+		if err != nil {
+			return w, err
+		}
+		tl, err := timeline(ctx, bed, d)
+		if err != nil {
+			return w, err
+		}
+		after, err := snapshot(bed, o.DirCPU, pr)
+		if err != nil {
+			return w, err
+		}
+		w.fill(before, after)
+		if keepTimeline {
+			w.Timeline = tl
+		}
+		return w, nil
+	}
+	if o.MaxLoss > 0 {
+		// The unpaced rate first (what an overloaded director still delivers), then a
+		// search for the highest offered rate it forwards with at most MaxLoss lost.
+		over, err := win(max(o.Duration/2, 2*TimelineStep), false)
+		if err != nil {
+			return s, err
+		}
+		s.OverloadPPS, s.OverloadOfferedPPS = over.PPS, over.OfferedPPS
+		rate, trials, err := searchRate(ctx, &pace, over, o, func(d time.Duration) (PacketSample, error) { return win(d, false) })
+		s.Trials = trials
+		if err != nil {
+			return s, err
+		}
+		pace.Set(rate)
+		s.PacedPPS = rate
+		if err := sleep(ctx, settle); err != nil {
+			return s, err
+		}
+	}
+	final, err := win(o.Duration, true)
 	if err != nil {
 		return s, err
 	}
-	if err := sleep(ctx, o.Duration); err != nil {
+	if err := stopGen(); err != nil {
 		return s, err
 	}
-	after, err := snapshot(bed, o.DirCPU, procPID)
-	if err != nil {
-		return s, err
-	}
-	gcancel()
-	if err := <-gdone; err != nil {
-		return s, fmt.Errorf("generator: %w", err)
-	}
-	s.fill(before, after)
+	final.Background, final.FirstPacket = s.Background, s.FirstPacket
+	final.OverloadPPS, final.OverloadOfferedPPS, final.PacedPPS, final.Trials = s.OverloadPPS, s.OverloadOfferedPPS, s.PacedPPS, s.Trials
+	s = final
 	if s.Delivered == 0 {
 		return s, fmt.Errorf("measure %s: the sink received nothing of %d packets offered", target, s.Offered)
 	}
 	return s, nil
 }
 
-// counters is what MeasurePacketRate samples at the start and end of the interval.
-type counters struct {
-	at                time.Time
-	genTx, genTxDrop  uint64
-	sinkRx            uint64
-	cpuBusy, procTime time.Duration
+// settle is how long a new generator rate runs before it is measured.
+const settle = 100 * time.Millisecond
+
+// Trial is one step of the no-drop rate search.
+type Trial struct {
+	Rate float64 `json:"rate"` // offered rate set
+	PPS  float64 `json:"pps"`  // delivered
+	Loss float64 `json:"loss"`
 }
 
-func snapshot(bed *testbed.Bed, cpu, pid int) (c counters, err error) {
+// searchRate finds, by bisection between 0 and the unpaced offered rate, the highest
+// offered rate at which the target loses at most o.MaxLoss; the first guess is what the
+// overloaded target delivered. It returns that rate (or the lowest rate tried, when
+// none passed) and every trial.
+func searchRate(ctx context.Context, pace *gen.Pacer, over PacketSample, o PacketOptions, measure func(time.Duration) (PacketSample, error)) (float64, []Trial, error) {
+	lo, hi := 0.0, over.OfferedPPS
+	r := min(hi, max(over.PPS, hi/16))
+	var trials []Trial
+	lowest := hi
+	for range o.SearchSteps {
+		pace.Set(r)
+		if err := sleep(ctx, settle); err != nil {
+			return 0, trials, err
+		}
+		t, err := measure(o.TrialDuration)
+		if err != nil {
+			return 0, trials, err
+		}
+		trials = append(trials, Trial{Rate: r, PPS: t.PPS, Loss: t.Loss})
+		lowest = min(lowest, r)
+		if t.Loss <= o.MaxLoss && t.Delivered > 0 {
+			lo = r
+		} else {
+			hi = r
+		}
+		if hi-lo < hi*o.SearchPrecision {
+			break
+		}
+		r = (lo + hi) / 2
+	}
+	if lo == 0 {
+		return lowest, trials, nil
+	}
+	return lo, trials, nil
+}
+
+// setupTarget makes the director forward proto ("udp" or "tcp") traffic for VIP:port to
+// the sink (the same port) the way target does, and returns how to observe the
+// forwarder, the address the generator must send to (the VIP, or the sink itself for
+// plain forwarding), and how to undo what it started (namespaces go with the bed).
+func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto string, port uint16, o PacketOptions) (pr probe, dst netip.AddrPort, stop func() error, err error) {
+	sink := bed.Reals[0]
+	vip := netip.AddrPortFrom(bed.VIP, port)
+	real := netip.AddrPortFrom(sink.Addr, port)
+	dst = vip
+	stop = func() error { return nil }
+	switch target {
+	case TargetKernel:
+		dst = real
+		err = bed.SetForwarding(true)
+	case TargetIptables:
+		if err = bed.SetForwarding(true); err == nil {
+			_, err = bed.Director.Run(ctx, toolPath("iptables"), "-t", "nat", "-A", "PREROUTING", "-d", bed.VIP.String()+"/32",
+				"-p", proto, "--dport", strconv.Itoa(int(port)), "-m", "statistic", "--mode", "nth", "--every", "1", "--packet", "0",
+				"-j", "DNAT", "--to-destination", sink.Addr.String())
+		}
+	case TargetNftables:
+		if err = bed.SetForwarding(true); err == nil {
+			err = nftLoad(ctx, bed.Director, fmt.Sprintf(`table ip xlvsbench {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr %s %s dport %d dnat to numgen inc mod 1 map { 0 : %s }
+	}
+}
+`, bed.VIP, proto, port, sink.Addr))
+		}
+	case TargetXLVSNAT, TargetXLVSDR:
+		var d *Daemon
+		args := append([]string{"-i", bed.Ext.Iface, "-i", bed.Int.Iface, "--cpus", strconv.Itoa(o.DirCPU), "--log-level", "warn"}, o.DaemonArgs...)
+		d, err = StartDaemon(ctx, bed.Director, o.Bins, args...)
+		if err != nil {
+			return pr, dst, stop, err
+		}
+		stop = func() error {
+			if err := d.Stop(); err != nil {
+				return fmt.Errorf("xlvsd: %w", err)
+			}
+			return nil
+		}
+		pr = probe{pid: d.cmd.Process.Pid, counters: func() (map[string]uint64, error) { return daemonCounters(ctx, d, bed) }}
+		flag := "-u"
+		if proto == "tcp" {
+			flag = "-t"
+		}
+		if _, err = d.Adm(ctx, "-A", flag, vip.String(), "-s", "rr"); err == nil {
+			method := "-m"
+			if target == TargetXLVSDR {
+				method = "-g" // the packet sink drops everything in XDP, so it needs no VIP on lo
+			}
+			_, err = d.Adm(ctx, "-a", flag, vip.String(), "-r", real.String(), method)
+		}
+	case TargetL2Fwd:
+		if proto != "udp" {
+			return pr, dst, stop, fmt.Errorf("%s: %w: the minimal forwarder forwards UDP one way only", target, ErrUnavailable)
+		}
+		var f *l2fwd
+		f, err = startL2Fwd(ctx, bed, vip, o.DirCPU, xsk.DefaultConfig(), bpf.ModeNative)
+		if err != nil {
+			return pr, dst, stop, err
+		}
+		stop = f.stop
+		pr = probe{pid: os.Getpid(), tid: f.threadID(), counters: f.counters}
+	default:
+		return pr, dst, stop, fmt.Errorf("measure %s: %w: no set-up for this target", target, ErrUnavailable)
+	}
+	if err != nil {
+		return pr, dst, stop, errors.Join(fmt.Errorf("set up %s: %w", target, err), stop())
+	}
+	return pr, dst, stop, nil
+}
+
+// waitDelivery waits until the sink's veth has received a packet, at most within. If
+// the generator ends first, it sets *stopped (its result was consumed).
+func waitDelivery(ctx context.Context, bed *testbed.Bed, within time.Duration, gdone <-chan error, stopped *bool) error {
+	sink := bed.Reals[0]
+	first, _, _, _, err := sink.NS.LinkStats(sink.Iface)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(within)
+	for {
+		rx, _, _, _, err := sink.NS.LinkStats(sink.Iface)
+		if err != nil {
+			return err
+		}
+		if rx > first {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_, tx, _, txDrop, _ := bed.Client.NS.LinkStats(bed.Client.Iface)
+			return fmt.Errorf("no packet reached the sink within %s of the generator starting (generator veth sent %d, dropped %d)", within, tx, txDrop)
+		}
+		select {
+		case err := <-gdone:
+			*stopped = true
+			return fmt.Errorf("generator stopped before any packet reached the sink: %v", err)
+		default:
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// timeline samples the sink's received packets every TimelineStep for d and returns the
+// rate of each slice.
+func timeline(ctx context.Context, bed *testbed.Bed, d time.Duration) ([]float64, error) {
+	sink := bed.Reals[0]
+	prev, _, _, _, err := sink.NS.LinkStats(sink.Iface)
+	if err != nil {
+		return nil, err
+	}
+	prevAt := time.Now()
+	end := prevAt.Add(d)
+	tick := time.NewTicker(TimelineStep)
+	defer tick.Stop()
+	var out []float64
+	for {
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-tick.C:
+		}
+		rx, _, _, _, err := sink.NS.LinkStats(sink.Iface)
+		if err != nil {
+			return out, err
+		}
+		now := time.Now()
+		out = append(out, float64(rx-prev)/now.Sub(prevAt).Seconds())
+		prev, prevAt = rx, now
+		if !now.Before(end) {
+			return out, nil
+		}
+	}
+}
+
+// waitQuiet samples how busy the machine is and, if wait > 0, waits up to wait for the
+// busy fraction to fall under limit. It returns the last fraction measured.
+func waitQuiet(ctx context.Context, wait time.Duration, limit float64) (float64, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		bg, err := Background(250 * time.Millisecond)
+		if err != nil {
+			return 0, err
+		}
+		if bg <= limit || !time.Now().Before(deadline) {
+			return bg, nil
+		}
+		if err := sleep(ctx, 750*time.Millisecond); err != nil {
+			return bg, err
+		}
+	}
+}
+
+// daemonCounters sums xlvsd's dataplane counters by interface role: "ext." and "int."
+// for the sockets of the director's two veths, "worker." for the workers, "xdp." for the
+// XDP program's per-interface counters.
+func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[string]uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := d.Client().Do(ctx, &api.Request{Op: api.OpDataplaneStats})
+	if err != nil {
+		return nil, fmt.Errorf("read xlvsd dataplane stats: %w", err)
+	}
+	role := func(iface string) string {
+		switch iface {
+		case bed.Ext.Iface:
+			return "ext."
+		case bed.Int.Iface:
+			return "int."
+		case "worker":
+			return "worker."
+		}
+		return iface + "."
+	}
+	out := map[string]uint64{}
+	for _, q := range resp.Dataplane {
+		for k, v := range q.Counters {
+			out[role(q.Interface)+k] += v
+		}
+	}
+	for _, q := range resp.XDPStats {
+		for k, v := range q.Counters {
+			out["xdp."+k] += v
+		}
+	}
+	return out, nil
+}
+
+// counters is what MeasurePacketRate samples at the start and end of the interval.
+type counters struct {
+	at               time.Time
+	genTx, genTxDrop uint64
+	sinkRx           uint64
+	cpuBusy          time.Duration
+	proc             taskTimes
+	napiIn, napiOut  time.Duration
+	fwd              map[string]uint64
+}
+
+// probe is what MeasurePacketRate knows about the forwarder under test.
+type probe struct {
+	pid, tid int                               // threads to account (tid 0: all of pid's)
+	counters func() (map[string]uint64, error) // the forwarder's own counters, or nil
+}
+
+func snapshot(bed *testbed.Bed, cpu int, p probe) (c counters, err error) {
 	c.at = time.Now()
 	g, s := bed.Client, bed.Reals[0]
 	if _, c.genTx, _, c.genTxDrop, err = g.NS.LinkStats(g.Iface); err != nil {
@@ -239,8 +571,17 @@ func snapshot(bed *testbed.Bed, cpu, pid int) (c counters, err error) {
 	if c.cpuBusy, err = cpuBusy(cpu); err != nil {
 		return c, err
 	}
-	if pid > 0 {
-		if c.procTime, err = procCPU(pid); err != nil {
+	if c.proc, err = threadSet(p.pid, p.tid); err != nil {
+		return c, err
+	}
+	if c.napiIn, err = napiTime(bed.Ext.Iface); err != nil {
+		return c, err
+	}
+	if c.napiOut, err = napiTime(bed.Int.Iface); err != nil {
+		return c, err
+	}
+	if p.counters != nil {
+		if c.fwd, err = p.counters(); err != nil {
 			return c, err
 		}
 	}
@@ -256,9 +597,30 @@ func (s *PacketSample) fill(b, a counters) {
 	if s.Offered > 0 {
 		s.Loss = max(0, 1-float64(s.Delivered)/float64(s.Offered))
 	}
-	if s.Delivered > 0 {
-		s.DirNsPerPkt = float64(a.cpuBusy-b.cpuBusy) / float64(s.Delivered)
-		s.ProcNsPerPkt = float64(a.procTime-b.procTime) / float64(s.Delivered)
+	if s.Delivered == 0 {
+		return
+	}
+	per := func(d time.Duration) float64 { return float64(d) / float64(s.Delivered) }
+	proc := a.proc.sub(b.proc)
+	s.DirNsPerPkt = per(a.cpuBusy - b.cpuBusy)
+	s.ProcNsPerPkt = per(proc.user + proc.sys)
+	s.Profile = Profile{
+		IngressNAPINs: per(a.napiIn - b.napiIn),
+		EgressNAPINs:  per(a.napiOut - b.napiOut),
+		UserNs:        per(proc.user),
+		SysNs:         per(proc.sys),
+	}
+	s.Profile.OtherNs = max(0, s.DirNsPerPkt-s.Profile.IngressNAPINs-s.Profile.EgressNAPINs-s.Profile.UserNs-s.Profile.SysNs)
+	if proc.wakeups > 0 {
+		s.Profile.PktsPerWakeup = float64(s.Delivered) / float64(proc.wakeups)
+	}
+	if a.fwd != nil {
+		s.Profile.Counters = map[string]uint64{}
+		for k, v := range a.fwd {
+			if d := v - b.fwd[k]; v >= b.fwd[k] && d != 0 {
+				s.Profile.Counters[k] = d
+			}
+		}
 	}
 }
 
@@ -277,7 +639,12 @@ func cpuBusy(cpu int) (time.Duration, error) {
 // parseCPUBusy takes the "cpuN user nice system idle iowait irq softirq steal ..." line
 // and returns everything but idle and iowait.
 func parseCPUBusy(stat []byte, cpu int) (time.Duration, error) {
-	want := "cpu" + strconv.Itoa(cpu)
+	return parseCPULine(stat, "cpu"+strconv.Itoa(cpu))
+}
+
+// parseCPULine sums the busy fields of the /proc/stat line named want ("cpu" for all
+// CPUs, "cpuN" for one).
+func parseCPULine(stat []byte, want string) (time.Duration, error) {
 	for line := range bytes.Lines(stat) {
 		f := strings.Fields(string(line))
 		if len(f) < 8 || f[0] != want {
@@ -298,39 +665,7 @@ func parseCPUBusy(stat []byte, cpu int) (time.Duration, error) {
 		}
 		return time.Duration(busy) * clockTick, nil
 	}
-	return 0, fmt.Errorf("parse /proc/stat: no %s line (is cpu %d online?)", want, cpu)
-}
-
-// procCPU reads a process's user+system time from /proc/PID/stat.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, fmt.Errorf("read cpu time of pid %d: %w", pid, err)
-	}
-	return parseProcCPU(b)
-}
-
-// parseProcCPU takes fields 14 and 15 (utime, stime) of /proc/PID/stat; the command name
-// (field 2) is in parentheses and may hold spaces, so fields are counted after the last ')'.
-func parseProcCPU(stat []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/PID/stat: no ')' after the command name")
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	// f[0] is field 3 (state): utime is field 14, f[11].
-	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc/PID/stat: %d fields after the name, want at least 13", len(f))
-	}
-	var t uint64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse /proc/PID/stat time %q: %w", v, err)
-		}
-		t += n
-	}
-	return time.Duration(t) * clockTick, nil
+	return 0, fmt.Errorf("parse /proc/stat: no %s line (is that cpu online?)", want)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -21,15 +21,29 @@ func requireRoot(t *testing.T) {
 }
 
 // TestMeasurePacketRate runs each kernel-side target and the AF_XDP forwarder briefly
-// and checks that packets arrive and the figures are consistent. xlvs itself is measured
-// by the end-to-end harness (it needs the built binaries).
+// and checks that packets arrive and the figures are consistent; the kernel path once
+// more with the no-drop search. xlvs itself is measured by the end-to-end harness (it
+// needs the built binaries).
 func TestMeasurePacketRate(t *testing.T) {
 	requireRoot(t)
-	for _, target := range []Target{TargetKernel, TargetIptables, TargetNftables, TargetL2Fwd} {
-		t.Run(string(target), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	base := PacketOptions{Size: 64, Flows: 100, Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, GenCPU: 0, DirCPU: 1}
+	search := base
+	search.MaxLoss, search.SearchSteps, search.TrialDuration = 0.05, 3, 200*time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		target Target
+		o      PacketOptions
+	}{
+		{"kernel", TargetKernel, base},
+		{"iptables", TargetIptables, base},
+		{"nftables", TargetNftables, base},
+		{"l2fwd", TargetL2Fwd, base},
+		{"kernel no-drop search", TargetKernel, search},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			s, err := MeasurePacketRate(ctx, target, PacketOptions{Size: 64, Flows: 100, Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, GenCPU: 0, DirCPU: 1})
+			s, err := MeasurePacketRate(ctx, tc.target, tc.o)
 			if errors.Is(err, ErrUnavailable) && os.Getenv("CI") == "" {
 				t.Skip(err)
 			}
@@ -40,6 +54,36 @@ func TestMeasurePacketRate(t *testing.T) {
 			if s.Delivered == 0 || s.Delivered > s.Offered+s.Offered/100 || s.PPS <= 0 || s.DirNsPerPkt < 0 {
 				t.Fatalf("inconsistent sample %+v: want 0 < delivered <= offered", s)
 			}
+			if len(s.Timeline) == 0 || s.FirstPacket <= 0 || s.Background < 0 || s.Background > 1 {
+				t.Fatalf("sample %+v: want a timeline of the counted interval, the first packet's time, background in 0..1", s)
+			}
+			if tc.target == TargetL2Fwd && (s.Profile.Counters["ext.rx_packets"] == 0 || s.Profile.Counters["int.tx_packets"] == 0) {
+				t.Fatalf("l2fwd counters %v: want packets received on ext and sent on int", s.Profile.Counters)
+			}
+			if tc.o.MaxLoss > 0 {
+				if len(s.Trials) == 0 || s.PacedPPS <= 0 || s.OverloadPPS <= 0 || s.PacedPPS > s.OverloadOfferedPPS {
+					t.Fatalf("search result %+v: want trials, a paced rate within the unpaced offered rate, an overload rate", s)
+				}
+			}
 		})
+	}
+}
+
+// TestMeasureConnections runs the connection workload through plain kernel forwarding
+// and checks that requests were answered and a stream went through.
+func TestMeasureConnections(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := MeasureConnections(ctx, TargetKernel, ConnOptions{Concurrency: 8, Duration: 300 * time.Millisecond, StreamBytes: 4 << 20, GenCPU: 0, DirCPU: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(s)
+	if s.Requests == 0 || s.ConnsPerSec <= 0 || s.P50Ms <= 0 || s.P50Ms > s.P99Ms || s.P99Ms > s.P999Ms || s.StreamGbps <= 0 {
+		t.Fatalf("inconsistent sample %+v: want answered requests, ordered percentiles, a stream rate", s)
+	}
+	if _, err := MeasureConnections(ctx, TargetL2Fwd, ConnOptions{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("l2fwd connections: %v, want ErrUnavailable", err)
 	}
 }

@@ -28,26 +28,61 @@ type RunOptions struct {
 	Workloads []Workload
 	Runs      int // measurements per (workload, target); the report gives their median
 	Packet    PacketOptions
+	// WarmupRound measures every target once, briefly, before the counted runs and
+	// discards the figures: the first measurement after start-up (cold page cache,
+	// binaries, XDP programs not yet JIT-compiled) is low.
+	WarmupRound bool
+	// Conn, if set, adds the connection workload (short HTTP connections and a long TCP
+	// stream) for every target that supports it, ConnRuns times (0 means Runs).
+	Conn     *ConnOptions
+	ConnRuns int
+	// Variants sweep xlvsd's settings: each entry is a set of extra xlvsd flags
+	// ("--batch 16", "--rx-ring 512 --fill-ring 512"), and the xlvs targets are measured
+	// once per entry, in the same rounds as the baselines.
+	Variants []string
 }
 
+// isXLVS reports whether t runs xlvsd.
+func isXLVS(t Target) bool { return t == TargetXLVSNAT || t == TargetXLVSDR }
+
+// Label names a cell: its target, and the sweep variant if any.
+func (c Result) Label() string {
+	if c.Variant == "" {
+		return string(c.Target)
+	}
+	return string(c.Target) + " [" + c.Variant + "]"
+}
+
+// DefaultMaxLoss is the loss the no-drop rate search accepts.
+const DefaultMaxLoss = 0.01
+
 // QuickOptions is the CI smoke: 64-byte UDP, 1000 flows, xlvs and the baselines, three
-// short runs each; it finishes in well under two minutes.
+// short runs each with a short no-drop search; it finishes in under two minutes.
 func QuickOptions() RunOptions {
 	return RunOptions{
-		Targets:   AllTargets,
-		Workloads: []Workload{{64, 1000}},
-		Runs:      3,
-		Packet:    PacketOptions{Warmup: 300 * time.Millisecond, Duration: time.Second, GenCPU: 0, DirCPU: 1},
+		Targets:     AllTargets,
+		Workloads:   []Workload{{64, 1000}},
+		Runs:        3,
+		WarmupRound: true,
+		Packet: PacketOptions{Warmup: 200 * time.Millisecond, Duration: 600 * time.Millisecond, GenCPU: 0, DirCPU: 1,
+			MaxLoss: DefaultMaxLoss, SearchSteps: 5, TrialDuration: 200 * time.Millisecond, SearchPrecision: 0.05},
+		Conn:     &ConnOptions{Concurrency: 32, Duration: time.Second, StreamBytes: 64 << 20, GenCPU: 0, DirCPU: 1},
+		ConnRuns: 1,
 	}
 }
 
-// FullOptions measures every workload, five runs of 3 s each.
+// FullOptions measures every workload, five runs of 3 s each, with a finer no-drop search,
+// each run waiting (up to 30 s) for the machine to be quiet.
 func FullOptions() RunOptions {
 	return RunOptions{
-		Targets:   AllTargets,
-		Workloads: []Workload{{64, 1}, {64, 1000}, {1500, 1}, {1500, 1000}},
-		Runs:      5,
-		Packet:    PacketOptions{Warmup: 500 * time.Millisecond, Duration: 3 * time.Second, GenCPU: 0, DirCPU: 1},
+		Targets:     AllTargets,
+		Workloads:   []Workload{{64, 1}, {64, 1000}, {1500, 1}, {1500, 1000}},
+		Runs:        5,
+		WarmupRound: true,
+		Packet: PacketOptions{Warmup: 500 * time.Millisecond, Duration: 3 * time.Second, GenCPU: 0, DirCPU: 1,
+			MaxLoss: DefaultMaxLoss, SearchSteps: 8, TrialDuration: 500 * time.Millisecond, QuietWait: 30 * time.Second},
+		Conn:     &ConnOptions{Concurrency: 32, Duration: 3 * time.Second, StreamBytes: 512 << 20, GenCPU: 0, DirCPU: 1},
+		ConnRuns: 3,
 	}
 }
 
@@ -75,11 +110,19 @@ func statOf(v []float64) Stat {
 type Result struct {
 	Workload    Workload       `json:"workload"`
 	Target      Target         `json:"target"`
+	Variant     string         `json:"variant,omitempty"`     // extra xlvsd flags of a sweep
 	Unavailable string         `json:"unavailable,omitempty"` // why it was not measured
 	Error       string         `json:"error,omitempty"`       // why a measurement failed
-	PPS         Stat           `json:"pps"`
+	PPS         Stat           `json:"pps"`                   // delivered: at the no-drop rate when searched, else unpaced
 	Loss        Stat           `json:"loss"`
 	DirNsPerPkt Stat           `json:"dir_ns_per_pkt"`
+	OverloadPPS Stat           `json:"overload_pps"` // delivered when offered all the generator can
+	NAPIInNs    Stat           `json:"napi_in_ns"`   // Profile.IngressNAPINs
+	UserNs      Stat           `json:"user_ns"`      // Profile.UserNs
+	SysNs       Stat           `json:"sys_ns"`       // Profile.SysNs
+	PerWakeup   Stat           `json:"pkts_per_wakeup"`
+	Stalls      int            `json:"stalls"` // timeline slices under a tenth of the median, all samples
+	Noisy       int            `json:"noisy"`  // samples taken while the machine was busy with other work
 	Samples     []PacketSample `json:"samples"`
 }
 
@@ -89,14 +132,41 @@ type Report struct {
 	Started  time.Time `json:"started"`
 	Duration string    `json:"duration"`
 	Options  struct {
+		MaxLoss    float64  `json:"max_loss"`
 		Runs       int      `json:"runs"`
 		Warmup     string   `json:"warmup"`
 		Duration   string   `json:"duration"`
 		GenCPU     int      `json:"gen_cpu"`
 		DirCPU     int      `json:"dir_cpu"`
 		DaemonArgs []string `json:"daemon_args"`
+		Variants   []string `json:"variants,omitempty"`
 	} `json:"options"`
-	Results []Result `json:"results"`
+	Results []Result     `json:"results"`
+	Conns   []ConnResult `json:"conns,omitempty"`
+}
+
+// ConnResult is one target's connection-workload figures: medians of its samples.
+type ConnResult struct {
+	Target      Target       `json:"target"`
+	Unavailable string       `json:"unavailable,omitempty"`
+	Error       string       `json:"error,omitempty"`
+	ConnsPerSec Stat         `json:"conns_per_sec"`
+	P50Ms       Stat         `json:"p50_ms"`
+	P99Ms       Stat         `json:"p99_ms"`
+	P999Ms      Stat         `json:"p999_ms"`
+	StreamGbps  Stat         `json:"stream_gbps"`
+	Samples     []ConnSample `json:"samples"`
+}
+
+func (c *ConnResult) summarize() {
+	var cps, p50, p99, p999, gbps []float64
+	for _, s := range c.Samples {
+		cps, p50, p99, p999 = append(cps, s.ConnsPerSec), append(p50, s.P50Ms), append(p99, s.P99Ms), append(p999, s.P999Ms)
+		if s.StreamGbps > 0 {
+			gbps = append(gbps, s.StreamGbps)
+		}
+	}
+	c.ConnsPerSec, c.P50Ms, c.P99Ms, c.P999Ms, c.StreamGbps = statOf(cps), statOf(p50), statOf(p99), statOf(p999), statOf(gbps)
 }
 
 // Machine describes where the figures were taken.
@@ -132,16 +202,42 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 		return nil, fmt.Errorf("run benchmark: runs %d, want at least 1", o.Runs)
 	}
 	r := &Report{Machine: describeMachine(), Started: time.Now()}
-	r.Options.Runs, r.Options.GenCPU, r.Options.DirCPU = o.Runs, o.Packet.GenCPU, o.Packet.DirCPU
+	r.Options.Runs, r.Options.GenCPU, r.Options.DirCPU, r.Options.MaxLoss = o.Runs, o.Packet.GenCPU, o.Packet.DirCPU, o.Packet.MaxLoss
 	r.Options.Warmup, r.Options.Duration, r.Options.DaemonArgs = o.Packet.Warmup.String(), o.Packet.Duration.String(), o.Packet.DaemonArgs
+	r.Options.Variants = o.Variants
 	fmt.Fprintf(log, "machine: %s, %d CPUs, Linux %s, %s\n", r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go)
+	if o.WarmupRound && len(o.Workloads) > 0 {
+		for _, t := range o.Targets {
+			if targetAvailable(ctx, t) != nil {
+				continue
+			}
+			po := o.Packet
+			po.Size, po.Flows, po.Duration, po.MaxLoss, po.QuietWait = o.Workloads[0].Size, o.Workloads[0].Flows, 300*time.Millisecond, 0, 0
+			s, err := MeasurePacketRate(ctx, t, po)
+			if ctx.Err() != nil {
+				return r, ctx.Err()
+			}
+			if err != nil {
+				fmt.Fprintf(log, "warm-up %s: %v\n", t, err)
+				continue
+			}
+			fmt.Fprintf(log, "warm-up %-15s %8.0f pps (not counted)\n", t, s.PPS)
+		}
+	}
 	for _, w := range o.Workloads {
-		cells := make([]*Result, len(o.Targets))
-		for i, t := range o.Targets {
-			cells[i] = &Result{Workload: w, Target: t}
-			if err := targetAvailable(ctx, t); err != nil {
-				cells[i].Unavailable = err.Error()
-				fmt.Fprintf(log, "%s: %v\n", w, err)
+		var cells []*Result
+		for _, t := range o.Targets {
+			variants := []string{""}
+			if isXLVS(t) && len(o.Variants) > 0 {
+				variants = o.Variants
+			}
+			for _, v := range variants {
+				c := &Result{Workload: w, Target: t, Variant: v}
+				if err := targetAvailable(ctx, t); err != nil {
+					c.Unavailable = err.Error()
+					fmt.Fprintf(log, "%s: %v\n", w, err)
+				}
+				cells = append(cells, c)
 			}
 		}
 		for run := range o.Runs {
@@ -151,6 +247,7 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 				}
 				po := o.Packet
 				po.Size, po.Flows = w.Size, w.Flows
+				po.DaemonArgs = append(slices.Clone(po.DaemonArgs), strings.Fields(c.Variant)...)
 				s, err := MeasurePacketRate(ctx, c.Target, po)
 				if ctx.Err() != nil {
 					return r, ctx.Err()
@@ -165,21 +262,93 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 					continue
 				}
 				c.Samples = append(c.Samples, s)
-				fmt.Fprintf(log, "%s %-15s run %d: %8.0f pps delivered of %8.0f offered (loss %4.1f%%), director %6.0f ns/pkt\n",
-					w, c.Target, run+1, s.PPS, s.OfferedPPS, 100*s.Loss, s.DirNsPerPkt)
+				logSample(log, w, run, s)
 			}
 		}
 		for _, c := range cells {
-			var pps, loss, ns []float64
-			for _, s := range c.Samples {
-				pps, loss, ns = append(pps, s.PPS), append(loss, s.Loss), append(ns, s.DirNsPerPkt)
-			}
-			c.PPS, c.Loss, c.DirNsPerPkt = statOf(pps), statOf(loss), statOf(ns)
+			c.summarize()
 			r.Results = append(r.Results, *c)
+		}
+	}
+	if o.Conn != nil {
+		if err := runConns(ctx, o, r, log); err != nil {
+			return r, err
 		}
 	}
 	r.Duration = time.Since(r.Started).Round(time.Second).String()
 	return r, nil
+}
+
+// runConns measures the connection workload, interleaving targets within each round.
+func runConns(ctx context.Context, o RunOptions, r *Report, log io.Writer) error {
+	runs := o.ConnRuns
+	if runs == 0 {
+		runs = o.Runs
+	}
+	co := *o.Conn
+	co.DaemonArgs, co.Bins = o.Packet.DaemonArgs, o.Packet.Bins
+	cells := make([]*ConnResult, len(o.Targets))
+	for i, t := range o.Targets {
+		cells[i] = &ConnResult{Target: t}
+	}
+	for run := range runs {
+		for _, c := range cells {
+			if c.Unavailable != "" {
+				continue
+			}
+			s, err := MeasureConnections(ctx, c.Target, co)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			switch {
+			case errors.Is(err, ErrUnavailable):
+				c.Unavailable = err.Error()
+				fmt.Fprintf(log, "connections: %v\n", err)
+				continue
+			case err != nil:
+				c.Error = err.Error()
+				fmt.Fprintf(log, "connections %s run %d: %v\n", c.Target, run+1, err)
+				continue
+			}
+			c.Samples = append(c.Samples, s)
+			fmt.Fprintf(log, "connections run %d: %v\n", run+1, s)
+		}
+	}
+	for _, c := range cells {
+		c.summarize()
+		r.Conns = append(r.Conns, *c)
+	}
+	return nil
+}
+
+// summarize computes the cell's statistics from its samples.
+func (c *Result) summarize() {
+	var pps, loss, ns, over, napi, user, sys, wake []float64
+	c.Stalls, c.Noisy = 0, 0
+	for _, s := range c.Samples {
+		pps, loss, ns = append(pps, s.PPS), append(loss, s.Loss), append(ns, s.DirNsPerPkt)
+		if s.OverloadPPS > 0 {
+			over = append(over, s.OverloadPPS)
+		}
+		napi, user, sys = append(napi, s.Profile.IngressNAPINs), append(user, s.Profile.UserNs), append(sys, s.Profile.SysNs)
+		if s.Profile.PktsPerWakeup > 0 {
+			wake = append(wake, s.Profile.PktsPerWakeup)
+		}
+		c.Stalls += s.Stalls()
+		if s.Noisy() {
+			c.Noisy++
+		}
+	}
+	c.PPS, c.Loss, c.DirNsPerPkt, c.OverloadPPS = statOf(pps), statOf(loss), statOf(ns), statOf(over)
+	c.NAPIInNs, c.UserNs, c.SysNs, c.PerWakeup = statOf(napi), statOf(user), statOf(sys), statOf(wake)
+}
+
+// logSample prints one measurement: rates, the director's CPU per packet and where it
+// went, stalls in the timeline and how busy the machine was beforehand.
+func logSample(log io.Writer, w Workload, run int, s PacketSample) {
+	p := s.Profile
+	fmt.Fprintf(log, "%s %-15s run %d: %8.0f pps of %8.0f offered (loss %4.1f%%; overload %8.0f of %8.0f); director %5.0f ns/pkt: napi in %4.0f, user %4.0f sys %4.0f, other %5.0f, %5.1f pkts/wakeup; stalls %d; background %2.0f%%\n",
+		w, s.Target, run+1, s.PPS, s.OfferedPPS, 100*s.Loss, s.OverloadPPS, s.OverloadOfferedPPS, s.DirNsPerPkt, p.IngressNAPINs, p.UserNs, p.SysNs, p.OtherNs, p.PktsPerWakeup, s.Stalls(), 100*s.Background)
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -189,13 +358,22 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return e.Encode(r)
 }
 
+// cell returns the (workload, target) cell: without a sweep variant, or the first one.
 func (r *Report) cell(w Workload, t Target) *Result {
+	var first *Result
 	for i := range r.Results {
-		if r.Results[i].Workload == w && r.Results[i].Target == t {
-			return &r.Results[i]
+		c := &r.Results[i]
+		if c.Workload != w || c.Target != t {
+			continue
+		}
+		if c.Variant == "" {
+			return c
+		}
+		if first == nil {
+			first = c
 		}
 	}
-	return nil
+	return first
 }
 
 func (r *Report) workloads() []Workload {
@@ -208,13 +386,18 @@ func (r *Report) workloads() []Workload {
 	return ws
 }
 
-// WriteMarkdown writes one table per workload: delivered Mpps (median, min–max), loss,
-// director CPU per packet, and xlvs's ratio to each target.
+// WriteMarkdown writes one table per workload — delivered Mpps at the no-drop rate
+// (median, min–max), at overload, loss, where the director's CPU went per packet, and
+// xlvs-nat's ratio to each target — then the issue's targets as met or missed.
 func (r *Report) WriteMarkdown(w io.Writer) {
+	rate := "Delivered Mpps"
+	if r.Options.MaxLoss > 0 {
+		rate = fmt.Sprintf("No-drop Mpps (≤ %g %% loss)", 100*r.Options.MaxLoss)
+	}
 	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, director on CPU %d. Run took %s.\n\n",
 		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, r.Options.DirCPU, r.Duration)
 	for _, wl := range r.workloads() {
-		fmt.Fprintf(w, "**%s**\n\n| target | Mpps delivered | loss | director ns/pkt | xlvs-nat ÷ target |\n|---|---|---|---|---|\n", wl)
+		fmt.Fprintf(w, "**%s**\n\n| target | %s | overload Mpps | loss | director ns/pkt | napi in / user / sys ns | pkts/wakeup | xlvs-nat ÷ target | notes |\n|---|---|---|---|---|---|---|---|---|\n", wl, rate)
 		x := r.cell(wl, TargetXLVSNAT)
 		for _, c := range r.Results {
 			if c.Workload != wl {
@@ -222,22 +405,145 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			}
 			switch {
 			case c.Unavailable != "":
-				fmt.Fprintf(w, "| %s | unavailable: %s | | | |\n", c.Target, mdEscape(c.Unavailable))
+				fmt.Fprintf(w, "| %s | unavailable: %s | | | | | | | |\n", c.Label(), mdEscape(c.Unavailable))
 				continue
 			case len(c.Samples) == 0:
-				fmt.Fprintf(w, "| %s | failed: %s | | | |\n", c.Target, mdEscape(c.Error))
+				fmt.Fprintf(w, "| %s | failed: %s | | | | | | | |\n", c.Label(), mdEscape(c.Error))
 				continue
 			}
 			ratio := ""
 			if x != nil && len(x.Samples) > 0 && c.PPS.Median > 0 {
 				ratio = fmt.Sprintf("%.2f", x.PPS.Median/c.PPS.Median)
 			}
-			fmt.Fprintf(w, "| %s | %.3f (%.3f–%.3f) | %.1f %% | %.0f | %s |\n", c.Target, c.PPS.Median/1e6, c.PPS.Min/1e6, c.PPS.Max/1e6,
-				100*c.Loss.Median, c.DirNsPerPkt.Median, ratio)
+			over := ""
+			if c.OverloadPPS.Median > 0 {
+				over = fmt.Sprintf("%.3f (%.3f–%.3f)", c.OverloadPPS.Median/1e6, c.OverloadPPS.Min/1e6, c.OverloadPPS.Max/1e6)
+			}
+			split := fmt.Sprintf("%.0f / %.0f / %.0f", c.NAPIInNs.Median, c.UserNs.Median, c.SysNs.Median)
+			wake := ""
+			if c.PerWakeup.Median > 0 {
+				wake = fmt.Sprintf("%.1f", c.PerWakeup.Median)
+			}
+			var notes []string
+			if c.Error != "" {
+				notes = append(notes, "a run failed: "+mdEscape(c.Error))
+			}
+			if c.Stalls > 0 {
+				notes = append(notes, fmt.Sprintf("%d stalled 100 ms slices", c.Stalls))
+			}
+			if c.Noisy > 0 {
+				notes = append(notes, fmt.Sprintf("%d of %d runs on a busy machine", c.Noisy, len(c.Samples)))
+			}
+			fmt.Fprintf(w, "| %s | %.3f (%.3f–%.3f) | %s | %.1f %% | %.0f | %s | %s | %s | %s |\n", c.Label(), c.PPS.Median/1e6, c.PPS.Min/1e6, c.PPS.Max/1e6,
+				over, 100*c.Loss.Median, c.DirNsPerPkt.Median, split, wake, ratio, strings.Join(notes, "; "))
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.Conns) > 0 {
+		fmt.Fprintf(w, "**Connections** (HTTP/1.1, one request per TCP connection, 32 in flight; then one long TCP stream)\n\n| target | conn/s = req/s | p50 ms | p99 ms | p99.9 ms | stream Gbit/s | xlvs-nat ÷ target (conn/s) |\n|---|---|---|---|---|---|---|\n")
+		var x *ConnResult
+		for i := range r.Conns {
+			if r.Conns[i].Target == TargetXLVSNAT && len(r.Conns[i].Samples) > 0 {
+				x = &r.Conns[i]
+			}
+		}
+		for _, c := range r.Conns {
+			switch {
+			case c.Unavailable != "":
+				fmt.Fprintf(w, "| %s | unavailable: %s | | | | | |\n", c.Target, mdEscape(c.Unavailable))
+				continue
+			case len(c.Samples) == 0:
+				fmt.Fprintf(w, "| %s | failed: %s | | | | | |\n", c.Target, mdEscape(c.Error))
+				continue
+			}
+			ratio := ""
+			if x != nil && c.ConnsPerSec.Median > 0 {
+				ratio = fmt.Sprintf("%.2f", x.ConnsPerSec.Median/c.ConnsPerSec.Median)
+			}
+			fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %.2f | %.2f (%.2f–%.2f) | %s |\n", c.Target, c.ConnsPerSec.Median, c.ConnsPerSec.Min, c.ConnsPerSec.Max,
+				c.P50Ms.Median, c.P99Ms.Median, c.P999Ms.Median, c.StreamGbps.Median, c.StreamGbps.Min, c.StreamGbps.Max, ratio)
+		}
+		fmt.Fprintln(w)
+	}
+	if v := r.Verdicts(); len(v) > 0 {
+		fmt.Fprintf(w, "**Targets** (issue 8, end to end, median figures of this run)\n\n| target | ratio | wanted | |\n|---|---|---|---|\n")
+		for _, t := range v {
+			verdict := "missed"
+			if t.Met {
+				verdict = "met"
+			}
+			fmt.Fprintf(w, "| %s | %.2f | ≥ %.2f | %s |\n", t.Name, t.Ratio, t.Want, verdict)
 		}
 		fmt.Fprintln(w)
 	}
 }
+
+// Verdict is one of the issue's end-to-end targets, judged on a run.
+type Verdict struct {
+	Name  string  `json:"name"`
+	Ratio float64 `json:"ratio"`
+	Want  float64 `json:"want"`
+	Met   bool    `json:"met"`
+}
+
+// Verdicts judges the end-to-end targets on the 64-byte, 1000-flow workload (or, if the
+// run lacks it, the first 64-byte one): xlvs NAT at least as fast as iptables DNAT, at
+// least 80 % of the AF_XDP copy-path limit, and DR at least as fast as NAT. A target
+// whose cells were not measured is left out.
+func (r *Report) Verdicts() []Verdict {
+	var wl *Workload
+	for _, w := range r.workloads() {
+		if w.Size == 64 && (wl == nil || w.Flows == 1000) {
+			wl = &w
+		}
+	}
+	if wl == nil {
+		return nil
+	}
+	var out []Verdict
+	judge := func(num, den Target, want float64) {
+		a, b := r.cell(*wl, num), r.cell(*wl, den)
+		if a == nil || b == nil || len(a.Samples) == 0 || len(b.Samples) == 0 || b.PPS.Median == 0 {
+			return
+		}
+		ratio := a.PPS.Median / b.PPS.Median
+		out = append(out, Verdict{Name: fmt.Sprintf("%s: %s ÷ %s", wl, num, den), Ratio: ratio, Want: want, Met: ratio >= want})
+	}
+	judge(TargetXLVSNAT, TargetIptables, 1)
+	judge(TargetXLVSNAT, TargetL2Fwd, 0.8)
+	judge(TargetXLVSDR, TargetXLVSNAT, 1)
+	return out
+}
+
+// Check returns an error naming every target that failed or that delivered (median)
+// under minPPS packets per second: a forwarder that measures about nothing is broken,
+// and the smoke run must fail on it. Unavailable targets pass.
+func (r *Report) Check(minPPS float64) error {
+	var bad []string
+	for _, c := range r.Results {
+		switch {
+		case c.Unavailable != "":
+		case c.Error != "" && len(c.Samples) == 0:
+			bad = append(bad, fmt.Sprintf("%s %s failed: %s", c.Workload, c.Label(), c.Error))
+		case c.Error != "":
+			bad = append(bad, fmt.Sprintf("%s %s: a run failed: %s", c.Workload, c.Label(), c.Error))
+		case c.PPS.Median < minPPS:
+			bad = append(bad, fmt.Sprintf("%s %s delivered %.0f pps (median), under the floor of %.0f: it should forward", c.Workload, c.Label(), c.PPS.Median, minPPS))
+		}
+	}
+	for _, c := range r.Conns {
+		if c.Unavailable == "" && c.Error != "" {
+			bad = append(bad, fmt.Sprintf("connections %s: %s", c.Target, c.Error))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w:\n  %s", ErrBelowFloor, strings.Join(bad, "\n  "))
+	}
+	return nil
+}
+
+// ErrBelowFloor is returned (wrapped) by Check.
+var ErrBelowFloor = errors.New("benchmark sanity check failed")
 
 func mdEscape(s string) string { return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s) }
 
@@ -280,7 +586,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 			if c.Workload != wl || len(c.Samples) == 0 {
 				continue
 			}
-			rows = append(rows, row{wl.String() + " " + string(c.Target), c.PPS, c.Target == TargetXLVSNAT})
+			rows = append(rows, row{wl.String() + " " + c.Label(), c.PPS, isXLVS(c.Target)})
 			maxV = max(maxV, c.PPS.Max)
 		}
 	}

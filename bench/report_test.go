@@ -2,11 +2,15 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"xlvs/bench/gen"
 )
 
 func TestStatOf(t *testing.T) {
@@ -49,22 +53,73 @@ func TestParseCPUBusy(t *testing.T) {
 	}
 }
 
-func TestParseProcCPU(t *testing.T) {
+func TestParseProcTimes(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		in        string
+		user, sys time.Duration
+		ok        bool
+	}{
+		{"plain", "42 (xlvsd) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 1 1", 250 * clockTick, 50 * clockTick, true},
+		{"name with spaces and parens", "42 (a b) c) R 1 42 42 0 -1 0 0 0 0 0 7 3 0 0", 7 * clockTick, 3 * clockTick, true},
+		{"truncated", "42 (x) S 1 2", 0, 0, false},
+		{"no name", "42 x S", 0, 0, false},
+		{"not a number", "42 (x) S 1 42 42 0 -1 0 0 0 0 0 7x 3 0 0", 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, s, err := parseProcTimes([]byte(tc.in))
+			if (err == nil) != tc.ok || u != tc.user || s != tc.sys {
+				t.Fatalf("got %v %v, %v; want %v %v, ok=%v", u, s, err, tc.user, tc.sys, tc.ok)
+			}
+		})
+	}
+}
+
+func TestParseVoluntarySwitches(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		in   string
-		want time.Duration
-		ok   bool
+		want uint64
 	}{
-		{"plain", "42 (xlvsd) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 1 1", 300 * clockTick, true},
-		{"name with spaces and parens", "42 (a b) c) R 1 42 42 0 -1 0 0 0 0 0 7 3 0 0", 10 * clockTick, true},
-		{"truncated", "42 (x) S 1 2", 0, false},
-		{"no name", "42 x S", 0, false},
+		{"present", "Name:\txlvsd\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t5\n", 1234},
+		{"absent", "Name:\txlvsd\n", 0},
+		{"last line without newline", "voluntary_ctxt_switches:  77", 77},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseProcCPU([]byte(tc.in))
-			if (err == nil) != tc.ok || got != tc.want {
-				t.Fatalf("got %v, %v; want %v, ok=%v", got, err, tc.want, tc.ok)
+			if got := parseVoluntarySwitches([]byte(tc.in)); got != tc.want {
+				t.Fatalf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseCPULineAll(t *testing.T) {
+	stat := []byte("cpu  10 1 10 100 5 2 3 4 0 0\ncpu0 1 2 3 400 5 6 7 8 9 10\n")
+	got, err := parseCPULine(stat, "cpu")
+	if want := (10 + 1 + 10 + 2 + 3 + 4) * clockTick; err != nil || got != want {
+		t.Fatalf("got %v, %v; want %v", got, err, want)
+	}
+}
+
+func TestSampleStallsAndNoise(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		s      PacketSample
+		stalls int
+		noisy  bool
+	}{
+		{"steady", PacketSample{Timeline: []float64{100, 110, 90, 105}, Background: 0.05}, 0, false},
+		{"two stalled slices", PacketSample{Timeline: []float64{100, 2, 110, 0, 95}, Background: 0.5}, 2, true},
+		{"no timeline", PacketSample{}, 0, false},
+		{"director busy with other work", PacketSample{DirNsPerPkt: 3000, Profile: Profile{IngressNAPINs: 800, OtherNs: 1500}}, 0, true},
+		{"director busy with the path", PacketSample{DirNsPerPkt: 3000, Profile: Profile{IngressNAPINs: 2500, OtherNs: 500}}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.s.Stalls(); got != tc.stalls {
+				t.Errorf("Stalls() = %d, want %d", got, tc.stalls)
+			}
+			if got := tc.s.Noisy(); got != tc.noisy {
+				t.Errorf("Noisy() = %v, want %v", got, tc.noisy)
 			}
 		})
 	}
@@ -121,5 +176,150 @@ func TestReportOutputs(t *testing.T) {
 	var back Report
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Results) != 3 || back.Results[0].PPS != r.Results[0].PPS {
 		t.Fatalf("json round trip: %v, %+v", err, back.Results)
+	}
+}
+
+func TestVerdictsAndCheck(t *testing.T) {
+	r := testReport()
+	add := func(tg Target, pps float64, errText string) {
+		c := Result{Workload: Workload{64, 1000}, Target: tg, Error: errText}
+		if pps > 0 {
+			c.Samples = []PacketSample{{Target: tg, PPS: pps}}
+			c.summarize()
+		}
+		r.Results = append(r.Results, c)
+	}
+	add(TargetL2Fwd, 1000e3, "")
+	add(TargetXLVSDR, 700e3, "")
+	v := r.Verdicts()
+	want := []Verdict{
+		{"udp-64B-1000flows: xlvs-nat ÷ iptables-dnat", 2, 1, true},
+		{"udp-64B-1000flows: xlvs-nat ÷ afxdp-l2fwd", 0.8, 0.8, true},
+		{"udp-64B-1000flows: xlvs-dr ÷ xlvs-nat", 0.875, 1, false},
+	}
+	if len(v) != len(want) {
+		t.Fatalf("verdicts %+v, want %+v", v, want)
+	}
+	for i := range want {
+		if v[i].Name != want[i].Name || v[i].Want != want[i].Want || v[i].Met != want[i].Met || v[i].Ratio < want[i].Ratio-1e-9 || v[i].Ratio > want[i].Ratio+1e-9 {
+			t.Errorf("verdict %d: %+v, want %+v", i, v[i], want[i])
+		}
+	}
+	var md strings.Builder
+	r.WriteMarkdown(&md)
+	if !strings.Contains(md.String(), "| udp-64B-1000flows: xlvs-dr ÷ xlvs-nat | 0.88 | ≥ 1.00 | missed |") {
+		t.Errorf("markdown lacks the DR verdict:\n%s", md.String())
+	}
+
+	for _, tc := range []struct {
+		name    string
+		floor   float64
+		extra   func()
+		wantErr string
+	}{
+		{"all above the floor", 10e3, func() {}, ""},
+		{"a target under the floor", 500e3, func() {}, "iptables-dnat delivered 400000 pps"},
+		{"a failed target", 10e3, func() { add(TargetNftables, 0, "the sink received nothing") }, "nftables-dnat failed: the sink received nothing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.extra()
+			err := r.Check(tc.floor)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Check: %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrBelowFloor) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Check: %v, want ErrBelowFloor mentioning %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestSearchRate drives the no-drop search against model forwarders: one that forwards
+// up to a capacity and drops the excess, and one that always loses a little.
+func TestSearchRate(t *testing.T) {
+	model := func(capacity, floorLoss float64) func(rate float64) PacketSample {
+		return func(rate float64) PacketSample {
+			d := min(rate, capacity)
+			loss := max(floorLoss, 1-d/rate)
+			return PacketSample{OfferedPPS: rate, PPS: rate * (1 - loss), Loss: loss, Delivered: uint64(rate * (1 - loss))}
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		fwd     func(rate float64) PacketSample
+		offered float64
+		lo, hi  float64 // the rate found must lie in [lo, hi]
+	}{
+		{"capacity under the offered rate", model(300e3, 0), 800e3, 300e3 * 0.95, 300e3 / 0.99}, // within 5 % precision
+		{"capacity above the offered rate", model(2e6, 0), 800e3, 800e3 * 0.95, 800e3},
+		{"always lossy: the lowest rate tried", model(1e6, 0.5), 800e3, 0, 800e3 / 16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var pace gen.Pacer
+			over := tc.fwd(tc.offered)
+			o := PacketOptions{MaxLoss: 0.01, SearchSteps: 8, SearchPrecision: 0.05, TrialDuration: time.Millisecond}
+			var rates []float64
+			got, trials, err := searchRate(context.Background(), &pace, over, o, func(time.Duration) (PacketSample, error) {
+				rates = append(rates, pace.Rate())
+				return tc.fwd(pace.Rate()), nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got < tc.lo || got > tc.hi {
+				t.Fatalf("found %.0f pps, want %.0f to %.0f (trials %+v)", got, tc.lo, tc.hi, trials)
+			}
+			if len(trials) != len(rates) || len(trials) > o.SearchSteps {
+				t.Fatalf("%d trials recorded for %d measured, at most %d allowed", len(trials), len(rates), o.SearchSteps)
+			}
+			for i, tr := range trials {
+				if tr.Rate != rates[i] {
+					t.Fatalf("trial %d records rate %v, measured at %v", i, tr.Rate, rates[i])
+				}
+			}
+		})
+	}
+}
+
+func TestSweepAndConnMarkdown(t *testing.T) {
+	r := testReport()
+	w := Workload{64, 1000}
+	for _, v := range []struct {
+		variant string
+		pps     float64
+	}{{"--batch 16", 300e3}, {"--batch 256", 500e3}} {
+		c := Result{Workload: w, Target: TargetXLVSNAT, Variant: v.variant, Samples: []PacketSample{{Target: TargetXLVSNAT, PPS: v.pps}}}
+		c.summarize()
+		r.Results = append(r.Results, c)
+	}
+	r.Conns = []ConnResult{
+		{Target: TargetXLVSNAT, Samples: []ConnSample{{ConnsPerSec: 3000, P50Ms: 1, P99Ms: 5, P999Ms: 9, StreamGbps: 2}}},
+		{Target: TargetIptables, Samples: []ConnSample{{ConnsPerSec: 2000, P50Ms: 1, P99Ms: 4, P999Ms: 8, StreamGbps: 3}}},
+		{Target: TargetL2Fwd, Unavailable: "one way only"},
+	}
+	for i := range r.Conns {
+		r.Conns[i].summarize()
+	}
+	if got := r.cell(w, TargetXLVSNAT); got == nil || got.Variant != "" {
+		t.Fatalf("cell(xlvs-nat) = %+v, want the cell without a variant", got)
+	}
+	var md strings.Builder
+	r.WriteMarkdown(&md)
+	for _, want := range []string{
+		"| xlvs-nat [--batch 16] | 0.300", "| xlvs-nat [--batch 256] | 0.500",
+		"| xlvs-nat | 3000 (3000–3000) | 1.00 | 5.00 | 9.00 | 2.00 (2.00–2.00) | 1.00 |",
+		"| iptables-dnat | 2000 (2000–2000) | 1.00 | 4.00 | 8.00 | 3.00 (3.00–3.00) | 1.50 |",
+		"| afxdp-l2fwd | unavailable: one way only |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	r.Conns = append(r.Conns, ConnResult{Target: TargetNftables, Error: "no request answered"})
+	if err := r.Check(1); err == nil || !strings.Contains(err.Error(), "connections nftables-dnat: no request answered") {
+		t.Fatalf("Check with a failed connection workload: %v", err)
 	}
 }

@@ -14,6 +14,10 @@
 // k carries flow k mod Flows; every frame has valid IPv4 and UDP checksums (the sink's
 // kernel, and the director's, verify them).
 //
+// Pacing: a Pacer limits the rate through a token bucket (bursts of at most four
+// batches), so a harness can search for the highest rate a forwarder takes without loss;
+// its rate may change while Run runs.
+//
 // Concurrency: Run owns its socket for the whole call and must be the only user of it;
 // it locks its goroutine to an OS thread and, if asked, pins that thread to a CPU.
 // Results are plain values.

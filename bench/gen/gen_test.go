@@ -143,8 +143,18 @@ func TestRunFake(t *testing.T) {
 		}
 		perFlow[info.SrcPort]++
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// Stop after a few thousand frames rather than after a time: a busy machine (or the
+	// race detector) may take long to prepare the frames.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	seen := 0
+	onTx := fk.OnTransmit
+	fk.OnTransmit = func(b []byte) {
+		onTx(b)
+		if seen++; seen == 5000 {
+			cancel()
+		}
+	}
 	res, err := Run(ctx, fk, Options{Flows: flows, Size: 60, Batch: 32, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +175,7 @@ func TestRunFake(t *testing.T) {
 	if uint64(total) != res.Queued {
 		t.Fatalf("fake saw %d frames, Run says %d", total, res.Queued)
 	}
-	if _, err := Run(ctx, fk, Options{Flows: flows, Size: 60, Batch: -1, CPU: -1}); !errors.Is(err, ErrBadOptions) {
+	if _, err := Run(context.Background(), fk, Options{Flows: flows, Size: 60, Batch: -1, CPU: -1}); !errors.Is(err, ErrBadOptions) {
 		t.Fatalf("batch -1: err %v, want ErrBadOptions", err)
 	}
 }
@@ -198,5 +208,27 @@ func TestTransmitStepAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per batch, want 0", allocs)
+	}
+}
+
+// TestRunPaced checks the pacer's bound on the fake: Run never queues more than the rate
+// allows over its duration plus one burst (four batches).
+func TestRunPaced(t *testing.T) {
+	cfg := xsk.Config{Frames: 1024, FrameSize: 2048, FillRing: 8, CompRing: 512, RxRing: 8, TxRing: 512}
+	fk, err := xsk.NewFake(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk.OnTransmit = func([]byte) {}
+	var p Pacer
+	p.Set(20_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	res, err := Run(ctx, fk, Options{Flows: Flows(3, macA, macB, src, vip), Size: 60, Batch: 16, CPU: -1, Pace: &p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := uint64(20_000*res.Duration.Seconds()) + 4*16; res.Queued > limit {
+		t.Fatalf("queued %d frames in %v at 20000 pps, more than the %d the pacer allows", res.Queued, res.Duration, limit)
 	}
 }

@@ -18,6 +18,8 @@ type Options struct {
 	Size  int    // frame length without FCS, MinFrame..MaxFrame (see WireSize)
 	Batch int    // descriptors per Transmit; 0 means 64
 	CPU   int    // CPU to pin the transmitting thread to; -1 leaves it unpinned
+	// Pace, if set, limits the rate (it may change while Run runs); nil is unpaced.
+	Pace *Pacer
 }
 
 // Result is what Run transmitted.
@@ -94,6 +96,7 @@ func Run(ctx context.Context, s xsk.Socket, o Options) (Result, error) {
 		defer unix.SchedSetaffinity(0, &old)
 	}
 	descs := make([]xsk.Desc, o.Batch)
+	var tb bucket
 	pfd := []unix.PollFd{{Fd: int32(s.FD()), Events: unix.POLLOUT}}
 	start := time.Now()
 	before := s.Stats()
@@ -106,14 +109,25 @@ loop:
 		default:
 		}
 		s.Complete()
+		want := len(descs)
+		if o.Pace != nil {
+			tb.setRate(o.Pace.Rate(), o.Batch)
+			if want = tb.allow(want, nanotime()); want == 0 {
+				pause(tb.wait(1 + o.Batch/2))
+				continue
+			}
+		}
 		n := 0
-		for n < len(descs) {
+		for n < want {
 			a, ok := s.Alloc()
 			if !ok {
 				break
 			}
 			descs[n] = xsk.Desc{Addr: a, Len: uint32(o.Size)}
 			n++
+		}
+		if tb.rate > 0 {
+			tb.credit += float64(want - n) // frames that could not be had: give the credit back
 		}
 		if n == 0 {
 			wait(pfd)
@@ -122,6 +136,9 @@ loop:
 		sent, err := s.Transmit(descs[:n])
 		for _, d := range descs[sent:n] {
 			s.Free(d.Addr)
+		}
+		if tb.rate > 0 {
+			tb.credit += float64(n - sent)
 		}
 		if err != nil {
 			res.Errors++
@@ -143,6 +160,17 @@ loop:
 	res.Queued = after.TxPackets - before.TxPackets
 	res.Completed = after.TxCompleted - before.TxCompleted
 	return res, nil
+}
+
+// epoch is the reference of nanotime.
+var epoch = time.Now()
+
+// nanotime is a monotonic clock in nanoseconds.
+func nanotime() int64 { return int64(time.Since(epoch)) }
+
+// pause sleeps for d, at least 20 µs and at most 1 ms (a rate change is noticed soon).
+func pause(d time.Duration) {
+	time.Sleep(min(time.Millisecond, max(20*time.Microsecond, d)))
 }
 
 // wait blocks until the socket can take more, or 1 ms passes. The fake has no FD.

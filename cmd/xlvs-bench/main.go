@@ -24,8 +24,9 @@ const usage = `usage: xlvs-bench COMMAND [flags]
 
 commands:
   demo    build an LVS-NAT testbed, balance HTTP through xlvsd with wrr 3:1, print the split
-  run     benchmark: UDP packet rate through xlvs NAT, iptables/nftables DNAT, kernel
-          forwarding and a minimal AF_XDP forwarder (run --help for the flags)
+  run     benchmark: UDP packet rate (no-drop and overload) through xlvs NAT and DR,
+          iptables/nftables DNAT, kernel forwarding and a minimal AF_XDP forwarder
+          (run --help for the flags)
   --quick the CI smoke: run --quick
 `
 
@@ -88,8 +89,15 @@ func runBench(ctx context.Context, args []string) error {
 	targets := fs.String("targets", "", "comma-separated targets (default all: "+joinTargets(bench.AllTargets)+")")
 	workloads := fs.String("workloads", "", "comma-separated SIZExFLOWS, e.g. 64x1,64x1000,1500x1000 (default by mode)")
 	xlvsd := fs.String("xlvsd", "", "extra xlvsd flags for sweeps, space-separated, e.g. \"--rx-ring 512 --batch 16 --xdp-mode generic\"")
+	sweep := fs.String("sweep", "", "xlvsd settings to compare in one run, ';'-separated sets of flags, e.g. \"--batch 16;--batch 64;--batch 256\" (xlvs targets are measured once per set)")
 	batch := fs.Int("gen-batch", 0, "generator transmit batch (default 64)")
 	out := fs.String("out", "bench-out", "directory for report.json, report.md and report.svg")
+	maxLoss := fs.Float64("max-loss", -1, "loss the no-drop rate search accepts, e.g. 0.01; 0 measures unpaced only (default 0.01)")
+	minPPS := fs.Float64("min-pps", 1000, "sanity floor: exit 1 if a target that should forward delivers less (median pps): a stalled or broken path, not a slow one")
+	quietWait := fs.Duration("quiet-wait", -1, "before each run, wait up to this long for the machine to be quiet (default 0 quick, 30s full)")
+	warmRound := fs.Bool("warmup-round", true, "measure every target once, uncounted, before the runs")
+	conns := fs.Bool("conns", true, "also run the connection workload (short HTTP connections, one long TCP stream)")
+	concurrency := fs.Int("concurrency", 0, "HTTP requests in flight in the connection workload (default 32)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -114,6 +122,29 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	o.Packet.GenCPU, o.Packet.DirCPU, o.Packet.GenBatch = gc, dc, *batch
 	o.Packet.DaemonArgs = strings.Fields(*xlvsd)
+	o.WarmupRound = *warmRound
+	for _, v := range strings.Split(*sweep, ";") {
+		if v = strings.Join(strings.Fields(v), " "); v != "" {
+			o.Variants = append(o.Variants, v)
+		}
+	}
+	if !*conns {
+		o.Conn = nil
+	} else if *concurrency > 0 {
+		o.Conn.Concurrency = *concurrency
+	}
+	if o.Conn != nil {
+		o.Conn.GenCPU, o.Conn.DirCPU = gc, dc
+	}
+	if *maxLoss >= 0 {
+		if *maxLoss >= 1 {
+			return fmt.Errorf("--max-loss %g: want a fraction under 1, e.g. 0.01", *maxLoss)
+		}
+		o.Packet.MaxLoss = *maxLoss
+	}
+	if *quietWait >= 0 {
+		o.Packet.QuietWait = *quietWait
+	}
 	if *targets != "" {
 		o.Targets = nil
 		for _, t := range strings.Split(*targets, ",") {
@@ -170,12 +201,7 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	fmt.Print("\n", md.String())
 	fmt.Printf("reports in %s (report.json, report.md, report.svg); run took %s\n", *out, rep.Duration)
-	for _, r := range rep.Results {
-		if r.Error != "" {
-			return fmt.Errorf("%s %s failed: %s", r.Workload, r.Target, r.Error)
-		}
-	}
-	return nil
+	return rep.Check(*minPPS)
 }
 
 func joinTargets(ts []bench.Target) string {
