@@ -12,11 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxKicks bounds the sendto calls one Transmit makes: copy mode moves at most 32
-// descriptors per call, so a 2048-entry TX ring needs 64; beyond that the kernel is
-// pushing back and the worker should do other work first.
-const maxKicks = 256
-
 // socket is a Socket on a real AF_XDP socket through asavie/xdp.
 type socket struct {
 	x         *xdp.Socket
@@ -175,35 +170,31 @@ func (s *socket) Transmit(descs []Desc) (n int, err error) {
 	return n, s.kick()
 }
 
-// kick calls sendto until the kernel has consumed the whole TX ring. In copy mode one
-// sendto moves at most 32 descriptors and answers EAGAIN when more remain, so EAGAIN with
-// progress means "call again"; no progress means the kernel is pushing back (completion
-// ring full, device busy): reclaim completions once, and give up for this batch if that
-// does not help. maxKicks bounds the loop.
+// kick calls sendto until the kernel has consumed the TX ring. In copy mode one sendto
+// moves at most 32 descriptors and answers EAGAIN while more remain, so EAGAIN means
+// "call again" — and the consumer index the kernel publishes can lag what it has already
+// sent, so the ring looking unchanged after a sendto is no sign of push-back. Calls are
+// bounded by the frames pending (one per 32, plus two); EBUSY or ENOBUFS (completion
+// ring full, device busy) is push-back: reclaim completions and stop at the second.
 func (s *socket) kick() error {
-	stalls := 0
-	for i := 0; i < maxKicks; i++ {
-		free := s.x.NumFreeTxSlots()
-		if free >= s.txMask {
-			return nil
-		}
+	pending := s.txMask - s.x.NumFreeTxSlots()
+	limit := pending/32 + 2
+	busy := 0
+	for i := 0; i < limit && s.x.NumFreeTxSlots() < s.txMask; i++ {
 		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.x.FD()), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 		s.c.add(&s.c.kicks, 1)
 		switch errno {
-		case 0, unix.EINTR, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
+		case 0, unix.EINTR, unix.EAGAIN:
+		case unix.EBUSY, unix.ENOBUFS:
+			s.c.add(&s.c.kickBusy, 1)
+			if busy++; busy > 1 {
+				return nil
+			}
+			s.Complete()
 		default:
 			s.c.add(&s.c.txErr, 1)
 			return fmt.Errorf("%w: sendto: %v", ErrLinkDown, errno)
 		}
-		if s.x.NumFreeTxSlots() > free {
-			stalls = 0
-			continue
-		}
-		s.c.add(&s.c.kickBusy, 1)
-		if stalls++; stalls > 1 {
-			return nil
-		}
-		s.Complete()
 	}
 	return nil
 }
