@@ -5,7 +5,7 @@ CMDS    := xlvsd xlvsadm xlvs-bench xlvs-decap
 GOFLAGS ?=
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build generate demo test test-short vet fmt-check bench clean
+.PHONY: all build generate demo test test-short vet fmt-check bench bench-quick clean
 
 all: build
 
@@ -40,6 +40,10 @@ bench: build
 	@command -v iptables >/dev/null || apt-get install -y -q iptables
 	@command -v nft >/dev/null || apt-get install -y -q nftables
 	./$(BIN)/xlvs-bench run --out bench-out
+
+# The harness's CI smoke: 64-byte UDP and short connections, every target, under two minutes.
+bench-quick: build
+	./$(BIN)/xlvs-bench --quick --out bench-out
 
 clean:
 	rm -rf $(BIN) bench-out
