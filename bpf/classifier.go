@@ -26,6 +26,7 @@ type Classifier struct {
 	services *ebpf.Map
 	reals    *ebpf.Map
 	locals   *ebpf.Map
+	vaddrs   *ebpf.Map // the addresses of services and reals, for later fragments
 }
 
 // New parses the embedded program and creates the shared services and reals maps, both
@@ -52,6 +53,12 @@ func New() (*Classifier, error) {
 		c.reals.Close()
 		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapLocals, ErrNoXDP, err)
 	}
+	if c.vaddrs, err = ebpf.NewMap(spec.Maps[xlvsMapVaddrs]); err != nil {
+		c.services.Close()
+		c.reals.Close()
+		c.locals.Close()
+		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapVaddrs, ErrNoXDP, err)
+	}
 	return c, nil
 }
 
@@ -67,6 +74,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 		{xlvsMapServices, ebpf.Hash, uint32(unsafe.Sizeof(mapKey{})), uint32(unsafe.Sizeof(mapVal{})), MaxServices},
 		{xlvsMapReals, ebpf.Hash, uint32(unsafe.Sizeof(mapKey{})), uint32(unsafe.Sizeof(mapVal{})), MaxReals},
 		{xlvsMapLocals, ebpf.Hash, 16, 4, MaxLocals},
+		{xlvsMapVaddrs, ebpf.Hash, uint32(unsafe.Sizeof(vaddrKey{})), uint32(unsafe.Sizeof(mapVal{})), maxVaddrs},
 		{xlvsMapXsks, ebpf.XSKMap, 4, 4, MaxQueues},
 		{xlvsMapStats, ebpf.PerCPUArray, 4, 8, statCount},
 	}
@@ -100,6 +108,9 @@ func (c *Classifier) SetServices(keys []Key) error {
 	}
 	if err := syncMap(c.services, keys, MaxServices); err != nil {
 		return fmt.Errorf("set services: %w", err)
+	}
+	if err := syncVaddrs(c.vaddrs, keys, roleService); err != nil {
+		return fmt.Errorf("set services' addresses: %w", err)
 	}
 	return nil
 }
@@ -160,6 +171,9 @@ func (c *Classifier) SetReals(keys []Key) error {
 	if err := syncMap(c.reals, keys, MaxReals); err != nil {
 		return fmt.Errorf("set reals: %w", err)
 	}
+	if err := syncVaddrs(c.vaddrs, keys, roleReal); err != nil {
+		return fmt.Errorf("set reals' addresses: %w", err)
+	}
 	return nil
 }
 
@@ -210,6 +224,53 @@ func syncMap(m *ebpf.Map, keys []Key, limit int) error {
 	return nil
 }
 
+// syncVaddrs makes the role entries of the vaddrs map equal to the (address, protocol)
+// pairs of keys (already validated by syncMap), leaving the other role's entries alone:
+// later fragments, which carry no ports, are redirected by address.
+func syncVaddrs(m *ebpf.Map, keys []Key, role uint8) error {
+	want := make(map[vaddrKey]struct{}, len(keys))
+	for _, k := range keys {
+		mk, err := k.encode()
+		if err != nil {
+			return err
+		}
+		want[vaddrKey{Addr: mk.Addr, Proto: mk.Proto, Role: role}] = struct{}{}
+	}
+	var extra []vaddrKey
+	have := make(map[vaddrKey]struct{}, len(want))
+	var k vaddrKey
+	var v mapVal
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if k.Role != role {
+			continue
+		}
+		if _, ok := want[k]; ok {
+			have[k] = struct{}{}
+		} else {
+			extra = append(extra, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("iterate map: %w", err)
+	}
+	for i := range extra {
+		if err := m.Delete(&extra[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete address %v: %w", netip.AddrFrom16(extra[i].Addr).Unmap(), err)
+		}
+	}
+	zero := mapVal{}
+	for vk := range want {
+		if _, ok := have[vk]; ok {
+			continue
+		}
+		if err := m.Update(&vk, &zero, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("add address %v: %w", netip.AddrFrom16(vk.Addr).Unmap(), err)
+		}
+	}
+	return nil
+}
+
 // dumpKeys returns the keys in m, in no particular order.
 func dumpKeys(m *ebpf.Map) ([]Key, error) {
 	var out []Key
@@ -240,6 +301,7 @@ func (c *Classifier) Load() (*Port, error) {
 			xlvsMapServices: c.services,
 			xlvsMapReals:    c.reals,
 			xlvsMapLocals:   c.locals,
+			xlvsMapVaddrs:   c.vaddrs,
 		},
 		Cache: c.cache,
 	})
@@ -290,5 +352,5 @@ func (c *Classifier) Close() error {
 		return nil
 	}
 	c.closed = true
-	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close())
+	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.vaddrs.Close())
 }

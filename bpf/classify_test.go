@@ -5,6 +5,7 @@ package bpf
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -68,6 +69,28 @@ func frag6(off uint16) func(testing.TB) []byte {
 	}
 }
 
+// icmpErr is an ICMP (IPv4) or ICMPv6 message of type typ/code from src to dst quoting
+// the IP packet of f, cut to quote bytes when quote > 0.
+func icmpErr(src, dst netip.Addr, typ, code uint8, f flow, quote int) func(testing.TB) []byte {
+	return func(tb testing.TB) []byte {
+		q := f.frame(tb)[14:]
+		if quote > 0 {
+			q = q[:quote]
+		}
+		if src.Is4() {
+			ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+			ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code)}
+			return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, ic, gopacket.Payload(q))...)
+		}
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, code)}
+		if err := ic.SetNetworkLayerForChecksum(ip); err != nil {
+			tb.Fatal(err)
+		}
+		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append(make([]byte, 4), q...)))...)
+	}
+}
+
 var classifyCases = []classifyCase{
 	// Service hits: matched, no socket on the queue → passed, counted redirect_failed.
 	{"v4 tcp service", fromFlow(flow{proto: ProtoTCP, src: cip4, dst: vip4, sport: 40000, dport: 80}, nil), statRedirectFailed},
@@ -110,15 +133,39 @@ var classifyCases = []classifyCase{
 		icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 1, Seq: 1}
 		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, icmp, gopacket.Payload("ping"))...)
 	}, statPassed},
-	{"v6 first fragment to service", frag6(0), statPassed},
+	{"v6 first fragment to service", frag6(0), statRedirectFailed},
 
-	// Fragments without an L4 header.
-	{"v4 non-first fragment", frag4(185), statFragment},
+	// Fragments without an L4 header: matched by address and protocol.
+	{"v4 non-first fragment to service address", frag4(185), statRedirectFailed},
 	{"v4 non-first fragment vlan", func(tb testing.TB) []byte {
 		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: cip4.AsSlice(), DstIP: vip4.AsSlice(), FragOffset: 3}
 		return serialize(tb, append(ethernet(true, layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 24)))...)
+	}, statRedirectFailed},
+	{"v6 non-first fragment to service address", frag6(185), statRedirectFailed},
+	{"v4 non-first fragment from real", func(tb testing.TB) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: rip4.AsSlice(), DstIP: cip4.AsSlice(), FragOffset: 3}
+		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 24)))...)
+	}, statRedirectFailed},
+	{"v4 non-first fragment other address", func(tb testing.TB) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: cip4.AsSlice(), DstIP: other.AsSlice(), FragOffset: 3}
+		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 24)))...)
 	}, statFragment},
-	{"v6 non-first fragment", frag6(185), statFragment},
+	{"v4 non-first fragment other proto", func(tb testing.TB) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolSCTP, SrcIP: cip4.AsSlice(), DstIP: vip4.AsSlice(), FragOffset: 3}
+		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 24)))...)
+	}, statFragment},
+
+	// ICMP errors quoting a packet of a service (from the client side) or to a real server.
+	{"v4 port unreachable about a service's reply", icmpErr(cip4, vip4, 3, 3, flow{proto: ProtoUDP, src: vip4, dst: cip4, sport: 53, dport: 40000}, 0), statRedirectFailed},
+	{"v4 frag needed about a service's reply, 8 bytes quoted", icmpErr(other, vip4, 3, 4, flow{proto: ProtoTCP, src: vip4, dst: cip4, sport: 80, dport: 40000}, 28), statRedirectFailed},
+	{"v4 time exceeded about a real's request", icmpErr(rip4, cip4, 11, 0, flow{proto: ProtoTCP, src: cip4, dst: rip4, sport: 40000, dport: 8080}, 0), statRedirectFailed},
+	{"v6 packet too big about a service's reply", icmpErr(cip6, vip6, 2, 0, flow{proto: ProtoTCP, src: vip6, dst: cip6, sport: 443, dport: 40000}, 0), statRedirectFailed},
+	{"v6 port unreachable about a real's request", icmpErr(rip6, cip6, 1, 4, flow{proto: ProtoUDP, src: cip6, dst: rip6, sport: 40000, dport: 5353}, 0), statRedirectFailed},
+	{"v6 time exceeded about a real's request", icmpErr(rip6, cip6, 3, 0, flow{proto: ProtoTCP, src: cip6, dst: rip6, sport: 40000, dport: 8080}, 0), statRedirectFailed},
+	{"v4 port unreachable about another port", icmpErr(cip4, vip4, 3, 3, flow{proto: ProtoUDP, src: vip4, dst: cip4, sport: 54, dport: 40000}, 0), statPassed},
+	{"v4 redirect about a service's reply", icmpErr(cip4, vip4, 5, 0, flow{proto: ProtoUDP, src: vip4, dst: cip4, sport: 53, dport: 40000}, 0), statPassed},
+	{"v4 error quoting 3 port bytes", icmpErr(cip4, vip4, 3, 3, flow{proto: ProtoUDP, src: vip4, dst: cip4, sport: 53, dport: 40000}, 23), statPassed},
+	{"v6 echo request to vip", icmpErr(cip6, vip6, 128, 0, flow{proto: ProtoUDP, src: vip6, dst: cip6, sport: 53, dport: 40000}, 0), statPassed},
 
 	// Not IP.
 	{"arp", func(tb testing.TB) []byte {

@@ -6,10 +6,22 @@
 // # What the program does
 //
 // For every frame it parses Ethernet, one optional 802.1Q tag, IPv4 (options allowed) or
-// IPv6 (TCP or UDP directly after the fixed header), then TCP or UDP ports, and decides:
+// IPv6 (TCP, UDP or ICMPv6 directly after the fixed header, or after one fragment
+// header), then TCP or UDP ports, and decides:
 //
 //   - (proto, destination address, destination port) is in services: redirect;
-//   - else (proto, source address, source port) is in reals (a NAT reply): redirect;
+//   - else (proto, source address, source port) is in reals (a NAT reply): redirect,
+//     unless the destination is one of the director's own addresses (locals);
+//   - an ICMP error (IPv4 destination unreachable or time exceeded; ICMPv6 destination
+//     unreachable, packet too big or time exceeded) quoting a TCP/UDP packet: redirect
+//     when the quote's (proto, source, source port) is in services (an error from the
+//     client side about a reply from VIP:port) or its (proto, destination, destination
+//     port) is in reals (an error from a NAT real server's side about a request the
+//     director sent it; passed when the outer destination is in locals: the director's
+//     own traffic); other ICMP (echo requests to a VIP included) is passed;
+//   - a later fragment (offset != 0: no ports): redirect when (proto, destination) is the
+//     address of a service or (proto, source) that of a NAT real server (vaddrs); the
+//     dataplane forwards it as its first fragment went or drops it;
 //   - else XDP_PASS.
 //
 // Redirect means bpf_redirect_map(xsks, rx_queue_index, XDP_PASS): the AF_XDP socket of
@@ -22,6 +34,8 @@
 //	name      type           key                     value          max    owner
 //	services  HASH           struct svc_key (20 B)   struct svc_val 65536  Classifier (shared)
 //	reals     HASH           struct svc_key (20 B)   struct svc_val 65536  Classifier (shared)
+//	locals    HASH           16-byte address         __u32          4096   Classifier (shared)
+//	vaddrs    HASH           struct vaddr_key (20 B) struct svc_val 131072 Classifier (shared)
 //	xsks      XSKMAP         __u32 rx queue index    __u32 xsk fd   64     Port
 //	stats     PERCPU_ARRAY   __u32 slot              __u64 count    6      Port
 //
@@ -33,22 +47,34 @@
 //	18      1     proto  6 (TCP) or 17 (UDP)
 //	19      1     pad    0
 //
+// struct vaddr_key (the addresses of services and NAT real servers, per protocol, for
+// later fragments; SetServices and SetReals keep it in step with their maps):
+//
+//	offset  size  field
+//	0       16    addr   as in svc_key
+//	16      1     proto  6 (TCP) or 17 (UDP)
+//	17      1     role   1 a service's address (matched as destination), 2 a NAT real
+//	                     server's (matched as source)
+//	18      2     pad    0
+//
 // struct svc_val is one __u32 flags, reserved: written as 0, not read.
 // An IPv6 packet whose address is IPv4-mapped matches the IPv4 key: such addresses are
 // not valid on the wire (RFC 4291 section 2.5.5.2).
 //
 // stats slots (ABI: new slots are only ever appended):
 //
-//	0 passed           parsed, matched nothing (including ICMP and other IP protocols)
+//	0 passed           parsed, matched nothing (other IP protocols, ICMP that is not ours)
 //	1 redirected       matched and redirected to the queue's socket
 //	2 redirect_failed  matched, the queue has no socket: passed
 //	3 malformed        truncated or invalid headers (version, IHL, lengths, TCP offset): passed
-//	4 fragment         IPv4 fragment offset != 0, or IPv6 fragment header with offset != 0: passed
+//	4 fragment         a later fragment (IPv4 offset != 0, IPv6 fragment header with
+//	                   offset != 0) of no service or real server address: passed
 //	5 non_ip           EtherType (after one 802.1Q tag) neither IPv4 nor IPv6: passed
 //
 // Each frame increments exactly one slot. A first fragment (offset 0) carries the ports
-// and is classified like any packet; an IPv6 first fragment is passed (extension headers
-// are not followed).
+// and is classified like any packet (IPv6: the fragment header is followed; other
+// extension headers are not). Fragments of one datagram must arrive on one receive queue
+// for the dataplane to match them (see package dataplane).
 //
 // # Go side
 //

@@ -276,12 +276,12 @@ func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (ui
 		if tlen < hlen || tlen > len(ip) {
 			return xdpPass, statMalformed
 		}
-		if be16(ip[6:])&0x1fff != 0 {
-			return xdpPass, statFragment
-		}
 		proto = ip[9]
 		src = netip.AddrFrom4([4]byte(ip[12:16])).As16()
 		dst = netip.AddrFrom4([4]byte(ip[16:20])).As16()
+		if be16(ip[6:])&0x1fff != 0 {
+			return refFragment(services, reals, src, dst, proto, socket)
+		}
 		l4, end = off+hlen, off+tlen
 	case 0x86dd:
 		ip := frame[off:]
@@ -293,17 +293,18 @@ func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (ui
 			return xdpPass, statMalformed
 		}
 		proto = ip[6]
+		src, dst = [16]byte(ip[8:24]), [16]byte(ip[24:40])
+		l4, end = off+40, off+tlen
 		if proto == 44 {
 			if tlen < 48 {
 				return xdpPass, statMalformed
 			}
+			proto = ip[40]
 			if be16(ip[42:])&0xfff8 != 0 {
-				return xdpPass, statFragment
+				return refFragment(services, reals, src, dst, proto, socket)
 			}
-			return xdpPass, statPassed
+			l4 += 8
 		}
-		src, dst = [16]byte(ip[8:24]), [16]byte(ip[24:40])
-		l4, end = off+40, off+tlen
 	default:
 		return xdpPass, statNonIP
 	}
@@ -319,6 +320,11 @@ func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (ui
 		if end-l4 < 8 {
 			return xdpPass, statMalformed
 		}
+	case 1, 58:
+		if proto == 1 && et != 0x0800 || proto == 58 && et != 0x86dd {
+			return xdpPass, statPassed
+		}
+		return refICMP(frame[l4:end], et == 0x86dd, services, reals, socket)
 	default:
 		return xdpPass, statPassed
 	}
@@ -331,4 +337,64 @@ func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (ui
 		return xdpRedirect, statRedirected
 	}
 	return xdpPass, statRedirectFailed
+}
+
+func refVerdict(socket bool) (uint32, int) {
+	if socket {
+		return xdpRedirect, statRedirected
+	}
+	return xdpPass, statRedirectFailed
+}
+
+// refFragment: a later fragment is ours when its destination is the address of a
+// service of its protocol, or its source that of a real server.
+func refFragment(services, reals map[mapKey]bool, src, dst [16]byte, proto uint8, socket bool) (uint32, int) {
+	for k := range services {
+		if k.Addr == dst && k.Proto == proto {
+			return refVerdict(socket)
+		}
+	}
+	for k := range reals {
+		if k.Addr == src && k.Proto == proto {
+			return refVerdict(socket)
+		}
+	}
+	return xdpPass, statFragment
+}
+
+// refICMP: an ICMP(v6) error quoting a TCP/UDP packet from a service's address:port or
+// to a real server's is ours. m is the message up to the end of the IP packet.
+func refICMP(m []byte, v6 bool, services, reals map[mapKey]bool, socket bool) (uint32, int) {
+	if len(m) < 8 {
+		return xdpPass, statMalformed
+	}
+	q := m[8:]
+	var src, dst [16]byte
+	var proto uint8
+	var ports []byte
+	if !v6 {
+		if m[0] != 3 && m[0] != 11 || len(q) < 20 || q[0]>>4 != 4 || q[0]&15 < 5 || be16(q[6:])&0x1fff != 0 {
+			return xdpPass, statPassed
+		}
+		proto = q[9]
+		src = netip.AddrFrom4([4]byte(q[12:16])).As16()
+		dst = netip.AddrFrom4([4]byte(q[16:20])).As16()
+		if hl := int(q[0]&15) * 4; hl <= len(q) {
+			ports = q[hl:]
+		}
+	} else {
+		if m[0] != 1 && m[0] != 2 && m[0] != 3 || len(q) < 40 || q[0]>>4 != 6 {
+			return xdpPass, statPassed
+		}
+		proto = q[6]
+		src, dst = [16]byte(q[8:24]), [16]byte(q[24:40])
+		ports = q[40:]
+	}
+	if proto != 6 && proto != 17 || len(ports) < 4 {
+		return xdpPass, statPassed
+	}
+	if services[mapKey{Addr: src, Port: [2]byte(ports[0:2]), Proto: proto}] || reals[mapKey{Addr: dst, Port: [2]byte(ports[2:4]), Proto: proto}] {
+		return refVerdict(socket)
+	}
+	return xdpPass, statPassed
 }

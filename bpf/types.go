@@ -139,6 +139,24 @@ type mapKey struct {
 	Pad   uint8 // always 0
 }
 
+// vaddrKey is struct vaddr_key in xlvs.c, the key of the vaddrs map: 20 bytes, no
+// implicit padding.
+type vaddrKey struct {
+	Addr  [16]byte // IPv4 as IPv4-mapped IPv6
+	Proto uint8
+	Role  uint8 // roleService or roleReal
+	Pad   [2]byte
+}
+
+// Roles of vaddrs entries (ADDR_SERVICE, ADDR_REAL in xlvs.c).
+const (
+	roleService = 1
+	roleReal    = 2
+)
+
+// maxVaddrs is the capacity of the vaddrs map: every service and real server address.
+const maxVaddrs = MaxServices + MaxReals
+
 // mapVal is struct svc_val in xlvs.c. Flags is reserved and written as 0.
 type mapVal struct {
 	Flags uint32

@@ -13,6 +13,13 @@
  *             service  -> redirect
  *   reals:    (proto, source address, source port) of a real server whose
  *             replies come back through the director (NAT) -> redirect
+ *   ICMP / ICMPv6 errors (destination unreachable, time exceeded, packet
+ *             too big) quoting a TCP/UDP packet whose (proto, source, source
+ *             port) is in services (from the client side) or whose (proto,
+ *             destination, destination port) is in reals (from a NAT real
+ *             server's side) -> redirect
+ *   later fragments (no ports): (proto, destination) of a service address or
+ *             (proto, source) of a NAT real server address in vaddrs -> redirect
  *   otherwise XDP_PASS
  *
  * Every invocation increments exactly one slot of the per-CPU "stats" array;
@@ -38,7 +45,7 @@ enum stat_slot {
 	STAT_REDIRECTED = 1,      /* matched and handed to the queue's socket */
 	STAT_REDIRECT_FAILED = 2, /* matched, but the queue has no socket: passed */
 	STAT_MALFORMED = 3,       /* truncated or invalid headers: passed */
-	STAT_FRAGMENT = 4,        /* non-first IP fragment, no L4 header: passed */
+	STAT_FRAGMENT = 4,        /* non-first IP fragment of no service address: passed */
 	STAT_NON_IP = 5,          /* neither IPv4 nor IPv6 (ARP, LLDP...): passed */
 	STAT_LOCAL_REPLY = 6,     /* a real server answering the director itself: passed */
 	STAT__MAX
@@ -74,6 +81,28 @@ struct {
 	__type(key, struct svc_key);
 	__type(value, struct svc_val);
 } reals SEC(".maps");
+
+/*
+ * Key of the vaddrs map: 20 bytes, no implicit padding. The addresses of the
+ * services (role ADDR_SERVICE) and of the NAT real servers (ADDR_REAL), per
+ * protocol, for fragments that carry no ports. pad is always zero.
+ */
+struct vaddr_key {
+	__u8 addr[16];
+	__u8 proto;
+	__u8 role;
+	__u8 pad[2];
+};
+
+#define ADDR_SERVICE 1
+#define ADDR_REAL 2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct vaddr_key);
+	__type(value, struct svc_val);
+} vaddrs SEC(".maps");
 
 /*
  * The director's own addresses (IPv4-mapped or IPv6). A real server's packet to one of
@@ -124,6 +153,12 @@ struct ip6_frag {
 #define IP_OFFSET_MASK 0x1fff
 #define IP6_OFFSET_MASK 0xfff8
 #define NEXTHDR_FRAGMENT 44
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PKT_TOOBIG 2
+#define ICMPV6_TIME_EXCEED 3
+#define ICMP_HDR_LEN 8
 
 static __always_inline int account(__u32 slot, int action)
 {
@@ -139,6 +174,104 @@ static __always_inline void set_v4(__u8 addr[16], __be32 a)
 	addr[10] = 0xff;
 	addr[11] = 0xff;
 	__builtin_memcpy(&addr[12], &a, sizeof(a));
+}
+
+static __always_inline int redirect(struct xdp_md *ctx)
+{
+	/*
+	 * With XDP_PASS in the flags, bpf_redirect_map returns XDP_PASS when
+	 * the queue has no socket: the return value tells success from
+	 * failure without a separate (and racy) lookup of xsks.
+	 */
+	if (bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS) == XDP_REDIRECT)
+		return account(STAT_REDIRECTED, XDP_REDIRECT);
+	return account(STAT_REDIRECT_FAILED, XDP_PASS);
+}
+
+/* A later fragment: ours when its destination is a service address or its
+ * source a NAT real server's, for its protocol. */
+static __always_inline int fragment(struct xdp_md *ctx, struct svc_key *src,
+				    struct svc_key *dst, __u8 proto)
+{
+	struct vaddr_key k = {};
+
+	__builtin_memcpy(k.addr, dst->addr, sizeof(k.addr));
+	k.proto = proto;
+	k.role = ADDR_SERVICE;
+	if (bpf_map_lookup_elem(&vaddrs, &k))
+		return redirect(ctx);
+	__builtin_memcpy(k.addr, src->addr, sizeof(k.addr));
+	k.role = ADDR_REAL;
+	if (bpf_map_lookup_elem(&vaddrs, &k)) {
+		if (bpf_map_lookup_elem(&locals, dst->addr))
+			return account(STAT_LOCAL_REPLY, XDP_PASS);
+		return redirect(ctx);
+	}
+	return account(STAT_FRAGMENT, XDP_PASS);
+}
+
+/*
+ * An ICMP (v4 false) or ICMPv6 message at msg, inside the packet ending at
+ * pend: ours when it is an error quoting a TCP/UDP packet sent from a
+ * service's VIP:port (from the client side) or to a NAT real server's
+ * address:port (from the real server's side).
+ */
+static __always_inline int icmp_error(struct xdp_md *ctx, void *msg, void *pend,
+				      void *end, int v6, struct svc_key *outer_dst)
+{
+	struct svc_key src = {}, dst = {};
+	__u8 *m = msg, proto;
+	__be16 *ports;
+	void *q;
+
+	if ((void *)(m + ICMP_HDR_LEN) > end || (void *)(m + ICMP_HDR_LEN) > pend)
+		return account(STAT_MALFORMED, XDP_PASS);
+	q = m + ICMP_HDR_LEN;
+	if (!v6) {
+		struct iphdr *ip = q;
+
+		if (m[0] != ICMP_DEST_UNREACH && m[0] != ICMP_TIME_EXCEEDED)
+			return account(STAT_PASSED, XDP_PASS);
+		if ((void *)(ip + 1) > end || (void *)(ip + 1) > pend)
+			return account(STAT_PASSED, XDP_PASS);
+		if (ip->version != 4 || ip->ihl < 5 ||
+		    (ip->frag_off & bpf_htons(IP_OFFSET_MASK)))
+			return account(STAT_PASSED, XDP_PASS);
+		proto = ip->protocol;
+		set_v4(src.addr, ip->saddr);
+		set_v4(dst.addr, ip->daddr);
+		ports = q + ip->ihl * 4;
+	} else {
+		struct ipv6hdr *ip6 = q;
+
+		if (m[0] != ICMPV6_DEST_UNREACH && m[0] != ICMPV6_PKT_TOOBIG &&
+		    m[0] != ICMPV6_TIME_EXCEED)
+			return account(STAT_PASSED, XDP_PASS);
+		if ((void *)(ip6 + 1) > end || (void *)(ip6 + 1) > pend)
+			return account(STAT_PASSED, XDP_PASS);
+		if (ip6->version != 6)
+			return account(STAT_PASSED, XDP_PASS);
+		proto = ip6->nexthdr;
+		__builtin_memcpy(src.addr, &ip6->saddr, sizeof(src.addr));
+		__builtin_memcpy(dst.addr, &ip6->daddr, sizeof(dst.addr));
+		ports = (void *)(ip6 + 1);
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return account(STAT_PASSED, XDP_PASS);
+	if ((void *)(ports + 2) > end || (void *)(ports + 2) > pend)
+		return account(STAT_PASSED, XDP_PASS);
+	src.port = ports[0];
+	dst.port = ports[1];
+	src.proto = proto;
+	dst.proto = proto;
+	if (bpf_map_lookup_elem(&services, &src))
+		return redirect(ctx);
+	if (!bpf_map_lookup_elem(&reals, &dst))
+		return account(STAT_PASSED, XDP_PASS);
+	/* About the director's own packet to a real server (a health check). */
+	if (bpf_map_lookup_elem(&locals, outer_dst->addr))
+		return account(STAT_LOCAL_REPLY, XDP_PASS);
+	return redirect(ctx);
 }
 
 SEC("xdp")
@@ -178,11 +311,11 @@ int xlvs_classify(struct xdp_md *ctx)
 		l3len = bpf_ntohs(ip->tot_len);
 		if (l3len < l4off || l3 + l3len > end)
 			return account(STAT_MALFORMED, XDP_PASS);
-		if (ip->frag_off & bpf_htons(IP_OFFSET_MASK))
-			return account(STAT_FRAGMENT, XDP_PASS);
 		proto = ip->protocol;
 		set_v4(dst.addr, ip->daddr);
 		set_v4(src.addr, ip->saddr);
+		if (ip->frag_off & bpf_htons(IP_OFFSET_MASK))
+			return fragment(ctx, &src, &dst, proto);
 	} else if (l3proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 
@@ -195,18 +328,19 @@ int xlvs_classify(struct xdp_md *ctx)
 		if (l3 + l3len > end)
 			return account(STAT_MALFORMED, XDP_PASS);
 		proto = ip6->nexthdr;
+		__builtin_memcpy(dst.addr, &ip6->daddr, sizeof(dst.addr));
+		__builtin_memcpy(src.addr, &ip6->saddr, sizeof(src.addr));
 		if (proto == NEXTHDR_FRAGMENT) {
 			struct ip6_frag *fh = (void *)(ip6 + 1);
 
 			if (l4off + sizeof(*fh) > l3len || (void *)(fh + 1) > end)
 				return account(STAT_MALFORMED, XDP_PASS);
+			proto = fh->nexthdr;
 			if (fh->frag_off & bpf_htons(IP6_OFFSET_MASK))
-				return account(STAT_FRAGMENT, XDP_PASS);
-			/* A first fragment: extension headers are not followed. */
-			return account(STAT_PASSED, XDP_PASS);
+				return fragment(ctx, &src, &dst, proto);
+			/* A first fragment: the transport header follows. */
+			l4off += sizeof(*fh);
 		}
-		__builtin_memcpy(dst.addr, &ip6->daddr, sizeof(dst.addr));
-		__builtin_memcpy(src.addr, &ip6->saddr, sizeof(src.addr));
 	} else {
 		return account(STAT_NON_IP, XDP_PASS);
 	}
@@ -228,8 +362,12 @@ int xlvs_classify(struct xdp_md *ctx)
 			return account(STAT_MALFORMED, XDP_PASS);
 		src.port = uh->source;
 		dst.port = uh->dest;
+	} else if (proto == IPPROTO_ICMP && l3proto == bpf_htons(ETH_P_IP)) {
+		return icmp_error(ctx, l4, l3 + l3len, end, 0, &dst);
+	} else if (proto == IPPROTO_ICMPV6 && l3proto == bpf_htons(ETH_P_IPV6)) {
+		return icmp_error(ctx, l4, l3 + l3len, end, 1, &dst);
 	} else {
-		/* ICMP, SCTP, IPv6 extension headers...: the kernel's. */
+		/* SCTP, IPv6 extension headers, other ICMP...: the kernel's. */
 		return account(STAT_PASSED, XDP_PASS);
 	}
 	src.proto = proto;

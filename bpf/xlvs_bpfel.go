@@ -20,6 +20,7 @@ const (
 	xlvsMapReals         = "reals"
 	xlvsMapServices      = "services"
 	xlvsMapStats         = "stats"
+	xlvsMapVaddrs        = "vaddrs"
 	xlvsMapXsks          = "xsks"
 	xlvsProgXlvsClassify = "xlvs_classify"
 )
@@ -77,6 +78,7 @@ type xlvsMapSpecs struct {
 	Reals    *ebpf.MapSpec `ebpf:"reals"`
 	Services *ebpf.MapSpec `ebpf:"services"`
 	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	Vaddrs   *ebpf.MapSpec `ebpf:"vaddrs"`
 	Xsks     *ebpf.MapSpec `ebpf:"xsks"`
 }
 
@@ -110,6 +112,7 @@ type xlvsMaps struct {
 	Reals    *ebpf.Map `ebpf:"reals"`
 	Services *ebpf.Map `ebpf:"services"`
 	Stats    *ebpf.Map `ebpf:"stats"`
+	Vaddrs   *ebpf.Map `ebpf:"vaddrs"`
 	Xsks     *ebpf.Map `ebpf:"xsks"`
 }
 
@@ -119,6 +122,7 @@ func (m *xlvsMaps) Close() error {
 		m.Reals,
 		m.Services,
 		m.Stats,
+		m.Vaddrs,
 		m.Xsks,
 	)
 }

@@ -458,7 +458,8 @@ func (d *Daemon) dataplaneStats() ([]api.QueueStats, []api.QueueStats) {
 		out = append(out, api.QueueStats{Interface: q.Interface, Queue: q.Queue, Counters: q.Socket.Map()})
 	}
 	for _, w := range ws {
-		c := map[string]uint64{"rx": w.RxPackets, "tx": w.TxPackets, "forwarded": w.Forwarded, "panics": w.Panics, "neigh_queued": w.NeighQueued, "encapsulated": w.Encapsulated, "icmp_sent": w.ICMPSent}
+		c := map[string]uint64{"rx": w.RxPackets, "tx": w.TxPackets, "forwarded": w.Forwarded, "panics": w.Panics, "neigh_queued": w.NeighQueued, "encapsulated": w.Encapsulated, "icmp_sent": w.ICMPSent,
+			"icmp_forwarded": w.ICMPForwarded, "fragments_noted": w.FragmentsNoted, "fragments": w.Fragments}
 		for k, v := range w.Drops {
 			c["drop_"+k] = v
 		}

@@ -20,6 +20,24 @@
 // whose next hop has no neighbour entry asks the watcher to resolve it and is held (a
 // bounded queue, as the kernel's unres_qlen) until it resolves or times out.
 //
+// ICMP errors (icmp.go) about a tracked connection are forwarded to the other party: from
+// the client side to the real server (NAT: outer destination and quoted source
+// translated; DR: unchanged; TUN: encapsulated), from a NAT real server's side to the
+// client (outer source and quoted destination become VIP:port), checksums recomputed;
+// the connection is found with conntrack.Table.Get, so an error never moves TCP state.
+// A new connection for which the scheduler finds no real server is answered with ICMP
+// (ICMPv6) port unreachable, as IPVS's ip_vs_leave does, and counted as no_dest.
+//
+// Fragments (frag.go): a first fragment is scheduled like any packet and its decision is
+// noted in the worker's bounded fragment table under (source, destination,
+// identification, protocol); later fragments, which carry no ports, follow the note or
+// are counted (fragment) and dropped. The table is per worker, so a datagram's fragments
+// must arrive on one receive queue: true on single-queue interfaces (veth) and with RSS
+// hashing on addresses only, which is what NICs do for fragments (they have no ports to
+// hash) — but a NIC hashing the first fragment by ports and later ones by addresses can
+// split a datagram across queues; xlvs then drops the later fragments (configure RSS on
+// addresses for UDP, or run one queue). Fragments are not reassembled.
+//
 // DR and TUN connections have no reply key: their real server is found by the entry's
 // destination ID in the snapshot; a destination that no longer exists means drop
 // (IPVS's expire_nodest_conn=0).

@@ -8,11 +8,11 @@ type Drop int
 const (
 	DropMalformed   Drop = iota // Parse failed: truncated or invalid headers
 	DropNotTCPUDP               // not TCP or UDP (or an unsupported IPv6 header chain)
-	DropFragment                // a fragment (not handled yet)
+	DropFragment                // a later fragment of no datagram this worker saw the first fragment of
 	DropNoService               // neither a service nor a NAT real server (config changed under it)
 	DropNoConn                  // not a connection opener (TCP without SYN) and no entry
 	DropNoReplyConn             // a real server's packet with no connection entry
-	DropNoDest                  // the scheduler found no available real server
+	DropNoDest                  // no available real server: answered with ICMP port unreachable (IPVS ip_vs_leave)
 	DropTableFull               // the connection table is full
 	DropTTL                     // TTL / hop limit expired
 	DropNoRoute                 // no route to the destination
@@ -26,13 +26,17 @@ const (
 	DropMethod                  // forwarding method not handled for this packet (or family mismatch)
 	DropNoSource                // no director address on the egress interface for a tunnel's outer header
 	DropNoHeadroom              // the frame has no room before the packet for a new header
+	DropICMPNoConn              // an ICMP error quoting a packet of no tracked connection
 	numDrops
+
+	dropNone Drop = -1 // not a drop: schedule succeeded
 )
 
 var dropNames = [numDrops]string{
 	"malformed", "not_tcp_udp", "fragment", "no_service", "no_conn", "no_reply_conn",
 	"no_dest", "table_full", "ttl_expired", "no_route", "not_managed", "no_neighbour",
 	"no_frame", "tx_full", "tx_error", "too_big", "dest_gone", "bad_method", "no_source", "no_headroom",
+	"icmp_no_conn",
 }
 
 // String names the reason as counters show it.
@@ -72,6 +76,8 @@ func (f *flowCtrs) addTo(s *FlowStats) {
 type workerStats struct {
 	rx, tx, forwarded, panics, neighQueued ctr
 	encapsulated, icmpSent                 ctr // TUN packets encapsulated; ICMP errors the director sent
+	icmpForwarded                          ctr // ICMP errors about tracked connections forwarded
+	fragNoted, fragments                   ctr // first fragments noted; later fragments forwarded
 	drops                                  [numDrops]ctr
 	svc                                    []flowCtrs // by service ID
 	dest                                   []flowCtrs // by destination ID
@@ -89,6 +95,9 @@ type WorkerStats struct {
 	Forwarded, Panics    uint64
 	NeighQueued          uint64 // frames held while their next hop resolved
 	Encapsulated         uint64 // packets sent into an IPIP / ip6ip6 tunnel
-	ICMPSent             uint64 // ICMP errors the director sent (fragmentation needed, ...)
+	ICMPSent             uint64 // ICMP errors the director sent (fragmentation needed, port unreachable)
+	ICMPForwarded        uint64 // ICMP errors about tracked connections forwarded (translated for NAT)
+	FragmentsNoted       uint64 // first fragments whose datagram's later fragments will follow them
+	Fragments            uint64 // later fragments forwarded as their first fragment was
 	Drops                map[string]uint64
 }

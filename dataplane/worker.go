@@ -60,11 +60,14 @@ type worker struct {
 
 	tunID uint16 // IPv4 identification of the outer headers this worker writes
 
+	frags fragTable // notes about fragmented datagrams (frag.go)
+
 	// scratch, reused for every packet
-	info  packet.Info
-	entry conntrack.Entry
-	key   conntrack.Key
-	flow  sched.Flow
+	info    packet.Info
+	icmpErr packet.ICMPError
+	entry   conntrack.Entry
+	key     conntrack.Key
+	flow    sched.Flow
 }
 
 func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
@@ -76,6 +79,7 @@ func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
 		rx:    make([]xsk.Desc, dp.cfg.Batch),
 		st:    newWorkerStats(dp.cfg.MaxServices, dp.cfg.MaxDests),
 		pend:  make([]pending, 0, pendingCap),
+		frags: newFragTable(uint64(time.Now().UnixNano()) ^ uint64(queue)<<32),
 	}
 	for _, p := range ports {
 		p.tx = make([]xsk.Desc, dp.cfg.Batch*2)
@@ -233,12 +237,10 @@ func (w *worker) drop(in *port, d xsk.Desc, why Drop) {
 func (w *worker) handle(in *port, d xsk.Desc, snap *Snapshot, fib *FIB, now int64) {
 	frame := in.umem[d.Addr : d.Addr+uint64(d.Len)]
 	info := &w.info
-	switch packet.Parse(frame, info) {
-	case packet.ResultOK:
-	case packet.ResultFragment:
-		w.drop(in, d, DropFragment)
-		return
-	case packet.ResultUnsupportedProto, packet.ResultNotIP:
+	res := packet.Parse(frame, info)
+	switch res {
+	case packet.ResultOK, packet.ResultFragment, packet.ResultUnsupportedProto:
+	case packet.ResultNotIP:
 		w.drop(in, d, DropNotTCPUDP)
 		return
 	default:
@@ -247,6 +249,17 @@ func (w *worker) handle(in *port, d xsk.Desc, snap *Snapshot, fib *FIB, now int6
 	}
 	if snap == nil {
 		w.drop(in, d, DropNoService)
+		return
+	}
+	switch {
+	case res == packet.ResultFragment:
+		w.fragment(in, d, frame, fib, now)
+		return
+	case res == packet.ResultUnsupportedProto && (info.Proto == packet.ProtoICMP && info.Family == 4 || info.Proto == packet.ProtoICMPv6 && info.Family == 6):
+		w.icmp(in, d, frame, snap, fib, now)
+		return
+	case res == packet.ResultUnsupportedProto:
+		w.drop(in, d, DropNotTCPUDP)
 		return
 	}
 	if si, ok := snap.bySvc[SvcKey{Addr: info.Dst, Port: info.DstPort, Proto: info.Proto}]; ok {
@@ -275,9 +288,15 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 			w.drop(in, d, DropNoConn)
 			return
 		}
-		if !w.schedule(svc, now) {
-			// schedule counted the drop reason; the frame is still ours
-			in.sock.Free(d.Addr)
+		if why := w.schedule(svc, now); why != dropNone {
+			if why == DropNoDest {
+				// IPVS's ip_vs_leave: tell the client, TCP or UDP alike, with a port
+				// unreachable (the frame becomes the answer).
+				w.st.drops[why].add(1)
+				w.unavailable(in, d, fib)
+				return
+			}
+			w.drop(in, d, why)
 			return
 		}
 	}
@@ -296,6 +315,9 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 			return
 		}
 		w.countIn(e)
+		if info.Frag {
+			w.noteFrag(now, fragNATDst, e.Reply.Src, e.Reply.Src, e.Service, e.Dest)
+		}
 		// NAT: the destination becomes the real server, which is the reply key's source.
 		packet.RewriteDst(frame, info, e.Reply.Src, e.Reply.SrcPort)
 		w.output(in, d, frame, fib, e.Reply.Src)
@@ -307,6 +329,9 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 			return
 		}
 		w.countIn(e)
+		if info.Frag {
+			w.noteFrag(now, fragDR, rs.Addr, rs.Addr, e.Service, e.Dest)
+		}
 		w.output(in, d, frame, fib, rs.Addr)
 	case conntrack.MethodTUN:
 		// TUN: IPIP (IPv4 in IPv4) or ip6ip6; the inner packet is left as it came.
@@ -315,6 +340,9 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 			return
 		}
 		w.countIn(e)
+		if info.Frag {
+			w.noteFrag(now, fragTUN, rs.Addr, rs.Addr, e.Service, e.Dest)
+		}
 		w.tunnel(in, d, fib, rs.Addr)
 	default:
 		w.drop(in, d, DropMethod)
@@ -421,30 +449,59 @@ func (w *worker) icmpError(in *port, d xsk.Desc, fib *FIB, typ, code uint8, rest
 }
 
 // countIn adds a client → real server packet to its service's and destination's counters.
-func (w *worker) countIn(e *conntrack.Entry) {
+func (w *worker) countIn(e *conntrack.Entry) { w.countFlow(e.Service, e.Dest, true) }
+
+// countFlow adds the packet in w.info to service svc's and destination dest's counters:
+// in (client → real server) or out (real server → client).
+func (w *worker) countFlow(svc, dest uint32, in bool) {
 	n := uint64(w.info.L3Len)
-	if e.Service < uint32(len(w.st.svc)) {
-		c := &w.st.svc[e.Service]
-		c.inPkts.add(1)
-		c.inBytes.add(n)
+	for _, c := range [2]*flowCtrs{w.svcCtrs(svc), w.destCtrs(dest)} {
+		switch {
+		case c == nil:
+		case in:
+			c.inPkts.add(1)
+			c.inBytes.add(n)
+		default:
+			c.outPkts.add(1)
+			c.outBytes.add(n)
+		}
 	}
-	if e.Dest < uint32(len(w.st.dest)) {
-		c := &w.st.dest[e.Dest]
-		c.inPkts.add(1)
-		c.inBytes.add(n)
+}
+
+func (w *worker) svcCtrs(id uint32) *flowCtrs {
+	if id < uint32(len(w.st.svc)) {
+		return &w.st.svc[id]
+	}
+	return nil
+}
+
+func (w *worker) destCtrs(id uint32) *flowCtrs {
+	if id < uint32(len(w.st.dest)) {
+		return &w.st.dest[id]
+	}
+	return nil
+}
+
+// unavailable answers the packet in w.info, for which no real server was available, with
+// ICMP port unreachable (ICMPv6 port unreachable) to its source, as IPVS's ip_vs_leave
+// does. The packet was counted as DropNoDest; the answer counts in ICMPSent.
+func (w *worker) unavailable(in *port, d xsk.Desc, fib *FIB) {
+	if w.info.Family == 6 {
+		w.icmpError(in, d, fib, packet.ICMPv6DestUnreach, packet.ICMPv6PortUnreach, 0)
+	} else {
+		w.icmpError(in, d, fib, packet.ICMPv4DestUnreach, packet.ICMPv4PortUnreach, 0)
 	}
 }
 
 // schedule picks a real server for a new connection and inserts its entry into w.entry.
-// On failure it counts the drop reason and returns false.
-func (w *worker) schedule(svc *Service, now int64) bool {
+// On failure it returns the drop reason (not counted yet), else dropNone.
+func (w *worker) schedule(svc *Service, now int64) Drop {
 	info := &w.info
 	ct := w.dp.ct
 	w.flow = sched.Flow{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto, Now: now}
 	i := svc.Sched.Schedule(ct, &w.flow)
 	if i < 0 || i >= len(svc.Dests) {
-		w.st.drops[DropNoDest].add(1)
-		return false
+		return DropNoDest
 	}
 	dst := &svc.Dests[i]
 	w.entry = conntrack.Entry{
@@ -462,17 +519,15 @@ func (w *worker) schedule(svc *Service, now int64) bool {
 		if dst.ID < uint32(len(w.st.dest)) {
 			w.st.dest[dst.ID].conns.add(1)
 		}
-		return true
+		return dropNone
 	case errors.Is(err, conntrack.ErrExists):
 		// Another worker created it between our lookup and insert: use theirs.
 		if ct.Lookup(conntrack.DirOrig, &w.key, info.TCPFlags, now, &w.entry) == conntrack.Found {
-			return true
+			return dropNone
 		}
-		w.st.drops[DropNoConn].add(1)
-		return false
+		return DropNoConn
 	default:
-		w.st.drops[DropTableFull].add(1)
-		return false
+		return DropTableFull
 	}
 }
 
@@ -489,15 +544,9 @@ func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) 
 		return
 	}
 	e := &w.entry
-	if e.Service < uint32(len(w.st.svc)) {
-		c := &w.st.svc[e.Service]
-		c.outPkts.add(1)
-		c.outBytes.add(uint64(info.L3Len))
-	}
-	if e.Dest < uint32(len(w.st.dest)) {
-		c := &w.st.dest[e.Dest]
-		c.outPkts.add(1)
-		c.outBytes.add(uint64(info.L3Len))
+	w.countFlow(e.Service, e.Dest, false)
+	if info.Frag {
+		w.noteFrag(now, fragNATSrc, e.Orig.Dst, e.Orig.Src, e.Service, e.Dest)
 	}
 	// The source becomes the virtual service the client talked to.
 	packet.RewriteSrc(frame, info, e.Orig.Dst, e.Orig.DstPort)

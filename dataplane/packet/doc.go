@@ -6,7 +6,9 @@
 //
 // A dataplane worker calls Parse once per received frame, then at most a few
 // of RewriteDst, RewriteSrc, DecrementTTL and SetEthernet on the same frame
-// before transmitting it. Everything else in the package (the views, the
+// before transmitting it; for ICMP errors about a connection ParseICMPError,
+// ICMPChecksumValid and RewriteICMPError, for later fragments RewriteDstAddr
+// and RewriteSrcAddr. Everything else in the package (the views, the
 // full checksum routines) exists for those calls, for building new packets
 // (tunnel headers, ICMP errors) and for tests and tools.
 //

@@ -13,6 +13,9 @@ const (
 	TCPMaxHeaderLen   = 60
 	UDPHeaderLen      = 8
 	ICMPv4HeaderLen   = 8
+	ICMPv6HeaderLen   = 8
+
+	IPv6FragmentHeaderLen = 8
 )
 
 // EtherType values.

@@ -29,7 +29,10 @@ func seedFrames(t testing.TB) [][]byte {
 	out = append(out, build(t, defaultSpec(false, ProtoICMP)), build(t, defaultSpec(true, ProtoICMPv6)))
 	frag := build(t, defaultSpec(false, ProtoUDP))
 	binary.BigEndian.PutUint16(frag[EthernetHeaderLen+6:], IPv4FlagMF)
-	out = append(out, frag, nil, make([]byte, 14), frag[:30])
+	later := bytes.Clone(frag)
+	binary.BigEndian.PutUint16(later[EthernetHeaderLen+6:], 100)
+	out = append(out, frag, later, nil, make([]byte, 14), frag[:30])
+	out = append(out, v6FragFrame(t, ProtoUDP, 0, true), v6FragFrame(t, ProtoTCP, 8, true))
 	return out
 }
 

@@ -8,10 +8,17 @@ import (
 // Info is the result of Parse: where the headers are and the flow tuple.
 // It holds no pointers. After ResultOK every field is set. After
 // ResultFragment, ResultUnsupportedProto and ResultBadL4Header the
-// network-layer fields (L3Off, L4Off, Family, Proto, Src, Dst, L3Len) and the
-// VLAN fields are set, so the caller can still classify the packet (ICMP, for
-// instance); ports and TCPFlags are zero. After other results only the VLAN
-// fields may be set.
+// network-layer fields (L3Off, L4Off, Family, Proto, Src, Dst, L3Len, the
+// fragment fields) and the VLAN fields are set, so the caller can still
+// classify the packet (ICMP, a later fragment); ports and TCPFlags are zero.
+// After other results only the VLAN fields may be set.
+//
+// A fragment (Frag) is an IPv4 packet with MF set or a non-zero offset, or an
+// IPv6 packet whose fixed header is followed by a fragment header with MF set
+// or a non-zero offset (an "atomic" fragment, offset 0 without MF, is treated
+// as a whole packet, RFC 6946). For IPv6, L4Off and Proto then describe what
+// follows the fragment header. A first fragment (FragOff 0) carries the
+// transport header and parses as ResultOK; later ones are ResultFragment.
 type Info struct {
 	L3Off, L4Off     uint16 // offsets of the IP header and of what follows it in the frame
 	VLANTCI          uint16 // valid when HasVLAN
@@ -22,6 +29,11 @@ type Info struct {
 	Src, Dst         [16]byte
 	SrcPort, DstPort uint16
 	L3Len            uint16 // IP packet length: IPv4 total length, IPv6 40 + payload length
+
+	Frag      bool   // the packet is a fragment of a larger datagram
+	MoreFrags bool   // MF: more fragments follow this one
+	FragOff   uint16 // offset of this fragment's data in the datagram, in bytes
+	FragID    uint32 // IPv4 identification (16 bits) or IPv6 fragment identification
 }
 
 // Result says whether Parse found a forwardable TCP or UDP packet and, if
@@ -41,8 +53,10 @@ const (
 	// ResultBadIPHeader: wrong IP version, IPv4 IHL below 5, or an IP length
 	// field shorter than the header or longer than the frame.
 	ResultBadIPHeader
-	// ResultFragment: an IPv4 fragment (MF set or non-zero offset) or an IPv6
-	// packet whose first next header is a fragment header.
+	// ResultFragment: a fragment other than the first (non-zero offset) of
+	// an IPv4 datagram, or of an IPv6 datagram whose first next header is a
+	// fragment header: there is no transport header to parse. (A first
+	// fragment parses as ResultOK with Info.Frag set.)
 	ResultFragment
 	// ResultUnsupportedProto: not TCP or UDP (ICMP, ICMPv6, ...), or an IPv6
 	// packet with extension headers before the transport header.
@@ -133,7 +147,13 @@ func parseIPv4(frame []byte, l3 int, info *Info) Result {
 	putMapped4(&info.Src, ip[ipv4Src:ipv4Src+4])
 	putMapped4(&info.Dst, ip[ipv4Dst:ipv4Dst+4])
 	if ip.IsFragment() {
-		return ResultFragment
+		info.Frag = true
+		info.MoreFrags = ip.MoreFragments()
+		info.FragOff = ip.FragmentOffset()
+		info.FragID = uint32(ip.ID())
+		if info.FragOff != 0 {
+			return ResultFragment
+		}
 	}
 	return parseL4(ip[hl:tl], info)
 }
@@ -150,6 +170,9 @@ func parseIPv6(frame []byte, l3 int, info *Info) Result {
 	if tl > len(ip) || tl > 0xFFFF {
 		return ResultBadIPHeader
 	}
+	if ip[ipv6NextHdr] == IPv6NextFragment && tl < IPv6HeaderLen+IPv6FragmentHeaderLen {
+		return ResultBadIPHeader
+	}
 	info.Family = 6
 	info.Proto = ip[ipv6NextHdr]
 	info.L3Off = uint16(l3)
@@ -157,10 +180,24 @@ func parseIPv6(frame []byte, l3 int, info *Info) Result {
 	info.L3Len = uint16(tl)
 	info.Src = ip.SourceAddress()
 	info.Dst = ip.DestinationAddress()
-	if info.Proto == IPv6NextFragment {
-		return ResultFragment
+	if info.Proto != IPv6NextFragment {
+		return parseL4(ip[IPv6HeaderLen:tl], info)
 	}
-	return parseL4(ip[IPv6HeaderLen:tl], info)
+	// RFC 8200, section 4.5: next header, reserved, offset<<3 | M, identification.
+	fh := ip[IPv6HeaderLen : IPv6HeaderLen+IPv6FragmentHeaderLen]
+	offM := binary.BigEndian.Uint16(fh[2:])
+	info.Proto = fh[0]
+	info.L4Off = uint16(l3 + IPv6HeaderLen + IPv6FragmentHeaderLen)
+	if offM&0xFFF9 != 0 { // offset or M (the two reserved bits are ignored)
+		info.Frag = true
+		info.MoreFrags = offM&1 != 0
+		info.FragOff = offM &^ 7
+		info.FragID = binary.BigEndian.Uint32(fh[4:])
+		if info.FragOff != 0 {
+			return ResultFragment
+		}
+	}
+	return parseL4(ip[IPv6HeaderLen+IPv6FragmentHeaderLen:tl], info)
 }
 
 // parseL4 checks the transport header at the start of seg, the bytes of the
@@ -178,7 +215,9 @@ func parseL4(seg []byte, info *Info) Result {
 		return ResultOK
 	case ProtoUDP:
 		u := UDP(seg)
-		if !u.IsValid(len(seg)) {
+		// A first fragment holds only the start of the datagram that the
+		// UDP length describes.
+		if !u.IsValid(len(seg)) && !(info.Frag && len(seg) >= UDPHeaderLen && int(u.Length()) > len(seg)) {
 			return ResultBadL4Header
 		}
 		info.SrcPort = u.SourcePort()

@@ -82,10 +82,30 @@ func TestParse(t *testing.T) {
 		{name: "ipv6 hop-by-hop", s: v6tcp, mutate: put8(l3+6, IPv6NextHopByHop), want: ResultUnsupportedProto},
 		{name: "ipv6 routing header", s: v6udp, mutate: put8(l3+6, IPv6NextRouting), want: ResultUnsupportedProto},
 
-		{name: "ipv4 more fragments", s: v4tcp, mutate: put16(l3+6, IPv4FlagMF), want: ResultFragment},
+		{name: "ipv4 first fragment tcp", s: v4tcp, mutate: put16(l3+6, IPv4FlagMF), want: ResultOK},
+		{name: "ipv4 first fragment udp longer than the fragment", s: v4udp, mutate: func(b []byte) []byte {
+			binary.BigEndian.PutUint16(b[l3+6:], IPv4FlagMF)
+			binary.BigEndian.PutUint16(b[l4v+4:], 3000)
+			return b
+		}, want: ResultOK},
+		{name: "ipv4 whole udp length beyond packet", s: v4udp, mutate: put16(l4v+4, 3000), want: ResultBadL4Header},
 		{name: "ipv4 fragment offset", s: v4udp, mutate: put16(l3+6, 185), want: ResultFragment},
 		{name: "ipv4 last fragment with df", s: v4udp, mutate: put16(l3+6, IPv4FlagDF|1), want: ResultFragment},
-		{name: "ipv6 fragment header", s: v6udp, mutate: put8(l3+6, IPv6NextFragment), want: ResultFragment},
+		{name: "ipv6 fragment header, later fragment", s: v6udp, mutate: func(b []byte) []byte {
+			b[l3+6] = IPv6NextFragment
+			b[l46], b[l46+1] = ProtoUDP, 0
+			binary.BigEndian.PutUint16(b[l46+2:], 1480|1)
+			return b
+		}, want: ResultFragment},
+		{name: "ipv6 fragment header cut", s: v6udp, mutate: func(b []byte) []byte {
+			b[l3+6] = IPv6NextFragment
+			binary.BigEndian.PutUint16(b[l3+4:], 7)
+			return b
+		}, want: ResultBadIPHeader},
+		{name: "ipv6 first fragment udp", raw: func(t testing.TB) []byte { return v6FragFrame(t, ProtoUDP, 0, true) }, want: ResultOK},
+		{name: "ipv6 first fragment tcp", raw: func(t testing.TB) []byte { return v6FragFrame(t, ProtoTCP, 0, true) }, want: ResultOK},
+		{name: "ipv6 atomic fragment", raw: func(t testing.TB) []byte { return v6FragFrame(t, ProtoUDP, 0, false) }, want: ResultOK},
+		{name: "ipv6 last fragment", raw: func(t testing.TB) []byte { return v6FragFrame(t, ProtoUDP, 1232, false) }, want: ResultFragment},
 
 		{name: "ipv4 ethertype version 6", s: v4tcp, mutate: put8(l3, 0x65), want: ResultBadIPHeader},
 		{name: "ipv6 ethertype version 4", s: v6tcp, mutate: put8(l3, 0x45), want: ResultBadIPHeader},
@@ -150,18 +170,31 @@ func checkOKInvariants(t *testing.T, frame []byte, info *Info) {
 	switch info.Family {
 	case 4:
 		ip := IPv4(frame[l3:end])
-		if !ip.IsValid(int(info.L3Len)) || ip.HeaderLength() != l4-l3 || ip.IsFragment() {
+		if !ip.IsValid(int(info.L3Len)) || ip.HeaderLength() != l4-l3 || ip.IsFragment() != info.Frag {
 			t.Fatalf("IPv4 header does not match info %+v", info)
+		}
+		if info.Frag && (ip.FragmentOffset() != 0 || info.FragOff != 0 || uint32(ip.ID()) != info.FragID || ip.MoreFragments() != info.MoreFrags) {
+			t.Fatalf("IPv4 fragment fields do not match info %+v", info)
 		}
 		if ip.SourceAddress() != info.Src || ip.DestinationAddress() != info.Dst || ip.Protocol() != info.Proto {
 			t.Fatalf("IPv4 tuple does not match info %+v", info)
 		}
 	case 6:
 		ip := IPv6(frame[l3:end])
-		if !ip.IsValid(int(info.L3Len)) || l4-l3 != IPv6HeaderLen {
+		proto, hl := ip.NextHeader(), IPv6HeaderLen
+		if proto == IPv6NextFragment {
+			proto, hl = ip[IPv6HeaderLen], IPv6HeaderLen+IPv6FragmentHeaderLen
+			off := binary.BigEndian.Uint16(ip[IPv6HeaderLen+2:])
+			if off&^7 != 0 || info.FragOff != 0 || info.Frag != (off&1 != 0) || info.Frag && info.FragID != binary.BigEndian.Uint32(ip[IPv6HeaderLen+4:]) {
+				t.Fatalf("IPv6 fragment header does not match info %+v", info)
+			}
+		} else if info.Frag {
+			t.Fatalf("IPv6 packet without fragment header parsed as a fragment: %+v", info)
+		}
+		if !ip.IsValid(int(info.L3Len)) || l4-l3 != hl {
 			t.Fatalf("IPv6 header does not match info %+v", info)
 		}
-		if ip.SourceAddress() != info.Src || ip.DestinationAddress() != info.Dst || ip.NextHeader() != info.Proto {
+		if ip.SourceAddress() != info.Src || ip.DestinationAddress() != info.Dst || proto != info.Proto {
 			t.Fatalf("IPv6 tuple does not match info %+v", info)
 		}
 	default:
@@ -179,7 +212,8 @@ func checkOKInvariants(t *testing.T, frame []byte, info *Info) {
 		}
 	case ProtoUDP:
 		udp := UDP(seg)
-		if !udp.IsValid(len(seg)) || udp.SourcePort() != info.SrcPort || udp.DestinationPort() != info.DstPort {
+		valid := udp.IsValid(len(seg)) || info.Frag && int(udp.Length()) > len(seg)
+		if !valid || udp.SourcePort() != info.SrcPort || udp.DestinationPort() != info.DstPort {
 			t.Fatalf("UDP header does not match info %+v", info)
 		}
 	default:
@@ -295,4 +329,32 @@ func addrString(a [16]byte, family uint8) string {
 		return net.IP(a[12:]).String()
 	}
 	return net.IP(a[:]).String()
+}
+
+// v6FragFrame builds an IPv6 frame with a fragment header (identification
+// 0x01020304, offset off, M as more) followed by a TCP or UDP header and 16
+// bytes of payload; the UDP length claims a longer datagram when more is set.
+func v6FragFrame(t testing.TB, proto uint8, off uint16, more bool) []byte {
+	t.Helper()
+	s := defaultSpec(true, proto)
+	whole := build(t, s)
+	l4 := whole[l46:]
+	frame := make([]byte, 0, len(whole)+IPv6FragmentHeaderLen)
+	frame = append(frame, whole[:l46]...)
+	fh := make([]byte, IPv6FragmentHeaderLen)
+	fh[0] = proto
+	m := off
+	if more {
+		m |= 1
+	}
+	binary.BigEndian.PutUint16(fh[2:], m)
+	binary.BigEndian.PutUint32(fh[4:], 0x01020304)
+	frame = append(frame, fh...)
+	frame = append(frame, l4...)
+	frame[l3+6] = IPv6NextFragment
+	binary.BigEndian.PutUint16(frame[l3+4:], uint16(len(frame)-l46))
+	if more && proto == ProtoUDP {
+		binary.BigEndian.PutUint16(frame[l46+IPv6FragmentHeaderLen+4:], 3000)
+	}
+	return frame
 }

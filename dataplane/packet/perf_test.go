@@ -25,6 +25,9 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}
 	var sink uint32
+	icmp := icmpFrame(t, netip.MustParseAddr("fd00::2"), netip.MustParseAddr("fd00::100"), ICMPv6DestUnreach, ICMPv6PortUnreach,
+		ipPacket(t, ProtoUDP, netip.MustParseAddr("fd00::100"), netip.MustParseAddr("fd00::2"), 80, 4000, []byte("hi")), 0)
+	ii, ie := parseICMP(t, icmp)
 	tests := []struct {
 		name string
 		fn   func()
@@ -37,6 +40,11 @@ func TestZeroAllocs(t *testing.T) {
 		{"RewriteSrc ipv6", func() { RewriteSrc(v6, &i6, a6, 1) }},
 		{"DecrementTTL ipv4", func() { ttl(v4, &i4) }},
 		{"DecrementTTL ipv6", func() { ttl(v6, &i6) }},
+		{"ParseICMPError", func() { ParseICMPError(icmp, &ii, &ie) }},
+		{"ICMPChecksumValid", func() { ICMPChecksumValid(icmp, &ii) }},
+		{"RewriteICMPError", func() { RewriteICMPError(icmp, &ii, &ie, ii.Dst, ii.Src, ie.Dst, ie.Src, ie.DstPort, ie.SrcPort) }},
+		{"RewriteDstAddr ipv4", func() { RewriteDstAddr(v4, &i4, a4); RewriteDstAddr(v4, &i4, b4) }},
+		{"RewriteSrcAddr ipv6", func() { RewriteSrcAddr(v6, &i6, a6) }},
 		{"SetEthernet", func() { SetEthernet(v4, [6]byte{2}, [6]byte{4}) }},
 		{"Checksum", func() { sink += Checksum(v4, sink) }},
 		{"UpdateChecksumAddr", func() { sink += uint32(UpdateChecksumAddr(uint16(sink), a6[:], b6[:])) }},

@@ -1,0 +1,153 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"time"
+
+	"xlvs/dataplane/packet"
+	"xlvs/dataplane/xsk"
+)
+
+// Fragments. A first fragment carries the ports: it is looked up and scheduled like any
+// packet, and the decision (where the datagram goes and how it is rewritten) is noted in
+// the worker's fragment table under (source, destination, identification, protocol), the
+// key the kernel reassembles by. Later fragments carry no ports: they are forwarded as
+// their first fragment was, or counted (DropFragment) and dropped when there is no note:
+// the first fragment came later, was dropped, or went to another queue (see doc.go).
+//
+// The table is bounded: fragSets sets of fragWays entries, a new note taking an empty or
+// expired way of its set, else the one closest to expiry. Notes live fragTimeout, as the
+// kernel keeps an incomplete datagram (ipfrag_time); a note is not removed at the last
+// fragment, because fragments may arrive out of order.
+const (
+	fragWays    = 4
+	fragSets    = 256
+	fragTimeout = int64(30 * time.Second)
+)
+
+// fragAction is what later fragments of a datagram get.
+type fragAction uint8
+
+const (
+	fragNATDst fragAction = iota + 1 // NAT request: destination becomes addr, TTL decremented
+	fragNATSrc                       // NAT reply: source becomes addr, TTL decremented
+	fragDR                           // DR: MACs only, towards addr
+	fragTUN                          // TUN: encapsulated towards addr
+)
+
+// fragKey identifies a datagram as the kernel's reassembly does. Pointer-free.
+type fragKey struct {
+	src, dst [16]byte
+	id       uint32
+	proto    uint8
+	_        [3]byte
+}
+
+// fragEntry is a note about one datagram. Pointer-free.
+type fragEntry struct {
+	key       fragKey
+	expires   int64    // dataplane clock; 0 = free
+	addr      [16]byte // the NAT address written, or the DR/TUN real server
+	to        [16]byte // where the fragment is routed
+	svc, dest uint32   // counter indexes
+	action    fragAction
+}
+
+// fragTable is one worker's set-associative table of fragment notes.
+type fragTable struct {
+	seed uint64
+	ents []fragEntry
+}
+
+func newFragTable(seed uint64) fragTable {
+	return fragTable{seed: seed | 1, ents: make([]fragEntry, fragSets*fragWays)}
+}
+
+func (t *fragTable) set(k *fragKey) []fragEntry {
+	h := t.seed ^ uint64(k.id)<<8 ^ uint64(k.proto)
+	h ^= binary.LittleEndian.Uint64(k.src[8:]) * 0x9E3779B97F4A7C15
+	h ^= binary.LittleEndian.Uint64(k.dst[8:]) * 0xC2B2AE3D27D4EB4F
+	h ^= binary.LittleEndian.Uint64(k.src[:8]) ^ binary.LittleEndian.Uint64(k.dst[:8])<<1
+	h *= 0xFF51AFD7ED558CCD
+	h ^= h >> 33
+	i := int(h%fragSets) * fragWays
+	return t.ents[i : i+fragWays]
+}
+
+// lookup returns the live note for k, or nil.
+func (t *fragTable) lookup(k *fragKey, now int64) *fragEntry {
+	s := t.set(k)
+	for i := range s {
+		if e := &s[i]; e.expires > now && e.key == *k {
+			return e
+		}
+	}
+	return nil
+}
+
+// put returns the entry to write k's note into (k and the expiry already set): k's own,
+// else a free or expired way, else the way closest to expiry.
+func (t *fragTable) put(k *fragKey, now int64) *fragEntry {
+	s := t.set(k)
+	victim := &s[0]
+	for i := range s {
+		e := &s[i]
+		if e.key == *k || e.expires <= now {
+			victim = e
+			break
+		}
+		if e.expires < victim.expires {
+			victim = e
+		}
+	}
+	*victim = fragEntry{key: *k, expires: now + fragTimeout}
+	return victim
+}
+
+func fragKeyOf(info *packet.Info) fragKey {
+	return fragKey{src: info.Src, dst: info.Dst, id: info.FragID, proto: info.Proto}
+}
+
+// noteFrag records, for the first fragment in w.info (not yet rewritten), what its later
+// fragments get.
+func (w *worker) noteFrag(now int64, action fragAction, addr, to [16]byte, svc, dest uint32) {
+	k := fragKeyOf(&w.info)
+	e := w.frags.put(&k, now)
+	e.action, e.addr, e.to, e.svc, e.dest = action, addr, to, svc, dest
+	w.st.fragNoted.add(1)
+}
+
+// fragment forwards a later fragment the way its datagram's first fragment went.
+func (w *worker) fragment(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
+	info := &w.info
+	k := fragKeyOf(info)
+	fe := w.frags.lookup(&k, now)
+	if fe == nil {
+		w.drop(in, d, DropFragment)
+		return
+	}
+	w.st.fragments.add(1)
+	switch fe.action {
+	case fragNATDst, fragNATSrc:
+		if !packet.DecrementTTL(frame, info) {
+			w.drop(in, d, DropTTL)
+			return
+		}
+		if fe.action == fragNATDst {
+			packet.RewriteDstAddr(frame, info, fe.addr)
+			w.countFlow(fe.svc, fe.dest, true)
+		} else {
+			packet.RewriteSrcAddr(frame, info, fe.addr)
+			w.countFlow(fe.svc, fe.dest, false)
+		}
+		w.output(in, d, frame, fib, fe.to)
+	case fragDR:
+		w.countFlow(fe.svc, fe.dest, true)
+		w.output(in, d, frame, fib, fe.addr)
+	case fragTUN:
+		w.countFlow(fe.svc, fe.dest, true)
+		w.tunnel(in, d, fib, fe.addr)
+	default:
+		w.drop(in, d, DropMethod)
+	}
+}
