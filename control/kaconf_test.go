@@ -119,7 +119,7 @@ virtual_server 198.18.1.100 80 {
 	// The failed server starts answering: it comes in with its weight.
 	ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", downPort))
 	if err != nil {
-		t.Skipf("port %d taken meanwhile: %v", downPort, err)
+		t.Fatalf("listen on port %d again (taken by another process meanwhile?): %v", downPort, err)
 	}
 	defer ln2.Close()
 	go func() {

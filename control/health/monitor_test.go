@@ -524,7 +524,7 @@ func TestMonitorRealTCP(t *testing.T) {
 	}
 	l2, err := net.Listen("tcp", addr.String())
 	if err != nil {
-		t.Skipf("cannot listen on %s again: %v", addr, err)
+		t.Fatalf("cannot listen on %s again (taken by another process meanwhile?): %v", addr, err)
 	}
 	defer l2.Close()
 	go serve(l2)
