@@ -48,6 +48,8 @@ type Daemon struct {
 	svcEst       map[uint32]*estimator // rate estimators by ID
 	healthEvents atomic.Uint64         // health-check transitions applied
 	destEst      map[uint32]*estimator
+	down         map[uint32]bool // destinations failed by --health-check (weight 0, not saved)
+	rc           *RuleChecks
 	connTable    int
 }
 
@@ -74,6 +76,7 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		destBase:    map[uint32]dataplane.FlowStats{},
 		svcEst:      map[uint32]*estimator{},
 		destEst:     map[uint32]*estimator{},
+		down:        map[uint32]bool{},
 		connTable:   o.ConnTable,
 	}
 }
@@ -138,6 +141,9 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 		resp.Error = apiErr(api.ErrCodeNotImplemented, "the connection sync daemon is not implemented yet")
 	default:
 		resp.Error = d.change(req)
+		if resp.Error == nil && d.rc != nil {
+			d.rc.sync()
+		}
 	}
 	return resp
 }
@@ -166,7 +172,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 			return err
 		}
 	}
-	snap, err := next.snapshot(d.dp.Snapshot(), d.dp.Conntrack())
+	snap, err := next.snapshot(d.dp.Snapshot(), d.dp.Conntrack(), d.down)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}
@@ -387,6 +393,9 @@ func (d *Daemon) list(only *api.Service) ([]api.Service, *api.Error) {
 			dst := ds.cfg
 			a, in := ct.Conns(ds.id)
 			dst.ActiveConns, dst.InactConns = uint32(max(a, 0)), uint32(max(in, 0))
+			if d.down[ds.id] {
+				dst.Weight = 0 // failing its health check: listed as keepalived's inhibit_on_failure shows it
+			}
 			dst.Stats = sub(d.dp.DestStats(ds.id), d.destBase[ds.id])
 			withRates(&dst.Stats, d.destEst[ds.id])
 			svc.Dests = append(svc.Dests, dst)

@@ -157,7 +157,10 @@ func checkDest(s *svcState, d *api.Dest) *api.Error {
 // from its previous one in prev (as the kernel's update_service keeps rr/wrr positions,
 // lblc tables, overload flags and mh's table across edits); counts are the connection
 // counts the schedulers read.
-func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts) (*dataplane.Snapshot, error) {
+//
+// down lists destinations that health checks have failed (by ID): they are scheduled with
+// weight 0 — no new connections, existing ones continue — without touching the rules.
+func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, error) {
 	old := map[uint32]sched.Scheduler{}
 	if prev != nil {
 		for _, s := range prev.Services {
@@ -174,8 +177,12 @@ func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts) (*datapl
 		sd := make([]sched.Dest, len(s.dests))
 		for i, d := range s.dests {
 			a := d.cfg.Addr.As16()
-			ds[i] = dataplane.Dest{ID: d.id, Addr: a, Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: d.cfg.Weight}
-			sd[i] = sched.Dest{ID: d.id, Weight: d.cfg.Weight, UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: a, Port: d.cfg.Port}
+			w := d.cfg.Weight
+			if down[d.id] {
+				w = 0
+			}
+			ds[i] = dataplane.Dest{ID: d.id, Addr: a, Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: w}
+			sd[i] = sched.Dest{ID: d.id, Weight: w, UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: a, Port: d.cfg.Port}
 		}
 		sc, err := sched.Rebuild(old[s.id], counts, s.cfg.Scheduler, sd, flags)
 		if err != nil {

@@ -51,6 +51,7 @@ type options struct {
 	metrics      string
 	expireNodest bool
 	keepalived   string
+	healthCheck  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -79,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.config, "config", "", "rules in ipvsadm -S format to load at start (instead of the state file)")
 	fs.BoolVar(&o.expireNodest, "expire-nodest-conn", false, "expire the connections of a deleted real server at once (IPVS expire_nodest_conn; default: keep them, dropping their packets, until they time out)")
 	fs.StringVar(&o.keepalived, "keepalived-conf", "", "keepalived.conf whose virtual_server blocks set the rules, with their health checks (SIGHUP reloads it)")
+	fs.StringVar(&o.healthCheck, "health-check", "", "keepalived checker block(s), e.g. \"TCP_CHECK {\\n connect_timeout 3\\n}\", run against every real server of the xlvsadm rules; a failing server gets weight 0 until it passes")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -88,6 +90,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if len(o.ifaces) == 0 {
 		return nil, errors.New("no interface given: use -i IFACE (repeat for more)")
+	}
+	if o.keepalived != "" && o.healthCheck != "" {
+		return nil, errors.New("--keepalived-conf and --health-check both given: keepalived.conf has its own checkers")
 	}
 	if o.keepalived != "" && o.config != "" {
 		return nil, errors.New("--keepalived-conf and --config both given: choose where the rules come from")
@@ -246,6 +251,14 @@ func run(args []string) error {
 		if restored {
 			log.Info("restored rules", "state", o.state)
 		}
+	}
+	if o.healthCheck != "" {
+		rc, err := d.StartRuleChecks(o.healthCheck)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		log.Info("health checks on the rules' real servers")
 	}
 	go d.RunEstimator(ctx)
 	if o.metrics != "" {
