@@ -380,6 +380,7 @@ func (d *Daemon) list(only *api.Service) ([]api.Service, *api.Error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ct := d.dp.Conntrack()
+	persist := d.dp.PersistConns()
 	var out []api.Service
 	for _, s := range d.r.services {
 		if only != nil && !sameKey(s.cfg.ServiceKey, only.ServiceKey) {
@@ -393,6 +394,7 @@ func (d *Daemon) list(only *api.Service) ([]api.Service, *api.Error) {
 			dst := ds.cfg
 			a, in := ct.Conns(ds.id)
 			dst.ActiveConns, dst.InactConns = uint32(max(a, 0)), uint32(max(in, 0))
+			dst.PersistConns = persist[ds.id]
 			if d.down[ds.id] {
 				dst.Weight = 0 // failing its health check: listed as keepalived's inhibit_on_failure shows it
 			}

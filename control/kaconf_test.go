@@ -151,3 +151,22 @@ virtual_server 198.18.1.100 80 {
 		t.Fatal("no health transitions counted")
 	}
 }
+
+// TestKeepalivedPersistence: persistence_timeout and persistence_granularity become -p/-M.
+func TestKeepalivedPersistence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	os.WriteFile(path, []byte("virtual_server 198.18.1.100 443 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    persistence_timeout 600\n    persistence_granularity 255.255.255.0\n    real_server 127.0.0.1 443 {\n        weight 1\n    }\n}\n"), 0o600)
+	d := newDaemon(t)
+	k, err := d.StartKeepalived(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	s := mustOK(t, d, &api.Request{Op: api.OpList}).Services
+	if len(s) != 1 || !s[0].Persistent || s[0].Timeout != 600 || s[0].Netmask != "255.255.255.0" {
+		t.Fatalf("service %+v", s)
+	}
+	if p := d.dp.Snapshot().Services[0]; p.Persist != 600e9 || p.PersistBits != 120 {
+		t.Fatalf("dataplane persistence %d ns /%d", p.Persist, p.PersistBits)
+	}
+}

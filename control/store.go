@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"xlvs/control/api"
@@ -98,7 +99,7 @@ func checkService(s *api.Service) *api.Error {
 	}
 	s.Addr = s.Addr.Unmap()
 	if s.Port == 0 {
-		return apiErr(api.ErrCodeInvalid, "service %s: port 0 is only valid for persistent services (-p), which are not implemented yet", keyString(s.ServiceKey))
+		return apiErr(api.ErrCodeInvalid, "service %s: port 0 (all ports of a persistent service) is not implemented yet: define the service per port", keyString(s.ServiceKey))
 	}
 	if s.Scheduler == "" {
 		s.Scheduler = "wlc"
@@ -113,8 +114,21 @@ func checkService(s *api.Service) *api.Error {
 		}
 		return apiErr(api.ErrCodeNotImplemented, "%v", err)
 	}
-	if s.Persistent || s.Timeout != 0 {
-		return apiErr(api.ErrCodeNotImplemented, "persistence (-p) is not implemented yet: remove -p")
+	if s.Timeout != 0 {
+		s.Persistent = true
+	}
+	if s.Persistent {
+		if s.Timeout == 0 {
+			s.Timeout = 300 // ipvsadm's default for -p without a value
+		}
+		if s.Timeout > 2_000_000 {
+			return apiErr(api.ErrCodeInvalid, "persistence timeout %d s: at most 2000000", s.Timeout)
+		}
+		if _, err := persistBits(s.Addr, s.Netmask); err != nil {
+			return apiErr(api.ErrCodeInvalid, "%v", err)
+		}
+	} else if s.Netmask != "" {
+		return apiErr(api.ErrCodeInvalid, "netmask %s without persistence: -M needs -p", s.Netmask)
 	}
 	if s.OnePacket {
 		return apiErr(api.ErrCodeNotImplemented, "one-packet scheduling (-o) is not implemented yet: remove -o")
@@ -188,11 +202,19 @@ func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map
 		if err != nil {
 			return nil, err
 		}
+		var persist int64
+		var bits uint8
+		if s.cfg.Persistent {
+			persist = int64(s.cfg.Timeout) * 1e9
+			bits, _ = persistBits(s.cfg.Addr, s.cfg.Netmask)
+		}
 		svcs = append(svcs, dataplane.Service{
-			ID:    s.id,
-			Key:   dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)},
-			Dests: ds,
-			Sched: sc,
+			Persist:     persist,
+			PersistBits: bits,
+			ID:          s.id,
+			Key:         dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)},
+			Dests:       ds,
+			Sched:       sc,
 		})
 	}
 	return dataplane.NewSnapshot(svcs)
@@ -203,4 +225,34 @@ func protoNum(p string) uint8 {
 		return 17
 	}
 	return 6
+}
+
+// persistBits turns -M (an IPv4 netmask, or an IPv6 prefix length) into a prefix length
+// in the 128-bit space the dataplane keys on (IPv4 /24 = 120). Empty: the whole address.
+func persistBits(vip netip.Addr, mask string) (uint8, error) {
+	if mask == "" {
+		return 128, nil
+	}
+	if vip.Is4() {
+		m, err := netip.ParseAddr(mask)
+		if err != nil || !m.Is4() {
+			return 0, fmt.Errorf("netmask %q: want an IPv4 netmask such as 255.255.255.0", mask)
+		}
+		b := m.As4()
+		ones := 0
+		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		for v&0x80000000 != 0 {
+			ones++
+			v <<= 1
+		}
+		if v != 0 {
+			return 0, fmt.Errorf("netmask %q: not a contiguous netmask", mask)
+		}
+		return uint8(96 + ones), nil
+	}
+	n, err := strconv.Atoi(mask)
+	if err != nil || n < 1 || n > 128 {
+		return 0, fmt.Errorf("netmask %q: want an IPv6 prefix length from 1 to 128", mask)
+	}
+	return uint8(n), nil
 }

@@ -100,6 +100,7 @@ type Dataplane struct {
 	cfg     Config
 	log     *slog.Logger
 	ct      *conntrack.Table
+	persist *persistTable
 	snap    atomic.Pointer[Snapshot]
 	fib     *fibWatcher
 	workers []*worker
@@ -200,6 +201,7 @@ func (d *Dataplane) init() error {
 		return fmt.Errorf("connection table: %w", err)
 	}
 	d.ct = ct
+	d.persist = newPersistTable(1 << 16)
 	d.epoch = time.Now()
 	d.fib = newFIBWatcher(d.log)
 	if d.cls != nil {
@@ -427,3 +429,6 @@ func toBPFKeys(ks []SvcKey) []bpf.Key {
 }
 
 func netipFrom16(a [16]byte) netip.Addr { return netip.AddrFrom16(a).Unmap() }
+
+// PersistConns counts the live persistence templates per destination ID.
+func (d *Dataplane) PersistConns() map[uint32]uint32 { return d.persist.count(d.now()) }

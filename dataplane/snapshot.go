@@ -32,6 +32,10 @@ type Service struct {
 	Key   SvcKey
 	Dests []Dest
 	Sched sched.Scheduler
+	// Persist is the persistence timeout in nanoseconds (0: not persistent); clients are
+	// grouped by their address's first PersistBits bits (128-bit space: IPv4 /32 is 128).
+	Persist     int64
+	PersistBits uint8
 }
 
 // Snapshot is one immutable configuration. Build it with NewSnapshot and hand it to
@@ -126,4 +130,14 @@ func (s *Snapshot) RealKeys() []SvcKey {
 		out = append(out, k)
 	}
 	return out
+}
+
+// destIndex returns the index of destination id in s.Dests, or -1.
+func (s *Service) destIndex(id uint32) int {
+	for i := range s.Dests {
+		if s.Dests[i].ID == id {
+			return i
+		}
+	}
+	return -1
 }

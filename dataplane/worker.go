@@ -299,6 +299,10 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 			w.drop(in, d, why)
 			return
 		}
+	} else if svc.Persist > 0 {
+		// Activity keeps the client's persistence template alive.
+		pk := persistKey{svc: svc.ID, addr: maskPersist(info.Src, svc.PersistBits)}
+		w.dp.persist.lookup(&pk, now, svc.Persist)
 	}
 	e := &w.entry
 	rs, ok := snap.dest(e.Dest)
@@ -499,9 +503,24 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 	info := &w.info
 	ct := w.dp.ct
 	w.flow = sched.Flow{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto, Now: now}
-	i := svc.Sched.Schedule(ct, &w.flow)
-	if i < 0 || i >= len(svc.Dests) {
-		return DropNoDest
+	i := -1
+	var pk persistKey
+	if svc.Persist > 0 {
+		// A live template sends the client back to its server, even one quiesced with
+		// weight 0 (IPVS's expire_quiescent_template default).
+		pk = persistKey{svc: svc.ID, addr: maskPersist(info.Src, svc.PersistBits)}
+		if id, ok := w.dp.persist.lookup(&pk, now, svc.Persist); ok {
+			i = svc.destIndex(id)
+		}
+	}
+	if i < 0 {
+		i = svc.Sched.Schedule(ct, &w.flow)
+		if i < 0 || i >= len(svc.Dests) {
+			return DropNoDest
+		}
+		if svc.Persist > 0 {
+			w.dp.persist.set(&pk, svc.Dests[i].ID, now, svc.Persist)
+		}
 	}
 	dst := &svc.Dests[i]
 	w.entry = conntrack.Entry{

@@ -1,0 +1,130 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"sync"
+)
+
+// Persistence templates (ipvsadm -p, -M): a client address, masked by the service's
+// netmask, stays with the real server it was first given for the persistence timeout
+// after its last packet. IPVS keeps a template entry in its connection table; here the
+// templates live in a table of their own: fixed size, pointer-free, sharded, each shard
+// an open-addressed array probed over a short window. A full window evicts the slot that
+// expires first. Deviation from IPVS: a template's timer restarts with every packet of
+// the client to the service (IPVS restarts it when the last connection it controls
+// ends), which keeps a client pinned at least as long.
+
+const (
+	persistShards = 64
+	persistWindow = 8
+)
+
+type persistKey struct {
+	svc  uint32
+	addr [16]byte
+}
+
+type persistSlot struct {
+	key     persistKey
+	dest    uint32
+	used    bool
+	expires int64
+}
+
+type persistShard struct {
+	mu    sync.Mutex
+	slots []persistSlot
+	_     [40]byte // keep shards' locks on separate cache lines
+}
+
+type persistTable struct {
+	shards [persistShards]persistShard
+	mask   uint64 // slots per shard - 1
+}
+
+func newPersistTable(slots int) *persistTable {
+	per := 1
+	for per*persistShards < slots {
+		per <<= 1
+	}
+	t := &persistTable{mask: uint64(per - 1)}
+	for i := range t.shards {
+		t.shards[i].slots = make([]persistSlot, per)
+	}
+	return t
+}
+
+func (k *persistKey) hash() uint64 {
+	h := uint64(k.svc)*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(k.addr[0:8])
+	h = (h ^ h>>31) * 0xbf58476d1ce4e5b9
+	h ^= binary.LittleEndian.Uint64(k.addr[8:16])
+	h = (h ^ h>>27) * 0x94d049bb133111eb
+	return h ^ h>>31
+}
+
+// lookup returns the destination of a live template and restarts its timer.
+func (t *persistTable) lookup(k *persistKey, now, timeout int64) (uint32, bool) {
+	h := k.hash()
+	sh := &t.shards[h%persistShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i := uint64(0); i < persistWindow; i++ {
+		s := &sh.slots[(h/persistShards+i)&t.mask]
+		if s.used && s.key == *k {
+			if s.expires <= now {
+				s.used = false
+				return 0, false
+			}
+			s.expires = now + timeout
+			return s.dest, true
+		}
+	}
+	return 0, false
+}
+
+// set creates or replaces the template of k.
+func (t *persistTable) set(k *persistKey, dest uint32, now, timeout int64) {
+	h := k.hash()
+	sh := &t.shards[h%persistShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	var victim *persistSlot
+	for i := uint64(0); i < persistWindow; i++ {
+		s := &sh.slots[(h/persistShards+i)&t.mask]
+		if s.used && s.key == *k {
+			victim = s
+			break
+		}
+		if !s.used || s.expires <= now {
+			if victim == nil || victim.used {
+				victim = s
+			}
+			continue
+		}
+		if victim == nil || (victim.used && s.expires < victim.expires) {
+			victim = s
+		}
+	}
+	*victim = persistSlot{key: *k, dest: dest, used: true, expires: now + timeout}
+}
+
+// count returns the live templates per destination ID (for --persistent-conn).
+func (t *persistTable) count(now int64) map[uint32]uint32 {
+	out := map[uint32]uint32{}
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for _, s := range sh.slots {
+			if s.used && s.expires > now {
+				out[s.dest]++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// maskAddr keeps the first bits bits of a (in the 128-bit space: an IPv4 /24 is 120).
+func maskPersist(a [16]byte, bits uint8) [16]byte {
+	return maskAddr(a, bits)
+}
