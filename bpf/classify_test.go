@@ -117,6 +117,13 @@ var classifyCases = []classifyCase{
 	{"v6 tcp reply from real", fromFlow(flow{proto: ProtoTCP, src: rip6, dst: cip6, sport: 8080, dport: 40000}, nil), statRedirectFailed},
 	{"v6 tcp reply from real vlan", fromFlow(flow{proto: ProtoTCP, src: rip6, dst: cip6, sport: 8080, dport: 40000, vlan: true}, nil), statRedirectFailed},
 
+	// Port-0 entries match every port of their address (and protocol).
+	{"v4 tcp port-0 service, port 22", fromFlow(flow{proto: ProtoTCP, src: cip4, dst: any4, sport: 40000, dport: 22}, nil), statRedirectFailed},
+	{"v4 tcp port-0 service, port 443", fromFlow(flow{proto: ProtoTCP, src: cip4, dst: any4, sport: 40000, dport: 443}, nil), statRedirectFailed},
+	{"v4 tcp reply from port-0 real", fromFlow(flow{proto: ProtoTCP, src: anyr4, dst: cip4, sport: 22, dport: 40000}, nil), statRedirectFailed},
+	{"v4 udp to port-0 tcp service", fromFlow(flow{proto: ProtoUDP, src: cip4, dst: any4, sport: 40000, dport: 22}, nil), statPassed},
+	{"v4 time exceeded about a port-0 real's request", icmpErr(anyr4, cip4, 11, 0, flow{proto: ProtoTCP, src: cip4, dst: anyr4, sport: 40000, dport: 993}, 0), statRedirectFailed},
+
 	// Misses.
 	{"v4 other port", fromFlow(flow{proto: ProtoTCP, src: cip4, dst: vip4, sport: 40000, dport: 81}, nil), statPassed},
 	{"v4 other proto", fromFlow(flow{proto: ProtoUDP, src: cip4, dst: vip4, sport: 40000, dport: 80}, nil), statPassed},

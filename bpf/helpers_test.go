@@ -43,14 +43,16 @@ var (
 	cip4  = netip.MustParseAddr("198.18.2.7")
 	cip6  = netip.MustParseAddr("2001:db8:2::7")
 	other = netip.MustParseAddr("198.18.0.11")
+	any4  = netip.MustParseAddr("198.18.0.12") // a port-0 (every port) TCP service
+	anyr4 = netip.MustParseAddr("198.18.1.3")  // its NAT real server, port 0
 
 	testServices = []Key{
 		{vip4, 80, ProtoTCP}, {vip4, 53, ProtoUDP},
-		{vip6, 443, ProtoTCP}, {vip6, 53, ProtoUDP},
+		{vip6, 443, ProtoTCP}, {vip6, 53, ProtoUDP}, {any4, 0, ProtoTCP},
 	}
 	testReals = []Key{
 		{rip4, 8080, ProtoTCP}, {rip4, 5353, ProtoUDP},
-		{rip6, 8080, ProtoTCP}, {rip6, 5353, ProtoUDP},
+		{rip6, 8080, ProtoTCP}, {rip6, 5353, ProtoUDP}, {anyr4, 0, ProtoTCP},
 	}
 )
 
@@ -330,13 +332,22 @@ func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (ui
 	}
 	dk := mapKey{Addr: dst, Port: [2]byte(frame[l4+2 : l4+4]), Proto: proto}
 	sk := mapKey{Addr: src, Port: [2]byte(frame[l4 : l4+2]), Proto: proto}
-	if !services[dk] && !reals[sk] {
+	if !hasKey(services, dk) && !hasKey(reals, sk) {
 		return xdpPass, statPassed
 	}
 	if socket {
 		return xdpRedirect, statRedirected
 	}
 	return xdpPass, statRedirectFailed
+}
+
+// hasKey: k is in m, or k's address and protocol with port 0 ("every port") is.
+func hasKey(m map[mapKey]bool, k mapKey) bool {
+	if m[k] {
+		return true
+	}
+	k.Port = [2]byte{}
+	return m[k]
 }
 
 func refVerdict(socket bool) (uint32, int) {
@@ -393,7 +404,7 @@ func refICMP(m []byte, v6 bool, services, reals map[mapKey]bool, socket bool) (u
 	if proto != 6 && proto != 17 || len(ports) < 4 {
 		return xdpPass, statPassed
 	}
-	if services[mapKey{Addr: src, Port: [2]byte(ports[0:2]), Proto: proto}] || reals[mapKey{Addr: dst, Port: [2]byte(ports[2:4]), Proto: proto}] {
+	if hasKey(services, mapKey{Addr: src, Port: [2]byte(ports[0:2]), Proto: proto}) || hasKey(reals, mapKey{Addr: dst, Port: [2]byte(ports[2:4]), Proto: proto}) {
 		return refVerdict(socket)
 	}
 	return xdpPass, statPassed

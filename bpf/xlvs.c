@@ -21,6 +21,8 @@
  *   later fragments (no ports): (proto, destination) of a service address or
  *             (proto, source) of a NAT real server address in vaddrs -> redirect
  *   otherwise XDP_PASS
+ * A services or reals entry with port 0 matches every port of its address
+ * (persistent port-0 services) when no entry names the port itself.
  *
  * Every invocation increments exactly one slot of the per-CPU "stats" array;
  * the slot numbers are part of the Go API (bpf/doc.go) and never change.
@@ -211,6 +213,24 @@ static __always_inline int fragment(struct xdp_md *ctx, struct svc_key *src,
 }
 
 /*
+ * lookup_key: the entry of k in a services or reals map, else the entry of
+ * the same address with port 0 (a persistent port-0 service, "every port";
+ * its NAT real servers answer from any port). k is left as it was.
+ */
+static __always_inline void *lookup_key(void *map, struct svc_key *k)
+{
+	void *v = bpf_map_lookup_elem(map, k);
+	__be16 port = k->port;
+
+	if (v || !port)
+		return v;
+	k->port = 0;
+	v = bpf_map_lookup_elem(map, k);
+	k->port = port;
+	return v;
+}
+
+/*
  * An ICMP (v4 false) or ICMPv6 message at msg, inside the packet ending at
  * pend: ours when it is an error quoting a TCP/UDP packet sent from a
  * service's VIP:port (from the client side) or to a NAT real server's
@@ -264,9 +284,9 @@ static __always_inline int icmp_error(struct xdp_md *ctx, void *msg, void *pend,
 	dst.port = ports[1];
 	src.proto = proto;
 	dst.proto = proto;
-	if (bpf_map_lookup_elem(&services, &src))
+	if (lookup_key(&services, &src))
 		return redirect(ctx);
-	if (!bpf_map_lookup_elem(&reals, &dst))
+	if (!lookup_key(&reals, &dst))
 		return account(STAT_PASSED, XDP_PASS);
 	/* About the director's own packet to a real server (a health check). */
 	if (bpf_map_lookup_elem(&locals, outer_dst->addr))
@@ -373,8 +393,8 @@ int xlvs_classify(struct xdp_md *ctx)
 	src.proto = proto;
 	dst.proto = proto;
 
-	if (!bpf_map_lookup_elem(&services, &dst)) {
-		if (!bpf_map_lookup_elem(&reals, &src))
+	if (!lookup_key(&services, &dst)) {
+		if (!lookup_key(&reals, &src))
 			return account(STAT_PASSED, XDP_PASS);
 		if (bpf_map_lookup_elem(&locals, dst.addr))
 			return account(STAT_LOCAL_REPLY, XDP_PASS);

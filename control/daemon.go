@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -458,6 +459,41 @@ func (d *Daemon) conns() []api.Conn {
 			Dest:      dest,
 		})
 		return len(out) < 1<<20
+	})
+	// Persistence templates, as IPVS lists them: client port 0, the service's port, the
+	// real server's port, state NONE.
+	type vkey struct {
+		proto   string
+		virtual netip.AddrPort
+	}
+	d.mu.Lock()
+	svcs := map[uint32]vkey{}
+	dests := map[uint32]netip.AddrPort{}
+	for _, s := range d.r.services {
+		if !s.cfg.Persistent {
+			continue
+		}
+		svcs[s.id] = vkey{strings.ToUpper(s.cfg.Protocol), netip.AddrPortFrom(s.cfg.Addr, s.cfg.Port)}
+		for _, ds := range s.dests {
+			dests[ds.id] = netip.AddrPortFrom(ds.cfg.Addr, ds.cfg.Port)
+		}
+	}
+	d.mu.Unlock()
+	d.dp.Templates(func(svc, dest uint32, client [16]byte, expiresIn int64) {
+		v, ok := svcs[svc]
+		rs, ok2 := dests[dest]
+		if !ok || !ok2 || len(out) >= 1<<20 {
+			return // a template of a service or server deleted since
+		}
+		out = append(out, api.Conn{
+			Protocol:  v.proto,
+			State:     "NONE",
+			ExpiresMs: expiresIn / 1e6,
+			Client:    netip.AddrPortFrom(netip.AddrFrom16(client).Unmap(), 0),
+			Virtual:   v.virtual,
+			Dest:      rs,
+			Template:  true,
+		})
 	})
 	return out
 }

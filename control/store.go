@@ -98,9 +98,6 @@ func checkService(s *api.Service) *api.Error {
 		return apiErr(api.ErrCodeInvalid, "service address %v: must be a unicast IPv4 or IPv6 address", s.Addr)
 	}
 	s.Addr = s.Addr.Unmap()
-	if s.Port == 0 {
-		return apiErr(api.ErrCodeInvalid, "service %s: port 0 (all ports of a persistent service) is not implemented yet: define the service per port", keyString(s.ServiceKey))
-	}
 	if s.Scheduler == "" {
 		s.Scheduler = "wlc"
 	}
@@ -129,6 +126,10 @@ func checkService(s *api.Service) *api.Error {
 		}
 	} else if s.Netmask != "" {
 		return apiErr(api.ErrCodeInvalid, "netmask %s without persistence: -M needs -p", s.Netmask)
+	}
+	if s.Port == 0 && !s.Persistent {
+		// ipvsadm: "Zero port specified for non-persistent service".
+		return apiErr(api.ErrCodeInvalid, "service %s: port 0 (every port of the address) is only valid for a persistent service: add -p [timeout], or give the port", keyString(s.ServiceKey))
 	}
 	if s.OnePacket {
 		return apiErr(api.ErrCodeNotImplemented, "one-packet scheduling (-o) is not implemented yet: remove -o")

@@ -432,3 +432,10 @@ func netipFrom16(a [16]byte) netip.Addr { return netip.AddrFrom16(a).Unmap() }
 
 // PersistConns counts the live persistence templates per destination ID.
 func (d *Dataplane) PersistConns() map[uint32]uint32 { return d.persist.count(d.now()) }
+
+// Templates calls f with every live persistence template: the service and destination
+// IDs, the client address masked by the service's -M, and the time left in nanoseconds.
+// Shards are copied in small chunks under their locks; f runs with no lock held.
+func (d *Dataplane) Templates(f func(svc, dest uint32, client [16]byte, expiresIn int64)) {
+	d.persist.walk(d.now(), f)
+}

@@ -38,11 +38,11 @@ func (w *worker) icmp(in *port, d xsk.Desc, frame []byte, snap *Snapshot, fib *F
 	}
 	ct := w.dp.ct
 	w.key = conntrack.Key{Src: ie.Dst, Dst: ie.Src, SrcPort: ie.DstPort, DstPort: ie.SrcPort, Proto: ie.Proto}
-	if _, ok := snap.bySvc[SvcKey{Addr: ie.Src, Port: ie.SrcPort, Proto: ie.Proto}]; ok && ct.Get(conntrack.DirOrig, &w.key, now, &w.entry) {
+	if _, ok := snap.service(&ie.Src, ie.SrcPort, ie.Proto); ok && ct.Get(conntrack.DirOrig, &w.key, now, &w.entry) {
 		w.icmpToReal(in, d, frame, snap, fib)
 		return
 	}
-	if _, ok := snap.byReal[SvcKey{Addr: ie.Dst, Port: ie.DstPort, Proto: ie.Proto}]; ok && ct.Get(conntrack.DirReply, &w.key, now, &w.entry) {
+	if snap.isReal(&ie.Dst, ie.DstPort, ie.Proto) && ct.Get(conntrack.DirReply, &w.key, now, &w.entry) {
 		w.icmpToClient(in, d, frame, fib)
 		return
 	}

@@ -124,6 +124,25 @@ func (t *persistTable) count(now int64) map[uint32]uint32 {
 	return out
 }
 
+// walk calls f with every live template, one shard locked at a time (f must not use the
+// table).
+func (t *persistTable) walk(now int64, f func(svc, dest uint32, client [16]byte, expiresIn int64)) {
+	var buf [persistWindow * 8]persistSlot
+	for i := range t.shards {
+		sh := &t.shards[i]
+		for start := 0; start < len(sh.slots); start += len(buf) {
+			sh.mu.Lock()
+			n := copy(buf[:], sh.slots[start:])
+			sh.mu.Unlock()
+			for _, s := range buf[:n] {
+				if s.used && s.expires > now {
+					f(s.key.svc, s.dest, s.key.addr, s.expires-now)
+				}
+			}
+		}
+	}
+}
+
 // maskAddr keeps the first bits bits of a (in the 128-bit space: an IPv4 /24 is 120).
 func maskPersist(a [16]byte, bits uint8) [16]byte {
 	return maskAddr(a, bits)

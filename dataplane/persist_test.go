@@ -89,3 +89,59 @@ func TestPersistTableEviction(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// TestPortZeroService: a persistent service on port 0 takes every port of its address;
+// the real server gets the port the client asked for (whatever the destination's own
+// port), one client stays on one server across ports, and replies from any port of the
+// real server are translated back.
+func TestPortZeroService(t *testing.T) {
+	r := newRig(t, "rr", 1, 1)
+	old := r.dp.Snapshot()
+	svcs := append([]Service(nil), old.Services...)
+	for i := range svcs {
+		svcs[i].Key.Port = 0
+	}
+	if _, err := NewSnapshot(svcs); err == nil {
+		t.Fatal("a non-persistent port-0 service was accepted")
+	}
+	for i := range svcs {
+		svcs[i].Persist, svcs[i].PersistBits = int64(time.Hour), 128
+	}
+	snap, err := NewSnapshot(svcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.dp.Publish(snap); err != nil {
+		t.Fatal(err)
+	}
+	var server netip.Addr
+	for i, port := range []uint16{22, 443, 8443} {
+		r.ext.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 5000 + port, dport: port, syn: true}))
+		r.drain()
+		out := r.int.Sent()
+		if len(out) != 1 {
+			t.Fatalf("port %d: sent %d frames, want 1 (drops %v)", port, len(out), r.drops())
+		}
+		info := check(t, out[0])
+		got := netip.AddrFrom16(info.Dst).Unmap()
+		if i == 0 {
+			server = got
+		} else if got != server {
+			t.Fatalf("port %d went to %v, the client's template says %v", port, got, server)
+		}
+		if info.DstPort != port {
+			t.Fatalf("real server got port %d, want the client's %d", info.DstPort, port)
+		}
+		// The reply from that port of the real server comes back from VIP:port.
+		r.int.Inject(build(t, pkt{srcMAC: macRS1, dstMAC: macDirInt, src: server, dst: client, sport: port, dport: 5000 + port, syn: true, ack: true}))
+		r.drain()
+		back := r.ext.Sent()
+		if len(back) != 1 {
+			t.Fatalf("port %d reply: sent %d frames, want 1 (drops %v)", port, len(back), r.drops())
+		}
+		bi := check(t, back[0])
+		if netip.AddrFrom16(bi.Src).Unmap() != vip || bi.SrcPort != port {
+			t.Fatalf("reply source %v:%d, want %v:%d", netip.AddrFrom16(bi.Src).Unmap(), bi.SrcPort, vip, port)
+		}
+	}
+}

@@ -44,6 +44,9 @@ type Snapshot struct {
 	Services []Service
 	bySvc    map[SvcKey]int32
 	byReal   map[SvcKey]int32 // NAT real servers: replies from them are ours
+	// anyPort: some service (or NAT real server) has port 0, "every port" (a persistent
+	// service of ipvsadm -t VIP:0 -p): lookups that miss try port 0 next.
+	anyPort bool
 	// byID holds every destination at its ID (dense, pointer-free): DR and TUN entries
 	// carry no reply key, so the worker finds their real server here. A hole (live false)
 	// is a destination that no longer exists: its connections' packets are dropped, as
@@ -89,6 +92,12 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 			return nil, fmt.Errorf("build snapshot: service %v has no scheduler", svc.Key)
 		}
 		s.bySvc[svc.Key] = int32(i)
+		if svc.Key.Port == 0 {
+			if svc.Persist == 0 {
+				return nil, fmt.Errorf("build snapshot: service %v: port 0 (every port) needs persistence", svc.Key)
+			}
+			s.anyPort = true
+		}
 		for _, d := range svc.Dests {
 			if d.Method > conntrack.MethodFullNAT {
 				return nil, fmt.Errorf("build snapshot: destination %d: unknown forwarding method %v", d.ID, d.Method)
@@ -99,11 +108,34 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 			}
 			s.byID[d.ID] = ref
 			if d.Method == conntrack.MethodNAT {
-				s.byReal[SvcKey{Addr: d.Addr, Port: d.Port, Proto: svc.Key.Proto}] = int32(i)
+				port := d.Port
+				if svc.Key.Port == 0 {
+					port = 0 // replies come from whichever port the client asked for
+				}
+				s.byReal[SvcKey{Addr: d.Addr, Port: port, Proto: svc.Key.Proto}] = int32(i)
 			}
 		}
 	}
 	return s, nil
+}
+
+// service returns the index of the service a client's packet to dst:port is for: the
+// service of that port, else a port-0 service of the address.
+func (s *Snapshot) service(dst *[16]byte, port uint16, proto uint8) (int32, bool) {
+	if i, ok := s.bySvc[SvcKey{Addr: *dst, Port: port, Proto: proto}]; ok || !s.anyPort {
+		return i, ok
+	}
+	i, ok := s.bySvc[SvcKey{Addr: *dst, Proto: proto}]
+	return i, ok
+}
+
+// isReal tells whether a packet from src:port is a NAT real server's (a reply).
+func (s *Snapshot) isReal(src *[16]byte, port uint16, proto uint8) bool {
+	if _, ok := s.byReal[SvcKey{Addr: *src, Port: port, Proto: proto}]; ok || !s.anyPort {
+		return ok
+	}
+	_, ok := s.byReal[SvcKey{Addr: *src, Proto: proto}]
+	return ok
 }
 
 // dest returns the live destination with ID id.

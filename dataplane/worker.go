@@ -262,11 +262,11 @@ func (w *worker) handle(in *port, d xsk.Desc, snap *Snapshot, fib *FIB, now int6
 		w.drop(in, d, DropNotTCPUDP)
 		return
 	}
-	if si, ok := snap.bySvc[SvcKey{Addr: info.Dst, Port: info.DstPort, Proto: info.Proto}]; ok {
+	if si, ok := snap.service(&info.Dst, info.DstPort, info.Proto); ok {
 		w.request(in, d, frame, snap, &snap.Services[si], fib, now)
 		return
 	}
-	if _, ok := snap.byReal[SvcKey{Addr: info.Src, Port: info.SrcPort, Proto: info.Proto}]; ok {
+	if snap.isReal(&info.Src, info.SrcPort, info.Proto) {
 		w.reply(in, d, frame, fib, now)
 		return
 	}
@@ -523,9 +523,13 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 		}
 	}
 	dst := &svc.Dests[i]
+	rport := dst.Port
+	if svc.Key.Port == 0 {
+		rport = info.DstPort // a port-0 service: the real server gets the client's port (as IPVS)
+	}
 	w.entry = conntrack.Entry{
 		Orig:    w.key,
-		Reply:   conntrack.Key{Src: dst.Addr, Dst: info.Src, SrcPort: dst.Port, DstPort: info.SrcPort, Proto: info.Proto},
+		Reply:   conntrack.Key{Src: dst.Addr, Dst: info.Src, SrcPort: rport, DstPort: info.SrcPort, Proto: info.Proto},
 		Dest:    dst.ID,
 		Service: svc.ID,
 		Method:  dst.Method,
