@@ -42,8 +42,8 @@ const httpPort = 80
 
 // MeasureConnections builds a fresh chain, serves HTTP in the sink namespace, sets up
 // target for TCP port 80 and runs the short-connection load, then the stream. The minimal
-// AF_XDP forwarder forwards one way only and DR needs the VIP on the sink's loopback:
-// both are unavailable here.
+// AF_XDP forwarder forwards one way only: unavailable here. For DR the sink gets the VIP on
+// its loopback and its replies return through the director's kernel routing.
 func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s ConnSample, err error) {
 	s.Target = target
 	if o.Concurrency == 0 {
@@ -58,8 +58,6 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 	switch target {
 	case TargetL2Fwd:
 		return s, fmt.Errorf("%s: %w: the minimal forwarder forwards UDP one way only", target, ErrUnavailable)
-	case TargetXLVSDR:
-		return s, fmt.Errorf("%s: %w: the connection workload's sink is not set up for DR (VIP on lo) yet", target, ErrUnavailable)
 	}
 	if err := targetAvailable(ctx, target); err != nil {
 		return s, err
@@ -87,7 +85,26 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 			return s, err
 		}
 	}
-	ln, err := sink.NS.Listen("tcp", netip.AddrPortFrom(sink.Addr, httpPort).String())
+	listen := netip.AddrPortFrom(sink.Addr, httpPort).String()
+	if target == TargetXLVSDR {
+		// LVS-DR: the sink owns the VIP on lo and answers from it straight to the client;
+		// its replies pass the director's kernel (XDP leaves them alone), which routes them.
+		if _, err := sink.NS.Run(ctx, "ip", "addr", "add", bed.VIP.String()+"/32", "dev", "lo"); err != nil {
+			return s, fmt.Errorf("measure %s connections: VIP on the sink's lo: %w", target, err)
+		}
+		if err := bed.SetForwarding(true); err != nil {
+			return s, err
+		}
+		// The director holds the VIP itself, so replies from it are martians to its
+		// kernel unless accepted (a real LVS-DR reply passes a router, not the director).
+		for _, k := range []string{"net.ipv4.conf.all.accept_local", "net.ipv4.conf." + bed.Int.Iface + ".accept_local"} {
+			if err := bed.Director.SetSysctl(k, "1"); err != nil {
+				return s, fmt.Errorf("measure %s connections: %w", target, err)
+			}
+		}
+		listen = fmt.Sprintf(":%d", httpPort)
+	}
+	ln, err := sink.NS.Listen("tcp", listen)
 	if err != nil {
 		return s, err
 	}
