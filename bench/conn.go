@@ -9,6 +9,7 @@ import (
 
 	"xlvs/bench/testbed"
 	"xlvs/bench/traffic"
+	"xlvs/bpf"
 )
 
 // ConnOptions configure MeasureConnections.
@@ -86,7 +87,20 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 		}
 	}
 	listen := netip.AddrPortFrom(sink.Addr, httpPort).String()
-	if target == TargetXLVSDR {
+	if target == TargetXLVSTUN {
+		// LVS-TUN: the sink strips the IPIP header with xlvs's decapsulator (this kernel
+		// has no ipip module), then answers as a DR real server does.
+		var dec *bpf.Decap
+		err := sink.NS.Do(func() (err error) {
+			dec, err = bpf.AttachDecap(sink.Ifindex, bpf.DecapAuto, []netip.Addr{sink.Addr})
+			return err
+		})
+		if err != nil {
+			return s, fmt.Errorf("measure %s connections: decapsulator on the sink: %w", target, err)
+		}
+		defer dec.Close()
+	}
+	if target == TargetXLVSDR || target == TargetXLVSTUN {
 		// LVS-DR: the sink owns the VIP on lo and answers from it straight to the client;
 		// its replies pass the director's kernel (XDP leaves them alone), which routes them.
 		if _, err := sink.NS.Run(ctx, "ip", "addr", "add", bed.VIP.String()+"/32", "dev", "lo"); err != nil {

@@ -26,6 +26,7 @@ type Target string
 const (
 	TargetXLVSNAT  Target = "xlvs-nat"       // xlvsd, NAT, rr over one real server
 	TargetXLVSDR   Target = "xlvs-dr"        // xlvsd, DR (-g): MAC rewrite only
+	TargetXLVSTUN  Target = "xlvs-tun"       // xlvsd, TUN (-i): IPIP encapsulation
 	TargetIptables Target = "iptables-dnat"  // iptables nat PREROUTING DNAT, statistic mode
 	TargetNftables Target = "nftables-dnat"  // nftables prerouting dnat to numgen map
 	TargetKernel   Target = "kernel-forward" // plain IPv4 forwarding, no balancing
@@ -34,7 +35,7 @@ const (
 )
 
 // AllTargets lists every target.
-var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetIptables, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
+var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetIptables, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
 
 // ErrUnavailable is returned (wrapped) when a target cannot run on this machine (a tool
 // or kernel feature missing); the message says which and why.
@@ -379,7 +380,16 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 }
 `, bed.VIP, proto, port, sink.Addr))
 		}
-	case TargetXLVSNAT, TargetXLVSDR:
+	case TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN:
+		if target == TargetXLVSTUN {
+			// The outer header adds 20 bytes: raise the MTU towards the sink so that
+			// 1500-byte packets are carried, not answered with fragmentation-needed.
+			for _, h := range []*testbed.Host{bed.Int, sink} {
+				if _, err = h.NS.Run(ctx, "ip", "link", "set", "dev", h.Iface, "mtu", "1600"); err != nil {
+					return pr, dst, stop, fmt.Errorf("set up %s: %w", target, err)
+				}
+			}
+		}
 		var d *Daemon
 		args := append([]string{"-i", bed.Ext.Iface, "-i", bed.Int.Iface, "--cpus", strconv.Itoa(o.DirCPU), "--log-level", "warn"}, o.DaemonArgs...)
 		d, err = StartDaemon(ctx, bed.Director, o.Bins, args...)
@@ -398,10 +408,9 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 			flag = "-t"
 		}
 		if _, err = d.Adm(ctx, "-A", flag, vip.String(), "-s", "rr"); err == nil {
-			method := "-m"
-			if target == TargetXLVSDR {
-				method = "-g" // the packet sink drops everything in XDP, so it needs no VIP on lo
-			}
+			// The packet sink drops everything in XDP, so for packet rates DR needs no VIP
+			// on lo and TUN no decapsulation (the sink counts the encapsulated frames).
+			method := map[Target]string{TargetXLVSNAT: "-m", TargetXLVSDR: "-g", TargetXLVSTUN: "-i"}[target]
 			_, err = d.Adm(ctx, "-a", flag, vip.String(), "-r", real.String(), method)
 		}
 	case TargetL2Fwd:

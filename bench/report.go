@@ -43,7 +43,9 @@ type RunOptions struct {
 }
 
 // isXLVS reports whether t runs xlvsd.
-func isXLVS(t Target) bool { return t == TargetXLVSNAT || t == TargetXLVSDR }
+func isXLVS(t Target) bool {
+	return t == TargetXLVSNAT || t == TargetXLVSDR || t == TargetXLVSTUN
+}
 
 // Label names a cell: its target, and the sweep variant if any.
 func (c Result) Label() string {

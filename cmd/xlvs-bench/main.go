@@ -24,7 +24,7 @@ const usage = `usage: xlvs-bench COMMAND [flags]
 
 commands:
   demo    build an LVS-NAT testbed, balance HTTP through xlvsd with wrr 3:1, print the split
-  run     benchmark: UDP packet rate (no-drop and overload) through xlvs NAT and DR,
+  run     benchmark: UDP packet rate (no-drop and overload) through xlvs NAT, DR and TUN,
           iptables/nftables DNAT, kernel forwarding and a minimal AF_XDP forwarder
           (run --help for the flags)
   --quick the CI smoke: run --quick
