@@ -38,13 +38,19 @@ type l2Rig struct {
 
 func newL2Rig(t testing.TB, method conntrack.Method) *l2Rig {
 	t.Helper()
+	return newL2RigSized(t, method, 1<<14)
+}
+
+// newL2RigSized is newL2Rig with a connection table of entries entries.
+func newL2RigSized(t testing.TB, method conntrack.Method, entries int) *l2Rig {
+	t.Helper()
 	cfg := xsk.Config{Frames: 1024, FrameSize: 2048, FillRing: 256, CompRing: 256, RxRing: 256, TxRing: 256}
 	eth, err := xsk.NewFake(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	eth.OnTransmit = nil
-	dp, err := NewWithPorts(Config{Socket: cfg, Batch: 32, Conntrack: conntrack.Config{MaxEntries: 1 << 14}},
+	dp, err := NewWithPorts(Config{Socket: cfg, Batch: 32, Conntrack: conntrack.Config{MaxEntries: entries}},
 		[]Port{{Name: "eth0", Ifindex: ifL2, MAC: macDir, Sockets: []xsk.Socket{eth}}})
 	if err != nil {
 		t.Fatal(err)
