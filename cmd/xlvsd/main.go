@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"xlvs/bpf"
 	"xlvs/conntrack"
 	"xlvs/control"
@@ -73,7 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.zeroCopy, "zerocopy", false, "require AF_XDP zero-copy mode (NIC driver support needed)")
 	fs.StringVar(&o.cpus, "cpus", "", "CPUs to pin workers to, e.g. 1 or 2-5,8 (default: unpinned)")
 	fs.StringVar(&o.socket, "socket", "", "control socket path (default $"+api.EnvSocket+" or "+api.DefaultSocket+")")
-	fs.IntVar(&o.connMax, "conn-max", 1<<20, "connection table capacity (entries)")
+	fs.IntVar(&o.connMax, "conn-max", 0, "connection table capacity in entries (0 = from memory: 1/32 of RAM, 64Ki to 16Mi entries, a power of two)")
 	fs.BoolVar(&o.sloppyTCP, "sloppy-tcp", false, "create connections from any TCP packet, not only SYN (IPVS sloppy_tcp)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.state, "state", control.DefaultStatePath, "file the rule set is saved to after every change and restored from at start (\"\" = none)")
@@ -104,10 +106,41 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if err := o.sock.Validate(); err != nil {
 		return nil, err
 	}
+	ram := totalRAM()
+	if o.connMax == 0 {
+		o.connMax = defaultConnMax(ram)
+	}
 	if o.connMax < 1024 {
 		return nil, fmt.Errorf("--conn-max %d: must be at least 1024", o.connMax)
 	}
+	if need := uint64(o.connMax) * connEntryBytes; ram > 0 && need > ram/2 {
+		return nil, fmt.Errorf("--conn-max %d: the table would take about %d MiB, more than half of this machine's %d MiB: give at most %d", o.connMax, need>>20, ram>>20, ram/2/connEntryBytes)
+	}
 	return o, nil
+}
+
+// connEntryBytes bounds the connection table's memory per entry (conntrack reports 107
+// bytes; README, benchmarks).
+const connEntryBytes = 128
+
+// defaultConnMax sizes the connection table from memory as IPVS operators size
+// conn_tab_bits by hand: 1/32 of RAM, between 64Ki and 16Mi entries, rounded down to a
+// power of two (24 GiB → 4Mi entries, about 430 MiB).
+func defaultConnMax(ram uint64) int {
+	n := 1 << 16
+	for n < 1<<24 && uint64(n*2)*connEntryBytes <= ram/32 {
+		n *= 2
+	}
+	return n
+}
+
+// totalRAM is the machine's memory in bytes (0 when unknown).
+func totalRAM() uint64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
 }
 
 // parseCPUs parses "1", "0,2" or "2-5,8".

@@ -18,6 +18,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"too few frames", []string{"-i", "eth0", "--frames", "1024"}, "at least fill ring + tx ring"},
 		{"bad frame size", []string{"-i", "eth0", "--frame-size", "1500"}, "frame size"},
 		{"small table", []string{"-i", "eth0", "--conn-max", "10"}, "at least 1024"},
+		{"table beyond memory", []string{"-i", "eth0", "--conn-max", "1000000000000"}, "more than half of this machine's"},
 		{"stray argument", []string{"-i", "eth0", "extra"}, "unexpected argument"},
 		{"unknown flag", []string{"-i", "eth0", "--nope"}, "not defined"},
 		{"bad number", []string{"-i", "eth0", "--batch", "many"}, "invalid value"},
@@ -55,5 +56,29 @@ func TestParseMode(t *testing.T) {
 		if _, err := parseMode(in); (err == nil) != ok {
 			t.Errorf("parseMode(%q) err = %v", in, err)
 		}
+	}
+}
+
+func TestDefaultConnMax(t *testing.T) {
+	for _, tc := range []struct {
+		ram  uint64
+		want int
+	}{
+		{0, 1 << 16},
+		{512 << 20, 1 << 17},
+		{24 << 30, 4 << 20}, // this machine: 768 MiB / 128 B
+		{64 << 30, 16 << 20},
+		{1 << 40, 16 << 20},
+	} {
+		if got := defaultConnMax(tc.ram); got != tc.want {
+			t.Errorf("defaultConnMax(%d MiB) = %d, want %d", tc.ram>>20, got, tc.want)
+		}
+	}
+	o, err := parseFlags([]string{"-i", "eth0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.connMax != defaultConnMax(totalRAM()) || o.connMax < 1<<16 {
+		t.Fatalf("default --conn-max %d", o.connMax)
 	}
 }
