@@ -37,6 +37,10 @@ const (
 // AllTargets lists every target.
 var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetIptables, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
 
+// manyFlowsBase is the first source address of workloads with more flows than the
+// generator has frames (198.18.16.0/20: outside every testbed subnet).
+var manyFlowsBase = netip.MustParseAddr("198.18.16.1")
+
 // ErrUnavailable is returned (wrapped) when a target cannot run on this machine (a tool
 // or kernel feature missing); the message says which and why.
 var ErrUnavailable = errors.New("unavailable")
@@ -217,14 +221,27 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 		return s, fmt.Errorf("open generator socket: %w", err)
 	}
 	defer sock.Close()
-	flows := gen.Flows(o.Flows, [6]byte(gw.MAC), [6]byte(bed.Ext.MAC), netip.AddrPortFrom(gw.Addr, genPort), dst)
+	gopts := gen.Options{Size: gen.WireSize(o.Size), Batch: o.GenBatch, CPU: o.GenCPU}
+	if o.Flows <= cfg.Frames {
+		gopts.Flows = gen.Flows(o.Flows, [6]byte(gw.MAC), [6]byte(bed.Ext.MAC), netip.AddrPortFrom(gw.Addr, genPort), dst)
+	} else {
+		// More flows than frames (connection-table sweeps): made on the fly, from 250
+		// addresses of a block no testbed uses (this traffic is one-way, to a sink).
+		gopts.Range = &gen.FlowRange{N: o.Flows, Addrs: 250, SrcMAC: [6]byte(gw.MAC), DstMAC: [6]byte(bed.Ext.MAC),
+			Base: netip.AddrPortFrom(manyFlowsBase, 1024), Dst: dst}
+		if err := gopts.Range.Check(); err != nil {
+			return s, err
+		}
+	}
 	gctx, gcancel := context.WithCancel(ctx)
 	defer gcancel()
 	gdone := make(chan error, 1)
 	started := time.Now()
 	var pace gen.Pacer
 	go func() {
-		_, err := gen.Run(gctx, sock, gen.Options{Flows: flows, Size: gen.WireSize(o.Size), Batch: o.GenBatch, CPU: o.GenCPU, Pace: &pace})
+		g := gopts
+		g.Pace = &pace
+		_, err := gen.Run(gctx, sock, g)
 		gdone <- err
 	}()
 	stopped := false

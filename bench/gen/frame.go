@@ -104,3 +104,46 @@ func Flows(n int, srcMAC, dstMAC [6]byte, base, dst netip.AddrPort) []Flow {
 	}
 	return out
 }
+
+// FlowRange is N flows made on the fly, for more flows than a UMEM has frames (Run rewrites
+// each frame's source before sending it again): flow i comes from the base address
+// + i mod Addrs and the base port + i / Addrs.
+type FlowRange struct {
+	N              int
+	Addrs          int // distinct source addresses, 1 or more
+	SrcMAC, DstMAC [6]byte
+	Base, Dst      netip.AddrPort
+}
+
+// Check tells whether r can be generated: IPv4, and every address and port in range.
+func (r FlowRange) Check() error {
+	switch {
+	case r.N < 1 || r.Addrs < 1:
+		return fmt.Errorf("flow range: %w: %d flows over %d addresses, want at least 1 of each", ErrBadFlow, r.N, r.Addrs)
+	case !r.Base.Addr().Is4() || !r.Dst.Addr().Is4():
+		return fmt.Errorf("flow range: %w: %v → %v, want IPv4 addresses", ErrBadFlow, r.Base, r.Dst)
+	case int(r.Base.Port())+(r.N-1)/r.Addrs > 65535:
+		return fmt.Errorf("flow range: %w: %d flows over %d addresses from port %d run past port 65535: use more addresses", ErrBadFlow, r.N, r.Addrs, r.Base.Port())
+	case uint64(binary.BigEndian.Uint32(r.Base.Addr().AsSlice()))+uint64(r.Addrs-1) > 0xffffffff:
+		return fmt.Errorf("flow range: %w: %d addresses from %v run past 255.255.255.255", ErrBadFlow, r.Addrs, r.Base.Addr())
+	}
+	return nil
+}
+
+// At returns flow i (0 ≤ i < N).
+func (r FlowRange) At(i int) Flow {
+	b := r.Base.Addr().As4()
+	a := binary.BigEndian.Uint32(b[:]) + uint32(i%r.Addrs)
+	binary.BigEndian.PutUint32(b[:], a)
+	return Flow{SrcMAC: r.SrcMAC, DstMAC: r.DstMAC, Src: netip.AddrPortFrom(netip.AddrFrom4(b), r.Base.Port()+uint16(i/r.Addrs)), Dst: r.Dst}
+}
+
+// setSource rewrites frame's IPv4 source address and UDP source port to f's, updating both
+// checksums incrementally. info is the frame's parse (scratch, reused).
+func setSource(frame []byte, info *packet.Info, f Flow) bool {
+	if packet.Parse(frame, info) != packet.ResultOK {
+		return false
+	}
+	packet.RewriteSrc(frame, info, f.Src.Addr().As16(), f.Src.Port())
+	return true
+}

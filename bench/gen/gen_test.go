@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,5 +231,82 @@ func TestRunPaced(t *testing.T) {
 	}
 	if limit := uint64(20_000*res.Duration.Seconds()) + 4*16; res.Queued > limit {
 		t.Fatalf("queued %d frames in %v at 20000 pps, more than the %d the pacer allows", res.Queued, res.Duration, limit)
+	}
+}
+
+// TestRunRange: with more flows than frames, every frame sent carries the next flow of
+// the range, with valid checksums, so the path under test sees all N flows.
+func TestRunRange(t *testing.T) {
+	cfg := xsk.Config{Frames: 1024, FrameSize: 2048, FillRing: 8, CompRing: 512, RxRing: 8, TxRing: 512}
+	fk, err := xsk.NewFake(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	r := FlowRange{N: n, Addrs: 7, SrcMAC: macA, DstMAC: macB, Base: src, Dst: vip}
+	seen := map[netip.AddrPort]int{}
+	var bad, sent int
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fk.OnTransmit = func(b []byte) {
+		if sent++; sent == 3*n {
+			cancel() // every flow had three chances
+		}
+		var info packet.Info
+		if packet.Parse(b, &info) != packet.ResultOK || !packet.IPv4HeaderChecksumValid(packet.IPv4(b[info.L3Off:])) || !packet.L4ChecksumValid(b, &info) {
+			bad++
+			return
+		}
+		seen[netip.AddrPortFrom(netip.AddrFrom16(info.Src).Unmap(), info.SrcPort)]++
+	}
+	if _, err := Run(ctx, fk, Options{Range: &r, Size: 60, Batch: 64, CPU: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if bad != 0 {
+		t.Fatalf("%d frames with bad headers or checksums", bad)
+	}
+	if sent < 3*n {
+		t.Fatalf("only %d frames sent in 10 s", sent)
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct flows sent, want all %d", len(seen), n)
+	}
+	for i := range n {
+		if f := r.At(i); seen[f.Src] == 0 {
+			t.Fatalf("flow %d (%v) never sent", i, f.Src)
+		}
+	}
+	if _, err := Run(context.Background(), fk, Options{Range: &r, Flows: Flows(1, macA, macB, src, vip), Size: 60}); err == nil {
+		t.Fatal("Flows and Range together accepted")
+	}
+}
+
+func TestFlowRangeCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    FlowRange
+		want string
+	}{
+		{"no flows", FlowRange{N: 0, Addrs: 1, Base: src, Dst: vip}, "at least 1"},
+		{"ports run out", FlowRange{N: 1 << 20, Addrs: 1, Base: src, Dst: vip}, "past port 65535"},
+		{"ipv6", FlowRange{N: 10, Addrs: 1, Base: netip.MustParseAddrPort("[2001:db8::1]:1000"), Dst: vip}, "IPv4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.r.Check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if err := (FlowRange{N: 10_000_000, Addrs: 200, Base: src, Dst: vip}).Check(); err != nil {
+		t.Fatalf("10M flows over 200 addresses: %v", err)
+	}
+	var info packet.Info
+	frame := make([]byte, 60)
+	if _, err := BuildUDP4(frame, Flow{SrcMAC: macA, DstMAC: macB, Src: src, Dst: vip}, 60); err != nil {
+		t.Fatal(err)
+	}
+	r := FlowRange{N: 1000, Addrs: 10, Base: src, Dst: vip}
+	if n := testing.AllocsPerRun(100, func() { setSource(frame, &info, r.At(999)) }); n != 0 {
+		t.Fatalf("%v allocations per rewrite", n)
 	}
 }

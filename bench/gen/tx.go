@@ -9,15 +9,19 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"xlvs/dataplane/packet"
 	"xlvs/dataplane/xsk"
 )
 
 // Options configure Run.
 type Options struct {
-	Flows []Flow // at least one; frame k of the UMEM carries Flows[k mod len(Flows)]
-	Size  int    // frame length without FCS, MinFrame..MaxFrame (see WireSize)
-	Batch int    // descriptors per Transmit; 0 means 64
-	CPU   int    // CPU to pin the transmitting thread to; -1 leaves it unpinned
+	Flows []Flow // frame k of the UMEM carries Flows[k mod len(Flows)]; or:
+	// Range, instead of Flows, makes flows on the fly: frame k starts with flow k mod N and,
+	// when N exceeds the frames, every frame sent takes the next flow of the range.
+	Range *FlowRange
+	Size  int // frame length without FCS, MinFrame..MaxFrame (see WireSize)
+	Batch int // descriptors per Transmit; 0 means 64
+	CPU   int // CPU to pin the transmitting thread to; -1 leaves it unpinned
 	// Pace, if set, limits the rate (it may change while Run runs); nil is unpaced.
 	Pace *Pacer
 }
@@ -40,8 +44,14 @@ func Prepare(s xsk.Socket, flows []Flow, size int) error {
 	if len(flows) == 0 {
 		return fmt.Errorf("prepare frames: %w: no flows", ErrBadOptions)
 	}
+	_, err := prepare(s, func(k uint64) Flow { return flows[k%uint64(len(flows))] }, size)
+	return err
+}
+
+// prepare writes flow(k) into every free frame k and returns how many there are.
+func prepare(s xsk.Socket, flow func(k uint64) Flow, size int) (int, error) {
 	if size > s.FrameSize() {
-		return fmt.Errorf("prepare frames: %w: %d-byte frames in %d-byte UMEM frames", ErrBadOptions, size, s.FrameSize())
+		return 0, fmt.Errorf("prepare frames: %w: %d-byte frames in %d-byte UMEM frames", ErrBadOptions, size, s.FrameSize())
 	}
 	umem := s.Umem()
 	fs := uint64(s.FrameSize())
@@ -58,14 +68,14 @@ func Prepare(s xsk.Socket, flows []Flow, size int) error {
 		}
 		taken = append(taken, a)
 		k := a / fs
-		if _, err := BuildUDP4(umem[a:a+fs], flows[k%uint64(len(flows))], size); err != nil {
-			return fmt.Errorf("prepare frames: %w", err)
+		if _, err := BuildUDP4(umem[a:a+fs], flow(k), size); err != nil {
+			return 0, fmt.Errorf("prepare frames: %w", err)
 		}
 	}
 	if len(taken) == 0 {
-		return fmt.Errorf("prepare frames: %w: the socket has no free frame (all in the fill ring?)", ErrBadOptions)
+		return 0, fmt.Errorf("prepare frames: %w: the socket has no free frame (all in the fill ring?)", ErrBadOptions)
 	}
-	return nil
+	return len(taken), nil
 }
 
 // Run prepares the frames and transmits them on s as fast as the socket takes them until
@@ -79,9 +89,26 @@ func Run(ctx context.Context, s xsk.Socket, o Options) (Result, error) {
 	if o.Batch < 1 || o.Batch > 4096 {
 		return res, fmt.Errorf("run generator: %w: batch %d, want 1 to 4096", ErrBadOptions, o.Batch)
 	}
-	if err := Prepare(s, o.Flows, o.Size); err != nil {
+	rotate := false
+	if o.Range != nil {
+		if o.Flows != nil {
+			return res, fmt.Errorf("run generator: %w: both Flows and Range given", ErrBadOptions)
+		}
+		if err := o.Range.Check(); err != nil {
+			return res, fmt.Errorf("run generator: %w", err)
+		}
+		r := *o.Range
+		frames, err := prepare(s, func(k uint64) Flow { return r.At(int(k % uint64(r.N))) }, o.Size)
+		if err != nil {
+			return res, err
+		}
+		rotate = r.N > frames
+	} else if err := Prepare(s, o.Flows, o.Size); err != nil {
 		return res, err
 	}
+	var info packet.Info
+	next := 0
+	umem := s.Umem()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if o.CPU >= 0 {
@@ -122,6 +149,13 @@ loop:
 			a, ok := s.Alloc()
 			if !ok {
 				break
+			}
+			if rotate {
+				// More flows than frames: this frame carries the next flow of the range.
+				setSource(umem[a:a+uint64(o.Size)], &info, o.Range.At(next))
+				if next++; next == o.Range.N {
+					next = 0
+				}
 			}
 			descs[n] = xsk.Desc{Addr: a, Len: uint32(o.Size)}
 			n++

@@ -165,8 +165,8 @@ func runBench(ctx context.Context, args []string) error {
 			sz, fl, ok := strings.Cut(strings.TrimSpace(w), "x")
 			s, e1 := strconv.Atoi(sz)
 			f, e2 := strconv.Atoi(fl)
-			if !ok || e1 != nil || e2 != nil || s < 60 || s > 1500 || f < 1 || f > 20000 {
-				return fmt.Errorf("--workloads: %q: want SIZExFLOWS with SIZE 60..1500 and FLOWS 1..20000, e.g. 64x1000", w)
+			if !ok || e1 != nil || e2 != nil || s < 60 || s > 1500 || f < 1 || f > 10_000_000 {
+				return fmt.Errorf("--workloads: %q: want SIZExFLOWS with SIZE 60..1500 and FLOWS 1..10000000, e.g. 64x1000", w)
 			}
 			o.Workloads = append(o.Workloads, bench.Workload{Size: s, Flows: f})
 		}
