@@ -26,6 +26,7 @@ type Classifier struct {
 	services *ebpf.Map
 	reals    *ebpf.Map
 	locals   *ebpf.Map
+	laddrs   *ebpf.Map // FULLNAT local addresses: replies to them are ours despite locals
 	vaddrs   *ebpf.Map // the addresses of services and reals, for later fragments
 }
 
@@ -59,6 +60,13 @@ func New() (*Classifier, error) {
 		c.locals.Close()
 		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapVaddrs, ErrNoXDP, err)
 	}
+	if c.laddrs, err = ebpf.NewMap(spec.Maps[xlvsMapLaddrs]); err != nil {
+		c.services.Close()
+		c.reals.Close()
+		c.locals.Close()
+		c.vaddrs.Close()
+		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapLaddrs, ErrNoXDP, err)
+	}
 	return c, nil
 }
 
@@ -74,6 +82,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 		{xlvsMapServices, ebpf.Hash, uint32(unsafe.Sizeof(mapKey{})), uint32(unsafe.Sizeof(mapVal{})), MaxServices},
 		{xlvsMapReals, ebpf.Hash, uint32(unsafe.Sizeof(mapKey{})), uint32(unsafe.Sizeof(mapVal{})), MaxReals},
 		{xlvsMapLocals, ebpf.Hash, 16, 4, MaxLocals},
+		{xlvsMapLaddrs, ebpf.Hash, 16, 4, MaxLaddrs},
 		{xlvsMapVaddrs, ebpf.Hash, uint32(unsafe.Sizeof(vaddrKey{})), uint32(unsafe.Sizeof(mapVal{})), maxVaddrs},
 		{xlvsMapXsks, ebpf.XSKMap, 4, 4, MaxQueues},
 		{xlvsMapStats, ebpf.PerCPUArray, 4, 8, statCount},
@@ -125,36 +134,66 @@ func (c *Classifier) SetLocals(addrs []netip.Addr) error {
 	if c.closed {
 		return fmt.Errorf("set local addresses: %w", ErrClosed)
 	}
+	if err := syncAddrs(c.locals, addrs, MaxLocals); err != nil {
+		return fmt.Errorf("set local addresses: %w", err)
+	}
+	return nil
+}
+
+// SetLaddrs makes the laddrs map hold exactly the FULLNAT local addresses (DPVS's
+// laddrs, ipvsadm -P ... -z LIP). They are also the director's own addresses (the kernel
+// must answer ARP / neighbour discovery for them), but a real server's packet to one of
+// them is a FULLNAT reply for the dataplane: the program consults laddrs before locals.
+// IPv4 addresses may be given plain or IPv4-mapped. Limit: MaxLaddrs.
+func (c *Classifier) SetLaddrs(addrs []netip.Addr) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("set fullnat local addresses: %w", ErrClosed)
+	}
+	if err := syncAddrs(c.laddrs, addrs, MaxLaddrs); err != nil {
+		return fmt.Errorf("set fullnat local addresses: %w", err)
+	}
+	return nil
+}
+
+// syncAddrs makes the address-keyed map m (16-byte key, __u32 value) hold exactly addrs:
+// stale entries are deleted first, then missing ones added, so an address in both the old
+// and the new set is never absent.
+func syncAddrs(m *ebpf.Map, addrs []netip.Addr, limit int) error {
 	want := make(map[[16]byte]struct{}, len(addrs))
 	for _, a := range addrs {
 		if !a.IsValid() {
-			return fmt.Errorf("set local addresses: %w: invalid address", ErrInvalidKey)
+			return fmt.Errorf("%w: invalid address", ErrInvalidKey)
+		}
+		if a.Zone() != "" {
+			return fmt.Errorf("%w: %v: address has a zone; use the address without %%zone", ErrInvalidKey, a)
 		}
 		want[a.Unmap().As16()] = struct{}{}
 	}
-	if len(want) > MaxLocals {
-		return fmt.Errorf("set local addresses: %d addresses, at most %d", len(want), MaxLocals)
+	if len(want) > limit {
+		return fmt.Errorf("%d addresses, at most %d", len(want), limit)
 	}
 	var k [16]byte
 	var v uint32
 	var stale [][16]byte
-	it := c.locals.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		if _, ok := want[k]; !ok {
 			stale = append(stale, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("set local addresses: %w", err)
+		return err
 	}
 	for _, s := range stale {
-		if err := c.locals.Delete(s); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("set local addresses: %w", err)
+		if err := m.Delete(s); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
 		}
 	}
 	for a := range want {
-		if err := c.locals.Update(a, uint32(1), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("set local addresses: %w", err)
+		if err := m.Update(a, uint32(1), ebpf.UpdateAny); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -301,6 +340,7 @@ func (c *Classifier) Load() (*Port, error) {
 			xlvsMapServices: c.services,
 			xlvsMapReals:    c.reals,
 			xlvsMapLocals:   c.locals,
+			xlvsMapLaddrs:   c.laddrs,
 			xlvsMapVaddrs:   c.vaddrs,
 		},
 		Cache: c.cache,
@@ -352,5 +392,5 @@ func (c *Classifier) Close() error {
 		return nil
 	}
 	c.closed = true
-	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.vaddrs.Close())
+	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.laddrs.Close(), c.vaddrs.Close())
 }

@@ -69,6 +69,14 @@ func frag6(off uint16) func(testing.TB) []byte {
 	}
 }
 
+// laterFrag is a later IPv4 UDP fragment (offset 24 bytes, no transport header).
+func laterFrag(src, dst netip.Addr) func(testing.TB) []byte {
+	return func(tb testing.TB) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice(), FragOffset: 3}
+		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 24)))...)
+	}
+}
+
 // icmpErr is an ICMP (IPv4) or ICMPv6 message of type typ/code from src to dst quoting
 // the IP packet of f, cut to quote bytes when quote > 0.
 func icmpErr(src, dst netip.Addr, typ, code uint8, f flow, quote int) func(testing.TB) []byte {
@@ -116,6 +124,22 @@ var classifyCases = []classifyCase{
 	{"v4 udp reply from real", fromFlow(flow{proto: ProtoUDP, src: rip4, dst: cip4, sport: 5353, dport: 40000}, nil), statRedirectFailed},
 	{"v6 tcp reply from real", fromFlow(flow{proto: ProtoTCP, src: rip6, dst: cip6, sport: 8080, dport: 40000}, nil), statRedirectFailed},
 	{"v6 tcp reply from real vlan", fromFlow(flow{proto: ProtoTCP, src: rip6, dst: cip6, sport: 8080, dport: 40000, vlan: true}, nil), statRedirectFailed},
+
+	// FULLNAT: a real server answers a local address (laddrs), which is also one of the
+	// director's own (locals): still the dataplane's. A real server's packet to the
+	// director's other addresses is the kernel's (an answer to a health check).
+	{"v4 fullnat reply to a local address", fromFlow(flow{proto: ProtoTCP, src: rip4, dst: lip4, sport: 8080, dport: 40000}, nil), statRedirectFailed},
+	{"v4 fullnat udp reply to a local address", fromFlow(flow{proto: ProtoUDP, src: rip4, dst: lip4, sport: 5353, dport: 1024}, nil), statRedirectFailed},
+	{"v6 fullnat reply to a local address", fromFlow(flow{proto: ProtoTCP, src: rip6, dst: lip6, sport: 8080, dport: 65535}, nil), statRedirectFailed},
+	{"v4 real to the director's own address", fromFlow(flow{proto: ProtoTCP, src: rip4, dst: dir4, sport: 8080, dport: 40000}, nil), statLocalReply},
+	{"v6 real to the director's own address", fromFlow(flow{proto: ProtoUDP, src: rip6, dst: dir6, sport: 5353, dport: 40000}, nil), statLocalReply},
+	{"v4 client to a local address", fromFlow(flow{proto: ProtoTCP, src: cip4, dst: lip4, sport: 40000, dport: 22}, nil), statPassed},
+	{"v4 other real port to a local address", fromFlow(flow{proto: ProtoTCP, src: rip4, dst: lip4, sport: 22, dport: 40000}, nil), statPassed},
+	{"v4 non-first fragment from real to a local address", laterFrag(rip4, lip4), statRedirectFailed},
+	{"v4 non-first fragment from real to the director", laterFrag(rip4, dir4), statLocalReply},
+	{"v4 port unreachable from a fullnat real", icmpErr(rip4, lip4, 3, 3, flow{proto: ProtoUDP, src: lip4, dst: rip4, sport: 40000, dport: 5353}, 0), statRedirectFailed},
+	{"v6 port unreachable from a fullnat real", icmpErr(rip6, lip6, 1, 4, flow{proto: ProtoUDP, src: lip6, dst: rip6, sport: 40000, dport: 5353}, 0), statRedirectFailed},
+	{"v4 port unreachable from a real to the director", icmpErr(rip4, dir4, 3, 3, flow{proto: ProtoUDP, src: dir4, dst: rip4, sport: 40000, dport: 5353}, 0), statLocalReply},
 
 	// Port-0 entries match every port of their address (and protocol).
 	{"v4 tcp port-0 service, port 22", fromFlow(flow{proto: ProtoTCP, src: cip4, dst: any4, sport: 40000, dport: 22}, nil), statRedirectFailed},
@@ -264,7 +288,7 @@ func TestClassify(t *testing.T) {
 				t.Errorf("got verdict %d slot %d, want %d slot %d", ret, slot, xdpPass, tc.wantSlot)
 			}
 			// The reference model must agree with the table, or one of them is wrong.
-			if rret, rslot := refClassify(frame, h.services, h.reals, false); rret != ret || rslot != slot {
+			if rret, rslot := h.ref.classify(frame, false); rret != ret || rslot != slot {
 				t.Errorf("reference model says verdict %d slot %d, program %d slot %d", rret, rslot, ret, slot)
 			}
 		})
@@ -302,7 +326,7 @@ func TestClassifyPrefixes(t *testing.T) {
 					t.Errorf("prefix of %d of %d bytes: verdict %d slot %d, want %d slot %d (malformed)",
 						n, full, ret, slot, xdpPass, statMalformed)
 				}
-				if rret, rslot := refClassify(frame[:n], h.services, h.reals, false); rret != ret || rslot != slot {
+				if rret, rslot := h.ref.classify(frame[:n], false); rret != ret || rslot != slot {
 					t.Errorf("prefix of %d bytes: reference says verdict %d slot %d, program %d slot %d", n, rret, rslot, ret, slot)
 				}
 			}
@@ -343,7 +367,7 @@ func FuzzClassify(f *testing.F) {
 			return // the kernel refuses < 14; > 1514 adds nothing
 		}
 		ret, slot := classify(t, h.p, frame, nil)
-		if rret, rslot := refClassify(frame, h.services, h.reals, false); rret != ret || rslot != slot {
+		if rret, rslot := h.ref.classify(frame, false); rret != ret || rslot != slot {
 			t.Fatalf("frame % x: program verdict %d slot %d, reference %d slot %d", frame, ret, slot, rret, rslot)
 		}
 		if ret != xdpPass {

@@ -10,18 +10,23 @@
 // header), then TCP or UDP ports, and decides:
 //
 //   - (proto, destination address, destination port) is in services: redirect;
-//   - else (proto, source address, source port) is in reals (a NAT reply): redirect,
-//     unless the destination is one of the director's own addresses (locals);
+//   - else (proto, source address, source port) is in reals (a NAT or FULLNAT reply):
+//     redirect, unless the destination is one of the director's own addresses (locals)
+//     and not a FULLNAT local address (laddrs): FULLNAT real servers answer the local
+//     address the director sent from, which is also configured on the director's
+//     interface, so laddrs is consulted first;
 //   - an ICMP error (IPv4 destination unreachable or time exceeded; ICMPv6 destination
 //     unreachable, packet too big or time exceeded) quoting a TCP/UDP packet: redirect
 //     when the quote's (proto, source, source port) is in services (an error from the
 //     client side about a reply from VIP:port) or its (proto, destination, destination
-//     port) is in reals (an error from a NAT real server's side about a request the
-//     director sent it; passed when the outer destination is in locals: the director's
-//     own traffic); other ICMP (echo requests to a VIP included) is passed;
+//     port) is in reals (an error from a NAT or FULLNAT real server's side about a
+//     request the director sent it; passed when the outer destination is in locals and
+//     not in laddrs: the director's own traffic); other ICMP (echo requests to a VIP
+//     included) is passed;
 //   - a later fragment (offset != 0: no ports): redirect when (proto, destination) is the
-//     address of a service or (proto, source) that of a NAT real server (vaddrs); the
-//     dataplane forwards it as its first fragment went or drops it;
+//     address of a service or (proto, source) that of a NAT or FULLNAT real server
+//     (vaddrs; the locals/laddrs rule applies to the destination); the dataplane
+//     forwards it as its first fragment went or drops it;
 //   - else XDP_PASS.
 //
 // Redirect means bpf_redirect_map(xsks, rx_queue_index, XDP_PASS): the AF_XDP socket of
@@ -35,6 +40,7 @@
 //	services  HASH           struct svc_key (20 B)   struct svc_val 65536  Classifier (shared)
 //	reals     HASH           struct svc_key (20 B)   struct svc_val 65536  Classifier (shared)
 //	locals    HASH           16-byte address         __u32          4096   Classifier (shared)
+//	laddrs    HASH           16-byte address         __u32          256    Classifier (shared)
 //	vaddrs    HASH           struct vaddr_key (20 B) struct svc_val 131072 Classifier (shared)
 //	xsks      XSKMAP         __u32 rx queue index    __u32 xsk fd   64     Port
 //	stats     PERCPU_ARRAY   __u32 slot              __u64 count    6      Port
@@ -78,8 +84,8 @@
 //
 // # Go side
 //
-// A Classifier owns the shared services and reals maps; SetServices and SetReals make
-// them equal to a given key set. Each Port (Classifier.Attach, or Classifier.Load for
+// A Classifier owns the shared maps; SetServices and SetReals make them equal to a given
+// key set, SetLocals and SetLaddrs the address maps to a given address set. Each Port (Classifier.Attach, or Classifier.Load for
 // an unattached one in tests) is a program instance for one interface with its own xsks
 // and stats maps, attached through a bpf_link so it detaches when the Port is closed or
 // the process exits. The interface index given to Attach is resolved in the calling
@@ -87,7 +93,7 @@
 //
 // # Concurrency
 //
-// Classifier and Port methods are safe for concurrent use; SetServices and SetReals are
+// Classifier and Port methods are safe for concurrent use; the Set methods are
 // serialized. The kernel reads the maps while they change: each element update is atomic,
 // a SetServices call as a whole is not (frames see the set part-way through it, and keys
 // in both the old and new set are never removed).

@@ -45,6 +45,12 @@ var (
 	other = netip.MustParseAddr("198.18.0.11")
 	any4  = netip.MustParseAddr("198.18.0.12") // a port-0 (every port) TCP service
 	anyr4 = netip.MustParseAddr("198.18.1.3")  // its NAT real server, port 0
+	// The director's own addresses on the real servers' side (locals), two of which are
+	// FULLNAT local addresses (laddrs) as well.
+	dir4 = netip.MustParseAddr("198.18.1.1")
+	dir6 = netip.MustParseAddr("2001:db8:1::1")
+	lip4 = netip.MustParseAddr("198.18.1.50")
+	lip6 = netip.MustParseAddr("2001:db8:1::50")
 
 	testServices = []Key{
 		{vip4, 80, ProtoTCP}, {vip4, 53, ProtoUDP},
@@ -54,14 +60,16 @@ var (
 		{rip4, 8080, ProtoTCP}, {rip4, 5353, ProtoUDP},
 		{rip6, 8080, ProtoTCP}, {rip6, 5353, ProtoUDP}, {anyr4, 0, ProtoTCP},
 	}
+	testLocals = []netip.Addr{dir4, dir6, lip4, lip6}
+	testLaddrs = []netip.Addr{lip4, lip6}
 )
 
-// harness is an unattached Port with testServices and testReals installed.
+// harness is an unattached Port with testServices, testReals, testLocals and testLaddrs
+// installed.
 type harness struct {
-	c *Classifier
-	p *Port
-	// keys installed, for the reference model
-	services, reals map[mapKey]bool
+	c   *Classifier
+	p   *Port
+	ref refModel // what is installed, for the reference model
 }
 
 func newHarness(tb testing.TB) *harness {
@@ -83,7 +91,24 @@ func newHarness(tb testing.TB) *harness {
 	if err := c.SetReals(testReals); err != nil {
 		tb.Fatalf("SetReals: %v", err)
 	}
-	return &harness{c: c, p: p, services: keySet(tb, testServices), reals: keySet(tb, testReals)}
+	if err := c.SetLocals(testLocals); err != nil {
+		tb.Fatalf("SetLocals: %v", err)
+	}
+	if err := c.SetLaddrs(testLaddrs); err != nil {
+		tb.Fatalf("SetLaddrs: %v", err)
+	}
+	return &harness{c: c, p: p, ref: refModel{
+		services: keySet(tb, testServices), reals: keySet(tb, testReals),
+		locals: addrSet(testLocals), laddrs: addrSet(testLaddrs),
+	}}
+}
+
+func addrSet(addrs []netip.Addr) map[[16]byte]bool {
+	m := make(map[[16]byte]bool, len(addrs))
+	for _, a := range addrs {
+		m[a.Unmap().As16()] = true
+	}
+	return m
 }
 
 func keySet(tb testing.TB, keys []Key) map[mapKey]bool {
@@ -252,9 +277,16 @@ func (f flow) l3() int {
 
 func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 
-// refClassify returns the verdict and counter slot the program must produce for frame,
+// refModel is what the maps hold: services and reals keys, the director's own addresses
+// (locals) and the FULLNAT local addresses (laddrs).
+type refModel struct {
+	services, reals map[mapKey]bool
+	locals, laddrs  map[[16]byte]bool
+}
+
+// classify returns the verdict and counter slot the program must produce for frame,
 // given the installed keys and whether the frame's queue has a socket.
-func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (uint32, int) {
+func (m *refModel) classify(frame []byte, socket bool) (uint32, int) {
 	if len(frame) < 14 {
 		return xdpPass, statMalformed
 	}
@@ -282,7 +314,7 @@ func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (ui
 		src = netip.AddrFrom4([4]byte(ip[12:16])).As16()
 		dst = netip.AddrFrom4([4]byte(ip[16:20])).As16()
 		if be16(ip[6:])&0x1fff != 0 {
-			return refFragment(services, reals, src, dst, proto, socket)
+			return m.fragment(src, dst, proto, socket)
 		}
 		l4, end = off+hlen, off+tlen
 	case 0x86dd:
@@ -303,7 +335,7 @@ func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (ui
 			}
 			proto = ip[40]
 			if be16(ip[42:])&0xfff8 != 0 {
-				return refFragment(services, reals, src, dst, proto, socket)
+				return m.fragment(src, dst, proto, socket)
 			}
 			l4 += 8
 		}
@@ -326,19 +358,28 @@ func refClassify(frame []byte, services, reals map[mapKey]bool, socket bool) (ui
 		if proto == 1 && et != 0x0800 || proto == 58 && et != 0x86dd {
 			return xdpPass, statPassed
 		}
-		return refICMP(frame[l4:end], et == 0x86dd, services, reals, socket)
+		return m.icmp(frame[l4:end], et == 0x86dd, dst, socket)
 	default:
 		return xdpPass, statPassed
 	}
 	dk := mapKey{Addr: dst, Port: [2]byte(frame[l4+2 : l4+4]), Proto: proto}
 	sk := mapKey{Addr: src, Port: [2]byte(frame[l4 : l4+2]), Proto: proto}
-	if !hasKey(services, dk) && !hasKey(reals, sk) {
-		return xdpPass, statPassed
+	if hasKey(m.services, dk) {
+		return refVerdict(socket)
 	}
-	if socket {
-		return xdpRedirect, statRedirected
+	if hasKey(m.reals, sk) {
+		return m.realReply(dst, socket)
 	}
-	return xdpPass, statRedirectFailed
+	return xdpPass, statPassed
+}
+
+// realReply: a real server's packet to dst belongs to the dataplane unless dst is one of
+// the director's own addresses that is not a FULLNAT local address.
+func (m *refModel) realReply(dst [16]byte, socket bool) (uint32, int) {
+	if m.locals[dst] && !m.laddrs[dst] {
+		return xdpPass, statLocalReply
+	}
+	return refVerdict(socket)
 }
 
 // hasKey: k is in m, or k's address and protocol with port 0 ("every port") is.
@@ -357,34 +398,35 @@ func refVerdict(socket bool) (uint32, int) {
 	return xdpPass, statRedirectFailed
 }
 
-// refFragment: a later fragment is ours when its destination is the address of a
-// service of its protocol, or its source that of a real server.
-func refFragment(services, reals map[mapKey]bool, src, dst [16]byte, proto uint8, socket bool) (uint32, int) {
-	for k := range services {
+// fragment: a later fragment is ours when its destination is the address of a service
+// of its protocol, or its source that of a real server (then as realReply).
+func (m *refModel) fragment(src, dst [16]byte, proto uint8, socket bool) (uint32, int) {
+	for k := range m.services {
 		if k.Addr == dst && k.Proto == proto {
 			return refVerdict(socket)
 		}
 	}
-	for k := range reals {
+	for k := range m.reals {
 		if k.Addr == src && k.Proto == proto {
-			return refVerdict(socket)
+			return m.realReply(dst, socket)
 		}
 	}
 	return xdpPass, statFragment
 }
 
-// refICMP: an ICMP(v6) error quoting a TCP/UDP packet from a service's address:port or
-// to a real server's is ours. m is the message up to the end of the IP packet.
-func refICMP(m []byte, v6 bool, services, reals map[mapKey]bool, socket bool) (uint32, int) {
-	if len(m) < 8 {
+// icmp: an ICMP(v6) error quoting a TCP/UDP packet from a service's address:port is
+// ours; one quoting a packet to a real server's is ours as realReply says for the outer
+// destination. msg is the message up to the end of the IP packet.
+func (m *refModel) icmp(msg []byte, v6 bool, outerDst [16]byte, socket bool) (uint32, int) {
+	if len(msg) < 8 {
 		return xdpPass, statMalformed
 	}
-	q := m[8:]
+	q := msg[8:]
 	var src, dst [16]byte
 	var proto uint8
 	var ports []byte
 	if !v6 {
-		if m[0] != 3 && m[0] != 11 || len(q) < 20 || q[0]>>4 != 4 || q[0]&15 < 5 || be16(q[6:])&0x1fff != 0 {
+		if msg[0] != 3 && msg[0] != 11 || len(q) < 20 || q[0]>>4 != 4 || q[0]&15 < 5 || be16(q[6:])&0x1fff != 0 {
 			return xdpPass, statPassed
 		}
 		proto = q[9]
@@ -394,7 +436,7 @@ func refICMP(m []byte, v6 bool, services, reals map[mapKey]bool, socket bool) (u
 			ports = q[hl:]
 		}
 	} else {
-		if m[0] != 1 && m[0] != 2 && m[0] != 3 || len(q) < 40 || q[0]>>4 != 6 {
+		if msg[0] != 1 && msg[0] != 2 && msg[0] != 3 || len(q) < 40 || q[0]>>4 != 6 {
 			return xdpPass, statPassed
 		}
 		proto = q[6]
@@ -404,8 +446,11 @@ func refICMP(m []byte, v6 bool, services, reals map[mapKey]bool, socket bool) (u
 	if proto != 6 && proto != 17 || len(ports) < 4 {
 		return xdpPass, statPassed
 	}
-	if hasKey(services, mapKey{Addr: src, Port: [2]byte(ports[0:2]), Proto: proto}) || hasKey(reals, mapKey{Addr: dst, Port: [2]byte(ports[2:4]), Proto: proto}) {
+	if hasKey(m.services, mapKey{Addr: src, Port: [2]byte(ports[0:2]), Proto: proto}) {
 		return refVerdict(socket)
+	}
+	if hasKey(m.reals, mapKey{Addr: dst, Port: [2]byte(ports[2:4]), Proto: proto}) {
+		return m.realReply(outerDst, socket)
 	}
 	return xdpPass, statPassed
 }

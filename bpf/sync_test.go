@@ -239,6 +239,8 @@ func TestClosed(t *testing.T) {
 	for name, err := range map[string]error{
 		"SetServices": c.SetServices(nil),
 		"SetReals":    c.SetReals(nil),
+		"SetLocals":   c.SetLocals(nil),
+		"SetLaddrs":   c.SetLaddrs(nil),
 		"Load":        func() error { _, err := c.Load(); return err }(),
 	} {
 		if !errors.Is(err, ErrClosed) {

@@ -114,6 +114,7 @@ const (
 	MaxServices = 65536 // entries of the services map
 	MaxReals    = 65536 // entries of the reals map
 	MaxLocals   = 4096  // entries of the locals map (the director's own addresses)
+	MaxLaddrs   = 256   // entries of the laddrs map (FULLNAT local addresses)
 	MaxQueues   = 64    // receive queues per Port (entries of its xsks map)
 )
 

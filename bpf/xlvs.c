@@ -12,14 +12,19 @@
  *   services: (proto, destination address, destination port) of a virtual
  *             service  -> redirect
  *   reals:    (proto, source address, source port) of a real server whose
- *             replies come back through the director (NAT) -> redirect
+ *             replies come back through the director (NAT, FULLNAT) -> redirect,
+ *             unless the destination is one of the director's own addresses
+ *             (locals: its own connections) that is not a FULLNAT local address
+ *             (laddrs: FULLNAT replies are addressed to those)
  *   ICMP / ICMPv6 errors (destination unreachable, time exceeded, packet
  *             too big) quoting a TCP/UDP packet whose (proto, source, source
  *             port) is in services (from the client side) or whose (proto,
- *             destination, destination port) is in reals (from a NAT real
- *             server's side) -> redirect
+ *             destination, destination port) is in reals (from a NAT or
+ *             FULLNAT real server's side; the locals/laddrs rule above applies
+ *             to the outer destination) -> redirect
  *   later fragments (no ports): (proto, destination) of a service address or
- *             (proto, source) of a NAT real server address in vaddrs -> redirect
+ *             (proto, source) of a real server address in vaddrs (same
+ *             locals/laddrs rule) -> redirect
  *   otherwise XDP_PASS
  * A services or reals entry with port 0 matches every port of its address
  * (persistent port-0 services) when no entry names the port itself.
@@ -122,6 +127,19 @@ struct {
 	__type(value, __u32);
 } locals SEC(".maps");
 
+/*
+ * FULLNAT local addresses (DPVS's laddrs). They are configured on the director's
+ * interface too (so the kernel answers ARP / neighbour discovery for them), hence also
+ * in locals; a real server's packet to one of them is a FULLNAT reply, not an answer to
+ * the director's own traffic. Consulted before locals.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct addr_key);
+	__type(value, __u32);
+} laddrs SEC(".maps");
+
 /* rx queue index -> AF_XDP socket fd (written by user space). */
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -190,8 +208,19 @@ static __always_inline int redirect(struct xdp_md *ctx)
 	return account(STAT_REDIRECT_FAILED, XDP_PASS);
 }
 
+/*
+ * A packet from a real server (reals matched) to dst: the dataplane's unless dst is
+ * one of the director's own addresses that is not a FULLNAT local address.
+ */
+static __always_inline int real_reply(struct xdp_md *ctx, __u8 *dst)
+{
+	if (!bpf_map_lookup_elem(&laddrs, dst) && bpf_map_lookup_elem(&locals, dst))
+		return account(STAT_LOCAL_REPLY, XDP_PASS);
+	return redirect(ctx);
+}
+
 /* A later fragment: ours when its destination is a service address or its
- * source a NAT real server's, for its protocol. */
+ * source a real server's, for its protocol (then as real_reply says). */
 static __always_inline int fragment(struct xdp_md *ctx, struct svc_key *src,
 				    struct svc_key *dst, __u8 proto)
 {
@@ -204,11 +233,8 @@ static __always_inline int fragment(struct xdp_md *ctx, struct svc_key *src,
 		return redirect(ctx);
 	__builtin_memcpy(k.addr, src->addr, sizeof(k.addr));
 	k.role = ADDR_REAL;
-	if (bpf_map_lookup_elem(&vaddrs, &k)) {
-		if (bpf_map_lookup_elem(&locals, dst->addr))
-			return account(STAT_LOCAL_REPLY, XDP_PASS);
-		return redirect(ctx);
-	}
+	if (bpf_map_lookup_elem(&vaddrs, &k))
+		return real_reply(ctx, dst->addr);
 	return account(STAT_FRAGMENT, XDP_PASS);
 }
 
@@ -288,10 +314,8 @@ static __always_inline int icmp_error(struct xdp_md *ctx, void *msg, void *pend,
 		return redirect(ctx);
 	if (!lookup_key(&reals, &dst))
 		return account(STAT_PASSED, XDP_PASS);
-	/* About the director's own packet to a real server (a health check). */
-	if (bpf_map_lookup_elem(&locals, outer_dst->addr))
-		return account(STAT_LOCAL_REPLY, XDP_PASS);
-	return redirect(ctx);
+	/* About the director's own packet to a real server (a health check)? */
+	return real_reply(ctx, outer_dst->addr);
 }
 
 SEC("xdp")
@@ -393,19 +417,9 @@ int xlvs_classify(struct xdp_md *ctx)
 	src.proto = proto;
 	dst.proto = proto;
 
-	if (!lookup_key(&services, &dst)) {
-		if (!lookup_key(&reals, &src))
-			return account(STAT_PASSED, XDP_PASS);
-		if (bpf_map_lookup_elem(&locals, dst.addr))
-			return account(STAT_LOCAL_REPLY, XDP_PASS);
-	}
-
-	/*
-	 * With XDP_PASS in the flags, bpf_redirect_map returns XDP_PASS when
-	 * the queue has no socket: the return value tells success from
-	 * failure without a separate (and racy) lookup of xsks.
-	 */
-	if (bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS) == XDP_REDIRECT)
-		return account(STAT_REDIRECTED, XDP_REDIRECT);
-	return account(STAT_REDIRECT_FAILED, XDP_PASS);
+	if (lookup_key(&services, &dst))
+		return redirect(ctx);
+	if (!lookup_key(&reals, &src))
+		return account(STAT_PASSED, XDP_PASS);
+	return real_reply(ctx, dst.addr);
 }

@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xlvsMapLaddrs        = "laddrs"
 	xlvsMapLocals        = "locals"
 	xlvsMapReals         = "reals"
 	xlvsMapServices      = "services"
@@ -74,6 +75,7 @@ type xlvsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlvsMapSpecs struct {
+	Laddrs   *ebpf.MapSpec `ebpf:"laddrs"`
 	Locals   *ebpf.MapSpec `ebpf:"locals"`
 	Reals    *ebpf.MapSpec `ebpf:"reals"`
 	Services *ebpf.MapSpec `ebpf:"services"`
@@ -108,6 +110,7 @@ func (o *xlvsObjects) Close() error {
 //
 // It can be passed to loadXlvsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlvsMaps struct {
+	Laddrs   *ebpf.Map `ebpf:"laddrs"`
 	Locals   *ebpf.Map `ebpf:"locals"`
 	Reals    *ebpf.Map `ebpf:"reals"`
 	Services *ebpf.Map `ebpf:"services"`
@@ -118,6 +121,7 @@ type xlvsMaps struct {
 
 func (m *xlvsMaps) Close() error {
 	return _XlvsClose(
+		m.Laddrs,
 		m.Locals,
 		m.Reals,
 		m.Services,

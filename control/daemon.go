@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sort"
 	"strings"
@@ -23,6 +24,7 @@ const Version = "0.1.0"
 type Options struct {
 	MaxServices int    // service IDs; default 4096
 	MaxDests    int    // destination IDs; default 65536
+	MaxLaddrs   int    // FULLNAT (service, local address) IDs; default dataplane.DefaultMaxLaddrs
 	ConnTable   int    // the "size=" the listing header shows
 	StatePath   string // where the rule set is saved after every change; "" = not saved
 	// ExpireNodestConn is IPVS's expire_nodest_conn: when a real server is deleted, its
@@ -40,10 +42,16 @@ type Daemon struct {
 	state       string
 	expireNodes bool
 
-	mu           sync.Mutex
-	r            *rules
-	svcIDs       idAlloc
-	destIDs      idAlloc
+	mu        sync.Mutex
+	r         *rules
+	svcIDs    idAlloc
+	destIDs   idAlloc
+	laddrIDs  idAlloc
+	laddrBase map[uint32]uint64 // ID reuse: port conflicts are reported minus these
+	// draining holds FULLNAT local addresses deleted from every service whose connections
+	// may still live: snapshots keep them for the XDP program until reapDraining finds
+	// them unused.
+	draining     map[netip.Addr]bool
 	svcBase      map[uint32]dataplane.FlowStats // -Z and ID reuse: counters are reported minus these
 	destBase     map[uint32]dataplane.FlowStats
 	svcEst       map[uint32]*estimator // rate estimators by ID
@@ -65,6 +73,9 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 	if o.MaxDests == 0 {
 		o.MaxDests = 65536
 	}
+	if o.MaxLaddrs == 0 {
+		o.MaxLaddrs = dataplane.DefaultMaxLaddrs
+	}
 	return &Daemon{
 		dp:          dp,
 		log:         o.Log,
@@ -73,6 +84,9 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		r:           &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
 		svcIDs:      newIDAlloc(o.MaxServices),
 		destIDs:     newIDAlloc(o.MaxDests),
+		laddrIDs:    newIDAlloc(o.MaxLaddrs),
+		laddrBase:   map[uint32]uint64{},
+		draining:    map[netip.Addr]bool{},
 		svcBase:     map[uint32]dataplane.FlowStats{},
 		destBase:    map[uint32]dataplane.FlowStats{},
 		svcEst:      map[uint32]*estimator{},
@@ -135,6 +149,8 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 		resp.Error = d.zero(req.Service)
 	case api.OpDataplaneStats:
 		resp.Dataplane, resp.XDPStats = d.dataplaneStats()
+	case api.OpGetLocalAddrs:
+		resp.LocalAddrs, resp.Error = d.localAddrs(req.Service)
 	case api.OpStartDaemon, api.OpStopDaemon, api.OpGetDaemon:
 		if req.Op == api.OpGetDaemon {
 			break // no sync daemon runs: an empty list, as ipvsadm --daemon prints nothing
@@ -157,12 +173,13 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	var allocated []func() // undo ID allocations if the change fails
 	var freed []func()     // ID releases, done only if the change commits
 	var gone []uint32      // destinations removed by the change
+	ch := &changeSet{}
 	reqs := []api.Request{*req}
 	if req.Op == api.OpRestore {
 		reqs = req.Batch
 	}
 	for i := range reqs {
-		if err := d.apply(next, &reqs[i], &allocated, &freed, &gone); err != nil {
+		if err := d.apply(next, &reqs[i], &allocated, &freed, &gone, ch); err != nil {
 			for _, undo := range allocated {
 				undo()
 			}
@@ -173,7 +190,15 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 			return err
 		}
 	}
-	snap, err := next.snapshot(d.dp.Snapshot(), d.dp.Conntrack(), d.down)
+	draining := maps.Clone(d.draining)
+	for _, a := range ch.retired {
+		draining[a] = true
+	}
+	if req.Op == api.OpRestore && len(reqs) > 0 && reqs[0].Op == api.OpClear {
+		// A whole new rule set (restart, --config): nothing of the old one drains.
+		clear(draining)
+	}
+	snap, err := d.snapshotOf(next, draining)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}
@@ -183,6 +208,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 		}
 		return apiErr(api.ErrCodeInternal, "publish configuration: %v", err)
 	}
+	d.draining = draining
 	if d.expireNodes {
 		now := d.dp.Now()
 		for _, id := range gone {
@@ -210,7 +236,30 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	return nil
 }
 
-func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), gone *[]uint32) *api.Error {
+// changeSet collects what a change does besides the rules.
+type changeSet struct {
+	retired []netip.Addr // FULLNAT local addresses deleted from a service
+}
+
+// snapshotOf builds the dataplane snapshot of r, with the draining local addresses that r
+// no longer names. The caller holds d.mu.
+func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool) (*dataplane.Snapshot, error) {
+	snap, err := r.snapshot(d.dp.Snapshot(), d.dp.Conntrack(), d.down)
+	if err != nil {
+		return nil, err
+	}
+	inUse := r.laddrAddrs()
+	for a := range draining {
+		if inUse[a] {
+			delete(draining, a) // configured again: not draining any more
+			continue
+		}
+		snap.Draining = append(snap.Draining, a.As16())
+	}
+	return snap, nil
+}
+
+func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), gone *[]uint32, ch *changeSet) *api.Error {
 	needSvc := func() (*api.Service, *api.Error) {
 		if req.Service == nil {
 			return nil, apiErr(api.ErrCodeInvalid, "%s: no service given (-t, -u or -f)", req.Op)
@@ -323,6 +372,50 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 			*gone = append(*gone, id)
 		}
 		return nil
+	case api.OpAddLocalAddr, api.OpDelLocalAddr:
+		s, e := needSvc()
+		if e != nil {
+			return e
+		}
+		_, cur := r.find(s.ServiceKey)
+		if cur == nil {
+			return apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
+		}
+		if req.LocalAddr == nil {
+			return apiErr(api.ErrCodeInvalid, "%s: no local address given (-z)", req.Op)
+		}
+		addr := req.LocalAddr.Addr
+		if e := checkLaddr(cur, addr); e != nil {
+			return e
+		}
+		addr = addr.Unmap()
+		i, old := cur.findLaddr(addr)
+		if req.Op == api.OpAddLocalAddr {
+			if old != nil {
+				return apiErr(api.ErrCodeLaddrExists, "local address %v of service %s already exists", addr, keyString(cur.cfg.ServiceKey))
+			}
+			if all := r.laddrAddrs(); !all[addr] && !d.draining[addr] && len(all)+len(d.draining) >= dataplane.MaxLaddrAddrs {
+				return apiErr(api.ErrCodeInvalid, "local address %v: the director takes at most %d distinct local addresses (deleted ones count while their connections last)", addr, dataplane.MaxLaddrAddrs)
+			}
+			id, ok := d.laddrIDs.alloc(nil)
+			if !ok {
+				return apiErr(api.ErrCodeInvalid, "too many local addresses: at most %d over all services", len(d.laddrIDs.used))
+			}
+			*allocated = append(*allocated, func() { d.laddrIDs.free(id) })
+			d.laddrBase[id] = d.dp.LaddrConflicts(id)
+			cur.laddrs = append(cur.laddrs, &laddrState{cfg: api.LocalAddr{Addr: addr, Ifname: req.LocalAddr.Ifname}, id: id})
+			return nil
+		}
+		if old == nil {
+			return apiErr(api.ErrCodeNoLocalAddr, "no local address %v in service %s", addr, keyString(cur.cfg.ServiceKey))
+		}
+		cur.laddrs = append(cur.laddrs[:i], cur.laddrs[i+1:]...)
+		id := old.id
+		*freed = append(*freed, func() { d.laddrIDs.free(id) })
+		// Connections using it continue: the XDP program keeps handing their replies to
+		// the dataplane while it drains.
+		ch.retired = append(ch.retired, addr)
+		return nil
 	case api.OpSetTimeouts:
 		if req.Timeouts == nil {
 			return apiErr(api.ErrCodeInvalid, "set-timeouts: no timeouts given")
@@ -357,6 +450,10 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 func (d *Daemon) releaseService(s *svcState, freed *[]func(), gone *[]uint32) {
 	id := s.id
 	*freed = append(*freed, func() { d.svcIDs.free(id) })
+	for _, l := range s.laddrs {
+		lid := l.id
+		*freed = append(*freed, func() { d.laddrIDs.free(lid) })
+	}
 	for _, ds := range s.dests {
 		did := ds.id
 		*freed = append(*freed, func() { d.destIDs.free(did) })
@@ -505,7 +602,7 @@ func (d *Daemon) dataplaneStats() ([]api.QueueStats, []api.QueueStats) {
 		out = append(out, api.QueueStats{Interface: q.Interface, Queue: q.Queue, Counters: q.Socket.Map()})
 	}
 	for _, w := range ws {
-		c := map[string]uint64{"rx": w.RxPackets, "tx": w.TxPackets, "forwarded": w.Forwarded, "panics": w.Panics, "neigh_queued": w.NeighQueued, "encapsulated": w.Encapsulated, "icmp_sent": w.ICMPSent,
+		c := map[string]uint64{"rx": w.RxPackets, "tx": w.TxPackets, "forwarded": w.Forwarded, "panics": w.Panics, "neigh_queued": w.NeighQueued, "encapsulated": w.Encapsulated, "icmp_sent": w.ICMPSent, "icmp_ratelimited": w.ICMPRateLimited,
 			"icmp_forwarded": w.ICMPForwarded, "fragments_noted": w.FragmentsNoted, "fragments": w.Fragments}
 		for k, v := range w.Drops {
 			c["drop_"+k] = v
@@ -522,4 +619,96 @@ func (d *Daemon) dataplaneStats() ([]api.QueueStats, []api.QueueStats) {
 	}
 	sort.Slice(xdp, func(i, j int) bool { return xdp[i].Interface < xdp[j].Interface })
 	return out, xdp
+}
+
+// localAddrs lists the FULLNAT local addresses of every service (or one), with the
+// connections using each (one walk of the connection table, outside the lock) and its
+// port conflicts.
+func (d *Daemon) localAddrs(only *api.Service) ([]api.LocalAddr, *api.Error) {
+	type use struct {
+		svc  uint32
+		addr [16]byte
+	}
+	d.mu.Lock()
+	var out []api.LocalAddr
+	var ids []uint32
+	index := map[use]int{}
+	found := false
+	for _, s := range d.r.services {
+		if only != nil && !sameKey(s.cfg.ServiceKey, only.ServiceKey) {
+			continue
+		}
+		found = true
+		for _, l := range s.laddrs {
+			la := l.cfg
+			la.Service = s.cfg.ServiceKey
+			la.PortConflicts = d.dp.LaddrConflicts(l.id) - d.laddrBase[l.id]
+			index[use{s.id, la.Addr.Unmap().As16()}] = len(out)
+			out = append(out, la)
+			ids = append(ids, s.id)
+		}
+	}
+	d.mu.Unlock()
+	if only != nil && !found {
+		return nil, apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(only.ServiceKey))
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	d.dp.Conntrack().Walk(d.dp.Now(), func(e *conntrack.Entry, _ int64) bool {
+		if e.Method == conntrack.MethodFullNAT {
+			if i, ok := index[use{e.Service, e.Reply.Dst}]; ok {
+				out[i].Conns++
+			}
+		}
+		return true
+	})
+	return out, nil
+}
+
+// drainEvery is how many estimator periods pass between looks for draining local
+// addresses that no connection uses any more.
+const drainEvery = 5
+
+// reapDraining forgets the draining local addresses no connection uses (one walk of the
+// connection table, outside the lock) and publishes a snapshot without them.
+func (d *Daemon) reapDraining() {
+	d.mu.Lock()
+	if len(d.draining) == 0 {
+		d.mu.Unlock()
+		return
+	}
+	look := map[[16]byte]bool{}
+	for a := range d.draining {
+		look[a.As16()] = true
+	}
+	d.mu.Unlock()
+	used := map[[16]byte]bool{}
+	d.dp.Conntrack().Walk(d.dp.Now(), func(e *conntrack.Entry, _ int64) bool {
+		if e.Method == conntrack.MethodFullNAT && look[e.Reply.Dst] {
+			used[e.Reply.Dst] = true
+		}
+		return true
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := maps.Clone(d.draining)
+	for a := range next {
+		if look[a.As16()] && !used[a.As16()] {
+			delete(next, a)
+		}
+	}
+	if len(next) == len(d.draining) {
+		return
+	}
+	snap, err := d.snapshotOf(d.r, next)
+	if err == nil {
+		err = d.dp.Publish(snap)
+	}
+	if err != nil {
+		d.log.Error("stop redirecting replies to unused local addresses", "err", err)
+		return
+	}
+	d.draining = next
+	d.log.Info("local addresses drained", "still_draining", len(next))
 }

@@ -11,4 +11,10 @@
 // long as it exists; the dataplane's counters and the connection table's per-destination
 // counts are indexed by it. An ID is reused only after its connections are gone, and
 // statistics are reported relative to a per-ID base so a reused ID (or -Z) starts at zero.
+//
+// FULLNAT local addresses (add-laddr, del-laddr, get-laddrs) belong to a service, in the
+// order added, and are saved with the rules. A deleted one drains: snapshots keep it for
+// the XDP program (so its connections' replies still reach the dataplane) until a walk
+// of the connection table, every few estimator periods (RunEstimator), finds no
+// connection using it.
 package control

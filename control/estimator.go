@@ -79,16 +79,21 @@ func (d *Daemon) est(m map[uint32]*estimator, id uint32, cur dataplane.FlowStats
 	return e
 }
 
-// RunEstimator estimates rates every EstimatorInterval until ctx ends.
+// RunEstimator estimates rates every EstimatorInterval until ctx ends; every drainEvery
+// periods it also stops redirecting replies to deleted FULLNAT local addresses that no
+// connection uses any more.
 func (d *Daemon) RunEstimator(ctx context.Context) {
 	t := time.NewTicker(EstimatorInterval)
 	defer t.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			d.estimate()
+			if n%drainEvery == 0 {
+				d.reapDraining()
+			}
 		}
 	}
 }

@@ -12,11 +12,11 @@ func checkMethod(s *svcState, d *api.Dest) *api.Error {
 		d.Method = api.MethodRoute
 	}
 	switch d.Method {
-	case api.MethodMasq, api.MethodRoute, api.MethodTunnel:
-	case api.MethodFullNAT, api.MethodLocal:
-		return apiErr(api.ErrCodeNotImplemented, "forwarding method %q is not implemented yet: use masquerading (-m), direct routing (-g) or tunnelling (-i)", d.Method)
+	case api.MethodMasq, api.MethodRoute, api.MethodTunnel, api.MethodFullNAT:
+	case api.MethodLocal:
+		return apiErr(api.ErrCodeNotImplemented, "forwarding method %q is not implemented yet: use masquerading (-m), direct routing (-g), tunnelling (-i) or full NAT (--fullnat)", d.Method)
 	default:
-		return apiErr(api.ErrCodeInvalid, "forwarding method %q: must be one of -g (route), -m (masq), -i (tunnel)", d.Method)
+		return apiErr(api.ErrCodeInvalid, "forwarding method %q: must be one of -g (route), -m (masq), -i (tunnel), --fullnat", d.Method)
 	}
 	if d.TunType != "" && d.TunType != api.TunIPIP {
 		return apiErr(api.ErrCodeNotImplemented, "tunnel type %q is not supported: only ipip (IPv4-in-IPv4, or IPv6-in-IPv6 for an IPv6 service)", d.TunType)

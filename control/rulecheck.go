@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"sync"
 
@@ -113,7 +114,7 @@ func (rc *RuleChecks) update(u health.Update) {
 	if !changed {
 		return
 	}
-	snap, err := d.r.snapshot(d.dp.Snapshot(), d.dp.Conntrack(), d.down)
+	snap, err := d.snapshotOf(d.r, maps.Clone(d.draining))
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}

@@ -21,12 +21,15 @@ const DefaultStatePath = "/var/lib/xlvs/state.json"
 const stateVersion = 1
 
 // stateFile is the saved rule set: every service and destination with its settings
-// (destinations in the kernel's list order, newest first) and the timeouts.
+// (destinations in the kernel's list order, newest first), the FULLNAT local addresses
+// (each naming its service, in the order added) and the timeouts. LocalAddrs was added
+// within version 1: older files have none.
 type stateFile struct {
-	Version  int           `json:"version"`
-	Saved    time.Time     `json:"saved"`
-	Services []api.Service `json:"services"`
-	Timeouts api.Timeouts  `json:"timeouts"`
+	Version    int             `json:"version"`
+	Saved      time.Time       `json:"saved"`
+	Services   []api.Service   `json:"services"`
+	LocalAddrs []api.LocalAddr `json:"laddrs,omitempty"`
+	Timeouts   api.Timeouts    `json:"timeouts"`
 }
 
 func (r *rules) toState() *stateFile {
@@ -38,6 +41,9 @@ func (r *rules) toState() *stateFile {
 			svc.Dests = append(svc.Dests, d.cfg)
 		}
 		st.Services = append(st.Services, svc)
+		for _, l := range s.laddrs {
+			st.LocalAddrs = append(st.LocalAddrs, api.LocalAddr{Service: s.cfg.ServiceKey, Addr: l.cfg.Addr, Ifname: l.cfg.Ifname})
+		}
 	}
 	return st
 }
@@ -87,7 +93,7 @@ func saveState(path string, r *rules) error {
 
 // stateBatch turns a saved rule set into one restore request: services, then their
 // destinations oldest first (each add goes to the head of the list, so the saved order
-// comes back), then the timeouts.
+// comes back), then the local addresses in their order, then the timeouts.
 func stateBatch(st *stateFile) *api.Request {
 	req := &api.Request{Op: api.OpRestore}
 	line := 0
@@ -108,6 +114,12 @@ func stateBatch(st *stateFile) *api.Request {
 			key := api.Service{ServiceKey: svc.ServiceKey}
 			add(api.Request{Op: api.OpAddDest, Service: &key, Dest: &d})
 		}
+	}
+	for i := range st.LocalAddrs {
+		la := st.LocalAddrs[i]
+		la.Conns, la.PortConflicts = 0, 0
+		key := api.Service{ServiceKey: la.Service}
+		add(api.Request{Op: api.OpAddLocalAddr, Service: &key, LocalAddr: &la})
 	}
 	t := st.Timeouts
 	add(api.Request{Op: api.OpSetTimeouts, Timeouts: &t})

@@ -17,10 +17,17 @@ type destState struct {
 	id  uint32
 }
 
+// laddrState is a FULLNAT local address of a service.
+type laddrState struct {
+	cfg api.LocalAddr // Addr and Ifname; Service, Conns and PortConflicts unused here
+	id  uint32
+}
+
 type svcState struct {
-	cfg   api.Service // Dests and Stats unused here
-	id    uint32
-	dests []*destState // the kernel's list order: newest first
+	cfg    api.Service // Dests and Stats unused here
+	id     uint32
+	dests  []*destState  // the kernel's list order: newest first
+	laddrs []*laddrState // FULLNAT local addresses, in the order added
 }
 
 // rules is the whole configuration. clone() gives a deep copy to change.
@@ -37,6 +44,10 @@ func (r *rules) clone() *rules {
 		for j, d := range s.dests {
 			nd := *d
 			ns.dests[j] = &nd
+		}
+		for _, l := range s.laddrs {
+			nl := *l
+			ns.laddrs = append(ns.laddrs, &nl)
 		}
 		c.services[i] = ns
 	}
@@ -60,6 +71,46 @@ func sameKey(a, b api.ServiceKey) bool {
 		return a.FWMark == b.FWMark && a.Family == b.Family
 	}
 	return a.Addr.Unmap() == b.Addr.Unmap() && a.Port == b.Port
+}
+
+func (s *svcState) findLaddr(addr netip.Addr) (int, *laddrState) {
+	for i, l := range s.laddrs {
+		if l.cfg.Addr.Unmap() == addr.Unmap() {
+			return i, l
+		}
+	}
+	return -1, nil
+}
+
+// laddrAddrs returns every FULLNAT local address of r, once each.
+func (r *rules) laddrAddrs() map[netip.Addr]bool {
+	m := map[netip.Addr]bool{}
+	for _, s := range r.services {
+		for _, l := range s.laddrs {
+			m[l.cfg.Addr.Unmap()] = true
+		}
+	}
+	return m
+}
+
+// checkLaddr validates a FULLNAT local address for service s.
+func checkLaddr(s *svcState, a netip.Addr) *api.Error {
+	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
+		return apiErr(api.ErrCodeInvalid, "local address %v: must be a unicast IPv4 or IPv6 address without a zone", a)
+	}
+	a = a.Unmap()
+	if a.Is4() != s.cfg.Addr.Is4() {
+		return apiErr(api.ErrCodeInvalid, "local address %v and service %s are of different address families: an IPv%d service needs IPv%d local addresses",
+			a, keyString(s.cfg.ServiceKey), familyOf(s.cfg.Addr), familyOf(s.cfg.Addr))
+	}
+	return nil
+}
+
+func familyOf(a netip.Addr) int {
+	if a.Unmap().Is4() {
+		return 4
+	}
+	return 6
 }
 
 func (s *svcState) findDest(addr netip.Addr, port uint16) (int, *destState) {
@@ -209,6 +260,10 @@ func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map
 			persist = int64(s.cfg.Timeout) * 1e9
 			bits, _ = persistBits(s.cfg.Addr, s.cfg.Netmask)
 		}
+		var ls []dataplane.Laddr
+		for _, l := range s.laddrs {
+			ls = append(ls, dataplane.Laddr{ID: l.id, Addr: l.cfg.Addr.Unmap().As16()})
+		}
 		svcs = append(svcs, dataplane.Service{
 			Persist:     persist,
 			PersistBits: bits,
@@ -216,6 +271,7 @@ func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map
 			Key:         dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)},
 			Dests:       ds,
 			Sched:       sc,
+			Laddrs:      ls,
 		})
 	}
 	return dataplane.NewSnapshot(svcs)

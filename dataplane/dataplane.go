@@ -33,8 +33,14 @@ type Config struct {
 	SloppyTCP   bool // accept mid-stream TCP packets as new connections (IPVS sloppy_tcp)
 	MaxServices int  // service IDs are below this; default 4096
 	MaxDests    int  // destination IDs are below this; default 65536
-	ReapEvery   time.Duration
-	Logger      *slog.Logger
+	MaxLaddrs   int  // FULLNAT local address IDs are below this; default DefaultMaxLaddrs
+	// ICMPRate and ICMPBurst limit the ICMP errors each worker writes itself (port
+	// unreachable, fragmentation needed) to ICMPRate per second in bursts of ICMPBurst;
+	// 0 takes DefaultICMPRate / DefaultICMPBurst, a negative ICMPRate means no limit.
+	ICMPRate  int
+	ICMPBurst int
+	ReapEvery time.Duration
+	Logger    *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -49,6 +55,15 @@ func (c *Config) defaults() {
 	}
 	if c.MaxDests == 0 {
 		c.MaxDests = 65536
+	}
+	if c.MaxLaddrs == 0 {
+		c.MaxLaddrs = DefaultMaxLaddrs
+	}
+	if c.ICMPRate == 0 {
+		c.ICMPRate = DefaultICMPRate
+	}
+	if c.ICMPBurst == 0 {
+		c.ICMPBurst = DefaultICMPBurst
 	}
 	if c.Conntrack.MaxDests == 0 {
 		c.Conntrack.MaxDests = c.MaxDests
@@ -87,6 +102,15 @@ func (c *Config) Validate() error {
 	return c.Socket.Validate()
 }
 
+// DefaultMaxLaddrs is Config.MaxLaddrs's default: FULLNAT (service, local address)
+// pairs, each with its own counters. Distinct local addresses are fewer: at most
+// bpf.MaxLaddrs, each with a port index of 126 KiB.
+const DefaultMaxLaddrs = 4096
+
+// MaxLaddrAddrs bounds the distinct FULLNAT local addresses of a snapshot (draining ones
+// included): the XDP program's laddrs map holds that many.
+const MaxLaddrAddrs = bpf.MaxLaddrs
+
 // Port describes an interface's sockets for NewWithPorts: one socket per queue.
 type Port struct {
 	Name    string
@@ -110,7 +134,8 @@ type Dataplane struct {
 	epoch   time.Time
 
 	lastPanic atomic.Pointer[string]
-	mu        sync.Mutex // serialises Publish
+	mu        sync.Mutex               // serialises Publish
+	lports    map[[16]byte]*lportIndex // FULLNAT local ports by shard, per local address (under mu)
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -295,10 +320,19 @@ func (d *Dataplane) Start(ctx context.Context) error {
 }
 
 // Publish installs a new configuration: the XDP maps first (so new services are
-// redirected), then the snapshot the workers read.
+// redirected), then the snapshot the workers read. It binds the snapshot's FULLNAT local
+// addresses to their port indexes (built once per address, 126 KiB each, and kept while
+// a published snapshot names the address), so a snapshot belongs to one Dataplane.
 func (d *Dataplane) Publish(s *Snapshot) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if s.bound != nil && s.bound != d.ct {
+		return errors.New("publish snapshot: it was published on another dataplane; build a new one with NewSnapshot")
+	}
+	laddrs := s.LaddrAddrs()
+	if len(laddrs) > MaxLaddrAddrs {
+		return fmt.Errorf("publish snapshot: %d distinct FULLNAT local addresses (draining ones included): at most %d", len(laddrs), MaxLaddrAddrs)
+	}
 	if d.cls != nil {
 		if err := d.cls.SetServices(toBPFKeys(s.ServiceKeys())); err != nil {
 			return fmt.Errorf("update XDP service map: %w", err)
@@ -306,9 +340,40 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 		if err := d.cls.SetReals(toBPFKeys(s.RealKeys())); err != nil {
 			return fmt.Errorf("update XDP real-server map: %w", err)
 		}
+		addrs := make([]netip.Addr, len(laddrs))
+		for i, a := range laddrs {
+			addrs[i] = netipFrom16(a)
+		}
+		if err := d.cls.SetLaddrs(addrs); err != nil {
+			return fmt.Errorf("update XDP local-address map: %w", err)
+		}
+	}
+	if s.bound == nil { // published again: its indexes are bound, and workers may read it
+		d.bindLaddrs(s)
 	}
 	d.snap.Store(s)
 	return nil
+}
+
+// bindLaddrs gives every local address of s its port index, building the missing ones,
+// and forgets the indexes of addresses s does not name (older snapshots keep theirs).
+func (d *Dataplane) bindLaddrs(s *Snapshot) {
+	s.bound = d.ct
+	used := map[[16]byte]*lportIndex{}
+	for i := range s.Services {
+		ls := s.Services[i].Laddrs
+		for j := range ls {
+			x := used[ls[j].Addr]
+			if x == nil {
+				if x = d.lports[ls[j].Addr]; x == nil {
+					x = newLportIndex(d.ct, ls[j].Addr)
+				}
+				used[ls[j].Addr] = x
+			}
+			ls[j].ports = x
+		}
+	}
+	d.lports = used
 }
 
 // Snapshot returns the configuration the workers use now.
@@ -352,6 +417,18 @@ func (d *Dataplane) DestStats(id uint32) FlowStats {
 	return s
 }
 
+// LaddrConflicts sums, over the workers, how many times the FULLNAT port allocator found
+// no free port on local address id (DPVS's port_conflict).
+func (d *Dataplane) LaddrConflicts(id uint32) uint64 {
+	var n uint64
+	for _, w := range d.workers {
+		if id < uint32(len(w.st.laddrConflicts)) {
+			n += w.st.laddrConflicts[id].load()
+		}
+	}
+	return n
+}
+
 // QueueStats describes one socket: its interface, queue and counters.
 type QueueStats struct {
 	Interface string
@@ -368,7 +445,8 @@ func (d *Dataplane) Stats() ([]WorkerStats, []QueueStats) {
 			Queue: w.queue, RxPackets: w.st.rx.load(), TxPackets: w.st.tx.load(),
 			Forwarded: w.st.forwarded.load(), Panics: w.st.panics.load(), NeighQueued: w.st.neighQueued.load(),
 			Encapsulated: w.st.encapsulated.load(), ICMPSent: w.st.icmpSent.load(), ICMPForwarded: w.st.icmpForwarded.load(),
-			FragmentsNoted: w.st.fragNoted.load(), Fragments: w.st.fragments.load(), Drops: map[string]uint64{},
+			ICMPRateLimited: w.st.icmpLimited.load(),
+			FragmentsNoted:  w.st.fragNoted.load(), Fragments: w.st.fragments.load(), Drops: map[string]uint64{},
 		}
 		for i := Drop(0); i < numDrops; i++ {
 			s.Drops[i.String()] = w.st.drops[i].load()

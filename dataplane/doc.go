@@ -4,6 +4,8 @@
 // queue (xsk.Socket is single-owner): it receives a batch from each, parses, looks the
 // flow up in the shared connection table, schedules a real server on a miss, rewrites
 // (NAT: destination to the real server, replies' source back to VIP:port, TTL decremented;
+// FULLNAT: source to a local address and port of the service, destination to the real
+// server, replies' both ends back to VIP:port → client, TTL decremented (fullnat.go);
 // DR: only the MACs, towards the real server; TUN: an IPIP / ip6ip6 header written into
 // the frame's headroom, from the director's address on the egress route, or ICMP
 // fragmentation-needed / Packet Too Big back to the client when the encapsulated packet
@@ -22,11 +24,17 @@
 //
 // ICMP errors (icmp.go) about a tracked connection are forwarded to the other party: from
 // the client side to the real server (NAT: outer destination and quoted source
-// translated; DR: unchanged; TUN: encapsulated), from a NAT real server's side to the
-// client (outer source and quoted destination become VIP:port), checksums recomputed;
+// translated; FULLNAT: outer source and destination, the whole quote; DR: unchanged;
+// TUN: encapsulated), from a NAT or FULLNAT real server's side to the client (outer
+// source and quoted destination become VIP:port; FULLNAT: the outer destination and
+// quoted source become the client's), checksums recomputed;
 // the connection is found with conntrack.Table.Get, so an error never moves TCP state.
 // A new connection for which the scheduler finds no real server is answered with ICMP
-// (ICMPv6) port unreachable, as IPVS's ip_vs_leave does, and counted as no_dest.
+// (ICMPv6) port unreachable, as IPVS's ip_vs_leave does, and counted as no_dest. The
+// ICMP errors the director writes itself (that one, and fragmentation needed before a
+// tunnel) are limited per worker by a token bucket (ratelimit.go; Config.ICMPRate,
+// ICMPBurst: 1000 per second in bursts of 50, as the kernel's icmp_msgs_per_sec and
+// icmp_msgs_burst); the excess is not sent and is counted (icmp_ratelimited).
 //
 // Fragments (frag.go): a first fragment is scheduled like any packet and its decision is
 // noted in the worker's bounded fragment table under (source, destination,
@@ -41,6 +49,14 @@
 // DR and TUN connections have no reply key: their real server is found by the entry's
 // destination ID in the snapshot; a destination that no longer exists means drop
 // (IPVS's expire_nodest_conn=0).
+//
+// FULLNAT local ports (fullnat.go): a new connection's local endpoint (LIP, lport) must
+// lie in the connection-table shard of its client endpoint, and its reply tuple must be
+// unused. Publish builds, once per local address, an index of the address's ports
+// 1024..65535 by shard; a worker takes the client's shard's ports from a random start,
+// lets Insert refuse tuples in use (bounded tries), round robin over the service's local
+// addresses. Failures are counted: no_laddr (no local address), no_lport (no free port;
+// also the local address's conflict counter, LaddrConflicts).
 //
 // The per-packet path allocates nothing, takes no lock of its own (the connection table's
 // shard lock is the only one) and never logs: a dropped packet increments a counter by

@@ -29,10 +29,12 @@ const (
 type fragAction uint8
 
 const (
-	fragNATDst fragAction = iota + 1 // NAT request: destination becomes addr, TTL decremented
-	fragNATSrc                       // NAT reply: source becomes addr, TTL decremented
-	fragDR                           // DR: MACs only, towards addr
-	fragTUN                          // TUN: encapsulated towards addr
+	fragNATDst     fragAction = iota + 1 // NAT request: destination becomes addr, TTL decremented
+	fragNATSrc                           // NAT reply: source becomes addr, TTL decremented
+	fragDR                               // DR: MACs only, towards addr
+	fragTUN                              // TUN: encapsulated towards addr
+	fragFullNATIn                        // FULLNAT request: source becomes addr, destination to, TTL decremented
+	fragFullNATOut                       // FULLNAT reply: likewise
 )
 
 // fragKey identifies a datagram as the kernel's reassembly does. Pointer-free.
@@ -47,8 +49,8 @@ type fragKey struct {
 type fragEntry struct {
 	key       fragKey
 	expires   int64    // dataplane clock; 0 = free
-	addr      [16]byte // the NAT address written, or the DR/TUN real server
-	to        [16]byte // where the fragment is routed
+	addr      [16]byte // the NAT address written (FULLNAT: the source), or the DR/TUN real server
+	to        [16]byte // where the fragment is routed (FULLNAT: also the destination written)
 	svc, dest uint32   // counter indexes
 	action    fragAction
 }
@@ -140,6 +142,15 @@ func (w *worker) fragment(in *port, d xsk.Desc, frame []byte, fib *FIB, now int6
 			packet.RewriteSrcAddr(frame, info, fe.addr)
 			w.countFlow(fe.svc, fe.dest, false)
 		}
+		w.output(in, d, frame, fib, fe.to)
+	case fragFullNATIn, fragFullNATOut:
+		if !packet.DecrementTTL(frame, info) {
+			w.drop(in, d, DropTTL)
+			return
+		}
+		packet.RewriteSrcAddr(frame, info, fe.addr)
+		packet.RewriteDstAddr(frame, info, fe.to)
+		w.countFlow(fe.svc, fe.dest, fe.action == fragFullNATIn)
 		w.output(in, d, frame, fib, fe.to)
 	case fragDR:
 		w.countFlow(fe.svc, fe.dest, true)

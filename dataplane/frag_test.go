@@ -191,6 +191,7 @@ func TestICMPFragmentAllocs(t *testing.T) {
 	r := newRig(t, "rr", 1, 1)
 	r.ext.OnTransmit = func([]byte) {}
 	r.int.OnTransmit = func([]byte) {}
+	r.w.icmpLimit = newTokenBucket(-1, 0) // every answer is sent (the limit: ratelimit_test.go)
 	req := build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 40000, dport: 80, udp: true, payload: make([]byte, 3000)})
 	frags := fragments(t, req, 1480, 5)
 	r.ext.Inject(frags[0])

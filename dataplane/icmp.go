@@ -15,10 +15,16 @@ import (
 //     entry's original key. NAT: the outer destination and the quoted source become the
 //     real server's address and port; DR: the frame goes to the real server unchanged;
 //     TUN: encapsulated towards it.
-//   - from the real-server side (NAT only: the real server, or a router between), about a
-//     packet the director sent to the real server: the reversed quote is the entry's
-//     reply key. The outer source and the quoted destination become VIP:port, and the
-//     message goes to the client.
+//   - from the real-server side (NAT and FULLNAT: the real server, or a router between),
+//     about a packet the director sent to the real server: the reversed quote is the
+//     entry's reply key. The outer source and the quoted destination become VIP:port,
+//     and the message goes to the client.
+//
+// FULLNAT translates both ends: towards the real server the outer packet comes from the
+// connection's local address (the real server may have no route to the client or a
+// router near it) and the quote becomes RS:rport → LIP:lport, what the real server sent;
+// towards the client the outer destination becomes the client and the quote
+// client:cport → VIP:vport, what the client sent.
 //
 // Lookups use conntrack.Table.Get: an error is not a packet of the connection and must
 // not move its TCP state or timer. The ICMP checksum is verified first (as IPVS does) and
@@ -70,6 +76,19 @@ func (w *worker) icmpToReal(in *port, d xsk.Desc, frame []byte, snap *Snapshot, 
 		w.countFlow(e.Service, e.Dest, true)
 		w.st.icmpForwarded.add(1)
 		w.output(in, d, frame, fib, e.Reply.Src)
+	case conntrack.MethodFullNAT:
+		if !packet.DecrementTTL(frame, info) {
+			w.drop(in, d, DropTTL)
+			return
+		}
+		// From LIP to RS, quoting RS:rport → LIP:lport.
+		if !packet.RewriteICMPError(frame, info, ie, e.Reply.Dst, e.Reply.Src, e.Reply.Src, e.Reply.Dst, e.Reply.SrcPort, e.Reply.DstPort) {
+			w.drop(in, d, DropMalformed)
+			return
+		}
+		w.countFlow(e.Service, e.Dest, true)
+		w.st.icmpForwarded.add(1)
+		w.output(in, d, frame, fib, e.Reply.Src)
 	case conntrack.MethodDR, conntrack.MethodTUN:
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
 			w.drop(in, d, DropMethod)
@@ -87,11 +106,11 @@ func (w *worker) icmpToReal(in *port, d xsk.Desc, frame []byte, snap *Snapshot, 
 	}
 }
 
-// icmpToClient forwards an error from a NAT real server's side to the client, from the
-// virtual service's address.
+// icmpToClient forwards an error from a NAT or FULLNAT real server's side to the
+// client, from the virtual service's address.
 func (w *worker) icmpToClient(in *port, d xsk.Desc, frame []byte, fib *FIB) {
 	info, ie, e := &w.info, &w.icmpErr, &w.entry
-	if e.Method != conntrack.MethodNAT {
+	if e.Method != conntrack.MethodNAT && e.Method != conntrack.MethodFullNAT {
 		w.drop(in, d, DropMethod)
 		return
 	}
@@ -99,7 +118,14 @@ func (w *worker) icmpToClient(in *port, d xsk.Desc, frame []byte, fib *FIB) {
 		w.drop(in, d, DropTTL)
 		return
 	}
-	if !packet.RewriteICMPError(frame, info, ie, e.Orig.Dst, info.Dst, ie.Src, e.Orig.Dst, ie.SrcPort, e.Orig.DstPort) {
+	ok := false
+	if e.Method == conntrack.MethodNAT {
+		ok = packet.RewriteICMPError(frame, info, ie, e.Orig.Dst, info.Dst, ie.Src, e.Orig.Dst, ie.SrcPort, e.Orig.DstPort)
+	} else {
+		// From VIP to the client, quoting client:cport → VIP:vport.
+		ok = packet.RewriteICMPError(frame, info, ie, e.Orig.Dst, e.Orig.Src, e.Orig.Src, e.Orig.Dst, e.Orig.SrcPort, e.Orig.DstPort)
+	}
+	if !ok {
 		w.drop(in, d, DropMalformed)
 		return
 	}

@@ -3,7 +3,9 @@ package dataplane
 import (
 	"fmt"
 
+	"xlvs/bpf"
 	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
 	"xlvs/sched"
 )
 
@@ -36,14 +38,33 @@ type Service struct {
 	// grouped by their address's first PersistBits bits (128-bit space: IPv4 /32 is 128).
 	Persist     int64
 	PersistBits uint8
+	// Laddrs are the service's FULLNAT local addresses (DPVS's laddrs), of the service's
+	// family: a new connection to a FULLNAT destination leaves from one of them, on a
+	// port the worker allocates. Empty: FULLNAT destinations get no new connections.
+	Laddrs []Laddr
+}
+
+// Laddr is a FULLNAT local address of a service in a snapshot.
+type Laddr struct {
+	ID   uint32   // stable counter index (port conflicts), below Config.MaxLaddrs
+	Addr [16]byte // IPv4-mapped for IPv4
+	// ports lists the address's ports by connection-table shard; Publish sets it.
+	ports *lportIndex
 }
 
 // Snapshot is one immutable configuration. Build it with NewSnapshot and hand it to
 // Dataplane.Publish; never change it afterwards.
 type Snapshot struct {
 	Services []Service
+	// Draining lists FULLNAT local addresses no longer configured on any service whose
+	// connections may still live: the XDP program keeps handing real servers' replies to
+	// them to the dataplane. Set it before Publish.
+	Draining [][16]byte
 	bySvc    map[SvcKey]int32
-	byReal   map[SvcKey]int32 // NAT real servers: replies from them are ours
+	byReal   map[SvcKey]int32 // NAT and FULLNAT real servers: replies from them are ours
+	// bound is the connection table whose shards the local addresses' port indexes
+	// follow (set by Publish).
+	bound *conntrack.Table
 	// anyPort: some service (or NAT real server) has port 0, "every port" (a persistent
 	// service of ipvsadm -t VIP:0 -p): lookups that miss try port 0 next.
 	anyPort bool
@@ -107,7 +128,7 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 				return nil, fmt.Errorf("build snapshot: destination ID %d names two different real servers (service %v)", d.ID, svc.Key)
 			}
 			s.byID[d.ID] = ref
-			if d.Method == conntrack.MethodNAT {
+			if d.Method == conntrack.MethodNAT || d.Method == conntrack.MethodFullNAT {
 				port := d.Port
 				if svc.Key.Port == 0 {
 					port = 0 // replies come from whichever port the client asked for
@@ -115,9 +136,40 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 				s.byReal[SvcKey{Addr: d.Addr, Port: port, Proto: svc.Key.Proto}] = int32(i)
 			}
 		}
+		if err := checkLaddrs(svc); err != nil {
+			return nil, err
+		}
+	}
+	if n := len(s.LaddrAddrs()); n > bpf.MaxLaddrs {
+		return nil, fmt.Errorf("build snapshot: %d distinct FULLNAT local addresses: at most %d", n, bpf.MaxLaddrs)
 	}
 	return s, nil
 }
+
+// checkLaddrs validates a service's local addresses: valid, of the service's family,
+// each listed once, IDs in range.
+func checkLaddrs(svc *Service) error {
+	v4 := packet.IsIPv4Mapped(svc.Key.Addr)
+	for i, la := range svc.Laddrs {
+		if la.ID >= maxDestID {
+			return fmt.Errorf("build snapshot: service %v: local address ID %d: must be below %d", svc.Key, la.ID, maxDestID)
+		}
+		if la.Addr == ([16]byte{}) || la.Addr == v4Unspecified {
+			return fmt.Errorf("build snapshot: service %v: local address %d is unspecified", svc.Key, i)
+		}
+		if packet.IsIPv4Mapped(la.Addr) != v4 {
+			return fmt.Errorf("build snapshot: service %v: local address %v is not of the service's address family", svc.Key, netipFrom16(la.Addr))
+		}
+		for _, o := range svc.Laddrs[:i] {
+			if o.Addr == la.Addr {
+				return fmt.Errorf("build snapshot: service %v: local address %v listed twice", svc.Key, netipFrom16(la.Addr))
+			}
+		}
+	}
+	return nil
+}
+
+var v4Unspecified = [16]byte{10: 0xff, 11: 0xff}
 
 // service returns the index of the service a client's packet to dst:port is for: the
 // service of that port, else a port-0 service of the address.
@@ -129,7 +181,7 @@ func (s *Snapshot) service(dst *[16]byte, port uint16, proto uint8) (int32, bool
 	return i, ok
 }
 
-// isReal tells whether a packet from src:port is a NAT real server's (a reply).
+// isReal tells whether a packet from src:port is a NAT or FULLNAT real server's (a reply).
 func (s *Snapshot) isReal(src *[16]byte, port uint16, proto uint8) bool {
 	if _, ok := s.byReal[SvcKey{Addr: *src, Port: port, Proto: proto}]; ok || !s.anyPort {
 		return ok
@@ -155,7 +207,30 @@ func (s *Snapshot) ServiceKeys() []SvcKey {
 	return out
 }
 
-// RealKeys lists the NAT real servers whose replies the XDP program must redirect.
+// LaddrAddrs lists, once each, the FULLNAT local addresses of every service and the
+// Draining ones: the XDP program redirects real servers' replies to them.
+func (s *Snapshot) LaddrAddrs() [][16]byte {
+	seen := map[[16]byte]bool{}
+	var out [][16]byte
+	add := func(a [16]byte) {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for i := range s.Services {
+		for _, la := range s.Services[i].Laddrs {
+			add(la.Addr)
+		}
+	}
+	for _, a := range s.Draining {
+		add(a)
+	}
+	return out
+}
+
+// RealKeys lists the NAT and FULLNAT real servers whose replies the XDP program must
+// redirect.
 func (s *Snapshot) RealKeys() []SvcKey {
 	out := make([]SvcKey, 0, len(s.byReal))
 	for k := range s.byReal {

@@ -27,6 +27,8 @@ const (
 	DropNoSource                // no director address on the egress interface for a tunnel's outer header
 	DropNoHeadroom              // the frame has no room before the packet for a new header
 	DropICMPNoConn              // an ICMP error quoting a packet of no tracked connection
+	DropNoLaddr                 // a new FULLNAT connection to a service without local addresses
+	DropNoLport                 // a new FULLNAT connection found no free local port
 	numDrops
 
 	dropNone Drop = -1 // not a drop: schedule succeeded
@@ -36,7 +38,7 @@ var dropNames = [numDrops]string{
 	"malformed", "not_tcp_udp", "fragment", "no_service", "no_conn", "no_reply_conn",
 	"no_dest", "table_full", "ttl_expired", "no_route", "not_managed", "no_neighbour",
 	"no_frame", "tx_full", "tx_error", "too_big", "dest_gone", "bad_method", "no_source", "no_headroom",
-	"icmp_no_conn",
+	"icmp_no_conn", "no_laddr", "no_lport",
 }
 
 // String names the reason as counters show it.
@@ -77,15 +79,17 @@ type workerStats struct {
 	rx, tx, forwarded, panics, neighQueued ctr
 	encapsulated, icmpSent                 ctr // TUN packets encapsulated; ICMP errors the director sent
 	icmpForwarded                          ctr // ICMP errors about tracked connections forwarded
+	icmpLimited                            ctr // ICMP errors of the director's own not sent: over the rate limit
 	fragNoted, fragments                   ctr // first fragments noted; later fragments forwarded
 	drops                                  [numDrops]ctr
 	svc                                    []flowCtrs // by service ID
 	dest                                   []flowCtrs // by destination ID
+	laddrConflicts                         []ctr      // FULLNAT port allocations that failed, by local address ID
 	_                                      [64]byte   // keep neighbours off this cache line
 }
 
-func newWorkerStats(maxServices, maxDests int) *workerStats {
-	return &workerStats{svc: make([]flowCtrs, maxServices), dest: make([]flowCtrs, maxDests)}
+func newWorkerStats(maxServices, maxDests, maxLaddrs int) *workerStats {
+	return &workerStats{svc: make([]flowCtrs, maxServices), dest: make([]flowCtrs, maxDests), laddrConflicts: make([]ctr, maxLaddrs)}
 }
 
 // WorkerStats are a worker's totals.
@@ -97,6 +101,7 @@ type WorkerStats struct {
 	Encapsulated         uint64 // packets sent into an IPIP / ip6ip6 tunnel
 	ICMPSent             uint64 // ICMP errors the director sent (fragmentation needed, port unreachable)
 	ICMPForwarded        uint64 // ICMP errors about tracked connections forwarded (translated for NAT)
+	ICMPRateLimited      uint64 // ICMP errors the director did not send: over Config.ICMPRate
 	FragmentsNoted       uint64 // first fragments whose datagram's later fragments will follow them
 	Fragments            uint64 // later fragments forwarded as their first fragment was
 	Drops                map[string]uint64

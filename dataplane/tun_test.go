@@ -142,6 +142,7 @@ func TestTUNPathMTU(t *testing.T) {
 func TestTUNAllocs(t *testing.T) {
 	r := newL2Rig(t, conntrack.MethodTUN)
 	r.eth.OnTransmit = func([]byte) {}
+	r.w.icmpLimit = newTokenBucket(-1, 0) // every fragmentation-needed is sent (the limit: ratelimit_test.go)
 	r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, syn: true}))
 	r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, syn: true}))
 	r.w.poll()

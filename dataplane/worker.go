@@ -62,24 +62,32 @@ type worker struct {
 
 	frags fragTable // notes about fragmented datagrams (frag.go)
 
+	rng       uint64 // xorshift64 state: FULLNAT local ports' starting points
+	laddrNext uint32 // round robin over a service's FULLNAT local addresses
+
+	icmpLimit tokenBucket // the ICMP errors this worker writes itself (ratelimit.go)
+
 	// scratch, reused for every packet
 	info    packet.Info
 	icmpErr packet.ICMPError
 	entry   conntrack.Entry
+	other   conntrack.Entry // a second entry (FULLNAT: checking for a connection)
 	key     conntrack.Key
 	flow    sched.Flow
 }
 
 func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
 	w := &worker{
-		dp:    dp,
-		queue: queue,
-		cpu:   cpu,
-		ports: ports,
-		rx:    make([]xsk.Desc, dp.cfg.Batch),
-		st:    newWorkerStats(dp.cfg.MaxServices, dp.cfg.MaxDests),
-		pend:  make([]pending, 0, pendingCap),
-		frags: newFragTable(uint64(time.Now().UnixNano()) ^ uint64(queue)<<32),
+		dp:        dp,
+		queue:     queue,
+		cpu:       cpu,
+		ports:     ports,
+		rx:        make([]xsk.Desc, dp.cfg.Batch),
+		st:        newWorkerStats(dp.cfg.MaxServices, dp.cfg.MaxDests, dp.cfg.MaxLaddrs),
+		pend:      make([]pending, 0, pendingCap),
+		icmpLimit: newTokenBucket(dp.cfg.ICMPRate, dp.cfg.ICMPBurst),
+		frags:     newFragTable(uint64(time.Now().UnixNano()) ^ uint64(queue)<<32),
+		rng:       (uint64(time.Now().UnixNano())^uint64(queue)<<32)*0x9E3779B97F4A7C15 | 1, // never 0
 	}
 	for _, p := range ports {
 		p.tx = make([]xsk.Desc, dp.cfg.Batch*2)
@@ -325,6 +333,10 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 		// NAT: the destination becomes the real server, which is the reply key's source.
 		packet.RewriteDst(frame, info, e.Reply.Src, e.Reply.SrcPort)
 		w.output(in, d, frame, fib, e.Reply.Src)
+	case conntrack.MethodFullNAT:
+		// FULLNAT: the source becomes the local endpoint, the destination the real
+		// server: the reply key's destination and source (fullnat.go).
+		w.fullnatRequest(in, d, frame, fib, now)
 	case conntrack.MethodDR:
 		// DR: the IP packet leaves untouched (IPVS delivers it locally, so no TTL
 		// decrement); only the MACs change, towards the real server's.
@@ -397,9 +409,9 @@ func (w *worker) tunnel(in *port, d xsk.Desc, fib *FIB, rs [16]byte) {
 		mtu := rt.MTU - uint32(hl)
 		switch {
 		case info.Family == 6:
-			w.icmpError(in, d, fib, packet.ICMPv6PacketTooBig, 0, max(mtu, 1280))
+			w.icmpError(in, d, fib, packet.ICMPv6PacketTooBig, 0, max(mtu, 1280), DropTooBig)
 		case packet.IPv4(in.umem[d.Addr+uint64(info.L3Off):]).DontFragment():
-			w.icmpError(in, d, fib, packet.ICMPv4DestUnreach, packet.ICMPv4FragNeeded, mtu)
+			w.icmpError(in, d, fib, packet.ICMPv4DestUnreach, packet.ICMPv4FragNeeded, mtu, DropTooBig)
 		default:
 			w.drop(in, d, DropTooBig)
 		}
@@ -424,9 +436,19 @@ func (w *worker) tunnel(in *port, d xsk.Desc, fib *FIB, rs [16]byte) {
 
 // icmpError answers the packet in w.info with an ICMP error to its source, built in place
 // in the frame's headroom (header before the original, which is quoted as far as the
-// limits allow), and counts it.
-func (w *worker) icmpError(in *port, d xsk.Desc, fib *FIB, typ, code uint8, rest uint32) {
+// limits allow), and counts it. Over the worker's ICMP rate limit nothing is sent: the
+// frame is freed, counted as rate limited and, unless why is dropNone (the caller
+// counted the packet already), as a drop for why.
+func (w *worker) icmpError(in *port, d xsk.Desc, fib *FIB, typ, code uint8, rest uint32, why Drop) {
 	info := &w.info
+	if !w.icmpLimit.allow(w.dp.now()) {
+		in.sock.Free(d.Addr)
+		w.st.icmpLimited.add(1)
+		if why != dropNone {
+			w.st.drops[why].add(1)
+		}
+		return
+	}
 	hl := packet.IPv4MinHeaderLen + 8
 	if info.Family == 6 {
 		hl = packet.IPv6HeaderLen + 8
@@ -488,12 +510,13 @@ func (w *worker) destCtrs(id uint32) *flowCtrs {
 
 // unavailable answers the packet in w.info, for which no real server was available, with
 // ICMP port unreachable (ICMPv6 port unreachable) to its source, as IPVS's ip_vs_leave
-// does. The packet was counted as DropNoDest; the answer counts in ICMPSent.
+// does. The packet was counted as DropNoDest; the answer counts in ICMPSent, or in
+// ICMPRateLimited when over the worker's ICMP rate limit.
 func (w *worker) unavailable(in *port, d xsk.Desc, fib *FIB) {
 	if w.info.Family == 6 {
-		w.icmpError(in, d, fib, packet.ICMPv6DestUnreach, packet.ICMPv6PortUnreach, 0)
+		w.icmpError(in, d, fib, packet.ICMPv6DestUnreach, packet.ICMPv6PortUnreach, 0, dropNone)
 	} else {
-		w.icmpError(in, d, fib, packet.ICMPv4DestUnreach, packet.ICMPv4PortUnreach, 0)
+		w.icmpError(in, d, fib, packet.ICMPv4DestUnreach, packet.ICMPv4PortUnreach, 0, dropNone)
 	}
 }
 
@@ -534,7 +557,14 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 		Service: svc.ID,
 		Method:  dst.Method,
 	}
-	switch err := ct.Insert(&w.entry, info.TCPFlags, now); {
+	var err error
+	if dst.Method == conntrack.MethodFullNAT {
+		// The reply comes back to a local address and port chosen now (fullnat.go).
+		err = w.insertFullNAT(svc, now)
+	} else {
+		err = ct.Insert(&w.entry, info.TCPFlags, now)
+	}
+	switch {
 	case err == nil:
 		if svc.ID < uint32(len(w.st.svc)) {
 			w.st.svc[svc.ID].conns.add(1)
@@ -549,17 +579,25 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 			return dropNone
 		}
 		return DropNoConn
+	case err == errNoLaddr:
+		return DropNoLaddr
+	case err == errNoLport:
+		return DropNoLport
 	default:
 		return DropTableFull
 	}
 }
 
-// reply handles a packet from a NAT real server back to a client.
+// reply handles a packet from a NAT or FULLNAT real server back to a client.
 func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
 	info := &w.info
 	w.key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
 	if w.dp.ct.Lookup(conntrack.DirReply, &w.key, info.TCPFlags, now, &w.entry) != conntrack.Found {
 		w.drop(in, d, DropNoReplyConn)
+		return
+	}
+	if w.entry.Method == conntrack.MethodFullNAT {
+		w.fullnatReply(in, d, frame, fib, now)
 		return
 	}
 	if !packet.DecrementTTL(frame, info) {

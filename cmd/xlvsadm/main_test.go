@@ -22,6 +22,7 @@ import (
 type store struct {
 	mu       sync.Mutex
 	services []api.Service
+	laddrs   []api.LocalAddr // FULLNAT local addresses, in the order added
 	timeouts api.Timeouts
 	restores int // restore requests seen
 }
@@ -31,13 +32,13 @@ func (s *store) Handle(_ context.Context, req *api.Request) *api.Response {
 	defer s.mu.Unlock()
 	if req.Op == api.OpRestore {
 		s.restores++
-		saved := slices.Clone(s.services)
+		saved, savedLaddrs := slices.Clone(s.services), slices.Clone(s.laddrs)
 		for i := range saved {
 			saved[i].Dests = slices.Clone(saved[i].Dests)
 		}
 		for i := range req.Batch {
 			if resp := s.apply(&req.Batch[i]); resp.Error != nil {
-				s.services = saved
+				s.services, s.laddrs = saved, savedLaddrs
 				resp.Error.Line = req.Batch[i].Line
 				return resp
 			}
@@ -78,8 +79,37 @@ func (s *store) apply(req *api.Request) *api.Response {
 			return fail(api.ErrCodeNoService, "no such service")
 		}
 		s.services = slices.Delete(s.services, i, i+1)
+		s.laddrs = slices.DeleteFunc(s.laddrs, func(l api.LocalAddr) bool { return l.Service == req.Service.ServiceKey })
 	case api.OpClear:
-		s.services = nil
+		s.services, s.laddrs = nil, nil
+	case api.OpAddLocalAddr, api.OpDelLocalAddr:
+		if s.find(req.Service.ServiceKey) < 0 {
+			return fail(api.ErrCodeNoService, "service %s %v:%d is not defined", req.Service.Protocol, req.Service.Addr, req.Service.Port)
+		}
+		j := slices.IndexFunc(s.laddrs, func(l api.LocalAddr) bool {
+			return l.Service == req.Service.ServiceKey && l.Addr == req.LocalAddr.Addr
+		})
+		switch {
+		case req.Op == api.OpAddLocalAddr && j >= 0:
+			return fail(api.ErrCodeLaddrExists, "local address %v exists", req.LocalAddr.Addr)
+		case req.Op == api.OpDelLocalAddr && j < 0:
+			return fail(api.ErrCodeNoLocalAddr, "no local address %v", req.LocalAddr.Addr)
+		case req.Op == api.OpAddLocalAddr:
+			la := *req.LocalAddr
+			la.Service = req.Service.ServiceKey
+			s.laddrs = append(s.laddrs, la)
+		default:
+			s.laddrs = slices.Delete(s.laddrs, j, j+1)
+		}
+	case api.OpGetLocalAddrs:
+		var out []api.LocalAddr
+		for _, l := range s.laddrs {
+			if req.Service == nil || l.Service == req.Service.ServiceKey {
+				l.Conns, l.PortConflicts = 2, 1 // the daemon's figures, as the listing shows them
+				out = append(out, l)
+			}
+		}
+		return &api.Response{LocalAddrs: out}
 	case api.OpAddDest, api.OpEditDest, api.OpDelDest:
 		i := s.find(req.Service.ServiceKey)
 		if i < 0 {
@@ -307,6 +337,41 @@ func TestXlvsadm(t *testing.T) {
 			t.Errorf("a restore request reached the daemon (%d -> %d)", before, after)
 		}
 		expect(t, runBin(t, sock, "", "-Ln"), 0, listing, "")
+	})
+	t.Run("fullnat local addresses", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"-A", "-t", "198.18.0.2:80", "-s", "rr"},
+			{"-a", "-t", "198.18.0.2:80", "-r", "198.18.1.1:8080", "--fullnat"},
+			{"-P", "-t", "198.18.0.2:80", "-z", "198.18.2.50"},
+			{"--add-laddr", "-t", "198.18.0.2:80", "--laddr", "198.18.2.51", "-F", "int0"},
+		} {
+			expect(t, runBin(t, sock, "", args...), 0, "", "")
+		}
+		expect(t, runBin(t, sock, "", "-P", "-t", "198.18.0.2:80", "-z", "198.18.2.50"), 255, "", "Local address already exists")
+		expect(t, runBin(t, sock, "", "-Q", "-t", "198.18.0.2:80", "-z", "198.18.2.99"), 255, "", "No such Local address")
+		expect(t, runBin(t, sock, "", "-P", "-t", "198.18.0.9:80", "-z", "198.18.2.50"), 255, "", "Service not defined")
+		expect(t, runBin(t, sock, "", "-P", "-t", "198.18.0.2:80"), 2, "", "You need to supply the 'local-address' option for the 'add-laddr' command")
+		getAll := "VIP:VPORT            TOTAL    SNAT_IP              CONFLICTS  CONNS     \n" +
+			"198.18.0.1:80        0        \n" +
+			"[2001:db8::1]:53     0        \n" +
+			"198.18.0.2:80        2        \n" +
+			"                              198.18.2.50          1          2         \n" +
+			"                              198.18.2.51          1          2         \n"
+		expect(t, runBin(t, sock, "", "-G"), 0, getAll, "")
+		expect(t, runBin(t, sock, "", "--get-laddr", "-t", "198.18.0.2:80"), 0,
+			strings.Join(append(strings.Split(getAll, "\n")[:1], strings.Split(getAll, "\n")[3:]...), "\n"), "")
+		expect(t, runBin(t, sock, "", "-G", "-t", "198.18.0.9:80"), 255, "", "No such service")
+		// -S sorts services: the new one comes after 198.18.0.1:80's lines.
+		lines := strings.SplitAfter(saved, "\n")
+		withLaddrs := strings.Join(lines[:3], "") + "-A -t 198.18.0.2:80 -s rr\n-a -t 198.18.0.2:80 -r 198.18.1.1:8080 --fullnat -w 1\n" +
+			"-P -t 198.18.0.2:80 -z 198.18.2.50\n-P -t 198.18.0.2:80 -z 198.18.2.51 -F int0\n" + strings.Join(lines[3:], "")
+		expect(t, runBin(t, sock, "", "-S", "-n"), 0, withLaddrs, "")
+		// Saved rules restore: local addresses included.
+		expect(t, runBin(t, sock, "-C\n"+withLaddrs, "-R"), 0, "", "")
+		expect(t, runBin(t, sock, "", "-S", "-n"), 0, withLaddrs, "")
+		expect(t, runBin(t, sock, "", "-Q", "-t", "198.18.0.2:80", "-z", "198.18.2.50"), 0, "", "")
+		expect(t, runBin(t, sock, "", "-D", "-t", "198.18.0.2:80"), 0, "", "")
+		expect(t, runBin(t, sock, "", "-S", "-n"), 0, saved, "")
 	})
 	t.Run("timeouts", func(t *testing.T) {
 		expect(t, runBin(t, sock, "", "--set", "1000", "0", "30"), 0, "", "")

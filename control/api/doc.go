@@ -50,7 +50,7 @@
 //	set-timeouts    Timeouts (0 keeps a value)
 //	get-timeouts    -> Timeouts
 //	list-conns      -> Conns
-//	restore         Batch (each entry a request of the ops above that change state, with
+//	restore         Batch (each entry a request of the ops that change state, with
 //	                Line = its input line), applied all or nothing; an error names the
 //	                entry in Error.Line
 //	start-daemon    Daemon (State master|backup, Interface, SyncID, and optional MaxLen,
@@ -58,6 +58,14 @@
 //	stop-daemon     Daemon (State)
 //	get-daemon      -> Daemons
 //	dataplane-stats -> Dataplane (per AF_XDP socket) and XDPStats (per interface)
+//	add-laddr       Service (key), LocalAddr (Addr, Ifname): a FULLNAT local address of
+//	                the service, of its address family; ErrCodeNoService,
+//	                ErrCodeLaddrExists, ErrCodeInvalid (family, address)
+//	del-laddr       Service (key), LocalAddr (Addr): ErrCodeNoService,
+//	                ErrCodeNoLocalAddr; connections using it continue until they end
+//	get-laddrs      Service (optional key) -> LocalAddrs, services in the daemon's order,
+//	                each one's addresses in the order added, Conns and PortConflicts
+//	                filled; ErrCodeNoService for an unknown key
 //
 // # Concurrency
 //

@@ -201,6 +201,8 @@ const (
 	ErrCodeServiceExists  = "service-exists"  // service already exists
 	ErrCodeNoDest         = "no-dest"         // no such destination
 	ErrCodeDestExists     = "dest-exists"     // destination already exists
+	ErrCodeNoLocalAddr    = "no-laddr"        // no such FULLNAT local address in the service
+	ErrCodeLaddrExists    = "laddr-exists"    // the FULLNAT local address is already in the service
 	ErrCodeNotImplemented = "not-implemented" // valid request this daemon cannot do yet
 	ErrCodeVersion        = "version"         // protocol version mismatch
 	ErrCodeInternal       = "internal"

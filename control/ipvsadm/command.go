@@ -26,6 +26,9 @@ const (
 	KindDataplaneStats                 // --dataplane-stats (xlvs)
 	KindHelp                           // -h, --help
 	KindVersion                        // -v, -V, --version
+	KindAddLaddr                       // -P, --add-laddr (DPVS ipvsadm): a FULLNAT local address
+	KindDelLaddr                       // -Q, --del-laddr (DPVS ipvsadm)
+	KindGetLaddr                       // -G, --get-laddr (DPVS ipvsadm): list local addresses
 )
 
 // cmdNames are ipvsadm's names of the commands, as its messages use them.
@@ -47,6 +50,9 @@ var cmdNames = [...]string{
 	KindDataplaneStats: "dataplane-stats",
 	KindHelp:           "help",
 	KindVersion:        "version",
+	KindAddLaddr:       "add-laddr",
+	KindDelLaddr:       "del-laddr",
+	KindGetLaddr:       "get-laddr",
 }
 
 // String is ipvsadm's name of the command ("add-service", "list", ...).

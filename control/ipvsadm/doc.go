@@ -20,7 +20,10 @@
 // (ipvsadm leaves that to the kernel); SCTP services are refused; --fullnat selects
 // xlvs's full-NAT forwarding (listed as "FullNat", saved as --fullnat); -S also saves
 // non-zero -x/-y and never cuts a long host name (ipvsadm's 59-byte buffer would make the
-// rule unrestorable); -R refuses listing commands in its input and names the line of
+// rule unrestorable); DPVS ipvsadm's FULLNAT local-address commands are spoken
+// (-P/--add-laddr, -Q/--del-laddr, -G/--get-laddr with -z/--laddr and -F/--ifname, -F
+// optional and informative, --get-laddr printed as DPVS does) and -S saves local
+// addresses as -P lines, which DPVS does not; -R refuses listing commands in its input and names the line of
 // any error; -V is accepted besides -v; --dataplane-stats is xlvs's own; sorting
 // compares addresses as unsigned numbers, where ipvsadm's int subtraction misorders
 // addresses 2^31 apart.

@@ -44,10 +44,14 @@ func ipvsText(op, code string) string {
 		return "No such destination"
 	case api.ErrCodeNoService:
 		switch op {
-		case api.OpAddDest, api.OpEditDest, api.OpDelDest:
+		case api.OpAddDest, api.OpEditDest, api.OpDelDest, api.OpAddLocalAddr, api.OpDelLocalAddr, api.OpGetLocalAddrs:
 			return "Service not defined"
 		}
 		return "No such service"
+	case api.ErrCodeLaddrExists:
+		return "Local address already exists"
+	case api.ErrCodeNoLocalAddr:
+		return "No such Local address" // DPVS's capitalisation
 	}
 	return ""
 }

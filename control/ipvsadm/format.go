@@ -21,8 +21,8 @@ var ErrNoService = errors.New("No such service")
 const ipvsVersion = "1.2.1"
 
 // Format writes the output of cmd given the responses to cmd.Requests, in order, byte
-// for byte as ipvsadm 1.31 prints it: -L in all its variants, -S, and xlvs's
-// --dataplane-stats. Commands without output write nothing. Listings resolve names with
+// for byte as ipvsadm 1.31 prints it: -L in all its variants, -S, DPVS ipvsadm's
+// --get-laddr, and xlvs's --dataplane-stats. Commands without output write nothing. Listings resolve names with
 // cmd.Resolver unless cmd.List.Numeric.
 func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 	var (
@@ -32,6 +32,7 @@ func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 		conns    []api.Conn
 		daemons  []api.SyncDaemon
 		dp, xdp  []api.QueueStats
+		laddrs   []api.LocalAddr
 	)
 	for _, r := range resps {
 		if r == nil {
@@ -48,6 +49,7 @@ func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 		daemons = append(daemons, r.Daemons...)
 		dp = append(dp, r.Dataplane...)
 		xdp = append(xdp, r.XDPStats...)
+		laddrs = append(laddrs, r.LocalAddrs...)
 	}
 
 	bw := bufio.NewWriter(w)
@@ -88,11 +90,52 @@ func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 			}
 		}
 	case KindSave:
-		saveTo(bw, services, f.names)
+		saveTo(bw, services, laddrs, f.names)
+	case KindGetLaddr:
+		if cmd.Service != nil && len(services) == 0 {
+			return ErrNoService
+		}
+		getLaddrs(bw, services, laddrs)
 	case KindDataplaneStats:
 		dataplaneStats(bw, dp, xdp)
 	}
 	return bw.Flush()
+}
+
+// getLaddrs is DPVS ipvsadm's --get-laddr listing: a title, then every service (in the
+// daemon's order, numeric, with its number of local addresses), each followed by its
+// local addresses with their port conflicts and connections. Nothing at all when there
+// is no service.
+func getLaddrs(w *bufio.Writer, services []api.Service, laddrs []api.LocalAddr) {
+	if len(services) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%-20s %-8s %-20s %-10s %-10s\n", "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS")
+	n := newNames(NoResolver, true)
+	for i := range services {
+		s := &services[i]
+		var mine []api.LocalAddr
+		for _, l := range laddrs {
+			if sameService(l.Service, s.ServiceKey) {
+				mine = append(mine, l)
+			}
+		}
+		fmt.Fprintf(w, "%-20s %-8d \n", n.addrPort(s.Addr, s.Port, portProto(s)), len(mine))
+		for _, l := range mine {
+			fmt.Fprintf(w, "%-20s %-8s %-20s %-10d %-10d\n", "", "", l.Addr.Unmap(), l.PortConflicts, l.Conns)
+		}
+	}
+}
+
+// sameService compares service keys as the daemon does (IPv4-mapped is IPv4).
+func sameService(a, b api.ServiceKey) bool {
+	if a.Protocol != b.Protocol {
+		return false
+	}
+	if a.Protocol == api.ProtoFWMark {
+		return a.FWMark == b.FWMark
+	}
+	return a.Addr.Unmap() == b.Addr.Unmap() && a.Port == b.Port
 }
 
 type formatter struct {

@@ -27,6 +27,9 @@ const (
 	tStartDaemon
 	tStopDaemon
 	tDataplaneStats
+	tAddLaddr
+	tDelLaddr
+	tGetLaddr
 
 	// Options.
 	tTCP
@@ -71,6 +74,8 @@ const (
 	tTunNoCsum
 	tTunCsum
 	tTunRemCsum
+	tLaddr
+	tIfname
 )
 
 type argMode uint8
@@ -89,7 +94,8 @@ type optSpec struct {
 }
 
 // optTable is ipvsadm 1.31's option table (names, short letters, arguments), plus
-// xlvs's --fullnat, --dataplane-stats and -V.
+// xlvs's --fullnat, --dataplane-stats and -V, and DPVS ipvsadm's local-address commands
+// and options (-P/--add-laddr, -Q/--del-laddr, -G/--get-laddr, -z/--laddr, -F/--ifname).
 var optTable = []optSpec{
 	{"add-service", 'A', argNone, tAddService},
 	{"edit-service", 'E', argNone, tEditService},
@@ -110,6 +116,9 @@ var optTable = []optSpec{
 	{"start-daemon", 0, argRequired, tStartDaemon},
 	{"stop-daemon", 0, argRequired, tStopDaemon},
 	{"dataplane-stats", 0, argNone, tDataplaneStats},
+	{"add-laddr", 'P', argNone, tAddLaddr},
+	{"del-laddr", 'Q', argNone, tDelLaddr},
+	{"get-laddr", 'G', argNone, tGetLaddr},
 	{"tcp-service", 't', argRequired, tTCP},
 	{"udp-service", 'u', argRequired, tUDP},
 	{"sctp-service", 0, argRequired, tSCTP},
@@ -152,6 +161,8 @@ var optTable = []optSpec{
 	{"tun-nocsum", 0, argNone, tTunNoCsum},
 	{"tun-csum", 0, argNone, tTunCsum},
 	{"tun-remcsum", 0, argNone, tTunRemCsum},
+	{"laddr", 'z', argRequired, tLaddr},
+	{"ifname", 'F', argRequired, tIfname},
 }
 
 func findLong(name string) *optSpec {
@@ -322,6 +333,8 @@ const (
 	optTunNoCsum
 	optTunCsum
 	optTunRemCsum
+	optLaddr  // DPVS's "local-address"
+	optIfname // DPVS's "ifname"
 	numOpts
 )
 
@@ -332,29 +345,34 @@ var optNames = [numOpts]string{
 	"mcast-interface", "timeout", "daemon", "stats", "rate", "thresholds",
 	"persistent-conn", "nosort", "syncid", "exact", "ops", "pe", "sched-flags",
 	"mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen", "tun-info", "tun-type",
-	"tun-port", "tun-nocsum", "tun-csum", "tun-remcsum",
+	"tun-port", "tun-nocsum", "tun-csum", "tun-remcsum", "local-address", "ifname",
 }
 
 // compat is ipvsadm's table of legal command/option combinations, one string per command
 // with one character per option column above: '+' required, 'x' illegal, '1' at most one
-// of the '1' options, ' ' optional. --dataplane-stats is xlvs's and takes no options.
+// of the '1' options, ' ' optional. --dataplane-stats is xlvs's and takes no options. The
+// local-address commands and the last two columns are DPVS ipvsadm's, except that -F
+// (informative here) is optional where DPVS requires it.
 var compat = map[Kind]string{
-	//                  -n-csvc-s-p-M-rfwd-w-x-y-mctotdmn-strtthrpcsrtsid-exopspe-bgrpprtttlsiztinftyptprnocsumrem
-	KindAddService:     "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx",
-	KindEditService:    "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx",
-	KindDelService:     "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	KindClear:          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	KindList:           " 11xxxxxxxxx11       xxxxxxx xxxxx",
-	KindAddDest:        "xx+xxx+    xxxxxxxxxxxxxxxxxx     ",
-	KindDelDest:        "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	KindEditDest:       "xx+xxx+    xxxxxxxxxxxxxxxxxx     ",
-	KindSetTimeouts:    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	KindStartDaemon:    "xxxxxxxxxxx xxxxxxx xxxx    xxxxxx",
-	KindStopDaemon:     "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxx",
-	KindRestore:        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	KindSave:           " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	KindZero:           "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-	KindDataplaneStats: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	//                  -n-csvc-s-p-M-rfwd-w-x-y-mctotdmn-strtthrpcsrtsid-exopspe-bgrpprtttlsiztinftyptprnocsumrem-z-F
+	KindAddService:     "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx",
+	KindEditService:    "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxx",
+	KindDelService:     "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	KindClear:          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	KindList:           " 11xxxxxxxxx11       xxxxxxx xxxxxxx",
+	KindAddDest:        "xx+xxx+    xxxxxxxxxxxxxxxxxx     xx",
+	KindDelDest:        "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	KindEditDest:       "xx+xxx+    xxxxxxxxxxxxxxxxxx     xx",
+	KindSetTimeouts:    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	KindStartDaemon:    "xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxx",
+	KindStopDaemon:     "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxx",
+	KindRestore:        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	KindSave:           " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	KindZero:           "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	KindDataplaneStats: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	KindAddLaddr:       "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ ",
+	KindDelLaddr:       "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ ",
+	KindGetLaddr:       "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 }
 
 // checkCompat applies the table as ipvsadm does: columns in order, the first violation

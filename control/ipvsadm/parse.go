@@ -94,6 +94,12 @@ func (p Parser) Parse(args []string) (*Command, error) {
 		st.kind = KindSave
 	case tDataplaneStats:
 		st.kind = KindDataplaneStats
+	case tAddLaddr:
+		st.kind = KindAddLaddr
+	case tDelLaddr:
+		st.kind = KindDelLaddr
+	case tGetLaddr:
+		st.kind = KindGetLaddr
 	case tStartDaemon, tStopDaemon:
 		st.kind = KindStartDaemon
 		if tok.spec.tag == tStopDaemon {
@@ -162,6 +168,10 @@ type state struct {
 	tunType    int // index in tunNames
 	tunPort    uint16
 	tunFlags   int // 0 nocsum, 1 csum, 2 remcsum
+
+	// FULLNAT local address (-z) and its interface (-F, informative).
+	laddr  netip.Addr
+	ifname string
 
 	timeouts api.Timeouts
 	daemon   api.SyncDaemon
@@ -404,6 +414,24 @@ func (st *state) apply(tok token) error {
 			return fmt.Errorf("illegal tunnel port specified: `%s' (want a port from 1 to 65535)", arg)
 		}
 		st.tunPort = uint16(n)
+	case tLaddr:
+		if err := st.set(optLaddr); err != nil {
+			return err
+		}
+		// As DPVS's ipvsadm: an address, possibly with a port, which is ignored.
+		e, ok := parseEndpoint(arg, "tcp", st.r)
+		if !ok {
+			return fmt.Errorf("illegal local address specified: `%s' (want an IPv4 or IPv6 address)", arg)
+		}
+		st.laddr = e.addr
+	case tIfname:
+		if err := st.set(optIfname); err != nil {
+			return err
+		}
+		if arg == "" || len(arg) > 15 || strings.ContainsAny(arg, "/ \t") {
+			return fmt.Errorf("illegal interface name specified: `%s' (want a name of 1 to 15 characters, such as eth0)", arg)
+		}
+		st.ifname = arg
 	case tTunNoCsum:
 		return st.set(optTunNoCsum)
 	case tTunCsum:
@@ -738,7 +766,25 @@ func (st *state) command() *Command {
 		r.Daemon = &api.SyncDaemon{State: st.daemon.State, SyncID: st.daemon.SyncID}
 		cmd.Requests = []api.Request{r}
 	case KindSave:
-		cmd.Requests = []api.Request{req(api.OpList)}
+		cmd.Requests = []api.Request{req(api.OpList), req(api.OpGetLocalAddrs)}
+	case KindAddLaddr, KindDelLaddr:
+		r := req(api.OpAddLocalAddr)
+		if st.kind == KindDelLaddr {
+			r.Op = api.OpDelLocalAddr
+		}
+		r.Service = svcKey
+		r.LocalAddr = &api.LocalAddr{Addr: st.laddr, Ifname: st.ifname}
+		cmd.Requests = []api.Request{r}
+	case KindGetLaddr:
+		// The services too: -G lists every service, those without local addresses
+		// included, and one that does not exist is an error.
+		l, g := req(api.OpList), req(api.OpGetLocalAddrs)
+		if svcKey != nil {
+			k := svcKey.ServiceKey
+			cmd.Service = &k
+			l.Service, g.Service = svcKey, svcKey
+		}
+		cmd.Requests = []api.Request{l, g}
 	case KindDataplaneStats:
 		cmd.Requests = []api.Request{req(api.OpDataplaneStats)}
 	}

@@ -170,8 +170,8 @@ func TestParse(t *testing.T) {
 		{name: "--stop-daemon", args: []string{"--stop-daemon", "backup", "--syncid", "3"},
 			want: Command{Kind: KindStopDaemon, Requests: []api.Request{{Version: api.Version, Op: api.OpStopDaemon,
 				Daemon: &api.SyncDaemon{State: "backup", SyncID: 3}}}}},
-		{name: "-S", args: []string{"-S"}, want: Command{Kind: KindSave, Requests: []api.Request{req(api.OpList)}}},
-		{name: "-S -n", args: []string{"--save", "-n"}, want: Command{Kind: KindSave, List: ListOptions{Numeric: true}, Requests: []api.Request{req(api.OpList)}}},
+		{name: "-S", args: []string{"-S"}, want: Command{Kind: KindSave, Requests: []api.Request{req(api.OpList), req(api.OpGetLocalAddrs)}}},
+		{name: "-S -n", args: []string{"--save", "-n"}, want: Command{Kind: KindSave, List: ListOptions{Numeric: true}, Requests: []api.Request{req(api.OpList), req(api.OpGetLocalAddrs)}}},
 		{name: "-R", args: []string{"-R"}, want: Command{Kind: KindRestore}},
 		{name: "-h", args: []string{"-h"}, want: Command{Kind: KindHelp}},
 		{name: "--help ignores the rest", args: []string{"--help", "--bogus"}, want: Command{Kind: KindHelp}},
@@ -339,6 +339,7 @@ var sampleArgs = [numOpts][]string{
 	optMcastTTL: {"--mcast-ttl", "3"}, optSyncMaxlen: {"--sync-maxlen", "999"}, optTunInfo: {"--tun-info"},
 	optTunType: {"--tun-type", "ipip"}, optTunPort: {"--tun-port", "5"}, optTunNoCsum: {"--tun-nocsum"},
 	optTunCsum: {"--tun-csum"}, optTunRemCsum: {"--tun-remcsum"},
+	optLaddr: {"-z", "198.18.2.50"}, optIfname: {"-F", "eth1"},
 }
 
 // TestCompatTable drives every illegal cell of the command/option table through Parse:
@@ -351,6 +352,7 @@ func TestCompatTable(t *testing.T) {
 		KindSetTimeouts: {"--set", "1", "2", "3"}, KindStartDaemon: {"--start-daemon", "master"},
 		KindStopDaemon: {"--stop-daemon", "master"}, KindRestore: {"-R"}, KindSave: {"-S"}, KindZero: {"-Z"},
 		KindDataplaneStats: {"--dataplane-stats"},
+		KindAddLaddr:       {"-P"}, KindDelLaddr: {"-Q"}, KindGetLaddr: {"-G"},
 	}
 	cells := 0
 	for kind, row := range compat {

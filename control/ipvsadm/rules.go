@@ -31,8 +31,8 @@ func ParseRules(r io.Reader) (*api.Request, error) { return Parser{}.ParseRules(
 // comment, blank lines are skipped, and a leading "ipvsadm" or "xlvsadm" word is ignored.
 // It returns one OpRestore request whose Batch holds every line's request, in order, each
 // with its Line. Only commands that change the table may appear (-A -E -D -C -a -e -d -Z
-// --set --start-daemon --stop-daemon). The first line that does not parse is returned as
-// a *RuleError naming it, and nothing is to be sent.
+// --set --start-daemon --stop-daemon, and DPVS's -P -Q). The first line that does not
+// parse is returned as a *RuleError naming it, and nothing is to be sent.
 func (p Parser) ParseRules(r io.Reader) (*api.Request, error) {
 	req := &api.Request{Version: api.Version, Op: api.OpRestore}
 	br := bufio.NewReader(r)
@@ -57,10 +57,10 @@ func (p Parser) ParseRules(r io.Reader) (*api.Request, error) {
 		}
 		switch cmd.Kind {
 		case KindAddService, KindEditService, KindDelService, KindClear, KindAddDest, KindEditDest,
-			KindDelDest, KindZero, KindSetTimeouts, KindStartDaemon, KindStopDaemon:
+			KindDelDest, KindZero, KindSetTimeouts, KindStartDaemon, KindStopDaemon, KindAddLaddr, KindDelLaddr:
 		default:
 			return nil, &RuleError{Line: line, Err: fmt.Errorf(
-				"the '%s' command cannot be restored (rules may only change the table: -A -E -D -C -a -e -d -Z --set --start-daemon --stop-daemon)", cmd.Kind)}
+				"the '%s' command cannot be restored (rules may only change the table: -A -E -D -C -a -e -d -Z -P -Q --set --start-daemon --stop-daemon)", cmd.Kind)}
 		}
 		for _, q := range cmd.Requests {
 			q.Line = line

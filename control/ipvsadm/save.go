@@ -20,12 +20,20 @@ func Save(w io.Writer, services []api.Service, numeric bool) error {
 
 // SaveWith is Save with the given Resolver for names.
 func SaveWith(w io.Writer, services []api.Service, numeric bool, r Resolver) error {
+	return SaveAll(w, services, nil, numeric, r)
+}
+
+// SaveAll is SaveWith that also saves FULLNAT local addresses: after each service's
+// lines, one "-P -t VIP:port -z LIP" line per local address of the service (in the
+// order added, the address always numeric, " -F IFNAME" when one was given), which
+// ParseRules reads back as DPVS ipvsadm's --add-laddr.
+func SaveAll(w io.Writer, services []api.Service, laddrs []api.LocalAddr, numeric bool, r Resolver) error {
 	bw := bufio.NewWriter(w)
-	saveTo(bw, services, newNames(r, numeric))
+	saveTo(bw, services, laddrs, newNames(r, numeric))
 	return bw.Flush()
 }
 
-func saveTo(w *bufio.Writer, services []api.Service, n *names) {
+func saveTo(w *bufio.Writer, services []api.Service, laddrs []api.LocalAddr, n *names) {
 	for _, s := range sortedServices(services) {
 		name := ruleServiceName(&s, n)
 		fmt.Fprintf(w, "-A %s -s %s", name, s.Scheduler)
@@ -66,6 +74,16 @@ func saveTo(w *bufio.Writer, services []api.Service, n *names) {
 			}
 			if d.LThreshold != 0 {
 				fmt.Fprintf(w, " -y %d", d.LThreshold)
+			}
+			w.WriteByte('\n')
+		}
+		for _, l := range laddrs {
+			if !sameService(l.Service, s.ServiceKey) {
+				continue
+			}
+			fmt.Fprintf(w, "-P %s -z %s", name, l.Addr.Unmap())
+			if l.Ifname != "" {
+				fmt.Fprintf(w, " -F %s", l.Ifname)
 			}
 			w.WriteByte('\n')
 		}

@@ -21,6 +21,8 @@ func Usage(w io.Writer, prog string) error {
 		"  " + p + " -C\n" +
 		"  " + p + " -R\n" +
 		"  " + p + " -S [-n]\n" +
+		"  " + p + " -P|Q -t|u service-address -z local-address [-F ifname]\n" +
+		"  " + p + " -G [-t|u service-address]\n" +
 		"  " + p + " -a|e virtual-service -r server-address [options]\n" +
 		"  " + p + " -d virtual-service -r server-address\n" +
 		"  " + p + " -L|l [virtual-service] [options]\n" +
@@ -37,6 +39,9 @@ func Usage(w io.Writer, prog string) error {
 		"  --delete-service  -D        delete virtual service\n" +
 		"  --clear           -C        clear the whole table\n" +
 		"  --restore         -R        restore rules from stdin\n" +
+		"  --add-laddr       -P        add a FULLNAT local address to a service\n" +
+		"  --del-laddr       -Q        delete a FULLNAT local address of a service\n" +
+		"  --get-laddr       -G        list the FULLNAT local addresses\n" +
 		"  --save            -S        save rules to stdout\n" +
 		"  --add-server      -a        add real server with options\n" +
 		"  --edit-server     -e        edit real server with options\n" +
@@ -66,7 +71,9 @@ func Usage(w io.Writer, prog string) error {
 		"  --gatewaying   -g                   gatewaying (direct routing) (default)\n" +
 		"  --ipip         -i                   ipip encapsulation (tunneling)\n" +
 		"  --masquerading -m                   masquerading (NAT)\n" +
-		"  --fullnat                           full NAT: source and destination translated (xlvs)\n" +
+		"  --fullnat                           full NAT: source and destination translated\n" +
+		"  --laddr        -z local-address     FULLNAT local address (for -P, -Q)\n" +
+		"  --ifname       -F ifname            interface of the local address (informative)\n" +
 		"  --tun-type      type                one of ipip|gue|gre,\n" +
 		"                                      the default tunnel type is ipip.\n" +
 		"  --tun-port      port                tunnel destination port\n" +

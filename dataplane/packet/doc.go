@@ -5,7 +5,7 @@
 // # Role
 //
 // A dataplane worker calls Parse once per received frame, then at most a few
-// of RewriteDst, RewriteSrc, DecrementTTL and SetEthernet on the same frame
+// of RewriteDst, RewriteSrc, RewriteFullNAT, DecrementTTL and SetEthernet on the same frame
 // before transmitting it; for ICMP errors about a connection ParseICMPError,
 // ICMPChecksumValid and RewriteICMPError, for later fragments RewriteDstAddr
 // and RewriteSrcAddr. Everything else in the package (the views, the

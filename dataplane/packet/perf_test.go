@@ -38,6 +38,8 @@ func TestZeroAllocs(t *testing.T) {
 		{"RewriteDst ipv6", func() { RewriteDst(v6, &i6, a6, 8080); RewriteDst(v6, &i6, b6, 80) }},
 		{"RewriteSrc ipv4", func() { RewriteSrc(v4, &i4, a4, 1) }},
 		{"RewriteSrc ipv6", func() { RewriteSrc(v6, &i6, a6, 1) }},
+		{"RewriteFullNAT ipv4", func() { RewriteFullNAT(v4, &i4, a4, 1024, b4, 8080) }},
+		{"RewriteFullNAT ipv6", func() { RewriteFullNAT(v6, &i6, a6, 65535, b6, 53) }},
 		{"DecrementTTL ipv4", func() { ttl(v4, &i4) }},
 		{"DecrementTTL ipv6", func() { ttl(v6, &i6) }},
 		{"ParseICMPError", func() { ParseICMPError(icmp, &ii, &ie) }},

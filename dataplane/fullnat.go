@@ -1,0 +1,197 @@
+package dataplane
+
+import (
+	"errors"
+
+	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
+	"xlvs/dataplane/xsk"
+)
+
+// FULLNAT (DPVS / Taobao LVS's full NAT). A client's packet to VIP:vport leaves towards
+// the real server with both endpoints translated: source (LIP, lport), one of the
+// service's local addresses and a port the worker allocates; destination (RS, rport).
+// The real server answers LIP:lport, so it needs no route back through the director and
+// may sit in another subnet; it sees LIP as the client. Its reply is translated back to
+// VIP:vport → client:cport. TTL / hop limit is decremented both ways, as NAT does.
+//
+// The connection's entry carries both keys: Orig (client:cport → VIP:vport) and Reply
+// (RS:rport → LIP:lport). The table keeps both in the shard of the client endpoint
+// (conntrack.Table.ShardOf(client, cport)), so the local port must satisfy
+// ShardOf(LIP, lport) == ShardOf(client, cport), and the tuple (proto, RS, rport, LIP,
+// lport) must not be in use. Each local address has a port index (lportIndex: the ports
+// lportMin..65535 grouped by shard, built once per address when a snapshot is
+// published): the allocator takes the ports of the client's shard, starts at a random
+// one and tries up to fullnatPortTries consecutive ones, letting Insert refuse a tuple in
+// use (conntrack.ErrExists); then the next local address, round robin per worker, up to
+// fullnatLaddrTries of them. No free port: the packet is dropped (DropNoLport) and each
+// local address tried counts a port conflict. A service with no local address drops new
+// FULLNAT connections (DropNoLaddr). All of it allocates nothing and takes no lock but
+// the connection table's shard lock, inside Insert.
+
+// Local ports: lportMin..65535, as DPVS.
+const (
+	lportMin   = 1024
+	lportCount = 1<<16 - lportMin
+)
+
+// Allocation bounds per new connection.
+const (
+	fullnatLaddrTries = 4  // local addresses tried
+	fullnatPortTries  = 32 // ports tried on each
+)
+
+// Outcomes of insertFullNAT besides the connection table's errors. Sentinels: returning
+// them allocates nothing.
+var (
+	errNoLaddr = errors.New("fullnat: the service has no local address")
+	errNoLport = errors.New("fullnat: no free local port")
+)
+
+// lportIndex lists one local address's ports grouped by the connection-table shard of
+// (address, port). Pointer-free contents; immutable once built.
+type lportIndex struct {
+	ports []uint16 // every port lportMin..65535, in shard order
+	start []uint32 // shard s owns ports[start[s]:start[s+1]]
+}
+
+// newLportIndex groups addr's ports by ct's shards (a counting sort: one hash per port).
+func newLportIndex(ct *conntrack.Table, addr [16]byte) *lportIndex {
+	n := ct.Shards()
+	of := make([]uint16, lportCount)
+	x := &lportIndex{ports: make([]uint16, lportCount), start: make([]uint32, n+1)}
+	for i := range of {
+		s := ct.ShardOf(addr, uint16(lportMin+i))
+		of[i] = uint16(s)
+		x.start[s+1]++
+	}
+	for s := 1; s <= n; s++ {
+		x.start[s] += x.start[s-1]
+	}
+	next := make([]uint32, n)
+	copy(next, x.start[:n])
+	for i, s := range of {
+		x.ports[next[s]] = uint16(lportMin + i)
+		next[s]++
+	}
+	return x
+}
+
+// shard returns the ports of shard s (empty for a shard the index does not know).
+func (x *lportIndex) shard(s int) []uint16 {
+	if s < 0 || s+1 >= len(x.start) {
+		return nil
+	}
+	return x.ports[x.start[s]:x.start[s+1]]
+}
+
+// random returns the next value of the worker's xorshift64 generator (the allocator's
+// starting points: not for security, only to spread).
+func (w *worker) random() uint64 {
+	x := w.rng
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	w.rng = x
+	return x
+}
+
+// insertFullNAT inserts w.entry (Orig and Reply.Src/SrcPort filled: the client's key and
+// the real server) with a local endpoint allocated as the comment at the top of this
+// file says, and leaves it in Reply.Dst/DstPort. It returns nil on success,
+// conntrack.ErrExists when the connection itself exists already (another worker
+// created it: look it up), errNoLaddr, errNoLport, or another error of Insert.
+func (w *worker) insertFullNAT(svc *Service, now int64) error {
+	n := len(svc.Laddrs)
+	if n == 0 {
+		return errNoLaddr
+	}
+	info, e, ct := &w.info, &w.entry, w.dp.ct
+	shard := ct.ShardOf(info.Src, info.SrcPort)
+	first := int(w.laddrNext % uint32(n))
+	w.laddrNext++
+	checked := false
+	for k := 0; k < min(n, fullnatLaddrTries); k++ {
+		la := &svc.Laddrs[(first+k)%n]
+		if la.ports == nil {
+			continue // a snapshot that was never published
+		}
+		ports := la.ports.shard(shard)
+		if len(ports) == 0 {
+			continue
+		}
+		i := int(w.random() % uint64(len(ports)))
+		e.Reply.Dst = la.Addr
+		for j := 0; j < min(len(ports), fullnatPortTries); j++ {
+			e.Reply.DstPort = ports[i]
+			if i++; i == len(ports) {
+				i = 0
+			}
+			err := ct.Insert(e, info.TCPFlags, now)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, conntrack.ErrExists) {
+				return err
+			}
+			// Either the tuple is in use or the connection itself exists (its original
+			// key): find out once.
+			if !checked {
+				checked = true
+				if ct.Get(conntrack.DirOrig, &w.key, now, &w.other) {
+					return conntrack.ErrExists
+				}
+			}
+		}
+		if c := w.laddrCtrs(la.ID); c != nil {
+			c.add(1)
+		}
+	}
+	if ct.Get(conntrack.DirOrig, &w.key, now, &w.other) {
+		return conntrack.ErrExists
+	}
+	return errNoLport
+}
+
+func (w *worker) laddrCtrs(id uint32) *ctr {
+	if id < uint32(len(w.st.laddrConflicts)) {
+		return &w.st.laddrConflicts[id]
+	}
+	return nil
+}
+
+// fullnatRequest forwards a client's packet of FULLNAT connection w.entry to its real
+// server: source LIP:lport, destination RS:rport.
+func (w *worker) fullnatRequest(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
+	info, e := &w.info, &w.entry
+	if packet.IsIPv4Mapped(e.Reply.Dst) != (info.Family == 4) || packet.IsIPv4Mapped(e.Reply.Src) != (info.Family == 4) {
+		w.drop(in, d, DropMethod)
+		return
+	}
+	if !packet.DecrementTTL(frame, info) {
+		w.drop(in, d, DropTTL)
+		return
+	}
+	w.countIn(e)
+	if info.Frag {
+		w.noteFrag(now, fragFullNATIn, e.Reply.Dst, e.Reply.Src, e.Service, e.Dest)
+	}
+	packet.RewriteFullNAT(frame, info, e.Reply.Dst, e.Reply.DstPort, e.Reply.Src, e.Reply.SrcPort)
+	w.output(in, d, frame, fib, e.Reply.Src)
+}
+
+// fullnatReply forwards a real server's packet of FULLNAT connection w.entry to the
+// client: source VIP:vport, destination client:cport.
+func (w *worker) fullnatReply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
+	info, e := &w.info, &w.entry
+	if !packet.DecrementTTL(frame, info) {
+		w.drop(in, d, DropTTL)
+		return
+	}
+	w.countFlow(e.Service, e.Dest, false)
+	if info.Frag {
+		w.noteFrag(now, fragFullNATOut, e.Orig.Dst, e.Orig.Src, e.Service, e.Dest)
+	}
+	packet.RewriteFullNAT(frame, info, e.Orig.Dst, e.Orig.DstPort, e.Orig.Src, e.Orig.SrcPort)
+	w.output(in, d, frame, fib, e.Orig.Src)
+}
