@@ -4,9 +4,12 @@ import (
 	"flag"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 var bench10M = flag.Bool("conntrack.10m", false, "also run the 10M-entry benchmarks (about 1.1 GB, a minute to fill)")
@@ -25,19 +28,39 @@ func benchEntry(i int) Entry {
 	}
 }
 
+// filledTables keeps the tables of filled for the whole benchmark run:
+// filling 10M entries takes seconds, and lookups leave a table as full as
+// they found it.
+var filledTables struct {
+	sync.Mutex
+	m map[int]filledTable
+}
+
+type filledTable struct {
+	tb       *Table
+	perEntry float64
+}
+
 // filled returns a table holding n NAT entries (every other one
-// ESTABLISHED) and the bytes New reserved per entry of capacity. The
-// capacity is n + n/8 + 1024: per-shard capacities make a table refuse or
-// evict somewhat before its total reaches MaxEntries.
+// ESTABLISHED) and the bytes New reserved per entry of capacity: Go heap
+// and the mapping outside it. The capacity is n + n/8 + 1024: per-shard
+// capacities make a table refuse or evict somewhat before its total reaches
+// MaxEntries. Tables are shared between benchmarks; only lookups may use
+// them.
 func filled(b *testing.B, n int) (*Table, float64) {
 	b.Helper()
+	filledTables.Lock()
+	defer filledTables.Unlock()
+	if f, ok := filledTables.m[n]; ok {
+		return f.tb, f.perEntry
+	}
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	capacity := n + n/8 + 1024
 	tb := mustNew(b, Config{MaxEntries: capacity})
 	runtime.ReadMemStats(&m1)
-	perEntry := float64(m1.TotalAlloc-m0.TotalAlloc) / float64(capacity)
+	perEntry := float64(m1.TotalAlloc-m0.TotalAlloc+uint64(tb.mem.offHeap())) / float64(capacity)
 	for i := range n {
 		e := benchEntry(i)
 		if err := tb.Insert(&e, TCPSyn, 0); err != nil {
@@ -50,6 +73,10 @@ func filled(b *testing.B, n int) (*Table, float64) {
 	if tb.Len() != n {
 		b.Fatalf("filled %d of %d", tb.Len(), n)
 	}
+	if filledTables.m == nil {
+		filledTables.m = make(map[int]filledTable)
+	}
+	filledTables.m[n] = filledTable{tb, perEntry}
 	return tb, perEntry
 }
 
@@ -182,6 +209,7 @@ func BenchmarkLookupParallelOwnShards(b *testing.B) {
 func BenchmarkInsert(b *testing.B) {
 	const n = 1 << 20
 	tb := mustNew(b, Config{MaxEntries: n})
+	b.Cleanup(func() { tb.Close() })
 	es := make([]Entry, n/2)
 	for i := range es {
 		es[i] = benchEntry(i)
@@ -207,6 +235,7 @@ func BenchmarkInsert(b *testing.B) {
 func BenchmarkInsertEvict(b *testing.B) {
 	const n = 1 << 20
 	tb := mustNew(b, Config{MaxEntries: n})
+	b.Cleanup(func() { tb.Close() })
 	for i := range n {
 		e := benchEntry(i)
 		if err := tb.Insert(&e, TCPSyn, 0); err != nil {
@@ -227,6 +256,7 @@ func BenchmarkInsertEvict(b *testing.B) {
 func BenchmarkReap(b *testing.B) {
 	const n = 1 << 20
 	tb := mustNew(b, Config{MaxEntries: n})
+	b.Cleanup(func() { tb.Close() })
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
@@ -240,5 +270,107 @@ func BenchmarkReap(b *testing.B) {
 		}
 		b.StartTimer()
 		done += tb.Reap(now+100*sec, n)
+	}
+}
+
+// lookupModes are the two ways to look keys up: one Lookup per key, or
+// LookupBatch over batches of batchMax keys.
+var lookupModes = []string{"single", "batch"}
+
+// lookupRun looks up keys[start:start+batchMax] (masked) in mode and
+// reports whether all were found.
+func lookupRun(tb *Table, mode string, keys []Key, start int, qs *[batchMax]Query, now int64) bool {
+	mask := len(keys) - 1
+	if mode == "single" {
+		ok := true
+		for j := range batchMax {
+			ok = tb.Lookup(DirOrig, &keys[(start+j)&mask], TCPAck|TCPPsh, now, &qs[j].Entry) == Found && ok
+		}
+		return ok
+	}
+	for j := range qs {
+		q := &qs[j]
+		q.Key, q.Dir, q.TCPFlags = keys[(start+j)&mask], DirOrig, TCPAck|TCPPsh
+	}
+	tb.LookupBatch(qs[:], now)
+	ok := true
+	for j := range qs {
+		ok = qs[j].Status == Found && ok
+	}
+	return ok
+}
+
+// BenchmarkLookupLatency: hits in a full table, keys in random order, one
+// Lookup per key or LookupBatch over 64 keys. Each run of 64 lookups is
+// timed on its own: p50-ns/lookup and p99-ns/lookup are the median and the
+// 99th percentile of those times divided by 64 (the batch API's per-packet
+// cost as a worker sees it); ns/op is the mean.
+func BenchmarkLookupLatency(b *testing.B) {
+	for _, n := range benchSizes() {
+		for _, mode := range lookupModes {
+			b.Run(sizeName(n)+"/"+mode, func(b *testing.B) {
+				tb, _ := filled(b, n)
+				keys := probeKeys(n)
+				runs := make([]time.Duration, 0, b.N/batchMax+1)
+				var qs [batchMax]Query
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i += batchMax {
+					t0 := time.Now()
+					if !lookupRun(tb, mode, keys, i, &qs, sec) {
+						b.Fatal("miss")
+					}
+					runs = append(runs, time.Since(t0))
+				}
+				b.StopTimer()
+				slices.Sort(runs)
+				b.ReportMetric(float64(runs[len(runs)/2])/batchMax, "p50-ns/lookup")
+				b.ReportMetric(float64(runs[len(runs)*99/100])/batchMax, "p99-ns/lookup")
+			})
+		}
+	}
+}
+
+// BenchmarkLookupWorkers: hits in a full table from 1 and from 2
+// goroutines at once (the machine's cores), each on its own random key
+// sequence, single Lookups or batches of 64. ns/op is wall time per lookup
+// of all goroutines together (so 2 goroutines that scale perfectly halve
+// it); Mlookups/s is the throughput.
+func BenchmarkLookupWorkers(b *testing.B) {
+	for _, n := range benchSizes() {
+		for _, mode := range lookupModes {
+			for _, workers := range []int{1, 2} {
+				b.Run(sizeName(n)+"/"+mode+"/"+strconv.Itoa(workers), func(b *testing.B) {
+					tb, _ := filled(b, n)
+					keys := probeKeys(n)
+					qs := make([][batchMax]Query, workers)
+					var wg sync.WaitGroup
+					var failed atomic.Bool
+					b.ReportAllocs()
+					b.ResetTimer()
+					t0 := time.Now()
+					for w := range workers {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							start := w * (len(keys) / 2)
+							for i := w * batchMax; i < b.N; i += workers * batchMax {
+								if !lookupRun(tb, mode, keys, start+i, &qs[w], sec) {
+									failed.Store(true)
+									return
+								}
+							}
+						}()
+					}
+					wg.Wait()
+					el := time.Since(t0)
+					b.StopTimer()
+					if failed.Load() {
+						b.Fatal("miss")
+					}
+					b.ReportMetric(float64(b.N)/el.Seconds()/1e6, "Mlookups/s")
+				})
+			}
+		}
 	}
 }

@@ -24,6 +24,7 @@ func TestConcurrentWorkers(t *testing.T) {
 		iters = 10000
 	}
 	tb := mustNew(t, Config{MaxEntries: 2048, Shards: 8, MaxDests: dests})
+	tb.hint = hintsWork // LookupBatch's lock-free prefetch reads race with the writers
 	conns := make([]Entry, pool)
 	for i := range conns {
 		proto := ProtoTCP
@@ -41,6 +42,8 @@ func TestConcurrentWorkers(t *testing.T) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 99))
 			var out Entry
+			var qs [16]Query
+			var want [16]*Entry
 			for n := range iters {
 				now := clock.Add(int64(rng.IntN(2000)) * 1e3)
 				c := conns[rng.IntN(pool)]
@@ -69,6 +72,27 @@ func TestConcurrentWorkers(t *testing.T) {
 					}
 				}
 				switch {
+				case n%64 == 5:
+					// A batch mixing directions, hot keys and repeats.
+					for j := range qs {
+						c := &conns[rng.IntN(pool)]
+						if j > 0 && rng.IntN(4) == 0 {
+							c = want[rng.IntN(j)]
+						}
+						want[j] = c
+						q := &qs[j]
+						q.Key, q.Dir, q.TCPFlags = c.Orig, DirOrig, TCPAck
+						if c.Method.twoWay() && rng.IntN(2) == 0 {
+							q.Key, q.Dir = c.Reply, DirReply
+						}
+					}
+					tb.LookupBatch(qs[:], now)
+					for j := range qs {
+						if qs[j].Status == Found && (qs[j].Entry.Orig != want[j].Orig || qs[j].Entry.Reply != want[j].Reply) {
+							errs <- "batch lookup returned another connection"
+							return
+						}
+					}
 				case n%500 == 0:
 					tb.Reap(now, 256)
 				case w == 1 && n%4000 == 1:

@@ -159,7 +159,9 @@ func checkInvariants(t testing.TB, tb *Table) {
 		if seen != len(nonES) || sh.tail != prev {
 			t.Fatalf("shard %d: eviction list has %d entries (tail %d), want %d (tail %d)", si, seen, sh.tail, len(nonES), prev)
 		}
-		// Index: one slot per key; every slot reachable from its home.
+		// Index: one slot per key; every slot reachable from its home;
+		// Robin Hood order: along a run, distances grow by at most one per
+		// slot (homes never decrease).
 		filled := 0
 		n := len(sh.idx)
 		for i, s := range sh.idx {
@@ -167,6 +169,11 @@ func checkInvariants(t testing.TB, tb *Table) {
 				continue
 			}
 			filled++
+			if j := (i + 1) % n; sh.idx[j] != 0 {
+				if d, dn := tb.slotDist(sh, s, i), tb.slotDist(sh, sh.idx[j], j); dn > d+1 {
+					t.Fatalf("shard %d: slot %d at distance %d follows one at distance %d (not Robin Hood order)", si, j, dn, d)
+				}
+			}
 			ref := s&tb.refMask - 1
 			r := &sh.recs[ref>>1]
 			if !r.used() || (ref&1 == 1 && !r.method().twoWay()) {

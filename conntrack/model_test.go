@@ -283,6 +283,21 @@ func (d *driver) flags() uint8 {
 	return driverFlags[d.next(len(driverFlags))]
 }
 
+// query picks a lookup: a direction, a key of that direction (of a
+// connection of the pool, present or not) and flags.
+func (d *driver) query() (Dir, Key, uint8) {
+	e := d.entry()
+	dir := Dir(d.next(2))
+	k := e.Orig
+	if dir == DirReply {
+		k = e.Reply
+		if !e.Method.twoWay() {
+			k = conn(d.next(d.pool), e.Orig.Proto, MethodNAT, 0).Reply
+		}
+	}
+	return dir, k, driverFlags[d.next(len(driverFlags))]
+}
+
 func (d *driver) step() {
 	t := d.m.t
 	t.Helper()
@@ -299,17 +314,8 @@ func (d *driver) step() {
 		if errT == nil && e.State != d.m.byOrig[e.Orig].e.State {
 			t.Fatalf("Insert state %v, model %v", e.State, d.m.byOrig[e.Orig].e.State)
 		}
-	case op < 200:
-		e := d.entry()
-		dir := Dir(d.next(2))
-		k := e.Orig
-		if dir == DirReply {
-			k = e.Reply
-			if !e.Method.twoWay() {
-				k = conn(d.next(d.pool), e.Orig.Proto, MethodNAT, 0).Reply
-			}
-		}
-		fl := driverFlags[d.next(len(driverFlags))]
+	case op < 180:
+		dir, k, fl := d.query()
 		var out Entry
 		st := d.tb.Lookup(dir, &k, fl, d.now, &out)
 		wst, wout := d.m.lookup(dir, k, fl, d.now)
@@ -318,6 +324,31 @@ func (d *driver) step() {
 		}
 		if (st == Found || st == Reused) && out != wout {
 			t.Fatalf("Lookup(%v, %s) copied out %+v, model %+v", dir, flagString(fl), out, wout)
+		}
+	case op < 200:
+		// A batch of up to 8 queries, repeats likely with a small pool:
+		// LookupBatch must give what the model's lookups in turn give.
+		qs := make([]Query, 1+d.next(8))
+		for j := range qs {
+			q := &qs[j]
+			q.Dir, q.Key, q.TCPFlags = d.query()
+			if d.next(16) == 0 {
+				q.Dir = Dir(2 + d.next(3)) // invalid
+			}
+		}
+		d.tb.LookupBatch(qs, d.now)
+		for j := range qs {
+			q := &qs[j]
+			wst, wout := Invalid, Entry{}
+			if q.Dir <= DirReply {
+				wst, wout = d.m.lookup(q.Dir, q.Key, q.TCPFlags, d.now)
+			}
+			if q.Status != wst {
+				t.Fatalf("LookupBatch query %d of %d (%v, %+v, %s): table %v, model %v", j, len(qs), q.Dir, q.Key, flagString(q.TCPFlags), q.Status, wst)
+			}
+			if (wst == Found || wst == Reused) && q.Entry != wout {
+				t.Fatalf("LookupBatch query %d of %d copied out %+v, model %+v", j, len(qs), q.Entry, wout)
+			}
 		}
 	case op < 230:
 		if d.next(4) != 0 {
@@ -374,6 +405,7 @@ func TestTableMatchesModel(t *testing.T) {
 				next:   rng.IntN,
 				opener: tc.opener,
 			}
+			d.tb.hint = hintsWork // the tables are small: prefetch anyway
 			switch tc.distMax {
 			case 0:
 			case noIdx:
@@ -423,6 +455,7 @@ func FuzzTable(f *testing.F) {
 				return int(data[pos-1]) % n
 			},
 		}
+		d.tb.hint = hintsWork
 		for pos < len(data) {
 			d.step()
 			checkInvariants(t, d.tb)

@@ -1,0 +1,127 @@
+package conntrack
+
+import "unsafe"
+
+// batchMax is how many queries LookupBatch works on at once; longer slices
+// are done in chunks of this size.
+const batchMax = 64
+
+// lineSlots is how many index slots share a 64-byte cache line.
+const lineSlots = 16
+
+// hintMin is the smallest table (bytes of records and index) for which
+// LookupBatch prefetches: smaller ones stay in the CPU caches, where
+// prefetching costs more than it saves.
+const hintMin = 8 << 20
+
+// Query is one packet of a LookupBatch: the caller sets Key, Dir and
+// TCPFlags; LookupBatch sets Status and, for Found and Reused, Entry (as
+// Lookup copies out).
+type Query struct {
+	Key      Key
+	Dir      Dir
+	TCPFlags uint8
+	Status   Status
+	Entry    Entry
+}
+
+// LookupBatch does what Lookup does for every query of qs, in order:
+// qs[i].Status and qs[i].Entry are what Lookup(qs[i].Dir, &qs[i].Key,
+// qs[i].TCPFlags, now, &qs[i].Entry) would have returned and copied out
+// had it been called for each query in turn, with the same state
+// transitions, timer refreshes, counts and removals (two queries of one
+// connection see each other's effects, as two Lookup calls would).
+//
+// It is faster than as many Lookup calls when the table is larger than the
+// CPU caches: it hashes every key and prefetches the index cache lines
+// where each key's probe starts, reads those lines without a lock to
+// prefetch the records they point to, and only then does the real lookups,
+// so that the cache misses of the whole batch overlap instead of following
+// one another. The lock-free reads serve only to choose what to prefetch (a
+// stale value costs a cache miss, never a wrong result); they are done in
+// assembly (amd64), outside what the race detector sees. Elsewhere the
+// prefetching is skipped. It allocates nothing.
+func (t *Table) LookupBatch(qs []Query, now int64) {
+	now32 := msOf(now)
+	for len(qs) > 0 {
+		n := min(len(qs), batchMax)
+		t.lookupBatch(qs[:n], now32)
+		qs = qs[n:]
+	}
+}
+
+// batchScratch is LookupBatch's working memory, on the caller's stack.
+type batchScratch struct {
+	hs    [batchMax]uint64
+	sis   [batchMax]int32 // shard of query vi[j]
+	vi    [batchMax]uint8 // indexes of the queries with a valid Dir
+	off   [batchMax]uint8 // key j's home slot in its line, lines[first[j]]
+	first [batchMax]uint8
+	two   [batchMax]bool // key j's probe window goes on into lines[first[j]+1]
+	lines [2 * batchMax]uintptr
+	recs  [2 * batchMax]uintptr // both cache lines of each hinted record
+}
+
+func (t *Table) lookupBatch(qs []Query, now32 uint32) {
+	var b batchScratch
+	qs = qs[:min(len(qs), batchMax)]
+	// Hash every key and list the index lines where its probe starts: the
+	// home slot's line, and the next line when the home slot lies in the
+	// second half of its line (Robin Hood keeps nearly every key within 8
+	// slots of home).
+	m, nl := 0, 0
+	for i := range qs {
+		q := &qs[i]
+		si, ok := t.keyShard(q.Dir, &q.Key)
+		if !ok {
+			q.Status = Invalid
+			continue
+		}
+		k := &q.Key
+		h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+		b.vi[m], b.sis[m], b.hs[m] = uint8(i), int32(si), h
+		if t.hint {
+			a := slotAddr(&t.shards[si].shard, h)
+			b.first[m], b.off[m] = uint8(nl), uint8(a%64/4)
+			b.lines[nl] = a &^ 63
+			nl++
+			b.two[m] = b.off[m] >= lineSlots/2
+			if b.two[m] {
+				b.lines[nl] = a&^63 + 64
+				nl++
+			}
+		}
+		m++
+	}
+	if t.hint && m > 0 {
+		prefetchLines(&b.lines[0], nl)
+		// Read the lines as they arrive and prefetch the records they name.
+		mask := ^uint32(0)<<t.tagPos | 1
+		p := 0
+		for j := range m {
+			want := uint32(b.hs[j]>>t.tagShift)<<t.tagPos | uint32(qs[b.vi[j]].Dir) ^ 1
+			s := hintSlot(b.lines[b.first[j]], 1+int(b2i(b.two[j])), int(b.off[j]), mask, want)
+			sh := &t.shards[b.sis[j]].shard
+			if rec := (s&t.refMask - 1) >> 1; s != 0 && rec < uint32(len(sh.recs)) {
+				ra := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs))) + uintptr(rec)*unsafe.Sizeof(record{})
+				b.recs[p], b.recs[p+1] = ra, ra+unsafe.Sizeof(record{})-1
+				p += 2
+			}
+		}
+		prefetchLines(&b.recs[0], p)
+	}
+	// The lookups, one shard lock hold for each run of queries of one shard.
+	for j := 0; j < m; {
+		sh := &t.shards[b.sis[j]].shard
+		sh.mu.Lock()
+		for {
+			q := &qs[b.vi[j]]
+			q.Status = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry)
+			j++
+			if j == m || b.sis[j] != b.sis[j-1] {
+				break
+			}
+		}
+		sh.mu.Unlock()
+	}
+}

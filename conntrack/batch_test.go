@@ -1,0 +1,231 @@
+package conntrack
+
+import (
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+)
+
+// twins returns two empty tables of cfg with the same hash seed, so that
+// they place every connection alike and fill and evict alike.
+func twins(t *testing.T, cfg Config) (*Table, *Table) {
+	t.Helper()
+	a, b := mustNew(t, cfg), mustNew(t, cfg)
+	b.seed = a.seed
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// TestLookupBatchMatchesLookup drives two twin tables with the same
+// operations, one looking up with Lookup, key by key, the other with
+// LookupBatch, and requires the same statuses, entries, counts and
+// contents: batches of every size (beyond batchMax too), both directions,
+// invalid directions, absent keys, repeats of a key within a batch, SYNs
+// that reuse, entries that expire.
+func TestLookupBatchMatchesLookup(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		pool int
+		hint bool
+	}{
+		{"one shard, evicting, prefetching", Config{MaxEntries: 300, Shards: 1, MaxDests: 5}, 500, true},
+		{"16 shards, prefetching", Config{MaxEntries: 4000, Shards: 16, MaxDests: 9}, 3000, true},
+		{"16 shards, no prefetching", Config{MaxEntries: 4000, Shards: 16, MaxDests: 9}, 3000, false},
+		{"mapped arena, reuse mode 2", Config{MaxEntries: 40000, MaxDests: 9, ConnReuseMode: ConnReuseFinWait}, 30000, true},
+	}
+	flags := []uint8{TCPAck, TCPAck | TCPPsh, TCPSyn, TCPSyn | TCPAck, TCPFin | TCPAck, TCPRst, 0}
+	for ti, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			single, batch := twins(t, tc.cfg)
+			batch.hint = tc.hint && hintsWork
+			rng := rand.New(rand.NewPCG(uint64(ti), 77))
+			conns := make([]Entry, tc.pool)
+			for i := range conns {
+				proto := ProtoTCP
+				if i%7 == 0 {
+					proto = ProtoUDP
+				}
+				conns[i] = conn(i, proto, Method(i%4), uint32(i%tc.cfg.MaxDests))
+			}
+			now := int64(0)
+			qs := make([]Query, 3*batchMax)
+			rounds := 300
+			if raceEnabled {
+				rounds = 60
+			}
+			for round := range rounds {
+				for range tc.pool / 20 {
+					c := conns[rng.IntN(len(conns))]
+					fl := []uint8{TCPSyn, TCPSyn, 0}[rng.IntN(3)]
+					e1, e2 := c, c
+					err1, err2 := single.Insert(&e1, fl, now), batch.Insert(&e2, fl, now)
+					if err1 != err2 || e1 != e2 {
+						t.Fatalf("round %d: Insert: %v %+v and %v %+v", round, err1, e1, err2, e2)
+					}
+				}
+				n := rng.IntN(len(qs) + 1)
+				for j := range n {
+					c := &conns[rng.IntN(len(conns))]
+					if j > 0 && rng.IntN(5) == 0 {
+						qs[j].Key, qs[j].Dir = qs[rng.IntN(j)].Key, qs[rng.IntN(j)].Dir
+					} else {
+						qs[j].Key, qs[j].Dir = c.Orig, DirOrig
+						if c.Method.twoWay() && rng.IntN(2) == 0 {
+							qs[j].Key, qs[j].Dir = c.Reply, DirReply
+						}
+					}
+					if rng.IntN(50) == 0 {
+						qs[j].Dir = Dir(2 + rng.IntN(5))
+					}
+					qs[j].TCPFlags = flags[rng.IntN(len(flags))]
+					qs[j].Entry = Entry{Service: 12345} // must survive a miss
+				}
+				want := make([]Query, n)
+				copy(want, qs[:n])
+				for j := range want {
+					w := &want[j]
+					w.Status = single.Lookup(w.Dir, &w.Key, w.TCPFlags, now, &w.Entry)
+				}
+				batch.LookupBatch(qs[:n], now)
+				for j := range n {
+					if qs[j] != want[j] {
+						t.Fatalf("round %d, query %d of %d: LookupBatch gave %v %+v, Lookup %v %+v", round, j, n, qs[j].Status, qs[j].Entry, want[j].Status, want[j].Entry)
+					}
+				}
+				now += int64(rng.IntN(20)) * sec
+				if round%50 == 49 {
+					if a, b := single.Stats(), batch.Stats(); a != b {
+						t.Fatalf("round %d: stats %+v and %+v", round, a, b)
+					}
+					for d := range uint32(tc.cfg.MaxDests) {
+						a1, i1 := single.Conns(d)
+						a2, i2 := batch.Conns(d)
+						if a1 != a2 || i1 != i2 {
+							t.Fatalf("round %d: dest %d counts %d/%d and %d/%d", round, d, a1, i1, a2, i2)
+						}
+					}
+					checkInvariants(t, single)
+					checkInvariants(t, batch)
+				}
+			}
+			st := batch.Stats()
+			if st.Inserts == 0 || st.Expired == 0 || st.Reused == 0 {
+				t.Fatalf("the run did not exercise the table: %+v", st)
+			}
+		})
+	}
+}
+
+// TestLookupBatchHints: on a quiescent, nearly full table, the record
+// LookupBatch prefetches for a key is the key's own for nearly every key
+// (Robin Hood keeps keys near home; the hint reads one or two index lines).
+func TestLookupBatchHints(t *testing.T) {
+	if !hintsWork {
+		t.Skip("no prefetching on this platform")
+	}
+	const n = 1 << 15
+	tb := mustNew(t, Config{MaxEntries: n + n/8, Shards: 8})
+	defer tb.Close()
+	for i := range n {
+		e := benchEntry(i)
+		if err := tb.Insert(&e, TCPSyn, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mask := ^uint32(0)<<tb.tagPos | 1
+	good := 0
+	for i := range n {
+		for _, dir := range []Dir{DirOrig, DirReply} {
+			e := benchEntry(i)
+			k := &e.Orig
+			if dir == DirReply {
+				k = &e.Reply
+			}
+			si, _ := tb.keyShard(dir, k)
+			sh := &tb.shards[si].shard
+			h := hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+			a := slotAddr(sh, h)
+			off := int(a % 64 / 4)
+			lines := 1 + int(b2i(off >= lineSlots/2))
+			s := hintSlot(a&^63, lines, off, mask, uint32(h>>tb.tagShift)<<tb.tagPos|uint32(dir)^1)
+			ref := tb.find(sh, h, dir, k)
+			if ref == noIdx {
+				t.Fatalf("key %d %v not found", i, dir)
+			}
+			if s != 0 && (s&tb.refMask-1)>>1 == ref {
+				good++
+			}
+		}
+	}
+	if frac := float64(good) / (2 * n); frac < 0.97 {
+		t.Fatalf("the hint names the key's record for %.2f%% of keys, want at least 97%%", 100*frac)
+	} else {
+		t.Logf("hint right for %.2f%% of keys", 100*frac)
+	}
+}
+
+func TestLookupBatchAllocs(t *testing.T) {
+	tb := mustNew(t, Config{MaxEntries: 1 << 12})
+	tb.hint = hintsWork
+	qs := make([]Query, 100)
+	for i := range qs {
+		e := conn(i, ProtoTCP, MethodNAT, 0)
+		mustInsert(t, tb, e, TCPSyn, 0)
+		qs[i].Key, qs[i].Dir, qs[i].TCPFlags = e.Orig, DirOrig, TCPAck
+	}
+	if n := testing.AllocsPerRun(100, func() { tb.LookupBatch(qs, sec) }); n != 0 {
+		t.Errorf("LookupBatch allocates %v times", n)
+	}
+	for i := range qs {
+		if qs[i].Status != Found {
+			t.Fatalf("query %d: %v", i, qs[i].Status)
+		}
+	}
+	tb.LookupBatch(nil, sec) // nothing to do, nothing to break
+}
+
+// TestArenaLayout: the shards' records and indexes are carved from one
+// arena without overlap, 64-byte aligned, with the padding the batch hints
+// read past the last index line.
+func TestArenaLayout(t *testing.T) {
+	for _, cfg := range []Config{{MaxEntries: 1}, {MaxEntries: 1000, Shards: 8}, {MaxEntries: 40000}} {
+		tb := mustNew(t, cfg)
+		lo := uintptr(unsafe.Pointer(unsafe.SliceData(tb.mem.mem)))
+		hi := lo + uintptr(len(tb.mem.mem))
+		var regions [][2]uintptr
+		for i := range tb.shards {
+			if i > 0 {
+				// No cache line holds fields of two shards (false sharing
+				// between workers on different shards).
+				prevEnd := uintptr(unsafe.Pointer(&tb.shards[i-1].shard)) + unsafe.Sizeof(shard{}) - 1
+				if start := uintptr(unsafe.Pointer(&tb.shards[i].shard)); prevEnd/64 == start/64 {
+					t.Fatalf("%+v: shards %d and %d share the cache line at %#x", cfg, i-1, i, start&^63)
+				}
+			}
+			sh := &tb.shards[i].shard
+			r := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs)))
+			x := uintptr(unsafe.Pointer(unsafe.SliceData(sh.idx)))
+			if r%64 != 0 || x%64 != 0 {
+				t.Fatalf("%+v: shard %d records at %#x, index at %#x: want 64-byte alignment", cfg, i, r, x)
+			}
+			regions = append(regions, [2]uintptr{r, r + uintptr(len(sh.recs))*unsafe.Sizeof(record{})},
+				[2]uintptr{x, x + uintptr(len(sh.idx))*4})
+		}
+		for i, a := range regions {
+			if a[0] < lo || a[1] > hi {
+				t.Fatalf("%+v: region %d outside the arena", cfg, i)
+			}
+			for _, b := range regions[i+1:] {
+				if a[0] < b[1] && b[0] < a[1] {
+					t.Fatalf("%+v: regions overlap", cfg)
+				}
+			}
+		}
+		last := regions[len(regions)-1][1]
+		if end := (last+63)&^63 + 64; end > hi {
+			t.Fatalf("%+v: the line after the last index line ends at %#x, beyond the arena's end %#x", cfg, end, hi)
+		}
+		tb.Close()
+	}
+}

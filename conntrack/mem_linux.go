@@ -1,0 +1,38 @@
+package conntrack
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mapArena maps size bytes (rounded up to whole huge pages) of anonymous
+// memory aligned to a huge page and advises the kernel to back it with
+// transparent huge pages. The advice failing (THP disabled) is not an
+// error: the memory then comes in base pages. Pages are faulted in on
+// first touch, as Go heap memory is.
+func mapArena(size int) (arena, bool) {
+	n := (size + hugePage - 1) &^ (hugePage - 1)
+	m, err := unix.Mmap(-1, 0, n+hugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return arena{}, false
+	}
+	off := int(-uintptr(unsafe.Pointer(unsafe.SliceData(m))) & (hugePage - 1))
+	mem := m[off : off+n : off+n]
+	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
+	return arena{mem: mem[:size:size], mapped: m}, true
+}
+
+// release unmaps the arena's mapping, if it has one.
+func (a *arena) release() error {
+	m := a.mapped
+	*a = arena{}
+	if m == nil {
+		return nil
+	}
+	if err := unix.Munmap(m); err != nil {
+		return fmt.Errorf("close table: unmap %d bytes of records and index: %w", len(m), err)
+	}
+	return nil
+}

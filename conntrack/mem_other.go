@@ -1,0 +1,12 @@
+//go:build !linux
+
+package conntrack
+
+// mapArena: arenas come from the Go heap on this platform.
+func mapArena(size int) (arena, bool) { return arena{}, false }
+
+// release drops the arena; the garbage collector frees it.
+func (a *arena) release() error {
+	*a = arena{}
+	return nil
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package conntrack
+
+const mapSupported = false
