@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 var bench10M = flag.Bool("conntrack.10m", false, "also run the 10M-entry benchmarks (about 1.1 GB, a minute to fill)")
@@ -374,3 +375,56 @@ func BenchmarkLookupWorkers(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMemoryLatency measures the floor under the large-table lookups:
+// random reads of a 1 GiB arena (the size of a 10M-entry table, mapped
+// with huge pages as New maps tables). "chase" follows one random cycle
+// (each read's address depends on the previous read: the latency of one
+// DRAM access, as one Lookup's index-then-record misses pay twice);
+// "chase8" follows 8 cycles interleaved (independent reads in flight at
+// once, as LookupBatch arranges). ns/op is per read. Runs with
+// -conntrack.10m only.
+func BenchmarkMemoryLatency(b *testing.B) {
+	if !*bench10M {
+		b.Skip("needs -conntrack.10m (a 1 GiB arena)")
+	}
+	const words = 1 << 28 // 1 GiB of uint32
+	a := newArena(words * 4)
+	defer a.release()
+	next := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(a.mem))), words)
+	// One random cycle through every 16th word (one read per cache line).
+	const step = 16
+	n := words / step
+	perm := make([]uint32, n)
+	for i := range perm {
+		perm[i] = uint32(i)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+	for i := range n {
+		next[perm[i]*step] = perm[(i+1)%n] * step
+	}
+	perm = nil
+	for _, ways := range []int{1, 8} {
+		name := "chase"
+		if ways > 1 {
+			name += strconv.Itoa(ways)
+		}
+		b.Run(name, func(b *testing.B) {
+			var p [8]uint32
+			for w := range ways {
+				p[w] = uint32(w*(n/ways)) * step
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i += ways {
+				for w := range ways {
+					p[w] = next[p[w]]
+				}
+			}
+			b.StopTimer()
+			sink32 = p[0]
+		})
+	}
+}
+
+var sink32 uint32
