@@ -125,3 +125,23 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		sh.mu.Unlock()
 	}
 }
+
+// PrefetchInsert starts loading what an Insert of a connection whose
+// original key is k will most likely touch that a LookupBatch of k did not
+// bring in: the record alloc will take (the shard's free list head, else
+// its next never-used record) and the tail of the shard's list of
+// non-ESTABLISHED entries, which the new entry links to. A caller that
+// looked a batch up with LookupBatch calls it for each packet that may
+// create a connection before it inserts any, so that those cache misses
+// overlap instead of each Insert waiting for its own (two inserts into one
+// shard share the guess: the second still misses on its record). It only
+// prefetches: the table is not changed, the shard is read without its lock
+// with plain loads in assembly (a stale value prefetches the wrong line),
+// and tables small enough for the CPU caches (see hintMin), closed tables
+// and platforms without prefetching do nothing. It allocates nothing.
+func (t *Table) PrefetchInsert(k *Key) {
+	if !t.hint {
+		return
+	}
+	t.shards[t.shardOf(&k.Src, k.SrcPort)].shard.prefetchInsert(0)
+}

@@ -229,3 +229,62 @@ func TestArenaLayout(t *testing.T) {
 		tb.Close()
 	}
 }
+
+// TestPrefetchInsert: PrefetchInsert changes nothing (same entries, counts and lookups
+// before and after, on a table that prefetches and one that does not, full, empty and
+// closed), and allocates nothing.
+func TestPrefetchInsert(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		hint bool
+	}{
+		{"prefetching, one shard", Config{MaxEntries: 64, Shards: 1, MaxDests: 4}, true},
+		{"prefetching, 16 shards", Config{MaxEntries: 4000, Shards: 16, MaxDests: 4}, true},
+		{"not prefetching", Config{MaxEntries: 4000, Shards: 16, MaxDests: 4}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := mustNew(t, tc.cfg)
+			defer tb.Close()
+			tb.hint = tc.hint && hintsWork
+			var keys []Key
+			for i := 0; i < 3*tc.cfg.MaxEntries/2; i++ {
+				e := conn(i, ProtoTCP, Method(i%4), uint32(i%4))
+				keys = append(keys, e.Orig)
+				tb.PrefetchInsert(&e.Orig) // empty, then filling, then full (evicting)
+				if i%3 != 0 {
+					_ = tb.Insert(&e, TCPSyn, 0)
+				}
+			}
+			checkInvariants(t, tb)
+			before := tb.Stats()
+			var want []bool
+			var out Entry
+			for i := range keys {
+				want = append(want, tb.Get(DirOrig, &keys[i], 0, &out))
+			}
+			for i := range keys {
+				tb.PrefetchInsert(&keys[i])
+			}
+			if after := tb.Stats(); after != before {
+				t.Fatalf("stats changed by PrefetchInsert: %+v, then %+v", before, after)
+			}
+			for i := range keys {
+				if got := tb.Get(DirOrig, &keys[i], 0, &out); got != want[i] {
+					t.Fatalf("key %d: present %v after PrefetchInsert, %v before", i, got, want[i])
+				}
+			}
+			checkInvariants(t, tb)
+			if !raceEnabled {
+				if n := testing.AllocsPerRun(100, func() { tb.PrefetchInsert(&keys[0]) }); n != 0 {
+					t.Fatalf("PrefetchInsert allocates %v times, want 0", n)
+				}
+			}
+			tb.Close()
+			tb.PrefetchInsert(&keys[0]) // closed: nothing to prefetch, must not fault
+			if tb.Len() != 0 {
+				t.Fatalf("closed table holds %d entries", tb.Len())
+			}
+		})
+	}
+}

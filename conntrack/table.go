@@ -983,15 +983,18 @@ func (t *Table) refHash(sh *shard, ref uint32) uint64 {
 }
 
 // prefetchInsert prefetches an insert's original key's home slot (at
-// address home), the record alloc will most likely take when the shard is
+// address home; 0: not wanted), the record alloc will most likely take when the shard is
 // not full (the free list's head, else the slab's next unused record) and
 // the tail of the non-ESTABLISHED list that the new entry will link to. It
 // runs before the lock is taken, so it reads the shard's free, hwm and tail
 // with peek32: a stale value only prefetches the wrong line.
 func (sh *shard) prefetchInsert(home uintptr) {
 	var a [4]uintptr
-	a[0] = home
-	n := 1
+	n := 0
+	if home != 0 {
+		a[0] = home
+		n = 1
+	}
 	nrec := uint32(len(sh.recs))
 	ref := peek32(&sh.free)
 	if ref >= nrec {
@@ -1000,14 +1003,16 @@ func (sh *shard) prefetchInsert(home uintptr) {
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs)))
 	if ref < nrec {
 		p := base + uintptr(ref)*unsafe.Sizeof(record{})
-		a[1], a[2] = p, p+unsafe.Sizeof(record{})-1
-		n = 3
+		a[n], a[n+1] = p, p+unsafe.Sizeof(record{})-1
+		n += 2
 	}
 	if tail := peek32(&sh.tail); tail < nrec {
 		a[n] = base + uintptr(tail)*unsafe.Sizeof(record{}) + unsafe.Offsetof(record{}.next)
 		n++
 	}
-	prefetchLines(&a[0], n)
+	if n > 0 {
+		prefetchLines(&a[0], n)
+	}
 }
 
 // The list of non-ESTABLISHED entries, in the order they entered it.

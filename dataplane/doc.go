@@ -58,6 +58,16 @@
 // addresses. Failures are counted: no_laddr (no local address), no_lport (no free port;
 // also the local address's conflict counter, LaddrConflicts).
 //
+// A receive batch is handled in two passes (worker.go, handleBatch): parse and classify
+// every frame, look all their connections up with one conntrack.Table.LookupBatch (one
+// shard lock per run of a shard's packets; overlapped cache misses on large tables) and
+// prefetch what the new connections' inserts will touch, then forward each packet in
+// order; a packet whose lookup missed is looked up again when a connection made earlier
+// in the batch may be its own. Routes and neighbours are read through a per-worker
+// next-hop cache (nexthop.go) tied to the FIB's generation, services and NAT real
+// servers through pointer-free open-addressing tables (keytab.go), and flow counters
+// are gathered per batch and added to the shared ones when it ends (stats.go).
+//
 // The per-packet path allocates nothing, takes no lock of its own (the connection table's
 // shard lock is the only one) and never logs: a dropped packet increments a counter by
 // reason. Counters are per worker, single writer, summed on read.

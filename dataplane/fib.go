@@ -51,7 +51,13 @@ type NeighKey struct {
 type FIB struct {
 	routes []Route
 	neigh  map[NeighKey][6]byte
+	// gen is unique to this FIB (never 0): workers' next-hop caches (nexthop.go) hold
+	// answers of the FIB with their generation and trust them only while it is current.
+	gen uint64
 }
+
+// fibGens numbers FIBs as they are built.
+var fibGens atomic.Uint64
 
 // NewFIB builds a FIB; routes may come in any order.
 func NewFIB(routes []Route, neigh map[NeighKey][6]byte) *FIB {
@@ -85,7 +91,7 @@ func NewFIBWithLinks(routes []Route, neigh map[NeighKey][6]byte, links []Link) *
 	if neigh == nil {
 		neigh = map[NeighKey][6]byte{}
 	}
-	return &FIB{routes: r, neigh: neigh}
+	return &FIB{routes: r, neigh: neigh, gen: fibGens.Add(1)}
 }
 
 func maskAddr(a [16]byte, bits uint8) [16]byte {

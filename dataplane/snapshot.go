@@ -62,6 +62,9 @@ type Snapshot struct {
 	Draining [][16]byte
 	bySvc    map[SvcKey]int32
 	byReal   map[SvcKey]int32 // NAT and FULLNAT real servers: replies from them are ours
+	// svcTab and realTab hold what bySvc and byReal hold, for the per-packet path
+	// (keytab.go: pointer-free open addressing, cheaper than a Go map's hashing).
+	svcTab, realTab keyTable
 	// bound is the connection table whose shards the local addresses' port indexes
 	// follow (set by Publish).
 	bound *conntrack.Table
@@ -140,6 +143,8 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 			return nil, err
 		}
 	}
+	s.svcTab = newKeyTable(s.bySvc)
+	s.realTab = newKeyTable(s.byReal)
 	if n := len(s.LaddrAddrs()); n > bpf.MaxLaddrs {
 		return nil, fmt.Errorf("build snapshot: %d distinct FULLNAT local addresses: at most %d", n, bpf.MaxLaddrs)
 	}
@@ -174,19 +179,18 @@ var v4Unspecified = [16]byte{10: 0xff, 11: 0xff}
 // service returns the index of the service a client's packet to dst:port is for: the
 // service of that port, else a port-0 service of the address.
 func (s *Snapshot) service(dst *[16]byte, port uint16, proto uint8) (int32, bool) {
-	if i, ok := s.bySvc[SvcKey{Addr: *dst, Port: port, Proto: proto}]; ok || !s.anyPort {
+	if i, ok := s.svcTab.get(dst, port, proto); ok || !s.anyPort {
 		return i, ok
 	}
-	i, ok := s.bySvc[SvcKey{Addr: *dst, Proto: proto}]
-	return i, ok
+	return s.svcTab.get(dst, 0, proto)
 }
 
 // isReal tells whether a packet from src:port is a NAT or FULLNAT real server's (a reply).
 func (s *Snapshot) isReal(src *[16]byte, port uint16, proto uint8) bool {
-	if _, ok := s.byReal[SvcKey{Addr: *src, Port: port, Proto: proto}]; ok || !s.anyPort {
+	if _, ok := s.realTab.get(src, port, proto); ok || !s.anyPort {
 		return ok
 	}
-	_, ok := s.byReal[SvcKey{Addr: *src, Proto: proto}]
+	_, ok := s.realTab.get(src, 0, proto)
 	return ok
 }
 

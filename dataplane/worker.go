@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"runtime"
 	"time"
@@ -67,6 +68,24 @@ type worker struct {
 
 	icmpLimit tokenBucket // the ICMP errors this worker writes itself (ratelimit.go)
 
+	hops [hopSlots]hop // next-hop cache (nexthop.go)
+
+	bc batchCtrs // counters gathered during a batch (stats.go)
+
+	// the batch being handled: packets, their connection lookups, and the keys of the
+	// connections made so far (a bit per keyBit)
+	pkts []rxPkt
+	qs   []conntrack.Query
+	made [4]uint64
+	// the service of the batch's last packet that was for one (snapshot of the batch)
+	lastSvc struct {
+		addr  [16]byte
+		port  uint16
+		proto uint8
+		ok    bool
+		si    int32
+	}
+
 	// scratch, reused for every packet
 	info    packet.Info
 	icmpErr packet.ICMPError
@@ -83,6 +102,8 @@ func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
 		cpu:       cpu,
 		ports:     ports,
 		rx:        make([]xsk.Desc, dp.cfg.Batch),
+		pkts:      make([]rxPkt, dp.cfg.Batch),
+		qs:        make([]conntrack.Query, dp.cfg.Batch),
 		st:        newWorkerStats(dp.cfg.MaxServices, dp.cfg.MaxDests, dp.cfg.MaxLaddrs),
 		pend:      make([]pending, 0, pendingCap),
 		icmpLimit: newTokenBucket(dp.cfg.ICMPRate, dp.cfg.ICMPBurst),
@@ -169,9 +190,7 @@ func (w *worker) poll() int {
 		w.inIdx = uint8(i)
 		n := in.sock.Receive(w.rx)
 		w.st.rx.add(uint64(n))
-		for i := 0; i < n; i++ {
-			w.handle(in, w.rx[i], snap, fib, now)
-		}
+		w.handleBatch(in, n, snap, fib, now)
 		total += n
 	}
 	for _, p := range w.ports {
@@ -179,6 +198,7 @@ func (w *worker) poll() int {
 		p.sock.Complete()
 		p.sock.Refill()
 	}
+	w.flushCounters()
 	return total
 }
 
@@ -241,52 +261,172 @@ func (w *worker) drop(in *port, d xsk.Desc, why Drop) {
 	w.st.drops[why].add(1)
 }
 
-// handle forwards or drops one received frame.
-func (w *worker) handle(in *port, d xsk.Desc, snap *Snapshot, fib *FIB, now int64) {
+// Kinds of received packets, as the first pass over a batch classifies them.
+const (
+	pktDone    uint8 = iota // dropped already
+	pktFrag                 // a later fragment (frag.go)
+	pktICMP                 // an ICMP or ICMPv6 packet (icmp.go)
+	pktRequest              // a client's packet to a service: rxPkt.si, rxPkt.q
+	pktReply                // a NAT or FULLNAT real server's packet: rxPkt.q
+)
+
+// rxPkt is a received packet between the passes over its batch.
+type rxPkt struct {
+	info packet.Info
+	kind uint8
+	q    uint16 // its connection lookup in worker.qs
+	si   int32  // pktRequest: the service's index in the snapshot
+}
+
+// handleBatch forwards or drops the n frames of w.rx received on in, in two passes. The
+// first parses and classifies every frame and lists the connection lookups the batch
+// needs; conntrack.Table.LookupBatch then does them all at once (one shard lock per run
+// of one shard's packets, and, on tables larger than the CPU caches, the cache misses of
+// the whole batch overlapped); the second pass forwards each packet in order.
+//
+// The lookups run before any packet of the batch is forwarded, in the batch's order, so
+// they see one another as sequential lookups would; what they cannot see is a connection
+// an earlier packet of the batch creates when forwarded. A packet whose lookup missed is
+// therefore looked up again when a connection made during the batch may be its own
+// (mayBeMade). Other effects of forwarding on the table (an insert evicting an entry, a
+// scheduler reading connection counts) land as they would had the packets arrived in
+// the other order, or on another worker.
+func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int64) {
+	m := 0
+	w.lastSvc.ok = false
+	for i := 0; i < n; i++ {
+		if w.classify(in, w.rx[i], &w.pkts[i], snap, m) {
+			m++
+		}
+	}
+	if m > 0 {
+		ct := w.dp.ct
+		ct.LookupBatch(w.qs[:m], now)
+		// The new connections' inserts: start their cache misses together.
+		for j := range w.qs[:m] {
+			if q := &w.qs[j]; q.Dir == conntrack.DirOrig && (q.Status == conntrack.NotFound || q.Status == conntrack.Reused) {
+				ct.PrefetchInsert(&q.Key)
+			}
+		}
+	}
+	w.made = [4]uint64{}
+	for i := 0; i < n; i++ {
+		p := &w.pkts[i]
+		if p.kind == pktDone {
+			continue
+		}
+		d := w.rx[i]
+		frame := in.umem[d.Addr : d.Addr+uint64(d.Len)]
+		w.info = p.info
+		switch p.kind {
+		case pktFrag:
+			w.fragment(in, d, frame, fib, now)
+		case pktICMP:
+			w.icmp(in, d, frame, snap, fib, now)
+		case pktRequest:
+			w.request(in, d, frame, snap, &snap.Services[p.si], fib, now, &w.qs[p.q])
+		case pktReply:
+			w.reply(in, d, frame, fib, now, &w.qs[p.q])
+		}
+	}
+}
+
+// classify parses frame d into p and decides what becomes of it: dropped at once
+// (counted; p.kind pktDone), or handled in the second pass. A request or reply also gets
+// its connection lookup, w.qs[q]; classify reports whether it used it.
+func (w *worker) classify(in *port, d xsk.Desc, p *rxPkt, snap *Snapshot, q int) bool {
 	frame := in.umem[d.Addr : d.Addr+uint64(d.Len)]
-	info := &w.info
+	info := &p.info
+	p.kind = pktDone
 	res := packet.Parse(frame, info)
 	switch res {
 	case packet.ResultOK, packet.ResultFragment, packet.ResultUnsupportedProto:
 	case packet.ResultNotIP:
 		w.drop(in, d, DropNotTCPUDP)
-		return
+		return false
 	default:
 		w.drop(in, d, DropMalformed)
-		return
+		return false
 	}
 	if snap == nil {
 		w.drop(in, d, DropNoService)
-		return
+		return false
 	}
 	switch {
 	case res == packet.ResultFragment:
-		w.fragment(in, d, frame, fib, now)
-		return
+		p.kind = pktFrag
+		return false
 	case res == packet.ResultUnsupportedProto && (info.Proto == packet.ProtoICMP && info.Family == 4 || info.Proto == packet.ProtoICMPv6 && info.Family == 6):
-		w.icmp(in, d, frame, snap, fib, now)
-		return
+		p.kind = pktICMP
+		return false
 	case res == packet.ResultUnsupportedProto:
 		w.drop(in, d, DropNotTCPUDP)
-		return
+		return false
 	}
-	if si, ok := snap.service(&info.Dst, info.DstPort, info.Proto); ok {
-		w.request(in, d, frame, snap, &snap.Services[si], fib, now)
-		return
+	dir := conntrack.DirOrig
+	// Most packets of a batch are for the service the packet before was for.
+	lp := &w.lastSvc
+	if !(lp.ok && lp.addr == info.Dst && lp.port == info.DstPort && lp.proto == info.Proto) {
+		lp.si, lp.ok = snap.service(&info.Dst, info.DstPort, info.Proto)
+		lp.addr, lp.port, lp.proto = info.Dst, info.DstPort, info.Proto
 	}
-	if snap.isReal(&info.Src, info.SrcPort, info.Proto) {
-		w.reply(in, d, frame, fib, now)
-		return
+	if lp.ok {
+		p.kind, p.si = pktRequest, lp.si
+	} else if snap.isReal(&info.Src, info.SrcPort, info.Proto) {
+		p.kind, dir = pktReply, conntrack.DirReply
+	} else {
+		w.drop(in, d, DropNoService)
+		return false
 	}
-	w.drop(in, d, DropNoService)
+	p.q = uint16(q)
+	qq := &w.qs[q]
+	qq.Key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
+	qq.Dir, qq.TCPFlags = dir, info.TCPFlags
+	return true
+}
+
+// keyBit is k's bit in worker.made.
+func keyBit(k *conntrack.Key) uint32 {
+	h := uint32(k.SrcPort)<<16 | uint32(k.DstPort)
+	h ^= binary.LittleEndian.Uint32(k.Src[12:16]) ^ binary.LittleEndian.Uint32(k.Dst[12:16])*0x85EBCA6B ^ uint32(k.Proto)
+	return (h * 0x9E3779B1) >> 24
+}
+
+// noteMade records the keys of a connection this worker made during the batch.
+func (w *worker) noteMade(e *conntrack.Entry) {
+	b := keyBit(&e.Orig)
+	w.made[b/64] |= 1 << (b % 64)
+	if e.Method == conntrack.MethodNAT || e.Method == conntrack.MethodFullNAT {
+		b = keyBit(&e.Reply)
+		w.made[b/64] |= 1 << (b % 64)
+	}
+}
+
+// mayBeMade tells whether a connection made during the batch may have key k (false:
+// surely not).
+func (w *worker) mayBeMade(k *conntrack.Key) bool {
+	b := keyBit(k)
+	return w.made[b/64]&(1<<(b%64)) != 0
+}
+
+// lookedUp gives the outcome of a packet's connection lookup q (done for the batch) in
+// w.entry, looking up again when a connection made since may be the packet's.
+func (w *worker) lookedUp(q *conntrack.Query, now int64) conntrack.Status {
+	w.key = q.Key
+	switch {
+	case q.Status == conntrack.Found:
+		w.entry = q.Entry
+	case w.mayBeMade(&w.key):
+		return w.dp.ct.Lookup(q.Dir, &w.key, q.TCPFlags, now, &w.entry)
+	}
+	return q.Status
 }
 
 // request handles a packet from a client to a virtual service.
-func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc *Service, fib *FIB, now int64) {
+// q is its connection lookup.
+func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc *Service, fib *FIB, now int64, q *conntrack.Query) {
 	info := &w.info
-	ct := w.dp.ct
-	w.key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
-	st := ct.Lookup(conntrack.DirOrig, &w.key, info.TCPFlags, now, &w.entry)
+	st := w.lookedUp(q, now)
 	if st == conntrack.Invalid {
 		w.drop(in, d, DropNoConn)
 		return
@@ -395,18 +535,18 @@ func setEtherType(frame []byte, family uint8) {
 // would fragment the outer packet, which xlvs does not: dropped as too big).
 func (w *worker) tunnel(in *port, d xsk.Desc, fib *FIB, rs [16]byte) {
 	info := &w.info
-	rt := fib.route(&rs)
-	if rt == nil {
+	rt := w.hop(fib, &rs)
+	if !rt.route {
 		w.drop(in, d, DropNoRoute)
 		return
 	}
-	if !rt.HasSrc {
+	if !rt.hasSrc {
 		w.drop(in, d, DropNoSource)
 		return
 	}
 	hl := packet.TunnelHeaderLen(info.Family)
-	if rt.MTU != 0 && int(info.L3Len)+hl > int(rt.MTU) {
-		mtu := rt.MTU - uint32(hl)
+	if rt.mtu != 0 && int(info.L3Len)+hl > int(rt.mtu) {
+		mtu := rt.mtu - uint32(hl)
 		switch {
 		case info.Family == 6:
 			w.icmpError(in, d, fib, packet.ICMPv6PacketTooBig, 0, max(mtu, 1280), DropTooBig)
@@ -427,10 +567,10 @@ func (w *worker) tunnel(in *port, d xsk.Desc, fib *FIB, rs [16]byte) {
 	setEtherType(frame, info.Family)
 	w.tunID++
 	eh := packet.EthernetHeaderLen
-	packet.PutTunnelHeader(frame[eh:eh+hl], frame[eh+hl:], info.Family, rt.Src, rs, w.tunID)
+	packet.PutTunnelHeader(frame[eh:eh+hl], frame[eh+hl:], info.Family, rt.src, rs, w.tunID)
 	info.L3Off = uint16(eh)
 	info.L3Len += uint16(hl)
-	w.st.encapsulated.add(1)
+	w.bc.encapsulated++
 	w.output(in, xsk.Desc{Addr: start, Len: uint32(len(frame))}, frame, fib, rs)
 }
 
@@ -478,19 +618,17 @@ func (w *worker) icmpError(in *port, d xsk.Desc, fib *FIB, typ, code uint8, rest
 func (w *worker) countIn(e *conntrack.Entry) { w.countFlow(e.Service, e.Dest, true) }
 
 // countFlow adds the packet in w.info to service svc's and destination dest's counters:
-// in (client → real server) or out (real server → client).
+// in (client → real server) or out (real server → client). The counts are gathered per
+// batch (stats.go) and reach the counters when the batch ends.
 func (w *worker) countFlow(svc, dest uint32, in bool) {
+	a := w.flowAcc(svc, dest)
 	n := uint64(w.info.L3Len)
-	for _, c := range [2]*flowCtrs{w.svcCtrs(svc), w.destCtrs(dest)} {
-		switch {
-		case c == nil:
-		case in:
-			c.inPkts.add(1)
-			c.inBytes.add(n)
-		default:
-			c.outPkts.add(1)
-			c.outBytes.add(n)
-		}
+	if in {
+		a.inPkts++
+		a.inBytes += n
+	} else {
+		a.outPkts++
+		a.outBytes += n
 	}
 }
 
@@ -566,12 +704,8 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 	}
 	switch {
 	case err == nil:
-		if svc.ID < uint32(len(w.st.svc)) {
-			w.st.svc[svc.ID].conns.add(1)
-		}
-		if dst.ID < uint32(len(w.st.dest)) {
-			w.st.dest[dst.ID].conns.add(1)
-		}
+		w.noteMade(&w.entry)
+		w.flowAcc(svc.ID, dst.ID).conns++
 		return dropNone
 	case errors.Is(err, conntrack.ErrExists):
 		// Another worker created it between our lookup and insert: use theirs.
@@ -589,10 +723,10 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 }
 
 // reply handles a packet from a NAT or FULLNAT real server back to a client.
-func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
+// q is its connection lookup.
+func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64, q *conntrack.Query) {
 	info := &w.info
-	w.key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
-	if w.dp.ct.Lookup(conntrack.DirReply, &w.key, info.TCPFlags, now, &w.entry) != conntrack.Found {
+	if w.lookedUp(q, now) != conntrack.Found {
 		w.drop(in, d, DropNoReplyConn)
 		return
 	}
@@ -617,23 +751,18 @@ func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) 
 // output sends a rewritten frame towards dst: route, neighbour, MACs, and transmit on the
 // egress interface's socket (in place, or copied into that socket's UMEM).
 func (w *worker) output(in *port, d xsk.Desc, frame []byte, fib *FIB, dst [16]byte) {
-	ifx, nh, ok := fib.Lookup(dst)
-	if !ok {
+	h := w.hop(fib, &dst)
+	switch {
+	case !h.route:
 		w.drop(in, d, DropNoRoute)
-		return
-	}
-	out := w.portFor(ifx)
-	if out == nil {
+	case h.out < 0:
 		w.drop(in, d, DropNotManaged)
-		return
-	}
-	mac, ok := fib.Neighbour(ifx, nh)
-	if !ok {
-		w.dp.fib.request(NeighKey{Ifindex: ifx, Addr: nh})
+	case !h.neigh:
+		w.dp.fib.request(NeighKey{Ifindex: h.ifx, Addr: h.nh})
 		w.hold(in, d, dst)
-		return
+	default:
+		w.transmit(in, w.ports[h.out], d, frame, h.mac, w.info.Family, w.info.L3Off, w.info.L3Len)
 	}
-	w.transmit(in, out, d, frame, mac, w.info.Family, w.info.L3Off, w.info.L3Len)
 }
 
 // hold keeps a frame whose next hop is being resolved, as the kernel queues packets on an
@@ -660,20 +789,12 @@ func (w *worker) retryPending(fib *FIB, now int64) {
 	kept := w.pend[:0]
 	for _, p := range w.pend {
 		in := w.ports[p.in]
-		ifx, nh, ok := fib.Lookup(p.dst)
-		var mac [6]byte
-		if ok {
-			mac, ok = fib.Neighbour(ifx, nh)
-		}
-		var out *port
-		if ok {
-			out = w.portFor(ifx)
-			ok = out != nil
-		}
+		h := w.hop(fib, &p.dst)
+		ok := h.route && h.out >= 0 && h.neigh
 		switch {
 		case ok:
 			frame := in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
-			w.transmit(in, out, p.d, frame, mac, p.family, p.l3off, p.l3len)
+			w.transmit(in, w.ports[h.out], p.d, frame, h.mac, p.family, p.l3off, p.l3len)
 		case now >= p.deadline:
 			w.drop(in, p.d, DropNoNeigh)
 		default:
@@ -683,22 +804,13 @@ func (w *worker) retryPending(fib *FIB, now int64) {
 	w.pend = kept
 }
 
-func (w *worker) portFor(ifx int32) *port {
-	for _, p := range w.ports {
-		if p.ifindex == ifx {
-			return p
-		}
-	}
-	return nil
-}
-
 // transmit puts a rewritten frame on out with the next hop's MAC: in place when out is the
 // ingress port, else copied into out's UMEM.
 func (w *worker) transmit(in, out *port, d xsk.Desc, frame []byte, mac [6]byte, family uint8, l3off, l3len uint16) {
 	if out == in {
 		packet.SetEthernet(frame, mac, out.mac)
 		w.queueTx(out, d)
-		w.st.forwarded.add(1)
+		w.bc.forwarded++
 		return
 	}
 	base, ok := out.sock.Alloc()
@@ -725,5 +837,5 @@ func (w *worker) transmit(in, out *port, d xsk.Desc, frame []byte, mac [6]byte, 
 	copy(buf[packet.EthernetHeaderLen:], frame[l3off:int(l3off)+int(l3len)])
 	in.sock.Free(d.Addr)
 	w.queueTx(out, xsk.Desc{Addr: addr, Len: uint32(n)})
-	w.st.forwarded.add(1)
+	w.bc.forwarded++
 }
