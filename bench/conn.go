@@ -44,7 +44,9 @@ const httpPort = 80
 // MeasureConnections builds a fresh chain, serves HTTP in the sink namespace, sets up
 // target for TCP port 80 and runs the short-connection load, then the stream. The minimal
 // AF_XDP forwarder forwards one way only: unavailable here. For DR the sink gets the VIP on
-// its loopback and its replies return through the director's kernel routing.
+// its loopback and its replies return through the director's kernel routing. For FULLNAT
+// the sink loses its route to the generator: it answers the director's local addresses,
+// on its own subnet, and the director translates that back.
 func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s ConnSample, err error) {
 	s.Target = target
 	if o.Concurrency == 0 {
@@ -124,7 +126,7 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 	}
 	srv := traffic.ServeHTTP(ln, "sink")
 	defer srv.Close()
-	_, dst, stop, err := setupTarget(ctx, bed, target, "tcp", httpPort, PacketOptions{DirCPU: o.DirCPU, DaemonArgs: o.DaemonArgs, Bins: o.Bins})
+	_, dst, stop, err := setupTarget(ctx, bed, target, "tcp", httpPort, PacketOptions{Flows: connTableFlows, DirCPU: o.DirCPU, DaemonArgs: o.DaemonArgs, Bins: o.Bins})
 	if err != nil {
 		return s, err
 	}

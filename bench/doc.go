@@ -4,10 +4,14 @@
 // gen (the AF_XDP packet generator) — is shared by the end-to-end tests and the benchmark
 // harness.
 //
-// The harness (Run, MeasurePacketRate, MeasureConnections) measures xlvs (NAT, DR) side
-// by side with iptables and nftables DNAT, plain kernel forwarding, kernel IPVS where the
-// kernel has it, and a minimal AF_XDP forwarder (the copy-path limit), in a generator →
-// director → sink chain built afresh for every measurement. For packet rates it reports
+// The harness (Run, MeasurePacketRate, MeasureConnections) measures xlvs (NAT, DR, TUN,
+// FULLNAT) side by side with iptables and nftables DNAT, plain kernel forwarding, kernel
+// IPVS where the kernel has it, and a minimal AF_XDP forwarder (the copy-path limit), in a
+// generator → director → sink chain built afresh for every measurement. FULLNAT's local
+// addresses (one per 32768 flows, in the sink's subnet, up to 100) go on the director's
+// sink-side interface, and the sink loses its route to the generator: it answers the local
+// addresses, so a FULLNAT connection that works proves the translation both ways. The
+// report divides FULLNAT's figures by NAT's (Comparisons). For packet rates it reports
 // two figures: the overload rate (what the director delivers when offered all the
 // generator can; on a shared core NAPI then starves the forwarder, so it swings) and the
 // no-drop rate (the highest paced offered rate with at most MaxLoss lost, found by

@@ -24,18 +24,19 @@ type Target string
 
 // The targets, in the order a full run measures them.
 const (
-	TargetXLVSNAT  Target = "xlvs-nat"       // xlvsd, NAT, rr over one real server
-	TargetXLVSDR   Target = "xlvs-dr"        // xlvsd, DR (-g): MAC rewrite only
-	TargetXLVSTUN  Target = "xlvs-tun"       // xlvsd, TUN (-i): IPIP encapsulation
-	TargetIptables Target = "iptables-dnat"  // iptables nat PREROUTING DNAT, statistic mode
-	TargetNftables Target = "nftables-dnat"  // nftables prerouting dnat to numgen map
-	TargetKernel   Target = "kernel-forward" // plain IPv4 forwarding, no balancing
-	TargetL2Fwd    Target = "afxdp-l2fwd"    // minimal Go AF_XDP forwarder, no lookups
-	TargetIPVS     Target = "kernel-ipvs"    // ipvsadm, where the kernel has IPVS
+	TargetXLVSNAT     Target = "xlvs-nat"       // xlvsd, NAT, rr over one real server
+	TargetXLVSDR      Target = "xlvs-dr"        // xlvsd, DR (-g): MAC rewrite only
+	TargetXLVSTUN     Target = "xlvs-tun"       // xlvsd, TUN (-i): IPIP encapsulation
+	TargetXLVSFullNAT Target = "xlvs-fullnat"   // xlvsd, FULLNAT (--fullnat): NAT plus source → local address:port
+	TargetIptables    Target = "iptables-dnat"  // iptables nat PREROUTING DNAT, statistic mode
+	TargetNftables    Target = "nftables-dnat"  // nftables prerouting dnat to numgen map
+	TargetKernel      Target = "kernel-forward" // plain IPv4 forwarding, no balancing
+	TargetL2Fwd       Target = "afxdp-l2fwd"    // minimal Go AF_XDP forwarder, no lookups
+	TargetIPVS        Target = "kernel-ipvs"    // ipvsadm, where the kernel has IPVS
 )
 
 // AllTargets lists every target.
-var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetIptables, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
+var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetXLVSFullNAT, TargetIptables, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
 
 // manyFlowsBase is the first source address of workloads with more flows than the
 // generator has frames (198.18.16.0/20: outside every testbed subnet).
@@ -48,14 +49,14 @@ var ErrUnavailable = errors.New("unavailable")
 // PacketOptions configure one packet-rate measurement.
 type PacketOptions struct {
 	Size       int           // packet size as named: 64 (Ethernet frame with FCS) or 1500 (IP packet)
-	Flows      int           // distinct flows, 1 or more
+	Flows      int           // distinct flows, 1 or more (xlvs-fullnat: also how many local addresses, one per 32768)
 	Warmup     time.Duration // traffic before counting, after the first packet reached the sink; 0 means 500 ms
 	Duration   time.Duration // counted traffic; 0 means 2 s
 	GenCPU     int           // CPU of the generator and the sink's softirq
 	DirCPU     int           // CPU of the director: its NAPI threads and the forwarder
 	DaemonArgs []string      // extra xlvsd flags (rings, frames, batch, --xdp-mode ...)
 	GenBatch   int           // generator transmit batch; 0 means 64
-	Bins       Binaries      // needed for TargetXLVSNAT
+	Bins       Binaries      // needed for the xlvs targets
 	// QuietWait is how long to wait, before building the testbed, for the machine to be
 	// quiet (under QuietBusy of its CPU capacity busy); 0 does not wait, only records.
 	QuietWait time.Duration
@@ -397,7 +398,16 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 }
 `, bed.VIP, proto, port, sink.Addr))
 		}
-	case TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN:
+	case TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetXLVSFullNAT:
+		var lips []netip.Addr
+		if target == TargetXLVSFullNAT {
+			if lips, err = fullnatLIPs(o.Flows); err != nil {
+				return pr, dst, stop, fmt.Errorf("%s: %w", target, err)
+			}
+			if err = fullnatTestbed(ctx, bed, lips); err != nil {
+				return pr, dst, stop, fmt.Errorf("set up %s: %w", target, err)
+			}
+		}
 		if target == TargetXLVSTUN {
 			// The outer header adds 20 bytes: raise the MTU towards the sink so that
 			// 1500-byte packets are carried, not answered with fragmentation-needed.
@@ -427,8 +437,14 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 		if _, err = d.Adm(ctx, "-A", flag, vip.String(), "-s", "rr"); err == nil {
 			// The packet sink drops everything in XDP, so for packet rates DR needs no VIP
 			// on lo and TUN no decapsulation (the sink counts the encapsulated frames).
-			method := map[Target]string{TargetXLVSNAT: "-m", TargetXLVSDR: "-g", TargetXLVSTUN: "-i"}[target]
+			method := map[Target]string{TargetXLVSNAT: "-m", TargetXLVSDR: "-g", TargetXLVSTUN: "-i", TargetXLVSFullNAT: "--fullnat"}[target]
 			_, err = d.Adm(ctx, "-a", flag, vip.String(), "-r", real.String(), method)
+		}
+		for _, lip := range lips {
+			if err != nil {
+				break
+			}
+			_, err = d.Adm(ctx, "-P", flag, vip.String(), "-z", lip.String())
 		}
 	case TargetL2Fwd:
 		if proto != "udp" {
@@ -448,6 +464,81 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 		return pr, dst, stop, errors.Join(fmt.Errorf("set up %s: %w", target, err), stop())
 	}
 	return pr, dst, stop, nil
+}
+
+// FULLNAT local addresses: fullnatFirstLIP and the ones after it, on the director's
+// sink side, in the sink's subnet (198.18.2.0/24; the testbed uses .1 and .11 there).
+// Each new flow takes a local port until it expires, and a local address has 64512,
+// split among the connection table's shards by hash: the harness gives FULLNAT one
+// address per fullnatFlowsPerLIP flows, which keeps every address's ports at most about
+// half used, so the port allocator's short probe finds a free one.
+var fullnatFirstLIP = netip.MustParseAddr("198.18.2.100")
+
+const (
+	fullnatFlowsPerLIP = 1 << 15
+	fullnatMaxLIPs     = 100 // 198.18.2.100–199
+	// connTableFlows is what the connection workload tells setupTarget to expect:
+	// connections it opens in one measurement and the director keeps (TIME_WAIT lasts
+	// 2 minutes), a bound of the busiest rates × durations.
+	connTableFlows = 4 * fullnatFlowsPerLIP
+)
+
+// fullnatLIPs returns the local addresses xlvs-fullnat uses for flows flows (at least
+// one); an error wrapping ErrUnavailable if the testbed has no room for as many.
+func fullnatLIPs(flows int) ([]netip.Addr, error) {
+	n := max(1, (flows+fullnatFlowsPerLIP-1)/fullnatFlowsPerLIP)
+	if n > fullnatMaxLIPs {
+		return nil, fmt.Errorf("%w: %d flows need %d local addresses (one per %d flows: each has 64512 ports), the testbed has room for %d: measure at most %d flows",
+			ErrUnavailable, flows, n, fullnatFlowsPerLIP, fullnatMaxLIPs, fullnatMaxLIPs*fullnatFlowsPerLIP)
+	}
+	lips := make([]netip.Addr, n)
+	a := fullnatFirstLIP
+	for i := range lips {
+		lips[i], a = a, a.Next()
+	}
+	return lips, nil
+}
+
+// fullnatTestbed prepares the chain for FULLNAT: the local addresses go on the
+// director's sink-side interface (its kernel then owns them, as it must answer ARP for
+// them; xlvsd's XDP program still takes the sink's packets to them), the sink gets a
+// permanent neighbour entry for each (as for every neighbour of a chain: no ARP while
+// measuring) and loses its default route through the director: a FULLNAT real server
+// answers the local address on its own subnet and needs no route to the client.
+func fullnatTestbed(ctx context.Context, bed *testbed.Bed, lips []netip.Addr) error {
+	sink := bed.Reals[0]
+	var dir, sk strings.Builder
+	for _, lip := range lips {
+		fmt.Fprintf(&dir, "addr add %s/24 dev %s\n", lip, bed.Int.Iface)
+		fmt.Fprintf(&sk, "neigh replace %s lladdr %s dev %s nud permanent\n", lip, bed.Int.MAC, sink.Iface)
+	}
+	sk.WriteString("route del default\n")
+	for _, b := range []struct {
+		ns     *testbed.NS
+		script string
+	}{{bed.Director, dir.String()}, {sink.NS, sk.String()}} {
+		if err := ipBatch(ctx, b.ns, b.script); err != nil {
+			return err
+		}
+	}
+	// What the measurement relies on: the sink reaches the local addresses, not the
+	// generator.
+	if out, err := sink.NS.Run(ctx, "ip", "route", "get", bed.Client.Addr.String()); err == nil {
+		return fmt.Errorf("the sink still has a route to the generator %v after removing its default route: %s", bed.Client.Addr, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// ipBatch runs `ip -batch -` with script (one ip command a line) in ns.
+func ipBatch(ctx context.Context, ns *testbed.NS, script string) error {
+	cmd := ns.Command(ctx, "ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(script)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("ip -batch - in %s: %w: %s", ns.Name(), err, strings.TrimSpace(out.String()))
+	}
+	return nil
 }
 
 // waitDelivery waits until the sink's veth has received a packet, at most within. If

@@ -44,7 +44,7 @@ type RunOptions struct {
 
 // isXLVS reports whether t runs xlvsd.
 func isXLVS(t Target) bool {
-	return t == TargetXLVSNAT || t == TargetXLVSDR || t == TargetXLVSTUN
+	return t == TargetXLVSNAT || t == TargetXLVSDR || t == TargetXLVSTUN || t == TargetXLVSFullNAT
 }
 
 // Label names a cell: its target, and the sweep variant if any.
@@ -390,7 +390,8 @@ func (r *Report) workloads() []Workload {
 
 // WriteMarkdown writes one table per workload — delivered Mpps at the no-drop rate
 // (median, min–max), at overload, loss, where the director's CPU went per packet, and
-// xlvs-nat's ratio to each target — then the issue's targets as met or missed.
+// xlvs-nat's ratio to each target — then the connection workload's table, the xlvs modes
+// against NAT (Comparisons) and the issue's targets as met or missed.
 func (r *Report) WriteMarkdown(w io.Writer) {
 	rate := "Delivered Mpps"
 	if r.Options.MaxLoss > 0 {
@@ -467,6 +468,13 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if cs := r.Comparisons(); len(cs) > 0 {
+		fmt.Fprintf(w, "**xlvs modes against NAT** (median figures of this run)\n\n| figure | ratio |\n|---|---|\n")
+		for _, c := range cs {
+			fmt.Fprintf(w, "| %s | %.2f |\n", c.Name, c.Ratio)
+		}
+		fmt.Fprintln(w)
+	}
 	if v := r.Verdicts(); len(v) > 0 {
 		fmt.Fprintf(w, "**Targets** (issue 8, end to end, median figures of this run)\n\n| target | ratio | wanted | |\n|---|---|---|---|\n")
 		for _, t := range v {
@@ -478,6 +486,56 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// Comparison is one figure of a target divided by the same figure of another, in one run.
+type Comparison struct {
+	Name  string  `json:"name"` // "udp-64B-1000flows no-drop pps: xlvs-fullnat ÷ xlvs-nat"
+	Ratio float64 `json:"ratio"`
+}
+
+// comparedModes are the pairs Comparisons divides: FULLNAT does NAT's work plus a source
+// rewrite and, per new connection, a local port allocation; the ratio is their cost.
+var comparedModes = [][2]Target{{TargetXLVSFullNAT, TargetXLVSNAT}}
+
+// Comparisons divides, for each pair of comparedModes, the first target's median by the
+// second's: per packet workload the delivered rate (at the no-drop rate when searched;
+// not the overload rate, which swings with how NAPI starves the forwarder), then the
+// connection workload's conn/s and stream rate. A figure either target lacks (not
+// measured, failed, or zero) is left out.
+func (r *Report) Comparisons() []Comparison {
+	var out []Comparison
+	add := func(figure string, num, den Target, a, b float64) {
+		if a > 0 && b > 0 {
+			out = append(out, Comparison{Name: fmt.Sprintf("%s: %s ÷ %s", figure, num, den), Ratio: a / b})
+		}
+	}
+	rate := "delivered pps"
+	if r.Options.MaxLoss > 0 {
+		rate = "no-drop pps"
+	}
+	conn := func(t Target) *ConnResult {
+		for i := range r.Conns {
+			if c := &r.Conns[i]; c.Target == t && len(c.Samples) > 0 {
+				return c
+			}
+		}
+		return nil
+	}
+	for _, p := range comparedModes {
+		for _, wl := range r.workloads() {
+			a, b := r.cell(wl, p[0]), r.cell(wl, p[1])
+			if a == nil || b == nil || len(a.Samples) == 0 || len(b.Samples) == 0 {
+				continue
+			}
+			add(wl.String()+" "+rate, p[0], p[1], a.PPS.Median, b.PPS.Median)
+		}
+		if a, b := conn(p[0]), conn(p[1]); a != nil && b != nil {
+			add("connections conn/s", p[0], p[1], a.ConnsPerSec.Median, b.ConnsPerSec.Median)
+			add("connections stream Gbit/s", p[0], p[1], a.StreamGbps.Median, b.StreamGbps.Median)
+		}
+	}
+	return out
 }
 
 // Verdict is one of the issue's end-to-end targets, judged on a run.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -321,5 +322,89 @@ func TestSweepAndConnMarkdown(t *testing.T) {
 	r.Conns = append(r.Conns, ConnResult{Target: TargetNftables, Error: "no request answered"})
 	if err := r.Check(1); err == nil || !strings.Contains(err.Error(), "connections nftables-dnat: no request answered") {
 		t.Fatalf("Check with a failed connection workload: %v", err)
+	}
+}
+
+// TestComparisons: xlvs-fullnat's medians divided by xlvs-nat's, per packet workload and
+// for the connection workload, in the report and its markdown; figures one side lacks
+// (a workload FULLNAT failed, a missing stream) are left out, and without FULLNAT there
+// is no section.
+func TestComparisons(t *testing.T) {
+	r := testReport()
+	r.Options.MaxLoss = 0.01
+	if cs := r.Comparisons(); len(cs) != 0 {
+		t.Fatalf("comparisons without xlvs-fullnat: %+v, want none", cs)
+	}
+	var md strings.Builder
+	r.WriteMarkdown(&md)
+	if strings.Contains(md.String(), "xlvs modes against NAT") {
+		t.Fatalf("markdown has a comparison section without xlvs-fullnat:\n%s", md.String())
+	}
+
+	add := func(w Workload, tg Target, pps float64, errText string) {
+		c := Result{Workload: w, Target: tg, Error: errText}
+		if pps > 0 {
+			c.Samples = []PacketSample{{Target: tg, PPS: pps}, {Target: tg, PPS: pps * 1.2}, {Target: tg, PPS: pps * 0.5}}
+			c.summarize()
+		}
+		r.Results = append(r.Results, c)
+	}
+	add(Workload{64, 1000}, TargetXLVSFullNAT, 600e3, "")
+	add(Workload{1500, 1}, TargetXLVSNAT, 200e3, "")
+	add(Workload{1500, 1}, TargetXLVSFullNAT, 0, "the sink received nothing")
+	r.Conns = []ConnResult{
+		{Target: TargetXLVSNAT, Samples: []ConnSample{{ConnsPerSec: 4000, StreamGbps: 2}}},
+		{Target: TargetXLVSFullNAT, Samples: []ConnSample{{ConnsPerSec: 3000}}},
+	}
+	for i := range r.Conns {
+		r.Conns[i].summarize()
+	}
+	want := []Comparison{
+		{"udp-64B-1000flows no-drop pps: xlvs-fullnat ÷ xlvs-nat", 0.75},
+		{"connections conn/s: xlvs-fullnat ÷ xlvs-nat", 0.75},
+	}
+	got := r.Comparisons()
+	if len(got) != len(want) {
+		t.Fatalf("comparisons %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Name != want[i].Name || got[i].Ratio < want[i].Ratio-1e-9 || got[i].Ratio > want[i].Ratio+1e-9 {
+			t.Errorf("comparison %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	md.Reset()
+	r.WriteMarkdown(&md)
+	for _, s := range []string{
+		"**xlvs modes against NAT**",
+		"| udp-64B-1000flows no-drop pps: xlvs-fullnat ÷ xlvs-nat | 0.75 |",
+		"| connections conn/s: xlvs-fullnat ÷ xlvs-nat | 0.75 |",
+		"| xlvs-fullnat | 0.600 (0.300–0.720)",
+		"| xlvs-fullnat | failed: the sink received nothing |",
+	} {
+		if !strings.Contains(md.String(), s) {
+			t.Errorf("markdown lacks %q:\n%s", s, md.String())
+		}
+	}
+}
+
+// TestFullNATLIPs: one local address per fullnatFlowsPerLIP flows, consecutive from
+// fullnatFirstLIP and inside the sink's /24, and ErrUnavailable past the testbed's room.
+func TestFullNATLIPs(t *testing.T) {
+	for _, tc := range []struct {
+		flows, want int
+	}{{0, 1}, {1, 1}, {1000, 1}, {fullnatFlowsPerLIP, 1}, {fullnatFlowsPerLIP + 1, 2}, {connTableFlows, 4}, {fullnatMaxLIPs * fullnatFlowsPerLIP, fullnatMaxLIPs}} {
+		lips, err := fullnatLIPs(tc.flows)
+		if err != nil || len(lips) != tc.want {
+			t.Fatalf("fullnatLIPs(%d) = %d addresses, %v; want %d", tc.flows, len(lips), err, tc.want)
+		}
+		sub := netip.MustParsePrefix("198.18.2.0/24")
+		for i, a := range lips {
+			if !sub.Contains(a) || int(a.As4()[3]) != 100+i {
+				t.Fatalf("fullnatLIPs(%d)[%d] = %v, want 198.18.2.%d", tc.flows, i, a, 100+i)
+			}
+		}
+	}
+	if _, err := fullnatLIPs(10_000_000); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "at most 3276800 flows") {
+		t.Fatalf("fullnatLIPs(10M): %v, want ErrUnavailable naming the most flows it takes", err)
 	}
 }

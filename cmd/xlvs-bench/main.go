@@ -1,7 +1,8 @@
 // Command xlvs-bench runs xlvs in network-namespace testbeds: `xlvs-bench demo` builds the
 // classic LVS-NAT layout, balances HTTP over two real servers and prints the split;
-// `xlvs-bench run` measures packet rates through xlvs and the kernel's alternatives side
-// by side and writes JSON, Markdown and SVG reports.
+// `xlvs-bench run` measures packet rates and connections through xlvs (NAT, DR, TUN,
+// FULLNAT) and the kernel's alternatives side by side and writes JSON, Markdown and SVG
+// reports.
 package main
 
 import (
@@ -24,9 +25,9 @@ const usage = `usage: xlvs-bench COMMAND [flags]
 
 commands:
   demo    build an LVS-NAT testbed, balance HTTP through xlvsd with wrr 3:1, print the split
-  run     benchmark: UDP packet rate (no-drop and overload) through xlvs NAT, DR and TUN,
-          iptables/nftables DNAT, kernel forwarding and a minimal AF_XDP forwarder
-          (run --help for the flags)
+  run     benchmark: UDP packet rate (no-drop and overload), short HTTP connections and a
+          long TCP stream through xlvs NAT, DR, TUN and FULLNAT, iptables/nftables DNAT,
+          kernel forwarding and a minimal AF_XDP forwarder (run --help for the flags)
   --quick the CI smoke: run --quick
 `
 
