@@ -47,6 +47,8 @@ type options struct {
 	socket       string
 	connMax      int
 	sloppyTCP    bool
+	icmpRate     int
+	icmpBurst    int
 	logLevel     string
 	state        string
 	config       string
@@ -77,6 +79,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.socket, "socket", "", "control socket path (default $"+api.EnvSocket+" or "+api.DefaultSocket+")")
 	fs.IntVar(&o.connMax, "conn-max", 0, "connection table capacity in entries (0 = from memory: 1/32 of RAM, 64Ki to 16Mi entries, a power of two)")
 	fs.BoolVar(&o.sloppyTCP, "sloppy-tcp", false, "create connections from any TCP packet, not only SYN (IPVS sloppy_tcp)")
+	fs.IntVar(&o.icmpRate, "icmp-rate", dataplane.DefaultICMPRate, "ICMP errors the director writes itself (port unreachable, fragmentation needed), at most this many per second per worker, as the kernel's icmp_msgs_per_sec (0 = no limit)")
+	fs.IntVar(&o.icmpBurst, "icmp-burst", dataplane.DefaultICMPBurst, "burst of --icmp-rate, as the kernel's icmp_msgs_burst")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.state, "state", control.DefaultStatePath, "file the rule set is saved to after every change and restored from at start (\"\" = none)")
 	fs.StringVar(&o.config, "config", "", "rules in ipvsadm -S format to load at start (instead of the state file)")
@@ -105,6 +109,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o.sock.Copy, o.sock.ZeroCopy = o.copyMode, o.zeroCopy
 	if err := o.sock.Validate(); err != nil {
 		return nil, err
+	}
+	if o.icmpRate < 0 {
+		return nil, fmt.Errorf("--icmp-rate %d: give errors per second, 0 for no limit", o.icmpRate)
+	}
+	if o.icmpBurst < 1 {
+		return nil, fmt.Errorf("--icmp-burst %d: must be at least 1", o.icmpBurst)
 	}
 	ram := totalRAM()
 	if o.connMax == 0 {
@@ -237,7 +247,12 @@ func run(args []string) error {
 		CPUs:       cpus,
 		Conntrack:  conntrack.Config{MaxEntries: o.connMax},
 		SloppyTCP:  o.sloppyTCP,
+		ICMPRate:   o.icmpRate,
+		ICMPBurst:  o.icmpBurst,
 		Logger:     log,
+	}
+	if o.icmpRate == 0 {
+		cfg.ICMPRate = -1 // the dataplane's "no limit"
 	}
 	dp, err := dataplane.New(cfg)
 	if err != nil {

@@ -19,6 +19,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"bad frame size", []string{"-i", "eth0", "--frame-size", "1500"}, "frame size"},
 		{"small table", []string{"-i", "eth0", "--conn-max", "10"}, "at least 1024"},
 		{"table beyond memory", []string{"-i", "eth0", "--conn-max", "1000000000000"}, "more than half of this machine's"},
+		{"negative icmp rate", []string{"-i", "eth0", "--icmp-rate", "-5"}, "0 for no limit"},
+		{"zero icmp burst", []string{"-i", "eth0", "--icmp-burst", "0"}, "at least 1"},
 		{"stray argument", []string{"-i", "eth0", "extra"}, "unexpected argument"},
 		{"unknown flag", []string{"-i", "eth0", "--nope"}, "not defined"},
 		{"bad number", []string{"-i", "eth0", "--batch", "many"}, "invalid value"},
@@ -34,7 +36,7 @@ func TestParseFlagsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.ifaces) != 2 || o.batch != 32 || !o.sock.Copy {
+	if len(o.ifaces) != 2 || o.batch != 32 || !o.sock.Copy || o.icmpRate != 1000 || o.icmpBurst != 50 {
 		t.Fatalf("parsed %+v", o)
 	}
 }
