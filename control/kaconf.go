@@ -55,14 +55,35 @@ func kaMethod(m keepalived.Method) (method, tunType string) {
 		return api.MethodRoute, ""
 	case keepalived.MethodTUN:
 		return api.MethodTunnel, m.TunType
+	case keepalived.MethodFNAT:
+		return api.MethodFullNAT, ""
 	default:
 		return api.MethodMasq, ""
 	}
 }
 
-// StartKeepalived loads the file at path, adds its services (atomically: a service the
-// daemon refuses stops the start with the reason) and starts the health checks, which
-// add the real servers that are up.
+// kaLaddrReq is the request that adds (or deletes) FULLNAT local address a of service key.
+func kaLaddrReq(op string, key api.ServiceKey, a netip.Addr) api.Request {
+	return api.Request{Op: op, Service: &api.Service{ServiceKey: key}, LocalAddr: &api.LocalAddr{Addr: a}}
+}
+
+// laddrsOf returns the FULLNAT local addresses the daemon has for service key; none when
+// the service is not defined.
+func (d *Daemon) laddrsOf(key api.ServiceKey) map[netip.Addr]bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := map[netip.Addr]bool{}
+	if _, s := d.r.find(key); s != nil {
+		for _, l := range s.laddrs {
+			m[l.cfg.Addr.Unmap()] = true
+		}
+	}
+	return m
+}
+
+// StartKeepalived loads the file at path, adds its services with their FULLNAT local
+// addresses (atomically: a service or address the daemon refuses stops the start with
+// the reason) and starts the health checks, which add the real servers that are up.
 func (d *Daemon) StartKeepalived(path string) (*Keepalived, error) {
 	k := &Keepalived{d: d, path: path, log: d.log.With("component", "keepalived")}
 	cfg, vss, err := k.load()
@@ -72,6 +93,11 @@ func (d *Daemon) StartKeepalived(path string) (*Keepalived, error) {
 	batch := &api.Request{Op: api.OpRestore}
 	for i, vs := range cfg.VirtualServers {
 		batch.Batch = append(batch.Batch, api.Request{Op: api.OpAddService, Service: kaService(vs), Line: i + 1})
+		for _, a := range vs.LocalAddrs {
+			r := kaLaddrReq(api.OpAddLocalAddr, kaServiceKey(vs.ServiceKey), a)
+			r.Line = i + 1
+			batch.Batch = append(batch.Batch, r)
+		}
 	}
 	if e := d.change(batch); e != nil {
 		return nil, fmt.Errorf("keepalived config %s: virtual server %d: %s", path, e.Line, strings.TrimPrefix(e.Message, fmt.Sprintf("line %d: ", e.Line)))
@@ -181,7 +207,10 @@ func (k *Keepalived) reconcile(u health.Update) {
 
 // Reload re-reads the file and applies only what changed; services and servers that did
 // not change are not touched, so their connections continue. A file that does not load
-// keeps the running configuration.
+// keeps the running configuration. FULLNAT local addresses a service gains are added
+// before its destinations change (so a service turning to FNAT has them when its
+// destinations do); those it loses are deleted after (their connections drain). An
+// address someone already added or deleted with xlvsadm is left as it is.
 func (k *Keepalived) Reload() error {
 	newCfg, vss, err := k.load()
 	if err != nil {
@@ -194,10 +223,23 @@ func (k *Keepalived) Reload() error {
 	batch := &api.Request{Op: api.OpRestore}
 	for _, vs := range ch.AddedServices {
 		batch.Batch = append(batch.Batch, api.Request{Op: api.OpAddService, Service: kaService(vs)})
+		for _, a := range vs.LocalAddrs {
+			batch.Batch = append(batch.Batch, kaLaddrReq(api.OpAddLocalAddr, kaServiceKey(vs.ServiceKey), a))
+		}
 	}
 	for _, sc := range ch.ChangedServices {
 		if sc.RuleChanged() {
 			batch.Batch = append(batch.Batch, api.Request{Op: api.OpEditService, Service: kaService(sc.New)})
+		}
+		if len(sc.AddedLocalAddrs) == 0 {
+			continue
+		}
+		key := kaServiceKey(sc.New.ServiceKey)
+		have := k.d.laddrsOf(key)
+		for _, a := range sc.AddedLocalAddrs {
+			if !have[a.Unmap()] {
+				batch.Batch = append(batch.Batch, kaLaddrReq(api.OpAddLocalAddr, key, a))
+			}
 		}
 	}
 	if len(batch.Batch) > 0 {
@@ -232,13 +274,25 @@ func (k *Keepalived) Reload() error {
 	if err := k.mon.Apply(vss); err != nil {
 		return fmt.Errorf("reload %s: %w", k.path, err)
 	}
-	if len(ch.RemovedServices) > 0 {
-		del := &api.Request{Op: api.OpRestore}
-		for _, vs := range ch.RemovedServices {
-			del.Batch = append(del.Batch, api.Request{Op: api.OpDelService, Service: &api.Service{ServiceKey: kaServiceKey(vs.ServiceKey)}})
+	del := &api.Request{Op: api.OpRestore}
+	for _, sc := range ch.ChangedServices {
+		if len(sc.RemovedLocalAddrs) == 0 {
+			continue
 		}
+		key := kaServiceKey(sc.New.ServiceKey)
+		have := k.d.laddrsOf(key)
+		for _, a := range sc.RemovedLocalAddrs {
+			if have[a.Unmap()] {
+				del.Batch = append(del.Batch, kaLaddrReq(api.OpDelLocalAddr, key, a))
+			}
+		}
+	}
+	for _, vs := range ch.RemovedServices {
+		del.Batch = append(del.Batch, api.Request{Op: api.OpDelService, Service: &api.Service{ServiceKey: kaServiceKey(vs.ServiceKey)}})
+	}
+	if len(del.Batch) > 0 {
 		if e := k.d.change(del); e != nil {
-			k.log.Error("reload: remove services", "err", e.Message)
+			k.log.Error("reload: remove services and local addresses", "err", e.Message)
 		}
 	}
 	k.log.Info("reloaded", "path", k.path, "changes", ch.String())

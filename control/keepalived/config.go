@@ -28,6 +28,10 @@ const (
 	MethodNAT = "NAT"
 	MethodDR  = "DR"
 	MethodTUN = "TUN"
+	// MethodFNAT is FULLNAT, as DPVS's keepalived spells it ("FULLNAT" is read as FNAT
+	// too): source and destination are both rewritten, the source to one of the virtual
+	// server's local addresses (laddr_group_name).
+	MethodFNAT = "FNAT"
 )
 
 // Protocols of a virtual server.
@@ -75,6 +79,9 @@ type Config struct {
 	VirtualServers []VirtualServer
 	// SSL is the top-level SSL block (client certificate for SSL_GET), nil when absent.
 	SSL *SSL
+	// LocalAddressGroups are the top-level local_address_group blocks (DPVS's keepalived),
+	// in file order.
+	LocalAddressGroups []LocalAddressGroup
 	// Warnings, in file order.
 	Warnings []Warning
 	// Files lists every file read: the main file first, then includes in reading order.
@@ -94,7 +101,7 @@ func (k ServiceKey) String() string {
 
 // Method is a forwarding method with its tunnel options.
 type Method struct {
-	Kind     string // MethodNAT, MethodDR or MethodTUN
+	Kind     string // MethodNAT, MethodDR, MethodTUN or MethodFNAT
 	TunType  string // "ipip" (default for TUN), "gue" or "gre"
 	TunPort  uint16 // gue only
 	TunFlags string // "", "nocsum", "csum" or "remcsum"
@@ -140,6 +147,22 @@ type VirtualServer struct {
 	VirtualHost            string
 	SorryServer            *SorryServer
 	RealServers            []RealServer
+	// LaddrGroup is the laddr_group_name of a virtual server that forwards with FNAT (the
+	// virtual server's method, or a real or sorry server's); "" otherwise.
+	LaddrGroup string
+	// LocalAddrs are the FULLNAT local addresses: every address of LaddrGroup of the
+	// virtual server's family, ranges expanded, in the group's order; nil without FNAT.
+	LocalAddrs []netip.Addr
+}
+
+// LocalAddressGroup is one local_address_group block: the director's addresses that
+// FULLNAT connections of a virtual server naming it come from. Interface names written
+// after the addresses are not kept: xlvs uses each address wherever the kernel has it.
+type LocalAddressGroup struct {
+	Pos  Pos
+	Name string
+	// Addrs are the addresses in the order written, ranges expanded, each once.
+	Addrs []netip.Addr
 }
 
 // SorryServer is the server that takes the traffic while the quorum is lost.

@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 )
@@ -24,6 +25,11 @@ type ServiceChange struct {
 	AddedServers   []RealServer
 	RemovedServers []RealServer
 	ChangedServers []ServerChange
+	// AddedLocalAddrs and RemovedLocalAddrs are the FULLNAT local addresses (from
+	// laddr_group_name's local_address_group) that the service gains and loses; their
+	// order in the group does not count.
+	AddedLocalAddrs   []netip.Addr
+	RemovedLocalAddrs []netip.Addr
 }
 
 // ServerChange is a real server present in both configurations with differences.
@@ -121,6 +127,9 @@ func diffService(o, n VirtualServer) (ServiceChange, bool) {
 	field("ha_suspend", o.HASuspend, n.HASuspend)
 	field("virtualhost", o.VirtualHost, n.VirtualHost)
 	field("sorry_server", sorryNoPos(o.SorryServer), sorryNoPos(n.SorryServer))
+	field("laddr_group_name", o.LaddrGroup, n.LaddrGroup)
+	sc.AddedLocalAddrs = missing(n.LocalAddrs, o.LocalAddrs)
+	sc.RemovedLocalAddrs = missing(o.LocalAddrs, n.LocalAddrs)
 
 	oldByAddr := map[string]int{}
 	for i, rs := range o.RealServers {
@@ -143,8 +152,24 @@ func diffService(o, n VirtualServer) (ServiceChange, bool) {
 			sc.RemovedServers = append(sc.RemovedServers, or)
 		}
 	}
-	changed := len(sc.Fields) > 0 || len(sc.AddedServers) > 0 || len(sc.RemovedServers) > 0 || len(sc.ChangedServers) > 0
+	changed := len(sc.Fields) > 0 || len(sc.AddedServers) > 0 || len(sc.RemovedServers) > 0 || len(sc.ChangedServers) > 0 ||
+		len(sc.AddedLocalAddrs) > 0 || len(sc.RemovedLocalAddrs) > 0
 	return sc, changed
+}
+
+// missing returns the addresses of a that b lacks, in a's order.
+func missing(a, b []netip.Addr) []netip.Addr {
+	in := make(map[netip.Addr]bool, len(b))
+	for _, x := range b {
+		in[x] = true
+	}
+	var out []netip.Addr
+	for _, x := range a {
+		if !in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func diffServer(o, n RealServer) []string {
@@ -187,6 +212,10 @@ func checkersNoPos(cs []Checker) []Checker {
 func (c Changes) String() string {
 	var b strings.Builder
 	for _, vs := range c.AddedServices {
+		if len(vs.LocalAddrs) > 0 {
+			fmt.Fprintf(&b, "add virtual_server %s (%d real servers, %d local addresses)\n", vs.ServiceKey, len(vs.RealServers), len(vs.LocalAddrs))
+			continue
+		}
 		fmt.Fprintf(&b, "add virtual_server %s (%d real servers)\n", vs.ServiceKey, len(vs.RealServers))
 	}
 	for _, vs := range c.RemovedServices {
@@ -204,6 +233,12 @@ func (c Changes) String() string {
 		}
 		for _, s := range sc.ChangedServers {
 			fmt.Fprintf(&b, "change real_server %s of %s: %s\n", s.New.Addr, sc.New.ServiceKey, strings.Join(s.Fields, ", "))
+		}
+		for _, a := range sc.AddedLocalAddrs {
+			fmt.Fprintf(&b, "add local address %s to %s\n", a, sc.New.ServiceKey)
+		}
+		for _, a := range sc.RemovedLocalAddrs {
+			fmt.Fprintf(&b, "remove local address %s from %s\n", a, sc.New.ServiceKey)
 		}
 	}
 	return b.String()

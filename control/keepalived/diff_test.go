@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -106,5 +107,82 @@ func TestDiffNil(t *testing.T) {
 	}
 	if !Diff(nil, nil).Empty() {
 		t.Errorf("Diff(nil, nil) is not empty")
+	}
+}
+
+const diffFNAT = `local_address_group g1 {
+    198.18.2.50-52 dpdk0
+}
+local_address_group g2 {
+    198.18.2.52
+    198.18.2.60
+}
+virtual_server 198.18.0.10 80 {
+    protocol TCP
+    lb_kind FNAT
+    laddr_group_name g1
+    real_server 198.18.1.1 8080 { }
+}
+virtual_server 198.18.0.10 443 {
+    protocol TCP
+    lb_kind FNAT
+    laddr_group_name g2
+    real_server 198.18.1.1 443 { }
+}
+`
+
+// TestDiffLocalAddrs: a changed local_address_group or laddr_group_name gives each
+// FULLNAT service the local addresses to add and remove, and nothing else; the order
+// of the addresses in the group does not count.
+func TestDiffLocalAddrs(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want string
+	}{
+		{"reordered group", func(s string) string {
+			return strings.Replace(s, "198.18.2.52\n    198.18.2.60", "198.18.2.60\n    198.18.2.52", 1)
+		}, ""},
+		{"interface name changed", func(s string) string { return strings.Replace(s, "dpdk0", "dpdk1", 1) }, ""},
+		{"range shrunk and address added", func(s string) string {
+			return strings.Replace(s, "198.18.2.50-52 dpdk0", "198.18.2.51-52 dpdk0\n    198.18.2.70", 1)
+		}, "add local address 198.18.2.70 to TCP 198.18.0.10:80\nremove local address 198.18.2.50 from TCP 198.18.0.10:80\n"},
+		{"other group named", func(s string) string { return strings.Replace(s, "laddr_group_name g1", "laddr_group_name g2", 1) },
+			"change virtual_server TCP 198.18.0.10:80: laddr_group_name\n" +
+				"add local address 198.18.2.60 to TCP 198.18.0.10:80\n" +
+				"remove local address 198.18.2.50 from TCP 198.18.0.10:80\n" +
+				"remove local address 198.18.2.51 from TCP 198.18.0.10:80\n"},
+		{"FNAT to NAT drops the local addresses", func(s string) string {
+			return strings.Replace(s, "lb_kind FNAT\n    laddr_group_name g2", "lb_kind NAT", 1)
+		}, "change virtual_server TCP 198.18.0.10:443: lb_kind, laddr_group_name\n" +
+			"change real_server 198.18.1.1:443 of TCP 198.18.0.10:443: lvs_method\n" +
+			"remove local address 198.18.2.52 from TCP 198.18.0.10:443\n" +
+			"remove local address 198.18.2.60 from TCP 198.18.0.10:443\n"},
+	}
+	old := parseOne(t, diffFNAT)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nw := parseOne(t, tt.edit(diffFNAT))
+			d := Diff(old, nw)
+			if got := d.String(); got != tt.want {
+				t.Errorf("Diff:\n%s\nwant:\n%s", got, tt.want)
+			}
+			for _, sc := range d.ChangedServices {
+				if sc.RuleChanged() {
+					t.Errorf("%s: local addresses changed the service's rule (%v)", sc.New.ServiceKey, sc.Fields)
+				}
+				r := Diff(nw, old)
+				for _, rc := range r.ChangedServices {
+					if rc.New.ServiceKey == sc.New.ServiceKey &&
+						(fmt.Sprint(rc.AddedLocalAddrs) != fmt.Sprint(sc.RemovedLocalAddrs) || fmt.Sprint(rc.RemovedLocalAddrs) != fmt.Sprint(sc.AddedLocalAddrs)) {
+						t.Errorf("reverse diff of %s: added %v removed %v, want %v %v", sc.New.ServiceKey, rc.AddedLocalAddrs, rc.RemovedLocalAddrs, sc.RemovedLocalAddrs, sc.AddedLocalAddrs)
+					}
+				}
+			}
+		})
+	}
+	// A new FULLNAT service says how many local addresses it brings.
+	if got := Diff(nil, old).String(); !strings.Contains(got, "add virtual_server TCP 198.18.0.10:80 (1 real servers, 3 local addresses)\n") {
+		t.Errorf("Diff(nil, cfg):\n%s", got)
 	}
 }

@@ -29,6 +29,28 @@
 // duplicate real servers, a virtual server without real servers) are made the same way,
 // each with a Warning.
 //
+// # FULLNAT (DPVS's keepalived)
+//
+// lb_kind (or lvs_method) FNAT, also spelt FULLNAT, is xlvs's FULLNAT method, for a
+// virtual server, a real server or a sorry server. Its local addresses come as in DPVS's
+// keepalived: a top-level block
+//
+//	local_address_group NAME {
+//	    192.168.100.200-210 dpdk0   # A.B.C.D-E: .200 to .210 (IPv4 only, E <= 254)
+//	    192.168.100.220 dpdk0       # IP [IFNAME]
+//	    2001:db8:100::200           # IPv6 addresses one per line
+//	}
+//
+// named by "laddr_group_name NAME" inside virtual_server. A virtual server any of whose
+// destinations forwards with FNAT gets every address of its group of its own family
+// (VirtualServer.LocalAddrs; a group may serve IPv4 and IPv6 services alike); without
+// laddr_group_name, with an unknown group or with no address of its family it is an
+// error naming the file and line. laddr_group_name elsewhere is a Warning. Interface
+// names are accepted and ignored with one Warning per group: xlvs takes a local address
+// on whichever interface the kernel has it, and the director must own the address (for
+// replies to reach it). syn_proxy is accepted with a Warning; groups may come before or
+// after the virtual servers naming them.
+//
 // Blocks and keywords xlvs does not act on are accepted with one Warning each: top-level
 // blocks such as global_defs, vrrp_instance or virtual_server_group; fwmark and group
 // virtual servers; notify and quorum scripts (transitions are logged and counted
@@ -41,8 +63,9 @@
 // # Reload
 //
 // Diff(old, new) lists the virtual servers and real servers added, removed and changed
-// (with the names of the changed settings), ignoring file positions, so a SIGHUP applies
-// only the difference and leaves unchanged servers, and their connections, alone.
+// (with the names of the changed settings), and the FULLNAT local addresses each virtual
+// server gains and loses, ignoring file positions and the order of a group, so a SIGHUP
+// applies only the difference and leaves unchanged servers, and their connections, alone.
 //
 // # Concurrency
 //

@@ -3,6 +3,7 @@ package keepalived
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,7 +105,7 @@ func checkConfig(t *testing.T, cfg *Config) {
 			if rs.Weight < 0 || rs.Weight > 65535 || !validMethod(rs.Method) {
 				t.Fatalf("%s: real server %s weight %d method %+v", vs.ServiceKey, rs.Addr, rs.Weight, rs.Method)
 			}
-			if rs.Method.Kind != MethodNAT && rs.Addr.Port() != vs.Port {
+			if (rs.Method.Kind == MethodDR || rs.Method.Kind == MethodTUN) && rs.Addr.Port() != vs.Port {
 				t.Fatalf("%s: %s real server %s on another port", vs.ServiceKey, rs.Method.Kind, rs.Addr)
 			}
 			if rs.Method.Kind != MethodTUN && rs.Addr.Addr().Is6() != vs.Addr.Is6() {
@@ -143,12 +144,36 @@ func checkConfig(t *testing.T, cfg *Config) {
 		if vs.Hysteresis > 0 && vs.Hysteresis >= vs.Quorum {
 			t.Fatalf("%s: hysteresis %d not below quorum %d", vs.ServiceKey, vs.Hysteresis, vs.Quorum)
 		}
+		checkLaddrs(t, cfg, vs)
+	}
+}
+
+// checkLaddrs: a virtual server forwarding with FNAT has the local addresses of a defined
+// group, of its own family, each once; any other has none.
+func checkLaddrs(t *testing.T, cfg *Config, vs VirtualServer) {
+	t.Helper()
+	if !vs.usesFNAT() {
+		if vs.LaddrGroup != "" || vs.LocalAddrs != nil {
+			t.Fatalf("%s without FNAT has local addresses %q %v", vs.ServiceKey, vs.LaddrGroup, vs.LocalAddrs)
+		}
+		return
+	}
+	i := slices.IndexFunc(cfg.LocalAddressGroups, func(g LocalAddressGroup) bool { return g.Name == vs.LaddrGroup })
+	if i < 0 || len(vs.LocalAddrs) == 0 {
+		t.Fatalf("%s: FNAT with group %q (defined: %v) and local addresses %v", vs.ServiceKey, vs.LaddrGroup, i >= 0, vs.LocalAddrs)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range vs.LocalAddrs {
+		if seen[a] || a.Is6() != vs.Addr.Is6() || !slices.Contains(cfg.LocalAddressGroups[i].Addrs, a) || a.IsUnspecified() || a.IsMulticast() {
+			t.Fatalf("%s: bad local address %s in %v", vs.ServiceKey, a, vs.LocalAddrs)
+		}
+		seen[a] = true
 	}
 }
 
 func validMethod(m Method) bool {
 	switch m.Kind {
-	case MethodNAT, MethodDR:
+	case MethodNAT, MethodDR, MethodFNAT:
 		return m.TunType == "" && m.TunFlags == ""
 	case MethodTUN:
 		return slices.Contains([]string{"ipip", "gue", "gre"}, m.TunType)

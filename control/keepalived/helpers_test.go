@@ -23,6 +23,9 @@ func dump(cfg *Config) string {
 	if s := cfg.SSL; s != nil {
 		w(0, "ssl %s cert=%q key=%q ca=%q password=%q", s.Pos, s.Certificate, s.Key, s.CA, s.Password)
 	}
+	for _, g := range cfg.LocalAddressGroups {
+		w(0, "local_address_group %s at %s: %v", g.Name, g.Pos, g.Addrs)
+	}
 	for _, vs := range cfg.VirtualServers {
 		w(0, "virtual_server %s at %s", vs.ServiceKey, vs.Pos)
 		w(1, "sched %s flags %v ops %v hashed %v method %s", vs.Scheduler, vs.SchedFlags, vs.OnePacket, vs.Hashed, vs.Method)
@@ -31,6 +34,9 @@ func dump(cfg *Config) string {
 			vs.DelayLoop, vs.Quorum, vs.Hysteresis, vs.Alpha, vs.Omega, vs.HASuspend, vs.VirtualHost)
 		if vs.QuorumUp != "" || vs.QuorumDown != "" {
 			w(1, "quorum_up %q quorum_down %q", vs.QuorumUp, vs.QuorumDown)
+		}
+		if vs.LaddrGroup != "" || vs.LocalAddrs != nil {
+			w(1, "laddr_group_name %s local addresses %v", vs.LaddrGroup, vs.LocalAddrs)
 		}
 		if ss := vs.SorryServer; ss != nil {
 			w(1, "sorry_server %s weight %d inhibit %v method %s at %s", ss.Addr, ss.Weight, ss.Inhibit, ss.Method, ss.Pos)

@@ -84,6 +84,8 @@ type rawVS struct {
 	ipFamily              int // 4 or 6 from ip_family, 0 when absent
 	ipFamilyPos           Pos
 	persistenceTimeoutPos Pos
+	laddrGroup            string // laddr_group_name, "" when absent
+	laddrGroupPos         Pos
 }
 
 type rawSorry struct {
@@ -140,7 +142,8 @@ type rawURL struct {
 
 type parser struct {
 	*state
-	ssl *SSL
+	ssl    *SSL
+	groups []*LocalAddressGroup // local_address_group blocks, in file order
 }
 
 // Keywords of blocks xlvs does not act on at the top level; anything else unknown at the
@@ -164,6 +167,8 @@ func (p *parser) top(nodes []*node) *Config {
 			}
 		case "SSL":
 			p.sslBlock(n)
+		case "local_address_group":
+			p.localAddressGroup(n)
 		default:
 			what := topIgnored[n.keyword()]
 			if what == "" {
@@ -177,6 +182,9 @@ func (p *parser) top(nodes []*node) *Config {
 		}
 	}
 	cfg.SSL = p.ssl
+	for _, g := range p.groups {
+		cfg.LocalAddressGroups = append(cfg.LocalAddressGroups, *g)
+	}
 	seen := map[ServiceKey]Pos{}
 	for _, r := range raws {
 		vs, ok := p.resolve(r)
@@ -393,6 +401,7 @@ var vsIgnored = map[string]string{
 	"smtp_alert": "xlvs sends no e-mail",
 	"snmp_name":  "xlvs has no SNMP agent",
 	"nat_mask":   "obsolete keepalived keyword",
+	"syn_proxy":  "xlvs has no SYN proxy (DPVS's keepalived); the real servers answer SYNs themselves",
 }
 
 var vsKeywords = []string{
@@ -402,7 +411,8 @@ var vsKeywords = []string{
 	"quorum_down", "alpha", "omega", "inhibit_on_failure", "virtualhost", "connect_timeout",
 	"retry", "delay_before_retry", "warmup", "ha_suspend", "ops", "hashed", "flag-1",
 	"flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback", "weight",
-	"ip_family", "real_server", "smtp_alert", "snmp_name", "nat_mask",
+	"ip_family", "real_server", "smtp_alert", "snmp_name", "nat_mask", "laddr_group_name",
+	"syn_proxy",
 }
 
 const vsUsage = "virtual_server IP [PORT] {"
@@ -565,6 +575,10 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 		}
 	case "weight":
 		p.uint32Val(n, 0, 65535, "weight", &vs.weight)
+	case "laddr_group_name":
+		if p.value(n, 1, 1, "laddr_group_name NAME") {
+			vs.laddrGroup, vs.laddrGroupPos = n.args()[0], n.pos
+		}
 	case "ip_family":
 		if p.value(n, 1, 1, "ip_family inet|inet6") {
 			switch n.args()[0] {
@@ -583,16 +597,20 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 	}
 }
 
-// method reads "NAT", "DR" or "TUN [type ipip|gue port N|gre] [nocsum|csum|remcsum]".
+// method reads "NAT", "DR", "FNAT" (or "FULLNAT") or "TUN [type ipip|gue port N|gre]
+// [nocsum|csum|remcsum]".
 func (p *parser) method(n *node) (Method, bool) {
-	const usage = "NAT|DR|TUN [type ipip|gue port N|gre] [nocsum|csum|remcsum]"
+	const usage = "NAT|DR|FNAT|TUN [type ipip|gue port N|gre] [nocsum|csum|remcsum]"
 	if !p.value(n, 1, 6, n.keyword()+" "+usage) {
 		return Method{}, false
 	}
 	a := n.args()
 	m := Method{Kind: a[0]}
-	switch a[0] {
-	case MethodNAT, MethodDR:
+	if a[0] == "FULLNAT" {
+		m.Kind = MethodFNAT
+	}
+	switch m.Kind {
+	case MethodNAT, MethodDR, MethodFNAT:
 		if len(a) > 1 {
 			p.errorf(n.pos, "%s %s: unexpected %q: only TUN takes options", n.keyword(), a[0], strings.Join(a[1:], " "))
 			return Method{}, false
@@ -600,7 +618,7 @@ func (p *parser) method(n *node) (Method, bool) {
 		return m, true
 	case MethodTUN:
 	default:
-		p.errorf(n.pos, "%s: unknown forwarding method %q: expected NAT, DR or TUN (upper case)", n.keyword(), a[0])
+		p.errorf(n.pos, "%s: unknown forwarding method %q: expected NAT, DR, TUN or FNAT (upper case)", n.keyword(), a[0])
 		return Method{}, false
 	}
 	m.TunType = "ipip"

@@ -15,7 +15,7 @@ import (
 // TestExamples parses realistic configurations that use every supported keyword and
 // compares the resolved result, warnings included, with golden dumps.
 func TestExamples(t *testing.T) {
-	for _, name := range []string{"nat.conf", "dr.conf", "minimal.conf"} {
+	for _, name := range []string{"nat.conf", "dr.conf", "minimal.conf", "fnat.conf"} {
 		t.Run(name, func(t *testing.T) {
 			cfg, err := Load(filepath.Join("testdata", name), Options{ConfigID: "lvs1"})
 			if err != nil {

@@ -131,6 +131,9 @@ func (p *parser) resolve(r *rawVS) (VirtualServer, bool) {
 		p.warnf(r.pos, "%s: hysteresis %d is not below quorum %d: set to %d, as keepalived does", name, vs.Hysteresis, vs.Quorum, h)
 		vs.Hysteresis = h
 	}
+	if !p.resolveLaddrs(&vs, r, name) {
+		return VirtualServer{}, false
+	}
 	return vs, true
 }
 
@@ -188,12 +191,13 @@ func (r *rawVS) schedOrDefault() string {
 }
 
 // port resolves a real or sorry server's port against the virtual server's, as
-// keepalived does: a missing port is the service's; DR and TUN must use the service's.
+// keepalived does: a missing port is the service's; DR and TUN must use the service's
+// (NAT and FNAT rewrite the port).
 func (p *parser) port(vs *VirtualServer, m Method, port uint16, pos Pos, what string, a netip.Addr) uint16 {
 	if port == 0 {
 		return vs.Port
 	}
-	if m.Kind != MethodNAT && port != vs.Port {
+	if (m.Kind == MethodDR || m.Kind == MethodTUN) && port != vs.Port {
 		p.warnf(pos, "%s %s: port %d differs from virtual_server port %d, which %s needs: %d used, as keepalived does",
 			what, a, port, vs.Port, m.Kind, vs.Port)
 		return vs.Port
