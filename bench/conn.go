@@ -21,6 +21,10 @@ type ConnOptions struct {
 	DirCPU      int           // CPU of the director's NAPI threads and of xlvsd
 	DaemonArgs  []string      // extra xlvsd flags
 	Bins        Binaries      // needed for the xlvs targets
+	// Reals and Sched are as in PacketOptions: the balancing targets spread connections
+	// over Reals addresses of the sink (0 means 1), which answers on all of them.
+	Reals int
+	Sched string
 }
 
 // ConnSample is one connection-workload measurement: short HTTP connections (one request
@@ -28,8 +32,9 @@ type ConnOptions struct {
 // generator namespace, HTTP server in the sink namespace, through the director.
 type ConnSample struct {
 	Target      Target   `json:"target"`
-	Requests    int      `json:"requests"` // answered in full
-	Failed      int      `json:"failed"`   // includes the requests still in flight (at most Concurrency) when the time ran out
+	Reals       int      `json:"reals,omitempty"` // real servers balanced over (balancing targets)
+	Requests    int      `json:"requests"`        // answered in full
+	Failed      int      `json:"failed"`          // includes the requests still in flight (at most Concurrency) when the time ran out
 	ConnsPerSec float64  `json:"conns_per_sec"`
 	P50Ms       float64  `json:"p50_ms"`
 	P99Ms       float64  `json:"p99_ms"`
@@ -89,12 +94,24 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 		}
 	}
 	listen := netip.AddrPortFrom(sink.Addr, httpPort).String()
+	reals := []netip.Addr{sink.Addr}
+	if balances(target) {
+		s.Reals = realsOf(o.Reals)
+		if reals, err = realAddrs(s.Reals); err != nil {
+			return s, fmt.Errorf("measure %s connections: %w", target, err)
+		}
+		if len(reals) > 1 {
+			// The other real servers are addresses of the sink too (setupTarget adds
+			// them): the server answers on every address.
+			listen = fmt.Sprintf(":%d", httpPort)
+		}
+	}
 	if target == TargetXLVSTUN {
 		// LVS-TUN: the sink strips the IPIP header with xlvs's decapsulator (this kernel
 		// has no ipip module), then answers as a DR real server does.
 		var dec *bpf.Decap
 		err := sink.NS.Do(func() (err error) {
-			dec, err = bpf.AttachDecap(sink.Ifindex, bpf.DecapAuto, []netip.Addr{sink.Addr})
+			dec, err = bpf.AttachDecap(sink.Ifindex, bpf.DecapAuto, reals)
 			return err
 		})
 		if err != nil {
@@ -126,7 +143,7 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 	}
 	srv := traffic.ServeHTTP(ln, "sink")
 	defer srv.Close()
-	_, dst, stop, err := setupTarget(ctx, bed, target, "tcp", httpPort, PacketOptions{Flows: connTableFlows, DirCPU: o.DirCPU, DaemonArgs: o.DaemonArgs, Bins: o.Bins})
+	_, dst, stop, err := setupTarget(ctx, bed, target, "tcp", httpPort, PacketOptions{Flows: connTableFlows, DirCPU: o.DirCPU, DaemonArgs: o.DaemonArgs, Bins: o.Bins, Reals: o.Reals, Sched: o.Sched})
 	if err != nil {
 		return s, err
 	}
@@ -190,5 +207,5 @@ func firstAnswer(ctx context.Context, host *testbed.Host, url string, within tim
 // String is one line of a log.
 func (s ConnSample) String() string {
 	return fmt.Sprintf("%-15s %7.0f conn/s (%d ok, %d failed), latency p50 %.2f p99 %.2f p99.9 %.2f ms, stream %.2f Gbit/s, background %s%%",
-		s.Target, s.ConnsPerSec, s.Requests, s.Failed, s.P50Ms, s.P99Ms, s.P999Ms, s.StreamGbps, strconv.Itoa(int(100*s.Background)))
+		string(s.Target)+realsLabel(s.Reals), s.ConnsPerSec, s.Requests, s.Failed, s.P50Ms, s.P99Ms, s.P999Ms, s.StreamGbps, strconv.Itoa(int(100*s.Background)))
 }

@@ -7,7 +7,16 @@
 // The harness (Run, MeasurePacketRate, MeasureConnections) measures xlvs (NAT, DR, TUN,
 // FULLNAT) side by side with iptables and nftables DNAT, plain kernel forwarding, kernel
 // IPVS where the kernel has it, and a minimal AF_XDP forwarder (the copy-path limit), in a
-// generator → director → sink chain built afresh for every measurement. FULLNAT's local
+// generator → director → sink chain built afresh for every measurement. The balancing
+// targets (xlvs, iptables and nftables DNAT) spread the flows over PacketOptions.Reals
+// (ConnOptions.Reals) real servers, 1 to MaxReals, all addresses of the sink: its own
+// 198.18.2.11, then .12–99 and .200–254 added to its interface, each with a permanent
+// neighbour entry on the director; xlvs with PacketOptions.Sched (rr by default),
+// iptables with statistic nth rules, nftables with numgen inc. The sink counts (packet
+// rate) or answers (connections) for every one of them, and xlvsd's per-destination
+// packet counts land in the sample's counters ("real.ADDR.in_pkts"). RunOptions.Reals
+// sweeps the count within one run (rows "[N reals]"); the report's header and options
+// state it. FULLNAT's local
 // addresses (one per 32768 flows, in the sink's subnet, up to 100) go on the director's
 // sink-side interface, and the sink loses its route to the generator: it answers the local
 // addresses, so a FULLNAT connection that works proves the translation both ways. The

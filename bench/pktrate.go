@@ -24,7 +24,7 @@ type Target string
 
 // The targets, in the order a full run measures them.
 const (
-	TargetXLVSNAT     Target = "xlvs-nat"       // xlvsd, NAT, rr over one real server
+	TargetXLVSNAT     Target = "xlvs-nat"       // xlvsd, NAT (-m), over PacketOptions.Reals real servers
 	TargetXLVSDR      Target = "xlvs-dr"        // xlvsd, DR (-g): MAC rewrite only
 	TargetXLVSTUN     Target = "xlvs-tun"       // xlvsd, TUN (-i): IPIP encapsulation
 	TargetXLVSFullNAT Target = "xlvs-fullnat"   // xlvsd, FULLNAT (--fullnat): NAT plus source → local address:port
@@ -57,6 +57,12 @@ type PacketOptions struct {
 	DaemonArgs []string      // extra xlvsd flags (rings, frames, batch, --xdp-mode ...)
 	GenBatch   int           // generator transmit batch; 0 means 64
 	Bins       Binaries      // needed for the xlvs targets
+	// Reals is how many real servers the balancing targets (xlvs, iptables and nftables
+	// DNAT) spread the flows over, 1 to MaxReals; 0 means 1. All are addresses of the
+	// sink (see realAddrs). Sched is the xlvs targets' scheduler ("" means DefaultSched);
+	// iptables and nftables take the real servers in turn.
+	Reals int
+	Sched string
 	// QuietWait is how long to wait, before building the testbed, for the machine to be
 	// quiet (under QuietBusy of its CPU capacity busy); 0 does not wait, only records.
 	QuietWait time.Duration
@@ -369,34 +375,43 @@ func searchRate(ctx context.Context, pace *gen.Pacer, over PacketSample, o Packe
 }
 
 // setupTarget makes the director forward proto ("udp" or "tcp") traffic for VIP:port to
-// the sink (the same port) the way target does, and returns how to observe the
+// the sink (the same port) the way target does — balancing targets over o.Reals real
+// server addresses, all the sink's (realsTestbed) — and returns how to observe the
 // forwarder, the address the generator must send to (the VIP, or the sink itself for
 // plain forwarding), and how to undo what it started (namespaces go with the bed).
 func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto string, port uint16, o PacketOptions) (pr probe, dst netip.AddrPort, stop func() error, err error) {
 	sink := bed.Reals[0]
 	vip := netip.AddrPortFrom(bed.VIP, port)
-	real := netip.AddrPortFrom(sink.Addr, port)
 	dst = vip
 	stop = func() error { return nil }
+	reals := []netip.Addr{sink.Addr}
+	if balances(target) {
+		if reals, err = realAddrs(realsOf(o.Reals)); err != nil {
+			return pr, dst, stop, fmt.Errorf("set up %s: %w", target, err)
+		}
+		if err = realsTestbed(ctx, bed, reals); err != nil {
+			return pr, dst, stop, fmt.Errorf("set up %s: %w", target, err)
+		}
+	}
+	schedName := o.Sched
+	if schedName == "" {
+		schedName = DefaultSched
+	}
 	switch target {
 	case TargetKernel:
-		dst = real
+		dst = netip.AddrPortFrom(sink.Addr, port)
 		err = bed.SetForwarding(true)
 	case TargetIptables:
 		if err = bed.SetForwarding(true); err == nil {
-			_, err = bed.Director.Run(ctx, toolPath("iptables"), "-t", "nat", "-A", "PREROUTING", "-d", bed.VIP.String()+"/32",
-				"-p", proto, "--dport", strconv.Itoa(int(port)), "-m", "statistic", "--mode", "nth", "--every", "1", "--packet", "0",
-				"-j", "DNAT", "--to-destination", sink.Addr.String())
+			for _, args := range iptablesRules(bed.VIP, proto, port, reals) {
+				if _, err = bed.Director.Run(ctx, toolPath("iptables"), args...); err != nil {
+					break
+				}
+			}
 		}
 	case TargetNftables:
 		if err = bed.SetForwarding(true); err == nil {
-			err = nftLoad(ctx, bed.Director, fmt.Sprintf(`table ip xlvsbench {
-	chain pre {
-		type nat hook prerouting priority dstnat; policy accept;
-		ip daddr %s %s dport %d dnat to numgen inc mod 1 map { 0 : %s }
-	}
-}
-`, bed.VIP, proto, port, sink.Addr))
+			err = nftLoad(ctx, bed.Director, nftScript(bed.VIP, proto, port, reals))
 		}
 	case TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetXLVSFullNAT:
 		var lips []netip.Addr
@@ -434,11 +449,15 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 		if proto == "tcp" {
 			flag = "-t"
 		}
-		if _, err = d.Adm(ctx, "-A", flag, vip.String(), "-s", "rr"); err == nil {
+		if _, err = d.Adm(ctx, "-A", flag, vip.String(), "-s", schedName); err == nil {
 			// The packet sink drops everything in XDP, so for packet rates DR needs no VIP
 			// on lo and TUN no decapsulation (the sink counts the encapsulated frames).
 			method := map[Target]string{TargetXLVSNAT: "-m", TargetXLVSDR: "-g", TargetXLVSTUN: "-i", TargetXLVSFullNAT: "--fullnat"}[target]
-			_, err = d.Adm(ctx, "-a", flag, vip.String(), "-r", real.String(), method)
+			for _, a := range reals {
+				if _, err = d.Adm(ctx, "-a", flag, vip.String(), "-r", netip.AddrPortFrom(a, port).String(), method); err != nil {
+					break
+				}
+			}
 		}
 		for _, lip := range lips {
 			if err != nil {
@@ -467,7 +486,8 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 }
 
 // FULLNAT local addresses: fullnatFirstLIP and the ones after it, on the director's
-// sink side, in the sink's subnet (198.18.2.0/24; the testbed uses .1 and .11 there).
+// sink side, in the sink's subnet (198.18.2.0/24; the testbed uses .1 and .11 there, the
+// extra real servers .12–99 and .200–254: realAddrs).
 // Each new flow takes a local port until it expires, and a local address has 64512,
 // split among the connection table's shards by hash: the harness gives FULLNAT one
 // address per fullnatFlowsPerLIP flows, which keeps every address's ports at most about
@@ -626,7 +646,8 @@ func waitQuiet(ctx context.Context, wait time.Duration, limit float64) (float64,
 
 // daemonCounters sums xlvsd's dataplane counters by interface role: "ext." and "int."
 // for the sockets of the director's two veths, "worker." for the workers, "xdp." for the
-// XDP program's per-interface counters.
+// XDP program's per-interface counters; and "real.ADDR.in_pkts" for the packets forwarded
+// to each real server (its destination statistics, summed over services).
 func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[string]uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -654,6 +675,15 @@ func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[strin
 	for _, q := range resp.XDPStats {
 		for k, v := range q.Counters {
 			out["xdp."+k] += v
+		}
+	}
+	resp, err = d.Client().Do(ctx, &api.Request{Op: api.OpList})
+	if err != nil {
+		return nil, fmt.Errorf("read xlvsd service list: %w", err)
+	}
+	for _, svc := range resp.Services {
+		for _, dst := range svc.Dests {
+			out[realCounterPrefix+dst.Addr.String()+realCounterSuffix] += dst.Stats.InPkts
 		}
 	}
 	return out, nil

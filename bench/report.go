@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -40,6 +41,18 @@ type RunOptions struct {
 	// ("--batch 16", "--rx-ring 512 --fill-ring 512"), and the xlvs targets are measured
 	// once per entry, in the same rounds as the baselines.
 	Variants []string
+	// Reals sweeps the number of real servers: the balancing targets (xlvs, iptables and
+	// nftables DNAT) are measured once per entry, in the same rounds; empty means {1}.
+	// The scheduler is Packet.Sched.
+	Reals []int
+}
+
+// realsSweep is o.Reals, or {1}.
+func (o RunOptions) realsSweep() []int {
+	if len(o.Reals) == 0 {
+		return []int{1}
+	}
+	return o.Reals
 }
 
 // isXLVS reports whether t runs xlvsd.
@@ -47,13 +60,18 @@ func isXLVS(t Target) bool {
 	return t == TargetXLVSNAT || t == TargetXLVSDR || t == TargetXLVSTUN || t == TargetXLVSFullNAT
 }
 
-// Label names a cell: its target, and the sweep variant if any.
+// Label names a cell: its target, the sweep variant if any, and the number of real
+// servers if more than one ("xlvs-nat [--batch 16] [16 reals]").
 func (c Result) Label() string {
-	if c.Variant == "" {
-		return string(c.Target)
+	l := string(c.Target)
+	if c.Variant != "" {
+		l += " [" + c.Variant + "]"
 	}
-	return string(c.Target) + " [" + c.Variant + "]"
+	return l + realsLabel(c.Reals)
 }
+
+// Label names a connection cell: its target and the number of real servers if more than one.
+func (c ConnResult) Label() string { return string(c.Target) + realsLabel(c.Reals) }
 
 // DefaultMaxLoss is the loss the no-drop rate search accepts.
 const DefaultMaxLoss = 0.01
@@ -113,6 +131,7 @@ type Result struct {
 	Workload    Workload       `json:"workload"`
 	Target      Target         `json:"target"`
 	Variant     string         `json:"variant,omitempty"`     // extra xlvsd flags of a sweep
+	Reals       int            `json:"reals,omitempty"`       // real servers balanced over (balancing targets only)
 	Unavailable string         `json:"unavailable,omitempty"` // why it was not measured
 	Error       string         `json:"error,omitempty"`       // why a measurement failed
 	PPS         Stat           `json:"pps"`                   // delivered: at the no-drop rate when searched, else unpaced
@@ -142,6 +161,11 @@ type Report struct {
 		DirCPU     int      `json:"dir_cpu"`
 		DaemonArgs []string `json:"daemon_args"`
 		Variants   []string `json:"variants,omitempty"`
+		// Reals are the real-server counts the balancing targets were measured with;
+		// Sched is the xlvs targets' scheduler (iptables and nftables take the real
+		// servers in turn). Reports without them measured one real server with rr.
+		Reals []int  `json:"reals,omitempty"`
+		Sched string `json:"sched,omitempty"`
 	} `json:"options"`
 	Results []Result     `json:"results"`
 	Conns   []ConnResult `json:"conns,omitempty"`
@@ -150,6 +174,7 @@ type Report struct {
 // ConnResult is one target's connection-workload figures: medians of its samples.
 type ConnResult struct {
 	Target      Target       `json:"target"`
+	Reals       int          `json:"reals,omitempty"` // real servers balanced over (balancing targets only)
 	Unavailable string       `json:"unavailable,omitempty"`
 	Error       string       `json:"error,omitempty"`
 	ConnsPerSec Stat         `json:"conns_per_sec"`
@@ -207,6 +232,15 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 	r.Options.Runs, r.Options.GenCPU, r.Options.DirCPU, r.Options.MaxLoss = o.Runs, o.Packet.GenCPU, o.Packet.DirCPU, o.Packet.MaxLoss
 	r.Options.Warmup, r.Options.Duration, r.Options.DaemonArgs = o.Packet.Warmup.String(), o.Packet.Duration.String(), o.Packet.DaemonArgs
 	r.Options.Variants = o.Variants
+	r.Options.Reals, r.Options.Sched = o.realsSweep(), o.Packet.Sched
+	if r.Options.Sched == "" {
+		r.Options.Sched = DefaultSched
+	}
+	for _, n := range r.Options.Reals {
+		if n < 1 || n > MaxReals {
+			return nil, fmt.Errorf("run benchmark: %d real servers, want 1 to %d", n, MaxReals)
+		}
+	}
 	fmt.Fprintf(log, "machine: %s, %d CPUs, Linux %s, %s\n", r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go)
 	if o.WarmupRound && len(o.Workloads) > 0 {
 		for _, t := range o.Targets {
@@ -215,6 +249,7 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 			}
 			po := o.Packet
 			po.Size, po.Flows, po.Duration, po.MaxLoss, po.QuietWait = o.Workloads[0].Size, o.Workloads[0].Flows, 300*time.Millisecond, 0, 0
+			po.Reals = o.realsSweep()[0]
 			s, err := MeasurePacketRate(ctx, t, po)
 			if ctx.Err() != nil {
 				return r, ctx.Err()
@@ -233,13 +268,19 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 			if isXLVS(t) && len(o.Variants) > 0 {
 				variants = o.Variants
 			}
-			for _, v := range variants {
-				c := &Result{Workload: w, Target: t, Variant: v}
-				if err := targetAvailable(ctx, t); err != nil {
-					c.Unavailable = err.Error()
-					fmt.Fprintf(log, "%s: %v\n", w, err)
+			reals := []int{0}
+			if balances(t) {
+				reals = o.realsSweep()
+			}
+			unavailable := ""
+			if err := targetAvailable(ctx, t); err != nil {
+				unavailable = err.Error()
+				fmt.Fprintf(log, "%s: %v\n", w, err)
+			}
+			for _, n := range reals {
+				for _, v := range variants {
+					cells = append(cells, &Result{Workload: w, Target: t, Variant: v, Reals: n, Unavailable: unavailable})
 				}
-				cells = append(cells, c)
 			}
 		}
 		for run := range o.Runs {
@@ -250,6 +291,7 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 				po := o.Packet
 				po.Size, po.Flows = w.Size, w.Flows
 				po.DaemonArgs = append(slices.Clone(po.DaemonArgs), strings.Fields(c.Variant)...)
+				po.Reals = c.Reals
 				s, err := MeasurePacketRate(ctx, c.Target, po)
 				if ctx.Err() != nil {
 					return r, ctx.Err()
@@ -260,11 +302,11 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 					} else {
 						c.Error = err.Error()
 					}
-					fmt.Fprintf(log, "%s %s run %d: %v\n", w, c.Target, run+1, err)
+					fmt.Fprintf(log, "%s %s run %d: %v\n", w, c.Label(), run+1, err)
 					continue
 				}
 				c.Samples = append(c.Samples, s)
-				logSample(log, w, run, s)
+				logSample(log, w, run, c.Label(), s)
 			}
 		}
 		for _, c := range cells {
@@ -288,16 +330,23 @@ func runConns(ctx context.Context, o RunOptions, r *Report, log io.Writer) error
 		runs = o.Runs
 	}
 	co := *o.Conn
-	co.DaemonArgs, co.Bins = o.Packet.DaemonArgs, o.Packet.Bins
-	cells := make([]*ConnResult, len(o.Targets))
-	for i, t := range o.Targets {
-		cells[i] = &ConnResult{Target: t}
+	co.DaemonArgs, co.Bins, co.Sched = o.Packet.DaemonArgs, o.Packet.Bins, o.Packet.Sched
+	var cells []*ConnResult
+	for _, t := range o.Targets {
+		reals := []int{0}
+		if balances(t) {
+			reals = o.realsSweep()
+		}
+		for _, n := range reals {
+			cells = append(cells, &ConnResult{Target: t, Reals: n})
+		}
 	}
 	for run := range runs {
 		for _, c := range cells {
 			if c.Unavailable != "" {
 				continue
 			}
+			co.Reals = c.Reals
 			s, err := MeasureConnections(ctx, c.Target, co)
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -309,7 +358,7 @@ func runConns(ctx context.Context, o RunOptions, r *Report, log io.Writer) error
 				continue
 			case err != nil:
 				c.Error = err.Error()
-				fmt.Fprintf(log, "connections %s run %d: %v\n", c.Target, run+1, err)
+				fmt.Fprintf(log, "connections %s run %d: %v\n", c.Label(), run+1, err)
 				continue
 			}
 			c.Samples = append(c.Samples, s)
@@ -347,10 +396,10 @@ func (c *Result) summarize() {
 
 // logSample prints one measurement: rates, the director's CPU per packet and where it
 // went, stalls in the timeline and how busy the machine was beforehand.
-func logSample(log io.Writer, w Workload, run int, s PacketSample) {
+func logSample(log io.Writer, w Workload, run int, label string, s PacketSample) {
 	p := s.Profile
 	fmt.Fprintf(log, "%s %-15s run %d: %8.0f pps of %8.0f offered (loss %4.1f%%; overload %8.0f of %8.0f); director %5.0f ns/pkt: napi in %4.0f, user %4.0f sys %4.0f, other %5.0f, %5.1f pkts/wakeup; stalls %d; background %2.0f%%\n",
-		w, s.Target, run+1, s.PPS, s.OfferedPPS, 100*s.Loss, s.OverloadPPS, s.OverloadOfferedPPS, s.DirNsPerPkt, p.IngressNAPINs, p.UserNs, p.SysNs, p.OtherNs, p.PktsPerWakeup, s.Stalls(), 100*s.Background)
+		w, label, run+1, s.PPS, s.OfferedPPS, 100*s.Loss, s.OverloadPPS, s.OverloadOfferedPPS, s.DirNsPerPkt, p.IngressNAPINs, p.UserNs, p.SysNs, p.OtherNs, p.PktsPerWakeup, s.Stalls(), 100*s.Background)
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -360,12 +409,26 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return e.Encode(r)
 }
 
-// cell returns the (workload, target) cell: without a sweep variant, or the first one.
-func (r *Report) cell(w Workload, t Target) *Result {
+// baseReals is the first real-server count of the run (1 in reports without the setting):
+// comparisons between targets that do not name one are made at it.
+func (r *Report) baseReals() int {
+	if len(r.Options.Reals) == 0 {
+		return 1
+	}
+	return r.Options.Reals[0]
+}
+
+// cell returns the (workload, target) cell at the run's first real-server count: without
+// a sweep variant, or the first one.
+func (r *Report) cell(w Workload, t Target) *Result { return r.cellAt(w, t, r.baseReals()) }
+
+// cellAt returns the (workload, target) cell measured with reals real servers (any, for a
+// target that does not balance): without a sweep variant, or the first one.
+func (r *Report) cellAt(w Workload, t Target, reals int) *Result {
 	var first *Result
 	for i := range r.Results {
 		c := &r.Results[i]
-		if c.Workload != w || c.Target != t {
+		if c.Workload != w || c.Target != t || (balances(t) && realsOf(c.Reals) != reals) {
 			continue
 		}
 		if c.Variant == "" {
@@ -397,14 +460,17 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	if r.Options.MaxLoss > 0 {
 		rate = fmt.Sprintf("No-drop Mpps (≤ %g %% loss)", 100*r.Options.MaxLoss)
 	}
-	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, director on CPU %d. Run took %s.\n\n",
-		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, r.Options.DirCPU, r.Duration)
+	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, director on CPU %d. %s Run took %s.\n\n",
+		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, r.Options.DirCPU, r.realsSentence(), r.Duration)
 	for _, wl := range r.workloads() {
 		fmt.Fprintf(w, "**%s**\n\n| target | %s | overload Mpps | loss | director ns/pkt | napi in / user / sys ns | pkts/wakeup | xlvs-nat ÷ target | notes |\n|---|---|---|---|---|---|---|---|---|\n", wl, rate)
-		x := r.cell(wl, TargetXLVSNAT)
 		for _, c := range r.Results {
 			if c.Workload != wl {
 				continue
+			}
+			x := r.cell(wl, TargetXLVSNAT)
+			if balances(c.Target) {
+				x = r.cellAt(wl, TargetXLVSNAT, realsOf(c.Reals))
 			}
 			switch {
 			case c.Unavailable != "":
@@ -437,6 +503,11 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			if c.Noisy > 0 {
 				notes = append(notes, fmt.Sprintf("%d of %d runs on a busy machine", c.Noisy, len(c.Samples)))
 			}
+			if n := realsOf(c.Reals); n > 1 {
+				if lo, hi, got, ok := realSpread(c.Samples[len(c.Samples)/2], n); ok {
+					notes = append(notes, fmt.Sprintf("%d of %d real servers got packets, %d–%d each (run %d)", got, n, lo, hi, len(c.Samples)/2+1))
+				}
+			}
 			fmt.Fprintf(w, "| %s | %.3f (%.3f–%.3f) | %s | %.1f %% | %.0f | %s | %s | %s | %s |\n", c.Label(), c.PPS.Median/1e6, c.PPS.Min/1e6, c.PPS.Max/1e6,
 				over, 100*c.Loss.Median, c.DirNsPerPkt.Median, split, wake, ratio, strings.Join(notes, "; "))
 		}
@@ -444,26 +515,32 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	if len(r.Conns) > 0 {
 		fmt.Fprintf(w, "**Connections** (HTTP/1.1, one request per TCP connection, 32 in flight; then one long TCP stream)\n\n| target | conn/s = req/s | p50 ms | p99 ms | p99.9 ms | stream Gbit/s | xlvs-nat ÷ target (conn/s) |\n|---|---|---|---|---|---|---|\n")
-		var x *ConnResult
-		for i := range r.Conns {
-			if r.Conns[i].Target == TargetXLVSNAT && len(r.Conns[i].Samples) > 0 {
-				x = &r.Conns[i]
+		xAt := func(reals int) *ConnResult {
+			for i := range r.Conns {
+				if c := &r.Conns[i]; c.Target == TargetXLVSNAT && realsOf(c.Reals) == reals && len(c.Samples) > 0 {
+					return c
+				}
 			}
+			return nil
 		}
 		for _, c := range r.Conns {
 			switch {
 			case c.Unavailable != "":
-				fmt.Fprintf(w, "| %s | unavailable: %s | | | | | |\n", c.Target, mdEscape(c.Unavailable))
+				fmt.Fprintf(w, "| %s | unavailable: %s | | | | | |\n", c.Label(), mdEscape(c.Unavailable))
 				continue
 			case len(c.Samples) == 0:
-				fmt.Fprintf(w, "| %s | failed: %s | | | | | |\n", c.Target, mdEscape(c.Error))
+				fmt.Fprintf(w, "| %s | failed: %s | | | | | |\n", c.Label(), mdEscape(c.Error))
 				continue
+			}
+			x := xAt(r.baseReals())
+			if balances(c.Target) {
+				x = xAt(realsOf(c.Reals))
 			}
 			ratio := ""
 			if x != nil && c.ConnsPerSec.Median > 0 {
 				ratio = fmt.Sprintf("%.2f", x.ConnsPerSec.Median/c.ConnsPerSec.Median)
 			}
-			fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %.2f | %.2f (%.2f–%.2f) | %s |\n", c.Target, c.ConnsPerSec.Median, c.ConnsPerSec.Min, c.ConnsPerSec.Max,
+			fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %.2f | %.2f (%.2f–%.2f) | %s |\n", c.Label(), c.ConnsPerSec.Median, c.ConnsPerSec.Min, c.ConnsPerSec.Max,
 				c.P50Ms.Median, c.P99Ms.Median, c.P999Ms.Median, c.StreamGbps.Median, c.StreamGbps.Min, c.StreamGbps.Max, ratio)
 		}
 		fmt.Fprintln(w)
@@ -516,7 +593,7 @@ func (r *Report) Comparisons() []Comparison {
 	}
 	conn := func(t Target) *ConnResult {
 		for i := range r.Conns {
-			if c := &r.Conns[i]; c.Target == t && len(c.Samples) > 0 {
+			if c := &r.Conns[i]; c.Target == t && len(c.Samples) > 0 && (!balances(t) || realsOf(c.Reals) == r.baseReals()) {
 				return c
 			}
 		}
@@ -593,7 +670,7 @@ func (r *Report) Check(minPPS float64) error {
 	}
 	for _, c := range r.Conns {
 		if c.Unavailable == "" && c.Error != "" {
-			bad = append(bad, fmt.Sprintf("connections %s: %s", c.Target, c.Error))
+			bad = append(bad, fmt.Sprintf("connections %s: %s", c.Label(), c.Error))
 		}
 	}
 	if len(bad) > 0 {
@@ -607,7 +684,30 @@ var ErrBelowFloor = errors.New("benchmark sanity check failed")
 
 func mdEscape(s string) string { return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s) }
 
-// Ratios returns, per workload, xlvs-nat's median pps divided by each other target's.
+// realsSentence says how many real servers the balancing targets spread the flows over
+// and how, for the report's header.
+func (r *Report) realsSentence() string {
+	reals := r.Options.Reals
+	if len(reals) == 0 {
+		reals = []int{1}
+	}
+	ns := make([]string, len(reals))
+	for i, n := range reals {
+		ns[i] = strconv.Itoa(n)
+	}
+	sched := r.Options.Sched
+	if sched == "" {
+		sched = DefaultSched
+	}
+	noun := "real servers"
+	if len(reals) == 1 && reals[0] == 1 {
+		noun = "real server"
+	}
+	return fmt.Sprintf("Balancing targets over %s %s (addresses of the sink; xlvs scheduler %s, iptables statistic nth, nftables numgen inc).", strings.Join(ns, " and "), noun, sched)
+}
+
+// Ratios returns, per workload, xlvs-nat's median pps divided by each other target's, at
+// the run's first real-server count.
 func (r *Report) Ratios() map[string]map[Target]float64 {
 	out := map[string]map[Target]float64{}
 	for _, wl := range r.workloads() {
@@ -617,7 +717,7 @@ func (r *Report) Ratios() map[string]map[Target]float64 {
 		}
 		m := map[Target]float64{}
 		for _, c := range r.Results {
-			if c.Workload == wl && c.Target != TargetXLVSNAT && c.PPS.Median > 0 {
+			if c.Workload == wl && c.Target != TargetXLVSNAT && c.PPS.Median > 0 && (!balances(c.Target) || realsOf(c.Reals) == r.baseReals()) {
 				m[c.Target] = x.PPS.Median / c.PPS.Median
 			}
 		}

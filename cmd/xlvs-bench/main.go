@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"xlvs/bench"
+	"xlvs/sched"
 )
 
 const usage = `usage: xlvs-bench COMMAND [flags]
@@ -99,6 +100,8 @@ func runBench(ctx context.Context, args []string) error {
 	warmRound := fs.Bool("warmup-round", true, "measure every target once, uncounted, before the runs")
 	conns := fs.Bool("conns", true, "also run the connection workload (short HTTP connections, one long TCP stream)")
 	concurrency := fs.Int("concurrency", 0, "HTTP requests in flight in the connection workload (default 32)")
+	reals := fs.String("reals", "1", fmt.Sprintf("real servers the balancing targets (xlvs, iptables and nftables DNAT) spread flows over, 1 to %d, all addresses of the sink; a comma-separated list, e.g. 1,16, measures them once per count, rows labelled [N reals]", bench.MaxReals))
+	schedName := fs.String("sched", bench.DefaultSched, "scheduler of the xlvs targets (xlvsadm -s: "+strings.Join(sched.Names(), ", ")+"); iptables and nftables take the real servers in turn")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -124,6 +127,14 @@ func runBench(ctx context.Context, args []string) error {
 	o.Packet.GenCPU, o.Packet.DirCPU, o.Packet.GenBatch = gc, dc, *batch
 	o.Packet.DaemonArgs = strings.Fields(*xlvsd)
 	o.WarmupRound = *warmRound
+	var err error
+	if o.Reals, err = bench.ParseReals(*reals); err != nil {
+		return err
+	}
+	if err := bench.CheckSched(*schedName); err != nil {
+		return err
+	}
+	o.Packet.Sched = *schedName
 	for _, v := range strings.Split(*sweep, ";") {
 		if v = strings.Join(strings.Fields(v), " "); v != "" {
 			o.Variants = append(o.Variants, v)
