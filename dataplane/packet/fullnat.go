@@ -17,19 +17,8 @@ import "encoding/binary"
 // allocates.
 func RewriteFullNAT(frame []byte, info *Info, src [16]byte, sport uint16, dst [16]byte, dport uint16) bool {
 	l3, l4 := int(info.L3Off), int(info.L4Off)
-	var csumOff int
-	switch info.Proto {
-	case ProtoTCP:
-		csumOff = tcpChecksum
-		if l4+TCPMinHeaderLen > len(frame) {
-			return false
-		}
-	case ProtoUDP:
-		csumOff = udpChecksum
-		if l4+UDPHeaderLen > len(frame) {
-			return false
-		}
-	default:
+	csumOff, ok := l4ChecksumOff(frame, info)
+	if !ok {
 		return false
 	}
 
@@ -67,19 +56,7 @@ func RewriteFullNAT(frame []byte, info *Info, src [16]byte, sport uint16, dst [1
 	binary.BigEndian.PutUint16(ports[0:], sport)
 	binary.BigEndian.PutUint16(ports[2:], dport)
 
-	cs := frame[l4+csumOff : l4+csumOff+2]
-	c := binary.BigEndian.Uint16(cs)
-	switch {
-	case info.Proto == ProtoUDP && info.Family == 4 && c == 0:
-		// no checksum: keep none
-	case info.Proto == ProtoUDP:
-		if c = ^Fold(uint32(^c) + delta); c == 0 {
-			c = 0xFFFF
-		}
-		binary.BigEndian.PutUint16(cs, c)
-	default:
-		binary.BigEndian.PutUint16(cs, ^Fold(uint32(^c)+delta))
-	}
+	patchL4Checksum(frame[l4+csumOff:l4+csumOff+2], info, delta)
 	info.Src, info.SrcPort, info.Dst, info.DstPort = src, sport, dst, dport
 	return true
 }

@@ -31,19 +31,8 @@ func RewriteSrc(frame []byte, info *Info, addr [16]byte, port uint16) {
 // offsets) and patches the checksums. It reports whether it changed the frame.
 func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off, portOff int) bool {
 	l3, l4 := int(info.L3Off), int(info.L4Off)
-	var csumOff int
-	switch info.Proto {
-	case ProtoTCP:
-		csumOff = tcpChecksum
-		if l4+TCPMinHeaderLen > len(frame) {
-			return false
-		}
-	case ProtoUDP:
-		csumOff = udpChecksum
-		if l4+UDPHeaderLen > len(frame) {
-			return false
-		}
-	default:
+	csumOff, ok := l4ChecksumOff(frame, info)
+	if !ok {
 		return false
 	}
 
@@ -77,21 +66,41 @@ func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off,
 	binary.BigEndian.PutUint16(tp, port)
 	delta += uint32(^oldPort) + uint32(port)
 
-	cs := frame[l4+csumOff : l4+csumOff+2]
+	patchL4Checksum(frame[l4+csumOff:l4+csumOff+2], info, delta)
+	return true
+}
+
+// l4ChecksumOff returns the offset of the transport checksum in the TCP or UDP
+// header of the packet info describes; false if it is neither or its header
+// does not fit the frame.
+func l4ChecksumOff(frame []byte, info *Info) (int, bool) {
+	l4 := int(info.L4Off)
+	switch info.Proto {
+	case ProtoTCP:
+		return tcpChecksum, l4+TCPMinHeaderLen <= len(frame)
+	case ProtoUDP:
+		return udpChecksum, l4+UDPHeaderLen <= len(frame)
+	}
+	return 0, false
+}
+
+// patchL4Checksum adds delta (the one's complement sum of ~old + new over the
+// changed words) to the transport checksum cs. A UDP-over-IPv4 checksum of
+// zero (none) stays zero; a UDP checksum that comes out as zero is written as
+// 0xFFFF.
+func patchL4Checksum(cs []byte, info *Info, delta uint32) {
 	c := binary.BigEndian.Uint16(cs)
 	if info.Proto == ProtoUDP {
 		if c == 0 && info.Family == 4 {
-			return true // no checksum: keep none
+			return // no checksum: keep none
 		}
-		c = ^Fold(uint32(^c) + delta)
-		if c == 0 {
+		if c = ^Fold(uint32(^c) + delta); c == 0 {
 			c = 0xFFFF
 		}
 	} else {
 		c = ^Fold(uint32(^c) + delta)
 	}
 	binary.BigEndian.PutUint16(cs, c)
-	return true
 }
 
 // DecrementTTL decrements the IPv4 TTL (updating the header checksum
