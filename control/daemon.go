@@ -268,6 +268,18 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 		s.Addr = s.Addr.Unmap()
 		return &s, nil
 	}
+	// needDefined is the request's service as defined now.
+	needDefined := func() (*svcState, *api.Error) {
+		s, e := needSvc()
+		if e != nil {
+			return nil, e
+		}
+		_, cur := r.find(s.ServiceKey)
+		if cur == nil {
+			return nil, apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
+		}
+		return cur, nil
+	}
 	switch req.Op {
 	case api.OpAddService, api.OpEditService:
 		s, e := needSvc()
@@ -320,13 +332,9 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 		r.services = nil
 		return nil
 	case api.OpAddDest, api.OpEditDest, api.OpDelDest:
-		s, e := needSvc()
+		cur, e := needDefined()
 		if e != nil {
 			return e
-		}
-		_, cur := r.find(s.ServiceKey)
-		if cur == nil {
-			return apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
 		}
 		if req.Dest == nil {
 			return apiErr(api.ErrCodeInvalid, "%s: no real server given (-r)", req.Op)
@@ -373,13 +381,9 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 		}
 		return nil
 	case api.OpAddLocalAddr, api.OpDelLocalAddr:
-		s, e := needSvc()
+		cur, e := needDefined()
 		if e != nil {
 			return e
-		}
-		_, cur := r.find(s.ServiceKey)
-		if cur == nil {
-			return apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
 		}
 		if req.LocalAddr == nil {
 			return apiErr(api.ErrCodeInvalid, "%s: no local address given (-z)", req.Op)
