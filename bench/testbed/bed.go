@@ -97,6 +97,8 @@ type Bed struct {
 	Reals    []*Host
 	Switch   *NS // the bridge ("br0") namespace
 
+	switchPorts []string // the bridge's ports in a one-armed chain (NewChain)
+
 	clientGW, realGW [2]netip.Addr // [v4, v6] director addresses the hosts route through
 
 	mu  sync.Mutex

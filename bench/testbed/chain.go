@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,6 +26,15 @@ type ChainOptions struct {
 	// PinNAPI can place on a CPU. It needs `ip netns exec` (iproute2) to reach the
 	// namespace's sysfs.
 	ThreadedNAPI bool
+	// OneArm builds the one-armed LVS-NAT chain (a NATOneArm bed): generator, director and
+	// sink each on a port of a bridge in a fourth namespace (Switch); the director has one
+	// interface (Ext == Int) holding both gateway addresses and the VIP, so every packet
+	// it forwards leaves by the interface it came in on. A packet crosses four veth pairs
+	// and the bridge twice. The bridge forwards by static entries, learning off (the sink
+	// drops everything and sends nothing to learn its address from; a bridge that had to
+	// flood its traffic would load the director with it too), and its netfilter hooks
+	// (bridge-nf-call-*) are off: a switch runs no iptables.
+	OneArm bool
 }
 
 // chainSeq numbers the chains of this process; with the pid it makes interface names
@@ -35,9 +45,11 @@ var chainSeq atomic.Uint64
 // namespaces and no bridge, so that every packet crosses exactly two veth pairs. It is a
 // NATTwoArm bed with one real server: Client is the generator (198.18.1.2), Ext the
 // director's generator side (198.18.1.1, VIP 198.18.1.100), Int its sink side
-// (198.18.2.1), Reals[0] the sink (198.18.2.11); Switch is nil. Interface names are
-// unique on the machine ("g", "e", "i", "s" followed by the pid and a counter in base
-// 36) so NAPI threads can be found by name.
+// (198.18.2.1), Reals[0] the sink (198.18.2.11); Switch is nil. With OneArm it is the
+// NATOneArm bed of the same hosts and addresses instead (see ChainOptions.OneArm).
+// Interface names are unique on the machine ("g", "e", "i", "s" followed by the pid and
+// a counter in base 36; the bridge's ports in the one-armed chain "q", "r", "t" for
+// the generator's, director's and sink's) so NAPI threads can be found by name.
 //
 // Besides what New does (addresses, routes through the director, TX checksum offload off
 // on generator and sink, director forwarding off), every neighbour is a permanent entry,
@@ -52,22 +64,32 @@ func NewChain(opts ChainOptions) (*Bed, error) {
 		return nil, fmt.Errorf("build chain: %w", err)
 	}
 	b := &Bed{Layout: NATTwoArm}
+	if opts.OneArm {
+		b.Layout = NATOneArm
+	}
 	err := buildChain(b, opts)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("build chain: %w", err), b.Close())
+		return nil, errors.Join(fmt.Errorf("build %v chain: %w", b.Layout, err), b.Close())
 	}
 	return b, nil
 }
 
-// chainNames returns the four interface names of a chain.
-func chainNames() (gen, ext, int_, sink string) {
+// chainIfaces are the interface names of one chain.
+type chainIfaces struct {
+	gen, ext, int_, sink string // the hosts' ends
+	pGen, pDir, pSink    string // the bridge's ports (one-armed chain)
+}
+
+// chainNames returns the interface names of a new chain.
+func chainNames() chainIfaces {
 	n := chainSeq.Add(1)
-	suffix := strconv.FormatInt(int64(os.Getpid()), 36) + "_" + strconv.FormatUint(n, 36)
-	return "g" + suffix, "e" + suffix, "i" + suffix, "s" + suffix
+	sfx := strconv.FormatInt(int64(os.Getpid()), 36) + "_" + strconv.FormatUint(n, 36)
+	return chainIfaces{gen: "g" + sfx, ext: "e" + sfx, int_: "i" + sfx, sink: "s" + sfx,
+		pGen: "q" + sfx, pDir: "r" + sfx, pSink: "t" + sfx}
 }
 
 func buildChain(b *Bed, opts ChainOptions) error {
-	bl := &builder{bed: b, opts: Options{Layout: NATTwoArm, Reals: 1, Prefix: opts.Prefix}}
+	bl := &builder{bed: b, opts: Options{Layout: b.Layout, Reals: 1, Prefix: opts.Prefix}}
 	var err error
 	if b.Director, err = bl.newNS("dir"); err != nil {
 		return err
@@ -79,14 +101,23 @@ func buildChain(b *Bed, opts ChainOptions) error {
 	if err != nil {
 		return err
 	}
+	if opts.OneArm {
+		if b.Switch, err = bl.newNS("sw"); err != nil {
+			return err
+		}
+	}
 	bl.realNS = []*NS{sinkNS}
 	bl.plan()
-	gen, ext, in, sink := chainNames()
-	b.Client.Name, b.Client.Iface = "gen", gen
-	b.Ext.Iface, b.Int.Iface = ext, in
-	b.Reals[0].Name, b.Reals[0].Iface = "sink", sink
+	n := chainNames()
+	sink := b.Reals[0]
+	b.Client.Name, b.Client.Iface = "gen", n.gen
+	b.Ext.Iface = n.ext
+	if !opts.OneArm {
+		b.Int.Iface = n.int_
+	}
+	sink.Name, sink.Iface = "sink", n.sink
 
-	// As builder.settings, without the switch.
+	// As builder.settings.
 	if err := setSysctls(b.Director, directorSysctls); err != nil {
 		return err
 	}
@@ -95,13 +126,19 @@ func buildChain(b *Bed, opts ChainOptions) error {
 			return err
 		}
 	}
-	if err := bl.veth(b.Client.NS, gen, b.Client.MAC, b.Director, ext, b.Ext.MAC); err != nil {
-		return err
+	if opts.OneArm {
+		if err := bl.chainSwitch(n); err != nil {
+			return err
+		}
+	} else {
+		if err := bl.veth(b.Client.NS, n.gen, b.Client.MAC, b.Director, n.ext, b.Ext.MAC); err != nil {
+			return err
+		}
+		if err := bl.veth(b.Director, n.int_, b.Int.MAC, sinkNS, n.sink, sink.MAC); err != nil {
+			return err
+		}
 	}
-	if err := bl.veth(b.Director, in, b.Int.MAC, sinkNS, sink, b.Reals[0].MAC); err != nil {
-		return err
-	}
-	for _, h := range []*Host{b.Client, b.Ext, b.Int, b.Reals[0]} {
+	for _, h := range append(bl.senders(), b.DirectorHosts()...) {
 		if h.Ifindex, err = h.NS.Ifindex(h.Iface); err != nil {
 			return err
 		}
@@ -115,32 +152,126 @@ func buildChain(b *Bed, opts ChainOptions) error {
 	if err := bl.route(); err != nil {
 		return err
 	}
-	for _, n := range []struct {
+	for _, nb := range []struct {
 		h    *Host
 		addr netip.Addr
 		mac  net.HardwareAddr
 	}{
-		{b.Client, b.Ext.Addr, b.Ext.MAC},
+		{b.Client, b.ClientGateway(false), b.Ext.MAC},
 		{b.Client, b.VIP, b.Ext.MAC},
 		{b.Ext, b.Client.Addr, b.Client.MAC},
-		{b.Int, b.Reals[0].Addr, b.Reals[0].MAC},
-		{b.Reals[0], b.Int.Addr, b.Int.MAC},
+		{b.Int, sink.Addr, sink.MAC},
+		{sink, b.RealGateway(false), b.Int.MAC},
 	} {
-		if err := staticNeigh(n.h, n.addr, n.mac); err != nil {
+		if err := staticNeigh(nb.h, nb.addr, nb.mac); err != nil {
 			return err
 		}
 	}
 	if opts.ThreadedNAPI {
-		for _, h := range []*Host{b.Client, b.Ext, b.Int, b.Reals[0]} {
-			if err := SetGRO(h.NS, h.Iface, true); err != nil {
+		type end struct {
+			ns    *NS
+			iface string
+		}
+		var ends []end
+		for _, h := range append(bl.senders(), b.DirectorHosts()...) {
+			ends = append(ends, end{h.NS, h.Iface})
+		}
+		for _, p := range b.switchPorts {
+			ends = append(ends, end{b.Switch, p})
+		}
+		for _, e := range ends {
+			if err := SetGRO(e.ns, e.iface, true); err != nil {
 				return err
 			}
-			if err := SetThreadedNAPI(h.NS, h.Iface, true); err != nil {
+			if err := SetThreadedNAPI(e.ns, e.iface, true); err != nil {
 				return err
 			}
 		}
 	}
 	return bl.waitReady()
+}
+
+// chainSwitch builds the one-armed chain's bridge: br0 in the switch namespace with its
+// netfilter hooks off, a port for each of generator, director and sink, learning off and
+// a static forwarding entry for each host's MAC on its port.
+func (bl *builder) chainSwitch(n chainIfaces) error {
+	b := bl.bed
+	if err := setSysctls(b.Switch, switchSysctls); err != nil {
+		return err
+	}
+	// Where the kernel has bridge netfilter (br_netfilter), a new namespace's bridges
+	// pass IPv4 and IPv6 to iptables by default.
+	for _, k := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables"} {
+		if _, err := b.Switch.Sysctl(k); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := b.Switch.SetSysctl(k, "0"); err != nil {
+			return err
+		}
+	}
+	if err := bl.bridge(); err != nil {
+		return err
+	}
+	sink := b.Reals[0]
+	ports := []struct {
+		h    *Host
+		port string
+		mac  net.HardwareAddr
+	}{
+		{b.Client, n.pGen, portMAC(bl.cliNet, hostCli)},
+		{b.Ext, n.pDir, portMAC(bl.cliNet, hostDir)},
+		{sink, n.pSink, portMAC(bl.realNet, hostReal0+1)},
+	}
+	for _, p := range ports {
+		if err := bl.bridgePort(p.h, p.port, p.mac); err != nil {
+			return err
+		}
+		b.switchPorts = append(b.switchPorts, p.port)
+	}
+	return b.Switch.withNetlink(func(nh *netlink.Handle) error {
+		for _, p := range ports {
+			l, err := nh.LinkByName(p.port)
+			if err != nil {
+				return fmt.Errorf("find port %s in %s: %w", p.port, b.Switch.Name(), err)
+			}
+			// No learning: forwarding follows the static entries only, whatever the
+			// hosts happen to send (IPv6 multicast listener reports at link-up, say).
+			if err := nh.LinkSetLearning(l, false); err != nil {
+				return fmt.Errorf("turn learning off on %s in %s: %w", p.port, b.Switch.Name(), err)
+			}
+			// `bridge fdb replace MAC dev PORT master static`: NUD_NOARP is a static
+			// entry; NUD_PERMANENT would make the MAC the bridge's own.
+			fdb := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER,
+				State: netlink.NUD_NOARP, HardwareAddr: p.h.MAC}
+			if err := nh.NeighSet(fdb); err != nil {
+				return fmt.Errorf("add static bridge entry %v on %s in %s: %w", p.h.MAC, p.port, b.Switch.Name(), err)
+			}
+		}
+		return nil
+	})
+}
+
+// SwitchPorts are the bridge's ports (interfaces in Switch) of a one-armed chain, nil
+// otherwise.
+func (b *Bed) SwitchPorts() []string { return slices.Clone(b.switchPorts) }
+
+// PinChain pins a chain's NAPI threads: the generator's, the sink's and the bridge's
+// ports' to genCPU (the world outside the director), the director's interfaces' to
+// dirCPU. The chain must have been built with ThreadedNAPI.
+func (b *Bed) PinChain(genCPU, dirCPU int) error {
+	ifaces := []string{b.Client.Iface, b.Reals[0].Iface}
+	ifaces = append(ifaces, b.switchPorts...)
+	for _, i := range ifaces {
+		if err := PinNAPI(i, genCPU); err != nil {
+			return err
+		}
+	}
+	for _, h := range b.DirectorHosts() {
+		if err := PinNAPI(h.Iface, dirCPU); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // staticNeigh adds a permanent neighbour entry on h's interface.
