@@ -75,7 +75,7 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Duration+2*time.Minute)
 	defer cancel()
-	bed, err := testbed.NewChain(testbed.ChainOptions{Prefix: "xc", ThreadedNAPI: true})
+	bed, err := newChain(target, "xc", o.GenCPU, o.DirCPU)
 	if err != nil {
 		return s, err
 	}
@@ -85,14 +85,6 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 		}
 	}()
 	gw, sink := bed.Client, bed.Reals[0]
-	for _, p := range []struct {
-		h   *testbed.Host
-		cpu int
-	}{{gw, o.GenCPU}, {sink, o.GenCPU}, {bed.Ext, o.DirCPU}, {bed.Int, o.DirCPU}} {
-		if err := testbed.PinNAPI(p.h.Iface, p.cpu); err != nil {
-			return s, err
-		}
-	}
 	listen := netip.AddrPortFrom(sink.Addr, httpPort).String()
 	reals := []netip.Addr{sink.Addr}
 	if balances(target) {

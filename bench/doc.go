@@ -7,7 +7,11 @@
 // The harness (Run, MeasurePacketRate, MeasureConnections) measures xlvs (NAT, DR, TUN,
 // FULLNAT) side by side with iptables and nftables DNAT, plain kernel forwarding, kernel
 // IPVS where the kernel has it, and a minimal AF_XDP forwarder (the copy-path limit), in a
-// generator → director → sink chain built afresh for every measurement. The balancing
+// generator → director → sink chain built afresh for every measurement: two-armed (a
+// veth on each side of the director) for all of them, and one-armed (generator,
+// director and sink on one bridge, the director forwarding out of the interface it
+// received on; testbed.ChainOptions.OneArm) for xlvs-nat-onearm and
+// iptables-dnat-onearm, which share xlvs-nat's and iptables-dnat's set-up. The balancing
 // targets (xlvs, iptables and nftables DNAT) spread the flows over PacketOptions.Reals
 // (ConnOptions.Reals) real servers, 1 to MaxReals, all addresses of the sink: its own
 // 198.18.2.11, then .12–99 and .200–254 added to its interface, each with a permanent
@@ -20,7 +24,9 @@
 // addresses (one per 32768 flows, in the sink's subnet, up to 100) go on the director's
 // sink-side interface, and the sink loses its route to the generator: it answers the local
 // addresses, so a FULLNAT connection that works proves the translation both ways. The
-// report divides FULLNAT's figures by NAT's (Comparisons). For packet rates it reports
+// report divides FULLNAT's figures by NAT's, one-armed NAT's by two-armed NAT's and by
+// one-armed iptables DNAT's (Comparisons), and takes a one-armed row's "xlvs-nat ÷
+// target" ratio from xlvs-nat-onearm. For packet rates it reports
 // two figures: the overload rate (what the director delivers when offered all the
 // generator can; on a shared core NAPI then starves the forwarder, so it swings) and the
 // no-drop rate (the highest paced offered rate with at most MaxLoss lost, found by

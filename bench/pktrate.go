@@ -33,10 +33,44 @@ const (
 	TargetKernel      Target = "kernel-forward" // plain IPv4 forwarding, no balancing
 	TargetL2Fwd       Target = "afxdp-l2fwd"    // minimal Go AF_XDP forwarder, no lookups
 	TargetIPVS        Target = "kernel-ipvs"    // ipvsadm, where the kernel has IPVS
+
+	// The one-armed LVS-NAT layout: the same set-up as xlvs-nat and iptables-dnat on the
+	// one-armed chain (testbed.ChainOptions.OneArm), where generator, director and sink
+	// share a bridge and the director forwards out of the interface it received on.
+	TargetXLVSNATOneArm  Target = "xlvs-nat-onearm"
+	TargetIptablesOneArm Target = "iptables-dnat-onearm"
 )
 
 // AllTargets lists every target.
-var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetXLVSFullNAT, TargetIptables, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
+var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetXLVSFullNAT, TargetXLVSNATOneArm,
+	TargetIptables, TargetIptablesOneArm, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
+
+// oneArmed maps each one-armed target to the two-armed target whose set-up it shares.
+var oneArmed = map[Target]Target{TargetXLVSNATOneArm: TargetXLVSNAT, TargetIptablesOneArm: TargetIptables}
+
+// base is the target whose set-up t uses (t itself unless t is one-armed).
+func (t Target) base() Target {
+	if b, ok := oneArmed[t]; ok {
+		return b
+	}
+	return t
+}
+
+// oneArm reports whether t runs on the one-armed chain.
+func (t Target) oneArm() bool { _, ok := oneArmed[t]; return ok }
+
+// newChain builds the chain target runs on, with threaded NAPI pinned: generator, sink
+// and switch on genCPU, the director on dirCPU.
+func newChain(target Target, prefix string, genCPU, dirCPU int) (*testbed.Bed, error) {
+	bed, err := testbed.NewChain(testbed.ChainOptions{Prefix: prefix, ThreadedNAPI: true, OneArm: target.oneArm()})
+	if err != nil {
+		return nil, err
+	}
+	if err := bed.PinChain(genCPU, dirCPU); err != nil {
+		return nil, errors.Join(err, bed.Close())
+	}
+	return bed, nil
+}
 
 // manyFlowsBase is the first source address of workloads with more flows than the
 // generator has frames (198.18.16.0/20: outside every testbed subnet).
@@ -182,7 +216,7 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	}
 	ctx, cancel := context.WithTimeout(ctx, firstPacketWithin+o.Warmup+2*o.Duration+time.Duration(o.SearchSteps)*(o.TrialDuration+settle)+60*time.Second)
 	defer cancel()
-	bed, err := testbed.NewChain(testbed.ChainOptions{Prefix: "xb", ThreadedNAPI: true})
+	bed, err := newChain(target, "xb", o.GenCPU, o.DirCPU)
 	if err != nil {
 		return s, err
 	}
@@ -192,14 +226,6 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 		}
 	}()
 	gw, sink := bed.Client, bed.Reals[0]
-	for _, p := range []struct {
-		h   *testbed.Host
-		cpu int
-	}{{gw, o.GenCPU}, {sink, o.GenCPU}, {bed.Ext, o.DirCPU}, {bed.Int, o.DirCPU}} {
-		if err := testbed.PinNAPI(p.h.Iface, p.cpu); err != nil {
-			return s, err
-		}
-	}
 	drop, err := testbed.AttachXDPDrop(sink.NS, sink.Iface)
 	if err != nil {
 		return s, err
@@ -397,7 +423,7 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 	if schedName == "" {
 		schedName = DefaultSched
 	}
-	switch target {
+	switch target.base() {
 	case TargetKernel:
 		dst = netip.AddrPortFrom(sink.Addr, port)
 		err = bed.SetForwarding(true)
@@ -433,7 +459,11 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 			}
 		}
 		var d *Daemon
-		args := append([]string{"-i", bed.Ext.Iface, "-i", bed.Int.Iface, "--cpus", strconv.Itoa(o.DirCPU), "--log-level", "warn"}, o.DaemonArgs...)
+		var args []string
+		for _, h := range bed.DirectorHosts() {
+			args = append(args, "-i", h.Iface)
+		}
+		args = append(append(args, "--cpus", strconv.Itoa(o.DirCPU), "--log-level", "warn"), o.DaemonArgs...)
 		d, err = StartDaemon(ctx, bed.Director, o.Bins, args...)
 		if err != nil {
 			return pr, dst, stop, err
@@ -452,7 +482,7 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 		if _, err = d.Adm(ctx, "-A", flag, vip.String(), "-s", schedName); err == nil {
 			// The packet sink drops everything in XDP, so for packet rates DR needs no VIP
 			// on lo and TUN no decapsulation (the sink counts the encapsulated frames).
-			method := map[Target]string{TargetXLVSNAT: "-m", TargetXLVSDR: "-g", TargetXLVSTUN: "-i", TargetXLVSFullNAT: "--fullnat"}[target]
+			method := map[Target]string{TargetXLVSNAT: "-m", TargetXLVSDR: "-g", TargetXLVSTUN: "-i", TargetXLVSFullNAT: "--fullnat"}[target.base()]
 			for _, a := range reals {
 				if _, err = d.Adm(ctx, "-a", flag, vip.String(), "-r", netip.AddrPortFrom(a, port).String(), method); err != nil {
 					break
@@ -645,7 +675,7 @@ func waitQuiet(ctx context.Context, wait time.Duration, limit float64) (float64,
 }
 
 // daemonCounters sums xlvsd's dataplane counters by interface role: "ext." and "int."
-// for the sockets of the director's two veths, "worker." for the workers, "xdp." for the
+// for the sockets of the director's two veths (a one-armed director's one is "ext."), "worker." for the workers, "xdp." for the
 // XDP program's per-interface counters; and "real.ADDR.in_pkts" for the packets forwarded
 // to each real server (its destination statistics, summed over services).
 func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[string]uint64, error) {
@@ -724,8 +754,12 @@ func snapshot(bed *testbed.Bed, cpu int, p probe) (c counters, err error) {
 	if c.napiIn, err = napiTime(bed.Ext.Iface); err != nil {
 		return c, err
 	}
-	if c.napiOut, err = napiTime(bed.Int.Iface); err != nil {
-		return c, err
+	if bed.Int != bed.Ext {
+		// (One-armed: the one interface's NAPI is all ingress; what the director sends
+		// is received by the switch's port, outside the director.)
+		if c.napiOut, err = napiTime(bed.Int.Iface); err != nil {
+			return c, err
+		}
 	}
 	if p.counters != nil {
 		if c.fwd, err = p.counters(); err != nil {
@@ -840,7 +874,7 @@ func toolPath(name string) string {
 // targetAvailable says, for targets that need something this machine may lack, whether
 // it is there; the error wraps ErrUnavailable and names the missing piece.
 func targetAvailable(ctx context.Context, t Target) error {
-	switch t {
+	switch t.base() {
 	case TargetIptables:
 		if toolPath("iptables") == "" {
 			return fmt.Errorf("%s: %w: iptables is not installed (apt-get install iptables)", t, ErrUnavailable)

@@ -36,6 +36,7 @@ func TestMeasurePacketRate(t *testing.T) {
 	}{
 		{"kernel", TargetKernel, base},
 		{"iptables", TargetIptables, base},
+		{"iptables one-armed", TargetIptablesOneArm, base},
 		{"nftables", TargetNftables, base},
 		{"l2fwd", TargetL2Fwd, base},
 		{"kernel no-drop search", TargetKernel, search},
@@ -56,6 +57,11 @@ func TestMeasurePacketRate(t *testing.T) {
 			}
 			if len(s.Timeline) == 0 || s.FirstPacket <= 0 || s.Background < 0 || s.Background > 1 {
 				t.Fatalf("sample %+v: want a timeline of the counted interval, the first packet's time, background in 0..1", s)
+			}
+			if tc.target.base() == TargetIptables && s.Profile.IngressNAPINs <= 0 {
+				// On the one-armed chain too: the bridge's port must not hand the
+				// director's packets to the sender's CPU (see testbed.ChainOptions).
+				t.Fatalf("profile %+v: want the director's DNAT work in its interface's NAPI thread", s.Profile)
 			}
 			if tc.target == TargetL2Fwd && (s.Profile.Counters["ext.rx_packets"] == 0 || s.Profile.Counters["int.tx_packets"] == 0) {
 				t.Fatalf("l2fwd counters %v: want packets received on ext and sent on int", s.Profile.Counters)

@@ -78,6 +78,7 @@ func CheckSched(name string) error {
 // balances reports whether t balances over real servers, so that the number of real
 // servers applies to it (kernel forwarding and the minimal forwarder send to the sink).
 func balances(t Target) bool {
+	t = t.base()
 	return isXLVS(t) || t == TargetIptables || t == TargetNftables || t == TargetIPVS
 }
 

@@ -57,6 +57,7 @@ func (o RunOptions) realsSweep() []int {
 
 // isXLVS reports whether t runs xlvsd.
 func isXLVS(t Target) bool {
+	t = t.base()
 	return t == TargetXLVSNAT || t == TargetXLVSDR || t == TargetXLVSTUN || t == TargetXLVSFullNAT
 }
 
@@ -77,19 +78,24 @@ func (c ConnResult) Label() string { return string(c.Target) + realsLabel(c.Real
 const DefaultMaxLoss = 0.01
 
 // QuickOptions is the CI smoke: 64-byte UDP, 1000 flows, xlvs and the baselines, three
-// short runs each with a short no-drop search; it finishes in under two minutes.
+// short runs each with a short no-drop search; it finishes in under two minutes. Of the
+// one-armed layout it measures xlvs only (QuickTargets).
 func QuickOptions() RunOptions {
 	return RunOptions{
-		Targets:     AllTargets,
+		Targets:     QuickTargets,
 		Workloads:   []Workload{{64, 1000}},
 		Runs:        3,
 		WarmupRound: true,
-		Packet: PacketOptions{Warmup: 200 * time.Millisecond, Duration: 600 * time.Millisecond, GenCPU: 0, DirCPU: 1,
-			MaxLoss: DefaultMaxLoss, SearchSteps: 5, TrialDuration: 200 * time.Millisecond, SearchPrecision: 0.05},
+		Packet: PacketOptions{Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, GenCPU: 0, DirCPU: 1,
+			MaxLoss: DefaultMaxLoss, SearchSteps: 4, TrialDuration: 200 * time.Millisecond, SearchPrecision: 0.05},
 		Conn:     &ConnOptions{Concurrency: 32, Duration: time.Second, StreamBytes: 64 << 20, GenCPU: 0, DirCPU: 1},
 		ConnRuns: 1,
 	}
 }
+
+// QuickTargets are AllTargets but iptables-dnat-onearm: the one-armed layout's baseline
+// is for full runs; the smoke needs its xlvs target only.
+var QuickTargets = slices.DeleteFunc(slices.Clone(AllTargets), func(t Target) bool { return t == TargetIptablesOneArm })
 
 // FullOptions measures every workload, five runs of 3 s each, with a finer no-drop search,
 // each run waiting (up to 30 s) for the machine to be quiet.
@@ -462,15 +468,18 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, director on CPU %d. %s Run took %s.\n\n",
 		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, r.Options.DirCPU, r.realsSentence(), r.Duration)
+	if r.hasOneArm() {
+		fmt.Fprintf(w, "Targets named *-onearm run on the one-armed LVS-NAT layout: generator, director and sink on one bridge, the director receiving and sending on one interface (every packet crosses four veth pairs and the bridge twice, against two veth pairs for the others); their xlvs-nat ÷ target ratio divides %s.\n\n", TargetXLVSNATOneArm)
+	}
 	for _, wl := range r.workloads() {
 		fmt.Fprintf(w, "**%s**\n\n| target | %s | overload Mpps | loss | director ns/pkt | napi in / user / sys ns | pkts/wakeup | xlvs-nat ÷ target | notes |\n|---|---|---|---|---|---|---|---|---|\n", wl, rate)
 		for _, c := range r.Results {
 			if c.Workload != wl {
 				continue
 			}
-			x := r.cell(wl, TargetXLVSNAT)
+			x := r.cell(wl, natRef(c.Target))
 			if balances(c.Target) {
-				x = r.cellAt(wl, TargetXLVSNAT, realsOf(c.Reals))
+				x = r.cellAt(wl, natRef(c.Target), realsOf(c.Reals))
 			}
 			switch {
 			case c.Unavailable != "":
@@ -515,9 +524,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	if len(r.Conns) > 0 {
 		fmt.Fprintf(w, "**Connections** (HTTP/1.1, one request per TCP connection, 32 in flight; then one long TCP stream)\n\n| target | conn/s = req/s | p50 ms | p99 ms | p99.9 ms | stream Gbit/s | xlvs-nat ÷ target (conn/s) |\n|---|---|---|---|---|---|---|\n")
-		xAt := func(reals int) *ConnResult {
+		xAt := func(nat Target, reals int) *ConnResult {
 			for i := range r.Conns {
-				if c := &r.Conns[i]; c.Target == TargetXLVSNAT && realsOf(c.Reals) == reals && len(c.Samples) > 0 {
+				if c := &r.Conns[i]; c.Target == nat && realsOf(c.Reals) == reals && len(c.Samples) > 0 {
 					return c
 				}
 			}
@@ -532,9 +541,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 				fmt.Fprintf(w, "| %s | failed: %s | | | | | |\n", c.Label(), mdEscape(c.Error))
 				continue
 			}
-			x := xAt(r.baseReals())
+			x := xAt(natRef(c.Target), r.baseReals())
 			if balances(c.Target) {
-				x = xAt(realsOf(c.Reals))
+				x = xAt(natRef(c.Target), realsOf(c.Reals))
 			}
 			ratio := ""
 			if x != nil && c.ConnsPerSec.Median > 0 {
@@ -546,7 +555,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if cs := r.Comparisons(); len(cs) > 0 {
-		fmt.Fprintf(w, "**xlvs modes against NAT** (median figures of this run)\n\n| figure | ratio |\n|---|---|\n")
+		fmt.Fprintf(w, "**xlvs modes and layouts compared** (median figures of this run)\n\n| figure | ratio |\n|---|---|\n")
 		for _, c := range cs {
 			fmt.Fprintf(w, "| %s | %.2f |\n", c.Name, c.Ratio)
 		}
@@ -565,6 +574,21 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 }
 
+// hasOneArm reports whether the run measured a one-armed target.
+func (r *Report) hasOneArm() bool {
+	for _, c := range r.Results {
+		if c.Target.oneArm() {
+			return true
+		}
+	}
+	for _, c := range r.Conns {
+		if c.Target.oneArm() {
+			return true
+		}
+	}
+	return false
+}
+
 // Comparison is one figure of a target divided by the same figure of another, in one run.
 type Comparison struct {
 	Name  string  `json:"name"` // "udp-64B-1000flows no-drop pps: xlvs-fullnat ÷ xlvs-nat"
@@ -572,8 +596,19 @@ type Comparison struct {
 }
 
 // comparedModes are the pairs Comparisons divides: FULLNAT does NAT's work plus a source
-// rewrite and, per new connection, a local port allocation; the ratio is their cost.
-var comparedModes = [][2]Target{{TargetXLVSFullNAT, TargetXLVSNAT}}
+// rewrite and, per new connection, a local port allocation, so the first ratio is their
+// cost; one-armed NAT does NAT's work on one interface behind a bridge, so the second
+// is what the layout costs, and the third compares xlvs with iptables on that layout.
+var comparedModes = [][2]Target{{TargetXLVSFullNAT, TargetXLVSNAT}, {TargetXLVSNATOneArm, TargetXLVSNAT}, {TargetXLVSNATOneArm, TargetIptablesOneArm}}
+
+// natRef is the xlvs NAT target that a row's "xlvs-nat ÷ target" ratio divides: the
+// one-armed one for one-armed targets, so that both sides of a ratio share a layout.
+func natRef(t Target) Target {
+	if t.oneArm() {
+		return TargetXLVSNATOneArm
+	}
+	return TargetXLVSNAT
+}
 
 // Comparisons divides, for each pair of comparedModes, the first target's median by the
 // second's: per packet workload the delivered rate (at the no-drop rate when searched;

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -337,7 +339,7 @@ func TestComparisons(t *testing.T) {
 	}
 	var md strings.Builder
 	r.WriteMarkdown(&md)
-	if strings.Contains(md.String(), "xlvs modes against NAT") {
+	if strings.Contains(md.String(), "xlvs modes and layouts compared") {
 		t.Fatalf("markdown has a comparison section without xlvs-fullnat:\n%s", md.String())
 	}
 
@@ -375,7 +377,7 @@ func TestComparisons(t *testing.T) {
 	md.Reset()
 	r.WriteMarkdown(&md)
 	for _, s := range []string{
-		"**xlvs modes against NAT**",
+		"**xlvs modes and layouts compared**",
 		"| udp-64B-1000flows no-drop pps: xlvs-fullnat ÷ xlvs-nat | 0.75 |",
 		"| connections conn/s: xlvs-fullnat ÷ xlvs-nat | 0.75 |",
 		"| xlvs-fullnat | 0.600 (0.300–0.720)",
@@ -406,5 +408,74 @@ func TestFullNATLIPs(t *testing.T) {
 	}
 	if _, err := fullnatLIPs(10_000_000); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "at most 3276800 flows") {
 		t.Fatalf("fullnatLIPs(10M): %v, want ErrUnavailable naming the most flows it takes", err)
+	}
+}
+
+// TestOneArmReport: the one-armed targets share their two-armed targets' set-up
+// (xlvs, balancing), a one-armed row's ratio divides xlvs-nat-onearm (the same layout),
+// the header says what the layout is, and Comparisons gives the layout's cost (one-armed
+// ÷ two-armed NAT) and xlvs against iptables on it, for packets and connections.
+func TestOneArmReport(t *testing.T) {
+	if TargetXLVSNATOneArm.base() != TargetXLVSNAT || !TargetXLVSNATOneArm.oneArm() || TargetXLVSNAT.oneArm() ||
+		TargetIptablesOneArm.base() != TargetIptables || TargetKernel.base() != TargetKernel {
+		t.Fatal("one-armed targets do not map to their two-armed set-ups")
+	}
+	if !isXLVS(TargetXLVSNATOneArm) || isXLVS(TargetIptablesOneArm) || !balances(TargetXLVSNATOneArm) || !balances(TargetIptablesOneArm) {
+		t.Fatal("one-armed targets: want xlvs-nat-onearm to run xlvsd and both to balance")
+	}
+	for _, tg := range []Target{TargetXLVSNATOneArm, TargetIptablesOneArm} {
+		if !slices.Contains(AllTargets, tg) {
+			t.Errorf("AllTargets lacks %s", tg)
+		}
+	}
+	r := testReport()
+	r.Options.MaxLoss = 0.01
+	w := Workload{64, 1000}
+	for _, c := range []struct {
+		t   Target
+		pps float64
+	}{{TargetXLVSNATOneArm, 600e3}, {TargetIptablesOneArm, 200e3}} {
+		r.Results = append(r.Results, Result{Workload: w, Target: c.t, PPS: Stat{c.pps, c.pps, c.pps}, Samples: []PacketSample{{Target: c.t, PPS: c.pps}}})
+	}
+	r.Conns = []ConnResult{
+		{Target: TargetXLVSNAT, Samples: []ConnSample{{ConnsPerSec: 4000, StreamGbps: 2}}},
+		{Target: TargetXLVSNATOneArm, Samples: []ConnSample{{ConnsPerSec: 3000, StreamGbps: 1}}},
+		{Target: TargetIptablesOneArm, Samples: []ConnSample{{ConnsPerSec: 6000, StreamGbps: 4}}},
+	}
+	for i := range r.Conns {
+		r.Conns[i].summarize()
+	}
+	want := map[string]float64{
+		"udp-64B-1000flows no-drop pps: xlvs-nat-onearm ÷ xlvs-nat":             0.75,
+		"udp-64B-1000flows no-drop pps: xlvs-nat-onearm ÷ iptables-dnat-onearm": 3,
+		"connections conn/s: xlvs-nat-onearm ÷ xlvs-nat":                        0.75,
+		"connections stream Gbit/s: xlvs-nat-onearm ÷ xlvs-nat":                 0.5,
+		"connections conn/s: xlvs-nat-onearm ÷ iptables-dnat-onearm":            0.5,
+		"connections stream Gbit/s: xlvs-nat-onearm ÷ iptables-dnat-onearm":     0.25,
+	}
+	got := r.Comparisons()
+	if len(got) != len(want) {
+		t.Fatalf("comparisons %+v, want %v", got, want)
+	}
+	for _, c := range got {
+		if v, ok := want[c.Name]; !ok || math.Abs(c.Ratio-v) > 1e-9 {
+			t.Errorf("comparison %+v, want one of %v", c, want)
+		}
+	}
+	var md strings.Builder
+	r.WriteMarkdown(&md)
+	for _, s := range []string{
+		"Targets named *-onearm run on the one-armed LVS-NAT layout",
+		// xlvs-nat-onearm ÷ iptables-dnat-onearm, not xlvs-nat ÷ it (4.00).
+		"| iptables-dnat-onearm | 0.200 (0.200–0.200) |  | 0.0 % | 0 | 0 / 0 / 0 |  | 3.00 |",
+		"| iptables-dnat | 0.400 (0.360–0.440) |  | 0.0 % | 0 | 0 / 0 / 0 |  | 2.00 |",
+		"| iptables-dnat-onearm | 6000 (6000–6000) | 0.00 | 0.00 | 0.00 | 4.00 (4.00–4.00) | 0.50 |",
+	} {
+		if !strings.Contains(md.String(), s) {
+			t.Errorf("markdown lacks %q:\n%s", s, md.String())
+		}
+	}
+	if r := testReport(); r.hasOneArm() {
+		t.Error("a report without one-armed targets says it has some")
 	}
 }

@@ -192,8 +192,9 @@ func buildChain(b *Bed, opts ChainOptions) error {
 }
 
 // chainSwitch builds the one-armed chain's bridge: br0 in the switch namespace with its
-// netfilter hooks off, a port for each of generator, director and sink, learning off and
-// a static forwarding entry for each host's MAC on its port.
+// netfilter hooks off, a port for each of generator, director and sink (TX checksum
+// offload off, learning off) and a static forwarding entry for each host's MAC on its
+// port.
 func (bl *builder) chainSwitch(n chainIfaces) error {
 	b := bl.bed
 	if err := setSysctls(b.Switch, switchSysctls); err != nil {
@@ -224,6 +225,17 @@ func (bl *builder) chainSwitch(n chainIfaces) error {
 	}
 	for _, p := range ports {
 		if err := bl.bridgePort(p.h, p.port, p.mac); err != nil {
+			return err
+		}
+		// A frame leaves the switch with its checksums complete, as on a wire: GRO on
+		// the ports (for their NAPI) merges TCP segments into packets whose checksum
+		// is left to the sending device, and a veth with TX checksum offload on would
+		// pass them to the host that way (xlvs's AF_XDP sockets see the frame, not
+		// the skb's checksum state; a stream through xlvs stalls). Off, it also takes
+		// TSO off, without which the receiving veth hands forwarded packets to its NAPI
+		// thread instead of the sender's CPU: the director's kernel work (iptables
+		// DNAT) then runs, and is counted, on the director's CPU.
+		if err := SetTxChecksum(b.Switch, p.port, false); err != nil {
 			return err
 		}
 		b.switchPorts = append(b.switchPorts, p.port)

@@ -27,8 +27,9 @@ const usage = `usage: xlvs-bench COMMAND [flags]
 commands:
   demo    build an LVS-NAT testbed, balance HTTP through xlvsd with wrr 3:1, print the split
   run     benchmark: UDP packet rate (no-drop and overload), short HTTP connections and a
-          long TCP stream through xlvs NAT, DR, TUN and FULLNAT, iptables/nftables DNAT,
-          kernel forwarding and a minimal AF_XDP forwarder (run --help for the flags)
+          long TCP stream through xlvs NAT (two- and one-armed), DR, TUN and FULLNAT,
+          iptables/nftables DNAT, kernel forwarding and a minimal AF_XDP forwarder
+          (run --help for the flags)
   --quick the CI smoke: run --quick
 `
 
@@ -84,7 +85,7 @@ func demo(ctx context.Context, args []string) error {
 
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "CI smoke: 64-byte UDP, 1000 flows, 3 runs of 1 s (under two minutes)")
+	quick := fs.Bool("quick", false, "CI smoke: 64-byte UDP, 1000 flows, 3 runs of 0.5 s each after a short no-drop search, then the connection workload once (under two minutes)")
 	runs := fs.Int("runs", 0, "runs per figure (default 3 quick, 5 full); the report gives the median")
 	dur := fs.Duration("duration", 0, "counted time per run (default 1s quick, 3s full)")
 	cpus := fs.String("cpus", "0,1", "GEN,DIR: CPU of generator and sink, CPU of the director")
