@@ -42,6 +42,19 @@ func newArena(size int) arena {
 	return arena{mem: buf[off : off+size : off+size]}
 }
 
+// prefault makes every page of the arena resident: the kernel populates a
+// mapped arena (MADV_POPULATE_WRITE, whole huge pages where it gives them),
+// and where it cannot (older kernels, heap arenas) one write per base page
+// faults each in.
+func (a *arena) prefault() {
+	if a.populate() {
+		return
+	}
+	for i := 0; i < len(a.mem); i += 4096 {
+		a.mem[i] = 0
+	}
+}
+
 // offHeap is how many bytes the arena takes outside the Go heap (whole huge
 // pages: once touched, each is resident as a whole).
 func (a *arena) offHeap() int {

@@ -11,7 +11,8 @@ import (
 // memory aligned to a huge page and advises the kernel to back it with
 // transparent huge pages. The advice failing (THP disabled) is not an
 // error: the memory then comes in base pages. Pages are faulted in on
-// first touch, as Go heap memory is.
+// first touch, as Go heap memory is, unless the table prefaults them
+// (Config.Prefault).
 func mapArena(size int) (arena, bool) {
 	n := (size + hugePage - 1) &^ (hugePage - 1)
 	m, err := unix.Mmap(-1, 0, n+hugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
@@ -22,6 +23,18 @@ func mapArena(size int) (arena, bool) {
 	mem := m[off : off+n : off+n]
 	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
 	return arena{mem: mem[:size:size], mapped: m}, true
+}
+
+// populate asks the kernel to fault in the whole mapping now
+// (MADV_POPULATE_WRITE, Linux 5.14); false if the arena is not mapped or the
+// kernel refuses.
+func (a *arena) populate() bool {
+	if a.mapped == nil || len(a.mem) == 0 {
+		return false
+	}
+	// The mapping runs on to the end of the arena's last huge page.
+	n := (len(a.mem) + hugePage - 1) &^ (hugePage - 1)
+	return unix.Madvise(unsafe.Slice(unsafe.SliceData(a.mem), n), unix.MADV_POPULATE_WRITE) == nil
 }
 
 // release unmaps the arena's mapping, if it has one.

@@ -50,6 +50,44 @@ func TestArenaMapping(t *testing.T) {
 // vmFlags returns the VmFlags of the mapping of /proc/self/smaps that
 // contains addr.
 func vmFlags(t *testing.T, addr uintptr) (string, bool) {
+	return smapsField(t, addr, "VmFlags:")
+}
+
+// TestPrefault: a table made with Prefault has all of its arena resident
+// when New returns (Rss of the mapping covers it), one made without has
+// next to nothing resident.
+func TestPrefault(t *testing.T) {
+	for _, pre := range []bool{false, true} {
+		tb := mustNew(t, Config{MaxEntries: 200000, Prefault: pre})
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(tb.mem.mem)))
+		v, ok := smapsField(t, start, "Rss:")
+		var rss int
+		if _, err := fmt.Sscanf(v, "%d kB", &rss); !ok || err != nil {
+			t.Fatalf("Rss of the mapping at %#x in /proc/self/smaps: %q, %v", start, v, err)
+		}
+		size := len(tb.mem.mem)
+		t.Logf("prefault %v: arena %d KiB, resident %d KiB", pre, size>>10, rss)
+		if pre && rss*1024 < size {
+			t.Errorf("prefaulted table: %d KiB resident of a %d KiB arena, want all of it", rss, size>>10)
+		}
+		if !pre && rss*1024 > size/2 {
+			t.Errorf("table without prefault: %d KiB resident of a %d KiB arena at New, want pages faulted on use", rss, size>>10)
+		}
+		if err := tb.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The heap path (arenas below mmapMin) prefaults by touching pages.
+	a := newArena(64 << 10)
+	a.prefault()
+	if a.mapped != nil || len(a.mem) != 64<<10 {
+		t.Fatalf("small arena: mapped %v, %d bytes", a.mapped != nil, len(a.mem))
+	}
+}
+
+// smapsField returns the value of field (such as "Rss:") of the mapping of
+// /proc/self/smaps that contains addr.
+func smapsField(t *testing.T, addr uintptr, field string) (string, bool) {
 	t.Helper()
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
@@ -65,8 +103,8 @@ func vmFlags(t *testing.T, addr uintptr) (string, bool) {
 			in = lo <= addr && addr < hi
 			continue
 		}
-		if in && strings.HasPrefix(line, "VmFlags:") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "VmFlags:")), true
+		if in && strings.HasPrefix(line, field) {
+			return strings.TrimSpace(strings.TrimPrefix(line, field)), true
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -5,6 +5,9 @@ package conntrack
 // mapArena: arenas come from the Go heap on this platform.
 func mapArena(size int) (arena, bool) { return arena{}, false }
 
+// populate: nothing to ask the kernel on this platform.
+func (a *arena) populate() bool { return false }
+
 // release drops the arena; the garbage collector frees it.
 func (a *arena) release() error {
 	*a = arena{}

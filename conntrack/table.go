@@ -122,6 +122,13 @@ type Config struct {
 	// ConnReuseMode is one of the ConnReuse constants; 0 is the kernel
 	// default (ConnReuseReschedule).
 	ConnReuseMode int
+	// Prefault makes all of the table's memory resident in New, so that no
+	// packet waits while the kernel zeroes a page for it. Without it a new
+	// table's pages are faulted in by its first connections: the index is
+	// hashed, so the first few hundred connections touch most of its huge
+	// pages, and a director starting (or taking over) under load spends its
+	// first second zeroing memory and drops packets meanwhile. xlvsd sets it.
+	Prefault bool
 }
 
 // TableStats are cumulative counters since New, plus the current size.
@@ -369,6 +376,9 @@ func New(cfg Config) (*Table, error) {
 		size += (n*int(unsafe.Sizeof(record{}))+63)&^63 + (shardSlots(n)*4+63)&^63
 	}
 	t.mem = newArena(size)
+	if cfg.Prefault {
+		t.mem.prefault()
+	}
 	t.hint = hintsWork && size >= hintMin
 	rest := t.mem.mem
 	for i := range t.shards {

@@ -245,19 +245,24 @@ func run(args []string) error {
 		Batch:      o.batch,
 		XDPMode:    mode,
 		CPUs:       cpus,
-		Conntrack:  conntrack.Config{MaxEntries: o.connMax},
-		SloppyTCP:  o.sloppyTCP,
-		ICMPRate:   o.icmpRate,
-		ICMPBurst:  o.icmpBurst,
-		Logger:     log,
+		// The whole table is resident before the first packet: a director that
+		// starts, or takes over, under load forwards at once instead of zeroing
+		// memory for its first connections.
+		Conntrack: conntrack.Config{MaxEntries: o.connMax, Prefault: true},
+		SloppyTCP: o.sloppyTCP,
+		ICMPRate:  o.icmpRate,
+		ICMPBurst: o.icmpBurst,
+		Logger:    log,
 	}
 	if o.icmpRate == 0 {
 		cfg.ICMPRate = -1 // the dataplane's "no limit"
 	}
+	t0 := time.Now()
 	dp, err := dataplane.New(cfg)
 	if err != nil {
 		return err
 	}
+	log.Info("connection table resident", "entries", o.connMax, "mib", o.connMax*connEntryBytes>>20, "took", time.Since(t0).Round(time.Millisecond).String())
 	defer dp.Close()
 	if err := dp.Start(ctx); err != nil {
 		return err
