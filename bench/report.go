@@ -31,7 +31,8 @@ type RunOptions struct {
 	Packet    PacketOptions
 	// WarmupRound measures every target once, briefly, before the counted runs and
 	// discards the figures: the first measurement after start-up (cold page cache,
-	// binaries, XDP programs not yet JIT-compiled) is low.
+	// binaries, XDP programs not yet JIT-compiled) is low. A one-armed target measured
+	// with its base target is not warmed again.
 	WarmupRound bool
 	// Conn, if set, adds the connection workload (short HTTP connections and a long TCP
 	// stream) for every target that supports it, ConnRuns times (0 means Runs).
@@ -88,7 +89,7 @@ func QuickOptions() RunOptions {
 		WarmupRound: true,
 		Packet: PacketOptions{Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, GenCPU: 0, DirCPU: 1,
 			MaxLoss: DefaultMaxLoss, SearchSteps: 4, TrialDuration: 200 * time.Millisecond, SearchPrecision: 0.05},
-		Conn:     &ConnOptions{Concurrency: 32, Duration: time.Second, StreamBytes: 64 << 20, GenCPU: 0, DirCPU: 1},
+		Conn:     &ConnOptions{Concurrency: 32, Duration: 500 * time.Millisecond, StreamBytes: 32 << 20, GenCPU: 0, DirCPU: 1},
 		ConnRuns: 1,
 	}
 }
@@ -252,6 +253,9 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 		for _, t := range o.Targets {
 			if targetAvailable(ctx, t) != nil {
 				continue
+			}
+			if t.oneArm() && slices.Contains(o.Targets, t.base()) {
+				continue // the same binaries, programs and modules as its base target's
 			}
 			po := o.Packet
 			po.Size, po.Flows, po.Duration, po.MaxLoss, po.QuietWait = o.Workloads[0].Size, o.Workloads[0].Flows, 300*time.Millisecond, 0, 0
