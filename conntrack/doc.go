@@ -51,7 +51,10 @@
 // anonymous mapping outside the Go heap, aligned to 2 MiB and advised
 // MADV_HUGEPAGE, so that random accesses to a large table do not also miss
 // the TLB each time; smaller arenas, and any the kernel refuses to map, come
-// from the Go heap. Pages are faulted in on first use, as heap pages are.
+// from the Go heap. Pages are faulted in on first use, as heap pages are,
+// unless Config.Prefault makes them all resident in New (xlvsd does: a table
+// faulted in by its first connections costs a starting director its first
+// second of traffic).
 // Close unmaps the arena; a table dropped without Close is unmapped once
 // the garbage collector finds it unreachable.
 //
