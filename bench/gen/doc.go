@@ -11,7 +11,9 @@
 //
 // Invariants: frames are written once into the UMEM before transmission and never
 // touched again, so the transmit loop does no per-packet work but descriptor moves; frame
-// k carries flow k mod Flows; every frame has valid IPv4 and UDP checksums (the sink's
+// k carries flow k mod Flows, frames are sent in turn (a queue, not the socket's stack of
+// free frames) and each flow has as many frames as every other, so every flow is sent
+// equally often at any rate; every frame has valid IPv4 and UDP checksums (the sink's
 // kernel, and the director's, verify them).
 //
 // Pacing: a Pacer limits the rate through a token bucket (bursts of at most four

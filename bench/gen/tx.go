@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -89,7 +90,7 @@ func Run(ctx context.Context, s xsk.Socket, o Options) (Result, error) {
 	if o.Batch < 1 || o.Batch > 4096 {
 		return res, fmt.Errorf("run generator: %w: batch %d, want 1 to 4096", ErrBadOptions, o.Batch)
 	}
-	rotate := false
+	rotate, nflows := false, len(o.Flows)
 	if o.Range != nil {
 		if o.Flows != nil {
 			return res, fmt.Errorf("run generator: %w: both Flows and Range given", ErrBadOptions)
@@ -102,10 +103,23 @@ func Run(ctx context.Context, s xsk.Socket, o Options) (Result, error) {
 		if err != nil {
 			return res, err
 		}
-		rotate = r.N > frames
+		rotate, nflows = r.N > frames, r.N
 	} else if err := Prepare(s, o.Flows, o.Size); err != nil {
 		return res, err
 	}
+	q, parked := takeFrames(s, nflows, rotate)
+	defer func() {
+		for _, a := range parked {
+			s.Free(a)
+		}
+		for {
+			a, ok := q.pop()
+			if !ok {
+				break
+			}
+			s.Free(a)
+		}
+	}()
 	var info packet.Info
 	next := 0
 	umem := s.Umem()
@@ -136,6 +150,13 @@ loop:
 		default:
 		}
 		s.Complete()
+		for {
+			a, ok := s.Alloc()
+			if !ok {
+				break
+			}
+			q.push(a)
+		}
 		want := len(descs)
 		if o.Pace != nil {
 			tb.setRate(o.Pace.Rate(), o.Batch)
@@ -146,7 +167,7 @@ loop:
 		}
 		n := 0
 		for n < want {
-			a, ok := s.Alloc()
+			a, ok := q.pop()
 			if !ok {
 				break
 			}
@@ -168,8 +189,8 @@ loop:
 			continue
 		}
 		sent, err := s.Transmit(descs[:n])
-		for _, d := range descs[sent:n] {
-			s.Free(d.Addr)
+		for i := n - 1; i >= sent; i-- {
+			q.unpop(descs[i].Addr) // next in line again
 		}
 		if tb.rate > 0 {
 			tb.credit += float64(n - sent)
@@ -194,6 +215,87 @@ loop:
 	res.Queued = after.TxPackets - before.TxPackets
 	res.Completed = after.TxCompleted - before.TxCompleted
 	return res, nil
+}
+
+// takeFrames takes every free frame of s into a queue that Run sends from, oldest first,
+// so that every frame, and so every flow, takes its turn at any rate. (The socket hands out
+// frames as a stack, the most recently freed first — what a forwarder wants, its frames
+// warm in the cache — and a paced generator taking from it would send the few frames of
+// its last batches over and over, a handful of its flows.) Unless each frame gets the next
+// flow as it is sent (rotate), frame k carries flow k mod nflows, and only as many frames
+// of each flow as every flow has are queued, so that each flow is sent equally often; the
+// rest are parked, to be given back when Run ends.
+func takeFrames(s xsk.Socket, nflows int, rotate bool) (q frameQueue, parked []uint64) {
+	var all []uint64
+	for {
+		a, ok := s.Alloc()
+		if !ok {
+			break
+		}
+		all = append(all, a)
+	}
+	slices.Sort(all) // frame order: flows 0, 1, 2, … in turn
+	q.buf = make([]uint64, len(all))
+	if rotate || nflows < 1 {
+		for _, a := range all {
+			q.push(a)
+		}
+		return q, nil
+	}
+	fs := uint64(s.FrameSize())
+	per := make([]int, nflows)
+	for _, a := range all {
+		per[(a/fs)%uint64(nflows)]++
+	}
+	keep := slices.Min(per)
+	if keep == 0 {
+		keep = 1 // fewer frames than flows: every frame, the first flows once each
+	}
+	took := make([]int, nflows)
+	for _, a := range all {
+		k := (a / fs) % uint64(nflows)
+		if took[k] < keep {
+			took[k]++
+			q.push(a)
+		} else {
+			parked = append(parked, a)
+		}
+	}
+	return q, parked
+}
+
+// frameQueue is a ring of frame addresses, first in first out.
+type frameQueue struct {
+	buf     []uint64
+	head, n int
+}
+
+func (q *frameQueue) push(a uint64) {
+	if q.n == len(q.buf) {
+		return // cannot happen: the ring holds every frame Run owns
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = a
+	q.n++
+}
+
+func (q *frameQueue) pop() (uint64, bool) {
+	if q.n == 0 {
+		return 0, false
+	}
+	a := q.buf[q.head]
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return a, true
+}
+
+// unpop puts a back at the head (a frame popped but not sent).
+func (q *frameQueue) unpop(a uint64) {
+	if q.n == len(q.buf) {
+		return
+	}
+	q.head = (q.head - 1 + len(q.buf)) % len(q.buf)
+	q.buf[q.head] = a
+	q.n++
 }
 
 // epoch is the reference of nanotime.
