@@ -57,7 +57,10 @@ func (t Target) base() Target {
 }
 
 // oneArm reports whether t runs on the one-armed chain.
-func (t Target) oneArm() bool { _, ok := oneArmed[t]; return ok }
+func (t Target) oneArm() bool {
+	_, ok := oneArmed[t]
+	return ok
+}
 
 // newChain builds the chain target runs on, with threaded NAPI pinned: generator, sink
 // and switch on genCPU, the director on dirCPU.
@@ -675,9 +678,10 @@ func waitQuiet(ctx context.Context, wait time.Duration, limit float64) (float64,
 }
 
 // daemonCounters sums xlvsd's dataplane counters by interface role: "ext." and "int."
-// for the sockets of the director's two veths (a one-armed director's one is "ext."), "worker." for the workers, "xdp." for the
-// XDP program's per-interface counters; and "real.ADDR.in_pkts" for the packets forwarded
-// to each real server (its destination statistics, summed over services).
+// for the sockets of the director's two veths (a one-armed director's one is "ext."),
+// "worker." for the workers, "xdp." for the XDP program's per-interface counters; and
+// "real.ADDR.in_pkts" for the packets forwarded to each real server (its destination
+// statistics, summed over services).
 func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[string]uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -33,7 +33,9 @@ type ChainOptions struct {
 	// and the bridge twice. The bridge forwards by static entries, learning off (the sink
 	// drops everything and sends nothing to learn its address from; a bridge that had to
 	// flood its traffic would load the director with it too), and its netfilter hooks
-	// (bridge-nf-call-*) are off: a switch runs no iptables.
+	// (bridge-nf-call-*) are off: a switch runs no iptables. The director's interface has
+	// TSO off, so that the bridge's work on what it sends runs in the bridge's NAPI
+	// threads (see buildChain), pinned with the generator's by Bed.PinChain.
 	OneArm bool
 }
 
@@ -128,6 +130,14 @@ func buildChain(b *Bed, opts ChainOptions) error {
 	}
 	if opts.OneArm {
 		if err := bl.chainSwitch(n); err != nil {
+			return err
+		}
+		// A veth with TSO on hands what it forwards (all but local TCP) to its peer
+		// through the sending CPU's backlog, not the peer's NAPI thread. Off on the
+		// director's interface, the switch bridges what the director sends on the
+		// switch's CPU, not on the director's, where it would be charged to the
+		// forwarder under test (4.3 against 2.5 µs per packet for xlvs, measured).
+		if err := SetTSO(b.Director, n.ext, false); err != nil {
 			return err
 		}
 	} else {

@@ -92,6 +92,10 @@ func TestChainOneArm(t *testing.T) {
 			t.Errorf("interface name %q longer than 9 bytes: napi thread names would be truncated", i)
 		}
 	}
+	// What the director sends is bridged in the switch's NAPI threads (see NewChain).
+	if on, err := TSO(b.Director, b.Ext.Iface); err != nil || on {
+		t.Errorf("tso on the director's interface: on=%v err=%v; want off", on, err)
+	}
 	if err := b.PinChain(0, 0); err != nil {
 		t.Fatalf("pin the chain's napi threads: %v", err)
 	}

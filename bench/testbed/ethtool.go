@@ -90,6 +90,16 @@ func TxChecksum(ns *NS, ifname string) (bool, error) {
 	return getEthtoolFlag(ns, ifname, "tx checksum offload", unix.ETHTOOL_GTXCSUM)
 }
 
+// SetTSO turns TCP segmentation offload on or off on ifname inside ns.
+func SetTSO(ns *NS, ifname string, on bool) error {
+	return setEthtoolFlag(ns, ifname, "tso", unix.ETHTOOL_STSO, unix.ETHTOOL_GTSO, on)
+}
+
+// TSO reports whether TCP segmentation offload is on on ifname inside ns.
+func TSO(ns *NS, ifname string) (bool, error) {
+	return getEthtoolFlag(ns, ifname, "tso", unix.ETHTOOL_GTSO)
+}
+
 // SetGRO turns generic receive offload of ifname in ns on or off (`ethtool -K ifname gro
 // on|off`); benchmarks want it on with threaded NAPI.
 func SetGRO(ns *NS, ifname string, on bool) error {
