@@ -6,10 +6,11 @@ import (
 	"time"
 )
 
-func TestChain(t *testing.T) {
-	requireRoot(t)
-	ctx := testContext(t)
-	b, err := NewChain(ChainOptions{Prefix: "tchain", ThreadedNAPI: true})
+// newTestChain builds a chain and removes it when the test ends, checking that no
+// namespace of its prefix is left behind.
+func newTestChain(t *testing.T, opts ChainOptions) *Bed {
+	t.Helper()
+	b, err := NewChain(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,10 +18,17 @@ func TestChain(t *testing.T) {
 		if err := b.Close(); err != nil {
 			t.Error(err)
 		}
-		if l := leftovers(t, "tchain"); len(l) > 0 {
+		if l := leftovers(t, opts.Prefix); len(l) > 0 {
 			t.Errorf("namespaces left behind: %v", l)
 		}
 	})
+	return b
+}
+
+func TestChain(t *testing.T) {
+	requireRoot(t)
+	ctx := testContext(t)
+	b := newTestChain(t, ChainOptions{Prefix: "tchain", ThreadedNAPI: true})
 	if b.Switch != nil || len(b.Reals) != 1 || b.Ext == b.Int {
 		t.Fatalf("chain shape: switch %v, %d reals, ext==int %v; want no switch, one sink, two director interfaces", b.Switch, len(b.Reals), b.Ext == b.Int)
 	}
@@ -67,18 +75,7 @@ func TestChain(t *testing.T) {
 func TestChainOneArm(t *testing.T) {
 	requireRoot(t)
 	ctx := testContext(t)
-	b, err := NewChain(ChainOptions{Prefix: "tchain1", ThreadedNAPI: true, OneArm: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Error(err)
-		}
-		if l := leftovers(t, "tchain1"); len(l) > 0 {
-			t.Errorf("namespaces left behind: %v", l)
-		}
-	})
+	b := newTestChain(t, ChainOptions{Prefix: "tchain1", ThreadedNAPI: true, OneArm: true})
 	ports := b.SwitchPorts()
 	if b.Layout != NATOneArm || b.Switch == nil || len(b.Reals) != 1 || b.Ext != b.Int || len(ports) != 3 {
 		t.Fatalf("chain shape: layout %v, switch %v, %d reals, ext==int %v, ports %v; want nat-one-arm, a switch, one sink, one director interface, three ports",
