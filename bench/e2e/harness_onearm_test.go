@@ -33,9 +33,10 @@ func TestHarnessOneArm(t *testing.T) {
 	if c["worker.forwarded"] == 0 || c["ext.rx_packets"] == 0 || c["ext.tx_packets"] == 0 {
 		t.Fatalf("counters %v: want packets forwarded, received and sent on the director's one interface", c)
 	}
-	// Counted over the interval: what the sink received went out of the one socket.
-	if c["ext.tx_packets"] < s.Delivered {
-		t.Fatalf("the director's one interface sent %d packets, the sink received %d: want at least as many sent", c["ext.tx_packets"], s.Delivered)
+	// What the sink received went out of the one socket: counted over the same interval,
+	// the two differ only by the packets in flight at its edges.
+	if sent := c["ext.tx_packets"]; sent*10 < s.Delivered*9 {
+		t.Fatalf("the director's one interface sent %d packets, the sink received %d: want about as many sent", sent, s.Delivered)
 	}
 	for k, v := range c {
 		if strings.HasPrefix(k, "int.") && v != 0 {
