@@ -25,6 +25,23 @@ func newTestChain(t *testing.T, opts ChainOptions) *Bed {
 	return b
 }
 
+// acceptOne listens on TCP addr in ns until the test ends and accepts (and closes) one
+// connection.
+func acceptOne(t *testing.T, ns *NS, addr string) {
+	t.Helper()
+	ln, err := ns.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Close()
+		}
+	}()
+}
+
 func TestChain(t *testing.T) {
 	requireRoot(t)
 	ctx := testContext(t)
@@ -50,17 +67,7 @@ func TestChain(t *testing.T) {
 	if err := b.SetForwarding(true); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := b.Reals[0].NS.Listen("tcp", ":80")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			c.Close()
-		}
-	}()
+	acceptOne(t, b.Reals[0].NS, ":80")
 	c, err := b.Client.NS.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Reals[0].Addr, 80).String())
 	if err != nil {
 		t.Fatalf("generator to sink through the forwarding director: %v", err)
@@ -148,17 +155,7 @@ func TestChainOneArm(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ln, err := sink.NS.Listen("tcp", ":80")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			c.Close()
-		}
-	}()
+	acceptOne(t, sink.NS, ":80")
 	dirRx0, dirTx0, _, _, err := b.Director.LinkStats(b.Ext.Iface)
 	if err != nil {
 		t.Fatal(err)

@@ -262,7 +262,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("connection table resident", "entries", o.connMax, "mib", o.connMax*connEntryBytes>>20, "took", time.Since(t0).Round(time.Millisecond).String())
+	log.Info("connection table resident", "entries", o.connMax, "took", time.Since(t0).Round(time.Millisecond).String())
 	defer dp.Close()
 	if err := dp.Start(ctx); err != nil {
 		return err
