@@ -142,14 +142,18 @@ func TestLocalAddrLifecycle(t *testing.T) {
 }
 
 // insertFullNAT puts a FULLNAT connection of service svcID from client into the
-// connection table, using local address laddr (a port of the client's shard).
-func insertFullNAT(t *testing.T, dp *dataplane.Dataplane, svcID, destID uint32, client, vip, rs, laddr netip.Addr, cport uint16) {
+// connection table, using local address laddr and a port of the client's shard that is
+// not in taken (ports already handed out: the shard seed is random per table, so two client
+// ports may share a shard and would otherwise get the same reply key). The port is added to
+// taken.
+func insertFullNAT(t *testing.T, dp *dataplane.Dataplane, svcID, destID uint32, client, vip, rs, laddr netip.Addr, cport uint16, taken map[uint16]bool) {
 	t.Helper()
 	ct := dp.Conntrack()
 	lport := uint16(1024)
-	for ct.ShardOf(laddr.As16(), lport) != ct.ShardOf(client.As16(), cport) {
+	for taken[lport] || ct.ShardOf(laddr.As16(), lport) != ct.ShardOf(client.As16(), cport) {
 		lport++
 	}
+	taken[lport] = true
 	e := conntrack.Entry{
 		Orig:    conntrack.Key{Src: client.As16(), Dst: vip.As16(), SrcPort: cport, DstPort: 80, Proto: 6},
 		Reply:   conntrack.Key{Src: rs.As16(), Dst: laddr.As16(), SrcPort: 8080, DstPort: lport, Proto: 6},
@@ -174,10 +178,11 @@ func TestLocalAddrConnsAndDraining(t *testing.T) {
 	svcID, destID := d.r.services[0].id, d.r.services[0].dests[0].id
 	vip, rs := netip.MustParseAddr("198.18.1.100"), netip.MustParseAddr("198.18.2.11")
 	lip := netip.MustParseAddr("198.18.2.50")
+	taken := make(map[uint16]bool)
 	for p := uint16(40000); p < 40003; p++ {
-		insertFullNAT(t, d.dp, svcID, destID, netip.MustParseAddr("198.18.1.2"), vip, rs, lip, p)
+		insertFullNAT(t, d.dp, svcID, destID, netip.MustParseAddr("198.18.1.2"), vip, rs, lip, p, taken)
 	}
-	insertFullNAT(t, d.dp, svcID+1, destID, netip.MustParseAddr("198.18.1.2"), vip, rs, lip, 40009) // another service's
+	insertFullNAT(t, d.dp, svcID+1, destID, netip.MustParseAddr("198.18.1.2"), vip, rs, lip, 40009, taken) // another service's
 	la := mustOK(t, d, &api.Request{Op: api.OpGetLocalAddrs}).LocalAddrs
 	if len(la) != 2 || la[0].Conns != 3 || la[1].Conns != 0 {
 		t.Fatalf("get-laddrs %+v: want 3 connections on %v, none on the other", la, lip)
