@@ -232,6 +232,9 @@ func TestWRRWalkMatchesCycle(t *testing.T) {
 			}
 			r := rand.New(rand.NewPCG(uint64(len(w)), 7))
 			c := make(sliceCounts, len(w))
+			// Without thresholds both are checked against the kernel model too (with
+			// them the model's overload flags would need bind events this test has not).
+			m := newModel("wrr", d, 0, newSim(), nil)
 			for i := 0; i < 500; i++ {
 				if thresh {
 					for k := range c {
@@ -241,6 +244,11 @@ func TestWRRWalkMatchesCycle(t *testing.T) {
 				x, y := a.Schedule(c, nil), b.Schedule(c, nil)
 				if x != y {
 					t.Fatalf("weights %v thresholds %v step %d: cycle chose %d, kernel walk chose %d", w, thresh, i, x, y)
+				}
+				if !thresh {
+					if want := m.schedule(nil); x != want {
+						t.Fatalf("weights %v step %d: chose %d, kernel model %d", w, i, x, want)
+					}
 				}
 			}
 		}
