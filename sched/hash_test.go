@@ -155,6 +155,32 @@ func TestSHKernelExample(t *testing.T) {
 	if got := mustNew(t, "sh", d, 0).Schedule(zeroCounts{}, f); got != 2 {
 		t.Errorf("192.0.2.1: server %d, want 2 (bucket 50)", got)
 	}
+	// The sh-fallback probes: with the second server quiesced, its clients are sent on
+	// through the probe sequence (offset (k + first bucket) mod 256, rehashed).
+	q := dests(1, 0, 1, 1)
+	for _, flags := range []Flags{FlagSHFallback, FlagSHFallback | FlagSHPort} {
+		s := mustNew(t, "sh", q, flags)
+		m := newModel("sh", q, flags, newSim(), nil)
+		probed := 0
+		for host := 0; host < 256; host++ {
+			f := &Flow{Src: v4("192.0.2.0"), SrcPort: uint16(40000 + host), Proto: 17}
+			f.Src[15] = byte(host)
+			got, want := s.Schedule(zeroCounts{}, f), m.schedule(f)
+			if got != want {
+				t.Fatalf("flags %v: client 192.0.2.%d: server %d, kernel model %d", flags, host, got, want)
+			}
+			var port uint16
+			if flags&FlagSHPort != 0 {
+				port = f.SrcPort
+			}
+			if shKey(f.Src, port, 0)%4 == 1 {
+				probed++
+			}
+		}
+		if probed == 0 {
+			t.Errorf("flags %v: no client hashed to the quiesced server; the probes went untested", flags)
+		}
+	}
 }
 
 // TestDHKernel: dh over many destination addresses and list sizes against the model.
