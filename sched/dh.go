@@ -28,7 +28,7 @@ func (s *dh) Name() string { return "dh" }
 
 func (s *dh) Schedule(counts Counts, f *Flow) int {
 	f = flowOrZero(f)
-	i := int(s.table[shBucket(fold(&f.Dst), 0, 0)])
+	i := int(s.table[dhBucket(fold(&f.Dst))])
 	if i < 0 || !s.usable(i, counts) {
 		return -1
 	}

@@ -10,6 +10,16 @@
 // hash functions and table fills (hash.go documents the hashes), so a kernel director
 // and an xlvs director given the same list choose the same server for the same client.
 //
+// # Kernel source
+//
+// The hashing (hash.go) and the reference models of the tests (ref_test.go's refHash32,
+// shKey, dhKey, refHsiphash) were written from mainline as carried by
+// github.com/intel-lab-lkp/linux, a 2026 tree: net/netfilter/ipvs/ip_vs_sh.c and ip_vs_dh.c
+// at commit 80aeb2c77a6c62fa942d8fb1514d54094bfdde15, ip_vs_mh.c at
+// 140665014849e6757b5e4c6bcb8c52c58b08eb02, ip_vs_lblcr.c at
+// 3338ca7a61d01261a9845328b7c30831da0b4c9d and include/linux/hash.h at
+// ab26e4a46c43f9f318d24c5c4d602588ab2f2b2c.
+//
 // # Availability
 //
 // A destination takes new connections when its weight is above zero (weight 0 quiesces

@@ -135,20 +135,9 @@ func TestProperties(t *testing.T) {
 		for _, x := range w {
 			anyUsable = anyUsable || x > 0
 		}
-		// cost returns server i's load by the scheduler's definition; nil = never chosen.
-		for name, cost := range map[string]func(i int) *big.Rat{
-			"lc":  func(i int) *big.Rat { return frac(int64(c[i][0])*256+int64(c[i][1]), 1) },
-			"wlc": func(i int) *big.Rat { return frac(int64(c[i][0])*256+int64(c[i][1]), int64(w[i])) },
-			"sed": func(i int) *big.Rat { return frac(int64(c[i][0])+1, int64(w[i])) },
-			"fo":  func(i int) *big.Rat { return frac(-int64(w[i]), 1) },
-			"ovf": func(i int) *big.Rat {
-				if c[i][0] > w[i] {
-					return nil
-				}
-				return frac(-int64(w[i]), 1)
-			},
-		} {
-			got := mustNew(t, name, d, 0).Schedule(c, nil)
+		// firstLeast returns the first usable server (weight above zero) of least cost;
+		// -1 if none. cost returns nil for a server the scheduler never chooses.
+		firstLeast := func(cost func(i int) *big.Rat) int {
 			best := -1
 			var bestCost *big.Rat
 			for i := range w {
@@ -159,20 +148,41 @@ func TestProperties(t *testing.T) {
 					best, bestCost = i, k
 				}
 			}
-			if got != best {
+			return best
+		}
+		sedCost := func(i int) *big.Rat { return frac(int64(c[i][0])+1, int64(w[i])) }
+		// cost returns server i's load by the scheduler's definition; nil = never chosen.
+		for name, cost := range map[string]func(i int) *big.Rat{
+			"lc":  func(i int) *big.Rat { return frac(int64(c[i][0])*256+int64(c[i][1]), 1) },
+			"wlc": func(i int) *big.Rat { return frac(int64(c[i][0])*256+int64(c[i][1]), int64(w[i])) },
+			"sed": sedCost,
+			"fo":  func(i int) *big.Rat { return frac(-int64(w[i]), 1) },
+			"ovf": func(i int) *big.Rat {
+				if c[i][0] > w[i] {
+					return nil
+				}
+				return frac(-int64(w[i]), 1)
+			},
+		} {
+			got := mustNew(t, name, d, 0).Schedule(c, nil)
+			if best := firstLeast(cost); got != best {
 				t.Fatalf("%s weights %v counts %v: chose %d, the first least-cost server is %d", name, w, c, got, best)
 			}
 		}
-		// nq: the first idle usable server, else as sed.
-		got := mustNew(t, "nq", d, 0).Schedule(c, nil)
-		want := mustNew(t, "sed", d, 0).Schedule(c, nil)
+		// nq (ip_vs_nq.c): the first usable server with no active connection, else the
+		// first of least (active+1)/weight — the rule written out here, not the package's
+		// sed.
+		want := -1
 		for i := range w {
 			if w[i] > 0 && c[i][0] == 0 {
 				want = i
 				break
 			}
 		}
-		if got != want {
+		if want < 0 {
+			want = firstLeast(sedCost)
+		}
+		if got := mustNew(t, "nq", d, 0).Schedule(c, nil); got != want {
 			t.Fatalf("nq weights %v counts %v: chose %d, want %d", w, c, got, want)
 		}
 		// Everything but the hashing ones finds a server iff one has weight above zero.
@@ -235,16 +245,31 @@ func TestTwosDistribution(t *testing.T) {
 			t.Fatalf("server %d: %.3f of choices, want %.3f (%v)", i, p, want[i], got)
 		}
 	}
-	// The guide table maps every draw as the linear walk does.
-	for r := int64(0); r <= s.pre[len(s.pre)-1]; r++ {
-		k := 0
-		for s.pre[k] < r {
-			k++
-		}
-		if f := s.find(r); f != k {
-			t.Fatalf("draw %d: found %d, linear %d", r, f, k)
+	// The guide table maps every draw in [0, T] to the server the kernel's walk takes.
+	total := int64(0)
+	for _, x := range w {
+		total += int64(x)
+	}
+	for r := int64(0); r <= total; r++ {
+		if got, want := int(s.pidx[s.find(r)]), kernelTwosWalk(w, r); got != want {
+			t.Fatalf("draw %d: server %d, the kernel's walk takes %d", r, got, want)
 		}
 	}
+}
+
+// kernelTwosWalk is ip_vs_twos_schedule's walk for one draw, without thresholds: over
+// the list, skipping servers of weight 0, subtract each weight from r and take the
+// first server at which r reaches 0 or below.
+func kernelTwosWalk(weights []int32, r int64) int {
+	for i, x := range weights {
+		if x <= 0 {
+			continue
+		}
+		if r -= int64(x); r <= 0 {
+			return i
+		}
+	}
+	return -1
 }
 
 func TestTwosGuideLarge(t *testing.T) {
@@ -262,14 +287,14 @@ func TestTwosGuideLarge(t *testing.T) {
 		if len(s.pre) == 0 {
 			continue
 		}
+		total := int64(0)
+		for _, x := range w {
+			total += int64(x)
+		}
 		for k := 0; k < 2000; k++ {
-			x := r.Int64N(s.pre[len(s.pre)-1] + 1)
-			lin := 0
-			for s.pre[lin] < x {
-				lin++
-			}
-			if got := s.find(x); got != lin {
-				t.Fatalf("weights %v draw %d: %d, want %d", w, x, got, lin)
+			x := r.Int64N(total + 1)
+			if got, want := int(s.pidx[s.find(x)]), kernelTwosWalk(w, x); got != want {
+				t.Fatalf("weights %v draw %d: server %d, the kernel's walk takes %d", w, x, got, want)
 			}
 		}
 	}

@@ -568,9 +568,28 @@ func (m *kmodel) twos() *kdest {
 
 func unusable(d *kdest) bool { return d.d.Weight <= 0 || d.overload }
 
-// shKey is ip_vs_sh_hashkey with the kernel's types: a 32-bit sum times an unsigned long.
+// refHash32 is hash_32(val, bits) of include/linux/hash.h (mainline, read in
+// intel-lab-lkp/linux at ab26e4a46c43f9f318d24c5c4d602588ab2f2b2c): __hash_32_generic is
+// val * GOLDEN_RATIO_32 (0x61C88647) in u32, and hash_32 keeps the top bits of that
+// product. Written with a 64-bit product reduced mod 2^32 and a division, not the
+// package's shift.
+func refHash32(val uint32, bits int) uint32 {
+	prod := uint64(val) * 0x61C88647 % (1 << 32)
+	return uint32(prod / (1 << (32 - bits)))
+}
+
+// shKey is ip_vs_sh_hashkey (net/netfilter/ipvs/ip_vs_sh.c, intel-lab-lkp/linux at
+// 80aeb2c77a6c62fa942d8fb1514d54094bfdde15): (offset + hash_32(ntohs(port) +
+// ntohl(addr_fold), IP_VS_SH_TAB_BITS)) & IP_VS_SH_TAB_MASK, in unsigned int, with
+// IP_VS_SH_TAB_BITS 8.
 func shKey(addr [16]byte, port uint16, offset uint32) uint32 {
-	return uint32((uint64(offset) + uint64(uint32(port)+refFold(addr))*2654435761) & 255)
+	return (offset + refHash32(uint32(port)+refFold(addr), 8)) % 256
+}
+
+// dhKey is ip_vs_dh_hashkey (ip_vs_dh.c, same tree): hash_32(ntohl(addr_fold),
+// IP_VS_DH_TAB_BITS), IP_VS_DH_TAB_BITS 8.
+func dhKey(addr [16]byte) uint32 {
+	return refHash32(refFold(addr), 8)
 }
 
 func refPort(f *Flow) uint16 {
@@ -612,7 +631,7 @@ func (m *kmodel) sh(f *Flow) *kdest {
 }
 
 func (m *kmodel) dh(f *Flow) *kdest {
-	d := m.table[shKey(f.Dst, 0, 0)]
+	d := m.table[dhKey(f.Dst)]
 	if d == nil || !d.available || unusable(d) {
 		return nil
 	}

@@ -115,13 +115,13 @@ func TestSequences(t *testing.T) {
 		// (0, 3): a (overhead 256, w1) vs b (overhead 0, w2): 1*0 < 2*256 → b.
 		{name: "twos takes the less loaded", sched: "twos", weights: []int32{1, 2, 3}, counts: sliceCounts{{1, 0}}, rnd: []uint32{0, 3}, n: 1, want: "b"},
 		{name: "twos weight 0 never drawn", sched: "twos", weights: []int32{0, 1}, rnd: []uint32{0, 1, 0, 1}, n: 2, want: "bb"},
-		// sh: 198.18.1.2 folds to 0xc6120102; the bucket is the low byte of
-		// 0x02 × 0xb1 (the low byte of 2654435761) = 0x62 = 98. Two servers of weight 1
-		// alternate over the buckets: 98 is even → a. With weights 2,1 the buckets go
-		// a a b a a b ...: 98 mod 3 = 2 → b.
-		{name: "sh bucket 98, weights 1 1", sched: "sh", weights: []int32{1, 1}, flow: tcp("198.18.1.2", 1000), n: 3, want: "aaa"},
-		{name: "sh bucket 98, weights 2 1", sched: "sh", weights: []int32{2, 1}, flow: tcp("198.18.1.2", 1000), n: 3, want: "bbb"},
-		{name: "sh no fallback", sched: "sh", weights: []int32{0, 1}, flow: tcp("198.18.1.2", 1000), n: 1, want: "-"},
+		// sh: 198.18.1.2 folds to 0xc6120102; the bucket is hash_32 of it, the top byte
+		// of 0xc6120102 × 0x61C88647 mod 2^32 = 0xe7 = 231 (hash_test.go's vectors). Two
+		// servers of weight 1 alternate over the buckets: 231 is odd → b. With weights
+		// 2,1 the buckets go a a b a a b ...: 231 mod 3 = 0 → a.
+		{name: "sh bucket 231, weights 1 1", sched: "sh", weights: []int32{1, 1}, flow: tcp("198.18.1.2", 1000), n: 3, want: "bbb"},
+		{name: "sh bucket 231, weights 2 1", sched: "sh", weights: []int32{2, 1}, flow: tcp("198.18.1.2", 1000), n: 3, want: "aaa"},
+		{name: "sh no fallback", sched: "sh", weights: []int32{1, 0}, flow: tcp("198.18.1.2", 1000), n: 1, want: "-"},
 		// dh hashes the destination: 0.0.0.0 → bucket 0 → a.
 		{name: "dh zero address", sched: "dh", weights: []int32{1, 1}, flow: &Flow{}, n: 2, want: "aa"},
 	} {
@@ -147,20 +147,19 @@ func TestSequences(t *testing.T) {
 
 func TestSHFallbackAndPort(t *testing.T) {
 	f := &Flow{Src: v4("198.18.1.2"), SrcPort: 1000, Proto: 6}
-	d := dests(0, 1)
-	if got := mustNew(t, "sh", d, FlagSHFallback).Schedule(zeroCounts{}, f); got != 1 {
-		t.Errorf("sh-fallback: got %d, want 1 (the only usable server)", got)
+	d := dests(1, 0) // bucket 231 holds b, of weight 0
+	if got := mustNew(t, "sh", d, FlagSHFallback).Schedule(zeroCounts{}, f); got != 0 {
+		t.Errorf("sh-fallback: got %d, want 0 (the only usable server)", got)
 	}
-	// sh-port: bucket (1000 + 0xc6120102) × 2654435761 mod 256 = 0xea × 0xb1 mod 256 = 0xca
-	// = 202, even → a; port 1001 → 0xeb × 0xb1 mod 256 = 0x7b = 123, odd → b.
+	// sh-port: hash_32(0xc6120102 + 1000, 8) = 222, even → a; port 1002 → 161, odd → b.
 	s := mustNew(t, "sh", dests(1, 1), FlagSHPort)
-	if a, b := s.Schedule(zeroCounts{}, f), s.Schedule(zeroCounts{}, &Flow{Src: f.Src, SrcPort: 1001, Proto: 6}); a != 0 || b != 1 {
-		t.Errorf("sh-port: ports 1000, 1001 → %d, %d; want 0, 1", a, b)
+	if a, b := s.Schedule(zeroCounts{}, f), s.Schedule(zeroCounts{}, &Flow{Src: f.Src, SrcPort: 1002, Proto: 6}); a != 0 || b != 1 {
+		t.Errorf("sh-port: ports 1000, 1002 → %d, %d; want 0, 1", a, b)
 	}
 	// Not TCP, UDP or SCTP: the port is 0.
-	icmp := &Flow{Src: f.Src, SrcPort: 1001, Proto: 1}
-	if got := s.Schedule(zeroCounts{}, icmp); got != 0 {
-		t.Errorf("sh-port, ICMP: got %d, want 0 (bucket 98)", got)
+	icmp := &Flow{Src: f.Src, SrcPort: 1000, Proto: 1}
+	if got := s.Schedule(zeroCounts{}, icmp); got != 1 {
+		t.Errorf("sh-port, ICMP: got %d, want 1 (bucket 231)", got)
 	}
 }
 
@@ -233,6 +232,9 @@ func TestWRRWalkMatchesCycle(t *testing.T) {
 			}
 			r := rand.New(rand.NewPCG(uint64(len(w)), 7))
 			c := make(sliceCounts, len(w))
+			// Without thresholds both are checked against the kernel model too (with
+			// them the model's overload flags would need bind events this test has not).
+			m := newModel("wrr", d, 0, newSim(), nil)
 			for i := 0; i < 500; i++ {
 				if thresh {
 					for k := range c {
@@ -242,6 +244,11 @@ func TestWRRWalkMatchesCycle(t *testing.T) {
 				x, y := a.Schedule(c, nil), b.Schedule(c, nil)
 				if x != y {
 					t.Fatalf("weights %v thresholds %v step %d: cycle chose %d, kernel walk chose %d", w, thresh, i, x, y)
+				}
+				if !thresh {
+					if want := m.schedule(nil); x != want {
+						t.Fatalf("weights %v step %d: chose %d, kernel model %d", w, i, x, want)
+					}
 				}
 			}
 		}

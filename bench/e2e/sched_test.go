@@ -189,10 +189,9 @@ func TestSchedulers(t *testing.T) {
 	t.Run("sh keeps each client address on one server", func(t *testing.T) {
 		e.t = t
 		vip := e.schedService(9103, "sh", []string{"-w", "1"}, []string{"-w", "1"})
-		// Client addresses 198.18.1.2 to .5. The kernel's bucket is the low byte of
-		// (address × 2654435761): with an odd multiplier its parity is the address's. Two
-		// servers of weight 1 alternate over the buckets from the head of the list (rs2):
-		// even addresses → rs2, odd → rs1.
+		// Client addresses 198.18.1.2 to .5; the server is the kernel model's
+		// (sh_kernel_test.go). Two servers of weight 1 alternate over the buckets from the
+		// head of the list (rs2): even buckets → rs2, odd → rs1.
 		for _, last := range []byte{2, 3, 4, 5} {
 			src := e.bed.Client.Addr.As4()
 			src[3] = last
@@ -202,10 +201,7 @@ func TestSchedulers(t *testing.T) {
 					t.Fatalf("add %v to the client: %v %s", a, err, out)
 				}
 			}
-			want := "rs1"
-			if last%2 == 0 {
-				want = "rs2"
-			}
+			want := []string{"rs2", "rs1"}[kernelSHChoice(a, []int{1, 1})]
 			got := tally(e.names(vip, a, 25))
 			if got[want] != 25 {
 				t.Errorf("client %v reached %v, want all 25 on %s", a, got, want)
