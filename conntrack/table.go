@@ -711,7 +711,9 @@ func (t *Table) changeState(sh *shard, ref uint32, cur, next State) {
 // it leaves *e as Lookup will return it: e.State is the first state (TCP:
 // the input transition from NONE, so SYN_RECV for a SYN; UDP: StateUDP) and,
 // for DR and TUN, which have no reply path, e.Reply is cleared (whatever it
-// held was ignored). It returns ErrExists if either key is
+// held was ignored). The connection counts for its destination from then
+// on (active or inactive by its first state) and may set the destination's
+// overload flag (see destState). It returns ErrExists if either key is
 // present, ErrFull if the shard is full after trying to evict its oldest
 // non-ESTABLISHED entry, or one of the validation errors. It allocates
 // nothing.
