@@ -20,10 +20,20 @@
 // Get reads an entry without treating the read as a packet (for ICMP errors
 // about a connection).
 //
-// Per destination, ActiveConn counts ESTABLISHED connections and InActConn
-// every other one, UDP included; Conns reads both without locks. The counts
-// change on insert, state change, expiry, eviction and removal, always
-// together with the table, so they are exact.
+// Per destination the table keeps what IPVS keeps in struct ip_vs_dest,
+// read from the torvalds/linux mainline source as of 2025 (ip_vs_conn.c of
+// 6.16+, ip_vs_proto_tcp.c, ip_vs_ctl.c; dest.go has the details):
+// ActiveConn counts TCP connections in SYN_SENT, SYN_RECV, SYNACK and
+// ESTABLISHED (tcp_state_active_table), so a half-open connection is
+// active, and InActConn every other one, UDP included; Conns reads both
+// without locks. The counts change on insert, state change, expiry,
+// eviction and removal, always together with the table, so they are exact.
+// The overload flag (IP_VS_DEST_F_OVERLOAD) is set by an insert that brings a
+// destination's total to its -x and cleared by a removal that takes it below
+// -y (3/4 of -x without -y), against the thresholds SetThresholds gives;
+// SetThresholds clears it as an edit of the real server would. The
+// schedulers read it with Overloaded. The eviction list is a separate
+// matter: it holds the entries not in ESTABLISHED, active or not.
 //
 // Not here (the caller's or later work): rescheduling when a destination's
 // weight is 0 (expire_nodest_conn; use RemoveDest when one is deleted),

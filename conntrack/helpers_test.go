@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -118,10 +119,12 @@ func checkInvariants(t testing.TB, tb *Table) {
 				}
 				keys++
 			}
-			if r.state() == StateEstablished {
+			if kernelActive(t, r.proto(), r.state()) {
 				active[r.dest]++
 			} else {
 				inactive[r.dest]++
+			}
+			if r.state() != StateEstablished {
 				nonES[p] = true
 			}
 		}
@@ -276,6 +279,85 @@ func parseKernel(t testing.TB, text string) kernelSpec {
 		t.Fatalf("kernel table has %d transitions, want %d", len(spec), 3*4*11)
 	}
 	return spec
+}
+
+// The kernel's tcp_state_active_table (ip_vs_proto_tcp.c), as it writes it,
+// and its timeouts: tcp_timeouts[] of ip_vs_proto_tcp.c and udp_timeouts[]
+// of ip_vs_proto_udp.c (HZ is a second). Read from the torvalds/linux
+// mainline source as of 2025 (6.16+).
+const kernelActiveTable = `
+sNO false
+sES true
+sSS true
+sSR true
+sFW false
+sTW false
+sCL false
+sCW false
+sLA false
+sLI false
+sSA true
+`
+
+const kernelTimeouts = `
+sNO 2*HZ
+sES 15*60*HZ
+sSS 2*60*HZ
+sSR 1*60*HZ
+sFW 2*60*HZ
+sTW 2*60*HZ
+sCL 10*HZ
+sCW 60*HZ
+sLA 30*HZ
+sLI 2*60*HZ
+sSA 120*HZ
+UDP 5*60*HZ
+`
+
+// kernelActive reports whether a connection of proto in state s counts as
+// active: a TCP one when the kernel's table says so, never a UDP one (its
+// connections are bound inactive and no UDP transition moves them).
+func kernelActive(t testing.TB, proto uint8, s State) bool {
+	t.Helper()
+	if proto != ProtoTCP {
+		return false
+	}
+	for _, line := range strings.Split(strings.TrimSpace(kernelActiveTable), "\n") {
+		if f := strings.Fields(line); f[0] == kernelName[s] {
+			return f[1] == "true"
+		}
+	}
+	t.Fatalf("state %v not in the kernel's active table", s)
+	return false
+}
+
+// kernelTimeout is the kernel's default timeout of s in seconds.
+func kernelTimeout(t testing.TB, s State) int {
+	t.Helper()
+	name := kernelName[s]
+	if s == StateUDP {
+		name = "UDP"
+	}
+	for _, line := range strings.Split(strings.TrimSpace(kernelTimeouts), "\n") {
+		f := strings.Fields(line)
+		if f[0] != name {
+			continue
+		}
+		v := 1
+		for _, x := range strings.Split(f[1], "*") {
+			if x == "HZ" {
+				continue
+			}
+			n, err := strconv.Atoi(x)
+			if err != nil {
+				t.Fatalf("kernel timeout %q: %v", f[1], err)
+			}
+			v *= n
+		}
+		return v
+	}
+	t.Fatalf("state %v not in the kernel's timeouts", s)
+	return 0
 }
 
 // kernelName is the kernel's short name of s (sNO, sES, ...).

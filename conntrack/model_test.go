@@ -10,6 +10,13 @@ import (
 // index. With Shards: 1 its capacity and eviction order are the table's
 // exactly; with more shards the test keeps the table large enough never to
 // fill a shard.
+//
+// Its per-destination counts and overload flags follow the kernel's events
+// (torvalds/linux mainline as of 2025): ip_vs_bind_dest when a connection is
+// made, set_tcp_state's counter move on each change of state, and
+// ip_vs_unbind_dest when it goes, each connection carrying its own
+// IP_VS_CONN_F_INACTIVE as the kernel's does; thresholds change as
+// __ip_vs_update_dest changes them.
 type model struct {
 	t        testing.TB
 	spec     kernelSpec
@@ -21,24 +28,112 @@ type model struct {
 	byReply  map[Key]*refConn
 	seq      int // eviction order: when an entry last entered a non-ESTABLISHED state
 	stats    TableStats
+	dest     map[uint32]*refDest
 }
 
 type refConn struct {
-	e       Entry
-	expires int64 // ms
-	seq     int
+	e        Entry
+	expires  int64 // ms
+	seq      int
+	inactive bool // IP_VS_CONN_F_INACTIVE
+}
+
+// refDest is the part of struct ip_vs_dest the connections keep.
+type refDest struct {
+	active, inactive int32
+	overload         bool
+	upper, lower     uint32
+}
+
+func (m *model) destOf(id uint32) *refDest {
+	d := m.dest[id]
+	if d == nil {
+		d = &refDest{}
+		m.dest[id] = d
+	}
+	return d
+}
+
+func (d *refDest) total() int64 { return int64(d.active) + int64(d.inactive) }
+
+// bind is ip_vs_bind_dest: the connection takes the destination's
+// conn_flags, IP_VS_CONN_F_INACTIVE among them.
+func (m *model) bind(c *refConn) {
+	d := m.destOf(c.e.Dest)
+	c.inactive = true
+	d.inactive++
+	if d.upper != 0 && d.total() >= int64(d.upper) {
+		d.overload = true
+	}
+}
+
+// unbind is ip_vs_unbind_dest.
+func (m *model) unbind(c *refConn) {
+	d := m.destOf(c.e.Dest)
+	if c.inactive {
+		d.inactive--
+	} else {
+		d.active--
+	}
+	switch {
+	case d.lower != 0:
+		if d.total() < int64(d.lower) {
+			d.overload = false
+		}
+	case d.upper != 0:
+		if d.total()*4 < int64(d.upper)*3 {
+			d.overload = false
+		}
+	default:
+		d.overload = false
+	}
+}
+
+// moveCounts is set_tcp_state's counter move for a TCP connection going to
+// state s (UDP's state_transition moves nothing).
+func (m *model) moveCounts(c *refConn, s State) {
+	if c.e.Orig.Proto != ProtoTCP || s == c.e.State {
+		return
+	}
+	d := m.destOf(c.e.Dest)
+	act := kernelActive(m.t, ProtoTCP, s)
+	switch {
+	case !c.inactive && !act:
+		d.active--
+		d.inactive++
+		c.inactive = true
+	case c.inactive && act:
+		d.active++
+		d.inactive--
+		c.inactive = false
+	}
+}
+
+// setThresholds is __ip_vs_update_dest's part on the thresholds.
+func (m *model) setThresholds(id, upper, lower uint32) {
+	d := m.destOf(id)
+	if upper == 0 || upper > d.upper {
+		d.overload = false
+	}
+	d.upper, d.lower = upper, lower
 }
 
 func newModel(t testing.TB, cfg Config) *model {
 	m := &model{
-		t:        t,
-		spec:     parseKernel(t, kernelTCPStates),
-		cap:      cfg.MaxEntries,
-		sloppy:   cfg.SloppyTCP,
-		reuse:    cfg.ConnReuseMode,
-		timeouts: DefaultTimeouts(),
-		byOrig:   make(map[Key]*refConn),
-		byReply:  make(map[Key]*refConn),
+		t:       t,
+		spec:    parseKernel(t, kernelTCPStates),
+		cap:     cfg.MaxEntries,
+		sloppy:  cfg.SloppyTCP,
+		reuse:   cfg.ConnReuseMode,
+		byOrig:  make(map[Key]*refConn),
+		byReply: make(map[Key]*refConn),
+		dest:    make(map[uint32]*refDest),
+	}
+	for s := State(0); s < numStates; s++ {
+		*m.timeouts.field(s) = kernelTimeout(t, s)
+		if v := cfg.Timeouts.Of(s); v > 0 {
+			*m.timeouts.field(s) = v
+		}
 	}
 	if m.reuse == ConnReuseDefault {
 		m.reuse = 1
@@ -49,6 +144,7 @@ func newModel(t testing.TB, cfg Config) *model {
 func (m *model) dead(c *refConn, now int64) bool { return now/1e6 >= c.expires }
 
 func (m *model) remove(c *refConn) {
+	m.unbind(c)
 	delete(m.byOrig, c.e.Orig)
 	if c.e.Method.twoWay() {
 		delete(m.byReply, c.e.Reply)
@@ -56,6 +152,7 @@ func (m *model) remove(c *refConn) {
 }
 
 func (m *model) setState(c *refConn, s State, now int64) {
+	m.moveCounts(c, s)
 	if c.e.State == StateEstablished && s != StateEstablished || c.e.State != StateEstablished && s != StateEstablished && c.seq == 0 {
 		m.seq++
 		c.seq = m.seq
@@ -110,6 +207,7 @@ func (m *model) insert(e Entry, flags uint8, now int64) error {
 		s = m.spec.next(m.t, e.Method, DirOrig, flags, StateNone)
 	}
 	c.e.State = StateNone
+	m.bind(c)
 	m.setState(c, s, now)
 	if s == StateEstablished {
 		c.seq = 0
@@ -203,15 +301,22 @@ func (m *model) compare(tb *Table, now int64, dests uint32, walk bool) {
 	act := make(map[uint32]int32)
 	inact := make(map[uint32]int32)
 	for _, c := range m.byOrig {
-		if c.e.State == StateEstablished {
+		if kernelActive(t, c.e.Orig.Proto, c.e.State) {
 			act[c.e.Dest]++
 		} else {
 			inact[c.e.Dest]++
 		}
 	}
 	for d := range dests {
+		md := m.destOf(d)
+		if md.active != act[d] || md.inactive != inact[d] {
+			t.Fatalf("model's counts of %d are %d/%d, its entries' states say %d/%d", d, md.active, md.inactive, act[d], inact[d])
+		}
 		if a, i := tb.Conns(d); a != act[d] || i != inact[d] {
 			t.Fatalf("Conns(%d) = %d/%d, model says %d/%d", d, a, i, act[d], inact[d])
+		}
+		if got := tb.Overloaded(d); got != md.overload {
+			t.Fatalf("Overloaded(%d) = %v, model says %v (counts %d/%d, -x %d -y %d)", d, got, md.overload, act[d], inact[d], md.upper, md.lower)
 		}
 	}
 	st := tb.Stats()
@@ -266,6 +371,19 @@ var (
 	driverFlags = []uint8{TCPSyn, TCPSyn | TCPAck, TCPAck, TCPPsh | TCPAck, TCPFin | TCPAck, TCPRst, TCPRst | TCPAck, TCPSyn | TCPRst, 0}
 	driverSteps = []int64{0, 1e6, sec, sec, 2 * sec, 5 * sec, 10 * sec, 31 * sec, 61 * sec, 121 * sec, 301 * sec, 901 * sec}
 )
+
+// thresholds edits a destination's -x and -y: small values, so that the
+// flag moves often.
+func (d *driver) thresholds() {
+	dest := uint32(d.next(int(d.dests)))
+	u := uint32(d.next(7))
+	l := uint32(0)
+	if u > 0 && d.next(2) == 0 {
+		l = uint32(d.next(int(u) + 1))
+	}
+	d.tb.SetThresholds(dest, u, l)
+	d.m.setThresholds(dest, u, l)
+}
 
 func (d *driver) entry() Entry {
 	i := d.next(d.pool)
@@ -360,11 +478,13 @@ func (d *driver) step() {
 		if n, w := d.tb.Reap(d.now, d.tb.Cap()), d.m.reapAll(d.now); n != w {
 			t.Fatalf("Reap expired %d, model %d", n, w)
 		}
-	case op < 253:
+	case op < 252:
 		dest := uint32(d.next(int(d.dests)))
 		if n, w := d.tb.RemoveDest(dest, d.now), d.m.removeDest(dest, d.now); n != w {
 			t.Fatalf("RemoveDest(%d) removed %d, model %d", dest, n, w)
 		}
+	case op < 254:
+		d.thresholds()
 	default:
 		to := Timeouts{}
 		*to.field(State(d.next(int(numStates)))) = d.next(400)
@@ -406,6 +526,9 @@ func TestTableMatchesModel(t *testing.T) {
 				opener: tc.opener,
 			}
 			d.tb.hint = hintsWork // the tables are small: prefetch anyway
+			for range 2 * d.dests {
+				d.thresholds()
+			}
 			switch tc.distMax {
 			case 0:
 			case noIdx:

@@ -266,7 +266,7 @@ type Table struct {
 	reuseMode int
 	hint      bool // LookupBatch prefetches (see hintMin)
 
-	active, inactive []atomic.Int32 // per dest
+	dests []destState // per destination id
 
 	timeoutMS [numStates]atomic.Uint32
 
@@ -350,8 +350,7 @@ func New(cfg Config) (*Table, error) {
 		tagShift:  32 + tagPos,
 		maxDests:  uint32(maxDests),
 		cap:       cfg.MaxEntries,
-		active:    make([]atomic.Int32, maxDests),
-		inactive:  make([]atomic.Int32, maxDests),
+		dests:     make([]destState, maxDests),
 		tables:    &normalTables,
 		sloppy:    cfg.SloppyTCP,
 		reuseMode: cfg.ConnReuseMode,
@@ -436,9 +435,8 @@ func (t *Table) Close() error {
 		sh.count.Store(0)
 		sh.mu.Unlock()
 	}
-	for d := range t.active {
-		t.active[d].Store(0)
-		t.inactive[d].Store(0)
+	for d := range t.dests {
+		t.dests[d].reset()
 	}
 	t.cleanup.Stop()
 	return t.mem.release()
@@ -518,14 +516,44 @@ func (t *Table) Len() int {
 // Cap returns MaxEntries.
 func (t *Table) Cap() int { return t.cap }
 
-// Conns returns the destination's ActiveConn (ESTABLISHED) and InActConn
-// (every other state, UDP included) counts. Lock-free; each count is exact
-// at the moment it is read.
+// Conns returns the destination's ActiveConn and InActConn as IPVS counts
+// them: a TCP connection is active in SYN_SENT, SYN_RECV, SYNACK and
+// ESTABLISHED, any other connection (every UDP one) inactive (see
+// destState). Lock-free; each count is exact at the moment it is read.
 func (t *Table) Conns(dest uint32) (active, inactive int32) {
 	if dest >= t.maxDests {
 		return 0, 0
 	}
-	return t.active[dest].Load(), t.inactive[dest].Load()
+	d := &t.dests[dest]
+	return d.active.Load(), d.inactive.Load()
+}
+
+// Overloaded returns the destination's IPVS overload flag
+// (IP_VS_DEST_F_OVERLOAD), kept as connections are inserted and removed
+// against the thresholds SetThresholds gave. Lock-free.
+func (t *Table) Overloaded(dest uint32) bool {
+	if dest >= t.maxDests {
+		return false
+	}
+	return t.dests[dest].over.Load() != 0
+}
+
+// SetThresholds gives a destination its -x upper and -y lower connection
+// thresholds (0: none), as __ip_vs_update_dest does when a real server is
+// added or edited: the overload flag is cleared if upper is 0 or above the
+// old upper threshold, and kept otherwise (an unbind clears it under the new
+// rule). Giving the same thresholds again changes nothing. Safe concurrently
+// with everything; the control plane calls it (Dataplane.Publish does) from
+// one goroutine.
+func (t *Table) SetThresholds(dest, upper, lower uint32) {
+	if dest >= t.maxDests {
+		return
+	}
+	d := &t.dests[dest]
+	if old := d.upper(); upper == 0 || upper > old {
+		d.over.Store(0)
+	}
+	d.thresh.Store(uint64(upper)<<32 | uint64(lower))
 }
 
 // Stats returns the table's counters, locking one shard at a time.
@@ -655,17 +683,26 @@ func (t *Table) advance(sh *shard, ref uint32, dir Dir, tcpFlags uint8, now32 ui
 	r.expires = now32 + t.timeout(next)
 }
 
+// changeState moves entry ref from state cur to next (next != cur): between
+// the counts when its activity changes (set_tcp_state), and on or off the
+// eviction list when it leaves or enters ESTABLISHED.
 func (t *Table) changeState(sh *shard, ref uint32, cur, next State) {
 	r := &sh.recs[ref]
 	r.setState(next)
+	if was, is := activeState[cur], activeState[next]; was != is {
+		d := &t.dests[r.dest]
+		if is {
+			d.inactive.Add(-1)
+			d.active.Add(1)
+		} else {
+			d.active.Add(-1)
+			d.inactive.Add(1)
+		}
+	}
 	switch {
 	case cur == StateEstablished:
-		t.active[r.dest].Add(-1)
-		t.inactive[r.dest].Add(1)
 		sh.listAppend(ref)
 	case next == StateEstablished:
-		t.inactive[r.dest].Add(-1)
-		t.active[r.dest].Add(1)
 		sh.listRemove(ref)
 	}
 }
@@ -674,7 +711,9 @@ func (t *Table) changeState(sh *shard, ref uint32, cur, next State) {
 // it leaves *e as Lookup will return it: e.State is the first state (TCP:
 // the input transition from NONE, so SYN_RECV for a SYN; UDP: StateUDP) and,
 // for DR and TUN, which have no reply path, e.Reply is cleared (whatever it
-// held was ignored). It returns ErrExists if either key is
+// held was ignored). The connection counts for its destination from then
+// on (active or inactive by its first state) and may set the destination's
+// overload flag (see destState). It returns ErrExists if either key is
 // present, ErrFull if the shard is full after trying to evict its oldest
 // non-ESTABLISHED entry, or one of the validation errors. It allocates
 // nothing.
@@ -756,12 +795,10 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 	if twoWay {
 		t.place(sh, hr, ref<<1|uint32(DirReply))
 	}
-	if st == StateEstablished {
-		t.active[e.Dest].Add(1)
-	} else {
-		t.inactive[e.Dest].Add(1)
+	if st != StateEstablished {
 		sh.listAppend(ref)
 	}
+	t.dests[e.Dest].bind(activeState[st])
 	sh.count.Add(1)
 	sh.inserts++
 	sh.mu.Unlock()
@@ -849,12 +886,10 @@ func (t *Table) release(sh *shard, ref uint32) {
 	if r.method().twoWay() {
 		t.unplace(sh, hashParts(&t.seed, &r.rSrc, &r.rDst, r.rSport, r.rDport, p), ref<<1|uint32(DirReply))
 	}
-	if r.state() == StateEstablished {
-		t.active[r.dest].Add(-1)
-	} else {
-		t.inactive[r.dest].Add(-1)
+	if r.state() != StateEstablished {
 		sh.listRemove(ref)
 	}
+	t.dests[r.dest].unbind(activeState[r.state()])
 	r.meta = 0
 	r.next = sh.free
 	sh.free = ref

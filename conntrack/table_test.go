@@ -58,9 +58,25 @@ func TestNewConfig(t *testing.T) {
 	}
 }
 
+// kernelDefaults are the kernel's timeouts (kernelTimeouts) as a Timeouts.
+func kernelDefaults(t testing.TB) Timeouts {
+	var to Timeouts
+	for s := State(0); s < numStates; s++ {
+		*to.field(s) = kernelTimeout(t, s)
+	}
+	return to
+}
+
+// TestDefaultTimeoutsAreKernels: every default is the kernel's literal.
+func TestDefaultTimeoutsAreKernels(t *testing.T) {
+	if got, want := DefaultTimeouts(), kernelDefaults(t); got != want {
+		t.Fatalf("DefaultTimeouts %+v, kernel says %+v", got, want)
+	}
+}
+
 func TestConfigTimeoutsFillDefaults(t *testing.T) {
 	tb := mustNew(t, Config{MaxEntries: 16, Timeouts: Timeouts{Established: 7}})
-	want := DefaultTimeouts()
+	want := kernelDefaults(t)
 	want.Established = 7
 	if got := tb.Timeouts(); got != want {
 		t.Fatalf("Timeouts %+v, want %+v", got, want)
@@ -222,7 +238,7 @@ func TestNewConnectionRules(t *testing.T) {
 				t.Fatalf("Insert set state %v, want %v", e.State, tc.wantState)
 			}
 			a, i := tb.Conns(3)
-			if tc.wantState == StateEstablished && (a != 1 || i != 0) || tc.wantState != StateEstablished && (a != 0 || i != 1) {
+			if act := kernelActive(t, tc.proto, tc.wantState); act && (a != 1 || i != 0) || !act && (a != 0 || i != 1) {
 				t.Fatalf("Conns %d/%d after inserting a %v entry", a, i, tc.wantState)
 			}
 			checkInvariants(t, tb)
@@ -271,7 +287,7 @@ func TestNATLifecycle(t *testing.T) {
 	tb := mustNew(t, Config{MaxEntries: 64})
 	e := mustInsert(t, tb, conn(9, ProtoTCP, MethodNAT, 4), TCPSyn, 0)
 	runSteps(t, tb, e, []step{
-		{DirReply, TCPSyn | TCPAck, Found, StateSynRecv, 0, 1}, // OUTPUT syn from SYN_RECV
+		{DirReply, TCPSyn | TCPAck, Found, StateSynRecv, 1, 0}, // OUTPUT syn from SYN_RECV: active
 		{DirOrig, TCPAck, Found, StateEstablished, 1, 0},
 		{DirOrig, TCPPsh | TCPAck, Found, StateEstablished, 1, 0},
 		{DirReply, TCPAck, Found, StateEstablished, 1, 0},
@@ -299,8 +315,8 @@ func TestDRLifecycle(t *testing.T) {
 				{DirOrig, TCPFin | TCPAck, Found, StateFinWait, 0, 1}, // INPUT-ONLY fin from ESTABLISHED
 				{DirOrig, TCPAck, Found, StateFinWait, 0, 1},
 				// Mode 1 does not reuse FIN_WAIT: the SYN is a transition.
-				{DirOrig, TCPSyn, Found, StateSynRecv, 0, 1},
-				{DirOrig, TCPRst, Found, StateSynRecv, 0, 1}, // INPUT-ONLY rst from SYN_RECV
+				{DirOrig, TCPSyn, Found, StateSynRecv, 1, 0}, // SYN_RECV is active again
+				{DirOrig, TCPRst, Found, StateSynRecv, 1, 0}, // INPUT-ONLY rst from SYN_RECV
 				{DirOrig, TCPAck, Found, StateEstablished, 1, 0},
 				{DirOrig, TCPRst | TCPAck, Found, StateClose, 0, 1},
 				{DirOrig, TCPSyn, Reused, StateClose, 0, 0},
@@ -371,12 +387,13 @@ func TestConnReuse(t *testing.T) {
 				}
 				// The caller schedules anew and inserts the same key.
 				again := conn(4, ProtoTCP, tc.method, 3)
-				mustInsert(t, tb, again, tc.flags, sec)
+				again = mustInsert(t, tb, again, tc.flags, sec)
 				if a, i := tb.Conns(2); a != 0 || i != 0 {
 					t.Fatalf("old dest still counted %d/%d", a, i)
 				}
-				if a, i := tb.Conns(3); a != 0 || i != 1 {
-					t.Fatalf("new dest counted %d/%d, want 0/1", a, i)
+				// The SYN took it to SYN_RECV: active.
+				if a, i := tb.Conns(3); a != 1 || i != 0 || !kernelActive(t, ProtoTCP, again.State) {
+					t.Fatalf("new dest counted %d/%d in %v, want 1/0", a, i, again.State)
 				}
 			}
 			checkInvariants(t, tb)
@@ -389,7 +406,6 @@ func TestConnReuse(t *testing.T) {
 // t0+timeout (1 ms resolution).
 func TestDefaultTimeouts(t *testing.T) {
 	spec := parseKernel(t, kernelTCPStates)
-	def := DefaultTimeouts()
 	for target := State(0); int(target) < numTCPStates; target++ {
 		t.Run(target.String(), func(t *testing.T) {
 			tb := mustNew(t, Config{MaxEntries: 64, ConnReuseMode: ConnReuseOff})
@@ -425,7 +441,7 @@ func TestDefaultTimeouts(t *testing.T) {
 				// LISTEN is entered only by the FTP helper in the kernel.
 				forceState(t, tb, &e.Orig, target, t0)
 			}
-			timeout := int64(def.Of(target)) * sec
+			timeout := int64(kernelTimeout(t, target)) * sec
 			if got := expiresIn(t, tb, &e.Orig, t0); got != timeout {
 				t.Fatalf("expires in %d, want %d", got, timeout)
 			}
@@ -463,7 +479,7 @@ func TestSetTimeouts(t *testing.T) {
 	}
 	// ipvsadm --set 5 7 9: tcp, tcpfin, udp; 0 keeps a value; too large clamps.
 	tb.SetTimeouts(Timeouts{Established: 5, FinWait: 7, UDP: 9, SynRecv: -3, Close: MaxTimeout * 2})
-	want := DefaultTimeouts()
+	want := kernelDefaults(t)
 	want.Established, want.FinWait, want.UDP, want.Close = 5, 7, 9, MaxTimeout
 	if got := tb.Timeouts(); got != want {
 		t.Fatalf("Timeouts %+v, want %+v", got, want)
@@ -753,7 +769,7 @@ func TestGet(t *testing.T) {
 			if got := expiresIn(t, tb, &e.Orig, 0); got != 60*sec {
 				t.Fatalf("Get moved the timer: expires in %d", got)
 			}
-			if a, i := tb.Conns(2); a != 0 || i != 1 || tb.Len() != 1 {
+			if a, i := tb.Conns(2); a != 1 || i != 0 || tb.Len() != 1 { // SYN_RECV: active
 				t.Fatalf("Get changed counts: %d/%d, Len %d", a, i, tb.Len())
 			}
 		})
@@ -855,7 +871,7 @@ func TestInsertReplacesClosedReplyHolder(t *testing.T) {
 	if st := tbl.Lookup(DirReply, &entry(vipB).Reply, TCPSyn|TCPAck, 7e6, &out); st != Found || out.Orig.Dst != vipB {
 		t.Fatalf("reply key now finds %v %v, want the new connection", st, out.Orig.Dst)
 	}
-	if a, i := tbl.Conns(0); a != 0 || i != 1 {
-		t.Fatalf("counts %d/%d after the replacement, want 0/1", a, i)
+	if a, i := tbl.Conns(0); a != 1 || i != 0 { // the new one in SYN_RECV: active
+		t.Fatalf("counts %d/%d after the replacement, want 1/0", a, i)
 	}
 }

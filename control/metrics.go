@@ -31,8 +31,8 @@ var (
 	mDestOutPkts  = prometheus.NewDesc("xlvs_real_server_out_packets_total", "Packets from the real server back to clients.", destLabels, nil)
 	mDestInBytes  = prometheus.NewDesc("xlvs_real_server_in_bytes_total", "IP bytes forwarded to the real server.", destLabels, nil)
 	mDestOutBytes = prometheus.NewDesc("xlvs_real_server_out_bytes_total", "IP bytes from the real server back to clients.", destLabels, nil)
-	mDestActive   = prometheus.NewDesc("xlvs_real_server_active_connections", "ActiveConn: connections in ESTABLISHED.", destLabels, nil)
-	mDestInact    = prometheus.NewDesc("xlvs_real_server_inactive_connections", "InActConn: connections in every other state.", destLabels, nil)
+	mDestActive   = prometheus.NewDesc("xlvs_real_server_active_connections", "ActiveConn: TCP connections in SYN_SENT, SYN_RECV, SYNACK or ESTABLISHED (as IPVS counts them).", destLabels, nil)
+	mDestInact    = prometheus.NewDesc("xlvs_real_server_inactive_connections", "InActConn: every other connection, UDP included.", destLabels, nil)
 	mDestWeight   = prometheus.NewDesc("xlvs_real_server_weight", "Configured weight (0 = quiesced).", destLabels, nil)
 
 	mCtEntries  = prometheus.NewDesc("xlvs_conntrack_entries", "Entries in the connection table.", nil, nil)

@@ -247,7 +247,8 @@ func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map
 			if down[d.id] {
 				w = 0
 			}
-			ds[i] = dataplane.Dest{ID: d.id, Addr: a, Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: w}
+			ds[i] = dataplane.Dest{ID: d.id, Addr: a, Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: w,
+				UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold}
 			sd[i] = sched.Dest{ID: d.id, Weight: w, UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: a, Port: d.cfg.Port}
 		}
 		sc, err := sched.Rebuild(old[s.id], counts, s.cfg.Scheduler, sd, flags)

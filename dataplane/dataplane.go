@@ -351,6 +351,14 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 	if s.bound == nil { // published again: its indexes are bound, and workers may read it
 		d.bindLaddrs(s)
 	}
+	// Thresholds before the schedulers that read the flags they govern. Giving a
+	// destination the thresholds it has already changes nothing, as in the kernel, where
+	// an edit of one real server leaves the others alone.
+	for i := range s.Services {
+		for _, ds := range s.Services[i].Dests {
+			d.ct.SetThresholds(ds.ID, ds.UThreshold, ds.LThreshold)
+		}
+	}
 	d.snap.Store(s)
 	return nil
 }

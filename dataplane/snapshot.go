@@ -25,6 +25,9 @@ type Dest struct {
 	Port   uint16
 	Method conntrack.Method
 	Weight int32
+	// UThreshold and LThreshold are -x and -y (0: none). Publish gives them to the
+	// connection table, which keeps the overload flag the schedulers read.
+	UThreshold, LThreshold uint32
 }
 
 // Service is a virtual service in a snapshot: destinations in the kernel's list order and

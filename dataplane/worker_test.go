@@ -103,6 +103,7 @@ type pkt struct {
 	sport, dport   uint16
 	udp            bool
 	syn, ack, fin  bool
+	rst            bool
 	payload        []byte
 	ttl            uint8
 }
@@ -134,7 +135,7 @@ func build(t testing.TB, p pkt) []byte {
 		u.SetNetworkLayerForChecksum(ip)
 		l4 = u
 	} else {
-		tc := &layers.TCP{SrcPort: layers.TCPPort(p.sport), DstPort: layers.TCPPort(p.dport), SYN: p.syn, ACK: p.ack, FIN: p.fin, Window: 1000, Seq: 1}
+		tc := &layers.TCP{SrcPort: layers.TCPPort(p.sport), DstPort: layers.TCPPort(p.dport), SYN: p.syn, ACK: p.ack, FIN: p.fin, RST: p.rst, Window: 1000, Seq: 1}
 		tc.SetNetworkLayerForChecksum(ip)
 		l4 = tc
 	}

@@ -6,12 +6,6 @@ import (
 	"testing"
 )
 
-// conn is a connection of the simulation.
-type conn struct {
-	d      *kdest
-	active bool
-}
-
 // world runs one scheduler and the kernel model side by side over the same counts.
 type world struct {
 	t      testing.TB
@@ -22,7 +16,7 @@ type world struct {
 	sim    *sim
 	m      *kmodel
 	s      Scheduler
-	conns  []conn
+	conns  []*kconn
 	now    int64
 	nextID uint32
 	step   int
@@ -105,8 +99,11 @@ func (w *world) newConn() {
 		w.t.Fatalf("%s flags %v step %d: scheduler chose %d, kernel model %d\nlist %+v\ncounts %v %v", w.name, w.flags, w.step, got, want, w.list(), w.sim.active, w.sim.inactive)
 	}
 	if want >= 0 {
-		w.m.bind(want)
-		w.conns = append(w.conns, conn{d: w.m.dests[want]})
+		c := w.m.bind(w.m.dests[want], f.Proto == 6)
+		// The packet that created it moves a TCP connection out of NONE: a SYN to
+		// SYN_RECV (SYNACK with secure_tcp on DR), a sloppy ACK to ESTABLISHED.
+		w.m.transition(c, []int{kSR, kSR, kSR, kSA, kES}[w.r.IntN(5)])
+		w.conns = append(w.conns, c)
 	}
 }
 
@@ -119,18 +116,9 @@ func (w *world) run(steps int, edits bool) {
 			j := w.r.IntN(len(w.conns))
 			c := w.conns[j]
 			w.conns = append(w.conns[:j], w.conns[j+1:]...)
-			w.m.unbind(c.d, c.active)
-		case k < 92 && len(w.conns) > 0: // one becomes established (or leaves it)
-			c := &w.conns[w.r.IntN(len(w.conns))]
-			id := c.d.d.ID
-			if c.active {
-				w.sim.active[id]--
-				w.sim.inactive[id]++
-			} else {
-				w.sim.inactive[id]--
-				w.sim.active[id]++
-			}
-			c.active = !c.active
+			w.m.unbind(c)
+		case k < 92 && len(w.conns) > 0: // a packet moves a connection to another state
+			w.m.transition(w.conns[w.r.IntN(len(w.conns))], 1+w.r.IntN(kStates-1))
 		case k < 96:
 			w.now += []int64{1e6, 7 * 60e9, 25 * 3600e9}[w.r.IntN(3)]
 		case edits:

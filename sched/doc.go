@@ -25,14 +25,20 @@
 // A destination takes new connections when its weight is above zero (weight 0 quiesces
 // it: existing connections go on, which is the caller's business) and it is not
 // overloaded: the kernel's IP_VS_DEST_F_OVERLOAD, set when binding a connection brings
-// its ActiveConn+InActConn to the -x upper threshold and cleared when the total falls
-// below the -y lower threshold, or below 3/4 of the upper one when there is no lower.
-// The flag is kept per destination inside the scheduler instance, in an atomic word,
-// brought up to date from the counts whenever the scheduler looks at the destination and
-// when it binds a connection to it; base.go explains why that is the kernel's state.
-// Schedule therefore assumes the caller binds the connection to the server it returns.
-// Each scheduler looks at the flag where its kernel counterpart does (lblc's and lblcr's
-// remembered servers, for one, are not checked against it).
+// its ActiveConn+InActConn to the -x upper threshold and cleared when an unbind takes the
+// total below the -y lower threshold, or below 3/4 of the upper one when there is no
+// lower. The kernel keeps the flag where connections bind and unbind, persistence
+// templates' connections included, so the schedulers do not: the Counts implementation
+// (conntrack.Table) keeps it and the counts, and the schedulers read both lock-free. A
+// destination without -x is never overloaded, and its flag is not read. Each scheduler
+// looks at the flag where its kernel counterpart does (lblc's and lblcr's remembered
+// servers, for one, are not checked against it).
+//
+// ActiveConn and InActConn are the kernel's: a TCP connection in SYN_SENT, SYN_RECV,
+// SYNACK or ESTABLISHED is active (tcp_state_active_table), any other one inactive, so
+// lc, wlc, sed, nq, ovf, twos and the lblc/lblcr busy test see half-open connections as
+// active ones. Read from the torvalds/linux mainline source as of 2025 (ip_vs_conn.c of
+// 6.16+, ip_vs_proto_tcp.c, ip_vs_ctl.c and the schedulers' files).
 //
 // When no destination is available Schedule returns -1; the caller drops the packet and
 // counts it (the kernel's ip_vs_leave answers with ICMP port unreachable then, not a TCP
@@ -43,8 +49,8 @@
 // A Scheduler is built for one immutable list of destinations: the slice passed to New or
 // Rebuild must not change afterwards. When the list, a weight, a threshold, the scheduler
 // or its flags change, build a new one with Rebuild(previous, ...), which carries over
-// what the kernel keeps across an edit (overload flags, last non-zero weights, the rr and
-// wrr positions, the lblc/lblcr tables); New starts from nothing. Schedulers hold no
+// what the kernel keeps across an edit (last non-zero weights, the rr and wrr positions,
+// the lblc/lblcr tables); New starts from nothing. Schedulers hold no
 // pointers per destination: tables are indices and integers.
 //
 // # Concurrency

@@ -29,7 +29,6 @@ func (s *fo) Name() string { return "fo" }
 func (s *fo) Schedule(counts Counts, _ *Flow) int {
 	for _, i := range s.order {
 		if !s.overloaded(int(i), counts) {
-			s.bound(int(i), counts)
 			return int(i)
 		}
 	}

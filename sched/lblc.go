@@ -39,7 +39,6 @@ func (s *lblc) Schedule(counts Counts, f *Flow) int {
 	if found {
 		s.tbl.touch(&e, f.Now)
 		if i := s.ids.find(e.refs[0]); i >= 0 && s.dests[i].Weight > 0 && !s.localityBusy(i, counts) {
-			s.bound(i, counts)
 			return i
 		}
 	}
@@ -53,6 +52,5 @@ func (s *lblc) Schedule(counts Counts, f *Flow) int {
 	} else {
 		s.tbl.insert(&f.Dst, destRef(&s.dests[i]), f.Now)
 	}
-	s.bound(i, counts)
 	return i
 }

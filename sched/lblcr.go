@@ -44,7 +44,6 @@ func (s *lblcr) Schedule(counts Counts, f *Flow) int {
 			return -1
 		}
 		s.tbl.insert(&f.Dst, destRef(&s.dests[i]), now)
-		s.bound(i, counts)
 		return i
 	}
 	s.tbl.touch(&e, now)
@@ -57,7 +56,6 @@ func (s *lblcr) Schedule(counts Counts, f *Flow) int {
 		}
 	}
 	if i >= 0 && !s.localityBusy(i, counts) {
-		s.bound(i, counts)
 		return i
 	}
 	i = s.leastWeighted(counts)
@@ -86,7 +84,6 @@ func (s *lblcr) Schedule(counts Counts, f *Flow) int {
 		e.n++
 		s.tbl.rewrite(&e, now)
 	}
-	s.bound(i, counts)
 	return i
 }
 
@@ -97,14 +94,10 @@ func (s *lblcr) setMin(e *locEntry, counts Counts) int {
 	var loh, lw int64
 	for j := 0; j < e.n; j++ {
 		i := s.ids.find(e.refs[j])
-		if i < 0 || s.dests[i].Weight <= 0 {
+		if i < 0 || s.dests[i].Weight <= 0 || s.overloaded(i, counts) {
 			continue
 		}
-		a, in := counts.Conns(s.dests[i].ID)
-		if s.overloadedWith(i, a, in) {
-			continue
-		}
-		doh := overhead(a, in)
+		doh := overhead(counts.Conns(s.dests[i].ID))
 		if least < 0 || loh*int64(s.dests[i].Weight) > doh*lw {
 			least, loh, lw = i, doh, int64(s.dests[i].Weight)
 		}

@@ -15,19 +15,12 @@ func (s *lc) Schedule(counts Counts, _ *Flow) int {
 	least := -1
 	var loh int64
 	for i := range s.dests {
-		if s.dests[i].Weight <= 0 {
+		if s.dests[i].Weight <= 0 || s.overloaded(i, counts) {
 			continue
 		}
-		a, in := counts.Conns(s.dests[i].ID)
-		if s.overloadedWith(i, a, in) {
-			continue
-		}
-		if doh := overhead(a, in); least < 0 || doh < loh {
+		if doh := overhead(counts.Conns(s.dests[i].ID)); least < 0 || doh < loh {
 			least, loh = i, doh
 		}
-	}
-	if least >= 0 {
-		s.bound(least, counts)
 	}
 	return least
 }

@@ -120,7 +120,6 @@ func (s *mh) Schedule(counts Counts, f *Flow) int {
 		return -1
 	}
 	if s.usable(i, counts) {
-		s.bound(i, counts)
 		return i
 	}
 	if !s.fallback {
@@ -132,7 +131,6 @@ func (s *mh) Schedule(counts Counts, f *Flow) int {
 			break
 		}
 		if s.usable(i, counts) {
-			s.bound(i, counts)
 			return i
 		}
 	}

@@ -16,13 +16,10 @@ func (s *nq) Schedule(counts Counts, _ *Flow) int {
 	var loh, lw int64
 	for i := range s.dests {
 		d := &s.dests[i]
-		if d.Weight <= 0 {
+		if d.Weight <= 0 || s.overloaded(i, counts) {
 			continue
 		}
-		a, in := counts.Conns(d.ID)
-		if s.overloadedWith(i, a, in) {
-			continue
-		}
+		a, _ := counts.Conns(d.ID)
 		if a == 0 { // idle: taken at once
 			least = i
 			break
@@ -31,9 +28,6 @@ func (s *nq) Schedule(counts Counts, _ *Flow) int {
 		if least < 0 || loh*int64(d.Weight) > doh*lw {
 			least, loh, lw = i, doh, int64(d.Weight)
 		}
-	}
-	if least >= 0 {
-		s.bound(least, counts)
 	}
 	return least
 }

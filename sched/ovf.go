@@ -20,14 +20,13 @@ func (s *ovf) Schedule(counts Counts, _ *Flow) int {
 		if w <= 0 || (h >= 0 && w <= hw) { // cannot win: no need to read its counts
 			continue
 		}
-		a, in := counts.Conns(s.dests[i].ID)
-		if s.overloadedWith(i, a, in) || a > w {
+		if s.overloaded(i, counts) {
+			continue
+		}
+		if a, _ := counts.Conns(s.dests[i].ID); a > w {
 			continue
 		}
 		h, hw = i, w
-	}
-	if h >= 0 {
-		s.bound(h, counts)
 	}
 	return h
 }

@@ -72,43 +72,6 @@ func TestRebuildWRR(t *testing.T) {
 	}
 }
 
-func TestRebuildOverload(t *testing.T) {
-	d := dests(1, 1)
-	d[0].UThreshold, d[0].LThreshold = 2, 1
-	c := sliceCounts{{2, 0}}
-	s := mustNew(t, "fo", d, 0)
-	if got := s.Schedule(c, nil); got != 1 { // a overloaded
-		t.Fatal(got)
-	}
-	for _, tc := range []struct {
-		name string
-		u, l uint32
-		want int
-	}{
-		{"unchanged: still overloaded", 2, 1, 1},
-		{"-y changed: kept until an unbind", 2, 0, 1},
-		{"-x lowered: kept", 1, 0, 1},
-		{"-x raised: cleared", 3, 0, 0},
-		{"-x removed: cleared", 0, 0, 0},
-	} {
-		e := append([]Dest(nil), d...)
-		e[0].UThreshold, e[0].LThreshold = tc.u, tc.l
-		s2 := mustRebuild(t, s, c, "fo", e, 0)
-		if got := s2.Schedule(c, nil); got != tc.want {
-			t.Errorf("%s: got %d, want %d", tc.name, got, tc.want)
-		}
-	}
-	// The state is brought up to date with the old thresholds first: connections ended
-	// (total 0 < -y 1) before the edit to -y 0 and -x 8.
-	e := append([]Dest(nil), d...)
-	e[0].UThreshold = 2 // -x unchanged, -y 0: 3/4 rule from now on
-	e[0].LThreshold = 0
-	s3 := mustRebuild(t, s, sliceCounts{{0, 0}}, "fo", e, 0)
-	if got := s3.Schedule(sliceCounts{{1, 0}}, nil); got != 0 {
-		t.Errorf("cleared before the edit: got %d, want 0", got)
-	}
-}
-
 // TestProperties checks the least-load schedulers against their definitions, computed
 // with exact fractions, over random servers and loads.
 func TestProperties(t *testing.T) {

@@ -7,16 +7,52 @@ import (
 )
 
 // This file is a slow reference written from the kernel's description of each scheduler
-// (net/netfilter/ipvs/ip_vs_*.c, ip_vs_conn.c, ip_vs_ctl.c): struct ip_vs_dest with its
-// flags kept by bind/unbind events, the schedulers' own state, and the update hooks run
-// on edits. It shares no code with the package but the types.
+// (net/netfilter/ipvs/ip_vs_*.c, ip_vs_conn.c, ip_vs_ctl.c, ip_vs_proto_tcp.c): struct
+// ip_vs_dest with its counters and flags kept by bind, unbind and TCP state transitions,
+// the schedulers' own state, and the update hooks run on edits. The counting follows the
+// torvalds/linux mainline source as of 2025 (ip_vs_conn.c with timer_container_of, 6.16+):
+// ip_vs_bind_dest, ip_vs_unbind_dest, set_tcp_state with tcp_state_active_table, and
+// __ip_vs_update_dest. It shares no code with the package but the types.
 
-// sim holds connection counts by destination ID; both sides read it.
-type sim struct{ active, inactive map[uint32]int32 }
+// sim is what the kernel keeps in struct ip_vs_dest, by destination ID; the scheduler
+// under test reads it through Counts, the model writes it.
+type sim struct {
+	active, inactive map[uint32]int32
+	dests            map[uint32]*kdest // every destination ever made, for its flags
+}
 
-func newSim() *sim { return &sim{map[uint32]int32{}, map[uint32]int32{}} }
+func newSim() *sim { return &sim{map[uint32]int32{}, map[uint32]int32{}, map[uint32]*kdest{}} }
 
 func (s *sim) Conns(id uint32) (int32, int32) { return s.active[id], s.inactive[id] }
+
+func (s *sim) Overloaded(id uint32) bool { d := s.dests[id]; return d != nil && d.overload }
+
+// TCP states in the kernel's order (IP_VS_TCP_S_*) and tcp_state_active_table: SYN_SENT,
+// SYN_RECV, SYNACK and ESTABLISHED count as active.
+const (
+	kNO = iota
+	kES
+	kSS
+	kSR
+	kFW
+	kTW
+	kCL
+	kCW
+	kLA
+	kLI
+	kSA
+	kStates
+)
+
+var kActive = [kStates]bool{kES: true, kSS: true, kSR: true, kSA: true}
+
+// kconn is the part of struct ip_vs_conn the counters depend on.
+type kconn struct {
+	d        *kdest
+	tcp      bool
+	state    int
+	inactive bool // IP_VS_CONN_F_INACTIVE
+}
 
 // kdest is struct ip_vs_dest.
 type kdest struct {
@@ -61,6 +97,7 @@ func newModel(name string, dests []Dest, flags Flags, s *sim, rnd func() uint32)
 	// list) to the newest; the hooks run at the end, as when a scheduler is assigned.
 	for i := len(dests) - 1; i >= 0; i-- {
 		m.dests = append([]*kdest{{d: dests[i], lastW: dests[i].Weight, available: true}}, m.dests...)
+		s.dests[dests[i].ID] = m.dests[0]
 	}
 	m.wdi = m.wrrGCD()
 	m.wmw = m.wrrMax() - (m.wdi - 1)
@@ -88,21 +125,46 @@ func (m *kmodel) ohead(d *kdest) int64 {
 	return int64(a)*256 + int64(in)
 }
 
-// bind is ip_vs_bind_dest for a new (inactive) connection.
-func (m *kmodel) bind(i int) {
-	d := m.dests[i]
+// bind is ip_vs_conn_new's ip_vs_bind_dest: the connection takes the destination's
+// conn_flags, which __ip_vs_update_dest always gives IP_VS_CONN_F_INACTIVE, so it counts
+// as inactive; the flag is set when the total reaches the upper threshold.
+func (m *kmodel) bind(d *kdest, tcp bool) *kconn {
+	c := &kconn{d: d, tcp: tcp, state: kNO, inactive: true}
 	m.sim.inactive[d.d.ID]++
 	if d.d.UThreshold != 0 && m.total(d) >= int64(d.d.UThreshold) {
 		d.overload = true
 	}
+	return c
+}
+
+// transition is set_tcp_state once the next state is known: a change of state moves the
+// connection between the counters when its activity changes. UDP connections have no
+// such transitions (ip_vs_proto_udp.c's state_transition only sets the timeout).
+func (m *kmodel) transition(c *kconn, next int) {
+	if !c.tcp || next == c.state {
+		return
+	}
+	id := c.d.d.ID
+	switch {
+	case !c.inactive && !kActive[next]:
+		m.sim.active[id]--
+		m.sim.inactive[id]++
+		c.inactive = true
+	case c.inactive && kActive[next]:
+		m.sim.active[id]++
+		m.sim.inactive[id]--
+		c.inactive = false
+	}
+	c.state = next
 }
 
 // unbind is ip_vs_unbind_dest.
-func (m *kmodel) unbind(d *kdest, active bool) {
-	if active {
-		m.sim.active[d.d.ID]--
-	} else {
+func (m *kmodel) unbind(c *kconn) {
+	d := c.d
+	if c.inactive {
 		m.sim.inactive[d.d.ID]--
+	} else {
+		m.sim.active[d.d.ID]--
 	}
 	switch {
 	case d.d.LThreshold != 0:
@@ -122,6 +184,7 @@ func (m *kmodel) unbind(d *kdest, active bool) {
 
 func (m *kmodel) add(d Dest) {
 	m.dests = append([]*kdest{{d: d, lastW: d.Weight, available: true}}, m.dests...)
+	m.sim.dests[d.ID] = m.dests[0]
 	m.changed()
 }
 

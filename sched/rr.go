@@ -91,7 +91,6 @@ func (s *rr) Schedule(counts Counts, _ *Flow) int {
 			return -1
 		}
 		if s.last.CompareAndSwap(last, int64(pick)) {
-			s.bound(pick, counts)
 			return pick
 		}
 	}

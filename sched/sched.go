@@ -17,10 +17,19 @@ type Dest struct {
 	Port       uint16
 }
 
-// Counts gives a destination's connection counts: ActiveConn (ESTABLISHED) and InActConn
-// (every other state). Implementations read them lock-free.
+// Counts gives what the kernel keeps in struct ip_vs_dest about a destination's
+// connections, kept where connections bind to and unbind from it (conntrack.Table is the
+// implementation). Implementations answer lock-free.
 type Counts interface {
+	// Conns returns ActiveConn and InActConn as the kernel counts them: a TCP connection
+	// is active in SYN_SENT, SYN_RECV, SYNACK and ESTABLISHED (tcp_state_active_table in
+	// ip_vs_proto_tcp.c), every other connection (UDP included) is inactive.
 	Conns(id uint32) (active, inactive int32)
+	// Overloaded returns IP_VS_DEST_F_OVERLOAD: set when binding a connection brings the
+	// destination's ActiveConn+InActConn to its upper threshold, cleared when an unbind
+	// takes it below the lower threshold (below 3/4 of the upper one when there is no
+	// lower) and when an edit removes or raises the upper threshold.
+	Overloaded(id uint32) bool
 }
 
 // Flow is what hashing and locality schedulers (sh, dh, mh, lblc, lblcr) look at.
@@ -40,9 +49,8 @@ type Scheduler interface {
 	Name() string
 	// Schedule returns the index in the destination list of the server chosen for a new
 	// connection, or -1 when no server is available. The caller binds the connection to
-	// it (as the kernel's ip_vs_schedule does): schedulers account for that connection
-	// in the overload state of the chosen server. f may be nil for schedulers that do
-	// not hash.
+	// it (as the kernel's ip_vs_schedule does); counts keeps the counts and the overload
+	// flag from then on. f may be nil for schedulers that do not hash.
 	Schedule(counts Counts, f *Flow) int
 }
 
@@ -155,10 +163,10 @@ func New(name string, dests []Dest, flags Flags) (Scheduler, error) {
 // call it whenever the service's destination list, weights, thresholds, scheduler or
 // flags change, with the same rules for dests as New. It carries over what the kernel
 // keeps across such an edit, matching destinations by ID, address and port:
-//   - every scheduler: each destination's overload state — first brought up to date
-//     with the old thresholds from counts (nil: as last seen), then cleared if -x is
-//     removed or raised, as ip_vs_ctl.c does — and its last non-zero weight (mh builds
-//     its table from it, so quiescing a server with weight 0 keeps the table);
+//   - every scheduler: each destination's last non-zero weight (mh builds its table
+//     from it, so quiescing a server with weight 0 keeps the table); the overload flag
+//     is the Counts implementation's (conntrack.Table.SetThresholds applies an edit of
+//     -x and -y as ip_vs_ctl.c does), and counts is not used;
 //   - rr: the position after the last server chosen (or after its predecessor, if that
 //     server is gone); wrr: the current weight, from the list head (dest_changed);
 //   - lblc, lblcr: the per-address tables, shared with prev from then on.
@@ -174,7 +182,7 @@ func Rebuild(prev Scheduler, counts Counts, name string, dests []Dest, flags Fla
 	if c, ok := prev.(interface{ core() *base }); ok {
 		pb = c.core()
 	}
-	b := newBase(dests, pb, counts)
+	b := newBase(dests, pb)
 	if prev != nil && prev.Name() != name {
 		prev = nil
 	}

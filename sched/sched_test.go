@@ -14,6 +14,7 @@ import (
 type zeroCounts struct{}
 
 func (zeroCounts) Conns(uint32) (int32, int32) { return 0, 0 }
+func (zeroCounts) Overloaded(uint32) bool      { return false }
 
 // sliceCounts are counts indexed by ID, [active, inactive]: allocation-free to read.
 type sliceCounts [][2]int32
@@ -25,10 +26,21 @@ func (c sliceCounts) Conns(id uint32) (int32, int32) {
 	return c[id][0], c[id][1]
 }
 
+func (c sliceCounts) Overloaded(uint32) bool { return false }
+
+// flagCounts are sliceCounts with overload flags by ID.
+type flagCounts struct {
+	sliceCounts
+	over []bool
+}
+
+func (c flagCounts) Overloaded(id uint32) bool { return int(id) < len(c.over) && c.over[id] }
+
 // atomicCounts can change while schedulers read them (concurrency tests).
 type atomicCounts []atomic.Int32 // 2 per ID
 
 func (c atomicCounts) Conns(id uint32) (int32, int32) { return c[2*id].Load(), c[2*id+1].Load() }
+func (c atomicCounts) Overloaded(uint32) bool         { return false }
 
 func v4(s string) [16]byte { return netip.MustParseAddr(s).As16() }
 
@@ -86,13 +98,14 @@ func TestSequences(t *testing.T) {
 		{name: "rr ignores weight size", sched: "rr", weights: []int32{5, 1, 2}, n: 6, want: "abcabc"},
 		{name: "rr skips quiesced", sched: "rr", weights: []int32{1, 0, 1}, n: 4, want: "acac"},
 		{name: "rr none available", sched: "rr", weights: []int32{0, 0}, n: 2, want: "--"},
-		{name: "rr skips overloaded", sched: "rr", weights: []int32{1, 1}, upper: []uint32{2, 0}, counts: sliceCounts{{2, 0}}, n: 3, want: "bbb"},
+		{name: "rr skips overloaded", sched: "rr", weights: []int32{1, 1}, upper: []uint32{2, 0}, counts: flagCounts{sliceCounts{{2, 0}}, []bool{true}}, n: 3, want: "bbb"},
+		{name: "rr reads the flag only with -x", sched: "rr", weights: []int32{1, 1}, counts: flagCounts{nil, []bool{true}}, n: 3, want: "aba"},
 		{name: "wrr kernel example a4 b3 c2", sched: "wrr", weights: []int32{4, 3, 2}, n: 18, want: "aababcabcaababcabc"},
 		{name: "wrr 3:1", sched: "wrr", weights: []int32{3, 1}, n: 8, want: "aaabaaab"},
 		{name: "wrr gcd", sched: "wrr", weights: []int32{4, 2}, n: 6, want: "aabaab"},
 		{name: "wrr quiesced", sched: "wrr", weights: []int32{3, 0, 1}, n: 8, want: "aaacaaac"},
 		{name: "wrr all zero", sched: "wrr", weights: []int32{0, 0}, n: 2, want: "--"},
-		{name: "wrr skips overloaded", sched: "wrr", weights: []int32{3, 1}, upper: []uint32{2, 0}, counts: sliceCounts{{5, 0}}, n: 3, want: "bbb"},
+		{name: "wrr skips overloaded", sched: "wrr", weights: []int32{3, 1}, upper: []uint32{2, 0}, counts: flagCounts{sliceCounts{{5, 0}}, []bool{true}}, n: 3, want: "bbb"},
 		{name: "lc least overhead", sched: "lc", weights: []int32{1, 1, 1}, counts: sliceCounts{{1, 0}, {0, 300}, {0, 255}}, n: 1, want: "c"},
 		{name: "lc ignores weights", sched: "lc", weights: []int32{100, 1}, counts: sliceCounts{{1, 0}, {0, 10}}, n: 1, want: "b"},
 		{name: "lc tie to first", sched: "lc", weights: []int32{1, 1, 1}, counts: sliceCounts{{1, 0}, {0, 5}, {0, 5}}, n: 1, want: "b"},
@@ -105,7 +118,7 @@ func TestSequences(t *testing.T) {
 		{name: "nq idle first", sched: "nq", weights: []int32{5, 1, 1}, counts: sliceCounts{{1, 0}, {2, 0}, {0, 0}}, n: 1, want: "c"},
 		{name: "nq else as sed", sched: "nq", weights: []int32{5, 1}, counts: sliceCounts{{4, 0}, {1, 0}}, n: 1, want: "a"},
 		{name: "fo highest weight", sched: "fo", weights: []int32{1, 3, 3, 2}, n: 3, want: "bbb"},
-		{name: "fo fails over", sched: "fo", weights: []int32{1, 3, 2}, upper: []uint32{0, 1, 0}, counts: sliceCounts{{0, 0}, {1, 0}}, n: 1, want: "c"},
+		{name: "fo fails over", sched: "fo", weights: []int32{1, 3, 2}, upper: []uint32{0, 1, 0}, counts: flagCounts{sliceCounts{{0, 0}, {1, 0}}, []bool{false, true}}, n: 1, want: "c"},
 		{name: "ovf highest weight under its weight", sched: "ovf", weights: []int32{2, 3}, counts: sliceCounts{{0, 0}, {3, 0}}, n: 1, want: "b"},
 		{name: "ovf overflows", sched: "ovf", weights: []int32{2, 3}, counts: sliceCounts{{0, 0}, {4, 0}}, n: 1, want: "a"},
 		{name: "ovf none", sched: "ovf", weights: []int32{1}, counts: sliceCounts{{2, 0}}, n: 1, want: "-"},
@@ -163,55 +176,43 @@ func TestSHFallbackAndPort(t *testing.T) {
 	}
 }
 
-// TestOverloadHysteresis drives one server's counts and checks when it is usable: -x
-// upper sets, -y lower clears, 3/4 of -x without -y.
-func TestOverloadHysteresis(t *testing.T) {
-	type step struct {
-		total int32
-		want  bool // usable
-	}
+// TestOverloadFlagSkipped: every scheduler that looks at IP_VS_DEST_F_OVERLOAD passes over
+// a server whose flag is set (the flag itself is kept by the counts: conntrack's tests),
+// and the flag of a server without -x is never read.
+func TestOverloadFlagSkipped(t *testing.T) {
+	f := &Flow{Src: v4("198.18.1.2"), Dst: v4("198.18.3.1"), SrcPort: 1000, Proto: 6}
 	for _, tc := range []struct {
 		name  string
-		u, l  uint32
-		steps []step
+		flags Flags
 	}{
-		{"no thresholds", 0, 0, []step{{0, true}, {1000, true}}},
-		{"upper only: 3/4 to clear", 8, 0, []step{{7, true}, {8, false}, {7, false}, {6, false}, {5, true}, {7, true}, {8, false}}},
-		{"upper and lower", 10, 4, []step{{9, true}, {10, false}, {5, false}, {4, false}, {3, true}, {9, true}}},
-		{"lower equals upper", 3, 3, []step{{3, false}, {2, true}, {3, false}}},
-		{"upper 1", 1, 0, []step{{0, true}, {1, false}, {0, true}}},
+		{"rr", 0}, {"wrr", 0}, {"lc", 0}, {"wlc", 0}, {"sed", 0}, {"nq", 0}, {"fo", 0},
+		{"ovf", 0}, {"twos", 0}, {"lblc", 0}, {"lblcr", 0}, {"sh", FlagSHFallback}, {"mh", FlagMHFallback},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		for _, flagged := range []int{0, 1} {
 			d := dests(1, 1)
-			d[0].UThreshold, d[0].LThreshold = tc.u, tc.l
-			s := mustNew(t, "fo", d, 0) // fo prefers a (listed first, equal weight)
-			for k, st := range tc.steps {
-				c := sliceCounts{{0, st.total}}
-				got := s.Schedule(c, nil) == 0
-				if got != st.want {
-					t.Fatalf("step %d: total %d: usable %v, want %v", k, st.total, got, st.want)
+			d[0].UThreshold, d[1].UThreshold = 5, 5
+			over := []bool{flagged == 0, flagged == 1}
+			s := mustNew(t, tc.name, d, tc.flags)
+			for k := range 8 {
+				f.SrcPort = uint16(1000 + k)
+				if got := s.Schedule(flagCounts{nil, over}, f); got != 1-flagged {
+					t.Fatalf("%s, server %d overloaded: chose %d, want %d", tc.name, flagged, got, 1-flagged)
 				}
 			}
-		})
-	}
-}
-
-// TestOverloadSetOnBind: the connection being bound counts. With -x 3 and 2 connections,
-// the server takes the third and is overloaded from then on, even if the counts are not
-// read again before the next decision.
-func TestOverloadSetOnBind(t *testing.T) {
-	d := dests(1, 1)
-	d[0].UThreshold, d[0].LThreshold = 3, 1
-	s := mustNew(t, "fo", d, 0)
-	if got := s.Schedule(sliceCounts{{0, 2}}, nil); got != 0 {
-		t.Fatalf("first: got %d, want 0", got)
-	}
-	// The third connection closed at once: total 2, above -y 1: still overloaded.
-	if got := s.Schedule(sliceCounts{{0, 2}}, nil); got != 1 {
-		t.Fatalf("after the bind: got %d, want 1 (a overloaded until below -y)", got)
-	}
-	if got := s.Schedule(sliceCounts{{0, 0}}, nil); got != 0 {
-		t.Fatalf("below -y: got %d, want 0", got)
+			// Without -x the choices are those of a service without flags.
+			d[0].UThreshold, d[1].UThreshold = 0, 0
+			s, plain := mustNew(t, tc.name, d, tc.flags), mustNew(t, tc.name, d, tc.flags)
+			if tc.name == "twos" {
+				s.(*twos).rnd, plain.(*twos).rnd = seqRand(3, 0, 1, 2), seqRand(3, 0, 1, 2)
+			}
+			for k := range 16 {
+				f.SrcPort, f.Src[15] = uint16(1000+k), byte(k)
+				got, want := s.Schedule(flagCounts{nil, over}, f), plain.Schedule(zeroCounts{}, f)
+				if got != want {
+					t.Fatalf("%s without -x, server %d flagged: chose %d, want %d as without flags", tc.name, flagged, got, want)
+				}
+			}
+		}
 	}
 }
 
@@ -225,8 +226,8 @@ func TestWRRWalkMatchesCycle(t *testing.T) {
 					d[i].UThreshold = 3
 				}
 			}
-			a := newWRR(newBase(d, nil, nil), 0, maxWRRCycle)
-			b := newWRR(newBase(d, nil, nil), 0, 0) // walk mode
+			a := newWRR(newBase(d, nil), 0, maxWRRCycle)
+			b := newWRR(newBase(d, nil), 0, 0) // walk mode
 			if b.cycle != nil {
 				t.Fatal("walk mode has a cycle")
 			}

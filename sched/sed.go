@@ -16,20 +16,14 @@ func (s *sed) Schedule(counts Counts, _ *Flow) int {
 	var loh, lw int64
 	for i := range s.dests {
 		d := &s.dests[i]
-		if d.Weight <= 0 { // never wins loh*0 > doh*lw; the kernel skips it at the start
+		if d.Weight <= 0 || s.overloaded(i, counts) { // weight 0 never wins loh*0 > doh*lw
 			continue
 		}
-		a, in := counts.Conns(d.ID)
-		if s.overloadedWith(i, a, in) {
-			continue
-		}
+		a, _ := counts.Conns(d.ID)
 		doh := int64(a) + 1
 		if least < 0 || loh*int64(d.Weight) > doh*lw {
 			least, loh, lw = i, doh, int64(d.Weight)
 		}
-	}
-	if least >= 0 {
-		s.bound(least, counts)
 	}
 	return least
 }

@@ -115,7 +115,7 @@ func (s *twos) walk(counts Counts) int {
 	got1 := false
 	for i := range s.dests {
 		w := s.dests[i].Weight
-		if w <= 0 || s.flag(i) {
+		if w <= 0 || s.overloaded(i, counts) {
 			continue
 		}
 		r1 -= int64(w)
@@ -133,6 +133,5 @@ func (s *twos) walk(counts Counts) int {
 	if c2 >= 0 && c1 != c2 && s.prefer(c1, c2, counts) {
 		c1 = c2
 	}
-	s.bound(c1, counts)
 	return c1
 }

@@ -13,9 +13,5 @@ func init() {
 func (s *wlc) Name() string { return "wlc" }
 
 func (s *wlc) Schedule(counts Counts, _ *Flow) int {
-	least := s.leastWeighted(counts)
-	if least >= 0 {
-		s.bound(least, counts)
-	}
-	return least
+	return s.leastWeighted(counts)
 }

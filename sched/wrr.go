@@ -178,7 +178,6 @@ func (s *wrr) Schedule(counts Counts, _ *Flow) int {
 		q := s.pos.Add(1)
 		i, last, end := s.entry(q - 1)
 		if !s.overloaded(i, counts) {
-			s.bound(i, counts)
 			return i
 		}
 		if plast && last && i == p {
@@ -227,9 +226,6 @@ func (s *wrr) walk(counts Counts) int {
 			}
 		}
 		if s.state.CompareAndSwap(st, packMark(i, cw)) {
-			if pick >= 0 {
-				s.bound(pick, counts)
-			}
 			return pick
 		}
 	}
