@@ -55,8 +55,12 @@
 // blocks such as global_defs, vrrp_instance or virtual_server_group; fwmark and group
 // virtual servers; notify and quorum scripts (transitions are logged and counted
 // instead); SMTP_CHECK, DNS_CHECK and the other checkers xlvs does not run; smtp_alert,
-// snmp_name, regex. A keyword that has no meaning where it is written, a malformed value
-// or an unbalanced brace is an error naming file, line and what was expected; Parse and
+// snmp_name, regex. As keepalived, which logs such lines with their position and carries
+// on, an unknown or misspelt keyword (skipped with any block it opens), extra words after
+// the values a keyword takes, and persistence_timeout 0 (not persistent) are Warnings
+// naming file and line. What would make a wrong rule set — a malformed address, port,
+// number or boolean, an unknown scheduler, forwarding method or protocol, a missing value
+// or an unbalanced brace — is an error naming file, line and what was expected; Parse and
 // Load then return an ErrorList (up to 20 errors) and no Config, so a reload with a bad
 // file keeps the running configuration.
 //

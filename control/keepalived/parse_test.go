@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -59,6 +60,35 @@ func TestErrors(t *testing.T) {
 				}
 			}
 			checkGolden(t, filepath.Join("errors", name+".golden"), err.Error()+"\n")
+		})
+	}
+}
+
+// TestWarnings: what keepalived logs and carries on from (an unknown or misspelt
+// keyword, extra words on a line, a keyword that does not belong in a MISC_CHECK,
+// persistence_timeout 0) loads with a Warning naming file and line, as keepalived does;
+// each testdata/warnings/X.conf has its resolved dump, warnings included, in X.golden.
+func TestWarnings(t *testing.T) {
+	files, err := filepath.Glob("testdata/warnings/*.conf")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no warning cases: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".conf")
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Load(f, Options{})
+			if err != nil {
+				t.Fatalf("Load: %v (want warnings only)", err)
+			}
+			if len(cfg.Warnings) == 0 {
+				t.Fatalf("no warnings")
+			}
+			for _, w := range cfg.Warnings {
+				if w.Pos.File != f || w.Pos.Line <= 0 {
+					t.Errorf("warning without a file:line position: %q", w)
+				}
+			}
+			checkGolden(t, filepath.Join("warnings", name+".golden"), dump(cfg))
 		})
 	}
 }
@@ -321,7 +351,15 @@ func TestLexing(t *testing.T) {
 		{"comments", "# c\n! c\nvirtual_server 198.18.0.10 80 { # c\n protocol TCP ! c\n real_server 198.18.1.1 80 { weight 4 } # c\n}",
 			"", func(t *testing.T, cfg *Config) { eq(t, cfg.VirtualServers[0].RealServers[0].Weight, int32(4)) }},
 		{"one line", "virtual_server 198.18.0.10 80 { protocol TCP real_server 198.18.1.1 80 { weight 4 } }",
-			"", nil}, // "protocol TCP real_server ..." is one statement: an error case, see below
+			"", func(t *testing.T, cfg *Config) {
+				// "protocol TCP real_server ... { ... }" is one statement: keepalived reads
+				// "protocol TCP" and ignores the rest, so the virtual server has no real
+				// server and is dropped; each step is a warning.
+				eq(t, len(cfg.VirtualServers), 0)
+				eq(t, warningsText(cfg), "1: protocol: extra \"real_server 198.18.1.1 80\" ignored, as keepalived does: expected \"protocol TCP|UDP|SCTP\"\n"+
+					"1: protocol: block ignored, as keepalived does: expected \"protocol TCP|UDP|SCTP\"\n"+
+					"1: virtual_server 198.18.0.10:80 has no real servers: ignored, as keepalived does\n")
+			}},
 		{"brace on the next line", "virtual_server 198.18.0.10 80\n\n{\nprotocol TCP\nreal_server 198.18.1.1 80\n{\nweight 4\n}\n}",
 			"", func(t *testing.T, cfg *Config) { eq(t, cfg.VirtualServers[0].RealServers[0].Weight, int32(4)) }},
 		{"statements between braces", "virtual_server 198.18.0.10 80 {\nprotocol TCP\nreal_server 198.18.1.1 80 { weight 4\n TCP_CHECK { connect_port 81 } }\n}",
@@ -552,4 +590,13 @@ func TestMiscPath(t *testing.T) {
 			t.Errorf("misc_path %s: %q, want %q", tt.path, got, tt.want)
 		}
 	}
+}
+
+// warningsText lists cfg's warnings one a line as "LINE: message".
+func warningsText(cfg *Config) string {
+	var b strings.Builder
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(&b, "%d: %s\n", w.Pos.Line, w.Msg)
+	}
+	return b.String()
 }
