@@ -13,7 +13,9 @@
 // file; $NAME=VALUE parameters (multi-line with a trailing backslash) substituted as
 // $NAME and ${NAME}, with ${_PWD}, ${_INSTANCE}, ${_HASH}, ${_BANG} and, when
 // Options.Getenv is set, ${_ENV NAME}; conditional lines @ID and @^ID against
-// Options.ConfigID. ~SEQ and ~LST are refused with an error.
+// Options.ConfigID. As in keepalived, every line a multi-line parameter expands to is read
+// like a line of the file when its turn comes, so it may define parameters and use other
+// (multi-line) ones, nested. ~SEQ and ~LST are refused with an error.
 //
 // # Semantics
 //

@@ -600,3 +600,55 @@ func warningsText(cfg *Config) string {
 	}
 	return b.String()
 }
+
+// TestNestedDefinitions: multi-line $NAME definitions that use other definitions, in the
+// shape of keepalived.conf(5)'s nested example. As keepalived's read_line, every line of
+// an expansion is read like a line of the file: "$HOST=1" inside $SERVICE defines HOST
+// before the next line expands $BACKEND, and substitution happens when a line is used,
+// so each use sees the values of that moment.
+func TestNestedDefinitions(t *testing.T) {
+	cfg, err := Load("testdata/nested_defs.conf", Options{})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	var got []string
+	for _, vs := range cfg.VirtualServers {
+		got = append(got, fmt.Sprintf("%s %s %s", vs.ServiceKey, vs.Scheduler, vs.Method))
+		for _, rs := range vs.RealServers {
+			c := rs.Checkers[0]
+			got = append(got, fmt.Sprintf("  %s weight %d inhibit %v %s %s timeout %v", rs.Addr, rs.Weight, rs.Inhibit, c.Type, c.Connect, c.ConnectTimeout))
+		}
+	}
+	want := []string{
+		"TCP 192.0.2.10:80 wrr NAT",
+		"  10.20.10.1:80 weight 1 inhibit true TCP_CHECK 10.20.10.1:8080 timeout 2s",
+		"  10.20.10.2:80 weight 2 inhibit true TCP_CHECK 10.20.10.2:8080 timeout 2s",
+		"  10.20.10.3:80 weight 3 inhibit true TCP_CHECK 10.20.10.3:8080 timeout 2s",
+		"TCP 192.0.2.11:80 wrr NAT",
+		"  10.20.11.1:80 weight 1 inhibit true TCP_CHECK 10.20.11.1:9090 timeout 2s",
+		"  10.20.11.2:80 weight 2 inhibit true TCP_CHECK 10.20.11.2:9090 timeout 2s",
+		"  10.20.11.3:80 weight 3 inhibit true TCP_CHECK 10.20.11.3:9090 timeout 2s",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("warnings: %v", cfg.Warnings)
+	}
+	// Positions: every statement of an expansion is at the line that used it.
+	if len(cfg.VirtualServers) == 2 && len(cfg.VirtualServers[1].RealServers) == 3 {
+		if p := cfg.VirtualServers[1].RealServers[2].Pos; p.Line != 32 {
+			t.Errorf("position of an expanded real_server %s, want line 32 (the second $SERVICE line)", p)
+		}
+	}
+}
+
+// TestSelfUsingMultiLineParameter: a multi-line parameter that uses itself is an error
+// naming the line, not a hang.
+func TestSelfUsingMultiLineParameter(t *testing.T) {
+	src := "$LOOP= \\\nvirtual_server 198.18.0.10 80 { \\\n}\n$AGAIN= \\\nprotocol TCP \\\n$AGAIN\n$AGAIN\n"
+	_, err := Parse("loop.conf", []byte(src), Options{})
+	if err == nil || !strings.Contains(err.Error(), "loop.conf:7: ") || !strings.Contains(err.Error(), "uses itself") {
+		t.Fatalf("err = %v, want an error at loop.conf:7 about a parameter that uses itself", err)
+	}
+}
