@@ -21,6 +21,7 @@ import (
 type Keepalived struct {
 	d    *Daemon
 	path string
+	opts keepalived.Options
 	log  *slog.Logger
 	mon  *health.Monitor
 
@@ -129,7 +130,7 @@ func (d *Daemon) laddrsOf(key api.ServiceKey) map[netip.Addr]bool {
 // which add the real servers that are up; a real server the daemon refuses then stops
 // the start too, at its real_server line.
 func (d *Daemon) StartKeepalived(path string) (*Keepalived, error) {
-	k, vss, err := d.applyKeepalived(path)
+	k, vss, err := d.applyKeepalived(path, keepalived.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -143,10 +144,10 @@ func (d *Daemon) StartKeepalived(path string) (*Keepalived, error) {
 // services and local addresses, and add the real servers the health checks start with
 // (all but those waiting for an alpha check) — without running any check, then stops.
 // It is xlvsd --check-config: run it on a Daemon whose dataplane is not attached. It
-// returns the configuration (its Warnings included) or the first error, naming file and
-// line.
-func (d *Daemon) CheckKeepalived(path string) (*keepalived.Config, error) {
-	k, vss, err := d.applyKeepalived(path)
+// returns the configuration (its Warnings included) or the error, naming file and line;
+// opts are the parser's (opts.Warn sees the warnings also when the file has errors).
+func (d *Daemon) CheckKeepalived(path string, opts keepalived.Options) (*keepalived.Config, error) {
+	k, vss, err := d.applyKeepalived(path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -182,8 +183,8 @@ func (c idleChecker) String() string { return c.name }
 
 // applyKeepalived loads the file at path and adds its services with their FULLNAT local
 // addresses in one atomic change.
-func (d *Daemon) applyKeepalived(path string) (*Keepalived, []health.VirtualServer, error) {
-	k := &Keepalived{d: d, path: path, log: d.log.With("component", "keepalived")}
+func (d *Daemon) applyKeepalived(path string, opts keepalived.Options) (*Keepalived, []health.VirtualServer, error) {
+	k := &Keepalived{d: d, path: path, opts: opts, log: d.log.With("component", "keepalived")}
 	cfg, vss, err := k.load()
 	if err != nil {
 		return nil, nil, err
@@ -228,7 +229,7 @@ func (k *Keepalived) startMonitor(vss []health.VirtualServer) error {
 }
 
 func (k *Keepalived) load() (*keepalived.Config, []health.VirtualServer, error) {
-	cfg, err := keepalived.Load(k.path, keepalived.Options{})
+	cfg, err := keepalived.Load(k.path, k.opts)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"xlvs/control/api"
 	"xlvs/control/ipvsadm"
+	"xlvs/control/keepalived"
 )
 
 // listenLocal opens a TCP listener on a free loopback port (the health checks connect
@@ -453,7 +454,7 @@ virtual_server 198.18.0.10 53 {
 			if !strings.Contains(err.Error(), path+tc.want) {
 				t.Fatalf("err = %v\nwant it to contain %q", err, path+tc.want)
 			}
-			if _, err := newDaemon(t).CheckKeepalived(path); err == nil || !strings.Contains(err.Error(), path+tc.want) {
+			if _, err := newDaemon(t).CheckKeepalived(path, keepalived.Options{}); err == nil || !strings.Contains(err.Error(), path+tc.want) {
 				t.Fatalf("CheckKeepalived err = %v\nwant it to contain %q", err, path+tc.want)
 			}
 		})
@@ -496,7 +497,7 @@ func TestCheckKeepalived(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := newDaemon(t)
-	cfg, err := d.CheckKeepalived(path)
+	cfg, err := d.CheckKeepalived(path, keepalived.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

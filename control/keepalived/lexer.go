@@ -20,6 +20,10 @@ type Options struct {
 	Glob func(pattern string) ([]string, error)
 	// Getenv resolves ${_ENV NAME}; nil leaves such references unreplaced.
 	Getenv func(name string) string
+	// Warn, when set, receives every Warning as it is found, also when the parse then
+	// fails (Config.Warnings has them only when it succeeds): for a configuration check
+	// that reports warnings and errors together, as keepalived -t does.
+	Warn func(Warning)
 }
 
 func (o *Options) readFile(name string) ([]byte, error) {
@@ -90,7 +94,11 @@ func (s *state) addErr(pos Pos, kind error, format string, args ...any) {
 }
 
 func (s *state) warnf(pos Pos, format string, args ...any) {
-	s.warns = append(s.warns, Warning{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+	w := Warning{Pos: pos, Msg: fmt.Sprintf(format, args...)}
+	s.warns = append(s.warns, w)
+	if s.opts.Warn != nil {
+		s.opts.Warn(w)
+	}
 }
 
 func (s *state) emit(k tokKind, text string, pos Pos) {

@@ -652,3 +652,57 @@ func TestSelfUsingMultiLineParameter(t *testing.T) {
 		t.Fatalf("err = %v, want an error at loop.conf:7 about a parameter that uses itself", err)
 	}
 }
+
+// TestRealWorldShapes: configurations written in the shape of public ones (keepalived's
+// samples, Octavia's rendered LVS configuration, kube-keepalived-vip, DPVS's FULLNAT
+// setup, how-to posts) load with warnings only, each naming file and line, and give the
+// services written in them.
+func TestRealWorldShapes(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want []string // per virtual server: key, scheduler, method, persistence, real servers, local addresses
+	}{
+		{"keepalived-sample.conf", []string{
+			"TCP 192.0.2.100:443 rr NAT p50 rs[10.1.1.2:443 10.1.1.3:443] laddrs[]",
+			"TCP 192.0.2.101:80 wlc DR p0 rs[10.1.1.5:80 10.1.1.6:80] laddrs[]",
+		}},
+		{"octavia-udp.conf", []string{
+			"UDP 198.51.100.10:53 wrr NAT p120 rs[203.0.113.21:5353 203.0.113.22:5353] laddrs[]",
+		}},
+		{"kube-keepalived-vip.conf", []string{
+			"TCP 10.4.0.50:80 wlc NAT p1800 rs[10.244.1.7:8080 10.244.2.9:8080] laddrs[]",
+			"UDP 10.4.0.50:53 wlc NAT p1800 rs[10.244.1.3:53] laddrs[]",
+		}},
+		{"dpvs-fullnat.conf", []string{
+			"TCP 192.168.50.254:80 rr FNAT p0 rs[192.168.60.2:80 192.168.60.3:80] laddrs[192.168.50.200 192.168.50.201 192.168.50.210 192.168.50.211 192.168.50.212]",
+		}},
+		{"blog-dr.conf", []string{
+			"TCP 203.0.113.80:6443 rr DR p0 rs[203.0.113.11:6443 203.0.113.12:6443] laddrs[]",
+		}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			path := filepath.Join("testdata", "realworld", tc.file)
+			cfg, err := Load(path, Options{})
+			if err != nil {
+				t.Fatalf("Load: %v (want warnings only)", err)
+			}
+			var got []string
+			for _, vs := range cfg.VirtualServers {
+				var rs []string
+				for _, r := range vs.RealServers {
+					rs = append(rs, r.Addr.String())
+				}
+				got = append(got, fmt.Sprintf("%s %s %s p%d rs%v laddrs%v", vs.ServiceKey, vs.Scheduler, vs.Method, vs.PersistenceTimeout, rs, vs.LocalAddrs))
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			for _, w := range cfg.Warnings {
+				if w.Pos.File != path || w.Pos.Line <= 0 {
+					t.Errorf("warning without file:line: %q", w)
+				}
+				t.Log(w)
+			}
+		})
+	}
+}
