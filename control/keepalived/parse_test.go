@@ -706,3 +706,29 @@ func TestRealWorldShapes(t *testing.T) {
 		})
 	}
 }
+
+// TestPersistenceTimeoutZero: keepalived refuses persistence_timeout 0 (its range starts
+// at 1), reports it and keeps the service's timeout at 0, so the service is not
+// persistent; xlvs does the same with a Warning. Port 0 still needs persistence, which
+// keepalived then sets to its default, as without the line.
+func TestPersistenceTimeoutZero(t *testing.T) {
+	for _, tc := range []struct {
+		name, port string
+		want       uint32
+		warnings   int
+	}{
+		{"port 80", "80", 0, 1},
+		{"port 0", "0", DefaultPersistenceTimeout, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "virtual_server 198.18.0.10 " + tc.port + " {\n protocol TCP\n lb_kind DR\n persistence_timeout 0\n real_server 198.18.1.1 {\n }\n}\n"
+			cfg, err := Parse("pto.conf", []byte(src), Options{})
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			eq(t, cfg.VirtualServers[0].PersistenceTimeout, tc.want)
+			eq(t, len(cfg.Warnings), tc.warnings)
+			eq(t, cfg.Warnings[0].Pos.Line, 4)
+		})
+	}
+}
