@@ -60,7 +60,7 @@ func (p *parser) localAddressGroup(n *node) {
 			p.warnf(c.pos, "%s: block after %q ignored, as keepalived does: expected %s", where, c.text(), laddrUsage)
 		}
 		if len(c.words) > 2 {
-			p.warnf(c.pos, "%s: extra %q ignored, as keepalived does: expected %s", where, strings.Join(c.words[2:], " "), laddrUsage)
+			p.lenient(c.pos, "%s: extra %q ignored, as keepalived does: expected %s", where, strings.Join(c.words[2:], " "), laddrUsage)
 		}
 		addrs, msg := laddrEntry(c.words[0])
 		if msg != "" {

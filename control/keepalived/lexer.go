@@ -24,6 +24,10 @@ type Options struct {
 	// fails (Config.Warnings has them only when it succeeds): for a configuration check
 	// that reports warnings and errors together, as keepalived -t does.
 	Warn func(Warning)
+	// Strict makes errors of what keepalived logs and carries on from (an unknown
+	// keyword, extra words on a line): for text that is not a keepalived.conf, such as
+	// xlvsd --health-check's checker blocks.
+	Strict bool
 }
 
 func (o *Options) readFile(name string) ([]byte, error) {

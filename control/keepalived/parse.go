@@ -218,20 +218,38 @@ func (p *parser) value(n *node, min, max int, usage string) bool {
 		return false
 	}
 	if a > max {
-		p.warnf(n.pos, "%s: extra %q ignored, as keepalived does: expected %q", n.keyword(), strings.Join(n.args()[max:], " "), usage)
+		p.lenient(n.pos, "%s: extra %q ignored, as keepalived does: expected %q", n.keyword(), strings.Join(n.args()[max:], " "), usage)
 		n.words = n.words[:1+max]
 	}
 	if n.block {
-		p.warnf(n.pos, "%s: block ignored, as keepalived does: expected %q", n.keyword(), usage)
+		p.lenient(n.pos, "%s: block ignored, as keepalived does: expected %q", n.keyword(), usage)
 	}
 	return true
+}
+
+// lenient reports what keepalived logs and carries on from (an unknown keyword, extra
+// words, a block where none belongs): a Warning, or under Options.Strict an error, the
+// message without its "ignored".
+func (p *parser) lenient(pos Pos, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if !p.opts.Strict {
+		p.warnf(pos, "%s", msg)
+		return
+	}
+	for _, s := range []string{" ignored, as keepalived does", " ignored with its block", " ignored"} {
+		if i := strings.Index(msg, s); i >= 0 {
+			msg = msg[:i] + msg[i+len(s):]
+			break
+		}
+	}
+	p.errorf(pos, "%s", msg)
 }
 
 // extraArgs warns about words after a block keyword that takes none ("TCP_CHECK x {"),
 // as keepalived reports and ignores them.
 func (p *parser) extraArgs(n *node, usage string) {
 	if len(n.args()) > 0 {
-		p.warnf(n.pos, "%s: extra %q ignored, as keepalived does: expected %q", n.keyword(), strings.Join(n.args(), " "), usage)
+		p.lenient(n.pos, "%s: extra %q ignored, as keepalived does: expected %q", n.keyword(), strings.Join(n.args(), " "), usage)
 	}
 }
 
@@ -384,12 +402,12 @@ func (p *parser) unknown(n *node, where string, known []string) {
 		}
 	}
 	if best != "" {
-		p.warnf(n.pos, "%s: unknown keyword %q %s: did you mean %q?", where, n.keyword(), what, best)
+		p.lenient(n.pos, "%s: unknown keyword %q %s: did you mean %q?", where, n.keyword(), what, best)
 		return
 	}
 	sorted := slices.Clone(known)
 	slices.Sort(sorted)
-	p.warnf(n.pos, "%s: unknown keyword %q %s: expected one of %s", where, n.keyword(), what, strings.Join(sorted, ", "))
+	p.lenient(n.pos, "%s: unknown keyword %q %s: expected one of %s", where, n.keyword(), what, strings.Join(sorted, ", "))
 }
 
 // editDistance is the Levenshtein distance of two short strings.
@@ -460,7 +478,7 @@ func (p *parser) virtualServer(n *node) *rawVS {
 		return nil
 	}
 	if len(args) > 2 {
-		p.warnf(n.pos, "virtual_server: extra %q ignored, as keepalived does: expected %q", strings.Join(args[2:], " "), vsUsage)
+		p.lenient(n.pos, "virtual_server: extra %q ignored, as keepalived does: expected %q", strings.Join(args[2:], " "), vsUsage)
 		args = args[:2]
 	}
 	vs := &rawVS{pos: n.pos}
@@ -652,7 +670,7 @@ func (p *parser) method(n *node) (Method, bool) {
 	switch m.Kind {
 	case MethodNAT, MethodDR, MethodFNAT:
 		if len(a) > 1 {
-			p.warnf(n.pos, "%s %s: extra %q ignored, as keepalived does: only TUN takes options", n.keyword(), a[0], strings.Join(a[1:], " "))
+			p.lenient(n.pos, "%s %s: extra %q ignored, as keepalived does: only TUN takes options", n.keyword(), a[0], strings.Join(a[1:], " "))
 		}
 		return m, true
 	case MethodTUN:
@@ -701,7 +719,7 @@ func (p *parser) method(n *node) (Method, bool) {
 		}
 	}
 	if i < len(a) {
-		p.warnf(n.pos, "%s: extra %q after the tunnel options ignored, as keepalived does", n.keyword(), strings.Join(a[i:], " "))
+		p.lenient(n.pos, "%s: extra %q after the tunnel options ignored, as keepalived does", n.keyword(), strings.Join(a[i:], " "))
 	}
 	return m, true
 }
@@ -761,7 +779,7 @@ func (p *parser) realServer(n *node) *rawRS {
 		return nil
 	}
 	if len(args) > 2 {
-		p.warnf(n.pos, "real_server: extra %q ignored, as keepalived does: expected %q", strings.Join(args[2:], " "), rsUsage)
+		p.lenient(n.pos, "real_server: extra %q ignored, as keepalived does: expected %q", strings.Join(args[2:], " "), rsUsage)
 		args = args[:2]
 	}
 	rs := &rawRS{pos: n.pos}
@@ -864,7 +882,7 @@ func (p *parser) checker(n *node) *rawCheck {
 	for _, k := range n.children {
 		if !slices.Contains(known, k.keyword()) {
 			if c.typ == CheckMisc && slices.Contains(checkConn, k.keyword()) {
-				p.warnf(k.pos, "%s ignored: not valid in MISC_CHECK, a script makes its own connections", k.keyword())
+				p.lenient(k.pos, "%s ignored: not valid in MISC_CHECK, a script makes its own connections", k.keyword())
 				continue
 			}
 			p.unknown(k, c.typ, known)

@@ -732,3 +732,18 @@ func TestPersistenceTimeoutZero(t *testing.T) {
 		})
 	}
 }
+
+// TestStrict: with Options.Strict (text that is not a keepalived.conf, such as xlvsd
+// --health-check's), what keepalived carries on from is an error.
+func TestStrict(t *testing.T) {
+	src := "virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind NAT\n real_server 198.18.1.1 80 {\n  TCP_CHECK {\n   connect_timout 3\n   retry 2 3\n  }\n }\n}\n"
+	if _, err := Parse("s.conf", []byte(src), Options{}); err != nil {
+		t.Fatalf("lenient: %v", err)
+	}
+	_, err := Parse("s.conf", []byte(src), Options{Strict: true})
+	want := "s.conf:6: TCP_CHECK: unknown keyword \"connect_timout\": did you mean \"connect_timeout\"?\n" +
+		"s.conf:7: retry: extra \"3\": expected \"retry N\""
+	if err == nil || err.Error() != want {
+		t.Fatalf("strict: %v\nwant\n%s", err, want)
+	}
+}
