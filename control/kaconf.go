@@ -1,9 +1,12 @@
 package control
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -18,13 +21,53 @@ import (
 type Keepalived struct {
 	d    *Daemon
 	path string
+	opts keepalived.Options
 	log  *slog.Logger
 	mon  *health.Monitor
 
-	mu  sync.Mutex // serialises reloads; guards cfg and vs
+	mu  sync.Mutex // serialises reloads; guards cfg, vs, starting and startErrs
 	cfg *keepalived.Config
 	vs  map[health.ServiceKey]keepalived.VirtualServer
+	// starting: the monitor's first updates are being applied; the destinations the
+	// daemon refuses then are collected in startErrs and stop the start.
+	starting  bool
+	startErrs []error
 }
+
+// kaBatch is a restore batch whose requests remember the configuration line each comes
+// from, so that a request the daemon refuses is reported as "file:line: what: why".
+type kaBatch struct {
+	req  api.Request
+	pos  []keepalived.Pos
+	what []string
+}
+
+func newKABatch() *kaBatch { return &kaBatch{req: api.Request{Op: api.OpRestore}} }
+
+func (b *kaBatch) add(r api.Request, pos keepalived.Pos, what string) {
+	b.pos = append(b.pos, pos)
+	b.what = append(b.what, what)
+	r.Line = len(b.pos)
+	b.req.Batch = append(b.req.Batch, r)
+}
+
+// apply applies the batch atomically; an error names the position of the refused request.
+func (b *kaBatch) apply(d *Daemon) error {
+	if len(b.req.Batch) == 0 {
+		return nil
+	}
+	e := d.change(&b.req)
+	if e == nil {
+		return nil
+	}
+	msg := strings.TrimPrefix(e.Message, fmt.Sprintf("line %d: ", e.Line))
+	if i := e.Line - 1; i >= 0 && i < len(b.pos) {
+		return fmt.Errorf("%s: %s: %s", b.pos[i], b.what[i], msg)
+	}
+	return errors.New(msg)
+}
+
+func kaVSName(vs keepalived.VirtualServer) string { return "virtual_server " + vs.ServiceKey.String() }
 
 func kaServiceKey(k keepalived.ServiceKey) api.ServiceKey {
 	return api.ServiceKey{Protocol: strings.ToLower(k.Protocol), Addr: k.Addr.Unmap(), Port: k.Port}
@@ -83,36 +126,110 @@ func (d *Daemon) laddrsOf(key api.ServiceKey) map[netip.Addr]bool {
 
 // StartKeepalived loads the file at path, adds its services with their FULLNAT local
 // addresses (atomically: a service or address the daemon refuses stops the start with
-// the reason) and starts the health checks, which add the real servers that are up.
+// the reason, at the file and line of its virtual_server) and starts the health checks,
+// which add the real servers that are up; a real server the daemon refuses then stops
+// the start too, at its real_server line.
 func (d *Daemon) StartKeepalived(path string) (*Keepalived, error) {
-	k := &Keepalived{d: d, path: path, log: d.log.With("component", "keepalived")}
-	cfg, vss, err := k.load()
+	k, vss, err := d.applyKeepalived(path, keepalived.Options{})
 	if err != nil {
 		return nil, err
 	}
-	batch := &api.Request{Op: api.OpRestore}
-	for i, vs := range cfg.VirtualServers {
-		batch.Batch = append(batch.Batch, api.Request{Op: api.OpAddService, Service: kaService(vs), Line: i + 1})
-		for _, a := range vs.LocalAddrs {
-			r := kaLaddrReq(api.OpAddLocalAddr, kaServiceKey(vs.ServiceKey), a)
-			r.Line = i + 1
-			batch.Batch = append(batch.Batch, r)
-		}
-	}
-	if e := d.change(batch); e != nil {
-		return nil, fmt.Errorf("keepalived config %s: virtual server %d: %s", path, e.Line, strings.TrimPrefix(e.Message, fmt.Sprintf("line %d: ", e.Line)))
-	}
-	k.setConfig(cfg)
-	k.mon = health.New(health.Options{Logger: k.log, OnUpdate: k.reconcile})
-	if err := k.mon.Apply(vss); err != nil {
-		k.mon.Close()
-		return nil, fmt.Errorf("keepalived config %s: %w", path, err)
+	if err := k.startMonitor(vss); err != nil {
+		return nil, err
 	}
 	return k, nil
 }
 
+// CheckKeepalived does what StartKeepalived does — load the file at path, add its
+// services and local addresses, and add the real servers the health checks start with
+// (all but those waiting for an alpha check) — without running any check, then stops.
+// It is xlvsd --check-config: run it on a Daemon whose dataplane is not attached. It
+// returns the configuration (its Warnings included) or the error, naming file and line;
+// opts are the parser's (opts.Warn sees the warnings also when the file has errors).
+func (d *Daemon) CheckKeepalived(path string, opts keepalived.Options) (*keepalived.Config, error) {
+	k, vss, err := d.applyKeepalived(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	idle := make([]health.VirtualServer, len(vss))
+	for i, vs := range vss {
+		vs.Servers = slices.Clone(vs.Servers)
+		for j := range vs.Servers {
+			checks := slices.Clone(vs.Servers[j].Checks)
+			for c := range checks {
+				checks[c].Checker = idleChecker{checks[c].Checker.String()}
+			}
+			vs.Servers[j].Checks = checks
+		}
+		idle[i] = vs
+	}
+	if err := k.startMonitor(idle); err != nil {
+		return nil, err
+	}
+	k.Close()
+	return k.cfg, nil
+}
+
+// idleChecker stands in for a checker in CheckKeepalived: it reports nothing until it is
+// stopped, so the pool keeps the state it starts with.
+type idleChecker struct{ name string }
+
+func (c idleChecker) Check(ctx context.Context) health.Result {
+	<-ctx.Done()
+	return health.Result{Err: ctx.Err()}
+}
+
+func (c idleChecker) String() string { return c.name }
+
+// applyKeepalived loads the file at path and adds its services with their FULLNAT local
+// addresses in one atomic change.
+func (d *Daemon) applyKeepalived(path string, opts keepalived.Options) (*Keepalived, []health.VirtualServer, error) {
+	k := &Keepalived{d: d, path: path, opts: opts, log: d.log.With("component", "keepalived")}
+	cfg, vss, err := k.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	b := newKABatch()
+	for _, vs := range cfg.VirtualServers {
+		b.add(api.Request{Op: api.OpAddService, Service: kaService(vs)}, vs.Pos, kaVSName(vs))
+		for _, a := range vs.LocalAddrs {
+			b.add(kaLaddrReq(api.OpAddLocalAddr, kaServiceKey(vs.ServiceKey), a), vs.Pos, kaVSName(vs)+" local address "+a.String())
+		}
+	}
+	if err := b.apply(d); err != nil {
+		return nil, nil, err // it names the file and line
+	}
+	k.setConfig(cfg)
+	return k, vss, nil
+}
+
+// startMonitor starts the health checks on vss. The monitor's first updates (the real
+// servers that start up) are applied before it returns; a destination the daemon refuses
+// then is an error, and nothing keeps running.
+func (k *Keepalived) startMonitor(vss []health.VirtualServer) error {
+	k.mu.Lock()
+	k.starting = true
+	k.mu.Unlock()
+	k.mon = health.New(health.Options{Logger: k.log, OnUpdate: k.reconcile})
+	err := k.mon.Apply(vss)
+	k.mu.Lock()
+	k.starting = false
+	errs := k.startErrs
+	k.startErrs = nil
+	k.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("keepalived config %s: %w", k.path, err)
+	} else if len(errs) > 0 {
+		err = errors.Join(errs...) // each names the file and line
+	}
+	if err != nil {
+		k.mon.Close()
+	}
+	return err
+}
+
 func (k *Keepalived) load() (*keepalived.Config, []health.VirtualServer, error) {
-	cfg, err := keepalived.Load(k.path, keepalived.Options{})
+	cfg, err := keepalived.Load(k.path, k.opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -177,32 +294,58 @@ func (k *Keepalived) reconcile(u health.Update) {
 	for _, d := range cur[0].Dests {
 		have[netip.AddrPortFrom(d.Addr, d.Port)] = d
 	}
-	batch := &api.Request{Op: api.OpRestore}
+	b := newKABatch()
 	svc := &api.Service{ServiceKey: key}
 	for _, want := range u.Dests {
 		addr := netip.AddrPortFrom(want.Addr.Addr().Unmap(), want.Addr.Port())
 		old, present := have[addr]
+		pos, what := destPos(vs, want.Addr, want.Sorry)
 		switch {
 		case want.InPool && !present:
 			d := destRule(vs, want.Addr, want.Sorry)
 			d.Weight = want.Weight
-			batch.Batch = append(batch.Batch, api.Request{Op: api.OpAddDest, Service: svc, Dest: &d})
+			b.add(api.Request{Op: api.OpAddDest, Service: svc, Dest: &d}, pos, what)
 		case want.InPool && old.Weight != want.Weight:
 			d := old
 			d.Weight = want.Weight
-			batch.Batch = append(batch.Batch, api.Request{Op: api.OpEditDest, Service: svc, Dest: &d})
+			b.add(api.Request{Op: api.OpEditDest, Service: svc, Dest: &d}, pos, what)
 		case !want.InPool && present:
 			d := api.Dest{Addr: addr.Addr(), Port: addr.Port()}
-			batch.Batch = append(batch.Batch, api.Request{Op: api.OpDelDest, Service: svc, Dest: &d})
+			b.add(api.Request{Op: api.OpDelDest, Service: svc, Dest: &d}, pos, what)
 		}
 	}
 	k.d.healthEvents.Add(uint64(len(u.Events)))
-	if len(batch.Batch) == 0 {
-		return
+	if err := b.apply(k.d); err != nil {
+		k.mu.Lock()
+		starting := k.starting
+		if starting {
+			k.startErrs = append(k.startErrs, err)
+		}
+		k.mu.Unlock()
+		if !starting {
+			k.log.Error("apply health-check result", "service", key, "err", err)
+		}
 	}
-	if e := k.d.change(batch); e != nil {
-		k.log.Error("apply health-check result", "service", key, "err", e.Message)
+}
+
+// destPos is where the destination at addr of vs is configured, and its name.
+func destPos(vs keepalived.VirtualServer, addr netip.AddrPort, sorry bool) (keepalived.Pos, string) {
+	if ss := vs.SorryServer; ss != nil && (sorry || ss.Addr == addr) {
+		if !sorry {
+			for _, rs := range vs.RealServers {
+				if rs.Addr == addr {
+					return rs.Pos, fmt.Sprintf("real_server %s of %s", addr, kaVSName(vs))
+				}
+			}
+		}
+		return ss.Pos, fmt.Sprintf("sorry_server %s of %s", addr, kaVSName(vs))
 	}
+	for _, rs := range vs.RealServers {
+		if rs.Addr == addr {
+			return rs.Pos, fmt.Sprintf("real_server %s of %s", addr, kaVSName(vs))
+		}
+	}
+	return vs.Pos, fmt.Sprintf("destination %s of %s", addr, kaVSName(vs))
 }
 
 // Reload re-reads the file and applies only what changed; services and servers that did
@@ -220,16 +363,16 @@ func (k *Keepalived) Reload() error {
 	oldCfg := k.cfg
 	k.mu.Unlock()
 	ch := keepalived.Diff(oldCfg, newCfg)
-	batch := &api.Request{Op: api.OpRestore}
+	b := newKABatch()
 	for _, vs := range ch.AddedServices {
-		batch.Batch = append(batch.Batch, api.Request{Op: api.OpAddService, Service: kaService(vs)})
+		b.add(api.Request{Op: api.OpAddService, Service: kaService(vs)}, vs.Pos, kaVSName(vs))
 		for _, a := range vs.LocalAddrs {
-			batch.Batch = append(batch.Batch, kaLaddrReq(api.OpAddLocalAddr, kaServiceKey(vs.ServiceKey), a))
+			b.add(kaLaddrReq(api.OpAddLocalAddr, kaServiceKey(vs.ServiceKey), a), vs.Pos, kaVSName(vs)+" local address "+a.String())
 		}
 	}
 	for _, sc := range ch.ChangedServices {
 		if sc.RuleChanged() {
-			batch.Batch = append(batch.Batch, api.Request{Op: api.OpEditService, Service: kaService(sc.New)})
+			b.add(api.Request{Op: api.OpEditService, Service: kaService(sc.New)}, sc.New.Pos, kaVSName(sc.New))
 		}
 		if len(sc.AddedLocalAddrs) == 0 {
 			continue
@@ -238,14 +381,12 @@ func (k *Keepalived) Reload() error {
 		have := k.d.laddrsOf(key)
 		for _, a := range sc.AddedLocalAddrs {
 			if !have[a.Unmap()] {
-				batch.Batch = append(batch.Batch, kaLaddrReq(api.OpAddLocalAddr, key, a))
+				b.add(kaLaddrReq(api.OpAddLocalAddr, key, a), sc.New.Pos, kaVSName(sc.New)+" local address "+a.String())
 			}
 		}
 	}
-	if len(batch.Batch) > 0 {
-		if e := k.d.change(batch); e != nil {
-			return fmt.Errorf("reload %s (keeping the running configuration): %s", k.path, e.Message)
-		}
+	if err := b.apply(k.d); err != nil {
+		return fmt.Errorf("reload %s (keeping the running configuration): %w", k.path, err)
 	}
 	// Destination rules that changed apart from the weight (method, thresholds): edit
 	// them in place, keeping the weight the health checks gave them.

@@ -13,6 +13,7 @@ import (
 
 	"xlvs/control/api"
 	"xlvs/control/ipvsadm"
+	"xlvs/control/keepalived"
 )
 
 // listenLocal opens a TCP listener on a free loopback port (the health checks connect
@@ -397,5 +398,125 @@ virtual_server fd00:1::100 80 {
 	if len(got) != 2 || got[0].Addr != netip.MustParseAddr("198.18.2.50") || got[1].Addr != netip.MustParseAddr("fd00:2::50") ||
 		got[0].Service.Port != 80 || !got[1].Service.Addr.Is6() {
 		t.Fatalf("local addresses %+v", got)
+	}
+}
+
+// TestKeepalivedApplyErrorsNameLines: a file that parses but that the daemon cannot apply
+// stops the start with the file and line of what was refused (the virtual_server for a
+// service, the real_server for a destination), not the service's index in the file.
+func TestKeepalivedApplyErrorsNameLines(t *testing.T) {
+	for _, tc := range []struct {
+		name, conf, want string
+	}{
+		{"sctp service", `virtual_server 198.18.0.9 80 {
+    protocol TCP
+    real_server 198.18.1.1 80 {
+    }
+}
+virtual_server 198.18.0.10 80 {
+    protocol SCTP
+    lb_kind NAT
+    real_server 198.18.1.1 80 {
+    }
+}
+`, ":6: virtual_server SCTP 198.18.0.10:80: "},
+		{"ops", `# one-packet scheduling
+virtual_server 198.18.0.10 53 {
+    protocol UDP
+    lb_kind NAT
+    ops
+    real_server 198.18.1.1 53 {
+    }
+}
+`, ":2: virtual_server UDP 198.18.0.10:53: one-packet scheduling"},
+		{"gue tunnel real server", `virtual_server 198.18.0.10 80 {
+    protocol TCP
+    lb_kind DR
+    real_server 198.18.1.1 80 {
+    }
+    real_server 198.18.1.2 80 {
+        lvs_method TUN type gue port 6080
+    }
+}
+`, ":6: real_server 198.18.1.2:80 of virtual_server TCP 198.18.0.10:80: tunnel type \"gue\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "keepalived.conf")
+			if err := os.WriteFile(path, []byte(tc.conf), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			d := newDaemon(t)
+			k, err := d.StartKeepalived(path)
+			if err == nil {
+				k.Close()
+				t.Fatalf("StartKeepalived succeeded, want an error containing %q", path+tc.want)
+			}
+			if !strings.Contains(err.Error(), path+tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, path+tc.want)
+			}
+			if _, err := newDaemon(t).CheckKeepalived(path, keepalived.Options{}); err == nil || !strings.Contains(err.Error(), path+tc.want) {
+				t.Fatalf("CheckKeepalived err = %v\nwant it to contain %q", err, path+tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckKeepalived: the check applies the rules xlvsd starts with — services, local
+// addresses and the real servers that start up (not those waiting for an alpha check),
+// with the sorry server out while the quorum holds — and runs no check.
+func TestCheckKeepalived(t *testing.T) {
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "check-ran")
+	conf := fmt.Sprintf(`virtual_server 198.18.0.10 80 {
+    protocol TCP
+    lb_algo wrr
+    lb_kind NAT
+    delay_loop 1
+    sorry_server 198.18.1.9 80
+    real_server 198.18.1.1 8080 {
+        weight 3
+        MISC_CHECK {
+            misc_path "/bin/sh -c 'touch %s'"
+            warmup 0
+        }
+    }
+    real_server 198.18.1.2 8080 {
+        weight 2
+        TCP_CHECK {
+            alpha
+        }
+    }
+    real_server 198.18.1.3 8080 {
+        weight 0
+        frobnicate
+    }
+}
+`, ran)
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemon(t)
+	cfg, err := d.CheckKeepalived(path, keepalived.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || cfg.Warnings[0].Pos.Line != 22 {
+		t.Errorf("warnings %v, want the unknown keyword at line 22", cfg.Warnings)
+	}
+	var out strings.Builder
+	svcs := mustOK(t, d, &api.Request{Op: api.OpList}).Services
+	if err := ipvsadm.Save(&out, svcs, true); err != nil {
+		t.Fatal(err)
+	}
+	want := "-A -t 198.18.0.10:80 -s wrr\n" +
+		"-a -t 198.18.0.10:80 -r 198.18.1.1:8080 -m -w 3\n" +
+		"-a -t 198.18.0.10:80 -r 198.18.1.3:8080 -m -w 0\n"
+	if out.String() != want {
+		t.Errorf("rules\n%s\nwant\n%s", out.String(), want)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := os.Stat(ran); err == nil {
+		t.Errorf("a MISC_CHECK ran during the check")
 	}
 }

@@ -56,6 +56,7 @@ type options struct {
 	expireNodest bool
 	keepalived   string
 	healthCheck  string
+	checkConfig  bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -87,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.expireNodest, "expire-nodest-conn", false, "expire the connections of a deleted real server at once (IPVS expire_nodest_conn; default: keep them, dropping their packets, until they time out)")
 	fs.StringVar(&o.keepalived, "keepalived-conf", "", "keepalived.conf whose virtual_server blocks set the rules, with their health checks (SIGHUP reloads it)")
 	fs.StringVar(&o.healthCheck, "health-check", "", "keepalived checker block(s), e.g. \"TCP_CHECK {\\n connect_timeout 3\\n}\", run against every real server of the xlvsadm rules; a failing server gets weight 0 until it passes")
+	fs.BoolVar(&o.checkConfig, "check-config", false, "check the --keepalived-conf or --config file as xlvsd would load it at start (nothing attached, no root needed): warnings and errors with file:line on stderr, the resulting rules in ipvsadm -S -n form on stdout, exit status 0 if xlvsd would start with it, 1 if not (as keepalived -t)")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -94,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: every option takes the form -flag value", fs.Arg(0))
 	}
-	if len(o.ifaces) == 0 {
+	if len(o.ifaces) == 0 && !o.checkConfig {
 		return nil, errors.New("no interface given: use -i IFACE (repeat for more)")
 	}
 	if o.keepalived != "" && o.healthCheck != "" {
@@ -223,6 +225,9 @@ func run(args []string) error {
 	mode, err := parseMode(o.xdpMode)
 	if err != nil {
 		return err
+	}
+	if o.checkConfig {
+		return checkConfig(o, os.Stdout, os.Stderr)
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root (XDP and AF_XDP need CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN)")

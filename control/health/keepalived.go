@@ -141,6 +141,7 @@ func ParseChecks(key ServiceKey, rs netip.AddrPort, text string) ([]Check, error
 	src := fmt.Sprintf("virtual_server %s %d {\nprotocol %s\nlb_kind NAT\nreal_server %s %d {\n%s\n}\n}\n",
 		key.Addr, key.Port, proto, rs.Addr(), rs.Port(), text)
 	cfg, err := keepalived.Parse("check", []byte(src), keepalived.Options{
+		Strict:   true, // a typo in a flag's text is an error, not a warning nobody sees
 		ReadFile: func(string) ([]byte, error) { return nil, errNoInclude },
 		Glob:     func(string) ([]string, error) { return nil, errNoInclude },
 	})

@@ -13,7 +13,9 @@
 // file; $NAME=VALUE parameters (multi-line with a trailing backslash) substituted as
 // $NAME and ${NAME}, with ${_PWD}, ${_INSTANCE}, ${_HASH}, ${_BANG} and, when
 // Options.Getenv is set, ${_ENV NAME}; conditional lines @ID and @^ID against
-// Options.ConfigID. ~SEQ and ~LST are refused with an error.
+// Options.ConfigID. As in keepalived, every line a multi-line parameter expands to is read
+// like a line of the file when its turn comes, so it may define parameters and use other
+// (multi-line) ones, nested. ~SEQ and ~LST are refused with an error.
 //
 // # Semantics
 //
@@ -55,8 +57,12 @@
 // blocks such as global_defs, vrrp_instance or virtual_server_group; fwmark and group
 // virtual servers; notify and quorum scripts (transitions are logged and counted
 // instead); SMTP_CHECK, DNS_CHECK and the other checkers xlvs does not run; smtp_alert,
-// snmp_name, regex. A keyword that has no meaning where it is written, a malformed value
-// or an unbalanced brace is an error naming file, line and what was expected; Parse and
+// snmp_name, regex. As keepalived, which logs such lines with their position and carries
+// on, an unknown or misspelt keyword (skipped with any block it opens), extra words after
+// the values a keyword takes, and persistence_timeout 0 (not persistent) are Warnings
+// naming file and line. What would make a wrong rule set — a malformed address, port,
+// number or boolean, an unknown scheduler, forwarding method or protocol, a missing value
+// or an unbalanced brace — is an error naming file, line and what was expected; Parse and
 // Load then return an ErrorList (up to 20 errors) and no Config, so a reload with a bad
 // file keeps the running configuration.
 //

@@ -35,7 +35,7 @@ var fuzzOptions = Options{
 // internally consistent (every correction keepalived makes has been made), compares equal
 // to itself, and parsing is deterministic.
 func FuzzParse(f *testing.F) {
-	for _, dir := range []string{"testdata", "testdata/errors", "testdata/conf.d", "testdata/dr.d"} {
+	for _, dir := range []string{"testdata", "testdata/errors", "testdata/warnings", "testdata/realworld", "testdata/conf.d", "testdata/dr.d"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.conf"))
 		for _, name := range files {
 			if b, err := os.ReadFile(name); err == nil {

@@ -57,12 +57,10 @@ func (p *parser) localAddressGroup(n *node) {
 	seen := map[netip.Addr]bool{}
 	for _, c := range n.children {
 		if c.block {
-			p.errorf(c.pos, "%s: unexpected block after %q: expected %s", where, c.text(), laddrUsage)
-			continue
+			p.warnf(c.pos, "%s: block after %q ignored, as keepalived does: expected %s", where, c.text(), laddrUsage)
 		}
 		if len(c.words) > 2 {
-			p.errorf(c.pos, "%s: too many values (%s): expected %s", where, c.text(), laddrUsage)
-			continue
+			p.lenient(c.pos, "%s: extra %q ignored, as keepalived does: expected %s", where, strings.Join(c.words[2:], " "), laddrUsage)
 		}
 		addrs, msg := laddrEntry(c.words[0])
 		if msg != "" {

@@ -20,6 +20,14 @@ type Options struct {
 	Glob func(pattern string) ([]string, error)
 	// Getenv resolves ${_ENV NAME}; nil leaves such references unreplaced.
 	Getenv func(name string) string
+	// Warn, when set, receives every Warning as it is found, also when the parse then
+	// fails (Config.Warnings has them only when it succeeds): for a configuration check
+	// that reports warnings and errors together, as keepalived -t does.
+	Warn func(Warning)
+	// Strict makes errors of what keepalived logs and carries on from (an unknown
+	// keyword, extra words on a line): for text that is not a keepalived.conf, such as
+	// xlvsd --health-check's checker blocks.
+	Strict bool
 }
 
 func (o *Options) readFile(name string) ([]byte, error) {
@@ -42,8 +50,11 @@ const (
 	maxFiles        = 1024
 	maxBraceExpand  = 256
 	maxSubstRounds  = 32
-	maxLineLen      = 1 << 20
-	maxTokens       = 1 << 20
+	maxExpandDepth  = 64
+	// maxExpandedLines bounds the lines multi-line parameters produce in one parse.
+	maxExpandedLines = 1 << 16
+	maxLineLen       = 1 << 20
+	maxTokens        = 1 << 20
 )
 
 type tokKind uint8
@@ -70,6 +81,8 @@ type state struct {
 	toks   []token
 	params map[string]string
 	stack  []string // files being read, for include-loop detection
+	// expanded counts the lines multi-line parameters produced.
+	expanded int
 	// aborted: the block structure is broken; report it once.
 	aborted bool
 }
@@ -85,7 +98,11 @@ func (s *state) addErr(pos Pos, kind error, format string, args ...any) {
 }
 
 func (s *state) warnf(pos Pos, format string, args ...any) {
-	s.warns = append(s.warns, Warning{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+	w := Warning{Pos: pos, Msg: fmt.Sprintf(format, args...)}
+	s.warns = append(s.warns, w)
+	if s.opts.Warn != nil {
+		s.opts.Warn(w)
+	}
 }
 
 func (s *state) emit(k tokKind, text string, pos Pos) {
@@ -148,31 +165,108 @@ func (s *state) lexSource(file string, src []byte) {
 		if !ok {
 			continue
 		}
-		text, keep := s.conditional(text)
-		if !keep {
+		name, multi := s.line(text, pos, 0)
+		if !multi {
 			continue
 		}
-		if name, val, ok := paramDef(text); ok {
-			// A value ending in '\' continues on the next line.
-			for strings.HasSuffix(val, `\`) && i+1 < len(lines) {
-				val = strings.TrimSpace(strings.TrimSuffix(val, `\`))
-				i++
-				next, _ := s.cleanLine(lines[i], Pos{File: file, Line: i + 1})
-				next = strings.TrimSpace(next)
+		// A definition whose value ends in '\' continues on the next lines, each but the
+		// last ending in '\' (keepalived's read_line): a line left empty by its comment
+		// is skipped; an empty line ends the definition.
+		val := s.params[name]
+		for i+1 < len(lines) {
+			if strings.TrimSuffix(lines[i+1], "\r") == "" {
+				break
+			}
+			i++
+			next, ok := s.cleanLine(lines[i], Pos{File: file, Line: i + 1})
+			next = strings.TrimSpace(next)
+			if !ok || next == "" {
+				continue
+			}
+			cont := strings.HasSuffix(next, `\`)
+			next = strings.TrimSpace(strings.TrimSuffix(next, `\`))
+			if next != "" {
 				if val == "" {
 					val = next
 				} else {
 					val += "\n" + next
 				}
 			}
+			if !cont {
+				break
+			}
+		}
+		s.params[name] = val
+	}
+}
+
+// line reads one line as keepalived's read_line does: a conditional "@ID" prefix, then a
+// "$NAME=VALUE" definition, else parameter substitution, repeated on the result while it
+// changes (so a substitution may yield a definition or a conditional line). A multi-line
+// parameter used at the end of the line puts its first line there; its other lines
+// follow, each read the same way in turn (defining, substituting and expanding further
+// parameters with the values of that moment), all at the position of the line that used
+// it. It returns the name of a multi-line definition the line starts (only for lines of
+// a file: depth 0).
+func (s *state) line(text string, pos Pos, depth int) (string, bool) {
+	if depth > maxExpandDepth {
+		s.errorf(pos, "multi-line parameters nested deeper than %d levels: check for a parameter that uses itself", maxExpandDepth)
+		return "", false
+	}
+	var after []string // lines of multi-line expansions still to read, in order
+	for round := 0; ; round++ {
+		if round > maxSubstRounds {
+			s.errorf(pos, "parameter substitution does not terminate after %d rounds: a parameter refers to itself", maxSubstRounds)
+			return "", false
+		}
+		var keep bool
+		if text, keep = s.conditional(text); !keep {
+			text = ""
+			break
+		}
+		if name, val, ok := paramDef(text); ok {
+			multi := strings.HasSuffix(val, `\`)
+			if multi {
+				val = strings.TrimSpace(strings.TrimSuffix(val, `\`))
+			}
 			if s.params == nil {
 				s.params = map[string]string{}
 			}
 			s.params[name] = val
-			continue
+			if multi && depth == 0 && len(after) == 0 {
+				return name, true
+			}
+			text = ""
+			break
 		}
-		s.expandLine(text, pos)
+		if !strings.Contains(text, "$") {
+			break
+		}
+		out, rest, changed := s.substOnce(text, pos.File)
+		if !changed {
+			break
+		}
+		if len(out) > maxLineLen {
+			s.errorf(pos, "parameter substitution makes the line longer than %d bytes: check for a parameter that refers to itself", maxLineLen)
+			return "", false
+		}
+		text = out
+		if rest != "" {
+			// The inner expansion's lines come before what remains of an outer one.
+			after = append(strings.Split(rest, "\n"), after...)
+		}
 	}
+	s.statement(text, pos)
+	for _, l := range after {
+		if s.expanded++; s.expanded > maxExpandedLines {
+			if s.expanded == maxExpandedLines+1 {
+				s.errorf(pos, "multi-line parameters expand to more than %d lines: check for a parameter that uses itself", maxExpandedLines)
+			}
+			return "", false
+		}
+		s.line(l, pos, depth+1)
+	}
+	return "", false
 }
 
 // cleanLine strips the line end and the comment, refusing absurdly long lines.
@@ -230,46 +324,12 @@ func nameLen(s string) int {
 	return len(s)
 }
 
-// expandLine substitutes parameters in text and lexes the resulting line(s).
-func (s *state) expandLine(text string, pos Pos) {
-	out, err := s.substitute(text, pos.File)
-	if err != nil {
-		s.errorf(pos, "%v", err)
-		return
-	}
-	if !strings.Contains(out, "\n") {
-		s.statement(out, pos)
-		return
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if l, keep := s.conditional(l); keep {
-			s.statement(l, pos)
-		}
-	}
-}
-
-// substitute replaces $NAME (followed by a blank or the end) and ${NAME} by defined
-// parameters, repeatedly, as keepalived does. Undefined names stay as written.
-func (s *state) substitute(text, file string) (string, error) {
-	for range maxSubstRounds {
-		if !strings.Contains(text, "$") {
-			return text, nil
-		}
-		out, changed := s.substOnce(text, file)
-		if !changed {
-			return out, nil
-		}
-		if len(out) > maxLineLen {
-			return "", fmt.Errorf("parameter substitution makes the line longer than %d bytes: check for a parameter that refers to itself", maxLineLen)
-		}
-		text = out
-	}
-	return "", fmt.Errorf("parameter substitution does not terminate after %d rounds: a parameter refers to itself", maxSubstRounds)
-}
-
-func (s *state) substOnce(text, file string) (string, bool) {
+// substOnce replaces, left to right, $NAME (followed by a blank, ',', ')' or the end)
+// and ${NAME} by defined parameters; undefined names stay as written. A multi-line
+// parameter is replaced only where it ends the line (as keepalived): by its first line,
+// its other lines returned in rest.
+func (s *state) substOnce(text, file string) (out, rest string, changed bool) {
 	var b strings.Builder
-	changed := false
 	for i := 0; i < len(text); {
 		c := text[i]
 		if c != '$' || i+1 >= len(text) {
@@ -277,36 +337,42 @@ func (s *state) substOnce(text, file string) (string, bool) {
 			i++
 			continue
 		}
+		name, end := "", -1
 		if text[i+1] == '{' {
-			end := strings.IndexByte(text[i+2:], '}')
-			if end >= 0 {
-				if v, ok := s.lookup(text[i+2:i+2+end], file); ok {
-					b.WriteString(v)
-					i += 3 + end
-					changed = true
-					continue
-				}
+			if e := strings.IndexByte(text[i+2:], '}'); e >= 0 {
+				name, end = text[i+2:i+2+e], i+3+e
 			}
+		} else if n := nameLen(text[i+1:]); n > 0 {
+			after := i + 1 + n
+			if after == len(text) || strings.IndexByte(" \t,)", text[after]) >= 0 {
+				name, end = text[i+1:after], after
+			}
+		}
+		if end < 0 {
 			b.WriteByte(c)
 			i++
 			continue
 		}
-		n := nameLen(text[i+1:])
-		if n > 0 {
-			after := i + 1 + n
-			if after == len(text) || text[after] == ' ' || text[after] == '\t' {
-				if v, ok := s.lookup(text[i+1:after], file); ok {
-					b.WriteString(v)
-					i = after
-					changed = true
-					continue
-				}
-			}
+		v, ok := s.lookup(name, file)
+		if !ok {
+			b.WriteByte(c)
+			i++
+			continue
 		}
-		b.WriteByte(c)
-		i++
+		if first, more, multi := strings.Cut(v, "\n"); multi {
+			if strings.TrimSpace(text[end:]) != "" {
+				b.WriteByte(c) // a multi-line parameter must end the line
+				i++
+				continue
+			}
+			b.WriteString(first)
+			return b.String(), more, true
+		}
+		b.WriteString(v)
+		i = end
+		changed = true
 	}
-	return b.String(), changed
+	return b.String(), "", changed
 }
 
 // lookup resolves a parameter name, including keepalived's predefined ones.

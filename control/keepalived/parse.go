@@ -203,25 +203,54 @@ func (p *parser) top(nodes []*node) *Config {
 
 // ---- helpers that check a statement's shape and read values ----
 
-// value checks that n has between min and max arguments and no block.
+// value checks that n has between min and max arguments. As keepalived, it reads the
+// values it needs and ignores the rest: extra words and a block after a keyword that
+// takes none are a Warning (n keeps only the first max arguments); a missing value is
+// an error (keepalived stops on it too).
 func (p *parser) value(n *node, min, max int, usage string) bool {
-	if n.block {
-		p.errorf(n.pos, "%s: unexpected block: expected %q", n.keyword(), usage)
-		return false
-	}
 	a := len(n.args())
-	if a < min || a > max {
-		switch {
-		case a == 0:
+	if a < min {
+		if a == 0 {
 			p.errorf(n.pos, "%s: missing value: expected %q", n.keyword(), usage)
-		case a < min:
+		} else {
 			p.errorf(n.pos, "%s: too few values: expected %q", n.keyword(), usage)
-		default:
-			p.errorf(n.pos, "%s: too many values (%s): expected %q", n.keyword(), strings.Join(n.args(), " "), usage)
 		}
 		return false
 	}
+	if a > max {
+		p.lenient(n.pos, "%s: extra %q ignored, as keepalived does: expected %q", n.keyword(), strings.Join(n.args()[max:], " "), usage)
+		n.words = n.words[:1+max]
+	}
+	if n.block {
+		p.lenient(n.pos, "%s: block ignored, as keepalived does: expected %q", n.keyword(), usage)
+	}
 	return true
+}
+
+// lenient reports what keepalived logs and carries on from (an unknown keyword, extra
+// words, a block where none belongs): a Warning, or under Options.Strict an error, the
+// message without its "ignored".
+func (p *parser) lenient(pos Pos, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if !p.opts.Strict {
+		p.warnf(pos, "%s", msg)
+		return
+	}
+	for _, s := range []string{" ignored, as keepalived does", " ignored with its block", " ignored"} {
+		if i := strings.Index(msg, s); i >= 0 {
+			msg = msg[:i] + msg[i+len(s):]
+			break
+		}
+	}
+	p.errorf(pos, "%s", msg)
+}
+
+// extraArgs warns about words after a block keyword that takes none ("TCP_CHECK x {"),
+// as keepalived reports and ignores them.
+func (p *parser) extraArgs(n *node, usage string) {
+	if len(n.args()) > 0 {
+		p.lenient(n.pos, "%s: extra %q ignored, as keepalived does: expected %q", n.keyword(), strings.Join(n.args(), " "), usage)
+	}
 }
 
 // opensBlock checks that n opens a block.
@@ -290,8 +319,19 @@ func (p *parser) optBool(n *node, into *optBool) {
 	}
 }
 
-// flag reads a keyword that takes no value.
+// flag reads a keyword that takes no value; a <BOOL> after it (as keepalived 2.x
+// accepts for some) is honoured, any other word is ignored with a Warning.
 func (p *parser) flag(n *node, into *bool) {
+	if len(n.args()) == 1 && !n.block {
+		switch strings.ToLower(n.args()[0]) {
+		case "on", "true", "yes":
+			*into = true
+			return
+		case "off", "false", "no":
+			*into = false
+			return
+		}
+	}
 	if p.value(n, 0, 0, n.keyword()) {
 		*into = true
 	}
@@ -346,8 +386,15 @@ func (p *parser) portArg(n *node, s string, allowZero bool) (uint16, bool) {
 	return uint16(v), ok
 }
 
-// unknown reports a keyword that has no meaning in a block, suggesting the closest known.
+// unknown warns about a keyword that has no meaning in a block, suggesting the closest
+// known one. keepalived logs "Unknown keyword" with its position and carries on
+// (lib/parser.c, process_stream); so does xlvs, skipping the keyword and any block it
+// opens.
 func (p *parser) unknown(n *node, where string, known []string) {
+	what := "ignored"
+	if n.block {
+		what = "ignored with its block"
+	}
 	best, bestD := "", 3
 	for _, k := range known {
 		if d := editDistance(strings.ToLower(n.keyword()), strings.ToLower(k)); d < bestD {
@@ -355,12 +402,12 @@ func (p *parser) unknown(n *node, where string, known []string) {
 		}
 	}
 	if best != "" {
-		p.errorf(n.pos, "%s: unknown keyword %q: did you mean %q?", where, n.keyword(), best)
+		p.lenient(n.pos, "%s: unknown keyword %q %s: did you mean %q?", where, n.keyword(), what, best)
 		return
 	}
 	sorted := slices.Clone(known)
 	slices.Sort(sorted)
-	p.errorf(n.pos, "%s: unknown keyword %q: expected one of %s", where, n.keyword(), strings.Join(sorted, ", "))
+	p.lenient(n.pos, "%s: unknown keyword %q %s: expected one of %s", where, n.keyword(), what, strings.Join(sorted, ", "))
 }
 
 // editDistance is the Levenshtein distance of two short strings.
@@ -426,9 +473,13 @@ func (p *parser) virtualServer(n *node) *rawVS {
 		p.warnf(n.pos, "%s ignored: %s virtual servers are not supported by xlvs; write one virtual_server per address and port", n.text(), args[0])
 		return nil
 	}
-	if len(args) < 1 || len(args) > 2 {
+	if len(args) < 1 {
 		p.errorf(n.pos, "virtual_server: expected %q, got %q", vsUsage, n.text())
 		return nil
+	}
+	if len(args) > 2 {
+		p.lenient(n.pos, "virtual_server: extra %q ignored, as keepalived does: expected %q", strings.Join(args[2:], " "), vsUsage)
+		args = args[:2]
 	}
 	vs := &rawVS{pos: n.pos}
 	var ok bool
@@ -482,9 +533,16 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 			vs.ptimeout = optU32{v: DefaultPersistenceTimeout, set: true}
 			return
 		}
-		if v, ok := p.uintArg(n, n.args()[0], 1, math.MaxUint32, "persistence timeout"); ok {
-			vs.ptimeout = optU32{v: uint32(v), set: true}
+		v, ok := p.uintArg(n, n.args()[0], 0, math.MaxUint32, "persistence timeout")
+		if !ok {
+			return
 		}
+		if v == 0 {
+			// keepalived refuses 0 (its range starts at 1), reports it and leaves the
+			// service's timeout at 0: not persistent.
+			p.warnf(n.pos, "persistence_timeout 0: the service is not persistent, as keepalived does; remove the line or give seconds")
+		}
+		vs.ptimeout = optU32{v: uint32(v), set: true}
 	case "persistence_granularity":
 		if p.value(n, 1, 1, "persistence_granularity NETMASK|PREFIXLEN") {
 			if g, ok := p.granularity(n, vs.addr.Is6()); ok {
@@ -612,8 +670,7 @@ func (p *parser) method(n *node) (Method, bool) {
 	switch m.Kind {
 	case MethodNAT, MethodDR, MethodFNAT:
 		if len(a) > 1 {
-			p.errorf(n.pos, "%s %s: unexpected %q: only TUN takes options", n.keyword(), a[0], strings.Join(a[1:], " "))
-			return Method{}, false
+			p.lenient(n.pos, "%s %s: extra %q ignored, as keepalived does: only TUN takes options", n.keyword(), a[0], strings.Join(a[1:], " "))
 		}
 		return m, true
 	case MethodTUN:
@@ -662,8 +719,7 @@ func (p *parser) method(n *node) (Method, bool) {
 		}
 	}
 	if i < len(a) {
-		p.errorf(n.pos, "%s: unexpected %q after the tunnel options", n.keyword(), strings.Join(a[i:], " "))
-		return Method{}, false
+		p.lenient(n.pos, "%s: extra %q after the tunnel options ignored, as keepalived does", n.keyword(), strings.Join(a[i:], " "))
 	}
 	return m, true
 }
@@ -718,9 +774,13 @@ func (p *parser) realServer(n *node) *rawRS {
 		return nil
 	}
 	args := n.args()
-	if len(args) < 1 || len(args) > 2 {
+	if len(args) < 1 {
 		p.errorf(n.pos, "real_server: expected %q, got %q", rsUsage, n.text())
 		return nil
+	}
+	if len(args) > 2 {
+		p.lenient(n.pos, "real_server: extra %q ignored, as keepalived does: expected %q", strings.Join(args[2:], " "), rsUsage)
+		args = args[:2]
 	}
 	rs := &rawRS{pos: n.pos}
 	var ok bool
@@ -808,10 +868,7 @@ func (p *parser) checker(n *node) *rawCheck {
 	if !p.opensBlock(n) {
 		return nil
 	}
-	if len(n.args()) > 0 {
-		p.errorf(n.pos, "%s: unexpected %q: expected \"%s {\"", n.keyword(), strings.Join(n.args(), " "), n.keyword())
-		return nil
-	}
+	p.extraArgs(n, n.keyword()+" {")
 	c := &rawCheck{pos: n.pos, typ: n.keyword()}
 	known := slices.Clone(checkCommon)
 	switch c.typ {
@@ -825,7 +882,7 @@ func (p *parser) checker(n *node) *rawCheck {
 	for _, k := range n.children {
 		if !slices.Contains(known, k.keyword()) {
 			if c.typ == CheckMisc && slices.Contains(checkConn, k.keyword()) {
-				p.errorf(k.pos, "%s: %s is not valid in MISC_CHECK: a script makes its own connections", k.keyword(), k.keyword())
+				p.lenient(k.pos, "%s ignored: not valid in MISC_CHECK, a script makes its own connections", k.keyword())
 				continue
 			}
 			p.unknown(k, c.typ, known)
@@ -958,10 +1015,7 @@ func (p *parser) url(n *node) *rawURL {
 	if !p.opensBlock(n) {
 		return nil
 	}
-	if len(n.args()) > 0 {
-		p.errorf(n.pos, "url: unexpected %q: expected \"url {\"", strings.Join(n.args(), " "))
-		return nil
-	}
+	p.extraArgs(n, "url {")
 	u := &rawURL{pos: n.pos}
 	for _, k := range n.children {
 		switch k.keyword() {
@@ -1048,10 +1102,7 @@ func (p *parser) sslBlock(n *node) {
 	if !p.opensBlock(n) {
 		return
 	}
-	if len(n.args()) > 0 {
-		p.errorf(n.pos, "SSL: unexpected %q: expected \"SSL {\"", strings.Join(n.args(), " "))
-		return
-	}
+	p.extraArgs(n, "SSL {")
 	if p.ssl != nil {
 		p.warnf(n.pos, "SSL block given twice (first at %s): the later one replaces it", p.ssl.Pos)
 	}

@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -59,6 +60,35 @@ func TestErrors(t *testing.T) {
 				}
 			}
 			checkGolden(t, filepath.Join("errors", name+".golden"), err.Error()+"\n")
+		})
+	}
+}
+
+// TestWarnings: what keepalived logs and carries on from (an unknown or misspelt
+// keyword, extra words on a line, a keyword that does not belong in a MISC_CHECK,
+// persistence_timeout 0) loads with a Warning naming file and line, as keepalived does;
+// each testdata/warnings/X.conf has its resolved dump, warnings included, in X.golden.
+func TestWarnings(t *testing.T) {
+	files, err := filepath.Glob("testdata/warnings/*.conf")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no warning cases: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".conf")
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Load(f, Options{})
+			if err != nil {
+				t.Fatalf("Load: %v (want warnings only)", err)
+			}
+			if len(cfg.Warnings) == 0 {
+				t.Fatalf("no warnings")
+			}
+			for _, w := range cfg.Warnings {
+				if w.Pos.File != f || w.Pos.Line <= 0 {
+					t.Errorf("warning without a file:line position: %q", w)
+				}
+			}
+			checkGolden(t, filepath.Join("warnings", name+".golden"), dump(cfg))
 		})
 	}
 }
@@ -321,7 +351,15 @@ func TestLexing(t *testing.T) {
 		{"comments", "# c\n! c\nvirtual_server 198.18.0.10 80 { # c\n protocol TCP ! c\n real_server 198.18.1.1 80 { weight 4 } # c\n}",
 			"", func(t *testing.T, cfg *Config) { eq(t, cfg.VirtualServers[0].RealServers[0].Weight, int32(4)) }},
 		{"one line", "virtual_server 198.18.0.10 80 { protocol TCP real_server 198.18.1.1 80 { weight 4 } }",
-			"", nil}, // "protocol TCP real_server ..." is one statement: an error case, see below
+			"", func(t *testing.T, cfg *Config) {
+				// "protocol TCP real_server ... { ... }" is one statement: keepalived reads
+				// "protocol TCP" and ignores the rest, so the virtual server has no real
+				// server and is dropped; each step is a warning.
+				eq(t, len(cfg.VirtualServers), 0)
+				eq(t, warningsText(cfg), "1: protocol: extra \"real_server 198.18.1.1 80\" ignored, as keepalived does: expected \"protocol TCP|UDP|SCTP\"\n"+
+					"1: protocol: block ignored, as keepalived does: expected \"protocol TCP|UDP|SCTP\"\n"+
+					"1: virtual_server 198.18.0.10:80 has no real servers: ignored, as keepalived does\n")
+			}},
 		{"brace on the next line", "virtual_server 198.18.0.10 80\n\n{\nprotocol TCP\nreal_server 198.18.1.1 80\n{\nweight 4\n}\n}",
 			"", func(t *testing.T, cfg *Config) { eq(t, cfg.VirtualServers[0].RealServers[0].Weight, int32(4)) }},
 		{"statements between braces", "virtual_server 198.18.0.10 80 {\nprotocol TCP\nreal_server 198.18.1.1 80 { weight 4\n TCP_CHECK { connect_port 81 } }\n}",
@@ -551,5 +589,161 @@ func TestMiscPath(t *testing.T) {
 		if got := cfg.VirtualServers[0].RealServers[0].Checkers[0].MiscPath; !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("misc_path %s: %q, want %q", tt.path, got, tt.want)
 		}
+	}
+}
+
+// warningsText lists cfg's warnings one a line as "LINE: message".
+func warningsText(cfg *Config) string {
+	var b strings.Builder
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(&b, "%d: %s\n", w.Pos.Line, w.Msg)
+	}
+	return b.String()
+}
+
+// TestNestedDefinitions: multi-line $NAME definitions that use other definitions, in the
+// shape of keepalived.conf(5)'s nested example. As keepalived's read_line, every line of
+// an expansion is read like a line of the file: "$HOST=1" inside $SERVICE defines HOST
+// before the next line expands $BACKEND, and substitution happens when a line is used,
+// so each use sees the values of that moment.
+func TestNestedDefinitions(t *testing.T) {
+	cfg, err := Load("testdata/nested_defs.conf", Options{})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	var got []string
+	for _, vs := range cfg.VirtualServers {
+		got = append(got, fmt.Sprintf("%s %s %s", vs.ServiceKey, vs.Scheduler, vs.Method))
+		for _, rs := range vs.RealServers {
+			c := rs.Checkers[0]
+			got = append(got, fmt.Sprintf("  %s weight %d inhibit %v %s %s timeout %v", rs.Addr, rs.Weight, rs.Inhibit, c.Type, c.Connect, c.ConnectTimeout))
+		}
+	}
+	want := []string{
+		"TCP 192.0.2.10:80 wrr NAT",
+		"  10.20.10.1:80 weight 1 inhibit true TCP_CHECK 10.20.10.1:8080 timeout 2s",
+		"  10.20.10.2:80 weight 2 inhibit true TCP_CHECK 10.20.10.2:8080 timeout 2s",
+		"  10.20.10.3:80 weight 3 inhibit true TCP_CHECK 10.20.10.3:8080 timeout 2s",
+		"TCP 192.0.2.11:80 wrr NAT",
+		"  10.20.11.1:80 weight 1 inhibit true TCP_CHECK 10.20.11.1:9090 timeout 2s",
+		"  10.20.11.2:80 weight 2 inhibit true TCP_CHECK 10.20.11.2:9090 timeout 2s",
+		"  10.20.11.3:80 weight 3 inhibit true TCP_CHECK 10.20.11.3:9090 timeout 2s",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("warnings: %v", cfg.Warnings)
+	}
+	// Positions: every statement of an expansion is at the line that used it.
+	if len(cfg.VirtualServers) == 2 && len(cfg.VirtualServers[1].RealServers) == 3 {
+		if p := cfg.VirtualServers[1].RealServers[2].Pos; p.Line != 32 {
+			t.Errorf("position of an expanded real_server %s, want line 32 (the second $SERVICE line)", p)
+		}
+	}
+}
+
+// TestSelfUsingMultiLineParameter: a multi-line parameter that uses itself is an error
+// naming the line, not a hang.
+func TestSelfUsingMultiLineParameter(t *testing.T) {
+	src := "$LOOP= \\\nvirtual_server 198.18.0.10 80 { \\\n}\n$AGAIN= \\\nprotocol TCP \\\n$AGAIN\n$AGAIN\n"
+	_, err := Parse("loop.conf", []byte(src), Options{})
+	if err == nil || !strings.Contains(err.Error(), "loop.conf:7: ") || !strings.Contains(err.Error(), "uses itself") {
+		t.Fatalf("err = %v, want an error at loop.conf:7 about a parameter that uses itself", err)
+	}
+}
+
+// TestRealWorldShapes: configurations written in the shape of public ones (keepalived's
+// samples, Octavia's rendered LVS configuration, kube-keepalived-vip, DPVS's FULLNAT
+// setup, how-to posts) load with warnings only, each naming file and line, and give the
+// services written in them.
+func TestRealWorldShapes(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want []string // per virtual server: key, scheduler, method, persistence, real servers, local addresses
+	}{
+		{"keepalived-sample.conf", []string{
+			"TCP 192.0.2.100:443 rr NAT p50 rs[10.1.1.2:443 10.1.1.3:443] laddrs[]",
+			"TCP 192.0.2.101:80 wlc DR p0 rs[10.1.1.5:80 10.1.1.6:80] laddrs[]",
+		}},
+		{"octavia-udp.conf", []string{
+			"UDP 198.51.100.10:53 wrr NAT p120 rs[203.0.113.21:5353 203.0.113.22:5353] laddrs[]",
+		}},
+		{"kube-keepalived-vip.conf", []string{
+			"TCP 10.4.0.50:80 wlc NAT p1800 rs[10.244.1.7:8080 10.244.2.9:8080] laddrs[]",
+			"UDP 10.4.0.50:53 wlc NAT p1800 rs[10.244.1.3:53] laddrs[]",
+		}},
+		{"dpvs-fullnat.conf", []string{
+			"TCP 192.168.50.254:80 rr FNAT p0 rs[192.168.60.2:80 192.168.60.3:80] laddrs[192.168.50.200 192.168.50.201 192.168.50.210 192.168.50.211 192.168.50.212]",
+		}},
+		{"blog-dr.conf", []string{
+			"TCP 203.0.113.80:6443 rr DR p0 rs[203.0.113.11:6443 203.0.113.12:6443] laddrs[]",
+		}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			path := filepath.Join("testdata", "realworld", tc.file)
+			cfg, err := Load(path, Options{})
+			if err != nil {
+				t.Fatalf("Load: %v (want warnings only)", err)
+			}
+			var got []string
+			for _, vs := range cfg.VirtualServers {
+				var rs []string
+				for _, r := range vs.RealServers {
+					rs = append(rs, r.Addr.String())
+				}
+				got = append(got, fmt.Sprintf("%s %s %s p%d rs%v laddrs%v", vs.ServiceKey, vs.Scheduler, vs.Method, vs.PersistenceTimeout, rs, vs.LocalAddrs))
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			for _, w := range cfg.Warnings {
+				if w.Pos.File != path || w.Pos.Line <= 0 {
+					t.Errorf("warning without file:line: %q", w)
+				}
+				t.Log(w)
+			}
+		})
+	}
+}
+
+// TestPersistenceTimeoutZero: keepalived refuses persistence_timeout 0 (its range starts
+// at 1), reports it and keeps the service's timeout at 0, so the service is not
+// persistent; xlvs does the same with a Warning. Port 0 still needs persistence, which
+// keepalived then sets to its default, as without the line.
+func TestPersistenceTimeoutZero(t *testing.T) {
+	for _, tc := range []struct {
+		name, port string
+		want       uint32
+		warnings   int
+	}{
+		{"port 80", "80", 0, 1},
+		{"port 0", "0", DefaultPersistenceTimeout, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "virtual_server 198.18.0.10 " + tc.port + " {\n protocol TCP\n lb_kind DR\n persistence_timeout 0\n real_server 198.18.1.1 {\n }\n}\n"
+			cfg, err := Parse("pto.conf", []byte(src), Options{})
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			eq(t, cfg.VirtualServers[0].PersistenceTimeout, tc.want)
+			eq(t, len(cfg.Warnings), tc.warnings)
+			eq(t, cfg.Warnings[0].Pos.Line, 4)
+		})
+	}
+}
+
+// TestStrict: with Options.Strict (text that is not a keepalived.conf, such as xlvsd
+// --health-check's), what keepalived carries on from is an error.
+func TestStrict(t *testing.T) {
+	src := "virtual_server 198.18.0.10 80 {\n protocol TCP\n lb_kind NAT\n real_server 198.18.1.1 80 {\n  TCP_CHECK {\n   connect_timout 3\n   retry 2 3\n  }\n }\n}\n"
+	if _, err := Parse("s.conf", []byte(src), Options{}); err != nil {
+		t.Fatalf("lenient: %v", err)
+	}
+	_, err := Parse("s.conf", []byte(src), Options{Strict: true})
+	want := "s.conf:6: TCP_CHECK: unknown keyword \"connect_timout\": did you mean \"connect_timeout\"?\n" +
+		"s.conf:7: retry: extra \"3\": expected \"retry N\""
+	if err == nil || err.Error() != want {
+		t.Fatalf("strict: %v\nwant\n%s", err, want)
 	}
 }
