@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 
-	"xlvs/bench"
 	"xlvs/bench/testbed"
 	"xlvs/bench/traffic"
 )
@@ -156,29 +155,14 @@ func TestCLIAgainstDaemon(t *testing.T) {
 func TestRestartRestores(t *testing.T) {
 	e := setup(t, testbed.NATTwoArm)
 	state := filepath.Join(t.TempDir(), "state.json")
-	if err := e.d.Stop(); err != nil {
-		t.Fatal(err)
-	}
 	args := []string{"-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--state", state}
-	d, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.d = d
+	e.restart(args...)
 	vip := e.natService("-t", e.bed.VIP, httpPort, "wrr")
 	e.adm("-e", "-t", vip, "-r", netip.AddrPortFrom(e.bed.Reals[0].Addr, httpPort).String(), "-m", "-w", "5", "-x", "300")
 	e.natService("-u", e.bed.VIP6, echoPort, "rr")
 	e.adm("--set", "700", "70", "40")
 	wantRules, wantTimeout := e.adm("-S", "-n"), e.adm("-L", "--timeout")
-	if err := d.Stop(); err != nil {
-		t.Fatal(err)
-	}
-
-	d2, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.d = d2
+	e.restart(args...)
 	if got := e.adm("-S", "-n"); got != wantRules {
 		t.Fatalf("rules after restart:\n%s\nwant\n%s", got, wantRules)
 	}
