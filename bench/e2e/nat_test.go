@@ -39,10 +39,19 @@ func TestNAT(t *testing.T) {
 			}
 			e.t = t
 			e.noChecksumErrors()
+			// Well-formed traffic to defined services with their servers up: no packet may
+			// be dropped for a reason of its own or of the tables. Only the capacity drops
+			// (no free frame, a full TX ring) depend on how fast the kernel drains the
+			// rings; TCP retransmits what they cost, so they are logged, not failed.
 			c := e.dataplaneCounters()
+			capacity := map[string]bool{"drop_no_frame": true, "drop_tx_full": true}
 			for k, v := range c {
-				if strings.HasPrefix(k, "drop_") && v != 0 {
-					t.Logf("dataplane %s = %d", k, v)
+				switch {
+				case v == 0:
+				case capacity[k]:
+					t.Logf("dataplane %s = %d (capacity)", k, v)
+				case strings.HasPrefix(k, "drop_"), k == "panics", k == "xdp_malformed":
+					t.Errorf("dataplane %s = %d, want 0", k, v)
 				}
 			}
 		})
