@@ -17,9 +17,9 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 
-	"xlvs/bench"
 	"xlvs/bench/testbed"
 	"xlvs/bench/traffic"
+	"xlvs/control/api"
 )
 
 // admErr runs xlvsadm and returns its exit status and standard error.
@@ -156,29 +156,14 @@ func TestCLIAgainstDaemon(t *testing.T) {
 func TestRestartRestores(t *testing.T) {
 	e := setup(t, testbed.NATTwoArm)
 	state := filepath.Join(t.TempDir(), "state.json")
-	if err := e.d.Stop(); err != nil {
-		t.Fatal(err)
-	}
 	args := []string{"-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--state", state}
-	d, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.d = d
+	e.restart(args...)
 	vip := e.natService("-t", e.bed.VIP, httpPort, "wrr")
 	e.adm("-e", "-t", vip, "-r", netip.AddrPortFrom(e.bed.Reals[0].Addr, httpPort).String(), "-m", "-w", "5", "-x", "300")
 	e.natService("-u", e.bed.VIP6, echoPort, "rr")
 	e.adm("--set", "700", "70", "40")
 	wantRules, wantTimeout := e.adm("-S", "-n"), e.adm("-L", "--timeout")
-	if err := d.Stop(); err != nil {
-		t.Fatal(err)
-	}
-
-	d2, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.d = d2
+	e.restart(args...)
 	if got := e.adm("-S", "-n"); got != wantRules {
 		t.Fatalf("rules after restart:\n%s\nwant\n%s", got, wantRules)
 	}
@@ -257,9 +242,26 @@ func TestLiveChangesUnderLoad(t *testing.T) {
 	step("-a", "-u", netip.AddrPortFrom(e.bed.VIP, echoPort).String(), "-r", netip.AddrPortFrom(e.bed.Reals[0].Addr, echoPort).String(), "-m")
 	step("-D", "-u", netip.AddrPortFrom(e.bed.VIP, echoPort).String())
 	step("--set", "800", "100", "200")
-	// Drain rs1 (weight 0: no new connections, existing ones finish), then remove it.
+	// Drain rs1 (weight 0: no new connections, existing ones finish), then remove it once
+	// every connection to it is closed at both ends (TIME_WAIT or CLOSE).
 	step("-e", "-t", vip, "-r", rs(0), "-m", "-w", "0")
-	time.Sleep(500 * time.Millisecond)
+	drainBegin := time.Now()
+	for open := -1; open != 0; time.Sleep(20 * time.Millisecond) {
+		resp, err := e.d.Client().Do(e.ctx, &api.Request{Op: api.OpListConns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = 0
+		for _, c := range resp.Conns {
+			if c.Dest.String() == rs(0) && c.State != "TIME_WAIT" && c.State != "CLOSE" {
+				open++
+			}
+		}
+		if open != 0 && time.Since(drainBegin) > 10*time.Second {
+			t.Fatalf("%d connections to the drained %s still open after 10 s", open, rs(0))
+		}
+	}
+	t.Logf("%s drained in %v", rs(0), time.Since(drainBegin))
 	step("-d", "-t", vip, "-r", rs(0))
 	step("-a", "-t", vip, "-r", rs(0), "-m", "-w", "1")
 	step("-E", "-t", vip, "-s", "rr")

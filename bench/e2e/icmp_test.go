@@ -21,9 +21,15 @@ const (
 
 // TestICMPAndFragments, over NAT (two-armed), IPv4 and IPv6:
 //   - a real server's ICMP port unreachable reaches the client translated: the client's
-//     connected UDP socket reports ECONNREFUSED;
+//     connected UDP socket reports ECONNREFUSED, xlvs counts the error forwarded
+//     (icmp_forwarded) and a real server's kernel counts it sent;
 //   - a service without a real server answers port unreachable itself (IPVS
-//     ip_vs_leave): UDP reads and TCP connects fail with ECONNREFUSED at once;
+//     ip_vs_leave): UDP reads and TCP connects fail with ECONNREFUSED at once, and xlvs
+//     counts each answer (icmp_sent);
+//   - in both, the director's own kernel answered nothing. The VIP is a local address
+//     there, so with xlvsd not taking the packets the kernel itself refuses them with
+//     the same ECONNREFUSED: the errno alone does not show that xlvs answered
+//     (throughXLVS);
 //   - UDP datagrams larger than the MTU, fragmented by the client and by the real server,
 //     echo back byte-exact.
 func TestICMPAndFragments(t *testing.T) {
@@ -41,22 +47,32 @@ func TestICMPAndFragments(t *testing.T) {
 
 			t.Run("port unreachable from a real server", func(t *testing.T) {
 				e.t = t
-				udpRefused(t, e, netip.AddrPortFrom(fam.vip, closedPort))
+				reals := realsUnreachSent(t, e)
+				throughXLVS(t, e, "icmp_forwarded", func() {
+					udpRefused(t, e, netip.AddrPortFrom(fam.vip, closedPort))
+				})
+				if realsUnreachSent(t, e) == reals {
+					t.Error("no real server's kernel counted a destination unreachable sent: where did the error come from?")
+				}
 			})
 			t.Run("no real server", func(t *testing.T) {
 				e.t = t
 				start := time.Now()
-				udpRefused(t, e, netip.AddrPortFrom(fam.vip, emptyPort))
-				ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
-				defer cancel()
-				c, err := e.bed.Client.NS.DialContext(ctx, "tcp", netip.AddrPortFrom(fam.vip, emptyPort).String())
-				if err == nil {
-					c.Close()
-					t.Fatal("TCP connect to a service without real servers succeeded")
-				}
-				if !errors.Is(err, syscall.ECONNREFUSED) {
-					t.Fatalf("TCP connect: %v, want ECONNREFUSED", err)
-				}
+				throughXLVS(t, e, "icmp_sent", func() {
+					udpRefused(t, e, netip.AddrPortFrom(fam.vip, emptyPort))
+				})
+				throughXLVS(t, e, "icmp_sent", func() {
+					ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+					defer cancel()
+					c, err := e.bed.Client.NS.DialContext(ctx, "tcp", netip.AddrPortFrom(fam.vip, emptyPort).String())
+					if err == nil {
+						c.Close()
+						t.Fatal("TCP connect to a service without real servers succeeded")
+					}
+					if !errors.Is(err, syscall.ECONNREFUSED) {
+						t.Fatalf("TCP connect: %v, want ECONNREFUSED", err)
+					}
+				})
 				if d := time.Since(start); d > 3*time.Second {
 					t.Errorf("refusals took %v: the answer must be immediate", d)
 				}
@@ -124,4 +140,47 @@ func udpRefused(t *testing.T, e *env, svc netip.AddrPort) {
 		last = err
 	}
 	t.Fatalf("no ECONNREFUSED from %v within 5 s (last: %v)", svc, last)
+}
+
+// kernelRefusals are the director's kernel counters of its own refusals of a packet for a
+// local address without a listener: ICMP destination unreachable (v4, v6) and TCP resets.
+var kernelRefusals = []string{"Icmp.OutDestUnreachs", "Icmp6.OutDestUnreachs", "Tcp.OutRsts"}
+
+// throughXLVS runs f, which provokes refusals from the VIP, and checks that they came
+// through xlvs: xlvs's counter moved, and the director's kernel refused nothing.
+func throughXLVS(t *testing.T, e *env, counter string, f func()) {
+	t.Helper()
+	k0, err := e.bed.Director.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0 := e.dataplaneCounters()
+	f()
+	c1 := e.dataplaneCounters()
+	k1, err := e.bed.Director.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1[counter] == c0[counter] {
+		t.Errorf("xlvs %s did not move: the answer did not come through xlvs", counter)
+	}
+	for _, k := range kernelRefusals {
+		if k1[k] != k0[k] {
+			t.Errorf("the director's kernel counted %s %d: it answered instead of xlvs", k, k1[k]-k0[k])
+		}
+	}
+}
+
+// realsUnreachSent sums the real servers' kernel counters of destination unreachables sent.
+func realsUnreachSent(t *testing.T, e *env) uint64 {
+	t.Helper()
+	var n uint64
+	for _, rs := range e.bed.Reals {
+		c, err := rs.NS.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += c["Icmp.OutDestUnreachs"] + c["Icmp6.OutDestUnreachs"]
+	}
+	return n
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"xlvs/bench"
 	"xlvs/bench/testbed"
 	"xlvs/bench/traffic"
 )
@@ -63,14 +62,7 @@ func TestKeepalivedInhibitSorryReload(t *testing.T) {
 	stop2 := serve(1, 8081, "rs2")
 	stopSorry := serve(1, 8082, "sorry")
 	defer stopSorry()
-	if err := e.d.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	d, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, "-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--keepalived-conf", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.d = d
+	d := e.restart("-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--keepalived-conf", path)
 	vip := netip.AddrPortFrom(e.bed.VIP, 8081).String()
 	// wait until the listing's real-server lines are exactly want (address → weight)
 	wait := func(want map[string]string) {

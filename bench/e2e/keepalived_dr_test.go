@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"xlvs/bench"
 	"xlvs/bench/testbed"
 	"xlvs/bench/traffic"
 )
@@ -58,14 +57,7 @@ func TestKeepalivedDR(t *testing.T) {
 		stops = append(stops, func() { srv.Close() })
 	}
 	defer stops[1]()
-	if err := e.d.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	d, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, "-i", e.bed.Ext.Iface, "--keepalived-conf", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.d = d
+	e.restart("-i", e.bed.Ext.Iface, "--keepalived-conf", path)
 	servers := func() int {
 		out := e.adm("-L", "-n")
 		return strings.Count(out, "Route")

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"xlvs/bench"
 	"xlvs/bench/testbed"
 )
 
@@ -60,24 +59,12 @@ virtual_server %s %d {
 	if err := os.WriteFile(path, []byte(conf("198.18.2.50-51 dpdk0")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.d.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	d, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, "-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--keepalived-conf", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.d = d
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("xlvsd (keepalived) log:\n%s", d.Log())
-		}
-		d.Stop()
-	})
+	e.restart("-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--keepalived-conf", path)
 	svc := netip.AddrPortFrom(e.bed.VIP, whoPort).String()
 	wait := func(what string, ok func(string) bool, args ...string) {
 		t.Helper()
 		var out string
+		var err error
 		for begin := time.Now(); time.Since(begin) < 10*time.Second; time.Sleep(100 * time.Millisecond) {
 			if out, err = e.d.Adm(e.ctx, args...); err == nil && ok(out) {
 				return

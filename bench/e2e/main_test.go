@@ -62,10 +62,11 @@ func needRoot(t *testing.T) {
 
 // env is a testbed with servers on every real server and a running xlvsd.
 type env struct {
-	t   *testing.T
-	ctx context.Context
-	bed *testbed.Bed
-	d   *bench.Daemon
+	t       *testing.T
+	ctx     context.Context
+	bed     *testbed.Bed
+	d       *bench.Daemon   // the daemon the helpers talk to (the last one started)
+	daemons []*bench.Daemon // every daemon started (startDaemon): each is stopped and checked on cleanup
 }
 
 // Ports the real servers listen on.
@@ -113,23 +114,48 @@ func setup(t *testing.T, layout testbed.Layout, daemonArgs ...string) *env {
 		stop := traffic.ServeUDPEcho(pc, name)
 		t.Cleanup(stop)
 	}
+	e := &env{t: t, ctx: ctx, bed: bed}
+	// Registered before any daemon starts, so it runs before the testbed goes away; it
+	// sees every daemon startDaemon added, including replacements started by the test.
+	t.Cleanup(func() {
+		for i, d := range e.daemons {
+			if err := d.Stop(); err != nil {
+				t.Errorf("xlvsd #%d exit: %v\n%s", i+1, err, d.Log())
+			} else if t.Failed() {
+				t.Logf("xlvsd #%d log:\n%s", i+1, d.Log())
+			}
+		}
+	})
 	args := []string{"-i", bed.Ext.Iface}
 	if bed.Int != bed.Ext {
 		args = append(args, "-i", bed.Int.Iface)
 	}
-	d, err := bench.StartDaemon(ctx, bed.Director, bins, append(args, daemonArgs...)...)
+	e.startDaemon(append(args, daemonArgs...)...)
+	return e
+}
+
+// startDaemon starts xlvsd on the director with args and makes it e.d. Cleanup stops it
+// and fails the test unless it exits cleanly — also when the test already stopped it
+// (Stop returns the same exit status again).
+func (e *env) startDaemon(args ...string) *bench.Daemon {
+	e.t.Helper()
+	d, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, args...)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := d.Stop(); err != nil {
-			t.Errorf("xlvsd exit: %v\n%s", err, d.Log())
-		}
-		if t.Failed() {
-			t.Logf("xlvsd log:\n%s", d.Log())
-		}
-	})
-	return &env{t: t, ctx: ctx, bed: bed, d: d}
+	e.daemons = append(e.daemons, d)
+	e.d = d
+	return d
+}
+
+// restart stops the running daemon (failing unless it exits cleanly) and starts a new
+// one with args in its place.
+func (e *env) restart(args ...string) *bench.Daemon {
+	e.t.Helper()
+	if err := e.d.Stop(); err != nil {
+		e.t.Fatalf("xlvsd exit: %v\n%s", err, e.d.Log())
+	}
+	return e.startDaemon(args...)
 }
 
 func (e *env) adm(args ...string) string {

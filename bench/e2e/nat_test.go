@@ -39,10 +39,19 @@ func TestNAT(t *testing.T) {
 			}
 			e.t = t
 			e.noChecksumErrors()
+			// Well-formed traffic to defined services with their servers up: no packet may
+			// be dropped for a reason of its own or of the tables. Only the capacity drops
+			// (no free frame, a full TX ring) depend on how fast the kernel drains the
+			// rings; TCP retransmits what they cost, so they are logged, not failed.
 			c := e.dataplaneCounters()
+			capacity := map[string]bool{"drop_no_frame": true, "drop_tx_full": true}
 			for k, v := range c {
-				if strings.HasPrefix(k, "drop_") && v != 0 {
-					t.Logf("dataplane %s = %d", k, v)
+				switch {
+				case v == 0:
+				case capacity[k]:
+					t.Logf("dataplane %s = %d (capacity)", k, v)
+				case strings.HasPrefix(k, "drop_"), k == "panics", k == "xdp_malformed":
+					t.Errorf("dataplane %s = %d, want 0", k, v)
 				}
 			}
 		})
@@ -107,9 +116,16 @@ func testNATFamily(t *testing.T, e *env, vip netip.Addr) {
 	if vip.Is6() {
 		ipHdr = 40
 	}
-	st := e.service("udp", vip, echoPort).Stats
+	// A worker adds a batch's counts when the batch ends, after transmitting it, so the
+	// last reply can reach the client before it is counted: wait (1 s at most) for the
+	// counters to settle.
 	wantIn := uint64(count) * (ipHdr + 8 + size)
 	wantOut := uint64(count) * (ipHdr + 8 + uint64(len(server)) + 1 + size)
+	st := e.service("udp", vip, echoPort).Stats
+	for settle := time.Now().Add(time.Second); st.OutPkts < count && time.Now().Before(settle); {
+		time.Sleep(10 * time.Millisecond)
+		st = e.service("udp", vip, echoPort).Stats
+	}
 	if st.Conns != 1 || st.InPkts != count || st.OutPkts != count || st.InBytes != wantIn || st.OutBytes != wantOut {
 		t.Errorf("udp service stats %+v; want conns 1, pkts %d/%d, bytes %d/%d", st, count, count, wantIn, wantOut)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"xlvs/bench"
 	"xlvs/bench/testbed"
 )
 
@@ -22,18 +21,11 @@ func TestSloppyTCPAdoptsConnections(t *testing.T) {
 		t.Run(fmt.Sprintf("sloppy=%v", sloppy), func(t *testing.T) {
 			e := setup(t, testbed.NATTwoArm)
 			state := filepath.Join(t.TempDir(), "state.json")
-			if err := e.d.Stop(); err != nil {
-				t.Fatal(err)
-			}
 			args := []string{"-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--state", state}
 			if sloppy {
 				args = append(args, "--sloppy-tcp")
 			}
-			d, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.d = d
+			e.restart(args...)
 			// One real server: without connection sync, an adopted connection reaches the
 			// right server only if scheduling picks it again (as with IPVS).
 			vip := netip.AddrPortFrom(e.bed.VIP, httpPort).String()
@@ -60,14 +52,7 @@ func TestSloppyTCPAdoptsConnections(t *testing.T) {
 			if err := get(5 * time.Second); err != nil {
 				t.Fatalf("before the restart: %v", err)
 			}
-			if err := d.Stop(); err != nil {
-				t.Fatal(err)
-			}
-			d2, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.d = d2
+			e.restart(args...)
 			err = get(2 * time.Second)
 			if sloppy && err != nil {
 				t.Fatalf("mid-stream request after the restart with --sloppy-tcp: %v", err)

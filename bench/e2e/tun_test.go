@@ -155,7 +155,10 @@ func TestTUN(t *testing.T) {
 }
 
 // TestTUNDecapTC is TestTUN's IPv4 and IPv6 traffic with the real servers decapsulating
-// at tc ingress (xlvs-decap --mode tc), the fallback where XDP cannot attach.
+// at tc ingress (xlvs-decap --mode tc), the fallback where XDP cannot attach. The director
+// must have tunnelled it (its encapsulated counter covers at least the uploaded bytes in
+// full-size packets, and no reply came back through it), and each decapsulator must
+// report packets decapsulated (startDecap's cleanup).
 func TestTUNDecapTC(t *testing.T) {
 	e := setup(t, testbed.L2)
 	bin := decapBinary(t)
@@ -167,8 +170,18 @@ func TestTUNDecapTC(t *testing.T) {
 			e.modeService("-t", vip, port, "-i")
 		}
 		e.modeService("-u", vip, vipEchoPort, "-i")
-		e.transferBothWays(vip, 2<<20, e.bed.Client.AddrFor(v6))
+		before := e.dataplaneCounters()["encapsulated"]
+		const size = 2 << 20
+		e.transferBothWays(vip, size, e.bed.Client.AddrFor(v6))
 		e.udpEcho(vip)
+		// The upload alone is at least size/1500 packets at MTU 1500 (one segment per
+		// frame at XDP), each encapsulated once.
+		if got := e.dataplaneCounters()["encapsulated"] - before; got < size/1500 {
+			t.Errorf("%v: the director encapsulated %d packets, want at least %d for the %d-byte upload", vip, got, size/1500, size)
+		}
+		if st := e.service("tcp", vip, httpPort).Stats; st.InBytes < size || st.OutPkts != 0 {
+			t.Errorf("%v: tcp stats %+v: want ≥ %d bytes in and no packets out (TUN replies bypass the director)", vip, st, size)
+		}
 	}
 	e.logDrops()
 	e.noChecksumErrors()
