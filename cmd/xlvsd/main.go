@@ -310,6 +310,10 @@ func run(args []string) error {
 	t0 := time.Now()
 	dp, err := dataplane.New(cfg)
 	if err != nil {
+		var qe *dataplane.QueueCountError
+		if errors.As(err, &qe) {
+			return fmt.Errorf("--queues %d: %w: pass --queues 1 to %d, or 0 for every RX queue", o.queues, err, qe.Have)
+		}
 		return err
 	}
 	log.Info("connection table resident", "entries", o.connMax, "took", time.Since(t0).Round(time.Millisecond).String())
