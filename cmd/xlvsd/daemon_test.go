@@ -93,7 +93,7 @@ func TestDaemonInNamespace(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Fatalf("exit: %v, want status 1; output:\n%s", err, out)
 		}
-		want := "xlvsd: --queues 9: open 9 queues on xd0: the interface has 1 RX queue: pass --queues 1 to 1, or 0 for every RX queue\n"
+		want := "xlvsd: --queues 9: open 9 queues on xd0: the interface has 1 RX queue: pass --queues 1, or 0 for every RX queue\n"
 		if !strings.HasSuffix(string(out), want) {
 			t.Fatalf("output:\n%s\nwant it to end with:\n%s", out, want)
 		}

@@ -312,7 +312,11 @@ func run(args []string) error {
 	if err != nil {
 		var qe *dataplane.QueueCountError
 		if errors.As(err, &qe) {
-			return fmt.Errorf("--queues %d: %w: pass --queues 1 to %d, or 0 for every RX queue", o.queues, err, qe.Have)
+			allowed := fmt.Sprintf("1 to %d", qe.Have)
+			if qe.Have == 1 {
+				allowed = "1"
+			}
+			return fmt.Errorf("--queues %d: %w: pass --queues %s, or 0 for every RX queue", o.queues, err, allowed)
 		}
 		return err
 	}
