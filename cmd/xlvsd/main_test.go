@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -143,5 +144,36 @@ func TestNumericFlagRanges(t *testing.T) {
 		if _, err := parseFlags(append([]string{"-i", "eth0"}, args...), io.Discard); err != nil {
 			t.Errorf("%q refused: %v", args, err)
 		}
+	}
+}
+
+// TestRunRefusals: run's refusals before and at start-up, in-process: values only run
+// checks, and an interface that does not exist (as root: it gets that far).
+func TestRunRefusals(t *testing.T) {
+	sock := t.TempDir() + "/x.sock"
+	base := []string{"--socket", sock, "--state", "", "--conn-max", "65536"}
+	for _, tc := range []struct {
+		args []string
+		want string
+		root bool // needs root to get that far
+	}{
+		{[]string{"-i", "eth0", "--log-level", "loud"}, `--log-level "loud": must be debug, info, warn or error`, false},
+		{[]string{"-i", "eth0", "--cpus", "1-0"}, `--cpus "1-0": bad range "1-0" (want LOW-HIGH)`, false},
+		{[]string{"-i", "eth0", "--xdp-mode", "hw"}, `--xdp-mode "hw": must be native, generic or auto`, false},
+		{[]string{"-i", "eth0", "--batch", "0"}, "--batch 0: must be between 1 and 1024", false},
+		{[]string{"-i", "nosuch0"}, `interface "nosuch0": `, true},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			if tc.root && os.Geteuid() != 0 {
+				needRoot(t)
+			}
+			err := run(append(append([]string(nil), base...), tc.args...))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to start %q", err, tc.want)
+			}
+			if _, err := os.Stat(sock); !os.IsNotExist(err) {
+				t.Errorf("control socket left behind: %v", err)
+			}
+		})
 	}
 }
