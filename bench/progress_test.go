@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,5 +54,34 @@ func TestProgress(t *testing.T) {
 	// Short runs show tenths.
 	if got, want := q.line(at(2500*time.Millisecond)), "progress: 1/1 measurements, 2.5s elapsed, about 0s left"; got != want {
 		t.Fatalf("short run: %q, want %q", got, want)
+	}
+}
+
+// TestRunPrintsProgress: Run plans every measurement and prints a progress line after
+// each, failed ones included (flows 0 fails at once, without root). An unavailable
+// target (kernel IPVS where the kernel has none) is not planned.
+func TestRunPrintsProgress(t *testing.T) {
+	var log strings.Builder
+	targets := []Target{TargetXLVSNAT, TargetKernel}
+	if IPVSAvailable(context.Background()) != nil { // unavailable: it must not count
+		targets = append(targets, TargetIPVS)
+	}
+	_, err := Run(context.Background(), RunOptions{Targets: targets, Workloads: []Workload{{Size: 64, Flows: 0}, {Size: 1500, Flows: 0}}, Runs: 2}, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(log.String(), "\n") {
+		if strings.HasPrefix(l, "progress: ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 8 {
+		t.Fatalf("%d progress lines, want 8 (2 workloads x 2 targets x 2 runs):\n%s", len(lines), log.String())
+	}
+	for i, l := range lines {
+		if want := fmt.Sprintf("progress: %d/8 measurements, ", i+1); !strings.HasPrefix(l, want) || !strings.Contains(l, " elapsed, about ") || !strings.HasSuffix(l, " left") {
+			t.Errorf("line %d: %q, want it to start %q and end with an estimate", i+1, l, want)
+		}
 	}
 }
