@@ -170,7 +170,7 @@ func checkNumbers(o *options) error {
 	if need := o.sock.FillRing + o.sock.TxRing; o.sock.Frames < need || o.sock.Frames > maxFrames {
 		return fmt.Errorf("--frames %d: must be between %d (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and %d", o.sock.Frames, need, maxFrames)
 	}
-	if err := between("batch", o.batch, 1, min(maxBatch, o.sock.RxRing), fmt.Sprintf(" (1..%d, at most --rx-ring)", maxBatch)); err != nil {
+	if err := between("batch", o.batch, 1, min(maxBatch, o.sock.RxRing), " (at most --rx-ring)"); err != nil {
 		return err
 	}
 	if err := between("icmp-rate", o.icmpRate, 0, maxICMPRate, " errors per second (0 = no limit)"); err != nil {
