@@ -56,6 +56,32 @@ func (o RunOptions) realsSweep() []int {
 	return o.Reals
 }
 
+// connRuns is how many times the connection workload is measured per cell.
+func (o RunOptions) connRuns() int {
+	if o.ConnRuns == 0 {
+		return o.Runs
+	}
+	return o.ConnRuns
+}
+
+// cellVariants are the xlvsd flag sets t is measured with: o.Variants for xlvs targets
+// when sweeping, else one cell without.
+func cellVariants(o RunOptions, t Target) []string {
+	if isXLVS(t) && len(o.Variants) > 0 {
+		return o.Variants
+	}
+	return []string{""}
+}
+
+// cellReals are the real-server counts t is measured with: the sweep for balancing
+// targets, else one cell (0: not applicable).
+func cellReals(o RunOptions, t Target) []int {
+	if balances(t) {
+		return o.realsSweep()
+	}
+	return []int{0}
+}
+
 // isXLVS reports whether t runs xlvsd.
 func isXLVS(t Target) bool {
 	t = t.base()
@@ -249,9 +275,26 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 		}
 	}
 	fmt.Fprintf(log, "machine: %s, %d CPUs, Linux %s, %s\n", r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go)
+	avail := map[Target]error{}
+	for _, t := range o.Targets {
+		avail[t] = targetAvailable(ctx, t)
+	}
+	prog := newProgress(r.Started)
+	for range o.Workloads {
+		for _, t := range o.Targets {
+			if avail[t] == nil {
+				prog.plan(kindPacket, len(cellReals(o, t))*len(cellVariants(o, t))*o.Runs)
+			}
+		}
+	}
+	if o.Conn != nil {
+		for _, t := range o.Targets {
+			prog.plan(kindConn, len(cellReals(o, t))*o.connRuns())
+		}
+	}
 	if o.WarmupRound && len(o.Workloads) > 0 {
 		for _, t := range o.Targets {
-			if targetAvailable(ctx, t) != nil {
+			if avail[t] != nil {
 				continue
 			}
 			if t.oneArm() && slices.Contains(o.Targets, t.base()) {
@@ -261,6 +304,7 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 			po.Size, po.Flows, po.Duration, po.MaxLoss, po.QuietWait = o.Workloads[0].Size, o.Workloads[0].Flows, 300*time.Millisecond, 0, 0
 			po.Reals = o.realsSweep()[0]
 			s, err := MeasurePacketRate(ctx, t, po)
+			prog.skip(time.Now())
 			if ctx.Err() != nil {
 				return r, ctx.Err()
 			}
@@ -271,19 +315,13 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 			fmt.Fprintf(log, "warm-up %-15s %8.0f pps (not counted)\n", t, s.PPS)
 		}
 	}
+	prog.skip(time.Now()) // set-up and warm-ups count as elapsed, not as a measurement's time
 	for _, w := range o.Workloads {
 		var cells []*Result
 		for _, t := range o.Targets {
-			variants := []string{""}
-			if isXLVS(t) && len(o.Variants) > 0 {
-				variants = o.Variants
-			}
-			reals := []int{0}
-			if balances(t) {
-				reals = o.realsSweep()
-			}
+			variants, reals := cellVariants(o, t), cellReals(o, t)
 			unavailable := ""
-			if err := targetAvailable(ctx, t); err != nil {
+			if err := avail[t]; err != nil {
 				unavailable = err.Error()
 				fmt.Fprintf(log, "%s: %v\n", w, err)
 			}
@@ -306,17 +344,20 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 				if ctx.Err() != nil {
 					return r, ctx.Err()
 				}
+				prog.step(kindPacket, time.Now())
 				if err != nil {
 					if errors.Is(err, ErrUnavailable) {
 						c.Unavailable = err.Error()
+						prog.drop(kindPacket, o.Runs-run-1)
 					} else {
 						c.Error = err.Error()
 					}
 					fmt.Fprintf(log, "%s %s run %d: %v\n", w, c.Label(), run+1, err)
-					continue
+				} else {
+					c.Samples = append(c.Samples, s)
+					logSample(log, w, run, c.Label(), s)
 				}
-				c.Samples = append(c.Samples, s)
-				logSample(log, w, run, c.Label(), s)
+				fmt.Fprintln(log, prog.line(time.Now()))
 			}
 		}
 		for _, c := range cells {
@@ -325,7 +366,7 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 		}
 	}
 	if o.Conn != nil {
-		if err := runConns(ctx, o, r, log); err != nil {
+		if err := runConns(ctx, o, r, log, prog); err != nil {
 			return r, err
 		}
 	}
@@ -334,20 +375,13 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 }
 
 // runConns measures the connection workload, interleaving targets within each round.
-func runConns(ctx context.Context, o RunOptions, r *Report, log io.Writer) error {
-	runs := o.ConnRuns
-	if runs == 0 {
-		runs = o.Runs
-	}
+func runConns(ctx context.Context, o RunOptions, r *Report, log io.Writer, prog *progress) error {
+	runs := o.connRuns()
 	co := *o.Conn
 	co.DaemonArgs, co.Bins, co.Sched = o.Packet.DaemonArgs, o.Packet.Bins, o.Packet.Sched
 	var cells []*ConnResult
 	for _, t := range o.Targets {
-		reals := []int{0}
-		if balances(t) {
-			reals = o.realsSweep()
-		}
-		for _, n := range reals {
+		for _, n := range cellReals(o, t) {
 			cells = append(cells, &ConnResult{Target: t, Reals: n})
 		}
 	}
@@ -361,18 +395,20 @@ func runConns(ctx context.Context, o RunOptions, r *Report, log io.Writer) error
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			prog.step(kindConn, time.Now())
 			switch {
 			case errors.Is(err, ErrUnavailable):
 				c.Unavailable = err.Error()
+				prog.drop(kindConn, runs-run-1)
 				fmt.Fprintf(log, "connections: %v\n", err)
-				continue
 			case err != nil:
 				c.Error = err.Error()
 				fmt.Fprintf(log, "connections %s run %d: %v\n", c.Label(), run+1, err)
-				continue
+			default:
+				c.Samples = append(c.Samples, s)
+				fmt.Fprintf(log, "connections run %d: %v\n", run+1, s)
 			}
-			c.Samples = append(c.Samples, s)
-			fmt.Fprintf(log, "connections run %d: %v\n", run+1, s)
+			fmt.Fprintln(log, prog.line(time.Now()))
 		}
 	}
 	for _, c := range cells {

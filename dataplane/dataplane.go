@@ -7,9 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,9 +158,9 @@ func New(cfg Config) (*Dataplane, error) {
 		if err != nil {
 			return nil, fmt.Errorf("interface %q: %w (list interfaces with `ip link`)", name, err)
 		}
-		q := cfg.Queues
-		if q == 0 {
-			q = rxQueues(name)
+		q, err := queuesFor(l, cfg.Queues)
+		if err != nil {
+			return nil, err
 		}
 		ifcs = append(ifcs, ifc{l, q})
 	}
@@ -252,26 +249,6 @@ func (d *Dataplane) init() error {
 		d.workers = append(d.workers, newWorker(d, q, cpu, ps))
 	}
 	return nil
-}
-
-// rxQueues reads how many RX queues an interface has (1 when unknown).
-func rxQueues(name string) int {
-	ents, err := os.ReadDir("/sys/class/net/" + name + "/queues")
-	if err != nil {
-		return 1
-	}
-	n := 0
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "rx-") {
-			if _, err := strconv.Atoi(e.Name()[3:]); err == nil {
-				n++
-			}
-		}
-	}
-	if n == 0 {
-		return 1
-	}
-	return n
 }
 
 func (d *Dataplane) now() int64 { return int64(time.Since(d.epoch)) }
@@ -486,6 +463,7 @@ func (d *Dataplane) Close() error {
 			d.cancel()
 		}
 		d.wg.Wait()
+		d.fib.wg.Wait() // no reload touches the XDP program once it is closed
 		d.closeResources()
 	})
 	return nil

@@ -207,6 +207,10 @@ type fibWatcher struct {
 	// (the XDP program leaves real servers' answers to them to the kernel).
 	onLocals   func([]netip.Addr) error
 	lastLocals string
+
+	// wg counts the goroutines start runs; they end once ctx has ended and every
+	// subscription has closed its channel (Dataplane.Close waits for them).
+	wg sync.WaitGroup
 }
 
 func newFIBWatcher(log *slog.Logger) *fibWatcher {
@@ -230,12 +234,21 @@ func (w *fibWatcher) start(ctx context.Context) error {
 	neighs := make(chan netlink.NeighUpdate, 256)
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
+	done := ctx.Done()
 	onErr := func(err error) {
+		if ctx.Err() != nil {
+			// Stopping. The library closes each subscription's socket when done is
+			// closed (never before), and its receive loop then reports the read it
+			// was blocked in: the EAGAIN of its last recvfrom ("resource temporarily
+			// unavailable"), or a closed file. That is the subscription ending as
+			// asked, not an error.
+			w.log.Debug("netlink subscription closed", "err", err)
+			return
+		}
 		w.errors.Add(1)
 		w.log.Warn("netlink subscription error", "err", err)
 		w.markDirty()
 	}
-	done := ctx.Done()
 	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr}); err != nil {
 		return err
 	}
@@ -248,35 +261,39 @@ func (w *fibWatcher) start(ctx context.Context) error {
 	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
 		return err
 	}
+	// Read the subscriptions until each closes its channel (after done, or after a
+	// receive error): a subscription blocked sending to a full channel would otherwise
+	// never see its socket closed.
+	w.wg.Add(2)
 	go func() {
-		for {
+		defer w.wg.Done()
+		for routes != nil || neighs != nil || links != nil || addrs != nil {
+			var ok bool
 			select {
-			case <-done:
-				return
-			case _, ok := <-routes:
+			case _, ok = <-routes:
 				if !ok {
 					routes = nil
 				}
-				w.markDirty()
-			case _, ok := <-neighs:
+			case _, ok = <-neighs:
 				if !ok {
 					neighs = nil
 				}
-				w.markDirty()
-			case _, ok := <-links:
+			case _, ok = <-links:
 				if !ok {
 					links = nil
 				}
-				w.markDirty()
-			case _, ok := <-addrs:
+			case _, ok = <-addrs:
 				if !ok {
 					addrs = nil
 				}
+			}
+			if ok && ctx.Err() == nil {
 				w.markDirty()
 			}
 		}
 	}()
 	go func() {
+		defer w.wg.Done()
 		tick := time.NewTicker(30 * time.Second) // safety net: a lost update heals within this
 		defer tick.Stop()
 		for {

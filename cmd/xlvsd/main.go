@@ -109,26 +109,76 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--copy and --zerocopy both given: choose one")
 	}
 	o.sock.Copy, o.sock.ZeroCopy = o.copyMode, o.zeroCopy
-	if err := o.sock.Validate(); err != nil {
+	if err := checkNumbers(o); err != nil {
 		return nil, err
 	}
-	if o.icmpRate < 0 {
-		return nil, fmt.Errorf("--icmp-rate %d: give errors per second, 0 for no limit", o.icmpRate)
-	}
-	if o.icmpBurst < 1 {
-		return nil, fmt.Errorf("--icmp-burst %d: must be at least 1", o.icmpBurst)
+	if err := o.sock.Validate(); err != nil {
+		return nil, err
 	}
 	ram := totalRAM()
 	if o.connMax == 0 {
 		o.connMax = defaultConnMax(ram)
 	}
 	if o.connMax < 1024 {
-		return nil, fmt.Errorf("--conn-max %d: must be at least 1024", o.connMax)
+		return nil, fmt.Errorf("--conn-max %d: must be at least 1024 (0 = sized from memory)", o.connMax)
 	}
 	if need := uint64(o.connMax) * connEntryBytes; ram > 0 && need > ram/2 {
 		return nil, fmt.Errorf("--conn-max %d: the table would take about %d MiB, more than half of this machine's %d MiB: give at most %d", o.connMax, need>>20, ram>>20, ram/2/connEntryBytes)
 	}
 	return o, nil
+}
+
+// Limits of the numeric flags (the dataplane's and the AF_XDP socket layer's own).
+const (
+	maxQueues    = 64      // dataplane.Config.Queues
+	maxBatch     = 1024    // dataplane.Config.Batch
+	minRing      = 8       // xsk.Config ring sizes
+	maxRing      = 1 << 16 // xsk.Config ring sizes
+	maxFrames    = 1 << 20 // xsk.Config.Frames
+	maxICMPRate  = 1e9     // one error per nanosecond: the token bucket's resolution
+	maxICMPBurst = 1<<31 - 1
+)
+
+// checkNumbers refuses a numeric flag outside its range, naming the flag, the value given
+// and what is allowed. 0 is refused where it would silently mean a default (--batch 0
+// used to start with 64).
+func checkNumbers(o *options) error {
+	between := func(flag string, v, lo, hi int, extra string) error {
+		if v < lo || v > hi {
+			return fmt.Errorf("--%s %d: must be between %d and %d%s", flag, v, lo, hi, extra)
+		}
+		return nil
+	}
+	ring := func(flag string, v int) error {
+		if v < minRing || v > maxRing || v&(v-1) != 0 {
+			return fmt.Errorf("--%s %d: must be a power of two between %d and %d", flag, v, minRing, maxRing)
+		}
+		return nil
+	}
+	if err := between("queues", o.queues, 0, maxQueues, " (0 = every RX queue of the interface)"); err != nil {
+		return err
+	}
+	if o.sock.FrameSize != 2048 && o.sock.FrameSize != 4096 {
+		return fmt.Errorf("--frame-size %d: must be 2048 or 4096", o.sock.FrameSize)
+	}
+	for _, r := range []struct {
+		flag string
+		v    int
+	}{{"rx-ring", o.sock.RxRing}, {"tx-ring", o.sock.TxRing}, {"fill-ring", o.sock.FillRing}, {"comp-ring", o.sock.CompRing}} {
+		if err := ring(r.flag, r.v); err != nil {
+			return err
+		}
+	}
+	if need := o.sock.FillRing + o.sock.TxRing; o.sock.Frames < need || o.sock.Frames > maxFrames {
+		return fmt.Errorf("--frames %d: must be between %d (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and %d", o.sock.Frames, need, maxFrames)
+	}
+	if err := between("batch", o.batch, 1, min(maxBatch, o.sock.RxRing), " (at most --rx-ring)"); err != nil {
+		return err
+	}
+	if err := between("icmp-rate", o.icmpRate, 0, maxICMPRate, " errors per second (0 = no limit)"); err != nil {
+		return err
+	}
+	return between("icmp-burst", o.icmpBurst, 1, maxICMPBurst, "")
 }
 
 // connEntryBytes bounds the connection table's memory per entry (conntrack reports 107
@@ -265,6 +315,14 @@ func run(args []string) error {
 	t0 := time.Now()
 	dp, err := dataplane.New(cfg)
 	if err != nil {
+		var qe *dataplane.QueueCountError
+		if errors.As(err, &qe) {
+			allowed := fmt.Sprintf("1 to %d", qe.Have)
+			if qe.Have == 1 {
+				allowed = "1"
+			}
+			return fmt.Errorf("--queues %d: %w: pass --queues %s, or 0 for every RX queue", o.queues, err, allowed)
+		}
 		return err
 	}
 	log.Info("connection table resident", "entries", o.connMax, "took", time.Since(t0).Round(time.Millisecond).String())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -14,16 +15,14 @@ func TestParseFlagsErrors(t *testing.T) {
 	}{
 		{"no interface", nil, "no interface given"},
 		{"both modes", []string{"-i", "eth0", "--copy", "--zerocopy"}, "choose one"},
-		{"ring not power of two", []string{"-i", "eth0", "--rx-ring", "1000"}, "power of two"},
-		{"too few frames", []string{"-i", "eth0", "--frames", "1024"}, "at least fill ring + tx ring"},
-		{"bad frame size", []string{"-i", "eth0", "--frame-size", "1500"}, "frame size"},
-		{"small table", []string{"-i", "eth0", "--conn-max", "10"}, "at least 1024"},
+		{"small table", []string{"-i", "eth0", "--conn-max", "10"}, "--conn-max 10: must be at least 1024"},
+		{"negative table", []string{"-i", "eth0", "--conn-max", "-1"}, "--conn-max -1: must be at least 1024 (0 = sized from memory)"},
 		{"table beyond memory", []string{"-i", "eth0", "--conn-max", "1000000000000"}, "more than half of this machine's"},
-		{"negative icmp rate", []string{"-i", "eth0", "--icmp-rate", "-5"}, "0 for no limit"},
-		{"zero icmp burst", []string{"-i", "eth0", "--icmp-burst", "0"}, "at least 1"},
 		{"stray argument", []string{"-i", "eth0", "extra"}, "unexpected argument"},
 		{"unknown flag", []string{"-i", "eth0", "--nope"}, "not defined"},
 		{"bad number", []string{"-i", "eth0", "--batch", "many"}, "invalid value"},
+		{"keepalived and health checks", []string{"-i", "eth0", "--keepalived-conf", "k", "--health-check", "TCP_CHECK {}"}, "keepalived.conf has its own checkers"},
+		{"keepalived and config", []string{"-i", "eth0", "--keepalived-conf", "k", "--config", "c"}, "choose where the rules come from"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseFlags(tc.args, io.Discard)
@@ -82,5 +81,99 @@ func TestDefaultConnMax(t *testing.T) {
 	}
 	if o.connMax != defaultConnMax(totalRAM()) || o.connMax < 1<<16 {
 		t.Fatalf("default --conn-max %d", o.connMax)
+	}
+}
+
+// TestNumericFlagRanges: every numeric flag refuses values outside the range its help
+// gives, with a message naming the flag, the value given and what is allowed. The ranges
+// are the ones the help text and the dataplane document: queues 0..64, batch 1..1024 and
+// at most the rx ring, rings powers of two in 8..65536, frames from fill + tx ring to
+// 2^20, frame size 2048 or 4096, ICMP rate 0..1e9 per second, burst at least 1.
+func TestNumericFlagRanges(t *testing.T) {
+	for _, tc := range []struct {
+		flag, value string
+		want        string // the whole message
+	}{
+		{"batch", "0", "--batch 0: must be between 1 and 1024 (at most --rx-ring)"},
+		{"batch", "-3", "--batch -3: must be between 1 and 1024 (at most --rx-ring)"},
+		{"batch", "1025", "--batch 1025: must be between 1 and 1024 (at most --rx-ring)"},
+		{"queues", "-1", "--queues -1: must be between 0 and 64 (0 = every RX queue of the interface)"},
+		{"queues", "65", "--queues 65: must be between 0 and 64 (0 = every RX queue of the interface)"},
+		{"frame-size", "0", "--frame-size 0: must be 2048 or 4096"},
+		{"frame-size", "3000", "--frame-size 3000: must be 2048 or 4096"},
+		{"frame-size", "8192", "--frame-size 8192: must be 2048 or 4096"},
+		{"rx-ring", "0", "--rx-ring 0: must be a power of two between 8 and 65536"},
+		{"rx-ring", "1000", "--rx-ring 1000: must be a power of two between 8 and 65536"},
+		{"rx-ring", "4", "--rx-ring 4: must be a power of two between 8 and 65536"},
+		{"tx-ring", "131072", "--tx-ring 131072: must be a power of two between 8 and 65536"},
+		{"fill-ring", "-8", "--fill-ring -8: must be a power of two between 8 and 65536"},
+		{"comp-ring", "3", "--comp-ring 3: must be a power of two between 8 and 65536"},
+		{"frames", "0", "--frames 0: must be between 4096 (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and 1048576"},
+		{"frames", "4095", "--frames 4095: must be between 4096 (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and 1048576"},
+		{"frames", "2097152", "--frames 2097152: must be between 4096 (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and 1048576"},
+		{"icmp-rate", "-5", "--icmp-rate -5: must be between 0 and 1000000000 errors per second (0 = no limit)"},
+		{"icmp-rate", "2000000000", "--icmp-rate 2000000000: must be between 0 and 1000000000 errors per second (0 = no limit)"},
+		{"icmp-burst", "0", "--icmp-burst 0: must be between 1 and 2147483647"},
+		{"icmp-burst", "-1", "--icmp-burst -1: must be between 1 and 2147483647"},
+		{"icmp-burst", "2147483648", "--icmp-burst 2147483648: must be between 1 and 2147483647"},
+	} {
+		t.Run(tc.flag+"="+tc.value, func(t *testing.T) {
+			_, err := parseFlags([]string{"-i", "eth0", "--" + tc.flag, tc.value}, io.Discard)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("err = %v\nwant     %s", err, tc.want)
+			}
+		})
+	}
+	// The batch may not exceed the rx ring; frames follow the rings.
+	_, err := parseFlags([]string{"-i", "eth0", "--rx-ring", "32", "--batch", "64"}, io.Discard)
+	if want := "--batch 64: must be between 1 and 32 (at most --rx-ring)"; err == nil || err.Error() != want {
+		t.Fatalf("batch over the rx ring: err = %v, want %s", err, want)
+	}
+	_, err = parseFlags([]string{"-i", "eth0", "--fill-ring", "64", "--tx-ring", "64", "--frames", "100"}, io.Discard)
+	if want := "--frames 100: must be between 128 "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("frames under small rings: err = %v, want it to start %q", err, want)
+	}
+	// The edges of every range are accepted.
+	for _, args := range [][]string{
+		{"--batch", "1"}, {"--batch", "1024"}, {"--queues", "0"}, {"--queues", "64"},
+		{"--frame-size", "4096"}, {"--rx-ring", "8", "--batch", "8"}, {"--rx-ring", "65536"},
+		{"--fill-ring", "8", "--tx-ring", "8", "--frames", "16"}, {"--frames", "1048576"},
+		{"--icmp-rate", "0"}, {"--icmp-rate", "1000000000"}, {"--icmp-burst", "1"}, {"--icmp-burst", "2147483647"},
+		{"--conn-max", "1024"},
+	} {
+		if _, err := parseFlags(append([]string{"-i", "eth0"}, args...), io.Discard); err != nil {
+			t.Errorf("%q refused: %v", args, err)
+		}
+	}
+}
+
+// TestRunRefusals: run's refusals before and at start-up, in-process: values only run
+// checks, and an interface that does not exist (as root: it gets that far).
+func TestRunRefusals(t *testing.T) {
+	sock := t.TempDir() + "/x.sock"
+	base := []string{"--socket", sock, "--state", "", "--conn-max", "65536"}
+	for _, tc := range []struct {
+		args []string
+		want string
+		root bool // needs root to get that far
+	}{
+		{[]string{"-i", "eth0", "--log-level", "loud"}, `--log-level "loud": must be debug, info, warn or error`, false},
+		{[]string{"-i", "eth0", "--cpus", "1-0"}, `--cpus "1-0": bad range "1-0" (want LOW-HIGH)`, false},
+		{[]string{"-i", "eth0", "--xdp-mode", "hw"}, `--xdp-mode "hw": must be native, generic or auto`, false},
+		{[]string{"-i", "eth0", "--batch", "0"}, "--batch 0: must be between 1 and 1024", false},
+		{[]string{"-i", "nosuch0"}, `interface "nosuch0": `, true},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			if tc.root && os.Geteuid() != 0 {
+				needRoot(t)
+			}
+			err := run(append(append([]string(nil), base...), tc.args...))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to start %q", err, tc.want)
+			}
+			if _, err := os.Stat(sock); !os.IsNotExist(err) {
+				t.Errorf("control socket left behind: %v", err)
+			}
+		})
 	}
 }

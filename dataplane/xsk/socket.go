@@ -70,6 +70,8 @@ func Open(ifindex, queue int, cfg Config) (Socket, error) {
 			hint = " (zero-copy needs driver support: veth and most virtual NICs do copy mode only; try --copy)"
 		case errors.Is(err, unix.EBUSY) || containsErrno(err, unix.EBUSY):
 			hint = " (the queue already has a socket: one xlvsd per interface, and a queue cannot be bound twice in one process)"
+		case containsErrno(err, unix.EINVAL):
+			hint = fmt.Sprintf(" (the kernel says so for a queue the interface does not have: does it have a queue %d? see /sys/class/net/IFACE/queues or `ethtool -l IFACE`)", queue)
 		}
 		return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w%s", ifindex, queue, err, hint)
 	}
