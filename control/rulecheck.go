@@ -95,6 +95,7 @@ func (rc *RuleChecks) update(u health.Update) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	changed := false
+	hooks := map[uint32]*schedSteps{}
 	for _, ds := range u.Dests {
 		id, ok := rc.ids[u.Service][ds.Addr]
 		if !ok {
@@ -109,18 +110,24 @@ func (rc *RuleChecks) update(u health.Update) {
 				delete(d.down, id)
 			}
 			d.log.Info("health check", "service", u.Service, "server", ds.Addr, "up", !failed)
+			// keepalived's inhibit_on_failure edits the weight: the service's upd_dest.
+			if s := d.r.serviceOf(id); s != nil {
+				addHook(hooks, s, d.down)
+			}
 		}
 	}
 	if !changed {
 		return
 	}
-	snap, err := d.snapshotOf(d.r, maps.Clone(d.draining))
+	snap, built, err := d.snapshotOf(d.r, maps.Clone(d.draining), hooks)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}
 	if err != nil {
 		d.log.Error("apply health-check result", "err", err)
+		return
 	}
+	d.scheds = built
 }
 
 // Close stops the checks.

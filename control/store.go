@@ -113,6 +113,18 @@ func familyOf(a netip.Addr) int {
 	return 6
 }
 
+// serviceOf returns the service of destination id, or nil.
+func (r *rules) serviceOf(id uint32) *svcState {
+	for _, s := range r.services {
+		for _, d := range s.dests {
+			if d.id == id {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
 func (s *svcState) findDest(addr netip.Addr, port uint16) (int, *destState) {
 	for i, d := range s.dests {
 		if d.cfg.Addr.Unmap() == addr.Unmap() && d.cfg.Port == port {
@@ -219,40 +231,103 @@ func checkDest(s *svcState, d *api.Dest) *api.Error {
 	return nil
 }
 
-// snapshot turns rules into a dataplane snapshot. Each service's scheduler is rebuilt
-// from its previous one in prev (as the kernel's update_service keeps rr/wrr positions,
-// lblc tables, overload flags and mh's table across edits); counts are the connection
-// counts the schedulers read.
-//
-// down lists destinations that health checks have failed (by ID): they are scheduled with
-// weight 0 — no new connections, existing ones continue — without touching the rules.
-func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, error) {
-	old := map[uint32]sched.Scheduler{}
-	if prev != nil {
-		for _, s := range prev.Services {
-			old[s.ID] = s.Sched
-		}
+// schedInput is what a service's scheduler is built from: the scheduler, its flags (0
+// for the schedulers that ignore them) and the destinations as the scheduler sees them.
+type schedInput struct {
+	name  string
+	flags sched.Flags
+	dests []sched.Dest
+}
+
+func (a *schedInput) same(b *schedInput) bool {
+	return a.name == b.name && a.flags == b.flags && slices.Equal(a.dests, b.dests)
+}
+
+// schedFlags is the scheduler flags of service cfg as its scheduler reads them: 0 for
+// one that reads none, or when they do not parse (checkService refuses those).
+func schedFlags(cfg *api.Service) sched.Flags {
+	if !flagsMatter(cfg.Scheduler) {
+		return 0
 	}
+	f, _ := sched.ParseFlags(strings.Join(cfg.SchedFlags, ","))
+	return f
+}
+
+// flagsMatter reports whether the named scheduler reads the -b flags: only sh and mh do
+// (at each decision, in the kernel). The kernel calls no scheduler hook when a service's
+// flags change, so for any other scheduler a flags edit must leave the scheduler alone.
+func flagsMatter(name string) bool { return name == "sh" || name == "mh" }
+
+// schedInput returns s's scheduler input now. down lists destinations that health checks
+// have failed (by ID): they are scheduled with weight 0 — no new connections, existing
+// ones continue — without touching the rules.
+func (s *svcState) schedInput(down map[uint32]bool) schedInput {
+	in := schedInput{name: s.cfg.Scheduler, flags: schedFlags(&s.cfg), dests: make([]sched.Dest, len(s.dests))}
+	for i, d := range s.dests {
+		in.dests[i] = sched.Dest{ID: d.id, Weight: destWeight(d, down), UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port}
+	}
+	return in
+}
+
+// addHook records that an operation on s calls its scheduler (a hook, or a new scheduler
+// bound), with s's scheduler input after it.
+func addHook(hooks map[uint32]*schedSteps, s *svcState, down map[uint32]bool) {
+	h := hooks[s.id]
+	if h == nil {
+		h = &schedSteps{}
+		hooks[s.id] = h
+	}
+	h.steps = append(h.steps, s.schedInput(down))
+}
+
+// destWeight is d's weight as scheduled: 0 while its health checks fail.
+func destWeight(d *destState, down map[uint32]bool) int32 {
+	if down[d.id] {
+		return 0
+	}
+	return d.cfg.Weight
+}
+
+// schedState is a published service's scheduler with the input it was built from.
+type schedState struct {
+	sched sched.Scheduler
+	in    schedInput
+}
+
+// schedSteps are the scheduler hooks a change calls on one service, in order, each as the
+// service's scheduler input right after the operation that calls it. ip_vs_ctl.c calls a
+// service's scheduler on its own destination changes only (add_dest, upd_dest, del_dest
+// from __ip_vs_update_dest and __ip_vs_unlink_dest) and binds a new one when -s changes
+// (ip_vs_edit_service); editing another service, its flags or timeouts, or a local
+// address calls nothing.
+type schedSteps struct {
+	fresh bool // the service was added by the change: it had no scheduler before
+	steps []schedInput
+}
+
+// snapshot turns rules into a dataplane snapshot, and returns each service's scheduler
+// with its input (for the next snapshot, once this one is published). prev holds the
+// published schedulers, hooks the scheduler hooks the change calls (by service ID).
+//
+// A service keeps its scheduler instance — wrr's and rr's positions included — unless
+// its hooks are called or its input differs from the one prev was built from (a health
+// check flipped one of its servers: the kernel's upd_dest, as keepalived's
+// inhibit_on_failure edits the weight). Each hook is a Rebuild from the scheduler before
+// it, in order, so a batch carries over exactly what the same commands one by one would
+// (Rebuild documents what the kernel keeps across a hook); counts are the connection
+// counts the schedulers read.
+func (r *rules) snapshot(prev map[uint32]*schedState, hooks map[uint32]*schedSteps, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, map[uint32]*schedState, error) {
+	built := make(map[uint32]*schedState, len(r.services))
 	svcs := make([]dataplane.Service, 0, len(r.services))
 	for _, s := range r.services {
-		flags, err := sched.ParseFlags(strings.Join(s.cfg.SchedFlags, ","))
+		st, err := s.scheduler(prev[s.id], hooks[s.id], counts, s.schedInput(down))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		built[s.id] = st
 		ds := make([]dataplane.Dest, len(s.dests))
-		sd := make([]sched.Dest, len(s.dests))
 		for i, d := range s.dests {
-			a := d.cfg.Addr.As16()
-			w := d.cfg.Weight
-			if down[d.id] {
-				w = 0
-			}
-			ds[i] = dataplane.Dest{ID: d.id, Addr: a, Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: w}
-			sd[i] = sched.Dest{ID: d.id, Weight: w, UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: a, Port: d.cfg.Port}
-		}
-		sc, err := sched.Rebuild(old[s.id], counts, s.cfg.Scheduler, sd, flags)
-		if err != nil {
-			return nil, err
+			ds[i] = dataplane.Dest{ID: d.id, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: destWeight(d, down)}
 		}
 		var persist int64
 		var bits uint8
@@ -270,11 +345,52 @@ func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map
 			ID:          s.id,
 			Key:         dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)},
 			Dests:       ds,
-			Sched:       sc,
+			Sched:       st.sched,
 			Laddrs:      ls,
 		})
 	}
-	return dataplane.NewSnapshot(svcs)
+	snap, err := dataplane.NewSnapshot(svcs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, built, nil
+}
+
+// scheduler returns s's scheduler for input in: prev's (the published one, nil if none)
+// when no hook is called and the input is the same, else prev rebuilt through each hook
+// and, if the input still differs (a health-check flip), once more.
+func (s *svcState) scheduler(prev *schedState, h *schedSteps, counts sched.Counts, in schedInput) (*schedState, error) {
+	cur := prev
+	var steps []schedInput
+	if h != nil {
+		steps = h.steps
+		if h.fresh {
+			cur = nil
+		}
+	}
+	build := func(st schedInput) error {
+		var old sched.Scheduler
+		if cur != nil {
+			old = cur.sched
+		}
+		sc, err := sched.Rebuild(old, counts, st.name, st.dests, st.flags)
+		if err != nil {
+			return err
+		}
+		cur = &schedState{sched: sc, in: st}
+		return nil
+	}
+	for _, st := range steps {
+		if err := build(st); err != nil {
+			return nil, err
+		}
+	}
+	if cur == nil || !cur.in.same(&in) {
+		if err := build(in); err != nil {
+			return nil, err
+		}
+	}
+	return cur, nil
 }
 
 func protoNum(p string) uint8 {
