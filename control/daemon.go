@@ -175,7 +175,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	next := d.r.clone()
-	ch := &changeSet{hooks: map[uint32]*schedSteps{}}
+	ch := &changeSet{hooks: schedHooks{}}
 	marks := [...]uint32{d.svcIDs.next, d.destIDs.next, d.laddrIDs.next}
 	fail := func(e *api.Error) *api.Error {
 		for _, undo := range ch.undo {
@@ -250,17 +250,17 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 // changeSet collects what a change does besides the rules. Nothing outside the copy of
 // the rules changes before the commit except ID allocations, which undo reverts.
 type changeSet struct {
-	undo    []func()               // ID allocations, reverted if the change fails
-	commit  []func()               // done once the change is published: ID releases, counter bases
-	gone    []uint32               // destinations removed by the change
-	retired []netip.Addr           // FULLNAT local addresses deleted from a service
-	hooks   map[uint32]*schedSteps // scheduler hooks called, by service ID
+	undo    []func()     // ID allocations, reverted if the change fails
+	commit  []func()     // done once the change is published: ID releases, counter bases
+	gone    []uint32     // destinations removed by the change
+	retired []netip.Addr // FULLNAT local addresses deleted from a service
+	hooks   schedHooks   // scheduler hooks called
 }
 
 // snapshotOf builds the dataplane snapshot of r, with the draining local addresses that r
 // no longer names and the scheduler hooks of the change (nil: none), and returns the
 // schedulers for d.scheds once it is published. The caller holds d.mu.
-func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool, hooks map[uint32]*schedSteps) (*dataplane.Snapshot, map[uint32]*schedState, error) {
+func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool, hooks schedHooks) (*dataplane.Snapshot, map[uint32]*schedState, error) {
 	snap, built, err := r.snapshot(d.scheds, hooks, d.dp.Conntrack(), d.down)
 	if err != nil {
 		return nil, nil, err
@@ -323,8 +323,8 @@ func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
 			cfg.Dests, cfg.Stats = nil, api.Stats{}
 			ns := &svcState{cfg: cfg, id: id}
 			r.services = append(r.services, ns)
-			ch.hooks[id] = &schedSteps{fresh: true} // init_service
-			addHook(ch.hooks, ns, d.down)
+			ch.hooks[id] = &schedSteps{fresh: true}
+			ch.hooks.call(ns, d.down, false) // init_service
 			return nil
 		}
 		if cur == nil {
@@ -332,14 +332,13 @@ func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
 		}
 		cfg := *s
 		cfg.Dests, cfg.Stats = nil, api.Stats{}
-		rebind := cfg.Scheduler != cur.cfg.Scheduler || schedFlags(&cfg) != schedFlags(&cur.cfg)
-		cur.cfg = cfg
-		if rebind {
+		if cfg.Scheduler != cur.cfg.Scheduler || schedFlags(&cfg) != schedFlags(&cur.cfg) {
 			// ip_vs_edit_service binds the new scheduler; sh and mh read the flags at each
 			// decision, which a rebuild over the same destinations gives. Anything else
 			// (persistence, the flags of a scheduler without any) leaves it alone.
-			addHook(ch.hooks, cur, d.down)
+			ch.hooks.call(cur, d.down, false)
 		}
+		cur.cfg = cfg
 		return nil
 	case api.OpDelService:
 		s, e := needSvc()
@@ -376,6 +375,7 @@ func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
 			dst.Port = cur.cfg.Port
 		}
 		i, old := cur.findDest(dst.Addr, dst.Port)
+		ch.hooks.call(cur, d.down, req.Op == api.OpAddDest) // add_dest, upd_dest or del_dest
 		switch req.Op {
 		case api.OpAddDest:
 			if old != nil {
@@ -407,7 +407,6 @@ func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
 			ch.commit = append(ch.commit, func() { d.destIDs.free(id) })
 			ch.gone = append(ch.gone, id)
 		}
-		addHook(ch.hooks, cur, d.down) // add_dest, upd_dest or del_dest
 		return nil
 	case api.OpAddLocalAddr, api.OpDelLocalAddr:
 		cur, e := needDefined()

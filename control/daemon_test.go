@@ -17,7 +17,7 @@ import (
 
 func newDaemon(t *testing.T) *Daemon { return newDaemonOpts(t, Options{}) }
 
-func newDaemonOpts(t *testing.T, o Options) *Daemon {
+func newDaemonOpts(t testing.TB, o Options) *Daemon {
 	t.Helper()
 	cfg := xsk.Config{Frames: 64, FrameSize: 2048, FillRing: 16, CompRing: 16, RxRing: 16, TxRing: 16}
 	f, err := xsk.NewFake(cfg)

@@ -95,7 +95,7 @@ func (rc *RuleChecks) update(u health.Update) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	changed := false
-	hooks := map[uint32]*schedSteps{}
+	hooks := schedHooks{}
 	for _, ds := range u.Dests {
 		id, ok := rc.ids[u.Service][ds.Addr]
 		if !ok {
@@ -104,16 +104,16 @@ func (rc *RuleChecks) update(u health.Update) {
 		failed := !ds.InPool || ds.Weight == 0
 		if d.down[id] != failed {
 			changed = true
+			// keepalived's inhibit_on_failure edits the weight: the service's upd_dest.
+			if s := d.r.serviceOf(id); s != nil {
+				hooks.call(s, d.down, false)
+			}
 			if failed {
 				d.down[id] = true
 			} else {
 				delete(d.down, id)
 			}
 			d.log.Info("health check", "service", u.Service, "server", ds.Addr, "up", !failed)
-			// keepalived's inhibit_on_failure edits the weight: the service's upd_dest.
-			if s := d.r.serviceOf(id); s != nil {
-				addHook(hooks, s, d.down)
-			}
 		}
 	}
 	if !changed {

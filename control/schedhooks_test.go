@@ -2,11 +2,14 @@ package control
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"xlvs/control/api"
+	"xlvs/sched"
 )
 
 // A model of the kernel's rr and wrr schedulers and of the hooks ip_vs_ctl.c calls on
@@ -438,4 +441,90 @@ func TestSchedHooksBatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSchedHooksBatchRandom: random batches of server additions, edits (weight 0
+// included) and deletions, and scheduler changes: a batch ends where the same commands one
+// by one do (where every hook is its own Rebuild), for every scheduler that keeps state
+// or builds tables; for rr and wrr also where the kernel model does.
+func TestSchedHooksBatchRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 3))
+	for _, first := range []string{"wrr", "rr", "mh", "sh", "dh", "lblc", "lblcr", "wlc"} {
+		for round := range 40 {
+			one, batch := newDaemonOpts(t, Options{MaxServices: 4, MaxDests: 64}), newDaemonOpts(t, Options{MaxServices: 4, MaxDests: 64})
+			var k *kService
+			model := first == "wrr" || first == "rr"
+			names := []string{}
+			var log []string
+			ops := []hookOp{}
+			if round%2 == 0 {
+				ops = append(ops, hookOp{'A', first, "", 0}) // a new service inside the batch
+			} else {
+				r := hookOp{'A', first, "", 0}.request(0)
+				mustOK(t, one, &r)
+				mustOK(t, batch, &r)
+				k = newKService(first)
+			}
+			sched := first
+			for range 4 + rng.IntN(20) {
+				switch x := rng.IntN(10); {
+				case x < 5 || len(names) == 0:
+					n := string(rune('A' + rng.IntN(20))) // an absent server, maybe one deleted before
+					if slices.Contains(names, n) {
+						continue
+					}
+					names = append(names, n)
+					ops = append(ops, hookOp{'a', "", n, rng.IntN(4) * (1 + rng.IntN(3))})
+				case x < 8:
+					ops = append(ops, hookOp{'e', "", names[rng.IntN(len(names))], rng.IntN(4) * 2})
+				case x < 9:
+					i := rng.IntN(len(names))
+					ops = append(ops, hookOp{'d', "", names[i], 0})
+					names = append(names[:i:i], names[i+1:]...)
+				default:
+					if model {
+						sched = map[string]string{"wrr": "rr", "rr": "wrr"}[sched]
+					} else {
+						sched = map[bool]string{true: "wlc", false: first}[sched == first]
+					}
+					ops = append(ops, hookOp{'E', sched, "", 0})
+				}
+			}
+			req := &api.Request{Op: api.OpRestore}
+			for i, o := range ops {
+				r := o.request(i + 1)
+				mustOK(t, one, &r)
+				req.Batch = append(req.Batch, r)
+				if model {
+					o.model(&k)
+				}
+				log = append(log, fmt.Sprintf("%c%s%s%d", o.op, o.sched, o.name, o.w))
+			}
+			mustOK(t, batch, req)
+			got1, gotB := decideFlows(t, one, 30), decideFlows(t, batch, 30)
+			if got1 != gotB {
+				t.Fatalf("%s round %d, ops %v: decisions one by one %q, as a batch %q", first, round, log, got1, gotB)
+			}
+			if model && got1[:20] != k.run(20) {
+				t.Fatalf("%s round %d, ops %v: decisions %q, the kernel's %q", first, round, log, got1[:20], k.run(20))
+			}
+		}
+	}
+}
+
+// decideFlows is decide for service 80 with flows from different clients (the first 20
+// decisions without a flow, for rr and wrr).
+func decideFlows(t *testing.T, d *Daemon, n int) string {
+	t.Helper()
+	var b strings.Builder
+	s := d.dp.Snapshot().Services[0]
+	for i := range n {
+		f := &sched.Flow{Src: netip.AddrFrom4([4]byte{192, 0, 2, byte(i * 7)}).As16(), Dst: s.Key.Addr, SrcPort: uint16(1000 + i), DstPort: 80, Proto: 6}
+		if c := s.Sched.Schedule(d.dp.Conntrack(), f); c < 0 {
+			b.WriteString("-")
+		} else {
+			b.WriteByte('A' + netip.AddrFrom16(s.Dests[c].Addr).Unmap().As4()[3] - 1)
+		}
+	}
+	return b.String()
 }

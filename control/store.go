@@ -231,80 +231,6 @@ func checkDest(s *svcState, d *api.Dest) *api.Error {
 	return nil
 }
 
-// schedInput is what a service's scheduler is built from: the scheduler, its flags (0
-// for the schedulers that ignore them) and the destinations as the scheduler sees them.
-type schedInput struct {
-	name  string
-	flags sched.Flags
-	dests []sched.Dest
-}
-
-func (a *schedInput) same(b *schedInput) bool {
-	return a.name == b.name && a.flags == b.flags && slices.Equal(a.dests, b.dests)
-}
-
-// schedFlags is the scheduler flags of service cfg as its scheduler reads them: 0 for
-// one that reads none, or when they do not parse (checkService refuses those).
-func schedFlags(cfg *api.Service) sched.Flags {
-	if !flagsMatter(cfg.Scheduler) {
-		return 0
-	}
-	f, _ := sched.ParseFlags(strings.Join(cfg.SchedFlags, ","))
-	return f
-}
-
-// flagsMatter reports whether the named scheduler reads the -b flags: only sh and mh do
-// (at each decision, in the kernel). The kernel calls no scheduler hook when a service's
-// flags change, so for any other scheduler a flags edit must leave the scheduler alone.
-func flagsMatter(name string) bool { return name == "sh" || name == "mh" }
-
-// schedInput returns s's scheduler input now. down lists destinations that health checks
-// have failed (by ID): they are scheduled with weight 0 — no new connections, existing
-// ones continue — without touching the rules.
-func (s *svcState) schedInput(down map[uint32]bool) schedInput {
-	in := schedInput{name: s.cfg.Scheduler, flags: schedFlags(&s.cfg), dests: make([]sched.Dest, len(s.dests))}
-	for i, d := range s.dests {
-		in.dests[i] = sched.Dest{ID: d.id, Weight: destWeight(d, down), UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port}
-	}
-	return in
-}
-
-// addHook records that an operation on s calls its scheduler (a hook, or a new scheduler
-// bound), with s's scheduler input after it.
-func addHook(hooks map[uint32]*schedSteps, s *svcState, down map[uint32]bool) {
-	h := hooks[s.id]
-	if h == nil {
-		h = &schedSteps{}
-		hooks[s.id] = h
-	}
-	h.steps = append(h.steps, s.schedInput(down))
-}
-
-// destWeight is d's weight as scheduled: 0 while its health checks fail.
-func destWeight(d *destState, down map[uint32]bool) int32 {
-	if down[d.id] {
-		return 0
-	}
-	return d.cfg.Weight
-}
-
-// schedState is a published service's scheduler with the input it was built from.
-type schedState struct {
-	sched sched.Scheduler
-	in    schedInput
-}
-
-// schedSteps are the scheduler hooks a change calls on one service, in order, each as the
-// service's scheduler input right after the operation that calls it. ip_vs_ctl.c calls a
-// service's scheduler on its own destination changes only (add_dest, upd_dest, del_dest
-// from __ip_vs_update_dest and __ip_vs_unlink_dest) and binds a new one when -s changes
-// (ip_vs_edit_service); editing another service, its flags or timeouts, or a local
-// address calls nothing.
-type schedSteps struct {
-	fresh bool // the service was added by the change: it had no scheduler before
-	steps []schedInput
-}
-
 // snapshot turns rules into a dataplane snapshot, and returns each service's scheduler
 // with its input (for the next snapshot, once this one is published). prev holds the
 // published schedulers, hooks the scheduler hooks the change calls (by service ID).
@@ -316,7 +242,7 @@ type schedSteps struct {
 // it, in order, so a batch carries over exactly what the same commands one by one would
 // (Rebuild documents what the kernel keeps across a hook); counts are the connection
 // counts the schedulers read.
-func (r *rules) snapshot(prev map[uint32]*schedState, hooks map[uint32]*schedSteps, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, map[uint32]*schedState, error) {
+func (r *rules) snapshot(prev map[uint32]*schedState, hooks schedHooks, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, map[uint32]*schedState, error) {
 	built := make(map[uint32]*schedState, len(r.services))
 	svcs := make([]dataplane.Service, 0, len(r.services))
 	for _, s := range r.services {
@@ -354,43 +280,6 @@ func (r *rules) snapshot(prev map[uint32]*schedState, hooks map[uint32]*schedSte
 		return nil, nil, err
 	}
 	return snap, built, nil
-}
-
-// scheduler returns s's scheduler for input in: prev's (the published one, nil if none)
-// when no hook is called and the input is the same, else prev rebuilt through each hook
-// and, if the input still differs (a health-check flip), once more.
-func (s *svcState) scheduler(prev *schedState, h *schedSteps, counts sched.Counts, in schedInput) (*schedState, error) {
-	cur := prev
-	var steps []schedInput
-	if h != nil {
-		steps = h.steps
-		if h.fresh {
-			cur = nil
-		}
-	}
-	build := func(st schedInput) error {
-		var old sched.Scheduler
-		if cur != nil {
-			old = cur.sched
-		}
-		sc, err := sched.Rebuild(old, counts, st.name, st.dests, st.flags)
-		if err != nil {
-			return err
-		}
-		cur = &schedState{sched: sc, in: st}
-		return nil
-	}
-	for _, st := range steps {
-		if err := build(st); err != nil {
-			return nil, err
-		}
-	}
-	if cur == nil || !cur.in.same(&in) {
-		if err := build(in); err != nil {
-			return nil, err
-		}
-	}
-	return cur, nil
 }
 
 func protoNum(p string) uint8 {
