@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -527,4 +529,49 @@ func decideFlows(t *testing.T, d *Daemon, n int) string {
 		}
 	}
 	return b.String()
+}
+
+// TestSchedKeptAcrossKeepalivedFlip: with a keepalived.conf, a real server of another
+// virtual server failing its check (keepalived deletes it: that service's del_dest)
+// leaves a wrr service's position alone.
+func TestSchedKeptAcrossKeepalivedFlip(t *testing.T) {
+	lnA, pA := listenLocal(t)
+	defer lnA.Close()
+	lnB, pB := listenLocal(t)
+	defer lnB.Close()
+	lnC, pC := listenLocal(t)
+	defer lnC.Close()
+	rs := func(port, weight int) string {
+		return fmt.Sprintf("    real_server 127.0.0.1 %d {\n        weight %d\n        TCP_CHECK {\n            connect_timeout 1\n            retry 0\n        }\n    }\n", port, weight)
+	}
+	conf := "virtual_server 198.18.1.100 80 {\n    delay_loop 1\n    lb_algo wrr\n    lb_kind NAT\n    protocol TCP\n" + rs(pA, 3) + rs(pB, 2) + "}\n" +
+		"virtual_server 198.18.1.100 81 {\n    delay_loop 1\n    lb_algo wrr\n    lb_kind NAT\n    protocol TCP\n" + rs(pC, 1) + "}\n"
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemon(t)
+	k, err := d.StartKeepalived(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	lo := func(p int) string { return fmt.Sprintf("127.0.0.1:%d", p) }
+	waitDests(t, d, map[string]int32{lo(pA): 3, lo(pB): 2, lo(pC): 1})
+	// The model: the servers added one by one, oldest first, as listed (newest first).
+	names := map[netip.AddrPort]string{}
+	km := newKService("wrr")
+	list := mustOK(t, d, &api.Request{Op: api.OpList, Service: hookSvc(80, "")}).Services[0].Dests
+	for i := len(list) - 1; i >= 0; i-- {
+		ap := netip.AddrPortFrom(list[i].Addr, list[i].Port)
+		names[ap] = map[uint16]string{uint16(pA): "A", uint16(pB): "B"}[ap.Port()]
+		km.add(names[ap], int(list[i].Weight))
+	}
+	got, want := decide(t, d, 80, 2, names), km.run(2)
+	lnC.Close()
+	waitDests(t, d, map[string]int32{lo(pA): 3, lo(pB): 2})
+	got, want = got+" "+decide(t, d, 80, 13, names), want+" "+km.run(13)
+	if got != want {
+		t.Fatalf("decisions %q, want the kernel's %q", got, want)
+	}
 }
