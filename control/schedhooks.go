@@ -8,8 +8,9 @@ import (
 	"xlvs/sched"
 )
 
-// Scheduler hooks. ip_vs_ctl.c (mainline 6.17-rc3) calls a service's scheduler only on
-// the service's own destination changes — add_dest and upd_dest from
+// Scheduler hooks. ip_vs_ctl.c (mainline 6.17-rc3, read in the Kingxukai/linux mirror
+// at 0291023e7330, as ip_vs_wrr.c; ip_vs_rr.c at 9b44fff655e2) calls a service's
+// scheduler only on the service's own destination changes — add_dest and upd_dest from
 // __ip_vs_update_dest, del_dest from __ip_vs_unlink_dest — and binds a new scheduler
 // (init_service) only when ip_vs_edit_service is given another -s. Editing another
 // service, a service's persistence or flags, timeouts or a local address calls nothing,
