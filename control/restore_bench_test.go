@@ -21,7 +21,7 @@ func BenchmarkRestoreOneService(b *testing.B) {
 					a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 					req.Batch = append(req.Batch, api.Request{Op: api.OpAddDest, Service: s, Dest: &api.Dest{Addr: a, Port: 80, Method: api.MethodMasq, Weight: int32(1 + i%7)}})
 				}
-				d := newDaemonOpts(&testing.T{}, Options{MaxServices: 8, MaxDests: 2 * n})
+				d := newDaemonOpts(b, Options{MaxServices: 8, MaxDests: 2 * n})
 				for b.Loop() {
 					if e := d.change(req); e != nil {
 						b.Fatal(e.Message)
@@ -46,7 +46,7 @@ func BenchmarkRestoreManyServices(b *testing.B) {
 					req.Batch = append(req.Batch, api.Request{Op: api.OpAddDest, Service: s, Dest: &api.Dest{Addr: a, Port: uint16(80 + j), Method: api.MethodMasq, Weight: int32(1 + j%3)}})
 				}
 			}
-			d := newDaemonOpts(&testing.T{}, Options{MaxServices: 1000, MaxDests: 8000})
+			d := newDaemonOpts(b, Options{MaxServices: 1000, MaxDests: 8000})
 			for b.Loop() {
 				if e := d.change(req); e != nil {
 					b.Fatal(e.Message)
