@@ -57,7 +57,8 @@ type Daemon struct {
 	svcEst       map[uint32]*estimator // rate estimators by ID
 	healthEvents atomic.Uint64         // health-check transitions applied
 	destEst      map[uint32]*estimator
-	down         map[uint32]bool // destinations failed by --health-check (weight 0, not saved)
+	down         map[uint32]bool        // destinations failed by --health-check (weight 0, not saved)
+	scheds       map[uint32]*schedState // the published scheduler of each service, by ID
 	rc           *RuleChecks
 	connTable    int
 }
@@ -92,6 +93,7 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		svcEst:      map[uint32]*estimator{},
 		destEst:     map[uint32]*estimator{},
 		down:        map[uint32]bool{},
+		scheds:      map[uint32]*schedState{},
 		connTable:   o.ConnTable,
 	}
 }
@@ -165,29 +167,34 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 	return resp
 }
 
-// change applies a mutating request (or a restore batch) atomically.
+// change applies a mutating request (or a restore batch) atomically: every operation on a
+// copy of the rules, then one snapshot published; only then the side effects (timeouts,
+// draining local addresses, counter bases, ID releases, expiring connections, the state
+// file). A failing operation or publish leaves everything as it was.
 func (d *Daemon) change(req *api.Request) *api.Error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	next := d.r.clone()
-	var allocated []func() // undo ID allocations if the change fails
-	var freed []func()     // ID releases, done only if the change commits
-	var gone []uint32      // destinations removed by the change
-	ch := &changeSet{}
+	ch := &changeSet{hooks: schedHooks{}}
+	marks := [...]uint32{d.svcIDs.next, d.destIDs.next, d.laddrIDs.next}
+	fail := func(e *api.Error) *api.Error {
+		for _, undo := range ch.undo {
+			undo()
+		}
+		d.svcIDs.next, d.destIDs.next, d.laddrIDs.next = marks[0], marks[1], marks[2]
+		return e
+	}
 	reqs := []api.Request{*req}
 	if req.Op == api.OpRestore {
 		reqs = req.Batch
 	}
 	for i := range reqs {
-		if err := d.apply(next, &reqs[i], &allocated, &freed, &gone, ch); err != nil {
-			for _, undo := range allocated {
-				undo()
-			}
+		if err := d.apply(next, &reqs[i], ch); err != nil {
 			if req.Op == api.OpRestore {
 				err.Line = reqs[i].Line
 				err.Message = fmt.Sprintf("line %d: %s", reqs[i].Line, err.Message)
 			}
-			return err
+			return fail(err)
 		}
 	}
 	draining := maps.Clone(d.draining)
@@ -198,29 +205,33 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 		// A whole new rule set (restart, --config): nothing of the old one drains.
 		clear(draining)
 	}
-	snap, err := d.snapshotOf(next, draining)
+	snap, built, err := d.snapshotOf(next, draining, ch.hooks)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}
 	if err != nil {
-		for _, undo := range allocated {
-			undo()
-		}
-		return apiErr(api.ErrCodeInternal, "publish configuration: %v", err)
+		return fail(apiErr(api.ErrCodeInternal, "publish configuration: %v", err))
 	}
-	d.draining = draining
+	// Committed: the side effects follow.
+	prev := d.r
+	d.r, d.scheds, d.draining = next, built, draining
+	if next.timeouts != prev.timeouts {
+		ct := d.dp.Conntrack()
+		ts := ct.Timeouts()
+		ts.Established, ts.FinWait, ts.UDP = int(next.timeouts.TCP), int(next.timeouts.TCPFin), int(next.timeouts.UDP)
+		ct.SetTimeouts(ts)
+	}
 	if d.expireNodes {
 		now := d.dp.Now()
-		for _, id := range gone {
+		for _, id := range ch.gone {
 			if n := d.dp.Conntrack().RemoveDest(id, now); n > 0 {
 				d.log.Info("expired connections of a removed real server", "connections", n)
 			}
 		}
 	}
-	for _, f := range freed {
+	for _, f := range ch.commit {
 		f()
 	}
-	d.r = next
 	d.log.Info("configuration changed", "op", req.Op, "services", len(next.services))
 	if d.state != "" {
 		if err := saveState(d.state, next); err != nil {
@@ -236,17 +247,23 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	return nil
 }
 
-// changeSet collects what a change does besides the rules.
+// changeSet collects what a change does besides the rules. Nothing outside the copy of
+// the rules changes before the commit except ID allocations, which undo reverts.
 type changeSet struct {
+	undo    []func()     // ID allocations, reverted if the change fails
+	commit  []func()     // done once the change is published: ID releases, counter bases
+	gone    []uint32     // destinations removed by the change
 	retired []netip.Addr // FULLNAT local addresses deleted from a service
+	hooks   schedHooks   // scheduler hooks called
 }
 
 // snapshotOf builds the dataplane snapshot of r, with the draining local addresses that r
-// no longer names. The caller holds d.mu.
-func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool) (*dataplane.Snapshot, error) {
-	snap, err := r.snapshot(d.dp.Snapshot(), d.dp.Conntrack(), d.down)
+// no longer names and the scheduler hooks of the change (nil: none), and returns the
+// schedulers for d.scheds once it is published. The caller holds d.mu.
+func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool, hooks schedHooks) (*dataplane.Snapshot, map[uint32]*schedState, error) {
+	snap, built, err := r.snapshot(d.scheds, hooks, d.dp.Conntrack(), d.down)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	inUse := r.laddrAddrs()
 	for a := range draining {
@@ -256,10 +273,11 @@ func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool) (*dataplane.
 		}
 		snap.Draining = append(snap.Draining, a.As16())
 	}
-	return snap, nil
+	return snap, built, nil
 }
 
-func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), gone *[]uint32, ch *changeSet) *api.Error {
+// apply applies one operation to r, recording in ch what it does besides.
+func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
 	needSvc := func() (*api.Service, *api.Error) {
 		if req.Service == nil {
 			return nil, apiErr(api.ErrCodeInvalid, "%s: no service given (-t, -u or -f)", req.Op)
@@ -298,12 +316,15 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 			if !ok {
 				return apiErr(api.ErrCodeInvalid, "too many services: at most %d", len(d.svcIDs.used))
 			}
-			*allocated = append(*allocated, func() { d.svcIDs.free(id) })
-			d.svcBase[id] = d.dp.ServiceStats(id)
-			d.svcEst[id] = newEstimator(d.svcBase[id])
+			ch.undo = append(ch.undo, func() { d.svcIDs.free(id) })
+			base := d.dp.ServiceStats(id)
+			ch.commit = append(ch.commit, func() { d.svcBase[id], d.svcEst[id] = base, newEstimator(base) })
 			cfg := *s
 			cfg.Dests, cfg.Stats = nil, api.Stats{}
-			r.services = append(r.services, &svcState{cfg: cfg, id: id})
+			ns := &svcState{cfg: cfg, id: id}
+			r.services = append(r.services, ns)
+			ch.hooks[id] = &schedSteps{fresh: true}
+			ch.hooks.call(ns, d.down, false) // init_service
 			return nil
 		}
 		if cur == nil {
@@ -311,6 +332,12 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 		}
 		cfg := *s
 		cfg.Dests, cfg.Stats = nil, api.Stats{}
+		if cfg.Scheduler != cur.cfg.Scheduler || schedFlags(&cfg) != schedFlags(&cur.cfg) {
+			// ip_vs_edit_service binds the new scheduler; sh and mh read the flags at each
+			// decision, which a rebuild over the same destinations gives. Anything else
+			// (persistence, the flags of a scheduler without any) leaves it alone.
+			ch.hooks.call(cur, d.down, false)
+		}
 		cur.cfg = cfg
 		return nil
 	case api.OpDelService:
@@ -323,11 +350,11 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 			return apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(s.ServiceKey))
 		}
 		r.services = append(r.services[:i], r.services[i+1:]...)
-		d.releaseService(cur, freed, gone)
+		d.releaseService(cur, ch)
 		return nil
 	case api.OpClear:
 		for _, s := range r.services {
-			d.releaseService(s, freed, gone)
+			d.releaseService(s, ch)
 		}
 		r.services = nil
 		return nil
@@ -348,6 +375,7 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 			dst.Port = cur.cfg.Port
 		}
 		i, old := cur.findDest(dst.Addr, dst.Port)
+		ch.hooks.call(cur, d.down, req.Op == api.OpAddDest) // add_dest, upd_dest or del_dest
 		switch req.Op {
 		case api.OpAddDest:
 			if old != nil {
@@ -358,9 +386,9 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 			if !ok {
 				return apiErr(api.ErrCodeInvalid, "too many real servers: at most %d", len(d.destIDs.used))
 			}
-			*allocated = append(*allocated, func() { d.destIDs.free(id) })
-			d.destBase[id] = d.dp.DestStats(id)
-			d.destEst[id] = newEstimator(d.destBase[id])
+			ch.undo = append(ch.undo, func() { d.destIDs.free(id) })
+			base := d.dp.DestStats(id)
+			ch.commit = append(ch.commit, func() { d.destBase[id], d.destEst[id] = base, newEstimator(base) })
 			dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
 			// The kernel puts a new destination at the head of the list.
 			cur.dests = append([]*destState{{cfg: dst, id: id}}, cur.dests...)
@@ -376,8 +404,8 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 			}
 			cur.dests = append(cur.dests[:i], cur.dests[i+1:]...)
 			id := old.id
-			*freed = append(*freed, func() { d.destIDs.free(id) })
-			*gone = append(*gone, id)
+			ch.commit = append(ch.commit, func() { d.destIDs.free(id) })
+			ch.gone = append(ch.gone, id)
 		}
 		return nil
 	case api.OpAddLocalAddr, api.OpDelLocalAddr:
@@ -405,8 +433,9 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 			if !ok {
 				return apiErr(api.ErrCodeInvalid, "too many local addresses: at most %d over all services", len(d.laddrIDs.used))
 			}
-			*allocated = append(*allocated, func() { d.laddrIDs.free(id) })
-			d.laddrBase[id] = d.dp.LaddrConflicts(id)
+			ch.undo = append(ch.undo, func() { d.laddrIDs.free(id) })
+			base := d.dp.LaddrConflicts(id)
+			ch.commit = append(ch.commit, func() { d.laddrBase[id] = base })
 			cur.laddrs = append(cur.laddrs, &laddrState{cfg: api.LocalAddr{Addr: addr, Ifname: req.LocalAddr.Ifname}, id: id})
 			return nil
 		}
@@ -415,7 +444,7 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 		}
 		cur.laddrs = append(cur.laddrs[:i], cur.laddrs[i+1:]...)
 		id := old.id
-		*freed = append(*freed, func() { d.laddrIDs.free(id) })
+		ch.commit = append(ch.commit, func() { d.laddrIDs.free(id) })
 		// Connections using it continue: the XDP program keeps handing their replies to
 		// the dataplane while it drains.
 		ch.retired = append(ch.retired, addr)
@@ -439,11 +468,7 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 		if t.UDP != 0 {
 			r.timeouts.UDP = t.UDP
 		}
-		ct := d.dp.Conntrack()
-		ts := ct.Timeouts()
-		ts.Established, ts.FinWait, ts.UDP = int(r.timeouts.TCP), int(r.timeouts.TCPFin), int(r.timeouts.UDP)
-		ct.SetTimeouts(ts)
-		return nil
+		return nil // the connection table takes them when the change commits
 	case api.OpRestore:
 		return apiErr(api.ErrCodeInvalid, "restore inside a restore")
 	default:
@@ -451,17 +476,17 @@ func (d *Daemon) apply(r *rules, req *api.Request, allocated, freed *[]func(), g
 	}
 }
 
-func (d *Daemon) releaseService(s *svcState, freed *[]func(), gone *[]uint32) {
+func (d *Daemon) releaseService(s *svcState, ch *changeSet) {
 	id := s.id
-	*freed = append(*freed, func() { d.svcIDs.free(id) })
+	ch.commit = append(ch.commit, func() { d.svcIDs.free(id) })
 	for _, l := range s.laddrs {
 		lid := l.id
-		*freed = append(*freed, func() { d.laddrIDs.free(lid) })
+		ch.commit = append(ch.commit, func() { d.laddrIDs.free(lid) })
 	}
 	for _, ds := range s.dests {
 		did := ds.id
-		*freed = append(*freed, func() { d.destIDs.free(did) })
-		*gone = append(*gone, did)
+		ch.commit = append(ch.commit, func() { d.destIDs.free(did) })
+		ch.gone = append(ch.gone, did)
 	}
 }
 
@@ -705,7 +730,7 @@ func (d *Daemon) reapDraining() {
 	if len(next) == len(d.draining) {
 		return
 	}
-	snap, err := d.snapshotOf(d.r, next)
+	snap, built, err := d.snapshotOf(d.r, next, nil)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}
@@ -713,6 +738,6 @@ func (d *Daemon) reapDraining() {
 		d.log.Error("stop redirecting replies to unused local addresses", "err", err)
 		return
 	}
-	d.draining = next
+	d.draining, d.scheds = next, built
 	d.log.Info("local addresses drained", "still_draining", len(next))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,7 +17,7 @@ import (
 
 func newDaemon(t *testing.T) *Daemon { return newDaemonOpts(t, Options{}) }
 
-func newDaemonOpts(t *testing.T, o Options) *Daemon {
+func newDaemonOpts(t testing.TB, o Options) *Daemon {
 	t.Helper()
 	cfg := xsk.Config{Frames: 64, FrameSize: 2048, FillRing: 16, CompRing: 16, RxRing: 16, TxRing: 16}
 	f, err := xsk.NewFake(cfg)
@@ -254,5 +256,64 @@ func TestExpireNodestConn(t *testing.T) {
 		if nid := d.r.services[0].dests[0].id; !expire && nid == id {
 			t.Fatal("a destination ID with live connections was reused")
 		}
+	}
+}
+
+// TestRestoreSideEffects: a batch whose last line fails leaves everything as it was, not
+// only the rules: the timeouts (the API's answer and the connection table's), a deleted
+// local address (still listed, not draining), the state file, and the ID the next
+// service gets.
+func TestRestoreSideEffects(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	d := newDaemonOpts(t, Options{StatePath: state})
+	s := svc("tcp", "198.18.1.100", 80)
+	lip := netip.MustParseAddr("198.18.3.1")
+	mustOK(t, d, &api.Request{Op: api.OpAddService, Service: s})
+	mustOK(t, d, &api.Request{Op: api.OpAddLocalAddr, Service: s, LocalAddr: &api.LocalAddr{Addr: lip}})
+	saved, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmo := *mustOK(t, d, &api.Request{Op: api.OpGetTimeouts}).Timeouts
+	ctTmo := d.dp.Conntrack().Timeouts()
+	batch := []api.Request{
+		{Op: api.OpSetTimeouts, Timeouts: &api.Timeouts{TCP: 60, TCPFin: 10, UDP: 5}, Line: 1},
+		{Op: api.OpDelLocalAddr, Service: s, LocalAddr: &api.LocalAddr{Addr: lip}, Line: 2},
+		{Op: api.OpAddService, Service: svc("tcp", "198.18.1.101", 80), Line: 3},
+		{Op: api.OpAddDest, Service: svc("tcp", "198.18.1.101", 80), Dest: dest("198.18.2.11", 80, 1), Line: 4},
+		{Op: api.OpAddService, Service: s, Line: 5}, // exists
+	}
+	r := do(t, d, &api.Request{Op: api.OpRestore, Batch: batch})
+	if r.Error == nil || r.Error.Line != 5 {
+		t.Fatalf("restore error %+v, want line 5", r.Error)
+	}
+	if got := *mustOK(t, d, &api.Request{Op: api.OpGetTimeouts}).Timeouts; got != tmo {
+		t.Errorf("timeouts %+v after a failed restore, want %+v", got, tmo)
+	}
+	if got := d.dp.Conntrack().Timeouts(); got != ctTmo {
+		t.Errorf("connection table timeouts %+v after a failed restore, want %+v", got, ctTmo)
+	}
+	if la := mustOK(t, d, &api.Request{Op: api.OpGetLocalAddrs}).LocalAddrs; len(la) != 1 || la[0].Addr != lip {
+		t.Errorf("local addresses %+v after a failed restore, want %v", la, lip)
+	}
+	if n := len(d.dp.Snapshot().Draining); n != 0 || len(d.draining) != 0 {
+		t.Errorf("%d local addresses draining after a failed restore", max(n, len(d.draining)))
+	}
+	if now, err := os.ReadFile(state); err != nil || string(now) != string(saved) {
+		t.Errorf("state file rewritten by a failed restore (err %v)", err)
+	}
+	// The service the batch would have added gets, added alone, the ID it would have had.
+	mustOK(t, d, &api.Request{Op: api.OpAddService, Service: svc("tcp", "198.18.1.101", 80)})
+	if id := d.r.services[1].id; id != d.r.services[0].id+1 {
+		t.Errorf("next service got ID %d after a failed restore, want %d", id, d.r.services[0].id+1)
+	}
+	// The same batch without its bad line applies whole, side effects included.
+	mustOK(t, d, &api.Request{Op: api.OpDelService, Service: svc("tcp", "198.18.1.101", 80)})
+	mustOK(t, d, &api.Request{Op: api.OpRestore, Batch: batch[:4]})
+	if got := d.dp.Conntrack().Timeouts(); got.Established != 60 || got.FinWait != 10 || got.UDP != 5 {
+		t.Errorf("connection table timeouts %+v after the restore, want 60 10 5", got)
+	}
+	if n := len(d.dp.Snapshot().Draining); n != 1 {
+		t.Errorf("%d local addresses draining after the restore, want 1", n)
 	}
 }

@@ -95,6 +95,7 @@ func (rc *RuleChecks) update(u health.Update) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	changed := false
+	hooks := schedHooks{}
 	for _, ds := range u.Dests {
 		id, ok := rc.ids[u.Service][ds.Addr]
 		if !ok {
@@ -103,6 +104,10 @@ func (rc *RuleChecks) update(u health.Update) {
 		failed := !ds.InPool || ds.Weight == 0
 		if d.down[id] != failed {
 			changed = true
+			// keepalived's inhibit_on_failure edits the weight: the service's upd_dest.
+			if s := d.r.serviceOf(id); s != nil {
+				hooks.call(s, d.down, false)
+			}
 			if failed {
 				d.down[id] = true
 			} else {
@@ -114,13 +119,15 @@ func (rc *RuleChecks) update(u health.Update) {
 	if !changed {
 		return
 	}
-	snap, err := d.snapshotOf(d.r, maps.Clone(d.draining))
+	snap, built, err := d.snapshotOf(d.r, maps.Clone(d.draining), hooks)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}
 	if err != nil {
 		d.log.Error("apply health-check result", "err", err)
+		return
 	}
+	d.scheds = built
 }
 
 // Close stops the checks.

@@ -113,6 +113,18 @@ func familyOf(a netip.Addr) int {
 	return 6
 }
 
+// serviceOf returns the service of destination id, or nil.
+func (r *rules) serviceOf(id uint32) *svcState {
+	for _, s := range r.services {
+		for _, d := range s.dests {
+			if d.id == id {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
 func (s *svcState) findDest(addr netip.Addr, port uint16) (int, *destState) {
 	for i, d := range s.dests {
 		if d.cfg.Addr.Unmap() == addr.Unmap() && d.cfg.Port == port {
@@ -219,41 +231,30 @@ func checkDest(s *svcState, d *api.Dest) *api.Error {
 	return nil
 }
 
-// snapshot turns rules into a dataplane snapshot. Each service's scheduler is rebuilt
-// from its previous one in prev (as the kernel's update_service keeps rr/wrr positions,
-// lblc tables, overload flags and mh's table across edits); counts are the connection
-// counts the schedulers read.
+// snapshot turns rules into a dataplane snapshot, and returns each service's scheduler
+// with its input (for the next snapshot, once this one is published). prev holds the
+// published schedulers, hooks the scheduler hooks the change calls (by service ID).
 //
-// down lists destinations that health checks have failed (by ID): they are scheduled with
-// weight 0 — no new connections, existing ones continue — without touching the rules.
-func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, error) {
-	old := map[uint32]sched.Scheduler{}
-	if prev != nil {
-		for _, s := range prev.Services {
-			old[s.ID] = s.Sched
-		}
-	}
+// A service keeps its scheduler instance — wrr's and rr's positions included — unless
+// its hooks are called or its input differs from the one prev was built from (a health
+// check flipped one of its servers: the kernel's upd_dest, as keepalived's
+// inhibit_on_failure edits the weight). Each hook is a Rebuild from the scheduler before
+// it, in order, so a batch carries over exactly what the same commands one by one would
+// (Rebuild documents what the kernel keeps across a hook); counts are the connection
+// counts the schedulers read.
+func (r *rules) snapshot(prev map[uint32]*schedState, hooks schedHooks, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, map[uint32]*schedState, error) {
+	built := make(map[uint32]*schedState, len(r.services))
 	svcs := make([]dataplane.Service, 0, len(r.services))
 	for _, s := range r.services {
-		flags, err := sched.ParseFlags(strings.Join(s.cfg.SchedFlags, ","))
+		st, err := s.scheduler(prev[s.id], hooks[s.id], counts, s.schedInput(down))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		built[s.id] = st
 		ds := make([]dataplane.Dest, len(s.dests))
-		sd := make([]sched.Dest, len(s.dests))
 		for i, d := range s.dests {
-			a := d.cfg.Addr.As16()
-			w := d.cfg.Weight
-			if down[d.id] {
-				w = 0
-			}
-			ds[i] = dataplane.Dest{ID: d.id, Addr: a, Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: w,
+			ds[i] = dataplane.Dest{ID: d.id, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: destWeight(d, down),
 				UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold}
-			sd[i] = sched.Dest{ID: d.id, Weight: w, UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: a, Port: d.cfg.Port}
-		}
-		sc, err := sched.Rebuild(old[s.id], counts, s.cfg.Scheduler, sd, flags)
-		if err != nil {
-			return nil, err
 		}
 		var persist int64
 		var bits uint8
@@ -271,11 +272,15 @@ func (r *rules) snapshot(prev *dataplane.Snapshot, counts sched.Counts, down map
 			ID:          s.id,
 			Key:         dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)},
 			Dests:       ds,
-			Sched:       sc,
+			Sched:       st.sched,
 			Laddrs:      ls,
 		})
 	}
-	return dataplane.NewSnapshot(svcs)
+	snap, err := dataplane.NewSnapshot(svcs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, built, nil
 }
 
 func protoNum(p string) uint8 {
