@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -42,37 +43,54 @@ func TestMeasurePacketRate(t *testing.T) {
 		{"kernel no-drop search", TargetKernel, search},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			s, err := MeasurePacketRate(ctx, tc.target, tc.o)
-			if errors.Is(err, ErrUnavailable) && os.Getenv("CI") == "" {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("%+v", s)
-			if s.Delivered == 0 || s.Delivered > s.Offered+s.Offered/100 || s.PPS <= 0 || s.DirNsPerPkt < 0 {
-				t.Fatalf("inconsistent sample %+v: want 0 < delivered <= offered", s)
-			}
-			if len(s.Timeline) == 0 || s.FirstPacket <= 0 || s.Background < 0 || s.Background > 1 {
-				t.Fatalf("sample %+v: want a timeline of the counted interval, the first packet's time, background in 0..1", s)
-			}
-			if tc.target.base() == TargetIptables && s.Profile.IngressNAPINs <= 0 {
-				// On the one-armed chain too: the bridge's port must not hand the
-				// director's packets to the sender's CPU (see testbed.ChainOptions).
-				t.Fatalf("profile %+v: want the director's DNAT work in its interface's NAPI thread", s.Profile)
-			}
-			if tc.target == TargetL2Fwd && (s.Profile.Counters["ext.rx_packets"] == 0 || s.Profile.Counters["int.tx_packets"] == 0) {
-				t.Fatalf("l2fwd counters %v: want packets received on ext and sent on int", s.Profile.Counters)
-			}
-			if tc.o.MaxLoss > 0 {
-				if len(s.Trials) == 0 || s.PacedPPS <= 0 || s.OverloadPPS <= 0 || s.PacedPPS > s.OverloadOfferedPPS {
-					t.Fatalf("search result %+v: want trials, a paced rate within the unpaced offered rate, an overload rate", s)
+			// One retry: a machine busy with other tests can starve one short measurement
+			// (seen once in 50 runs with two other test binaries running: 1.5 % of the
+			// offered packets delivered, no NAPI time on the director); a broken path
+			// fails both tries.
+			var err error
+			for try := 1; try <= 2; try++ {
+				if err = measureAndCheck(t, tc.target, tc.o); err == nil {
+					return
 				}
+				if errors.Is(err, ErrUnavailable) && os.Getenv("CI") == "" {
+					t.Skip(err)
+				}
+				t.Logf("try %d: %v", try, err)
 			}
+			t.Fatal(err)
 		})
 	}
+}
+
+// measureAndCheck measures target once and checks the sample's consistency.
+func measureAndCheck(t *testing.T, target Target, o PacketOptions) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := MeasurePacketRate(ctx, target, o)
+	if err != nil {
+		return err
+	}
+	t.Logf("%+v", s)
+	if s.Delivered == 0 || s.Delivered > s.Offered+s.Offered/100 || s.PPS <= 0 || s.DirNsPerPkt < 0 {
+		return fmt.Errorf("inconsistent sample %+v: want 0 < delivered <= offered", s)
+	}
+	if len(s.Timeline) == 0 || s.FirstPacket <= 0 || s.Background < 0 || s.Background > 1 {
+		return fmt.Errorf("sample %+v: want a timeline of the counted interval, the first packet's time, background in 0..1", s)
+	}
+	if target.base() == TargetIptables && s.Profile.IngressNAPINs <= 0 {
+		// On the one-armed chain too: the bridge's port must not hand the
+		// director's packets to the sender's CPU (see testbed.ChainOptions).
+		return fmt.Errorf("profile %+v: want the director's DNAT work in its interface's NAPI thread", s.Profile)
+	}
+	if target == TargetL2Fwd && (s.Profile.Counters["ext.rx_packets"] == 0 || s.Profile.Counters["int.tx_packets"] == 0) {
+		return fmt.Errorf("l2fwd counters %v: want packets received on ext and sent on int", s.Profile.Counters)
+	}
+	if o.MaxLoss > 0 {
+		if len(s.Trials) == 0 || s.PacedPPS <= 0 || s.OverloadPPS <= 0 || s.PacedPPS > s.OverloadOfferedPPS {
+			return fmt.Errorf("search result %+v: want trials, a paced rate within the unpaced offered rate, an overload rate", s)
+		}
+	}
+	return nil
 }
 
 // TestMeasureConnections runs the connection workload through plain kernel forwarding
