@@ -96,18 +96,7 @@ func newL2RigSized(t testing.TB, method conntrack.Method, entries int) *l2Rig {
 	return &l2Rig{dp: dp, eth: eth, w: dp.workers[0]}
 }
 
-func (r *l2Rig) drops() map[string]uint64 {
-	ws, _ := r.dp.Stats()
-	out := map[string]uint64{}
-	for _, w := range ws {
-		for k, v := range w.Drops {
-			if v != 0 {
-				out[k] += v
-			}
-		}
-	}
-	return out
-}
+func (r *l2Rig) drops() map[string]uint64 { return nonzeroDrops(r.dp) }
 
 func (r *l2Rig) framesBack(t *testing.T) {
 	t.Helper()

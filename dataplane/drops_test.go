@@ -111,18 +111,7 @@ func newDropRig(t *testing.T, o dropOpts) *dropRig {
 	return &dropRig{dp: dp, ext: ext, int: intf, w: dp.workers[0]}
 }
 
-func (r *dropRig) drops() map[string]uint64 {
-	ws, _ := r.dp.Stats()
-	out := map[string]uint64{}
-	for _, w := range ws {
-		for k, v := range w.Drops {
-			if v != 0 {
-				out[k] += v
-			}
-		}
-	}
-	return out
-}
+func (r *dropRig) drops() map[string]uint64 { return nonzeroDrops(r.dp) }
 
 // settle polls until nothing is left to receive, then once more so the fakes complete
 // what was transmitted.

@@ -225,8 +225,11 @@ func (r *rig) drain() {
 	}
 }
 
-func (r *rig) drops() map[string]uint64 {
-	ws, _ := r.dp.Stats()
+func (r *rig) drops() map[string]uint64 { return nonzeroDrops(r.dp) }
+
+// nonzeroDrops sums the dataplane's drop counters over its workers, leaving out zeros.
+func nonzeroDrops(dp *Dataplane) map[string]uint64 {
+	ws, _ := dp.Stats()
 	out := map[string]uint64{}
 	for _, w := range ws {
 		for k, v := range w.Drops {

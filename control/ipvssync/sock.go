@@ -69,19 +69,11 @@ type Sender struct {
 
 // OpenSender opens sending socket id (0 for the first; the kernel's sync_ports gives more).
 func OpenSender(cfg Config, id int) (*Sender, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.Check(); err != nil {
-		return nil, err
-	}
-	idx, _, err := cfg.Interface()
+	cfg, idx, fd, err := open(cfg)
 	if err != nil {
 		return nil, err
 	}
 	v6 := cfg.Group.Is6()
-	fd, err := socket(v6)
-	if err != nil {
-		return nil, err
-	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -184,19 +176,11 @@ type Receiver struct {
 
 // OpenReceiver opens receiving socket id.
 func OpenReceiver(cfg Config, id int) (*Receiver, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.Check(); err != nil {
-		return nil, err
-	}
-	idx, _, err := cfg.Interface()
+	cfg, idx, fd, err := open(cfg)
 	if err != nil {
 		return nil, err
 	}
 	v6 := cfg.Group.Is6()
-	fd, err := socket(v6)
-	if err != nil {
-		return nil, err
-	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -260,6 +244,21 @@ func (r *Receiver) Close() error {
 	err := r.pc.Close()
 	r.f.Close()
 	return err
+}
+
+// open checks cfg (with its defaults filled in), finds the interface's index and creates a
+// UDP socket of the group's family.
+func open(cfg Config) (Config, int, int, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Check(); err != nil {
+		return cfg, 0, -1, err
+	}
+	idx, _, err := cfg.Interface()
+	if err != nil {
+		return cfg, 0, -1, err
+	}
+	fd, err := socket(cfg.Group.Is6())
+	return cfg, idx, fd, err
 }
 
 func socket(v6 bool) (int, error) {
