@@ -63,6 +63,7 @@ type Daemon struct {
 	out    *lockedBuffer
 	done   chan struct{}
 	err    error
+	killed bool // Kill ended it
 }
 
 type lockedBuffer struct {
@@ -166,12 +167,27 @@ func (d *Daemon) Exited() bool {
 	}
 }
 
+// Kill ends the daemon with SIGKILL, as a crash would (nothing of xlvsd's shutdown
+// runs), and waits for it to be gone. Stop afterwards only removes the socket directory
+// and returns nil: the kill was meant.
+func (d *Daemon) Kill() {
+	if d.cmd.Process == nil {
+		return
+	}
+	d.killed = true
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
 // Stop sends SIGTERM, waits up to 10 s (then kills), removes the socket directory and
-// returns the exit error (nil for a clean exit).
+// returns the exit error (nil for a clean exit, or after Kill).
 func (d *Daemon) Stop() error {
 	defer os.RemoveAll(d.dir)
 	if d.cmd.Process == nil {
 		return errors.New("xlvsd not started")
+	}
+	if d.killed {
+		return nil
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {

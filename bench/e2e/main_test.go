@@ -78,10 +78,16 @@ const (
 
 func setup(t *testing.T, layout testbed.Layout, daemonArgs ...string) *env {
 	t.Helper()
+	return setupBed(t, testbed.Options{Layout: layout, Reals: 2, Prefix: "e2e", IPv6: true}, daemonArgs...)
+}
+
+// setupBed is setup on a testbed built with opts.
+func setupBed(t *testing.T, opts testbed.Options, daemonArgs ...string) *env {
+	t.Helper()
 	needRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	bed, err := testbed.New(testbed.Options{Layout: layout, Reals: 2, Prefix: "e2e", IPv6: true})
+	bed, err := testbed.New(opts)
 	if err != nil {
 		t.Fatalf("testbed: %v", err)
 	}
