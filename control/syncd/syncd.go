@@ -129,10 +129,11 @@ var DefaultApplyReasons = []ApplyReason{
 	{conntrack.ErrExists, "exists"},
 }
 
-// Errors of Start and Stop (the kernel's EEXIST and ESRCH); returned wrapped.
+// Errors of Start and Stop (the kernel's EEXIST and ESRCH); returned wrapped in a
+// sentence naming the role.
 var (
-	ErrRunning    = errors.New("sync daemon already running")
-	ErrNotRunning = errors.New("sync daemon not running")
+	ErrRunning    = errors.New("already running")
+	ErrNotRunning = errors.New("not running")
 )
 
 // Daemon runs the sync roles over one dataplane.
@@ -245,7 +246,7 @@ func (d *Daemon) start(cfg Config, vrrp string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if (cfg.Role == Master && d.master != nil) || (cfg.Role == Backup && d.backup != nil) {
-		return fmt.Errorf("sync daemon: the %s sync daemon is already running: %w (stop it first with --stop-daemon %s)", cfg.Role, ErrRunning, cfg.Role)
+		return fmt.Errorf("sync daemon: the %s sync daemon is %w (stop it first with --stop-daemon %s)", cfg.Role, ErrRunning, cfg.Role)
 	}
 	r, err := d.resolve(&cfg)
 	if err != nil {
@@ -297,7 +298,7 @@ func (d *Daemon) Stop(role Role) error {
 	switch role {
 	case Master:
 		if d.master == nil {
-			return fmt.Errorf("sync daemon: no master sync daemon is running: %w", ErrNotRunning)
+			return fmt.Errorf("sync daemon: the master sync daemon is %w", ErrNotRunning)
 		}
 		d.dp.SetSyncMaster(nil, false)
 		err := d.master.stop(stopWait)
@@ -306,7 +307,7 @@ func (d *Daemon) Stop(role Role) error {
 		return err
 	case Backup:
 		if d.backup == nil {
-			return fmt.Errorf("sync daemon: no backup sync daemon is running: %w", ErrNotRunning)
+			return fmt.Errorf("sync daemon: the backup sync daemon is %w", ErrNotRunning)
 		}
 		err := d.backup.stop(stopWait)
 		d.backup = nil
