@@ -287,3 +287,68 @@ func TestStateWithoutDaemons(t *testing.T) {
 		t.Errorf("services %+v", r.Services)
 	}
 }
+
+// TestKeepalivedSyncDaemon: lvs_sync_daemon starts the backup role for a daemon tied to a
+// VRRP instance (sync ID its virtual_router_id when id is not given) and both roles
+// without one; a reload that changes the statement restarts the daemon with the new
+// settings, one that drops it stops the daemon, and one that leaves it alone leaves it.
+func TestKeepalivedSyncDaemon(t *testing.T) {
+	a, _ := syncPair(t)
+	d := newDaemonOpts(t, Options{syncDP: &syncFake{}})
+	t.Cleanup(func() { d.CloseSync() })
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	conf := func(sync string) string {
+		return "global_defs {\n    " + sync + "\n}\nvrrp_instance VI_1 {\n    virtual_router_id 51\n}\n" +
+			"virtual_server 198.18.1.100 80 {\n    protocol TCP\n    real_server 198.18.2.11 80 {\n    }\n}\n"
+	}
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() string { return xlvsadm(t, a, d, "-L", "--daemon") }
+	write(conf("lvs_sync_daemon sync0 VI_1"))
+	var k *Keepalived
+	if err := a.Do(func() (err error) { k, err = d.StartKeepalived(path); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if got, want := list(), "backup sync daemon (mcast=sync0, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"; got != want {
+		t.Fatalf("started:\n%q\nwant\n%q", got, want)
+	}
+	r := d.Handle(context.Background(), &api.Request{Op: api.OpGetDaemon})
+	if len(r.Daemons) != 1 || r.Daemons[0].VRRPInstance != "VI_1" {
+		t.Errorf("the daemon does not record its VRRP instance: %+v", r.Daemons)
+	}
+	reload := func() {
+		t.Helper()
+		if err := a.Do(k.Reload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload() // unchanged: still the same
+	if got := list(); !strings.HasPrefix(got, "backup sync daemon (mcast=sync0, syncid=51,") {
+		t.Fatalf("after an unchanged reload: %q", got)
+	}
+	write(conf("lvs_sync_daemon sync0 id 9 port 9000"))
+	reload()
+	want := "master sync daemon (mcast=sync0, syncid=9, maxlen=1472, group=224.0.0.81, port=9000, ttl=1)\n" +
+		"backup sync daemon (mcast=sync0, syncid=9, maxlen=1472, group=224.0.0.81, port=9000, ttl=1)\n"
+	if got := list(); got != want {
+		t.Fatalf("after a reload without an instance:\n%q\nwant\n%q", got, want)
+	}
+	write(conf("router_id x"))
+	reload()
+	if got := list(); got != "" {
+		t.Fatalf("after a reload without lvs_sync_daemon: %q", got)
+	}
+	// A daemon that cannot start does not stop the rules from serving.
+	write(conf("lvs_sync_daemon nosuch0"))
+	reload()
+	if got := list(); got != "" {
+		t.Fatalf("on a missing interface: %q", got)
+	}
+	if r := d.Handle(context.Background(), &api.Request{Op: api.OpList}); len(r.Services) != 1 {
+		t.Fatalf("services %+v", r.Services)
+	}
+}
