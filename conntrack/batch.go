@@ -59,7 +59,7 @@ type batchScratch struct {
 	first [batchMax]uint8
 	two   [batchMax]bool // key j's probe window goes on into lines[first[j]+1]
 	lines [2 * batchMax]uintptr
-	recs  [2 * batchMax]uintptr // both cache lines of each hinted record
+	recs  [3 * batchMax]uintptr // both cache lines of each hinted record, and its sync slot's
 }
 
 func (t *Table) lookupBatch(qs []Query, now32 uint32) {
@@ -98,6 +98,8 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		// Read the lines as they arrive and prefetch the records they name.
 		mask := ^uint32(0)<<t.tagPos | 1
 		p := 0
+		// A sync master's lookups of client packets also read the record's sync slot.
+		syncOn := t.syncPol.Load() != nil
 		for j := range m {
 			want := uint32(b.hs[j]>>t.tagShift)<<t.tagPos | uint32(qs[b.vi[j]].Dir) ^ 1
 			s := hintSlot(b.lines[b.first[j]], 1+int(b2i(b.two[j])), int(b.off[j]), mask, want)
@@ -106,6 +108,10 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 				ra := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs))) + uintptr(rec)*unsafe.Sizeof(record{})
 				b.recs[p], b.recs[p+1] = ra, ra+unsafe.Sizeof(record{})-1
 				p += 2
+				if syncOn && qs[b.vi[j]].Dir == DirOrig {
+					b.recs[p] = uintptr(unsafe.Pointer(sh.slot(rec)))
+					p++
+				}
 			}
 		}
 		prefetchLines(&b.recs[0], p)

@@ -94,6 +94,13 @@ func checkInvariants(t testing.TB, tb *Table) {
 	for si := range tb.shards {
 		sh := &tb.shards[si].shard
 		used, keys := 0, 0
+		if !sh.syncUsed {
+			for p, sl := range sh.sync {
+				if sl != (syncSlot{}) {
+					t.Fatalf("shard %d never had its sync slots used, yet slot %d is %+v", si, p, sl)
+				}
+			}
+		}
 		nonES := make(map[uint32]bool)
 		for p := uint32(0); p < uint32(len(sh.recs)); p++ {
 			r := &sh.recs[p]

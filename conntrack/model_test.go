@@ -29,6 +29,10 @@ type model struct {
 	seq      int // eviction order: when an entry last entered a non-ESTABLISHED state
 	stats    TableStats
 	dest     map[uint32]*refDest
+	// sync is the sync master's policy (nil: off); insertSync is what the last
+	// successful insert decided.
+	sync       *SyncPolicy
+	insertSync bool
 }
 
 type refConn struct {
@@ -36,6 +40,11 @@ type refConn struct {
 	expires  int64 // ms
 	seq      int
 	inactive bool // IP_VS_CONN_F_INACTIVE
+	// The kernel's sync fields of struct ip_vs_conn: in_pkts, old_state and
+	// sync_endtime (jiffies, see syncNeeded).
+	inPkts   int32
+	oldState State
+	syncEnd  int64
 }
 
 // refDest is the part of struct ip_vs_dest the connections keep.
@@ -58,10 +67,18 @@ func (d *refDest) total() int64 { return int64(d.active) + int64(d.inactive) }
 
 // bind is ip_vs_bind_dest: the connection takes the destination's
 // conn_flags, IP_VS_CONN_F_INACTIVE among them.
-func (m *model) bind(c *refConn) {
+func (m *model) bind(c *refConn) { m.bindAs(c, false) }
+
+// bindAs is ip_vs_bind_dest for a connection active or not: a connection a
+// sync backup creates keeps the activity the master's message gives it.
+func (m *model) bindAs(c *refConn, active bool) {
 	d := m.destOf(c.e.Dest)
-	c.inactive = true
-	d.inactive++
+	c.inactive = !active
+	if active {
+		d.active++
+	} else {
+		d.inactive++
+	}
 	if d.upper != 0 && d.total() >= int64(d.upper) {
 		d.overload = true
 	}
@@ -152,19 +169,25 @@ func (m *model) remove(c *refConn) {
 }
 
 func (m *model) setState(c *refConn, s State, now int64) {
+	m.setStateFor(c, s, now, m.timeouts.Of(s))
+}
+
+// setStateFor moves c to state s with a timer of secs seconds.
+func (m *model) setStateFor(c *refConn, s State, now int64, secs int) {
 	m.moveCounts(c, s)
 	if c.e.State == StateEstablished && s != StateEstablished || c.e.State != StateEstablished && s != StateEstablished && c.seq == 0 {
 		m.seq++
 		c.seq = m.seq
 	}
 	c.e.State = s
-	c.expires = now/1e6 + int64(m.timeouts.Of(s))*1000
+	c.expires = now/1e6 + int64(secs)*1000
 }
 
 func (m *model) insert(e Entry, flags uint8, now int64) error {
 	if !MayCreate(e.Orig.Proto, flags, m.sloppy) {
 		return ErrNotOpener
 	}
+	e.Sync = false
 	if c := m.byOrig[e.Orig]; c != nil {
 		if !m.dead(c, now) {
 			m.stats.Exists++
@@ -183,6 +206,40 @@ func (m *model) insert(e Entry, flags uint8, now int64) error {
 			m.stats.Expired++
 		}
 	}
+	if err := m.makeRoom(now); err != nil {
+		return err
+	}
+	c := &refConn{e: e}
+	s := StateUDP
+	if e.Orig.Proto == ProtoTCP {
+		s = m.spec.next(m.t, e.Method, DirOrig, flags, StateNone)
+	}
+	c.e.State = StateNone
+	m.bind(c)
+	m.setState(c, s, now)
+	if s == StateEstablished {
+		c.seq = 0
+	}
+	m.byOrig[e.Orig] = c
+	if e.Method.twoWay() {
+		m.byReply[e.Reply] = c
+	}
+	m.stats.Inserts++
+	// ip_vs_conn_new's sync fields, then ip_vs_in_hook's count and question for
+	// the first packet (only on a master: the table counts nothing while sync
+	// is off).
+	m.insertSync = false
+	if m.sync != nil {
+		c.syncEnd = m.jiffies(now) &^ 3
+		c.inPkts = 1
+		m.insertSync = m.syncNeeded(c, now)
+	}
+	return nil
+}
+
+// makeRoom evicts the oldest non-ESTABLISHED connection when the model is
+// full.
+func (m *model) makeRoom(now int64) error {
 	if len(m.byOrig) == m.cap {
 		var victim *refConn
 		for _, c := range m.byOrig {
@@ -201,22 +258,6 @@ func (m *model) insert(e Entry, flags uint8, now int64) error {
 		}
 		m.remove(victim)
 	}
-	c := &refConn{e: e}
-	s := StateUDP
-	if e.Orig.Proto == ProtoTCP {
-		s = m.spec.next(m.t, e.Method, DirOrig, flags, StateNone)
-	}
-	c.e.State = StateNone
-	m.bind(c)
-	m.setState(c, s, now)
-	if s == StateEstablished {
-		c.seq = 0
-	}
-	m.byOrig[e.Orig] = c
-	if e.Method.twoWay() {
-		m.byReply[e.Reply] = c
-	}
-	m.stats.Inserts++
 	return nil
 }
 
@@ -252,7 +293,12 @@ func (m *model) lookup(dir Dir, k Key, flags uint8, now int64) (Status, Entry) {
 		c.seq = 0
 	}
 	m.setState(c, next, now)
-	return Found, c.e
+	out := c.e
+	if dir == DirOrig && m.sync != nil {
+		c.inPkts++
+		out.Sync = m.syncNeeded(c, now)
+	}
+	return Found, out
 }
 
 func (m *model) reapAll(now int64) int {
@@ -365,6 +411,9 @@ type driver struct {
 	// opener is the flags most inserts carry (TCPSyn; TCPAck with sloppy
 	// TCP fills the table with ESTABLISHED entries).
 	opener uint8
+	// policies, when set, adds sync operations: Apply, and SetSync with one
+	// of them or nil.
+	policies []*SyncPolicy
 }
 
 var (
@@ -419,6 +468,11 @@ func (d *driver) query() (Dir, Key, uint8) {
 func (d *driver) step() {
 	t := d.m.t
 	t.Helper()
+	if len(d.policies) > 0 && d.next(16) == 0 {
+		d.syncStep()
+		d.m.compare(d.tb, d.now, d.dests, false)
+		return
+	}
 	switch op := d.next(256); {
 	case op < 80:
 		e := d.entry()
@@ -431,6 +485,9 @@ func (d *driver) step() {
 		}
 		if errT == nil && e.State != d.m.byOrig[e.Orig].e.State {
 			t.Fatalf("Insert state %v, model %v", e.State, d.m.byOrig[e.Orig].e.State)
+		}
+		if errT == nil && e.Sync != d.m.insertSync {
+			t.Fatalf("Insert(%+v, %s) Sync %v, model %v", ewant.Orig, flagString(fl), e.Sync, d.m.insertSync)
 		}
 	case op < 180:
 		dir, k, fl := d.query()

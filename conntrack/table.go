@@ -12,34 +12,34 @@ import (
 	"unsafe"
 )
 
-// Errors. Insert returns these sentinels as they are (no wrapping, no
-// allocation); New wraps ErrConfig with the detail.
+// Errors. Insert and Apply return these sentinels as they are (no wrapping,
+// no allocation); New wraps ErrConfig with the detail.
 var (
 	// ErrFull: the shard the connection belongs to is at capacity and holds
 	// no entry that may be evicted (all ESTABLISHED). Drop the packet.
-	ErrFull = errors.New("insert connection: table full and every entry of the shard is ESTABLISHED; drop the packet or raise MaxEntries")
+	ErrFull = errors.New("insert or apply connection: table full and every entry of the shard is ESTABLISHED; drop the packet (or the synced entry) or raise MaxEntries")
 	// ErrExists: the original or reply key is already present, typically
 	// because another worker inserted the same connection first. Look it up
 	// again.
-	ErrExists = errors.New("insert connection: a connection with this original or reply key exists; look it up instead")
+	ErrExists = errors.New("insert or apply connection: a connection with this original or reply key exists; look it up instead")
 	// ErrNotOpener: the packet may not create a connection (TCP without SYN
 	// while not sloppy, or with RST). Check MayCreate before Insert.
 	ErrNotOpener = errors.New("insert connection: packet may not open a connection; only SYN without RST (any flags but RST when sloppy) may")
 	// ErrProto: the protocol is neither TCP nor UDP.
-	ErrProto = errors.New("insert connection: protocol not tracked; want TCP (6) or UDP (17)")
+	ErrProto = errors.New("insert or apply connection: protocol not tracked; want TCP (6) or UDP (17)")
 	// ErrDest: Entry.Dest is not below Config.MaxDests.
-	ErrDest = errors.New("insert connection: destination id out of range; want Dest < Config.MaxDests")
+	ErrDest = errors.New("insert or apply connection: destination id out of range; want Dest < Config.MaxDests")
 	// ErrMethod: unknown Method.
-	ErrMethod = errors.New("insert connection: unknown forwarding method; want MethodNAT, MethodDR, MethodTUN or MethodFullNAT")
+	ErrMethod = errors.New("insert or apply connection: unknown forwarding method; want MethodNAT, MethodDR, MethodTUN or MethodFullNAT")
 	// ErrReply: a NAT or FULLNAT entry lacks a Reply key of the original's
 	// protocol.
-	ErrReply = errors.New("insert connection: NAT/FULLNAT entry without a reply key of the original's protocol; set Reply to the key replies will arrive with")
+	ErrReply = errors.New("insert or apply connection: NAT/FULLNAT entry without a reply key of the original's protocol; set Reply to the key replies will arrive with")
 	// ErrShardMismatch: ShardOf(Reply.Dst, Reply.DstPort) differs from
 	// ShardOf(Orig.Src, Orig.SrcPort). FULLNAT must choose its local port so
 	// that they are equal.
-	ErrShardMismatch = errors.New("insert connection: reply key lies in another shard than the original key; choose the local endpoint so that ShardOf(Reply.Dst, Reply.DstPort) == ShardOf(Orig.Src, Orig.SrcPort)")
+	ErrShardMismatch = errors.New("insert or apply connection: reply key lies in another shard than the original key; choose the local endpoint so that ShardOf(Reply.Dst, Reply.DstPort) == ShardOf(Orig.Src, Orig.SrcPort)")
 	// ErrClosed: the table was closed; it holds nothing and takes nothing.
-	ErrClosed = errors.New("insert connection: table closed")
+	ErrClosed = errors.New("insert or apply connection: table closed")
 	// ErrConfig: New was given an unusable Config.
 	ErrConfig = errors.New("invalid config")
 )
@@ -86,6 +86,11 @@ type Entry struct {
 	Method  Method
 	State   State  // filled by the table
 	Flags   uint16 // caller's flags, stored and returned as they are
+	// Sync is set by the table on output, ignored on input: true when a sync master sends
+	// the connection now (IPVS's ip_vs_sync_conn_needed; see SetSync). Only Lookup and
+	// LookupBatch of a DirOrig packet that find the entry, and Insert, set it, and only
+	// while sync is on; every other output (Reused, Get, Walk, replies) has it false.
+	Sync bool
 }
 
 // Conn reuse modes (IPVS's conn_reuse_mode sysctl).
@@ -142,6 +147,7 @@ type TableStats struct {
 	Expired  uint64 // entries removed because their timer ran out (Reap, or found expired)
 	Reused   uint64 // entries replaced by a SYN (Status Reused)
 	Removed  uint64 // entries removed by RemoveDest
+	Applied  uint64 // connections created or updated by Apply (a sync backup's)
 }
 
 const (
@@ -216,6 +222,7 @@ func (r *record) copyOut(out *Entry) {
 	out.Method = r.method()
 	out.State = r.state()
 	out.Flags = r.flags()
+	out.Sync = false
 }
 
 // shard owns a slab of records, its free list, its index and its lock.
@@ -232,13 +239,23 @@ type shard struct {
 	// home slot, saturated at distMax ("look it up"); tag is the top bits
 	// of the key's hash.
 	idx []uint32
+	// syncp is &sync[0] (see slot): a sync master's lookups reach the slots from
+	// this cache line.
+	syncp unsafe.Pointer
 
 	hwm        uint32       // records [0, hwm) have been handed out at least once
 	free       uint32       // free list head (through record.next)
 	head, tail uint32       // non-ESTABLISHED list, oldest at head
 	count      atomic.Int32 // live + not yet reaped entries; written under mu
+	// syncUsed: some slot of sync may be nonzero (written by a master's lookup or
+	// insert, or by Apply). Until then an Insert with sync off leaves its slot alone.
+	syncUsed bool
+	// sync is the connection-sync state of each record, by the record's ref (see
+	// syncSlot); touched only while sync is on, by Apply, and by an Insert into a
+	// shard whose slots were used.
+	sync []syncSlot
 
-	inserts, exists, full, evicted, expired, reused, removed uint64
+	inserts, exists, full, evicted, expired, reused, removed, applied uint64
 }
 
 // paddedShard keeps shards on separate cache lines.
@@ -265,6 +282,10 @@ type Table struct {
 	sloppy    bool
 	reuseMode int
 	hint      bool // LookupBatch prefetches (see hintMin)
+
+	// syncPol is the sync master's policy (SetSync); nil while sync is off. Read
+	// without locks by every lookup that finds an entry.
+	syncPol atomic.Pointer[syncPolicy]
 
 	dests []destState // per destination id
 
@@ -372,7 +393,8 @@ func New(cfg Config) (*Table, error) {
 	size := arenaPad
 	for i := range t.shards {
 		n := shardEntries(per, extra, i)
-		size += (n*int(unsafe.Sizeof(record{}))+63)&^63 + (shardSlots(n)*4+63)&^63
+		size += (n*int(unsafe.Sizeof(record{}))+63)&^63 + (shardSlots(n)*4+63)&^63 +
+			(n*int(unsafe.Sizeof(syncSlot{}))+63)&^63
 	}
 	t.mem = newArena(size)
 	if cfg.Prefault {
@@ -388,6 +410,13 @@ func New(cfg Config) (*Table, error) {
 	for i := range t.shards {
 		sh := &t.shards[i].shard
 		sh.idx = carve[uint32](&rest, shardSlots(len(sh.recs)))
+	}
+	// The sync slots come last: a director that is not a sync master or backup never
+	// touches them.
+	for i := range t.shards {
+		sh := &t.shards[i].shard
+		sh.sync = carve[syncSlot](&rest, len(sh.recs))
+		sh.syncp = unsafe.Pointer(unsafe.SliceData(sh.sync))
 	}
 	if t.mem.mapped != nil {
 		// A table dropped without Close still gives its mapping back. Every
@@ -430,6 +459,8 @@ func (t *Table) Close() error {
 		sh := &t.shards[i].shard
 		sh.mu.Lock()
 		sh.recs = nil
+		sh.sync, sh.syncp = nil, nil
+		sh.syncUsed = false
 		sh.idx = closedIdx[k : k+1]
 		sh.hwm, sh.free, sh.head, sh.tail = 0, noIdx, noIdx, noIdx
 		sh.count.Store(0)
@@ -570,6 +601,7 @@ func (t *Table) Stats() TableStats {
 		st.Expired += sh.expired
 		st.Reused += sh.reused
 		st.Removed += sh.removed
+		st.Applied += sh.applied
 		sh.mu.Unlock()
 	}
 	return st
@@ -633,9 +665,20 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 			sh.reused++
 			return Reused
 		default:
-			t.advance(sh, ref, dir, tcpFlags, now32)
+			to := t.advance(sh, ref, dir, tcpFlags, now32)
 			if out != nil {
 				r.copyOut(out)
+			}
+			// A sync master counts the packets that come in from clients and decides
+			// whether to send the connection after each (ip_vs_in_hook); replies do
+			// neither.
+			if dir == DirOrig {
+				if p := t.syncPol.Load(); p != nil {
+					s := t.syncPacket(sh, ref, p, to, now32)
+					if out != nil {
+						out.Sync = s
+					}
+				}
 			}
 			return Found
 		}
@@ -669,8 +712,8 @@ func (t *Table) Get(dir Dir, k *Key, now int64, out *Entry) bool {
 }
 
 // advance applies one packet to entry ref: state transition, counts,
-// eviction list and timer.
-func (t *Table) advance(sh *shard, ref uint32, dir Dir, tcpFlags uint8, now32 uint32) {
+// eviction list and timer. It returns the timeout it gave (ms).
+func (t *Table) advance(sh *shard, ref uint32, dir Dir, tcpFlags uint8, now32 uint32) uint32 {
 	r := &sh.recs[ref]
 	cur := r.state()
 	next := StateUDP
@@ -680,7 +723,9 @@ func (t *Table) advance(sh *shard, ref uint32, dir Dir, tcpFlags uint8, now32 ui
 	if next != cur {
 		t.changeState(sh, ref, cur, next)
 	}
-	r.expires = now32 + t.timeout(next)
+	to := t.timeout(next)
+	r.expires = now32 + to
+	return to
 }
 
 // changeState moves entry ref from state cur to next (next != cur): between
@@ -711,7 +756,9 @@ func (t *Table) changeState(sh *shard, ref uint32, cur, next State) {
 // it leaves *e as Lookup will return it: e.State is the first state (TCP:
 // the input transition from NONE, so SYN_RECV for a SYN; UDP: StateUDP) and,
 // for DR and TUN, which have no reply path, e.Reply is cleared (whatever it
-// held was ignored). The connection counts for its destination from then
+// held was ignored); e.Sync tells whether a sync master sends the new
+// connection now (its first packet counted; false while sync is off). The
+// connection counts for its destination from then
 // on (active or inactive by its first state) and may set the destination's
 // overload flag (see destState). It returns ErrExists if either key is
 // present, ErrFull if the shard is full after trying to evict its oldest
@@ -779,6 +826,30 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 		sh.mu.Unlock()
 		return ErrFull
 	}
+	to := t.timeout(st)
+	t.create(sh, ref, e, st, ho, hr, now32+to)
+	sh.inserts++
+	sync := false
+	if p := t.syncPol.Load(); p != nil {
+		sync = t.syncFirst(sh, ref, p, to, now32)
+	} else if sh.syncUsed {
+		*sh.slot(ref) = syncSlot{}
+	}
+	sh.mu.Unlock()
+	e.State = st
+	e.Sync = sync
+	if !twoWay {
+		e.Reply = Key{}
+	}
+	return nil
+}
+
+// create makes record ref connection e in state st, expiring at expires: the
+// record, its keys in the index (ho, hr: their hashes), the eviction list,
+// the destination's counts and the shard's count.
+func (t *Table) create(sh *shard, ref uint32, e *Entry, st State, ho, hr uint64, expires uint32) {
+	o := &e.Orig
+	twoWay := e.Method.twoWay()
 	r := &sh.recs[ref]
 	r.oSrc, r.oDst, r.oSport, r.oDport = o.Src, o.Dst, o.SrcPort, o.DstPort
 	if twoWay {
@@ -790,7 +861,7 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 	r.dest = e.Dest
 	r.service = e.Service
 	r.meta = packMeta(o.Proto, e.Flags, st, e.Method)
-	r.expires = now32 + t.timeout(st)
+	r.expires = expires
 	t.place(sh, ho, ref<<1|uint32(DirOrig))
 	if twoWay {
 		t.place(sh, hr, ref<<1|uint32(DirReply))
@@ -800,13 +871,6 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 	}
 	t.dests[e.Dest].bind(activeState[st])
 	sh.count.Add(1)
-	sh.inserts++
-	sh.mu.Unlock()
-	e.State = st
-	if !twoWay {
-		e.Reply = Key{}
-	}
-	return nil
 }
 
 // vacantReply is vacant for a new connection's reply key. An older TCP connection that has

@@ -36,11 +36,17 @@ type Config struct {
 	// 0 takes DefaultICMPRate / DefaultICMPBurst, a negative ICMPRate means no limit.
 	ICMPRate  int
 	ICMPBurst int
+	// SyncQueue is how many entries each worker holds for the sync daemon (SetSyncMaster);
+	// 0 takes DefaultSyncQueue. A full queue drops the entry and counts it.
+	SyncQueue int
 	ReapEvery time.Duration
 	Logger    *slog.Logger
 }
 
 func (c *Config) defaults() {
+	if c.SyncQueue <= 0 {
+		c.SyncQueue = DefaultSyncQueue
+	}
 	if c.Socket == (xsk.Config{}) {
 		c.Socket = xsk.DefaultConfig()
 	}
@@ -129,6 +135,10 @@ type Dataplane struct {
 	cls     *bpf.Classifier
 	xdp     []*bpf.Port
 	epoch   time.Time
+
+	// the sync master (sync.go): workers queue connections while syncMaster is set
+	syncMaster      atomic.Bool
+	syncPersistMode atomic.Bool
 
 	lastPanic atomic.Pointer[string]
 	mu        sync.Mutex               // serialises Publish

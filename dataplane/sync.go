@@ -1,6 +1,13 @@
 package dataplane
 
-import "xlvs/conntrack"
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
+)
 
 // SyncConn is a connection, or a persistence template, as the connection-sync daemon
 // (IPVS's sync master and backup) sees it: what the workers hand over to be sent, and what
@@ -26,4 +33,216 @@ type SyncConn struct {
 	// Queued is when a worker queued the entry (the dataplane's monotonic clock, ns): the
 	// sender's lag is its send time minus Queued. Zero on received entries.
 	Queued int64
+}
+
+// Errors of ApplySync. Sentinels: returning them allocates nothing.
+var (
+	ErrSyncNoService = errors.New("sync: no such virtual service here (the backup needs the master's services)")
+	ErrSyncNoDest    = errors.New("sync: no such real server in the service here (the backup needs the master's real servers)")
+	ErrSyncBadState  = errors.New("sync: invalid entry (protocol, state or method)")
+	ErrSyncNoPersist = errors.New("sync: persistence template for a service that is not persistent here")
+)
+
+// DefaultSyncQueue is Config.SyncQueue's default: entries each worker can hold for the
+// sync daemon (about 100 bytes each).
+const DefaultSyncQueue = 4096
+
+// SyncStats are the workers' sync counters, summed, cumulative.
+type SyncStats struct {
+	Queued    uint64 // entries queued for the sync daemon
+	QueueFull uint64 // entries dropped because a worker's queue was full
+}
+
+// syncRing is a bounded single-producer (one worker), single-consumer (the sync daemon)
+// queue of pointer-free entries. The producer never waits: a full ring drops and counts.
+type syncRing struct {
+	tail   atomic.Uint64 // next slot the producer writes; written by the producer only
+	full   atomic.Uint64 // entries dropped, ring full
+	_      [48]byte
+	head   atomic.Uint64 // next slot the consumer reads; written by the consumer only
+	_      [56]byte
+	hcache uint64 // the producer's last view of head (producer only)
+	buf    []SyncConn
+	mask   uint64
+}
+
+func newSyncRing(n int) *syncRing {
+	size := 1
+	for size < n {
+		size <<= 1
+	}
+	return &syncRing{buf: make([]SyncConn, size), mask: uint64(size - 1)}
+}
+
+// push appends *c, or counts a drop when the ring is full. Producer only; no allocation.
+func (r *syncRing) push(c *SyncConn) bool {
+	t := r.tail.Load()
+	if t-r.hcache > r.mask {
+		r.hcache = r.head.Load()
+		if t-r.hcache > r.mask {
+			r.full.Add(1)
+			return false
+		}
+	}
+	r.buf[t&r.mask] = *c
+	r.tail.Store(t + 1)
+	return true
+}
+
+// pop moves up to len(out) entries into out. Consumer only.
+func (r *syncRing) pop(out []SyncConn) int {
+	h := r.head.Load()
+	n := int(min(r.tail.Load()-h, uint64(len(out))))
+	for i := 0; i < n; i++ {
+		out[i] = r.buf[(h+uint64(i))&r.mask]
+	}
+	r.head.Store(h + uint64(n))
+	return n
+}
+
+// SetSyncMaster makes the workers hand connections to the sync daemon as IPVS's master
+// does (p: which packets; persistMode: sync_persist_mode, connections of persistent
+// services are not sent, only their templates), or stops it (p nil). Entries queued
+// before a stop stay for DrainSync.
+func (d *Dataplane) SetSyncMaster(p *conntrack.SyncPolicy, persistMode bool) {
+	d.syncPersistMode.Store(persistMode)
+	d.ct.SetSync(p)
+	d.syncMaster.Store(p != nil)
+}
+
+// DrainSync moves up to len(out) queued entries into out, worker by worker (each worker's
+// in the order it queued them), and returns how many. One consumer at a time; it
+// allocates nothing.
+func (d *Dataplane) DrainSync(out []SyncConn) int {
+	n := 0
+	for _, w := range d.workers {
+		if n == len(out) {
+			break
+		}
+		n += w.sync.pop(out[n:])
+	}
+	return n
+}
+
+// SyncStats sums the workers' sync counters.
+func (d *Dataplane) SyncStats() SyncStats {
+	var s SyncStats
+	for _, w := range d.workers {
+		s.Queued += w.sync.tail.Load()
+		s.QueueFull += w.sync.full.Load()
+	}
+	return s
+}
+
+// syncConn queues the connection in w.entry (just looked up or inserted, of service svc
+// and real server rs) for the sync daemon when the table says a master sends it now, and
+// with it the client's persistence template when the service is persistent. The kernel
+// (ip_vs_sync_conn) also sends a template on every packet of the connections it controls
+// unless sync_refresh_period is set; xlvs sends it with its connection only.
+func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
+	e := &w.entry
+	if !e.Sync {
+		return
+	}
+	c := &w.syncScratch
+	*c = SyncConn{
+		Proto:  e.Orig.Proto,
+		Method: e.Method,
+		State:  e.State,
+		Client: e.Orig.Src, CPort: e.Orig.SrcPort,
+		VAddr: e.Orig.Dst, VPort: e.Orig.DstPort,
+		DAddr: rs.Addr, DPort: rs.Port,
+		Queued: now,
+	}
+	switch e.Method {
+	case conntrack.MethodNAT:
+		c.DPort = e.Reply.SrcPort
+	case conntrack.MethodFullNAT:
+		c.DPort = e.Reply.SrcPort
+		c.LAddr, c.LPort = e.Reply.Dst, e.Reply.DstPort
+	default:
+		if svc.Key.Port == 0 {
+			c.DPort = e.Orig.DstPort
+		}
+	}
+	c.Timeout = w.dp.ct.StateTimeout(e.State)
+	persistent := svc.Persist > 0
+	if !(persistent && w.dp.syncPersistMode.Load()) {
+		w.sync.push(c)
+	}
+	if persistent {
+		// The template: the client's masked address, no client port, the service's
+		// port (0 for a port-0 service, whose real servers take the client's port).
+		c.Template = true
+		c.State = conntrack.StateNone
+		c.Client, c.CPort = maskPersist(e.Orig.Src, svc.PersistBits), 0
+		c.VPort, c.DPort = svc.Key.Port, rs.Port
+		c.LAddr, c.LPort = [16]byte{}, 0
+		c.Timeout = uint32(svc.Persist / int64(time.Second))
+		w.sync.push(c)
+	}
+}
+
+// ApplySync applies an entry received from a sync master (IPVS's ip_vs_proc_conn): a
+// connection is created or updated in the connection table with the state and timer
+// given, its real server looked up by address and port in the virtual service, no
+// scheduler asked; a template restarts or creates the client's persistence. The
+// backup's configuration must hold the master's services and real servers; an entry for
+// one it does not have is refused (ErrSyncNoService, ErrSyncNoDest), where the kernel
+// keeps it unbound. Safe concurrently with the workers; it allocates nothing.
+func (d *Dataplane) ApplySync(c *SyncConn) error {
+	snap := d.snap.Load()
+	if snap == nil {
+		return ErrSyncNoService
+	}
+	if c.Proto != packet.ProtoTCP && c.Proto != packet.ProtoUDP {
+		return ErrSyncBadState
+	}
+	si, ok := snap.service(&c.VAddr, c.VPort, c.Proto)
+	if !ok {
+		return ErrSyncNoService
+	}
+	svc := &snap.Services[si]
+	di := -1
+	for i := range svc.Dests {
+		if t := &svc.Dests[i]; t.Addr == c.DAddr && (t.Port == c.DPort || svc.Key.Port == 0 || c.Template) {
+			di = i
+			break
+		}
+	}
+	if di < 0 {
+		return ErrSyncNoDest
+	}
+	dst := &svc.Dests[di]
+	now := d.now()
+	if c.Template {
+		if svc.Persist == 0 {
+			return ErrSyncNoPersist
+		}
+		timeout := int64(c.Timeout) * int64(time.Second)
+		if timeout == 0 {
+			timeout = svc.Persist
+		}
+		pk := persistKey{svc: svc.ID, addr: maskPersist(c.Client, svc.PersistBits)}
+		d.persist.set(&pk, dst.ID, now, timeout)
+		return nil
+	}
+	if c.Method > conntrack.MethodFullNAT {
+		return ErrSyncBadState
+	}
+	e := conntrack.Entry{
+		Orig:    conntrack.Key{Src: c.Client, Dst: c.VAddr, SrcPort: c.CPort, DstPort: c.VPort, Proto: c.Proto},
+		Dest:    dst.ID,
+		Service: svc.ID,
+		Method:  c.Method,
+		State:   c.State,
+	}
+	switch c.Method {
+	case conntrack.MethodNAT:
+		e.Reply = conntrack.Key{Src: c.DAddr, Dst: c.Client, SrcPort: c.DPort, DstPort: c.CPort, Proto: c.Proto}
+	case conntrack.MethodFullNAT:
+		e.Reply = conntrack.Key{Src: c.DAddr, Dst: c.LAddr, SrcPort: c.DPort, DstPort: c.LPort, Proto: c.Proto}
+	}
+	_, err := d.ct.Apply(&e, c.Timeout, now)
+	return err
 }

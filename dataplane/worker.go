@@ -72,6 +72,10 @@ type worker struct {
 
 	bc batchCtrs // counters gathered during a batch (stats.go)
 
+	sync        *syncRing // entries for the sync daemon (sync.go)
+	syncOn      bool      // the batch's view of Dataplane.syncMaster
+	syncScratch SyncConn
+
 	// the batch being handled: packets, their connection lookups, and the keys of the
 	// connections made so far (a bit per keyBit)
 	pkts []rxPkt
@@ -107,6 +111,7 @@ func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
 		st:        newWorkerStats(dp.cfg.MaxServices, dp.cfg.MaxDests, dp.cfg.MaxLaddrs),
 		pend:      make([]pending, 0, pendingCap),
 		icmpLimit: newTokenBucket(dp.cfg.ICMPRate, dp.cfg.ICMPBurst),
+		sync:      newSyncRing(dp.cfg.SyncQueue),
 		frags:     newFragTable(uint64(time.Now().UnixNano()) ^ uint64(queue)<<32),
 		rng:       (uint64(time.Now().UnixNano())^uint64(queue)<<32)*0x9E3779B97F4A7C15 | 1, // never 0
 	}
@@ -294,6 +299,7 @@ type rxPkt struct {
 func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int64) {
 	m := 0
 	w.lastSvc.ok = false
+	w.syncOn = w.dp.syncMaster.Load()
 	for i := 0; i < n; i++ {
 		if w.classify(in, w.rx[i], &w.pkts[i], snap, m) {
 			m++
@@ -459,6 +465,10 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 		// lets the entry time out.
 		w.drop(in, d, DropDestGone)
 		return
+	}
+	if w.syncOn {
+		// As ip_vs_in, whatever becomes of the packet after this point.
+		w.syncConn(svc, rs, now)
 	}
 	switch e.Method {
 	case conntrack.MethodNAT:

@@ -27,10 +27,20 @@ const (
 	// holds 198.18.1.1/24 and 198.18.2.1/24 (fd00:1::1/64, fd00:2::1/64) and the VIPs;
 	// client and real servers are addressed as in NATTwoArm, in different subnets, so their
 	// traffic to each other crosses the director.
+	//
+	// With Options.Backup the two gateways become floating addresses: the director's eth0
+	// holds its own 198.18.1.4/24 and 198.18.2.4/24 (fd00:1::4/64, fd00:2::4/64, added
+	// first, so they are its primary addresses and their connected routes never leave),
+	// then the floating 198.18.1.1/32, 198.18.2.1/32 (fd00:1::1/128, fd00:2::1/128) and the
+	// VIPs; the backup's eth0 holds 198.18.1.3/24 and 198.18.2.3/24 (fd00:1::3/64,
+	// fd00:2::3/64). Client and real servers still route via .1 (::1).
 	NATOneArm
 	// L2 is one subnet on a bridge, for DR and TUN: 198.18.0.0/24 (fd00::/64), client .2,
 	// director eth0 .1 with the VIPs 198.18.0.100/32 (fd00::100/128), real server I .(10+I)
 	// with the VIPs on lo, arp_ignore=1 and arp_announce=2. No default routes.
+	//
+	// With Options.Backup the director keeps .1 (::1), which floats nowhere; the backup's
+	// eth0 holds 198.18.0.3/24 (fd00::3/64); only the VIPs float.
 	L2
 )
 
@@ -61,6 +71,10 @@ type Options struct {
 	Reals  int    // number of real servers; 0 means 2
 	Prefix string // namespace name prefix; "" means "bed"
 	IPv6   bool   // add the IPv6 addresses and routes too
+	// Backup adds a second director ("backup", namespace role "bak") on the bridge of a
+	// one-segment layout (NATOneArm or L2; New refuses it for NATTwoArm), for connection
+	// sync and failover tests. See Bed.Backup and Bed.Failover.
+	Backup bool
 
 	// hook, when set (by this package's tests), runs after each build step and fails the
 	// build if it returns an error.
@@ -69,7 +83,7 @@ type Options struct {
 
 // Host is one interface of a testbed machine.
 type Host struct {
-	Name    string // "client", "director", "rs1", ...
+	Name    string // "client", "director", "backup", "rs1", ...
 	NS      *NS
 	Iface   string
 	Ifindex int // inside NS
@@ -97,9 +111,21 @@ type Bed struct {
 	Reals    []*Host
 	Switch   *NS // the bridge ("br0") namespace
 
+	// Backup is the second director's namespace and BackupHost its one interface, eth0
+	// (MAC 02:00:5e:ss:00:03, addresses .3 in each subnet of the layout); both nil unless
+	// Options.Backup. It has the director's sysctls (forwarding off, no redirects) and no
+	// floating address until Failover.
+	Backup     *NS
+	BackupHost *Host
+
 	switchPorts []string // the bridge's ports in a one-armed chain (NewChain)
 
-	clientGW, realGW [2]netip.Addr // [v4, v6] director addresses the hosts route through
+	clientGW, realGW [2]netip.Addr  // [v4, v6] director addresses the hosts route through
+	floating         []netip.Prefix // what Failover moves (Options.Backup only), in order
+
+	failMu     sync.Mutex // serialises Failover and Failback
+	moveFailed bool       // the last Failover or Failback failed; guarded by failMu
+	onBackup   bool       // the backup holds the floating addresses; guarded by mu
 
 	mu  sync.Mutex
 	all []*NS // every namespace made, in creation order
@@ -143,17 +169,24 @@ func (b *Bed) Namespaces() []*NS {
 	return append([]*NS(nil), b.all...)
 }
 
-// SetForwarding turns the director kernel's IPv4 and IPv6 forwarding on or off. It is off
-// after New: xlvs forwards. Turn it on for baselines (plain routing, iptables DNAT) and for
-// connectivity checks that need no load balancer.
+// SetForwarding turns the director kernel's IPv4 and IPv6 forwarding on or off, and the
+// backup's too where there is one. It is off after New: xlvs forwards. Turn it on for
+// baselines (plain routing, iptables DNAT) and for connectivity checks that need no load
+// balancer.
 func (b *Bed) SetForwarding(on bool) error {
 	v := "0"
 	if on {
 		v = "1"
 	}
-	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
-		if err := b.Director.SetSysctl(k, v); err != nil {
-			return fmt.Errorf("set director forwarding: %w", err)
+	dirs := []*NS{b.Director}
+	if b.Backup != nil {
+		dirs = append(dirs, b.Backup)
+	}
+	for _, ns := range dirs {
+		for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+			if err := ns.SetSysctl(k, v); err != nil {
+				return fmt.Errorf("set forwarding in %s: %w", ns.Name(), err)
+			}
 		}
 	}
 	return nil
@@ -186,6 +219,9 @@ func New(opts Options) (*Bed, error) {
 	if opts.Layout < NATTwoArm || opts.Layout > L2 {
 		return nil, fmt.Errorf("build testbed: %w: %v, want NATTwoArm, NATOneArm or L2", ErrBadOptions, opts.Layout)
 	}
+	if opts.Backup && opts.Layout == NATTwoArm {
+		return nil, fmt.Errorf("build testbed: %w: Backup needs a one-segment layout (NATOneArm or L2): in %v the client is wired straight to the director's ext0, so a backup director could not take over the client side", ErrBadOptions, opts.Layout)
+	}
 	// The longest role suffix is "-rs200".
 	if err := checkPrefix(opts.Prefix + "-rs" + strconv.Itoa(opts.Reals)); err != nil {
 		return nil, fmt.Errorf("build testbed: %w", err)
@@ -206,8 +242,10 @@ const (
 	netClient = 1 // client side (NAT layouts)
 	netReal   = 2 // real server side (NAT layouts)
 	netL2     = 0 // the only subnet of L2
-	hostDir   = 1 // director
+	hostDir   = 1 // director (in NATOneArm with Backup: the floating gateways)
 	hostCli   = 2 // client
+	hostBak   = 3 // backup director (Options.Backup)
+	hostDirBk = 4 // director's own address in NATOneArm with Backup
 	hostVIP   = 100
 	hostReal0 = 10 // real server I is hostReal0+I
 )
@@ -240,9 +278,10 @@ type builder struct {
 }
 
 type readyAddr struct {
-	ns    *NS
-	iface string
-	addr  netip.Addr
+	ns        *NS
+	iface     string
+	addr      netip.Addr
+	linkLocal bool // addr is invalid: wait for the link's IPv6 link-local address
 }
 
 func (bl *builder) step(name string) error {
@@ -303,6 +342,11 @@ func (bl *builder) namespaces() error {
 	if b.Director, err = bl.newNS("dir"); err != nil {
 		return err
 	}
+	if bl.opts.Backup {
+		if b.Backup, err = bl.newNS("bak"); err != nil {
+			return err
+		}
+	}
 	if bl.clientNS, err = bl.newNS("cl"); err != nil {
 		return err
 	}
@@ -329,16 +373,25 @@ func (bl *builder) plan() {
 		d := &Host{Name: "director", NS: b.Director, Iface: "eth0", MAC: hostMAC(bl.cliNet, hostDir)}
 		b.Ext, b.Int = d, d
 	}
+	// The director's own address: .1, but .4 in NATOneArm with a backup, where .1 (the
+	// hosts' gateways) floats.
+	own := hostDir
+	if o.Backup && o.Layout == NATOneArm {
+		own = hostDirBk
+	}
 	// Int first: where Ext and Int are one Host, it carries the client-side address.
-	b.Int.Addr = addr4(bl.realNet, hostDir)
-	b.Ext.Addr = addr4(bl.cliNet, hostDir)
+	b.Int.Addr = addr4(bl.realNet, own)
+	b.Ext.Addr = addr4(bl.cliNet, own)
 	b.VIP = addr4(bl.cliNet, hostVIP)
 	b.clientGW[0], b.realGW[0] = addr4(bl.cliNet, hostDir), addr4(bl.realNet, hostDir)
 	if o.IPv6 {
-		b.Int.Addr6 = addr6(bl.realNet, hostDir)
-		b.Ext.Addr6 = addr6(bl.cliNet, hostDir)
+		b.Int.Addr6 = addr6(bl.realNet, own)
+		b.Ext.Addr6 = addr6(bl.cliNet, own)
 		b.VIP6 = addr6(bl.cliNet, hostVIP)
 		b.clientGW[1], b.realGW[1] = addr6(bl.cliNet, hostDir), addr6(bl.realNet, hostDir)
+	}
+	if o.Backup {
+		bl.planBackup()
 	}
 	b.Client = &Host{Name: "client", NS: bl.clientNS, Iface: "eth0", MAC: hostMAC(bl.cliNet, hostCli), Addr: addr4(bl.cliNet, hostCli)}
 	if o.IPv6 {
@@ -367,6 +420,11 @@ func (bl *builder) settings() error {
 	if err := setSysctls(b.Director, directorSysctls); err != nil {
 		return err
 	}
+	if b.Backup != nil {
+		if err := setSysctls(b.Backup, directorSysctls); err != nil {
+			return err
+		}
+	}
 	for _, h := range bl.senders() {
 		if err := setSysctls(h.NS, hostSysctls); err != nil {
 			return err
@@ -393,6 +451,11 @@ func (bl *builder) wire() error {
 		if err := bl.bridgePort(b.Ext, "p-dir", portMAC(bl.cliNet, hostDir)); err != nil {
 			return err
 		}
+		if b.BackupHost != nil {
+			if err := bl.bridgePort(b.BackupHost, "p-bak", portMAC(bl.cliNet, hostBak)); err != nil {
+				return err
+			}
+		}
 	}
 	for i, r := range b.Reals {
 		if err := bl.bridgePort(r, "p-"+r.Name, portMAC(bl.realNet, hostReal0+i+1)); err != nil {
@@ -400,7 +463,11 @@ func (bl *builder) wire() error {
 		}
 	}
 	// Interface indexes are known now.
-	for _, h := range append(bl.senders(), b.DirectorHosts()...) {
+	hosts := append(bl.senders(), b.DirectorHosts()...)
+	if b.BackupHost != nil {
+		hosts = append(hosts, b.BackupHost)
+	}
+	for _, h := range hosts {
 		var err error
 		if h.Ifindex, err = h.NS.Ifindex(h.Iface); err != nil {
 			return err
@@ -423,6 +490,12 @@ func (bl *builder) offloads() error {
 // hosts', and in L2 the VIPs on the real servers' lo.
 func (bl *builder) address() error {
 	b := bl.bed
+	if bl.opts.Backup {
+		if err := bl.addressBackup(); err != nil {
+			return err
+		}
+		return bl.addressHosts()
+	}
 	dir := map[*Host][]netip.Prefix{}
 	for _, d := range b.DirectorHosts() {
 		dir[d] = append(dir[d], netip.PrefixFrom(d.Addr, 24))
@@ -446,6 +519,13 @@ func (bl *builder) address() error {
 			return err
 		}
 	}
+	return bl.addressHosts()
+}
+
+// addressHosts adds the client's and real servers' addresses, and in L2 the VIPs on the
+// real servers' lo.
+func (bl *builder) addressHosts() error {
+	b := bl.bed
 	for _, h := range bl.senders() {
 		p := []netip.Prefix{netip.PrefixFrom(h.Addr, 24)}
 		if h.Addr6.IsValid() {
@@ -679,11 +759,14 @@ func (bl *builder) defaultRoutes(h *Host, gw [2]netip.Addr) error {
 // waitReady polls until every addressed interface is running and each address is a
 // local, non-tentative address of its namespace. With DAD off this normally holds at the
 // first look; the poll only covers kernel work that finishes asynchronously.
-func (bl *builder) waitReady() error {
+func (bl *builder) waitReady() error { return waitAddrs(bl.ready) }
+
+// waitAddrs is waitReady for any list.
+func waitAddrs(list []readyAddr) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	for {
-		pending := bl.notReady()
+		pending := notReady(list)
 		if pending == "" {
 			return nil
 		}
@@ -695,9 +778,10 @@ func (bl *builder) waitReady() error {
 	}
 }
 
-// notReady describes the first thing not ready yet, or returns "".
-func (bl *builder) notReady() string {
-	for _, ra := range bl.ready {
+// notReady describes the first thing not ready yet, or returns "". An entry with no
+// address (linkLocal) waits for any non-tentative IPv6 link-local address on the link.
+func notReady(list []readyAddr) string {
+	for _, ra := range list {
 		var pending string
 		err := ra.ns.withNetlink(func(h *netlink.Handle) error {
 			l, err := h.LinkByName(ra.iface)
@@ -709,7 +793,7 @@ func (bl *builder) notReady() string {
 				return nil
 			}
 			fam := netlink.FAMILY_V4
-			if ra.addr.Is6() {
+			if ra.addr.Is6() || ra.linkLocal {
 				fam = netlink.FAMILY_V6
 			}
 			addrs, err := h.AddrList(l, fam)
@@ -718,12 +802,20 @@ func (bl *builder) notReady() string {
 			}
 			found := false
 			for _, a := range addrs {
-				if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == ra.addr {
-					found = a.Flags&unix.IFA_F_TENTATIVE == 0
+				ip, ok := netip.AddrFromSlice(a.IP)
+				if ok && (ip.Unmap() == ra.addr || ra.linkLocal && ip.IsLinkLocalUnicast()) {
+					found = found || a.Flags&unix.IFA_F_TENTATIVE == 0
 				}
+			}
+			if !found && ra.linkLocal {
+				pending = fmt.Sprintf("IPv6 link-local address on %s in %s", ra.iface, ra.ns.Name())
+				return nil
 			}
 			if !found {
 				pending = fmt.Sprintf("address %v on %s in %s", ra.addr, ra.iface, ra.ns.Name())
+				return nil
+			}
+			if ra.linkLocal {
 				return nil
 			}
 			routes, err := h.RouteGet(net.IP(ra.addr.AsSlice()))

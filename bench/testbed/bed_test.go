@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -293,13 +294,20 @@ func TestBedL2(t *testing.T) {
 func TestBedFailureCleansUp(t *testing.T) {
 	requireRoot(t)
 	steps := []string{"ns-sw", "ns-dir", "ns-cl", "ns-rs1", "ns-rs2", "sysctls", "bridge", "links", "offloads", "addrs", "routes", "ready"}
+	// With a backup director, its namespace comes right after the director's.
+	backupSteps := slices.Insert(slices.Clone(steps), 2, "ns-bak")
 	injected := errors.New("injected failure")
-	for i, step := range steps {
-		for _, layout := range []Layout{NATTwoArm, L2} {
-			t.Run(fmt.Sprintf("%s %v", step, layout), func(t *testing.T) {
-				prefix := fmt.Sprintf("fail%d%d", i, layout)
+	type config struct {
+		layout Layout
+		backup bool
+		steps  []string
+	}
+	for _, c := range []config{{NATTwoArm, false, steps}, {L2, false, steps}, {NATOneArm, true, backupSteps}, {L2, true, backupSteps}} {
+		for i, step := range c.steps {
+			t.Run(fmt.Sprintf("%s %v backup=%v", step, c.layout, c.backup), func(t *testing.T) {
+				prefix := fmt.Sprintf("fail%d%d%v", i, c.layout, c.backup)
 				seen := false
-				b, err := New(Options{Layout: layout, Prefix: prefix, IPv6: true, hook: func(s string) error {
+				b, err := New(Options{Layout: c.layout, Prefix: prefix, IPv6: true, Backup: c.backup, hook: func(s string) error {
 					if s == step {
 						seen = true
 						if n := len(leftovers(t, prefix)); n == 0 {

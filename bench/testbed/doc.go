@@ -38,6 +38,33 @@
 // (Bed.SetForwarding turns the kernel's on for baselines and connectivity checks). On any
 // error New removes whatever it made; Bed.Close removes everything and is idempotent.
 //
+// # A backup director
+//
+// With Options.Backup (NATOneArm and L2 only) New adds a second director, Bed.Backup with
+// its interface Bed.BackupHost ("backup", eth0, 02:00:5e:ss:00:03, .3 and ::3 in each
+// subnet of the layout), on the same bridge, with the director's sysctls. The addresses
+// the hosts use to reach "the director" float: the VIPs (/32, /128), and in NATOneArm the
+// client's and real servers' gateways 198.18.1.1 and 198.18.2.1 (fd00:1::1, fd00:2::1, as
+// /32 and /128). Each director keeps addresses of its own, added first so that they are
+// its primary ones and its connected routes never depend on what floats: in NATOneArm the
+// director has .4 (::4) in both subnets and Ext.Addr is 198.18.1.4; in L2 the director
+// keeps .1 (::1), which does not float. Floating IPv6 addresses are deprecated (preferred
+// lifetime 0) so that they are never chosen as the directors' own source address. Without
+// Backup every layout is addressed exactly as above.
+//
+// Bed.Failover moves the floating addresses from the director's eth0 to the backup's and
+// announces them as a VRRP master does, with gratuitous ARPs and unsolicited neighbour
+// advertisements sent from the backup (no arping or ndisc6 needed), until every host of the
+// segment resolves them to the backup's MAC; Bed.Failback moves them back. Bed.Active tells
+// which director holds them.
+//
+// The two directors' eth0 form the sync link: IPVS sync messages to 224.0.0.81 or
+// ff02::1:81 (UDP 8848) sent out of one eth0 reach a socket joined to the group on the
+// other. The bridge does no multicast snooping, so it floods every group to every port and
+// no IGMP/MLD querier is needed; the receiver still has to join. IPv4 messages leave from
+// the sender's own address (the first IPv4 address of its eth0), IPv6 ones from its
+// link-local address, which New waits for on both directors.
+//
 // # Concurrency
 //
 // NS and Bed methods are safe for concurrent use. Close may run concurrently with other
