@@ -73,8 +73,8 @@ type Daemon struct {
 	rc           *RuleChecks
 	connTable    int
 
-	// sync is the connection-sync daemon (nil when the dataplane cannot sync); daemons
-	// are its running roles as they were asked for, for the state file (under mu).
+	// sync is the connection-sync daemon; daemons are its running roles as they were
+	// asked for, for the state file (under mu).
 	sync    *syncd.Daemon
 	daemons map[syncd.Role]api.SyncDaemon
 }
@@ -113,16 +113,14 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		connTable:   o.ConnTable,
 		daemons:     map[syncd.Role]api.SyncDaemon{},
 	}
-	sdp := o.syncDP
-	if sdp == nil {
-		sdp = syncDPOf(dp)
+	var sdp syncd.Dataplane = dp
+	if o.syncDP != nil {
+		sdp = o.syncDP
 	}
-	if sdp != nil {
-		d.sync = syncd.New(sdp, syncd.Options{
-			Ports: o.SyncPorts, Policy: o.SyncPolicy, PersistMode: o.SyncPersistMode,
-			ApplyReasons: syncApplyReasons, Log: o.Log,
-		})
-	}
+	d.sync = syncd.New(sdp, syncd.Options{
+		Ports: o.SyncPorts, Policy: o.SyncPolicy, PersistMode: o.SyncPersistMode,
+		ApplyReasons: syncApplyReasons, Log: o.Log,
+	})
 	return d
 }
 

@@ -45,6 +45,8 @@ var (
 
 	// Connection sync (--start-daemon), control/syncd's counters.
 	mSyncRunning     = prometheus.NewDesc("xlvs_sync_daemon_running", "1 for each sync daemon role running (master, backup).", []string{"state"}, nil)
+	mSyncQueued      = prometheus.NewDesc("xlvs_sync_queued_conns_total", "Connections and templates the workers queued for the sync master.", nil, nil)
+	mSyncQueueFull   = prometheus.NewDesc("xlvs_sync_queue_full_total", "Entries the workers dropped because their sync queue was full.", nil, nil)
 	mSyncSentMsgs    = prometheus.NewDesc("xlvs_sync_sent_messages_total", "Sync messages the master sent.", nil, nil)
 	mSyncSentConns   = prometheus.NewDesc("xlvs_sync_sent_conns_total", "Connections and templates the master sent.", nil, nil)
 	mSyncSendErrors  = prometheus.NewDesc("xlvs_sync_send_errors_total", "Sync messages the socket refused (not for want of room).", nil, nil)
@@ -119,9 +121,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (d *Daemon) collectSync(ch chan<- prometheus.Metric) {
-	if d.sync == nil {
-		return
-	}
 	running := map[string]bool{}
 	for _, r := range d.sync.Running() {
 		running[r.Role.String()] = true
@@ -137,6 +136,8 @@ func (d *Daemon) collectSync(ch chan<- prometheus.Metric) {
 	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
 	}
+	counter(mSyncQueued, st.Queued)
+	counter(mSyncQueueFull, st.QueueFull)
 	counter(mSyncSentMsgs, st.Messages)
 	counter(mSyncSentConns, st.Conns)
 	counter(mSyncSendErrors, st.SendErrors)

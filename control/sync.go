@@ -8,19 +8,12 @@ import (
 	"xlvs/control/api"
 	"xlvs/control/ipvssync"
 	"xlvs/control/syncd"
+	"xlvs/dataplane"
 )
 
 // The connection-sync daemon (ipvsadm --start-daemon, --stop-daemon, --list --daemon):
 // control/syncd does the work; this file answers the API, keeps the daemons in the state
 // file and reports their counters.
-
-// syncDPOf is the dataplane as the sync daemon sees it: nil when it has no sync support.
-func syncDPOf(dp any) syncd.Dataplane {
-	if s, ok := dp.(syncd.Dataplane); ok {
-		return s
-	}
-	return nil
-}
 
 // syncConfig turns an API request into the sync daemon's configuration.
 func syncConfig(sd *api.SyncDaemon) (syncd.Config, *api.Error) {
@@ -46,9 +39,6 @@ func syncConfig(sd *api.SyncDaemon) (syncd.Config, *api.Error) {
 
 // startDaemon starts a sync role and saves it in the state file.
 func (d *Daemon) startDaemon(sd *api.SyncDaemon) *api.Error {
-	if d.sync == nil {
-		return apiErr(api.ErrCodeNotImplemented, "sync daemon: this dataplane has no connection-sync support")
-	}
 	if sd == nil {
 		return apiErr(api.ErrCodeInvalid, "start-daemon: no daemon given (--start-daemon master|backup)")
 	}
@@ -72,9 +62,6 @@ func (d *Daemon) startDaemon(sd *api.SyncDaemon) *api.Error {
 
 // stopDaemon stops a sync role and removes it from the state file.
 func (d *Daemon) stopDaemon(sd *api.SyncDaemon) *api.Error {
-	if d.sync == nil {
-		return apiErr(api.ErrCodeNotImplemented, "sync daemon: this dataplane has no connection-sync support")
-	}
 	if sd == nil {
 		return apiErr(api.ErrCodeInvalid, "stop-daemon: no daemon given (--stop-daemon master|backup)")
 	}
@@ -99,9 +86,6 @@ func (d *Daemon) stopDaemon(sd *api.SyncDaemon) *api.Error {
 // runningDaemons lists the running roles as the kernel reports them: master first, every
 // default filled in.
 func (d *Daemon) runningDaemons() []api.SyncDaemon {
-	if d.sync == nil {
-		return nil
-	}
 	var out []api.SyncDaemon
 	for _, r := range d.sync.Running() {
 		out = append(out, api.SyncDaemon{
@@ -148,19 +132,14 @@ func (d *Daemon) StartSyncDaemons(ds []api.SyncDaemon) error {
 
 // CloseSync stops every sync role (at shutdown).
 func (d *Daemon) CloseSync() error {
-	if d.sync == nil {
-		return nil
-	}
 	return d.sync.Close()
 }
 
 // syncStats are the sync daemon's counters for --dataplane-stats, one entry per role.
 func (d *Daemon) syncStats() []api.QueueStats {
-	if d.sync == nil {
-		return nil
-	}
 	st := d.sync.Stats()
 	m := map[string]uint64{
+		"queued": st.Queued, "queue_full": st.QueueFull,
 		"messages": st.Messages, "conns": st.Conns, "send_errors": st.SendErrors, "send_waits": st.SendWaits,
 		"lag_last_us": uint64(st.LagLast.Microseconds()), "lag_max_us": uint64(st.LagMax.Microseconds()),
 	}
@@ -186,4 +165,9 @@ func (d *Daemon) syncStats() []api.QueueStats {
 }
 
 // syncApplyReasons are the errors a backup's applies are counted under.
-var syncApplyReasons = syncd.DefaultApplyReasons
+var syncApplyReasons = append([]syncd.ApplyReason{
+	{Err: dataplane.ErrSyncNoService, Name: "no_service"},
+	{Err: dataplane.ErrSyncNoDest, Name: "no_dest"},
+	{Err: dataplane.ErrSyncBadState, Name: "bad_state"},
+	{Err: dataplane.ErrSyncNoPersist, Name: "not_persistent"},
+}, syncd.DefaultApplyReasons...)

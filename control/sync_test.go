@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,10 @@ type syncFake struct {
 }
 
 func (f *syncFake) Now() int64 { return time.Now().UnixNano() }
+
+func (f *syncFake) SyncStats() dataplane.SyncStats {
+	return dataplane.SyncStats{Queued: 5, QueueFull: 2}
+}
 
 func (f *syncFake) SetSyncMaster(p *conntrack.SyncPolicy, persist bool) {
 	f.mu.Lock()
@@ -350,5 +355,56 @@ func TestKeepalivedSyncDaemon(t *testing.T) {
 	}
 	if r := d.Handle(context.Background(), &api.Request{Op: api.OpList}); len(r.Services) != 1 {
 		t.Fatalf("services %+v", r.Services)
+	}
+}
+
+// TestSyncIntoDataplane: a backup over the real dataplane applies what a master sends:
+// the connection shows in the backup's -L -c and counts as its real server's ActiveConn;
+// an entry of a service the backup does not have is counted as no_service.
+func TestSyncIntoDataplane(t *testing.T) {
+	a, b := syncPair(t)
+	fa := &syncFake{}
+	da := newDaemonOpts(t, Options{syncDP: fa})
+	db := newDaemonOpts(t, Options{})
+	t.Cleanup(func() { da.CloseSync(); db.CloseSync() })
+	s := svc("tcp", "198.18.0.10", 80)
+	mustOK(t, db, &api.Request{Op: api.OpAddService, Service: s})
+	mustOK(t, db, &api.Request{Op: api.OpAddDest, Service: s, Dest: dest("198.18.2.11", 80, 1)})
+	if out := xlvsadm(t, b, db, "--start-daemon", "backup", "--mcast-interface", "sync0", "--syncid", "4"); out != "" {
+		t.Fatal(out)
+	}
+	if out := xlvsadm(t, a, da, "--start-daemon", "master", "--mcast-interface", "sync0", "--syncid", "4"); out != "" {
+		t.Fatal(out)
+	}
+	v4 := func(a, b, c, d byte) [16]byte { return [16]byte{10: 0xff, 11: 0xff, 12: a, 13: b, 14: c, 15: d} }
+	e := dataplane.SyncConn{Proto: 6, Method: conntrack.MethodNAT, State: conntrack.StateEstablished, Timeout: 900,
+		Client: v4(198, 18, 1, 2), CPort: 1234, VAddr: v4(198, 18, 0, 10), VPort: 80, DAddr: v4(198, 18, 2, 11), DPort: 80}
+	other := e
+	other.VPort, other.CPort = 81, 1235
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fa.push(e)
+		fa.push(other)
+		time.Sleep(100 * time.Millisecond)
+		if out := xlvsadm(t, b, db, "-L", "-c", "-n"); strings.Contains(out, "ESTABLISHED 198.18.1.2:1234") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backup's table never showed the connection:\n%s", xlvsadm(t, b, db, "-L", "-c", "-n"))
+		}
+	}
+	// Wait for the master's 2 s flush to send what it still holds.
+	time.Sleep(2200 * time.Millisecond)
+	out := xlvsadm(t, b, db, "-L", "-c", "-n")
+	want := regexp.MustCompile(`(?m)^TCP 1[45]:[0-5][0-9]  ESTABLISHED 198\.18\.1\.2:1234\s+198\.18\.0\.10:80\s+198\.18\.2\.11:80$`)
+	if !want.MatchString(out) {
+		t.Errorf("-L -c -n on the backup:\n%s", out)
+	}
+	if l := xlvsadm(t, b, db, "-L", "-n"); !strings.Contains(l, "  -> 198.18.2.11:80               Masq    1      1          0") {
+		t.Errorf("-L -n on the backup, want ActiveConn 1:\n%s", l)
+	}
+	st := handleIn(t, b, db, &api.Request{Op: api.OpDataplaneStats}).Sync
+	if st[1].Counters["apply_error_no_service"] == 0 || st[1].Counters["applied"] == 0 {
+		t.Errorf("backup counters %v", st[1].Counters)
 	}
 }

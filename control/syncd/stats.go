@@ -58,6 +58,8 @@ type stats struct {
 // Stats are the daemon's counters since New, over every start of each role.
 type Stats struct {
 	// Master.
+	Queued     uint64            // entries the dataplane's workers queued (dataplane.SyncStats)
+	QueueFull  uint64            // entries the workers lost to a full queue
 	Messages   uint64            // messages sent
 	Conns      uint64            // entries sent
 	SendErrors uint64            // messages the socket refused (not for want of room)
@@ -90,6 +92,8 @@ func (d *Daemon) Stats() Stats {
 		Received: s.bMsgs.Load(), Decoded: s.bConns.Load(), Applied: s.bApplied.Load(), RecvErrors: s.bRecvErrs.Load(),
 		Dropped: map[string]uint64{}, ApplyErrors: map[string]uint64{}, Ignored: map[string]uint64{},
 	}
+	dps := d.dp.SyncStats()
+	out.Queued, out.QueueFull = dps.Queued, dps.QueueFull
 	for i := range s.mDrop {
 		out.Drops[masterDropNames[i]] = s.mDrop[i].Load()
 	}

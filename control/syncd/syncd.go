@@ -22,9 +22,13 @@ type Dataplane interface {
 	DrainSync(out []dataplane.SyncConn) int
 	// ApplySync creates or updates a connection (or template) a backup received.
 	ApplySync(c *dataplane.SyncConn) error
+	// SyncStats are the workers' counters of entries queued (and lost to a full queue).
+	SyncStats() dataplane.SyncStats
 	// Now is the dataplane's monotonic clock in ns, the clock of SyncConn.Queued.
 	Now() int64
 }
+
+var _ Dataplane = (*dataplane.Dataplane)(nil)
 
 // Role is a sync daemon's role.
 type Role int

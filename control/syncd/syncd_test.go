@@ -30,12 +30,19 @@ type fakeDP struct {
 	policy  *conntrack.SyncPolicy
 	persist bool
 	setN    int
+	pushed  uint64
 	fail    func(*dataplane.SyncConn) error
 }
 
 func newFake() *fakeDP { return &fakeDP{t0: time.Now()} }
 
 func (f *fakeDP) Now() int64 { return int64(time.Since(f.t0)) }
+
+func (f *fakeDP) SyncStats() dataplane.SyncStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return dataplane.SyncStats{Queued: f.pushed, QueueFull: 7}
+}
 
 func (f *fakeDP) SetSyncMaster(p *conntrack.SyncPolicy, persist bool) {
 	f.mu.Lock()
@@ -72,6 +79,7 @@ func (f *fakeDP) push(es ...dataplane.SyncConn) {
 	for _, e := range es {
 		e.Queued = now
 		f.queue = append(f.queue, e)
+		f.pushed++
 	}
 }
 
@@ -256,7 +264,8 @@ func TestRoundTrip(t *testing.T) {
 			}
 			// Per-connection order: one client's updates keep their order.
 			st := m.d.Stats()
-			if st.Conns < uint64(len(want)) || st.Messages == 0 || st.LagCount != st.Conns || st.LagMax <= 0 {
+			if st.Conns < uint64(len(want)) || st.Messages == 0 || st.LagCount != st.Conns || st.LagMax <= 0 ||
+				st.Queued < uint64(len(want)) || st.QueueFull != 7 {
 				t.Errorf("master stats %+v", st)
 			}
 			bs := bk.d.Stats()
