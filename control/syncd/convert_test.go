@@ -210,3 +210,21 @@ func TestSenderOf(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEncode is the master's per-entry cost: conversion, socket choice and Writer.Add
+// (a full message is Reset where the daemon would send it).
+func BenchmarkEncode(b *testing.B) {
+	entries := sample()
+	w := ipvssync.NewWriter(3, 1472)
+	var c ipvssync.Conn
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		e := &entries[i%len(entries)]
+		toWire(e, &c)
+		_ = senderOf(e, 4)
+		if ok, _ := w.Add(&c); !ok {
+			w.Reset()
+			w.Add(&c)
+		}
+	}
+}
