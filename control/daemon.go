@@ -14,6 +14,7 @@ import (
 
 	"xlvs/conntrack"
 	"xlvs/control/api"
+	"xlvs/control/syncd"
 	"xlvs/dataplane"
 )
 
@@ -33,6 +34,16 @@ type Options struct {
 	// back quickly keeps its connections.
 	ExpireNodestConn bool
 	Log              *slog.Logger
+	// SyncPorts is the sync daemon's number of sync threads (the kernel's sync_ports,
+	// 1..64, a power of two; 0 = 1). SyncPolicy and SyncPersistMode are what a master
+	// hands the dataplane (sync_threshold, sync_refresh_period, sync_retries;
+	// sync_persist_mode); nil = conntrack.DefaultSyncPolicy.
+	SyncPorts       int
+	SyncPolicy      *conntrack.SyncPolicy
+	SyncPersistMode bool
+
+	// syncDP stands in for the dataplane's sync side in tests.
+	syncDP syncd.Dataplane
 }
 
 // Daemon holds the rules and serves the control API (it implements api.Handler).
@@ -61,6 +72,11 @@ type Daemon struct {
 	scheds       map[uint32]*schedState // the published scheduler of each service, by ID
 	rc           *RuleChecks
 	connTable    int
+
+	// sync is the connection-sync daemon; daemons are its running roles as they were
+	// asked for, for the state file (under mu).
+	sync    *syncd.Daemon
+	daemons map[syncd.Role]api.SyncDaemon
 }
 
 // New returns a Daemon over dp with no rules.
@@ -77,7 +93,7 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 	if o.MaxLaddrs == 0 {
 		o.MaxLaddrs = dataplane.DefaultMaxLaddrs
 	}
-	return &Daemon{
+	d := &Daemon{
 		dp:          dp,
 		log:         o.Log,
 		state:       o.StatePath,
@@ -95,7 +111,17 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		down:        map[uint32]bool{},
 		scheds:      map[uint32]*schedState{},
 		connTable:   o.ConnTable,
+		daemons:     map[syncd.Role]api.SyncDaemon{},
 	}
+	var sdp syncd.Dataplane = dp
+	if o.syncDP != nil {
+		sdp = o.syncDP
+	}
+	d.sync = syncd.New(sdp, syncd.Options{
+		Ports: o.SyncPorts, Policy: o.SyncPolicy, PersistMode: o.SyncPersistMode,
+		ApplyReasons: syncApplyReasons, Log: o.Log,
+	})
+	return d
 }
 
 func timeoutsOf(t conntrack.Timeouts) api.Timeouts {
@@ -151,13 +177,15 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 		resp.Error = d.zero(req.Service)
 	case api.OpDataplaneStats:
 		resp.Dataplane, resp.XDPStats = d.dataplaneStats()
+		resp.Sync = d.syncStats()
 	case api.OpGetLocalAddrs:
 		resp.LocalAddrs, resp.Error = d.localAddrs(req.Service)
-	case api.OpStartDaemon, api.OpStopDaemon, api.OpGetDaemon:
-		if req.Op == api.OpGetDaemon {
-			break // no sync daemon runs: an empty list, as ipvsadm --daemon prints nothing
-		}
-		resp.Error = apiErr(api.ErrCodeNotImplemented, "the connection sync daemon is not implemented yet")
+	case api.OpStartDaemon:
+		resp.Error = d.startDaemon(req.Daemon)
+	case api.OpStopDaemon:
+		resp.Error = d.stopDaemon(req.Daemon)
+	case api.OpGetDaemon:
+		resp.Daemons = d.runningDaemons()
 	default:
 		resp.Error = d.change(req)
 		if resp.Error == nil && d.rc != nil {
@@ -233,11 +261,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 		f()
 	}
 	d.log.Info("configuration changed", "op", req.Op, "services", len(next.services))
-	if d.state != "" {
-		if err := saveState(d.state, next); err != nil {
-			d.log.Error("save state: the change is in effect but will not survive a restart", "path", d.state, "err", err)
-		}
-	}
+	d.saveLocked()
 	// Resolve every real server's next hop now, not on the first packet.
 	for _, s := range next.services {
 		for _, ds := range s.dests {

@@ -179,11 +179,6 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
-func TestSyncDaemonNotImplemented(t *testing.T) {
-	d := newDaemon(t)
-	wantErr(t, d, &api.Request{Op: api.OpStartDaemon, Daemon: &api.SyncDaemon{State: "master"}}, api.ErrCodeNotImplemented, "sync daemon")
-}
-
 // TestConcurrentClients: many clients changing and listing at once (run with -race); the
 // final state is exactly what they did.
 func TestConcurrentClients(t *testing.T) {

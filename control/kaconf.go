@@ -32,6 +32,8 @@ type Keepalived struct {
 	// daemon refuses then are collected in startErrs and stop the start.
 	starting  bool
 	startErrs []error
+	// sync is the lvs_sync_daemon whose roles run (nil: none), for Reload.
+	sync *keepalived.SyncDaemon
 }
 
 // kaBatch is a restore batch whose requests remember the configuration line each comes
@@ -137,7 +139,67 @@ func (d *Daemon) StartKeepalived(path string) (*Keepalived, error) {
 	if err := k.startMonitor(vss); err != nil {
 		return nil, err
 	}
+	k.startSync(k.cfg.SyncDaemon)
 	return k, nil
+}
+
+// KeepalivedSyncDaemons are the sync daemon roles xlvsd runs for keepalived.conf's
+// lvs_sync_daemon. keepalived's VRRP process runs the backup role while the VRRP instance
+// the statement names is not MASTER and the master role while it is; without an
+// instance its checker runs both. xlvs does no VRRP, so a daemon tied to an instance
+// starts as backup (the state an instance starts in) and stays so; following the
+// instance's transitions is later work (SyncDaemon.VRRPInstance keeps its name for it).
+func KeepalivedSyncDaemons(sd *keepalived.SyncDaemon) []api.SyncDaemon {
+	if sd == nil {
+		return nil
+	}
+	base := api.SyncDaemon{Interface: sd.Interface, SyncID: sd.SyncID, MaxLen: sd.MaxLen, Port: sd.Port, TTL: sd.TTL, VRRPInstance: sd.VRRPInstance}
+	if sd.Group.IsValid() {
+		base.Group = sd.Group.String()
+	}
+	backup := base
+	backup.State = "backup"
+	if sd.VRRPInstance != "" {
+		return []api.SyncDaemon{backup}
+	}
+	master := base
+	master.State = "master"
+	return []api.SyncDaemon{master, backup}
+}
+
+// startSync starts the roles of sd. As keepalived, which logs a sync daemon that does not
+// start and carries on, a failure is logged with the statement's file and line and the
+// rules keep serving.
+func (k *Keepalived) startSync(sd *keepalived.SyncDaemon) {
+	k.mu.Lock()
+	k.sync = sd
+	k.mu.Unlock()
+	for _, r := range KeepalivedSyncDaemons(sd) {
+		if e := k.d.startDaemon(&r); e != nil {
+			k.log.Error(fmt.Sprintf("%s: lvs_sync_daemon: the %s sync daemon did not start: %s", sd.Pos, r.State, e.Message))
+			continue
+		}
+		k.log.Info("sync daemon started from keepalived.conf", "pos", sd.Pos.String(), "state", r.State, "mcast_ifn", r.Interface, "syncid", r.SyncID, "vrrp_instance", r.VRRPInstance)
+	}
+}
+
+// stopSync stops the roles started for sd (those still running).
+func (k *Keepalived) stopSync(sd *keepalived.SyncDaemon) {
+	for _, r := range KeepalivedSyncDaemons(sd) {
+		if e := k.d.stopDaemon(&r); e != nil && e.Code != api.ErrCodeNoDaemon {
+			k.log.Error(fmt.Sprintf("%s: lvs_sync_daemon: stop the %s sync daemon: %s", sd.Pos, r.State, e.Message))
+		}
+	}
+}
+
+// sameSync tells whether two lvs_sync_daemon statements ask for the same daemon.
+func sameSync(a, b *keepalived.SyncDaemon) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	x.Pos, y.Pos = keepalived.Pos{}, keepalived.Pos{}
+	return x == y
 }
 
 // CheckKeepalived does what StartKeepalived does — load the file at path, add its
@@ -435,6 +497,14 @@ func (k *Keepalived) Reload() error {
 		if e := k.d.change(del); e != nil {
 			k.log.Error("reload: remove services and local addresses", "err", e.Message)
 		}
+	}
+	k.mu.Lock()
+	oldSync := k.sync
+	k.mu.Unlock()
+	if !sameSync(oldSync, newCfg.SyncDaemon) {
+		// As keepalived on a reload that changes lvs_sync_daemon: stop, then start anew.
+		k.stopSync(oldSync)
+		k.startSync(newCfg.SyncDaemon)
 	}
 	k.log.Info("reloaded", "path", k.path, "changes", ch.String())
 	return nil

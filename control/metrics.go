@@ -42,6 +42,26 @@ var (
 	mSocket = prometheus.NewDesc("xlvs_dataplane_socket_total", "AF_XDP socket counters (ethtool -S style) by interface, queue and counter.", []string{"interface", "queue", "counter"}, nil)
 	mHealth = prometheus.NewDesc("xlvs_health_transitions_total", "Health-check transitions applied (server down/up, weight, quorum, sorry server).", nil, nil)
 	mXDP    = prometheus.NewDesc("xlvs_xdp_packets_total", "XDP program verdicts by interface.", []string{"interface", "verdict"}, nil)
+
+	// Connection sync (--start-daemon), control/syncd's counters.
+	mSyncRunning     = prometheus.NewDesc("xlvs_sync_daemon_running", "1 for each sync daemon role running (master, backup).", []string{"state"}, nil)
+	mSyncQueued      = prometheus.NewDesc("xlvs_sync_queued_conns_total", "Connections and templates the workers queued for the sync master.", nil, nil)
+	mSyncQueueFull   = prometheus.NewDesc("xlvs_sync_queue_full_total", "Entries the workers dropped because their sync queue was full.", nil, nil)
+	mSyncSentMsgs    = prometheus.NewDesc("xlvs_sync_sent_messages_total", "Sync messages the master sent.", nil, nil)
+	mSyncSentConns   = prometheus.NewDesc("xlvs_sync_sent_conns_total", "Connections and templates the master sent.", nil, nil)
+	mSyncSendErrors  = prometheus.NewDesc("xlvs_sync_send_errors_total", "Sync messages the socket refused (not for want of room).", nil, nil)
+	mSyncSendWaits   = prometheus.NewDesc("xlvs_sync_send_waits_total", "Waits for room in a full sync socket buffer.", nil, nil)
+	mSyncSendDrops   = prometheus.NewDesc("xlvs_sync_send_drops_total", "Entries the master did not send, by reason (would_block, send_error, encode, mixed_family).", []string{"reason"}, nil)
+	mSyncLag         = prometheus.NewDesc("xlvs_sync_lag_seconds", "Time from a worker queuing an entry to its message being sent (count and sum over every entry sent).", nil, nil)
+	mSyncLagMax      = prometheus.NewDesc("xlvs_sync_lag_max_seconds", "Largest lag of an entry sent.", nil, nil)
+	mSyncLagLast     = prometheus.NewDesc("xlvs_sync_lag_last_seconds", "Lag of the oldest entry of the last message sent.", nil, nil)
+	mSyncRecvMsgs    = prometheus.NewDesc("xlvs_sync_received_messages_total", "Datagrams the backup received.", nil, nil)
+	mSyncRecvConns   = prometheus.NewDesc("xlvs_sync_received_conns_total", "Entries decoded from the messages the backup accepted.", nil, nil)
+	mSyncApplied     = prometheus.NewDesc("xlvs_sync_applied_conns_total", "Entries the backup applied to the connection table.", nil, nil)
+	mSyncRecvErrors  = prometheus.NewDesc("xlvs_sync_receive_errors_total", "Socket errors while receiving sync messages.", nil, nil)
+	mSyncRecvDrops   = prometheus.NewDesc("xlvs_sync_receive_drops_total", "Messages (short, malformed, version, syncid) and entries (skipped, protocol, state, method) the backup dropped, by reason.", []string{"reason"}, nil)
+	mSyncApplyErrors = prometheus.NewDesc("xlvs_sync_apply_errors_total", "Entries the dataplane refused to apply, by reason.", []string{"reason"}, nil)
+	mSyncIgnored     = prometheus.NewDesc("xlvs_sync_ignored_options_total", "Options the backup accepted and ignored (seq_data, pe_data).", []string{"option"}, nil)
 )
 
 type collector struct{ d *Daemon }
@@ -96,6 +116,50 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for name, v := range x.Counters {
 			ch <- prometheus.MustNewConstMetric(mXDP, prometheus.CounterValue, float64(v), x.Interface, name)
 		}
+	}
+	d.collectSync(ch)
+}
+
+func (d *Daemon) collectSync(ch chan<- prometheus.Metric) {
+	running := map[string]bool{}
+	for _, r := range d.sync.Running() {
+		running[r.Role.String()] = true
+	}
+	for _, r := range []string{"master", "backup"} {
+		v := 0.0
+		if running[r] {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(mSyncRunning, prometheus.GaugeValue, v, r)
+	}
+	st := d.sync.Stats()
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(mSyncQueued, st.Queued)
+	counter(mSyncQueueFull, st.QueueFull)
+	counter(mSyncSentMsgs, st.Messages)
+	counter(mSyncSentConns, st.Conns)
+	counter(mSyncSendErrors, st.SendErrors)
+	counter(mSyncSendWaits, st.SendWaits)
+	for k, v := range st.Drops {
+		counter(mSyncSendDrops, v, k)
+	}
+	ch <- prometheus.MustNewConstSummary(mSyncLag, st.LagCount, st.LagSum.Seconds(), nil)
+	ch <- prometheus.MustNewConstMetric(mSyncLagMax, prometheus.GaugeValue, st.LagMax.Seconds())
+	ch <- prometheus.MustNewConstMetric(mSyncLagLast, prometheus.GaugeValue, st.LagLast.Seconds())
+	counter(mSyncRecvMsgs, st.Received)
+	counter(mSyncRecvConns, st.Decoded)
+	counter(mSyncApplied, st.Applied)
+	counter(mSyncRecvErrors, st.RecvErrors)
+	for k, v := range st.Dropped {
+		counter(mSyncRecvDrops, v, k)
+	}
+	for k, v := range st.ApplyErrors {
+		counter(mSyncApplyErrors, v, k)
+	}
+	for k, v := range st.Ignored {
+		counter(mSyncIgnored, v, k)
 	}
 }
 

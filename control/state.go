@@ -22,18 +22,20 @@ const stateVersion = 1
 
 // stateFile is the saved rule set: every service and destination with its settings
 // (destinations in the kernel's list order, newest first), the FULLNAT local addresses
-// (each naming its service, in the order added) and the timeouts. LocalAddrs was added
-// within version 1: older files have none.
+// (each naming its service, in the order added), the timeouts and the running sync
+// daemons as they were started (master first). LocalAddrs and Daemons were added within
+// version 1: older files have none.
 type stateFile struct {
-	Version    int             `json:"version"`
-	Saved      time.Time       `json:"saved"`
-	Services   []api.Service   `json:"services"`
-	LocalAddrs []api.LocalAddr `json:"laddrs,omitempty"`
-	Timeouts   api.Timeouts    `json:"timeouts"`
+	Version    int              `json:"version"`
+	Saved      time.Time        `json:"saved"`
+	Services   []api.Service    `json:"services"`
+	LocalAddrs []api.LocalAddr  `json:"laddrs,omitempty"`
+	Timeouts   api.Timeouts     `json:"timeouts"`
+	Daemons    []api.SyncDaemon `json:"daemons,omitempty"`
 }
 
-func (r *rules) toState() *stateFile {
-	st := &stateFile{Version: stateVersion, Saved: time.Now().UTC(), Timeouts: r.timeouts, Services: []api.Service{}}
+func (r *rules) toState(daemons []api.SyncDaemon) *stateFile {
+	st := &stateFile{Version: stateVersion, Saved: time.Now().UTC(), Timeouts: r.timeouts, Services: []api.Service{}, Daemons: daemons}
 	for _, s := range r.services {
 		svc := s.cfg
 		svc.Dests = nil
@@ -50,8 +52,8 @@ func (r *rules) toState() *stateFile {
 
 // saveState writes the rules to path atomically: a temporary file in the same directory,
 // fsync, rename over path, fsync of the directory. A crash leaves the old or the new file.
-func saveState(path string, r *rules) error {
-	b, err := json.MarshalIndent(r.toState(), "", "  ")
+func saveState(path string, r *rules, daemons []api.SyncDaemon) error {
+	b, err := json.MarshalIndent(r.toState(daemons), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -147,6 +149,14 @@ func (d *Daemon) RestoreState(path string) (bool, error) {
 	batch.Batch = append([]api.Request{{Op: api.OpClear}}, batch.Batch...)
 	if e := d.change(batch); e != nil {
 		return false, fmt.Errorf("restore state %s: %s", path, e.Message)
+	}
+	// The sync daemons come back too. One that cannot start (its interface gone, say)
+	// does not keep the rules from serving: it is logged, and left out of the state file
+	// from the next change on.
+	if len(st.Daemons) > 0 {
+		if err := d.StartSyncDaemons(st.Daemons); err != nil {
+			d.log.Error("restore state: sync daemon not restored", "path", path, "err", err)
+		}
 	}
 	return true, nil
 }

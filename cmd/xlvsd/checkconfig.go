@@ -48,9 +48,12 @@ func checkConfig(o *options, stdout, stderr io.Writer) error {
 	switch {
 	case o.keepalived != "":
 		warn := func(w keepalived.Warning) { fmt.Fprintln(stderr, w) }
-		if _, err := d.CheckKeepalived(o.keepalived, keepalived.Options{Warn: warn}); err != nil {
+		cfg, err := d.CheckKeepalived(o.keepalived, keepalived.Options{Warn: warn})
+		if err != nil {
 			fail(err)
+			break
 		}
+		reportSync(stderr, cfg.SyncDaemon)
 	default:
 		if err := checkRules(d, o.config); err != nil {
 			fail(err)
@@ -67,6 +70,18 @@ func checkConfig(o *options, stdout, stderr io.Writer) error {
 		return errCheckFailed
 	}
 	return printRules(d, stdout)
+}
+
+// reportSync says which sync daemon roles xlvsd would start for lvs_sync_daemon (they are
+// not started by the check: no socket is opened, the interface may be another host's).
+func reportSync(w io.Writer, sd *keepalived.SyncDaemon) {
+	for _, r := range control.KeepalivedSyncDaemons(sd) {
+		fmt.Fprintf(w, "%s: warning: lvs_sync_daemon: xlvsd starts the %s sync daemon (mcast=%s, syncid=%d)", sd.Pos, r.State, r.Interface, r.SyncID)
+		if sd.VRRPInstance != "" {
+			fmt.Fprintf(w, " for vrrp_instance %s and keeps it %s: xlvs does no VRRP (switch with xlvsadm --stop-daemon and --start-daemon)", sd.VRRPInstance, r.State)
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // checkDaemon is a daemon as xlvsd's (same limits) over a dataplane that has one fake

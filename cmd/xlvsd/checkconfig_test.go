@@ -163,6 +163,22 @@ func TestCheckConfig(t *testing.T) {
 		}
 	})
 
+	t.Run("keepalived lvs_sync_daemon", func(t *testing.T) {
+		conf := strings.Replace(checkKeepalivedConf, "    router_id TEST\n", "    router_id TEST\n    lvs_sync_daemon eth1 inst VI_1 maxlen 1400\n", 1) +
+			"vrrp_instance VI_1 {\n    virtual_router_id 51\n}\n"
+		path := writeConf(t, "keepalived.conf", conf)
+		r := runArgv(t, bin, "--check-config", "--keepalived-conf", path)
+		want := path + ":3: warning: lvs_sync_daemon: xlvsd starts the backup sync daemon (mcast=eth1, syncid=51) for vrrp_instance VI_1 and keeps it backup: xlvs does no VRRP (switch with xlvsadm --stop-daemon and --start-daemon)\n"
+		if r.code != 0 || r.stdout != checkKeepalivedRules || !strings.Contains(r.stderr, want) {
+			t.Fatalf("exit %d, stdout\n%s\nstderr\n%s\nwant 0, the rules and %q", r.code, r.stdout, r.stderr, want)
+		}
+		bad := writeConf(t, "keepalived.conf", strings.Replace(conf, "maxlen 1400", "maxlen 0", 1))
+		r = runArgv(t, bin, "--check-config", "--keepalived-conf", bad)
+		if want := bad + ":3: Invalid lvs_sync_daemon maxlen (0): expected 1..65507"; r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("exit %d, stderr\n%s\nwant 1 and %q", r.code, r.stderr, want)
+		}
+	})
+
 	t.Run("keepalived syntax error", func(t *testing.T) {
 		path := writeConf(t, "keepalived.conf", strings.Replace(checkKeepalivedConf, "lb_algo wrr", "lb_algo fastest", 1))
 		r := runArgv(t, bin, "--check-config", "--keepalived-conf", path)

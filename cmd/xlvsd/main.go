@@ -26,6 +26,7 @@ import (
 	"xlvs/conntrack"
 	"xlvs/control"
 	"xlvs/control/api"
+	"xlvs/control/syncd"
 	"xlvs/dataplane"
 	"xlvs/dataplane/xsk"
 )
@@ -57,6 +58,13 @@ type options struct {
 	keepalived   string
 	healthCheck  string
 	checkConfig  bool
+	// Connection sync (the kernel's sync_* sysctls of net.ipv4.vs).
+	syncThreshold   string
+	syncRefresh     int
+	syncRetries     int
+	syncPersistMode bool
+	syncPorts       int
+	syncPolicy      conntrack.SyncPolicy
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -89,6 +97,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.keepalived, "keepalived-conf", "", "keepalived.conf whose virtual_server blocks set the rules, with their health checks (SIGHUP reloads it)")
 	fs.StringVar(&o.healthCheck, "health-check", "", "keepalived checker block(s), e.g. \"TCP_CHECK {\\n connect_timeout 3\\n}\", run against every real server of the xlvsadm rules; a failing server gets weight 0 until it passes")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "check the --keepalived-conf or --config file as xlvsd would load it at start (nothing attached, no root needed): warnings and errors with file:line on stderr, the resulting rules in ipvsadm -S -n form on stdout, exit status 0 if xlvsd would start with it, 1 if not (as keepalived -t)")
+	fs.StringVar(&o.syncThreshold, "sync-threshold", "3,50", "connection sync: THRESHOLD,PERIOD as the kernel's sync_threshold: a master sends a connection when its incoming packet count modulo PERIOD equals THRESHOLD (PERIOD 0: once, at THRESHOLD packets)")
+	fs.IntVar(&o.syncRefresh, "sync-refresh-period", 0, "connection sync: seconds, as the kernel's sync_refresh_period: send an unchanged connection again only when its timer moved by this much (0 = off, the sync-threshold rule alone)")
+	fs.IntVar(&o.syncRetries, "sync-retries", 0, "connection sync: 0..3, as the kernel's sync_retries: with --sync-refresh-period, how often an unchanged connection is sent again, a period/8 apart")
+	fs.BoolVar(&o.syncPersistMode, "sync-persist-mode", false, "connection sync: as the kernel's sync_persist_mode: send only the persistence templates of persistent services, not their connections")
+	fs.IntVar(&o.syncPorts, "sync-ports", 1, "connection sync: sending and receiving sockets per role (ports PORT to PORT+N-1), as the kernel's sync_ports: a power of two from 1 to 64")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -110,6 +123,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.sock.Copy, o.sock.ZeroCopy = o.copyMode, o.zeroCopy
 	if err := checkNumbers(o); err != nil {
+		return nil, err
+	}
+	if err := checkSync(o); err != nil {
 		return nil, err
 	}
 	if err := o.sock.Validate(); err != nil {
@@ -180,6 +196,45 @@ func checkNumbers(o *options) error {
 	}
 	return between("icmp-burst", o.icmpBurst, 1, maxICMPBurst, "")
 }
+
+// checkSync checks the connection-sync flags as the kernel's handlers of the sync
+// sysctls check them (net/netfilter/ipvs/ip_vs_ctl.c of intel-lab-lkp/linux at
+// 08edf79843c2f642c0ee77bbaecc8bfa9b7037df: proc_do_sync_threshold refuses a negative
+// value and a threshold not below a non-zero period; sync_retries is 0..3
+// (proc_dointvec_minmax); proc_do_sync_ports takes a power of two from 1, and
+// start_sync_thread clamps it to IPVS_SYNC_PORTS_MAX, 64) and builds the policy.
+func checkSync(o *options) error {
+	th, per, ok := strings.Cut(strings.TrimSpace(o.syncThreshold), ",")
+	if !ok {
+		th, per, ok = strings.Cut(strings.Join(strings.Fields(o.syncThreshold), " "), " ")
+	}
+	t, err1 := strconv.Atoi(strings.TrimSpace(th))
+	p, err2 := strconv.Atoi(strings.TrimSpace(per))
+	if !ok || err1 != nil || err2 != nil {
+		return fmt.Errorf("--sync-threshold %q: want THRESHOLD,PERIOD, two integers such as 3,50", o.syncThreshold)
+	}
+	if t < 0 || p < 0 {
+		return fmt.Errorf("--sync-threshold %q: the values must not be negative", o.syncThreshold)
+	}
+	if p != 0 && t >= p {
+		return fmt.Errorf("--sync-threshold %q: the threshold %d must be below the period %d (or the period 0: sync once, at the threshold)", o.syncThreshold, t, p)
+	}
+	if o.syncRefresh < 0 || o.syncRefresh > maxSyncRefresh {
+		return fmt.Errorf("--sync-refresh-period %d: must be between 0 (off) and %d seconds", o.syncRefresh, maxSyncRefresh)
+	}
+	if o.syncRetries < 0 || o.syncRetries > 3 {
+		return fmt.Errorf("--sync-retries %d: must be between 0 and 3", o.syncRetries)
+	}
+	if err := syncd.CheckPorts(o.syncPorts); err != nil {
+		return fmt.Errorf("--sync-ports %d: must be a power of two from 1 to %d (the kernel's sync_ports)", o.syncPorts, syncd.MaxPorts)
+	}
+	o.syncPolicy = conntrack.SyncPolicy{Threshold: t, Period: p, RefreshPeriod: time.Duration(o.syncRefresh) * time.Second, Retries: o.syncRetries}
+	return nil
+}
+
+// maxSyncRefresh is the largest sync_refresh_period the kernel's int of jiffies holds at
+// HZ 1000 (proc_dointvec_jiffies).
+const maxSyncRefresh = (1<<31 - 1) / 1000
 
 // connEntryBytes bounds the connection table's memory per entry (conntrack reports 107
 // bytes; README, benchmarks).
@@ -330,7 +385,9 @@ func run(args []string) error {
 	if err := dp.Start(ctx); err != nil {
 		return err
 	}
-	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, ExpireNodestConn: o.expireNodest, Log: log})
+	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, ExpireNodestConn: o.expireNodest, Log: log,
+		SyncPorts: o.syncPorts, SyncPolicy: &o.syncPolicy, SyncPersistMode: o.syncPersistMode})
+	defer d.CloseSync()
 	switch {
 	case o.keepalived != "":
 		k, err := d.StartKeepalived(o.keepalived)

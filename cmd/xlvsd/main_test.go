@@ -5,6 +5,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"xlvs/conntrack"
 )
 
 func TestParseFlagsErrors(t *testing.T) {
@@ -23,6 +26,17 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"bad number", []string{"-i", "eth0", "--batch", "many"}, "invalid value"},
 		{"keepalived and health checks", []string{"-i", "eth0", "--keepalived-conf", "k", "--health-check", "TCP_CHECK {}"}, "keepalived.conf has its own checkers"},
 		{"keepalived and config", []string{"-i", "eth0", "--keepalived-conf", "k", "--config", "c"}, "choose where the rules come from"},
+		// The kernel's sysctl handlers' rules (proc_do_sync_threshold, sync_retries 0..3,
+		// proc_do_sync_ports and IPVS_SYNC_PORTS_MAX).
+		{"threshold not a pair", []string{"-i", "eth0", "--sync-threshold", "3"}, "--sync-threshold \"3\": want THRESHOLD,PERIOD"},
+		{"threshold words", []string{"-i", "eth0", "--sync-threshold", "a,b"}, "want THRESHOLD,PERIOD"},
+		{"threshold negative", []string{"-i", "eth0", "--sync-threshold", "-1,50"}, "must not be negative"},
+		{"threshold at period", []string{"-i", "eth0", "--sync-threshold", "50,50"}, "the threshold 50 must be below the period 50"},
+		{"refresh negative", []string{"-i", "eth0", "--sync-refresh-period", "-1"}, "--sync-refresh-period -1: must be between 0 (off) and"},
+		{"retries 4", []string{"-i", "eth0", "--sync-retries", "4"}, "--sync-retries 4: must be between 0 and 3"},
+		{"ports 0", []string{"-i", "eth0", "--sync-ports", "0"}, "--sync-ports 0: must be a power of two from 1 to 64"},
+		{"ports 3", []string{"-i", "eth0", "--sync-ports", "3"}, "--sync-ports 3: must be a power of two"},
+		{"ports 128", []string{"-i", "eth0", "--sync-ports", "128"}, "--sync-ports 128"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseFlags(tc.args, io.Discard)
@@ -37,6 +51,28 @@ func TestParseFlagsErrors(t *testing.T) {
 	}
 	if len(o.ifaces) != 2 || o.batch != 32 || !o.sock.Copy || o.icmpRate != 1000 || o.icmpBurst != 50 {
 		t.Fatalf("parsed %+v", o)
+	}
+	// The kernel's defaults: sync_threshold 3 50, sync_refresh_period 0, sync_retries 0,
+	// sync_ports 1.
+	if o.syncPolicy != (conntrack.SyncPolicy{Threshold: 3, Period: 50}) || o.syncPorts != 1 || o.syncPersistMode {
+		t.Fatalf("sync defaults %+v ports %d", o.syncPolicy, o.syncPorts)
+	}
+	for _, tc := range []struct {
+		args []string
+		want conntrack.SyncPolicy
+	}{
+		{[]string{"--sync-threshold", "0,0"}, conntrack.SyncPolicy{}},
+		{[]string{"--sync-threshold", "5,0"}, conntrack.SyncPolicy{Threshold: 5}},
+		{[]string{"--sync-threshold", "1 10", "--sync-refresh-period", "60", "--sync-retries", "3"},
+			conntrack.SyncPolicy{Threshold: 1, Period: 10, RefreshPeriod: time.Minute, Retries: 3}},
+	} {
+		o, err := parseFlags(append([]string{"-i", "eth0"}, tc.args...), io.Discard)
+		if err != nil || o.syncPolicy != tc.want {
+			t.Errorf("%q: %+v %v, want %+v", tc.args, o, err, tc.want)
+		}
+	}
+	if o, err := parseFlags([]string{"-i", "eth0", "--sync-ports", "64", "--sync-persist-mode"}, io.Discard); err != nil || o.syncPorts != 64 || !o.syncPersistMode {
+		t.Errorf("--sync-ports 64 --sync-persist-mode: %v", err)
 	}
 }
 

@@ -137,6 +137,9 @@ type SyncDaemon struct {
 	Group     string `json:"mcast_group,omitempty"`
 	Port      uint16 `json:"mcast_port,omitempty"`
 	TTL       uint8  `json:"mcast_ttl,omitempty"`
+	// VRRPInstance is the keepalived VRRP instance a daemon started from keepalived.conf's
+	// lvs_sync_daemon belongs to (informative; ipvsadm does not show it).
+	VRRPInstance string `json:"vrrp_instance,omitempty"`
 }
 
 // Info describes the daemon.
@@ -204,6 +207,8 @@ const (
 	ErrCodeNoLocalAddr    = "no-laddr"        // no such FULLNAT local address in the service
 	ErrCodeLaddrExists    = "laddr-exists"    // the FULLNAT local address is already in the service
 	ErrCodeNotImplemented = "not-implemented" // valid request this daemon cannot do yet
+	ErrCodeDaemonExists   = "daemon-exists"   // --start-daemon of a role already running (the kernel's EEXIST)
+	ErrCodeNoDaemon       = "no-daemon"       // --stop-daemon of a role not running (the kernel's ESRCH)
 	ErrCodeVersion        = "version"         // protocol version mismatch
 	ErrCodeInternal       = "internal"
 )
@@ -228,6 +233,9 @@ type Response struct {
 	Daemons   []SyncDaemon `json:"daemons,omitempty"`
 	Dataplane []QueueStats `json:"dataplane,omitempty"`
 	XDPStats  []QueueStats `json:"xdp,omitempty"` // per interface, Queue -1
+	// Sync answers OpDataplaneStats too: the connection-sync daemon's counters, Interface
+	// "master" or "backup", Queue -1.
+	Sync []QueueStats `json:"sync,omitempty"`
 	// LocalAddrs answers OpGetLocalAddrs: the FULLNAT local addresses of the service(s).
 	LocalAddrs []LocalAddr `json:"laddrs,omitempty"`
 }

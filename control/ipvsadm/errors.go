@@ -52,6 +52,13 @@ func ipvsText(op, code string) string {
 		return "Local address already exists"
 	case api.ErrCodeNoLocalAddr:
 		return "No such Local address" // DPVS's capitalisation
+	case api.ErrCodeDaemonExists:
+		// libipvs's ipvs_strerror for ipvs_start_daemon's EEXIST and ipvs_stop_daemon's
+		// ESRCH (ipvsadm 1.31, libipvs/libipvs.c of e.g. Remsnet-LTD/ipvsadm at
+		// 7aa3bd42505aadcccd3e59a372bceb5e85479292).
+		return "Daemon has already run"
+	case api.ErrCodeNoDaemon:
+		return "No daemon is running"
 	}
 	return ""
 }

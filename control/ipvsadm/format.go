@@ -26,13 +26,14 @@ const ipvsVersion = "1.2.1"
 // cmd.Resolver unless cmd.List.Numeric.
 func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 	var (
-		info     *api.Info
-		services []api.Service
-		timeouts *api.Timeouts
-		conns    []api.Conn
-		daemons  []api.SyncDaemon
-		dp, xdp  []api.QueueStats
-		laddrs   []api.LocalAddr
+		info      *api.Info
+		services  []api.Service
+		timeouts  *api.Timeouts
+		conns     []api.Conn
+		daemons   []api.SyncDaemon
+		dp, xdp   []api.QueueStats
+		syncStats []api.QueueStats
+		laddrs    []api.LocalAddr
 	)
 	for _, r := range resps {
 		if r == nil {
@@ -49,6 +50,7 @@ func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 		daemons = append(daemons, r.Daemons...)
 		dp = append(dp, r.Dataplane...)
 		xdp = append(xdp, r.XDPStats...)
+		syncStats = append(syncStats, r.Sync...)
 		laddrs = append(laddrs, r.LocalAddrs...)
 	}
 
@@ -97,7 +99,7 @@ func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 		}
 		getLaddrs(bw, services, laddrs)
 	case KindDataplaneStats:
-		dataplaneStats(bw, dp, xdp)
+		dataplaneStats(bw, dp, xdp, syncStats)
 	}
 	return bw.Flush()
 }
@@ -330,8 +332,9 @@ func (f *formatter) daemons(ds []api.SyncDaemon) {
 }
 
 // dataplaneStats prints --dataplane-stats (xlvs's own), ethtool -S style: per interface
-// the XDP program's counters, then per AF_XDP socket the worker's counters, sorted.
-func dataplaneStats(w *bufio.Writer, dp, xdp []api.QueueStats) {
+// the XDP program's counters, then per AF_XDP socket the worker's counters, then (when
+// the daemon can sync connections) the sync daemon's master and backup counters, sorted.
+func dataplaneStats(w *bufio.Writer, dp, xdp, sync []api.QueueStats) {
 	section := func(title string, qs []api.QueueStats) {
 		qs = slices.Clone(qs)
 		slices.SortFunc(qs, func(a, b api.QueueStats) int {
@@ -356,6 +359,9 @@ func dataplaneStats(w *bufio.Writer, dp, xdp []api.QueueStats) {
 	}
 	section("XDP statistics", xdp)
 	section("AF_XDP socket statistics", dp)
+	if len(sync) > 0 {
+		section("Sync daemon statistics", sync)
+	}
 }
 
 func isFWMark(s *api.Service) bool { return s.Protocol == api.ProtoFWMark || s.FWMark != 0 }

@@ -114,6 +114,13 @@ func TestFormatGolden(t *testing.T) {
 			},
 			XDPStats: []api.QueueStats{{Interface: "veth1", Queue: -1, Counters: map[string]uint64{"redirect": 110, "pass": 7}}},
 		}}},
+		{"dataplane_stats_sync", []string{"--dataplane-stats"}, []*api.Response{{
+			XDPStats: []api.QueueStats{{Interface: "veth1", Queue: -1, Counters: map[string]uint64{"pass": 7}}},
+			Sync: []api.QueueStats{
+				{Interface: "master", Queue: -1, Counters: map[string]uint64{"messages": 3, "conns": 40, "drop_would_block": 0}},
+				{Interface: "backup", Queue: -1, Counters: map[string]uint64{"received": 2, "applied": 30, "drop_syncid": 1}},
+			},
+		}}},
 		{"no_output_add", []string{"-A", "-t", "198.18.0.1:80"}, []*api.Response{{}}},
 	}
 	for _, tt := range tests {

@@ -82,6 +82,8 @@ type Config struct {
 	// LocalAddressGroups are the top-level local_address_group blocks (DPVS's keepalived),
 	// in file order.
 	LocalAddressGroups []LocalAddressGroup
+	// SyncDaemon is global_defs' lvs_sync_daemon, nil when absent.
+	SyncDaemon *SyncDaemon
 	// Warnings, in file order.
 	Warnings []Warning
 	// Files lists every file read: the main file first, then includes in reading order.

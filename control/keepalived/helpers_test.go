@@ -26,6 +26,9 @@ func dump(cfg *Config) string {
 	for _, g := range cfg.LocalAddressGroups {
 		w(0, "local_address_group %s at %s: %v", g.Name, g.Pos, g.Addrs)
 	}
+	if sd := cfg.SyncDaemon; sd != nil {
+		w(0, "lvs_sync_daemon %s inst %q id %d maxlen %d port %d ttl %d group %v at %s", sd.Interface, sd.VRRPInstance, sd.SyncID, sd.MaxLen, sd.Port, sd.TTL, sd.Group, sd.Pos)
+	}
 	for _, vs := range cfg.VirtualServers {
 		w(0, "virtual_server %s at %s", vs.ServiceKey, vs.Pos)
 		w(1, "sched %s flags %v ops %v hashed %v method %s", vs.Scheduler, vs.SchedFlags, vs.OnePacket, vs.Hashed, vs.Method)

@@ -144,6 +144,7 @@ type parser struct {
 	*state
 	ssl    *SSL
 	groups []*LocalAddressGroup // local_address_group blocks, in file order
+	syncd  syncState            // global_defs' lvs_sync_daemon and the VRRP instances' ids
 }
 
 // Keywords of blocks xlvs does not act on at the top level; anything else unknown at the
@@ -169,6 +170,10 @@ func (p *parser) top(nodes []*node) *Config {
 			p.sslBlock(n)
 		case "local_address_group":
 			p.localAddressGroup(n)
+		case "global_defs":
+			p.globalDefs(n)
+		case "vrrp_instance":
+			p.vrrpInstance(n)
 		default:
 			what := topIgnored[n.keyword()]
 			if what == "" {
@@ -182,6 +187,7 @@ func (p *parser) top(nodes []*node) *Config {
 		}
 	}
 	cfg.SSL = p.ssl
+	p.resolveSync(cfg)
 	for _, g := range p.groups {
 		cfg.LocalAddressGroups = append(cfg.LocalAddressGroups, *g)
 	}
