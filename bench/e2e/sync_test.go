@@ -173,7 +173,7 @@ func (e *env) waitConn(d *bench.Daemon, proto string, client netip.AddrPort, sta
 // as keepalived's VRRP would: the established connections go on through the backup, to
 // the same real servers, without a reset.
 func TestSyncFailover(t *testing.T) {
-	e := setupBed(t, testbed.Options{Layout: testbed.NATOneArm, Reals: 2, Prefix: "e2e", IPv6: true, Backup: true}, "-i", "eth0")
+	e := setupBed(t, testbed.Options{Layout: testbed.NATOneArm, Reals: 2, Prefix: "e2e", IPv6: true, Backup: true})
 	e.serveLineEcho()
 	master := e.d
 	backup, err := bench.StartDaemon(e.ctx, e.bed.Backup, bins, "-i", e.bed.BackupHost.Iface)
@@ -273,7 +273,7 @@ func TestSyncFailover(t *testing.T) {
 		proto string
 		vip   netip.Addr
 		port  int
-	}{{"TCP", vip, syncEchoPort}, {"TCP", vip6, syncEchoPort}, {"UDP", vip, echoPort}} {
+	}{{"tcp", vip, syncEchoPort}, {"tcp", vip6, syncEchoPort}, {"udp", vip, echoPort}} {
 		if st := e.service(s.proto, s.vip, s.port); st.Stats.InPkts == 0 || st.Stats.OutPkts == 0 {
 			t.Fatalf("backup's %s %v:%d counted %+v", s.proto, s.vip, s.port, st.Stats)
 		}
