@@ -110,7 +110,7 @@ const (
 // Config configures a Table.
 type Config struct {
 	// MaxEntries is the hard cap on connections; memory for all of them is
-	// reserved by New (about 107 bytes per entry, see doc.go).
+	// reserved by New (about 115 bytes per entry, see doc.go).
 	MaxEntries int
 	// Shards is a power of two; 0 means 64 (fewer for tables smaller than
 	// 1024 entries, so each shard holds at least 16).
@@ -651,7 +651,14 @@ func (t *Table) lookup(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now
 // lookupLocked is lookup with the shard's lock held. With pf (a large table
 // and no batch prefetching done) a sync master prefetches the sync slot.
 func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, pf bool) Status {
-	if ref := t.findPF(sh, h, dir, k, pf && dir == DirOrig && t.syncPol.Load() != nil); ref != noIdx {
+	// A sync master counts the packets that come in from clients and decides
+	// whether to send the connection after each (ip_vs_in_hook); replies do
+	// neither.
+	var sp *syncPolicy
+	if dir == DirOrig {
+		sp = t.syncPol.Load()
+	}
+	if ref := t.findPF(sh, h, dir, k, pf && sp != nil); ref != noIdx {
 		r := &sh.recs[ref]
 		switch {
 		case timedOut(r, now32):
@@ -670,15 +677,10 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 			if out != nil {
 				r.copyOut(out)
 			}
-			// A sync master counts the packets that come in from clients and decides
-			// whether to send the connection after each (ip_vs_in_hook); replies do
-			// neither.
-			if dir == DirOrig {
-				if p := t.syncPol.Load(); p != nil {
-					s := t.syncPacket(sh, ref, p, to, now32)
-					if out != nil {
-						out.Sync = s
-					}
+			if sp != nil {
+				s := t.syncPacket(sh, ref, sp, to, now32)
+				if out != nil {
+					out.Sync = s
 				}
 			}
 			return Found
