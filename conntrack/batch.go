@@ -122,7 +122,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		sh.mu.Lock()
 		for {
 			q := &qs[b.vi[j]]
-			q.Status = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry)
+			q.Status = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
 			j++
 			if j == m || b.sis[j] != b.sis[j-1] {
 				break

@@ -189,9 +189,9 @@ func TestLookupBatchAllocs(t *testing.T) {
 	tb.LookupBatch(nil, sec) // nothing to do, nothing to break
 }
 
-// TestArenaLayout: the shards' records and indexes are carved from one
-// arena without overlap, 64-byte aligned, with the padding the batch hints
-// read past the last index line.
+// TestArenaLayout: the shards' records, indexes and sync arrays are carved
+// from one arena without overlap, 64-byte aligned, with the padding the
+// batch hints read past the last index line.
 func TestArenaLayout(t *testing.T) {
 	for _, cfg := range []Config{{MaxEntries: 1}, {MaxEntries: 1000, Shards: 8}, {MaxEntries: 40000}} {
 		tb := mustNew(t, cfg)
@@ -213,8 +213,13 @@ func TestArenaLayout(t *testing.T) {
 			if r%64 != 0 || x%64 != 0 {
 				t.Fatalf("%+v: shard %d records at %#x, index at %#x: want 64-byte alignment", cfg, i, r, x)
 			}
+			y := uintptr(unsafe.Pointer(unsafe.SliceData(sh.sync)))
+			if y%64 != 0 || len(sh.sync) != len(sh.recs) || y != uintptr(sh.syncp) {
+				t.Fatalf("%+v: shard %d sync array at %#x, %d slots for %d records, syncp %p", cfg, i, y, len(sh.sync), len(sh.recs), sh.syncp)
+			}
 			regions = append(regions, [2]uintptr{r, r + uintptr(len(sh.recs))*unsafe.Sizeof(record{})},
-				[2]uintptr{x, x + uintptr(len(sh.idx))*4})
+				[2]uintptr{x, x + uintptr(len(sh.idx))*4},
+				[2]uintptr{y, y + uintptr(len(sh.sync))*unsafe.Sizeof(syncSlot{})})
 		}
 		for i, a := range regions {
 			if a[0] < lo || a[1] > hi {
@@ -226,7 +231,10 @@ func TestArenaLayout(t *testing.T) {
 				}
 			}
 		}
-		last := regions[len(regions)-1][1]
+		last := uintptr(0) // the end of the last index
+		for i := 1; i < len(regions); i += 3 {
+			last = max(last, regions[i][1])
+		}
 		if end := (last+63)&^63 + 64; end > hi {
 			t.Fatalf("%+v: the line after the last index line ends at %#x, beyond the arena's end %#x", cfg, end, hi)
 		}

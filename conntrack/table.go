@@ -110,7 +110,7 @@ const (
 // Config configures a Table.
 type Config struct {
 	// MaxEntries is the hard cap on connections; memory for all of them is
-	// reserved by New (about 107 bytes per entry, see doc.go).
+	// reserved by New (about 115 bytes per entry, see doc.go).
 	MaxEntries int
 	// Shards is a power of two; 0 means 64 (fewer for tables smaller than
 	// 1024 entries, so each shard holds at least 16).
@@ -643,14 +643,22 @@ func (t *Table) keyShard(dir Dir, k *Key) (int, bool) {
 // lookup is Lookup once the shard and hash are known.
 func (t *Table) lookup(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry) Status {
 	sh.mu.Lock()
-	st := t.lookupLocked(sh, h, dir, k, tcpFlags, now32, out)
+	st := t.lookupLocked(sh, h, dir, k, tcpFlags, now32, out, t.hint)
 	sh.mu.Unlock()
 	return st
 }
 
-// lookupLocked is lookup with the shard's lock held.
-func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry) Status {
-	if ref := t.find(sh, h, dir, k); ref != noIdx {
+// lookupLocked is lookup with the shard's lock held. With pf (a large table
+// and no batch prefetching done) a sync master prefetches the sync slot.
+func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, pf bool) Status {
+	// A sync master counts the packets that come in from clients and decides
+	// whether to send the connection after each (ip_vs_in_hook); replies do
+	// neither.
+	var sp *syncPolicy
+	if dir == DirOrig {
+		sp = t.syncPol.Load()
+	}
+	if ref := t.findPF(sh, h, dir, k, pf && sp != nil); ref != noIdx {
 		r := &sh.recs[ref]
 		switch {
 		case timedOut(r, now32):
@@ -669,15 +677,10 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 			if out != nil {
 				r.copyOut(out)
 			}
-			// A sync master counts the packets that come in from clients and decides
-			// whether to send the connection after each (ip_vs_in_hook); replies do
-			// neither.
-			if dir == DirOrig {
-				if p := t.syncPol.Load(); p != nil {
-					s := t.syncPacket(sh, ref, p, to, now32)
-					if out != nil {
-						out.Sync = s
-					}
+			if sp != nil {
+				s := t.syncPacket(sh, ref, sp, to, now32)
+				if out != nil {
+					out.Sync = s
 				}
 			}
 			return Found
@@ -988,6 +991,13 @@ func b2i(b bool) uint8 {
 }
 
 func (t *Table) find(sh *shard, h uint64, dir Dir, k *Key) uint32 {
+	return t.findPF(sh, h, dir, k, false)
+}
+
+// findPF is find; with pfSync it also prefetches the sync slot of a
+// candidate record before reading the record, so that a sync master's
+// single lookups overlap the two misses.
+func (t *Table) findPF(sh *shard, h uint64, dir Dir, k *Key, pfSync bool) uint32 {
 	idx := sh.idx
 	i := home(h, len(idx))
 	tag := uint32(h >> t.tagShift)
@@ -998,6 +1008,10 @@ func (t *Table) find(sh *shard, h uint64, dir Dir, k *Key) uint32 {
 		}
 		if s>>t.tagPos == tag {
 			ref := s&t.refMask - 1
+			if pfSync && ref>>1 < uint32(len(sh.recs)) {
+				a := uintptr(unsafe.Pointer(sh.slot(ref >> 1)))
+				prefetchLines(&a, 1)
+			}
 			if ref&1 == uint32(dir) && sh.recs[ref>>1].matches(dir, k) {
 				return ref >> 1
 			}
