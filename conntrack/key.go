@@ -111,6 +111,12 @@ func MayCreate(proto, tcpFlags uint8, sloppy bool) bool {
 // seedWords is how many random words New draws.
 const seedWords = 10
 
+// shardSeedWord is the first of the seed words hashEndpoint uses (6 to 9).
+const shardSeedWord = 6
+
+// ShardKeyLen is Config.ShardKey's length in bytes.
+const ShardKeyLen = 16
+
 func mum(a, b uint64) uint64 {
 	hi, lo := bits.Mul64(a, b)
 	return hi ^ lo

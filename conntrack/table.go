@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -127,6 +128,14 @@ type Config struct {
 	// ConnReuseMode is one of the ConnReuse constants; 0 is the kernel
 	// default (ConnReuseReschedule).
 	ConnReuseMode int
+	// ShardKey, when not all zero, keys the shard choice (ShardOf) instead of a random
+	// seed. Two tables with the same ShardKey and the same number of shards put every
+	// endpoint in the same shard, which a FULLNAT connection needs to move from one table
+	// to another (a sync backup's, a restarted daemon's): its local port was chosen so
+	// that its two endpoints share a shard. Keep it secret as any hash key: a sender
+	// who knows it can aim every connection at one shard. The index hash is random
+	// whatever this is.
+	ShardKey [ShardKeyLen]byte
 	// Prefault makes all of the table's memory resident in New, so that no
 	// packet waits while the kernel zeroes a page for it. Without it a new
 	// table's pages are faulted in by its first connections: the index is
@@ -386,6 +395,11 @@ func New(cfg Config) (*Table, error) {
 	var seed [seedWords * 8]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("new table: read random hash seed: %w", err)
+	}
+	if cfg.ShardKey != ([ShardKeyLen]byte{}) {
+		// The shard hash's words come from the shared key; the index hash stays random.
+		x := sha256.Sum256(append([]byte("xlvs conntrack shard key v1\x00"), cfg.ShardKey[:]...))
+		copy(seed[shardSeedWord*8:], x[:])
 	}
 	for i := range t.seed {
 		t.seed[i] = binary.LittleEndian.Uint64(seed[i*8:]) | 1

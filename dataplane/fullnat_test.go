@@ -48,6 +48,7 @@ type fnOpts struct {
 	entries, shards int  // connection table; 0: 1<<16 entries, default shards
 	oneRS           bool // one real server per service (every connection shares RS:rport)
 	noLaddrs        bool // services without local addresses
+	shardKey        [conntrack.ShardKeyLen]byte
 }
 
 // fnRig is a two-armed dataplane whose services (TCP and UDP port 80, IPv4 and IPv6)
@@ -69,7 +70,7 @@ func newFNRig(t testing.TB, o fnOpts) *fnRig {
 	}
 	intf, _ := xsk.NewFake(cfg)
 	ext.OnTransmit, intf.OnTransmit = nil, nil
-	dp, err := NewWithPorts(Config{Socket: cfg, Batch: 32, Conntrack: conntrack.Config{MaxEntries: o.entries, Shards: o.shards}}, []Port{
+	dp, err := NewWithPorts(Config{Socket: cfg, Batch: 32, Conntrack: conntrack.Config{MaxEntries: o.entries, Shards: o.shards, ShardKey: o.shardKey}}, []Port{
 		{Name: "ext0", Ifindex: ifExt, MAC: macDirExt, Sockets: []xsk.Socket{ext}},
 		{Name: "int0", Ifindex: ifInt, MAC: macDirInt, Sockets: []xsk.Socket{intf}},
 	})

@@ -281,3 +281,40 @@ func BenchmarkForwardEstablishedSync(b *testing.B) {
 		b.Fatalf("sync stats %+v", s)
 	}
 }
+
+// TestSyncFullNAT: a FULLNAT connection goes with its local address and port; a backup
+// whose table shares the master's shard key takes it, and forwards the real server's
+// reply to that local endpoint back to the client.
+func TestSyncFullNAT(t *testing.T) {
+	key := [conntrack.ShardKeyLen]byte{7, 7, 7}
+	m := newFNRig(t, fnOpts{shardKey: key})
+	b := newFNRig(t, fnOpts{shardKey: key})
+	p := conntrack.SyncPolicy{Threshold: 0, Period: 1}
+	m.dp.SetSyncMaster(&p, false)
+	m.ext.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 4242, dport: 80, udp: true, payload: []byte("q")}))
+	m.drain()
+	m.int.Sent()
+	got := m.synced()
+	if len(got) != 1 {
+		t.Fatalf("master queued %+v", got)
+	}
+	c := got[0]
+	if c.Method != conntrack.MethodFullNAT || !isLaddr(fnFamilies[0], c.LAddr) || c.LPort < lportMin || c.DAddr != a16(rs1) || c.DPort != 8080 {
+		t.Fatalf("FULLNAT entry %+v", c)
+	}
+	if err := b.dp.ApplySync(&c); err != nil {
+		t.Fatal(err)
+	}
+	// The real server answers the local endpoint; the backup sends it to the client.
+	lip := netip.AddrFrom16(c.LAddr).Unmap()
+	b.int.Inject(build(t, pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: lip, sport: 8080, dport: c.LPort, udp: true, payload: []byte("a")}))
+	b.drain()
+	out := b.ext.Sent()
+	if len(out) != 1 {
+		t.Fatalf("backup sent %d frames for the reply, want 1 (drops %v)", len(out), b.drops())
+	}
+	info := check(t, out[0])
+	if netip.AddrFrom16(info.Src).Unmap() != vip || info.SrcPort != 80 || netip.AddrFrom16(info.Dst).Unmap() != client || info.DstPort != 4242 {
+		t.Fatalf("reply left as %v:%d -> %v:%d", netip.AddrFrom16(info.Src).Unmap(), info.SrcPort, netip.AddrFrom16(info.Dst).Unmap(), info.DstPort)
+	}
+}

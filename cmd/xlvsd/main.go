@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,6 +48,8 @@ type options struct {
 	cpus         string
 	socket       string
 	connMax      int
+	shardKeyFile string
+	shardKey     [conntrack.ShardKeyLen]byte
 	sloppyTCP    bool
 	icmpRate     int
 	icmpBurst    int
@@ -102,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.syncRetries, "sync-retries", 0, "connection sync: 0..3, as the kernel's sync_retries: with --sync-refresh-period, how often an unchanged connection is sent again, a period/8 apart")
 	fs.BoolVar(&o.syncPersistMode, "sync-persist-mode", false, "connection sync: as the kernel's sync_persist_mode: send only the persistence templates of persistent services, not their connections")
 	fs.IntVar(&o.syncPorts, "sync-ports", 1, "connection sync: sending and receiving sockets per role (ports PORT to PORT+N-1), as the kernel's sync_ports: a power of two from 1 to 64")
+	fs.StringVar(&o.shardKeyFile, "shard-key-file", "", "file whose contents (any secret, e.g. 32 random bytes; the same file on both directors of a sync pair) key the connection table's shard choice, so that FULLNAT connections synced from a peer fit this table (default: a random key; FULLNAT entries from a peer are then refused and counted as apply errors)")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -127,6 +131,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if err := checkSync(o); err != nil {
 		return nil, err
+	}
+	if o.shardKeyFile != "" {
+		b, err := os.ReadFile(o.shardKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--shard-key-file: %w", err)
+		}
+		if len(b) < 16 {
+			return nil, fmt.Errorf("--shard-key-file %s: %d bytes; want a secret of at least 16 bytes (e.g. head -c 32 /dev/urandom > FILE, copied to both directors)", o.shardKeyFile, len(b))
+		}
+		sum := sha256.Sum256(b)
+		copy(o.shardKey[:], sum[:])
 	}
 	if err := o.sock.Validate(); err != nil {
 		return nil, err
@@ -358,7 +373,7 @@ func run(args []string) error {
 		// The whole table is resident before the first packet: a director that
 		// starts, or takes over, under load forwards at once instead of zeroing
 		// memory for its first connections.
-		Conntrack: conntrack.Config{MaxEntries: o.connMax, Prefault: true},
+		Conntrack: conntrack.Config{MaxEntries: o.connMax, Prefault: true, ShardKey: o.shardKey},
 		SloppyTCP: o.sloppyTCP,
 		ICMPRate:  o.icmpRate,
 		ICMPBurst: o.icmpBurst,

@@ -11,6 +11,10 @@ import (
 )
 
 func TestParseFlagsErrors(t *testing.T) {
+	dir := t.TempDir()
+	shortKey, longKey := dir+"/short", dir+"/long"
+	os.WriteFile(shortKey, []byte("abcd"), 0o600)
+	os.WriteFile(longKey, []byte("0123456789abcdef0123456789abcdef"), 0o600)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -37,6 +41,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"ports 0", []string{"-i", "eth0", "--sync-ports", "0"}, "--sync-ports 0: must be a power of two from 1 to 64"},
 		{"ports 3", []string{"-i", "eth0", "--sync-ports", "3"}, "--sync-ports 3: must be a power of two"},
 		{"ports 128", []string{"-i", "eth0", "--sync-ports", "128"}, "--sync-ports 128"},
+		{"shard key missing", []string{"-i", "eth0", "--shard-key-file", "/nonexistent/key"}, "--shard-key-file: open /nonexistent/key: no such file"},
+		{"shard key short", []string{"-i", "eth0", "--shard-key-file", shortKey}, "4 bytes; want a secret of at least 16 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseFlags(tc.args, io.Discard)
@@ -70,6 +76,13 @@ func TestParseFlagsErrors(t *testing.T) {
 		if err != nil || o.syncPolicy != tc.want {
 			t.Errorf("%q: %+v %v, want %+v", tc.args, o, err, tc.want)
 		}
+	}
+	// A shard key file: the same contents, the same key (two directors); none, all zero
+	// (a random key per table).
+	k1, err1 := parseFlags([]string{"-i", "eth0", "--shard-key-file", longKey}, io.Discard)
+	k2, err2 := parseFlags([]string{"-i", "eth0", "--shard-key-file", longKey}, io.Discard)
+	if err1 != nil || err2 != nil || k1.shardKey != k2.shardKey || k1.shardKey == ([16]byte{}) || o.shardKey != ([16]byte{}) {
+		t.Errorf("shard keys %x %x (%v %v), without a file %x", k1.shardKey, k2.shardKey, err1, err2, o.shardKey)
 	}
 	if o, err := parseFlags([]string{"-i", "eth0", "--sync-ports", "64", "--sync-persist-mode"}, io.Discard); err != nil || o.syncPorts != 64 || !o.syncPersistMode {
 		t.Errorf("--sync-ports 64 --sync-persist-mode: %v", err)
