@@ -497,15 +497,18 @@ const (
 
 	UDPNormal = 0 // IP_VS_UDP_S_NORMAL
 	udpStates = 1 // IP_VS_UDP_S_LAST
+
+	ctplStates = 2 // IP_VS_CTPL_S_LAST: a template is NONE (0) or ASSURED (1)
 )
 
 // ValidState reports whether a receiver that knows proto takes an entry of that protocol in
 // state (ip_vs_proc_sync_conn: an unknown protocol or a state at or past the protocol's last
-// skips the entry; templates are taken in any state). Of the kernel's protocols xlvs knows
-// TCP and UDP.
+// skips the entry; a template's state must be below IP_VS_CTPL_S_LAST, 2 — older kernels
+// only logged it, 6.18's skips it: codesnas/linux-6.18.y net/netfilter/ipvs/ip_vs_sync.c
+// at 33ef1e6a). Of the kernel's protocols xlvs knows TCP and UDP.
 func ValidState(c *Conn) bool {
 	if c.Flags&FlagTemplate != 0 {
-		return true
+		return c.State < ctplStates
 	}
 	switch c.Protocol {
 	case 6:

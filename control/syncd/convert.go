@@ -6,8 +6,6 @@ import (
 	"xlvs/dataplane"
 )
 
-// ctplLast is IP_VS_CTPL_S_LAST: a template's states are NONE (0) and ASSURED (1).
-const ctplLast = 2
 
 func isV4(a *[16]byte) bool {
 	return a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0 && a[10] == 0xff && a[11] == 0xff
@@ -78,11 +76,7 @@ func fromWire(c *ipvssync.Conn, e *dataplane.SyncConn) int {
 		return dropProtocol
 	}
 	tpl := c.Flags&ipvssync.FlagTemplate != 0
-	if tpl {
-		if c.State >= ctplLast {
-			return dropState
-		}
-	} else if !ipvssync.ValidState(c) {
+	if !ipvssync.ValidState(c) {
 		return dropState
 	}
 	*e = dataplane.SyncConn{
