@@ -131,6 +131,9 @@ type Options struct {
 var DefaultApplyReasons = []ApplyReason{
 	{conntrack.ErrFull, "table_full"},
 	{conntrack.ErrExists, "exists"},
+	// A FULLNAT connection from a master whose table has another shard key
+	// (xlvsd --shard-key-file).
+	{conntrack.ErrShardMismatch, "shard_mismatch"},
 }
 
 // Errors of Start and Stop (the kernel's EEXIST and ESRCH); returned wrapped in a
