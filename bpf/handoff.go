@@ -61,11 +61,12 @@ func (p *Port) LinkFD() int {
 }
 
 // Adopt loads a program instance (as Load does) for the interface ifindex, whose XDP
-// program was attached by a predecessor through the bpf_link fd, and takes fd over: the
-// Port owns it from then on and Close closes it. The predecessor's program keeps running
+// program was attached by a predecessor through the bpf_link fd. The Port holds a
+// duplicate of fd (Close closes it); fd stays the caller's, to close or to detach
+// (DetachLink) when the takeover fails later. The predecessor's program keeps running
 // until Activate puts this instance in its place; register sockets and fill the maps
 // before. mode is what the predecessor attached with (the kernel's link information
-// does not say), reported by Mode. On error fd is left to the caller (see DetachLink).
+// does not say), reported by Mode.
 func (c *Classifier) Adopt(ifindex, fd int, mode Mode) (*Port, error) {
 	if fd < 0 {
 		return nil, fmt.Errorf("adopt xdp link of ifindex %d: fd %d is not a file descriptor", ifindex, fd)
@@ -88,7 +89,6 @@ func (c *Classifier) Adopt(ifindex, fd int, mode Mode) (*Port, error) {
 		l.Close()
 		return nil, fmt.Errorf("adopt xdp link of ifindex %d: %w", ifindex, err)
 	}
-	unix.Close(fd) // ours now, through dup
 	p.link, p.ifindex, p.mode, p.pending = l, ifindex, mode, true
 	return p, nil
 }

@@ -142,6 +142,10 @@ func TestAdoptActivate(t *testing.T) {
 	if ret, slot := classify(t, p, service, nil); ret != xdpPass || slot != statRedirectFailed {
 		t.Errorf("successor without socket: verdict %d slot %d, want pass, redirect_failed", ret, slot)
 	}
+	unix.Close(kept) // the caller's own copy
+	if st := linkXDP(t, ns, "xa"); st == nil || st.Prog.ID != newID {
+		t.Fatalf("after the caller closed its fd: xdp %+v, want program %d (the Port holds the link)", st, newID)
+	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

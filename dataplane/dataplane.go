@@ -41,6 +41,10 @@ type Config struct {
 	SyncQueue int
 	ReapEvery time.Duration
 	Logger    *slog.Logger
+	// Adopt takes over the XDP links a predecessor handed over (restart handoff,
+	// handoff.go) on the interfaces they name, instead of attaching; Activate swaps the
+	// program in.
+	Adopt []AdoptLink
 }
 
 func (c *Config) defaults() {
@@ -185,7 +189,7 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	for _, f := range ifcs {
 		attrs := f.link.Attrs()
-		xp, err := cls.Attach(attrs.Index, cfg.XDPMode)
+		xp, err := d.attach(cls, attrs.Name, attrs.Index)
 		if err != nil {
 			return fail(fmt.Errorf("attach XDP to %s: %w", attrs.Name, err))
 		}
