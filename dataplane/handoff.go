@@ -3,10 +3,15 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"xlvs/bpf"
 	"xlvs/conntrack"
+	"xlvs/dataplane/xsk"
 )
 
 // Restart handoff (hitless restart and upgrade). A stopping xlvsd stops its workers
@@ -39,16 +44,39 @@ func (d *Dataplane) attach(cls *bpf.Classifier, name string, ifindex int) (*bpf.
 	return cls.Attach(ifindex, d.cfg.XDPMode)
 }
 
-// Activate puts this dataplane's XDP program on the adopted links (Config.Adopt) in place
-// of the predecessor's: call it once the rules are published and the table imported.
-// Attached links need nothing.
-func (d *Dataplane) Activate() error {
-	for i, xp := range d.xdp {
-		if err := xp.Activate(); err != nil {
-			return fmt.Errorf("interface %s: %w", d.ports[i].Name, err)
+// openSocket opens the AF_XDP socket of (ifindex, queue), retrying for up to
+// Config.BusyWait while the kernel still holds the queue for a predecessor's socket: it
+// releases an exited process's sockets (their buffer pools) from a work queue, after the
+// process is gone.
+func (d *Dataplane) openSocket(ifindex, queue int) (xsk.Socket, error) {
+	deadline := time.Now().Add(d.cfg.BusyWait)
+	for {
+		s, err := xsk.Open(ifindex, queue, d.cfg.Socket)
+		if err == nil || !errors.Is(err, unix.EBUSY) && !strings.Contains(err.Error(), unix.EBUSY.Error()) || time.Now().After(deadline) {
+			return s, err
 		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	return nil
+}
+
+// Activate puts this dataplane's XDP program on the adopted links (Config.Adopt) in place
+// of the predecessor's, every interface at once (a link update waits for an RCU grace
+// period, about 10 ms here): call it once the rules are published and the table
+// imported. Attached links need nothing.
+func (d *Dataplane) Activate() error {
+	errs := make([]error, len(d.xdp))
+	var wg sync.WaitGroup
+	for i, xp := range d.xdp {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := xp.Activate(); err != nil {
+				errs[i] = fmt.Errorf("interface %s: %w", d.ports[i].Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // StopWorkers stops the workers and the reaper and waits for them: nothing reads the

@@ -237,6 +237,16 @@ func startManaged(t *testing.T, ctx context.Context, ns *testbed.NS, store *fdSt
 	}
 }
 
+// waitLog waits (2 s at most) until the daemon's output, copied from a pipe, holds s.
+func (p *xlvsdProc) waitLog(s string) bool {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if strings.Contains(p.out.String(), s) {
+			return true
+		}
+	}
+	return false
+}
+
 // stop sends SIGTERM and waits (10 s at most) for a clean exit.
 func (p *xlvsdProc) stop(t *testing.T) {
 	t.Helper()
@@ -503,9 +513,15 @@ func TestHitlessRestart(t *testing.T) {
 		ex0 := exchanges.Load()
 		t0 := time.Now()
 		d.stop(t)
+		exited := time.Now()
+		old := d
 		d = startManaged(t, ctx, bed.Director, store, bin, sock, args...)
 		took := time.Since(t0)
-		if !strings.Contains(d.out.String(), "took over from the previous xlvsd") {
+		if os.Getenv("XLVS_RESTART_DEBUG") != "" {
+			o := old.out.String()
+			t.Logf("SIGTERM %s, exited %s\nold: %s\nnew:\n%s", t0.UTC().Format("15:04:05.000000"), exited.UTC().Format("15:04:05.000000"), o[strings.LastIndex(o[:len(o)-1], "\n")+1:], d.out)
+		}
+		if !d.waitLog("took over from the previous xlvsd") {
 			t.Fatalf("restart %d: the new xlvsd did not take over:\n%s", i+1, d.out)
 		}
 		time.Sleep(600 * time.Millisecond)
@@ -571,7 +587,8 @@ func TestHitlessRestart(t *testing.T) {
 	blob[8], blob[9] = 99, 0 // format version 99
 	store.replace("xlvs-handoff", blob)
 	d = startManaged(t, ctx, bed.Director, store, bins.XLVSD, sock, args...)
-	if log := d.out.String(); !strings.Contains(log, "handoff from the previous xlvsd refused") || !strings.Contains(log, "format version 99, this xlvsd reads version 1") {
+	if !d.waitLog("xlvsd running") || !strings.Contains(d.out.String(), "handoff from the previous xlvsd refused") || !strings.Contains(d.out.String(), "format version 99, this xlvsd reads version 1") {
+		log := d.out.String()
 		t.Fatalf("version 99 handoff: want a refusal naming the versions, log:\n%s", log)
 	}
 	time.Sleep(100 * time.Millisecond)

@@ -104,13 +104,15 @@ type handoffIn struct {
 
 // receiveHandoff returns the predecessor's handoff when the service manager passed one
 // this process can take over, nil otherwise (nothing passed, or unusable: logged with
-// the reason, the links detached, the store emptied — a cold start follows).
-func receiveHandoff(o *options, log *slog.Logger) *handoffIn {
+// the reason, the links detached, the store emptied — a cold start follows). passed
+// tells whether a predecessor left anything: it has just exited, and the kernel may
+// still be releasing its sockets.
+func receiveHandoff(o *options, log *slog.Logger) (in *handoffIn, passed bool) {
 	fds := listenFDs()
 	if len(fds) == 0 {
-		return nil
+		return nil, false
 	}
-	in := &handoffIn{log: log, start: time.Now()}
+	in = &handoffIn{log: log, start: time.Now()}
 	for name, list := range fds {
 		in.fds = append(in.fds, list...)
 		if name == fdNameHandoff || strings.HasPrefix(name, fdNameLinkPref) {
@@ -123,9 +125,9 @@ func receiveHandoff(o *options, log *slog.Logger) *handoffIn {
 	if err := in.read(o, fds); err != nil {
 		log.Error("handoff from the previous xlvsd refused: starting cold (its connections are not kept)", "err", err)
 		in.abandon()
-		return nil
+		return nil, true
 	}
-	return in
+	return in, true
 }
 
 func (in *handoffIn) read(o *options, fds map[string][]int) error {
@@ -199,16 +201,22 @@ func (in *handoffIn) release() {
 // finish imports the table and statistics into the running (rules restored) daemon and
 // swaps this build's XDP program in.
 func (in *handoffIn) finish(dp *dataplane.Dataplane, d *control.Daemon) error {
+	t0 := time.Now()
 	res := dp.ImportHandoff(in.h)
 	matched, unmatched := d.AdoptStats(in.h.Stats)
+	t1 := time.Now()
 	if err := dp.Activate(); err != nil {
 		return fmt.Errorf("take over the XDP program: %w", err)
 	}
+	t2 := time.Now()
 	in.log.Info("took over from the previous xlvsd",
 		"writer", in.h.Writer, "connections", res.Conns, "templates", res.Templates, "expired", res.Expired,
 		"refused", fmt.Sprint(res.Refused), "stats_kept", matched, "stats_gone", unmatched,
-		"since_handoff", time.Since(in.h.Written).Round(time.Microsecond).String(),
-		"startup", time.Since(in.start).Round(time.Microsecond).String())
+		"since_handoff", t2.Sub(in.h.Written).Round(time.Microsecond).String(),
+		"handoff_to_start", in.start.Sub(in.h.Written).Round(time.Microsecond).String(),
+		"startup", t0.Sub(in.start).Round(time.Microsecond).String(),
+		"import", t1.Sub(t0).Round(time.Microsecond).String(),
+		"activate", t2.Sub(t1).Round(time.Microsecond).String())
 	in.release()
 	return nil
 }

@@ -384,7 +384,10 @@ func run(args []string) error {
 	if o.icmpRate == 0 {
 		cfg.ICMPRate = -1 // the dataplane's "no limit"
 	}
-	in := receiveHandoff(o, log)
+	in, passed := receiveHandoff(o, log)
+	if passed {
+		cfg.BusyWait = 2 * time.Second // the predecessor's sockets may still be going
+	}
 	if in != nil {
 		cfg.Adopt, cfg.Conntrack.ShardKey = in.links, in.h.ShardKey
 	}
