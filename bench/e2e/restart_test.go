@@ -331,7 +331,11 @@ func TestHitlessRestart(t *testing.T) {
 
 	store := newFDStore(t)
 	sock := filepath.Join(dir, "xlvsd.sock")
-	args := []string{"--socket", sock, "--state", filepath.Join(dir, "state.json"), "--conn-max", "65536",
+	connMax := "65536" // XLVS_RESTART_CONN_MAX measures another size (0: xlvsd's default)
+	if v := os.Getenv("XLVS_RESTART_CONN_MAX"); v != "" {
+		connMax = v
+	}
+	args := []string{"--socket", sock, "--state", filepath.Join(dir, "state.json"), "--conn-max", connMax,
 		"-i", bed.Ext.Iface, "-i", bed.Int.Iface}
 	d := startManaged(t, ctx, bed.Director, store, bins.XLVSD, sock, args...)
 	adm := func(a ...string) {

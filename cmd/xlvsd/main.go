@@ -390,6 +390,9 @@ func run(args []string) error {
 	}
 	if in != nil {
 		cfg.Adopt, cfg.Conntrack.ShardKey = in.links, in.h.ShardKey
+		// Faulting in the whole table (64 ms for 4Mi entries, more on a busy machine)
+		// would lengthen the takeover, while packets are dropped: pages come on first use.
+		cfg.Conntrack.Prefault = false
 	}
 	t0 := time.Now()
 	dp, err := dataplane.New(cfg)
