@@ -28,6 +28,7 @@ type Classifier struct {
 	locals   *ebpf.Map
 	laddrs   *ebpf.Map // FULLNAT local addresses: replies to them are ours despite locals
 	vaddrs   *ebpf.Map // the addresses of services and reals, for later fragments
+	hold     *ebpf.Map // until when unredirectable frames are dropped (handoff.go)
 }
 
 // New parses the embedded program and creates the shared services and reals maps, both
@@ -67,6 +68,14 @@ func New() (*Classifier, error) {
 		c.vaddrs.Close()
 		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapLaddrs, ErrNoXDP, err)
 	}
+	if c.hold, err = ebpf.NewMap(spec.Maps[xlvsMapHold]); err != nil {
+		c.services.Close()
+		c.reals.Close()
+		c.locals.Close()
+		c.vaddrs.Close()
+		c.laddrs.Close()
+		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapHold, ErrNoXDP, err)
+	}
 	return c, nil
 }
 
@@ -86,6 +95,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 		{xlvsMapVaddrs, ebpf.Hash, uint32(unsafe.Sizeof(vaddrKey{})), uint32(unsafe.Sizeof(mapVal{})), maxVaddrs},
 		{xlvsMapXsks, ebpf.XSKMap, 4, 4, MaxQueues},
 		{xlvsMapStats, ebpf.PerCPUArray, 4, 8, statCount},
+		{xlvsMapHold, ebpf.Array, 4, 8, 1},
 	}
 	for _, w := range want {
 		m, ok := spec.Maps[w.name]
@@ -342,6 +352,7 @@ func (c *Classifier) Load() (*Port, error) {
 			xlvsMapLocals:   c.locals,
 			xlvsMapLaddrs:   c.laddrs,
 			xlvsMapVaddrs:   c.vaddrs,
+			xlvsMapHold:     c.hold,
 		},
 		Cache: c.cache,
 	})
@@ -392,5 +403,5 @@ func (c *Classifier) Close() error {
 		return nil
 	}
 	c.closed = true
-	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.laddrs.Close(), c.vaddrs.Close())
+	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.laddrs.Close(), c.vaddrs.Close(), c.hold.Close())
 }

@@ -32,7 +32,11 @@
 // Redirect means bpf_redirect_map(xsks, rx_queue_index, XDP_PASS): the AF_XDP socket of
 // the frame's receive queue, or the kernel when that queue has no socket. The program
 // never drops a frame: malformed, fragmented, non-IP and unmatched frames all go to the
-// kernel, so traffic survives the daemon's death.
+// kernel, so traffic survives the daemon's death. The one exception is a restart's
+// handoff (handoff.go): while the hold map's deadline lies ahead, a matched frame whose
+// queue has no socket is dropped (XDP_DROP, counted as held) instead of passed, because
+// the kernel's stack would reset the NAT connections the successor is about to take
+// over; after the deadline such frames are passed again.
 //
 // # Maps
 //
@@ -43,7 +47,8 @@
 //	laddrs    HASH           16-byte address         __u32          256    Classifier (shared)
 //	vaddrs    HASH           struct vaddr_key (20 B) struct svc_val 131072 Classifier (shared)
 //	xsks      XSKMAP         __u32 rx queue index    __u32 xsk fd   64     Port
-//	stats     PERCPU_ARRAY   __u32 slot              __u64 count    6      Port
+//	stats     PERCPU_ARRAY   __u32 slot              __u64 count    8      Port
+//	hold      ARRAY          __u32 0                 __u64 ns       1      Classifier (shared)
 //
 // struct svc_key:
 //
@@ -76,6 +81,10 @@
 //	4 fragment         a later fragment (IPv4 offset != 0, IPv6 fragment header with
 //	                   offset != 0) of no service or real server address: passed
 //	5 non_ip           EtherType (after one 802.1Q tag) neither IPv4 nor IPv6: passed
+//	6 local_reply      a real server's packet to the director's own address: passed
+//	7 held             matched, the queue has no socket, a hold runs: dropped
+//
+// hold[0] is a CLOCK_MONOTONIC time in nanoseconds (bpf_ktime_get_ns), 0 when unset.
 //
 // Each frame increments exactly one slot. A first fragment (offset 0) carries the ports
 // and is classified like any packet (IPv6: the fragment header is followed; other
@@ -90,6 +99,16 @@
 // and stats maps, attached through a bpf_link so it detaches when the Port is closed or
 // the process exits. The interface index given to Attach is resolved in the calling
 // thread's network namespace.
+//
+// # Restart handoff
+//
+// Port.LinkFD gives a stopping xlvsd the fd of each bpf_link to hand to a keeper
+// (systemd's fd store); Classifier.Hold sets the hold deadline. The successor's
+// Classifier.Adopt wraps such an fd after checking that it is an XDP link on the
+// expected interface and loads the successor's own program instance beside it;
+// Port.Activate swaps that instance onto the link (BPF_LINK_UPDATE, atomic, so the
+// interface never runs without a program). DetachLink detaches a link that is not taken
+// over (BPF_LINK_DETACH), however many processes still hold it.
 //
 // # Concurrency
 //

@@ -133,6 +133,7 @@ func slots(c Counters) [statCount]uint64 {
 		statFragment:       c.Fragment,
 		statNonIP:          c.NonIP,
 		statLocalReply:     c.LocalReply,
+		statHeld:           c.Held,
 	}
 }
 

@@ -20,6 +20,7 @@ type Port struct {
 	link    link.Link // nil until attached
 	ifindex int
 	mode    Mode
+	pending bool // adopted (handoff.go), not yet activated: the link runs another program
 
 	mu     sync.Mutex // guards closed against Close racing the other methods
 	closed bool
@@ -151,6 +152,7 @@ func (p *Port) Counters() (Counters, error) {
 		Fragment:       sums[statFragment],
 		NonIP:          sums[statNonIP],
 		LocalReply:     sums[statLocalReply],
+		Held:           sums[statHeld],
 	}, nil
 }
 

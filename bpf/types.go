@@ -90,11 +90,12 @@ type Counters struct {
 	Fragment       uint64 // non-first IPv4/IPv6 fragment (no ports to match): XDP_PASS
 	NonIP          uint64 // neither IPv4 nor IPv6 (ARP...): XDP_PASS
 	LocalReply     uint64 // a real server's packet to the director's own address (health checks): XDP_PASS
+	Held           uint64 // matched, no socket, while a restart hands over (Classifier.Hold): XDP_DROP
 }
 
 // Total is the number of frames the program saw.
 func (c Counters) Total() uint64 {
-	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP + c.LocalReply
+	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP + c.LocalReply + c.Held
 }
 
 // Slots of the stats map (see doc.go); they are ABI shared with xlvs.c.
@@ -106,6 +107,7 @@ const (
 	statFragment
 	statNonIP
 	statLocalReply
+	statHeld
 	statCount
 )
 

@@ -7,7 +7,9 @@
  * Decides, for every frame that arrives on an interface, whether it belongs
  * to xlvs (redirect it to the AF_XDP socket of its receive queue) or to the
  * kernel (XDP_PASS). It never drops: anything it does not understand, and
- * anything it cannot redirect, goes to the kernel.
+ * anything it cannot redirect, goes to the kernel — except a matched frame
+ * that finds no socket while a restart hands over (the hold map), which is
+ * dropped until the successor's sockets are in, or the hold runs out.
  *
  *   services: (proto, destination address, destination port) of a virtual
  *             service  -> redirect
@@ -55,6 +57,7 @@ enum stat_slot {
 	STAT_FRAGMENT = 4,        /* non-first IP fragment of no service address: passed */
 	STAT_NON_IP = 5,          /* neither IPv4 nor IPv6 (ARP, LLDP...): passed */
 	STAT_LOCAL_REPLY = 6,     /* a real server answering the director itself: passed */
+	STAT_HELD = 7,            /* matched, no socket, during a restart's handoff: dropped */
 	STAT__MAX
 };
 
@@ -148,6 +151,20 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } xsks SEC(".maps");
 
+/*
+ * hold[0]: until when (bpf_ktime_get_ns, CLOCK_MONOTONIC) a frame that matched but finds
+ * no socket is dropped instead of passed. A restarting xlvsd sets it before it closes
+ * its sockets and its successor takes the program over: NAT connections must not reach
+ * the kernel's stack, whose resets would end them. 0 (or a past time): passed, as ever,
+ * so a successor that never comes leaves the kernel in charge once it runs out.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} hold SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STAT__MAX);
@@ -203,8 +220,14 @@ static __always_inline int redirect(struct xdp_md *ctx)
 	 * the queue has no socket: the return value tells success from
 	 * failure without a separate (and racy) lookup of xsks.
 	 */
+	__u32 zero = 0;
+	__u64 *until;
+
 	if (bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS) == XDP_REDIRECT)
 		return account(STAT_REDIRECTED, XDP_REDIRECT);
+	until = bpf_map_lookup_elem(&hold, &zero);
+	if (until && bpf_ktime_get_ns() < *until)
+		return account(STAT_HELD, XDP_DROP);
 	return account(STAT_REDIRECT_FAILED, XDP_PASS);
 }
 

@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xlvsMapHold          = "hold"
 	xlvsMapLaddrs        = "laddrs"
 	xlvsMapLocals        = "locals"
 	xlvsMapReals         = "reals"
@@ -75,6 +76,7 @@ type xlvsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlvsMapSpecs struct {
+	Hold     *ebpf.MapSpec `ebpf:"hold"`
 	Laddrs   *ebpf.MapSpec `ebpf:"laddrs"`
 	Locals   *ebpf.MapSpec `ebpf:"locals"`
 	Reals    *ebpf.MapSpec `ebpf:"reals"`
@@ -110,6 +112,7 @@ func (o *xlvsObjects) Close() error {
 //
 // It can be passed to loadXlvsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlvsMaps struct {
+	Hold     *ebpf.Map `ebpf:"hold"`
 	Laddrs   *ebpf.Map `ebpf:"laddrs"`
 	Locals   *ebpf.Map `ebpf:"locals"`
 	Reals    *ebpf.Map `ebpf:"reals"`
@@ -121,6 +124,7 @@ type xlvsMaps struct {
 
 func (m *xlvsMaps) Close() error {
 	return _XlvsClose(
+		m.Hold,
 		m.Laddrs,
 		m.Locals,
 		m.Reals,

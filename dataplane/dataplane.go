@@ -41,6 +41,14 @@ type Config struct {
 	SyncQueue int
 	ReapEvery time.Duration
 	Logger    *slog.Logger
+	// Adopt takes over the XDP links a predecessor handed over (restart handoff,
+	// handoff.go) on the interfaces they name, instead of attaching; Activate swaps the
+	// program in.
+	Adopt []AdoptLink
+	// BusyWait is how long to keep trying to bind a queue whose previous socket the
+	// kernel is still releasing (EBUSY: a predecessor that has just exited; handoff.go).
+	// 0: no retry.
+	BusyWait time.Duration
 }
 
 func (c *Config) defaults() {
@@ -185,7 +193,7 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	for _, f := range ifcs {
 		attrs := f.link.Attrs()
-		xp, err := cls.Attach(attrs.Index, cfg.XDPMode)
+		xp, err := d.attach(cls, attrs.Name, attrs.Index)
 		if err != nil {
 			return fail(fmt.Errorf("attach XDP to %s: %w", attrs.Name, err))
 		}
@@ -193,7 +201,7 @@ func New(cfg Config) (*Dataplane, error) {
 		p := Port{Name: attrs.Name, Ifindex: int32(attrs.Index)}
 		copy(p.MAC[:], attrs.HardwareAddr)
 		for q := 0; q < f.queues; q++ {
-			s, err := xsk.Open(attrs.Index, q, cfg.Socket)
+			s, err := d.openSocket(attrs.Index, q)
 			if err != nil {
 				d.ports = append(d.ports, p)
 				return fail(fmt.Errorf("interface %s: %w", attrs.Name, err))

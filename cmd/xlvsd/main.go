@@ -68,6 +68,7 @@ type options struct {
 	syncPersistMode bool
 	syncPorts       int
 	syncPolicy      conntrack.SyncPolicy
+	handoffHold     time.Duration // restart handoff (handoff.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -106,6 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.syncPersistMode, "sync-persist-mode", false, "connection sync: as the kernel's sync_persist_mode: send only the persistence templates of persistent services, not their connections")
 	fs.IntVar(&o.syncPorts, "sync-ports", 1, "connection sync: sending and receiving sockets per role (ports PORT to PORT+N-1), as the kernel's sync_ports: a power of two from 1 to 64")
 	fs.StringVar(&o.shardKeyFile, "shard-key-file", "", "file whose contents (any secret, e.g. 32 random bytes; the same file on both directors of a sync pair) key the connection table's shard choice, so that FULLNAT connections synced from a peer fit this table (default: a random key; FULLNAT entries from a peer are then refused and counted as apply errors)")
+	fs.DurationVar(&o.handoffHold, "handoff-hold", 3*time.Second, "restart handoff: on SIGTERM under a service manager with a file descriptor store, hand the connection table and XDP program to the next xlvsd, whose services' packets are dropped (not passed to the kernel) for at most this long until it takes over (0 = no handoff: detach at once)")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -382,8 +384,24 @@ func run(args []string) error {
 	if o.icmpRate == 0 {
 		cfg.ICMPRate = -1 // the dataplane's "no limit"
 	}
+	in, passed := receiveHandoff(o, log)
+	if passed {
+		cfg.BusyWait = 2 * time.Second // the predecessor's sockets may still be going
+	}
+	if in != nil {
+		cfg.Adopt, cfg.Conntrack.ShardKey = in.links, in.h.ShardKey
+		// Faulting in the whole table (64 ms for 4Mi entries, more on a busy machine)
+		// would lengthen the takeover, while packets are dropped: pages come on first use.
+		cfg.Conntrack.Prefault = false
+	}
 	t0 := time.Now()
 	dp, err := dataplane.New(cfg)
+	if err != nil && in != nil {
+		log.Error("taking over from the previous xlvsd failed: starting cold", "err", err)
+		in.abandon()
+		in, cfg.Adopt, cfg.Conntrack.ShardKey = nil, nil, o.shardKey
+		dp, err = dataplane.New(cfg)
+	}
 	if err != nil {
 		var qe *dataplane.QueueCountError
 		if errors.As(err, &qe) {
@@ -448,6 +466,11 @@ func run(args []string) error {
 		defer rc.Close()
 		log.Info("health checks on the rules' real servers")
 	}
+	if in != nil {
+		if err := in.finish(dp, d); err != nil {
+			return err
+		}
+	}
 	go d.RunEstimator(ctx)
 	if o.metrics != "" {
 		mln, err := net.Listen("tcp", o.metrics)
@@ -463,6 +486,13 @@ func run(args []string) error {
 	}
 	log.Info("xlvsd running", "socket", sockPath, "interfaces", o.ifaces.String())
 	err = api.Serve(ctx, ln, d, log)
+	if ctx.Err() != nil {
+		if herr := handOff(dp, d, o.handoffHold, log); herr == nil {
+			return nil
+		} else {
+			log.Info("no handoff", "reason", herr)
+		}
+	}
 	log.Info("shutting down: detaching XDP; traffic goes to the kernel")
 	if err != nil && ctx.Err() == nil {
 		return err

@@ -1,0 +1,234 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"xlvs/bpf"
+	"xlvs/conntrack"
+	"xlvs/dataplane/xsk"
+)
+
+// Restart handoff (hitless restart and upgrade). A stopping xlvsd stops its workers
+// (StopWorkers), holds the XDP program (Hold: frames of the services that find no socket
+// are dropped, not passed to the kernel's stack, which would reset NAT connections),
+// writes its connections and templates by address (ExportHandoff, plus the statistics
+// the control plane adds, EncodeHandoff) and hands them with its XDP links
+// (HandoffLinks) to a keeper before it exits. Its successor adopts the links
+// (Config.Adopt: its own program instance, loaded beside the running one), opens and
+// registers its sockets, restores the rules, imports the table (ImportHandoff: by
+// address, so service and real-server IDs need not match) and only then swaps its
+// program onto the links (Activate). From the hold to the swap, frames of the services
+// are dropped and counted (bpf Counters.Held); TCP retransmits them.
+
+// AdoptLink is an XDP link handed over by a predecessor: Config.Adopt.
+type AdoptLink struct {
+	Ifname string
+	FD     int      // the bpf_link; stays the caller's (the dataplane holds a duplicate)
+	Mode   bpf.Mode // the predecessor's attach mode
+}
+
+// attach attaches the XDP program to the interface, or adopts the predecessor's link of
+// that name (Config.Adopt).
+func (d *Dataplane) attach(cls *bpf.Classifier, name string, ifindex int) (*bpf.Port, error) {
+	for _, a := range d.cfg.Adopt {
+		if a.Ifname == name {
+			return cls.Adopt(ifindex, a.FD, a.Mode)
+		}
+	}
+	return cls.Attach(ifindex, d.cfg.XDPMode)
+}
+
+// openSocket opens the AF_XDP socket of (ifindex, queue), retrying for up to
+// Config.BusyWait while the kernel still holds the queue for a predecessor's socket: it
+// releases an exited process's sockets (their buffer pools) from a work queue, after the
+// process is gone.
+func (d *Dataplane) openSocket(ifindex, queue int) (xsk.Socket, error) {
+	deadline := time.Now().Add(d.cfg.BusyWait)
+	for {
+		s, err := xsk.Open(ifindex, queue, d.cfg.Socket)
+		if err == nil || !errors.Is(err, unix.EBUSY) && !strings.Contains(err.Error(), unix.EBUSY.Error()) || time.Now().After(deadline) {
+			return s, err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Activate puts this dataplane's XDP program on the adopted links (Config.Adopt) in place
+// of the predecessor's, every interface at once (a link update waits for an RCU grace
+// period, about 10 ms here): call it once the rules are published and the table
+// imported. Attached links need nothing.
+func (d *Dataplane) Activate() error {
+	errs := make([]error, len(d.xdp))
+	var wg sync.WaitGroup
+	for i, xp := range d.xdp {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := xp.Activate(); err != nil {
+				errs[i] = fmt.Errorf("interface %s: %w", d.ports[i].Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// StopWorkers stops the workers and the reaper and waits for them: nothing reads the
+// sockets or changes the table from then on (Close still releases everything).
+func (d *Dataplane) StopWorkers() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+}
+
+// Hold makes the XDP program drop, instead of pass to the kernel, the frames of services
+// and real servers that find no socket, for dur (bpf.Classifier.Hold).
+func (d *Dataplane) Hold(dur time.Duration) error {
+	if d.cls == nil {
+		return errors.New("hold: no XDP program (a dataplane over given sockets)")
+	}
+	return d.cls.Hold(dur)
+}
+
+// HandoffLinks lists the XDP links to hand over, with their interfaces (the fds are the
+// dataplane's: a keeper takes duplicates).
+func (d *Dataplane) HandoffLinks() ([]AdoptLink, []HandoffIface) {
+	var links []AdoptLink
+	var ifcs []HandoffIface
+	for i, xp := range d.xdp {
+		fd := xp.LinkFD()
+		if fd < 0 {
+			continue
+		}
+		links = append(links, AdoptLink{Ifname: d.ports[i].Name, FD: fd, Mode: xp.Mode()})
+		ifcs = append(ifcs, HandoffIface{Name: d.ports[i].Name, Ifindex: d.ports[i].Ifindex, Mode: xp.Mode()})
+	}
+	return links, ifcs
+}
+
+// ExportHandoff copies the connection table and the persistence templates out by
+// address, with the shard key and the interfaces: stop the workers first, so nothing
+// changes behind it. A connection whose real server is gone from the configuration is
+// left out (its packets are dropped here; the successor could not bind it), as is a
+// template of a deleted service; skipped counts them.
+func (d *Dataplane) ExportHandoff() (h *Handoff, skipped int) {
+	h = &Handoff{Written: time.Now(), ShardKey: d.cfg.Conntrack.ShardKey, Shards: d.ct.Shards()}
+	_, h.Interfaces = d.HandoffLinks()
+	snap := d.snap.Load()
+	if snap == nil {
+		return h, 0
+	}
+	svcs := make(map[uint32]*Service, len(snap.Services))
+	for i := range snap.Services {
+		svcs[snap.Services[i].ID] = &snap.Services[i]
+	}
+	now := d.now()
+	h.Entries = make([]HandoffEntry, 0, d.ct.Len())
+	d.ct.Walk(now, func(e *conntrack.Entry, left int64) bool {
+		x := HandoffEntry{
+			Proto: e.Orig.Proto, Method: e.Method, State: e.State, Left: time.Duration(left),
+			Client: e.Orig.Src, CPort: e.Orig.SrcPort, VAddr: e.Orig.Dst, VPort: e.Orig.DstPort,
+		}
+		switch e.Method {
+		case conntrack.MethodNAT:
+			x.DAddr, x.DPort = e.Reply.Src, e.Reply.SrcPort
+		case conntrack.MethodFullNAT:
+			x.DAddr, x.DPort = e.Reply.Src, e.Reply.SrcPort
+			x.LAddr, x.LPort = e.Reply.Dst, e.Reply.DstPort
+		default:
+			rs, ok := snap.dest(e.Dest)
+			if !ok {
+				skipped++
+				return true
+			}
+			x.DAddr, x.DPort = rs.Addr, rs.Port
+		}
+		if _, ok := snap.dest(e.Dest); !ok {
+			skipped++
+			return true
+		}
+		h.Entries = append(h.Entries, x)
+		return true
+	})
+	d.persist.walk(now, func(svc, dest uint32, client [16]byte, left int64) {
+		s, ok := svcs[svc]
+		rs, ok2 := snap.dest(dest)
+		if !ok || !ok2 {
+			skipped++
+			return
+		}
+		h.Entries = append(h.Entries, HandoffEntry{
+			Proto: s.Key.Proto, Method: rs.Method, State: conntrack.StateNone, Template: true, Left: time.Duration(left),
+			Client: client, VAddr: s.Key.Addr, VPort: s.Key.Port, DAddr: rs.Addr, DPort: rs.Port,
+		})
+	})
+	return h, skipped
+}
+
+// HandoffImport counts what ImportHandoff did with the entries.
+type HandoffImport struct {
+	Conns, Templates int            // applied
+	Expired          int            // whose time ran out between the writing and now
+	Refused          map[string]int // not applied, by reason
+}
+
+// ImportHandoff applies the handed-over entries to the table and the templates, as a
+// sync backup applies a master's (ApplySync: services and real servers by address, in
+// the configuration published now), with their timers less the time since the handoff
+// was written. Publish the rules first. Entries that do not fit (no such service or
+// real server any more, table full, a FULLNAT entry of another shard layout) are
+// counted by reason, the rest applied.
+func (d *Dataplane) ImportHandoff(h *Handoff) HandoffImport {
+	res := HandoffImport{Refused: map[string]int{}}
+	elapsed := max(time.Since(h.Written), 0)
+	for i := range h.Entries {
+		e := &h.Entries[i]
+		left := e.Left - elapsed
+		if left <= 0 {
+			res.Expired++
+			continue
+		}
+		c := SyncConn{
+			Proto: e.Proto, Template: e.Template, Method: e.Method, State: e.State,
+			// ApplySync takes seconds: round up, so nothing ends early.
+			Timeout: uint32(min((left+time.Second-1)/time.Second, conntrack.MaxTimeout)),
+			Client:  e.Client, CPort: e.CPort, VAddr: e.VAddr, VPort: e.VPort,
+			DAddr: e.DAddr, DPort: e.DPort, LAddr: e.LAddr, LPort: e.LPort,
+		}
+		if err := d.ApplySync(&c); err != nil {
+			res.Refused[handoffReason(err)]++
+			continue
+		}
+		if e.Template {
+			res.Templates++
+		} else {
+			res.Conns++
+		}
+	}
+	return res
+}
+
+func handoffReason(err error) string {
+	switch {
+	case errors.Is(err, ErrSyncNoService):
+		return "no_service"
+	case errors.Is(err, ErrSyncNoDest):
+		return "no_dest"
+	case errors.Is(err, ErrSyncNoPersist):
+		return "not_persistent"
+	case errors.Is(err, conntrack.ErrFull):
+		return "table_full"
+	case errors.Is(err, conntrack.ErrExists):
+		return "exists"
+	case errors.Is(err, conntrack.ErrShardMismatch):
+		return "shard_mismatch"
+	}
+	return "invalid"
+}
