@@ -684,7 +684,6 @@ func (d *Daemon) localAddrs(only *api.Service) ([]api.LocalAddr, *api.Error) {
 	}
 	d.mu.Lock()
 	var out []api.LocalAddr
-	var ids []uint32
 	index := map[use]int{}
 	found := false
 	for _, s := range d.r.services {
@@ -698,7 +697,6 @@ func (d *Daemon) localAddrs(only *api.Service) ([]api.LocalAddr, *api.Error) {
 			la.PortConflicts = d.dp.LaddrConflicts(l.id) - d.laddrBase[l.id]
 			index[use{s.id, la.Addr.Unmap().As16()}] = len(out)
 			out = append(out, la)
-			ids = append(ids, s.id)
 		}
 	}
 	d.mu.Unlock()

@@ -326,10 +326,9 @@ func renumber(t *testing.T, r *rig, persist time.Duration, keep func(*Service) b
 }
 
 type walked struct {
-	e     conntrack.Entry
-	rs    [16]byte
-	left  time.Duration
-	dests uint32
+	e    conntrack.Entry
+	rs   [16]byte
+	left time.Duration
 }
 
 func walkTable(r *rig) map[conntrack.Key]walked {
