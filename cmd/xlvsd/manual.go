@@ -100,6 +100,7 @@ EnvironmentFile). Edit it, then: systemctl enable --now xlvsd.`},
 			{Title: "Environment", Items: []manpage.Item{
 				{Term: api.EnvSocket, Text: "The control socket when --socket is not given (default " + api.DefaultSocket + ")."},
 				{Term: "NOTIFY_SOCKET", Text: "Set by systemd for Type=notify services: where the readiness notifications go."},
+				{Term: capCheckEnv, Text: "\"off\" skips the start-up check of the capabilities, so that the kernel's own refusal shows (diagnosis)."},
 			}},
 			{Title: "Files", Items: []manpage.Item{
 				{Term: "/etc/xlvs/xlvsd.conf", Text: "XLVSD_OPTS, the flags of the packaged unit."},
