@@ -469,7 +469,9 @@ func checkDaemon(ctx context.Context, t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "xlvsd.strace")
 	var version string
 	t.Run("first start: rules, operators, traffic, metrics, reload", func(t *testing.T) {
-		d := launch(ctx, t, bed.Director, u, u.caps, nil, trace, ifaces...)
+		// Health checks and both sync daemons too, so that the trace covers their sockets.
+		d := launch(ctx, t, bed.Director, u, u.caps, nil, trace,
+			append(ifaces, "--health-check", "TCP_CHECK {\n connect_timeout 2\n delay_loop 1\n}")...)
 		ready := d.waitFor(t, "READY=1", 60*time.Second)
 		if !strings.Contains(ready, "STATUS=forwarding on "+bed.Ext.Iface+","+bed.Int.Iface) {
 			t.Errorf("readiness %q", ready)
@@ -488,12 +490,15 @@ func checkDaemon(ctx context.Context, t *testing.T) {
 			{"-A", "-t", vip + ":80", "-s", "rr"},
 			{"-a", "-t", vip + ":80", "-r", bed.Reals[0].Addr.String() + ":80", "-m"},
 			{"-a", "-t", vip + ":80", "-r", bed.Reals[1].Addr.String() + ":80", "-m"},
+			{"--start-daemon", "master", "--mcast-interface", bed.Int.Iface, "--syncid", "5"},
+			{"--start-daemon", "backup", "--mcast-interface", bed.Int.Iface, "--syncid", "5"},
 		} {
 			if out, err := adm(ctx, true, args...); err != nil {
 				t.Fatalf("xlvsadm %v as a member of xlvsadm: %v %s", args, err, out)
 			}
 		}
 		load(t, 200)
+		time.Sleep(1500 * time.Millisecond) // a round of health checks
 
 		// The metrics of the EnvironmentFile's --metrics-listen, with the version.
 		version = strings.Fields(sh(ctx, t, "/usr/sbin/xlvsd", "--version"))[1]
