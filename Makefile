@@ -5,13 +5,24 @@ CMDS    := xlvsd xlvsadm xlvs-bench xlvs-decap
 GOFLAGS ?=
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build generate demo test test-short vet fmt-check bench bench-quick clean
+# The version every command's --version and xlvs_build_info show: git describe of the
+# last release tag (vX.Y.Z), or v0.0.0-<commits>-g<hash> before the first one.
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || \
+	echo "v0.0.0-$$(git rev-list --count HEAD 2>/dev/null || echo 0)-g$$(git rev-parse --short HEAD 2>/dev/null || echo 0)$$(git diff --quiet HEAD 2>/dev/null || echo -dirty)")
+LDFLAGS := -X xlvs/version.version=$(VERSION)
+# Pages and package files are dated by the last commit (reproducible builds).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+DIST    := dist
+DEBARCH ?= $(shell $(GO) env GOARCH)
+
+.PHONY: all build generate demo test test-short vet fmt-check bench bench-quick clean man deb
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS) -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 # Regenerates bpf/*_bpfel.{go,o} from the C sources (needs clang, llvm, libbpf-dev).
 generate:
@@ -45,5 +56,22 @@ bench: build
 bench-quick: build
 	./$(BIN)/xlvs-bench --quick --out bench-out
 
+# Man pages, each from its command's own flags and help text (--help-man).
+man:
+	@mkdir -p $(DIST)/man
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(DIST)/man/.bin/ $(addprefix ./cmd/,$(CMDS))
+	for c in xlvsd xlvsadm xlvs-decap; do $(DIST)/man/.bin/$$c --help-man > $(DIST)/man/$$c.8 || exit 1; done
+	$(DIST)/man/.bin/xlvs-bench --help-man > $(DIST)/man/xlvs-bench.1
+	rm -rf $(DIST)/man/.bin
+
+# The Debian package dist/xlvs_<version>_<arch>.deb (packaging/nfpm.yaml): static
+# binaries, units, configuration, man pages, completion, dashboard and alerts.
+deb: man
+	@mkdir -p $(DIST)/bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(DIST)/bin/ $(addprefix ./cmd/,$(CMDS))
+	gzip -9nkf $(DIST)/man/*.[18]
+	$(GO) -C packaging/mkdeb build -o $(CURDIR)/$(DIST)/mkdeb .
+	./$(DIST)/mkdeb --config packaging/nfpm.yaml --version $(VERSION) --arch $(DEBARCH) --out $(DIST)
+
 clean:
-	rm -rf $(BIN) bench-out
+	rm -rf $(BIN) bench-out $(DIST)

@@ -16,10 +16,12 @@ import (
 	"xlvs/control/api"
 	"xlvs/control/syncd"
 	"xlvs/dataplane"
+	"xlvs/version"
 )
 
-// Version is xlvs's version, reported by the info op.
-const Version = "0.1.0"
+// Version is xlvs's version (xlvs/version: git describe at build time), reported by the
+// info op and the xlvs_build_info metric.
+var Version = version.String()
 
 // Options configure a Daemon. Zero values take the defaults noted.
 type Options struct {

@@ -19,19 +19,13 @@ import (
 	"time"
 
 	"xlvs/bench"
+	"xlvs/cmd/internal/manpage"
 	"xlvs/sched"
+	"xlvs/version"
 )
 
-const usage = `usage: xlvs-bench COMMAND [flags]
-
-commands:
-  demo    build an LVS-NAT testbed, balance HTTP through xlvsd with wrr 3:1, print the split
-  run     benchmark: UDP packet rate (no-drop and overload), short HTTP connections and a
-          long TCP stream through xlvs NAT (two- and one-armed), DR, TUN and FULLNAT,
-          iptables/nftables DNAT, kernel forwarding and a minimal AF_XDP forwarder
-          (run --help for the flags)
-  --quick the CI smoke: run --quick
-`
+// usage is the text of -h and of a bad command (manual.go: the commands the man page lists).
+var usage = topUsage()
 
 func main() {
 	if len(os.Args) < 2 {
@@ -51,6 +45,11 @@ func main() {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
+	case "--version", "-version", "version":
+		fmt.Println("xlvs-bench", version.String())
+		return
+	case "--" + manpage.HelpManFlag:
+		err = runBench(ctx, os.Args[1:]) // run's flag set makes the page's OPTIONS
 	default:
 		fmt.Fprintf(os.Stderr, "xlvs-bench: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
@@ -62,12 +61,8 @@ func main() {
 }
 
 func demo(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var o bench.DemoOptions
-	fs.IntVar(&o.Requests, "requests", 5000, "HTTP requests to send")
-	fs.IntVar(&o.Concurrency, "concurrency", 100, "requests in flight")
-	w1 := fs.Int("w1", 3, "weight of rs1")
-	w2 := fs.Int("w2", 1, "weight of rs2")
+	fs, w1, w2 := demoFlags(&o)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,8 +98,13 @@ func runBench(ctx context.Context, args []string) error {
 	concurrency := fs.Int("concurrency", 0, "HTTP requests in flight in the connection workload (default 32)")
 	reals := fs.String("reals", "1", fmt.Sprintf("real servers the balancing targets (xlvs, iptables and nftables DNAT) spread flows over, 1 to %d, all addresses of the sink; a comma-separated list, e.g. 1,16, measures them once per count, rows labelled [N reals]", bench.MaxReals))
 	schedName := fs.String("sched", bench.DefaultSched, "scheduler of the xlvs targets (xlvsadm -s: "+strings.Join(sched.Names(), ", ")+"); iptables and nftables take the real servers in turn")
+	helpMan := fs.Bool(manpage.HelpManFlag, false, "print the man page (roff) and exit")
+	fs.Usage = func() { manual(fs).Help(os.Stderr) }
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *helpMan {
+		return manual(fs).Man(os.Stdout, version.String(), manpage.Date())
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("run: unexpected argument %q", fs.Arg(0))

@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"xlvs/bpf"
+	"xlvs/cmd/internal/manpage"
 )
 
 // addrList is a repeatable --addr flag.
@@ -58,15 +59,17 @@ func run(args []string, stderr io.Writer) int {
 	mode := fs.String("mode", "auto", "where to attach: auto (native XDP, else tc), xdp (native, else generic XDP) or tc (tcx ingress)")
 	var addrs addrList
 	fs.Var(&addrs, "addr", "decapsulate packets addressed to `ADDR` (repeatable; default: every address of the interface)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xlvs-decap -i IFACE [--mode auto|xdp|tc] [--addr ADDR ...]")
-		fs.PrintDefaults()
-	}
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	helpMan := fs.Bool(manpage.HelpManFlag, false, "print the man page (roff) and exit")
+	fs.Usage = func() { manual(fs).Help(stderr) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *showVersion || *helpMan {
+		return printVersionOrManual(fs, *helpMan, os.Stdout)
 	}
 	if fs.NArg() != 0 {
 		fmt.Fprintf(stderr, "xlvs-decap: unexpected argument %q\n", fs.Arg(0))

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"xlvs/control/ipvsadm"
 )
 
 // The model below is written from ipvsadm 1.31's ipvsadm.c (cezarsa/ipvsadm at
@@ -281,7 +283,7 @@ func TestRunPaths(t *testing.T) {
 		t.Errorf("-h: status %d, stderr %q, stdout %.80q", code, stderr, out.String())
 	}
 	out.Reset()
-	if code, _ := call([]string{"--version"}, "", &out); code != exitOK || !strings.HasPrefix(out.String(), "xlvsadm v") {
+	if code, _ := call([]string{"--version"}, "", &out); code != exitOK || out.String() != ipvsadm.VersionText+"\n" {
 		t.Errorf("--version: status %d, stdout %q", code, out.String())
 	}
 	out.Reset()

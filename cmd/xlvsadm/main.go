@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"xlvs/cmd/internal/manpage"
 	"xlvs/control/api"
 	"xlvs/control/ipvsadm"
 )
@@ -34,6 +35,13 @@ func main() {
 
 // run executes one xlvsadm invocation against the daemon at socket.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, socket string) int {
+	if len(args) == 1 && args[0] == "--"+manpage.HelpManFlag {
+		if err := writeManual(stdout); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFail
+		}
+		return exitOK
+	}
 	cmd, err := ipvsadm.Parse(args)
 	if err != nil {
 		fmt.Fprintln(stderr, err)

@@ -69,6 +69,11 @@ type options struct {
 	syncPorts       int
 	syncPolicy      conntrack.SyncPolicy
 	handoffHold     time.Duration // restart handoff (handoff.go)
+	// Packaging (service.go, manual.go).
+	socketGroup string
+	version     bool
+	helpMan     bool
+	flags       *flag.FlagSet
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -109,8 +114,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.shardKeyFile, "shard-key-file", "", "file whose contents (any secret, e.g. 32 random bytes; the same file on both directors of a sync pair) key the connection table's shard choice, so that FULLNAT connections synced from a peer fit this table (default: a random key; FULLNAT entries from a peer are then refused and counted as apply errors)")
 	fs.DurationVar(&o.handoffHold, "handoff-hold", 3*time.Second, "restart handoff: on SIGTERM under a service manager with a file descriptor store, hand the connection table and XDP program to the next xlvsd, whose services' packets are dropped (not passed to the kernel) for at most this long until it takes over (0 = no handoff: detach at once)")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
+	addPackagingFlags(fs, o, stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.version || o.helpMan {
+		return o, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: every option takes the form -flag value", fs.Arg(0))
@@ -335,6 +344,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if o.version || o.helpMan {
+		return printVersionOrManual(o, os.Stdout)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: must be debug, info, warn or error", o.logLevel)
@@ -351,9 +363,15 @@ func run(args []string) error {
 	if o.checkConfig {
 		return checkConfig(o, os.Stdout, os.Stderr)
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("must run as root (XDP and AF_XDP need CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN)")
+	if err := checkPrivileges(); err != nil {
+		return err
 	}
+	if err := checkMemlock(o.sock.Frames, o.sock.FrameSize); err != nil {
+		return err
+	}
+	hup := catchHUP()
+	defer signal.Stop(hup)
+	var reload func() error // SIGHUP's work: re-reading --keepalived-conf
 	sockPath := api.SocketPath(o.socket)
 	ln, err := api.Listen(sockPath)
 	if err != nil {
@@ -361,6 +379,11 @@ func run(args []string) error {
 	}
 	defer os.Remove(sockPath)
 	defer ln.Close()
+	if o.socketGroup != "" {
+		if err := shareSocket(sockPath, o.socketGroup); err != nil {
+			return err
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -429,21 +452,7 @@ func run(args []string) error {
 		}
 		defer k.Close()
 		log.Info("running keepalived configuration", "path", o.keepalived)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-hup:
-					if err := k.Reload(); err != nil {
-						log.Error("SIGHUP", "err", err)
-					}
-				}
-			}
-		}()
+		reload = k.Reload
 	case o.config != "":
 		if err := d.LoadConfig(o.config); err != nil {
 			return err
@@ -484,8 +493,12 @@ func run(args []string) error {
 		defer srv.Close()
 		log.Info("metrics", "listen", mln.Addr().String())
 	}
+	go handleHUP(ctx, log, hup, reload)
 	log.Info("xlvsd running", "socket", sockPath, "interfaces", o.ifaces.String())
+	// Ready: XDP is attached, the sockets are bound and the rules are in place.
+	notifyLog(log, "READY=1\nSTATUS=forwarding on "+o.ifaces.String())
 	err = api.Serve(ctx, ln, d, log)
+	notifyLog(log, "STOPPING=1")
 	if ctx.Err() != nil {
 		if herr := handOff(dp, d, o.handoffHold, log); herr == nil {
 			return nil

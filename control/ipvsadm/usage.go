@@ -6,10 +6,12 @@ import (
 	"strings"
 
 	"xlvs/control/api"
+	"xlvs/version"
 )
 
-// VersionText is what -v/-V/--version print.
-const VersionText = Program + " v0.1.0 (compatible with ipvsadm v1.31)"
+// VersionText is what -v/-V/--version print: xlvs's version (xlvs/version, from git
+// describe at build time) and the ipvsadm it follows.
+var VersionText = Program + " " + version.String() + " (compatible with ipvsadm v1.31)"
 
 // Usage writes the help text of -h, laid out as ipvsadm's, for the program name prog.
 func Usage(w io.Writer, prog string) error {
