@@ -51,7 +51,7 @@ func FromKeepalived(cfg *keepalived.Config) ([]VirtualServer, error) {
 		for _, krs := range kvs.RealServers {
 			rs := RealServer{Addr: krs.Addr, Weight: krs.Weight, Inhibit: krs.Inhibit}
 			for _, kc := range krs.Checkers {
-				chk, err := checker(kc, certs)
+				chk, err := checker(kc, certs, krs.Weight)
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", kc.Pos, err)
 				}
@@ -91,8 +91,9 @@ func usesSSL(cfg *keepalived.Config) bool {
 	return false
 }
 
-// checker builds the Checker of one keepalived checker block.
-func checker(kc keepalived.Checker, certs []tls.Certificate) (Checker, error) {
+// checker builds the Checker of one keepalived checker block; weight is the real
+// server's configured weight (FILE_CHECK adds to it).
+func checker(kc keepalived.Checker, certs []tls.Certificate, weight int32) (Checker, error) {
 	d := Dialer{Interface: kc.BindIf, Mark: kc.FWMark}
 	if kc.BindTo.IsValid() {
 		d.Bind = netip.AddrPortFrom(kc.BindTo, kc.BindPort)
@@ -119,6 +120,22 @@ func checker(kc keepalived.Checker, certs []tls.Certificate) (Checker, error) {
 		return NewSSL(h)
 	case keepalived.CheckMisc:
 		return NewMisc(Misc{Args: kc.MiscPath, Timeout: kc.MiscTimeout, Dynamic: kc.MiscDynamic, User: kc.User, Group: kc.Group})
+	case keepalived.CheckSMTP:
+		return NewSMTP(SMTP{Addr: kc.Connect, Timeout: kc.ConnectTimeout, HeloName: kc.HeloName, Dialer: d})
+	case keepalived.CheckDNS:
+		return NewDNS(DNS{Addr: kc.Connect, Timeout: kc.ConnectTimeout, Type: kc.DNSType, Name: kc.DNSName, Dialer: d})
+	case keepalived.CheckUDP:
+		return NewUDP(UDP{Addr: kc.Connect, Timeout: kc.ConnectTimeout, Payload: kc.Payload, RequireReply: kc.RequireReply,
+			ReplyData: kc.ReplyData, ReplyMask: kc.ReplyMask, MinReplyLen: kc.MinReplyLen, MaxReplyLen: kc.MaxReplyLen, Dialer: d})
+	case keepalived.CheckPing:
+		return NewPing(Ping{Addr: kc.Connect.Addr(), Timeout: kc.ConnectTimeout, Dialer: d})
+	case keepalived.CheckFile:
+		t := kc.TrackFile
+		if t == nil {
+			return nil, fmt.Errorf("%w: FILE_CHECK without a track_file", ErrSpec)
+		}
+		return NewFile(File{Path: t.Path, Weight: kc.FileWeight, Reverse: kc.FileReverse, ConfiguredWeight: weight,
+			Init: t.Init, InitValue: t.InitValue, Overwrite: t.Overwrite})
 	}
 	return nil, fmt.Errorf("%w: checker type %q is not run by xlvs", ErrSpec, kc.Type)
 }
@@ -163,7 +180,7 @@ func ParseChecks(key ServiceKey, rs netip.AddrPort, text string) ([]Check, error
 	}
 	checks := vss[0].Servers[0].Checks
 	if len(checks) == 0 {
-		return nil, fmt.Errorf("%w: no TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK block for %s", ErrSpec, rs)
+		return nil, fmt.Errorf("%w: no checker block (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK, UDP_CHECK, PING_CHECK) for %s", ErrSpec, rs)
 	}
 	return checks, nil
 }
