@@ -608,3 +608,63 @@ virtual_server 192.0.2.1 25 {
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// TestFromKeepalivedGroup: the services of a virtual_server group share one entry per
+// protocol and family, unless a member's pool differs (a real server without a port
+// takes the member's port, so its checks differ); an Apply that adds a member delivers
+// an Update for the shared entry even though its checks did not change.
+func TestFromKeepalivedGroup(t *testing.T) {
+	conf := func(entries string) string {
+		return "virtual_server_group G {\n" + entries + "}\nvirtual_server group G {\n protocol TCP\n lb_kind NAT\n" +
+			" real_server 198.18.1.1 8080 {\n  TCP_CHECK {\n   connect_timeout 1\n  }\n }\n" +
+			" real_server 198.18.1.2 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n}\n"
+	}
+	keys := func(vss []VirtualServer) []string {
+		var out []string
+		for _, vs := range vss {
+			s := vs.Key.String()
+			for _, m := range vs.Members {
+				s += " " + m.String()
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	vss, err := FromKeepalived(parseConf(t, conf(" 192.0.2.1-3 80\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(vss); strings.Join(got, "|") != "tcp group G (IPv4) tcp 192.0.2.1:80 tcp 192.0.2.2:80 tcp 192.0.2.3:80" {
+		t.Errorf("entries %q, want one shared by the three members", got)
+	}
+	// 198.18.1.2 has no port: it is 198.18.1.2:80 for the port-80 members and
+	// 198.18.1.2:443 for the other, whose pool is its own.
+	vss, err = FromKeepalived(parseConf(t, conf(" 192.0.2.1-2 80\n 192.0.2.9 443\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(vss); strings.Join(got, "|") != "tcp group G (IPv4) tcp 192.0.2.1:80 tcp 192.0.2.2:80|tcp 192.0.2.9:443" {
+		t.Errorf("entries %q", got)
+	}
+
+	rec := newRecorder()
+	m := newMonitor(t, Options{OnUpdate: rec.on})
+	two, _ := FromKeepalived(parseConf(t, conf(" 192.0.2.1-2 80\n")))
+	three, _ := FromKeepalived(parseConf(t, conf(" 192.0.2.1-3 80\n")))
+	if err := m.Apply(two); err != nil {
+		t.Fatal(err)
+	}
+	if u := rec.next(t); len(u.Dests) != 2 || u.Service.Group != "G" {
+		t.Fatalf("first update %+v", u)
+	}
+	if err := m.Apply(three); err != nil {
+		t.Fatal(err)
+	}
+	if u := rec.next(t); u.Service.Group != "G" || len(u.Dests) != 2 {
+		t.Errorf("no update for the group when a member joined: %+v", u)
+	}
+	if err := m.Apply(three); err != nil {
+		t.Fatal(err)
+	}
+	rec.quiet(t, 100*time.Millisecond)
+}

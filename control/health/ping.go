@@ -136,7 +136,7 @@ func (c *Ping) Check(ctx context.Context) Result {
 		if n == 0 {
 			continue
 		}
-		m, err := unix.Read(fd, buf)
+		m, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 				continue

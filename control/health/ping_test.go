@@ -45,7 +45,9 @@ func pingNS(t *testing.T) *testbed.NS {
 
 func ip(t *testing.T, ns *testbed.NS, args ...string) {
 	t.Helper()
-	if out, err := exec.Command("ip", append([]string{"-n", ns.Name()}, args...)...).CombinedOutput(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "ip", append([]string{"-n", ns.Name()}, args...)...).CombinedOutput(); err != nil {
 		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 }
