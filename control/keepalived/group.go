@@ -32,8 +32,8 @@ import (
 // the whole block persistent (360 s) with a warning, as xlvs does.
 
 // maxGroupAddrs bounds the services one virtual_server_group entry may expand to (an
-// IPv4 /16 or an IPv6 /112); keepalived without nftables creates each one as an IPVS
-// service too.
+// IPv4 /16 or an IPv6 /112), and all the groups of a file together; keepalived without
+// nftables creates each one as an IPVS service too.
 const maxGroupAddrs = 1 << 16
 
 // vsgUsage is what a virtual_server_group entry looks like, for messages.
@@ -263,10 +263,10 @@ func count(a, b netip.Addr) int {
 	return n
 }
 
-// members expands "virtual_server group NAME" into one raw virtual server per address
+// expandGroup expands "virtual_server group NAME" into one raw virtual server per address
 // and port of the group, in the group's order. It reports false when the group is
 // missing (an error) or lists no address (a warning: nothing to serve).
-func (p *parser) members(r *rawVS) ([]*rawVS, bool) {
+func (p *parser) expandGroup(r *rawVS) ([]*rawVS, bool) {
 	i := slices.IndexFunc(p.vsgs, func(g *VirtualServerGroup) bool { return g.Name == r.group })
 	if i < 0 {
 		var names []string
@@ -290,10 +290,15 @@ func (p *parser) members(r *rawVS) ([]*rawVS, bool) {
 		if e.Port == 0 {
 			zeroPort = true
 		}
+		if p.members+count(e.First, e.Last) > maxGroupAddrs {
+			p.errorf(e.Pos, "virtual_server group %s: the groups of this file give more than %d services: split the configuration or use fewer addresses", r.group, maxGroupAddrs)
+			return nil, false
+		}
 		e.Addrs(func(a netip.Addr) bool {
 			m := *r
 			m.addr, m.port, m.entryPos = a, e.Port, e.Pos
 			out = append(out, &m)
+			p.members++
 			return true
 		})
 	}

@@ -370,3 +370,14 @@ func TestDPVSRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupBound: the groups of one file give at most 65536 services, an error naming
+// the entry beyond (not a configuration that eats the director's memory).
+func TestGroupBound(t *testing.T) {
+	src := "virtual_server_group A {\n 10.1.0.0/16 80\n 10.2.0.0/16 80\n}\n" +
+		"virtual_server group A {\n protocol TCP\n real_server 198.18.1.1 80 {\n }\n}\n"
+	_, err := Parse("b.conf", []byte(src), Options{})
+	if err == nil || !strings.Contains(err.Error(), "b.conf:3: virtual_server group A: the groups of this file give more than 65536 services") {
+		t.Errorf("err %v", err)
+	}
+}

@@ -165,6 +165,8 @@ type parser struct {
 	groups []*LocalAddressGroup // local_address_group blocks, in file order
 	syncd  syncState            // global_defs' lvs_sync_daemon and the VRRP instances' ids
 	vsgs   []*VirtualServerGroup
+	// members counts the services the virtual_server groups gave so far.
+	members int
 	tracks []*TrackFile
 	// DPVS's deny_address_group and allow_address_group blocks: name -> entries.
 	denyGroups, allowGroups map[string]addrList
@@ -232,7 +234,7 @@ func (p *parser) top(nodes []*node) *Config {
 		one := []*rawVS{r}
 		if r.group != "" {
 			var ok bool
-			if one, ok = p.members(r); !ok {
+			if one, ok = p.expandGroup(r); !ok {
 				continue
 			}
 		}
