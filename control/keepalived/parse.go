@@ -167,7 +167,7 @@ type parser struct {
 	vsgs   []*VirtualServerGroup
 	// members counts the services the virtual_server groups gave so far.
 	members int
-	tracks []*TrackFile
+	tracks  []*TrackFile
 	// DPVS's deny_address_group and allow_address_group blocks: name -> entries.
 	denyGroups, allowGroups map[string]addrList
 }
