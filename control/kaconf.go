@@ -25,9 +25,12 @@ type Keepalived struct {
 	log  *slog.Logger
 	mon  *health.Monitor
 
-	mu  sync.Mutex // serialises reloads; guards cfg, vs, starting and startErrs
+	mu  sync.Mutex // serialises reloads; guards cfg, vs, members, starting and startErrs
 	cfg *keepalived.Config
 	vs  map[health.ServiceKey]keepalived.VirtualServer
+	// members are the services a shared health entry (a virtual_server group's) stands
+	// for; a key not in it stands for itself.
+	members map[health.ServiceKey][]health.ServiceKey
 	// starting: the monitor's first updates are being applied; the destinations the
 	// daemon refuses then are collected in startErrs and stop the start.
 	starting  bool
@@ -69,7 +72,12 @@ func (b *kaBatch) apply(d *Daemon) error {
 	return errors.New(msg)
 }
 
-func kaVSName(vs keepalived.VirtualServer) string { return "virtual_server " + vs.ServiceKey.String() }
+func kaVSName(vs keepalived.VirtualServer) string {
+	if vs.Group != "" {
+		return fmt.Sprintf("virtual_server group %s member %s (listed at %s)", vs.Group, vs.ServiceKey, vs.GroupEntry)
+	}
+	return "virtual_server " + vs.ServiceKey.String()
+}
 
 func kaServiceKey(k keepalived.ServiceKey) api.ServiceKey {
 	return api.ServiceKey{Protocol: strings.ToLower(k.Protocol), Addr: k.Addr.Unmap(), Port: k.Port}
@@ -261,7 +269,7 @@ func (d *Daemon) applyKeepalived(path string, opts keepalived.Options) (*Keepali
 	if err := b.apply(d); err != nil {
 		return nil, nil, err // it names the file and line
 	}
-	k.setConfig(cfg)
+	k.setConfig(cfg, vss)
 	return k, vss, nil
 }
 
@@ -305,13 +313,19 @@ func (k *Keepalived) load() (*keepalived.Config, []health.VirtualServer, error) 
 	return cfg, vss, nil
 }
 
-func (k *Keepalived) setConfig(cfg *keepalived.Config) {
+func (k *Keepalived) setConfig(cfg *keepalived.Config, vss []health.VirtualServer) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.cfg = cfg
 	k.vs = map[health.ServiceKey]keepalived.VirtualServer{}
 	for _, vs := range cfg.VirtualServers {
 		k.vs[kaHealthKey(vs.ServiceKey)] = vs
+	}
+	k.members = map[health.ServiceKey][]health.ServiceKey{}
+	for _, hv := range vss {
+		if len(hv.Members) > 0 {
+			k.members[hv.Key] = slices.Clone(hv.Members)
+		}
 	}
 }
 
@@ -335,17 +349,44 @@ func destRule(vs keepalived.VirtualServer, addr netip.AddrPort, sorry bool) api.
 }
 
 // reconcile makes a service's destinations what the health checks want, in one atomic
-// change. It runs serially, in the order the Monitor decided.
+// change; for a virtual_server group's shared checks, every member service's at once.
+// It runs serially, in the order the Monitor decided.
 func (k *Keepalived) reconcile(u health.Update) {
 	if u.Removed {
 		return
 	}
 	k.mu.Lock()
-	vs, ok := k.vs[u.Service]
-	k.mu.Unlock()
-	if !ok {
-		return
+	keys, shared := k.members[u.Service]
+	if !shared {
+		keys = []health.ServiceKey{u.Service}
 	}
+	var vss []keepalived.VirtualServer
+	for _, key := range keys {
+		if vs, ok := k.vs[key]; ok {
+			vss = append(vss, vs)
+		}
+	}
+	k.mu.Unlock()
+	b := newKABatch()
+	for _, vs := range vss {
+		k.reconcileOne(b, vs, u)
+	}
+	k.d.healthEvents.Add(uint64(len(u.Events)))
+	if err := b.apply(k.d); err != nil {
+		k.mu.Lock()
+		starting := k.starting
+		if starting {
+			k.startErrs = append(k.startErrs, err)
+		}
+		k.mu.Unlock()
+		if !starting {
+			k.log.Error("apply health-check result", "service", u.Service, "err", err)
+		}
+	}
+}
+
+// reconcileOne adds to b what makes vs's destinations those of u.
+func (k *Keepalived) reconcileOne(b *kaBatch, vs keepalived.VirtualServer, u health.Update) {
 	key := kaServiceKey(vs.ServiceKey)
 	cur, e := k.d.list(&api.Service{ServiceKey: key})
 	if e != nil || len(cur) != 1 {
@@ -356,7 +397,6 @@ func (k *Keepalived) reconcile(u health.Update) {
 	for _, d := range cur[0].Dests {
 		have[netip.AddrPortFrom(d.Addr, d.Port)] = d
 	}
-	b := newKABatch()
 	svc := &api.Service{ServiceKey: key}
 	for _, want := range u.Dests {
 		addr := netip.AddrPortFrom(want.Addr.Addr().Unmap(), want.Addr.Port())
@@ -374,18 +414,6 @@ func (k *Keepalived) reconcile(u health.Update) {
 		case !want.InPool && present:
 			d := api.Dest{Addr: addr.Addr(), Port: addr.Port()}
 			b.add(api.Request{Op: api.OpDelDest, Service: svc, Dest: &d}, pos, what)
-		}
-	}
-	k.d.healthEvents.Add(uint64(len(u.Events)))
-	if err := b.apply(k.d); err != nil {
-		k.mu.Lock()
-		starting := k.starting
-		if starting {
-			k.startErrs = append(k.startErrs, err)
-		}
-		k.mu.Unlock()
-		if !starting {
-			k.log.Error("apply health-check result", "service", key, "err", err)
 		}
 	}
 }
@@ -473,7 +501,7 @@ func (k *Keepalived) Reload() error {
 			}
 		}
 	}
-	k.setConfig(newCfg)
+	k.setConfig(newCfg, vss)
 	if err := k.mon.Apply(vss); err != nil {
 		return fmt.Errorf("reload %s: %w", k.path, err)
 	}

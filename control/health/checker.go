@@ -11,7 +11,8 @@ import (
 )
 
 // Checker probes one real server once. Implementations: TCP (TCP_CHECK), HTTP (HTTP_GET
-// and SSL_GET), Misc (MISC_CHECK).
+// and SSL_GET), Misc (MISC_CHECK), SMTP (SMTP_CHECK), DNS (DNS_CHECK), UDP (UDP_CHECK),
+// Ping (PING_CHECK), File (FILE_CHECK).
 //
 // Check must return when ctx is done and must honour its own timeout (connect_timeout,
 // misc_timeout); it is never called concurrently with itself. String must describe
@@ -73,34 +74,44 @@ func (d Dialer) String() string {
 
 // dial connects to addr over TCP within timeout, honouring ctx.
 func (d Dialer) dial(ctx context.Context, addr netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	return d.dialNet(ctx, "tcp", addr, timeout)
+}
+
+// setOpts applies fwmark and bind_if to a socket.
+func (d Dialer) setOpts(fd int) error {
+	if d.Mark != 0 {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_MARK, int(d.Mark)); err != nil {
+			return fmt.Errorf("set fwmark %d: %w", d.Mark, err)
+		}
+	}
+	if d.Interface != "" {
+		if err := syscall.BindToDevice(fd, d.Interface); err != nil {
+			return fmt.Errorf("bind to interface %s: %w", d.Interface, err)
+		}
+	}
+	return nil
+}
+
+// dialNet connects a "tcp" or "udp" socket to addr within timeout, honouring ctx.
+func (d Dialer) dialNet(ctx context.Context, network string, addr netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	nd := net.Dialer{Timeout: timeout}
 	if d.Bind.IsValid() {
-		nd.LocalAddr = net.TCPAddrFromAddrPort(d.Bind)
+		if network == "udp" {
+			nd.LocalAddr = net.UDPAddrFromAddrPort(d.Bind)
+		} else {
+			nd.LocalAddr = net.TCPAddrFromAddrPort(d.Bind)
+		}
 	}
 	if d.Interface != "" || d.Mark != 0 {
 		nd.Control = func(_, _ string, rc syscall.RawConn) error {
 			var serr error
-			err := rc.Control(func(fd uintptr) {
-				if d.Mark != 0 {
-					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, int(d.Mark))
-					if serr != nil {
-						serr = fmt.Errorf("set fwmark %d: %w", d.Mark, serr)
-						return
-					}
-				}
-				if d.Interface != "" {
-					if serr = syscall.BindToDevice(int(fd), d.Interface); serr != nil {
-						serr = fmt.Errorf("bind to interface %s: %w", d.Interface, serr)
-					}
-				}
-			})
-			if err != nil {
+			if err := rc.Control(func(fd uintptr) { serr = d.setOpts(int(fd)) }); err != nil {
 				return err
 			}
 			return serr
 		}
 	}
-	c, err := nd.DialContext(ctx, "tcp", addr.String())
+	c, err := nd.DialContext(ctx, network, addr.String())
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

@@ -9,8 +9,11 @@
 //     virtualhost as Host header, SNI when asked), Misc (MISC_CHECK: a program run
 //     without a shell; exit 0 up, 1 down, with misc_dynamic 2-255 up with weight
 //     status-2; killed after misc_timeout with SIGTERM then SIGKILL to its process
-//     group). Checks use the director's own network stack; Dialer adds bindto,
-//     bind_port, bind_if and fwmark.
+//     group); SMTP (SMTP_CHECK: greeting 220, HELO answered 250, QUIT), DNS (DNS_CHECK: a
+//     query answered with RCODE 0), UDP (UDP_CHECK: no ICMP unreachable, or a matching
+//     reply), Ping (PING_CHECK: ICMP/ICMPv6 echo, unprivileged socket or raw), File
+//     (FILE_CHECK: track_file's number, a fault or a weight). Checks use the director's
+//     own network stack; Dialer adds bindto, bind_port, bind_if and fwmark.
 //   - Check: a Checker with keepalived's timing: Interval (delay_loop), Retry and
 //     RetryDelay (delay_before_retry), Warmup (random delay before the first run), Alpha.
 //     A check that is up goes down after 1+Retry consecutive failures; a check that is

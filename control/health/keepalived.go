@@ -12,7 +12,11 @@ import (
 
 // FromKeepalived turns a parsed keepalived.conf into the Monitor's configuration: one
 // VirtualServer per virtual_server (protocol in lower case, as the control API names
-// it), each checker with its resolved timing. The SSL block's certificate and key, when
+// it), each checker with its resolved timing. The services of a "virtual_server group"
+// block share one VirtualServer per protocol and address family (Key.Group set,
+// Members listing them), so their checks run once, as keepalived runs them; a member
+// whose pool differs (a real server or checker port taken from the member's port) gets
+// its own. The SSL block's certificate and key, when
 // given, are the client certificate of every SSL_GET.
 func FromKeepalived(cfg *keepalived.Config) ([]VirtualServer, error) {
 	var certs []tls.Certificate
@@ -33,6 +37,7 @@ func FromKeepalived(cfg *keepalived.Config) ([]VirtualServer, error) {
 		}
 	}
 	out := make([]VirtualServer, 0, len(cfg.VirtualServers))
+	shared := map[ServiceKey]int{} // group key -> index in out
 	for _, kvs := range cfg.VirtualServers {
 		vs := VirtualServer{
 			Key:        ServiceKey{Protocol: strings.ToLower(kvs.Protocol), Addr: kvs.Addr, Port: kvs.Port},
@@ -51,7 +56,7 @@ func FromKeepalived(cfg *keepalived.Config) ([]VirtualServer, error) {
 		for _, krs := range kvs.RealServers {
 			rs := RealServer{Addr: krs.Addr, Weight: krs.Weight, Inhibit: krs.Inhibit}
 			for _, kc := range krs.Checkers {
-				chk, err := checker(kc, certs)
+				chk, err := checker(kc, certs, krs.Weight)
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", kc.Pos, err)
 				}
@@ -70,12 +75,48 @@ func FromKeepalived(cfg *keepalived.Config) ([]VirtualServer, error) {
 			}
 			vs.Servers = append(vs.Servers, rs)
 		}
+		if kvs.Group != "" {
+			// keepalived runs a virtual_server group's checkers once for all its
+			// services: so do the members with the same protocol, family and pool.
+			gk := ServiceKey{Protocol: vs.Key.Protocol, Addr: netip.IPv4Unspecified(), Group: kvs.Group}
+			if kvs.Addr.Is6() {
+				gk.Addr = netip.IPv6Unspecified()
+			}
+			if i, ok := shared[gk]; ok && samePool(out[i], vs) {
+				out[i].Members = append(out[i].Members, vs.Key)
+				continue
+			}
+			if _, ok := shared[gk]; !ok {
+				shared[gk] = len(out)
+				vs.Members = []ServiceKey{vs.Key}
+				vs.Key = gk
+			}
+		}
 		out = append(out, vs)
 	}
 	if err := Validate(out); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// samePool reports whether two services have the same pool: real servers (address,
+// weight, inhibit, checks), sorry server, quorum and hysteresis. Group members differ
+// only when a real server's port, or a checker's, comes from the member's port.
+func samePool(a, b VirtualServer) bool {
+	if a.Quorum != b.Quorum || a.Hysteresis != b.Hysteresis || len(a.Servers) != len(b.Servers) {
+		return false
+	}
+	if (a.Sorry == nil) != (b.Sorry == nil) || (a.Sorry != nil && *a.Sorry != *b.Sorry) {
+		return false
+	}
+	for i := range a.Servers {
+		x, y := a.Servers[i], b.Servers[i]
+		if x.Addr != y.Addr || x.Weight != y.Weight || x.Inhibit != y.Inhibit || !sameChecks(x.Checks, y.Checks) {
+			return false
+		}
+	}
+	return true
 }
 
 func usesSSL(cfg *keepalived.Config) bool {
@@ -91,8 +132,9 @@ func usesSSL(cfg *keepalived.Config) bool {
 	return false
 }
 
-// checker builds the Checker of one keepalived checker block.
-func checker(kc keepalived.Checker, certs []tls.Certificate) (Checker, error) {
+// checker builds the Checker of one keepalived checker block; weight is the real
+// server's configured weight (FILE_CHECK adds to it).
+func checker(kc keepalived.Checker, certs []tls.Certificate, weight int32) (Checker, error) {
 	d := Dialer{Interface: kc.BindIf, Mark: kc.FWMark}
 	if kc.BindTo.IsValid() {
 		d.Bind = netip.AddrPortFrom(kc.BindTo, kc.BindPort)
@@ -119,6 +161,22 @@ func checker(kc keepalived.Checker, certs []tls.Certificate) (Checker, error) {
 		return NewSSL(h)
 	case keepalived.CheckMisc:
 		return NewMisc(Misc{Args: kc.MiscPath, Timeout: kc.MiscTimeout, Dynamic: kc.MiscDynamic, User: kc.User, Group: kc.Group})
+	case keepalived.CheckSMTP:
+		return NewSMTP(SMTP{Addr: kc.Connect, Timeout: kc.ConnectTimeout, HeloName: kc.HeloName, Dialer: d})
+	case keepalived.CheckDNS:
+		return NewDNS(DNS{Addr: kc.Connect, Timeout: kc.ConnectTimeout, Type: kc.DNSType, Name: kc.DNSName, Dialer: d})
+	case keepalived.CheckUDP:
+		return NewUDP(UDP{Addr: kc.Connect, Timeout: kc.ConnectTimeout, Payload: kc.Payload, RequireReply: kc.RequireReply,
+			ReplyData: kc.ReplyData, ReplyMask: kc.ReplyMask, MinReplyLen: kc.MinReplyLen, MaxReplyLen: kc.MaxReplyLen, Dialer: d})
+	case keepalived.CheckPing:
+		return NewPing(Ping{Addr: kc.Connect.Addr(), Timeout: kc.ConnectTimeout, Dialer: d})
+	case keepalived.CheckFile:
+		t := kc.TrackFile
+		if t == nil {
+			return nil, fmt.Errorf("%w: FILE_CHECK without a track_file", ErrSpec)
+		}
+		return NewFile(File{Path: t.Path, Weight: kc.FileWeight, Reverse: kc.FileReverse, ConfiguredWeight: weight,
+			Init: t.Init, InitValue: t.InitValue, Overwrite: t.Overwrite})
 	}
 	return nil, fmt.Errorf("%w: checker type %q is not run by xlvs", ErrSpec, kc.Type)
 }
@@ -163,7 +221,7 @@ func ParseChecks(key ServiceKey, rs netip.AddrPort, text string) ([]Check, error
 	}
 	checks := vss[0].Servers[0].Checks
 	if len(checks) == 0 {
-		return nil, fmt.Errorf("%w: no TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK block for %s", ErrSpec, rs)
+		return nil, fmt.Errorf("%w: no checker block (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK, DNS_CHECK, UDP_CHECK, PING_CHECK) for %s", ErrSpec, rs)
 	}
 	return checks, nil
 }

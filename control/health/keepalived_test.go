@@ -260,7 +260,7 @@ func TestParseChecks(t *testing.T) {
 	}
 	tests := []struct{ text, want string }{
 		{"TCP_CHECK {\n connect_timout 3\n}", `check:2: TCP_CHECK: unknown keyword "connect_timout": did you mean "connect_timeout"?`},
-		{"weight 3", "no TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK block"},
+		{"weight 3", "no checker block"},
 		{"}\n}\nvirtual_server 198.18.0.11 80 {\nreal_server 198.18.1.1 80 {", "not a list of checker blocks"},
 		{"include /etc/passwd", "include is not allowed"},
 	}

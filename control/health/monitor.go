@@ -126,7 +126,7 @@ func (m *Monitor) Apply(vss []VirtualServer) error {
 		old := m.services[vs.Key]
 		svc, events := m.build(vs, old, now)
 		m.services[vs.Key] = svc
-		if old == nil || len(events) > 0 || !slices.Equal(old.dests, svc.dests) {
+		if old == nil || len(events) > 0 || !slices.Equal(old.dests, svc.dests) || !slices.Equal(old.spec.Members, vs.Members) {
 			m.count(events)
 			updates = append(updates, Update{Service: vs.Key, Events: events, Dests: svc.dests})
 		}
@@ -157,6 +157,7 @@ func cloneVS(vs VirtualServer) VirtualServer {
 		s := *vs.Sorry
 		vs.Sorry = &s
 	}
+	vs.Members = slices.Clone(vs.Members)
 	vs.Servers = slices.Clone(vs.Servers)
 	for i := range vs.Servers {
 		vs.Servers[i].Checks = slices.Clone(vs.Servers[i].Checks)

@@ -12,9 +12,20 @@ type ServiceKey struct {
 	Protocol string
 	Addr     netip.Addr
 	Port     uint16
+	// Group names a keepalived virtual_server_group whose services share their checks:
+	// the key of a VirtualServer whose Members are those services; Addr is then the
+	// unspecified address of their family and Port 0.
+	Group string
 }
 
 func (k ServiceKey) String() string {
+	if k.Group != "" {
+		fam := 4
+		if k.Addr.Is6() {
+			fam = 6
+		}
+		return fmt.Sprintf("%s group %s (IPv%d)", k.Protocol, k.Group, fam)
+	}
 	return fmt.Sprintf("%s %s", k.Protocol, netip.AddrPortFrom(k.Addr, k.Port))
 }
 
@@ -31,6 +42,11 @@ type VirtualServer struct {
 	// Sorry takes the traffic while the quorum is lost; nil for none.
 	Sorry   *SorryServer
 	Servers []RealServer
+	// Members are the services this entry's checks and pool stand for, when it is a
+	// keepalived virtual_server_group's (Key.Group set): every Update for it applies to
+	// each of them. The Monitor only carries them: an Apply that changes them delivers
+	// an Update, so a service joining the group gets the group's destinations.
+	Members []ServiceKey
 }
 
 // RealServer is one real server and its checks. It is up while every check passes; with

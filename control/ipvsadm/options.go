@@ -1,6 +1,7 @@
 package ipvsadm
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -165,6 +166,37 @@ var optTable = []optSpec{
 	{"ifname", 'F', argRequired, tIfname},
 }
 
+// dpvsOnly are DPVS ipvsadm's options (iqiyi/dpvs tools/ipvsadm/ipvsadm.c) that xlvsadm
+// does not have, with why: a clear message instead of "unknown option" or a missing
+// argument. DPVS's --fullnat is its -b, which ipvsadm (and xlvsadm) use for
+// --sched-flags; -b without flags is taken for DPVS's (short).
+var dpvsOnly = []struct {
+	long  string
+	short byte
+	why   string
+}{
+	{"snat", 'J', "DPVS's SNAT forwarding is not supported by xlvs: use -m, -g, -i or --fullnat"},
+	{"synproxy", 'j', "xlvs has no SYN proxy: remove it (the real servers answer SYNs themselves)"},
+	{"match", 'H', "DPVS's SNAT match services are not supported by xlvs: give the service with -t or -u"},
+	{"hash-target", 'Y', "it sets the key of DPVS's conhash scheduler, which xlvs does not have (use -s mh or -s sh)"},
+	{"blklst", 'k', "DPVS's deny lists are not supported by xlvs: filter clients in front of the director"},
+	{"add-blklst", 'U', "DPVS's deny lists are not supported by xlvs: filter clients in front of the director"},
+	{"del-blklst", 0, "DPVS's deny lists are not supported by xlvs"},
+	{"get-blklst", 'B', "DPVS's deny lists are not supported by xlvs"},
+	{"icmp-service", 'q', "DPVS's ICMP services are not supported by xlvs: use -t, -u or --sctp-service"},
+	{"sockpair", 0, "DPVS's connection lookup by socket pair is not supported by xlvs: list with -L -c"},
+}
+
+// dpvsError is the message for a DPVS ipvsadm option xlvsadm does not have, or nil.
+func dpvsError(name string, long string, short byte) error {
+	for _, o := range dpvsOnly {
+		if (long != "" && o.long == long) || (short != 0 && o.short == short) {
+			return fmt.Errorf("%s: DPVS ipvsadm's --%s is not supported by xlvsadm: %s", name, o.long, o.why)
+		}
+	}
+	return nil
+}
+
 func findLong(name string) *optSpec {
 	for i := range optTable {
 		if optTable[i].long == name {
@@ -232,6 +264,9 @@ func (s *scanner) long(a string) (token, bool, error) {
 	name, val, hasVal := strings.Cut(a[2:], "=")
 	spec := findLong(name)
 	if spec == nil || name == "" {
+		if err := dpvsError("--"+name, name, 0); err != nil && name != "" {
+			return token{}, false, err
+		}
 		return token{}, false, fmt.Errorf("--%s: unknown option", name)
 	}
 	tok := token{spec: spec, name: "--" + name}
@@ -265,9 +300,17 @@ func (s *scanner) short() (token, bool, error) {
 	spec := findShort(c)
 	if spec == nil {
 		s.bundle = ""
+		if err := dpvsError("-"+string(c), "", c); err != nil {
+			return token{}, false, err
+		}
 		return token{}, false, fmt.Errorf("-%c: unknown option", c)
 	}
 	tok := token{spec: spec, name: "-" + string(c)}
+	if spec.tag == tSchedFlags && s.bundle == "" && (s.i >= len(s.args) || strings.HasPrefix(s.args[s.i], "-")) {
+		// ipvsadm's -b takes scheduler flags; DPVS ipvsadm's -b (--fullnat) takes none.
+		return token{}, false, errors.New("-b: no scheduler flags given: in ipvsadm -b is --sched-flags FLAGS (such as -b sh-port); " +
+			"for DPVS ipvsadm's -b (--fullnat, FULLNAT forwarding) write --fullnat")
+	}
 	switch spec.arg {
 	case argRequired:
 		if s.bundle != "" {

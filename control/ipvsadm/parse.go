@@ -547,6 +547,9 @@ func (st *state) finish(positional []string) error {
 		if st.sched == "" {
 			st.sched = DefaultScheduler
 		}
+		if st.sched == "conhash" {
+			return fmt.Errorf("Scheduler not found: `conhash' (DPVS's consistent-hash scheduler is not in xlvs: use mh, Maglev hashing, or sh)")
+		}
 		if indexOf(Schedulers, st.sched) < 0 {
 			return fmt.Errorf("Scheduler not found: `%s' (want one of %s)", st.sched, strings.Join(Schedulers, " "))
 		}

@@ -218,7 +218,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "only positional", args: []string{"foo"}, want: "no command given"},
 		{name: "unknown first option", args: []string{"--bogus"}, want: "--bogus: unknown option\nTry `xlvsadm -h' or 'xlvsadm --help' for more information."},
 		{name: "unknown later option", args: []string{"-L", "--bogus"}, want: "--bogus: unknown option"},
-		{name: "unknown short option", args: []string{"-Lk"}, want: "-k: unknown option"},
+		{name: "unknown short option", args: []string{"-LK"}, want: "-K: unknown option"},
 		{name: "missing argument", args: []string{"-A", "-t"}, want: "-t: missing argument"},
 		{name: "long missing argument", args: []string{"-A", "--tcp-service"}, want: "--tcp-service: missing argument"},
 		{name: "argument not wanted", args: []string{"-L", "--numeric=yes"}, want: "--numeric: option does not take an argument"},

@@ -47,6 +47,23 @@ const (
 	CheckHTTP = "HTTP_GET"
 	CheckSSL  = "SSL_GET"
 	CheckMisc = "MISC_CHECK"
+	CheckSMTP = "SMTP_CHECK" // greeting 220, HELO answered 250, QUIT answered
+	CheckDNS  = "DNS_CHECK"  // a DNS query over UDP answered without error
+	CheckUDP  = "UDP_CHECK"  // a UDP datagram not refused (ICMP unreachable), or answered
+	CheckPing = "PING_CHECK" // an ICMP or ICMPv6 echo answered
+	CheckFile = "FILE_CHECK" // the number in a track_file: a fault or a weight change
+)
+
+// Defaults of the checkers added in keepalived 2.x (check_dns.h, check_smtp.h,
+// check_udp.c, keepalived.conf(5)).
+const (
+	DefaultDNSRetry    = 3                            // retry of a DNS_CHECK
+	DefaultDNSType     = "SOA"                        // type of a DNS_CHECK query
+	DefaultDNSName     = "."                          // name of a DNS_CHECK query
+	DefaultHeloName    = "smtpchecker.keepalived.org" // helo_name of an SMTP_CHECK
+	DefaultSMTPPort    = 25                           // SMTP_CHECK port when the real server has none
+	DefaultMaxReplyLen = 255                          // max_reply_length of a UDP_CHECK
+	DefaultTrackWeight = 1                            // weight of a track_file block
 )
 
 // Pos is where something was written: a file name as the configuration named it
@@ -82,6 +99,11 @@ type Config struct {
 	// LocalAddressGroups are the top-level local_address_group blocks (DPVS's keepalived),
 	// in file order.
 	LocalAddressGroups []LocalAddressGroup
+	// Groups are the top-level virtual_server_group blocks, in file order. Their
+	// address entries are expanded into VirtualServers by "virtual_server group NAME".
+	Groups []VirtualServerGroup
+	// TrackFiles are the top-level track_file blocks (FILE_CHECK's files), in file order.
+	TrackFiles []TrackFile
 	// SyncDaemon is global_defs' lvs_sync_daemon, nil when absent.
 	SyncDaemon *SyncDaemon
 	// Warnings, in file order.
@@ -123,10 +145,17 @@ func (m Method) String() string {
 	return s
 }
 
-// VirtualServer is one virtual_server block.
+// VirtualServer is one virtual_server block, or one member (address and port) of the
+// virtual_server_group a "virtual_server group NAME" block names: keepalived makes one
+// IPVS service per address and port of the group, all with the block's settings and
+// real servers.
 type VirtualServer struct {
 	Pos Pos
 	ServiceKey
+	// Group is the virtual_server_group this service is a member of, "" for a
+	// "virtual_server IP PORT" block; GroupEntry is the group's line that lists it.
+	Group      string
+	GroupEntry Pos
 	Scheduler  string   // lb_algo / lvs_sched, DefaultScheduler when absent
 	SchedFlags []string // flag-1, flag-2, flag-3, sh-port, sh-fallback, mh-port, mh-fallback
 	OnePacket  bool     // ops (UDP only)
@@ -155,6 +184,54 @@ type VirtualServer struct {
 	// LocalAddrs are the FULLNAT local addresses: every address of LaddrGroup of the
 	// virtual server's family, ranges expanded, in the group's order; nil without FNAT.
 	LocalAddrs []netip.Addr
+}
+
+// VirtualServerGroup is one virtual_server_group block.
+type VirtualServerGroup struct {
+	Pos     Pos
+	Name    string
+	Entries []GroupEntry
+}
+
+// GroupEntry is one line of a virtual_server_group: an address range with a port
+// (0: every port, for a persistent service), or a firewall mark.
+type GroupEntry struct {
+	Pos Pos
+	// First and Last bound the addresses, Last included (First == Last for one
+	// address); both invalid for a fwmark entry.
+	First, Last netip.Addr
+	Port        uint16
+	// FWMark is the mark of a "fwmark N [inet|inet6]" entry (0 otherwise); FWMarkFamily
+	// is 4, 6 or 0 (not given). xlvs does not serve firewall-mark services yet.
+	FWMark       uint32
+	FWMarkFamily int
+	IsFWMark     bool
+}
+
+// Addrs calls f with each address of the entry in order until f returns false.
+func (e GroupEntry) Addrs(f func(netip.Addr) bool) {
+	if e.IsFWMark {
+		return
+	}
+	for a := e.First; a.IsValid() && a.Compare(e.Last) <= 0; a = a.Next() {
+		if !f(a) {
+			return
+		}
+	}
+}
+
+// TrackFile is one track_file block: a file holding a number, read by FILE_CHECK.
+type TrackFile struct {
+	Pos     Pos
+	Name    string
+	Path    string
+	Weight  int32 // default weight of the FILE_CHECKs that track it, DefaultTrackWeight when absent
+	Reverse bool  // weight ... reverse
+	// Init: init_file was given: the file is created with InitValue when it does not
+	// exist (or always, with Overwrite) before it is first read.
+	Init      bool
+	InitValue int64
+	Overwrite bool
 }
 
 // LocalAddressGroup is one local_address_group block: the director's addresses that
@@ -190,11 +267,11 @@ type RealServer struct {
 	Checkers   []Checker
 }
 
-// Checker is one TCP_CHECK, HTTP_GET, SSL_GET or MISC_CHECK block with every timing
-// value resolved.
+// Checker is one checker block (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK,
+// DNS_CHECK, UDP_CHECK, PING_CHECK or FILE_CHECK) with every timing value resolved.
 type Checker struct {
 	Pos  Pos
-	Type string // CheckTCP, CheckHTTP, CheckSSL or CheckMisc
+	Type string // CheckTCP, CheckHTTP, ...
 
 	// Connection options (not MISC_CHECK). Connect defaults to the real server's address.
 	Connect  netip.AddrPort
@@ -224,6 +301,31 @@ type Checker struct {
 	MiscDynamic bool
 	User        string // user [group] to run the script as; "" runs as the daemon
 	Group       string
+
+	// SMTP_CHECK.
+	HeloName string
+
+	// DNS_CHECK: the query's type (A, NS, CNAME, SOA, MX, TXT or AAAA) and name.
+	DNSType string
+	DNSName string
+
+	// UDP_CHECK. Payload is sent (random bytes when nil). With RequireReply a reply of
+	// MinReplyLen to MaxReplyLen bytes must come, matching ReplyData on the bytes both
+	// have, except the bits set in ReplyMask (the x nibbles of require_reply).
+	Payload      []byte
+	RequireReply bool
+	ReplyData    []byte
+	ReplyMask    []byte
+	MinReplyLen  int
+	MaxReplyLen  int
+
+	// FILE_CHECK: the track_file it reads and the weight applied to the file's number
+	// (0: a non-zero number is a failure, or with FileReverse a zero one; otherwise the
+	// number times the weight, negated with FileReverse, is added to the real server's
+	// weight).
+	TrackFile   *TrackFile
+	FileWeight  int32
+	FileReverse bool
 }
 
 // URL is one url block of an HTTP_GET or SSL_GET.

@@ -1,7 +1,10 @@
 // Package keepalived reads the LVS part of keepalived.conf(5) so that a director's
-// existing configuration runs unchanged under xlvsd: virtual_server blocks with their
-// real servers, sorry server and health checkers (TCP_CHECK, HTTP_GET, SSL_GET,
-// MISC_CHECK), into a Config whose every default and inherited value is resolved.
+// existing configuration runs unchanged under xlvsd: virtual_server blocks (by address
+// and port, or "virtual_server group NAME" over a virtual_server_group, expanded into one
+// VirtualServer per address and port as group.go describes) with their real servers,
+// sorry server and health checkers (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK,
+// DNS_CHECK, UDP_CHECK, PING_CHECK, FILE_CHECK with track_file), into a Config whose every
+// default and inherited value is resolved.
 //
 // # Syntax
 //
@@ -54,10 +57,11 @@
 // after the virtual servers naming them.
 //
 // Blocks and keywords xlvs does not act on are accepted with one Warning each: top-level
-// blocks such as global_defs, vrrp_instance or virtual_server_group; fwmark and group
-// virtual servers; notify and quorum scripts (transitions are logged and counted
-// instead); SMTP_CHECK, DNS_CHECK and the other checkers xlvs does not run; smtp_alert,
-// snmp_name, regex. As keepalived, which logs such lines with their position and carries
+// blocks such as global_defs or vrrp_instance; fwmark virtual servers and the fwmark
+// lines of a virtual_server_group; notify and quorum scripts (transitions are logged and
+// counted instead); BFD_CHECK; smtp_alert, snmp_name, regex; DPVS-only keywords with no
+// xlvs meaning (dpvs.go), while DPVS-only features that would change what a service does
+// (SNAT match services, conhash, the PROXY protocol, deny lists with entries) are errors. As keepalived, which logs such lines with their position and carries
 // on, an unknown or misspelt keyword (skipped with any block it opens), extra words after
 // the values a keyword takes, and persistence_timeout 0 (not persistent) are Warnings
 // naming file and line. What would make a wrong rule set — a malformed address, port,

@@ -121,6 +121,24 @@ func checkConfig(t *testing.T, cfg *Config) {
 					if len(c.MiscPath) == 0 || c.MiscTimeout < 0 {
 						t.Fatalf("MISC_CHECK without path: %+v", c)
 					}
+				case CheckFile:
+					if c.TrackFile == nil || c.TrackFile.Path == "" || c.Retry != 0 || c.DelayLoop != FileCheckInterval {
+						t.Fatalf("FILE_CHECK without a track file or with timing: %+v", c)
+					}
+				case CheckPing:
+					if !c.Connect.Addr().IsValid() || c.ConnectTimeout <= 0 {
+						t.Fatalf("PING_CHECK without address or timeout: %+v", c)
+					}
+				case CheckSMTP, CheckDNS, CheckUDP:
+					if c.Connect.Port() == 0 || c.ConnectTimeout <= 0 {
+						t.Fatalf("%s without port or timeout: %+v", c.Type, c)
+					}
+					if c.Type == CheckSMTP && (c.HeloName == "" || strings.ContainsAny(c.HeloName, "\r\n")) {
+						t.Fatalf("SMTP_CHECK helo_name %q", c.HeloName)
+					}
+					if c.Type == CheckDNS && (c.DNSType == "" || c.DNSName == "") {
+						t.Fatalf("DNS_CHECK without type or name: %+v", c)
+					}
 				case CheckTCP, CheckHTTP, CheckSSL:
 					if c.Connect.Port() == 0 || c.ConnectTimeout <= 0 {
 						t.Fatalf("%s without port or timeout: %+v", c.Type, c)

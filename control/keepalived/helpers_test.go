@@ -29,8 +29,24 @@ func dump(cfg *Config) string {
 	if sd := cfg.SyncDaemon; sd != nil {
 		w(0, "lvs_sync_daemon %s inst %q id %d maxlen %d port %d ttl %d group %v at %s", sd.Interface, sd.VRRPInstance, sd.SyncID, sd.MaxLen, sd.Port, sd.TTL, sd.Group, sd.Pos)
 	}
+	for _, g := range cfg.Groups {
+		w(0, "virtual_server_group %s at %s", g.Name, g.Pos)
+		for _, e := range g.Entries {
+			if e.IsFWMark {
+				w(1, "fwmark %d family %d at %s", e.FWMark, e.FWMarkFamily, e.Pos)
+				continue
+			}
+			w(1, "%s-%s port %d at %s", e.First, e.Last, e.Port, e.Pos)
+		}
+	}
+	for _, t := range cfg.TrackFiles {
+		w(0, "track_file %s at %s: file %q weight %d reverse %v init %v %d overwrite %v", t.Name, t.Pos, t.Path, t.Weight, t.Reverse, t.Init, t.InitValue, t.Overwrite)
+	}
 	for _, vs := range cfg.VirtualServers {
 		w(0, "virtual_server %s at %s", vs.ServiceKey, vs.Pos)
+		if vs.Group != "" {
+			w(1, "group %s entry %s", vs.Group, vs.GroupEntry)
+		}
 		w(1, "sched %s flags %v ops %v hashed %v method %s", vs.Scheduler, vs.SchedFlags, vs.OnePacket, vs.Hashed, vs.Method)
 		w(1, "persistence %d granularity %q engine %q", vs.PersistenceTimeout, vs.PersistenceGranularity, vs.PersistenceEngine)
 		w(1, "delay_loop %v quorum %d hysteresis %d alpha %v omega %v ha_suspend %v virtualhost %q",
@@ -54,13 +70,27 @@ func dump(cfg *Config) string {
 				w(2, "%s at %s", c.Type, c.Pos)
 				w(3, "delay_loop %v retry %d delay_before_retry %v warmup %v alpha %v",
 					c.DelayLoop, c.Retry, c.DelayBeforeRetry, c.Warmup, c.Alpha)
-				if c.Type == CheckMisc {
+				switch c.Type {
+				case CheckMisc:
 					w(3, "misc_path %q timeout %v dynamic %v user %q group %q", c.MiscPath, c.MiscTimeout, c.MiscDynamic, c.User, c.Group)
+					continue
+				case CheckFile:
+					w(3, "track_file %s (%s) weight %d reverse %v", c.TrackFile.Name, c.TrackFile.Path, c.FileWeight, c.FileReverse)
 					continue
 				}
 				w(3, "connect %s timeout %v bindto %v bind_port %d bind_if %q fwmark %d",
 					c.Connect, c.ConnectTimeout, c.BindTo, c.BindPort, c.BindIf, c.FWMark)
-				if c.Type == CheckTCP {
+				switch c.Type {
+				case CheckTCP, CheckPing:
+					continue
+				case CheckSMTP:
+					w(3, "helo_name %q", c.HeloName)
+					continue
+				case CheckDNS:
+					w(3, "type %s name %q", c.DNSType, c.DNSName)
+					continue
+				case CheckUDP:
+					w(3, "payload %x require_reply %v %x mask %x length %d-%d", c.Payload, c.RequireReply, c.ReplyData, c.ReplyMask, c.MinReplyLen, c.MaxReplyLen)
 					continue
 				}
 				w(3, "http %s sni %v %q", c.HTTPProtocol, c.EnableSNI, c.SNIName)

@@ -85,6 +85,22 @@ type state struct {
 	expanded int
 	// aborted: the block structure is broken; report it once.
 	aborted bool
+	// said holds every warning and error reported, so that one said again (the members
+	// of a virtual_server_group share their block's lines) is reported once.
+	said map[Warning]bool
+}
+
+// once reports whether (pos, msg) is new, and remembers it.
+func (s *state) once(pos Pos, msg string) bool {
+	if s.said == nil {
+		s.said = map[Warning]bool{}
+	}
+	k := Warning{Pos: pos, Msg: msg}
+	if s.said[k] {
+		return false
+	}
+	s.said[k] = true
+	return true
 }
 
 func (s *state) errorf(pos Pos, format string, args ...any) {
@@ -92,13 +108,17 @@ func (s *state) errorf(pos Pos, format string, args ...any) {
 }
 
 func (s *state) addErr(pos Pos, kind error, format string, args ...any) {
-	if len(s.errs) < maxErrors {
-		s.errs = append(s.errs, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...), kind: kind})
+	msg := fmt.Sprintf(format, args...)
+	if len(s.errs) < maxErrors && s.once(pos, "E"+msg) {
+		s.errs = append(s.errs, &Error{Pos: pos, Msg: msg, kind: kind})
 	}
 }
 
 func (s *state) warnf(pos Pos, format string, args ...any) {
 	w := Warning{Pos: pos, Msg: fmt.Sprintf(format, args...)}
+	if !s.once(pos, "W"+w.Msg) {
+		return
+	}
 	s.warns = append(s.warns, w)
 	if s.opts.Warn != nil {
 		s.opts.Warn(w)

@@ -86,6 +86,14 @@ type rawVS struct {
 	persistenceTimeoutPos Pos
 	laddrGroup            string // laddr_group_name, "" when absent
 	laddrGroupPos         Pos
+	// group is the virtual_server_group of a "virtual_server group NAME" block; each of
+	// its members is a copy with addr, port and entryPos set.
+	group    string
+	entryPos Pos
+	pgranV6  bool // persistence_granularity was read as an IPv6 prefix length
+	// DPVS's deny and allow lists (daddr_group_name, waddr_group_name).
+	daddr, waddr       string
+	daddrPos, waddrPos Pos
 }
 
 type rawSorry struct {
@@ -122,6 +130,17 @@ type rawCheck struct {
 	retry                          optU32
 	alpha                          optBool
 	vhost                          optStr
+	helo                           optStr
+	dnsType, dnsName               optStr
+	payload                        []byte
+	requireReply                   bool
+	replyData, replyMask           []byte
+	minReply, maxReply             optU32
+	trackFile                      string
+	trackFilePos                   Pos
+	fileWeight                     optU32 // int32 stored as uint32
+	fileReverse                    bool
+	hosts                          []*rawCheck // SMTP_CHECK host blocks
 	httpProto                      string
 	sni                            bool
 	sniName                        string
@@ -145,16 +164,23 @@ type parser struct {
 	ssl    *SSL
 	groups []*LocalAddressGroup // local_address_group blocks, in file order
 	syncd  syncState            // global_defs' lvs_sync_daemon and the VRRP instances' ids
+	vsgs   []*VirtualServerGroup
+	// members counts the services the virtual_server groups gave so far.
+	members int
+	tracks  []*TrackFile
+	// DPVS's deny_address_group and allow_address_group blocks: name -> entries.
+	denyGroups, allowGroups map[string]addrList
 }
 
 // Keywords of blocks xlvs does not act on at the top level; anything else unknown at the
 // top level gets the same treatment (keepalived.conf has many more).
 var topIgnored = map[string]string{
-	"global_defs":          "global definitions",
-	"vrrp_instance":        "VRRP is not done by xlvs; run keepalived for VRRP",
-	"vrrp_sync_group":      "VRRP is not done by xlvs; run keepalived for VRRP",
-	"vrrp_script":          "VRRP is not done by xlvs; run keepalived for VRRP",
-	"virtual_server_group": "virtual server groups are not supported by xlvs; write one virtual_server per address",
+	"global_defs":     "global definitions",
+	"vrrp_instance":   "VRRP is not done by xlvs; run keepalived for VRRP",
+	"vrrp_sync_group": "VRRP is not done by xlvs; run keepalived for VRRP",
+	"vrrp_script":     "VRRP is not done by xlvs; run keepalived for VRRP",
+	"vrrp_track_file": "VRRP is not done by xlvs; run keepalived for VRRP (FILE_CHECK reads track_file blocks)",
+	"tunnel_group":    "DPVS's tunnel devices are not made by xlvs; create them with ip link",
 }
 
 func (p *parser) top(nodes []*node) *Config {
@@ -166,6 +192,12 @@ func (p *parser) top(nodes []*node) *Config {
 			if vs := p.virtualServer(n); vs != nil {
 				raws = append(raws, vs)
 			}
+		case "virtual_server_group":
+			p.vsgBlock(n)
+		case "track_file":
+			p.trackFileBlock(n)
+		case "deny_address_group", "allow_address_group":
+			p.dpvsAddrGroup(n)
 		case "SSL":
 			p.sslBlock(n)
 		case "local_address_group":
@@ -191,20 +223,53 @@ func (p *parser) top(nodes []*node) *Config {
 	for _, g := range p.groups {
 		cfg.LocalAddressGroups = append(cfg.LocalAddressGroups, *g)
 	}
-	seen := map[ServiceKey]Pos{}
+	for _, g := range p.vsgs {
+		cfg.Groups = append(cfg.Groups, *g)
+	}
+	for _, t := range p.tracks {
+		cfg.TrackFiles = append(cfg.TrackFiles, *t)
+	}
+	seen := map[ServiceKey]VirtualServer{}
 	for _, r := range raws {
-		vs, ok := p.resolve(r)
-		if !ok {
-			continue
+		one := []*rawVS{r}
+		if r.group != "" {
+			var ok bool
+			if one, ok = p.expandGroup(r); !ok {
+				continue
+			}
 		}
-		if prev, dup := seen[vs.ServiceKey]; dup {
-			p.errorf(vs.Pos, "virtual_server %s is defined twice (first at %s): expected one block per protocol, address and port", vs.ServiceKey, prev)
-			continue
+		p.dpvsLists(r)
+		for _, m := range one {
+			vs, ok := p.resolve(m)
+			if !ok {
+				continue
+			}
+			if prev, dup := seen[vs.ServiceKey]; dup {
+				p.errorf(where(vs), "%s is defined twice (first at %s): expected one service per protocol, address and port", kaName(vs), where(prev))
+				continue
+			}
+			seen[vs.ServiceKey] = vs
+			cfg.VirtualServers = append(cfg.VirtualServers, vs)
 		}
-		seen[vs.ServiceKey] = vs.Pos
-		cfg.VirtualServers = append(cfg.VirtualServers, vs)
 	}
 	return cfg
+}
+
+// kaName names a virtual server in messages: "virtual_server TCP 10.0.0.1:80", or for a
+// group member "virtual_server group G member TCP 10.0.0.1:80".
+func kaName(vs VirtualServer) string {
+	if vs.Group != "" {
+		return fmt.Sprintf("virtual_server group %s member %s", vs.Group, vs.ServiceKey)
+	}
+	return "virtual_server " + vs.ServiceKey.String()
+}
+
+// where is the line that defines vs: its virtual_server_group entry for a group member.
+func where(vs VirtualServer) Pos {
+	if vs.Group != "" {
+		return vs.GroupEntry
+	}
+	return vs.Pos
 }
 
 // ---- helpers that check a statement's shape and read values ----
@@ -465,7 +530,9 @@ var vsKeywords = []string{
 	"retry", "delay_before_retry", "warmup", "ha_suspend", "ops", "hashed", "flag-1",
 	"flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback", "weight",
 	"ip_family", "real_server", "smtp_alert", "snmp_name", "nat_mask", "laddr_group_name",
-	"syn_proxy",
+	"syn_proxy", "establish_timeout", "bps", "limit_proportion", "hash_target", "vip_bind_dev",
+	"expire_quiescent_conn", "quic", "proxy_protocol", "daddr_group_name", "waddr_group_name",
+	"src-range", "dst-range", "oif", "iif",
 }
 
 const vsUsage = "virtual_server IP [PORT] {"
@@ -475,9 +542,25 @@ func (p *parser) virtualServer(n *node) *rawVS {
 		return nil
 	}
 	args := n.args()
-	if len(args) >= 1 && (args[0] == "fwmark" || args[0] == "group") {
+	if len(args) >= 1 && args[0] == "fwmark" {
 		p.warnf(n.pos, "%s ignored: %s virtual servers are not supported by xlvs; write one virtual_server per address and port", n.text(), args[0])
 		return nil
+	}
+	if len(args) >= 1 && args[0] == "match" {
+		p.errorf(n.pos, "%s: DPVS's SNAT \"match\" services are not supported by xlvs: remove the block (xlvs balances services by address and port)", n.text())
+		return nil
+	}
+	if len(args) >= 1 && args[0] == "group" {
+		if len(args) != 2 {
+			p.errorf(n.pos, "virtual_server group: expected \"virtual_server group NAME {\", got %q", n.text())
+			return nil
+		}
+		vs := &rawVS{pos: n.pos, group: args[1]}
+		where := "virtual_server group " + args[1]
+		for _, c := range n.children {
+			p.vsKeyword(vs, c, where)
+		}
+		return vs
 	}
 	if len(args) < 1 {
 		p.errorf(n.pos, "virtual_server: expected %q, got %q", vsUsage, n.text())
@@ -520,6 +603,10 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 	case "lb_algo", "lvs_sched":
 		if p.value(n, 1, 1, kw+" SCHEDULER") {
 			s := n.args()[0]
+			if s == "conhash" {
+				p.errorf(n.pos, "%s conhash: DPVS's consistent-hash scheduler is not supported by xlvs: use mh (Maglev hashing, with mh-port for the source port) or sh", kw)
+				return
+			}
 			if !slices.Contains(schedulers, s) {
 				p.errorf(n.pos, "%s: unknown scheduler %q: expected one of %s", kw, s, strings.Join(schedulers, ", "))
 				return
@@ -551,8 +638,14 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 		vs.ptimeout = optU32{v: uint32(v), set: true}
 	case "persistence_granularity":
 		if p.value(n, 1, 1, "persistence_granularity NETMASK|PREFIXLEN") {
-			if g, ok := p.granularity(n, vs.addr.Is6()); ok {
-				vs.pgran = g
+			v6 := vs.addr.Is6()
+			if vs.group != "" {
+				// As keepalived for a service whose family is not known yet: a dotted
+				// value is an IPv4 netmask, anything else an IPv6 prefix length.
+				v6 = !strings.Contains(n.args()[0], ".")
+			}
+			if g, ok := p.granularity(n, v6); ok {
+				vs.pgran, vs.pgranV6 = g, v6
 			}
 		}
 	case "persistence_engine":
@@ -564,6 +657,8 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 			switch strings.ToUpper(n.args()[0]) {
 			case ProtoTCP, ProtoUDP, ProtoSCTP:
 				vs.proto = strings.ToUpper(n.args()[0])
+			case "ICMP", "ICMPV6":
+				p.errorf(n.pos, "protocol %s: DPVS's ICMP services (SNAT) are not supported by xlvs: expected TCP, UDP or SCTP", n.args()[0])
 			default:
 				p.errorf(n.pos, "protocol: unknown protocol %q: expected TCP, UDP or SCTP", n.args()[0])
 			}
@@ -643,6 +738,10 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 		if p.value(n, 1, 1, "laddr_group_name NAME") {
 			vs.laddrGroup, vs.laddrGroupPos = n.args()[0], n.pos
 		}
+	case "establish_timeout", "bps", "limit_proportion", "hash_target", "vip_bind_dev",
+		"expire_quiescent_conn", "quic", "proxy_protocol", "daddr_group_name", "waddr_group_name",
+		"src-range", "dst-range", "oif", "iif":
+		p.dpvsKeyword(vs, n)
 	case "ip_family":
 		if p.value(n, 1, 1, "ip_family inet|inet6") {
 			switch n.args()[0] {
@@ -672,6 +771,10 @@ func (p *parser) method(n *node) (Method, bool) {
 	m := Method{Kind: a[0]}
 	if a[0] == "FULLNAT" {
 		m.Kind = MethodFNAT
+	}
+	if a[0] == "SNAT" {
+		p.errorf(n.pos, "%s SNAT: DPVS's SNAT forwarding is not supported by xlvs: expected NAT, DR, TUN or FNAT", n.keyword())
+		return Method{}, false
 	}
 	switch m.Kind {
 	case MethodNAT, MethodDR, MethodFNAT:
@@ -761,16 +864,16 @@ var rsIgnored = map[string]string{
 }
 
 // Checker blocks keepalived has and xlvs does not run.
-var unsupportedCheckers = map[string]bool{
-	"SMTP_CHECK": true, "DNS_CHECK": true, "BFD_CHECK": true, "UDP_CHECK": true,
-	"PING_CHECK": true, "FILE_CHECK": true,
-}
+var unsupportedCheckers = map[string]bool{"BFD_CHECK": true}
+
+// checkerTypes are the checker blocks xlvs runs.
+var checkerTypes = []string{CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckSMTP, CheckDNS, CheckUDP, CheckPing, CheckFile}
 
 var rsKeywords = []string{
 	"weight", "lvs_method", "lb_kind", "inhibit_on_failure", "notify_up", "notify_down",
 	"uthreshold", "lthreshold", "virtualhost", "alpha", "connect_timeout", "retry",
 	"delay_before_retry", "warmup", "delay_loop", CheckTCP, CheckHTTP, CheckSSL, CheckMisc,
-	"smtp_alert", "snmp_name",
+	CheckSMTP, CheckDNS, CheckUDP, CheckPing, CheckFile, "smtp_alert", "snmp_name",
 }
 
 const rsUsage = "real_server IP [PORT] {"
@@ -812,11 +915,11 @@ func (p *parser) rsKeyword(rs *rawRS, n *node, where string) {
 		return
 	}
 	if unsupportedCheckers[kw] {
-		p.warnf(n.pos, "%s ignored: xlvs runs only TCP_CHECK, HTTP_GET, SSL_GET and MISC_CHECK; %s is not checked this way", kw, where)
+		p.warnf(n.pos, "%s ignored: xlvs has no BFD; %s is not checked this way (use PING_CHECK or TCP_CHECK)", kw, where)
 		return
 	}
 	switch kw {
-	case CheckTCP, CheckHTTP, CheckSSL, CheckMisc:
+	case CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckSMTP, CheckDNS, CheckUDP, CheckPing, CheckFile:
 		if c := p.checker(n); c != nil {
 			rs.checks = append(rs.checks, c)
 		}
@@ -869,6 +972,10 @@ var checkCommon = []string{"retry", "nb_get_retry", "delay_before_retry", "warmu
 var checkConn = []string{"connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "fwmark", "connect_timeout"}
 var checkHTTP = []string{"virtualhost", "http_protocol", "enable_sni", "sni_name", "fast_recovery", "tls_compliant", "url"}
 var checkMisc = []string{"misc_path", "misc_timeout", "misc_dynamic", "user"}
+var checkSMTP = []string{"helo_name", "host"}
+var checkDNS = []string{"type", "name"}
+var checkUDP = []string{"payload", "require_reply", "min_reply_length", "max_reply_length"}
+var checkFile = []string{"track_file", "weight", "dynamic"}
 
 func (p *parser) checker(n *node) *rawCheck {
 	if !p.opensBlock(n) {
@@ -876,16 +983,36 @@ func (p *parser) checker(n *node) *rawCheck {
 	}
 	p.extraArgs(n, n.keyword()+" {")
 	c := &rawCheck{pos: n.pos, typ: n.keyword()}
+	p.checkBody(c, n.children)
+	return c
+}
+
+// checkBody reads the statements of a checker block (or of an SMTP_CHECK host block,
+// which takes the connection and common keywords).
+func (p *parser) checkBody(c *rawCheck, children []*node) {
 	known := slices.Clone(checkCommon)
 	switch c.typ {
 	case CheckMisc:
 		known = append(known, checkMisc...)
 	case CheckHTTP, CheckSSL:
 		known = append(append(known, checkConn...), checkHTTP...)
+	case CheckSMTP:
+		known = append(append(known, checkConn...), checkSMTP...)
+	case CheckDNS:
+		known = append(append(known, checkConn...), checkDNS...)
+	case CheckUDP:
+		known = append(append(known, checkConn...), checkUDP...)
+	case CheckFile:
+		known = checkFile // FILE_CHECK has none of the common options
+	case "host":
+		known = append(known, checkConn...)
 	default:
 		known = append(known, checkConn...)
 	}
-	for _, k := range n.children {
+	if c.typ == CheckTCP {
+		known = append(known, "nb_sock_retry")
+	}
+	for _, k := range children {
 		if !slices.Contains(known, k.keyword()) {
 			if c.typ == CheckMisc && slices.Contains(checkConn, k.keyword()) {
 				p.lenient(k.pos, "%s ignored: not valid in MISC_CHECK, a script makes its own connections", k.keyword())
@@ -896,7 +1023,6 @@ func (p *parser) checker(n *node) *rawCheck {
 		}
 		p.checkKeyword(c, k)
 	}
-	return c
 }
 
 func (p *parser) checkKeyword(c *rawCheck, n *node) {
@@ -1012,6 +1138,8 @@ func (p *parser) checkKeyword(c *rawCheck, n *node) {
 				c.group = strings.TrimPrefix(n.args()[1], ":")
 			}
 		}
+	default:
+		p.checkKeyword2(c, n)
 	}
 }
 

@@ -3,14 +3,24 @@ package keepalived
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
+
+// FileCheckInterval is how often a FILE_CHECK reads its file (keepalived reacts to
+// inotify events at once; xlvs polls).
+const FileCheckInterval = time.Second
 
 // resolve applies keepalived's defaults, inheritance and corrections (check_data.c's
 // validate_check_config) to one virtual server. It returns false when the virtual server
 // is dropped (with a warning) or wrong (with an error).
 func (p *parser) resolve(r *rawVS) (VirtualServer, bool) {
 	name := "virtual_server " + describe(r.addr, r.port)
+	if r.group != "" {
+		// Messages about the block's settings are the same for every member, and said
+		// once.
+		name = "virtual_server group " + r.group
+	}
 	if len(r.rs) == 0 {
 		p.warnf(r.pos, "%s has no real servers: ignored, as keepalived does", name)
 		return VirtualServer{}, false
@@ -19,9 +29,15 @@ func (p *parser) resolve(r *rawVS) (VirtualServer, bool) {
 		p.errorf(r.ipFamilyPos, "ip_family: conflicts with the address of %s: remove ip_family or use the matching one", name)
 		return VirtualServer{}, false
 	}
+	if r.pgran != "" && r.pgranV6 != r.addr.Is6() {
+		p.warnf(r.pos, "%s: persistence_granularity %s is for IPv%d services: not applied to %s", name, r.pgran, map[bool]int{true: 6, false: 4}[r.pgranV6], describe(r.addr, r.port))
+		r.pgran = ""
+	}
 	vs := VirtualServer{
 		Pos:                    r.pos,
 		ServiceKey:             ServiceKey{Protocol: r.proto, Addr: r.addr, Port: r.port},
+		Group:                  r.group,
+		GroupEntry:             r.entryPos,
 		Scheduler:              r.sched,
 		OnePacket:              r.ops,
 		Hashed:                 r.hashed,
@@ -226,7 +242,11 @@ func (p *parser) resolveRS(vs *VirtualServer, r *rawVS, rr *rawRS, defWeight int
 		rs.Inhibit = rr.inhibit.v
 	}
 	if rs.Method.Kind != MethodTUN && rr.addr.Is6() != vs.Addr.Is6() {
-		p.warnf(rr.pos, "real_server %s: address family differs from virtual_server %s and forwarding is not TUN: ignored, as keepalived does", rr.addr, vs.Addr)
+		if vs.Group != "" {
+			p.warnf(rr.pos, "real_server %s: address family differs from the IPv%d members of virtual_server group %s and forwarding is not TUN: not used for them, as keepalived does", rr.addr, map[bool]int{true: 6, false: 4}[vs.Addr.Is6()], vs.Group)
+		} else {
+			p.warnf(rr.pos, "real_server %s: address family differs from virtual_server %s and forwarding is not TUN: ignored, as keepalived does", rr.addr, vs.Addr)
+		}
 		return RealServer{}, false
 	}
 	rs.Addr = netip.AddrPortFrom(rr.addr, p.port(vs, rs.Method, rr.port, rr.pos, "real_server", rr.addr))
@@ -243,11 +263,59 @@ func (p *parser) resolveRS(vs *VirtualServer, r *rawVS, rr *rawRS, defWeight int
 		vhost = rr.vhost
 	}
 	for _, rc := range rr.checks {
-		if c, ok := p.resolveCheck(vs, r, rr, rc, rs.Addr, alpha, vhost.v); ok {
-			rs.Checkers = append(rs.Checkers, c)
+		for _, one := range smtpHosts(rc) {
+			if c, ok := p.resolveCheck(vs, r, rr, one, rs.Addr, alpha, vhost.v); ok {
+				rs.Checkers = append(rs.Checkers, c)
+			}
 		}
 	}
 	return rs, true
+}
+
+// smtpHosts turns an SMTP_CHECK with host blocks into one checker per host, each with
+// the block's settings and the host's connection options (keepalived checks every host
+// and passes when all pass, as several checkers do).
+func smtpHosts(rc *rawCheck) []*rawCheck {
+	if rc.typ != CheckSMTP || len(rc.hosts) == 0 {
+		return []*rawCheck{rc}
+	}
+	out := make([]*rawCheck, 0, len(rc.hosts))
+	for _, h := range rc.hosts {
+		c := *rc
+		c.hosts = nil
+		c.pos = h.pos
+		if h.connectIP.IsValid() {
+			c.connectIP = h.connectIP
+		}
+		if h.connectPort != 0 {
+			c.connectPort = h.connectPort
+		}
+		if h.bindTo.IsValid() {
+			c.bindTo = h.bindTo
+		}
+		if h.bindPort != 0 {
+			c.bindPort = h.bindPort
+		}
+		if h.bindIf != "" {
+			c.bindIf = h.bindIf
+		}
+		if h.fwmark != 0 {
+			c.fwmark = h.fwmark
+		}
+		for _, o := range []struct{ from, to *optDur }{{&h.connTO, &c.connTO}, {&h.dbr, &c.dbr}, {&h.warmup, &c.warmup}, {&h.delayLoop, &c.delayLoop}} {
+			if o.from.set {
+				*o.to = *o.from
+			}
+		}
+		if h.retry.set {
+			c.retry = h.retry
+		}
+		if h.alpha.set {
+			c.alpha = h.alpha
+		}
+		out = append(out, &c)
+	}
+	return out
 }
 
 func (p *parser) resolveCheck(vs *VirtualServer, r *rawVS, rr *rawRS, rc *rawCheck, addr netip.AddrPort, alpha bool, rsHost string) (Checker, bool) {
@@ -261,6 +329,8 @@ func (p *parser) resolveCheck(vs *VirtualServer, r *rawVS, rr *rawRS, rc *rawChe
 		defRetry = DefaultMiscRetry
 	case CheckHTTP, CheckSSL:
 		defDBR = DefaultHTTPDelayBeforeTry
+	case CheckDNS:
+		defRetry, defDBR = DefaultDNSRetry, 0 // 0: delay_loop, below
 	}
 	c.Retry = defRetry
 	for _, o := range []optU32{rc.retry, rr.retry, r.retry} {
@@ -271,8 +341,15 @@ func (p *parser) resolveCheck(vs *VirtualServer, r *rawVS, rr *rawRS, rc *rawChe
 	}
 	c.DelayLoop = first(vs.DelayLoop, rc.delayLoop, rr.delayLoop)
 	c.Warmup = first(c.DelayLoop, rc.warmup, rr.warmup, r.warmup)
+	if defDBR == 0 {
+		defDBR = c.DelayLoop // DNS_CHECK: delay_before_retry defaults to delay_loop
+	}
 	c.DelayBeforeRetry = first(defDBR, rc.dbr, rr.dbr, r.dbr)
 	where := rc.typ + " of real_server " + addr.String()
+
+	if rc.typ == CheckFile {
+		return p.resolveFileCheck(c, rc, where)
+	}
 
 	if rc.typ == CheckMisc {
 		if len(rc.miscPath) == 0 {
@@ -294,7 +371,10 @@ func (p *parser) resolveCheck(vs *VirtualServer, r *rawVS, rr *rawRS, rc *rawChe
 	if rc.connectPort != 0 {
 		port = rc.connectPort
 	}
-	if port == 0 {
+	if port == 0 && rc.typ == CheckSMTP {
+		port = DefaultSMTPPort
+	}
+	if port == 0 && rc.typ != CheckPing {
 		p.errorf(rc.pos, "%s: no port to connect to (the service port is 0): add connect_port", where)
 		return Checker{}, false
 	}
@@ -311,7 +391,49 @@ func (p *parser) resolveCheck(vs *VirtualServer, r *rawVS, rr *rawRS, rc *rawChe
 			c.BindTo = netip.IPv6Unspecified()
 		}
 	}
-	if rc.typ == CheckTCP {
+	switch rc.typ {
+	case CheckTCP:
+		return c, true
+	case CheckPing:
+		c.Connect = netip.AddrPortFrom(ip, 0)
+		if c.BindPort != 0 {
+			p.warnf(rc.pos, "%s: bind_port ignored: an ICMP echo has no port", where)
+			c.BindPort = 0
+		}
+		return c, true
+	case CheckSMTP:
+		c.HeloName = DefaultHeloName
+		if rc.helo.set {
+			c.HeloName = rc.helo.v
+		}
+		if strings.ContainsAny(c.HeloName, "\r\n") {
+			p.errorf(rc.pos, "%s: helo_name must be one line", where)
+			return Checker{}, false
+		}
+		return c, true
+	case CheckDNS:
+		c.DNSType, c.DNSName = DefaultDNSType, DefaultDNSName
+		if rc.dnsType.set {
+			c.DNSType = rc.dnsType.v
+		}
+		if rc.dnsName.set {
+			c.DNSName = rc.dnsName.v
+		}
+		return c, true
+	case CheckUDP:
+		c.Payload = rc.payload
+		c.RequireReply = rc.requireReply
+		c.ReplyData, c.ReplyMask = rc.replyData, rc.replyMask
+		c.MinReplyLen, c.MaxReplyLen = 0, DefaultMaxReplyLen
+		if rc.minReply.set {
+			c.MinReplyLen = int(rc.minReply.v)
+		}
+		if rc.maxReply.set {
+			c.MaxReplyLen = int(rc.maxReply.v)
+		}
+		if c.MinReplyLen > c.MaxReplyLen {
+			p.warnf(rc.pos, "%s: min_reply_length %d > max_reply_length %d: the check always fails when a reply is required, as in keepalived", where, c.MinReplyLen, c.MaxReplyLen)
+		}
 		return c, true
 	}
 
@@ -357,6 +479,45 @@ func (p *parser) resolveCheck(vs *VirtualServer, r *rawVS, rr *rawRS, rc *rawChe
 			c.EnableSNI, c.SNIName = false, ""
 		}
 	}
+	return c, true
+}
+
+// resolveFileCheck links a FILE_CHECK to its track_file block. A FILE_CHECK has none of
+// the other checkers' timing: keepalived watches the file with inotify and acts at once
+// (no retries, no alpha); xlvs reads it every FileCheckInterval.
+func (p *parser) resolveFileCheck(c Checker, rc *rawCheck, where string) (Checker, bool) {
+	if rc.trackFile == "" {
+		p.warnf(rc.pos, "%s has no track_file: ignored, as keepalived does", where)
+		return Checker{}, false
+	}
+	var t *TrackFile
+	for _, x := range p.tracks {
+		if x.Name == rc.trackFile {
+			t = x
+		}
+	}
+	if t == nil {
+		var names []string
+		for _, x := range p.tracks {
+			names = append(names, x.Name)
+		}
+		if len(names) == 0 {
+			p.errorf(rc.trackFilePos, "track_file: no track_file block %q is defined: add \"track_file %s { file PATH }\"", rc.trackFile, rc.trackFile)
+		} else {
+			p.errorf(rc.trackFilePos, "track_file: no track_file block %q is defined: expected one of %s", rc.trackFile, strings.Join(names, ", "))
+		}
+		return Checker{}, false
+	}
+	tc := *t
+	c.TrackFile = &tc
+	c.FileWeight, c.FileReverse = t.Weight, t.Reverse
+	if rc.fileWeight.set && int32(rc.fileWeight.v) != 0 {
+		c.FileWeight, c.FileReverse = int32(rc.fileWeight.v), rc.fileReverse
+	} else if rc.fileWeight.set {
+		c.FileWeight, c.FileReverse = 0, rc.fileReverse
+	}
+	c.Retry, c.Alpha, c.Warmup = 0, false, 0
+	c.DelayLoop, c.DelayBeforeRetry = FileCheckInterval, FileCheckInterval
 	return c, true
 }
 
