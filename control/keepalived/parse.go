@@ -866,9 +866,6 @@ var rsIgnored = map[string]string{
 // Checker blocks keepalived has and xlvs does not run.
 var unsupportedCheckers = map[string]bool{"BFD_CHECK": true}
 
-// checkerTypes are the checker blocks xlvs runs.
-var checkerTypes = []string{CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckSMTP, CheckDNS, CheckUDP, CheckPing, CheckFile}
-
 var rsKeywords = []string{
 	"weight", "lvs_method", "lb_kind", "inhibit_on_failure", "notify_up", "notify_down",
 	"uthreshold", "lthreshold", "virtualhost", "alpha", "connect_timeout", "retry",
