@@ -60,6 +60,8 @@ func (f *syncFake) ApplySync(c *dataplane.SyncConn) error {
 	return nil
 }
 
+func (f *syncFake) WalkSync(func(*dataplane.SyncConn) bool) {}
+
 func (f *syncFake) push(e dataplane.SyncConn) {
 	f.mu.Lock()
 	e.Queued = f.Now()

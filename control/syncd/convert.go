@@ -6,7 +6,6 @@ import (
 	"xlvs/dataplane"
 )
 
-
 func isV4(a *[16]byte) bool {
 	return a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0 && a[10] == 0xff && a[11] == 0xff
 }
