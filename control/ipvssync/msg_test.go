@@ -401,7 +401,7 @@ func TestValidState(t *testing.T) {
 		{Conn{Protocol: 6, State: 11}, false},
 		{Conn{Protocol: 17, State: 0}, true},
 		{Conn{Protocol: 17, State: 1}, false},
-		{Conn{Protocol: 132, State: 1}, false}, // SCTP: not an xlvs protocol yet
+		{Conn{Protocol: 132, State: 1}, false},                   // SCTP: not an xlvs protocol yet
 		{Conn{Protocol: 6, State: 1, Flags: FlagTemplate}, true}, // ASSURED
 		{Conn{Protocol: 6, State: 2, Flags: FlagTemplate}, false},
 		{Conn{Protocol: 6, State: 500, Flags: FlagTemplate}, false},
