@@ -374,21 +374,17 @@ func (d *Daemon) RequestTable() error {
 }
 
 func (d *Daemon) requestLocked() error {
+	var tx *ipvssync.Sender
 	var r Running
 	switch {
 	case d.backup != nil:
-		r = d.bcfg
+		tx, r = d.backup.req, d.bcfg
 	case d.master != nil:
-		r = d.mcfg
+		tx, r = d.master.senders[0].tx, d.mcfg // safe beside the master's goroutine: one send, one datagram
 	default:
 		return fmt.Errorf("sync daemon: no role is %w: start one to ask for the table", ErrNotRunning)
 	}
-	tx, err := ipvssync.OpenSender(sockConfig(r), 0)
-	if err == nil {
-		err = tx.Send(ipvssync.TableRequest(r.SyncID))
-		tx.Close()
-	}
-	if err != nil {
+	if err := tx.Send(ipvssync.TableRequest(r.SyncID)); err != nil {
 		d.st.reqSendErrs.Add(1)
 		return fmt.Errorf("sync daemon: send a table request on %s: %w", r.Ifname, err)
 	}
