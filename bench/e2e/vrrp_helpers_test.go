@@ -96,6 +96,11 @@ func (k *kaProc) kill() {
 	if k == nil || k.cmd.Process == nil {
 		return
 	}
+	select {
+	case <-k.done: // gone (and waited for): its process group id may be reused
+		return
+	default:
+	}
 	_ = syscall.Kill(-k.cmd.Process.Pid, syscall.SIGKILL)
 	<-k.done
 }
