@@ -13,6 +13,7 @@ import (
 	"xlvs/control/api"
 	"xlvs/control/health"
 	"xlvs/control/keepalived"
+	"xlvs/control/vrrpfifo"
 )
 
 // Keepalived runs a keepalived.conf's LVS part: its virtual servers become rules, and
@@ -37,6 +38,11 @@ type Keepalived struct {
 	startErrs []error
 	// sync is the lvs_sync_daemon whose roles run (nil: none), for Reload.
 	sync *keepalived.SyncDaemon
+	// vrrp follows sync's VRRP instance through keepalived's notify FIFO (nil: not
+	// followed); vrrpState is the instance's last state seen (guarded by vrrpMu).
+	vrrp      *vrrpfifo.Watcher
+	vrrpMu    sync.Mutex
+	vrrpState string
 }
 
 // kaBatch is a restore batch whose requests remember the configuration line each comes
@@ -152,11 +158,19 @@ func (d *Daemon) StartKeepalived(path string) (*Keepalived, error) {
 }
 
 // KeepalivedSyncDaemons are the sync daemon roles xlvsd runs for keepalived.conf's
-// lvs_sync_daemon. keepalived's VRRP process runs the backup role while the VRRP instance
-// the statement names is not MASTER and the master role while it is; without an
-// instance its checker runs both. xlvs does no VRRP, so a daemon tied to an instance
-// starts as backup (the state an instance starts in) and stays so; following the
-// instance's transitions is later work (SyncDaemon.VRRPInstance keeps its name for it).
+// lvs_sync_daemon: both, master and backup, with or without a VRRP instance.
+//
+// keepalived's VRRP process switches the kernel's roles with the instance
+// (vrrp_state_become_master calls ipvs_syncd_master, which stops the backup thread and
+// starts the master; vrrp_state_leave_master calls ipvs_syncd_backup, the other way
+// round: keepalived/vrrp/vrrp.c and keepalived/check/ipvswrapper.c of acassen/keepalived
+// at commit 0c0d5a5a163b5a355685235be3aba1f1bfdcd2a4); without an instance its checker
+// runs both. xlvsd runs both always, because a director with only one role loses
+// connections where VRRP is not yet settled: a master that does not receive learns
+// nothing from its peer while both are MASTER (split brain), and a backup that does not
+// send loses the connections that stale neighbour caches still bring it just after it
+// left MASTER; a standby's master role sends nothing while no traffic reaches it. What
+// the instance's transitions decide is the whole-table exchange (see followVRRP).
 func KeepalivedSyncDaemons(sd *keepalived.SyncDaemon) []api.SyncDaemon {
 	if sd == nil {
 		return nil
@@ -165,19 +179,14 @@ func KeepalivedSyncDaemons(sd *keepalived.SyncDaemon) []api.SyncDaemon {
 	if sd.Group.IsValid() {
 		base.Group = sd.Group.String()
 	}
-	backup := base
-	backup.State = "backup"
-	if sd.VRRPInstance != "" {
-		return []api.SyncDaemon{backup}
-	}
-	master := base
-	master.State = "master"
+	master, backup := base, base
+	master.State, backup.State = "master", "backup"
 	return []api.SyncDaemon{master, backup}
 }
 
 // startSync starts the roles of sd. As keepalived, which logs a sync daemon that does not
 // start and carries on, a failure is logged with the statement's file and line and the
-// rules keep serving.
+// rules keep serving. With a VRRP instance and a notify FIFO it follows the instance.
 func (k *Keepalived) startSync(sd *keepalived.SyncDaemon) {
 	k.mu.Lock()
 	k.sync = sd
@@ -189,14 +198,92 @@ func (k *Keepalived) startSync(sd *keepalived.SyncDaemon) {
 		}
 		k.log.Info("sync daemon started from keepalived.conf", "pos", sd.Pos.String(), "state", r.State, "mcast_ifn", r.Interface, "syncid", r.SyncID, "vrrp_instance", r.VRRPInstance)
 	}
+	if sd != nil && sd.VRRPInstance != "" && sd.NotifyFIFO != "" {
+		k.followVRRP(sd)
+	}
 }
 
-// stopSync stops the roles started for sd (those still running).
+// followVRRP watches keepalived's notify FIFO for sd's VRRP instance and turns its
+// transitions into whole-table exchanges (control/syncd: RequestTable, SendTable):
+//
+//   - entering BACKUP (at keepalived's start, after FAULT, or preempted): this director
+//     may have missed connections — it was down, cut off, or its xlvsd restarted — and
+//     may become MASTER again after VRRP's master-down interval (3 advert_int and a
+//     skew), so it asks the MASTER for its whole table now;
+//   - leaving MASTER (for BACKUP, FAULT or STOP): the director taking over may lack what
+//     only this one saw (after a split brain, or while the peer's switch port was down),
+//     so this one sends its whole table.
+//
+// The roles themselves stay as they are (KeepalivedSyncDaemons). MASTER itself needs
+// nothing: the table should be there already. A FIFO that cannot be opened is logged
+// and the roles run without it.
+func (k *Keepalived) followVRRP(sd *keepalived.SyncDaemon) {
+	inst := sd.VRRPInstance
+	w, err := vrrpfifo.Watch(sd.NotifyFIFO, k.log, func(ev vrrpfifo.Event) { k.vrrpEvent(inst, ev) })
+	if err != nil {
+		k.log.Error(fmt.Sprintf("%s: lvs_sync_daemon inst %s: cannot follow the VRRP instance: %v", sd.Pos, inst, err))
+		return
+	}
+	k.vrrpMu.Lock()
+	k.vrrp, k.vrrpState = w, ""
+	k.vrrpMu.Unlock()
+	k.log.Info("following the VRRP instance of lvs_sync_daemon", "instance", inst, "fifo", sd.NotifyFIFO)
+}
+
+// vrrpEvent acts on one line of the notify FIFO (followVRRP).
+func (k *Keepalived) vrrpEvent(inst string, ev vrrpfifo.Event) {
+	if ev.Group || ev.Name != inst {
+		return
+	}
+	switch ev.State {
+	case vrrpfifo.Master, vrrpfifo.Backup, vrrpfifo.Fault, vrrpfifo.Stop:
+	default:
+		k.log.Debug("VRRP event", "instance", inst, "event", ev.State, "priority", ev.Priority)
+		return
+	}
+	k.vrrpMu.Lock()
+	prev := k.vrrpState
+	k.vrrpState = ev.State
+	k.vrrpMu.Unlock()
+	k.log.Info("VRRP instance changed state", "instance", inst, "state", ev.State, "was", prev, "priority", ev.Priority)
+	if prev == vrrpfifo.Master && ev.State != vrrpfifo.Master {
+		if err := k.d.sync.SendTable(); err != nil {
+			k.log.Error("VRRP instance left MASTER: send the whole table", "instance", inst, "err", err)
+		}
+	}
+	if ev.State == vrrpfifo.Backup {
+		if err := k.d.sync.RequestTable(); err != nil {
+			k.log.Error("VRRP instance entered BACKUP: ask for the whole table", "instance", inst, "err", err)
+		}
+	}
+}
+
+// VRRPState is the last state of the followed VRRP instance ("" when none is followed or
+// no line came yet).
+func (k *Keepalived) VRRPState() string {
+	k.vrrpMu.Lock()
+	defer k.vrrpMu.Unlock()
+	return k.vrrpState
+}
+
+// stopSync stops the roles started for sd (those still running) and stops following its
+// VRRP instance.
 func (k *Keepalived) stopSync(sd *keepalived.SyncDaemon) {
+	k.unfollowVRRP()
 	for _, r := range KeepalivedSyncDaemons(sd) {
 		if e := k.d.stopDaemon(&r); e != nil && e.Code != api.ErrCodeNoDaemon {
 			k.log.Error(fmt.Sprintf("%s: lvs_sync_daemon: stop the %s sync daemon: %s", sd.Pos, r.State, e.Message))
 		}
+	}
+}
+
+func (k *Keepalived) unfollowVRRP() {
+	k.vrrpMu.Lock()
+	w := k.vrrp
+	k.vrrp, k.vrrpState = nil, ""
+	k.vrrpMu.Unlock()
+	if w != nil {
+		w.Close()
 	}
 }
 
@@ -539,4 +626,7 @@ func (k *Keepalived) Reload() error {
 }
 
 // Close stops the health checks; the rules stay as they are.
-func (k *Keepalived) Close() { k.mon.Close() }
+func (k *Keepalived) Close() {
+	k.unfollowVRRP()
+	k.mon.Close()
+}

@@ -62,6 +62,9 @@ var (
 	mSyncRecvDrops   = prometheus.NewDesc("xlvs_sync_receive_drops_total", "Messages (short, malformed, version, syncid) and entries (skipped, protocol, state, method) the backup dropped, by reason.", []string{"reason"}, nil)
 	mSyncApplyErrors = prometheus.NewDesc("xlvs_sync_apply_errors_total", "Entries the dataplane refused to apply, by reason.", []string{"reason"}, nil)
 	mSyncIgnored     = prometheus.NewDesc("xlvs_sync_ignored_options_total", "Options the backup accepted and ignored (seq_data, pe_data).", []string{"option"}, nil)
+	mSyncTableReqs   = prometheus.NewDesc("xlvs_sync_table_requests_total", "Whole-table requests (xlvs only) sent by this director's backup role and heard by its master role, by direction (sent, send_error, received).", []string{"direction"}, nil)
+	mSyncTableSends  = prometheus.NewDesc("xlvs_sync_table_sends_total", "Whole-table sends of the master role.", nil, nil)
+	mSyncTableConns  = prometheus.NewDesc("xlvs_sync_table_conns_total", "Connections and templates walked by whole-table sends.", nil, nil)
 )
 
 type collector struct{ d *Daemon }
@@ -161,6 +164,11 @@ func (d *Daemon) collectSync(ch chan<- prometheus.Metric) {
 	for k, v := range st.Ignored {
 		counter(mSyncIgnored, v, k)
 	}
+	counter(mSyncTableReqs, st.RequestsSent, "sent")
+	counter(mSyncTableReqs, st.RequestSendErrors, "send_error")
+	counter(mSyncTableReqs, st.RequestsReceived, "received")
+	counter(mSyncTableSends, st.TableSends)
+	counter(mSyncTableConns, st.TableConns)
 }
 
 // forwardName is ipvsadm's name of a forwarding method.

@@ -142,6 +142,7 @@ func (d *Daemon) syncStats() []api.QueueStats {
 		"queued": st.Queued, "queue_full": st.QueueFull,
 		"messages": st.Messages, "conns": st.Conns, "send_errors": st.SendErrors, "send_waits": st.SendWaits,
 		"lag_last_us": uint64(st.LagLast.Microseconds()), "lag_max_us": uint64(st.LagMax.Microseconds()),
+		"table_requests_received": st.RequestsReceived, "table_sends": st.TableSends, "table_conns": st.TableConns,
 	}
 	if st.LagCount > 0 {
 		m["lag_mean_us"] = uint64(st.LagSum.Microseconds()) / st.LagCount
@@ -151,7 +152,8 @@ func (d *Daemon) syncStats() []api.QueueStats {
 	for k, v := range st.Drops {
 		m["drop_"+k] = v
 	}
-	b := map[string]uint64{"received": st.Received, "decoded": st.Decoded, "applied": st.Applied, "recv_errors": st.RecvErrors}
+	b := map[string]uint64{"received": st.Received, "decoded": st.Decoded, "applied": st.Applied, "recv_errors": st.RecvErrors,
+		"table_requests_sent": st.RequestsSent, "table_request_errors": st.RequestSendErrors}
 	for k, v := range st.Dropped {
 		b["drop_"+k] = v
 	}

@@ -60,6 +60,8 @@ func (f *syncFake) ApplySync(c *dataplane.SyncConn) error {
 	return nil
 }
 
+func (f *syncFake) WalkSync(func(*dataplane.SyncConn) bool) {}
+
 func (f *syncFake) push(e dataplane.SyncConn) {
 	f.mu.Lock()
 	e.Queued = f.Now()
@@ -293,10 +295,10 @@ func TestStateWithoutDaemons(t *testing.T) {
 	}
 }
 
-// TestKeepalivedSyncDaemon: lvs_sync_daemon starts the backup role for a daemon tied to a
-// VRRP instance (sync ID its virtual_router_id when id is not given) and both roles
-// without one; a reload that changes the statement restarts the daemon with the new
-// settings, one that drops it stops the daemon, and one that leaves it alone leaves it.
+// TestKeepalivedSyncDaemon: lvs_sync_daemon starts both roles, for a daemon tied to a
+// VRRP instance (sync ID its virtual_router_id when id is not given) as without one; a
+// reload that changes the statement restarts the daemon with the new settings, one that
+// drops it stops the daemon, and one that leaves it alone leaves it.
 func TestKeepalivedSyncDaemon(t *testing.T) {
 	a, _ := syncPair(t)
 	d := newDaemonOpts(t, Options{syncDP: &syncFake{}})
@@ -318,11 +320,12 @@ func TestKeepalivedSyncDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	if got, want := list(), "backup sync daemon (mcast=sync0, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"; got != want {
+	if got, want := list(), "master sync daemon (mcast=sync0, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"+
+		"backup sync daemon (mcast=sync0, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"; got != want {
 		t.Fatalf("started:\n%q\nwant\n%q", got, want)
 	}
 	r := d.Handle(context.Background(), &api.Request{Op: api.OpGetDaemon})
-	if len(r.Daemons) != 1 || r.Daemons[0].VRRPInstance != "VI_1" {
+	if len(r.Daemons) != 2 || r.Daemons[0].VRRPInstance != "VI_1" || r.Daemons[1].VRRPInstance != "VI_1" {
 		t.Errorf("the daemon does not record its VRRP instance: %+v", r.Daemons)
 	}
 	reload := func() {
@@ -332,7 +335,7 @@ func TestKeepalivedSyncDaemon(t *testing.T) {
 		}
 	}
 	reload() // unchanged: still the same
-	if got := list(); !strings.HasPrefix(got, "backup sync daemon (mcast=sync0, syncid=51,") {
+	if got := list(); !strings.HasPrefix(got, "master sync daemon (mcast=sync0, syncid=51,") || !strings.Contains(got, "\nbackup sync daemon (mcast=sync0, syncid=51,") {
 		t.Fatalf("after an unchanged reload: %q", got)
 	}
 	write(conf("lvs_sync_daemon sync0 id 9 port 9000"))
@@ -406,5 +409,93 @@ func TestSyncIntoDataplane(t *testing.T) {
 	st := handleIn(t, b, db, &api.Request{Op: api.OpDataplaneStats}).Sync
 	if st[1].Counters["apply_error_no_service"] == 0 || st[1].Counters["applied"] == 0 {
 		t.Errorf("backup counters %v", st[1].Counters)
+	}
+}
+
+// TestKeepalivedFollowsVRRP: with lvs_sync_daemon naming a VRRP instance and
+// vrrp_notify_fifo in global_defs (here from an included file, as the VRRP part of an
+// operator's configuration is), xlvsd reads the instance's transitions from keepalived's
+// FIFO: entering BACKUP asks for the whole table, leaving MASTER sends it; lines of
+// other instances, groups and events change nothing; a reload without the FIFO stops
+// following it.
+func TestKeepalivedFollowsVRRP(t *testing.T) {
+	a, _ := syncPair(t)
+	d := newDaemonOpts(t, Options{syncDP: &syncFake{}})
+	t.Cleanup(func() { d.CloseSync() })
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "vrrp.fifo")
+	shared := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(shared, []byte("global_defs {\n    vrrp_notify_fifo "+fifo+"\n}\nvrrp_instance VI_1 {\n    virtual_router_id 51\n    priority 100\n}\n"+
+		"virtual_server 198.18.1.100 80 {\n    protocol TCP\n    real_server 198.18.2.11 80 {\n    }\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "xlvs.conf")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("include keepalived.conf\nglobal_defs {\n    lvs_sync_daemon sync0 inst VI_1\n}\n")
+	var k *Keepalived
+	if err := a.Do(func() (err error) { k, err = d.StartKeepalived(path); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if st, err := os.Stat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the notify FIFO was not created: %v %v", st, err)
+	}
+	ka, err := os.OpenFile(fifo, os.O_RDWR, 0) // keepalived's end
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ka.Close()
+	type counts struct{ requests, sends uint64 }
+	now := func() counts {
+		st := d.sync.Stats()
+		return counts{st.RequestsSent, st.TableSends}
+	}
+	// step writes lines and waits until the instance's state is state and the counters
+	// are want.
+	step := func(lines string, state string, want counts) {
+		t.Helper()
+		if _, err := ka.WriteString(lines); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for k.VRRPState() != state || now() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %q: state %q, counts %+v; want %q, %+v", lines, k.VRRPState(), now(), state, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if c := now(); c != (counts{1, 0}) { // the backup role asked when it started
+		t.Fatalf("at start: %+v, want one request", c)
+	}
+	step("INSTANCE \"VI_1\" BACKUP 100\n", "BACKUP", counts{2, 0})
+	step("INSTANCE \"VI_2\" MASTER 100\nGROUP \"VI_1\" MASTER 0\nVS \"x\" UP\n", "BACKUP", counts{2, 0})
+	step("INSTANCE \"VI_1\" MASTER 100\n", "MASTER", counts{2, 0})
+	step("INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 100\n", "MASTER", counts{2, 0})
+	step("INSTANCE \"VI_1\" BACKUP 100\n", "BACKUP", counts{3, 1}) // preempted: sends and asks
+	step("INSTANCE \"VI_1\" FAULT 100\n", "FAULT", counts{3, 1})
+	step("INSTANCE \"VI_1\" BACKUP 100\n", "BACKUP", counts{4, 1})
+	step("INSTANCE \"VI_1\" MASTER 100\nINSTANCE \"VI_1\" STOP 100\n", "STOP", counts{4, 2})
+
+	// Reloaded without the FIFO (keepalived's part no longer included): the roles run,
+	// nothing is followed.
+	write("global_defs {\n    lvs_sync_daemon sync0 id 51\n}\nvirtual_server 198.18.1.100 80 {\n    protocol TCP\n    real_server 198.18.2.11 80 {\n    }\n}\n")
+	if err := a.Do(k.Reload); err != nil {
+		t.Fatal(err)
+	}
+	if k.VRRPState() != "" {
+		t.Fatalf("still following: %q", k.VRRPState())
+	}
+	base := now()
+	if _, err := ka.WriteString("INSTANCE \"VI_1\" BACKUP 100\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if c := now(); c != base || k.VRRPState() != "" {
+		t.Fatalf("a line after the reload was acted on: %+v (was %+v), state %q", c, base, k.VRRPState())
 	}
 }

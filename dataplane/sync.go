@@ -145,6 +145,22 @@ func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
 		return
 	}
 	c := &w.syncScratch
+	fillSyncConn(c, e, svc, rs, w.dp.ct.StateTimeout(e.State))
+	c.Queued = now
+	persistent := svc.Persist > 0
+	if !(persistent && w.dp.syncPersistMode.Load()) {
+		w.sync.push(c)
+	}
+	if persistent {
+		fillSyncTemplate(c, svc, rs, maskPersist(e.Orig.Src, svc.PersistBits), uint32(svc.Persist/int64(time.Second)))
+		w.sync.push(c)
+	}
+}
+
+// fillSyncConn writes connection e of service svc and real server rs into c as a master
+// sends it, with timeout seconds; c.Queued is left as it was. It does not allocate.
+func fillSyncConn(c *SyncConn, e *conntrack.Entry, svc *Service, rs *destRef, timeout uint32) {
+	q := c.Queued
 	*c = SyncConn{
 		Proto:  e.Orig.Proto,
 		Method: e.Method,
@@ -152,7 +168,8 @@ func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
 		Client: e.Orig.Src, CPort: e.Orig.SrcPort,
 		VAddr: e.Orig.Dst, VPort: e.Orig.DstPort,
 		DAddr: rs.Addr, DPort: rs.Port,
-		Queued: now,
+		Timeout: timeout,
+		Queued:  q,
 	}
 	switch e.Method {
 	case conntrack.MethodNAT:
@@ -165,22 +182,89 @@ func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
 			c.DPort = e.Orig.DstPort
 		}
 	}
-	c.Timeout = w.dp.ct.StateTimeout(e.State)
-	persistent := svc.Persist > 0
-	if !(persistent && w.dp.syncPersistMode.Load()) {
-		w.sync.push(c)
+}
+
+// fillSyncTemplate turns c into the persistence template of client (already masked) on
+// service svc, real server rs: no client port, the service's port (0 for a port-0
+// service, whose real servers take the client's port), state NONE, timeout seconds. The
+// forwarding method is rs's; c.Queued is kept.
+func fillSyncTemplate(c *SyncConn, svc *Service, rs *destRef, client [16]byte, timeout uint32) {
+	*c = SyncConn{
+		Proto:    svc.Key.Proto,
+		Template: true,
+		Method:   rs.Method,
+		State:    conntrack.StateNone,
+		Client:   client,
+		VAddr:    svc.Key.Addr, VPort: svc.Key.Port,
+		DAddr: rs.Addr, DPort: rs.Port,
+		Timeout: timeout,
+		Queued:  c.Queued,
 	}
-	if persistent {
-		// The template: the client's masked address, no client port, the service's
-		// port (0 for a port-0 service, whose real servers take the client's port).
-		c.Template = true
-		c.State = conntrack.StateNone
-		c.Client, c.CPort = maskPersist(e.Orig.Src, svc.PersistBits), 0
-		c.VPort, c.DPort = svc.Key.Port, rs.Port
-		c.LAddr, c.LPort = [16]byte{}, 0
-		c.Timeout = uint32(svc.Persist / int64(time.Second))
-		w.sync.push(c)
+}
+
+// WalkSync calls f with every live connection and persistence template of the tables, as
+// a sync master sends them (sync_persist_mode honoured: a persistent service's
+// connections are left out in it, its templates never), for a whole-table send to a
+// peer that joins (xlvs's table request; IPVS has none). Unlike a master's per-packet
+// entries, each entry's Timeout is the time its timer has left (seconds, rounded up, at
+// least 1), so a backup's copy expires when the original does; Queued is when f is
+// called. Entries whose service or real server is no longer in the published snapshot
+// are left out (the backup could not place them). Connections come first, then
+// templates.
+//
+// f runs with no lock held and may take its time (it may send); the connection table is
+// copied one shard at a time (conntrack.Table.Walk), so a walk does not stop the
+// workers, and other table walks (-L -c) wait for it. f returns false to stop. *SyncConn
+// is reused between calls.
+func (d *Dataplane) WalkSync(f func(c *SyncConn) bool) {
+	snap := d.snap.Load()
+	if snap == nil {
+		return
 	}
+	byID := make(map[uint32]*Service, len(snap.Services))
+	for i := range snap.Services {
+		byID[snap.Services[i].ID] = &snap.Services[i]
+	}
+	persistMode := d.syncPersistMode.Load()
+	left := func(ns int64) uint32 {
+		s := (ns + int64(time.Second) - 1) / int64(time.Second)
+		return uint32(min(max(s, 1), int64(conntrack.MaxTimeout)))
+	}
+	var c SyncConn
+	stopped := false
+	d.ct.Walk(d.now(), func(e *conntrack.Entry, expiresIn int64) bool {
+		svc, ok := byID[e.Service]
+		if !ok || (persistMode && svc.Persist > 0) {
+			return true
+		}
+		rs, ok := snap.dest(e.Dest)
+		if !ok {
+			return true
+		}
+		c.Queued = d.now()
+		fillSyncConn(&c, e, svc, rs, left(expiresIn))
+		stopped = !f(&c)
+		return !stopped
+	})
+	if stopped {
+		return
+	}
+	d.persist.walk(d.now(), func(svcID, dest uint32, client [16]byte, expiresIn int64) {
+		if stopped {
+			return
+		}
+		svc, ok := byID[svcID]
+		if !ok || svc.Persist == 0 {
+			return
+		}
+		rs, ok := snap.dest(dest)
+		if !ok {
+			return
+		}
+		c.Queued = d.now()
+		fillSyncTemplate(&c, svc, rs, client, left(expiresIn))
+		stopped = !f(&c)
+	})
 }
 
 // ApplySync applies an entry received from a sync master (IPVS's ip_vs_proc_conn): a

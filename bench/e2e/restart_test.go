@@ -175,6 +175,7 @@ type xlvsdProc struct {
 	err  error
 }
 
+// syncBuffer is an io.Writer safe for a process's output and a reader.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -52,7 +52,8 @@ func (bl *builder) planBackup() {
 
 // addressBackup adds the addresses of the two directors of a bed with Options.Backup: each
 // director's own addresses first (so they are the primary ones and their connected routes
-// stay when the floating addresses move), then the floating ones on the director.
+// stay when the floating addresses move), then the floating ones on the director (none
+// with Options.FloatingUnassigned).
 func (bl *builder) addressBackup() error {
 	b := bl.bed
 	own := func(h *Host, host int) []netip.Prefix {
@@ -75,11 +76,13 @@ func (bl *builder) addressBackup() error {
 	if err := bl.addrs(b.Director, b.Ext.Iface, own(b.Ext, dirOwn)...); err != nil {
 		return err
 	}
-	if err := changeAddrs(b.Ext, b.floating, true); err != nil {
-		return err
-	}
-	for _, p := range b.floating {
-		bl.ready = append(bl.ready, readyAddr{ns: b.Director, iface: b.Ext.Iface, addr: p.Addr()})
+	if !bl.opts.FloatingUnassigned {
+		if err := changeAddrs(b.Ext, b.floating, true); err != nil {
+			return err
+		}
+		for _, p := range b.floating {
+			bl.ready = append(bl.ready, readyAddr{ns: b.Director, iface: b.Ext.Iface, addr: p.Addr()})
+		}
 	}
 	if err := bl.addrs(b.Backup, b.BackupHost.Iface, own(b.BackupHost, hostBak)...); err != nil {
 		return err

@@ -75,6 +75,10 @@ type Options struct {
 	// one-segment layout (NATOneArm or L2; New refuses it for NATTwoArm), for connection
 	// sync and failover tests. See Bed.Backup and Bed.Failover.
 	Backup bool
+	// FloatingUnassigned, with Backup, leaves the floating addresses (Bed.Floating) off
+	// both directors: something else — keepalived's VRRP — assigns them. Active reports
+	// the director until a Failover. Without Backup it is refused.
+	FloatingUnassigned bool
 
 	// hook, when set (by this package's tests), runs after each build step and fails the
 	// build if it returns an error.
@@ -118,7 +122,8 @@ type Bed struct {
 	Backup     *NS
 	BackupHost *Host
 
-	switchPorts []string // the bridge's ports in a one-armed chain (NewChain)
+	switchPorts []string         // the bridge's ports in a one-armed chain (NewChain)
+	ports       map[*Host]string // each host's port on br0 (New)
 
 	clientGW, realGW [2]netip.Addr  // [v4, v6] director addresses the hosts route through
 	floating         []netip.Prefix // what Failover moves (Options.Backup only), in order
@@ -129,6 +134,23 @@ type Bed struct {
 
 	mu  sync.Mutex
 	all []*NS // every namespace made, in creation order
+}
+
+// SwitchPort names the port of host h on the bridge br0 in the Switch namespace (the
+// switch end of h's veth: "p-dir", "p-bak", "p-cl", "p-rs1", ...). Taking it down there
+// cuts h off while h's own link stays up, as a failed switch port would; taking it off
+// the bridge (nomaster) does the same. A host without a port on the bridge (NATTwoArm's
+// client and ext0) is an error.
+func (b *Bed) SwitchPort(h *Host) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p, ok := b.ports[h]; ok {
+		return p, nil
+	}
+	if h == nil {
+		return "", errors.New("switch port of no host")
+	}
+	return "", fmt.Errorf("%s (%s) has no port on br0 in this %v bed", h.Name, h.Iface, b.Layout)
 }
 
 // VIPFor returns VIP6 if v6, else VIP.
@@ -218,6 +240,9 @@ func New(opts Options) (*Bed, error) {
 	}
 	if opts.Layout < NATTwoArm || opts.Layout > L2 {
 		return nil, fmt.Errorf("build testbed: %w: %v, want NATTwoArm, NATOneArm or L2", ErrBadOptions, opts.Layout)
+	}
+	if opts.FloatingUnassigned && !opts.Backup {
+		return nil, fmt.Errorf("build testbed: %w: FloatingUnassigned without Backup: only a bed with a backup director has floating addresses", ErrBadOptions)
 	}
 	if opts.Backup && opts.Layout == NATTwoArm {
 		return nil, fmt.Errorf("build testbed: %w: Backup needs a one-segment layout (NATOneArm or L2): in %v the client is wired straight to the director's ext0, so a backup director could not take over the client side", ErrBadOptions, opts.Layout)
@@ -668,6 +693,12 @@ func (bl *builder) bridgePort(h *Host, port string, portMAC net.HardwareAddr) er
 	if err := bl.veth(h.NS, h.Iface, h.MAC, sw, port, portMAC); err != nil {
 		return err
 	}
+	bl.bed.mu.Lock()
+	if bl.bed.ports == nil {
+		bl.bed.ports = map[*Host]string{}
+	}
+	bl.bed.ports[h] = port
+	bl.bed.mu.Unlock()
 	return sw.withNetlink(func(nh *netlink.Handle) error {
 		br, err := nh.LinkByName("br0")
 		if err != nil {

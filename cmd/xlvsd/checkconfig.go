@@ -77,8 +77,11 @@ func checkConfig(o *options, stdout, stderr io.Writer) error {
 func reportSync(w io.Writer, sd *keepalived.SyncDaemon) {
 	for _, r := range control.KeepalivedSyncDaemons(sd) {
 		fmt.Fprintf(w, "%s: warning: lvs_sync_daemon: xlvsd starts the %s sync daemon (mcast=%s, syncid=%d)", sd.Pos, r.State, r.Interface, r.SyncID)
-		if sd.VRRPInstance != "" {
-			fmt.Fprintf(w, " for vrrp_instance %s and keeps it %s: xlvs does no VRRP (switch with xlvsadm --stop-daemon and --start-daemon)", sd.VRRPInstance, r.State)
+		switch {
+		case sd.VRRPInstance != "" && sd.NotifyFIFO != "":
+			fmt.Fprintf(w, "; both roles run, and vrrp_instance %s's transitions (read from keepalived's notify FIFO %s) exchange the whole table", sd.VRRPInstance, sd.NotifyFIFO)
+		case sd.VRRPInstance != "":
+			fmt.Fprintf(w, "; both roles run, but without vrrp_notify_fifo (or notify_fifo) in global_defs xlvsd cannot follow vrrp_instance %s's transitions", sd.VRRPInstance)
 		}
 		fmt.Fprintln(w)
 	}

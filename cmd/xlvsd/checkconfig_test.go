@@ -168,7 +168,7 @@ func TestCheckConfig(t *testing.T) {
 			"vrrp_instance VI_1 {\n    virtual_router_id 51\n}\n"
 		path := writeConf(t, "keepalived.conf", conf)
 		r := runArgv(t, bin, "--check-config", "--keepalived-conf", path)
-		want := path + ":3: warning: lvs_sync_daemon: xlvsd starts the backup sync daemon (mcast=eth1, syncid=51) for vrrp_instance VI_1 and keeps it backup: xlvs does no VRRP (switch with xlvsadm --stop-daemon and --start-daemon)\n"
+		want := path + ":3: warning: lvs_sync_daemon: xlvsd starts the backup sync daemon (mcast=eth1, syncid=51); both roles run, but without vrrp_notify_fifo (or notify_fifo) in global_defs xlvsd cannot follow vrrp_instance VI_1's transitions\n"
 		if r.code != 0 || r.stdout != checkKeepalivedRules || !strings.Contains(r.stderr, want) {
 			t.Fatalf("exit %d, stdout\n%s\nstderr\n%s\nwant 0, the rules and %q", r.code, r.stdout, r.stderr, want)
 		}

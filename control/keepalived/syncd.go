@@ -2,7 +2,9 @@ package keepalived
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // SyncDaemon is global_defs' lvs_sync_daemon: the IPVS connection-sync daemon keepalived
@@ -20,10 +22,8 @@ import (
 //
 // With a VRRP instance, keepalived's VRRP process runs the backup daemon while the
 // instance is not MASTER and the master daemon while it is; without one, keepalived's
-// checker runs both. xlvs does no VRRP: xlvsd starts the backup role for a daemon tied
-// to an instance (the state a VRRP instance starts in) and both roles otherwise.
-// Following the instance's transitions is left to later work, which VRRPInstance keeps
-// the name for.
+// checker runs both. xlvs does no VRRP: xlvsd runs both roles either way and learns the
+// instance's state from keepalived's notify FIFO (NotifyFIFO; see control.Keepalived).
 type SyncDaemon struct {
 	Pos       Pos
 	Interface string
@@ -36,6 +36,16 @@ type SyncDaemon struct {
 	Port   uint16     // 0: the kernel's default, 8848
 	TTL    uint8      // 0: the kernel's default, 1
 	Group  netip.Addr // invalid: the kernel's default, 224.0.0.81
+	// NotifyFIFO is the FIFO keepalived writes its VRRP state changes to: global_defs'
+	// vrrp_notify_fifo, else notify_fifo ("" when neither is given, or without an
+	// instance).
+	NotifyFIFO string
+}
+
+// notifyFIFO is a notify FIFO statement of global_defs.
+type notifyFIFO struct {
+	path string
+	pos  Pos
 }
 
 // ipvsIfnameMax is IP_VS_IFNAME_MAXLEN.
@@ -48,28 +58,68 @@ type syncState struct {
 	idSet    bool
 	vrids    map[string]uint8
 	vridSeen map[string]bool
+	// fifos are the notify FIFOs by keyword (vrrp_notify_fifo, notify_fifo), the first
+	// of each; scripts the keywords of the scripts keepalived runs on them.
+	fifos   map[string]notifyFIFO
+	scripts map[string]Pos
 }
 
-// globalDefs reads a global_defs block: lvs_sync_daemon is used, everything else is
-// ignored with one Warning.
+// globalDefs reads a global_defs block: lvs_sync_daemon and the notify FIFOs
+// (vrrp_notify_fifo, notify_fifo) are used, everything else is ignored with one Warning.
 func (p *parser) globalDefs(n *node) {
-	has, others := false, false
+	var used []string
+	others := false
 	for _, c := range n.children {
-		if c.keyword() == "lvs_sync_daemon" {
-			has = true
+		switch kw := c.keyword(); kw {
+		case "lvs_sync_daemon":
 			p.lvsSyncDaemon(c)
-		} else {
+		case "vrrp_notify_fifo", "notify_fifo":
+			p.notifyFIFO(c)
+		case "vrrp_notify_fifo_script", "notify_fifo_script":
+			if p.syncd.scripts == nil {
+				p.syncd.scripts = map[string]Pos{}
+			}
+			if _, dup := p.syncd.scripts[kw]; !dup {
+				p.syncd.scripts[kw] = c.pos
+			}
 			others = true
+			continue
+		default:
+			others = true
+			continue
+		}
+		if !slices.Contains(used, c.keyword()) {
+			used = append(used, c.keyword())
 		}
 	}
 	switch {
-	case !has && n.block:
+	case len(used) == 0 && n.block:
 		p.warnf(n.pos, "%s block ignored: %s", n.keyword(), topIgnored[n.keyword()])
-	case !has:
+	case len(used) == 0:
 		p.warnf(n.pos, "%s ignored: %s", n.keyword(), topIgnored[n.keyword()])
 	case others:
-		p.warnf(n.pos, "%s block ignored but for lvs_sync_daemon: %s", n.keyword(), topIgnored[n.keyword()])
+		p.warnf(n.pos, "%s block ignored but for %s: %s", n.keyword(), strings.Join(used, ", "), topIgnored[n.keyword()])
 	}
+}
+
+// notifyFIFO reads vrrp_notify_fifo or notify_fifo FILE [USER [GROUP]]: the first of each
+// keyword counts (a later one is warned about); the user and group are keepalived's
+// business (xlvsd opens the FIFO as it runs).
+func (p *parser) notifyFIFO(n *node) {
+	kw := n.keyword()
+	args := n.args()
+	if len(args) == 0 {
+		p.warnf(n.pos, "%s without a file name ignored: expected \"%s FILE [USER [GROUP]]\"", kw, kw)
+		return
+	}
+	if p.syncd.fifos == nil {
+		p.syncd.fifos = map[string]notifyFIFO{}
+	}
+	if prev, dup := p.syncd.fifos[kw]; dup {
+		p.warnf(n.pos, "%s has already been specified as %s (at %s) - ignoring", kw, prev.path, prev.pos)
+		return
+	}
+	p.syncd.fifos[kw] = notifyFIFO{path: args[0], pos: n.pos}
 }
 
 // vrrpInstance records the virtual_router_id of a vrrp_instance block (the default sync
@@ -224,6 +274,26 @@ func (p *parser) resolveSync(cfg *Config) {
 		if !p.syncd.idSet {
 			sd.SyncID = p.syncd.vrids[sd.VRRPInstance] // keepalived: "If no syncid configured, use vrid"
 		}
+		p.resolveFIFO(sd)
 	}
 	cfg.SyncDaemon = sd
+}
+
+// resolveFIFO picks the notify FIFO xlvsd follows sd's instance through: vrrp_notify_fifo
+// (VRRP's notifications only), else notify_fifo (all of them). Without one, or when
+// keepalived also runs a script on the one picked (a FIFO's lines go to one reader
+// each), it says what xlvsd cannot do then.
+func (p *parser) resolveFIFO(sd *SyncDaemon) {
+	for _, kw := range []string{"vrrp_notify_fifo", "notify_fifo"} {
+		f, ok := p.syncd.fifos[kw]
+		if !ok {
+			continue
+		}
+		sd.NotifyFIFO = f.path
+		if pos, ok := p.syncd.scripts[kw+"_script"]; ok {
+			p.warnf(pos, "%s_script reads the FIFO xlvsd follows VRRP instance %s through (%s): the script and xlvsd would each see only some of its lines; give xlvsd a FIFO of its own (vrrp_notify_fifo for xlvsd, notify_fifo and notify_fifo_script for the script)", kw, sd.VRRPInstance, f.path)
+		}
+		return
+	}
+	p.warnf(sd.Pos, "lvs_sync_daemon inst %s: no vrrp_notify_fifo (or notify_fifo) in global_defs, so xlvsd cannot follow the instance's VRRP state: both sync roles run, but no whole table is asked for or sent when it changes (add vrrp_notify_fifo FILE, read by keepalived and xlvsd alike)", sd.VRRPInstance)
 }

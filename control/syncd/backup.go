@@ -3,6 +3,7 @@ package syncd
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -17,8 +18,11 @@ type backup struct {
 	syncid uint8
 	maxlen int
 	rx     []*ipvssync.Receiver
-	quit   chan struct{}
-	wg     sync.WaitGroup
+	// req sends the backup's table requests (Daemon.RequestTable), to the group's first
+	// port; opened with the role, so it works from any goroutine and network namespace.
+	req  *ipvssync.Sender
+	quit chan struct{}
+	wg   sync.WaitGroup
 }
 
 func (d *Daemon) newBackup(r Running) (*backup, error) {
@@ -33,6 +37,14 @@ func (d *Daemon) newBackup(r Running) (*backup, error) {
 		}
 		b.rx = append(b.rx, rx)
 	}
+	req, err := ipvssync.OpenSender(sockConfig(r), 0)
+	if err != nil {
+		for _, o := range b.rx {
+			o.Close()
+		}
+		return nil, fmt.Errorf("sync daemon: open the socket for table requests: %w", err)
+	}
+	b.req = req
 	return b, nil
 }
 
@@ -147,6 +159,7 @@ func (d *Daemon) applyReason(err error) int {
 // stop ends the goroutines, which close their sockets, waiting at most wait.
 func (b *backup) stop(wait time.Duration) error {
 	close(b.quit)
+	b.req.Close()
 	done := make(chan struct{})
 	go func() { b.wg.Wait(); close(done) }()
 	select {

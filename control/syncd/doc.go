@@ -21,6 +21,24 @@
 //
 // Every message, entry and drop is counted (Stats), with the reason of each drop.
 //
+// # Whole-table exchange (xlvs only)
+//
+// A kernel master sends a connection only when its packets make it, so a director that
+// (re)joins never learns the idle ones. xlvs adds a table request (ipvssync.TableRequest:
+// a version 1 message with no entry and an xlvs trailer, which kernel backups ignore):
+//
+//   - a backup that starts sends one, with its sync ID; RequestTable sends another (xlvsd
+//     does when its VRRP instance enters BACKUP);
+//   - a master listens for them on its own socket on the group's first port (a backup role
+//     on the same director gets its own copy of every datagram) and answers one for its
+//     sync ID, or for any (0), by walking its dataplane's tables (Dataplane.WalkSync) into
+//     the usual messages, paced to Options.TableRate messages a second and draining the
+//     workers' queues as it goes; SendTable starts the same send unasked (xlvsd does when
+//     its VRRP instance leaves MASTER). Requests heard during a send are answered by it.
+//
+// Entries carry no version: a table sent later than an update of the same connection
+// (from the other director) restores the older state, until the connection's next update.
+//
 // # Reference
 //
 // Behaviour follows net/netfilter/ipvs/ip_vs_sync.c of codesnas/linux-6.18.y at commit

@@ -2,6 +2,8 @@ package syncd
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +21,7 @@ type sender struct {
 
 type master struct {
 	d       *Daemon
+	syncid  uint8
 	senders []sender
 	buf     []dataplane.SyncConn
 	conn    ipvssync.Conn
@@ -28,17 +31,29 @@ type master struct {
 	done    chan struct{}
 	// stopping makes send give up at once on a full socket buffer.
 	stopping atomic.Bool
+
+	// The whole-table send: walkReq asks the goroutine for one (a request heard by
+	// listen, or SendTable); requests that arrive while a walk runs are covered by it.
+	// rx is the socket listen hears requests on; listenDone is closed when listen ends.
+	walkReq    chan struct{}
+	rx         *ipvssync.Receiver
+	listenDone chan struct{}
+	walking    bool // the goroutine is in walk; send counts walkMsgs then
+	walkMsgs   int
 }
 
 func (d *Daemon) newMaster(r Running, cfg Config) (*master, error) {
 	m := &master{
-		d:       d,
-		senders: make([]sender, d.opts.Ports),
-		buf:     make([]dataplane.SyncConn, drainBatch),
-		flush:   cfg.FlushTime,
-		poll:    cfg.PollInterval,
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
+		d:          d,
+		syncid:     r.SyncID,
+		walkReq:    make(chan struct{}, 1),
+		listenDone: make(chan struct{}),
+		senders:    make([]sender, d.opts.Ports),
+		buf:        make([]dataplane.SyncConn, drainBatch),
+		flush:      cfg.FlushTime,
+		poll:       cfg.PollInterval,
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	for i := range m.senders {
 		tx, err := ipvssync.OpenSender(sockConfig(r), i)
@@ -50,7 +65,92 @@ func (d *Daemon) newMaster(r Running, cfg Config) (*master, error) {
 		}
 		m.senders[i] = sender{tx: tx, w: ipvssync.NewWriter(r.SyncID, r.MaxLen)}
 	}
+	// Table requests come to the group and first port, as sync messages do; the socket
+	// shares them with a backup role's on the same director (each gets a copy).
+	rx, err := ipvssync.OpenReceiver(sockConfig(r), 0)
+	if err != nil {
+		for i := range m.senders {
+			m.senders[i].tx.Close()
+		}
+		return nil, fmt.Errorf("sync daemon: listen for table requests: %w", err)
+	}
+	m.rx = rx
 	return m, nil
+}
+
+// listen hears table requests until the socket is closed: a request for the master's
+// sync ID (or for any, sync ID 0) asks the goroutine for a whole-table send. Every
+// other datagram — another master's sync messages — is not the master's business.
+func (m *master) listen() {
+	defer close(m.listenDone)
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := m.rx.Recv(buf, time.Time{})
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || m.stopping.Load() {
+				return
+			}
+			m.d.log.Debug("listen for table requests", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		sid, ok := ipvssync.IsTableRequest(buf[:n])
+		if !ok || (sid != 0 && sid != m.syncid) {
+			continue
+		}
+		m.d.st.reqRecv.Add(1)
+		m.requestWalk()
+	}
+}
+
+// requestWalk asks the goroutine for a whole-table send; it never waits.
+func (m *master) requestWalk() {
+	select {
+	case m.walkReq <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// walk sends the whole table (dataplane.WalkSync) through the usual messages, paced to
+// Options.TableRate messages a second so that a backup's socket buffer keeps up, and
+// drains the workers' queues as it goes so that their entries are not lost meanwhile.
+// The last partial messages go at once. It returns early when the master stops.
+func (m *master) walk() {
+	st := &m.d.st
+	st.tableSends.Add(1)
+	m.walking, m.walkMsgs = true, 0
+	defer func() { m.walking = false }()
+	start := time.Now()
+	rate := float64(m.d.opts.TableRate)
+	n := 0
+	m.d.dp.WalkSync(func(c *dataplane.SyncConn) bool {
+		m.add(c)
+		st.tableConns.Add(1)
+		n++
+		if n%drainBatch == 0 {
+			m.drain()
+			m.flushOld(time.Now())
+		}
+		if ahead := time.Duration(float64(m.walkMsgs)/rate*float64(time.Second)) - time.Since(start); ahead > time.Millisecond {
+			select {
+			case <-m.quit:
+				return false
+			case <-time.After(ahead):
+			}
+		}
+		return !m.stopping.Load()
+	})
+	for i := range m.senders {
+		if m.senders[i].w.Len() > 0 {
+			m.send(&m.senders[i], m.d.opts.SendTries)
+		}
+	}
+	m.d.log.Info("sync daemon sent the whole table", "entries", n, "messages", m.walkMsgs, "took", time.Since(start).Round(time.Millisecond))
+	// Requests that came during the walk are answered by it.
+	select {
+	case <-m.walkReq:
+	default:
+	}
 }
 
 // run drains the dataplane every poll interval until stopped, then sends what it holds
@@ -62,6 +162,7 @@ func (m *master) run() {
 			m.senders[i].tx.Close()
 		}
 	}()
+	go m.listen()
 	t := time.NewTicker(m.poll)
 	defer t.Stop()
 	for {
@@ -76,6 +177,8 @@ func (m *master) run() {
 				}
 			}
 			return
+		case <-m.walkReq:
+			m.walk()
 		case <-t.C:
 		}
 	}
@@ -160,6 +263,9 @@ func (m *master) send(s *sender, tries int) {
 	}
 	st.mMsgs.Add(1)
 	st.mConns.Add(uint64(n))
+	if m.walking {
+		m.walkMsgs++
+	}
 	now := m.d.dp.Now()
 	for i := range n {
 		st.lag(now-s.queued[i], i == 0)
@@ -170,10 +276,17 @@ func (m *master) send(s *sender, tries int) {
 func (m *master) stop(wait time.Duration) error {
 	m.stopping.Store(true)
 	close(m.quit)
+	m.rx.Close()
+	timeout := time.After(wait)
+	select {
+	case <-m.listenDone:
+	case <-timeout:
+		return errors.New("sync daemon: the master's request listener did not stop within " + wait.String())
+	}
 	select {
 	case <-m.done:
 		return nil
-	case <-time.After(wait):
+	case <-timeout:
 		return errors.New("sync daemon: the master did not stop within " + wait.String() + "; it closes its sockets when it does")
 	}
 }

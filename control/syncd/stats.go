@@ -50,9 +50,11 @@ type stats struct {
 
 	bMsgs, bConns, bApplied, bRecvErrs counter
 	bDrop                              [numBackupDrops]counter
-	ignored                            [numIgnored]counter
-	apply                              []counter // by Options.ApplyReasons, then "other"
-	applyNames                         []string
+
+	reqSent, reqSendErrs, reqRecv, tableSends, tableConns counter
+	ignored                                               [numIgnored]counter
+	apply                                                 []counter // by Options.ApplyReasons, then "other"
+	applyNames                                            []string
 }
 
 // Stats are the daemon's counters since New, over every start of each role.
@@ -79,6 +81,13 @@ type Stats struct {
 	Dropped     map[string]uint64 // messages (short, malformed, version, syncid) and entries (skipped, protocol, state, method) dropped
 	ApplyErrors map[string]uint64 // entries the dataplane refused, by reason
 	Ignored     map[string]uint64 // options accepted and ignored (seq_data, pe_data)
+
+	// Whole-table exchanges (xlvs's table request, not IPVS's).
+	RequestsSent      uint64 // table requests sent (a backup starting, RequestTable)
+	RequestSendErrors uint64 // table requests that could not be sent
+	RequestsReceived  uint64 // table requests a master heard for its sync ID
+	TableSends        uint64 // whole-table sends (after a request, or SendTable)
+	TableConns        uint64 // entries those sends walked (each also counted in Conns when sent)
 }
 
 // Stats returns the counters.
@@ -91,6 +100,8 @@ func (d *Daemon) Stats() Stats {
 		LagSum: time.Duration(s.lagSum.Load()), LagCount: s.lagCount.Load(),
 		Received: s.bMsgs.Load(), Decoded: s.bConns.Load(), Applied: s.bApplied.Load(), RecvErrors: s.bRecvErrs.Load(),
 		Dropped: map[string]uint64{}, ApplyErrors: map[string]uint64{}, Ignored: map[string]uint64{},
+		RequestsSent: s.reqSent.Load(), RequestSendErrors: s.reqSendErrs.Load(), RequestsReceived: s.reqRecv.Load(),
+		TableSends: s.tableSends.Load(), TableConns: s.tableConns.Load(),
 	}
 	dps := d.dp.SyncStats()
 	out.Queued, out.QueueFull = dps.Queued, dps.QueueFull

@@ -26,6 +26,8 @@ type Dataplane interface {
 	SyncStats() dataplane.SyncStats
 	// Now is the dataplane's monotonic clock in ns, the clock of SyncConn.Queued.
 	Now() int64
+	// WalkSync hands over every connection and template, for a whole-table send.
+	WalkSync(f func(c *dataplane.SyncConn) bool)
 }
 
 var _ Dataplane = (*dataplane.Dataplane)(nil)
@@ -70,6 +72,9 @@ const (
 	// DefaultSendTries and DefaultSendWait bound the wait for room in a full socket buffer.
 	DefaultSendTries = 20
 	DefaultSendWait  = 10 * time.Millisecond
+	// DefaultTableRate paces a whole-table send: messages a second (about 40 IPv4
+	// connections each at the default size, so some 400 000 connections a second).
+	DefaultTableRate = 10000
 	drainBatch       = 256
 )
 
@@ -124,6 +129,8 @@ type Options struct {
 	// message is dropped; 0 = DefaultSendTries, DefaultSendWait.
 	SendTries int
 	SendWait  time.Duration
+	// TableRate paces whole-table sends, in messages a second; 0 = DefaultTableRate.
+	TableRate int
 	Log       *slog.Logger
 }
 
@@ -171,6 +178,9 @@ func New(dp Dataplane, o Options) *Daemon {
 	}
 	if o.SendWait == 0 {
 		o.SendWait = DefaultSendWait
+	}
+	if o.TableRate <= 0 {
+		o.TableRate = DefaultTableRate
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -287,6 +297,10 @@ func (d *Daemon) start(cfg Config, vrrp string) error {
 		}
 		d.backup, d.bcfg = b, r
 		b.start()
+		// A backup that starts has missed what happened before: ask for the whole table.
+		if err := d.requestLocked(); err != nil {
+			d.log.Warn("sync daemon: could not ask the masters for their table", "err", err)
+		}
 	}
 	d.log.Info("sync daemon started", "state", cfg.Role.String(), "mcast_ifn", r.Ifname, "syncid", r.SyncID,
 		"maxlen", r.MaxLen, "group", r.Group, "port", r.Port, "ttl", r.TTL, "ports", d.opts.Ports)
@@ -347,6 +361,54 @@ func (d *Daemon) Running() []Running {
 		out = append(out, d.bcfg)
 	}
 	return out
+}
+
+// RequestTable asks the sync masters of the segment for their whole table (xlvs's table
+// request, ipvssync.TableRequest; kernel masters ignore it): an xlvs master whose sync ID
+// the request matches sends every connection and template it has. It is sent from the
+// backup role's interface and group with the backup's sync ID, or the master's when only
+// the master runs. A backup asks by itself when it starts; call this when a director
+// needs the table again, e.g. when its VRRP instance enters BACKUP. Without a running
+// role it is an error wrapping ErrNotRunning.
+func (d *Daemon) RequestTable() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.requestLocked()
+}
+
+func (d *Daemon) requestLocked() error {
+	var tx *ipvssync.Sender
+	var r Running
+	switch {
+	case d.backup != nil:
+		tx, r = d.backup.req, d.bcfg
+	case d.master != nil:
+		tx, r = d.master.senders[0].tx, d.mcfg // safe beside the master's goroutine: one send, one datagram
+	default:
+		return fmt.Errorf("sync daemon: no role is %w: start one to ask for the table", ErrNotRunning)
+	}
+	if err := tx.Send(ipvssync.TableRequest(r.SyncID)); err != nil {
+		d.st.reqSendErrs.Add(1)
+		return fmt.Errorf("sync daemon: send a table request on %s: %w", r.Ifname, err)
+	}
+	d.st.reqSent.Add(1)
+	d.log.Info("sync daemon asked for the whole table", "mcast_ifn", r.Ifname, "syncid", r.SyncID)
+	return nil
+}
+
+// SendTable makes the master send its whole table once more, as it does when it hears a
+// table request (paced by Options.TableRate; one send at a time, a call during a send is
+// covered by it); call it when a peer is known to need it, e.g. when this director's VRRP
+// instance leaves MASTER. It does not wait. Without a master it is an error wrapping
+// ErrNotRunning.
+func (d *Daemon) SendTable() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.master == nil {
+		return fmt.Errorf("sync daemon: the master sync daemon is %w: no table to send", ErrNotRunning)
+	}
+	d.master.requestWalk()
+	return nil
 }
 
 // Ports is the number of sync threads per role.

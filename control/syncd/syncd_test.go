@@ -32,6 +32,8 @@ type fakeDP struct {
 	setN    int
 	pushed  uint64
 	fail    func(*dataplane.SyncConn) error
+	table   []dataplane.SyncConn // what WalkSync hands over
+	walks   int
 }
 
 func newFake() *fakeDP { return &fakeDP{t0: time.Now()} }
@@ -69,6 +71,19 @@ func (f *fakeDP) ApplySync(c *dataplane.SyncConn) error {
 	}
 	f.applied = append(f.applied, *c)
 	return nil
+}
+
+func (f *fakeDP) WalkSync(fn func(*dataplane.SyncConn) bool) {
+	f.mu.Lock()
+	table := append([]dataplane.SyncConn(nil), f.table...)
+	f.walks++
+	f.mu.Unlock()
+	for i := range table {
+		table[i].Queued = f.Now()
+		if !fn(&table[i]) {
+			return
+		}
+	}
 }
 
 // push queues entries as workers would, stamping Queued.
