@@ -119,6 +119,23 @@ var classifyCases = []classifyCase{
 	}), statRedirectFailed},
 	{"v4 first fragment to service", frag4(0), statRedirectFailed},
 
+	// SCTP: ports from the common header (the chunks are the dataplane's to check).
+	{"v4 sctp service", fromFlow(flow{proto: ProtoSCTP, src: cip4, dst: vip4, sport: 40000, dport: 38412}, nil), statRedirectFailed},
+	{"v6 sctp service", fromFlow(flow{proto: ProtoSCTP, src: cip6, dst: vip6, sport: 40000, dport: 38412, vlan: true}, nil), statRedirectFailed},
+	{"v4 sctp reply from real", fromFlow(flow{proto: ProtoSCTP, src: rip4, dst: cip4, sport: 38412, dport: 40000}, nil), statRedirectFailed},
+	{"v4 sctp other port", fromFlow(flow{proto: ProtoSCTP, src: cip4, dst: vip4, sport: 40000, dport: 38413}, nil), statPassed},
+	{"v4 sctp to a tcp service's port", fromFlow(flow{proto: ProtoSCTP, src: cip4, dst: vip4, sport: 40000, dport: 80}, nil), statPassed},
+	{"v4 tcp to an sctp service's port", fromFlow(flow{proto: ProtoTCP, src: cip4, dst: vip4, sport: 40000, dport: 38412}, nil), statPassed},
+	{"v4 sctp common header cut", fromFlow(flow{proto: ProtoSCTP, src: cip4, dst: vip4, sport: 40000, dport: 38412}, func(b []byte, l3 int) {
+		put16(b[l3+2:], 20+11)
+	}), statMalformed},
+	{"v4 sctp non-first fragment to service address", func(tb testing.TB) []byte {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolSCTP, SrcIP: cip4.AsSlice(), DstIP: vip4.AsSlice(), FragOffset: 3}
+		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 24)))...)
+	}, statRedirectFailed},
+	{"v4 port unreachable about an sctp service's reply", icmpErr(cip4, vip4, 3, 3, flow{proto: ProtoSCTP, src: vip4, dst: cip4, sport: 38412, dport: 40000}, 0), statRedirectFailed},
+	{"v4 time exceeded about an sctp real's request", icmpErr(rip4, cip4, 11, 0, flow{proto: ProtoSCTP, src: cip4, dst: rip4, sport: 40000, dport: 38412}, 0), statRedirectFailed},
+
 	// Reply path: the source is a real server.
 	{"v4 tcp reply from real", fromFlow(flow{proto: ProtoTCP, src: rip4, dst: cip4, sport: 8080, dport: 40000}, nil), statRedirectFailed},
 	{"v4 udp reply from real", fromFlow(flow{proto: ProtoUDP, src: rip4, dst: cip4, sport: 5353, dport: 40000}, nil), statRedirectFailed},
@@ -182,7 +199,7 @@ var classifyCases = []classifyCase{
 		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 24)))...)
 	}, statFragment},
 	{"v4 non-first fragment other proto", func(tb testing.TB) []byte {
-		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolSCTP, SrcIP: cip4.AsSlice(), DstIP: vip4.AsSlice(), FragOffset: 3}
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolGRE, SrcIP: cip4.AsSlice(), DstIP: vip4.AsSlice(), FragOffset: 3}
 		return serialize(tb, append(ethernet(false, layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 24)))...)
 	}, statFragment},
 

@@ -7,7 +7,7 @@
 //
 // For every frame it parses Ethernet, one optional 802.1Q tag, IPv4 (options allowed) or
 // IPv6 (TCP, UDP or ICMPv6 directly after the fixed header, or after one fragment
-// header), then TCP or UDP ports, and decides:
+// header), then TCP, UDP or SCTP ports (SCTP: the 12-byte common header; the dataplane checks the chunks), and decides:
 //
 //   - (proto, destination address, destination port) is in services: redirect;
 //   - else (proto, source address, source port) is in reals (a NAT or FULLNAT reply):
@@ -16,7 +16,7 @@
 //     address the director sent from, which is also configured on the director's
 //     interface, so laddrs is consulted first;
 //   - an ICMP error (IPv4 destination unreachable or time exceeded; ICMPv6 destination
-//     unreachable, packet too big or time exceeded) quoting a TCP/UDP packet: redirect
+//     unreachable, packet too big or time exceeded) quoting a TCP/UDP/SCTP packet: redirect
 //     when the quote's (proto, source, source port) is in services (an error from the
 //     client side about a reply from VIP:port) or its (proto, destination, destination
 //     port) is in reals (an error from a NAT or FULLNAT real server's side about a

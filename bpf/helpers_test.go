@@ -55,10 +55,12 @@ var (
 	testServices = []Key{
 		{vip4, 80, ProtoTCP}, {vip4, 53, ProtoUDP},
 		{vip6, 443, ProtoTCP}, {vip6, 53, ProtoUDP}, {any4, 0, ProtoTCP},
+		{vip4, 38412, ProtoSCTP}, {vip6, 38412, ProtoSCTP},
 	}
 	testReals = []Key{
 		{rip4, 8080, ProtoTCP}, {rip4, 5353, ProtoUDP},
 		{rip6, 8080, ProtoTCP}, {rip6, 5353, ProtoUDP}, {anyr4, 0, ProtoTCP},
+		{rip4, 38412, ProtoSCTP},
 	}
 	testLocals = []netip.Addr{dir4, dir6, lip4, lip6}
 	testLaddrs = []netip.Addr{lip4, lip6}
@@ -241,8 +243,11 @@ func ipLayer(src, dst netip.Addr, proto layers.IPProtocol, opts []layers.IPv4Opt
 func (f flow) frame(tb testing.TB) []byte {
 	tb.Helper()
 	ipProto := layers.IPProtocolTCP
-	if f.proto == ProtoUDP {
+	switch f.proto {
+	case ProtoUDP:
 		ipProto = layers.IPProtocolUDP
+	case ProtoSCTP:
+		ipProto = layers.IPProtocolSCTP
 	}
 	ip, nl, et := ipLayer(f.src, f.dst, ipProto, f.ipv4Opts, f.ipv4Flags)
 	ls := append(ethernet(f.vlan, et), ip)
@@ -259,6 +264,9 @@ func (f flow) frame(tb testing.TB) []byte {
 			tb.Fatal(err)
 		}
 		ls = append(ls, udp)
+	case ProtoSCTP:
+		ls = append(ls, &layers.SCTP{SrcPort: layers.SCTPPort(f.sport), DstPort: layers.SCTPPort(f.dport), VerificationTag: 0},
+			&layers.SCTPInit{SCTPChunk: layers.SCTPChunk{Type: layers.SCTPChunkTypeInit}, InitiateTag: 1, AdvertisedReceiverWindowCredit: 65536, OutboundStreams: 1, InboundStreams: 1, InitialTSN: 1})
 	default:
 		tb.Fatalf("flow with protocol %v", f.proto)
 	}
@@ -355,6 +363,10 @@ func (m *refModel) classify(frame []byte, socket bool) (uint32, int) {
 		if end-l4 < 8 {
 			return xdpPass, statMalformed
 		}
+	case 132: // SCTP: the 12-byte common header; the chunks are the dataplane's to check
+		if end-l4 < 12 {
+			return xdpPass, statMalformed
+		}
 	case 1, 58:
 		if proto == 1 && et != 0x0800 || proto == 58 && et != 0x86dd {
 			return xdpPass, statPassed
@@ -415,7 +427,7 @@ func (m *refModel) fragment(src, dst [16]byte, proto uint8, socket bool) (uint32
 	return xdpPass, statFragment
 }
 
-// icmp: an ICMP(v6) error quoting a TCP/UDP packet from a service's address:port is
+// icmp: an ICMP(v6) error quoting a TCP/UDP/SCTP packet from a service's address:port is
 // ours; one quoting a packet to a real server's is ours as realReply says for the outer
 // destination. msg is the message up to the end of the IP packet.
 func (m *refModel) icmp(msg []byte, v6 bool, outerDst [16]byte, socket bool) (uint32, int) {
@@ -444,7 +456,7 @@ func (m *refModel) icmp(msg []byte, v6 bool, outerDst [16]byte, socket bool) (ui
 		src, dst = [16]byte(q[8:24]), [16]byte(q[24:40])
 		ports = q[40:]
 	}
-	if proto != 6 && proto != 17 || len(ports) < 4 {
+	if proto != 6 && proto != 17 && proto != 132 || len(ports) < 4 {
 		return xdpPass, statPassed
 	}
 	if hasKey(m.services, mapKey{Addr: src, Port: [2]byte(ports[0:2]), Proto: proto}) {

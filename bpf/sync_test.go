@@ -31,7 +31,9 @@ func TestKeyEncode(t *testing.T) {
 			mapKey{Addr: [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: 0, 15: 1}, Proto: 17}, nil},
 		{"zero addr", Key{netip.Addr{}, 80, ProtoTCP}, mapKey{}, ErrInvalidKey},
 		{"zoned addr", Key{netip.MustParseAddr("fe80::1%eth0"), 80, ProtoTCP}, mapKey{}, ErrInvalidKey},
-		{"sctp", Key{netip.MustParseAddr("198.18.0.1"), 80, 132}, mapKey{}, ErrInvalidKey},
+		{"sctp", Key{netip.MustParseAddr("198.18.0.1"), 38412, ProtoSCTP},
+			mapKey{Addr: [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: 0, 15: 1}, Port: [2]byte{0x96, 0x0c}, Proto: 132}, nil},
+		{"dccp", Key{netip.MustParseAddr("198.18.0.1"), 80, 33}, mapKey{}, ErrInvalidKey},
 		{"proto 0", Key{netip.MustParseAddr("198.18.0.1"), 80, 0}, mapKey{}, ErrInvalidKey},
 	}
 	for _, tc := range tests {

@@ -11,17 +11,20 @@ type Proto uint8
 
 // The protocols the classifier understands.
 const (
-	ProtoTCP Proto = 6
-	ProtoUDP Proto = 17
+	ProtoTCP  Proto = 6
+	ProtoUDP  Proto = 17
+	ProtoSCTP Proto = 132
 )
 
-// String returns "tcp", "udp" or the number.
+// String returns "tcp", "udp", "sctp" or the number.
 func (p Proto) String() string {
 	switch p {
 	case ProtoTCP:
 		return "tcp"
 	case ProtoUDP:
 		return "udp"
+	case ProtoSCTP:
+		return "sctp"
 	}
 	return fmt.Sprintf("proto(%d)", uint8(p))
 }
@@ -173,8 +176,8 @@ func (k Key) encode() (mapKey, error) {
 	if k.Addr.Zone() != "" {
 		return mapKey{}, fmt.Errorf("%w: %v: address has a zone; use the address without %%zone", ErrInvalidKey, k)
 	}
-	if k.Proto != ProtoTCP && k.Proto != ProtoUDP {
-		return mapKey{}, fmt.Errorf("%w: %v: protocol %d is not supported; want 6 (tcp) or 17 (udp)", ErrInvalidKey, k, uint8(k.Proto))
+	if k.Proto != ProtoTCP && k.Proto != ProtoUDP && k.Proto != ProtoSCTP {
+		return mapKey{}, fmt.Errorf("%w: %v: protocol %d is not supported; want 6 (tcp), 17 (udp) or 132 (sctp)", ErrInvalidKey, k, uint8(k.Proto))
 	}
 	return mapKey{
 		Addr:  k.Addr.As16(),

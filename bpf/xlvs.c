@@ -19,7 +19,7 @@
  *             (locals: its own connections) that is not a FULLNAT local address
  *             (laddrs: FULLNAT replies are addressed to those)
  *   ICMP / ICMPv6 errors (destination unreachable, time exceeded, packet
- *             too big) quoting a TCP/UDP packet whose (proto, source, source
+ *             too big) quoting a TCP/UDP/SCTP packet whose (proto, source, source
  *             port) is in services (from the client side) or whose (proto,
  *             destination, destination port) is in reals (from a NAT or
  *             FULLNAT real server's side; the locals/laddrs rule above applies
@@ -196,6 +196,10 @@ struct ip6_frag {
 #define ICMPV6_PKT_TOOBIG 2
 #define ICMPV6_TIME_EXCEED 3
 #define ICMP_HDR_LEN 8
+#define SCTP_HDR_LEN 12 /* common header: ports, verification tag, CRC32c */
+#ifndef IPPROTO_SCTP
+#define IPPROTO_SCTP 132
+#endif
 
 static __always_inline int account(__u32 slot, int action)
 {
@@ -325,7 +329,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, void *msg, void *pend,
 		__builtin_memcpy(dst.addr, &ip6->daddr, sizeof(dst.addr));
 		ports = (void *)(ip6 + 1);
 	}
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		return account(STAT_PASSED, XDP_PASS);
 	if ((void *)(ports + 2) > end || (void *)(ports + 2) > pend)
 		return account(STAT_PASSED, XDP_PASS);
@@ -429,12 +433,21 @@ int xlvs_classify(struct xdp_md *ctx)
 			return account(STAT_MALFORMED, XDP_PASS);
 		src.port = uh->source;
 		dst.port = uh->dest;
+	} else if (proto == IPPROTO_SCTP) {
+		/* SCTP: the ports lead the common header, as TCP's and UDP's do; the
+		 * dataplane checks the chunks. */
+		__be16 *sp = l4;
+
+		if (l4off + SCTP_HDR_LEN > l3len || l4 + SCTP_HDR_LEN > end)
+			return account(STAT_MALFORMED, XDP_PASS);
+		src.port = sp[0];
+		dst.port = sp[1];
 	} else if (proto == IPPROTO_ICMP && l3proto == bpf_htons(ETH_P_IP)) {
 		return icmp_error(ctx, l4, l3 + l3len, end, 0, &dst);
 	} else if (proto == IPPROTO_ICMPV6 && l3proto == bpf_htons(ETH_P_IPV6)) {
 		return icmp_error(ctx, l4, l3 + l3len, end, 1, &dst);
 	} else {
-		/* SCTP, IPv6 extension headers, other ICMP...: the kernel's. */
+		/* IPv6 extension headers, other ICMP...: the kernel's. */
 		return account(STAT_PASSED, XDP_PASS);
 	}
 	src.proto = proto;

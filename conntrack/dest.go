@@ -38,13 +38,15 @@ type destState struct {
 	thresh           atomic.Uint64 // upper<<32 | lower (SetThresholds)
 }
 
-// activeState is tcp_state_active_table; StateUDP (and NONE, the TCP state
-// no stored entry has) is inactive.
+// activeState is tcp_state_active_table, and for SCTP set_sctp_state's rule
+// (ESTABLISHED only); StateUDP (and NONE, the state no stored entry has) is
+// inactive.
 var activeState = [numStates]bool{
-	StateEstablished: true,
-	StateSynSent:     true,
-	StateSynRecv:     true,
-	StateSynAck:      true,
+	StateEstablished:     true,
+	StateSynSent:         true,
+	StateSynRecv:         true,
+	StateSynAck:          true,
+	StateSCTPEstablished: true,
 }
 
 func (d *destState) upper() uint32 { return uint32(d.thresh.Load() >> 32) }

@@ -20,6 +20,13 @@
 // Get reads an entry without treating the read as a packet (for ICMP errors
 // about a connection).
 //
+// SCTP (sctp.go has the kernel source read): the caller passes the packet's
+// event chunk type where TCP passes flags; only an INIT creates a connection;
+// IPVS's three SCTP tables move its state (INIT1 ... CLOSED, named as ipvsadm
+// -L -c prints them), ActiveConn counts it in ESTABLISHED only, its timeouts
+// are the kernel's sctp_timeouts (Timeouts.SCTP), and an INIT that finds it
+// CLOSED replaces it (Reused).
+//
 // Per destination the table keeps what IPVS keeps in struct ip_vs_dest,
 // read from the torvalds/linux mainline source as of 2025 (ip_vs_conn.c of
 // 6.16+, ip_vs_proto_tcp.c, ip_vs_ctl.c; dest.go has the details):

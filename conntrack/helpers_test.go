@@ -326,6 +326,9 @@ UDP 5*60*HZ
 // connections are bound inactive and no UDP transition moves them).
 func kernelActive(t testing.TB, proto uint8, s State) bool {
 	t.Helper()
+	if proto == ProtoSCTP {
+		return kernelSCTPActive(s)
+	}
 	if proto != ProtoTCP {
 		return false
 	}
@@ -341,6 +344,10 @@ func kernelActive(t testing.TB, proto uint8, s State) bool {
 // kernelTimeout is the kernel's default timeout of s in seconds.
 func kernelTimeout(t testing.TB, s State) int {
 	t.Helper()
+	if s.IsSCTP() {
+		secs, _, _ := kernelSCTPTimeout(t, s)
+		return secs
+	}
 	name := kernelName[s]
 	if s == StateUDP {
 		name = "UDP"

@@ -92,13 +92,17 @@ func (m Method) twoWay() bool { return m == MethodNAT || m == MethodFullNAT }
 // MayCreate reports whether a packet of protocol proto with TCP flags
 // tcpFlags may create a connection, as IPVS decides in tcp_conn_schedule:
 // TCP needs SYN (or any flags when sloppy) and never RST; UDP always may.
-// Other protocols are not tracked by this table and never may.
+// For SCTP tcpFlags is the packet's event chunk type (sctp.go): only an INIT
+// may (sctp_conn_schedule; sloppy is TCP's and does not apply). Other
+// protocols are not tracked by this table and never may.
 func MayCreate(proto, tcpFlags uint8, sloppy bool) bool {
 	switch proto {
 	case ProtoTCP:
 		return (tcpFlags&TCPSyn != 0 || sloppy) && tcpFlags&TCPRst == 0
 	case ProtoUDP:
 		return true
+	case ProtoSCTP:
+		return tcpFlags == SCTPInit
 	}
 	return false
 }

@@ -18,17 +18,20 @@ import (
 // IP_VS_CONN_F_INACTIVE as the kernel's does; thresholds change as
 // __ip_vs_update_dest changes them.
 type model struct {
-	t        testing.TB
-	spec     kernelSpec
-	cap      int
-	sloppy   bool
-	reuse    int
-	timeouts Timeouts
-	byOrig   map[Key]*refConn
-	byReply  map[Key]*refConn
-	seq      int // eviction order: when an entry last entered a non-ESTABLISHED state
-	stats    TableStats
-	dest     map[uint32]*refDest
+	t    testing.TB
+	spec kernelSpec
+	sctp sctpSpec
+	// sctpStates are the SCTP states connections have been in.
+	sctpStates map[State]bool
+	cap        int
+	sloppy     bool
+	reuse      int
+	timeouts   Timeouts
+	byOrig     map[Key]*refConn
+	byReply    map[Key]*refConn
+	seq        int // eviction order: when an entry last entered a non-ESTABLISHED state
+	stats      TableStats
+	dest       map[uint32]*refDest
 	// sync is the sync master's policy (nil: off); insertSync is what the last
 	// successful insert decided.
 	sync       *SyncPolicy
@@ -109,11 +112,12 @@ func (m *model) unbind(c *refConn) {
 // moveCounts is set_tcp_state's counter move for a TCP connection going to
 // state s (UDP's state_transition moves nothing).
 func (m *model) moveCounts(c *refConn, s State) {
-	if c.e.Orig.Proto != ProtoTCP || s == c.e.State {
+	p := c.e.Orig.Proto
+	if p != ProtoTCP && p != ProtoSCTP || s == c.e.State {
 		return
 	}
 	d := m.destOf(c.e.Dest)
-	act := kernelActive(m.t, ProtoTCP, s)
+	act := kernelActive(m.t, p, s)
 	switch {
 	case !c.inactive && !act:
 		d.active--
@@ -137,14 +141,16 @@ func (m *model) setThresholds(id, upper, lower uint32) {
 
 func newModel(t testing.TB, cfg Config) *model {
 	m := &model{
-		t:       t,
-		spec:    parseKernel(t, kernelTCPStates),
-		cap:     cfg.MaxEntries,
-		sloppy:  cfg.SloppyTCP,
-		reuse:   cfg.ConnReuseMode,
-		byOrig:  make(map[Key]*refConn),
-		byReply: make(map[Key]*refConn),
-		dest:    make(map[uint32]*refDest),
+		t:          t,
+		spec:       parseKernel(t, kernelTCPStates),
+		sctp:       parseKernelSCTP(t),
+		sctpStates: make(map[State]bool),
+		cap:        cfg.MaxEntries,
+		sloppy:     cfg.SloppyTCP,
+		reuse:      cfg.ConnReuseMode,
+		byOrig:     make(map[Key]*refConn),
+		byReply:    make(map[Key]*refConn),
+		dest:       make(map[uint32]*refDest),
 	}
 	for s := State(0); s < numStates; s++ {
 		*m.timeouts.field(s) = kernelTimeout(t, s)
@@ -175,9 +181,12 @@ func (m *model) setState(c *refConn, s State, now int64) {
 // setStateFor moves c to state s with a timer of secs seconds.
 func (m *model) setStateFor(c *refConn, s State, now int64, secs int) {
 	m.moveCounts(c, s)
-	if c.e.State == StateEstablished && s != StateEstablished || c.e.State != StateEstablished && s != StateEstablished && c.seq == 0 {
+	if modelEst(c.e.State) && !modelEst(s) || !modelEst(c.e.State) && !modelEst(s) && c.seq == 0 {
 		m.seq++
 		c.seq = m.seq
+	}
+	if s.IsSCTP() {
+		m.sctpStates[s] = true
 	}
 	c.e.State = s
 	c.expires = now/1e6 + int64(secs)*1000
@@ -211,13 +220,16 @@ func (m *model) insert(e Entry, flags uint8, now int64) error {
 	}
 	c := &refConn{e: e}
 	s := StateUDP
-	if e.Orig.Proto == ProtoTCP {
+	switch e.Orig.Proto {
+	case ProtoTCP:
 		s = m.spec.next(m.t, e.Method, DirOrig, flags, StateNone)
+	case ProtoSCTP:
+		s = m.sctp.nextState(m.t, e.Method, DirOrig, flags, StateNone)
 	}
 	c.e.State = StateNone
 	m.bind(c)
 	m.setState(c, s, now)
-	if s == StateEstablished {
+	if modelEst(s) {
 		c.seq = 0
 	}
 	m.byOrig[e.Orig] = c
@@ -243,7 +255,7 @@ func (m *model) makeRoom(now int64) error {
 	if len(m.byOrig) == m.cap {
 		var victim *refConn
 		for _, c := range m.byOrig {
-			if c.e.State != StateEstablished && (victim == nil || c.seq < victim.seq) {
+			if !modelEst(c.e.State) && (victim == nil || c.seq < victim.seq) {
 				victim = c
 			}
 		}
@@ -285,11 +297,19 @@ func (m *model) lookup(dir Dir, k Key, flags uint8, now int64) (Status, Entry) {
 			return Reused, c.e
 		}
 	}
-	next := StateUDP
-	if k.Proto == ProtoTCP {
-		next = m.spec.next(m.t, c.e.Method, dir, flags, c.e.State)
+	if dir == DirOrig && k.Proto == ProtoSCTP && flags == SCTPInit && m.reuse > 0 && kernelSCTPNewConnExpected(c.e.State) {
+		m.remove(c)
+		m.stats.Reused++
+		return Reused, c.e
 	}
-	if next == StateEstablished {
+	next := StateUDP
+	switch k.Proto {
+	case ProtoTCP:
+		next = m.spec.next(m.t, c.e.Method, dir, flags, c.e.State)
+	case ProtoSCTP:
+		next = m.sctp.nextState(m.t, c.e.Method, dir, flags, c.e.State)
+	}
+	if modelEst(next) {
 		c.seq = 0
 	}
 	m.setState(c, next, now)
@@ -414,7 +434,17 @@ type driver struct {
 	// policies, when set, adds sync operations: Apply, and SetSync with one
 	// of them or nil.
 	policies []*SyncPolicy
+	// sctp adds SCTP connections (a third of them), with chunk types for flags;
+	// sctpSeen counts the SCTP operations.
+	sctp     bool
+	sctpSeen int
 }
+
+// modelEst: an entry in a protocol's ESTABLISHED state is off xlvs's eviction list.
+func modelEst(s State) bool { return s == StateEstablished || s == StateSCTPEstablished }
+
+// newRand is a seeded generator for the drivers.
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x5c7b)) }
 
 var (
 	driverFlags = []uint8{TCPSyn, TCPSyn | TCPAck, TCPAck, TCPPsh | TCPAck, TCPFin | TCPAck, TCPRst, TCPRst | TCPAck, TCPSyn | TCPRst, 0}
@@ -439,11 +469,20 @@ func (d *driver) entry() Entry {
 	proto := ProtoTCP
 	if d.next(4) == 0 {
 		proto = ProtoUDP
+	} else if d.sctp && d.next(2) == 0 {
+		proto = ProtoSCTP
+		d.sctpSeen++
 	}
 	return conn(i, proto, Method(d.next(int(numMethods))), uint32(d.next(int(d.dests))))
 }
 
-func (d *driver) flags() uint8 {
+func (d *driver) flags(proto uint8) uint8 {
+	if proto == ProtoSCTP {
+		if d.next(4) == 0 {
+			return SCTPInit
+		}
+		return sctpChunks[d.next(len(sctpChunks))]
+	}
 	if d.next(4) != 0 {
 		return d.opener
 	}
@@ -462,6 +501,9 @@ func (d *driver) query() (Dir, Key, uint8) {
 			k = conn(d.next(d.pool), e.Orig.Proto, MethodNAT, 0).Reply
 		}
 	}
+	if k.Proto == ProtoSCTP {
+		return dir, k, sctpChunks[d.next(len(sctpChunks))]
+	}
 	return dir, k, driverFlags[d.next(len(driverFlags))]
 }
 
@@ -476,7 +518,7 @@ func (d *driver) step() {
 	switch op := d.next(256); {
 	case op < 80:
 		e := d.entry()
-		fl := d.flags()
+		fl := d.flags(e.Orig.Proto)
 		ewant := e
 		errT := d.tb.Insert(&e, fl, d.now)
 		errM := d.m.insert(ewant, fl, d.now)

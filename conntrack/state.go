@@ -5,7 +5,10 @@ import "strconv"
 // State is a connection's state. TCP states use the kernel's numbering
 // (IP_VS_TCP_S_*), so they can be carried in the IPVS sync protocol as they
 // are. StateUDP stands for the kernel's single UDP state (IP_VS_UDP_S_NORMAL,
-// which is 0 in the UDP protocol's own numbering).
+// which is 0 in the UDP protocol's own numbering). The SCTP states follow, in
+// the kernel's order (IP_VS_SCTP_S_INIT1 to IP_VS_SCTP_S_CLOSED; SCTP's NONE is
+// StateNone): SCTPState and State.SCTPNumber convert to and from the kernel's
+// SCTP numbers (sctp.go).
 type State uint8
 
 const (
@@ -21,6 +24,19 @@ const (
 	StateListen
 	StateSynAck
 	StateUDP
+	StateSCTPInit1
+	StateSCTPInit
+	StateSCTPCookieSent
+	StateSCTPCookieReplied
+	StateSCTPCookieWait
+	StateSCTPCookie
+	StateSCTPCookieEchoed
+	StateSCTPEstablished
+	StateSCTPShutdownSent
+	StateSCTPShutdownReceived
+	StateSCTPShutdownAckSent
+	StateSCTPRejected
+	StateSCTPClosed
 	numStates
 )
 
@@ -40,6 +56,20 @@ var stateNames = [numStates]string{
 	StateListen:      "LISTEN",
 	StateSynAck:      "SYNACK",
 	StateUDP:         "UDP",
+	// ipvsadm -L -c prints SCTP states by the kernel's sctp_state_name_table.
+	StateSCTPInit1:            "INIT1",
+	StateSCTPInit:             "INIT",
+	StateSCTPCookieSent:       "C-SENT",
+	StateSCTPCookieReplied:    "C-REPLIED",
+	StateSCTPCookieWait:       "C-WAIT",
+	StateSCTPCookie:           "COOKIE",
+	StateSCTPCookieEchoed:     "C-ECHOED",
+	StateSCTPEstablished:      "ESTABLISHED",
+	StateSCTPShutdownSent:     "S-SENT",
+	StateSCTPShutdownReceived: "S-RECEIVED",
+	StateSCTPShutdownAckSent:  "S-ACK-SENT",
+	StateSCTPRejected:         "REJECTED",
+	StateSCTPClosed:           "CLOSED",
 }
 
 // String gives the name ipvsadm -L -c prints ("ESTABLISHED", "UDP", ...).
@@ -172,13 +202,14 @@ func stateTable(m Method, dir Dir) int {
 	return tblInput
 }
 
-// newConnExpected reports whether a SYN hitting an entry in state s may
-// replace it (IPVS's is_new_conn_expected): TIME_WAIT and CLOSE always, and
-// with bit 2 of conn_reuse_mode also FIN_WAIT of a DR/TUN connection, the
-// last state a director sees when replies bypass it.
+// newConnExpected reports whether a SYN (an SCTP INIT) hitting an entry in
+// state s may replace it (IPVS's is_new_conn_expected): TIME_WAIT and CLOSE
+// always, and with bit 2 of conn_reuse_mode also FIN_WAIT of a DR/TUN
+// connection, the last state a director sees when replies bypass it; SCTP's
+// CLOSED.
 func newConnExpected(s State, m Method, reuseMode int) bool {
 	switch s {
-	case StateTimeWait, StateClose:
+	case StateTimeWait, StateClose, StateSCTPClosed:
 		return true
 	case StateFinWait:
 		return reuseMode&2 != 0 && !m.twoWay()
@@ -186,9 +217,27 @@ func newConnExpected(s State, m Method, reuseMode int) bool {
 	return false
 }
 
+// isNewConn is IPVS's is_new_conn for a packet of protocol proto whose TCP
+// flags (SCTP: event chunk type) are flags: a TCP SYN, an SCTP INIT.
+func isNewConn(proto, flags uint8) bool {
+	switch proto {
+	case ProtoTCP:
+		return flags&TCPSyn != 0
+	case ProtoSCTP:
+		return flags == SCTPInit
+	}
+	return false
+}
+
 // Timeouts are per-state idle timeouts in seconds: a connection expires when
 // no packet refreshed it for its current state's timeout.
 type Timeouts struct {
+	// SCTP holds the SCTP states' timeouts, StateSCTPInit1 first (index
+	// s-StateSCTPInit1). ipvsadm has no option for them (--set is tcp tcpfin
+	// udp) and the kernel no sysctl: they are the kernel's constants unless a
+	// program sets them.
+	SCTP [NumSCTPStates]int
+
 	None        int
 	Established int
 	SynSent     int
@@ -222,6 +271,7 @@ func DefaultTimeouts() Timeouts {
 		Listen:      2 * 60,
 		SynAck:      120,
 		UDP:         5 * 60,
+		SCTP:        defaultSCTPTimeouts,
 	}
 }
 
@@ -259,6 +309,9 @@ func (to *Timeouts) field(s State) *int {
 		return &to.SynAck
 	case StateUDP:
 		return &to.UDP
+	}
+	if s.IsSCTP() {
+		return &to.SCTP[s-StateSCTPInit1]
 	}
 	return nil
 }

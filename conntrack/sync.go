@@ -29,7 +29,8 @@ import (
 //
 //  1. TCP: not in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT or TIME_WAIT: no (nothing
 //     changes). force = state != old_state; force into any of them but ESTABLISHED: go
-//     to 4. UDP (single state): force = false.
+//     to 4. SCTP the same with ESTABLISHED, SHUTDOWN_SENT, SHUTDOWN_RECEIVED,
+//     SHUTDOWN_ACK_SENT and CLOSED. UDP (single state): force = false.
 //  2. With sync_refresh_period > 0: n = (jiffies + timeout) & ~3 (the end time the
 //     backup would compute); if |n - sync_endtime| < min(refresh, max(timeout/2, 10 s))
 //     the connection was sent recently with nearly the same end time: no if the retries
@@ -52,7 +53,8 @@ import (
 // message says and may set the overload flag. Either way in_pkts = sync_threshold,
 // state = the message's, old_state = state, and the timer restarts with the message's
 // timeout (0: the state's own). Messages whose state is not below the protocol's number
-// of states are dropped before (TCP: NONE to SYNACK; UDP: its one state).
+// of states are dropped before (TCP: NONE to SYNACK; UDP: its one state; SCTP: NONE to
+// CLOSED).
 //
 // Deviations, all deliberate:
 //
@@ -82,7 +84,7 @@ const (
 )
 
 // ErrState: Apply was given a state the protocol does not have.
-var ErrState = errors.New("apply connection: state not valid for the protocol; want NONE to SYNACK (StateNone..StateSynAck) for TCP, StateUDP for UDP")
+var ErrState = errors.New("apply connection: state not valid for the protocol; want NONE to SYNACK (StateNone..StateSynAck) for TCP, StateUDP for UDP, StateNone or StateSCTPInit1..StateSCTPClosed for SCTP")
 
 // SyncPolicy is IPVS's connection-sync tuning (the sync_* sysctls of net/netfilter/ipvs,
 // ip_vs_sync_conn_needed): which packets of a connection make a sync master send it.
@@ -187,33 +189,40 @@ func (t *Table) StateTimeout(s State) uint32 {
 }
 
 // Active tells whether IPVS counts a connection in state s as active (ActiveConn: the TCP
-// states of tcp_state_active_table) rather than inactive (InActConn, UDP included).
+// states of tcp_state_active_table, SCTP's ESTABLISHED) rather than inactive (InActConn,
+// UDP included).
 func (s State) Active() bool { return s < numStates && activeState[s] }
 
 // syncSlot is one connection's sync state, 8 bytes, in the shard's sync array at the
 // record's ref: pkts is in_pkts; w is sync_endtime<<syncOldBits | old, sync_endtime in
-// sync ticks (29 bits, wrapping; its low 2 bits are the refresh retries), old the
-// connection's old_state when that is one of the states a TCP connection is sent in (all
-// below 8), else 0: old_state is only ever compared with a state of that set, so the
-// answers are the kernel's.
+// sync ticks (29 bits, wrapping; its low 2 bits are the refresh retries), old a code of
+// the connection's old_state when that is one of the states a connection of its
+// protocol is sent in (syncOld: 1 to 7), else 0: old_state is only ever compared with a
+// state of that set, of the same protocol, so the answers are the kernel's.
 type syncSlot struct {
 	pkts int32
 	w    uint32
 }
 
-// syncStates are the TCP states a connection is sent in.
-var syncStates = [numStates]bool{
-	StateEstablished: true,
-	StateFinWait:     true,
-	StateClose:       true,
-	StateCloseWait:   true,
-	StateTimeWait:    true,
+// syncStates are the states a connection is sent in, with their old-state codes (0: not
+// sent): TCP's by their numbers (all below 8), SCTP's 1 to 5.
+var syncStates = [numStates]uint8{
+	StateEstablished:          uint8(StateEstablished),
+	StateFinWait:              uint8(StateFinWait),
+	StateClose:                uint8(StateClose),
+	StateCloseWait:            uint8(StateCloseWait),
+	StateTimeWait:             uint8(StateTimeWait),
+	StateSCTPEstablished:      1,
+	StateSCTPShutdownSent:     2,
+	StateSCTPShutdownReceived: 3,
+	StateSCTPShutdownAckSent:  4,
+	StateSCTPClosed:           5,
 }
 
-// syncOld is the slot's code of old_state s.
+// syncOld is the slot's code of old_state s (0 for UDP and for states not sent).
 func syncOld(proto uint8, s State) uint32 {
-	if proto == ProtoTCP && syncStates[s] {
-		return uint32(s)
+	if proto == ProtoTCP || proto == ProtoSCTP {
+		return uint32(syncStates[s])
 	}
 	return 0
 }
@@ -227,12 +236,13 @@ func signed29(v uint32) int32 { return int32(v<<syncOldBits) >> syncOldBits }
 func (p *syncPolicy) needed(sl *syncSlot, proto uint8, st State, to, now uint32) bool {
 	orig := sl.w >> syncOldBits
 	n := (now + to) & syncEndMask &^ 3
-	if proto == ProtoTCP {
-		if !syncStates[st] {
+	if proto == ProtoTCP || proto == ProtoSCTP {
+		code := uint32(syncStates[st])
+		if code == 0 {
 			return false
 		}
-		if uint32(st) != sl.w&syncOldMask && st != StateEstablished {
-			sl.w = n<<syncOldBits | uint32(st)
+		if code != sl.w&syncOldMask && !st.established() {
+			sl.w = n<<syncOldBits | code
 			return true
 		}
 	}
@@ -314,7 +324,8 @@ func (t *Table) syncFirst(sh *shard, ref uint32, p *syncPolicy, to, now32 uint32
 // packets go through the state machine as usual.
 //
 // It validates first: ErrProto, ErrState (TCP: StateNone to StateSynAck; UDP:
-// StateUDP, the dataplane maps the wire's UDP state 0 to it), ErrDest, ErrMethod,
+// StateUDP, the dataplane maps the wire's UDP state 0 to it; SCTP: StateNone and the
+// SCTP states, SCTPState maps the wire's numbers), ErrDest, ErrMethod,
 // ErrReply, ErrShardMismatch, as Insert does; ErrClosed after Close. e is only read.
 // Counted in TableStats.Applied (refusals in Exists and Full, as Insert's). It allocates
 // nothing.
@@ -322,9 +333,10 @@ func (t *Table) Apply(e *Entry, timeout uint32, now int64) (created bool, err er
 	o := &e.Orig
 	st := e.State
 	switch {
-	case o.Proto != ProtoTCP && o.Proto != ProtoUDP:
+	case o.Proto != ProtoTCP && o.Proto != ProtoUDP && o.Proto != ProtoSCTP:
 		return false, ErrProto
-	case o.Proto == ProtoTCP && int(st) >= numTCPStates, o.Proto == ProtoUDP && st != StateUDP:
+	case o.Proto == ProtoTCP && int(st) >= numTCPStates, o.Proto == ProtoUDP && st != StateUDP,
+		o.Proto == ProtoSCTP && st != StateNone && !st.IsSCTP():
 		return false, ErrState
 	case e.Dest >= t.maxDests:
 		return false, ErrDest

@@ -46,6 +46,15 @@ func (m *model) syncNeeded(c *refConn, now int64) bool {
 			goto set
 		}
 	}
+	if c.e.Orig.Proto == ProtoSCTP {
+		if !kernelSCTPSynced(c.e.State) {
+			return false
+		}
+		force = c.e.State != c.oldState
+		if force && sctpKernelName[c.e.State] != "sES" {
+			goto set
+		}
+	}
 	if refresh > 0 {
 		diff := n - orig
 		if diff < 0 {
@@ -89,10 +98,14 @@ func (m *model) setSync(p *SyncPolicy) {
 // shares is the table tests' business; the driver gives valid entries.
 func (m *model) apply(e Entry, timeout uint32, now int64) (bool, error) {
 	switch p := e.Orig.Proto; {
-	case p != ProtoTCP && p != ProtoUDP:
+	case p != ProtoTCP && p != ProtoUDP && p != ProtoSCTP:
 		return false, ErrProto
 	case p == ProtoTCP && (e.State == StateUDP || e.State > StateUDP), p == ProtoUDP && e.State != StateUDP:
 		return false, ErrState
+	case p == ProtoSCTP:
+		if _, ok := sctpKernelName[e.State]; !ok {
+			return false, ErrState
+		}
 	}
 	e.Sync = false
 	if !e.Method.twoWay() {
@@ -118,7 +131,7 @@ func (m *model) apply(e Entry, timeout uint32, now int64) (bool, error) {
 			m.remove(c) // ip_vs_conn_expire_now, then a new one
 			m.stats.Expired++
 		default:
-			if e.State == StateEstablished {
+			if modelEst(e.State) {
 				c.seq = 0
 			}
 			m.setStateFor(c, e.State, now, secs)
@@ -148,7 +161,10 @@ func (m *model) apply(e Entry, timeout uint32, now int64) (bool, error) {
 	c := &refConn{e: e}
 	m.bindAs(c, kernelActive(m.t, e.Orig.Proto, e.State))
 	c.expires = now/1e6 + int64(secs)*1000
-	if e.State != StateEstablished {
+	if e.State.IsSCTP() {
+		m.sctpStates[e.State] = true
+	}
+	if !modelEst(e.State) {
 		m.seq++
 		c.seq = m.seq
 	}
@@ -175,9 +191,12 @@ func (d *driver) syncStep() {
 		return
 	}
 	e := d.entry()
-	if e.Orig.Proto == ProtoTCP {
+	switch e.Orig.Proto {
+	case ProtoTCP:
 		e.State = State(d.next(int(StateSynAck) + 1))
-	} else {
+	case ProtoSCTP:
+		e.State, _ = SCTPState(uint16(d.next(NumSCTPStates + 1)))
+	default:
 		e.State = StateUDP
 	}
 	if d.next(16) == 0 {

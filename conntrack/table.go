@@ -24,10 +24,11 @@ var (
 	// again.
 	ErrExists = errors.New("insert or apply connection: a connection with this original or reply key exists; look it up instead")
 	// ErrNotOpener: the packet may not create a connection (TCP without SYN
-	// while not sloppy, or with RST). Check MayCreate before Insert.
-	ErrNotOpener = errors.New("insert connection: packet may not open a connection; only SYN without RST (any flags but RST when sloppy) may")
-	// ErrProto: the protocol is neither TCP nor UDP.
-	ErrProto = errors.New("insert or apply connection: protocol not tracked; want TCP (6) or UDP (17)")
+	// while not sloppy, or with RST; SCTP whose first chunk is not INIT). Check
+	// MayCreate before Insert.
+	ErrNotOpener = errors.New("insert connection: packet may not open a connection; only a TCP SYN without RST (any flags but RST when sloppy) or an SCTP INIT may")
+	// ErrProto: the protocol is not TCP, UDP or SCTP.
+	ErrProto = errors.New("insert or apply connection: protocol not tracked; want TCP (6), UDP (17) or SCTP (132)")
 	// ErrDest: Entry.Dest is not below Config.MaxDests.
 	ErrDest = errors.New("insert or apply connection: destination id out of range; want Dest < Config.MaxDests")
 	// ErrMethod: unknown Method.
@@ -185,25 +186,27 @@ type record struct {
 	dest           uint32
 	service        uint32
 	expires        uint32 // milliseconds, wrapping; see msOf
-	meta           uint32 // proto | flags<<8 | state<<24 | method<<28 | used<<30
+	meta           uint32 // proto | flags<<8 | state<<24 (5 bits) | method<<29 | used<<31
 	// prev and next link the shard's list of non-ESTABLISHED entries, oldest
 	// first (eviction order); next also chains the free list.
 	prev, next uint32
 }
 
 const (
-	metaUsed = 1 << 30
+	metaUsed = 1 << 31
+	// metaStateMask: a state takes 5 bits of meta (numStates <= 32).
+	metaStateMask = 0x1f
 )
 
 func (r *record) used() bool       { return r.meta&metaUsed != 0 }
 func (r *record) proto() uint8     { return uint8(r.meta) }
 func (r *record) flags() uint16    { return uint16(r.meta >> 8) }
-func (r *record) state() State     { return State(r.meta >> 24 & 0xf) }
-func (r *record) method() Method   { return Method(r.meta >> 28 & 0x3) }
-func (r *record) setState(s State) { r.meta = r.meta&^(0xf<<24) | uint32(s)<<24 }
+func (r *record) state() State     { return State(r.meta >> 24 & metaStateMask) }
+func (r *record) method() Method   { return Method(r.meta >> 29 & 0x3) }
+func (r *record) setState(s State) { r.meta = r.meta&^(metaStateMask<<24) | uint32(s)<<24 }
 
 func packMeta(proto uint8, flags uint16, s State, m Method) uint32 {
-	return uint32(proto) | uint32(flags)<<8 | uint32(s)<<24 | uint32(m)<<28 | metaUsed
+	return uint32(proto) | uint32(flags)<<8 | uint32(s)<<24 | uint32(m)<<29 | metaUsed
 }
 
 func (r *record) matches(dir Dir, k *Key) bool {
@@ -678,7 +681,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 		case timedOut(r, now32):
 			t.release(sh, ref)
 			sh.expired++
-		case dir == DirOrig && k.Proto == ProtoTCP && tcpFlags&TCPSyn != 0 &&
+		case dir == DirOrig && isNewConn(k.Proto, tcpFlags) &&
 			t.reuseMode != ConnReuseOff && newConnExpected(r.state(), r.method(), t.reuseMode):
 			if out != nil {
 				r.copyOut(out)
@@ -734,8 +737,11 @@ func (t *Table) advance(sh *shard, ref uint32, dir Dir, tcpFlags uint8, now32 ui
 	r := &sh.recs[ref]
 	cur := r.state()
 	next := StateUDP
-	if r.proto() == ProtoTCP {
+	switch r.proto() {
+	case ProtoTCP:
 		next = t.tables.next(stateTable(r.method(), dir), tcpFlags, cur)
+	case ProtoSCTP:
+		next = sctpTables.next(stateTable(r.method(), dir), tcpFlags, cur)
 	}
 	if next != cur {
 		t.changeState(sh, ref, cur, next)
@@ -762,9 +768,9 @@ func (t *Table) changeState(sh *shard, ref uint32, cur, next State) {
 		}
 	}
 	switch {
-	case cur == StateEstablished:
+	case cur.established():
 		sh.listAppend(ref)
-	case next == StateEstablished:
+	case next.established():
 		sh.listRemove(ref)
 	}
 }
@@ -783,7 +789,7 @@ func (t *Table) changeState(sh *shard, ref uint32, cur, next State) {
 // nothing.
 func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 	o := &e.Orig
-	if o.Proto != ProtoTCP && o.Proto != ProtoUDP {
+	if o.Proto != ProtoTCP && o.Proto != ProtoUDP && o.Proto != ProtoSCTP {
 		return ErrProto
 	}
 	if !MayCreate(o.Proto, tcpFlags, t.sloppy) {
@@ -823,8 +829,11 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 	now32 := msOf(now)
 
 	st := StateUDP
-	if o.Proto == ProtoTCP {
+	switch o.Proto {
+	case ProtoTCP:
 		st = t.tables.next(stateTable(e.Method, DirOrig), tcpFlags, StateNone)
+	case ProtoSCTP:
+		st = sctpTables.next(stateTable(e.Method, DirOrig), tcpFlags, StateNone)
 	}
 
 	sh.mu.Lock()
@@ -883,7 +892,7 @@ func (t *Table) create(sh *shard, ref uint32, e *Entry, st State, ho, hr uint64,
 	if twoWay {
 		t.place(sh, hr, ref<<1|uint32(DirReply))
 	}
-	if st != StateEstablished {
+	if !st.established() {
 		sh.listAppend(ref)
 	}
 	t.dests[e.Dest].bind(activeState[st])
@@ -967,7 +976,7 @@ func (t *Table) release(sh *shard, ref uint32) {
 	if r.method().twoWay() {
 		t.unplace(sh, hashParts(&t.seed, &r.rSrc, &r.rDst, r.rSport, r.rDport, p), ref<<1|uint32(DirReply))
 	}
-	if r.state() != StateEstablished {
+	if !r.state().established() {
 		sh.listRemove(ref)
 	}
 	t.dests[r.dest].unbind(activeState[r.state()])

@@ -601,6 +601,9 @@ func (d *Daemon) conns() []api.Conn {
 		if e.Orig.Proto == 17 {
 			proto = "UDP"
 		}
+		if e.Orig.Proto == conntrack.ProtoSCTP {
+			proto = "SCTP"
+		}
 		dest := netip.AddrPortFrom(netip.AddrFrom16(e.Reply.Src).Unmap(), e.Reply.SrcPort)
 		out = append(out, api.Conn{
 			Protocol:  proto,

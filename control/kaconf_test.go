@@ -408,18 +408,6 @@ func TestKeepalivedApplyErrorsNameLines(t *testing.T) {
 	for _, tc := range []struct {
 		name, conf, want string
 	}{
-		{"sctp service", `virtual_server 198.18.0.9 80 {
-    protocol TCP
-    real_server 198.18.1.1 80 {
-    }
-}
-virtual_server 198.18.0.10 80 {
-    protocol SCTP
-    lb_kind NAT
-    real_server 198.18.1.1 80 {
-    }
-}
-`, ":6: virtual_server SCTP 198.18.0.10:80: "},
 		{"ops", `# one-packet scheduling
 virtual_server 198.18.0.10 53 {
     protocol UDP

@@ -151,7 +151,7 @@ func keyString(k api.ServiceKey) string {
 // checkService validates a service's attributes (for add and edit) and fills defaults.
 func checkService(s *api.Service) *api.Error {
 	switch s.Protocol {
-	case api.ProtoTCP, api.ProtoUDP:
+	case api.ProtoTCP, api.ProtoUDP, api.ProtoSCTP:
 	case api.ProtoFWMark:
 		return apiErr(api.ErrCodeNotImplemented, "firewall-mark services (-f) are not implemented yet: define one -t/-u service per VIP:port instead")
 	default:
@@ -284,6 +284,9 @@ func (r *rules) snapshot(prev map[uint32]*schedState, hooks schedHooks, counts s
 }
 
 func protoNum(p string) uint8 {
+	if p == api.ProtoSCTP {
+		return 132 // IPPROTO_SCTP
+	}
 	if p == api.ProtoUDP {
 		return 17
 	}

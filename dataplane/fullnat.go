@@ -168,6 +168,10 @@ func (w *worker) fullnatRequest(in *port, d xsk.Desc, frame []byte, fib *FIB, no
 		w.drop(in, d, DropMethod)
 		return
 	}
+	if !packet.SCTPPortsFixable(info, e.Reply.DstPort, e.Reply.SrcPort) {
+		w.drop(in, d, DropSCTPFragment)
+		return
+	}
 	if !packet.DecrementTTL(frame, info) {
 		w.drop(in, d, DropTTL)
 		return
@@ -184,6 +188,10 @@ func (w *worker) fullnatRequest(in *port, d xsk.Desc, frame []byte, fib *FIB, no
 // client: source VIP:vport, destination client:cport.
 func (w *worker) fullnatReply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
 	info, e := &w.info, &w.entry
+	if !packet.SCTPPortsFixable(info, e.Orig.DstPort, e.Orig.SrcPort) {
+		w.drop(in, d, DropSCTPFragment)
+		return
+	}
 	if !packet.DecrementTTL(frame, info) {
 		w.drop(in, d, DropTTL)
 		return

@@ -400,8 +400,8 @@ func decodeEntry(r []byte) (HandoffEntry, error) {
 	if r[3]&^1 != 0 {
 		return e, corrupt("flags %#x, only 1 (template) is defined", r[3])
 	}
-	if e.Proto != conntrack.ProtoTCP && e.Proto != conntrack.ProtoUDP {
-		return e, corrupt("protocol %d, want 6 (TCP) or 17 (UDP)", e.Proto)
+	if e.Proto != conntrack.ProtoTCP && e.Proto != conntrack.ProtoUDP && e.Proto != conntrack.ProtoSCTP {
+		return e, corrupt("protocol %d, want 6 (TCP), 17 (UDP) or 132 (SCTP)", e.Proto)
 	}
 	if e.Method > conntrack.MethodFullNAT {
 		return e, corrupt("forwarding method %d, want 0 to %d", e.Method, conntrack.MethodFullNAT)
@@ -414,6 +414,10 @@ func decodeEntry(r []byte) (HandoffEntry, error) {
 	case e.Proto == conntrack.ProtoTCP:
 		if e.State > conntrack.StateSynAck {
 			return e, corrupt("TCP connection in state %v, want a TCP state", e.State)
+		}
+	case e.Proto == conntrack.ProtoSCTP:
+		if _, ok := e.State.SCTPNumber(); !ok {
+			return e, corrupt("SCTP connection in state %v, want an SCTP state", e.State)
 		}
 	default:
 		if e.State != conntrack.StateUDP {
@@ -434,8 +438,8 @@ func decodeStat(r []byte) (HandoffStat, error) {
 	if r[1]&^1 != 0 {
 		return s, corrupt("flags %#x, only 1 (real server) is defined", r[1])
 	}
-	if s.Service.Proto != conntrack.ProtoTCP && s.Service.Proto != conntrack.ProtoUDP {
-		return s, corrupt("protocol %d, want 6 (TCP) or 17 (UDP)", s.Service.Proto)
+	if s.Service.Proto != conntrack.ProtoTCP && s.Service.Proto != conntrack.ProtoUDP && s.Service.Proto != conntrack.ProtoSCTP {
+		return s, corrupt("protocol %d, want 6 (TCP), 17 (UDP) or 132 (SCTP)", s.Service.Proto)
 	}
 	return s, nil
 }

@@ -6,29 +6,30 @@ import "sync/atomic"
 type Drop int
 
 const (
-	DropMalformed   Drop = iota // Parse failed: truncated or invalid headers
-	DropNotTCPUDP               // not TCP or UDP (or an unsupported IPv6 header chain)
-	DropFragment                // a later fragment of no datagram this worker saw the first fragment of
-	DropNoService               // neither a service nor a NAT real server (config changed under it)
-	DropNoConn                  // not a connection opener (TCP without SYN) and no entry
-	DropNoReplyConn             // a real server's packet with no connection entry
-	DropNoDest                  // no available real server: answered with ICMP port unreachable (IPVS ip_vs_leave)
-	DropTableFull               // the connection table is full
-	DropTTL                     // TTL / hop limit expired
-	DropNoRoute                 // no route to the destination
-	DropNotManaged              // the route leaves through an interface xlvsd does not run on
-	DropNoNeigh                 // next hop not resolved yet (resolution requested)
-	DropNoFrame                 // no free frame on the egress socket
-	DropTxFull                  // the egress TX ring was full
-	DropTxError                 // the egress socket failed (link down)
-	DropTooBig                  // larger than an egress frame can hold
-	DropDestGone                // the connection's real server was deleted (expire_nodest_conn=0)
-	DropMethod                  // forwarding method not handled for this packet (or family mismatch)
-	DropNoSource                // no director address on the egress interface for a tunnel's outer header
-	DropNoHeadroom              // the frame has no room before the packet for a new header
-	DropICMPNoConn              // an ICMP error quoting a packet of no tracked connection
-	DropNoLaddr                 // a new FULLNAT connection to a service without local addresses
-	DropNoLport                 // a new FULLNAT connection found no free local port
+	DropMalformed    Drop = iota // Parse failed: truncated or invalid headers
+	DropNotTCPUDP                // not TCP, UDP or SCTP (or an unsupported IPv6 header chain)
+	DropFragment                 // a later fragment of no datagram this worker saw the first fragment of
+	DropNoService                // neither a service nor a NAT real server (config changed under it)
+	DropNoConn                   // not a connection opener (TCP without SYN) and no entry
+	DropNoReplyConn              // a real server's packet with no connection entry
+	DropNoDest                   // no available real server: answered with ICMP port unreachable (IPVS ip_vs_leave)
+	DropTableFull                // the connection table is full
+	DropTTL                      // TTL / hop limit expired
+	DropNoRoute                  // no route to the destination
+	DropNotManaged               // the route leaves through an interface xlvsd does not run on
+	DropNoNeigh                  // next hop not resolved yet (resolution requested)
+	DropNoFrame                  // no free frame on the egress socket
+	DropTxFull                   // the egress TX ring was full
+	DropTxError                  // the egress socket failed (link down)
+	DropTooBig                   // larger than an egress frame can hold
+	DropDestGone                 // the connection's real server was deleted (expire_nodest_conn=0)
+	DropMethod                   // forwarding method not handled for this packet (or family mismatch)
+	DropNoSource                 // no director address on the egress interface for a tunnel's outer header
+	DropNoHeadroom               // the frame has no room before the packet for a new header
+	DropICMPNoConn               // an ICMP error quoting a packet of no tracked connection
+	DropNoLaddr                  // a new FULLNAT connection to a service without local addresses
+	DropNoLport                  // a new FULLNAT connection found no free local port
+	DropSCTPFragment             // the first fragment of an SCTP packet whose ports NAT changes: its CRC32c covers the whole packet
 	numDrops
 
 	dropNone Drop = -1 // not a drop: schedule succeeded
@@ -38,7 +39,7 @@ var dropNames = [numDrops]string{
 	"malformed", "not_tcp_udp", "fragment", "no_service", "no_conn", "no_reply_conn",
 	"no_dest", "table_full", "ttl_expired", "no_route", "not_managed", "no_neighbour",
 	"no_frame", "tx_full", "tx_error", "too_big", "dest_gone", "bad_method", "no_source", "no_headroom",
-	"icmp_no_conn", "no_laddr", "no_lport",
+	"icmp_no_conn", "no_laddr", "no_lport", "sctp_fragment",
 }
 
 // String names the reason as counters show it.

@@ -279,7 +279,7 @@ func (d *Dataplane) ApplySync(c *SyncConn) error {
 	if snap == nil {
 		return ErrSyncNoService
 	}
-	if c.Proto != packet.ProtoTCP && c.Proto != packet.ProtoUDP {
+	if c.Proto != packet.ProtoTCP && c.Proto != packet.ProtoUDP && c.Proto != packet.ProtoSCTP {
 		return ErrSyncBadState
 	}
 	si, ok := snap.service(&c.VAddr, c.VPort, c.Proto)

@@ -472,6 +472,10 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 	}
 	switch e.Method {
 	case conntrack.MethodNAT:
+		if !packet.SCTPPortsFixable(info, info.SrcPort, e.Reply.SrcPort) {
+			w.drop(in, d, DropSCTPFragment)
+			return
+		}
 		if !packet.DecrementTTL(frame, info) {
 			w.drop(in, d, DropTTL)
 			return
@@ -742,6 +746,10 @@ func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64, 
 	}
 	if w.entry.Method == conntrack.MethodFullNAT {
 		w.fullnatReply(in, d, frame, fib, now)
+		return
+	}
+	if !packet.SCTPPortsFixable(info, w.entry.Orig.DstPort, info.DstPort) {
+		w.drop(in, d, DropSCTPFragment)
 		return
 	}
 	if !packet.DecrementTTL(frame, info) {

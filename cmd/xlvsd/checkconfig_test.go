@@ -197,13 +197,15 @@ func TestCheckConfig(t *testing.T) {
 
 	t.Run("keepalived the daemon refuses", func(t *testing.T) {
 		path := writeConf(t, "keepalived.conf", checkKeepalivedConf+`virtual_server 198.18.0.12 9 {
-    protocol SCTP
+    protocol TCP
+    lb_kind DR
     real_server 198.18.1.4 9 {
+        lvs_method TUN type gue port 6080
     }
 }
 `)
 		r := runArgv(t, bin, "--check-config", "--keepalived-conf", path)
-		if want := path + ":31: virtual_server SCTP 198.18.0.12:9: "; r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, want) {
+		if want := path + ":34: real_server 198.18.1.4:9 of virtual_server TCP 198.18.0.12:9: "; r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, want) {
 			t.Fatalf("exit %d, stdout %q, stderr\n%s\nwant 1, nothing, and %q", r.code, r.stdout, r.stderr, want)
 		}
 	})

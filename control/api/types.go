@@ -13,11 +13,13 @@ const DefaultSocket = "/run/xlvs/xlvsd.sock"
 // daemon and the CLI.
 const EnvSocket = "XLVS_SOCKET"
 
-// Protocols of a virtual service, as ipvsadm names them in -S output (-t, -u, -f).
+// Protocols of a virtual service, as ipvsadm names them in -S output (-t, -u, -f,
+// --sctp-service).
 const (
 	ProtoTCP    = "tcp"
 	ProtoUDP    = "udp"
 	ProtoFWMark = "fwmark"
+	ProtoSCTP   = "sctp"
 )
 
 // Forwarding methods of a destination (ipvsadm -g, -m, -i; FULLNAT is xlvs/DPVS's).
@@ -115,8 +117,8 @@ type Timeouts struct {
 
 // Conn is one entry of the connection table as -L -c shows it.
 type Conn struct {
-	Protocol string `json:"protocol"` // "TCP", "UDP"
-	State    string `json:"state"`    // ESTABLISHED, SYN_RECV, ... ; UDP for UDP
+	Protocol string `json:"protocol"` // "TCP", "UDP", "SCTP"
+	State    string `json:"state"`    // ESTABLISHED, SYN_RECV, ... ; UDP for UDP; INIT1, C-SENT, ... for SCTP
 	// ExpiresMs is the time left before the entry expires, in milliseconds.
 	ExpiresMs int64          `json:"expires_ms"`
 	Client    netip.AddrPort `json:"client"`

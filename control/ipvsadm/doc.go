@@ -17,7 +17,7 @@
 // truncation, trailing blanks and the K/M/G/T abbreviation of large counters.
 //
 // Deliberate differences: xlvsadm checks scheduler and persistence-engine names itself
-// (ipvsadm leaves that to the kernel); SCTP services are refused; --fullnat selects
+// (ipvsadm leaves that to the kernel); --fullnat selects
 // xlvs's full-NAT forwarding (listed as "FullNat", saved as --fullnat); -S also saves
 // non-zero -x/-y and never cuts a long host name (ipvsadm's 59-byte buffer would make the
 // rule unrestorable); DPVS ipvsadm's FULLNAT local-address commands are spoken

@@ -238,7 +238,10 @@ func (f *formatter) serviceName(s *api.Service) string {
 		}
 		return n
 	}
-	n := fmt.Sprintf("%-4s %s", protoName(s.Protocol), f.names.addrPort(s.Addr, s.Port, portProto(s)))
+	// ipvsadm's print_service_entry writes "%s  %s": two blanks after the protocol, so
+	// "SCTP  VIP:port" is one column wider than "TCP  VIP:port" (read in the ipvsadm
+	// derivative iqiyi/dpvs tools/ipvsadm/ipvsadm.c, which keeps upstream's listing code).
+	n := fmt.Sprintf("%s  %s", protoName(s.Protocol), f.names.addrPort(s.Addr, s.Port, portProto(s)))
 	if !s.Addr.Is6() && len(n) > 33 {
 		n = n[:33]
 	}
@@ -380,8 +383,11 @@ func serviceFamily(s *api.Service) int {
 // portProto is the protocol whose service names a service's ports take: ipvsadm stores
 // fwmark services as TCP.
 func portProto(s *api.Service) string {
-	if s.Protocol == api.ProtoUDP {
+	switch s.Protocol {
+	case api.ProtoUDP:
 		return "udp"
+	case api.ProtoSCTP:
+		return "sctp"
 	}
 	return "tcp"
 }
@@ -392,6 +398,8 @@ func protoName(p string) string {
 		return "TCP"
 	case api.ProtoUDP:
 		return "UDP"
+	case api.ProtoSCTP:
+		return "SCTP"
 	}
 	return "?"
 }
@@ -491,8 +499,11 @@ func sortedDests(in []api.Dest) []api.Dest {
 
 // protoNumber is the IP protocol number IPVS sorts by (fwmark services are TCP).
 func protoNumber(p string) int {
-	if p == api.ProtoUDP {
+	switch p {
+	case api.ProtoUDP:
 		return 17
+	case api.ProtoSCTP:
+		return 132
 	}
 	return 6
 }
@@ -554,7 +565,7 @@ func (n *names) port(proto string, port uint16) string {
 		return p
 	}
 	p := strconv.Itoa(int(port))
-	if proto == "tcp" || proto == "udp" {
+	if proto == "tcp" || proto == "udp" || proto == "sctp" {
 		if name, ok := n.r.PortName(proto, port); ok {
 			p = name
 		}

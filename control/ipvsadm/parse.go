@@ -142,7 +142,7 @@ type state struct {
 	opts uint64 // bits of the option columns seen
 
 	// Virtual service.
-	proto      string // api.ProtoTCP, api.ProtoUDP, api.ProtoFWMark
+	proto      string // api.ProtoTCP, api.ProtoUDP, api.ProtoSCTP, api.ProtoFWMark
 	portProto  string // protocol for service names: "tcp" for fwmark, as ipvsadm
 	addr       netip.Addr
 	port       uint16
@@ -205,13 +205,16 @@ func (st *state) apply(tok token) error {
 	switch tok.spec.tag {
 	case tSort: // the default; accepted for compatibility
 		return nil
-	case tTCP, tUDP:
+	case tTCP, tUDP, tSCTP:
 		if err := st.set(optService); err != nil {
 			return err
 		}
 		st.proto, st.portProto = api.ProtoTCP, "tcp"
 		if tok.spec.tag == tUDP {
 			st.proto, st.portProto = api.ProtoUDP, "udp"
+		}
+		if tok.spec.tag == tSCTP {
+			st.proto, st.portProto = api.ProtoSCTP, "sctp" // service names from /etc/services' sctp entries, as ipvsadm's service_to_port
 		}
 		e, ok := parseEndpoint(arg, st.portProto, st.r)
 		if !ok {
@@ -224,11 +227,6 @@ func (st *state) apply(tok token) error {
 		if st.family == 6 {
 			st.netmask = ""
 		}
-	case tSCTP:
-		if err := st.set(optService); err != nil {
-			return err
-		}
-		return fmt.Errorf("SCTP virtual services are not supported by xlvs: `%s' (use -t, -u or -f)", arg)
 	case tFWMark:
 		if err := st.set(optService); err != nil {
 			return err

@@ -281,7 +281,6 @@ func TestParseErrors(t *testing.T) {
 		{name: "bad fwmark", args: []string{"-A", "-f", "0"}, want: "invalid fwmark value `0' specified"},
 		{name: "fwmark too large", args: []string{"-A", "-f", "4294967296"}, want: "invalid fwmark value `4294967296' specified"},
 		{name: "-6 before -f", args: []string{"-A", "-6", "-f", "1"}, want: "-6 used before -f"},
-		{name: "sctp", args: []string{"-A", "--sctp-service", "198.18.0.1:80"}, want: "SCTP virtual services are not supported by xlvs"},
 		{name: "family mismatch", args: []string{"-a", "-t", "198.18.0.1:80", "-r", "[2001:db8::10]:80", "-m"}, want: "Different address family is allowed only for tunneling servers"},
 		{name: "fwmark IPv6 needs -6", args: []string{"-a", "-f", "1", "-r", "2001:db8::10"}, want: "Different address family is allowed only for tunneling servers"},
 		{name: "tunnel options need -i", args: []string{"-a", "-t", "198.18.0.1:80", "-r", "198.18.1.1", "--tun-type", "gue"}, want: "Tunnel options conflict with forward method"},

@@ -104,6 +104,8 @@ func ruleServiceName(s *api.Service, n *names) string {
 		opt = "-t"
 	case api.ProtoUDP:
 		opt = "-u"
+	case api.ProtoSCTP:
+		opt = "--sctp-service" // ipvsadm's print_service_entry: SCTP has no short option
 	}
 	return opt + " " + n.endpoint(s.Addr, s.Port, portProto(s))
 }

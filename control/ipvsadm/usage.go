@@ -59,6 +59,7 @@ func Usage(w io.Writer, prog string) error {
 		"virtual-service:\n" +
 		"  --tcp-service|-t  service-address   service-address is host[:port]\n" +
 		"  --udp-service|-u  service-address   service-address is host[:port]\n" +
+		"  --sctp-service    service-address   service-address is host[:port]\n" +
 		"  --fwmark-service|-f fwmark          fwmark is an integer greater than zero\n" +
 		"\n" +
 		"Options:\n" +

@@ -499,13 +499,17 @@ const (
 	udpStates = 1 // IP_VS_UDP_S_LAST
 
 	ctplStates = 2 // IP_VS_CTPL_S_LAST: a template is NONE (0) or ASSURED (1)
+
+	// SCTP states are IP_VS_SCTP_S_NONE (0), INIT1 (1) ... CLOSED (13)
+	// (conntrack.SCTPState maps them).
+	sctpStates = 14 // IP_VS_SCTP_S_LAST
 )
 
 // ValidState reports whether a receiver that knows proto takes an entry of that protocol in
 // state (ip_vs_proc_sync_conn: an unknown protocol or a state at or past the protocol's last
 // skips the entry; a template's state must be below IP_VS_CTPL_S_LAST, 2 — older kernels
 // only logged it, 6.18's skips it: codesnas/linux-6.18.y net/netfilter/ipvs/ip_vs_sync.c
-// at 33ef1e6a). Of the kernel's protocols xlvs knows TCP and UDP.
+// at 33ef1e6a). Of the kernel's protocols xlvs knows TCP, UDP and SCTP.
 func ValidState(c *Conn) bool {
 	if c.Flags&FlagTemplate != 0 {
 		return c.State < ctplStates
@@ -515,6 +519,8 @@ func ValidState(c *Conn) bool {
 		return c.State < tcpStates
 	case 17:
 		return c.State < udpStates
+	case 132:
+		return c.State < sctpStates
 	}
 	return false
 }

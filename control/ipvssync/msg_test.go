@@ -401,7 +401,9 @@ func TestValidState(t *testing.T) {
 		{Conn{Protocol: 6, State: 11}, false},
 		{Conn{Protocol: 17, State: 0}, true},
 		{Conn{Protocol: 17, State: 1}, false},
-		{Conn{Protocol: 132, State: 1}, false},                   // SCTP: not an xlvs protocol yet
+		{Conn{Protocol: 132, State: 13}, true},                   // SCTP CLOSED, the last SCTP state
+		{Conn{Protocol: 132, State: 14}, false},                  // IP_VS_SCTP_S_LAST
+		{Conn{Protocol: 33, State: 0}, false},                    // DCCP: not an xlvs protocol
 		{Conn{Protocol: 6, State: 1, Flags: FlagTemplate}, true}, // ASSURED
 		{Conn{Protocol: 6, State: 2, Flags: FlagTemplate}, false},
 		{Conn{Protocol: 6, State: 500, Flags: FlagTemplate}, false},

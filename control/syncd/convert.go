@@ -57,7 +57,9 @@ func toWire(e *dataplane.SyncConn, c *ipvssync.Conn) bool {
 	if !e.State.Active() {
 		c.Flags |= ipvssync.FlagInactive
 	}
-	if e.State == conntrack.StateUDP {
+	if n, ok := e.State.SCTPNumber(); ok && e.Proto == conntrack.ProtoSCTP {
+		c.State = n // the kernel's IP_VS_SCTP_S_* numbering
+	} else if e.State == conntrack.StateUDP {
 		c.State = ipvssync.UDPNormal
 	} else {
 		c.State = uint16(e.State) // conntrack numbers TCP states as IP_VS_TCP_S_*
@@ -71,7 +73,7 @@ func fromWire(c *ipvssync.Conn, e *dataplane.SyncConn) int {
 	if c.Skip {
 		return dropSkipped
 	}
-	if c.Protocol != 6 && c.Protocol != 17 {
+	if c.Protocol != 6 && c.Protocol != 17 && c.Protocol != conntrack.ProtoSCTP {
 		return dropProtocol
 	}
 	tpl := c.Flags&ipvssync.FlagTemplate != 0
@@ -110,6 +112,8 @@ func fromWire(c *ipvssync.Conn, e *dataplane.SyncConn) int {
 		e.State = conntrack.StateNone
 	case c.Protocol == 17:
 		e.State = conntrack.StateUDP
+	case c.Protocol == conntrack.ProtoSCTP:
+		e.State, _ = conntrack.SCTPState(c.State) // ValidState kept it below IP_VS_SCTP_S_LAST
 	default:
 		e.State = conntrack.State(c.State)
 	}

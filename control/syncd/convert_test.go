@@ -142,7 +142,7 @@ func TestFromWire(t *testing.T) {
 		want int
 	}{
 		{"unknown mandatory option", func(c *ipvssync.Conn) { c.Skip = true }, dropSkipped},
-		{"SCTP", func(c *ipvssync.Conn) { c.Protocol = 132 }, dropProtocol},
+		{"DCCP", func(c *ipvssync.Conn) { c.Protocol = 33 }, dropProtocol},
 		{"TCP state 11 (IP_VS_TCP_S_LAST)", func(c *ipvssync.Conn) { c.State = 11 }, dropState},
 		{"UDP state 1 (IP_VS_UDP_S_LAST)", func(c *ipvssync.Conn) { c.Protocol, c.State = 17, 1 }, dropState},
 		{"template state 2 (IP_VS_CTPL_S_LAST)", func(c *ipvssync.Conn) { c.Flags, c.State = kTemplate, 2 }, dropState},

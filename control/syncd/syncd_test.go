@@ -520,7 +520,7 @@ func TestHostile(t *testing.T) {
 		})},
 		// One message of entries skipped alone, applied, refused and ignored-option ones.
 		{"entries", rawMsg(t, 9, []ipvssync.Conn{
-			with(func(c *ipvssync.Conn) { c.Protocol = 132 }),                                       // protocol
+			with(func(c *ipvssync.Conn) { c.Protocol = 33 }),                                        // protocol (DCCP)
 			with(func(c *ipvssync.Conn) { c.State = 11 }),                                           // state
 			with(func(c *ipvssync.Conn) { c.Flags = 1 }),                                            // method (local node)
 			with(func(c *ipvssync.Conn) { c.VPort = 1001 }),                                         // no_service

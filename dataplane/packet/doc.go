@@ -39,9 +39,13 @@
 //     header checksum and the TCP/UDP checksum incrementally (RFC 1624,
 //     eqn. 3), so a packet whose checksums verified before a rewrite verifies
 //     after it. A UDP-over-IPv4 checksum of zero means "no checksum" and stays
-//     zero; a computed UDP checksum of zero is written as 0xFFFF. If info does
-//     not fit the frame (a caller bug), the rewrites change nothing rather
-//     than panic.
+//     zero; a computed UDP checksum of zero is written as 0xFFFF. SCTP
+//     (sctp.go): Parse walks every chunk header (ValidSCTP) and puts the chunk
+//     type IPVS's state machine takes in Info.TCPFlags; its CRC32c covers no
+//     addresses, and a port rewrite updates it in constant time from the
+//     CRC's linearity (crc32c.go), so a wrong checksum stays wrong. If info
+//     does not fit the frame (a caller bug), the rewrites change nothing
+//     rather than panic.
 //   - Nothing on the per-packet path (Parse, the rewrites, DecrementTTL,
 //     SetEthernet, the incremental checksum helpers) allocates; tests assert
 //     it with testing.AllocsPerRun.

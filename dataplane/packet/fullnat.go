@@ -2,7 +2,7 @@ package packet
 
 import "encoding/binary"
 
-// RewriteFullNAT sets both endpoints of the TCP or UDP packet that Parse
+// RewriteFullNAT sets both endpoints of the TCP, UDP or SCTP packet that Parse
 // described in info: source to src:sport and destination to dst:dport, as a
 // FULLNAT director does (a client's packet leaves from a local address
 // towards the real server; a real server's reply leaves from VIP:port towards
@@ -14,10 +14,10 @@ import "encoding/binary"
 // A UDP-over-IPv4 checksum of zero stays zero; a UDP checksum that comes out
 // as zero is written as 0xFFFF. It reports false and changes nothing if info
 // does not describe a TCP or UDP packet that fits the frame. It never
-// allocates.
+// allocates. SCTP's CRC32c is updated as RewriteDst updates it.
 func RewriteFullNAT(frame []byte, info *Info, src [16]byte, sport uint16, dst [16]byte, dport uint16) bool {
 	l3, l4 := int(info.L3Off), int(info.L4Off)
-	csumOff, ok := l4ChecksumOff(frame, info)
+	csumOff, sctp, ok := l4Rewritable(frame, info)
 	if !ok {
 		return false
 	}
@@ -48,6 +48,13 @@ func RewriteFullNAT(frame []byte, info *Info, src [16]byte, sport uint16, dst [1
 		copy(ip[ipv6Dst:ipv6Dst+16], dst[:])
 	default:
 		return false
+	}
+
+	if sctp != nil {
+		// SCTP's CRC32c covers neither address: only the ports change it.
+		setSCTPPorts(sctp, info, sport, dport)
+		info.Src, info.SrcPort, info.Dst, info.DstPort = src, sport, dst, dport
+		return true
 	}
 
 	ports := frame[l4 : l4+4] // TCP and UDP agree: source port, then destination port

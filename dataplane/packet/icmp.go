@@ -14,7 +14,7 @@ const (
 // Pointer-free.
 type ICMPError struct {
 	Type, Code       uint8
-	Proto            uint8  // the quoted packet's protocol: ProtoTCP or ProtoUDP
+	Proto            uint8  // the quoted packet's protocol: ProtoTCP, ProtoUDP or ProtoSCTP
 	InnerL3Off       uint16 // the quoted IP header
 	InnerL4Off       uint16 // the quoted transport header (at least 8 bytes of it are present)
 	InnerEnd         uint16 // end of the quote: end of the outer packet
@@ -84,7 +84,7 @@ func ParseICMPError(frame []byte, info *Info, e *ICMPError) bool {
 		e.Src = ip.SourceAddress()
 		e.Dst = ip.DestinationAddress()
 	}
-	if e.Proto != ProtoTCP && e.Proto != ProtoUDP || len(q) < hl+8 {
+	if e.Proto != ProtoTCP && e.Proto != ProtoUDP && e.Proto != ProtoSCTP || len(q) < hl+8 {
 		return false
 	}
 	e.SrcPort = binary.BigEndian.Uint16(q[hl:])
@@ -156,7 +156,9 @@ func RewriteICMPError(frame []byte, info *Info, e *ICMPError, outerSrc, outerDst
 	if e.Proto == ProtoTCP {
 		csOff = il4 + tcpChecksum
 	}
-	if csOff+2 <= iend {
+	// A quoted SCTP packet's CRC32c covers the whole packet, which the quote holds only
+	// the start of: it is left as it was, as IPVS leaves it (ip_vs_nat_icmp).
+	if csOff+2 <= iend && e.Proto != ProtoSCTP {
 		c := binary.BigEndian.Uint16(frame[csOff:])
 		if !(e.Proto == ProtoUDP && info.Family == 4 && c == 0) {
 			c = ^Fold(uint32(^c) + uint32(Fold(delta)))

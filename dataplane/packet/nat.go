@@ -2,14 +2,17 @@ package packet
 
 import "encoding/binary"
 
-// RewriteDst sets the destination address and port of the TCP or UDP packet
-// that Parse described in info, updates the IPv4 header checksum and the
+// RewriteDst sets the destination address and port of the TCP, UDP or SCTP
+// packet that Parse described in info, updates the IPv4 header checksum and the
 // transport checksum incrementally, and stores addr and port in info.Dst and
 // info.DstPort. addr is in the packet's family (IPv4-mapped for IPv4).
 //
 // A UDP-over-IPv4 checksum of zero stays zero; a UDP checksum that comes out
-// as zero is written as 0xFFFF. If info does not describe a TCP or UDP packet
-// that fits the frame, nothing changes.
+// as zero is written as 0xFFFF. SCTP's CRC32c covers no addresses; a changed
+// port updates it (crc32c.go), except in the first fragment of a fragmented
+// packet, whose checksum covers bytes the frame does not hold: see
+// SCTPPortsFixable. If info does not describe a TCP, UDP or SCTP packet that
+// fits the frame, nothing changes.
 func RewriteDst(frame []byte, info *Info, addr [16]byte, port uint16) {
 	if rewrite(frame, info, addr, port, ipv4Dst, ipv6Dst, tcpDstPort) {
 		info.Dst = addr
@@ -31,7 +34,7 @@ func RewriteSrc(frame []byte, info *Info, addr [16]byte, port uint16) {
 // offsets) and patches the checksums. It reports whether it changed the frame.
 func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off, portOff int) bool {
 	l3, l4 := int(info.L3Off), int(info.L4Off)
-	csumOff, ok := l4ChecksumOff(frame, info)
+	csumOff, sctp, ok := l4Rewritable(frame, info)
 	if !ok {
 		return false
 	}
@@ -61,6 +64,18 @@ func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off,
 		return false
 	}
 
+	if sctp != nil {
+		s := SCTP(sctp)
+		sp, dp := s.SourcePort(), s.DestinationPort()
+		if portOff == tcpSrcPort {
+			sp = port
+		} else {
+			dp = port
+		}
+		setSCTPPorts(sctp, info, sp, dp)
+		return true
+	}
+
 	tp := frame[l4+portOff : l4+portOff+2]
 	oldPort := binary.BigEndian.Uint16(tp)
 	binary.BigEndian.PutUint16(tp, port)
@@ -68,6 +83,33 @@ func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off,
 
 	patchL4Checksum(frame[l4+csumOff:l4+csumOff+2], info, delta)
 	return true
+}
+
+// l4Rewritable returns what a rewrite of the packet info describes patches: the offset
+// of its TCP or UDP checksum, or for SCTP the packet (its CRC32c covers all of it);
+// false if it is none of these or does not fit the frame.
+func l4Rewritable(frame []byte, info *Info) (csumOff int, sctp []byte, ok bool) {
+	if info.Proto != ProtoSCTP {
+		csumOff, ok = l4ChecksumOff(frame, info)
+		return csumOff, nil, ok
+	}
+	l4, end := int(info.L4Off), int(info.L3Off)+int(info.L3Len)
+	if l4+SCTPHeaderLen > end || end > len(frame) {
+		return 0, nil, false
+	}
+	return 0, frame[l4:end], true
+}
+
+// setSCTPPorts gives the SCTP packet sctp the ports sport and dport and updates its
+// CRC32c; in the first fragment of a fragmented packet, which holds only the start of
+// what the checksum covers, the ports change and the checksum cannot follow (see
+// SCTPPortsFixable).
+func setSCTPPorts(sctp []byte, info *Info, sport, dport uint16) {
+	if info.Frag {
+		binary.BigEndian.PutUint32(sctp, uint32(sport)<<16|uint32(dport))
+		return
+	}
+	SetSCTPPorts(sctp, sport, dport)
 }
 
 // l4ChecksumOff returns the offset of the transport checksum in the TCP or UDP

@@ -20,12 +20,15 @@ import (
 // follows the fragment header. A first fragment (FragOff 0) carries the
 // transport header and parses as ResultOK; later ones are ResultFragment.
 type Info struct {
-	L3Off, L4Off     uint16 // offsets of the IP header and of what follows it in the frame
-	VLANTCI          uint16 // valid when HasVLAN
-	HasVLAN          bool
-	Family           uint8 // 4 or 6
-	Proto            uint8 // IPv4 protocol or IPv6 next header (ProtoTCP, ProtoUDP, ...)
-	TCPFlags         uint8 // TCP flag byte, zero for UDP
+	L3Off, L4Off uint16 // offsets of the IP header and of what follows it in the frame
+	VLANTCI      uint16 // valid when HasVLAN
+	HasVLAN      bool
+	Family       uint8 // 4 or 6
+	Proto        uint8 // IPv4 protocol or IPv6 next header (ProtoTCP, ProtoUDP, ...)
+	// TCPFlags is the TCP flag byte, zero for UDP. For SCTP it is the chunk type that
+	// IPVS's SCTP state machine takes (SCTPChunk), which the connection table reads
+	// where TCP's flags go.
+	TCPFlags         uint8
 	Src, Dst         [16]byte
 	SrcPort, DstPort uint16
 	L3Len            uint16 // IP packet length: IPv4 total length, IPv6 40 + payload length
@@ -36,14 +39,15 @@ type Info struct {
 	FragID    uint32 // IPv4 identification (16 bits) or IPv6 fragment identification
 }
 
-// Result says whether Parse found a forwardable TCP or UDP packet and, if
+// Result says whether Parse found a forwardable TCP, UDP or SCTP packet and, if
 // not, why. Its values are small consecutive integers below NumResults, so
 // a worker can count drops in a [NumResults]uint64 array.
 type Result uint8
 
 // Parse results.
 const (
-	// ResultOK: a whole IPv4 or IPv6 packet carrying a whole TCP or UDP header.
+	// ResultOK: a whole IPv4 or IPv6 packet carrying a whole TCP or UDP header, or a
+	// well-formed SCTP packet (ValidSCTP).
 	ResultOK Result = iota
 	// ResultTruncated: the frame ends inside the Ethernet, VLAN or IP header.
 	ResultTruncated
@@ -58,12 +62,13 @@ const (
 	// fragment header: there is no transport header to parse. (A first
 	// fragment parses as ResultOK with Info.Frag set.)
 	ResultFragment
-	// ResultUnsupportedProto: not TCP or UDP (ICMP, ICMPv6, ...), or an IPv6
+	// ResultUnsupportedProto: not TCP, UDP or SCTP (ICMP, ICMPv6, ...), or an IPv6
 	// packet with extension headers before the transport header.
 	ResultUnsupportedProto
 	// ResultBadL4Header: the TCP header is shorter than 20 bytes, its data
 	// offset is below 5 or reaches beyond the packet; or the UDP header is
-	// cut or its length field is below 8 or beyond the packet.
+	// cut or its length field is below 8 or beyond the packet; or the SCTP packet has
+	// no chunk, or a chunk's length is below 4 or reaches beyond the packet.
 	ResultBadL4Header
 
 	// NumResults is the number of Result values.
@@ -223,6 +228,15 @@ func parseL4(seg []byte, info *Info) Result {
 		info.SrcPort = u.SourcePort()
 		info.DstPort = u.DestinationPort()
 		return ResultOK
+	case ProtoSCTP:
+		if !ValidSCTP(seg, info.Frag) {
+			return ResultBadL4Header
+		}
+		s := SCTP(seg)
+		info.SrcPort = s.SourcePort()
+		info.DstPort = s.DestinationPort()
+		info.TCPFlags = SCTPChunk(seg)
+		return ResultOK
 	}
 	return ResultUnsupportedProto
 }
@@ -248,18 +262,26 @@ func l4Segment(frame []byte, info *Info) []byte {
 			return nil
 		}
 		return seg[:u.Length()]
+	case ProtoSCTP:
+		if len(seg) < SCTPHeaderLen {
+			return nil
+		}
+		return seg
 	}
 	return nil
 }
 
 // L4ChecksumValid reports whether the TCP or UDP checksum of the packet that
-// Parse described in info verifies, pseudo-header included. A UDP-over-IPv4
-// checksum of zero (no checksum) counts as valid. It is a full computation,
-// meant for tests and tools rather than the per-packet path.
+// Parse described in info verifies, pseudo-header included, or SCTP's CRC32c.
+// A UDP-over-IPv4 checksum of zero (no checksum) counts as valid. It is a full
+// computation, meant for tests and tools rather than the per-packet path.
 func L4ChecksumValid(frame []byte, info *Info) bool {
 	seg := l4Segment(frame, info)
 	if seg == nil {
 		return false
+	}
+	if info.Proto == ProtoSCTP {
+		return SCTPChecksumValid(seg)
 	}
 	if info.Proto == ProtoUDP && info.Family == 4 && UDP(seg).Checksum() == 0 {
 		return true
@@ -268,7 +290,7 @@ func L4ChecksumValid(frame []byte, info *Info) bool {
 	return Fold(Checksum(seg, sum)) == 0xFFFF
 }
 
-// ComputeL4Checksum recomputes and stores the TCP or UDP checksum of the
+// ComputeL4Checksum recomputes and stores the TCP, UDP or SCTP checksum of the
 // packet that Parse described in info, for packets that were crafted or
 // changed beyond what the incremental rewrites cover. A UDP result of zero is
 // stored as 0xFFFF; a UDP-over-IPv4 packet gets a checksum even if it had
@@ -276,6 +298,10 @@ func L4ChecksumValid(frame []byte, info *Info) bool {
 func ComputeL4Checksum(frame []byte, info *Info) {
 	seg := l4Segment(frame, info)
 	if seg == nil {
+		return
+	}
+	if info.Proto == ProtoSCTP {
+		SCTP(seg).SetChecksum(SCTPChecksum(seg))
 		return
 	}
 	sum := PseudoHeaderSum(info.Family, info.Src, info.Dst, info.Proto, uint32(len(seg)))

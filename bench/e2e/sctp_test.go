@@ -1,0 +1,470 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
+
+	"xlvs/bench/testbed"
+	"xlvs/control/api"
+)
+
+// SCTP services end to end. This kernel has no SCTP sockets, so the associations are
+// crafted with gopacket and sent from AF_PACKET sockets on both sides (the client's and
+// the real server's namespace), through the director's real XDP program and AF_XDP
+// sockets; what arrives on the other side is captured the same way and checked: the
+// CRC32c (computed here with hash/crc32's Castagnoli table, not the dataplane's code),
+// addresses and ports, and after each packet the connection's state and timer in
+// xlvsadm -L -n -c and ActiveConn/InActConn of the real server.
+//
+// The expected states, timers and counts are a model written here from the kernel's
+// rules (net/netfilter/ipvs/ip_vs_proto_sctp.c at intel-lab-lkp/linux
+// e0cc369553c8344fbedb63fc62b4d37aed1cb5a6): the transitions an association's packets
+// make, sctp_timeouts (INIT1 and REJECTED 4 s, ESTABLISHED 900 s, the others 61 s) and
+// set_sctp_state's activity rule (active only in ESTABLISHED).
+
+// The virtual service's port, and the NAT real server's (different, so that NAT rewrites
+// ports and the CRC32c with them).
+const (
+	sctpPort  = 38412
+	sctpRPort = 36412
+)
+
+var sctpTimeout = map[string]int{"INIT1": 4, "REJECTED": 4, "ESTABLISHED": 900, "C-SENT": 61,
+	"C-REPLIED": 61, "S-RECEIVED": 61, "S-ACK-SENT": 61, "CLOSED": 61}
+
+// rawSock is an AF_PACKET socket on one interface of a namespace: it sends frames as
+// they are and receives the frames the interface receives (not the ones it sends).
+type rawSock struct {
+	fd   int
+	name string
+}
+
+func openRaw(t *testing.T, ns *testbed.NS, ifname string) *rawSock {
+	t.Helper()
+	idx, err := ns.Ifindex(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := uint16(unix.ETH_P_ALL)
+	proto := all<<8 | all>>8 // htons
+	var fd int
+	if err := ns.Do(func() error {
+		var err error
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(proto)); err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: idx, Protocol: proto})
+	}); err != nil {
+		t.Fatalf("packet socket on %s in %s: %v", ifname, ns.Name(), err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return &rawSock{fd: fd, name: ns.Name() + "/" + ifname}
+}
+
+func (r *rawSock) send(t *testing.T, frame []byte) {
+	t.Helper()
+	if _, err := unix.Write(r.fd, frame); err != nil {
+		t.Fatalf("send on %s: %v", r.name, err)
+	}
+}
+
+// recvSCTP returns the next SCTP frame the interface receives within wait (nil if none);
+// other frames (ICMP, neighbour discovery, ...) are skipped.
+func (r *rawSock) recvSCTP(t *testing.T, wait time.Duration) []byte {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	buf := make([]byte, 4096)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		if err := unix.SetsockoptTimeval(r.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			t.Fatal(err)
+		}
+		n, from, err := unix.Recvfrom(r.fd, buf, 0)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("receive on %s: %v", r.name, err)
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.NoCopy); p.Layer(layers.LayerTypeSCTP) != nil {
+			return append([]byte(nil), buf[:n]...)
+		}
+	}
+}
+
+// sctpSeg is the SCTP packet of an Ethernet frame (the IP payload, without Ethernet
+// padding), and the IP header's source and destination.
+func sctpSeg(t *testing.T, frame []byte) (seg []byte, src, dst netip.Addr) {
+	t.Helper()
+	switch binary.BigEndian.Uint16(frame[12:]) {
+	case 0x0800:
+		ip := frame[14:]
+		hl, tl := int(ip[0]&15)*4, int(binary.BigEndian.Uint16(ip[2:]))
+		return ip[hl:tl], netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+	case 0x86dd:
+		ip := frame[14:]
+		return ip[40 : 40+int(binary.BigEndian.Uint16(ip[4:]))], netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+	}
+	t.Fatalf("frame of EtherType %#x", binary.BigEndian.Uint16(frame[12:]))
+	return nil, netip.Addr{}, netip.Addr{}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// sctpCRC is RFC 9260's checksum of seg: CRC32c with the checksum field zeroed.
+func sctpCRC(seg []byte) uint32 {
+	c := append([]byte(nil), seg...)
+	binary.LittleEndian.PutUint32(c[8:], 0)
+	return crc32.Checksum(c, castagnoli)
+}
+
+// chunkOf builds one chunk of type typ with gopacket's SCTP layers.
+func chunkOf(typ layers.SCTPChunkType) []gopacket.SerializableLayer {
+	c := layers.SCTPChunk{Type: typ}
+	switch typ {
+	case layers.SCTPChunkTypeInit, layers.SCTPChunkTypeInitAck:
+		return []gopacket.SerializableLayer{&layers.SCTPInit{SCTPChunk: c, InitiateTag: 0x5ca1ab1e, AdvertisedReceiverWindowCredit: 65536, OutboundStreams: 2, InboundStreams: 2, InitialTSN: 100}}
+	case layers.SCTPChunkTypeCookieEcho:
+		return []gopacket.SerializableLayer{&layers.SCTPCookieEcho{SCTPChunk: c, Cookie: []byte("state cookie, opaque to the director")}}
+	case layers.SCTPChunkTypeData:
+		return []gopacket.SerializableLayer{&layers.SCTPData{SCTPChunk: c, BeginFragment: true, EndFragment: true, TSN: 100, PayloadProtocol: 18}, gopacket.Payload("an S1AP message, or so")}
+	case layers.SCTPChunkTypeSack:
+		return []gopacket.SerializableLayer{&layers.SCTPSack{SCTPChunk: c, CumulativeTSNAck: 100, AdvertisedReceiverWindowCredit: 65536}}
+	case layers.SCTPChunkTypeShutdown:
+		return []gopacket.SerializableLayer{&layers.SCTPShutdown{SCTPChunk: c, CumulativeTSNAck: 100}}
+	case layers.SCTPChunkTypeShutdownAck:
+		return []gopacket.SerializableLayer{&layers.SCTPShutdownAck{SCTPChunk: c}}
+	case layers.SCTPChunkTypeAbort:
+		return []gopacket.SerializableLayer{&layers.SCTPError{SCTPChunk: c}}
+	}
+	return []gopacket.SerializableLayer{&layers.SCTPEmptyLayer{SCTPChunk: c}} // COOKIE ACK, SHUTDOWN COMPLETE
+}
+
+// sctpFrame is an Ethernet frame of an SCTP packet carrying one chunk of type typ, with
+// a right CRC32c (or, with corrupt, a wrong one).
+func sctpFrame(t *testing.T, srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, typ layers.SCTPChunkType, corrupt bool) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4}
+	var ip gopacket.SerializableLayer = &layers.IPv4{Version: 4, TTL: 64, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolSCTP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	if src.Is6() {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolSCTP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	}
+	ls := []gopacket.SerializableLayer{eth, ip, &layers.SCTP{SrcPort: layers.SCTPPort(sport), DstPort: layers.SCTPPort(dport), VerificationTag: 0x5ca1ab1e}}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, append(ls, chunkOf(typ)...)...); err != nil {
+		t.Fatal(err)
+	}
+	frame := append([]byte(nil), buf.Bytes()...)
+	seg, _, _ := sctpSeg(t, frame)
+	c := sctpCRC(seg)
+	if corrupt {
+		c ^= 0x00010000
+	}
+	binary.LittleEndian.PutUint32(seg[8:], c)
+	return frame
+}
+
+// arrival checks a captured frame: one SCTP packet src:sport → dst:dport whose first
+// chunk is typ, whose CRC32c verifies unless corrupt (then it must not).
+func arrival(t *testing.T, what string, frame []byte, src, dst netip.Addr, sport, dport uint16, typ layers.SCTPChunkType, corrupt bool) {
+	t.Helper()
+	if frame == nil {
+		t.Fatalf("%s: nothing arrived", what)
+	}
+	seg, s, d := sctpSeg(t, frame)
+	gotSport, gotDport := binary.BigEndian.Uint16(seg[0:]), binary.BigEndian.Uint16(seg[2:])
+	if s != src || d != dst || gotSport != sport || gotDport != dport {
+		t.Fatalf("%s: arrived %v:%d → %v:%d, want %v:%d → %v:%d", what, s, gotSport, d, gotDport, src, sport, dst, dport)
+	}
+	if len(seg) < 16 || layers.SCTPChunkType(seg[12]) != typ {
+		t.Fatalf("%s: first chunk %d, want %v", what, seg[12], typ)
+	}
+	valid := binary.LittleEndian.Uint32(seg[8:]) == sctpCRC(seg)
+	if valid == corrupt {
+		t.Fatalf("%s: CRC32c valid %v, want %v", what, valid, !corrupt)
+	}
+}
+
+// sctpConn is one line of xlvsadm -L -n -c.
+type sctpConn struct {
+	state  string
+	expire int // seconds
+}
+
+// sctpConns reads xlvsadm -L -n -c: the SCTP connections by client endpoint.
+func (e *env) sctpConns() map[string]sctpConn {
+	e.t.Helper()
+	out := map[string]sctpConn{}
+	for _, line := range strings.Split(e.adm("-L", "-n", "-c"), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 6 || f[0] != "SCTP" {
+			continue
+		}
+		mm, ss, _ := strings.Cut(f[1], ":")
+		m, _ := strconv.Atoi(mm)
+		s, _ := strconv.Atoi(ss)
+		out[f[3]] = sctpConn{state: f[2], expire: m*60 + s}
+	}
+	return out
+}
+
+// sctpAssoc is the model's view of one association: its client endpoint, its state and
+// when the packet that last refreshed its timer was sent.
+type sctpAssoc struct {
+	client netip.AddrPort
+	state  string
+	at     time.Time
+}
+
+func (a *sctpAssoc) set(state string) { a.state, a.at = state, time.Now() }
+
+// checkSCTP compares -L -n -c and the real server's ActiveConn/InActConn with the model.
+func (e *env) checkSCTP(what string, vip netip.Addr, rs netip.Addr, assocs []*sctpAssoc) {
+	e.t.Helper()
+	conns := e.sctpConns()
+	active, inactive := 0, 0
+	for _, a := range assocs {
+		c, ok := conns[a.client.String()]
+		if !ok {
+			e.t.Fatalf("%s: %v not in -L -n -c: %v", what, a.client, conns)
+		}
+		// -L -c shows the whole seconds left of the state's timeout since the last packet.
+		to := sctpTimeout[a.state]
+		if c.state != a.state || c.expire > to || c.expire < to-int(time.Since(a.at).Seconds())-2 {
+			e.t.Fatalf("%s: %v in %s expiring in %d s; the kernel's rules: %s, %d s from %v ago", what, a.client, c.state, c.expire, a.state, to, time.Since(a.at).Round(time.Millisecond))
+		}
+		if a.state == "ESTABLISHED" {
+			active++
+		} else {
+			inactive++
+		}
+	}
+	svc := e.service(api.ProtoSCTP, vip, sctpPort)
+	for _, d := range svc.Dests {
+		if d.Addr == rs && (int(d.ActiveConns) != active || int(d.InactConns) != inactive) {
+			e.t.Fatalf("%s: %v ActiveConn %d InActConn %d, want %d %d", what, rs, d.ActiveConns, d.InactConns, active, inactive)
+		}
+	}
+}
+
+// TestSCTPNAT: SCTP associations through a two-armed NAT director, IPv4 and IPv6: every
+// chunk of an association's life, a rejected association (ABORT), a corrupted packet
+// (forwarded still corrupt) and a malformed one (dropped, counted).
+func TestSCTPNAT(t *testing.T) {
+	e := setup(t, testbed.NATTwoArm)
+	b := e.bed
+	rs := b.Reals[0]
+	cli := openRaw(t, b.Client.NS, b.Client.Iface)
+	srv := openRaw(t, rs.NS, rs.Iface)
+	for _, v6 := range []bool{false, true} {
+		vip, caddr, raddr := b.VIP, b.Client.Addr, rs.Addr
+		if v6 {
+			vip, caddr, raddr = b.VIP6, b.Client.Addr6, rs.Addr6
+		}
+		svc := netip.AddrPortFrom(vip, sctpPort).String()
+		e.adm("-A", "--sctp-service", svc, "-s", "rr")
+		e.adm("-a", "--sctp-service", svc, "-r", netip.AddrPortFrom(raddr, sctpRPort).String(), "-m")
+		if out := e.adm("-L", "-n"); !strings.Contains(out, "SCTP  "+svc+" rr\n") {
+			t.Fatalf("-L -n lacks the SCTP service:\n%s", out)
+		}
+		var assocs []*sctpAssoc
+		// fromClient sends typ from the client to the VIP and checks what reaches rs1;
+		// fromServer sends typ from rs1 to the client and checks what the client gets.
+		fromClient := func(a *sctpAssoc, typ layers.SCTPChunkType, corrupt bool) {
+			t.Helper()
+			cli.send(t, sctpFrame(t, b.Client.MAC, b.Ext.MAC, caddr, vip, a.client.Port(), sctpPort, typ, corrupt))
+			arrival(t, fmt.Sprintf("v6=%v %v from the client at rs1", v6, typ), srv.recvSCTP(t, 2*time.Second),
+				caddr, raddr, a.client.Port(), sctpRPort, typ, corrupt)
+		}
+		fromServer := func(a *sctpAssoc, typ layers.SCTPChunkType) {
+			t.Helper()
+			srv.send(t, sctpFrame(t, rs.MAC, b.Int.MAC, raddr, caddr, sctpRPort, a.client.Port(), typ, false))
+			arrival(t, fmt.Sprintf("v6=%v %v from rs1 at the client", v6, typ), cli.recvSCTP(t, 2*time.Second),
+				vip, caddr, sctpPort, a.client.Port(), typ, false)
+		}
+		a := &sctpAssoc{client: netip.AddrPortFrom(caddr, 5000)}
+		assocs = append(assocs, a)
+		for _, step := range []struct {
+			client bool
+			typ    layers.SCTPChunkType
+			state  string
+		}{
+			{true, layers.SCTPChunkTypeInit, "INIT1"},
+			{false, layers.SCTPChunkTypeInitAck, "C-SENT"},
+			{true, layers.SCTPChunkTypeCookieEcho, "C-REPLIED"},
+			{false, layers.SCTPChunkTypeCookieAck, "ESTABLISHED"},
+			{true, layers.SCTPChunkTypeData, "ESTABLISHED"},
+			{false, layers.SCTPChunkTypeSack, "ESTABLISHED"},
+			{true, layers.SCTPChunkTypeShutdown, "S-RECEIVED"},
+			{false, layers.SCTPChunkTypeShutdownAck, "S-ACK-SENT"},
+			{true, layers.SCTPChunkTypeShutdownComplete, "CLOSED"},
+		} {
+			if step.client {
+				fromClient(a, step.typ, false)
+			} else {
+				fromServer(a, step.typ)
+			}
+			a.set(step.state)
+			e.checkSCTP(fmt.Sprintf("v6=%v after %v", v6, step.typ), vip, raddr, assocs)
+			if step.typ == layers.SCTPChunkTypeData {
+				// A corrupted DATA reaches the real server still corrupt (its SCTP drops it),
+				// with the ports NAT gives; the state does not care.
+				fromClient(a, layers.SCTPChunkTypeData, true)
+				a.set("ESTABLISHED")
+			}
+		}
+		// A real server that refuses an association answers its INIT with ABORT: REJECTED,
+		// 4 s (the OUTPUT table's ABORT from INIT1).
+		r := &sctpAssoc{client: netip.AddrPortFrom(caddr, 5001)}
+		assocs = append(assocs, r)
+		fromClient(r, layers.SCTPChunkTypeInit, false)
+		fromServer(r, layers.SCTPChunkTypeAbort)
+		r.set("REJECTED")
+		e.checkSCTP(fmt.Sprintf("v6=%v after ABORT", v6), vip, raddr, assocs)
+		// A DATA chunk opens nothing.
+		cli.send(t, sctpFrame(t, b.Client.MAC, b.Ext.MAC, caddr, vip, 5002, sctpPort, layers.SCTPChunkTypeData, false))
+		if f := srv.recvSCTP(t, 300*time.Millisecond); f != nil {
+			t.Fatalf("v6=%v: a DATA without an association reached rs1", v6)
+		}
+		e.checkSCTP(fmt.Sprintf("v6=%v after a stray DATA", v6), vip, raddr, assocs)
+	}
+	// A malformed packet (an INIT whose chunk length is 3) is dropped and counted.
+	before := e.dataplaneCounters()["drop_malformed"]
+	bad := sctpFrame(t, b.Client.MAC, b.Ext.MAC, b.Client.Addr, b.VIP, 5003, sctpPort, layers.SCTPChunkTypeInit, false)
+	binary.BigEndian.PutUint16(bad[14+20+12+2:], 3)
+	cli.send(t, bad)
+	if f := srv.recvSCTP(t, 300*time.Millisecond); f != nil {
+		t.Fatal("a malformed SCTP packet reached rs1")
+	}
+	if after := e.dataplaneCounters()["drop_malformed"]; after != before+1 {
+		t.Fatalf("drop_malformed %d → %d, want one more", before, after)
+	}
+	// -S saves what -R restores.
+	if out := e.adm("-S", "-n"); !strings.Contains(out, "-A --sctp-service "+netip.AddrPortFrom(b.VIP, sctpPort).String()+" -s rr\n") {
+		t.Fatalf("-S -n:\n%s", out)
+	}
+}
+
+// TestSCTPDR: an SCTP association through a DR director (L2 layout): the client's
+// packets reach the real server unchanged, its answers go straight to the client; the
+// director follows the association with IPVS's INPUT-ONLY table.
+func TestSCTPDR(t *testing.T) {
+	e := setup(t, testbed.L2)
+	b := e.bed
+	rs := b.Reals[0]
+	cli := openRaw(t, b.Client.NS, b.Client.Iface)
+	srv := openRaw(t, rs.NS, rs.Iface)
+	svc := netip.AddrPortFrom(b.VIP, sctpPort).String()
+	e.adm("-A", "--sctp-service", svc, "-s", "rr")
+	e.adm("-a", "--sctp-service", svc, "-r", rs.Addr.String(), "-g")
+	a := &sctpAssoc{client: netip.AddrPortFrom(b.Client.Addr, 6000)}
+	assocs := []*sctpAssoc{a}
+	for _, step := range []struct {
+		client bool
+		typ    layers.SCTPChunkType
+		state  string // after the packet; replies bypass the director and change nothing
+	}{
+		{true, layers.SCTPChunkTypeInit, "INIT1"},
+		{false, layers.SCTPChunkTypeInitAck, "INIT1"},
+		{true, layers.SCTPChunkTypeCookieEcho, "ESTABLISHED"},
+		{false, layers.SCTPChunkTypeCookieAck, "ESTABLISHED"},
+		{true, layers.SCTPChunkTypeData, "ESTABLISHED"},
+		{false, layers.SCTPChunkTypeSack, "ESTABLISHED"},
+		{true, layers.SCTPChunkTypeShutdown, "S-RECEIVED"},
+		{false, layers.SCTPChunkTypeShutdownAck, "S-RECEIVED"},
+		{true, layers.SCTPChunkTypeShutdownComplete, "CLOSED"},
+	} {
+		if step.client {
+			cli.send(t, sctpFrame(t, b.Client.MAC, b.Ext.MAC, b.Client.Addr, b.VIP, a.client.Port(), sctpPort, step.typ, false))
+			f := srv.recvSCTP(t, 2*time.Second)
+			arrival(t, fmt.Sprintf("%v from the client at rs1", step.typ), f, b.Client.Addr, b.VIP, a.client.Port(), sctpPort, step.typ, false)
+			if got := net.HardwareAddr(f[0:6]).String(); got != rs.MAC.String() {
+				t.Fatalf("%v reached rs1 for MAC %s, want its own %s", step.typ, got, rs.MAC)
+			}
+		} else {
+			srv.send(t, sctpFrame(t, rs.MAC, b.Client.MAC, b.VIP, b.Client.Addr, sctpPort, a.client.Port(), step.typ, false))
+			arrival(t, fmt.Sprintf("%v from rs1 at the client", step.typ), cli.recvSCTP(t, 2*time.Second), b.VIP, b.Client.Addr, sctpPort, a.client.Port(), step.typ, false)
+		}
+		if step.client {
+			a.set(step.state) // replies bypass the director: they refresh nothing
+		}
+		if a.state != step.state {
+			t.Fatalf("model: %s after %v, want %s", a.state, step.typ, step.state)
+		}
+		e.checkSCTP(fmt.Sprintf("after %v", step.typ), b.VIP, rs.Addr, assocs)
+	}
+	// An INIT on the CLOSED association starts a new one (is_new_conn_expected).
+	cli.send(t, sctpFrame(t, b.Client.MAC, b.Ext.MAC, b.Client.Addr, b.VIP, a.client.Port(), sctpPort, layers.SCTPChunkTypeInit, false))
+	arrival(t, "a new INIT", srv.recvSCTP(t, 2*time.Second), b.Client.Addr, b.VIP, a.client.Port(), sctpPort, layers.SCTPChunkTypeInit, false)
+	a.set("INIT1")
+	e.checkSCTP("after a new INIT", b.VIP, rs.Addr, assocs)
+	if st := e.service(api.ProtoSCTP, b.VIP, sctpPort).Stats; st.Conns != 2 || st.OutPkts != 0 {
+		t.Fatalf("service stats %+v: want 2 connections, no packets out (DR)", st)
+	}
+}
+
+// TestSCTPFullNAT: an SCTP association through a FULLNAT director: the real server sees
+// it from a local address and port, both endpoints rewritten each way with the CRC32c.
+func TestSCTPFullNAT(t *testing.T) {
+	e := setup(t, testbed.NATTwoArm)
+	b := e.bed
+	rs := b.Reals[0]
+	if out, err := b.Director.Run(e.ctx, "ip", "-4", "addr", "add", fullnatLIP4.String()+"/24", "dev", b.Int.Iface); err != nil {
+		t.Fatalf("add a local address on the director: %v %s", err, out)
+	}
+	cli := openRaw(t, b.Client.NS, b.Client.Iface)
+	srv := openRaw(t, rs.NS, rs.Iface)
+	svc := netip.AddrPortFrom(b.VIP, sctpPort).String()
+	e.adm("-A", "--sctp-service", svc, "-s", "rr")
+	e.adm("-a", "--sctp-service", svc, "-r", netip.AddrPortFrom(rs.Addr, sctpRPort).String(), "--fullnat")
+	e.adm("-P", "--sctp-service", svc, "-z", fullnatLIP4.String())
+	a := &sctpAssoc{client: netip.AddrPortFrom(b.Client.Addr, 7000)}
+	assocs := []*sctpAssoc{a}
+	var lport uint16
+	for _, step := range []struct {
+		client bool
+		typ    layers.SCTPChunkType
+		state  string
+	}{
+		{true, layers.SCTPChunkTypeInit, "INIT1"},
+		{false, layers.SCTPChunkTypeInitAck, "C-SENT"},
+		{true, layers.SCTPChunkTypeCookieEcho, "C-REPLIED"},
+		{false, layers.SCTPChunkTypeCookieAck, "ESTABLISHED"},
+		{true, layers.SCTPChunkTypeData, "ESTABLISHED"},
+		{false, layers.SCTPChunkTypeAbort, "CLOSED"},
+	} {
+		if step.client {
+			cli.send(t, sctpFrame(t, b.Client.MAC, b.Ext.MAC, b.Client.Addr, b.VIP, a.client.Port(), sctpPort, step.typ, false))
+			f := srv.recvSCTP(t, 2*time.Second)
+			if f != nil && lport == 0 {
+				seg, _, _ := sctpSeg(t, f)
+				lport = binary.BigEndian.Uint16(seg)
+			}
+			arrival(t, fmt.Sprintf("%v from the client at rs1", step.typ), f, fullnatLIP4, rs.Addr, lport, sctpRPort, step.typ, false)
+		} else {
+			srv.send(t, sctpFrame(t, rs.MAC, b.Int.MAC, rs.Addr, fullnatLIP4, sctpRPort, lport, step.typ, false))
+			arrival(t, fmt.Sprintf("%v from rs1 at the client", step.typ), cli.recvSCTP(t, 2*time.Second), b.VIP, b.Client.Addr, sctpPort, a.client.Port(), step.typ, false)
+		}
+		a.set(step.state)
+		e.checkSCTP(fmt.Sprintf("after %v", step.typ), b.VIP, rs.Addr, assocs)
+	}
+}
