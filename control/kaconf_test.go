@@ -420,15 +420,6 @@ virtual_server 198.18.0.10 80 {
     }
 }
 `, ":6: virtual_server SCTP 198.18.0.10:80: "},
-		{"ops", `# one-packet scheduling
-virtual_server 198.18.0.10 53 {
-    protocol UDP
-    lb_kind NAT
-    ops
-    real_server 198.18.1.1 53 {
-    }
-}
-`, ":2: virtual_server UDP 198.18.0.10:53: one-packet scheduling"},
 		{"gue tunnel real server", `virtual_server 198.18.0.10 80 {
     protocol TCP
     lb_kind DR
