@@ -1,6 +1,8 @@
 package control
 
 import (
+	"io"
+	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -128,5 +130,25 @@ func TestFWMarkServices(t *testing.T) {
 	mustOK(t, d, &api.Request{Op: api.OpClear})
 	if got := mustOK(t, d, &api.Request{Op: api.OpListMarks}).Marks; len(got) != 0 {
 		t.Fatalf("-C left %+v", got)
+	}
+}
+
+// TestMarksMetrics: two fwmark services have distinct label sets (a scrape with the same
+// labels twice would fail), the mark in the address label.
+func TestMarksMetrics(t *testing.T) {
+	d := newDaemon(t)
+	for _, m := range []uint32{1, 2} {
+		mustOK(t, d, &api.Request{Op: api.OpAddService, Service: fwmSvc(m, 4)})
+	}
+	srv := httptest.NewServer(d.MetricsHandler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `address="fwmark 1 ipv4"`) || !strings.Contains(string(b), `address="fwmark 2 ipv4"`) {
+		t.Fatalf("status %d:\n%s", resp.StatusCode, b)
 	}
 }
