@@ -209,7 +209,7 @@ func TestPortBlocks(t *testing.T) {
 // fwmRig publishes, on a rig, fwmark service 1 (rr, persistent unless persist is 0, two
 // NAT real servers with port 0) for TCP ports 80 and 443 of the VIP, and fwmark service 2
 // (rr, not persistent, real servers on port 53) for UDP to any port of 198.18.1.96/29.
-func fwmRig(t *testing.T, persist time.Duration) *rig {
+func fwmRig(t testing.TB, persist time.Duration) *rig {
 	t.Helper()
 	r := newRig(t, "rr", 1, 1)
 	mk := func(id uint32, mark uint32, port uint16, persist time.Duration) Service {
@@ -490,5 +490,51 @@ func TestOnePacketPersistent(t *testing.T) {
 	}
 	if len(seen) != 1 || r.dp.Conntrack().Len() != 0 || len(r.dp.PersistConns()) != 1 {
 		t.Fatalf("persistent -o: servers %v, %d entries, templates %v", seen, r.dp.Conntrack().Len(), r.dp.PersistConns())
+	}
+}
+
+// BenchmarkForwardFWMark is BenchmarkForwardEstablished for a connection of a fwmark
+// service (the mark looked up per packet) and, with OPS, for one-packet datagrams
+// (scheduled per packet, no entry).
+func BenchmarkForwardFWMark(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		ops  bool
+	}{{"fwmark-established", false}, {"ops-udp", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var r *rig
+			var frame []byte
+			if !tc.ops {
+				r = fwmRig(b, time.Hour)
+				r.ext.Inject(build(b, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 7, dport: 443, syn: true}))
+				r.w.poll()
+				frame = build(b, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 7, dport: 443, ack: true, payload: make([]byte, 18)})
+			} else {
+				r = newRig(b, "rr", 1, 1)
+				svcs := append([]Service(nil), r.dp.Snapshot().Services...)
+				for i := range svcs {
+					svcs[i].OPS = true
+				}
+				snap, err := NewSnapshot(svcs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := r.dp.Publish(snap); err != nil {
+					b.Fatal(err)
+				}
+				frame = build(b, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 7, dport: 80, udp: true, payload: make([]byte, 18)})
+			}
+			r.ext.OnTransmit = func([]byte) {}
+			r.int.OnTransmit = func([]byte) {}
+			b.ReportAllocs()
+			b.ResetTimer()
+			const batch = 32
+			for i := 0; i < b.N; i += batch {
+				for j := 0; j < batch; j++ {
+					r.ext.Inject(frame)
+				}
+				r.w.poll()
+			}
+		})
 	}
 }
