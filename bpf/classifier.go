@@ -29,6 +29,8 @@ type Classifier struct {
 	laddrs   *ebpf.Map // FULLNAT local addresses: replies to them are ours despite locals
 	vaddrs   *ebpf.Map // the addresses of services and reals, for later fragments
 	hold     *ebpf.Map // until when unredirectable frames are dropped (handoff.go)
+	fwmAddrs *ebpf.Map // firewall-mark rules: prefixes (marks.go)
+	fwmPorts *ebpf.Map // firewall-mark rules: ports of each prefix
 }
 
 // New parses the embedded program and creates the shared services and reals maps, both
@@ -76,6 +78,20 @@ func New() (*Classifier, error) {
 		c.laddrs.Close()
 		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapHold, ErrNoXDP, err)
 	}
+	if c.fwmAddrs, err = ebpf.NewMap(spec.Maps[xlvsMapFwmAddrs]); err == nil {
+		if c.fwmPorts, err = ebpf.NewMap(spec.Maps[xlvsMapFwmPorts]); err != nil {
+			c.fwmAddrs.Close()
+		}
+	}
+	if err != nil {
+		c.services.Close()
+		c.reals.Close()
+		c.locals.Close()
+		c.vaddrs.Close()
+		c.laddrs.Close()
+		c.hold.Close()
+		return nil, fmt.Errorf("create the firewall-mark maps: %w: %w", ErrNoXDP, err)
+	}
 	return c, nil
 }
 
@@ -96,6 +112,8 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 		{xlvsMapXsks, ebpf.XSKMap, 4, 4, MaxQueues},
 		{xlvsMapStats, ebpf.PerCPUArray, 4, 8, statCount},
 		{xlvsMapHold, ebpf.Array, 4, 8, 1},
+		{xlvsMapFwmAddrs, ebpf.LPMTrie, uint32(unsafe.Sizeof(fwmAKey{})), uint32(unsafe.Sizeof(fwmAVal{})), MaxMarkPrefixes},
+		{xlvsMapFwmPorts, ebpf.LPMTrie, uint32(unsafe.Sizeof(fwmPKey{})), 4, MaxMarkPorts},
 	}
 	for _, w := range want {
 		m, ok := spec.Maps[w.name]
@@ -353,6 +371,8 @@ func (c *Classifier) Load() (*Port, error) {
 			xlvsMapLaddrs:   c.laddrs,
 			xlvsMapVaddrs:   c.vaddrs,
 			xlvsMapHold:     c.hold,
+			xlvsMapFwmAddrs: c.fwmAddrs,
+			xlvsMapFwmPorts: c.fwmPorts,
 		},
 		Cache: c.cache,
 	})
@@ -403,5 +423,6 @@ func (c *Classifier) Close() error {
 		return nil
 	}
 	c.closed = true
-	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.laddrs.Close(), c.vaddrs.Close(), c.hold.Close())
+	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.laddrs.Close(), c.vaddrs.Close(), c.hold.Close(),
+		c.fwmAddrs.Close(), c.fwmPorts.Close())
 }

@@ -194,3 +194,97 @@ func (m mapKey) decode() Key {
 		Proto: Proto(m.Proto),
 	}
 }
+
+// MarkPrefix is a destination prefix of the firewall-mark rules, per protocol: the
+// fwm_addrs map of the program (xlvs.c). The program takes the longest prefix that
+// contains a packet's destination and looks its port up in the prefix's MarkPorts.
+type MarkPrefix struct {
+	Proto  Proto
+	Family uint8    // 4 or 6
+	Addr   [16]byte // IPv4-mapped for IPv4; the bits after the prefix are zero
+	Bits   uint8    // prefix length in the family's space (IPv4: 0..32)
+}
+
+// MarkPorts gives the ports Lo..Hi of a prefix a mark that has a fwmark service: the
+// program redirects such packets.
+type MarkPorts struct {
+	MarkPrefix
+	Lo, Hi uint16
+	Mark   uint32
+}
+
+// Capacities of the mark maps (xlvs.c).
+const (
+	MaxMarkPrefixes = 16384 // fwm_addrs
+	MaxMarkPorts    = 65536 // fwm_ports: aligned port blocks
+)
+
+// PortBlock is an aligned block of 2^(16-Bits) ports starting at First.
+type PortBlock struct {
+	First uint16
+	Bits  uint8
+}
+
+// PortBlocks splits lo..hi (lo <= hi) into the fewest aligned blocks, as an LPM trie
+// keyed by port holds a range (at most 30).
+func PortBlocks(lo, hi uint16) []PortBlock {
+	var out []PortBlock
+	a, b := uint32(lo), uint32(hi)
+	for a <= b {
+		size, bits := uint32(1), uint8(16)
+		for bits > 0 && a%(size*2) == 0 && a+size*2-1 <= b {
+			size *= 2
+			bits--
+		}
+		out = append(out, PortBlock{First: uint16(a), Bits: bits})
+		a += size
+	}
+	return out
+}
+
+// fwmAKey and fwmAVal are struct fwm_akey and fwm_aval in xlvs.c (24 and 20 bytes, no
+// implicit padding); fwmPKey is struct fwm_pkey (28 bytes).
+type fwmAKey struct {
+	Prefixlen uint32
+	Proto     uint8
+	Family    uint8
+	Addr      [16]byte
+	Pad       [2]byte
+}
+
+type fwmAVal struct {
+	Addr [16]byte
+	Bits uint8 // over the 128-bit space
+	Pad  [3]byte
+}
+
+type fwmPKey struct {
+	Prefixlen uint32
+	Proto     uint8
+	Family    uint8
+	Bits      uint8
+	Pad0      uint8 // always 0
+	Addr      [16]byte
+	Port      [2]byte // network byte order
+	Pad       [2]byte
+}
+
+// encode validates p and returns its fwm_addrs entry.
+func (p MarkPrefix) encode() (fwmAKey, fwmAVal, error) {
+	bits := uint32(p.Bits)
+	switch {
+	case p.Proto == 0:
+		return fwmAKey{}, fwmAVal{}, fmt.Errorf("%w: mark prefix without a protocol", ErrInvalidKey)
+	case p.Family == 4 && p.Bits <= 32 && netip.AddrFrom16(p.Addr).Is4In6():
+		bits += 96
+	case p.Family == 6 && p.Bits <= 128:
+	default:
+		return fwmAKey{}, fwmAVal{}, fmt.Errorf("%w: mark prefix %v/%d of family %d", ErrInvalidKey, netip.AddrFrom16(p.Addr).Unmap(), p.Bits, p.Family)
+	}
+	pre, err := netip.AddrFrom16(p.Addr).Prefix(int(bits))
+	if err != nil || pre.Addr().As16() != p.Addr {
+		return fwmAKey{}, fwmAVal{}, fmt.Errorf("%w: mark prefix %v/%d: bits set after the prefix", ErrInvalidKey, netip.AddrFrom16(p.Addr).Unmap(), p.Bits)
+	}
+	return fwmAKey{Prefixlen: 16 + bits, Proto: uint8(p.Proto), Family: p.Family, Addr: p.Addr},
+		fwmAVal{Addr: p.Addr, Bits: uint8(bits)}, nil
+}

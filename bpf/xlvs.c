@@ -30,6 +30,10 @@
  *   otherwise XDP_PASS
  * A services or reals entry with port 0 matches every port of its address
  * (persistent port-0 services) when no entry names the port itself.
+ *   fwm_addrs, fwm_ports: the firewall marks xlvs gives packets itself (XDP runs
+ *             before iptables' mangle rules): a client's packet whose protocol,
+ *             destination and destination port have the mark of a fwmark service
+ *             -> redirect (fwmark_match)
  *
  * Every invocation increments exactly one slot of the per-CPU "stats" array;
  * the slot numbers are part of the Go API (bpf/doc.go) and never change.
@@ -142,6 +146,60 @@ struct {
 	__type(key, struct addr_key);
 	__type(value, __u32);
 } laddrs SEC(".maps");
+
+/*
+ * Firewall marks (dataplane/fwmark.go compiles them). fwm_addrs holds every prefix
+ * of the operator's mark rules: key (protocol, family, destination) with the prefix
+ * length in bits over proto, family and addr (16 + 96 + n for an IPv4 /n, 16 + n for
+ * an IPv6 /n), value the prefix itself. The longest match is the only prefix that
+ * counts: user space gave it the ports of every rule whose prefix contains it.
+ * fwm_ports then maps (protocol, family, prefix length, prefix, port) to the mark,
+ * port ranges split into aligned blocks (prefix length 8 * 20 + the block's bits);
+ * only the ports whose mark has a service are there.
+ */
+struct fwm_akey {
+	__u32 prefixlen;
+	__u8 proto;
+	__u8 family;
+	__u8 addr[16];
+	__u8 pad[2];
+};
+
+struct fwm_aval {
+	__u8 addr[16]; /* the prefix, masked */
+	__u8 bits;     /* its length over the 128-bit address */
+	__u8 pad[3];
+};
+
+struct fwm_pkey {
+	__u32 prefixlen;
+	__u8 proto;
+	__u8 family;
+	__u8 bits;
+	__u8 pad0; /* always 0 */
+	__u8 addr[16];
+	__be16 port;
+	__u8 pad[2];
+};
+
+#define FWM_ADDR_BITS (8 * 2 + 128)
+#define FWM_PORT_BITS (8 * 20 + 16)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fwm_akey);
+	__type(value, struct fwm_aval);
+} fwm_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fwm_pkey);
+	__type(value, __u32);
+} fwm_ports SEC(".maps");
 
 /* rx queue index -> AF_XDP socket fd (written by user space). */
 struct {
@@ -284,6 +342,34 @@ static __always_inline void *lookup_key(void *map, struct svc_key *k)
 }
 
 /*
+ * fwmark_match: whether the rules give a packet of k's protocol to k's address and
+ * port (v6: an IPv6 packet) the mark of a fwmark service.
+ */
+static __always_inline int fwmark_match(struct svc_key *k, int v6)
+{
+	struct fwm_akey ak = {};
+	struct fwm_pkey pk = {};
+	struct fwm_aval *pre;
+	__u32 *mark;
+
+	ak.prefixlen = FWM_ADDR_BITS;
+	ak.proto = k->proto;
+	ak.family = v6 ? 6 : 4;
+	__builtin_memcpy(ak.addr, k->addr, sizeof(ak.addr));
+	pre = bpf_map_lookup_elem(&fwm_addrs, &ak);
+	if (!pre)
+		return 0;
+	pk.prefixlen = FWM_PORT_BITS;
+	pk.proto = k->proto;
+	pk.family = ak.family;
+	pk.bits = pre->bits;
+	__builtin_memcpy(pk.addr, pre->addr, sizeof(pk.addr));
+	pk.port = k->port;
+	mark = bpf_map_lookup_elem(&fwm_ports, &pk);
+	return mark && *mark;
+}
+
+/*
  * An ICMP (v4 false) or ICMPv6 message at msg, inside the packet ending at
  * pend: ours when it is an error quoting a TCP/UDP packet sent from a
  * service's VIP:port (from the client side) or to a NAT real server's
@@ -337,7 +423,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, void *msg, void *pend,
 	dst.port = ports[1];
 	src.proto = proto;
 	dst.proto = proto;
-	if (lookup_key(&services, &src))
+	if (lookup_key(&services, &src) || fwmark_match(&src, v6))
 		return redirect(ctx);
 	if (!lookup_key(&reals, &dst))
 		return account(STAT_PASSED, XDP_PASS);
@@ -453,7 +539,8 @@ int xlvs_classify(struct xdp_md *ctx)
 	src.proto = proto;
 	dst.proto = proto;
 
-	if (lookup_key(&services, &dst))
+	if (lookup_key(&services, &dst) ||
+	    fwmark_match(&dst, l3proto == bpf_htons(ETH_P_IPV6)))
 		return redirect(ctx);
 	if (!lookup_key(&reals, &src))
 		return account(STAT_PASSED, XDP_PASS);

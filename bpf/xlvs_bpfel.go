@@ -16,6 +16,8 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xlvsMapFwmAddrs      = "fwm_addrs"
+	xlvsMapFwmPorts      = "fwm_ports"
 	xlvsMapHold          = "hold"
 	xlvsMapLaddrs        = "laddrs"
 	xlvsMapLocals        = "locals"
@@ -76,6 +78,8 @@ type xlvsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlvsMapSpecs struct {
+	FwmAddrs *ebpf.MapSpec `ebpf:"fwm_addrs"`
+	FwmPorts *ebpf.MapSpec `ebpf:"fwm_ports"`
 	Hold     *ebpf.MapSpec `ebpf:"hold"`
 	Laddrs   *ebpf.MapSpec `ebpf:"laddrs"`
 	Locals   *ebpf.MapSpec `ebpf:"locals"`
@@ -112,6 +116,8 @@ func (o *xlvsObjects) Close() error {
 //
 // It can be passed to loadXlvsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlvsMaps struct {
+	FwmAddrs *ebpf.Map `ebpf:"fwm_addrs"`
+	FwmPorts *ebpf.Map `ebpf:"fwm_ports"`
 	Hold     *ebpf.Map `ebpf:"hold"`
 	Laddrs   *ebpf.Map `ebpf:"laddrs"`
 	Locals   *ebpf.Map `ebpf:"locals"`
@@ -124,6 +130,8 @@ type xlvsMaps struct {
 
 func (m *xlvsMaps) Close() error {
 	return _XlvsClose(
+		m.FwmAddrs,
+		m.FwmPorts,
 		m.Hold,
 		m.Laddrs,
 		m.Locals,

@@ -182,6 +182,8 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 		resp.Sync = d.syncStats()
 	case api.OpGetLocalAddrs:
 		resp.LocalAddrs, resp.Error = d.localAddrs(req.Service)
+	case api.OpListMarks:
+		resp.Marks = d.listMarks()
 	case api.OpStartDaemon:
 		resp.Error = d.startDaemon(req.Daemon)
 	case api.OpStopDaemon:
@@ -358,6 +360,13 @@ func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
 		}
 		cfg := *s
 		cfg.Dests, cfg.Stats = nil, api.Stats{}
+		if cfg.OnePacket {
+			for _, ds := range cur.dests {
+				if ds.cfg.Method == api.MethodFullNAT {
+					return apiErr(api.ErrCodeInvalid, "service %s: one-packet scheduling (-o) does not combine with its full NAT real server %v: its replies need the connection entry", keyString(s.ServiceKey), ds.cfg.Addr)
+				}
+			}
+		}
 		if cfg.Scheduler != cur.cfg.Scheduler || schedFlags(&cfg) != schedFlags(&cur.cfg) {
 			// ip_vs_edit_service binds the new scheduler; sh and mh read the flags at each
 			// decision, which a rebuild over the same destinations gives. Anything else
@@ -383,7 +392,10 @@ func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
 			d.releaseService(s, ch)
 		}
 		r.services = nil
+		r.marks = nil
 		return nil
+	case api.OpAddMark, api.OpDelMark:
+		return applyMark(r, req)
 	case api.OpAddDest, api.OpEditDest, api.OpDelDest:
 		cur, e := needDefined()
 		if e != nil {
@@ -620,6 +632,7 @@ func (d *Daemon) conns() []api.Conn {
 	type vkey struct {
 		proto   string
 		virtual netip.AddrPort
+		fwmark  uint32
 	}
 	d.mu.Lock()
 	svcs := map[uint32]vkey{}
@@ -628,7 +641,12 @@ func (d *Daemon) conns() []api.Conn {
 		if !s.cfg.Persistent {
 			continue
 		}
-		svcs[s.id] = vkey{strings.ToUpper(s.cfg.Protocol), netip.AddrPortFrom(s.cfg.Addr, s.cfg.Port)}
+		if s.cfg.Protocol == api.ProtoFWMark {
+			// IPVS's fwmark template: protocol IP, the mark in place of the address.
+			svcs[s.id] = vkey{proto: "IP", fwmark: s.cfg.FWMark}
+		} else {
+			svcs[s.id] = vkey{proto: strings.ToUpper(s.cfg.Protocol), virtual: netip.AddrPortFrom(s.cfg.Addr, s.cfg.Port)}
+		}
 		for _, ds := range s.dests {
 			dests[ds.id] = netip.AddrPortFrom(ds.cfg.Addr, ds.cfg.Port)
 		}
@@ -648,6 +666,7 @@ func (d *Daemon) conns() []api.Conn {
 			Virtual:   v.virtual,
 			Dest:      rs,
 			Template:  true,
+			FWMark:    v.fwmark,
 		})
 	})
 	return out
@@ -661,7 +680,7 @@ func (d *Daemon) dataplaneStats() ([]api.QueueStats, []api.QueueStats) {
 	}
 	for _, w := range ws {
 		c := map[string]uint64{"rx": w.RxPackets, "tx": w.TxPackets, "forwarded": w.Forwarded, "panics": w.Panics, "neigh_queued": w.NeighQueued, "encapsulated": w.Encapsulated, "icmp_sent": w.ICMPSent, "icmp_ratelimited": w.ICMPRateLimited,
-			"icmp_forwarded": w.ICMPForwarded, "fragments_noted": w.FragmentsNoted, "fragments": w.Fragments}
+			"icmp_forwarded": w.ICMPForwarded, "fragments_noted": w.FragmentsNoted, "fragments": w.Fragments, "ops_replies": w.OPSReplies}
 		for k, v := range w.Drops {
 			c["drop_"+k] = v
 		}

@@ -115,8 +115,8 @@ func TestValidation(t *testing.T) {
 	bad := svc("tcp", "198.18.1.100", 80)
 	bad.Scheduler = "bogus"
 	wantErr(t, d, &api.Request{Op: api.OpAddService, Service: bad}, api.ErrCodeInvalid, "valid schedulers are")
-	fw := &api.Service{ServiceKey: api.ServiceKey{Protocol: api.ProtoFWMark, FWMark: 1}}
-	wantErr(t, d, &api.Request{Op: api.OpAddService, Service: fw}, api.ErrCodeNotImplemented, "firewall-mark")
+	fw := &api.Service{ServiceKey: api.ServiceKey{Protocol: api.ProtoFWMark, FWMark: 1, Addr: netip.MustParseAddr("198.18.1.100")}}
+	wantErr(t, d, &api.Request{Op: api.OpAddService, Service: fw}, api.ErrCodeInvalid, "has no address or port")
 	s := svc("udp", "198.18.1.100", 53)
 	mustOK(t, d, &api.Request{Op: api.OpAddService, Service: s})
 	bogus := dest("198.18.2.11", 53, 1)

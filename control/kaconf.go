@@ -86,11 +86,18 @@ func kaVSName(vs keepalived.VirtualServer) string {
 }
 
 func kaServiceKey(k keepalived.ServiceKey) api.ServiceKey {
+	if k.FWMark != 0 {
+		fam := 4
+		if k.Addr.Is6() {
+			fam = 6
+		}
+		return api.ServiceKey{Protocol: api.ProtoFWMark, FWMark: k.FWMark, Family: fam}
+	}
 	return api.ServiceKey{Protocol: strings.ToLower(k.Protocol), Addr: k.Addr.Unmap(), Port: k.Port}
 }
 
 func kaHealthKey(k keepalived.ServiceKey) health.ServiceKey {
-	return health.ServiceKey{Protocol: strings.ToLower(k.Protocol), Addr: k.Addr, Port: k.Port}
+	return health.ServiceKey{Protocol: strings.ToLower(k.Protocol), Addr: k.Addr, Port: k.Port, FWMark: k.FWMark}
 }
 
 // kaService is the rule of a virtual_server block.

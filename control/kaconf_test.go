@@ -408,15 +408,6 @@ func TestKeepalivedApplyErrorsNameLines(t *testing.T) {
 	for _, tc := range []struct {
 		name, conf, want string
 	}{
-		{"ops", `# one-packet scheduling
-virtual_server 198.18.0.10 53 {
-    protocol UDP
-    lb_kind NAT
-    ops
-    real_server 198.18.1.1 53 {
-    }
-}
-`, ":2: virtual_server UDP 198.18.0.10:53: one-packet scheduling"},
 		{"gue tunnel real server", `virtual_server 198.18.0.10 80 {
     protocol TCP
     lb_kind DR

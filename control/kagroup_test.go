@@ -187,8 +187,15 @@ func TestCheckKeepalivedSamples(t *testing.T) {
 				"198.51.100.23:80", "198.51.100.24:80", "198.51.100.25:80", "198.51.100.26:80", "198.51.100.27:80"} {
 				w = append(w, fmt.Sprintf("-A -t %s -s rr -p 50\n-a -t %s "+rs, s, s, s))
 			}
+			// The group's marks: one fwmark service each, real servers as in the block.
+			for _, m := range []string{"11", "12"} {
+				w = append(w, fmt.Sprintf("-A -f %s -s rr -p 50\n-a -f %s -r 198.51.100.101:1358 -m -w 1\n-a -f %s -r 198.51.100.102:1358 -m -w 1", m, m, m))
+			}
 			return w
 		}()},
+		{"fwmark-sample.conf", []string{
+			"-A -f 7 -s rr -p 900\n-a -f 7 -r 198.51.100.150:0 -m -w 1\n-a -f 7 -r 198.51.100.151:0 -m -w 1",
+		}},
 		{"dpvs-fnat.conf", []string{
 			"-A -t 10.80.0.254:80 -s rr\n-a -t 10.80.0.254:80 -r 10.80.1.2:80 --fullnat -w 100\n-a -t 10.80.0.254:80 -r 10.80.1.3:80 --fullnat -w 100",
 		}},
@@ -230,7 +237,7 @@ func TestCheckKeepalivedSamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(hv) != 1 || hv[0].Key.Group == "" {
+			if len(hv) != 1 || hv[0].Key.Group == "" && tc.file != "fwmark-sample.conf" {
 				t.Errorf("%d health entries, want one shared by the group: %+v", len(hv), hv)
 			}
 		})

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -77,6 +78,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	svcs, _ := d.list(nil)
 	for _, s := range svcs {
 		sl := []string{s.Protocol, s.Addr.String(), strconv.Itoa(int(s.Port))}
+		if s.Protocol == api.ProtoFWMark {
+			// A fwmark service has no address: the mark (and family) tell it apart.
+			sl[1] = fmt.Sprintf("fwmark %d ipv%d", s.FWMark, s.Family)
+		}
 		counter := func(desc *prometheus.Desc, v uint64, labels []string) {
 			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
 		}

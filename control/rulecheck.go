@@ -53,6 +53,9 @@ func (rc *RuleChecks) sync() error {
 	d.mu.Lock()
 	for _, s := range d.r.services {
 		key := health.ServiceKey{Protocol: s.cfg.Protocol, Addr: s.cfg.Addr, Port: s.cfg.Port}
+		if s.cfg.Protocol == api.ProtoFWMark {
+			key = health.ServiceKey{Protocol: api.ProtoTCP, Addr: svcAddr(&s.cfg), FWMark: s.cfg.FWMark}
+		}
 		vs := health.VirtualServer{Key: key}
 		ids[key] = map[netip.AddrPort]uint32{}
 		for _, ds := range s.dests {

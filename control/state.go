@@ -23,19 +23,21 @@ const stateVersion = 1
 // stateFile is the saved rule set: every service and destination with its settings
 // (destinations in the kernel's list order, newest first), the FULLNAT local addresses
 // (each naming its service, in the order added), the timeouts and the running sync
-// daemons as they were started (master first). LocalAddrs and Daemons were added within
-// version 1: older files have none.
+// daemons as they were started (master first), and the firewall-mark rules in list
+// order. LocalAddrs, Daemons and Marks were added within version 1: older files have
+// none.
 type stateFile struct {
 	Version    int              `json:"version"`
 	Saved      time.Time        `json:"saved"`
 	Services   []api.Service    `json:"services"`
 	LocalAddrs []api.LocalAddr  `json:"laddrs,omitempty"`
+	Marks      []api.MarkRule   `json:"marks,omitempty"`
 	Timeouts   api.Timeouts     `json:"timeouts"`
 	Daemons    []api.SyncDaemon `json:"daemons,omitempty"`
 }
 
 func (r *rules) toState(daemons []api.SyncDaemon) *stateFile {
-	st := &stateFile{Version: stateVersion, Saved: time.Now().UTC(), Timeouts: r.timeouts, Services: []api.Service{}, Daemons: daemons}
+	st := &stateFile{Version: stateVersion, Saved: time.Now().UTC(), Timeouts: r.timeouts, Services: []api.Service{}, Daemons: daemons, Marks: cloneMarks(r.marks)}
 	for _, s := range r.services {
 		svc := s.cfg
 		svc.Dests = nil
@@ -122,6 +124,10 @@ func stateBatch(st *stateFile) *api.Request {
 		la.Conns, la.PortConflicts = 0, 0
 		key := api.Service{ServiceKey: la.Service}
 		add(api.Request{Op: api.OpAddLocalAddr, Service: &key, LocalAddr: &la})
+	}
+	for i := range st.Marks {
+		m := st.Marks[i]
+		add(api.Request{Op: api.OpAddMark, Mark: &m})
 	}
 	t := st.Timeouts
 	add(api.Request{Op: api.OpSetTimeouts, Timeouts: &t})

@@ -34,10 +34,11 @@ type svcState struct {
 type rules struct {
 	services []*svcState
 	timeouts api.Timeouts
+	marks    []api.MarkRule // firewall-mark rules, in list order (marks.go)
 }
 
 func (r *rules) clone() *rules {
-	c := &rules{timeouts: r.timeouts, services: make([]*svcState, len(r.services))}
+	c := &rules{timeouts: r.timeouts, services: make([]*svcState, len(r.services)), marks: cloneMarks(r.marks)}
 	for i, s := range r.services {
 		ns := &svcState{cfg: s.cfg, id: s.id, dests: make([]*destState, len(s.dests))}
 		ns.cfg.SchedFlags = slices.Clone(s.cfg.SchedFlags)
@@ -99,9 +100,9 @@ func checkLaddr(s *svcState, a netip.Addr) *api.Error {
 		return apiErr(api.ErrCodeInvalid, "local address %v: must be a unicast IPv4 or IPv6 address without a zone", a)
 	}
 	a = a.Unmap()
-	if a.Is4() != s.cfg.Addr.Is4() {
+	if a.Is4() != svcAddr(&s.cfg).Is4() {
 		return apiErr(api.ErrCodeInvalid, "local address %v and service %s are of different address families: an IPv%d service needs IPv%d local addresses",
-			a, keyString(s.cfg.ServiceKey), familyOf(s.cfg.Addr), familyOf(s.cfg.Addr))
+			a, keyString(s.cfg.ServiceKey), familyOf(svcAddr(&s.cfg)), familyOf(svcAddr(&s.cfg)))
 	}
 	return nil
 }
@@ -152,15 +153,17 @@ func keyString(k api.ServiceKey) string {
 func checkService(s *api.Service) *api.Error {
 	switch s.Protocol {
 	case api.ProtoTCP, api.ProtoUDP, api.ProtoSCTP:
+		if !s.Addr.IsValid() || s.Addr.IsUnspecified() {
+			return apiErr(api.ErrCodeInvalid, "service address %v: must be a unicast IPv4 or IPv6 address", s.Addr)
+		}
+		s.Addr = s.Addr.Unmap()
 	case api.ProtoFWMark:
-		return apiErr(api.ErrCodeNotImplemented, "firewall-mark services (-f) are not implemented yet: define one -t/-u service per VIP:port instead")
+		if e := checkMarkService(s); e != nil {
+			return e
+		}
 	default:
-		return apiErr(api.ErrCodeInvalid, "protocol %q: must be tcp (-t) or udp (-u)", s.Protocol)
+		return apiErr(api.ErrCodeInvalid, "protocol %q: must be tcp (-t), udp (-u), sctp (--sctp-service) or fwmark (-f)", s.Protocol)
 	}
-	if !s.Addr.IsValid() || s.Addr.IsUnspecified() {
-		return apiErr(api.ErrCodeInvalid, "service address %v: must be a unicast IPv4 or IPv6 address", s.Addr)
-	}
-	s.Addr = s.Addr.Unmap()
 	if s.Scheduler == "" {
 		s.Scheduler = "wlc"
 	}
@@ -184,18 +187,19 @@ func checkService(s *api.Service) *api.Error {
 		if s.Timeout > 2_000_000 {
 			return apiErr(api.ErrCodeInvalid, "persistence timeout %d s: at most 2000000", s.Timeout)
 		}
-		if _, err := persistBits(s.Addr, s.Netmask); err != nil {
+		if _, err := persistBits(svcAddr(s), s.Netmask); err != nil {
 			return apiErr(api.ErrCodeInvalid, "%v", err)
 		}
 	} else if s.Netmask != "" {
 		return apiErr(api.ErrCodeInvalid, "netmask %s without persistence: -M needs -p", s.Netmask)
 	}
-	if s.Port == 0 && !s.Persistent {
+	if s.Port == 0 && !s.Persistent && s.Protocol != api.ProtoFWMark {
 		// ipvsadm: "Zero port specified for non-persistent service".
 		return apiErr(api.ErrCodeInvalid, "service %s: port 0 (every port of the address) is only valid for a persistent service: add -p [timeout], or give the port", keyString(s.ServiceKey))
 	}
-	if s.OnePacket {
-		return apiErr(api.ErrCodeNotImplemented, "one-packet scheduling (-o) is not implemented yet: remove -o")
+	if s.OnePacket && s.Protocol == api.ProtoTCP {
+		// ipvsadm: "One-Packet Scheduling is only for UDP virtual services".
+		return apiErr(api.ErrCodeInvalid, "service %s: one-packet scheduling (-o) is only for UDP services (-u) and fwmark services (-f), whose UDP packets it schedules one by one", keyString(s.ServiceKey))
 	}
 	if s.PE != "" {
 		return apiErr(api.ErrCodeNotImplemented, "persistence engines (--pe) are not supported")
@@ -213,7 +217,7 @@ func checkDest(s *svcState, d *api.Dest) *api.Error {
 		return apiErr(api.ErrCodeInvalid, "real server address %v: must be a unicast address", d.Addr)
 	}
 	d.Addr = d.Addr.Unmap()
-	if d.Addr.Is4() != s.cfg.Addr.Is4() {
+	if d.Addr.Is4() != svcAddr(&s.cfg).Is4() {
 		return apiErr(api.ErrCodeInvalid, "real server %v and service %s are of different address families: NAT needs both IPv4 or both IPv6", d.Addr, keyString(s.cfg.ServiceKey))
 	}
 	if d.Port == 0 {
@@ -221,6 +225,9 @@ func checkDest(s *svcState, d *api.Dest) *api.Error {
 	}
 	if e := checkMethod(s, d); e != nil {
 		return e
+	}
+	if s.cfg.OnePacket && d.Method == api.MethodFullNAT {
+		return apiErr(api.ErrCodeInvalid, "real server %v: full NAT (--fullnat) does not combine with one-packet scheduling (-o) of service %s: its replies need the connection entry; use -m, -g or -i, or remove -o", d.Addr, keyString(s.cfg.ServiceKey))
 	}
 	if d.Weight < 0 || d.Weight > 65535 {
 		return apiErr(api.ErrCodeInvalid, "weight %d: must be between 0 and 65535", d.Weight)
@@ -260,7 +267,7 @@ func (r *rules) snapshot(prev map[uint32]*schedState, hooks schedHooks, counts s
 		var bits uint8
 		if s.cfg.Persistent {
 			persist = int64(s.cfg.Timeout) * 1e9
-			bits, _ = persistBits(s.cfg.Addr, s.cfg.Netmask)
+			bits, _ = persistBits(svcAddr(&s.cfg), s.cfg.Netmask)
 		}
 		var ls []dataplane.Laddr
 		for _, l := range s.laddrs {
@@ -274,10 +281,18 @@ func (r *rules) snapshot(prev map[uint32]*schedState, hooks schedHooks, counts s
 			Dests:       ds,
 			Sched:       st.sched,
 			Laddrs:      ls,
+			OPS:         s.cfg.OnePacket,
 		})
+		if s.cfg.Protocol == api.ProtoFWMark {
+			svcs[len(svcs)-1].Key = dataplane.FWMarkKey(uint8(s.cfg.Family))
+			svcs[len(svcs)-1].FWMark = s.cfg.FWMark
+		}
 	}
 	snap, err := dataplane.NewSnapshot(svcs)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := snap.SetMarks(dataplaneMarks(r.marks)); err != nil {
 		return nil, nil, err
 	}
 	return snap, built, nil

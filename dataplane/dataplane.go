@@ -342,6 +342,9 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 		if err := d.cls.SetLaddrs(addrs); err != nil {
 			return fmt.Errorf("update XDP local-address map: %w", err)
 		}
+		if err := d.cls.SetMarks(s.MarkEntries()); err != nil {
+			return fmt.Errorf("update XDP firewall-mark maps: %w", err)
+		}
 	}
 	if s.bound == nil { // published again: its indexes are bound, and workers may read it
 		d.bindLaddrs(s)
@@ -447,7 +450,7 @@ func (d *Dataplane) Stats() ([]WorkerStats, []QueueStats) {
 		s := WorkerStats{
 			Queue: w.queue, RxPackets: w.st.rx.load(), TxPackets: w.st.tx.load(),
 			Forwarded: w.st.forwarded.load(), Panics: w.st.panics.load(), NeighQueued: w.st.neighQueued.load(),
-			Encapsulated: w.st.encapsulated.load(), ICMPSent: w.st.icmpSent.load(), ICMPForwarded: w.st.icmpForwarded.load(),
+			Encapsulated: w.st.encapsulated.load(), OPSReplies: w.st.opsReplies.load(), ICMPSent: w.st.icmpSent.load(), ICMPForwarded: w.st.icmpForwarded.load(),
 			ICMPRateLimited: w.st.icmpLimited.load(),
 			FragmentsNoted:  w.st.fragNoted.load(), Fragments: w.st.fragments.load(), Drops: map[string]uint64{},
 		}

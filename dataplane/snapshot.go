@@ -45,6 +45,12 @@ type Service struct {
 	// family: a new connection to a FULLNAT destination leaves from one of them, on a
 	// port the worker allocates. Empty: FULLNAT destinations get no new connections.
 	Laddrs []Laddr
+	// FWMark is a firewall-mark service's mark (ipvsadm -f; Key is then FWMarkKey of its
+	// family): the packets SetMarks' rules give this mark are its (fwmark.go).
+	FWMark uint32
+	// OPS is one-packet scheduling (ipvsadm -o): every UDP datagram is scheduled on its
+	// own and leaves no connection entry (ops.go).
+	OPS bool
 }
 
 // Laddr is a FULLNAT local address of a service in a snapshot.
@@ -79,6 +85,12 @@ type Snapshot struct {
 	// is a destination that no longer exists: its connections' packets are dropped, as
 	// IPVS does with expire_nodest_conn=0.
 	byID []destRef
+	// Marks are the mark rules SetMarks compiled into marks (fwmark.go); byMark finds a
+	// fwmark service by mark and family. opsReal: NAT real servers of one-packet services.
+	Marks   []MarkRule
+	marks   *markTable
+	byMark  map[markSvcKey]int32
+	opsReal keyTable
 }
 
 // destRef is a destination as the per-packet path needs it. Pointer-free.
@@ -99,7 +111,9 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 		Services: services,
 		bySvc:    make(map[SvcKey]int32, len(services)),
 		byReal:   make(map[SvcKey]int32),
+		byMark:   map[markSvcKey]int32{},
 	}
+	opsReal := map[SvcKey]int32{}
 	maxID := -1
 	for i := range services {
 		for _, d := range services[i].Dests {
@@ -112,14 +126,19 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 	s.byID = make([]destRef, maxID+1)
 	for i := range services {
 		svc := &services[i]
-		if _, dup := s.bySvc[svc.Key]; dup {
-			return nil, fmt.Errorf("build snapshot: service %v listed twice", svc.Key)
-		}
 		if svc.Sched == nil {
 			return nil, fmt.Errorf("build snapshot: service %v has no scheduler", svc.Key)
 		}
-		s.bySvc[svc.Key] = int32(i)
-		if svc.Key.Port == 0 {
+		if svc.FWMark != 0 {
+			if err := s.addMarkService(svc, int32(i)); err != nil {
+				return nil, err
+			}
+		} else if _, dup := s.bySvc[svc.Key]; dup {
+			return nil, fmt.Errorf("build snapshot: service %v listed twice", svc.Key)
+		} else {
+			s.bySvc[svc.Key] = int32(i)
+		}
+		if svc.Key.Port == 0 && svc.FWMark == 0 {
 			if svc.Persist == 0 {
 				return nil, fmt.Errorf("build snapshot: service %v: port 0 (every port) needs persistence", svc.Key)
 			}
@@ -136,10 +155,17 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 			s.byID[d.ID] = ref
 			if d.Method == conntrack.MethodNAT || d.Method == conntrack.MethodFullNAT {
 				port := d.Port
-				if svc.Key.Port == 0 {
+				if svc.Key.Port == 0 && (svc.Persist > 0 || d.Port == 0) {
 					port = 0 // replies come from whichever port the client asked for
+					s.anyPort = true
 				}
-				s.byReal[SvcKey{Addr: d.Addr, Port: port, Proto: svc.Key.Proto}] = int32(i)
+				for _, proto := range svcProtos(svc) {
+					k := SvcKey{Addr: d.Addr, Port: port, Proto: proto}
+					s.byReal[k] = int32(i)
+					if svc.OPS && proto == packet.ProtoUDP && d.Method == conntrack.MethodNAT {
+						opsReal[k] = int32(i)
+					}
+				}
 			}
 		}
 		if err := checkLaddrs(svc); err != nil {
@@ -148,6 +174,7 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 	}
 	s.svcTab = newKeyTable(s.bySvc)
 	s.realTab = newKeyTable(s.byReal)
+	s.opsReal = newKeyTable(opsReal)
 	if n := len(s.LaddrAddrs()); n > bpf.MaxLaddrs {
 		return nil, fmt.Errorf("build snapshot: %d distinct FULLNAT local addresses: at most %d", n, bpf.MaxLaddrs)
 	}
@@ -180,8 +207,19 @@ func checkLaddrs(svc *Service) error {
 var v4Unspecified = [16]byte{10: 0xff, 11: 0xff}
 
 // service returns the index of the service a client's packet to dst:port is for: the
+// fwmark service of the mark the rules give it (IPVS looks the mark up first), else the
 // service of that port, else a port-0 service of the address.
 func (s *Snapshot) service(dst *[16]byte, port uint16, proto uint8) (int32, bool) {
+	if s.marks != nil {
+		if i, ok := s.markService(dst, port, proto); ok {
+			return i, true
+		}
+	}
+	return s.serviceNoMark(dst, port, proto)
+}
+
+// serviceNoMark is service for an unmarked packet.
+func (s *Snapshot) serviceNoMark(dst *[16]byte, port uint16, proto uint8) (int32, bool) {
 	if i, ok := s.svcTab.get(dst, port, proto); ok || !s.anyPort {
 		return i, ok
 	}

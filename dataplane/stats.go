@@ -82,6 +82,7 @@ type workerStats struct {
 	icmpForwarded                          ctr // ICMP errors about tracked connections forwarded
 	icmpLimited                            ctr // ICMP errors of the director's own not sent: over the rate limit
 	fragNoted, fragments                   ctr // first fragments noted; later fragments forwarded
+	opsReplies                             ctr // NAT replies of one-packet services routed unchanged (ops.go)
 	drops                                  [numDrops]ctr
 	svc                                    []flowCtrs // by service ID
 	dest                                   []flowCtrs // by destination ID
@@ -100,6 +101,7 @@ type WorkerStats struct {
 	Forwarded, Panics    uint64
 	NeighQueued          uint64 // frames held while their next hop resolved
 	Encapsulated         uint64 // packets sent into an IPIP / ip6ip6 tunnel
+	OPSReplies           uint64 // NAT replies of one-packet services, of no connection, routed unchanged
 	ICMPSent             uint64 // ICMP errors the director sent (fragmentation needed, port unreachable)
 	ICMPForwarded        uint64 // ICMP errors about tracked connections forwarded (translated for NAT)
 	ICMPRateLimited      uint64 // ICMP errors the director did not send: over Config.ICMPRate
@@ -126,6 +128,7 @@ type batchCtrs struct {
 	flows                   [flowAccs]flowAcc
 	nflows                  int
 	forwarded, encapsulated uint64
+	opsReplies              uint64
 }
 
 // flowAcc returns the accumulator of (svc, dest), adding the gathered ones up first when
@@ -182,5 +185,9 @@ func (w *worker) flushCounters() {
 	if b.encapsulated != 0 {
 		w.st.encapsulated.add(b.encapsulated)
 		b.encapsulated = 0
+	}
+	if b.opsReplies != 0 {
+		w.st.opsReplies.add(b.opsReplies)
+		b.opsReplies = 0
 	}
 }

@@ -30,6 +30,11 @@ type SyncConn struct {
 	// MethodFullNAT).
 	LAddr [16]byte
 	LPort uint16
+	// FWMark is the connection's firewall mark (ip_vs_sync_v4.fwmark): the mark of its
+	// fwmark service, 0 for others. A fwmark service's template has Proto 0 (IPPROTO_IP),
+	// the mark as VAddr (IPv4: ::ffff:m.m.m.m; IPv6: its first four bytes) and ports 0,
+	// as IPVS writes it; a backup finds the service by FWMark first (ip_vs_find_dest).
+	FWMark uint32
 	// Queued is when a worker queued the entry (the dataplane's monotonic clock, ns): the
 	// sender's lag is its send time minus Queued. Zero on received entries.
 	Queued int64
@@ -168,6 +173,7 @@ func fillSyncConn(c *SyncConn, e *conntrack.Entry, svc *Service, rs *destRef, ti
 		Client: e.Orig.Src, CPort: e.Orig.SrcPort,
 		VAddr: e.Orig.Dst, VPort: e.Orig.DstPort,
 		DAddr: rs.Addr, DPort: rs.Port,
+		FWMark:  svc.FWMark,
 		Timeout: timeout,
 		Queued:  q,
 	}
@@ -178,7 +184,7 @@ func fillSyncConn(c *SyncConn, e *conntrack.Entry, svc *Service, rs *destRef, ti
 		c.DPort = e.Reply.SrcPort
 		c.LAddr, c.LPort = e.Reply.Dst, e.Reply.DstPort
 	default:
-		if svc.Key.Port == 0 {
+		if svc.Key.Port == 0 && (svc.Persist > 0 || rs.Port == 0) {
 			c.DPort = e.Orig.DstPort
 		}
 	}
@@ -197,8 +203,12 @@ func fillSyncTemplate(c *SyncConn, svc *Service, rs *destRef, client [16]byte, t
 		Client:   client,
 		VAddr:    svc.Key.Addr, VPort: svc.Key.Port,
 		DAddr: rs.Addr, DPort: rs.Port,
+		FWMark:  svc.FWMark,
 		Timeout: timeout,
 		Queued:  c.Queued,
+	}
+	if svc.FWMark != 0 {
+		markTemplate(c, svc)
 	}
 }
 
@@ -279,19 +289,23 @@ func (d *Dataplane) ApplySync(c *SyncConn) error {
 	if snap == nil {
 		return ErrSyncNoService
 	}
-	if c.Proto != packet.ProtoTCP && c.Proto != packet.ProtoUDP && c.Proto != packet.ProtoSCTP {
+	if c.Proto != packet.ProtoTCP && c.Proto != packet.ProtoUDP && c.Proto != packet.ProtoSCTP && !(c.Proto == 0 && c.Template && c.FWMark != 0) {
 		return ErrSyncBadState
 	}
-	si, ok := snap.service(&c.VAddr, c.VPort, c.Proto)
+	si, ok := syncService(snap, c)
 	if !ok {
 		return ErrSyncNoService
 	}
 	svc := &snap.Services[si]
 	di := -1
-	for i := range svc.Dests {
-		if t := &svc.Dests[i]; t.Addr == c.DAddr && (t.Port == c.DPort || svc.Key.Port == 0 || c.Template) {
-			di = i
-			break
+	if svc.FWMark != 0 && !c.Template {
+		di = markSyncDest(svc, c)
+	} else {
+		for i := range svc.Dests {
+			if t := &svc.Dests[i]; t.Addr == c.DAddr && (t.Port == c.DPort || svc.Key.Port == 0 || c.Template) {
+				di = i
+				break
+			}
 		}
 	}
 	if di < 0 {

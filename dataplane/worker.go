@@ -698,16 +698,16 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 		}
 	}
 	dst := &svc.Dests[i]
-	rport := dst.Port
-	if svc.Key.Port == 0 {
-		rport = info.DstPort // a port-0 service: the real server gets the client's port (as IPVS)
-	}
 	w.entry = conntrack.Entry{
 		Orig:    w.key,
-		Reply:   conntrack.Key{Src: dst.Addr, Dst: info.Src, SrcPort: rport, DstPort: info.SrcPort, Proto: info.Proto},
+		Reply:   conntrack.Key{Src: dst.Addr, Dst: info.Src, SrcPort: destPort(svc, dst, info.DstPort), DstPort: info.SrcPort, Proto: info.Proto},
 		Dest:    dst.ID,
 		Service: svc.ID,
 		Method:  dst.Method,
+	}
+	if onePacket(svc, dst, info.Proto) {
+		w.flowAcc(svc.ID, dst.ID).conns++ // ops.go: scheduled, counted, never inserted
+		return dropNone
 	}
 	var err error
 	if dst.Method == conntrack.MethodFullNAT {
@@ -741,7 +741,9 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64, q *conntrack.Query) {
 	info := &w.info
 	if w.lookedUp(q, now) != conntrack.Found {
-		w.drop(in, d, DropNoReplyConn)
+		if !w.opsReply(in, d, frame, fib) {
+			w.drop(in, d, DropNoReplyConn)
+		}
 		return
 	}
 	if w.entry.Method == conntrack.MethodFullNAT {

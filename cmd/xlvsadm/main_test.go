@@ -146,7 +146,7 @@ func (s *store) apply(req *api.Request) *api.Response {
 	case api.OpGetTimeouts:
 		t := s.timeouts
 		return &api.Response{Timeouts: &t}
-	case api.OpListConns:
+	case api.OpListConns, api.OpListMarks:
 		return &api.Response{}
 	default:
 		return fail(api.ErrCodeNotImplemented, "%s is not implemented by this test daemon", req.Op)

@@ -446,6 +446,13 @@ func run(args []string) error {
 	defer d.CloseSync()
 	switch {
 	case o.keepalived != "":
+		// keepalived.conf has no mark rules (iptables made them for keepalived): the
+		// ones made with xlvsadm --add-mark come back from the state file.
+		if n, err := d.RestoreMarks(o.state); err != nil {
+			return err
+		} else if n > 0 {
+			log.Info("restored firewall-mark rules", "state", o.state, "rules", n)
+		}
 		k, err := d.StartKeepalived(o.keepalived)
 		if err != nil {
 			return err

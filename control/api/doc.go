@@ -66,6 +66,12 @@
 //	get-laddrs      Service (optional key) -> LocalAddrs, services in the daemon's order,
 //	                each one's addresses in the order added, Conns and PortConflicts
 //	                filled; ErrCodeNoService for an unknown key
+//	add-mark        Mark (Protocol, Prefix, Ports, Mark): a firewall-mark rule, appended
+//	                (the last matching rule gives a packet its mark); ErrCodeMarkExists,
+//	                ErrCodeInvalid
+//	del-mark        Mark: the rule equal to it (ports compared once sorted and merged);
+//	                ErrCodeNoMark
+//	list-marks      -> Marks, in list order (clear removes them with the services)
 //
 // # Concurrency
 //

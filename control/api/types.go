@@ -196,6 +196,8 @@ type Request struct {
 	// LocalAddr is the FULLNAT local address of OpAddLocalAddr / OpDelLocalAddr; Service
 	// names the service it belongs to (OpGetLocalAddrs: Service alone, or nil for all).
 	LocalAddr *LocalAddr `json:"laddr,omitempty"`
+	// Mark is the rule of OpAddMark and OpDelMark.
+	Mark *MarkRule `json:"mark,omitempty"`
 }
 
 // Error codes in Response.Error.Code. The CLI maps them to ipvsadm's messages and exit
@@ -207,6 +209,8 @@ const (
 	ErrCodeNoDest         = "no-dest"         // no such destination
 	ErrCodeDestExists     = "dest-exists"     // destination already exists
 	ErrCodeNoLocalAddr    = "no-laddr"        // no such FULLNAT local address in the service
+	ErrCodeNoMark         = "no-mark"         // no such firewall-mark rule (--del-mark)
+	ErrCodeMarkExists     = "mark-exists"     // the firewall-mark rule is already there (--add-mark)
 	ErrCodeLaddrExists    = "laddr-exists"    // the FULLNAT local address is already in the service
 	ErrCodeNotImplemented = "not-implemented" // valid request this daemon cannot do yet
 	ErrCodeDaemonExists   = "daemon-exists"   // --start-daemon of a role already running (the kernel's EEXIST)
@@ -240,6 +244,8 @@ type Response struct {
 	Sync []QueueStats `json:"sync,omitempty"`
 	// LocalAddrs answers OpGetLocalAddrs: the FULLNAT local addresses of the service(s).
 	LocalAddrs []LocalAddr `json:"laddrs,omitempty"`
+	// Marks answers OpListMarks: the firewall-mark rules in list order.
+	Marks []MarkRule `json:"marks,omitempty"`
 }
 
 // FULLNAT local-address pool operations (DPVS ipvsadm's --add-laddr, --del-laddr,
@@ -260,4 +266,30 @@ type LocalAddr struct {
 	Ifname        string     `json:"ifname,omitempty"` // DPVS's -F IFNAME; optional, informative
 	Conns         uint64     `json:"conns,omitempty"`
 	PortConflicts uint64     `json:"port_conflicts,omitempty"`
+}
+
+// Firewall-mark rule operations (xlvsadm --add-mark, --del-mark; listed by -L, saved by
+// -S). XDP runs before netfilter, so xlvs gives packets their marks itself, in place of
+// "iptables -t mangle -A PREROUTING ... -j MARK --set-mark N" rules; a fwmark service
+// (-f N) takes the packets marked N. OpClear removes every rule with the services.
+const (
+	OpAddMark   = "add-mark"   // Mark: appended to the list
+	OpDelMark   = "del-mark"   // Mark: the rule equal to it
+	OpListMarks = "list-marks" // Response.Marks, in list order
+)
+
+// MarkRule gives Mark to a client's packets of Protocol to an address of Prefix whose
+// destination port is in Ports (none: every port). When several rules match a packet,
+// the one added last gives the mark, as the last matching MARK rule of an iptables chain.
+type MarkRule struct {
+	Protocol string       `json:"protocol"` // ProtoTCP or ProtoUDP
+	Prefix   netip.Prefix `json:"prefix"`   // an address is a /32 or /128
+	Ports    []PortRange  `json:"ports,omitempty"`
+	Mark     uint32       `json:"mark"`
+}
+
+// PortRange is an inclusive range of ports; a single port has Lo == Hi.
+type PortRange struct {
+	Lo uint16 `json:"lo"`
+	Hi uint16 `json:"hi"`
 }

@@ -40,7 +40,7 @@ func FromKeepalived(cfg *keepalived.Config) ([]VirtualServer, error) {
 	shared := map[ServiceKey]int{} // group key -> index in out
 	for _, kvs := range cfg.VirtualServers {
 		vs := VirtualServer{
-			Key:        ServiceKey{Protocol: strings.ToLower(kvs.Protocol), Addr: kvs.Addr, Port: kvs.Port},
+			Key:        ServiceKey{Protocol: strings.ToLower(kvs.Protocol), Addr: kvs.Addr, Port: kvs.Port, FWMark: kvs.FWMark},
 			Quorum:     kvs.Quorum,
 			Hysteresis: kvs.Hysteresis,
 		}

@@ -12,6 +12,9 @@ type ServiceKey struct {
 	Protocol string
 	Addr     netip.Addr
 	Port     uint16
+	// FWMark is a firewall-mark service's mark; Addr is then the unspecified address of
+	// its family and Port 0.
+	FWMark uint32
 	// Group names a keepalived virtual_server_group whose services share their checks:
 	// the key of a VirtualServer whose Members are those services; Addr is then the
 	// unspecified address of their family and Port 0.
@@ -25,6 +28,12 @@ func (k ServiceKey) String() string {
 			fam = 6
 		}
 		return fmt.Sprintf("%s group %s (IPv%d)", k.Protocol, k.Group, fam)
+	}
+	if k.FWMark != 0 {
+		if k.Addr.Is6() {
+			return fmt.Sprintf("FWM %d IPv6", k.FWMark)
+		}
+		return fmt.Sprintf("FWM %d", k.FWMark)
 	}
 	return fmt.Sprintf("%s %s", k.Protocol, netip.AddrPortFrom(k.Addr, k.Port))
 }

@@ -29,6 +29,8 @@ const (
 	KindAddLaddr                       // -P, --add-laddr (DPVS ipvsadm): a FULLNAT local address
 	KindDelLaddr                       // -Q, --del-laddr (DPVS ipvsadm)
 	KindGetLaddr                       // -G, --get-laddr (DPVS ipvsadm): list local addresses
+	KindAddMark                        // --add-mark (xlvs): a firewall-mark rule
+	KindDelMark                        // --del-mark (xlvs)
 )
 
 // cmdNames are ipvsadm's names of the commands, as its messages use them.
@@ -53,6 +55,8 @@ var cmdNames = [...]string{
 	KindAddLaddr:       "add-laddr",
 	KindDelLaddr:       "del-laddr",
 	KindGetLaddr:       "get-laddr",
+	KindAddMark:        "add-mark",
+	KindDelMark:        "del-mark",
 }
 
 // String is ipvsadm's name of the command ("add-service", "list", ...).

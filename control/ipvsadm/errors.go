@@ -52,6 +52,10 @@ func ipvsText(op, code string) string {
 		return "Local address already exists"
 	case api.ErrCodeNoLocalAddr:
 		return "No such Local address" // DPVS's capitalisation
+	case api.ErrCodeMarkExists:
+		return "Mark rule already exists"
+	case api.ErrCodeNoMark:
+		return "No such mark rule"
 	case api.ErrCodeDaemonExists:
 		// libipvs's ipvs_strerror for ipvs_start_daemon's EEXIST and ipvs_stop_daemon's
 		// ESRCH (ipvsadm 1.31, libipvs/libipvs.c of e.g. Remsnet-LTD/ipvsadm at

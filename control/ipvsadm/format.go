@@ -34,6 +34,7 @@ func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 		dp, xdp   []api.QueueStats
 		syncStats []api.QueueStats
 		laddrs    []api.LocalAddr
+		marks     []api.MarkRule
 	)
 	for _, r := range resps {
 		if r == nil {
@@ -52,6 +53,7 @@ func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 		xdp = append(xdp, r.XDPStats...)
 		syncStats = append(syncStats, r.Sync...)
 		laddrs = append(laddrs, r.LocalAddrs...)
+		marks = append(marks, r.Marks...)
 	}
 
 	bw := bufio.NewWriter(w)
@@ -90,8 +92,10 @@ func Format(w io.Writer, cmd *Command, resps ...*api.Response) error {
 			for i := range services {
 				f.service(&services[i])
 			}
+			listMarks(bw, marks)
 		}
 	case KindSave:
+		saveMarks(bw, marks)
 		saveTo(bw, services, laddrs, f.names)
 	case KindGetLaddr:
 		if cmd.Service != nil && len(services) == 0 {

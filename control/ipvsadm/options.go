@@ -77,6 +77,10 @@ const (
 	tTunRemCsum
 	tLaddr
 	tIfname
+
+	// xlvs's firewall-mark rule commands (marks.go).
+	tAddMark
+	tDelMark
 )
 
 type argMode uint8
@@ -164,6 +168,8 @@ var optTable = []optSpec{
 	{"tun-remcsum", 0, argNone, tTunRemCsum},
 	{"laddr", 'z', argRequired, tLaddr},
 	{"ifname", 'F', argRequired, tIfname},
+	{"add-mark", 0, argNone, tAddMark},
+	{"del-mark", 0, argNone, tDelMark},
 }
 
 // dpvsOnly are DPVS ipvsadm's options (iqiyi/dpvs tools/ipvsadm/ipvsadm.c) that xlvsadm

@@ -56,7 +56,7 @@ func (p Parser) Parse(args []string) (*Command, error) {
 	}
 	if len(args) == 0 {
 		return &Command{Kind: KindList, Resolver: r, Requests: []api.Request{
-			{Version: api.Version, Op: api.OpInfo}, {Version: api.Version, Op: api.OpList}}}, nil
+			{Version: api.Version, Op: api.OpInfo}, {Version: api.Version, Op: api.OpList}, {Version: api.Version, Op: api.OpListMarks}}}, nil
 	}
 	sc := &scanner{args: args}
 	tok, ok, err := sc.next()
@@ -100,6 +100,10 @@ func (p Parser) Parse(args []string) (*Command, error) {
 		st.kind = KindDelLaddr
 	case tGetLaddr:
 		st.kind = KindGetLaddr
+	case tAddMark:
+		st.kind = KindAddMark
+	case tDelMark:
+		st.kind = KindDelMark
 	case tStartDaemon, tStopDaemon:
 		st.kind = KindStartDaemon
 		if tok.spec.tag == tStopDaemon {
@@ -176,6 +180,8 @@ type state struct {
 	timeouts api.Timeouts
 	daemon   api.SyncDaemon
 	list     ListOptions
+
+	markRule api.MarkRule // --add-mark, --del-mark (marks.go)
 }
 
 func (st *state) set(col int) error {
@@ -191,6 +197,9 @@ func (st *state) has(col int) bool { return st.opts&(uint64(1)<<col) != 0 }
 
 // apply handles one option after the command.
 func (st *state) apply(tok token) error {
+	if st.markCommand() {
+		return st.applyMark(tok)
+	}
 	arg := tok.arg
 	col, flag := listOption(tok.spec.tag, &st.list)
 	if col >= 0 {
@@ -530,6 +539,9 @@ func (st *state) finish(positional []string) error {
 		}
 		st.schedFlags = flags
 	}
+	if st.markCommand() { // not in ipvsadm's table: its options are checked as read
+		return st.finishMark()
+	}
 	if err := checkCompat(st.kind, st.opts); err != nil {
 		return err
 	}
@@ -742,7 +754,7 @@ func (st *state) command() *Command {
 		case st.list.Daemon:
 			cmd.Requests = []api.Request{req(api.OpGetDaemon)}
 		default:
-			cmd.Requests = []api.Request{req(api.OpInfo), req(api.OpList)}
+			cmd.Requests = []api.Request{req(api.OpInfo), req(api.OpList), req(api.OpListMarks)}
 		}
 	case KindZero:
 		r := req(api.OpZero)
@@ -767,7 +779,15 @@ func (st *state) command() *Command {
 		r.Daemon = &api.SyncDaemon{State: st.daemon.State, SyncID: st.daemon.SyncID}
 		cmd.Requests = []api.Request{r}
 	case KindSave:
-		cmd.Requests = []api.Request{req(api.OpList), req(api.OpGetLocalAddrs)}
+		cmd.Requests = []api.Request{req(api.OpList), req(api.OpGetLocalAddrs), req(api.OpListMarks)}
+	case KindAddMark, KindDelMark:
+		r := req(api.OpAddMark)
+		if st.kind == KindDelMark {
+			r.Op = api.OpDelMark
+		}
+		m := st.markRule
+		r.Mark = &m
+		cmd.Requests = []api.Request{r}
 	case KindAddLaddr, KindDelLaddr:
 		r := req(api.OpAddLocalAddr)
 		if st.kind == KindDelLaddr {

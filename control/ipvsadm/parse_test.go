@@ -25,7 +25,7 @@ func withDest(r api.Request, k api.ServiceKey, d api.Dest) api.Request {
 
 func TestParse(t *testing.T) {
 	vip := tcpKey("198.18.0.1", 80)
-	list := []api.Request{req(api.OpInfo), req(api.OpList)}
+	list := []api.Request{req(api.OpInfo), req(api.OpList), req(api.OpListMarks)}
 	tests := []struct {
 		name string
 		args []string
@@ -170,8 +170,8 @@ func TestParse(t *testing.T) {
 		{name: "--stop-daemon", args: []string{"--stop-daemon", "backup", "--syncid", "3"},
 			want: Command{Kind: KindStopDaemon, Requests: []api.Request{{Version: api.Version, Op: api.OpStopDaemon,
 				Daemon: &api.SyncDaemon{State: "backup", SyncID: 3}}}}},
-		{name: "-S", args: []string{"-S"}, want: Command{Kind: KindSave, Requests: []api.Request{req(api.OpList), req(api.OpGetLocalAddrs)}}},
-		{name: "-S -n", args: []string{"--save", "-n"}, want: Command{Kind: KindSave, List: ListOptions{Numeric: true}, Requests: []api.Request{req(api.OpList), req(api.OpGetLocalAddrs)}}},
+		{name: "-S", args: []string{"-S"}, want: Command{Kind: KindSave, Requests: []api.Request{req(api.OpList), req(api.OpGetLocalAddrs), req(api.OpListMarks)}}},
+		{name: "-S -n", args: []string{"--save", "-n"}, want: Command{Kind: KindSave, List: ListOptions{Numeric: true}, Requests: []api.Request{req(api.OpList), req(api.OpGetLocalAddrs), req(api.OpListMarks)}}},
 		{name: "-R", args: []string{"-R"}, want: Command{Kind: KindRestore}},
 		{name: "-h", args: []string{"-h"}, want: Command{Kind: KindHelp}},
 		{name: "--help ignores the rest", args: []string{"--help", "--bogus"}, want: Command{Kind: KindHelp}},

@@ -57,10 +57,11 @@ func (p Parser) ParseRules(r io.Reader) (*api.Request, error) {
 		}
 		switch cmd.Kind {
 		case KindAddService, KindEditService, KindDelService, KindClear, KindAddDest, KindEditDest,
-			KindDelDest, KindZero, KindSetTimeouts, KindStartDaemon, KindStopDaemon, KindAddLaddr, KindDelLaddr:
+			KindDelDest, KindZero, KindSetTimeouts, KindStartDaemon, KindStopDaemon, KindAddLaddr, KindDelLaddr,
+			KindAddMark, KindDelMark:
 		default:
 			return nil, &RuleError{Line: line, Err: fmt.Errorf(
-				"the '%s' command cannot be restored (rules may only change the table: -A -E -D -C -a -e -d -Z -P -Q --set --start-daemon --stop-daemon)", cmd.Kind)}
+				"the '%s' command cannot be restored (rules may only change the table: -A -E -D -C -a -e -d -Z -P -Q --set --start-daemon --stop-daemon --add-mark --del-mark)", cmd.Kind)}
 		}
 		for _, q := range cmd.Requests {
 			q.Line = line

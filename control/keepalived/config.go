@@ -112,14 +112,24 @@ type Config struct {
 	Files []string
 }
 
-// ServiceKey identifies a virtual server: protocol, address and port.
+// ServiceKey identifies a virtual server: protocol, address and port, or a firewall
+// mark ("virtual_server fwmark N", a group's "fwmark N" entry): FWMark set, Addr the
+// unspecified address of the service's family (IPv4 unless the entry, ip_family or the
+// real servers say IPv6), Port 0; Protocol is then the checkers' and the OPS rule's.
 type ServiceKey struct {
 	Protocol string // ProtoTCP, ProtoUDP or ProtoSCTP
 	Addr     netip.Addr
 	Port     uint16
+	FWMark   uint32
 }
 
 func (k ServiceKey) String() string {
+	if k.FWMark != 0 {
+		if k.Addr.Is6() {
+			return fmt.Sprintf("FWM %d IPv6", k.FWMark)
+		}
+		return fmt.Sprintf("FWM %d", k.FWMark)
+	}
 	return fmt.Sprintf("%s %s", k.Protocol, netip.AddrPortFrom(k.Addr, k.Port))
 }
 
@@ -202,7 +212,7 @@ type GroupEntry struct {
 	First, Last netip.Addr
 	Port        uint16
 	// FWMark is the mark of a "fwmark N [inet|inet6]" entry (0 otherwise); FWMarkFamily
-	// is 4, 6 or 0 (not given). xlvs does not serve firewall-mark services yet.
+	// is 4, 6 or 0 (not given: the block's ip_family, else its real servers' family).
 	FWMark       uint32
 	FWMarkFamily int
 	IsFWMark     bool

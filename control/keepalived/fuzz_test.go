@@ -89,7 +89,7 @@ func checkConfig(t *testing.T, cfg *Config) {
 		if !slices.Contains(schedulers, vs.Scheduler) || !validMethod(vs.Method) {
 			t.Fatalf("%s: scheduler %q method %+v", vs.ServiceKey, vs.Scheduler, vs.Method)
 		}
-		if vs.Port == 0 && vs.PersistenceTimeout == 0 {
+		if vs.Port == 0 && vs.PersistenceTimeout == 0 && vs.FWMark == 0 {
 			t.Fatalf("%s: port 0 without persistence", vs.ServiceKey)
 		}
 		if len(vs.RealServers) == 0 {

@@ -20,7 +20,7 @@ import (
 //	    X:...:Y-Z [PORT]           # IPv6: last 16-bit group Y to Z (hexadecimal)
 //	    X:...:Y-X:...:Z [PORT]     # IPv6: both ends written out (same first 112 bits)
 //	    IP/LEN [PORT]              # every address of a prefix (host bits zero)
-//	    fwmark N [inet|inet6]      # a firewall mark (not served by xlvs yet)
+//	    fwmark N [inet|inet6]      # a firewall mark (the marks: xlvsadm --add-mark)
 //	}
 //	virtual_server group NAME { ...settings, real servers, checkers... }
 //
@@ -110,8 +110,8 @@ func (p *parser) vsgEntry(c *node, where string) (GroupEntry, bool) {
 			return e, false
 		}
 		v, err := strconv.ParseUint(w[1], 0, 32)
-		if err != nil {
-			p.errorf(c.pos, "%s: fwmark %q is not a firewall mark: expected an integer from 0 to 4294967295", where, w[1])
+		if err != nil || v == 0 {
+			p.errorf(c.pos, "%s: fwmark %q is not a firewall mark: expected an integer from 1 to 4294967295", where, w[1])
 			return e, false
 		}
 		e.IsFWMark, e.FWMark = true, uint32(v)
@@ -129,8 +129,6 @@ func (p *parser) vsgEntry(c *node, where string) (GroupEntry, bool) {
 		if len(w) > 3 {
 			p.lenient(c.pos, "%s: extra %q ignored, as keepalived does: expected \"fwmark N [inet|inet6]\"", where, strings.Join(w[3:], " "))
 		}
-		// As "virtual_server fwmark N": accepted, and not served.
-		p.warnf(c.pos, "%s: fwmark %d ignored: firewall-mark services are not supported by xlvs yet; list the addresses and ports the mark stands for instead", where, v)
 		return e, true
 	}
 	if len(w) > 2 {
@@ -285,6 +283,11 @@ func (p *parser) expandGroup(r *rawVS) ([]*rawVS, bool) {
 	zeroPort := false
 	for _, e := range g.Entries {
 		if e.IsFWMark {
+			// One fwmark service, as keepalived makes (the marks are xlvsadm's rules).
+			m := *r
+			m.fwmark, m.fwmarkFamily, m.entryPos = e.FWMark, e.FWMarkFamily, e.Pos
+			out = append(out, &m)
+			p.members++
 			continue
 		}
 		if e.Port == 0 {

@@ -50,6 +50,10 @@ func TestGroupSample(t *testing.T) {
 	for _, ap := range want {
 		wantLines = append(wantLines, fmt.Sprintf("TCP %s g=WEB_FARM rr NAT p50 rs[198.51.100.101:1358 198.51.100.102:1358] laddrs[]", ap))
 	}
+	// and one per firewall mark of the group (the marks are xlvsadm's rules).
+	for _, m := range []int{11, 12} {
+		wantLines = append(wantLines, fmt.Sprintf("FWM %d g=WEB_FARM rr NAT p50 rs[198.51.100.101:1358 198.51.100.102:1358] laddrs[]", m))
+	}
 	if got := svcLines(cfg); strings.Join(got, "\n") != strings.Join(wantLines, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
 	}
@@ -59,7 +63,9 @@ func TestGroupSample(t *testing.T) {
 			t.Errorf("%s at %s, want line 19 (the virtual_server group block)", vs.ServiceKey, vs.Pos)
 		}
 		wantEntry := map[uint16]int{8080: 11, 1358: 13}[vs.Port]
-		if vs.Port == 80 {
+		if vs.FWMark != 0 {
+			wantEntry = map[uint32]int{11: 15, 12: 16}[vs.FWMark]
+		} else if vs.Port == 80 {
 			wantEntry = 12
 			if vs.Addr != netip.MustParseAddr("172.16.5.2") {
 				wantEntry = 14
@@ -72,19 +78,11 @@ func TestGroupSample(t *testing.T) {
 			t.Errorf("%s: checkers %+v, want one HTTP_GET on port 1358", vs.ServiceKey, vs.RealServers[0].Checkers)
 		}
 	}
-	// The firewall marks are kept in the group and reported, not served.
-	var marks []string
+	// The firewall marks are served: no warning about them.
 	for _, w := range cfg.Warnings {
 		if strings.Contains(w.Msg, "fwmark") {
-			marks = append(marks, w.String())
+			t.Errorf("warning about a fwmark: %s", w)
 		}
-	}
-	wantMarks := []string{
-		path + ":15: warning: virtual_server_group WEB_FARM: fwmark 11 ignored: firewall-mark services are not supported by xlvs yet; list the addresses and ports the mark stands for instead",
-		path + ":16: warning: virtual_server_group WEB_FARM: fwmark 12 ignored: firewall-mark services are not supported by xlvs yet; list the addresses and ports the mark stands for instead",
-	}
-	if !slices.Equal(marks, wantMarks) {
-		t.Errorf("fwmark warnings\n%s\nwant\n%s", strings.Join(marks, "\n"), strings.Join(wantMarks, "\n"))
 	}
 	if len(cfg.Groups) != 1 || len(cfg.Groups[0].Entries) != 6 || !cfg.Groups[0].Entries[4].IsFWMark || cfg.Groups[0].Entries[5].FWMark != 12 {
 		t.Errorf("groups %+v", cfg.Groups)
@@ -100,18 +98,48 @@ func TestFWMarkSample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	// Firewall-mark services are issue 17 part 1: not loaded, with the statement's line.
-	if len(cfg.VirtualServers) != 0 {
-		t.Errorf("services %v, want none", svcLines(cfg))
+	// The sample's persistent fwmark service loads: mark 7, IPv4 (its real servers'),
+	// real servers without a port (the packet's port), checked on the port the checks name.
+	want := []string{"FWM 7 g= rr NAT p900 rs[198.51.100.150:0 198.51.100.151:0] laddrs[]"}
+	if got := svcLines(cfg); !slices.Equal(got, want) {
+		t.Fatalf("services %v, want %v", got, want)
 	}
-	found := false
-	for _, w := range cfg.Warnings {
-		if w.Pos.Line == 8 && strings.Contains(w.Msg, "virtual_server fwmark 7 ignored: fwmark virtual servers are not supported by xlvs") {
-			found = true
+	vs := cfg.VirtualServers[0]
+	if vs.FWMark != 7 || vs.Addr != netip.IPv4Unspecified() || vs.Pos.Line != 8 || vs.Protocol != ProtoTCP {
+		t.Errorf("service %+v", vs.ServiceKey)
+	}
+	for _, rs := range vs.RealServers {
+		if len(rs.Checkers) != 1 || rs.Checkers[0].Connect.Port() != 443 {
+			t.Errorf("%s: checkers %+v, want one TCP_CHECK on port 443", rs.Addr, rs.Checkers)
 		}
 	}
-	if !found {
-		t.Errorf("no fwmark warning at line 8: %v", cfg.Warnings)
+	if len(cfg.Warnings) != 1 {
+		t.Errorf("warnings %v, want only global_defs'", cfg.Warnings)
+	}
+	// IPv6: from ip_family, or from the real servers; a group entry's family wins.
+	for _, tc := range []struct{ conf, want string }{
+		{"virtual_server fwmark 9 {\n protocol UDP\n lb_kind DR\n ops\n real_server 2001:db8::5 53 {\n }\n}\n", "FWM 9 IPv6"},
+		{"virtual_server fwmark 9 {\n ip_family inet6\n protocol TCP\n lb_kind DR\n real_server 2001:db8::5 {\n }\n}\n", "FWM 9 IPv6"},
+		{"virtual_server_group G {\n fwmark 4 inet6\n}\nvirtual_server group G {\n protocol TCP\n lb_kind TUN\n real_server 198.18.1.5 {\n }\n}\n", "FWM 4 IPv6"},
+	} {
+		cfg, err := Parse("f.conf", []byte(tc.conf), Options{})
+		if err != nil || len(cfg.VirtualServers) != 1 || cfg.VirtualServers[0].ServiceKey.String() != tc.want {
+			t.Errorf("%q: %v %+v, want %s", tc.conf, err, cfg, tc.want)
+		}
+	}
+	// ops on a fwmark service (its UDP packets) is kept whatever the protocol line says.
+	cfg, err = Parse("o.conf", []byte("virtual_server fwmark 3 {\n protocol TCP\n lb_kind NAT\n ops\n real_server 198.18.1.5 {\n }\n}\n"), Options{})
+	if err != nil || len(cfg.VirtualServers) != 1 || !cfg.VirtualServers[0].OnePacket {
+		t.Errorf("ops on fwmark: %v %+v", err, cfg)
+	}
+	for conf, want := range map[string]string{
+		"virtual_server fwmark {\n}\n":   "missing mark",
+		"virtual_server fwmark 0 {\n}\n": "not a firewall mark",
+		"virtual_server fwmark x {\n}\n": "not a firewall mark",
+	} {
+		if _, err := Parse("e.conf", []byte(conf), Options{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", conf, err, want)
+		}
 	}
 }
 
@@ -229,7 +257,7 @@ func TestGroupErrors(t *testing.T) {
 		{"bad entry", "virtual_server_group A {\n 192.0.2.9/29 80\n 192.0.2.1 http\n fwmark x\n fwmark 3 inet7\n}\n",
 			"e.conf:2: virtual_server_group A: \"192.0.2.9/29\": the address has bits set beyond the /29 prefix: expected 192.0.2.8/29\n" +
 				"e.conf:3: virtual_server_group A: \"http\" is not a valid port: expected an integer from 0 to 65535\n" +
-				"e.conf:4: virtual_server_group A: fwmark \"x\" is not a firewall mark: expected an integer from 0 to 4294967295\n" +
+				"e.conf:4: virtual_server_group A: fwmark \"x\" is not a firewall mark: expected an integer from 1 to 4294967295\n" +
 				"e.conf:5: virtual_server_group A: fwmark 3: unknown family \"inet7\": expected inet or inet6"},
 		{"group defined twice", "virtual_server_group A {\n 192.0.2.1 80\n}\nvirtual_server_group A {\n 192.0.2.2 80\n}\n",
 			"e.conf:4: virtual_server_group A is defined twice (first at e.conf:1): expected one block per name"},
@@ -250,10 +278,15 @@ func TestGroupErrors(t *testing.T) {
 	if err != nil || len(cfg.VirtualServers) != 2 {
 		t.Fatalf("TCP and UDP on one group: %v %v", err, cfg)
 	}
-	// An empty group, or fwmarks only: a warning, no service.
+	// A group of fwmarks only: their services.
 	cfg, err = Parse("w.conf", []byte("virtual_server_group A {\n fwmark 3\n}\nvirtual_server group A {\n protocol TCP\n real_server 198.18.1.1 53 {\n }\n}\n"), Options{})
-	if err != nil || len(cfg.VirtualServers) != 0 || !strings.Contains(fmt.Sprint(cfg.Warnings), "w.conf:4: warning: virtual_server group A: the group (at w.conf:1) lists no address: nothing to serve") {
+	if err != nil || len(cfg.VirtualServers) != 1 || cfg.VirtualServers[0].FWMark != 3 {
 		t.Fatalf("fwmark-only group: %v %v", err, cfg.Warnings)
+	}
+	// An empty group: a warning, no service.
+	cfg, err = Parse("w.conf", []byte("virtual_server_group A {\n}\nvirtual_server group A {\n protocol TCP\n real_server 198.18.1.1 53 {\n }\n}\n"), Options{})
+	if err != nil || len(cfg.VirtualServers) != 0 || !strings.Contains(fmt.Sprint(cfg.Warnings), "lists no address: nothing to serve") {
+		t.Fatalf("empty group: %v %v", err, cfg.Warnings)
 	}
 }
 

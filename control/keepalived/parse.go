@@ -86,6 +86,10 @@ type rawVS struct {
 	persistenceTimeoutPos Pos
 	laddrGroup            string // laddr_group_name, "" when absent
 	laddrGroupPos         Pos
+	// fwmark is the mark of "virtual_server fwmark N" (or of a group's "fwmark N" entry,
+	// with fwmarkFamily when the entry names one); addr is then unset until resolve.
+	fwmark       uint32
+	fwmarkFamily int
 	// group is the virtual_server_group of a "virtual_server group NAME" block; each of
 	// its members is a copy with addr, port and entryPos set.
 	group    string
@@ -543,8 +547,26 @@ func (p *parser) virtualServer(n *node) *rawVS {
 	}
 	args := n.args()
 	if len(args) >= 1 && args[0] == "fwmark" {
-		p.warnf(n.pos, "%s ignored: %s virtual servers are not supported by xlvs; write one virtual_server per address and port", n.text(), args[0])
-		return nil
+		// The marks are xlvs's own rules (xlvsadm --add-mark), as iptables' were.
+		const usage = "virtual_server fwmark N {"
+		if len(args) < 2 {
+			p.errorf(n.pos, "virtual_server fwmark: missing mark: expected %q", usage)
+			return nil
+		}
+		v, err := strconv.ParseUint(args[1], 0, 32)
+		if err != nil || v == 0 {
+			p.errorf(n.pos, "virtual_server fwmark %q: not a firewall mark: expected an integer from 1 to 4294967295", args[1])
+			return nil
+		}
+		if len(args) > 2 {
+			p.lenient(n.pos, "virtual_server fwmark: extra %q ignored, as keepalived does: expected %q", strings.Join(args[2:], " "), usage)
+		}
+		vs := &rawVS{pos: n.pos, fwmark: uint32(v)}
+		where := "virtual_server fwmark " + args[1]
+		for _, c := range n.children {
+			p.vsKeyword(vs, c, where)
+		}
+		return vs
 	}
 	if len(args) >= 1 && args[0] == "match" {
 		p.errorf(n.pos, "%s: DPVS's SNAT \"match\" services are not supported by xlvs: remove the block (xlvs balances services by address and port)", n.text())
@@ -639,7 +661,7 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 	case "persistence_granularity":
 		if p.value(n, 1, 1, "persistence_granularity NETMASK|PREFIXLEN") {
 			v6 := vs.addr.Is6()
-			if vs.group != "" {
+			if vs.group != "" || vs.fwmark != 0 {
 				// As keepalived for a service whose family is not known yet: a dotted
 				// value is an IPv4 netmask, anything else an IPv6 prefix length.
 				v6 = !strings.Contains(n.args()[0], ".")

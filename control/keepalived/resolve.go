@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -16,6 +17,10 @@ const FileCheckInterval = time.Second
 // is dropped (with a warning) or wrong (with an error).
 func (p *parser) resolve(r *rawVS) (VirtualServer, bool) {
 	name := "virtual_server " + describe(r.addr, r.port)
+	if r.fwmark != 0 {
+		name = fmt.Sprintf("virtual_server fwmark %d", r.fwmark)
+		r.addr = markFamilyAddr(r)
+	}
 	if r.group != "" {
 		// Messages about the block's settings are the same for every member, and said
 		// once.
@@ -35,7 +40,7 @@ func (p *parser) resolve(r *rawVS) (VirtualServer, bool) {
 	}
 	vs := VirtualServer{
 		Pos:                    r.pos,
-		ServiceKey:             ServiceKey{Protocol: r.proto, Addr: r.addr, Port: r.port},
+		ServiceKey:             ServiceKey{Protocol: r.proto, Addr: r.addr, Port: r.port, FWMark: r.fwmark},
 		Group:                  r.group,
 		GroupEntry:             r.entryPos,
 		Scheduler:              r.sched,
@@ -61,14 +66,14 @@ func (p *parser) resolve(r *rawVS) (VirtualServer, bool) {
 		p.warnf(r.pos, "%s: no protocol set: UDP assumed, as keepalived does; add \"protocol TCP\" for a TCP service", name)
 		vs.Protocol = ProtoUDP
 	}
-	if vs.OnePacket && vs.Protocol != ProtoUDP {
+	if vs.OnePacket && vs.Protocol != ProtoUDP && vs.FWMark == 0 {
 		p.warnf(r.pos, "%s: ops (one-packet scheduling) needs UDP: ignored", name)
 		vs.OnePacket = false
 	}
 	if vs.PersistenceGranularity != "" && vs.PersistenceTimeout == 0 {
 		vs.PersistenceTimeout = DefaultPersistenceTimeout
 	}
-	if vs.Port == 0 && vs.PersistenceTimeout == 0 {
+	if vs.Port == 0 && vs.PersistenceTimeout == 0 && vs.FWMark == 0 {
 		p.warnf(r.pos, "%s: port 0 is only valid for a persistent service: persistence_timeout %d set, as keepalived does", name, DefaultPersistenceTimeout)
 		vs.PersistenceTimeout = DefaultPersistenceTimeout
 	}
@@ -210,6 +215,9 @@ func (r *rawVS) schedOrDefault() string {
 // keepalived does: a missing port is the service's; DR and TUN must use the service's
 // (NAT and FNAT rewrite the port).
 func (p *parser) port(vs *VirtualServer, m Method, port uint16, pos Pos, what string, a netip.Addr) uint16 {
+	if vs.FWMark != 0 {
+		return port // 0: the packet's port (IPVS's fwmark services have no port of their own)
+	}
 	if port == 0 {
 		return vs.Port
 	}
@@ -538,4 +546,21 @@ func (p *parser) resolveSorry(vs *VirtualServer, r *rawVS, name string) *SorrySe
 		Inhibit: r.sorryInhibitPos != nil,
 		Method:  m,
 	}
+}
+
+// markFamilyAddr is the unspecified address of a fwmark virtual server's family: the
+// group entry's (fwmark N inet6), else ip_family's, else its first real server's, else
+// IPv4, as keepalived picks a fwmark service's family.
+func markFamilyAddr(r *rawVS) netip.Addr {
+	fam := r.fwmarkFamily
+	if fam == 0 {
+		fam = r.ipFamily
+	}
+	if fam == 0 && len(r.rs) > 0 && r.rs[0].addr.Is6() {
+		fam = 6
+	}
+	if fam == 6 {
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
 }

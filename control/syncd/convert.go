@@ -41,6 +41,7 @@ func toWire(e *dataplane.SyncConn, c *ipvssync.Conn) bool {
 		HasLocal: local,
 		LAddr:    e.LAddr,
 		LPort:    e.LPort,
+		FWMark:   e.FWMark,
 	}
 	switch e.Method {
 	case conntrack.MethodDR:
@@ -73,10 +74,11 @@ func fromWire(c *ipvssync.Conn, e *dataplane.SyncConn) int {
 	if c.Skip {
 		return dropSkipped
 	}
-	if c.Protocol != 6 && c.Protocol != 17 && c.Protocol != conntrack.ProtoSCTP {
+	tpl := c.Flags&ipvssync.FlagTemplate != 0
+	// A fwmark service's template has protocol IPPROTO_IP (ip_vs_sched_persist).
+	if c.Protocol != 6 && c.Protocol != 17 && c.Protocol != conntrack.ProtoSCTP && !(c.Protocol == 0 && tpl && c.FWMark != 0) {
 		return dropProtocol
 	}
-	tpl := c.Flags&ipvssync.FlagTemplate != 0
 	if !ipvssync.ValidState(c) {
 		return dropState
 	}
@@ -90,6 +92,7 @@ func fromWire(c *ipvssync.Conn, e *dataplane.SyncConn) int {
 		VPort:    c.VPort,
 		DAddr:    c.DAddr,
 		DPort:    c.DPort,
+		FWMark:   c.FWMark,
 	}
 	switch c.Fwd() {
 	case ipvssync.FwdMasq:

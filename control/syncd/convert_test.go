@@ -228,3 +228,30 @@ func BenchmarkEncode(b *testing.B) {
 		}
 	}
 }
+
+// TestFWMarkWire: the fwmark field goes out and comes back; a fwmark template, as IPVS
+// writes one (protocol IPPROTO_IP, the mark as virtual address), is taken; protocol 0
+// is refused otherwise.
+func TestFWMarkWire(t *testing.T) {
+	conn := sample()[0]
+	conn.FWMark = 7
+	tpl := dataplane.SyncConn{Proto: 0, Template: true, Method: conntrack.MethodNAT, State: conntrack.StateNone, Timeout: 300,
+		Client: a16("198.18.1.0"), VAddr: a16("0.0.0.7"), DAddr: a16("198.18.2.11"), FWMark: 7}
+	for _, e := range []dataplane.SyncConn{conn, tpl} {
+		var c ipvssync.Conn
+		if !toWire(&e, &c) || c.FWMark != 7 {
+			t.Fatalf("toWire %+v: %+v", e, c)
+		}
+		var got dataplane.SyncConn
+		if r := fromWire(&c, &got); r >= 0 || got != e {
+			t.Fatalf("fromWire: reason %d\n got %+v\nwant %+v", r, got, e)
+		}
+	}
+	var c ipvssync.Conn
+	toWire(&tpl, &c)
+	c.FWMark = 0
+	var e dataplane.SyncConn
+	if r := fromWire(&c, &e); r != dropProtocol {
+		t.Fatalf("protocol 0 without a mark: reason %d", r)
+	}
+}
