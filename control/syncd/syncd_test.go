@@ -393,8 +393,10 @@ func TestFlushTime(t *testing.T) {
 	if el := time.Since(t0); el < flush-10*time.Millisecond || el > flush+700*time.Millisecond {
 		t.Errorf("arrived after %v, want about %v", el, flush)
 	}
-	if st := m.d.Stats(); st.LagLast < flush-10*time.Millisecond {
-		t.Errorf("lag of the flushed entry %v, want at least %v", st.LagLast, flush)
+	// LagMax, not LagLast: another message (a table answer to the backup's request at its
+	// start) may leave after the flushed one and become the last.
+	if st := m.d.Stats(); st.LagMax < flush-10*time.Millisecond {
+		t.Errorf("largest lag %v, want at least the flushed entry's %v", st.LagMax, flush)
 	}
 }
 
