@@ -63,7 +63,7 @@ func TestMarksClassify(t *testing.T) {
 		var ports []MarkPorts
 		seen := map[MarkPrefix]bool{}
 		for n := rng.IntN(6); n >= 0; n-- {
-			p := markPrefix(t, []Proto{ProtoTCP, ProtoUDP}[rng.IntN(2)], pres[rng.IntN(len(pres))])
+			p := markPrefix(t, []Proto{ProtoTCP, ProtoUDP, ProtoSCTP}[rng.IntN(3)], pres[rng.IntN(len(pres))])
 			if seen[p] {
 				continue
 			}
@@ -96,7 +96,7 @@ func TestMarksClassify(t *testing.T) {
 		}
 		for _, dst := range dsts {
 			for _, port := range portsOf {
-				for _, proto := range []Proto{ProtoTCP, ProtoUDP} {
+				for _, proto := range []Proto{ProtoTCP, ProtoUDP, ProtoSCTP} {
 					src := cip4
 					if dst.Is6() {
 						src = cip6
@@ -119,6 +119,35 @@ func TestMarksClassify(t *testing.T) {
 	frame := icmpErr(cip4, netip.MustParseAddr("203.0.113.9"), 3, 4, flow{proto: ProtoTCP, src: netip.MustParseAddr("203.0.113.9"), dst: cip4, sport: 443, dport: 40000}, 0)(t)
 	if _, slot := classify(t, h.p, frame, nil); slot != statRedirectFailed {
 		t.Fatalf("ICMP error about a marked flow: slot %d", slot)
+	}
+	// SCTP (--sctp-service mark rules): its packets take the common path to fwmark_match,
+	// by their own protocol: an SCTP rule redirects SCTP to its ports only, and a TCP rule
+	// no SCTP; an ICMP error quoting a marked SCTP flow is redirected.
+	sctpPre := markPrefix(t, ProtoSCTP, "2001:db8:aa::/48")
+	if err := h.c.SetMarks([]MarkPrefix{sctpPre, markPrefix(t, ProtoTCP, "203.0.113.0/24")}, []MarkPorts{
+		{MarkPrefix: sctpPre, Lo: 3868, Hi: 3868, Mark: 7},
+		{MarkPrefix: markPrefix(t, ProtoTCP, "203.0.113.0/24"), Lo: 3868, Hi: 3868, Mark: 8},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		f    flow
+		want bool
+	}{
+		{flow{proto: ProtoSCTP, src: cip6, dst: netip.MustParseAddr("2001:db8:aa::9"), sport: 40000, dport: 3868}, true},
+		{flow{proto: ProtoSCTP, src: cip6, dst: netip.MustParseAddr("2001:db8:aa::9"), sport: 40000, dport: 3869}, false},
+		{flow{proto: ProtoSCTP, src: cip6, dst: netip.MustParseAddr("2001:db8:aa::9"), sport: 40000, dport: 3868, vlan: true}, true},
+		{flow{proto: ProtoTCP, src: cip6, dst: netip.MustParseAddr("2001:db8:aa::9"), sport: 40000, dport: 3868}, false},
+		{flow{proto: ProtoSCTP, src: cip4, dst: netip.MustParseAddr("203.0.113.9"), sport: 40000, dport: 3868}, false},
+		{flow{proto: ProtoTCP, src: cip4, dst: netip.MustParseAddr("203.0.113.9"), sport: 40000, dport: 3868}, true},
+	} {
+		if _, slot := classify(t, h.p, c.f.frame(t), nil); (slot == statRedirectFailed) != c.want {
+			t.Errorf("%v %v:%d (vlan %v): slot %d, want redirected %v", c.f.proto, c.f.dst, c.f.dport, c.f.vlan, slot, c.want)
+		}
+	}
+	frame = icmpErr(cip6, netip.MustParseAddr("2001:db8:aa::9"), 1, 4, flow{proto: ProtoSCTP, src: netip.MustParseAddr("2001:db8:aa::9"), dst: cip6, sport: 3868, dport: 40000}, 0)(t)
+	if _, slot := classify(t, h.p, frame, nil); slot != statRedirectFailed {
+		t.Fatalf("ICMPv6 error about a marked SCTP flow: slot %d", slot)
 	}
 	// Cleared.
 	if err := h.c.SetMarks(nil, nil); err != nil {

@@ -69,9 +69,9 @@ func cloneMarks(ms []api.MarkRule) []api.MarkRule {
 // cover every port.
 func checkMark(m *api.MarkRule) *api.Error {
 	switch m.Protocol {
-	case api.ProtoTCP, api.ProtoUDP:
+	case api.ProtoTCP, api.ProtoUDP, api.ProtoSCTP:
 	default:
-		return apiErr(api.ErrCodeInvalid, "mark rule: protocol %q: must be tcp (-t) or udp (-u)", m.Protocol)
+		return apiErr(api.ErrCodeInvalid, "mark rule: protocol %q: must be tcp (-t), udp (-u) or sctp (--sctp-service)", m.Protocol)
 	}
 	if m.Mark == 0 {
 		return apiErr(api.ErrCodeInvalid, "mark rule: mark 0: marks go from 1 to 4294967295 (-f MARK)")

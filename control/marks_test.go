@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"xlvs/control/api"
+	"xlvs/dataplane"
 )
 
 func fwmSvc(mark uint32, family int) *api.Service {
@@ -73,7 +74,7 @@ func TestFWMarkServices(t *testing.T) {
 		t.Fatalf("the same rule twice: %+v", r.Error)
 	}
 	for _, bad := range []*api.Request{
-		markReq(api.OpAddMark, "sctp", "192.0.2.0/24", 1),
+		markReq(api.OpAddMark, "icmp", "192.0.2.0/24", 1),
 		markReq(api.OpAddMark, "tcp", "192.0.2.0/24", 0),
 		markReq(api.OpAddMark, "tcp", "::ffff:192.0.2.0/120", 1),
 		markReq(api.OpAddMark, "tcp", "192.0.2.0/24", 1, api.PortRange{Lo: 9, Hi: 8}),
@@ -126,6 +127,11 @@ func TestFWMarkServices(t *testing.T) {
 	mustOK(t, d, markReq(api.OpDelMark, "tcp", "192.0.2.0/24", 1, api.PortRange{Lo: 443, Hi: 443}, api.PortRange{Lo: 80, Hi: 85}))
 	if r := do(t, d, markReq(api.OpDelMark, "tcp", "192.0.2.0/24", 1)); r.Error == nil || r.Error.Code != api.ErrCodeNoMark {
 		t.Fatalf("delete of a missing rule: %+v", r.Error)
+	}
+	// SCTP rules (--sctp-service) are taken, and reach the snapshot as protocol 132.
+	mustOK(t, d, markReq(api.OpAddMark, "sctp", "192.0.2.0/24", 1, api.PortRange{Lo: 3868, Hi: 3868}))
+	if m := d.dp.Snapshot().Marks; len(m) != 2 || m[1].Proto != 132 || m[1].Mark != 1 || len(m[1].Ports) != 1 || m[1].Ports[0] != (dataplane.PortRange{Lo: 3868, Hi: 3868}) {
+		t.Fatalf("snapshot mark rules after an SCTP rule: %+v", m)
 	}
 	mustOK(t, d, &api.Request{Op: api.OpClear})
 	if got := mustOK(t, d, &api.Request{Op: api.OpListMarks}).Marks; len(got) != 0 {

@@ -42,7 +42,7 @@ type PortRange struct{ Lo, Hi uint16 }
 // MarkRule assigns Mark to the packets of protocol Proto to a destination in Addr/Bits
 // whose port is in Ports (none: every port).
 type MarkRule struct {
-	Proto  uint8    // packet.ProtoTCP or ProtoUDP (132, SCTP, is accepted for later)
+	Proto  uint8    // packet.ProtoTCP, ProtoUDP or ProtoSCTP
 	Family uint8    // 4 or 6
 	Addr   [16]byte // IPv4-mapped for IPv4; the bits after the prefix are zero
 	Bits   uint8    // prefix length in the family's space: 0..32 (IPv4), 0..128 (IPv6)
@@ -74,7 +74,7 @@ func (r *MarkRule) Check() error {
 	case r.Mark == 0:
 		return fmt.Errorf("mark rule: mark 0: marks start at 1")
 	case !markProto(r.Proto):
-		return fmt.Errorf("mark rule: protocol %d: want 6 (tcp) or 17 (udp)", r.Proto)
+		return fmt.Errorf("mark rule: protocol %d: want 6 (tcp), 17 (udp) or 132 (sctp)", r.Proto)
 	case r.Family != 4 && r.Family != 6:
 		return fmt.Errorf("mark rule: family %d: want 4 or 6", r.Family)
 	case r.Family == 4 && (r.Bits > 32 || !packet.IsIPv4Mapped(r.Addr)):
@@ -384,8 +384,9 @@ func (s *Snapshot) addMarkService(svc *Service, i int32) error {
 }
 
 // markServiceProtos are the protocols a fwmark service's packets may have (a mark is
-// given to packets of any protocol the rules name).
-var markServiceProtos = []uint8{packet.ProtoTCP, packet.ProtoUDP}
+// given to packets of any protocol the rules name): its NAT real servers' replies of
+// each are recognised.
+var markServiceProtos = []uint8{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoSCTP}
 
 // svcProtos are the protocols of svc's packets.
 func svcProtos(svc *Service) []uint8 {

@@ -107,7 +107,7 @@ func TestMarkTableModel(t *testing.T) {
 	for round := 0; round < 300; round++ {
 		var rules []MarkRule
 		for n := 1 + rng.IntN(8); n > 0; n-- {
-			proto := []uint8{6, 17}[rng.IntN(2)]
+			proto := []uint8{6, 17, 132}[rng.IntN(3)]
 			pre := prefixes4[rng.IntN(len(prefixes4))]
 			if rng.IntN(3) == 0 {
 				pre = prefixes6[rng.IntN(len(prefixes6))]
@@ -139,7 +139,7 @@ func TestMarkTableModel(t *testing.T) {
 		for _, dst := range addrs {
 			d := dst.As16()
 			for _, port := range ports {
-				for _, proto := range []uint8{6, 17} {
+				for _, proto := range []uint8{6, 17, 132} {
 					want := modelMark(rules, dst.Unmap(), port, proto)
 					r := tab.lookup(&d, port, proto)
 					var got uint32

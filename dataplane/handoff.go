@@ -114,7 +114,7 @@ func (d *Dataplane) HandoffLinks() ([]AdoptLink, []HandoffIface) {
 }
 
 // ExportHandoff copies the connection table and the persistence templates out by
-// address, with the shard key and the interfaces: stop the workers first, so nothing
+// address (those of fwmark services with their mark), with the shard key and the interfaces: stop the workers first, so nothing
 // changes behind it. A connection whose real server is gone from the configuration is
 // left out (its packets are dropped here; the successor could not bind it), as is a
 // template of a deleted service; skipped counts them.
@@ -154,6 +154,9 @@ func (d *Dataplane) ExportHandoff() (h *Handoff, skipped int) {
 			skipped++
 			return true
 		}
+		if s, ok := svcs[e.Service]; ok {
+			x.FWMark = s.FWMark // the packet's address and port stay: only the mark finds the service
+		}
 		h.Entries = append(h.Entries, x)
 		return true
 	})
@@ -167,6 +170,7 @@ func (d *Dataplane) ExportHandoff() (h *Handoff, skipped int) {
 		h.Entries = append(h.Entries, HandoffEntry{
 			Proto: s.Key.Proto, Method: rs.Method, State: conntrack.StateNone, Template: true, Left: time.Duration(left),
 			Client: client, VAddr: s.Key.Addr, VPort: s.Key.Port, DAddr: rs.Addr, DPort: rs.Port,
+			FWMark: s.FWMark, // a fwmark service's Key: protocol 0, its family's zero address, port 0
 		})
 	})
 	return h, skipped
@@ -201,6 +205,7 @@ func (d *Dataplane) ImportHandoff(h *Handoff) HandoffImport {
 			Timeout: uint32(min((left+time.Second-1)/time.Second, conntrack.MaxTimeout)),
 			Client:  e.Client, CPort: e.CPort, VAddr: e.VAddr, VPort: e.VPort,
 			DAddr: e.DAddr, DPort: e.DPort, LAddr: e.LAddr, LPort: e.LPort,
+			FWMark: e.FWMark, // found by the mark first, as ApplySync does for a master's entries
 		}
 		if err := d.ApplySync(&c); err != nil {
 			res.Refused[handoffReason(err)]++

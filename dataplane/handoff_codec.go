@@ -28,12 +28,22 @@ import (
 //	  u16 type, u16 0, u32 payload length, payload
 //	  1 meta (once, first): shard key [16], u32 shards, u16 writer length, writer,
 //	    u16 interfaces, each: i32 ifindex, u8 mode, u8 name length, name
-//	  2 entries, 3 stats: u16 record size, u16 0, u32 count, count records
+//	  2 entries, 3 stats, 4 marked entries: u16 record size, u16 0, u32 count, count
+//	    records
 //	entry record (handoffEntrySize bytes in version 1):
 //	  0 u8 proto, 1 u8 method, 2 u8 state, 3 u8 flags (1: template),
 //	  4 u32 milliseconds left, 8 client [16], 24 virtual [16], 40 real server [16],
 //	  56 local address [16] (FULLNAT), 72 u16 client port, 74 u16 virtual port,
 //	  76 u16 real server port, 78 u16 local port
+//	marked entry record (section 4, handoffMarkEntrySize bytes; added within version 1):
+//	  0 an entry record (80 bytes, as above), 80 u32 firewall mark (1 or more)
+//	  A connection or template of a firewall-mark service: the mark finds its service
+//	  (a fwmark service has no address and port). A template has protocol 0 (IPPROTO_IP,
+//	  as IPVS makes it) and the family's zero address as its virtual address. These go
+//	  in a section of their own so that a reader of version 1 from before it skips them
+//	  whole (an unknown section) instead of binding them by address to another service
+//	  or refusing the handoff over a template of protocol 0; an entries (2) section
+//	  holds no marked entry.
 //	stats record (handoffStatSize bytes in version 1):
 //	  0 u8 proto, 1 u8 flags (1: a real server's), 2 u16 virtual port,
 //	  4 u16 real server port, 6 u16 0, 8 virtual [16], 24 real server [16],
@@ -54,14 +64,18 @@ const HandoffVersion = 1
 const (
 	HandoffHeaderLen = 40
 	handoffEntrySize = 80
-	handoffStatSize  = 80
-	handoffMagic     = "XLVSHAND"
+	// handoffMarkEntrySize: a marked entry record, an entry record and the mark.
+	handoffMarkEntrySize = handoffEntrySize + 4
+	handoffStatSize      = 80
+	handoffMagic         = "XLVSHAND"
 )
 
 const (
 	secMeta    = 1
 	secEntries = 2
 	secStats   = 3
+	// secMarkEntries holds the entries of fwmark services (added within version 1).
+	secMarkEntries = 4
 )
 
 // MaxHandoffBytes bounds what DecodeHandoff accepts (and EncodeHandoff writes): 16 M
@@ -102,6 +116,10 @@ type HandoffEntry struct {
 	DPort    uint16
 	LAddr    [16]byte // FULLNAT
 	LPort    uint16
+	// FWMark is the mark of the entry's firewall-mark service, 0 for others. A
+	// template of a fwmark service has Proto 0 and VAddr FWMarkKey(family).Addr, VPort
+	// 0 (SvcKey of the service). Decoded entries of fwmark services follow the others.
+	FWMark uint32
 }
 
 // HandoffStat is the statistics of a service, or of one of its real servers (Dest), as
@@ -133,7 +151,16 @@ func EncodeHandoff(h *Handoff) ([]byte, error) {
 	if len(h.Interfaces) > 0xffff {
 		return nil, fmt.Errorf("encode handoff: %d interfaces, at most 65535", len(h.Interfaces))
 	}
-	size := HandoffHeaderLen + 8 + 16 + 4 + 2 + len(h.Writer) + 2 + 8 + len(h.Entries)*handoffEntrySize + 8 + 8 + len(h.Stats)*handoffStatSize
+	marked := 0
+	for i := range h.Entries {
+		if h.Entries[i].FWMark != 0 {
+			marked++
+		}
+	}
+	size := HandoffHeaderLen + 8 + 16 + 4 + 2 + len(h.Writer) + 2 + 8 + (len(h.Entries)-marked)*handoffEntrySize + 8 + 8 + len(h.Stats)*handoffStatSize
+	if marked > 0 {
+		size += 8 + 8 + marked*handoffMarkEntrySize
+	}
 	for _, ifc := range h.Interfaces {
 		if len(ifc.Name) == 0 || len(ifc.Name) > 255 {
 			return nil, fmt.Errorf("encode handoff: interface name %q: want 1 to 255 bytes", ifc.Name)
@@ -163,25 +190,25 @@ func EncodeHandoff(h *Handoff) ([]byte, error) {
 	}
 	le.PutUint32(b[start+4:], uint32(len(b)-start-8))
 
-	// entries
-	b = appendRecordsHeader(b, secEntries, handoffEntrySize, len(h.Entries))
+	// entries, then those of fwmark services in their own section
+	b = appendRecordsHeader(b, secEntries, handoffEntrySize, len(h.Entries)-marked)
 	for i := range h.Entries {
-		e := &h.Entries[i]
-		var r [handoffEntrySize]byte
-		r[0], r[1], r[2] = e.Proto, uint8(e.Method), uint8(e.State)
-		if e.Template {
-			r[3] = 1
+		if e := &h.Entries[i]; e.FWMark == 0 {
+			var r [handoffEntrySize]byte
+			putEntry(r[:], e)
+			b = append(b, r[:]...)
 		}
-		le.PutUint32(r[4:], leftMillis(e.Left))
-		copy(r[8:], e.Client[:])
-		copy(r[24:], e.VAddr[:])
-		copy(r[40:], e.DAddr[:])
-		copy(r[56:], e.LAddr[:])
-		le.PutUint16(r[72:], e.CPort)
-		le.PutUint16(r[74:], e.VPort)
-		le.PutUint16(r[76:], e.DPort)
-		le.PutUint16(r[78:], e.LPort)
-		b = append(b, r[:]...)
+	}
+	if marked > 0 {
+		b = appendRecordsHeader(b, secMarkEntries, handoffMarkEntrySize, marked)
+		for i := range h.Entries {
+			if e := &h.Entries[i]; e.FWMark != 0 {
+				var r [handoffMarkEntrySize]byte
+				putEntry(r[:], e)
+				le.PutUint32(r[handoffEntrySize:], e.FWMark)
+				b = append(b, r[:]...)
+			}
+		}
 	}
 
 	// stats
@@ -214,6 +241,24 @@ func EncodeHandoff(h *Handoff) ([]byte, error) {
 	}
 	le.PutUint64(b[32:], uint64(written.UnixNano()))
 	return b, nil
+}
+
+// putEntry writes e's entry record (without the mark) into r.
+func putEntry(r []byte, e *HandoffEntry) {
+	le := binary.LittleEndian
+	r[0], r[1], r[2] = e.Proto, uint8(e.Method), uint8(e.State)
+	if e.Template {
+		r[3] = 1
+	}
+	le.PutUint32(r[4:], leftMillis(e.Left))
+	copy(r[8:], e.Client[:])
+	copy(r[24:], e.VAddr[:])
+	copy(r[40:], e.DAddr[:])
+	copy(r[56:], e.LAddr[:])
+	le.PutUint16(r[72:], e.CPort)
+	le.PutUint16(r[74:], e.VPort)
+	le.PutUint16(r[76:], e.DPort)
+	le.PutUint16(r[78:], e.LPort)
 }
 
 func appendRecordsHeader(b []byte, typ, recSize, n int) []byte {
@@ -277,6 +322,7 @@ func DecodeHandoff(b []byte) (*Handoff, error) {
 		return nil, corrupt("checksum %08x, the header says %08x", sum, le.Uint32(b[24:]))
 	}
 	h := &Handoff{Written: time.Unix(0, int64(le.Uint64(b[32:])))}
+	var marked []HandoffEntry
 	seenMeta := false
 	for off := 0; off < len(body); {
 		if len(body)-off < 8 {
@@ -302,8 +348,14 @@ func DecodeHandoff(b []byte) (*Handoff, error) {
 			err = h.decodeMeta(p)
 		case secEntries:
 			err = decodeRecords(p, "entries", handoffEntrySize, func(r []byte) error {
-				e, err := decodeEntry(r)
+				e, err := decodeEntry(r, false)
 				h.Entries = append(h.Entries, e)
+				return err
+			})
+		case secMarkEntries:
+			err = decodeRecords(p, "marked entries", handoffMarkEntrySize, func(r []byte) error {
+				e, err := decodeEntry(r, true)
+				marked = append(marked, e)
 				return err
 			})
 		case secStats:
@@ -322,6 +374,7 @@ func DecodeHandoff(b []byte) (*Handoff, error) {
 	if !seenMeta {
 		return nil, corrupt("no meta section")
 	}
+	h.Entries = append(h.Entries, marked...)
 	return h, nil
 }
 
@@ -386,7 +439,8 @@ func decodeRecords(p []byte, what string, min int, f func([]byte) error) error {
 	return nil
 }
 
-func decodeEntry(r []byte) (HandoffEntry, error) {
+// decodeEntry reads an entry record; marked: a marked entry record (section 4).
+func decodeEntry(r []byte, marked bool) (HandoffEntry, error) {
 	le := binary.LittleEndian
 	e := HandoffEntry{
 		Proto: r[0], Method: conntrack.Method(r[1]), State: conntrack.State(r[2]), Template: r[3]&1 != 0,
@@ -400,7 +454,16 @@ func decodeEntry(r []byte) (HandoffEntry, error) {
 	if r[3]&^1 != 0 {
 		return e, corrupt("flags %#x, only 1 (template) is defined", r[3])
 	}
-	if e.Proto != conntrack.ProtoTCP && e.Proto != conntrack.ProtoUDP && e.Proto != conntrack.ProtoSCTP {
+	if marked {
+		e.FWMark = le.Uint32(r[handoffEntrySize:])
+		if e.FWMark == 0 {
+			return e, corrupt("marked entry with mark 0: marks start at 1")
+		}
+		if e.Template && e.Proto != 0 {
+			return e, corrupt("template of a fwmark service with protocol %d, want 0 (IPPROTO_IP)", e.Proto)
+		}
+	}
+	if e.Proto != conntrack.ProtoTCP && e.Proto != conntrack.ProtoUDP && e.Proto != conntrack.ProtoSCTP && !(marked && e.Template) {
 		return e, corrupt("protocol %d, want 6 (TCP), 17 (UDP) or 132 (SCTP)", e.Proto)
 	}
 	if e.Method > conntrack.MethodFullNAT {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -224,5 +225,68 @@ func TestSCTPForwardAllocs(t *testing.T) {
 	}
 	if d := r.drops(); len(d) != 0 {
 		t.Fatalf("drops %v", d)
+	}
+}
+
+// TestFWMarkSCTP: an SCTP mark rule (--add-mark --sctp-service VIP:3868 -f 1) gives
+// SCTP packets to fwmark service 1 (NAT real servers of port 0: the packet's port is
+// kept); the real server's answer goes back from VIP:3868 with a right CRC32c; the
+// client's template, one per mark whatever the protocol (IPVS's
+// <IPPROTO_IP, client, 0, fwmark, 0>), keeps its TCP connection to the mark on the same
+// real server; SCTP to a port no rule names is not the service's.
+func TestFWMarkSCTP(t *testing.T) {
+	r := fwmRig(t, time.Hour)
+	old := r.dp.Snapshot()
+	ns, err := NewSnapshot(append([]Service(nil), old.Services...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := append(append([]MarkRule(nil), old.Marks...), markRule(t, packet.ProtoSCTP, vip.String()+"/32", 1, PortRange{3868, 3868}))
+	if err := ns.SetMarks(rules); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.dp.Publish(ns); err != nil {
+		t.Fatal(err)
+	}
+	r.ext.Inject(sctpFrame(t, macClient, macDirExt, client, vip, 5000, 3868, false, chunk(layers.SCTPChunkTypeInit)))
+	r.w.poll()
+	out := r.int.Sent()
+	if len(out) != 1 {
+		t.Fatalf("SCTP INIT to the marked VIP:3868: %d frames out, drops %v", len(out), r.drops())
+	}
+	info := check(t, out[0])
+	server := netip.AddrFrom16(info.Dst).Unmap()
+	if server != rs1 && server != rs2 || info.DstPort != 3868 {
+		t.Fatalf("INIT went to %v:%d, want a real server, port 3868", server, info.DstPort)
+	}
+	mac := macRS1
+	if server == rs2 {
+		mac = macRS2
+	}
+	r.int.Inject(sctpFrame(t, mac, macDirInt, server, client, 3868, 5000, false, chunk(layers.SCTPChunkTypeInitAck)))
+	r.w.poll()
+	back := r.ext.Sent()
+	if len(back) != 1 {
+		t.Fatalf("INIT ACK from the real server: %d frames out, drops %v", len(back), r.drops())
+	}
+	if bi := check(t, back[0]); netip.AddrFrom16(bi.Src).Unmap() != vip || bi.SrcPort != 3868 {
+		t.Fatalf("INIT ACK left from %v:%d, want %v:3868", netip.AddrFrom16(bi.Src).Unmap(), bi.SrcPort, vip)
+	}
+	var e conntrack.Entry
+	orig := conntrack.Key{Src: a16(client), Dst: a16(vip), SrcPort: 5000, DstPort: 3868, Proto: conntrack.ProtoSCTP}
+	if !r.dp.Conntrack().Get(conntrack.DirOrig, &orig, r.dp.now(), &e) || e.State != conntrack.StateSCTPCookieSent || e.Service != 1 {
+		t.Fatalf("association: state %v service %d, want COOKIE_SENT on service 1", e.State, e.Service)
+	}
+	// TCP to the mark: the client's template holds (rr alone would pick the other).
+	r.ext.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 6000, dport: 443, syn: true}))
+	r.drain()
+	if tcp := r.int.Sent(); len(tcp) != 1 || netip.AddrFrom16(check(t, tcp[0]).Dst).Unmap() != server {
+		t.Fatalf("the client's TCP connection to the mark: %d frames, want one to %v", len(tcp), server)
+	}
+	// SCTP to port 3869: no rule, no service.
+	r.ext.Inject(sctpFrame(t, macClient, macDirExt, client, vip, 5001, 3869, false, chunk(layers.SCTPChunkTypeInit)))
+	r.w.poll()
+	if out := r.int.Sent(); len(out) != 0 || r.drops()["no_service"] == 0 {
+		t.Fatalf("SCTP to an unmarked port: %d frames out, drops %v", len(out), r.drops())
 	}
 }

@@ -19,9 +19,10 @@ import (
 //	xlvsadm --add-mark -u 192.0.2.0/24:53 -f 2       # iptables -t mangle -A PREROUTING -p udp -d 192.0.2.0/24 --dport 53 -j MARK --set-mark 2
 //	xlvsadm --add-mark -t 0.0.0.0/0:80 -f 3          # any destination, port 80 (a transparent cache cluster)
 //	xlvsadm --add-mark -t [2001:db8::/64]:1024-65535 -f 4
+//	xlvsadm --add-mark --sctp-service 192.0.2.10:3868 -f 5   # -p sctp --dport 3868
 //	xlvsadm --del-mark -t 192.0.2.10:80,443 -f 1     # the rule as -L lists it
 //
-// -t/-u take DEST[/LEN][:PORTS]: an address or prefix (IPv6 in brackets when ports
+// -t/-u/--sctp-service take DEST[/LEN][:PORTS]: an address or prefix (IPv6 in brackets when ports
 // follow), and ports as a comma-separated list of ports and FIRST-LAST ranges; without
 // ports, every port. The rules form one list in the order added; when several match a
 // packet the last one's mark wins, as with "-j MARK" rules appended to a chain. -L lists
@@ -34,13 +35,17 @@ func (st *state) markCommand() bool { return st.kind == KindAddMark || st.kind =
 // applyMark handles an option of --add-mark / --del-mark.
 func (st *state) applyMark(tok token) error {
 	switch tok.spec.tag {
-	case tTCP, tUDP:
+	case tTCP, tUDP, tSCTP:
 		if st.markRule.Protocol != "" {
-			return errors.New("multiple '-t/-u' options specified (one protocol and destination per mark rule)")
+			return errors.New("multiple '-t/-u/--sctp-service' options specified (one protocol and destination per mark rule)")
 		}
-		st.markRule.Protocol = api.ProtoTCP
-		if tok.spec.tag == tUDP {
+		switch tok.spec.tag {
+		case tTCP:
+			st.markRule.Protocol = api.ProtoTCP
+		case tUDP:
 			st.markRule.Protocol = api.ProtoUDP
+		default:
+			st.markRule.Protocol = api.ProtoSCTP
 		}
 		p, ports, err := parseMarkDest(tok.arg)
 		if err != nil {
@@ -57,7 +62,7 @@ func (st *state) applyMark(tok token) error {
 		}
 		st.markRule.Mark = uint32(n)
 	default:
-		return fmt.Errorf("Illegal '%s' option with the '%s' command (a mark rule takes -t or -u DEST[/LEN][:PORTS] and -f MARK)", tok.name, st.kind)
+		return fmt.Errorf("Illegal '%s' option with the '%s' command (a mark rule takes -t, -u or --sctp-service DEST[/LEN][:PORTS] and -f MARK)", tok.name, st.kind)
 	}
 	return nil
 }
@@ -65,7 +70,7 @@ func (st *state) applyMark(tok token) error {
 // finishMark checks a mark rule command once every option is read.
 func (st *state) finishMark() error {
 	if st.markRule.Protocol == "" {
-		return fmt.Errorf("You need to supply the '-t' or '-u' option for the '%s' command (the protocol and DEST[/LEN][:PORTS] the rule marks)", st.kind)
+		return fmt.Errorf("You need to supply the '-t', '-u' or '--sctp-service' option for the '%s' command (the protocol and DEST[/LEN][:PORTS] the rule marks)", st.kind)
 	}
 	if st.markRule.Mark == 0 {
 		return fmt.Errorf("You need to supply the '-f' option for the '%s' command (the mark the rule gives)", st.kind)
@@ -174,8 +179,11 @@ func markPorts(ps []api.PortRange) string {
 }
 
 func markOpt(m *api.MarkRule) string {
-	if m.Protocol == api.ProtoUDP {
+	switch m.Protocol {
+	case api.ProtoUDP:
 		return "-u"
+	case api.ProtoSCTP:
+		return "--sctp-service"
 	}
 	return "-t"
 }

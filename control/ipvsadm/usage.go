@@ -33,7 +33,7 @@ func Usage(w io.Writer, prog string) error {
 		"  " + p + " --start-daemon {master|backup} [daemon-options]\n" +
 		"  " + p + " --stop-daemon {master|backup}\n" +
 		"  " + p + " --dataplane-stats\n" +
-		"  " + p + " --add-mark|--del-mark -t|u dest[/len][:ports] -f fwmark\n" +
+		"  " + p + " --add-mark|--del-mark -t|u|--sctp-service dest[/len][:ports] -f fwmark\n" +
 		"  " + p + " -h\n\n" +
 		"Commands:\n" +
 		"Either long or short options are allowed.\n" +
@@ -55,7 +55,7 @@ func Usage(w io.Writer, prog string) error {
 		"  --start-daemon              start connection sync daemon\n" +
 		"  --stop-daemon               stop connection sync daemon\n" +
 		"  --dataplane-stats           show the XDP and AF_XDP dataplane counters (xlvs)\n" +
-		"  --add-mark                  add a firewall-mark rule: -t|-u dest[/len][:ports] -f fwmark\n" +
+		"  --add-mark                  add a firewall-mark rule: -t|-u|--sctp-service dest[/len][:ports] -f fwmark\n" +
 		"                              (xlvs marks packets itself, in place of iptables mangle MARK rules;\n" +
 		"                              ports: 80,443 or 1024-65535; none: every port; the last matching rule wins)\n" +
 		"  --del-mark                  delete a firewall-mark rule, given as -L lists it\n" +
