@@ -164,7 +164,7 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, err
 	}
 	if len(cfg.Interfaces) == 0 {
-		return nil, errors.New("no interface: give at least one with -i IFACE")
+		return nil, errors.New("no interface: Config.Interfaces must name at least one")
 	}
 	type ifc struct {
 		link   netlink.Link

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -8,6 +10,8 @@ import (
 	"time"
 
 	"xlvs/conntrack"
+	"xlvs/dataplane"
+	"xlvs/dataplane/xsk"
 )
 
 func TestParseFlagsErrors(t *testing.T) {
@@ -222,6 +226,34 @@ func TestRunRefusals(t *testing.T) {
 			}
 			if _, err := os.Stat(sock); !os.IsNotExist(err) {
 				t.Errorf("control socket left behind: %v", err)
+			}
+		})
+	}
+}
+
+// TestFlagHint: the dataplane's errors name no flag; xlvsd adds the one to change, and
+// keeps the library's message and its error chain.
+func TestFlagHint(t *testing.T) {
+	qe := &dataplane.QueueCountError{Interface: "eth0", Want: 8, Have: 4}
+	zc := fmt.Errorf("interface eth0: open xsk on ifindex 2 queue 0: operation not supported (%w: veth and most virtual NICs do copy mode only)", xsk.ErrZeroCopyUnsupported)
+	other := errors.New("attach XDP: no such device")
+	for _, tc := range []struct {
+		name  string
+		err   error
+		want  string
+		chain error
+	}{
+		{"queues", fmt.Errorf("interface eth0: %w", qe), "--queues 8: interface eth0: open 8 queues on eth0: the interface has 4 RX queues: pass --queues 1 to 4, or 0 for every RX queue", nil},
+		{"zerocopy", zc, "--zerocopy: " + zc.Error() + ": try --copy", xsk.ErrZeroCopyUnsupported},
+		{"other", other, other.Error(), other},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := flagHint(&options{queues: 8}, tc.err)
+			if got.Error() != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if tc.chain != nil && !errors.Is(got, tc.chain) {
+				t.Errorf("%v does not wrap %v", got, tc.chain)
 			}
 		})
 	}
