@@ -52,7 +52,7 @@ type Options struct {
 type Daemon struct {
 	dp          *dataplane.Dataplane
 	log         *slog.Logger
-	state       string
+	statePath   string // the state file (Options.StatePath); "" = none
 	expireNodes bool
 
 	mu        sync.Mutex
@@ -98,7 +98,7 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 	d := &Daemon{
 		dp:          dp,
 		log:         o.Log,
-		state:       o.StatePath,
+		statePath:   o.StatePath,
 		expireNodes: o.ExpireNodestConn,
 		r:           &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
 		svcIDs:      newIDAlloc(o.MaxServices),
@@ -354,7 +354,7 @@ func requestService(req *api.Request) (*api.Service, *api.Error) {
 }
 
 // definedService is the request's service as r defines it now.
-func definedService(r *rules, req *api.Request) (*svcState, *api.Error) {
+func definedService(r *rules, req *api.Request) (*ruleSvc, *api.Error) {
 	s, e := requestService(req)
 	if e != nil {
 		return nil, e
@@ -387,7 +387,7 @@ func (d *Daemon) applyAddService(r *rules, req *api.Request, ch *changeSet) *api
 	ch.commit = append(ch.commit, func() { d.svcBase[id], d.svcEst[id] = base, newEstimator(base) })
 	cfg := *s
 	cfg.Dests, cfg.Stats = nil, api.Stats{}
-	ns := &svcState{cfg: cfg, id: id}
+	ns := &ruleSvc{cfg: cfg, id: id}
 	r.services = append(r.services, ns)
 	ch.hooks[id] = &schedSteps{fresh: true}
 	ch.hooks.call(ns, d.down, false) // init_service
@@ -496,7 +496,7 @@ func (d *Daemon) applyDest(r *rules, req *api.Request, ch *changeSet) *api.Error
 
 // addDest puts the checked real server dst at the head of cur's list (as the kernel
 // does) with an ID no live connection still names.
-func (d *Daemon) addDest(cur *svcState, dst api.Dest, ch *changeSet) *api.Error {
+func (d *Daemon) addDest(cur *ruleSvc, dst api.Dest, ch *changeSet) *api.Error {
 	ct := d.dp.Conntrack()
 	id, ok := d.destIDs.alloc(func(id uint32) bool { a, in := ct.Conns(id); return a+in > 0 })
 	if !ok {
@@ -506,13 +506,13 @@ func (d *Daemon) addDest(cur *svcState, dst api.Dest, ch *changeSet) *api.Error 
 	base := d.dp.DestStats(id)
 	ch.commit = append(ch.commit, func() { d.destBase[id], d.destEst[id] = base, newEstimator(base) })
 	dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
-	cur.dests = append([]*destState{{cfg: dst, id: id}}, cur.dests...)
+	cur.dests = append([]*ruleDest{{cfg: dst, id: id}}, cur.dests...)
 	return nil
 }
 
 // requestLaddr is the request's FULLNAT local address of a defined service, checked
 // and unmapped, with the service and the address's index there (-1, nil: none yet).
-func requestLaddr(r *rules, req *api.Request) (cur *svcState, addr netip.Addr, i int, old *laddrState, e *api.Error) {
+func requestLaddr(r *rules, req *api.Request) (cur *ruleSvc, addr netip.Addr, i int, old *ruleLaddr, e *api.Error) {
 	if cur, e = definedService(r, req); e != nil {
 		return nil, addr, 0, nil, e
 	}
@@ -547,7 +547,7 @@ func (d *Daemon) applyAddLaddr(r *rules, req *api.Request, ch *changeSet) *api.E
 	ch.undo = append(ch.undo, func() { d.laddrIDs.free(id) })
 	base := d.dp.LaddrConflicts(id)
 	ch.commit = append(ch.commit, func() { d.laddrBase[id] = base })
-	cur.laddrs = append(cur.laddrs, &laddrState{cfg: api.LocalAddr{Addr: addr, Ifname: req.LocalAddr.Ifname}, id: id})
+	cur.laddrs = append(cur.laddrs, &ruleLaddr{cfg: api.LocalAddr{Addr: addr, Ifname: req.LocalAddr.Ifname}, id: id})
 	return nil
 }
 
@@ -594,7 +594,7 @@ func applySetTimeouts(r *rules, req *api.Request) *api.Error {
 	return nil
 }
 
-func (d *Daemon) releaseService(s *svcState, ch *changeSet) {
+func (d *Daemon) releaseService(s *ruleSvc, ch *changeSet) {
 	id := s.id
 	ch.commit = append(ch.commit, func() { d.svcIDs.free(id) })
 	for _, l := range s.laddrs {
