@@ -25,8 +25,8 @@ var Version = version.String()
 
 // Options configure a Daemon. Zero values take the defaults noted.
 type Options struct {
-	MaxServices int    // service IDs; default 4096
-	MaxDests    int    // destination IDs; default 65536
+	MaxServices int    // service IDs; default dataplane.DefaultMaxServices
+	MaxDests    int    // destination IDs; default dataplane.DefaultMaxDests
 	MaxLaddrs   int    // FULLNAT (service, local address) IDs; default dataplane.DefaultMaxLaddrs
 	ConnTable   int    // the "size=" the listing header shows
 	StatePath   string // where the rule set is saved after every change; "" = not saved
@@ -87,10 +87,10 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if o.MaxServices == 0 {
-		o.MaxServices = 4096
+		o.MaxServices = dataplane.DefaultMaxServices
 	}
 	if o.MaxDests == 0 {
-		o.MaxDests = 65536
+		o.MaxDests = dataplane.DefaultMaxDests
 	}
 	if o.MaxLaddrs == 0 {
 		o.MaxLaddrs = dataplane.DefaultMaxLaddrs

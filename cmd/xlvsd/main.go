@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.sock.TxRing, "tx-ring", def.TxRing, "TX ring size (power of two)")
 	fs.IntVar(&o.sock.FillRing, "fill-ring", def.FillRing, "fill ring size (power of two)")
 	fs.IntVar(&o.sock.CompRing, "comp-ring", def.CompRing, "completion ring size (power of two)")
-	fs.IntVar(&o.batch, "batch", 64, "packets per receive batch (1..1024, at most the rx ring)")
+	fs.IntVar(&o.batch, "batch", dataplane.DefaultBatch, "packets per receive batch (1..1024, at most the rx ring)")
 	fs.StringVar(&o.xdpMode, "xdp-mode", "auto", "XDP attach mode: native, generic or auto (native, else generic)")
 	fs.BoolVar(&o.copyMode, "copy", false, "force AF_XDP copy mode")
 	fs.BoolVar(&o.zeroCopy, "zerocopy", false, "require AF_XDP zero-copy mode (NIC driver support needed)")
@@ -262,13 +262,12 @@ func checkSync(o *options) error {
 // HZ 1000 (proc_dointvec_jiffies).
 const maxSyncRefresh = (1<<31 - 1) / 1000
 
-// connEntryBytes bounds the connection table's memory per entry (conntrack reports 107
-// bytes; README, benchmarks).
-const connEntryBytes = 128
+// connEntryBytes bounds the connection table's memory per entry, as conntrack states it.
+const connEntryBytes = uint64(conntrack.EntryBytes)
 
 // defaultConnMax sizes the connection table from memory as IPVS operators size
 // conn_tab_bits by hand: 1/32 of RAM, between 64Ki and 16Mi entries, rounded down to a
-// power of two (24 GiB → 4Mi entries, about 430 MiB).
+// power of two (24 GiB → 4Mi entries, about 464 MiB).
 func defaultConnMax(ram uint64) int {
 	n := 1 << 16
 	for n < 1<<24 && uint64(n*2)*connEntryBytes <= ram/32 {
