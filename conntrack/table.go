@@ -117,7 +117,7 @@ type Config struct {
 	// Shards is a power of two; 0 means 64 (fewer for tables smaller than
 	// 1024 entries, so each shard holds at least 16).
 	Shards int
-	// MaxDests bounds destination ids; 0 means 65536.
+	// MaxDests bounds destination ids; 0 means DefaultMaxDests.
 	MaxDests int
 	// Timeouts per state in seconds; zero fields take DefaultTimeouts().
 	Timeouts Timeouts
@@ -160,9 +160,20 @@ type TableStats struct {
 	Applied  uint64 // connections created or updated by Apply (a sync backup's)
 }
 
+// DefaultMaxDests is Config.MaxDests's default: destination ids below 65536.
+const DefaultMaxDests = 65536
+
+// EntryBytes bounds the memory New reserves per entry of capacity (Config.MaxEntries) in a
+// large table: a record, its share of the index at full load, its sync slot and its
+// share of Walk's buffer, each rounded up (measured: 115.25 bytes, doc.go). Small tables
+// take more per entry: the per-destination counts and page rounding are fixed costs.
+const EntryBytes = int(unsafe.Sizeof(record{})) + // 96
+	(2*4*loadDen+loadNum-1)/loadNum + // index: 2 four-byte slots per entry at load 5/6, 9.6
+	int(unsafe.Sizeof(syncSlot{})) + // 8
+	2 // Walk's buffer, 1.5
+
 const (
 	defaultShards   = 64
-	defaultMaxDests = 65536
 	maxMaxDests     = 1 << 24
 	minShardEntries = 16
 	// Index load when a shard is full: 2 keys per entry in
@@ -339,7 +350,7 @@ func New(cfg Config) (*Table, error) {
 	}
 	maxDests := cfg.MaxDests
 	if maxDests == 0 {
-		maxDests = defaultMaxDests
+		maxDests = DefaultMaxDests
 	}
 	if maxDests < 1 || maxDests > maxMaxDests {
 		return nil, fmt.Errorf("new table: MaxDests %d; want 1 to %d: %w", maxDests, maxMaxDests, ErrConfig)

@@ -25,8 +25,8 @@ var Version = version.String()
 
 // Options configure a Daemon. Zero values take the defaults noted.
 type Options struct {
-	MaxServices int    // service IDs; default 4096
-	MaxDests    int    // destination IDs; default 65536
+	MaxServices int    // service IDs; default dataplane.DefaultMaxServices
+	MaxDests    int    // destination IDs; default dataplane.DefaultMaxDests
 	MaxLaddrs   int    // FULLNAT (service, local address) IDs; default dataplane.DefaultMaxLaddrs
 	ConnTable   int    // the "size=" the listing header shows
 	StatePath   string // where the rule set is saved after every change; "" = not saved
@@ -52,7 +52,7 @@ type Options struct {
 type Daemon struct {
 	dp          *dataplane.Dataplane
 	log         *slog.Logger
-	state       string
+	statePath   string // the state file (Options.StatePath); "" = none
 	expireNodes bool
 
 	mu        sync.Mutex
@@ -87,10 +87,10 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if o.MaxServices == 0 {
-		o.MaxServices = 4096
+		o.MaxServices = dataplane.DefaultMaxServices
 	}
 	if o.MaxDests == 0 {
-		o.MaxDests = 65536
+		o.MaxDests = dataplane.DefaultMaxDests
 	}
 	if o.MaxLaddrs == 0 {
 		o.MaxLaddrs = dataplane.DefaultMaxLaddrs
@@ -98,7 +98,7 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 	d := &Daemon{
 		dp:          dp,
 		log:         o.Log,
-		state:       o.StatePath,
+		statePath:   o.StatePath,
 		expireNodes: o.ExpireNodestConn,
 		r:           &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
 		svcIDs:      newIDAlloc(o.MaxServices),
@@ -245,6 +245,15 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 		return fail(apiErr(api.ErrCodeInternal, "publish configuration: %v", err))
 	}
 	// Committed: the side effects follow.
+	d.commit(req.Op, next, built, draining, ch)
+	return nil
+}
+
+// commit makes next (published, with its schedulers built and the local addresses
+// draining) the daemon's rules and does the side effects ch collected: the connection
+// table's timeouts, expiring removed servers' connections, ID releases and counter bases,
+// the state file, next-hop resolution. The caller holds d.mu.
+func (d *Daemon) commit(op string, next *rules, built map[uint32]*schedState, draining map[netip.Addr]bool, ch *changeSet) {
 	prev := d.r
 	d.r, d.scheds, d.draining = next, built, draining
 	if next.timeouts != prev.timeouts {
@@ -264,7 +273,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	for _, f := range ch.commit {
 		f()
 	}
-	d.log.Info("configuration changed", "op", req.Op, "services", len(next.services))
+	d.log.Info("configuration changed", "op", op, "services", len(next.services))
 	d.saveLocked()
 	// Resolve every real server's next hop now, not on the first packet.
 	for _, s := range next.services {
@@ -272,7 +281,6 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 			d.dp.Resolve(ds.cfg.Addr.As16())
 		}
 	}
-	return nil
 }
 
 // changeSet collects what a change does besides the rules. Nothing outside the copy of
@@ -304,209 +312,30 @@ func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool, hooks schedH
 	return snap, built, nil
 }
 
-// apply applies one operation to r, recording in ch what it does besides.
+// apply applies one operation to r, recording in ch what it does besides: it picks the
+// operation's function, each of which changes only r and ch (and allocates IDs, which
+// ch.undo reverts); change commits.
 func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
-	needSvc := func() (*api.Service, *api.Error) {
-		if req.Service == nil {
-			return nil, apiErr(api.ErrCodeInvalid, "%s: no service given (-t, -u or -f)", req.Op)
-		}
-		s := *req.Service
-		s.Addr = s.Addr.Unmap()
-		return &s, nil
-	}
-	// needDefined is the request's service as defined now.
-	needDefined := func() (*svcState, *api.Error) {
-		s, e := needSvc()
-		if e != nil {
-			return nil, e
-		}
-		_, cur := r.find(s.ServiceKey)
-		if cur == nil {
-			return nil, apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
-		}
-		return cur, nil
-	}
 	switch req.Op {
-	case api.OpAddService, api.OpEditService:
-		s, e := needSvc()
-		if e != nil {
-			return e
-		}
-		if e := checkService(s); e != nil {
-			return e
-		}
-		_, cur := r.find(s.ServiceKey)
-		if req.Op == api.OpAddService {
-			if cur != nil {
-				return apiErr(api.ErrCodeServiceExists, "service %s already exists", keyString(s.ServiceKey))
-			}
-			id, ok := d.svcIDs.alloc(nil)
-			if !ok {
-				return apiErr(api.ErrCodeInvalid, "too many services: at most %d", len(d.svcIDs.used))
-			}
-			ch.undo = append(ch.undo, func() { d.svcIDs.free(id) })
-			base := d.dp.ServiceStats(id)
-			ch.commit = append(ch.commit, func() { d.svcBase[id], d.svcEst[id] = base, newEstimator(base) })
-			cfg := *s
-			cfg.Dests, cfg.Stats = nil, api.Stats{}
-			ns := &svcState{cfg: cfg, id: id}
-			r.services = append(r.services, ns)
-			ch.hooks[id] = &schedSteps{fresh: true}
-			ch.hooks.call(ns, d.down, false) // init_service
-			return nil
-		}
-		if cur == nil {
-			return apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
-		}
-		cfg := *s
-		cfg.Dests, cfg.Stats = nil, api.Stats{}
-		if cfg.OnePacket {
-			for _, ds := range cur.dests {
-				if ds.cfg.Method == api.MethodFullNAT {
-					return apiErr(api.ErrCodeInvalid, "service %s: one-packet scheduling (-o) does not combine with its full NAT real server %v: its replies need the connection entry", keyString(s.ServiceKey), ds.cfg.Addr)
-				}
-			}
-		}
-		if cfg.Scheduler != cur.cfg.Scheduler || schedFlags(&cfg) != schedFlags(&cur.cfg) {
-			// ip_vs_edit_service binds the new scheduler; sh and mh read the flags at each
-			// decision, which a rebuild over the same destinations gives. Anything else
-			// (persistence, the flags of a scheduler without any) leaves it alone.
-			ch.hooks.call(cur, d.down, false)
-		}
-		cur.cfg = cfg
-		return nil
+	case api.OpAddService:
+		return d.applyAddService(r, req, ch)
+	case api.OpEditService:
+		return d.applyEditService(r, req, ch)
 	case api.OpDelService:
-		s, e := needSvc()
-		if e != nil {
-			return e
-		}
-		i, cur := r.find(s.ServiceKey)
-		if cur == nil {
-			return apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(s.ServiceKey))
-		}
-		r.services = append(r.services[:i], r.services[i+1:]...)
-		d.releaseService(cur, ch)
-		return nil
+		return d.applyDelService(r, req, ch)
 	case api.OpClear:
-		for _, s := range r.services {
-			d.releaseService(s, ch)
-		}
-		r.services = nil
-		r.marks = nil
+		d.applyClear(r, ch)
 		return nil
 	case api.OpAddMark, api.OpDelMark:
 		return applyMark(r, req)
 	case api.OpAddDest, api.OpEditDest, api.OpDelDest:
-		cur, e := needDefined()
-		if e != nil {
-			return e
-		}
-		if req.Dest == nil {
-			return apiErr(api.ErrCodeInvalid, "%s: no real server given (-r)", req.Op)
-		}
-		dst := *req.Dest
-		if req.Op != api.OpDelDest {
-			if e := checkDest(cur, &dst); e != nil {
-				return e
-			}
-		} else if dst.Port == 0 {
-			dst.Port = cur.cfg.Port
-		}
-		i, old := cur.findDest(dst.Addr, dst.Port)
-		ch.hooks.call(cur, d.down, req.Op == api.OpAddDest) // add_dest, upd_dest or del_dest
-		switch req.Op {
-		case api.OpAddDest:
-			if old != nil {
-				return apiErr(api.ErrCodeDestExists, "real server %s of service %s already exists", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
-			}
-			ct := d.dp.Conntrack()
-			id, ok := d.destIDs.alloc(func(id uint32) bool { a, in := ct.Conns(id); return a+in > 0 })
-			if !ok {
-				return apiErr(api.ErrCodeInvalid, "too many real servers: at most %d", len(d.destIDs.used))
-			}
-			ch.undo = append(ch.undo, func() { d.destIDs.free(id) })
-			base := d.dp.DestStats(id)
-			ch.commit = append(ch.commit, func() { d.destBase[id], d.destEst[id] = base, newEstimator(base) })
-			dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
-			// The kernel puts a new destination at the head of the list.
-			cur.dests = append([]*destState{{cfg: dst, id: id}}, cur.dests...)
-		case api.OpEditDest:
-			if old == nil {
-				return apiErr(api.ErrCodeNoDest, "no real server %s in service %s", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
-			}
-			dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
-			old.cfg = dst
-		case api.OpDelDest:
-			if old == nil {
-				return apiErr(api.ErrCodeNoDest, "no real server %s in service %s", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
-			}
-			cur.dests = append(cur.dests[:i], cur.dests[i+1:]...)
-			id := old.id
-			ch.commit = append(ch.commit, func() { d.destIDs.free(id) })
-			ch.gone = append(ch.gone, id)
-		}
-		return nil
-	case api.OpAddLocalAddr, api.OpDelLocalAddr:
-		cur, e := needDefined()
-		if e != nil {
-			return e
-		}
-		if req.LocalAddr == nil {
-			return apiErr(api.ErrCodeInvalid, "%s: no local address given (-z)", req.Op)
-		}
-		addr := req.LocalAddr.Addr
-		if e := checkLaddr(cur, addr); e != nil {
-			return e
-		}
-		addr = addr.Unmap()
-		i, old := cur.findLaddr(addr)
-		if req.Op == api.OpAddLocalAddr {
-			if old != nil {
-				return apiErr(api.ErrCodeLaddrExists, "local address %v of service %s already exists", addr, keyString(cur.cfg.ServiceKey))
-			}
-			if all := r.laddrAddrs(); !all[addr] && !d.draining[addr] && len(all)+len(d.draining) >= dataplane.MaxLaddrAddrs {
-				return apiErr(api.ErrCodeInvalid, "local address %v: the director takes at most %d distinct local addresses (deleted ones count while their connections last)", addr, dataplane.MaxLaddrAddrs)
-			}
-			id, ok := d.laddrIDs.alloc(nil)
-			if !ok {
-				return apiErr(api.ErrCodeInvalid, "too many local addresses: at most %d over all services", len(d.laddrIDs.used))
-			}
-			ch.undo = append(ch.undo, func() { d.laddrIDs.free(id) })
-			base := d.dp.LaddrConflicts(id)
-			ch.commit = append(ch.commit, func() { d.laddrBase[id] = base })
-			cur.laddrs = append(cur.laddrs, &laddrState{cfg: api.LocalAddr{Addr: addr, Ifname: req.LocalAddr.Ifname}, id: id})
-			return nil
-		}
-		if old == nil {
-			return apiErr(api.ErrCodeNoLocalAddr, "no local address %v in service %s", addr, keyString(cur.cfg.ServiceKey))
-		}
-		cur.laddrs = append(cur.laddrs[:i], cur.laddrs[i+1:]...)
-		id := old.id
-		ch.commit = append(ch.commit, func() { d.laddrIDs.free(id) })
-		// Connections using it continue: the XDP program keeps handing their replies to
-		// the dataplane while it drains.
-		ch.retired = append(ch.retired, addr)
-		return nil
+		return d.applyDest(r, req, ch)
+	case api.OpAddLocalAddr:
+		return d.applyAddLaddr(r, req, ch)
+	case api.OpDelLocalAddr:
+		return d.applyDelLaddr(r, req, ch)
 	case api.OpSetTimeouts:
-		if req.Timeouts == nil {
-			return apiErr(api.ErrCodeInvalid, "set-timeouts: no timeouts given")
-		}
-		t := *req.Timeouts
-		for _, v := range []uint32{t.TCP, t.TCPFin, t.UDP} {
-			if v > conntrack.MaxTimeout {
-				return apiErr(api.ErrCodeInvalid, "timeout %d s: at most %d s", v, conntrack.MaxTimeout)
-			}
-		}
-		if t.TCP != 0 {
-			r.timeouts.TCP = t.TCP
-		}
-		if t.TCPFin != 0 {
-			r.timeouts.TCPFin = t.TCPFin
-		}
-		if t.UDP != 0 {
-			r.timeouts.UDP = t.UDP
-		}
-		return nil // the connection table takes them when the change commits
+		return applySetTimeouts(r, req)
 	case api.OpRestore:
 		return apiErr(api.ErrCodeInvalid, "restore inside a restore")
 	default:
@@ -514,7 +343,258 @@ func (d *Daemon) apply(r *rules, req *api.Request, ch *changeSet) *api.Error {
 	}
 }
 
-func (d *Daemon) releaseService(s *svcState, ch *changeSet) {
+// requestService is the request's service, its address unmapped.
+func requestService(req *api.Request) (*api.Service, *api.Error) {
+	if req.Service == nil {
+		return nil, apiErr(api.ErrCodeInvalid, "%s: no service given (-t, -u or -f)", req.Op)
+	}
+	s := *req.Service
+	s.Addr = s.Addr.Unmap()
+	return &s, nil
+}
+
+// definedService is the request's service as r defines it now.
+func definedService(r *rules, req *api.Request) (*ruleSvc, *api.Error) {
+	s, e := requestService(req)
+	if e != nil {
+		return nil, e
+	}
+	_, cur := r.find(s.ServiceKey)
+	if cur == nil {
+		return nil, apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
+	}
+	return cur, nil
+}
+
+// applyAddService is -A: a new service with a fresh ID, its scheduler initialised.
+func (d *Daemon) applyAddService(r *rules, req *api.Request, ch *changeSet) *api.Error {
+	s, e := requestService(req)
+	if e != nil {
+		return e
+	}
+	if e := checkService(s); e != nil {
+		return e
+	}
+	if _, cur := r.find(s.ServiceKey); cur != nil {
+		return apiErr(api.ErrCodeServiceExists, "service %s already exists", keyString(s.ServiceKey))
+	}
+	id, ok := d.svcIDs.alloc(nil)
+	if !ok {
+		return apiErr(api.ErrCodeInvalid, "too many services: at most %d", len(d.svcIDs.used))
+	}
+	ch.undo = append(ch.undo, func() { d.svcIDs.free(id) })
+	base := d.dp.ServiceStats(id)
+	ch.commit = append(ch.commit, func() { d.svcBase[id], d.svcEst[id] = base, newEstimator(base) })
+	cfg := *s
+	cfg.Dests, cfg.Stats = nil, api.Stats{}
+	ns := &ruleSvc{cfg: cfg, id: id}
+	r.services = append(r.services, ns)
+	ch.hooks[id] = &schedSteps{fresh: true}
+	ch.hooks.call(ns, d.down, false) // init_service
+	return nil
+}
+
+// applyEditService is -E: a defined service's settings replaced, its real servers kept.
+func (d *Daemon) applyEditService(r *rules, req *api.Request, ch *changeSet) *api.Error {
+	s, e := requestService(req)
+	if e != nil {
+		return e
+	}
+	if e := checkService(s); e != nil {
+		return e
+	}
+	_, cur := r.find(s.ServiceKey)
+	if cur == nil {
+		return apiErr(api.ErrCodeNoService, "service %s is not defined: add it with -A first", keyString(s.ServiceKey))
+	}
+	cfg := *s
+	cfg.Dests, cfg.Stats = nil, api.Stats{}
+	if cfg.OnePacket {
+		for _, ds := range cur.dests {
+			if ds.cfg.Method == api.MethodFullNAT {
+				return apiErr(api.ErrCodeInvalid, "service %s: one-packet scheduling (-o) does not combine with its full NAT real server %v: its replies need the connection entry", keyString(s.ServiceKey), ds.cfg.Addr)
+			}
+		}
+	}
+	if cfg.Scheduler != cur.cfg.Scheduler || schedFlags(&cfg) != schedFlags(&cur.cfg) {
+		// ip_vs_edit_service binds the new scheduler; sh and mh read the flags at each
+		// decision, which a rebuild over the same destinations gives. Anything else
+		// (persistence, the flags of a scheduler without any) leaves it alone.
+		ch.hooks.call(cur, d.down, false)
+	}
+	cur.cfg = cfg
+	return nil
+}
+
+// applyDelService is -D: the service gone, its IDs released at commit.
+func (d *Daemon) applyDelService(r *rules, req *api.Request, ch *changeSet) *api.Error {
+	s, e := requestService(req)
+	if e != nil {
+		return e
+	}
+	i, cur := r.find(s.ServiceKey)
+	if cur == nil {
+		return apiErr(api.ErrCodeNoService, "service %s is not defined", keyString(s.ServiceKey))
+	}
+	r.services = append(r.services[:i], r.services[i+1:]...)
+	d.releaseService(cur, ch)
+	return nil
+}
+
+// applyClear is -C: every service and firewall-mark rule gone.
+func (d *Daemon) applyClear(r *rules, ch *changeSet) {
+	for _, s := range r.services {
+		d.releaseService(s, ch)
+	}
+	r.services = nil
+	r.marks = nil
+}
+
+// applyDest is -a, -e and -d: a real server of a defined service added, edited or
+// deleted, the service's scheduler told (add_dest, upd_dest or del_dest).
+func (d *Daemon) applyDest(r *rules, req *api.Request, ch *changeSet) *api.Error {
+	cur, e := definedService(r, req)
+	if e != nil {
+		return e
+	}
+	if req.Dest == nil {
+		return apiErr(api.ErrCodeInvalid, "%s: no real server given (-r)", req.Op)
+	}
+	dst := *req.Dest
+	if req.Op != api.OpDelDest {
+		if e := checkDest(cur, &dst); e != nil {
+			return e
+		}
+	} else if dst.Port == 0 {
+		dst.Port = cur.cfg.Port
+	}
+	i, old := cur.findDest(dst.Addr, dst.Port)
+	ch.hooks.call(cur, d.down, req.Op == api.OpAddDest) // add_dest, upd_dest or del_dest
+	switch req.Op {
+	case api.OpAddDest:
+		if old != nil {
+			return apiErr(api.ErrCodeDestExists, "real server %s of service %s already exists", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
+		}
+		return d.addDest(cur, dst, ch)
+	case api.OpEditDest:
+		if old == nil {
+			return apiErr(api.ErrCodeNoDest, "no real server %s in service %s", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
+		}
+		dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
+		old.cfg = dst
+	default: // api.OpDelDest
+		if old == nil {
+			return apiErr(api.ErrCodeNoDest, "no real server %s in service %s", netip.AddrPortFrom(dst.Addr, dst.Port), keyString(cur.cfg.ServiceKey))
+		}
+		cur.dests = append(cur.dests[:i], cur.dests[i+1:]...)
+		id := old.id
+		ch.commit = append(ch.commit, func() { d.destIDs.free(id) })
+		ch.gone = append(ch.gone, id)
+	}
+	return nil
+}
+
+// addDest puts the checked real server dst at the head of cur's list (as the kernel
+// does) with an ID no live connection still names.
+func (d *Daemon) addDest(cur *ruleSvc, dst api.Dest, ch *changeSet) *api.Error {
+	ct := d.dp.Conntrack()
+	id, ok := d.destIDs.alloc(func(id uint32) bool { a, in := ct.Conns(id); return a+in > 0 })
+	if !ok {
+		return apiErr(api.ErrCodeInvalid, "too many real servers: at most %d", len(d.destIDs.used))
+	}
+	ch.undo = append(ch.undo, func() { d.destIDs.free(id) })
+	base := d.dp.DestStats(id)
+	ch.commit = append(ch.commit, func() { d.destBase[id], d.destEst[id] = base, newEstimator(base) })
+	dst.ActiveConns, dst.InactConns, dst.PersistConns, dst.Stats = 0, 0, 0, api.Stats{}
+	cur.dests = append([]*ruleDest{{cfg: dst, id: id}}, cur.dests...)
+	return nil
+}
+
+// requestLaddr is the request's FULLNAT local address of a defined service, checked
+// and unmapped, with the service and the address's index there (-1, nil: none yet).
+func requestLaddr(r *rules, req *api.Request) (cur *ruleSvc, addr netip.Addr, i int, old *ruleLaddr, e *api.Error) {
+	if cur, e = definedService(r, req); e != nil {
+		return nil, addr, 0, nil, e
+	}
+	if req.LocalAddr == nil {
+		return nil, addr, 0, nil, apiErr(api.ErrCodeInvalid, "%s: no local address given (-z)", req.Op)
+	}
+	addr = req.LocalAddr.Addr
+	if e := checkLaddr(cur, addr); e != nil {
+		return nil, addr, 0, nil, e
+	}
+	addr = addr.Unmap()
+	i, old = cur.findLaddr(addr)
+	return cur, addr, i, old, nil
+}
+
+// applyAddLaddr is -P: a FULLNAT local address added to a defined service.
+func (d *Daemon) applyAddLaddr(r *rules, req *api.Request, ch *changeSet) *api.Error {
+	cur, addr, _, old, e := requestLaddr(r, req)
+	if e != nil {
+		return e
+	}
+	if old != nil {
+		return apiErr(api.ErrCodeLaddrExists, "local address %v of service %s already exists", addr, keyString(cur.cfg.ServiceKey))
+	}
+	if all := r.laddrAddrs(); !all[addr] && !d.draining[addr] && len(all)+len(d.draining) >= dataplane.MaxLaddrAddrs {
+		return apiErr(api.ErrCodeInvalid, "local address %v: the director takes at most %d distinct local addresses (deleted ones count while their connections last)", addr, dataplane.MaxLaddrAddrs)
+	}
+	id, ok := d.laddrIDs.alloc(nil)
+	if !ok {
+		return apiErr(api.ErrCodeInvalid, "too many local addresses: at most %d over all services", len(d.laddrIDs.used))
+	}
+	ch.undo = append(ch.undo, func() { d.laddrIDs.free(id) })
+	base := d.dp.LaddrConflicts(id)
+	ch.commit = append(ch.commit, func() { d.laddrBase[id] = base })
+	cur.laddrs = append(cur.laddrs, &ruleLaddr{cfg: api.LocalAddr{Addr: addr, Ifname: req.LocalAddr.Ifname}, id: id})
+	return nil
+}
+
+// applyDelLaddr is -Q: a FULLNAT local address deleted from a service; its connections
+// continue while it drains.
+func (d *Daemon) applyDelLaddr(r *rules, req *api.Request, ch *changeSet) *api.Error {
+	cur, addr, i, old, e := requestLaddr(r, req)
+	if e != nil {
+		return e
+	}
+	if old == nil {
+		return apiErr(api.ErrCodeNoLocalAddr, "no local address %v in service %s", addr, keyString(cur.cfg.ServiceKey))
+	}
+	cur.laddrs = append(cur.laddrs[:i], cur.laddrs[i+1:]...)
+	id := old.id
+	ch.commit = append(ch.commit, func() { d.laddrIDs.free(id) })
+	// Connections using it continue: the XDP program keeps handing their replies to
+	// the dataplane while it drains.
+	ch.retired = append(ch.retired, addr)
+	return nil
+}
+
+// applySetTimeouts is --set: the non-zero timeouts replace r's; the connection table
+// takes them when the change commits.
+func applySetTimeouts(r *rules, req *api.Request) *api.Error {
+	if req.Timeouts == nil {
+		return apiErr(api.ErrCodeInvalid, "set-timeouts: no timeouts given")
+	}
+	t := *req.Timeouts
+	for _, v := range []uint32{t.TCP, t.TCPFin, t.UDP} {
+		if v > conntrack.MaxTimeout {
+			return apiErr(api.ErrCodeInvalid, "timeout %d s: at most %d s", v, conntrack.MaxTimeout)
+		}
+	}
+	if t.TCP != 0 {
+		r.timeouts.TCP = t.TCP
+	}
+	if t.TCPFin != 0 {
+		r.timeouts.TCPFin = t.TCPFin
+	}
+	if t.UDP != 0 {
+		r.timeouts.UDP = t.UDP
+	}
+	return nil
+}
+
+func (d *Daemon) releaseService(s *ruleSvc, ch *changeSet) {
 	id := s.id
 	ch.commit = append(ch.commit, func() { d.svcIDs.free(id) })
 	for _, l := range s.laddrs {

@@ -7,7 +7,7 @@ import (
 
 // checkMethod validates a destination's forwarding method (and its tunnel options) for
 // service s, filling the default (-g, direct routing, as ipvsadm).
-func checkMethod(s *svcState, d *api.Dest) *api.Error {
+func checkMethod(s *ruleSvc, d *api.Dest) *api.Error {
 	if d.Method == "" {
 		d.Method = api.MethodRoute
 	}

@@ -54,7 +54,7 @@ func flagsMatter(name string) bool { return name == "sh" || name == "mh" }
 // schedInput returns s's scheduler input now. down lists destinations that health checks
 // have failed (by ID): they are scheduled with weight 0 — no new connections, existing
 // ones continue — without touching the rules.
-func (s *svcState) schedInput(down map[uint32]bool) schedInput {
+func (s *ruleSvc) schedInput(down map[uint32]bool) schedInput {
 	in := schedInput{name: s.cfg.Scheduler, flags: schedFlags(&s.cfg), dests: make([]sched.Dest, len(s.dests))}
 	for i, d := range s.dests {
 		in.dests[i] = sched.Dest{ID: d.id, Weight: destWeight(d, down), UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port}
@@ -63,7 +63,7 @@ func (s *svcState) schedInput(down map[uint32]bool) schedInput {
 }
 
 // destWeight is d's weight as scheduled: 0 while its health checks fail.
-func destWeight(d *destState, down map[uint32]bool) int32 {
+func destWeight(d *ruleDest, down map[uint32]bool) int32 {
 	if down[d.id] {
 		return 0
 	}
@@ -104,7 +104,7 @@ type schedHooks map[uint32]*schedSteps
 // of that input at most its mw and on its di grid, and adding destinations only raises
 // mw and divides di, so that hook leaves cw alone. Without this a restore would Rebuild
 // once per server, quadratic in the servers of a service.
-func (h schedHooks) call(s *svcState, down map[uint32]bool, add bool) {
+func (h schedHooks) call(s *ruleSvc, down map[uint32]bool, add bool) {
 	st := h[s.id]
 	if st == nil {
 		st = &schedSteps{}
@@ -124,7 +124,7 @@ func (h schedHooks) call(s *svcState, down map[uint32]bool, add bool) {
 // scheduler returns s's scheduler for input in: prev's (the published one, nil if none)
 // when no hook is called and the input is the same, else prev rebuilt through each hook
 // in order and, if the input still differs (a health-check flip), once more.
-func (s *svcState) scheduler(prev *schedState, h *schedSteps, counts sched.Counts, in schedInput) (*schedState, error) {
+func (s *ruleSvc) scheduler(prev *schedState, h *schedSteps, counts sched.Counts, in schedInput) (*schedState, error) {
 	cur := prev
 	var steps []schedInput
 	pending := false

@@ -12,35 +12,39 @@ import (
 	"xlvs/sched"
 )
 
-type destState struct {
+// ruleDest is a real server of a service in the rule set: its configuration and its
+// ID in the dataplane's tables.
+type ruleDest struct {
 	cfg api.Dest
 	id  uint32
 }
 
-// laddrState is a FULLNAT local address of a service.
-type laddrState struct {
+// ruleLaddr is a FULLNAT local address of a service in the rule set.
+type ruleLaddr struct {
 	cfg api.LocalAddr // Addr and Ifname; Service, Conns and PortConflicts unused here
 	id  uint32
 }
 
-type svcState struct {
+// ruleSvc is a virtual service in the rule set, with its real servers and local
+// addresses.
+type ruleSvc struct {
 	cfg    api.Service // Dests and Stats unused here
 	id     uint32
-	dests  []*destState  // the kernel's list order: newest first
-	laddrs []*laddrState // FULLNAT local addresses, in the order added
+	dests  []*ruleDest  // the kernel's list order: newest first
+	laddrs []*ruleLaddr // FULLNAT local addresses, in the order added
 }
 
 // rules is the whole configuration. clone() gives a deep copy to change.
 type rules struct {
-	services []*svcState
+	services []*ruleSvc
 	timeouts api.Timeouts
 	marks    []api.MarkRule // firewall-mark rules, in list order (marks.go)
 }
 
 func (r *rules) clone() *rules {
-	c := &rules{timeouts: r.timeouts, services: make([]*svcState, len(r.services)), marks: cloneMarks(r.marks)}
+	c := &rules{timeouts: r.timeouts, services: make([]*ruleSvc, len(r.services)), marks: cloneMarks(r.marks)}
 	for i, s := range r.services {
-		ns := &svcState{cfg: s.cfg, id: s.id, dests: make([]*destState, len(s.dests))}
+		ns := &ruleSvc{cfg: s.cfg, id: s.id, dests: make([]*ruleDest, len(s.dests))}
 		ns.cfg.SchedFlags = slices.Clone(s.cfg.SchedFlags)
 		for j, d := range s.dests {
 			nd := *d
@@ -55,7 +59,7 @@ func (r *rules) clone() *rules {
 	return c
 }
 
-func (r *rules) find(k api.ServiceKey) (int, *svcState) {
+func (r *rules) find(k api.ServiceKey) (int, *ruleSvc) {
 	for i, s := range r.services {
 		if sameKey(s.cfg.ServiceKey, k) {
 			return i, s
@@ -74,7 +78,7 @@ func sameKey(a, b api.ServiceKey) bool {
 	return a.Addr.Unmap() == b.Addr.Unmap() && a.Port == b.Port
 }
 
-func (s *svcState) findLaddr(addr netip.Addr) (int, *laddrState) {
+func (s *ruleSvc) findLaddr(addr netip.Addr) (int, *ruleLaddr) {
 	for i, l := range s.laddrs {
 		if l.cfg.Addr.Unmap() == addr.Unmap() {
 			return i, l
@@ -95,7 +99,7 @@ func (r *rules) laddrAddrs() map[netip.Addr]bool {
 }
 
 // checkLaddr validates a FULLNAT local address for service s.
-func checkLaddr(s *svcState, a netip.Addr) *api.Error {
+func checkLaddr(s *ruleSvc, a netip.Addr) *api.Error {
 	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
 		return apiErr(api.ErrCodeInvalid, "local address %v: must be a unicast IPv4 or IPv6 address without a zone", a)
 	}
@@ -115,7 +119,7 @@ func familyOf(a netip.Addr) int {
 }
 
 // serviceOf returns the service of destination id, or nil.
-func (r *rules) serviceOf(id uint32) *svcState {
+func (r *rules) serviceOf(id uint32) *ruleSvc {
 	for _, s := range r.services {
 		for _, d := range s.dests {
 			if d.id == id {
@@ -126,7 +130,7 @@ func (r *rules) serviceOf(id uint32) *svcState {
 	return nil
 }
 
-func (s *svcState) findDest(addr netip.Addr, port uint16) (int, *destState) {
+func (s *ruleSvc) findDest(addr netip.Addr, port uint16) (int, *ruleDest) {
 	for i, d := range s.dests {
 		if d.cfg.Addr.Unmap() == addr.Unmap() && d.cfg.Port == port {
 			return i, d
@@ -212,7 +216,7 @@ func isUnknownSched(err error) bool {
 }
 
 // checkDest validates a destination of service s and fills defaults.
-func checkDest(s *svcState, d *api.Dest) *api.Error {
+func checkDest(s *ruleSvc, d *api.Dest) *api.Error {
 	if !d.Addr.IsValid() || d.Addr.IsUnspecified() {
 		return apiErr(api.ErrCodeInvalid, "real server address %v: must be a unicast address", d.Addr)
 	}

@@ -110,11 +110,11 @@ func (d *Daemon) savedDaemons() []api.SyncDaemon {
 
 // saveLocked writes the state file; the caller holds d.mu.
 func (d *Daemon) saveLocked() {
-	if d.state == "" {
+	if d.statePath == "" {
 		return
 	}
-	if err := saveState(d.state, d.r, d.savedDaemons()); err != nil {
-		d.log.Error("save state: the change is in effect but will not survive a restart", "path", d.state, "err", err)
+	if err := saveState(d.statePath, d.r, d.savedDaemons()); err != nil {
+		d.log.Error("save state: the change is in effect but will not survive a restart", "path", d.statePath, "err", err)
 	}
 }
 

@@ -23,13 +23,13 @@ type Config struct {
 	Interfaces  []string   // interfaces to attach to (at least one)
 	Queues      int        // queues per interface; 0 = every RX queue the interface has
 	Socket      xsk.Config // ring and frame sizes (zero: xsk.DefaultConfig)
-	Batch       int        // packets per receive batch; default 64
+	Batch       int        // packets per receive batch; default DefaultBatch
 	XDPMode     bpf.Mode   // native, generic or auto (native, falling back to generic)
 	CPUs        []int      // CPUs to pin workers to, round robin; empty = unpinned
 	Conntrack   conntrack.Config
 	SloppyTCP   bool // accept mid-stream TCP packets as new connections (IPVS sloppy_tcp)
-	MaxServices int  // service IDs are below this; default 4096
-	MaxDests    int  // destination IDs are below this; default 65536
+	MaxServices int  // service IDs are below this; default DefaultMaxServices
+	MaxDests    int  // destination IDs are below this; default DefaultMaxDests
 	MaxLaddrs   int  // FULLNAT local address IDs are below this; default DefaultMaxLaddrs
 	// ICMPRate and ICMPBurst limit the ICMP errors each worker writes itself (port
 	// unreachable, fragmentation needed) to ICMPRate per second in bursts of ICMPBurst;
@@ -59,13 +59,13 @@ func (c *Config) defaults() {
 		c.Socket = xsk.DefaultConfig()
 	}
 	if c.Batch == 0 {
-		c.Batch = 64
+		c.Batch = DefaultBatch
 	}
 	if c.MaxServices == 0 {
-		c.MaxServices = 4096
+		c.MaxServices = DefaultMaxServices
 	}
 	if c.MaxDests == 0 {
-		c.MaxDests = 65536
+		c.MaxDests = DefaultMaxDests
 	}
 	if c.MaxLaddrs == 0 {
 		c.MaxLaddrs = DefaultMaxLaddrs
@@ -112,6 +112,13 @@ func (c *Config) Validate() error {
 	}
 	return c.Socket.Validate()
 }
+
+// Defaults of Config, the one source for the daemon (control.Options) and xlvsd's flags.
+const (
+	DefaultBatch       = 64                        // Config.Batch
+	DefaultMaxServices = 4096                      // Config.MaxServices
+	DefaultMaxDests    = conntrack.DefaultMaxDests // Config.MaxDests, and so the connection table's
+)
 
 // DefaultMaxLaddrs is Config.MaxLaddrs's default: FULLNAT (service, local address)
 // pairs, each with its own counters. Distinct local addresses are fewer: at most
@@ -164,7 +171,7 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, err
 	}
 	if len(cfg.Interfaces) == 0 {
-		return nil, errors.New("no interface: give at least one with -i IFACE")
+		return nil, errors.New("no interface: Config.Interfaces must name at least one")
 	}
 	type ifc struct {
 		link   netlink.Link

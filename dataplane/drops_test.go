@@ -222,7 +222,7 @@ func TestDropPaths(t *testing.T) {
 			return [][]byte{build(t, pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: client, sport: 8080, dport: 2, ack: true})}
 		}, want: DropNoReplyConn},
 		{name: "no real server: port unreachable", opts: dropOpts{dests: []Dest{}}, frames: one(udpReq), want: DropNoDest, sent: 1},
-		{name: "TTL expired", frames: one(pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 3, dport: 80, udp: true, ttl: 1}), want: DropTTL},
+		{name: "TTL expired", frames: one(pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 3, dport: 80, udp: true, ttl: 1}), want: DropTTLExpired},
 		{name: "no route to the real server", opts: dropOpts{routes: defaultRoutes()[:1]}, frames: one(udpReq), want: DropNoRoute},
 		{name: "route through an interface xlvsd does not run on", opts: dropOpts{routes: func() []Route {
 			rt := defaultRoutes()
@@ -255,7 +255,7 @@ func TestDropPaths(t *testing.T) {
 			}
 		}, frames: one(udpReq), want: DropDestGone},
 		{name: "DR to a real server of the other family", opts: dropOpts{dests: []Dest{{ID: 1, Addr: a16(rs6), Port: 80, Method: conntrack.MethodDR, Weight: 1}}},
-			frames: one(udpReq), want: DropMethod},
+			frames: one(udpReq), want: DropBadMethod},
 		{name: "TUN without a source address on the egress interface", opts: dropOpts{dests: []Dest{{ID: 1, Addr: a16(rs1), Port: 80, Method: conntrack.MethodTUN, Weight: 1}}},
 			frames: one(udpReq), want: DropNoSource},
 		{name: "TUN with no headroom in the frame", opts: dropOpts{

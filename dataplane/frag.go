@@ -132,7 +132,7 @@ func (w *worker) fragment(in *port, d xsk.Desc, frame []byte, fib *FIB, now int6
 	switch fe.action {
 	case fragNATDst, fragNATSrc:
 		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTL)
+			w.drop(in, d, DropTTLExpired)
 			return
 		}
 		if fe.action == fragNATDst {
@@ -145,7 +145,7 @@ func (w *worker) fragment(in *port, d xsk.Desc, frame []byte, fib *FIB, now int6
 		w.output(in, d, frame, fib, fe.to)
 	case fragFullNATIn, fragFullNATOut:
 		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTL)
+			w.drop(in, d, DropTTLExpired)
 			return
 		}
 		packet.RewriteSrcAddr(frame, info, fe.addr)
@@ -159,6 +159,6 @@ func (w *worker) fragment(in *port, d xsk.Desc, frame []byte, fib *FIB, now int6
 		w.countFlow(fe.svc, fe.dest, true)
 		w.tunnel(in, d, fib, fe.addr)
 	default:
-		w.drop(in, d, DropMethod)
+		w.drop(in, d, DropBadMethod)
 	}
 }

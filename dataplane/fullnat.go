@@ -165,7 +165,7 @@ func (w *worker) laddrCtrs(id uint32) *ctr {
 func (w *worker) fullnatRequest(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
 	info, e := &w.info, &w.entry
 	if packet.IsIPv4Mapped(e.Reply.Dst) != (info.Family == 4) || packet.IsIPv4Mapped(e.Reply.Src) != (info.Family == 4) {
-		w.drop(in, d, DropMethod)
+		w.drop(in, d, DropBadMethod)
 		return
 	}
 	if !packet.SCTPPortsFixable(info, e.Reply.DstPort, e.Reply.SrcPort) {
@@ -173,7 +173,7 @@ func (w *worker) fullnatRequest(in *port, d xsk.Desc, frame []byte, fib *FIB, no
 		return
 	}
 	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTL)
+		w.drop(in, d, DropTTLExpired)
 		return
 	}
 	w.countIn(e)
@@ -193,7 +193,7 @@ func (w *worker) fullnatReply(in *port, d xsk.Desc, frame []byte, fib *FIB, now 
 		return
 	}
 	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTL)
+		w.drop(in, d, DropTTLExpired)
 		return
 	}
 	w.countFlow(e.Service, e.Dest, false)

@@ -66,7 +66,7 @@ func (w *worker) icmpToReal(in *port, d xsk.Desc, frame []byte, snap *Snapshot, 
 	switch e.Method {
 	case conntrack.MethodNAT:
 		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTL)
+			w.drop(in, d, DropTTLExpired)
 			return
 		}
 		if !packet.RewriteICMPError(frame, info, ie, info.Src, e.Reply.Src, e.Reply.Src, ie.Dst, e.Reply.SrcPort, ie.DstPort) {
@@ -78,7 +78,7 @@ func (w *worker) icmpToReal(in *port, d xsk.Desc, frame []byte, snap *Snapshot, 
 		w.output(in, d, frame, fib, e.Reply.Src)
 	case conntrack.MethodFullNAT:
 		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTL)
+			w.drop(in, d, DropTTLExpired)
 			return
 		}
 		// From LIP to RS, quoting RS:rport → LIP:lport.
@@ -91,7 +91,7 @@ func (w *worker) icmpToReal(in *port, d xsk.Desc, frame []byte, snap *Snapshot, 
 		w.output(in, d, frame, fib, e.Reply.Src)
 	case conntrack.MethodDR, conntrack.MethodTUN:
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
-			w.drop(in, d, DropMethod)
+			w.drop(in, d, DropBadMethod)
 			return
 		}
 		w.countFlow(e.Service, e.Dest, true)
@@ -102,7 +102,7 @@ func (w *worker) icmpToReal(in *port, d xsk.Desc, frame []byte, snap *Snapshot, 
 			w.tunnel(in, d, fib, rs.Addr)
 		}
 	default:
-		w.drop(in, d, DropMethod)
+		w.drop(in, d, DropBadMethod)
 	}
 }
 
@@ -111,11 +111,11 @@ func (w *worker) icmpToReal(in *port, d xsk.Desc, frame []byte, snap *Snapshot, 
 func (w *worker) icmpToClient(in *port, d xsk.Desc, frame []byte, fib *FIB) {
 	info, ie, e := &w.info, &w.icmpErr, &w.entry
 	if e.Method != conntrack.MethodNAT && e.Method != conntrack.MethodFullNAT {
-		w.drop(in, d, DropMethod)
+		w.drop(in, d, DropBadMethod)
 		return
 	}
 	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTL)
+		w.drop(in, d, DropTTLExpired)
 		return
 	}
 	ok := false

@@ -55,7 +55,7 @@ func (w *worker) opsReply(in *port, d xsk.Desc, frame []byte, fib *FIB) bool {
 		}
 	}
 	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTL)
+		w.drop(in, d, DropTTLExpired)
 		return true
 	}
 	w.bc.opsReplies++

@@ -14,16 +14,16 @@ const (
 	DropNoReplyConn              // a real server's packet with no connection entry
 	DropNoDest                   // no available real server: answered with ICMP port unreachable (IPVS ip_vs_leave)
 	DropTableFull                // the connection table is full
-	DropTTL                      // TTL / hop limit expired
+	DropTTLExpired               // TTL / hop limit expired
 	DropNoRoute                  // no route to the destination
 	DropNotManaged               // the route leaves through an interface xlvsd does not run on
-	DropNoNeigh                  // next hop not resolved yet (resolution requested)
+	DropNoNeighbour              // next hop not resolved yet (resolution requested)
 	DropNoFrame                  // no free frame on the egress socket
 	DropTxFull                   // the egress TX ring was full
 	DropTxError                  // the egress socket failed (link down)
 	DropTooBig                   // larger than an egress frame can hold
 	DropDestGone                 // the connection's real server was deleted (expire_nodest_conn=0)
-	DropMethod                   // forwarding method not handled for this packet (or family mismatch)
+	DropBadMethod                // forwarding method not handled for this packet (or family mismatch)
 	DropNoSource                 // no director address on the egress interface for a tunnel's outer header
 	DropNoHeadroom               // the frame has no room before the packet for a new header
 	DropICMPNoConn               // an ICMP error quoting a packet of no tracked connection

@@ -477,7 +477,7 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 			return
 		}
 		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTL)
+			w.drop(in, d, DropTTLExpired)
 			return
 		}
 		w.countIn(e)
@@ -495,7 +495,7 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 		// DR: the IP packet leaves untouched (IPVS delivers it locally, so no TTL
 		// decrement); only the MACs change, towards the real server's.
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
-			w.drop(in, d, DropMethod)
+			w.drop(in, d, DropBadMethod)
 			return
 		}
 		w.countIn(e)
@@ -506,7 +506,7 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 	case conntrack.MethodTUN:
 		// TUN: IPIP (IPv4 in IPv4) or ip6ip6; the inner packet is left as it came.
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
-			w.drop(in, d, DropMethod)
+			w.drop(in, d, DropBadMethod)
 			return
 		}
 		w.countIn(e)
@@ -515,7 +515,7 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 		}
 		w.tunnel(in, d, fib, rs.Addr)
 	default:
-		w.drop(in, d, DropMethod)
+		w.drop(in, d, DropBadMethod)
 	}
 }
 
@@ -755,7 +755,7 @@ func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64, 
 		return
 	}
 	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTL)
+		w.drop(in, d, DropTTLExpired)
 		return
 	}
 	e := &w.entry
@@ -789,7 +789,7 @@ func (w *worker) output(in *port, d xsk.Desc, frame []byte, fib *FIB, dst [16]by
 // incomplete neighbour entry; when the queue is full the frame is dropped and counted.
 func (w *worker) hold(in *port, d xsk.Desc, dst [16]byte) {
 	if len(w.pend) == cap(w.pend) {
-		w.drop(in, d, DropNoNeigh)
+		w.drop(in, d, DropNoNeighbour)
 		return
 	}
 	w.pend = append(w.pend, pending{
@@ -816,7 +816,7 @@ func (w *worker) retryPending(fib *FIB, now int64) {
 			frame := in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
 			w.transmit(in, w.ports[h.out], p.d, frame, h.mac, p.family, p.l3off, p.l3len)
 		case now >= p.deadline:
-			w.drop(in, p.d, DropNoNeigh)
+			w.drop(in, p.d, DropNoNeighbour)
 		default:
 			kept = append(kept, p)
 		}

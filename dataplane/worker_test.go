@@ -251,7 +251,7 @@ func TestDrops(t *testing.T) {
 		{"tcp without syn and no connection", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 1, dport: 80, ack: true}, nil, DropNoConn},
 		{"reply without connection", pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: client, sport: 8080, dport: 2, ack: true}, nil, DropNoReplyConn},
 		{"not ours", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 1, dport: 81, syn: true}, nil, DropNoService},
-		{"ttl expired", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 3, dport: 80, udp: true, ttl: 1}, nil, DropTTL},
+		{"ttl expired", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 3, dport: 80, udp: true, ttl: 1}, nil, DropTTLExpired},
 		{"truncated", pkt{}, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 8, 0, 0x45}, DropMalformed},
 		{"arp", pkt{}, append(make([]byte, 12), 0x08, 0x06, 0, 1), DropNotTCPUDP},
 	} {

@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.sock.TxRing, "tx-ring", def.TxRing, "TX ring size (power of two)")
 	fs.IntVar(&o.sock.FillRing, "fill-ring", def.FillRing, "fill ring size (power of two)")
 	fs.IntVar(&o.sock.CompRing, "comp-ring", def.CompRing, "completion ring size (power of two)")
-	fs.IntVar(&o.batch, "batch", 64, "packets per receive batch (1..1024, at most the rx ring)")
+	fs.IntVar(&o.batch, "batch", dataplane.DefaultBatch, "packets per receive batch (1..1024, at most the rx ring)")
 	fs.StringVar(&o.xdpMode, "xdp-mode", "auto", "XDP attach mode: native, generic or auto (native, else generic)")
 	fs.BoolVar(&o.copyMode, "copy", false, "force AF_XDP copy mode")
 	fs.BoolVar(&o.zeroCopy, "zerocopy", false, "require AF_XDP zero-copy mode (NIC driver support needed)")
@@ -262,13 +262,12 @@ func checkSync(o *options) error {
 // HZ 1000 (proc_dointvec_jiffies).
 const maxSyncRefresh = (1<<31 - 1) / 1000
 
-// connEntryBytes bounds the connection table's memory per entry (conntrack reports 107
-// bytes; README, benchmarks).
-const connEntryBytes = 128
+// connEntryBytes bounds the connection table's memory per entry, as conntrack states it.
+const connEntryBytes = uint64(conntrack.EntryBytes)
 
 // defaultConnMax sizes the connection table from memory as IPVS operators size
 // conn_tab_bits by hand: 1/32 of RAM, between 64Ki and 16Mi entries, rounded down to a
-// power of two (24 GiB → 4Mi entries, about 430 MiB).
+// power of two (24 GiB → 4Mi entries, about 464 MiB).
 func defaultConnMax(ram uint64) int {
 	n := 1 << 16
 	for n < 1<<24 && uint64(n*2)*connEntryBytes <= ram/32 {
@@ -347,11 +346,10 @@ func run(args []string) error {
 	if o.version || o.helpMan {
 		return printVersionOrManual(o, os.Stdout)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: must be debug, info, warn or error", o.logLevel)
+	log, err := newLogger(o.logLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cpus, err := parseCPUs(o.cpus)
 	if err != nil {
 		return err
@@ -371,23 +369,86 @@ func run(args []string) error {
 	}
 	hup := catchHUP()
 	defer signal.Stop(hup)
-	var reload func() error // SIGHUP's work: re-reading --keepalived-conf
 	sockPath := api.SocketPath(o.socket)
-	ln, err := api.Listen(sockPath)
+	ln, err := listenControl(sockPath, o.socketGroup)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(sockPath)
 	defer ln.Close()
-	if o.socketGroup != "" {
-		if err := shareSocket(sockPath, o.socketGroup); err != nil {
-			return err
-		}
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	dp, in, err := startDataplane(o, dataplaneConfig(o, mode, cpus, log), log)
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	if err := dp.Start(ctx); err != nil {
+		return err
+	}
+	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, ExpireNodestConn: o.expireNodest, Log: log,
+		SyncPorts: o.syncPorts, SyncPolicy: &o.syncPolicy, SyncPersistMode: o.syncPersistMode})
+	defer d.CloseSync()
+	reload, closeRules, err := loadRules(d, o, log)
+	if err != nil {
+		return err
+	}
+	defer closeRules()
+	if o.healthCheck != "" {
+		rc, err := d.StartRuleChecks(o.healthCheck)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		log.Info("health checks on the rules' real servers")
+	}
+	if in != nil {
+		if err := in.finish(dp, d); err != nil {
+			return err
+		}
+	}
+	go d.RunEstimator(ctx)
+	if o.metrics != "" {
+		srv, err := serveMetrics(o.metrics, d, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	go handleHUP(ctx, log, hup, reload)
+	return serve(ctx, o, ln, sockPath, dp, d, log)
+}
+
+// newLogger is the daemon's logger on stderr at the --log-level given.
+func newLogger(levelName string) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(levelName)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: must be debug, info, warn or error", levelName)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// listenControl opens the control socket at path, shared with group (--socket-group)
+// when one is given. The caller closes and removes it.
+func listenControl(path, group string) (net.Listener, error) {
+	ln, err := api.Listen(path)
+	if err != nil {
+		return nil, err
+	}
+	if group != "" {
+		if err := shareSocket(path, group); err != nil {
+			ln.Close()
+			os.Remove(path)
+			return nil, err
+		}
+	}
+	return ln, nil
+}
+
+// dataplaneConfig is the dataplane's configuration from the flags.
+func dataplaneConfig(o *options, mode bpf.Mode, cpus []int, log *slog.Logger) dataplane.Config {
 	cfg := dataplane.Config{
 		Interfaces: o.ifaces,
 		Queues:     o.queues,
@@ -407,6 +468,13 @@ func run(args []string) error {
 	if o.icmpRate == 0 {
 		cfg.ICMPRate = -1 // the dataplane's "no limit"
 	}
+	return cfg
+}
+
+// startDataplane creates the dataplane, taking over from a previous xlvsd when one
+// handed off (in, non-nil then) and starting cold when that fails. Its errors name the
+// flag to change.
+func startDataplane(o *options, cfg dataplane.Config, log *slog.Logger) (*dataplane.Dataplane, *handoffIn, error) {
 	in, passed := receiveHandoff(o, log)
 	if passed {
 		cfg.BusyWait = 2 * time.Second // the predecessor's sockets may still be going
@@ -426,85 +494,87 @@ func run(args []string) error {
 		dp, err = dataplane.New(cfg)
 	}
 	if err != nil {
-		var qe *dataplane.QueueCountError
-		if errors.As(err, &qe) {
-			allowed := fmt.Sprintf("1 to %d", qe.Have)
-			if qe.Have == 1 {
-				allowed = "1"
-			}
-			return fmt.Errorf("--queues %d: %w: pass --queues %s, or 0 for every RX queue", o.queues, err, allowed)
-		}
-		return err
+		return nil, nil, flagHint(o, err)
 	}
 	log.Info("connection table resident", "entries", o.connMax, "took", time.Since(t0).Round(time.Millisecond).String())
-	defer dp.Close()
-	if err := dp.Start(ctx); err != nil {
-		return err
+	return dp, in, nil
+}
+
+// flagHint adds to an error of the dataplane the flag that would change the outcome.
+func flagHint(o *options, err error) error {
+	var qe *dataplane.QueueCountError
+	switch {
+	case errors.As(err, &qe):
+		allowed := fmt.Sprintf("1 to %d", qe.Have)
+		if qe.Have == 1 {
+			allowed = "1"
+		}
+		return fmt.Errorf("--queues %d: %w: pass --queues %s, or 0 for every RX queue", o.queues, err, allowed)
+	case errors.Is(err, xsk.ErrZeroCopyUnsupported):
+		return fmt.Errorf("--zerocopy: %w: try --copy", err)
 	}
-	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, ExpireNodestConn: o.expireNodest, Log: log,
-		SyncPorts: o.syncPorts, SyncPolicy: &o.syncPolicy, SyncPersistMode: o.syncPersistMode})
-	defer d.CloseSync()
+	return err
+}
+
+// loadRules puts the rules in place from where the flags say: keepalived.conf (then
+// reload re-reads it on SIGHUP), an ipvsadm -S file, or the state file. The caller
+// calls closeRules when done.
+func loadRules(d *control.Daemon, o *options, log *slog.Logger) (reload func() error, closeRules func(), err error) {
+	closeRules = func() {}
 	switch {
 	case o.keepalived != "":
 		// keepalived.conf has no mark rules (iptables made them for keepalived): the
 		// ones made with xlvsadm --add-mark come back from the state file.
 		if n, err := d.RestoreMarks(o.state); err != nil {
-			return err
+			return nil, closeRules, err
 		} else if n > 0 {
 			log.Info("restored firewall-mark rules", "state", o.state, "rules", n)
 		}
 		k, err := d.StartKeepalived(o.keepalived)
 		if err != nil {
-			return err
+			return nil, closeRules, err
 		}
-		defer k.Close()
 		log.Info("running keepalived configuration", "path", o.keepalived)
-		reload = k.Reload
+		return k.Reload, func() { k.Close() }, nil
 	case o.config != "":
 		if err := d.LoadConfig(o.config); err != nil {
-			return err
+			return nil, closeRules, err
 		}
 		log.Info("loaded rules", "config", o.config)
 	case o.state != "":
 		restored, err := d.RestoreState(o.state)
 		if err != nil {
-			return err
+			return nil, closeRules, err
 		}
 		if restored {
 			log.Info("restored rules", "state", o.state)
 		}
 	}
-	if o.healthCheck != "" {
-		rc, err := d.StartRuleChecks(o.healthCheck)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		log.Info("health checks on the rules' real servers")
+	return nil, closeRules, nil
+}
+
+// serveMetrics serves Prometheus metrics at /metrics on addr (--metrics-listen).
+func serveMetrics(addr string, d *control.Daemon, log *slog.Logger) (*http.Server, error) {
+	mln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %s: %w", addr, err)
 	}
-	if in != nil {
-		if err := in.finish(dp, d); err != nil {
-			return err
-		}
-	}
-	go d.RunEstimator(ctx)
-	if o.metrics != "" {
-		mln, err := net.Listen("tcp", o.metrics)
-		if err != nil {
-			return fmt.Errorf("--metrics-listen %s: %w", o.metrics, err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", d.MetricsHandler())
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(mln)
-		defer srv.Close()
-		log.Info("metrics", "listen", mln.Addr().String())
-	}
-	go handleHUP(ctx, log, hup, reload)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", d.MetricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(mln)
+	log.Info("metrics", "listen", mln.Addr().String())
+	return srv, nil
+}
+
+// serve tells the service manager xlvsd is ready, serves the control API until ctx ends
+// (SIGTERM, SIGINT) or the listener fails, then hands off to a successor when one can
+// take over, or else returns to detach.
+func serve(ctx context.Context, o *options, ln net.Listener, sockPath string, dp *dataplane.Dataplane, d *control.Daemon, log *slog.Logger) error {
 	log.Info("xlvsd running", "socket", sockPath, "interfaces", o.ifaces.String())
 	// Ready: XDP is attached, the sockets are bound and the rules are in place.
 	notifyLog(log, "READY=1\nSTATUS=forwarding on "+o.ifaces.String())
-	err = api.Serve(ctx, ln, d, log)
+	err := api.Serve(ctx, ln, d, log)
 	notifyLog(log, "STOPPING=1")
 	if ctx.Err() != nil {
 		if herr := handOff(dp, d, o.handoffHold, log); herr == nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -8,6 +10,8 @@ import (
 	"time"
 
 	"xlvs/conntrack"
+	"xlvs/dataplane"
+	"xlvs/dataplane/xsk"
 )
 
 func TestParseFlagsErrors(t *testing.T) {
@@ -116,7 +120,8 @@ func TestDefaultConnMax(t *testing.T) {
 	}{
 		{0, 1 << 16},
 		{512 << 20, 1 << 17},
-		{24 << 30, 4 << 20}, // this machine: 768 MiB / 128 B
+		{24 << 30, 4 << 20},    // this machine: 768 MiB / conntrack.EntryBytes (116 B)
+		{15974 << 20, 4 << 20}, // a "16 GB" machine: 499 MiB / 116 B (2Mi while xlvsd assumed 128 B)
 		{64 << 30, 16 << 20},
 		{1 << 40, 16 << 20},
 	} {
@@ -222,6 +227,34 @@ func TestRunRefusals(t *testing.T) {
 			}
 			if _, err := os.Stat(sock); !os.IsNotExist(err) {
 				t.Errorf("control socket left behind: %v", err)
+			}
+		})
+	}
+}
+
+// TestFlagHint: the dataplane's errors name no flag; xlvsd adds the one to change, and
+// keeps the library's message and its error chain.
+func TestFlagHint(t *testing.T) {
+	qe := &dataplane.QueueCountError{Interface: "eth0", Want: 8, Have: 4}
+	zc := fmt.Errorf("interface eth0: open xsk on ifindex 2 queue 0: operation not supported (%w: veth and most virtual NICs do copy mode only)", xsk.ErrZeroCopyUnsupported)
+	other := errors.New("attach XDP: no such device")
+	for _, tc := range []struct {
+		name  string
+		err   error
+		want  string
+		chain error
+	}{
+		{"queues", fmt.Errorf("interface eth0: %w", qe), "--queues 8: interface eth0: open 8 queues on eth0: the interface has 4 RX queues: pass --queues 1 to 4, or 0 for every RX queue", nil},
+		{"zerocopy", zc, "--zerocopy: " + zc.Error() + ": try --copy", xsk.ErrZeroCopyUnsupported},
+		{"other", other, other.Error(), other},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := flagHint(&options{queues: 8}, tc.err)
+			if got.Error() != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if tc.chain != nil && !errors.Is(got, tc.chain) {
+				t.Errorf("%v does not wrap %v", got, tc.chain)
 			}
 		})
 	}

@@ -67,7 +67,8 @@ func Open(ifindex, queue int, cfg Config) (Socket, error) {
 		hint := ""
 		switch {
 		case cfg.ZeroCopy:
-			hint = " (zero-copy needs driver support: veth and most virtual NICs do copy mode only; try --copy)"
+			// The command names its own copy-mode option (xlvsd: --copy).
+			return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w (%w: veth and most virtual NICs do copy mode only)", ifindex, queue, err, ErrZeroCopyUnsupported)
 		case errors.Is(err, unix.EBUSY) || containsErrno(err, unix.EBUSY):
 			hint = " (the queue already has a socket: one xlvsd per interface, and a queue cannot be bound twice in one process)"
 		case containsErrno(err, unix.EINVAL):
@@ -96,6 +97,10 @@ func Open(ifindex, queue int, cfg Config) (Socket, error) {
 	s.Refill()
 	return s, nil
 }
+
+// ErrZeroCopyUnsupported is in the error of Open when a socket asked for zero-copy mode
+// (Config.ZeroCopy) could not be bound: most often the driver does copy mode only.
+var ErrZeroCopyUnsupported = errors.New("zero-copy needs driver support")
 
 func containsErrno(err error, e syscall.Errno) bool {
 	return err != nil && (errors.Is(err, e) || contains(err.Error(), e.Error()))
