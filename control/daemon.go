@@ -64,16 +64,20 @@ type Daemon struct {
 	// draining holds FULLNAT local addresses deleted from every service whose connections
 	// may still live: snapshots keep them for the XDP program until reapDraining finds
 	// them unused.
-	draining     map[netip.Addr]bool
-	svcBase      map[uint32]dataplane.FlowStats // -Z and ID reuse: counters are reported minus these
-	destBase     map[uint32]dataplane.FlowStats
-	svcEst       map[uint32]*estimator // rate estimators by ID
-	healthEvents atomic.Uint64         // health-check transitions applied
-	destEst      map[uint32]*estimator
-	down         map[uint32]bool        // destinations failed by --health-check (weight 0, not saved)
-	scheds       map[uint32]*schedState // the published scheduler of each service, by ID
-	rc           *RuleChecks
-	connTable    int
+	draining map[netip.Addr]bool
+	// drainingReals holds NAT/FULLNAT real servers no service names any more whose
+	// connections may still live: snapshots keep their replies coming to the dataplane
+	// (dataplane.Snapshot.KeepReals) until reapDraining finds them unused.
+	drainingReals map[dataplane.SvcKey]bool
+	svcBase       map[uint32]dataplane.FlowStats // -Z and ID reuse: counters are reported minus these
+	destBase      map[uint32]dataplane.FlowStats
+	svcEst        map[uint32]*estimator // rate estimators by ID
+	healthEvents  atomic.Uint64         // health-check transitions applied
+	destEst       map[uint32]*estimator
+	down          map[uint32]bool        // destinations failed by --health-check (weight 0, not saved)
+	scheds        map[uint32]*schedState // the published scheduler of each service, by ID
+	rc            *RuleChecks
+	connTable     int
 
 	// sync is the connection-sync daemon; daemons are its running roles as they were
 	// asked for, for the state file (under mu).
@@ -96,24 +100,25 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		o.MaxLaddrs = dataplane.DefaultMaxLaddrs
 	}
 	d := &Daemon{
-		dp:          dp,
-		log:         o.Log,
-		statePath:   o.StatePath,
-		expireNodes: o.ExpireNodestConn,
-		r:           &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
-		svcIDs:      newIDAlloc(o.MaxServices),
-		destIDs:     newIDAlloc(o.MaxDests),
-		laddrIDs:    newIDAlloc(o.MaxLaddrs),
-		laddrBase:   map[uint32]uint64{},
-		draining:    map[netip.Addr]bool{},
-		svcBase:     map[uint32]dataplane.FlowStats{},
-		destBase:    map[uint32]dataplane.FlowStats{},
-		svcEst:      map[uint32]*estimator{},
-		destEst:     map[uint32]*estimator{},
-		down:        map[uint32]bool{},
-		scheds:      map[uint32]*schedState{},
-		connTable:   o.ConnTable,
-		daemons:     map[syncd.Role]api.SyncDaemon{},
+		dp:            dp,
+		log:           o.Log,
+		statePath:     o.StatePath,
+		expireNodes:   o.ExpireNodestConn,
+		r:             &rules{timeouts: timeoutsOf(dp.Conntrack().Timeouts())},
+		svcIDs:        newIDAlloc(o.MaxServices),
+		destIDs:       newIDAlloc(o.MaxDests),
+		laddrIDs:      newIDAlloc(o.MaxLaddrs),
+		laddrBase:     map[uint32]uint64{},
+		draining:      map[netip.Addr]bool{},
+		drainingReals: map[dataplane.SvcKey]bool{},
+		svcBase:       map[uint32]dataplane.FlowStats{},
+		destBase:      map[uint32]dataplane.FlowStats{},
+		svcEst:        map[uint32]*estimator{},
+		destEst:       map[uint32]*estimator{},
+		down:          map[uint32]bool{},
+		scheds:        map[uint32]*schedState{},
+		connTable:     o.ConnTable,
+		daemons:       map[syncd.Role]api.SyncDaemon{},
 	}
 	var sdp syncd.Dataplane = dp
 	if o.syncDP != nil {
@@ -233,11 +238,20 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 	for _, a := range ch.retired {
 		draining[a] = true
 	}
+	drainingReals := maps.Clone(d.drainingReals)
+	if cur := d.dp.Snapshot(); cur != nil {
+		// Every real server whose replies come to the dataplane now may lose its last
+		// service here: snapshotOf keeps those no longer named.
+		for _, k := range cur.RealKeys() {
+			drainingReals[k] = true
+		}
+	}
 	if req.Op == api.OpRestore && len(reqs) > 0 && reqs[0].Op == api.OpClear {
 		// A whole new rule set (restart, --config): nothing of the old one drains.
 		clear(draining)
+		clear(drainingReals)
 	}
-	snap, built, err := d.snapshotOf(next, draining, ch.hooks)
+	snap, built, err := d.snapshotOf(next, draining, drainingReals, ch.hooks)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}
@@ -245,6 +259,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 		return fail(apiErr(api.ErrCodeInternal, "publish configuration: %v", err))
 	}
 	// Committed: the side effects follow.
+	d.drainingReals = drainingReals
 	d.commit(req.Op, next, built, draining, ch)
 	return nil
 }
@@ -296,11 +311,21 @@ type changeSet struct {
 // snapshotOf builds the dataplane snapshot of r, with the draining local addresses that r
 // no longer names and the scheduler hooks of the change (nil: none), and returns the
 // schedulers for d.scheds once it is published. The caller holds d.mu.
-func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool, hooks schedHooks) (*dataplane.Snapshot, map[uint32]*schedState, error) {
+func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool, drainingReals map[dataplane.SvcKey]bool, hooks schedHooks) (*dataplane.Snapshot, map[uint32]*schedState, error) {
 	snap, built, err := r.snapshot(d.scheds, hooks, d.dp.Conntrack(), d.down)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Real servers no service names any more keep their replies coming while their
+	// connections may live (drainingReals); those named again drain no more.
+	for _, k := range snap.RealKeys() {
+		delete(drainingReals, k)
+	}
+	keep := make([]dataplane.SvcKey, 0, len(drainingReals))
+	for k := range drainingReals {
+		keep = append(keep, k)
+	}
+	snap.KeepReals(keep)
 	inUse := r.laddrAddrs()
 	for a := range draining {
 		if inUse[a] {
@@ -829,7 +854,7 @@ const drainEvery = 5
 // connection table, outside the lock) and publishes a snapshot without them.
 func (d *Daemon) reapDraining() {
 	d.mu.Lock()
-	if len(d.draining) == 0 {
+	if len(d.draining) == 0 && len(d.drainingReals) == 0 {
 		d.mu.Unlock()
 		return
 	}
@@ -837,11 +862,20 @@ func (d *Daemon) reapDraining() {
 	for a := range d.draining {
 		look[a.As16()] = true
 	}
+	lookReals := maps.Clone(d.drainingReals)
 	d.mu.Unlock()
 	used := map[[16]byte]bool{}
+	usedReals := map[dataplane.SvcKey]bool{}
 	d.dp.Conntrack().Walk(d.dp.Now(), func(e *conntrack.Entry, _ int64) bool {
 		if e.Method == conntrack.MethodFullNAT && look[e.Reply.Dst] {
 			used[e.Reply.Dst] = true
+		}
+		if e.Method == conntrack.MethodNAT || e.Method == conntrack.MethodFullNAT {
+			for _, port := range []uint16{e.Reply.SrcPort, 0} {
+				if k := (dataplane.SvcKey{Addr: e.Reply.Src, Port: port, Proto: e.Reply.Proto}); lookReals[k] {
+					usedReals[k] = true
+				}
+			}
 		}
 		return true
 	})
@@ -853,17 +887,23 @@ func (d *Daemon) reapDraining() {
 			delete(next, a)
 		}
 	}
-	if len(next) == len(d.draining) {
+	nextReals := maps.Clone(d.drainingReals)
+	for k := range nextReals {
+		if lookReals[k] && !usedReals[k] {
+			delete(nextReals, k)
+		}
+	}
+	if len(next) == len(d.draining) && len(nextReals) == len(d.drainingReals) {
 		return
 	}
-	snap, built, err := d.snapshotOf(d.r, next, nil)
+	snap, built, err := d.snapshotOf(d.r, next, nextReals, nil)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}
 	if err != nil {
-		d.log.Error("stop redirecting replies to unused local addresses", "err", err)
+		d.log.Error("stop redirecting replies of unused local addresses and real servers", "err", err)
 		return
 	}
-	d.draining, d.scheds = next, built
-	d.log.Info("local addresses drained", "still_draining", len(next))
+	d.draining, d.drainingReals, d.scheds = next, nextReals, built
+	d.log.Info("local addresses and real servers drained", "still_draining", len(next), "real_servers_draining", len(nextReals))
 }

@@ -122,7 +122,7 @@ func (rc *RuleChecks) update(u health.Update) {
 	if !changed {
 		return
 	}
-	snap, built, err := d.snapshotOf(d.r, maps.Clone(d.draining), hooks)
+	snap, built, err := d.snapshotOf(d.r, maps.Clone(d.draining), maps.Clone(d.drainingReals), hooks)
 	if err == nil {
 		err = d.dp.Publish(snap)
 	}

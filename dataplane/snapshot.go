@@ -274,6 +274,25 @@ func (s *Snapshot) LaddrAddrs() [][16]byte {
 	return out
 }
 
+// KeepReals adds real servers no service names any more whose connections may still
+// live (a deleted NAT real server: IPVS keeps translating its replies while its
+// connections last, expire_nodest_conn=0): the XDP program keeps handing their replies to
+// the dataplane, which finds their connections. Call it before Publish.
+func (s *Snapshot) KeepReals(keys []SvcKey) {
+	if len(keys) == 0 {
+		return
+	}
+	for _, k := range keys {
+		if _, ok := s.byReal[k]; !ok {
+			s.byReal[k] = -1
+			if k.Port == 0 {
+				s.anyPort = true
+			}
+		}
+	}
+	s.realTab = newKeyTable(s.byReal)
+}
+
 // RealKeys lists the NAT and FULLNAT real servers whose replies the XDP program must
 // redirect.
 func (s *Snapshot) RealKeys() []SvcKey {
