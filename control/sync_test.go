@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -75,8 +74,8 @@ func (f *syncFake) nApplied() int {
 	return len(f.applied)
 }
 
-// syncPair builds two namespaces joined by a veth pair "sync0" (198.18.9.1/24 in a,
-// .2 in b), removed when the test ends.
+// syncPair is testbed.NewPair for a test: two namespaces joined by a veth pair "sync0"
+// (198.18.9.1/24 and fd00:9::1/64 in a, .2 and ::2 in b), removed when the test ends.
 func syncPair(t *testing.T) (a, b *testbed.NS) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -85,26 +84,11 @@ func syncPair(t *testing.T) (a, b *testbed.NS) {
 		}
 		t.Skip("needs root for network namespaces")
 	}
-	var err error
-	if a, err = testbed.NewNS("ctl-sync-a"); err != nil {
+	a, b, err := testbed.NewPair("ctl-sync")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Close() })
-	if b, err = testbed.NewNS("ctl-sync-b"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	for _, args := range [][]string{
-		{"-n", a.Name(), "link", "add", "sync0", "type", "veth", "peer", "name", "sync0", "netns", b.Name()},
-		{"-n", a.Name(), "addr", "add", "198.18.9.1/24", "dev", "sync0"},
-		{"-n", b.Name(), "addr", "add", "198.18.9.2/24", "dev", "sync0"},
-		{"-n", a.Name(), "link", "set", "sync0", "up"},
-		{"-n", b.Name(), "link", "set", "sync0", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
+	t.Cleanup(func() { b.Close(); a.Close() })
 	return a, b
 }
 

@@ -124,9 +124,8 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	}
 }
 
-// pair builds two namespaces joined by a veth pair "sync0" with 198.18.9.1/24 and
-// fd00:9::1/64 in a, .2 and ::2 in b (as control/ipvssync's test does); both are removed
-// when the test ends.
+// pair is testbed.NewPair for a test: two namespaces joined by a veth pair "sync0"
+// (198.18.9.1/24 and fd00:9::1/64 in a, .2 and ::2 in b), removed when the test ends.
 func pair(t *testing.T) (a, b *testbed.NS) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -135,42 +134,11 @@ func pair(t *testing.T) (a, b *testbed.NS) {
 		}
 		t.Skip("needs root for network namespaces")
 	}
-	var err error
-	if a, err = testbed.NewNS("syncd-a"); err != nil {
+	a, b, err := testbed.NewPair("syncd")
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Close() })
-	if b, err = testbed.NewNS("syncd-b"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	for _, args := range [][]string{
-		{"-n", a.Name(), "link", "add", "sync0", "type", "veth", "peer", "name", "sync0", "netns", b.Name()},
-		{"-n", a.Name(), "addr", "add", "198.18.9.1/24", "dev", "sync0"},
-		{"-n", b.Name(), "addr", "add", "198.18.9.2/24", "dev", "sync0"},
-		{"-n", a.Name(), "addr", "add", "fd00:9::1/64", "dev", "sync0", "nodad"},
-		{"-n", b.Name(), "addr", "add", "fd00:9::2/64", "dev", "sync0", "nodad"},
-		{"-n", a.Name(), "link", "set", "sync0", "up"},
-		{"-n", b.Name(), "link", "set", "sync0", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, ns := range []*testbed.NS{a, b} {
-		for {
-			link, _ := exec.Command("ip", "-n", ns.Name(), "-o", "link", "show", "sync0").CombinedOutput()
-			route, _ := exec.Command("ip", "-n", ns.Name(), "-6", "route", "get", "ff02::1:81", "oif", "sync0").CombinedOutput()
-			if strings.Contains(string(link), "LOWER_UP") && strings.Contains(string(route), "sync0") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("sync0 in %s not ready in 5 s: %s %s", ns.Name(), link, route)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	t.Cleanup(func() { b.Close(); a.Close() })
 	return a, b
 }
 
