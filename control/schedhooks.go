@@ -57,7 +57,8 @@ func flagsMatter(name string) bool { return name == "sh" || name == "mh" }
 func (s *ruleSvc) schedInput(down map[uint32]bool) schedInput {
 	in := schedInput{name: s.cfg.Scheduler, flags: schedFlags(&s.cfg), dests: make([]sched.Dest, len(s.dests))}
 	for i, d := range s.dests {
-		in.dests[i] = sched.Dest{ID: d.id, Weight: destWeight(d, down), UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port}
+		sd := d.snapDest(down)
+		in.dests[i] = sd.Sched()
 	}
 	return in
 }

@@ -12,11 +12,21 @@ import (
 	"xlvs/sched"
 )
 
-// ruleDest is a real server of a service in the rule set: its configuration and its
-// ID in the dataplane's tables.
+// ruleDest is a real server of a service in the rule set: its configuration as the API
+// gave it and its ID in the dataplane's tables. snapDest turns it into the snapshot's
+// dataplane.Dest, whose Sched is the scheduler's view (ARCHITECTURE.md, "One real server,
+// three types").
 type ruleDest struct {
 	cfg api.Dest
 	id  uint32
+}
+
+// snapDest is d as a snapshot holds it, with its weight as scheduled (0 while its
+// health checks fail: down lists those by ID). The only conversion from the rule set's
+// real server to the dataplane's.
+func (d *ruleDest) snapDest(down map[uint32]bool) dataplane.Dest {
+	return dataplane.Dest{ID: d.id, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port, Method: methodOf(d.cfg.Method),
+		Weight: destWeight(d, down), UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold}
 }
 
 // ruleLaddr is a FULLNAT local address of a service in the rule set.
@@ -264,8 +274,7 @@ func (r *rules) snapshot(prev map[uint32]*schedState, hooks schedHooks, counts s
 		built[s.id] = st
 		ds := make([]dataplane.Dest, len(s.dests))
 		for i, d := range s.dests {
-			ds[i] = dataplane.Dest{ID: d.id, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port, Method: methodOf(d.cfg.Method), Weight: destWeight(d, down),
-				UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold}
+			ds[i] = d.snapDest(down)
 		}
 		var persist int64
 		var bits uint8

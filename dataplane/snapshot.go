@@ -18,7 +18,8 @@ type SvcKey struct {
 	_     uint8
 }
 
-// Dest is a real server of a service in a snapshot.
+// Dest is a real server of a service in a snapshot: what the workers forward to. Its
+// scheduler's view of it is Sched (the same fields without Method).
 type Dest struct {
 	ID     uint32 // stable counter index (conntrack counts, stats)
 	Addr   [16]byte
@@ -28,6 +29,12 @@ type Dest struct {
 	// UThreshold and LThreshold are -x and -y (0: none). Publish gives them to the
 	// connection table, which keeps the overload flag the schedulers read.
 	UThreshold, LThreshold uint32
+}
+
+// Sched returns d as the service's scheduler sees it: the one conversion from a
+// snapshot's real server to a scheduler's.
+func (d *Dest) Sched() sched.Dest {
+	return sched.Dest{ID: d.ID, Weight: d.Weight, UThreshold: d.UThreshold, LThreshold: d.LThreshold, Addr: d.Addr, Port: d.Port}
 }
 
 // Service is a virtual service in a snapshot: destinations in the kernel's list order and

@@ -1,0 +1,33 @@
+package dataplane
+
+import (
+	"reflect"
+	"testing"
+
+	"xlvs/conntrack"
+	"xlvs/sched"
+)
+
+// TestDestSched: Sched carries every field a scheduler reads, by name, unchanged — so a
+// field added to sched.Dest and not to Dest (or not copied) fails here.
+func TestDestSched(t *testing.T) {
+	d := Dest{ID: 7, Addr: [16]byte{10: 0xff, 11: 0xff, 12: 10, 15: 11}, Port: 8080, Method: conntrack.MethodFullNAT,
+		Weight: 3, UThreshold: 100, LThreshold: 60}
+	got := d.Sched()
+	want := sched.Dest{ID: 7, Weight: 3, UThreshold: 100, LThreshold: 60, Addr: d.Addr, Port: 8080}
+	if got != want {
+		t.Fatalf("Sched() = %+v, want %+v", got, want)
+	}
+	gv, dv := reflect.ValueOf(got), reflect.ValueOf(d)
+	for i := range gv.NumField() {
+		name := gv.Type().Field(i).Name
+		f := dv.FieldByName(name)
+		if !f.IsValid() {
+			t.Errorf("sched.Dest.%s has no field of that name in dataplane.Dest", name)
+			continue
+		}
+		if !reflect.DeepEqual(f.Interface(), gv.Field(i).Interface()) {
+			t.Errorf("Sched().%s = %v, want the Dest's %v", name, gv.Field(i).Interface(), f.Interface())
+		}
+	}
+}
