@@ -32,8 +32,9 @@ type Config struct {
 	MaxDests    int  // destination IDs are below this; default DefaultMaxDests
 	MaxLaddrs   int  // FULLNAT local address IDs are below this; default DefaultMaxLaddrs
 	// ICMPRate and ICMPBurst limit the ICMP errors each worker writes itself (port
-	// unreachable, fragmentation needed) to ICMPRate per second in bursts of ICMPBurst;
-	// 0 takes DefaultICMPRate / DefaultICMPBurst, a negative ICMPRate means no limit.
+	// unreachable, fragmentation needed) to ICMPRate per second (at most MaxICMPRate) in
+	// bursts of ICMPBurst; 0 takes DefaultICMPRate / DefaultICMPBurst, and NoICMPLimit
+	// (any negative ICMPRate) turns the limit off. xlvsd's --icmp-rate means the same.
 	ICMPRate  int
 	ICMPBurst int
 	// SyncQueue is how many entries each worker holds for the sync daemon (SetSyncMaster);
@@ -96,14 +97,14 @@ func (c *Config) defaults() {
 
 // Validate checks c before anything is opened.
 func (c *Config) Validate() error {
-	if c.Batch < 1 || c.Batch > 1024 {
-		return fmt.Errorf("batch %d: must be between 1 and 1024", c.Batch)
+	if c.Batch < 1 || c.Batch > MaxBatch {
+		return fmt.Errorf("batch %d: must be between 1 and %d", c.Batch, MaxBatch)
 	}
 	if c.Batch > c.Socket.RxRing {
 		return fmt.Errorf("batch %d: must not exceed the rx ring (%d)", c.Batch, c.Socket.RxRing)
 	}
-	if c.Queues < 0 || c.Queues > 64 {
-		return fmt.Errorf("queues %d: must be between 1 and 64 (0 = all)", c.Queues)
+	if c.Queues < 0 || c.Queues > MaxQueues {
+		return fmt.Errorf("queues %d: must be between 1 and %d (0 = all)", c.Queues, MaxQueues)
 	}
 	for _, cpu := range c.CPUs {
 		if cpu < 0 || cpu >= 1024 {
@@ -118,6 +119,12 @@ const (
 	DefaultBatch       = 64                        // Config.Batch
 	DefaultMaxServices = 4096                      // Config.MaxServices
 	DefaultMaxDests    = conntrack.DefaultMaxDests // Config.MaxDests, and so the connection table's
+)
+
+// Limits of Config that Validate enforces (xlvsd's flags take their ranges from here).
+const (
+	MaxBatch  = 1024 // Config.Batch (and at most the socket's rx ring)
+	MaxQueues = 64   // Config.Queues
 )
 
 // DefaultMaxLaddrs is Config.MaxLaddrs's default: FULLNAT (service, local address)

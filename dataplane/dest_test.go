@@ -31,3 +31,23 @@ func TestDestSched(t *testing.T) {
 		}
 	}
 }
+
+// TestICMPRateDefaults: Config's ICMP rate means one thing: 0 takes DefaultICMPRate (and
+// DefaultICMPBurst), NoICMPLimit stays (the workers' bucket then sends every error, as
+// TestICMPRateLimit's "unlimited" checks), a rate given stays.
+func TestICMPRateDefaults(t *testing.T) {
+	for _, tc := range []struct{ rate, burst, wantRate, wantBurst int }{
+		{0, 0, DefaultICMPRate, DefaultICMPBurst},
+		{NoICMPLimit, 0, NoICMPLimit, DefaultICMPBurst},
+		{5, 2, 5, 2},
+	} {
+		c := Config{ICMPRate: tc.rate, ICMPBurst: tc.burst}
+		c.defaults()
+		if c.ICMPRate != tc.wantRate || c.ICMPBurst != tc.wantBurst {
+			t.Errorf("ICMPRate %d, ICMPBurst %d: defaults give %d, %d; want %d, %d", tc.rate, tc.burst, c.ICMPRate, c.ICMPBurst, tc.wantRate, tc.wantBurst)
+		}
+		if b := newTokenBucket(c.ICMPRate, c.ICMPBurst); (b.cost == 0) != (tc.wantRate == NoICMPLimit) {
+			t.Errorf("ICMPRate %d: bucket %+v, unlimited %v", tc.rate, b, tc.wantRate == NoICMPLimit)
+		}
+	}
+}

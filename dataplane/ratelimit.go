@@ -9,16 +9,21 @@ package dataplane
 // (icmp_ratelimited). Errors about tracked connections that are forwarded (icmp.go)
 // are not the director's own and are not limited.
 
-// Defaults of Config.ICMPRate and Config.ICMPBurst.
+// Defaults and limits of Config.ICMPRate and Config.ICMPBurst: 0 takes the default,
+// NoICMPLimit (or any negative rate) sends every error. xlvsd's --icmp-rate takes the
+// same values (its 0 is refused, as its flags refuse a 0 that would mean a default).
 const (
 	DefaultICMPRate  = 1000 // errors per second per worker
 	DefaultICMPBurst = 50
+	NoICMPLimit      = -1  // Config.ICMPRate: no limit
+	MaxICMPRate      = 1e9 // one error per nanosecond: the token bucket's resolution
 )
 
 // tokenBucket allows rate events per second with bursts of burst. Time is the
 // dataplane's monotonic clock in nanoseconds. The credit is kept in nanoseconds, each
-// event costing 1e9/rate: integer arithmetic only, no allocation. A zero rate allows
-// everything. Single owner (a worker): no locking.
+// event costing 1e9/rate: integer arithmetic only, no allocation. A rate of 0 or below
+// (NoICMPLimit; Config's defaults turn 0 into DefaultICMPRate first) allows everything.
+// Single owner (a worker): no locking.
 type tokenBucket struct {
 	cost   int64 // nanoseconds of credit one event takes
 	max    int64 // burst * cost

@@ -155,7 +155,7 @@ func TestICMPRateLimit(t *testing.T) {
 		}
 	})
 	t.Run("unlimited", func(t *testing.T) {
-		_, ext, w := limitRig(t, -1, 0)
+		_, ext, w := limitRig(t, NoICMPLimit, 0)
 		send(ext, w)
 		if sent := len(ext.Sent()); sent != n || w.st.icmpLimited.load() != 0 {
 			t.Fatalf("%d of %d answered, %d limited", sent, n, w.st.icmpLimited.load())

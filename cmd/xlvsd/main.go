@@ -82,14 +82,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("xlvsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&o.ifaces, "i", "interface to attach to (repeat for two-armed: -i ext0 -i int0)")
-	fs.IntVar(&o.queues, "queues", 0, "queues per interface (0 = all RX queues)")
+	fs.IntVar(&o.queues, "queues", 0, fmt.Sprintf("queues per interface (0..%d, 0 = all RX queues)", dataplane.MaxQueues))
 	fs.IntVar(&o.sock.Frames, "frames", def.Frames, "UMEM frames per socket (>= fill ring + tx ring)")
-	fs.IntVar(&o.sock.FrameSize, "frame-size", def.FrameSize, "bytes per frame: 2048 or 4096")
+	fs.IntVar(&o.sock.FrameSize, "frame-size", def.FrameSize, fmt.Sprintf("bytes per frame: %d or %d", xsk.MinFrameSize, xsk.MaxFrameSize))
 	fs.IntVar(&o.sock.RxRing, "rx-ring", def.RxRing, "RX ring size (power of two)")
 	fs.IntVar(&o.sock.TxRing, "tx-ring", def.TxRing, "TX ring size (power of two)")
 	fs.IntVar(&o.sock.FillRing, "fill-ring", def.FillRing, "fill ring size (power of two)")
 	fs.IntVar(&o.sock.CompRing, "comp-ring", def.CompRing, "completion ring size (power of two)")
-	fs.IntVar(&o.batch, "batch", dataplane.DefaultBatch, "packets per receive batch (1..1024, at most the rx ring)")
+	fs.IntVar(&o.batch, "batch", dataplane.DefaultBatch, fmt.Sprintf("packets per receive batch (1..%d, at most the rx ring)", dataplane.MaxBatch))
 	fs.StringVar(&o.xdpMode, "xdp-mode", "auto", "XDP attach mode: native, generic or auto (native, else generic)")
 	fs.BoolVar(&o.copyMode, "copy", false, "force AF_XDP copy mode")
 	fs.BoolVar(&o.zeroCopy, "zerocopy", false, "require AF_XDP zero-copy mode (NIC driver support needed)")
@@ -97,7 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.socket, "socket", "", "control socket path (default $"+api.EnvSocket+" or "+api.DefaultSocket+")")
 	fs.IntVar(&o.connMax, "conn-max", 0, "connection table capacity in entries (0 = from memory: 1/32 of RAM, 64Ki to 16Mi entries, a power of two)")
 	fs.BoolVar(&o.sloppyTCP, "sloppy-tcp", false, "create connections from any TCP packet, not only SYN (IPVS sloppy_tcp)")
-	fs.IntVar(&o.icmpRate, "icmp-rate", dataplane.DefaultICMPRate, "ICMP errors the director writes itself (port unreachable, fragmentation needed), at most this many per second per worker, as the kernel's icmp_msgs_per_sec (0 = no limit)")
+	fs.IntVar(&o.icmpRate, "icmp-rate", dataplane.DefaultICMPRate, "ICMP errors the director writes itself (port unreachable, fragmentation needed), at most this many per second per worker, as the kernel's icmp_msgs_per_sec ("+strconv.Itoa(dataplane.NoICMPLimit)+" = no limit)")
 	fs.IntVar(&o.icmpBurst, "icmp-burst", dataplane.DefaultICMPBurst, "burst of --icmp-rate, as the kernel's icmp_msgs_burst")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.state, "state", control.DefaultStatePath, "file the rule set is saved to after every change and restored from at start (\"\" = none)")
@@ -170,20 +170,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	return o, nil
 }
 
-// Limits of the numeric flags (the dataplane's and the AF_XDP socket layer's own).
-const (
-	maxQueues    = 64      // dataplane.Config.Queues
-	maxBatch     = 1024    // dataplane.Config.Batch
-	minRing      = 8       // xsk.Config ring sizes
-	maxRing      = 1 << 16 // xsk.Config ring sizes
-	maxFrames    = 1 << 20 // xsk.Config.Frames
-	maxICMPRate  = 1e9     // one error per nanosecond: the token bucket's resolution
-	maxICMPBurst = 1<<31 - 1
-)
+// maxICMPBurst bounds --icmp-burst (the other numeric flags' limits are the dataplane's
+// and the AF_XDP socket layer's own: dataplane.Max*, xsk.Min*, xsk.Max*).
+const maxICMPBurst = 1<<31 - 1
 
 // checkNumbers refuses a numeric flag outside its range, naming the flag, the value given
 // and what is allowed. 0 is refused where it would silently mean a default (--batch 0
-// used to start with 64).
+// used to start with 64; --icmp-rate 0, which the dataplane would take as its default).
 func checkNumbers(o *options) error {
 	between := func(flag string, v, lo, hi int, extra string) error {
 		if v < lo || v > hi {
@@ -192,16 +185,16 @@ func checkNumbers(o *options) error {
 		return nil
 	}
 	ring := func(flag string, v int) error {
-		if v < minRing || v > maxRing || v&(v-1) != 0 {
-			return fmt.Errorf("--%s %d: must be a power of two between %d and %d", flag, v, minRing, maxRing)
+		if v < xsk.MinRing || v > xsk.MaxRing || v&(v-1) != 0 {
+			return fmt.Errorf("--%s %d: must be a power of two between %d and %d", flag, v, xsk.MinRing, xsk.MaxRing)
 		}
 		return nil
 	}
-	if err := between("queues", o.queues, 0, maxQueues, " (0 = every RX queue of the interface)"); err != nil {
+	if err := between("queues", o.queues, 0, dataplane.MaxQueues, " (0 = every RX queue of the interface)"); err != nil {
 		return err
 	}
-	if o.sock.FrameSize != 2048 && o.sock.FrameSize != 4096 {
-		return fmt.Errorf("--frame-size %d: must be 2048 or 4096", o.sock.FrameSize)
+	if o.sock.FrameSize != xsk.MinFrameSize && o.sock.FrameSize != xsk.MaxFrameSize {
+		return fmt.Errorf("--frame-size %d: must be %d or %d", o.sock.FrameSize, xsk.MinFrameSize, xsk.MaxFrameSize)
 	}
 	for _, r := range []struct {
 		flag string
@@ -211,14 +204,16 @@ func checkNumbers(o *options) error {
 			return err
 		}
 	}
-	if need := o.sock.FillRing + o.sock.TxRing; o.sock.Frames < need || o.sock.Frames > maxFrames {
-		return fmt.Errorf("--frames %d: must be between %d (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and %d", o.sock.Frames, need, maxFrames)
+	if need := o.sock.FillRing + o.sock.TxRing; o.sock.Frames < need || o.sock.Frames > xsk.MaxFrames {
+		return fmt.Errorf("--frames %d: must be between %d (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and %d", o.sock.Frames, need, xsk.MaxFrames)
 	}
-	if err := between("batch", o.batch, 1, min(maxBatch, o.sock.RxRing), " (at most --rx-ring)"); err != nil {
+	if err := between("batch", o.batch, 1, min(dataplane.MaxBatch, o.sock.RxRing), " (at most --rx-ring)"); err != nil {
 		return err
 	}
-	if err := between("icmp-rate", o.icmpRate, 0, maxICMPRate, " errors per second (0 = no limit)"); err != nil {
-		return err
+	if o.icmpRate != dataplane.NoICMPLimit {
+		if err := between("icmp-rate", o.icmpRate, 1, dataplane.MaxICMPRate, fmt.Sprintf(" errors per second, or %d for no limit", dataplane.NoICMPLimit)); err != nil {
+			return err
+		}
 	}
 	return between("icmp-burst", o.icmpBurst, 1, maxICMPBurst, "")
 }
@@ -461,12 +456,9 @@ func dataplaneConfig(o *options, mode bpf.Mode, cpus []int, log *slog.Logger) da
 		// memory for its first connections.
 		Conntrack: conntrack.Config{MaxEntries: o.connMax, Prefault: true, ShardKey: o.shardKey},
 		SloppyTCP: o.sloppyTCP,
-		ICMPRate:  o.icmpRate,
+		ICMPRate:  o.icmpRate, // the same values as the dataplane's (NoICMPLimit: no limit)
 		ICMPBurst: o.icmpBurst,
 		Logger:    log,
-	}
-	if o.icmpRate == 0 {
-		cfg.ICMPRate = -1 // the dataplane's "no limit"
 	}
 	return cfg
 }

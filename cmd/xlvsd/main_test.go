@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"xlvs/bpf"
 	"xlvs/conntrack"
 	"xlvs/dataplane"
 	"xlvs/dataplane/xsk"
@@ -142,7 +144,8 @@ func TestDefaultConnMax(t *testing.T) {
 // gives, with a message naming the flag, the value given and what is allowed. The ranges
 // are the ones the help text and the dataplane document: queues 0..64, batch 1..1024 and
 // at most the rx ring, rings powers of two in 8..65536, frames from fill + tx ring to
-// 2^20, frame size 2048 or 4096, ICMP rate 0..1e9 per second, burst at least 1.
+// 2^20, frame size 2048 or 4096, ICMP rate 1..1e9 per second or -1 (no limit, the
+// dataplane's NoICMPLimit; 0, the dataplane's "default", is refused), burst at least 1.
 func TestNumericFlagRanges(t *testing.T) {
 	for _, tc := range []struct {
 		flag, value string
@@ -165,8 +168,9 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"frames", "0", "--frames 0: must be between 4096 (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and 1048576"},
 		{"frames", "4095", "--frames 4095: must be between 4096 (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and 1048576"},
 		{"frames", "2097152", "--frames 2097152: must be between 4096 (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and 1048576"},
-		{"icmp-rate", "-5", "--icmp-rate -5: must be between 0 and 1000000000 errors per second (0 = no limit)"},
-		{"icmp-rate", "2000000000", "--icmp-rate 2000000000: must be between 0 and 1000000000 errors per second (0 = no limit)"},
+		{"icmp-rate", "-5", "--icmp-rate -5: must be between 1 and 1000000000 errors per second, or -1 for no limit"},
+		{"icmp-rate", "0", "--icmp-rate 0: must be between 1 and 1000000000 errors per second, or -1 for no limit"},
+		{"icmp-rate", "2000000000", "--icmp-rate 2000000000: must be between 1 and 1000000000 errors per second, or -1 for no limit"},
 		{"icmp-burst", "0", "--icmp-burst 0: must be between 1 and 2147483647"},
 		{"icmp-burst", "-1", "--icmp-burst -1: must be between 1 and 2147483647"},
 		{"icmp-burst", "2147483648", "--icmp-burst 2147483648: must be between 1 and 2147483647"},
@@ -192,7 +196,7 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"--batch", "1"}, {"--batch", "1024"}, {"--queues", "0"}, {"--queues", "64"},
 		{"--frame-size", "4096"}, {"--rx-ring", "8", "--batch", "8"}, {"--rx-ring", "65536"},
 		{"--fill-ring", "8", "--tx-ring", "8", "--frames", "16"}, {"--frames", "1048576"},
-		{"--icmp-rate", "0"}, {"--icmp-rate", "1000000000"}, {"--icmp-burst", "1"}, {"--icmp-burst", "2147483647"},
+		{"--icmp-rate", "-1"}, {"--icmp-rate", "1"}, {"--icmp-rate", "1000000000"}, {"--icmp-burst", "1"}, {"--icmp-burst", "2147483647"},
 		{"--conn-max", "1024"},
 	} {
 		if _, err := parseFlags(append([]string{"-i", "eth0"}, args...), io.Discard); err != nil {
@@ -257,5 +261,30 @@ func TestFlagHint(t *testing.T) {
 				t.Errorf("%v does not wrap %v", got, tc.chain)
 			}
 		})
+	}
+}
+
+// TestICMPRateMeaning: --icmp-rate hands the dataplane the value it was given, which
+// means the same there: the default is the dataplane's default, -1 its NoICMPLimit.
+func TestICMPRateMeaning(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, dataplane.DefaultICMPRate},
+		{[]string{"--icmp-rate", "-1"}, dataplane.NoICMPLimit},
+		{[]string{"--icmp-rate", "7"}, 7},
+	} {
+		o, err := parseFlags(append([]string{"-i", "eth0"}, tc.args...), io.Discard)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		cfg := dataplaneConfig(o, bpf.ModeAuto, nil, slog.New(slog.DiscardHandler))
+		if cfg.ICMPRate != tc.want || cfg.ICMPBurst != dataplane.DefaultICMPBurst {
+			t.Errorf("%q: dataplane ICMPRate %d burst %d, want %d and %d", tc.args, cfg.ICMPRate, cfg.ICMPBurst, tc.want, dataplane.DefaultICMPBurst)
+		}
+	}
+	if dataplane.NoICMPLimit != -1 {
+		t.Fatalf("NoICMPLimit is %d: the flag's help and README say -1", dataplane.NoICMPLimit)
 	}
 }

@@ -33,6 +33,15 @@ type Config struct {
 	Copy     bool
 }
 
+// Limits of Config that Validate enforces (xlvsd's flags take their ranges from here).
+const (
+	MinFrameSize = 2048 // a power of two from MinFrameSize to MaxFrameSize
+	MaxFrameSize = 4096
+	MinRing      = 8 // ring sizes: powers of two from MinRing to MaxRing
+	MaxRing      = 1 << 16
+	MaxFrames    = 1 << 20 // frames in the UMEM
+)
+
 // DefaultConfig returns sizes that do not drop bursts on veth or a real NIC queue:
 // rings of 2048 and 8192 frames (fill + TX + a worker's batches, with room to spare).
 func DefaultConfig() Config {
@@ -47,22 +56,22 @@ func (c Config) Validate() error {
 		}
 		return nil
 	}
-	if err := pow2("frame size", c.FrameSize, 2048, 4096); err != nil {
+	if err := pow2("frame size", c.FrameSize, MinFrameSize, MaxFrameSize); err != nil {
 		return err
 	}
 	for _, r := range []struct {
 		name string
 		v    int
 	}{{"fill ring", c.FillRing}, {"completion ring", c.CompRing}, {"rx ring", c.RxRing}, {"tx ring", c.TxRing}} {
-		if err := pow2(r.name, r.v, 8, 1<<16); err != nil {
+		if err := pow2(r.name, r.v, MinRing, MaxRing); err != nil {
 			return err
 		}
 	}
 	if c.Frames < c.FillRing+c.TxRing {
 		return fmt.Errorf("frames %d: must be at least fill ring + tx ring (%d) so a full fill ring and a full tx ring can coexist", c.Frames, c.FillRing+c.TxRing)
 	}
-	if c.Frames > 1<<20 {
-		return fmt.Errorf("frames %d: at most %d", c.Frames, 1<<20)
+	if c.Frames > MaxFrames {
+		return fmt.Errorf("frames %d: at most %d", c.Frames, MaxFrames)
 	}
 	if c.ZeroCopy && c.Copy {
 		return errors.New("zero-copy and copy mode both requested: choose one")
