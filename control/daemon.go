@@ -75,7 +75,7 @@ type Daemon struct {
 	healthEvents  atomic.Uint64         // health-check transitions applied
 	destEst       map[uint32]*estimator
 	down          map[uint32]bool        // destinations failed by --health-check (weight 0, not saved)
-	scheds        map[uint32]*schedState // the published scheduler of each service, by ID
+	scheds        map[uint32]*builtSched // the published scheduler of each service, by ID
 	rc            *RuleChecks
 	connTable     int
 
@@ -116,7 +116,7 @@ func New(dp *dataplane.Dataplane, o Options) *Daemon {
 		svcEst:        map[uint32]*estimator{},
 		destEst:       map[uint32]*estimator{},
 		down:          map[uint32]bool{},
-		scheds:        map[uint32]*schedState{},
+		scheds:        map[uint32]*builtSched{},
 		connTable:     o.ConnTable,
 		daemons:       map[syncd.Role]api.SyncDaemon{},
 	}
@@ -268,7 +268,7 @@ func (d *Daemon) change(req *api.Request) *api.Error {
 // draining) the daemon's rules and does the side effects ch collected: the connection
 // table's timeouts, expiring removed servers' connections, ID releases and counter bases,
 // the state file, next-hop resolution. The caller holds d.mu.
-func (d *Daemon) commit(op string, next *rules, built map[uint32]*schedState, draining map[netip.Addr]bool, ch *changeSet) {
+func (d *Daemon) commit(op string, next *rules, built map[uint32]*builtSched, draining map[netip.Addr]bool, ch *changeSet) {
 	prev := d.r
 	d.r, d.scheds, d.draining = next, built, draining
 	if next.timeouts != prev.timeouts {
@@ -311,7 +311,7 @@ type changeSet struct {
 // snapshotOf builds the dataplane snapshot of r, with the draining local addresses that r
 // no longer names and the scheduler hooks of the change (nil: none), and returns the
 // schedulers for d.scheds once it is published. The caller holds d.mu.
-func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool, drainingReals map[dataplane.SvcKey]bool, hooks schedHooks) (*dataplane.Snapshot, map[uint32]*schedState, error) {
+func (d *Daemon) snapshotOf(r *rules, draining map[netip.Addr]bool, drainingReals map[dataplane.SvcKey]bool, hooks schedHooks) (*dataplane.Snapshot, map[uint32]*builtSched, error) {
 	snap, built, err := r.snapshot(d.scheds, hooks, d.dp.Conntrack(), d.down)
 	if err != nil {
 		return nil, nil, err

@@ -71,8 +71,8 @@ func destWeight(d *ruleDest, down map[uint32]bool) int32 {
 	return d.cfg.Weight
 }
 
-// schedState is a published service's scheduler with the input it was built from.
-type schedState struct {
+// builtSched is a published service's scheduler with the input it was built from.
+type builtSched struct {
 	sched sched.Scheduler
 	in    schedInput
 }
@@ -125,7 +125,7 @@ func (h schedHooks) call(s *ruleSvc, down map[uint32]bool, add bool) {
 // scheduler returns s's scheduler for input in: prev's (the published one, nil if none)
 // when no hook is called and the input is the same, else prev rebuilt through each hook
 // in order and, if the input still differs (a health-check flip), once more.
-func (s *ruleSvc) scheduler(prev *schedState, h *schedSteps, counts sched.Counts, in schedInput) (*schedState, error) {
+func (s *ruleSvc) scheduler(prev *builtSched, h *schedSteps, counts sched.Counts, in schedInput) (*builtSched, error) {
 	cur := prev
 	var steps []schedInput
 	pending := false
@@ -144,7 +144,7 @@ func (s *ruleSvc) scheduler(prev *schedState, h *schedSteps, counts sched.Counts
 		if err != nil {
 			return err
 		}
-		cur = &schedState{sched: sc, in: st}
+		cur = &builtSched{sched: sc, in: st}
 		return nil
 	}
 	for _, st := range steps {

@@ -263,8 +263,8 @@ func checkDest(s *ruleSvc, d *api.Dest) *api.Error {
 // it, in order, so a batch carries over exactly what the same commands one by one would
 // (Rebuild documents what the kernel keeps across a hook); counts are the connection
 // counts the schedulers read.
-func (r *rules) snapshot(prev map[uint32]*schedState, hooks schedHooks, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, map[uint32]*schedState, error) {
-	built := make(map[uint32]*schedState, len(r.services))
+func (r *rules) snapshot(prev map[uint32]*builtSched, hooks schedHooks, counts sched.Counts, down map[uint32]bool) (*dataplane.Snapshot, map[uint32]*builtSched, error) {
+	built := make(map[uint32]*builtSched, len(r.services))
 	svcs := make([]dataplane.Service, 0, len(r.services))
 	for _, s := range r.services {
 		st, err := s.scheduler(prev[s.id], hooks[s.id], counts, s.schedInput(down))

@@ -54,7 +54,7 @@ type options struct {
 	icmpRate     int
 	icmpBurst    int
 	logLevel     string
-	state        string
+	statePath    string // --state: the state file
 	config       string
 	metrics      string
 	expireNodest bool
@@ -100,7 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.icmpRate, "icmp-rate", dataplane.DefaultICMPRate, "ICMP errors the director writes itself (port unreachable, fragmentation needed), at most this many per second per worker, as the kernel's icmp_msgs_per_sec ("+strconv.Itoa(dataplane.NoICMPLimit)+" = no limit)")
 	fs.IntVar(&o.icmpBurst, "icmp-burst", dataplane.DefaultICMPBurst, "burst of --icmp-rate, as the kernel's icmp_msgs_burst")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.state, "state", control.DefaultStatePath, "file the rule set is saved to after every change and restored from at start (\"\" = none)")
+	fs.StringVar(&o.statePath, "state", control.DefaultStatePath, "file the rule set is saved to after every change and restored from at start (\"\" = none)")
 	fs.StringVar(&o.config, "config", "", "rules in ipvsadm -S format to load at start (instead of the state file)")
 	fs.BoolVar(&o.expireNodest, "expire-nodest-conn", false, "expire the connections of a deleted real server at once (IPVS expire_nodest_conn; default: keep them, dropping their packets, until they time out)")
 	fs.StringVar(&o.keepalived, "keepalived-conf", "", "keepalived.conf whose virtual_server blocks set the rules, with their health checks (SIGHUP reloads it)")
@@ -383,7 +383,7 @@ func run(args []string) error {
 	if err := dp.Start(ctx); err != nil {
 		return err
 	}
-	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.state, ExpireNodestConn: o.expireNodest, Log: log,
+	d := control.New(dp, control.Options{ConnTable: o.connMax, StatePath: o.statePath, ExpireNodestConn: o.expireNodest, Log: log,
 		SyncPorts: o.syncPorts, SyncPolicy: &o.syncPolicy, SyncPersistMode: o.syncPersistMode})
 	defer d.CloseSync()
 	reload, closeRules, err := loadRules(d, o, log)
@@ -517,10 +517,10 @@ func loadRules(d *control.Daemon, o *options, log *slog.Logger) (reload func() e
 	case o.keepalived != "":
 		// keepalived.conf has no mark rules (iptables made them for keepalived): the
 		// ones made with xlvsadm --add-mark come back from the state file.
-		if n, err := d.RestoreMarks(o.state); err != nil {
+		if n, err := d.RestoreMarks(o.statePath); err != nil {
 			return nil, closeRules, err
 		} else if n > 0 {
-			log.Info("restored firewall-mark rules", "state", o.state, "rules", n)
+			log.Info("restored firewall-mark rules", "state", o.statePath, "rules", n)
 		}
 		k, err := d.StartKeepalived(o.keepalived)
 		if err != nil {
@@ -533,13 +533,13 @@ func loadRules(d *control.Daemon, o *options, log *slog.Logger) (reload func() e
 			return nil, closeRules, err
 		}
 		log.Info("loaded rules", "config", o.config)
-	case o.state != "":
-		restored, err := d.RestoreState(o.state)
+	case o.statePath != "":
+		restored, err := d.RestoreState(o.statePath)
 		if err != nil {
 			return nil, closeRules, err
 		}
 		if restored {
-			log.Info("restored rules", "state", o.state)
+			log.Info("restored rules", "state", o.statePath)
 		}
 	}
 	return nil, closeRules, nil

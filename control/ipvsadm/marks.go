@@ -30,50 +30,50 @@ import (
 // -R restores, -C clears them with the services.
 
 // markCommand reports whether the command is a mark rule command.
-func (st *state) markCommand() bool { return st.kind == KindAddMark || st.kind == KindDelMark }
+func (cl *cmdline) markCommand() bool { return cl.kind == KindAddMark || cl.kind == KindDelMark }
 
 // applyMark handles an option of --add-mark / --del-mark.
-func (st *state) applyMark(tok token) error {
+func (cl *cmdline) applyMark(tok token) error {
 	switch tok.spec.tag {
 	case tTCP, tUDP, tSCTP:
-		if st.markRule.Protocol != "" {
+		if cl.markRule.Protocol != "" {
 			return errors.New("multiple '-t/-u/--sctp-service' options specified (one protocol and destination per mark rule)")
 		}
 		switch tok.spec.tag {
 		case tTCP:
-			st.markRule.Protocol = api.ProtoTCP
+			cl.markRule.Protocol = api.ProtoTCP
 		case tUDP:
-			st.markRule.Protocol = api.ProtoUDP
+			cl.markRule.Protocol = api.ProtoUDP
 		default:
-			st.markRule.Protocol = api.ProtoSCTP
+			cl.markRule.Protocol = api.ProtoSCTP
 		}
 		p, ports, err := parseMarkDest(tok.arg)
 		if err != nil {
 			return err
 		}
-		st.markRule.Prefix, st.markRule.Ports = p, ports
+		cl.markRule.Prefix, cl.markRule.Ports = p, ports
 	case tFWMark:
-		if st.markRule.Mark != 0 {
+		if cl.markRule.Mark != 0 {
 			return errors.New("multiple '-f' options specified (one mark per rule)")
 		}
 		n, ok := parseNumber(tok.arg, 1, math.MaxUint32)
 		if !ok {
 			return fmt.Errorf("invalid fwmark value `%s' specified (want an integer from 1 to 4294967295)", tok.arg)
 		}
-		st.markRule.Mark = uint32(n)
+		cl.markRule.Mark = uint32(n)
 	default:
-		return fmt.Errorf("Illegal '%s' option with the '%s' command (a mark rule takes -t, -u or --sctp-service DEST[/LEN][:PORTS] and -f MARK)", tok.name, st.kind)
+		return fmt.Errorf("Illegal '%s' option with the '%s' command (a mark rule takes -t, -u or --sctp-service DEST[/LEN][:PORTS] and -f MARK)", tok.name, cl.kind)
 	}
 	return nil
 }
 
 // finishMark checks a mark rule command once every option is read.
-func (st *state) finishMark() error {
-	if st.markRule.Protocol == "" {
-		return fmt.Errorf("You need to supply the '-t', '-u' or '--sctp-service' option for the '%s' command (the protocol and DEST[/LEN][:PORTS] the rule marks)", st.kind)
+func (cl *cmdline) finishMark() error {
+	if cl.markRule.Protocol == "" {
+		return fmt.Errorf("You need to supply the '-t', '-u' or '--sctp-service' option for the '%s' command (the protocol and DEST[/LEN][:PORTS] the rule marks)", cl.kind)
 	}
-	if st.markRule.Mark == 0 {
-		return fmt.Errorf("You need to supply the '-f' option for the '%s' command (the mark the rule gives)", st.kind)
+	if cl.markRule.Mark == 0 {
+		return fmt.Errorf("You need to supply the '-f' option for the '%s' command (the mark the rule gives)", cl.kind)
 	}
 	return nil
 }

@@ -66,53 +66,53 @@ func (p Parser) Parse(args []string) (*Command, error) {
 	if !ok {
 		return nil, fmt.Errorf("no command given: the first option must be a command such as -A, -a, -L or -h\n%w", ErrTryHelp)
 	}
-	st := &state{r: r, method: api.MethodRoute, weight: 1, timeout: DefaultPersistentTimeout}
+	cl := &cmdline{r: r, method: api.MethodRoute, weight: 1, timeout: DefaultPersistentTimeout}
 	switch tok.spec.tag {
 	case tAddService:
-		st.kind = KindAddService
+		cl.kind = KindAddService
 	case tEditService:
-		st.kind = KindEditService
+		cl.kind = KindEditService
 	case tDelService:
-		st.kind = KindDelService
+		cl.kind = KindDelService
 	case tAddDest:
-		st.kind = KindAddDest
+		cl.kind = KindAddDest
 	case tEditDest:
-		st.kind = KindEditDest
+		cl.kind = KindEditDest
 	case tDelDest:
-		st.kind = KindDelDest
+		cl.kind = KindDelDest
 	case tClear:
-		st.kind = KindClear
+		cl.kind = KindClear
 	case tList:
-		st.kind = KindList
+		cl.kind = KindList
 	case tZero:
-		st.kind = KindZero
+		cl.kind = KindZero
 	case tSet:
-		st.kind = KindSetTimeouts
+		cl.kind = KindSetTimeouts
 	case tRestore:
-		st.kind = KindRestore
+		cl.kind = KindRestore
 	case tSave:
-		st.kind = KindSave
+		cl.kind = KindSave
 	case tDataplaneStats:
-		st.kind = KindDataplaneStats
+		cl.kind = KindDataplaneStats
 	case tAddLaddr:
-		st.kind = KindAddLaddr
+		cl.kind = KindAddLaddr
 	case tDelLaddr:
-		st.kind = KindDelLaddr
+		cl.kind = KindDelLaddr
 	case tGetLaddr:
-		st.kind = KindGetLaddr
+		cl.kind = KindGetLaddr
 	case tAddMark:
-		st.kind = KindAddMark
+		cl.kind = KindAddMark
 	case tDelMark:
-		st.kind = KindDelMark
+		cl.kind = KindDelMark
 	case tStartDaemon, tStopDaemon:
-		st.kind = KindStartDaemon
+		cl.kind = KindStartDaemon
 		if tok.spec.tag == tStopDaemon {
-			st.kind = KindStopDaemon
+			cl.kind = KindStopDaemon
 		}
 		if tok.arg != "master" && tok.arg != "backup" {
-			return nil, fmt.Errorf("illegal %s parameter specified: `%s' (want master or backup)", st.kind, tok.arg)
+			return nil, fmt.Errorf("illegal %s parameter specified: `%s' (want master or backup)", cl.kind, tok.arg)
 		}
-		st.daemon.State = tok.arg
+		cl.daemon.State = tok.arg
 	case tHelp:
 		return &Command{Kind: KindHelp, Resolver: r}, nil
 	case tVersion:
@@ -129,18 +129,19 @@ func (p Parser) Parse(args []string) (*Command, error) {
 		if !ok {
 			break
 		}
-		if err := st.apply(tok); err != nil {
+		if err := cl.apply(tok); err != nil {
 			return nil, err
 		}
 	}
-	if err := st.finish(sc.positional); err != nil {
+	if err := cl.finish(sc.positional); err != nil {
 		return nil, err
 	}
-	return st.command(), nil
+	return cl.command(), nil
 }
 
-// state collects one command line.
-type state struct {
+// cmdline collects one command line as it is parsed: the command, the options seen and
+// their values. command() turns it into the Command.
+type cmdline struct {
 	r    Resolver
 	kind Kind
 	opts uint64 // bits of the option columns seen
@@ -184,26 +185,26 @@ type state struct {
 	markRule api.MarkRule // --add-mark, --del-mark (marks.go)
 }
 
-func (st *state) set(col int) error {
+func (cl *cmdline) set(col int) error {
 	bit := uint64(1) << col
-	if st.opts&bit != 0 {
+	if cl.opts&bit != 0 {
 		return fmt.Errorf("multiple '%s' options specified", optNames[col])
 	}
-	st.opts |= bit
+	cl.opts |= bit
 	return nil
 }
 
-func (st *state) has(col int) bool { return st.opts&(uint64(1)<<col) != 0 }
+func (cl *cmdline) has(col int) bool { return cl.opts&(uint64(1)<<col) != 0 }
 
-// apply handles one option after the command.
-func (st *state) apply(tok token) error {
-	if st.markCommand() {
-		return st.applyMark(tok)
+// apply handles one option after the command: the listing options here, the others by
+// what they describe (one function per group).
+func (cl *cmdline) apply(tok token) error {
+	if cl.markCommand() {
+		return cl.applyMark(tok)
 	}
-	arg := tok.arg
-	col, flag := listOption(tok.spec.tag, &st.list)
+	col, flag := listOption(tok.spec.tag, &cl.list)
 	if col >= 0 {
-		if err := st.set(col); err != nil {
+		if err := cl.set(col); err != nil {
 			return err
 		}
 		if flag != nil {
@@ -214,110 +215,170 @@ func (st *state) apply(tok token) error {
 	switch tok.spec.tag {
 	case tSort: // the default; accepted for compatibility
 		return nil
+	case tTCP, tUDP, tSCTP, tFWMark, tIPv6:
+		return cl.serviceAddress(tok)
+	case tScheduler, tSchedFlags, tPersistent, tNetmask, tOps, tPE:
+		return cl.serviceOption(tok)
+	case tRealServer, tGate, tIPIP, tMasq, tFullNAT, tWeight, tUThreshold, tLThreshold:
+		return cl.serverOption(tok)
+	case tTunType, tTunPort, tTunNoCsum, tTunCsum, tTunRemCsum:
+		return cl.tunnelOption(tok)
+	case tMcastInterface, tSyncID, tMcastGroup, tMcastPort, tMcastTTL, tSyncMaxlen:
+		return cl.daemonOption(tok)
+	case tLaddr, tIfname:
+		return cl.laddrOption(tok)
+	default: // a command after the command
+		return fmt.Errorf("invalid option `%s' (give one command, as the first option)", tok.name)
+	}
+}
+
+// serviceAddress handles the options that name the virtual service: -t, -u,
+// --sctp-service, -f and -6.
+func (cl *cmdline) serviceAddress(tok token) error {
+	arg := tok.arg
+	switch tok.spec.tag {
 	case tTCP, tUDP, tSCTP:
-		if err := st.set(optService); err != nil {
+		if err := cl.set(optService); err != nil {
 			return err
 		}
-		st.proto, st.portProto = api.ProtoTCP, "tcp"
+		cl.proto, cl.portProto = api.ProtoTCP, "tcp"
 		if tok.spec.tag == tUDP {
-			st.proto, st.portProto = api.ProtoUDP, "udp"
+			cl.proto, cl.portProto = api.ProtoUDP, "udp"
 		}
 		if tok.spec.tag == tSCTP {
-			st.proto, st.portProto = api.ProtoSCTP, "sctp" // service names from /etc/services' sctp entries, as ipvsadm's service_to_port
+			cl.proto, cl.portProto = api.ProtoSCTP, "sctp" // service names from /etc/services' sctp entries, as ipvsadm's service_to_port
 		}
-		e, ok := parseEndpoint(arg, st.portProto, st.r)
+		e, ok := parseEndpoint(arg, cl.portProto, cl.r)
 		if !ok {
 			return fmt.Errorf("illegal virtual server address[:port] specified: `%s' (want host[:port], [IPv6]:port or an IPv6 address)", arg)
 		}
-		st.addr, st.family = e.addr, familyOf(e.addr)
+		cl.addr, cl.family = e.addr, familyOf(e.addr)
 		if e.hasPort {
-			st.port = e.port
+			cl.port = e.port
 		}
-		if st.family == 6 {
-			st.netmask = ""
+		if cl.family == 6 {
+			cl.netmask = ""
 		}
 	case tFWMark:
-		if err := st.set(optService); err != nil {
+		if err := cl.set(optService); err != nil {
 			return err
 		}
 		n, ok := parseNumber(arg, 1, math.MaxUint32)
 		if !ok {
 			return fmt.Errorf("invalid fwmark value `%s' specified (want an integer from 1 to 4294967295)", arg)
 		}
-		st.proto, st.portProto, st.family, st.fwmark = api.ProtoFWMark, "tcp", 4, uint32(n)
+		cl.proto, cl.portProto, cl.family, cl.fwmark = api.ProtoFWMark, "tcp", 4, uint32(n)
+	case tIPv6:
+		if cl.fwmark == 0 {
+			return errors.New("-6 used before -f (write -f MARK -6)")
+		}
+		cl.family, cl.netmask = 6, ""
+	}
+	return nil
+}
+
+// serviceOption handles the options of how the service schedules: -s, -b, -p, -M, -o
+// and --pe.
+func (cl *cmdline) serviceOption(tok token) error {
+	arg := tok.arg
+	switch tok.spec.tag {
 	case tScheduler:
-		if err := st.set(optScheduler); err != nil {
+		if err := cl.set(optScheduler); err != nil {
 			return err
 		}
-		st.sched = arg
+		cl.sched = arg
+	case tSchedFlags:
+		if err := cl.set(optSchedFlags); err != nil {
+			return err
+		}
+		cl.flagsArg = arg
 	case tPersistent:
-		if err := st.set(optPersistent); err != nil {
+		if err := cl.set(optPersistent); err != nil {
 			return err
 		}
-		st.persistent = true
+		cl.persistent = true
 		if tok.hasArg {
 			n, ok := parseNumber(arg, 1, maxTimeout)
 			if !ok {
 				return fmt.Errorf("invalid timeout value `%s' specified (want seconds from 1 to %d)", arg, maxTimeout)
 			}
-			st.timeout = uint32(n)
+			cl.timeout = uint32(n)
 		}
 	case tNetmask:
-		if err := st.set(optNetmask); err != nil {
+		if err := cl.set(optNetmask); err != nil {
 			return err
 		}
-		if st.family != 6 {
-			m, ok := parseNetmask4(arg, st.r)
+		if cl.family != 6 {
+			m, ok := parseNetmask4(arg, cl.r)
 			if !ok {
 				return fmt.Errorf("illegal virtual server persistent mask specified: `%s' (want a netmask such as 255.255.255.0)", arg)
 			}
-			st.netmask = m.String()
-			if st.netmask == "255.255.255.255" {
-				st.netmask = ""
+			cl.netmask = m.String()
+			if cl.netmask == "255.255.255.255" {
+				cl.netmask = ""
 			}
 		} else {
 			n := atoi(arg)
 			if n < 1 || n > 128 {
 				return fmt.Errorf("illegal ipv6 netmask specified: `%s' (want a prefix length from 1 to 128)", arg)
 			}
-			st.netmask = strconv.FormatInt(n, 10)
+			cl.netmask = strconv.FormatInt(n, 10)
 			if n == 128 {
-				st.netmask = ""
+				cl.netmask = ""
 			}
 		}
-	case tRealServer:
-		if err := st.set(optServer); err != nil {
+	case tOps:
+		if err := cl.set(optOnePacket); err != nil {
 			return err
 		}
-		e, ok := parseEndpoint(arg, st.portProto, st.r)
+		cl.ops = true
+	case tPE:
+		if err := cl.set(optPE); err != nil {
+			return err
+		}
+		cl.pe = arg
+	}
+	return nil
+}
+
+// serverOption handles the options of a real server: -r, its forwarding method (-g, -i,
+// -m, --fullnat), -w, -x and -y.
+func (cl *cmdline) serverOption(tok token) error {
+	arg := tok.arg
+	switch tok.spec.tag {
+	case tRealServer:
+		if err := cl.set(optServer); err != nil {
+			return err
+		}
+		e, ok := parseEndpoint(arg, cl.portProto, cl.r)
 		if !ok {
 			return fmt.Errorf("illegal real server address[:port] specified: `%s' (want host[:port], [IPv6]:port or an IPv6 address)", arg)
 		}
-		st.destAddr, st.destFamily, st.destPort = e.addr, familyOf(e.addr), st.port
+		cl.destAddr, cl.destFamily, cl.destPort = e.addr, familyOf(e.addr), cl.port
 		if e.hasPort {
-			st.destPort = e.port
+			cl.destPort = e.port
 		}
 	case tGate, tIPIP, tMasq, tFullNAT:
-		if err := st.set(optForward); err != nil {
+		if err := cl.set(optForward); err != nil {
 			return err
 		}
-		st.method = map[tag]string{tGate: api.MethodRoute, tIPIP: api.MethodTunnel,
+		cl.method = map[tag]string{tGate: api.MethodRoute, tIPIP: api.MethodTunnel,
 			tMasq: api.MethodMasq, tFullNAT: api.MethodFullNAT}[tok.spec.tag]
 	case tWeight:
-		if err := st.set(optWeight); err != nil {
+		if err := cl.set(optWeight); err != nil {
 			return err
 		}
 		n, ok := parseNumber(arg, 0, 65535)
 		if !ok {
 			return fmt.Errorf("illegal weight specified: `%s' (want an integer from 0 to 65535)", arg)
 		}
-		st.weight = int32(n)
+		cl.weight = int32(n)
 	case tUThreshold, tLThreshold:
-		c, name, dst := optUThreshold, "u_threshold", &st.uThreshold
+		c, name, dst := optUThreshold, "u_threshold", &cl.uThreshold
 		if tok.spec.tag == tLThreshold {
-			c, name, dst = optLThreshold, "l_threshold", &st.lThreshold
+			c, name, dst = optLThreshold, "l_threshold", &cl.lThreshold
 		}
-		if err := st.set(c); err != nil {
+		if err := cl.set(c); err != nil {
 			return err
 		}
 		n, ok := parseNumber(arg, 0, math.MaxInt32)
@@ -325,42 +386,66 @@ func (st *state) apply(tok token) error {
 			return fmt.Errorf("illegal %s specified: `%s' (want a connection count from 0 to %d, 0 for none)", name, arg, math.MaxInt32)
 		}
 		*dst = uint32(n)
-	case tMcastInterface:
-		if err := st.set(optMcast); err != nil {
+	}
+	return nil
+}
+
+// tunnelOption handles a tunnelling real server's options: --tun-type, --tun-port and the
+// checksum options (checkTunnel checks their combination at the end).
+func (cl *cmdline) tunnelOption(tok token) error {
+	arg := tok.arg
+	switch tok.spec.tag {
+	case tTunType:
+		if err := cl.set(optTunType); err != nil {
 			return err
 		}
-		st.daemon.Interface = arg
+		i := indexOf(tunNames[:], arg)
+		if i < 0 {
+			return fmt.Errorf("illegal tunnel type specified: `%s' (want ipip, gue or gre)", arg)
+		}
+		cl.tunType = i
+	case tTunPort:
+		if err := cl.set(optTunPort); err != nil {
+			return err
+		}
+		n, ok := parseNumber(arg, 1, 65535)
+		if !ok {
+			return fmt.Errorf("illegal tunnel port specified: `%s' (want a port from 1 to 65535)", arg)
+		}
+		cl.tunPort = uint16(n)
+	case tTunNoCsum:
+		return cl.set(optTunNoCsum)
+	case tTunCsum:
+		cl.tunFlags |= 1
+		return cl.set(optTunCsum)
+	case tTunRemCsum:
+		cl.tunFlags |= 2
+		return cl.set(optTunRemCsum)
+	}
+	return nil
+}
+
+// daemonOption handles the sync daemon's options: --mcast-interface, --syncid,
+// --mcast-group, --mcast-port, --mcast-ttl and --sync-maxlen.
+func (cl *cmdline) daemonOption(tok token) error {
+	arg := tok.arg
+	switch tok.spec.tag {
+	case tMcastInterface:
+		if err := cl.set(optMcast); err != nil {
+			return err
+		}
+		cl.daemon.Interface = arg
 	case tSyncID:
-		if err := st.set(optSyncID); err != nil {
+		if err := cl.set(optSyncID); err != nil {
 			return err
 		}
 		n, ok := parseNumber(arg, 0, 255)
 		if !ok {
 			return fmt.Errorf("illegal syncid specified: `%s' (want an integer from 0 to 255)", arg)
 		}
-		st.daemon.SyncID = uint8(n)
-	case tIPv6:
-		if st.fwmark == 0 {
-			return errors.New("-6 used before -f (write -f MARK -6)")
-		}
-		st.family, st.netmask = 6, ""
-	case tOps:
-		if err := st.set(optOnePacket); err != nil {
-			return err
-		}
-		st.ops = true
-	case tPE:
-		if err := st.set(optPE); err != nil {
-			return err
-		}
-		st.pe = arg
-	case tSchedFlags:
-		if err := st.set(optSchedFlags); err != nil {
-			return err
-		}
-		st.flagsArg = arg
+		cl.daemon.SyncID = uint8(n)
 	case tMcastGroup:
-		if err := st.set(optMcastGroup); err != nil {
+		if err := cl.set(optMcastGroup); err != nil {
 			return err
 		}
 		if strings.Contains(arg, ":") {
@@ -368,87 +453,67 @@ func (st *state) apply(tok token) error {
 			if !ok || !isMulticast6(a) {
 				return fmt.Errorf("invalid IPv6 mcast-group `%s' (want an IPv6 multicast address, ff00::/8)", arg)
 			}
-			st.daemon.Group = a.String()
+			cl.daemon.Group = a.String()
 		} else {
 			a, err := netip.ParseAddr(arg)
 			if err != nil || !isMulticast4(a) {
 				return fmt.Errorf("invalid IPv4 mcast-group `%s' (want an IPv4 multicast address, 224.0.0.0/4)", arg)
 			}
-			st.daemon.Group = a.String()
+			cl.daemon.Group = a.String()
 		}
 	case tMcastPort:
-		if err := st.set(optMcastPort); err != nil {
+		if err := cl.set(optMcastPort); err != nil {
 			return err
 		}
 		n, ok := parseNumber(arg, 1, 65535)
 		if !ok {
 			return fmt.Errorf("illegal mcast-port specified: `%s' (want a port from 1 to 65535)", arg)
 		}
-		st.daemon.Port = uint16(n)
+		cl.daemon.Port = uint16(n)
 	case tMcastTTL:
-		if err := st.set(optMcastTTL); err != nil {
+		if err := cl.set(optMcastTTL); err != nil {
 			return err
 		}
 		n, ok := parseNumber(arg, 1, 255)
 		if !ok {
 			return fmt.Errorf("illegal mcast-ttl specified: `%s' (want an integer from 1 to 255)", arg)
 		}
-		st.daemon.TTL = uint8(n)
+		cl.daemon.TTL = uint8(n)
 	case tSyncMaxlen:
-		if err := st.set(optSyncMaxlen); err != nil {
+		if err := cl.set(optSyncMaxlen); err != nil {
 			return err
 		}
 		n, ok := parseNumber(arg, 1, 65535-20-8)
 		if !ok {
 			return fmt.Errorf("illegal sync-maxlen specified: `%s' (want bytes from 1 to %d)", arg, 65535-20-8)
 		}
-		st.daemon.MaxLen = int(n)
-	case tTunType:
-		if err := st.set(optTunType); err != nil {
-			return err
-		}
-		i := indexOf(tunNames[:], arg)
-		if i < 0 {
-			return fmt.Errorf("illegal tunnel type specified: `%s' (want ipip, gue or gre)", arg)
-		}
-		st.tunType = i
-	case tTunPort:
-		if err := st.set(optTunPort); err != nil {
-			return err
-		}
-		n, ok := parseNumber(arg, 1, 65535)
-		if !ok {
-			return fmt.Errorf("illegal tunnel port specified: `%s' (want a port from 1 to 65535)", arg)
-		}
-		st.tunPort = uint16(n)
+		cl.daemon.MaxLen = int(n)
+	}
+	return nil
+}
+
+// laddrOption handles the FULLNAT local address options: -z and -F.
+func (cl *cmdline) laddrOption(tok token) error {
+	arg := tok.arg
+	switch tok.spec.tag {
 	case tLaddr:
-		if err := st.set(optLaddr); err != nil {
+		if err := cl.set(optLaddr); err != nil {
 			return err
 		}
 		// As DPVS's ipvsadm: an address, possibly with a port, which is ignored.
-		e, ok := parseEndpoint(arg, "tcp", st.r)
+		e, ok := parseEndpoint(arg, "tcp", cl.r)
 		if !ok {
 			return fmt.Errorf("illegal local address specified: `%s' (want an IPv4 or IPv6 address)", arg)
 		}
-		st.laddr = e.addr
+		cl.laddr = e.addr
 	case tIfname:
-		if err := st.set(optIfname); err != nil {
+		if err := cl.set(optIfname); err != nil {
 			return err
 		}
 		if arg == "" || len(arg) > 15 || strings.ContainsAny(arg, "/ \t") {
 			return fmt.Errorf("illegal interface name specified: `%s' (want a name of 1 to 15 characters, such as eth0)", arg)
 		}
-		st.ifname = arg
-	case tTunNoCsum:
-		return st.set(optTunNoCsum)
-	case tTunCsum:
-		st.tunFlags |= 1
-		return st.set(optTunCsum)
-	case tTunRemCsum:
-		st.tunFlags |= 2
-		return st.set(optTunRemCsum)
-	default: // a command after the command
-		return fmt.Errorf("invalid option `%s' (give one command, as the first option)", tok.name)
+		cl.ifname = arg
 	}
 	return nil
 }
@@ -513,8 +578,8 @@ func checkTunnel(tunType int, opts uint64) error {
 }
 
 // finish applies the checks ipvsadm makes once every option is read, in its order.
-func (st *state) finish(positional []string) error {
-	if st.kind == KindSetTimeouts {
+func (cl *cmdline) finish(positional []string) error {
+	if cl.kind == KindSetTimeouts {
 		if len(positional) < 3 {
 			return errors.New("--set option requires 3 timeout values (tcp tcpfin udp, in seconds; 0 keeps a value)")
 		}
@@ -526,68 +591,68 @@ func (st *state) finish(positional []string) error {
 			}
 			v[i] = uint32(n)
 		}
-		st.timeouts = api.Timeouts{TCP: v[0], TCPFin: v[1], UDP: v[2]}
+		cl.timeouts = api.Timeouts{TCP: v[0], TCPFin: v[1], UDP: v[2]}
 		positional = positional[3:]
 	}
 	if len(positional) > 0 {
 		return fmt.Errorf("unexpected argument %s", positional[0])
 	}
-	if st.has(optSchedFlags) {
-		flags, err := parseSchedFlags(st.sched, st.flagsArg)
+	if cl.has(optSchedFlags) {
+		flags, err := parseSchedFlags(cl.sched, cl.flagsArg)
 		if err != nil {
 			return err
 		}
-		st.schedFlags = flags
+		cl.schedFlags = flags
 	}
-	if st.markCommand() { // not in ipvsadm's table: its options are checked as read
-		return st.finishMark()
+	if cl.markCommand() { // not in ipvsadm's table: its options are checked as read
+		return cl.finishMark()
 	}
-	if err := checkCompat(st.kind, st.opts); err != nil {
+	if err := checkCompat(cl.kind, cl.opts); err != nil {
 		return err
 	}
 
-	switch st.kind {
+	switch cl.kind {
 	case KindAddService, KindEditService:
-		if st.fwmark == 0 && st.port == 0 && !st.persistent {
+		if cl.fwmark == 0 && cl.port == 0 && !cl.persistent {
 			return errors.New("Zero port specified for non-persistent service (give a port, or -p for a persistent all-ports service)")
 		}
-		if st.ops && st.fwmark == 0 && st.proto != api.ProtoUDP {
+		if cl.ops && cl.fwmark == 0 && cl.proto != api.ProtoUDP {
 			return errors.New("One-Packet Scheduling is only for UDP virtual services (use -u, or -f for a mark on UDP traffic)")
 		}
-		if st.sched == "" {
-			st.sched = DefaultScheduler
+		if cl.sched == "" {
+			cl.sched = DefaultScheduler
 		}
-		if st.sched == "conhash" {
+		if cl.sched == "conhash" {
 			return fmt.Errorf("Scheduler not found: `conhash' (DPVS's consistent-hash scheduler is not in xlvs: use mh, Maglev hashing, or sh)")
 		}
-		if indexOf(Schedulers, st.sched) < 0 {
-			return fmt.Errorf("Scheduler not found: `%s' (want one of %s)", st.sched, strings.Join(Schedulers, " "))
+		if indexOf(Schedulers, cl.sched) < 0 {
+			return fmt.Errorf("Scheduler not found: `%s' (want one of %s)", cl.sched, strings.Join(Schedulers, " "))
 		}
-		if st.pe != "" && indexOf(PersistenceEngines, st.pe) < 0 {
-			return fmt.Errorf("Persistence engine not found: `%s' (want %s)", st.pe, strings.Join(PersistenceEngines, " "))
+		if cl.pe != "" && indexOf(PersistenceEngines, cl.pe) < 0 {
+			return fmt.Errorf("Persistence engine not found: `%s' (want %s)", cl.pe, strings.Join(PersistenceEngines, " "))
 		}
 	case KindStartDaemon:
-		if st.daemon.Interface == "" {
-			st.daemon.Interface = DefaultMcastInterface
+		if cl.daemon.Interface == "" {
+			cl.daemon.Interface = DefaultMcastInterface
 		}
 	case KindAddDest, KindEditDest:
 		// DR and tunnelled packets keep their destination port.
-		if st.fwmark == 0 && (st.method == api.MethodTunnel || st.method == api.MethodRoute) {
-			st.destPort = st.port
+		if cl.fwmark == 0 && (cl.method == api.MethodTunnel || cl.method == api.MethodRoute) {
+			cl.destPort = cl.port
 		}
-		if st.destFamily != st.family && st.method != api.MethodTunnel {
+		if cl.destFamily != cl.family && cl.method != api.MethodTunnel {
 			return errors.New("Different address family is allowed only for tunneling servers (use -i, or a real server of the service's family)")
 		}
 		tunOpts := uint64(1)<<optTunType | uint64(1)<<optTunPort | uint64(1)<<optTunNoCsum |
 			uint64(1)<<optTunCsum | uint64(1)<<optTunRemCsum
-		if st.opts&tunOpts != 0 && st.method != api.MethodTunnel {
+		if cl.opts&tunOpts != 0 && cl.method != api.MethodTunnel {
 			return errors.New("Tunnel options conflict with forward method (--tun-* options need -i)")
 		}
-		if err := checkTunnel(st.tunType, st.opts); err != nil {
+		if err := checkTunnel(cl.tunType, cl.opts); err != nil {
 			return err
 		}
 	case KindList:
-		l := st.list
+		l := cl.list
 		if ((l.Connections || l.Timeout || l.Daemon) && (l.Stats || l.Rate || l.Thresholds)) ||
 			((l.Timeout || l.Daemon) && l.PersistentConn) {
 			return errors.New("options conflicts in the list command (-c, --timeout and --daemon do not combine with --stats, --rate or --thresholds, nor --timeout and --daemon with --persistent-conn)")
@@ -689,32 +754,32 @@ func indexOf(list []string, s string) int {
 	return -1
 }
 
-func (st *state) key() api.ServiceKey {
-	if st.fwmark != 0 {
-		return api.ServiceKey{Protocol: api.ProtoFWMark, FWMark: st.fwmark, Family: st.family}
+func (cl *cmdline) key() api.ServiceKey {
+	if cl.fwmark != 0 {
+		return api.ServiceKey{Protocol: api.ProtoFWMark, FWMark: cl.fwmark, Family: cl.family}
 	}
-	return api.ServiceKey{Protocol: st.proto, Addr: st.addr, Port: st.port, Family: st.family}
+	return api.ServiceKey{Protocol: cl.proto, Addr: cl.addr, Port: cl.port, Family: cl.family}
 }
 
 // command builds the requests of a checked command line.
-func (st *state) command() *Command {
-	cmd := &Command{Kind: st.kind, List: st.list, Resolver: st.r}
+func (cl *cmdline) command() *Command {
+	cmd := &Command{Kind: cl.kind, List: cl.list, Resolver: cl.r}
 	req := func(op string) api.Request { return api.Request{Version: api.Version, Op: op} }
 	var svcKey *api.Service
-	if st.has(optService) {
-		k := st.key()
+	if cl.has(optService) {
+		k := cl.key()
 		svcKey = &api.Service{ServiceKey: k}
 	}
-	switch st.kind {
+	switch cl.kind {
 	case KindAddService, KindEditService:
 		r := req(api.OpAddService)
-		if st.kind == KindEditService {
+		if cl.kind == KindEditService {
 			r.Op = api.OpEditService
 		}
-		r.Service = &api.Service{ServiceKey: st.key(), Scheduler: st.sched, SchedFlags: st.schedFlags,
-			Persistent: st.persistent, Netmask: st.netmask, OnePacket: st.ops, PE: st.pe}
-		if st.persistent {
-			r.Service.Timeout = st.timeout
+		r.Service = &api.Service{ServiceKey: cl.key(), Scheduler: cl.sched, SchedFlags: cl.schedFlags,
+			Persistent: cl.persistent, Netmask: cl.netmask, OnePacket: cl.ops, PE: cl.pe}
+		if cl.persistent {
+			r.Service.Timeout = cl.timeout
 		}
 		cmd.Requests = []api.Request{r}
 	case KindDelService:
@@ -724,24 +789,24 @@ func (st *state) command() *Command {
 	case KindClear:
 		cmd.Requests = []api.Request{req(api.OpClear)}
 	case KindAddDest, KindEditDest, KindDelDest:
-		r := req(map[Kind]string{KindAddDest: api.OpAddDest, KindEditDest: api.OpEditDest, KindDelDest: api.OpDelDest}[st.kind])
+		r := req(map[Kind]string{KindAddDest: api.OpAddDest, KindEditDest: api.OpEditDest, KindDelDest: api.OpDelDest}[cl.kind])
 		r.Service = svcKey
-		d := &api.Dest{Addr: st.destAddr, Port: st.destPort}
-		if st.kind != KindDelDest {
-			d.Method, d.Weight, d.UThreshold, d.LThreshold = st.method, st.weight, st.uThreshold, st.lThreshold
-			if st.method == api.MethodTunnel {
-				d.TunType = tunNames[st.tunType]
-				if st.tunType != 0 {
-					d.TunFlags = []string{api.TunNoCsum, api.TunCsum, api.TunRemCsum}[st.tunFlags]
+		d := &api.Dest{Addr: cl.destAddr, Port: cl.destPort}
+		if cl.kind != KindDelDest {
+			d.Method, d.Weight, d.UThreshold, d.LThreshold = cl.method, cl.weight, cl.uThreshold, cl.lThreshold
+			if cl.method == api.MethodTunnel {
+				d.TunType = tunNames[cl.tunType]
+				if cl.tunType != 0 {
+					d.TunFlags = []string{api.TunNoCsum, api.TunCsum, api.TunRemCsum}[cl.tunFlags]
 				}
-				d.TunPort = st.tunPort
+				d.TunPort = cl.tunPort
 			}
 		}
 		r.Dest = d
 		cmd.Requests = []api.Request{r}
 	case KindList:
 		switch {
-		case st.list.Connections:
+		case cl.list.Connections:
 			cmd.Requests = []api.Request{req(api.OpListConns)}
 		case svcKey != nil:
 			k := svcKey.ServiceKey
@@ -749,9 +814,9 @@ func (st *state) command() *Command {
 			r := req(api.OpList)
 			r.Service = svcKey
 			cmd.Requests = []api.Request{r}
-		case st.list.Timeout:
+		case cl.list.Timeout:
 			cmd.Requests = []api.Request{req(api.OpGetTimeouts)}
-		case st.list.Daemon:
+		case cl.list.Daemon:
 			cmd.Requests = []api.Request{req(api.OpGetDaemon)}
 		default:
 			cmd.Requests = []api.Request{req(api.OpInfo), req(api.OpList), req(api.OpListMarks)}
@@ -766,35 +831,35 @@ func (st *state) command() *Command {
 		cmd.Requests = []api.Request{r}
 	case KindSetTimeouts:
 		r := req(api.OpSetTimeouts)
-		t := st.timeouts
+		t := cl.timeouts
 		r.Timeouts = &t
 		cmd.Requests = []api.Request{r}
 	case KindStartDaemon:
 		r := req(api.OpStartDaemon)
-		d := st.daemon
+		d := cl.daemon
 		r.Daemon = &d
 		cmd.Requests = []api.Request{r}
 	case KindStopDaemon:
 		r := req(api.OpStopDaemon)
-		r.Daemon = &api.SyncDaemon{State: st.daemon.State, SyncID: st.daemon.SyncID}
+		r.Daemon = &api.SyncDaemon{State: cl.daemon.State, SyncID: cl.daemon.SyncID}
 		cmd.Requests = []api.Request{r}
 	case KindSave:
 		cmd.Requests = []api.Request{req(api.OpList), req(api.OpGetLocalAddrs), req(api.OpListMarks)}
 	case KindAddMark, KindDelMark:
 		r := req(api.OpAddMark)
-		if st.kind == KindDelMark {
+		if cl.kind == KindDelMark {
 			r.Op = api.OpDelMark
 		}
-		m := st.markRule
+		m := cl.markRule
 		r.Mark = &m
 		cmd.Requests = []api.Request{r}
 	case KindAddLaddr, KindDelLaddr:
 		r := req(api.OpAddLocalAddr)
-		if st.kind == KindDelLaddr {
+		if cl.kind == KindDelLaddr {
 			r.Op = api.OpDelLocalAddr
 		}
 		r.Service = svcKey
-		r.LocalAddr = &api.LocalAddr{Addr: st.laddr, Ifname: st.ifname}
+		r.LocalAddr = &api.LocalAddr{Addr: cl.laddr, Ifname: cl.ifname}
 		cmd.Requests = []api.Request{r}
 	case KindGetLaddr:
 		// The services too: -G lists every service, those without local addresses

@@ -72,8 +72,9 @@ type token struct {
 	pos  Pos
 }
 
-// state is shared by the lexer, the tree builder and the interpreter of one parse.
-type state struct {
+// loader reads one configuration: the lexer, the tree builder and the interpreter share
+// it (options, errors and warnings, files read, tokens, parameters).
+type loader struct {
 	opts   Options
 	errs   ErrorList
 	warns  []Warning
@@ -91,7 +92,7 @@ type state struct {
 }
 
 // once reports whether (pos, msg) is new, and remembers it.
-func (s *state) once(pos Pos, msg string) bool {
+func (s *loader) once(pos Pos, msg string) bool {
 	if s.said == nil {
 		s.said = map[Warning]bool{}
 	}
@@ -103,18 +104,18 @@ func (s *state) once(pos Pos, msg string) bool {
 	return true
 }
 
-func (s *state) errorf(pos Pos, format string, args ...any) {
+func (s *loader) errorf(pos Pos, format string, args ...any) {
 	s.addErr(pos, ErrSyntax, format, args...)
 }
 
-func (s *state) addErr(pos Pos, kind error, format string, args ...any) {
+func (s *loader) addErr(pos Pos, kind error, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if len(s.errs) < maxErrors && s.once(pos, "E"+msg) {
 		s.errs = append(s.errs, &Error{Pos: pos, Msg: msg, kind: kind})
 	}
 }
 
-func (s *state) warnf(pos Pos, format string, args ...any) {
+func (s *loader) warnf(pos Pos, format string, args ...any) {
 	w := Warning{Pos: pos, Msg: fmt.Sprintf(format, args...)}
 	if !s.once(pos, "W"+w.Msg) {
 		return
@@ -125,7 +126,7 @@ func (s *state) warnf(pos Pos, format string, args ...any) {
 	}
 }
 
-func (s *state) emit(k tokKind, text string, pos Pos) {
+func (s *loader) emit(k tokKind, text string, pos Pos) {
 	if len(s.toks) >= maxTokens {
 		if len(s.toks) == maxTokens {
 			s.errorf(pos, "configuration too large: more than %d tokens", maxTokens)
@@ -138,7 +139,7 @@ func (s *state) emit(k tokKind, text string, pos Pos) {
 
 // readFile lexes one file; from is the include statement's position (zero for the main
 // file).
-func (s *state) readFile(name string, from Pos, kind string) {
+func (s *loader) readFile(name string, from Pos, kind string) {
 	clean := filepath.Clean(name)
 	for _, f := range s.stack {
 		if f == clean {
@@ -177,7 +178,7 @@ func (s *state) readFile(name string, from Pos, kind string) {
 
 // lexSource turns src (the text of file) into tokens, expanding conditional lines,
 // parameter definitions and substitutions, and includes.
-func (s *state) lexSource(file string, src []byte) {
+func (s *loader) lexSource(file string, src []byte) {
 	lines := strings.Split(string(src), "\n")
 	for i := 0; i < len(lines); i++ {
 		pos := Pos{File: file, Line: i + 1}
@@ -228,7 +229,7 @@ func (s *state) lexSource(file string, src []byte) {
 // parameters with the values of that moment), all at the position of the line that used
 // it. It returns the name of a multi-line definition the line starts (only for lines of
 // a file: depth 0).
-func (s *state) line(text string, pos Pos, depth int) (string, bool) {
+func (s *loader) line(text string, pos Pos, depth int) (string, bool) {
 	if depth > maxExpandDepth {
 		s.errorf(pos, "multi-line parameters nested deeper than %d levels: check for a parameter that uses itself", maxExpandDepth)
 		return "", false
@@ -290,7 +291,7 @@ func (s *state) line(text string, pos Pos, depth int) (string, bool) {
 }
 
 // cleanLine strips the line end and the comment, refusing absurdly long lines.
-func (s *state) cleanLine(line string, pos Pos) (string, bool) {
+func (s *loader) cleanLine(line string, pos Pos) (string, bool) {
 	if len(line) > maxLineLen {
 		s.errorf(pos, "line longer than %d bytes", maxLineLen)
 		return "", false
@@ -299,7 +300,7 @@ func (s *state) cleanLine(line string, pos Pos) (string, bool) {
 }
 
 // conditional applies keepalived's "@ID" / "@^ID" line prefix.
-func (s *state) conditional(text string) (string, bool) {
+func (s *loader) conditional(text string) (string, bool) {
 	t := strings.TrimLeft(text, " \t")
 	if !strings.HasPrefix(t, "@") {
 		return text, true
@@ -348,7 +349,7 @@ func nameLen(s string) int {
 // and ${NAME} by defined parameters; undefined names stay as written. A multi-line
 // parameter is replaced only where it ends the line (as keepalived): by its first line,
 // its other lines returned in rest.
-func (s *state) substOnce(text, file string) (out, rest string, changed bool) {
+func (s *loader) substOnce(text, file string) (out, rest string, changed bool) {
 	var b strings.Builder
 	for i := 0; i < len(text); {
 		c := text[i]
@@ -396,7 +397,7 @@ func (s *state) substOnce(text, file string) (out, rest string, changed bool) {
 }
 
 // lookup resolves a parameter name, including keepalived's predefined ones.
-func (s *state) lookup(name, file string) (string, bool) {
+func (s *loader) lookup(name, file string) (string, bool) {
 	if v, ok := s.params[name]; ok {
 		return v, true
 	}
@@ -442,7 +443,7 @@ var includeKinds = map[string]bool{
 }
 
 // statement lexes one logical line: an include, or words and braces.
-func (s *state) statement(text string, pos Pos) {
+func (s *loader) statement(text string, pos Pos) {
 	t := strings.TrimSpace(text)
 	if t == "" {
 		return
@@ -459,7 +460,7 @@ func (s *state) statement(text string, pos Pos) {
 	s.tokenize(t, pos)
 }
 
-func (s *state) include(kind string, patterns []string, pos Pos) {
+func (s *loader) include(kind string, patterns []string, pos Pos) {
 	if len(patterns) == 0 {
 		s.errorf(pos, "%s: expected a file name or pattern after %s", kind, kind)
 		return
@@ -547,7 +548,7 @@ func expandBraces(p string) []string {
 // tokenize splits a line into words and braces. Quotes (" or ') group text with blanks
 // into one word and are removed; backslash escapes work inside quotes. A line with an
 // error contributes no tokens, so the error does not cascade.
-func (s *state) tokenize(t string, pos Pos) {
+func (s *loader) tokenize(t string, pos Pos) {
 	var line []token
 	for i := 0; i < len(t); {
 		c := t[i]

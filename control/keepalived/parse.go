@@ -13,7 +13,7 @@ import (
 
 // Load reads the configuration file name and everything it includes.
 func Load(name string, opts Options) (*Config, error) {
-	s := &state{opts: opts}
+	s := &loader{opts: opts}
 	s.readFile(name, Pos{}, "include")
 	return s.finish()
 }
@@ -21,7 +21,7 @@ func Load(name string, opts Options) (*Config, error) {
 // Parse reads a configuration from src; name is used in messages and includes are
 // relative to its directory.
 func Parse(name string, src []byte, opts Options) (*Config, error) {
-	s := &state{opts: opts}
+	s := &loader{opts: opts}
 	s.files = append(s.files, name)
 	s.stack = append(s.stack, filepath.Clean(name))
 	s.lexSource(name, src)
@@ -29,8 +29,8 @@ func Parse(name string, src []byte, opts Options) (*Config, error) {
 	return s.finish()
 }
 
-func (s *state) finish() (*Config, error) {
-	p := &parser{state: s}
+func (s *loader) finish() (*Config, error) {
+	p := &parser{loader: s}
 	cfg := p.top(s.buildTree())
 	if len(s.errs) > 0 {
 		return nil, s.errs
@@ -164,7 +164,7 @@ type rawURL struct {
 }
 
 type parser struct {
-	*state
+	*loader
 	ssl    *SSL
 	groups []*LocalAddressGroup // local_address_group blocks, in file order
 	syncd  syncState            // global_defs' lvs_sync_daemon and the VRRP instances' ids

@@ -21,7 +21,7 @@ func (n *node) text() string { return strings.Join(n.words, " ") }
 
 // buildTree turns the token stream into statements. Statements end at a line end or at
 // a brace; a block opens with '{' on the statement's line or alone on a following line.
-func (s *state) buildTree() []*node {
+func (s *loader) buildTree() []*node {
 	i := 0
 	return s.block(&i, nil, 0)
 }
@@ -29,7 +29,7 @@ func (s *state) buildTree() []*node {
 // maxDepth bounds block nesting (keepalived's deepest is four levels).
 const maxDepth = 32
 
-func (s *state) block(i *int, opener *node, depth int) []*node {
+func (s *loader) block(i *int, opener *node, depth int) []*node {
 	var out []*node
 	if depth > maxDepth {
 		s.errorf(opener.pos, "blocks nested deeper than %d levels: expected '}'", maxDepth)
