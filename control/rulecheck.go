@@ -24,11 +24,21 @@ type RuleChecks struct {
 	ids  map[health.ServiceKey]map[netip.AddrPort]uint32
 }
 
-// StartRuleChecks validates text and starts checking every real server of the rules.
-func (d *Daemon) StartRuleChecks(text string) (*RuleChecks, error) {
+// CheckRuleChecks validates the checker blocks text as StartRuleChecks does, without
+// starting anything (xlvsd --check-config). Its error names no flag: the command adds it.
+func CheckRuleChecks(text string) error {
 	probe := health.ServiceKey{Protocol: api.ProtoTCP, Addr: netip.MustParseAddr("192.0.2.1"), Port: 80}
 	if _, err := health.ParseChecks(probe, netip.MustParseAddrPort("192.0.2.2:80"), text); err != nil {
-		return nil, fmt.Errorf("--health-check: %w (want keepalived checker blocks, e.g. \"TCP_CHECK { connect_timeout 3 }\" on separate lines)", err)
+		return fmt.Errorf("parse checker blocks: %w (want keepalived checker blocks, e.g. \"TCP_CHECK { connect_timeout 3 }\" on separate lines)", err)
+	}
+	return nil
+}
+
+// StartRuleChecks validates text (CheckRuleChecks) and starts checking every real server
+// of the rules.
+func (d *Daemon) StartRuleChecks(text string) (*RuleChecks, error) {
+	if err := CheckRuleChecks(text); err != nil {
+		return nil, err
 	}
 	rc := &RuleChecks{d: d, text: text}
 	rc.mon = health.New(health.Options{Logger: d.log.With("component", "health"), OnUpdate: rc.update})

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"strings"
 
 	"xlvs/conntrack"
 	"xlvs/control"
 	"xlvs/control/api"
-	"xlvs/control/health"
 	"xlvs/control/ipvsadm"
 	"xlvs/control/keepalived"
 	"xlvs/dataplane"
@@ -60,9 +58,7 @@ func checkConfig(o *options, stdout, stderr io.Writer) error {
 		}
 	}
 	if o.healthCheck != "" {
-		// What StartRuleChecks validates, without starting the checks.
-		probe := health.ServiceKey{Protocol: api.ProtoTCP, Addr: netip.MustParseAddr("192.0.2.1"), Port: 80}
-		if _, err := health.ParseChecks(probe, netip.MustParseAddrPort("192.0.2.2:80"), o.healthCheck); err != nil {
+		if err := control.CheckRuleChecks(o.healthCheck); err != nil {
 			fail(fmt.Errorf("--health-check: %w", err))
 		}
 	}

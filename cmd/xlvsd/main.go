@@ -392,6 +392,9 @@ func run(args []string) error {
 	}
 	defer closeRules()
 	if o.healthCheck != "" {
+		if err := control.CheckRuleChecks(o.healthCheck); err != nil {
+			return fmt.Errorf("--health-check: %w", err)
+		}
 		rc, err := d.StartRuleChecks(o.healthCheck)
 		if err != nil {
 			return err

@@ -10,7 +10,8 @@ import (
 // ErrorMessage is the message xlvsadm prints when the daemon refuses req: ipvsadm's text
 // for the operation and error code ("Service not defined", "No such destination", ...),
 // followed by the daemon's own explanation when that adds anything. For a restore the
-// message starts with the offending input line.
+// message starts with the offending input line. The daemon's messages name no option;
+// the options that would help are added here (--stop-daemon ROLE for a running daemon).
 func ErrorMessage(req *api.Request, e *api.Error) string {
 	op := req.Op
 	prefix := ""
@@ -18,7 +19,8 @@ func ErrorMessage(req *api.Request, e *api.Error) string {
 		prefix = fmt.Sprintf("line %d: ", e.Line)
 		for i := range req.Batch {
 			if req.Batch[i].Line == e.Line {
-				op = req.Batch[i].Op
+				req = &req.Batch[i]
+				op = req.Op
 				break
 			}
 		}
@@ -29,6 +31,9 @@ func ErrorMessage(req *api.Request, e *api.Error) string {
 		base = e.Message
 	case e.Message != "" && !strings.EqualFold(e.Message, base):
 		base += ": " + e.Message
+	}
+	if op == api.OpStartDaemon && e.Code == api.ErrCodeDaemonExists && req.Daemon != nil {
+		base += fmt.Sprintf(" (stop it first with --stop-daemon %s)", req.Daemon.State)
 	}
 	return prefix + base
 }

@@ -223,7 +223,8 @@ func TestErrorMessage(t *testing.T) {
 		{"no dest", api.Request{Op: api.OpDelDest}, api.Error{Code: api.ErrCodeNoDest, Message: "no such destination"}, "No such destination"},
 		{"other code", api.Request{Op: api.OpStartDaemon}, api.Error{Code: api.ErrCodeNotImplemented, Message: "sync daemon not implemented"}, "sync daemon not implemented"},
 		// libipvs's texts for the kernel's EEXIST and ESRCH of the daemon commands.
-		{"daemon running", api.Request{Op: api.OpStartDaemon}, api.Error{Code: api.ErrCodeDaemonExists, Message: "sync daemon: the master sync daemon is already running (stop it first with --stop-daemon master)"},
+		// The daemon's message names no option; xlvsadm adds the one that helps.
+		{"daemon running", api.Request{Op: api.OpStartDaemon, Daemon: &api.SyncDaemon{State: "master"}}, api.Error{Code: api.ErrCodeDaemonExists, Message: "sync daemon: the master sync daemon is already running"},
 			"Daemon has already run: sync daemon: the master sync daemon is already running (stop it first with --stop-daemon master)"},
 		{"no daemon", api.Request{Op: api.OpStopDaemon}, api.Error{Code: api.ErrCodeNoDaemon}, "No daemon is running"},
 		{"restore line", restore, api.Error{Code: api.ErrCodeNoService, Line: 3, Message: "x"}, "line 3: Service not defined: x"},

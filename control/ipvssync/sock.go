@@ -37,7 +37,7 @@ func (c Config) Check() error {
 	c = c.withDefaults()
 	switch {
 	case c.Ifname == "":
-		return errors.New("sync daemon: no multicast interface: give --mcast-interface IFACE")
+		return errors.New("sync daemon: no multicast interface: give the interface its messages go out of and come in on")
 	case len(c.Ifname) >= unix.IFNAMSIZ:
 		return fmt.Errorf("sync daemon: interface name %q is longer than %d bytes", c.Ifname, unix.IFNAMSIZ-1)
 	case !c.Group.Is4() && !c.Group.Is6() || !c.Group.IsMulticast():

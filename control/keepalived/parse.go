@@ -609,6 +609,8 @@ func (p *parser) virtualServer(n *node) *rawVS {
 	return vs
 }
 
+// vsKeyword reads one statement of a virtual_server block, handing it to the group of
+// statements it belongs to (vsGroups); where names the block in errors.
 func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 	kw := n.keyword()
 	if why, ok := vsIgnored[kw]; ok {
@@ -620,18 +622,41 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 		if rs := p.realServer(n); rs != nil {
 			vs.rs = append(vs.rs, rs)
 		}
-	case "delay_loop":
-		p.timer(n, &vs.delayLoop)
+	case "establish_timeout", "bps", "limit_proportion", "hash_target", "vip_bind_dev",
+		"expire_quiescent_conn", "quic", "proxy_protocol", "daddr_group_name", "waddr_group_name",
+		"src-range", "dst-range", "oif", "iif":
+		p.dpvsKeyword(vs, n)
+	default:
+		for _, group := range vsGroups {
+			if group(p, vs, n) {
+				return
+			}
+		}
+		p.unknown(n, where, vsKeywords)
+	}
+}
+
+// vsGroups read the statements of a virtual_server block other than real_server and
+// DPVS's: each reports whether the statement was its own.
+var vsGroups = []func(*parser, *rawVS, *node) bool{
+	(*parser).vsService, (*parser).vsPersistence, (*parser).vsSorry, (*parser).vsQuorum, (*parser).vsCheckDefaults,
+}
+
+// vsService reads the statements that shape the service: its scheduler and flags,
+// forwarding method, protocol, family, one-packet scheduling, the real servers' default
+// weight and the FULLNAT local address group.
+func (p *parser) vsService(vs *rawVS, n *node) bool {
+	switch kw := n.keyword(); kw {
 	case "lb_algo", "lvs_sched":
 		if p.value(n, 1, 1, kw+" SCHEDULER") {
 			s := n.args()[0]
 			if s == "conhash" {
 				p.errorf(n.pos, "%s conhash: DPVS's consistent-hash scheduler is not supported by xlvs: use mh (Maglev hashing, with mh-port for the source port) or sh", kw)
-				return
+				return true
 			}
 			if !slices.Contains(schedulers, s) {
 				p.errorf(n.pos, "%s: unknown scheduler %q: expected one of %s", kw, s, strings.Join(schedulers, ", "))
-				return
+				return true
 			}
 			vs.sched = s
 		}
@@ -639,18 +664,66 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 		if m, ok := p.method(n); ok {
 			vs.method = &m
 		}
+	case "protocol":
+		if p.value(n, 1, 1, "protocol TCP|UDP|SCTP") {
+			switch strings.ToUpper(n.args()[0]) {
+			case ProtoTCP, ProtoUDP, ProtoSCTP:
+				vs.proto = strings.ToUpper(n.args()[0])
+			case "ICMP", "ICMPV6":
+				p.errorf(n.pos, "protocol %s: DPVS's ICMP services (SNAT) are not supported by xlvs: expected TCP, UDP or SCTP", n.args()[0])
+			default:
+				p.errorf(n.pos, "protocol: unknown protocol %q: expected TCP, UDP or SCTP", n.args()[0])
+			}
+		}
+	case "ip_family":
+		if p.value(n, 1, 1, "ip_family inet|inet6") {
+			switch n.args()[0] {
+			case "inet":
+				vs.ipFamily = 4
+			case "inet6":
+				vs.ipFamily = 6
+			default:
+				p.errorf(n.pos, "ip_family: unknown family %q: expected inet or inet6", n.args()[0])
+				return true
+			}
+			vs.ipFamilyPos = n.pos
+		}
+	case "ops":
+		p.flag(n, &vs.ops)
+	case "hashed":
+		p.flag(n, &vs.hashed)
+	case "flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback":
+		if p.value(n, 0, 0, kw) && !slices.Contains(vs.flags, kw) {
+			vs.flags = append(vs.flags, kw)
+		}
+	case "weight":
+		p.uint32Val(n, 0, 65535, "weight", &vs.weight)
+	case "laddr_group_name":
+		if p.value(n, 1, 1, "laddr_group_name NAME") {
+			vs.laddrGroup, vs.laddrGroupPos = n.args()[0], n.pos
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// vsPersistence reads persistence_timeout, persistence_granularity and
+// persistence_engine.
+func (p *parser) vsPersistence(vs *rawVS, n *node) bool {
+	switch n.keyword() {
 	case "persistence_timeout":
 		if !p.value(n, 0, 1, "persistence_timeout [SECONDS]") {
-			return
+			return true
 		}
 		vs.persistenceTimeoutPos = n.pos
 		if len(n.args()) == 0 {
 			vs.ptimeout = optU32{v: DefaultPersistenceTimeout, set: true}
-			return
+			return true
 		}
 		v, ok := p.uintArg(n, n.args()[0], 0, math.MaxUint32, "persistence timeout")
 		if !ok {
-			return
+			return true
 		}
 		if v == 0 {
 			// keepalived refuses 0 (its range starts at 1), reports it and leaves the
@@ -674,29 +747,27 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 		if p.value(n, 1, 1, "persistence_engine NAME") {
 			vs.pengine = n.args()[0]
 		}
-	case "protocol":
-		if p.value(n, 1, 1, "protocol TCP|UDP|SCTP") {
-			switch strings.ToUpper(n.args()[0]) {
-			case ProtoTCP, ProtoUDP, ProtoSCTP:
-				vs.proto = strings.ToUpper(n.args()[0])
-			case "ICMP", "ICMPV6":
-				p.errorf(n.pos, "protocol %s: DPVS's ICMP services (SNAT) are not supported by xlvs: expected TCP, UDP or SCTP", n.args()[0])
-			default:
-				p.errorf(n.pos, "protocol: unknown protocol %q: expected TCP, UDP or SCTP", n.args()[0])
-			}
-		}
+	default:
+		return false
+	}
+	return true
+}
+
+// vsSorry reads the sorry server statements.
+func (p *parser) vsSorry(vs *rawVS, n *node) bool {
+	switch kw := n.keyword(); kw {
 	case "sorry_server":
 		if !p.value(n, 1, 2, "sorry_server IP [PORT]") {
-			return
+			return true
 		}
 		ss := &rawSorry{pos: n.pos}
 		var ok bool
 		if ss.addr, ok = p.addrArg(n, n.args()[0], "sorry_server IP [PORT]"); !ok {
-			return
+			return true
 		}
 		if len(n.args()) == 2 {
 			if ss.port, ok = p.portArg(n, n.args()[1], true); !ok {
-				return
+				return true
 			}
 		}
 		vs.sorry = ss
@@ -709,6 +780,16 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 		if m, ok := p.method(n); ok {
 			vs.sorryMethod = &m
 		}
+	default:
+		return false
+	}
+	return true
+}
+
+// vsQuorum reads how the service's health decides: quorum, hysteresis and their
+// scripts, alpha, omega, inhibit_on_failure and ha_suspend.
+func (p *parser) vsQuorum(vs *rawVS, n *node) bool {
+	switch kw := n.keyword(); kw {
 	case "quorum":
 		p.uint32Val(n, 0, math.MaxUint32, "quorum", &vs.quorum)
 		if vs.quorum.set && vs.quorum.v < 1 {
@@ -736,6 +817,18 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 			vs.haSuspend = true
 			p.warnf(n.pos, "ha_suspend ignored: xlvs checks real servers whether or not the virtual address is configured")
 		}
+	default:
+		return false
+	}
+	return true
+}
+
+// vsCheckDefaults reads the checker settings a virtual_server gives its checkers:
+// delay_loop, virtualhost, connect_timeout, retry, delay_before_retry and warmup.
+func (p *parser) vsCheckDefaults(vs *rawVS, n *node) bool {
+	switch n.keyword() {
+	case "delay_loop":
+		p.timer(n, &vs.delayLoop)
 	case "virtualhost":
 		p.str(n, &vs.vhost)
 	case "connect_timeout":
@@ -746,40 +839,10 @@ func (p *parser) vsKeyword(vs *rawVS, n *node, where string) {
 		p.timer(n, &vs.dbr)
 	case "warmup":
 		p.timer(n, &vs.warmup)
-	case "ops":
-		p.flag(n, &vs.ops)
-	case "hashed":
-		p.flag(n, &vs.hashed)
-	case "flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback":
-		if p.value(n, 0, 0, kw) && !slices.Contains(vs.flags, kw) {
-			vs.flags = append(vs.flags, kw)
-		}
-	case "weight":
-		p.uint32Val(n, 0, 65535, "weight", &vs.weight)
-	case "laddr_group_name":
-		if p.value(n, 1, 1, "laddr_group_name NAME") {
-			vs.laddrGroup, vs.laddrGroupPos = n.args()[0], n.pos
-		}
-	case "establish_timeout", "bps", "limit_proportion", "hash_target", "vip_bind_dev",
-		"expire_quiescent_conn", "quic", "proxy_protocol", "daddr_group_name", "waddr_group_name",
-		"src-range", "dst-range", "oif", "iif":
-		p.dpvsKeyword(vs, n)
-	case "ip_family":
-		if p.value(n, 1, 1, "ip_family inet|inet6") {
-			switch n.args()[0] {
-			case "inet":
-				vs.ipFamily = 4
-			case "inet6":
-				vs.ipFamily = 6
-			default:
-				p.errorf(n.pos, "ip_family: unknown family %q: expected inet or inet6", n.args()[0])
-				return
-			}
-			vs.ipFamilyPos = n.pos
-		}
 	default:
-		p.unknown(n, where, vsKeywords)
+		return false
 	}
+	return true
 }
 
 // method reads "NAT", "DR", "FNAT" (or "FULLNAT") or "TUN [type ipip|gue port N|gre]
@@ -1044,9 +1107,27 @@ func (p *parser) checkBody(c *rawCheck, children []*node) {
 	}
 }
 
+// checkKeyword reads one statement of a checker block (checkBody has checked it is
+// one the checker takes), handing it to the group it belongs to.
 func (p *parser) checkKeyword(c *rawCheck, n *node) {
-	kw := n.keyword()
-	switch kw {
+	for _, group := range checkGroups {
+		if group(p, c, n) {
+			return
+		}
+	}
+	p.checkKeyword2(c, n)
+}
+
+// checkGroups read the statements of keepalived 1.x's checkers; checkKeyword2 those of
+// the checkers 2.x added. Each reports whether the statement was its own.
+var checkGroups = []func(*parser, *rawCheck, *node) bool{
+	(*parser).checkTiming, (*parser).checkConnection, (*parser).checkHTTP, (*parser).checkMisc,
+}
+
+// checkTiming reads when a checker runs and how it counts: retry (and nb_get_retry),
+// delay_before_retry, warmup, delay_loop, alpha and log_all_failures.
+func (p *parser) checkTiming(c *rawCheck, n *node) bool {
+	switch n.keyword() {
 	case "retry":
 		p.uint32Val(n, 0, math.MaxUint32, "retry count", &c.retry)
 	case "nb_get_retry":
@@ -1062,6 +1143,16 @@ func (p *parser) checkKeyword(c *rawCheck, n *node) {
 		p.optBool(n, &c.alpha)
 	case "log_all_failures":
 		p.boolArg(n) // every failure is visible in the health state already
+	default:
+		return false
+	}
+	return true
+}
+
+// checkConnection reads where a checker connects from and to: connect_ip,
+// connect_port, bindto, bind_port, bind_if, fwmark and connect_timeout.
+func (p *parser) checkConnection(c *rawCheck, n *node) bool {
+	switch n.keyword() {
 	case "connect_ip":
 		if p.value(n, 1, 1, "connect_ip IP") {
 			c.connectIP, _ = p.addrArg(n, n.args()[0], "connect_ip IP")
@@ -1086,7 +1177,7 @@ func (p *parser) checkKeyword(c *rawCheck, n *node) {
 		if p.value(n, 1, 1, "bind_if IFNAME") {
 			if len(n.args()[0]) > 15 {
 				p.errorf(n.pos, "bind_if: interface name %q is longer than 15 characters", n.args()[0])
-				return
+				return true
 			}
 			c.bindIf = n.args()[0]
 		}
@@ -1099,6 +1190,16 @@ func (p *parser) checkKeyword(c *rawCheck, n *node) {
 		if c.connTO.set && c.connTO.v == 0 {
 			c.connTO.v = time.Second // keepalived refuses a zero timeout and uses one second
 		}
+	default:
+		return false
+	}
+	return true
+}
+
+// checkHTTP reads the statements of HTTP_GET and SSL_GET: virtualhost,
+// http_protocol, enable_sni, sni_name, fast_recovery, tls_compliant and url blocks.
+func (p *parser) checkHTTP(c *rawCheck, n *node) bool {
+	switch kw := n.keyword(); kw {
 	case "virtualhost":
 		p.str(n, &c.vhost)
 	case "http_protocol":
@@ -1131,9 +1232,19 @@ func (p *parser) checkKeyword(c *rawCheck, n *node) {
 		if u := p.url(n); u != nil {
 			c.urls = append(c.urls, u)
 		}
+	default:
+		return false
+	}
+	return true
+}
+
+// checkMisc reads the statements of MISC_CHECK: misc_path, misc_timeout, misc_dynamic
+// and user.
+func (p *parser) checkMisc(c *rawCheck, n *node) bool {
+	switch n.keyword() {
 	case "misc_path":
 		if !p.value(n, 1, 1<<10, "misc_path PROGRAM [ARGS...]") {
-			return
+			return true
 		}
 		// One value is a command line (split on blanks outside quotes); several values
 		// are already the program and its arguments.
@@ -1143,7 +1254,7 @@ func (p *parser) checkKeyword(c *rawCheck, n *node) {
 		}
 		if len(argv) == 0 {
 			p.errorf(n.pos, "misc_path: empty command: expected a program path")
-			return
+			return true
 		}
 		c.miscPath = argv
 	case "misc_timeout":
@@ -1158,8 +1269,9 @@ func (p *parser) checkKeyword(c *rawCheck, n *node) {
 			}
 		}
 	default:
-		p.checkKeyword2(c, n)
+		return false
 	}
+	return true
 }
 
 var urlKeywords = []string{"path", "digest", "status_code", "virtualhost", "regex", "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset", "tls_compliant"}

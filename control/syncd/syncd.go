@@ -263,7 +263,7 @@ func (d *Daemon) start(cfg Config, vrrp string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if (cfg.Role == Master && d.master != nil) || (cfg.Role == Backup && d.backup != nil) {
-		return fmt.Errorf("sync daemon: the %s sync daemon is %w (stop it first with --stop-daemon %s)", cfg.Role, ErrRunning, cfg.Role)
+		return fmt.Errorf("sync daemon: the %s sync daemon is %w", cfg.Role, ErrRunning)
 	}
 	r, err := d.resolve(&cfg)
 	if err != nil {
