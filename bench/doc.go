@@ -4,6 +4,8 @@
 // gen (the AF_XDP packet generator) — is shared by the end-to-end tests and the benchmark
 // harness.
 //
+// # Role
+//
 // The harness (Run, MeasurePacketRate, MeasureConnections) measures xlvs (NAT, DR, TUN,
 // FULLNAT) side by side with iptables and nftables DNAT, plain kernel forwarding, kernel
 // IPVS where the kernel has it, and a minimal AF_XDP forwarder (the copy-path limit), in a
@@ -35,13 +37,17 @@
 // forwarder's own counters, a 100 ms timeline of the delivered rate (stalls show there)
 // and how busy the machine was beforehand.
 //
-// Invariants: every measurement removes what it built (namespaces, processes, XDP
+// # Invariants
+//
+// Every measurement removes what it built (namespaces, processes, XDP
 // programs) before it returns, also on error; targets are interleaved within a round so
 // that a noisy host's drifts hit them alike; a target that cannot run here is reported
 // with the reason (ErrUnavailable), never silently skipped; Report.Check fails a run in
 // which a forwarder that should forward delivered about nothing.
 //
-// Concurrency: the measurement functions build their own testbeds and may not run
+// # Concurrency
+//
+// The measurement functions build their own testbeds and may not run
 // concurrently with each other (they pin threads to the same CPUs and the numbers would
 // mean nothing); Report values are plain data.
 package bench

@@ -157,50 +157,9 @@
 // the workers first); afterwards the table is empty and Insert returns
 // ErrClosed.
 //
-// # Measured (go test -bench, 2 vCPU AMD EPYC VM, medians of 5)
+// # Measured
 //
-// Memory: 115.25 bytes per entry of capacity, all reserved by New: 96
-// record, 9.6 index (load 5/6 when full), 8 sync slot, 1.5 Walk buffer (one
-// shard of 64), the per-dest counts; 10M entries take 1.0734 GiB (0.9989
-// before the sync slots). The sync array's pages are faulted in only when
-// used (or by Config.Prefault).
-//
-// Lookup hit, keys in random order, median per lookup (BenchmarkLookupLatency):
-// one Lookup per key 31 ns at 1Ki entries (cache-resident), 382 ns at 1Mi,
-// 512 ns at 10M; LookupBatch over 64 keys 33 ns, 100 ns and 109 ns (p99
-// 152 ns at 10M). The large tables are bound by two dependent DRAM misses
-// (index slot, record) on a KVM guest whose random memory access costs
-// 230 ns or more; LookupBatch overlaps the misses of a batch. The floor,
-// from BenchmarkMemoryLatency on a 1 GiB huge-page arena: one dependent
-// random read 217 ns, eight independent reads in flight 26 ns per read; a
-// lookup needs three lines (index slot, the record's two), so even fully
-// overlapped a 10M-entry lookup costs about 80 ns of memory time here. Lookup miss
-// (1Mi): 77 ns. Insert into a half-empty 1Mi table: 255-400 ns (noisy
-// between runs), into a full one, evicting: 1.2 us. Reap: 70 ns per expired
-// entry. No operation allocates. Throughput at 10M entries
-// (BenchmarkLookupWorkers): 1.9 M lookups/s from one goroutine, 3.2 M from
-// two with single Lookups; 8.6 M and 14.5 M with LookupBatch.
-//
-// Sync (BenchmarkLookupSync, medians of 5, on a 2 vCPU Intel Xeon VM, not
-// the machine of the numbers above): with sync off a lookup takes 34.9 ns,
-// 35.1 ns batched, at 1Ki and 274 ns, 101 ns batched, at 1Mi; a sync master
-// (default policy) pays 3.7 ns more per lookup, single or batched, on the
-// cache-resident table, and on the 1Mi table 14 ns more per batched lookup
-// (LookupBatch prefetches the sync slot with the record) and 117 ns more per
-// single Lookup (the slot's line is a third DRAM miss, prefetched with the
-// record but not hidden on this guest). A table with sync off pays about
-// 1 ns per lookup for the sync code (BenchmarkLookupLatency at 1Ki: 33.7 ns
-// single, 34.4 ns batched, against 32.7 and 33.7 ns for the same table
-// before the sync code; at 1Mi the difference is within this guest's noise).
-//
-// Locking: sync.Mutex. Uncontended Lock+Unlock is about 40 % of a
-// cache-resident lookup (12-15 ns). With two goroutines on random keys of a
-// cache-resident table a lookup costs 105-120 ns of wall time, against 30 ns
-// for one goroutine: the shard lock words and records move between the
-// cores' caches on almost every lookup, not lock waiting. With each
-// goroutine on its own half of the shards (BenchmarkLookupParallelOwnShards)
-// it is 15.6 ns, twice one goroutine's rate. Steering packets to workers by
-// shard (ShardOf of the client endpoint, which is also a reply's
-// destination) would give that; on 1Mi tables DRAM latency dominates
-// instead (255 ns wall per lookup with two goroutines).
+// EntryBytes bounds the memory per entry of capacity (TestEntryBytes checks it). The
+// costs of lookups, inserts, reaping, sync and locking, with the benchmarks that measure
+// them, are in BENCHMARKS.md ("Connection table").
 package conntrack

@@ -1,4 +1,15 @@
 // Package e2e holds xlvs's end-to-end tests: real TCP and UDP from real sockets in network
 // namespaces, through the real XDP program and AF_XDP sockets of a real xlvsd process, to
-// real servers, checking what arrived. They need root; with CI set they must run.
+// real servers, checking what arrived.
+//
+// # Conventions
+//
+// TestMain builds xlvsd and xlvsadm once, unless XLVS_BIN names a directory holding them
+// (make build). Each test builds its testbed with bench/testbed (uniquely named
+// namespaces, removed in t.Cleanup, on failure too) and bounds every process it starts by its
+// context. Expected results come from IPVS's behaviour, not from xlvs's code.
+//
+// # Invariants
+//
+// The tests need root; without it they skip, and with CI set a skip is a failure.
 package e2e

@@ -3,6 +3,8 @@
 // takes listeners, packet conns, connections and dial functions made wherever the caller
 // wants (testbed.NS.Listen, testbed.NS.DialContext, or plain loopback).
 //
+// # Conventions
+//
 // Servers say who they are, so a client behind a load balancer can count the split:
 //   - ServeHTTP: "/" answers "NAME\n"; every response carries the header X-Server: NAME;
 //     "/blob?size=N&seed=S" streams N deterministic pseudo-random bytes (Blob and
@@ -13,12 +15,16 @@
 // compares the server's length and SHA-256, UDPEcho compares each echoed payload; a
 // difference is an error wrapping ErrMismatch that names the first bad offset.
 //
-// Bounds: everything stops when its context ends; HTTPLoad bounds each request by its
+// # Invariants
+//
+// Everything stops when its context ends; HTTPLoad bounds each request by its
 // Timeout, UDPEcho each reply wait by its timeout. Errors are returned only for bad
 // options (and, for Download and Upload, for the transfer failing); load generators report
 // failed requests in their results instead.
 //
-// Concurrency: servers serve concurrently and are stopped by the caller (http.Server.Close,
+// # Concurrency
+//
+// Servers serve concurrently and are stopped by the caller (http.Server.Close,
 // the stop func). HTTPLoad runs Concurrency goroutines and returns after all of them ended.
 // Results are plain values owned by the caller.
 package traffic

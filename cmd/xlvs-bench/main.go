@@ -1,8 +1,3 @@
-// Command xlvs-bench runs xlvs in network-namespace testbeds: `xlvs-bench demo` builds the
-// classic LVS-NAT layout, balances HTTP over two real servers and prints the split;
-// `xlvs-bench run` measures packet rates and connections through xlvs (NAT, DR, TUN,
-// FULLNAT) and the kernel's alternatives side by side and writes JSON, Markdown and SVG
-// reports.
 package main
 
 import (

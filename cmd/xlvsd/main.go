@@ -1,6 +1,3 @@
-// Command xlvsd is the xlvs daemon: it attaches the XDP classifier to the given
-// interfaces, forwards virtual-service traffic through AF_XDP sockets, and serves the
-// control API that xlvsadm talks to.
 package main
 
 import (

@@ -2,7 +2,7 @@
 // automation): the wire types, a Client and the server framing (Serve, Listen). It imports
 // only the standard library, so xlvsadm builds without cgo, clang or root.
 //
-// # Transport
+// # Conventions: transport and versions
 //
 // A unix stream socket, DefaultSocket unless --socket or $XLVS_SOCKET says otherwise
 // (SocketPath), mode 0600 in a 0755 directory (Listen). One request per connection: the
@@ -16,6 +16,12 @@
 // Every Request and Response carries Version. A server answers a request of another
 // version with ErrCodeVersion without executing it. Unknown JSON fields are ignored, so
 // fields can be added within a version; removing or renaming one needs a new Version.
+//
+// # Invariants
+//
+// One request, one response, then the connection closes; a request of another Version,
+// or over MaxRequestSize, is answered with an error and not executed. The package
+// imports only the standard library.
 //
 // # Errors
 //

@@ -1,7 +1,7 @@
 // Package health checks real servers as keepalived does and decides, per virtual
 // server, which destinations should be in the service and with what weight.
 //
-// # Pieces
+// # Role
 //
 //   - Checker, one file per protocol: TCP (TCP_CHECK: a connection opens within the
 //     connect timeout), HTTP (HTTP_GET, and SSL_GET over TLS: every url answers an
@@ -34,54 +34,22 @@
 //     checker blocks in keepalived syntax for one real server (for checks attached to
 //     rules made with xlvsadm).
 //
-// # Wiring into xlvsd (for the lead)
+// # Conventions
 //
-// Start-up with --keepalived-conf PATH:
+// Keepalived's names and defaults throughout (keepalived.Default*); each checker's file
+// names the keepalived source it follows. The callers in xlvsd: control/kaconf.go turns
+// keepalived.conf into VirtualServers (FromKeepalived), passes the whole set to Apply
+// and turns each Update into add-dest, edit-dest and del-dest requests (and, on SIGHUP,
+// keepalived.Diff decides what else changes); control/rulecheck.go attaches ParseChecks'
+// checks to the real servers of xlvsadm's rules.
 //
-//	mon := health.New(health.Options{
-//		Logger:   log.With("component", "health"), // logs each event once
-//		OnUpdate: func(u health.Update) { reconcile(u) },
-//	})
-//	defer mon.Close()
-//	cfg, err := keepalived.Load(path, keepalived.Options{}) // err: refuse to start
-//	for _, w := range cfg.Warnings { log.Warn(w.String()) }
-//	vss, err := health.FromKeepalived(cfg)                 // err: refuse to start
-//	// 1. add every service of cfg.VirtualServers (scheduler, flags, persistence from the
-//	//    keepalived.VirtualServer), without destinations;
-//	// 2. mon.Apply(append(vss, apiAttached...)): OnUpdate receives one Update per
-//	//    service before Apply returns, and reconcile adds the destinations.
+// # Invariants
 //
-// reconcile(u), run for every Update (serially, in order; it must not call Apply or
-// Close): when u.Removed, do nothing (the reload below deletes the service). Otherwise,
-// for each d in u.Dests, with cur the service's destination at d.Addr (if any):
-//
-//	d.InPool && cur == nil       -> add-dest  d.Addr, weight d.Weight, method/thresholds
-//	                                from the keepalived RealServer (or SorryServer when
-//	                                d.Sorry) of that address
-//	d.InPool && cur.Weight != d.Weight -> edit-dest weight d.Weight
-//	!d.InPool && cur != nil      -> del-dest d.Addr
-//
-// Leave destinations not listed in u.Dests alone. Count u.Events by Event.Kind.String()
-// for metrics (Monitor.Counters has the totals too). `xlvsadm -L -n` then shows what
-// ipvsadm shows under keepalived: a failed server absent, or present with weight 0 when
-// inhibited; the sorry server while the quorum is lost.
-//
-// SIGHUP: newCfg, err := keepalived.Load(...) and vss, err := health.FromKeepalived(newCfg);
-// on either error log it and keep everything running. Otherwise ch :=
-// keepalived.Diff(oldCfg, newCfg): add ch.AddedServices (no destinations); edit-service
-// the ch.ChangedServices whose RuleChanged(); for their ChangedServers whose RuleChanged()
-// apart from the weight (lvs_method, thresholds) edit-dest keeping the current weight;
-// then mon.Apply(newVss) (it keeps the state of unchanged checks, applies new weights at
-// once and reports the desired state of changed services through OnUpdate); then delete
-// ch.RemovedServices and keep newCfg as oldCfg. Unchanged servers are never touched, so
-// their connections are not disturbed.
-//
-// Checks for rules made with xlvsadm: an API call (or flag) carrying the service key, the
-// real server and checker text in keepalived syntax ("TCP_CHECK {\n connect_timeout 3\n}")
-// gives checks := health.ParseChecks(key, rs, text); keep these per real server and
-// build from them (with the destination's current weight, and Quorum 1) the
-// VirtualServer entries passed to Apply together with the keepalived ones: Apply always
-// takes the whole set.
+//   - Apply always takes the whole set of virtual servers: what is not in it is stopped.
+//     Checks of unchanged servers keep their state across Apply, so a reload disturbs
+//     nothing it does not change.
+//   - An Update lists only the service's managed destinations (Dests); destinations not
+//     listed are the caller's to leave alone. Events are emitted once per transition.
 //
 // # Concurrency
 //

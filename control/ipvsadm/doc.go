@@ -4,7 +4,17 @@
 // and tools written for ipvsadm (keepalived's checks, monitoring that scrapes -L -n
 // --stats, saved rule files) work unchanged with xlvsadm.
 //
-// # Fidelity
+// # Role
+//
+// Parse reads one command line: the first option is the command, each later one is
+// handed by cmdline.apply to the function of its group (service address, service
+// options, real server, tunnel, sync daemon, local address, and marks.go's mark rules),
+// and finish makes ipvsadm's checks once every option is read. command turns the result
+// into api.Requests. Format and Save print the daemon's answers; ErrorMessage turns a
+// refusal into ipvsadm's text, adding the option that would help (the daemon's messages
+// name none).
+//
+// # Conventions
 //
 // The grammar follows ipvsadm.c: popt-style options (bundled short options such as -Lnc,
 // attached or separate values, -p with an optional timeout), the command/option
@@ -23,10 +33,18 @@
 // rule unrestorable); DPVS ipvsadm's FULLNAT local-address commands are spoken
 // (-P/--add-laddr, -Q/--del-laddr, -G/--get-laddr with -z/--laddr and -F/--ifname, -F
 // optional and informative, --get-laddr printed as DPVS does) and -S saves local
-// addresses as -P lines, which DPVS does not; -R refuses listing commands in its input and names the line of
-// any error; -V is accepted besides -v; --dataplane-stats is xlvs's own; sorting
+// addresses as -P lines, which DPVS does not; -R refuses listing commands in its input
+// and names the line of any error; -V is accepted besides -v; --dataplane-stats is xlvs's own; sorting
 // compares addresses as unsigned numbers, where ipvsadm's int subtraction misorders
 // addresses 2^31 apart.
+//
+// # Invariants
+//
+//   - Output is byte for byte ipvsadm's: the tests compare with golden files
+//     (testdata/*.golden) and exact strings; change them only with a reference to
+//     ipvsadm's source.
+//   - Bad input is an error, never a panic: FuzzParse and FuzzParseRules check it, and
+//     that whatever parses also formats.
 //
 // # Concurrency
 //

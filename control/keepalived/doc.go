@@ -61,14 +61,23 @@
 // lines of a virtual_server_group; notify and quorum scripts (transitions are logged and
 // counted instead); BFD_CHECK; smtp_alert, snmp_name, regex; DPVS-only keywords with no
 // xlvs meaning (dpvs.go), while DPVS-only features that would change what a service does
-// (SNAT match services, conhash, the PROXY protocol, deny lists with entries) are errors. As keepalived, which logs such lines with their position and carries
-// on, an unknown or misspelt keyword (skipped with any block it opens), extra words after
-// the values a keyword takes, and persistence_timeout 0 (not persistent) are Warnings
+// (SNAT match services, conhash, the PROXY protocol, deny lists with entries) are
+// errors. As keepalived, which logs such lines with their position and carries on, an
+// unknown or misspelt keyword (skipped with any block it opens), extra words after the
+// values a keyword takes, and persistence_timeout 0 (not persistent) are Warnings
 // naming file and line. What would make a wrong rule set — a malformed address, port,
 // number or boolean, an unknown scheduler, forwarding method or protocol, a missing value
 // or an unbalanced brace — is an error naming file, line and what was expected; Parse and
 // Load then return an ErrorList (up to 20 errors) and no Config, so a reload with a bad
 // file keeps the running configuration.
+//
+// # Invariants
+//
+// A Config is resolved: every default and inherited value is filled in, so its users
+// read no keepalived default themselves. Load and Parse return either a Config (with its
+// Warnings) or an ErrorList, never both, and never panic on any input (fuzzed). Each
+// statement is read by the function of its group (parse.go: vsKeyword's vsGroups,
+// checkKeyword's checkGroups).
 //
 // # Reload
 //

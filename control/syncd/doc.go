@@ -63,6 +63,12 @@
 //     while the connection is not in an active state (templates always), and
 //     IP_VS_CONN_F_TEMPLATE for templates.
 //
+// # Invariants
+//
+// Nothing waits on the dataplane's behalf: the workers' queues are bounded and a full one
+// drops (counted), and a master's send waits at most SendTries × SendWait. A datagram is
+// applied all or nothing. Errors name no command-line option (xlvsadm adds those).
+//
 // # Differences from the kernel
 //
 // The kernel's master waits for room in a full socket buffer as long as it takes; xlvs

@@ -1,15 +1,21 @@
 // Package xsk is xlvs's AF_XDP socket layer: the only importer of github.com/asavie/xdp.
 //
+// # Role
+//
 // A Socket owns one AF_XDP socket bound to one (interface, queue): its UMEM, its four rings
-// and an O(1) free-frame list of its own. The worker that owns a Socket is the only
-// goroutine that touches it; nothing here is safe for concurrent use except Stats, which
-// reads single-writer counters atomically.
+// and an O(1) free-frame list of its own. Fake is an in-memory Socket for unit tests and
+// microbenchmarks: same contract, no kernel. Config's limits (Min*, Max*) and
+// DefaultConfig are the one source xlvsd's flags take theirs from.
+//
+// # Invariants
 //
 // Frame ownership: every frame is, at any moment, in exactly one place — the free list, the
 // fill ring (kernel), the RX ring (kernel → us), the caller's hands (after Receive or
 // Alloc), or the TX ring / completion ring (us → kernel → us). Receive hands frames to the
 // caller; the caller must give each one back with Transmit (same socket) or Free. Frames
 // come back from the kernel through Complete, and Refill moves free frames to the fill ring.
+//
+// # Conventions: asavie/xdp
 //
 // Limits of asavie/xdp v0.3.3 and how this package handles them (see ARCHITECTURE.md):
 //   - Its GetDescs scans every frame: not used; the free list here is a LIFO stack.
@@ -27,5 +33,9 @@
 //   - Received data starts XDPPacketHeadroom bytes into the frame, which leaves room to
 //     prepend an outer header (TUN) by moving a descriptor's Addr back.
 //
-// Fake is an in-memory Socket for unit tests and microbenchmarks: same contract, no kernel.
+// # Concurrency
+//
+// Single owner: the worker that owns a Socket is the only goroutine that touches it;
+// nothing here is safe for concurrent use except Stats, which reads single-writer
+// counters atomically.
 package xsk
