@@ -189,8 +189,29 @@ func New(cfg Config) (*Dataplane, error) {
 		}
 		ifcs = append(ifcs, ifc{l, q})
 	}
+	// The connection table is made while the programs load and the sockets open (a
+	// successor's sockets may wait for its predecessor's to be released, openSocket).
+	type made struct {
+		ct  *conntrack.Table
+		err error
+	}
+	table := make(chan made, 1)
+	go func() {
+		ct, err := conntrack.New(cfg.Conntrack)
+		table <- made{ct, err}
+	}()
+	takeTable := func() (*conntrack.Table, error) {
+		m := <-table
+		if m.err != nil {
+			return nil, fmt.Errorf("connection table: %w", m.err)
+		}
+		return m.ct, nil
+	}
 	cls, err := bpf.New()
 	if err != nil {
+		if ct, _ := takeTable(); ct != nil {
+			ct.Close()
+		}
 		return nil, err
 	}
 	d := &Dataplane{cfg: cfg, log: cfg.Logger, cls: cls}
@@ -198,34 +219,58 @@ func New(cfg Config) (*Dataplane, error) {
 		d.closeResources()
 		return nil, err
 	}
+	// One interface after another, in the calling thread's network namespace (a
+	// goroutine of our own could run on a thread in another one).
+	var perr error
 	for _, f := range ifcs {
-		attrs := f.link.Attrs()
-		xp, err := d.attach(cls, attrs.Name, attrs.Index)
+		xp, port, err := d.setupPort(cls, f.link.Attrs(), f.queues)
+		if xp != nil {
+			d.xdp = append(d.xdp, xp)
+		}
+		d.ports = append(d.ports, port)
 		if err != nil {
-			return fail(fmt.Errorf("attach XDP to %s: %w", attrs.Name, err))
+			perr = err
+			break
 		}
-		d.xdp = append(d.xdp, xp)
-		p := Port{Name: attrs.Name, Ifindex: int32(attrs.Index)}
-		copy(p.MAC[:], attrs.HardwareAddr)
-		for q := 0; q < f.queues; q++ {
-			s, err := d.openSocket(attrs.Index, q)
-			if err != nil {
-				d.ports = append(d.ports, p)
-				return fail(fmt.Errorf("interface %s: %w", attrs.Name, err))
-			}
-			p.Sockets = append(p.Sockets, s)
-			if err := xp.RegisterSocket(q, s.FD()); err != nil {
-				d.ports = append(d.ports, p)
-				return fail(fmt.Errorf("register socket of %s queue %d: %w", attrs.Name, q, err))
-			}
-		}
-		d.ports = append(d.ports, p)
-		cfg.Logger.Info("attached", "interface", attrs.Name, "xdp_mode", xp.Mode().String(), "queues", f.queues)
+		cfg.Logger.Info("attached", "interface", port.Name, "xdp_mode", xp.Mode().String(), "queues", f.queues)
 	}
-	if err := d.init(); err != nil {
+	ct, err := takeTable()
+	if perr != nil {
+		if ct != nil {
+			ct.Close()
+		}
+		return fail(perr)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := d.init(ct); err != nil {
+		ct.Close()
 		return fail(err)
 	}
 	return d, nil
+}
+
+// setupPort attaches (or adopts) the XDP program of one interface and opens and
+// registers its queues' sockets. On error it returns what it made, for closeResources.
+func (d *Dataplane) setupPort(cls *bpf.Classifier, attrs *netlink.LinkAttrs, queues int) (*bpf.Port, Port, error) {
+	p := Port{Name: attrs.Name, Ifindex: int32(attrs.Index)}
+	copy(p.MAC[:], attrs.HardwareAddr)
+	xp, err := d.attach(cls, attrs.Name, attrs.Index)
+	if err != nil {
+		return nil, p, fmt.Errorf("attach XDP to %s: %w", attrs.Name, err)
+	}
+	for q := 0; q < queues; q++ {
+		s, err := d.openSocket(attrs.Index, q)
+		if err != nil {
+			return xp, p, fmt.Errorf("interface %s: %w", attrs.Name, err)
+		}
+		p.Sockets = append(p.Sockets, s)
+		if err := xp.RegisterSocket(q, s.FD()); err != nil {
+			return xp, p, fmt.Errorf("register socket of %s queue %d: %w", attrs.Name, q, err)
+		}
+	}
+	return xp, p, nil
 }
 
 // NewWithPorts builds a Dataplane over given sockets (fakes in tests and benchmarks):
@@ -236,17 +281,18 @@ func NewWithPorts(cfg Config, ports []Port) (*Dataplane, error) {
 		return nil, err
 	}
 	d := &Dataplane{cfg: cfg, log: cfg.Logger, ports: ports}
-	if err := d.init(); err != nil {
+	ct, err := conntrack.New(cfg.Conntrack)
+	if err != nil {
+		return nil, fmt.Errorf("connection table: %w", err)
+	}
+	if err := d.init(ct); err != nil {
+		ct.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *Dataplane) init() error {
-	ct, err := conntrack.New(d.cfg.Conntrack)
-	if err != nil {
-		return fmt.Errorf("connection table: %w", err)
-	}
+func (d *Dataplane) init(ct *conntrack.Table) error {
 	d.ct = ct
 	d.persist = newPersistTable(1 << 16)
 	d.epoch = time.Now()

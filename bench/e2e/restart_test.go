@@ -523,8 +523,9 @@ func TestHitlessRestart(t *testing.T) {
 		d = startManaged(t, ctx, bed.Director, store, bin, sock, args...)
 		took := time.Since(t0)
 		if os.Getenv("XLVS_RESTART_DEBUG") != "" {
-			o := old.out.String()
-			t.Logf("SIGTERM %s, exited %s\nold: %s\nnew:\n%s", t0.UTC().Format("15:04:05.000000"), exited.UTC().Format("15:04:05.000000"), o[strings.LastIndex(o[:len(o)-1], "\n")+1:], d.out)
+			lines := strings.Split(strings.TrimSpace(old.out.String()), "\n")
+			t.Logf("SIGTERM %s, exited %s\nold:\n%s\nnew:\n%s", t0.UTC().Format("15:04:05.000000"), exited.UTC().Format("15:04:05.000000"),
+				strings.Join(lines[max(0, len(lines)-4):], "\n"), d.out)
 		}
 		if !d.waitLog("took over from the previous xlvsd") {
 			t.Fatalf("restart %d: the new xlvsd did not take over:\n%s", i+1, d.out)
