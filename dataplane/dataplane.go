@@ -154,6 +154,7 @@ type Dataplane struct {
 	// the sync master (sync.go): workers queue connections while syncMaster is set
 	syncMaster      atomic.Bool
 	syncPersistMode atomic.Bool
+	syncPol         atomic.Pointer[conntrack.SyncPolicy] // the master's, for templates (sync.go)
 
 	lastPanic atomic.Pointer[string]
 	mu        sync.Mutex               // serialises Publish
