@@ -113,11 +113,22 @@ func TestAdoptActivate(t *testing.T) {
 	}
 	unix.Close(pipe[0])
 
-	p, err := c.Adopt(xa.Index, kept, ModeNative)
+	// A program instance loaded beforehand (AdoptLoaded, as a successor's dataplane
+	// does): a refusal leaves it unattached, for another try.
+	p, err := c.Load()
 	if err != nil {
-		t.Fatalf("Adopt: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	t.Cleanup(func() { p.Close() })
+	if err := c.AdoptLoaded(p, xb.Index, kept, ModeNative); err == nil || !strings.Contains(err.Error(), "attached to ifindex") {
+		t.Fatalf("AdoptLoaded on the wrong interface: %v, want an error naming the link's interface", err)
+	}
+	if err := c.AdoptLoaded(p, xa.Index, kept, ModeNative); err != nil {
+		t.Fatalf("AdoptLoaded: %v", err)
+	}
+	if err := c.AdoptLoaded(p, xa.Index, kept, ModeNative); err == nil || !strings.Contains(err.Error(), "already attached") {
+		t.Fatalf("AdoptLoaded twice: %v, want a refusal", err)
+	}
 	if p.Mode() != ModeNative || p.Ifindex() != xa.Index {
 		t.Errorf("adopted port: mode %v ifindex %d, want native %d", p.Mode(), p.Ifindex(), xa.Index)
 	}

@@ -220,11 +220,37 @@ func New(cfg Config) (*Dataplane, error) {
 		d.closeResources()
 		return nil, err
 	}
+	// The program instances of adopted links (a successor's) load meanwhile too: loading
+	// needs no namespace, and attaching happens only with the predecessor's links.
+	pre := make([]chan preloaded, len(ifcs))
+	for i, f := range ifcs {
+		if d.adopted(f.link.Attrs().Name) != nil {
+			pre[i] = make(chan preloaded, 1)
+		}
+	}
+	go func() {
+		for i := range pre {
+			if pre[i] != nil {
+				p, err := cls.Load()
+				pre[i] <- preloaded{p, err}
+			}
+		}
+	}()
+	defer func() {
+		for i := range pre { // what setupPort did not take
+			if pre[i] != nil {
+				if l := <-pre[i]; l.p != nil {
+					l.p.Close()
+				}
+			}
+		}
+	}()
 	// One interface after another, in the calling thread's network namespace (a
 	// goroutine of our own could run on a thread in another one).
 	var perr error
-	for _, f := range ifcs {
-		xp, port, err := d.setupPort(cls, f.link.Attrs(), f.queues)
+	for i, f := range ifcs {
+		xp, port, err := d.setupPort(cls, f.link.Attrs(), f.queues, pre[i])
+		pre[i] = nil
 		if xp != nil {
 			d.xdp = append(d.xdp, xp)
 		}
@@ -252,21 +278,56 @@ func New(cfg Config) (*Dataplane, error) {
 	return d, nil
 }
 
+// preloaded is a program instance loaded for an adopted link (New).
+type preloaded struct {
+	p   *bpf.Port
+	err error
+}
+
 // setupPort attaches (or adopts) the XDP program of one interface and opens and
-// registers its queues' sockets. On error it returns what it made, for closeResources.
-func (d *Dataplane) setupPort(cls *bpf.Classifier, attrs *netlink.LinkAttrs, queues int) (*bpf.Port, Port, error) {
+// registers its queues' sockets. An adopted link's sockets open first, while its
+// program instance loads (pre); an attached one's program is attached first, as the
+// sockets of some drivers expect. On error it returns what it made, for
+// closeResources (the sockets are in the Port).
+func (d *Dataplane) setupPort(cls *bpf.Classifier, attrs *netlink.LinkAttrs, queues int, pre chan preloaded) (*bpf.Port, Port, error) {
 	p := Port{Name: attrs.Name, Ifindex: int32(attrs.Index)}
 	copy(p.MAC[:], attrs.HardwareAddr)
-	xp, err := d.attach(cls, attrs.Name, attrs.Index)
-	if err != nil {
-		return nil, p, fmt.Errorf("attach XDP to %s: %w", attrs.Name, err)
-	}
-	for q := 0; q < queues; q++ {
-		s, err := d.openSocket(attrs.Index, q)
-		if err != nil {
-			return xp, p, fmt.Errorf("interface %s: %w", attrs.Name, err)
+	open := func() error {
+		for q := 0; q < queues; q++ {
+			s, err := d.openSocket(attrs.Index, q)
+			if err != nil {
+				return fmt.Errorf("interface %s: %w", attrs.Name, err)
+			}
+			p.Sockets = append(p.Sockets, s)
 		}
-		p.Sockets = append(p.Sockets, s)
+		return nil
+	}
+	var xp *bpf.Port
+	if a := d.adopted(attrs.Name); a != nil {
+		err := open()
+		l := <-pre
+		switch {
+		case l.err != nil:
+			return nil, p, fmt.Errorf("attach XDP to %s: adopt xdp link of ifindex %d: %w", attrs.Name, attrs.Index, l.err)
+		case err != nil:
+			l.p.Close()
+			return nil, p, err
+		}
+		if err := cls.AdoptLoaded(l.p, attrs.Index, a.FD, a.Mode); err != nil {
+			l.p.Close()
+			return nil, p, fmt.Errorf("attach XDP to %s: %w", attrs.Name, err)
+		}
+		xp = l.p
+	} else {
+		var err error
+		if xp, err = cls.Attach(attrs.Index, d.cfg.XDPMode); err != nil {
+			return nil, p, fmt.Errorf("attach XDP to %s: %w", attrs.Name, err)
+		}
+		if err := open(); err != nil {
+			return xp, p, err
+		}
+	}
+	for q, s := range p.Sockets {
 		if err := xp.RegisterSocket(q, s.FD()); err != nil {
 			return xp, p, fmt.Errorf("register socket of %s queue %d: %w", attrs.Name, q, err)
 		}

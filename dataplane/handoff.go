@@ -33,15 +33,15 @@ type AdoptLink struct {
 	Mode   bpf.Mode // the predecessor's attach mode
 }
 
-// attach attaches the XDP program to the interface, or adopts the predecessor's link of
-// that name (Config.Adopt).
-func (d *Dataplane) attach(cls *bpf.Classifier, name string, ifindex int) (*bpf.Port, error) {
-	for _, a := range d.cfg.Adopt {
-		if a.Ifname == name {
-			return cls.Adopt(ifindex, a.FD, a.Mode)
+// adopted returns the predecessor's link of the interface (Config.Adopt), nil when the
+// interface is to be attached afresh.
+func (d *Dataplane) adopted(name string) *AdoptLink {
+	for i := range d.cfg.Adopt {
+		if d.cfg.Adopt[i].Ifname == name {
+			return &d.cfg.Adopt[i]
 		}
 	}
-	return cls.Attach(ifindex, d.cfg.XDPMode)
+	return nil
 }
 
 // openSocket opens the AF_XDP socket of (ifindex, queue), retrying for up to
