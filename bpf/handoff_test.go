@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -197,4 +198,40 @@ func TestDetachLink(t *testing.T) {
 		t.Fatalf("Attach after DetachLink: %v", err)
 	}
 	q.Close()
+}
+
+// TestMapsNotPreallocated: the hash maps only the control plane writes are made without
+// preallocated elements (quicker to create at every start, a restart's above all), the
+// program instances load with them, and they hold what is put in them.
+func TestMapsNotPreallocated(t *testing.T) {
+	h := newHarness(t)
+	for name, m := range map[string]*ebpf.Map{
+		xlvsMapServices: h.c.services, xlvsMapReals: h.c.reals, xlvsMapLocals: h.c.locals,
+		xlvsMapLaddrs: h.c.laddrs, xlvsMapVaddrs: h.c.vaddrs,
+	} {
+		info, err := m.Info()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if info.Flags&unix.BPF_F_NO_PREALLOC == 0 {
+			t.Errorf("map %s has flags %#x, want BPF_F_NO_PREALLOC", name, info.Flags)
+		}
+	}
+	if n := countEntries(t, h.c.services); n != len(testServices) {
+		t.Errorf("services map holds %d entries, want the %d set", n, len(testServices))
+	}
+}
+
+func countEntries(t *testing.T, m *ebpf.Map) int {
+	t.Helper()
+	var k, v []byte
+	n := 0
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
