@@ -44,6 +44,14 @@ func New() (*Classifier, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
+	// The hash maps only the control plane writes (the program only looks them up) are
+	// made without preallocated elements: creating the preallocated ones took 10-15 ms
+	// of every start, on a restart's path while packets are held (dataplane/handoff.go),
+	// and held their memory whether used or not. The program instances are loaded from
+	// this spec, so they agree with the maps.
+	for _, name := range []string{xlvsMapServices, xlvsMapReals, xlvsMapLocals, xlvsMapLaddrs, xlvsMapVaddrs} {
+		spec.Maps[name].Flags |= unix.BPF_F_NO_PREALLOC
+	}
 	c := &Classifier{spec: spec, cache: btf.NewCache()}
 	if c.services, err = ebpf.NewMap(spec.Maps[xlvsMapServices]); err != nil {
 		return nil, fmt.Errorf("create map %s: %w: %w", xlvsMapServices, ErrNoXDP, err)

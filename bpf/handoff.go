@@ -68,6 +68,39 @@ func (p *Port) LinkFD() int {
 // before. mode is what the predecessor attached with (the kernel's link information
 // does not say), reported by Mode.
 func (c *Classifier) Adopt(ifindex, fd int, mode Mode) (*Port, error) {
+	l, err := adoptLink(ifindex, fd)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.Load()
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("adopt xdp link of ifindex %d: %w", ifindex, err)
+	}
+	p.link, p.ifindex, p.mode, p.pending = l, ifindex, mode, true
+	return p, nil
+}
+
+// AdoptLoaded is Adopt with a program instance p loaded beforehand (Load: a successor
+// loads its programs while it opens its sockets). p must be c's, not attached or
+// adopted yet; on error p is left as it was, for the caller to close.
+func (c *Classifier) AdoptLoaded(p *Port, ifindex, fd int, mode Mode) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.link != nil {
+		return fmt.Errorf("adopt xdp link of ifindex %d: the program instance is closed or already attached", ifindex)
+	}
+	l, err := adoptLink(ifindex, fd)
+	if err != nil {
+		return err
+	}
+	p.link, p.ifindex, p.mode, p.pending = l, ifindex, mode, true
+	return nil
+}
+
+// adoptLink opens a duplicate of the bpf_link fd and checks that it is an XDP link on
+// ifindex.
+func adoptLink(ifindex, fd int) (link.Link, error) {
 	if fd < 0 {
 		return nil, fmt.Errorf("adopt xdp link of ifindex %d: fd %d is not a file descriptor", ifindex, fd)
 	}
@@ -84,13 +117,7 @@ func (c *Classifier) Adopt(ifindex, fd int, mode Mode) (*Port, error) {
 		l.Close()
 		return nil, fmt.Errorf("adopt xdp link: fd %d: %w", fd, err)
 	}
-	p, err := c.Load()
-	if err != nil {
-		l.Close()
-		return nil, fmt.Errorf("adopt xdp link of ifindex %d: %w", ifindex, err)
-	}
-	p.link, p.ifindex, p.mode, p.pending = l, ifindex, mode, true
-	return p, nil
+	return l, nil
 }
 
 func checkXDPLink(l link.Link, ifindex int) error {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,11 +114,22 @@ func TestAdoptActivate(t *testing.T) {
 	}
 	unix.Close(pipe[0])
 
-	p, err := c.Adopt(xa.Index, kept, ModeNative)
+	// A program instance loaded beforehand (AdoptLoaded, as a successor's dataplane
+	// does): a refusal leaves it unattached, for another try.
+	p, err := c.Load()
 	if err != nil {
-		t.Fatalf("Adopt: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	t.Cleanup(func() { p.Close() })
+	if err := c.AdoptLoaded(p, xb.Index, kept, ModeNative); err == nil || !strings.Contains(err.Error(), "attached to ifindex") {
+		t.Fatalf("AdoptLoaded on the wrong interface: %v, want an error naming the link's interface", err)
+	}
+	if err := c.AdoptLoaded(p, xa.Index, kept, ModeNative); err != nil {
+		t.Fatalf("AdoptLoaded: %v", err)
+	}
+	if err := c.AdoptLoaded(p, xa.Index, kept, ModeNative); err == nil || !strings.Contains(err.Error(), "already attached") {
+		t.Fatalf("AdoptLoaded twice: %v, want a refusal", err)
+	}
 	if p.Mode() != ModeNative || p.Ifindex() != xa.Index {
 		t.Errorf("adopted port: mode %v ifindex %d, want native %d", p.Mode(), p.Ifindex(), xa.Index)
 	}
@@ -186,4 +198,40 @@ func TestDetachLink(t *testing.T) {
 		t.Fatalf("Attach after DetachLink: %v", err)
 	}
 	q.Close()
+}
+
+// TestMapsNotPreallocated: the hash maps only the control plane writes are made without
+// preallocated elements (quicker to create at every start, a restart's above all), the
+// program instances load with them, and they hold what is put in them.
+func TestMapsNotPreallocated(t *testing.T) {
+	h := newHarness(t)
+	for name, m := range map[string]*ebpf.Map{
+		xlvsMapServices: h.c.services, xlvsMapReals: h.c.reals, xlvsMapLocals: h.c.locals,
+		xlvsMapLaddrs: h.c.laddrs, xlvsMapVaddrs: h.c.vaddrs,
+	} {
+		info, err := m.Info()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if info.Flags&unix.BPF_F_NO_PREALLOC == 0 {
+			t.Errorf("map %s has flags %#x, want BPF_F_NO_PREALLOC", name, info.Flags)
+		}
+	}
+	if n := countEntries(t, h.c.services); n != len(testServices) {
+		t.Errorf("services map holds %d entries, want the %d set", n, len(testServices))
+	}
+}
+
+func countEntries(t *testing.T, m *ebpf.Map) int {
+	t.Helper()
+	var k, v []byte
+	n := 0
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -430,7 +430,7 @@ func BenchmarkMemoryLatency(b *testing.B) {
 		b.Skip("needs -conntrack.10m (a 1 GiB arena)")
 	}
 	const words = 1 << 28 // 1 GiB of uint32
-	a := newArena(words * 4)
+	a := newArena(words*4, false)
 	defer a.release()
 	next := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(a.mem))), words)
 	// One random cycle through every 16th word (one read per cache line).

@@ -30,10 +30,11 @@ type arena struct {
 	mapped []byte // the whole mapping to unmap; nil when mem is on the Go heap
 }
 
-// newArena returns size zeroed bytes.
-func newArena(size int) arena {
+// newArena returns size zeroed bytes; basePages: a mapped arena is not advised for huge
+// pages yet (adviseHuge).
+func newArena(size int, basePages bool) arena {
 	if size >= mmapMin {
-		if a, ok := mapArena(size); ok {
+		if a, ok := mapArena(size, !basePages); ok {
 			return a
 		}
 	}

@@ -78,7 +78,7 @@ func TestPrefault(t *testing.T) {
 		}
 	}
 	// The heap path (arenas below mmapMin) prefaults by touching pages.
-	a := newArena(64 << 10)
+	a := newArena(64<<10, false)
 	a.prefault()
 	if a.mapped != nil || len(a.mem) != 64<<10 {
 		t.Fatalf("small arena: mapped %v, %d bytes", a.mapped != nil, len(a.mem))
@@ -111,4 +111,62 @@ func smapsField(t *testing.T, addr uintptr, field string) (string, bool) {
 		t.Fatal(err)
 	}
 	return "", false
+}
+
+// TestBasePagesSettle: a table made with BasePages is mapped without the huge-page
+// advice (VmFlags without "hg") and with next to nothing resident; it takes entries at
+// once; Settle then advises huge pages and makes the whole arena resident without
+// changing what the table holds.
+func TestBasePagesSettle(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI machines have transparent huge pages: %v", err)
+		}
+		t.Skip("kernel without transparent huge pages")
+	}
+	tb := mustNew(t, Config{MaxEntries: 200000, BasePages: true})
+	defer tb.Close()
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(tb.mem.mem)))
+	size := len(tb.mem.mem)
+	rss := func() int {
+		t.Helper()
+		v, ok := smapsField(t, start, "Rss:")
+		var kb int
+		if _, err := fmt.Sscanf(v, "%d kB", &kb); !ok || err != nil {
+			t.Fatalf("Rss of the mapping at %#x in /proc/self/smaps: %q, %v", start, v, err)
+		}
+		return kb * 1024
+	}
+	flags, ok := vmFlags(t, start)
+	if !ok {
+		t.Fatalf("no mapping at %#x in /proc/self/smaps", start)
+	}
+	if strings.Contains(" "+flags+" ", " hg ") {
+		t.Fatalf("BasePages arena mapping flags %q have hg (MADV_HUGEPAGE) before Settle", flags)
+	}
+	if r := rss(); r > size/2 {
+		t.Fatalf("BasePages table: %d KiB resident of %d KiB at New, want pages faulted on use", r>>10, size>>10)
+	}
+	const n = 100
+	for i := 0; i < n; i++ {
+		e := Entry{Orig: Key{Src: [16]byte{10, 0, byte(i >> 8), byte(i)}, Dst: [16]byte{10, 9, 0, 1}, SrcPort: uint16(1000 + i), DstPort: 80, Proto: ProtoTCP}, State: StateEstablished, Method: MethodDR}
+		if _, err := tb.Apply(&e, 900, 0); err != nil {
+			t.Fatalf("apply %d: %v", i, err)
+		}
+	}
+	tb.Settle()
+	flags, _ = vmFlags(t, start)
+	if !strings.Contains(" "+flags+" ", " hg ") {
+		t.Errorf("after Settle the arena mapping flags %q lack hg (MADV_HUGEPAGE)", flags)
+	}
+	if r := rss(); r < size {
+		t.Errorf("after Settle %d KiB resident of a %d KiB arena, want all of it", r>>10, size>>10)
+	}
+	if got := tb.Len(); got != n {
+		t.Errorf("after Settle the table holds %d entries, want the %d applied", got, n)
+	}
+	if err := tb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tb.Settle() // closed: returns at once
 }

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"xlvs/control/api"
 	"xlvs/dataplane"
 )
 
@@ -10,7 +11,8 @@ import (
 // (IDs differ between processes); its successor sets its bases so that each service and
 // real server it has under the same address shows the predecessor's counts plus its
 // own from then on: the counters continue, as the kernel's do across an ipvsadm or
-// keepalived restart. Rates (--rate) are estimated afresh.
+// keepalived restart. Rates (--rate) are estimated afresh. A firewall-mark service has
+// no address: its statistics go by its mark and family (HandoffStat.FWMark).
 
 // HandoffStats returns every service's and real server's statistics as -L --stats
 // shows them now, by address.
@@ -19,13 +21,10 @@ func (d *Daemon) HandoffStats() []dataplane.HandoffStat {
 	defer d.mu.Unlock()
 	var out []dataplane.HandoffStat
 	for _, s := range d.r.services {
-		if s.cfg.FWMark != 0 {
-			continue // not forwarded by the dataplane (refused at -A)
-		}
-		key := dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)}
-		out = append(out, dataplane.HandoffStat{Service: key, Stats: minusStats(d.dp.ServiceStats(s.id), d.svcBase[s.id])})
+		key, mark := statKey(s)
+		out = append(out, dataplane.HandoffStat{Service: key, FWMark: mark, Stats: minusStats(d.dp.ServiceStats(s.id), d.svcBase[s.id])})
 		for _, ds := range s.dests {
-			out = append(out, dataplane.HandoffStat{Service: key, Dest: true, DAddr: ds.cfg.Addr.As16(), DPort: ds.cfg.Port,
+			out = append(out, dataplane.HandoffStat{Service: key, FWMark: mark, Dest: true, DAddr: ds.cfg.Addr.As16(), DPort: ds.cfg.Port,
 				Stats: minusStats(d.dp.DestStats(ds.id), d.destBase[ds.id])})
 		}
 	}
@@ -38,23 +37,28 @@ func (d *Daemon) HandoffStats() []dataplane.HandoffStat {
 func (d *Daemon) AdoptStats(stats []dataplane.HandoffStat) (matched, unmatched int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	type svcKey struct {
+		key  dataplane.SvcKey
+		mark uint32
+	}
 	type destKey struct {
-		svc  dataplane.SvcKey
+		svc  svcKey
 		addr [16]byte
 		port uint16
 	}
-	svcs := map[dataplane.SvcKey]uint32{}
+	svcs := map[svcKey]uint32{}
 	dests := map[destKey]uint32{}
 	for _, s := range d.r.services {
-		key := dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)}
-		svcs[key] = s.id
+		key, mark := statKey(s)
+		svcs[svcKey{key, mark}] = s.id
 		for _, ds := range s.dests {
-			dests[destKey{key, ds.cfg.Addr.As16(), ds.cfg.Port}] = ds.id
+			dests[destKey{svcKey{key, mark}, ds.cfg.Addr.As16(), ds.cfg.Port}] = ds.id
 		}
 	}
 	for _, st := range stats {
+		sk := svcKey{st.Service, st.FWMark}
 		if !st.Dest {
-			id, ok := svcs[st.Service]
+			id, ok := svcs[sk]
 			if !ok {
 				unmatched++
 				continue
@@ -64,7 +68,7 @@ func (d *Daemon) AdoptStats(stats []dataplane.HandoffStat) (matched, unmatched i
 			matched++
 			continue
 		}
-		id, ok := dests[destKey{st.Service, st.DAddr, st.DPort}]
+		id, ok := dests[destKey{sk, st.DAddr, st.DPort}]
 		if !ok {
 			unmatched++
 			continue
@@ -73,6 +77,15 @@ func (d *Daemon) AdoptStats(stats []dataplane.HandoffStat) (matched, unmatched i
 		matched++
 	}
 	return matched, unmatched
+}
+
+// statKey is how a service's statistics are handed over: by address, port and
+// protocol, or for a firewall-mark service by its family's key and its mark.
+func statKey(s *ruleSvc) (dataplane.SvcKey, uint32) {
+	if s.cfg.Protocol == api.ProtoFWMark {
+		return dataplane.FWMarkKey(uint8(s.cfg.Family)), s.cfg.FWMark
+	}
+	return dataplane.SvcKey{Addr: s.cfg.Addr.As16(), Port: s.cfg.Port, Proto: protoNum(s.cfg.Protocol)}, 0
 }
 
 func minusStats(a, b dataplane.FlowStats) dataplane.FlowStats {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -79,6 +80,74 @@ func TestAdoptStats(t *testing.T) {
 			if ds.Stats != (api.Stats{}) {
 				t.Errorf("after -Z %v shows %+v", ds.Addr, ds.Stats)
 			}
+		}
+	}
+}
+
+// TestAdoptStatsFWMark: firewall-mark services' statistics are handed over by mark and
+// family (they have no address): the IPv4 and the IPv6 service of one mark each get
+// their own, a real server of one its own, a mark no service has any more matches
+// nothing; HandoffStats hands them on again with their marks.
+func TestAdoptStatsFWMark(t *testing.T) {
+	d := newDaemon(t)
+	// Another service first, so that IDs differ from the predecessor's.
+	mustOK(t, d, &api.Request{Op: api.OpAddService, Service: svc("udp", "198.18.1.100", 53)})
+	v4, v6 := fwmSvc(1, 4), fwmSvc(1, 6)
+	mustOK(t, d, &api.Request{Op: api.OpAddService, Service: v6})
+	mustOK(t, d, &api.Request{Op: api.OpAddService, Service: v4})
+	mustOK(t, d, &api.Request{Op: api.OpAddDest, Service: v4, Dest: dest("198.18.2.11", 443, 1)})
+
+	rs := netip.MustParseAddr("198.18.2.11").As16()
+	in := []dataplane.HandoffStat{
+		{Service: dataplane.FWMarkKey(4), FWMark: 1, Stats: dataplane.FlowStats{Conns: 40, InPkts: 400, OutPkts: 390, InBytes: 40000, OutBytes: 39000}},
+		{Service: dataplane.FWMarkKey(4), FWMark: 1, Dest: true, DAddr: rs, DPort: 443, Stats: dataplane.FlowStats{Conns: 30, InPkts: 300, OutPkts: 290, InBytes: 30000, OutBytes: 29000}},
+		{Service: dataplane.FWMarkKey(6), FWMark: 1, Stats: dataplane.FlowStats{Conns: 6, InPkts: 66, OutPkts: 60, InBytes: 6600, OutBytes: 6000}},
+		// Gone: mark 3's service.
+		{Service: dataplane.FWMarkKey(4), FWMark: 3, Stats: dataplane.FlowStats{Conns: 1}},
+		// An address-keyed service of protocol 0 is not a fwmark service.
+		{Service: dataplane.FWMarkKey(4), Stats: dataplane.FlowStats{Conns: 1}},
+	}
+	matched, unmatched := d.AdoptStats(in)
+	if matched != 3 || unmatched != 2 {
+		t.Fatalf("AdoptStats matched %d, unmatched %d; want 3 and 2", matched, unmatched)
+	}
+	toAPI := func(s dataplane.FlowStats) api.Stats {
+		return api.Stats{Conns: s.Conns, InPkts: s.InPkts, OutPkts: s.OutPkts, InBytes: s.InBytes, OutBytes: s.OutBytes}
+	}
+	seen := 0
+	for _, l := range mustOK(t, d, &api.Request{Op: api.OpList}).Services {
+		switch {
+		case l.Protocol != api.ProtoFWMark:
+			if l.Stats != (api.Stats{}) {
+				t.Errorf("%s %v:%d shows %+v, want nothing", l.Protocol, l.Addr, l.Port, l.Stats)
+			}
+		case l.Family == 6:
+			seen++
+			if l.Stats != toAPI(in[2].Stats) {
+				t.Errorf("FWM 1 IPv6: -L --stats shows %+v, want %+v", l.Stats, toAPI(in[2].Stats))
+			}
+		default:
+			seen++
+			if l.Stats != toAPI(in[0].Stats) {
+				t.Errorf("FWM 1 IPv4: -L --stats shows %+v, want %+v", l.Stats, toAPI(in[0].Stats))
+			}
+			if len(l.Dests) != 1 || l.Dests[0].Stats != toAPI(in[1].Stats) {
+				t.Errorf("FWM 1 IPv4 real servers: %+v, want one showing %+v", l.Dests, toAPI(in[1].Stats))
+			}
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("%d fwmark services listed, want 2", seen)
+	}
+	// Handed on again at this process's stop: the same numbers, with their marks.
+	got := map[string]dataplane.FlowStats{}
+	for _, st := range d.HandoffStats() {
+		got[fmt.Sprintf("%v mark %d dest %v %v", netip.AddrFrom16(st.Service.Addr).Unmap(), st.FWMark, st.Dest, netip.AddrFrom16(st.DAddr).Unmap())] = st.Stats
+	}
+	for _, st := range in[:3] {
+		k := fmt.Sprintf("%v mark %d dest %v %v", netip.AddrFrom16(st.Service.Addr).Unmap(), st.FWMark, st.Dest, netip.AddrFrom16(st.DAddr).Unmap())
+		if got[k] != st.Stats {
+			t.Errorf("handed on %s: %+v, want %+v (all: %v)", k, got[k], st.Stats, got)
 		}
 	}
 }

@@ -161,6 +161,7 @@ type Dataplane struct {
 	// the sync master (sync.go): workers queue connections while syncMaster is set
 	syncMaster      atomic.Bool
 	syncPersistMode atomic.Bool
+	syncPol         atomic.Pointer[conntrack.SyncPolicy] // the master's, for templates (sync.go)
 
 	lastPanic atomic.Pointer[string]
 	mu        sync.Mutex               // serialises Publish
@@ -196,8 +197,29 @@ func New(cfg Config) (*Dataplane, error) {
 		}
 		ifcs = append(ifcs, ifc{l, q})
 	}
+	// The connection table is made while the programs load and the sockets open (a
+	// successor's sockets may wait for its predecessor's to be released, openSocket).
+	type made struct {
+		ct  *conntrack.Table
+		err error
+	}
+	table := make(chan made, 1)
+	go func() {
+		ct, err := conntrack.New(cfg.Conntrack)
+		table <- made{ct, err}
+	}()
+	takeTable := func() (*conntrack.Table, error) {
+		m := <-table
+		if m.err != nil {
+			return nil, fmt.Errorf("connection table: %w", m.err)
+		}
+		return m.ct, nil
+	}
 	cls, err := bpf.New()
 	if err != nil {
+		if ct, _ := takeTable(); ct != nil {
+			ct.Close()
+		}
 		return nil, err
 	}
 	d := &Dataplane{cfg: cfg, log: cfg.Logger, cls: cls}
@@ -205,34 +227,119 @@ func New(cfg Config) (*Dataplane, error) {
 		d.closeResources()
 		return nil, err
 	}
-	for _, f := range ifcs {
-		attrs := f.link.Attrs()
-		xp, err := d.attach(cls, attrs.Name, attrs.Index)
-		if err != nil {
-			return fail(fmt.Errorf("attach XDP to %s: %w", attrs.Name, err))
+	// The program instances of adopted links (a successor's) load meanwhile too: loading
+	// needs no namespace, and attaching happens only with the predecessor's links.
+	pre := make([]chan preloaded, len(ifcs))
+	for i, f := range ifcs {
+		if d.adopted(f.link.Attrs().Name) != nil {
+			pre[i] = make(chan preloaded, 1)
 		}
-		d.xdp = append(d.xdp, xp)
-		p := Port{Name: attrs.Name, Ifindex: int32(attrs.Index)}
-		copy(p.MAC[:], attrs.HardwareAddr)
-		for q := 0; q < f.queues; q++ {
-			s, err := d.openSocket(attrs.Index, q)
-			if err != nil {
-				d.ports = append(d.ports, p)
-				return fail(fmt.Errorf("interface %s: %w", attrs.Name, err))
-			}
-			p.Sockets = append(p.Sockets, s)
-			if err := xp.RegisterSocket(q, s.FD()); err != nil {
-				d.ports = append(d.ports, p)
-				return fail(fmt.Errorf("register socket of %s queue %d: %w", attrs.Name, q, err))
-			}
-		}
-		d.ports = append(d.ports, p)
-		cfg.Logger.Info("attached", "interface", attrs.Name, "xdp_mode", xp.Mode().String(), "queues", f.queues)
 	}
-	if err := d.init(); err != nil {
+	go func() {
+		for i := range pre {
+			if pre[i] != nil {
+				p, err := cls.Load()
+				pre[i] <- preloaded{p, err}
+			}
+		}
+	}()
+	defer func() {
+		for i := range pre { // what setupPort did not take
+			if pre[i] != nil {
+				if l := <-pre[i]; l.p != nil {
+					l.p.Close()
+				}
+			}
+		}
+	}()
+	// One interface after another, in the calling thread's network namespace (a
+	// goroutine of our own could run on a thread in another one).
+	var perr error
+	for i, f := range ifcs {
+		xp, port, err := d.setupPort(cls, f.link.Attrs(), f.queues, pre[i])
+		pre[i] = nil
+		if xp != nil {
+			d.xdp = append(d.xdp, xp)
+		}
+		d.ports = append(d.ports, port)
+		if err != nil {
+			perr = err
+			break
+		}
+		cfg.Logger.Info("attached", "interface", port.Name, "xdp_mode", xp.Mode().String(), "queues", f.queues)
+	}
+	ct, err := takeTable()
+	if perr != nil {
+		if ct != nil {
+			ct.Close()
+		}
+		return fail(perr)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := d.init(ct); err != nil {
+		ct.Close()
 		return fail(err)
 	}
 	return d, nil
+}
+
+// preloaded is a program instance loaded for an adopted link (New).
+type preloaded struct {
+	p   *bpf.Port
+	err error
+}
+
+// setupPort attaches (or adopts) the XDP program of one interface and opens and
+// registers its queues' sockets. An adopted link's sockets open first, while its
+// program instance loads (pre); an attached one's program is attached first, as the
+// sockets of some drivers expect. On error it returns what it made, for
+// closeResources (the sockets are in the Port).
+func (d *Dataplane) setupPort(cls *bpf.Classifier, attrs *netlink.LinkAttrs, queues int, pre chan preloaded) (*bpf.Port, Port, error) {
+	p := Port{Name: attrs.Name, Ifindex: int32(attrs.Index)}
+	copy(p.MAC[:], attrs.HardwareAddr)
+	open := func() error {
+		for q := 0; q < queues; q++ {
+			s, err := d.openSocket(attrs.Index, q)
+			if err != nil {
+				return fmt.Errorf("interface %s: %w", attrs.Name, err)
+			}
+			p.Sockets = append(p.Sockets, s)
+		}
+		return nil
+	}
+	var xp *bpf.Port
+	if a := d.adopted(attrs.Name); a != nil {
+		err := open()
+		l := <-pre
+		switch {
+		case l.err != nil:
+			return nil, p, fmt.Errorf("attach XDP to %s: adopt xdp link of ifindex %d: %w", attrs.Name, attrs.Index, l.err)
+		case err != nil:
+			l.p.Close()
+			return nil, p, err
+		}
+		if err := cls.AdoptLoaded(l.p, attrs.Index, a.FD, a.Mode); err != nil {
+			l.p.Close()
+			return nil, p, fmt.Errorf("attach XDP to %s: %w", attrs.Name, err)
+		}
+		xp = l.p
+	} else {
+		var err error
+		if xp, err = cls.Attach(attrs.Index, d.cfg.XDPMode); err != nil {
+			return nil, p, fmt.Errorf("attach XDP to %s: %w", attrs.Name, err)
+		}
+		if err := open(); err != nil {
+			return xp, p, err
+		}
+	}
+	for q, s := range p.Sockets {
+		if err := xp.RegisterSocket(q, s.FD()); err != nil {
+			return xp, p, fmt.Errorf("register socket of %s queue %d: %w", attrs.Name, q, err)
+		}
+	}
+	return xp, p, nil
 }
 
 // NewWithPorts builds a Dataplane over given sockets (fakes in tests and benchmarks):
@@ -243,17 +350,18 @@ func NewWithPorts(cfg Config, ports []Port) (*Dataplane, error) {
 		return nil, err
 	}
 	d := &Dataplane{cfg: cfg, log: cfg.Logger, ports: ports}
-	if err := d.init(); err != nil {
+	ct, err := conntrack.New(cfg.Conntrack)
+	if err != nil {
+		return nil, fmt.Errorf("connection table: %w", err)
+	}
+	if err := d.init(ct); err != nil {
+		ct.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *Dataplane) init() error {
-	ct, err := conntrack.New(d.cfg.Conntrack)
-	if err != nil {
-		return fmt.Errorf("connection table: %w", err)
-	}
+func (d *Dataplane) init(ct *conntrack.Table) error {
 	d.ct = ct
 	d.persist = newPersistTable(1 << 16)
 	d.epoch = time.Now()

@@ -28,8 +28,8 @@ import (
 //	  u16 type, u16 0, u32 payload length, payload
 //	  1 meta (once, first): shard key [16], u32 shards, u16 writer length, writer,
 //	    u16 interfaces, each: i32 ifindex, u8 mode, u8 name length, name
-//	  2 entries, 3 stats, 4 marked entries: u16 record size, u16 0, u32 count, count
-//	    records
+//	  2 entries, 3 stats, 4 marked entries, 5 marked stats: u16 record size, u16 0,
+//	    u32 count, count records
 //	entry record (handoffEntrySize bytes in version 1):
 //	  0 u8 proto, 1 u8 method, 2 u8 state, 3 u8 flags (1: template),
 //	  4 u32 milliseconds left, 8 client [16], 24 virtual [16], 40 real server [16],
@@ -48,6 +48,12 @@ import (
 //	  0 u8 proto, 1 u8 flags (1: a real server's), 2 u16 virtual port,
 //	  4 u16 real server port, 6 u16 0, 8 virtual [16], 24 real server [16],
 //	  40 u64 conns, in packets, out packets, in bytes, out bytes
+//	marked stats record (section 5, handoffMarkStatSize bytes; added within version 1):
+//	  0 a stats record (80 bytes, as above), 80 u32 firewall mark (1 or more)
+//	  The statistics of a firewall-mark service or of one of its real servers: protocol
+//	  0, virtual port 0 and the family's zero address as the virtual address (the
+//	  service's key, FWMarkKey), found by the mark and that family. In a section of
+//	  their own for the reason marked entries are: a reader from before skips them.
 //
 // Compatibility: HandoffVersion changes only when a field changes its meaning. Within a
 // version a writer may add sections (readers skip unknown types), fields at the end of
@@ -67,7 +73,9 @@ const (
 	// handoffMarkEntrySize: a marked entry record, an entry record and the mark.
 	handoffMarkEntrySize = handoffEntrySize + 4
 	handoffStatSize      = 80
-	handoffMagic         = "XLVSHAND"
+	// handoffMarkStatSize: a marked stats record, a stats record and the mark.
+	handoffMarkStatSize = handoffStatSize + 4
+	handoffMagic        = "XLVSHAND"
 )
 
 const (
@@ -76,6 +84,8 @@ const (
 	secStats   = 3
 	// secMarkEntries holds the entries of fwmark services (added within version 1).
 	secMarkEntries = 4
+	// secMarkStats holds the statistics of fwmark services (added within version 1).
+	secMarkStats = 5
 )
 
 // MaxHandoffBytes bounds what DecodeHandoff accepts (and EncodeHandoff writes): 16 M
@@ -130,6 +140,10 @@ type HandoffStat struct {
 	DAddr   [16]byte
 	DPort   uint16
 	Stats   FlowStats
+	// FWMark is the mark of a firewall-mark service, 0 for others; Service is then
+	// FWMarkKey of the service's family. Decoded statistics of fwmark services follow
+	// the others.
+	FWMark uint32
 }
 
 // Handoff is what a stopping xlvsd hands its successor.
@@ -151,15 +165,23 @@ func EncodeHandoff(h *Handoff) ([]byte, error) {
 	if len(h.Interfaces) > 0xffff {
 		return nil, fmt.Errorf("encode handoff: %d interfaces, at most 65535", len(h.Interfaces))
 	}
-	marked := 0
+	marked, markedStats := 0, 0
 	for i := range h.Entries {
 		if h.Entries[i].FWMark != 0 {
 			marked++
 		}
 	}
-	size := HandoffHeaderLen + 8 + 16 + 4 + 2 + len(h.Writer) + 2 + 8 + (len(h.Entries)-marked)*handoffEntrySize + 8 + 8 + len(h.Stats)*handoffStatSize
+	for i := range h.Stats {
+		if h.Stats[i].FWMark != 0 {
+			markedStats++
+		}
+	}
+	size := HandoffHeaderLen + 8 + 16 + 4 + 2 + len(h.Writer) + 2 + 8 + (len(h.Entries)-marked)*handoffEntrySize + 8 + 8 + (len(h.Stats)-markedStats)*handoffStatSize
 	if marked > 0 {
 		size += 8 + 8 + marked*handoffMarkEntrySize
+	}
+	if markedStats > 0 {
+		size += 8 + 8 + markedStats*handoffMarkStatSize
 	}
 	for _, ifc := range h.Interfaces {
 		if len(ifc.Name) == 0 || len(ifc.Name) > 255 {
@@ -211,23 +233,25 @@ func EncodeHandoff(h *Handoff) ([]byte, error) {
 		}
 	}
 
-	// stats
-	b = appendRecordsHeader(b, secStats, handoffStatSize, len(h.Stats))
+	// stats, then those of fwmark services in their own section
+	b = appendRecordsHeader(b, secStats, handoffStatSize, len(h.Stats)-markedStats)
 	for i := range h.Stats {
-		s := &h.Stats[i]
-		var r [handoffStatSize]byte
-		r[0] = s.Service.Proto
-		if s.Dest {
-			r[1] = 1
+		if st := &h.Stats[i]; st.FWMark == 0 {
+			var r [handoffStatSize]byte
+			putStat(r[:], st)
+			b = append(b, r[:]...)
 		}
-		le.PutUint16(r[2:], s.Service.Port)
-		le.PutUint16(r[4:], s.DPort)
-		copy(r[8:], s.Service.Addr[:])
-		copy(r[24:], s.DAddr[:])
-		for j, v := range []uint64{s.Stats.Conns, s.Stats.InPkts, s.Stats.OutPkts, s.Stats.InBytes, s.Stats.OutBytes} {
-			le.PutUint64(r[40+8*j:], v)
+	}
+	if markedStats > 0 {
+		b = appendRecordsHeader(b, secMarkStats, handoffMarkStatSize, markedStats)
+		for i := range h.Stats {
+			if st := &h.Stats[i]; st.FWMark != 0 {
+				var r [handoffMarkStatSize]byte
+				putStat(r[:], st)
+				le.PutUint32(r[handoffStatSize:], st.FWMark)
+				b = append(b, r[:]...)
+			}
 		}
-		b = append(b, r[:]...)
 	}
 
 	copy(b, handoffMagic)
@@ -241,6 +265,22 @@ func EncodeHandoff(h *Handoff) ([]byte, error) {
 	}
 	le.PutUint64(b[32:], uint64(written.UnixNano()))
 	return b, nil
+}
+
+// putStat writes s's stats record (without the mark) into r.
+func putStat(r []byte, s *HandoffStat) {
+	le := binary.LittleEndian
+	r[0] = s.Service.Proto
+	if s.Dest {
+		r[1] = 1
+	}
+	le.PutUint16(r[2:], s.Service.Port)
+	le.PutUint16(r[4:], s.DPort)
+	copy(r[8:], s.Service.Addr[:])
+	copy(r[24:], s.DAddr[:])
+	for j, v := range []uint64{s.Stats.Conns, s.Stats.InPkts, s.Stats.OutPkts, s.Stats.InBytes, s.Stats.OutBytes} {
+		le.PutUint64(r[40+8*j:], v)
+	}
 }
 
 // putEntry writes e's entry record (without the mark) into r.
@@ -323,6 +363,7 @@ func DecodeHandoff(b []byte) (*Handoff, error) {
 	}
 	h := &Handoff{Written: time.Unix(0, int64(le.Uint64(b[32:])))}
 	var marked []HandoffEntry
+	var markedStats []HandoffStat
 	seenMeta := false
 	for off := 0; off < len(body); {
 		if len(body)-off < 8 {
@@ -360,8 +401,14 @@ func DecodeHandoff(b []byte) (*Handoff, error) {
 			})
 		case secStats:
 			err = decodeRecords(p, "stats", handoffStatSize, func(r []byte) error {
-				s, err := decodeStat(r)
+				s, err := decodeStat(r, false)
 				h.Stats = append(h.Stats, s)
+				return err
+			})
+		case secMarkStats:
+			err = decodeRecords(p, "marked stats", handoffMarkStatSize, func(r []byte) error {
+				s, err := decodeStat(r, true)
+				markedStats = append(markedStats, s)
 				return err
 			})
 		default:
@@ -375,6 +422,7 @@ func DecodeHandoff(b []byte) (*Handoff, error) {
 		return nil, corrupt("no meta section")
 	}
 	h.Entries = append(h.Entries, marked...)
+	h.Stats = append(h.Stats, markedStats...)
 	return h, nil
 }
 
@@ -490,7 +538,8 @@ func decodeEntry(r []byte, marked bool) (HandoffEntry, error) {
 	return e, nil
 }
 
-func decodeStat(r []byte) (HandoffStat, error) {
+// decodeStat reads a stats record; marked: a marked stats record (section 5).
+func decodeStat(r []byte, marked bool) (HandoffStat, error) {
 	le := binary.LittleEndian
 	s := HandoffStat{Dest: r[1]&1 != 0, DPort: le.Uint16(r[4:])}
 	s.Service.Proto, s.Service.Port = r[0], le.Uint16(r[2:])
@@ -500,6 +549,17 @@ func decodeStat(r []byte) (HandoffStat, error) {
 	s.Stats = FlowStats{Conns: v(0), InPkts: v(1), OutPkts: v(2), InBytes: v(3), OutBytes: v(4)}
 	if r[1]&^1 != 0 {
 		return s, corrupt("flags %#x, only 1 (real server) is defined", r[1])
+	}
+	if marked {
+		s.FWMark = le.Uint32(r[handoffStatSize:])
+		if s.FWMark == 0 {
+			return s, corrupt("marked statistics with mark 0: marks start at 1")
+		}
+		if s.Service.Proto != 0 || s.Service.Port != 0 || s.Service != FWMarkKey(4) && s.Service != FWMarkKey(6) {
+			return s, corrupt("statistics of fwmark service %d under protocol %d, port %d, address %v; want a fwmark service's key (protocol 0, port 0, the family's zero address)",
+				s.FWMark, s.Service.Proto, s.Service.Port, netipFrom16(s.Service.Addr))
+		}
+		return s, nil
 	}
 	if s.Service.Proto != conntrack.ProtoTCP && s.Service.Proto != conntrack.ProtoUDP && s.Service.Proto != conntrack.ProtoSCTP {
 		return s, corrupt("protocol %d, want 6 (TCP), 17 (UDP) or 132 (SCTP)", s.Service.Proto)

@@ -16,7 +16,9 @@ import (
 
 // markedSample is sampleHandoff with entries of fwmark services after the others (where
 // a decoder puts them): an IPv4 TCP connection, its template (protocol 0, the family's
-// zero address, port 0, as a fwmark service's key), and an IPv6 template.
+// zero address, port 0, as a fwmark service's key), and an IPv6 template; and the
+// statistics of the IPv4 service of mark 1 and of its real server, and of an IPv6
+// service of the same mark, after the others.
 func markedSample() *Handoff {
 	h := sampleHandoff()
 	v4 := func(s string) [16]byte { return netip.MustParseAddr(s).As16() }
@@ -27,6 +29,11 @@ func markedSample() *Handoff {
 			Client: v4("198.18.1.2"), VAddr: FWMarkKey(4).Addr, DAddr: v4("198.18.2.11"), FWMark: 1},
 		HandoffEntry{Proto: 0, Method: conntrack.MethodDR, State: conntrack.StateNone, Template: true, Left: time.Minute,
 			Client: netip.MustParseAddr("2001:db8::").As16(), VAddr: FWMarkKey(6).Addr, DAddr: netip.MustParseAddr("2001:db8:2::11").As16(), FWMark: 0xfffffffe},
+	)
+	h.Stats = append(h.Stats,
+		HandoffStat{Service: FWMarkKey(4), FWMark: 1, Stats: FlowStats{Conns: 7, InPkts: 70, OutPkts: 69, InBytes: 7000, OutBytes: 6900}},
+		HandoffStat{Service: FWMarkKey(4), FWMark: 1, Dest: true, DAddr: v4("198.18.2.11"), DPort: 443, Stats: FlowStats{Conns: 7, InPkts: 70, OutPkts: 69, InBytes: 7000, OutBytes: 6900}},
+		HandoffStat{Service: FWMarkKey(6), FWMark: 1, Stats: FlowStats{Conns: 1 << 40, InPkts: 1<<64 - 1}},
 	)
 	return h
 }
@@ -59,7 +66,7 @@ func TestHandoffFWMarkRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	secs := sections(t, b)
-	if want := map[uint16][2]int{secEntries: {80, 4}, secStats: {80, 2}, secMarkEntries: {84, 3}}; !reflect.DeepEqual(secs, want) {
+	if want := map[uint16][2]int{secEntries: {80, 4}, secStats: {80, 2}, secMarkEntries: {84, 3}, secMarkStats: {84, 3}}; !reflect.DeepEqual(secs, want) {
 		t.Fatalf("sections (type: record size, count) %v, want %v", secs, want)
 	}
 	got, err := DecodeHandoff(b)
@@ -68,18 +75,26 @@ func TestHandoffFWMarkRoundTrip(t *testing.T) {
 	}
 	got.Written = h.Written
 	if !reflect.DeepEqual(got, h) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", got.Entries, h.Entries)
+		t.Fatalf("round trip:\n got %+v %+v\nwant %+v %+v", got.Entries, got.Stats, h.Entries, h.Stats)
 	}
-	// Marked entries given first still come back, after the others.
+	// Marked entries and statistics given first still come back, after the others.
 	h2 := markedSample()
 	h2.Entries = append(append([]HandoffEntry(nil), h2.Entries[4:]...), h2.Entries[:4]...)
+	h2.Stats = append(append([]HandoffStat(nil), h2.Stats[2:]...), h2.Stats[:2]...)
 	b2, _ := EncodeHandoff(h2)
 	if !bytes.Equal(b2, b) {
 		t.Fatal("the encoding depends on where the marked entries are in Entries")
 	}
-	// A handoff without marks has no section 4.
-	if _, ok := sections(t, mustEncode(t, sampleHandoff()))[secMarkEntries]; ok {
-		t.Fatal("a handoff without marked entries has a marked entries section")
+	// A handoff without marks has no section 4 or 5.
+	if secs := sections(t, mustEncode(t, sampleHandoff())); secs[secMarkEntries] != [2]int{} || secs[secMarkStats] != [2]int{} {
+		t.Fatalf("a handoff without marks has marked sections: %v", secs)
+	}
+	// A reader from before marked statistics skips section 5 (an unknown section):
+	// what it reads is the handoff without them.
+	noStats := markedSample()
+	noStats.Stats = noStats.Stats[:2]
+	if got := withoutSection(t, b, secMarkStats); !bytes.Equal(got, mustEncode(t, noStats)) {
+		t.Fatal("the handoff less its section 5 differs from the handoff without marked statistics")
 	}
 
 	// A reader takes longer marked records (a newer writer's fields after the mark).
@@ -114,6 +129,22 @@ func TestHandoffFWMarkRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(longer, h) {
 		t.Fatalf("longer marked records:\n got %+v\nwant %+v", longer.Entries, h.Entries)
 	}
+}
+
+// withoutSection returns the handoff b less its sections of type typ, resealed.
+func withoutSection(t *testing.T, b []byte, typ uint16) []byte {
+	t.Helper()
+	le := binary.LittleEndian
+	hl := int(le.Uint16(b[10:]))
+	out := append([]byte(nil), b[:hl]...)
+	for off := hl; off < len(b); {
+		n := int(le.Uint32(b[off+4:]))
+		if le.Uint16(b[off:]) != typ {
+			out = append(out, b[off:off+8+n]...)
+		}
+		off += 8 + n
+	}
+	return reseal(out)
 }
 
 func mustEncode(t *testing.T, h *Handoff) []byte {
@@ -166,6 +197,44 @@ func TestHandoffFWMarkHostile(t *testing.T) {
 	h.Entries[3].Proto = 0
 	if _, err := DecodeHandoff(mustEncode(t, h)); !errors.Is(err, ErrHandoffCorrupt) {
 		t.Errorf("unmarked template of protocol 0: %v, want ErrHandoffCorrupt", err)
+	}
+}
+
+// TestHandoffFWMarkStatsHostile: marked statistics records that break the rules are
+// refused, naming what is wrong.
+func TestHandoffFWMarkStatsHostile(t *testing.T) {
+	le := binary.LittleEndian
+	for _, c := range []struct {
+		name, want string
+		edit       func(b []byte, rec int)
+	}{
+		{"mark 0", "mark 0", func(b []byte, rec int) { le.PutUint32(b[rec+80:], 0) }},
+		{"protocol TCP", "protocol 6", func(b []byte, rec int) { b[rec] = 6 }},
+		{"a port", "port 80", func(b []byte, rec int) { le.PutUint16(b[rec+2:], 80) }},
+		{"an address", "198.18.1.100", func(b []byte, rec int) {
+			a := netip.MustParseAddr("198.18.1.100").As16()
+			copy(b[rec+8:], a[:])
+		}},
+		{"records of 80 bytes", "at least 84", func(b []byte, rec int) { le.PutUint16(b[rec-8:], 80) }},
+	} {
+		b := mustEncode(t, markedSample())
+		rec := -1
+		hl := int(le.Uint16(b[10:]))
+		for off := hl; off < len(b); {
+			typ, n := le.Uint16(b[off:]), int(le.Uint32(b[off+4:]))
+			if typ == secMarkStats {
+				rec = off + 8 + 8
+			}
+			off += 8 + n
+		}
+		if rec < 0 {
+			t.Fatal("no marked stats section")
+		}
+		c.edit(b, rec)
+		_, err := DecodeHandoff(reseal(b))
+		if !errors.Is(err, ErrHandoffCorrupt) || !bytes.Contains([]byte(err.Error()), []byte(c.want)) {
+			t.Errorf("%s: %v, want ErrHandoffCorrupt naming %q", c.name, err, c.want)
+		}
 	}
 }
 

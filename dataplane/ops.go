@@ -19,14 +19,20 @@ import (
 //   - the reply of a NAT real server finds no connection in ip_vs_out_hook, which then
 //     lets it continue (NF_ACCEPT): the director routes it to the client unchanged, with
 //     the real server's address as its source. xlvs forwards it so too.
-//   - the sync master sends no one-packet connection (only their templates in the
-//     kernel; xlvs sends templates with connections, so none here either).
+//   - the sync master sends no one-packet connection, but counts each datagram for its
+//     persistence template and sends the template by the kernel's rule for templates
+//     (every datagram with the default sync_period): sync.go, syncOnePacket.
 // FULLNAT services refuse -o (control): their replies need the entry's local port.
 
 // onePacket reports whether a new connection of svc to dst with protocol proto is
 // scheduled as one packet.
 func onePacket(svc *Service, dst *Dest, proto uint8) bool {
-	return svc.OPS && proto == packet.ProtoUDP && dst.Method != conntrack.MethodFullNAT
+	return opsProto(svc, dst.Method, proto)
+}
+
+// opsProto is onePacket by the real server's forwarding method.
+func opsProto(svc *Service, method conntrack.Method, proto uint8) bool {
+	return svc.OPS && proto == packet.ProtoUDP && method != conntrack.MethodFullNAT
 }
 
 // destPort is the port a new connection of svc to port vport reaches on real server dst

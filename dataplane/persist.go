@@ -3,6 +3,8 @@ package dataplane
 import (
 	"encoding/binary"
 	"sync"
+
+	"xlvs/conntrack"
 )
 
 // Persistence templates (ipvsadm -p, -M): a client address, masked by the service's
@@ -29,6 +31,12 @@ type persistSlot struct {
 	dest    uint32
 	used    bool
 	expires int64
+	// The template's sync state, for a sync master's one-packet datagrams
+	// (syncOnePacket): IPVS's sync_endtime (the end time last sent, the creation time at
+	// first), the retries kept in its low bits, and in_pkts.
+	syncEnd     int64
+	syncRetries uint8
+	syncPkts    uint32
 }
 
 type persistShard struct {
@@ -105,7 +113,28 @@ func (t *persistTable) set(k *persistKey, dest uint32, now, timeout int64) {
 			victim = s
 		}
 	}
-	*victim = persistSlot{key: *k, dest: dest, used: true, expires: now + timeout}
+	*victim = persistSlot{key: *k, dest: dest, used: true, expires: now + timeout, syncEnd: now}
+}
+
+// syncOnePacket counts a one-packet datagram of a sync master against the live template
+// k (timeout: the service's persistence) and tells whether the template is to be sent
+// now, by IPVS's rule for templates (templateSyncDue); false without a live template.
+func (t *persistTable) syncOnePacket(k *persistKey, now, timeout int64, pol *conntrack.SyncPolicy) bool {
+	h := k.hash()
+	sh := &t.shards[h%persistShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i := uint64(0); i < persistWindow; i++ {
+		s := &sh.slots[(h/persistShards+i)&t.mask]
+		if s.used && s.key == *k {
+			if s.expires <= now {
+				return false
+			}
+			s.syncPkts++
+			return templateSyncDue(pol, &s.syncEnd, &s.syncRetries, s.syncPkts, now, timeout)
+		}
+	}
+	return false
 }
 
 // count returns the live templates per destination ID (for --persistent-conn).

@@ -111,6 +111,12 @@ func (r *syncRing) pop(out []SyncConn) int {
 // before a stop stay for DrainSync.
 func (d *Dataplane) SetSyncMaster(p *conntrack.SyncPolicy, persistMode bool) {
 	d.syncPersistMode.Store(persistMode)
+	if p != nil {
+		pol := *p
+		d.syncPol.Store(&pol)
+	} else {
+		d.syncPol.Store(nil)
+	}
 	d.ct.SetSync(p)
 	d.syncMaster.Store(p != nil)
 }
@@ -143,10 +149,17 @@ func (d *Dataplane) SyncStats() SyncStats {
 // and real server rs) for the sync daemon when the table says a master sends it now, and
 // with it the client's persistence template when the service is persistent. The kernel
 // (ip_vs_sync_conn) also sends a template on every packet of the connections it controls
-// unless sync_refresh_period is set; xlvs sends it with its connection only.
+// unless sync_refresh_period is set; xlvs sends it with its connection only, but for
+// the datagrams of a one-packet service, which have no connection to send: their
+// templates go by the kernel's rule (syncOnePacket).
 func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
 	e := &w.entry
 	if !e.Sync {
+		// A one-packet datagram (ops.go) is never in the table, so never Sync (nor in a
+		// state: schedule leaves it NONE), but it counts for its template.
+		if svc.Persist > 0 && e.State == conntrack.StateNone && opsProto(svc, e.Method, e.Orig.Proto) {
+			w.syncOnePacket(svc, rs, now)
+		}
 		return
 	}
 	c := &w.syncScratch
@@ -160,6 +173,62 @@ func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
 		fillSyncTemplate(c, svc, rs, maskPersist(e.Orig.Src, svc.PersistBits), uint32(svc.Persist/int64(time.Second)))
 		w.sync.push(c)
 	}
+}
+
+// syncOnePacket queues the persistence template of the one-packet datagram in w.entry
+// when IPVS would send it. ip_vs_sync_conn (codesnas/linux-6.18.y
+// net/netfilter/ipvs/ip_vs_sync.c @ 33ef1e6ac01f0ac6e67e0ed1324ee25def174c4e) never
+// sends a ONE_PACKET connection but goes on to its controller, the template, with
+// pkts = ++template.in_pkts through ip_vs_sync_conn_needed (protocol version 1; xlvs
+// writes no version 0, where ip_vs_sync_conn_v0 returns before the template). With the
+// default sync_period (50) that sends the template on every datagram, as the kernel does.
+func (w *worker) syncOnePacket(svc *Service, rs *destRef, now int64) {
+	pol := w.dp.syncPol.Load()
+	if pol == nil {
+		return
+	}
+	pk := persistKey{svc: svc.ID, addr: maskPersist(w.entry.Orig.Src, svc.PersistBits)}
+	if !w.dp.persist.syncOnePacket(&pk, now, svc.Persist, pol) {
+		return
+	}
+	c := &w.syncScratch
+	c.Queued = now
+	fillSyncTemplate(c, svc, rs, pk.addr, uint32(svc.Persist/int64(time.Second)))
+	w.sync.push(c)
+}
+
+// templateSyncDue is ip_vs_sync_conn_needed for a template (same source as
+// syncOnePacket), in nanoseconds: *end is its sync_endtime without the retries, which
+// are in *retries; pkts its in_pkts after this packet; timeout its timeout. A template
+// has no state to force a send. With RefreshPeriod, a template whose end time moved by
+// less than min(RefreshPeriod, max(timeout/2, 10 s)) since it was last sent is sent
+// again only Retries times, and not before end - timeout + RefreshPeriod/8. Then a
+// template passes any nonzero Period (connections must match the count there); with
+// neither Period nor RefreshPeriod it is sent when pkts equals Threshold. A send
+// records the new end time.
+func templateSyncDue(pol *conntrack.SyncPolicy, end *int64, retries *uint8, pkts uint32, now, timeout int64) bool {
+	n := now + timeout
+	var r uint8
+	if refresh := int64(pol.RefreshPeriod); refresh > 0 {
+		diff := n - *end
+		if diff < 0 {
+			diff = -diff
+		}
+		if diff < min(refresh, max(timeout/2, int64(10*time.Second))) {
+			if int(*retries) >= pol.Retries {
+				return false
+			}
+			if now < *end-timeout+refresh/8 {
+				return false
+			}
+			r = *retries + 1
+		}
+	}
+	if pol.Period == 0 && pol.RefreshPeriod <= 0 && int64(pkts) != int64(pol.Threshold) {
+		return false
+	}
+	*end, *retries = n, r
+	return true
 }
 
 // fillSyncConn writes connection e of service svc and real server rs into c as a master

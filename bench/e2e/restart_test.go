@@ -354,6 +354,14 @@ func TestHitlessRestart(t *testing.T) {
 			adm("-a", svc.flag, vip.String()+":"+svc.port, "-r", rs.Addr.String()+":"+svc.port, "-m")
 		}
 	}
+	// A firewall-mark service: UDP to the VIP's port markPort, echoed by the real
+	// servers' port 7. Its statistics must continue too (handed over by mark).
+	const markPort = 5353
+	adm("--add-mark", "-u", fmt.Sprintf("%s:%d", vip, markPort), "-f", "1")
+	adm("-A", "-f", "1", "-s", "rr")
+	for _, rs := range bed.Reals {
+		adm("-a", "-f", "1", "-r", fmt.Sprintf("%s:%d", rs.Addr, echoPort), "-m")
+	}
 	list := func() map[string]api.Stats {
 		resp, err := api.NewClient(sock).Do(ctx, &api.Request{Op: api.OpList})
 		if err != nil {
@@ -361,6 +369,9 @@ func TestHitlessRestart(t *testing.T) {
 		}
 		out := map[string]api.Stats{}
 		for _, s := range resp.Services {
+			if s.Protocol == api.ProtoFWMark {
+				s.Port = uint16(s.FWMark)
+			}
 			out[fmt.Sprintf("%s %d", strings.ToLower(s.Protocol), s.Port)] = s.Stats
 			for _, ds := range s.Dests {
 				out[fmt.Sprintf("%s %d %v", strings.ToLower(s.Protocol), s.Port, ds.Addr)] = ds.Stats
@@ -487,6 +498,53 @@ func TestHitlessRestart(t *testing.T) {
 			udpAt.add(time.Now())
 		}
 	}()
+	// The fwmark service's flow: a datagram every 5 ms, its echoes counted.
+	markUDP, err := bed.Client.NS.DialContext(ctx, "udp", netip.AddrPortFrom(vip, markPort).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { markUDP.Close() })
+	var markEchoes atomic.Int64
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := markUDP.Write([]byte("mark")); err != nil {
+				udpErrs.Add(1)
+				fail("fwmark udp send: %v", err)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 2048)
+		for {
+			markUDP.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, err := markUDP.Read(buf)
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				udpErrs.Add(1)
+				fail("fwmark udp receive: %v", err)
+				continue
+			}
+			markEchoes.Add(1)
+		}
+	}()
 	stopTraffic := func() {
 		select {
 		case <-stop:
@@ -523,8 +581,9 @@ func TestHitlessRestart(t *testing.T) {
 		d = startManaged(t, ctx, bed.Director, store, bin, sock, args...)
 		took := time.Since(t0)
 		if os.Getenv("XLVS_RESTART_DEBUG") != "" {
-			o := old.out.String()
-			t.Logf("SIGTERM %s, exited %s\nold: %s\nnew:\n%s", t0.UTC().Format("15:04:05.000000"), exited.UTC().Format("15:04:05.000000"), o[strings.LastIndex(o[:len(o)-1], "\n")+1:], d.out)
+			lines := strings.Split(strings.TrimSpace(old.out.String()), "\n")
+			t.Logf("SIGTERM %s, exited %s\nold:\n%s\nnew:\n%s", t0.UTC().Format("15:04:05.000000"), exited.UTC().Format("15:04:05.000000"),
+				strings.Join(lines[max(0, len(lines)-4):], "\n"), d.out)
 		}
 		if !d.waitLog("took over from the previous xlvsd") {
 			t.Fatalf("restart %d: the new xlvsd did not take over:\n%s", i+1, d.out)
@@ -540,6 +599,9 @@ func TestHitlessRestart(t *testing.T) {
 		}
 		if after["udp 7"].InPkts <= before["udp 7"].InPkts {
 			t.Errorf("restart %d: UDP in-packets did not grow: %d before, %d after", i+1, before["udp 7"].InPkts, after["udp 7"].InPkts)
+		}
+		if b, a := before["fwmark 1"], after["fwmark 1"]; b.InPkts == 0 || a.InPkts <= b.InPkts {
+			t.Errorf("restart %d: fwmark service in-packets %d before, %d after; want traffic before and more after", i+1, b.InPkts, a.InPkts)
 		}
 		if n := active(); n < tcpConns {
 			t.Errorf("restart %d: %d active TCP connections listed, want %d", i+1, n, tcpConns)
@@ -575,8 +637,8 @@ func TestHitlessRestart(t *testing.T) {
 			i+1, r.label, r.udpGap.Round(time.Millisecond), r.tcpGap.Round(time.Millisecond), r.took.Round(time.Millisecond),
 			r.statsBefore.Conns, r.statsAfter.Conns, r.statsBefore.InPkts, r.statsAfter.InPkts, r.exchangesRun, r.conns)
 	}
-	t.Logf("%d TCP echo exchanges, %d UDP datagrams sent, %d echoed; %d TCP errors, %d UDP errors; worst gap UDP %v, TCP %v",
-		exchanges.Load(), udpSent.Load(), len(udpAt.at), tcpErrs.Load(), udpErrs.Load(), worstUDP.Round(time.Millisecond), worstTCP.Round(time.Millisecond))
+	t.Logf("%d TCP echo exchanges, %d UDP datagrams sent, %d echoed, %d fwmark echoes; %d TCP errors, %d UDP errors; worst gap UDP %v, TCP %v",
+		exchanges.Load(), udpSent.Load(), len(udpAt.at), markEchoes.Load(), tcpErrs.Load(), udpErrs.Load(), worstUDP.Round(time.Millisecond), worstTCP.Round(time.Millisecond))
 	if tcpErrs.Load() != 0 || udpErrs.Load() != 0 {
 		t.Fatalf("errors: %d TCP, %d UDP (first: %s)", tcpErrs.Load(), udpErrs.Load(), *firstErr.Load())
 	}

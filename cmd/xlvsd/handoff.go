@@ -198,6 +198,9 @@ func (in *handoffIn) release() {
 	in.fds, in.names = nil, nil
 }
 
+// settleAfter is how long after a takeover the table is made resident (SettleTable).
+const settleAfter = 2 * time.Second
+
 // finish imports the table and statistics into the running (rules restored) daemon and
 // swaps this build's XDP program in.
 func (in *handoffIn) finish(dp *dataplane.Dataplane, d *control.Daemon) error {
@@ -209,6 +212,12 @@ func (in *handoffIn) finish(dp *dataplane.Dataplane, d *control.Daemon) error {
 		return fmt.Errorf("take over the XDP program: %w", err)
 	}
 	t2 := time.Now()
+	go func() {
+		// Not while the connections' first packets come back: zeroing the rest of the
+		// table takes a CPU for 60 ms to seconds.
+		time.Sleep(settleAfter)
+		dp.SettleTable()
+	}()
 	in.log.Info("took over from the previous xlvsd",
 		"writer", in.h.Writer, "connections", res.Conns, "templates", res.Templates, "expired", res.Expired,
 		"refused", fmt.Sprint(res.Refused), "stats_kept", matched, "stats_gone", unmatched,
@@ -237,6 +246,10 @@ func handOff(dp *dataplane.Dataplane, d *control.Daemon, hold time.Duration, log
 	if err := dp.Hold(hold); err != nil {
 		return err
 	}
+	// Its queues free for the successor's sockets as early as can be.
+	t1 := time.Now()
+	dp.ReleaseSockets()
+	released := time.Since(t1)
 	h, skipped := dp.ExportHandoff()
 	h.Stats = d.HandoffStats()
 	h.Writer = writerName()
@@ -270,7 +283,8 @@ func handOff(dp *dataplane.Dataplane, d *control.Daemon, hold time.Duration, log
 		}
 	}
 	log.Info("handed over to the next xlvsd", "connections", conns, "templates", len(h.Entries)-conns, "skipped", skipped,
-		"bytes", len(b), "hold", hold.String(), "took", time.Since(t0).Round(time.Microsecond).String())
+		"bytes", len(b), "hold", hold.String(), "took", time.Since(t0).Round(time.Microsecond).String(),
+		"sockets_released", released.Round(time.Microsecond).String())
 	return nil
 }
 

@@ -473,9 +473,12 @@ func startDataplane(o *options, cfg dataplane.Config, log *slog.Logger) (*datapl
 	}
 	if in != nil {
 		cfg.Adopt, cfg.Conntrack.ShardKey = in.links, in.h.ShardKey
-		// Faulting in the whole table (64 ms for 4Mi entries, more on a busy machine)
-		// would lengthen the takeover, while packets are dropped: pages come on first use.
-		cfg.Conntrack.Prefault = false
+		// Faulting in the whole table (64 ms for 4Mi entries, seconds on a busy machine)
+		// would lengthen the takeover, while packets are dropped, and so would the huge
+		// pages the import's first entries fault in (each zeroed, perhaps compacted for):
+		// base pages now, huge pages and the rest of the table once it forwards
+		// (handoffIn.finish: SettleTable).
+		cfg.Conntrack.Prefault, cfg.Conntrack.BasePages = false, true
 	}
 	t0 := time.Now()
 	dp, err := dataplane.New(cfg)

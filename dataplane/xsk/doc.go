@@ -27,8 +27,9 @@
 //   - Its Transmit panics on an unexpected errno (ENETDOWN when the link goes down): the
 //     panic is recovered once per Transmit call (per batch, never per packet), counted and
 //     returned as an error so the worker can back off.
-//   - Its Close leaves ring mappings mapped, so a queue cannot be bound twice in one
-//     process: rings and frames are sized at start-up, once.
+//   - Its Close leaves the four ring mappings mapped, and they keep the socket (and its
+//     queue) alive until the process exits: Close here unmaps them too (unmap.go), so a
+//     closed socket's queue can be bound again, by a successor xlvsd above all.
 //   - Its Poll consumes completions itself: not used; callers poll FD().
 //   - Received data starts XDPPacketHeadroom bytes into the frame, which leaves room to
 //     prepend an outer header (TUN) by moving a descriptor's Addr back.

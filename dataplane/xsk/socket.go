@@ -19,6 +19,7 @@ type socket struct {
 	umem      []byte
 	free      freeList
 	comp      *compRing
+	rings     []ringMap // unmapped by Close (unmap.go)
 	fillBuf   []xdp.Desc
 	txMask    int
 	c         counters
@@ -81,11 +82,17 @@ func Open(ifindex, queue int, cfg Config) (Socket, error) {
 		x.Close()
 		return nil, err
 	}
+	rings, err := ringMaps(x, cfg)
+	if err != nil {
+		x.Close()
+		return nil, err
+	}
 	s := &socket{
 		x:       x,
 		cfg:     cfg,
 		free:    newFreeList(cfg.Frames, cfg.FrameSize),
 		comp:    comp,
+		rings:   rings,
 		fillBuf: make([]xdp.Desc, cfg.FillRing),
 		txMask:  cfg.TxRing,
 	}
@@ -279,10 +286,16 @@ func (s *socket) Stats() Stats {
 	return st
 }
 
-// Close closes the socket. asavie leaves the ring mappings in place; the queue cannot be
-// bound again by this process.
+// Close closes the socket and unmaps its rings and frames: the kernel releases it, and
+// the queue can be bound again (by this process or another) once the kernel's work queue
+// has freed it, a few milliseconds later.
 func (s *socket) Close() error {
 	var err error
-	s.closeOnce.Do(func() { err = s.x.Close() })
+	s.closeOnce.Do(func() {
+		err = s.x.Close()
+		s.comp = nil
+		err = errors.Join(err, unmapRings(s.rings))
+		s.rings = nil
+	})
 	return err
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // needRoot skips without root, but fails when CI is set: CI must run privileged tests.
@@ -158,6 +159,50 @@ func TestOpenErrors(t *testing.T) {
 		_, err := Open(a.Attrs().Index, 0, cfg)
 		if err == nil {
 			t.Error("zero-copy bind on veth succeeded; veth supports copy mode only")
+		}
+	})
+}
+
+// TestCloseReleasesQueue: a closed socket's queue can be bound again in the same
+// process (asavie's Close alone leaves the ring mappings, which keep the socket and its
+// queue until the process exits). The kernel frees the queue from a work queue after the
+// close: the reopen retries EBUSY for up to two seconds. Before Close, a second bind of
+// the queue is refused with EBUSY.
+func TestCloseReleasesQueue(t *testing.T) {
+	needRoot(t)
+	inNetns(t, func(a, b netlink.Link) {
+		cfg := Config{Frames: 512, FrameSize: 2048, FillRing: 128, CompRing: 256, RxRing: 128, TxRing: 256, Copy: true}
+		ifindex := a.Attrs().Index
+		s, err := Open(ifindex, 0, cfg)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if s2, err := Open(ifindex, 0, cfg); err == nil {
+			s2.Close()
+			t.Error("a second socket bound a queue that has one, want EBUSY")
+		} else if !containsErrno(err, unix.EBUSY) {
+			t.Errorf("second bind: %v, want EBUSY", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		start := time.Now()
+		for tries := 1; ; tries++ {
+			s2, err := Open(ifindex, 0, cfg)
+			if err == nil {
+				t.Logf("queue bound again %v after Close (%d tries)", time.Since(start), tries)
+				s2.Close()
+				return
+			}
+			if !containsErrno(err, unix.EBUSY) || time.Since(start) > 2*time.Second {
+				t.Errorf("bind the queue again after Close: %v (after %v, %d tries)", err, time.Since(start), tries)
+				return
+			}
+			time.Sleep(time.Millisecond)
 		}
 	})
 }
