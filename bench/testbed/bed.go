@@ -511,11 +511,21 @@ func (bl *builder) wire() error {
 	return nil
 }
 
-// offloads makes the senders hand the director complete checksums.
+// offloads makes the senders hand the director complete checksums and, with several
+// queues, makes those behind the bridge send on TX queue 0 (see "Queues" in the package
+// doc: the bridge then spreads their flows over the director's queues by hash).
 func (bl *builder) offloads() error {
 	for _, h := range bl.senders() {
 		if err := SetTxChecksum(h.NS, h.Iface, false); err != nil {
 			return err
+		}
+		bl.bed.mu.Lock()
+		_, bridged := bl.bed.ports[h]
+		bl.bed.mu.Unlock()
+		if bl.opts.Queues > 1 && bridged {
+			if err := SetXPS(h.NS, h.Iface, 0); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

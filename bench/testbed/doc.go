@@ -50,6 +50,18 @@
 // with TX checksum offload off on the sender (as New sets it): 64 UDP sockets to one
 // peer landed 25/39 on two queues. Queues reports what a namespace's sysfs lists.
 //
+// The bridge needs care: a frame keeps its queue mapping through it, and the port
+// towards the director takes a non-zero mapping m for a recorded receive queue m-1 and
+// sends on that queue (net/core/dev.c, skb_tx_hash; veth's NAPI path records one too),
+// hashing the flow only when the mapping is 0. Measured: a real server's 64 UDP sockets
+// spread 32/34 over its own TX queues, and all 66 frames arrived on int0's queue 0. So in
+// a bed with more than one queue, New sets every host behind the bridge to send on TX
+// queue 0 (SetXPS) and leaves the switch ports without GRO: the port towards the director
+// then picks the queue by the flow's hash (33/33 measured), by addresses only for IP
+// fragments (the kernel's flow dissector reads no ports from a fragment), as a NIC's RSS
+// does. Hosts wired straight to the director (NATTwoArm's client) spread by their own
+// hash.
+//
 // # A backup director
 //
 // With Options.Backup (NATOneArm and L2 only) New adds a second director, Bed.Backup with
