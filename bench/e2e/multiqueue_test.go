@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"xlvs/bench"
 	"xlvs/bench/testbed"
 	"xlvs/bench/traffic"
 	"xlvs/control/api"
@@ -253,5 +256,40 @@ func mqTraffic(t *testing.T, e *env, vips []netip.Addr, conns, flows, frags int)
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestHarnessQueues runs the benchmark harness's xlvs-nat target with two queues and two
+// workers: the generator sends on both queues of its veth (an AF_XDP socket each, the
+// flows dealt out in turn), so each worker must receive and forward about half of what
+// xlvsd forwards; and the targets that cannot spread over queues are refused.
+func TestHarnessQueues(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := bench.PacketOptions{Size: 64, Flows: 1000, Warmup: 300 * time.Millisecond, Duration: 500 * time.Millisecond,
+		GenCPU: 0, DirCPU: 1, DirCPUs: []int{1, 0}, Queues: mqQueues, Bins: bins}
+	s, err := bench.MeasurePacketRate(ctx, bench.TargetXLVSNAT, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Profile.Counters
+	t.Logf("%.0f pps of %.0f offered, counters %v", s.PPS, s.OfferedPPS, c)
+	if s.Delivered == 0 || s.Delivered > s.Offered+s.Offered/100 {
+		t.Fatalf("delivered %d of %d offered, want 0 < delivered <= offered", s.Delivered, s.Offered)
+	}
+	// The generator sends the same number of frames on each queue (its flows alternate,
+	// 500 each, and every flow is sent equally often): each worker gets at least a
+	// third of the total, with a generous margin for a worker that fell behind.
+	total := c["worker.forwarded"]
+	for q := range mqQueues {
+		if k := fmt.Sprintf("worker%d.forwarded", q); c[k] < total/3 {
+			t.Errorf("%s = %d of %d forwarded: the queues did not share the load", k, c[k], total)
+		}
+	}
+	for _, target := range []bench.Target{bench.TargetXLVSNATOneArm, bench.TargetL2Fwd} {
+		if _, err := bench.MeasurePacketRate(ctx, target, o); !errors.Is(err, bench.ErrUnavailable) {
+			t.Errorf("%s with %d queues: %v, want ErrUnavailable", target, mqQueues, err)
+		}
 	}
 }
