@@ -189,6 +189,13 @@ func New(cfg Config) (*Dataplane, error) {
 		}
 		ifcs = append(ifcs, ifc{l, q})
 	}
+	names, counts := make([]string, len(ifcs)), make([]int, len(ifcs))
+	for i, f := range ifcs {
+		names[i], counts[i] = f.link.Attrs().Name, f.queues
+	}
+	if err := sameQueues(names, counts); err != nil {
+		return nil, err
+	}
 	cls, err := bpf.New()
 	if err != nil {
 		return nil, err
