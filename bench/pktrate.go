@@ -776,8 +776,9 @@ func waitQuiet(ctx context.Context, wait time.Duration, limit float64) (float64,
 
 // daemonCounters sums xlvsd's dataplane counters by interface role: "ext." and "int."
 // for the sockets of the director's two veths (a one-armed director's one is "ext."),
-// "worker." for the workers (with more than one, also "workerN.rx" and
-// "workerN.forwarded" for worker N), "xdp." for the XDP program's per-interface counters; and
+// "worker." for the workers (with more than one, the perQueue counters of queue N also
+// as "workerN.", "extN." and "intN."), "xdp." for the XDP program's per-interface
+// counters; and
 // "real.ADDR.in_pkts" for the packets forwarded to each real server (its destination
 // statistics, summed over services).
 func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[string]uint64, error) {
@@ -808,9 +809,9 @@ func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[strin
 	for _, q := range resp.Dataplane {
 		for k, v := range q.Counters {
 			out[role(q.Interface)+k] += v
-			if q.Interface == "worker" && workers > 1 && (k == "rx" || k == "forwarded") {
-				// Per worker too, to show how the queues shared the load.
-				out["worker"+strconv.Itoa(q.Queue)+"."+k] += v
+			if workers > 1 && perQueue[k] {
+				// Per queue too, to show how the queues shared the load.
+				out[strings.TrimSuffix(role(q.Interface), ".")+strconv.Itoa(q.Queue)+"."+k] += v
 			}
 		}
 	}
@@ -830,6 +831,12 @@ func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[strin
 	}
 	return out, nil
 }
+
+// perQueue are the counters daemonCounters also gives per queue when xlvsd runs more
+// than one worker: what each worker received and forwarded, and what reached each of its
+// sockets (received, or dropped by the kernel for want of a fill-ring frame or of room in
+// the RX ring).
+var perQueue = map[string]bool{"rx": true, "forwarded": true, "rx_packets": true, "kernel_rx_dropped": true, "rx_ring_full": true}
 
 // counters is what MeasurePacketRate samples at the start and end of the interval.
 type counters struct {

@@ -686,15 +686,17 @@ func (bl *builder) veth(aNS *NS, aName string, aMAC net.HardwareAddr, zNS *NS, z
 		if err != nil {
 			return err
 		}
-		q := max(1, bl.opts.Queues)
 		v := &netlink.Veth{
-			LinkAttrs:        netlink.LinkAttrs{Name: aName, HardwareAddr: aMAC, TxQLen: -1, NumTxQueues: q, NumRxQueues: q},
+			LinkAttrs:        netlink.LinkAttrs{Name: aName, HardwareAddr: aMAC, TxQLen: -1},
 			PeerName:         zName,
 			PeerHardwareAddr: zMAC,
 			PeerNamespace:    netlink.NsFd(fd),
 			PeerTxQLen:       -1,
-			PeerNumTxQueues:  uint32(q),
-			PeerNumRxQueues:  uint32(q),
+		}
+		if q := bl.opts.Queues; q > 1 {
+			// Otherwise the kernel's default: one queue in use of one per possible CPU.
+			v.NumTxQueues, v.NumRxQueues = q, q
+			v.PeerNumTxQueues, v.PeerNumRxQueues = uint32(q), uint32(q)
 		}
 		if err := h.LinkAdd(v); err != nil {
 			return fmt.Errorf("add veth %s (%s) - %s (%s): %w", aName, aNS.Name(), zName, zNS.Name(), err)
