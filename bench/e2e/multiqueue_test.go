@@ -57,25 +57,27 @@ func (c queueCounters) sub(before queueCounters) queueCounters {
 // TestMultiQueue runs NAT through an xlvsd with two queues on each interface, one worker
 // and one AF_XDP socket per queue, with the connection table shared by the workers.
 //
-// The model, from Linux 6.18 (torvalds/linux v6.18, the kernel these tests run on):
-// drivers/net/veth.c, veth_xmit, hands a packet to the peer's RX queue numbered by the
-// skb's queue mapping, the TX queue the sender chose; net/core/dev.c, netdev_pick_tx,
-// chooses it by transmit packet steering (get_xps_queue: the sending CPU's map in
-// tx-N/xps_cpus) when one is set, else by the flow hash (skb_tx_hash), and a connected
-// socket keeps the queue its first packet got; net/xdp/xsk.c sends an AF_XDP socket's
-// frames on its own queue (xsk_generic_xmit → __dev_direct_xmit with xs->queue_id). So:
+// The model. drivers/net/veth.c, veth_xmit (read in a public copy of a recent tree,
+// the version that no longer calls skb_record_rx_queue there), hands a packet to the
+// peer's RX queue numbered by the skb's queue mapping, the TX queue the sender chose.
+// net/core/dev.c (netdev_pick_tx, get_xps_queue, skb_tx_hash; from memory of the
+// source, not re-read) chooses that queue by transmit packet steering (tx-N/xps_cpus of
+// the sending CPU) when set, else by the flow hash, and a connected socket keeps the
+// queue its first packet got; net/xdp/xsk.c sends an AF_XDP socket's frames on its own
+// queue. testbed.TestQueues checks the first two on the running kernel (6.18) with the
+// veth's own per-queue counters. So:
 //
 //   - hashed: many TCP connections and UDP flows from one client spread over both of
-//     ext0's RX queues, and the real servers' replies over int0's; every socket and every
-//     worker receives traffic.
+//     ext0's RX queues, and the real servers' replies over int0's (the bridge hashes
+//     them, see the testbed's doc); every socket and every worker receives traffic.
 //
 //   - crossed: with the client's XPS on queue 0 and the real servers' (and the bridge
 //     port facing int0) on queue 1, every request arrives on ext0 queue 0 and every reply
 //     on int0 queue 1: worker 0 makes every connection, worker 1 finds each in the
 //     shared table and translates every reply. Nothing at all arrives on ext0 queue 1 or
 //     int0 queue 0. Fragmented datagrams (4000 bytes, three fragments at MTU 1500) keep
-//     all their fragments on one queue (one skb's fragments share its queue mapping), so
-//     worker 0 forwards the requests' later fragments and worker 1 the replies'.
+//     all their fragments on that one queue (XPS sends them all there), so worker 0
+//     forwards the requests' later fragments and worker 1 the replies'.
 //
 //   - fullnat crossed: the same with FULLNAT (a local address as the real servers'
 //     client, their routes to the client removed): worker 0 allocates the local ports,
