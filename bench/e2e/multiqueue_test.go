@@ -318,8 +318,13 @@ func TestHarnessQueues(t *testing.T) {
 	needRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// Paced (the no-drop search): each queue's generator then sends half the rate, and
+	// what arrives on each queue is what was sent there. Unpaced, both generators and a
+	// queue's NAPI thread compete for CPU 0 and a starved queue drops at its veth ring
+	// (seen: 15 % on one queue under -race on a busy machine).
 	o := bench.PacketOptions{Size: 64, Flows: 1000, Warmup: 300 * time.Millisecond, Duration: 500 * time.Millisecond,
-		GenCPU: 0, DirCPU: 1, DirCPUs: []int{1, 0}, Queues: mqQueues, Bins: bins}
+		GenCPU: 0, DirCPU: 1, DirCPUs: []int{1, 0}, Queues: mqQueues, Bins: bins,
+		MaxLoss: 0.05, SearchSteps: 4, TrialDuration: 200 * time.Millisecond}
 	s, err := bench.MeasurePacketRate(ctx, bench.TargetXLVSNAT, o)
 	if err != nil {
 		t.Fatal(err)
@@ -330,19 +335,18 @@ func TestHarnessQueues(t *testing.T) {
 		t.Fatalf("delivered %d of %d offered, want 0 < delivered <= offered", s.Delivered, s.Offered)
 	}
 	// The generator sends the same number of frames on each queue (its flows alternate,
-	// 500 each, and every flow is sent equally often): each queue's socket on ext0 must
-	// see about half of what arrived (received, or dropped by the kernel when its worker
-	// fell behind: on a busy machine a worker may get little CPU, so what each worker
-	// forwarded says more about the scheduler than about the queues), and each worker
-	// must forward.
+	// 500 each, every flow is sent equally often, each queue's generator at half the
+	// rate): what reached each queue's socket on ext0 (received, or dropped by the kernel
+	// when its worker fell behind) is about half, unless much was lost on the way (a
+	// machine too busy for the search to find a rate), and each worker forwards.
 	arrived := func(q int) uint64 {
 		p := fmt.Sprintf("ext%d.", q)
 		return c[p+"rx_packets"] + c[p+"kernel_rx_dropped"] + c[p+"rx_ring_full"]
 	}
 	total := arrived(0) + arrived(1)
 	for q := range mqQueues {
-		if arrived(q) < total/3 {
-			t.Errorf("ext0 queue %d: %d of %d frames arrived: the generator's queues did not share the load", q, arrived(q), total)
+		if s.Loss <= 0.1 && arrived(q) < total/3 || arrived(q) == 0 {
+			t.Errorf("ext0 queue %d: %d of %d frames arrived (loss %.1f %%): the generator's queues did not share the load", q, arrived(q), total, 100*s.Loss)
 		}
 		if k := fmt.Sprintf("worker%d.forwarded", q); c[k] == 0 {
 			t.Errorf("%s = 0: worker %d forwarded nothing", k, q)
