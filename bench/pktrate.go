@@ -267,8 +267,8 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	nq := max(1, o.Queues)
 	socks := make([]xsk.Socket, 0, nq)
 	defer func() {
-		for _, s := range socks {
-			s.Close()
+		for _, sk := range socks {
+			sk.Close()
 		}
 	}()
 	for q := range nq {
@@ -438,7 +438,7 @@ func (o PacketOptions) checkQueues(target Target) error {
 	case o.Queues <= 1:
 		return nil
 	case target.oneArm():
-		return fmt.Errorf("%s: %w with %d queues: the one-armed chain's bridge would put everything on one of the director's queues", target, ErrUnavailable, o.Queues)
+		return fmt.Errorf("%s: %w with %d queues: in the one-armed chain the bridge, not the generator, picks the director's queue (its ports run NAPI, which nothing here steers)", target, ErrUnavailable, o.Queues)
 	case target == TargetL2Fwd:
 		return fmt.Errorf("%s: %w with %d queues: the minimal forwarder has one socket, on queue 0", target, ErrUnavailable, o.Queues)
 	case o.Flows > genSocket.Frames:
