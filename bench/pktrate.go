@@ -116,7 +116,8 @@ type PacketOptions struct {
 	Queues int
 	// DirCPUs are the director's CPUs when there are several: xlvsd's --cpus (worker q
 	// on DirCPUs[q mod len]), the CPUs its NAPI threads may run on, and those whose busy
-	// time DirNsPerPkt counts. Empty means DirCPU alone.
+	// time DirNsPerPkt counts (all of it: with GenCPU among them, the generator's too).
+	// Empty means DirCPU alone.
 	DirCPUs []int
 	// MaxLoss > 0 asks for the no-drop rate: after an unpaced interval (the overload
 	// rate), the generator is paced and the highest offered rate with at most MaxLoss

@@ -524,6 +524,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			cpus[i] = strconv.Itoa(c)
 		}
 		dir = fmt.Sprintf("director with %d queues and workers on CPUs %s (packet rates; connections on one queue)", r.Options.Queues, strings.Join(cpus, ","))
+		if slices.Contains(r.Options.DirCPUs, r.Options.GenCPU) {
+			dir += fmt.Sprintf(" — CPU %d is the generator's too, so director ns/pkt counts the generator: compare napi in + user + sys", r.Options.GenCPU)
+		}
 	}
 	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, %s. %s Run took %s.\n\n",
 		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, dir, r.realsSentence(), r.Duration)
