@@ -75,7 +75,7 @@ func MeasureConnections(ctx context.Context, target Target, o ConnOptions) (s Co
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Duration+2*time.Minute)
 	defer cancel()
-	bed, err := newChain(target, "xc", o.GenCPU, o.DirCPU)
+	bed, err := newChain(target, "xc", o.GenCPU, []int{o.DirCPU}, 1)
 	if err != nil {
 		return s, err
 	}

@@ -28,8 +28,12 @@
 // addresses, so a FULLNAT connection that works proves the translation both ways. The
 // report divides FULLNAT's figures by NAT's, one-armed NAT's by two-armed NAT's and by
 // one-armed iptables DNAT's (Comparisons), and takes a one-armed row's "xlvs-nat ÷
-// target" ratio from xlvs-nat-onearm. For packet rates it reports
-// two figures: the overload rate (what the director delivers when offered all the
+// target" ratio from xlvs-nat-onearm. With PacketOptions.Queues N (xlvs-bench run
+// --queues) every veth of the two-armed chain has N queues, xlvsd runs N workers on
+// PacketOptions.DirCPUs, and the generator sends on all N queues, one AF_XDP socket
+// each with the flows dealt out in turn (a veth receives on the queue its peer sent on),
+// so every worker gets Flows/N of them; per-worker counters ("workerN.forwarded") show
+// the split. For packet rates it reports two figures: the overload rate (what the director delivers when offered all the
 // generator can; on a shared core NAPI then starves the forwarder, so it swings) and the
 // no-drop rate (the highest paced offered rate with at most MaxLoss lost, found by
 // bisection; stable). Each sample carries where the director's CPU went per packet

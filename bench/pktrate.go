@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"xlvs/bench/gen"
@@ -62,14 +64,15 @@ func (t Target) oneArm() bool {
 	return ok
 }
 
-// newChain builds the chain target runs on, with threaded NAPI pinned: generator, sink
-// and switch on genCPU, the director on dirCPU.
-func newChain(target Target, prefix string, genCPU, dirCPU int) (*testbed.Bed, error) {
-	bed, err := testbed.NewChain(testbed.ChainOptions{Prefix: prefix, ThreadedNAPI: true, OneArm: target.oneArm()})
+// newChain builds the chain target runs on, with queues queues per veth (0 or 1: one)
+// and threaded NAPI pinned: generator, sink and switch on genCPU, the director on
+// dirCPUs.
+func newChain(target Target, prefix string, genCPU int, dirCPUs []int, queues int) (*testbed.Bed, error) {
+	bed, err := testbed.NewChain(testbed.ChainOptions{Prefix: prefix, ThreadedNAPI: true, OneArm: target.oneArm(), Queues: queues})
 	if err != nil {
 		return nil, err
 	}
-	if err := bed.PinChain(genCPU, dirCPU); err != nil {
+	if err := bed.PinChainCPUs(genCPU, dirCPUs); err != nil {
 		return nil, errors.Join(err, bed.Close())
 	}
 	return bed, nil
@@ -104,6 +107,18 @@ type PacketOptions struct {
 	// quiet (under QuietBusy of its CPU capacity busy); 0 does not wait, only records.
 	QuietWait time.Duration
 	QuietBusy float64 // 0 means NoisyBusy
+	// Queues is how many RX and TX queues every veth of the chain has and so how many
+	// workers xlvsd runs (--queues; one AF_XDP socket per queue); 0 means 1. With more
+	// than one, the generator sends on every TX queue of its veth, one AF_XDP socket per
+	// queue with the flows dealt out in turn, so that each of the director's queues
+	// receives Flows/Queues of them (a veth receives on the queue its peer sent on).
+	// Only two-armed targets with flows in the generator's frames (Flows ≤ 4096) take it.
+	Queues int
+	// DirCPUs are the director's CPUs when there are several: xlvsd's --cpus (worker q
+	// on DirCPUs[q mod len]), the CPUs its NAPI threads may run on, and those whose busy
+	// time DirNsPerPkt counts (all of it: with GenCPU among them, the generator's too).
+	// Empty means DirCPU alone.
+	DirCPUs []int
 	// MaxLoss > 0 asks for the no-drop rate: after an unpaced interval (the overload
 	// rate), the generator is paced and the highest offered rate with at most MaxLoss
 	// lost is searched for in SearchSteps trials of TrialDuration (defaults 7 and
@@ -211,6 +226,9 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	if o.Flows < 1 {
 		return s, fmt.Errorf("measure %s: flows %d, want at least 1", target, o.Flows)
 	}
+	if err := o.checkQueues(target); err != nil {
+		return s, err
+	}
 	if err := targetAvailable(ctx, target); err != nil {
 		return s, err
 	}
@@ -219,7 +237,7 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	}
 	ctx, cancel := context.WithTimeout(ctx, firstPacketWithin+o.Warmup+2*o.Duration+time.Duration(o.SearchSteps)*(o.TrialDuration+settle)+60*time.Second)
 	defer cancel()
-	bed, err := newChain(target, "xb", o.GenCPU, o.DirCPU)
+	bed, err := newChain(target, "xb", o.GenCPU, o.dirCPUs(), o.Queues)
 	if err != nil {
 		return s, err
 	}
@@ -245,20 +263,28 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 		}
 	}()
 
-	// The generator: a TX-only AF_XDP socket on the generator's veth, made in its
-	// namespace; its fill and RX rings are minimal because it receives nothing.
-	cfg := xsk.Config{Frames: 4096 + 8, FrameSize: 2048, FillRing: 8, CompRing: 2048, RxRing: 8, TxRing: 2048}
-	var sock xsk.Socket
-	if err := gw.NS.Do(func() error {
-		var err error
-		sock, err = xsk.Open(gw.Ifindex, 0, cfg)
-		return err
-	}); err != nil {
-		return s, fmt.Errorf("open generator socket: %w", err)
+	// The generator: a TX-only AF_XDP socket per queue on the generator's veth, made in
+	// its namespace; their fill and RX rings are minimal because they receive nothing.
+	nq := max(1, o.Queues)
+	socks := make([]xsk.Socket, 0, nq)
+	defer func() {
+		for _, sk := range socks {
+			sk.Close()
+		}
+	}()
+	for q := range nq {
+		if err := gw.NS.Do(func() error {
+			sock, err := xsk.Open(gw.Ifindex, q, genSocket)
+			if err == nil {
+				socks = append(socks, sock)
+			}
+			return err
+		}); err != nil {
+			return s, fmt.Errorf("open generator socket on queue %d: %w", q, err)
+		}
 	}
-	defer sock.Close()
 	gopts := gen.Options{Size: gen.WireSize(o.Size), Batch: o.GenBatch, CPU: o.GenCPU}
-	if o.Flows <= cfg.Frames {
+	if o.Flows <= genSocket.Frames {
 		gopts.Flows = gen.Flows(o.Flows, [6]byte(gw.MAC), [6]byte(bed.Ext.MAC), netip.AddrPortFrom(gw.Addr, genPort), dst)
 	} else {
 		// More flows than frames (connection-table sweeps): made on the fly, from 250
@@ -271,24 +297,43 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	}
 	gctx, gcancel := context.WithCancel(ctx)
 	defer gcancel()
+	// One generator per queue, each with its share of the flows and of the rate; gdone
+	// reports the first to end (the rest end with gctx).
 	gdone := make(chan error, 1)
+	var gwait sync.WaitGroup
 	started := time.Now()
-	var pace gen.Pacer
-	go func() {
+	pace := make(pacers, nq)
+	for q, sock := range socks {
 		g := gopts
-		g.Pace = &pace
-		_, err := gen.Run(gctx, sock, g)
-		gdone <- err
-	}()
+		g.Pace = &pace[q]
+		if nq > 1 {
+			g.Flows = nil
+			for i := q; i < len(gopts.Flows); i += nq {
+				g.Flows = append(g.Flows, gopts.Flows[i])
+			}
+		}
+		gwait.Go(func() {
+			_, err := gen.Run(gctx, sock, g)
+			select {
+			case gdone <- err:
+			default:
+			}
+		})
+	}
 	stopped := false
 	stopGen := func() error {
+		gcancel()
+		gwait.Wait() // before the sockets close, also when waitDelivery saw one end
 		if stopped {
 			return nil
 		}
 		stopped = true
-		gcancel()
-		if err := <-gdone; err != nil {
-			return fmt.Errorf("generator: %w", err)
+		select {
+		case err := <-gdone:
+			if err != nil {
+				return fmt.Errorf("generator: %w", err)
+			}
+		default:
 		}
 		return nil
 	}
@@ -304,7 +349,7 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	}
 	win := func(d time.Duration, keepTimeline bool) (PacketSample, error) {
 		w := PacketSample{Target: target}
-		before, err := snapshot(bed, o.DirCPU, pr)
+		before, err := snapshot(bed, o.dirCPUs(), pr)
 		if err != nil {
 			return w, err
 		}
@@ -312,7 +357,7 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 		if err != nil {
 			return w, err
 		}
-		after, err := snapshot(bed, o.DirCPU, pr)
+		after, err := snapshot(bed, o.dirCPUs(), pr)
 		if err != nil {
 			return w, err
 		}
@@ -330,7 +375,7 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 			return s, err
 		}
 		s.OverloadPPS, s.OverloadOfferedPPS = over.PPS, over.OfferedPPS
-		rate, trials, err := searchRate(ctx, &pace, over, o, func(d time.Duration) (PacketSample, error) { return win(d, false) })
+		rate, trials, err := searchRate(ctx, pace, over, o, func(d time.Duration) (PacketSample, error) { return win(d, false) })
 		s.Trials = trials
 		if err != nil {
 			return s, err
@@ -360,6 +405,51 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 // settle is how long a new generator rate runs before it is measured.
 const settle = 100 * time.Millisecond
 
+// MaxQueues is the most queues PacketOptions.Queues takes.
+const MaxQueues = testbed.MaxQueues
+
+// genSocket is the generator's AF_XDP socket configuration (one per queue).
+var genSocket = xsk.Config{Frames: 4096 + 8, FrameSize: 2048, FillRing: 8, CompRing: 2048, RxRing: 8, TxRing: 2048}
+
+// rateSetter sets a generator's offered rate (gen.Pacer, pacers).
+type rateSetter interface{ Set(pps float64) }
+
+// pacers pace the generators of several queues: Set gives each an equal share.
+type pacers []gen.Pacer
+
+func (p pacers) Set(pps float64) {
+	for i := range p {
+		p[i].Set(pps / float64(len(p)))
+	}
+}
+
+// dirCPUs are the director's CPUs: DirCPUs, or DirCPU alone.
+func (o PacketOptions) dirCPUs() []int {
+	if len(o.DirCPUs) > 0 {
+		return o.DirCPUs
+	}
+	return []int{o.DirCPU}
+}
+
+// checkQueues refuses a queue count target cannot be measured with.
+func (o PacketOptions) checkQueues(target Target) error {
+	switch {
+	case o.Queues < 0 || o.Queues > MaxQueues:
+		return fmt.Errorf("measure %s: %d queues, want 1 to %d", target, o.Queues, MaxQueues)
+	case o.Queues <= 1:
+		return nil
+	case target.oneArm():
+		return fmt.Errorf("%s: %w with %d queues: in the one-armed chain the bridge, not the generator, picks the director's queue (its ports run NAPI, which nothing here steers)", target, ErrUnavailable, o.Queues)
+	case target == TargetL2Fwd:
+		return fmt.Errorf("%s: %w with %d queues: the minimal forwarder has one socket, on queue 0", target, ErrUnavailable, o.Queues)
+	case o.Flows > genSocket.Frames:
+		return fmt.Errorf("measure %s: %w: %d flows with %d queues: the generator deals out at most %d flows (its frames) over its queues", target, ErrUnavailable, o.Flows, o.Queues, genSocket.Frames)
+	case o.Flows < o.Queues:
+		return fmt.Errorf("measure %s: %d flows over %d queues: want at least one flow per queue", target, o.Flows, o.Queues)
+	}
+	return nil
+}
+
 // Trial is one step of the no-drop rate search.
 type Trial struct {
 	Rate float64 `json:"rate"` // offered rate set
@@ -371,7 +461,7 @@ type Trial struct {
 // offered rate at which the target loses at most o.MaxLoss; the first guess is what the
 // overloaded target delivered. It returns that rate (or the lowest rate tried, when
 // none passed) and every trial.
-func searchRate(ctx context.Context, pace *gen.Pacer, over PacketSample, o PacketOptions, measure func(time.Duration) (PacketSample, error)) (float64, []Trial, error) {
+func searchRate(ctx context.Context, pace rateSetter, over PacketSample, o PacketOptions, measure func(time.Duration) (PacketSample, error)) (float64, []Trial, error) {
 	lo, hi := 0.0, over.OfferedPPS
 	r := min(hi, max(over.PPS, hi/16))
 	var trials []Trial
@@ -466,7 +556,15 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 		for _, h := range bed.DirectorHosts() {
 			args = append(args, "-i", h.Iface)
 		}
-		args = append(append(args, "--cpus", strconv.Itoa(o.DirCPU), "--log-level", "warn"), o.DaemonArgs...)
+		cpus := make([]string, 0, len(o.dirCPUs()))
+		for _, c := range o.dirCPUs() {
+			cpus = append(cpus, strconv.Itoa(c))
+		}
+		args = append(args, "--cpus", strings.Join(cpus, ","), "--log-level", "warn")
+		if o.Queues > 1 {
+			args = append(args, "--queues", strconv.Itoa(o.Queues))
+		}
+		args = append(args, o.DaemonArgs...)
 		d, err = StartDaemon(ctx, bed.Director, o.Bins, args...)
 		if err != nil {
 			return pr, dst, stop, err
@@ -679,7 +777,9 @@ func waitQuiet(ctx context.Context, wait time.Duration, limit float64) (float64,
 
 // daemonCounters sums xlvsd's dataplane counters by interface role: "ext." and "int."
 // for the sockets of the director's two veths (a one-armed director's one is "ext."),
-// "worker." for the workers, "xdp." for the XDP program's per-interface counters; and
+// "worker." for the workers (with more than one, the perQueue counters of queue N also
+// as "workerN.", "extN." and "intN."), "xdp." for the XDP program's per-interface
+// counters; and
 // "real.ADDR.in_pkts" for the packets forwarded to each real server (its destination
 // statistics, summed over services).
 func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[string]uint64, error) {
@@ -701,9 +801,19 @@ func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[strin
 		return iface + "."
 	}
 	out := map[string]uint64{}
+	workers := 0
+	for _, q := range resp.Dataplane {
+		if q.Interface == "worker" {
+			workers++
+		}
+	}
 	for _, q := range resp.Dataplane {
 		for k, v := range q.Counters {
 			out[role(q.Interface)+k] += v
+			if workers > 1 && perQueue[k] {
+				// Per queue too, to show how the queues shared the load.
+				out[strings.TrimSuffix(role(q.Interface), ".")+strconv.Itoa(q.Queue)+"."+k] += v
+			}
 		}
 	}
 	for _, q := range resp.XDPStats {
@@ -723,6 +833,12 @@ func daemonCounters(ctx context.Context, d *Daemon, bed *testbed.Bed) (map[strin
 	return out, nil
 }
 
+// perQueue are the counters daemonCounters also gives per queue when xlvsd runs more
+// than one worker: what each worker received and forwarded, and what reached each of its
+// sockets (received, or dropped by the kernel for want of a fill-ring frame or of room in
+// the RX ring).
+var perQueue = map[string]bool{"rx": true, "forwarded": true, "rx_packets": true, "kernel_rx_dropped": true, "rx_ring_full": true}
+
 // counters is what MeasurePacketRate samples at the start and end of the interval.
 type counters struct {
 	at               time.Time
@@ -740,7 +856,7 @@ type probe struct {
 	counters func() (map[string]uint64, error) // the forwarder's own counters, or nil
 }
 
-func snapshot(bed *testbed.Bed, cpu int, p probe) (c counters, err error) {
+func snapshot(bed *testbed.Bed, cpus []int, p probe) (c counters, err error) {
 	c.at = time.Now()
 	g, s := bed.Client, bed.Reals[0]
 	if _, c.genTx, _, c.genTxDrop, err = g.NS.LinkStats(g.Iface); err != nil {
@@ -749,8 +865,15 @@ func snapshot(bed *testbed.Bed, cpu int, p probe) (c counters, err error) {
 	if c.sinkRx, _, _, _, err = s.NS.LinkStats(s.Iface); err != nil {
 		return c, err
 	}
-	if c.cpuBusy, err = cpuBusy(cpu); err != nil {
-		return c, err
+	for i, cpu := range cpus {
+		if slices.Contains(cpus[:i], cpu) {
+			continue
+		}
+		busy, err := cpuBusy(cpu)
+		if err != nil {
+			return c, err
+		}
+		c.cpuBusy += busy
 	}
 	if c.proc, err = threadSet(p.pid, p.tid); err != nil {
 		return c, err

@@ -199,6 +199,11 @@ type Report struct {
 		// servers in turn). Reports without them measured one real server with rr.
 		Reals []int  `json:"reals,omitempty"`
 		Sched string `json:"sched,omitempty"`
+		// Queues is the queue count of every veth and xlvsd's worker count (packet-rate
+		// workload; the connection workload keeps one), DirCPUs the director's CPUs with
+		// more than one; reports without them measured one queue on DirCPU.
+		Queues  int   `json:"queues,omitempty"`
+		DirCPUs []int `json:"dir_cpus,omitempty"`
 	} `json:"options"`
 	Results []Result     `json:"results"`
 	Conns   []ConnResult `json:"conns,omitempty"`
@@ -266,6 +271,9 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 	r.Options.Warmup, r.Options.Duration, r.Options.DaemonArgs = o.Packet.Warmup.String(), o.Packet.Duration.String(), o.Packet.DaemonArgs
 	r.Options.Variants = o.Variants
 	r.Options.Reals, r.Options.Sched = o.realsSweep(), o.Packet.Sched
+	if o.Packet.Queues > 1 {
+		r.Options.Queues, r.Options.DirCPUs = o.Packet.Queues, o.Packet.dirCPUs()
+	}
 	if r.Options.Sched == "" {
 		r.Options.Sched = DefaultSched
 	}
@@ -278,6 +286,9 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 	avail := map[Target]error{}
 	for _, t := range o.Targets {
 		avail[t] = targetAvailable(ctx, t)
+		if avail[t] == nil && o.Packet.Queues > 1 && (t.oneArm() || t == TargetL2Fwd) {
+			avail[t] = o.Packet.checkQueues(t)
+		}
 	}
 	prog := newProgress(r.Started)
 	for range o.Workloads {
@@ -506,8 +517,19 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	if r.Options.MaxLoss > 0 {
 		rate = fmt.Sprintf("No-drop Mpps (≤ %g %% loss)", 100*r.Options.MaxLoss)
 	}
-	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, director on CPU %d. %s Run took %s.\n\n",
-		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, r.Options.DirCPU, r.realsSentence(), r.Duration)
+	dir := fmt.Sprintf("director on CPU %d", r.Options.DirCPU)
+	if r.Options.Queues > 1 {
+		cpus := make([]string, len(r.Options.DirCPUs))
+		for i, c := range r.Options.DirCPUs {
+			cpus[i] = strconv.Itoa(c)
+		}
+		dir = fmt.Sprintf("director with %d queues and workers on CPUs %s (packet rates; connections on one queue)", r.Options.Queues, strings.Join(cpus, ","))
+		if slices.Contains(r.Options.DirCPUs, r.Options.GenCPU) {
+			dir += fmt.Sprintf(" — CPU %d is the generator's too, so director ns/pkt counts the generator: compare napi in + user + sys", r.Options.GenCPU)
+		}
+	}
+	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, %s. %s Run took %s.\n\n",
+		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, dir, r.realsSentence(), r.Duration)
 	if r.hasOneArm() {
 		fmt.Fprintf(w, "Targets named *-onearm run on the one-armed LVS-NAT layout: generator, director and sink on one bridge, the director receiving and sending on one interface (every packet crosses four veth pairs and the bridge twice, against two veth pairs for the others); their xlvs-nat ÷ target ratio divides %s.\n\n", TargetXLVSNATOneArm)
 	}

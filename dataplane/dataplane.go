@@ -197,6 +197,13 @@ func New(cfg Config) (*Dataplane, error) {
 		}
 		ifcs = append(ifcs, ifc{l, q})
 	}
+	names, counts := make([]string, len(ifcs)), make([]int, len(ifcs))
+	for i, f := range ifcs {
+		names[i], counts[i] = f.link.Attrs().Name, f.queues
+	}
+	if err := sameQueues(names, counts); err != nil {
+		return nil, err
+	}
 	// The connection table is made while the programs load and the sockets open (a
 	// successor's sockets may wait for its predecessor's to be released, openSocket).
 	type made struct {

@@ -15,6 +15,10 @@
 // shared UMEM). Then it flushes the TX batches, reclaims completions and refills.
 // Grouping an interface pair's sockets under one worker is what makes two-armed NAT
 // lock-free: the egress socket at the same queue index belongs to the same goroutine.
+// So every managed interface has the same number of queues (New refuses others with a
+// *QueueMismatchError): a worker without a socket on the egress interface could only drop.
+// A connection's request and reply may arrive on different queues, so at different
+// workers: both of its keys are in the shared table (in the client's shard).
 //
 // Configuration reaches workers as an immutable *Snapshot behind an atomic.Pointer, read
 // once per batch. Routes and neighbours reach them the same way as an immutable *FIB that

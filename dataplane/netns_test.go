@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,6 +118,45 @@ func TestNewRefusesMissingQueues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNewRefusesUnequalQueues: with every RX queue asked for (Queues 0), interfaces with
+// different queue counts are refused before anything is attached: worker q sends only on
+// queue q of each interface, so the second worker would have no socket on the one-queue
+// interface and drop everything it should forward there.
+func TestNewRefusesUnequalQueues(t *testing.T) {
+	needRoot(t)
+	inNetns(t, 2, func(a netlink.Link) {
+		idx, err := netlink.VethPeerIndex(&netlink.Veth{LinkAttrs: *a.Attrs()})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		b, err := netlink.LinkByIndex(idx)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		// One RX and TX queue on b, two on a.
+		if out, err := exec.Command("ethtool", "-L", b.Attrs().Name, "rx", "1", "tx", "1").CombinedOutput(); err != nil {
+			t.Errorf("ethtool -L %s rx 1 tx 1: %v: %s", b.Attrs().Name, err, out)
+			return
+		}
+		names := []string{a.Attrs().Name, b.Attrs().Name}
+		d, err := New(Config{Interfaces: names, Conntrack: conntrack.Config{MaxEntries: 4096}})
+		if d != nil {
+			d.Close()
+		}
+		var me *QueueMismatchError
+		if !errors.As(err, &me) || !slices.Equal(me.Interfaces, names) || !slices.Equal(me.Queues, []int{2, 1}) {
+			t.Errorf("New over a 2-queue and a 1-queue veth: err = %v, want a *QueueMismatchError naming both and 2, 1", err)
+		}
+		for _, n := range names {
+			if l, err := netlink.LinkByName(n); err != nil || l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached {
+				t.Errorf("after the refusal: link %v, err %v; want no XDP program attached", l, err)
+			}
+		}
+	})
 }
 
 // syncBuffer is a log destination safe for the watcher's goroutines.

@@ -29,6 +29,37 @@ func (e *QueueCountError) Error() string {
 	return fmt.Sprintf("open %d queues on %s: the interface has %d RX queue%s", e.Want, e.Interface, e.Have, s)
 }
 
+// QueueMismatchError is New's refusal of interfaces with different numbers of RX queues
+// (Config.Queues 0 takes each interface's own): worker q transmits only on queue q of
+// each interface (its sockets; xsk.Socket is single-owner), so a worker whose queue one
+// interface lacks could not forward there and would drop every such packet (counted as
+// not_managed, measured: half of the flows with 2 queues against 1).
+type QueueMismatchError struct {
+	Interfaces []string
+	Queues     []int // RX queues of each, in order
+}
+
+func (e *QueueMismatchError) Error() string {
+	var b strings.Builder
+	for i, name := range e.Interfaces {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", name, e.Queues[i])
+	}
+	return fmt.Sprintf("interfaces have different numbers of RX queues (%s): each worker sends on its own queue of every interface, so give them the same number (ethtool -L IFACE combined N) or open as many as the smallest has (and steer all traffic to those)", b.String())
+}
+
+// sameQueues refuses queue counts that differ between interfaces.
+func sameQueues(names []string, queues []int) error {
+	for _, q := range queues[1:] {
+		if q != queues[0] {
+			return &QueueMismatchError{Interfaces: names, Queues: queues}
+		}
+	}
+	return nil
+}
+
 // queuesFor is how many queues of l to open when want were asked for (0 = all of them):
 // want itself, refused with a *QueueCountError when l has fewer RX queues.
 func queuesFor(l netlink.Link, want int) (int, error) {

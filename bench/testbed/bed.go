@@ -59,6 +59,10 @@ func (l Layout) String() string {
 // MaxReals is the largest number of real servers a bed can have (addresses .11 to .210).
 const MaxReals = 200
 
+// MaxQueues is the most queues Options.Queues and ChainOptions.Queues may ask for: as
+// many as xlvsd's --queues takes.
+const MaxQueues = 64
+
 // readyTimeout bounds New's final check that links and addresses are usable.
 const readyTimeout = 5 * time.Second
 
@@ -79,6 +83,9 @@ type Options struct {
 	// both directors: something else — keepalived's VRRP — assigns them. Active reports
 	// the director until a Failover. Without Backup it is refused.
 	FloatingUnassigned bool
+	// Queues is the number of RX and TX queues of every veth of the bed, both ends (see
+	// "Queues" in the package doc); 0 means 1, the kernel's default.
+	Queues int
 
 	// hook, when set (by this package's tests), runs after each build step and fails the
 	// build if it returns an error.
@@ -234,6 +241,9 @@ func New(opts Options) (*Bed, error) {
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "bed"
+	}
+	if err := checkQueues(opts.Queues); err != nil {
+		return nil, fmt.Errorf("build testbed: %w", err)
 	}
 	if opts.Reals < 0 || opts.Reals > MaxReals {
 		return nil, fmt.Errorf("build testbed: %w: %d real servers, want 1 to %d", ErrBadOptions, opts.Reals, MaxReals)
@@ -501,11 +511,21 @@ func (bl *builder) wire() error {
 	return nil
 }
 
-// offloads makes the senders hand the director complete checksums.
+// offloads makes the senders hand the director complete checksums and, with several
+// queues, makes those behind the bridge send on TX queue 0 (see "Queues" in the package
+// doc: the bridge then spreads their flows over the director's queues by hash).
 func (bl *builder) offloads() error {
 	for _, h := range bl.senders() {
 		if err := SetTxChecksum(h.NS, h.Iface, false); err != nil {
 			return err
+		}
+		bl.bed.mu.Lock()
+		_, bridged := bl.bed.ports[h]
+		bl.bed.mu.Unlock()
+		if bl.opts.Queues > 1 && bridged {
+			if err := SetXPS(h.NS, h.Iface, 0); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -672,6 +692,11 @@ func (bl *builder) veth(aNS *NS, aName string, aMAC net.HardwareAddr, zNS *NS, z
 			PeerHardwareAddr: zMAC,
 			PeerNamespace:    netlink.NsFd(fd),
 			PeerTxQLen:       -1,
+		}
+		if q := bl.opts.Queues; q > 1 {
+			// Otherwise the kernel's default: one queue in use of one per possible CPU.
+			v.NumTxQueues, v.NumRxQueues = q, q
+			v.PeerNumTxQueues, v.PeerNumRxQueues = uint32(q), uint32(q)
 		}
 		if err := h.LinkAdd(v); err != nil {
 			return fmt.Errorf("add veth %s (%s) - %s (%s): %w", aName, aNS.Name(), zName, zNS.Name(), err)

@@ -385,6 +385,8 @@ func TestBedBadOptions(t *testing.T) {
 		{"too many reals", Options{Reals: MaxReals + 1}, ErrBadOptions},
 		{"unknown layout", Options{Layout: 7}, ErrBadOptions},
 		{"bad prefix", Options{Prefix: "a/b"}, ErrBadPrefix},
+		{"negative queues", Options{Queues: -1}, ErrBadOptions},
+		{"too many queues", Options{Queues: MaxQueues + 1}, ErrBadOptions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -37,6 +37,11 @@ type ChainOptions struct {
 	// TSO off, so that the bridge's work on what it sends runs in the bridge's NAPI
 	// threads (see buildChain), pinned with the generator's by Bed.PinChain.
 	OneArm bool
+	// Queues is the number of RX and TX queues of every veth of the chain, both ends; 0
+	// means 1. A generator spreads its traffic over the director's queues by sending on
+	// several TX queues of its veth (an AF_XDP socket per queue): the director's veth
+	// receives on the queue the generator sent on (see SetXPS).
+	Queues int
 }
 
 // chainSeq numbers the chains of this process; with the pid it makes interface names
@@ -65,6 +70,9 @@ func NewChain(opts ChainOptions) (*Bed, error) {
 	if err := checkPrefix(opts.Prefix + "-sink"); err != nil {
 		return nil, fmt.Errorf("build chain: %w", err)
 	}
+	if err := checkQueues(opts.Queues); err != nil {
+		return nil, fmt.Errorf("build chain: %w", err)
+	}
 	b := &Bed{Layout: NATTwoArm}
 	if opts.OneArm {
 		b.Layout = NATOneArm
@@ -91,7 +99,7 @@ func chainNames() chainIfaces {
 }
 
 func buildChain(b *Bed, opts ChainOptions) error {
-	bl := &builder{bed: b, opts: Options{Layout: b.Layout, Reals: 1, Prefix: opts.Prefix}}
+	bl := &builder{bed: b, opts: Options{Layout: b.Layout, Reals: 1, Prefix: opts.Prefix, Queues: opts.Queues}}
 	var err error
 	if b.Director, err = bl.newNS("dir"); err != nil {
 		return err
@@ -280,7 +288,16 @@ func (b *Bed) SwitchPorts() []string { return slices.Clone(b.switchPorts) }
 // PinChain pins a chain's NAPI threads: the generator's, the sink's and the bridge's
 // ports' to genCPU (the world outside the director), the director's interfaces' to
 // dirCPU. The chain must have been built with ThreadedNAPI.
-func (b *Bed) PinChain(genCPU, dirCPU int) error {
+func (b *Bed) PinChain(genCPU, dirCPU int) error { return b.PinChainCPUs(genCPU, []int{dirCPU}) }
+
+// PinChainCPUs is PinChain for a director with several queues: the director's NAPI
+// threads (one per RX queue of each interface) may each run on any of dirCPUs. (Which
+// thread serves which queue is not visible from its name, which the kernel truncates:
+// the scheduler places them, within dirCPUs.)
+func (b *Bed) PinChainCPUs(genCPU int, dirCPUs []int) error {
+	if len(dirCPUs) == 0 {
+		return errors.New("pin chain: no director CPU")
+	}
 	ifaces := []string{b.Client.Iface, b.Reals[0].Iface}
 	ifaces = append(ifaces, b.switchPorts...)
 	for _, i := range ifaces {
@@ -289,7 +306,7 @@ func (b *Bed) PinChain(genCPU, dirCPU int) error {
 		}
 	}
 	for _, h := range b.DirectorHosts() {
-		if err := PinNAPI(h.Iface, dirCPU); err != nil {
+		if err := PinNAPI(h.Iface, dirCPUs[0], dirCPUs[1:]...); err != nil {
 			return err
 		}
 	}
@@ -369,9 +386,10 @@ func NAPIThreads(ifname string) ([]int, error) {
 	return pids, nil
 }
 
-// PinNAPI pins every NAPI thread of ifname to cpu. It fails if the interface has none
-// (threaded NAPI off, or GRO and XDP both off so the veth has no NAPI instance).
-func PinNAPI(ifname string, cpu int) error {
+// PinNAPI pins every NAPI thread of ifname to cpu (to any of cpu and more, if given).
+// It fails if the interface has none (threaded NAPI off, or GRO and XDP both off so the
+// veth has no NAPI instance).
+func PinNAPI(ifname string, cpu int, more ...int) error {
 	pids, err := NAPIThreads(ifname)
 	if err != nil {
 		return err
@@ -381,6 +399,9 @@ func PinNAPI(ifname string, cpu int) error {
 	}
 	var set unix.CPUSet
 	set.Set(cpu)
+	for _, c := range more {
+		set.Set(c)
+	}
 	for _, pid := range pids {
 		if err := unix.SchedSetaffinity(pid, &set); err != nil {
 			return fmt.Errorf("pin napi thread %d of %s to cpu %d: %w", pid, ifname, cpu, err)

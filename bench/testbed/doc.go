@@ -31,12 +31,37 @@
 // when it is usable: links up (lo too), IPv6 DAD off, addresses and routes in place, TX
 // checksum offload off on every sender whose packets cross the director (client and real
 // servers), ICMP redirects off, rp_filter off, and nothing to wait for. Every veth has
-// one RX and one TX queue (the kernel's default), so one AF_XDP socket per interface sees
-// all its traffic. MACs and addresses are fixed (see Layout); beds in different
+// one RX and one TX queue (the kernel's default) unless Options.Queues asks for more (see
+// Queues). MACs and addresses are fixed (see Layout); beds in different
 // namespaces do not collide. The director's
 // IPv4/IPv6 forwarding is off: the load balancer under test does the forwarding
 // (Bed.SetForwarding turns the kernel's on for baselines and connectivity checks). On any
 // error New removes whatever it made; Bed.Close removes everything and is idempotent.
+//
+// # Queues
+//
+// With Options.Queues (ChainOptions.Queues) N, every veth of the bed, both ends, has N RX
+// and N TX queues (`ip link add ... numrxqueues N numtxqueues N`), so xlvsd runs one
+// worker and one AF_XDP socket per queue. A veth hands a packet to its peer's RX queue
+// at the skb's queue mapping, the TX queue the sender picked (drivers/net/veth.c,
+// veth_xmit): a socket's flows spread over the queues by the kernel's hash of the flow
+// (net/core/dev.c, netdev_pick_tx, skb_tx_hash), an AF_XDP socket sends on the queue it
+// is bound to, and SetXPS pins everything a host sends to one queue (TestQueues checks
+// this on the running kernel with the veth's per-queue counters). Measured on 6.18,
+// with TX checksum offload off on the sender (as New sets it): 64 UDP sockets to one
+// peer landed 25/39 on two queues. Queues reports what a namespace's sysfs lists.
+//
+// The bridge needs care: a frame keeps its queue mapping through it, and the port
+// towards the director takes a non-zero mapping m for a recorded receive queue m-1 and
+// sends on that queue (net/core/dev.c, skb_tx_hash; veth's NAPI path records one too),
+// hashing the flow only when the mapping is 0. Measured: a real server's 64 UDP sockets
+// spread 32/34 over its own TX queues, and all 66 frames arrived on int0's queue 0. So in
+// a bed with more than one queue, New sets every host behind the bridge to send on TX
+// queue 0 (SetXPS) and leaves the switch ports without GRO: the port towards the director
+// then picks the queue by the flow's hash (33/33 measured), by addresses only for IP
+// fragments (the kernel's flow dissector reads no ports from a fragment), as a NIC's RSS
+// does. Hosts wired straight to the director (NATTwoArm's client) spread by their own
+// hash.
 //
 // # A backup director
 //

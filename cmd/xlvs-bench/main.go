@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,6 +94,7 @@ func runBench(ctx context.Context, args []string) error {
 	concurrency := fs.Int("concurrency", 0, "HTTP requests in flight in the connection workload (default 32)")
 	reals := fs.String("reals", "1", fmt.Sprintf("real servers the balancing targets (xlvs, iptables and nftables DNAT) spread flows over, 1 to %d, all addresses of the sink; a comma-separated list, e.g. 1,16, measures them once per count, rows labelled [N reals]", bench.MaxReals))
 	schedName := fs.String("sched", bench.DefaultSched, "scheduler of the xlvs targets (xlvsadm -s: "+strings.Join(sched.Names(), ", ")+"); iptables and nftables take the real servers in turn")
+	queues := fs.Int("queues", 1, fmt.Sprintf("queues per veth and xlvsd workers (--queues) for the packet-rate workload, 1 to %d: the generator sends on every queue, the director runs on CPUs DIR, DIR+1, ... (of --cpus, wrapping round the machine's CPUs, at most one each); one-armed targets and afxdp-l2fwd are skipped with more than one, the connection workload keeps one queue", bench.MaxQueues))
 	helpMan := fs.Bool(manpage.HelpManFlag, false, "print the man page (roff) and exit")
 	fs.Usage = func() { manual(fs).Help(os.Stderr) }
 	if err := fs.Parse(args); err != nil {
@@ -121,6 +123,15 @@ func runBench(ctx context.Context, args []string) error {
 		return fmt.Errorf("--cpus %q: want GEN,DIR, two CPU numbers such as 0,1", *cpus)
 	}
 	o.Packet.GenCPU, o.Packet.DirCPU, o.Packet.GenBatch = gc, dc, *batch
+	if *queues < 1 || *queues > bench.MaxQueues {
+		return fmt.Errorf("--queues %d: want 1 to %d", *queues, bench.MaxQueues)
+	}
+	if *queues > 1 {
+		o.Packet.Queues = *queues
+		for i := range min(*queues, runtime.NumCPU()) {
+			o.Packet.DirCPUs = append(o.Packet.DirCPUs, (dc+i)%runtime.NumCPU())
+		}
+	}
 	o.Packet.DaemonArgs = strings.Fields(*xlvsd)
 	o.WarmupRound = *warmRound
 	var err error

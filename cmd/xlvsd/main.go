@@ -505,6 +505,8 @@ func flagHint(o *options, err error) error {
 			allowed = "1"
 		}
 		return fmt.Errorf("--queues %d: %w: pass --queues %s, or 0 for every RX queue", o.queues, err, allowed)
+	case errors.As(err, new(*dataplane.QueueMismatchError)):
+		return fmt.Errorf("--queues %d: %w (--queues N)", o.queues, err)
 	case errors.Is(err, xsk.ErrZeroCopyUnsupported):
 		return fmt.Errorf("--zerocopy: %w: try --copy", err)
 	}
