@@ -31,6 +31,12 @@ const (
 	FastNATSrc = 2 // source address and port rewritten, TTL / hop limit decremented
 )
 
+// FastRedirect (FastVal.Flags) sends a packet back out of the interface it came in on
+// through the tx_ports device map instead of XDP_TX: a veth's XDP_TX reaches a peer
+// without an XDP program of its own only when something else wakes it (FP_F_REDIRECT in
+// xlvs.c).
+const FastRedirect = 1
+
 // FastVal is struct fp_val in xlvs.c: what the program does to a packet of the flow. 80
 // bytes. CsumL3 and CsumL4 are RFC 1624 deltas (FastDelta). Packets, Bytes and LastSeen
 // (CLOCK_MONOTONIC nanoseconds) are the program's; write them as 0.
@@ -38,7 +44,7 @@ type FastVal struct {
 	DMAC, SMAC [6]byte
 	Ifindex    uint32
 	Action     uint8
-	Pad0       uint8
+	Flags      uint8  // FastRedirect
 	MTU        uint16 // longer IP packets go to AF_XDP
 	Addr       [16]byte
 	Port       [2]byte // network byte order

@@ -171,27 +171,32 @@ func TestFastPathRewrite(t *testing.T) {
 		port    uint16
 		egress  int
 		verdict uint32
+		flags   uint8
 	}
 	cases := []tc{
-		{"nat request tcp4 tx", base(false, cip4, vip4, 40000, 80), FastNATDst, rip4, 8080, xa, xdpTx},
-		{"nat reply tcp4 redirect", base(false, rip4, cip4, 8080, 40000), FastNATSrc, vip4, 80, xb, xdpRedirect},
-		{"nat request udp4 redirect", base(true, cip4, vip4, 40001, 53), FastNATDst, rip4, 5353, xb, xdpRedirect},
-		{"nat reply udp4 tx", base(true, rip4, cip4, 5353, 40001), FastNATSrc, vip4, 53, xa, xdpTx},
-		{"nat request tcp6 redirect", base(false, cip6, vip6, 40002, 443), FastNATDst, rip6, 8080, xb, xdpRedirect},
-		{"nat reply tcp6 tx", base(false, rip6, cip6, 8080, 40002), FastNATSrc, vip6, 443, xa, xdpTx},
-		{"nat request udp6 tx", base(true, cip6, vip6, 40003, 53), FastNATDst, rip6, 5353, xa, xdpTx},
-		{"nat reply udp6 redirect", base(true, rip6, cip6, 5353, 40003), FastNATSrc, vip6, 53, xb, xdpRedirect},
-		{"dr tcp4 tx", base(false, cip4, vip4, 40004, 80), FastDR, netip.Addr{}, 0, xa, xdpTx},
-		{"dr udp6 redirect", base(true, cip6, vip6, 40005, 53), FastDR, netip.Addr{}, 0, xb, xdpRedirect},
-		{"nat ttl 2 leaves with 1", func() fpPkt { q := base(false, cip4, vip4, 40006, 80); q.ttl = 2; return q }(), FastNATDst, rip4, 8080, xa, xdpTx},
-		{"dr ttl 1 untouched", func() fpPkt { q := base(false, cip4, vip4, 40007, 80); q.ttl = 1; return q }(), FastDR, netip.Addr{}, 0, xa, xdpTx},
-		{"checksum wraps", base(true, netip.MustParseAddr("255.255.255.254"), vip4, 65535, 53), FastNATDst, netip.MustParseAddr("0.0.0.1"), 1, xa, xdpTx},
+		{"nat request tcp4 tx", base(false, cip4, vip4, 40000, 80), FastNATDst, rip4, 8080, xa, xdpTx, 0},
+		{"nat reply tcp4 redirect", base(false, rip4, cip4, 8080, 40000), FastNATSrc, vip4, 80, xb, xdpRedirect, 0},
+		{"nat request udp4 redirect", base(true, cip4, vip4, 40001, 53), FastNATDst, rip4, 5353, xb, xdpRedirect, 0},
+		{"nat reply udp4 tx", base(true, rip4, cip4, 5353, 40001), FastNATSrc, vip4, 53, xa, xdpTx, 0},
+		{"nat request tcp6 redirect", base(false, cip6, vip6, 40002, 443), FastNATDst, rip6, 8080, xb, xdpRedirect, 0},
+		{"nat reply tcp6 tx", base(false, rip6, cip6, 8080, 40002), FastNATSrc, vip6, 443, xa, xdpTx, 0},
+		{"nat request udp6 tx", base(true, cip6, vip6, 40003, 53), FastNATDst, rip6, 5353, xa, xdpTx, 0},
+		{"nat reply udp6 redirect", base(true, rip6, cip6, 5353, 40003), FastNATSrc, vip6, 53, xb, xdpRedirect, 0},
+		{"dr tcp4 tx", base(false, cip4, vip4, 40004, 80), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
+		{"dr udp6 redirect", base(true, cip6, vip6, 40005, 53), FastDR, netip.Addr{}, 0, xb, xdpRedirect, 0},
+		{"nat ttl 2 leaves with 1", func() fpPkt { q := base(false, cip4, vip4, 40006, 80); q.ttl = 2; return q }(), FastNATDst, rip4, 8080, xa, xdpTx, 0},
+		{"dr ttl 1 untouched", func() fpPkt { q := base(false, cip4, vip4, 40007, 80); q.ttl = 1; return q }(), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
+		{"checksum wraps", base(true, netip.MustParseAddr("255.255.255.254"), vip4, 65535, 53), FastNATDst, netip.MustParseAddr("0.0.0.1"), 1, xa, xdpTx, 0},
+		// A veth: back out of the same interface by redirect, not XDP_TX.
+		{"dr same interface redirect", base(false, cip4, vip4, 40008, 80), FastDR, netip.Addr{}, 0, xa, xdpRedirect, FastRedirect},
+		{"nat same interface redirect", base(true, cip6, vip6, 40009, 53), FastNATDst, rip6, 5353, xa, xdpRedirect, FastRedirect},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := c.in.frame(t)
 			k := fastKeyOf(c.in)
 			v := fastEntry(c.in, c.action, c.addr, c.port, c.egress, 1500)
+			v.Flags = c.flags
 			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
 				t.Fatalf("FastUpdate: %v", err)
 			}

@@ -460,6 +460,14 @@ struct fp_key {
 #define FP_NAT_SRC 2 /* source address and port rewritten, TTL decremented */
 
 /*
+ * FP_F_REDIRECT: back out of the receiving interface through tx_ports too, not XDP_TX.
+ * A veth's XDP_TX wakes its peer only when the peer has an XDP program of its own
+ * (drivers/net/veth.c, veth_xdp_flush): with NAPI from GRO alone the frames wait in
+ * the peer's ring for the next other packet. A redirect (ndo_xdp_xmit) flushes.
+ */
+#define FP_F_REDIRECT 1
+
+/*
  * The rewrite of one direction: 80 bytes, no implicit padding. csum_l3 and csum_l4 are RFC 1624 deltas
  * (the one's complement sum of ~old + new over the changed 16-bit words, folded),
  * precomputed by the dataplane from the key and the new address and port: csum_l3
@@ -472,7 +480,7 @@ struct fp_val {
 	__u8 smac[6];
 	__u32 ifindex; /* egress; the receiving interface: XDP_TX */
 	__u8 action;   /* FP_* */
-	__u8 pad0;
+	__u8 flags;    /* FP_F_* */
 	__u16 mtu;     /* longer IP packets go to the dataplane */
 	__u8 addr[16]; /* the new address (FP_NAT_*) */
 	__be16 port;   /* the new port (FP_NAT_*) */
@@ -561,7 +569,7 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 			return -1;
 	}
 	/* The egress first: a missing device leaves the packet untouched for the slow path. */
-	if (v->ifindex == ctx->ingress_ifindex) {
+	if (v->ifindex == ctx->ingress_ifindex && !(v->flags & FP_F_REDIRECT)) {
 		act = XDP_TX;
 	} else {
 		act = bpf_redirect_map(&tx_ports, v->ifindex, XDP_PASS);

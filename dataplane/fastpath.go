@@ -4,15 +4,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"net"
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"xlvs/bpf"
 	"xlvs/conntrack"
 	"xlvs/dataplane/packet"
+	"xlvs/dataplane/xsk"
 )
 
 // The XDP fast path (issue 19; bpf/xlvs.c fast_path). A worker that forwards a packet of
@@ -155,6 +156,12 @@ type fastFlow struct {
 	lastSeen  uint64
 }
 
+// fastIf is what the fast path knows of an egress interface.
+type fastIf struct {
+	mtu   uint16
+	flags uint8
+}
+
 // FastPathStats are the fast path's counters.
 type FastPathStats struct {
 	Entries   int    // entries in the map now
@@ -181,7 +188,7 @@ type fastPath struct {
 
 	// owned by run
 	flows  map[bpf.FastKey]*fastFlow
-	mtus   map[uint32]uint16
+	ifs    map[uint32]fastIf // egress interfaces, forgotten when the FIB changes
 	fibGen uint64
 	reqs   []fastReq
 	keys   []bpf.FastKey
@@ -192,7 +199,7 @@ func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
 	return &fastPath{
 		d: d, cls: cls, kick: make(chan struct{}, 1),
 		svc: make([]flowCtrs, d.cfg.MaxServices), dest: make([]flowCtrs, d.cfg.MaxDests),
-		flows: map[bpf.FastKey]*fastFlow{}, mtus: map[uint32]uint16{},
+		flows: map[bpf.FastKey]*fastFlow{}, ifs: map[uint32]fastIf{},
 		reqs: make([]fastReq, 256),
 	}
 }
@@ -282,7 +289,7 @@ func (f *fastPath) apply(r *fastReq) {
 			}
 			f.account(&dir.key, old)
 		}
-		dir.val.MTU = f.mtu(dir.val.Ifindex)
+		dir.val.MTU, dir.val.Flags = f.egress(dir.val.Ifindex)
 		if _, err := f.cls.FastUpdate([]bpf.FastKey{dir.key}, []bpf.FastVal{dir.val}); err != nil {
 			if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOMEM) {
 				f.mapFull.add(1)
@@ -299,19 +306,26 @@ func (f *fastPath) apply(r *fastReq) {
 	f.entries.v.Store(uint64(len(f.flows)))
 }
 
-// mtu is the largest IP packet the fast path sends out of ifindex: the interface's MTU,
-// and no more than an AF_XDP frame holds (the slow path's own limit).
-func (f *fastPath) mtu(ifindex uint32) uint16 {
-	if m, ok := f.mtus[ifindex]; ok {
-		return m
+// egress is what the fast path needs to know of interface ifindex: the largest IP
+// packet it sends out of it (the interface's MTU, and no more than an AF_XDP frame
+// holds: the slow path's own limit), and the entry flags it needs (a veth: FastRedirect).
+func (f *fastPath) egress(ifindex uint32) (uint16, uint8) {
+	if e, ok := f.ifs[ifindex]; ok {
+		return e.mtu, e.flags
 	}
-	limit := f.d.cfg.Socket.FrameSize - 256 - packet.EthernetHeaderLen // xsk.XDPPacketHeadroom
-	m := limit
-	if ifc, err := net.InterfaceByIndex(int(ifindex)); err == nil && ifc.MTU > 0 {
-		m = min(m, ifc.MTU)
+	m := f.d.cfg.Socket.FrameSize - xsk.XDPPacketHeadroom - packet.EthernetHeaderLen
+	var flags uint8
+	if l, err := netlink.LinkByIndex(int(ifindex)); err == nil {
+		if mtu := l.Attrs().MTU; mtu > 0 {
+			m = min(m, mtu)
+		}
+		if l.Type() == "veth" {
+			flags = bpf.FastRedirect
+		}
 	}
-	f.mtus[ifindex] = uint16(max(min(m, 0xffff), 0))
-	return f.mtus[ifindex]
+	e := fastIf{mtu: uint16(max(min(m, 0xffff), 0)), flags: flags}
+	f.ifs[ifindex] = e
+	return e.mtu, e.flags
 }
 
 // account reads the entry of k (if it is still there) and adds what it counted since
@@ -395,7 +409,7 @@ func (f *fastPath) sweep(all bool) {
 		f.fibGen = fib.gen
 	}
 	if fibChanged {
-		clear(f.mtus)
+		clear(f.ifs)
 	}
 	ct := f.d.ct
 	var e conntrack.Entry
