@@ -187,12 +187,14 @@ type fastPath struct {
 	installed, removed, mapFull, failed, packets, bytes, sweeps, entries ctr
 
 	// owned by run
-	flows  map[bpf.FastKey]*fastFlow
-	ifs    map[uint32]fastIf // egress interfaces, forgotten when the FIB changes
-	fibGen uint64
-	reqs   []fastReq
-	keys   []bpf.FastKey
-	stale  []bpf.FastKey
+	persistOf   map[uint32]*Service // the persistent services of persistSnap, by ID
+	persistSnap *Snapshot
+	flows       map[bpf.FastKey]*fastFlow
+	ifs         map[uint32]fastIf // egress interfaces, forgotten when the FIB changes
+	fibGen      uint64
+	reqs        []fastReq
+	keys        []bpf.FastKey
+	stale       []bpf.FastKey
 }
 
 func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
@@ -428,7 +430,14 @@ func (f *fastPath) sweep(all bool) {
 		var live bool
 		if v.LastSeen > fl.lastSeen && v.LastSeen <= mono {
 			fl.lastSeen = v.LastSeen
-			live = ct.Touch(conntrack.DirOrig, &fl.orig, now-int64(mono-v.LastSeen), now, &e)
+			at := now - int64(mono-v.LastSeen)
+			live = ct.Touch(conntrack.DirOrig, &fl.orig, at, now, &e)
+			if svc := f.persistent(snap, fl.svc); live && svc != nil {
+				// Activity keeps the client's persistence template alive, as a worker's
+				// packet does (worker.request).
+				pk := persistKey{svc: svc.ID, addr: maskPersist(fl.orig.Src, svc.PersistBits)}
+				f.d.persist.lookup(&pk, at, svc.Persist)
+			}
 		} else {
 			live = ct.Get(conntrack.DirOrig, &fl.orig, now, &e)
 		}
@@ -456,6 +465,22 @@ func (f *fastPath) sweep(all bool) {
 		clear(f.flows)
 		f.entries.v.Store(0)
 	}
+}
+
+// persistent returns service id of snap when it is persistent, else nil.
+func (f *fastPath) persistent(snap *Snapshot, id uint32) *Service {
+	if snap == nil {
+		return nil
+	}
+	if snap != f.persistSnap {
+		f.persistSnap, f.persistOf = snap, map[uint32]*Service{}
+		for i := range snap.Services {
+			if snap.Services[i].Persist > 0 {
+				f.persistOf[snap.Services[i].ID] = &snap.Services[i]
+			}
+		}
+	}
+	return f.persistOf[id]
 }
 
 // sameHop tells whether fib still sends fl's packets out of the same interface to the
