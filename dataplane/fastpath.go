@@ -37,7 +37,10 @@ import (
 // ESTABLISHED (a FIN or RST went through a worker, which also asks for the removal at
 // once), was reused for another real server, when its real server was deleted (the slow
 // path then drops its packets, DropDestGone, as IPVS does), or when its next hop changed.
-// Weight 0 (quiescing) leaves established connections alone, in IPVS and here.
+// Weight 0 (quiescing) leaves established connections alone, in IPVS and here. While the
+// director is a connection-sync master, nothing is offered and the sweep removes every
+// entry: the master resends established connections as their packets come in (IPVS's
+// sync_threshold / sync_refresh_period), so it must see every packet.
 //
 // A restart's handoff: the fast path stops with the workers (StopWorkers), accounts for
 // what the map counted and empties it, so from then on every packet reaches the sockets
@@ -414,6 +417,9 @@ func (f *fastPath) sweep(all bool) {
 		clear(f.ifs)
 	}
 	ct := f.d.ct
+	// A sync master sends established connections again as their packets come in
+	// (sync_threshold, sync_refresh_period): it needs to see them all.
+	syncing := f.d.syncMaster.Load()
 	var e conntrack.Entry
 	f.stale = f.stale[:0]
 	err := f.cls.FastWalk(func(k *bpf.FastKey, v *bpf.FastVal) bool {
@@ -442,7 +448,7 @@ func (f *fastPath) sweep(all bool) {
 			live = ct.Get(conntrack.DirOrig, &fl.orig, now, &e)
 		}
 		switch {
-		case !live, e.Dest != fl.dest,
+		case syncing, !live, e.Dest != fl.dest,
 			e.Orig.Proto == conntrack.ProtoTCP && e.State != conntrack.StateEstablished,
 			snap == nil, fibChanged && !f.sameHop(fib, fl):
 			f.stale = append(f.stale, *k)
@@ -576,9 +582,10 @@ func (w *worker) fastReply(fib *FIB, now int64) {
 // fastOffer queues the installation of connection e: its client → real server direction
 // (to rs), and with both its reply direction too (NAT). Nothing is queued for a frame
 // with a VLAN tag (the program leaves those to the sockets), for a next hop the FIB does
-// not resolve yet, or when e was offered less than fastOfferEvery ago.
+// not resolve yet, when e was offered less than fastOfferEvery ago, or while this
+// director is a sync master (which counts every client packet to resend connections).
 func (w *worker) fastOffer(e *conntrack.Entry, rs [16]byte, fib *FIB, now int64, both bool) {
-	if w.info.L3Off != packet.EthernetHeaderLen {
+	if w.info.L3Off != packet.EthernetHeaderLen || w.syncOn {
 		return
 	}
 	o := &w.fp.offers[keyBit(&e.Orig)&(fastOffers-1)]

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"xlvs/bpf"
 	"xlvs/conntrack"
 	"xlvs/dataplane/packet"
@@ -226,5 +228,141 @@ func TestFastPathOfferAllocs(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%v allocations per offered packet", n)
+	}
+}
+
+// TestFastPathNotWhileSyncing: a sync master offers nothing (it counts every client
+// packet to resend connections, IPVS's sync_threshold).
+func TestFastPathNotWhileSyncing(t *testing.T) {
+	r := newRig(t, "rr", 1)
+	withFast(r.dp)
+	r.dp.SetSyncMaster(&conntrack.SyncPolicy{Threshold: 3, Period: 50}, false)
+	for _, p := range []pkt{{syn: true}, {ack: true}, {ack: true, payload: []byte("x")}} {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, 40000, 80
+		r.ext.Inject(build(t, p))
+		r.w.poll()
+	}
+	if q := requests(r.w); len(q) != 0 {
+		t.Fatalf("a sync master offered %+v", q)
+	}
+}
+
+// TestFastPathManager drives the fast path's goroutine steps (drain, sweep) over a real
+// fastpath map (no XDP program: the test writes the counters the program would): an
+// established connection is installed in both directions, the counts the map holds reach
+// the service's and real server's counters once (-L --stats), a FIN removes both entries,
+// and a deleted real server's connection leaves the map at the next sweep.
+func TestFastPathManager(t *testing.T) {
+	needRoot(t)
+	cls, err := bpf.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cls.Close() })
+	if err := cls.EnableFastPath(64); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, "rr", 1)
+	f := newFastPath(r.dp, cls)
+	for _, w := range r.dp.workers {
+		f.attachWorker(w)
+	}
+	r.dp.fast = f
+	send := func(sport uint16, fromClient bool, p pkt) {
+		if fromClient {
+			p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, sport, 80
+			r.ext.Inject(build(t, p))
+		} else {
+			p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macRS1, macDirInt, rs1, client, 8080, sport
+			r.int.Inject(build(t, p))
+		}
+		r.w.poll()
+	}
+	establish := func(sport uint16) {
+		send(sport, true, pkt{syn: true})
+		send(sport, false, pkt{syn: true, ack: true})
+		send(sport, true, pkt{ack: true})
+		f.drain()
+	}
+	establish(40000)
+	in, out := fkey(client, vip, 40000, 80, 6), fkey(rs1, client, 8080, 40000, 6)
+	var v bpf.FastVal
+	for _, k := range []bpf.FastKey{in, out} {
+		if ok, err := cls.FastLookup(&k, &v); !ok || err != nil {
+			t.Fatalf("entry %+v not installed: %v", k, err)
+		}
+	}
+	if st := f.Stats(); st.Installed != 2 || st.Entries != 2 {
+		t.Fatalf("stats %+v, want 2 installed", st)
+	}
+	s0, d0 := r.dp.ServiceStats(6), r.dp.DestStats(1)
+
+	// What the program would have counted: 10 packets in, 7 out, just now.
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		k            bpf.FastKey
+		pkts, nbytes uint64
+	}{{in, 10, 1000}, {out, 7, 7000}} {
+		if _, err := cls.FastLookup(&c.k, &v); err != nil {
+			t.Fatal(err)
+		}
+		v.Packets, v.Bytes, v.LastSeen = c.pkts, c.nbytes, uint64(ts.Nano())
+		if _, err := cls.FastUpdate([]bpf.FastKey{c.k}, []bpf.FastVal{v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.sweep(false)
+	f.sweep(false) // nothing new: nothing added twice
+	s1, d1 := r.dp.ServiceStats(6), r.dp.DestStats(1)
+	for _, c := range []struct {
+		name     string
+		got, was FlowStats
+	}{{"service", s1, s0}, {"real server", d1, d0}} {
+		if c.got.InPkts-c.was.InPkts != 10 || c.got.InBytes-c.was.InBytes != 1000 || c.got.OutPkts-c.was.OutPkts != 7 || c.got.OutBytes-c.was.OutBytes != 7000 {
+			t.Errorf("%s counters moved by %d/%d packets, %d/%d bytes; want 10/7 and 1000/7000", c.name,
+				c.got.InPkts-c.was.InPkts, c.got.OutPkts-c.was.OutPkts, c.got.InBytes-c.was.InBytes, c.got.OutBytes-c.was.OutBytes)
+		}
+	}
+	if st := f.Stats(); st.Entries != 2 || st.Packets != 17 {
+		t.Fatalf("after the sweeps: %+v, want 2 entries, 17 packets", st)
+	}
+
+	// The client's FIN goes through the worker: both entries go.
+	send(40000, true, pkt{fin: true, ack: true})
+	f.drain()
+	for _, k := range []bpf.FastKey{in, out} {
+		if ok, _ := cls.FastLookup(&k, &v); ok {
+			t.Fatalf("entry %+v still there after the FIN", k)
+		}
+	}
+
+	// A second connection; then its real server is deleted.
+	establish(40001)
+	if st := f.Stats(); st.Entries != 2 {
+		t.Fatalf("second connection: %+v, want 2 entries", st)
+	}
+	snap := r.dp.Snapshot()
+	svcs := append([]Service(nil), snap.Services...)
+	for i := range svcs {
+		svcs[i].Dests = nil
+	}
+	ns, err := NewSnapshot(svcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.dp.Publish(ns); err != nil {
+		t.Fatal(err)
+	}
+	f.sweep(false)
+	if st := f.Stats(); st.Entries != 0 || st.Removed != 4 {
+		t.Fatalf("after the real server's deletion: %+v, want no entry, 4 removed", st)
+	}
+	n := 0
+	cls.FastWalk(func(*bpf.FastKey, *bpf.FastVal) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("the map holds %d entries, want 0", n)
 	}
 }
