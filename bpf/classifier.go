@@ -33,6 +33,7 @@ type Classifier struct {
 	fwmPorts *ebpf.Map // firewall-mark rules: ports of each prefix
 	fastpath *ebpf.Map // established flows the program forwards itself (fastpath.go)
 	txPorts  *ebpf.Map // the fast path's egress interfaces
+	fpOn     *ebpf.Map // fp_on[0]: 1 once EnableFastPath ran
 	fastOn   bool      // EnableFastPath was called
 }
 
@@ -102,6 +103,9 @@ func New() (*Classifier, error) {
 	if c.fastpath, err = ebpf.NewMap(fp); err == nil {
 		if c.txPorts, err = ebpf.NewMap(spec.Maps[xlvsMapTxPorts]); err != nil {
 			c.fastpath.Close()
+		} else if c.fpOn, err = ebpf.NewMap(spec.Maps[xlvsMapFpOn]); err != nil {
+			c.fastpath.Close()
+			c.txPorts.Close()
 		}
 	}
 	if err != nil {
@@ -139,6 +143,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 		{xlvsMapFwmPorts, ebpf.LPMTrie, uint32(unsafe.Sizeof(fwmPKey{})), 4, MaxMarkPorts},
 		{xlvsMapFastpath, ebpf.Hash, uint32(unsafe.Sizeof(FastKey{})), uint32(unsafe.Sizeof(FastVal{})), DefaultFastPathEntries},
 		{xlvsMapTxPorts, ebpf.DevMapHash, 4, 4, MaxQueues},
+		{xlvsMapFpOn, ebpf.Array, 4, 4, 1},
 	}
 	for _, w := range want {
 		m, ok := spec.Maps[w.name]
@@ -402,6 +407,7 @@ func (c *Classifier) Load() (*Port, error) {
 			xlvsMapFwmPorts: c.fwmPorts,
 			xlvsMapFastpath: c.fastpath,
 			xlvsMapTxPorts:  c.txPorts,
+			xlvsMapFpOn:     c.fpOn,
 		},
 		Cache: c.cache,
 	})
@@ -453,5 +459,5 @@ func (c *Classifier) Close() error {
 	}
 	c.closed = true
 	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.laddrs.Close(), c.vaddrs.Close(), c.hold.Close(),
-		c.fwmAddrs.Close(), c.fwmPorts.Close(), c.fastpath.Close(), c.txPorts.Close())
+		c.fwmAddrs.Close(), c.fwmPorts.Close(), c.fastpath.Close(), c.txPorts.Close(), c.fpOn.Close())
 }

@@ -9,7 +9,7 @@
 // IPv6 (TCP, UDP or ICMPv6 directly after the fixed header, or after one fragment
 // header), then TCP, UDP or SCTP ports (SCTP: the 12-byte common header; the dataplane checks the chunks), and decides:
 //
-//   - an untagged TCP or UDP packet whose flow (source, destination, ports, proto) is
+//   - with the fast path on (fp_on[0] != 0), an untagged TCP or UDP packet whose flow (source, destination, ports, proto) is
 //     in fastpath (an established connection the dataplane installed; EnableFastPath):
 //     rewritten as the entry says (MACs; NAT: one address and port with RFC 1624
 //     checksum deltas and the TTL / hop limit decremented) and sent — XDP_TX on the
@@ -62,6 +62,7 @@
 //	hold      ARRAY          __u32 0                 __u64 ns       1      Classifier (shared)
 //	fastpath  HASH (no prealloc) struct fp_key (40 B) struct fp_val (80 B) 65536 (EnableFastPath sizes it; 1 when off)  Classifier (shared)
 //	tx_ports  DEVMAP_HASH    __u32 ifindex           __u32 ifindex  64     Classifier (shared)
+//	fp_on     ARRAY          __u32 0                 __u32 on       1      Classifier (shared)
 //
 // struct fp_key is FastKey and struct fp_val FastVal (fastpath.go, which gives their
 // layouts).

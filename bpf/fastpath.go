@@ -88,6 +88,10 @@ func (c *Classifier) EnableFastPath(entries int) error {
 	if err != nil {
 		return fmt.Errorf("enable fast path: create map %s of %d entries: %w", xlvsMapFastpath, entries, err)
 	}
+	if err := c.fpOn.Update(uint32(0), uint32(1), ebpf.UpdateAny); err != nil {
+		m.Close()
+		return fmt.Errorf("enable fast path: %w", err)
+	}
 	c.fastpath.Close()
 	c.fastpath = m
 	c.fastOn = true

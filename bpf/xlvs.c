@@ -510,6 +510,18 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } tx_ports SEC(".maps");
 
+/*
+ * fp_on[0]: non-zero once the dataplane enabled the fast path. An array lookup is
+ * inlined by the verifier: the packets of a director without the fast path do not pay
+ * for a hash lookup in an empty fastpath map.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} fp_on SEC(".maps");
+
 #define IP_MF 0x2000
 
 /* csum_apply returns checksum c (host order) updated by delta (RFC 1624 eqn. 3). */
@@ -535,7 +547,12 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 	struct fp_key k = {};
 	struct fp_val *v;
 	__be16 *port, *csum;
+	__u32 zero = 0, *on;
 	int act;
+
+	on = bpf_map_lookup_elem(&fp_on, &zero);
+	if (!on || !*on)
+		return -1;
 
 	if ((void *)eth + sizeof(*eth) != l3)
 		return -1; /* VLAN-tagged */

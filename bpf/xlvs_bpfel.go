@@ -17,6 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	xlvsMapFastpath      = "fastpath"
+	xlvsMapFpOn          = "fp_on"
 	xlvsMapFwmAddrs      = "fwm_addrs"
 	xlvsMapFwmPorts      = "fwm_ports"
 	xlvsMapHold          = "hold"
@@ -81,6 +82,7 @@ type xlvsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlvsMapSpecs struct {
 	Fastpath *ebpf.MapSpec `ebpf:"fastpath"`
+	FpOn     *ebpf.MapSpec `ebpf:"fp_on"`
 	FwmAddrs *ebpf.MapSpec `ebpf:"fwm_addrs"`
 	FwmPorts *ebpf.MapSpec `ebpf:"fwm_ports"`
 	Hold     *ebpf.MapSpec `ebpf:"hold"`
@@ -121,6 +123,7 @@ func (o *xlvsObjects) Close() error {
 // It can be passed to loadXlvsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlvsMaps struct {
 	Fastpath *ebpf.Map `ebpf:"fastpath"`
+	FpOn     *ebpf.Map `ebpf:"fp_on"`
 	FwmAddrs *ebpf.Map `ebpf:"fwm_addrs"`
 	FwmPorts *ebpf.Map `ebpf:"fwm_ports"`
 	Hold     *ebpf.Map `ebpf:"hold"`
@@ -137,6 +140,7 @@ type xlvsMaps struct {
 func (m *xlvsMaps) Close() error {
 	return _XlvsClose(
 		m.Fastpath,
+		m.FpOn,
 		m.FwmAddrs,
 		m.FwmPorts,
 		m.Hold,
