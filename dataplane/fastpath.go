@@ -278,11 +278,17 @@ func (f *fastPath) drain() {
 // apply installs or removes the directions of one request.
 func (f *fastPath) apply(r *fastReq) {
 	if r.op == fastRemove {
+		// Only what was installed: the map holds nothing else of ours (every closing
+		// connection asks, most were never in the fast path).
 		f.keys = f.keys[:0]
 		for i := range r.dirs[:r.n] {
-			f.keys = append(f.keys, r.dirs[i].key)
+			if _, ok := f.flows[r.dirs[i].key]; ok {
+				f.keys = append(f.keys, r.dirs[i].key)
+			}
 		}
-		f.remove(f.keys)
+		if len(f.keys) > 0 {
+			f.remove(f.keys)
+		}
 		return
 	}
 	for i := range r.dirs[:r.n] {
