@@ -210,6 +210,9 @@ func New(cfg Config) (*Dataplane, error) {
 		var ifx []int
 		for _, f := range ifcs {
 			ifx = append(ifx, f.link.Attrs().Index)
+			if f.link.Type() == "veth" {
+				cfg.Logger.Warn("fast path on a veth: its peer must have GRO on (ethtool -K PEER gro on) or an XDP program, else the kernel drops what the fast path sends", "interface", f.link.Attrs().Name)
+			}
 		}
 		if err := cls.SetTxPorts(ifx); err != nil {
 			return fail(err)
