@@ -57,6 +57,12 @@ const fastQueueLen = 1024
 // fastDrainEvery is how often the fast path's goroutine drains the workers' queues.
 const fastDrainEvery = 5 * time.Millisecond
 
+// fastInstallDelay is how long an offered connection waits before it is installed: a
+// connection that closes sooner (most short TCP connections, whose FIN then cancels the
+// offer) costs the fast path no map update and delete, which would cost more than the
+// few packets it could have carried.
+const fastInstallDelay = int64(25 * time.Millisecond)
+
 // fastOfferEvery is how long a worker waits before offering the same connection again
 // (its packets keep coming through the worker until the entry is in).
 const fastOfferEvery = int64(time.Second)
@@ -82,6 +88,7 @@ type fastDir struct {
 type fastReq struct {
 	op        uint8
 	n         uint8         // directions in dirs
+	at        int64         // when the worker queued it (the dataplane's clock)
 	orig      conntrack.Key // the connection (DirOrig)
 	svc, dest uint32
 	dirs      [2]fastDir
@@ -173,6 +180,7 @@ type FastPathStats struct {
 	QueueFull uint64 // connections not offered: a worker's queue was full
 	MapFull   uint64 // entries not installed: the map was full
 	Failed    uint64 // map updates or deletes the kernel refused otherwise
+	Cancelled uint64 // offers withdrawn before their install (the connection closed)
 	Packets   uint64 // packets the program forwarded, as accounted so far
 	Bytes     uint64 // their IP bytes
 	Sweeps    uint64
@@ -196,6 +204,9 @@ type fastPath struct {
 	ifs         map[uint32]fastIf // egress interfaces, forgotten when the FIB changes
 	fibGen      uint64
 	reqs        []fastReq
+	pending     []fastReq             // offers waiting for fastInstallDelay
+	pendingAt   map[conntrack.Key]int // the index in pending of a connection's offer
+	cancelled   ctr                   // offers withdrawn (the connection closed) before install
 	keys        []bpf.FastKey
 	stale       []bpf.FastKey
 }
@@ -205,7 +216,7 @@ func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
 		d: d, cls: cls, kick: make(chan struct{}, 1),
 		svc: make([]flowCtrs, d.cfg.MaxServices), dest: make([]flowCtrs, d.cfg.MaxDests),
 		flows: map[bpf.FastKey]*fastFlow{}, ifs: map[uint32]fastIf{},
-		reqs: make([]fastReq, 256),
+		reqs: make([]fastReq, 256), pendingAt: map[conntrack.Key]int{},
 	}
 }
 
@@ -242,13 +253,13 @@ func (f *fastPath) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			f.drain()
+			f.drain(f.d.now())
 			f.sweep(true)
 			return
 		case <-drain.C:
-			f.drain()
+			f.drain(f.d.now())
 		case <-f.kick:
-			f.drain()
+			f.drain(f.d.now())
 			f.sweep(false)
 		case <-sweep.C:
 			f.sweep(false)
@@ -260,19 +271,56 @@ func (f *fastPath) run(ctx context.Context) {
 	}
 }
 
-// drain applies the workers' requests.
-func (f *fastPath) drain() {
+// drain takes the workers' requests: a removal at once (withdrawing a pending offer of
+// the connection), an offer once it is fastInstallDelay old (now: the dataplane's clock).
+func (f *fastPath) drain(now int64) {
 	for _, r := range f.rings {
 		for {
 			n := r.pop(f.reqs)
 			for i := range f.reqs[:n] {
-				f.apply(&f.reqs[i])
+				f.take(&f.reqs[i])
 			}
 			if n < len(f.reqs) {
 				break
 			}
 		}
 	}
+	kept := f.pending[:0]
+	for i := range f.pending {
+		r := &f.pending[i]
+		switch {
+		case r.op == 0: // withdrawn
+		case now-r.at >= fastInstallDelay:
+			f.apply(r)
+		default:
+			f.pendingAt[r.orig] = len(kept)
+			kept = append(kept, *r)
+			continue
+		}
+		delete(f.pendingAt, r.orig)
+	}
+	f.pending = kept
+}
+
+// take queues an offer (a newer one of the same connection replaces the older) or
+// applies a removal.
+func (f *fastPath) take(r *fastReq) {
+	i, ok := f.pendingAt[r.orig]
+	if r.op == fastInstall {
+		if ok {
+			f.pending[i] = *r
+		} else {
+			f.pendingAt[r.orig] = len(f.pending)
+			f.pending = append(f.pending, *r)
+		}
+		return
+	}
+	if ok {
+		f.pending[i].op = 0
+		delete(f.pendingAt, r.orig)
+		f.cancelled.add(1)
+	}
+	f.apply(r)
 }
 
 // apply installs or removes the directions of one request.
@@ -515,7 +563,7 @@ func (f *fastPath) Stats() FastPathStats {
 	s := FastPathStats{
 		Entries: int(f.entries.load()), Installed: f.installed.load(), Removed: f.removed.load(),
 		MapFull: f.mapFull.load(), Failed: f.failed.load(), Packets: f.packets.load(), Bytes: f.bytes.load(),
-		Sweeps: f.sweeps.load(),
+		Sweeps: f.sweeps.load(), Cancelled: f.cancelled.load(),
 	}
 	for _, r := range f.rings {
 		s.QueueFull += r.full.Load()
@@ -599,7 +647,7 @@ func (w *worker) fastOffer(e *conntrack.Entry, rs [16]byte, fib *FIB, now int64,
 		return
 	}
 	r := &w.fp.req
-	*r = fastReq{op: fastInstall, orig: e.Orig, svc: e.Service, dest: e.Dest}
+	*r = fastReq{op: fastInstall, orig: e.Orig, svc: e.Service, dest: e.Dest, at: now}
 	family := uint8(6)
 	if packet.IsIPv4Mapped(e.Orig.Src) {
 		family = 4

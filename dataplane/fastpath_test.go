@@ -278,11 +278,17 @@ func TestFastPathManager(t *testing.T) {
 		}
 		r.w.poll()
 	}
+	entries := 0
 	establish := func(sport uint16) {
 		send(sport, true, pkt{syn: true})
 		send(sport, false, pkt{syn: true, ack: true})
 		send(sport, true, pkt{ack: true})
-		f.drain()
+		f.drain(r.dp.now())
+		if st := f.Stats(); st.Entries != entries {
+			t.Fatalf("installed before fastInstallDelay: %+v", st)
+		}
+		f.drain(r.dp.now() + fastInstallDelay)
+		entries += 2
 	}
 	establish(40000)
 	in, out := fkey(client, vip, 40000, 80, 6), fkey(rs1, client, 8080, 40000, 6)
@@ -332,7 +338,8 @@ func TestFastPathManager(t *testing.T) {
 
 	// The client's FIN goes through the worker: both entries go.
 	send(40000, true, pkt{fin: true, ack: true})
-	f.drain()
+	f.drain(r.dp.now())
+	entries = 0
 	for _, k := range []bpf.FastKey{in, out} {
 		if ok, _ := cls.FastLookup(&k, &v); ok {
 			t.Fatalf("entry %+v still there after the FIN", k)
@@ -359,6 +366,18 @@ func TestFastPathManager(t *testing.T) {
 	f.sweep(false)
 	if st := f.Stats(); st.Entries != 0 || st.Removed != 4 {
 		t.Fatalf("after the real server's deletion: %+v, want no entry, 4 removed", st)
+	}
+
+	// A connection that closes within fastInstallDelay is never installed.
+	r.dp.Publish(snap)
+	send(40002, true, pkt{syn: true})
+	send(40002, false, pkt{syn: true, ack: true})
+	send(40002, true, pkt{ack: true})
+	f.drain(r.dp.now())
+	send(40002, true, pkt{fin: true, ack: true})
+	f.drain(r.dp.now() + fastInstallDelay)
+	if st := f.Stats(); st.Installed != 4 || st.Cancelled != 1 || st.Entries != 0 {
+		t.Fatalf("a connection closed before its install: %+v, want it cancelled, nothing installed", st)
 	}
 	n := 0
 	cls.FastWalk(func(*bpf.FastKey, *bpf.FastVal) bool { n++; return true })

@@ -76,8 +76,8 @@ func (e *env) checkDrops() {
 }
 
 // fastUDP sends count datagrams of size bytes to vip:port, every one echoed byte-exact by
-// one real server, and checks that the fast path carried most of them (the first packet
-// each way goes through a worker, which then installs the flow) and that the service's
+// one real server, and checks that the fast path carried most of them (the packets of the
+// flow's first fastInstallDelay, 25 ms, go through a worker) and that the service's
 // counters (xlvsadm -L --stats) equal what was sent: count packets in (and, with replies
 // through the director, out), IP-level bytes.
 func (e *env) fastUDP(vip netip.Addr, port, count, size int, replies bool) {
@@ -153,18 +153,18 @@ func itoa(v uint64) string {
 	}
 }
 
-// fastTCP moves 4 MiB down and 2 MiB up, byte-exact (the receivers' kernels drop
+// fastTCP moves 16 MiB down and 16 MiB up, byte-exact (the receivers' kernels drop
 // segments with bad checksums, so byte-exact means checked), and checks the fast path
 // carried most of the segments, and that the connections, once closed (FIN), left it.
 func (e *env) fastTCP(vip netip.Addr, want netip.Addr) {
 	t := e.t
 	t.Helper()
 	before := e.fastCounters()
-	e.transferBothWays(vip, 4<<20, want)
+	e.transferBothWays(vip, 16<<20, want)
 	after := e.fastCounters()
 	tx := after["xdp_fastpath_tx"] - before["xdp_fastpath_tx"]
 	if tx < 1000 {
-		t.Errorf("xdp_fastpath_tx moved by %d during 6 MiB of TCP, want most of the segments (> 1000)", tx)
+		t.Errorf("xdp_fastpath_tx moved by %d during 32 MiB of TCP, want many of the segments (> 1000)", tx)
 	}
 	if after["fastpath_installed"] == before["fastpath_installed"] {
 		t.Error("no fast-path entry installed for the TCP connections")
@@ -195,7 +195,7 @@ func TestFastPathNAT(t *testing.T) {
 			e.natService("-t", vip, whoPort, "rr")
 			e.natService("-u", vip, echoPort, "rr")
 			e.fastTCP(vip, e.bed.Client.AddrFor(v6))
-			e.fastUDP(vip, echoPort, 300, 512, true)
+			e.fastUDP(vip, echoPort, 2000, 512, true)
 		})
 	}
 	e.t = t
@@ -225,7 +225,7 @@ func TestFastPathDR(t *testing.T) {
 			}
 			e.modeService("-u", vip, vipEchoPort, "-g")
 			e.fastTCP(vip, e.bed.Client.AddrFor(v6))
-			e.fastUDP(vip, vipEchoPort, 300, 512, false)
+			e.fastUDP(vip, vipEchoPort, 2000, 512, false)
 		})
 	}
 	e.t = t
