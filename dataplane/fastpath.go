@@ -67,8 +67,11 @@ const fastInstallDelay = int64(25 * time.Millisecond)
 // (its packets keep coming through the worker until the entry is in).
 const fastOfferEvery = int64(time.Second)
 
-// fastOffers is the size of a worker's table of recent offers (a power of two).
-const fastOffers = 256
+// fastOffers is the size of a worker's table of recent offers (a power of two; 48 bytes
+// each): large enough that thousands of new flows at once do not evict each other's
+// offers and offer again with every packet (measured: a 256-entry table filled the
+// queue under a 1000-flow flood).
+const fastOffers = 4096
 
 // Requests of a worker to the fast path's goroutine.
 const (
@@ -642,7 +645,7 @@ func (w *worker) fastOffer(e *conntrack.Entry, rs [16]byte, fib *FIB, now int64,
 	if w.info.L3Off != packet.EthernetHeaderLen || w.syncOn {
 		return
 	}
-	o := &w.fp.offers[keyBit(&e.Orig)&(fastOffers-1)]
+	o := &w.fp.offers[offerSlot(&e.Orig)]
 	if o.key == e.Orig && now-o.at < fastOfferEvery {
 		return
 	}
@@ -666,9 +669,9 @@ func (w *worker) fastOffer(e *conntrack.Entry, rs [16]byte, fib *FIB, now int64,
 		}
 		r.n = 2
 	}
-	if w.fp.ring.push(r) {
-		o.key, o.at = e.Orig, now
-	}
+	// Offered, or dropped on a full queue (counted): either way not again for a while.
+	w.fp.ring.push(r)
+	o.key, o.at = e.Orig, now
 }
 
 // fastDir fills d for packets arriving with key k and sent towards hop: action with the
@@ -705,8 +708,18 @@ func (w *worker) fastRemove(e *conntrack.Entry) {
 		r.n = 2
 	}
 	w.fp.ring.push(r)
-	w.fp.offers[keyBit(&e.Orig)&(fastOffers-1)] = fastOffer{}
+	w.fp.offers[offerSlot(&e.Orig)] = fastOffer{}
 }
+
+// offerSlot is k's slot in a worker's table of recent offers.
+func offerSlot(k *conntrack.Key) uint32 {
+	h := uint32(k.SrcPort)<<16 | uint32(k.DstPort)
+	h ^= binary.LittleEndian.Uint32(k.Src[12:16])*0x85EBCA6B ^ binary.LittleEndian.Uint32(k.Src[8:12])*0xC2B2AE35 ^
+		binary.LittleEndian.Uint32(k.Dst[12:16]) ^ uint32(k.Proto)
+	return (h * 0x9E3779B1) >> (32 - 12) // fastOffers = 1 << 12
+}
+
+var _ [fastOffers]struct{} = [1 << 12]struct{}{} // offerSlot's shift
 
 // fastKey is the map key of packets arriving with key k.
 func fastKey(k *conntrack.Key) bpf.FastKey {
