@@ -233,8 +233,8 @@ func TestFastPathDR(t *testing.T) {
 	e.checkDrops()
 }
 
-// TestFastPathDeleteServer: deleting the real server of a connection in the fast path
-// takes the connection out of it: its packets reach a worker again, which drops them
+// TestFastPathDeleteServer: quiescing the real server of a connection in the fast path
+// (weight 0) leaves the connection there; deleting it takes the connection out: its packets reach a worker again, which drops them
 // (the real server is gone, IPVS's expire_nodest_conn=0) — none is forwarded anymore.
 func TestFastPathDeleteServer(t *testing.T) {
 	e := setup(t, testbed.NATTwoArm, "--fastpath")
@@ -259,14 +259,25 @@ func TestFastPathDeleteServer(t *testing.T) {
 	if server == "rs2" {
 		rs = e.bed.Reals[1]
 	}
+	// Quiescing (weight 0) leaves an established flow alone, as in IPVS: still in the
+	// fast path, still answered.
+	e.adm("-e", "-u", svc, "-r", netip.AddrPortFrom(rs.Addr, echoPort).String(), "-m", "-w", "0")
+	before := e.dataplaneCounters()
+	if res, err := traffic.UDPEcho(e.ctx, conn, 50, 100, 2*time.Second); err != nil || res.Received != 50 || res.ByServer[server] != 50 {
+		t.Fatalf("echo after quiescing its server: %+v %v", res, err)
+	}
+	after := e.waitFast("the quiesced server's flow stays", func(c map[string]uint64) bool { return c["fastpath_entries"] == 2 })
+	if d := after["xdp_fastpath_tx"] - before["xdp_fastpath_tx"]; d < 90 {
+		t.Errorf("the fast path forwarded %d of the 100 packets after quiescing, want nearly all", d)
+	}
 	e.adm("-d", "-u", svc, "-r", netip.AddrPortFrom(rs.Addr, echoPort).String())
 	e.waitFast("the deleted server's flow leaves the fast path", func(c map[string]uint64) bool { return c["fastpath_entries"] == 0 })
-	before := e.dataplaneCounters()
+	before = e.dataplaneCounters()
 	res, err = traffic.UDPEcho(e.ctx, conn, 5, 100, 300*time.Millisecond)
 	if res.Received != 0 {
 		t.Fatalf("%d echoes through a deleted real server (%v)", res.Received, err)
 	}
-	after := e.dataplaneCounters()
+	after = e.dataplaneCounters()
 	if d := after["drop_dest_gone"] - before["drop_dest_gone"]; d == 0 {
 		t.Error("the flow's datagrams were not dropped as dest_gone by a worker")
 	}
