@@ -60,7 +60,7 @@
 //	xsks      XSKMAP         __u32 rx queue index    __u32 xsk fd   64     Port
 //	stats     PERCPU_ARRAY   __u32 slot              __u64 count    8      Port
 //	hold      ARRAY          __u32 0                 __u64 ns       1      Classifier (shared)
-//	fastpath  HASH (no prealloc) struct fp_key (40 B) struct fp_val (80 B) 65536 (EnableFastPath sizes it; 1 when off)  Classifier (shared)
+//	fastpath  HASH (no prealloc) struct fp_key (40 B) struct fp_val (104 B) 65536 (EnableFastPath sizes it; 1 when off)  Classifier (shared)
 //	tx_ports  DEVMAP_HASH    __u32 ifindex           __u32 ifindex  64     Classifier (shared)
 //	fp_on     ARRAY          __u32 0                 __u32 on       1      Classifier (shared)
 //

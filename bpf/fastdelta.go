@@ -34,3 +34,7 @@ func fold(s uint32) uint16 {
 	s = s>>16 + s&0xFFFF
 	return uint16(s)
 }
+
+// AddDeltas adds two checksum deltas (one's complement addition): the delta of two
+// changes is the sum of theirs (a FULLNAT rewrite changes source and destination).
+func AddDeltas(a, b uint16) uint16 { return fold(uint32(a) + uint32(b)) }

@@ -29,6 +29,9 @@ const (
 	FastDR     = 0 // MACs only
 	FastNATDst = 1 // destination address and port rewritten, TTL / hop limit decremented
 	FastNATSrc = 2 // source address and port rewritten, TTL / hop limit decremented
+	// FastFullNAT: source to Addr:Port and destination to Addr2:Port2, TTL / hop limit
+	// decremented (CsumL3, CsumL4: both changes, FastDeltas of each added).
+	FastFullNAT = 3
 )
 
 // FastRedirect (FastVal.Flags) sends a packet back out of the interface it came in on
@@ -37,7 +40,7 @@ const (
 // xlvs.c).
 const FastRedirect = 1
 
-// FastVal is struct fp_val in xlvs.c: what the program does to a packet of the flow. 80
+// FastVal is struct fp_val in xlvs.c: what the program does to a packet of the flow. 104
 // bytes. CsumL3 and CsumL4 are RFC 1624 deltas (FastDelta). Packets, Bytes and LastSeen
 // (CLOCK_MONOTONIC nanoseconds) are the program's; write them as 0.
 type FastVal struct {
@@ -56,6 +59,9 @@ type FastVal struct {
 	Packets    uint64
 	Bytes      uint64
 	LastSeen   uint64
+	Addr2      [16]byte // FastFullNAT: the new destination address
+	Port2      [2]byte  // FastFullNAT: the new destination port, network byte order
+	Pad3       [3]uint16
 }
 
 // DefaultFastPathEntries is the fastpath map's size in xlvs.c: two entries per NAT
@@ -238,6 +244,6 @@ func (c *Classifier) FastLookup(k *FastKey, v *FastVal) (bool, error) {
 }
 
 var (
-	_ [40]byte = [unsafe.Sizeof(FastKey{})]byte{}
-	_ [80]byte = [unsafe.Sizeof(FastVal{})]byte{}
+	_ [40]byte  = [unsafe.Sizeof(FastKey{})]byte{}
+	_ [104]byte = [unsafe.Sizeof(FastVal{})]byte{}
 )

@@ -427,3 +427,64 @@ func BenchmarkFastPathProgram(b *testing.B) {
 		})
 	}
 }
+
+// TestFastPathFullNAT: a FULLNAT entry rewrites both ends (request: client:cport →
+// VIP:vport becomes LIP:lport → RS:rport; reply: RS:rport → LIP:lport becomes VIP:vport
+// → client:cport), TTL / hop limit decremented, checksums as gopacket computes them for
+// the rewritten packet.
+func TestFastPathFullNAT(t *testing.T) {
+	ns := testNetns(t)
+	requireNetns(t, ns)
+	xa, xb := ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
+	h := newHarness(t)
+	p := fastPort(t, h, xa)
+	if err := h.c.SetTxPorts([]int{xa, xb}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name           string
+		udp            bool
+		src, dst       netip.Addr
+		sport, dport   uint16
+		nsrc, ndst     netip.Addr
+		nsport, ndport uint16
+		egress         int
+		verdict        uint32
+	}{
+		{"request tcp4", false, cip4, vip4, 40000, 80, lip4, rip4, 5000, 8080, xb, xdpRedirect},
+		{"reply tcp4", false, rip4, lip4, 8080, 5000, vip4, cip4, 80, 40000, xa, xdpTx},
+		{"request udp6", true, cip6, vip6, 40001, 53, lip6, rip6, 5001, 5353, xa, xdpTx},
+		{"reply udp6", true, rip6, lip6, 5353, 5001, vip6, cip6, 53, 40001, xb, xdpRedirect},
+		{"request udp4", true, cip4, vip4, 40002, 53, lip4, rip4, 65535, 1, xb, xdpRedirect},
+		{"reply tcp6", false, rip6, lip6, 8080, 5002, vip6, cip6, 443, 40002, xa, xdpTx},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := fpPkt{udp: c.udp, src: c.src, dst: c.dst, sport: c.sport, dport: c.dport, ttl: 64, dmac: macDirIn, smac: macClient, payload: 33}
+			family := uint8(6)
+			if c.src.Is4() {
+				family = 4
+			}
+			v := FastVal{DMAC: mac6(macReal), SMAC: mac6(macDirOut), Ifindex: uint32(c.egress), Action: FastFullNAT, MTU: 1500,
+				Addr: v4mapped(c.nsrc), Port: [2]byte{byte(c.nsport >> 8), byte(c.nsport)},
+				Addr2: v4mapped(c.ndst), Port2: [2]byte{byte(c.ndport >> 8), byte(c.ndport)}}
+			l3a, l4a := FastDeltas(family, v4mapped(c.src), v.Addr, c.sport, c.nsport, true)
+			l3b, l4b := FastDeltas(family, v4mapped(c.dst), v.Addr2, c.dport, c.ndport, false)
+			v.CsumL3, v.CsumL4 = AddDeltas(l3a, l3b), AddDeltas(l4a, l4b)
+			k := fastKeyOf(in)
+			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			ret, out, slot := runFast(t, p, in.frame(t), xa)
+			if ret != c.verdict || slot != statFastPathTx {
+				t.Fatalf("verdict %d counter %d, want %d and fastpath_tx", ret, slot, c.verdict)
+			}
+			want := in
+			want.src, want.dst, want.sport, want.dport, want.ttl = c.nsrc, c.ndst, c.nsport, c.ndport, 63
+			want.dmac, want.smac = macReal, macDirOut
+			if exp := want.frame(t); !bytes.Equal(out, exp) {
+				t.Fatalf("output frame\n% x\nwant\n% x", out, exp)
+			}
+		})
+	}
+}

@@ -458,6 +458,7 @@ struct fp_key {
 #define FP_DR 0      /* MACs only */
 #define FP_NAT_DST 1 /* destination address and port rewritten, TTL decremented */
 #define FP_NAT_SRC 2 /* source address and port rewritten, TTL decremented */
+#define FP_FULLNAT 3 /* both: source to addr:port, destination to addr2:port2, TTL decremented */
 
 /*
  * FP_F_REDIRECT: back out of the receiving interface through tx_ports too, not XDP_TX.
@@ -468,7 +469,7 @@ struct fp_key {
 #define FP_F_REDIRECT 1
 
 /*
- * The rewrite of one direction: 80 bytes, no implicit padding. csum_l3 and csum_l4 are RFC 1624 deltas
+ * The rewrite of one direction: 104 bytes, no implicit padding. csum_l3 and csum_l4 are RFC 1624 deltas
  * (the one's complement sum of ~old + new over the changed 16-bit words, folded),
  * precomputed by the dataplane from the key and the new address and port: csum_l3
  * for the IPv4 header checksum (the address and the TTL decrement), csum_l4 for the
@@ -492,6 +493,9 @@ struct fp_val {
 	__u64 packets;
 	__u64 bytes;
 	__u64 last_seen;
+	__u8 addr2[16]; /* FP_FULLNAT: the new destination address */
+	__be16 port2;   /* FP_FULLNAT: the new destination port */
+	__u16 pad3[3];
 };
 
 struct {
@@ -594,7 +598,8 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 			return -1;
 	}
 	if (v->action != FP_DR) {
-		int is_dst = v->action == FP_NAT_DST;
+		int is_dst = v->action == FP_NAT_DST, full = v->action == FP_FULLNAT;
+		__be16 *port2;
 
 		if (src->proto == IPPROTO_TCP) {
 			struct tcphdr *th = l4;
@@ -602,6 +607,7 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 			if ((void *)(th + 1) > end)
 				return -1;
 			port = is_dst ? &th->dest : &th->source;
+			port2 = &th->dest;
 			csum = &th->check;
 		} else {
 			struct udphdr *uh = l4;
@@ -609,6 +615,7 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 			if ((void *)(uh + 1) > end)
 				return -1;
 			port = is_dst ? &uh->dest : &uh->source;
+			port2 = &uh->dest;
 			csum = &uh->check;
 		}
 		if (!v6) {
@@ -620,6 +627,8 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 				__builtin_memcpy(&ip->daddr, &v->addr[12], 4);
 			else
 				__builtin_memcpy(&ip->saddr, &v->addr[12], 4);
+			if (full)
+				__builtin_memcpy(&ip->daddr, &v->addr2[12], 4);
 			ip->ttl--;
 			ip->check = bpf_htons(csum_apply(bpf_ntohs(ip->check), v->csum_l3));
 		} else {
@@ -631,9 +640,13 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 				__builtin_memcpy(&ip6->daddr, v->addr, 16);
 			else
 				__builtin_memcpy(&ip6->saddr, v->addr, 16);
+			if (full)
+				__builtin_memcpy(&ip6->daddr, v->addr2, 16);
 			ip6->hop_limit--;
 		}
 		*port = v->port;
+		if (full)
+			*port2 = v->port2;
 		if (src->proto == IPPROTO_UDP && !v6 && *csum == 0) {
 			/* no checksum: keep none */
 		} else {
