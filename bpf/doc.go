@@ -9,17 +9,18 @@
 // IPv6 (TCP, UDP or ICMPv6 directly after the fixed header, or after one fragment
 // header), then TCP, UDP or SCTP ports (SCTP: the 12-byte common header; the dataplane checks the chunks), and decides:
 //
-//   - with the fast path on (fp_on[0] != 0), an untagged TCP or UDP packet whose flow (source, destination, ports, proto) is
-//     in fastpath (an established connection the dataplane installed; EnableFastPath):
-//     rewritten as the entry says (MACs; NAT: one address and port with RFC 1624
-//     checksum deltas and the TTL / hop limit decremented) and sent — XDP_TX on the
-//     receiving interface, else bpf_redirect_map(tx_ports, ifindex) (also back out of
-//     the receiving interface with FastRedirect: a veth's XDP_TX reaches a peer without
-//     an XDP program only late) — unless it is SYN, FIN or RST, a first fragment, has
-//     TTL / hop limit <= 1 (NAT), exceeds the entry's MTU or its egress is not in
-//     tx_ports: then it is classified as below. The entry counts packets, IP bytes and
-//     the last time (bpf_ktime_get_ns) for the dataplane, which stays the authority
-//     (package dataplane, fastpath.go);
+//   - with the fast path on (fp_on[0] != 0), an untagged TCP or UDP packet whose flow
+//     (source, destination, ports, proto) is in fastpath (an established connection
+//     the dataplane installed; EnableFastPath): rewritten as the entry says (MACs; NAT:
+//     one address and port, FULLNAT: both, with RFC 1624 checksum deltas and the TTL /
+//     hop limit decremented) and sent — XDP_TX on the receiving interface, else
+//     bpf_redirect_map(tx_ports, ifindex) (also back out of the receiving interface
+//     with FastRedirect: a veth's XDP_TX reaches a peer without an XDP program only
+//     late) — unless it is SYN, FIN or RST, a first fragment, has TTL / hop limit <= 1
+//     (NAT, FULLNAT), exceeds the entry's MTU or its egress is not in tx_ports: then it
+//     is classified as below. The entry counts packets, IP bytes and the last time
+//     (bpf_ktime_get_ns) for the dataplane, which stays the authority (package
+//     dataplane, fastpath.go);
 //   - (proto, destination address, destination port) is in services: redirect;
 //   - else (proto, source address, source port) is in reals (a NAT or FULLNAT reply):
 //     redirect, unless the destination is one of the director's own addresses (locals)

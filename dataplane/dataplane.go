@@ -49,9 +49,9 @@ type Config struct {
 	// kernel is still releasing (EBUSY: a predecessor that has just exited; handoff.go).
 	// 0: no retry.
 	BusyWait time.Duration
-	// FastPath is the size of the XDP fast path's map (fastpath.go): established NAT and
-	// DR connections are forwarded by the XDP program itself. 0: off. Needs the XDP
-	// program (New), not given sockets.
+	// FastPath is the size of the XDP fast path's map (fastpath.go): established NAT,
+	// FULLNAT and DR connections are forwarded by the XDP program itself. 0: off. Needs
+	// the XDP program (New), not given sockets.
 	FastPath int
 }
 

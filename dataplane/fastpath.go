@@ -17,8 +17,9 @@ import (
 )
 
 // The XDP fast path (issue 19; bpf/xlvs.c fast_path). A worker that forwards a packet of
-// an established connection (TCP ESTABLISHED; UDP: a NAT connection once its real server
-// answered, a DR one from its second packet) offers the connection to the fast path: it
+// an established NAT, FULLNAT or DR connection (TCP ESTABLISHED; UDP: a NAT or FULLNAT
+// connection once its real server answered, a DR one from its second packet; TUN
+// connections stay on this path) offers the connection to the fast path: it
 // queues the forwarding decision it just made — per direction the packet's key as it
 // arrives, the rewrite with its RFC 1624 checksum deltas, the egress interface and MACs
 // — in its own bounded queue (never waits; full: counted, the connection stays on the
@@ -599,7 +600,8 @@ func (w *worker) fastRequest(e *conntrack.Entry, rs [16]byte, found bool, fib *F
 			return
 		}
 	case packet.ProtoUDP:
-		// NAT: when the real server has answered (fastReply); DR: from the second packet.
+		// NAT, FULLNAT: when the real server has answered (fastReply); DR: from the
+		// second packet.
 		if e.Method != conntrack.MethodDR || !found {
 			return
 		}
@@ -607,18 +609,18 @@ func (w *worker) fastRequest(e *conntrack.Entry, rs [16]byte, found bool, fib *F
 		return
 	}
 	switch e.Method {
-	case conntrack.MethodNAT:
+	case conntrack.MethodNAT, conntrack.MethodFullNAT:
 		w.fastOffer(e, rs, fib, now, true)
 	case conntrack.MethodDR:
 		w.fastOffer(e, rs, fib, now, false)
 	}
 }
 
-// fastReply offers the NAT connection in w.entry, whose real server's packet the worker
+// fastReply offers the NAT or FULLNAT connection in w.entry, whose real server's packet the worker
 // forwards, when it is established (UDP: now, it has a packet each way).
 func (w *worker) fastReply(fib *FIB, now int64) {
 	e := &w.entry
-	if e.Method != conntrack.MethodNAT {
+	if e.Method != conntrack.MethodNAT && e.Method != conntrack.MethodFullNAT {
 		return
 	}
 	switch w.info.Proto {
@@ -655,19 +657,28 @@ func (w *worker) fastOffer(e *conntrack.Entry, rs [16]byte, fib *FIB, now int64,
 	if packet.IsIPv4Mapped(e.Orig.Src) {
 		family = 4
 	}
-	action := uint8(bpf.FastDR)
-	if both {
-		action = bpf.FastNATDst
-	}
-	if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, action, e.Reply.Src, e.Reply.SrcPort, family, true) {
-		return
-	}
-	r.n = 1
-	if both {
-		if !w.fastDir(&r.dirs[1], fib, &e.Reply, e.Orig.Src, bpf.FastNATSrc, e.Orig.Dst, e.Orig.DstPort, family, false) {
+	switch {
+	case e.Method == conntrack.MethodFullNAT:
+		// Request: client:cport → VIP:vport becomes LIP:lport → RS:rport (the reply key
+		// reversed); reply: the other way round.
+		if !w.fastDir(&r.dirs[0], fib, &e.Orig, e.Reply.Src, bpf.FastFullNAT, e.Reply.Dst, e.Reply.DstPort, family, true) ||
+			!w.fastDir(&r.dirs[1], fib, &e.Reply, e.Orig.Src, bpf.FastFullNAT, e.Orig.Dst, e.Orig.DstPort, family, false) {
+			return
+		}
+		w.fastDst(&r.dirs[0], &e.Orig, e.Reply.Src, e.Reply.SrcPort, family)
+		w.fastDst(&r.dirs[1], &e.Reply, e.Orig.Src, e.Orig.SrcPort, family)
+		r.n = 2
+	case both:
+		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, bpf.FastNATDst, e.Reply.Src, e.Reply.SrcPort, family, true) ||
+			!w.fastDir(&r.dirs[1], fib, &e.Reply, e.Orig.Src, bpf.FastNATSrc, e.Orig.Dst, e.Orig.DstPort, family, false) {
 			return
 		}
 		r.n = 2
+	default:
+		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, bpf.FastDR, [16]byte{}, 0, family, true) {
+			return
+		}
+		r.n = 1
 	}
 	// Offered, or dropped on a full queue (counted): either way not again for a while.
 	w.fp.ring.push(r)
@@ -691,11 +702,20 @@ func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, a
 	d.val.Addr = addr
 	binary.BigEndian.PutUint16(d.val.Port[:], port)
 	old, oldPort := k.Dst, k.DstPort
-	if action == bpf.FastNATSrc {
+	if action == bpf.FastNATSrc || action == bpf.FastFullNAT { // FULLNAT: addr is the source
 		old, oldPort = k.Src, k.SrcPort
 	}
 	d.val.CsumL3, d.val.CsumL4 = bpf.FastDeltas(family, old, addr, oldPort, port, true)
 	return true
+}
+
+// fastDst completes FULLNAT direction d (packets arriving with key k): the destination
+// becomes addr:port too, its delta added to the source's.
+func (w *worker) fastDst(d *fastDir, k *conntrack.Key, addr [16]byte, port uint16, family uint8) {
+	d.val.Addr2 = addr
+	binary.BigEndian.PutUint16(d.val.Port2[:], port)
+	l3, l4 := bpf.FastDeltas(family, k.Dst, addr, k.DstPort, port, false)
+	d.val.CsumL3, d.val.CsumL4 = bpf.AddDeltas(d.val.CsumL3, l3), bpf.AddDeltas(d.val.CsumL4, l4)
 }
 
 // fastRemove queues the removal of connection e's entries.
@@ -703,7 +723,7 @@ func (w *worker) fastRemove(e *conntrack.Entry) {
 	r := &w.fp.req
 	*r = fastReq{op: fastRemove, orig: e.Orig, n: 1}
 	r.dirs[0].key = fastKey(&e.Orig)
-	if e.Method == conntrack.MethodNAT {
+	if e.Method == conntrack.MethodNAT || e.Method == conntrack.MethodFullNAT {
 		r.dirs[1].key = fastKey(&e.Reply)
 		r.n = 2
 	}

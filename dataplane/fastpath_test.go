@@ -407,3 +407,57 @@ func BenchmarkForwardEstablishedFastPath(b *testing.B) {
 		r.w.poll()
 	}
 }
+
+// TestFastPathFullNATOffers: a FULLNAT TCP connection is offered, both directions, when it
+// becomes ESTABLISHED: the request rewritten to LIP:lport → RS:rport, the reply to
+// VIP:vport → client:cport, with deltas that turn the arriving packets' checksums into
+// gopacket's for the rewritten ones; a UDP one once its real server answered.
+func TestFastPathFullNATOffers(t *testing.T) {
+	r := newFNRig(t, fnOpts{oneRS: true})
+	withFast(r.dp)
+	req := func(p pkt) pkt {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, 40000, 80
+		return p
+	}
+	r.ext.Inject(build(t, req(pkt{syn: true})))
+	r.w.poll()
+	sent := r.int.Sent()
+	if len(sent) != 1 {
+		t.Fatalf("int0 sent %d frames, want the SYN", len(sent))
+	}
+	si := check(t, sent[0])
+	lip, lport := netip.AddrFrom16(si.Src).Unmap(), si.SrcPort
+	rep := func(p pkt) pkt {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macRS1, macDirInt, rs1, lip, 8080, lport
+		return p
+	}
+	r.int.Inject(build(t, rep(pkt{syn: true, ack: true})))
+	r.w.poll()
+	if q := requests(r.w); len(q) != 0 {
+		t.Fatalf("offers before ESTABLISHED: %+v", q)
+	}
+	ackPkt := req(pkt{ack: true, payload: []byte("data")})
+	r.ext.Inject(build(t, ackPkt))
+	r.w.poll()
+	q := requests(r.w)
+	if len(q) != 1 || q[0].op != fastInstall || q[0].n != 2 {
+		t.Fatalf("after the ACK: %+v, want one install of two directions", q)
+	}
+	in, out := q[0].dirs[0], q[0].dirs[1]
+	if in.key != fkey(client, vip, 40000, 80, 6) || in.val.Action != bpf.FastFullNAT || in.val.Ifindex != ifInt || in.val.DMAC != macRS1 ||
+		in.val.Addr != a16(lip) || binary.BigEndian.Uint16(in.val.Port[:]) != lport || in.val.Addr2 != a16(rs1) || binary.BigEndian.Uint16(in.val.Port2[:]) != 8080 {
+		t.Fatalf("request direction %+v", in)
+	}
+	if out.key != fkey(rs1, lip, 8080, lport, 6) || out.val.Action != bpf.FastFullNAT || out.val.Ifindex != ifExt || out.val.DMAC != macClient ||
+		out.val.Addr != a16(vip) || binary.BigEndian.Uint16(out.val.Port[:]) != 80 || out.val.Addr2 != a16(client) || binary.BigEndian.Uint16(out.val.Port2[:]) != 40000 {
+		t.Fatalf("reply direction %+v", out)
+	}
+	want := ackPkt
+	want.src, want.sport, want.dst, want.dport, want.ttl = lip, lport, rs1, 8080, 63
+	checkDeltas(t, build(t, ackPkt), build(t, want), in.val)
+	repPkt := rep(pkt{ack: true, payload: []byte("answer")})
+	wantRep := repPkt
+	wantRep.src, wantRep.sport, wantRep.dst, wantRep.dport, wantRep.ttl = vip, 80, client, 40000, 63
+	checkDeltas(t, build(t, repPkt), build(t, wantRep), out.val)
+	r.drain()
+}

@@ -751,12 +751,12 @@ func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64, 
 		}
 		return
 	}
+	if w.fp != nil {
+		w.fastReply(fib, now)
+	}
 	if w.entry.Method == conntrack.MethodFullNAT {
 		w.fullnatReply(in, d, frame, fib, now)
 		return
-	}
-	if w.fp != nil {
-		w.fastReply(fib, now)
 	}
 	if !packet.SCTPPortsFixable(info, w.entry.Orig.DstPort, info.DstPort) {
 		w.drop(in, d, DropSCTPFragment)

@@ -285,3 +285,49 @@ func TestFastPathDeleteServer(t *testing.T) {
 		t.Errorf("the fast path forwarded %d packets after the real server was deleted", d)
 	}
 }
+
+// TestFastPathFullNAT: with --fastpath, FULLNAT (two-armed, the real servers without a
+// route to the client: they answer the local address) over IPv4 and IPv6 — byte-exact
+// TCP both ways with the real server seeing the local address, a UDP flow counted
+// exactly, closed connections out of the fast path.
+func TestFastPathFullNAT(t *testing.T) {
+	e := setup(t, testbed.NATTwoArm, "--fastpath")
+	e.fastPathPeers()
+	for _, args := range [][]string{
+		{"-4", "addr", "add", fullnatLIP4.String() + "/24", "dev", e.bed.Int.Iface},
+		{"-6", "addr", "add", fullnatLIP6.String() + "/64", "dev", e.bed.Int.Iface, "nodad"},
+	} {
+		if out, err := e.bed.Director.Run(e.ctx, "ip", args...); err != nil {
+			t.Fatalf("add a local address on the director (ip %s): %v %s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, rs := range e.bed.Reals {
+		for _, fam := range []string{"-4", "-6"} {
+			if out, err := rs.NS.Run(e.ctx, "ip", fam, "route", "del", "default"); err != nil {
+				t.Fatalf("delete %s's default route (%s): %v %s", rs.NS.Name(), fam, err, out)
+			}
+		}
+	}
+	for _, v6 := range []bool{false, true} {
+		name, lip := "ipv4", fullnatLIP4
+		if v6 {
+			name, lip = "ipv6", fullnatLIP6
+		}
+		t.Run(name, func(t *testing.T) {
+			e.t = t
+			vip := e.bed.VIPFor(v6)
+			for _, s := range []struct {
+				proto string
+				port  int
+			}{{"-t", httpPort}, {"-t", whoPort}, {"-u", echoPort}} {
+				e.modeService(s.proto, vip, s.port, "--fullnat")
+				e.adm("-P", s.proto, netip.AddrPortFrom(vip, uint16(s.port)).String(), "-z", lip.String())
+			}
+			e.fastTCP(vip, lip)
+			e.fastUDP(vip, echoPort, 2000, 512, true)
+		})
+	}
+	e.t = t
+	e.noChecksumErrors()
+	e.checkDrops()
+}
