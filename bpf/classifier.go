@@ -31,6 +31,10 @@ type Classifier struct {
 	hold     *ebpf.Map // until when unredirectable frames are dropped (handoff.go)
 	fwmAddrs *ebpf.Map // firewall-mark rules: prefixes (marks.go)
 	fwmPorts *ebpf.Map // firewall-mark rules: ports of each prefix
+	fastpath *ebpf.Map // established flows the program forwards itself (fastpath.go)
+	txPorts  *ebpf.Map // the fast path's egress interfaces
+	fpOn     *ebpf.Map // fp_on[0]: 1 once EnableFastPath ran
+	fastOn   bool      // EnableFastPath was called
 }
 
 // New parses the embedded program and creates the shared services and reals maps, both
@@ -100,6 +104,29 @@ func New() (*Classifier, error) {
 		c.hold.Close()
 		return nil, fmt.Errorf("create the firewall-mark maps: %w: %w", ErrNoXDP, err)
 	}
+	// The fast path's maps: the fastpath map with one entry until EnableFastPath (the
+	// program finds nothing in it), the device map empty until SetTxPorts.
+	fp := spec.Maps[xlvsMapFastpath].Copy()
+	fp.MaxEntries = 1
+	if c.fastpath, err = ebpf.NewMap(fp); err == nil {
+		if c.txPorts, err = ebpf.NewMap(spec.Maps[xlvsMapTxPorts]); err != nil {
+			c.fastpath.Close()
+		} else if c.fpOn, err = ebpf.NewMap(spec.Maps[xlvsMapFpOn]); err != nil {
+			c.fastpath.Close()
+			c.txPorts.Close()
+		}
+	}
+	if err != nil {
+		c.services.Close()
+		c.reals.Close()
+		c.locals.Close()
+		c.vaddrs.Close()
+		c.laddrs.Close()
+		c.hold.Close()
+		c.fwmAddrs.Close()
+		c.fwmPorts.Close()
+		return nil, fmt.Errorf("create the fast-path maps: %w: %w", ErrNoXDP, err)
+	}
 	return c, nil
 }
 
@@ -122,6 +149,9 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 		{xlvsMapHold, ebpf.Array, 4, 8, 1},
 		{xlvsMapFwmAddrs, ebpf.LPMTrie, uint32(unsafe.Sizeof(fwmAKey{})), uint32(unsafe.Sizeof(fwmAVal{})), MaxMarkPrefixes},
 		{xlvsMapFwmPorts, ebpf.LPMTrie, uint32(unsafe.Sizeof(fwmPKey{})), 4, MaxMarkPorts},
+		{xlvsMapFastpath, ebpf.Hash, uint32(unsafe.Sizeof(FastKey{})), uint32(unsafe.Sizeof(FastVal{})), DefaultFastPathEntries},
+		{xlvsMapTxPorts, ebpf.DevMapHash, 4, 4, MaxQueues},
+		{xlvsMapFpOn, ebpf.Array, 4, 4, 1},
 	}
 	for _, w := range want {
 		m, ok := spec.Maps[w.name]
@@ -371,7 +401,9 @@ func (c *Classifier) Load() (*Port, error) {
 		return nil, fmt.Errorf("load program: %w", ErrClosed)
 	}
 	p := &Port{}
-	err := c.spec.Copy().LoadAndAssign(&p.objs, &ebpf.CollectionOptions{
+	spec := c.spec.Copy()
+	spec.Maps[xlvsMapFastpath].MaxEntries = c.fastpath.MaxEntries() // EnableFastPath sizes it
+	err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{
 			xlvsMapServices: c.services,
 			xlvsMapReals:    c.reals,
@@ -381,6 +413,9 @@ func (c *Classifier) Load() (*Port, error) {
 			xlvsMapHold:     c.hold,
 			xlvsMapFwmAddrs: c.fwmAddrs,
 			xlvsMapFwmPorts: c.fwmPorts,
+			xlvsMapFastpath: c.fastpath,
+			xlvsMapTxPorts:  c.txPorts,
+			xlvsMapFpOn:     c.fpOn,
 		},
 		Cache: c.cache,
 	})
@@ -432,5 +467,5 @@ func (c *Classifier) Close() error {
 	}
 	c.closed = true
 	return errors.Join(c.services.Close(), c.reals.Close(), c.locals.Close(), c.laddrs.Close(), c.vaddrs.Close(), c.hold.Close(),
-		c.fwmAddrs.Close(), c.fwmPorts.Close())
+		c.fwmAddrs.Close(), c.fwmPorts.Close(), c.fastpath.Close(), c.txPorts.Close(), c.fpOn.Close())
 }

@@ -9,6 +9,18 @@
 // IPv6 (TCP, UDP or ICMPv6 directly after the fixed header, or after one fragment
 // header), then TCP, UDP or SCTP ports (SCTP: the 12-byte common header; the dataplane checks the chunks), and decides:
 //
+//   - with the fast path on (fp_on[0] != 0), an untagged TCP or UDP packet whose flow
+//     (source, destination, ports, proto) is in fastpath (an established connection
+//     the dataplane installed; EnableFastPath): rewritten as the entry says (MACs; NAT:
+//     one address and port, FULLNAT: both, with RFC 1624 checksum deltas and the TTL /
+//     hop limit decremented) and sent — XDP_TX on the receiving interface, else
+//     bpf_redirect_map(tx_ports, ifindex) (also back out of the receiving interface
+//     with FastRedirect: a veth's XDP_TX reaches a peer without an XDP program only
+//     late) — unless it is SYN, FIN or RST, a first fragment, has TTL / hop limit <= 1
+//     (NAT, FULLNAT), exceeds the entry's MTU or its egress is not in tx_ports: then it
+//     is classified as below. The entry counts packets, IP bytes and the last time
+//     (bpf_ktime_get_ns) for the dataplane, which stays the authority (package
+//     dataplane, fastpath.go);
 //   - (proto, destination address, destination port) is in services: redirect;
 //   - else (proto, source address, source port) is in reals (a NAT or FULLNAT reply):
 //     redirect, unless the destination is one of the director's own addresses (locals)
@@ -49,6 +61,12 @@
 //	xsks      XSKMAP         __u32 rx queue index    __u32 xsk fd   64     Port
 //	stats     PERCPU_ARRAY   __u32 slot              __u64 count    8      Port
 //	hold      ARRAY          __u32 0                 __u64 ns       1      Classifier (shared)
+//	fastpath  HASH (no prealloc) struct fp_key (40 B) struct fp_val (104 B) 65536 (EnableFastPath sizes it; 1 when off)  Classifier (shared)
+//	tx_ports  DEVMAP_HASH    __u32 ifindex           __u32 ifindex  64     Classifier (shared)
+//	fp_on     ARRAY          __u32 0                 __u32 on       1      Classifier (shared)
+//
+// struct fp_key is FastKey and struct fp_val FastVal (fastpath.go, which gives their
+// layouts).
 //
 // struct svc_key:
 //
@@ -83,6 +101,8 @@
 //	5 non_ip           EtherType (after one 802.1Q tag) neither IPv4 nor IPv6: passed
 //	6 local_reply      a real server's packet to the director's own address: passed
 //	7 held             matched, the queue has no socket, a hold runs: dropped
+//	8 fastpath_tx      an established flow of fastpath rewritten and sent (XDP_TX or
+//	                   XDP_REDIRECT)
 //
 // hold[0] is a CLOCK_MONOTONIC time in nanoseconds (bpf_ktime_get_ns), 0 when unset.
 //

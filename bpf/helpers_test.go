@@ -136,6 +136,7 @@ func slots(c Counters) [statCount]uint64 {
 		statNonIP:          c.NonIP,
 		statLocalReply:     c.LocalReply,
 		statHeld:           c.Held,
+		statFastPathTx:     c.FastPathTx,
 	}
 }
 

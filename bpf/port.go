@@ -153,6 +153,7 @@ func (p *Port) Counters() (Counters, error) {
 		NonIP:          sums[statNonIP],
 		LocalReply:     sums[statLocalReply],
 		Held:           sums[statHeld],
+		FastPathTx:     sums[statFastPathTx],
 	}, nil
 }
 

@@ -94,11 +94,12 @@ type Counters struct {
 	NonIP          uint64 // neither IPv4 nor IPv6 (ARP...): XDP_PASS
 	LocalReply     uint64 // a real server's packet to the director's own address (health checks): XDP_PASS
 	Held           uint64 // matched, no socket, while a restart hands over (Classifier.Hold): XDP_DROP
+	FastPathTx     uint64 // an established flow of the fastpath map rewritten and sent by the program: XDP_TX or XDP_REDIRECT
 }
 
 // Total is the number of frames the program saw.
 func (c Counters) Total() uint64 {
-	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP + c.LocalReply + c.Held
+	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP + c.LocalReply + c.Held + c.FastPathTx
 }
 
 // Slots of the stats map (see doc.go); they are ABI shared with xlvs.c.
@@ -111,6 +112,7 @@ const (
 	statNonIP
 	statLocalReply
 	statHeld
+	statFastPathTx
 	statCount
 )
 

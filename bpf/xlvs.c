@@ -27,6 +27,12 @@
  *   later fragments (no ports): (proto, destination) of a service address or
  *             (proto, source) of a real server address in vaddrs (same
  *             locals/laddrs rule) -> redirect
+ *   fastpath: (source, destination, ports, proto) of an established connection
+ *             the dataplane installed, checked before everything else -> rewritten
+ *             here and sent (XDP_TX on the receiving interface, else redirected
+ *             through tx_ports), unless the frame is one the dataplane must see:
+ *             VLAN-tagged, SYN/FIN/RST, a fragment, TTL/hop limit <= 1, longer
+ *             than the entry's MTU (fast_path)
  *   otherwise XDP_PASS
  * A services or reals entry with port 0 matches every port of its address
  * (persistent port-0 services) when no entry names the port itself.
@@ -62,6 +68,7 @@ enum stat_slot {
 	STAT_NON_IP = 5,          /* neither IPv4 nor IPv6 (ARP, LLDP...): passed */
 	STAT_LOCAL_REPLY = 6,     /* a real server answering the director itself: passed */
 	STAT_HELD = 7,            /* matched, no socket, during a restart's handoff: dropped */
+	STAT_FASTPATH_TX = 8,     /* an established flow rewritten and sent here (fastpath) */
 	STAT__MAX
 };
 
@@ -431,6 +438,233 @@ static __always_inline int icmp_error(struct xdp_md *ctx, void *msg, void *pend,
 	return real_reply(ctx, outer_dst->addr);
 }
 
+/*
+ * The fast path (issue 19). The dataplane installs, for each established NAT or DR
+ * connection, one entry per direction it forwards: the key is the packet as it arrives
+ * (IPv4-mapped or IPv6 addresses, ports in network byte order), the value what the
+ * dataplane would do to it. Go stays the authority: it reads the counters and last
+ * seen times to refresh its connection table and statistics, and removes entries when
+ * the connection leaves ESTABLISHED or goes away. 40-byte key, no implicit padding.
+ */
+struct fp_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+#define FP_DR 0      /* MACs only */
+#define FP_NAT_DST 1 /* destination address and port rewritten, TTL decremented */
+#define FP_NAT_SRC 2 /* source address and port rewritten, TTL decremented */
+#define FP_FULLNAT 3 /* both: source to addr:port, destination to addr2:port2, TTL decremented */
+
+/*
+ * FP_F_REDIRECT: back out of the receiving interface through tx_ports too, not XDP_TX.
+ * A veth's XDP_TX wakes its peer only when the peer has an XDP program of its own
+ * (drivers/net/veth.c, veth_xdp_flush): with NAPI from GRO alone the frames wait in
+ * the peer's ring for the next other packet. A redirect (ndo_xdp_xmit) flushes.
+ */
+#define FP_F_REDIRECT 1
+
+/*
+ * The rewrite of one direction: 104 bytes, no implicit padding. csum_l3 and csum_l4 are RFC 1624 deltas
+ * (the one's complement sum of ~old + new over the changed 16-bit words, folded),
+ * precomputed by the dataplane from the key and the new address and port: csum_l3
+ * for the IPv4 header checksum (the address and the TTL decrement), csum_l4 for the
+ * TCP/UDP checksum (the pseudo-header's address and the port). packets, bytes (IP
+ * lengths) and last_seen (bpf_ktime_get_ns) are written by the program only.
+ */
+struct fp_val {
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u32 ifindex; /* egress; the receiving interface: XDP_TX */
+	__u8 action;   /* FP_* */
+	__u8 flags;    /* FP_F_* */
+	__u16 mtu;     /* longer IP packets go to the dataplane */
+	__u8 addr[16]; /* the new address (FP_NAT_*) */
+	__be16 port;   /* the new port (FP_NAT_*) */
+	__u16 csum_l3;
+	__u16 csum_l4;
+	__u16 pad1;
+	__u32 cookie; /* the dataplane's, not read here */
+	__u32 pad2[2];
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_seen;
+	__u8 addr2[16]; /* FP_FULLNAT: the new destination address */
+	__be16 port2;   /* FP_FULLNAT: the new destination port */
+	__u16 pad3[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fp_key);
+	__type(value, struct fp_val);
+} fastpath SEC(".maps");
+
+/* Egress interfaces of the fast path: ifindex -> ifindex (the managed interfaces). */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} tx_ports SEC(".maps");
+
+/*
+ * fp_on[0]: non-zero once the dataplane enabled the fast path. An array lookup is
+ * inlined by the verifier: the packets of a director without the fast path do not pay
+ * for a hash lookup in an empty fastpath map.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} fp_on SEC(".maps");
+
+#define IP_MF 0x2000
+
+/* csum_apply returns checksum c (host order) updated by delta (RFC 1624 eqn. 3). */
+static __always_inline __u16 csum_apply(__u16 c, __u16 delta)
+{
+	__u32 s = (__u32)(__u16)~c + delta;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/*
+ * fast_path: the verdict for an untagged TCP/UDP packet k describes (l3 at data+14,
+ * l4 its transport header, l3len its IP length) when the fastpath map has its flow,
+ * else -1 (the packet is classified as ever). tcp_flags holds the TCP header's flags
+ * byte (0 for UDP).
+ */
+static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, void *l3,
+				     void *l4, void *end, int v6, struct svc_key *src,
+				     struct svc_key *dst, __u32 l3len, __u8 tcp_flags)
+{
+	struct fp_key k = {};
+	struct fp_val *v;
+	__be16 *port, *csum;
+	__u32 zero = 0, *on;
+	int act;
+
+	on = bpf_map_lookup_elem(&fp_on, &zero);
+	if (!on || !*on)
+		return -1;
+
+	if ((void *)eth + sizeof(*eth) != l3)
+		return -1; /* VLAN-tagged */
+	if (tcp_flags & 0x07)
+		return -1; /* FIN, SYN, RST: state changes are the dataplane's */
+	__builtin_memcpy(k.src, src->addr, sizeof(k.src));
+	__builtin_memcpy(k.dst, dst->addr, sizeof(k.dst));
+	k.sport = src->port;
+	k.dport = dst->port;
+	k.proto = src->proto;
+	v = bpf_map_lookup_elem(&fastpath, &k);
+	if (!v)
+		return -1;
+	if (l3len > v->mtu)
+		return -1;
+	if (!v6) {
+		struct iphdr *ip = l3;
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET_MASK))
+			return -1;
+		if (v->action != FP_DR && ip->ttl <= 1)
+			return -1;
+	} else {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		if (v->action != FP_DR && ip6->hop_limit <= 1)
+			return -1;
+	}
+	/* The egress first: a missing device leaves the packet untouched for the slow path. */
+	if (v->ifindex == ctx->ingress_ifindex && !(v->flags & FP_F_REDIRECT)) {
+		act = XDP_TX;
+	} else {
+		act = bpf_redirect_map(&tx_ports, v->ifindex, XDP_PASS);
+		if (act != XDP_REDIRECT)
+			return -1;
+	}
+	if (v->action != FP_DR) {
+		int is_dst = v->action == FP_NAT_DST, full = v->action == FP_FULLNAT;
+		__be16 *port2;
+
+		if (src->proto == IPPROTO_TCP) {
+			struct tcphdr *th = l4;
+
+			if ((void *)(th + 1) > end)
+				return -1;
+			port = is_dst ? &th->dest : &th->source;
+			port2 = &th->dest;
+			csum = &th->check;
+		} else {
+			struct udphdr *uh = l4;
+
+			if ((void *)(uh + 1) > end)
+				return -1;
+			port = is_dst ? &uh->dest : &uh->source;
+			port2 = &uh->dest;
+			csum = &uh->check;
+		}
+		if (!v6) {
+			struct iphdr *ip = l3;
+
+			if ((void *)(ip + 1) > end)
+				return -1;
+			if (is_dst)
+				__builtin_memcpy(&ip->daddr, &v->addr[12], 4);
+			else
+				__builtin_memcpy(&ip->saddr, &v->addr[12], 4);
+			if (full)
+				__builtin_memcpy(&ip->daddr, &v->addr2[12], 4);
+			ip->ttl--;
+			ip->check = bpf_htons(csum_apply(bpf_ntohs(ip->check), v->csum_l3));
+		} else {
+			struct ipv6hdr *ip6 = l3;
+
+			if ((void *)(ip6 + 1) > end)
+				return -1;
+			if (is_dst)
+				__builtin_memcpy(&ip6->daddr, v->addr, 16);
+			else
+				__builtin_memcpy(&ip6->saddr, v->addr, 16);
+			if (full)
+				__builtin_memcpy(&ip6->daddr, v->addr2, 16);
+			ip6->hop_limit--;
+		}
+		*port = v->port;
+		if (full)
+			*port2 = v->port2;
+		if (src->proto == IPPROTO_UDP && !v6 && *csum == 0) {
+			/* no checksum: keep none */
+		} else {
+			__u16 c = csum_apply(bpf_ntohs(*csum), v->csum_l4);
+
+			if (c == 0 && src->proto == IPPROTO_UDP)
+				c = 0xffff;
+			*csum = bpf_htons(c);
+		}
+	}
+	__builtin_memcpy(eth->h_dest, v->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, v->smac, ETH_ALEN);
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, l3len);
+	v->last_seen = bpf_ktime_get_ns();
+	return account(STAT_FASTPATH_TX, act);
+}
+
 SEC("xdp")
 int xlvs_classify(struct xdp_md *ctx)
 {
@@ -440,7 +674,8 @@ int xlvs_classify(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	__u32 l4off, l3len;
 	__be16 l3proto;
-	__u8 proto;
+	__u8 proto, tcp_flags = 0;
+	int v6 = 0, fp_ok = 0;
 	void *l3, *l4;
 
 	if ((void *)(eth + 1) > end)
@@ -473,6 +708,7 @@ int xlvs_classify(struct xdp_md *ctx)
 		set_v4(src.addr, ip->saddr);
 		if (ip->frag_off & bpf_htons(IP_OFFSET_MASK))
 			return fragment(ctx, &src, &dst, proto);
+		fp_ok = 1;
 	} else if (l3proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 
@@ -485,6 +721,8 @@ int xlvs_classify(struct xdp_md *ctx)
 		if (l3 + l3len > end)
 			return account(STAT_MALFORMED, XDP_PASS);
 		proto = ip6->nexthdr;
+		v6 = 1;
+		fp_ok = 1;
 		__builtin_memcpy(dst.addr, &ip6->daddr, sizeof(dst.addr));
 		__builtin_memcpy(src.addr, &ip6->saddr, sizeof(src.addr));
 		if (proto == NEXTHDR_FRAGMENT) {
@@ -497,6 +735,7 @@ int xlvs_classify(struct xdp_md *ctx)
 				return fragment(ctx, &src, &dst, proto);
 			/* A first fragment: the transport header follows. */
 			l4off += sizeof(*fh);
+			fp_ok = 0;
 		}
 	} else {
 		return account(STAT_NON_IP, XDP_PASS);
@@ -512,6 +751,7 @@ int xlvs_classify(struct xdp_md *ctx)
 			return account(STAT_MALFORMED, XDP_PASS);
 		src.port = th->source;
 		dst.port = th->dest;
+		tcp_flags = ((__u8 *)th)[13];
 	} else if (proto == IPPROTO_UDP) {
 		struct udphdr *uh = l4;
 
@@ -539,6 +779,12 @@ int xlvs_classify(struct xdp_md *ctx)
 	src.proto = proto;
 	dst.proto = proto;
 
+	if (fp_ok && (proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
+		int act = fast_path(ctx, eth, l3, l4, end, v6, &src, &dst, l3len, tcp_flags);
+
+		if (act >= 0)
+			return act;
+	}
 	if (lookup_key(&services, &dst) ||
 	    fwmark_match(&dst, l3proto == bpf_htons(ETH_P_IPV6)))
 		return redirect(ctx);

@@ -16,6 +16,8 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xlvsMapFastpath      = "fastpath"
+	xlvsMapFpOn          = "fp_on"
 	xlvsMapFwmAddrs      = "fwm_addrs"
 	xlvsMapFwmPorts      = "fwm_ports"
 	xlvsMapHold          = "hold"
@@ -24,6 +26,7 @@ const (
 	xlvsMapReals         = "reals"
 	xlvsMapServices      = "services"
 	xlvsMapStats         = "stats"
+	xlvsMapTxPorts       = "tx_ports"
 	xlvsMapVaddrs        = "vaddrs"
 	xlvsMapXsks          = "xsks"
 	xlvsProgXlvsClassify = "xlvs_classify"
@@ -78,6 +81,8 @@ type xlvsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlvsMapSpecs struct {
+	Fastpath *ebpf.MapSpec `ebpf:"fastpath"`
+	FpOn     *ebpf.MapSpec `ebpf:"fp_on"`
 	FwmAddrs *ebpf.MapSpec `ebpf:"fwm_addrs"`
 	FwmPorts *ebpf.MapSpec `ebpf:"fwm_ports"`
 	Hold     *ebpf.MapSpec `ebpf:"hold"`
@@ -86,6 +91,7 @@ type xlvsMapSpecs struct {
 	Reals    *ebpf.MapSpec `ebpf:"reals"`
 	Services *ebpf.MapSpec `ebpf:"services"`
 	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	TxPorts  *ebpf.MapSpec `ebpf:"tx_ports"`
 	Vaddrs   *ebpf.MapSpec `ebpf:"vaddrs"`
 	Xsks     *ebpf.MapSpec `ebpf:"xsks"`
 }
@@ -116,6 +122,8 @@ func (o *xlvsObjects) Close() error {
 //
 // It can be passed to loadXlvsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlvsMaps struct {
+	Fastpath *ebpf.Map `ebpf:"fastpath"`
+	FpOn     *ebpf.Map `ebpf:"fp_on"`
 	FwmAddrs *ebpf.Map `ebpf:"fwm_addrs"`
 	FwmPorts *ebpf.Map `ebpf:"fwm_ports"`
 	Hold     *ebpf.Map `ebpf:"hold"`
@@ -124,12 +132,15 @@ type xlvsMaps struct {
 	Reals    *ebpf.Map `ebpf:"reals"`
 	Services *ebpf.Map `ebpf:"services"`
 	Stats    *ebpf.Map `ebpf:"stats"`
+	TxPorts  *ebpf.Map `ebpf:"tx_ports"`
 	Vaddrs   *ebpf.Map `ebpf:"vaddrs"`
 	Xsks     *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *xlvsMaps) Close() error {
 	return _XlvsClose(
+		m.Fastpath,
+		m.FpOn,
 		m.FwmAddrs,
 		m.FwmPorts,
 		m.Hold,
@@ -138,6 +149,7 @@ func (m *xlvsMaps) Close() error {
 		m.Reals,
 		m.Services,
 		m.Stats,
+		m.TxPorts,
 		m.Vaddrs,
 		m.Xsks,
 	)

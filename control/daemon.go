@@ -791,12 +791,19 @@ func (d *Daemon) dataplaneStats() ([]api.QueueStats, []api.QueueStats) {
 		}
 		out = append(out, api.QueueStats{Interface: "worker", Queue: w.Queue, Counters: c})
 	}
+	if f, ok := d.dp.FastPathStats(); ok {
+		out = append(out, api.QueueStats{Interface: "fastpath", Queue: -1, Counters: map[string]uint64{
+			"fastpath_entries": uint64(f.Entries), "fastpath_installed": f.Installed, "fastpath_removed": f.Removed,
+			"fastpath_queue_full": f.QueueFull, "fastpath_map_full": f.MapFull, "fastpath_failed": f.Failed,
+			"fastpath_packets": f.Packets, "fastpath_bytes": f.Bytes, "fastpath_sweeps": f.Sweeps,
+		}})
+	}
 	var xdp []api.QueueStats
 	for name, c := range d.dp.XDPStats() {
 		xdp = append(xdp, api.QueueStats{Interface: name, Queue: -1, Counters: map[string]uint64{
 			"xdp_passed": c.Passed, "xdp_redirected": c.Redirected, "xdp_redirect_failed": c.RedirectFailed,
 			"xdp_malformed": c.Malformed, "xdp_fragment": c.Fragment, "xdp_non_ip": c.NonIP,
-			"xdp_local_reply": c.LocalReply, "xdp_held": c.Held,
+			"xdp_local_reply": c.LocalReply, "xdp_held": c.Held, "xdp_fastpath_tx": c.FastPathTx,
 		}})
 	}
 	sort.Slice(xdp, func(i, j int) bool { return xdp[i].Interface < xdp[j].Interface })

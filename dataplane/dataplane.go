@@ -50,6 +50,10 @@ type Config struct {
 	// kernel is still releasing (EBUSY: a predecessor that has just exited; handoff.go).
 	// 0: no retry.
 	BusyWait time.Duration
+	// FastPath is the size of the XDP fast path's map (fastpath.go): established NAT,
+	// FULLNAT and DR connections are forwarded by the XDP program itself. 0: off. Needs
+	// the XDP program (New), not given sockets.
+	FastPath int
 }
 
 func (c *Config) defaults() {
@@ -155,6 +159,7 @@ type Dataplane struct {
 	workers []*worker
 	ports   []Port
 	cls     *bpf.Classifier
+	fast    *fastPath // nil: no fast path
 	xdp     []*bpf.Port
 	epoch   time.Time
 
@@ -233,6 +238,22 @@ func New(cfg Config) (*Dataplane, error) {
 	fail := func(err error) (*Dataplane, error) {
 		d.closeResources()
 		return nil, err
+	}
+	if cfg.FastPath > 0 {
+		if err := cls.EnableFastPath(cfg.FastPath); err != nil {
+			return fail(err)
+		}
+		var ifx []int
+		for _, f := range ifcs {
+			ifx = append(ifx, f.link.Attrs().Index)
+			if f.link.Type() == "veth" {
+				cfg.Logger.Warn("fast path on a veth: its peer must have GRO on (ethtool -K PEER gro on) or an XDP program, else the kernel drops what the fast path sends", "interface", f.link.Attrs().Name)
+			}
+		}
+		if err := cls.SetTxPorts(ifx); err != nil {
+			return fail(err)
+		}
+		d.fast = newFastPath(d, cls)
 	}
 	// The program instances of adopted links (a successor's) load meanwhile too: loading
 	// needs no namespace, and attaching happens only with the predecessor's links.
@@ -394,6 +415,9 @@ func (d *Dataplane) init(ct *conntrack.Table) error {
 			cpu = d.cfg.CPUs[q%len(d.cfg.CPUs)]
 		}
 		d.workers = append(d.workers, newWorker(d, q, cpu, ps))
+		if d.fast != nil {
+			d.fast.attachWorker(d.workers[q])
+		}
 	}
 	return nil
 }
@@ -433,6 +457,13 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			}
 		}
 	}()
+	if d.fast != nil {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.fast.run(ctx)
+		}()
+	}
 	for _, w := range d.workers {
 		d.wg.Add(1)
 		go func(w *worker) {
@@ -487,6 +518,9 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 		}
 	}
 	d.snap.Store(s)
+	if d.fast != nil {
+		d.fast.Kick() // deleted real servers' connections leave the fast path
+	}
 	return nil
 }
 
@@ -538,6 +572,9 @@ func (d *Dataplane) ServiceStats(id uint32) FlowStats {
 			w.st.svc[id].addTo(&s)
 		}
 	}
+	if c := d.fast.svcCtrs(id); c != nil {
+		c.addTo(&s) // what the XDP program forwarded itself
+	}
 	return s
 }
 
@@ -548,6 +585,9 @@ func (d *Dataplane) DestStats(id uint32) FlowStats {
 		if id < uint32(len(w.st.dest)) {
 			w.st.dest[id].addTo(&s)
 		}
+	}
+	if c := d.fast.destCtrs(id); c != nil {
+		c.addTo(&s)
 	}
 	return s
 }

@@ -72,6 +72,12 @@
 // servers through pointer-free open-addressing tables (keytab.go), and flow counters
 // are gathered per batch and added to the shared ones when it ends (stats.go).
 //
+// The XDP fast path (fastpath.go, Config.FastPath): established NAT, FULLNAT and DR
+// connections are handed to the XDP program, which then forwards their packets itself;
+// workers only offer them (a bounded per-worker queue, never waiting), one goroutine
+// installs them and sweeps the map back into the connection table (timers) and the
+// counters. Every packet that changes a connection's state still reaches a worker.
+//
 // The per-packet path allocates nothing, takes no lock of its own (the connection table's
 // shard lock is the only one) and never logs: a dropped packet increments a counter by
 // reason. Counters are per worker, single writer, summed on read.

@@ -119,6 +119,9 @@ func (d *Dataplane) SetSyncMaster(p *conntrack.SyncPolicy, persistMode bool) {
 	}
 	d.ct.SetSync(p)
 	d.syncMaster.Store(p != nil)
+	if d.fast != nil {
+		d.fast.Kick() // a master sees every packet: the fast path's entries go (fastpath.go)
+	}
 }
 
 // DrainSync moves up to len(out) queued entries into out, worker by worker (each worker's

@@ -72,6 +72,8 @@ type worker struct {
 
 	bc batchCtrs // counters gathered during a batch (stats.go)
 
+	fp *fastWorker // the XDP fast path's queue; nil when it is off (fastpath.go)
+
 	sync        *syncRing // entries for the sync daemon (sync.go)
 	syncOn      bool      // the batch's view of Dataplane.syncMaster
 	syncScratch SyncConn
@@ -470,6 +472,9 @@ func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc
 		// As ip_vs_in, whatever becomes of the packet after this point.
 		w.syncConn(svc, rs, now)
 	}
+	if w.fp != nil {
+		w.fastRequest(e, rs.Addr, st == conntrack.Found, fib, now)
+	}
 	switch e.Method {
 	case conntrack.MethodNAT:
 		if !packet.SCTPPortsFixable(info, info.SrcPort, e.Reply.SrcPort) {
@@ -745,6 +750,9 @@ func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64, 
 			w.drop(in, d, DropNoReplyConn)
 		}
 		return
+	}
+	if w.fp != nil {
+		w.fastReply(fib, now)
 	}
 	if w.entry.Method == conntrack.MethodFullNAT {
 		w.fullnatReply(in, d, frame, fib, now)

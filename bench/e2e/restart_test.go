@@ -338,6 +338,10 @@ func TestHitlessRestart(t *testing.T) {
 	}
 	args := []string{"--socket", sock, "--state", filepath.Join(dir, "state.json"), "--conn-max", connMax,
 		"-i", bed.Ext.Iface, "-i", bed.Int.Iface}
+	if os.Getenv("XLVS_RESTART_FASTPATH") != "" { // the same with the XDP fast path on
+		args = append(args, "--fastpath")
+		e.fastPathPeers()
+	}
 	d := startManaged(t, ctx, bed.Director, store, bins.XLVSD, sock, args...)
 	adm := func(a ...string) {
 		t.Helper()

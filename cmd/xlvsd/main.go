@@ -66,6 +66,8 @@ type options struct {
 	syncPorts       int
 	syncPolicy      conntrack.SyncPolicy
 	handoffHold     time.Duration // restart handoff (handoff.go)
+	fastPath        bool          // the XDP fast path for established connections
+	fastPathEntries int
 	// Packaging (service.go, manual.go).
 	socketGroup string
 	version     bool
@@ -110,6 +112,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.syncPorts, "sync-ports", 1, "connection sync: sending and receiving sockets per role (ports PORT to PORT+N-1), as the kernel's sync_ports: a power of two from 1 to 64")
 	fs.StringVar(&o.shardKeyFile, "shard-key-file", "", "file whose contents (any secret, e.g. 32 random bytes; the same file on both directors of a sync pair) key the connection table's shard choice, so that FULLNAT connections synced from a peer fit this table (default: a random key; FULLNAT entries from a peer are then refused and counted as apply errors)")
 	fs.DurationVar(&o.handoffHold, "handoff-hold", 3*time.Second, "restart handoff: on SIGTERM under a service manager with a file descriptor store, hand the connection table and XDP program to the next xlvsd, whose services' packets are dropped (not passed to the kernel) for at most this long until it takes over (0 = no handoff: detach at once)")
+	fs.BoolVar(&o.fastPath, "fastpath", false, "forward established NAT, FULLNAT and DR connections (TCP ESTABLISHED; UDP once answered) in the XDP program itself, without AF_XDP; on veth the peer needs GRO on or an XDP program (the kernel drops XDP_TX and redirected frames otherwise)")
+	fs.IntVar(&o.fastPathEntries, "fastpath-entries", dataplane.DefaultFastPathEntries, "with --fastpath: the fast path's map size in entries (a NAT connection takes two, a DR one one; allocated as used); connections beyond stay on the AF_XDP path")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	addPackagingFlags(fs, o, stderr)
 	if err := fs.Parse(args); err != nil {
@@ -203,6 +207,9 @@ func checkNumbers(o *options) error {
 	}
 	if need := o.sock.FillRing + o.sock.TxRing; o.sock.Frames < need || o.sock.Frames > xsk.MaxFrames {
 		return fmt.Errorf("--frames %d: must be between %d (--fill-ring + --tx-ring: a full fill ring and a full tx ring coexist) and %d", o.sock.Frames, need, xsk.MaxFrames)
+	}
+	if err := between("fastpath-entries", o.fastPathEntries, 1, bpf.MaxFastPathEntries, ""); err != nil {
+		return err
 	}
 	if err := between("batch", o.batch, 1, min(dataplane.MaxBatch, o.sock.RxRing), " (at most --rx-ring)"); err != nil {
 		return err
@@ -459,6 +466,9 @@ func dataplaneConfig(o *options, mode bpf.Mode, cpus []int, log *slog.Logger) da
 		ICMPRate:  o.icmpRate, // the same values as the dataplane's (NoICMPLimit: no limit)
 		ICMPBurst: o.icmpBurst,
 		Logger:    log,
+	}
+	if o.fastPath {
+		cfg.FastPath = o.fastPathEntries
 	}
 	return cfg
 }

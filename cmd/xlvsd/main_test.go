@@ -174,6 +174,8 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"icmp-burst", "0", "--icmp-burst 0: must be between 1 and 2147483647"},
 		{"icmp-burst", "-1", "--icmp-burst -1: must be between 1 and 2147483647"},
 		{"icmp-burst", "2147483648", "--icmp-burst 2147483648: must be between 1 and 2147483647"},
+		{"fastpath-entries", "0", "--fastpath-entries 0: must be between 1 and 16777216"},
+		{"fastpath-entries", "16777217", "--fastpath-entries 16777217: must be between 1 and 16777216"},
 	} {
 		t.Run(tc.flag+"="+tc.value, func(t *testing.T) {
 			_, err := parseFlags([]string{"-i", "eth0", "--" + tc.flag, tc.value}, io.Discard)
@@ -197,7 +199,7 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"--frame-size", "4096"}, {"--rx-ring", "8", "--batch", "8"}, {"--rx-ring", "65536"},
 		{"--fill-ring", "8", "--tx-ring", "8", "--frames", "16"}, {"--frames", "1048576"},
 		{"--icmp-rate", "-1"}, {"--icmp-rate", "1"}, {"--icmp-rate", "1000000000"}, {"--icmp-burst", "1"}, {"--icmp-burst", "2147483647"},
-		{"--conn-max", "1024"},
+		{"--conn-max", "1024"}, {"--fastpath", "--fastpath-entries", "1"}, {"--fastpath-entries", "16777216"},
 	} {
 		if _, err := parseFlags(append([]string{"-i", "eth0"}, args...), io.Discard); err != nil {
 			t.Errorf("%q refused: %v", args, err)

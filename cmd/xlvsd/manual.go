@@ -66,7 +66,7 @@ dashboard and alerting rules shipped in /usr/share/xlvs/ use them.`,
 			"icmp-rate": "N", "icmp-burst": "N", "log-level": "LEVEL", "state": "FILE",
 			"config": "FILE", "keepalived-conf": "FILE", "health-check": "TEXT",
 			"sync-threshold": "T,P", "sync-refresh-period": "SECONDS", "sync-retries": "N",
-			"sync-ports": "N", "shard-key-file": "FILE", "metrics-listen": "ADDR",
+			"sync-ports": "N", "shard-key-file": "FILE", "metrics-listen": "ADDR", "fastpath-entries": "N",
 		},
 		Sections: []manpage.Section{
 			{Title: "Signals", Items: []manpage.Item{

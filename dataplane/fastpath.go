@@ -1,0 +1,750 @@
+package dataplane
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"xlvs/bpf"
+	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
+	"xlvs/dataplane/xsk"
+)
+
+// The XDP fast path (issue 19; bpf/xlvs.c fast_path). A worker that forwards a packet of
+// an established NAT, FULLNAT or DR connection (TCP ESTABLISHED; UDP: a NAT or FULLNAT
+// connection once its real server answered, a DR one from its second packet; TUN
+// connections stay on this path) offers the connection to the fast path: it
+// queues the forwarding decision it just made — per direction the packet's key as it
+// arrives, the rewrite with its RFC 1624 checksum deltas, the egress interface and MACs
+// — in its own bounded queue (never waits; full: counted, the connection stays on the
+// slow path). One goroutine (fastPath.run) drains the queues into the XDP program's
+// fastpath map, from which the program rewrites and sends the connection's packets itself
+// (XDP_TX, or a redirect through the tx_ports device map), except those the workers must
+// see: SYN, FIN, RST, fragments, TTL or hop limit <= 1, VLAN-tagged frames, frames over
+// the egress MTU.
+//
+// The connection table stays the authority. The same goroutine sweeps the map at least
+// every second (sooner with short timeouts: a quarter of the shortest TCP ESTABLISHED or
+// UDP timeout) and after every Publish: per entry it adds the packets and bytes the
+// program counted to the service's and real server's counters, refreshes the connection's
+// timer from the entry's last-seen time (conntrack.Table.Touch), and removes the entry
+// when the connection is gone (expired, flushed, removed with its real server), left
+// ESTABLISHED (a FIN or RST went through a worker, which also asks for the removal at
+// once), was reused for another real server, when its real server was deleted (the slow
+// path then drops its packets, DropDestGone, as IPVS does), or when its next hop changed.
+// Weight 0 (quiescing) leaves established connections alone, in IPVS and here. While the
+// director is a connection-sync master, nothing is offered and the sweep removes every
+// entry: the master resends established connections as their packets come in (IPVS's
+// sync_threshold / sync_refresh_period), so it must see every packet.
+//
+// A restart's handoff: the fast path stops with the workers (StopWorkers), accounts for
+// what the map counted and empties it, so from then on every packet reaches the sockets
+// (or the hold). The successor starts with its own empty map, and its workers install the
+// imported connections again as their packets come through.
+
+// DefaultFastPathEntries is xlvsd's --fastpath-entries default: two entries per NAT
+// connection, one per DR connection. The map allocates entries as they are installed.
+const DefaultFastPathEntries = bpf.DefaultFastPathEntries
+
+// fastQueueLen is how many requests each worker's queue holds.
+const fastQueueLen = 1024
+
+// fastDrainEvery is how often the fast path's goroutine drains the workers' queues.
+const fastDrainEvery = 5 * time.Millisecond
+
+// fastInstallDelay is how long an offered connection waits before it is installed: a
+// connection that closes sooner (most short TCP connections, whose FIN then cancels the
+// offer) costs the fast path no map update and delete, which would cost more than the
+// few packets it could have carried.
+const fastInstallDelay = int64(25 * time.Millisecond)
+
+// fastOfferEvery is how long a worker waits before offering the same connection again
+// (its packets keep coming through the worker until the entry is in).
+const fastOfferEvery = int64(time.Second)
+
+// fastOffers is the size of a worker's table of recent offers (a power of two; 48 bytes
+// each): large enough that thousands of new flows at once do not evict each other's
+// offers and offer again with every packet (measured: a 256-entry table filled the
+// queue under a 1000-flow flood).
+const fastOffers = 4096
+
+// Requests of a worker to the fast path's goroutine.
+const (
+	fastInstall uint8 = iota + 1
+	fastRemove
+)
+
+// fastDir is one direction of a connection in the fast path.
+type fastDir struct {
+	key bpf.FastKey
+	val bpf.FastVal
+	in  bool     // client → real server (counted as in), else out
+	hop [16]byte // the address the next hop was found for
+}
+
+// fastReq is a worker's request: install or remove a connection. Pointer-free.
+type fastReq struct {
+	op        uint8
+	n         uint8         // directions in dirs
+	at        int64         // when the worker queued it (the dataplane's clock)
+	orig      conntrack.Key // the connection (DirOrig)
+	svc, dest uint32
+	dirs      [2]fastDir
+}
+
+// fastRing is a bounded single-producer (one worker), single-consumer (the fast path's
+// goroutine) queue; see syncRing.
+type fastRing struct {
+	tail   atomic.Uint64
+	full   atomic.Uint64 // requests dropped, ring full
+	_      [48]byte
+	head   atomic.Uint64
+	_      [56]byte
+	hcache uint64
+	buf    []fastReq
+	mask   uint64
+}
+
+func newFastRing(n int) *fastRing {
+	size := 1
+	for size < n {
+		size <<= 1
+	}
+	return &fastRing{buf: make([]fastReq, size), mask: uint64(size - 1)}
+}
+
+// push appends a copy of *r, or counts a drop when the ring is full. Producer only.
+func (q *fastRing) push(r *fastReq) bool {
+	t := q.tail.Load()
+	if t-q.hcache > q.mask {
+		q.hcache = q.head.Load()
+		if t-q.hcache > q.mask {
+			q.full.Add(1)
+			return false
+		}
+	}
+	q.buf[t&q.mask] = *r
+	q.tail.Store(t + 1)
+	return true
+}
+
+// pop moves up to len(out) requests into out. Consumer only.
+func (q *fastRing) pop(out []fastReq) int {
+	h := q.head.Load()
+	n := int(min(q.tail.Load()-h, uint64(len(out))))
+	for i := 0; i < n; i++ {
+		out[i] = q.buf[(h+uint64(i))&q.mask]
+	}
+	q.head.Store(h + uint64(n))
+	return n
+}
+
+// fastWorker is a worker's side of the fast path.
+type fastWorker struct {
+	ring   *fastRing
+	offers [fastOffers]fastOffer
+	req    fastReq // scratch
+}
+
+type fastOffer struct {
+	key conntrack.Key
+	at  int64
+}
+
+// fastFlow is what the fast path's goroutine remembers of an installed entry.
+type fastFlow struct {
+	orig      conntrack.Key
+	svc, dest uint32
+	in        bool
+	hop       [16]byte
+	ifindex   uint32
+	dmac      [6]byte
+	packets   uint64 // the entry's counters as last accounted
+	bytes     uint64
+	lastSeen  uint64
+}
+
+// fastIf is what the fast path knows of an egress interface.
+type fastIf struct {
+	mtu   uint16
+	flags uint8
+}
+
+// FastPathStats are the fast path's counters.
+type FastPathStats struct {
+	Entries   int    // entries in the map now
+	Installed uint64 // entries installed (a NAT connection has two)
+	Removed   uint64 // entries removed
+	QueueFull uint64 // connections not offered: a worker's queue was full
+	MapFull   uint64 // entries not installed: the map was full
+	Failed    uint64 // map updates or deletes the kernel refused otherwise
+	Cancelled uint64 // offers withdrawn before their install (the connection closed)
+	Packets   uint64 // packets the program forwarded, as accounted so far
+	Bytes     uint64 // their IP bytes
+	Sweeps    uint64
+}
+
+// fastPath is the fast path's goroutine and its state.
+type fastPath struct {
+	d     *Dataplane
+	cls   *bpf.Classifier
+	rings []*fastRing
+	kick  chan struct{}
+	svc   []flowCtrs // what the program forwarded, by service ID
+	dest  []flowCtrs // by destination ID
+
+	installed, removed, mapFull, failed, packets, bytes, sweeps, entries ctr
+
+	// owned by run
+	persistOf   map[uint32]*Service // the persistent services of persistSnap, by ID
+	persistSnap *Snapshot
+	flows       map[bpf.FastKey]*fastFlow
+	ifs         map[uint32]fastIf // egress interfaces, forgotten when the FIB changes
+	fibGen      uint64
+	reqs        []fastReq
+	pending     []fastReq             // offers waiting for fastInstallDelay
+	pendingAt   map[conntrack.Key]int // the index in pending of a connection's offer
+	cancelled   ctr                   // offers withdrawn (the connection closed) before install
+	keys        []bpf.FastKey
+	stale       []bpf.FastKey
+}
+
+func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
+	return &fastPath{
+		d: d, cls: cls, kick: make(chan struct{}, 1),
+		svc: make([]flowCtrs, d.cfg.MaxServices), dest: make([]flowCtrs, d.cfg.MaxDests),
+		flows: map[bpf.FastKey]*fastFlow{}, ifs: map[uint32]fastIf{},
+		reqs: make([]fastReq, 256), pendingAt: map[conntrack.Key]int{},
+	}
+}
+
+// attachWorker gives worker w its queue.
+func (f *fastPath) attachWorker(w *worker) {
+	r := newFastRing(fastQueueLen)
+	f.rings = append(f.rings, r)
+	w.fp = &fastWorker{ring: r}
+}
+
+// Kick asks for a sweep soon (the configuration changed).
+func (f *fastPath) Kick() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// sweepEvery is how often the map is swept: a quarter of the shortest timeout an entry
+// can have (TCP ESTABLISHED, UDP), at most a second, at least 100 ms.
+func (f *fastPath) sweepEvery() time.Duration {
+	to := f.d.ct.Timeouts()
+	s := time.Duration(min(to.Established, to.UDP)) * time.Second / 4
+	return min(max(s, 100*time.Millisecond), time.Second)
+}
+
+// run drains and sweeps until ctx ends, then accounts for the map and empties it.
+func (f *fastPath) run(ctx context.Context) {
+	drain := time.NewTicker(fastDrainEvery)
+	defer drain.Stop()
+	every := f.sweepEvery()
+	sweep := time.NewTicker(every)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			f.drain(f.d.now())
+			f.sweep(true)
+			return
+		case <-drain.C:
+			f.drain(f.d.now())
+		case <-f.kick:
+			f.drain(f.d.now())
+			f.sweep(false)
+		case <-sweep.C:
+			f.sweep(false)
+			if e := f.sweepEvery(); e != every {
+				every = e
+				sweep.Reset(every)
+			}
+		}
+	}
+}
+
+// drain takes the workers' requests: a removal at once (withdrawing a pending offer of
+// the connection), an offer once it is fastInstallDelay old (now: the dataplane's clock).
+func (f *fastPath) drain(now int64) {
+	for _, r := range f.rings {
+		for {
+			n := r.pop(f.reqs)
+			for i := range f.reqs[:n] {
+				f.take(&f.reqs[i])
+			}
+			if n < len(f.reqs) {
+				break
+			}
+		}
+	}
+	kept := f.pending[:0]
+	for i := range f.pending {
+		r := &f.pending[i]
+		switch {
+		case r.op == 0: // withdrawn
+		case now-r.at >= fastInstallDelay:
+			f.apply(r)
+		default:
+			f.pendingAt[r.orig] = len(kept)
+			kept = append(kept, *r)
+			continue
+		}
+		delete(f.pendingAt, r.orig)
+	}
+	f.pending = kept
+}
+
+// take queues an offer (a newer one of the same connection replaces the older) or
+// applies a removal.
+func (f *fastPath) take(r *fastReq) {
+	i, ok := f.pendingAt[r.orig]
+	if r.op == fastInstall {
+		if ok {
+			f.pending[i] = *r
+		} else {
+			f.pendingAt[r.orig] = len(f.pending)
+			f.pending = append(f.pending, *r)
+		}
+		return
+	}
+	if ok {
+		f.pending[i].op = 0
+		delete(f.pendingAt, r.orig)
+		f.cancelled.add(1)
+	}
+	f.apply(r)
+}
+
+// apply installs or removes the directions of one request.
+func (f *fastPath) apply(r *fastReq) {
+	if r.op == fastRemove {
+		// Only what was installed: the map holds nothing else of ours (every closing
+		// connection asks, most were never in the fast path).
+		f.keys = f.keys[:0]
+		for i := range r.dirs[:r.n] {
+			if _, ok := f.flows[r.dirs[i].key]; ok {
+				f.keys = append(f.keys, r.dirs[i].key)
+			}
+		}
+		if len(f.keys) > 0 {
+			f.remove(f.keys)
+		}
+		return
+	}
+	for i := range r.dirs[:r.n] {
+		dir := &r.dirs[i]
+		if old, ok := f.flows[dir.key]; ok {
+			// Installed already (offered again by another worker): keep it, and its counts.
+			if old.dest == r.dest && old.ifindex == dir.val.Ifindex && old.dmac == dir.val.DMAC {
+				continue
+			}
+			f.account(&dir.key, old)
+		}
+		dir.val.MTU, dir.val.Flags = f.egress(dir.val.Ifindex)
+		if _, err := f.cls.FastUpdate([]bpf.FastKey{dir.key}, []bpf.FastVal{dir.val}); err != nil {
+			if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOMEM) {
+				f.mapFull.add(1)
+			} else {
+				f.failed.add(1)
+			}
+			delete(f.flows, dir.key)
+			continue
+		}
+		f.installed.add(1)
+		f.flows[dir.key] = &fastFlow{orig: r.orig, svc: r.svc, dest: r.dest, in: dir.in, hop: dir.hop,
+			ifindex: dir.val.Ifindex, dmac: dir.val.DMAC}
+	}
+	f.entries.v.Store(uint64(len(f.flows)))
+}
+
+// egress is what the fast path needs to know of interface ifindex: the largest IP
+// packet it sends out of it (the interface's MTU, and no more than an AF_XDP frame
+// holds: the slow path's own limit), and the entry flags it needs (a veth: FastRedirect).
+func (f *fastPath) egress(ifindex uint32) (uint16, uint8) {
+	if e, ok := f.ifs[ifindex]; ok {
+		return e.mtu, e.flags
+	}
+	m := f.d.cfg.Socket.FrameSize - xsk.XDPPacketHeadroom - packet.EthernetHeaderLen
+	var flags uint8
+	if l, err := netlink.LinkByIndex(int(ifindex)); err == nil {
+		if mtu := l.Attrs().MTU; mtu > 0 {
+			m = min(m, mtu)
+		}
+		if l.Type() == "veth" {
+			flags = bpf.FastRedirect
+		}
+	}
+	e := fastIf{mtu: uint16(max(min(m, 0xffff), 0)), flags: flags}
+	f.ifs[ifindex] = e
+	return e.mtu, e.flags
+}
+
+// account reads the entry of k (if it is still there) and adds what it counted since
+// last time to the counters; it returns the entry's last-seen time (0: never).
+func (f *fastPath) account(k *bpf.FastKey, fl *fastFlow) {
+	var v bpf.FastVal
+	if ok, err := f.cls.FastLookup(k, &v); err == nil && ok {
+		f.count(fl, &v)
+	}
+}
+
+// count adds the packets and bytes v counted since fl last saw it.
+func (f *fastPath) count(fl *fastFlow, v *bpf.FastVal) {
+	if v.Packets <= fl.packets {
+		return
+	}
+	p, b := v.Packets-fl.packets, v.Bytes-fl.bytes
+	fl.packets, fl.bytes = v.Packets, v.Bytes
+	for _, c := range [2]*flowCtrs{f.svcCtrs(fl.svc), f.destCtrs(fl.dest)} {
+		if c == nil {
+			continue
+		}
+		if fl.in {
+			c.inPkts.add(p)
+			c.inBytes.add(b)
+		} else {
+			c.outPkts.add(p)
+			c.outBytes.add(b)
+		}
+	}
+	f.packets.add(p)
+	f.bytes.add(b)
+}
+
+// svcCtrs and destCtrs are the counters of service (destination) id; nil when there
+// are none (or f is nil: no fast path).
+func (f *fastPath) svcCtrs(id uint32) *flowCtrs {
+	if f != nil && id < uint32(len(f.svc)) {
+		return &f.svc[id]
+	}
+	return nil
+}
+
+func (f *fastPath) destCtrs(id uint32) *flowCtrs {
+	if f != nil && id < uint32(len(f.dest)) {
+		return &f.dest[id]
+	}
+	return nil
+}
+
+// remove accounts for and deletes the entries of keys.
+func (f *fastPath) remove(keys []bpf.FastKey) {
+	for i := range keys {
+		if fl, ok := f.flows[keys[i]]; ok {
+			f.account(&keys[i], fl)
+			delete(f.flows, keys[i])
+		}
+	}
+	n, err := f.cls.FastDelete(keys)
+	if err != nil {
+		f.failed.add(1)
+	}
+	f.removed.add(uint64(n))
+	f.entries.v.Store(uint64(len(f.flows)))
+}
+
+// sweep accounts for every entry, refreshes its connection and removes what must go;
+// all removes everything.
+func (f *fastPath) sweep(all bool) {
+	f.sweeps.add(1)
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return
+	}
+	mono := uint64(ts.Nano())
+	now := f.d.now()
+	snap := f.d.snap.Load()
+	fib := f.d.fib.fib.Load()
+	fibChanged := fib != nil && fib.gen != f.fibGen
+	if fib != nil {
+		f.fibGen = fib.gen
+	}
+	if fibChanged {
+		clear(f.ifs)
+	}
+	ct := f.d.ct
+	// A sync master sends established connections again as their packets come in
+	// (sync_threshold, sync_refresh_period): it needs to see them all.
+	syncing := f.d.syncMaster.Load()
+	var e conntrack.Entry
+	f.stale = f.stale[:0]
+	err := f.cls.FastWalk(func(k *bpf.FastKey, v *bpf.FastVal) bool {
+		fl, ok := f.flows[*k]
+		if !ok {
+			f.stale = append(f.stale, *k) // not ours (a request raced a removal)
+			return true
+		}
+		f.count(fl, v)
+		if all {
+			f.stale = append(f.stale, *k)
+			return true
+		}
+		var live bool
+		if v.LastSeen > fl.lastSeen && v.LastSeen <= mono {
+			fl.lastSeen = v.LastSeen
+			at := now - int64(mono-v.LastSeen)
+			live = ct.Touch(conntrack.DirOrig, &fl.orig, at, now, &e)
+			if svc := f.persistent(snap, fl.svc); live && svc != nil {
+				// Activity keeps the client's persistence template alive, as a worker's
+				// packet does (worker.request).
+				pk := persistKey{svc: svc.ID, addr: maskPersist(fl.orig.Src, svc.PersistBits)}
+				f.d.persist.lookup(&pk, at, svc.Persist)
+			}
+		} else {
+			live = ct.Get(conntrack.DirOrig, &fl.orig, now, &e)
+		}
+		switch {
+		case syncing, !live, e.Dest != fl.dest,
+			e.Orig.Proto == conntrack.ProtoTCP && e.State != conntrack.StateEstablished,
+			snap == nil, fibChanged && !f.sameHop(fib, fl):
+			f.stale = append(f.stale, *k)
+		default:
+			if _, ok := snap.dest(fl.dest); !ok {
+				f.stale = append(f.stale, *k)
+			}
+		}
+		return true
+	})
+	if err != nil {
+		f.failed.add(1)
+	}
+	if len(f.stale) > 0 {
+		f.remove(f.stale)
+	}
+	if all {
+		// Entries installed behind the walk (none: the workers have stopped) and the
+		// remembered ones whose map entry vanished.
+		clear(f.flows)
+		f.entries.v.Store(0)
+	}
+}
+
+// persistent returns service id of snap when it is persistent, else nil.
+func (f *fastPath) persistent(snap *Snapshot, id uint32) *Service {
+	if snap == nil {
+		return nil
+	}
+	if snap != f.persistSnap {
+		f.persistSnap, f.persistOf = snap, map[uint32]*Service{}
+		for i := range snap.Services {
+			if snap.Services[i].Persist > 0 {
+				f.persistOf[snap.Services[i].ID] = &snap.Services[i]
+			}
+		}
+	}
+	return f.persistOf[id]
+}
+
+// sameHop tells whether fib still sends fl's packets out of the same interface to the
+// same MAC address.
+func (f *fastPath) sameHop(fib *FIB, fl *fastFlow) bool {
+	rt := fib.route(&fl.hop)
+	if rt == nil || uint32(rt.Ifindex) != fl.ifindex {
+		return false
+	}
+	nh := fl.hop
+	if rt.HasGW {
+		nh = rt.Gateway
+	}
+	mac, ok := fib.Neighbour(rt.Ifindex, nh)
+	return ok && mac == fl.dmac
+}
+
+// Stats returns the fast path's counters.
+func (f *fastPath) Stats() FastPathStats {
+	s := FastPathStats{
+		Entries: int(f.entries.load()), Installed: f.installed.load(), Removed: f.removed.load(),
+		MapFull: f.mapFull.load(), Failed: f.failed.load(), Packets: f.packets.load(), Bytes: f.bytes.load(),
+		Sweeps: f.sweeps.load(), Cancelled: f.cancelled.load(),
+	}
+	for _, r := range f.rings {
+		s.QueueFull += r.full.Load()
+	}
+	return s
+}
+
+// FastPathStats returns the fast path's counters; ok is false when it is off.
+func (d *Dataplane) FastPathStats() (s FastPathStats, ok bool) {
+	if d.fast == nil {
+		return s, false
+	}
+	return d.fast.Stats(), true
+}
+
+// The worker's side: offers, made while forwarding. None allocates.
+
+// fastRequest offers the connection in w.entry, whose client packet (described by
+// w.info) the worker forwards to real server rs, when it is established; found tells
+// whether the packet found the connection (it did not create it). A TCP FIN or RST that
+// took the connection out of ESTABLISHED asks for its removal.
+func (w *worker) fastRequest(e *conntrack.Entry, rs [16]byte, found bool, fib *FIB, now int64) {
+	info := &w.info
+	switch info.Proto {
+	case packet.ProtoTCP:
+		if e.State != conntrack.StateEstablished {
+			if found && info.TCPFlags&(packet.TCPFlagFIN|packet.TCPFlagRST) != 0 {
+				w.fastRemove(e)
+			}
+			return
+		}
+	case packet.ProtoUDP:
+		// NAT, FULLNAT: when the real server has answered (fastReply); DR: from the
+		// second packet.
+		if e.Method != conntrack.MethodDR || !found {
+			return
+		}
+	default:
+		return
+	}
+	switch e.Method {
+	case conntrack.MethodNAT, conntrack.MethodFullNAT:
+		w.fastOffer(e, rs, fib, now, true)
+	case conntrack.MethodDR:
+		w.fastOffer(e, rs, fib, now, false)
+	}
+}
+
+// fastReply offers the NAT or FULLNAT connection in w.entry, whose real server's packet the worker
+// forwards, when it is established (UDP: now, it has a packet each way).
+func (w *worker) fastReply(fib *FIB, now int64) {
+	e := &w.entry
+	if e.Method != conntrack.MethodNAT && e.Method != conntrack.MethodFullNAT {
+		return
+	}
+	switch w.info.Proto {
+	case packet.ProtoTCP:
+		if e.State != conntrack.StateEstablished {
+			if w.info.TCPFlags&(packet.TCPFlagFIN|packet.TCPFlagRST) != 0 {
+				w.fastRemove(e)
+			}
+			return
+		}
+	case packet.ProtoUDP:
+	default:
+		return
+	}
+	w.fastOffer(e, e.Reply.Src, fib, now, true)
+}
+
+// fastOffer queues the installation of connection e: its client → real server direction
+// (to rs), and with both its reply direction too (NAT). Nothing is queued for a frame
+// with a VLAN tag (the program leaves those to the sockets), for a next hop the FIB does
+// not resolve yet, when e was offered less than fastOfferEvery ago, or while this
+// director is a sync master (which counts every client packet to resend connections).
+func (w *worker) fastOffer(e *conntrack.Entry, rs [16]byte, fib *FIB, now int64, both bool) {
+	if w.info.L3Off != packet.EthernetHeaderLen || w.syncOn {
+		return
+	}
+	o := &w.fp.offers[offerSlot(&e.Orig)]
+	if o.key == e.Orig && now-o.at < fastOfferEvery {
+		return
+	}
+	r := &w.fp.req
+	*r = fastReq{op: fastInstall, orig: e.Orig, svc: e.Service, dest: e.Dest, at: now}
+	family := uint8(6)
+	if packet.IsIPv4Mapped(e.Orig.Src) {
+		family = 4
+	}
+	switch {
+	case e.Method == conntrack.MethodFullNAT:
+		// Request: client:cport → VIP:vport becomes LIP:lport → RS:rport (the reply key
+		// reversed); reply: the other way round.
+		if !w.fastDir(&r.dirs[0], fib, &e.Orig, e.Reply.Src, bpf.FastFullNAT, e.Reply.Dst, e.Reply.DstPort, family, true) ||
+			!w.fastDir(&r.dirs[1], fib, &e.Reply, e.Orig.Src, bpf.FastFullNAT, e.Orig.Dst, e.Orig.DstPort, family, false) {
+			return
+		}
+		w.fastDst(&r.dirs[0], &e.Orig, e.Reply.Src, e.Reply.SrcPort, family)
+		w.fastDst(&r.dirs[1], &e.Reply, e.Orig.Src, e.Orig.SrcPort, family)
+		r.n = 2
+	case both:
+		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, bpf.FastNATDst, e.Reply.Src, e.Reply.SrcPort, family, true) ||
+			!w.fastDir(&r.dirs[1], fib, &e.Reply, e.Orig.Src, bpf.FastNATSrc, e.Orig.Dst, e.Orig.DstPort, family, false) {
+			return
+		}
+		r.n = 2
+	default:
+		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, bpf.FastDR, [16]byte{}, 0, family, true) {
+			return
+		}
+		r.n = 1
+	}
+	// Offered, or dropped on a full queue (counted): either way not again for a while.
+	w.fp.ring.push(r)
+	o.key, o.at = e.Orig, now
+}
+
+// fastDir fills d for packets arriving with key k and sent towards hop: action with the
+// new address and port (NAT). False when the next hop is not known or not managed.
+func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, action uint8, addr [16]byte, port uint16, family uint8, in bool) bool {
+	h := w.hop(fib, &hop)
+	if !h.route || h.out < 0 || !h.neigh {
+		return false
+	}
+	out := w.ports[h.out]
+	d.key = fastKey(k)
+	d.in, d.hop = in, hop
+	d.val = bpf.FastVal{DMAC: h.mac, SMAC: out.mac, Ifindex: uint32(out.ifindex), Action: action}
+	if action == bpf.FastDR {
+		return true
+	}
+	d.val.Addr = addr
+	binary.BigEndian.PutUint16(d.val.Port[:], port)
+	old, oldPort := k.Dst, k.DstPort
+	if action == bpf.FastNATSrc || action == bpf.FastFullNAT { // FULLNAT: addr is the source
+		old, oldPort = k.Src, k.SrcPort
+	}
+	d.val.CsumL3, d.val.CsumL4 = bpf.FastDeltas(family, old, addr, oldPort, port, true)
+	return true
+}
+
+// fastDst completes FULLNAT direction d (packets arriving with key k): the destination
+// becomes addr:port too, its delta added to the source's.
+func (w *worker) fastDst(d *fastDir, k *conntrack.Key, addr [16]byte, port uint16, family uint8) {
+	d.val.Addr2 = addr
+	binary.BigEndian.PutUint16(d.val.Port2[:], port)
+	l3, l4 := bpf.FastDeltas(family, k.Dst, addr, k.DstPort, port, false)
+	d.val.CsumL3, d.val.CsumL4 = bpf.AddDeltas(d.val.CsumL3, l3), bpf.AddDeltas(d.val.CsumL4, l4)
+}
+
+// fastRemove queues the removal of connection e's entries.
+func (w *worker) fastRemove(e *conntrack.Entry) {
+	r := &w.fp.req
+	*r = fastReq{op: fastRemove, orig: e.Orig, n: 1}
+	r.dirs[0].key = fastKey(&e.Orig)
+	if e.Method == conntrack.MethodNAT || e.Method == conntrack.MethodFullNAT {
+		r.dirs[1].key = fastKey(&e.Reply)
+		r.n = 2
+	}
+	w.fp.ring.push(r)
+	w.fp.offers[offerSlot(&e.Orig)] = fastOffer{}
+}
+
+// offerSlot is k's slot in a worker's table of recent offers.
+func offerSlot(k *conntrack.Key) uint32 {
+	h := uint32(k.SrcPort)<<16 | uint32(k.DstPort)
+	h ^= binary.LittleEndian.Uint32(k.Src[12:16])*0x85EBCA6B ^ binary.LittleEndian.Uint32(k.Src[8:12])*0xC2B2AE35 ^
+		binary.LittleEndian.Uint32(k.Dst[12:16]) ^ uint32(k.Proto)
+	return (h * 0x9E3779B1) >> (32 - 12) // fastOffers = 1 << 12
+}
+
+var _ [fastOffers]struct{} = [1 << 12]struct{}{} // offerSlot's shift
+
+// fastKey is the map key of packets arriving with key k.
+func fastKey(k *conntrack.Key) bpf.FastKey {
+	fk := bpf.FastKey{Src: k.Src, Dst: k.Dst, Proto: k.Proto}
+	binary.BigEndian.PutUint16(fk.SPort[:], k.SrcPort)
+	binary.BigEndian.PutUint16(fk.DPort[:], k.DstPort)
+	return fk
+}

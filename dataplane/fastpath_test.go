@@ -1,0 +1,463 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"xlvs/bpf"
+	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
+)
+
+// withFast gives dp a fast path without a classifier: the workers queue their requests,
+// which the tests read from the queues (nothing drains them into a map).
+func withFast(dp *Dataplane) *fastPath {
+	f := newFastPath(dp, nil)
+	for _, w := range dp.workers {
+		f.attachWorker(w)
+	}
+	dp.fast = f
+	return f
+}
+
+// requests pops what worker w queued.
+func requests(w *worker) []fastReq {
+	out := make([]fastReq, 64)
+	return out[:w.fp.ring.pop(out)]
+}
+
+func fkey(src, dst netip.Addr, sport, dport uint16, proto uint8) bpf.FastKey {
+	return fastKey(&conntrack.Key{Src: a16(src), Dst: a16(dst), SrcPort: sport, DstPort: dport, Proto: proto})
+}
+
+// csumAfter applies an RFC 1624 delta to checksum c (HC' = ~(~HC + delta)).
+func csumAfter(c, delta uint16) uint16 {
+	s := uint32(^c) + uint32(delta)
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	return ^uint16(s)
+}
+
+// TestFastPathNATOffers: a NAT TCP connection is offered (both directions) when the
+// client's ACK makes it ESTABLISHED — IPVS's NAT state table: SYN → SYN_RECV, the
+// server's SYN-ACK keeps SYN_RECV, the client's ACK → ESTABLISHED
+// (intel-lab-lkp/linux net/netfilter/ipvs/ip_vs_proto_tcp.c tcp_states) — not before,
+// once per second at most, and withdrawn by the client's FIN. The rewrite it offers is the
+// one the slow path makes: the deltas turn the arriving packet's checksums into those
+// gopacket computes for the rewritten packet.
+func TestFastPathNATOffers(t *testing.T) {
+	r := newRig(t, "rr", 1)
+	withFast(r.dp)
+	req := func(p pkt) pkt {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, 40000, 80
+		return p
+	}
+	rep := func(p pkt) pkt {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macRS1, macDirInt, rs1, client, 8080, 40000
+		return p
+	}
+	r.ext.Inject(build(t, req(pkt{syn: true})))
+	r.w.poll()
+	r.int.Inject(build(t, rep(pkt{syn: true, ack: true})))
+	r.w.poll()
+	if q := requests(r.w); len(q) != 0 {
+		t.Fatalf("offers before ESTABLISHED: %+v", q)
+	}
+	ackPkt := req(pkt{ack: true, payload: []byte("data")})
+	ack := build(t, ackPkt)
+	r.ext.Inject(ack)
+	r.w.poll()
+	q := requests(r.w)
+	if len(q) != 1 || q[0].op != fastInstall || q[0].n != 2 {
+		t.Fatalf("after the ACK: %d requests %+v, want one install of two directions", len(q), q)
+	}
+	in, out := q[0].dirs[0], q[0].dirs[1]
+	if in.key != fkey(client, vip, 40000, 80, 6) || !in.in || in.val.Action != bpf.FastNATDst ||
+		in.val.Ifindex != ifInt || in.val.DMAC != macRS1 || in.val.SMAC != macDirInt ||
+		in.val.Addr != a16(rs1) || binary.BigEndian.Uint16(in.val.Port[:]) != 8080 {
+		t.Fatalf("request direction %+v", in)
+	}
+	if out.key != fkey(rs1, client, 8080, 40000, 6) || out.in || out.val.Action != bpf.FastNATSrc ||
+		out.val.Ifindex != ifExt || out.val.DMAC != macClient || out.val.SMAC != macDirExt ||
+		out.val.Addr != a16(vip) || binary.BigEndian.Uint16(out.val.Port[:]) != 80 {
+		t.Fatalf("reply direction %+v", out)
+	}
+	// The deltas against gopacket's checksums of the packet as the real server gets it.
+	want := ackPkt
+	want.dst, want.dport, want.ttl = rs1, 8080, 63
+	checkDeltas(t, ack, build(t, want), in.val)
+	repPkt := rep(pkt{ack: true, payload: []byte("answer")})
+	wantRep := repPkt
+	wantRep.src, wantRep.sport, wantRep.ttl = vip, 80, 63
+	checkDeltas(t, build(t, repPkt), build(t, wantRep), out.val)
+	if q[0].svc != 6 || q[0].dest != 1 || q[0].orig.SrcPort != 40000 {
+		t.Fatalf("request's connection: svc %d dest %d orig %+v", q[0].svc, q[0].dest, q[0].orig)
+	}
+
+	// More packets of the connection within the second: no new offer.
+	r.ext.Inject(ack)
+	r.int.Inject(build(t, repPkt))
+	r.w.poll()
+	if q := requests(r.w); len(q) != 0 {
+		t.Fatalf("offered again at once: %+v", q)
+	}
+	// The client's FIN: out of ESTABLISHED, removed.
+	r.ext.Inject(build(t, req(pkt{fin: true, ack: true})))
+	r.w.poll()
+	q = requests(r.w)
+	if len(q) != 1 || q[0].op != fastRemove || q[0].n != 2 ||
+		q[0].dirs[0].key != fkey(client, vip, 40000, 80, 6) || q[0].dirs[1].key != fkey(rs1, client, 8080, 40000, 6) {
+		t.Fatalf("after the FIN: %+v, want one removal of both directions", q)
+	}
+}
+
+// checkDeltas: v's deltas turn the checksums of frame in into those of frame want (IPv4
+// header and TCP/UDP).
+func checkDeltas(t *testing.T, in, want []byte, v bpf.FastVal) {
+	t.Helper()
+	var ii, wi packet.Info
+	if packet.Parse(in, &ii) != packet.ResultOK || packet.Parse(want, &wi) != packet.ResultOK {
+		t.Fatal("frames do not parse")
+	}
+	if ii.Family == 4 {
+		hc := binary.BigEndian.Uint16(in[ii.L3Off+10:])
+		if got, exp := csumAfter(hc, v.CsumL3), binary.BigEndian.Uint16(want[wi.L3Off+10:]); got != exp {
+			t.Errorf("IPv4 header checksum %#04x after the delta, want %#04x", got, exp)
+		}
+	}
+	off := 16 // TCP
+	if ii.Proto == packet.ProtoUDP {
+		off = 6
+	}
+	c := binary.BigEndian.Uint16(in[int(ii.L4Off)+off:])
+	if got, exp := csumAfter(c, v.CsumL4), binary.BigEndian.Uint16(want[int(wi.L4Off)+off:]); got != exp {
+		t.Errorf("transport checksum %#04x after the delta, want %#04x", got, exp)
+	}
+}
+
+// TestFastPathUDPNATOffer: a NAT UDP connection is offered once its real server answered
+// (a packet each way), not on the client's packets alone.
+func TestFastPathUDPNATOffer(t *testing.T) {
+	r := newRig(t, "rr", 1)
+	withFast(r.dp)
+	c := pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 5000, dport: 80, udp: true, payload: []byte("q")}
+	for range 2 {
+		r.ext.Inject(build(t, c))
+		r.w.poll()
+	}
+	if q := requests(r.w); len(q) != 0 {
+		t.Fatalf("offers before the answer: %+v", q)
+	}
+	r.int.Inject(build(t, pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: client, sport: 8080, dport: 5000, udp: true, payload: []byte("a")}))
+	r.w.poll()
+	q := requests(r.w)
+	if len(q) != 1 || q[0].op != fastInstall || q[0].n != 2 || q[0].dirs[0].key != fkey(client, vip, 5000, 80, 17) || q[0].dirs[1].key != fkey(rs1, client, 8080, 5000, 17) {
+		t.Fatalf("after the answer: %+v, want one install of both directions", q)
+	}
+}
+
+// TestFastPathDROffers: DR connections are offered in their one direction, MACs only:
+// TCP when the client's ACK makes it ESTABLISHED (IPVS's input-only table), UDP from the
+// second packet; a connection whose real server was deleted is not.
+func TestFastPathDROffers(t *testing.T) {
+	r := newL2Rig(t, conntrack.MethodDR)
+	withFast(r.dp)
+	for _, c := range []struct {
+		name        string
+		client, vip netip.Addr
+		rs          netip.Addr
+	}{{"ipv4", l2Client, l2VIP, l2RS1}, {"ipv6", l2Client6, l2VIP6, l2RS16}} {
+		t.Run(c.name, func(t *testing.T) {
+			p := pkt{srcMAC: macClient, dstMAC: macDir, src: c.client, dst: c.vip, sport: 6000, dport: 80}
+			syn := p
+			syn.syn = true
+			r.eth.Inject(build(t, syn))
+			r.w.poll()
+			if q := requests(r.w); len(q) != 0 {
+				t.Fatalf("offer on SYN: %+v", q)
+			}
+			ack := p
+			ack.ack = true
+			r.eth.Inject(build(t, ack))
+			r.w.poll()
+			q := requests(r.w)
+			if len(q) != 1 || q[0].n != 1 || q[0].dirs[0].key != fkey(c.client, c.vip, 6000, 80, 6) ||
+				q[0].dirs[0].val.Action != bpf.FastDR || q[0].dirs[0].val.DMAC != macRS1 || q[0].dirs[0].val.SMAC != macDir ||
+				q[0].dirs[0].val.Ifindex != ifL2 || !q[0].dirs[0].in {
+				t.Fatalf("after the ACK: %+v, want one DR install towards rs1", q)
+			}
+			u := p
+			u.udp, u.sport = true, 6001
+			r.eth.Inject(build(t, u))
+			r.w.poll()
+			if q := requests(r.w); len(q) != 0 {
+				t.Fatalf("offer on a UDP connection's first packet: %+v", q)
+			}
+			r.eth.Inject(build(t, u))
+			r.w.poll()
+			if q := requests(r.w); len(q) != 1 || q[0].dirs[0].key != fkey(c.client, c.vip, 6001, 80, 17) {
+				t.Fatalf("after the second UDP packet: %+v", q)
+			}
+		})
+	}
+	r.framesBack(t)
+}
+
+// TestFastPathOfferAllocs: offering allocates nothing.
+func TestFastPathOfferAllocs(t *testing.T) {
+	r := newRig(t, "rr", 1)
+	withFast(r.dp)
+	r.ext.OnTransmit = func([]byte) {}
+	r.int.OnTransmit = func([]byte) {}
+	r.ext.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 7, dport: 80, syn: true}))
+	r.w.poll()
+	ack := build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
+	buf := make([]fastReq, 4)
+	offered := 0
+	n := testing.AllocsPerRun(200, func() {
+		r.ext.Inject(ack)
+		r.w.poll()
+		r.w.fp.offers = [fastOffers]fastOffer{} // offer again every time
+		offered += r.w.fp.ring.pop(buf)
+	})
+	if offered < 200 {
+		t.Fatalf("%d offers for 201 packets, want one each", offered)
+	}
+	if n != 0 {
+		t.Fatalf("%v allocations per offered packet", n)
+	}
+}
+
+// TestFastPathNotWhileSyncing: a sync master offers nothing (it counts every client
+// packet to resend connections, IPVS's sync_threshold).
+func TestFastPathNotWhileSyncing(t *testing.T) {
+	r := newRig(t, "rr", 1)
+	withFast(r.dp)
+	r.dp.SetSyncMaster(&conntrack.SyncPolicy{Threshold: 3, Period: 50}, false)
+	for _, p := range []pkt{{syn: true}, {ack: true}, {ack: true, payload: []byte("x")}} {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, 40000, 80
+		r.ext.Inject(build(t, p))
+		r.w.poll()
+	}
+	if q := requests(r.w); len(q) != 0 {
+		t.Fatalf("a sync master offered %+v", q)
+	}
+}
+
+// TestFastPathManager drives the fast path's goroutine steps (drain, sweep) over a real
+// fastpath map (no XDP program: the test writes the counters the program would): an
+// established connection is installed in both directions, the counts the map holds reach
+// the service's and real server's counters once (-L --stats), a FIN removes both entries,
+// and a deleted real server's connection leaves the map at the next sweep.
+func TestFastPathManager(t *testing.T) {
+	needRoot(t)
+	cls, err := bpf.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cls.Close() })
+	if err := cls.EnableFastPath(64); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, "rr", 1)
+	f := newFastPath(r.dp, cls)
+	for _, w := range r.dp.workers {
+		f.attachWorker(w)
+	}
+	r.dp.fast = f
+	send := func(sport uint16, fromClient bool, p pkt) {
+		if fromClient {
+			p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, sport, 80
+			r.ext.Inject(build(t, p))
+		} else {
+			p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macRS1, macDirInt, rs1, client, 8080, sport
+			r.int.Inject(build(t, p))
+		}
+		r.w.poll()
+	}
+	entries := 0
+	establish := func(sport uint16) {
+		send(sport, true, pkt{syn: true})
+		send(sport, false, pkt{syn: true, ack: true})
+		send(sport, true, pkt{ack: true})
+		f.drain(r.dp.now())
+		if st := f.Stats(); st.Entries != entries {
+			t.Fatalf("installed before fastInstallDelay: %+v", st)
+		}
+		f.drain(r.dp.now() + fastInstallDelay)
+		entries += 2
+	}
+	establish(40000)
+	in, out := fkey(client, vip, 40000, 80, 6), fkey(rs1, client, 8080, 40000, 6)
+	var v bpf.FastVal
+	for _, k := range []bpf.FastKey{in, out} {
+		if ok, err := cls.FastLookup(&k, &v); !ok || err != nil {
+			t.Fatalf("entry %+v not installed: %v", k, err)
+		}
+	}
+	if st := f.Stats(); st.Installed != 2 || st.Entries != 2 {
+		t.Fatalf("stats %+v, want 2 installed", st)
+	}
+	s0, d0 := r.dp.ServiceStats(6), r.dp.DestStats(1)
+
+	// What the program would have counted: 10 packets in, 7 out, just now.
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		k            bpf.FastKey
+		pkts, nbytes uint64
+	}{{in, 10, 1000}, {out, 7, 7000}} {
+		if _, err := cls.FastLookup(&c.k, &v); err != nil {
+			t.Fatal(err)
+		}
+		v.Packets, v.Bytes, v.LastSeen = c.pkts, c.nbytes, uint64(ts.Nano())
+		if _, err := cls.FastUpdate([]bpf.FastKey{c.k}, []bpf.FastVal{v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.sweep(false)
+	f.sweep(false) // nothing new: nothing added twice
+	s1, d1 := r.dp.ServiceStats(6), r.dp.DestStats(1)
+	for _, c := range []struct {
+		name     string
+		got, was FlowStats
+	}{{"service", s1, s0}, {"real server", d1, d0}} {
+		if c.got.InPkts-c.was.InPkts != 10 || c.got.InBytes-c.was.InBytes != 1000 || c.got.OutPkts-c.was.OutPkts != 7 || c.got.OutBytes-c.was.OutBytes != 7000 {
+			t.Errorf("%s counters moved by %d/%d packets, %d/%d bytes; want 10/7 and 1000/7000", c.name,
+				c.got.InPkts-c.was.InPkts, c.got.OutPkts-c.was.OutPkts, c.got.InBytes-c.was.InBytes, c.got.OutBytes-c.was.OutBytes)
+		}
+	}
+	if st := f.Stats(); st.Entries != 2 || st.Packets != 17 {
+		t.Fatalf("after the sweeps: %+v, want 2 entries, 17 packets", st)
+	}
+
+	// The client's FIN goes through the worker: both entries go.
+	send(40000, true, pkt{fin: true, ack: true})
+	f.drain(r.dp.now())
+	entries = 0
+	for _, k := range []bpf.FastKey{in, out} {
+		if ok, _ := cls.FastLookup(&k, &v); ok {
+			t.Fatalf("entry %+v still there after the FIN", k)
+		}
+	}
+
+	// A second connection; then its real server is deleted.
+	establish(40001)
+	if st := f.Stats(); st.Entries != 2 {
+		t.Fatalf("second connection: %+v, want 2 entries", st)
+	}
+	snap := r.dp.Snapshot()
+	svcs := append([]Service(nil), snap.Services...)
+	for i := range svcs {
+		svcs[i].Dests = nil
+	}
+	ns, err := NewSnapshot(svcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.dp.Publish(ns); err != nil {
+		t.Fatal(err)
+	}
+	f.sweep(false)
+	if st := f.Stats(); st.Entries != 0 || st.Removed != 4 {
+		t.Fatalf("after the real server's deletion: %+v, want no entry, 4 removed", st)
+	}
+
+	// A connection that closes within fastInstallDelay is never installed.
+	r.dp.Publish(snap)
+	send(40002, true, pkt{syn: true})
+	send(40002, false, pkt{syn: true, ack: true})
+	send(40002, true, pkt{ack: true})
+	f.drain(r.dp.now())
+	send(40002, true, pkt{fin: true, ack: true})
+	f.drain(r.dp.now() + fastInstallDelay)
+	if st := f.Stats(); st.Installed != 4 || st.Cancelled != 1 || st.Entries != 0 {
+		t.Fatalf("a connection closed before its install: %+v, want it cancelled, nothing installed", st)
+	}
+	n := 0
+	cls.FastWalk(func(*bpf.FastKey, *bpf.FastVal) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("the map holds %d entries, want 0", n)
+	}
+}
+
+// BenchmarkForwardEstablishedFastPath is BenchmarkForwardEstablished with the fast path
+// on: what a packet that still reaches a worker pays for the offer check (the connection
+// was offered already; its queue is never drained here).
+func BenchmarkForwardEstablishedFastPath(b *testing.B) {
+	r := newRig(b, "rr", 1, 1)
+	withFast(r.dp)
+	r.ext.OnTransmit = func([]byte) {}
+	r.int.OnTransmit = func([]byte) {}
+	r.ext.Inject(build(b, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 7, dport: 80, syn: true}))
+	r.w.poll()
+	ack := build(b, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 7, dport: 80, ack: true, payload: make([]byte, 18)})
+	b.ReportAllocs()
+	b.ResetTimer()
+	const batch = 32
+	for i := 0; i < b.N; i += batch {
+		for j := 0; j < batch; j++ {
+			r.ext.Inject(ack)
+		}
+		r.w.poll()
+	}
+}
+
+// TestFastPathFullNATOffers: a FULLNAT TCP connection is offered, both directions, when it
+// becomes ESTABLISHED: the request rewritten to LIP:lport → RS:rport, the reply to
+// VIP:vport → client:cport, with deltas that turn the arriving packets' checksums into
+// gopacket's for the rewritten ones; a UDP one once its real server answered.
+func TestFastPathFullNATOffers(t *testing.T) {
+	r := newFNRig(t, fnOpts{oneRS: true})
+	withFast(r.dp)
+	req := func(p pkt) pkt {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, 40000, 80
+		return p
+	}
+	r.ext.Inject(build(t, req(pkt{syn: true})))
+	r.w.poll()
+	sent := r.int.Sent()
+	if len(sent) != 1 {
+		t.Fatalf("int0 sent %d frames, want the SYN", len(sent))
+	}
+	si := check(t, sent[0])
+	lip, lport := netip.AddrFrom16(si.Src).Unmap(), si.SrcPort
+	rep := func(p pkt) pkt {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macRS1, macDirInt, rs1, lip, 8080, lport
+		return p
+	}
+	r.int.Inject(build(t, rep(pkt{syn: true, ack: true})))
+	r.w.poll()
+	if q := requests(r.w); len(q) != 0 {
+		t.Fatalf("offers before ESTABLISHED: %+v", q)
+	}
+	ackPkt := req(pkt{ack: true, payload: []byte("data")})
+	r.ext.Inject(build(t, ackPkt))
+	r.w.poll()
+	q := requests(r.w)
+	if len(q) != 1 || q[0].op != fastInstall || q[0].n != 2 {
+		t.Fatalf("after the ACK: %+v, want one install of two directions", q)
+	}
+	in, out := q[0].dirs[0], q[0].dirs[1]
+	if in.key != fkey(client, vip, 40000, 80, 6) || in.val.Action != bpf.FastFullNAT || in.val.Ifindex != ifInt || in.val.DMAC != macRS1 ||
+		in.val.Addr != a16(lip) || binary.BigEndian.Uint16(in.val.Port[:]) != lport || in.val.Addr2 != a16(rs1) || binary.BigEndian.Uint16(in.val.Port2[:]) != 8080 {
+		t.Fatalf("request direction %+v", in)
+	}
+	if out.key != fkey(rs1, lip, 8080, lport, 6) || out.val.Action != bpf.FastFullNAT || out.val.Ifindex != ifExt || out.val.DMAC != macClient ||
+		out.val.Addr != a16(vip) || binary.BigEndian.Uint16(out.val.Port[:]) != 80 || out.val.Addr2 != a16(client) || binary.BigEndian.Uint16(out.val.Port2[:]) != 40000 {
+		t.Fatalf("reply direction %+v", out)
+	}
+	want := ackPkt
+	want.src, want.sport, want.dst, want.dport, want.ttl = lip, lport, rs1, 8080, 63
+	checkDeltas(t, build(t, ackPkt), build(t, want), in.val)
+	repPkt := rep(pkt{ack: true, payload: []byte("answer")})
+	wantRep := repPkt
+	wantRep.src, wantRep.sport, wantRep.dst, wantRep.dport, wantRep.ttl = vip, 80, client, 40000, 63
+	checkDeltas(t, build(t, repPkt), build(t, wantRep), out.val)
+	r.drain()
+}
