@@ -2,6 +2,10 @@
 // namespaces, through the real XDP program and AF_XDP sockets of a real xlvsd process, to
 // real servers, checking what arrived.
 //
+// They live at the top level, not under bench/: they judge behaviour (bytes, counts, which
+// server), never speed. They reuse bench's testbeds, servers and clients (bench/testbed,
+// bench/traffic) and its daemon runner, which the benchmark harness uses too.
+//
 // # Conventions
 //
 // TestMain builds xlvsd and xlvsadm once, unless XLVS_BIN names a directory holding them
