@@ -66,7 +66,7 @@
 // # Layout and invariants
 //
 // The table is split into Config.Shards shards, each with its own lock, its
-// own fixed slab of 96-byte records and free list, its own list of
+// own fixed slab of 64-byte records (one cache line each) and free list, its own list of
 // non-ESTABLISHED entries in the order they entered that phase (eviction
 // order), and its own open-addressing index of 32-bit slots holding BOTH
 // keys of every entry. Slots carry a ref to the record and direction, the
@@ -75,16 +75,27 @@
 // decrease, so distances stay short (at full load 99 % of keys lie within
 // 11 slots of home) and a search for an absent key stops at the first key
 // nearer its home than the probe. Deletion is by backward shift; there are
-// no tombstones. Beside the slab, each shard has a parallel array of 8-byte
-// sync slots indexed like it (a connection's in_pkts, old_state and
-// sync_endtime): only a sync master's lookups and inserts, Apply, and an
-// Insert into a shard whose slots were once used touch it, so a director that
-// is neither master nor backup never does. Nothing in the table holds a
-// pointer, so the garbage collector never scans it, and New allocates
-// everything: Lookup, LookupBatch, Insert, Apply, Reap, RemoveDest, Walk,
-// Stats and SetTimeouts allocate nothing.
+// no tombstones.
 //
-// The slabs, indexes and sync arrays of all shards are carved, 64-byte
+// A record holds all a lookup reads or writes for an IPv4 connection: its
+// four addresses as 4-byte IPv4 addresses (when all of them are
+// IPv4-mapped: "v4 form"), the four ports, expiry, state, protocol, method
+// and the caller's flags in one word, destination, service and the
+// eviction-list links; a lookup of either direction, its state change and
+// its copy-out touch that one line. An entry with any IPv6 address ("v6
+// form") keeps its original addresses in the record and its reply
+// addresses in a parallel array of 32-byte cold parts, which only v6-form
+// NAT and FULLNAT entries read (so their lookups touch two lines). Beside
+// the slab, each shard has a parallel array of 8-byte sync slots indexed
+// like it (a connection's in_pkts, old_state and sync_endtime): only a sync
+// master's lookups and inserts, Apply, and an Insert into a shard whose
+// slots were once used touch it, so a director that is neither master nor
+// backup never does. Nothing in the table holds a pointer, so the garbage
+// collector never scans it, and New allocates everything: Lookup,
+// LookupBatch, Insert, Apply, Reap, RemoveDest, Walk, Stats and SetTimeouts
+// allocate nothing.
+//
+// The slabs, indexes, cold arrays and sync arrays of all shards are carved, 64-byte
 // aligned, from one arena. An arena of 2 MiB or more (tables above about 19 000 entries) is an
 // anonymous mapping outside the Go heap, aligned to 2 MiB and advised
 // MADV_HUGEPAGE, so that random accesses to a large table do not also miss
@@ -125,13 +136,17 @@
 //
 // # Batches and prefetching
 //
-// LookupBatch first hashes every key of a batch and prefetches the index
-// lines where their probes start (the home slot's line, and the next one
-// when the home slot lies in its second half); then it reads those lines
-// without any lock to find the slot most likely to be each key's and
-// prefetches both cache lines of its record; only then does it do the
-// lookups, exactly as Lookup does them, in the batch's order, holding a
-// shard's lock once for each run of consecutive queries of that shard. The
+// LookupBatch first hashes every key of a batch and lists the index lines
+// where their probes start (the home slot's line, and the next one when the
+// home slot lies in its second half). Then, software-pipelined, it does the
+// lookups in the batch's order, exactly as Lookup does them, holding a
+// shard's lock once for each run of consecutive queries of that shard;
+// before each lookup it prefetches the index lines of the query 16 places
+// further on, and reads, without any lock, the lines of the query 8 places
+// further on (prefetched 8 lookups earlier) to find the slot most likely to
+// be its key's and prefetch that record (and its cold part for an IPv6 key,
+// its sync slot on a sync master). About 20 lines are thus in flight
+// all the time, overlapping one another and the lookups' own work. The
 // lock-free reads are in assembly (amd64; elsewhere there is no
 // prefetching): they are outside Go's memory model and what the race
 // detector sees, aligned 32-bit loads are atomic on x86, and their values
@@ -140,7 +155,10 @@
 // all prefetching. Lookup prefetches its home slot before it locks; Insert
 // prefetches its keys' home slots, the record it will most likely take and
 // the list tail it will link to (reading the shard's free, hwm and tail
-// the same lock-free way).
+// the same lock-free way). PrefetchInsert and PrefetchEntry let a caller
+// start those misses for a whole batch of new connections before it
+// inserts any; PrefetchEntry, given the scheduled entry, also covers the
+// reply key's slot, which is known only after scheduling.
 //
 // # Concurrency
 //
@@ -153,54 +171,27 @@
 // held; the callback may use the table but not call Walk). SetTimeouts
 // stores each state's value atomically; entries use a new value from their
 // next packet. SetSync stores the policy atomically and lookups read it
-// without locks; Apply locks the connection's shard as Insert does. Close must not run concurrently with any other method (stop
-// the workers first); afterwards the table is empty and Insert returns
-// ErrClosed.
+// without locks; Apply locks the connection's shard as Insert does. Close
+// must not run concurrently with any other method (stop the workers
+// first); afterwards the table is empty and Insert returns ErrClosed.
 //
-// # Measured (go test -bench, 2 vCPU AMD EPYC VM, medians of 5)
+// # Memory and speed
 //
-// Memory: 115.25 bytes per entry of capacity, all reserved by New: 96
-// record, 9.6 index (load 5/6 when full), 8 sync slot, 1.5 Walk buffer (one
-// shard of 64), the per-dest counts; 10M entries take 1.0734 GiB (0.9989
-// before the sync slots). The sync array's pages are faulted in only when
-// used (or by Config.Prefault).
+// Memory per entry of capacity, all reserved by New: 64 record, 32 cold
+// part, 9.6 index (load 5/6 when full), 8 sync slot, 1.5 Walk buffer (one
+// shard of 64), plus the per-dest counts: 115.25 bytes, bounded by
+// EntryBytes. The cold parts are touched only by v6-form NAT and FULLNAT
+// entries and the sync array only when used (or by Config.Prefault), so
+// their pages are faulted in only then.
 //
-// Lookup hit, keys in random order, median per lookup (BenchmarkLookupLatency):
-// one Lookup per key 31 ns at 1Ki entries (cache-resident), 382 ns at 1Mi,
-// 512 ns at 10M; LookupBatch over 64 keys 33 ns, 100 ns and 109 ns (p99
-// 152 ns at 10M). The large tables are bound by two dependent DRAM misses
-// (index slot, record) on a KVM guest whose random memory access costs
-// 230 ns or more; LookupBatch overlaps the misses of a batch. The floor,
-// from BenchmarkMemoryLatency on a 1 GiB huge-page arena: one dependent
-// random read 217 ns, eight independent reads in flight 26 ns per read; a
-// lookup needs three lines (index slot, the record's two), so even fully
-// overlapped a 10M-entry lookup costs about 80 ns of memory time here. Lookup miss
-// (1Mi): 77 ns. Insert into a half-empty 1Mi table: 255-400 ns (noisy
-// between runs), into a full one, evicting: 1.2 us. Reap: 70 ns per expired
-// entry. No operation allocates. Throughput at 10M entries
-// (BenchmarkLookupWorkers): 1.9 M lookups/s from one goroutine, 3.2 M from
-// two with single Lookups; 8.6 M and 14.5 M with LookupBatch.
-//
-// Sync (BenchmarkLookupSync, medians of 5, on a 2 vCPU Intel Xeon VM, not
-// the machine of the numbers above): with sync off a lookup takes 34.9 ns,
-// 35.1 ns batched, at 1Ki and 274 ns, 101 ns batched, at 1Mi; a sync master
-// (default policy) pays 3.7 ns more per lookup, single or batched, on the
-// cache-resident table, and on the 1Mi table 14 ns more per batched lookup
-// (LookupBatch prefetches the sync slot with the record) and 117 ns more per
-// single Lookup (the slot's line is a third DRAM miss, prefetched with the
-// record but not hidden on this guest). A table with sync off pays about
-// 1 ns per lookup for the sync code (BenchmarkLookupLatency at 1Ki: 33.7 ns
-// single, 34.4 ns batched, against 32.7 and 33.7 ns for the same table
-// before the sync code; at 1Mi the difference is within this guest's noise).
-//
-// Locking: sync.Mutex. Uncontended Lock+Unlock is about 40 % of a
-// cache-resident lookup (12-15 ns). With two goroutines on random keys of a
-// cache-resident table a lookup costs 105-120 ns of wall time, against 30 ns
-// for one goroutine: the shard lock words and records move between the
-// cores' caches on almost every lookup, not lock waiting. With each
-// goroutine on its own half of the shards (BenchmarkLookupParallelOwnShards)
-// it is 15.6 ns, twice one goroutine's rate. Steering packets to workers by
-// shard (ShardOf of the client endpoint, which is also a reply's
-// destination) would give that; on 1Mi tables DRAM latency dominates
-// instead (255 ns wall per lookup with two goroutines).
+// The benchmarks (bench_test.go; BenchmarkLookupLatency, BenchmarkInsertBatch,
+// BenchmarkMemoryLatency with -conntrack.10m for the 10M-entry table and the
+// memory floor) and their last results are in the repository's BENCHMARKS.md.
+// A large table's lookups are bound by two DRAM misses (index line, record),
+// which LookupBatch overlaps; a cache-resident lookup is about 40 % shard
+// lock. With two goroutines on random keys of one cache-resident table,
+// the lock words and records move between the cores' caches on almost
+// every lookup; steering packets to workers by shard (ShardOf of the
+// client endpoint, which is also a reply's destination) avoids that
+// (BenchmarkLookupParallelOwnShards).
 package conntrack
