@@ -68,9 +68,20 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 	// home slot's line, and the next line when the home slot lies in the
 	// second half of its line (Robin Hood keeps nearly every key within 8
 	// slots of home).
+	// Consecutive packets of one flow (a burst) share the previous query's hashes.
 	m, nl := 0, 0
 	for i := range qs {
 		q := &qs[i]
+		if m > 0 {
+			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && q.Key == p.Key {
+				b.vi[m], b.sis[m], b.hs[m] = uint8(i), b.sis[m-1], b.hs[m-1]
+				if t.hint {
+					b.first[m], b.off[m], b.two[m] = b.first[m-1], b.off[m-1], b.two[m-1]
+				}
+				m++
+				continue
+			}
+		}
 		si, ok := t.keyShard(q.Dir, &q.Key)
 		if !ok {
 			q.Status = Invalid

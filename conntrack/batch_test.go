@@ -21,8 +21,9 @@ func twins(t *testing.T, cfg Config) (*Table, *Table) {
 // operations, one looking up with Lookup, key by key, the other with
 // LookupBatch, and requires the same statuses, entries, counts and
 // contents: batches of every size (beyond batchMax too), both directions,
-// invalid directions, absent keys, repeats of a key within a batch, SYNs
-// that reuse, entries that expire.
+// invalid directions, absent keys, repeats of a key within a batch (next
+// to each other, as a flow's burst, and apart), SYNs that reuse, entries
+// that expire.
 func TestLookupBatchMatchesLookup(t *testing.T) {
 	tests := []struct {
 		name string
@@ -70,6 +71,8 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 					c := &conns[rng.IntN(len(conns))]
 					if j > 0 && rng.IntN(5) == 0 {
 						qs[j].Key, qs[j].Dir = qs[rng.IntN(j)].Key, qs[rng.IntN(j)].Dir
+					} else if j > 0 && rng.IntN(4) == 0 {
+						qs[j].Key, qs[j].Dir = qs[j-1].Key, qs[j-1].Dir // a burst of one flow
 					} else {
 						qs[j].Key, qs[j].Dir = c.Orig, DirOrig
 						if c.Method.twoWay() && rng.IntN(2) == 0 {
