@@ -50,6 +50,11 @@ func (t *Table) LookupBatch(qs []Query, now int64) {
 	}
 }
 
+// sameKey is a == b, inline and ports first (the == of Key is a call).
+func sameKey(a, b *Key) bool {
+	return a.SrcPort == b.SrcPort && a.DstPort == b.DstPort && a.Proto == b.Proto && a.Src == b.Src && a.Dst == b.Dst
+}
+
 // batchScratch is LookupBatch's working memory, on the caller's stack.
 type batchScratch struct {
 	hs    [batchMax]uint64
@@ -73,7 +78,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 	for i := range qs {
 		q := &qs[i]
 		if m > 0 {
-			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && q.Key == p.Key {
+			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
 				b.vi[m], b.sis[m], b.hs[m] = uint8(i), b.sis[m-1], b.hs[m-1]
 				if t.hint {
 					b.first[m], b.off[m], b.two[m] = b.first[m-1], b.off[m-1], b.two[m-1]

@@ -219,46 +219,27 @@ type coldRec struct {
 	rSrc, rDst [16]byte
 }
 
-// meta packs: proto code (2 bits: protoCodes) | v4 form<<2 | state (5 bits)<<3 |
-// method (2 bits)<<8 | used<<10 | caller's flags<<16.
+// meta packs: proto | caller's flags<<8 | state (5 bits)<<24 | method (2 bits)<<29 |
+// v4 form<<31. A record is in use when its proto is not 0 (every tracked protocol's
+// number is nonzero).
 const (
-	metaV4        = 1 << 2
-	metaUsed      = 1 << 10
+	metaV4        = 1 << 31
 	metaStateMask = 0x1f // a state takes 5 bits of meta (numStates <= 32)
-	metaStatePos  = 3
 )
 
-// protoCodes maps meta's 2-bit protocol code to the protocol number.
-var protoCodes = [4]uint8{0, ProtoTCP, ProtoUDP, ProtoSCTP}
-
-func protoCode(p uint8) uint32 {
-	switch p {
-	case ProtoTCP:
-		return 1
-	case ProtoUDP:
-		return 2
-	case ProtoSCTP:
-		return 3
-	}
-	return 0
-}
-
-func (r *record) used() bool     { return r.meta&metaUsed != 0 }
-func (r *record) v4() bool       { return r.meta&metaV4 != 0 }
-func (r *record) proto() uint8   { return protoCodes[r.meta&3] }
-func (r *record) flags() uint16  { return uint16(r.meta >> 16) }
-func (r *record) state() State   { return State(r.meta >> metaStatePos & metaStateMask) }
-func (r *record) method() Method { return Method(r.meta >> 8 & 0x3) }
-func (r *record) setState(s State) {
-	r.meta = r.meta&^(metaStateMask<<metaStatePos) | uint32(s)<<metaStatePos
-}
+func (r *record) used() bool       { return r.meta&0xff != 0 }
+func (r *record) v4() bool         { return r.meta&metaV4 != 0 }
+func (r *record) proto() uint8     { return uint8(r.meta) }
+func (r *record) state() State     { return State(r.meta >> 24 & metaStateMask) }
+func (r *record) method() Method   { return Method(r.meta >> 29 & 0x3) }
+func (r *record) setState(s State) { r.meta = r.meta&^(metaStateMask<<24) | uint32(s)<<24 }
 
 func packMeta(proto uint8, flags uint16, s State, m Method, v4 bool) uint32 {
 	v := uint32(0)
 	if v4 {
 		v = metaV4
 	}
-	return protoCode(proto) | v | uint32(s)<<metaStatePos | uint32(m)<<8 | metaUsed | uint32(flags)<<16
+	return uint32(proto) | uint32(flags)<<8 | uint32(s)<<24 | uint32(m)<<29 | v
 }
 
 // is4 reports whether a is IPv4-mapped (::ffff:a.b.c.d).
@@ -269,19 +250,28 @@ func is4(a *[16]byte) bool {
 // w32 is the 32-bit word at a[i:i+4].
 func w32(a []byte, i int) uint32 { return binary.LittleEndian.Uint32(a[i:]) }
 
+// hi4 is the high half, as le64 reads it, of the IPv4-mapped address of the IPv4
+// address whose w32 is w; the low half is 0.
+func hi4(w uint32) uint64 { return 0xffff0000 | uint64(w)<<32 }
+
+// eq4 reports whether a is the IPv4-mapped address of w (w32 of an IPv4 address).
+func eq4(a *[16]byte, w uint32) bool {
+	return binary.LittleEndian.Uint64(a[0:8]) == 0 && binary.LittleEndian.Uint64(a[8:16]) == hi4(w)
+}
+
 // put4 makes *a the IPv4-mapped address of the IPv4 address w (w32 of its
 // 4 bytes), with two 8-byte stores (byte-wise stores followed by 16-byte
 // loads of the address would stall store-to-load forwarding).
 func put4(a *[16]byte, w uint32) {
 	binary.LittleEndian.PutUint64(a[0:8], 0)
-	binary.LittleEndian.PutUint64(a[8:16], 0xffff0000|uint64(w)<<32)
+	binary.LittleEndian.PutUint64(a[8:16], hi4(w))
 }
 
 // matches reports whether entry ref (record r, cold part c) has key k in
 // direction dir.
 func (r *record) matches(c *coldRec, dir Dir, k *Key) bool {
 	m := r.meta
-	if protoCodes[m&3] != k.Proto {
+	if uint8(m) != k.Proto {
 		return false
 	}
 	if dir == DirOrig {
@@ -289,7 +279,7 @@ func (r *record) matches(c *coldRec, dir Dir, k *Key) bool {
 			return false
 		}
 		if m&metaV4 != 0 {
-			return is4(&k.Src) && is4(&k.Dst) && w32(r.a[:], 0) == w32(k.Src[:], 12) && w32(r.a[:], 4) == w32(k.Dst[:], 12)
+			return eq4(&k.Src, w32(r.a[:], 0)) && eq4(&k.Dst, w32(r.a[:], 4))
 		}
 		return [16]byte(r.a[0:16]) == k.Src && [16]byte(r.a[16:32]) == k.Dst
 	}
@@ -297,7 +287,7 @@ func (r *record) matches(c *coldRec, dir Dir, k *Key) bool {
 		return false
 	}
 	if m&metaV4 != 0 {
-		return is4(&k.Src) && is4(&k.Dst) && w32(r.a[:], 8) == w32(k.Src[:], 12) && w32(r.a[:], 12) == w32(k.Dst[:], 12)
+		return eq4(&k.Src, w32(r.a[:], 8)) && eq4(&k.Dst, w32(r.a[:], 12))
 	}
 	return c.rSrc == k.Src && c.rDst == k.Dst
 }
@@ -358,17 +348,35 @@ func (r *record) set(c *coldRec, e *Entry, st State) {
 }
 
 func (r *record) copyOut(c *coldRec, out *Entry) {
-	r.origKey(&out.Orig)
-	if r.method().twoWay() {
-		r.replyKey(c, &out.Reply)
+	m := r.meta
+	p := uint8(m)
+	method := Method(m >> 29 & 0x3)
+	twoWay := method.twoWay()
+	o, rp := &out.Orig, &out.Reply
+	if m&metaV4 != 0 {
+		put4(&o.Src, w32(r.a[:], 0))
+		put4(&o.Dst, w32(r.a[:], 4))
+		if twoWay {
+			put4(&rp.Src, w32(r.a[:], 8))
+			put4(&rp.Dst, w32(r.a[:], 12))
+		}
 	} else {
-		out.Reply = Key{}
+		o.Src, o.Dst = [16]byte(r.a[0:16]), [16]byte(r.a[16:32])
+		if twoWay {
+			rp.Src, rp.Dst = c.rSrc, c.rDst
+		}
+	}
+	o.SrcPort, o.DstPort, o.Proto = r.oSport, r.oDport, p
+	if twoWay {
+		rp.SrcPort, rp.DstPort, rp.Proto = r.rSport, r.rDport, p
+	} else {
+		*rp = Key{}
 	}
 	out.Dest = r.dest
 	out.Service = r.service
-	out.Method = r.method()
-	out.State = r.state()
-	out.Flags = r.flags()
+	out.Method = method
+	out.State = State(m >> 24 & metaStateMask)
+	out.Flags = uint16(m >> 8)
 	out.Sync = false
 }
 
@@ -407,6 +415,16 @@ type shard struct {
 	sync []syncSlot
 
 	inserts, exists, full, evicted, expired, reused, removed, applied uint64
+}
+
+// coldOf is the cold part of record ref when it is in v6 form, else nil (a v4-form
+// record never reads it): lookups of IPv4 connections do not touch the cold
+// array, nor the slice header in the shard's second cache line.
+func (sh *shard) coldOf(ref uint32) *coldRec {
+	if sh.recs[ref].v4() {
+		return nil
+	}
+	return &sh.cold[ref]
 }
 
 // paddedShard keeps shards on separate cache lines.
@@ -830,7 +848,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 		case dir == DirOrig && isNewConn(k.Proto, tcpFlags) &&
 			t.reuseMode != ConnReuseOff && newConnExpected(r.state(), r.method(), t.reuseMode):
 			if out != nil {
-				r.copyOut(&sh.cold[ref], out)
+				r.copyOut(sh.coldOf(ref), out)
 			}
 			t.release(sh, ref)
 			sh.reused++
@@ -838,7 +856,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 		default:
 			to := t.advance(sh, ref, dir, tcpFlags, now32)
 			if out != nil {
-				r.copyOut(&sh.cold[ref], out)
+				r.copyOut(sh.coldOf(ref), out)
 			}
 			if sp != nil {
 				s := t.syncPacket(sh, ref, sp, to, now32)
@@ -871,7 +889,7 @@ func (t *Table) Get(dir Dir, k *Key, now int64, out *Entry) bool {
 	ref := t.find(sh, h, dir, k)
 	ok = ref != noIdx && !timedOut(&sh.recs[ref], msOf(now))
 	if ok {
-		sh.recs[ref].copyOut(&sh.cold[ref], out)
+		sh.recs[ref].copyOut(sh.coldOf(ref), out)
 	}
 	sh.mu.Unlock()
 	return ok
@@ -1170,7 +1188,7 @@ func (t *Table) findPF(sh *shard, h uint64, dir Dir, k *Key, pfSync bool) uint32
 				a := uintptr(unsafe.Pointer(sh.slot(ref >> 1)))
 				prefetchLines(&a, 1)
 			}
-			if ref&1 == uint32(dir) && sh.recs[ref>>1].matches(&sh.cold[ref>>1], dir, k) {
+			if ref&1 == uint32(dir) && sh.recs[ref>>1].matches(sh.coldOf(ref>>1), dir, k) {
 				return ref >> 1
 			}
 		}
