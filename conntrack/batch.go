@@ -50,6 +50,11 @@ func (t *Table) LookupBatch(qs []Query, now int64) {
 	}
 }
 
+// sameKey is a == b, inline and ports first (the == of Key is a call).
+func sameKey(a, b *Key) bool {
+	return a.SrcPort == b.SrcPort && a.DstPort == b.DstPort && a.Proto == b.Proto && a.Src == b.Src && a.Dst == b.Dst
+}
+
 // batchScratch is LookupBatch's working memory, on the caller's stack.
 type batchScratch struct {
 	hs    [batchMax]uint64
@@ -59,7 +64,6 @@ type batchScratch struct {
 	first [batchMax]uint8
 	two   [batchMax]bool // key j's probe window goes on into lines[first[j]+1]
 	lines [2 * batchMax]uintptr
-	recs  [3 * batchMax]uintptr // both cache lines of each hinted record, and its sync slot's
 }
 
 func (t *Table) lookupBatch(qs []Query, now32 uint32) {
@@ -69,9 +73,20 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 	// home slot's line, and the next line when the home slot lies in the
 	// second half of its line (Robin Hood keeps nearly every key within 8
 	// slots of home).
+	// Consecutive packets of one flow (a burst) share the previous query's hashes.
 	m, nl := 0, 0
 	for i := range qs {
 		q := &qs[i]
+		if m > 0 {
+			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
+				b.vi[m], b.sis[m], b.hs[m] = uint8(i), b.sis[m-1], b.hs[m-1]
+				if t.hint {
+					b.first[m], b.off[m], b.two[m] = b.first[m-1], b.off[m-1], b.two[m-1]
+				}
+				m++
+				continue
+			}
+		}
 		si, ok := t.keyShard(q.Dir, &q.Key)
 		if !ok {
 			q.Status = Invalid
@@ -94,27 +109,8 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		m++
 	}
 	if t.hint && m > 0 {
-		prefetchLines(&b.lines[0], nl)
-		// Read the lines as they arrive and prefetch the records they name.
-		mask := ^uint32(0)<<t.tagPos | 1
-		p := 0
-		// A sync master's lookups of client packets also read the record's sync slot.
-		syncOn := t.syncPol.Load() != nil
-		for j := range m {
-			want := uint32(b.hs[j]>>t.tagShift)<<t.tagPos | uint32(qs[b.vi[j]].Dir) ^ 1
-			s := hintSlot(b.lines[b.first[j]], 1+int(b2i(b.two[j])), int(b.off[j]), mask, want)
-			sh := &t.shards[b.sis[j]].shard
-			if rec := (s&t.refMask - 1) >> 1; s != 0 && rec < uint32(len(sh.recs)) {
-				ra := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs))) + uintptr(rec)*unsafe.Sizeof(record{})
-				b.recs[p], b.recs[p+1] = ra, ra+unsafe.Sizeof(record{})-1
-				p += 2
-				if syncOn && qs[b.vi[j]].Dir == DirOrig {
-					b.recs[p] = uintptr(unsafe.Pointer(sh.slot(rec)))
-					p++
-				}
-			}
-		}
-		prefetchLines(&b.recs[0], p)
+		t.lookupPipelined(qs, &b, m, now32)
+		return
 	}
 	// The lookups, one shard lock hold for each run of queries of one shard.
 	for j := 0; j < m; {
@@ -130,6 +126,86 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		}
 		sh.mu.Unlock()
 	}
+}
+
+// Prefetch distances of lookupPipelined, in queries: while query j is looked up, the
+// record of query j+aheadRec and the index lines of query j+aheadIdx are on their way.
+// About 20 lines in flight, what a core's miss buffers hold.
+const (
+	aheadIdx = 16
+	aheadRec = 8
+)
+
+// lookupPipelined does the m lookups of a hashed batch (b) on a table large enough to
+// prefetch for, software-pipelined: before query j is looked up, the index lines of
+// query j+aheadIdx are prefetched and those of query j+aheadRec, prefetched
+// aheadIdx-aheadRec queries earlier and so most likely arrived, are read to prefetch the
+// record they name. The misses of the batch thus overlap one another and the lookups'
+// own work instead of coming in bursts. A shard's lock is held for each run of
+// consecutive queries of that shard, as in lookupBatch.
+func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32) {
+	// A sync master's lookups of client packets also read the record's sync slot.
+	syncOn := t.syncPol.Load() != nil
+	mask := ^uint32(0)<<t.tagPos | 1
+	for k := range min(aheadIdx, m) {
+		b.prefetchIndex(k)
+	}
+	for k := range min(aheadRec, m) {
+		t.hintRecord(qs, b, k, mask, syncOn)
+	}
+	var held *shard
+	for j := range m {
+		if k := j + aheadIdx; k < m {
+			b.prefetchIndex(k)
+		}
+		if k := j + aheadRec; k < m {
+			t.hintRecord(qs, b, k, mask, syncOn)
+		}
+		sh := &t.shards[b.sis[j]].shard
+		if sh != held {
+			if held != nil {
+				held.mu.Unlock()
+			}
+			sh.mu.Lock()
+			held = sh
+		}
+		q := &qs[b.vi[j]]
+		q.Status = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+	}
+	held.mu.Unlock()
+}
+
+// prefetchIndex prefetches the index lines where query j's probe starts.
+func (b *batchScratch) prefetchIndex(j int) {
+	prefetchLines(&b.lines[b.first[j]], 1+int(b2i(b.two[j])))
+}
+
+// hintRecord reads query j's index lines without a lock (hintSlot) and prefetches the
+// record of the first slot whose tag and direction match: its line, its cold part's
+// for an IPv6 key, and its sync slot's when sync is on and the query is a client's.
+func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, mask uint32, syncOn bool) {
+	q := &qs[b.vi[j]]
+	want := uint32(b.hs[j]>>t.tagShift)<<t.tagPos | uint32(q.Dir) ^ 1
+	s := hintSlot(b.lines[b.first[j]], 1+int(b2i(b.two[j])), int(b.off[j]), mask, want)
+	sh := &t.shards[b.sis[j]].shard
+	rec := (s&t.refMask - 1) >> 1
+	if s == 0 || rec >= uint32(len(sh.recs)) {
+		return
+	}
+	var a [3]uintptr
+	a[0] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs))) + uintptr(rec)*unsafe.Sizeof(record{})
+	n := 1
+	if !is4(&q.Key.Src) || !is4(&q.Key.Dst) {
+		// An IPv6 key: the record is in v6 form, and a NAT or FULLNAT one has its
+		// reply addresses in the cold part.
+		a[n] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold))) + uintptr(rec)*unsafe.Sizeof(coldRec{})
+		n++
+	}
+	if syncOn && q.Dir == DirOrig {
+		a[n] = uintptr(unsafe.Pointer(sh.slot(rec)))
+		n++
+	}
+	prefetchLines(&a[0], n)
 }
 
 // PrefetchInsert starts loading what an Insert of a connection whose
@@ -150,4 +226,27 @@ func (t *Table) PrefetchInsert(k *Key) {
 		return
 	}
 	t.shards[t.shardOf(&k.Src, k.SrcPort)].shard.prefetchInsert(0)
+}
+
+// PrefetchEntry starts loading everything an Insert of e will most likely touch: what
+// PrefetchInsert(&e.Orig) prefetches, plus the home slots of e's original key and, for
+// NAT and FULLNAT, of its reply key. The reply key is known only once the connection is
+// scheduled, so a caller that schedules a batch's new connections first, calls
+// PrefetchEntry for each, and only then inserts them, has all those cache misses overlap
+// (Insert alone overlaps only its own). Like PrefetchInsert it only prefetches: the
+// table is not changed, the shard is read without its lock, an invalid entry (Insert
+// would refuse it) prefetches nothing or the wrong lines, small tables and closed ones
+// do nothing. It allocates nothing.
+func (t *Table) PrefetchEntry(e *Entry) {
+	if !t.hint {
+		return
+	}
+	o := &e.Orig
+	sh := &t.shards[t.shardOf(&o.Src, o.SrcPort)].shard
+	sh.prefetchInsert(slotAddr(sh, hashParts(&t.seed, &o.Src, &o.Dst, o.SrcPort, o.DstPort, o.Proto)))
+	if e.Method.twoWay() {
+		r := &e.Reply
+		a := slotAddr(sh, hashParts(&t.seed, &r.Src, &r.Dst, r.SrcPort, r.DstPort, r.Proto))
+		prefetchLines(&a, 1)
+	}
 }

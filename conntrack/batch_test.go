@@ -21,8 +21,9 @@ func twins(t *testing.T, cfg Config) (*Table, *Table) {
 // operations, one looking up with Lookup, key by key, the other with
 // LookupBatch, and requires the same statuses, entries, counts and
 // contents: batches of every size (beyond batchMax too), both directions,
-// invalid directions, absent keys, repeats of a key within a batch, SYNs
-// that reuse, entries that expire.
+// invalid directions, absent keys, repeats of a key within a batch (next
+// to each other, as a flow's burst, and apart), SYNs that reuse, entries
+// that expire.
 func TestLookupBatchMatchesLookup(t *testing.T) {
 	tests := []struct {
 		name string
@@ -70,6 +71,8 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 					c := &conns[rng.IntN(len(conns))]
 					if j > 0 && rng.IntN(5) == 0 {
 						qs[j].Key, qs[j].Dir = qs[rng.IntN(j)].Key, qs[rng.IntN(j)].Dir
+					} else if j > 0 && rng.IntN(4) == 0 {
+						qs[j].Key, qs[j].Dir = qs[j-1].Key, qs[j-1].Dir // a burst of one flow
 					} else {
 						qs[j].Key, qs[j].Dir = c.Orig, DirOrig
 						if c.Method.twoWay() && rng.IntN(2) == 0 {
@@ -217,9 +220,14 @@ func TestArenaLayout(t *testing.T) {
 			if y%64 != 0 || len(sh.sync) != len(sh.recs) || y != uintptr(sh.syncp) {
 				t.Fatalf("%+v: shard %d sync array at %#x, %d slots for %d records, syncp %p", cfg, i, y, len(sh.sync), len(sh.recs), sh.syncp)
 			}
+			c := uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold)))
+			if c%64 != 0 || len(sh.cold) != len(sh.recs) {
+				t.Fatalf("%+v: shard %d cold array at %#x, %d parts for %d records", cfg, i, c, len(sh.cold), len(sh.recs))
+			}
 			regions = append(regions, [2]uintptr{r, r + uintptr(len(sh.recs))*unsafe.Sizeof(record{})},
 				[2]uintptr{x, x + uintptr(len(sh.idx))*4},
-				[2]uintptr{y, y + uintptr(len(sh.sync))*unsafe.Sizeof(syncSlot{})})
+				[2]uintptr{y, y + uintptr(len(sh.sync))*unsafe.Sizeof(syncSlot{})},
+				[2]uintptr{c, c + uintptr(len(sh.cold))*unsafe.Sizeof(coldRec{})})
 		}
 		for i, a := range regions {
 			if a[0] < lo || a[1] > hi {
@@ -232,7 +240,7 @@ func TestArenaLayout(t *testing.T) {
 			}
 		}
 		last := uintptr(0) // the end of the last index
-		for i := 1; i < len(regions); i += 3 {
+		for i := 1; i < len(regions); i += 4 {
 			last = max(last, regions[i][1])
 		}
 		if end := (last+63)&^63 + 64; end > hi {
@@ -242,7 +250,7 @@ func TestArenaLayout(t *testing.T) {
 	}
 }
 
-// TestPrefetchInsert: PrefetchInsert changes nothing (same entries, counts and lookups
+// TestPrefetchInsert: PrefetchInsert and PrefetchEntry change nothing (same entries, counts and lookups
 // before and after, on a table that prefetches and one that does not, full, empty and
 // closed), and allocates nothing.
 func TestPrefetchInsert(t *testing.T) {
@@ -260,10 +268,13 @@ func TestPrefetchInsert(t *testing.T) {
 			defer tb.Close()
 			tb.hint = tc.hint && hintsWork
 			var keys []Key
+			var ents []Entry
 			for i := 0; i < 3*tc.cfg.MaxEntries/2; i++ {
 				e := conn(i, ProtoTCP, Method(i%4), uint32(i%4))
 				keys = append(keys, e.Orig)
+				ents = append(ents, e)
 				tb.PrefetchInsert(&e.Orig) // empty, then filling, then full (evicting)
+				tb.PrefetchEntry(&e)
 				if i%3 != 0 {
 					_ = tb.Insert(&e, TCPSyn, 0)
 				}
@@ -277,6 +288,7 @@ func TestPrefetchInsert(t *testing.T) {
 			}
 			for i := range keys {
 				tb.PrefetchInsert(&keys[i])
+				tb.PrefetchEntry(&ents[i])
 			}
 			if after := tb.Stats(); after != before {
 				t.Fatalf("stats changed by PrefetchInsert: %+v, then %+v", before, after)
@@ -291,9 +303,13 @@ func TestPrefetchInsert(t *testing.T) {
 				if n := testing.AllocsPerRun(100, func() { tb.PrefetchInsert(&keys[0]) }); n != 0 {
 					t.Fatalf("PrefetchInsert allocates %v times, want 0", n)
 				}
+				if n := testing.AllocsPerRun(100, func() { tb.PrefetchEntry(&ents[1]) }); n != 0 {
+					t.Fatalf("PrefetchEntry allocates %v times, want 0", n)
+				}
 			}
 			tb.Close()
 			tb.PrefetchInsert(&keys[0]) // closed: nothing to prefetch, must not fault
+			tb.PrefetchEntry(&ents[1])
 			if tb.Len() != 0 {
 				t.Fatalf("closed table holds %d entries", tb.Len())
 			}

@@ -66,7 +66,7 @@
 // # Layout and invariants
 //
 // The table is split into Config.Shards shards, each with its own lock, its
-// own fixed slab of 96-byte records and free list, its own list of
+// own fixed slab of 64-byte records (one cache line each) and free list, its own list of
 // non-ESTABLISHED entries in the order they entered that phase (eviction
 // order), and its own open-addressing index of 32-bit slots holding BOTH
 // keys of every entry. Slots carry a ref to the record and direction, the
@@ -75,16 +75,27 @@
 // decrease, so distances stay short (at full load 99 % of keys lie within
 // 11 slots of home) and a search for an absent key stops at the first key
 // nearer its home than the probe. Deletion is by backward shift; there are
-// no tombstones. Beside the slab, each shard has a parallel array of 8-byte
-// sync slots indexed like it (a connection's in_pkts, old_state and
-// sync_endtime): only a sync master's lookups and inserts, Apply, and an
-// Insert into a shard whose slots were once used touch it, so a director that
-// is neither master nor backup never does. Nothing in the table holds a
-// pointer, so the garbage collector never scans it, and New allocates
-// everything: Lookup, LookupBatch, Insert, Apply, Reap, RemoveDest, Walk,
-// Stats and SetTimeouts allocate nothing.
+// no tombstones.
 //
-// The slabs, indexes and sync arrays of all shards are carved, 64-byte
+// A record holds all a lookup reads or writes for an IPv4 connection: its
+// four addresses as 4-byte IPv4 addresses (when all of them are
+// IPv4-mapped: "v4 form"), the four ports, expiry, state, protocol, method
+// and the caller's flags in one word, destination, service and the
+// eviction-list links; a lookup of either direction, its state change and
+// its copy-out touch that one line. An entry with any IPv6 address ("v6
+// form") keeps its original addresses in the record and its reply
+// addresses in a parallel array of 32-byte cold parts, which only v6-form
+// NAT and FULLNAT entries read (so their lookups touch two lines). Beside
+// the slab, each shard has a parallel array of 8-byte sync slots indexed
+// like it (a connection's in_pkts, old_state and sync_endtime): only a sync
+// master's lookups and inserts, Apply, and an Insert into a shard whose
+// slots were once used touch it, so a director that is neither master nor
+// backup never does. Nothing in the table holds a pointer, so the garbage
+// collector never scans it, and New allocates everything: Lookup,
+// LookupBatch, Insert, Apply, Reap, RemoveDest, Walk, Stats and SetTimeouts
+// allocate nothing.
+//
+// The slabs, indexes, cold arrays and sync arrays of all shards are carved, 64-byte
 // aligned, from one arena. An arena of 2 MiB or more (tables above about 19 000 entries) is an
 // anonymous mapping outside the Go heap, aligned to 2 MiB and advised
 // MADV_HUGEPAGE, so that random accesses to a large table do not also miss
@@ -125,13 +136,17 @@
 //
 // # Batches and prefetching
 //
-// LookupBatch first hashes every key of a batch and prefetches the index
-// lines where their probes start (the home slot's line, and the next one
-// when the home slot lies in its second half); then it reads those lines
-// without any lock to find the slot most likely to be each key's and
-// prefetches both cache lines of its record; only then does it do the
-// lookups, exactly as Lookup does them, in the batch's order, holding a
-// shard's lock once for each run of consecutive queries of that shard. The
+// LookupBatch first hashes every key of a batch and lists the index lines
+// where their probes start (the home slot's line, and the next one when the
+// home slot lies in its second half). Then, software-pipelined, it does the
+// lookups in the batch's order, exactly as Lookup does them, holding a
+// shard's lock once for each run of consecutive queries of that shard;
+// before each lookup it prefetches the index lines of the query 16 places
+// further on, and reads, without any lock, the lines of the query 8 places
+// further on (prefetched 8 lookups earlier) to find the slot most likely to
+// be its key's and prefetch that record (and its cold part for an IPv6 key,
+// its sync slot on a sync master). About 20 lines are thus in flight
+// all the time, overlapping one another and the lookups' own work. The
 // lock-free reads are in assembly (amd64; elsewhere there is no
 // prefetching): they are outside Go's memory model and what the race
 // detector sees, aligned 32-bit loads are atomic on x86, and their values
@@ -140,7 +155,10 @@
 // all prefetching. Lookup prefetches its home slot before it locks; Insert
 // prefetches its keys' home slots, the record it will most likely take and
 // the list tail it will link to (reading the shard's free, hwm and tail
-// the same lock-free way).
+// the same lock-free way). PrefetchInsert and PrefetchEntry let a caller
+// start those misses for a whole batch of new connections before it
+// inserts any; PrefetchEntry, given the scheduled entry, also covers the
+// reply key's slot, which is known only after scheduling.
 //
 // # Concurrency
 //
@@ -153,13 +171,25 @@
 // held; the callback may use the table but not call Walk). SetTimeouts
 // stores each state's value atomically; entries use a new value from their
 // next packet. SetSync stores the policy atomically and lookups read it
-// without locks; Apply locks the connection's shard as Insert does. Close must not run concurrently with any other method (stop
-// the workers first); afterwards the table is empty and Insert returns
-// ErrClosed.
+// without locks; Apply locks the connection's shard as Insert does. Close
+// must not run concurrently with any other method (stop the workers
+// first); afterwards the table is empty and Insert returns ErrClosed.
 //
-// # Measured
+// # Memory and speed
 //
-// EntryBytes bounds the memory per entry of capacity (TestEntryBytes checks it). The
-// costs of lookups, inserts, reaping, sync and locking, with the benchmarks that measure
-// them, are in BENCHMARKS.md ("Connection table").
+// Memory per entry of capacity, all reserved by New: 64 record, 32 cold
+// part, 9.6 index (load 5/6 when full), 8 sync slot, 1.5 Walk buffer (one
+// shard of 64), plus the per-dest counts: 115.25 bytes, bounded by
+// EntryBytes. The cold parts are touched only by v6-form NAT and FULLNAT
+// entries and the sync array only when used (or by Config.Prefault), so
+// their pages are faulted in only then.
+//
+// The benchmarks (bench_test.go; BenchmarkLookupLatency, BenchmarkInsertBatch,
+// BenchmarkMemoryLatency with -conntrack.10m for the 10M-entry table and the
+// memory floor) and their results are in the repository's BENCHMARKS.md
+// ("Connection table"). A large table's lookups are bound by two DRAM
+// misses (index line, record), which LookupBatch overlaps. Steering packets
+// to workers by shard (ShardOf of the client endpoint, which is also a
+// reply's destination) would keep shard locks and records in one core's
+// cache (BenchmarkLookupParallelOwnShards).
 package conntrack

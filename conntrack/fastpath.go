@@ -25,7 +25,7 @@ func (t *Table) Touch(dir Dir, k *Key, at, now int64, out *Entry) bool {
 			r.expires = exp
 		}
 		if out != nil {
-			r.copyOut(out)
+			r.copyOut(sh.coldOf(ref), out)
 		}
 	}
 	sh.mu.Unlock()

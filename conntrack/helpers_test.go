@@ -112,7 +112,7 @@ func checkInvariants(t testing.TB, tb *Table) {
 			}
 			used++
 			var e Entry
-			r.copyOut(&e)
+			r.copyOut(&sh.cold[p], &e)
 			if got := tb.shardOf(&e.Orig.Src, e.Orig.SrcPort); got != si {
 				t.Fatalf("shard %d holds %v whose shard is %d", si, e.Orig, got)
 			}

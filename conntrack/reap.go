@@ -67,13 +67,16 @@ func (t *Table) Walk(now int64, f func(e *Entry, expiresIn int64) bool) {
 		for p := uint32(0); p < sh.hwm; p++ {
 			if r := &sh.recs[p]; r.used() && !timedOut(r, now32) {
 				t.walkBuf[n] = *r
+				if !r.v4() && r.method().twoWay() {
+					t.walkCold[n] = sh.cold[p]
+				}
 				n++
 			}
 		}
 		sh.mu.Unlock()
 		for j := range n {
 			r := &t.walkBuf[j]
-			r.copyOut(&t.walkEntry)
+			r.copyOut(&t.walkCold[j], &t.walkEntry)
 			left := int64(int32(r.expires-now32)) * 1e6
 			if !f(&t.walkEntry, left) {
 				return

@@ -172,10 +172,11 @@ type TableStats struct {
 const DefaultMaxDests = 65536
 
 // EntryBytes bounds the memory New reserves per entry of capacity (Config.MaxEntries) in a
-// large table: a record, its share of the index at full load, its sync slot and its
-// share of Walk's buffer, each rounded up (measured: 115.25 bytes, doc.go). Small tables
+// large table: a record (hot part and cold part), its share of the index at full load,
+// its sync slot and its share of Walk's buffer, each rounded up (measured: 115.25 bytes). Small tables
 // take more per entry: the per-destination counts and page rounding are fixed costs.
-const EntryBytes = int(unsafe.Sizeof(record{})) + // 96
+const EntryBytes = int(unsafe.Sizeof(record{})) + // 64
+	int(unsafe.Sizeof(coldRec{})) + // 32
 	(2*4*loadDen+loadNum-1)/loadNum + // index: 2 four-byte slots per entry at load 5/6, 9.6
 	int(unsafe.Sizeof(syncSlot{})) + // 8
 	2 // Walk's buffer, 1.5
@@ -196,63 +197,194 @@ const (
 	noIdx       = ^uint32(0)
 )
 
-// record is one connection as stored: pointer-free, 96 bytes.
+// record is the hot part of one connection: one 64-byte cache line, all that
+// a lookup of an IPv4 connection (or of an IPv6 one in DR/TUN, which has no
+// reply key) reads and writes. Pointer-free.
+//
+// Addresses are stored in one of two forms, told by metaV4:
+//   - v4 (every address of the entry IPv4-mapped): a[0:16] holds the IPv4
+//     addresses oSrc, oDst, rSrc, rDst, 4 bytes each; a[16:32] is zero and
+//     the cold part is not used.
+//   - v6: a holds oSrc and oDst in full; the cold part (coldRec) holds rSrc
+//     and rDst.
 type record struct {
-	oSrc, oDst     [16]byte
-	rSrc, rDst     [16]byte
+	a              [32]byte
 	oSport, oDport uint16
 	rSport, rDport uint16
+	expires        uint32 // milliseconds, wrapping; see msOf
+	meta           uint32 // see packMeta
 	dest           uint32
 	service        uint32
-	expires        uint32 // milliseconds, wrapping; see msOf
-	meta           uint32 // proto | flags<<8 | state<<24 (5 bits) | method<<29 | used<<31
 	// prev and next link the shard's list of non-ESTABLISHED entries, oldest
 	// first (eviction order); next also chains the free list.
 	prev, next uint32
 }
 
+// coldRec is the cold part of a connection, in an array parallel to the
+// records: the reply key's addresses of a v6-form NAT or FULLNAT entry. Only
+// such entries read or write it.
+type coldRec struct {
+	rSrc, rDst [16]byte
+}
+
+// meta packs: proto | caller's flags<<8 | state (5 bits)<<24 | method (2 bits)<<29 |
+// v4 form<<31. A record is in use when its proto is not 0 (every tracked protocol's
+// number is nonzero).
 const (
-	metaUsed = 1 << 31
-	// metaStateMask: a state takes 5 bits of meta (numStates <= 32).
-	metaStateMask = 0x1f
+	metaV4        = 1 << 31
+	metaStateMask = 0x1f // a state takes 5 bits of meta (numStates <= 32)
 )
 
-func (r *record) used() bool       { return r.meta&metaUsed != 0 }
+func (r *record) used() bool       { return r.meta&0xff != 0 }
+func (r *record) v4() bool         { return r.meta&metaV4 != 0 }
 func (r *record) proto() uint8     { return uint8(r.meta) }
-func (r *record) flags() uint16    { return uint16(r.meta >> 8) }
 func (r *record) state() State     { return State(r.meta >> 24 & metaStateMask) }
 func (r *record) method() Method   { return Method(r.meta >> 29 & 0x3) }
 func (r *record) setState(s State) { r.meta = r.meta&^(metaStateMask<<24) | uint32(s)<<24 }
 
-func packMeta(proto uint8, flags uint16, s State, m Method) uint32 {
-	return uint32(proto) | uint32(flags)<<8 | uint32(s)<<24 | uint32(m)<<29 | metaUsed
+func packMeta(proto uint8, flags uint16, s State, m Method, v4 bool) uint32 {
+	v := uint32(0)
+	if v4 {
+		v = metaV4
+	}
+	return uint32(proto) | uint32(flags)<<8 | uint32(s)<<24 | uint32(m)<<29 | v
 }
 
-func (r *record) matches(dir Dir, k *Key) bool {
-	if r.proto() != k.Proto {
+// is4 reports whether a is IPv4-mapped (::ffff:a.b.c.d).
+func is4(a *[16]byte) bool {
+	return binary.LittleEndian.Uint64(a[0:8]) == 0 && binary.LittleEndian.Uint32(a[8:12]) == 0xffff0000
+}
+
+// w32 is the 32-bit word at a[i:i+4].
+func w32(a []byte, i int) uint32 { return binary.LittleEndian.Uint32(a[i:]) }
+
+// hi4 is the high half, as le64 reads it, of the IPv4-mapped address of the IPv4
+// address whose w32 is w; the low half is 0.
+func hi4(w uint32) uint64 { return 0xffff0000 | uint64(w)<<32 }
+
+// eq4 reports whether a is the IPv4-mapped address of w (w32 of an IPv4 address).
+func eq4(a *[16]byte, w uint32) bool {
+	return binary.LittleEndian.Uint64(a[0:8]) == 0 && binary.LittleEndian.Uint64(a[8:16]) == hi4(w)
+}
+
+// put4 makes *a the IPv4-mapped address of the IPv4 address w (w32 of its
+// 4 bytes), with two 8-byte stores (byte-wise stores followed by 16-byte
+// loads of the address would stall store-to-load forwarding).
+func put4(a *[16]byte, w uint32) {
+	binary.LittleEndian.PutUint64(a[0:8], 0)
+	binary.LittleEndian.PutUint64(a[8:16], hi4(w))
+}
+
+// matches reports whether entry ref (record r, cold part c) has key k in
+// direction dir.
+func (r *record) matches(c *coldRec, dir Dir, k *Key) bool {
+	m := r.meta
+	if uint8(m) != k.Proto {
 		return false
 	}
 	if dir == DirOrig {
-		return r.oSport == k.SrcPort && r.oDport == k.DstPort && r.oSrc == k.Src && r.oDst == k.Dst
+		if r.oSport != k.SrcPort || r.oDport != k.DstPort {
+			return false
+		}
+		if m&metaV4 != 0 {
+			return eq4(&k.Src, w32(r.a[:], 0)) && eq4(&k.Dst, w32(r.a[:], 4))
+		}
+		return [16]byte(r.a[0:16]) == k.Src && [16]byte(r.a[16:32]) == k.Dst
 	}
-	return r.rSport == k.SrcPort && r.rDport == k.DstPort && r.rSrc == k.Src && r.rDst == k.Dst
+	if r.rSport != k.SrcPort || r.rDport != k.DstPort {
+		return false
+	}
+	if m&metaV4 != 0 {
+		return eq4(&k.Src, w32(r.a[:], 8)) && eq4(&k.Dst, w32(r.a[:], 12))
+	}
+	return c.rSrc == k.Src && c.rDst == k.Dst
 }
 
-func (r *record) copyOut(out *Entry) {
-	p := r.proto()
-	o := &out.Orig
-	o.Src, o.Dst, o.SrcPort, o.DstPort, o.Proto = r.oSrc, r.oDst, r.oSport, r.oDport, p
-	rp := &out.Reply
-	if r.method().twoWay() {
-		rp.Src, rp.Dst, rp.SrcPort, rp.DstPort, rp.Proto = r.rSrc, r.rDst, r.rSport, r.rDport, p
+// origKey is the entry's original key.
+func (r *record) origKey(k *Key) {
+	if r.v4() {
+		put4(&k.Src, w32(r.a[:], 0))
+		put4(&k.Dst, w32(r.a[:], 4))
+	} else {
+		k.Src, k.Dst = [16]byte(r.a[0:16]), [16]byte(r.a[16:32])
+	}
+	k.SrcPort, k.DstPort, k.Proto = r.oSport, r.oDport, r.proto()
+}
+
+// replyKey is the entry's reply key (NAT and FULLNAT only).
+func (r *record) replyKey(c *coldRec, k *Key) {
+	if r.v4() {
+		put4(&k.Src, w32(r.a[:], 8))
+		put4(&k.Dst, w32(r.a[:], 12))
+	} else {
+		k.Src, k.Dst = c.rSrc, c.rDst
+	}
+	k.SrcPort, k.DstPort, k.Proto = r.rSport, r.rDport, r.proto()
+}
+
+// set stores connection e's keys, destination, service and meta (in state st)
+// in r and, for a v6-form NAT or FULLNAT entry, c.
+func (r *record) set(c *coldRec, e *Entry, st State) {
+	o, p := &e.Orig, &e.Reply
+	twoWay := e.Method.twoWay()
+	v4 := is4(&o.Src) && is4(&o.Dst) && (!twoWay || is4(&p.Src) && is4(&p.Dst))
+	r.a = [32]byte{}
+	switch {
+	case v4:
+		copy(r.a[0:4], o.Src[12:])
+		copy(r.a[4:8], o.Dst[12:])
+		if twoWay {
+			copy(r.a[8:12], p.Src[12:])
+			copy(r.a[12:16], p.Dst[12:])
+		}
+	default:
+		copy(r.a[0:16], o.Src[:])
+		copy(r.a[16:32], o.Dst[:])
+		if twoWay {
+			c.rSrc, c.rDst = p.Src, p.Dst
+		}
+	}
+	r.oSport, r.oDport = o.SrcPort, o.DstPort
+	if twoWay {
+		r.rSport, r.rDport = p.SrcPort, p.DstPort
+	} else {
+		r.rSport, r.rDport = 0, 0
+	}
+	r.dest = e.Dest
+	r.service = e.Service
+	r.meta = packMeta(o.Proto, e.Flags, st, e.Method, v4)
+}
+
+func (r *record) copyOut(c *coldRec, out *Entry) {
+	m := r.meta
+	p := uint8(m)
+	method := Method(m >> 29 & 0x3)
+	twoWay := method.twoWay()
+	o, rp := &out.Orig, &out.Reply
+	if m&metaV4 != 0 {
+		put4(&o.Src, w32(r.a[:], 0))
+		put4(&o.Dst, w32(r.a[:], 4))
+		if twoWay {
+			put4(&rp.Src, w32(r.a[:], 8))
+			put4(&rp.Dst, w32(r.a[:], 12))
+		}
+	} else {
+		o.Src, o.Dst = [16]byte(r.a[0:16]), [16]byte(r.a[16:32])
+		if twoWay {
+			rp.Src, rp.Dst = c.rSrc, c.rDst
+		}
+	}
+	o.SrcPort, o.DstPort, o.Proto = r.oSport, r.oDport, p
+	if twoWay {
+		rp.SrcPort, rp.DstPort, rp.Proto = r.rSport, r.rDport, p
 	} else {
 		*rp = Key{}
 	}
 	out.Dest = r.dest
 	out.Service = r.service
-	out.Method = r.method()
-	out.State = r.state()
-	out.Flags = r.flags()
+	out.Method = method
+	out.State = State(m >> 24 & metaStateMask)
+	out.Flags = uint16(m >> 8)
 	out.Sync = false
 }
 
@@ -274,6 +406,10 @@ type shard struct {
 	// this cache line.
 	syncp unsafe.Pointer
 
+	// cold is the cold part of each record, by the record's ref (see
+	// coldRec): read only for v6-form NAT and FULLNAT entries.
+	cold []coldRec
+
 	hwm        uint32       // records [0, hwm) have been handed out at least once
 	free       uint32       // free list head (through record.next)
 	head, tail uint32       // non-ESTABLISHED list, oldest at head
@@ -287,6 +423,16 @@ type shard struct {
 	sync []syncSlot
 
 	inserts, exists, full, evicted, expired, reused, removed, applied uint64
+}
+
+// coldOf is the cold part of record ref when it is in v6 form, else nil (a v4-form
+// record never reads it): lookups of IPv4 connections do not touch the cold
+// array, nor the slice header in the shard's second cache line.
+func (sh *shard) coldOf(ref uint32) *coldRec {
+	if sh.recs[ref].v4() {
+		return nil
+	}
+	return &sh.cold[ref]
 }
 
 // paddedShard keeps shards on separate cache lines.
@@ -331,6 +477,7 @@ type Table struct {
 
 	walkMu    sync.Mutex
 	walkBuf   []record
+	walkCold  []coldRec
 	walkEntry Entry
 
 	closeMu sync.Mutex
@@ -407,6 +554,7 @@ func New(cfg Config) (*Table, error) {
 		sloppy:    cfg.SloppyTCP,
 		reuseMode: cfg.ConnReuseMode,
 		walkBuf:   make([]record, maxPer),
+		walkCold:  make([]coldRec, maxPer),
 	}
 	if cfg.SecureTCP {
 		t.tables = &secureTables
@@ -430,7 +578,7 @@ func New(cfg Config) (*Table, error) {
 	for i := range t.shards {
 		n := shardEntries(per, extra, i)
 		size += (n*int(unsafe.Sizeof(record{}))+63)&^63 + (shardSlots(n)*4+63)&^63 +
-			(n*int(unsafe.Sizeof(syncSlot{}))+63)&^63
+			(n*int(unsafe.Sizeof(coldRec{}))+63)&^63 + (n*int(unsafe.Sizeof(syncSlot{}))+63)&^63
 	}
 	t.mem = newArena(size, cfg.BasePages && !cfg.Prefault)
 	if cfg.Prefault {
@@ -447,8 +595,13 @@ func New(cfg Config) (*Table, error) {
 		sh := &t.shards[i].shard
 		sh.idx = carve[uint32](&rest, shardSlots(len(sh.recs)))
 	}
-	// The sync slots come last: a director that is not a sync master or backup never
-	// touches them.
+	// The cold parts and the sync slots come last: a director without IPv6 NAT
+	// connections never touches the first, one that is not a sync master or backup
+	// never touches the second.
+	for i := range t.shards {
+		sh := &t.shards[i].shard
+		sh.cold = carve[coldRec](&rest, len(sh.recs))
+	}
 	for i := range t.shards {
 		sh := &t.shards[i].shard
 		sh.sync = carve[syncSlot](&rest, len(sh.recs))
@@ -494,7 +647,7 @@ func (t *Table) Close() error {
 	for i := range t.shards {
 		sh := &t.shards[i].shard
 		sh.mu.Lock()
-		sh.recs = nil
+		sh.recs, sh.cold = nil, nil
 		sh.sync, sh.syncp = nil, nil
 		sh.syncUsed = false
 		sh.idx = closedIdx[k : k+1]
@@ -732,7 +885,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 		case dir == DirOrig && isNewConn(k.Proto, tcpFlags) &&
 			t.reuseMode != ConnReuseOff && newConnExpected(r.state(), r.method(), t.reuseMode):
 			if out != nil {
-				r.copyOut(out)
+				r.copyOut(sh.coldOf(ref), out)
 			}
 			t.release(sh, ref)
 			sh.reused++
@@ -740,7 +893,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 		default:
 			to := t.advance(sh, ref, dir, tcpFlags, now32)
 			if out != nil {
-				r.copyOut(out)
+				r.copyOut(sh.coldOf(ref), out)
 			}
 			if sp != nil {
 				s := t.syncPacket(sh, ref, sp, to, now32)
@@ -773,7 +926,7 @@ func (t *Table) Get(dir Dir, k *Key, now int64, out *Entry) bool {
 	ref := t.find(sh, h, dir, k)
 	ok = ref != noIdx && !timedOut(&sh.recs[ref], msOf(now))
 	if ok {
-		sh.recs[ref].copyOut(out)
+		sh.recs[ref].copyOut(sh.coldOf(ref), out)
 	}
 	sh.mu.Unlock()
 	return ok
@@ -922,19 +1075,9 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 // record, its keys in the index (ho, hr: their hashes), the eviction list,
 // the destination's counts and the shard's count.
 func (t *Table) create(sh *shard, ref uint32, e *Entry, st State, ho, hr uint64, expires uint32) {
-	o := &e.Orig
 	twoWay := e.Method.twoWay()
 	r := &sh.recs[ref]
-	r.oSrc, r.oDst, r.oSport, r.oDport = o.Src, o.Dst, o.SrcPort, o.DstPort
-	if twoWay {
-		p := &e.Reply
-		r.rSrc, r.rDst, r.rSport, r.rDport = p.Src, p.Dst, p.SrcPort, p.DstPort
-	} else {
-		r.rSrc, r.rDst, r.rSport, r.rDport = [16]byte{}, [16]byte{}, 0, 0
-	}
-	r.dest = e.Dest
-	r.service = e.Service
-	r.meta = packMeta(o.Proto, e.Flags, st, e.Method)
+	r.set(&sh.cold[ref], e, st)
 	r.expires = expires
 	t.place(sh, ho, ref<<1|uint32(DirOrig))
 	if twoWay {
@@ -1019,10 +1162,9 @@ func (t *Table) alloc(sh *shard, now32 uint32) uint32 {
 // counts, and puts it on the free list.
 func (t *Table) release(sh *shard, ref uint32) {
 	r := &sh.recs[ref]
-	p := r.proto()
-	t.unplace(sh, hashParts(&t.seed, &r.oSrc, &r.oDst, r.oSport, r.oDport, p), ref<<1|uint32(DirOrig))
+	t.unplace(sh, t.refHash(sh, ref<<1|uint32(DirOrig)), ref<<1|uint32(DirOrig))
 	if r.method().twoWay() {
-		t.unplace(sh, hashParts(&t.seed, &r.rSrc, &r.rDst, r.rSport, r.rDport, p), ref<<1|uint32(DirReply))
+		t.unplace(sh, t.refHash(sh, ref<<1|uint32(DirReply)), ref<<1|uint32(DirReply))
 	}
 	if !r.state().established() {
 		sh.listRemove(ref)
@@ -1083,7 +1225,7 @@ func (t *Table) findPF(sh *shard, h uint64, dir Dir, k *Key, pfSync bool) uint32
 				a := uintptr(unsafe.Pointer(sh.slot(ref >> 1)))
 				prefetchLines(&a, 1)
 			}
-			if ref&1 == uint32(dir) && sh.recs[ref>>1].matches(dir, k) {
+			if ref&1 == uint32(dir) && sh.recs[ref>>1].matches(sh.coldOf(ref>>1), dir, k) {
 				return ref >> 1
 			}
 		}
@@ -1170,10 +1312,13 @@ func (t *Table) unplace(sh *shard, h uint64, ref uint32) {
 // refHash recomputes the hash of the key an index ref points to.
 func (t *Table) refHash(sh *shard, ref uint32) uint64 {
 	r := &sh.recs[ref>>1]
+	var k Key
 	if ref&1 == uint32(DirOrig) {
-		return hashParts(&t.seed, &r.oSrc, &r.oDst, r.oSport, r.oDport, r.proto())
+		r.origKey(&k)
+	} else {
+		r.replyKey(&sh.cold[ref>>1], &k)
 	}
-	return hashParts(&t.seed, &r.rSrc, &r.rDst, r.rSport, r.rDport, r.proto())
+	return hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
 }
 
 // prefetchInsert prefetches an insert's original key's home slot (at
@@ -1196,9 +1341,8 @@ func (sh *shard) prefetchInsert(home uintptr) {
 	}
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs)))
 	if ref < nrec {
-		p := base + uintptr(ref)*unsafe.Sizeof(record{})
-		a[n], a[n+1] = p, p+unsafe.Sizeof(record{})-1
-		n += 2
+		a[n] = base + uintptr(ref)*unsafe.Sizeof(record{})
+		n++
 	}
 	if tail := peek32(&sh.tail); tail < nrec {
 		a[n] = base + uintptr(tail)*unsafe.Sizeof(record{}) + unsafe.Offsetof(record{}.next)
