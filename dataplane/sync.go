@@ -139,13 +139,12 @@ func (d *Dataplane) SyncStats() SyncStats {
 	return s
 }
 
-// syncConn queues the connection in w.entry (just looked up or inserted, of service svc
+// syncConn queues connection e (just looked up or inserted, of service svc
 // and real server rs) for the sync daemon when the table says a master sends it now, and
 // with it the client's persistence template when the service is persistent. The kernel
 // (ip_vs_sync_conn) also sends a template on every packet of the connections it controls
 // unless sync_refresh_period is set; xlvs sends it with its connection only.
-func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
-	e := &w.entry
+func (w *worker) syncConn(e *conntrack.Entry, svc *Service, rs *destRef, now int64) {
 	if !e.Sync {
 		return
 	}
