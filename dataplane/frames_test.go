@@ -211,11 +211,12 @@ func checkFakes(t *testing.T, fakes ...*xsk.Fake) {
 	}
 }
 
-// TestPanicReturnsFrames: a panic in the middle of a batch (the test hook panicAt) is
-// recovered by worker.loop, counted, and leaks no frame: the packets handed on before it
-// leave, the ones dropped before it stay counted, the rest are released, and once the
-// TX batches are flushed every frame is in exactly one place. Two-armed NAT (frames
-// copied into the other socket's UMEM) and one-armed DR (sent in place).
+// TestPanicReturnsFrames: a panic in the middle of a batch (the test hook panicAt, in
+// either pass) is recovered by worker.loop, counted, and leaks no frame: the packets
+// handed on before it leave, the ones dropped before it stay counted, the rest are
+// released, and once the TX batches are flushed every frame is in exactly one place.
+// Two-armed NAT (frames copied into the other socket's UMEM) and one-armed DR (sent in
+// place).
 func TestPanicReturnsFrames(t *testing.T) {
 	const n = 8
 	type setup struct {
@@ -261,15 +262,23 @@ func TestPanicReturnsFrames(t *testing.T) {
 		name string
 		f    func(*testing.T) *setup
 	}{{"NAT copied", nat}, {"DR in place", dr}} {
-		for _, at := range []int{1, 4, n} {
-			t.Run(mk.name+"/before packet "+string(rune('0'+at-1)), func(t *testing.T) {
+		for _, c := range []struct {
+			at    int
+			first bool // in the first pass (parse, classify), else the second (forward)
+		}{{1, false}, {4, false}, {n, false}, {1, true}, {4, true}, {n, true}} {
+			pass := "forwarding"
+			if c.first {
+				pass = "classifying"
+			}
+			at := c.at
+			t.Run(mk.name+"/before "+pass+" packet "+string(rune('0'+at-1)), func(t *testing.T) {
 				s := mk.f(t)
 				for _, f := range s.frames {
 					if !s.in.Inject(f) {
 						t.Fatal("inject refused")
 					}
 				}
-				s.w.panicAt = at
+				s.w.panicAt, s.w.panicFirst = at, c.first
 				// Bounded: without the panic, loop would run until ctx ends.
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
@@ -289,9 +298,11 @@ func TestPanicReturnsFrames(t *testing.T) {
 				wantSent, wantDropped := 0, uint64(0)
 				for i := 0; i < n; i++ {
 					switch {
+					case c.first && i >= at-1:
+						// not classified: released by the recover path, uncounted
 					case !s.fwd[i]:
 						wantDropped++ // dropped by the first pass, before the panic
-					case i < at-1:
+					case !c.first && i < at-1:
 						wantSent++
 					}
 				}

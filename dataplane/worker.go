@@ -88,8 +88,10 @@ type worker struct {
 	batchN     int
 	classified int
 	// panicAt, when > 0, panics before the second pass forwards packet panicAt-1 of a
-	// batch: set only by tests, to check that a recovered panic leaks no frame.
-	panicAt int
+	// batch (panicFirst: before the first pass classifies it): set only by tests, to
+	// check that a recovered panic leaks no frame.
+	panicAt    int
+	panicFirst bool
 	// the service of the batch's last packet that was for one (snapshot of the batch)
 	lastSvc struct {
 		addr  [16]byte
@@ -198,9 +200,11 @@ func panicText(r any) *string {
 func (w *worker) reclaim() {
 	if in := w.batchIn; in != nil {
 		for i := 0; i < w.batchN; i++ {
-			if i >= w.classified {
-				in.sock.Free(w.rx[i].Addr) // received, not yet looked at
-			} else if p := &w.pkts[i]; p.owned {
+			p := &w.pkts[i]
+			if i >= w.classified { // received, not yet looked at
+				p.in, p.d, p.owned = in, w.rx[i], true
+			}
+			if p.owned {
 				w.release(p)
 			}
 		}
@@ -278,7 +282,9 @@ func (w *worker) flush(p *port) {
 			reason = DropTxError
 		}
 		for _, d := range p.tx[n:p.txN] {
-			p.sock.Free(d.Addr) // frames of the TX batch, no packet's any more
+			// Frames of the TX batch, no packet's any more: the one other place frames
+			// are freed.
+			p.sock.Free(d.Addr)
 		}
 		w.st.drops[reason].add(uint64(p.txN - n))
 	} else if err != nil && errors.Is(err, xsk.ErrLinkDown) {
@@ -358,6 +364,9 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	w.lastSvc.ok = false
 	w.syncOn = w.dp.syncMaster.Load()
 	for i := 0; i < n; i++ {
+		if w.panicAt > 0 && w.panicFirst && i == w.panicAt-1 {
+			panic("dataplane: test panic mid-batch")
+		}
 		p := &w.pkts[i]
 		p.in, p.d, p.owned = in, w.rx[i], true
 		p.snap, p.fib, p.now = snap, fib, now
@@ -384,7 +393,7 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	w.made = [4]uint64{}
 	for i := 0; i < n; i++ {
 		p := &w.pkts[i]
-		if w.panicAt > 0 && i == w.panicAt-1 {
+		if w.panicAt > 0 && !w.panicFirst && i == w.panicAt-1 {
 			panic("dataplane: test panic mid-batch")
 		}
 		switch p.kind {
