@@ -304,11 +304,13 @@ const (
 
 // pktDesc is one packet, from the batch's first pass to its exit (katran's
 // packet_description): everything the worker knows about it lives here, and each
-// stage takes a *pktDesc. A packet leaves by exactly one exit: drop (counted, frame
-// freed), transmit (frame queued on a TX batch, in place or copied into the egress
-// socket's UMEM), hold (frame kept until its next hop resolves, then transmit or
-// drop), or release for a frame answered in place by nothing (the ICMP rate limit).
-// owned is true from receipt until that exit: what reclaim frees after a panic.
+// stage takes a *pktDesc. A packet leaves by exactly one of two exits: drop (reason
+// counted, frame released) or transmit (frame onto a port's TX batch: in place, or
+// copied into the egress socket's UMEM and released); hold parks it until its next hop
+// resolves, then one of the two. The only release without a drop reason is that of a
+// packet counted already (no_dest) whose ICMP answer the rate limit refuses. owned is
+// true from receipt until the exit: what reclaim frees after a panic. The batch's
+// entries keep their snap and fib until overwritten by a later batch.
 type pktDesc struct {
 	in    *port    // the ingress port: the frame belongs to its UMEM
 	d     xsk.Desc // the frame; moves back when a header is prepended (tunnel, icmpError)
