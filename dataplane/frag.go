@@ -109,12 +109,13 @@ func fragKeyOf(info *packet.Info) fragKey {
 	return fragKey{src: info.Src, dst: info.Dst, id: info.FragID, proto: info.Proto}
 }
 
-// noteFrag records, for first fragment p (not yet rewritten), what its later fragments
-// get.
-func (w *worker) noteFrag(p *pktDesc, action fragAction, addr, to [16]byte, svc, dest uint32) {
+// noteFrag records, for first fragment p (not yet rewritten) of connection p.entry(),
+// what its later fragments get.
+func (w *worker) noteFrag(p *pktDesc, action fragAction, addr, to [16]byte) {
 	k := fragKeyOf(&p.info)
 	e := w.frags.put(&k, p.now)
-	e.action, e.addr, e.to, e.svc, e.dest = action, addr, to, svc, dest
+	c := p.entry()
+	e.action, e.addr, e.to, e.svc, e.dest = action, addr, to, c.Service, c.Dest
 	w.st.fragNoted.add(1)
 }
 

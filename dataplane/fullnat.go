@@ -177,7 +177,7 @@ func (w *worker) fullnatRequest(p *pktDesc) {
 	}
 	w.countFlow(p, e.Service, e.Dest, true)
 	if info.Frag {
-		w.noteFrag(p, fragFullNATIn, e.Reply.Dst, e.Reply.Src, e.Service, e.Dest)
+		w.noteFrag(p, fragFullNATIn, e.Reply.Dst, e.Reply.Src)
 	}
 	packet.RewriteFullNAT(p.frame, info, e.Reply.Dst, e.Reply.DstPort, e.Reply.Src, e.Reply.SrcPort)
 	w.output(p, e.Reply.Src)
@@ -197,7 +197,7 @@ func (w *worker) fullnatReply(p *pktDesc) {
 	}
 	w.countFlow(p, e.Service, e.Dest, false)
 	if info.Frag {
-		w.noteFrag(p, fragFullNATOut, e.Orig.Dst, e.Orig.Src, e.Service, e.Dest)
+		w.noteFrag(p, fragFullNATOut, e.Orig.Dst, e.Orig.Src)
 	}
 	packet.RewriteFullNAT(p.frame, info, e.Orig.Dst, e.Orig.DstPort, e.Orig.Src, e.Orig.SrcPort)
 	w.output(p, e.Orig.Src)

@@ -559,7 +559,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		}
 		w.countFlow(p, e.Service, e.Dest, true)
 		if info.Frag {
-			w.noteFrag(p, fragNATDst, e.Reply.Src, e.Reply.Src, e.Service, e.Dest)
+			w.noteFrag(p, fragNATDst, e.Reply.Src, e.Reply.Src)
 		}
 		// NAT: the destination becomes the real server, which is the reply key's source.
 		packet.RewriteDst(p.frame, info, e.Reply.Src, e.Reply.SrcPort)
@@ -577,7 +577,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		}
 		w.countFlow(p, e.Service, e.Dest, true)
 		if info.Frag {
-			w.noteFrag(p, fragDR, rs.Addr, rs.Addr, e.Service, e.Dest)
+			w.noteFrag(p, fragDR, rs.Addr, rs.Addr)
 		}
 		w.output(p, rs.Addr)
 	case conntrack.MethodTUN:
@@ -588,7 +588,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		}
 		w.countFlow(p, e.Service, e.Dest, true)
 		if info.Frag {
-			w.noteFrag(p, fragTUN, rs.Addr, rs.Addr, e.Service, e.Dest)
+			w.noteFrag(p, fragTUN, rs.Addr, rs.Addr)
 		}
 		w.tunnel(p, rs.Addr)
 	default:
@@ -845,7 +845,7 @@ func (w *worker) reply(p *pktDesc) {
 	}
 	w.countFlow(p, e.Service, e.Dest, false)
 	if info.Frag {
-		w.noteFrag(p, fragNATSrc, e.Orig.Dst, e.Orig.Src, e.Service, e.Dest)
+		w.noteFrag(p, fragNATSrc, e.Orig.Dst, e.Orig.Src)
 	}
 	// The source becomes the virtual service the client talked to.
 	packet.RewriteSrc(p.frame, info, e.Orig.Dst, e.Orig.DstPort)
