@@ -62,6 +62,18 @@
 // addresses. Failures are counted: no_laddr (no local address), no_lport (no free port;
 // also the local address's conflict counter, LaddrConflicts).
 //
+// A packet is a pktDesc (worker.go): the ingress port, descriptor and frame bytes, the
+// parse, its connection lookup and entry, and the batch's snapshot, FIB and clock, in
+// the worker's per-batch array and passed by pointer from stage to stage (katran's
+// packet_description); the worker keeps no per-packet data in its own fields. A packet
+// leaves by one of two exits: drop(pkt, reason), which counts the reason and releases
+// the frame, or transmit, which puts the frame on the egress port's TX batch (in place
+// on the ingress port, else copied into the egress socket's UMEM and released); hold
+// keeps it until its next hop resolves, then one of the two. No other code frees a
+// packet's frame, so the worker knows which frames it owns: a panic recovered in
+// worker.loop returns them (reclaim) and counts the panic; those packets are counted by
+// the panic, not by a drop reason.
+//
 // A receive batch is handled in two passes (worker.go, handleBatch): parse and classify
 // every frame, look all their connections up with one conntrack.Table.LookupBatch (one
 // shard lock per run of a shard's packets; overlapped cache misses on large tables) and

@@ -187,17 +187,21 @@ func (s *socketFunc) Receive(d []xsk.Desc) int {
 	return s.Fake.Receive(d)
 }
 
-func TestDropPaths(t *testing.T) {
+// dropCase is one way to make the worker drop a packet for reason want.
+type dropCase struct {
+	name   string
+	opts   dropOpts
+	before func(t *testing.T, r *dropRig) // traffic before the packet under test
+	frames func(t *testing.T) [][]byte    // injected on ext0
+	want   Drop
+	n      uint64 // drops expected (default 1)
+	sent   int    // frames sent back (an ICMP error)
+}
+
+// dropCases are TestDropPaths's cases (TestFrameAccounting reuses them).
+func dropCases() []dropCase {
 	rs6 := netip.MustParseAddr("2001:db8::11")
-	for _, tc := range []struct {
-		name   string
-		opts   dropOpts
-		before func(t *testing.T, r *dropRig) // traffic before the packet under test
-		frames func(t *testing.T) [][]byte    // injected on ext0
-		want   Drop
-		n      uint64 // drops expected (default 1)
-		sent   int    // frames sent back (an ICMP error)
-	}{
+	return []dropCase{
 		{name: "truncated Ethernet header", frames: raw(make([]byte, 10)), want: DropMalformed},
 		{name: "truncated IPv4 header", frames: raw([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 8, 0, 0x45}), want: DropMalformed},
 		{name: "IPv4 header length under 20", frames: func(*testing.T) [][]byte {
@@ -279,7 +283,11 @@ func TestDropPaths(t *testing.T) {
 				return s
 			},
 		}, frames: one(udpReq), want: DropNoHeadroom},
-	} {
+	}
+}
+
+func TestDropPaths(t *testing.T) {
+	for _, tc := range dropCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newDropRig(t, tc.opts)
 			if tc.before != nil {

@@ -585,12 +585,11 @@ func (d *Dataplane) FastPathStats() (s FastPathStats, ok bool) {
 
 // The worker's side: offers, made while forwarding. None allocates.
 
-// fastRequest offers the connection in w.entry, whose client packet (described by
-// w.info) the worker forwards to real server rs, when it is established; found tells
+// fastRequest offers connection e, whose client packet p the worker forwards to real server rs, when it is established; found tells
 // whether the packet found the connection (it did not create it). A TCP FIN or RST that
 // took the connection out of ESTABLISHED asks for its removal.
-func (w *worker) fastRequest(e *conntrack.Entry, rs [16]byte, found bool, fib *FIB, now int64) {
-	info := &w.info
+func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs [16]byte, found bool) {
+	info := &p.info
 	switch info.Proto {
 	case packet.ProtoTCP:
 		if e.State != conntrack.StateEstablished {
@@ -610,23 +609,22 @@ func (w *worker) fastRequest(e *conntrack.Entry, rs [16]byte, found bool, fib *F
 	}
 	switch e.Method {
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
-		w.fastOffer(e, rs, fib, now, true)
+		w.fastOffer(p, e, rs, true)
 	case conntrack.MethodDR:
-		w.fastOffer(e, rs, fib, now, false)
+		w.fastOffer(p, e, rs, false)
 	}
 }
 
-// fastReply offers the NAT or FULLNAT connection in w.entry, whose real server's packet the worker
+// fastReply offers NAT or FULLNAT connection e, whose real server's packet p the worker
 // forwards, when it is established (UDP: now, it has a packet each way).
-func (w *worker) fastReply(fib *FIB, now int64) {
-	e := &w.entry
+func (w *worker) fastReply(p *pktDesc, e *conntrack.Entry) {
 	if e.Method != conntrack.MethodNAT && e.Method != conntrack.MethodFullNAT {
 		return
 	}
-	switch w.info.Proto {
+	switch p.info.Proto {
 	case packet.ProtoTCP:
 		if e.State != conntrack.StateEstablished {
-			if w.info.TCPFlags&(packet.TCPFlagFIN|packet.TCPFlagRST) != 0 {
+			if p.info.TCPFlags&(packet.TCPFlagFIN|packet.TCPFlagRST) != 0 {
 				w.fastRemove(e)
 			}
 			return
@@ -635,7 +633,7 @@ func (w *worker) fastReply(fib *FIB, now int64) {
 	default:
 		return
 	}
-	w.fastOffer(e, e.Reply.Src, fib, now, true)
+	w.fastOffer(p, e, e.Reply.Src, true)
 }
 
 // fastOffer queues the installation of connection e: its client → real server direction
@@ -643,8 +641,9 @@ func (w *worker) fastReply(fib *FIB, now int64) {
 // with a VLAN tag (the program leaves those to the sockets), for a next hop the FIB does
 // not resolve yet, when e was offered less than fastOfferEvery ago, or while this
 // director is a sync master (which counts every client packet to resend connections).
-func (w *worker) fastOffer(e *conntrack.Entry, rs [16]byte, fib *FIB, now int64, both bool) {
-	if w.info.L3Off != packet.EthernetHeaderLen || w.syncOn {
+func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both bool) {
+	fib, now := p.fib, p.now
+	if p.info.L3Off != packet.EthernetHeaderLen || w.syncOn {
 		return
 	}
 	o := &w.fp.offers[offerSlot(&e.Orig)]

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"xlvs/dataplane/packet"
-	"xlvs/dataplane/xsk"
 )
 
 // Fragments. A first fragment carries the ports: it is looked up and scheduled like any
@@ -110,55 +109,56 @@ func fragKeyOf(info *packet.Info) fragKey {
 	return fragKey{src: info.Src, dst: info.Dst, id: info.FragID, proto: info.Proto}
 }
 
-// noteFrag records, for the first fragment in w.info (not yet rewritten), what its later
-// fragments get.
-func (w *worker) noteFrag(now int64, action fragAction, addr, to [16]byte, svc, dest uint32) {
-	k := fragKeyOf(&w.info)
-	e := w.frags.put(&k, now)
-	e.action, e.addr, e.to, e.svc, e.dest = action, addr, to, svc, dest
+// noteFrag records, for first fragment p (not yet rewritten) of connection p.entry(),
+// what its later fragments get.
+func (w *worker) noteFrag(p *pktDesc, action fragAction, addr, to [16]byte) {
+	k := fragKeyOf(&p.info)
+	e := w.frags.put(&k, p.now)
+	c := p.entry()
+	e.action, e.addr, e.to, e.svc, e.dest = action, addr, to, c.Service, c.Dest
 	w.st.fragNoted.add(1)
 }
 
-// fragment forwards a later fragment the way its datagram's first fragment went.
-func (w *worker) fragment(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
-	info := &w.info
+// fragment forwards p, a later fragment, the way its datagram's first fragment went.
+func (w *worker) fragment(p *pktDesc) {
+	info := &p.info
 	k := fragKeyOf(info)
-	fe := w.frags.lookup(&k, now)
+	fe := w.frags.lookup(&k, p.now)
 	if fe == nil {
-		w.drop(in, d, DropFragment)
+		w.drop(p, DropFragment)
 		return
 	}
 	w.st.fragments.add(1)
 	switch fe.action {
 	case fragNATDst, fragNATSrc:
-		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTLExpired)
+		if !packet.DecrementTTL(p.frame, info) {
+			w.drop(p, DropTTLExpired)
 			return
 		}
 		if fe.action == fragNATDst {
-			packet.RewriteDstAddr(frame, info, fe.addr)
-			w.countFlow(fe.svc, fe.dest, true)
+			packet.RewriteDstAddr(p.frame, info, fe.addr)
+			w.countFlow(p, fe.svc, fe.dest, true)
 		} else {
-			packet.RewriteSrcAddr(frame, info, fe.addr)
-			w.countFlow(fe.svc, fe.dest, false)
+			packet.RewriteSrcAddr(p.frame, info, fe.addr)
+			w.countFlow(p, fe.svc, fe.dest, false)
 		}
-		w.output(in, d, frame, fib, fe.to)
+		w.output(p, fe.to)
 	case fragFullNATIn, fragFullNATOut:
-		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTLExpired)
+		if !packet.DecrementTTL(p.frame, info) {
+			w.drop(p, DropTTLExpired)
 			return
 		}
-		packet.RewriteSrcAddr(frame, info, fe.addr)
-		packet.RewriteDstAddr(frame, info, fe.to)
-		w.countFlow(fe.svc, fe.dest, fe.action == fragFullNATIn)
-		w.output(in, d, frame, fib, fe.to)
+		packet.RewriteSrcAddr(p.frame, info, fe.addr)
+		packet.RewriteDstAddr(p.frame, info, fe.to)
+		w.countFlow(p, fe.svc, fe.dest, fe.action == fragFullNATIn)
+		w.output(p, fe.to)
 	case fragDR:
-		w.countFlow(fe.svc, fe.dest, true)
-		w.output(in, d, frame, fib, fe.addr)
+		w.countFlow(p, fe.svc, fe.dest, true)
+		w.output(p, fe.addr)
 	case fragTUN:
-		w.countFlow(fe.svc, fe.dest, true)
-		w.tunnel(in, d, fib, fe.addr)
+		w.countFlow(p, fe.svc, fe.dest, true)
+		w.tunnel(p, fe.addr)
 	default:
-		w.drop(in, d, DropBadMethod)
+		w.drop(p, DropBadMethod)
 	}
 }

@@ -5,7 +5,6 @@ import (
 
 	"xlvs/conntrack"
 	"xlvs/dataplane/packet"
-	"xlvs/dataplane/xsk"
 )
 
 // FULLNAT (DPVS / Taobao LVS's full NAT). A client's packet to VIP:vport leaves towards
@@ -96,17 +95,17 @@ func (w *worker) random() uint64 {
 	return x
 }
 
-// insertFullNAT inserts w.entry (Orig and Reply.Src/SrcPort filled: the client's key and
+// insertFullNAT inserts p.entry() (Orig and Reply.Src/SrcPort filled: the client's key and
 // the real server) with a local endpoint allocated as the comment at the top of this
 // file says, and leaves it in Reply.Dst/DstPort. It returns nil on success,
 // conntrack.ErrExists when the connection itself exists already (another worker
 // created it: look it up), errNoLaddr, errNoLport, or another error of Insert.
-func (w *worker) insertFullNAT(svc *Service, now int64) error {
+func (w *worker) insertFullNAT(p *pktDesc, svc *Service) error {
 	n := len(svc.Laddrs)
 	if n == 0 {
 		return errNoLaddr
 	}
-	info, e, ct := &w.info, &w.entry, w.dp.ct
+	info, e, ct, now := &p.info, p.entry(), w.dp.ct, p.now
 	shard := ct.ShardOf(info.Src, info.SrcPort)
 	first := int(w.laddrNext % uint32(n))
 	w.laddrNext++
@@ -138,7 +137,7 @@ func (w *worker) insertFullNAT(svc *Service, now int64) error {
 			// key): find out once.
 			if !checked {
 				checked = true
-				if ct.Get(conntrack.DirOrig, &w.key, now, &w.other) {
+				if ct.Get(conntrack.DirOrig, &p.q.Key, now, &w.other) {
 					return conntrack.ErrExists
 				}
 			}
@@ -147,7 +146,7 @@ func (w *worker) insertFullNAT(svc *Service, now int64) error {
 			c.add(1)
 		}
 	}
-	if ct.Get(conntrack.DirOrig, &w.key, now, &w.other) {
+	if ct.Get(conntrack.DirOrig, &p.q.Key, now, &w.other) {
 		return conntrack.ErrExists
 	}
 	return errNoLport
@@ -160,46 +159,46 @@ func (w *worker) laddrCtrs(id uint32) *ctr {
 	return nil
 }
 
-// fullnatRequest forwards a client's packet of FULLNAT connection w.entry to its real
-// server: source LIP:lport, destination RS:rport.
-func (w *worker) fullnatRequest(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
-	info, e := &w.info, &w.entry
+// fullnatRequest forwards p, a client's packet of FULLNAT connection p.entry(), to its
+// real server: source LIP:lport, destination RS:rport.
+func (w *worker) fullnatRequest(p *pktDesc) {
+	info, e := &p.info, p.entry()
 	if packet.IsIPv4Mapped(e.Reply.Dst) != (info.Family == 4) || packet.IsIPv4Mapped(e.Reply.Src) != (info.Family == 4) {
-		w.drop(in, d, DropBadMethod)
+		w.drop(p, DropBadMethod)
 		return
 	}
 	if !packet.SCTPPortsFixable(info, e.Reply.DstPort, e.Reply.SrcPort) {
-		w.drop(in, d, DropSCTPFragment)
+		w.drop(p, DropSCTPFragment)
 		return
 	}
-	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTLExpired)
+	if !packet.DecrementTTL(p.frame, info) {
+		w.drop(p, DropTTLExpired)
 		return
 	}
-	w.countIn(e)
+	w.countFlow(p, e.Service, e.Dest, true)
 	if info.Frag {
-		w.noteFrag(now, fragFullNATIn, e.Reply.Dst, e.Reply.Src, e.Service, e.Dest)
+		w.noteFrag(p, fragFullNATIn, e.Reply.Dst, e.Reply.Src)
 	}
-	packet.RewriteFullNAT(frame, info, e.Reply.Dst, e.Reply.DstPort, e.Reply.Src, e.Reply.SrcPort)
-	w.output(in, d, frame, fib, e.Reply.Src)
+	packet.RewriteFullNAT(p.frame, info, e.Reply.Dst, e.Reply.DstPort, e.Reply.Src, e.Reply.SrcPort)
+	w.output(p, e.Reply.Src)
 }
 
-// fullnatReply forwards a real server's packet of FULLNAT connection w.entry to the
-// client: source VIP:vport, destination client:cport.
-func (w *worker) fullnatReply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64) {
-	info, e := &w.info, &w.entry
+// fullnatReply forwards p, a real server's packet of FULLNAT connection p.entry(), to
+// the client: source VIP:vport, destination client:cport.
+func (w *worker) fullnatReply(p *pktDesc) {
+	info, e := &p.info, p.entry()
 	if !packet.SCTPPortsFixable(info, e.Orig.DstPort, e.Orig.SrcPort) {
-		w.drop(in, d, DropSCTPFragment)
+		w.drop(p, DropSCTPFragment)
 		return
 	}
-	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTLExpired)
+	if !packet.DecrementTTL(p.frame, info) {
+		w.drop(p, DropTTLExpired)
 		return
 	}
-	w.countFlow(e.Service, e.Dest, false)
+	w.countFlow(p, e.Service, e.Dest, false)
 	if info.Frag {
-		w.noteFrag(now, fragFullNATOut, e.Orig.Dst, e.Orig.Src, e.Service, e.Dest)
+		w.noteFrag(p, fragFullNATOut, e.Orig.Dst, e.Orig.Src)
 	}
-	packet.RewriteFullNAT(frame, info, e.Orig.Dst, e.Orig.DstPort, e.Orig.Src, e.Orig.SrcPort)
-	w.output(in, d, frame, fib, e.Orig.Src)
+	packet.RewriteFullNAT(p.frame, info, e.Orig.Dst, e.Orig.DstPort, e.Orig.Src, e.Orig.SrcPort)
+	w.output(p, e.Orig.Src)
 }

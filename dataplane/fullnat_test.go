@@ -463,14 +463,15 @@ func TestFullNATInsertRace(t *testing.T) {
 	}
 	w := r.w
 	frame := build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 40000, dport: 80, udp: true})
-	if packet.Parse(frame, &w.info) != packet.ResultOK {
+	p := &pktDesc{q: &conntrack.Query{}, now: r.dp.now()}
+	if packet.Parse(frame, &p.info) != packet.ResultOK {
 		t.Fatal("parse")
 	}
-	w.key = conntrack.Key{Src: a16(client), Dst: a16(vip), SrcPort: 40000, DstPort: 80, Proto: 17}
+	p.q.Key = conntrack.Key{Src: a16(client), Dst: a16(vip), SrcPort: 40000, DstPort: 80, Proto: 17}
 	svc := &r.dp.Snapshot().Services[1]
-	w.entry = conntrack.Entry{Orig: w.key, Reply: conntrack.Key{Src: a16(rs2), Dst: a16(client), SrcPort: 8080, DstPort: 40000, Proto: 17},
+	p.q.Entry = conntrack.Entry{Orig: p.q.Key, Reply: conntrack.Key{Src: a16(rs2), Dst: a16(client), SrcPort: 8080, DstPort: 40000, Proto: 17},
 		Dest: 2, Service: svc.ID, Method: conntrack.MethodFullNAT}
-	if err := w.insertFullNAT(svc, r.dp.now()); !errors.Is(err, conntrack.ErrExists) {
+	if err := w.insertFullNAT(p, svc); !errors.Is(err, conntrack.ErrExists) {
 		t.Fatalf("insertFullNAT of an existing connection: %v, want ErrExists", err)
 	}
 	if n := r.dp.Conntrack().Len(); n != 1 {

@@ -3,7 +3,6 @@ package dataplane
 import (
 	"xlvs/conntrack"
 	"xlvs/dataplane/packet"
-	"xlvs/dataplane/xsk"
 )
 
 // ICMP errors about tracked connections, as IPVS's ip_vs_in_icmp / ip_vs_out_icmp handle
@@ -30,106 +29,109 @@ import (
 // not move its TCP state or timer. The ICMP checksum is verified first (as IPVS does) and
 // recomputed after the translation; TTL is decremented for NAT as for the flow's packets.
 
-// icmp handles an ICMP or ICMPv6 packet the XDP program redirected.
-func (w *worker) icmp(in *port, d xsk.Desc, frame []byte, snap *Snapshot, fib *FIB, now int64) {
-	info := &w.info
-	ie := &w.icmpErr
-	if !packet.ParseICMPError(frame, info, ie) {
-		w.drop(in, d, DropNotTCPUDP)
+// icmp handles p, an ICMP or ICMPv6 packet the XDP program redirected. p.q is a
+// lookup of its own, outside the batch's LookupBatch: the key of the quoted packet's
+// connection, and its entry once found.
+func (w *worker) icmp(p *pktDesc) {
+	info := &p.info
+	ie := &p.icmp
+	if !packet.ParseICMPError(p.frame, info, ie) {
+		w.drop(p, DropNotTCPUDP)
 		return
 	}
-	if !packet.ICMPChecksumValid(frame, info) {
-		w.drop(in, d, DropMalformed)
+	if !packet.ICMPChecksumValid(p.frame, info) {
+		w.drop(p, DropMalformed)
 		return
 	}
 	ct := w.dp.ct
-	w.key = conntrack.Key{Src: ie.Dst, Dst: ie.Src, SrcPort: ie.DstPort, DstPort: ie.SrcPort, Proto: ie.Proto}
-	if _, ok := snap.service(&ie.Src, ie.SrcPort, ie.Proto); ok && ct.Get(conntrack.DirOrig, &w.key, now, &w.entry) {
-		w.icmpToReal(in, d, frame, snap, fib)
+	q, snap := p.q, p.snap
+	q.Key = conntrack.Key{Src: ie.Dst, Dst: ie.Src, SrcPort: ie.DstPort, DstPort: ie.SrcPort, Proto: ie.Proto}
+	if _, ok := snap.service(&ie.Src, ie.SrcPort, ie.Proto); ok && ct.Get(conntrack.DirOrig, &q.Key, p.now, &q.Entry) {
+		w.icmpToReal(p)
 		return
 	}
-	if snap.isReal(&ie.Dst, ie.DstPort, ie.Proto) && ct.Get(conntrack.DirReply, &w.key, now, &w.entry) {
-		w.icmpToClient(in, d, frame, fib)
+	if snap.isReal(&ie.Dst, ie.DstPort, ie.Proto) && ct.Get(conntrack.DirReply, &q.Key, p.now, &q.Entry) {
+		w.icmpToClient(p)
 		return
 	}
-	w.drop(in, d, DropICMPNoConn)
+	w.drop(p, DropICMPNoConn)
 }
 
 // icmpToReal forwards an error from the client side to the connection's real server.
-func (w *worker) icmpToReal(in *port, d xsk.Desc, frame []byte, snap *Snapshot, fib *FIB) {
-	info, ie, e := &w.info, &w.icmpErr, &w.entry
-	rs, ok := snap.dest(e.Dest)
+func (w *worker) icmpToReal(p *pktDesc) {
+	info, ie, e := &p.info, &p.icmp, p.entry()
+	rs, ok := p.snap.dest(e.Dest)
 	if !ok {
-		w.drop(in, d, DropDestGone)
+		w.drop(p, DropDestGone)
 		return
 	}
 	switch e.Method {
 	case conntrack.MethodNAT:
-		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTLExpired)
+		if !packet.DecrementTTL(p.frame, info) {
+			w.drop(p, DropTTLExpired)
 			return
 		}
-		if !packet.RewriteICMPError(frame, info, ie, info.Src, e.Reply.Src, e.Reply.Src, ie.Dst, e.Reply.SrcPort, ie.DstPort) {
-			w.drop(in, d, DropMalformed)
+		if !packet.RewriteICMPError(p.frame, info, ie, info.Src, e.Reply.Src, e.Reply.Src, ie.Dst, e.Reply.SrcPort, ie.DstPort) {
+			w.drop(p, DropMalformed)
 			return
 		}
-		w.countFlow(e.Service, e.Dest, true)
+		w.countFlow(p, e.Service, e.Dest, true)
 		w.st.icmpForwarded.add(1)
-		w.output(in, d, frame, fib, e.Reply.Src)
+		w.output(p, e.Reply.Src)
 	case conntrack.MethodFullNAT:
-		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTLExpired)
+		if !packet.DecrementTTL(p.frame, info) {
+			w.drop(p, DropTTLExpired)
 			return
 		}
 		// From LIP to RS, quoting RS:rport → LIP:lport.
-		if !packet.RewriteICMPError(frame, info, ie, e.Reply.Dst, e.Reply.Src, e.Reply.Src, e.Reply.Dst, e.Reply.SrcPort, e.Reply.DstPort) {
-			w.drop(in, d, DropMalformed)
+		if !packet.RewriteICMPError(p.frame, info, ie, e.Reply.Dst, e.Reply.Src, e.Reply.Src, e.Reply.Dst, e.Reply.SrcPort, e.Reply.DstPort) {
+			w.drop(p, DropMalformed)
 			return
 		}
-		w.countFlow(e.Service, e.Dest, true)
+		w.countFlow(p, e.Service, e.Dest, true)
 		w.st.icmpForwarded.add(1)
-		w.output(in, d, frame, fib, e.Reply.Src)
+		w.output(p, e.Reply.Src)
 	case conntrack.MethodDR, conntrack.MethodTUN:
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
-			w.drop(in, d, DropBadMethod)
+			w.drop(p, DropBadMethod)
 			return
 		}
-		w.countFlow(e.Service, e.Dest, true)
+		w.countFlow(p, e.Service, e.Dest, true)
 		w.st.icmpForwarded.add(1)
 		if e.Method == conntrack.MethodDR {
-			w.output(in, d, frame, fib, rs.Addr)
+			w.output(p, rs.Addr)
 		} else {
-			w.tunnel(in, d, fib, rs.Addr)
+			w.tunnel(p, rs.Addr)
 		}
 	default:
-		w.drop(in, d, DropBadMethod)
+		w.drop(p, DropBadMethod)
 	}
 }
 
 // icmpToClient forwards an error from a NAT or FULLNAT real server's side to the
 // client, from the virtual service's address.
-func (w *worker) icmpToClient(in *port, d xsk.Desc, frame []byte, fib *FIB) {
-	info, ie, e := &w.info, &w.icmpErr, &w.entry
+func (w *worker) icmpToClient(p *pktDesc) {
+	info, ie, e := &p.info, &p.icmp, p.entry()
 	if e.Method != conntrack.MethodNAT && e.Method != conntrack.MethodFullNAT {
-		w.drop(in, d, DropBadMethod)
+		w.drop(p, DropBadMethod)
 		return
 	}
-	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTLExpired)
+	if !packet.DecrementTTL(p.frame, info) {
+		w.drop(p, DropTTLExpired)
 		return
 	}
 	ok := false
 	if e.Method == conntrack.MethodNAT {
-		ok = packet.RewriteICMPError(frame, info, ie, e.Orig.Dst, info.Dst, ie.Src, e.Orig.Dst, ie.SrcPort, e.Orig.DstPort)
+		ok = packet.RewriteICMPError(p.frame, info, ie, e.Orig.Dst, info.Dst, ie.Src, e.Orig.Dst, ie.SrcPort, e.Orig.DstPort)
 	} else {
 		// From VIP to the client, quoting client:cport → VIP:vport.
-		ok = packet.RewriteICMPError(frame, info, ie, e.Orig.Dst, e.Orig.Src, e.Orig.Src, e.Orig.Dst, e.Orig.SrcPort, e.Orig.DstPort)
+		ok = packet.RewriteICMPError(p.frame, info, ie, e.Orig.Dst, e.Orig.Src, e.Orig.Src, e.Orig.Dst, e.Orig.SrcPort, e.Orig.DstPort)
 	}
 	if !ok {
-		w.drop(in, d, DropMalformed)
+		w.drop(p, DropMalformed)
 		return
 	}
-	w.countFlow(e.Service, e.Dest, false)
+	w.countFlow(p, e.Service, e.Dest, false)
 	w.st.icmpForwarded.add(1)
-	w.output(in, d, frame, fib, info.Dst)
+	w.output(p, info.Dst)
 }

@@ -3,7 +3,6 @@ package dataplane
 import (
 	"xlvs/conntrack"
 	"xlvs/dataplane/packet"
-	"xlvs/dataplane/xsk"
 )
 
 // One-packet scheduling (ipvsadm -o, keepalived "ops"), as IPVS's IP_VS_CONN_F_ONE_PACKET
@@ -46,12 +45,13 @@ func destPort(svc *Service, dst *Dest, vport uint16) uint16 {
 	return dst.Port
 }
 
-// opsReply forwards the packet in w.info, from a NAT real server and of no connection,
-// when the real server serves a one-packet UDP service: unchanged but for the TTL, to
-// its destination, as the kernel routes it. It reports whether it took the frame.
-func (w *worker) opsReply(in *port, d xsk.Desc, frame []byte, fib *FIB) bool {
-	info := &w.info
-	snap := w.dp.snap.Load()
+// opsReply forwards p, from a NAT real server and of no connection, when the real
+// server serves a one-packet UDP service: unchanged but for the TTL, to its destination,
+// as the kernel routes it. It reports whether it took the packet (false: p is still
+// the caller's).
+func (w *worker) opsReply(p *pktDesc) bool {
+	info := &p.info
+	snap := p.snap
 	if snap == nil || info.Proto != packet.ProtoUDP || len(snap.opsReal.slots) == 0 {
 		return false
 	}
@@ -60,11 +60,11 @@ func (w *worker) opsReply(in *port, d xsk.Desc, frame []byte, fib *FIB) bool {
 			return false
 		}
 	}
-	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTLExpired)
+	if !packet.DecrementTTL(p.frame, info) {
+		w.drop(p, DropTTLExpired)
 		return true
 	}
 	w.bc.opsReplies++
-	w.output(in, d, frame, fib, info.Dst)
+	w.output(p, info.Dst)
 	return true
 }

@@ -156,12 +156,16 @@ func TestSCTPNATAssociation(t *testing.T) {
 }
 
 // TestSCTPDrops: SCTP packets the director must not forward are counted by reason.
-func TestSCTPDrops(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		frame func(t *testing.T) []byte
-		want  Drop
-	}{
+// sctpDropCase is an SCTP packet the director must drop for reason want.
+type sctpDropCase struct {
+	name  string
+	frame func(t *testing.T) []byte
+	want  Drop
+}
+
+// sctpDropCases are TestSCTPDrops's cases (TestFrameAccounting reuses them).
+func sctpDropCases() []sctpDropCase {
+	return []sctpDropCase{
 		{"DATA without an association", func(t *testing.T) []byte {
 			return sctpFrame(t, macClient, macDirExt, client, vip, 5000, 80, false, chunk(layers.SCTPChunkTypeData), gopacket.Payload("x"))
 		}, DropNoConn},
@@ -190,7 +194,11 @@ func TestSCTPDrops(t *testing.T) {
 			packet.IPv4(b[14:]).ComputeChecksum()
 			return b
 		}, DropSCTPFragment},
-	} {
+	}
+}
+
+func TestSCTPDrops(t *testing.T) {
+	for _, tc := range sctpDropCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			r := sctpRig(t)
 			r.ext.Inject(tc.frame(t))

@@ -148,20 +148,19 @@ func (d *Dataplane) SyncStats() SyncStats {
 	return s
 }
 
-// syncConn queues the connection in w.entry (just looked up or inserted, of service svc
+// syncConn queues connection e (just looked up or inserted, of service svc
 // and real server rs) for the sync daemon when the table says a master sends it now, and
 // with it the client's persistence template when the service is persistent. The kernel
 // (ip_vs_sync_conn) also sends a template on every packet of the connections it controls
 // unless sync_refresh_period is set; xlvs sends it with its connection only, but for
 // the datagrams of a one-packet service, which have no connection to send: their
 // templates go by the kernel's rule (syncOnePacket).
-func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
-	e := &w.entry
+func (w *worker) syncConn(e *conntrack.Entry, svc *Service, rs *destRef, now int64) {
 	if !e.Sync {
 		// A one-packet datagram (ops.go) is never in the table, so never Sync (nor in a
 		// state: schedule leaves it NONE), but it counts for its template.
 		if svc.Persist > 0 && e.State == conntrack.StateNone && opsProto(svc, e.Method, e.Orig.Proto) {
-			w.syncOnePacket(svc, rs, now)
+			w.syncOnePacket(e, svc, rs, now)
 		}
 		return
 	}
@@ -178,19 +177,19 @@ func (w *worker) syncConn(svc *Service, rs *destRef, now int64) {
 	}
 }
 
-// syncOnePacket queues the persistence template of the one-packet datagram in w.entry
+// syncOnePacket queues the persistence template of one-packet datagram e
 // when IPVS would send it. ip_vs_sync_conn (codesnas/linux-6.18.y
 // net/netfilter/ipvs/ip_vs_sync.c @ 33ef1e6ac01f0ac6e67e0ed1324ee25def174c4e) never
 // sends a ONE_PACKET connection but goes on to its controller, the template, with
 // pkts = ++template.in_pkts through ip_vs_sync_conn_needed (protocol version 1; xlvs
 // writes no version 0, where ip_vs_sync_conn_v0 returns before the template). With the
 // default sync_period (50) that sends the template on every datagram, as the kernel does.
-func (w *worker) syncOnePacket(svc *Service, rs *destRef, now int64) {
+func (w *worker) syncOnePacket(e *conntrack.Entry, svc *Service, rs *destRef, now int64) {
 	pol := w.dp.syncPol.Load()
 	if pol == nil {
 		return
 	}
-	pk := persistKey{svc: svc.ID, addr: maskPersist(w.entry.Orig.Src, svc.PersistBits)}
+	pk := persistKey{svc: svc.ID, addr: maskPersist(e.Orig.Src, svc.PersistBits)}
 	if !w.dp.persist.syncOnePacket(&pk, now, svc.Persist, pol) {
 		return
 	}

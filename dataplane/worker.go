@@ -17,6 +17,7 @@ import (
 
 // port is one interface's socket as a worker sees it.
 type port struct {
+	idx     uint8 // its index in worker.ports
 	ifindex int32
 	name    string
 	mac     [6]byte
@@ -41,6 +42,7 @@ type pending struct {
 	dst      [16]byte
 	l3off    uint16
 	l3len    uint16
+	gone     bool // handed on by retryPending: removed by compactPending
 	deadline int64
 }
 
@@ -57,7 +59,7 @@ type worker struct {
 	// frames waiting for neighbour resolution, and the FIB they last tried
 	pend    []pending
 	pendFIB *FIB
-	inIdx   uint8 // index of the port being received from
+	retry   pktDesc // the held frame retryPending is handing on
 
 	tunID uint16 // IPv4 identification of the outer headers this worker writes
 
@@ -78,11 +80,20 @@ type worker struct {
 	syncOn      bool      // the batch's view of Dataplane.syncMaster
 	syncScratch SyncConn
 
-	// the batch being handled: packets, their connection lookups, and the keys of the
-	// connections made so far (a bit per keyBit)
-	pkts []rxPkt
-	qs   []conntrack.Query
-	made [4]uint64
+	// the batch being handled: its packets, their connection lookups, and the keys of
+	// the connections made so far (a bit per keyBit). batchIn/batchN/classified tell the
+	// recover path which frames of the batch the worker still owns (reclaim).
+	pkts       []pktDesc
+	qs         []conntrack.Query
+	made       [4]uint64
+	batchIn    *port
+	batchN     int
+	classified int
+	// panicAt, when > 0, panics before the second pass forwards packet panicAt-1 of a
+	// batch (panicFirst: before the first pass classifies it): set only by tests, to
+	// check that a recovered panic leaks no frame.
+	panicAt    int
+	panicFirst bool
 	// the service of the batch's last packet that was for one (snapshot of the batch)
 	lastSvc struct {
 		addr  [16]byte
@@ -92,13 +103,9 @@ type worker struct {
 		si    int32
 	}
 
-	// scratch, reused for every packet
-	info    packet.Info
-	icmpErr packet.ICMPError
-	entry   conntrack.Entry
-	other   conntrack.Entry // a second entry (FULLNAT: checking for a connection)
-	key     conntrack.Key
-	flow    sched.Flow
+	// other receives an entry nobody reads (FULLNAT: does the connection exist?): a
+	// field so that passing it to the table does not allocate. Never packet data.
+	other conntrack.Entry
 }
 
 func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
@@ -108,7 +115,7 @@ func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
 		cpu:       cpu,
 		ports:     ports,
 		rx:        make([]xsk.Desc, dp.cfg.Batch),
-		pkts:      make([]rxPkt, dp.cfg.Batch),
+		pkts:      make([]pktDesc, dp.cfg.Batch),
 		qs:        make([]conntrack.Query, dp.cfg.Batch),
 		st:        newWorkerStats(dp.cfg.MaxServices, dp.cfg.MaxDests, dp.cfg.MaxLaddrs),
 		pend:      make([]pending, 0, pendingCap),
@@ -117,7 +124,8 @@ func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
 		frags:     newFragTable(uint64(time.Now().UnixNano()) ^ uint64(queue)<<32),
 		rng:       (uint64(time.Now().UnixNano())^uint64(queue)<<32)*0x9E3779B97F4A7C15 | 1, // never 0
 	}
-	for _, p := range ports {
+	for i, p := range ports {
+		p.idx = uint8(i)
 		p.tx = make([]xsk.Desc, dp.cfg.Batch*2)
 		p.umem = p.sock.Umem()
 		if fd := p.sock.FD(); fd >= 0 {
@@ -154,12 +162,14 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-// loop runs until ctx ends (true) or a panic is recovered (false).
+// loop runs until ctx ends (true) or a panic is recovered (false). A recovered panic
+// returns the frames the worker still owned to their sockets (reclaim): none leaks.
 func (w *worker) loop(ctx context.Context) (done bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.st.panics.add(1)
 			w.dp.lastPanic.Store(panicText(r))
+			w.reclaim()
 			done = false
 		}
 	}()
@@ -184,6 +194,30 @@ func panicText(r any) *string {
 	return &s
 }
 
+// reclaim runs after a recovered panic: it releases every frame of the batch in hand
+// that the worker still owns (received, not yet dropped or handed on) and the held
+// frame retryPending was handing on, and forgets the held frames already handed on.
+// Frames queued on a port's TX batch stay there: the next flush sends them. The
+// packets are lost; the panic is what counts them.
+func (w *worker) reclaim() {
+	if in := w.batchIn; in != nil {
+		for i := 0; i < w.batchN; i++ {
+			p := &w.pkts[i]
+			if i >= w.classified { // received, not yet looked at
+				p.in, p.d, p.owned = in, w.rx[i], true
+			}
+			if p.owned {
+				w.release(p)
+			}
+		}
+	}
+	w.batchIn, w.batchN, w.classified = nil, 0, 0
+	if w.retry.owned {
+		w.release(&w.retry)
+	}
+	w.compactPending()
+}
+
 // poll processes one batch from every socket and returns how many packets it saw.
 func (w *worker) poll() int {
 	snap := w.dp.snap.Load()
@@ -193,11 +227,12 @@ func (w *worker) poll() int {
 	if len(w.pend) > 0 {
 		w.retryPending(fib, now)
 	}
-	for i, in := range w.ports {
-		w.inIdx = uint8(i)
+	for _, in := range w.ports {
 		n := in.sock.Receive(w.rx)
+		w.batchIn, w.batchN, w.classified = in, n, 0
 		w.st.rx.add(uint64(n))
 		w.handleBatch(in, n, snap, fib, now)
+		w.batchIn, w.batchN = nil, 0
 		total += n
 	}
 	for _, p := range w.ports {
@@ -226,18 +261,13 @@ func (w *worker) idle() {
 	_, _ = unix.Poll(w.pfds, timeout)
 }
 
-// queueTx adds a frame of p's UMEM to p's transmit batch, flushing a full batch first.
-func (w *worker) queueTx(p *port, d xsk.Desc) {
+// txRoom makes room for one frame on p's transmit batch, flushing a full batch first,
+// and reports whether there is room.
+func (w *worker) txRoom(p *port) bool {
 	if p.txN == len(p.tx) {
 		w.flush(p)
 	}
-	if p.txN == len(p.tx) { // flush could not move anything: drop
-		p.sock.Free(d.Addr)
-		w.st.drops[DropTxFull].add(1)
-		return
-	}
-	p.tx[p.txN] = d
-	p.txN++
+	return p.txN < len(p.tx) // false: flush could not move anything
 }
 
 // flush transmits p's batch; what the TX ring cannot take is dropped and counted.
@@ -254,6 +284,8 @@ func (w *worker) flush(p *port) {
 			reason = DropTxError
 		}
 		for _, d := range p.tx[n:p.txN] {
+			// Frames of the TX batch, no packet's any more: the one other place frames
+			// are freed.
 			p.sock.Free(d.Addr)
 		}
 		w.st.drops[reason].add(uint64(p.txN - n))
@@ -263,26 +295,56 @@ func (w *worker) flush(p *port) {
 	p.txN = 0
 }
 
-func (w *worker) drop(in *port, d xsk.Desc, why Drop) {
-	in.sock.Free(d.Addr)
-	w.st.drops[why].add(1)
-}
-
 // Kinds of received packets, as the first pass over a batch classifies them.
 const (
 	pktDone    uint8 = iota // dropped already
 	pktFrag                 // a later fragment (frag.go)
-	pktICMP                 // an ICMP or ICMPv6 packet (icmp.go)
-	pktRequest              // a client's packet to a service: rxPkt.si, rxPkt.q
-	pktReply                // a NAT or FULLNAT real server's packet: rxPkt.q
+	pktICMP                 // an ICMP or ICMPv6 packet (icmp.go): pktDesc.q, pktDesc.icmp
+	pktRequest              // a client's packet to a service: pktDesc.si, pktDesc.q
+	pktReply                // a NAT or FULLNAT real server's packet: pktDesc.q
 )
 
-// rxPkt is a received packet between the passes over its batch.
-type rxPkt struct {
-	info packet.Info
-	kind uint8
-	q    uint16 // its connection lookup in worker.qs
-	si   int32  // pktRequest: the service's index in the snapshot
+// pktDesc is one packet, from the batch's first pass to its exit (katran's
+// packet_description): everything the worker knows about it lives here, and each
+// stage takes a *pktDesc. A packet leaves by exactly one of two exits: drop (reason
+// counted, frame released) or transmit (frame onto a port's TX batch: in place, or
+// copied into the egress socket's UMEM and released); hold parks it until its next hop
+// resolves, then one of the two. The only release without a drop reason is that of a
+// packet counted already (no_dest) whose ICMP answer the rate limit refuses. owned is
+// true from receipt until the exit: what reclaim frees after a panic. The batch's
+// entries keep their snap and fib until overwritten by a later batch.
+type pktDesc struct {
+	in    *port    // the ingress port: the frame belongs to its UMEM
+	d     xsk.Desc // the frame; moves back when a header is prepended (tunnel, icmpError)
+	frame []byte   // in.umem[d.Addr : d.Addr+d.Len]
+	owned bool     // the worker still holds the frame: no exit taken yet
+	kind  uint8
+	si    int32            // pktRequest: the service's index in snap
+	info  packet.Info      // the parse; L3Off/L3Len follow rewrites that move the IP packet
+	q     *conntrack.Query // requests, replies, ICMP: the connection's key, and its entry once known
+	icmp  packet.ICMPError // pktICMP: the quoted packet
+	flow  sched.Flow       // a new connection's scheduling input
+	snap  *Snapshot        // the batch's configuration
+	fib   *FIB             // the batch's routes and neighbours
+	now   int64            // the batch's clock
+}
+
+// entry is p's connection: valid once looked up (lookedUp) or scheduled (schedule).
+func (p *pktDesc) entry() *conntrack.Entry { return &p.q.Entry }
+
+// release returns p's frame to its socket's free list. It is the one place a packet's
+// frame is freed: drop calls it, transmit after copying the frame out, icmpError when
+// the rate limit refuses an answer, reclaim after a panic.
+func (w *worker) release(p *pktDesc) {
+	p.in.sock.Free(p.d.Addr)
+	p.owned = false
+}
+
+// drop is the exit of a packet that is not forwarded: its reason counted, its frame
+// released.
+func (w *worker) drop(p *pktDesc, why Drop) {
+	w.release(p)
+	w.st.drops[why].add(1)
 }
 
 // handleBatch forwards or drops the n frames of w.rx received on in, in two passes. The
@@ -298,13 +360,28 @@ type rxPkt struct {
 // (mayBeMade). Other effects of forwarding on the table (an insert evicting an entry, a
 // scheduler reading connection counts) land as they would had the packets arrived in
 // the other order, or on another worker.
+//
+// Requests and replies take their lookups from the front of w.qs (the part
+// LookupBatch sees), ICMP errors theirs from the back; a batch never needs more than n.
 func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int64) {
-	m := 0
+	m, top := 0, n
 	w.lastSvc.ok = false
 	w.syncOn = w.dp.syncMaster.Load()
 	for i := 0; i < n; i++ {
-		if w.classify(in, w.rx[i], &w.pkts[i], snap, m) {
+		if w.panicAt > 0 && w.panicFirst && i == w.panicAt-1 {
+			panic("dataplane: test panic mid-batch")
+		}
+		p := &w.pkts[i]
+		p.in, p.d, p.owned = in, w.rx[i], true
+		p.snap, p.fib, p.now = snap, fib, now
+		w.classified = i + 1
+		switch w.classify(p) {
+		case pktRequest, pktReply:
+			w.lookup(p, &w.qs[m])
 			m++
+		case pktICMP:
+			top--
+			p.q = &w.qs[top]
 		}
 	}
 	if m > 0 {
@@ -320,77 +397,79 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	w.made = [4]uint64{}
 	for i := 0; i < n; i++ {
 		p := &w.pkts[i]
-		if p.kind == pktDone {
-			continue
+		if w.panicAt > 0 && !w.panicFirst && i == w.panicAt-1 {
+			panic("dataplane: test panic mid-batch")
 		}
-		d := w.rx[i]
-		frame := in.umem[d.Addr : d.Addr+uint64(d.Len)]
-		w.info = p.info
 		switch p.kind {
 		case pktFrag:
-			w.fragment(in, d, frame, fib, now)
+			w.fragment(p)
 		case pktICMP:
-			w.icmp(in, d, frame, snap, fib, now)
+			w.icmp(p)
 		case pktRequest:
-			w.request(in, d, frame, snap, &snap.Services[p.si], fib, now, &w.qs[p.q])
+			w.request(p, &snap.Services[p.si])
 		case pktReply:
-			w.reply(in, d, frame, fib, now, &w.qs[p.q])
+			w.reply(p)
 		}
 	}
 }
 
-// classify parses frame d into p and decides what becomes of it: dropped at once
-// (counted; p.kind pktDone), or handled in the second pass. A request or reply also gets
-// its connection lookup, w.qs[q]; classify reports whether it used it.
-func (w *worker) classify(in *port, d xsk.Desc, p *rxPkt, snap *Snapshot, q int) bool {
-	frame := in.umem[d.Addr : d.Addr+uint64(d.Len)]
+// classify parses p's frame and decides what becomes of it: dropped at once (counted;
+// pktDone), or handled in the second pass. It returns p.kind.
+func (w *worker) classify(p *pktDesc) uint8 {
+	p.frame = p.in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
 	info := &p.info
-	p.kind = pktDone
-	res := packet.Parse(frame, info)
+	p.kind, p.q = pktDone, nil
+	res := packet.Parse(p.frame, info)
 	switch res {
 	case packet.ResultOK, packet.ResultFragment, packet.ResultUnsupportedProto:
 	case packet.ResultNotIP:
-		w.drop(in, d, DropNotTCPUDP)
-		return false
+		w.drop(p, DropNotTCPUDP)
+		return pktDone
 	default:
-		w.drop(in, d, DropMalformed)
-		return false
+		w.drop(p, DropMalformed)
+		return pktDone
 	}
-	if snap == nil {
-		w.drop(in, d, DropNoService)
-		return false
+	if p.snap == nil {
+		w.drop(p, DropNoService)
+		return pktDone
 	}
 	switch {
 	case res == packet.ResultFragment:
 		p.kind = pktFrag
-		return false
+		return pktFrag
 	case res == packet.ResultUnsupportedProto && (info.Proto == packet.ProtoICMP && info.Family == 4 || info.Proto == packet.ProtoICMPv6 && info.Family == 6):
 		p.kind = pktICMP
-		return false
+		return pktICMP
 	case res == packet.ResultUnsupportedProto:
-		w.drop(in, d, DropNotTCPUDP)
-		return false
+		w.drop(p, DropNotTCPUDP)
+		return pktDone
 	}
-	dir := conntrack.DirOrig
 	// Most packets of a batch are for the service the packet before was for.
 	lp := &w.lastSvc
 	if !(lp.ok && lp.addr == info.Dst && lp.port == info.DstPort && lp.proto == info.Proto) {
-		lp.si, lp.ok = snap.service(&info.Dst, info.DstPort, info.Proto)
+		lp.si, lp.ok = p.snap.service(&info.Dst, info.DstPort, info.Proto)
 		lp.addr, lp.port, lp.proto = info.Dst, info.DstPort, info.Proto
 	}
-	if lp.ok {
+	switch {
+	case lp.ok:
 		p.kind, p.si = pktRequest, lp.si
-	} else if snap.isReal(&info.Src, info.SrcPort, info.Proto) {
-		p.kind, dir = pktReply, conntrack.DirReply
-	} else {
-		w.drop(in, d, DropNoService)
-		return false
+	case p.snap.isReal(&info.Src, info.SrcPort, info.Proto):
+		p.kind = pktReply
+	default:
+		w.drop(p, DropNoService)
 	}
-	p.q = uint16(q)
-	qq := &w.qs[q]
-	qq.Key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
-	qq.Dir, qq.TCPFlags = dir, info.TCPFlags
-	return true
+	return p.kind
+}
+
+// lookup makes q p's connection lookup, for the batch's LookupBatch.
+func (w *worker) lookup(p *pktDesc, q *conntrack.Query) {
+	info := &p.info
+	p.q = q
+	q.Key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
+	q.Dir, q.TCPFlags = conntrack.DirOrig, info.TCPFlags
+	if p.kind == pktReply {
+		q.Dir = conntrack.DirReply
+	}
 }
 
 // keyBit is k's bit in worker.made.
@@ -417,124 +496,129 @@ func (w *worker) mayBeMade(k *conntrack.Key) bool {
 	return w.made[b/64]&(1<<(b%64)) != 0
 }
 
-// lookedUp gives the outcome of a packet's connection lookup q (done for the batch) in
-// w.entry, looking up again when a connection made since may be the packet's.
-func (w *worker) lookedUp(q *conntrack.Query, now int64) conntrack.Status {
-	w.key = q.Key
-	switch {
-	case q.Status == conntrack.Found:
-		w.entry = q.Entry
-	case w.mayBeMade(&w.key):
-		return w.dp.ct.Lookup(q.Dir, &w.key, q.TCPFlags, now, &w.entry)
+// lookedUp gives the outcome of p's connection lookup (done for the batch), the entry
+// in p.q.Entry, looking up again when a connection made since may be the packet's.
+func (w *worker) lookedUp(p *pktDesc) conntrack.Status {
+	q := p.q
+	if q.Status != conntrack.Found && w.mayBeMade(&q.Key) {
+		return w.dp.ct.Lookup(q.Dir, &q.Key, q.TCPFlags, p.now, &q.Entry)
 	}
 	return q.Status
 }
 
-// request handles a packet from a client to a virtual service.
-// q is its connection lookup.
-func (w *worker) request(in *port, d xsk.Desc, frame []byte, snap *Snapshot, svc *Service, fib *FIB, now int64, q *conntrack.Query) {
-	info := &w.info
-	st := w.lookedUp(q, now)
+// request handles a packet from a client to virtual service svc.
+func (w *worker) request(p *pktDesc, svc *Service) {
+	info := &p.info
+	st := w.lookedUp(p)
 	if st == conntrack.Invalid {
-		w.drop(in, d, DropNoConn)
+		w.drop(p, DropNoConn)
 		return
 	}
 	if st != conntrack.Found {
 		if !conntrack.MayCreate(info.Proto, info.TCPFlags, w.dp.cfg.SloppyTCP) {
-			w.drop(in, d, DropNoConn)
+			w.drop(p, DropNoConn)
 			return
 		}
-		if why := w.schedule(svc, now); why != dropNone {
+		if why := w.schedule(p, svc); why != dropNone {
 			if why == DropNoDest {
 				// IPVS's ip_vs_leave: tell the client, TCP or UDP alike, with a port
 				// unreachable (the frame becomes the answer).
 				w.st.drops[why].add(1)
-				w.unavailable(in, d, fib)
+				w.unavailable(p)
 				return
 			}
-			w.drop(in, d, why)
+			w.drop(p, why)
 			return
 		}
 	} else if svc.Persist > 0 {
 		// Activity keeps the client's persistence template alive.
 		pk := persistKey{svc: svc.ID, addr: maskPersist(info.Src, svc.PersistBits)}
-		w.dp.persist.lookup(&pk, now, svc.Persist)
+		w.dp.persist.lookup(&pk, p.now, svc.Persist)
 	}
-	e := &w.entry
-	rs, ok := snap.dest(e.Dest)
+	// The request's connection and its state after this packet are known here, and
+	// only here: p.entry() (looked up and moved, or just inserted).
+	e := p.entry()
+	rs, ok := p.snap.dest(e.Dest)
 	if !ok {
 		// The real server was deleted: IPVS (expire_nodest_conn=0) drops silently and
 		// lets the entry time out.
-		w.drop(in, d, DropDestGone)
+		w.drop(p, DropDestGone)
 		return
 	}
 	if w.syncOn {
 		// As ip_vs_in, whatever becomes of the packet after this point.
-		w.syncConn(svc, rs, now)
+		w.syncConn(e, svc, rs, p.now)
 	}
 	if w.fp != nil {
-		w.fastRequest(e, rs.Addr, st == conntrack.Found, fib, now)
+		w.fastRequest(p, e, rs.Addr, st == conntrack.Found)
 	}
 	switch e.Method {
 	case conntrack.MethodNAT:
 		if !packet.SCTPPortsFixable(info, info.SrcPort, e.Reply.SrcPort) {
-			w.drop(in, d, DropSCTPFragment)
+			w.drop(p, DropSCTPFragment)
 			return
 		}
-		if !packet.DecrementTTL(frame, info) {
-			w.drop(in, d, DropTTLExpired)
+		if !packet.DecrementTTL(p.frame, info) {
+			w.drop(p, DropTTLExpired)
 			return
 		}
-		w.countIn(e)
+		w.countFlow(p, e.Service, e.Dest, true)
 		if info.Frag {
-			w.noteFrag(now, fragNATDst, e.Reply.Src, e.Reply.Src, e.Service, e.Dest)
+			w.noteFrag(p, fragNATDst, e.Reply.Src, e.Reply.Src)
 		}
 		// NAT: the destination becomes the real server, which is the reply key's source.
-		packet.RewriteDst(frame, info, e.Reply.Src, e.Reply.SrcPort)
-		w.output(in, d, frame, fib, e.Reply.Src)
+		packet.RewriteDst(p.frame, info, e.Reply.Src, e.Reply.SrcPort)
+		w.output(p, e.Reply.Src)
 	case conntrack.MethodFullNAT:
 		// FULLNAT: the source becomes the local endpoint, the destination the real
 		// server: the reply key's destination and source (fullnat.go).
-		w.fullnatRequest(in, d, frame, fib, now)
+		w.fullnatRequest(p)
 	case conntrack.MethodDR:
 		// DR: the IP packet leaves untouched (IPVS delivers it locally, so no TTL
 		// decrement); only the MACs change, towards the real server's.
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
-			w.drop(in, d, DropBadMethod)
+			w.drop(p, DropBadMethod)
 			return
 		}
-		w.countIn(e)
+		w.countFlow(p, e.Service, e.Dest, true)
 		if info.Frag {
-			w.noteFrag(now, fragDR, rs.Addr, rs.Addr, e.Service, e.Dest)
+			w.noteFrag(p, fragDR, rs.Addr, rs.Addr)
 		}
-		w.output(in, d, frame, fib, rs.Addr)
+		w.output(p, rs.Addr)
 	case conntrack.MethodTUN:
 		// TUN: IPIP (IPv4 in IPv4) or ip6ip6; the inner packet is left as it came.
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
-			w.drop(in, d, DropBadMethod)
+			w.drop(p, DropBadMethod)
 			return
 		}
-		w.countIn(e)
+		w.countFlow(p, e.Service, e.Dest, true)
 		if info.Frag {
-			w.noteFrag(now, fragTUN, rs.Addr, rs.Addr, e.Service, e.Dest)
+			w.noteFrag(p, fragTUN, rs.Addr, rs.Addr)
 		}
-		w.tunnel(in, d, fib, rs.Addr)
+		w.tunnel(p, rs.Addr)
 	default:
-		w.drop(in, d, DropBadMethod)
+		w.drop(p, DropBadMethod)
 	}
 }
 
-// headroomStart returns where a frame of in must start so that the IP packet described
-// by w.info is preceded by an Ethernet header and extra bytes, and whether the frame's
-// headroom allows it.
-func (w *worker) headroomStart(in *port, d xsk.Desc, extra int) (uint64, bool) {
-	base := d.Addr - d.Addr%uint64(in.sock.FrameSize())
+// headroomStart returns where p's frame must start so that its IP packet is preceded by
+// an Ethernet header and extra bytes, and whether the frame's headroom allows it.
+func headroomStart(p *pktDesc, extra int) (uint64, bool) {
+	base := p.d.Addr - p.d.Addr%uint64(p.in.sock.FrameSize())
 	need := uint64(packet.EthernetHeaderLen + extra)
-	l3 := d.Addr + uint64(w.info.L3Off)
+	l3 := p.d.Addr + uint64(p.info.L3Off)
 	if l3 < base+need {
 		return 0, false
 	}
 	return l3 - need, true
+}
+
+// prepend moves p's frame back to start (in its headroom, from headroomStart), ending
+// with its IP packet; what lies between is the caller's to write.
+func prepend(p *pktDesc, start uint64) {
+	end := p.d.Addr + uint64(p.info.L3Off) + uint64(p.info.L3Len)
+	p.d = xsk.Desc{Addr: start, Len: uint32(end - start)}
+	p.frame = p.in.umem[start:end]
 }
 
 // setEtherType writes the untagged EtherType of family at frame[12:14].
@@ -546,21 +630,21 @@ func setEtherType(frame []byte, family uint8) {
 	}
 }
 
-// tunnel encapsulates the packet in w.info towards real server rs, writing the outer
-// header into the frame's headroom (the descriptor moves back), with the director's
-// address on the egress route as source. A packet that would exceed the path MTU once
-// encapsulated is answered with ICMP fragmentation-needed / Packet Too Big carrying the
-// MTU minus the tunnel header, as IPVS does (IPv4 only when DF is set; without DF IPVS
-// would fragment the outer packet, which xlvs does not: dropped as too big).
-func (w *worker) tunnel(in *port, d xsk.Desc, fib *FIB, rs [16]byte) {
-	info := &w.info
-	rt := w.hop(fib, &rs)
+// tunnel encapsulates p towards real server rs, writing the outer header into the
+// frame's headroom (the descriptor moves back), with the director's address on the
+// egress route as source. A packet that would exceed the path MTU once encapsulated is
+// answered with ICMP fragmentation-needed / Packet Too Big carrying the MTU minus the
+// tunnel header, as IPVS does (IPv4 only when DF is set; without DF IPVS would fragment
+// the outer packet, which xlvs does not: dropped as too big).
+func (w *worker) tunnel(p *pktDesc, rs [16]byte) {
+	info := &p.info
+	rt := w.hop(p.fib, &rs)
 	if !rt.route {
-		w.drop(in, d, DropNoRoute)
+		w.drop(p, DropNoRoute)
 		return
 	}
 	if !rt.hasSrc {
-		w.drop(in, d, DropNoSource)
+		w.drop(p, DropNoSource)
 		return
 	}
 	hl := packet.TunnelHeaderLen(info.Family)
@@ -568,43 +652,43 @@ func (w *worker) tunnel(in *port, d xsk.Desc, fib *FIB, rs [16]byte) {
 		mtu := rt.mtu - uint32(hl)
 		switch {
 		case info.Family == 6:
-			w.icmpError(in, d, fib, packet.ICMPv6PacketTooBig, 0, max(mtu, 1280), DropTooBig)
-		case packet.IPv4(in.umem[d.Addr+uint64(info.L3Off):]).DontFragment():
-			w.icmpError(in, d, fib, packet.ICMPv4DestUnreach, packet.ICMPv4FragNeeded, mtu, DropTooBig)
+			w.icmpError(p, packet.ICMPv6PacketTooBig, 0, max(mtu, 1280), DropTooBig)
+		case packet.IPv4(p.frame[info.L3Off:]).DontFragment():
+			w.icmpError(p, packet.ICMPv4DestUnreach, packet.ICMPv4FragNeeded, mtu, DropTooBig)
 		default:
-			w.drop(in, d, DropTooBig)
+			w.drop(p, DropTooBig)
 		}
 		return
 	}
-	start, ok := w.headroomStart(in, d, hl)
+	start, ok := headroomStart(p, hl)
 	if !ok {
-		w.drop(in, d, DropNoHeadroom)
+		w.drop(p, DropNoHeadroom)
 		return
 	}
-	end := d.Addr + uint64(info.L3Off) + uint64(info.L3Len)
-	frame := in.umem[start:end]
-	setEtherType(frame, info.Family)
+	prepend(p, start)
+	setEtherType(p.frame, info.Family)
 	w.tunID++
 	eh := packet.EthernetHeaderLen
-	packet.PutTunnelHeader(frame[eh:eh+hl], frame[eh+hl:], info.Family, rt.src, rs, w.tunID)
+	packet.PutTunnelHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], info.Family, rt.src, rs, w.tunID)
 	info.L3Off = uint16(eh)
 	info.L3Len += uint16(hl)
 	w.bc.encapsulated++
-	w.output(in, xsk.Desc{Addr: start, Len: uint32(len(frame))}, frame, fib, rs)
+	w.output(p, rs)
 }
 
-// icmpError answers the packet in w.info with an ICMP error to its source, built in place
-// in the frame's headroom (header before the original, which is quoted as far as the
-// limits allow), and counts it. Over the worker's ICMP rate limit nothing is sent: the
-// frame is freed, counted as rate limited and, unless why is dropNone (the caller
-// counted the packet already), as a drop for why.
-func (w *worker) icmpError(in *port, d xsk.Desc, fib *FIB, typ, code uint8, rest uint32, why Drop) {
-	info := &w.info
+// icmpError answers p with an ICMP error to its source, built in place in the frame's
+// headroom (header before the original, which is quoted as far as the limits allow),
+// and counts it. Over the worker's ICMP rate limit nothing is sent: the frame is
+// released, counted as rate limited and, unless why is dropNone (the caller counted the
+// packet already), as a drop for why.
+func (w *worker) icmpError(p *pktDesc, typ, code uint8, rest uint32, why Drop) {
+	info := &p.info
 	if !w.icmpLimit.allow(w.dp.now()) {
-		in.sock.Free(d.Addr)
 		w.st.icmpLimited.add(1)
 		if why != dropNone {
-			w.st.drops[why].add(1)
+			w.drop(p, why)
+		} else {
+			w.release(p)
 		}
 		return
 	}
@@ -612,36 +696,34 @@ func (w *worker) icmpError(in *port, d xsk.Desc, fib *FIB, typ, code uint8, rest
 	if info.Family == 6 {
 		hl = packet.IPv6HeaderLen + 8
 	}
-	start, ok := w.headroomStart(in, d, hl)
+	start, ok := headroomStart(p, hl)
 	if !ok {
-		w.drop(in, d, DropNoHeadroom)
+		w.drop(p, DropNoHeadroom)
 		return
 	}
 	eh := packet.EthernetHeaderLen
-	buf := in.umem[start : d.Addr+uint64(info.L3Off)+uint64(info.L3Len)]
-	n := packet.PutICMPError(buf[eh:], buf[eh+hl:], info.Family, typ, code, rest, 64)
+	prepend(p, start)
+	n := packet.PutICMPError(p.frame[eh:], p.frame[eh+hl:], info.Family, typ, code, rest, 64)
 	if n == 0 {
-		w.drop(in, d, DropMalformed)
+		w.drop(p, DropMalformed)
 		return
 	}
-	setEtherType(buf, info.Family)
+	setEtherType(p.frame, info.Family)
 	dst := info.Src
+	p.d.Len = uint32(eh + n)
+	p.frame = p.frame[:eh+n]
 	info.L3Off = uint16(eh)
 	info.L3Len = uint16(n)
 	w.st.icmpSent.add(1)
-	frame := buf[:eh+n]
-	w.output(in, xsk.Desc{Addr: start, Len: uint32(len(frame))}, frame, fib, dst)
+	w.output(p, dst)
 }
 
-// countIn adds a client → real server packet to its service's and destination's counters.
-func (w *worker) countIn(e *conntrack.Entry) { w.countFlow(e.Service, e.Dest, true) }
-
-// countFlow adds the packet in w.info to service svc's and destination dest's counters:
-// in (client → real server) or out (real server → client). The counts are gathered per
-// batch (stats.go) and reach the counters when the batch ends.
-func (w *worker) countFlow(svc, dest uint32, in bool) {
+// countFlow adds packet p to service svc's and destination dest's counters: in (client
+// → real server) or out (real server → client). The counts are gathered per batch
+// (stats.go) and reach the counters when the batch ends.
+func (w *worker) countFlow(p *pktDesc, svc, dest uint32, in bool) {
 	a := w.flowAcc(svc, dest)
-	n := uint64(w.info.L3Len)
+	n := uint64(p.info.L3Len)
 	if in {
 		a.inPkts++
 		a.inBytes += n
@@ -665,24 +747,24 @@ func (w *worker) destCtrs(id uint32) *flowCtrs {
 	return nil
 }
 
-// unavailable answers the packet in w.info, for which no real server was available, with
-// ICMP port unreachable (ICMPv6 port unreachable) to its source, as IPVS's ip_vs_leave
-// does. The packet was counted as DropNoDest; the answer counts in ICMPSent, or in
+// unavailable answers p, for which no real server was available, with ICMP port
+// unreachable (ICMPv6 port unreachable) to its source, as IPVS's ip_vs_leave does. The
+// packet was counted as DropNoDest; the answer counts in ICMPSent, or in
 // ICMPRateLimited when over the worker's ICMP rate limit.
-func (w *worker) unavailable(in *port, d xsk.Desc, fib *FIB) {
-	if w.info.Family == 6 {
-		w.icmpError(in, d, fib, packet.ICMPv6DestUnreach, packet.ICMPv6PortUnreach, 0, dropNone)
+func (w *worker) unavailable(p *pktDesc) {
+	if p.info.Family == 6 {
+		w.icmpError(p, packet.ICMPv6DestUnreach, packet.ICMPv6PortUnreach, 0, dropNone)
 	} else {
-		w.icmpError(in, d, fib, packet.ICMPv4DestUnreach, packet.ICMPv4PortUnreach, 0, dropNone)
+		w.icmpError(p, packet.ICMPv4DestUnreach, packet.ICMPv4PortUnreach, 0, dropNone)
 	}
 }
 
-// schedule picks a real server for a new connection and inserts its entry into w.entry.
-// On failure it returns the drop reason (not counted yet), else dropNone.
-func (w *worker) schedule(svc *Service, now int64) Drop {
-	info := &w.info
+// schedule picks a real server for p, a new connection of svc, and inserts its entry
+// into p.entry(). On failure it returns the drop reason (not counted yet), else dropNone.
+func (w *worker) schedule(p *pktDesc, svc *Service) Drop {
+	info, now := &p.info, p.now
 	ct := w.dp.ct
-	w.flow = sched.Flow{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto, Now: now}
+	p.flow = sched.Flow{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto, Now: now}
 	i := -1
 	var pk persistKey
 	if svc.Persist > 0 {
@@ -694,7 +776,7 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 		}
 	}
 	if i < 0 {
-		i = svc.Sched.Schedule(ct, &w.flow)
+		i = svc.Sched.Schedule(ct, &p.flow)
 		if i < 0 || i >= len(svc.Dests) {
 			return DropNoDest
 		}
@@ -703,8 +785,9 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 		}
 	}
 	dst := &svc.Dests[i]
-	w.entry = conntrack.Entry{
-		Orig:    w.key,
+	q := p.q
+	q.Entry = conntrack.Entry{
+		Orig:    q.Key,
 		Reply:   conntrack.Key{Src: dst.Addr, Dst: info.Src, SrcPort: destPort(svc, dst, info.DstPort), DstPort: info.SrcPort, Proto: info.Proto},
 		Dest:    dst.ID,
 		Service: svc.ID,
@@ -717,18 +800,18 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 	var err error
 	if dst.Method == conntrack.MethodFullNAT {
 		// The reply comes back to a local address and port chosen now (fullnat.go).
-		err = w.insertFullNAT(svc, now)
+		err = w.insertFullNAT(p, svc)
 	} else {
-		err = ct.Insert(&w.entry, info.TCPFlags, now)
+		err = ct.Insert(&q.Entry, info.TCPFlags, now)
 	}
 	switch {
 	case err == nil:
-		w.noteMade(&w.entry)
+		w.noteMade(&q.Entry)
 		w.flowAcc(svc.ID, dst.ID).conns++
 		return dropNone
 	case errors.Is(err, conntrack.ErrExists):
 		// Another worker created it between our lookup and insert: use theirs.
-		if ct.Lookup(conntrack.DirOrig, &w.key, info.TCPFlags, now, &w.entry) == conntrack.Found {
+		if ct.Lookup(conntrack.DirOrig, &q.Key, info.TCPFlags, now, &q.Entry) == conntrack.Found {
 			return dropNone
 		}
 		return DropNoConn
@@ -742,128 +825,151 @@ func (w *worker) schedule(svc *Service, now int64) Drop {
 }
 
 // reply handles a packet from a NAT or FULLNAT real server back to a client.
-// q is its connection lookup.
-func (w *worker) reply(in *port, d xsk.Desc, frame []byte, fib *FIB, now int64, q *conntrack.Query) {
-	info := &w.info
-	if w.lookedUp(q, now) != conntrack.Found {
-		if !w.opsReply(in, d, frame, fib) {
-			w.drop(in, d, DropNoReplyConn)
+func (w *worker) reply(p *pktDesc) {
+	info := &p.info
+	if w.lookedUp(p) != conntrack.Found {
+		if !w.opsReply(p) {
+			w.drop(p, DropNoReplyConn)
 		}
 		return
 	}
+	// The reply's connection and its state after this packet are known here, and only
+	// here: p.entry() (looked up and moved).
+	e := p.entry()
 	if w.fp != nil {
-		w.fastReply(fib, now)
+		w.fastReply(p, e)
 	}
-	if w.entry.Method == conntrack.MethodFullNAT {
-		w.fullnatReply(in, d, frame, fib, now)
+	if e.Method == conntrack.MethodFullNAT {
+		w.fullnatReply(p)
 		return
 	}
-	if !packet.SCTPPortsFixable(info, w.entry.Orig.DstPort, info.DstPort) {
-		w.drop(in, d, DropSCTPFragment)
+	if !packet.SCTPPortsFixable(info, e.Orig.DstPort, info.DstPort) {
+		w.drop(p, DropSCTPFragment)
 		return
 	}
-	if !packet.DecrementTTL(frame, info) {
-		w.drop(in, d, DropTTLExpired)
+	if !packet.DecrementTTL(p.frame, info) {
+		w.drop(p, DropTTLExpired)
 		return
 	}
-	e := &w.entry
-	w.countFlow(e.Service, e.Dest, false)
+	w.countFlow(p, e.Service, e.Dest, false)
 	if info.Frag {
-		w.noteFrag(now, fragNATSrc, e.Orig.Dst, e.Orig.Src, e.Service, e.Dest)
+		w.noteFrag(p, fragNATSrc, e.Orig.Dst, e.Orig.Src)
 	}
 	// The source becomes the virtual service the client talked to.
-	packet.RewriteSrc(frame, info, e.Orig.Dst, e.Orig.DstPort)
-	w.output(in, d, frame, fib, e.Orig.Src)
+	packet.RewriteSrc(p.frame, info, e.Orig.Dst, e.Orig.DstPort)
+	w.output(p, e.Orig.Src)
 }
 
-// output sends a rewritten frame towards dst: route, neighbour, MACs, and transmit on the
-// egress interface's socket (in place, or copied into that socket's UMEM).
-func (w *worker) output(in *port, d xsk.Desc, frame []byte, fib *FIB, dst [16]byte) {
-	h := w.hop(fib, &dst)
+// output sends rewritten packet p towards dst: route, neighbour, MACs, and transmit on
+// the egress interface's socket; a packet whose next hop is unresolved is held.
+func (w *worker) output(p *pktDesc, dst [16]byte) {
+	h := w.hop(p.fib, &dst)
 	switch {
 	case !h.route:
-		w.drop(in, d, DropNoRoute)
+		w.drop(p, DropNoRoute)
 	case h.out < 0:
-		w.drop(in, d, DropNotManaged)
+		w.drop(p, DropNotManaged)
 	case !h.neigh:
 		w.dp.fib.request(NeighKey{Ifindex: h.ifx, Addr: h.nh})
-		w.hold(in, d, dst)
+		w.hold(p, dst)
 	default:
-		w.transmit(in, w.ports[h.out], d, frame, h.mac, w.info.Family, w.info.L3Off, w.info.L3Len)
+		w.transmit(p, w.ports[h.out], h.mac)
 	}
 }
 
-// hold keeps a frame whose next hop is being resolved, as the kernel queues packets on an
-// incomplete neighbour entry; when the queue is full the frame is dropped and counted.
-func (w *worker) hold(in *port, d xsk.Desc, dst [16]byte) {
+// hold keeps p's frame while its next hop is being resolved, as the kernel queues
+// packets on an incomplete neighbour entry; when the queue is full p is dropped.
+func (w *worker) hold(p *pktDesc, dst [16]byte) {
 	if len(w.pend) == cap(w.pend) {
-		w.drop(in, d, DropNoNeighbour)
+		w.drop(p, DropNoNeighbour)
 		return
 	}
 	w.pend = append(w.pend, pending{
-		in: w.inIdx, family: w.info.Family, d: d, dst: dst,
-		l3off: w.info.L3Off, l3len: w.info.L3Len, deadline: w.dp.now() + pendingTimeout,
+		in: p.in.idx, family: p.info.Family, d: p.d, dst: dst,
+		l3off: p.info.L3Off, l3len: p.info.L3Len, deadline: w.dp.now() + pendingTimeout,
 	})
+	p.owned = false // the held list owns it now
 	w.st.neighQueued.add(1)
 }
 
 // retryPending sends held frames whose next hop is now resolved and drops the ones that
-// waited too long. It runs only when the FIB changed or a deadline may have passed.
+// waited too long. It runs only when the FIB changed or a deadline may have passed. A
+// frame leaves the held list (marked gone) before it is handed on as w.retry, so a
+// panic on the way leaves every frame either held or w.retry's (reclaim).
 func (w *worker) retryPending(fib *FIB, now int64) {
 	if fib == w.pendFIB && now < w.pend[0].deadline {
 		return
 	}
 	w.pendFIB = fib
-	kept := w.pend[:0]
-	for _, p := range w.pend {
-		in := w.ports[p.in]
-		h := w.hop(fib, &p.dst)
+	for i := range w.pend {
+		pe := &w.pend[i]
+		h := w.hop(fib, &pe.dst)
 		ok := h.route && h.out >= 0 && h.neigh
-		switch {
-		case ok:
-			frame := in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
-			w.transmit(in, w.ports[h.out], p.d, frame, h.mac, p.family, p.l3off, p.l3len)
-		case now >= p.deadline:
-			w.drop(in, p.d, DropNoNeighbour)
-		default:
-			kept = append(kept, p)
+		if !ok && now < pe.deadline {
+			continue
+		}
+		p := &w.retry
+		in := w.ports[pe.in]
+		*p = pktDesc{in: in, d: pe.d, frame: in.umem[pe.d.Addr : pe.d.Addr+uint64(pe.d.Len)], owned: true, fib: fib, now: now}
+		p.info.Family, p.info.L3Off, p.info.L3Len = pe.family, pe.l3off, pe.l3len
+		pe.gone = true
+		if ok {
+			w.transmit(p, w.ports[h.out], h.mac)
+		} else {
+			w.drop(p, DropNoNeighbour)
+		}
+	}
+	w.compactPending()
+}
+
+// compactPending removes the held frames handed on from w.pend.
+func (w *worker) compactPending() {
+	kept := w.pend[:0]
+	for _, pe := range w.pend {
+		if !pe.gone {
+			kept = append(kept, pe)
 		}
 	}
 	w.pend = kept
 }
 
-// transmit puts a rewritten frame on out with the next hop's MAC: in place when out is the
-// ingress port, else copied into out's UMEM.
-func (w *worker) transmit(in, out *port, d xsk.Desc, frame []byte, mac [6]byte, family uint8, l3off, l3len uint16) {
-	if out == in {
-		packet.SetEthernet(frame, mac, out.mac)
-		w.queueTx(out, d)
-		w.bc.forwarded++
+// transmit is the exit of a forwarded packet: p's frame goes on out's transmit batch
+// with the next hop's MAC, in place when out is the ingress port, else copied into out's
+// UMEM (and p's frame released). A full TX batch, a frame too big for out or no free
+// frame on out drops p instead.
+func (w *worker) transmit(p *pktDesc, out *port, mac [6]byte) {
+	if !w.txRoom(out) {
+		w.drop(p, DropTxFull)
 		return
 	}
-	base, ok := out.sock.Alloc()
-	if !ok {
-		w.drop(in, d, DropNoFrame)
+	if out == p.in {
+		packet.SetEthernet(p.frame, mac, out.mac)
+		out.tx[out.txN] = p.d
+		out.txN++
+		p.owned = false // out's TX batch owns it now
+		w.bc.forwarded++
 		return
 	}
 	// A fresh Ethernet header (no VLAN tag: the other interface is untagged) and the IP
 	// packet, at the same headroom the kernel leaves, so encapsulation can prepend later.
-	addr := base + xsk.XDPPacketHeadroom
-	n := packet.EthernetHeaderLen + int(l3len)
+	info := &p.info
+	n := packet.EthernetHeaderLen + int(info.L3Len)
 	if n > out.sock.FrameSize()-xsk.XDPPacketHeadroom {
-		out.sock.Free(base)
-		w.drop(in, d, DropTooBig)
+		w.drop(p, DropTooBig)
 		return
 	}
+	base, ok := out.sock.Alloc()
+	if !ok {
+		w.drop(p, DropNoFrame)
+		return
+	}
+	addr := base + xsk.XDPPacketHeadroom
 	buf := out.umem[addr : addr+uint64(n)]
 	packet.SetEthernet(buf, mac, out.mac)
-	if family == 4 {
-		buf[12], buf[13] = 0x08, 0x00
-	} else {
-		buf[12], buf[13] = 0x86, 0xdd
-	}
-	copy(buf[packet.EthernetHeaderLen:], frame[l3off:int(l3off)+int(l3len)])
-	in.sock.Free(d.Addr)
-	w.queueTx(out, xsk.Desc{Addr: addr, Len: uint32(n)})
+	setEtherType(buf, info.Family)
+	copy(buf[packet.EthernetHeaderLen:], p.frame[info.L3Off:int(info.L3Off)+int(info.L3Len)])
+	out.tx[out.txN] = xsk.Desc{Addr: addr, Len: uint32(n)}
+	out.txN++
+	w.release(p)
 	w.bc.forwarded++
 }

@@ -34,6 +34,9 @@
 //   - Received data starts XDPPacketHeadroom bytes into the frame, which leaves room to
 //     prepend an outer header (TUN) by moving a descriptor's Addr back.
 //
+// Fake is an in-memory Socket for unit tests and microbenchmarks: same contract, no kernel;
+// its CheckFrames verifies the ownership rule above (no frame leaked or given back twice).
+//
 // # Concurrency
 //
 // Single owner: the worker that owns a Socket is the only goroutine that touches it;

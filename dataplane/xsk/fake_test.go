@@ -159,3 +159,37 @@ func TestFakeAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per batch", n)
 	}
 }
+
+// TestFakeCheckFrames: CheckFrames passes when every frame is back, and names a frame
+// still held (leak) and a frame given back twice (double free).
+func TestFakeCheckFrames(t *testing.T) {
+	f, err := NewFake(smallConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CheckFrames(); err != nil {
+		t.Fatalf("fresh fake: %v", err)
+	}
+	a, ok := f.Alloc()
+	if !ok {
+		t.Fatal("alloc")
+	}
+	if err := f.CheckFrames(); err == nil {
+		t.Fatal("a frame in the caller's hands passed the check")
+	}
+	f.Free(a + 100) // any address inside the frame
+	if err := f.CheckFrames(); err != nil {
+		t.Fatalf("after giving it back: %v", err)
+	}
+	b, _ := f.Alloc()
+	c, _ := f.Alloc()
+	f.Free(b)
+	f.Free(b) // twice; c is still held, so the count alone would balance
+	if err := f.CheckFrames(); err == nil {
+		t.Fatal("a frame freed twice passed the check")
+	}
+	f.Free(c)
+	if err := f.CheckFrames(); err == nil {
+		t.Fatal("a frame freed twice passed the check once the count balanced")
+	}
+}
