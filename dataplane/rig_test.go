@@ -188,7 +188,7 @@ func newRigSpec(t testing.TB, spec rigSpec) *rig {
 		if t.Failed() {
 			return // the failure said what went wrong; a leak report would only add noise
 		}
-		r.settle()
+		r.quiesce()
 		for i, f := range r.ports {
 			if err := f.CheckFrames(); err != nil {
 				t.Errorf("%s: %v", r.names[i], err)
@@ -216,16 +216,21 @@ func (r *rig) drain() {
 	}
 }
 
-// settle drains, lets the frames held for a neighbour time out, and polls once more so
-// the fakes complete what was transmitted: the worker then holds no frame.
+// settle polls until nothing is left to receive, then once more so the fakes complete
+// what was transmitted.
 func (r *rig) settle() {
 	r.drain()
+	r.w.poll()
+}
+
+// quiesce settles and lets the frames held for a neighbour time out: the worker then
+// holds no frame (the rig's cleanup checks every frame is back).
+func (r *rig) quiesce() {
+	r.settle()
 	for i := range r.w.pend {
 		r.w.pend[i].deadline = 0
 	}
-	r.w.poll()
-	r.drain()
-	r.w.poll()
+	r.settle()
 }
 
 // sent returns what each port transmitted since the last call, in port order.
