@@ -29,6 +29,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"xlvs/conntrack"
@@ -209,7 +210,11 @@ func TestGolden(t *testing.T) {
 			}
 			for port := range r.ports {
 				if len(got[port]) != len(want[port]) {
-					t.Fatalf("%s sent %d frames, want %d (drops %v)", r.names[port], len(got[port]), len(want[port]), r.drops())
+					var sent strings.Builder
+					for _, f := range got[port] {
+						sent.WriteString(frameString(f))
+					}
+					t.Fatalf("%s sent %d frames, want %d (drops %v)\n%s", r.names[port], len(got[port]), len(want[port]), r.drops(), sent.String())
 				}
 				for i, w := range want[port] {
 					if w.tun != nil && w.tun.src.Is4() && len(got[port][i]) >= 20 {

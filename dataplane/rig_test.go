@@ -269,8 +269,8 @@ func nonzeroDrops(dp *Dataplane) map[string]uint64 {
 	return out
 }
 
-// services returns, for each protocol of protos, a service id → key with dests
-// scheduled by schedName (IDs: ids[i] for protos[i]).
+// services returns one service per protocol of protos (ID ids[i], key's address and
+// port), each with dests scheduled by its own schedName scheduler and with laddrs.
 func services(t testing.TB, schedName string, key SvcKey, dests []Dest, laddrs []Laddr, protos []uint8, ids []uint32) []Service {
 	t.Helper()
 	var sd []sched.Dest
@@ -564,6 +564,15 @@ func check(t testing.TB, frame []byte) packet.Info {
 }
 
 func macOf(b []byte) [6]byte { var m [6]byte; copy(m[:], b); return m }
+
+// frameString is frame decoded by gopacket, one layer a line.
+func frameString(frame []byte) string {
+	var b strings.Builder
+	for _, l := range gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default).Layers() {
+		fmt.Fprintf(&b, "  %s\n", gopacket.LayerString(l))
+	}
+	return b.String()
+}
 
 // frameDiff is "" when got and want are the same bytes, else a readable account:
 // the first differing offset and, layer by layer as gopacket decodes them, the layers
