@@ -7,15 +7,22 @@ package dataplane
 // serialized by gopacket (lengths and checksums by gopacket, never by the code under
 // test); a mismatch prints the layers that differ. Adding a case is adding a row.
 //
-// The expected rewrites follow IPVS (torvalds/linux net/netfilter/ipvs/ip_vs_xmit.c:
-// ip_vs_nat_xmit and handle_response rewrite the destination / source and decrement the
-// TTL (ip_decrease_ttl, and the hop limit for IPv6); ip_vs_dr_xmit changes nothing of the
-// IP packet, only the link-layer addresses of the route's next hop; ip_vs_tunnel_xmit
-// and ip_vs_prepare_tunneled_skb put an IPIP / ip6ip6 header from the source of the
-// route to the real server in front of the packet, copying DF, the DS field and the
-// inner TTL / hop limit, the inner packet untouched) and, for FULLNAT (not in the
-// mainline kernel), the Alibaba / DPVS model described in fullnat.go: source to a local
-// address and port, destination to the real server, TTL decremented; replies the reverse.
+// The expected rewrites follow IPVS's net/netfilter/ipvs/ip_vs_xmit.c (read in a
+// v6.10+ tree through the code search; torvalds/linux): ip_vs_nat_xmit and the reply
+// path rewrite the destination / source, and __ip_vs_get_out_rt's decrement_ttl takes
+// one off the request's TTL (hop limit), ip_forward the reply's; ip_vs_tunnel_xmit and
+// ip_vs_prepare_tunneled_skb put an IPIP / ip6ip6 header from the route's source
+// address to the real server in front of the packet, copying DF, the DS field and the
+// TTL / hop limit of the inner header; ip_vs_dr_xmit changes only the link layer. FULLNAT (not in the mainline kernel)
+// follows the Alibaba / DPVS model fullnat.go describes: source to a local address and
+// port, destination to the real server, TTL decremented; replies the reverse.
+//
+// One known difference, kept as xlvs documents it (doc.go: DR changes "only the MACs")
+// and flagged for a decision: since 8d8e20e2d7bb ("ipvs: Decrement ttl", Linux 4.10)
+// the kernel decrements the TTL in every mode, DR and TUN included (the tunnel's inner
+// and so its outer TTL), and drops TTL <= 1 with ICMP time exceeded; xlvs's DR and TUN
+// leave the TTL alone and forward TTL 1. The DR and TUN rows below encode xlvs's
+// behaviour (TTL unchanged): change them with the code if that decision changes.
 //
 // Two fields of an expected frame are left to the code, because the model leaves them
 // free, and are read back before the comparison: a FULLNAT local port (written as
