@@ -13,9 +13,10 @@ package dataplane
 // one off the request's TTL (hop limit), ip_forward the reply's; ip_vs_tunnel_xmit and
 // ip_vs_prepare_tunneled_skb put an IPIP / ip6ip6 header from the route's source
 // address to the real server in front of the packet, copying DF, the DS field and the
-// TTL / hop limit of the inner header; ip_vs_dr_xmit changes only the link layer. FULLNAT (not in the mainline kernel)
-// follows the Alibaba / DPVS model fullnat.go describes: source to a local address and
-// port, destination to the real server, TTL decremented; replies the reverse.
+// TTL / hop limit of the inner header; ip_vs_dr_xmit changes only the link layer.
+// FULLNAT (not in the mainline kernel) follows the Alibaba / DPVS model fullnat.go
+// describes: source to a local address and port, destination to the real server, TTL
+// decremented; replies the reverse.
 //
 // One known difference, kept as xlvs documents it (doc.go: DR changes "only the MACs")
 // and flagged for a decision: since 8d8e20e2d7bb ("ipvs: Decrement ttl", Linux 4.10)
