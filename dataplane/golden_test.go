@@ -151,6 +151,7 @@ var golden = []struct {
 	{"NAT/v6/TCP/request", natRig, nil, at(pExt, cSYN6), send(at(pInt, seg(macDirInt, macRS1, client6, gCPort, rs16, 8080, gSYN, 63)))},
 	{"NAT/v6/UDP/request", natRig, nil, at(pExt, cUDP6), send(at(pInt, seg(macDirInt, macRS1, client6, gCPort, rs16, 8080, gUDP, 63)))},
 	{"NAT/v4/TCP/established", natRig, withSetup(at(pExt, cSYN4)), at(pExt, cACK4), send(at(pInt, seg(macDirInt, macRS1, client, gCPort, rs1, 8080, gACK, 63)))},
+	{"NAT/v6/TCP/established", natRig, withSetup(at(pExt, cSYN6)), at(pExt, cACK6), send(at(pInt, seg(macDirInt, macRS1, client6, gCPort, rs16, 8080, gACK, 63)))},
 	{"NAT/v4/TCP/reply", natRig, withSetup(at(pExt, cSYN4)), at(pInt, seg(macRS1, macDirInt, rs1, 8080, client, gCPort, gSYNACK, 64)), send(at(pExt, seg(macDirExt, macClient, vip, gVPort, client, gCPort, gSYNACK, 63)))},
 	{"NAT/v4/UDP/reply", natRig, withSetup(at(pExt, cUDP4)), at(pInt, seg(macRS1, macDirInt, rs1, 8080, client, gCPort, gUDP, 30)), send(at(pExt, seg(macDirExt, macClient, vip, gVPort, client, gCPort, gUDP, 29)))},
 	{"NAT/v6/TCP/reply", natRig, withSetup(at(pExt, cSYN6)), at(pInt, seg(macRS1, macDirInt, rs16, 8080, client6, gCPort, gSYNACK, 64)), send(at(pExt, seg(macDirExt, macClient, vip6, gVPort, client6, gCPort, gSYNACK, 63)))},
@@ -175,6 +176,7 @@ var golden = []struct {
 	{"DR/v6/UDP/request", drRig, nil, at(pEth, lUDP6), send(at(pEth, seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gUDP, 64)))},
 	{"DR/v4/TCP/established", drRig, withSetup(at(pEth, lSYN4)), at(pEth, lACK4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gACK, 64)))},
 	{"DR/v6/TCP/established", drRig, withSetup(at(pEth, lSYN6)), at(pEth, lACK6), send(at(pEth, seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gACK, 64)))},
+	{"DR/v4/UDP/established", drRig, withSetup(at(pEth, lUDP4)), at(pEth, lUDP4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gUDP, 64)))},
 
 	// TUN: the packet, untouched, inside an IPIP / ip6ip6 header from the director's address to the real server.
 	{"TUN/v4/TCP/request", tunRig, nil, at(pEth, lSYN4), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gSYN, 64), l2Dir, l2RS1)))},
@@ -182,17 +184,21 @@ var golden = []struct {
 	{"TUN/v6/TCP/request", tunRig, nil, at(pEth, lSYN6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gSYN, 64), l2Dir6, l2RS16)))},
 	{"TUN/v6/UDP/request", tunRig, nil, at(pEth, lUDP6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gUDP, 64), l2Dir6, l2RS16)))},
 	{"TUN/v4/TCP/established", tunRig, withSetup(at(pEth, lSYN4)), at(pEth, lACK4), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gACK, 64), l2Dir, l2RS1)))},
+	{"TUN/v6/TCP/established", tunRig, withSetup(at(pEth, lSYN6)), at(pEth, lACK6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gACK, 64), l2Dir6, l2RS16)))},
 	{"TUN/v4/TCP/ttl 9", tunRig, nil, at(pEth, seg(macClient, macDir, l2Client, gCPort, l2VIP, gVPort, gSYN, 9)), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gSYN, 9), l2Dir, l2RS1)))},
 
 	// Drops: no frame leaves, exactly one counter moves.
 	{"drop/NAT/v4/TCP ACK without connection", natRig, nil, at(pExt, cACK4), drop(DropNoConn)},
 	{"drop/NAT/v6/TCP ACK without connection", natRig, nil, at(pExt, cACK6), drop(DropNoConn)},
+	{"drop/TUN/v6/TCP ACK without connection", tunRig, nil, at(pEth, lACK6), drop(DropNoConn)},
 	{"drop/NAT/v4/reply without connection", natRig, nil, at(pInt, seg(macRS1, macDirInt, rs1, 8080, client, gCPort, gACK, 64)), drop(DropNoReplyConn)},
 	{"drop/NAT/v4/no service on the port", natRig, nil, at(pExt, seg(macClient, macDirExt, client, gCPort, vip, 81, gSYN, 64)), drop(DropNoService)},
+	{"drop/DR/v4/no service on the port", drRig, nil, at(pEth, seg(macClient, macDir, l2Client, gCPort, l2VIP, 81, gSYN, 64)), drop(DropNoService)},
 	{"drop/NAT/v4/TTL 1", natRig, nil, at(pExt, seg(macClient, macDirExt, client, gCPort, vip, gVPort, gUDP, 1)), drop(DropTTLExpired)},
 	{"drop/NAT/v6/hop limit 1", natRig, nil, at(pExt, seg(macClient, macDirExt, client6, gCPort, vip6, gVPort, gUDP, 1)), drop(DropTTLExpired)},
 	{"drop/NAT/v4/reply TTL 1", natRig, setNAT, at(pInt, seg(macRS1, macDirInt, rs1, 8080, client, gCPort, gSYNACK, 1)), drop(DropTTLExpired)},
 	{"drop/FULLNAT/v4/no local address", fnatNoLA, nil, at(pExt, cSYN4), drop(DropNoLaddr)},
+	{"drop/FULLNAT/v6/no local address", fnatNoLA, nil, at(pExt, cUDP6), drop(DropNoLaddr)},
 	{"drop/FULLNAT/v4/reply to an unknown local port", fnatRig, nil, at(pInt, seg(macRS1, macDirInt, rs1, 8080, lip4a, 5555, gUDP, 64)), drop(DropNoReplyConn)},
 }
 
