@@ -27,11 +27,8 @@ type dropOpts struct {
 
 var smallCfg = xsk.Config{Frames: 1024, FrameSize: 2048, FillRing: 256, CompRing: 256, RxRing: 256, TxRing: 256}
 
-type dropRig struct {
-	dp       *Dataplane
-	ext, int *xsk.Fake
-	w        *worker
-}
+// dropRig is the rig the drop tests use.
+type dropRig = rig
 
 func defaultRoutes() []Route {
 	d1, b1 := prefix("198.18.1.0/24")
@@ -48,36 +45,8 @@ func defaultNeigh() map[NeighKey][6]byte {
 
 func newDropRig(t *testing.T, o dropOpts) *dropRig {
 	t.Helper()
-	if o.extCfg == (xsk.Config{}) {
-		o.extCfg = smallCfg
-	}
-	if o.intCfg == (xsk.Config{}) {
-		o.intCfg = smallCfg
-	}
-	ext, err := xsk.NewFake(o.extCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	intf, err := xsk.NewFake(o.intCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var es, is xsk.Socket = ext, intf
-	if o.wrapExt != nil {
-		es = o.wrapExt(ext)
-	}
-	if o.wrapInt != nil {
-		is = o.wrapInt(intf)
-	}
 	if o.entries == 0 {
 		o.entries = 1 << 16
-	}
-	dp, err := NewWithPorts(Config{Socket: smallCfg, Batch: 32, Conntrack: conntrack.Config{MaxEntries: o.entries}}, []Port{
-		{Name: "ext0", Ifindex: ifExt, MAC: macDirExt, Sockets: []xsk.Socket{es}},
-		{Name: "int0", Ifindex: ifInt, MAC: macDirInt, Sockets: []xsk.Socket{is}},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if o.routes == nil {
 		o.routes = defaultRoutes()
@@ -85,40 +54,20 @@ func newDropRig(t *testing.T, o dropOpts) *dropRig {
 	if o.neigh == nil {
 		o.neigh = defaultNeigh()
 	}
-	dp.SetFIB(NewFIB(o.routes, o.neigh))
 	if o.dests == nil {
 		o.dests = []Dest{{ID: 1, Addr: a16(rs1), Port: 8080, Method: conntrack.MethodNAT, Weight: 1}}
 	}
-	var sd []sched.Dest
-	for _, d := range o.dests {
-		sd = append(sd, sched.Dest{ID: d.ID, Weight: d.Weight, Addr: d.Addr, Port: d.Port})
+	ports := []rigPort{
+		{name: "ext0", ifindex: ifExt, mac: macDirExt, sock: o.extCfg, wrap: o.wrapExt},
+		{name: "int0", ifindex: ifInt, mac: macDirInt, sock: o.intCfg, wrap: o.wrapInt},
 	}
-	var svcs []Service
-	for _, proto := range []uint8{6, 17} {
-		s, err := sched.New("rr", sd, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		svcs = append(svcs, Service{ID: uint32(proto), Key: SvcKey{Addr: a16(vip), Port: 80, Proto: proto}, Dests: o.dests, Sched: s})
-	}
-	snap, err := NewSnapshot(svcs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dp.Publish(snap); err != nil {
-		t.Fatal(err)
-	}
-	return &dropRig{dp: dp, ext: ext, int: intf, w: dp.workers[0]}
-}
-
-func (r *dropRig) drops() map[string]uint64 { return nonzeroDrops(r.dp) }
-
-// settle polls until nothing is left to receive, then once more so the fakes complete
-// what was transmitted.
-func (r *dropRig) settle() {
-	for r.w.poll() > 0 {
-	}
-	r.w.poll()
+	return newRigSpec(t, rigSpec{
+		ports:    ports,
+		cfg:      Config{Socket: smallCfg, Conntrack: conntrack.Config{MaxEntries: o.entries}},
+		routes:   o.routes,
+		neigh:    o.neigh,
+		services: services(t, "rr", SvcKey{Addr: a16(vip), Port: 80}, o.dests, nil, []uint8{6, 17}, []uint32{6, 17}),
+	})
 }
 
 // checkFrames: every frame of both sockets is free, in a ring, or completing.

@@ -179,12 +179,6 @@ func reassemble(t testing.TB, frags [][]byte) []byte {
 	return out
 }
 
-// drain polls until the worker finds nothing left to receive.
-func (r *l2Rig) drain() {
-	for r.w.poll() > 0 {
-	}
-}
-
 // TestICMPFragmentAllocs: forwarding later fragments, translating ICMP errors and
 // answering with port unreachable allocate nothing.
 func TestICMPFragmentAllocs(t *testing.T) {

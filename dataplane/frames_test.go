@@ -38,7 +38,7 @@ func injectAll(t *testing.T, r *dropRig, frames [][]byte) int {
 	return len(frames)
 }
 
-func asDropRig(r *rig) *dropRig { return &dropRig{dp: r.dp, ext: r.ext, int: r.int, w: r.w} }
+func asDropRig(r *rig) *dropRig { return r }
 
 // frameCases are TestDropPaths's cases and, for the reasons they do not cover, cases
 // after TestDropTableFull, TestNeighbourPending, TestICMPDrops, TestFullNAT's no_laddr,

@@ -7,7 +7,6 @@ import (
 
 	"xlvs/conntrack"
 	"xlvs/dataplane/xsk"
-	"xlvs/sched"
 )
 
 func TestTokenBucket(t *testing.T) {
@@ -77,31 +76,14 @@ func TestTokenBucketDifferential(t *testing.T) {
 // so every packet to it is answered with port unreachable (the director's own ICMP).
 func limitRig(t *testing.T, rate, burst int) (*Dataplane, *xsk.Fake, *worker) {
 	t.Helper()
-	cfg := xsk.Config{Frames: 1024, FrameSize: 2048, FillRing: 256, CompRing: 256, RxRing: 256, TxRing: 256}
-	ext, err := xsk.NewFake(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext.OnTransmit = nil
-	dp, err := NewWithPorts(Config{Socket: cfg, Batch: 64, Conntrack: conntrack.Config{MaxEntries: 4096}, ICMPRate: rate, ICMPBurst: burst},
-		[]Port{{Name: "ext0", Ifindex: ifExt, MAC: macDirExt, Sockets: []xsk.Socket{ext}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d1, b1 := prefix("198.18.1.0/24")
-	dp.SetFIB(NewFIB([]Route{{Dst: d1, Bits: b1, Ifindex: ifExt}}, map[NeighKey][6]byte{{Ifindex: ifExt, Addr: a16(client)}: macClient}))
-	s, err := sched.New("rr", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := NewSnapshot([]Service{{ID: 1, Key: SvcKey{Addr: a16(vip), Port: 80, Proto: 17}, Sched: s}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dp.Publish(snap); err != nil {
-		t.Fatal(err)
-	}
-	return dp, ext, dp.workers[0]
+	r := newRigSpec(t, rigSpec{
+		ports:    []rigPort{{name: "ext0", ifindex: ifExt, mac: macDirExt}},
+		cfg:      Config{Batch: 64, Conntrack: conntrack.Config{MaxEntries: 4096}, ICMPRate: rate, ICMPBurst: burst},
+		routes:   routes("198.18.1.0/24", ifExt),
+		neigh:    map[NeighKey][6]byte{{Ifindex: ifExt, Addr: a16(client)}: macClient},
+		services: services(t, "rr", SvcKey{Addr: a16(vip), Port: 80}, nil, nil, []uint8{17}, []uint32{1}),
+	})
+	return r.dp, r.eth, r.w
 }
 
 // TestICMPRateLimit: a burst of packets to a service without real servers gets at most
