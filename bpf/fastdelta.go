@@ -28,6 +28,10 @@ func FastDeltas(family uint8, old, new [16]byte, oldPort, newPort uint16, decTTL
 	return l3, l4
 }
 
+// FastTTLDelta is CsumL3 of a DR entry for IPv4: the TTL decrement alone (the word
+// TTL|protocol loses 0x0100: ~m + m' = 0xFEFF).
+const FastTTLDelta = 0xFEFF
+
 // fold folds the carries of a one's complement sum into 16 bits.
 func fold(s uint32) uint16 {
 	s = s>>16 + s&0xFFFF

@@ -26,7 +26,7 @@ type FastKey struct {
 
 // Fast-path actions (FP_* in xlvs.c).
 const (
-	FastDR     = 0 // MACs only
+	FastDR     = 0 // MACs rewritten, TTL / hop limit decremented (IPv4: CsumL3 FastTTLDelta)
 	FastNATDst = 1 // destination address and port rewritten, TTL / hop limit decremented
 	FastNATSrc = 2 // source address and port rewritten, TTL / hop limit decremented
 	// FastFullNAT: source to Addr:Port and destination to Addr2:Port2, TTL / hop limit

@@ -121,6 +121,9 @@ func v4mapped(a netip.Addr) [16]byte {
 func fastEntry(p fpPkt, action uint8, addr netip.Addr, port uint16, ifindex int, mtu uint16) FastVal {
 	v := FastVal{DMAC: mac6(macReal), SMAC: mac6(macDirOut), Ifindex: uint32(ifindex), Action: action, MTU: mtu, Cookie: 77}
 	if action == FastDR {
+		if p.src.Is4() {
+			v.CsumL3 = FastTTLDelta
+		}
 		return v
 	}
 	v.Addr = v4mapped(addr)
@@ -185,7 +188,7 @@ func TestFastPathRewrite(t *testing.T) {
 		{"dr tcp4 tx", base(false, cip4, vip4, 40004, 80), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
 		{"dr udp6 redirect", base(true, cip6, vip6, 40005, 53), FastDR, netip.Addr{}, 0, xb, xdpRedirect, 0},
 		{"nat ttl 2 leaves with 1", func() fpPkt { q := base(false, cip4, vip4, 40006, 80); q.ttl = 2; return q }(), FastNATDst, rip4, 8080, xa, xdpTx, 0},
-		{"dr ttl 1 untouched", func() fpPkt { q := base(false, cip4, vip4, 40007, 80); q.ttl = 1; return q }(), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
+		{"dr ttl 2 leaves with 1", func() fpPkt { q := base(false, cip4, vip4, 40007, 80); q.ttl = 2; return q }(), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
 		{"checksum wraps", base(true, netip.MustParseAddr("255.255.255.254"), vip4, 65535, 53), FastNATDst, netip.MustParseAddr("0.0.0.1"), 1, xa, xdpTx, 0},
 		// A veth: back out of the same interface by redirect, not XDP_TX.
 		{"dr same interface redirect", base(false, cip4, vip4, 40008, 80), FastDR, netip.Addr{}, 0, xa, xdpRedirect, FastRedirect},
@@ -209,6 +212,8 @@ func TestFastPathRewrite(t *testing.T) {
 				want.dst, want.dport, want.ttl = c.addr, c.port, c.in.ttl-1
 			case FastNATSrc:
 				want.src, want.sport, want.ttl = c.addr, c.port, c.in.ttl-1
+			case FastDR:
+				want.ttl = c.in.ttl - 1 // as IPVS's decrement_ttl, in DR too
 			}
 			ret, out, slot := runFast(t, p, in, xa)
 			if ret != c.verdict || slot != statFastPathTx {
@@ -275,23 +280,26 @@ func TestFastPathSlow(t *testing.T) {
 		egress int
 		mtu    uint16
 		noKey  bool
+		action uint8
 	}{
-		{"syn", mk(func(q *fpPkt) { q.syn = true }), xa, 1500, false},
-		{"fin", mk(func(q *fpPkt) { q.fin = true }), xa, 1500, false},
-		{"rst", mk(func(q *fpPkt) { q.rst = true }), xa, 1500, false},
-		{"ttl 1", mk(func(q *fpPkt) { q.ttl = 1 }), xa, 1500, false},
-		{"hop limit 1", mk(func(q *fpPkt) { q.ttl = 1; q.src, q.dst, q.dport = cip6, vip6, 443 }), xa, 1500, false},
-		{"first fragment", mk(func(q *fpPkt) { q.mf = true }), xa, 1500, false},
-		{"vlan", mk(func(q *fpPkt) { q.vlan = true }), xa, 1500, false},
-		{"over mtu", mk(func(q *fpPkt) { q.payload = 200 }), xa, 200, false},
-		{"egress not in tx_ports", mk(func(*fpPkt) {}), xb, 1500, false},
-		{"no entry", mk(func(*fpPkt) {}), xa, 1500, true},
+		{"syn", mk(func(q *fpPkt) { q.syn = true }), xa, 1500, false, FastNATDst},
+		{"fin", mk(func(q *fpPkt) { q.fin = true }), xa, 1500, false, FastNATDst},
+		{"rst", mk(func(q *fpPkt) { q.rst = true }), xa, 1500, false, FastNATDst},
+		{"ttl 1", mk(func(q *fpPkt) { q.ttl = 1 }), xa, 1500, false, FastNATDst},
+		{"hop limit 1", mk(func(q *fpPkt) { q.ttl = 1; q.src, q.dst, q.dport = cip6, vip6, 443 }), xa, 1500, false, FastNATDst},
+		{"dr ttl 1", mk(func(q *fpPkt) { q.ttl = 1 }), xa, 1500, false, FastDR},
+		{"dr hop limit 1", mk(func(q *fpPkt) { q.ttl = 1; q.src, q.dst, q.dport = cip6, vip6, 443 }), xa, 1500, false, FastDR},
+		{"first fragment", mk(func(q *fpPkt) { q.mf = true }), xa, 1500, false, FastNATDst},
+		{"vlan", mk(func(q *fpPkt) { q.vlan = true }), xa, 1500, false, FastNATDst},
+		{"over mtu", mk(func(q *fpPkt) { q.payload = 200 }), xa, 200, false, FastNATDst},
+		{"egress not in tx_ports", mk(func(*fpPkt) {}), xb, 1500, false, FastNATDst},
+		{"no entry", mk(func(*fpPkt) {}), xa, 1500, true, FastNATDst},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			k := fastKeyOf(c.in)
 			if !c.noKey {
-				if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{fastEntry(c.in, FastNATDst, rip4, 8080, c.egress, c.mtu)}); err != nil {
+				if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{fastEntry(c.in, c.action, rip4, 8080, c.egress, c.mtu)}); err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })

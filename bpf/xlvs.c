@@ -455,7 +455,7 @@ struct fp_key {
 	__u8 pad[3];
 };
 
-#define FP_DR 0      /* MACs only */
+#define FP_DR 0      /* MACs rewritten, TTL decremented (csum_l3: its delta) */
 #define FP_NAT_DST 1 /* destination address and port rewritten, TTL decremented */
 #define FP_NAT_SRC 2 /* source address and port rewritten, TTL decremented */
 #define FP_FULLNAT 3 /* both: source to addr:port, destination to addr2:port2, TTL decremented */
@@ -579,14 +579,14 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 			return -1;
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET_MASK))
 			return -1;
-		if (v->action != FP_DR && ip->ttl <= 1)
+		if (ip->ttl <= 1)
 			return -1;
 	} else {
 		struct ipv6hdr *ip6 = l3;
 
 		if ((void *)(ip6 + 1) > end)
 			return -1;
-		if (v->action != FP_DR && ip6->hop_limit <= 1)
+		if (ip6->hop_limit <= 1)
 			return -1;
 	}
 	/* The egress first: a missing device leaves the packet untouched for the slow path. */
@@ -656,6 +656,20 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 				c = 0xffff;
 			*csum = bpf_htons(c);
 		}
+	} else if (!v6) {
+		/* DR: only the TTL (csum_l3 is its delta) and the MACs change, as the workers do. */
+		struct iphdr *ip = l3;
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		ip->ttl--;
+		ip->check = bpf_htons(csum_apply(bpf_ntohs(ip->check), v->csum_l3));
+	} else {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		ip6->hop_limit--;
 	}
 	__builtin_memcpy(eth->h_dest, v->dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, v->smac, ETH_ALEN);

@@ -6,10 +6,12 @@
 // (NAT: destination to the real server, replies' source back to VIP:port, TTL decremented;
 // FULLNAT: source to a local address and port of the service, destination to the real
 // server, replies' both ends back to VIP:port → client, TTL decremented (fullnat.go);
-// DR: only the MACs, towards the real server; TUN: an IPIP / ip6ip6 header written into
-// the frame's headroom, from the director's address on the egress route, or ICMP
+// DR: the MACs, towards the real server, and the TTL; TUN: the TTL, then an IPIP / ip6ip6
+// header written into the frame's headroom, from the director's address on the egress route, or ICMP
 // fragmentation-needed / Packet Too Big back to the client when the encapsulated packet
-// would exceed the path MTU), and queues the
+// would exceed the path MTU; every method takes one off a client packet's TTL / hop
+// limit and answers TTL <= 1 with ICMP time exceeded, as IPVS's decrement_ttl), and
+// queues the
 // frame for transmit on the egress interface's socket — in place when the egress is the
 // ingress interface, copied into the other socket's UMEM otherwise (asavie/xdp has no
 // shared UMEM). Then it flushes the TX batches, reclaims completions and refills.

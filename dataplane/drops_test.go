@@ -175,7 +175,7 @@ func dropCases() []dropCase {
 			return [][]byte{build(t, pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: client, sport: 8080, dport: 2, ack: true})}
 		}, want: DropNoReplyConn},
 		{name: "no real server: port unreachable", opts: dropOpts{dests: []Dest{}}, frames: one(udpReq), want: DropNoDest, sent: 1},
-		{name: "TTL expired", frames: one(pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 3, dport: 80, udp: true, ttl: 1}), want: DropTTLExpired},
+		{name: "TTL expired: time exceeded", frames: one(pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 3, dport: 80, udp: true, ttl: 1}), want: DropTTLExpired, sent: 1},
 		{name: "no route to the real server", opts: dropOpts{routes: defaultRoutes()[:1]}, frames: one(udpReq), want: DropNoRoute},
 		{name: "route through an interface xlvsd does not run on", opts: dropOpts{routes: func() []Route {
 			rt := defaultRoutes()

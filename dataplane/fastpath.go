@@ -696,6 +696,9 @@ func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, a
 	d.in, d.hop = in, hop
 	d.val = bpf.FastVal{DMAC: h.mac, SMAC: out.mac, Ifindex: uint32(out.ifindex), Action: action}
 	if action == bpf.FastDR {
+		if family == 4 {
+			d.val.CsumL3 = bpf.FastTTLDelta // the TTL drops by one, as on the slow path
+		}
 		return true
 	}
 	d.val.Addr = addr

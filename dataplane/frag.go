@@ -30,8 +30,8 @@ type fragAction uint8
 const (
 	fragNATDst     fragAction = iota + 1 // NAT request: destination becomes addr, TTL decremented
 	fragNATSrc                           // NAT reply: source becomes addr, TTL decremented
-	fragDR                               // DR: MACs only, towards addr
-	fragTUN                              // TUN: encapsulated towards addr
+	fragDR                               // DR: MACs, TTL decremented, towards addr
+	fragTUN                              // TUN: TTL decremented, encapsulated towards addr
 	fragFullNATIn                        // FULLNAT request: source becomes addr, destination to, TTL decremented
 	fragFullNATOut                       // FULLNAT reply: likewise
 )
@@ -152,12 +152,17 @@ func (w *worker) fragment(p *pktDesc) {
 		packet.RewriteDstAddr(p.frame, info, fe.to)
 		w.countFlow(p, fe.svc, fe.dest, fe.action == fragFullNATIn)
 		w.output(p, fe.to)
-	case fragDR:
+	case fragDR, fragTUN:
+		if !packet.DecrementTTL(p.frame, info) {
+			w.drop(p, DropTTLExpired)
+			return
+		}
 		w.countFlow(p, fe.svc, fe.dest, true)
-		w.output(p, fe.addr)
-	case fragTUN:
-		w.countFlow(p, fe.svc, fe.dest, true)
-		w.tunnel(p, fe.addr)
+		if fe.action == fragDR {
+			w.output(p, fe.addr)
+		} else {
+			w.tunnel(p, fe.addr)
+		}
 	default:
 		w.drop(p, DropBadMethod)
 	}

@@ -86,7 +86,7 @@ func TestFragmentsNAT(t *testing.T) {
 }
 
 // TestFragmentsL2: IPv4 and IPv6 fragments follow their first fragment through DR
-// (unchanged) and TUN (each encapsulated).
+// and TUN (each encapsulated), their TTL one lower.
 func TestFragmentsL2(t *testing.T) {
 	for _, method := range []conntrack.Method{conntrack.MethodDR, conntrack.MethodTUN} {
 		for _, fam := range []struct {
@@ -95,8 +95,11 @@ func TestFragmentsL2(t *testing.T) {
 		}{{"v4", l2Client, l2VIP}, {"v6", l2Client6, l2VIP6}} {
 			t.Run(method.String()+"/"+fam.name, func(t *testing.T) {
 				r := newL2Rig(t, method)
-				req := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 40000, dport: 80, udp: true, payload: bytes.Repeat([]byte{7}, 2000)})
-				frags := fragments(t, req, 1232, 0xabcdef)
+				rp := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 40000, dport: 80, udp: true, payload: bytes.Repeat([]byte{7}, 2000)}
+				frags := fragments(t, build(t, rp), 1232, 0xabcdef)
+				// Each leaves with its TTL (hop limit) one lower, as IPVS's decrement_ttl.
+				rp.ttl = 63
+				want := fragments(t, build(t, rp), 1232, 0xabcdef)
 				for _, f := range frags {
 					r.eth.Inject(f)
 				}
@@ -110,7 +113,7 @@ func TestFragmentsL2(t *testing.T) {
 					hl = packet.TunnelHeaderLen(map[bool]uint8{true: 4, false: 6}[fam.client.Is4()])
 				}
 				for i, f := range out {
-					if macOf(f[0:6]) != macRS1 || !bytes.Equal(f[14+hl:], frags[i][14:]) {
+					if macOf(f[0:6]) != macRS1 || !bytes.Equal(f[14+hl:], want[i][14:]) {
 						t.Fatalf("fragment %d: MAC %x or packet changed", i, f[0:6])
 					}
 				}

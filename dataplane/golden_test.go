@@ -18,12 +18,14 @@ package dataplane
 // describes: source to a local address and port, destination to the real server, TTL
 // decremented; replies the reverse.
 //
-// One known difference, kept as xlvs documents it (doc.go: DR changes "only the MACs")
-// and flagged for a decision: since 8d8e20e2d7bb ("ipvs: Decrement ttl", Linux 4.10)
-// the kernel decrements the TTL in every mode, DR and TUN included (the tunnel's inner
-// and so its outer TTL), and drops TTL <= 1 with ICMP time exceeded; xlvs's DR and TUN
-// leave the TTL alone and forward TTL 1. The DR and TUN rows below encode xlvs's
-// behaviour (TTL unchanged): change them with the code if that decision changes.
+// DR and TUN take one off the TTL too: since 8d8e20e2d7bb ("ipvs: Decrement ttl",
+// Linux 4.10) __ip_vs_get_out_rt calls decrement_ttl for every method whose real server
+// is not local (ip_vs_dr_xmit and ip_vs_tunnel_xmit included; the tunnel's outer header
+// then copies the decremented TTL), and a client's packet with TTL (hop limit) <= 1 is
+// answered with ICMP time exceeded (icmp_send / icmpv6_send, from the address it was
+// sent to: the input route is local) and dropped. Read in a SUSE livepatch copy of a
+// 6.x ip_vs_xmit.c through the code search (the index names no mainline commit for it);
+// the logic is mainline's since 4.10.
 //
 // Two fields of an expected frame are left to the code, because the model leaves them
 // free, and are read back before the comparison: a FULLNAT local port (written as
@@ -35,12 +37,17 @@ package dataplane
 // the received frame's padding, and the NIC pads short frames either way.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
 	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
 )
 
 // Port indices of the layouts (rig.ports).
@@ -104,14 +111,27 @@ type frameAt struct {
 
 func at(port int, p pkt) frameAt { return frameAt{port, p} }
 
-// verdict is what a row expects: frames sent, or exactly one drop of one reason.
+// verdict is what a row expects: frames sent, or exactly one drop of one reason, and
+// with icmp an ICMP error of that type back to the input's source (from the address it
+// was sent to, quoting the input's IP packet from its start).
 type verdict struct {
 	out  []frameAt
 	drop *Drop
+	icmp uint8
 }
 
 func send(fs ...frameAt) verdict { return verdict{out: fs} }
 func drop(d Drop) verdict        { return verdict{drop: &d} }
+
+// timeExceeded: dropped as DropTTLExpired and answered with ICMP time exceeded (ICMPv4
+// type 11, ICMPv6 type 3).
+func timeExceeded(v6 bool) verdict {
+	d := DropTTLExpired
+	if v6 {
+		return verdict{drop: &d, icmp: 3}
+	}
+	return verdict{drop: &d, icmp: 11}
+}
 
 // Layouts the rows run on.
 func natRig(t testing.TB) *rig          { return newDualRig(t, conntrack.MethodNAT, fnOpts{}).rig }
@@ -169,23 +189,23 @@ var golden = []struct {
 	{"FULLNAT/v6/TCP/reply", fnatRig, withSetup(at(pExt, cSYN6)), at(pInt, seg(macRS1, macDirInt, rs16, 8080, lip6, anyLport, gSYNACK, 64)), send(at(pExt, seg(macDirExt, macClient, vip6, gVPort, client6, gCPort, gSYNACK, 63)))},
 	{"FULLNAT/v6/UDP/reply", fnatRig, withSetup(at(pExt, cUDP6)), at(pInt, seg(macRS1, macDirInt, rs16, 8080, lip6, anyLport, gUDP, 64)), send(at(pExt, seg(macDirExt, macClient, vip6, gVPort, client6, gCPort, gUDP, 63)))},
 
-	// DR: only the MACs change; the IP packet, TTL included, is untouched.
-	{"DR/v4/TCP/request", drRig, nil, at(pEth, lSYN4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gSYN, 64)))},
-	{"DR/v4/UDP/request", drRig, nil, at(pEth, lUDP4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gUDP, 64)))},
-	{"DR/v6/TCP/request", drRig, nil, at(pEth, lSYN6), send(at(pEth, seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gSYN, 64)))},
-	{"DR/v6/UDP/request", drRig, nil, at(pEth, lUDP6), send(at(pEth, seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gUDP, 64)))},
-	{"DR/v4/TCP/established", drRig, withSetup(at(pEth, lSYN4)), at(pEth, lACK4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gACK, 64)))},
-	{"DR/v6/TCP/established", drRig, withSetup(at(pEth, lSYN6)), at(pEth, lACK6), send(at(pEth, seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gACK, 64)))},
-	{"DR/v4/UDP/established", drRig, withSetup(at(pEth, lUDP4)), at(pEth, lUDP4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gUDP, 64)))},
+	// DR: the MACs change and the TTL drops by one (decrement_ttl); nothing else.
+	{"DR/v4/TCP/request", drRig, nil, at(pEth, lSYN4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gSYN, 63)))},
+	{"DR/v4/UDP/request", drRig, nil, at(pEth, lUDP4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gUDP, 63)))},
+	{"DR/v6/TCP/request", drRig, nil, at(pEth, lSYN6), send(at(pEth, seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gSYN, 63)))},
+	{"DR/v6/UDP/request", drRig, nil, at(pEth, lUDP6), send(at(pEth, seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gUDP, 63)))},
+	{"DR/v4/TCP/established", drRig, withSetup(at(pEth, lSYN4)), at(pEth, lACK4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gACK, 63)))},
+	{"DR/v6/TCP/established", drRig, withSetup(at(pEth, lSYN6)), at(pEth, lACK6), send(at(pEth, seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gACK, 63)))},
+	{"DR/v4/UDP/established", drRig, withSetup(at(pEth, lUDP4)), at(pEth, lUDP4), send(at(pEth, seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gUDP, 63)))},
 
-	// TUN: the packet, untouched, inside an IPIP / ip6ip6 header from the director's address to the real server.
-	{"TUN/v4/TCP/request", tunRig, nil, at(pEth, lSYN4), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gSYN, 64), l2Dir, l2RS1)))},
-	{"TUN/v4/UDP/request", tunRig, nil, at(pEth, lUDP4), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gUDP, 64), l2Dir, l2RS1)))},
-	{"TUN/v6/TCP/request", tunRig, nil, at(pEth, lSYN6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gSYN, 64), l2Dir6, l2RS16)))},
-	{"TUN/v6/UDP/request", tunRig, nil, at(pEth, lUDP6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gUDP, 64), l2Dir6, l2RS16)))},
-	{"TUN/v4/TCP/established", tunRig, withSetup(at(pEth, lSYN4)), at(pEth, lACK4), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gACK, 64), l2Dir, l2RS1)))},
-	{"TUN/v6/TCP/established", tunRig, withSetup(at(pEth, lSYN6)), at(pEth, lACK6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gACK, 64), l2Dir6, l2RS16)))},
-	{"TUN/v4/TCP/ttl 9", tunRig, nil, at(pEth, seg(macClient, macDir, l2Client, gCPort, l2VIP, gVPort, gSYN, 9)), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gSYN, 9), l2Dir, l2RS1)))},
+	// TUN: the packet, its TTL decremented, inside an IPIP / ip6ip6 header (the same TTL) from the director's address to the real server.
+	{"TUN/v4/TCP/request", tunRig, nil, at(pEth, lSYN4), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gSYN, 63), l2Dir, l2RS1)))},
+	{"TUN/v4/UDP/request", tunRig, nil, at(pEth, lUDP4), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gUDP, 63), l2Dir, l2RS1)))},
+	{"TUN/v6/TCP/request", tunRig, nil, at(pEth, lSYN6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gSYN, 63), l2Dir6, l2RS16)))},
+	{"TUN/v6/UDP/request", tunRig, nil, at(pEth, lUDP6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gUDP, 63), l2Dir6, l2RS16)))},
+	{"TUN/v4/TCP/established", tunRig, withSetup(at(pEth, lSYN4)), at(pEth, lACK4), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gACK, 63), l2Dir, l2RS1)))},
+	{"TUN/v6/TCP/established", tunRig, withSetup(at(pEth, lSYN6)), at(pEth, lACK6), send(at(pEth, encap(seg(macDir, macRS1, l2Client6, gCPort, l2VIP6, gVPort, gACK, 63), l2Dir6, l2RS16)))},
+	{"TUN/v4/TCP/ttl 9 leaves 8", tunRig, nil, at(pEth, seg(macClient, macDir, l2Client, gCPort, l2VIP, gVPort, gSYN, 9)), send(at(pEth, encap(seg(macDir, macRS1, l2Client, gCPort, l2VIP, gVPort, gSYN, 8), l2Dir, l2RS1)))},
 
 	// Drops: no frame leaves, exactly one counter moves.
 	{"drop/NAT/v4/TCP ACK without connection", natRig, nil, at(pExt, cACK4), drop(DropNoConn)},
@@ -194,8 +214,12 @@ var golden = []struct {
 	{"drop/NAT/v4/reply without connection", natRig, nil, at(pInt, seg(macRS1, macDirInt, rs1, 8080, client, gCPort, gACK, 64)), drop(DropNoReplyConn)},
 	{"drop/NAT/v4/no service on the port", natRig, nil, at(pExt, seg(macClient, macDirExt, client, gCPort, vip, 81, gSYN, 64)), drop(DropNoService)},
 	{"drop/DR/v4/no service on the port", drRig, nil, at(pEth, seg(macClient, macDir, l2Client, gCPort, l2VIP, 81, gSYN, 64)), drop(DropNoService)},
-	{"drop/NAT/v4/TTL 1", natRig, nil, at(pExt, seg(macClient, macDirExt, client, gCPort, vip, gVPort, gUDP, 1)), drop(DropTTLExpired)},
-	{"drop/NAT/v6/hop limit 1", natRig, nil, at(pExt, seg(macClient, macDirExt, client6, gCPort, vip6, gVPort, gUDP, 1)), drop(DropTTLExpired)},
+	{"drop/NAT/v4/TTL 1", natRig, nil, at(pExt, seg(macClient, macDirExt, client, gCPort, vip, gVPort, gUDP, 1)), timeExceeded(false)},
+	{"drop/NAT/v6/hop limit 1", natRig, nil, at(pExt, seg(macClient, macDirExt, client6, gCPort, vip6, gVPort, gUDP, 1)), timeExceeded(true)},
+	{"drop/DR/v4/TTL 1", drRig, nil, at(pEth, seg(macClient, macDir, l2Client, gCPort, l2VIP, gVPort, gSYN, 1)), timeExceeded(false)},
+	{"drop/DR/v6/established, hop limit 1", drRig, withSetup(at(pEth, lSYN6)), at(pEth, seg(macClient, macDir, l2Client6, gCPort, l2VIP6, gVPort, gACK, 1)), timeExceeded(true)},
+	{"drop/TUN/v4/TTL 1", tunRig, nil, at(pEth, seg(macClient, macDir, l2Client, gCPort, l2VIP, gVPort, gUDP, 1)), timeExceeded(false)},
+	{"drop/TUN/v6/hop limit 1", tunRig, nil, at(pEth, seg(macClient, macDir, l2Client6, gCPort, l2VIP6, gVPort, gSYN, 1)), timeExceeded(true)},
 	{"drop/NAT/v4/reply TTL 1", natRig, setNAT, at(pInt, seg(macRS1, macDirInt, rs1, 8080, client, gCPort, gSYNACK, 1)), drop(DropTTLExpired)},
 	{"drop/FULLNAT/v4/no local address", fnatNoLA, nil, at(pExt, cSYN4), drop(DropNoLaddr)},
 	{"drop/FULLNAT/v6/no local address", fnatNoLA, nil, at(pExt, cUDP6), drop(DropNoLaddr)},
@@ -215,9 +239,14 @@ func TestGolden(t *testing.T) {
 			if d := r.drops(); len(d) != 0 {
 				t.Fatalf("setup dropped %v", d)
 			}
-			r.ports[row.in.port].Inject(build(t, goldenFill(t, r, row.in.p)))
+			inFrame := build(t, goldenFill(t, r, row.in.p))
+			r.ports[row.in.port].Inject(inFrame)
 			r.drain()
 			got := r.sent()
+			if row.want.icmp != 0 {
+				checkICMPAnswer(t, r, got, row.in, inFrame, row.want.icmp)
+				got[row.in.port] = nil
+			}
 			want := make([][]pkt, len(r.ports))
 			for _, f := range row.want.out {
 				want[f.port] = append(want[f.port], goldenFill(t, r, f.p))
@@ -248,6 +277,70 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkICMPAnswer checks that got holds exactly one frame, on in's port: an ICMP error
+// of type typ (code 0: TTL / hop limit exceeded in transit) from in's destination to
+// in's source, back to the sender's MAC, whose quote starts with in's IP packet. gopacket
+// decodes it and the checksums are checked here (IPv4 header, ICMP, ICMPv6 with its
+// pseudo-header), not taken from the code.
+func checkICMPAnswer(t *testing.T, r *rig, got [][][]byte, in frameAt, inFrame []byte, typ uint8) {
+	t.Helper()
+	for port, fs := range got {
+		if want := map[bool]int{true: 1, false: 0}[port == in.port]; len(fs) != want {
+			t.Fatalf("%s sent %d frames, want %d (drops %v)", r.names[port], len(fs), want, r.drops())
+		}
+	}
+	f := got[in.port][0]
+	pk := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+	eth, _ := pk.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	if eth == nil || macOf(eth.DstMAC) != in.p.srcMAC {
+		t.Fatalf("answer not back to the sender's MAC: %s", frameString(f))
+	}
+	var quote []byte
+	if in.p.src.Is4() {
+		ip, _ := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		ic, _ := pk.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		if ip == nil || ic == nil || ip.SrcIP.String() != in.p.dst.String() || ip.DstIP.String() != in.p.src.String() ||
+			ic.TypeCode.Type() != typ || ic.TypeCode.Code() != 0 || !packet.IPv4HeaderChecksumValid(packet.IPv4(f[14:])) ||
+			onesSum(f[14+int(ip.IHL)*4:14+int(ip.Length)]) != 0xFFFF {
+			t.Fatalf("not ICMP type %d from %v to %v with valid checksums: %s", typ, in.p.dst, in.p.src, frameString(f))
+		}
+		quote = ic.Payload // gopacket keeps the unused word in the ICMPv4 layer
+	} else {
+		ip, _ := pk.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		ic, _ := pk.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+		if ip == nil || ic == nil || ip.SrcIP.String() != in.p.dst.String() || ip.DstIP.String() != in.p.src.String() ||
+			ic.TypeCode.Type() != typ || ic.TypeCode.Code() != 0 {
+			t.Fatalf("not ICMPv6 type %d from %v to %v: %s", typ, in.p.dst, in.p.src, frameString(f))
+		}
+		body := f[14+40 : 14+40+int(ip.Length)]
+		pseudo := append(append(append([]byte{}, ip.SrcIP...), ip.DstIP...), 0, 0, byte(len(body)>>8), byte(len(body)), 0, 0, 0, 58)
+		if onesSum(append(pseudo, body...)) != 0xFFFF {
+			t.Fatalf("ICMPv6 checksum wrong: %s", frameString(f))
+		}
+		quote = ic.Payload[4:] // after the unused word
+	}
+	orig := unpadded(inFrame)[14:]
+	if n := min(len(quote), len(orig)); n < 28 || !bytes.Equal(quote[:n], orig[:n]) {
+		t.Fatalf("the answer quotes % x, want the input's IP packet % x", quote, orig)
+	}
+}
+
+// onesSum is the 16-bit one's complement sum of b (RFC 1071): 0xFFFF over data that
+// includes its correct checksum.
+func onesSum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s > 0xFFFF {
+		s = s>>16 + s&0xFFFF
+	}
+	return uint16(s)
 }
 
 // goldenFill returns p with anyLport replaced by the local port of the golden flow's

@@ -30,7 +30,12 @@ func TestTUN(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newL2Rig(t, conntrack.MethodTUN)
-			in := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: tc.client, dst: tc.vip, sport: 40000, dport: 80, udp: tc.udp, syn: true, ttl: 9, payload: []byte("hello")})
+			ip := pkt{srcMAC: macClient, dstMAC: macDir, src: tc.client, dst: tc.vip, sport: 40000, dport: 80, udp: tc.udp, syn: true, ttl: 9, payload: []byte("hello")}
+			in := build(t, ip)
+			// The inner packet leaves with TTL 8 (IPVS's decrement_ttl), which the outer
+			// header copies (ip_vs_prepare_tunneled_skb).
+			ip.ttl = 8
+			inner := build(t, ip)
 			r.eth.Inject(in)
 			r.w.poll()
 			out := r.eth.Sent()
@@ -54,14 +59,14 @@ func TestTUN(t *testing.T) {
 			}
 			if outer.Family == 4 {
 				o := p.Layers()[1].(*layers.IPv4)
-				if o.Protocol != 4 || o.TTL != 9 || o.Flags != layers.IPv4DontFragment || !packet.IPv4HeaderChecksumValid(packet.IPv4(f[14:])) {
+				if o.Protocol != 4 || o.TTL != 8 || o.Flags != layers.IPv4DontFragment || !packet.IPv4HeaderChecksumValid(packet.IPv4(f[14:])) {
 					t.Fatalf("outer IPv4 %+v", o)
 				}
-			} else if o := p.Layers()[1].(*layers.IPv6); o.NextHeader != 41 || o.HopLimit != 9 {
+			} else if o := p.Layers()[1].(*layers.IPv6); o.NextHeader != 41 || o.HopLimit != 8 {
 				t.Fatalf("outer IPv6 %+v", o)
 			}
-			if !bytes.Equal(f[outer.L4Off:], in[14:14+int(outer.L3Len)-int(outer.L4Off-outer.L3Off)]) {
-				t.Fatal("inner packet changed")
+			if !bytes.Equal(f[outer.L4Off:], inner[14:14+int(outer.L3Len)-int(outer.L4Off-outer.L3Off)]) {
+				t.Fatal("inner packet is not the input with TTL - 1")
 			}
 			if len(r.drops()) != 0 || r.w.st.encapsulated.load() != 1 {
 				t.Fatalf("drops %v, encapsulated %d", r.drops(), r.w.st.encapsulated.load())

@@ -559,7 +559,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 			return
 		}
 		if !packet.DecrementTTL(p.frame, info) {
-			w.drop(p, DropTTLExpired)
+			w.timeExceeded(p)
 			return
 		}
 		w.countFlow(p, e.Service, e.Dest, true)
@@ -574,10 +574,15 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		// server: the reply key's destination and source (fullnat.go).
 		w.fullnatRequest(p)
 	case conntrack.MethodDR:
-		// DR: the IP packet leaves untouched (IPVS delivers it locally, so no TTL
-		// decrement); only the MACs change, towards the real server's.
+		// DR: the MACs change, towards the real server's, and the TTL (hop limit) drops
+		// by one, as in every IPVS method (decrement_ttl in __ip_vs_get_out_rt,
+		// net/netfilter/ipvs/ip_vs_xmit.c since Linux 4.10).
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
 			w.drop(p, DropBadMethod)
+			return
+		}
+		if !packet.DecrementTTL(p.frame, info) {
+			w.timeExceeded(p)
 			return
 		}
 		w.countFlow(p, e.Service, e.Dest, true)
@@ -586,9 +591,14 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		}
 		w.output(p, rs.Addr)
 	case conntrack.MethodTUN:
-		// TUN: IPIP (IPv4 in IPv4) or ip6ip6; the inner packet is left as it came.
+		// TUN: IPIP (IPv4 in IPv4) or ip6ip6 around the inner packet, whose TTL (hop
+		// limit) drops by one first, as IPVS's (the outer header copies it).
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
 			w.drop(p, DropBadMethod)
+			return
+		}
+		if !packet.DecrementTTL(p.frame, info) {
+			w.timeExceeded(p)
 			return
 		}
 		w.countFlow(p, e.Service, e.Dest, true)
@@ -745,6 +755,20 @@ func (w *worker) destCtrs(id uint32) *flowCtrs {
 		return &w.st.dest[id]
 	}
 	return nil
+}
+
+// timeExceeded answers p, a client's packet whose TTL (hop limit) is 1 or less, with
+// ICMP time exceeded (ICMPv6 hop limit exceeded) from the address it was sent to, as
+// IPVS's decrement_ttl does (net/netfilter/ipvs/ip_vs_xmit.c: icmp_send /
+// icmpv6_send before any rewrite). The packet counts as DropTTLExpired; the answer in
+// ICMPSent, or in ICMPLimited when the rate limit refuses it.
+func (w *worker) timeExceeded(p *pktDesc) {
+	w.st.drops[DropTTLExpired].add(1)
+	if p.info.Family == 6 {
+		w.icmpError(p, packet.ICMPv6TimeExceeded, 0, 0, dropNone)
+	} else {
+		w.icmpError(p, packet.ICMPv4TimeExceeded, packet.ICMPv4CodeTTLExceeded, 0, dropNone)
+	}
 }
 
 // unavailable answers p, for which no real server was available, with ICMP port

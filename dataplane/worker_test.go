@@ -68,13 +68,14 @@ func TestDrops(t *testing.T) {
 		p    pkt
 		raw  []byte
 		want Drop
+		sent int // ICMP answers (time exceeded)
 	}{
-		{"tcp without syn and no connection", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 1, dport: 80, ack: true}, nil, DropNoConn},
-		{"reply without connection", pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: client, sport: 8080, dport: 2, ack: true}, nil, DropNoReplyConn},
-		{"not ours", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 1, dport: 81, syn: true}, nil, DropNoService},
-		{"ttl expired", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 3, dport: 80, udp: true, ttl: 1}, nil, DropTTLExpired},
-		{"truncated", pkt{}, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 8, 0, 0x45}, DropMalformed},
-		{"arp", pkt{}, append(make([]byte, 12), 0x08, 0x06, 0, 1), DropNotTCPUDP},
+		{"tcp without syn and no connection", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 1, dport: 80, ack: true}, nil, DropNoConn, 0},
+		{"reply without connection", pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: client, sport: 8080, dport: 2, ack: true}, nil, DropNoReplyConn, 0},
+		{"not ours", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 1, dport: 81, syn: true}, nil, DropNoService, 0},
+		{"ttl expired", pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 3, dport: 80, udp: true, ttl: 1}, nil, DropTTLExpired, 1},
+		{"truncated", pkt{}, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 8, 0, 0x45}, DropMalformed, 0},
+		{"arp", pkt{}, append(make([]byte, 12), 0x08, 0x06, 0, 1), DropNotTCPUDP, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, "rr", 1, 1)
@@ -84,8 +85,8 @@ func TestDrops(t *testing.T) {
 			}
 			r.ext.Inject(f)
 			r.w.poll()
-			if n := len(r.int.Sent()) + len(r.ext.Sent()); n != 0 {
-				t.Fatalf("%d frames sent, want none", n)
+			if n := len(r.int.Sent()) + len(r.ext.Sent()); n != tc.sent {
+				t.Fatalf("%d frames sent, want %d", n, tc.sent)
 			}
 			if got := r.drops(); got[tc.want.String()] != 1 || len(got) != 1 {
 				t.Fatalf("drops %v, want only %s", got, tc.want)
