@@ -10,8 +10,8 @@
 // header), then TCP, UDP or SCTP ports (SCTP: the 12-byte common header; the dataplane checks the chunks), and decides:
 //
 //   - first of all, when the Port's macs set is not empty (Port.SetMACs; the dataplane
-//     gives it the interface's own MAC and those of its macvlans, such as keepalived's
-//     VRRP virtual MAC), a frame whose destination MAC is not in it is passed and counted
+//     gives it the interface's own MAC, those of its macvlans — keepalived's VRRP
+//     virtual MAC — and VLANs, and its bridge's), a frame whose destination MAC is not in it is passed and counted
 //     as other_host — unicast to another host (a bridge flooding the master director's
 //     frames to a standby), broadcast and multicast alike, for IPv4 and IPv6: the kernel
 //     drops PACKET_OTHERHOST frames (ip_rcv_core, ip6_rcv_core), and IPVS takes only

@@ -11,14 +11,17 @@ import (
 )
 
 // portMACs returns the destination MACs the XDP program on interface ifindex takes
-// frames for (bpf.Port.SetMACs): the interface's own address, then those of the macvlan
-// and macvtap interfaces of this network namespace whose lower device it is (keepalived's
-// use_vmac puts the VRRP virtual MAC 00:00:5e:00:01:VRID on such an interface, and frames
-// to it arrive on the lower device), by ifindex, at most bpf.MaxMACs; dropped says how
-// many children did not fit. An interface without a 6-byte address gets none: the
-// filter is off.
+// frames for (bpf.Port.SetMACs): the interface's own address, then those of the macvlan,
+// macvtap and 802.1Q VLAN interfaces of this network namespace whose lower device it is
+// (keepalived's use_vmac puts the VRRP virtual MAC 00:00:5e:00:01:VRID on a macvlan, and
+// frames to it arrive on the lower device; the kernel accepts a tagged frame to a VLAN
+// interface's own address, vlan_do_receive, and the program parses one tag), by ifindex,
+// and the address of the bridge it is a port of, at most bpf.MaxMACs; dropped says how
+// many of those did not fit. An interface without
+// a 6-byte address gets none: the filter is off.
 func portMACs(ls []netlink.Link, ifindex int) (macs []net.HardwareAddr, dropped int) {
 	var own net.HardwareAddr
+	master := 0
 	type child struct {
 		index int
 		mac   net.HardwareAddr
@@ -27,15 +30,21 @@ func portMACs(ls []netlink.Link, ifindex int) (macs []net.HardwareAddr, dropped 
 	for _, l := range ls {
 		a := l.Attrs()
 		if a.Index == ifindex {
-			own = a.HardwareAddr
+			own, master = a.HardwareAddr, a.MasterIndex
 			continue
 		}
-		if t := l.Type(); (t == "macvlan" || t == "macvtap") && a.ParentIndex == ifindex && len(a.HardwareAddr) == 6 && a.HardwareAddr[0]&1 == 0 {
+		if t := l.Type(); (t == "macvlan" || t == "macvtap" || t == "vlan") && a.ParentIndex == ifindex && len(a.HardwareAddr) == 6 && a.HardwareAddr[0]&1 == 0 {
 			children = append(children, child{a.Index, a.HardwareAddr})
 		}
 	}
 	if len(own) != 6 {
 		return nil, 0
+	}
+	// A bridge port: the bridge's own address is the host's on that segment.
+	for _, l := range ls {
+		if a := l.Attrs(); master != 0 && a.Index == master && l.Type() == "bridge" && len(a.HardwareAddr) == 6 {
+			children = append(children, child{a.Index, a.HardwareAddr})
+		}
 	}
 	slices.SortFunc(children, func(a, b child) int { return a.index - b.index })
 	macs = []net.HardwareAddr{own}

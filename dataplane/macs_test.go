@@ -28,12 +28,18 @@ func TestPortMACs(t *testing.T) {
 		mv(6, 3, net.HardwareAddr{0x00, 0x00, 0x5e, 0x00, 0x01, 0x08}), // another interface's
 		mv(5, 2, net.HardwareAddr{0x02, 0, 0, 0, 0, 0x05}),
 		mv(8, 2, own), // a macvlan sharing the lower's address: once
-		vlan,          // a VLAN is no macvlan: its frames carry a tag and its address
+		vlan,          // a VLAN with an address of its own: the kernel takes tagged frames to it
 	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Index: 4, HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 0x04}}}
+	port := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 10, MasterIndex: 4, HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 0x0a}}}
+	ls = append(ls, br, port)
 	macs, dropped := portMACs(ls, 2)
-	want := fmt.Sprint([]net.HardwareAddr{own, {0x02, 0, 0, 0, 0, 0x05}, vmac})
+	want := fmt.Sprint([]net.HardwareAddr{own, {0x02, 0, 0, 0, 0, 0x05}, vmac, {2, 0, 0, 0, 0, 0x09}})
 	if got := fmt.Sprint(macs); got != want || dropped != 0 {
-		t.Fatalf("portMACs(2) = %s, %d dropped; want %s, 0 (own first, then macvlans by ifindex)", got, dropped, want)
+		t.Fatalf("portMACs(2) = %s, %d dropped; want %s, 0 (own first, then macvlans and VLANs by ifindex)", got, dropped, want)
+	}
+	if got, want := fmt.Sprint(portMACs(ls, 10)), fmt.Sprint([]net.HardwareAddr{{2, 0, 0, 0, 0, 0x0a}, {2, 0, 0, 0, 0, 0x04}}, 0); got != want {
+		t.Fatalf("bridge port: %s, want %s (own, then the bridge's)", got, want)
 	}
 	if macs, _ := portMACs(ls, 1); macs != nil {
 		t.Fatalf("interface without a MAC: %v, want none (filter off)", macs)
