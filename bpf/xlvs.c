@@ -236,8 +236,8 @@ struct {
 
 /*
  * macs[0]: the destination MACs this instance takes frames for (per Port, like stats):
- * the interface's own address and those of macvlan interfaces on top of it (a VRRP
- * virtual MAC, keepalived's use_vmac). Each entry is the 6 address bytes followed by
+ * the interface's own address, those of macvlan (a VRRP virtual MAC, keepalived's
+ * use_vmac) and VLAN interfaces on top of it, and its bridge's. Each entry is the 6 address bytes followed by
  * two zero bytes, compared as one __u64. n == 0 (a Port loaded but not attached, or
  * not filled yet): every destination is taken, as before the filter existed.
  *
