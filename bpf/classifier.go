@@ -152,6 +152,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 		{xlvsMapFastpath, ebpf.Hash, uint32(unsafe.Sizeof(FastKey{})), uint32(unsafe.Sizeof(FastVal{})), DefaultFastPathEntries},
 		{xlvsMapTxPorts, ebpf.DevMapHash, 4, 4, MaxQueues},
 		{xlvsMapFpOn, ebpf.Array, 4, 4, 1},
+		{xlvsMapMacs, ebpf.Array, 4, uint32(unsafe.Sizeof(macSet{})), 1},
 	}
 	for _, w := range want {
 		m, ok := spec.Maps[w.name]

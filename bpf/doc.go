@@ -9,6 +9,15 @@
 // IPv6 (TCP, UDP or ICMPv6 directly after the fixed header, or after one fragment
 // header), then TCP, UDP or SCTP ports (SCTP: the 12-byte common header; the dataplane checks the chunks), and decides:
 //
+//   - first of all, when the Port's macs set is not empty (Port.SetMACs; the dataplane
+//     gives it the interface's own MAC, those of its macvlans — keepalived's VRRP
+//     virtual MAC — and VLANs, and its bridge's), a frame whose destination MAC is not in it is passed and counted
+//     as other_host — unicast to another host (a bridge flooding the master director's
+//     frames to a standby), broadcast and multicast alike, for IPv4 and IPv6: the kernel
+//     drops PACKET_OTHERHOST frames (ip_rcv_core, ip6_rcv_core), and IPVS takes only
+//     PACKET_HOST ones (ip_vs_in: "remote client: only PACKET_HOST"; ip_forward drops the
+//     rest), so none of them is the dataplane's. An empty set (a Port from Load) takes
+//     every destination;
 //   - with the fast path on (fp_on[0] != 0), an untagged TCP or UDP packet whose flow
 //     (source, destination, ports, proto) is in fastpath (an established connection
 //     the dataplane installed; EnableFastPath): rewritten as the entry says (MACs; NAT:
@@ -64,6 +73,10 @@
 //	fastpath  HASH (no prealloc) struct fp_key (40 B) struct fp_val (104 B) 65536 (EnableFastPath sizes it; 1 when off)  Classifier (shared)
 //	tx_ports  DEVMAP_HASH    __u32 ifindex           __u32 ifindex  64     Classifier (shared)
 //	fp_on     ARRAY          __u32 0                 __u32 on       1      Classifier (shared)
+//	macs      ARRAY          __u32 0                 struct mac_set 1      Port
+//
+// struct mac_set (72 B): __u32 n (entries used, at most MaxMACs; 0: no filter), __u32 pad,
+// then 8 entries of the 6 MAC bytes followed by 2 zero bytes, compared as one __u64.
 //
 // struct fp_key is FastKey and struct fp_val FastVal (fastpath.go, which gives their
 // layouts).
@@ -103,6 +116,8 @@
 //	7 held             matched, the queue has no socket, a hold runs: dropped
 //	8 fastpath_tx      an established flow of fastpath rewritten and sent (XDP_TX or
 //	                   XDP_REDIRECT)
+//	9 other_host       destination MAC not in macs (another host's, broadcast, multicast):
+//	                   passed
 //
 // hold[0] is a CLOCK_MONOTONIC time in nanoseconds (bpf_ktime_get_ns), 0 when unset.
 //
@@ -115,8 +130,8 @@
 //
 // A Classifier owns the shared maps; SetServices and SetReals make them equal to a given
 // key set, SetLocals and SetLaddrs the address maps to a given address set. Each Port (Classifier.Attach, or Classifier.Load for
-// an unattached one in tests) is a program instance for one interface with its own xsks
-// and stats maps, attached through a bpf_link so it detaches when the Port is closed or
+// an unattached one in tests) is a program instance for one interface with its own xsks,
+// stats and macs maps, attached through a bpf_link so it detaches when the Port is closed or
 // the process exits. The interface index given to Attach is resolved in the calling
 // thread's network namespace.
 //

@@ -137,6 +137,7 @@ func slots(c Counters) [statCount]uint64 {
 		statLocalReply:     c.LocalReply,
 		statHeld:           c.Held,
 		statFastPathTx:     c.FastPathTx,
+		statOtherHost:      c.OtherHost,
 	}
 }
 

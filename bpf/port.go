@@ -126,6 +126,47 @@ func (p *Port) UnregisterSocket(queue int) error {
 	return nil
 }
 
+// macSet is struct mac_set of xlvs.c: the value of the macs map.
+type macSet struct {
+	N   uint32
+	_   uint32
+	MAC [MaxMACs][8]byte // 6 address bytes, 2 zero bytes
+}
+
+// SetMACs makes the program take only frames whose destination MAC is one of macs (at
+// most MaxMACs unicast addresses: the interface's own and, say, a macvlan's VRRP
+// virtual MAC on top of it) and pass every other frame to the kernel, counted as
+// OtherHost. The kernel delivers frames to another host's MAC (PACKET_OTHERHOST) to no
+// protocol, and IPVS ignores broadcast and multicast ones, so neither is the
+// dataplane's (xlvs.c, macs). An empty macs turns the filter off: every frame is
+// classified, as for a Port that was never given its MACs. The update is one map
+// element write; a frame classified during it may see the old set.
+func (p *Port) SetMACs(macs []net.HardwareAddr) error {
+	if len(macs) > MaxMACs {
+		return fmt.Errorf("set destination MACs: %d addresses, want at most %d", len(macs), MaxMACs)
+	}
+	var v macSet
+	for i, m := range macs {
+		if len(m) != 6 {
+			return fmt.Errorf("set destination MACs: %q is not a 6-byte Ethernet address", m)
+		}
+		if m[0]&1 != 0 {
+			return fmt.Errorf("set destination MACs: %v is a multicast address, want a unicast one", m)
+		}
+		copy(v.MAC[i][:], m)
+	}
+	v.N = uint32(len(macs))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return fmt.Errorf("set destination MACs: %w", ErrClosed)
+	}
+	if err := p.objs.Macs.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set destination MACs: %w", err)
+	}
+	return nil
+}
+
 // Counters reads the program's counters, summed over CPUs. Concurrent frames may land
 // between the reads of two counters: the result is not one atomic snapshot.
 func (p *Port) Counters() (Counters, error) {
@@ -154,6 +195,7 @@ func (p *Port) Counters() (Counters, error) {
 		LocalReply:     sums[statLocalReply],
 		Held:           sums[statHeld],
 		FastPathTx:     sums[statFastPathTx],
+		OtherHost:      sums[statOtherHost],
 	}, nil
 }
 

@@ -95,11 +95,12 @@ type Counters struct {
 	LocalReply     uint64 // a real server's packet to the director's own address (health checks): XDP_PASS
 	Held           uint64 // matched, no socket, while a restart hands over (Classifier.Hold): XDP_DROP
 	FastPathTx     uint64 // an established flow of the fastpath map rewritten and sent by the program: XDP_TX or XDP_REDIRECT
+	OtherHost      uint64 // destination MAC not one the Port takes (Port.SetMACs): XDP_PASS
 }
 
 // Total is the number of frames the program saw.
 func (c Counters) Total() uint64 {
-	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP + c.LocalReply + c.Held + c.FastPathTx
+	return c.Passed + c.Redirected + c.RedirectFailed + c.Malformed + c.Fragment + c.NonIP + c.LocalReply + c.Held + c.FastPathTx + c.OtherHost
 }
 
 // Slots of the stats map (see doc.go); they are ABI shared with xlvs.c.
@@ -113,6 +114,7 @@ const (
 	statLocalReply
 	statHeld
 	statFastPathTx
+	statOtherHost
 	statCount
 )
 
@@ -123,6 +125,7 @@ const (
 	MaxLocals   = 4096  // entries of the locals map (the director's own addresses)
 	MaxLaddrs   = 256   // entries of the laddrs map (FULLNAT local addresses)
 	MaxQueues   = 64    // receive queues per Port (entries of its xsks map)
+	MaxMACs     = 8     // destination MACs a Port takes frames for (its macs map)
 )
 
 var (

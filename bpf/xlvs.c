@@ -34,6 +34,9 @@
  *             VLAN-tagged, SYN/FIN/RST, a fragment, TTL/hop limit <= 1, longer
  *             than the entry's MTU (fast_path)
  *   otherwise XDP_PASS
+ * All of this only for a frame addressed to one of the interface's own MACs
+ * (macs, when user space filled it): anything else (flooded to this port by a
+ * bridge, broadcast, multicast) is the kernel's, which drops what is not its.
  * A services or reals entry with port 0 matches every port of its address
  * (persistent port-0 services) when no entry names the port itself.
  *   fwm_addrs, fwm_ports: the firewall marks xlvs gives packets itself (XDP runs
@@ -69,6 +72,7 @@ enum stat_slot {
 	STAT_LOCAL_REPLY = 6,     /* a real server answering the director itself: passed */
 	STAT_HELD = 7,            /* matched, no socket, during a restart's handoff: dropped */
 	STAT_FASTPATH_TX = 8,     /* an established flow rewritten and sent here (fastpath) */
+	STAT_OTHER_HOST = 9,      /* destination MAC not one of the interface's (macs): passed */
 	STAT__MAX
 };
 
@@ -229,6 +233,35 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } hold SEC(".maps");
+
+/*
+ * macs[0]: the destination MACs this instance takes frames for (per Port, like stats):
+ * the interface's own address, those of macvlan (a VRRP virtual MAC, keepalived's
+ * use_vmac) and VLAN interfaces on top of it, and its bridge's. Each entry is the 6 address bytes followed by
+ * two zero bytes, compared as one __u64. n == 0 (a Port loaded but not attached, or
+ * not filled yet): every destination is taken, as before the filter existed.
+ *
+ * Why unicast only: IPVS handles only what the kernel marks PACKET_HOST (its own
+ * address as destination MAC). ip_vs_in ignores every other pkt_type ("remote client:
+ * only PACKET_HOST", net/netfilter/ipvs/ip_vs_core.c), ip_forward and ip6_forward drop
+ * them (so NAT replies never come as broadcast), and ip_rcv_core / ip6_rcv_core drop
+ * PACKET_OTHERHOST. The same for IPv4 and IPv6. Broadcast and multicast frames, and
+ * unicast frames to another host's MAC, are therefore passed.
+ */
+#define MAC_MAX 8
+
+struct mac_set {
+	__u32 n;
+	__u32 pad;
+	__u64 mac[MAC_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mac_set);
+} macs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -679,6 +712,27 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 	return account(STAT_FASTPATH_TX, act);
 }
 
+/* mac_ok: whether the frame's destination MAC is one this instance takes (macs). */
+static __always_inline int mac_ok(struct ethhdr *eth)
+{
+	struct mac_set *s;
+	__u32 zero = 0, i;
+	__u64 d = 0;
+
+	s = bpf_map_lookup_elem(&macs, &zero);
+	if (!s || !s->n)
+		return 1;
+	__builtin_memcpy(&d, eth->h_dest, ETH_ALEN);
+#pragma unroll
+	for (i = 0; i < MAC_MAX; i++) {
+		if (i >= s->n)
+			break;
+		if (s->mac[i] == d)
+			return 1;
+	}
+	return 0;
+}
+
 SEC("xdp")
 int xlvs_classify(struct xdp_md *ctx)
 {
@@ -694,6 +748,8 @@ int xlvs_classify(struct xdp_md *ctx)
 
 	if ((void *)(eth + 1) > end)
 		return account(STAT_MALFORMED, XDP_PASS);
+	if (!mac_ok(eth))
+		return account(STAT_OTHER_HOST, XDP_PASS);
 	l3proto = eth->h_proto;
 	l3 = eth + 1;
 

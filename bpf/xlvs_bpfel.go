@@ -23,6 +23,7 @@ const (
 	xlvsMapHold          = "hold"
 	xlvsMapLaddrs        = "laddrs"
 	xlvsMapLocals        = "locals"
+	xlvsMapMacs          = "macs"
 	xlvsMapReals         = "reals"
 	xlvsMapServices      = "services"
 	xlvsMapStats         = "stats"
@@ -88,6 +89,7 @@ type xlvsMapSpecs struct {
 	Hold     *ebpf.MapSpec `ebpf:"hold"`
 	Laddrs   *ebpf.MapSpec `ebpf:"laddrs"`
 	Locals   *ebpf.MapSpec `ebpf:"locals"`
+	Macs     *ebpf.MapSpec `ebpf:"macs"`
 	Reals    *ebpf.MapSpec `ebpf:"reals"`
 	Services *ebpf.MapSpec `ebpf:"services"`
 	Stats    *ebpf.MapSpec `ebpf:"stats"`
@@ -129,6 +131,7 @@ type xlvsMaps struct {
 	Hold     *ebpf.Map `ebpf:"hold"`
 	Laddrs   *ebpf.Map `ebpf:"laddrs"`
 	Locals   *ebpf.Map `ebpf:"locals"`
+	Macs     *ebpf.Map `ebpf:"macs"`
 	Reals    *ebpf.Map `ebpf:"reals"`
 	Services *ebpf.Map `ebpf:"services"`
 	Stats    *ebpf.Map `ebpf:"stats"`
@@ -146,6 +149,7 @@ func (m *xlvsMaps) Close() error {
 		m.Hold,
 		m.Laddrs,
 		m.Locals,
+		m.Macs,
 		m.Reals,
 		m.Services,
 		m.Stats,

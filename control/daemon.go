@@ -804,6 +804,7 @@ func (d *Daemon) dataplaneStats() ([]api.QueueStats, []api.QueueStats) {
 			"xdp_passed": c.Passed, "xdp_redirected": c.Redirected, "xdp_redirect_failed": c.RedirectFailed,
 			"xdp_malformed": c.Malformed, "xdp_fragment": c.Fragment, "xdp_non_ip": c.NonIP,
 			"xdp_local_reply": c.LocalReply, "xdp_held": c.Held, "xdp_fastpath_tx": c.FastPathTx,
+			"xdp_other_host": c.OtherHost,
 		}})
 	}
 	sort.Slice(xdp, func(i, j int) bool { return xdp[i].Interface < xdp[j].Interface })

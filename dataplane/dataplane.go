@@ -161,6 +161,7 @@ type Dataplane struct {
 	cls     *bpf.Classifier
 	fast    *fastPath // nil: no fast path
 	xdp     []*bpf.Port
+	macKeys []string // per xdp, the MACs last given to it (macs.go)
 	epoch   time.Time
 
 	// the sync master (sync.go): workers queue connections while syncMaster is set
@@ -296,6 +297,9 @@ func New(cfg Config) (*Dataplane, error) {
 		}
 		cfg.Logger.Info("attached", "interface", port.Name, "xdp_mode", xp.Mode().String(), "queues", f.queues)
 	}
+	if perr == nil {
+		perr = d.readMACs()
+	}
 	ct, err := takeTable()
 	if perr != nil {
 		if ct != nil {
@@ -396,6 +400,7 @@ func (d *Dataplane) init(ct *conntrack.Table) error {
 	d.fib = newFIBWatcher(d.log)
 	if d.cls != nil {
 		d.fib.onLocals = d.cls.SetLocals
+		d.fib.onLinks = d.setMACs
 	}
 	queues := 0
 	for _, p := range d.ports {

@@ -22,6 +22,12 @@
 // A connection's request and reply may arrive on different queues, so at different
 // workers: both of its keys are in the shared table (in the client's shard).
 //
+// Frames arrive only through the XDP program, which takes a frame only when its
+// destination MAC is the interface's own, its bridge's, or that of a macvlan (a VRRP
+// virtual MAC) or VLAN on top of it; macs.go gives each program that set when it
+// attaches and again whenever links change (through the route watcher), so the workers
+// do not check the destination MAC again.
+//
 // Configuration reaches workers as an immutable *Snapshot behind an atomic.Pointer, read
 // once per batch. Routes and neighbours reach them the same way as an immutable *FIB that
 // a netlink watcher rebuilds when the kernel's tables, links or addresses change; a packet

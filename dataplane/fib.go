@@ -207,6 +207,9 @@ type fibWatcher struct {
 	// (the XDP program leaves real servers' answers to them to the kernel).
 	onLocals   func([]netip.Addr) error
 	lastLocals string
+	// onLinks, when set, receives the link list on every reload (the XDP programs'
+	// destination MACs, macs.go).
+	onLinks func([]netlink.Link) error
 
 	// wg counts the goroutines start runs; they end once ctx has ended and every
 	// subscription has closed its channel (Dataplane.Close waits for them).
@@ -453,7 +456,7 @@ func (w *fibWatcher) reload() error {
 		copy(mac[:], n.HardwareAddr)
 		neigh[NeighKey{Ifindex: int32(n.LinkIndex), Addr: a}] = mac
 	}
-	links, err := readLinks()
+	links, ls, err := readLinks()
 	if err != nil {
 		return err
 	}
@@ -473,19 +476,24 @@ func (w *fibWatcher) reload() error {
 			w.lastLocals = key
 		}
 	}
+	if w.onLinks != nil {
+		if err := w.onLinks(ls); err != nil {
+			return fmt.Errorf("update the XDP programs' destination MACs: %w", err)
+		}
+	}
 	return nil
 }
 
 // readLinks reads every interface's MTU and usable addresses (not tentative, not
-// deprecated).
-func readLinks() ([]Link, error) {
+// deprecated), and returns netlink's list too.
+func readLinks() ([]Link, []netlink.Link, error) {
 	ls, err := netlink.LinkList()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	as, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]Link, 0, len(ls))
 	idx := make(map[int]int, len(ls))
@@ -506,5 +514,5 @@ func readLinks() ([]Link, error) {
 		ip = ip.Unmap()
 		out[i].Addrs = append(out[i].Addrs, netip.PrefixFrom(ip, ones))
 	}
-	return out, nil
+	return out, ls, nil
 }
