@@ -23,6 +23,11 @@ type Query struct {
 	TCPFlags uint8
 	Status   Status
 	Entry    Entry
+	// Set by LookupBatch for InsertQuery and PrefetchQuery: Key's hash and shard, and
+	// whether they are (the query had a valid Dir).
+	hash   uint64
+	shard  int32
+	hashed bool
 }
 
 // LookupBatch does what Lookup does for every query of qs, in order:
@@ -80,6 +85,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		if m > 0 {
 			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
 				b.vi[m], b.sis[m], b.hs[m] = uint8(i), b.sis[m-1], b.hs[m-1]
+				q.hash, q.shard, q.hashed = b.hs[m], b.sis[m], true
 				if t.hint {
 					b.first[m], b.off[m], b.two[m] = b.first[m-1], b.off[m-1], b.two[m-1]
 				}
@@ -89,12 +95,13 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		}
 		si, ok := t.keyShard(q.Dir, &q.Key)
 		if !ok {
-			q.Status = Invalid
+			q.Status, q.hashed = Invalid, false
 			continue
 		}
 		k := &q.Key
 		h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
 		b.vi[m], b.sis[m], b.hs[m] = uint8(i), int32(si), h
+		q.hash, q.shard, q.hashed = h, int32(si), true
 		if t.hint {
 			a := slotAddr(&t.shards[si].shard, h)
 			b.first[m], b.off[m] = uint8(nl), uint8(a%64/4)
@@ -226,6 +233,20 @@ func (t *Table) PrefetchInsert(k *Key) {
 		return
 	}
 	t.shards[t.shardOf(&k.Src, k.SrcPort)].shard.prefetchInsert(0)
+}
+
+// PrefetchQuery is PrefetchInsert(&q.Key) for a query of DirOrig that LookupBatch
+// looked up (q.Key unchanged since), reusing the shard LookupBatch computed. Any other
+// query prefetches as PrefetchInsert(&q.Key) does. It allocates nothing.
+func (t *Table) PrefetchQuery(q *Query) {
+	if !t.hint {
+		return
+	}
+	si := int(q.shard)
+	if !q.hashed || q.Dir != DirOrig {
+		si = t.shardOf(&q.Key.Src, q.Key.SrcPort)
+	}
+	t.shards[si].shard.prefetchInsert(0)
 }
 
 // PrefetchEntry starts loading everything an Insert of e will most likely touch: what

@@ -989,6 +989,37 @@ func (t *Table) changeState(sh *shard, ref uint32, cur, next State) {
 // non-ESTABLISHED entry, or one of the validation errors. It allocates
 // nothing.
 func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
+	if err := t.check(e, tcpFlags); err != nil {
+		return err
+	}
+	o := &e.Orig
+	si := t.shardOf(&o.Src, o.SrcPort)
+	ho := hashParts(&t.seed, &o.Src, &o.Dst, o.SrcPort, o.DstPort, o.Proto)
+	return t.insert(e, tcpFlags, now, si, ho, true)
+}
+
+// InsertQuery is Insert(&q.Entry, tcpFlags, now) for a query that LookupBatch looked up
+// (q.Key and q.Dir unchanged since) and found missing (NotFound or Reused), whose
+// q.Entry the caller has filled in with q.Entry.Orig equal to q.Key: it reuses the
+// shard and hash of q.Key that LookupBatch computed instead of computing them again,
+// and it does not prefetch what the lookup brought into the cache (the key's home
+// slot) or what PrefetchQuery prefetches (call that for the batch's new connections
+// before inserting any). The outcome, q.Entry afterwards and the table's state are
+// exactly Insert's. A query that does not qualify (not looked up by LookupBatch, not
+// DirOrig, Orig not q.Key) is inserted as Insert does. It allocates nothing.
+func (t *Table) InsertQuery(q *Query, tcpFlags uint8, now int64) error {
+	e := &q.Entry
+	if !q.hashed || q.Dir != DirOrig || !sameKey(&e.Orig, &q.Key) {
+		return t.Insert(e, tcpFlags, now)
+	}
+	if err := t.check(e, tcpFlags); err != nil {
+		return err
+	}
+	return t.insert(e, tcpFlags, now, int(q.shard), q.hash, false)
+}
+
+// check is Insert's validation of e and tcpFlags.
+func (t *Table) check(e *Entry, tcpFlags uint8) error {
 	o := &e.Orig
 	if o.Proto != ProtoTCP && o.Proto != ProtoUDP && o.Proto != ProtoSCTP {
 		return ErrProto
@@ -1002,11 +1033,17 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 	if e.Method >= numMethods {
 		return ErrMethod
 	}
+	return nil
+}
+
+// insert is Insert once e is checked and the shard (si) and hash (ho) of its
+// original key are known; pf: prefetch the key's home slot, the record alloc will
+// take and the list tail.
+func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, pf bool) error {
+	o := &e.Orig
 	twoWay := e.Method.twoWay()
-	si := t.shardOf(&o.Src, o.SrcPort)
 	sh := &t.shards[si].shard
-	ho := hashParts(&t.seed, &o.Src, &o.Dst, o.SrcPort, o.DstPort, o.Proto)
-	if t.hint {
+	if t.hint && pf {
 		// The original key's home slot, the record alloc will most likely
 		// take and the list tail it will link to, then the reply key's home
 		// slot, are likely cache misses: start them all before the first is
@@ -1018,7 +1055,8 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 		if e.Reply.Proto != o.Proto {
 			return ErrReply
 		}
-		if t.shardOf(&e.Reply.Dst, e.Reply.DstPort) != si {
+		// NAT's reply goes to the client endpoint itself: the same shard, no hash needed.
+		if (e.Reply.DstPort != o.SrcPort || e.Reply.Dst != o.Src) && t.shardOf(&e.Reply.Dst, e.Reply.DstPort) != si {
 			return ErrShardMismatch
 		}
 		hr = hashParts(&t.seed, &e.Reply.Src, &e.Reply.Dst, e.Reply.SrcPort, e.Reply.DstPort, e.Reply.Proto)

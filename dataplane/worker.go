@@ -390,7 +390,7 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 		// The new connections' inserts: start their cache misses together.
 		for j := range w.qs[:m] {
 			if q := &w.qs[j]; q.Dir == conntrack.DirOrig && (q.Status == conntrack.NotFound || q.Status == conntrack.Reused) {
-				ct.PrefetchInsert(&q.Key)
+				ct.PrefetchQuery(q)
 			}
 		}
 	}
@@ -826,7 +826,7 @@ func (w *worker) schedule(p *pktDesc, svc *Service) Drop {
 		// The reply comes back to a local address and port chosen now (fullnat.go).
 		err = w.insertFullNAT(p, svc)
 	} else {
-		err = ct.Insert(&q.Entry, info.TCPFlags, now)
+		err = ct.InsertQuery(q, info.TCPFlags, now) // q was looked up by the batch's LookupBatch
 	}
 	switch {
 	case err == nil:
