@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -98,52 +97,11 @@ type fastReq struct {
 	dirs      [2]fastDir
 }
 
-// fastRing is a bounded single-producer (one worker), single-consumer (the fast path's
-// goroutine) queue; see syncRing.
-type fastRing struct {
-	tail   atomic.Uint64
-	full   atomic.Uint64 // requests dropped, ring full
-	_      [48]byte
-	head   atomic.Uint64
-	_      [56]byte
-	hcache uint64
-	buf    []fastReq
-	mask   uint64
-}
+// fastRing queues a worker's install and remove requests for the fast path's goroutine
+// (spsc.go).
+type fastRing = spscRing[fastReq]
 
-func newFastRing(n int) *fastRing {
-	size := 1
-	for size < n {
-		size <<= 1
-	}
-	return &fastRing{buf: make([]fastReq, size), mask: uint64(size - 1)}
-}
-
-// push appends a copy of *r, or counts a drop when the ring is full. Producer only.
-func (q *fastRing) push(r *fastReq) bool {
-	t := q.tail.Load()
-	if t-q.hcache > q.mask {
-		q.hcache = q.head.Load()
-		if t-q.hcache > q.mask {
-			q.full.Add(1)
-			return false
-		}
-	}
-	q.buf[t&q.mask] = *r
-	q.tail.Store(t + 1)
-	return true
-}
-
-// pop moves up to len(out) requests into out. Consumer only.
-func (q *fastRing) pop(out []fastReq) int {
-	h := q.head.Load()
-	n := int(min(q.tail.Load()-h, uint64(len(out))))
-	for i := 0; i < n; i++ {
-		out[i] = q.buf[(h+uint64(i))&q.mask]
-	}
-	q.head.Store(h + uint64(n))
-	return n
-}
+func newFastRing(n int) *fastRing { return newSPSCRing[fastReq](n) }
 
 // fastWorker is a worker's side of the fast path.
 type fastWorker struct {

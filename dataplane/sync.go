@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"xlvs/conntrack"
@@ -58,52 +57,10 @@ type SyncStats struct {
 	QueueFull uint64 // entries dropped because a worker's queue was full
 }
 
-// syncRing is a bounded single-producer (one worker), single-consumer (the sync daemon)
-// queue of pointer-free entries. The producer never waits: a full ring drops and counts.
-type syncRing struct {
-	tail   atomic.Uint64 // next slot the producer writes; written by the producer only
-	full   atomic.Uint64 // entries dropped, ring full
-	_      [48]byte
-	head   atomic.Uint64 // next slot the consumer reads; written by the consumer only
-	_      [56]byte
-	hcache uint64 // the producer's last view of head (producer only)
-	buf    []SyncConn
-	mask   uint64
-}
+// syncRing queues a worker's entries for the sync daemon (spsc.go).
+type syncRing = spscRing[SyncConn]
 
-func newSyncRing(n int) *syncRing {
-	size := 1
-	for size < n {
-		size <<= 1
-	}
-	return &syncRing{buf: make([]SyncConn, size), mask: uint64(size - 1)}
-}
-
-// push appends *c, or counts a drop when the ring is full. Producer only; no allocation.
-func (r *syncRing) push(c *SyncConn) bool {
-	t := r.tail.Load()
-	if t-r.hcache > r.mask {
-		r.hcache = r.head.Load()
-		if t-r.hcache > r.mask {
-			r.full.Add(1)
-			return false
-		}
-	}
-	r.buf[t&r.mask] = *c
-	r.tail.Store(t + 1)
-	return true
-}
-
-// pop moves up to len(out) entries into out. Consumer only.
-func (r *syncRing) pop(out []SyncConn) int {
-	h := r.head.Load()
-	n := int(min(r.tail.Load()-h, uint64(len(out))))
-	for i := 0; i < n; i++ {
-		out[i] = r.buf[(h+uint64(i))&r.mask]
-	}
-	r.head.Store(h + uint64(n))
-	return n
-}
+func newSyncRing(n int) *syncRing { return newSPSCRing[SyncConn](n) }
 
 // SetSyncMaster makes the workers hand connections to the sync daemon as IPVS's master
 // does (p: which packets; persistMode: sync_persist_mode, connections of persistent
