@@ -451,6 +451,31 @@ func TestHitlessRestart(t *testing.T) {
 			}
 		}()
 	}
+	// readEchoes reads c's echoes until stop, calling got for each; read errors other
+	// than the 200 ms deadline count in udpErrs.
+	readEchoes := func(c net.Conn, what string, got func()) {
+		defer wg.Done()
+		buf := make([]byte, 2048)
+		for {
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, err := c.Read(buf)
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				udpErrs.Add(1)
+				fail("%s receive: %v", what, err)
+				continue
+			}
+			got()
+		}
+	}
 	udp, err := bed.Client.NS.DialContext(ctx, "udp", netip.AddrPortFrom(vip, echoPort).String())
 	if err != nil {
 		t.Fatal(err)
@@ -479,29 +504,7 @@ func TestHitlessRestart(t *testing.T) {
 			}
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 2048)
-		for {
-			udp.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			_, err := udp.Read(buf)
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
-				}
-				udpErrs.Add(1)
-				fail("udp receive: %v", err)
-				continue
-			}
-			udpAt.add(time.Now())
-		}
-	}()
+	go readEchoes(udp, "udp", func() { udpAt.add(time.Now()) })
 	// The fwmark service's flow: a datagram every 5 ms, its echoes counted.
 	markUDP, err := bed.Client.NS.DialContext(ctx, "udp", netip.AddrPortFrom(vip, markPort).String())
 	if err != nil {
@@ -526,29 +529,7 @@ func TestHitlessRestart(t *testing.T) {
 			}
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 2048)
-		for {
-			markUDP.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			_, err := markUDP.Read(buf)
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
-				}
-				udpErrs.Add(1)
-				fail("fwmark udp receive: %v", err)
-				continue
-			}
-			markEchoes.Add(1)
-		}
-	}()
+	go readEchoes(markUDP, "fwmark udp", func() { markEchoes.Add(1) })
 	stopTraffic := func() {
 		select {
 		case <-stop:

@@ -84,28 +84,13 @@ func (r *rawSock) send(t *testing.T, frame []byte) {
 func (r *rawSock) recvSCTP(t *testing.T, wait time.Duration) []byte {
 	t.Helper()
 	deadline := time.Now().Add(wait)
-	buf := make([]byte, 4096)
 	for {
-		left := time.Until(deadline)
-		if left <= 0 {
+		f := r.recvAny(t, time.Until(deadline))
+		if f == nil {
 			return nil
 		}
-		tv := unix.NsecToTimeval(left.Nanoseconds())
-		if err := unix.SetsockoptTimeval(r.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			t.Fatal(err)
-		}
-		n, from, err := unix.Recvfrom(r.fd, buf, 0)
-		if err == unix.EAGAIN || err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("receive on %s: %v", r.name, err)
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		if p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.NoCopy); p.Layer(layers.LayerTypeSCTP) != nil {
-			return append([]byte(nil), buf[:n]...)
+		if p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.NoCopy); p.Layer(layers.LayerTypeSCTP) != nil {
+			return f
 		}
 	}
 }
