@@ -79,10 +79,23 @@ func rxPackets(name string) uint64 {
 // out (the kick loop), the frames must come back through completion (the own free list),
 // and a transmit on a downed link must return ErrLinkDown instead of panicking.
 func TestRealSocketTransmit(t *testing.T) {
+	for _, o := range openers {
+		t.Run(o.name, func(t *testing.T) { testRealSocketTransmit(t, o.open) })
+	}
+}
+
+// openers are the two ways to open a socket: asavie/xdp's (Open) and this package's
+// own, whose UMEM can be handed over (OpenShared). The tests of a real socket run on both.
+var openers = []struct {
+	name string
+	open func(ifindex, queue int, cfg Config) (Socket, error)
+}{{"asavie", Open}, {"shared", OpenShared}}
+
+func testRealSocketTransmit(t *testing.T, open func(int, int, Config) (Socket, error)) {
 	needRoot(t)
 	inNetns(t, func(a, b netlink.Link) {
 		cfg := Config{Frames: 512, FrameSize: 2048, FillRing: 128, CompRing: 256, RxRing: 128, TxRing: 256, Copy: true}
-		s, err := Open(a.Attrs().Index, 0, cfg)
+		s, err := open(a.Attrs().Index, 0, cfg)
 		if err != nil {
 			t.Error(err)
 			return
@@ -150,13 +163,19 @@ func TestRealSocketTransmit(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	for _, o := range openers {
+		t.Run(o.name, func(t *testing.T) { testOpenErrors(t, o.open) })
+	}
+}
+
+func testOpenErrors(t *testing.T, open func(int, int, Config) (Socket, error)) {
 	needRoot(t)
-	if _, err := Open(1, 0, Config{FrameSize: 100}); err == nil {
+	if _, err := open(1, 0, Config{FrameSize: 100}); err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	inNetns(t, func(a, _ netlink.Link) {
 		cfg := Config{Frames: 256, FrameSize: 2048, FillRing: 64, CompRing: 64, RxRing: 64, TxRing: 64, ZeroCopy: true}
-		_, err := Open(a.Attrs().Index, 0, cfg)
+		_, err := open(a.Attrs().Index, 0, cfg)
 		if err == nil {
 			t.Error("zero-copy bind on veth succeeded; veth supports copy mode only")
 		}
@@ -169,16 +188,22 @@ func TestOpenErrors(t *testing.T) {
 // close: the reopen retries EBUSY for up to two seconds. Before Close, a second bind of
 // the queue is refused with EBUSY.
 func TestCloseReleasesQueue(t *testing.T) {
+	for _, o := range openers {
+		t.Run(o.name, func(t *testing.T) { testCloseReleasesQueue(t, o.open) })
+	}
+}
+
+func testCloseReleasesQueue(t *testing.T, open func(int, int, Config) (Socket, error)) {
 	needRoot(t)
 	inNetns(t, func(a, b netlink.Link) {
 		cfg := Config{Frames: 512, FrameSize: 2048, FillRing: 128, CompRing: 256, RxRing: 128, TxRing: 256, Copy: true}
 		ifindex := a.Attrs().Index
-		s, err := Open(ifindex, 0, cfg)
+		s, err := open(ifindex, 0, cfg)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		if s2, err := Open(ifindex, 0, cfg); err == nil {
+		if s2, err := open(ifindex, 0, cfg); err == nil {
 			s2.Close()
 			t.Error("a second socket bound a queue that has one, want EBUSY")
 		} else if !containsErrno(err, unix.EBUSY) {
@@ -192,7 +217,7 @@ func TestCloseReleasesQueue(t *testing.T) {
 		}
 		start := time.Now()
 		for tries := 1; ; tries++ {
-			s2, err := Open(ifindex, 0, cfg)
+			s2, err := open(ifindex, 0, cfg)
 			if err == nil {
 				t.Logf("queue bound again %v after Close (%d tries)", time.Since(start), tries)
 				s2.Close()
