@@ -235,6 +235,21 @@ func TestAttachRedirect(t *testing.T) {
 	service := flow{proto: ProtoTCP, src: cip4, dst: vip4, sport: 40000, dport: 80}.frame(t)
 	reply := flow{proto: ProtoUDP, src: rip6, dst: cip6, sport: 5353, dport: 40000}.frame(t)
 	miss := flow{proto: ProtoTCP, src: cip4, dst: vip4, sport: 40000, dport: 81}.frame(t)
+	// A restart's hold (sockets handed to a successor): the registered socket is used
+	// until the hold runs out; after it, frames go to the kernel though it is still there.
+	for _, h := range []struct {
+		hold     time.Duration
+		wantRet  uint32
+		wantSlot int
+	}{{time.Minute, xdpRedirect, statRedirected}, {time.Millisecond, xdpPass, statRedirectFailed}, {0, xdpRedirect, statRedirected}} {
+		if err := c.Hold(h.hold); err != nil {
+			t.Fatalf("Hold(%v): %v", h.hold, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		if ret, slot := classify(t, p, service, ctx); ret != h.wantRet || slot != h.wantSlot {
+			t.Errorf("socket registered, Hold(%v) 5 ms before: verdict %d slot %d, want %d slot %d", h.hold, ret, slot, h.wantRet, h.wantSlot)
+		}
+	}
 	for _, tc := range []struct {
 		name       string
 		frame      []byte

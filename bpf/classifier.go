@@ -146,7 +146,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 		{xlvsMapVaddrs, ebpf.Hash, uint32(unsafe.Sizeof(vaddrKey{})), uint32(unsafe.Sizeof(mapVal{})), maxVaddrs},
 		{xlvsMapXsks, ebpf.XSKMap, 4, 4, MaxQueues},
 		{xlvsMapStats, ebpf.PerCPUArray, 4, 8, statCount},
-		{xlvsMapHold, ebpf.Array, 4, 8, 1},
+		{xlvsMapHold, ebpf.Array, 4, 8, 2},
 		{xlvsMapFwmAddrs, ebpf.LPMTrie, uint32(unsafe.Sizeof(fwmAKey{})), uint32(unsafe.Sizeof(fwmAVal{})), MaxMarkPrefixes},
 		{xlvsMapFwmPorts, ebpf.LPMTrie, uint32(unsafe.Sizeof(fwmPKey{})), 4, MaxMarkPorts},
 		{xlvsMapFastpath, ebpf.Hash, uint32(unsafe.Sizeof(FastKey{})), uint32(unsafe.Sizeof(FastVal{})), DefaultFastPathEntries},

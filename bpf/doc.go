@@ -57,7 +57,8 @@
 // handoff (handoff.go): while the hold map's deadline lies ahead, a matched frame whose
 // queue has no socket is dropped (XDP_DROP, counted as held) instead of passed, because
 // the kernel's stack would reset the NAT connections the successor is about to take
-// over; after the deadline such frames are passed again.
+// over; after the deadline such frames are passed again, and so are those of sockets
+// still registered (handed over to a successor that did not come).
 //
 // # Maps
 //
@@ -69,7 +70,7 @@
 //	vaddrs    HASH           struct vaddr_key (20 B) struct svc_val 131072 Classifier (shared)
 //	xsks      XSKMAP         __u32 rx queue index    __u32 xsk fd   64     Port
 //	stats     PERCPU_ARRAY   __u32 slot              __u64 count    8      Port
-//	hold      ARRAY          __u32 0                 __u64 ns       1      Classifier (shared)
+//	hold      ARRAY          __u32 0, 1              __u64 ns       2      Classifier (shared)
 //	fastpath  HASH (no prealloc) struct fp_key (40 B) struct fp_val (104 B) 65536 (EnableFastPath sizes it; 1 when off)  Classifier (shared)
 //	tx_ports  DEVMAP_HASH    __u32 ifindex           __u32 ifindex  64     Classifier (shared)
 //	fp_on     ARRAY          __u32 0                 __u32 on       1      Classifier (shared)
@@ -119,7 +120,11 @@
 //	9 other_host       destination MAC not in macs (another host's, broadcast, multicast):
 //	                   passed
 //
-// hold[0] is a CLOCK_MONOTONIC time in nanoseconds (bpf_ktime_get_ns), 0 when unset.
+// hold[0] and hold[1] are CLOCK_MONOTONIC times in nanoseconds (bpf_ktime_get_ns), 0
+// when unset: until hold[0] a matched frame that finds no socket is dropped; from
+// hold[1] on the sockets are not used (the frame is treated as finding none), so that
+// sockets handed to a successor that never comes do not keep the frames from the
+// kernel.
 //
 // Each frame increments exactly one slot. A first fragment (offset 0) carries the ports
 // and is classified like any packet (IPv6: the fragment header is followed; other

@@ -24,7 +24,9 @@ import (
 // instead of pass the frames that match a service or real server but whose receive
 // queue has no socket, for d from now; d <= 0 ends the hold at once. Once the time is
 // up they are passed again, so a successor that never comes leaves the kernel in charge
-// as a stopped xlvsd always did.
+// as a stopped xlvsd always did. The sockets registered meanwhile — a predecessor's,
+// handed to the successor, whose frames wait in their RX rings — are used for as long:
+// after d the frames go to the kernel even if a socket is still there.
 func (c *Classifier) Hold(d time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -40,8 +42,11 @@ func (c *Classifier) Hold(d time.Duration) error {
 		}
 		until = uint64(ts.Nano()) + uint64(d)
 	}
-	if err := c.hold.Update(uint32(0), until, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("hold: %w", err)
+	// hold[1] first: the sockets are used until the same time (see xlvs.c).
+	for _, k := range []uint32{1, 0} {
+		if err := c.hold.Update(k, until, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("hold: %w", err)
+		}
 	}
 	return nil
 }

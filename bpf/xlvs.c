@@ -226,10 +226,14 @@ struct {
  * its sockets and its successor takes the program over: NAT connections must not reach
  * the kernel's stack, whose resets would end them. 0 (or a past time): passed, as ever,
  * so a successor that never comes leaves the kernel in charge once it runs out.
+ * hold[1]: from when the sockets are no longer used (0: always used). A restarting
+ * xlvsd that hands its sockets over sets it with hold[0]: the frames wait in the
+ * sockets' RX rings for the successor, and if none takes over in time they go to the
+ * kernel again.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } hold SEC(".maps");
@@ -322,10 +326,12 @@ static __always_inline int redirect(struct xdp_md *ctx)
 	 * the queue has no socket: the return value tells success from
 	 * failure without a separate (and racy) lookup of xsks.
 	 */
-	__u32 zero = 0;
-	__u64 *until;
+	__u32 zero = 0, one = 1;
+	__u64 *until, *socks_until;
 
-	if (bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS) == XDP_REDIRECT)
+	socks_until = bpf_map_lookup_elem(&hold, &one);
+	if ((!socks_until || !*socks_until || bpf_ktime_get_ns() < *socks_until) &&
+	    bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS) == XDP_REDIRECT)
 		return account(STAT_REDIRECTED, XDP_REDIRECT);
 	until = bpf_map_lookup_elem(&hold, &zero);
 	if (until && bpf_ktime_get_ns() < *until)

@@ -46,6 +46,11 @@ type Config struct {
 	// handoff.go) on the interfaces they name, instead of attaching; Activate swaps the
 	// program in.
 	Adopt []AdoptLink
+	// AdoptSockets are the AF_XDP sockets a predecessor handed over (handoff.go): New
+	// uses the one of each (interface, queue) it binds instead of opening a socket, and
+	// closes the ones it does not use. They are New's from the call on, error or not (it
+	// clears the slice's elements).
+	AdoptSockets []AdoptSocket
 	// BusyWait is how long to keep trying to bind a queue whose previous socket the
 	// kernel is still releasing (EBUSY: a predecessor that has just exited; handoff.go).
 	// 0: no retry.
@@ -161,8 +166,13 @@ type Dataplane struct {
 	cls     *bpf.Classifier
 	fast    *fastPath // nil: no fast path
 	xdp     []*bpf.Port
-	macKeys []string // per xdp, the MACs last given to it (macs.go)
-	epoch   time.Time
+	// adoptedSockets counts the sockets taken over from a predecessor (adoptSocket):
+	// frames already wait in them, so Start leaves the workers to StartForwarding.
+	adoptedSockets int
+	workCtx        context.Context // Start's, for StartForwarding
+	forwarding     bool            // the workers were started
+	macKeys        []string        // per xdp, the MACs last given to it (macs.go)
+	epoch          time.Time
 
 	// the sync master (sync.go): workers queue connections while syncMaster is set
 	syncMaster      atomic.Bool
@@ -180,6 +190,9 @@ type Dataplane struct {
 // New attaches the XDP program to every interface, opens one AF_XDP socket per queue and
 // registers it, and starts watching routes and neighbours. Call Start to forward.
 func New(cfg Config) (*Dataplane, error) {
+	// The handed-over sockets setupPort does not take (adoptSocket empties their
+	// slots, which this slice shares), on success or error.
+	defer closeSockets(cfg.AdoptSockets)
 	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -333,6 +346,10 @@ func (d *Dataplane) setupPort(cls *bpf.Classifier, attrs *netlink.LinkAttrs, que
 	copy(p.MAC[:], attrs.HardwareAddr)
 	open := func() error {
 		for q := 0; q < queues; q++ {
+			if s := d.adoptSocket(attrs.Name, q); s != nil {
+				p.Sockets = append(p.Sockets, s)
+				continue
+			}
 			s, err := d.openSocket(attrs.Index, q)
 			if err != nil {
 				return fmt.Errorf("interface %s: %w", attrs.Name, err)
@@ -469,14 +486,31 @@ func (d *Dataplane) Start(ctx context.Context) error {
 			d.fast.run(ctx)
 		}()
 	}
+	d.workCtx = ctx
+	if d.adoptedSockets > 0 {
+		return nil // StartForwarding, once the rules and the table are in
+	}
+	d.StartForwarding()
+	return nil
+}
+
+// StartForwarding starts the workers, after Start. Start does so itself, unless the
+// dataplane took over a predecessor's sockets (Config.AdoptSockets), whose frames —
+// those that arrived during the handoff — must not be forwarded before the rules are
+// published and the table imported (ImportHandoff): then call it once they are. A
+// second call does nothing.
+func (d *Dataplane) StartForwarding() {
+	if d.workCtx == nil || d.forwarding {
+		return
+	}
+	d.forwarding = true
 	for _, w := range d.workers {
 		d.wg.Add(1)
 		go func(w *worker) {
 			defer d.wg.Done()
-			w.run(ctx)
+			w.run(d.workCtx)
 		}(w)
 	}
-	return nil
 }
 
 // Publish installs a new configuration: the XDP maps first (so new services are

@@ -15,60 +15,103 @@ import (
 )
 
 // Restart handoff (hitless restart and upgrade). A stopping xlvsd stops its workers
-// (StopWorkers), holds the XDP program (Hold: frames of the services that find no socket
-// are dropped, not passed to the kernel's stack, which would reset NAT connections),
-// writes its connections and templates by address (ExportHandoff, plus the statistics
-// the control plane adds, EncodeHandoff) and hands them with its XDP links
-// (HandoffLinks) to a keeper before it exits. Its successor adopts the links
-// (Config.Adopt: its own program instance, loaded beside the running one), opens and
-// registers its sockets, restores the rules, imports the table (ImportHandoff: by
-// address, so service and real-server IDs need not match) and only then swaps its
-// program onto the links (Activate). From the hold to the swap, frames of the services
-// are dropped and counted (bpf Counters.Held); TCP retransmits them.
+// (StopWorkers: every frame back with its socket), sets its XDP program's hold (Hold:
+// for a while, frames of the services that find no socket are dropped, not passed to
+// the kernel's stack, which would reset NAT connections; after it, even registered
+// sockets are not used), writes its connections and templates by address
+// (ExportHandoff, plus the statistics the control plane adds, EncodeHandoff) and hands
+// them to a keeper (systemd's fd store) with its AF_XDP sockets (HandoffSockets: each
+// socket's descriptor, its UMEM's memfd and its free list) and its XDP links
+// (HandoffLinks) before it exits. Its program keeps redirecting into the sockets
+// meanwhile: the frames wait in their RX rings, as many as the fill rings had posted
+// (2048 per socket by default), and none goes to the kernel.
 //
-// Where the time goes (a successor under `systemctl restart` starts only once its
-// predecessor has exited), measured on a loaded 2-vCPU VM with a 4Mi-entry table: the
-// predecessor stops, holds, closes its sockets in parallel (ReleaseSockets: 8-45 ms, an
-// RCU grace period per socket in the kernel) and exits; the successor creates its maps
-// (bpf.New, 12 ms and more), loads a program instance per interface (10-40 ms each,
-// meanwhile it opens its sockets: 10-35 ms each, their 16 MiB UMEMs populated and
-// pinned), restores the rules (2-9 ms), imports (0.2 ms) and activates (15-30 ms). The
-// table costs nothing on that path any more: it is made while the programs load, with
-// base pages (conntrack.Config.BasePages: faulting in huge pages for the first imported
-// entries took 5-190 ms), and made resident later (SettleTable). And the queues are free
-// when the successor binds: xsk.Socket.Close now unmaps the rings asavie leaves mapped,
-// which had kept the predecessor's sockets (and EBUSY) until its exit.
+// Its successor adopts the sockets (xsk.Adopt, Config.AdoptSockets: the queues were
+// never released) and the links (Config.Adopt: its own program instance, loaded beside
+// the running one), registers the sockets in its own program's maps, restores the
+// rules, imports the table (ImportHandoff: by address, so service and real-server IDs
+// need not match), only then starts its workers (StartForwarding: the waiting frames
+// must find the rules and the connections) and swaps its program onto the links
+// (Activate).
 //
-// Why frames are dropped, not kept, in between (issue 16 asks that they be queued in the
-// kernel's rings). XDP has no verdict that keeps a frame for later: it can drop, pass
-// (to the stack, which would reset NAT connections), transmit or redirect, and the only
-// kernel buffer a redirected frame can wait in for userspace is an AF_XDP socket's RX
-// ring, whose frame lands in that socket's UMEM. The predecessor's sockets would do
-// (handed over as its links are, they would stay bound), but their UMEM is asavie/xdp
-// v0.3.3's private anonymous mapping (MAP_PRIVATE|MAP_ANONYMOUS, registered by
-// NewSocket), which no other process can map: the successor could read the RX ring's descriptors (the
-// rings are mappable from the socket) but not the frames. It cannot bind a socket of its
-// own beside them either: the kernel refuses a second UMEM on a queue that has one
-// (EBUSY from xp_assign_dev), and XDP_SHARED_UMEM on the same queue means using the
-// owner's UMEM memory and its fill and completion rings, the same dead end. Keeping the
-// predecessor forwarding until the successor can bind only moves the gap: the queue is
-// free only after the predecessor's socket is released, and under a plain restart the
-// successor starts after the exit anyway. What would keep every frame: dataplane/xsk
-// setting up its sockets itself with the UMEM in a memfd (MAP_SHARED), the predecessor
-// handing the socket fds and the memfd to the successor with its links, and the
-// successor mapping both and carrying on at the rings' indices (frame ownership — free
-// list, fill ring, TX and completion — handed over too): no queue is released, and the
-// frames arriving meanwhile wait in the RX ring, as many as the fill ring had posted
-// (FillRing, 2048 by default). That replaces asavie's NewSocket and is left for an issue
-// of its own. Until then the gap is minimised, and a TCP connection that loses a segment
-// in it waits for its retransmission timer (at least 200 ms on Linux), however short the
-// gap.
+// A successor configured otherwise (other ring or frame sizes, another mode,
+// --private-umem) or a predecessor with asavie's private sockets does not hand over
+// sockets: the predecessor closes its sockets (ReleaseSockets), the successor opens its
+// own (openSocket waits while the kernel frees the queues), and the frames of that gap
+// are dropped and counted (bpf Counters.Held); TCP retransmits them after its
+// retransmission timeout (at least 200 ms on Linux).
+//
+// Where the time goes, measured on the 2-vCPU VM (e2e TestHitlessRestart, 65536-entry
+// table): SIGTERM to the successor answering 80-150 ms, of which the successor's start
+// (process, maps, program instances, rules) is most; the import takes under a
+// millisecond and the program swap 12-25 ms (an RCU grace period per link). A large
+// table costs nothing on that path: it is made while the programs load, with base pages
+// (conntrack.Config.BasePages), and made resident later (SettleTable).
 
 // AdoptLink is an XDP link handed over by a predecessor: Config.Adopt.
 type AdoptLink struct {
 	Ifname string
 	FD     int      // the bpf_link; stays the caller's (the dataplane holds a duplicate)
 	Mode   bpf.Mode // the predecessor's attach mode
+}
+
+// AdoptSocket is an AF_XDP socket handed over by a predecessor (xsk.Adopt), with the
+// interface and queue it is bound to: Config.AdoptSockets.
+type AdoptSocket struct {
+	Ifname string
+	Queue  int
+	Socket xsk.Socket
+}
+
+// adoptSocket takes the predecessor's socket of (interface, queue) out of
+// Config.AdoptSockets, nil when there is none.
+func (d *Dataplane) adoptSocket(ifname string, queue int) xsk.Socket {
+	for i := range d.cfg.AdoptSockets {
+		a := &d.cfg.AdoptSockets[i]
+		if a.Ifname == ifname && a.Queue == queue && a.Socket != nil {
+			s := a.Socket
+			a.Socket = nil
+			d.adoptedSockets++
+			return s
+		}
+	}
+	return nil
+}
+
+func closeSockets(as []AdoptSocket) {
+	for i := range as {
+		if as[i].Socket != nil {
+			as[i].Socket.Close()
+			as[i].Socket = nil
+		}
+	}
+}
+
+// HandoffSockets lists the sockets to hand over with their interfaces and queues (stop
+// the workers first), nil when any cannot be handed over (xsk.Config.Private): then
+// they are released (ReleaseSockets) and the successor opens its own.
+func (d *Dataplane) HandoffSockets() []HandoffSocket {
+	var out []HandoffSocket
+	for i := range d.ports {
+		for q, s := range d.ports[i].Sockets {
+			sh, ok := s.(xsk.Shareable)
+			if !ok {
+				return nil
+			}
+			sockFD, memFD, info := sh.Handover()
+			out = append(out, HandoffSocket{Ifname: d.ports[i].Name, Queue: q, SockFD: sockFD, MemFD: memFD, Info: info})
+		}
+	}
+	return out
+}
+
+// HandoffSocket is a socket to hand over: its descriptors (the dataplane's: a keeper
+// takes duplicates) and what xsk.Adopt needs.
+type HandoffSocket struct {
+	Ifname        string
+	Queue         int
+	SockFD, MemFD int
+	Info          xsk.ShareInfo
 }
 
 // adopted returns the predecessor's link of the interface (Config.Adopt), nil when the

@@ -54,6 +54,14 @@ import (
 //	  0, virtual port 0 and the family's zero address as the virtual address (the
 //	  service's key, FWMarkKey), found by the mark and that family. In a section of
 //	  their own for the reason marked entries are: a reader from before skips them.
+//	sockets (section 6, added within version 1): u16 count, u16 0, then count sockets,
+//	  each: u8 name length, interface name, u8 flags (1 copy, 2 zero-copy), u16 queue,
+//	  i32 ifindex, u32 frames, u32 frame size, u32 fill, completion, RX and TX ring
+//	  sizes, u32 free frames, and that many u32 frame numbers (address / frame size).
+//	  The AF_XDP sockets whose descriptors (socket and UMEM memfd) go with the handoff:
+//	  the successor adopts them (xsk.Adopt) and carries on at their rings' indices. A
+//	  reader from before skips the section; it cannot bind the queues while the keeper
+//	  holds these sockets (see README "Restarting and upgrading").
 //
 // Compatibility: HandoffVersion changes only when a field changes its meaning. Within a
 // version a writer may add sections (readers skip unknown types), fields at the end of
@@ -86,6 +94,8 @@ const (
 	secMarkEntries = 4
 	// secMarkStats holds the statistics of fwmark services (added within version 1).
 	secMarkStats = 5
+	// secSockets describes the AF_XDP sockets handed over (added within version 1).
+	secSockets = 6
 )
 
 // MaxHandoffBytes bounds what DecodeHandoff accepts (and EncodeHandoff writes): 16 M
@@ -155,6 +165,116 @@ type Handoff struct {
 	Interfaces []HandoffIface
 	Entries    []HandoffEntry
 	Stats      []HandoffStat
+	// Sockets are the AF_XDP sockets handed over (their descriptors travel beside the
+	// handoff: SockFD and MemFD are not encoded).
+	Sockets []HandoffSocket
+}
+
+// maxSocketsHandedOver bounds the sockets section: an interface's queues times a few
+// interfaces.
+const maxSocketsHandedOver = 4096
+
+// socketsSize is the encoded size of the sockets section, 0 without sockets.
+func socketsSize(socks []HandoffSocket) int {
+	if len(socks) == 0 {
+		return 0
+	}
+	n := 8 + 4
+	for _, s := range socks {
+		n += 1 + len(s.Ifname) + 1 + 2 + 4 + 6*4 + 4 + 4*len(s.Info.Free)
+	}
+	return n
+}
+
+func appendSockets(b []byte, socks []HandoffSocket) ([]byte, error) {
+	le := binary.LittleEndian
+	start := len(b)
+	b = le.AppendUint16(b, secSockets)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, 0) // length, below
+	b = le.AppendUint16(b, uint16(len(socks)))
+	b = le.AppendUint16(b, 0)
+	for _, s := range socks {
+		c := s.Info.Config
+		if len(s.Ifname) == 0 || len(s.Ifname) > 255 {
+			return nil, fmt.Errorf("encode handoff: socket of interface %q: want a name of 1 to 255 bytes", s.Ifname)
+		}
+		var flags uint8
+		if c.Copy {
+			flags |= 1
+		}
+		if c.ZeroCopy {
+			flags |= 2
+		}
+		b = append(b, uint8(len(s.Ifname)))
+		b = append(b, s.Ifname...)
+		b = append(b, flags)
+		b = le.AppendUint16(b, uint16(s.Info.Queue))
+		b = le.AppendUint32(b, uint32(s.Info.Ifindex))
+		for _, v := range []int{c.Frames, c.FrameSize, c.FillRing, c.CompRing, c.RxRing, c.TxRing, len(s.Info.Free)} {
+			b = le.AppendUint32(b, uint32(v))
+		}
+		for _, a := range s.Info.Free {
+			b = le.AppendUint32(b, uint32(a/uint64(c.FrameSize)))
+		}
+	}
+	le.PutUint32(b[start+4:], uint32(len(b)-start-8))
+	return b, nil
+}
+
+func decodeSockets(p []byte) ([]HandoffSocket, error) {
+	le := binary.LittleEndian
+	if len(p) < 4 {
+		return nil, corrupt("sockets section of %d bytes, at least 4", len(p))
+	}
+	n := int(le.Uint16(p))
+	if n > maxSocketsHandedOver {
+		return nil, corrupt("sockets section: %d sockets, at most %d", n, maxSocketsHandedOver)
+	}
+	p = p[4:]
+	out := make([]HandoffSocket, 0, n)
+	for i := 0; i < n; i++ {
+		if len(p) < 1 || int(p[0]) == 0 || len(p) < 1+int(p[0])+1+2+4+7*4 {
+			return nil, corrupt("sockets section: socket %d of %d truncated", i+1, n)
+		}
+		var s HandoffSocket
+		nl := int(p[0])
+		s.Ifname = string(p[1 : 1+nl])
+		p = p[1+nl:]
+		flags := p[0]
+		s.Info.Config.Copy, s.Info.Config.ZeroCopy = flags&1 != 0, flags&2 != 0
+		s.Info.Queue = int(le.Uint16(p[1:]))
+		s.Queue = s.Info.Queue
+		s.Info.Ifindex = int(int32(le.Uint32(p[3:])))
+		v := make([]int, 7)
+		for k := range v {
+			v[k] = int(le.Uint32(p[7+4*k:]))
+		}
+		p = p[7+7*4:]
+		c := &s.Info.Config
+		c.Frames, c.FrameSize, c.FillRing, c.CompRing, c.RxRing, c.TxRing = v[0], v[1], v[2], v[3], v[4], v[5]
+		if err := c.Validate(); err != nil {
+			return nil, corrupt("sockets section: socket %d (%s queue %d): %v", i+1, s.Ifname, s.Queue, err)
+		}
+		if s.Info.Ifindex < 1 {
+			return nil, corrupt("sockets section: socket %d has interface index %d, want 1 or more", i+1, s.Info.Ifindex)
+		}
+		nfree := v[6]
+		if nfree > c.Frames || len(p) < 4*nfree {
+			return nil, corrupt("sockets section: socket %d lists %d free frames of %d, %d bytes left", i+1, nfree, c.Frames, len(p))
+		}
+		s.Info.Free = make([]uint64, nfree)
+		for k := range s.Info.Free {
+			f := le.Uint32(p[4*k:])
+			if int(f) >= c.Frames {
+				return nil, corrupt("sockets section: socket %d: free frame %d of %d", i+1, f, c.Frames)
+			}
+			s.Info.Free[k] = uint64(f) * uint64(c.FrameSize)
+		}
+		p = p[4*nfree:]
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // EncodeHandoff writes h in the current format.
@@ -183,6 +303,10 @@ func EncodeHandoff(h *Handoff) ([]byte, error) {
 	if markedStats > 0 {
 		size += 8 + 8 + markedStats*handoffMarkStatSize
 	}
+	if len(h.Sockets) > maxSocketsHandedOver {
+		return nil, fmt.Errorf("encode handoff: %d sockets, at most %d", len(h.Sockets), maxSocketsHandedOver)
+	}
+	size += socketsSize(h.Sockets)
 	for _, ifc := range h.Interfaces {
 		if len(ifc.Name) == 0 || len(ifc.Name) > 255 {
 			return nil, fmt.Errorf("encode handoff: interface name %q: want 1 to 255 bytes", ifc.Name)
@@ -251,6 +375,13 @@ func EncodeHandoff(h *Handoff) ([]byte, error) {
 				le.PutUint32(r[handoffStatSize:], st.FWMark)
 				b = append(b, r[:]...)
 			}
+		}
+	}
+
+	if len(h.Sockets) > 0 {
+		var err error
+		if b, err = appendSockets(b, h.Sockets); err != nil {
+			return nil, err
 		}
 	}
 
@@ -411,6 +542,11 @@ func DecodeHandoff(b []byte) (*Handoff, error) {
 				markedStats = append(markedStats, s)
 				return err
 			})
+		case secSockets:
+			if h.Sockets != nil {
+				return nil, corrupt("a second sockets section")
+			}
+			h.Sockets, err = decodeSockets(p)
 		default:
 			// a section of a newer writer: skipped
 		}

@@ -12,6 +12,7 @@ import (
 
 	"xlvs/bpf"
 	"xlvs/conntrack"
+	"xlvs/dataplane/xsk"
 	"xlvs/sched"
 )
 
@@ -440,5 +441,52 @@ func TestHandoffExportImport(t *testing.T) {
 	late.Written = late.Written.Add(-time.Hour)
 	if res := newRig(t, "rr", 1, 1).dp.ImportHandoff(&late); res.Expired != 6 || res.Conns+res.Templates != 0 {
 		t.Fatalf("import an hour late: %+v, want all 6 expired", res)
+	}
+}
+
+// TestHandoffSockets: the sockets section round-trips (descriptors travel beside it,
+// not in it), and values no socket can have are refused as corrupt.
+func TestHandoffSockets(t *testing.T) {
+	h := sampleHandoff()
+	cfg := xsk.Config{Frames: 64, FrameSize: 2048, FillRing: 16, CompRing: 16, RxRing: 32, TxRing: 16, Copy: true}
+	h.Sockets = []HandoffSocket{
+		{Ifname: "ext0", Queue: 0, Info: xsk.ShareInfo{Ifindex: 3, Queue: 0, Config: cfg, Free: []uint64{0, 2048, 63 * 2048}}},
+		{Ifname: "int0", Queue: 5, Info: xsk.ShareInfo{Ifindex: 12, Queue: 5, Config: cfg, Free: []uint64{}}},
+	}
+	b, err := EncodeHandoff(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := EncodeHandoff(sampleHandoff())
+	// section header 8, count 4; per socket: name length 1 + name, flags 1, queue 2,
+	// ifindex 4, seven u32, four bytes per free frame.
+	if want := len(plain) + 8 + 4 + (1 + 4 + 1 + 2 + 4 + 28 + 12) + (1 + 4 + 1 + 2 + 4 + 28); len(b) != want {
+		t.Errorf("encoded %d bytes, want %d", len(b), want)
+	}
+	got, err := DecodeHandoff(b)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	got.Written = h.Written
+	if !reflect.DeepEqual(got.Sockets, h.Sockets) {
+		t.Fatalf("sockets round trip:\n got %+v\nwant %+v", got.Sockets, h.Sockets)
+	}
+	// Hostile values, each alone.
+	sockAt := len(plain) + 8 + 4 // the first socket
+	for _, c := range []struct {
+		name string
+		edit func(b []byte)
+		want string
+	}{
+		{"free frame out of range", func(b []byte) { binary.LittleEndian.PutUint32(b[sockAt+1+4+1+2+4+28:], 64) }, "free frame 64 of 64"},
+		{"ring not a power of two", func(b []byte) { binary.LittleEndian.PutUint32(b[sockAt+1+4+1+2+4+8:], 17) }, "fill ring 17"},
+		{"more free frames than frames", func(b []byte) { binary.LittleEndian.PutUint32(b[sockAt+1+4+1+2+4+24:], 65) }, "lists 65 free frames of 64"},
+		{"interface index 0", func(b []byte) { binary.LittleEndian.PutUint32(b[sockAt+1+4+1+2:], 0) }, "interface index 0"},
+	} {
+		x := append([]byte(nil), b...)
+		c.edit(x)
+		if _, err := DecodeHandoff(reseal(x)); !errors.Is(err, ErrHandoffCorrupt) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want corrupt saying %q", c.name, err, c.want)
+		}
 	}
 }

@@ -145,6 +145,7 @@ func (w *worker) run(ctx context.Context) {
 		set.Set(w.cpu)
 		_ = unix.SchedSetaffinity(0, &set) // best effort: a bad CPU was refused at start-up
 	}
+	defer w.releaseHeld()
 	backoff := time.Millisecond
 	for ctx.Err() == nil {
 		if w.loop(ctx) {
@@ -942,6 +943,22 @@ func (w *worker) retryPending(fib *FIB, now int64) {
 		} else {
 			w.drop(p, DropNoNeighbour)
 		}
+	}
+	w.compactPending()
+}
+
+// releaseHeld drops the frames still waiting for a neighbour when the worker stops
+// (counted as no_neighbour: none came in time), so that every frame of a stopped worker
+// is back with its socket, on the free list or in a ring: the free list a restart hands
+// over with a socket (xsk.Shareable) is then exact.
+func (w *worker) releaseHeld() {
+	for i := range w.pend {
+		pe := &w.pend[i]
+		in := w.ports[pe.in]
+		p := &w.retry
+		*p = pktDesc{in: in, d: pe.d, owned: true}
+		pe.gone = true
+		w.drop(p, DropNoNeighbour)
 	}
 	w.compactPending()
 }

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 
@@ -150,6 +151,34 @@ func TestNoNeighbourHoldsThenSends(t *testing.T) {
 	for _, f := range []*xsk.Fake{r.ext, r.int} {
 		if got := f.FramesAccounted(); got != 1024 {
 			t.Fatalf("frames accounted %d, want 1024", got)
+		}
+	}
+}
+
+// TestStopReleasesHeld: a worker that stops gives the frames waiting for a neighbour
+// back to their socket (counted as no_neighbour), so a socket handed over at a restart
+// has every frame on its free list or in a ring.
+func TestStopReleasesHeld(t *testing.T) {
+	r := newRig(t, "rr", 1, 1)
+	d2, b2 := prefix("198.18.2.0/24")
+	d1, b1 := prefix("198.18.1.0/24")
+	r.dp.SetFIB(NewFIB([]Route{{Dst: d1, Bits: b1, Ifindex: ifExt}, {Dst: d2, Bits: b2, Ifindex: ifInt}}, nil))
+	for i := 0; i < 5; i++ {
+		r.ext.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: uint16(5 + i), dport: 80, udp: true}))
+	}
+	r.w.poll()
+	if len(r.w.pend) != 5 {
+		t.Fatalf("%d frames held, want 5", len(r.w.pend))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.w.run(ctx) // stopped at once: only its exit runs
+	if len(r.w.pend) != 0 || r.drops()["no_neighbour"] != 5 {
+		t.Fatalf("after the stop: %d held, drops %v; want none held, 5 no_neighbour", len(r.w.pend), r.drops())
+	}
+	for i, f := range r.ports {
+		if err := f.CheckFrames(); err != nil {
+			t.Errorf("%s: %v", r.names[i], err)
 		}
 	}
 }

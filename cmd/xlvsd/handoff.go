@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -15,16 +16,20 @@ import (
 	"xlvs/bpf"
 	"xlvs/control"
 	"xlvs/dataplane"
+	"xlvs/dataplane/xsk"
 )
 
 // Hitless restart (README "Restarting and upgrading"). On SIGTERM under a service
 // manager with a file descriptor store (systemd: FileDescriptorStoreMax=), xlvsd stops
-// its workers, tells its XDP program to drop rather than pass its services' frames for
-// --handoff-hold, writes its connection table, templates and statistics into a sealed
-// memfd and stores it with its XDP links (FDSTORE=1), then exits. The next xlvsd gets
-// them back (LISTEN_FDS), checks the format version, adopts the links, restores the
-// rules, imports the table and statistics, and swaps its own XDP program in. Without a
-// store, or when the successor cannot use what it gets, it is a cold start as before.
+// its workers, sets its XDP program's hold for --handoff-hold (dataplane.Hold), writes
+// its connection table, templates, statistics and its sockets' free frames into a
+// sealed memfd and stores it with its AF_XDP sockets and their UMEMs' memfds and its
+// XDP links (FDSTORE=1), then exits. Its program keeps redirecting into the sockets,
+// where the frames wait in the RX rings. The next xlvsd gets all of it back
+// (LISTEN_FDS), checks the format version, adopts the sockets and the links, restores
+// the rules, imports the table and statistics, starts forwarding from the sockets and
+// swaps its own XDP program in. Without a store, or when the successor cannot use what
+// it gets, it is a cold start as before.
 
 // buildLabel names this build in the handoff it writes (set with -ldflags
 // "-X main.buildLabel=..."); the successor logs it.
@@ -34,11 +39,18 @@ func writerName() string {
 	return fmt.Sprintf("xlvsd %s (%s, %s)", control.Version, buildLabel, runtime.Version())
 }
 
-// Names of the stored file descriptors.
+// Names of the stored file descriptors. A socket's names end in its interface and
+// queue ("xlvs-sock-eth0-3").
 const (
 	fdNameHandoff  = "xlvs-handoff"
 	fdNameLinkPref = "xlvs-link-"
+	fdNameSockPref = "xlvs-sock-" // an AF_XDP socket
+	fdNameUmemPref = "xlvs-umem-" // its UMEM's memfd
 )
+
+func sockNames(ifname string, queue int) (sock, umem string) {
+	return fmt.Sprintf("%s%s-%d", fdNameSockPref, ifname, queue), fmt.Sprintf("%s%s-%d", fdNameUmemPref, ifname, queue)
+}
 
 // sdNotify sends state to the service manager's $NOTIFY_SOCKET with fds attached.
 func sdNotify(state string, fds ...int) error {
@@ -95,9 +107,11 @@ func listenFDs() map[string][]int {
 type handoffIn struct {
 	h       *dataplane.Handoff
 	links   []dataplane.AdoptLink
-	linkFDs []int    // every XDP link passed, adopted or not
-	names   []string // stored names to remove once taken (or abandoned)
-	fds     []int    // every passed fd of ours
+	linkFDs []int                   // every XDP link passed, adopted or not
+	socks   []dataplane.AdoptSocket // adopted sockets, until dataplane.New takes them
+	adopted int                     // how many sockets were adopted
+	names   []string                // stored names to remove once taken (or abandoned)
+	fds     []int                   // every passed fd of ours not owned by an adopted socket
 	log     *slog.Logger
 	start   time.Time
 }
@@ -115,7 +129,9 @@ func receiveHandoff(o *options, log *slog.Logger) (in *handoffIn, passed bool) {
 	in = &handoffIn{log: log, start: time.Now()}
 	for name, list := range fds {
 		in.fds = append(in.fds, list...)
-		if name == fdNameHandoff || strings.HasPrefix(name, fdNameLinkPref) {
+		if name != "unknown" {
+			// Every name, known or not (a newer writer's): the store must not keep
+			// what this process does not take.
 			in.names = append(in.names, name)
 		}
 		if strings.HasPrefix(name, fdNameLinkPref) {
@@ -165,10 +181,89 @@ func (in *handoffIn) read(o *options, fds map[string][]int) error {
 		}
 		in.links = append(in.links, dataplane.AdoptLink{Ifname: ifc.Name, FD: lfds[0], Mode: ifc.Mode})
 	}
+	in.adoptSockets(o, fds)
 	if o.shardKeyFile != "" && o.shardKey != h.ShardKey {
 		in.log.Warn("--shard-key-file differs from the key the previous xlvsd's table was built with: keeping the table's key until the next cold start (a sync peer's FULLNAT connections are refused meanwhile)")
 	}
 	return nil
+}
+
+// adoptSockets takes over the predecessor's AF_XDP sockets (xsk.Adopt) that this
+// process's options would have opened alike: same interface (and index), same ring and
+// frame sizes and mode. The others are dropped at once — removed from the store and
+// closed, so that the kernel frees their queues for the sockets this process opens.
+func (in *handoffIn) adoptSockets(o *options, fds map[string][]int) {
+	want := o.sock
+	want.Private = false
+	taken := map[int]bool{}
+	var refused []string
+	for _, hs := range in.h.Sockets {
+		sn, un := sockNames(hs.Ifname, hs.Queue)
+		sfd, ufd := fds[sn], fds[un]
+		why := ""
+		switch {
+		case o.sock.Private:
+			why = "--private-umem"
+		case len(sfd) != 1 || len(ufd) != 1:
+			why = fmt.Sprintf("%d sockets and %d UMEMs passed for %s queue %d, want 1 each", len(sfd), len(ufd), hs.Ifname, hs.Queue)
+		case hs.Info.Config != want:
+			why = fmt.Sprintf("the previous xlvsd's sockets were sized %+v, this one's are %+v", hs.Info.Config, want)
+		}
+		if why == "" {
+			if ifc, err := net.InterfaceByName(hs.Ifname); err != nil || ifc.Index != hs.Info.Ifindex {
+				why = fmt.Sprintf("interface %s is not the one (index %d) the socket of queue %d is bound to", hs.Ifname, hs.Info.Ifindex, hs.Queue)
+			}
+		}
+		if why == "" {
+			s, err := xsk.Adopt(sfd[0], ufd[0], hs.Info)
+			if err != nil {
+				why = err.Error()
+			} else {
+				in.socks = append(in.socks, dataplane.AdoptSocket{Ifname: hs.Ifname, Queue: hs.Queue, Socket: s})
+				in.adopted++
+				taken[sfd[0]], taken[ufd[0]] = true, true
+				continue
+			}
+		}
+		refused = append(refused, why)
+	}
+	// Drop every passed socket and UMEM not adopted (refused, or not in the handoff).
+	var keep []int
+	for name, list := range fds {
+		if !strings.HasPrefix(name, fdNameSockPref) && !strings.HasPrefix(name, fdNameUmemPref) {
+			continue
+		}
+		adopted := false
+		for _, fd := range list {
+			adopted = adopted || taken[fd]
+		}
+		if !adopted {
+			if err := sdNotify("FDSTOREREMOVE=1\nFDNAME=" + name); err != nil {
+				in.log.Debug("remove from the fd store", "name", name, "err", err)
+			}
+			for _, fd := range list {
+				unix.Close(fd)
+				taken[fd] = true // closed: not in in.fds any more
+			}
+		}
+	}
+	for _, fd := range in.fds {
+		if !taken[fd] {
+			keep = append(keep, fd)
+		}
+	}
+	in.fds = keep
+	if len(refused) > 0 {
+		in.log.Warn("not taking over the previous xlvsd's AF_XDP sockets: opening new ones (the packets that arrive until they are bound are dropped)", "reason", refused[0], "refused", len(refused))
+	}
+}
+
+// closeSockets closes the adopted sockets dataplane.New has not taken.
+func (in *handoffIn) closeSockets() {
+	for _, s := range in.socks {
+		s.Socket.Close()
+	}
+	in.socks = nil
 }
 
 // abandon detaches the predecessor's programs (so that this process can attach its
@@ -182,6 +277,7 @@ func (in *handoffIn) abandon() {
 		}
 	}
 	in.links, in.linkFDs = nil, nil
+	in.closeSockets()
 	in.release()
 }
 
@@ -207,6 +303,8 @@ func (in *handoffIn) finish(dp *dataplane.Dataplane, d *control.Daemon) error {
 	t0 := time.Now()
 	res := dp.ImportHandoff(in.h)
 	matched, unmatched := d.AdoptStats(in.h.Stats)
+	// The frames waiting in adopted sockets find the rules and the table now.
+	dp.StartForwarding()
 	t1 := time.Now()
 	if err := dp.Activate(); err != nil {
 		return fmt.Errorf("take over the XDP program: %w", err)
@@ -220,7 +318,7 @@ func (in *handoffIn) finish(dp *dataplane.Dataplane, d *control.Daemon) error {
 	}()
 	in.log.Info("took over from the previous xlvsd",
 		"writer", in.h.Writer, "connections", res.Conns, "templates", res.Templates, "expired", res.Expired,
-		"refused", fmt.Sprint(res.Refused), "stats_kept", matched, "stats_gone", unmatched,
+		"refused", fmt.Sprint(res.Refused), "stats_kept", matched, "stats_gone", unmatched, "sockets_adopted", in.adopted,
 		"since_handoff", t2.Sub(in.h.Written).Round(time.Microsecond).String(),
 		"handoff_to_start", in.start.Sub(in.h.Written).Round(time.Microsecond).String(),
 		"startup", t0.Sub(in.start).Round(time.Microsecond).String(),
@@ -243,16 +341,32 @@ func handOff(dp *dataplane.Dataplane, d *control.Daemon, hold time.Duration, log
 	}
 	t0 := time.Now()
 	dp.StopWorkers()
+	// Hold: frames that find no socket are dropped, not passed, until the successor
+	// takes over; and after hold, the handed-over sockets are no longer used (a
+	// successor that never comes leaves the kernel in charge).
 	if err := dp.Hold(hold); err != nil {
 		return err
 	}
-	// Its queues free for the successor's sockets as early as can be.
+	var stored []string
+	unstore := func() {
+		dp.Hold(0)
+		for _, name := range stored {
+			sdNotify("FDSTOREREMOVE=1\nFDNAME=" + name)
+		}
+	}
+	// The sockets go to the successor as they are, bound, with what they hold; sockets
+	// that cannot (--private-umem) are closed, their queues freed for the successor's
+	// as early as can be.
 	t1 := time.Now()
-	dp.ReleaseSockets()
+	socks := dp.HandoffSockets()
+	if socks == nil {
+		dp.ReleaseSockets()
+	}
 	released := time.Since(t1)
 	h, skipped := dp.ExportHandoff()
 	h.Stats = d.HandoffStats()
 	h.Writer = writerName()
+	h.Sockets = socks
 	b, err := dataplane.EncodeHandoff(h)
 	if err != nil {
 		dp.Hold(0)
@@ -264,17 +378,32 @@ func handOff(dp *dataplane.Dataplane, d *control.Daemon, hold time.Duration, log
 		return err
 	}
 	defer unix.Close(mem)
+	store := func(name string, fd int) error {
+		if err := sdNotify("FDSTORE=1\nFDNAME="+name, fd); err != nil {
+			unstore()
+			return fmt.Errorf("store %s: %w", name, err)
+		}
+		stored = append(stored, name)
+		return nil
+	}
+	for _, s := range socks {
+		sn, un := sockNames(s.Ifname, s.Queue)
+		if err := store(sn, s.SockFD); err != nil {
+			return err
+		}
+		if err := store(un, s.MemFD); err != nil {
+			return err
+		}
+	}
 	links, _ := dp.HandoffLinks()
 	for _, l := range links {
-		if err := sdNotify("FDSTORE=1\nFDNAME="+fdNameLinkPref+l.Ifname, l.FD); err != nil {
-			dp.Hold(0)
-			return fmt.Errorf("store the XDP link of %s: %w", l.Ifname, err)
+		if err := store(fdNameLinkPref+l.Ifname, l.FD); err != nil {
+			return err
 		}
 	}
 	// Last: its presence tells the successor the handoff is complete.
-	if err := sdNotify("FDSTORE=1\nFDNAME="+fdNameHandoff, mem); err != nil {
-		dp.Hold(0)
-		return fmt.Errorf("store the handoff: %w", err)
+	if err := store(fdNameHandoff, mem); err != nil {
+		return err
 	}
 	conns := 0
 	for i := range h.Entries {
@@ -283,7 +412,7 @@ func handOff(dp *dataplane.Dataplane, d *control.Daemon, hold time.Duration, log
 		}
 	}
 	log.Info("handed over to the next xlvsd", "connections", conns, "templates", len(h.Entries)-conns, "skipped", skipped,
-		"bytes", len(b), "hold", hold.String(), "took", time.Since(t0).Round(time.Microsecond).String(),
+		"bytes", len(b), "hold", hold.String(), "sockets", len(socks), "took", time.Since(t0).Round(time.Microsecond).String(),
 		"sockets_released", released.Round(time.Microsecond).String())
 	return nil
 }

@@ -92,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.xdpMode, "xdp-mode", "auto", "XDP attach mode: native, generic or auto (native, else generic)")
 	fs.BoolVar(&o.copyMode, "copy", false, "force AF_XDP copy mode")
 	fs.BoolVar(&o.zeroCopy, "zerocopy", false, "require AF_XDP zero-copy mode (NIC driver support needed)")
+	fs.BoolVar(&o.sock.Private, "private-umem", false, "open the AF_XDP sockets through asavie/xdp, with their frames in private memory: a restart cannot hand them over, and drops the packets that arrive while it hands over")
 	fs.StringVar(&o.cpus, "cpus", "", "CPUs to pin workers to, e.g. 1 or 2-5,8 (default: unpinned)")
 	fs.StringVar(&o.socket, "socket", "", "control socket path (default $"+api.EnvSocket+" or "+api.DefaultSocket+")")
 	fs.IntVar(&o.connMax, "conn-max", 0, "connection table capacity in entries (0 = from memory: 1/32 of RAM, 64Ki to 16Mi entries, a power of two)")
@@ -483,6 +484,7 @@ func startDataplane(o *options, cfg dataplane.Config, log *slog.Logger) (*datapl
 	}
 	if in != nil {
 		cfg.Adopt, cfg.Conntrack.ShardKey = in.links, in.h.ShardKey
+		cfg.AdoptSockets, in.socks = in.socks, nil // New's now, error or not
 		// Faulting in the whole table (64 ms for 4Mi entries, seconds on a busy machine)
 		// would lengthen the takeover, while packets are dropped, and so would the huge
 		// pages the import's first entries fault in (each zeroed, perhaps compacted for):
@@ -495,7 +497,7 @@ func startDataplane(o *options, cfg dataplane.Config, log *slog.Logger) (*datapl
 	if err != nil && in != nil {
 		log.Error("taking over from the previous xlvsd failed: starting cold", "err", err)
 		in.abandon()
-		in, cfg.Adopt, cfg.Conntrack.ShardKey = nil, nil, o.shardKey
+		in, cfg.Adopt, cfg.AdoptSockets, cfg.Conntrack.ShardKey = nil, nil, nil, o.shardKey
 		dp, err = dataplane.New(cfg)
 	}
 	if err != nil {

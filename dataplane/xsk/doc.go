@@ -3,7 +3,10 @@
 // # Role
 //
 // A Socket owns one AF_XDP socket bound to one (interface, queue): its UMEM, its four rings
-// and an O(1) free-frame list of its own. Fake is an in-memory Socket for unit tests and
+// and an O(1) free-frame list of its own. There are two: a shared socket (shared.go,
+// OpenShared, the default of Open), set up here with its UMEM in a memfd so that it can be
+// handed to another process (Shareable.Handover, Adopt: a restarting xlvsd's successor),
+// and asavie/xdp's (Config.Private), whose UMEM is private memory. Fake is an in-memory Socket for unit tests and
 // microbenchmarks: same contract, no kernel. Config's limits (Min*, Max*) and
 // DefaultConfig are the one source xlvsd's flags take theirs from.
 //
@@ -14,6 +17,15 @@
 // Alloc), or the TX ring / completion ring (us → kernel → us). Receive hands frames to the
 // caller; the caller must give each one back with Transmit (same socket) or Free. Frames
 // come back from the kernel through Complete, and Refill moves free frames to the fill ring.
+//
+// # Conventions: a shared socket
+//
+// Its rings are the kernel's, mapped from the socket (XDP_MMAP_OFFSETS): this side
+// produces on the fill and TX rings and consumes on the RX and completion rings, with
+// sync/atomic loads and stores of the indices. It keeps no state the rings do not hold
+// except the free list, which Handover copies out: an adopter starts from the indices as
+// it finds them. Its Transmit and kick follow the asavie socket's rules below, without
+// the panics.
 //
 // # Conventions: asavie/xdp
 //

@@ -38,9 +38,18 @@ type compRing struct {
 // bindMu serializes socket creation: asavie reads bind flags from a package variable.
 var bindMu sync.Mutex
 
-// Open binds an AF_XDP socket to (ifindex, queue) with rings and frames sized by cfg.
-// Register its FD in the XDP program's socket map to receive.
+// Open binds an AF_XDP socket to (ifindex, queue) with rings and frames sized by cfg:
+// a shared one (OpenShared), or asavie/xdp's with Config.Private. Register its FD in the
+// XDP program's socket map to receive.
 func Open(ifindex, queue int, cfg Config) (Socket, error) {
+	if cfg.Private {
+		return openAsavie(ifindex, queue, cfg)
+	}
+	return OpenShared(ifindex, queue, cfg)
+}
+
+// openAsavie opens a socket through asavie/xdp (Config.Private).
+func openAsavie(ifindex, queue int, cfg Config) (Socket, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w", ifindex, queue, err)
 	}

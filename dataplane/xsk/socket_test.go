@@ -84,12 +84,12 @@ func TestRealSocketTransmit(t *testing.T) {
 	}
 }
 
-// openers are the two ways to open a socket: asavie/xdp's (Open) and this package's
+// openers are the two ways to open a socket: asavie/xdp's (Config.Private) and this package's
 // own, whose UMEM can be handed over (OpenShared). The tests of a real socket run on both.
 var openers = []struct {
 	name string
 	open func(ifindex, queue int, cfg Config) (Socket, error)
-}{{"asavie", Open}, {"shared", OpenShared}}
+}{{"asavie", openAsavie}, {"shared", OpenShared}}
 
 func testRealSocketTransmit(t *testing.T, open func(int, int, Config) (Socket, error)) {
 	needRoot(t)

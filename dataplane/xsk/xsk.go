@@ -31,6 +31,11 @@ type Config struct {
 	// choose.
 	ZeroCopy bool
 	Copy     bool
+	// Private opens the socket through asavie/xdp, whose UMEM is private memory of this
+	// process: it cannot be handed to a successor (Shareable), so a restart loses the
+	// frames that arrive while it hands over. Otherwise the socket is a shared one
+	// (OpenShared).
+	Private bool
 }
 
 // Limits of Config that Validate enforces (xlvsd's flags take their ranges from here).
