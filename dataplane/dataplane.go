@@ -277,14 +277,14 @@ func New(cfg Config) (*Dataplane, error) {
 			pre[i] = make(chan preloaded, 1)
 		}
 	}
-	go func() {
-		for i := range pre {
-			if pre[i] != nil {
+	for i := range pre {
+		if pre[i] != nil {
+			go func() { // each on its own: the verifier's work is per instance
 				p, err := cls.Load()
 				pre[i] <- preloaded{p, err}
-			}
+			}()
 		}
-	}()
+	}
 	defer func() {
 		for i := range pre { // what setupPort did not take
 			if pre[i] != nil {
