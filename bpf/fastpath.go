@@ -32,6 +32,12 @@ const (
 	// FastFullNAT: source to Addr:Port and destination to Addr2:Port2, TTL / hop limit
 	// decremented (CsumL3, CsumL4: both changes, FastDeltas of each added).
 	FastFullNAT = 3
+	// FastTUN: TTL / hop limit decremented (IPv4: CsumL3 FastTTLDelta), then an IPIP
+	// (IPv4) or ip6ip6 header from Addr (the director) to Addr2 (the real server)
+	// pushed in front, as the dataplane's tunnel writes it (packet.PutTunnelHeader)
+	// except the IPv4 identification, which is the entry's packet count. MTU bounds the
+	// inner packet: the egress MTU less the outer header.
+	FastTUN = 4
 )
 
 // FastRedirect (FastVal.Flags) sends a packet back out of the interface it came in on
