@@ -16,17 +16,19 @@ import (
 )
 
 // The XDP fast path (issue 19; bpf/xlvs.c fast_path). A worker that forwards a packet of
-// an established NAT, FULLNAT or DR connection (TCP ESTABLISHED; UDP: a NAT or FULLNAT
-// connection once its real server answered, a DR one from its second packet; TUN
-// connections stay on this path) offers the connection to the fast path: it
+// an established NAT, FULLNAT, DR or TUN connection (TCP ESTABLISHED; UDP: a NAT or
+// FULLNAT connection once its real server answered, a DR or TUN one from its second
+// packet) offers the connection to the fast path: it
 // queues the forwarding decision it just made — per direction the packet's key as it
-// arrives, the rewrite with its RFC 1624 checksum deltas, the egress interface and MACs
+// arrives, the rewrite with its RFC 1624 checksum deltas (TUN: the tunnel's outer
+// addresses, the route's source to the real server), the egress interface and MACs
 // — in its own bounded queue (never waits; full: counted, the connection stays on the
 // slow path). One goroutine (fastPath.run) drains the queues into the XDP program's
 // fastpath map, from which the program rewrites and sends the connection's packets itself
 // (XDP_TX, or a redirect through the tx_ports device map), except those the workers must
 // see: SYN, FIN, RST, fragments, TTL or hop limit <= 1, VLAN-tagged frames, frames over
-// the egress MTU.
+// the egress MTU (TUN: packets that would exceed the route's MTU once encapsulated, which
+// the worker answers with fragmentation needed / Packet Too Big).
 //
 // The connection table stays the authority. The same goroutine sweeps the map at least
 // every second (sooner with short timeouts: a quarter of the shortest TCP ESTABLISHED or
@@ -36,7 +38,8 @@ import (
 // when the connection is gone (expired, flushed, removed with its real server), left
 // ESTABLISHED (a FIN or RST went through a worker, which also asks for the removal at
 // once), was reused for another real server, when its real server was deleted (the slow
-// path then drops its packets, DropDestGone, as IPVS does), or when its next hop changed.
+// path then drops its packets, DropDestGone, as IPVS does), or when its next hop changed
+// (TUN: or the route's source address or MTU).
 // Weight 0 (quiescing) leaves established connections alone, in IPVS and here. While the
 // director is a connection-sync master, nothing is offered and the sweep removes every
 // entry: the master resends established connections as their packets come in (IPVS's
@@ -85,6 +88,7 @@ type fastDir struct {
 	val bpf.FastVal
 	in  bool     // client → real server (counted as in), else out
 	hop [16]byte // the address the next hop was found for
+	mtu uint32   // TUN: the route's MTU (0: unknown)
 }
 
 // fastReq is a worker's request: install or remove a connection. Pointer-free.
@@ -123,7 +127,10 @@ type fastFlow struct {
 	hop       [16]byte
 	ifindex   uint32
 	dmac      [6]byte
-	packets   uint64 // the entry's counters as last accounted
+	tun       bool     // a TUN entry: also stale when the route's source or MTU changes
+	tunSrc    [16]byte // its outer source, the route's
+	tunMTU    uint32   // the route's MTU it was installed with
+	packets   uint64   // the entry's counters as last accounted
 	bytes     uint64
 	lastSeen  uint64
 }
@@ -311,6 +318,9 @@ func (f *fastPath) apply(r *fastReq) {
 			f.account(&dir.key, old)
 		}
 		dir.val.MTU, dir.val.Flags = f.egress(dir.val.Ifindex)
+		if dir.val.Action == bpf.FastTUN {
+			dir.val.MTU = tunMTU(dir.val.MTU, dir.mtu, dir.val.Addr2)
+		}
 		if _, err := f.cls.FastUpdate([]bpf.FastKey{dir.key}, []bpf.FastVal{dir.val}); err != nil {
 			if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOMEM) {
 				f.mapFull.add(1)
@@ -322,7 +332,8 @@ func (f *fastPath) apply(r *fastReq) {
 		}
 		f.installed.add(1)
 		f.flows[dir.key] = &fastFlow{orig: r.orig, svc: r.svc, dest: r.dest, in: dir.in, hop: dir.hop,
-			ifindex: dir.val.Ifindex, dmac: dir.val.DMAC}
+			ifindex: dir.val.Ifindex, dmac: dir.val.DMAC,
+			tun: dir.val.Action == bpf.FastTUN, tunSrc: dir.val.Addr, tunMTU: dir.mtu}
 	}
 	f.entries.v.Store(uint64(len(f.flows)))
 }
@@ -347,6 +358,26 @@ func (f *fastPath) egress(ifindex uint32) (uint16, uint8) {
 	e := fastIf{mtu: uint16(max(min(m, 0xffff), 0)), flags: flags}
 	f.ifs[ifindex] = e
 	return e.mtu, e.flags
+}
+
+// tunMTU is the MTU of a TUN entry towards rs: the longest inner packet that still fits
+// the egress (egress: the longest IP packet the interface sends) and the route's MTU
+// (route, 0: unknown) once encapsulated — the worker's tunnel answers longer ones with
+// fragmentation needed / Packet Too Big, so they must reach it.
+func tunMTU(egress uint16, route uint32, rs [16]byte) uint16 {
+	m := uint32(egress)
+	if route != 0 {
+		m = min(m, route)
+	}
+	family := uint8(6)
+	if packet.IsIPv4Mapped(rs) {
+		family = 4
+	}
+	hl := uint32(packet.TunnelHeaderLen(family))
+	if m <= hl {
+		return 0
+	}
+	return uint16(m - hl)
 }
 
 // account reads the entry of k (if it is still there) and adds what it counted since
@@ -517,6 +548,9 @@ func (f *fastPath) sameHop(fib *FIB, fl *fastFlow) bool {
 		nh = rt.Gateway
 	}
 	mac, ok := fib.Neighbour(rt.Ifindex, nh)
+	if fl.tun && (!rt.HasSrc || rt.Src != fl.tunSrc || rt.MTU != fl.tunMTU) {
+		return false
+	}
 	return ok && mac == fl.dmac
 }
 
@@ -557,9 +591,9 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs [16]byte, found 
 			return
 		}
 	case packet.ProtoUDP:
-		// NAT, FULLNAT: when the real server has answered (fastReply); DR: from the
-		// second packet.
-		if e.Method != conntrack.MethodDR || !found {
+		// NAT, FULLNAT: when the real server has answered (fastReply); DR, TUN: from
+		// the second packet.
+		if e.Method != conntrack.MethodDR && e.Method != conntrack.MethodTUN || !found {
 			return
 		}
 	default:
@@ -568,7 +602,7 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs [16]byte, found 
 	switch e.Method {
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
 		w.fastOffer(p, e, rs, true)
-	case conntrack.MethodDR:
+	case conntrack.MethodDR, conntrack.MethodTUN:
 		w.fastOffer(p, e, rs, false)
 	}
 }
@@ -632,7 +666,11 @@ func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both boo
 		}
 		r.n = 2
 	default:
-		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, bpf.FastDR, [16]byte{}, 0, family, true) {
+		action := uint8(bpf.FastDR)
+		if e.Method == conntrack.MethodTUN {
+			action = bpf.FastTUN
+		}
+		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, action, [16]byte{}, 0, family, true) {
 			return
 		}
 		r.n = 1
@@ -643,7 +681,9 @@ func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both boo
 }
 
 // fastDir fills d for packets arriving with key k and sent towards hop: action with the
-// new address and port (NAT). False when the next hop is not known or not managed.
+// new address and port (NAT). False when the next hop is not known or not managed, and
+// for TUN when the worker's tunnel would not send the packet either (no source address on
+// the route, a real server of the other family).
 func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, action uint8, addr [16]byte, port uint16, family uint8, in bool) bool {
 	h := w.hop(fib, &hop)
 	if !h.route || h.out < 0 || !h.neigh {
@@ -653,7 +693,15 @@ func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, a
 	d.key = fastKey(k)
 	d.in, d.hop = in, hop
 	d.val = bpf.FastVal{DMAC: h.mac, SMAC: out.mac, Ifindex: uint32(out.ifindex), Action: action}
-	if action == bpf.FastDR {
+	switch action {
+	case bpf.FastTUN:
+		if !h.hasSrc || packet.IsIPv4Mapped(hop) != (family == 4) {
+			return false
+		}
+		// The outer header: from the route's source to the real server (worker.tunnel).
+		d.val.Addr, d.val.Addr2, d.mtu = h.src, hop, h.mtu
+		fallthrough
+	case bpf.FastDR:
 		if family == 4 {
 			d.val.CsumL3 = bpf.FastTTLDelta // the TTL drops by one, as on the slow path
 		}
