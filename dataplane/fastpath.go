@@ -176,8 +176,11 @@ type fastPath struct {
 	pending     []fastReq             // offers waiting for fastInstallDelay
 	pendingAt   map[conntrack.Key]int // the index in pending of a connection's offer
 	cancelled   ctr                   // offers withdrawn (the connection closed) before install
-	keys        []bpf.FastKey
+	keys        []bpf.FastKey         // removals of one drain, deleted in one batch
 	stale       []bpf.FastKey
+	insKeys     []bpf.FastKey // installs of one drain, written in one batch
+	insVals     []bpf.FastVal
+	insFlows    []fastFlow // what to remember of each once it is in
 }
 
 func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
@@ -242,7 +245,10 @@ func (f *fastPath) run(ctx context.Context) {
 
 // drain takes the workers' requests: a removal at once (withdrawing a pending offer of
 // the connection), an offer once it is fastInstallDelay old (now: the dataplane's clock).
+// The removals are deleted, then the installs written, each in one batch
+// (BPF_MAP_DELETE_BATCH, BPF_MAP_UPDATE_BATCH: a system call per drain, not per entry).
 func (f *fastPath) drain(now int64) {
+	f.keys = f.keys[:0]
 	for _, r := range f.rings {
 		for {
 			n := r.pop(f.reqs)
@@ -253,6 +259,10 @@ func (f *fastPath) drain(now int64) {
 				break
 			}
 		}
+	}
+	if len(f.keys) > 0 {
+		f.remove(f.keys)
+		f.keys = f.keys[:0]
 	}
 	kept := f.pending[:0]
 	for i := range f.pending {
@@ -269,10 +279,11 @@ func (f *fastPath) drain(now int64) {
 		delete(f.pendingAt, r.orig)
 	}
 	f.pending = kept
+	f.install()
 }
 
 // take queues an offer (a newer one of the same connection replaces the older) or
-// applies a removal.
+// applies a removal (queued for drain's batch).
 func (f *fastPath) take(r *fastReq) {
 	i, ok := f.pendingAt[r.orig]
 	if r.op == fastInstall {
@@ -292,19 +303,16 @@ func (f *fastPath) take(r *fastReq) {
 	f.apply(r)
 }
 
-// apply installs or removes the directions of one request.
+// apply queues the installation or removal of the directions of one request: the
+// removals in f.keys (drain deletes them), the installs for install.
 func (f *fastPath) apply(r *fastReq) {
 	if r.op == fastRemove {
 		// Only what was installed: the map holds nothing else of ours (every closing
 		// connection asks, most were never in the fast path).
-		f.keys = f.keys[:0]
 		for i := range r.dirs[:r.n] {
 			if _, ok := f.flows[r.dirs[i].key]; ok {
 				f.keys = append(f.keys, r.dirs[i].key)
 			}
-		}
-		if len(f.keys) > 0 {
-			f.remove(f.keys)
 		}
 		return
 	}
@@ -321,20 +329,40 @@ func (f *fastPath) apply(r *fastReq) {
 		if dir.val.Action == bpf.FastTUN {
 			dir.val.MTU = tunMTU(dir.val.MTU, dir.mtu, dir.val.Addr2)
 		}
-		if _, err := f.cls.FastUpdate([]bpf.FastKey{dir.key}, []bpf.FastVal{dir.val}); err != nil {
-			if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOMEM) {
-				f.mapFull.add(1)
-			} else {
-				f.failed.add(1)
-			}
-			delete(f.flows, dir.key)
-			continue
-		}
-		f.installed.add(1)
-		f.flows[dir.key] = &fastFlow{orig: r.orig, svc: r.svc, dest: r.dest, in: dir.in, hop: dir.hop,
+		f.insKeys = append(f.insKeys, dir.key)
+		f.insVals = append(f.insVals, dir.val)
+		f.insFlows = append(f.insFlows, fastFlow{orig: r.orig, svc: r.svc, dest: r.dest, in: dir.in, hop: dir.hop,
 			ifindex: dir.val.Ifindex, dmac: dir.val.DMAC,
-			tun: dir.val.Action == bpf.FastTUN, tunSrc: dir.val.Addr, tunMTU: dir.mtu}
+			tun: dir.val.Action == bpf.FastTUN, tunSrc: dir.val.Addr, tunMTU: dir.mtu})
 	}
+}
+
+// install writes the installs apply queued into the map, in one batch, and remembers
+// them. An entry the kernel refuses (a full map: E2BIG) is counted and forgotten (a
+// replaced entry's old value, if still in the map, is then not ours: the sweep removes
+// it), and the batch goes on after it.
+func (f *fastPath) install() {
+	keys, vals, flows := f.insKeys, f.insVals, f.insFlows
+	for len(keys) > 0 {
+		n, err := f.cls.FastUpdate(keys, vals)
+		for i := range keys[:n] {
+			fl := new(fastFlow)
+			*fl = flows[i]
+			f.flows[keys[i]] = fl
+		}
+		f.installed.add(uint64(n))
+		if err == nil || n >= len(keys) {
+			break
+		}
+		if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOMEM) {
+			f.mapFull.add(1)
+		} else {
+			f.failed.add(1)
+		}
+		delete(f.flows, keys[n])
+		keys, vals, flows = keys[n+1:], vals[n+1:], flows[n+1:]
+	}
+	f.insKeys, f.insVals, f.insFlows = f.insKeys[:0], f.insVals[:0], f.insFlows[:0]
 	f.entries.v.Store(uint64(len(f.flows)))
 }
 
