@@ -54,10 +54,10 @@ type FastVal struct {
 	DMAC, SMAC [6]byte
 	Ifindex    uint32
 	Action     uint8
-	Flags      uint8  // FastRedirect
-	MTU        uint16 // longer IP packets go to AF_XDP
-	Addr       [16]byte
-	Port       [2]byte // network byte order
+	Flags      uint8    // FastRedirect
+	MTU        uint16   // longer IP packets go to AF_XDP (FastTUN: inner packets)
+	Addr       [16]byte // FastNAT*, FastFullNAT: the new (source) address; FastTUN: the outer source
+	Port       [2]byte  // network byte order
 	CsumL3     uint16
 	CsumL4     uint16
 	Pad1       uint16
@@ -66,13 +66,13 @@ type FastVal struct {
 	Packets    uint64
 	Bytes      uint64
 	LastSeen   uint64
-	Addr2      [16]byte // FastFullNAT: the new destination address
+	Addr2      [16]byte // FastFullNAT: the new destination address; FastTUN: the outer destination
 	Port2      [2]byte  // FastFullNAT: the new destination port, network byte order
 	Pad3       [3]uint16
 }
 
 // DefaultFastPathEntries is the fastpath map's size in xlvs.c: two entries per NAT
-// connection, one per DR connection.
+// connection, one per DR or TUN connection.
 const DefaultFastPathEntries = 65536
 
 // MaxFastPathEntries bounds EnableFastPath: the map allocates its entries as they are
