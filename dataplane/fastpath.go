@@ -24,9 +24,9 @@ import (
 // addresses, the route's source to the real server), the egress interface and MACs
 // — in its own bounded queue (never waits; full: counted, the connection stays on the
 // slow path). One goroutine (fastPath.run) drains the queues into the XDP program's
-// fastpath map (one batched update per drain), from which the program rewrites and sends the connection's packets itself
-// (XDP_TX, or a redirect through the tx_ports device map), except those the workers must
-// see: SYN, FIN, RST, fragments, TTL or hop limit <= 1, VLAN-tagged frames, frames over
+// fastpath map (one batched update per drain), from which the program rewrites and sends
+// the connection's packets itself (XDP_TX, or a redirect through the tx_ports device
+// map), except those the workers must see: SYN, FIN, RST, fragments, TTL or hop limit <= 1, VLAN-tagged frames, frames over
 // the egress MTU (TUN: packets that would exceed the route's MTU once encapsulated, which
 // the worker answers with fragmentation needed / Packet Too Big).
 //

@@ -279,3 +279,75 @@ func TestFastPathTUNOfferAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per offered packet", n)
 	}
 }
+
+// TestFastPathTUNRouteChange: a TUN entry carries the route's source address and MTU, so
+// a new FIB that changes either takes it out at the next sweep (the worker then
+// encapsulates, with the new values, until it is offered again); a new FIB that changes
+// neither leaves it.
+func TestFastPathTUNRouteChange(t *testing.T) {
+	needRoot(t)
+	cls, err := bpf.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cls.Close() })
+	if err := cls.EnableFastPath(64); err != nil {
+		t.Fatal(err)
+	}
+	r := newL2Rig(t, conntrack.MethodTUN)
+	f := newFastPath(r.dp, cls)
+	for _, w := range r.dp.workers {
+		f.attachWorker(w)
+	}
+	r.dp.fast = f
+	neigh := map[NeighKey][6]byte{{Ifindex: ifL2, Addr: a16(l2Client)}: macClient,
+		{Ifindex: ifL2, Addr: a16(l2RS1)}: macRS1, {Ifindex: ifL2, Addr: a16(l2RS2)}: macRS2}
+	fib := func(mtu uint32, dir netip.Addr) *FIB {
+		return NewFIBWithLinks(routes("198.18.0.0/24", ifL2, "fd00::/64", ifL2), neigh,
+			[]Link{{Ifindex: ifL2, MTU: mtu, Addrs: []netip.Prefix{netip.PrefixFrom(l2VIP, 32), netip.PrefixFrom(dir, 24)}}})
+	}
+	r.dp.SetFIB(fib(1500, l2Dir))
+	sport := uint16(42000)
+	establish := func(t *testing.T) {
+		t.Helper()
+		p := pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: sport, dport: 80}
+		syn := p
+		syn.syn = true
+		r.eth.Inject(build(t, syn))
+		r.w.poll()
+		p.ack = true
+		r.eth.Inject(build(t, p))
+		r.w.poll()
+		f.drain(r.dp.now() + fastInstallDelay)
+		k := fkey(l2Client, l2VIP, sport, 80, 6)
+		var v bpf.FastVal
+		if ok, err := cls.FastLookup(&k, &v); !ok || err != nil {
+			t.Fatalf("TUN entry not installed: %v; stats %+v, drops %v", err, f.Stats(), nonzeroDrops(r.dp))
+		}
+		if v.Action != bpf.FastTUN || v.Addr != a16(l2Dir) || v.Addr2 != a16(l2RS1) && v.Addr2 != a16(l2RS2) || v.MTU == 0 || v.MTU > 1480 {
+			t.Fatalf("TUN entry %+v, want from %v to a real server, MTU at most 1480", v, l2Dir)
+		}
+		sport++
+	}
+	for _, c := range []struct {
+		name string
+		fib  *FIB
+		gone bool
+	}{
+		{"same routes, new FIB", fib(1500, l2Dir), false},
+		{"route MTU 1400", fib(1400, l2Dir), true},
+		{"another source address", fib(1400, netip.MustParseAddr("198.18.0.3")), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			establish(t)
+			before := f.Stats()
+			r.dp.SetFIB(c.fib)
+			f.sweep(false)
+			after := f.Stats()
+			if gone := after.Removed > before.Removed; gone != c.gone || after.Entries != before.Entries-int(after.Removed-before.Removed) {
+				t.Fatalf("stats %+v after %+v: entry removed %v, want %v", after, before, gone, c.gone)
+			}
+		})
+	}
+	r.framesBack(t)
+}
