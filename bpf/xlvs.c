@@ -473,9 +473,9 @@ static __always_inline int icmp_error(struct xdp_md *ctx, void *msg, void *pend,
 }
 
 /*
- * The fast path (issue 19). The dataplane installs, for each established NAT or DR
- * connection, one entry per direction it forwards: the key is the packet as it arrives
- * (IPv4-mapped or IPv6 addresses, ports in network byte order), the value what the
+ * The fast path (issue 19). The dataplane installs, for each established NAT, FULLNAT,
+ * DR or TUN connection, one entry per direction it forwards: the key is the packet as it
+ * arrives (IPv4-mapped or IPv6 addresses, ports in network byte order), the value what the
  * dataplane would do to it. Go stays the authority: it reads the counters and last
  * seen times to refresh its connection table and statistics, and removes entries when
  * the connection leaves ESTABLISHED or goes away. 40-byte key, no implicit padding.
