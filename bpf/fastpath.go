@@ -5,6 +5,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -32,6 +33,12 @@ const (
 	// FastFullNAT: source to Addr:Port and destination to Addr2:Port2, TTL / hop limit
 	// decremented (CsumL3, CsumL4: both changes, FastDeltas of each added).
 	FastFullNAT = 3
+	// FastTUN: TTL / hop limit decremented (IPv4: CsumL3 FastTTLDelta), then an IPIP
+	// (IPv4) or ip6ip6 header from Addr (the director) to Addr2 (the real server)
+	// pushed in front, as the dataplane's tunnel writes it (packet.PutTunnelHeader)
+	// except the IPv4 identification, which is the entry's packet count. MTU bounds the
+	// inner packet: the egress MTU less the outer header.
+	FastTUN = 4
 )
 
 // FastRedirect (FastVal.Flags) sends a packet back out of the interface it came in on
@@ -47,10 +54,10 @@ type FastVal struct {
 	DMAC, SMAC [6]byte
 	Ifindex    uint32
 	Action     uint8
-	Flags      uint8  // FastRedirect
-	MTU        uint16 // longer IP packets go to AF_XDP
-	Addr       [16]byte
-	Port       [2]byte // network byte order
+	Flags      uint8    // FastRedirect
+	MTU        uint16   // longer IP packets go to AF_XDP (FastTUN: inner packets)
+	Addr       [16]byte // FastNAT*, FastFullNAT: the new (source) address; FastTUN: the outer source
+	Port       [2]byte  // network byte order
 	CsumL3     uint16
 	CsumL4     uint16
 	Pad1       uint16
@@ -59,13 +66,13 @@ type FastVal struct {
 	Packets    uint64
 	Bytes      uint64
 	LastSeen   uint64
-	Addr2      [16]byte // FastFullNAT: the new destination address
+	Addr2      [16]byte // FastFullNAT: the new destination address; FastTUN: the outer destination
 	Port2      [2]byte  // FastFullNAT: the new destination port, network byte order
 	Pad3       [3]uint16
 }
 
 // DefaultFastPathEntries is the fastpath map's size in xlvs.c: two entries per NAT
-// connection, one per DR connection.
+// connection, one per DR or TUN connection.
 const DefaultFastPathEntries = 65536
 
 // MaxFastPathEntries bounds EnableFastPath: the map allocates its entries as they are
@@ -166,10 +173,15 @@ func (c *Classifier) fastMap(op string) (*ebpf.Map, error) {
 	return c.fastpath, nil
 }
 
+// noBatch is set once the kernel refused the map batch commands (BPF_MAP_UPDATE_BATCH,
+// BPF_MAP_DELETE_BATCH: hash maps have them since Linux 5.6): from then on the fast path's
+// updates and deletes take one system call per entry.
+var noBatch atomic.Bool
+
 // FastUpdate installs (or replaces) the entries vals[i] of keys[i] and returns how many
-// it installed; it stops at the first failure (a full map: ebpf.ErrKeyNotExist is not
-// it; the kernel says E2BIG), which it returns. One system call per entry: the kernel's
-// batch update stops at the first failure too and costs the same per entry.
+// it installed; it stops at the first failure (a full map: the kernel says E2BIG), which
+// it returns. One system call for them all (BPF_MAP_UPDATE_BATCH, which stops at the
+// first failure too), one per entry on a kernel without it.
 func (c *Classifier) FastUpdate(keys []FastKey, vals []FastVal) (int, error) {
 	m, err := c.fastMap("update fast path")
 	if err != nil {
@@ -177,6 +189,24 @@ func (c *Classifier) FastUpdate(keys []FastKey, vals []FastVal) (int, error) {
 	}
 	if len(keys) != len(vals) {
 		return 0, fmt.Errorf("update fast path: %d keys but %d values", len(keys), len(vals))
+	}
+	return fastUpdate(m, keys, vals, !noBatch.Load())
+}
+
+// fastUpdate is FastUpdate on m: batched, or one system call per entry.
+func fastUpdate(m *ebpf.Map, keys []FastKey, vals []FastVal, batch bool) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	if batch && len(keys) > 1 {
+		n, err := m.BatchUpdate(keys, vals, nil)
+		switch {
+		case err == nil:
+			return n, nil
+		case !errors.Is(err, ebpf.ErrNotSupported):
+			return n, fmt.Errorf("update fast path: entry %d of %d: %w", n, len(keys), err)
+		}
+		noBatch.Store(true)
 	}
 	for i := range keys {
 		if err := m.Update(&keys[i], &vals[i], ebpf.UpdateAny); err != nil {
@@ -187,13 +217,35 @@ func (c *Classifier) FastUpdate(keys []FastKey, vals []FastVal) (int, error) {
 }
 
 // FastDelete removes the entries of keys; a missing one is not an error. It returns how
-// many it removed.
+// many it removed. One system call for them all (BPF_MAP_DELETE_BATCH; it stops at a
+// missing key, and goes on after it with another), one per entry on a kernel without it.
 func (c *Classifier) FastDelete(keys []FastKey) (int, error) {
 	m, err := c.fastMap("delete from fast path")
 	if err != nil {
 		return 0, err
 	}
+	return fastDelete(m, keys, !noBatch.Load())
+}
+
+// fastDelete is FastDelete on m: batched, or one system call per entry.
+func fastDelete(m *ebpf.Map, keys []FastKey, batch bool) (int, error) {
 	n := 0
+	for batch && len(keys) > 1 {
+		d, err := m.BatchDelete(keys, nil)
+		n += d
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			keys = keys[d+1:] // keys[d] is not there: on with the rest
+			continue
+		case !errors.Is(err, ebpf.ErrNotSupported):
+			return n, fmt.Errorf("delete from fast path: %w", err)
+		}
+		noBatch.Store(true)
+		keys = keys[d:]
+		break
+	}
 	for i := range keys {
 		err := m.Delete(&keys[i])
 		switch {

@@ -28,7 +28,10 @@ type fpPkt struct {
 	mf            bool // IPv4 more-fragments (a first fragment)
 	vlan          bool
 	payload       int
-	noUDPCsum     bool // IPv4 UDP without checksum (0)
+	noUDPCsum     bool   // IPv4 UDP without checksum (0)
+	tos           uint8  // IPv4 TOS / IPv6 traffic class
+	df            bool   // IPv4 don't fragment
+	flow          uint32 // IPv6 flow label
 }
 
 func (p fpPkt) frame(tb testing.TB) []byte {
@@ -45,9 +48,14 @@ func (p fpPkt) frame(tb testing.TB) []byte {
 		if p.mf {
 			v4.Flags = layers.IPv4MoreFragments
 		}
+		if p.df {
+			v4.Flags |= layers.IPv4DontFragment
+		}
+		v4.TOS = p.tos
 		ip, nl = v4, v4
 	} else {
-		v6 := &layers.IPv6{Version: 6, HopLimit: p.ttl, NextHeader: proto, SrcIP: p.src.AsSlice(), DstIP: p.dst.AsSlice()}
+		v6 := &layers.IPv6{Version: 6, HopLimit: p.ttl, NextHeader: proto, SrcIP: p.src.AsSlice(), DstIP: p.dst.AsSlice(),
+			TrafficClass: p.tos, FlowLabel: p.flow}
 		ip, nl, et = v6, v6, layers.EthernetTypeIPv6
 	}
 	var ls []gopacket.SerializableLayer

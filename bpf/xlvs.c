@@ -32,7 +32,8 @@
  *             here and sent (XDP_TX on the receiving interface, else redirected
  *             through tx_ports), unless the frame is one the dataplane must see:
  *             VLAN-tagged, SYN/FIN/RST, a fragment, TTL/hop limit <= 1, longer
- *             than the entry's MTU (fast_path)
+ *             than the entry's MTU (fast_path); TUN entries push an IPIP / ip6ip6
+ *             header (fast_tun)
  *   otherwise XDP_PASS
  * All of this only for a frame addressed to one of the interface's own MACs
  * (macs, when user space filled it): anything else (flooded to this port by a
@@ -478,9 +479,9 @@ static __always_inline int icmp_error(struct xdp_md *ctx, void *msg, void *pend,
 }
 
 /*
- * The fast path (issue 19). The dataplane installs, for each established NAT or DR
- * connection, one entry per direction it forwards: the key is the packet as it arrives
- * (IPv4-mapped or IPv6 addresses, ports in network byte order), the value what the
+ * The fast path (issue 19). The dataplane installs, for each established NAT, FULLNAT,
+ * DR or TUN connection, one entry per direction it forwards: the key is the packet as it
+ * arrives (IPv4-mapped or IPv6 addresses, ports in network byte order), the value what the
  * dataplane would do to it. Go stays the authority: it reads the counters and last
  * seen times to refresh its connection table and statistics, and removes entries when
  * the connection leaves ESTABLISHED or goes away. 40-byte key, no implicit padding.
@@ -498,6 +499,7 @@ struct fp_key {
 #define FP_NAT_DST 1 /* destination address and port rewritten, TTL decremented */
 #define FP_NAT_SRC 2 /* source address and port rewritten, TTL decremented */
 #define FP_FULLNAT 3 /* both: source to addr:port, destination to addr2:port2, TTL decremented */
+#define FP_TUN 4     /* TTL decremented (csum_l3: its delta), then IPIP / ip6ip6 from addr to addr2 */
 
 /*
  * FP_F_REDIRECT: back out of the receiving interface through tx_ports too, not XDP_TX.
@@ -508,7 +510,9 @@ struct fp_key {
 #define FP_F_REDIRECT 1
 
 /*
- * The rewrite of one direction: 104 bytes, no implicit padding. csum_l3 and csum_l4 are RFC 1624 deltas
+ * The rewrite of one direction: 104 bytes, no implicit padding. FP_TUN: addr is the outer
+ * header's source, addr2 its destination (the real server), of the inner packet's family;
+ * mtu bounds the inner packet (the egress MTU less the outer header). csum_l3 and csum_l4 are RFC 1624 deltas
  * (the one's complement sum of ~old + new over the changed 16-bit words, folded),
  * precomputed by the dataplane from the key and the new address and port: csum_l3
  * for the IPv4 header checksum (the address and the TTL decrement), csum_l4 for the
@@ -566,6 +570,7 @@ struct {
 } fp_on SEC(".maps");
 
 #define IP_MF 0x2000
+#define IP_DF 0x4000
 
 /* csum_apply returns checksum c (host order) updated by delta (RFC 1624 eqn. 3). */
 static __always_inline __u16 csum_apply(__u16 c, __u16 delta)
@@ -575,6 +580,87 @@ static __always_inline __u16 csum_apply(__u16 c, __u16 delta)
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	return (__u16)~s;
+}
+
+/* ip_csum returns the header checksum of the 20-byte IPv4 header ip (RFC 1071), its check
+ * field 0. The words are summed as they lie in memory: the sum is byte-order independent. */
+static __always_inline __u16 ip_csum(struct iphdr *ip)
+{
+	__u16 *w = (__u16 *)ip;
+	__u32 s = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*ip) / 2); i++)
+		s += w[i];
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/*
+ * fast_tun: FP_TUN, as the dataplane's tunnel (dataplane/worker.go) and IPVS's
+ * ip_vs_tunnel_xmit / ip_vs_tunnel_xmit_v6: the inner TTL (hop limit) drops by one, then an
+ * outer header is pushed in front (bpf_xdp_adjust_head) — IPv4: protocol 4, TOS, DF and
+ * the decremented TTL copied from the inner header, identification the entry's packet
+ * count, header checksum; IPv6: next header 41, traffic class and hop limit copied, flow
+ * label 0 — from addr to addr2, and a new Ethernet header. It returns the new Ethernet
+ * header, or NULL with the frame as it was (the packet then goes to the dataplane).
+ * Every packet pointer the caller holds is invalid afterwards.
+ */
+static __always_inline struct ethhdr *fast_tun(struct xdp_md *ctx, struct fp_val *v, int v6,
+					       __u32 l3len)
+{
+	int hl = v6 ? (int)sizeof(struct ipv6hdr) : (int)sizeof(struct iphdr);
+	struct ethhdr *eth;
+	void *data, *end;
+
+	if (bpf_xdp_adjust_head(ctx, -hl))
+		return NULL;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	if (!v6) {
+		struct iphdr *o = (void *)(eth + 1), *in = (void *)(o + 1);
+
+		if ((void *)(in + 1) > end)
+			goto undo;
+		in->ttl--;
+		in->check = bpf_htons(csum_apply(bpf_ntohs(in->check), v->csum_l3));
+		((__u8 *)o)[0] = 0x45; /* version 4, 20 bytes */
+		o->tos = in->tos;
+		o->tot_len = bpf_htons(l3len + sizeof(*o));
+		o->id = bpf_htons((__u16)v->packets);
+		o->frag_off = in->frag_off & bpf_htons(IP_DF);
+		o->ttl = in->ttl;
+		o->protocol = IPPROTO_IPIP;
+		o->check = 0;
+		__builtin_memcpy(&o->saddr, &v->addr[12], 4);
+		__builtin_memcpy(&o->daddr, &v->addr2[12], 4);
+		o->check = ip_csum(o);
+		eth->h_proto = bpf_htons(ETH_P_IP);
+	} else {
+		struct ipv6hdr *o = (void *)(eth + 1), *in = (void *)(o + 1);
+		__u8 *ob = (__u8 *)o, *ib = (__u8 *)in;
+
+		if ((void *)(in + 1) > end)
+			goto undo;
+		in->hop_limit--;
+		ob[0] = 0x60 | (ib[0] & 0x0f); /* version 6, the traffic class's high half */
+		ob[1] = ib[1] & 0xf0;          /* its low half, flow label 0 */
+		ob[2] = 0;
+		ob[3] = 0;
+		o->payload_len = bpf_htons(l3len);
+		o->nexthdr = IPPROTO_IPV6;
+		o->hop_limit = in->hop_limit;
+		__builtin_memcpy(&o->saddr, v->addr, 16);
+		__builtin_memcpy(&o->daddr, v->addr2, 16);
+		eth->h_proto = bpf_htons(ETH_P_IPV6);
+	}
+	return eth;
+undo:
+	bpf_xdp_adjust_head(ctx, hl);
+	return NULL;
 }
 
 /*
@@ -636,7 +722,11 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 		if (act != XDP_REDIRECT)
 			return -1;
 	}
-	if (v->action != FP_DR) {
+	if (v->action == FP_TUN) {
+		eth = fast_tun(ctx, v, v6, l3len);
+		if (!eth)
+			return -1;
+	} else if (v->action != FP_DR) {
 		int is_dst = v->action == FP_NAT_DST, full = v->action == FP_FULLNAT;
 		__be16 *port2;
 

@@ -92,7 +92,7 @@
 // servers through pointer-free open-addressing tables (keytab.go), and flow counters
 // are gathered per batch and added to the shared ones when it ends (stats.go).
 //
-// The XDP fast path (fastpath.go, Config.FastPath): established NAT, FULLNAT and DR
+// The XDP fast path (fastpath.go, Config.FastPath): established NAT, FULLNAT, DR and TUN
 // connections are handed to the XDP program, which then forwards their packets itself;
 // workers only offer them (a bounded per-worker queue, never waiting), one goroutine
 // installs them and sweeps the map back into the connection table (timers) and the

@@ -16,17 +16,19 @@ import (
 )
 
 // The XDP fast path (issue 19; bpf/xlvs.c fast_path). A worker that forwards a packet of
-// an established NAT, FULLNAT or DR connection (TCP ESTABLISHED; UDP: a NAT or FULLNAT
-// connection once its real server answered, a DR one from its second packet; TUN
-// connections stay on this path) offers the connection to the fast path: it
+// an established NAT, FULLNAT, DR or TUN connection (TCP ESTABLISHED; UDP: a NAT or
+// FULLNAT connection once its real server answered, a DR or TUN one from its second
+// packet) offers the connection to the fast path: it
 // queues the forwarding decision it just made — per direction the packet's key as it
-// arrives, the rewrite with its RFC 1624 checksum deltas, the egress interface and MACs
+// arrives, the rewrite with its RFC 1624 checksum deltas (TUN: the tunnel's outer
+// addresses, the route's source to the real server), the egress interface and MACs
 // — in its own bounded queue (never waits; full: counted, the connection stays on the
 // slow path). One goroutine (fastPath.run) drains the queues into the XDP program's
-// fastpath map, from which the program rewrites and sends the connection's packets itself
-// (XDP_TX, or a redirect through the tx_ports device map), except those the workers must
-// see: SYN, FIN, RST, fragments, TTL or hop limit <= 1, VLAN-tagged frames, frames over
-// the egress MTU.
+// fastpath map (one batched update per drain), from which the program rewrites and sends
+// the connection's packets itself (XDP_TX, or a redirect through the tx_ports device
+// map), except those the workers must see: SYN, FIN, RST, fragments, TTL or hop limit <= 1, VLAN-tagged frames, frames over
+// the egress MTU (TUN: packets that would exceed the route's MTU once encapsulated, which
+// the worker answers with fragmentation needed / Packet Too Big).
 //
 // The connection table stays the authority. The same goroutine sweeps the map at least
 // every second (sooner with short timeouts: a quarter of the shortest TCP ESTABLISHED or
@@ -36,7 +38,8 @@ import (
 // when the connection is gone (expired, flushed, removed with its real server), left
 // ESTABLISHED (a FIN or RST went through a worker, which also asks for the removal at
 // once), was reused for another real server, when its real server was deleted (the slow
-// path then drops its packets, DropDestGone, as IPVS does), or when its next hop changed.
+// path then drops its packets, DropDestGone, as IPVS does), or when its next hop changed
+// (TUN: or the route's source address or MTU).
 // Weight 0 (quiescing) leaves established connections alone, in IPVS and here. While the
 // director is a connection-sync master, nothing is offered and the sweep removes every
 // entry: the master resends established connections as their packets come in (IPVS's
@@ -85,6 +88,7 @@ type fastDir struct {
 	val bpf.FastVal
 	in  bool     // client → real server (counted as in), else out
 	hop [16]byte // the address the next hop was found for
+	mtu uint32   // TUN: the route's MTU (0: unknown)
 }
 
 // fastReq is a worker's request: install or remove a connection. Pointer-free.
@@ -123,7 +127,10 @@ type fastFlow struct {
 	hop       [16]byte
 	ifindex   uint32
 	dmac      [6]byte
-	packets   uint64 // the entry's counters as last accounted
+	tun       bool     // a TUN entry: also stale when the route's source or MTU changes
+	tunSrc    [16]byte // its outer source, the route's
+	tunMTU    uint32   // the route's MTU it was installed with
+	packets   uint64   // the entry's counters as last accounted
 	bytes     uint64
 	lastSeen  uint64
 }
@@ -169,8 +176,11 @@ type fastPath struct {
 	pending     []fastReq             // offers waiting for fastInstallDelay
 	pendingAt   map[conntrack.Key]int // the index in pending of a connection's offer
 	cancelled   ctr                   // offers withdrawn (the connection closed) before install
-	keys        []bpf.FastKey
+	keys        []bpf.FastKey         // removals of one drain, deleted in one batch
 	stale       []bpf.FastKey
+	insKeys     []bpf.FastKey // installs of one drain, written in one batch
+	insVals     []bpf.FastVal
+	insFlows    []fastFlow // what to remember of each once it is in
 }
 
 func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
@@ -235,7 +245,10 @@ func (f *fastPath) run(ctx context.Context) {
 
 // drain takes the workers' requests: a removal at once (withdrawing a pending offer of
 // the connection), an offer once it is fastInstallDelay old (now: the dataplane's clock).
+// The removals are deleted, then the installs written, each in one batch
+// (BPF_MAP_DELETE_BATCH, BPF_MAP_UPDATE_BATCH: a system call per drain, not per entry).
 func (f *fastPath) drain(now int64) {
+	f.keys = f.keys[:0]
 	for _, r := range f.rings {
 		for {
 			n := r.pop(f.reqs)
@@ -246,6 +259,10 @@ func (f *fastPath) drain(now int64) {
 				break
 			}
 		}
+	}
+	if len(f.keys) > 0 {
+		f.remove(f.keys)
+		f.keys = f.keys[:0]
 	}
 	kept := f.pending[:0]
 	for i := range f.pending {
@@ -262,10 +279,11 @@ func (f *fastPath) drain(now int64) {
 		delete(f.pendingAt, r.orig)
 	}
 	f.pending = kept
+	f.install()
 }
 
 // take queues an offer (a newer one of the same connection replaces the older) or
-// applies a removal.
+// applies a removal (queued for drain's batch).
 func (f *fastPath) take(r *fastReq) {
 	i, ok := f.pendingAt[r.orig]
 	if r.op == fastInstall {
@@ -285,19 +303,16 @@ func (f *fastPath) take(r *fastReq) {
 	f.apply(r)
 }
 
-// apply installs or removes the directions of one request.
+// apply queues the installation or removal of the directions of one request: the
+// removals in f.keys (drain deletes them), the installs for install.
 func (f *fastPath) apply(r *fastReq) {
 	if r.op == fastRemove {
 		// Only what was installed: the map holds nothing else of ours (every closing
 		// connection asks, most were never in the fast path).
-		f.keys = f.keys[:0]
 		for i := range r.dirs[:r.n] {
 			if _, ok := f.flows[r.dirs[i].key]; ok {
 				f.keys = append(f.keys, r.dirs[i].key)
 			}
-		}
-		if len(f.keys) > 0 {
-			f.remove(f.keys)
 		}
 		return
 	}
@@ -311,19 +326,43 @@ func (f *fastPath) apply(r *fastReq) {
 			f.account(&dir.key, old)
 		}
 		dir.val.MTU, dir.val.Flags = f.egress(dir.val.Ifindex)
-		if _, err := f.cls.FastUpdate([]bpf.FastKey{dir.key}, []bpf.FastVal{dir.val}); err != nil {
-			if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOMEM) {
-				f.mapFull.add(1)
-			} else {
-				f.failed.add(1)
-			}
-			delete(f.flows, dir.key)
-			continue
+		if dir.val.Action == bpf.FastTUN {
+			dir.val.MTU = tunMTU(dir.val.MTU, dir.mtu, dir.val.Addr2)
 		}
-		f.installed.add(1)
-		f.flows[dir.key] = &fastFlow{orig: r.orig, svc: r.svc, dest: r.dest, in: dir.in, hop: dir.hop,
-			ifindex: dir.val.Ifindex, dmac: dir.val.DMAC}
+		f.insKeys = append(f.insKeys, dir.key)
+		f.insVals = append(f.insVals, dir.val)
+		f.insFlows = append(f.insFlows, fastFlow{orig: r.orig, svc: r.svc, dest: r.dest, in: dir.in, hop: dir.hop,
+			ifindex: dir.val.Ifindex, dmac: dir.val.DMAC,
+			tun: dir.val.Action == bpf.FastTUN, tunSrc: dir.val.Addr, tunMTU: dir.mtu})
 	}
+}
+
+// install writes the installs apply queued into the map, in one batch, and remembers
+// them. An entry the kernel refuses (a full map: E2BIG) is counted and forgotten (a
+// replaced entry's old value, if still in the map, is then not ours: the sweep removes
+// it), and the batch goes on after it.
+func (f *fastPath) install() {
+	keys, vals, flows := f.insKeys, f.insVals, f.insFlows
+	for len(keys) > 0 {
+		n, err := f.cls.FastUpdate(keys, vals)
+		for i := range keys[:n] {
+			fl := new(fastFlow)
+			*fl = flows[i]
+			f.flows[keys[i]] = fl
+		}
+		f.installed.add(uint64(n))
+		if err == nil || n >= len(keys) {
+			break
+		}
+		if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOMEM) {
+			f.mapFull.add(1)
+		} else {
+			f.failed.add(1)
+		}
+		delete(f.flows, keys[n])
+		keys, vals, flows = keys[n+1:], vals[n+1:], flows[n+1:]
+	}
+	f.insKeys, f.insVals, f.insFlows = f.insKeys[:0], f.insVals[:0], f.insFlows[:0]
 	f.entries.v.Store(uint64(len(f.flows)))
 }
 
@@ -347,6 +386,26 @@ func (f *fastPath) egress(ifindex uint32) (uint16, uint8) {
 	e := fastIf{mtu: uint16(max(min(m, 0xffff), 0)), flags: flags}
 	f.ifs[ifindex] = e
 	return e.mtu, e.flags
+}
+
+// tunMTU is the MTU of a TUN entry towards rs: the longest inner packet that still fits
+// the egress (egress: the longest IP packet the interface sends) and the route's MTU
+// (route, 0: unknown) once encapsulated — the worker's tunnel answers longer ones with
+// fragmentation needed / Packet Too Big, so they must reach it.
+func tunMTU(egress uint16, route uint32, rs [16]byte) uint16 {
+	m := uint32(egress)
+	if route != 0 {
+		m = min(m, route)
+	}
+	family := uint8(6)
+	if packet.IsIPv4Mapped(rs) {
+		family = 4
+	}
+	hl := uint32(packet.TunnelHeaderLen(family))
+	if m <= hl {
+		return 0
+	}
+	return uint16(m - hl)
 }
 
 // account reads the entry of k (if it is still there) and adds what it counted since
@@ -517,6 +576,9 @@ func (f *fastPath) sameHop(fib *FIB, fl *fastFlow) bool {
 		nh = rt.Gateway
 	}
 	mac, ok := fib.Neighbour(rt.Ifindex, nh)
+	if fl.tun && (!rt.HasSrc || rt.Src != fl.tunSrc || rt.MTU != fl.tunMTU) {
+		return false
+	}
 	return ok && mac == fl.dmac
 }
 
@@ -557,9 +619,9 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs [16]byte, found 
 			return
 		}
 	case packet.ProtoUDP:
-		// NAT, FULLNAT: when the real server has answered (fastReply); DR: from the
-		// second packet.
-		if e.Method != conntrack.MethodDR || !found {
+		// NAT, FULLNAT: when the real server has answered (fastReply); DR, TUN: from
+		// the second packet.
+		if e.Method != conntrack.MethodDR && e.Method != conntrack.MethodTUN || !found {
 			return
 		}
 	default:
@@ -568,7 +630,7 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs [16]byte, found 
 	switch e.Method {
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
 		w.fastOffer(p, e, rs, true)
-	case conntrack.MethodDR:
+	case conntrack.MethodDR, conntrack.MethodTUN:
 		w.fastOffer(p, e, rs, false)
 	}
 }
@@ -632,7 +694,11 @@ func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both boo
 		}
 		r.n = 2
 	default:
-		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, bpf.FastDR, [16]byte{}, 0, family, true) {
+		action := uint8(bpf.FastDR)
+		if e.Method == conntrack.MethodTUN {
+			action = bpf.FastTUN
+		}
+		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, action, [16]byte{}, 0, family, true) {
 			return
 		}
 		r.n = 1
@@ -643,7 +709,9 @@ func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both boo
 }
 
 // fastDir fills d for packets arriving with key k and sent towards hop: action with the
-// new address and port (NAT). False when the next hop is not known or not managed.
+// new address and port (NAT). False when the next hop is not known or not managed, and
+// for TUN when the worker's tunnel would not send the packet either (no source address on
+// the route, a real server of the other family).
 func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, action uint8, addr [16]byte, port uint16, family uint8, in bool) bool {
 	h := w.hop(fib, &hop)
 	if !h.route || h.out < 0 || !h.neigh {
@@ -653,7 +721,15 @@ func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, a
 	d.key = fastKey(k)
 	d.in, d.hop = in, hop
 	d.val = bpf.FastVal{DMAC: h.mac, SMAC: out.mac, Ifindex: uint32(out.ifindex), Action: action}
-	if action == bpf.FastDR {
+	switch action {
+	case bpf.FastTUN:
+		if !h.hasSrc || packet.IsIPv4Mapped(hop) != (family == 4) {
+			return false
+		}
+		// The outer header: from the route's source to the real server (worker.tunnel).
+		d.val.Addr, d.val.Addr2, d.mtu = h.src, hop, h.mtu
+		fallthrough
+	case bpf.FastDR:
 		if family == 4 {
 			d.val.CsumL3 = bpf.FastTTLDelta // the TTL drops by one, as on the slow path
 		}

@@ -1,0 +1,238 @@
+//go:build linux
+
+package bpf
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"xlvs/dataplane/packet"
+)
+
+// tunEntry is the FastTUN entry for packets of p, sent from the director's address
+// outerSrc to the real server rs out of ifindex; mtu bounds the inner packet.
+func tunEntry(p fpPkt, outerSrc, rs netip.Addr, ifindex int, mtu uint16) FastVal {
+	v := FastVal{DMAC: mac6(macReal), SMAC: mac6(macDirOut), Ifindex: uint32(ifindex), Action: FastTUN, MTU: mtu,
+		Addr: v4mapped(outerSrc), Addr2: v4mapped(rs), Cookie: 78}
+	if p.src.Is4() {
+		v.CsumL3 = FastTTLDelta
+	}
+	return v
+}
+
+// tunWant is the frame IPVS's ip_vs_tunnel_xmit (ip_vs_tunnel_xmit_v6) sends for p, built
+// by gopacket (lengths and checksums computed from scratch): p with its TTL (hop limit)
+// one less, inside an outer header from src to dst — IPv4: protocol 4, TOS and DF copied
+// from the inner header, no MF or offset, TTL the inner's (decremented), identification
+// id; IPv6: next header 41, traffic class and hop limit copied, flow label 0 — the MACs
+// towards the real server (intel-lab-lkp/linux net/netfilter/ipvs/ip_vs_xmit.c @ 05b49de5,
+// ip_vs_tunnel_xmit and ip_vs_prepare_tunneled_skb; dataplane/golden_test.go's TUN rows
+// model the same).
+func tunWant(tb testing.TB, p fpPkt, src, dst netip.Addr, id uint16) []byte {
+	tb.Helper()
+	inner := p
+	inner.ttl--
+	ip := ipPacket(inner.frame(tb))
+	if src.Is4() {
+		o := &layers.IPv4{Version: 4, IHL: 5, TOS: p.tos, Id: id, TTL: inner.ttl, Protocol: layers.IPProtocolIPv4,
+			SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		if p.df {
+			o.Flags = layers.IPv4DontFragment
+		}
+		return serialize(tb, &layers.Ethernet{SrcMAC: macDirOut, DstMAC: macReal, EthernetType: layers.EthernetTypeIPv4}, o, gopacket.Payload(ip))
+	}
+	o := &layers.IPv6{Version: 6, TrafficClass: p.tos, HopLimit: inner.ttl, NextHeader: layers.IPProtocolIPv6,
+		SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	return serialize(tb, &layers.Ethernet{SrcMAC: macDirOut, DstMAC: macReal, EthernetType: layers.EthernetTypeIPv6}, o, gopacket.Payload(ip))
+}
+
+// ipPacket returns the IP packet of an untagged frame, without Ethernet padding.
+func ipPacket(frame []byte) []byte {
+	ip := frame[14:]
+	if ip[0]>>4 == 4 {
+		return ip[:int(ip[2])<<8|int(ip[3])]
+	}
+	return ip[:40+(int(ip[4])<<8|int(ip[5]))]
+}
+
+// padding returns the bytes of an untagged frame after its IP packet: the program leaves
+// them where they were, after the inner packet (the outer length excludes them).
+func padding(frame []byte) []byte { return frame[14+len(ipPacket(frame)):] }
+
+// slowTunnel is what the dataplane's slow path (worker.tunnel) makes of frame in: the
+// inner TTL decremented (packet.DecrementTTL), then the outer header of
+// packet.PutTunnelHeader with identification id, MACs towards the real server.
+func slowTunnel(tb testing.TB, in []byte, src, dst netip.Addr, id uint16) []byte {
+	tb.Helper()
+	f := bytes.Clone(in)
+	var info packet.Info
+	if r := packet.Parse(f, &info); r != packet.ResultOK {
+		tb.Fatalf("packet.Parse: %v", r)
+	}
+	if !packet.DecrementTTL(f, &info) {
+		tb.Fatal("packet.DecrementTTL refused")
+	}
+	hl := packet.TunnelHeaderLen(info.Family)
+	inner := f[info.L3Off : int(info.L3Off)+int(info.L3Len)]
+	out := make([]byte, 14+hl+len(inner))
+	copy(out[0:6], macReal)
+	copy(out[6:12], macDirOut)
+	copy(out[12:14], in[12:14])
+	copy(out[14+hl:], inner)
+	if !packet.PutTunnelHeader(out[14:14+hl], out[14+hl:], info.Family, v4mapped(src), v4mapped(dst), id) {
+		tb.Fatal("packet.PutTunnelHeader refused")
+	}
+	return out
+}
+
+// TestFastPathTUN runs the program (BPF_PROG_TEST_RUN) on frames whose flow has a TUN
+// entry: the output is compared byte for byte with gopacket's frame of the encapsulated
+// packet and with the slow path's (packet.DecrementTTL, packet.PutTunnelHeader), for
+// IPv4 in IPv4 and IPv6 in IPv6, TCP and UDP, XDP_TX and redirect; the IPv4 outer
+// identification is the entry's packet count, so a second packet of the flow carries the
+// next one.
+func TestFastPathTUN(t *testing.T) {
+	ns := testNetns(t)
+	requireNetns(t, ns)
+	xa, xb := ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
+	h := newHarness(t)
+	p := fastPort(t, h, xa)
+	if err := h.c.SetTxPorts([]int{xa, xb}); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(udp bool, src, dst netip.Addr, sport, dport uint16, f func(*fpPkt)) fpPkt {
+		q := fpPkt{udp: udp, src: src, dst: dst, sport: sport, dport: dport, ttl: 64, dmac: macDirIn, smac: macClient, payload: 100}
+		if f != nil {
+			f(&q)
+		}
+		return q
+	}
+	cases := []struct {
+		name     string
+		in       fpPkt
+		src, rs  netip.Addr
+		egress   int
+		flags    uint8
+		verdict  uint32
+		payloads []int // more packets of the flow after the first, by payload size
+	}{
+		{"tcp4 df tx", mk(false, cip4, vip4, 40000, 80, func(q *fpPkt) { q.df = true }), dir4, rip4, xa, 0, xdpTx, []int{1, 1400}},
+		{"udp4 no df tos redirect", mk(true, cip4, vip4, 40001, 53, func(q *fpPkt) { q.tos = 0xb9 }), dir4, rip4, xb, 0, xdpRedirect, []int{7}},
+		{"udp4 ttl 2 leaves 1", mk(true, cip4, vip4, 40002, 53, func(q *fpPkt) { q.ttl = 2; q.df = true }), dir4, rip4, xa, 0, xdpTx, nil},
+		{"tcp6 tclass flow label tx", mk(false, cip6, vip6, 40003, 443, func(q *fpPkt) { q.tos = 0xb8; q.flow = 0x12345 }), dir6, rip6, xa, 0, xdpTx, []int{0}},
+		{"udp6 redirect", mk(true, cip6, vip6, 40004, 53, nil), dir6, rip6, xb, 0, xdpRedirect, nil},
+		{"udp6 hop limit 2 leaves 1", mk(true, cip6, vip6, 40005, 53, func(q *fpPkt) { q.ttl = 2 }), dir6, rip6, xa, 0, xdpTx, nil},
+		{"tcp4 same interface redirect", mk(false, cip4, vip4, 40006, 80, func(q *fpPkt) { q.df = true }), dir4, rip4, xa, FastRedirect, xdpRedirect, nil},
+		{"small tcp4 ack", mk(false, cip4, vip4, 40007, 80, func(q *fpPkt) { q.payload = 0 }), dir4, rip4, xa, 0, xdpTx, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			k := fastKeyOf(c.in)
+			v := tunEntry(c.in, c.src, c.rs, c.egress, 1480)
+			v.Flags = c.flags
+			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
+				t.Fatalf("FastUpdate: %v", err)
+			}
+			t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			var bytesIn uint64
+			for i, size := range append([]int{c.in.payload}, c.payloads...) {
+				q := c.in
+				q.payload = size
+				in := q.frame(t)
+				bytesIn += uint64(len(ipPacket(in)))
+				ret, out, slot := runFast(t, p, in, xa)
+				if ret != c.verdict || slot != statFastPathTx {
+					t.Fatalf("packet %d: verdict %d counter %d, want %d and fastpath_tx (%d)", i, ret, slot, c.verdict, statFastPathTx)
+				}
+				id := uint16(0)
+				if c.src.Is4() {
+					id = uint16(i) // the entry's packet count before this packet
+				}
+				pad := padding(in)
+				if want := append(tunWant(t, q, c.src, c.rs, id), pad...); !bytes.Equal(out, want) {
+					t.Fatalf("packet %d: output frame\n% x\nwant (gopacket)\n% x", i, out, want)
+				}
+				if slow := append(slowTunnel(t, in, c.src, c.rs, id), pad...); !bytes.Equal(out, slow) {
+					t.Fatalf("packet %d: output frame\n% x\nwant (slow path)\n% x", i, out, slow)
+				}
+			}
+			var got FastVal
+			if ok, err := h.c.FastLookup(&k, &got); !ok || err != nil {
+				t.Fatalf("FastLookup: %v %v", ok, err)
+			}
+			n := uint64(1 + len(c.payloads))
+			if got.Packets != n || got.Bytes != bytesIn || got.LastSeen == 0 || got.Cookie != 78 {
+				t.Fatalf("entry counters: packets %d bytes %d last seen %d cookie %d, want %d, %d (the inner IP bytes), set, 78",
+					got.Packets, got.Bytes, got.LastSeen, got.Cookie, n, bytesIn)
+			}
+		})
+	}
+}
+
+// TestFastPathTUNSlow: a packet of a TUN flow that would not fit once encapsulated (the
+// inner packet longer than the entry's MTU, the egress MTU less the outer header) goes,
+// untouched, where it would without the fast path — to the dataplane, which answers with
+// fragmentation needed / Packet Too Big — and so do the other packets the dataplane must
+// see (TTL 1, SYN); one byte less than the MTU is encapsulated.
+func TestFastPathTUNSlow(t *testing.T) {
+	ns := testNetns(t)
+	requireNetns(t, ns)
+	xa := ifaceByName(t, "xa").Index
+	h := newHarness(t)
+	p := fastPort(t, h, xa)
+	for _, c := range []struct {
+		name    string
+		in      fpPkt
+		src, rs netip.Addr
+		mtu     uint16 // relative to the packet's IP length
+		fast    bool
+	}{
+		{"over mtu v4", fpPkt{src: cip4, dst: vip4, sport: 41000, dport: 80, df: true, payload: 1400}, dir4, rip4, 1, false},
+		{"over mtu v6", fpPkt{udp: true, src: cip6, dst: vip6, sport: 41001, dport: 53, payload: 1400}, dir6, rip6, 1, false},
+		{"at mtu v4", fpPkt{src: cip4, dst: vip4, sport: 41002, dport: 80, df: true, payload: 1400}, dir4, rip4, 0, true},
+		{"at mtu v6", fpPkt{udp: true, src: cip6, dst: vip6, sport: 41003, dport: 53, payload: 1400}, dir6, rip6, 0, true},
+		{"ttl 1", fpPkt{src: cip4, dst: vip4, sport: 41004, dport: 80, ttl: 1, payload: 10}, dir4, rip4, 0, false},
+		{"hop limit 1", fpPkt{udp: true, src: cip6, dst: vip6, sport: 41005, dport: 53, ttl: 1, payload: 10}, dir6, rip6, 0, false},
+		{"syn", fpPkt{src: cip4, dst: vip4, sport: 41006, dport: 80, syn: true}, dir4, rip4, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q := c.in
+			q.dmac, q.smac = macDirIn, macClient
+			if q.ttl == 0 {
+				q.ttl = 64
+			}
+			in := q.frame(t)
+			l3len := len(in) - 14
+			k := fastKeyOf(q)
+			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{tunEntry(q, c.src, c.rs, xa, uint16(l3len)-uint16(c.mtu))}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			ret, out, slot := runFast(t, p, in, xa)
+			if c.fast {
+				if ret != xdpTx || slot != statFastPathTx {
+					t.Fatalf("verdict %d counter %d, want XDP_TX and fastpath_tx", ret, slot)
+				}
+				if want := tunWant(t, q, c.src, c.rs, 0); !bytes.Equal(out, want) {
+					t.Fatalf("output frame\n% x\nwant\n% x", out, want)
+				}
+				return
+			}
+			wantRet, wantSlot := h.ref.classify(in, false)
+			if ret != wantRet || slot != wantSlot {
+				t.Fatalf("verdict %d counter %d, want %d and %d (as without the fast path)", ret, slot, wantRet, wantSlot)
+			}
+			if !bytes.Equal(out, in) {
+				t.Fatalf("frame changed:\n% x\nwas\n% x", out, in)
+			}
+			var got FastVal
+			if ok, _ := h.c.FastLookup(&k, &got); ok && (got.Packets != 0 || got.Bytes != 0 || got.LastSeen != 0) {
+				t.Fatalf("entry counted the packet: %+v", got)
+			}
+		})
+	}
+}
