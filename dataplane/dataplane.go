@@ -56,7 +56,7 @@ type Config struct {
 	// 0: no retry.
 	BusyWait time.Duration
 	// FastPath is the size of the XDP fast path's map (fastpath.go): established NAT,
-	// FULLNAT and DR connections are forwarded by the XDP program itself. 0: off. Needs
+	// FULLNAT, DR and TUN connections are forwarded by the XDP program itself. 0: off. Needs
 	// the XDP program (New), not given sockets.
 	FastPath int
 }
