@@ -23,11 +23,22 @@ var layouts = []struct {
 }
 
 // TestNAT sends real TCP and UDP through a NAT VIP, in the classic two-armed layout and
-// one-armed, over IPv4 and IPv6, and checks what arrived.
+// one-armed, over IPv4 and IPv6, and checks what arrived. The two-armed layout runs again
+// on asavie/xdp's sockets (--private-umem) as well as on xlvs's own shared ones.
 func TestNAT(t *testing.T) {
+	type variant struct {
+		name   string
+		layout testbed.Layout
+		args   []string
+	}
+	var variants []variant
 	for _, l := range layouts {
+		variants = append(variants, variant{l.name, l.layout, nil})
+	}
+	variants = append(variants, variant{"two-armed, asavie sockets", testbed.NATTwoArm, []string{"--private-umem"}})
+	for _, l := range variants {
 		t.Run(l.name, func(t *testing.T) {
-			e := setup(t, l.layout)
+			e := setup(t, l.layout, l.args...)
 			for _, fam := range []struct {
 				name string
 				vip  netip.Addr

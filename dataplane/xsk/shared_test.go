@@ -280,3 +280,27 @@ func TestAdoptRefuses(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenChooses: Open gives a shared socket (Shareable) unless Config.Private asks
+// for asavie/xdp's, which cannot be handed over.
+func TestOpenChooses(t *testing.T) {
+	needRoot(t)
+	inNetns(t, func(a, b netlink.Link) {
+		cfg := Config{Frames: 256, FrameSize: 2048, FillRing: 64, CompRing: 64, RxRing: 64, TxRing: 64, Copy: true}
+		for _, c := range []struct {
+			ifc     netlink.Link
+			private bool
+		}{{a, false}, {b, true}} {
+			cfg.Private = c.private
+			s, err := Open(c.ifc.Attrs().Index, 0, cfg)
+			if err != nil {
+				t.Errorf("Private %v: %v", c.private, err)
+				return
+			}
+			if _, shareable := s.(Shareable); shareable == c.private {
+				t.Errorf("Private %v: Open gave a %T (shareable %v)", c.private, s, shareable)
+			}
+			s.Close()
+		}
+	})
+}
