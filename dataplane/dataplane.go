@@ -165,7 +165,11 @@ type Dataplane struct {
 	ports   []Port
 	cls     *bpf.Classifier
 	fast    *fastPath // nil: no fast path
-	xdp     []*bpf.Port
+	// xdp holds each port's program instance (nil while a deferred one loads); xdpMu
+	// guards it against Activate filling in the deferred ones.
+	xdp      []*bpf.Port
+	xdpMu    sync.Mutex
+	deferred []deferredPort
 	// adoptedSockets counts the sockets taken over from a predecessor (adoptSocket):
 	// frames already wait in them, so Start leaves the workers to StartForwarding.
 	adoptedSockets int
@@ -271,17 +275,26 @@ func New(cfg Config) (*Dataplane, error) {
 	}
 	// The program instances of adopted links (a successor's) load meanwhile too: loading
 	// needs no namespace, and attaching happens only with the predecessor's links.
+	// Not those whose link and every socket were handed over (deferPort): their
+	// instances load once the workers forward (Activate), so that the verifier's CPU
+	// time is not on the path to the first forwarded frame.
 	pre := make([]chan preloaded, len(ifcs))
+	deferPort := make([]bool, len(ifcs))
 	for i, f := range ifcs {
-		if d.adopted(f.link.Attrs().Name) != nil {
+		name := f.link.Attrs().Name
+		switch {
+		case d.adopted(name) == nil:
+		case d.socketsHandedOver(name, f.queues):
+			deferPort[i] = true
+		default:
 			pre[i] = make(chan preloaded, 1)
 		}
 	}
-	for i := range pre {
-		if pre[i] != nil {
+	for _, ch := range pre {
+		if ch != nil {
 			go func() { // each on its own: the verifier's work is per instance
 				p, err := cls.Load()
-				pre[i] <- preloaded{p, err}
+				ch <- preloaded{p, err}
 			}()
 		}
 	}
@@ -298,6 +311,19 @@ func New(cfg Config) (*Dataplane, error) {
 	// goroutine of our own could run on a thread in another one).
 	var perr error
 	for i, f := range ifcs {
+		if deferPort[i] {
+			port, err := d.adoptPort(f.link.Attrs(), f.queues)
+			d.ports = append(d.ports, port)
+			if err != nil {
+				perr = err
+				break
+			}
+			// Its program instance comes with Activate (finishDeferred).
+			d.deferred = append(d.deferred, deferredPort{idx: len(d.xdp), ifindex: f.link.Attrs().Index, link: d.adopted(port.Name)})
+			d.xdp = append(d.xdp, nil)
+			cfg.Logger.Info("sockets and XDP link adopted", "interface", port.Name, "queues", f.queues)
+			continue
+		}
 		xp, port, err := d.setupPort(cls, f.link.Attrs(), f.queues, pre[i])
 		pre[i] = nil
 		if xp != nil {
@@ -673,10 +699,16 @@ func (d *Dataplane) Stats() ([]WorkerStats, []QueueStats) {
 	return ws, qs
 }
 
-// XDPStats returns the XDP program's counters per interface.
+// XDPStats returns the XDP program's counters per interface (those of this process's
+// programs: none yet for a port whose program is still loading after a takeover).
 func (d *Dataplane) XDPStats() map[string]bpf.Counters {
 	out := map[string]bpf.Counters{}
+	d.xdpMu.Lock()
+	defer d.xdpMu.Unlock()
 	for i, xp := range d.xdp {
+		if xp == nil {
+			continue
+		}
 		if c, err := xp.Counters(); err == nil {
 			out[d.ports[i].Name] = c
 		}
@@ -699,10 +731,15 @@ func (d *Dataplane) Close() error {
 }
 
 func (d *Dataplane) closeResources() {
+	d.xdpMu.Lock()
 	for _, xp := range d.xdp {
-		xp.Close()
+		if xp != nil {
+			xp.Close()
+		}
 	}
 	d.xdp = nil
+	d.xdpMu.Unlock()
+	d.deferred = nil
 	for _, p := range d.ports {
 		for _, s := range p.Sockets {
 			s.Close()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"xlvs/bpf"
@@ -149,6 +150,11 @@ func (d *Dataplane) openSocket(ifindex, queue int) (xsk.Socket, error) {
 // period, about 10 ms here): call it once the rules are published and the table
 // imported. Attached links need nothing.
 func (d *Dataplane) Activate() error {
+	if err := d.finishDeferred(); err != nil {
+		return err
+	}
+	d.xdpMu.Lock()
+	defer d.xdpMu.Unlock()
 	errs := make([]error, len(d.xdp))
 	var wg sync.WaitGroup
 	for i, xp := range d.xdp {
@@ -162,6 +168,93 @@ func (d *Dataplane) Activate() error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// deferredPort is an interface whose link and every socket were handed over: New
+// adopts the sockets (adoptPort) but loads no program instance for it, so the
+// successor forwards sooner — the predecessor's program, still on the link, feeds the
+// sockets meanwhile. Activate loads the instance and adopts the link with it
+// (finishDeferred).
+type deferredPort struct {
+	idx     int // in d.ports and d.xdp
+	ifindex int
+	link    *AdoptLink
+}
+
+// socketsHandedOver tells whether Config.AdoptSockets holds a socket for each of the
+// interface's queues.
+func (d *Dataplane) socketsHandedOver(ifname string, queues int) bool {
+	for q := 0; q < queues; q++ {
+		found := false
+		for _, a := range d.cfg.AdoptSockets {
+			found = found || a.Ifname == ifname && a.Queue == q && a.Socket != nil
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// adoptPort is setupPort for a deferred port: the handed-over sockets, no program yet.
+func (d *Dataplane) adoptPort(attrs *netlink.LinkAttrs, queues int) (Port, error) {
+	p := Port{Name: attrs.Name, Ifindex: int32(attrs.Index)}
+	copy(p.MAC[:], attrs.HardwareAddr)
+	for q := 0; q < queues; q++ {
+		s := d.adoptSocket(attrs.Name, q)
+		if s == nil {
+			return p, fmt.Errorf("interface %s: no handed-over socket for queue %d", attrs.Name, q)
+		}
+		p.Sockets = append(p.Sockets, s)
+	}
+	return p, nil
+}
+
+// finishDeferred loads the deferred ports' program instances (in parallel: the
+// verifier's work is per instance), adopts their links with them, registers their
+// sockets and gives them their MACs.
+func (d *Dataplane) finishDeferred() error {
+	if len(d.deferred) == 0 {
+		return nil
+	}
+	loaded := make([]preloaded, len(d.deferred))
+	var wg sync.WaitGroup
+	for i := range d.deferred {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loaded[i].p, loaded[i].err = d.cls.Load()
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i, dp := range d.deferred {
+		port := &d.ports[dp.idx]
+		l := loaded[i]
+		if l.err != nil {
+			errs = append(errs, fmt.Errorf("attach XDP to %s: adopt xdp link of ifindex %d: %w", port.Name, dp.ifindex, l.err))
+			continue
+		}
+		if err := d.cls.AdoptLoaded(l.p, dp.ifindex, dp.link.FD, dp.link.Mode); err != nil {
+			l.p.Close()
+			errs = append(errs, fmt.Errorf("attach XDP to %s: %w", port.Name, err))
+			continue
+		}
+		d.xdpMu.Lock()
+		d.xdp[dp.idx] = l.p // closed with the dataplane from here on
+		d.xdpMu.Unlock()
+		for q, s := range port.Sockets {
+			if err := l.p.RegisterSocket(q, s.FD()); err != nil {
+				errs = append(errs, fmt.Errorf("register socket of %s queue %d: %w", port.Name, q, err))
+			}
+		}
+		d.log.Info("attached", "interface", port.Name, "xdp_mode", l.p.Mode().String(), "queues", len(port.Sockets))
+	}
+	d.deferred = nil
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return d.readMACs()
 }
 
 // StopWorkers stops the workers and the reaper and waits for them: nothing reads the
@@ -217,7 +310,12 @@ func (d *Dataplane) Hold(dur time.Duration) error {
 func (d *Dataplane) HandoffLinks() ([]AdoptLink, []HandoffIface) {
 	var links []AdoptLink
 	var ifcs []HandoffIface
+	d.xdpMu.Lock()
+	defer d.xdpMu.Unlock()
 	for i, xp := range d.xdp {
+		if xp == nil {
+			continue // not taken over yet (Activate): the predecessor's link is not ours to pass
+		}
 		fd := xp.LinkFD()
 		if fd < 0 {
 			continue

@@ -66,10 +66,15 @@ func portMACs(ls []netlink.Link, ifindex int) (macs []net.HardwareAddr, dropped 
 // links change (so a VRRP interface created after xlvsd starts is taken too); the calls
 // never overlap. Unchanged sets are not rewritten.
 func (d *Dataplane) setMACs(ls []netlink.Link) error {
+	d.xdpMu.Lock()
+	defer d.xdpMu.Unlock()
 	if len(d.macKeys) != len(d.xdp) {
 		d.macKeys = make([]string, len(d.xdp))
 	}
 	for i, xp := range d.xdp {
+		if xp == nil {
+			continue // loading (deferredPort): Activate gives it its MACs
+		}
 		macs, dropped := portMACs(ls, int(d.ports[i].Ifindex))
 		key := fmt.Sprint(macs)
 		if key == d.macKeys[i] {

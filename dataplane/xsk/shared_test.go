@@ -94,9 +94,13 @@ func drain(t *testing.T, s Socket, want int) []uint32 {
 		}
 		for _, d := range descs[:n] {
 			f := s.Umem()[d.Addr : d.Addr+uint64(d.Len)]
-			if len(f) != 200 || f[12] != 0x88 || f[13] != 0xb5 {
-				t.Errorf("frame of %d bytes at %#x is not one sent", len(f), d.Addr)
-			} else {
+			switch {
+			case len(f) < 14 || f[12] != 0x88 || f[13] != 0xb5:
+				// The kernel's own frames on the fresh link (IPv6 neighbour discovery,
+				// MLD): the program redirects everything. Not ours to count.
+			case len(f) != 200:
+				t.Errorf("test frame of %d bytes at %#x, sent 200", len(f), d.Addr)
+			default:
 				seq := binary.BigEndian.Uint32(f[14:])
 				for i := 18; i < len(f); i++ {
 					if f[i] != byte(seq)+byte(i) {
