@@ -33,7 +33,8 @@ import (
 // rules, imports the table (ImportHandoff: by address, so service and real-server IDs
 // need not match), only then starts its workers (StartForwarding: the waiting frames
 // must find the rules and the connections) and swaps its program onto the links
-// (Activate).
+// (Activate; for an interface whose sockets were all handed over the program instance
+// is loaded there too, deferredPort).
 //
 // A successor configured otherwise (other ring or frame sizes, another mode,
 // --private-umem) or a predecessor with asavie's private sockets does not hand over
@@ -44,13 +45,15 @@ import (
 //
 // Where the time goes, measured on the 2-vCPU VM (e2e TestHitlessRestart): the
 // predecessor hands over in about a millisecond and has exited about 8 ms after SIGTERM;
-// the successor is running 13-24 ms later, and its start to the first forwarded frame
-// takes about 50 ms more: its maps (bpf.New, 5-10 ms), the kernel verifying its program
-// instances (30-45 ms, one per interface, loaded in parallel), the rules (5 ms) and the
-// import (under a millisecond). The program swap (12-25 ms, an RCU grace period per
-// link) follows once the workers run. The forwarding gap over 30 restarts with the
-// default 4Mi-entry table: median 109 ms, 74-227 ms. A large table costs nothing on that
-// path: it is made while the programs load, with base pages (conntrack.Config.BasePages),
+// the successor is running 13-24 ms later, and forwards about 20 ms after that: its maps
+// (bpf.New, 5-10 ms), the adopted sockets, the rules (5 ms) and the import (under a
+// millisecond). When an interface's link and every one of its sockets were handed over
+// (deferredPort), its program instance is loaded only then, at Activate — the kernel's
+// verifier takes 16-19 ms of CPU per instance, which on two cores had delayed the first
+// forwarded frame by 30-45 ms — and swapped onto the link (12-25 ms, an RCU grace
+// period) while the workers forward. The forwarding gap over 30 restarts with the
+// default 4Mi-entry table: median 59 ms, 35-80 ms. A large table costs nothing on that
+// path: it is made while the rest starts, with base pages (conntrack.Config.BasePages),
 // and made resident later (SettleTable).
 
 // AdoptLink is an XDP link handed over by a predecessor: Config.Adopt.
