@@ -70,7 +70,7 @@ dashboard and alerting rules shipped in /usr/share/xlvs/ use them.`,
 		},
 		Sections: []manpage.Section{
 			{Title: "Signals", Items: []manpage.Item{
-				{Term: "SIGTERM, SIGINT", Text: "Stop: detach the XDP program (traffic goes to the kernel), close the sockets and exit 0."},
+				{Term: "SIGTERM, SIGINT", Text: "Stop and exit 0. Under a service manager with a file descriptor store ($NOTIFY_SOCKET, systemd's FileDescriptorStoreMax=) and with --handoff-hold above 0, hand the connection table, the AF_XDP sockets and the XDP links to the next xlvsd (see Service manager); otherwise detach the XDP program (traffic goes to the kernel) and close the sockets."},
 				{Term: "SIGHUP", Text: "Re-read --keepalived-conf and apply only the difference; a file that does not load keeps the running configuration. Without --keepalived-conf the signal is logged and ignored (ExecReload= of xlvsd.service sends it)."},
 			}},
 			{Title: "Privileges", Body: `xlvsd needs four capabilities and no others: CAP_NET_ADMIN (attach XDP, load XDP
@@ -94,6 +94,16 @@ every interface, the AF_XDP sockets are bound, and the rules are restored (state
 forwards. It sends RELOADING=1 and READY=1 around a SIGHUP reload and STOPPING=1 when it
 stops. The protocol is sd_notify(3)'s datagram to $NOTIFY_SOCKET; without that variable
 nothing is sent.
+
+Restart and upgrade ("systemctl restart xlvsd") keep every connection: on SIGTERM xlvsd
+stores its connection table, templates and counters (a sealed memfd), its AF_XDP sockets
+with their UMEMs and its XDP links with the service manager (FDSTORE=1), and the next
+xlvsd takes them back (LISTEN_FDS) and carries on; the packets of the moment wait in the
+sockets' rings. The unit needs FileDescriptorStoreMax= of at least 1 + interfaces + 2 x
+interfaces x queues (the packaged one has 512). A successor with other ring or frame
+sizes, or --private-umem, opens its own sockets, and the packets of the moment are then
+dropped; one that cannot read the handoff starts cold. "systemctl stop" empties the store:
+the program is detached and traffic goes to the kernel.
 
 The packaged unit takes its flags from XLVSD_OPTS in /etc/xlvs/xlvsd.conf (an
 EnvironmentFile). Edit it, then: systemctl enable --now xlvsd.`},
