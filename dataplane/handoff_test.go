@@ -279,6 +279,11 @@ func FuzzDecodeHandoff(f *testing.F) {
 	good, _ := EncodeHandoff(sampleHandoff())
 	f.Add(good)
 	f.Add(good[:100])
+	withSockets := sampleHandoff()
+	withSockets.Sockets = []HandoffSocket{{Ifname: "ext0", Queue: 1, Info: xsk.ShareInfo{Ifindex: 3, Queue: 1,
+		Config: xsk.Config{Frames: 32, FrameSize: 2048, FillRing: 8, CompRing: 8, RxRing: 8, TxRing: 8}, Free: []uint64{0, 4096}}}}
+	socks, _ := EncodeHandoff(withSockets)
+	f.Add(socks)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := DecodeHandoff(b)
 		if err != nil {
