@@ -876,7 +876,18 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 	if dir == DirOrig {
 		sp = t.syncPol.Load()
 	}
-	if ref := t.findPF(sh, h, dir, k, pf && sp != nil); ref != noIdx {
+	return t.lookupAt(sh, t.findPF(sh, h, dir, k, pf && sp != nil), sp, dir, k, tcpFlags, now32, out, nil)
+}
+
+// lookupAt is lookupLocked once the key's record is known: ref, or noIdx when the key
+// is absent; sp is the sync policy lookupLocked loaded. prev, when not nil, is the
+// entry the previous lookup of the same key and direction copied out, Found, under
+// this same hold of the shard's lock (LookupBatch's consecutive packets of one flow):
+// then ref is that lookup's record, and out is prev with the state this packet leaves
+// (nothing else of a record changes under one hold but the state and the timer)
+// instead of a copy from the record.
+func (t *Table) lookupAt(sh *shard, ref uint32, sp *syncPolicy, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, prev *Entry) Status {
+	if ref != noIdx {
 		r := &sh.recs[ref]
 		switch {
 		case timedOut(r, now32):
@@ -893,7 +904,12 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 		default:
 			to := t.advance(sh, ref, dir, tcpFlags, now32)
 			if out != nil {
-				r.copyOut(sh.coldOf(ref), out)
+				if prev != nil {
+					*out = *prev
+					out.State, out.Sync = r.state(), false
+				} else {
+					r.copyOut(sh.coldOf(ref), out)
+				}
 			}
 			if sp != nil {
 				s := t.syncPacket(sh, ref, sp, to, now32)
