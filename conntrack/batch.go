@@ -124,9 +124,12 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 	for j := 0; j < m; {
 		sh := &t.shards[b.sis[j]].shard
 		sh.mu.Lock()
-		found := noIdx
+		found := noIdx // the record the query before found under this hold
 		for {
-			found = t.lookupQuery(sh, qs, &b, j, found, now32)
+			q := &qs[b.vi[j]]
+			if !b.same[j] || found == noIdx || !t.lookupAgain(sh, found, q, &qs[b.vi[j-1]].Entry, now32) {
+				q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+			}
 			j++
 			if j == m || b.sis[j] != b.sis[j-1] {
 				break
@@ -134,32 +137,6 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		}
 		sh.mu.Unlock()
 	}
-}
-
-// lookupQuery looks query vi[j] of a hashed batch up, the lock of its shard sh held
-// since the batch's previous query at least when that one was of the same shard. found
-// is the record the previous query found under this hold (noIdx: none, or the lock
-// was taken since); it returns the one this query found, for the next. A query of the
-// same flow as a previous one found under this hold (a burst of one connection's
-// packets) neither searches the index nor copies the record out again (lookupAt).
-func (t *Table) lookupQuery(sh *shard, qs []Query, b *batchScratch, j int, found uint32, now32 uint32) uint32 {
-	q := &qs[b.vi[j]]
-	var sp *syncPolicy
-	if q.Dir == DirOrig {
-		sp = t.syncPol.Load()
-	}
-	var prev *Entry
-	ref := found
-	if b.same[j] && found != noIdx {
-		prev = &qs[b.vi[j-1]].Entry
-	} else {
-		ref = t.findPF(sh, b.hs[j], q.Dir, &q.Key, false)
-	}
-	q.Status = t.lookupAt(sh, ref, sp, q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, prev)
-	if q.Status != Found {
-		return noIdx
-	}
-	return ref
 }
 
 // Prefetch distances of lookupPipelined, in queries: while query j is looked up, the
@@ -204,7 +181,10 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 			sh.mu.Lock()
 			held, found = sh, noIdx
 		}
-		found = t.lookupQuery(sh, qs, b, j, found, now32)
+		q := &qs[b.vi[j]]
+		if !b.same[j] || found == noIdx || !t.lookupAgain(sh, found, q, &qs[b.vi[j-1]].Entry, now32) {
+			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+		}
 	}
 	held.mu.Unlock()
 }
