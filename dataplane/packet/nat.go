@@ -14,13 +14,6 @@ import "encoding/binary"
 // SCTPPortsFixable. If info does not describe a TCP, UDP or SCTP packet that
 // fits the frame, nothing changes.
 func RewriteDst(frame []byte, info *Info, addr [16]byte, port uint16) {
-	if info.Family == 4 && info.Proto != ProtoSCTP {
-		if rewrite4(frame, info, binary.BigEndian.Uint32(addr[12:16]), port, ipv4Dst, tcpDstPort) {
-			info.Dst = addr
-			info.DstPort = port
-		}
-		return
-	}
 	if rewrite(frame, info, addr, port, ipv4Dst, ipv6Dst, tcpDstPort) {
 		info.Dst = addr
 		info.DstPort = port
@@ -30,13 +23,6 @@ func RewriteDst(frame []byte, info *Info, addr [16]byte, port uint16) {
 // RewriteSrc is RewriteDst for the source address and port; it stores addr
 // and port in info.Src and info.SrcPort.
 func RewriteSrc(frame []byte, info *Info, addr [16]byte, port uint16) {
-	if info.Family == 4 && info.Proto != ProtoSCTP {
-		if rewrite4(frame, info, binary.BigEndian.Uint32(addr[12:16]), port, ipv4Src, tcpSrcPort) {
-			info.Src = addr
-			info.SrcPort = port
-		}
-		return
-	}
 	if rewrite(frame, info, addr, port, ipv4Src, ipv6Src, tcpSrcPort) {
 		info.Src = addr
 		info.SrcPort = port
@@ -96,39 +82,6 @@ func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off,
 	delta += uint32(^oldPort) + uint32(port)
 
 	patchL4Checksum(frame[l4+csumOff:l4+csumOff+2], info, delta)
-	return true
-}
-
-// rewrite4 is rewrite for an IPv4 packet that is not SCTP, in one piece (the per-packet
-// NAT path): the address (big-endian a) at v4Off in the IP header, the port at portOff
-// in the TCP or UDP header, both checksums. It reports false and changes nothing for
-// any other protocol or a packet info does not fit the frame, as rewrite does.
-func rewrite4(frame []byte, info *Info, a uint32, port uint16, v4Off, portOff int) bool {
-	l3, l4 := int(info.L3Off), int(info.L4Off)
-	var csumOff, hl int
-	switch info.Proto {
-	case ProtoTCP:
-		csumOff, hl = tcpChecksum, TCPMinHeaderLen
-	case ProtoUDP:
-		csumOff, hl = udpChecksum, UDPHeaderLen
-	default:
-		return false
-	}
-	if l4+hl > len(frame) || l3+IPv4MinHeaderLen > l4 {
-		return false
-	}
-	ip := frame[l3 : l3+IPv4MinHeaderLen]
-	// Complementing the 32-bit word complements both of its 16-bit words.
-	d := uint64(^binary.BigEndian.Uint32(ip[v4Off:])) + uint64(a)
-	delta := uint32(Fold(uint32(d>>32 + d&0xFFFFFFFF)))
-	binary.BigEndian.PutUint32(ip[v4Off:], a)
-	hc := binary.BigEndian.Uint16(ip[ipv4Checksum:])
-	binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+delta))
-	l4h := frame[l4 : l4+hl]
-	oldPort := binary.BigEndian.Uint16(l4h[portOff:])
-	binary.BigEndian.PutUint16(l4h[portOff:], port)
-	delta += uint32(^oldPort) + uint32(port)
-	patchL4Checksum(l4h[csumOff:csumOff+2], info, delta)
 	return true
 }
 
