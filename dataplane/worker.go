@@ -801,11 +801,7 @@ func (w *worker) unavailable(p *pktDesc) {
 func (w *worker) schedule(p *pktDesc, svc *Service) Drop {
 	info, now := &p.info, p.now
 	ct := w.dp.ct
-	// p.flow and q.Entry field by field, as lookup builds the key.
-	f := &p.flow
-	copyAddr(&f.Src, &info.Src)
-	copyAddr(&f.Dst, &info.Dst)
-	f.SrcPort, f.DstPort, f.Proto, f.Now = info.SrcPort, info.DstPort, info.Proto, now
+	p.flow = sched.Flow{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto, Now: now}
 	i := -1
 	var pk persistKey
 	if svc.Persist > 0 {
@@ -827,14 +823,13 @@ func (w *worker) schedule(p *pktDesc, svc *Service) Drop {
 	}
 	dst := &svc.Dests[i]
 	q := p.q
-	e := &q.Entry
-	e.Orig = q.Key
-	r := &e.Reply
-	copyAddr(&r.Src, &dst.Addr)
-	copyAddr(&r.Dst, &info.Src)
-	r.SrcPort, r.DstPort, r.Proto = destPort(svc, dst, info.DstPort), info.SrcPort, info.Proto
-	e.Dest, e.Service, e.Method = dst.ID, svc.ID, dst.Method
-	e.State, e.Flags, e.Sync = 0, 0, false
+	q.Entry = conntrack.Entry{
+		Orig:    q.Key,
+		Reply:   conntrack.Key{Src: dst.Addr, Dst: info.Src, SrcPort: destPort(svc, dst, info.DstPort), DstPort: info.SrcPort, Proto: info.Proto},
+		Dest:    dst.ID,
+		Service: svc.ID,
+		Method:  dst.Method,
+	}
 	if onePacket(svc, dst, info.Proto) {
 		w.flowAcc(svc.ID, dst.ID).conns++ // ops.go: scheduled, counted, never inserted
 		return dropNone
