@@ -68,6 +68,7 @@ type batchScratch struct {
 	off   [batchMax]uint8 // key j's home slot in its line, lines[first[j]]
 	first [batchMax]uint8
 	two   [batchMax]bool // key j's probe window goes on into lines[first[j]+1]
+	same  [batchMax]bool // query vi[j] has the key and direction of query vi[j-1]
 	lines [2 * batchMax]uintptr
 }
 
@@ -84,7 +85,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		q := &qs[i]
 		if m > 0 {
 			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
-				b.vi[m], b.sis[m], b.hs[m] = uint8(i), b.sis[m-1], b.hs[m-1]
+				b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), b.sis[m-1], b.hs[m-1], true
 				q.hash, q.shard, q.hashed = b.hs[m], b.sis[m], true
 				if t.hint {
 					b.first[m], b.off[m], b.two[m] = b.first[m-1], b.off[m-1], b.two[m-1]
@@ -100,7 +101,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		}
 		k := &q.Key
 		h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
-		b.vi[m], b.sis[m], b.hs[m] = uint8(i), int32(si), h
+		b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), int32(si), h, false
 		q.hash, q.shard, q.hashed = h, int32(si), true
 		if t.hint {
 			a := slotAddr(&t.shards[si].shard, h)
@@ -123,9 +124,12 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 	for j := 0; j < m; {
 		sh := &t.shards[b.sis[j]].shard
 		sh.mu.Lock()
+		found := noIdx // the record the query before found under this hold
 		for {
 			q := &qs[b.vi[j]]
-			q.Status = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+			if !b.same[j] || found == noIdx || !t.lookupAgain(sh, found, q, &qs[b.vi[j-1]].Entry, now32) {
+				q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+			}
 			j++
 			if j == m || b.sis[j] != b.sis[j-1] {
 				break
@@ -161,6 +165,7 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 		t.hintRecord(qs, b, k, mask, syncOn)
 	}
 	var held *shard
+	found := noIdx
 	for j := range m {
 		if k := j + aheadIdx; k < m {
 			b.prefetchIndex(k)
@@ -174,10 +179,12 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 				held.mu.Unlock()
 			}
 			sh.mu.Lock()
-			held = sh
+			held, found = sh, noIdx
 		}
 		q := &qs[b.vi[j]]
-		q.Status = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+		if !b.same[j] || found == noIdx || !t.lookupAgain(sh, found, q, &qs[b.vi[j-1]].Entry, now32) {
+			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+		}
 	}
 	held.mu.Unlock()
 }

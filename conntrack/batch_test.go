@@ -22,25 +22,36 @@ func twins(t *testing.T, cfg Config) (*Table, *Table) {
 // LookupBatch, and requires the same statuses, entries, counts and
 // contents: batches of every size (beyond batchMax too), both directions,
 // invalid directions, absent keys, repeats of a key within a batch (next
-// to each other, as a flow's burst, and apart), SYNs that reuse, entries
-// that expire.
+// to each other, as a flow's burst, which LookupBatch serves from the
+// previous query's record and entry, and apart), SYNs that reuse, entries
+// that expire, a sync master's counts and Sync answers.
 func TestLookupBatchMatchesLookup(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  Config
 		pool int
 		hint bool
+		sync bool
 	}{
-		{"one shard, evicting, prefetching", Config{MaxEntries: 300, Shards: 1, MaxDests: 5}, 500, true},
-		{"16 shards, prefetching", Config{MaxEntries: 4000, Shards: 16, MaxDests: 9}, 3000, true},
-		{"16 shards, no prefetching", Config{MaxEntries: 4000, Shards: 16, MaxDests: 9}, 3000, false},
-		{"mapped arena, reuse mode 2", Config{MaxEntries: 40000, MaxDests: 9, ConnReuseMode: ConnReuseFinWait}, 30000, true},
+		{"one shard, evicting, prefetching", Config{MaxEntries: 300, Shards: 1, MaxDests: 5}, 500, true, false},
+		{"16 shards, prefetching", Config{MaxEntries: 4000, Shards: 16, MaxDests: 9}, 3000, true, false},
+		{"16 shards, no prefetching", Config{MaxEntries: 4000, Shards: 16, MaxDests: 9}, 3000, false, false},
+		{"mapped arena, reuse mode 2", Config{MaxEntries: 40000, MaxDests: 9, ConnReuseMode: ConnReuseFinWait}, 30000, true, false},
+		{"sync master, no prefetching", Config{MaxEntries: 300, Shards: 4, MaxDests: 5}, 200, false, true},
+		{"sync master, prefetching", Config{MaxEntries: 300, Shards: 4, MaxDests: 5}, 200, true, true},
 	}
 	flags := []uint8{TCPAck, TCPAck | TCPPsh, TCPSyn, TCPSyn | TCPAck, TCPFin | TCPAck, TCPRst, 0}
 	for ti, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			single, batch := twins(t, tc.cfg)
 			batch.hint = tc.hint && hintsWork
+			if tc.sync {
+				// Period 2: every other packet of a connection is sent, so a burst's
+				// queries alternate their Sync answers.
+				pol := SyncPolicy{Threshold: 1, Period: 2}
+				single.SetSync(&pol)
+				batch.SetSync(&pol)
+			}
 			rng := rand.New(rand.NewPCG(uint64(ti), 77))
 			conns := make([]Entry, tc.pool)
 			for i := range conns {

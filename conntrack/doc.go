@@ -138,7 +138,11 @@
 //
 // LookupBatch first hashes every key of a batch and lists the index lines
 // where their probes start (the home slot's line, and the next one when the
-// home slot lies in its second half). Then, software-pipelined, it does the
+// home slot lies in its second half). A query with the key and direction of
+// the one before it (a flow's burst) takes that one's hash and, when that one
+// was found, its record and entry: it neither searches the index nor copies
+// the record out, since under one hold of the shard's lock nothing of a
+// record changes but its state and timer. Then, software-pipelined, it does the
 // lookups in the batch's order, exactly as Lookup does them, holding a
 // shard's lock once for each run of consecutive queries of that shard;
 // before each lookup it prefetches the index lines of the query 16 places

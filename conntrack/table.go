@@ -861,14 +861,15 @@ func (t *Table) keyShard(dir Dir, k *Key) (int, bool) {
 // lookup is Lookup once the shard and hash are known.
 func (t *Table) lookup(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry) Status {
 	sh.mu.Lock()
-	st := t.lookupLocked(sh, h, dir, k, tcpFlags, now32, out, t.hint)
+	st, _ := t.lookupLocked(sh, h, dir, k, tcpFlags, now32, out, t.hint)
 	sh.mu.Unlock()
 	return st
 }
 
 // lookupLocked is lookup with the shard's lock held. With pf (a large table
-// and no batch prefetching done) a sync master prefetches the sync slot.
-func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, pf bool) Status {
+// and no batch prefetching done) a sync master prefetches the sync slot. It
+// also returns the entry's record when Found (else noIdx), for lookupAgain.
+func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, pf bool) (Status, uint32) {
 	// A sync master counts the packets that come in from clients and decides
 	// whether to send the connection after each (ip_vs_in_hook); replies do
 	// neither.
@@ -889,7 +890,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 			}
 			t.release(sh, ref)
 			sh.reused++
-			return Reused
+			return Reused, noIdx
 		default:
 			to := t.advance(sh, ref, dir, tcpFlags, now32)
 			if out != nil {
@@ -901,13 +902,39 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 					out.Sync = s
 				}
 			}
-			return Found
+			return Found, ref
 		}
 	}
 	if dir == DirOrig && !MayCreate(k.Proto, tcpFlags, t.sloppy) {
-		return Invalid
+		return Invalid, noIdx
 	}
-	return NotFound
+	return NotFound, noIdx
+}
+
+// lookupAgain is LookupBatch's lookup of q when the query before it had the same key
+// and direction and was found, record ref, under this same hold of the shard's lock (a
+// flow's burst): no index search, and q.Entry is prev, that query's entry, with the
+// state this packet leaves (nothing else of a record changes under one hold but the
+// state and the timer) instead of a copy from the record. It reports false, having
+// done nothing, when the packet would not simply be Found (the entry timed out, or a
+// SYN reuses it): lookupLocked then does what Lookup does.
+func (t *Table) lookupAgain(sh *shard, ref uint32, q *Query, prev *Entry, now32 uint32) bool {
+	r := &sh.recs[ref]
+	if timedOut(r, now32) || q.Dir == DirOrig && isNewConn(q.Key.Proto, q.TCPFlags) &&
+		t.reuseMode != ConnReuseOff && newConnExpected(r.state(), r.method(), t.reuseMode) {
+		return false
+	}
+	to := t.advance(sh, ref, q.Dir, q.TCPFlags, now32)
+	out := &q.Entry
+	*out = *prev
+	out.State, out.Sync = r.state(), false
+	if q.Dir == DirOrig {
+		if sp := t.syncPol.Load(); sp != nil {
+			out.Sync = t.syncPacket(sh, ref, sp, to, now32)
+		}
+	}
+	q.Status = Found
+	return true
 }
 
 // Get copies the live entry whose key in direction dir is k to *out without

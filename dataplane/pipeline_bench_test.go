@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"xlvs/conntrack"
+	"xlvs/dataplane/xsk"
 )
 
 // Per-packet pipeline benchmarks over the in-memory socket fake, one worker, one-armed
@@ -22,8 +23,12 @@ import (
 // goroutine locked to its thread): on a machine shared with other work ns/op also counts
 // the time the thread waited for a core, cpu-ns/op does not.
 //
-// established: ACKs of one open TCP connection. new: SYNs of distinct connections
-// (65536 client endpoints; the table is emptied, timer stopped, each time they wrap).
+// established: ACKs of one open TCP connection (each batch is one flow's burst).
+// established32: ACKs of 32 open TCP connections, one of each per batch, so no packet
+// follows one of its own flow. new: SYNs of distinct connections (65536 client
+// endpoints; the table is emptied, timer stopped, each time they wrap). fake: what the
+// socket fake alone costs per packet of those benchmarks (inject, receive, transmit in
+// place, complete, refill), without the worker.
 
 type pipeCase struct {
 	name   string
@@ -98,6 +103,72 @@ func BenchmarkPipelineEstablished(b *testing.B) {
 				b.Fatalf("drops %v", d)
 			}
 		})
+	}
+}
+
+func BenchmarkPipelineEstablished32(b *testing.B) {
+	for _, c := range pipeCases {
+		b.Run(c.name, func(b *testing.B) {
+			r := newL2Rig(b, c.method)
+			r.eth.OnTransmit = func([]byte) {}
+			client, vip := c.addrs()
+			acks := make([][]byte, pipeBatch)
+			for i := range acks {
+				sport := uint16(1024 + i)
+				r.eth.Inject(build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80, syn: true}))
+				acks[i] = build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80, ack: true, payload: make([]byte, 18)})
+			}
+			r.w.poll()
+			if n := r.dp.ct.Len(); n != pipeBatch {
+				b.Fatalf("%d connections, want %d", n, pipeBatch)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := startCPU()
+			for i := 0; i < b.N; i += pipeBatch {
+				for _, a := range acks {
+					r.eth.Inject(a)
+				}
+				r.w.poll()
+			}
+			b.StopTimer()
+			cpu.report(b)
+			if d := r.drops(); len(d) != 0 {
+				b.Fatalf("drops %v", d)
+			}
+		})
+	}
+}
+
+// BenchmarkPipelineFake is the socket fake's share of the pipeline benchmarks: per
+// batch of 32 what a worker's poll asks of its one port's socket, one Receive, one
+// Transmit of the frames in place, Complete and Refill, after 32 Injects.
+func BenchmarkPipelineFake(b *testing.B) {
+	f, err := xsk.NewFake(rigSocket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.OnTransmit = func([]byte) {}
+	ack := build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, ack: true, payload: make([]byte, 18)})
+	rx := make([]xsk.Desc, pipeBatch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU()
+	for i := 0; i < b.N; i += pipeBatch {
+		for j := 0; j < pipeBatch; j++ {
+			f.Inject(ack)
+		}
+		n := f.Receive(rx)
+		if sent, _ := f.Transmit(rx[:n]); sent != pipeBatch {
+			b.Fatalf("transmitted %d of %d", sent, pipeBatch)
+		}
+		f.Complete()
+		f.Refill()
+	}
+	b.StopTimer()
+	cpu.report(b)
+	if err := f.CheckFrames(); err != nil {
+		b.Fatal(err)
 	}
 }
 

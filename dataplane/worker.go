@@ -466,11 +466,23 @@ func (w *worker) classify(p *pktDesc) uint8 {
 func (w *worker) lookup(p *pktDesc, q *conntrack.Query) {
 	info := &p.info
 	p.q = q
-	q.Key = conntrack.Key{Src: info.Src, Dst: info.Dst, SrcPort: info.SrcPort, DstPort: info.DstPort, Proto: info.Proto}
+	// Field by field into q.Key, the addresses in 8-byte halves: a Key literal is built
+	// on the stack from narrow stores and copied with 16-byte loads, and so are
+	// addresses Parse has just written in halves, which stalls store forwarding.
+	k := &q.Key
+	copyAddr(&k.Src, &info.Src)
+	copyAddr(&k.Dst, &info.Dst)
+	k.SrcPort, k.DstPort, k.Proto = info.SrcPort, info.DstPort, info.Proto
 	q.Dir, q.TCPFlags = conntrack.DirOrig, info.TCPFlags
 	if p.kind == pktReply {
 		q.Dir = conntrack.DirReply
 	}
+}
+
+// copyAddr is *dst = *src in two 8-byte moves (see lookup).
+func copyAddr(dst, src *[16]byte) {
+	binary.NativeEndian.PutUint64(dst[0:8], binary.NativeEndian.Uint64(src[0:8]))
+	binary.NativeEndian.PutUint64(dst[8:16], binary.NativeEndian.Uint64(src[8:16]))
 }
 
 // keyBit is k's bit in worker.made.
