@@ -265,6 +265,11 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	}
 	defer drop.Close()
 
+	if o.AnswerFlows && twoWay(target) {
+		if err := answerPaths(ctx, bed, o.Flows); err != nil {
+			return s, err
+		}
+	}
 	pr, dst, stop, err := setupTarget(ctx, bed, target, "udp", sinkPort, o)
 	if err != nil {
 		return s, err
