@@ -39,7 +39,12 @@
 // bisection; stable). Each sample carries where the director's CPU went per packet
 // (ingress NAPI thread, forwarder user and system time, packets per wakeup), the
 // forwarder's own counters, a 100 ms timeline of the delivered rate (stalls show there)
-// and how busy the machine was beforehand.
+// and how busy the machine was beforehand. The flood is one-way, so xlvsd's XDP fast path
+// (--fastpath) never installs a NAT or FULLNAT flow, which needs a packet each way; with
+// PacketOptions.AnswerFlows the sink answers each of the director's connections once
+// after the warm-up (answer.go: from the real server's address, through the director)
+// and counting starts once the installs are in; the sample records what the fast path
+// held then (FastPathStart).
 //
 // # Invariants
 //

@@ -128,6 +128,15 @@ type PacketOptions struct {
 	SearchSteps     int
 	TrialDuration   time.Duration
 	SearchPrecision float64
+	// AnswerFlows, for xlvs-nat and xlvs-fullnat, has the sink answer each of the
+	// director's connections once after the warm-up, before counting: one datagram
+	// from the real server's address and port to the client's (FULLNAT: to the local
+	// address and port), sent from the sink's namespace through the director, which
+	// then has seen a packet each way, so that xlvsd --fastpath installs the
+	// connection in its XDP fast path. The generator is slowed meanwhile; counting
+	// starts once the installs are in (or stop coming). Other targets ignore it (DR
+	// and TUN connections are installed from their second packet anyway).
+	AnswerFlows bool
 }
 
 // PacketSample is one measurement.
@@ -159,6 +168,9 @@ type PacketSample struct {
 	OverloadOfferedPPS float64 `json:"overload_offered_pps,omitempty"`
 	PacedPPS           float64 `json:"paced_pps,omitempty"`
 	Trials             []Trial `json:"trials,omitempty"`
+	// FastPath is what xlvsd's XDP fast path held when counting started (nil for other
+	// targets and without --fastpath).
+	FastPath *FastPathStart `json:"fastpath,omitempty"`
 }
 
 // TimelineStep is the slice length of PacketSample.Timeline.
@@ -235,7 +247,7 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	if s.Background, err = waitQuiet(ctx, o.QuietWait, o.QuietBusy); err != nil {
 		return s, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, firstPacketWithin+o.Warmup+2*o.Duration+time.Duration(o.SearchSteps)*(o.TrialDuration+settle)+60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, firstPacketWithin+o.Warmup+2*o.Duration+time.Duration(o.SearchSteps)*(o.TrialDuration+settle)+answerRounds*(answerAgain+3*time.Second)+60*time.Second)
 	defer cancel()
 	bed, err := newChain(target, "xb", o.GenCPU, o.dirCPUs(), o.Queues)
 	if err != nil {
@@ -253,6 +265,11 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	}
 	defer drop.Close()
 
+	if o.AnswerFlows && twoWay(target) {
+		if err := answerPaths(ctx, bed, o.Flows); err != nil {
+			return s, err
+		}
+	}
 	pr, dst, stop, err := setupTarget(ctx, bed, target, "udp", sinkPort, o)
 	if err != nil {
 		return s, err
@@ -347,6 +364,15 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	if err := sleep(ctx, o.Warmup); err != nil {
 		return s, err
 	}
+	if s.FastPath, err = fastPathStart(ctx, bed, target, pr, o.AnswerFlows, pace); err != nil {
+		return s, fmt.Errorf("measure %s: %w", target, err)
+	}
+	if s.FastPath != nil && s.FastPath.Answered > 0 {
+		pace.Set(0) // unpaced again, as after the warm-up
+		if err := sleep(ctx, settle); err != nil {
+			return s, err
+		}
+	}
 	win := func(d time.Duration, keepTimeline bool) (PacketSample, error) {
 		w := PacketSample{Target: target}
 		before, err := snapshot(bed, o.dirCPUs(), pr)
@@ -395,6 +421,7 @@ func MeasurePacketRate(ctx context.Context, target Target, o PacketOptions) (s P
 	}
 	final.Background, final.FirstPacket = s.Background, s.FirstPacket
 	final.OverloadPPS, final.OverloadOfferedPPS, final.PacedPPS, final.Trials = s.OverloadPPS, s.OverloadOfferedPPS, s.PacedPPS, s.Trials
+	final.FastPath = s.FastPath
 	s = final
 	if s.Delivered == 0 {
 		return s, fmt.Errorf("measure %s: the sink received nothing of %d packets offered", target, s.Offered)
@@ -575,7 +602,8 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 			}
 			return nil
 		}
-		pr = probe{pid: d.cmd.Process.Pid, counters: func() (map[string]uint64, error) { return daemonCounters(ctx, d, bed) }}
+		pr = probe{pid: d.cmd.Process.Pid, counters: func() (map[string]uint64, error) { return daemonCounters(ctx, d, bed) },
+			conns: func(ctx context.Context) ([]api.Conn, error) { return daemonConns(ctx, d) }}
 		flag := "-u"
 		if proto == "tcp" {
 			flag = "-t"
@@ -854,6 +882,8 @@ type counters struct {
 type probe struct {
 	pid, tid int                               // threads to account (tid 0: all of pid's)
 	counters func() (map[string]uint64, error) // the forwarder's own counters, or nil
+	// conns lists the director's connections (xlvs), or is nil.
+	conns func(context.Context) ([]api.Conn, error)
 }
 
 func snapshot(bed *testbed.Bed, cpus []int, p probe) (c counters, err error) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -109,5 +111,79 @@ func TestMeasureConnections(t *testing.T) {
 	}
 	if _, err := MeasureConnections(ctx, TargetL2Fwd, ConnOptions{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("l2fwd connections: %v, want ErrUnavailable", err)
+	}
+}
+
+// xlvsBinaries returns xlvsd and xlvsadm: from $XLVS_BIN (make build), else built into a
+// temporary directory.
+func xlvsBinaries(t *testing.T) Binaries {
+	t.Helper()
+	dir := os.Getenv("XLVS_BIN")
+	if dir == "" {
+		dir = t.TempDir()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "xlvs/cmd/xlvsd", "xlvs/cmd/xlvsadm").CombinedOutput()
+		if err != nil {
+			t.Fatalf("build xlvsd and xlvsadm: %v\n%s", err, out)
+		}
+	}
+	return Binaries{XLVSD: filepath.Join(dir, "xlvsd"), XLVSADM: filepath.Join(dir, "xlvsadm")}
+}
+
+// TestAnswerFlows runs xlvs-nat with xlvsd --fastpath briefly, with and without
+// PacketOptions.AnswerFlows, and xlvs-fullnat with it. A NAT or FULLNAT UDP connection
+// enters the XDP fast path once the director has seen a packet each way
+// (dataplane/fastpath.go): the one-way flood alone installs none, and with the sink's
+// answers (nearly) all of them are in before counting starts, after which the program
+// forwards the flood itself (its fastpath_tx counter grows while counting). 1000 flows:
+// the generator sends them from four addresses, three of which it does not own, so the
+// answers need the director's way back to them (answerPaths). A run of 0.5 s without
+// the no-drop search: about two seconds each.
+func TestAnswerFlows(t *testing.T) {
+	requireRoot(t)
+	bins := xlvsBinaries(t)
+	const flows = 1000
+	for _, tc := range []struct {
+		target Target
+		answer bool
+	}{{TargetXLVSNAT, true}, {TargetXLVSNAT, false}, {TargetXLVSFullNAT, true}} {
+		t.Run(fmt.Sprintf("%s answer=%v", tc.target, tc.answer), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			s, err := MeasurePacketRate(ctx, tc.target, PacketOptions{
+				Size: 64, Flows: flows, Warmup: 300 * time.Millisecond, Duration: 500 * time.Millisecond,
+				GenCPU: 0, DirCPU: 1, Bins: bins, DaemonArgs: []string{"--fastpath"}, AnswerFlows: tc.answer,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := s.FastPath
+			t.Logf("%.0f pps of %.0f offered; fast path at the start %+v; counters %v", s.PPS, s.OfferedPPS, f, s.Profile.Counters)
+			if f == nil {
+				t.Fatalf("no fast-path state recorded for %s with --fastpath", tc.target)
+			}
+			if f.Conns != flows {
+				t.Fatalf("the director had %d connections before counting, want one per flow, %d", f.Conns, flows)
+			}
+			tx := s.Profile.Counters[ctrFastTx]
+			if !tc.answer {
+				// One way only: no NAT connection is eligible.
+				if f.Answered != 0 || f.Installed != 0 || f.Entries != 0 || tx != 0 {
+					t.Fatalf("without answers: %+v, %d packets on the fast path, want none answered, installed or forwarded", f, tx)
+				}
+				return
+			}
+			// Each answer makes its connection eligible: all should be installed (two
+			// entries each); a few answers lost on a busy machine are tolerated.
+			if f.Answered < flows || f.Installed < flows*95/100 || f.Entries != 2*f.Installed {
+				t.Fatalf("with answers: %+v, want %d answered, at least 95 %% installed, two entries each", f, flows)
+			}
+			// Most of the counted flood then takes the fast path (the counter is the
+			// program's own, read while counting).
+			if tx < s.Delivered/2 {
+				t.Fatalf("with answers: %d packets forwarded by the fast path while %d were delivered, want at least half", tx, s.Delivered)
+			}
+		})
 	}
 }

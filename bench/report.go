@@ -204,6 +204,9 @@ type Report struct {
 		// more than one; reports without them measured one queue on DirCPU.
 		Queues  int   `json:"queues,omitempty"`
 		DirCPUs []int `json:"dir_cpus,omitempty"`
+		// AnswerFlows: the sink answered each NAT and FULLNAT connection once before
+		// counting (PacketOptions.AnswerFlows).
+		AnswerFlows bool `json:"answer_flows,omitempty"`
 	} `json:"options"`
 	Results []Result     `json:"results"`
 	Conns   []ConnResult `json:"conns,omitempty"`
@@ -270,6 +273,7 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 	r.Options.Runs, r.Options.GenCPU, r.Options.DirCPU, r.Options.MaxLoss = o.Runs, o.Packet.GenCPU, o.Packet.DirCPU, o.Packet.MaxLoss
 	r.Options.Warmup, r.Options.Duration, r.Options.DaemonArgs = o.Packet.Warmup.String(), o.Packet.Duration.String(), o.Packet.DaemonArgs
 	r.Options.Variants = o.Variants
+	r.Options.AnswerFlows = o.Packet.AnswerFlows
 	r.Options.Reals, r.Options.Sched = o.realsSweep(), o.Packet.Sched
 	if o.Packet.Queues > 1 {
 		r.Options.Queues, r.Options.DirCPUs = o.Packet.Queues, o.Packet.dirCPUs()
@@ -455,8 +459,13 @@ func (c *Result) summarize() {
 // went, stalls in the timeline and how busy the machine was beforehand.
 func logSample(log io.Writer, w Workload, run int, label string, s PacketSample) {
 	p := s.Profile
-	fmt.Fprintf(log, "%s %-15s run %d: %8.0f pps of %8.0f offered (loss %4.1f%%; overload %8.0f of %8.0f); director %5.0f ns/pkt: napi in %4.0f, user %4.0f sys %4.0f, other %5.0f, %5.1f pkts/wakeup; stalls %d; background %2.0f%%\n",
-		w, label, run+1, s.PPS, s.OfferedPPS, 100*s.Loss, s.OverloadPPS, s.OverloadOfferedPPS, s.DirNsPerPkt, p.IngressNAPINs, p.UserNs, p.SysNs, p.OtherNs, p.PktsPerWakeup, s.Stalls(), 100*s.Background)
+	fast := ""
+	if f := s.FastPath; f != nil {
+		fast = fmt.Sprintf("; fast path: %d of %d connections installed before counting (%d answered, %d rounds, %.1f s), %d packets forwarded by XDP while counting",
+			f.Installed, f.Conns, f.Answered, f.Rounds, f.Wait, p.Counters[ctrFastTx])
+	}
+	fmt.Fprintf(log, "%s %-15s run %d: %8.0f pps of %8.0f offered (loss %4.1f%%; overload %8.0f of %8.0f); director %5.0f ns/pkt: napi in %4.0f, user %4.0f sys %4.0f, other %5.0f, %5.1f pkts/wakeup; stalls %d; background %2.0f%%%s\n",
+		w, label, run+1, s.PPS, s.OfferedPPS, 100*s.Loss, s.OverloadPPS, s.OverloadOfferedPPS, s.DirNsPerPkt, p.IngressNAPINs, p.UserNs, p.SysNs, p.OtherNs, p.PktsPerWakeup, s.Stalls(), 100*s.Background, fast)
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -528,8 +537,12 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			dir += fmt.Sprintf(" — CPU %d is the generator's too, so director ns/pkt counts the generator: compare napi in + user + sys", r.Options.GenCPU)
 		}
 	}
-	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, %s. %s Run took %s.\n\n",
-		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, dir, r.realsSentence(), r.Duration)
+	answer := ""
+	if r.Options.AnswerFlows {
+		answer = " After the warm-up the sink answered each NAT and FULLNAT connection once (so that `xlvsd --fastpath` installs it); the notes say how many connections the fast path held when counting started."
+	}
+	fmt.Fprintf(w, "Machine: %s, %d CPUs, Linux %s, %s. Median of %d runs (min–max), %s each after %s warm-up; generator and sink on CPU %d, %s. %s%s Run took %s.\n\n",
+		r.Machine.CPU, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Options.Runs, r.Options.Duration, r.Options.Warmup, r.Options.GenCPU, dir, r.realsSentence(), answer, r.Duration)
 	if r.hasOneArm() {
 		fmt.Fprintf(w, "Targets named *-onearm run on the one-armed LVS-NAT layout: generator, director and sink on one bridge, the director receiving and sending on one interface (every packet crosses four veth pairs and the bridge twice, against two veth pairs for the others); their xlvs-nat ÷ target ratio divides %s.\n\n", TargetXLVSNATOneArm)
 	}
@@ -573,6 +586,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			}
 			if c.Noisy > 0 {
 				notes = append(notes, fmt.Sprintf("%d of %d runs on a busy machine", c.Noisy, len(c.Samples)))
+			}
+			if n := fastNote(c.Samples); n != "" {
+				notes = append(notes, n)
 			}
 			if n := realsOf(c.Reals); n > 1 {
 				if lo, hi, got, ok := realSpread(c.Samples[len(c.Samples)/2], n); ok {
@@ -634,6 +650,28 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// fastNote says how many connections xlvsd's fast path held when counting started, over
+// samples ("" when none had the fast path on): the range over the runs.
+func fastNote(samples []PacketSample) string {
+	var inst, conns []float64
+	for _, s := range samples {
+		if s.FastPath != nil {
+			inst, conns = append(inst, float64(s.FastPath.Installed)), append(conns, float64(s.FastPath.Conns))
+		}
+	}
+	if len(inst) == 0 {
+		return ""
+	}
+	i, c := statOf(inst), statOf(conns)
+	span := func(s Stat) string {
+		if s.Min == s.Max {
+			return fmt.Sprintf("%.0f", s.Min)
+		}
+		return fmt.Sprintf("%.0f–%.0f", s.Min, s.Max)
+	}
+	return fmt.Sprintf("fast path: %s of %s connections installed before counting", span(i), span(c))
 }
 
 // hasOneArm reports whether the run measured a one-armed target.

@@ -479,3 +479,49 @@ func TestOneArmReport(t *testing.T) {
 		t.Error("a report without one-armed targets says it has some")
 	}
 }
+
+// TestFastPathNote: the notes column and the header say how many connections the fast
+// path held when counting started (the range over the runs), only for cells that had it
+// on, and report.json carries the figures.
+func TestFastPathNote(t *testing.T) {
+	r := testReport()
+	r.Options.AnswerFlows = true
+	w := Workload{64, 1000}
+	fp := func(inst int) *FastPathStart {
+		return &FastPathStart{Answered: 1000, Rounds: 1, Conns: 1000, Installed: inst, Entries: 2 * inst}
+	}
+	for _, c := range []Result{
+		{Workload: w, Target: TargetXLVSNAT, Variant: "--fastpath", Samples: []PacketSample{{PPS: 5e5, FastPath: fp(1000)}, {PPS: 6e5, FastPath: fp(998)}}},
+		{Workload: w, Target: TargetXLVSDR, Variant: "--fastpath", Samples: []PacketSample{{PPS: 5e5, FastPath: &FastPathStart{Conns: 1000, Installed: 1000, Entries: 1000}}}},
+		{Workload: w, Target: TargetXLVSNAT, Variant: "--batch 64", Samples: []PacketSample{{PPS: 3e5}}},
+	} {
+		c.summarize()
+		r.Results = append(r.Results, c)
+	}
+	var md strings.Builder
+	r.WriteMarkdown(&md)
+	out := md.String()
+	for _, want := range []string{
+		"the sink answered each NAT and FULLNAT connection once",
+		"fast path: 998–1000 of 1000 connections installed before counting |",
+		"fast path: 1000 of 1000 connections installed before counting |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "| xlvs-nat [--batch 64] |") && strings.Contains(l, "fast path") {
+			t.Errorf("a cell without the fast path has a fast-path note: %s", l)
+		}
+	}
+	var js bytes.Buffer
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"answer_flows": true`, `"installed": 998`, `"answered": 1000`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("report.json lacks %s", want)
+		}
+	}
+}

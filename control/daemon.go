@@ -722,6 +722,10 @@ func (d *Daemon) conns() []api.Conn {
 			proto = "SCTP"
 		}
 		dest := netip.AddrPortFrom(netip.AddrFrom16(e.Reply.Src).Unmap(), e.Reply.SrcPort)
+		var local netip.AddrPort
+		if e.Method == conntrack.MethodFullNAT {
+			local = netip.AddrPortFrom(netip.AddrFrom16(e.Reply.Dst).Unmap(), e.Reply.DstPort)
+		}
 		out = append(out, api.Conn{
 			Protocol:  proto,
 			State:     e.State.String(),
@@ -729,6 +733,7 @@ func (d *Daemon) conns() []api.Conn {
 			Client:    netip.AddrPortFrom(netip.AddrFrom16(e.Orig.Src).Unmap(), e.Orig.SrcPort),
 			Virtual:   netip.AddrPortFrom(netip.AddrFrom16(e.Orig.Dst).Unmap(), e.Orig.DstPort),
 			Dest:      dest,
+			Local:     local,
 		})
 		return len(out) < 1<<20
 	})

@@ -95,6 +95,7 @@ func runBench(ctx context.Context, args []string) error {
 	reals := fs.String("reals", "1", fmt.Sprintf("real servers the balancing targets (xlvs, iptables and nftables DNAT) spread flows over, 1 to %d, all addresses of the sink; a comma-separated list, e.g. 1,16, measures them once per count, rows labelled [N reals]", bench.MaxReals))
 	schedName := fs.String("sched", bench.DefaultSched, "scheduler of the xlvs targets (xlvsadm -s: "+strings.Join(sched.Names(), ", ")+"); iptables and nftables take the real servers in turn")
 	queues := fs.Int("queues", 1, fmt.Sprintf("queues per veth and xlvsd workers (--queues) for the packet-rate workload, 1 to %d: the generator sends on every queue, the director runs on CPUs DIR, DIR+1, ... (of --cpus, wrapping round the machine's CPUs, at most one each); one-armed targets and afxdp-l2fwd are skipped with more than one, the connection workload keeps one queue", bench.MaxQueues))
+	answer := fs.Bool("answer-flows", false, "packet rates: after the warm-up, have the sink answer each connection of xlvs-nat and xlvs-fullnat once (from the real server to the client, through the director), so that xlvsd --fastpath installs the flows in its XDP fast path before counting (a one-way flood never installs them); the report says how many were installed. Other targets ignore it (DR and TUN flows are installed from their second packet anyway)")
 	helpMan := fs.Bool(manpage.HelpManFlag, false, "print the man page (roff) and exit")
 	fs.Usage = func() { manual(fs).Help(os.Stderr) }
 	if err := fs.Parse(args); err != nil {
@@ -133,6 +134,7 @@ func runBench(ctx context.Context, args []string) error {
 		}
 	}
 	o.Packet.DaemonArgs = strings.Fields(*xlvsd)
+	o.Packet.AnswerFlows = *answer
 	o.WarmupRound = *warmRound
 	var err error
 	if o.Reals, err = bench.ParseReals(*reals); err != nil {

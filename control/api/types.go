@@ -124,6 +124,9 @@ type Conn struct {
 	Client    netip.AddrPort `json:"client"`
 	Virtual   netip.AddrPort `json:"virtual"`
 	Dest      netip.AddrPort `json:"dest"`
+	// Local is a FULLNAT connection's local address and port, the source the director
+	// gives its packets to the real server (ipvsadm does not show it); unset otherwise.
+	Local netip.AddrPort `json:"local,omitzero"`
 	// Template marks a persistence template (-L -c shows them with protocol "TCP"/"UDP" and
 	// state NONE, as IPVS does); FWMark is set for fwmark templates.
 	Template bool   `json:"template,omitempty"`
