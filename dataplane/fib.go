@@ -202,6 +202,8 @@ type fibWatcher struct {
 	mu      sync.Mutex
 	pending map[NeighKey]time.Time // last resolution request per neighbour
 	errors  atomic.Uint64
+	// resubscribed counts subscriptions renewed after they ended on their own (watch).
+	resubscribed atomic.Uint64
 
 	// onLocals, when set, receives the director's own addresses whenever they change
 	// (the XDP program leaves real servers' answers to them to the kernel).
@@ -233,10 +235,6 @@ func (w *fibWatcher) start(ctx context.Context) error {
 	if err := w.reload(); err != nil {
 		return err
 	}
-	routes := make(chan netlink.RouteUpdate, 256)
-	neighs := make(chan netlink.NeighUpdate, 256)
-	links := make(chan netlink.LinkUpdate, 64)
-	addrs := make(chan netlink.AddrUpdate, 64)
 	done := ctx.Done()
 	onErr := func(err error) {
 		if ctx.Err() != nil {
@@ -252,49 +250,48 @@ func (w *fibWatcher) start(ctx context.Context) error {
 		w.log.Warn("netlink subscription error", "err", err)
 		w.markDirty()
 	}
-	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr}); err != nil {
-		return err
-	}
-	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr}); err != nil {
-		return err
-	}
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
-		return err
-	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
-		return err
-	}
-	// Read the subscriptions until each closes its channel (after done, or after a
-	// receive error): a subscription blocked sending to a full channel would otherwise
-	// never see its socket closed.
-	w.wg.Add(2)
-	go func() {
-		defer w.wg.Done()
-		for routes != nil || neighs != nil || links != nil || addrs != nil {
-			var ok bool
-			select {
-			case _, ok = <-routes:
-				if !ok {
-					routes = nil
-				}
-			case _, ok = <-neighs:
-				if !ok {
-					neighs = nil
-				}
-			case _, ok = <-links:
-				if !ok {
-					links = nil
-				}
-			case _, ok = <-addrs:
-				if !ok {
-					addrs = nil
-				}
-			}
-			if ok && ctx.Err() == nil {
-				w.markDirty()
-			}
+	// A socket buffer that holds a burst of updates (a few thousand neighbours or
+	// routes): when the kernel cannot queue one it drops it and the next read fails
+	// with ENOBUFS. SO_RCVBUFFORCE needs CAP_NET_ADMIN, which xlvsd has; without it
+	// the subscription goes on with the default buffer.
+	const rcvbuf = 4 << 20
+	force := true
+	try := func(sub func(size int, force bool) error) error {
+		if err := sub(rcvbuf, force); err == nil || !force {
+			return err
 		}
-	}()
+		force = false
+		return sub(0, false)
+	}
+	if err := watch(w, ctx, "routes", 256, func(ch chan netlink.RouteUpdate, done <-chan struct{}) error {
+		return try(func(size int, force bool) error {
+			return netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: size, ReceiveBufferForceSize: force})
+		})
+	}); err != nil {
+		return err
+	}
+	if err := watch(w, ctx, "neighbours", 256, func(ch chan netlink.NeighUpdate, done <-chan struct{}) error {
+		return try(func(size int, force bool) error {
+			return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: size, ReceiveBufferForceSize: force})
+		})
+	}); err != nil {
+		return err
+	}
+	if err := watch(w, ctx, "links", 64, func(ch chan netlink.LinkUpdate, done <-chan struct{}) error {
+		return try(func(size int, force bool) error {
+			return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: size, ReceiveBufferForceSize: force})
+		})
+	}); err != nil {
+		return err
+	}
+	if err := watch(w, ctx, "addresses", 64, func(ch chan netlink.AddrUpdate, done <-chan struct{}) error {
+		return try(func(size int, force bool) error {
+			return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: size, ReceiveBufferForceSize: force})
+		})
+	}); err != nil {
+		return err
+	}
+	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		tick := time.NewTicker(30 * time.Second) // safety net: a lost update heals within this
@@ -313,6 +310,67 @@ func (w *fibWatcher) start(ctx context.Context) error {
 			if err := w.reload(); err != nil {
 				w.errors.Add(1)
 				w.log.Warn("reload routes and neighbours", "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// watch keeps one netlink subscription alive until ctx ends: it reads the updates (each
+// marks the FIB dirty: reloaded shortly) and, when the subscription ends on its own —
+// the library ends one at its first receive error, ENOBUFS when the kernel dropped
+// updates it could not queue — subscribes again and has the FIB reloaded, so that what
+// was missed is read from the tables and later updates are heard again. Without this a
+// lost subscription was healed only by the 30 s safety net. subscribe is called with a
+// fresh channel and a done channel of the subscription's own (closed when it ends, which
+// releases its socket).
+func watch[T any](w *fibWatcher, ctx context.Context, what string, buf int, subscribe func(ch chan T, done <-chan struct{}) error) error {
+	sub := func() (chan T, context.CancelFunc, error) {
+		sctx, cancel := context.WithCancel(ctx)
+		ch := make(chan T, buf)
+		if err := subscribe(ch, sctx.Done()); err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		return ch, cancel, nil
+	}
+	ch, cancel, err := sub()
+	if err != nil {
+		return fmt.Errorf("subscribe to %s: %w", what, err)
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		backoff := 10 * time.Millisecond
+		for {
+			// Read until the subscription closes its channel (after done, or after a
+			// receive error): a subscription blocked sending to a full channel would
+			// otherwise never see its socket closed.
+			for range ch {
+				if ctx.Err() == nil {
+					w.markDirty()
+				}
+			}
+			cancel()
+			for {
+				if ctx.Err() != nil {
+					return
+				}
+				w.resubscribed.Add(1)
+				w.markDirty()
+				if ch, cancel, err = sub(); err == nil {
+					w.log.Info("netlink subscription renewed", "what", what)
+					backoff = 10 * time.Millisecond
+					break
+				}
+				w.errors.Add(1)
+				w.log.Warn("netlink subscription lost, retrying", "what", what, "err", err, "in", backoff.String())
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, time.Second)
 			}
 		}
 	}()
