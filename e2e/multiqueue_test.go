@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,7 +276,11 @@ func mqTraffic(t *testing.T, e *env, vips []netip.Addr, conns, flows, frags int)
 				if i >= flows {
 					count, size = 10, 4000
 				}
-				conn, err := e.bed.Client.NS.DialContext(e.ctx, "udp", netip.AddrPortFrom(vip, echoPort).String())
+				// A client port of its own: the subtests delete and re-add the services,
+				// and a kernel-chosen port that an earlier subtest's flow had used would
+				// meet that flow's connection, whose real server is gone (dropped as
+				// drop_dest_gone until it times out, as IPVS does).
+				conn, err := dialUDPFrom(e, mqClientPort.Add(1), netip.AddrPortFrom(vip, echoPort))
 				if err != nil {
 					errs <- err
 					return
@@ -357,4 +363,25 @@ func TestHarnessQueues(t *testing.T) {
 			t.Errorf("%s with %d queues: %v, want ErrUnavailable", target, mqQueues, err)
 		}
 	}
+}
+
+// mqClientPort hands out the multi-queue test's UDP client ports: below the kernel's
+// ephemeral range (32768 up), so no other socket of the test takes one.
+var mqClientPort atomic.Int32
+
+func init() { mqClientPort.Store(20000) }
+
+// dialUDPFrom connects a UDP socket in the client's namespace from local port port to dst.
+func dialUDPFrom(e *env, port int32, dst netip.AddrPort) (net.Conn, error) {
+	var c net.Conn
+	err := e.bed.Client.NS.Do(func() error {
+		d := net.Dialer{LocalAddr: &net.UDPAddr{Port: int(port)}}
+		var err error
+		c, err = d.DialContext(e.ctx, "udp", dst.String())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial udp %v from port %d: %w", dst, port, err)
+	}
+	return c, nil
 }
