@@ -703,10 +703,19 @@ func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both boo
 		}
 		r.n = 1
 	}
-	// Offered, or dropped on a full queue (counted): either way not again for a while.
-	w.fp.ring.push(r)
+	// Offered: not again for fastOfferEvery. Refused by a full queue (counted): again
+	// after fastRetryFull, once the fast path's goroutine has drained the queue — when a
+	// thousand connections become eligible at once, a second's wait would leave a
+	// quarter of them out for that long.
 	o.key, o.at = e.Orig, now
+	if !w.fp.ring.push(r) {
+		o.at = now - fastOfferEvery + int64(fastRetryFull)
+	}
 }
+
+// fastRetryFull is how soon a connection whose offer found the queue full is offered
+// again: a few of the goroutine's drains (fastDrainEvery).
+const fastRetryFull = 4 * fastDrainEvery
 
 // fastDir fills d for packets arriving with key k and sent towards hop: action with the
 // new address and port (NAT). False when the next hop is not known or not managed, and

@@ -159,6 +159,51 @@ func TestFastPathUDPNATOffer(t *testing.T) {
 	}
 }
 
+// TestFastPathRetryAfterFull: an offer refused by a full queue is made again
+// fastRetryFull later (once the goroutine has drained the queue), not a second later as
+// an accepted one.
+func TestFastPathRetryAfterFull(t *testing.T) {
+	r := newRig(t, "rr", 1)
+	withFast(r.dp)
+	for r.w.fp.ring.push(&fastReq{op: fastRemove}) {
+	}
+	c := pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 5001, dport: 80, udp: true, payload: []byte("q")}
+	a := pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: client, sport: 8080, dport: 5001, udp: true, payload: []byte("a")}
+	r.ext.Inject(build(t, c))
+	r.w.poll()
+	r.int.Inject(build(t, a)) // eligible now: refused, the queue is full
+	r.w.poll()
+	drained := func() (installs int) {
+		out := make([]fastReq, 4096)
+		for _, q := range out[:r.w.fp.ring.pop(out)] {
+			if q.op == fastInstall {
+				installs++
+			}
+		}
+		return installs
+	}
+	if n := drained(); n != 0 {
+		t.Fatalf("%d installs queued into a full queue", n)
+	}
+	r.int.Inject(build(t, a))
+	r.w.poll()
+	if n := drained(); n != 0 {
+		t.Fatalf("offered again %d times at once after a refusal, want after %v", n, fastRetryFull)
+	}
+	r.dp.epoch = r.dp.epoch.Add(-fastRetryFull) // fastRetryFull later
+	r.int.Inject(build(t, a))
+	r.w.poll()
+	if n := drained(); n != 1 {
+		t.Fatalf("%d installs %v after the refusal, want 1", n, fastRetryFull)
+	}
+	r.int.Inject(build(t, a)) // accepted: not again for fastOfferEvery
+	r.w.poll()
+	if n := drained(); n != 0 {
+		t.Fatalf("offered again right after an accepted offer: %d", n)
+	}
+	r.framesBack(t)
+}
+
 // TestFastPathDROffers: DR connections are offered in their one direction, MACs only:
 // TCP when the client's ACK makes it ESTABLISHED (IPVS's input-only table), UDP from the
 // second packet; a connection whose real server was deleted is not.
