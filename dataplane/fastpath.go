@@ -282,13 +282,19 @@ func (f *fastPath) drain(now int64) {
 	f.install()
 }
 
-// take queues an offer (a newer one of the same connection replaces the older) or
-// applies a removal (queued for drain's batch).
+// take queues an offer (a newer one of the same connection replaces the older, keeping
+// its time) or applies a removal (queued for drain's batch).
 func (f *fastPath) take(r *fastReq) {
 	i, ok := f.pendingAt[r.orig]
 	if r.op == fastInstall {
 		if ok {
+			// The newer offer's rewrite, the first one's time: a connection offered
+			// again and again (two flows sharing a slot of a worker's offer table
+			// re-offer each other's on every packet) must not keep restarting its
+			// fastInstallDelay, or it is never installed.
+			at := f.pending[i].at
 			f.pending[i] = *r
+			f.pending[i].at = at
 		} else {
 			f.pendingAt[r.orig] = len(f.pending)
 			f.pending = append(f.pending, *r)

@@ -204,6 +204,28 @@ func TestFastPathRetryAfterFull(t *testing.T) {
 	r.framesBack(t)
 }
 
+// TestFastPathReofferKeepsTime: a connection offered again while its first offer waits
+// out fastInstallDelay keeps the first offer's time (and takes the newer rewrite): offers
+// repeated faster than the delay — two flows sharing a slot of the offer table, each
+// re-offering on every packet — would otherwise never be installed (a quarter of 1000
+// DR flows stayed out in the bench).
+func TestFastPathReofferKeepsTime(t *testing.T) {
+	r := newRig(t, "rr", 1)
+	f := newFastPath(r.dp, nil)
+	t0 := int64(1_000_000_000)
+	k := conntrack.Key{Src: a16(client), Dst: a16(vip), SrcPort: 7000, DstPort: 80, Proto: 17}
+	first := fastReq{op: fastInstall, orig: k, at: t0, n: 1}
+	first.dirs[0].val.DMAC = [6]byte{1}
+	again := first
+	again.at = t0 + fastInstallDelay - 1
+	again.dirs[0].val.DMAC = [6]byte{2}
+	f.take(&first)
+	f.take(&again)
+	if len(f.pending) != 1 || f.pending[0].at != t0 || f.pending[0].dirs[0].val.DMAC != again.dirs[0].val.DMAC {
+		t.Fatalf("pending %+v: want one offer with the first offer's time and the newer rewrite", f.pending)
+	}
+}
+
 // TestFastPathDROffers: DR connections are offered in their one direction, MACs only:
 // TCP when the client's ACK makes it ESTABLISHED (IPVS's input-only table), UDP from the
 // second packet; a connection whose real server was deleted is not.
