@@ -56,7 +56,7 @@ type Shareable interface {
 
 // sharedSocket is a Shareable on an AF_XDP socket set up here.
 type sharedSocket struct {
-	fd, memfd      int
+	sfd, memfd     int
 	ifindex, queue int
 	cfg            Config
 	umem           []byte
@@ -68,8 +68,7 @@ type sharedSocket struct {
 	txDescs        []Desc
 	free           freeList
 	c              counters
-	kstats         unix.XDPStatistics
-	kstatsMu       sync.Mutex
+	kstats         kernelStats
 	closeOnce      sync.Once
 }
 
@@ -81,28 +80,19 @@ func OpenShared(ifindex, queue int, cfg Config) (Socket, error) {
 	}
 	s, err := openShared(ifindex, queue, cfg)
 	if err != nil {
-		hint := ""
-		switch {
-		case cfg.ZeroCopy:
-			return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w (%w: veth and most virtual NICs do copy mode only)", ifindex, queue, err, ErrZeroCopyUnsupported)
-		case errors.Is(err, unix.EBUSY):
-			hint = " (the queue already has a socket: one xlvsd per interface, and a queue cannot be bound twice in one process)"
-		case errors.Is(err, unix.EINVAL):
-			hint = fmt.Sprintf(" (the kernel says so for a queue the interface does not have: does it have a queue %d? see /sys/class/net/IFACE/queues or `ethtool -l IFACE`)", queue)
-		}
-		return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w%s", ifindex, queue, err, hint)
+		return nil, openError(ifindex, queue, cfg, err)
 	}
 	return s, nil
 }
 
 func openShared(ifindex, queue int, cfg Config) (_ *sharedSocket, err error) {
-	s := &sharedSocket{fd: -1, memfd: -1, ifindex: ifindex, queue: queue, cfg: cfg}
+	s := &sharedSocket{sfd: -1, memfd: -1, ifindex: ifindex, queue: queue, cfg: cfg}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.fd, err = unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
+	if s.sfd, err = unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
 		return nil, fmt.Errorf("socket(AF_XDP): %w", err)
 	}
 	size := cfg.Frames * cfg.FrameSize
@@ -116,7 +106,7 @@ func openShared(ifindex, queue int, cfg Config) (_ *sharedSocket, err error) {
 		return nil, fmt.Errorf("map the UMEM (%d bytes): %w", size, err)
 	}
 	reg := unix.XDPUmemReg{Addr: uint64(uintptr(unsafe.Pointer(&s.umem[0]))), Len: uint64(size), Size: uint32(cfg.FrameSize)}
-	if err = setsockopt(s.fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+	if err = setsockopt(s.sfd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
 		return nil, fmt.Errorf("register the UMEM: %w", err)
 	}
 	for _, r := range []struct {
@@ -124,7 +114,7 @@ func openShared(ifindex, queue int, cfg Config) (_ *sharedSocket, err error) {
 		n   int
 	}{{unix.XDP_UMEM_FILL_RING, cfg.FillRing}, {unix.XDP_UMEM_COMPLETION_RING, cfg.CompRing}, {unix.XDP_RX_RING, cfg.RxRing}, {unix.XDP_TX_RING, cfg.TxRing}} {
 		n := int32(r.n)
-		if err = setsockopt(s.fd, r.opt, unsafe.Pointer(&n), unsafe.Sizeof(n)); err != nil {
+		if err = setsockopt(s.sfd, r.opt, unsafe.Pointer(&n), unsafe.Sizeof(n)); err != nil {
 			return nil, fmt.Errorf("size ring %d to %d: %w", r.opt, r.n, err)
 		}
 	}
@@ -138,7 +128,7 @@ func openShared(ifindex, queue int, cfg Config) (_ *sharedSocket, err error) {
 	case cfg.Copy:
 		flags = unix.XDP_COPY
 	}
-	if err = unix.Bind(s.fd, &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(ifindex), QueueID: uint32(queue)}); err != nil {
+	if err = unix.Bind(s.sfd, &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(ifindex), QueueID: uint32(queue)}); err != nil {
 		return nil, fmt.Errorf("bind: %w", err)
 	}
 	s.free = newFreeList(cfg.Frames, cfg.FrameSize)
@@ -158,12 +148,12 @@ func setsockopt(fd, opt int, val unsafe.Pointer, size uintptr) error {
 func (s *sharedSocket) mapRings() error {
 	var off unix.XDPMmapOffsets
 	size := uint32(unsafe.Sizeof(off))
-	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_XDP, unix.XDP_MMAP_OFFSETS,
+	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.sfd), unix.SOL_XDP, unix.XDP_MMAP_OFFSETS,
 		uintptr(unsafe.Pointer(&off)), uintptr(unsafe.Pointer(&size)), 0); errno != 0 {
 		return fmt.Errorf("read the ring offsets: %w", errno)
 	}
 	m := func(r *ring, o unix.XDPRingOffset, pgoff int64, n int, desc uintptr, name string) (unsafe.Pointer, error) {
-		mem, err := unix.Mmap(s.fd, pgoff, int(uintptr(o.Desc)+uintptr(n)*desc), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		mem, err := unix.Mmap(s.sfd, pgoff, int(uintptr(o.Desc)+uintptr(n)*desc), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 		if err != nil {
 			return nil, fmt.Errorf("map the %s ring (%d entries): %w", name, n, err)
 		}
@@ -225,7 +215,7 @@ func Adopt(sockFD, memFD int, info ShareInfo) (Socket, error) {
 	if len(info.Free) > cfg.Frames {
 		return nil, fmt.Errorf("adopt xsk of ifindex %d queue %d: %d free frames of %d", info.Ifindex, info.Queue, len(info.Free), cfg.Frames)
 	}
-	s := &sharedSocket{fd: sockFD, memfd: memFD, ifindex: info.Ifindex, queue: info.Queue, cfg: cfg}
+	s := &sharedSocket{sfd: sockFD, memfd: memFD, ifindex: info.Ifindex, queue: info.Queue, cfg: cfg}
 	fail := func(err error) (Socket, error) {
 		s.unmap()
 		return nil, fmt.Errorf("adopt xsk of ifindex %d queue %d: %w", info.Ifindex, info.Queue, err)
@@ -251,7 +241,7 @@ func Adopt(sockFD, memFD int, info ShareInfo) (Socket, error) {
 func (s *sharedSocket) Handover() (int, int, ShareInfo) {
 	free := make([]uint64, len(s.free.addrs))
 	copy(free, s.free.addrs)
-	return s.fd, s.memfd, ShareInfo{Ifindex: s.ifindex, Queue: s.queue, Config: s.cfg, Free: free}
+	return s.sfd, s.memfd, ShareInfo{Ifindex: s.ifindex, Queue: s.queue, Config: s.cfg, Free: free}
 }
 
 func (s *sharedSocket) Receive(descs []Desc) int {
@@ -308,29 +298,9 @@ func (s *sharedSocket) txPending() int {
 	return int(s.tx.local - s.tx.cached)
 }
 
-// kick calls sendto until the kernel has consumed the TX ring, as socket.kick does (the
-// same bounds and push-back rules; see there).
-func (s *sharedSocket) kick() error {
-	limit := s.txPending()/32 + 2
-	busy := 0
-	for i := 0; i < limit && s.txPending() > 0; i++ {
-		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-		s.c.add(&s.c.kicks, 1)
-		switch errno {
-		case 0, unix.EINTR, unix.EAGAIN:
-		case unix.EBUSY, unix.ENOBUFS:
-			s.c.add(&s.c.kickBusy, 1)
-			if busy++; busy > 1 {
-				return nil
-			}
-			s.Complete()
-		default:
-			s.c.add(&s.c.txErr, 1)
-			return fmt.Errorf("%w: sendto: %v", ErrLinkDown, errno)
-		}
-	}
-	return nil
-}
+func (s *sharedSocket) kick() error     { return kick(s) }
+func (s *sharedSocket) fd() int         { return s.sfd }
+func (s *sharedSocket) ctrs() *counters { return &s.c }
 
 func (s *sharedSocket) Complete() int {
 	r := &s.comp
@@ -386,27 +356,9 @@ func (s *sharedSocket) Free(addr uint64) {
 
 func (s *sharedSocket) Umem() []byte   { return s.umem }
 func (s *sharedSocket) FrameSize() int { return s.cfg.FrameSize }
-func (s *sharedSocket) FD() int        { return s.fd }
+func (s *sharedSocket) FD() int        { return s.sfd }
 
-func (s *sharedSocket) Stats() Stats {
-	st := s.c.stats()
-	s.kstatsMu.Lock()
-	defer s.kstatsMu.Unlock()
-	var k unix.XDPStatistics
-	size := uint32(unsafe.Sizeof(k))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_XDP, unix.XDP_STATISTICS,
-		uintptr(unsafe.Pointer(&k)), uintptr(unsafe.Pointer(&size)), 0)
-	if errno == 0 {
-		s.kstats = k
-	}
-	st.KernelDropped = s.kstats.Rx_dropped
-	st.RxInvalid = s.kstats.Rx_invalid_descs
-	st.TxInvalid = s.kstats.Tx_invalid_descs
-	st.RxRingFull = s.kstats.Rx_ring_full
-	st.RxFillEmpty = s.kstats.Rx_fill_ring_empty_descs
-	st.TxRingEmpty = s.kstats.Tx_ring_empty_descs
-	return st
-}
+func (s *sharedSocket) Stats() Stats { return s.kstats.stats(s.sfd, &s.c) }
 
 // unmap releases this process's mappings of the rings and the UMEM.
 func (s *sharedSocket) unmap() error {
@@ -432,7 +384,7 @@ func (s *sharedSocket) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		err = s.unmap()
-		for _, fd := range []*int{&s.fd, &s.memfd} {
+		for _, fd := range []*int{&s.sfd, &s.memfd} {
 			if *fd >= 0 {
 				err = errors.Join(err, unix.Close(*fd))
 				*fd = -1

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
-	"syscall"
 	"unsafe"
 
 	"github.com/asavie/xdp"
@@ -23,8 +22,7 @@ type socket struct {
 	fillBuf   []xdp.Desc
 	txMask    int
 	c         counters
-	kstats    unix.XDPStatistics
-	kstatsMu  sync.Mutex
+	kstats    kernelStats
 	closeOnce sync.Once
 }
 
@@ -74,17 +72,7 @@ func openAsavie(ifindex, queue int, cfg Config) (Socket, error) {
 	xdp.DefaultSocketFlags = 0
 	bindMu.Unlock()
 	if err != nil {
-		hint := ""
-		switch {
-		case cfg.ZeroCopy:
-			// The command names its own copy-mode option (xlvsd: --copy).
-			return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w (%w: veth and most virtual NICs do copy mode only)", ifindex, queue, err, ErrZeroCopyUnsupported)
-		case errors.Is(err, unix.EBUSY) || containsErrno(err, unix.EBUSY):
-			hint = " (the queue already has a socket: one xlvsd per interface, and a queue cannot be bound twice in one process)"
-		case containsErrno(err, unix.EINVAL):
-			hint = fmt.Sprintf(" (the kernel says so for a queue the interface does not have: does it have a queue %d? see /sys/class/net/IFACE/queues or `ethtool -l IFACE`)", queue)
-		}
-		return nil, fmt.Errorf("open xsk on ifindex %d queue %d: %w%s", ifindex, queue, err, hint)
+		return nil, openError(ifindex, queue, cfg, err)
 	}
 	comp, err := completionRing(x)
 	if err != nil {
@@ -112,23 +100,6 @@ func openAsavie(ifindex, queue int, cfg Config) (Socket, error) {
 	s.c.free.Store(uint64(len(s.free.addrs)))
 	s.Refill()
 	return s, nil
-}
-
-// ErrZeroCopyUnsupported is in the error of Open when a socket asked for zero-copy mode
-// (Config.ZeroCopy) could not be bound: most often the driver does copy mode only.
-var ErrZeroCopyUnsupported = errors.New("zero-copy needs driver support")
-
-func containsErrno(err error, e syscall.Errno) bool {
-	return err != nil && (errors.Is(err, e) || contains(err.Error(), e.Error()))
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // completionRing finds asavie's completion ring, checking that the unexported field has
@@ -193,34 +164,11 @@ func (s *socket) Transmit(descs []Desc) (n int, err error) {
 	return n, s.kick()
 }
 
-// kick calls sendto until the kernel has consumed the TX ring. In copy mode one sendto
-// moves at most 32 descriptors and answers EAGAIN while more remain, so EAGAIN means
-// "call again" — and the consumer index the kernel publishes can lag what it has already
-// sent, so the ring looking unchanged after a sendto is no sign of push-back. Calls are
-// bounded by the frames pending (one per 32, plus two); EBUSY or ENOBUFS (completion
-// ring full, device busy) is push-back: reclaim completions and stop at the second.
-func (s *socket) kick() error {
-	pending := s.txMask - s.x.NumFreeTxSlots()
-	limit := pending/32 + 2
-	busy := 0
-	for i := 0; i < limit && s.x.NumFreeTxSlots() < s.txMask; i++ {
-		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.x.FD()), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-		s.c.add(&s.c.kicks, 1)
-		switch errno {
-		case 0, unix.EINTR, unix.EAGAIN:
-		case unix.EBUSY, unix.ENOBUFS:
-			s.c.add(&s.c.kickBusy, 1)
-			if busy++; busy > 1 {
-				return nil
-			}
-			s.Complete()
-		default:
-			s.c.add(&s.c.txErr, 1)
-			return fmt.Errorf("%w: sendto: %v", ErrLinkDown, errno)
-		}
-	}
-	return nil
-}
+func (s *socket) kick() error { return kick(s) }
+
+func (s *socket) fd() int         { return s.x.FD() }
+func (s *socket) txPending() int  { return s.txMask - s.x.NumFreeTxSlots() }
+func (s *socket) ctrs() *counters { return &s.c }
 
 func (s *socket) Complete() int {
 	n := s.x.NumCompleted()
@@ -275,25 +223,7 @@ func (s *socket) Umem() []byte   { return s.umem }
 func (s *socket) FrameSize() int { return s.cfg.FrameSize }
 func (s *socket) FD() int        { return s.x.FD() }
 
-func (s *socket) Stats() Stats {
-	st := s.c.stats()
-	s.kstatsMu.Lock()
-	defer s.kstatsMu.Unlock()
-	var k unix.XDPStatistics
-	size := uint32(unsafe.Sizeof(k))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.x.FD()), unix.SOL_XDP, unix.XDP_STATISTICS,
-		uintptr(unsafe.Pointer(&k)), uintptr(unsafe.Pointer(&size)), 0)
-	if errno == 0 {
-		s.kstats = k
-	}
-	st.KernelDropped = s.kstats.Rx_dropped
-	st.RxInvalid = s.kstats.Rx_invalid_descs
-	st.TxInvalid = s.kstats.Tx_invalid_descs
-	st.RxRingFull = s.kstats.Rx_ring_full
-	st.RxFillEmpty = s.kstats.Rx_fill_ring_empty_descs
-	st.TxRingEmpty = s.kstats.Tx_ring_empty_descs
-	return st
-}
+func (s *socket) Stats() Stats { return s.kstats.stats(s.x.FD(), &s.c) }
 
 // Close closes the socket and unmaps its rings and frames: the kernel releases it, and
 // the queue can be bound again (by this process or another) once the kernel's work queue

@@ -3,7 +3,13 @@ package xsk
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Desc is an AF_XDP descriptor: a frame's data at Addr (a UMEM offset) of Len bytes.
@@ -208,4 +214,93 @@ func (f *freeList) push(addr uint64) bool {
 	}
 	f.addrs = append(f.addrs, addr&f.mask)
 	return true
+}
+
+// txKicker is what kick needs of a socket of either kind.
+type txKicker interface {
+	fd() int
+	txPending() int // descriptors of the TX ring the kernel has not taken yet
+	Complete() int
+	ctrs() *counters
+}
+
+// kick calls sendto until the kernel has consumed s's TX ring. In copy mode one sendto
+// moves at most 32 descriptors and answers EAGAIN while more remain, so EAGAIN means
+// "call again" — and the consumer index the kernel publishes can lag what it has already
+// sent, so the ring looking unchanged after a sendto is no sign of push-back. Calls are
+// bounded by the frames pending (one per 32, plus two); EBUSY or ENOBUFS (completion
+// ring full, device busy) is push-back: reclaim completions and stop at the second.
+func kick(s txKicker) error {
+	c := s.ctrs()
+	limit := s.txPending()/32 + 2
+	busy := 0
+	for i := 0; i < limit && s.txPending() > 0; i++ {
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd()), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		c.add(&c.kicks, 1)
+		switch errno {
+		case 0, unix.EINTR, unix.EAGAIN:
+		case unix.EBUSY, unix.ENOBUFS:
+			c.add(&c.kickBusy, 1)
+			if busy++; busy > 1 {
+				return nil
+			}
+			s.Complete()
+		default:
+			c.add(&c.txErr, 1)
+			return fmt.Errorf("%w: sendto: %v", ErrLinkDown, errno)
+		}
+	}
+	return nil
+}
+
+// kernelStats keeps a socket's last XDP_STATISTICS, for Stats from any goroutine.
+type kernelStats struct {
+	mu   sync.Mutex
+	last unix.XDPStatistics
+}
+
+// stats returns c's counters with socket fd's kernel counters (the last ones read when
+// the socket no longer answers).
+func (k *kernelStats) stats(fd int, c *counters) Stats {
+	st := c.stats()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var x unix.XDPStatistics
+	size := uint32(unsafe.Sizeof(x))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP, unix.XDP_STATISTICS,
+		uintptr(unsafe.Pointer(&x)), uintptr(unsafe.Pointer(&size)), 0)
+	if errno == 0 {
+		k.last = x
+	}
+	st.KernelDropped = k.last.Rx_dropped
+	st.RxInvalid = k.last.Rx_invalid_descs
+	st.TxInvalid = k.last.Tx_invalid_descs
+	st.RxRingFull = k.last.Rx_ring_full
+	st.RxFillEmpty = k.last.Rx_fill_ring_empty_descs
+	st.TxRingEmpty = k.last.Tx_ring_empty_descs
+	return st
+}
+
+// openError says why a socket could not be opened, with what would help.
+func openError(ifindex, queue int, cfg Config, err error) error {
+	hint := ""
+	switch {
+	case cfg.ZeroCopy:
+		// The command names its own copy-mode option (xlvsd: --copy).
+		return fmt.Errorf("open xsk on ifindex %d queue %d: %w (%w: veth and most virtual NICs do copy mode only)", ifindex, queue, err, ErrZeroCopyUnsupported)
+	case containsErrno(err, unix.EBUSY):
+		hint = " (the queue already has a socket: one xlvsd per interface, and a queue cannot be bound twice in one process)"
+	case containsErrno(err, unix.EINVAL):
+		hint = fmt.Sprintf(" (the kernel says so for a queue the interface does not have: does it have a queue %d? see /sys/class/net/IFACE/queues or `ethtool -l IFACE`)", queue)
+	}
+	return fmt.Errorf("open xsk on ifindex %d queue %d: %w%s", ifindex, queue, err, hint)
+}
+
+// ErrZeroCopyUnsupported is in the error of Open when a socket asked for zero-copy mode
+// (Config.ZeroCopy) could not be bound: most often the driver does copy mode only.
+var ErrZeroCopyUnsupported = errors.New("zero-copy needs driver support")
+
+// containsErrno tells whether err is errno e or says it (asavie formats errnos with %v).
+func containsErrno(err error, e syscall.Errno) bool {
+	return err != nil && (errors.Is(err, e) || strings.Contains(err.Error(), e.Error()))
 }
