@@ -12,31 +12,9 @@ import (
 // map full and remember exactly what the map holds; two FINs in one drain remove both
 // connections' entries that are in (and nothing of the one never installed).
 func TestFastPathBatch(t *testing.T) {
-	needRoot(t)
-	cls, err := bpf.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cls.Close() })
-	if err := cls.EnableFastPath(5); err != nil {
-		t.Fatal(err)
-	}
 	r := newRig(t, "rr", 1)
-	f := newFastPath(r.dp, cls)
-	for _, w := range r.dp.workers {
-		f.attachWorker(w)
-	}
-	r.dp.fast = f
-	send := func(sport uint16, fromClient bool, p pkt) {
-		if fromClient {
-			p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, sport, 80
-			r.ext.Inject(build(t, p))
-		} else {
-			p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macRS1, macDirInt, rs1, client, 8080, sport
-			r.int.Inject(build(t, p))
-		}
-		r.w.poll()
-	}
+	f, cls := withFastMap(t, r, 5)
+	send := func(sport uint16, fromClient bool, p pkt) { natSend(t, r, sport, fromClient, p) }
 	ports := []uint16{41000, 41001, 41002}
 	for _, sport := range ports {
 		send(sport, true, pkt{syn: true})

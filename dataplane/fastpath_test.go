@@ -23,6 +23,41 @@ func withFast(dp *Dataplane) *fastPath {
 	return f
 }
 
+// withFastMap gives r's dataplane a fast path over a real fastpath map of size entries
+// (a classifier with no program: tests write what the program would), and returns both.
+func withFastMap(t *testing.T, r *rig, size int) (*fastPath, *bpf.Classifier) {
+	t.Helper()
+	needRoot(t)
+	cls, err := bpf.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cls.Close() })
+	if err := cls.EnableFastPath(size); err != nil {
+		t.Fatal(err)
+	}
+	f := newFastPath(r.dp, cls)
+	for _, w := range r.dp.workers {
+		f.attachWorker(w)
+	}
+	r.dp.fast = f
+	return f, cls
+}
+
+// natSend injects p into the two-armed NAT rig r, as the client's (to the VIP's port
+// 80) or rs1's answer (from port 8080), client port sport, and polls.
+func natSend(t *testing.T, r *rig, sport uint16, fromClient bool, p pkt) {
+	t.Helper()
+	if fromClient {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, sport, 80
+		r.ext.Inject(build(t, p))
+	} else {
+		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macRS1, macDirInt, rs1, client, 8080, sport
+		r.int.Inject(build(t, p))
+	}
+	r.w.poll()
+}
+
 // requests pops what worker w queued.
 func requests(w *worker) []fastReq {
 	out := make([]fastReq, 64)
@@ -320,31 +355,9 @@ func TestFastPathNotWhileSyncing(t *testing.T) {
 // the service's and real server's counters once (-L --stats), a FIN removes both entries,
 // and a deleted real server's connection leaves the map at the next sweep.
 func TestFastPathManager(t *testing.T) {
-	needRoot(t)
-	cls, err := bpf.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cls.Close() })
-	if err := cls.EnableFastPath(64); err != nil {
-		t.Fatal(err)
-	}
 	r := newRig(t, "rr", 1)
-	f := newFastPath(r.dp, cls)
-	for _, w := range r.dp.workers {
-		f.attachWorker(w)
-	}
-	r.dp.fast = f
-	send := func(sport uint16, fromClient bool, p pkt) {
-		if fromClient {
-			p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, sport, 80
-			r.ext.Inject(build(t, p))
-		} else {
-			p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macRS1, macDirInt, rs1, client, 8080, sport
-			r.int.Inject(build(t, p))
-		}
-		r.w.poll()
-	}
+	f, cls := withFastMap(t, r, 64)
+	send := func(sport uint16, fromClient bool, p pkt) { natSend(t, r, sport, fromClient, p) }
 	entries := 0
 	establish := func(sport uint16) {
 		send(sport, true, pkt{syn: true})

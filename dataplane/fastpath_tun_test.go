@@ -286,20 +286,8 @@ func TestFastPathTUNOfferAllocs(t *testing.T) {
 // neither leaves it.
 func TestFastPathTUNRouteChange(t *testing.T) {
 	needRoot(t)
-	cls, err := bpf.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cls.Close() })
-	if err := cls.EnableFastPath(64); err != nil {
-		t.Fatal(err)
-	}
 	r := newL2Rig(t, conntrack.MethodTUN)
-	f := newFastPath(r.dp, cls)
-	for _, w := range r.dp.workers {
-		f.attachWorker(w)
-	}
-	r.dp.fast = f
+	f, cls := withFastMap(t, r, 64)
 	neigh := map[NeighKey][6]byte{{Ifindex: ifL2, Addr: a16(l2Client)}: macClient,
 		{Ifindex: ifL2, Addr: a16(l2RS1)}: macRS1, {Ifindex: ifL2, Addr: a16(l2RS2)}: macRS2}
 	fib := func(mtu uint32, dir netip.Addr) *FIB {
