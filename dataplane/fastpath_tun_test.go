@@ -263,21 +263,7 @@ func TestFastPathTUNOfferAllocs(t *testing.T) {
 	r.eth.Inject(build(t, syn))
 	r.w.poll()
 	p.ack, p.payload = true, make([]byte, 100)
-	ack := build(t, p)
-	buf := make([]fastReq, 4)
-	offered := 0
-	n := testing.AllocsPerRun(200, func() {
-		r.eth.Inject(ack)
-		r.w.poll()
-		r.w.fp.offers = [fastOffers]fastOffer{} // offer again every time
-		offered += r.w.fp.ring.pop(buf)
-	})
-	if offered < 200 {
-		t.Fatalf("%d offers for 201 packets, want one each", offered)
-	}
-	if n != 0 {
-		t.Fatalf("%v allocations per offered packet", n)
-	}
+	checkOfferAllocs(t, r, r.eth, build(t, p))
 }
 
 // TestFastPathTUNRouteChange: a TUN entry carries the route's source address and MTU, so

@@ -340,19 +340,8 @@ func (s *sharedSocket) Refill() int {
 	return int(n)
 }
 
-func (s *sharedSocket) Alloc() (uint64, bool) {
-	a, ok := s.free.pop()
-	if !ok {
-		s.c.add(&s.c.allocFail, 1)
-	}
-	s.c.free.Store(uint64(len(s.free.addrs)))
-	return a, ok
-}
-
-func (s *sharedSocket) Free(addr uint64) {
-	s.free.push(addr)
-	s.c.free.Store(uint64(len(s.free.addrs)))
-}
+func (s *sharedSocket) Alloc() (uint64, bool) { return s.free.alloc(&s.c) }
+func (s *sharedSocket) Free(addr uint64)      { s.free.give(&s.c, addr) }
 
 func (s *sharedSocket) Umem() []byte   { return s.umem }
 func (s *sharedSocket) FrameSize() int { return s.cfg.FrameSize }

@@ -205,19 +205,8 @@ func (s *socket) Refill() int {
 	return n
 }
 
-func (s *socket) Alloc() (uint64, bool) {
-	a, ok := s.free.pop()
-	if !ok {
-		s.c.add(&s.c.allocFail, 1)
-	}
-	s.c.free.Store(uint64(len(s.free.addrs)))
-	return a, ok
-}
-
-func (s *socket) Free(addr uint64) {
-	s.free.push(addr)
-	s.c.free.Store(uint64(len(s.free.addrs)))
-}
+func (s *socket) Alloc() (uint64, bool) { return s.free.alloc(&s.c) }
+func (s *socket) Free(addr uint64)      { s.free.give(&s.c, addr) }
 
 func (s *socket) Umem() []byte   { return s.umem }
 func (s *socket) FrameSize() int { return s.cfg.FrameSize }

@@ -206,6 +206,22 @@ func (f *freeList) pop() (uint64, bool) {
 	return a, true
 }
 
+// alloc takes a free frame for a socket whose counters are c (Socket.Alloc).
+func (f *freeList) alloc(c *counters) (uint64, bool) {
+	a, ok := f.pop()
+	if !ok {
+		c.add(&c.allocFail, 1)
+	}
+	c.free.Store(uint64(len(f.addrs)))
+	return a, ok
+}
+
+// give returns a frame of a socket whose counters are c (Socket.Free).
+func (f *freeList) give(c *counters, addr uint64) {
+	f.push(addr)
+	c.free.Store(uint64(len(f.addrs)))
+}
+
 // push returns a frame; a push beyond capacity means a frame was freed twice, a bug in
 // the caller, and is ignored rather than corrupting the list.
 func (f *freeList) push(addr uint64) bool {
