@@ -193,62 +193,40 @@ func (in *handoffIn) read(o *options, fds map[string][]int) error {
 // frame sizes and mode. The others are dropped at once — removed from the store and
 // closed, so that the kernel frees their queues for the sockets this process opens.
 func (in *handoffIn) adoptSockets(o *options, fds map[string][]int) {
-	want := o.sock
-	want.Private = false
-	taken := map[int]bool{}
+	gone := map[int]bool{} // passed fds now an adopted socket's, or closed
 	var refused []string
 	for _, hs := range in.h.Sockets {
 		sn, un := sockNames(hs.Ifname, hs.Queue)
-		sfd, ufd := fds[sn], fds[un]
-		why := ""
-		switch {
-		case o.sock.Private:
-			why = "--private-umem"
-		case len(sfd) != 1 || len(ufd) != 1:
-			why = fmt.Sprintf("%d sockets and %d UMEMs passed for %s queue %d, want 1 each", len(sfd), len(ufd), hs.Ifname, hs.Queue)
-		case hs.Info.Config != want:
-			why = fmt.Sprintf("the previous xlvsd's sockets were sized %+v, this one's are %+v", hs.Info.Config, want)
-		}
+		why := refuseSocket(o, &hs, fds[sn], fds[un])
 		if why == "" {
-			if ifc, err := net.InterfaceByName(hs.Ifname); err != nil || ifc.Index != hs.Info.Ifindex {
-				why = fmt.Sprintf("interface %s is not the one (index %d) the socket of queue %d is bound to", hs.Ifname, hs.Info.Ifindex, hs.Queue)
-			}
-		}
-		if why == "" {
-			s, err := xsk.Adopt(sfd[0], ufd[0], hs.Info)
-			if err != nil {
-				why = err.Error()
-			} else {
+			s, err := xsk.Adopt(fds[sn][0], fds[un][0], hs.Info)
+			if err == nil {
 				in.socks = append(in.socks, dataplane.AdoptSocket{Ifname: hs.Ifname, Queue: hs.Queue, Socket: s})
 				in.adopted++
-				taken[sfd[0]], taken[ufd[0]] = true, true
+				gone[fds[sn][0]], gone[fds[un][0]] = true, true
 				continue
 			}
+			why = err.Error()
 		}
 		refused = append(refused, why)
 	}
-	// Drop every passed socket and UMEM not adopted (refused, or not in the handoff).
-	var keep []int
+	// Every passed socket and UMEM not adopted (refused, or not in the handoff) leaves
+	// the store and is closed.
 	for name, list := range fds {
-		if !strings.HasPrefix(name, fdNameSockPref) && !strings.HasPrefix(name, fdNameUmemPref) {
+		if !strings.HasPrefix(name, fdNameSockPref) && !strings.HasPrefix(name, fdNameUmemPref) || gone[list[0]] {
 			continue
 		}
-		adopted := false
-		for _, fd := range list {
-			adopted = adopted || taken[fd]
+		if err := sdNotify("FDSTOREREMOVE=1\nFDNAME=" + name); err != nil {
+			in.log.Debug("remove from the fd store", "name", name, "err", err)
 		}
-		if !adopted {
-			if err := sdNotify("FDSTOREREMOVE=1\nFDNAME=" + name); err != nil {
-				in.log.Debug("remove from the fd store", "name", name, "err", err)
-			}
-			for _, fd := range list {
-				unix.Close(fd)
-				taken[fd] = true // closed: not in in.fds any more
-			}
+		for _, fd := range list {
+			unix.Close(fd)
+			gone[fd] = true
 		}
 	}
+	keep := in.fds[:0]
 	for _, fd := range in.fds {
-		if !taken[fd] {
+		if !gone[fd] {
 			keep = append(keep, fd)
 		}
 	}
@@ -256,6 +234,26 @@ func (in *handoffIn) adoptSockets(o *options, fds map[string][]int) {
 	if len(refused) > 0 {
 		in.log.Warn("not taking over the previous xlvsd's AF_XDP sockets: opening new ones (the packets that arrive until they are bound are dropped)", "reason", refused[0], "refused", len(refused))
 	}
+}
+
+// refuseSocket says why the handed-over socket hs (with the socket and UMEM fds passed
+// under its names) cannot be taken over by a process with options o, "" when it can:
+// o would have opened it alike (same interface and index, sizes and mode).
+func refuseSocket(o *options, hs *dataplane.HandoffSocket, sfd, ufd []int) string {
+	want := o.sock
+	want.Private = false
+	switch {
+	case o.sock.Private:
+		return "--private-umem"
+	case len(sfd) != 1 || len(ufd) != 1:
+		return fmt.Sprintf("%d sockets and %d UMEMs passed for %s queue %d, want 1 each", len(sfd), len(ufd), hs.Ifname, hs.Queue)
+	case hs.Info.Config != want:
+		return fmt.Sprintf("the previous xlvsd's sockets were sized %+v, this one's are %+v", hs.Info.Config, want)
+	}
+	if ifc, err := net.InterfaceByName(hs.Ifname); err != nil || ifc.Index != hs.Info.Ifindex {
+		return fmt.Sprintf("interface %s is not the one (index %d) the socket of queue %d is bound to", hs.Ifname, hs.Info.Ifindex, hs.Queue)
+	}
+	return ""
 }
 
 // closeSockets closes the adopted sockets dataplane.New has not taken.
