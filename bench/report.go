@@ -639,17 +639,24 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	if v := r.Verdicts(); len(v) > 0 {
-		fmt.Fprintf(w, "**Targets** (issue 8, end to end, median figures of this run)\n\n| target | ratio | wanted | |\n|---|---|---|---|\n")
-		for _, t := range v {
-			verdict := "missed"
-			if t.Met {
-				verdict = "met"
-			}
-			fmt.Fprintf(w, "| %s | %.2f | ≥ %.2f | %s |\n", t.Name, t.Ratio, t.Want, verdict)
-		}
-		fmt.Fprintln(w)
+	writeVerdicts(w, "**Targets** (issue 8, end to end, median figures of this run)", r.Verdicts())
+	writeVerdicts(w, "**Fast-path and connection targets** (issue 19, median figures of this run; connections with the run's xlvsd flags)", r.FastPathVerdicts())
+}
+
+// writeVerdicts writes vs as a table under title, if there are any.
+func writeVerdicts(w io.Writer, title string, vs []Verdict) {
+	if len(vs) == 0 {
+		return
 	}
+	fmt.Fprintf(w, "%s\n\n| target | ratio | wanted | |\n|---|---|---|---|\n", title)
+	for _, t := range vs {
+		verdict := "missed"
+		if t.Met {
+			verdict = "met"
+		}
+		fmt.Fprintf(w, "| %s | %.2f | %s | %s |\n", t.Name, t.Ratio, t.wanted(), verdict)
+	}
+	fmt.Fprintln(w)
 }
 
 // fastNote says how many connections xlvsd's fast path held when counting started, over
@@ -756,6 +763,28 @@ type Verdict struct {
 	Ratio float64 `json:"ratio"`
 	Want  float64 `json:"want"`
 	Met   bool    `json:"met"`
+	// AtMost: the ratio must be at most Want (a cost), not at least (a rate).
+	AtMost bool `json:"at_most,omitempty"`
+}
+
+// wanted is how the markdown states what v wants: "≥ 2.00", "≤ 0.33".
+func (v Verdict) wanted() string {
+	if v.AtMost {
+		return fmt.Sprintf("≤ %.2f", v.Want)
+	}
+	return fmt.Sprintf("≥ %.2f", v.Want)
+}
+
+// judgedWorkload is the workload the verdicts judge: 64 bytes, 1000 flows, or the first
+// 64-byte workload of a run without it (nil: none).
+func (r *Report) judgedWorkload() *Workload {
+	var wl *Workload
+	for _, w := range r.workloads() {
+		if w.Size == 64 && (wl == nil || w.Flows == 1000) {
+			wl = &w
+		}
+	}
+	return wl
 }
 
 // Verdicts judges the end-to-end targets on the 64-byte, 1000-flow workload (or, if the
@@ -763,12 +792,7 @@ type Verdict struct {
 // least 80 % of the AF_XDP copy-path limit, and DR at least as fast as NAT. A target
 // whose cells were not measured is left out.
 func (r *Report) Verdicts() []Verdict {
-	var wl *Workload
-	for _, w := range r.workloads() {
-		if w.Size == 64 && (wl == nil || w.Flows == 1000) {
-			wl = &w
-		}
-	}
+	wl := r.judgedWorkload()
 	if wl == nil {
 		return nil
 	}
@@ -784,6 +808,73 @@ func (r *Report) Verdicts() []Verdict {
 	judge(TargetXLVSNAT, TargetIptables, 1)
 	judge(TargetXLVSNAT, TargetL2Fwd, 0.8)
 	judge(TargetXLVSDR, TargetXLVSNAT, 1)
+	return out
+}
+
+// hasFastPath reports whether a sweep variant turns xlvsd's XDP fast path on.
+func hasFastPath(variant string) bool { return slices.Contains(strings.Fields(variant), "--fastpath") }
+
+// FastPathVerdicts judges the XDP fast path's end-to-end targets (issue 19) on a run that
+// swept xlvs-nat with and without --fastpath (the first variant of each kind), on the
+// workload Verdicts judges: the no-drop rate (delivered, without a search) with the fast
+// path at least 2× iptables DNAT's and 2× xlvs NAT's without it, and the director's CPU
+// per packet at most a third of iptables DNAT's. The connection workload, which is not swept (it runs with --xlvsd's
+// flags), adds conn/s and the TCP stream at least level with iptables DNAT. A figure a
+// cell lacks is left out; a run without both kinds of variant judges only connections.
+func (r *Report) FastPathVerdicts() []Verdict {
+	var out []Verdict
+	judge := func(name string, a, b, want float64, atMost bool) {
+		if a <= 0 || b <= 0 {
+			return
+		}
+		v := Verdict{Name: name, Ratio: a / b, Want: want, AtMost: atMost}
+		v.Met = v.Ratio >= want
+		if atMost {
+			v.Met = v.Ratio <= want
+		}
+		out = append(out, v)
+	}
+	if wl := r.judgedWorkload(); wl != nil {
+		var fast, slow *Result
+		for i := range r.Results {
+			c := &r.Results[i]
+			if c.Workload != *wl || c.Target != TargetXLVSNAT || c.Variant == "" || len(c.Samples) == 0 || realsOf(c.Reals) != r.baseReals() {
+				continue
+			}
+			switch {
+			case hasFastPath(c.Variant) && fast == nil:
+				fast = c
+			case !hasFastPath(c.Variant) && slow == nil:
+				slow = c
+			}
+		}
+		rate := "delivered pps"
+		if r.Options.MaxLoss > 0 {
+			rate = "no-drop pps"
+		}
+		if ipt := r.cell(*wl, TargetIptables); fast != nil && slow != nil && ipt != nil && len(ipt.Samples) > 0 {
+			judge(fmt.Sprintf("%s %s: %s ÷ %s", wl, rate, fast.Label(), TargetIptables), fast.PPS.Median, ipt.PPS.Median, 2, false)
+			judge(fmt.Sprintf("%s %s: %s ÷ %s", wl, rate, fast.Label(), slow.Label()), fast.PPS.Median, slow.PPS.Median, 2, false)
+			judge(fmt.Sprintf("%s director ns/pkt: %s ÷ %s", wl, fast.Label(), TargetIptables), fast.DirNsPerPkt.Median, ipt.DirNsPerPkt.Median, 1.0/3, true)
+		}
+	}
+	var nat, ipt *ConnResult
+	for i := range r.Conns {
+		c := &r.Conns[i]
+		if len(c.Samples) == 0 || realsOf(c.Reals) != r.baseReals() {
+			continue
+		}
+		switch c.Target {
+		case TargetXLVSNAT:
+			nat = c
+		case TargetIptables:
+			ipt = c
+		}
+	}
+	if nat != nil && ipt != nil {
+		judge(fmt.Sprintf("connections conn/s: %s ÷ %s", TargetXLVSNAT, TargetIptables), nat.ConnsPerSec.Median, ipt.ConnsPerSec.Median, 1, false)
+		judge(fmt.Sprintf("connections stream Gbit/s: %s ÷ %s", TargetXLVSNAT, TargetIptables), nat.StreamGbps.Median, ipt.StreamGbps.Median, 1, false)
+	}
 	return out
 }
 

@@ -196,9 +196,9 @@ func TestVerdictsAndCheck(t *testing.T) {
 	add(TargetXLVSDR, 700e3, "")
 	v := r.Verdicts()
 	want := []Verdict{
-		{"udp-64B-1000flows: xlvs-nat ÷ iptables-dnat", 2, 1, true},
-		{"udp-64B-1000flows: xlvs-nat ÷ afxdp-l2fwd", 0.8, 0.8, true},
-		{"udp-64B-1000flows: xlvs-dr ÷ xlvs-nat", 0.875, 1, false},
+		{"udp-64B-1000flows: xlvs-nat ÷ iptables-dnat", 2, 1, true, false},
+		{"udp-64B-1000flows: xlvs-nat ÷ afxdp-l2fwd", 0.8, 0.8, true, false},
+		{"udp-64B-1000flows: xlvs-dr ÷ xlvs-nat", 0.875, 1, false, false},
 	}
 	if len(v) != len(want) {
 		t.Fatalf("verdicts %+v, want %+v", v, want)
@@ -522,6 +522,68 @@ func TestFastPathNote(t *testing.T) {
 	for _, want := range []string{`"answer_flows": true`, `"installed": 998`, `"answered": 1000`} {
 		if !strings.Contains(js.String(), want) {
 			t.Errorf("report.json lacks %s", want)
+		}
+	}
+}
+
+// TestFastPathVerdicts: a run sweeping xlvs-nat with and without --fastpath is judged on
+// issue 19's targets, with ratios worked out here from the cells' medians: the fast
+// path's no-drop rate against iptables DNAT and against NAT without it (at least 2×),
+// its director CPU per packet against iptables DNAT's (at most a third), and the
+// connection workload's conn/s and stream against iptables DNAT (at least level).
+func TestFastPathVerdicts(t *testing.T) {
+	r := testReport() // xlvs-nat 0.8 Mpps, iptables-dnat 0.4 Mpps, no variants
+	r.Options.MaxLoss = 0.01
+	w := Workload{64, 1000}
+	cell := func(tg Target, variant string, pps, ns float64) {
+		c := Result{Workload: w, Target: tg, Variant: variant, Samples: []PacketSample{{Target: tg, PPS: pps, DirNsPerPkt: ns}}}
+		c.summarize()
+		r.Results = append(r.Results, c)
+	}
+	if v := r.FastPathVerdicts(); len(v) != 0 {
+		t.Fatalf("a run without the sweep or connections judged %+v, want nothing", v)
+	}
+	cell(TargetXLVSNAT, "--batch 64", 300e3, 2000)
+	cell(TargetXLVSNAT, "--batch 64 --fastpath", 900e3, 600)
+	cell(TargetXLVSNAT, "--batch 64 --fastpath --rx-ring 512", 50e3, 9000) // a later fast-path variant: not judged
+	for i := range r.Results {
+		if c := &r.Results[i]; c.Target == TargetIptables {
+			c.Samples[0].DirNsPerPkt = 1500
+			c.summarize()
+		}
+	}
+	r.Conns = []ConnResult{
+		{Target: TargetXLVSNAT, Samples: []ConnSample{{ConnsPerSec: 4500, StreamGbps: 2}}},
+		{Target: TargetIptables, Samples: []ConnSample{{ConnsPerSec: 5000, StreamGbps: 1.6}}},
+	}
+	for i := range r.Conns {
+		r.Conns[i].summarize()
+	}
+	want := []Verdict{
+		{Name: "udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 900.0 / 400, Want: 2, Met: true},
+		{Name: "udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath] ÷ xlvs-nat [--batch 64]", Ratio: 3, Want: 2, Met: true},
+		{Name: "udp-64B-1000flows director ns/pkt: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 0.4, Want: 1.0 / 3, Met: false, AtMost: true},
+		{Name: "connections conn/s: xlvs-nat ÷ iptables-dnat", Ratio: 0.9, Want: 1, Met: false},
+		{Name: "connections stream Gbit/s: xlvs-nat ÷ iptables-dnat", Ratio: 1.25, Want: 1, Met: true},
+	}
+	v := r.FastPathVerdicts()
+	if len(v) != len(want) {
+		t.Fatalf("verdicts %+v, want %+v", v, want)
+	}
+	for i := range want {
+		if v[i].Name != want[i].Name || v[i].Want != want[i].Want || v[i].Met != want[i].Met || v[i].AtMost != want[i].AtMost || math.Abs(v[i].Ratio-want[i].Ratio) > 1e-9 {
+			t.Errorf("verdict %d: %+v, want %+v", i, v[i], want[i])
+		}
+	}
+	var md strings.Builder
+	r.WriteMarkdown(&md)
+	for _, line := range []string{
+		"| udp-64B-1000flows director ns/pkt: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat | 0.40 | ≤ 0.33 | missed |",
+		"| udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath] ÷ xlvs-nat [--batch 64] | 3.00 | ≥ 2.00 | met |",
+		"| connections conn/s: xlvs-nat ÷ iptables-dnat | 0.90 | ≥ 1.00 | missed |",
+	} {
+		if !strings.Contains(md.String(), line) {
+			t.Errorf("markdown lacks %q:\n%s", line, md.String())
 		}
 	}
 }
