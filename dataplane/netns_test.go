@@ -23,7 +23,7 @@ import (
 )
 
 // needRoot skips without root, but fails when CI is set: CI must run privileged tests.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {

@@ -79,15 +79,49 @@ func (c pipeCase) addrs() (client, vip netip.Addr) {
 	return l2Client, l2VIP
 }
 
+// openFrames returns the SYN that opens case c's connection from client port sport and
+// an ACK of that connection carrying 18 bytes.
+func (c pipeCase) openFrames(b testing.TB, sport uint16) (syn, ack []byte) {
+	client, vip := c.addrs()
+	syn = build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80, syn: true})
+	ack = build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80, ack: true, payload: make([]byte, 18)})
+	return syn, ack
+}
+
+// newFlows is how many distinct connections the new-flow benchmarks cycle through.
+const newFlows = 1 << 16
+
+// synFrames returns the SYNs of newFlows distinct connections of case c (two client
+// addresses, newFlows/2 ports each).
+func (c pipeCase) synFrames(b testing.TB) [][]byte {
+	client, vip := c.addrs()
+	syns := make([][]byte, newFlows)
+	for i := range syns {
+		src := client
+		if i >= newFlows/2 {
+			src = src.Next()
+		}
+		syns[i] = build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: src, dst: vip, sport: uint16(1024 + i%(newFlows/2)), dport: 80, syn: true})
+	}
+	return syns
+}
+
+// forgetFlows removes every connection of the l2 rig's destinations, so that the
+// new-flow benchmarks' SYNs create connections again when they wrap.
+func forgetFlows(r *rig) {
+	for id := uint32(1); id <= 4; id++ {
+		r.dp.ct.RemoveDest(id, r.dp.now())
+	}
+}
+
 func BenchmarkPipelineEstablished(b *testing.B) {
 	for _, c := range pipeCases {
 		b.Run(c.name, func(b *testing.B) {
 			r := newL2Rig(b, c.method)
 			r.eth.OnTransmit = func([]byte) {}
-			client, vip := c.addrs()
-			r.eth.Inject(build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: 7, dport: 80, syn: true}))
+			syn, ack := c.openFrames(b, 7)
+			r.eth.Inject(syn)
 			r.w.poll()
-			ack := build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: 7, dport: 80, ack: true, payload: make([]byte, 18)})
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu := startCPU()
@@ -111,12 +145,11 @@ func BenchmarkPipelineEstablished32(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			r := newL2Rig(b, c.method)
 			r.eth.OnTransmit = func([]byte) {}
-			client, vip := c.addrs()
 			acks := make([][]byte, pipeBatch)
 			for i := range acks {
-				sport := uint16(1024 + i)
-				r.eth.Inject(build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80, syn: true}))
-				acks[i] = build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80, ack: true, payload: make([]byte, 18)})
+				var syn []byte
+				syn, acks[i] = c.openFrames(b, uint16(1024+i))
+				r.eth.Inject(syn)
 			}
 			r.w.poll()
 			if n := r.dp.ct.Len(); n != pipeBatch {
@@ -173,31 +206,20 @@ func BenchmarkPipelineFake(b *testing.B) {
 }
 
 func BenchmarkPipelineNew(b *testing.B) {
-	const flows = 1 << 16
 	for _, c := range pipeCases {
 		b.Run(c.name, func(b *testing.B) {
 			r := newL2RigSized(b, c.method, 1<<18)
 			r.eth.OnTransmit = func([]byte) {}
-			client, vip := c.addrs()
-			syns := make([][]byte, flows)
-			for i := range syns {
-				src := client
-				if i >= flows/2 {
-					src = src.Next()
-				}
-				syns[i] = build(b, pkt{srcMAC: macClient, dstMAC: macDir, src: src, dst: vip, sport: uint16(1024 + i%(flows/2)), dport: 80, syn: true})
-			}
+			syns := c.synFrames(b)
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu := startCPU()
 			next := 0
 			for i := 0; i < b.N; i += pipeBatch {
-				if next+pipeBatch > flows {
+				if next+pipeBatch > newFlows {
 					b.StopTimer()
 					cpu.pause()
-					for id := uint32(1); id <= 4; id++ {
-						r.dp.ct.RemoveDest(id, r.dp.now())
-					}
+					forgetFlows(r)
 					next = 0
 					cpu.resume()
 					b.StartTimer()

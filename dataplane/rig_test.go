@@ -103,6 +103,9 @@ type rigPort struct {
 	mac     [6]byte
 	sock    xsk.Config                 // zero: rigSocket
 	wrap    func(*xsk.Fake) xsk.Socket // what the dataplane sees instead of the fake, if set
+	// real, if set, is the port's socket instead of a fake (a real AF_XDP socket): the
+	// rig's ports has nil in its place, and the cleanup leaves its frames alone.
+	real xsk.Socket
 }
 
 var (
@@ -154,6 +157,12 @@ func newRigSpec(t testing.TB, spec rigSpec) *rig {
 	r := &rig{}
 	var ports []Port
 	for _, p := range spec.ports {
+		if p.real != nil {
+			r.ports = append(r.ports, nil)
+			r.names = append(r.names, p.name)
+			ports = append(ports, Port{Name: p.name, Ifindex: p.ifindex, MAC: p.mac, Sockets: []xsk.Socket{p.real}})
+			continue
+		}
 		sc := p.sock
 		if sc == (xsk.Config{}) {
 			sc = rigSocket
@@ -190,6 +199,9 @@ func newRigSpec(t testing.TB, spec rigSpec) *rig {
 		}
 		r.quiesce()
 		for i, f := range r.ports {
+			if f == nil {
+				continue
+			}
 			if err := f.CheckFrames(); err != nil {
 				t.Errorf("%s: %v", r.names[i], err)
 			}
@@ -320,6 +332,13 @@ func newL2Rig(t testing.TB, method conntrack.Method) *l2Rig {
 // newL2RigSized is newL2Rig with a connection table of entries entries.
 func newL2RigSized(t testing.TB, method conntrack.Method, entries int) *l2Rig {
 	t.Helper()
+	return newRigSpec(t, l2Spec(t, method, entries, oneArmed))
+}
+
+// l2Spec is newL2RigSized's rig on ports (one port, ifindex ifL2: oneArmed, or one with a
+// real socket).
+func l2Spec(t testing.TB, method conntrack.Method, entries int, ports []rigPort) rigSpec {
+	t.Helper()
 	var svcs []Service
 	for fi, fam := range [][3]netip.Addr{{l2VIP, l2RS1, l2RS2}, {l2VIP6, l2RS16, l2RS26}} {
 		var dests []Dest
@@ -329,8 +348,8 @@ func newL2RigSized(t testing.TB, method conntrack.Method, entries int) *l2Rig {
 		id := uint32(fi*2 + 1)
 		svcs = append(svcs, services(t, "rr", SvcKey{Addr: a16(fam[0]), Port: 80}, dests, nil, []uint8{6, 17}, []uint32{id, id + 1})...)
 	}
-	return newRigSpec(t, rigSpec{
-		ports:  oneArmed,
+	return rigSpec{
+		ports:  ports,
 		cfg:    Config{Conntrack: conntrack.Config{MaxEntries: entries}},
 		routes: routes("198.18.0.0/24", ifL2, "fd00::/64", ifL2),
 		neigh: map[NeighKey][6]byte{
@@ -345,7 +364,7 @@ func newL2RigSized(t testing.TB, method conntrack.Method, entries int) *l2Rig {
 			netip.PrefixFrom(l2VIP, 32), netip.PrefixFrom(l2Dir, 24), netip.PrefixFrom(l2VIP6, 128), netip.PrefixFrom(l2Dir6, 64),
 		}}},
 		services: svcs,
-	})
+	}
 }
 
 // fnFamily is one address family of the two-armed dual-stack layout.
