@@ -147,13 +147,7 @@ func TestReportOutputs(t *testing.T) {
 	if got := r.Ratios()["udp-64B-1000flows"][TargetIptables]; got != 2 {
 		t.Fatalf("ratio to iptables %v, want 2", got)
 	}
-	var md strings.Builder
-	r.WriteMarkdown(&md)
-	for _, want := range []string{"| xlvs-nat | 0.800 (0.720–0.880)", "| iptables-dnat | 0.400", "| 2.00 |", `no ipvs \| here`} {
-		if !strings.Contains(md.String(), want) {
-			t.Errorf("markdown lacks %q:\n%s", want, md.String())
-		}
-	}
+	markdownHas(t, r, "| xlvs-nat | 0.800 (0.720–0.880)", "| iptables-dnat | 0.400", "| 2.00 |", `no ipvs \| here`)
 	var svg bytes.Buffer
 	if err := r.WriteSVG(&svg); err != nil {
 		t.Fatal(err)
@@ -194,25 +188,12 @@ func TestVerdictsAndCheck(t *testing.T) {
 	}
 	add(TargetL2Fwd, 1000e3, "")
 	add(TargetXLVSDR, 700e3, "")
-	v := r.Verdicts()
-	want := []Verdict{
-		{"udp-64B-1000flows: xlvs-nat ÷ iptables-dnat", 2, 1, true, false},
-		{"udp-64B-1000flows: xlvs-nat ÷ afxdp-l2fwd", 0.8, 0.8, true, false},
-		{"udp-64B-1000flows: xlvs-dr ÷ xlvs-nat", 0.875, 1, false, false},
-	}
-	if len(v) != len(want) {
-		t.Fatalf("verdicts %+v, want %+v", v, want)
-	}
-	for i := range want {
-		if v[i].Name != want[i].Name || v[i].Want != want[i].Want || v[i].Met != want[i].Met || v[i].Ratio < want[i].Ratio-1e-9 || v[i].Ratio > want[i].Ratio+1e-9 {
-			t.Errorf("verdict %d: %+v, want %+v", i, v[i], want[i])
-		}
-	}
-	var md strings.Builder
-	r.WriteMarkdown(&md)
-	if !strings.Contains(md.String(), "| udp-64B-1000flows: xlvs-dr ÷ xlvs-nat | 0.88 | ≥ 1.00 | missed |") {
-		t.Errorf("markdown lacks the DR verdict:\n%s", md.String())
-	}
+	checkVerdicts(t, r.Verdicts(), []Verdict{
+		{Name: "udp-64B-1000flows: xlvs-nat ÷ iptables-dnat", Ratio: 2, Want: 1, Met: true},
+		{Name: "udp-64B-1000flows: xlvs-nat ÷ afxdp-l2fwd", Ratio: 0.8, Want: 0.8, Met: true},
+		{Name: "udp-64B-1000flows: xlvs-dr ÷ xlvs-nat", Ratio: 0.875, Want: 1, Met: false},
+	})
+	markdownHas(t, r, "| udp-64B-1000flows: xlvs-dr ÷ xlvs-nat | 0.88 | ≥ 1.00 | missed |")
 
 	for _, tc := range []struct {
 		name    string
@@ -309,18 +290,12 @@ func TestSweepAndConnMarkdown(t *testing.T) {
 	if got := r.cell(w, TargetXLVSNAT); got == nil || got.Variant != "" {
 		t.Fatalf("cell(xlvs-nat) = %+v, want the cell without a variant", got)
 	}
-	var md strings.Builder
-	r.WriteMarkdown(&md)
-	for _, want := range []string{
+	markdownHas(t, r,
 		"| xlvs-nat [--batch 16] | 0.300", "| xlvs-nat [--batch 256] | 0.500",
 		"| xlvs-nat | 3000 (3000–3000) | 1.00 | 5.00 | 9.00 | 2.00 (2.00–2.00) | 1.00 |",
 		"| iptables-dnat | 2000 (2000–2000) | 1.00 | 4.00 | 8.00 | 3.00 (3.00–3.00) | 1.50 |",
 		"| afxdp-l2fwd | unavailable: one way only |",
-	} {
-		if !strings.Contains(md.String(), want) {
-			t.Errorf("markdown lacks %q:\n%s", want, md.String())
-		}
-	}
+	)
 	r.Conns = append(r.Conns, ConnResult{Target: TargetNftables, Error: "no request answered"})
 	if err := r.Check(1); err == nil || !strings.Contains(err.Error(), "connections nftables-dnat: no request answered") {
 		t.Fatalf("Check with a failed connection workload: %v", err)
@@ -498,18 +473,11 @@ func TestFastPathNote(t *testing.T) {
 		c.summarize()
 		r.Results = append(r.Results, c)
 	}
-	var md strings.Builder
-	r.WriteMarkdown(&md)
-	out := md.String()
-	for _, want := range []string{
+	out := markdownHas(t, r,
 		"the sink answered each NAT and FULLNAT connection once",
 		"fast path: 998–1000 of 1000 connections installed before counting |",
 		"fast path: 1000 of 1000 connections installed before counting |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("markdown lacks %q:\n%s", want, out)
-		}
-	}
+	)
 	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "| xlvs-nat [--batch 64] |") && strings.Contains(l, "fast path") {
 			t.Errorf("a cell without the fast path has a fast-path note: %s", l)
@@ -566,24 +534,38 @@ func TestFastPathVerdicts(t *testing.T) {
 		{Name: "connections conn/s: xlvs-nat ÷ iptables-dnat", Ratio: 0.9, Want: 1, Met: false},
 		{Name: "connections stream Gbit/s: xlvs-nat ÷ iptables-dnat", Ratio: 1.25, Want: 1, Met: true},
 	}
-	v := r.FastPathVerdicts()
-	if len(v) != len(want) {
-		t.Fatalf("verdicts %+v, want %+v", v, want)
-	}
-	for i := range want {
-		if v[i].Name != want[i].Name || v[i].Want != want[i].Want || v[i].Met != want[i].Met || v[i].AtMost != want[i].AtMost || math.Abs(v[i].Ratio-want[i].Ratio) > 1e-9 {
-			t.Errorf("verdict %d: %+v, want %+v", i, v[i], want[i])
-		}
-	}
-	var md strings.Builder
-	r.WriteMarkdown(&md)
-	for _, line := range []string{
+	checkVerdicts(t, r.FastPathVerdicts(), want)
+	markdownHas(t, r,
 		"| udp-64B-1000flows director ns/pkt: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat | 0.40 | ≤ 0.33 | missed |",
 		"| udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath] ÷ xlvs-nat [--batch 64] | 3.00 | ≥ 2.00 | met |",
 		"| connections conn/s: xlvs-nat ÷ iptables-dnat | 0.90 | ≥ 1.00 | missed |",
-	} {
-		if !strings.Contains(md.String(), line) {
-			t.Errorf("markdown lacks %q:\n%s", line, md.String())
+	)
+}
+
+// markdownHas renders r's markdown, checks that it contains every one of lines, and
+// returns it.
+func markdownHas(t *testing.T, r *Report, lines ...string) string {
+	t.Helper()
+	var md strings.Builder
+	r.WriteMarkdown(&md)
+	for _, l := range lines {
+		if !strings.Contains(md.String(), l) {
+			t.Errorf("markdown lacks %q:\n%s", l, md.String())
+		}
+	}
+	return md.String()
+}
+
+// checkVerdicts compares verdicts got with want, ratios to within 1e-9.
+func checkVerdicts(t *testing.T, got, want []Verdict) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("verdicts %+v, want %+v", got, want)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Name != w.Name || g.Want != w.Want || g.Met != w.Met || g.AtMost != w.AtMost || math.Abs(g.Ratio-w.Ratio) > 1e-9 {
+			t.Errorf("verdict %d: %+v, want %+v", i, g, w)
 		}
 	}
 }

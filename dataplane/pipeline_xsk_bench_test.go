@@ -6,13 +6,11 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"xlvs/dataplane/xsk"
+	"xlvs/dataplane/xsk/xsktest"
 )
 
 // BenchmarkPipelineXSK is BenchmarkPipelineEstablished and BenchmarkPipelineNew through
@@ -188,42 +186,11 @@ func xskPair(b *testing.B) (dir, gen xsk.Socket) {
 		return s
 	}
 	dir = open(ends[0])
-	redirectTo(b, ends[0].Attrs().Index, dir.FD())
-	gen = open(ends[1])
-	return dir, gen
-}
-
-// redirectTo attaches to ifindex an XDP program that redirects every frame of queue 0 to
-// the AF_XDP socket fd (through an XSKMAP); the cleanup detaches it.
-func redirectTo(b *testing.B, ifindex, fd int) {
-	b.Helper()
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
-	if err != nil {
-		b.Fatalf("XSKMAP: %v", err)
-	}
-	b.Cleanup(func() { m.Close() })
-	if err := m.Put(uint32(0), uint32(fd)); err != nil {
+	if err := xsktest.RedirectAll(b, ends[0].Attrs().Index).Put(uint32(0), uint32(dir.FD())); err != nil {
 		b.Fatalf("put the socket in the XSKMAP: %v", err)
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, 16, asm.Word), // xdp_md.rx_queue_index
-			asm.LoadMapPtr(asm.R1, m.FD()),
-			asm.Mov.Imm(asm.R3, 2), // XDP_PASS for a queue without a socket
-			asm.FnRedirectMap.Call(),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		b.Fatalf("load the redirect program: %v", err)
-	}
-	b.Cleanup(func() { prog.Close() })
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex})
-	if err != nil {
-		b.Fatalf("attach XDP: %v", err)
-	}
-	b.Cleanup(func() { l.Close() })
+	gen = open(ends[1])
+	return dir, gen
 }
 
 // xskGen transmits frames through a real socket.

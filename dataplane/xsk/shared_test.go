@@ -6,44 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-)
 
-// redirectAll attaches to ifindex an XDP program that redirects every frame to the
-// socket of its queue in a fresh XSKMAP (XDP_PASS when the queue has none) and returns
-// the map, for the socket's descriptor. Both go at the test's end.
-func redirectAll(t *testing.T, ifindex int) *ebpf.Map {
-	t.Helper()
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: 4})
-	if err != nil {
-		t.Fatalf("XSKMAP: %v", err)
-	}
-	t.Cleanup(func() { m.Close() })
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, 16, asm.Word), // xdp_md.rx_queue_index
-			asm.LoadMapPtr(asm.R1, m.FD()),
-			asm.Mov.Imm(asm.R3, 2), // XDP_PASS when the queue has no socket
-			asm.FnRedirectMap.Call(),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		t.Fatalf("load the redirect program: %v", err)
-	}
-	t.Cleanup(func() { prog.Close() })
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex})
-	if err != nil {
-		t.Fatalf("attach XDP: %v", err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return m
-}
+	"xlvs/dataplane/xsk/xsktest"
+)
 
 // sender sends numbered frames out of ifc through a packet socket: destination dst,
 // ethertype 0x88b5 (local experimental: no stack takes it), the number at byte 14 and
@@ -137,7 +104,7 @@ func TestSharedHandover(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		m := redirectAll(t, a.Attrs().Index)
+		m := xsktest.RedirectAll(t, a.Attrs().Index)
 		if err := m.Put(uint32(0), uint32(s1.FD())); err != nil {
 			t.Errorf("register the socket: %v", err)
 			s1.Close()
