@@ -98,8 +98,10 @@ func (c Result) Label() string {
 	return l + realsLabel(c.Reals)
 }
 
-// Label names a connection cell: its target and the number of real servers if more than one.
-func (c ConnResult) Label() string { return string(c.Target) + realsLabel(c.Reals) }
+// Label names a connection cell as Result.Label names a packet cell.
+func (c ConnResult) Label() string {
+	return Result{Target: c.Target, Variant: c.Variant, Reals: c.Reals}.Label()
+}
 
 // DefaultMaxLoss is the loss the no-drop rate search accepts.
 const DefaultMaxLoss = 0.01
@@ -215,7 +217,8 @@ type Report struct {
 // ConnResult is one target's connection-workload figures: medians of its samples.
 type ConnResult struct {
 	Target      Target       `json:"target"`
-	Reals       int          `json:"reals,omitempty"` // real servers balanced over (balancing targets only)
+	Variant     string       `json:"variant,omitempty"` // extra xlvsd flags of a sweep
+	Reals       int          `json:"reals,omitempty"`   // real servers balanced over (balancing targets only)
 	Unavailable string       `json:"unavailable,omitempty"`
 	Error       string       `json:"error,omitempty"`
 	ConnsPerSec Stat         `json:"conns_per_sec"`
@@ -304,7 +307,7 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 	}
 	if o.Conn != nil {
 		for _, t := range o.Targets {
-			prog.plan(kindConn, len(cellReals(o, t))*o.connRuns())
+			prog.plan(kindConn, len(cellReals(o, t))*len(cellVariants(o, t))*o.connRuns())
 		}
 	}
 	if o.WarmupRound && len(o.Workloads) > 0 {
@@ -397,7 +400,9 @@ func runConns(ctx context.Context, o RunOptions, r *Report, log io.Writer, prog 
 	var cells []*ConnResult
 	for _, t := range o.Targets {
 		for _, n := range cellReals(o, t) {
-			cells = append(cells, &ConnResult{Target: t, Reals: n})
+			for _, v := range cellVariants(o, t) {
+				cells = append(cells, &ConnResult{Target: t, Variant: v, Reals: n})
+			}
 		}
 	}
 	for run := range runs {
@@ -406,6 +411,7 @@ func runConns(ctx context.Context, o RunOptions, r *Report, log io.Writer, prog 
 				continue
 			}
 			co.Reals = c.Reals
+			co.DaemonArgs = append(slices.Clone(o.Packet.DaemonArgs), strings.Fields(c.Variant)...)
 			s, err := MeasureConnections(ctx, c.Target, co)
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -640,7 +646,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	writeVerdicts(w, "**Targets** (issue 8, end to end, median figures of this run)", r.Verdicts())
-	writeVerdicts(w, "**Fast-path and connection targets** (issue 19, median figures of this run; connections with the run's xlvsd flags)", r.FastPathVerdicts())
+	writeVerdicts(w, "**Fast-path and connection targets** (issue 19, median figures of this run)", r.FastPathVerdicts())
 }
 
 // writeVerdicts writes vs as a table under title, if there are any.
@@ -818,9 +824,10 @@ func hasFastPath(variant string) bool { return slices.Contains(strings.Fields(va
 // swept xlvs-nat with and without --fastpath (the first variant of each kind), on the
 // workload Verdicts judges: the no-drop rate (delivered, without a search) with the fast
 // path at least 2× iptables DNAT's and 2× xlvs NAT's without it, and the director's CPU
-// per packet at most a third of iptables DNAT's. The connection workload, which is not swept (it runs with --xlvsd's
-// flags), adds conn/s and the TCP stream at least level with iptables DNAT. A figure a
-// cell lacks is left out; a run without both kinds of variant judges only connections.
+// per packet at most a third of iptables DNAT's. The connection workload adds conn/s and
+// the TCP stream at least level with iptables DNAT (xlvs-nat with the fast path when the
+// sweep has it). A figure a cell lacks is left out; a run without both kinds of variant
+// judges only connections.
 func (r *Report) FastPathVerdicts() []Verdict {
 	var out []Verdict
 	judge := func(name string, a, b, want float64, atMost bool) {
@@ -858,22 +865,24 @@ func (r *Report) FastPathVerdicts() []Verdict {
 			judge(fmt.Sprintf("%s director ns/pkt: %s ÷ %s", wl, fast.Label(), TargetIptables), fast.DirNsPerPkt.Median, ipt.DirNsPerPkt.Median, 1.0/3, true)
 		}
 	}
+	// The connection cells: xlvs-nat with the fast path when the sweep has it, else its
+	// first cell.
 	var nat, ipt *ConnResult
 	for i := range r.Conns {
 		c := &r.Conns[i]
 		if len(c.Samples) == 0 || realsOf(c.Reals) != r.baseReals() {
 			continue
 		}
-		switch c.Target {
-		case TargetXLVSNAT:
+		switch {
+		case c.Target == TargetXLVSNAT && (nat == nil || hasFastPath(c.Variant) && !hasFastPath(nat.Variant)):
 			nat = c
-		case TargetIptables:
+		case c.Target == TargetIptables && ipt == nil:
 			ipt = c
 		}
 	}
 	if nat != nil && ipt != nil {
-		judge(fmt.Sprintf("connections conn/s: %s ÷ %s", TargetXLVSNAT, TargetIptables), nat.ConnsPerSec.Median, ipt.ConnsPerSec.Median, 1, false)
-		judge(fmt.Sprintf("connections stream Gbit/s: %s ÷ %s", TargetXLVSNAT, TargetIptables), nat.StreamGbps.Median, ipt.StreamGbps.Median, 1, false)
+		judge(fmt.Sprintf("connections conn/s: %s ÷ %s", nat.Label(), TargetIptables), nat.ConnsPerSec.Median, ipt.ConnsPerSec.Median, 1, false)
+		judge(fmt.Sprintf("connections stream Gbit/s: %s ÷ %s", nat.Label(), TargetIptables), nat.StreamGbps.Median, ipt.StreamGbps.Median, 1, false)
 	}
 	return out
 }
