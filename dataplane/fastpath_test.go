@@ -65,6 +65,22 @@ func requests(w *worker) []fastReq {
 	return out[:w.fp.ring.pop(out)]
 }
 
+// openOffers opens p's TCP connection on r's one port (a SYN, checked to offer
+// nothing, then an ACK) and returns what the ACK offered the fast path.
+func openOffers(t *testing.T, r *rig, p pkt) []fastReq {
+	t.Helper()
+	syn, ack := p, p
+	syn.syn, ack.ack = true, true
+	r.eth.Inject(build(t, syn))
+	r.w.poll()
+	if q := requests(r.w); len(q) != 0 {
+		t.Fatalf("offer on SYN: %+v", q)
+	}
+	r.eth.Inject(build(t, ack))
+	r.w.poll()
+	return requests(r.w)
+}
+
 func fkey(src, dst netip.Addr, sport, dport uint16, proto uint8) bpf.FastKey {
 	return fastKey(&conntrack.Key{Src: a16(src), Dst: a16(dst), SrcPort: sport, DstPort: dport, Proto: proto})
 }
@@ -275,18 +291,7 @@ func TestFastPathDROffers(t *testing.T) {
 	}{{"ipv4", l2Client, l2VIP, l2RS1}, {"ipv6", l2Client6, l2VIP6, l2RS16}} {
 		t.Run(c.name, func(t *testing.T) {
 			p := pkt{srcMAC: macClient, dstMAC: macDir, src: c.client, dst: c.vip, sport: 6000, dport: 80}
-			syn := p
-			syn.syn = true
-			r.eth.Inject(build(t, syn))
-			r.w.poll()
-			if q := requests(r.w); len(q) != 0 {
-				t.Fatalf("offer on SYN: %+v", q)
-			}
-			ack := p
-			ack.ack = true
-			r.eth.Inject(build(t, ack))
-			r.w.poll()
-			q := requests(r.w)
+			q := openOffers(t, r, p)
 			if len(q) != 1 || q[0].n != 1 || q[0].dirs[0].key != fkey(c.client, c.vip, 6000, 80, 6) ||
 				q[0].dirs[0].val.Action != bpf.FastDR || q[0].dirs[0].val.DMAC != macRS1 || q[0].dirs[0].val.SMAC != macDir ||
 				q[0].dirs[0].val.Ifindex != ifL2 || !q[0].dirs[0].in {

@@ -35,18 +35,7 @@ func TestFastPathTUNOffers(t *testing.T) {
 	for _, c := range tunFamilies {
 		t.Run(c.name, func(t *testing.T) {
 			p := pkt{srcMAC: macClient, dstMAC: macDir, src: c.client, dst: c.vip, sport: 6000, dport: 80}
-			syn := p
-			syn.syn = true
-			r.eth.Inject(build(t, syn))
-			r.w.poll()
-			if q := requests(r.w); len(q) != 0 {
-				t.Fatalf("offer on SYN: %+v", q)
-			}
-			ack := p
-			ack.ack = true
-			r.eth.Inject(build(t, ack))
-			r.w.poll()
-			q := requests(r.w)
+			q := openOffers(t, r, p)
 			if len(q) != 1 || q[0].op != fastInstall || q[0].n != 1 {
 				t.Fatalf("after the ACK: %+v, want one install of one direction", q)
 			}
