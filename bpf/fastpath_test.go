@@ -157,23 +157,8 @@ func TestFastPathRewrite(t *testing.T) {
 	requireNetns(t, ns)
 	xa, xb := ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
 	h := newHarness(t)
-	if err := h.c.EnableFastPath(1024); err != nil {
-		t.Fatalf("EnableFastPath: %v", err)
-	}
-	// EnableFastPath replaces the map for programs loaded after it.
-	p, err := h.c.Load()
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
-	if err := h.c.SetTxPorts([]int{xa, xb}); err != nil {
-		t.Fatalf("SetTxPorts: %v", err)
-	}
-
-	base := func(udp bool, src, dst netip.Addr, sport, dport uint16) fpPkt {
-		return fpPkt{udp: udp, src: src, dst: dst, sport: sport, dport: dport, ttl: 64,
-			dmac: macDirIn, smac: macClient, payload: 100}
-	}
+	p := fastPort(t, h, xa, xb)
+	base := fpBase
 	type tc struct {
 		name    string
 		in      fpPkt
@@ -341,9 +326,9 @@ func TestFastPathOff(t *testing.T) {
 	}
 }
 
-// fastPort enables the fast path on h's classifier, loads a program with it and puts
-// ifindex in tx_ports.
-func fastPort(t *testing.T, h *harness, ifindex int) *Port {
+// fastPort enables the fast path on h's classifier, loads a program with it (EnableFastPath
+// replaces the map for programs loaded after it) and makes txPorts the tx_ports.
+func fastPort(t *testing.T, h *harness, txPorts ...int) *Port {
 	t.Helper()
 	if err := h.c.EnableFastPath(1024); err != nil {
 		t.Fatalf("EnableFastPath: %v", err)
@@ -353,10 +338,17 @@ func fastPort(t *testing.T, h *harness, ifindex int) *Port {
 		t.Fatalf("Load: %v", err)
 	}
 	t.Cleanup(func() { p.Close() })
-	if err := h.c.SetTxPorts([]int{ifindex}); err != nil {
+	if err := h.c.SetTxPorts(txPorts); err != nil {
 		t.Fatalf("SetTxPorts: %v", err)
 	}
 	return p
+}
+
+// fpBase is a client's (or real server's) 100-byte packet as it reaches the director,
+// TTL 64: the frame the fast-path tables start from.
+func fpBase(udp bool, src, dst netip.Addr, sport, dport uint16) fpPkt {
+	return fpPkt{udp: udp, src: src, dst: dst, sport: sport, dport: dport, ttl: 64,
+		dmac: macDirIn, smac: macClient, payload: 100}
 }
 
 // runFast runs p on frame as received on ingress and returns the verdict, the output

@@ -100,12 +100,9 @@ func TestFastPathTUN(t *testing.T) {
 	requireNetns(t, ns)
 	xa, xb := ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
 	h := newHarness(t)
-	p := fastPort(t, h, xa)
-	if err := h.c.SetTxPorts([]int{xa, xb}); err != nil {
-		t.Fatal(err)
-	}
+	p := fastPort(t, h, xa, xb)
 	mk := func(udp bool, src, dst netip.Addr, sport, dport uint16, f func(*fpPkt)) fpPkt {
-		q := fpPkt{udp: udp, src: src, dst: dst, sport: sport, dport: dport, ttl: 64, dmac: macDirIn, smac: macClient, payload: 100}
+		q := fpBase(udp, src, dst, sport, dport)
 		if f != nil {
 			f(&q)
 		}
