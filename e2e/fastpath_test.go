@@ -185,21 +185,14 @@ func (e *env) fastTCP(vip netip.Addr, want netip.Addr) {
 func TestFastPathNAT(t *testing.T) {
 	e := setup(t, testbed.NATTwoArm, "--fastpath")
 	e.fastPathPeers()
-	for _, v6 := range []bool{false, true} {
-		name := "ipv4"
-		if v6 {
-			name = "ipv6"
-		}
-		t.Run(name, func(t *testing.T) {
-			e.t = t
-			vip := e.bed.VIPFor(v6)
-			e.natService("-t", vip, httpPort, "rr")
-			e.natService("-t", vip, whoPort, "rr")
-			e.natService("-u", vip, echoPort, "rr")
-			e.fastTCP(vip, e.bed.Client.AddrFor(v6))
-			e.fastUDP(vip, echoPort, 2000, 512, true)
-		})
-	}
+	e.eachFamily(t, func(t *testing.T, v6 bool) {
+		vip := e.bed.VIPFor(v6)
+		e.natService("-t", vip, httpPort, "rr")
+		e.natService("-t", vip, whoPort, "rr")
+		e.natService("-u", vip, echoPort, "rr")
+		e.fastTCP(vip, e.bed.Client.AddrFor(v6))
+		e.fastUDP(vip, echoPort, 2000, 512, true)
+	})
 	e.t = t
 	e.noChecksumErrors()
 	e.checkDrops()
@@ -213,23 +206,12 @@ func TestFastPathNAT(t *testing.T) {
 func TestFastPathDR(t *testing.T) {
 	e := setup(t, testbed.L2, "--fastpath")
 	e.fastPathPeers()
-	for _, v6 := range []bool{false, true} {
-		name := "ipv4"
-		if v6 {
-			name = "ipv6"
-		}
-		t.Run(name, func(t *testing.T) {
-			e.t = t
-			vip := e.bed.VIPFor(v6)
-			e.serveVIPEcho(vip)
-			for _, port := range []int{httpPort, whoPort} {
-				e.modeService("-t", vip, port, "-g")
-			}
-			e.modeService("-u", vip, vipEchoPort, "-g")
-			e.fastTCP(vip, e.bed.Client.AddrFor(v6))
-			e.fastUDP(vip, vipEchoPort, 2000, 512, false)
-		})
-	}
+	e.eachFamily(t, func(t *testing.T, v6 bool) {
+		vip := e.bed.VIPFor(v6)
+		e.vipServices(vip, "-g")
+		e.fastTCP(vip, e.bed.Client.AddrFor(v6))
+		e.fastUDP(vip, vipEchoPort, 2000, 512, false)
+	})
 	e.t = t
 	e.noChecksumErrors()
 	e.checkDrops()
@@ -346,31 +328,20 @@ func TestFastPathTUN(t *testing.T) {
 	e := setup(t, testbed.L2, "--fastpath")
 	e.fastPathPeers()
 	e.startDecap(decapBinary(t), "xdp")
-	for _, v6 := range []bool{false, true} {
-		name := "ipv4"
-		if v6 {
-			name = "ipv6"
+	e.eachFamily(t, func(t *testing.T, v6 bool) {
+		vip := e.bed.VIPFor(v6)
+		e.vipServices(vip, "-i")
+		before := e.dataplaneCounters()
+		e.fastTCP(vip, e.bed.Client.AddrFor(v6))
+		after := e.dataplaneCounters()
+		if after["icmp_sent"] == before["icmp_sent"] {
+			t.Errorf("the director sent no ICMP while the client uploaded full-size packets: the over-MTU path was not exercised (counters %v)", fastOnly(after))
 		}
-		t.Run(name, func(t *testing.T) {
-			e.t = t
-			vip := e.bed.VIPFor(v6)
-			e.serveVIPEcho(vip)
-			for _, port := range []int{httpPort, whoPort} {
-				e.modeService("-t", vip, port, "-i")
-			}
-			e.modeService("-u", vip, vipEchoPort, "-i")
-			before := e.dataplaneCounters()
-			e.fastTCP(vip, e.bed.Client.AddrFor(v6))
-			after := e.dataplaneCounters()
-			if after["icmp_sent"] == before["icmp_sent"] {
-				t.Errorf("the director sent no ICMP while the client uploaded full-size packets: the over-MTU path was not exercised (counters %v)", fastOnly(after))
-			}
-			e.fastUDP(vip, vipEchoPort, 2000, 512, false)
-			if st := e.service("tcp", vip, httpPort).Stats; st.InBytes < 16<<20 || st.OutPkts != 0 {
-				t.Errorf("tcp stats %+v: want ≥ 16 MiB in and no packets out (TUN replies bypass the director)", st)
-			}
-		})
-	}
+		e.fastUDP(vip, vipEchoPort, 2000, 512, false)
+		if st := e.service("tcp", vip, httpPort).Stats; st.InBytes < 16<<20 || st.OutPkts != 0 {
+			t.Errorf("tcp stats %+v: want ≥ 16 MiB in and no packets out (TUN replies bypass the director)", st)
+		}
+	})
 	e.t = t
 	e.noChecksumErrors()
 	// Full-size segments in flight when the first fragmentation needed left are answered

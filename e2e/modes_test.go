@@ -30,6 +30,32 @@ func (e *env) serveVIPEcho(vip netip.Addr) {
 	}
 }
 
+// vipServices serves the UDP echo on vip at every real server (serveVIPEcho) and defines
+// the TCP services vip:httpPort and vip:whoPort and the UDP service vip:vipEchoPort, each
+// to every real server with the forwarding flag method (-g, -i).
+func (e *env) vipServices(vip netip.Addr, method string) {
+	e.t.Helper()
+	e.serveVIPEcho(vip)
+	for _, port := range []int{httpPort, whoPort} {
+		e.modeService("-t", vip, port, method)
+	}
+	e.modeService("-u", vip, vipEchoPort, method)
+}
+
+// eachFamily runs f as the subtests "ipv4" and "ipv6", with e.t the subtest's.
+func (e *env) eachFamily(t *testing.T, f func(t *testing.T, v6 bool)) {
+	for _, v6 := range []bool{false, true} {
+		name := "ipv4"
+		if v6 {
+			name = "ipv6"
+		}
+		t.Run(name, func(t *testing.T) {
+			e.t = t
+			f(t, v6)
+		})
+	}
+}
+
 // modeService defines proto VIP:port → every real server (same port) with the forwarding
 // flag (-g, -i, -m) and scheduler rr.
 func (e *env) modeService(proto string, vip netip.Addr, port int, method ...string) {
@@ -100,32 +126,21 @@ func (e *env) logDrops() {
 // checksum errors anywhere.
 func TestDR(t *testing.T) {
 	e := setup(t, testbed.L2)
-	for _, v6 := range []bool{false, true} {
-		name := "ipv4"
-		if v6 {
-			name = "ipv6"
+	e.eachFamily(t, func(t *testing.T, v6 bool) {
+		vip := e.bed.VIPFor(v6)
+		e.vipServices(vip, "-g")
+		if out := e.adm("-L", "-n"); !strings.Contains(out, "Route") {
+			t.Fatalf("listing shows no Route destination:\n%s", out)
 		}
-		t.Run(name, func(t *testing.T) {
-			e.t = t
-			vip := e.bed.VIPFor(v6)
-			e.serveVIPEcho(vip)
-			for _, port := range []int{httpPort, whoPort} {
-				e.modeService("-t", vip, port, "-g")
-			}
-			e.modeService("-u", vip, vipEchoPort, "-g")
-			if out := e.adm("-L", "-n"); !strings.Contains(out, "Route") {
-				t.Fatalf("listing shows no Route destination:\n%s", out)
-			}
-			e.transferBothWays(vip, 10<<20, e.bed.Client.AddrFor(v6))
-			e.udpEcho(vip)
-			// The director sees only the client's direction.
-			st := e.service("tcp", vip, httpPort).Stats
-			if st.InBytes < 10<<20 || st.OutPkts != 0 {
-				t.Errorf("tcp stats %+v: want ≥ 10 MiB in and no packets out (DR replies bypass the director)", st)
-			}
-			e.logDrops()
-		})
-	}
+		e.transferBothWays(vip, 10<<20, e.bed.Client.AddrFor(v6))
+		e.udpEcho(vip)
+		// The director sees only the client's direction.
+		st := e.service("tcp", vip, httpPort).Stats
+		if st.InBytes < 10<<20 || st.OutPkts != 0 {
+			t.Errorf("tcp stats %+v: want ≥ 10 MiB in and no packets out (DR replies bypass the director)", st)
+		}
+		e.logDrops()
+	})
 	e.t = t
 	e.noChecksumErrors()
 }

@@ -21,48 +21,41 @@ import (
 // Datagrams with the default TTL still reach the real server and come back.
 func TestTimeExceeded(t *testing.T) {
 	e := setup(t, testbed.L2)
-	for _, v6 := range []bool{false, true} {
-		name := "ipv4"
-		if v6 {
-			name = "ipv6"
-		}
-		t.Run(name, func(t *testing.T) {
-			e.t = t
-			vip := e.bed.VIPFor(v6)
-			e.serveVIPEcho(vip)
-			e.modeService("-u", vip, vipEchoPort, "-g")
-			e.udpEcho(vip) // the default TTL passes
+	e.eachFamily(t, func(t *testing.T, v6 bool) {
+		vip := e.bed.VIPFor(v6)
+		e.serveVIPEcho(vip)
+		e.modeService("-u", vip, vipEchoPort, "-g")
+		e.udpEcho(vip) // the default TTL passes
 
-			k0, err := e.bed.Director.Counters()
-			if err != nil {
-				t.Fatal(err)
+		k0, err := e.bed.Director.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c0 := e.dataplaneCounters()
+		typ, code, from := ttlOneAnswer(t, e, netip.AddrPortFrom(vip, vipEchoPort))
+		wantType := uint8(11) // ICMP time exceeded, code 0: TTL exceeded in transit
+		if v6 {
+			wantType = 3 // ICMPv6 time exceeded, code 0: hop limit exceeded in transit
+		}
+		if typ != wantType || code != 0 || from != vip {
+			t.Fatalf("the client got ICMP type %d code %d from %v, want type %d code 0 from the VIP %v", typ, code, from, wantType, vip)
+		}
+		c1 := e.dataplaneCounters()
+		k1, err := e.bed.Director.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c1["drop_ttl_expired"] == c0["drop_ttl_expired"] || c1["icmp_sent"] == c0["icmp_sent"] {
+			t.Errorf("drop_ttl_expired %d -> %d, icmp_sent %d -> %d: the answer did not come from xlvs",
+				c0["drop_ttl_expired"], c1["drop_ttl_expired"], c0["icmp_sent"], c1["icmp_sent"])
+		}
+		for _, k := range []string{"Icmp.OutTimeExcds", "Icmp6.OutTimeExcds", "Icmp.OutDestUnreachs", "Icmp6.OutDestUnreachs"} {
+			if k1[k] != k0[k] {
+				t.Errorf("the director's kernel counted %s %d", k, k1[k]-k0[k])
 			}
-			c0 := e.dataplaneCounters()
-			typ, code, from := ttlOneAnswer(t, e, netip.AddrPortFrom(vip, vipEchoPort))
-			wantType := uint8(11) // ICMP time exceeded, code 0: TTL exceeded in transit
-			if v6 {
-				wantType = 3 // ICMPv6 time exceeded, code 0: hop limit exceeded in transit
-			}
-			if typ != wantType || code != 0 || from != vip {
-				t.Fatalf("the client got ICMP type %d code %d from %v, want type %d code 0 from the VIP %v", typ, code, from, wantType, vip)
-			}
-			c1 := e.dataplaneCounters()
-			k1, err := e.bed.Director.Counters()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c1["drop_ttl_expired"] == c0["drop_ttl_expired"] || c1["icmp_sent"] == c0["icmp_sent"] {
-				t.Errorf("drop_ttl_expired %d -> %d, icmp_sent %d -> %d: the answer did not come from xlvs",
-					c0["drop_ttl_expired"], c1["drop_ttl_expired"], c0["icmp_sent"], c1["icmp_sent"])
-			}
-			for _, k := range []string{"Icmp.OutTimeExcds", "Icmp6.OutTimeExcds", "Icmp.OutDestUnreachs", "Icmp6.OutDestUnreachs"} {
-				if k1[k] != k0[k] {
-					t.Errorf("the director's kernel counted %s %d", k, k1[k]-k0[k])
-				}
-			}
-			e.udpEcho(vip) // and the service goes on
-		})
-	}
+		}
+		e.udpEcho(vip) // and the service goes on
+	})
 }
 
 // ttlOneAnswer sends datagrams with TTL (hop limit) 1 to svc from a connected UDP socket

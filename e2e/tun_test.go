@@ -117,39 +117,28 @@ func TestTUN(t *testing.T) {
 	e := setup(t, testbed.L2)
 	bin := decapBinary(t)
 	e.startDecap(bin, "xdp")
-	for _, v6 := range []bool{false, true} {
-		name := "ipv4"
-		if v6 {
-			name = "ipv6"
+	e.eachFamily(t, func(t *testing.T, v6 bool) {
+		vip := e.bed.VIPFor(v6)
+		e.vipServices(vip, "-i")
+		if out := e.adm("-L", "-n"); !strings.Contains(out, "Tunnel") {
+			t.Fatalf("listing shows no Tunnel destination:\n%s", out)
 		}
-		t.Run(name, func(t *testing.T) {
-			e.t = t
-			vip := e.bed.VIPFor(v6)
-			e.serveVIPEcho(vip)
-			for _, port := range []int{httpPort, whoPort} {
-				e.modeService("-t", vip, port, "-i")
-			}
-			e.modeService("-u", vip, vipEchoPort, "-i")
-			if out := e.adm("-L", "-n"); !strings.Contains(out, "Tunnel") {
-				t.Fatalf("listing shows no Tunnel destination:\n%s", out)
-			}
-			icmpBefore := e.dataplaneCounters()["icmp_sent"]
-			e.transferBothWays(vip, 10<<20, e.bed.Client.AddrFor(v6))
-			c := e.dataplaneCounters()
-			if c["icmp_sent"] == icmpBefore {
-				t.Errorf("the director sent no ICMP while the client uploaded full-size packets: the PMTU path was not exercised (counters %v)", c)
-			}
-			if c["encapsulated"] == 0 {
-				t.Errorf("nothing encapsulated: %v", c)
-			}
-			e.udpEcho(vip)
-			st := e.service("tcp", vip, httpPort).Stats
-			if st.InBytes < 10<<20 || st.OutPkts != 0 {
-				t.Errorf("tcp stats %+v: want ≥ 10 MiB in and no packets out (TUN replies bypass the director)", st)
-			}
-			e.logDrops()
-		})
-	}
+		icmpBefore := e.dataplaneCounters()["icmp_sent"]
+		e.transferBothWays(vip, 10<<20, e.bed.Client.AddrFor(v6))
+		c := e.dataplaneCounters()
+		if c["icmp_sent"] == icmpBefore {
+			t.Errorf("the director sent no ICMP while the client uploaded full-size packets: the PMTU path was not exercised (counters %v)", c)
+		}
+		if c["encapsulated"] == 0 {
+			t.Errorf("nothing encapsulated: %v", c)
+		}
+		e.udpEcho(vip)
+		st := e.service("tcp", vip, httpPort).Stats
+		if st.InBytes < 10<<20 || st.OutPkts != 0 {
+			t.Errorf("tcp stats %+v: want ≥ 10 MiB in and no packets out (TUN replies bypass the director)", st)
+		}
+		e.logDrops()
+	})
 	e.t = t
 	e.noChecksumErrors()
 }
@@ -165,11 +154,7 @@ func TestTUNDecapTC(t *testing.T) {
 	e.startDecap(bin, "tc")
 	for _, v6 := range []bool{false, true} {
 		vip := e.bed.VIPFor(v6)
-		e.serveVIPEcho(vip)
-		for _, port := range []int{httpPort, whoPort} {
-			e.modeService("-t", vip, port, "-i")
-		}
-		e.modeService("-u", vip, vipEchoPort, "-i")
+		e.vipServices(vip, "-i")
 		before := e.dataplaneCounters()["encapsulated"]
 		const size = 2 << 20
 		e.transferBothWays(vip, size, e.bed.Client.AddrFor(v6))
