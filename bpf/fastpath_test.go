@@ -153,11 +153,7 @@ func fastEntry(p fpPkt, action uint8, addr netip.Addr, port uint16, ifindex int,
 // builds for the rewritten packet (checksums computed from scratch), and the verdict
 // with XDP_TX (same interface) or XDP_REDIRECT (the other one, through tx_ports).
 func TestFastPathRewrite(t *testing.T) {
-	ns := testNetns(t)
-	requireNetns(t, ns)
-	xa, xb := ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
-	h := newHarness(t)
-	p := fastPort(t, h, xa, xb)
+	h, p, xa, xb := fastRig(t, true)
 	base := fpBase
 	type tc struct {
 		name    string
@@ -230,11 +226,7 @@ func TestFastPathRewrite(t *testing.T) {
 // TestFastPathUDPNoChecksum: an IPv4 UDP packet without checksum keeps none, as the slow
 // path's packet.RewriteDst does (RFC 768: zero means none).
 func TestFastPathUDPNoChecksum(t *testing.T) {
-	ns := testNetns(t)
-	requireNetns(t, ns)
-	xa := ifaceByName(t, "xa").Index
-	h := newHarness(t)
-	p := fastPort(t, h, xa)
+	h, p, xa, _ := fastRig(t, false)
 	in := fpPkt{udp: true, src: cip4, dst: vip4, sport: 1000, dport: 53, ttl: 64, dmac: macDirIn, smac: macClient, payload: 9, noUDPCsum: true}
 	k := fastKeyOf(in)
 	if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{fastEntry(in, FastNATDst, rip4, 5353, xa, 1500)}); err != nil {
@@ -257,11 +249,7 @@ func TestFastPathUDPNoChecksum(t *testing.T) {
 // a flow without entry. Each goes where it would without the fast path (the reference
 // model of classify_test.go) and leaves the entry's counters alone.
 func TestFastPathSlow(t *testing.T) {
-	ns := testNetns(t)
-	requireNetns(t, ns)
-	xa, xb := ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
-	h := newHarness(t)
-	p := fastPort(t, h, xa) // xb is not in tx_ports
+	h, p, xa, xb := fastRig(t, false) // xb is not in tx_ports
 	mk := func(f func(*fpPkt)) fpPkt {
 		q := fpPkt{src: cip4, dst: vip4, sport: 41000, dport: 80, ttl: 64, dmac: macDirIn, smac: macClient, payload: 20}
 		f(&q)
@@ -324,6 +312,20 @@ func TestFastPathOff(t *testing.T) {
 	if err := h.c.EnableFastPath(0); err == nil {
 		t.Fatal("EnableFastPath(0) succeeded")
 	}
+}
+
+// fastRig readies a fast-path test in the test namespace: the ifindexes of its veths xa
+// and xb, a harness, and a program with the fast path whose tx_ports are xa, and xb too
+// when both.
+func fastRig(t *testing.T, both bool) (h *harness, p *Port, xa, xb int) {
+	t.Helper()
+	requireNetns(t, testNetns(t))
+	xa, xb = ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
+	h = newHarness(t)
+	if both {
+		return h, fastPort(t, h, xa, xb), xa, xb
+	}
+	return h, fastPort(t, h, xa), xa, xb
 }
 
 // fastPort enables the fast path on h's classifier, loads a program with it (EnableFastPath
@@ -441,14 +443,7 @@ func BenchmarkFastPathProgram(b *testing.B) {
 // → client:cport), TTL / hop limit decremented, checksums as gopacket computes them for
 // the rewritten packet.
 func TestFastPathFullNAT(t *testing.T) {
-	ns := testNetns(t)
-	requireNetns(t, ns)
-	xa, xb := ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
-	h := newHarness(t)
-	p := fastPort(t, h, xa)
-	if err := h.c.SetTxPorts([]int{xa, xb}); err != nil {
-		t.Fatal(err)
-	}
+	h, p, xa, xb := fastRig(t, true)
 	for _, c := range []struct {
 		name           string
 		udp            bool

@@ -96,11 +96,7 @@ func slowTunnel(tb testing.TB, in []byte, src, dst netip.Addr, id uint16) []byte
 // identification is the entry's packet count, so a second packet of the flow carries the
 // next one.
 func TestFastPathTUN(t *testing.T) {
-	ns := testNetns(t)
-	requireNetns(t, ns)
-	xa, xb := ifaceByName(t, "xa").Index, ifaceByName(t, "xb").Index
-	h := newHarness(t)
-	p := fastPort(t, h, xa, xb)
+	h, p, xa, xb := fastRig(t, true)
 	mk := func(udp bool, src, dst netip.Addr, sport, dport uint16, f func(*fpPkt)) fpPkt {
 		q := fpBase(udp, src, dst, sport, dport)
 		if f != nil {
@@ -176,11 +172,7 @@ func TestFastPathTUN(t *testing.T) {
 // fragmentation needed / Packet Too Big — and so do the other packets the dataplane must
 // see (TTL 1, SYN); one byte less than the MTU is encapsulated.
 func TestFastPathTUNSlow(t *testing.T) {
-	ns := testNetns(t)
-	requireNetns(t, ns)
-	xa := ifaceByName(t, "xa").Index
-	h := newHarness(t)
-	p := fastPort(t, h, xa)
+	h, p, xa, _ := fastRig(t, false)
 	for _, c := range []struct {
 		name    string
 		in      fpPkt

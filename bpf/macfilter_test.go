@@ -121,11 +121,7 @@ func TestMACFilterSetErrors(t *testing.T) {
 // interface's own MAC; a copy flooded to this standby is passed and the entry's
 // counters do not move.
 func TestMACFilterFastPath(t *testing.T) {
-	ns := testNetns(t)
-	requireNetns(t, ns)
-	xa := ifaceByName(t, "xa").Index
-	h := newHarness(t)
-	p := fastPort(t, h, xa)
+	h, p, xa, _ := fastRig(t, false)
 	if err := p.SetMACs([]net.HardwareAddr{macDirIn}); err != nil {
 		t.Fatalf("SetMACs: %v", err)
 	}

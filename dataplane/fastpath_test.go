@@ -71,12 +71,19 @@ func openOffers(t *testing.T, r *rig, p pkt) []fastReq {
 	t.Helper()
 	syn, ack := p, p
 	syn.syn, ack.ack = true, true
-	r.eth.Inject(build(t, syn))
+	return secondOffers(t, r, syn, ack, "SYN")
+}
+
+// secondOffers sends first on r's one port, checks it offered the fast path nothing (the
+// failure names it as firstName), sends second and returns what that offered.
+func secondOffers(t *testing.T, r *rig, first, second pkt, firstName string) []fastReq {
+	t.Helper()
+	r.eth.Inject(build(t, first))
 	r.w.poll()
 	if q := requests(r.w); len(q) != 0 {
-		t.Fatalf("offer on SYN: %+v", q)
+		t.Fatalf("offer on %s: %+v", firstName, q)
 	}
-	r.eth.Inject(build(t, ack))
+	r.eth.Inject(build(t, second))
 	r.w.poll()
 	return requests(r.w)
 }
@@ -299,14 +306,7 @@ func TestFastPathDROffers(t *testing.T) {
 			}
 			u := p
 			u.udp, u.sport = true, 6001
-			r.eth.Inject(build(t, u))
-			r.w.poll()
-			if q := requests(r.w); len(q) != 0 {
-				t.Fatalf("offer on a UDP connection's first packet: %+v", q)
-			}
-			r.eth.Inject(build(t, u))
-			r.w.poll()
-			if q := requests(r.w); len(q) != 1 || q[0].dirs[0].key != fkey(c.client, c.vip, 6001, 80, 17) {
+			if q := secondOffers(t, r, u, u, "a UDP connection's first packet"); len(q) != 1 || q[0].dirs[0].key != fkey(c.client, c.vip, 6001, 80, 17) {
 				t.Fatalf("after the second UDP packet: %+v", q)
 			}
 		})

@@ -58,14 +58,7 @@ func TestFastPathTUNOffers(t *testing.T) {
 			}
 			u := p
 			u.udp, u.sport = true, 6001
-			r.eth.Inject(build(t, u))
-			r.w.poll()
-			if q := requests(r.w); len(q) != 0 {
-				t.Fatalf("offer on a UDP connection's first packet: %+v", q)
-			}
-			r.eth.Inject(build(t, u))
-			r.w.poll()
-			if q := requests(r.w); len(q) != 1 || q[0].dirs[0].key != fkey(c.client, c.vip, 6001, 80, 17) || q[0].dirs[0].val.Action != bpf.FastTUN {
+			if q := secondOffers(t, r, u, u, "a UDP connection's first packet"); len(q) != 1 || q[0].dirs[0].key != fkey(c.client, c.vip, 6001, 80, 17) || q[0].dirs[0].val.Action != bpf.FastTUN {
 				t.Fatalf("after the second UDP packet: %+v", q)
 			}
 		})
