@@ -13,7 +13,11 @@
 // veth on each side of the director) for all of them, and one-armed (generator,
 // director and sink on one bridge, the director forwarding out of the interface it
 // received on; testbed.ChainOptions.OneArm) for xlvs-nat-onearm and
-// iptables-dnat-onearm, which share xlvs-nat's and iptables-dnat's set-up. The balancing
+// iptables-dnat-onearm, which share xlvs-nat's and iptables-dnat's set-up. A third
+// iptables target, iptables-dnat-xdp, is iptables-dnat with a pass-everything XDP program
+// on the director's interfaces: what any XDP-based director pays on a veth (the peer
+// loses TSO, every MTU-sized frame is handled on its own), the fair reference for xlvs's
+// TCP stream here, as afxdp-l2fwd is for its packet rate. The balancing
 // targets (xlvs, iptables and nftables DNAT) spread the flows over PacketOptions.Reals
 // (ConnOptions.Reals) real servers, 1 to MaxReals, all addresses of the sink: its own
 // 198.18.2.11, then .12–99 and .200–254 added to its interface, each with a permanent

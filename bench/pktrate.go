@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -41,19 +42,31 @@ const (
 	// share a bridge and the director forwards out of the interface it received on.
 	TargetXLVSNATOneArm  Target = "xlvs-nat-onearm"
 	TargetIptablesOneArm Target = "iptables-dnat-onearm"
+
+	// TargetIptablesXDP is iptables-dnat with an XDP program that passes every packet
+	// attached (native mode) to each of the director's interfaces: the kernel's DNAT
+	// path plus only what an XDP program on the interface costs. On a veth that cost is
+	// large for TCP streams (the peer loses TSO and every MTU-sized frame goes through the
+	// program and GRO on its own) and every XDP-based director pays it: the reference for
+	// xlvs's stream on this testbed, as afxdp-l2fwd is for its packet rate.
+	TargetIptablesXDP Target = "iptables-dnat-xdp"
 )
 
 // AllTargets lists every target.
 var AllTargets = []Target{TargetXLVSNAT, TargetXLVSDR, TargetXLVSTUN, TargetXLVSFullNAT, TargetXLVSNATOneArm,
-	TargetIptables, TargetIptablesOneArm, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
+	TargetIptables, TargetIptablesOneArm, TargetIptablesXDP, TargetNftables, TargetKernel, TargetL2Fwd, TargetIPVS}
 
 // oneArmed maps each one-armed target to the two-armed target whose set-up it shares.
 var oneArmed = map[Target]Target{TargetXLVSNATOneArm: TargetXLVSNAT, TargetIptablesOneArm: TargetIptables}
 
-// base is the target whose set-up t uses (t itself unless t is one-armed).
+// base is the target whose set-up t uses (t itself unless t is one-armed or
+// iptables-dnat-xdp).
 func (t Target) base() Target {
 	if b, ok := oneArmed[t]; ok {
 		return b
+	}
+	if t == TargetIptablesXDP {
+		return TargetIptables
 	}
 	return t
 }
@@ -555,6 +568,9 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 				}
 			}
 		}
+		if err == nil && target == TargetIptablesXDP {
+			stop, err = attachPassAll(bed)
+		}
 	case TargetNftables:
 		if err = bed.SetForwarding(true); err == nil {
 			err = nftLoad(ctx, bed.Director, nftScript(bed.VIP, proto, port, reals))
@@ -642,6 +658,27 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 		return pr, dst, stop, errors.Join(fmt.Errorf("set up %s: %w", target, err), stop())
 	}
 	return pr, dst, stop, nil
+}
+
+// attachPassAll attaches a pass-everything XDP program to each of the director's
+// interfaces (TargetIptablesXDP) and returns how to detach them.
+func attachPassAll(bed *testbed.Bed) (stop func() error, err error) {
+	var links []io.Closer
+	stop = func() error {
+		var errs []error
+		for _, l := range links {
+			errs = append(errs, l.Close())
+		}
+		return errors.Join(errs...)
+	}
+	for _, h := range bed.DirectorHosts() {
+		l, err := testbed.AttachXDPPass(h.NS, h.Iface)
+		if err != nil {
+			return stop, err
+		}
+		links = append(links, l)
+	}
+	return stop, nil
 }
 
 // FULLNAT local addresses: fullnatFirstLIP and the ones after it, on the director's

@@ -7,8 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 )
 
 // requireRoot skips when not root, except under CI, where it fails.
@@ -40,6 +45,7 @@ func TestMeasurePacketRate(t *testing.T) {
 		{"kernel", TargetKernel, base},
 		{"iptables", TargetIptables, base},
 		{"iptables one-armed", TargetIptablesOneArm, base},
+		{"iptables behind XDP", TargetIptablesXDP, base},
 		{"nftables", TargetNftables, base},
 		{"l2fwd", TargetL2Fwd, base},
 		{"kernel no-drop search", TargetKernel, search},
@@ -111,6 +117,65 @@ func TestMeasureConnections(t *testing.T) {
 	}
 	if _, err := MeasureConnections(ctx, TargetL2Fwd, ConnOptions{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("l2fwd connections: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestIptablesXDP: iptables-dnat-xdp sets up iptables DNAT with a pass-everything XDP
+// program in native mode on each of the director's interfaces, which the sink's peer
+// veth answers by turning its TSO off; stopping the target detaches the programs. Then
+// its connection workload: requests answered and a stream through.
+func TestIptablesXDP(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bed, err := newChain(TargetIptablesXDP, "xx", 0, []int{1}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bed.Close()
+	xdpOn := func() (on []bool) {
+		for _, h := range bed.DirectorHosts() {
+			err := h.NS.Do(func() error {
+				l, err := netlink.LinkByName(h.Iface)
+				if err == nil {
+					x := l.Attrs().Xdp
+					on = append(on, x != nil && x.Attached && x.AttachMode == nl.XDP_ATTACHED_DRV)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return on
+	}
+	if on := xdpOn(); slices.Contains(on, true) {
+		t.Fatalf("XDP attached %v before the set-up", on)
+	}
+	_, _, stop, err := setupTarget(ctx, bed, TargetIptablesXDP, "tcp", httpPort, PacketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on := xdpOn(); len(on) != 2 || slices.Contains(on, false) {
+		t.Errorf("XDP in native mode on the director's interfaces: %v, want both", on)
+	}
+	if out, err := bed.Reals[0].NS.Run(ctx, "ethtool", "-k", bed.Reals[0].Iface); err != nil || !strings.Contains(out, "tcp-segmentation-offload: off") {
+		t.Errorf("the sink's veth with XDP on its peer: %q (%v), want TSO off", out, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if on := xdpOn(); slices.Contains(on, true) {
+		t.Errorf("XDP attached %v after stop", on)
+	}
+
+	s, err := MeasureConnections(ctx, TargetIptablesXDP, ConnOptions{Concurrency: 8, Duration: 300 * time.Millisecond, StreamBytes: 4 << 20, GenCPU: 0, DirCPU: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(s)
+	if s.Requests == 0 || s.StreamGbps <= 0 {
+		t.Fatalf("sample %+v: want answered requests and a stream rate", s)
 	}
 }
 

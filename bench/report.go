@@ -122,9 +122,12 @@ func QuickOptions() RunOptions {
 	}
 }
 
-// QuickTargets are AllTargets but iptables-dnat-onearm: the one-armed layout's baseline
-// is for full runs; the smoke needs its xlvs target only.
-var QuickTargets = slices.DeleteFunc(slices.Clone(AllTargets), func(t Target) bool { return t == TargetIptablesOneArm })
+// QuickTargets are AllTargets but iptables-dnat-onearm and iptables-dnat-xdp: the
+// one-armed layout's baseline and the XDP reference are for full runs; the smoke needs
+// xlvs's targets and the plain baselines only.
+var QuickTargets = slices.DeleteFunc(slices.Clone(AllTargets), func(t Target) bool {
+	return t == TargetIptablesOneArm || t == TargetIptablesXDP
+})
 
 // FullOptions measures every workload, five runs of 3 s each, with a finer no-drop search,
 // each run waiting (up to 30 s) for the machine to be quiet.
@@ -315,7 +318,7 @@ func Run(ctx context.Context, o RunOptions, log io.Writer) (*Report, error) {
 			if avail[t] != nil {
 				continue
 			}
-			if t.oneArm() && slices.Contains(o.Targets, t.base()) {
+			if t.base() != t && slices.Contains(o.Targets, t.base()) {
 				continue // the same binaries, programs and modules as its base target's
 			}
 			po := o.Packet
@@ -712,7 +715,11 @@ type Comparison struct {
 // rewrite and, per new connection, a local port allocation, so the first ratio is their
 // cost; one-armed NAT does NAT's work on one interface behind a bridge, so the second
 // is what the layout costs, and the third compares xlvs with iptables on that layout.
-var comparedModes = [][2]Target{{TargetXLVSFullNAT, TargetXLVSNAT}, {TargetXLVSNATOneArm, TargetXLVSNAT}, {TargetXLVSNATOneArm, TargetIptablesOneArm}}
+// The last two compare with iptables DNAT behind a pass-everything XDP program: what an
+// XDP program on the director's interfaces costs the kernel's own path, and xlvs against
+// the kernel on those equal terms.
+var comparedModes = [][2]Target{{TargetXLVSFullNAT, TargetXLVSNAT}, {TargetXLVSNATOneArm, TargetXLVSNAT},
+	{TargetXLVSNATOneArm, TargetIptablesOneArm}, {TargetIptablesXDP, TargetIptables}, {TargetXLVSNAT, TargetIptablesXDP}}
 
 // natRef is the xlvs NAT target that a row's "xlvs-nat ÷ target" ratio divides: the
 // one-armed one for one-armed targets, so that both sides of a ratio share a layout.
@@ -826,8 +833,9 @@ func hasFastPath(variant string) bool { return slices.Contains(strings.Fields(va
 // path at least 2× iptables DNAT's and 2× xlvs NAT's without it, and the director's CPU
 // per packet at most a third of iptables DNAT's. The connection workload adds conn/s and
 // the TCP stream at least level with iptables DNAT (xlvs-nat with the fast path when the
-// sweep has it). A figure a cell lacks is left out; a run without both kinds of variant
-// judges only connections.
+// sweep has it), against iptables DNAT and, when the run has it, against
+// iptables-dnat-xdp. A figure a cell lacks is left out; a run without both kinds of
+// variant judges only connections.
 func (r *Report) FastPathVerdicts() []Verdict {
 	var out []Verdict
 	judge := func(name string, a, b, want float64, atMost bool) {
@@ -867,7 +875,7 @@ func (r *Report) FastPathVerdicts() []Verdict {
 	}
 	// The connection cells: xlvs-nat with the fast path when the sweep has it, else its
 	// first cell.
-	var nat, ipt *ConnResult
+	var nat, ipt, iptXDP *ConnResult
 	for i := range r.Conns {
 		c := &r.Conns[i]
 		if len(c.Samples) == 0 || realsOf(c.Reals) != r.baseReals() {
@@ -878,11 +886,18 @@ func (r *Report) FastPathVerdicts() []Verdict {
 			nat = c
 		case c.Target == TargetIptables && ipt == nil:
 			ipt = c
+		case c.Target == TargetIptablesXDP && iptXDP == nil:
+			iptXDP = c
 		}
 	}
-	if nat != nil && ipt != nil {
-		judge(fmt.Sprintf("connections conn/s: %s ÷ %s", nat.Label(), TargetIptables), nat.ConnsPerSec.Median, ipt.ConnsPerSec.Median, 1, false)
-		judge(fmt.Sprintf("connections stream Gbit/s: %s ÷ %s", nat.Label(), TargetIptables), nat.StreamGbps.Median, ipt.StreamGbps.Median, 1, false)
+	// The same two targets against iptables DNAT behind a pass-everything XDP program
+	// (when the run measured it): the kernel on the terms an XDP program on the
+	// director's interfaces sets, which xlvs cannot avoid.
+	for _, ref := range []*ConnResult{ipt, iptXDP} {
+		if nat != nil && ref != nil {
+			judge(fmt.Sprintf("connections conn/s: %s ÷ %s", nat.Label(), ref.Target), nat.ConnsPerSec.Median, ref.ConnsPerSec.Median, 1, false)
+			judge(fmt.Sprintf("connections stream Gbit/s: %s ÷ %s", nat.Label(), ref.Target), nat.StreamGbps.Median, ref.StreamGbps.Median, 1, false)
+		}
 	}
 	return out
 }

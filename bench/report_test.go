@@ -392,7 +392,8 @@ func TestFullNATLIPs(t *testing.T) {
 // ÷ two-armed NAT) and xlvs against iptables on it, for packets and connections.
 func TestOneArmReport(t *testing.T) {
 	if TargetXLVSNATOneArm.base() != TargetXLVSNAT || !TargetXLVSNATOneArm.oneArm() || TargetXLVSNAT.oneArm() ||
-		TargetIptablesOneArm.base() != TargetIptables || TargetKernel.base() != TargetKernel {
+		TargetIptablesOneArm.base() != TargetIptables || TargetKernel.base() != TargetKernel ||
+		TargetIptablesXDP.base() != TargetIptables || TargetIptablesXDP.oneArm() || !balances(TargetIptablesXDP) {
 		t.Fatal("one-armed targets do not map to their two-armed set-ups")
 	}
 	if !isXLVS(TargetXLVSNATOneArm) || isXLVS(TargetIptablesOneArm) || !balances(TargetXLVSNATOneArm) || !balances(TargetIptablesOneArm) {
@@ -525,6 +526,7 @@ func TestFastPathVerdicts(t *testing.T) {
 		{Target: TargetXLVSNAT, Variant: "--batch 64", Samples: []ConnSample{{ConnsPerSec: 4000, StreamGbps: 1}}},
 		{Target: TargetXLVSNAT, Variant: "--batch 64 --fastpath", Samples: []ConnSample{{ConnsPerSec: 4500, StreamGbps: 2}}},
 		{Target: TargetIptables, Samples: []ConnSample{{ConnsPerSec: 5000, StreamGbps: 1.6}}},
+		{Target: TargetIptablesXDP, Samples: []ConnSample{{ConnsPerSec: 4800, StreamGbps: 2.5}}},
 	}
 	for i := range r.Conns {
 		r.Conns[i].summarize()
@@ -535,12 +537,15 @@ func TestFastPathVerdicts(t *testing.T) {
 		{Name: "udp-64B-1000flows director ns/pkt: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 0.4, Want: 1.0 / 3, Met: false, AtMost: true},
 		{Name: "connections conn/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 0.9, Want: 1, Met: false},
 		{Name: "connections stream Gbit/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 1.25, Want: 1, Met: true},
+		{Name: "connections conn/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat-xdp", Ratio: 4500.0 / 4800, Want: 1, Met: false},
+		{Name: "connections stream Gbit/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat-xdp", Ratio: 0.8, Want: 1, Met: false},
 	}
 	checkVerdicts(t, r.FastPathVerdicts(), want)
 	markdownHas(t, r,
 		"| udp-64B-1000flows director ns/pkt: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat | 0.40 | ≤ 0.33 | missed |",
 		"| udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath] ÷ xlvs-nat [--batch 64] | 3.00 | ≥ 2.00 | met |",
 		"| connections conn/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat | 0.90 | ≥ 1.00 | missed |",
+		"| connections stream Gbit/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat-xdp | 0.80 | ≥ 1.00 | missed |",
 		"| xlvs-nat [--batch 64] | 4000 (4000–4000) |",
 		"| xlvs-nat [--batch 64 --fastpath] | 4500 (4500–4500) |",
 	)
