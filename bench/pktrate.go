@@ -594,6 +594,17 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 				}
 			}
 		}
+		if kernelForwards(o.DaemonArgs) {
+			// xlvsd --fastpath-forward kernel passes established connections' packets to
+			// the director's kernel to forward, and refuses to start unless the kernel
+			// would: forwarding on, and accept_local for NAT replies from the VIP.
+			if err = bed.SetForwarding(true); err == nil {
+				err = bed.Director.SetSysctl("net.ipv4.conf.all.accept_local", "1")
+			}
+			if err != nil {
+				return pr, dst, stop, fmt.Errorf("set up %s: %w", target, err)
+			}
+		}
 		var d *Daemon
 		var args []string
 		for _, h := range bed.DirectorHosts() {
@@ -658,6 +669,17 @@ func setupTarget(ctx context.Context, bed *testbed.Bed, target Target, proto str
 		return pr, dst, stop, errors.Join(fmt.Errorf("set up %s: %w", target, err), stop())
 	}
 	return pr, dst, stop, nil
+}
+
+// kernelForwards reports whether xlvsd flags args have the fast path's packets forwarded
+// by the kernel (--fastpath-forward kernel, or =kernel).
+func kernelForwards(args []string) bool {
+	for i, a := range args {
+		if a == "--fastpath-forward=kernel" || a == "--fastpath-forward" && i+1 < len(args) && args[i+1] == "kernel" {
+			return true
+		}
+	}
+	return false
 }
 
 // attachPassAll attaches a pass-everything XDP program to each of the director's

@@ -47,6 +47,13 @@ const (
 // xlvs.c).
 const FastRedirect = 1
 
+// FastKernel (FastVal.Flags; FastNATDst, FastNATSrc and FastFullNAT only): the program
+// rewrites the addresses, ports and checksums but not the TTL or the MACs, and passes
+// the packet to the kernel (XDP_PASS), whose routing forwards it: TTL, next hop, MTU, and
+// on a veth GRO before the forward. CsumL3 then covers the address change alone
+// (FastDeltas with decTTL false). FP_F_KERNEL in xlvs.c.
+const FastKernel = 2
+
 // FastVal is struct fp_val in xlvs.c: what the program does to a packet of the flow. 104
 // bytes. CsumL3 and CsumL4 are RFC 1624 deltas (FastDelta). Packets, Bytes and LastSeen
 // (CLOCK_MONOTONIC nanoseconds) are the program's; write them as 0.
@@ -54,7 +61,7 @@ type FastVal struct {
 	DMAC, SMAC [6]byte
 	Ifindex    uint32
 	Action     uint8
-	Flags      uint8    // FastRedirect
+	Flags      uint8    // FastRedirect, FastKernel
 	MTU        uint16   // longer IP packets go to AF_XDP (FastTUN: inner packets)
 	Addr       [16]byte // FastNAT*, FastFullNAT: the new (source) address; FastTUN: the outer source
 	Port       [2]byte  // network byte order

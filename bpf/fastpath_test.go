@@ -499,3 +499,87 @@ func TestFastPathFullNAT(t *testing.T) {
 		})
 	}
 }
+
+// TestFastPathKernel: an entry with FastKernel (xlvsd --fastpath-forward kernel) has the
+// program rewrite the NAT or FULLNAT addresses, ports and checksums and pass the packet
+// to the kernel (XDP_PASS, counted as fastpath_tx) with its TTL and MACs as they came:
+// the kernel's forward decrements the TTL and picks the next hop. Compared byte for byte
+// with gopacket's frame of the rewritten packet (checksums from scratch). A DR entry
+// ignores the flag (its packet keeps the VIP as destination: the kernel would keep it).
+func TestFastPathKernel(t *testing.T) {
+	h, p, xa, xb := fastRig(t, true)
+	for _, c := range []struct {
+		name           string
+		in             fpPkt
+		action         uint8
+		nsrc, ndst     netip.Addr
+		nsport, ndport uint16
+	}{
+		{"nat request tcp4", fpBase(false, cip4, vip4, 41000, 80), FastNATDst, cip4, rip4, 41000, 8080},
+		{"nat reply udp4", fpBase(true, rip4, cip4, 5353, 41001), FastNATSrc, vip4, cip4, 53, 41001},
+		{"nat request udp6", fpBase(true, cip6, vip6, 41002, 53), FastNATDst, cip6, rip6, 41002, 5353},
+		{"nat reply tcp6", fpBase(false, rip6, cip6, 8080, 41003), FastNATSrc, vip6, cip6, 443, 41003},
+		{"fullnat request tcp4", fpBase(false, cip4, vip4, 41004, 80), FastFullNAT, lip4, rip4, 5000, 8080},
+		{"fullnat reply udp6", fpBase(true, rip6, lip6, 5353, 5001), FastFullNAT, vip6, cip6, 53, 41005},
+		{"checksum wraps", fpBase(true, netip.MustParseAddr("255.255.255.254"), vip4, 65535, 53), FastNATDst,
+			netip.MustParseAddr("255.255.255.254"), netip.MustParseAddr("0.0.0.1"), 65535, 1},
+		{"ttl 2 passes with 2", func() fpPkt { q := fpBase(false, cip4, vip4, 41006, 80); q.ttl = 2; return q }(), FastNATDst, cip4, rip4, 41006, 8080},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := c.in
+			family := uint8(6)
+			if in.src.Is4() {
+				family = 4
+			}
+			v := FastVal{DMAC: mac6(macReal), SMAC: mac6(macDirOut), Ifindex: uint32(xb), Action: c.action, Flags: FastKernel, MTU: 1500}
+			switch c.action {
+			case FastNATDst:
+				v.Addr, v.Port = v4mapped(c.ndst), [2]byte{byte(c.ndport >> 8), byte(c.ndport)}
+				v.CsumL3, v.CsumL4 = FastDeltas(family, v4mapped(in.dst), v.Addr, in.dport, c.ndport, false)
+			case FastNATSrc:
+				v.Addr, v.Port = v4mapped(c.nsrc), [2]byte{byte(c.nsport >> 8), byte(c.nsport)}
+				v.CsumL3, v.CsumL4 = FastDeltas(family, v4mapped(in.src), v.Addr, in.sport, c.nsport, false)
+			case FastFullNAT:
+				v.Addr, v.Port = v4mapped(c.nsrc), [2]byte{byte(c.nsport >> 8), byte(c.nsport)}
+				v.Addr2, v.Port2 = v4mapped(c.ndst), [2]byte{byte(c.ndport >> 8), byte(c.ndport)}
+				l3a, l4a := FastDeltas(family, v4mapped(in.src), v.Addr, in.sport, c.nsport, false)
+				l3b, l4b := FastDeltas(family, v4mapped(in.dst), v.Addr2, in.dport, c.ndport, false)
+				v.CsumL3, v.CsumL4 = AddDeltas(l3a, l3b), AddDeltas(l4a, l4b)
+			}
+			k := fastKeyOf(in)
+			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			ret, out, slot := runFast(t, p, in.frame(t), xa)
+			if ret != xdpPass || slot != statFastPathTx {
+				t.Fatalf("verdict %d counter %d, want XDP_PASS (%d) and fastpath_tx (%d)", ret, slot, xdpPass, statFastPathTx)
+			}
+			want := in // TTL and MACs as they came
+			want.src, want.dst, want.sport, want.dport = c.nsrc, c.ndst, c.nsport, c.ndport
+			if exp := want.frame(t); !bytes.Equal(out, exp) {
+				t.Fatalf("output frame\n% x\nwant\n% x", out, exp)
+			}
+			var got FastVal
+			if ok, err := h.c.FastLookup(&k, &got); !ok || err != nil || got.Packets != 1 || got.Bytes != uint64(len(out)-14) {
+				t.Fatalf("entry: found %v (%v), packets %d bytes %d, want 1 and %d", ok, err, got.Packets, got.Bytes, len(out)-14)
+			}
+		})
+	}
+	t.Run("dr ignores it", func(t *testing.T) {
+		in := fpBase(false, cip4, vip4, 41007, 80)
+		v := fastEntry(in, FastDR, netip.Addr{}, 0, xa, 1500)
+		v.Flags = FastKernel
+		k := fastKeyOf(in)
+		if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+		ret, out, _ := runFast(t, p, in.frame(t), xa)
+		want := in
+		want.dmac, want.smac, want.ttl = macReal, macDirOut, in.ttl-1
+		if exp := want.frame(t); ret != xdpTx || !bytes.Equal(out, exp) {
+			t.Fatalf("verdict %d, frame\n% x\nwant XDP_TX (%d) and\n% x", ret, out, xdpTx, exp)
+		}
+	})
+}

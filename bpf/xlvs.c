@@ -72,7 +72,7 @@ enum stat_slot {
 	STAT_NON_IP = 5,          /* neither IPv4 nor IPv6 (ARP, LLDP...): passed */
 	STAT_LOCAL_REPLY = 6,     /* a real server answering the director itself: passed */
 	STAT_HELD = 7,            /* matched, no socket, during a restart's handoff: dropped */
-	STAT_FASTPATH_TX = 8,     /* an established flow rewritten and sent here (fastpath) */
+	STAT_FASTPATH_TX = 8,     /* an established flow rewritten and sent here, or passed to the kernel to forward (fastpath) */
 	STAT_OTHER_HOST = 9,      /* destination MAC not one of the interface's (macs): passed */
 	STAT__MAX
 };
@@ -510,6 +510,15 @@ struct fp_key {
 #define FP_F_REDIRECT 1
 
 /*
+ * FP_F_KERNEL (FP_NAT_DST, FP_NAT_SRC and FP_FULLNAT only): rewrite the addresses, ports
+ * and checksums (csum_l3 then covers the address alone), and pass the packet on
+ * (XDP_PASS): the director's kernel forwards it as routed, decrementing the TTL, choosing
+ * the next hop and its MAC, answering what exceeds the MTU. On a veth, GRO then merges a
+ * TCP stream's frames before the forward, which a redirect of each frame does not do.
+ */
+#define FP_F_KERNEL 2
+
+/*
  * The rewrite of one direction: 104 bytes, no implicit padding. FP_TUN: addr is the outer
  * header's source, addr2 its destination (the real server), of the inner packet's family;
  * mtu bounds the inner packet (the egress MTU less the outer header). csum_l3 and csum_l4 are RFC 1624 deltas
@@ -677,7 +686,7 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 	struct fp_val *v;
 	__be16 *port, *csum;
 	__u32 zero = 0, *on;
-	int act;
+	int act, kern;
 
 	on = bpf_map_lookup_elem(&fp_on, &zero);
 	if (!on || !*on)
@@ -714,8 +723,11 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 		if (ip6->hop_limit <= 1)
 			return -1;
 	}
+	kern = (v->flags & FP_F_KERNEL) && v->action != FP_DR && v->action != FP_TUN;
 	/* The egress first: a missing device leaves the packet untouched for the slow path. */
-	if (v->ifindex == ctx->ingress_ifindex && !(v->flags & FP_F_REDIRECT)) {
+	if (kern) {
+		act = XDP_PASS;
+	} else if (v->ifindex == ctx->ingress_ifindex && !(v->flags & FP_F_REDIRECT)) {
 		act = XDP_TX;
 	} else {
 		act = bpf_redirect_map(&tx_ports, v->ifindex, XDP_PASS);
@@ -758,7 +770,8 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 				__builtin_memcpy(&ip->saddr, &v->addr[12], 4);
 			if (full)
 				__builtin_memcpy(&ip->daddr, &v->addr2[12], 4);
-			ip->ttl--;
+			if (!kern)
+				ip->ttl--;
 			ip->check = bpf_htons(csum_apply(bpf_ntohs(ip->check), v->csum_l3));
 		} else {
 			struct ipv6hdr *ip6 = l3;
@@ -771,7 +784,8 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 				__builtin_memcpy(&ip6->saddr, v->addr, 16);
 			if (full)
 				__builtin_memcpy(&ip6->daddr, v->addr2, 16);
-			ip6->hop_limit--;
+			if (!kern)
+				ip6->hop_limit--;
 		}
 		*port = v->port;
 		if (full)
@@ -800,8 +814,10 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 			return -1;
 		ip6->hop_limit--;
 	}
-	__builtin_memcpy(eth->h_dest, v->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, v->smac, ETH_ALEN);
+	if (!kern) {
+		__builtin_memcpy(eth->h_dest, v->dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, v->smac, ETH_ALEN);
+	}
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, l3len);
 	v->last_seen = bpf_ktime_get_ns();

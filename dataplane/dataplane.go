@@ -59,6 +59,13 @@ type Config struct {
 	// FULLNAT, DR and TUN connections are forwarded by the XDP program itself. 0: off. Needs
 	// the XDP program (New), not given sockets.
 	FastPath int
+	// FastPathKernel: with FastPath, established NAT and FULLNAT connections' packets are
+	// rewritten in XDP and passed to the kernel, whose routing forwards them
+	// (bpf.FastKernel), instead of sent out by the program; for the families whose
+	// packets the kernel would forward when New runs (fastPath.kernelFamilies: forwarding
+	// on; IPv4 also accept_local, and rp_filter not strict), and New refuses it when
+	// neither qualifies. DR and TUN entries are sent by the program either way.
+	FastPathKernel bool
 }
 
 func (c *Config) defaults() {
@@ -262,8 +269,10 @@ func New(cfg Config) (*Dataplane, error) {
 			return fail(err)
 		}
 		var ifx []int
+		var names []string
 		for _, f := range ifcs {
 			ifx = append(ifx, f.link.Attrs().Index)
+			names = append(names, f.link.Attrs().Name)
 			if f.link.Type() == "veth" {
 				cfg.Logger.Warn("fast path on a veth: its peer must have GRO on (ethtool -K PEER gro on) or an XDP program, else the kernel drops what the fast path sends", "interface", f.link.Attrs().Name)
 			}
@@ -272,6 +281,11 @@ func New(cfg Config) (*Dataplane, error) {
 			return fail(err)
 		}
 		d.fast = newFastPath(d, cls)
+		if cfg.FastPathKernel {
+			if err := d.fast.kernelFamilies(names); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	// The program instances of adopted links (a successor's) load meanwhile too: loading
 	// needs no namespace, and attaching happens only with the predecessor's links.

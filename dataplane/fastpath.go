@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -112,6 +116,9 @@ type fastWorker struct {
 	ring   *fastRing
 	offers [fastOffers]fastOffer
 	req    fastReq // scratch
+	// kernel4, kernel6: NAT and FULLNAT entries of that family pass their packets to the
+	// kernel to forward (bpf.FastKernel; Config.FastPathKernel).
+	kernel4, kernel6 bool
 }
 
 type fastOffer struct {
@@ -166,6 +173,10 @@ type fastPath struct {
 
 	installed, removed, mapFull, failed, packets, bytes, sweeps, entries ctr
 
+	// kernel4, kernel6: the families whose NAT and FULLNAT entries the kernel forwards
+	// (kernelFamilies), given to each worker.
+	kernel4, kernel6 bool
+
 	// owned by run
 	persistOf   map[uint32]*Service // the persistent services of persistSnap, by ID
 	persistSnap *Snapshot
@@ -196,7 +207,61 @@ func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
 func (f *fastPath) attachWorker(w *worker) {
 	r := newFastRing(fastQueueLen)
 	f.rings = append(f.rings, r)
-	w.fp = &fastWorker{ring: r}
+	w.fp = &fastWorker{ring: r, kernel4: f.kernel4, kernel6: f.kernel6}
+}
+
+// sysctlDir is where the kernel's network switches are read (per network namespace:
+// the director's); a variable for tests.
+var sysctlDir = "/proc/sys/net"
+
+// kernelFamilies decides, for Config.FastPathKernel, which families' NAT and FULLNAT
+// entries the kernel forwards (ifaces: the managed interfaces). A family qualifies when
+// the kernel would forward its rewritten packets: its forwarding is on and, for IPv4,
+// on every interface accept_local is on and rp_filter is not strict — a NAT reply's new
+// source is the VIP, which the director usually holds, and the kernel drops a packet
+// from outside with a local source address as a martian unless accept_local lets it
+// (net/ipv4/fib_frontend.c, fib_validate_source), and with strict reverse-path filtering
+// also then (the VIP is not routed out of the interface it came in on). An error naming
+// what is missing when neither family qualifies; a warning for a family left to the
+// program.
+func (f *fastPath) kernelFamilies(ifaces []string) error {
+	read := func(rel string) int {
+		b, err := os.ReadFile(sysctlDir + "/" + rel)
+		if err != nil {
+			return -1
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return -1
+		}
+		return v
+	}
+	var miss4, miss6 []string
+	if read("ipv4/ip_forward") != 1 {
+		miss4 = append(miss4, "net.ipv4.ip_forward=1")
+	}
+	if read("ipv6/conf/all/forwarding") != 1 {
+		miss6 = append(miss6, "net.ipv6.conf.all.forwarding=1")
+	}
+	all := read("ipv4/conf/all/accept_local") == 1
+	for _, ifname := range ifaces {
+		if !all && read("ipv4/conf/"+ifname+"/accept_local") != 1 {
+			miss4 = append(miss4, "net.ipv4.conf."+ifname+".accept_local=1")
+		}
+		if max(read("ipv4/conf/all/rp_filter"), read("ipv4/conf/"+ifname+"/rp_filter")) == 1 {
+			miss4 = append(miss4, "net.ipv4.conf."+ifname+".rp_filter=2 (and conf.all.rp_filter not 1)")
+		}
+	}
+	f.kernel4, f.kernel6 = len(miss4) == 0, len(miss6) == 0
+	switch {
+	case !f.kernel4 && !f.kernel6:
+		return fmt.Errorf("fast path forwarded by the kernel: the kernel would not forward the rewritten packets; set %s, or let the XDP program send them (--fastpath-forward xdp)", strings.Join(append(miss4, miss6...), ", "))
+	case !f.kernel4:
+		f.d.log.Warn("fast path: the XDP program sends IPv4 NAT and FULLNAT packets itself: the kernel would not forward them", "needs", strings.Join(miss4, ", "))
+	case !f.kernel6:
+		f.d.log.Warn("fast path: the XDP program sends IPv6 NAT and FULLNAT packets itself: the kernel would not forward them", "needs", strings.Join(miss6, ", "))
+	}
+	return nil
 }
 
 // Kick asks for a sweep soon (the configuration changed).
@@ -331,7 +396,11 @@ func (f *fastPath) apply(r *fastReq) {
 			}
 			f.account(&dir.key, old)
 		}
-		dir.val.MTU, dir.val.Flags = f.egress(dir.val.Ifindex)
+		mtu, flags := f.egress(dir.val.Ifindex)
+		dir.val.MTU = mtu
+		if dir.val.Flags&bpf.FastKernel == 0 {
+			dir.val.Flags = flags // the program sends it: out of this interface
+		}
 		if dir.val.Action == bpf.FastTUN {
 			dir.val.MTU = tunMTU(dir.val.MTU, dir.mtu, dir.val.Addr2)
 		}
@@ -756,7 +825,12 @@ func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, a
 	if action == bpf.FastNATSrc || action == bpf.FastFullNAT { // FULLNAT: addr is the source
 		old, oldPort = k.Src, k.SrcPort
 	}
-	d.val.CsumL3, d.val.CsumL4 = bpf.FastDeltas(family, old, addr, oldPort, port, true)
+	// Passed to the kernel, the packet keeps its TTL: the kernel's forward decrements it.
+	kernel := family == 4 && w.fp.kernel4 || family == 6 && w.fp.kernel6
+	if kernel {
+		d.val.Flags = bpf.FastKernel
+	}
+	d.val.CsumL3, d.val.CsumL4 = bpf.FastDeltas(family, old, addr, oldPort, port, !kernel)
 	return true
 }
 

@@ -2,7 +2,11 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -554,4 +558,115 @@ func TestFastPathFullNATOffers(t *testing.T) {
 	wantRep.src, wantRep.sport, wantRep.dst, wantRep.dport, wantRep.ttl = vip, 80, client, 40000, 63
 	checkDeltas(t, build(t, repPkt), build(t, wantRep), out.val)
 	r.drain()
+}
+
+// TestFastPathKernelOffers: with the kernel forwarding IPv4 fast-path packets
+// (Config.FastPathKernel, kernelFamilies), a NAT connection's two directions are offered
+// with bpf.FastKernel and deltas that leave the TTL to the kernel's forward: they turn the
+// arriving checksums into those of the packet rewritten with its TTL unchanged. With the
+// family left to the program, the flag is off and the deltas include the decrement. The
+// flag survives apply, which otherwise sets the egress interface's flags.
+func TestFastPathKernelOffers(t *testing.T) {
+	for _, kernel := range []bool{true, false} {
+		r := newRig(t, "rr", 1)
+		f := newFastPath(r.dp, nil)
+		f.kernel4, f.kernel6 = kernel, !kernel
+		for _, w := range r.dp.workers {
+			f.attachWorker(w)
+		}
+		r.dp.fast = f
+		syn := pkt{syn: true}
+		natSend(t, r, 40000, true, syn)
+		natSend(t, r, 40000, false, pkt{syn: true, ack: true})
+		ack := pkt{ack: true, payload: []byte("data")}
+		natSend(t, r, 40000, true, ack)
+		q := requests(r.w)
+		if len(q) != 1 || q[0].n != 2 {
+			t.Fatalf("kernel %v: offers %+v, want one install of two directions", kernel, q)
+		}
+		ttl := uint8(63)
+		flags := uint8(0)
+		if kernel {
+			ttl, flags = 64, bpf.FastKernel
+		}
+		in, out := q[0].dirs[0], q[0].dirs[1]
+		if in.val.Flags != flags || out.val.Flags != flags {
+			t.Fatalf("kernel %v: flags %d and %d, want %d", kernel, in.val.Flags, out.val.Flags, flags)
+		}
+		reqIn := pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: 40000, dport: 80, ack: true, payload: []byte("data")}
+		want := reqIn
+		want.dst, want.dport, want.ttl = rs1, 8080, ttl
+		checkDeltas(t, build(t, reqIn), build(t, want), in.val)
+		repIn := pkt{srcMAC: macRS1, dstMAC: macDirInt, src: rs1, dst: client, sport: 8080, dport: 40000, ack: true, payload: []byte("answer")}
+		wantRep := repIn
+		wantRep.src, wantRep.sport, wantRep.ttl = vip, 80, ttl
+		checkDeltas(t, build(t, repIn), build(t, wantRep), out.val)
+		f.apply(&q[0])
+		if len(f.insVals) != 2 || f.insVals[0].Flags != flags || f.insVals[1].Flags != flags {
+			t.Fatalf("kernel %v: applied %+v, want flags %d", kernel, f.insVals, flags)
+		}
+		r.drain()
+	}
+}
+
+// TestKernelFamilies: --fastpath-forward kernel takes a family when the kernel would
+// forward its rewritten packets (forwarding on; IPv4: accept_local on every interface,
+// by conf.all or its own, and rp_filter not strict by either), refuses to start when
+// neither family qualifies, naming the settings, and warns for a family left out.
+func TestKernelFamilies(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		set        map[string]string
+		want4      bool
+		want6      bool
+		wantErr    string
+		wantWarnOf string
+	}{
+		{"everything set", map[string]string{"ipv4/ip_forward": "1", "ipv6/conf/all/forwarding": "1", "ipv4/conf/all/accept_local": "1"}, true, true, "", ""},
+		{"accept_local per interface, loose rp_filter", map[string]string{"ipv4/ip_forward": "1", "ipv4/conf/eth0/accept_local": "1", "ipv4/conf/eth1/accept_local": "1",
+			"ipv4/conf/all/rp_filter": "2"}, true, false, "", "IPv6"},
+		{"one interface without accept_local", map[string]string{"ipv4/ip_forward": "1", "ipv6/conf/all/forwarding": "1", "ipv4/conf/eth0/accept_local": "1"}, false, true, "", "IPv4"},
+		{"strict rp_filter on one", map[string]string{"ipv4/ip_forward": "1", "ipv6/conf/all/forwarding": "1", "ipv4/conf/all/accept_local": "1",
+			"ipv4/conf/eth1/rp_filter": "1"}, false, true, "", "IPv4"},
+		{"nothing forwards", map[string]string{"ipv4/conf/all/accept_local": "1"}, false, false,
+			"fast path forwarded by the kernel: the kernel would not forward the rewritten packets; set net.ipv4.ip_forward=1, net.ipv6.conf.all.forwarding=1, or let the XDP program send them (--fastpath-forward xdp)", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, d := range []string{"ipv4/conf/all", "ipv4/conf/eth0", "ipv4/conf/eth1", "ipv6/conf/all"} {
+				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, k := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv4/conf/all/accept_local", "ipv4/conf/eth0/accept_local",
+				"ipv4/conf/eth1/accept_local", "ipv4/conf/all/rp_filter", "ipv4/conf/eth0/rp_filter", "ipv4/conf/eth1/rp_filter"} {
+				v, ok := tc.set[k]
+				if !ok {
+					v = "0"
+				}
+				if err := os.WriteFile(filepath.Join(dir, k), []byte(v+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old := sysctlDir
+			sysctlDir = dir
+			t.Cleanup(func() { sysctlDir = old })
+			var log strings.Builder
+			dp := &Dataplane{log: slog.New(slog.NewTextHandler(&log, nil))}
+			f := newFastPath(dp, nil)
+			err := f.kernelFamilies([]string{"eth0", "eth1"})
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("err %v\nwant %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || f.kernel4 != tc.want4 || f.kernel6 != tc.want6 {
+				t.Fatalf("kernel4 %v kernel6 %v (%v), want %v %v", f.kernel4, f.kernel6, err, tc.want4, tc.want6)
+			}
+			if tc.wantWarnOf == "" && log.Len() != 0 || tc.wantWarnOf != "" && !strings.Contains(log.String(), "sends "+tc.wantWarnOf) {
+				t.Fatalf("log %q, want a warning about %q", log.String(), tc.wantWarnOf)
+			}
+		})
+	}
 }

@@ -3,10 +3,12 @@ package e2e
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"xlvs/bench"
 	"xlvs/bench/testbed"
 	"xlvs/bench/traffic"
 )
@@ -277,6 +279,16 @@ func TestFastPathDeleteServer(t *testing.T) {
 func TestFastPathFullNAT(t *testing.T) {
 	e := setup(t, testbed.NATTwoArm, "--fastpath")
 	e.fastPathPeers()
+	e.fastFullNAT()
+	e.t = t
+	e.noChecksumErrors()
+	e.checkDrops()
+}
+
+// fastFullNAT gives the director FULLNAT's local addresses and the real servers no route
+// to the client, and runs fastTCP and fastUDP through FULLNAT services over IPv4 and IPv6.
+func (e *env) fastFullNAT() {
+	t := e.t
 	for _, args := range [][]string{
 		{"-4", "addr", "add", fullnatLIP4.String() + "/24", "dev", e.bed.Int.Iface},
 		{"-6", "addr", "add", fullnatLIP6.String() + "/64", "dev", e.bed.Int.Iface, "nodad"},
@@ -311,9 +323,82 @@ func TestFastPathFullNAT(t *testing.T) {
 			e.fastUDP(vip, echoPort, 2000, 512, true)
 		})
 	}
+}
+
+// TestFastPathKernel: with --fastpath-forward kernel the program rewrites NAT and FULLNAT
+// connections' packets and passes them on, and the director's kernel forwards them.
+// xlvsd refuses to start while the kernel would not (naming the settings); with
+// forwarding and accept_local on it starts, and byte-exact TCP both ways and UDP flows
+// counted exactly go through the fast path (xdp_fastpath_tx counts what the program
+// passed), NAT then FULLNAT, over IPv4 and IPv6.
+func TestFastPathKernel(t *testing.T) {
+	e := setup(t, testbed.NATTwoArm)
+	args := []string{"-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--fastpath", "--fastpath-forward", "kernel"}
+	if err := e.d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := bench.StartDaemon(e.ctx, e.bed.Director, bins, args...)
+	if err == nil {
+		d.Stop()
+		t.Fatal("xlvsd --fastpath-forward kernel started with the kernel's forwarding off")
+	}
+	if !strings.Contains(err.Error(), "set net.ipv4.ip_forward=1, net.ipv4.conf.") || !strings.Contains(err.Error(), "--fastpath-forward xdp") {
+		t.Fatalf("refusal %v: want the settings named and the other choice", err)
+	}
+	if err := e.bed.SetForwarding(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.bed.Director.SetSysctl("net.ipv4.conf.all.accept_local", "1"); err != nil {
+		t.Fatal(err)
+	}
+	e.startDaemon(args...)
+	e.eachFamily(t, func(t *testing.T, v6 bool) {
+		vip := e.bed.VIPFor(v6)
+		e.natService("-t", vip, httpPort, "rr")
+		e.natService("-t", vip, whoPort, "rr")
+		e.natService("-u", vip, echoPort, "rr")
+		e.fastTCP(vip, e.bed.Client.AddrFor(v6))
+		e.fastUDP(vip, echoPort, 2000, 512, true)
+	})
+	e.t = t
+	e.adm("-C")
+	e.fastFullNAT()
 	e.t = t
 	e.noChecksumErrors()
 	e.checkDrops()
+	// The director's kernel forwarded them (it forwards nothing else here: xlvsd's
+	// workers send the rest themselves).
+	v4, v6 := e.forwarded()
+	if v4 < 20000 || v6 < 20000 {
+		t.Errorf("the director's kernel forwarded %d IPv4 and %d IPv6 datagrams, want the fast path's (> 20000 each)", v4, v6)
+	}
+	t.Logf("the director's kernel forwarded %d IPv4 and %d IPv6 datagrams", v4, v6)
+}
+
+// forwarded returns the director kernel's forwarded datagram counts: IPv4 (Ip
+// ForwDatagrams, /proc/net/snmp) and IPv6 (Ip6OutForwDatagrams, /proc/net/snmp6).
+func (e *env) forwarded() (v4, v6 uint64) {
+	e.t.Helper()
+	snmp, err := e.bed.Director.Run(e.ctx, "cat", "/proc/net/snmp", "/proc/net/snmp6")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	lines := strings.Split(snmp, "\n")
+	for i, l := range lines {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 2 && f[0] == "Ip6OutForwDatagrams":
+			v6, _ = strconv.ParseUint(f[1], 10, 64)
+		case len(f) > 1 && f[0] == "Ip:" && f[1] == "Forwarding" && i+1 < len(lines): // names, then values
+			vals := strings.Fields(lines[i+1])
+			for j, name := range f {
+				if name == "ForwDatagrams" && j < len(vals) {
+					v4, _ = strconv.ParseUint(vals[j], 10, 64)
+				}
+			}
+		}
+	}
+	return v4, v6
 }
 
 // TestFastPathTUN: with --fastpath, TUN (one interface: XDP_TX or a redirect back out of

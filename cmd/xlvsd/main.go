@@ -68,6 +68,7 @@ type options struct {
 	handoffHold     time.Duration // restart handoff (handoff.go)
 	fastPath        bool          // the XDP fast path for established connections
 	fastPathEntries int
+	fastPathForward string // "xdp" or "kernel"
 	// Packaging (service.go, manual.go).
 	socketGroup string
 	version     bool
@@ -114,6 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.shardKeyFile, "shard-key-file", "", "file whose contents (any secret, e.g. 32 random bytes; the same file on both directors of a sync pair) key the connection table's shard choice, so that FULLNAT connections synced from a peer fit this table (default: a random key; FULLNAT entries from a peer are then refused and counted as apply errors)")
 	fs.DurationVar(&o.handoffHold, "handoff-hold", 3*time.Second, "restart handoff: on SIGTERM under a service manager with a file descriptor store, hand the connection table, AF_XDP sockets and XDP program to the next xlvsd; the services' packets wait in the sockets (or are dropped when they cannot be handed over), never passed to the kernel, for at most this long until it takes over (0 = no handoff: detach at once)")
 	fs.BoolVar(&o.fastPath, "fastpath", false, "forward established NAT, FULLNAT, DR and TUN connections (TCP ESTABLISHED; UDP once answered) in the XDP program itself, without AF_XDP; on veth the peer needs GRO on or an XDP program (the kernel drops XDP_TX and redirected frames otherwise)")
+	fs.StringVar(&o.fastPathForward, "fastpath-forward", "xdp", "with --fastpath, who forwards established NAT and FULLNAT packets once the program has rewritten them: xdp (the program sends them out, XDP_TX or a redirect) or kernel (the program passes them on and the kernel's routing forwards them, decrementing the TTL; needs the kernel's forwarding on, net.ipv4.ip_forward=1 and for IPv6 net.ipv6.conf.all.forwarding=1, and a firewall that lets them through; on veth GRO then merges a TCP stream before the forward); DR and TUN are sent by the program either way")
 	fs.IntVar(&o.fastPathEntries, "fastpath-entries", dataplane.DefaultFastPathEntries, "with --fastpath: the fast path's map size in entries (a NAT connection takes two, a DR or TUN one one; allocated as used); connections beyond stay on the AF_XDP path")
 	fs.StringVar(&o.metrics, "metrics-listen", "", "address for Prometheus metrics at /metrics, e.g. 127.0.0.1:9110 (default off)")
 	addPackagingFlags(fs, o, stderr)
@@ -211,6 +213,9 @@ func checkNumbers(o *options) error {
 	}
 	if err := between("fastpath-entries", o.fastPathEntries, 1, bpf.MaxFastPathEntries, ""); err != nil {
 		return err
+	}
+	if o.fastPathForward != "xdp" && o.fastPathForward != "kernel" {
+		return fmt.Errorf("--fastpath-forward %q: must be xdp (the XDP program sends) or kernel (the kernel's routing forwards)", o.fastPathForward)
 	}
 	if err := between("batch", o.batch, 1, min(dataplane.MaxBatch, o.sock.RxRing), " (at most --rx-ring)"); err != nil {
 		return err
@@ -470,6 +475,7 @@ func dataplaneConfig(o *options, mode bpf.Mode, cpus []int, log *slog.Logger) da
 	}
 	if o.fastPath {
 		cfg.FastPath = o.fastPathEntries
+		cfg.FastPathKernel = o.fastPathForward == "kernel"
 	}
 	return cfg
 }

@@ -176,6 +176,7 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"icmp-burst", "2147483648", "--icmp-burst 2147483648: must be between 1 and 2147483647"},
 		{"fastpath-entries", "0", "--fastpath-entries 0: must be between 1 and 16777216"},
 		{"fastpath-entries", "16777217", "--fastpath-entries 16777217: must be between 1 and 16777216"},
+		{"fastpath-forward", "tc", `--fastpath-forward "tc": must be xdp (the XDP program sends) or kernel (the kernel's routing forwards)`},
 	} {
 		t.Run(tc.flag+"="+tc.value, func(t *testing.T) {
 			_, err := parseFlags([]string{"-i", "eth0", "--" + tc.flag, tc.value}, io.Discard)
@@ -200,6 +201,7 @@ func TestNumericFlagRanges(t *testing.T) {
 		{"--fill-ring", "8", "--tx-ring", "8", "--frames", "16"}, {"--frames", "1048576"},
 		{"--icmp-rate", "-1"}, {"--icmp-rate", "1"}, {"--icmp-rate", "1000000000"}, {"--icmp-burst", "1"}, {"--icmp-burst", "2147483647"},
 		{"--conn-max", "1024"}, {"--fastpath", "--fastpath-entries", "1"}, {"--fastpath-entries", "16777216"},
+		{"--fastpath", "--fastpath-forward", "kernel"}, {"--fastpath-forward", "xdp"},
 	} {
 		if _, err := parseFlags(append([]string{"-i", "eth0"}, args...), io.Discard); err != nil {
 			t.Errorf("%q refused: %v", args, err)

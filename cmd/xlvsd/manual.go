@@ -67,6 +67,7 @@ dashboard and alerting rules shipped in /usr/share/xlvs/ use them.`,
 			"config": "FILE", "keepalived-conf": "FILE", "health-check": "TEXT",
 			"sync-threshold": "T,P", "sync-refresh-period": "SECONDS", "sync-retries": "N",
 			"sync-ports": "N", "shard-key-file": "FILE", "metrics-listen": "ADDR", "fastpath-entries": "N",
+			"fastpath-forward": "WHO",
 		},
 		Sections: []manpage.Section{
 			{Title: "Signals", Items: []manpage.Item{
