@@ -828,14 +828,14 @@ func (r *Report) Verdicts() []Verdict {
 func hasFastPath(variant string) bool { return slices.Contains(strings.Fields(variant), "--fastpath") }
 
 // FastPathVerdicts judges the XDP fast path's end-to-end targets (issue 19) on a run that
-// swept xlvs-nat with and without --fastpath (the first variant of each kind), on the
-// workload Verdicts judges: the no-drop rate (delivered, without a search) with the fast
-// path at least 2× iptables DNAT's and 2× xlvs NAT's without it, and the director's CPU
-// per packet at most a third of iptables DNAT's. The connection workload adds conn/s and
-// the TCP stream at least level with iptables DNAT (xlvs-nat with the fast path when the
-// sweep has it), against iptables DNAT and, when the run has it, against
-// iptables-dnat-xdp. A figure a cell lacks is left out; a run without both kinds of
-// variant judges only connections.
+// swept xlvs-nat with and without --fastpath (each variant with it, against the first
+// without), on the workload Verdicts judges: the no-drop rate (delivered, without a
+// search) with the fast path at least 2× iptables DNAT's and 2× xlvs NAT's without it,
+// and the director's CPU per packet at most a third of iptables DNAT's. The connection
+// workload adds conn/s and the TCP stream at least level with iptables DNAT (each
+// xlvs-nat variant with the fast path when the sweep has them, else its first cell),
+// and, when the run has it, with iptables-dnat-xdp. A figure a cell lacks is left out; a
+// run without both kinds of variant judges only connections.
 func (r *Report) FastPathVerdicts() []Verdict {
 	var out []Verdict
 	judge := func(name string, a, b, want float64, atMost bool) {
@@ -850,16 +850,17 @@ func (r *Report) FastPathVerdicts() []Verdict {
 		out = append(out, v)
 	}
 	if wl := r.judgedWorkload(); wl != nil {
-		var fast, slow *Result
+		var fast []*Result
+		var slow *Result
 		for i := range r.Results {
 			c := &r.Results[i]
 			if c.Workload != *wl || c.Target != TargetXLVSNAT || c.Variant == "" || len(c.Samples) == 0 || realsOf(c.Reals) != r.baseReals() {
 				continue
 			}
 			switch {
-			case hasFastPath(c.Variant) && fast == nil:
-				fast = c
-			case !hasFastPath(c.Variant) && slow == nil:
+			case hasFastPath(c.Variant):
+				fast = append(fast, c)
+			case slow == nil:
 				slow = c
 			}
 		}
@@ -867,36 +868,46 @@ func (r *Report) FastPathVerdicts() []Verdict {
 		if r.Options.MaxLoss > 0 {
 			rate = "no-drop pps"
 		}
-		if ipt := r.cell(*wl, TargetIptables); fast != nil && slow != nil && ipt != nil && len(ipt.Samples) > 0 {
-			judge(fmt.Sprintf("%s %s: %s ÷ %s", wl, rate, fast.Label(), TargetIptables), fast.PPS.Median, ipt.PPS.Median, 2, false)
-			judge(fmt.Sprintf("%s %s: %s ÷ %s", wl, rate, fast.Label(), slow.Label()), fast.PPS.Median, slow.PPS.Median, 2, false)
-			judge(fmt.Sprintf("%s director ns/pkt: %s ÷ %s", wl, fast.Label(), TargetIptables), fast.DirNsPerPkt.Median, ipt.DirNsPerPkt.Median, 1.0/3, true)
+		if ipt := r.cell(*wl, TargetIptables); slow != nil && ipt != nil && len(ipt.Samples) > 0 {
+			for _, f := range fast {
+				judge(fmt.Sprintf("%s %s: %s ÷ %s", wl, rate, f.Label(), TargetIptables), f.PPS.Median, ipt.PPS.Median, 2, false)
+				judge(fmt.Sprintf("%s %s: %s ÷ %s", wl, rate, f.Label(), slow.Label()), f.PPS.Median, slow.PPS.Median, 2, false)
+				judge(fmt.Sprintf("%s director ns/pkt: %s ÷ %s", wl, f.Label(), TargetIptables), f.DirNsPerPkt.Median, ipt.DirNsPerPkt.Median, 1.0/3, true)
+			}
 		}
 	}
-	// The connection cells: xlvs-nat with the fast path when the sweep has it, else its
-	// first cell.
-	var nat, ipt, iptXDP *ConnResult
+	// The connection cells: xlvs-nat's with the fast path when the sweep has them, else
+	// its first cell.
+	var nat []*ConnResult
+	var ipt, iptXDP *ConnResult
 	for i := range r.Conns {
 		c := &r.Conns[i]
 		if len(c.Samples) == 0 || realsOf(c.Reals) != r.baseReals() {
 			continue
 		}
 		switch {
-		case c.Target == TargetXLVSNAT && (nat == nil || hasFastPath(c.Variant) && !hasFastPath(nat.Variant)):
-			nat = c
+		case c.Target == TargetXLVSNAT && hasFastPath(c.Variant):
+			if len(nat) == 1 && !hasFastPath(nat[0].Variant) {
+				nat = nat[:0]
+			}
+			nat = append(nat, c)
+		case c.Target == TargetXLVSNAT && len(nat) == 0:
+			nat = append(nat, c)
 		case c.Target == TargetIptables && ipt == nil:
 			ipt = c
 		case c.Target == TargetIptablesXDP && iptXDP == nil:
 			iptXDP = c
 		}
 	}
-	// The same two targets against iptables DNAT behind a pass-everything XDP program
-	// (when the run measured it): the kernel on the terms an XDP program on the
-	// director's interfaces sets, which xlvs cannot avoid.
-	for _, ref := range []*ConnResult{ipt, iptXDP} {
-		if nat != nil && ref != nil {
-			judge(fmt.Sprintf("connections conn/s: %s ÷ %s", nat.Label(), ref.Target), nat.ConnsPerSec.Median, ref.ConnsPerSec.Median, 1, false)
-			judge(fmt.Sprintf("connections stream Gbit/s: %s ÷ %s", nat.Label(), ref.Target), nat.StreamGbps.Median, ref.StreamGbps.Median, 1, false)
+	// Against iptables DNAT, and against it behind a pass-everything XDP program (when
+	// the run measured it): the kernel on the terms an XDP program on the director's
+	// interfaces sets, which xlvs cannot avoid.
+	for _, n := range nat {
+		for _, ref := range []*ConnResult{ipt, iptXDP} {
+			if ref != nil {
+				judge(fmt.Sprintf("connections conn/s: %s ÷ %s", n.Label(), ref.Target), n.ConnsPerSec.Median, ref.ConnsPerSec.Median, 1, false)
+				judge(fmt.Sprintf("connections stream Gbit/s: %s ÷ %s", n.Label(), ref.Target), n.StreamGbps.Median, ref.StreamGbps.Median, 1, false)
+			}
 		}
 	}
 	return out

@@ -514,7 +514,7 @@ func TestFastPathVerdicts(t *testing.T) {
 	}
 	cell(TargetXLVSNAT, "--batch 64", 300e3, 2000)
 	cell(TargetXLVSNAT, "--batch 64 --fastpath", 900e3, 600)
-	cell(TargetXLVSNAT, "--batch 64 --fastpath --rx-ring 512", 50e3, 9000) // a later fast-path variant: not judged
+	cell(TargetXLVSNAT, "--batch 64 --fastpath --fastpath-forward kernel", 500e3, 1200) // a second fast-path variant: judged too
 	for i := range r.Results {
 		if c := &r.Results[i]; c.Target == TargetIptables {
 			c.Samples[0].DirNsPerPkt = 1500
@@ -525,6 +525,7 @@ func TestFastPathVerdicts(t *testing.T) {
 	r.Conns = []ConnResult{
 		{Target: TargetXLVSNAT, Variant: "--batch 64", Samples: []ConnSample{{ConnsPerSec: 4000, StreamGbps: 1}}},
 		{Target: TargetXLVSNAT, Variant: "--batch 64 --fastpath", Samples: []ConnSample{{ConnsPerSec: 4500, StreamGbps: 2}}},
+		{Target: TargetXLVSNAT, Variant: "--batch 64 --fastpath --fastpath-forward kernel", Samples: []ConnSample{{ConnsPerSec: 5500, StreamGbps: 3}}},
 		{Target: TargetIptables, Samples: []ConnSample{{ConnsPerSec: 5000, StreamGbps: 1.6}}},
 		{Target: TargetIptablesXDP, Samples: []ConnSample{{ConnsPerSec: 4800, StreamGbps: 2.5}}},
 	}
@@ -535,10 +536,17 @@ func TestFastPathVerdicts(t *testing.T) {
 		{Name: "udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 900.0 / 400, Want: 2, Met: true},
 		{Name: "udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath] ÷ xlvs-nat [--batch 64]", Ratio: 3, Want: 2, Met: true},
 		{Name: "udp-64B-1000flows director ns/pkt: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 0.4, Want: 1.0 / 3, Met: false, AtMost: true},
+		{Name: "udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath --fastpath-forward kernel] ÷ iptables-dnat", Ratio: 1.25, Want: 2, Met: false},
+		{Name: "udp-64B-1000flows no-drop pps: xlvs-nat [--batch 64 --fastpath --fastpath-forward kernel] ÷ xlvs-nat [--batch 64]", Ratio: 500.0 / 300, Want: 2, Met: false},
+		{Name: "udp-64B-1000flows director ns/pkt: xlvs-nat [--batch 64 --fastpath --fastpath-forward kernel] ÷ iptables-dnat", Ratio: 0.8, Want: 1.0 / 3, Met: false, AtMost: true},
 		{Name: "connections conn/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 0.9, Want: 1, Met: false},
 		{Name: "connections stream Gbit/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat", Ratio: 1.25, Want: 1, Met: true},
 		{Name: "connections conn/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat-xdp", Ratio: 4500.0 / 4800, Want: 1, Met: false},
 		{Name: "connections stream Gbit/s: xlvs-nat [--batch 64 --fastpath] ÷ iptables-dnat-xdp", Ratio: 0.8, Want: 1, Met: false},
+		{Name: "connections conn/s: xlvs-nat [--batch 64 --fastpath --fastpath-forward kernel] ÷ iptables-dnat", Ratio: 1.1, Want: 1, Met: true},
+		{Name: "connections stream Gbit/s: xlvs-nat [--batch 64 --fastpath --fastpath-forward kernel] ÷ iptables-dnat", Ratio: 3 / 1.6, Want: 1, Met: true},
+		{Name: "connections conn/s: xlvs-nat [--batch 64 --fastpath --fastpath-forward kernel] ÷ iptables-dnat-xdp", Ratio: 5500.0 / 4800, Want: 1, Met: true},
+		{Name: "connections stream Gbit/s: xlvs-nat [--batch 64 --fastpath --fastpath-forward kernel] ÷ iptables-dnat-xdp", Ratio: 1.2, Want: 1, Met: true},
 	}
 	checkVerdicts(t, r.FastPathVerdicts(), want)
 	markdownHas(t, r,
