@@ -186,13 +186,9 @@ func TestFastPathRewrite(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := c.in.frame(t)
-			k := fastKeyOf(c.in)
 			v := fastEntry(c.in, c.action, c.addr, c.port, c.egress, 1500)
 			v.Flags = c.flags
-			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
-				t.Fatalf("FastUpdate: %v", err)
-			}
-			t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			k := setFast(t, h, c.in, v)
 			// The reference: the packet as the dataplane's slow path would send it.
 			want := c.in
 			want.dmac, want.smac = macReal, macDirOut
@@ -478,14 +474,8 @@ func TestFastPathFullNAT(t *testing.T) {
 			v := FastVal{DMAC: mac6(macReal), SMAC: mac6(macDirOut), Ifindex: uint32(c.egress), Action: FastFullNAT, MTU: 1500,
 				Addr: v4mapped(c.nsrc), Port: [2]byte{byte(c.nsport >> 8), byte(c.nsport)},
 				Addr2: v4mapped(c.ndst), Port2: [2]byte{byte(c.ndport >> 8), byte(c.ndport)}}
-			l3a, l4a := FastDeltas(family, v4mapped(c.src), v.Addr, c.sport, c.nsport, true)
-			l3b, l4b := FastDeltas(family, v4mapped(c.dst), v.Addr2, c.dport, c.ndport, false)
-			v.CsumL3, v.CsumL4 = AddDeltas(l3a, l3b), AddDeltas(l4a, l4b)
-			k := fastKeyOf(in)
-			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			fullnatDeltas(&v, family, in, true)
+			setFast(t, h, in, v)
 			ret, out, slot := runFast(t, p, in.frame(t), xa)
 			if ret != c.verdict || slot != statFastPathTx {
 				t.Fatalf("verdict %d counter %d, want %d and fastpath_tx", ret, slot, c.verdict)
@@ -542,15 +532,9 @@ func TestFastPathKernel(t *testing.T) {
 			case FastFullNAT:
 				v.Addr, v.Port = v4mapped(c.nsrc), [2]byte{byte(c.nsport >> 8), byte(c.nsport)}
 				v.Addr2, v.Port2 = v4mapped(c.ndst), [2]byte{byte(c.ndport >> 8), byte(c.ndport)}
-				l3a, l4a := FastDeltas(family, v4mapped(in.src), v.Addr, in.sport, c.nsport, false)
-				l3b, l4b := FastDeltas(family, v4mapped(in.dst), v.Addr2, in.dport, c.ndport, false)
-				v.CsumL3, v.CsumL4 = AddDeltas(l3a, l3b), AddDeltas(l4a, l4b)
+				fullnatDeltas(&v, family, in, false)
 			}
-			k := fastKeyOf(in)
-			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			k := setFast(t, h, in, v)
 			ret, out, slot := runFast(t, p, in.frame(t), xa)
 			if ret != xdpPass || slot != statFastPathTx {
 				t.Fatalf("verdict %d counter %d, want XDP_PASS (%d) and fastpath_tx (%d)", ret, slot, xdpPass, statFastPathTx)
@@ -570,11 +554,7 @@ func TestFastPathKernel(t *testing.T) {
 		in := fpBase(false, cip4, vip4, 41007, 80)
 		v := fastEntry(in, FastDR, netip.Addr{}, 0, xa, 1500)
 		v.Flags = FastKernel
-		k := fastKeyOf(in)
-		if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+		setFast(t, h, in, v)
 		ret, out, _ := runFast(t, p, in.frame(t), xa)
 		want := in
 		want.dmac, want.smac, want.ttl = macReal, macDirOut, in.ttl-1
@@ -582,4 +562,25 @@ func TestFastPathKernel(t *testing.T) {
 			t.Fatalf("verdict %d, frame\n% x\nwant XDP_TX (%d) and\n% x", ret, out, xdpTx, exp)
 		}
 	})
+}
+
+// fullnatDeltas sets v's checksum deltas for FULLNAT packet in, whose source becomes
+// v.Addr:v.Port and destination v.Addr2:v.Port2, with the TTL decrement when decTTL.
+func fullnatDeltas(v *FastVal, family uint8, in fpPkt, decTTL bool) {
+	sport, dport := uint16(v.Port[0])<<8|uint16(v.Port[1]), uint16(v.Port2[0])<<8|uint16(v.Port2[1])
+	l3a, l4a := FastDeltas(family, v4mapped(in.src), v.Addr, in.sport, sport, decTTL)
+	l3b, l4b := FastDeltas(family, v4mapped(in.dst), v.Addr2, in.dport, dport, false)
+	v.CsumL3, v.CsumL4 = AddDeltas(l3a, l3b), AddDeltas(l4a, l4b)
+}
+
+// setFast installs v as the fastpath entry of in's flow until the test ends, and returns
+// its key.
+func setFast(t *testing.T, h *harness, in fpPkt, v FastVal) FastKey {
+	t.Helper()
+	k := fastKeyOf(in)
+	if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
+		t.Fatalf("FastUpdate: %v", err)
+	}
+	t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+	return k
 }

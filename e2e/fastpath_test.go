@@ -187,6 +187,17 @@ func (e *env) fastTCP(vip netip.Addr, want netip.Addr) {
 func TestFastPathNAT(t *testing.T) {
 	e := setup(t, testbed.NATTwoArm, "--fastpath")
 	e.fastPathPeers()
+	e.fastNAT(t)
+	e.t = t
+	e.noChecksumErrors()
+	e.checkDrops()
+	// Flushing the rules takes every entry out.
+	e.adm("-C")
+	e.waitFast("-C empties the fast path", func(c map[string]uint64) bool { return c["fastpath_entries"] == 0 })
+}
+
+// fastNAT runs fastTCP and fastUDP through NAT services over IPv4 and IPv6.
+func (e *env) fastNAT(t *testing.T) {
 	e.eachFamily(t, func(t *testing.T, v6 bool) {
 		vip := e.bed.VIPFor(v6)
 		e.natService("-t", vip, httpPort, "rr")
@@ -195,12 +206,6 @@ func TestFastPathNAT(t *testing.T) {
 		e.fastTCP(vip, e.bed.Client.AddrFor(v6))
 		e.fastUDP(vip, echoPort, 2000, 512, true)
 	})
-	e.t = t
-	e.noChecksumErrors()
-	e.checkDrops()
-	// Flushing the rules takes every entry out.
-	e.adm("-C")
-	e.waitFast("-C empties the fast path", func(c map[string]uint64) bool { return c["fastpath_entries"] == 0 })
 }
 
 // TestFastPathDR: with --fastpath, DR (one interface: XDP_TX) over IPv4 and IPv6 — TCP
@@ -352,14 +357,7 @@ func TestFastPathKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.startDaemon(args...)
-	e.eachFamily(t, func(t *testing.T, v6 bool) {
-		vip := e.bed.VIPFor(v6)
-		e.natService("-t", vip, httpPort, "rr")
-		e.natService("-t", vip, whoPort, "rr")
-		e.natService("-u", vip, echoPort, "rr")
-		e.fastTCP(vip, e.bed.Client.AddrFor(v6))
-		e.fastUDP(vip, echoPort, 2000, 512, true)
-	})
+	e.fastNAT(t)
 	e.t = t
 	e.adm("-C")
 	e.fastFullNAT()
