@@ -230,7 +230,7 @@ func joinTargets(ts []bench.Target) string {
 	for i, t := range ts {
 		s[i] = string(t)
 	}
-	return strings.Join(s, ",")
+	return strings.Join(s, ", ") // spaces let a manual page break the list
 }
 
 func writeReport(path string, write func(w io.Writer) error) error {
