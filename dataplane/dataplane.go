@@ -64,7 +64,8 @@ type Config struct {
 	// (bpf.FastKernel), instead of sent out by the program; for the families whose
 	// packets the kernel would forward when New runs (fastPath.kernelFamilies: forwarding
 	// on; IPv4 also accept_local, and rp_filter not strict), and New refuses it when
-	// neither qualifies. DR and TUN entries are sent by the program either way.
+	// neither qualifies; every sweep checks again (a family that no longer qualifies goes
+	// back to the program). DR and TUN entries are sent by the program either way.
 	FastPathKernel bool
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -116,9 +117,17 @@ type fastWorker struct {
 	ring   *fastRing
 	offers [fastOffers]fastOffer
 	req    fastReq // scratch
-	// kernel4, kernel6: NAT and FULLNAT entries of that family pass their packets to the
-	// kernel to forward (bpf.FastKernel; Config.FastPathKernel).
-	kernel4, kernel6 bool
+	// kern is the fast path's: the families whose NAT and FULLNAT entries pass their
+	// packets to the kernel to forward (kernBit; bpf.FastKernel, Config.FastPathKernel).
+	kern *atomic.Uint32
+}
+
+// kernBit is family's bit in fastPath.kern.
+func kernBit(family uint8) uint32 {
+	if family == 4 {
+		return 1
+	}
+	return 2
 }
 
 type fastOffer struct {
@@ -137,6 +146,7 @@ type fastFlow struct {
 	tun       bool     // a TUN entry: also stale when the route's source or MTU changes
 	tunSrc    [16]byte // its outer source, the route's
 	tunMTU    uint32   // the route's MTU it was installed with
+	kernel    bool     // passes its packets to the kernel (bpf.FastKernel)
 	packets   uint64   // the entry's counters as last accounted
 	bytes     uint64
 	lastSeen  uint64
@@ -173,9 +183,11 @@ type fastPath struct {
 
 	installed, removed, mapFull, failed, packets, bytes, sweeps, entries ctr
 
-	// kernel4, kernel6: the families whose NAT and FULLNAT entries the kernel forwards
-	// (kernelFamilies), given to each worker.
-	kernel4, kernel6 bool
+	// kern: the families whose NAT and FULLNAT entries the kernel forwards (kernBit), set
+	// by kernelFamilies at start and by each sweep (kernelRecheck); the workers read it
+	// when they offer. ifnames: the managed interfaces, whose settings decide it.
+	kern    atomic.Uint32
+	ifnames []string
 
 	// owned by run
 	persistOf   map[uint32]*Service // the persistent services of persistSnap, by ID
@@ -207,7 +219,7 @@ func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
 func (f *fastPath) attachWorker(w *worker) {
 	r := newFastRing(fastQueueLen)
 	f.rings = append(f.rings, r)
-	w.fp = &fastWorker{ring: r, kernel4: f.kernel4, kernel6: f.kernel6}
+	w.fp = &fastWorker{ring: r, kern: &f.kern}
 }
 
 // sysctlDir is where the kernel's network switches are read (per network namespace:
@@ -215,16 +227,34 @@ func (f *fastPath) attachWorker(w *worker) {
 var sysctlDir = "/proc/sys/net"
 
 // kernelFamilies decides, for Config.FastPathKernel, which families' NAT and FULLNAT
-// entries the kernel forwards (ifaces: the managed interfaces). A family qualifies when
-// the kernel would forward its rewritten packets: its forwarding is on and, for IPv4,
-// on every interface accept_local is on and rp_filter is not strict — a NAT reply's new
-// source is the VIP, which the director usually holds, and the kernel drops a packet
-// from outside with a local source address as a martian unless accept_local lets it
-// (net/ipv4/fib_frontend.c, fib_validate_source), and with strict reverse-path filtering
-// also then (the VIP is not routed out of the interface it came in on). An error naming
-// what is missing when neither family qualifies; a warning for a family left to the
-// program.
+// entries the kernel forwards (ifaces: the managed interfaces; kernelCheck says when a
+// family qualifies): an error naming what is missing when neither family qualifies, a
+// warning for a family left to the program. The sweeps check again (kernelRecheck).
 func (f *fastPath) kernelFamilies(ifaces []string) error {
+	f.ifnames = ifaces
+	k, miss4, miss6 := kernelCheck(ifaces)
+	f.kern.Store(k)
+	switch {
+	case k == 0:
+		return fmt.Errorf("fast path forwarded by the kernel: the kernel would not forward the rewritten packets; set %s, or let the XDP program send them (--fastpath-forward xdp)", strings.Join(append(miss4, miss6...), ", "))
+	case k&kernBit(4) == 0:
+		f.d.log.Warn("fast path: the XDP program sends IPv4 NAT and FULLNAT packets itself: the kernel would not forward them", "needs", strings.Join(miss4, ", "))
+	case k&kernBit(6) == 0:
+		f.d.log.Warn("fast path: the XDP program sends IPv6 NAT and FULLNAT packets itself: the kernel would not forward them", "needs", strings.Join(miss6, ", "))
+	}
+	return nil
+}
+
+// kernelCheck reads the settings that decide whether the kernel would forward the fast
+// path's rewritten packets, and returns the families that qualify (kernBit) and, for
+// each family, what is missing. A family qualifies when its forwarding is on and, for
+// IPv4, on every interface of ifaces accept_local is on and rp_filter is not strict — a
+// NAT reply's new source is the VIP, which the director usually holds, and the kernel
+// drops a packet from outside with a local source address as a martian unless
+// accept_local lets it (net/ipv4/fib_frontend.c, fib_validate_source), and with strict
+// reverse-path filtering also then (the VIP is not routed out of the interface it came in
+// on).
+func kernelCheck(ifaces []string) (kern uint32, miss4, miss6 []string) {
 	read := func(rel string) int {
 		b, err := os.ReadFile(sysctlDir + "/" + rel)
 		if err != nil {
@@ -236,7 +266,6 @@ func (f *fastPath) kernelFamilies(ifaces []string) error {
 		}
 		return v
 	}
-	var miss4, miss6 []string
 	if read("ipv4/ip_forward") != 1 {
 		miss4 = append(miss4, "net.ipv4.ip_forward=1")
 	}
@@ -252,16 +281,39 @@ func (f *fastPath) kernelFamilies(ifaces []string) error {
 			miss4 = append(miss4, "net.ipv4.conf."+ifname+".rp_filter=2 (and conf.all.rp_filter not 1)")
 		}
 	}
-	f.kernel4, f.kernel6 = len(miss4) == 0, len(miss6) == 0
-	switch {
-	case !f.kernel4 && !f.kernel6:
-		return fmt.Errorf("fast path forwarded by the kernel: the kernel would not forward the rewritten packets; set %s, or let the XDP program send them (--fastpath-forward xdp)", strings.Join(append(miss4, miss6...), ", "))
-	case !f.kernel4:
-		f.d.log.Warn("fast path: the XDP program sends IPv4 NAT and FULLNAT packets itself: the kernel would not forward them", "needs", strings.Join(miss4, ", "))
-	case !f.kernel6:
-		f.d.log.Warn("fast path: the XDP program sends IPv6 NAT and FULLNAT packets itself: the kernel would not forward them", "needs", strings.Join(miss6, ", "))
+	if len(miss4) == 0 {
+		kern |= kernBit(4)
 	}
-	return nil
+	if len(miss6) == 0 {
+		kern |= kernBit(6)
+	}
+	return kern, miss4, miss6
+}
+
+// kernelRecheck is a sweep's check of kernelCheck's settings, which may have changed
+// since start (forwarding turned off, say): it updates f.kern, logs a family that left or
+// joined, and returns the families the kernel no longer forwards, whose installed
+// entries the sweep removes (their connections come back through the workers, which
+// offer them again for the program to send). 0 without Config.FastPathKernel.
+func (f *fastPath) kernelRecheck() (lost uint32) {
+	if !f.d.cfg.FastPathKernel {
+		return 0
+	}
+	k, miss4, miss6 := kernelCheck(f.ifnames)
+	old := f.kern.Swap(k)
+	for _, fam := range []struct {
+		family uint8
+		miss   []string
+	}{{4, miss4}, {6, miss6}} {
+		bit := kernBit(fam.family)
+		switch {
+		case old&bit != 0 && k&bit == 0:
+			f.d.log.Warn("fast path: the kernel would no longer forward these packets; the XDP program sends them from now on", "family", fmt.Sprintf("IPv%d", fam.family), "needs", strings.Join(fam.miss, ", "))
+		case old&bit == 0 && k&bit != 0:
+			f.d.log.Info("fast path: the kernel forwards these packets from now on (new connections)", "family", fmt.Sprintf("IPv%d", fam.family))
+		}
+	}
+	return old &^ k
 }
 
 // Kick asks for a sweep soon (the configuration changed).
@@ -408,7 +460,8 @@ func (f *fastPath) apply(r *fastReq) {
 		f.insVals = append(f.insVals, dir.val)
 		f.insFlows = append(f.insFlows, fastFlow{orig: r.orig, svc: r.svc, dest: r.dest, in: dir.in, hop: dir.hop,
 			ifindex: dir.val.Ifindex, dmac: dir.val.DMAC,
-			tun: dir.val.Action == bpf.FastTUN, tunSrc: dir.val.Addr, tunMTU: dir.mtu})
+			tun: dir.val.Action == bpf.FastTUN, tunSrc: dir.val.Addr, tunMTU: dir.mtu,
+			kernel: dir.val.Flags&bpf.FastKernel != 0})
 	}
 }
 
@@ -570,6 +623,7 @@ func (f *fastPath) sweep(all bool) {
 	// A sync master sends established connections again as their packets come in
 	// (sync_threshold, sync_refresh_period): it needs to see them all.
 	syncing := f.d.syncMaster.Load()
+	lost := f.kernelRecheck()
 	var e conntrack.Entry
 	f.stale = f.stale[:0]
 	err := f.cls.FastWalk(func(k *bpf.FastKey, v *bpf.FastVal) bool {
@@ -598,6 +652,9 @@ func (f *fastPath) sweep(all bool) {
 			live = ct.Get(conntrack.DirOrig, &fl.orig, now, &e)
 		}
 		switch {
+		case fl.kernel && lost&kernBit(familyOf(&fl.orig)) != 0:
+			// The kernel would drop what the entry passes it now.
+			f.stale = append(f.stale, *k)
 		case syncing, !live, e.Dest != fl.dest,
 			e.Orig.Proto == conntrack.ProtoTCP && e.State != conntrack.StateEstablished,
 			snap == nil, fibChanged && !f.sameHop(fib, fl):
@@ -747,10 +804,7 @@ func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both boo
 	}
 	r := &w.fp.req
 	*r = fastReq{op: fastInstall, orig: e.Orig, svc: e.Service, dest: e.Dest, at: now}
-	family := uint8(6)
-	if packet.IsIPv4Mapped(e.Orig.Src) {
-		family = 4
-	}
+	family := familyOf(&e.Orig)
 	switch {
 	case e.Method == conntrack.MethodFullNAT:
 		// Request: client:cport → VIP:vport becomes LIP:lport → RS:rport (the reply key
@@ -826,7 +880,7 @@ func (w *worker) fastDir(d *fastDir, fib *FIB, k *conntrack.Key, hop [16]byte, a
 		old, oldPort = k.Src, k.SrcPort
 	}
 	// Passed to the kernel, the packet keeps its TTL: the kernel's forward decrements it.
-	kernel := family == 4 && w.fp.kernel4 || family == 6 && w.fp.kernel6
+	kernel := w.fp.kern.Load()&kernBit(family) != 0
 	if kernel {
 		d.val.Flags = bpf.FastKernel
 	}
@@ -854,6 +908,14 @@ func (w *worker) fastRemove(e *conntrack.Entry) {
 	}
 	w.fp.ring.push(r)
 	w.fp.offers[offerSlot(&e.Orig)] = fastOffer{}
+}
+
+// familyOf is the family of connection key k: 4 or 6.
+func familyOf(k *conntrack.Key) uint8 {
+	if packet.IsIPv4Mapped(k.Src) {
+		return 4
+	}
+	return 6
 }
 
 // offerSlot is k's slot in a worker's table of recent offers.

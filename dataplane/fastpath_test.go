@@ -570,7 +570,11 @@ func TestFastPathKernelOffers(t *testing.T) {
 	for _, kernel := range []bool{true, false} {
 		r := newRig(t, "rr", 1)
 		f := newFastPath(r.dp, nil)
-		f.kernel4, f.kernel6 = kernel, !kernel
+		if kernel {
+			f.kern.Store(kernBit(4))
+		} else {
+			f.kern.Store(kernBit(6))
+		}
 		for _, w := range r.dp.workers {
 			f.attachWorker(w)
 		}
@@ -632,25 +636,7 @@ func TestKernelFamilies(t *testing.T) {
 			"fast path forwarded by the kernel: the kernel would not forward the rewritten packets; set net.ipv4.ip_forward=1, net.ipv6.conf.all.forwarding=1, or let the XDP program send them (--fastpath-forward xdp)", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			for _, d := range []string{"ipv4/conf/all", "ipv4/conf/eth0", "ipv4/conf/eth1", "ipv6/conf/all"} {
-				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, k := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv4/conf/all/accept_local", "ipv4/conf/eth0/accept_local",
-				"ipv4/conf/eth1/accept_local", "ipv4/conf/all/rp_filter", "ipv4/conf/eth0/rp_filter", "ipv4/conf/eth1/rp_filter"} {
-				v, ok := tc.set[k]
-				if !ok {
-					v = "0"
-				}
-				if err := os.WriteFile(filepath.Join(dir, k), []byte(v+"\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			old := sysctlDir
-			sysctlDir = dir
-			t.Cleanup(func() { sysctlDir = old })
+			fakeSysctls(t, tc.set)
 			var log strings.Builder
 			dp := &Dataplane{log: slog.New(slog.NewTextHandler(&log, nil))}
 			f := newFastPath(dp, nil)
@@ -661,12 +647,75 @@ func TestKernelFamilies(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || f.kernel4 != tc.want4 || f.kernel6 != tc.want6 {
-				t.Fatalf("kernel4 %v kernel6 %v (%v), want %v %v", f.kernel4, f.kernel6, err, tc.want4, tc.want6)
+			k := f.kern.Load()
+			if err != nil || k&kernBit(4) != 0 != tc.want4 || k&kernBit(6) != 0 != tc.want6 {
+				t.Fatalf("families %b (%v), want IPv4 %v IPv6 %v", k, err, tc.want4, tc.want6)
 			}
 			if tc.wantWarnOf == "" && log.Len() != 0 || tc.wantWarnOf != "" && !strings.Contains(log.String(), "sends "+tc.wantWarnOf) {
 				t.Fatalf("log %q, want a warning about %q", log.String(), tc.wantWarnOf)
 			}
 		})
+	}
+}
+
+// fakeSysctls makes kernelCheck read, until the test ends, a directory holding the
+// settings it reads for interfaces eth0 and eth1: those of set, every other one 0.
+// It returns a function that changes one.
+func fakeSysctls(t *testing.T, set map[string]string) (change func(k, v string)) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{"ipv4/conf/all", "ipv4/conf/eth0", "ipv4/conf/eth1", "ipv6/conf/all"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	change = func(k, v string) {
+		if err := os.WriteFile(filepath.Join(dir, k), []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv4/conf/all/accept_local", "ipv4/conf/eth0/accept_local",
+		"ipv4/conf/eth1/accept_local", "ipv4/conf/all/rp_filter", "ipv4/conf/eth0/rp_filter", "ipv4/conf/eth1/rp_filter"} {
+		v, ok := set[k]
+		if !ok {
+			v = "0"
+		}
+		change(k, v)
+	}
+	old := sysctlDir
+	sysctlDir = dir
+	t.Cleanup(func() { sysctlDir = old })
+	return change
+}
+
+// TestKernelRecheck: a sweep checks the settings again. A family whose forwarding was
+// turned off leaves the kernel (kernelRecheck returns it, so the sweep removes its
+// entries; new offers are the program's, with a warning), and joins again when it is
+// turned back on; without Config.FastPathKernel nothing is checked.
+func TestKernelRecheck(t *testing.T) {
+	change := fakeSysctls(t, map[string]string{"ipv4/ip_forward": "1", "ipv6/conf/all/forwarding": "1", "ipv4/conf/all/accept_local": "1"})
+	var log strings.Builder
+	dp := &Dataplane{cfg: Config{FastPathKernel: true}, log: slog.New(slog.NewTextHandler(&log, nil))}
+	f := newFastPath(dp, nil)
+	if err := f.kernelFamilies([]string{"eth0", "eth1"}); err != nil || f.kern.Load() != kernBit(4)|kernBit(6) {
+		t.Fatalf("start: families %b (%v), want both", f.kern.Load(), err)
+	}
+	if lost := f.kernelRecheck(); lost != 0 || log.Len() != 0 {
+		t.Fatalf("unchanged settings: lost %b, log %q", lost, log.String())
+	}
+	change("ipv4/ip_forward", "0")
+	if lost := f.kernelRecheck(); lost != kernBit(4) || f.kern.Load() != kernBit(6) ||
+		!strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "family=IPv4") || !strings.Contains(log.String(), "net.ipv4.ip_forward=1") {
+		t.Fatalf("IPv4 forwarding off: lost %b, families %b, log %q", lost, f.kern.Load(), log.String())
+	}
+	log.Reset()
+	change("ipv4/ip_forward", "1")
+	if lost := f.kernelRecheck(); lost != 0 || f.kern.Load() != kernBit(4)|kernBit(6) || !strings.Contains(log.String(), "level=INFO") {
+		t.Fatalf("IPv4 forwarding on again: lost %b, families %b, log %q", lost, f.kern.Load(), log.String())
+	}
+	dp.cfg.FastPathKernel = false
+	change("ipv6/conf/all/forwarding", "0")
+	if lost := f.kernelRecheck(); lost != 0 {
+		t.Fatalf("without FastPathKernel: lost %b, want nothing checked", lost)
 	}
 }

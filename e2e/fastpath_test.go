@@ -335,7 +335,8 @@ func (e *env) fastFullNAT() {
 // xlvsd refuses to start while the kernel would not (naming the settings); with
 // forwarding and accept_local on it starts, and byte-exact TCP both ways and UDP flows
 // counted exactly go through the fast path (xdp_fastpath_tx counts what the program
-// passed), NAT then FULLNAT, over IPv4 and IPv6.
+// passed), NAT then FULLNAT, over IPv4 and IPv6. Forwarding turned off meanwhile takes
+// that family's entries out, and its flows go on through the program's own send.
 func TestFastPathKernel(t *testing.T) {
 	e := setup(t, testbed.NATTwoArm)
 	args := []string{"-i", e.bed.Ext.Iface, "-i", e.bed.Int.Iface, "--fastpath", "--fastpath-forward", "kernel"}
@@ -357,8 +358,25 @@ func TestFastPathKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.startDaemon(args...)
+	e.fastPathPeers() // for what the program sends itself, below
 	e.fastNAT(t)
 	e.t = t
+	// IPv4 forwarding turned off while xlvsd runs: within a sweep the IPv4 entries (the
+	// UDP flows', which outlive the test's transfers) leave the map, since the kernel
+	// would now drop what they pass it, and a new IPv4 flow goes through the fast path
+	// again, sent by the program.
+	before := e.fastCounters()["fastpath_entries"]
+	if err := e.bed.Director.SetSysctl("net.ipv4.ip_forward", "0"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFast("forwarding off takes the IPv4 entries out", func(c map[string]uint64) bool { return c["fastpath_entries"] == before-2 })
+	vip4 := e.bed.VIPFor(false)
+	e.adm("-D", "-u", netip.AddrPortFrom(vip4, echoPort).String()) // fastUDP counts on a fresh service
+	e.natService("-u", vip4, echoPort, "rr")
+	e.fastUDP(vip4, echoPort, 2000, 512, true)
+	if err := e.bed.Director.SetSysctl("net.ipv4.ip_forward", "1"); err != nil {
+		t.Fatal(err)
+	}
 	e.adm("-C")
 	e.fastFullNAT()
 	e.t = t
