@@ -879,7 +879,7 @@ func (r *Report) FastPathVerdicts() []Verdict {
 	// The connection cells: xlvs-nat's with the fast path when the sweep has them, else
 	// its first cell.
 	var nat []*ConnResult
-	var ipt, iptXDP *ConnResult
+	var first, ipt, iptXDP *ConnResult
 	for i := range r.Conns {
 		c := &r.Conns[i]
 		if len(c.Samples) == 0 || realsOf(c.Reals) != r.baseReals() {
@@ -887,17 +887,17 @@ func (r *Report) FastPathVerdicts() []Verdict {
 		}
 		switch {
 		case c.Target == TargetXLVSNAT && hasFastPath(c.Variant):
-			if len(nat) == 1 && !hasFastPath(nat[0].Variant) {
-				nat = nat[:0]
-			}
 			nat = append(nat, c)
-		case c.Target == TargetXLVSNAT && len(nat) == 0:
-			nat = append(nat, c)
+		case c.Target == TargetXLVSNAT && first == nil:
+			first = c
 		case c.Target == TargetIptables && ipt == nil:
 			ipt = c
 		case c.Target == TargetIptablesXDP && iptXDP == nil:
 			iptXDP = c
 		}
+	}
+	if len(nat) == 0 && first != nil {
+		nat = append(nat, first)
 	}
 	// Against iptables DNAT, and against it behind a pass-everything XDP program (when
 	// the run measured it): the kernel on the terms an XDP program on the director's
