@@ -48,8 +48,7 @@ func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off,
 		ip := frame[l3 : l3+IPv4MinHeaderLen]
 		field := ip[v4Off : v4Off+4]
 		// Complementing the 32-bit word complements both of its 16-bit words.
-		d := uint64(^binary.BigEndian.Uint32(field)) + uint64(binary.BigEndian.Uint32(addr[12:16]))
-		delta = uint32(Fold(uint32(d>>32 + d&0xFFFFFFFF)))
+		delta = addr4Delta(field, addr[12:16])
 		copy(field, addr[12:16])
 		hc := binary.BigEndian.Uint16(ip[ipv4Checksum:])
 		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+delta))
@@ -83,6 +82,13 @@ func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off,
 
 	patchL4Checksum(frame[l4+csumOff:l4+csumOff+2], info, delta)
 	return true
+}
+
+// addr4Delta is the one's complement sum of ~old + new over the two 16-bit words of an
+// IPv4 address, folded to 16 bits: complementing the 32-bit word complements both.
+func addr4Delta(old, new []byte) uint32 {
+	d := uint64(^binary.BigEndian.Uint32(old)) + uint64(binary.BigEndian.Uint32(new))
+	return uint32(Fold(uint32(d>>32 + d&0xFFFFFFFF)))
 }
 
 // l4Rewritable returns what a rewrite of the packet info describes patches: the offset

@@ -1,0 +1,114 @@
+package packet
+
+import "encoding/binary"
+
+// FlowNAT is what DecrementTTL followed by RewriteDst (or RewriteSrc) does to each packet
+// of one TCP or UDP flow, with the checksum deltas worked out once for the flow: the
+// address and port that change are the same in every packet of it, so the sums of
+// ~old + new are too. A worker that forwards a burst of one flow's packets computes it
+// from the first (NewFlowNAT) and applies it to the others (Apply), which leaves them
+// byte for byte as DecrementTTL and the rewrite would have. It holds no pointers.
+type FlowNAT struct {
+	addr   [16]byte
+	port   uint16
+	family uint8
+	proto  uint8
+	src    bool   // the source changes (RewriteSrc), else the destination
+	l3     uint32 // IPv4: the header checksum's delta for the address
+	l4     uint32 // the transport checksum's delta for the address and the port
+}
+
+// NewFlowNAT returns the rewrite of the flow of the packet info describes (not
+// changed) to address addr (in the packet's family, IPv4-mapped for IPv4) and port:
+// the source when src, else the destination. It reports false for a packet Apply does
+// not take: neither TCP nor UDP, a fragment, or a family other than 4 and 6.
+func NewFlowNAT(info *Info, src bool, addr [16]byte, port uint16) (FlowNAT, bool) {
+	n := FlowNAT{addr: addr, port: port, family: info.Family, proto: info.Proto, src: src}
+	if info.Frag || info.Proto != ProtoTCP && info.Proto != ProtoUDP {
+		return n, false
+	}
+	old, oldPort := &info.Dst, info.DstPort
+	if src {
+		old, oldPort = &info.Src, info.SrcPort
+	}
+	switch info.Family {
+	case 4:
+		n.l3 = addr4Delta(old[12:16], addr[12:16])
+		n.l4 = n.l3
+	case 6:
+		n.l4 = fieldDelta(old[:], addr[:])
+	default:
+		return n, false
+	}
+	// As rewrite adds the port's words to the address's delta (unfolded).
+	n.l4 += uint32(^oldPort) + uint32(port)
+	return n, true
+}
+
+// Apply decrements the TTL (hop limit) of the packet info describes and rewrites its
+// address and port, as DecrementTTL and then RewriteDst (RewriteSrc) would, and stores
+// the new address and port in info. The packet must belong to the flow n was made for:
+// the same family and protocol, and the address and port that change equal to those
+// NewFlowNAT saw (the caller compares the connection keys). It reports false and
+// changes nothing when the TTL is 1 or 0, the packet is a fragment or of another family
+// or protocol, or its headers do not fit the frame: the caller then takes the packet
+// through DecrementTTL and the rewrite, which say what is wrong with it.
+func (n *FlowNAT) Apply(frame []byte, info *Info) bool {
+	if info.Frag || info.Family != n.family || info.Proto != n.proto {
+		return false
+	}
+	l3, l4 := int(info.L3Off), int(info.L4Off)
+	csumOff, hdr := tcpChecksum, TCPMinHeaderLen
+	if n.proto == ProtoUDP {
+		csumOff, hdr = udpChecksum, UDPHeaderLen
+	}
+	if l4+hdr > len(frame) || l3 > l4 {
+		return false
+	}
+	tp := frame[l4 : l4+hdr]
+	if n.family == 4 {
+		if l3+IPv4MinHeaderLen > l4 {
+			return false
+		}
+		ip := frame[l3 : l3+IPv4MinHeaderLen : l3+IPv4MinHeaderLen]
+		ttl := ip[ipv4TTL]
+		if ttl <= 1 {
+			return false
+		}
+		ip[ipv4TTL] = ttl - 1
+		// DecrementTTL's update, then rewrite's: the same two steps, so the same bytes.
+		old := uint16(ttl)<<8 | uint16(ip[ipv4Proto])
+		hc := UpdateChecksum16(binary.BigEndian.Uint16(ip[ipv4Checksum:]), old, old-0x0100)
+		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+n.l3))
+		a := binary.BigEndian.Uint32(n.addr[12:16])
+		if n.src {
+			binary.BigEndian.PutUint32(ip[ipv4Src:], a)
+		} else {
+			binary.BigEndian.PutUint32(ip[ipv4Dst:], a)
+		}
+	} else {
+		if l3+IPv6HeaderLen > l4 {
+			return false
+		}
+		ip := frame[l3 : l3+IPv6HeaderLen : l3+IPv6HeaderLen]
+		hl := ip[ipv6HopLimit]
+		if hl <= 1 {
+			return false
+		}
+		ip[ipv6HopLimit] = hl - 1
+		if n.src {
+			*(*[16]byte)(ip[ipv6Src:]) = n.addr
+		} else {
+			*(*[16]byte)(ip[ipv6Dst:]) = n.addr
+		}
+	}
+	if n.src {
+		binary.BigEndian.PutUint16(tp[tcpSrcPort:], n.port)
+		info.Src, info.SrcPort = n.addr, n.port
+	} else {
+		binary.BigEndian.PutUint16(tp[tcpDstPort:], n.port)
+		info.Dst, info.DstPort = n.addr, n.port
+	}
+	patchL4Checksum(tp[csumOff:csumOff+2], info, n.l4)
+	return true
+}
