@@ -16,13 +16,17 @@ const hintMin = 8 << 20
 
 // Query is one packet of a LookupBatch: the caller sets Key, Dir and
 // TCPFlags; LookupBatch sets Status and, for Found and Reused, Entry (as
-// Lookup copies out).
+// Lookup copies out), and Same.
 type Query struct {
 	Key      Key
 	Dir      Dir
 	TCPFlags uint8
 	Status   Status
 	Entry    Entry
+	// Same: the query has the Key and Dir of the query just before it in the slice
+	// LookupBatch was given, both valid (the packets are one flow's burst). False
+	// promises nothing (a long slice is looked up in chunks).
+	Same bool
 	// Set by LookupBatch for InsertQuery and PrefetchQuery: Key's hash and shard, and
 	// whether they are (the query had a valid Dir).
 	hash   uint64
@@ -84,7 +88,8 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 	for i := range qs {
 		q := &qs[i]
 		if m > 0 {
-			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
+			if p := &qs[b.vi[m-1]]; int(b.vi[m-1]) == i-1 && q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
+				q.Same = true
 				b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), b.sis[m-1], b.hs[m-1], true
 				q.hash, q.shard, q.hashed = b.hs[m], b.sis[m], true
 				if t.hint {
@@ -94,6 +99,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 				continue
 			}
 		}
+		q.Same = false
 		si, ok := t.keyShard(q.Dir, &q.Key)
 		if !ok {
 			q.Status, q.hashed = Invalid, false

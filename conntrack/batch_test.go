@@ -108,6 +108,13 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 					if g.Key != w.Key || g.Dir != w.Dir || g.TCPFlags != w.TCPFlags || g.Status != w.Status || g.Entry != w.Entry {
 						t.Fatalf("round %d, query %d of %d: LookupBatch gave %v %+v, Lookup %v %+v", round, j, n, qs[j].Status, qs[j].Entry, want[j].Status, want[j].Entry)
 					}
+					// Same: the key and direction of the query just before, both valid
+					// (within LookupBatch's chunk of batchMax).
+					valid := func(d Dir) bool { return d == DirOrig || d == DirReply }
+					wantSame := j%batchMax > 0 && valid(w.Dir) && valid(want[j-1].Dir) && w.Dir == want[j-1].Dir && w.Key == want[j-1].Key
+					if g.Same != wantSame {
+						t.Fatalf("round %d, query %d of %d: Same %v, want %v", round, j, n, g.Same, wantSame)
+					}
 				}
 				now += int64(rng.IntN(20)) * sec
 				if round%50 == 49 {
