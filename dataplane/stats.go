@@ -83,6 +83,7 @@ type workerStats struct {
 	icmpLimited                            ctr // ICMP errors of the director's own not sent: over the rate limit
 	fragNoted, fragments                   ctr // first fragments noted; later fragments forwarded
 	opsReplies                             ctr // NAT replies of one-packet services routed unchanged (ops.go)
+	burst                                  ctr // packets forwarded as part of their flow's burst (flowrun.go)
 	drops                                  [numDrops]ctr
 	svc                                    []flowCtrs // by service ID
 	dest                                   []flowCtrs // by destination ID
@@ -102,6 +103,7 @@ type WorkerStats struct {
 	NeighQueued          uint64 // frames held while their next hop resolved
 	Encapsulated         uint64 // packets sent into an IPIP / ip6ip6 tunnel
 	OPSReplies           uint64 // NAT replies of one-packet services, of no connection, routed unchanged
+	Burst                uint64 // packets forwarded as the burst of the flow of the packet before them (of Forwarded)
 	ICMPSent             uint64 // ICMP errors the director sent (fragmentation needed, port unreachable)
 	ICMPForwarded        uint64 // ICMP errors about tracked connections forwarded (translated for NAT)
 	ICMPRateLimited      uint64 // ICMP errors the director did not send: over Config.ICMPRate
@@ -116,6 +118,7 @@ type WorkerStats struct {
 // store per counter per batch instead of one per packet is most of what counting costs.
 type flowAcc struct {
 	svc, dest                                 uint32
+	gen                                       uint64 // batchCtrs.gen when it was taken
 	conns, inPkts, inBytes, outPkts, outBytes uint64
 }
 
@@ -128,7 +131,11 @@ type batchCtrs struct {
 	flows                   [flowAccs]flowAcc
 	nflows                  int
 	forwarded, encapsulated uint64
-	opsReplies              uint64
+	opsReplies, burst       uint64
+	// gen counts the times the accumulators were added up: an accumulator of the current
+	// gen whose pair matches is the pair's (one remembered from an earlier packet may
+	// have been added up and reused since).
+	gen uint64
 }
 
 // flowAcc returns the accumulator of (svc, dest), adding the gathered ones up first when
@@ -140,13 +147,31 @@ func (w *worker) flowAcc(svc, dest uint32) *flowAcc {
 			return a
 		}
 	}
+	return w.newFlowAcc(svc, dest)
+}
+
+// newFlowAcc takes an accumulator for (svc, dest), which has none.
+func (w *worker) newFlowAcc(svc, dest uint32) *flowAcc {
+	b := &w.bc
 	if b.nflows == len(b.flows) {
 		w.flushFlows()
 	}
 	a := &b.flows[b.nflows]
 	b.nflows++
-	*a = flowAcc{svc: svc, dest: dest}
+	*a = flowAcc{svc: svc, dest: dest, gen: b.gen}
 	return a
+}
+
+// flowAccIndex is flowAcc as an index of w.bc.flows.
+func (w *worker) flowAccIndex(svc, dest uint32) int {
+	b := &w.bc
+	for i := 0; i < b.nflows; i++ {
+		if a := &b.flows[i]; a.svc == svc && a.dest == dest {
+			return i
+		}
+	}
+	w.newFlowAcc(svc, dest)
+	return b.nflows - 1
 }
 
 // flushFlows adds the gathered per-pair counts to the service and destination counters.
@@ -172,6 +197,7 @@ func (w *worker) flushFlows() {
 		}
 	}
 	b.nflows = 0
+	b.gen++
 }
 
 // flushCounters adds everything gathered during the batch to the worker's counters.
@@ -189,5 +215,9 @@ func (w *worker) flushCounters() {
 	if b.opsReplies != 0 {
 		w.st.opsReplies.add(b.opsReplies)
 		b.opsReplies = 0
+	}
+	if b.burst != 0 {
+		w.st.burst.add(b.burst)
+		b.burst = 0
 	}
 }

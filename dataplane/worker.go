@@ -103,6 +103,12 @@ type worker struct {
 		si    int32
 	}
 
+	// burst is what the batch's last NAT or DR packet forwarded in full left for the
+	// packets of its flow that follow it (flowrun.go).
+	burst  flowRun
+	runsOK bool  // the batch may start runs: no sync master, no fast path
+	nq     int32 // the batch's requests and replies: its queries at the front of qs
+
 	// other receives an entry nobody reads (FULLNAT: does the connection exist?): a
 	// field so that passing it to the table does not allocate. Never packet data.
 	other conntrack.Entry
@@ -323,6 +329,7 @@ type pktDesc struct {
 	si    int32            // pktRequest: the service's index in snap
 	info  packet.Info      // the parse; L3Off/L3Len follow rewrites that move the IP packet
 	q     *conntrack.Query // requests, replies, ICMP: the connection's key, and its entry once known
+	qi    int32            // requests, replies: q's index in worker.qs
 	icmp  packet.ICMPError // pktICMP: the quoted packet
 	flow  sched.Flow       // a new connection's scheduling input
 	snap  *Snapshot        // the batch's configuration
@@ -367,6 +374,8 @@ func (w *worker) drop(p *pktDesc, why Drop) {
 func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int64) {
 	m, top := 0, n
 	w.lastSvc.ok = false
+	w.burst.qi = -1
+	w.runsOK = w.fp == nil && !w.syncOn
 	w.syncOn = w.dp.syncMaster.Load()
 	for i := 0; i < n; i++ {
 		if w.panicAt > 0 && w.panicFirst && i == w.panicAt-1 {
@@ -379,12 +388,14 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 		switch w.classify(p) {
 		case pktRequest, pktReply:
 			w.lookup(p, &w.qs[m])
+			p.qi = int32(m)
 			m++
 		case pktICMP:
 			top--
 			p.q = &w.qs[top]
 		}
 	}
+	w.nq = int32(m)
 	if m > 0 {
 		ct := w.dp.ct
 		ct.LookupBatch(w.qs[:m], now)
@@ -527,6 +538,9 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		w.drop(p, DropNoConn)
 		return
 	}
+	if st == conntrack.Found && p.q.Same && w.burst.qi == p.qi-1 && w.follow(p) {
+		return
+	}
 	if st != conntrack.Found {
 		if !conntrack.MayCreate(info.Proto, info.TCPFlags, w.dp.cfg.SloppyTCP) {
 			w.drop(p, DropNoConn)
@@ -581,7 +595,9 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		}
 		// NAT: the destination becomes the real server, which is the reply key's source.
 		packet.RewriteDst(p.frame, info, e.Reply.Src, e.Reply.SrcPort)
-		w.output(p, e.Reply.Src)
+		if h := w.output(p, e.Reply.Src); h != nil && w.runs(p, svc) {
+			w.startRun(p, h, e)
+		}
 	case conntrack.MethodFullNAT:
 		// FULLNAT: the source becomes the local endpoint, the destination the real
 		// server: the reply key's destination and source (fullnat.go).
@@ -602,7 +618,9 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		if info.Frag {
 			w.noteFrag(p, fragDR, rs.Addr, rs.Addr)
 		}
-		w.output(p, rs.Addr)
+		if h := w.output(p, rs.Addr); h != nil && w.runs(p, svc) {
+			w.startRun(p, h, e)
+		}
 	case conntrack.MethodTUN:
 		// TUN: IPIP (IPv4 in IPv4) or ip6ip6 around the inner packet, whose TTL (hop
 		// limit) drops by one first, as IPVS's (the outer header copies it).
@@ -870,6 +888,9 @@ func (w *worker) reply(p *pktDesc) {
 		}
 		return
 	}
+	if p.q.Same && w.burst.qi == p.qi-1 && w.follow(p) {
+		return
+	}
 	// The reply's connection and its state after this packet are known here, and only
 	// here: p.entry() (looked up and moved).
 	e := p.entry()
@@ -894,12 +915,15 @@ func (w *worker) reply(p *pktDesc) {
 	}
 	// The source becomes the virtual service the client talked to.
 	packet.RewriteSrc(p.frame, info, e.Orig.Dst, e.Orig.DstPort)
-	w.output(p, e.Orig.Src)
+	if h := w.output(p, e.Orig.Src); h != nil && e.Method == conntrack.MethodNAT && w.runs(p, nil) {
+		w.startRun(p, h, e)
+	}
 }
 
 // output sends rewritten packet p towards dst: route, neighbour, MACs, and transmit on
-// the egress interface's socket; a packet whose next hop is unresolved is held.
-func (w *worker) output(p *pktDesc, dst [16]byte) {
+// the egress interface's socket; a packet whose next hop is unresolved is held. It
+// returns the next hop when it handed p to transmit, else nil.
+func (w *worker) output(p *pktDesc, dst [16]byte) *hop {
 	h := w.hop(p.fib, &dst)
 	switch {
 	case !h.route:
@@ -911,7 +935,9 @@ func (w *worker) output(p *pktDesc, dst [16]byte) {
 		w.hold(p, dst)
 	default:
 		w.transmit(p, w.ports[h.out], h.mac)
+		return h
 	}
+	return nil
 }
 
 // hold keeps p's frame while its next hop is being resolved, as the kernel queues

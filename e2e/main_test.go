@@ -223,6 +223,20 @@ func (e *env) dataplaneCounters() map[string]uint64 {
 	return sum
 }
 
+// burstGrew checks that the workers forwarded packets as their flow's burst (the
+// "burst" counter, dataplane/flowrun.go) since the counters were before: a stream's
+// segments arrive back to back, so real transfers take that path, and their byte-exact
+// arrival is what tests it end to end.
+func (e *env) burstGrew(before map[string]uint64) {
+	e.t.Helper()
+	after := e.dataplaneCounters()
+	b, f := after["burst"]-before["burst"], after["forwarded"]-before["forwarded"]
+	e.t.Logf("%d of %d packets forwarded as their flow's burst", b, f)
+	if b == 0 {
+		e.t.Errorf("no packet of the transfers was forwarded as its flow's burst (%d forwarded)", f)
+	}
+}
+
 // noChecksumErrors checks the receivers' checksum-error counters (client and every real
 // server): a rewrite that broke a checksum shows up there.
 func (e *env) noChecksumErrors() {

@@ -132,7 +132,9 @@ func TestDR(t *testing.T) {
 		if out := e.adm("-L", "-n"); !strings.Contains(out, "Route") {
 			t.Fatalf("listing shows no Route destination:\n%s", out)
 		}
+		before := e.dataplaneCounters()
 		e.transferBothWays(vip, 10<<20, e.bed.Client.AddrFor(v6))
+		e.burstGrew(before)
 		e.udpEcho(vip)
 		// The director sees only the client's direction.
 		st := e.service("tcp", vip, httpPort).Stats

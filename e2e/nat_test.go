@@ -75,6 +75,7 @@ func testNATFamily(t *testing.T, e *env, vip netip.Addr) {
 	e.natService("-u", vip, echoPort, "rr")
 
 	// Byte-exact downloads of 4 MiB; rr sends consecutive connections to both servers.
+	before := e.dataplaneCounters()
 	for i := 0; i < 2; i++ {
 		const size = 4 << 20
 		n, err := traffic.Download(e.ctx, e.dial(), httpURL(vip, httpPort, "/blob?size=4194304&seed=7"), size, 7)
@@ -88,6 +89,7 @@ func testNATFamily(t *testing.T, e *env, vip netip.Addr) {
 	if err := traffic.Upload(e.ctx, e.dial(), httpURL(vip, httpPort, "/upload"), up); err != nil {
 		t.Fatalf("upload: %v", err)
 	}
+	e.burstGrew(before)
 	// The real server sees the client's own address (NAT rewrites only the destination).
 	who, err := e.get(httpURL(vip, whoPort, "/"))
 	if err != nil {

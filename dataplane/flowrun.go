@@ -1,0 +1,102 @@
+package dataplane
+
+import (
+	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
+)
+
+// flowRun is what forwarding one packet of a NAT or DR connection in full left for the
+// packets of the same connection and direction that come after it in the batch (a
+// flow's burst: the segments of a TCP stream arrive back to back). Within a batch the
+// configuration and the routes are fixed, and a connection's real server, addresses and
+// method never change, so such a packet needs only its own work: the TTL, the rewrite
+// with the checksum deltas worked out once for the flow (packet.FlowNAT), the counts and
+// the transmit to the next hop found for the first. Its connection lookup (the batch's
+// LookupBatch, which took it as a repeat of the one before) has already applied its
+// state transition. Anything else is left to the full path: other methods, fragments,
+// SCTP, a TTL about to expire, and batches whose packets need more than that per packet
+// (sync master, the XDP fast path, persistent services). Pointer-free (no write
+// barriers on the per-packet path): the run's first query, port and accumulator are
+// indexes.
+type flowRun struct {
+	qi     int32 // the index in worker.qs of the query of the run's last packet; -1: none
+	method conntrack.Method
+	natOK  bool           // nat is made (from the run's second packet)
+	nat    packet.FlowNAT // NAT: the rewrite
+	out    uint8          // egress port (index in worker.ports) and next hop's MAC of the run's first packet
+	mac    [6]byte
+	acc    uint8 // the index in worker.bc.flows of (svc, dest)'s accumulator, if still so
+	svc    uint32
+	dest   uint32
+}
+
+// runs tells whether packet p, just forwarded in full, starts a run: whether the next
+// query of the batch is of its flow (LookupBatch's Same), and whether the packets of the
+// flow need nothing per packet but what follow does. svc is nil for a real server's
+// reply.
+func (w *worker) runs(p *pktDesc, svc *Service) bool {
+	return p.qi+1 < w.nq && w.qs[p.qi+1].Same && w.runsOK && (svc == nil || svc.Persist == 0)
+}
+
+// startRun makes p, just forwarded in full by NAT or DR through hop h, the start of a
+// run for the packets of its connection and direction that follow it in the batch.
+func (w *worker) startRun(p *pktDesc, h *hop, e *conntrack.Entry) {
+	r := &w.burst
+	r.qi, r.method, r.natOK = p.qi, e.Method, false
+	r.out, r.mac, r.svc, r.dest = uint8(h.out), h.mac, e.Service, e.Dest
+}
+
+// follow forwards p, whose connection lookup found it, as part of the batch's run, and
+// reports whether it did; false leaves p untouched for the full path. The caller checked
+// that p belongs to the run: its query is the Same as the one before it, whose packet
+// started or followed the run (burst.qi).
+func (w *worker) follow(p *pktDesc) bool {
+	r := &w.burst
+	q := p.q
+	info := &p.info
+	switch r.method {
+	case conntrack.MethodNAT:
+		if !r.natOK {
+			// The run's second packet: the rewrite the full path made of the first,
+			// worked out for the flow.
+			e := p.entry()
+			var ok bool
+			if q.Dir == conntrack.DirOrig {
+				r.nat, ok = packet.NewFlowNAT(info, false, e.Reply.Src, e.Reply.SrcPort)
+			} else {
+				r.nat, ok = packet.NewFlowNAT(info, true, e.Orig.Dst, e.Orig.DstPort)
+			}
+			if !ok {
+				return false
+			}
+			r.natOK = true
+		}
+		if !r.nat.Apply(p.frame, info) {
+			return false
+		}
+	case conntrack.MethodDR:
+		if info.Frag || !packet.DecrementTTL(p.frame, info) {
+			return false
+		}
+	default:
+		return false
+	}
+	// The flow's accumulator, found again only when the batch has added them up since.
+	b := &w.bc
+	a := &b.flows[r.acc%flowAccs]
+	if a.gen != b.gen || a.svc != r.svc || a.dest != r.dest {
+		r.acc = uint8(w.flowAccIndex(r.svc, r.dest))
+		a = &b.flows[r.acc%flowAccs]
+	}
+	if q.Dir == conntrack.DirOrig {
+		a.inPkts++
+		a.inBytes += uint64(info.L3Len)
+	} else {
+		a.outPkts++
+		a.outBytes += uint64(info.L3Len)
+	}
+	b.burst++
+	r.qi = p.qi
+	w.transmit(p, w.ports[r.out], r.mac)
+	return true
+}

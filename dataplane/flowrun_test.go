@@ -1,0 +1,256 @@
+package dataplane
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"xlvs/conntrack"
+)
+
+// burstCase is one connection shape TestBurstMatchesOnePacketBatches sends bursts of.
+type burstCase struct {
+	method conntrack.Method
+	v6     bool
+	udp    bool
+}
+
+func (c burstCase) String() string {
+	m := map[conntrack.Method]string{conntrack.MethodNAT: "NAT", conntrack.MethodDR: "DR", conntrack.MethodTUN: "TUN"}[c.method]
+	return fmt.Sprintf("%s/v6=%v/udp=%v", m, c.v6, c.udp)
+}
+
+// burstFrames returns the frames of case c for a director r that opened the
+// connections (open, as burstOpen sends them): the client's flows from ports 1000 (A)
+// and 1001 (B), a new connection C from port 1002, and for NAT real server rsA's replies
+// to A. A's packets come in runs that the run must take (a1-a3, a6, a8, r1-r3) and ones
+// it must leave to the full path: B's between them, a TTL of 1 (time exceeded) and, for
+// TCP, a FIN (the connection's state changes; the packet is forwarded all the same) and
+// one after it. C's first packet makes the connection that the two after it follow.
+func (c burstCase) burstFrames(t *testing.T, rsA netip.Addr) [][]byte {
+	client, vip := l2Client, l2VIP
+	if c.v6 {
+		client, vip = l2Client6, l2VIP6
+	}
+	req := func(sport uint16, payload string, ttl uint8, fin bool) []byte {
+		return build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80,
+			udp: c.udp, ack: !c.udp, fin: fin && !c.udp, ttl: ttl, payload: []byte(payload)})
+	}
+	fs := [][]byte{
+		req(1000, "a1", 0, false), req(1000, "a2 longer", 0, false), req(1000, "a3", 0, false),
+		req(1001, "b1", 0, false),
+		req(1000, "a4", 0, false), req(1000, "a5 ttl 1", 1, false), req(1000, "a6", 0, false),
+		req(1000, "a7 fin", 0, true), req(1000, "a8 after the fin", 0, false),
+		// C opens in the batch: its first packet is scheduled, the two after it follow.
+		build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: 1002, dport: 80,
+			udp: c.udp, syn: !c.udp, payload: []byte("c1 opens")}),
+		req(1002, "c2", 0, false), req(1002, "c3", 0, false),
+	}
+	if c.method == conntrack.MethodNAT {
+		for i, p := range []string{"r1", "r2 a longer reply", "r3"} {
+			fs = append(fs, build(t, pkt{srcMAC: macRS1, dstMAC: macDir, src: rsA, dst: client, sport: 80, dport: 1000,
+				udp: c.udp, ack: !c.udp, ttl: uint8(64 - i), payload: []byte(p)}))
+		}
+		fs = append(fs, req(1000, "a9 after the replies", 0, false))
+	}
+	return fs
+}
+
+// burstOpen opens c's connections A and B on r, a packet per poll, and returns A's real
+// server.
+func (c burstCase) burstOpen(t *testing.T, r *rig) netip.Addr {
+	client, vip := l2Client, l2VIP
+	if c.v6 {
+		client, vip = l2Client6, l2VIP6
+	}
+	for _, sport := range []uint16{1000, 1001} {
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80,
+			udp: c.udp, syn: !c.udp, payload: []byte("open")}))
+		r.drain()
+	}
+	proto := conntrack.ProtoTCP
+	if c.udp {
+		proto = conntrack.ProtoUDP
+	}
+	var e conntrack.Entry
+	k := conntrack.Key{Src: a16(client), Dst: a16(vip), SrcPort: 1000, DstPort: 80, Proto: proto}
+	if !r.dp.Conntrack().Get(conntrack.DirOrig, &k, r.dp.Now(), &e) {
+		t.Fatal("connection A not made")
+	}
+	rs := netip.AddrFrom16(e.Reply.Src).Unmap()
+	if c.method != conntrack.MethodNAT {
+		s, _ := r.dp.Snapshot().dest(e.Dest)
+		rs = netip.AddrFrom16(s.Addr).Unmap()
+	}
+	if !c.udp {
+		// The handshake: the real server's SYN-ACK (NAT: through the director), the
+		// client's ACK. Both connections ESTABLISHED.
+		for _, sport := range []uint16{1000, 1001} {
+			if c.method == conntrack.MethodNAT {
+				var eb conntrack.Entry
+				kb := k
+				kb.SrcPort = sport
+				r.dp.Conntrack().Get(conntrack.DirOrig, &kb, r.dp.Now(), &eb)
+				r.eth.Inject(build(t, pkt{srcMAC: macRS1, dstMAC: macDir, src: netip.AddrFrom16(eb.Reply.Src).Unmap(), dst: client,
+					sport: 80, dport: sport, syn: true, ack: true}))
+				r.drain()
+			}
+			r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: sport, dport: 80, ack: true}))
+			r.drain()
+		}
+	}
+	r.eth.Sent()
+	return rs
+}
+
+// TestBurstMatchesOnePacketBatches: packets forwarded as their flow's burst (the run,
+// flowrun.go) leave the director exactly as the same packets do when each comes in a
+// batch of its own, where every one takes the full path: the same frames out, byte for
+// byte and in the same order (rewritten addresses, TTL, checksums, MACs; the ICMP time
+// exceeded for the TTL of 1), the same service and real-server counts, connection states
+// and drops. NAT (both directions), DR and TUN (which always takes the full path), IPv4
+// and IPv6, TCP and UDP. The burst counter shows which packets the run forwarded.
+func TestBurstMatchesOnePacketBatches(t *testing.T) {
+	for _, m := range []conntrack.Method{conntrack.MethodNAT, conntrack.MethodDR, conntrack.MethodTUN} {
+		for _, v6 := range []bool{false, true} {
+			for _, udp := range []bool{false, true} {
+				c := burstCase{m, v6, udp}
+				t.Run(c.String(), func(t *testing.T) {
+					// Followers: a2 a3, a7 a8 (after a6 in full: a5's TTL kept a6 out of
+					// the run a4 started), c2 c3, and for NAT r2 r3. TUN has no run.
+					want := map[conntrack.Method]uint64{conntrack.MethodNAT: 8, conntrack.MethodDR: 6}[c.method]
+					if got := burstCompare(t, c, burstPrep{}); got != want {
+						t.Errorf("%d packets forwarded as a burst, want %d", got, want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestBurstOff: where every packet needs more than the run does, no packet takes it, and
+// the batch still matches one packet at a time: a sync master (each client packet may be
+// sent to the backup) and a persistent service (each client packet refreshes the
+// client's template; the real server's replies do not, and still run: r2, r3).
+func TestBurstOff(t *testing.T) {
+	c := burstCase{method: conntrack.MethodNAT}
+	for name, x := range map[string]struct {
+		prep burstPrep
+		want uint64
+	}{
+		"sync master": {prep: burstPrep{rig: func(r *rig) {
+			p := conntrack.DefaultSyncPolicy()
+			r.dp.SetSyncMaster(&p, false)
+		}}},
+		"persistent": {want: 2, prep: burstPrep{spec: func(s *rigSpec) {
+			for i := range s.services {
+				s.services[i].Persist, s.services[i].PersistBits = int64(time.Hour), 128
+			}
+		}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := burstCompare(t, c, x.prep); got != x.want {
+				t.Errorf("%d packets forwarded as a burst, want %d", got, x.want)
+			}
+		})
+	}
+}
+
+// burstPrep changes both directors of burstCompare: spec before it is built, the rig
+// after (each if set).
+type burstPrep struct {
+	spec func(*rigSpec)
+	rig  func(*rig)
+}
+
+// burstCompare sends case c's connections and burst (burstOpen, burstFrames) to two
+// directors prepared by prep, one taking the burst in one batch, the other a packet per
+// batch; it fails t unless both forwarded and counted alike, and returns how many packets
+// the first forwarded as a flow's burst.
+func burstCompare(t *testing.T, c burstCase, prep burstPrep) uint64 {
+	t.Helper()
+	var rigs [2]*rig
+	for i := range rigs {
+		spec := l2Spec(t, c.method, 1<<14, oneArmed)
+		if i == 1 {
+			spec.cfg.Batch = 1
+		}
+		if prep.spec != nil {
+			prep.spec(&spec)
+		}
+		rigs[i] = newRigSpec(t, spec)
+		if prep.rig != nil {
+			prep.rig(rigs[i])
+		}
+	}
+	var out [2][][]byte
+	var bursts [2]uint64
+	for i, r := range rigs {
+		rs := c.burstOpen(t, r)
+		fs := c.burstFrames(t, rs)
+		if i == 0 {
+			for _, f := range fs {
+				if !r.eth.Inject(f) {
+					t.Fatal("inject refused")
+				}
+			}
+			if n := r.w.poll(); n != len(fs) {
+				t.Fatalf("one poll took %d of %d frames", n, len(fs))
+			}
+		} else {
+			for _, f := range fs {
+				r.eth.Inject(f)
+				if n := r.w.poll(); n != 1 {
+					t.Fatalf("a poll of batch 1 took %d frames", n)
+				}
+			}
+		}
+		r.drain()
+		out[i] = r.eth.Sent()
+		ws, _ := r.dp.Stats()
+		bursts[i] = ws[0].Burst
+	}
+	if len(out[0]) != len(out[1]) {
+		t.Fatalf("%d frames out of the batch, %d one at a time", len(out[0]), len(out[1]))
+	}
+	for i := range out[0] {
+		if !bytes.Equal(out[0][i], out[1][i]) {
+			t.Fatalf("frame %d differs:\nbatch %x\n  one %x", i, out[0][i], out[1][i])
+		}
+	}
+	wantOut := 12 // the client's packets: 11 forwarded, the TTL of 1 answered
+	if c.method == conntrack.MethodNAT {
+		wantOut += 4
+	}
+	if len(out[0]) != wantOut {
+		t.Fatalf("%d frames out, want %d", len(out[0]), wantOut)
+	}
+	for id := uint32(1); id <= 4; id++ {
+		if a, b := rigs[0].dp.ServiceStats(id), rigs[1].dp.ServiceStats(id); a != b {
+			t.Errorf("service %d: %+v in the batch, %+v one at a time", id, a, b)
+		}
+		if a, b := rigs[0].dp.DestStats(id), rigs[1].dp.DestStats(id); a != b {
+			t.Errorf("real server %d: %+v in the batch, %+v one at a time", id, a, b)
+		}
+	}
+	var states [2]map[string]conntrack.State
+	for i, r := range rigs {
+		states[i] = map[string]conntrack.State{}
+		r.dp.Conntrack().Walk(r.dp.Now(), func(e *conntrack.Entry, _ int64) bool {
+			states[i][fmt.Sprint(e.Orig)] = e.State
+			return true
+		})
+	}
+	if fmt.Sprint(states[0]) != fmt.Sprint(states[1]) {
+		t.Errorf("connection states %v in the batch, %v one at a time", states[0], states[1])
+	}
+	if a, b := fmt.Sprint(rigs[0].drops()), fmt.Sprint(rigs[1].drops()); a != b {
+		t.Errorf("drops %s in the batch, %s one at a time", a, b)
+	}
+	if bursts[1] != 0 {
+		t.Errorf("%d packets forwarded as a burst one packet per batch", bursts[1])
+	}
+	return bursts[0]
+}
