@@ -254,3 +254,34 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) uint64 {
 	}
 	return bursts[0]
 }
+
+// TestBurstAllocs: forwarding a flow's burst as a run allocates nothing (NAT requests
+// and replies, DR requests), and the run is what forwarded them.
+func TestBurstAllocs(t *testing.T) {
+	for _, c := range []burstCase{{method: conntrack.MethodNAT}, {method: conntrack.MethodNAT, v6: true, udp: true}, {method: conntrack.MethodDR}} {
+		t.Run(c.String(), func(t *testing.T) {
+			r := newRigSpec(t, l2Spec(t, c.method, 1<<14, oneArmed))
+			rs := c.burstOpen(t, r)
+			fs := c.burstFrames(t, rs)
+			burst, followers := [][]byte{fs[0], fs[1], fs[2]}, uint64(2) // a1 a2 a3: a2, a3 follow
+			if c.method == conntrack.MethodNAT {
+				burst, followers = append(burst, fs[len(fs)-4:len(fs)-1]...), 4 // r1 r2 r3: r2, r3 follow
+			}
+			r.eth.OnTransmit = func([]byte) {}
+			before := r.dp.workers[0].st.burst.load()
+			n := testing.AllocsPerRun(200, func() {
+				for _, f := range burst {
+					r.eth.Inject(f)
+				}
+				r.w.poll()
+			})
+			if n != 0 {
+				t.Fatalf("%v allocations per burst", n)
+			}
+			got := r.dp.workers[0].st.burst.load() - before
+			if want := followers * 201; got != want { // AllocsPerRun's warm-up and 200 runs
+				t.Fatalf("%d packets forwarded as a burst over 201 bursts, want %d", got, want)
+			}
+		})
+	}
+}
