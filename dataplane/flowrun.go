@@ -5,16 +5,17 @@ import (
 	"xlvs/dataplane/packet"
 )
 
-// flowRun is what forwarding one packet of a NAT or DR connection in full left for the
-// packets of the same connection and direction that come after it in the batch (a
+// flowRun is what forwarding one packet of a NAT, DR or TUN connection in full left for
+// the packets of the same connection and direction that come after it in the batch (a
 // flow's burst: the segments of a TCP stream arrive back to back). Within a batch the
 // configuration and the routes are fixed, and a connection's real server, addresses and
 // method never change, so such a packet needs only its own work: the TTL, the rewrite
-// with the checksum deltas worked out once for the flow (packet.FlowNAT), the counts and
-// the transmit to the next hop found for the first. Its connection lookup (the batch's
-// LookupBatch, which took it as a repeat of the one before) has already applied its
-// state transition. Anything else is left to the full path: other methods, fragments,
-// SCTP, a TTL about to expire, and batches whose packets need more than that per packet
+// with the checksum deltas worked out once for the flow (packet.FlowNAT) or the tunnel
+// header from the first packet's route, the counts and the transmit to the next hop
+// found for the first. Its connection lookup (the batch's LookupBatch, which took it as
+// a repeat of the one before) has already applied its state transition. Anything else
+// is left to the full path: FULLNAT, fragments, SCTP, a TTL about to expire, a packet
+// too big for the tunnel, and batches whose packets need more than that per packet
 // (sync master, the XDP fast path, persistent services). Pointer-free (no write
 // barriers on the per-packet path): the run's first query, port and accumulator are
 // indexes.
@@ -25,9 +26,13 @@ type flowRun struct {
 	nat    packet.FlowNAT // NAT: the rewrite
 	out    uint8          // egress port (index in worker.ports) and next hop's MAC of the run's first packet
 	mac    [6]byte
-	acc    uint8 // the index in worker.bc.flows of (svc, dest)'s accumulator, if still so
-	svc    uint32
-	dest   uint32
+	// TUN: the real server, the outer source and the route's MTU (0: unknown), as the
+	// run's first packet was encapsulated
+	rs, src [16]byte
+	mtu     uint32
+	acc     uint8 // the index in worker.bc.flows of (svc, dest)'s accumulator, if still so
+	svc     uint32
+	dest    uint32
 }
 
 // runs tells whether packet p, just forwarded in full, starts a run: whether the next
@@ -38,12 +43,16 @@ func (w *worker) runs(p *pktDesc, svc *Service) bool {
 	return p.qi+1 < w.nq && w.qs[p.qi+1].Same && w.runsOK && (svc == nil || svc.Persist == 0)
 }
 
-// startRun makes p, just forwarded in full by NAT or DR through hop h, the start of a
-// run for the packets of its connection and direction that follow it in the batch.
+// startRun makes p, just forwarded in full by NAT, DR or TUN through hop h, the start of
+// a run for the packets of its connection and direction that follow it in the batch.
 func (w *worker) startRun(p *pktDesc, h *hop, e *conntrack.Entry) {
 	r := &w.burst
 	r.qi, r.method, r.natOK = p.qi, e.Method, false
 	r.out, r.mac, r.svc, r.dest = uint8(h.out), h.mac, e.Service, e.Dest
+	if e.Method == conntrack.MethodTUN {
+		// The tunnel's route is the output's (tunnel looks rs up for both).
+		r.rs, r.src, r.mtu = h.dst, h.src, h.mtu
+	}
 }
 
 // follow forwards p, whose connection lookup found it, as part of the batch's run, and
@@ -54,6 +63,7 @@ func (w *worker) follow(p *pktDesc) bool {
 	r := &w.burst
 	q := p.q
 	info := &p.info
+	inner := uint64(info.L3Len) // what the counts take (TUN's outer header not included)
 	switch r.method {
 	case conntrack.MethodNAT:
 		if !r.natOK {
@@ -78,6 +88,19 @@ func (w *worker) follow(p *pktDesc) bool {
 		if info.Frag || !packet.DecrementTTL(p.frame, info) {
 			return false
 		}
+	case conntrack.MethodTUN:
+		// What could make tunnel refuse is checked before the TTL changes: a packet too
+		// big once encapsulated, or without the headroom, goes the full way (an ICMP
+		// error or a counted drop).
+		hl := packet.TunnelHeaderLen(info.Family)
+		if info.Frag || r.mtu != 0 && int(info.L3Len)+hl > int(r.mtu) {
+			return false
+		}
+		start, ok := headroomStart(p, hl)
+		if !ok || !packet.DecrementTTL(p.frame, info) {
+			return false
+		}
+		w.encapsulate(p, start, hl, &r.src, &r.rs)
 	default:
 		return false
 	}
@@ -90,10 +113,10 @@ func (w *worker) follow(p *pktDesc) bool {
 	}
 	if q.Dir == conntrack.DirOrig {
 		a.inPkts++
-		a.inBytes += uint64(info.L3Len)
+		a.inBytes += inner
 	} else {
 		a.outPkts++
-		a.outBytes += uint64(info.L3Len)
+		a.outBytes += inner
 	}
 	b.burst++
 	r.qi = p.qi

@@ -636,7 +636,9 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		if info.Frag {
 			w.noteFrag(p, fragTUN, rs.Addr, rs.Addr)
 		}
-		w.tunnel(p, rs.Addr)
+		if h := w.tunnel(p, rs.Addr); h != nil && w.runs(p, svc) {
+			w.startRun(p, h, e)
+		}
 	default:
 		w.drop(p, DropBadMethod)
 	}
@@ -676,17 +678,18 @@ func setEtherType(frame []byte, family uint8) {
 // egress route as source. A packet that would exceed the path MTU once encapsulated is
 // answered with ICMP fragmentation-needed / Packet Too Big carrying the MTU minus the
 // tunnel header, as IPVS does (IPv4 only when DF is set; without DF IPVS would fragment
-// the outer packet, which xlvs does not: dropped as too big).
-func (w *worker) tunnel(p *pktDesc, rs [16]byte) {
+// the outer packet, which xlvs does not: dropped as too big). It returns the next hop
+// when it handed p to transmit (output), else nil.
+func (w *worker) tunnel(p *pktDesc, rs [16]byte) *hop {
 	info := &p.info
 	rt := w.hop(p.fib, &rs)
 	if !rt.route {
 		w.drop(p, DropNoRoute)
-		return
+		return nil
 	}
 	if !rt.hasSrc {
 		w.drop(p, DropNoSource)
-		return
+		return nil
 	}
 	hl := packet.TunnelHeaderLen(info.Family)
 	if rt.mtu != 0 && int(info.L3Len)+hl > int(rt.mtu) {
@@ -699,22 +702,29 @@ func (w *worker) tunnel(p *pktDesc, rs [16]byte) {
 		default:
 			w.drop(p, DropTooBig)
 		}
-		return
+		return nil
 	}
 	start, ok := headroomStart(p, hl)
 	if !ok {
 		w.drop(p, DropNoHeadroom)
-		return
+		return nil
 	}
+	w.encapsulate(p, start, hl, &rt.src, &rs)
+	return w.output(p, rs)
+}
+
+// encapsulate moves p's IP packet behind an Ethernet header and an outer IPIP / ip6ip6
+// header of hl bytes from src to rs, at start in its headroom (headroomStart).
+func (w *worker) encapsulate(p *pktDesc, start uint64, hl int, src, rs *[16]byte) {
+	info := &p.info
 	prepend(p, start)
 	setEtherType(p.frame, info.Family)
 	w.tunID++
 	eh := packet.EthernetHeaderLen
-	packet.PutTunnelHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], info.Family, rt.src, rs, w.tunID)
+	packet.PutTunnelHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], info.Family, *src, *rs, w.tunID)
 	info.L3Off = uint16(eh)
 	info.L3Len += uint16(hl)
 	w.bc.encapsulated++
-	w.output(p, rs)
 }
 
 // icmpError answers p with an ICMP error to its source, built in place in the frame's

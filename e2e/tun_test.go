@@ -123,8 +123,10 @@ func TestTUN(t *testing.T) {
 		if out := e.adm("-L", "-n"); !strings.Contains(out, "Tunnel") {
 			t.Fatalf("listing shows no Tunnel destination:\n%s", out)
 		}
-		icmpBefore := e.dataplaneCounters()["icmp_sent"]
+		before := e.dataplaneCounters()
+		icmpBefore := before["icmp_sent"]
 		e.transferBothWays(vip, 10<<20, e.bed.Client.AddrFor(v6))
+		e.burstGrew(before)
 		c := e.dataplaneCounters()
 		if c["icmp_sent"] == icmpBefore {
 			t.Errorf("the director sent no ICMP while the client uploaded full-size packets: the PMTU path was not exercised (counters %v)", c)
