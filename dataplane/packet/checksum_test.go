@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
@@ -216,6 +217,21 @@ func TestUpdateChecksumAddrOddLength(t *testing.T) {
 		copy(b[n:], nw)
 		if got, want := UpdateChecksumAddr(hc, old, nw), ^Fold(Checksum(b, 0)); got != want {
 			t.Fatalf("odd field %d: got %#04x want %#04x", fl, got, want)
+		}
+	}
+}
+
+// TestSum20: the 20-byte header sum agrees with Checksum on random headers and on the
+// extremes (all ones, all zeros, one word of ones).
+func TestSum20(t *testing.T) {
+	r := newRand(t)
+	cases := [][]byte{make([]byte, 20), bytes.Repeat([]byte{0xFF}, 20), append(bytes.Repeat([]byte{0xFF}, 4), make([]byte, 16)...)}
+	for range 10000 {
+		cases = append(cases, randBytes(r, 20))
+	}
+	for _, b := range cases {
+		if got, want := sum20(b), Fold(Checksum(b, 0)); got != want {
+			t.Fatalf("%x: sum20 %#04x, Checksum %#04x", b, got, want)
 		}
 	}
 }

@@ -178,7 +178,24 @@ func (h IPv4) ComputeChecksum() {
 		return
 	}
 	h.SetChecksum(0)
+	if hl == IPv4MinHeaderLen {
+		h.SetChecksum(^sum20(h[:IPv4MinHeaderLen:IPv4MinHeaderLen]))
+		return
+	}
 	h.SetChecksum(^Fold(Checksum(h[:hl], 0)))
+}
+
+// sum20 is Fold(Checksum(b, 0)) for a 20-byte b (an IPv4 header without options, what
+// every header the director writes is): five 32-bit words, whose sum folds to that of
+// their 16-bit halves since 2^16 ≡ 1 modulo 0xFFFF.
+func sum20(b []byte) uint16 {
+	b = b[:20:20]
+	s := uint64(binary.BigEndian.Uint32(b[0:])) + uint64(binary.BigEndian.Uint32(b[4:])) +
+		uint64(binary.BigEndian.Uint32(b[8:])) + uint64(binary.BigEndian.Uint32(b[12:])) +
+		uint64(binary.BigEndian.Uint32(b[16:]))
+	s = s>>32 + s&0xFFFFFFFF // < 2^32 + 5
+	s = s>>32 + s&0xFFFFFFFF
+	return Fold(uint32(s))
 }
 
 // IPv4HeaderChecksumValid reports whether h holds a whole IPv4 header (IHL
