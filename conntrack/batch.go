@@ -131,10 +131,16 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		sh := &t.shards[b.sis[j]].shard
 		sh.mu.Lock()
 		found := noIdx // the record the query before found under this hold
+		stay := false  // and its packet left the state as it was (lookupAgain)
 		for {
 			q := &qs[b.vi[j]]
-			if !b.same[j] || found == noIdx || !t.lookupAgain(sh, found, q, &qs[b.vi[j-1]].Entry, now32) {
+			ok := false
+			if b.same[j] && found != noIdx {
+				ok, stay = t.lookupAgain(sh, found, q, &qs[b.vi[j-1]], stay, now32)
+			}
+			if !ok {
 				q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+				stay = false
 			}
 			j++
 			if j == m || b.sis[j] != b.sis[j-1] {
@@ -171,7 +177,7 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 		t.hintRecord(qs, b, k, mask, syncOn)
 	}
 	var held *shard
-	found := noIdx
+	found, stay := noIdx, false
 	for j := range m {
 		if k := j + aheadIdx; k < m {
 			b.prefetchIndex(k)
@@ -188,8 +194,13 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 			held, found = sh, noIdx
 		}
 		q := &qs[b.vi[j]]
-		if !b.same[j] || found == noIdx || !t.lookupAgain(sh, found, q, &qs[b.vi[j-1]].Entry, now32) {
+		ok := false
+		if b.same[j] && found != noIdx {
+			ok, stay = t.lookupAgain(sh, found, q, &qs[b.vi[j-1]], stay, now32)
+		}
+		if !ok {
 			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+			stay = false
 		}
 	}
 	held.mu.Unlock()
