@@ -174,7 +174,7 @@ func TestBurstOff(t *testing.T) {
 }
 
 // burstPrep changes both directors of burstCompare: spec before it is built, the rig
-// after (each if set).
+// once its connections are open, just before the burst (each if set).
 type burstPrep struct {
 	spec func(*rigSpec)
 	rig  func(*rig)
@@ -196,15 +196,15 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) uint64 {
 			prep.spec(&spec)
 		}
 		rigs[i] = newRigSpec(t, spec)
-		if prep.rig != nil {
-			prep.rig(rigs[i])
-		}
 	}
 	var out [2][][]byte
 	var bursts [2]uint64
 	for i, r := range rigs {
 		rs := c.burstOpen(t, r)
 		fs := c.burstFrames(t, rs)
+		if prep.rig != nil {
+			prep.rig(r) // the burst's batch is the first after it
+		}
 		if i == 0 {
 			for _, f := range fs {
 				if !r.eth.Inject(f) {

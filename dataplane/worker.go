@@ -103,8 +103,8 @@ type worker struct {
 		si    int32
 	}
 
-	// burst is what the batch's last NAT or DR packet forwarded in full left for the
-	// packets of its flow that follow it (flowrun.go).
+	// burst is what the batch's last NAT, DR or TUN packet forwarded in full left for
+	// the packets of its flow that follow it (flowrun.go).
 	burst  flowRun
 	runsOK bool  // the batch may start runs: no sync master, no fast path
 	nq     int32 // the batch's requests and replies: its queries at the front of qs
@@ -374,9 +374,9 @@ func (w *worker) drop(p *pktDesc, why Drop) {
 func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int64) {
 	m, top := 0, n
 	w.lastSvc.ok = false
+	w.syncOn = w.dp.syncMaster.Load()
 	w.burst.qi = -1
 	w.runsOK = w.fp == nil && !w.syncOn
-	w.syncOn = w.dp.syncMaster.Load()
 	for i := 0; i < n; i++ {
 		if w.panicAt > 0 && w.panicFirst && i == w.panicAt-1 {
 			panic("dataplane: test panic mid-batch")
