@@ -91,10 +91,9 @@
 // next-hop cache (nexthop.go) tied to the FIB's generation, services and NAT real
 // servers through pointer-free open-addressing tables (keytab.go), and flow counters
 // are gathered per batch and added to the shared ones when it ends (stats.go). The
-// packets of a NAT, DR or TUN connection that follow one of their own in the batch (a
-// stream's burst) are forwarded as a run (flowrun.go): TTL, the flow's precomputed
-// rewrite or tunnel header, counts and the first packet's next hop, nothing else per
-// packet.
+// packets of a connection that follow one of their own in the batch (a stream's burst)
+// are forwarded as a run (flowrun.go): TTL, the flow's precomputed rewrite or tunnel
+// header, counts and the first packet's next hop, nothing else per packet.
 //
 // The XDP fast path (fastpath.go, Config.FastPath): established NAT, FULLNAT, DR and TUN
 // connections are handed to the XDP program, which then forwards their packets itself;

@@ -5,18 +5,18 @@ import (
 	"xlvs/dataplane/packet"
 )
 
-// flowRun is what forwarding one packet of a NAT, DR or TUN connection in full left for
-// the packets of the same connection and direction that come after it in the batch (a
-// flow's burst: the segments of a TCP stream arrive back to back). Within a batch the
-// configuration and the routes are fixed, and a connection's real server, addresses and
-// method never change, so such a packet needs only its own work: the TTL, the rewrite
-// with the checksum deltas worked out once for the flow (packet.FlowNAT) or the tunnel
-// header from the first packet's route, the counts and the transmit to the next hop
-// found for the first. Its connection lookup (the batch's LookupBatch, which took it as
-// a repeat of the one before) has already applied its state transition. Anything else
-// is left to the full path: FULLNAT, fragments, SCTP, a TTL about to expire, a packet
-// too big for the tunnel, and batches whose packets need more than that per packet
-// (sync master, the XDP fast path, persistent services). Pointer-free (no write
+// flowRun is what forwarding one packet of a connection in full left for the packets of
+// the same connection and direction that come after it in the batch (a flow's burst:
+// the segments of a TCP stream arrive back to back). Within a batch the configuration
+// and the routes are fixed, and a connection's real server, addresses and method never
+// change, so such a packet needs only its own work: the TTL, the rewrite with the
+// checksum deltas worked out once for the flow (packet.FlowNAT: NAT, FULLNAT) or the
+// tunnel header from the first packet's route (TUN), the counts and the transmit to the
+// next hop found for the first. Its connection lookup (the batch's LookupBatch, which
+// took it as a repeat of the one before) has already applied its state transition.
+// Anything else is left to the full path: fragments, SCTP, a TTL about to expire, a
+// packet too big for the tunnel, and batches whose packets need more than that per
+// packet (sync master, the XDP fast path, persistent services). Pointer-free (no write
 // barriers on the per-packet path): the run's first query, port and accumulator are
 // indexes.
 type flowRun struct {
@@ -43,8 +43,8 @@ func (w *worker) runs(p *pktDesc, svc *Service) bool {
 	return p.qi+1 < w.nq && w.qs[p.qi+1].Same && w.runsOK && (svc == nil || svc.Persist == 0)
 }
 
-// startRun makes p, just forwarded in full by NAT, DR or TUN through hop h, the start of
-// a run for the packets of its connection and direction that follow it in the batch.
+// startRun makes p, just forwarded in full through hop h, the start of a run for the
+// packets of its connection and direction that follow it in the batch.
 func (w *worker) startRun(p *pktDesc, h *hop, e *conntrack.Entry) {
 	r := &w.burst
 	r.qi, r.method, r.natOK = p.qi, e.Method, false
@@ -65,15 +65,20 @@ func (w *worker) follow(p *pktDesc) bool {
 	info := &p.info
 	inner := uint64(info.L3Len) // what the counts take (TUN's outer header not included)
 	switch r.method {
-	case conntrack.MethodNAT:
+	case conntrack.MethodNAT, conntrack.MethodFullNAT:
 		if !r.natOK {
 			// The run's second packet: the rewrite the full path made of the first,
-			// worked out for the flow.
+			// worked out for the flow (nat.go, fullnat.go).
 			e := p.entry()
 			var ok bool
-			if q.Dir == conntrack.DirOrig {
+			switch {
+			case r.method == conntrack.MethodFullNAT && q.Dir == conntrack.DirOrig:
+				r.nat, ok = packet.NewFlowFullNAT(info, e.Reply.Dst, e.Reply.DstPort, e.Reply.Src, e.Reply.SrcPort)
+			case r.method == conntrack.MethodFullNAT:
+				r.nat, ok = packet.NewFlowFullNAT(info, e.Orig.Dst, e.Orig.DstPort, e.Orig.Src, e.Orig.SrcPort)
+			case q.Dir == conntrack.DirOrig:
 				r.nat, ok = packet.NewFlowNAT(info, false, e.Reply.Src, e.Reply.SrcPort)
-			} else {
+			default:
 				r.nat, ok = packet.NewFlowNAT(info, true, e.Orig.Dst, e.Orig.DstPort)
 			}
 			if !ok {

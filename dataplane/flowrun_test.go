@@ -303,3 +303,100 @@ func TestBurstAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestBurstFullNAT is TestBurstMatchesOnePacketBatches for FULLNAT, on the two-armed
+// rig: a client's burst (interrupted by a TTL of 1, which FULLNAT drops) and the real
+// server's burst back to the local endpoint, in one batch each against one packet per
+// batch, byte for byte on both interfaces, counts and drops alike. Both directors
+// choose the same local port (the same seed and shard key).
+func TestBurstFullNAT(t *testing.T) {
+	for _, f := range fnFamilies {
+		for _, udp := range []bool{false, true} {
+			t.Run(f.name+map[bool]string{false: "/tcp", true: "/udp"}[udp], func(t *testing.T) {
+				key := [conntrack.ShardKeyLen]byte{1, 2, 3}
+				rigs := [2]*fnRig{newFNRig(t, fnOpts{shardKey: key}), newFNRig(t, fnOpts{shardKey: key, batch: 1})}
+				var ext, in [2][][]byte
+				var bursts [2]uint64
+				for i, r := range rigs {
+					r.w.rng = 0x9E3779B97F4A7C15
+					cpkt := func(payload string, ttl uint8, syn bool) []byte {
+						return build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: f.client, dst: f.vip, sport: 40000, dport: 80,
+							udp: udp, syn: syn && !udp, ack: !syn && !udp, ttl: ttl, payload: []byte(payload)})
+					}
+					r.ext.Inject(cpkt("open", 0, true))
+					r.w.poll()
+					out := r.int.Sent()
+					if len(out) != 1 {
+						t.Fatalf("the first packet: %d frames (drops %v)", len(out), r.drops())
+					}
+					li := check(t, out[0])
+					local := ap(li.Src, li.SrcPort)
+					spkt := func(payload string, syn bool) []byte {
+						return build(t, pkt{srcMAC: macRS1, dstMAC: macDirInt, src: f.rs1, dst: local.Addr(), sport: 8080, dport: local.Port(),
+							udp: udp, syn: syn && !udp, ack: !udp, payload: []byte(payload)})
+					}
+					if !udp {
+						r.int.Inject(spkt("", true))
+						r.w.poll()
+						r.ext.Inject(cpkt("", 0, false))
+						r.w.poll()
+					}
+					r.ext.Sent()
+					r.int.Sent()
+					fromClient := [][]byte{cpkt("a1", 0, false), cpkt("a2 longer", 0, false), cpkt("a3", 0, false),
+						cpkt("a4 ttl 1", 1, false), cpkt("a5", 0, false), cpkt("a6", 0, false)}
+					fromServer := [][]byte{spkt("r1", false), spkt("r2 a longer reply", false), spkt("r3", false)}
+					if i == 0 {
+						for _, fr := range fromClient {
+							r.ext.Inject(fr)
+						}
+						for _, fr := range fromServer {
+							r.int.Inject(fr)
+						}
+						r.w.poll()
+					} else {
+						for _, fr := range fromClient {
+							r.ext.Inject(fr)
+							r.w.poll()
+						}
+						for _, fr := range fromServer {
+							r.int.Inject(fr)
+							r.w.poll()
+						}
+					}
+					r.drain()
+					ext[i], in[i] = r.ext.Sent(), r.int.Sent()
+					ws, _ := r.dp.Stats()
+					bursts[i] = ws[0].Burst
+				}
+				for _, side := range []struct {
+					name string
+					out  [2][][]byte
+					want int
+				}{{"ext0 (to the client)", ext, 3}, {"int0 (to the real server)", in, 5}} {
+					if len(side.out[0]) != side.want || len(side.out[1]) != side.want {
+						t.Fatalf("%s: %d frames from the batch, %d one at a time, want %d", side.name, len(side.out[0]), len(side.out[1]), side.want)
+					}
+					for j := range side.out[0] {
+						if !bytes.Equal(side.out[0][j], side.out[1][j]) {
+							t.Fatalf("%s frame %d differs:\nbatch %x\n  one %x", side.name, j, side.out[0][j], side.out[1][j])
+						}
+						checkGo(t, side.out[0][j])
+					}
+				}
+				for _, id := range []uint32{f.svcTCP, f.svcUDP} {
+					if a, b := rigs[0].dp.ServiceStats(id), rigs[1].dp.ServiceStats(id); a != b {
+						t.Errorf("service %d: %+v in the batch, %+v one at a time", id, a, b)
+					}
+				}
+				if a, b := fmt.Sprint(rigs[0].drops()), fmt.Sprint(rigs[1].drops()); a != b {
+					t.Errorf("drops %s in the batch, %s one at a time", a, b)
+				}
+				// Followers: a2 a3, a6 (a5 in full after a4's TTL), r2 r3.
+				if bursts[0] != 5 || bursts[1] != 0 {
+					t.Errorf("burst counters %d (batch) and %d (one at a time), want 5 and 0", bursts[0], bursts[1])
+				}
+			})
+		}
+	}
+}

@@ -160,45 +160,47 @@ func (w *worker) laddrCtrs(id uint32) *ctr {
 }
 
 // fullnatRequest forwards p, a client's packet of FULLNAT connection p.entry(), to its
-// real server: source LIP:lport, destination RS:rport.
-func (w *worker) fullnatRequest(p *pktDesc) {
+// real server: source LIP:lport, destination RS:rport. It returns the next hop when it
+// handed p to transmit (output), else nil.
+func (w *worker) fullnatRequest(p *pktDesc) *hop {
 	info, e := &p.info, p.entry()
 	if packet.IsIPv4Mapped(e.Reply.Dst) != (info.Family == 4) || packet.IsIPv4Mapped(e.Reply.Src) != (info.Family == 4) {
 		w.drop(p, DropBadMethod)
-		return
+		return nil
 	}
 	if !packet.SCTPPortsFixable(info, e.Reply.DstPort, e.Reply.SrcPort) {
 		w.drop(p, DropSCTPFragment)
-		return
+		return nil
 	}
 	if !packet.DecrementTTL(p.frame, info) {
 		w.drop(p, DropTTLExpired)
-		return
+		return nil
 	}
 	w.countFlow(p, e.Service, e.Dest, true)
 	if info.Frag {
 		w.noteFrag(p, fragFullNATIn, e.Reply.Dst, e.Reply.Src)
 	}
 	packet.RewriteFullNAT(p.frame, info, e.Reply.Dst, e.Reply.DstPort, e.Reply.Src, e.Reply.SrcPort)
-	w.output(p, e.Reply.Src)
+	return w.output(p, e.Reply.Src)
 }
 
 // fullnatReply forwards p, a real server's packet of FULLNAT connection p.entry(), to
-// the client: source VIP:vport, destination client:cport.
-func (w *worker) fullnatReply(p *pktDesc) {
+// the client: source VIP:vport, destination client:cport. It returns the next hop when
+// it handed p to transmit (output), else nil.
+func (w *worker) fullnatReply(p *pktDesc) *hop {
 	info, e := &p.info, p.entry()
 	if !packet.SCTPPortsFixable(info, e.Orig.DstPort, e.Orig.SrcPort) {
 		w.drop(p, DropSCTPFragment)
-		return
+		return nil
 	}
 	if !packet.DecrementTTL(p.frame, info) {
 		w.drop(p, DropTTLExpired)
-		return
+		return nil
 	}
 	w.countFlow(p, e.Service, e.Dest, false)
 	if info.Frag {
 		w.noteFrag(p, fragFullNATOut, e.Orig.Dst, e.Orig.Src)
 	}
 	packet.RewriteFullNAT(p.frame, info, e.Orig.Dst, e.Orig.DstPort, e.Orig.Src, e.Orig.SrcPort)
-	w.output(p, e.Orig.Src)
+	return w.output(p, e.Orig.Src)
 }

@@ -389,6 +389,7 @@ type fnOpts struct {
 	oneRS           bool             // one real server per service (every connection shares RS:rport)
 	noLaddrs        bool             // services without local addresses
 	shardKey        [conntrack.ShardKeyLen]byte
+	batch           int // the worker's batch; 0: the rig's default
 }
 
 // fnRig is a two-armed dual-stack rig whose services (TCP and UDP port 80, IPv4 and
@@ -411,7 +412,7 @@ func newDualRig(t testing.TB, m conntrack.Method, o fnOpts) *fnRig {
 	o.method = m
 	r := &fnRig{opts: o}
 	r.rig = newRigSpec(t, rigSpec{
-		cfg:    Config{Conntrack: conntrack.Config{MaxEntries: o.entries, Shards: o.shards, ShardKey: o.shardKey}},
+		cfg:    Config{Batch: o.batch, Conntrack: conntrack.Config{MaxEntries: o.entries, Shards: o.shards, ShardKey: o.shardKey}},
 		routes: routes("198.18.1.0/24", ifExt, "fd00:1::/64", ifExt, "198.18.2.0/24", ifInt, "fd00:2::/64", ifInt),
 		neigh: map[NeighKey][6]byte{
 			{Ifindex: ifExt, Addr: a16(client)}: macClient, {Ifindex: ifExt, Addr: a16(client6)}: macClient,

@@ -103,8 +103,8 @@ type worker struct {
 		si    int32
 	}
 
-	// burst is what the batch's last NAT, DR or TUN packet forwarded in full left for
-	// the packets of its flow that follow it (flowrun.go).
+	// burst is what the batch's last packet forwarded in full left for the packets of
+	// its flow that follow it (flowrun.go).
 	burst  flowRun
 	runsOK bool  // the batch may start runs: no sync master, no fast path
 	nq     int32 // the batch's requests and replies: its queries at the front of qs
@@ -601,7 +601,9 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 	case conntrack.MethodFullNAT:
 		// FULLNAT: the source becomes the local endpoint, the destination the real
 		// server: the reply key's destination and source (fullnat.go).
-		w.fullnatRequest(p)
+		if h := w.fullnatRequest(p); h != nil && w.runs(p, svc) {
+			w.startRun(p, h, e)
+		}
 	case conntrack.MethodDR:
 		// DR: the MACs change, towards the real server's, and the TTL (hop limit) drops
 		// by one, as in every IPVS method (decrement_ttl in __ip_vs_get_out_rt,
@@ -908,7 +910,9 @@ func (w *worker) reply(p *pktDesc) {
 		w.fastReply(p, e)
 	}
 	if e.Method == conntrack.MethodFullNAT {
-		w.fullnatReply(p)
+		if h := w.fullnatReply(p); h != nil && w.runs(p, nil) {
+			w.startRun(p, h, e)
+		}
 		return
 	}
 	if !packet.SCTPPortsFixable(info, e.Orig.DstPort, info.DstPort) {

@@ -76,7 +76,9 @@ func TestFullNAT(t *testing.T) {
 			}
 
 			// 10 MiB each way, byte-exact; the real server sees the local address.
+			before := e.dataplaneCounters()
 			e.transferBothWays(vip, 10<<20, lip)
+			e.burstGrew(before)
 
 			// UDP echo: every datagram back, byte-exact, from one real server.
 			conn, err := e.bed.Client.NS.DialContext(e.ctx, "udp", netip.AddrPortFrom(vip, echoPort).String())

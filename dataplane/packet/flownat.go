@@ -2,34 +2,43 @@ package packet
 
 import "encoding/binary"
 
-// FlowNAT is what DecrementTTL followed by RewriteDst (or RewriteSrc) does to each packet
-// of one TCP or UDP flow, with the checksum deltas worked out once for the flow: the
-// address and port that change are the same in every packet of it, so the sums of
-// ~old + new are too. A worker that forwards a burst of one flow's packets computes it
-// from the first (NewFlowNAT) and applies it to the others (Apply), which leaves them
-// byte for byte as DecrementTTL and the rewrite would have. It holds no pointers.
+// FlowNAT is what DecrementTTL followed by RewriteDst, RewriteSrc or RewriteFullNAT
+// does to each packet of one TCP or UDP flow, with the checksum deltas worked out once
+// for the flow: the addresses and ports that change are the same in every packet of it,
+// so the sums of ~old + new are too. A worker that forwards a burst of one flow's packets
+// computes it from the first (NewFlowNAT, NewFlowFullNAT) and applies it to the others
+// (Apply), which leaves them byte for byte as DecrementTTL and the rewrite would have.
+// It holds no pointers.
 type FlowNAT struct {
-	addr   [16]byte
-	port   uint16
-	family uint8
-	proto  uint8
-	src    bool   // the source changes (RewriteSrc), else the destination
-	l3     uint32 // IPv4: the header checksum's delta for the address
-	l4     uint32 // the transport checksum's delta for the address and the port
+	src, dst      [16]byte // the new source and destination addresses (of the sides that change)
+	sport, dport  uint16
+	family, proto uint8
+	sides         uint8  // sideSrc, sideDst or both
+	l3            uint32 // IPv4: the header checksum's delta for the addresses
+	l4            uint32 // the transport checksum's delta for the addresses and ports
 }
+
+// The sides of a packet a FlowNAT rewrites.
+const (
+	sideSrc uint8 = 1 << iota
+	sideDst
+)
 
 // NewFlowNAT returns the rewrite of the flow of the packet info describes (not
 // changed) to address addr (in the packet's family, IPv4-mapped for IPv4) and port:
-// the source when src, else the destination. It reports false for a packet Apply does
-// not take: neither TCP nor UDP, a fragment, or a family other than 4 and 6.
+// the source when src (RewriteSrc), else the destination (RewriteDst). It reports
+// false for a packet Apply does not take: neither TCP nor UDP, a fragment, or a family
+// other than 4 and 6.
 func NewFlowNAT(info *Info, src bool, addr [16]byte, port uint16) (FlowNAT, bool) {
-	n := FlowNAT{addr: addr, port: port, family: info.Family, proto: info.Proto, src: src}
+	n := FlowNAT{family: info.Family, proto: info.Proto, sides: sideDst}
+	old, oldPort := &info.Dst, info.DstPort
+	n.dst, n.dport = addr, port
+	if src {
+		n.sides, old, oldPort = sideSrc, &info.Src, info.SrcPort
+		n.src, n.sport = addr, port
+	}
 	if info.Frag || info.Proto != ProtoTCP && info.Proto != ProtoUDP {
 		return n, false
-	}
-	old, oldPort := &info.Dst, info.DstPort
-	if src {
-		old, oldPort = &info.Src, info.SrcPort
 	}
 	switch info.Family {
 	case 4:
@@ -45,11 +54,33 @@ func NewFlowNAT(info *Info, src bool, addr [16]byte, port uint16) (FlowNAT, bool
 	return n, true
 }
 
+// NewFlowFullNAT is NewFlowNAT for RewriteFullNAT: both ends of the flow change, the
+// source to src:sport and the destination to dst:dport.
+func NewFlowFullNAT(info *Info, src [16]byte, sport uint16, dst [16]byte, dport uint16) (FlowNAT, bool) {
+	n := FlowNAT{src: src, dst: dst, sport: sport, dport: dport, family: info.Family, proto: info.Proto, sides: sideSrc | sideDst}
+	if info.Frag || info.Proto != ProtoTCP && info.Proto != ProtoUDP {
+		return n, false
+	}
+	// As RewriteFullNAT sums them.
+	switch info.Family {
+	case 4:
+		n.l3 = uint32(Fold(fieldDelta(info.Src[12:16], src[12:16]) + fieldDelta(info.Dst[12:16], dst[12:16])))
+		n.l4 = n.l3
+	case 6:
+		n.l4 = uint32(Fold(fieldDelta(info.Src[:], src[:]) + fieldDelta(info.Dst[:], dst[:])))
+	default:
+		return n, false
+	}
+	n.l4 += uint32(^info.SrcPort) + uint32(sport)
+	n.l4 += uint32(^info.DstPort) + uint32(dport)
+	return n, true
+}
+
 // Apply decrements the TTL (hop limit) of the packet info describes and rewrites its
-// address and port, as DecrementTTL and then RewriteDst (RewriteSrc) would, and stores
-// the new address and port in info. The packet must belong to the flow n was made for:
-// the same family and protocol, and the address and port that change equal to those
-// NewFlowNAT saw (the caller compares the connection keys). It reports false and
+// addresses and ports, as DecrementTTL and then RewriteDst, RewriteSrc or RewriteFullNAT
+// would, and stores the new ones in info. The packet must belong to the flow n was made
+// for: the same family and protocol, and the addresses and ports that change equal to
+// those NewFlowNAT saw (the caller knows it is the same connection). It reports false and
 // changes nothing when the TTL is 1 or 0, the packet is a fragment or of another family
 // or protocol, or its headers do not fit the frame: the caller then takes the packet
 // through DecrementTTL and the rewrite, which say what is wrong with it.
@@ -80,11 +111,11 @@ func (n *FlowNAT) Apply(frame []byte, info *Info) bool {
 		old := uint16(ttl)<<8 | uint16(ip[ipv4Proto])
 		hc := UpdateChecksum16(binary.BigEndian.Uint16(ip[ipv4Checksum:]), old, old-0x0100)
 		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+n.l3))
-		a := binary.BigEndian.Uint32(n.addr[12:16])
-		if n.src {
-			binary.BigEndian.PutUint32(ip[ipv4Src:], a)
-		} else {
-			binary.BigEndian.PutUint32(ip[ipv4Dst:], a)
+		if n.sides&sideSrc != 0 {
+			binary.BigEndian.PutUint32(ip[ipv4Src:], binary.BigEndian.Uint32(n.src[12:16]))
+		}
+		if n.sides&sideDst != 0 {
+			binary.BigEndian.PutUint32(ip[ipv4Dst:], binary.BigEndian.Uint32(n.dst[12:16]))
 		}
 	} else {
 		if l3+IPv6HeaderLen > l4 {
@@ -96,18 +127,20 @@ func (n *FlowNAT) Apply(frame []byte, info *Info) bool {
 			return false
 		}
 		ip[ipv6HopLimit] = hl - 1
-		if n.src {
-			*(*[16]byte)(ip[ipv6Src:]) = n.addr
-		} else {
-			*(*[16]byte)(ip[ipv6Dst:]) = n.addr
+		if n.sides&sideSrc != 0 {
+			*(*[16]byte)(ip[ipv6Src:]) = n.src
+		}
+		if n.sides&sideDst != 0 {
+			*(*[16]byte)(ip[ipv6Dst:]) = n.dst
 		}
 	}
-	if n.src {
-		binary.BigEndian.PutUint16(tp[tcpSrcPort:], n.port)
-		info.Src, info.SrcPort = n.addr, n.port
-	} else {
-		binary.BigEndian.PutUint16(tp[tcpDstPort:], n.port)
-		info.Dst, info.DstPort = n.addr, n.port
+	if n.sides&sideSrc != 0 {
+		binary.BigEndian.PutUint16(tp[tcpSrcPort:], n.sport)
+		info.Src, info.SrcPort = n.src, n.sport
+	}
+	if n.sides&sideDst != 0 {
+		binary.BigEndian.PutUint16(tp[tcpDstPort:], n.dport)
+		info.Dst, info.DstPort = n.dst, n.dport
 	}
 	patchL4Checksum(tp[csumOff:csumOff+2], info, n.l4)
 	return true

@@ -28,8 +28,8 @@ func flowMate(t *testing.T, s spec, r interface{ IntN(int) int }) spec {
 }
 
 // TestFlowNATMatchesRewrite: a FlowNAT made from one packet of a flow leaves every other
-// packet of that flow byte for byte as DecrementTTL and then RewriteDst (RewriteSrc)
-// leave it, checksums included, and refuses, changing nothing, exactly the packets
+// packet of that flow byte for byte as DecrementTTL and then RewriteDst, RewriteSrc or
+// RewriteFullNAT leave it, checksums included, and refuses, changing nothing, exactly the packets
 // DecrementTTL refuses. The reference is the two functions the worker's first packet of
 // a flow goes through; the checksums are also verified from scratch.
 func TestFlowNATMatchesRewrite(t *testing.T) {
@@ -37,10 +37,15 @@ func TestFlowNATMatchesRewrite(t *testing.T) {
 	applied, refused := 0, 0
 	for i := 0; i < 3000; i++ {
 		first := randSpec(r)
-		src := r.IntN(2) == 0
+		mode := r.IntN(3) // RewriteDst, RewriteSrc, RewriteFullNAT
+		src := mode == 1
 		to, port := as16(randAddr(r, first.v6)), uint16(r.IntN(1<<16))
+		from, fport := as16(randAddr(r, first.v6)), uint16(r.IntN(1<<16))
 		firstInfo := parseOK(t, build(t, first))
 		n, ok := NewFlowNAT(&firstInfo, src, to, port)
+		if mode == 2 {
+			n, ok = NewFlowFullNAT(&firstInfo, from, fport, to, port)
+		}
 		if !ok {
 			t.Fatalf("packet %d: NewFlowNAT refused a %d/%d packet", i, firstInfo.Family, firstInfo.Proto)
 		}
@@ -50,10 +55,13 @@ func TestFlowNATMatchesRewrite(t *testing.T) {
 		want, wantInfo := bytes.Clone(frame), info
 		wantOK := DecrementTTL(want, &wantInfo)
 		if wantOK {
-			if src {
-				RewriteSrc(want, &wantInfo, to, port)
-			} else {
+			switch mode {
+			case 0:
 				RewriteDst(want, &wantInfo, to, port)
+			case 1:
+				RewriteSrc(want, &wantInfo, to, port)
+			case 2:
+				RewriteFullNAT(want, &wantInfo, from, fport, to, port)
 			}
 		}
 		got, gotInfo := bytes.Clone(frame), info
@@ -69,7 +77,7 @@ func TestFlowNATMatchesRewrite(t *testing.T) {
 		}
 		applied++
 		if !bytes.Equal(got, want) {
-			t.Fatalf("packet %d (v6 %v proto %d src %v):\n got %x\nwant %x", i, mate.v6, mate.proto, src, got, want)
+			t.Fatalf("packet %d (v6 %v proto %d mode %d):\n got %x\nwant %x", i, mate.v6, mate.proto, mode, got, want)
 		}
 		if gotInfo != wantInfo {
 			t.Fatalf("packet %d: info %+v, want %+v", i, gotInfo, wantInfo)
