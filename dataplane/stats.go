@@ -141,28 +141,10 @@ type batchCtrs struct {
 // flowAcc returns the accumulator of (svc, dest), adding the gathered ones up first when
 // all are taken.
 func (w *worker) flowAcc(svc, dest uint32) *flowAcc {
-	b := &w.bc
-	for i := 0; i < b.nflows; i++ {
-		if a := &b.flows[i]; a.svc == svc && a.dest == dest {
-			return a
-		}
-	}
-	return w.newFlowAcc(svc, dest)
+	return &w.bc.flows[w.flowAccIndex(svc, dest)]
 }
 
-// newFlowAcc takes an accumulator for (svc, dest), which has none.
-func (w *worker) newFlowAcc(svc, dest uint32) *flowAcc {
-	b := &w.bc
-	if b.nflows == len(b.flows) {
-		w.flushFlows()
-	}
-	a := &b.flows[b.nflows]
-	b.nflows++
-	*a = flowAcc{svc: svc, dest: dest, gen: b.gen}
-	return a
-}
-
-// flowAccIndex is flowAcc as an index of w.bc.flows.
+// flowAccIndex is flowAcc as an index of w.bc.flows (what a run remembers, flowrun.go).
 func (w *worker) flowAccIndex(svc, dest uint32) int {
 	b := &w.bc
 	for i := 0; i < b.nflows; i++ {
@@ -170,7 +152,11 @@ func (w *worker) flowAccIndex(svc, dest uint32) int {
 			return i
 		}
 	}
-	w.newFlowAcc(svc, dest)
+	if b.nflows == len(b.flows) {
+		w.flushFlows()
+	}
+	b.flows[b.nflows] = flowAcc{svc: svc, dest: dest, gen: b.gen}
+	b.nflows++
 	return b.nflows - 1
 }
 

@@ -93,7 +93,7 @@ func (n *FlowNAT) Apply(frame []byte, info *Info) bool {
 	if n.proto == ProtoUDP {
 		csumOff, hdr = udpChecksum, UDPHeaderLen
 	}
-	if l4+hdr > len(frame) || l3 > l4 {
+	if l4+hdr > len(frame) {
 		return false
 	}
 	tp := frame[l4 : l4+hdr]
