@@ -34,7 +34,9 @@
 //     sync ID, or for any (0), by walking its dataplane's tables (Dataplane.WalkSync) into
 //     the usual messages, paced to Options.TableRate messages a second and draining the
 //     workers' queues as it goes; SendTable starts the same send unasked (xlvsd does when
-//     its VRRP instance leaves MASTER). Requests heard during a send are answered by it.
+//     its VRRP instance leaves MASTER). Requests pending when a send starts are answered
+//     by it; one heard during a send makes one more follow (its asker may have missed
+//     the entries already sent).
 //
 // Entries carry no version: a table sent later than an update of the same connection
 // (from the other director) restores the older state, until the connection's next update.

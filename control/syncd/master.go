@@ -33,7 +33,9 @@ type master struct {
 	stopping atomic.Bool
 
 	// The whole-table send: walkReq asks the goroutine for one (a request heard by
-	// listen, or SendTable); requests that arrive while a walk runs are covered by it.
+	// listen, or SendTable). Requests pending when a walk starts are covered by it; one
+	// that arrives while a walk runs makes one more walk follow (its asker may have
+	// missed the entries already sent).
 	// rx is the socket listen hears requests on; listenDone is closed when listen ends.
 	walkReq    chan struct{}
 	rx         *ipvssync.Receiver
@@ -117,6 +119,11 @@ func (m *master) requestWalk() {
 // The last partial messages go at once. It returns early when the master stops.
 func (m *master) walk() {
 	st := &m.d.st
+	// Requests pending now are answered by this walk; later ones, by the next.
+	select {
+	case <-m.walkReq:
+	default:
+	}
 	st.tableSends.Add(1)
 	m.walking, m.walkMsgs = true, 0
 	defer func() { m.walking = false }()
@@ -146,11 +153,6 @@ func (m *master) walk() {
 		}
 	}
 	m.d.log.Info("sync daemon sent the whole table", "entries", n, "messages", m.walkMsgs, "took", time.Since(start).Round(time.Millisecond))
-	// Requests that came during the walk are answered by it.
-	select {
-	case <-m.walkReq:
-	default:
-	}
 }
 
 // run drains the dataplane every poll interval until stopped, then sends what it holds

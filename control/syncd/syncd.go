@@ -397,8 +397,8 @@ func (d *Daemon) requestLocked() error {
 }
 
 // SendTable makes the master send its whole table once more, as it does when it hears a
-// table request (paced by Options.TableRate; one send at a time, a call during a send is
-// covered by it); call it when a peer is known to need it, e.g. when this director's VRRP
+// table request (paced by Options.TableRate; one send at a time, a call during a send
+// makes one more follow it, since the peer may have missed what went before); call it when a peer is known to need it, e.g. when this director's VRRP
 // instance leaves MASTER. It does not wait. Without a master it is an error wrapping
 // ErrNotRunning.
 func (d *Daemon) SendTable() error {

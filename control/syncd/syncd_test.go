@@ -246,6 +246,12 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("applied %d entries, want %d", len(got), len(want))
 			}
 			// Per-connection order: one client's updates keep their order.
+			// The master counts a message after its send returns, which may be after the
+			// backup applied it.
+			waitFor(2*time.Second, func() bool {
+				st := m.d.Stats()
+				return st.Conns >= uint64(len(want)) && st.LagCount == st.Conns
+			})
 			st := m.d.Stats()
 			if st.Conns < uint64(len(want)) || st.Messages == 0 || st.LagCount != st.Conns || st.LagMax <= 0 ||
 				st.Queued < uint64(len(want)) || st.QueueFull != 7 {

@@ -42,6 +42,9 @@ func TestTableExchange(t *testing.T) {
 			t.Errorf("entry %d applied %d times, want once: %+v", i, index[e], e)
 		}
 	}
+	// The master counts a message once its send returns, which may be after the backup
+	// applied it.
+	waitFor(2*time.Second, func() bool { return m.d.Stats().Conns >= uint64(len(table)) })
 	ms, bs := m.d.Stats(), bk.d.Stats()
 	if bs.RequestsSent != 1 || ms.RequestsReceived != 1 || ms.TableSends != 1 || ms.TableConns != uint64(len(table)) || ms.Conns != uint64(len(table)) {
 		t.Errorf("master %+v\nbackup %+v: want one request sent and heard, one send of %d entries", ms, bs, len(table))
@@ -52,13 +55,25 @@ func TestTableExchange(t *testing.T) {
 	}
 	t.Logf("%d entries in %d messages in %v", len(table), ms.Messages, took)
 
-	// SendTable: the same table again, unasked.
+	// SendTable: the same table again, unasked. A second call while that send runs (it
+	// takes ms.Messages/rate, about 60 ms) makes one more send follow, whole: whoever
+	// asked may have missed the entries already sent.
 	bk.dp.reset()
+	before := ms.TableSends
 	if err := m.d.SendTable(); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(10*time.Second, func() bool { return len(bk.dp.got()) >= len(table) }) {
-		t.Fatalf("after SendTable the backup applied %d of %d", len(bk.dp.got()), len(table))
+	if !waitFor(10*time.Second, func() bool { return m.d.Stats().TableSends == before+1 }) {
+		t.Fatalf("SendTable did not start a send: master %+v", m.d.Stats())
+	}
+	if err := m.d.SendTable(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return len(bk.dp.got()) >= 2*len(table) }) {
+		t.Fatalf("after two SendTable calls the backup applied %d of 2×%d; master %+v", len(bk.dp.got()), len(table), m.d.Stats())
+	}
+	if s := m.d.Stats().TableSends; s != before+2 {
+		t.Fatalf("two SendTable calls, the second during the first's send: %d sends, want 2", s-before)
 	}
 
 	// Requests of another sync ID are not answered; those of sync ID 0 are.
