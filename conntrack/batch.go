@@ -15,8 +15,9 @@ const lineSlots = 16
 const hintMin = 8 << 20
 
 // Query is one packet of a LookupBatch: the caller sets Key, Dir and
-// TCPFlags; LookupBatch sets Status and, for Found and Reused, Entry (as
-// Lookup copies out), and Same.
+// TCPFlags (or, for a Repeat, TCPFlags only); LookupBatch sets Status and,
+// for Found and Reused, Entry (as Lookup copies out, unless Shared), Same
+// and Shared.
 type Query struct {
 	Key      Key
 	Dir      Dir
@@ -27,6 +28,18 @@ type Query struct {
 	// LookupBatch was given, both valid (the packets are one flow's burst). False
 	// promises nothing (a long slice is looked up in chunks).
 	Same bool
+	// Repeat, set by the caller: the query is the packet after the previous query's, of
+	// the same flow, and its Key and Dir are that query's; the caller sets only
+	// TCPFlags (LookupBatch copies Dir in, and Key unless Shared). A first query must
+	// not be one. A Repeat is looked up under the previous query's lock hold, after it,
+	// and costs next to nothing when it changes nothing (Shared).
+	Repeat bool
+	// Shared, set by LookupBatch for a Repeat: the packet has the flags of the packet
+	// before, which left the connection's state as it found it, so this one does too
+	// and its timer is the one already set (the same batch clock); Status is Found, and
+	// neither Entry nor Key is filled: they are those of the nearest query before it
+	// that is not Shared.
+	Shared bool
 	// Set by LookupBatch for InsertQuery and PrefetchQuery: Key's hash and shard, and
 	// whether they are (the query had a valid Dir).
 	hash   uint64
@@ -52,10 +65,17 @@ type Query struct {
 // prefetching is skipped. It allocates nothing.
 func (t *Table) LookupBatch(qs []Query, now int64) {
 	now32 := msOf(now)
-	for len(qs) > 0 {
-		n := min(len(qs), batchMax)
-		t.lookupBatch(qs[:n], now32)
-		qs = qs[n:]
+	for off := 0; off < len(qs); off += batchMax {
+		if q := &qs[off]; off > 0 && q.Repeat {
+			// A chunk's first query is looked up as any other: it needs the key, which
+			// the last query before it that is not Shared holds.
+			j := off - 1
+			for qs[j].Shared {
+				j--
+			}
+			q.Key, q.Dir = qs[j].Key, qs[j].Dir
+		}
+		t.lookupBatch(qs[off:min(off+batchMax, len(qs))], now32)
 	}
 }
 
@@ -73,6 +93,7 @@ type batchScratch struct {
 	first [batchMax]uint8
 	two   [batchMax]bool // key j's probe window goes on into lines[first[j]+1]
 	same  [batchMax]bool // query vi[j] has the key and direction of query vi[j-1]
+	rep   [batchMax]bool // query vi[j] is followed by Repeats (lookupRepeats)
 	lines [2 * batchMax]uintptr
 }
 
@@ -84,27 +105,43 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 	// second half of its line (Robin Hood keeps nearly every key within 8
 	// slots of home).
 	// Consecutive packets of one flow (a burst) share the previous query's hashes.
-	m, nl := 0, 0
+	// A Repeat is not hashed, nor does it take a slot of b: the lookups do it after the
+	// query before it (lookupRepeats). last is the index of the last query in b or a
+	// Repeat of it.
+	m, nl, last := 0, 0, -1
 	for i := range qs {
 		q := &qs[i]
-		if m > 0 {
-			if p := &qs[b.vi[m-1]]; int(b.vi[m-1]) == i-1 && q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
+		q.Shared = false
+		if m > 0 && last == i-1 {
+			if q.Repeat {
+				q.Dir, q.Same = qs[i-1].Dir, true
+				b.rep[m-1] = true
+				q.hash, q.shard, q.hashed = b.hs[m-1], b.sis[m-1], true
+				last = i
+				continue
+			}
+			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
 				q.Same = true
 				b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), b.sis[m-1], b.hs[m-1], true
 				q.hash, q.shard, q.hashed = b.hs[m], b.sis[m], true
 				if t.hint {
 					b.first[m], b.off[m], b.two[m] = b.first[m-1], b.off[m-1], b.two[m-1]
 				}
+				last = i
 				m++
 				continue
 			}
 		}
 		q.Same = false
+		if q.Repeat && i > 0 {
+			q.Key, q.Dir = qs[i-1].Key, qs[i-1].Dir // the query before was not looked up: it has its key
+		}
 		si, ok := t.keyShard(q.Dir, &q.Key)
 		if !ok {
 			q.Status, q.hashed = Invalid, false
 			continue
 		}
+		last = i
 		k := &q.Key
 		h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
 		b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), int32(si), h, false
@@ -132,15 +169,21 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		sh.mu.Lock()
 		found := noIdx // the record the query before found under this hold
 		stay := false  // and its packet left the state as it was (lookupAgain)
+		var filled *Query
 		for {
-			q := &qs[b.vi[j]]
+			i := int(b.vi[j])
+			q := &qs[i]
 			ok := false
 			if b.same[j] && found != noIdx {
-				ok, stay = t.lookupAgain(sh, found, q, &qs[b.vi[j-1]], stay, now32)
+				ok, stay = t.lookupAgain(sh, found, q, qs[i-1].TCPFlags, &filled.Entry, stay, now32)
 			}
 			if !ok {
 				q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
 				stay = false
+			}
+			filled = q
+			if b.rep[j] {
+				found, stay, filled = t.lookupRepeats(sh, qs, i, b.hs[j], found, stay, filled, now32)
 			}
 			j++
 			if j == m || b.sis[j] != b.sis[j-1] {
@@ -178,6 +221,7 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 	}
 	var held *shard
 	found, stay := noIdx, false
+	var filled *Query // the last query whose Entry was filled (lookupAgain's prevEntry)
 	for j := range m {
 		if k := j + aheadIdx; k < m {
 			b.prefetchIndex(k)
@@ -193,17 +237,50 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 			sh.mu.Lock()
 			held, found = sh, noIdx
 		}
-		q := &qs[b.vi[j]]
+		i := int(b.vi[j])
+		q := &qs[i]
 		ok := false
 		if b.same[j] && found != noIdx {
-			ok, stay = t.lookupAgain(sh, found, q, &qs[b.vi[j-1]], stay, now32)
+			ok, stay = t.lookupAgain(sh, found, q, qs[i-1].TCPFlags, &filled.Entry, stay, now32)
 		}
 		if !ok {
 			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
 			stay = false
 		}
+		filled = q
+		if b.rep[j] {
+			found, stay, filled = t.lookupRepeats(sh, qs, i, b.hs[j], found, stay, filled, now32)
+		}
 	}
 	held.mu.Unlock()
+}
+
+// lookupRepeats looks up the Repeats that follow query i, under its shard's lock: found,
+// stay and filled are what the lookups so far left (the record found, whether the last
+// packet left its state as it was, the last query whose Entry was filled), and it
+// returns them as the Repeats leave them. A Repeat with the flags of the packet before,
+// which left the state as it was, is Shared: nothing to do. Any other is what
+// lookupAgain, or a lookup afresh, makes of it.
+func (t *Table) lookupRepeats(sh *shard, qs []Query, i int, h uint64, found uint32, stay bool, filled *Query, now32 uint32) (uint32, bool, *Query) {
+	for i++; i < len(qs) && qs[i].Repeat; i++ {
+		q, prev := &qs[i], &qs[i-1]
+		if found != noIdx && stay && q.TCPFlags == prev.TCPFlags && !filled.Entry.Sync &&
+			(q.Dir != DirOrig || t.syncPol.Load() == nil) {
+			q.Status, q.Shared = Found, true
+			continue
+		}
+		q.Key = filled.Key
+		ok := false
+		if found != noIdx {
+			ok, stay = t.lookupAgain(sh, found, q, prev.TCPFlags, &filled.Entry, stay, now32)
+		}
+		if !ok {
+			q.Status, found = t.lookupLocked(sh, h, q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+			stay = false
+		}
+		filled = q
+	}
+	return found, stay, filled
 }
 
 // prefetchIndex prefetches the index lines where query j's probe starts.

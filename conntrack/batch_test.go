@@ -23,8 +23,9 @@ func twins(t *testing.T, cfg Config) (*Table, *Table) {
 // contents: batches of every size (beyond batchMax too), both directions,
 // invalid directions, absent keys, repeats of a key within a batch (next
 // to each other, as a flow's burst, which LookupBatch serves from the
-// previous query's record and entry, and apart), SYNs that reuse, entries
-// that expire, a sync master's counts and Sync answers.
+// previous query's record and entry, and apart), Repeats (whose Key and Dir
+// LookupBatch fills in, and whose Entry, when Shared, is the last filled one's),
+// SYNs that reuse, entries that expire, a sync master's counts and Sync answers.
 func TestLookupBatchMatchesLookup(t *testing.T) {
 	tests := []struct {
 		name string
@@ -63,6 +64,7 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 			}
 			now := int64(0)
 			qs := make([]Query, 3*batchMax)
+			shared := 0
 			rounds := 300
 			if raceEnabled {
 				rounds = 60
@@ -80,10 +82,12 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 				n := rng.IntN(len(qs) + 1)
 				for j := range n {
 					c := &conns[rng.IntN(len(conns))]
+					burst := false
 					if j > 0 && rng.IntN(5) == 0 {
 						qs[j].Key, qs[j].Dir = qs[rng.IntN(j)].Key, qs[rng.IntN(j)].Dir
 					} else if j > 0 && rng.IntN(4) == 0 {
 						qs[j].Key, qs[j].Dir = qs[j-1].Key, qs[j-1].Dir // a burst of one flow
+						burst = true
 					} else {
 						qs[j].Key, qs[j].Dir = c.Orig, DirOrig
 						if c.Method.twoWay() && rng.IntN(2) == 0 {
@@ -94,18 +98,39 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 						qs[j].Dir = Dir(2 + rng.IntN(5))
 					}
 					qs[j].TCPFlags = flags[rng.IntN(len(flags))]
+					if burst && rng.IntN(2) == 0 {
+						qs[j].TCPFlags = qs[j-1].TCPFlags // a stream's segments
+					}
 					qs[j].Entry = Entry{Service: 12345} // must survive a miss
+					// A Repeat: the caller knows the query repeats the one before.
+					qs[j].Repeat = j > 0 && qs[j].Key == qs[j-1].Key && qs[j].Dir == qs[j-1].Dir && rng.IntN(3) != 0
 				}
 				want := make([]Query, n)
 				copy(want, qs[:n])
+				for j := range n {
+					if qs[j].Repeat { // LookupBatch fills them in
+						qs[j].Key, qs[j].Dir = Key{SrcPort: 1}, Dir(9)
+					}
+				}
 				for j := range want {
 					w := &want[j]
 					w.Status = single.Lookup(w.Dir, &w.Key, w.TCPFlags, now, &w.Entry)
 				}
 				batch.LookupBatch(qs[:n], now)
+				var filled *Query // the last query whose Entry was filled
 				for j := range n {
 					g, w := &qs[j], &want[j] // the public fields (LookupBatch also keeps the key's hash for InsertQuery)
-					if g.Key != w.Key || g.Dir != w.Dir || g.TCPFlags != w.TCPFlags || g.Status != w.Status || g.Entry != w.Entry {
+					ge, gk := g.Entry, g.Key
+					if g.Shared {
+						if !g.Repeat || g.Status != Found || filled == nil {
+							t.Fatalf("round %d, query %d of %d: Shared, Repeat %v, status %v", round, j, n, g.Repeat, g.Status)
+						}
+						ge, gk = filled.Entry, filled.Key
+						shared++
+					} else {
+						filled = g
+					}
+					if gk != w.Key || g.Dir != w.Dir || g.TCPFlags != w.TCPFlags || g.Status != w.Status || ge != w.Entry {
 						t.Fatalf("round %d, query %d of %d: LookupBatch gave %v %+v, Lookup %v %+v", round, j, n, qs[j].Status, qs[j].Entry, want[j].Status, want[j].Entry)
 					}
 					// Same: the key and direction of the query just before, both valid
@@ -133,9 +158,10 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 				}
 			}
 			st := batch.Stats()
-			if st.Inserts == 0 || st.Expired == 0 || st.Reused == 0 {
-				t.Fatalf("the run did not exercise the table: %+v", st)
+			if st.Inserts == 0 || st.Expired == 0 || st.Reused == 0 || shared == 0 {
+				t.Fatalf("the run did not exercise the table: %+v, %d Shared", st, shared)
 			}
+			t.Logf("%d queries Shared", shared)
 		})
 	}
 }

@@ -911,34 +911,35 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 	return NotFound, noIdx
 }
 
-// lookupAgain is LookupBatch's lookup of q when the query before it, prev, had the same
-// key and direction and was found, record ref, under this same hold of the shard's lock
-// (a flow's burst): no index search, and q.Entry is prev's entry with the state this
-// packet leaves (nothing else of a record changes under one hold but the state and the
-// timer) instead of a copy from the record. It reports false, having done nothing, when
-// the packet would not simply be Found (the entry timed out, or a SYN reuses it):
-// lookupLocked then does what Lookup does.
+// lookupAgain is LookupBatch's lookup of q when the query before it had the same key
+// and direction and was found, record ref, under this same hold of the shard's lock (a
+// flow's burst): no index search, and q.Entry is prevEntry (the entry of the last query
+// before q whose Entry was filled) with the state this packet leaves (nothing else of a
+// record changes under one hold but the state and the timer) instead of a copy from the
+// record. It reports false, having done nothing, when the packet would not simply be
+// Found (the entry timed out, or a SYN reuses it): lookupLocked then does what Lookup
+// does.
 //
-// stay says that prev's packet left the state as it found it. With the same flags this
-// packet then does too (the same transition from the same state), and the timer prev's
-// packet set, now32 plus the state's timeout, is the one this packet would set: the
-// state machine is not consulted again. fixed reports the same of this packet, for the
-// next.
-func (t *Table) lookupAgain(sh *shard, ref uint32, q, prev *Query, stay bool, now32 uint32) (ok, fixed bool) {
+// stay says that the packet before (its flags: prevFlags) left the state as it found
+// it. With the same flags this packet then does too (the same transition from the same
+// state), and the timer the packet before set, now32 plus the state's timeout, is the
+// one this packet would set: the state machine is not consulted again. fixed reports
+// the same of this packet, for the next.
+func (t *Table) lookupAgain(sh *shard, ref uint32, q *Query, prevFlags uint8, prevEntry *Entry, stay bool, now32 uint32) (ok, fixed bool) {
 	r := &sh.recs[ref]
 	if timedOut(r, now32) || q.Dir == DirOrig && isNewConn(q.Key.Proto, q.TCPFlags) &&
 		t.reuseMode != ConnReuseOff && newConnExpected(r.state(), r.method(), t.reuseMode) {
 		return false, false
 	}
 	cur := r.state()
-	skip := stay && q.TCPFlags == prev.TCPFlags
+	skip := stay && q.TCPFlags == prevFlags
 	var to uint32
 	if fixed = skip; !skip {
 		to = t.advance(sh, ref, q.Dir, q.TCPFlags, now32)
 		fixed = r.state() == cur
 	}
 	out := &q.Entry
-	*out = prev.Entry
+	*out = *prevEntry
 	out.State, out.Sync = r.state(), false
 	if q.Dir == DirOrig {
 		if sp := t.syncPol.Load(); sp != nil {
