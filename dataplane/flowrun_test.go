@@ -136,8 +136,24 @@ func TestBurstMatchesOnePacketBatches(t *testing.T) {
 					// the run a4 started), c2 c3, and for NAT r2 r3. TUN's 1500-byte
 					// packet after a3 takes the full path.
 					want := map[conntrack.Method]uint64{conntrack.MethodNAT: 8, conntrack.MethodDR: 6, conntrack.MethodTUN: 6}[c.method]
-					if got := burstCompare(t, c, burstPrep{}); got != want {
-						t.Errorf("%d packets forwarded as a burst, want %d", got, want)
+					// Repeats (ParseRepeat): every packet after one of its flow — a2 a3,
+					// a5-a8 (a4 follows b1), c2 c3, TUN's big one, NAT's r2 r3. Shared
+					// (nothing to look up): a repeat with the flags of the packet before,
+					// which the state machine left as it was, after a repeat (the
+					// lookup afresh of a3's, a6's or r1's packet does not say whether it
+					// left the state): a3 a6, TUN's big one, NAT's r3, and for UDP (no
+					// flags, no FIN) a7 a8 too.
+					wantRepeats := map[conntrack.Method]int{conntrack.MethodNAT: 10, conntrack.MethodDR: 8, conntrack.MethodTUN: 9}[c.method]
+					wantShared := map[conntrack.Method]int{conntrack.MethodNAT: 3, conntrack.MethodDR: 2, conntrack.MethodTUN: 3}[c.method]
+					if udp {
+						wantShared += 2
+					}
+					got := burstCompare(t, c, burstPrep{})
+					if got.bursts != want {
+						t.Errorf("%d packets forwarded as a burst, want %d", got.bursts, want)
+					}
+					if got.repeats != wantRepeats || got.shared != wantShared {
+						t.Errorf("%d repeats, %d shared; want %d and %d", got.repeats, got.shared, wantRepeats, wantShared)
 					}
 				})
 			}
@@ -166,7 +182,7 @@ func TestBurstOff(t *testing.T) {
 		}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if got := burstCompare(t, c, x.prep); got != x.want {
+			if got := burstCompare(t, c, x.prep).bursts; got != x.want {
 				t.Errorf("%d packets forwarded as a burst, want %d", got, x.want)
 			}
 		})
@@ -184,7 +200,7 @@ type burstPrep struct {
 // directors prepared by prep, one taking the burst in one batch, the other a packet per
 // batch; it fails t unless both forwarded and counted alike, and returns how many packets
 // the first forwarded as a flow's burst.
-func burstCompare(t *testing.T, c burstCase, prep burstPrep) uint64 {
+func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	t.Helper()
 	var rigs [2]*rig
 	for i := range rigs {
@@ -199,6 +215,7 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) uint64 {
 	}
 	var out [2][][]byte
 	var bursts [2]uint64
+	var seen burstSeen
 	for i, r := range rigs {
 		rs := c.burstOpen(t, r)
 		fs := c.burstFrames(t, rs)
@@ -213,6 +230,10 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) uint64 {
 			}
 			if n := r.w.poll(); n != len(fs) {
 				t.Fatalf("one poll took %d of %d frames", n, len(fs))
+			}
+			for _, q := range r.w.qs[:r.w.nq] {
+				seen.repeats += b2i(q.Repeat)
+				seen.shared += b2i(q.Shared)
 			}
 		} else {
 			for _, f := range fs {
@@ -270,7 +291,16 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) uint64 {
 	if bursts[1] != 0 {
 		t.Errorf("%d packets forwarded as a burst one packet per batch", bursts[1])
 	}
-	return bursts[0]
+	seen.bursts = bursts[0]
+	return seen
+}
+
+// burstSeen is what burstCompare saw of the batch: the packets forwarded as a burst,
+// the queries that were Repeats (ParseRepeat took the packet) and those LookupBatch
+// found Shared.
+type burstSeen struct {
+	bursts          uint64
+	repeats, shared int
 }
 
 // TestBurstAllocs: forwarding a flow's burst as a run allocates nothing (NAT requests

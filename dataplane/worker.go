@@ -385,6 +385,15 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 		p.in, p.d, p.owned = in, w.rx[i], true
 		p.snap, p.fib, p.now = snap, fib, now
 		w.classified = i + 1
+		p.frame = in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
+		if i > 0 && mayRepeat(p, &w.pkts[i-1]) && w.repeats(p, &w.pkts[i-1]) {
+			// The packet before's flow again: its query repeats that one.
+			q := &w.qs[m]
+			p.q, p.qi = q, int32(m)
+			q.Repeat, q.TCPFlags = true, p.info.TCPFlags
+			m++
+			continue
+		}
 		switch w.classify(p) {
 		case pktRequest, pktReply:
 			w.lookup(p, &w.qs[m])
@@ -418,17 +427,22 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 		case pktICMP:
 			w.icmp(p)
 		case pktRequest:
+			if p.q.Shared {
+				p.q = w.pkts[i-1].q // the entry is the packet before's (LookupBatch)
+			}
 			w.request(p, &snap.Services[p.si])
 		case pktReply:
+			if p.q.Shared {
+				p.q = w.pkts[i-1].q
+			}
 			w.reply(p)
 		}
 	}
 }
 
-// classify parses p's frame and decides what becomes of it: dropped at once (counted;
+// classify parses p's frame (p.frame, set) and decides what becomes of it: dropped at once (counted;
 // pktDone), or handled in the second pass. It returns p.kind.
 func (w *worker) classify(p *pktDesc) uint8 {
-	p.frame = p.in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
 	info := &p.info
 	p.kind, p.q = pktDone, nil
 	res := packet.Parse(p.frame, info)
@@ -473,6 +487,27 @@ func (w *worker) classify(p *pktDesc) uint8 {
 	return p.kind
 }
 
+// mayRepeat is repeats' first look, inline: whether prev is a request or a reply and
+// p's frame has prev's ports where prev had them (what tells apart most flows of one
+// client, and most packets of a batch of many flows).
+func mayRepeat(p, prev *pktDesc) bool {
+	l4 := int(prev.info.L4Off)
+	return (prev.kind == pktRequest || prev.kind == pktReply) && len(p.frame) >= l4+4 &&
+		binary.BigEndian.Uint32(p.frame[l4:]) == uint32(prev.info.SrcPort)<<16|uint32(prev.info.DstPort)
+}
+
+// repeats tells whether p is the next packet of prev's flow, as prev was classified
+// (a request or a reply: mayRepeat checked it): packet.ParseRepeat takes its frame, whose headers are prev's
+// but for the IP length and the TCP flags. If so p is classified as prev was, without
+// Parse or the service lookup. classify does the rest.
+func (w *worker) repeats(p, prev *pktDesc) bool {
+	if !packet.ParseRepeat(&prev.info, p.frame, &p.info) {
+		return false
+	}
+	p.kind, p.si = prev.kind, prev.si
+	return true
+}
+
 // lookup makes q p's connection lookup, for the batch's LookupBatch.
 func (w *worker) lookup(p *pktDesc, q *conntrack.Query) {
 	info := &p.info
@@ -484,7 +519,7 @@ func (w *worker) lookup(p *pktDesc, q *conntrack.Query) {
 	copyAddr(&k.Src, &info.Src)
 	copyAddr(&k.Dst, &info.Dst)
 	k.SrcPort, k.DstPort, k.Proto = info.SrcPort, info.DstPort, info.Proto
-	q.Dir, q.TCPFlags = conntrack.DirOrig, info.TCPFlags
+	q.Dir, q.TCPFlags, q.Repeat = conntrack.DirOrig, info.TCPFlags, false
 	if p.kind == pktReply {
 		q.Dir = conntrack.DirReply
 	}
@@ -538,7 +573,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		w.drop(p, DropNoConn)
 		return
 	}
-	if st == conntrack.Found && p.q.Same && w.burst.qi == p.qi-1 && w.follow(p) {
+	if st == conntrack.Found && w.qs[p.qi].Same && w.burst.qi == p.qi-1 && w.follow(p) {
 		return
 	}
 	if st != conntrack.Found {
@@ -900,7 +935,7 @@ func (w *worker) reply(p *pktDesc) {
 		}
 		return
 	}
-	if p.q.Same && w.burst.qi == p.qi-1 && w.follow(p) {
+	if w.qs[p.qi].Same && w.burst.qi == p.qi-1 && w.follow(p) {
 		return
 	}
 	// The reply's connection and its state after this packet are known here, and only
