@@ -93,7 +93,10 @@
 // are gathered per batch and added to the shared ones when it ends (stats.go). The
 // packets of a connection that follow one of their own in the batch (a stream's burst)
 // are forwarded as a run (flowrun.go): TTL, the flow's precomputed rewrite or tunnel
-// header, counts and the first packet's next hop, nothing else per packet.
+// header, counts and the first packet's next hop, nothing else per packet. Such a packet
+// is also classified without Parse (packet.ParseRepeat: the headers of the packet before
+// but for the IP length and the TCP flags) and looked up as a conntrack Repeat, which
+// costs next to nothing when it changes nothing (Shared).
 //
 // The XDP fast path (fastpath.go, Config.FastPath): established NAT, FULLNAT, DR and TUN
 // connections are handed to the XDP program, which then forwards their packets itself;

@@ -377,6 +377,9 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	w.syncOn = w.dp.syncMaster.Load()
 	w.burst.qi = -1
 	w.runsOK = w.fp == nil && !w.syncOn
+	// The packet before, when a request or a reply: where its ports are, and they
+	// (repeats' first look, what tells apart most flows of one client). rl4 < 0: none.
+	rl4, rports := -1, uint32(0)
 	for i := 0; i < n; i++ {
 		if w.panicAt > 0 && w.panicFirst && i == w.panicAt-1 {
 			panic("dataplane: test panic mid-batch")
@@ -386,7 +389,7 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 		p.snap, p.fib, p.now = snap, fib, now
 		w.classified = i + 1
 		p.frame = in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
-		if i > 0 && mayRepeat(p, &w.pkts[i-1]) && w.repeats(p, &w.pkts[i-1]) {
+		if rl4 >= 0 && len(p.frame) >= rl4+4 && binary.BigEndian.Uint32(p.frame[rl4:]) == rports && w.repeats(p, &w.pkts[i-1]) {
 			// The packet before's flow again: its query repeats that one.
 			q := &w.qs[m]
 			p.q, p.qi = q, int32(m)
@@ -394,11 +397,13 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 			m++
 			continue
 		}
+		rl4 = -1
 		switch w.classify(p) {
 		case pktRequest, pktReply:
 			w.lookup(p, &w.qs[m])
 			p.qi = int32(m)
 			m++
+			rl4, rports = int(p.info.L4Off), uint32(p.info.SrcPort)<<16|uint32(p.info.DstPort)
 		case pktICMP:
 			top--
 			p.q = &w.qs[top]
@@ -487,17 +492,8 @@ func (w *worker) classify(p *pktDesc) uint8 {
 	return p.kind
 }
 
-// mayRepeat is repeats' first look, inline: whether prev is a request or a reply and
-// p's frame has prev's ports where prev had them (what tells apart most flows of one
-// client, and most packets of a batch of many flows).
-func mayRepeat(p, prev *pktDesc) bool {
-	l4 := int(prev.info.L4Off)
-	return (prev.kind == pktRequest || prev.kind == pktReply) && len(p.frame) >= l4+4 &&
-		binary.BigEndian.Uint32(p.frame[l4:]) == uint32(prev.info.SrcPort)<<16|uint32(prev.info.DstPort)
-}
-
 // repeats tells whether p is the next packet of prev's flow, as prev was classified
-// (a request or a reply: mayRepeat checked it): packet.ParseRepeat takes its frame, whose headers are prev's
+// (a request or a reply, whose ports p has: handleBatch checked): packet.ParseRepeat takes its frame, whose headers are prev's
 // but for the IP length and the TCP flags. If so p is classified as prev was, without
 // Parse or the service lookup. classify does the rest.
 func (w *worker) repeats(p, prev *pktDesc) bool {
@@ -573,7 +569,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		w.drop(p, DropNoConn)
 		return
 	}
-	if st == conntrack.Found && w.qs[p.qi].Same && w.burst.qi == p.qi-1 && w.follow(p) {
+	if w.burst.qi == p.qi-1 && st == conntrack.Found && w.qs[p.qi].Same && w.follow(p) {
 		return
 	}
 	if st != conntrack.Found {
@@ -935,7 +931,7 @@ func (w *worker) reply(p *pktDesc) {
 		}
 		return
 	}
-	if w.qs[p.qi].Same && w.burst.qi == p.qi-1 && w.follow(p) {
+	if w.burst.qi == p.qi-1 && w.qs[p.qi].Same && w.follow(p) {
 		return
 	}
 	// The reply's connection and its state after this packet are known here, and only
