@@ -27,18 +27,24 @@ func PutTunnelHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint
 		if len(hdr) < IPv4MinHeaderLen || len(inner) < IPv4MinHeaderLen || len(inner) > 0xFFFF-IPv4MinHeaderLen {
 			return false
 		}
-		in := IPv4(inner)
-		h := IPv4(hdr[:IPv4MinHeaderLen])
-		h.SetVersionIHL(IPv4MinHeaderLen)
-		h.SetTOS(in.TOS())
-		h.SetTotalLength(uint16(IPv4MinHeaderLen + len(inner)))
-		h.SetID(id)
-		h.SetFlagsFragmentOffset(in.FlagsFragmentOffset() & IPv4FlagDF)
-		h.SetTTL(in.TTL())
-		h.SetProtocol(ProtoIPIP)
-		h.SetSourceAddress(src)
-		h.SetDestinationAddress(dst)
-		h.ComputeChecksum()
+		// Field by field at fixed offsets, the checksum from the words as they are
+		// written (every tunnel packet pays for this header).
+		in := (*[IPv4MinHeaderLen]byte)(inner)
+		h := (*[IPv4MinHeaderLen]byte)(hdr)
+		tl := uint16(IPv4MinHeaderLen + len(inner))
+		df := binary.BigEndian.Uint16(in[ipv4FlagsFrag:]) & IPv4FlagDF
+		h[ipv4VerIHL], h[ipv4TOS] = 0x45, in[ipv4TOS]
+		binary.BigEndian.PutUint16(h[ipv4TotalLen:], tl)
+		binary.BigEndian.PutUint16(h[ipv4ID:], id)
+		binary.BigEndian.PutUint16(h[ipv4FlagsFrag:], df)
+		h[ipv4TTL], h[ipv4Proto] = in[ipv4TTL], ProtoIPIP
+		s4, d4 := binary.BigEndian.Uint32(src[12:]), binary.BigEndian.Uint32(dst[12:])
+		binary.BigEndian.PutUint32(h[ipv4Src:], s4)
+		binary.BigEndian.PutUint32(h[ipv4Dst:], d4)
+		sum := uint32(0x45)<<8 | uint32(in[ipv4TOS])
+		sum += uint32(tl) + uint32(id) + uint32(df) + (uint32(in[ipv4TTL])<<8 | ProtoIPIP)
+		sum += s4>>16 + s4&0xFFFF + d4>>16 + d4&0xFFFF
+		binary.BigEndian.PutUint16(h[ipv4Checksum:], ^Fold(sum))
 		return true
 	case 6:
 		if len(hdr) < IPv6HeaderLen || len(inner) < IPv6HeaderLen || len(inner) > 0xFFFF {

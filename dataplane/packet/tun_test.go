@@ -112,6 +112,38 @@ func TestPutTunnelHeader(t *testing.T) {
 
 func addrToIP(a [16]byte) []byte { return netip.AddrFrom16(a).Unmap().AsSlice() }
 
+// TestPutTunnelHeaderRandom: the IPIP header, written field by field with its checksum
+// summed on the way, is byte for byte the one the IPv4 view's setters and
+// ComputeChecksum make of the same fields (what IPVS's tunnel transmit sets: TOS, TTL and
+// DF from the inner header, the rest constant or given), for random inner headers
+// (every flag and offset bit, any TOS and TTL), addresses, identifications and lengths.
+func TestPutTunnelHeaderRandom(t *testing.T) {
+	r := newRand(t)
+	for range 20000 {
+		inner := randBytes(r, IPv4MinHeaderLen+r.IntN(1500))
+		src, dst := as16(randAddr(r, false)), as16(randAddr(r, false))
+		id := uint16(r.IntN(1 << 16))
+		got := make([]byte, IPv4MinHeaderLen)
+		if !PutTunnelHeader(got, inner, 4, src, dst, id) {
+			t.Fatal("refused")
+		}
+		in, want := IPv4(inner), IPv4(make([]byte, IPv4MinHeaderLen))
+		want.SetVersionIHL(IPv4MinHeaderLen)
+		want.SetTOS(in.TOS())
+		want.SetTotalLength(uint16(IPv4MinHeaderLen + len(inner)))
+		want.SetID(id)
+		want.SetFlagsFragmentOffset(in.FlagsFragmentOffset() & IPv4FlagDF)
+		want.SetTTL(in.TTL())
+		want.SetProtocol(ProtoIPIP)
+		want.SetSourceAddress(src)
+		want.SetDestinationAddress(dst)
+		want.ComputeChecksum()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("inner % x:\ngot  % x\nwant % x", inner[:IPv4MinHeaderLen], got, []byte(want))
+		}
+	}
+}
+
 // TestPutICMPError: frag-needed / Packet Too Big built in place (overlapping the
 // original, as the dataplane does in a frame's headroom) decode with gopacket, verify,
 // go back to the sender from the original destination and quote the original.
