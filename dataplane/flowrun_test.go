@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -194,6 +195,9 @@ func TestBurstOff(t *testing.T) {
 type burstPrep struct {
 	spec func(*rigSpec)
 	rig  func(*rig)
+	// frames, when set, makes the batch instead of burstFrames (no count of the frames
+	// out is expected then); it must give both directors the same frames.
+	frames func(rs netip.Addr) [][]byte
 }
 
 // burstCompare sends case c's connections and burst (burstOpen, burstFrames) to two
@@ -218,7 +222,12 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	var seen burstSeen
 	for i, r := range rigs {
 		rs := c.burstOpen(t, r)
-		fs := c.burstFrames(t, rs)
+		var fs [][]byte
+		if prep.frames != nil {
+			fs = prep.frames(rs)
+		} else {
+			fs = c.burstFrames(t, rs)
+		}
 		if prep.rig != nil {
 			prep.rig(r) // the burst's batch is the first after it
 		}
@@ -263,7 +272,7 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	case conntrack.MethodTUN:
 		wantOut++ // the big one answered
 	}
-	if len(out[0]) != wantOut {
+	if prep.frames == nil && len(out[0]) != wantOut {
 		t.Fatalf("%d frames out, want %d", len(out[0]), wantOut)
 	}
 	for id := uint32(1); id <= 4; id++ {
@@ -429,4 +438,101 @@ func TestBurstFullNAT(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestBatchMatchesOnePacketRandom: random batches of 32 frames over a connection's two
+// flows A and B, a new one C and, for NAT, A's replies — mostly in runs of one flow, with
+// random TCP flags (a FIN, an RST or a SYN among the ACKs), TTLs of 1 and 2, payloads of
+// any size (TUN: some too big for the tunnel), and some frames cut short or with a header
+// byte changed — leave the director exactly as the same frames one per batch do: frames
+// out byte for byte, counts, connection states and drops (burstCompare). The runs,
+// repeats and shared lookups of a batch are thus held to the full path on inputs no one
+// chose.
+func TestBatchMatchesOnePacketRandom(t *testing.T) {
+	seeds := 25
+	if testing.Short() {
+		seeds = 4
+	}
+	for _, m := range []conntrack.Method{conntrack.MethodNAT, conntrack.MethodDR, conntrack.MethodTUN} {
+		for _, v6 := range []bool{false, true} {
+			for _, udp := range []bool{false, true} {
+				c := burstCase{m, v6, udp}
+				t.Run(c.String(), func(t *testing.T) {
+					var sum burstSeen
+					for seed := range seeds {
+						frames := func(rs netip.Addr) [][]byte { return c.randomFrames(t, rs, uint64(seed)) }
+						got := burstCompare(t, c, burstPrep{frames: frames})
+						sum.bursts += got.bursts
+						sum.repeats += got.repeats
+						sum.shared += got.shared
+					}
+					if sum.repeats == 0 || sum.shared == 0 || sum.bursts == 0 {
+						t.Fatalf("%d seeds: %d repeats, %d shared, %d forwarded as a burst: the test does not test them", seeds, sum.repeats, sum.shared, sum.bursts)
+					}
+					t.Logf("%d batches of 32: %d repeats, %d shared, %d forwarded as a burst", seeds, sum.repeats, sum.shared, sum.bursts)
+				})
+			}
+		}
+	}
+}
+
+// randomFrames returns the 32 frames of TestBatchMatchesOnePacketRandom's batch seed for
+// case c, whose connection A's real server is rsA.
+func (c burstCase) randomFrames(t *testing.T, rsA netip.Addr, seed uint64) [][]byte {
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	client, vip := l2Client, l2VIP
+	if c.v6 {
+		client, vip = l2Client6, l2VIP6
+	}
+	var fs [][]byte
+	flow := 0
+	for range 32 {
+		if r.IntN(10) >= 6 { // runs: most frames are of the flow before
+			flow = []int{0, 0, 0, 1, 1, 2, 3, 3}[r.IntN(8)]
+		}
+		p := pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: uint16(1000 + min(flow, 2)), dport: 80, udp: c.udp, ack: !c.udp}
+		if flow == 3 {
+			if c.method != conntrack.MethodNAT {
+				flow = 0
+			} else { // A's reply
+				p = pkt{srcMAC: macRS1, dstMAC: macDir, src: rsA, dst: client, sport: 80, dport: 1000, udp: c.udp, ack: !c.udp}
+			}
+		}
+		if !c.udp {
+			switch r.IntN(40) {
+			case 0:
+				p.fin = true
+			case 1:
+				p.rst, p.ack = true, false
+			case 2:
+				p.syn, p.ack = true, false
+			case 3:
+				p.ack = false
+			}
+		}
+		switch r.IntN(20) {
+		case 0:
+			p.ttl = 1
+		case 1:
+			p.ttl = 2
+		}
+		n := r.IntN(300)
+		if c.method == conntrack.MethodTUN && r.IntN(10) == 0 {
+			n = 1400 + r.IntN(40) // too big for the tunnel, or about
+		}
+		p.payload = make([]byte, n)
+		for i := range p.payload {
+			p.payload[i] = byte(r.IntN(256))
+		}
+		p.id = uint16(r.IntN(1 << 16))
+		f := build(t, p)
+		switch r.IntN(30) {
+		case 0:
+			f = f[:r.IntN(len(f))]
+		case 1:
+			f[r.IntN(min(len(f), 60))] ^= byte(1 + r.IntN(255))
+		}
+		fs = append(fs, f)
+	}
+	return fs
 }
