@@ -445,8 +445,9 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	}
 }
 
-// classify parses p's frame (p.frame, set) and decides what becomes of it: dropped at once (counted;
-// pktDone), or handled in the second pass. It returns p.kind.
+// classify parses p's frame (p.frame, set by the caller) and decides what becomes of
+// it: dropped at once (counted; pktDone), or handled in the second pass. It returns
+// p.kind.
 func (w *worker) classify(p *pktDesc) uint8 {
 	info := &p.info
 	p.kind, p.q = pktDone, nil
@@ -492,10 +493,11 @@ func (w *worker) classify(p *pktDesc) uint8 {
 	return p.kind
 }
 
-// repeats tells whether p is the next packet of prev's flow, as prev was classified
-// (a request or a reply, whose ports p has: handleBatch checked): packet.ParseRepeat takes its frame, whose headers are prev's
-// but for the IP length and the TCP flags. If so p is classified as prev was, without
-// Parse or the service lookup. classify does the rest.
+// repeats tells whether p is the next packet of the flow of prev, which was classified
+// as a request or a reply and whose ports p has (handleBatch checked): whether
+// packet.ParseRepeat takes p's frame, whose headers are then prev's but for the IP
+// length and the TCP flags. If so p is classified as prev was, without Parse or the
+// service lookup; if not, classify does it.
 func (w *worker) repeats(p, prev *pktDesc) bool {
 	if !packet.ParseRepeat(&prev.info, p.frame, &p.info) {
 		return false
