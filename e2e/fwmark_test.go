@@ -110,12 +110,25 @@ func TestFWMark(t *testing.T) {
 	if _, err := e.bed.Client.NS.Run(e.ctx, "ip", "route", "add", "198.18.9.0/29", "via", e.bed.Ext.Addr.String()); err != nil {
 		t.Fatal(err)
 	}
+	// Each round's flows from client ports of their own: the connections of a round
+	// before stay in the table after -C (as in IPVS), and a datagram that happened to
+	// reuse an old flow's port to the same VIP would be that connection's, whose real
+	// server -C deleted: dropped, as IPVS drops it (expire_nodest_conn=0; dest_gone —
+	// seen when both rounds use the same ports, and the likely cause of a CI failure
+	// when the ports were the kernel's choice).
+	round := 0
 	askPrefix := func() map[string]int {
 		t.Helper()
+		round++
 		got := map[string]int{}
 		for i := 1; i <= 6; i++ {
 			dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 9, byte(i)}), 4000+uint16(i))
-			conn, err := e.bed.Client.NS.DialContext(e.ctx, "udp", dst.String())
+			var conn net.Conn
+			err := e.bed.Client.NS.Do(func() (err error) {
+				d := net.Dialer{LocalAddr: &net.UDPAddr{Port: 41000 + 10*round + i}}
+				conn, err = d.DialContext(e.ctx, "udp", dst.String())
+				return err
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
