@@ -237,6 +237,8 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 			sh.mu.Lock()
 			held, found = sh, noIdx
 		}
+		// The lookup as in lookupBatch's loop, written out: a call here costs about 24
+		// instructions per lookup (callgrind, PipelineEstablished32 +1.3 %).
 		i := int(b.vi[j])
 		q := &qs[i]
 		ok := false

@@ -426,20 +426,17 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 		if w.panicAt > 0 && !w.panicFirst && i == w.panicAt-1 {
 			panic("dataplane: test panic mid-batch")
 		}
+		if (p.kind == pktRequest || p.kind == pktReply) && p.q.Shared {
+			p.q = w.pkts[i-1].q // the entry is the packet before's (LookupBatch)
+		}
 		switch p.kind {
 		case pktFrag:
 			w.fragment(p)
 		case pktICMP:
 			w.icmp(p)
 		case pktRequest:
-			if p.q.Shared {
-				p.q = w.pkts[i-1].q // the entry is the packet before's (LookupBatch)
-			}
 			w.request(p, &snap.Services[p.si])
 		case pktReply:
-			if p.q.Shared {
-				p.q = w.pkts[i-1].q
-			}
 			w.reply(p)
 		}
 	}
