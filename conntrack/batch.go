@@ -9,6 +9,11 @@ const batchMax = 64
 // lineSlots is how many index slots share a 64-byte cache line.
 const lineSlots = 16
 
+// hintWindow is how many index slots from a key's home slot LookupBatch reads, without
+// the lock, to choose the record to prefetch: Robin Hood keeps nearly every key within
+// a few slots of home (TestLookupBatchHints), and 8 slots span one or two cache lines.
+const hintWindow = 8
+
 // hintMin is the smallest table (bytes of records and index) for which
 // LookupBatch prefetches: smaller ones stay in the CPU caches, where
 // prefetching costs more than it saves.
@@ -86,29 +91,24 @@ func sameKey(a, b *Key) bool {
 
 // batchScratch is LookupBatch's working memory, on the caller's stack.
 type batchScratch struct {
-	hs    [batchMax]uint64
-	sis   [batchMax]int32 // shard of query vi[j]
-	vi    [batchMax]uint8 // indexes of the queries with a valid Dir
-	off   [batchMax]uint8 // key j's home slot in its line, lines[first[j]]
-	first [batchMax]uint8
-	two   [batchMax]bool // key j's probe window goes on into lines[first[j]+1]
-	same  [batchMax]bool // query vi[j] has the key and direction of query vi[j-1]
-	rep   [batchMax]bool // query vi[j] is followed by Repeats (lookupRepeats)
-	lines [2 * batchMax]uintptr
+	hs   [batchMax]uint64
+	sis  [batchMax]int32   // shard of query vi[j]
+	home [batchMax]uintptr // address of key j's home slot (prefetching tables only)
+	vi   [batchMax]uint8   // indexes of the queries with a valid Dir
+	same [batchMax]bool    // query vi[j] has the key and direction of query vi[j-1]
+	rep  [batchMax]bool    // query vi[j] is followed by Repeats (lookupRepeats)
 }
 
 func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 	var b batchScratch
 	qs = qs[:min(len(qs), batchMax)]
-	// Hash every key and list the index lines where its probe starts: the
-	// home slot's line, and the next line when the home slot lies in the
-	// second half of its line (Robin Hood keeps nearly every key within 8
-	// slots of home).
+	// Hash every key and note where its probe starts (its home slot), whose window
+	// of hintWindow slots the prefetching reads.
 	// Consecutive packets of one flow (a burst) share the previous query's hashes.
 	// A Repeat is not hashed, nor does it take a slot of b: the lookups do it after the
 	// query before it (lookupRepeats). last is the index of the last query in b or a
 	// Repeat of it.
-	m, nl, last := 0, 0, -1
+	m, last := 0, -1
 	for i := range qs {
 		q := &qs[i]
 		q.Shared = false
@@ -124,9 +124,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 				q.Same = true
 				b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), b.sis[m-1], b.hs[m-1], true
 				q.hash, q.shard, q.hashed = b.hs[m], b.sis[m], true
-				if t.hint {
-					b.first[m], b.off[m], b.two[m] = b.first[m-1], b.off[m-1], b.two[m-1]
-				}
+				b.home[m] = b.home[m-1]
 				last = i
 				m++
 				continue
@@ -147,15 +145,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), int32(si), h, false
 		q.hash, q.shard, q.hashed = h, int32(si), true
 		if t.hint {
-			a := slotAddr(&t.shards[si].shard, h)
-			b.first[m], b.off[m] = uint8(nl), uint8(a%64/4)
-			b.lines[nl] = a &^ 63
-			nl++
-			b.two[m] = b.off[m] >= lineSlots/2
-			if b.two[m] {
-				b.lines[nl] = a&^63 + 64
-				nl++
-			}
+			b.home[m] = slotAddr(&t.shards[si].shard, h)
 		}
 		m++
 	}
@@ -195,7 +185,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 }
 
 // Prefetch distances of lookupPipelined, in queries: while query j is looked up, the
-// record of query j+aheadRec and the index lines of query j+aheadIdx are on their way.
+// record of query j+aheadRec and the index window of query j+aheadIdx are on their way.
 // About 20 lines in flight, what a core's miss buffers hold.
 const (
 	aheadIdx = 16
@@ -203,8 +193,8 @@ const (
 )
 
 // lookupPipelined does the m lookups of a hashed batch (b) on a table large enough to
-// prefetch for, software-pipelined: before query j is looked up, the index lines of
-// query j+aheadIdx are prefetched and those of query j+aheadRec, prefetched
+// prefetch for, software-pipelined: before query j is looked up, the index window of
+// query j+aheadIdx is prefetched and that of query j+aheadRec, prefetched
 // aheadIdx-aheadRec queries earlier and so most likely arrived, are read to prefetch the
 // record they name. The misses of the batch thus overlap one another and the lookups'
 // own work instead of coming in bursts. A shard's lock is held for each run of
@@ -214,7 +204,7 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 	syncOn := t.syncPol.Load() != nil
 	mask := ^uint32(0)<<t.tagPos | 1
 	for k := range min(aheadIdx, m) {
-		b.prefetchIndex(k)
+		prefetchWindow(b.home[k])
 	}
 	for k := range min(aheadRec, m) {
 		t.hintRecord(qs, b, k, mask, syncOn)
@@ -224,7 +214,7 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 	var filled *Query // the last query whose Entry was filled (lookupAgain's prevEntry)
 	for j := range m {
 		if k := j + aheadIdx; k < m {
-			b.prefetchIndex(k)
+			prefetchWindow(b.home[k])
 		}
 		if k := j + aheadRec; k < m {
 			t.hintRecord(qs, b, k, mask, syncOn)
@@ -285,18 +275,13 @@ func (t *Table) lookupRepeats(sh *shard, qs []Query, i int, h uint64, found uint
 	return found, stay, filled
 }
 
-// prefetchIndex prefetches the index lines where query j's probe starts.
-func (b *batchScratch) prefetchIndex(j int) {
-	prefetchLines(&b.lines[b.first[j]], 1+int(b2i(b.two[j])))
-}
-
-// hintRecord reads query j's index lines without a lock (hintSlot) and prefetches the
+// hintRecord reads query j's index window without a lock (hintSlot) and prefetches the
 // record of the first slot whose tag and direction match: its line, its cold part's
 // for an IPv6 key, and its sync slot's when sync is on and the query is a client's.
 func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, mask uint32, syncOn bool) {
 	q := &qs[b.vi[j]]
 	want := uint32(b.hs[j]>>t.tagShift)<<t.tagPos | uint32(q.Dir) ^ 1
-	s := hintSlot(b.lines[b.first[j]], 1+int(b2i(b.two[j])), int(b.off[j]), mask, want)
+	s := hintSlot(b.home[j], mask, want)
 	sh := &t.shards[b.sis[j]].shard
 	rec := (s&t.refMask - 1) >> 1
 	if s == 0 || rec >= uint32(len(sh.recs)) {

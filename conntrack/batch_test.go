@@ -168,7 +168,7 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 
 // TestLookupBatchHints: on a quiescent, nearly full table, the record
 // LookupBatch prefetches for a key is the key's own for nearly every key
-// (Robin Hood keeps keys near home; the hint reads one or two index lines).
+// (Robin Hood keeps keys near home; the hint reads hintWindow slots from home).
 func TestLookupBatchHints(t *testing.T) {
 	if !hintsWork {
 		if os.Getenv("CI") != "" {
@@ -197,16 +197,21 @@ func TestLookupBatchHints(t *testing.T) {
 			si, _ := tb.keyShard(dir, k)
 			sh := &tb.shards[si].shard
 			h := hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
-			a := slotAddr(sh, h)
-			off := int(a % 64 / 4)
-			lines := 1 + int(b2i(off >= lineSlots/2))
-			s := hintSlot(a&^63, lines, off, mask, uint32(h>>tb.tagShift)<<tb.tagPos|uint32(dir)^1)
+			s := hintSlot(slotAddr(sh, h), mask, uint32(h>>tb.tagShift)<<tb.tagPos|uint32(dir)^1)
 			ref := tb.find(sh, h, dir, k)
 			if ref == noIdx {
 				t.Fatalf("key %d %v not found", i, dir)
 			}
 			if s != 0 && (s&tb.refMask-1)>>1 == ref {
 				good++
+			}
+			// A key within the window (not wrapped past the index's end) is always
+			// hinted: its own slot matches, if no earlier one does.
+			home := home(h, len(sh.idx))
+			for d := range hintWindow {
+				if home+d < len(sh.idx) && sh.idx[home+d]&tb.refMask-1 == ref<<1|uint32(dir) && s == 0 {
+					t.Fatalf("key %d %v lies %d slots from home, inside the hint window of %d, but is not hinted", i, dir, d, hintWindow)
+				}
 			}
 		}
 	}

@@ -17,14 +17,18 @@ func prefetchLines(addrs *uintptr, n int)
 //go:noescape
 func peek32(p *uint32) uint32
 
-// hintSlot returns the first slot, from slot off of the 64-byte index line
-// at line (and through the next line when n is 2) up to the first empty
-// slot, whose bits under mask equal want; 0 if there is none. It reads the
-// lines with plain loads, without any lock, so the slot may be stale;
-// LookupBatch uses it only to choose which record to prefetch, never to
-// decide anything (aligned 32-bit loads are atomic on amd64, so a slot is
-// never torn). The lines must be mapped: the arena is padded for the line
-// after the last shard's index.
+// hintSlot returns the first slot of the window of hintWindow slots that starts at
+// the index slot at home, up to the first empty slot, whose bits under mask equal
+// want; 0 if there is none. It reads the window with plain loads, without any
+// lock, so the slot may be stale; LookupBatch uses it only to choose which record
+// to prefetch, never to decide anything (aligned 32-bit loads are atomic on amd64,
+// so a slot is never torn). The window must be mapped: the arena is padded for the
+// line after the last shard's index. A key further than the window from home (or
+// past the index's end, where its probe wraps) is not hinted.
 //
 //go:noescape
-func hintSlot(line uintptr, n, off int, mask, want uint32) uint32
+func hintSlot(home uintptr, mask, want uint32) uint32
+
+// prefetchWindow prefetches the cache lines of the window of hintWindow index slots
+// that starts at home: one line, or two when the window crosses into the next.
+func prefetchWindow(home uintptr)

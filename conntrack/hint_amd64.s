@@ -37,14 +37,13 @@ TEXT ·peek32(SB), NOSPLIT|NOFRAME, $0-12
 	ORL	AX, R8 \
 	ORL	BX, R9
 
-// func hintSlot(line uintptr, n, off int, mask, want uint32) uint32
-TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-36
-	MOVQ	line+0(FP), SI
-	MOVQ	n+8(FP), DX
-	MOVL	mask+24(FP), AX
+// func hintSlot(home uintptr, mask, want uint32) uint32
+TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-20
+	MOVQ	home+0(FP), SI
+	MOVL	mask+8(FP), AX
 	MOVQ	AX, X5
 	PSHUFD	$0, X5, X5
-	MOVL	want+28(FP), AX
+	MOVL	want+12(FP), AX
 	MOVQ	AX, X4
 	PSHUFD	$0, X4, X4
 	PXOR	X6, X6
@@ -52,38 +51,25 @@ TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-36
 	XORL	R9, R9
 	GROUP(0, 0)
 	GROUP(16, 4)
-	GROUP(32, 8)
-	GROUP(48, 12)
-	CMPQ	DX, $2
-	JGE	second
-	ORL	$0xffff0000, R9 // the window ends with the line
-	JMP	scanned
-second:
-	GROUP(64, 16)
-	GROUP(80, 20)
-	GROUP(96, 24)
-	GROUP(112, 28)
-scanned:
-	// Drop the slots before the home slot: match and empty &^= 1<<off - 1.
-	MOVQ	off+16(FP), CX
-	MOVL	$-1, AX
-	SHLL	CX, AX
-	ANDL	AX, R8
-	ANDL	AX, R9
-	// Keep the matches before the first empty slot.
-	TESTL	R9, R9
-	JZ	nomask
-	BSFL	R9, CX
-	MOVL	$1, AX
-	SHLL	CX, AX
+	// Keep the matches before the first empty slot: match &= (empty & -empty) - 1,
+	// which keeps all 8 when no slot is empty.
+	MOVL	R9, AX
+	NEGL	AX
+	ANDL	R9, AX
 	DECL	AX
 	ANDL	AX, R8
-nomask:
 	XORL	AX, AX
 	TESTL	R8, R8
 	JZ	hdone
 	BSFL	R8, CX
 	MOVL	(SI)(CX*4), AX
 hdone:
-	MOVL	AX, ret+32(FP)
+	MOVL	AX, ret+16(FP)
+	RET
+
+// func prefetchWindow(home uintptr)
+TEXT ·prefetchWindow(SB), NOSPLIT|NOFRAME, $0-8
+	MOVQ	home+0(FP), AX
+	PREFETCHT0	(AX)
+	PREFETCHT0	28(AX)
 	RET
