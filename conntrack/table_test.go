@@ -875,3 +875,60 @@ func TestInsertReplacesClosedReplyHolder(t *testing.T) {
 		t.Fatalf("counts %d/%d after the replacement, want 1/0", a, i)
 	}
 }
+
+// TestFindFar: on a full shard (index load 5/6) some keys lie further than
+// LookupBatch's hint window (8 slots) from home and some homes are among the index's
+// last 8 slots (their probes wrap); find finds every key in both directions, and
+// not absent keys.
+func TestFindFar(t *testing.T) {
+	const n = 4096
+	tb := mustNew(t, Config{MaxEntries: n, Shards: 1})
+	defer tb.Close()
+	sh := &tb.shards[0].shard
+	for i := range n {
+		mustInsert(t, tb, conn(i, ProtoTCP, MethodNAT, 0), TCPSyn, 0)
+	}
+	far, wrapped := 0, 0
+	for i := range n {
+		e := conn(i, ProtoTCP, MethodNAT, 0)
+		for _, dir := range []Dir{DirOrig, DirReply} {
+			k := &e.Orig
+			if dir == DirReply {
+				k = &e.Reply
+			}
+			h := hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+			ref := tb.find(sh, h, dir, k)
+			if ref == noIdx {
+				t.Fatalf("conn %d %v: not found", i, dir)
+			}
+			var got Entry
+			sh.recs[ref].copyOut(sh.coldOf(ref), &got)
+			if got.Orig != e.Orig {
+				t.Fatalf("conn %d %v: found %v", i, dir, got.Orig)
+			}
+			hm := home(h, len(sh.idx))
+			if hm+8 > len(sh.idx) {
+				wrapped++
+			}
+			for d := 0; d < len(sh.idx); d++ {
+				if sh.idx[(hm+d)%len(sh.idx)]&tb.refMask-1 == ref<<1|uint32(dir) {
+					if d >= 8 {
+						far++
+					}
+					break
+				}
+			}
+		}
+	}
+	if far == 0 || wrapped == 0 {
+		t.Fatalf("%d keys beyond 8 slots of home, %d homes in the index's last 8 slots: want some of each", far, wrapped)
+	}
+	t.Logf("%d of %d keys beyond 8 slots of home, %d with homes in the last 8 slots", far, 2*n, wrapped)
+	for i := n; i < n+2000; i++ {
+		e := conn(i, ProtoTCP, MethodNAT, 0)
+		var out Entry
+		if tb.Get(DirOrig, &e.Orig, 0, &out) || tb.Get(DirReply, &e.Reply, 0, &out) {
+			t.Fatalf("absent conn %d found", i)
+		}
+	}
+}
