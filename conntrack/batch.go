@@ -134,14 +134,12 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		if q.Repeat && i > 0 {
 			q.Key, q.Dir = qs[i-1].Key, qs[i-1].Dir // the query before was not looked up: it has its key
 		}
-		si, ok := t.keyShard(q.Dir, &q.Key)
+		si, h, ok := t.keyHash(q.Dir, &q.Key)
 		if !ok {
 			q.Status, q.hashed = Invalid, false
 			continue
 		}
 		last = i
-		k := &q.Key
-		h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
 		b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), int32(si), h, false
 		q.hash, q.shard, q.hashed = h, int32(si), true
 		if t.hint {

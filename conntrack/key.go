@@ -153,3 +153,28 @@ func hashEndpoint(s *[seedWords]uint64, addr *[16]byte, port uint16) uint64 {
 	a := mum(le64(addr[0:8])^s[6], le64(addr[8:16])^s[7])
 	return fmix(mum(a^uint64(port)^s[8], s[9]))
 }
+
+// keyHash is keyShard and hashParts of k in one call, for LookupBatch: the shard
+// of k travelling in dir (hashEndpoint of its client endpoint), its index hash, and
+// false for a bad dir. The key's words are loaded once for both hashes.
+func (t *Table) keyHash(dir Dir, k *Key) (si int, h uint64, ok bool) {
+	s := &t.seed
+	s0, s1 := le64(k.Src[0:8]), le64(k.Src[8:16])
+	d0, d1 := le64(k.Dst[0:8]), le64(k.Dst[8:16])
+	e0, e1, port := s0, s1, k.SrcPort
+	switch dir {
+	case DirOrig:
+	case DirReply:
+		e0, e1, port = d0, d1, k.DstPort
+	default:
+		return 0, 0, false
+	}
+	if t.shardBits != 0 {
+		a := mum(e0^s[6], e1^s[7])
+		si = int(fmix(mum(a^uint64(port)^s[8], s[9])) >> (64 - t.shardBits))
+	}
+	a := mum(s0^s[0], s1^s[1])
+	b := mum(d0^s[2], d1^s[3])
+	p := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32
+	return si, fmix(mum(a^p^s[4], b^s[5])), true
+}

@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -930,5 +931,39 @@ func TestFindFar(t *testing.T) {
 		if tb.Get(DirOrig, &e.Orig, 0, &out) || tb.Get(DirReply, &e.Reply, 0, &out) {
 			t.Fatalf("absent conn %d found", i)
 		}
+	}
+}
+
+// TestKeyHash: keyHash, LookupBatch's one call for both hashes, gives what keyShard
+// and hashParts give, for random keys in both directions, one shard or 64, a random
+// or a configured shard key; a bad direction is refused.
+func TestKeyHash(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, cfg := range []Config{{MaxEntries: 64, Shards: 1}, {MaxEntries: 1 << 12}, {MaxEntries: 1 << 12, ShardKey: [ShardKeyLen]byte{1, 2, 3}}} {
+		tb := mustNew(t, cfg)
+		for range 2000 {
+			var k Key
+			for i := range k.Src {
+				k.Src[i], k.Dst[i] = byte(rng.Uint32()), byte(rng.Uint32())
+			}
+			if rng.IntN(2) == 0 {
+				k.Src, k.Dst = v4(198, 18, byte(rng.Uint32()), byte(rng.Uint32())), v4(10, 0, 0, byte(rng.Uint32()))
+			}
+			k.SrcPort, k.DstPort, k.Proto = uint16(rng.Uint32()), uint16(rng.Uint32()), uint8(rng.Uint32())
+			for _, dir := range []Dir{DirOrig, DirReply, 2} {
+				wantSi, wantOK := tb.keyShard(dir, &k)
+				si, h, ok := tb.keyHash(dir, &k)
+				if ok != wantOK || !ok && (si != 0 || h != 0) {
+					t.Fatalf("%+v: keyHash(%v) ok %v (%d, %#x), keyShard ok %v", cfg, dir, ok, si, h, wantOK)
+				}
+				if !ok {
+					continue
+				}
+				if wantH := hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto); si != wantSi || h != wantH {
+					t.Fatalf("%+v: keyHash(%v, %v) = %d, %#x; keyShard and hashParts give %d, %#x", cfg, dir, k, si, h, wantSi, wantH)
+				}
+			}
+		}
+		tb.Close()
 	}
 }
