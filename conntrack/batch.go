@@ -252,10 +252,13 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 // which left the state as it was, is Shared: nothing to do. Any other is what
 // lookupAgain, or a lookup afresh, makes of it.
 func (t *Table) lookupRepeats(sh *shard, qs []Query, i int, h uint64, found uint32, stay bool, filled *Query, now32 uint32) (uint32, bool, *Query) {
+	// A sync master counts every client packet (lookupAgain): read once for the run, as
+	// the batch's lookups read the switch once each.
+	syncOff := t.syncPol.Load() == nil
 	for i++; i < len(qs) && qs[i].Repeat; i++ {
 		q, prev := &qs[i], &qs[i-1]
 		if found != noIdx && stay && q.TCPFlags == prev.TCPFlags && !filled.Entry.Sync &&
-			(q.Dir != DirOrig || t.syncPol.Load() == nil) {
+			(q.Dir != DirOrig || syncOff) {
 			q.Status, q.Shared = Found, true
 			continue
 		}
