@@ -94,9 +94,12 @@ type batchScratch struct {
 	hs   [batchMax]uint64
 	sis  [batchMax]int32   // shard of query vi[j]
 	home [batchMax]uintptr // address of key j's home slot (prefetching tables only)
-	vi   [batchMax]uint8   // indexes of the queries with a valid Dir
-	same [batchMax]bool    // query vi[j] has the key and direction of query vi[j-1]
-	rep  [batchMax]bool    // query vi[j] is followed by Repeats (lookupRepeats)
+	// the record hintRecord prefetched for key j (lookupPipelined only; noIdx: none):
+	// the lookup under the lock tries it before it probes the index
+	guess [batchMax]uint32
+	vi    [batchMax]uint8 // indexes of the queries with a valid Dir
+	same  [batchMax]bool  // query vi[j] has the key and direction of query vi[j-1]
+	rep   [batchMax]bool  // query vi[j] is followed by Repeats (lookupRepeats)
 }
 
 func (t *Table) lookupBatch(qs []Query, now32 uint32) {
@@ -166,7 +169,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 				ok, stay = t.lookupAgain(sh, found, q, qs[i-1].TCPFlags, &filled.Entry, stay, now32)
 			}
 			if !ok {
-				q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+				q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false, noIdx)
 				stay = false
 			}
 			filled = q
@@ -234,7 +237,7 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 			ok, stay = t.lookupAgain(sh, found, q, qs[i-1].TCPFlags, &filled.Entry, stay, now32)
 		}
 		if !ok {
-			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false, b.guess[j])
 			stay = false
 		}
 		filled = q
@@ -268,7 +271,7 @@ func (t *Table) lookupRepeats(sh *shard, qs []Query, i int, h uint64, found uint
 			ok, stay = t.lookupAgain(sh, found, q, prev.TCPFlags, &filled.Entry, stay, now32)
 		}
 		if !ok {
-			q.Status, found = t.lookupLocked(sh, h, q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false)
+			q.Status, found = t.lookupLocked(sh, h, q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false, noIdx)
 			stay = false
 		}
 		filled = q
@@ -285,9 +288,11 @@ func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, mask uint32, sync
 	s := hintSlot(b.home[j], mask, want)
 	sh := &t.shards[b.sis[j]].shard
 	rec := (s&t.refMask - 1) >> 1
+	b.guess[j] = noIdx
 	if s == 0 || rec >= uint32(len(sh.recs)) {
 		return
 	}
+	b.guess[j] = rec
 	var a [3]uintptr
 	a[0] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs))) + uintptr(rec)*unsafe.Sizeof(record{})
 	n := 1

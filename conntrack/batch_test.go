@@ -366,3 +366,93 @@ func TestPrefetchInsert(t *testing.T) {
 		})
 	}
 }
+
+// TestLookupGuess checks the shortcut LookupBatch's lookups take under the lock: the
+// record its lock-free hint named is tried before the index is probed. Whatever that
+// record is — the key's own, another live connection's (either direction), a freed
+// one, a DR or TUN record whose empty reply key a zero key would match, out of range
+// — the outcome must be the probe's. For each guess, two fresh twin tables take the
+// same lookups (ACKs, which move a connection on, and SYNs, which reuse it), one with
+// no guess and one with that guess; status, record, entry and counts must agree.
+func TestLookupGuess(t *testing.T) {
+	type query struct {
+		dir Dir
+		k   Key
+	}
+	methods := []Method{MethodNAT, MethodDR, MethodTUN, MethodFullNAT}
+	var conns []Entry
+	var keys []query
+	for i := range 12 {
+		proto := ProtoTCP
+		if i%3 == 2 {
+			proto = ProtoUDP
+		}
+		e := conn(i, proto, methods[i%len(methods)], 1)
+		conns = append(conns, e)
+		keys = append(keys, query{DirOrig, e.Orig})
+		if e.Method.twoWay() {
+			keys = append(keys, query{DirReply, e.Reply})
+		}
+	}
+	// A freed record (its connection's real server removed) and keys no record has: a
+	// DR record's reply key is all zeros, which the zero key of either family matches
+	// field by field; a freed record keeps its key but protocol 0, and a never-used
+	// one is all zeros, which keys of protocol 0 match.
+	gone := conn(40, ProtoTCP, MethodNAT, 2)
+	goneNoProto := gone.Orig
+	goneNoProto.Proto = 0
+	for _, k := range []Key{gone.Orig, goneNoProto, {}, {Src: v4(0, 0, 0, 0), Dst: v4(0, 0, 0, 0), Proto: ProtoTCP}, {Proto: ProtoTCP}, {Proto: ProtoUDP}} {
+		keys = append(keys, query{DirOrig, k}, query{DirReply, k})
+	}
+	start := int64(1000) * sec
+	build := func() (*Table, *Table) {
+		plain, guessed := twins(t, Config{MaxEntries: 64, Shards: 1, MaxDests: 5})
+		for _, tb := range []*Table{plain, guessed} {
+			for _, e := range conns {
+				mustInsert(t, tb, e, TCPSyn, start)
+			}
+			mustInsert(t, tb, gone, TCPSyn, start)
+			tb.RemoveDest(2, start)
+		}
+		return plain, guessed
+	}
+	plain, _ := build()
+	n := uint32(len(plain.shards[0].shard.recs))
+	guesses := []uint32{noIdx, n, n + 7}
+	for ref := range n {
+		guesses = append(guesses, ref)
+	}
+	hits := 0
+	for _, g := range guesses {
+		plain, guessed := build()
+		shP, shG := &plain.shards[0].shard, &guessed.shards[0].shard
+		now := start
+		for round := range 2 {
+			for qi, q := range keys {
+				now += sec
+				flags := []uint8{TCPAck, TCPAck | TCPPsh, TCPSyn}[(qi+round)%3]
+				h := hashParts(&plain.seed, &q.k.Src, &q.k.Dst, q.k.SrcPort, q.k.DstPort, q.k.Proto)
+				var eP, eG Entry
+				shP.mu.Lock()
+				stP, refP := plain.lookupLocked(shP, h, q.dir, &q.k, flags, msOf(now), &eP, false, noIdx)
+				shP.mu.Unlock()
+				shG.mu.Lock()
+				stG, refG := guessed.lookupLocked(shG, h, q.dir, &q.k, flags, msOf(now), &eG, false, g)
+				shG.mu.Unlock()
+				if stP != stG || refP != refG || eP != eG {
+					t.Fatalf("guess %d, key %d (%v %+v): %v record %d %+v, want (no guess) %v record %d %+v", g, qi, q.dir, q.k, stG, refG, eG, stP, refP, eP)
+				}
+				if refP != noIdx && g == refP {
+					hits++
+				}
+			}
+		}
+		if a, b := plain.Len(), guessed.Len(); a != b {
+			t.Fatalf("guess %d: %d connections, %d without guesses", g, b, a)
+		}
+		checkInvariants(t, guessed)
+	}
+	if hits < 12 {
+		t.Fatalf("a guess named the record the probe found %d times, want every connection's at least once", hits)
+	}
+}

@@ -861,7 +861,7 @@ func (t *Table) keyShard(dir Dir, k *Key) (int, bool) {
 // lookup is Lookup once the shard and hash are known.
 func (t *Table) lookup(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry) Status {
 	sh.mu.Lock()
-	st, _ := t.lookupLocked(sh, h, dir, k, tcpFlags, now32, out, t.hint)
+	st, _ := t.lookupLocked(sh, h, dir, k, tcpFlags, now32, out, t.hint, noIdx)
 	sh.mu.Unlock()
 	return st
 }
@@ -869,7 +869,7 @@ func (t *Table) lookup(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now
 // lookupLocked is lookup with the shard's lock held. With pf (a large table
 // and no batch prefetching done) a sync master prefetches the sync slot. It
 // also returns the entry's record when Found (else noIdx), for lookupAgain.
-func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, pf bool) (Status, uint32) {
+func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, pf bool, guess uint32) (Status, uint32) {
 	// A sync master counts the packets that come in from clients and decides
 	// whether to send the connection after each (ip_vs_in_hook); replies do
 	// neither.
@@ -877,7 +877,14 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 	if dir == DirOrig {
 		sp = t.syncPol.Load()
 	}
-	if ref := t.findPF(sh, h, dir, k, pf && sp != nil); ref != noIdx {
+	ref := noIdx
+	if guess != noIdx {
+		ref = sh.tryGuess(guess, dir, k)
+	}
+	if ref == noIdx {
+		ref = t.findPF(sh, h, dir, k, pf && sp != nil)
+	}
+	if ref != noIdx {
 		r := &sh.recs[ref]
 		switch {
 		case timedOut(r, now32):
@@ -909,6 +916,21 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 		return Invalid, noIdx
 	}
 	return NotFound, noIdx
+}
+
+// tryGuess returns guess if record guess holds the entry of key k in direction dir,
+// noIdx if not (the caller probes the index), for a record that LookupBatch's hint
+// (hintRecord) named having read the index without the lock. Under the lock, a record
+// in use that has k in direction dir is k's entry: a live key is in one record only.
+// A DR or TUN record has no reply key to match; a freed record keeps its key.
+func (sh *shard) tryGuess(guess uint32, dir Dir, k *Key) uint32 {
+	if guess >= uint32(len(sh.recs)) {
+		return noIdx
+	}
+	if r := &sh.recs[guess]; r.used() && (dir == DirOrig || r.method().twoWay()) && r.matches(sh.coldOf(guess), dir, k) {
+		return guess
+	}
+	return noIdx
 }
 
 // lookupAgain is LookupBatch's lookup of q when the query before it had the same key
