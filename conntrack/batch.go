@@ -169,7 +169,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 				ok, stay = t.lookupAgain(sh, found, q, qs[i-1].TCPFlags, &filled.Entry, stay, now32)
 			}
 			if !ok {
-				q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false, noIdx)
+				q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, noIdx)
 				stay = false
 			}
 			filled = q
@@ -237,7 +237,7 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 			ok, stay = t.lookupAgain(sh, found, q, qs[i-1].TCPFlags, &filled.Entry, stay, now32)
 		}
 		if !ok {
-			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false, b.guess[j])
+			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, b.guess[j])
 			stay = false
 		}
 		filled = q
@@ -271,7 +271,7 @@ func (t *Table) lookupRepeats(sh *shard, qs []Query, i int, h uint64, found uint
 			ok, stay = t.lookupAgain(sh, found, q, prev.TCPFlags, &filled.Entry, stay, now32)
 		}
 		if !ok {
-			q.Status, found = t.lookupLocked(sh, h, q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, false, noIdx)
+			q.Status, found = t.lookupLocked(sh, h, q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, noIdx)
 			stay = false
 		}
 		filled = q

@@ -434,10 +434,10 @@ func TestLookupGuess(t *testing.T) {
 				h := hashParts(&plain.seed, &q.k.Src, &q.k.Dst, q.k.SrcPort, q.k.DstPort, q.k.Proto)
 				var eP, eG Entry
 				shP.mu.Lock()
-				stP, refP := plain.lookupLocked(shP, h, q.dir, &q.k, flags, msOf(now), &eP, false, noIdx)
+				stP, refP := plain.lookupLocked(shP, h, q.dir, &q.k, flags, msOf(now), &eP, noIdx)
 				shP.mu.Unlock()
 				shG.mu.Lock()
-				stG, refG := guessed.lookupLocked(shG, h, q.dir, &q.k, flags, msOf(now), &eG, false, g)
+				stG, refG := guessed.lookupLocked(shG, h, q.dir, &q.k, flags, msOf(now), &eG, g)
 				shG.mu.Unlock()
 				if stP != stG || refP != refG || eP != eG {
 					t.Fatalf("guess %d, key %d (%v %+v): %v record %d %+v, want (no guess) %v record %d %+v", g, qi, q.dir, q.k, stG, refG, eG, stP, refP, eP)

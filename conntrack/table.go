@@ -861,15 +861,18 @@ func (t *Table) keyShard(dir Dir, k *Key) (int, bool) {
 // lookup is Lookup once the shard and hash are known.
 func (t *Table) lookup(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry) Status {
 	sh.mu.Lock()
-	st, _ := t.lookupLocked(sh, h, dir, k, tcpFlags, now32, out, t.hint, noIdx)
+	st, _ := t.lookupLocked(sh, h, dir, k, tcpFlags, now32, out, noIdx)
 	sh.mu.Unlock()
 	return st
 }
 
-// lookupLocked is lookup with the shard's lock held. With pf (a large table
-// and no batch prefetching done) a sync master prefetches the sync slot. It
-// also returns the entry's record when Found (else noIdx), for lookupAgain.
-func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, pf bool, guess uint32) (Status, uint32) {
+// lookupLocked is lookup with the shard's lock held. guess is a record to try
+// before probing the index (findPF), noIdx for none. On a large table a sync
+// master prefetches the sync slot of the record it is about to read
+// (LookupBatch's hint has done so already: a second prefetch of a line in cache
+// costs next to nothing). It also returns the entry's record when Found (else
+// noIdx), for lookupAgain.
+func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint8, now32 uint32, out *Entry, guess uint32) (Status, uint32) {
 	// A sync master counts the packets that come in from clients and decides
 	// whether to send the connection after each (ip_vs_in_hook); replies do
 	// neither.
@@ -877,14 +880,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 	if dir == DirOrig {
 		sp = t.syncPol.Load()
 	}
-	ref := noIdx
-	if guess != noIdx {
-		ref = sh.tryGuess(guess, dir, k)
-	}
-	if ref == noIdx {
-		ref = t.findPF(sh, h, dir, k, pf && sp != nil)
-	}
-	if ref != noIdx {
+	if ref := t.findPF(sh, h, dir, k, t.hint && sp != nil, guess); ref != noIdx {
 		r := &sh.recs[ref]
 		switch {
 		case timedOut(r, now32):
@@ -1307,13 +1303,19 @@ func b2i(b bool) uint8 {
 }
 
 func (t *Table) find(sh *shard, h uint64, dir Dir, k *Key) uint32 {
-	return t.findPF(sh, h, dir, k, false)
+	return t.findPF(sh, h, dir, k, false, noIdx)
 }
 
 // findPF is find; with pfSync it also prefetches the sync slot of a
 // candidate record before reading the record, so that a sync master's
-// single lookups overlap the two misses.
-func (t *Table) findPF(sh *shard, h uint64, dir Dir, k *Key, pfSync bool) uint32 {
+// single lookups overlap the two misses. A guess other than noIdx is a
+// record to try before probing the index (tryGuess).
+func (t *Table) findPF(sh *shard, h uint64, dir Dir, k *Key, pfSync bool, guess uint32) uint32 {
+	if guess != noIdx {
+		if ref := sh.tryGuess(guess, dir, k); ref != noIdx {
+			return ref
+		}
+	}
 	idx := sh.idx
 	i := home(h, len(idx))
 	tag := uint32(h >> t.tagShift)
