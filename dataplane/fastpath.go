@@ -645,7 +645,8 @@ func (f *fastPath) sweep(all bool) {
 			if svc := f.persistent(snap, fl.svc); live && svc != nil {
 				// Activity keeps the client's persistence template alive, as a worker's
 				// packet does (worker.request).
-				pk := persistKey{svc: svc.ID, addr: maskPersist(fl.orig.Src, svc.PersistBits)}
+				var pk persistKey
+				pk.set(svc.ID, &fl.orig.Src, svc.PersistBits)
 				f.d.persist.lookup(&pk, at, svc.Persist)
 			}
 		} else {

@@ -16,7 +16,11 @@ import (
 // took it as a repeat of the one before) has already applied its state transition.
 // Anything else is left to the full path: fragments, SCTP, a TTL about to expire, a
 // packet too big for the tunnel, and batches whose packets need more than that per
-// packet (sync master, the XDP fast path, persistent services). Pointer-free (no write
+// packet (sync master, the XDP fast path). A persistent service's client packets are
+// taken too: each refreshes the client's template (worker.request), and the run's first
+// packet refreshed it at the batch's clock, which is every follower's, so a follower's
+// refresh would find the template the first left and set the expiry it already has (or,
+// the template gone, find none). Pointer-free (no write
 // barriers on the per-packet path): the run's first query, port and accumulator are
 // indexes.
 type flowRun struct {
@@ -36,11 +40,10 @@ type flowRun struct {
 }
 
 // runs tells whether packet p, just forwarded in full, starts a run: whether the next
-// query of the batch is of its flow (LookupBatch's Same), and whether the packets of the
-// flow need nothing per packet but what follow does. svc is nil for a real server's
-// reply.
-func (w *worker) runs(p *pktDesc, svc *Service) bool {
-	return p.qi+1 < w.nq && w.qs[p.qi+1].Same && w.runsOK && (svc == nil || svc.Persist == 0)
+// query of the batch is of its flow (LookupBatch's Same), and whether the batch's packets
+// need nothing per packet but what follow does.
+func (w *worker) runs(p *pktDesc) bool {
+	return p.qi+1 < w.nq && w.qs[p.qi+1].Same && w.runsOK
 }
 
 // startRun makes p, just forwarded in full through hop h, the start of a run for the

@@ -164,8 +164,7 @@ func TestBurstMatchesOnePacketBatches(t *testing.T) {
 
 // TestBurstOff: where every packet needs more than the run does, no packet takes it, and
 // the batch still matches one packet at a time: a sync master (each client packet may be
-// sent to the backup) and a persistent service (each client packet refreshes the
-// client's template; the real server's replies do not, and still run: r2, r3).
+// sent to the backup).
 func TestBurstOff(t *testing.T) {
 	c := burstCase{method: conntrack.MethodNAT}
 	for name, x := range map[string]struct {
@@ -176,15 +175,59 @@ func TestBurstOff(t *testing.T) {
 			p := conntrack.DefaultSyncPolicy()
 			r.dp.SetSyncMaster(&p, false)
 		}}},
-		"persistent": {want: 2, prep: burstPrep{spec: func(s *rigSpec) {
-			for i := range s.services {
-				s.services[i].Persist, s.services[i].PersistBits = int64(time.Hour), 128
-			}
-		}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if got := burstCompare(t, c, x.prep).bursts; got != x.want {
 				t.Errorf("%d packets forwarded as a burst, want %d", got, x.want)
+			}
+		})
+	}
+}
+
+// TestBurstPersist: a persistent service's packets are forwarded as their flow's burst
+// as a service without persistence's are, as many of them, and exactly as one packet per
+// batch forwards them (burstCompare); and the client's template was refreshed at the
+// batch's clock, the expiry each follower's refresh would have set again.
+func TestBurstPersist(t *testing.T) {
+	persist := func(s *rigSpec) {
+		for i := range s.services {
+			s.services[i].Persist, s.services[i].PersistBits = int64(time.Hour), 128
+		}
+	}
+	for _, c := range []burstCase{{method: conntrack.MethodNAT}, {method: conntrack.MethodDR, v6: true, udp: true}} {
+		t.Run(c.String(), func(t *testing.T) {
+			plain := burstCompare(t, c, burstPrep{}).bursts
+			if got := burstCompare(t, c, burstPrep{spec: persist}).bursts; got != plain || got == 0 {
+				t.Errorf("%d packets forwarded as a burst on a persistent service, %d without persistence", got, plain)
+			}
+			spec := l2Spec(t, c.method, 1<<14, oneArmed)
+			persist(&spec)
+			r := newRigSpec(t, spec)
+			// A's first three packets, a run: the burst's other packets include a new
+			// connection, whose scheduling refreshes the template too.
+			fs := c.burstFrames(t, c.burstOpen(t, r))[:3]
+			for _, f := range fs {
+				if !r.eth.Inject(f) {
+					t.Fatal("inject refused")
+				}
+			}
+			before := r.dp.now()
+			if n := r.w.poll(); n != len(fs) {
+				t.Fatalf("one poll took %d of %d frames", n, len(fs))
+			}
+			after := r.dp.now()
+			if ws, _ := r.dp.Stats(); ws[0].Burst != 2 {
+				t.Errorf("%d packets forwarded as a burst, want 2 (a2, a3)", ws[0].Burst)
+			}
+			n := 0
+			r.dp.persist.walk(after, func(svc, dest uint32, client [16]byte, in int64) {
+				n++
+				if at := after + in - int64(time.Hour); at < before || at > after {
+					t.Errorf("template of %x (service %d) last refreshed %v before the batch, want during it", client, svc, time.Duration(before-at))
+				}
+			})
+			if n != 1 {
+				t.Errorf("%d templates, want 1 (one client of one service)", n)
 			}
 		})
 	}

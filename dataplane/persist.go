@@ -62,6 +62,31 @@ func newPersistTable(slots int) *persistTable {
 	return t
 }
 
+// set makes k the template key of client address a for service svc: a masked by the
+// service's persistence netmask, its first bits bits (of the 128-bit space: an IPv4 /24
+// is 120; 128 and more keep it whole). The address is written, and read by hash and
+// equal, in two 8-byte words: byte-wise stores read back by wider loads (a masked copy
+// returned and then copied into a key) stall store-to-load forwarding, on every client
+// packet of a persistent service.
+func (k *persistKey) set(svc uint32, a *[16]byte, bits uint8) {
+	hi, lo := binary.BigEndian.Uint64(a[0:8]), binary.BigEndian.Uint64(a[8:16])
+	if b := uint(min(bits, 128)); b >= 64 {
+		lo &= ^uint64(0) << (128 - b)
+	} else {
+		hi &= ^uint64(0) << (64 - b)
+		lo = 0
+	}
+	k.svc = svc
+	binary.BigEndian.PutUint64(k.addr[0:8], hi)
+	binary.BigEndian.PutUint64(k.addr[8:16], lo)
+}
+
+// equal is *k == *o, word by word (see set).
+func (k *persistKey) equal(o *persistKey) bool {
+	return k.svc == o.svc && binary.NativeEndian.Uint64(k.addr[0:8]) == binary.NativeEndian.Uint64(o.addr[0:8]) &&
+		binary.NativeEndian.Uint64(k.addr[8:16]) == binary.NativeEndian.Uint64(o.addr[8:16])
+}
+
 func (k *persistKey) hash() uint64 {
 	h := uint64(k.svc)*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(k.addr[0:8])
 	h = (h ^ h>>31) * 0xbf58476d1ce4e5b9
@@ -78,7 +103,7 @@ func (t *persistTable) lookup(k *persistKey, now, timeout int64) (uint32, bool) 
 	defer sh.mu.Unlock()
 	for i := uint64(0); i < persistWindow; i++ {
 		s := &sh.slots[(h/persistShards+i)&t.mask]
-		if s.used && s.key == *k {
+		if s.used && s.key.equal(k) {
 			if s.expires <= now {
 				s.used = false
 				return 0, false
@@ -99,7 +124,7 @@ func (t *persistTable) set(k *persistKey, dest uint32, now, timeout int64) {
 	var victim *persistSlot
 	for i := uint64(0); i < persistWindow; i++ {
 		s := &sh.slots[(h/persistShards+i)&t.mask]
-		if s.used && s.key == *k {
+		if s.used && s.key.equal(k) {
 			victim = s
 			break
 		}
@@ -113,7 +138,10 @@ func (t *persistTable) set(k *persistKey, dest uint32, now, timeout int64) {
 			victim = s
 		}
 	}
-	*victim = persistSlot{key: *k, dest: dest, used: true, expires: now + timeout, syncEnd: now}
+	// Field by field, as set writes keys.
+	victim.key.svc, victim.key.addr = k.svc, k.addr
+	victim.dest, victim.used, victim.expires = dest, true, now+timeout
+	victim.syncEnd, victim.syncRetries, victim.syncPkts = now, 0, 0
 }
 
 // syncOnePacket counts a one-packet datagram of a sync master against the live template
@@ -126,7 +154,7 @@ func (t *persistTable) syncOnePacket(k *persistKey, now, timeout int64, pol *con
 	defer sh.mu.Unlock()
 	for i := uint64(0); i < persistWindow; i++ {
 		s := &sh.slots[(h/persistShards+i)&t.mask]
-		if s.used && s.key == *k {
+		if s.used && s.key.equal(k) {
 			if s.expires <= now {
 				return false
 			}
@@ -172,7 +200,9 @@ func (t *persistTable) walk(now int64, f func(svc, dest uint32, client [16]byte,
 	}
 }
 
-// maskAddr keeps the first bits bits of a (in the 128-bit space: an IPv4 /24 is 120).
+// maskPersist keeps the first bits bits of a, as persistKey.set does.
 func maskPersist(a [16]byte, bits uint8) [16]byte {
-	return maskAddr(a, bits)
+	var k persistKey
+	k.set(0, &a, bits)
+	return k.addr
 }

@@ -145,3 +145,32 @@ func TestPortZeroService(t *testing.T) {
 		}
 	}
 }
+
+// TestPersistKeySet: a template key's address is the client's masked as maskAddr (the
+// byte-wise mask of the routing table) masks it, for every netmask length (beyond 128
+// the address is kept whole), IPv4-mapped and IPv6 addresses alike; equal is ==.
+func TestPersistKeySet(t *testing.T) {
+	addrs := [][16]byte{
+		a16(netip.MustParseAddr("198.51.100.77")),
+		a16(netip.MustParseAddr("2001:db8:85a3:8d3:1319:8a2e:370:7348")),
+		a16(netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+		{},
+	}
+	for _, a := range addrs {
+		for bits := 0; bits < 256; bits++ {
+			var k persistKey
+			k.set(9, &a, uint8(bits))
+			if want := maskAddr(a, uint8(bits)); k.addr != want || k.svc != 9 {
+				t.Fatalf("set(%x, %d): svc %d addr %x, want 9 %x", a, bits, k.svc, k.addr, want)
+			}
+			if maskPersist(a, uint8(bits)) != k.addr {
+				t.Fatalf("maskPersist(%x, %d) differs from set", a, bits)
+			}
+			for _, o := range []persistKey{k, {svc: 8, addr: k.addr}, {svc: 9, addr: maskAddr(a, uint8(bits)^1)}} {
+				if got := k.equal(&o); got != (k == o) {
+					t.Fatalf("%+v equal %+v: %v, want %v", k, o, got, k == o)
+				}
+			}
+		}
+	}
+}

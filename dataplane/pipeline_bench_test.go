@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -114,17 +115,29 @@ func forgetFlows(r *rig) {
 	}
 }
 
-func BenchmarkPipelineEstablished(b *testing.B) { benchEstablished(b, 1) }
+func BenchmarkPipelineEstablished(b *testing.B) { benchEstablished(b, 1, false) }
 
-func BenchmarkPipelineEstablished32(b *testing.B) { benchEstablished(b, pipeBatch) }
+func BenchmarkPipelineEstablished32(b *testing.B) { benchEstablished(b, pipeBatch, false) }
+
+// BenchmarkPipelinePersist is BenchmarkPipelineEstablished on persistent services
+// (ipvsadm -p 300, one template per client address): every client packet refreshes the
+// client's template.
+func BenchmarkPipelinePersist(b *testing.B) { benchEstablished(b, 1, true) }
 
 // benchEstablished opens flows connections of each case and sends batches of pipeBatch
 // ACKs, of the flows in turn: with one flow each batch is that flow's burst, with
-// pipeBatch flows no packet of a batch follows one of its own flow.
-func benchEstablished(b *testing.B, flows int) {
+// pipeBatch flows no packet of a batch follows one of its own flow. persist makes the
+// services persistent (300 s, whole client addresses).
+func benchEstablished(b *testing.B, flows int, persist bool) {
 	for _, c := range pipeCases {
 		b.Run(c.name, func(b *testing.B) {
-			r := newL2Rig(b, c.method)
+			spec := l2Spec(b, c.method, 1<<14, oneArmed)
+			if persist {
+				for i := range spec.services {
+					spec.services[i].Persist, spec.services[i].PersistBits = 300*int64(time.Second), 128
+				}
+			}
+			r := newRigSpec(b, spec)
 			r.eth.OnTransmit = func([]byte) {}
 			acks := make([][]byte, pipeBatch)
 			for i := range flows {

@@ -146,7 +146,8 @@ func (w *worker) syncOnePacket(e *conntrack.Entry, svc *Service, rs *destRef, no
 	if pol == nil {
 		return
 	}
-	pk := persistKey{svc: svc.ID, addr: maskPersist(e.Orig.Src, svc.PersistBits)}
+	var pk persistKey
+	pk.set(svc.ID, &e.Orig.Src, svc.PersistBits)
 	if !w.dp.persist.syncOnePacket(&pk, now, svc.Persist, pol) {
 		return
 	}
@@ -349,7 +350,8 @@ func (d *Dataplane) ApplySync(c *SyncConn) error {
 		if timeout == 0 {
 			timeout = svc.Persist
 		}
-		pk := persistKey{svc: svc.ID, addr: maskPersist(c.Client, svc.PersistBits)}
+		var pk persistKey
+		pk.set(svc.ID, &c.Client, svc.PersistBits)
 		d.persist.set(&pk, dst.ID, now, timeout)
 		return nil
 	}

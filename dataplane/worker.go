@@ -589,7 +589,8 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		}
 	} else if svc.Persist > 0 {
 		// Activity keeps the client's persistence template alive.
-		pk := persistKey{svc: svc.ID, addr: maskPersist(info.Src, svc.PersistBits)}
+		var pk persistKey
+		pk.set(svc.ID, &info.Src, svc.PersistBits)
 		w.dp.persist.lookup(&pk, p.now, svc.Persist)
 	}
 	// The request's connection and its state after this packet are known here, and
@@ -625,13 +626,13 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		}
 		// NAT: the destination becomes the real server, which is the reply key's source.
 		packet.RewriteDst(p.frame, info, e.Reply.Src, e.Reply.SrcPort)
-		if h := w.output(p, e.Reply.Src); h != nil && w.runs(p, svc) {
+		if h := w.output(p, e.Reply.Src); h != nil && w.runs(p) {
 			w.startRun(p, h, e)
 		}
 	case conntrack.MethodFullNAT:
 		// FULLNAT: the source becomes the local endpoint, the destination the real
 		// server: the reply key's destination and source (fullnat.go).
-		if h := w.fullnatRequest(p); h != nil && w.runs(p, svc) {
+		if h := w.fullnatRequest(p); h != nil && w.runs(p) {
 			w.startRun(p, h, e)
 		}
 	case conntrack.MethodDR:
@@ -650,7 +651,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		if info.Frag {
 			w.noteFrag(p, fragDR, rs.Addr, rs.Addr)
 		}
-		if h := w.output(p, rs.Addr); h != nil && w.runs(p, svc) {
+		if h := w.output(p, rs.Addr); h != nil && w.runs(p) {
 			w.startRun(p, h, e)
 		}
 	case conntrack.MethodTUN:
@@ -668,7 +669,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		if info.Frag {
 			w.noteFrag(p, fragTUN, rs.Addr, rs.Addr)
 		}
-		if h := w.tunnel(p, rs.Addr); h != nil && w.runs(p, svc) {
+		if h := w.tunnel(p, rs.Addr); h != nil && w.runs(p) {
 			w.startRun(p, h, e)
 		}
 	default:
@@ -871,7 +872,7 @@ func (w *worker) schedule(p *pktDesc, svc *Service) Drop {
 	if svc.Persist > 0 {
 		// A live template sends the client back to its server, even one quiesced with
 		// weight 0 (IPVS's expire_quiescent_template default).
-		pk = persistKey{svc: svc.ID, addr: maskPersist(info.Src, svc.PersistBits)}
+		pk.set(svc.ID, &info.Src, svc.PersistBits)
 		if id, ok := w.dp.persist.lookup(&pk, now, svc.Persist); ok {
 			i = svc.destIndex(id)
 		}
@@ -941,7 +942,7 @@ func (w *worker) reply(p *pktDesc) {
 		w.fastReply(p, e)
 	}
 	if e.Method == conntrack.MethodFullNAT {
-		if h := w.fullnatReply(p); h != nil && w.runs(p, nil) {
+		if h := w.fullnatReply(p); h != nil && w.runs(p) {
 			w.startRun(p, h, e)
 		}
 		return
@@ -960,7 +961,7 @@ func (w *worker) reply(p *pktDesc) {
 	}
 	// The source becomes the virtual service the client talked to.
 	packet.RewriteSrc(p.frame, info, e.Orig.Dst, e.Orig.DstPort)
-	if h := w.output(p, e.Orig.Src); h != nil && e.Method == conntrack.MethodNAT && w.runs(p, nil) {
+	if h := w.output(p, e.Orig.Src); h != nil && e.Method == conntrack.MethodNAT && w.runs(p) {
 		w.startRun(p, h, e)
 	}
 }
