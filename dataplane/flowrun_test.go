@@ -13,14 +13,19 @@ import (
 
 // burstCase is one connection shape TestBurstMatchesOnePacketBatches sends bursts of.
 type burstCase struct {
-	method conntrack.Method
-	v6     bool
-	udp    bool
+	method  conntrack.Method
+	v6      bool
+	udp     bool
+	persist bool // TestBurstAllocs: persistent services (a /24 per template)
 }
 
 func (c burstCase) String() string {
 	m := map[conntrack.Method]string{conntrack.MethodNAT: "NAT", conntrack.MethodDR: "DR", conntrack.MethodTUN: "TUN"}[c.method]
-	return fmt.Sprintf("%s/v6=%v/udp=%v", m, c.v6, c.udp)
+	s := fmt.Sprintf("%s/v6=%v/udp=%v", m, c.v6, c.udp)
+	if c.persist {
+		s += "/persistent"
+	}
+	return s
 }
 
 // burstFrames returns the frames of case c for a director r that opened the
@@ -131,7 +136,7 @@ func TestBurstMatchesOnePacketBatches(t *testing.T) {
 	for _, m := range []conntrack.Method{conntrack.MethodNAT, conntrack.MethodDR, conntrack.MethodTUN} {
 		for _, v6 := range []bool{false, true} {
 			for _, udp := range []bool{false, true} {
-				c := burstCase{m, v6, udp}
+				c := burstCase{method: m, v6: v6, udp: udp}
 				t.Run(c.String(), func(t *testing.T) {
 					// Followers: a2 a3, a7 a8 (after a6 in full: a5's TTL kept a6 out of
 					// the run a4 started), c2 c3, and for NAT r2 r3. TUN's 1500-byte
@@ -358,9 +363,15 @@ type burstSeen struct {
 // TestBurstAllocs: forwarding a flow's burst as a run allocates nothing (NAT requests
 // and replies, DR requests), and the run is what forwarded them.
 func TestBurstAllocs(t *testing.T) {
-	for _, c := range []burstCase{{method: conntrack.MethodNAT}, {method: conntrack.MethodNAT, v6: true, udp: true}, {method: conntrack.MethodDR}} {
+	for _, c := range []burstCase{{method: conntrack.MethodNAT}, {method: conntrack.MethodNAT, v6: true, udp: true}, {method: conntrack.MethodDR}, {method: conntrack.MethodNAT, persist: true}} {
 		t.Run(c.String(), func(t *testing.T) {
-			r := newRigSpec(t, l2Spec(t, c.method, 1<<14, oneArmed))
+			spec := l2Spec(t, c.method, 1<<14, oneArmed)
+			if c.persist {
+				for i := range spec.services {
+					spec.services[i].Persist, spec.services[i].PersistBits = int64(time.Hour), 120
+				}
+			}
+			r := newRigSpec(t, spec)
 			rs := c.burstOpen(t, r)
 			fs := c.burstFrames(t, rs)
 			burst, followers := [][]byte{fs[0], fs[1], fs[2]}, uint64(2) // a1 a2 a3: a2, a3 follow
@@ -499,7 +510,7 @@ func TestBatchMatchesOnePacketRandom(t *testing.T) {
 	for _, m := range []conntrack.Method{conntrack.MethodNAT, conntrack.MethodDR, conntrack.MethodTUN} {
 		for _, v6 := range []bool{false, true} {
 			for _, udp := range []bool{false, true} {
-				c := burstCase{m, v6, udp}
+				c := burstCase{method: m, v6: v6, udp: udp}
 				t.Run(c.String(), func(t *testing.T) {
 					var sum burstSeen
 					for seed := range seeds {
