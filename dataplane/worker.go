@@ -426,8 +426,16 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 		if w.panicAt > 0 && !w.panicFirst && i == w.panicAt-1 {
 			panic("dataplane: test panic mid-batch")
 		}
-		if (p.kind == pktRequest || p.kind == pktReply) && p.q.Shared {
-			p.q = w.pkts[i-1].q // the entry is the packet before's (LookupBatch)
+		if p.kind == pktRequest || p.kind == pktReply {
+			if p.q.Shared {
+				p.q = w.pkts[i-1].q // the entry is the packet before's (LookupBatch)
+			}
+			// A follower of the batch's run (flowrun.go): found, and the packet after the
+			// run's last. Here rather than in request and reply, which would find the
+			// same, to spare a follower their calls.
+			if w.burst.qi == p.qi-1 && p.q.Status == conntrack.Found && w.qs[p.qi].Same && w.follow(p) {
+				continue
+			}
 		}
 		switch p.kind {
 		case pktFrag:
@@ -563,12 +571,14 @@ func (w *worker) lookedUp(p *pktDesc) conntrack.Status {
 // request handles a packet from a client to virtual service svc.
 func (w *worker) request(p *pktDesc, svc *Service) {
 	info := &p.info
+	offered := p.q.Status == conntrack.Found // handleBatch offered it to the run
 	st := w.lookedUp(p)
 	if st == conntrack.Invalid {
 		w.drop(p, DropNoConn)
 		return
 	}
-	if w.burst.qi == p.qi-1 && st == conntrack.Found && w.qs[p.qi].Same && w.follow(p) {
+	// Found only now: a connection made earlier in the batch, whose run this may follow.
+	if !offered && w.burst.qi == p.qi-1 && st == conntrack.Found && w.qs[p.qi].Same && w.follow(p) {
 		return
 	}
 	if st != conntrack.Found {
@@ -926,13 +936,15 @@ func (w *worker) schedule(p *pktDesc, svc *Service) Drop {
 // reply handles a packet from a NAT or FULLNAT real server back to a client.
 func (w *worker) reply(p *pktDesc) {
 	info := &p.info
+	offered := p.q.Status == conntrack.Found // handleBatch offered it to the run
 	if w.lookedUp(p) != conntrack.Found {
 		if !w.opsReply(p) {
 			w.drop(p, DropNoReplyConn)
 		}
 		return
 	}
-	if w.burst.qi == p.qi-1 && w.qs[p.qi].Same && w.follow(p) {
+	// Found only now: a connection made earlier in the batch, whose run this may follow.
+	if !offered && w.burst.qi == p.qi-1 && w.qs[p.qi].Same && w.follow(p) {
 		return
 	}
 	// The reply's connection and its state after this packet are known here, and only
