@@ -64,9 +64,11 @@ type Query struct {
 // where each key's probe starts, reads those lines without a lock to
 // prefetch the records they point to, and only then does the real lookups,
 // so that the cache misses of the whole batch overlap instead of following
-// one another. The lock-free reads serve only to choose what to prefetch (a
-// stale value costs a cache miss, never a wrong result); they are done in
-// assembly (amd64), outside what the race detector sees. Elsewhere the
+// one another. The lock-free reads serve only to choose what to prefetch and
+// which record the lookup under the lock compares with the key before it
+// probes the index (a stale value costs a cache miss and a compare, never a
+// wrong result); they are done in assembly (amd64), outside what the race
+// detector sees. Elsewhere the
 // prefetching is skipped. It allocates nothing.
 func (t *Table) LookupBatch(qs []Query, now int64) {
 	now32 := msOf(now)

@@ -137,9 +137,9 @@
 // # Batches and prefetching
 //
 // LookupBatch first hashes every key of a batch and notes where its probe
-// starts: its home slot, the first of a window of 8 slots (one index line, or
-// two when the window crosses a line's end) that holds nearly every key. A query with the key and direction of
-// the one before it (a flow's burst) takes that one's hash and, when that one
+// starts: its home slot, the first of a window of 8 slots (one index line,
+// or two when the window crosses a line's end) that holds nearly every key.
+// A query with the key and direction of the one before it (a flow's burst) takes that one's hash and, when that one
 // was found, its record and entry: it neither searches the index nor copies
 // the record out, since under one hold of the shard's lock nothing of a
 // record changes but its state and timer. Then, software-pipelined, it does the
@@ -149,13 +149,16 @@
 // further on, and reads, without any lock, the window of the query 8 places
 // further on (prefetched 8 lookups earlier) to find the slot most likely to
 // be its key's and prefetch that record (and its cold part for an IPv6 key,
-// its sync slot on a sync master). About 20 lines are thus in flight
+// its sync slot on a sync master); under the lock, that record is compared
+// with the key before the index is probed. About 20 lines are thus in flight
 // all the time, overlapping one another and the lookups' own work. The
 // lock-free reads are in assembly (amd64; elsewhere there is no
 // prefetching): they are outside Go's memory model and what the race
 // detector sees, aligned 32-bit loads are atomic on x86, and their values
-// only choose which lines to prefetch, so a stale value costs a cache miss,
-// never a wrong result. Tables under 8 MiB stay in the CPU caches and skip
+// only choose which lines to prefetch and which record to compare first
+// under the lock (a record in use that holds the key is its entry; any other
+// falls back to the probe), so a stale value costs a cache miss and a
+// compare, never a wrong result. Tables under 8 MiB stay in the CPU caches and skip
 // all prefetching. Lookup prefetches its home slot before it locks; Insert
 // prefetches its keys' home slots, the record it will most likely take and
 // the list tail it will link to (reading the shard's free, hwm and tail

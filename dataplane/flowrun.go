@@ -46,6 +46,13 @@ func (w *worker) runs(p *pktDesc) bool {
 	return p.qi+1 < w.nq && w.qs[p.qi+1].Same && w.runsOK
 }
 
+// tryFollow forwards p, whose connection lookup found it, as part of the batch's run if
+// it belongs to it (its query is the Same as the one before, whose packet started or
+// followed the run), and reports whether it did.
+func (w *worker) tryFollow(p *pktDesc) bool {
+	return w.burst.qi == p.qi-1 && w.qs[p.qi].Same && w.follow(p)
+}
+
 // startRun makes p, just forwarded in full through hop h, the start of a run for the
 // packets of its connection and direction that follow it in the batch.
 func (w *worker) startRun(p *pktDesc, h *hop, e *conntrack.Entry) {

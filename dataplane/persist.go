@@ -140,8 +140,7 @@ func (t *persistTable) set(k *persistKey, dest uint32, now, timeout int64) {
 	}
 	// Field by field, as set writes keys.
 	victim.key.svc = k.svc
-	binary.NativeEndian.PutUint64(victim.key.addr[0:8], binary.NativeEndian.Uint64(k.addr[0:8]))
-	binary.NativeEndian.PutUint64(victim.key.addr[8:16], binary.NativeEndian.Uint64(k.addr[8:16]))
+	copyAddr(&victim.key.addr, &k.addr)
 	victim.dest, victim.used, victim.expires = dest, true, now+timeout
 	victim.syncEnd, victim.syncRetries, victim.syncPkts = now, 0, 0
 }

@@ -430,10 +430,10 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 			if p.q.Shared {
 				p.q = w.pkts[i-1].q // the entry is the packet before's (LookupBatch)
 			}
-			// A follower of the batch's run (flowrun.go): found, and the packet after the
-			// run's last. Here rather than in request and reply, which would find the
-			// same, to spare a follower their calls.
-			if w.burst.qi == p.qi-1 && p.q.Status == conntrack.Found && w.qs[p.qi].Same && w.follow(p) {
+			// A follower of the batch's run (flowrun.go), found by the batch's lookup:
+			// offered to the run here, sparing it request's or reply's calls. They offer
+			// only a packet found on their second look (lookedUp).
+			if p.q.Status == conntrack.Found && w.tryFollow(p) {
 				continue
 			}
 		}
@@ -578,7 +578,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		return
 	}
 	// Found only now: a connection made earlier in the batch, whose run this may follow.
-	if !offered && w.burst.qi == p.qi-1 && st == conntrack.Found && w.qs[p.qi].Same && w.follow(p) {
+	if !offered && st == conntrack.Found && w.tryFollow(p) {
 		return
 	}
 	if st != conntrack.Found {
@@ -944,7 +944,7 @@ func (w *worker) reply(p *pktDesc) {
 		return
 	}
 	// Found only now: a connection made earlier in the batch, whose run this may follow.
-	if !offered && w.burst.qi == p.qi-1 && w.qs[p.qi].Same && w.follow(p) {
+	if !offered && w.tryFollow(p) {
 		return
 	}
 	// The reply's connection and its state after this packet are known here, and only
