@@ -16,7 +16,7 @@ export SOURCE_DATE_EPOCH
 DIST    := dist
 DEBARCH ?= $(shell $(GO) env GOARCH)
 
-.PHONY: all build generate demo test test-short vet fmt-check bench bench-quick clean man deb
+.PHONY: all build generate demo test test-short vet fmt-check bench bench-quick clean man deb pgo
 
 all: build
 
@@ -38,9 +38,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
 # Unit, BPF and end-to-end tests. Run as root: with CI set, privileged tests fail instead
-# of skipping.
+# of skipping. Then the allocation tests again, compiled as xlvsd is: with its profile
+# (PGO), whose extra inlining changes what escapes.
 test: build vet
 	XLVS_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) ./...
+	$(GO) test -pgo=$(CURDIR)/$(PGO) -count=1 -run 'Allocs' ./conntrack/... ./dataplane/... ./sched/...
 
 test-short:
 	$(GO) test -short -count=1 ./...
@@ -72,6 +74,25 @@ deb: man
 	gzip -9nkf $(DIST)/man/*.[18]
 	$(GO) -C packaging/mkdeb build -o $(CURDIR)/$(DIST)/mkdeb .
 	./$(DIST)/mkdeb --config packaging/nfpm.yaml --version $(VERSION) --arch $(DEBARCH) --out $(DIST)
+
+# Refreshes $(PGO), the CPU profile the Go compiler optimizes xlvsd with (profile-guided
+# optimization: `go build` of ./cmd/xlvsd applies it to every package xlvsd is built
+# from). The profile is of the per-packet pipeline and connection-table benchmarks on one
+# core, built without a profile; refresh it after reshaping the per-packet path
+# (BENCHMARKS.md, "Profile-guided optimization").
+PGO    := cmd/xlvsd/default.pgo
+PGOTMP ?= /tmp/xlvs-pgo
+pgo:
+	rm -rf $(PGOTMP) && mkdir -p $(PGOTMP)
+	$(GO) test -pgo=off -c -o $(PGOTMP)/dataplane.test ./dataplane
+	$(GO) test -pgo=off -c -o $(PGOTMP)/conntrack.test ./conntrack
+	$(PGOTMP)/dataplane.test -test.run '^$$' -test.bench 'Pipeline(Established|Established32|Persist|New)$$' \
+		-test.cpu 1 -test.benchtime 1s -test.cpuprofile $(PGOTMP)/dataplane.prof
+	$(PGOTMP)/conntrack.test -test.run '^$$' -test.bench 'LookupLatency/(1Ki|1Mi)/batch|InsertBatch' \
+		-test.cpu 1 -test.cpuprofile $(PGOTMP)/conntrack.prof
+	$(GO) tool pprof -proto $(PGOTMP)/dataplane.prof $(PGOTMP)/conntrack.prof > $(PGO).new
+	mv $(PGO).new $(PGO)
+	rm -rf $(PGOTMP)
 
 clean:
 	rm -rf $(BIN) bench-out $(DIST)
