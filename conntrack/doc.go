@@ -165,10 +165,11 @@
 // the same lock-free way). PrefetchInsert and PrefetchEntry let a caller
 // start those misses for a whole batch of new connections before it
 // inserts any; PrefetchEntry, given the scheduled entry, also covers the
-// reply key's slot, which is known only after scheduling. LookupBatch keeps
-// each query's key hash and shard in the Query: InsertQuery and PrefetchQuery
-// are Insert and PrefetchInsert for a looked-up query's connection that reuse
-// them (InsertQuery's outcome is Insert's; insertquery_test.go checks it).
+// reply key's slot, which is known only after scheduling. LookupBatch does
+// PrefetchInsert's work itself for each query it finds missing (a new
+// connection), and keeps each query's key hash and shard in the Query:
+// InsertQuery is Insert for a looked-up query's connection that reuses them
+// (its outcome is Insert's; insertquery_test.go checks it).
 //
 // # Concurrency
 //

@@ -411,14 +411,8 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	}
 	w.nq = int32(m)
 	if m > 0 {
-		ct := w.dp.ct
-		ct.LookupBatch(w.qs[:m], now)
-		// The new connections' inserts: start their cache misses together.
-		for j := range w.qs[:m] {
-			if q := &w.qs[j]; q.Dir == conntrack.DirOrig && (q.Status == conntrack.NotFound || q.Status == conntrack.Reused) {
-				ct.PrefetchQuery(q)
-			}
-		}
+		// It also starts the cache misses of the new connections' inserts.
+		w.dp.ct.LookupBatch(w.qs[:m], now)
 	}
 	w.made = [4]uint64{}
 	for i := 0; i < n; i++ {
