@@ -15,6 +15,9 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 DIST    := dist
 DEBARCH ?= $(shell $(GO) env GOARCH)
+# xlvsd's CPU profile for profile-guided optimization (`make pgo` refreshes it).
+PGO     := cmd/xlvsd/default.pgo
+PGOTMP  ?= /tmp/xlvs-pgo
 
 .PHONY: all build generate demo test test-short vet fmt-check bench bench-quick clean man deb pgo
 
@@ -80,8 +83,6 @@ deb: man
 # from). The profile is of the per-packet pipeline and connection-table benchmarks on one
 # core, built without a profile; refresh it after reshaping the per-packet path
 # (BENCHMARKS.md, "Profile-guided optimization").
-PGO    := cmd/xlvsd/default.pgo
-PGOTMP ?= /tmp/xlvs-pgo
 pgo:
 	rm -rf $(PGOTMP) && mkdir -p $(PGOTMP)
 	$(GO) test -pgo=off -c -o $(PGOTMP)/dataplane.test ./dataplane
