@@ -139,12 +139,13 @@
 // LookupBatch first hashes every key of a batch and notes where its probe
 // starts: its home slot, the first of a window of 8 slots (one index line,
 // or two when the window crosses a line's end) that holds nearly every key.
-// A query with the key and direction of the one before it (a flow's burst) takes that one's hash and, when that one
-// was found, its record and entry: it neither searches the index nor copies
-// the record out, since under one hold of the shard's lock nothing of a
-// record changes but its state and timer. Then, software-pipelined, it does the
-// lookups in the batch's order, exactly as Lookup does them, holding a
-// shard's lock once for each run of consecutive queries of that shard;
+// A query with the key and direction of the one before it (a flow's burst)
+// takes that one's hash and, when that one was found, its record and entry:
+// it neither searches the index nor copies the record out, since under one
+// hold of the shard's lock nothing of a record changes but its state and
+// timer. Then, software-pipelined, it does the lookups in the batch's order,
+// exactly as Lookup does them, holding a shard's lock once for each run of
+// consecutive queries of that shard;
 // before each lookup it prefetches the index window of the query 16 places
 // further on, and reads, without any lock, the window of the query 8 places
 // further on (prefetched 8 lookups earlier) to find the slot most likely to

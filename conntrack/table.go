@@ -1065,8 +1065,8 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 // shard and hash of q.Key that LookupBatch computed instead of computing them again,
 // and it does not prefetch what the lookup brought into the cache (the key's home
 // slot) or started loading (the record and list tail an insert takes, which
-// LookupBatch prefetches for each query it finds missing). The outcome, q.Entry afterwards and the table's state are
-// exactly Insert's. A query that does not qualify (not looked up by LookupBatch, not
+// LookupBatch prefetches for each query it finds missing). The outcome, q.Entry
+// afterwards and the table's state are exactly Insert's. A query that does not qualify (not looked up by LookupBatch, not
 // DirOrig, Orig not q.Key) is inserted as Insert does. It allocates nothing.
 func (t *Table) InsertQuery(q *Query, tcpFlags uint8, now int64) error {
 	e := &q.Entry
