@@ -45,10 +45,14 @@ import (
 // once), was reused for another real server, when its real server was deleted (the slow
 // path then drops its packets, DropDestGone, as IPVS does), or when its next hop changed
 // (TUN: or the route's source address or MTU).
-// Weight 0 (quiescing) leaves established connections alone, in IPVS and here. While the
-// director is a connection-sync master, nothing is offered and the sweep removes every
-// entry: the master resends established connections as their packets come in (IPVS's
-// sync_threshold / sync_refresh_period), so it must see every packet.
+// Weight 0 (quiescing) leaves established connections alone, in IPVS and here. On a
+// connection-sync master, which sends established connections again as their client
+// packets come in (IPVS's sync_threshold and sync_refresh_period), the sweep hands the
+// client packets the program forwarded to the table (Touch counts them as a worker's
+// lookups count theirs) and queues the connections that makes due for the sync daemon
+// (DrainSync), with their persistence templates: a backup hears of a connection the fast
+// path carries within a sweep of when it would have heard of it without the fast path.
+// State changes (FIN, RST) go through the workers, which send them at once.
 //
 // A restart's handoff: the fast path stops with the workers (StopWorkers), accounts for
 // what the map counted and empties it, so from then on every packet reaches the sockets
@@ -189,9 +193,14 @@ type fastPath struct {
 	kern    atomic.Uint32
 	ifnames []string
 
+	// sync: on a sync master, the connections the sweeps send (DrainSync reads them);
+	// produced by run only.
+	sync *syncRing
+
 	// owned by run
-	persistOf   map[uint32]*Service // the persistent services of persistSnap, by ID
-	persistSnap *Snapshot
+	svcOf       map[uint32]*Service // the services of svcSnap, by ID
+	svcSnap     *Snapshot
+	syncScratch SyncConn
 	flows       map[bpf.FastKey]*fastFlow
 	ifs         map[uint32]fastIf // egress interfaces, forgotten when the FIB changes
 	fibGen      uint64
@@ -212,6 +221,7 @@ func newFastPath(d *Dataplane, cls *bpf.Classifier) *fastPath {
 		svc: make([]flowCtrs, d.cfg.MaxServices), dest: make([]flowCtrs, d.cfg.MaxDests),
 		flows: map[bpf.FastKey]*fastFlow{}, ifs: map[uint32]fastIf{},
 		reqs: make([]fastReq, 256), pendingAt: map[conntrack.Key]int{},
+		sync: newSyncRing(d.cfg.SyncQueue),
 	}
 }
 
@@ -546,9 +556,9 @@ func (f *fastPath) account(k *bpf.FastKey, fl *fastFlow) {
 }
 
 // count adds the packets and bytes v counted since fl last saw it.
-func (f *fastPath) count(fl *fastFlow, v *bpf.FastVal) {
+func (f *fastPath) count(fl *fastFlow, v *bpf.FastVal) (pkts uint64) {
 	if v.Packets <= fl.packets {
-		return
+		return 0
 	}
 	p, b := v.Packets-fl.packets, v.Bytes-fl.bytes
 	fl.packets, fl.bytes = v.Packets, v.Bytes
@@ -566,6 +576,7 @@ func (f *fastPath) count(fl *fastFlow, v *bpf.FastVal) {
 	}
 	f.packets.add(p)
 	f.bytes.add(b)
+	return p
 }
 
 // svcCtrs and destCtrs are the counters of service (destination) id; nil when there
@@ -620,9 +631,6 @@ func (f *fastPath) sweep(all bool) {
 		clear(f.ifs)
 	}
 	ct := f.d.ct
-	// A sync master sends established connections again as their packets come in
-	// (sync_threshold, sync_refresh_period): it needs to see them all.
-	syncing := f.d.syncMaster.Load()
 	lost := f.kernelRecheck()
 	var e conntrack.Entry
 	f.stale = f.stale[:0]
@@ -632,7 +640,7 @@ func (f *fastPath) sweep(all bool) {
 			f.stale = append(f.stale, *k) // not ours (a request raced a removal)
 			return true
 		}
-		f.count(fl, v)
+		pkts := f.count(fl, v)
 		if all {
 			f.stale = append(f.stale, *k)
 			return true
@@ -641,7 +649,13 @@ func (f *fastPath) sweep(all bool) {
 		if v.LastSeen > fl.lastSeen && v.LastSeen <= mono {
 			fl.lastSeen = v.LastSeen
 			at := now - int64(mono-v.LastSeen)
-			live = ct.Touch(conntrack.DirOrig, &fl.orig, at, now, &e)
+			if !fl.in {
+				pkts = 0 // a sync master counts the client's packets only
+			}
+			live = ct.Touch(conntrack.DirOrig, &fl.orig, at, now, pkts, &e)
+			if live && e.Sync {
+				f.syncConn(snap, fl, &e, now)
+			}
 			if svc := f.persistent(snap, fl.svc); live && svc != nil {
 				// Activity keeps the client's persistence template alive, as a worker's
 				// packet does (worker.request).
@@ -656,7 +670,7 @@ func (f *fastPath) sweep(all bool) {
 		case fl.kernel && lost&kernBit(familyOf(&fl.orig)) != 0:
 			// The kernel would drop what the entry passes it now.
 			f.stale = append(f.stale, *k)
-		case syncing, !live, e.Dest != fl.dest,
+		case !live, e.Dest != fl.dest,
 			e.Orig.Proto == conntrack.ProtoTCP && e.State != conntrack.StateEstablished,
 			snap == nil, fibChanged && !f.sameHop(fib, fl):
 			f.stale = append(f.stale, *k)
@@ -681,20 +695,42 @@ func (f *fastPath) sweep(all bool) {
 	}
 }
 
-// persistent returns service id of snap when it is persistent, else nil.
-func (f *fastPath) persistent(snap *Snapshot, id uint32) *Service {
+// service returns service id of snap, nil when there is none.
+func (f *fastPath) service(snap *Snapshot, id uint32) *Service {
 	if snap == nil {
 		return nil
 	}
-	if snap != f.persistSnap {
-		f.persistSnap, f.persistOf = snap, map[uint32]*Service{}
+	if snap != f.svcSnap {
+		f.svcSnap, f.svcOf = snap, make(map[uint32]*Service, len(snap.Services))
 		for i := range snap.Services {
-			if snap.Services[i].Persist > 0 {
-				f.persistOf[snap.Services[i].ID] = &snap.Services[i]
-			}
+			f.svcOf[snap.Services[i].ID] = &snap.Services[i]
 		}
 	}
-	return f.persistOf[id]
+	return f.svcOf[id]
+}
+
+// persistent returns service id of snap when it is persistent, else nil.
+func (f *fastPath) persistent(snap *Snapshot, id uint32) *Service {
+	if svc := f.service(snap, id); svc != nil && svc.Persist > 0 {
+		return svc
+	}
+	return nil
+}
+
+// syncConn queues connection e, which a sweep's Touch says a sync master sends now, as a
+// worker queues the connections its packets make due (worker.syncConn): the packets the
+// program forwarded count as those a worker sees. A connection whose service or real
+// server has left the snapshot is not sent (the sweep removes its entry).
+func (f *fastPath) syncConn(snap *Snapshot, fl *fastFlow, e *conntrack.Entry, now int64) {
+	svc := f.service(snap, fl.svc)
+	if svc == nil {
+		return
+	}
+	rs, ok := snap.dest(e.Dest)
+	if !ok {
+		return
+	}
+	f.d.queueSync(f.sync, &f.syncScratch, e, svc, rs, now)
 }
 
 // sameHop tells whether fib still sends fl's packets out of the same interface to the
@@ -792,11 +828,10 @@ func (w *worker) fastReply(p *pktDesc, e *conntrack.Entry) {
 // fastOffer queues the installation of connection e: its client → real server direction
 // (to rs), and with both its reply direction too (NAT). Nothing is queued for a frame
 // with a VLAN tag (the program leaves those to the sockets), for a next hop the FIB does
-// not resolve yet, when e was offered less than fastOfferEvery ago, or while this
-// director is a sync master (which counts every client packet to resend connections).
+// not resolve yet, or when e was offered less than fastOfferEvery ago.
 func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both bool) {
 	fib, now := p.fib, p.now
-	if p.info.L3Off != packet.EthernetHeaderLen || w.syncOn {
+	if p.info.L3Off != packet.EthernetHeaderLen {
 		return
 	}
 	o := &w.fp.offers[offerSlot(&e.Orig)]

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -351,19 +352,101 @@ func checkOfferAllocs(t *testing.T, r *rig, in *xsk.Fake, frame []byte) {
 	}
 }
 
-// TestFastPathNotWhileSyncing: a sync master offers nothing (it counts every client
-// packet to resend connections, IPVS's sync_threshold).
-func TestFastPathNotWhileSyncing(t *testing.T) {
+// TestFastPathSyncMaster: a sync master offers its established connections to the fast
+// path like any director, and its sweeps send them as IPVS's master would have sent them
+// for the client packets the program forwarded: with the default sync_threshold 3 50 a
+// connection is sent when its count of client packets reaches 3, 53, 103, ...
+// (ip_vs_sync_conn_needed: in_pkts % sync_period == sync_threshold), counting the
+// handshake's two packets the worker saw; reply packets do not count.
+func TestFastPathSyncMaster(t *testing.T) {
 	r := newRig(t, "rr", 1)
-	withFast(r.dp)
+	f, cls := withFastMap(t, r, 64)
 	r.dp.SetSyncMaster(&conntrack.SyncPolicy{Threshold: 3, Period: 50}, false)
-	for _, p := range []pkt{{syn: true}, {ack: true}, {ack: true, payload: []byte("x")}} {
-		p.srcMAC, p.dstMAC, p.src, p.dst, p.sport, p.dport = macClient, macDirExt, client, vip, 40000, 80
-		r.ext.Inject(build(t, p))
-		r.w.poll()
+	send := func(fromClient bool, p pkt) { natSend(t, r, 40000, fromClient, p) }
+	send(true, pkt{syn: true})             // count 1
+	send(false, pkt{syn: true, ack: true}) // a reply: not counted
+	send(true, pkt{ack: true})             // count 2: ESTABLISHED, not sent
+	buf := make([]SyncConn, 8)
+	if n := r.dp.DrainSync(buf); n != 0 {
+		t.Fatalf("the handshake queued %d sync entries, want 0 (the default policy sends at the third packet): %+v", n, buf[:n])
 	}
-	if q := requests(r.w); len(q) != 0 {
-		t.Fatalf("a sync master offered %+v", q)
+	f.drain(r.dp.now() + fastInstallDelay)
+	in, out := fkey(client, vip, 40000, 80, 6), fkey(rs1, client, 8080, 40000, 6)
+	var v bpf.FastVal
+	for _, k := range []bpf.FastKey{in, out} {
+		if ok, err := cls.FastLookup(&k, &v); !ok || err != nil {
+			t.Fatalf("a sync master did not install %+v: %v", k, err)
+		}
+	}
+	// counted sets what the program counted for key k, the last packet now.
+	counted := func(k bpf.FastKey, pkts uint64) {
+		t.Helper()
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cls.FastLookup(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		v.Packets, v.Bytes, v.LastSeen = pkts, pkts*100, uint64(ts.Nano())
+		if _, err := cls.FastUpdate([]bpf.FastKey{k}, []bpf.FastVal{v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweep := func() []SyncConn {
+		f.sweep(false)
+		return buf[:r.dp.DrainSync(buf)]
+	}
+	want := SyncConn{
+		Proto: 6, Method: conntrack.MethodNAT, State: conntrack.StateEstablished, Timeout: 900,
+		Client: a16(client), CPort: 40000, VAddr: a16(vip), VPort: 80, DAddr: a16(rs1), DPort: 8080,
+	}
+	steps := []struct {
+		in, out uint64 // the program's counts after the step
+		sent    bool
+	}{
+		{1, 0, true},     // count 3
+		{1, 40, false},   // replies only
+		{50, 40, false},  // counts 4 to 52
+		{51, 40, true},   // 53
+		{100, 90, false}, // 54 to 102
+		{260, 90, true},  // 103 to 262: 103, 153, 203 and 253 send once
+		{261, 90, false},
+	}
+	for i, st := range steps {
+		time.Sleep(time.Millisecond) // a later last-seen time
+		counted(in, st.in)
+		counted(out, st.out)
+		got := sweep()
+		if !st.sent {
+			if len(got) != 0 {
+				t.Fatalf("step %d (%d client packets in the fast path): queued %+v, want nothing", i, st.in, got)
+			}
+			continue
+		}
+		if len(got) != 1 {
+			t.Fatalf("step %d (%d client packets in the fast path): queued %d entries, want the connection once: %+v", i, st.in, len(got), got)
+		}
+		got[0].Queued = 0
+		if got[0] != want {
+			t.Fatalf("step %d: queued %+v, want %+v", i, got[0], want)
+		}
+	}
+	if st := r.dp.SyncStats(); st.Queued != 3 || st.QueueFull != 0 {
+		t.Fatalf("sync stats %+v, want 3 queued (by the sweeps)", st)
+	}
+	if st := f.Stats(); st.Entries != 2 || st.Packets != 261+90 {
+		t.Fatalf("fast path stats %+v, want its 2 entries kept, 351 packets", st)
+	}
+	// A FIN still goes through the worker, which sends the state change at once and
+	// removes the entries.
+	send(true, pkt{fin: true, ack: true})
+	if n := r.dp.DrainSync(buf); n != 1 || buf[0].State != conntrack.StateCloseWait {
+		t.Fatalf("after the FIN: %d entries %+v, want the connection in CLOSE_WAIT (IPVS: a client FIN on ESTABLISHED)", n, buf[:n])
+	}
+	f.drain(r.dp.now())
+	if st := f.Stats(); st.Entries != 0 {
+		t.Fatalf("after the FIN: %+v, want no entry", st)
 	}
 }
 

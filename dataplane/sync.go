@@ -76,14 +76,11 @@ func (d *Dataplane) SetSyncMaster(p *conntrack.SyncPolicy, persistMode bool) {
 	}
 	d.ct.SetSync(p)
 	d.syncMaster.Store(p != nil)
-	if d.fast != nil {
-		d.fast.Kick() // a master sees every packet: the fast path's entries go (fastpath.go)
-	}
 }
 
 // DrainSync moves up to len(out) queued entries into out, worker by worker (each worker's
-// in the order it queued them), and returns how many. One consumer at a time; it
-// allocates nothing.
+// in the order it queued them), then the fast path's (the connections its sweeps send),
+// and returns how many. One consumer at a time; it allocates nothing.
 func (d *Dataplane) DrainSync(out []SyncConn) int {
 	n := 0
 	for _, w := range d.workers {
@@ -92,15 +89,22 @@ func (d *Dataplane) DrainSync(out []SyncConn) int {
 		}
 		n += w.sync.pop(out[n:])
 	}
+	if d.fast != nil && n < len(out) {
+		n += d.fast.sync.pop(out[n:])
+	}
 	return n
 }
 
-// SyncStats sums the workers' sync counters.
+// SyncStats sums the workers' and the fast path's sync counters.
 func (d *Dataplane) SyncStats() SyncStats {
 	var s SyncStats
 	for _, w := range d.workers {
 		s.Queued += w.sync.tail.Load()
 		s.QueueFull += w.sync.full.Load()
+	}
+	if d.fast != nil {
+		s.Queued += d.fast.sync.tail.Load()
+		s.QueueFull += d.fast.sync.full.Load()
 	}
 	return s
 }
@@ -121,16 +125,23 @@ func (w *worker) syncConn(e *conntrack.Entry, svc *Service, rs *destRef, now int
 		}
 		return
 	}
-	c := &w.syncScratch
-	fillSyncConn(c, e, svc, rs, w.dp.ct.StateTimeout(e.State))
+	w.dp.queueSync(w.sync, &w.syncScratch, e, svc, rs, now)
+}
+
+// queueSync queues connection e of service svc and real server rs, which the table says a
+// master sends now, on ring r (c is its producer's scratch): the connection unless the
+// service is persistent under sync_persist_mode, and a persistent service's client
+// template.
+func (d *Dataplane) queueSync(r *syncRing, c *SyncConn, e *conntrack.Entry, svc *Service, rs *destRef, now int64) {
+	fillSyncConn(c, e, svc, rs, d.ct.StateTimeout(e.State))
 	c.Queued = now
 	persistent := svc.Persist > 0
-	if !(persistent && w.dp.syncPersistMode.Load()) {
-		w.sync.push(c)
+	if !(persistent && d.syncPersistMode.Load()) {
+		r.push(c)
 	}
 	if persistent {
 		fillSyncTemplate(c, svc, rs, maskPersist(e.Orig.Src, svc.PersistBits), uint32(svc.Persist/int64(time.Second)))
-		w.sync.push(c)
+		r.push(c)
 	}
 }
 

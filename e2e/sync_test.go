@@ -14,6 +14,7 @@ import (
 
 	"xlvs/bench"
 	"xlvs/bench/testbed"
+	"xlvs/control/api"
 )
 
 // syncEchoPort is where the sync tests' line-echo servers listen on the real servers.
@@ -278,4 +279,99 @@ func TestSyncFailover(t *testing.T) {
 			t.Fatalf("backup's %s %v:%d counted %+v", s.proto, s.vip, s.port, st.Stats)
 		}
 	}
+}
+
+// TestSyncFastPath: a sync master with --fastpath. Its established connection goes into
+// the XDP fast path, which carries the client's packets without a worker seeing them;
+// the master still sends the connection again as IPVS's default policy (sync_threshold 3
+// 50) would for those packets, from what its sweeps count, so the backup hears of it
+// again. Then the master dies and the connection goes on through the backup (also with
+// --fastpath), to the same real server.
+func TestSyncFastPath(t *testing.T) {
+	e := setupBed(t, testbed.Options{Layout: testbed.NATOneArm, Reals: 2, Prefix: "e2e", Backup: true}, "--fastpath")
+	e.serveLineEcho()
+	e.fastPathPeers()
+	if port, err := e.bed.SwitchPort(e.bed.BackupHost); err != nil {
+		t.Fatal(err)
+	} else if err := testbed.SetGRO(e.bed.Switch, port, true); err != nil {
+		t.Fatalf("GRO on the backup's peer %s: %v", port, err)
+	}
+	master := e.d
+	backup, err := bench.StartDaemon(e.ctx, e.bed.Backup, bins, "-i", e.bed.BackupHost.Iface, "--fastpath")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.daemons = append(e.daemons, backup)
+	vip := e.bed.VIP
+	for _, d := range []*bench.Daemon{master, backup} {
+		e.d = d
+		e.natService("-t", vip, syncEchoPort, "rr")
+	}
+	e.d = master
+	e.adm("--start-daemon", "master", "--mcast-interface", "eth0")
+	if out, err := backup.Adm(e.ctx, "--start-daemon", "backup", "--mcast-interface", "eth0"); err != nil {
+		t.Fatalf("start the backup daemon: %v %s", err, out)
+	}
+	syncCounters := func(d *bench.Daemon, role string) map[string]uint64 {
+		t.Helper()
+		resp, err := d.Client().Do(e.ctx, &api.Request{Op: api.OpDataplaneStats})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range resp.Sync {
+			if q.Interface == role {
+				return q.Counters
+			}
+		}
+		t.Fatalf("%s lists no %s sync counters", d.Socket, role)
+		return nil
+	}
+
+	// The handshake and a first exchange: the third client packet sends the connection.
+	l := e.dialLine(vip)
+	server := l.say(t, "hello")
+	local := netip.MustParseAddrPort(l.c.LocalAddr().String())
+	e.waitConn(backup, "TCP", local, "ESTABLISHED")
+	// A few more packets through a worker offer the connection; then the fast path
+	// carries it.
+	for i := 0; i < 5; i++ {
+		l.say(t, fmt.Sprintf("warm %d", i))
+	}
+	e.waitFast("the connection in the master's fast path", func(c map[string]uint64) bool { return c["fastpath_entries"] == 2 })
+	time.Sleep(2500 * time.Millisecond) // what the workers queued is sent (every 2 s at most)
+	applied0 := syncCounters(backup, "backup")["applied"]
+	fast0 := e.fastCounters()["fastpath_packets"]
+
+	// 120 exchanges: at least 120 client packets, all in the fast path, whose counts
+	// pass a multiple of 50 plus 3.
+	for i := 0; i < 120; i++ {
+		if s := l.say(t, fmt.Sprintf("line %d", i)); s != server {
+			t.Fatalf("the connection moved from %s to %s", server, s)
+		}
+	}
+	c := e.waitFast("the fast path's packets accounted", func(c map[string]uint64) bool { return c["fastpath_packets"]-fast0 >= 240 })
+	t.Logf("the fast path carried %d packets of the 120 exchanges", c["fastpath_packets"]-fast0)
+	deadline := time.Now().Add(8 * time.Second)
+	for syncCounters(backup, "backup")["applied"] == applied0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the backup applied nothing more within 8 s after 120 exchanges through the master's fast path (master sync counters %v)", syncCounters(master, "master"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c := e.waitConn(backup, "TCP", local, "ESTABLISHED"); c.expire < 15*time.Minute-6*time.Second {
+		t.Errorf("backup's connection expires in %v, want close to 15:00 (sent again just now)", c.expire)
+	}
+
+	// Failover: the connection goes on through the backup, to the same real server.
+	master.Kill()
+	if err := e.bed.Failover(); err != nil {
+		t.Fatal(err)
+	}
+	e.d = backup
+	for i := 0; i < 10; i++ {
+		if s := l.say(t, fmt.Sprintf("after failover %d", i)); s != server {
+			t.Fatalf("after the failover the connection moved from %s to %s", server, s)
+		}
+	}
+	e.checkDrops()
 }
