@@ -124,6 +124,7 @@ type haPair struct {
 	nopreempt  bool
 	method     string // keepalived's lb_kind: NAT or DR
 	floating   []netip.Prefix
+	args       []string // xlvsd's further arguments
 
 	kas []*kaProc // every keepalived started, killed at cleanup
 
@@ -133,8 +134,8 @@ type haPair struct {
 
 // setupHA builds the bed (floating addresses unassigned: keepalived assigns them), the
 // real servers' echo services, each director's configuration, the kernel guard and
-// xlvsd; keepalived is started by startKeepalived.
-func setupHA(t *testing.T, layout testbed.Layout, nopreempt bool) *haPair {
+// xlvsd (with daemonArgs); keepalived is started by startKeepalived.
+func setupHA(t *testing.T, layout testbed.Layout, nopreempt bool, daemonArgs ...string) *haPair {
 	t.Helper()
 	needRoot(t)
 	keepalived, nft := needTools(t)
@@ -150,7 +151,7 @@ func setupHA(t *testing.T, layout testbed.Layout, nopreempt bool) *haPair {
 		}
 	})
 	e := &env{t: t, ctx: ctx, bed: bed}
-	p := &haPair{t: t, e: e, bed: bed, keepalived: keepalived, nft: nft, nopreempt: nopreempt, method: "NAT", floating: bed.Floating()}
+	p := &haPair{t: t, e: e, bed: bed, keepalived: keepalived, nft: nft, nopreempt: nopreempt, method: "NAT", floating: bed.Floating(), args: daemonArgs}
 	if layout == testbed.L2 {
 		p.method = "DR"
 	}
@@ -283,7 +284,7 @@ func (p *haPair) nftIn(ns *testbed.NS, rules string) {
 
 func (p *haPair) startXLVSD(h *haDirector) {
 	p.t.Helper()
-	d, err := bench.StartDaemon(p.e.ctx, h.ns(), bins, "-i", h.host.Iface, "--keepalived-conf", filepath.Join(h.dir, "xlvs.conf"))
+	d, err := bench.StartDaemon(p.e.ctx, h.ns(), bins, append([]string{"-i", h.host.Iface, "--keepalived-conf", filepath.Join(h.dir, "xlvs.conf")}, p.args...)...)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -390,7 +391,7 @@ func (p *haPair) waitMaster(h, other *haDirector, within time.Duration) time.Tim
 	}
 }
 
-// forwarded sums the packets d's workers forwarded.
+// forwarded sums the packets d's workers forwarded and those its XDP fast path sent.
 func forwarded(ctx context.Context, d *bench.Daemon) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -401,6 +402,9 @@ func forwarded(ctx context.Context, d *bench.Daemon) (uint64, error) {
 	var n uint64
 	for _, q := range resp.Dataplane {
 		n += q.Counters["forwarded"]
+	}
+	for _, q := range resp.XDPStats {
+		n += q.Counters["xdp_fastpath_tx"] // what the XDP fast path sent (--fastpath)
 	}
 	return n, nil
 }

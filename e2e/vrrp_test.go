@@ -87,6 +87,33 @@ func TestHAPairNAT(t *testing.T) {
 	p.finish(results)
 }
 
+// TestHAPairNATFastPath: TestHAPairNAT's failures with both directors running --fastpath:
+// the flows' packets go through the XDP fast path of whichever director is master, the
+// master's sync daemon still sends the connections the fast path carries, and each
+// takeover, return and restart keeps every exchange going, to the same real server,
+// without a reset.
+func TestHAPairNATFastPath(t *testing.T) {
+	p := setupHA(t, testbed.NATOneArm, false, "--fastpath")
+	for _, h := range []*haDirector{p.a, p.b} {
+		// A veth delivers what XDP sends only when its peer runs NAPI (fastPathPeers).
+		if err := testbed.SetGRO(p.bed.Switch, p.switchPort(h), true); err != nil {
+			t.Fatalf("GRO on %s's switch port: %v", h.name, err)
+		}
+	}
+	results := p.run(failures)
+	// The flows went through the fast path, on the master and, while it held the
+	// addresses, on the backup; the first director's xlvsd is the one started last.
+	for _, h := range []*haDirector{p.a, p.b} {
+		p.e.d = h.d
+		c := p.e.fastCounters()
+		if c["xdp_fastpath_tx"] == 0 || c["fastpath_installed"] == 0 {
+			t.Errorf("%s's fast path carried nothing: %v", h.name, fastOnly(c))
+		}
+		t.Logf("%s's fast path: %v", h.name, fastOnly(c))
+	}
+	p.finish(results)
+}
+
 // TestHAPairDR: the LVS-DR pair (the VIP floats), keepalived with nopreempt: the master
 // that comes back stays backup — the test checks it does not take the VIP back — until
 // the active director's keepalived stops (systemctl stop: priority 0), which is the fail
