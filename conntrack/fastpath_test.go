@@ -143,98 +143,84 @@ func TestTouchSync(t *testing.T) {
 		{Threshold: 3, Period: 0, RefreshPeriod: 40 * time.Millisecond, Retries: 2},
 	}, syncPolicies...)
 	runs := []uint64{1, 1, 2, 3, 4, 5, 7, 47, 49, 50, 51, 53, 100, 997, 1 << 12, 1 << 16}
-	steps := []int64{0, 0, 1e6, 8e6, 10e6, 100e6, sec, 3 * sec, 8 * sec, 30 * sec, 130 * sec}
-	for pi, p := range policies {
-		for _, proto := range []uint8{ProtoTCP, ProtoUDP} {
-			name := "policy " + string(rune('A'+pi))
-			if proto == ProtoUDP {
-				name += " udp"
-			}
-			t.Run(name, func(t *testing.T) {
-				cfg := Config{MaxEntries: 64, Shards: 1, MaxDests: 3}
-				tb, m := mustNew(t, cfg), newModel(t, cfg)
-				tb.SetSync(p)
-				m.setSync(p)
-				rng := rand.New(rand.NewPCG(uint64(pi), uint64(proto)+7))
-				now := int64(1000 * sec)
-				conns := []Entry{conn(1, proto, MethodNAT, 0), conn(2, proto, MethodDR, 1), conn(3, proto, MethodTUN, 2)}
-				opener := uint8(0)
-				if proto == ProtoTCP {
-					opener = TCPSyn
-				}
-				open := func(e Entry) {
-					ein := e
-					errT, errM := tb.Insert(&ein, opener, now), m.insert(e, opener, now)
-					if errT != nil || errM != nil || ein.Sync != m.insertSync {
-						t.Fatalf("Insert: table %v sync %v, model %v sync %v", errT, ein.Sync, errM, m.insertSync)
-					}
-				}
-				packet := func(e Entry, fl uint8) {
-					var out Entry
-					st := tb.Lookup(DirOrig, &e.Orig, fl, now, &out)
-					wst, wout := m.lookup(DirOrig, e.Orig, fl, now)
-					if st != wst || st == Found && out != wout {
-						t.Fatalf("%s at %d: table %v %+v, model %v %+v", flagString(fl), now, st, out, wst, wout)
-					}
-					if st != Found {
-						open(e)
-					}
-				}
-				for _, e := range conns {
-					open(e)
-					packet(e, TCPAck) // the handshake's ACK: ESTABLISHED
-				}
-				syncs, multi := 0, 0
-				for i := range 1000 {
-					now += steps[rng.IntN(len(steps))]
-					e := conns[rng.IntN(len(conns))]
-					switch r := rng.IntN(16); {
-					case r == 0:
-						packet(e, TCPFin|TCPAck)
-					case r < 4:
-						packet(e, TCPAck)
-					case r == 4:
-						if m.byOrig[e.Orig] != nil && !m.dead(m.byOrig[e.Orig], now) {
-							v := math.MaxInt32 - int32(rng.IntN(120))
-							if rng.IntN(2) == 0 {
-								v = int32(p.Threshold) - 1 - int32(rng.IntN(4))
-							}
-							setInPkts(t, tb, m, &e.Orig, v)
-						}
-					default:
-						pkts := runs[rng.IntN(len(runs))]
-						if pkts == 1<<16 && rng.IntN(4) != 0 {
-							pkts = 60
-						}
-						at := now - int64(rng.IntN(3))*sec/2
-						var out Entry
-						ok := tb.Touch(DirOrig, &e.Orig, at, now, pkts, &out)
-						wok, wout := m.touch(e.Orig, at, now, pkts)
-						if ok != wok || ok && out != wout {
-							t.Fatalf("Touch of %d packets at %d (now %d), state %v: table %v %+v, model %v %+v", pkts, at, now, wout.State, ok, out, wok, wout)
-						}
-						if !ok {
-							packet(e, opener) // open it again
-							packet(e, TCPAck)
-							continue
-						}
-						if out.Sync {
-							syncs++
-							if pkts > 1 {
-								multi++
-							}
-						}
-					}
-					if i%8 == 0 {
-						m.compare(tb, now, 3, false)
-					}
-				}
-				m.compare(tb, now, 3, true)
-				checkInvariants(t, tb)
-				if multi == 0 {
-					t.Fatal("no run of several packets was sent: the sequence tests nothing")
-				}
-			})
+	forSyncPolicies(t, policies, 7, func(t *testing.T, tb *Table, m *model, rng *rand.Rand, proto uint8, p *SyncPolicy) {
+		now := int64(1000 * sec)
+		conns := []Entry{conn(1, proto, MethodNAT, 0), conn(2, proto, MethodDR, 1), conn(3, proto, MethodTUN, 2)}
+		opener := uint8(0)
+		if proto == ProtoTCP {
+			opener = TCPSyn
 		}
-	}
+		open := func(e Entry) {
+			ein := e
+			errT, errM := tb.Insert(&ein, opener, now), m.insert(e, opener, now)
+			if errT != nil || errM != nil || ein.Sync != m.insertSync {
+				t.Fatalf("Insert: table %v sync %v, model %v sync %v", errT, ein.Sync, errM, m.insertSync)
+			}
+		}
+		packet := func(e Entry, fl uint8) {
+			var out Entry
+			st := tb.Lookup(DirOrig, &e.Orig, fl, now, &out)
+			wst, wout := m.lookup(DirOrig, e.Orig, fl, now)
+			if st != wst || st == Found && out != wout {
+				t.Fatalf("%s at %d: table %v %+v, model %v %+v", flagString(fl), now, st, out, wst, wout)
+			}
+			if st != Found {
+				open(e)
+			}
+		}
+		for _, e := range conns {
+			open(e)
+			packet(e, TCPAck) // the handshake's ACK: ESTABLISHED
+		}
+		syncs, multi := 0, 0
+		for i := range 1000 {
+			now += syncSteps[rng.IntN(len(syncSteps))]
+			e := conns[rng.IntN(len(conns))]
+			switch r := rng.IntN(16); {
+			case r == 0:
+				packet(e, TCPFin|TCPAck)
+			case r < 4:
+				packet(e, TCPAck)
+			case r == 4:
+				if m.byOrig[e.Orig] != nil && !m.dead(m.byOrig[e.Orig], now) {
+					v := math.MaxInt32 - int32(rng.IntN(120))
+					if rng.IntN(2) == 0 {
+						v = int32(p.Threshold) - 1 - int32(rng.IntN(4))
+					}
+					setInPkts(t, tb, m, &e.Orig, v)
+				}
+			default:
+				pkts := runs[rng.IntN(len(runs))]
+				if pkts == 1<<16 && rng.IntN(4) != 0 {
+					pkts = 60
+				}
+				at := now - int64(rng.IntN(3))*sec/2
+				var out Entry
+				ok := tb.Touch(DirOrig, &e.Orig, at, now, pkts, &out)
+				wok, wout := m.touch(e.Orig, at, now, pkts)
+				if ok != wok || ok && out != wout {
+					t.Fatalf("Touch of %d packets at %d (now %d), state %v: table %v %+v, model %v %+v", pkts, at, now, wout.State, ok, out, wok, wout)
+				}
+				if !ok {
+					packet(e, opener) // open it again
+					packet(e, TCPAck)
+					continue
+				}
+				if out.Sync {
+					syncs++
+					if pkts > 1 {
+						multi++
+					}
+				}
+			}
+			if i%8 == 0 {
+				m.compare(tb, now, 3, false)
+			}
+		}
+		m.compare(tb, now, 3, true)
+		checkInvariants(t, tb)
+		if multi == 0 {
+			t.Fatal("no run of several packets was sent: the sequence tests nothing")
+		}
+	})
 }

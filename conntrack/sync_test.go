@@ -242,8 +242,70 @@ var syncPolicies = []*SyncPolicy{
 // status and entry) with the model packet by packet.
 func TestSyncFlows(t *testing.T) {
 	flowFlags := []uint8{TCPAck, TCPAck, TCPAck, TCPAck | TCPPsh, TCPAck, TCPSyn, TCPSyn | TCPAck, TCPFin | TCPAck, TCPFin, TCPRst, TCPRst | TCPAck, 0}
-	steps := []int64{0, 0, 1e6, 8e6, 10e6, 100e6, sec, 3 * sec, 8 * sec, 30 * sec, 130 * sec}
-	for pi, p := range syncPolicies {
+	forSyncPolicies(t, syncPolicies, 0, func(t *testing.T, tb *Table, m *model, rng *rand.Rand, proto uint8, p *SyncPolicy) {
+		now := int64(1000 * sec)
+		before := syncRetried.Load()
+		syncs := 0
+		conns := make([]Entry, 6)
+		for i := range conns {
+			conns[i] = conn(i, proto, []Method{MethodNAT, MethodDR, MethodTUN, MethodNAT, MethodFullNAT, MethodNAT}[i], uint32(i%3))
+			if conns[i].Method == MethodFullNAT {
+				conns[i].Method = MethodNAT // FULLNAT's shard contract is another test's
+			}
+		}
+		for range 6000 {
+			now += syncSteps[rng.IntN(len(syncSteps))]
+			e := conns[rng.IntN(len(conns))]
+			fl := flowFlags[rng.IntN(len(flowFlags))]
+			dir := DirOrig
+			if e.Method.twoWay() && rng.IntN(3) == 0 {
+				dir = DirReply
+			}
+			k := e.Orig
+			if dir == DirReply {
+				k = e.Reply
+			}
+			var out Entry
+			st := tb.Lookup(dir, &k, fl, now, &out)
+			wst, wout := m.lookup(dir, k, fl, now)
+			if st != wst || (st == Found || st == Reused) && out != wout {
+				t.Fatalf("%v %s at %d: table %v %+v, model %v %+v", dir, flagString(fl), now, st, out, wst, wout)
+			}
+			if out.Sync {
+				syncs++
+			}
+			if st != Found && dir == DirOrig {
+				fl = fl&^TCPRst | TCPSyn
+				ein := e
+				errT, errM := tb.Insert(&ein, fl, now), m.insert(e, fl, now)
+				if errT != errM || errT == nil && ein.Sync != m.insertSync {
+					t.Fatalf("Insert %s at %d: table %v sync %v, model %v sync %v", flagString(fl), now, errT, ein.Sync, errM, m.insertSync)
+				}
+				if ein.Sync {
+					syncs++
+				}
+			}
+			m.compare(tb, now, 3, false)
+		}
+		m.compare(tb, now, 3, true)
+		checkInvariants(t, tb)
+		if syncs == 0 {
+			t.Fatal("no packet was synced: the sequence tests nothing")
+		}
+		if p.RefreshPeriod > 0 && p.Retries > 0 && syncRetried.Load() == before {
+			t.Fatal("no refresh retry was taken: the sequence misses the retries path")
+		}
+	})
+}
+
+// syncSteps are the clock steps the sync tests take between packets.
+var syncSteps = []int64{0, 0, 1e6, 8e6, 10e6, 100e6, sec, 3 * sec, 8 * sec, 30 * sec, 130 * sec}
+
+// forSyncPolicies runs f in a subtest per policy and protocol (TCP, UDP), with a fresh
+// one-shard table of 64 entries and a model, both set to the policy, and a random source
+// seeded by the policy's index, the protocol and salt.
+func forSyncPolicies(t *testing.T, policies []*SyncPolicy, salt uint64, f func(t *testing.T, tb *Table, m *model, rng *rand.Rand, proto uint8, p *SyncPolicy)) {
+	for pi, p := range policies {
 		for _, proto := range []uint8{ProtoTCP, ProtoUDP} {
 			name := "policy " + string(rune('A'+pi))
 			if proto == ProtoUDP {
@@ -254,59 +316,7 @@ func TestSyncFlows(t *testing.T) {
 				tb, m := mustNew(t, cfg), newModel(t, cfg)
 				tb.SetSync(p)
 				m.setSync(p)
-				rng := rand.New(rand.NewPCG(uint64(pi), uint64(proto)))
-				now := int64(1000 * sec)
-				before := syncRetried.Load()
-				syncs := 0
-				conns := make([]Entry, 6)
-				for i := range conns {
-					conns[i] = conn(i, proto, []Method{MethodNAT, MethodDR, MethodTUN, MethodNAT, MethodFullNAT, MethodNAT}[i], uint32(i%3))
-					if conns[i].Method == MethodFullNAT {
-						conns[i].Method = MethodNAT // FULLNAT's shard contract is another test's
-					}
-				}
-				for range 6000 {
-					now += steps[rng.IntN(len(steps))]
-					e := conns[rng.IntN(len(conns))]
-					fl := flowFlags[rng.IntN(len(flowFlags))]
-					dir := DirOrig
-					if e.Method.twoWay() && rng.IntN(3) == 0 {
-						dir = DirReply
-					}
-					k := e.Orig
-					if dir == DirReply {
-						k = e.Reply
-					}
-					var out Entry
-					st := tb.Lookup(dir, &k, fl, now, &out)
-					wst, wout := m.lookup(dir, k, fl, now)
-					if st != wst || (st == Found || st == Reused) && out != wout {
-						t.Fatalf("%v %s at %d: table %v %+v, model %v %+v", dir, flagString(fl), now, st, out, wst, wout)
-					}
-					if out.Sync {
-						syncs++
-					}
-					if st != Found && dir == DirOrig {
-						fl = fl&^TCPRst | TCPSyn
-						ein := e
-						errT, errM := tb.Insert(&ein, fl, now), m.insert(e, fl, now)
-						if errT != errM || errT == nil && ein.Sync != m.insertSync {
-							t.Fatalf("Insert %s at %d: table %v sync %v, model %v sync %v", flagString(fl), now, errT, ein.Sync, errM, m.insertSync)
-						}
-						if ein.Sync {
-							syncs++
-						}
-					}
-					m.compare(tb, now, 3, false)
-				}
-				m.compare(tb, now, 3, true)
-				checkInvariants(t, tb)
-				if syncs == 0 {
-					t.Fatal("no packet was synced: the sequence tests nothing")
-				}
-				if p.RefreshPeriod > 0 && p.Retries > 0 && syncRetried.Load() == before {
-					t.Fatal("no refresh retry was taken: the sequence misses the retries path")
-				}
+				f(t, tb, m, rand.New(rand.NewPCG(uint64(pi), uint64(proto)+salt)), proto, p)
 			})
 		}
 	}
