@@ -349,7 +349,10 @@ func TestSyncFastPath(t *testing.T) {
 			t.Fatalf("the connection moved from %s to %s", server, s)
 		}
 	}
-	c := e.waitFast("the fast path's packets accounted", func(c map[string]uint64) bool { return c["fastpath_packets"]-fast0 >= 240 })
+	// Each exchange is a client segment and the echo (the next segment carries the ACK):
+	// about 240 packets, and with at least 200 of them in the fast path at least 80 are
+	// the client's.
+	c := e.waitFast("the fast path's packets accounted", func(c map[string]uint64) bool { return c["fastpath_packets"]-fast0 >= 200 })
 	t.Logf("the fast path carried %d packets of the 120 exchanges", c["fastpath_packets"]-fast0)
 	deadline := time.Now().Add(8 * time.Second)
 	for syncCounters(backup, "backup")["applied"] == applied0 {
