@@ -16,7 +16,9 @@ import (
 // took it as a repeat of the one before) has already applied its state transition.
 // Anything else is left to the full path: fragments, SCTP, a TTL about to expire, a
 // packet too big for the tunnel, and batches whose packets need more than that per
-// packet (sync master, the XDP fast path). A persistent service's client packets are
+// packet (the XDP fast path, which may offer each). On a sync master a client packet
+// that its connection's count makes due is queued for the sync daemon as the full path
+// queues it. A persistent service's client packets are
 // taken too: each refreshes the client's template (worker.request), and the run's first
 // packet refreshed it at the batch's clock, which is every follower's, so a follower's
 // refresh would find the template the first left and set the expiry it already has (or,
@@ -132,6 +134,16 @@ func (w *worker) follow(p *pktDesc) bool {
 	} else {
 		a.outPkts++
 		a.outBytes += inner
+	}
+	if q.Dir == conntrack.DirOrig && w.syncOn {
+		// A sync master's client packet: sent when its count makes it due, as the full
+		// path sends it (worker.request). The run's first packet found the real server
+		// in the batch's snapshot, which this packet's is.
+		if e := p.entry(); e.Sync {
+			if rs, ok := p.snap.dest(e.Dest); ok {
+				w.syncConn(e, &p.snap.Services[p.si], rs, p.now)
+			}
+		}
 	}
 	b.burst++
 	r.qi = p.qi

@@ -167,25 +167,36 @@ func TestBurstMatchesOnePacketBatches(t *testing.T) {
 	}
 }
 
-// TestBurstOff: where every packet needs more than the run does, no packet takes it, and
-// the batch still matches one packet at a time: a sync master (each client packet may be
-// sent to the backup).
-func TestBurstOff(t *testing.T) {
-	c := burstCase{method: conntrack.MethodNAT}
-	for name, x := range map[string]struct {
-		prep burstPrep
-		want uint64
-	}{
-		"sync master": {prep: burstPrep{rig: func(r *rig) {
-			p := conntrack.DefaultSyncPolicy()
-			r.dp.SetSyncMaster(&p, false)
-		}}},
-	} {
-		t.Run(name, func(t *testing.T) {
-			if got := burstCompare(t, c, x.prep).bursts; got != x.want {
-				t.Errorf("%d packets forwarded as a burst, want %d", got, x.want)
+// TestBurstSyncMaster: on a sync master a flow's burst is forwarded as a run as on any
+// director, as many of its packets, and the connections queued for the sync daemon are
+// those one packet per batch queues, in the same order (burstCompare): the default
+// policy (sync_threshold 3 50), every client packet (0 1), every third (1 3), each with
+// and without sync_persist_mode on persistent services.
+func TestBurstSyncMaster(t *testing.T) {
+	persist := func(s *rigSpec) {
+		for i := range s.services {
+			s.services[i].Persist, s.services[i].PersistBits = int64(time.Hour), 128
+		}
+	}
+	for _, c := range []burstCase{{method: conntrack.MethodNAT}, {method: conntrack.MethodDR, v6: true}, {method: conntrack.MethodTUN, udp: true}} {
+		plain := burstCompare(t, c, burstPrep{}).bursts
+		for _, pol := range []conntrack.SyncPolicy{conntrack.DefaultSyncPolicy(), {Threshold: 0, Period: 1}, {Threshold: 1, Period: 3}} {
+			for _, persistMode := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%v/%d_%d/persist=%v", c, pol.Threshold, pol.Period, persistMode), func(t *testing.T) {
+					prep := burstPrep{rig: func(r *rig) { r.dp.SetSyncMaster(&pol, persistMode) }}
+					if persistMode {
+						prep.spec = persist
+					}
+					got := burstCompare(t, c, prep)
+					if got.bursts != plain || got.bursts == 0 {
+						t.Errorf("%d packets forwarded as a burst on a sync master, %d without sync", got.bursts, plain)
+					}
+					if got.synced == 0 {
+						t.Error("nothing was queued for the sync daemon: the burst tests nothing")
+					}
+				})
 			}
-		})
+		}
 	}
 }
 
@@ -250,8 +261,8 @@ type burstPrep struct {
 
 // burstCompare sends case c's connections and burst (burstOpen, burstFrames) to two
 // directors prepared by prep, one taking the burst in one batch, the other a packet per
-// batch; it fails t unless both forwarded and counted alike, and returns how many packets
-// the first forwarded as a flow's burst.
+// batch; it fails t unless both forwarded, counted and queued for the sync daemon alike,
+// and returns what it saw of the first (burstSeen).
 func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	t.Helper()
 	var rigs [2]*rig
@@ -267,6 +278,7 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	}
 	var out [2][][]byte
 	var bursts [2]uint64
+	var synced [2][]SyncConn // what each queued for the sync daemon, in order
 	var seen burstSeen
 	for i, r := range rigs {
 		rs := c.burstOpen(t, r)
@@ -304,6 +316,11 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 		out[i] = r.eth.Sent()
 		ws, _ := r.dp.Stats()
 		bursts[i] = ws[0].Burst
+		buf := make([]SyncConn, 256)
+		synced[i] = buf[:r.dp.DrainSync(buf)]
+		for j := range synced[i] {
+			synced[i][j].Queued = 0
+		}
 	}
 	if len(out[0]) != len(out[1]) {
 		t.Fatalf("%d frames out of the batch, %d one at a time", len(out[0]), len(out[1]))
@@ -345,19 +362,23 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	if a, b := fmt.Sprint(rigs[0].drops()), fmt.Sprint(rigs[1].drops()); a != b {
 		t.Errorf("drops %s in the batch, %s one at a time", a, b)
 	}
+	if a, b := fmt.Sprintf("%+v", synced[0]), fmt.Sprintf("%+v", synced[1]); a != b {
+		t.Errorf("queued for the sync daemon in the batch:\n%s\none at a time:\n%s", a, b)
+	}
 	if bursts[1] != 0 {
 		t.Errorf("%d packets forwarded as a burst one packet per batch", bursts[1])
 	}
-	seen.bursts = bursts[0]
+	seen.bursts, seen.synced = bursts[0], len(synced[0])
 	return seen
 }
 
 // burstSeen is what burstCompare saw of the batch: the packets forwarded as a burst,
 // the queries that were Repeats (ParseRepeat took the packet) and those LookupBatch
-// found Shared.
+// found Shared, the entries queued for the sync daemon.
 type burstSeen struct {
 	bursts          uint64
 	repeats, shared int
+	synced          int // entries queued for the sync daemon
 }
 
 // TestBurstAllocs: forwarding a flow's burst as a run allocates nothing (NAT requests
