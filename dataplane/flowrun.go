@@ -18,12 +18,12 @@ import (
 // packet too big for the tunnel, and batches whose packets need more than that per
 // packet (the XDP fast path, which may offer each). On a sync master a client packet
 // that its connection's count makes due is queued for the sync daemon as the full path
-// queues it. A persistent service's client packets are
-// taken too: each refreshes the client's template (worker.request), and the run's first
-// packet refreshed it at the batch's clock, which is every follower's, so a follower's
-// refresh would find the template the first left and set the expiry it already has (or,
-// the template gone, find none). Pointer-free (no write
-// barriers on the per-packet path): the run's first query, port and accumulator are
+// queues it. A persistent service's client packets are taken too: each refreshes the
+// client's template (worker.request), and the run's first packet refreshed it at the
+// batch's clock, which is every follower's, so a follower's refresh would find the
+// template the first left and set the expiry it already has (or, the template gone,
+// find none). Pointer-free (no write barriers on the per-packet path): the run's first
+// query, port and accumulator are
 // indexes.
 type flowRun struct {
 	qi     int32 // the index in worker.qs of the query of the run's last packet; -1: none
