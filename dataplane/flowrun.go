@@ -23,8 +23,7 @@ import (
 // batch's clock, which is every follower's, so a follower's refresh would find the
 // template the first left and set the expiry it already has (or, the template gone,
 // find none). Pointer-free (no write barriers on the per-packet path): the run's first
-// query, port and accumulator are
-// indexes.
+// query, port and accumulator are indexes.
 type flowRun struct {
 	qi     int32 // the index in worker.qs of the query of the run's last packet; -1: none
 	method conntrack.Method
