@@ -93,7 +93,17 @@ func TestHAPairNAT(t *testing.T) {
 // takeover, return and restart keeps every exchange going, to the same real server,
 // without a reset.
 func TestHAPairNATFastPath(t *testing.T) {
-	p := setupHA(t, testbed.NATOneArm, false, "--fastpath")
+	haFastPath(t, setupHA(t, testbed.NATOneArm, false, "--fastpath"))
+}
+
+// TestHAPairDRFastPath is TestHAPairDR (nopreempt) with --fastpath on both directors.
+func TestHAPairDRFastPath(t *testing.T) {
+	haFastPath(t, setupHA(t, testbed.L2, true, "--fastpath"))
+}
+
+// haFastPath runs the failures on pair p, whose directors run --fastpath, and checks
+// that both directors' fast paths carried the flows.
+func haFastPath(t *testing.T, p *haPair) {
 	for _, h := range []*haDirector{p.a, p.b} {
 		// A veth delivers what XDP sends only when its peer runs NAPI (fastPathPeers).
 		if err := testbed.SetGRO(p.bed.Switch, p.switchPort(h), true); err != nil {
