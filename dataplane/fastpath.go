@@ -49,9 +49,10 @@ import (
 // connection-sync master, which sends established connections again as their client
 // packets come in (IPVS's sync_threshold and sync_refresh_period), the sweep hands the
 // client packets the program forwarded to the table (Touch counts them as a worker's
-// lookups count theirs) and queues the connections that makes due for the sync daemon
-// (DrainSync), with their persistence templates: a backup hears of a connection the fast
-// path carries within a sweep of when it would have heard of it without the fast path.
+// lookups count theirs) and queues the connections those packets make due for the sync
+// daemon (DrainSync), with their persistence templates: a backup hears of a connection
+// the fast path carries within a sweep of when it would have heard of it without the
+// fast path.
 // State changes (FIN, RST) go through the workers, which send them at once.
 //
 // A restart's handoff: the fast path stops with the workers (StopWorkers), accounts for
