@@ -131,7 +131,7 @@ func checkInvariants(t testing.TB, tb *Table) {
 			} else {
 				inactive[r.dest]++
 			}
-			if r.state() != StateEstablished {
+			if !modelEst(r.state()) { // TCP's or SCTP's ESTABLISHED
 				nonES[p] = true
 			}
 		}

@@ -91,10 +91,12 @@ func (m Method) twoWay() bool { return m == MethodNAT || m == MethodFullNAT }
 
 // MayCreate reports whether a packet of protocol proto with TCP flags
 // tcpFlags may create a connection, as IPVS decides in tcp_conn_schedule:
-// TCP needs SYN (or any flags when sloppy) and never RST; UDP always may.
-// For SCTP tcpFlags is the packet's event chunk type (sctp.go): only an INIT
-// may (sctp_conn_schedule; sloppy is TCP's and does not apply). Other
-// protocols are not tracked by this table and never may.
+// TCP needs SYN (or any flags when sloppy, sloppy_tcp) and never RST; UDP
+// always may. For SCTP tcpFlags is the packet's event chunk type (sctp.go):
+// an INIT may, and with sloppy (sloppy_sctp) any chunk but an ABORT
+// (sctp_conn_schedule). sloppy is the protocol's own setting: sloppy_tcp for
+// TCP, sloppy_sctp for SCTP. Other protocols are not tracked by this table and
+// never may.
 func MayCreate(proto, tcpFlags uint8, sloppy bool) bool {
 	switch proto {
 	case ProtoTCP:
@@ -102,7 +104,7 @@ func MayCreate(proto, tcpFlags uint8, sloppy bool) bool {
 	case ProtoUDP:
 		return true
 	case ProtoSCTP:
-		return tcpFlags == SCTPInit
+		return tcpFlags == SCTPInit || sloppy && tcpFlags != SCTPAbort
 	}
 	return false
 }

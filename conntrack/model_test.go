@@ -24,7 +24,8 @@ type model struct {
 	// sctpStates are the SCTP states connections have been in.
 	sctpStates map[State]bool
 	cap        int
-	sloppy     bool
+	sloppy     bool // sloppy_tcp
+	sloppySCTP bool // sloppy_sctp
 	reuse      int
 	timeouts   Timeouts
 	byOrig     map[Key]*refConn
@@ -147,6 +148,7 @@ func newModel(t testing.TB, cfg Config) *model {
 		sctpStates: make(map[State]bool),
 		cap:        cfg.MaxEntries,
 		sloppy:     cfg.SloppyTCP,
+		sloppySCTP: cfg.SloppySCTP,
 		reuse:      cfg.ConnReuseMode,
 		byOrig:     make(map[Key]*refConn),
 		byReply:    make(map[Key]*refConn),
@@ -165,6 +167,32 @@ func newModel(t testing.TB, cfg Config) *model {
 }
 
 func (m *model) dead(c *refConn, now int64) bool { return now/1e6 >= c.expires }
+
+// mayCreate is whether the kernel schedules a packet of protocol proto without a
+// connection (flags: TCP's flags, or SCTP's chunk type): tcp_conn_schedule returns
+// without scheduling for an RST, and schedules a SYN, or any packet with sloppy_tcp;
+// udp_conn_schedule schedules every datagram; sctp_conn_schedule returns without
+// scheduling when the first chunk is an ABORT, or is not an INIT without sloppy_sctp
+// (ip_vs_proto_tcp.c, ip_vs_proto_udp.c, ip_vs_proto_sctp.c at intel-lab-lkp/linux
+// e0cc369553c8344fbedb63fc62b4d37aed1cb5a6). The model takes the chunk it is given as
+// the first chunk.
+func (m *model) mayCreate(proto, flags uint8) bool {
+	switch proto {
+	case ProtoTCP:
+		if flags&TCPRst != 0 {
+			return false
+		}
+		return flags&TCPSyn != 0 || m.sloppy
+	case ProtoUDP:
+		return true
+	case ProtoSCTP:
+		if flags == SCTPAbort || !(m.sloppySCTP || flags == SCTPInit) {
+			return false
+		}
+		return true
+	}
+	return false
+}
 
 func (m *model) remove(c *refConn) {
 	m.unbind(c)
@@ -193,7 +221,7 @@ func (m *model) setStateFor(c *refConn, s State, now int64, secs int) {
 }
 
 func (m *model) insert(e Entry, flags uint8, now int64) error {
-	if !MayCreate(e.Orig.Proto, flags, m.sloppy) {
+	if !m.mayCreate(e.Orig.Proto, flags) {
 		return ErrNotOpener
 	}
 	e.Sync = false
@@ -284,7 +312,7 @@ func (m *model) lookup(dir Dir, k Key, flags uint8, now int64) (Status, Entry) {
 		c = nil
 	}
 	if c == nil {
-		if dir == DirOrig && !MayCreate(k.Proto, flags, m.sloppy) {
+		if dir == DirOrig && !m.mayCreate(k.Proto, flags) {
 			return Invalid, Entry{}
 		}
 		return NotFound, Entry{}

@@ -15,8 +15,12 @@ package conntrack
 //     director) for NAT and FULLNAT, INPUT-ONLY for DR and TUN (IP_VS_CONN_F_NOOUTPUT);
 //     there is no secure variant. sctpTables below holds them, columns in the kernel's
 //     state order.
-//   - Only an INIT (never an ABORT) may create a connection (sctp_conn_schedule without
-//     sloppy_sctp, which xlvs does not have). Its first transition is from NONE: INIT1.
+//   - Only an INIT may create a connection (sctp_conn_schedule); with sloppy_sctp
+//     (Config.SloppySCTP) any packet whose first chunk is not an ABORT may, and its first
+//     transition from NONE is its event's: INIT1 for an INIT, ESTABLISHED for DATA,
+//     SHUTDOWN_RECEIVED for a client's SHUTDOWN, and so on. One deviation: the kernel asks
+//     the first chunk, xlvs the event chunk, so a COOKIE ECHO or COOKIE ACK bundled with
+//     an ABORT (the ABORT event) creates a connection there, in CLOSED, and none here.
 //   - ActiveConn counts SCTP connections in ESTABLISHED only; every other state is
 //     inactive (set_sctp_state moves the counts on a change to or from ESTABLISHED).
 //   - Timeouts (sctp_timeouts): NONE 2 s, INIT1 and REJECTED 4 s, ESTABLISHED 15 min,

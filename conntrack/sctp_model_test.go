@@ -265,9 +265,14 @@ func TestSCTPStatesMatchKernel(t *testing.T) {
 	if _, ok := StateUDP.SCTPNumber(); ok {
 		t.Error("StateUDP has an SCTP number")
 	}
-	for chunk := 0; chunk < 256; chunk++ {
-		if got, want := MayCreate(ProtoSCTP, uint8(chunk), true), chunk == int(SCTPInit); got != want {
-			t.Errorf("MayCreate(SCTP, chunk %d) = %v, want %v", chunk, got, want)
+	// sctp_conn_schedule: an INIT schedules; with sloppy_sctp every first chunk but an
+	// ABORT does.
+	for _, sloppy := range []bool{false, true} {
+		for chunk := 0; chunk < 256; chunk++ {
+			want := chunk == int(SCTPInit) || sloppy && chunk != int(SCTPAbort)
+			if got := MayCreate(ProtoSCTP, uint8(chunk), sloppy); got != want {
+				t.Errorf("MayCreate(SCTP, chunk %d, sloppy %v) = %v, want %v", chunk, sloppy, got, want)
+			}
 		}
 	}
 }
@@ -361,6 +366,8 @@ func TestSCTPMatchesModel(t *testing.T) {
 		{"one shard, evicting", Config{MaxEntries: 40, Shards: 1, MaxDests: 4}},
 		{"one shard, reuse off", Config{MaxEntries: 40, Shards: 1, MaxDests: 4, ConnReuseMode: ConnReuseOff}},
 		{"eight shards", Config{MaxEntries: 8 * 2 * 200, Shards: 8, MaxDests: 5}},
+		{"one shard, sloppy_sctp", Config{MaxEntries: 40, Shards: 1, MaxDests: 4, SloppySCTP: true}},
+		{"eight shards, sloppy_sctp and sloppy_tcp", Config{MaxEntries: 8 * 2 * 200, Shards: 8, MaxDests: 5, SloppySCTP: true, SloppyTCP: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := newRand(7)

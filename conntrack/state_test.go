@@ -214,7 +214,12 @@ func TestMayCreate(t *testing.T) {
 		{"udp", ProtoUDP, 0, false, true},
 		{"udp ignores flags", ProtoUDP, TCPRst, false, true},
 		{"icmp not tracked", 1, 0, true, false},
-		{"sctp not tracked", 132, 0, true, false},
+		{"sctp init", ProtoSCTP, SCTPInit, false, true},
+		{"sctp data", ProtoSCTP, SCTPData, false, false},
+		{"sloppy_sctp data", ProtoSCTP, SCTPData, true, true},
+		{"sloppy_sctp shutdown", ProtoSCTP, SCTPShutdown, true, true},
+		{"sloppy_sctp abort never", ProtoSCTP, SCTPAbort, true, false},
+		{"gre not tracked", 47, 0, true, false},
 	}
 	for _, tc := range tests {
 		if got := MayCreate(tc.proto, tc.flags, tc.sloppy); got != tc.want {

@@ -25,9 +25,9 @@ var (
 	// again.
 	ErrExists = errors.New("insert or apply connection: a connection with this original or reply key exists; look it up instead")
 	// ErrNotOpener: the packet may not create a connection (TCP without SYN
-	// while not sloppy, or with RST; SCTP whose first chunk is not INIT). Check
-	// MayCreate before Insert.
-	ErrNotOpener = errors.New("insert connection: packet may not open a connection; only a TCP SYN without RST (any flags but RST when sloppy) or an SCTP INIT may")
+	// while not sloppy, or with RST; SCTP whose event chunk is not INIT, or with
+	// SloppySCTP is ABORT). Check MayCreate before Insert.
+	ErrNotOpener = errors.New("insert connection: packet may not open a connection; only a TCP SYN without RST (any flags but RST with SloppyTCP) or an SCTP INIT (any chunk but ABORT with SloppySCTP) may")
 	// ErrProto: the protocol is not TCP, UDP or SCTP.
 	ErrProto = errors.New("insert or apply connection: protocol not tracked; want TCP (6), UDP (17) or SCTP (132)")
 	// ErrDest: Entry.Dest is not below Config.MaxDests.
@@ -125,6 +125,9 @@ type Config struct {
 	// SloppyTCP lets any TCP packet without RST create a connection
 	// (IPVS's sloppy_tcp).
 	SloppyTCP bool
+	// SloppySCTP lets any SCTP packet whose event chunk is not an ABORT create a
+	// connection (IPVS's sloppy_sctp), not only an INIT.
+	SloppySCTP bool
 	// SecureTCP uses IPVS's secure_tcp ("dos") state tables.
 	SecureTCP bool
 	// ConnReuseMode is one of the ConnReuse constants; 0 is the kernel
@@ -445,20 +448,21 @@ type paddedShard struct {
 // the concurrency contract.
 type Table struct {
 	// Read by every operation, written only by New.
-	shards    []paddedShard
-	shardBits uint
-	seed      [seedWords]uint64
-	refBits   uint32 // slot layout, see shard.idx
-	refMask   uint32
-	distMax   uint32
-	tagPos    uint32 // tag's position in a slot
-	tagShift  uint32 // tag's position in a hash
-	maxDests  uint32
-	cap       int
-	tables    *tcpTables
-	sloppy    bool
-	reuseMode int
-	hint      bool // LookupBatch prefetches (see hintMin)
+	shards     []paddedShard
+	shardBits  uint
+	seed       [seedWords]uint64
+	refBits    uint32 // slot layout, see shard.idx
+	refMask    uint32
+	distMax    uint32
+	tagPos     uint32 // tag's position in a slot
+	tagShift   uint32 // tag's position in a hash
+	maxDests   uint32
+	cap        int
+	tables     *tcpTables
+	sloppy     bool // sloppy_tcp
+	sloppySCTP bool // sloppy_sctp
+	reuseMode  int
+	hint       bool // LookupBatch prefetches (see hintMin)
 
 	// syncPol is the sync master's policy (SetSync); nil while sync is off. Read
 	// without locks by every lookup that finds an entry.
@@ -540,21 +544,22 @@ func New(cfg Config) (*Table, error) {
 	tagPos := refBits + uint32(distBits)
 
 	t := &Table{
-		shards:    make([]paddedShard, shards),
-		shardBits: uint(bits.TrailingZeros(uint(shards))),
-		refBits:   refBits,
-		refMask:   1<<refBits - 1,
-		distMax:   1<<distBits - 1,
-		tagPos:    tagPos,
-		tagShift:  32 + tagPos,
-		maxDests:  uint32(maxDests),
-		cap:       cfg.MaxEntries,
-		dests:     make([]destState, maxDests),
-		tables:    &normalTables,
-		sloppy:    cfg.SloppyTCP,
-		reuseMode: cfg.ConnReuseMode,
-		walkBuf:   make([]record, maxPer),
-		walkCold:  make([]coldRec, maxPer),
+		shards:     make([]paddedShard, shards),
+		shardBits:  uint(bits.TrailingZeros(uint(shards))),
+		refBits:    refBits,
+		refMask:    1<<refBits - 1,
+		distMax:    1<<distBits - 1,
+		tagPos:     tagPos,
+		tagShift:   32 + tagPos,
+		maxDests:   uint32(maxDests),
+		cap:        cfg.MaxEntries,
+		dests:      make([]destState, maxDests),
+		tables:     &normalTables,
+		sloppy:     cfg.SloppyTCP,
+		sloppySCTP: cfg.SloppySCTP,
+		reuseMode:  cfg.ConnReuseMode,
+		walkBuf:    make([]record, maxPer),
+		walkCold:   make([]coldRec, maxPer),
 	}
 	if cfg.SecureTCP {
 		t.tables = &secureTables
@@ -705,6 +710,15 @@ func msOf(now int64) uint32 { return uint32(now / 1e6) }
 func timedOut(r *record, now uint32) bool { return int32(now-r.expires) >= 0 }
 
 func (t *Table) timeout(s State) uint32 { return t.timeoutMS[s].Load() }
+
+// mayCreate is MayCreate with the table's sloppy setting for proto.
+func (t *Table) mayCreate(proto, tcpFlags uint8) bool {
+	sloppy := t.sloppy
+	if proto == ProtoSCTP {
+		sloppy = t.sloppySCTP
+	}
+	return MayCreate(proto, tcpFlags, sloppy)
+}
 
 // SetTimeouts changes per-state timeouts. Fields <= 0 keep the current
 // value (as ipvsadm --set 0 does); values above MaxTimeout are clamped.
@@ -908,7 +922,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 			return Found, ref
 		}
 	}
-	if dir == DirOrig && !MayCreate(k.Proto, tcpFlags, t.sloppy) {
+	if dir == DirOrig && !t.mayCreate(k.Proto, tcpFlags) {
 		return Invalid, noIdx
 	}
 	return NotFound, noIdx
@@ -1085,7 +1099,7 @@ func (t *Table) check(e *Entry, tcpFlags uint8) error {
 	if o.Proto != ProtoTCP && o.Proto != ProtoUDP && o.Proto != ProtoSCTP {
 		return ErrProto
 	}
-	if !MayCreate(o.Proto, tcpFlags, t.sloppy) {
+	if !t.mayCreate(o.Proto, tcpFlags) {
 		return ErrNotOpener
 	}
 	if e.Dest >= t.maxDests {

@@ -28,6 +28,7 @@ type Config struct {
 	CPUs        []int      // CPUs to pin workers to, round robin; empty = unpinned
 	Conntrack   conntrack.Config
 	SloppyTCP   bool // accept mid-stream TCP packets as new connections (IPVS sloppy_tcp)
+	SloppySCTP  bool // accept SCTP packets but INIT and ABORT as new connections (IPVS sloppy_sctp)
 	MaxServices int  // service IDs are below this; default DefaultMaxServices
 	MaxDests    int  // destination IDs are below this; default DefaultMaxDests
 	MaxLaddrs   int  // FULLNAT local address IDs are below this; default DefaultMaxLaddrs
@@ -104,6 +105,7 @@ func (c *Config) defaults() {
 		c.Conntrack.Timeouts = conntrack.DefaultTimeouts()
 	}
 	c.Conntrack.SloppyTCP = c.SloppyTCP
+	c.Conntrack.SloppySCTP = c.SloppySCTP
 	if c.ReapEvery == 0 {
 		c.ReapEvery = 50 * time.Millisecond
 	}

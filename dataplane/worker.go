@@ -576,7 +576,11 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		return
 	}
 	if st != conntrack.Found {
-		if !conntrack.MayCreate(info.Proto, info.TCPFlags, w.dp.cfg.SloppyTCP) {
+		sloppy := w.dp.cfg.SloppyTCP
+		if info.Proto == packet.ProtoSCTP {
+			sloppy = w.dp.cfg.SloppySCTP
+		}
+		if !conntrack.MayCreate(info.Proto, info.TCPFlags, sloppy) {
 			w.drop(p, DropNoConn)
 			return
 		}

@@ -453,3 +453,78 @@ func TestSCTPFullNAT(t *testing.T) {
 		e.checkSCTP(fmt.Sprintf("after %v", step.typ), b.VIP, rs.Addr, assocs)
 	}
 }
+
+// TestSCTPSloppy: with --sloppy-sctp (IPVS's sloppy_sctp) a director picks up SCTP
+// associations it has no connection for from any packet but an ABORT — after a restart
+// or a failover without sync, an association's DATA goes on to a real server — and the
+// connection starts in the state the kernel's INPUT-ONLY table (DR) gives the packet's
+// chunk from NONE: ESTABLISHED for DATA, S-RECEIVED for a SHUTDOWN. An ABORT creates
+// nothing and is dropped (drop_no_conn). Without the flag only an INIT creates a
+// connection: the DATA is dropped too.
+func TestSCTPSloppy(t *testing.T) {
+	for _, sloppy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sloppy=%v", sloppy), func(t *testing.T) {
+			var args []string
+			if sloppy {
+				args = []string{"--sloppy-sctp"}
+			}
+			e := setup(t, testbed.L2, args...)
+			b := e.bed
+			rs := b.Reals[0]
+			cli := openRaw(t, b.Client.NS, b.Client.Iface)
+			srv := openRaw(t, rs.NS, rs.Iface)
+			svc := netip.AddrPortFrom(b.VIP, sctpPort).String()
+			e.adm("-A", "--sctp-service", svc, "-s", "rr")
+			e.adm("-a", "--sctp-service", svc, "-r", rs.Addr.String(), "-g")
+			send := func(port uint16, typ layers.SCTPChunkType) []byte {
+				t.Helper()
+				cli.send(t, sctpFrame(t, b.Client.MAC, b.Ext.MAC, b.Client.Addr, b.VIP, port, sctpPort, typ, false))
+				return srv.recvSCTP(t, time.Second)
+			}
+			drops := func() uint64 { return e.dataplaneCounters()["drop_no_conn"] }
+			drops0 := drops()
+			var assocs []*sctpAssoc
+			for _, step := range []struct {
+				port  uint16
+				typ   layers.SCTPChunkType
+				state string // with --sloppy-sctp; "" for no connection
+			}{
+				{6100, layers.SCTPChunkTypeData, "ESTABLISHED"},
+				{6101, layers.SCTPChunkTypeShutdown, "S-RECEIVED"},
+				{6102, layers.SCTPChunkTypeAbort, ""},
+			} {
+				f := send(step.port, step.typ)
+				what := fmt.Sprintf("%v opening association %d", step.typ, step.port)
+				if !sloppy || step.state == "" {
+					if f != nil {
+						t.Fatalf("%s: forwarded to the real server, want it dropped", what)
+					}
+					continue
+				}
+				arrival(t, what, f, b.Client.Addr, b.VIP, step.port, sctpPort, step.typ, false)
+				a := &sctpAssoc{client: netip.AddrPortFrom(b.Client.Addr, step.port)}
+				a.set(step.state)
+				assocs = append(assocs, a)
+				e.checkSCTP(what, b.VIP, rs.Addr, assocs)
+			}
+			conns := e.sctpConns()
+			if _, ok := conns[netip.AddrPortFrom(b.Client.Addr, 6102).String()]; ok {
+				t.Fatalf("an ABORT made a connection: %v", conns)
+			}
+			wantConns, wantDrops := 2, uint64(1)
+			if !sloppy {
+				wantConns, wantDrops = 0, 3
+			}
+			if len(conns) != wantConns {
+				t.Fatalf("%d SCTP connections %v, want %d", len(conns), conns, wantConns)
+			}
+			if d := drops() - drops0; d != wantDrops {
+				t.Fatalf("drop_no_conn counted %d, want %d", d, wantDrops)
+			}
+			if sloppy {
+				// The picked-up association goes on: more DATA, to the same real server.
+				arrival(t, "DATA of the picked-up association", send(6100, layers.SCTPChunkTypeData), b.Client.Addr, b.VIP, 6100, sctpPort, layers.SCTPChunkTypeData, false)
+			}
+		})
+	}
+}
