@@ -15,10 +15,9 @@ import (
 // next hop found for the first. Its connection lookup (the batch's LookupBatch, which
 // took it as a repeat of the one before) has already applied its state transition.
 // Anything else is left to the full path: fragments, SCTP, a TTL about to expire, a
-// packet too big for the tunnel, and batches whose packets need more than that per
-// packet (the XDP fast path, which may offer each). On a sync master a client packet
-// that its connection's count makes due is queued for the sync daemon as the full path
-// queues it. A persistent service's client packets are taken too: each refreshes the
+// packet too big for the tunnel. On a sync master a client packet that its connection's
+// count makes due is queued for the sync daemon, and with the XDP fast path each packet
+// offers its connection (or, a FIN or RST, withdraws it), as the full path does. A persistent service's client packets are taken too: each refreshes the
 // client's template (worker.request), and the run's first packet refreshed it at the
 // batch's clock, which is every follower's, so a follower's refresh would find the
 // template the first left and set the expiry it already has (or, the template gone,
@@ -41,10 +40,9 @@ type flowRun struct {
 }
 
 // runs tells whether packet p, just forwarded in full, starts a run: whether the next
-// query of the batch is of its flow (LookupBatch's Same), and whether the batch's packets
-// need nothing per packet but what follow does.
+// query of the batch is of its flow (LookupBatch's Same).
 func (w *worker) runs(p *pktDesc) bool {
-	return p.qi+1 < w.nq && w.qs[p.qi+1].Same && w.runsOK
+	return p.qi+1 < w.nq && w.qs[p.qi+1].Same
 }
 
 // tryFollow forwards p, whose connection lookup found it, as part of the batch's run if
@@ -134,15 +132,22 @@ func (w *worker) follow(p *pktDesc) bool {
 		a.outPkts++
 		a.outBytes += inner
 	}
-	if q.Dir == conntrack.DirOrig && w.syncOn {
-		// A sync master's client packet: sent when its count makes it due, as the full
-		// path sends it (worker.request). The run's first packet found the real server
-		// in the batch's snapshot, which this packet's is.
-		if e := p.entry(); e.Sync {
-			if rs, ok := p.snap.dest(e.Dest); ok {
+	if q.Dir == conntrack.DirOrig && (w.syncOn || w.fp != nil) {
+		// As the full path (worker.request): a sync master's client packet is sent when
+		// its count makes it due, and the fast path is offered the connection (or told
+		// of its close). The run's first packet found the real server in the batch's
+		// snapshot, which this packet's is.
+		e := p.entry()
+		if rs, ok := p.snap.dest(e.Dest); ok {
+			if e.Sync {
 				w.syncConn(e, &p.snap.Services[p.si], rs, p.now)
 			}
+			if w.fp != nil {
+				w.fastRequest(p, e, rs.Addr, true)
+			}
 		}
+	} else if w.fp != nil {
+		w.fastReply(p, p.entry()) // as worker.reply
 	}
 	b.burst++
 	r.qi = p.qi

@@ -167,6 +167,56 @@ func TestBurstMatchesOnePacketBatches(t *testing.T) {
 	}
 }
 
+// TestBurstFastPath: with the XDP fast path, a flow's burst is forwarded as a run as
+// without it, as many of its packets, and the requests queued for the fast path (offers,
+// and a FIN's withdrawal) are those one packet per batch queues, in the same order: NAT,
+// DR and TUN, IPv4 and IPv6, TCP and UDP.
+func TestBurstFastPath(t *testing.T) {
+	for _, m := range []conntrack.Method{conntrack.MethodNAT, conntrack.MethodDR, conntrack.MethodTUN} {
+		for _, v6 := range []bool{false, true} {
+			for _, udp := range []bool{false, true} {
+				c := burstCase{method: m, v6: v6, udp: udp}
+				t.Run(c.String(), func(t *testing.T) {
+					plain := burstCompare(t, c, burstPrep{}).bursts
+					got := burstCompare(t, c, burstPrep{rig: func(r *rig) { withFast(r.dp) }})
+					if got.bursts != plain || got.bursts == 0 {
+						t.Errorf("%d packets forwarded as a burst with the fast path, %d without", got.bursts, plain)
+					}
+					if got.offered == 0 {
+						t.Error("nothing was queued for the fast path: the burst tests nothing")
+					}
+				})
+			}
+		}
+	}
+	// The real server's FIN in a run of its replies withdraws the NAT connection, as
+	// one reply per batch does.
+	for _, v6 := range []bool{false, true} {
+		c := burstCase{method: conntrack.MethodNAT, v6: v6}
+		t.Run(c.String()+"/reply FIN", func(t *testing.T) {
+			client := l2Client
+			if v6 {
+				client = l2Client6
+			}
+			frames := func(rs netip.Addr) [][]byte {
+				var fs [][]byte
+				for _, r := range []struct {
+					payload string
+					fin     bool
+				}{{"r1", false}, {"r2", false}, {"r3 fin", true}, {"r4 after the fin", false}} {
+					fs = append(fs, build(t, pkt{srcMAC: macRS1, dstMAC: macDir, src: rs, dst: client, sport: 80, dport: 1000,
+						ack: true, fin: r.fin, payload: []byte(r.payload)}))
+				}
+				return fs
+			}
+			got := burstCompare(t, c, burstPrep{rig: func(r *rig) { withFast(r.dp) }, frames: frames})
+			if got.bursts < 2 || got.offered < 2 {
+				t.Errorf("%d replies forwarded as a burst, %d fast-path requests; want the FIN in the run (at least 2) and an offer and a withdrawal", got.bursts, got.offered)
+			}
+		})
+	}
+}
+
 // TestBurstSyncMaster: on a sync master a flow's burst is forwarded as a run as on any
 // director, as many of its packets, and the connections queued for the sync daemon are
 // those one packet per batch queues, in the same order (burstCompare): the default
@@ -261,8 +311,8 @@ type burstPrep struct {
 
 // burstCompare sends case c's connections and burst (burstOpen, burstFrames) to two
 // directors prepared by prep, one taking the burst in one batch, the other a packet per
-// batch; it fails t unless both forwarded, counted and queued for the sync daemon alike,
-// and returns what it saw of the first (burstSeen).
+// batch; it fails t unless both forwarded, counted and queued for the sync daemon and
+// the XDP fast path alike, and returns what it saw of the first (burstSeen).
 func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	t.Helper()
 	var rigs [2]*rig
@@ -279,6 +329,7 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	var out [2][][]byte
 	var bursts [2]uint64
 	var synced [2][]SyncConn // what each queued for the sync daemon, in order
+	var offered [2][]fastReq // what each queued for the XDP fast path, in order
 	var seen burstSeen
 	for i, r := range rigs {
 		rs := c.burstOpen(t, r)
@@ -320,6 +371,12 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 		synced[i] = buf[:r.dp.DrainSync(buf)]
 		for j := range synced[i] {
 			synced[i][j].Queued = 0
+		}
+		if r.w.fp != nil {
+			offered[i] = requests(r.w)
+			for j := range offered[i] {
+				offered[i][j].at = 0
+			}
 		}
 	}
 	if len(out[0]) != len(out[1]) {
@@ -365,20 +422,24 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	if a, b := fmt.Sprintf("%+v", synced[0]), fmt.Sprintf("%+v", synced[1]); a != b {
 		t.Errorf("queued for the sync daemon in the batch:\n%s\none at a time:\n%s", a, b)
 	}
+	if a, b := fmt.Sprintf("%+v", offered[0]), fmt.Sprintf("%+v", offered[1]); a != b {
+		t.Errorf("queued for the fast path in the batch:\n%s\none at a time:\n%s", a, b)
+	}
 	if bursts[1] != 0 {
 		t.Errorf("%d packets forwarded as a burst one packet per batch", bursts[1])
 	}
-	seen.bursts, seen.synced = bursts[0], len(synced[0])
+	seen.bursts, seen.synced, seen.offered = bursts[0], len(synced[0]), len(offered[0])
 	return seen
 }
 
 // burstSeen is what burstCompare saw of the batch: the packets forwarded as a burst,
 // the queries that were Repeats (ParseRepeat took the packet) and those LookupBatch
-// found Shared, the entries queued for the sync daemon.
+// found Shared, the entries queued for the sync daemon and the XDP fast path.
 type burstSeen struct {
 	bursts          uint64
 	repeats, shared int
 	synced          int // entries queued for the sync daemon
+	offered         int // requests queued for the XDP fast path
 }
 
 // TestBurstAllocs: forwarding a flow's burst as a run allocates nothing (NAT requests

@@ -105,9 +105,8 @@ type worker struct {
 
 	// burst is what the batch's last packet forwarded in full left for the packets of
 	// its flow that follow it (flowrun.go).
-	burst  flowRun
-	runsOK bool  // the batch may start runs: no fast path
-	nq     int32 // the batch's requests and replies: its queries at the front of qs
+	burst flowRun
+	nq    int32 // the batch's requests and replies: its queries at the front of qs
 
 	// other receives an entry nobody reads (FULLNAT: does the connection exist?): a
 	// field so that passing it to the table does not allocate. Never packet data.
@@ -376,7 +375,6 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	w.lastSvc.ok = false
 	w.syncOn = w.dp.syncMaster.Load()
 	w.burst.qi = -1
-	w.runsOK = w.fp == nil
 	// The packet before, when a request or a reply: where its ports are, and they
 	// (repeats' first look, what tells apart most flows of one client). rl4 < 0: none.
 	rl4, rports := -1, uint32(0)
