@@ -133,35 +133,41 @@ func (c burstCase) burstOpen(t *testing.T, r *rig) netip.Addr {
 // them), IPv4
 // and IPv6, TCP and UDP. The burst counter shows which packets the run forwarded.
 func TestBurstMatchesOnePacketBatches(t *testing.T) {
+	eachBurstCase(t, func(t *testing.T, c burstCase) {
+		// Followers: a2 a3, a7 a8 (after a6 in full: a5's TTL kept a6 out of
+		// the run a4 started), c2 c3, and for NAT r2 r3. TUN's 1500-byte
+		// packet after a3 takes the full path.
+		want := map[conntrack.Method]uint64{conntrack.MethodNAT: 8, conntrack.MethodDR: 6, conntrack.MethodTUN: 6}[c.method]
+		// Repeats (ParseRepeat): every packet after one of its flow — a2 a3,
+		// a5-a8 (a4 follows b1), c2 c3, TUN's big one, NAT's r2 r3. Shared
+		// (nothing to look up): a repeat with the flags of the packet before,
+		// which the state machine left as it was, after a repeat (the
+		// lookup afresh of a3's, a6's or r1's packet does not say whether it
+		// left the state): a3 a6, TUN's big one, NAT's r3, and for UDP (no
+		// flags, no FIN) a7 a8 too.
+		wantRepeats := map[conntrack.Method]int{conntrack.MethodNAT: 10, conntrack.MethodDR: 8, conntrack.MethodTUN: 9}[c.method]
+		wantShared := map[conntrack.Method]int{conntrack.MethodNAT: 3, conntrack.MethodDR: 2, conntrack.MethodTUN: 3}[c.method]
+		if c.udp {
+			wantShared += 2
+		}
+		got := burstCompare(t, c, burstPrep{})
+		if got.bursts != want {
+			t.Errorf("%d packets forwarded as a burst, want %d", got.bursts, want)
+		}
+		if got.repeats != wantRepeats || got.shared != wantShared {
+			t.Errorf("%d repeats, %d shared; want %d and %d", got.repeats, got.shared, wantRepeats, wantShared)
+		}
+	})
+}
+
+// eachBurstCase runs f in a subtest for every method (NAT, DR, TUN), family and
+// protocol (TCP, UDP).
+func eachBurstCase(t *testing.T, f func(t *testing.T, c burstCase)) {
 	for _, m := range []conntrack.Method{conntrack.MethodNAT, conntrack.MethodDR, conntrack.MethodTUN} {
 		for _, v6 := range []bool{false, true} {
 			for _, udp := range []bool{false, true} {
 				c := burstCase{method: m, v6: v6, udp: udp}
-				t.Run(c.String(), func(t *testing.T) {
-					// Followers: a2 a3, a7 a8 (after a6 in full: a5's TTL kept a6 out of
-					// the run a4 started), c2 c3, and for NAT r2 r3. TUN's 1500-byte
-					// packet after a3 takes the full path.
-					want := map[conntrack.Method]uint64{conntrack.MethodNAT: 8, conntrack.MethodDR: 6, conntrack.MethodTUN: 6}[c.method]
-					// Repeats (ParseRepeat): every packet after one of its flow — a2 a3,
-					// a5-a8 (a4 follows b1), c2 c3, TUN's big one, NAT's r2 r3. Shared
-					// (nothing to look up): a repeat with the flags of the packet before,
-					// which the state machine left as it was, after a repeat (the
-					// lookup afresh of a3's, a6's or r1's packet does not say whether it
-					// left the state): a3 a6, TUN's big one, NAT's r3, and for UDP (no
-					// flags, no FIN) a7 a8 too.
-					wantRepeats := map[conntrack.Method]int{conntrack.MethodNAT: 10, conntrack.MethodDR: 8, conntrack.MethodTUN: 9}[c.method]
-					wantShared := map[conntrack.Method]int{conntrack.MethodNAT: 3, conntrack.MethodDR: 2, conntrack.MethodTUN: 3}[c.method]
-					if udp {
-						wantShared += 2
-					}
-					got := burstCompare(t, c, burstPrep{})
-					if got.bursts != want {
-						t.Errorf("%d packets forwarded as a burst, want %d", got.bursts, want)
-					}
-					if got.repeats != wantRepeats || got.shared != wantShared {
-						t.Errorf("%d repeats, %d shared; want %d and %d", got.repeats, got.shared, wantRepeats, wantShared)
-					}
-				})
+				t.Run(c.String(), func(t *testing.T) { f(t, c) })
 			}
 		}
 	}
@@ -172,23 +178,16 @@ func TestBurstMatchesOnePacketBatches(t *testing.T) {
 // and a FIN's withdrawal) are those one packet per batch queues, in the same order: NAT,
 // DR and TUN, IPv4 and IPv6, TCP and UDP.
 func TestBurstFastPath(t *testing.T) {
-	for _, m := range []conntrack.Method{conntrack.MethodNAT, conntrack.MethodDR, conntrack.MethodTUN} {
-		for _, v6 := range []bool{false, true} {
-			for _, udp := range []bool{false, true} {
-				c := burstCase{method: m, v6: v6, udp: udp}
-				t.Run(c.String(), func(t *testing.T) {
-					plain := burstCompare(t, c, burstPrep{}).bursts
-					got := burstCompare(t, c, burstPrep{rig: func(r *rig) { withFast(r.dp) }})
-					if got.bursts != plain || got.bursts == 0 {
-						t.Errorf("%d packets forwarded as a burst with the fast path, %d without", got.bursts, plain)
-					}
-					if got.offered == 0 {
-						t.Error("nothing was queued for the fast path: the burst tests nothing")
-					}
-				})
-			}
+	eachBurstCase(t, func(t *testing.T, c burstCase) {
+		plain := burstCompare(t, c, burstPrep{}).bursts
+		got := burstCompare(t, c, burstPrep{rig: func(r *rig) { withFast(r.dp) }})
+		if got.bursts != plain || got.bursts == 0 {
+			t.Errorf("%d packets forwarded as a burst with the fast path, %d without", got.bursts, plain)
 		}
-	}
+		if got.offered == 0 {
+			t.Error("nothing was queued for the fast path: the burst tests nothing")
+		}
+	})
 	// The real server's FIN in a run of its replies withdraws the NAT connection, as
 	// one reply per batch does.
 	for _, v6 := range []bool{false, true} {

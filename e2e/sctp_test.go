@@ -353,14 +353,8 @@ func TestSCTPNAT(t *testing.T) {
 // packets reach the real server unchanged, its answers go straight to the client; the
 // director follows the association with IPVS's INPUT-ONLY table.
 func TestSCTPDR(t *testing.T) {
-	e := setup(t, testbed.L2)
+	e, rs, cli, srv := sctpDR(t)
 	b := e.bed
-	rs := b.Reals[0]
-	cli := openRaw(t, b.Client.NS, b.Client.Iface)
-	srv := openRaw(t, rs.NS, rs.Iface)
-	svc := netip.AddrPortFrom(b.VIP, sctpPort).String()
-	e.adm("-A", "--sctp-service", svc, "-s", "rr")
-	e.adm("-a", "--sctp-service", svc, "-r", rs.Addr.String(), "-g")
 	a := &sctpAssoc{client: netip.AddrPortFrom(b.Client.Addr, 6000)}
 	assocs := []*sctpAssoc{a}
 	for _, step := range []struct {
@@ -454,6 +448,22 @@ func TestSCTPFullNAT(t *testing.T) {
 	}
 }
 
+// sctpDR is the DR bed of the SCTP tests, xlvsd started with daemonArgs: an SCTP service
+// on the VIP with rs1 (direct routing), and raw sockets on the client's and rs1's
+// interfaces.
+func sctpDR(t *testing.T, daemonArgs ...string) (e *env, rs *testbed.Host, cli, srv *rawSock) {
+	t.Helper()
+	e = setup(t, testbed.L2, daemonArgs...)
+	b := e.bed
+	rs = b.Reals[0]
+	cli = openRaw(t, b.Client.NS, b.Client.Iface)
+	srv = openRaw(t, rs.NS, rs.Iface)
+	svc := netip.AddrPortFrom(b.VIP, sctpPort).String()
+	e.adm("-A", "--sctp-service", svc, "-s", "rr")
+	e.adm("-a", "--sctp-service", svc, "-r", rs.Addr.String(), "-g")
+	return e, rs, cli, srv
+}
+
 // TestSCTPSloppy: with --sloppy-sctp (IPVS's sloppy_sctp) a director picks up SCTP
 // associations it has no connection for from any packet but an ABORT — after a restart
 // or a failover without sync, an association's DATA goes on to a real server — and the
@@ -468,14 +478,8 @@ func TestSCTPSloppy(t *testing.T) {
 			if sloppy {
 				args = []string{"--sloppy-sctp"}
 			}
-			e := setup(t, testbed.L2, args...)
+			e, rs, cli, srv := sctpDR(t, args...)
 			b := e.bed
-			rs := b.Reals[0]
-			cli := openRaw(t, b.Client.NS, b.Client.Iface)
-			srv := openRaw(t, rs.NS, rs.Iface)
-			svc := netip.AddrPortFrom(b.VIP, sctpPort).String()
-			e.adm("-A", "--sctp-service", svc, "-s", "rr")
-			e.adm("-a", "--sctp-service", svc, "-r", rs.Addr.String(), "-g")
 			send := func(port uint16, typ layers.SCTPChunkType) []byte {
 				t.Helper()
 				cli.send(t, sctpFrame(t, b.Client.MAC, b.Ext.MAC, b.Client.Addr, b.VIP, port, sctpPort, typ, false))
