@@ -711,8 +711,9 @@ func timedOut(r *record, now uint32) bool { return int32(now-r.expires) >= 0 }
 
 func (t *Table) timeout(s State) uint32 { return t.timeoutMS[s].Load() }
 
-// mayCreate is MayCreate with the table's sloppy setting for proto.
-func (t *Table) mayCreate(proto, tcpFlags uint8) bool {
+// MayCreate is the package's MayCreate with the table's sloppy setting for proto
+// (Config.SloppyTCP, Config.SloppySCTP): what Insert's opener check asks.
+func (t *Table) MayCreate(proto, tcpFlags uint8) bool {
 	sloppy := t.sloppy
 	if proto == ProtoSCTP {
 		sloppy = t.sloppySCTP
@@ -922,7 +923,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 			return Found, ref
 		}
 	}
-	if dir == DirOrig && !t.mayCreate(k.Proto, tcpFlags) {
+	if dir == DirOrig && !t.MayCreate(k.Proto, tcpFlags) {
 		return Invalid, noIdx
 	}
 	return NotFound, noIdx
@@ -1099,7 +1100,7 @@ func (t *Table) check(e *Entry, tcpFlags uint8) error {
 	if o.Proto != ProtoTCP && o.Proto != ProtoUDP && o.Proto != ProtoSCTP {
 		return ErrProto
 	}
-	if !t.mayCreate(o.Proto, tcpFlags) {
+	if !t.MayCreate(o.Proto, tcpFlags) {
 		return ErrNotOpener
 	}
 	if e.Dest >= t.maxDests {

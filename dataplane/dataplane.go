@@ -28,7 +28,7 @@ type Config struct {
 	CPUs        []int      // CPUs to pin workers to, round robin; empty = unpinned
 	Conntrack   conntrack.Config
 	SloppyTCP   bool // accept mid-stream TCP packets as new connections (IPVS sloppy_tcp)
-	SloppySCTP  bool // accept SCTP packets but INIT and ABORT as new connections (IPVS sloppy_sctp)
+	SloppySCTP  bool // accept SCTP packets whose first chunk is not INIT (ABORT excepted) as new connections (IPVS sloppy_sctp)
 	MaxServices int  // service IDs are below this; default DefaultMaxServices
 	MaxDests    int  // destination IDs are below this; default DefaultMaxDests
 	MaxLaddrs   int  // FULLNAT local address IDs are below this; default DefaultMaxLaddrs

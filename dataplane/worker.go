@@ -574,11 +574,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		return
 	}
 	if st != conntrack.Found {
-		sloppy := w.dp.cfg.SloppyTCP
-		if info.Proto == packet.ProtoSCTP {
-			sloppy = w.dp.cfg.SloppySCTP
-		}
-		if !conntrack.MayCreate(info.Proto, info.TCPFlags, sloppy) {
+		if !w.dp.ct.MayCreate(info.Proto, info.TCPFlags) {
 			w.drop(p, DropNoConn)
 			return
 		}
