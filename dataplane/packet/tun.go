@@ -1,9 +1,79 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strconv"
+)
 
 // ProtoIPv6Encap is the IP protocol number of an encapsulated IPv6 packet (ip6ip6).
 const ProtoIPv6Encap = 41
+
+// ProtoGRE is the IP protocol number of GRE (RFC 2784).
+const ProtoGRE = 47
+
+// EncapType is a TUN real server's tunnel type (ipvsadm --tun-type).
+type EncapType uint8
+
+// Tunnel types.
+const (
+	// EncapIPIP: IPv4-in-IPv4 (protocol 4) or IPv6-in-IPv6 (next header 41), the outer IP
+	// header alone.
+	EncapIPIP EncapType = iota
+	// EncapGUE: an outer IP header, UDP to the real server's Port and a 4-byte GUE header
+	// (version 0, no options: draft-ietf-intarea-gue) naming the inner protocol.
+	EncapGUE
+	// EncapGRE: an outer IP header and a GRE header (RFC 2784: version 0, no key or
+	// sequence number) whose protocol type is the inner packet's EtherType.
+	EncapGRE
+)
+
+// Encap is how a TUN real server's packets are encapsulated: ipvsadm's --tun-type,
+// --tun-port and checksum option. The zero value is IPIP.
+type Encap struct {
+	Type EncapType
+	// Csum: GUE computes the outer UDP checksum (without it the field is 0, over IPv6 too,
+	// as IPVS sends it); GRE sets the checksum-present bit and computes the GRE checksum.
+	// IPVS's remcsum (remote checksum offload) applies only to a locally sent packet whose
+	// checksum the kernel has left partial; a forwarded packet's checksums are complete,
+	// and IPVS then computes the UDP checksum as with csum: so does xlvs.
+	Csum bool
+	Port uint16 // GUE: the UDP destination port; 0 otherwise
+}
+
+// Sizes of the headers between the outer IP header and the inner packet.
+const (
+	udpHeaderLen = 8
+	gueHeaderLen = 4
+	greHeaderLen = 4 // flags and version, protocol type
+	greCsumLen   = 4 // checksum and reserved, when the C bit is set
+)
+
+// GUE source ports are picked, as Linux's udp_flow_src_port does, from its default
+// local port range [32768, 61000) by the inner flow's hash.
+const (
+	gueSportMin = 32768
+	gueSportMax = 61000
+)
+
+// extraLen is what e adds between the outer IP header and the inner packet.
+func (e Encap) extraLen() int {
+	switch e.Type {
+	case EncapGUE:
+		return udpHeaderLen + gueHeaderLen
+	case EncapGRE:
+		if e.Csum {
+			return greHeaderLen + greCsumLen
+		}
+		return greHeaderLen
+	}
+	return 0
+}
+
+// HeaderLen is the length of everything e puts in front of an inner packet of family:
+// the outer IPv4 (20) or IPv6 (40) header and, for GUE, UDP and GUE (12), for GRE, 4
+// bytes, or 8 with its checksum. A packet of n bytes fits a path MTU m once
+// encapsulated when n+HeaderLen ≤ m, which is the MTU IPVS derives too.
+func (e Encap) HeaderLen(family uint8) int { return TunnelHeaderLen(family) + e.extraLen() }
 
 // TunnelHeaderLen is the outer header IPIP (20) or ip6ip6 (40) adds for family 4 or 6.
 func TunnelHeaderLen(family uint8) int {
@@ -22,45 +92,131 @@ func TunnelHeaderLen(family uint8) int {
 // label 0. src and dst are 16-byte addresses (IPv4-mapped for family 4). It reports false
 // and writes nothing if hdr or inner is too short for family.
 func PutTunnelHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16) bool {
+	proto := uint8(ProtoIPIP)
+	if family == 6 {
+		proto = ProtoIPv6Encap
+	}
+	return putOuterIP(hdr, inner, family, src, dst, id, proto, 0)
+}
+
+// PutEncapHeader writes everything e puts in front of inner into hdr, which must hold
+// e.HeaderLen(family) bytes and be directly followed by inner (whole, of family): the
+// outer IP header as PutTunnelHeader writes it, but with protocol UDP (GUE) or GRE, then
+// for GUE the UDP header (source port sport, see EncapSourcePort; destination e.Port;
+// checksum with e.Csum, else 0) and a GUE header (version 0, no flags or options,
+// protocol 4 or 41), for GRE the GRE header (protocol type 0x0800 or 0x86DD; with e.Csum
+// the C bit and the checksum over the GRE header and inner), as IPVS's ipvs_gue_encap
+// and ipvs_gre_encap build them (net/netfilter/ipvs/ip_vs_xmit.c). IPIP is
+// PutTunnelHeader. It reports false and writes nothing if hdr or inner is too short.
+func PutEncapHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16, e Encap, sport uint16) bool {
+	ipl := TunnelHeaderLen(family)
+	x := e.extraLen()
+	if len(hdr) < ipl+x {
+		return false
+	}
+	innerProto, etherType := uint8(ProtoIPIP), uint16(EtherTypeIPv4)
+	if family == 6 {
+		innerProto, etherType = ProtoIPv6Encap, EtherTypeIPv6
+	}
+	switch e.Type {
+	case EncapGUE:
+		if !putOuterIP(hdr, inner, family, src, dst, id, ProtoUDP, x) {
+			return false
+		}
+		u := hdr[ipl : ipl+x]
+		ulen := uint32(x + len(inner))
+		binary.BigEndian.PutUint16(u[0:], sport)
+		binary.BigEndian.PutUint16(u[2:], e.Port)
+		binary.BigEndian.PutUint16(u[4:], uint16(ulen))
+		u[6], u[7] = 0, 0
+		u[8], u[9], u[10], u[11] = 0, innerProto, 0, 0
+		if e.Csum {
+			sum := Checksum(inner, Checksum(u, PseudoHeaderSum(family, src, dst, ProtoUDP, ulen)))
+			c := ^Fold(sum)
+			if c == 0 {
+				c = 0xFFFF // RFC 768: a computed 0 is sent as all ones
+			}
+			binary.BigEndian.PutUint16(u[6:], c)
+		}
+	case EncapGRE:
+		if !putOuterIP(hdr, inner, family, src, dst, id, ProtoGRE, x) {
+			return false
+		}
+		g := hdr[ipl : ipl+x]
+		binary.BigEndian.PutUint16(g[2:], etherType)
+		if !e.Csum {
+			g[0], g[1] = 0, 0
+			break
+		}
+		g[0], g[1] = 0x80, 0 // C: checksum present
+		g[4], g[5], g[6], g[7] = 0, 0, 0, 0
+		binary.BigEndian.PutUint16(g[4:], ^Fold(Checksum(inner, Checksum(g, 0))))
+	default:
+		return PutTunnelHeader(hdr, inner, family, src, dst, id)
+	}
+	return true
+}
+
+// putOuterIP writes the outer IP header of family into hdr[:TunnelHeaderLen(family)]
+// for a packet whose protocol is proto and whose payload is extra bytes of tunnel
+// headers followed by inner: the fields PutTunnelHeader lists, copied from inner.
+func putOuterIP(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16, proto uint8, extra int) bool {
 	switch family {
 	case 4:
-		if len(hdr) < IPv4MinHeaderLen || len(inner) < IPv4MinHeaderLen || len(inner) > 0xFFFF-IPv4MinHeaderLen {
+		if len(hdr) < IPv4MinHeaderLen || len(inner) < IPv4MinHeaderLen || len(inner)+extra > 0xFFFF-IPv4MinHeaderLen {
 			return false
 		}
 		// Field by field at fixed offsets, the checksum from the words as they are
 		// written (every tunnel packet pays for this header).
 		in := (*[IPv4MinHeaderLen]byte)(inner)
 		h := (*[IPv4MinHeaderLen]byte)(hdr)
-		tl := uint16(IPv4MinHeaderLen + len(inner))
+		tl := uint16(IPv4MinHeaderLen + extra + len(inner))
 		df := binary.BigEndian.Uint16(in[ipv4FlagsFrag:]) & IPv4FlagDF
 		h[ipv4VerIHL], h[ipv4TOS] = 0x45, in[ipv4TOS]
 		binary.BigEndian.PutUint16(h[ipv4TotalLen:], tl)
 		binary.BigEndian.PutUint16(h[ipv4ID:], id)
 		binary.BigEndian.PutUint16(h[ipv4FlagsFrag:], df)
-		h[ipv4TTL], h[ipv4Proto] = in[ipv4TTL], ProtoIPIP
+		h[ipv4TTL], h[ipv4Proto] = in[ipv4TTL], proto
 		s4, d4 := binary.BigEndian.Uint32(src[12:]), binary.BigEndian.Uint32(dst[12:])
 		binary.BigEndian.PutUint32(h[ipv4Src:], s4)
 		binary.BigEndian.PutUint32(h[ipv4Dst:], d4)
 		sum := uint32(0x45)<<8 | uint32(in[ipv4TOS])
-		sum += uint32(tl) + uint32(id) + uint32(df) + (uint32(in[ipv4TTL])<<8 | ProtoIPIP)
+		sum += uint32(tl) + uint32(id) + uint32(df) + (uint32(in[ipv4TTL])<<8 | uint32(proto))
 		sum += s4>>16 + s4&0xFFFF + d4>>16 + d4&0xFFFF
 		binary.BigEndian.PutUint16(h[ipv4Checksum:], ^Fold(sum))
 		return true
 	case 6:
-		if len(hdr) < IPv6HeaderLen || len(inner) < IPv6HeaderLen || len(inner) > 0xFFFF {
+		if len(hdr) < IPv6HeaderLen || len(inner) < IPv6HeaderLen || len(inner)+extra > 0xFFFF {
 			return false
 		}
 		in := IPv6(inner)
 		h := IPv6(hdr[:IPv6HeaderLen])
 		h.SetVersionTrafficClassFlowLabel(in.TrafficClass(), 0)
-		h.SetPayloadLength(uint16(len(inner)))
-		h.SetNextHeader(ProtoIPv6Encap)
+		h.SetPayloadLength(uint16(extra + len(inner)))
+		h.SetNextHeader(proto)
 		h.SetHopLimit(in.HopLimit())
 		h.SetSourceAddress(src)
 		h.SetDestinationAddress(dst)
 		return true
 	}
 	return false
+}
+
+// EncapSourcePort is the GUE source port for the packet info describes: from the
+// range Linux's udp_flow_src_port uses by default, [32768, 61000), by a hash of the
+// inner flow, so that a connection's packets keep one port (a real server's NIC spreads
+// tunnels over its queues by it). Like the kernel's flow hash it leaves the ports out
+// for a fragment, so that every fragment of a datagram leaves with the same port.
+func EncapSourcePort(info *Info) uint16 {
+	h := binary.LittleEndian.Uint64(info.Src[8:]) ^ binary.LittleEndian.Uint64(info.Dst[8:])*0x9E3779B97F4A7C15
+	h ^= binary.LittleEndian.Uint64(info.Src[:8]) ^ binary.LittleEndian.Uint64(info.Dst[:8])<<1
+	h ^= uint64(info.Proto) << 56
+	if !info.Frag {
+		h ^= uint64(info.SrcPort)<<16 | uint64(info.DstPort)<<32
+	}
+	h *= 0xFF51AFD7ED558CCD
+	h ^= h >> 33
+	return uint16(uint64(uint32(h))*(gueSportMax-gueSportMin)>>32 + gueSportMin)
 }
 
 // ICMP error quoting limits: an ICMPv4 error is at most 576 bytes (RFC 1812), an ICMPv6
@@ -153,4 +309,17 @@ func PutICMPError(out, orig []byte, family, typ, code uint8, rest uint32, ttl ui
 		return 0
 	}
 	return n
+}
+
+// String returns ipvsadm's name of t: "ipip", "gue" or "gre".
+func (t EncapType) String() string {
+	switch t {
+	case EncapIPIP:
+		return "ipip"
+	case EncapGUE:
+		return "gue"
+	case EncapGRE:
+		return "gre"
+	}
+	return "EncapType(" + strconv.Itoa(int(t)) + ")"
 }
