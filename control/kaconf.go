@@ -115,16 +115,17 @@ func kaService(vs keepalived.VirtualServer) *api.Service {
 	return s
 }
 
-func kaMethod(m keepalived.Method) (method, tunType string) {
+// kaMethod sets d's forwarding method, and its tunnel options for TUN, from m.
+func kaMethod(d *api.Dest, m keepalived.Method) {
 	switch m.Kind {
 	case keepalived.MethodDR:
-		return api.MethodRoute, ""
+		d.Method = api.MethodRoute
 	case keepalived.MethodTUN:
-		return api.MethodTunnel, m.TunType
+		d.Method, d.TunType, d.TunPort, d.TunFlags = api.MethodTunnel, m.TunType, m.TunPort, m.TunFlags
 	case keepalived.MethodFNAT:
-		return api.MethodFullNAT, ""
+		d.Method = api.MethodFullNAT
 	default:
-		return api.MethodMasq, ""
+		d.Method = api.MethodMasq
 	}
 }
 
@@ -428,17 +429,17 @@ func (k *Keepalived) setConfig(cfg *keepalived.Config, vss []health.VirtualServe
 func destRule(vs keepalived.VirtualServer, addr netip.AddrPort, sorry bool) api.Dest {
 	d := api.Dest{Addr: addr.Addr().Unmap(), Port: addr.Port()}
 	if sorry && vs.SorryServer != nil {
-		d.Method, d.TunType = kaMethod(vs.SorryServer.Method)
+		kaMethod(&d, vs.SorryServer.Method)
 		return d
 	}
 	for _, rs := range vs.RealServers {
 		if rs.Addr == addr {
-			d.Method, d.TunType = kaMethod(rs.Method)
+			kaMethod(&d, rs.Method)
 			d.UThreshold, d.LThreshold = rs.UThreshold, rs.LThreshold
 			return d
 		}
 	}
-	d.Method, _ = kaMethod(vs.Method)
+	kaMethod(&d, vs.Method)
 	return d
 }
 

@@ -408,16 +408,16 @@ func TestKeepalivedApplyErrorsNameLines(t *testing.T) {
 	for _, tc := range []struct {
 		name, conf, want string
 	}{
-		{"gue tunnel real server", `virtual_server 198.18.0.10 80 {
+		{"real server of the other family", `virtual_server 198.18.0.10 80 {
     protocol TCP
     lb_kind DR
     real_server 198.18.1.1 80 {
     }
-    real_server 198.18.1.2 80 {
-        lvs_method TUN type gue port 6080
+    real_server 2001:db8::2 80 {
+        lvs_method TUN
     }
 }
-`, ":6: real_server 198.18.1.2:80 of virtual_server TCP 198.18.0.10:80: tunnel type \"gue\""},
+`, ":6: real_server [2001:db8::2]:80 of virtual_server TCP 198.18.0.10:80: real server 2001:db8::2 and service"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "keepalived.conf")

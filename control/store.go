@@ -26,7 +26,7 @@ type ruleDest struct {
 // real server to the dataplane's.
 func (d *ruleDest) snapDest(down map[uint32]bool) dataplane.Dest {
 	return dataplane.Dest{ID: d.id, Addr: d.cfg.Addr.As16(), Port: d.cfg.Port, Method: methodOf(d.cfg.Method),
-		Weight: destWeight(d, down), UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold}
+		Weight: destWeight(d, down), UThreshold: d.cfg.UThreshold, LThreshold: d.cfg.LThreshold, Tun: encapOf(&d.cfg)}
 }
 
 // ruleLaddr is a FULLNAT local address of a service in the rule set.

@@ -676,7 +676,10 @@ func (f *fastPath) sweep(all bool) {
 			snap == nil, fibChanged && !f.sameHop(fib, fl):
 			f.stale = append(f.stale, *k)
 		default:
-			if _, ok := snap.dest(fl.dest); !ok {
+			// A real server edited (-e) to a GUE or GRE tunnel: its packets take the new
+			// encapsulation at once, as IPVS's (which reads it from the destination per
+			// packet), from the workers.
+			if rs, ok := snap.dest(fl.dest); !ok || rs.Method == conntrack.MethodTUN && rs.Tun.Type != packet.EncapIPIP {
 				f.stale = append(f.stale, *k)
 			}
 		}
@@ -777,8 +780,10 @@ func (d *Dataplane) FastPathStats() (s FastPathStats, ok bool) {
 
 // fastRequest offers connection e, whose client packet p the worker forwards to real server rs, when it is established; found tells
 // whether the packet found the connection (it did not create it). A TCP FIN or RST that
-// took the connection out of ESTABLISHED asks for its removal.
-func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs [16]byte, found bool) {
+// took the connection out of ESTABLISHED asks for its removal. A TUN real server's
+// connections are offered only with IPIP: the program writes no GUE or GRE header, so
+// those stay with the workers.
+func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found bool) {
 	info := &p.info
 	switch info.Proto {
 	case packet.ProtoTCP:
@@ -799,9 +804,13 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs [16]byte, found 
 	}
 	switch e.Method {
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
-		w.fastOffer(p, e, rs, true)
-	case conntrack.MethodDR, conntrack.MethodTUN:
-		w.fastOffer(p, e, rs, false)
+		w.fastOffer(p, e, rs.Addr, true)
+	case conntrack.MethodTUN:
+		if rs.Tun.Type == packet.EncapIPIP {
+			w.fastOffer(p, e, rs.Addr, false)
+		}
+	case conntrack.MethodDR:
+		w.fastOffer(p, e, rs.Addr, false)
 	}
 }
 

@@ -30,10 +30,12 @@ type flowRun struct {
 	nat    packet.FlowNAT // NAT: the rewrite
 	out    uint8          // egress port (index in worker.ports) and next hop's MAC of the run's first packet
 	mac    [6]byte
-	// TUN: the real server, the outer source and the route's MTU (0: unknown), as the
-	// run's first packet was encapsulated
+	// TUN: the real server, the outer source, the route's MTU (0: unknown) and the
+	// encapsulation (which worker.request sets after startRun), as the run's first packet
+	// was encapsulated
 	rs, src [16]byte
 	mtu     uint32
+	tun     packet.Encap
 	acc     uint8 // the index in worker.bc.flows of (svc, dest)'s accumulator, if still so
 	svc     uint32
 	dest    uint32
@@ -106,7 +108,7 @@ func (w *worker) follow(p *pktDesc) bool {
 		// What could make tunnel refuse is checked before the TTL changes: a packet too
 		// big once encapsulated, or without the headroom, goes the full way (an ICMP
 		// error or a counted drop).
-		hl := packet.TunnelHeaderLen(info.Family)
+		hl := r.tun.HeaderLen(info.Family)
 		if info.Frag || r.mtu != 0 && int(info.L3Len)+hl > int(r.mtu) {
 			return false
 		}
@@ -114,7 +116,7 @@ func (w *worker) follow(p *pktDesc) bool {
 		if !ok || !packet.DecrementTTL(p.frame, info) {
 			return false
 		}
-		w.encapsulate(p, start, hl, &r.src, &r.rs)
+		w.encapsulate(p, start, hl, &r.src, &r.rs, r.tun)
 	default:
 		return false
 	}
@@ -143,7 +145,7 @@ func (w *worker) follow(p *pktDesc) bool {
 				w.syncConn(e, &p.snap.Services[p.si], rs, p.now)
 			}
 			if w.fp != nil {
-				w.fastRequest(p, e, rs.Addr, true)
+				w.fastRequest(p, e, rs, true)
 			}
 		}
 	} else if w.fp != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
 )
 
 // burstCase is one connection shape TestBurstMatchesOnePacketBatches sends bursts of.
@@ -16,12 +17,16 @@ type burstCase struct {
 	method  conntrack.Method
 	v6      bool
 	udp     bool
-	persist bool // TestBurstAllocs: persistent services (a /24 per template)
+	persist bool         // TestBurstAllocs: persistent services (a /24 per template)
+	tun     packet.Encap // TUN: the real servers' encapsulation
 }
 
 func (c burstCase) String() string {
 	m := map[conntrack.Method]string{conntrack.MethodNAT: "NAT", conntrack.MethodDR: "DR", conntrack.MethodTUN: "TUN"}[c.method]
 	s := fmt.Sprintf("%s/v6=%v/udp=%v", m, c.v6, c.udp)
+	if c.tun != (packet.Encap{}) {
+		s += fmt.Sprintf("/%v/csum=%v", c.tun.Type, c.tun.Csum)
+	}
 	if c.persist {
 		s += "/persistent"
 	}
@@ -133,7 +138,7 @@ func (c burstCase) burstOpen(t *testing.T, r *rig) netip.Addr {
 // them), IPv4
 // and IPv6, TCP and UDP. The burst counter shows which packets the run forwarded.
 func TestBurstMatchesOnePacketBatches(t *testing.T) {
-	eachBurstCase(t, func(t *testing.T, c burstCase) {
+	check := func(t *testing.T, c burstCase) {
 		// Followers: a2 a3, a7 a8 (after a6 in full: a5's TTL kept a6 out of
 		// the run a4 started), c2 c3, and for NAT r2 r3. TUN's 1500-byte
 		// packet after a3 takes the full path.
@@ -157,7 +162,18 @@ func TestBurstMatchesOnePacketBatches(t *testing.T) {
 		if got.repeats != wantRepeats || got.shared != wantShared {
 			t.Errorf("%d repeats, %d shared; want %d and %d", got.repeats, got.shared, wantRepeats, wantShared)
 		}
-	})
+	}
+	eachBurstCase(t, check)
+	// TUN with GUE and GRE: the run writes the headers the full path writes (the GUE
+	// source port, the UDP and GRE checksums over each packet).
+	for _, tun := range []packet.Encap{{Type: packet.EncapGUE, Port: 6080}, {Type: packet.EncapGUE, Port: 6080, Csum: true}, {Type: packet.EncapGRE, Csum: true}} {
+		for _, v6 := range []bool{false, true} {
+			for _, udp := range []bool{false, true} {
+				c := burstCase{method: conntrack.MethodTUN, v6: v6, udp: udp, tun: tun}
+				t.Run(c.String(), func(t *testing.T) { check(t, c) })
+			}
+		}
+	}
 }
 
 // eachBurstCase runs f in a subtest for every method (NAT, DR, TUN), family and
@@ -317,6 +333,7 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	var rigs [2]*rig
 	for i := range rigs {
 		spec := l2Spec(t, c.method, 1<<14, oneArmed)
+		withEncap(&spec, c.tun)
 		if i == 1 {
 			spec.cfg.Batch = 1
 		}

@@ -52,6 +52,7 @@ type fragEntry struct {
 	to        [16]byte // where the fragment is routed (FULLNAT: also the destination written)
 	svc, dest uint32   // counter indexes
 	action    fragAction
+	tun       packet.Encap // fragTUN: the encapsulation
 }
 
 // fragTable is one worker's set-associative table of fragment notes.
@@ -110,13 +111,14 @@ func fragKeyOf(info *packet.Info) fragKey {
 }
 
 // noteFrag records, for first fragment p (not yet rewritten) of connection p.entry(),
-// what its later fragments get.
-func (w *worker) noteFrag(p *pktDesc, action fragAction, addr, to [16]byte) {
+// what its later fragments get, and returns the note (for fragTUN's encapsulation).
+func (w *worker) noteFrag(p *pktDesc, action fragAction, addr, to [16]byte) *fragEntry {
 	k := fragKeyOf(&p.info)
 	e := w.frags.put(&k, p.now)
 	c := p.entry()
 	e.action, e.addr, e.to, e.svc, e.dest = action, addr, to, c.Service, c.Dest
 	w.st.fragNoted.add(1)
+	return e
 }
 
 // fragment forwards p, a later fragment, the way its datagram's first fragment went.
@@ -161,7 +163,7 @@ func (w *worker) fragment(p *pktDesc) {
 		if fe.action == fragDR {
 			w.output(p, fe.addr)
 		} else {
-			w.tunnel(p, fe.addr)
+			w.tunnel(p, fe.addr, fe.tun)
 		}
 	default:
 		w.drop(p, DropBadMethod)

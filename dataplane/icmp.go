@@ -101,7 +101,7 @@ func (w *worker) icmpToReal(p *pktDesc) {
 		if e.Method == conntrack.MethodDR {
 			w.output(p, rs.Addr)
 		} else {
-			w.tunnel(p, rs.Addr)
+			w.tunnel(p, rs.Addr, rs.Tun)
 		}
 	default:
 		w.drop(p, DropBadMethod)

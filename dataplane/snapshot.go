@@ -29,6 +29,9 @@ type Dest struct {
 	// UThreshold and LThreshold are -x and -y (0: none). Publish gives them to the
 	// connection table, which keeps the overload flag the schedulers read.
 	UThreshold, LThreshold uint32
+	// Tun is a TUN destination's encapsulation (ipvsadm --tun-type, --tun-port and the
+	// checksum option); the zero value is IPIP. Ignored for other methods.
+	Tun packet.Encap
 }
 
 // Sched returns d as the service's scheduler sees it: the one conversion from a
@@ -106,6 +109,27 @@ type destRef struct {
 	Port   uint16
 	Method conntrack.Method
 	live   bool
+	Tun    packet.Encap // MethodTUN's encapsulation; zero for the other methods
+}
+
+// checkEncap validates a TUN destination's encapsulation.
+func checkEncap(e packet.Encap) error {
+	switch e.Type {
+	case packet.EncapIPIP, packet.EncapGRE:
+		if e.Port != 0 {
+			return fmt.Errorf("tunnel type %v takes no port, got %d; only GUE has one", e.Type, e.Port)
+		}
+	case packet.EncapGUE:
+		if e.Port == 0 {
+			return fmt.Errorf("a GUE tunnel needs its UDP port (ipvsadm --tun-port), 1 to 65535")
+		}
+	default:
+		return fmt.Errorf("unknown tunnel type %d; want IPIP, GUE or GRE", e.Type)
+	}
+	if e.Type == packet.EncapIPIP && e.Csum {
+		return fmt.Errorf("an IPIP tunnel has no checksum option; only GUE and GRE have one")
+	}
+	return nil
 }
 
 // maxDestID bounds the IDs NewSnapshot indexes densely (the connection table's own
@@ -156,6 +180,12 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 				return nil, fmt.Errorf("build snapshot: destination %d: unknown forwarding method %v", d.ID, d.Method)
 			}
 			ref := destRef{Addr: d.Addr, Port: d.Port, Method: d.Method, live: true}
+			if d.Method == conntrack.MethodTUN {
+				if err := checkEncap(d.Tun); err != nil {
+					return nil, fmt.Errorf("build snapshot: destination %d: %w", d.ID, err)
+				}
+				ref.Tun = d.Tun
+			}
 			if prev := s.byID[d.ID]; prev.live && prev != ref {
 				return nil, fmt.Errorf("build snapshot: destination ID %d names two different real servers (service %v)", d.ID, svc.Key)
 			}

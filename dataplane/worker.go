@@ -610,7 +610,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		w.syncConn(e, svc, rs, p.now)
 	}
 	if w.fp != nil {
-		w.fastRequest(p, e, rs.Addr, st == conntrack.Found)
+		w.fastRequest(p, e, rs, st == conntrack.Found)
 	}
 	switch e.Method {
 	case conntrack.MethodNAT:
@@ -657,8 +657,8 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 			w.startRun(p, h, e)
 		}
 	case conntrack.MethodTUN:
-		// TUN: IPIP (IPv4 in IPv4) or ip6ip6 around the inner packet, whose TTL (hop
-		// limit) drops by one first, as IPVS's (the outer header copies it).
+		// TUN: IPIP (IPv4 in IPv4) or ip6ip6, or GUE or GRE, around the inner packet,
+		// whose TTL (hop limit) drops by one first, as IPVS's (the outer header copies it).
 		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
 			w.drop(p, DropBadMethod)
 			return
@@ -669,10 +669,11 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		}
 		w.countFlow(p, e.Service, e.Dest, true)
 		if info.Frag {
-			w.noteFrag(p, fragTUN, rs.Addr, rs.Addr)
+			w.noteFrag(p, fragTUN, rs.Addr, rs.Addr).tun = rs.Tun
 		}
-		if h := w.tunnel(p, rs.Addr); h != nil && w.runs(p) {
+		if h := w.tunnel(p, rs.Addr, rs.Tun); h != nil && w.runs(p) {
 			w.startRun(p, h, e)
+			w.burst.tun = rs.Tun
 		}
 	default:
 		w.drop(p, DropBadMethod)
@@ -708,14 +709,14 @@ func setEtherType(frame []byte, family uint8) {
 	}
 }
 
-// tunnel encapsulates p towards real server rs, writing the outer header into the
-// frame's headroom (the descriptor moves back), with the director's address on the
-// egress route as source. A packet that would exceed the path MTU once encapsulated is
-// answered with ICMP fragmentation-needed / Packet Too Big carrying the MTU minus the
-// tunnel header, as IPVS does (IPv4 only when DF is set; without DF IPVS would fragment
+// tunnel encapsulates p towards real server rs as enc says, writing the outer headers
+// into the frame's headroom (the descriptor moves back), with the director's address on
+// the egress route as source. A packet that would exceed the path MTU once encapsulated
+// is answered with ICMP fragmentation-needed / Packet Too Big carrying the MTU minus the
+// tunnel headers, as IPVS does (IPv4 only when DF is set; without DF IPVS would fragment
 // the outer packet, which xlvs does not: dropped as too big). It returns the next hop
 // when it handed p to transmit (output), else nil.
-func (w *worker) tunnel(p *pktDesc, rs [16]byte) *hop {
+func (w *worker) tunnel(p *pktDesc, rs [16]byte, enc packet.Encap) *hop {
 	info := &p.info
 	rt := w.hop(p.fib, &rs)
 	if !rt.route {
@@ -726,7 +727,7 @@ func (w *worker) tunnel(p *pktDesc, rs [16]byte) *hop {
 		w.drop(p, DropNoSource)
 		return nil
 	}
-	hl := packet.TunnelHeaderLen(info.Family)
+	hl := enc.HeaderLen(info.Family)
 	if rt.mtu != 0 && int(info.L3Len)+hl > int(rt.mtu) {
 		mtu := rt.mtu - uint32(hl)
 		switch {
@@ -744,19 +745,28 @@ func (w *worker) tunnel(p *pktDesc, rs [16]byte) *hop {
 		w.drop(p, DropNoHeadroom)
 		return nil
 	}
-	w.encapsulate(p, start, hl, &rt.src, &rs)
+	w.encapsulate(p, start, hl, &rt.src, &rs, enc)
 	return w.output(p, rs)
 }
 
-// encapsulate moves p's IP packet behind an Ethernet header and an outer IPIP / ip6ip6
-// header of hl bytes from src to rs, at start in its headroom (headroomStart).
-func (w *worker) encapsulate(p *pktDesc, start uint64, hl int, src, rs *[16]byte) {
+// encapsulate moves p's IP packet behind an Ethernet header and the hl bytes of tunnel
+// headers enc puts in front of it (enc.HeaderLen), from src to rs, at start in its
+// headroom (headroomStart).
+func (w *worker) encapsulate(p *pktDesc, start uint64, hl int, src, rs *[16]byte, enc packet.Encap) {
 	info := &p.info
+	var sport uint16
+	if enc.Type == packet.EncapGUE {
+		sport = packet.EncapSourcePort(info) // from the inner packet's fields, before they move
+	}
 	prepend(p, start)
 	setEtherType(p.frame, info.Family)
 	w.tunID++
 	eh := packet.EthernetHeaderLen
-	packet.PutTunnelHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], info.Family, *src, *rs, w.tunID)
+	if enc.Type == packet.EncapIPIP {
+		packet.PutTunnelHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], info.Family, *src, *rs, w.tunID)
+	} else {
+		packet.PutEncapHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], info.Family, *src, *rs, w.tunID, enc, sport)
+	}
 	info.L3Off = uint16(eh)
 	info.L3Len += uint16(hl)
 	w.bc.encapsulated++

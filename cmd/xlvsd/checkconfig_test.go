@@ -199,13 +199,13 @@ func TestCheckConfig(t *testing.T) {
 		path := writeConf(t, "keepalived.conf", checkKeepalivedConf+`virtual_server 198.18.0.12 9 {
     protocol TCP
     lb_kind DR
-    real_server 198.18.1.4 9 {
-        lvs_method TUN type gue port 6080
+    real_server 2001:db8::4 9 {
+        lvs_method TUN
     }
 }
 `)
 		r := runArgv(t, bin, "--check-config", "--keepalived-conf", path)
-		if want := path + ":34: real_server 198.18.1.4:9 of virtual_server TCP 198.18.0.12:9: "; r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, want) {
+		if want := path + ":34: real_server [2001:db8::4]:9 of virtual_server TCP 198.18.0.12:9: "; r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, want) {
 			t.Fatalf("exit %d, stdout %q, stderr\n%s\nwant 1, nothing, and %q", r.code, r.stdout, r.stderr, want)
 		}
 	})

@@ -1,0 +1,343 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"xlvs/bpf"
+	"xlvs/conntrack"
+	"xlvs/dataplane/packet"
+)
+
+// withEncap gives every TUN real server of spec encapsulation e.
+func withEncap(spec *rigSpec, e packet.Encap) {
+	for i := range spec.services {
+		for j := range spec.services[i].Dests {
+			if spec.services[i].Dests[j].Method == conntrack.MethodTUN {
+				spec.services[i].Dests[j].Tun = e
+			}
+		}
+	}
+}
+
+// newEncapRig is newL2Rig(MethodTUN) whose real servers use encapsulation e.
+func newEncapRig(t testing.TB, e packet.Encap) *rig {
+	t.Helper()
+	spec := l2Spec(t, conntrack.MethodTUN, 1<<14, oneArmed)
+	withEncap(&spec, e)
+	return newRigSpec(t, spec)
+}
+
+// encaps are the GUE and GRE variants ipvsadm can configure (remcsum is csum in the
+// dataplane: see packet.Encap).
+var encaps = []packet.Encap{
+	{Type: packet.EncapGUE, Port: 6080},
+	{Type: packet.EncapGUE, Port: 5555, Csum: true},
+	{Type: packet.EncapGRE},
+	{Type: packet.EncapGRE, Csum: true},
+}
+
+// TestTUNEncap: a TUN real server with GUE or GRE gets each request inside an outer IP
+// header (from the director's address, protocol UDP or GRE, TTL and DF as the inner
+// packet's after its decrement) and the tunnel's header as IPVS writes it: GUE — UDP to
+// the configured port from a port of [32768, 61000) that the flow keeps, its checksum
+// (verified here against the pseudo-header) only with csum, else 0; a 4-byte GUE header
+// naming the inner protocol; GRE — the C bit and a checksum that verifies only with csum,
+// the inner EtherType. The inner packet is the request with its TTL decremented. TCP and
+// UDP, IPv4 and IPv6.
+func TestTUNEncap(t *testing.T) {
+	for _, enc := range encaps {
+		for _, fam := range tunFamilies {
+			for _, udp := range []bool{false, true} {
+				name := enc.Type.String() + map[bool]string{false: "/nocsum", true: "/csum"}[enc.Csum] + "/" + fam.name + map[bool]string{false: "/tcp", true: "/udp"}[udp]
+				t.Run(name, func(t *testing.T) {
+					r := newEncapRig(t, enc)
+					var sports []uint16
+					for i, payload := range []string{"hello", "odd-length payload!"} {
+						ip := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 40000, dport: 80, udp: udp, syn: i == 0 && !udp, ack: i > 0 && !udp, ttl: 9, payload: []byte(payload)}
+						in := build(t, ip)
+						ip.ttl = 8
+						inner := ipPacket(build(t, ip))
+						r.eth.Inject(in)
+						r.w.poll()
+						out := r.eth.Sent()
+						if len(out) != 1 {
+							t.Fatalf("sent %d frames, want 1 (drops %v)", len(out), r.drops())
+						}
+						sports = append(sports, checkEncapFrame(t, out[0], enc, fam.dir, fam.rs, inner))
+					}
+					if sports[0] != sports[1] {
+						t.Errorf("GUE source ports %d then %d for one flow", sports[0], sports[1])
+					}
+					if len(r.drops()) != 0 || r.w.st.encapsulated.load() != 2 {
+						t.Fatalf("drops %v, encapsulated %d", r.drops(), r.w.st.encapsulated.load())
+					}
+					r.framesBack(t)
+				})
+			}
+		}
+	}
+}
+
+// ipPacket is the IP packet of Ethernet frame f, without the frame's padding.
+func ipPacket(f []byte) []byte {
+	ip := f[14:]
+	if ip[0]>>4 == 4 {
+		return ip[:binary.BigEndian.Uint16(ip[2:])]
+	}
+	return ip[:40+int(binary.BigEndian.Uint16(ip[4:]))]
+}
+
+// checkEncapFrame checks frame f, sent to the first real server, as TestTUNEncap says,
+// and returns its GUE source port (0 for GRE).
+func checkEncapFrame(t *testing.T, f []byte, enc packet.Encap, dir, rs netip.Addr, inner []byte) uint16 {
+	t.Helper()
+	if macOf(f[0:6]) != macRS1 || macOf(f[6:12]) != macDir {
+		t.Fatalf("MACs %x %x", f[0:6], f[6:12])
+	}
+	p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+	if p.ErrorLayer() != nil && enc.Type == packet.EncapGRE {
+		t.Fatal(p.ErrorLayer().Error())
+	}
+	proto, hl := layers.IPProtocolUDP, 20
+	if enc.Type == packet.EncapGRE {
+		proto = layers.IPProtocolGRE
+	}
+	if dir.Is4() {
+		o := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		df := layers.IPv4Flag(0)
+		if inner[6]&0x40 != 0 {
+			df = layers.IPv4DontFragment // copied from the inner packet
+		}
+		if o.Protocol != proto || o.TTL != 8 || o.Flags != df || !o.SrcIP.Equal(dir.AsSlice()) || !o.DstIP.Equal(rs.AsSlice()) ||
+			int(o.Length) != len(f)-14 || !packet.IPv4HeaderChecksumValid(packet.IPv4(f[14:])) {
+			t.Fatalf("outer IPv4 %+v", o)
+		}
+	} else {
+		hl = 40
+		o := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		if o.NextHeader != proto || o.HopLimit != 8 || !o.SrcIP.Equal(dir.AsSlice()) || !o.DstIP.Equal(rs.AsSlice()) || int(o.Length) != len(f)-14-40 {
+			t.Fatalf("outer IPv6 %+v", o)
+		}
+	}
+	x := f[14+hl:]
+	innerProto, et := byte(4), uint16(0x0800)
+	if dir.Is6() {
+		innerProto, et = 41, 0x86DD
+	}
+	var sport uint16
+	var rest []byte
+	switch enc.Type {
+	case packet.EncapGUE:
+		sport = binary.BigEndian.Uint16(x[0:])
+		if sport < 32768 || sport >= 61000 || binary.BigEndian.Uint16(x[2:]) != enc.Port || int(binary.BigEndian.Uint16(x[4:])) != len(x) {
+			t.Fatalf("UDP header % x: want a source port in [32768, 61000), port %d, length %d", x[:8], enc.Port, len(x))
+		}
+		sum := packet.PseudoHeaderSum(map[bool]uint8{true: 4, false: 6}[dir.Is4()], a16(dir), a16(rs), packet.ProtoUDP, uint32(len(x)))
+		switch c := binary.BigEndian.Uint16(x[6:]); {
+		case !enc.Csum && c != 0:
+			t.Fatalf("UDP checksum %#04x without csum, want 0", c)
+		case enc.Csum && (c == 0 || packet.Fold(packet.Checksum(x, sum)) != 0xFFFF):
+			t.Fatalf("UDP checksum %#04x does not verify", c)
+		}
+		if !bytes.Equal(x[8:12], []byte{0, innerProto, 0, 0}) {
+			t.Fatalf("GUE header % x, want 00 %02x 00 00", x[8:12], innerProto)
+		}
+		rest = x[12:]
+	case packet.EncapGRE:
+		g := p.Layer(layers.LayerTypeGRE).(*layers.GRE)
+		if g.ChecksumPresent != enc.Csum || g.KeyPresent || g.SeqPresent || g.RoutingPresent || g.Version != 0 || uint16(g.Protocol) != et {
+			t.Fatalf("GRE header %+v", g)
+		}
+		n := 4
+		if enc.Csum {
+			n = 8
+			if packet.Fold(packet.Checksum(x, 0)) != 0xFFFF {
+				t.Fatal("GRE checksum does not verify")
+			}
+		}
+		rest = x[n:]
+	}
+	if !bytes.Equal(rest, inner) {
+		t.Fatalf("inner packet\n% x\nwant the input with TTL - 1\n% x", rest, inner)
+	}
+	return sport
+}
+
+// TestTUNEncapPathMTU: with GUE and GRE the path MTU left for the inner packet is the
+// link's less everything the tunnel adds, as IPVS computes it: a packet one byte too big
+// is answered with fragmentation-needed or Packet Too Big carrying that MTU, one that
+// fits is encapsulated to exactly the link's MTU.
+func TestTUNEncapPathMTU(t *testing.T) {
+	for _, enc := range encaps {
+		for _, fam := range tunFamilies {
+			t.Run(enc.Type.String()+map[bool]string{false: "/nocsum", true: "/csum"}[enc.Csum]+"/"+fam.name, func(t *testing.T) {
+				r := newEncapRig(t, enc)
+				family := map[bool]uint8{true: 4, false: 6}[fam.client.Is4()]
+				mtu := 1500 - enc.HeaderLen(family)
+				hl := 20 + 8
+				if fam.client.Is6() {
+					hl = 40 + 8
+				}
+				fits := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 1, dport: 80, udp: true, payload: make([]byte, mtu-hl)})
+				big := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 1, dport: 80, udp: true, payload: make([]byte, mtu-hl+1)})
+				r.eth.Inject(fits)
+				r.w.poll()
+				if out := r.eth.Sent(); len(out) != 1 || len(out[0]) != 14+1500 {
+					t.Fatalf("a %d-byte packet: sent %d frames (drops %v), want one of %d bytes", mtu, len(out), r.drops(), 14+1500)
+				}
+				r.eth.Inject(big)
+				r.w.poll()
+				out := r.eth.Sent()
+				if len(out) != 1 || r.w.st.icmpSent.load() != 1 {
+					t.Fatalf("a %d-byte packet: sent %d frames, icmp %d (drops %v)", mtu+1, len(out), r.w.st.icmpSent.load(), r.drops())
+				}
+				p := gopacket.NewPacket(out[0], layers.LayerTypeEthernet, gopacket.Default)
+				if fam.client.Is6() {
+					m, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+					if !ok || m.TypeCode.Type() != layers.ICMPv6TypePacketTooBig || binary.BigEndian.Uint32(m.Payload[:4]) != uint32(mtu) {
+						t.Fatalf("packet too big: %v, want MTU %d", p, mtu)
+					}
+				} else {
+					m, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+					if !ok || m.TypeCode != layers.CreateICMPv4TypeCode(3, 4) || int(m.Seq) != mtu {
+						t.Fatalf("fragmentation needed: %v, want MTU %d", p, mtu)
+					}
+				}
+				r.framesBack(t)
+			})
+		}
+	}
+}
+
+// TestTUNEncapFragments: the later fragments of a datagram to a GUE or GRE real server
+// leave as its first did: the same encapsulation and, for GUE, the same source port.
+func TestTUNEncapFragments(t *testing.T) {
+	for _, enc := range encaps {
+		t.Run(enc.Type.String()+map[bool]string{false: "/nocsum", true: "/csum"}[enc.Csum], func(t *testing.T) {
+			r := newEncapRig(t, enc)
+			frags := fragments(t, build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 5000, dport: 80, udp: true, ttl: 9, payload: make([]byte, 3000)}), 1000, 77)
+			var inners [][]byte
+			for _, f := range frags {
+				in := append([]byte(nil), ipPacket(f)...)
+				in[8]-- // TTL
+				packet.IPv4(in).ComputeChecksum()
+				inners = append(inners, in)
+				r.eth.Inject(f)
+			}
+			r.w.poll()
+			out := r.eth.Sent()
+			if len(out) != len(frags) {
+				t.Fatalf("sent %d of %d fragments (drops %v)", len(out), len(frags), r.drops())
+			}
+			var first uint16
+			for i, f := range out {
+				sport := checkEncapFrame(t, f, enc, l2Dir, l2RS1, inners[i])
+				if i == 0 {
+					first = sport
+				} else if sport != first {
+					t.Fatalf("fragment %d left from GUE port %d, the first from %d", i, sport, first)
+				}
+			}
+			r.framesBack(t)
+		})
+	}
+}
+
+// TestFastPathTUNEncapNotOffered: the XDP program writes IPIP only, so a GUE or GRE real
+// server's connections are never offered to the fast path (their packets stay with the
+// workers), and an IPIP real server edited to GUE has its installed connections removed
+// at the next sweep.
+func TestFastPathTUNEncapNotOffered(t *testing.T) {
+	for _, enc := range encaps {
+		t.Run(enc.Type.String()+map[bool]string{false: "/nocsum", true: "/csum"}[enc.Csum], func(t *testing.T) {
+			r := newEncapRig(t, enc)
+			withFast(r.dp)
+			for _, fam := range tunFamilies {
+				p := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 6000, dport: 80}
+				if q := openOffers(t, r, p); len(q) != 0 {
+					t.Fatalf("%s TCP: offered %+v", fam.name, q)
+				}
+				u := p
+				u.udp = true
+				if q := secondOffers(t, r, u, u, "the first datagram"); len(q) != 0 {
+					t.Fatalf("%s UDP: offered %+v", fam.name, q)
+				}
+			}
+		})
+	}
+
+	t.Run("edited to gue", func(t *testing.T) {
+		r := newL2Rig(t, conntrack.MethodTUN)
+		f, cls := withFastMap(t, r, 64)
+		fam := tunFamilies[0]
+		// An IPIP connection, installed.
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 6001, dport: 80, syn: true}))
+		r.w.poll()
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 6001, dport: 80, ack: true}))
+		r.w.poll()
+		f.drain(r.dp.now() + fastInstallDelay)
+		k := fkey(fam.client, fam.vip, 6001, 80, 6)
+		var v bpf.FastVal
+		if ok, err := cls.FastLookup(&k, &v); !ok || err != nil {
+			t.Fatalf("IPIP connection not installed: %v", err)
+		}
+		snap := r.dp.Snapshot()
+		svcs := append([]Service(nil), snap.Services...)
+		for i := range svcs {
+			svcs[i].Dests = append([]Dest(nil), svcs[i].Dests...)
+			for j := range svcs[i].Dests {
+				svcs[i].Dests[j].Tun = packet.Encap{Type: packet.EncapGUE, Port: 6080}
+			}
+		}
+		ns, err := NewSnapshot(svcs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.dp.Publish(ns); err != nil {
+			t.Fatal(err)
+		}
+		f.sweep(false)
+		if ok, _ := cls.FastLookup(&k, &v); ok {
+			t.Fatal("the connection stays in the fast path after its real server became GUE")
+		}
+		// Its next packet goes through a worker, encapsulated in GUE.
+		r.eth.Sent()
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 6001, dport: 80, ack: true, payload: []byte("x")}))
+		r.w.poll()
+		out := r.eth.Sent()
+		if len(out) != 1 || out[0][14+9] != packet.ProtoUDP {
+			t.Fatalf("after the edit: sent %d frames (drops %v), want one GUE packet", len(out), r.drops())
+		}
+	})
+}
+
+// TestTUNEncapAllocs: GUE and GRE encapsulation, checksums included, allocate nothing.
+func TestTUNEncapAllocs(t *testing.T) {
+	for _, enc := range []packet.Encap{{Type: packet.EncapGUE, Port: 6080, Csum: true}, {Type: packet.EncapGRE, Csum: true}} {
+		r := newEncapRig(t, enc)
+		r.eth.OnTransmit = func([]byte) {}
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, syn: true}))
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, syn: true}))
+		r.w.poll()
+		ack := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
+		ack6 := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
+		n := testing.AllocsPerRun(200, func() {
+			r.eth.Inject(ack)
+			r.eth.Inject(ack)
+			r.eth.Inject(ack6)
+			r.w.poll()
+		})
+		if n != 0 {
+			t.Fatalf("%v: %v allocations per batch", enc, n)
+		}
+		if d := r.drops(); len(d) != 0 {
+			t.Fatalf("%v: drops %v", enc, d)
+		}
+	}
+}
