@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -56,23 +57,31 @@ func ParseDecapHook(s string) (DecapHook, error) {
 // MaxDecapAddrs is the capacity of the decapsulator's addrs map (decap.c).
 const MaxDecapAddrs = 256
 
+// MaxDecapGUEPorts is the capacity of the decapsulator's gue_ports map (decap.c): the
+// distinct UDP ports it takes GUE packets on.
+const MaxDecapGUEPorts = 16
+
 // ErrNoAddrs means a Decap was given no address to decapsulate for.
 var ErrNoAddrs = errors.New("no local address to decapsulate for")
 
 // DecapCounters are a Decap's counters, summed over CPUs. Every frame its program sees
 // increments exactly one of them; every frame is passed to the kernel.
 type DecapCounters struct {
-	Passed       uint64 // not an IPIP / ip6ip6 packet: untouched
-	Decapsulated uint64 // outer header stripped
+	Passed       uint64 // not an IPIP, ip6ip6, GRE or GUE packet (UDP to another port): untouched
+	Decapsulated uint64 // outer headers stripped
 	NotLocal     uint64 // a tunnel packet for an address not in the set: untouched
-	Malformed    uint64 // a tunnel packet with a bad outer or inner header: untouched
+	Malformed    uint64 // a tunnel packet with a bad outer, tunnel or inner header: untouched
 	Fragment     uint64 // a fragmented outer IPv4 packet: untouched
 	Error        uint64 // the kernel helper that strips the header failed: untouched
+	// Unsupported counts GUE packets with options, flags, a version or a payload other
+	// than IPVS's plain GUE, and GRE packets with a key, a sequence number, another
+	// version or payload type: untouched.
+	Unsupported uint64
 }
 
 // Total is the number of frames the program saw.
 func (c DecapCounters) Total() uint64 {
-	return c.Passed + c.Decapsulated + c.NotLocal + c.Malformed + c.Fragment + c.Error
+	return c.Passed + c.Decapsulated + c.NotLocal + c.Malformed + c.Fragment + c.Error + c.Unsupported
 }
 
 // Slots of decap.c's stats map; ABI shared with decap.c.
@@ -83,12 +92,13 @@ const (
 	dstatMalformed
 	dstatFragment
 	dstatError
+	dstatUnsupported
 	dstatCount
 )
 
 // Decap is the real-server decapsulator (decap.c): both its programs (XDP and tc), its
-// address set and counters, attached to at most one interface. Its methods are safe for
-// concurrent use.
+// address set, GUE ports and counters, attached to at most one interface. Its methods
+// are safe for concurrent use.
 type Decap struct {
 	objs    decapObjects
 	link    link.Link // nil until attached
@@ -101,8 +111,9 @@ type Decap struct {
 }
 
 // LoadDecap loads the decapsulator's programs and maps without attaching them; its
-// address set is empty, so it decapsulates nothing until SetAddrs. It fails with an
-// error wrapping ErrNoXDP when the kernel refuses BPF.
+// address set is empty, so it decapsulates nothing until SetAddrs, and so is its GUE
+// port set, so it takes no GUE packet until SetGUEPorts. It fails with an error wrapping
+// ErrNoXDP when the kernel refuses BPF.
 func LoadDecap() (*Decap, error) {
 	spec, err := loadDecap()
 	if err != nil {
@@ -135,6 +146,7 @@ func checkDecapSpec(spec *ebpf.CollectionSpec) error {
 		max        uint32
 	}{
 		{decapMapAddrs, ebpf.Hash, 16, 4, MaxDecapAddrs},
+		{decapMapGuePorts, ebpf.Hash, 2, 4, MaxDecapGUEPorts},
 		{decapMapStats, ebpf.PerCPUArray, 4, 8, dstatCount},
 	}
 	for _, w := range want {
@@ -155,21 +167,30 @@ func checkDecapSpec(spec *ebpf.CollectionSpec) error {
 	return nil
 }
 
-// AttachDecap loads the decapsulator, makes addrs its address set and attaches it to
-// the interface with index ifindex (in the calling thread's network namespace) through
-// a bpf_link: it is detached when the Decap is closed or the process exits.
-func AttachDecap(ifindex int, hook DecapHook, addrs []netip.Addr) (*Decap, error) {
+// AttachDecap loads the decapsulator, makes addrs its address set and guePorts its GUE
+// ports (none: IPIP, ip6ip6 and GRE only; see SetGUEPorts) and attaches it to the
+// interface with index ifindex (in the calling thread's network namespace) through a
+// bpf_link: it is detached when the Decap is closed or the process exits. Bad ports are
+// refused before anything is loaded.
+func AttachDecap(ifindex int, hook DecapHook, addrs []netip.Addr, guePorts ...uint16) (*Decap, error) {
 	if ifindex < 1 {
 		return nil, fmt.Errorf("attach decap to ifindex %d: interface indexes start at 1", ifindex)
 	}
 	if hook != DecapAuto && hook != DecapXDP && hook != DecapTC {
 		return nil, fmt.Errorf("attach decap to ifindex %d: unknown %v; want DecapAuto, DecapXDP or DecapTC", ifindex, hook)
 	}
+	if _, err := guePortSet(guePorts); err != nil {
+		return nil, fmt.Errorf("attach decap to ifindex %d: %w", ifindex, err)
+	}
 	d, err := LoadDecap()
 	if err != nil {
 		return nil, fmt.Errorf("attach decap to ifindex %d: %w", ifindex, err)
 	}
 	if err := d.SetAddrs(addrs); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("attach decap to ifindex %d: %w", ifindex, err)
+	}
+	if err := d.SetGUEPorts(guePorts); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("attach decap to ifindex %d: %w", ifindex, err)
 	}
@@ -282,6 +303,71 @@ func (d *Decap) SetAddrs(addrs []netip.Addr) error {
 	return nil
 }
 
+// guePortSet returns the distinct ports of ports, or an error naming what is wrong: port
+// 0 (no director sends to it) or more distinct ports than MaxDecapGUEPorts. Repeated
+// ports are one port.
+func guePortSet(ports []uint16) (map[uint16]struct{}, error) {
+	set := make(map[uint16]struct{}, len(ports))
+	for _, p := range ports {
+		if p == 0 {
+			return nil, errors.New("set decap GUE ports: port 0 is not a destination port; want 1-65535, the director's --tun-port")
+		}
+		set[p] = struct{}{}
+	}
+	if len(set) > MaxDecapGUEPorts {
+		return nil, fmt.Errorf("set decap GUE ports: %d distinct ports, at most %d", len(set), MaxDecapGUEPorts)
+	}
+	return set, nil
+}
+
+// guePortKey is a gue_ports key: the port in network byte order, as the UDP header
+// carries it.
+func guePortKey(port uint16) [2]byte {
+	var k [2]byte
+	binary.BigEndian.PutUint16(k[:], port)
+	return k
+}
+
+// SetGUEPorts makes ports the set of UDP destination ports whose packets are GUE
+// packets to decapsulate (the directors' --tun-port); an empty set turns GUE off. A UDP
+// packet to any other port passes untouched. Repeated ports are one port. It changes
+// nothing when a port is 0 or there are more than MaxDecapGUEPorts distinct ports.
+func (d *Decap) SetGUEPorts(ports []uint16) error {
+	want, err := guePortSet(ports)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("set decap GUE ports: %w", ErrClosed)
+	}
+	var k [2]byte
+	var v uint32
+	var extra [][2]byte
+	it := d.objs.GuePorts.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[binary.BigEndian.Uint16(k[:])]; !ok {
+			extra = append(extra, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("set decap GUE ports: iterate map: %w", err)
+	}
+	for i := range extra {
+		if err := d.objs.GuePorts.Delete(&extra[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("set decap GUE ports: delete %d: %w", binary.BigEndian.Uint16(extra[i][:]), err)
+		}
+	}
+	for p := range want {
+		k := guePortKey(p)
+		if err := d.objs.GuePorts.Update(&k, uint32(0), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("set decap GUE ports: add %d: %w", p, err)
+		}
+	}
+	return nil
+}
+
 // Hook returns where the program is attached (DecapXDP or DecapTC), or DecapAuto when
 // it is not attached.
 func (d *Decap) Hook() DecapHook { return d.hook }
@@ -317,6 +403,7 @@ func (d *Decap) Counters() (DecapCounters, error) {
 		Malformed:    sums[dstatMalformed],
 		Fragment:     sums[dstatFragment],
 		Error:        sums[dstatError],
+		Unsupported:  sums[dstatUnsupported],
 	}, nil
 }
 

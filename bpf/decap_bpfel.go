@@ -17,6 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	decapMapAddrs     = "addrs"
+	decapMapGuePorts  = "gue_ports"
 	decapMapStats     = "stats"
 	decapProgDecapTc  = "decap_tc"
 	decapProgDecapXdp = "decap_xdp"
@@ -72,8 +73,9 @@ type decapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type decapMapSpecs struct {
-	Addrs *ebpf.MapSpec `ebpf:"addrs"`
-	Stats *ebpf.MapSpec `ebpf:"stats"`
+	Addrs    *ebpf.MapSpec `ebpf:"addrs"`
+	GuePorts *ebpf.MapSpec `ebpf:"gue_ports"`
+	Stats    *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // decapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -102,13 +104,15 @@ func (o *decapObjects) Close() error {
 //
 // It can be passed to loadDecapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type decapMaps struct {
-	Addrs *ebpf.Map `ebpf:"addrs"`
-	Stats *ebpf.Map `ebpf:"stats"`
+	Addrs    *ebpf.Map `ebpf:"addrs"`
+	GuePorts *ebpf.Map `ebpf:"gue_ports"`
+	Stats    *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *decapMaps) Close() error {
 	return _DecapClose(
 		m.Addrs,
+		m.GuePorts,
 		m.Stats,
 	)
 }

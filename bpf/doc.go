@@ -161,23 +161,31 @@
 //
 // # Decapsulator
 //
-// decap.c runs on a TUN real server whose kernel has no ipip / ip6_tunnel module
-// (cmd/xlvs-decap drives it). Its XDP program (bpf_xdp_adjust_head) and its tc program
-// (bpf_skb_adjust_room with BPF_F_ADJ_ROOM_DECAP_L3_IPV4/IPV6, attached through tcx) share
-// one parser. They strip the outer header of an untagged frame carrying IPv4 (20-byte
-// header, valid checksum, not a fragment) with protocol 4 or 41, or IPv6 with next header
-// 41 or 4, addressed to one of the addrs map's addresses, and whose inner header has the
-// announced version; the Ethernet header moves forward with the inner EtherType. Every
-// frame is passed to the kernel, stripped or not, so the program never drops anything.
+// decap.c runs on a TUN real server whose kernel has no ipip / ip6_tunnel, fou or gre
+// module (cmd/xlvs-decap drives it). Its XDP program (bpf_xdp_adjust_head) and its tc
+// program (bpf_skb_adjust_room with BPF_F_ADJ_ROOM_DECAP_L3_IPV4/IPV6, attached through
+// tcx) share one parser. They strip the outer headers of an untagged frame carrying IPv4
+// (20-byte header, valid checksum, not a fragment) or IPv6 (the tunnel's next header
+// directly after the fixed one), addressed to one of the addrs map's addresses, whose
+// tunnel is IPIP / ip6ip6 (protocol 4 or 41), GRE (47: version 0, no flags or only C,
+// protocol 0x0800 or 0x86DD) or GUE (UDP to a port in gue_ports, UDP length equal to the
+// IP payload's, a 4-byte header whose version, C, hlen and flags are 0 and whose
+// proto_ctype is 4 or 41), and whose inner header has the announced version; the Ethernet
+// header moves forward with the inner EtherType. The UDP and GRE checksums are not
+// verified (the inner packet's own are end to end). Every frame is passed to the kernel,
+// stripped or not, so the program never drops anything.
 //
-//	name   type          key                         value   max
-//	addrs  HASH          16-byte address (v4-mapped)  __u32   256
-//	stats  PERCPU_ARRAY  __u32 slot                  __u64   6
+//	name       type          key                              value   max
+//	addrs      HASH          16-byte address (v4-mapped)      __u32   256
+//	gue_ports  HASH          __be16 UDP port (network order)  __u32   16
+//	stats      PERCPU_ARRAY  __u32 slot                       __u64   7
 //
 // stats slots (ABI, append only): 0 passed (not a tunnel packet), 1 decapsulated,
 // 2 not_local (tunnel packet for another address), 3 malformed, 4 fragment, 5 error (the
-// helper failed). Each frame increments exactly one. A Decap (LoadDecap, AttachDecap) owns
-// both programs and both maps, attached to one interface through a bpf_link; its methods
+// helper failed), 6 unsupported (GUE options, control messages, another version or
+// payload; GRE key, sequence, routing, another version or protocol: left to the kernel,
+// untouched). Each frame increments exactly one. A Decap (LoadDecap, AttachDecap) owns
+// both programs and the three maps, attached to one interface through a bpf_link; its methods
 // are safe for concurrent use.
 //
 // # Regenerating

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -38,6 +40,34 @@ func (a *addrList) Set(v string) error {
 	return nil
 }
 
+// portList is a repeatable --gue-port flag: distinct ports, in the order given.
+type portList []uint16
+
+func (p *portList) String() string {
+	s := make([]string, len(*p))
+	for i, x := range *p {
+		s[i] = strconv.Itoa(int(x))
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *portList) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
+		if err != nil || n == 0 {
+			return fmt.Errorf("parse GUE port %q: want a UDP port 1-65535, the director's --tun-port, such as 6080", f)
+		}
+		if slices.Contains(*p, uint16(n)) {
+			continue
+		}
+		if len(*p) == bpf.MaxDecapGUEPorts {
+			return fmt.Errorf("GUE port %d: at most %d distinct ports", n, bpf.MaxDecapGUEPorts)
+		}
+		*p = append(*p, uint16(n))
+	}
+	return nil
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
@@ -49,6 +79,8 @@ func run(args []string, stderr io.Writer) int {
 	mode := fs.String("mode", "auto", "where to attach: auto (native XDP, else tc), xdp (native, else generic XDP) or tc (tcx ingress)")
 	var addrs addrList
 	fs.Var(&addrs, "addr", "decapsulate packets addressed to `ADDR` (repeatable; default: every address of the interface)")
+	var guePorts portList
+	fs.Var(&guePorts, "gue-port", fmt.Sprintf("decapsulate GUE packets to UDP `PORT`, the director's --tun-port (repeatable, or a comma-separated list; at most %d; default: none, no GUE)", bpf.MaxDecapGUEPorts))
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	helpMan := fs.Bool(manpage.HelpManFlag, false, "print the man page (roff) and exit")
 	fs.Usage = func() { manual(fs).Help(stderr) }
@@ -92,7 +124,7 @@ func run(args []string, stderr io.Writer) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 
-	d, err := bpf.AttachDecap(ifc.Index, hook, addrs)
+	d, err := bpf.AttachDecap(ifc.Index, hook, addrs, guePorts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "xlvs-decap: %v\n", err)
 		return 1
@@ -101,7 +133,11 @@ func run(args []string, stderr io.Writer) int {
 	if d.Hook() == bpf.DecapXDP {
 		where += " " + d.Mode().String()
 	}
-	fmt.Fprintf(stderr, "xlvs-decap: decapsulating IPIP/ip6ip6 for %v on %s (%s); stop with SIGINT or SIGTERM\n", addrs.String(), *iface, where)
+	tunnels := "IPIP/ip6ip6 and GRE"
+	if len(guePorts) > 0 {
+		tunnels = "IPIP/ip6ip6, GRE and GUE (UDP ports " + guePorts.String() + ")"
+	}
+	fmt.Fprintf(stderr, "xlvs-decap: decapsulating %s for %v on %s (%s); stop with SIGINT or SIGTERM\n", tunnels, addrs.String(), *iface, where)
 
 	s := <-sig
 	c, cerr := d.Counters()
@@ -110,8 +146,8 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if cerr == nil {
-		fmt.Fprintf(stderr, "xlvs-decap: %v: detached from %s; decapsulated %d, passed %d, not local %d, malformed %d, fragment %d, error %d\n",
-			s, *iface, c.Decapsulated, c.Passed, c.NotLocal, c.Malformed, c.Fragment, c.Error)
+		fmt.Fprintf(stderr, "xlvs-decap: %v: detached from %s; decapsulated %d, passed %d, not local %d, malformed %d, fragment %d, unsupported %d, error %d\n",
+			s, *iface, c.Decapsulated, c.Passed, c.NotLocal, c.Malformed, c.Fragment, c.Unsupported, c.Error)
 	}
 	return 0
 }
