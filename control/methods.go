@@ -61,8 +61,8 @@ func checkTunnel(d *api.Dest) *api.Error {
 
 // encapOf is the dataplane's encapsulation of tunnelling destination d (checked by
 // checkTunnel). remcsum is csum for the dataplane: IPVS uses remote checksum offload only
-// for a packet whose checksum the kernel left partial, which a forwarded packet's never
-// is, and computes the UDP checksum otherwise.
+// for a packet whose checksum its kernel left partial, which no packet the dataplane
+// forwards has, and computes the UDP checksum otherwise.
 func encapOf(d *api.Dest) packet.Encap {
 	if d.Method != api.MethodTunnel {
 		return packet.Encap{}

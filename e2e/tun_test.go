@@ -49,15 +49,16 @@ func (p *decapProc) output() string {
 	return p.log.String()
 }
 
-// startDecap runs xlvs-decap --mode mode on every real server's interface, waits until
-// each has attached, and stops them (SIGTERM, wanting a clean exit) when the test ends.
-func (e *env) startDecap(bin, mode string) []*decapProc {
+// startDecap runs xlvs-decap --mode mode (and extra arguments) on every real server's
+// interface, waits until each has attached, and stops them (SIGTERM, wanting a clean
+// exit) when the test ends.
+func (e *env) startDecap(bin, mode string, extra ...string) []*decapProc {
 	t := e.t
 	t.Helper()
 	var procs []*decapProc
 	for _, rs := range e.bed.Reals {
 		p := &decapProc{host: rs, done: make(chan struct{})}
-		p.cmd = rs.NS.Command(e.ctx, bin, "-i", rs.Iface, "--mode", mode)
+		p.cmd = rs.NS.Command(e.ctx, bin, append([]string{"-i", rs.Iface, "--mode", mode}, extra...)...)
 		stderr, err := p.cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -33,9 +33,10 @@ type Encap struct {
 	Type EncapType
 	// Csum: GUE computes the outer UDP checksum (without it the field is 0, over IPv6 too,
 	// as IPVS sends it); GRE sets the checksum-present bit and computes the GRE checksum.
-	// IPVS's remcsum (remote checksum offload) applies only to a locally sent packet whose
-	// checksum the kernel has left partial; a forwarded packet's checksums are complete,
-	// and IPVS then computes the UDP checksum as with csum: so does xlvs.
+	// IPVS's remcsum (remote checksum offload) applies only to a packet whose checksum its
+	// kernel left partial (sent locally, or merged by GRO), and IPVS computes the UDP
+	// checksum for the others as with csum; every packet xlvs forwards has its checksums
+	// complete, so remcsum is csum here.
 	Csum bool
 	Port uint16 // GUE: the UDP destination port; 0 otherwise
 }
