@@ -28,7 +28,8 @@ func tunEntry(p fpPkt, outerSrc, rs netip.Addr, ifindex int, mtu uint16) FastVal
 // by gopacket (lengths and checksums computed from scratch): p with its TTL (hop limit)
 // one less, inside an outer header from src to dst — IPv4: protocol 4, TOS and DF copied
 // from the inner header, no MF or offset, TTL the inner's (decremented), identification
-// id; IPv6: next header 41, traffic class and hop limit copied, flow label 0 — the MACs
+// id; IPv6: next header 41, traffic class and hop limit copied, flow label 0; an ECN field
+// of CE becomes ECT(0) (include/net/inet_ecn.h INET_ECN_encapsulate) — the MACs
 // towards the real server (intel-lab-lkp/linux net/netfilter/ipvs/ip_vs_xmit.c @ 05b49de5,
 // ip_vs_tunnel_xmit and ip_vs_prepare_tunneled_skb; dataplane/golden_test.go's TUN rows
 // model the same).
@@ -38,16 +39,25 @@ func tunWant(tb testing.TB, p fpPkt, src, dst netip.Addr, id uint16) []byte {
 	inner.ttl--
 	ip := ipPacket(inner.frame(tb))
 	if src.Is4() {
-		o := &layers.IPv4{Version: 4, IHL: 5, TOS: p.tos, Id: id, TTL: inner.ttl, Protocol: layers.IPProtocolIPv4,
+		o := &layers.IPv4{Version: 4, IHL: 5, TOS: ecnEncapsulated(p.tos), Id: id, TTL: inner.ttl, Protocol: layers.IPProtocolIPv4,
 			SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 		if p.df {
 			o.Flags = layers.IPv4DontFragment
 		}
 		return serialize(tb, &layers.Ethernet{SrcMAC: macDirOut, DstMAC: macReal, EthernetType: layers.EthernetTypeIPv4}, o, gopacket.Payload(ip))
 	}
-	o := &layers.IPv6{Version: 6, TrafficClass: p.tos, HopLimit: inner.ttl, NextHeader: layers.IPProtocolIPv6,
+	o := &layers.IPv6{Version: 6, TrafficClass: ecnEncapsulated(p.tos), HopLimit: inner.ttl, NextHeader: layers.IPProtocolIPv6,
 		SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 	return serialize(tb, &layers.Ethernet{SrcMAC: macDirOut, DstMAC: macReal, EthernetType: layers.EthernetTypeIPv6}, o, gopacket.Payload(ip))
+}
+
+// ecnEncapsulated is the outer TOS (traffic class) the kernel's INET_ECN_encapsulate gives
+// an inner one: DSCP and ECN copied, but CE (0b11) becomes ECT(0) (0b10), RFC 3168 9.1.1.
+func ecnEncapsulated(inner uint8) uint8 {
+	if inner&3 == 3 {
+		return inner&^3 | 2
+	}
+	return inner
 }
 
 // ipPacket returns the IP packet of an untagged frame, without Ethernet padding.
@@ -117,6 +127,8 @@ func TestFastPathTUN(t *testing.T) {
 		{"udp4 no df tos redirect", mk(true, cip4, vip4, 40001, 53, func(q *fpPkt) { q.tos = 0xb9 }), dir4, rip4, xb, 0, xdpRedirect, []int{7}},
 		{"udp4 ttl 2 leaves 1", mk(true, cip4, vip4, 40002, 53, func(q *fpPkt) { q.ttl = 2; q.df = true }), dir4, rip4, xa, 0, xdpTx, nil},
 		{"tcp6 tclass flow label tx", mk(false, cip6, vip6, 40003, 443, func(q *fpPkt) { q.tos = 0xb8; q.flow = 0x12345 }), dir6, rip6, xa, 0, xdpTx, []int{0}},
+		{"tcp4 ECN CE", mk(false, cip4, vip4, 40008, 80, func(q *fpPkt) { q.tos = 0xbb; q.df = true }), dir4, rip4, xa, 0, xdpTx, nil},
+		{"udp6 ECN CE", mk(true, cip6, vip6, 40009, 53, func(q *fpPkt) { q.tos = 0x2f }), dir6, rip6, xa, 0, xdpTx, nil},
 		{"udp6 redirect", mk(true, cip6, vip6, 40004, 53, nil), dir6, rip6, xb, 0, xdpRedirect, nil},
 		{"udp6 hop limit 2 leaves 1", mk(true, cip6, vip6, 40005, 53, func(q *fpPkt) { q.ttl = 2 }), dir6, rip6, xa, 0, xdpTx, nil},
 		{"tcp4 same interface redirect", mk(false, cip4, vip4, 40006, 80, func(q *fpPkt) { q.df = true }), dir4, rip4, xa, FastRedirect, xdpRedirect, nil},

@@ -613,7 +613,9 @@ static __always_inline __u16 ip_csum(struct iphdr *ip)
  * outer header is pushed in front (bpf_xdp_adjust_head) — IPv4: protocol 4, TOS, DF and
  * the decremented TTL copied from the inner header, identification the entry's packet
  * count, header checksum; IPv6: next header 41, traffic class and hop limit copied, flow
- * label 0 — from addr to addr2, and a new Ethernet header. It returns the new Ethernet
+ * label 0; the ECN field copied unless it is CE, which becomes ECT(0) (RFC 3168's
+ * full-functionality option, IPVS's INET_ECN_encapsulate) — from addr to addr2, and a new
+ * Ethernet header. It returns the new Ethernet
  * header, or NULL with the frame as it was (the packet then goes to the dataplane).
  * Every packet pointer the caller holds is invalid afterwards.
  */
@@ -638,6 +640,8 @@ static __always_inline struct ethhdr *fast_tun(struct xdp_md *ctx, struct fp_val
 		in->check = bpf_htons(csum_apply(bpf_ntohs(in->check), v->csum_l3));
 		((__u8 *)o)[0] = 0x45; /* version 4, 20 bytes */
 		o->tos = in->tos;
+		if ((o->tos & 0x3) == 0x3)
+			o->tos ^= 0x1; /* CE → ECT(0) */
 		o->tot_len = bpf_htons(l3len + sizeof(*o));
 		o->id = bpf_htons((__u16)v->packets);
 		o->frag_off = in->frag_off & bpf_htons(IP_DF);
@@ -657,6 +661,8 @@ static __always_inline struct ethhdr *fast_tun(struct xdp_md *ctx, struct fp_val
 		in->hop_limit--;
 		ob[0] = 0x60 | (ib[0] & 0x0f); /* version 6, the traffic class's high half */
 		ob[1] = ib[1] & 0xf0;          /* its low half, flow label 0 */
+		if ((ob[1] & 0x30) == 0x30)
+			ob[1] ^= 0x10; /* ECN CE → ECT(0) */
 		ob[2] = 0;
 		ob[3] = 0;
 		o->payload_len = bpf_htons(l3len);

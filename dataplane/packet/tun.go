@@ -90,7 +90,9 @@ func TunnelHeaderLen(family uint8) int {
 // fields as IPVS's tunnel transmit does: IPv4 — protocol 4, TOS and TTL copied from the
 // inner header, DF copied from the inner packet, no fragment offset or MF, identification
 // id, header checksum; IPv6 — next header 41, traffic class and hop limit copied, flow
-// label 0. src and dst are 16-byte addresses (IPv4-mapped for family 4). It reports false
+// label 0; the ECN field of the TOS or traffic class copied unless it is CE, which
+// becomes ECT(0) (RFC 3168 section 9.1.1's full-functionality option, the kernel's
+// INET_ECN_encapsulate). src and dst are 16-byte addresses (IPv4-mapped for family 4). It reports false
 // and writes nothing if hdr or inner is too short for family.
 func PutTunnelHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16) bool {
 	proto := uint8(ProtoIPIP)
@@ -173,7 +175,8 @@ func putOuterIP(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16, p
 		h := (*[IPv4MinHeaderLen]byte)(hdr)
 		tl := uint16(IPv4MinHeaderLen + extra + len(inner))
 		df := binary.BigEndian.Uint16(in[ipv4FlagsFrag:]) & IPv4FlagDF
-		h[ipv4VerIHL], h[ipv4TOS] = 0x45, in[ipv4TOS]
+		tos := ecnEncap(in[ipv4TOS])
+		h[ipv4VerIHL], h[ipv4TOS] = 0x45, tos
 		binary.BigEndian.PutUint16(h[ipv4TotalLen:], tl)
 		binary.BigEndian.PutUint16(h[ipv4ID:], id)
 		binary.BigEndian.PutUint16(h[ipv4FlagsFrag:], df)
@@ -181,7 +184,7 @@ func putOuterIP(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16, p
 		s4, d4 := binary.BigEndian.Uint32(src[12:]), binary.BigEndian.Uint32(dst[12:])
 		binary.BigEndian.PutUint32(h[ipv4Src:], s4)
 		binary.BigEndian.PutUint32(h[ipv4Dst:], d4)
-		sum := uint32(0x45)<<8 | uint32(in[ipv4TOS])
+		sum := uint32(0x45)<<8 | uint32(tos)
 		sum += uint32(tl) + uint32(id) + uint32(df) + (uint32(in[ipv4TTL])<<8 | uint32(proto))
 		sum += s4>>16 + s4&0xFFFF + d4>>16 + d4&0xFFFF
 		binary.BigEndian.PutUint16(h[ipv4Checksum:], ^Fold(sum))
@@ -192,7 +195,7 @@ func putOuterIP(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16, p
 		}
 		in := IPv6(inner)
 		h := IPv6(hdr[:IPv6HeaderLen])
-		h.SetVersionTrafficClassFlowLabel(in.TrafficClass(), 0)
+		h.SetVersionTrafficClassFlowLabel(ecnEncap(in.TrafficClass()), 0)
 		h.SetPayloadLength(uint16(extra + len(inner)))
 		h.SetNextHeader(proto)
 		h.SetHopLimit(in.HopLimit())
@@ -201,6 +204,15 @@ func putOuterIP(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16, p
 		return true
 	}
 	return false
+}
+
+// ecnEncap is the outer TOS or traffic class for an inner one: the same, but an ECN
+// field of CE (3) becomes ECT(0) (2).
+func ecnEncap(tos uint8) uint8 {
+	if tos&3 == 3 {
+		return tos ^ 1
+	}
+	return tos
 }
 
 // EncapSourcePort is the GUE source port for the packet info describes: from the

@@ -44,9 +44,12 @@ func TestPutTunnelHeader(t *testing.T) {
 		proto uint8
 	}{
 		{name: "ipip tcp", s: defaultSpec(false, ProtoTCP), tos: 0x2e, ttl: 61},
+		{name: "ipip tcp ECN CE", s: defaultSpec(false, ProtoTCP), tos: 0x2f, ttl: 61},
 		{name: "ipip udp without DF", s: defaultSpec(false, ProtoUDP), noDF: true, ttl: 5},
 		{name: "ipip with inner options", s: func() spec { s := defaultSpec(false, ProtoTCP); s.ipOpts = true; return s }(), ttl: 64},
 		{name: "ip6ip6 tcp", s: defaultSpec(true, ProtoTCP), tos: 0xb8, ttl: 33},
+		{name: "ip6ip6 tcp ECN CE", s: defaultSpec(true, ProtoTCP), tos: 0xbb, ttl: 33},
+		{name: "ip6ip6 tcp ECT(1)", s: defaultSpec(true, ProtoTCP), tos: 0xb9, ttl: 33},
 		{name: "ip6ip6 udp", s: defaultSpec(true, ProtoUDP), ttl: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,7 +84,7 @@ func TestPutTunnelHeader(t *testing.T) {
 			}
 			if tc.s.v6 {
 				o := p.Layers()[1].(*layers.IPv6)
-				if o.NextHeader != layers.IPProtocolIPv6 || o.HopLimit != tc.ttl || o.TrafficClass != tc.tos || o.FlowLabel != 0 ||
+				if o.NextHeader != layers.IPProtocolIPv6 || o.HopLimit != tc.ttl || o.TrafficClass != outerTOS(tc.tos) || o.FlowLabel != 0 ||
 					!bytes.Equal(o.SrcIP, dir6[:]) || !bytes.Equal(o.DstIP, rs6[:]) || int(o.Length) != len(inner) {
 					t.Fatalf("outer IPv6 %+v", o)
 				}
@@ -91,7 +94,7 @@ func TestPutTunnelHeader(t *testing.T) {
 				if tc.noDF {
 					wantFlags = 0
 				}
-				if o.Protocol != layers.IPProtocolIPv4 || o.TTL != tc.ttl || o.TOS != tc.tos || o.Flags != wantFlags || o.FragOffset != 0 ||
+				if o.Protocol != layers.IPProtocolIPv4 || o.TTL != tc.ttl || o.TOS != outerTOS(tc.tos) || o.Flags != wantFlags || o.FragOffset != 0 ||
 					o.Id != 0x1234 || o.IHL != 5 || int(o.Length) != 20+len(inner) || !o.SrcIP.Equal(addrToIP(dir4)) || !o.DstIP.Equal(addrToIP(rs4)) {
 					t.Fatalf("outer IPv4 %+v", o)
 				}
@@ -108,6 +111,17 @@ func TestPutTunnelHeader(t *testing.T) {
 		PutTunnelHeader(make([]byte, 40), make([]byte, 40), 5, dir6, rs6, 0) {
 		t.Fatal("PutTunnelHeader accepted short buffers or a bad family")
 	}
+}
+
+// outerTOS is the outer header's TOS (traffic class) for an inner one, as the kernel's
+// INET_ECN_encapsulate(inner, inner) makes it (include/net/inet_ecn.h, RFC 3168 section
+// 9.1.1): the DSCP and the ECN field copied, but CE (0b11) becomes ECT(0) (0b10).
+func outerTOS(inner uint8) uint8 {
+	ecn := inner & 0x3
+	if ecn == 0x3 {
+		ecn = 0x2
+	}
+	return inner&^0x3 | ecn
 }
 
 func addrToIP(a [16]byte) []byte { return netip.AddrFrom16(a).Unmap().AsSlice() }
@@ -129,7 +143,7 @@ func TestPutTunnelHeaderRandom(t *testing.T) {
 		}
 		in, want := IPv4(inner), IPv4(make([]byte, IPv4MinHeaderLen))
 		want.SetVersionIHL(IPv4MinHeaderLen)
-		want.SetTOS(in.TOS())
+		want.SetTOS(outerTOS(in.TOS()))
 		want.SetTotalLength(uint16(IPv4MinHeaderLen + len(inner)))
 		want.SetID(id)
 		want.SetFlagsFragmentOffset(in.FlagsFragmentOffset() & IPv4FlagDF)
@@ -335,7 +349,7 @@ func wantEncap(t testing.TB, inner []byte, family uint8, src, dst [16]byte, id u
 	var outer gopacket.NetworkLayer
 	if family == 4 {
 		in := IPv4(inner)
-		o := &layers.IPv4{Version: 4, IHL: 5, TOS: in.TOS(), Id: id, TTL: in.TTL(), Protocol: proto,
+		o := &layers.IPv4{Version: 4, IHL: 5, TOS: outerTOS(in.TOS()), Id: id, TTL: in.TTL(), Protocol: proto,
 			SrcIP: addrToIP(src), DstIP: addrToIP(dst)}
 		if in.FlagsFragmentOffset()&IPv4FlagDF != 0 {
 			o.Flags = layers.IPv4DontFragment
@@ -343,7 +357,7 @@ func wantEncap(t testing.TB, inner []byte, family uint8, src, dst [16]byte, id u
 		outer = o
 	} else {
 		in := IPv6(inner)
-		outer = &layers.IPv6{Version: 6, TrafficClass: in.TrafficClass(), NextHeader: proto, HopLimit: in.HopLimit(),
+		outer = &layers.IPv6{Version: 6, TrafficClass: outerTOS(in.TrafficClass()), NextHeader: proto, HopLimit: in.HopLimit(),
 			SrcIP: src[:], DstIP: dst[:]}
 	}
 	if e.Type == EncapGUE {
