@@ -408,16 +408,21 @@ func TestKeepalivedApplyErrorsNameLines(t *testing.T) {
 	for _, tc := range []struct {
 		name, conf, want string
 	}{
-		{"real server of the other family", `virtual_server 198.18.0.10 80 {
-    protocol TCP
+		{"full NAT real server of a one-packet service", `local_address_group g {
+    198.18.2.50
+}
+virtual_server 198.18.0.10 53 {
+    protocol UDP
     lb_kind DR
-    real_server 198.18.1.1 80 {
+    ops
+    laddr_group_name g
+    real_server 198.18.1.1 53 {
     }
-    real_server 2001:db8::2 80 {
-        lvs_method TUN
+    real_server 198.18.1.2 53 {
+        lvs_method FNAT
     }
 }
-`, ":6: real_server [2001:db8::2]:80 of virtual_server TCP 198.18.0.10:80: real server 2001:db8::2 and service"},
+`, ":11: real_server 198.18.1.2:53 of virtual_server UDP 198.18.0.10:53: real server 198.18.1.2: full NAT (--fullnat) does not combine with one-packet scheduling"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "keepalived.conf")

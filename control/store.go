@@ -231,14 +231,16 @@ func checkDest(s *ruleSvc, d *api.Dest) *api.Error {
 		return apiErr(api.ErrCodeInvalid, "real server address %v: must be a unicast address", d.Addr)
 	}
 	d.Addr = d.Addr.Unmap()
-	if d.Addr.Is4() != svcAddr(&s.cfg).Is4() {
-		return apiErr(api.ErrCodeInvalid, "real server %v and service %s are of different address families: NAT needs both IPv4 or both IPv6", d.Addr, keyString(s.cfg.ServiceKey))
-	}
 	if d.Port == 0 {
 		d.Port = s.cfg.Port
 	}
 	if e := checkMethod(s, d); e != nil {
 		return e
+	}
+	// IPVS takes a real server of the service's other family for tunnelling only
+	// (IPv6 in IPv4, IPv4 in IPv6).
+	if d.Addr.Is4() != svcAddr(&s.cfg).Is4() && d.Method != api.MethodTunnel {
+		return apiErr(api.ErrCodeInvalid, "real server %v and service %s are of different address families: only a tunnelling (-i) real server may be; use one of the service's family", d.Addr, keyString(s.cfg.ServiceKey))
 	}
 	if s.cfg.OnePacket && d.Method == api.MethodFullNAT {
 		return apiErr(api.ErrCodeInvalid, "real server %v: full NAT (--fullnat) does not combine with one-packet scheduling (-o) of service %s: its replies need the connection entry; use -m, -g or -i, or remove -o", d.Addr, keyString(s.cfg.ServiceKey))

@@ -35,6 +35,9 @@ func TestTunnelDests(t *testing.T) {
 		{tun("198.18.1.6", api.TunGUE, 1, api.TunRemCsum), packet.Encap{Type: packet.EncapGUE, Port: 1, Csum: true}},
 		{tun("198.18.1.7", api.TunGRE, 0, ""), packet.Encap{Type: packet.EncapGRE}},
 		{tun("198.18.1.8", api.TunGRE, 0, api.TunCsum), packet.Encap{Type: packet.EncapGRE, Csum: true}},
+		// The service's other family: for tunnelling only.
+		{tun("2001:db8::9", "", 0, ""), packet.Encap{}},
+		{tun("2001:db8::a", api.TunGUE, 6080, api.TunCsum), packet.Encap{Type: packet.EncapGUE, Port: 6080, Csum: true}},
 	} {
 		mustOK(t, d, &api.Request{Op: api.OpAddDest, Service: s, Dest: tc.d})
 		if got := snapEncap(t, d, tc.d.Addr.As16()); got != tc.want {
@@ -60,6 +63,8 @@ func TestTunnelDests(t *testing.T) {
 		{tun("198.18.2.6", "vxlan", 0, ""), `tunnel type "vxlan": want ipip, gue or gre`},
 		{tun("198.18.2.7", api.TunGUE, 6080, "crc"), `checksum option "crc"`},
 		{func() *api.Dest { x := tun("198.18.2.8", api.TunGUE, 6080, ""); x.Method = api.MethodRoute; return x }(), "only tunnelling (-i) real servers have them"},
+		{func() *api.Dest { x := tun("2001:db8::2:9", "", 0, ""); x.Method = api.MethodRoute; return x }(), "only a tunnelling (-i) real server may be"},
+		{dest("2001:db8::2:a", 80, 1), "only a tunnelling (-i) real server may be"},
 	} {
 		wantErr(t, d, &api.Request{Op: api.OpAddDest, Service: s, Dest: tc.d}, api.ErrCodeInvalid, tc.want)
 	}

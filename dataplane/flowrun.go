@@ -108,7 +108,7 @@ func (w *worker) follow(p *pktDesc) bool {
 		// What could make tunnel refuse is checked before the TTL changes: a packet too
 		// big once encapsulated, or without the headroom, goes the full way (an ICMP
 		// error or a counted drop).
-		hl := r.tun.HeaderLen(info.Family)
+		hl := r.tun.HeaderLen(familyOfAddr(&r.rs))
 		if info.Frag || r.mtu != 0 && int(info.L3Len)+hl > int(r.mtu) {
 			return false
 		}

@@ -19,6 +19,7 @@ type burstCase struct {
 	udp     bool
 	persist bool         // TestBurstAllocs: persistent services (a /24 per template)
 	tun     packet.Encap // TUN: the real servers' encapsulation
+	mixed   bool         // TUN: real servers of the services' other family (mixedSpec)
 }
 
 func (c burstCase) String() string {
@@ -26,6 +27,9 @@ func (c burstCase) String() string {
 	s := fmt.Sprintf("%s/v6=%v/udp=%v", m, c.v6, c.udp)
 	if c.tun != (packet.Encap{}) {
 		s += fmt.Sprintf("/%v/csum=%v", c.tun.Type, c.tun.Csum)
+	}
+	if c.mixed {
+		s += "/other-family"
 	}
 	if c.persist {
 		s += "/persistent"
@@ -166,12 +170,19 @@ func TestBurstMatchesOnePacketBatches(t *testing.T) {
 	eachBurstCase(t, check)
 	// TUN with GUE and GRE: the run writes the headers the full path writes (the GUE
 	// source port, the UDP and GRE checksums over each packet).
+	// And to real servers of the services' other family.
 	for _, tun := range []packet.Encap{{Type: packet.EncapGUE, Port: 6080}, {Type: packet.EncapGUE, Port: 6080, Csum: true}, {Type: packet.EncapGRE, Csum: true}} {
 		for _, v6 := range []bool{false, true} {
 			for _, udp := range []bool{false, true} {
 				c := burstCase{method: conntrack.MethodTUN, v6: v6, udp: udp, tun: tun}
 				t.Run(c.String(), func(t *testing.T) { check(t, c) })
 			}
+		}
+	}
+	for _, tun := range []packet.Encap{{}, {Type: packet.EncapGRE}} {
+		for _, v6 := range []bool{false, true} {
+			c := burstCase{method: conntrack.MethodTUN, v6: v6, tun: tun, mixed: true}
+			t.Run(c.String(), func(t *testing.T) { check(t, c) })
 		}
 	}
 }
@@ -334,6 +345,9 @@ func burstCompare(t *testing.T, c burstCase, prep burstPrep) burstSeen {
 	for i := range rigs {
 		spec := l2Spec(t, c.method, 1<<14, oneArmed)
 		withEncap(&spec, c.tun)
+		if c.mixed {
+			spec = mixedSpec(t, c.tun)
+		}
 		if i == 1 {
 			spec.cfg.Batch = 1
 		}

@@ -92,7 +92,7 @@ func (w *worker) icmpToReal(p *pktDesc) {
 		w.st.icmpForwarded.add(1)
 		w.output(p, e.Reply.Src)
 	case conntrack.MethodDR, conntrack.MethodTUN:
-		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
+		if e.Method == conntrack.MethodDR && packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
 			w.drop(p, DropBadMethod)
 			return
 		}

@@ -94,7 +94,8 @@ func ipPacket(f []byte) []byte {
 }
 
 // checkEncapFrame checks frame f, sent to the first real server, as TestTUNEncap says,
-// and returns its GUE source port (0 for GRE).
+// and returns its GUE source port (0 for GRE and IPIP). dir and rs are the outer
+// addresses; inner, the packet expected inside, may be of the other family.
 func checkEncapFrame(t *testing.T, f []byte, enc packet.Encap, dir, rs netip.Addr, inner []byte) uint16 {
 	t.Helper()
 	if macOf(f[0:6]) != macRS1 || macOf(f[6:12]) != macDir {
@@ -104,15 +105,23 @@ func checkEncapFrame(t *testing.T, f []byte, enc packet.Encap, dir, rs netip.Add
 	if p.ErrorLayer() != nil && enc.Type == packet.EncapGRE {
 		t.Fatal(p.ErrorLayer().Error())
 	}
+	innerV4 := inner[0]>>4 == 4
+	innerProto, et := byte(4), uint16(0x0800)
+	if !innerV4 {
+		innerProto, et = 41, 0x86DD
+	}
 	proto, hl := layers.IPProtocolUDP, 20
-	if enc.Type == packet.EncapGRE {
+	switch enc.Type {
+	case packet.EncapGRE:
 		proto = layers.IPProtocolGRE
+	case packet.EncapIPIP:
+		proto = layers.IPProtocol(innerProto)
 	}
 	if dir.Is4() {
 		o := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		df := layers.IPv4Flag(0)
-		if inner[6]&0x40 != 0 {
-			df = layers.IPv4DontFragment // copied from the inner packet
+		if innerV4 && inner[6]&0x40 != 0 {
+			df = layers.IPv4DontFragment // copied from an inner IPv4 packet
 		}
 		if o.Protocol != proto || o.TTL != 8 || o.Flags != df || !o.SrcIP.Equal(dir.AsSlice()) || !o.DstIP.Equal(rs.AsSlice()) ||
 			int(o.Length) != len(f)-14 || !packet.IPv4HeaderChecksumValid(packet.IPv4(f[14:])) {
@@ -126,12 +135,8 @@ func checkEncapFrame(t *testing.T, f []byte, enc packet.Encap, dir, rs netip.Add
 		}
 	}
 	x := f[14+hl:]
-	innerProto, et := byte(4), uint16(0x0800)
-	if dir.Is6() {
-		innerProto, et = 41, 0x86DD
-	}
 	var sport uint16
-	var rest []byte
+	rest := x
 	switch enc.Type {
 	case packet.EncapGUE:
 		sport = binary.BigEndian.Uint16(x[0:])
@@ -338,6 +343,95 @@ func TestTUNEncapAllocs(t *testing.T) {
 		}
 		if d := r.drops(); len(d) != 0 {
 			t.Fatalf("%v: drops %v", enc, d)
+		}
+	}
+}
+
+// mixedSpec is the l2 rig with TUN real servers of the services' other family: the IPv4
+// services tunnel to the IPv6 real servers, the IPv6 ones to the IPv4 ones, with e.
+func mixedSpec(t testing.TB, e packet.Encap) rigSpec {
+	spec := l2Spec(t, conntrack.MethodTUN, 1<<14, oneArmed)
+	other := map[netip.Addr]netip.Addr{l2RS1: l2RS16, l2RS2: l2RS26, l2RS16: l2RS1, l2RS26: l2RS2}
+	for i := range spec.services {
+		ds := append([]Dest(nil), spec.services[i].Dests...)
+		for j := range ds {
+			ds[j].Addr = a16(other[netip.AddrFrom16(ds[j].Addr).Unmap()])
+			ds[j].Tun = e
+		}
+		spec.services[i].Dests = ds
+	}
+	return spec
+}
+
+// TestTUNMixedFamily: a TUN real server of the service's other family (IPVS takes one
+// for tunnelling only) gets IPv4 requests inside IPv6 and IPv6 ones inside IPv4, with
+// IPIP (protocol 4 in IPv6, 41 in IPv4), GUE and GRE: the outer header of the real
+// server's family from the director's address of that family, TTL (hop limit) and TOS
+// from the inner packet after its decrement, DF only from an inner IPv4 packet; a
+// request too big for the tunnel is answered in its own family with the MTU the outer
+// family leaves. The fast path is offered none of these connections (the program
+// writes same-family IPIP only).
+func TestTUNMixedFamily(t *testing.T) {
+	for _, enc := range []packet.Encap{{}, {Type: packet.EncapGUE, Port: 6080, Csum: true}, {Type: packet.EncapGRE, Csum: true}} {
+		for _, fam := range tunFamilies {
+			for _, udp := range []bool{false, true} {
+				name := enc.Type.String() + "/" + fam.name + "-in-other" + map[bool]string{false: "/tcp", true: "/udp"}[udp]
+				t.Run(name, func(t *testing.T) {
+					r := newRigSpec(t, mixedSpec(t, enc))
+					withFast(r.dp)
+					dir, rs := l2Dir6, l2RS16
+					if fam.client.Is6() {
+						dir, rs = l2Dir, l2RS1
+					}
+					ip := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 40000, dport: 80, udp: udp, syn: !udp, ttl: 9, payload: []byte("mixed")}
+					in := build(t, ip)
+					ip.ttl = 8
+					inner := ipPacket(build(t, ip))
+					r.eth.Inject(in)
+					r.w.poll()
+					out := r.eth.Sent()
+					if len(out) != 1 {
+						t.Fatalf("sent %d frames, want 1 (drops %v)", len(out), r.drops())
+					}
+					checkEncapFrame(t, out[0], enc, dir, rs, inner)
+					// A second datagram (UDP) or the ACK (TCP) would make the connection
+					// eligible for the fast path: nothing is offered.
+					ack := ip
+					ack.syn, ack.ack = false, !udp
+					r.eth.Inject(build(t, ack))
+					r.w.poll()
+					if q := requests(r.w); len(q) != 0 {
+						t.Fatalf("offered %+v to the fast path", q)
+					}
+					r.eth.Sent()
+
+					// Too big for the tunnel: the MTU left by the outer family's header.
+					mtu := 1500 - enc.HeaderLen(map[bool]uint8{true: 4, false: 6}[rs.Is4()])
+					hl := 20 + 8
+					if fam.client.Is6() {
+						hl = 40 + 8
+					}
+					r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 1, dport: 80, udp: true, payload: make([]byte, mtu-hl+1)}))
+					r.w.poll()
+					out = r.eth.Sent()
+					if len(out) != 1 || r.w.st.icmpSent.load() != 1 {
+						t.Fatalf("too big: sent %d frames, icmp %d (drops %v)", len(out), r.w.st.icmpSent.load(), r.drops())
+					}
+					p := gopacket.NewPacket(out[0], layers.LayerTypeEthernet, gopacket.Default)
+					if fam.client.Is6() {
+						m, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+						if !ok || m.TypeCode.Type() != layers.ICMPv6TypePacketTooBig || binary.BigEndian.Uint32(m.Payload[:4]) != uint32(max(mtu, 1280)) {
+							t.Fatalf("packet too big: %v, want MTU %d", p, mtu)
+						}
+					} else {
+						m, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+						if !ok || m.TypeCode != layers.CreateICMPv4TypeCode(3, 4) || int(m.Seq) != mtu {
+							t.Fatalf("fragmentation needed: %v, want MTU %d", p, mtu)
+						}
+					}
+					r.framesBack(t)
+				})
+			}
 		}
 	}
 }

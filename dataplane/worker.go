@@ -659,10 +659,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 	case conntrack.MethodTUN:
 		// TUN: IPIP (IPv4 in IPv4) or ip6ip6, or GUE or GRE, around the inner packet,
 		// whose TTL (hop limit) drops by one first, as IPVS's (the outer header copies it).
-		if packet.IsIPv4Mapped(rs.Addr) != (info.Family == 4) {
-			w.drop(p, DropBadMethod)
-			return
-		}
+		// The real server may be of the other family (IPv6 in IPv4, IPv4 in IPv6).
 		if !packet.DecrementTTL(p.frame, info) {
 			w.timeExceeded(p)
 			return
@@ -700,6 +697,14 @@ func prepend(p *pktDesc, start uint64) {
 	p.frame = p.in.umem[start:end]
 }
 
+// familyOfAddr is 4 for an IPv4-mapped address, else 6.
+func familyOfAddr(a *[16]byte) uint8 {
+	if packet.IsIPv4Mapped(*a) {
+		return 4
+	}
+	return 6
+}
+
 // setEtherType writes the untagged EtherType of family at frame[12:14].
 func setEtherType(frame []byte, family uint8) {
 	if family == 4 {
@@ -727,7 +732,7 @@ func (w *worker) tunnel(p *pktDesc, rs [16]byte, enc packet.Encap) *hop {
 		w.drop(p, DropNoSource)
 		return nil
 	}
-	hl := enc.HeaderLen(info.Family)
+	hl := enc.HeaderLen(familyOfAddr(&rs))
 	if rt.mtu != 0 && int(info.L3Len)+hl > int(rt.mtu) {
 		mtu := rt.mtu - uint32(hl)
 		switch {
@@ -750,22 +755,23 @@ func (w *worker) tunnel(p *pktDesc, rs [16]byte, enc packet.Encap) *hop {
 }
 
 // encapsulate moves p's IP packet behind an Ethernet header and the hl bytes of tunnel
-// headers enc puts in front of it (enc.HeaderLen), from src to rs, at start in its
-// headroom (headroomStart).
+// headers enc puts in front of it (enc.HeaderLen of rs's family), from src to rs, at
+// start in its headroom (headroomStart).
 func (w *worker) encapsulate(p *pktDesc, start uint64, hl int, src, rs *[16]byte, enc packet.Encap) {
 	info := &p.info
 	var sport uint16
 	if enc.Type == packet.EncapGUE {
 		sport = packet.EncapSourcePort(info) // from the inner packet's fields, before they move
 	}
+	outer := familyOfAddr(rs)
 	prepend(p, start)
-	setEtherType(p.frame, info.Family)
+	setEtherType(p.frame, outer)
 	w.tunID++
 	eh := packet.EthernetHeaderLen
-	if enc.Type == packet.EncapIPIP {
-		packet.PutTunnelHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], info.Family, *src, *rs, w.tunID)
+	if enc.Type == packet.EncapIPIP && outer == info.Family {
+		packet.PutTunnelHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], outer, *src, *rs, w.tunID)
 	} else {
-		packet.PutEncapHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], info.Family, *src, *rs, w.tunID, enc, sport)
+		packet.PutEncapHeader(p.frame[eh:eh+hl], p.frame[eh+hl:], outer, info.Family, *src, *rs, w.tunID, enc, sport)
 	}
 	info.L3Off = uint16(eh)
 	info.L3Len += uint16(hl)

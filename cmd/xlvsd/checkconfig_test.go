@@ -196,16 +196,21 @@ func TestCheckConfig(t *testing.T) {
 	})
 
 	t.Run("keepalived the daemon refuses", func(t *testing.T) {
-		path := writeConf(t, "keepalived.conf", checkKeepalivedConf+`virtual_server 198.18.0.12 9 {
-    protocol TCP
+		path := writeConf(t, "keepalived.conf", checkKeepalivedConf+`local_address_group g {
+    198.18.2.50
+}
+virtual_server 198.18.0.12 9 {
+    protocol UDP
     lb_kind DR
-    real_server 2001:db8::4 9 {
-        lvs_method TUN
+    ops
+    laddr_group_name g
+    real_server 198.18.1.4 9 {
+        lvs_method FNAT
     }
 }
 `)
 		r := runArgv(t, bin, "--check-config", "--keepalived-conf", path)
-		if want := path + ":34: real_server [2001:db8::4]:9 of virtual_server TCP 198.18.0.12:9: "; r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, want) {
+		if want := path + ":39: real_server 198.18.1.4:9 of virtual_server UDP 198.18.0.12:9: "; r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, want) {
 			t.Fatalf("exit %d, stdout %q, stderr\n%s\nwant 1, nothing, and %q", r.code, r.stdout, r.stderr, want)
 		}
 	})

@@ -95,35 +95,44 @@ func TunnelHeaderLen(family uint8) int {
 // INET_ECN_encapsulate). src and dst are 16-byte addresses (IPv4-mapped for family 4). It reports false
 // and writes nothing if hdr or inner is too short for family.
 func PutTunnelHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16) bool {
-	proto := uint8(ProtoIPIP)
+	return putOuterIP(hdr, inner, family, family, src, dst, id, innerProto(family), 0)
+}
+
+// innerProto is the IP protocol number of an encapsulated packet of family: 4 (IPv4) or
+// 41 (IPv6), whatever the outer header's family.
+func innerProto(family uint8) uint8 {
 	if family == 6 {
-		proto = ProtoIPv6Encap
+		return ProtoIPv6Encap
 	}
-	return putOuterIP(hdr, inner, family, src, dst, id, proto, 0)
+	return ProtoIPIP
 }
 
 // PutEncapHeader writes everything e puts in front of inner into hdr, which must hold
-// e.HeaderLen(family) bytes and be directly followed by inner (whole, of family): the
-// outer IP header as PutTunnelHeader writes it, but with protocol UDP (GUE) or GRE, then
-// for GUE the UDP header (source port sport, see EncapSourcePort; destination e.Port;
-// checksum with e.Csum, else 0) and a GUE header (version 0, no flags or options,
-// protocol 4 or 41), for GRE the GRE header (protocol type 0x0800 or 0x86DD; with e.Csum
-// the C bit and the checksum over the GRE header and inner), as IPVS's ipvs_gue_encap
-// and ipvs_gre_encap build them (net/netfilter/ipvs/ip_vs_xmit.c). IPIP is
-// PutTunnelHeader. It reports false and writes nothing if hdr or inner is too short.
-func PutEncapHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16, e Encap, sport uint16) bool {
-	ipl := TunnelHeaderLen(family)
+// e.HeaderLen(outer) bytes and be directly followed by inner (whole, of family
+// innerFam): the outer IP header of family outer as PutTunnelHeader writes it — with
+// protocol 4 or 41 by the inner family for IPIP (IPv4 in IPv6 and IPv6 in IPv4 too, as
+// IPVS tunnels to a real server of the service's other family), UDP for GUE, GRE for GRE;
+// TOS (traffic class) and TTL (hop limit) from the inner header whatever its family, DF
+// only from an inner IPv4 packet — then for GUE the UDP header (source port sport, see
+// EncapSourcePort; destination e.Port; checksum with e.Csum, else 0) and a GUE header
+// (version 0, no flags or options, protocol 4 or 41), for GRE the GRE header (protocol
+// type 0x0800 or 0x86DD; with e.Csum the C bit and the checksum over the GRE header and
+// inner), as IPVS's ip_vs_tunnel_xmit(_v6), ipvs_gue_encap and ipvs_gre_encap build them
+// (net/netfilter/ipvs/ip_vs_xmit.c). It reports false and writes nothing if hdr or inner
+// is too short, or a family is neither 4 nor 6.
+func PutEncapHeader(hdr, inner []byte, outer, innerFam uint8, src, dst [16]byte, id uint16, e Encap, sport uint16) bool {
+	ipl := TunnelHeaderLen(outer)
 	x := e.extraLen()
-	if len(hdr) < ipl+x {
+	if len(hdr) < ipl+x || innerFam != 4 && innerFam != 6 {
 		return false
 	}
-	innerProto, etherType := uint8(ProtoIPIP), uint16(EtherTypeIPv4)
-	if family == 6 {
-		innerProto, etherType = ProtoIPv6Encap, EtherTypeIPv6
+	etherType := uint16(EtherTypeIPv4)
+	if innerFam == 6 {
+		etherType = EtherTypeIPv6
 	}
 	switch e.Type {
 	case EncapGUE:
-		if !putOuterIP(hdr, inner, family, src, dst, id, ProtoUDP, x) {
+		if !putOuterIP(hdr, inner, outer, innerFam, src, dst, id, ProtoUDP, x) {
 			return false
 		}
 		u := hdr[ipl : ipl+x]
@@ -132,9 +141,9 @@ func PutEncapHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint1
 		binary.BigEndian.PutUint16(u[2:], e.Port)
 		binary.BigEndian.PutUint16(u[4:], uint16(ulen))
 		u[6], u[7] = 0, 0
-		u[8], u[9], u[10], u[11] = 0, innerProto, 0, 0
+		u[8], u[9], u[10], u[11] = 0, innerProto(innerFam), 0, 0
 		if e.Csum {
-			sum := Checksum(inner, Checksum(u, PseudoHeaderSum(family, src, dst, ProtoUDP, ulen)))
+			sum := Checksum(inner, Checksum(u, PseudoHeaderSum(outer, src, dst, ProtoUDP, ulen)))
 			c := ^Fold(sum)
 			if c == 0 {
 				c = 0xFFFF // RFC 768: a computed 0 is sent as all ones
@@ -142,7 +151,7 @@ func PutEncapHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint1
 			binary.BigEndian.PutUint16(u[6:], c)
 		}
 	case EncapGRE:
-		if !putOuterIP(hdr, inner, family, src, dst, id, ProtoGRE, x) {
+		if !putOuterIP(hdr, inner, outer, innerFam, src, dst, id, ProtoGRE, x) {
 			return false
 		}
 		g := hdr[ipl : ipl+x]
@@ -155,50 +164,69 @@ func PutEncapHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint1
 		g[4], g[5], g[6], g[7] = 0, 0, 0, 0
 		binary.BigEndian.PutUint16(g[4:], ^Fold(Checksum(inner, Checksum(g, 0))))
 	default:
-		return PutTunnelHeader(hdr, inner, family, src, dst, id)
+		return putOuterIP(hdr, inner, outer, innerFam, src, dst, id, innerProto(innerFam), 0)
 	}
 	return true
 }
 
-// putOuterIP writes the outer IP header of family into hdr[:TunnelHeaderLen(family)]
+// putOuterIP writes the outer IP header of family outer into hdr[:TunnelHeaderLen(outer)]
 // for a packet whose protocol is proto and whose payload is extra bytes of tunnel
-// headers followed by inner: the fields PutTunnelHeader lists, copied from inner.
-func putOuterIP(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16, proto uint8, extra int) bool {
-	switch family {
+// headers followed by inner, an IP packet of family innerFam: the fields PutEncapHeader
+// lists, taken from inner.
+func putOuterIP(hdr, inner []byte, outer, innerFam uint8, src, dst [16]byte, id uint16, proto uint8, extra int) bool {
+	var tos, ttl uint8
+	var df uint16
+	switch innerFam {
 	case 4:
-		if len(hdr) < IPv4MinHeaderLen || len(inner) < IPv4MinHeaderLen || len(inner)+extra > 0xFFFF-IPv4MinHeaderLen {
+		if len(inner) < IPv4MinHeaderLen {
+			return false
+		}
+		in := (*[IPv4MinHeaderLen]byte)(inner)
+		tos, ttl = in[ipv4TOS], in[ipv4TTL]
+		df = binary.BigEndian.Uint16(in[ipv4FlagsFrag:]) & IPv4FlagDF
+	case 6:
+		if len(inner) < IPv6HeaderLen {
+			return false
+		}
+		// IPVS writes DF 0 over an IPv6 packet (ip_vs_prepare_tunneled_skb): its path MTU
+		// was checked against the tunnel's.
+		in := IPv6(inner)
+		tos, ttl = in.TrafficClass(), in.HopLimit()
+	default:
+		return false
+	}
+	tos = ecnEncap(tos)
+	switch outer {
+	case 4:
+		if len(hdr) < IPv4MinHeaderLen || len(inner)+extra > 0xFFFF-IPv4MinHeaderLen {
 			return false
 		}
 		// Field by field at fixed offsets, the checksum from the words as they are
 		// written (every tunnel packet pays for this header).
-		in := (*[IPv4MinHeaderLen]byte)(inner)
 		h := (*[IPv4MinHeaderLen]byte)(hdr)
 		tl := uint16(IPv4MinHeaderLen + extra + len(inner))
-		df := binary.BigEndian.Uint16(in[ipv4FlagsFrag:]) & IPv4FlagDF
-		tos := ecnEncap(in[ipv4TOS])
 		h[ipv4VerIHL], h[ipv4TOS] = 0x45, tos
 		binary.BigEndian.PutUint16(h[ipv4TotalLen:], tl)
 		binary.BigEndian.PutUint16(h[ipv4ID:], id)
 		binary.BigEndian.PutUint16(h[ipv4FlagsFrag:], df)
-		h[ipv4TTL], h[ipv4Proto] = in[ipv4TTL], proto
+		h[ipv4TTL], h[ipv4Proto] = ttl, proto
 		s4, d4 := binary.BigEndian.Uint32(src[12:]), binary.BigEndian.Uint32(dst[12:])
 		binary.BigEndian.PutUint32(h[ipv4Src:], s4)
 		binary.BigEndian.PutUint32(h[ipv4Dst:], d4)
 		sum := uint32(0x45)<<8 | uint32(tos)
-		sum += uint32(tl) + uint32(id) + uint32(df) + (uint32(in[ipv4TTL])<<8 | uint32(proto))
+		sum += uint32(tl) + uint32(id) + uint32(df) + (uint32(ttl)<<8 | uint32(proto))
 		sum += s4>>16 + s4&0xFFFF + d4>>16 + d4&0xFFFF
 		binary.BigEndian.PutUint16(h[ipv4Checksum:], ^Fold(sum))
 		return true
 	case 6:
-		if len(hdr) < IPv6HeaderLen || len(inner) < IPv6HeaderLen || len(inner)+extra > 0xFFFF {
+		if len(hdr) < IPv6HeaderLen || len(inner)+extra > 0xFFFF {
 			return false
 		}
-		in := IPv6(inner)
 		h := IPv6(hdr[:IPv6HeaderLen])
-		h.SetVersionTrafficClassFlowLabel(ecnEncap(in.TrafficClass()), 0)
+		h.SetVersionTrafficClassFlowLabel(tos, 0)
 		h.SetPayloadLength(uint16(extra + len(inner)))
 		h.SetNextHeader(proto)
-		h.SetHopLimit(in.HopLimit())
+		h.SetHopLimit(ttl)
 		h.SetSourceAddress(src)
 		h.SetDestinationAddress(dst)
 		return true

@@ -327,49 +327,57 @@ func FuzzICMPError(f *testing.F) {
 }
 
 // wantEncap is, built with gopacket from the fields IPVS's tunnel transmit sets, what
-// PutEncapHeader must put in front of inner (an IP packet of family): the outer IP header
-// (TOS or traffic class, TTL or hop limit and, for IPv4, DF copied from inner), then UDP
-// and GUE, or GRE, with the checksums IPVS computes (ip_vs_xmit.c, 2025 mainline).
-func wantEncap(t testing.TB, inner []byte, family uint8, src, dst [16]byte, id uint16, e Encap, sport uint16) []byte {
+// PutEncapHeader must put in front of inner (an IP packet of family innerFam) in an outer
+// header of family outer: the outer IP header (TOS or traffic class and TTL or hop limit
+// from inner, the ECN field as the kernel's INET_ECN_encapsulate leaves it, DF from an
+// IPv4 inner only: ip_vs_prepare_tunneled_skb), protocol 4 or 41 by the inner family for
+// IPIP, then UDP and GUE, or GRE, with the checksums IPVS computes (ip_vs_xmit.c, 2025
+// mainline).
+func wantEncap(t testing.TB, inner []byte, outer, innerFam uint8, src, dst [16]byte, id uint16, e Encap, sport uint16) []byte {
 	t.Helper()
 	innerProto, et := layers.IPProtocolIPv4, layers.EthernetTypeIPv4
-	if family == 6 {
+	var tos, ttl uint8
+	df := false
+	if innerFam == 6 {
 		innerProto, et = layers.IPProtocolIPv6, layers.EthernetTypeIPv6
+		tos, ttl = IPv6(inner).TrafficClass(), IPv6(inner).HopLimit()
+	} else {
+		in := IPv4(inner)
+		tos, ttl, df = in.TOS(), in.TTL(), in.FlagsFragmentOffset()&IPv4FlagDF != 0
 	}
 	var mid []gopacket.SerializableLayer
-	proto := layers.IPProtocolGRE
+	proto := innerProto
 	switch e.Type {
 	case EncapGUE:
 		proto = layers.IPProtocolUDP
 		mid = append(mid, &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(e.Port)},
 			gopacket.Payload([]byte{0, byte(innerProto), 0, 0}))
 	case EncapGRE:
+		proto = layers.IPProtocolGRE
 		mid = append(mid, &layers.GRE{ChecksumPresent: e.Csum, Protocol: et})
 	}
-	var outer gopacket.NetworkLayer
-	if family == 4 {
-		in := IPv4(inner)
-		o := &layers.IPv4{Version: 4, IHL: 5, TOS: outerTOS(in.TOS()), Id: id, TTL: in.TTL(), Protocol: proto,
+	var o gopacket.NetworkLayer
+	if outer == 4 {
+		o4 := &layers.IPv4{Version: 4, IHL: 5, TOS: outerTOS(tos), Id: id, TTL: ttl, Protocol: proto,
 			SrcIP: addrToIP(src), DstIP: addrToIP(dst)}
-		if in.FlagsFragmentOffset()&IPv4FlagDF != 0 {
-			o.Flags = layers.IPv4DontFragment
+		if df {
+			o4.Flags = layers.IPv4DontFragment
 		}
-		outer = o
+		o = o4
 	} else {
-		in := IPv6(inner)
-		outer = &layers.IPv6{Version: 6, TrafficClass: outerTOS(in.TrafficClass()), NextHeader: proto, HopLimit: in.HopLimit(),
+		o = &layers.IPv6{Version: 6, TrafficClass: outerTOS(tos), NextHeader: proto, HopLimit: ttl,
 			SrcIP: src[:], DstIP: dst[:]}
 	}
 	if e.Type == EncapGUE {
-		must(t, mid[0].(*layers.UDP).SetNetworkLayerForChecksum(outer))
+		must(t, mid[0].(*layers.UDP).SetNetworkLayerForChecksum(o))
 	}
-	ls := append([]gopacket.SerializableLayer{outer.(gopacket.SerializableLayer)}, mid...)
+	ls := append([]gopacket.SerializableLayer{o.(gopacket.SerializableLayer)}, mid...)
 	ls = append(ls, gopacket.Payload(inner))
 	buf := gopacket.NewSerializeBuffer()
 	must(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...))
 	b := buf.Bytes()
 	if e.Type == EncapGUE {
-		u := b[TunnelHeaderLen(family):]
+		u := b[TunnelHeaderLen(outer):]
 		switch c := binary.BigEndian.Uint16(u[6:]); {
 		case !e.Csum:
 			u[6], u[7] = 0, 0 // IPVS without --tun-csum: no UDP checksum, over IPv6 too
@@ -380,14 +388,15 @@ func wantEncap(t testing.TB, inner []byte, family uint8, src, dst [16]byte, id u
 	return b
 }
 
-// TestPutEncapHeader: GUE and GRE headers, with and without their checksums, over IPv4
-// and IPv6 carrying TCP and UDP of random contents and lengths (odd ones too), are byte
-// for byte what gopacket builds of the fields IPVS sets (wantEncap); the outer checksums
-// verify; short buffers are refused.
+// TestPutEncapHeader: IPIP, GUE and GRE headers, GUE's and GRE's with and without their
+// checksums, in IPv4 and IPv6 outer headers around TCP and UDP of either family (a real
+// server of the service's other family) with random contents and lengths (odd ones too),
+// random TOS (ECN CE included) and TTL, are byte for byte what gopacket builds of the
+// fields IPVS sets (wantEncap); the outer checksums verify; short buffers are refused.
 func TestPutEncapHeader(t *testing.T) {
 	r := newRand(t)
 	for _, e := range []Encap{
-		{Type: EncapGUE, Port: 6080}, {Type: EncapGUE, Port: 5555, Csum: true},
+		{}, {Type: EncapGUE, Port: 6080}, {Type: EncapGUE, Port: 5555, Csum: true},
 		{Type: EncapGRE}, {Type: EncapGRE, Csum: true},
 	} {
 		for range 2000 {
@@ -396,25 +405,42 @@ func TestPutEncapHeader(t *testing.T) {
 			frame := build(t, s)
 			var info Info
 			Parse(frame, &info)
-			inner := append([]byte(nil), frame[info.L3Off:int(info.L3Off)+int(info.L3Len)]...)
-			src, dst := as16(randAddr(r, s.v6)), as16(randAddr(r, s.v6))
+			ip := frame[info.L3Off : int(info.L3Off)+int(info.L3Len)]
+			if info.Family == 4 {
+				IPv4(ip).SetTOS(uint8(r.IntN(256)))
+				IPv4(ip).ComputeChecksum()
+			} else {
+				IPv6(ip).SetVersionTrafficClassFlowLabel(uint8(r.IntN(256)), uint32(r.IntN(1<<20)))
+			}
+			inner := append([]byte(nil), ip...)
+			outer := uint8(4)
+			if r.IntN(2) == 0 {
+				outer = 6
+			}
+			src, dst := as16(randAddr(r, outer == 6)), as16(randAddr(r, outer == 6))
 			id, sport := uint16(r.IntN(1<<16)), uint16(32768+r.IntN(28232))
-			hl := e.HeaderLen(info.Family)
+			hl := e.HeaderLen(outer)
 			out := make([]byte, hl+len(inner))
 			copy(out[hl:], inner)
-			if !PutEncapHeader(out[:hl], out[hl:], info.Family, src, dst, id, e, sport) {
-				t.Fatalf("%+v: refused a %d-byte IPv%d packet", e, len(inner), info.Family)
+			if !PutEncapHeader(out[:hl], out[hl:], outer, info.Family, src, dst, id, e, sport) {
+				t.Fatalf("%+v: refused a %d-byte IPv%d packet in IPv%d", e, len(inner), info.Family, outer)
 			}
-			want := wantEncap(t, inner, info.Family, src, dst, id, e, sport)
+			want := wantEncap(t, inner, outer, info.Family, src, dst, id, e, sport)
 			if !bytes.Equal(out, want) {
-				t.Fatalf("%+v, IPv%d, %d bytes:\ngot  % x\nwant % x", e, info.Family, len(inner), out[:hl], want[:min(hl, len(want))])
+				t.Fatalf("%+v, IPv%d in IPv%d, %d bytes:\ngot  % x\nwant % x", e, info.Family, outer, len(inner), out[:hl], want[:min(hl, len(want))])
+			}
+			if outer == info.Family && e.Type == EncapIPIP {
+				same := make([]byte, hl)
+				if !PutTunnelHeader(same, inner, outer, src, dst, id) || !bytes.Equal(same, out[:hl]) {
+					t.Fatal("PutTunnelHeader and PutEncapHeader differ on a same-family IPIP packet")
+				}
 			}
 			// The checksums verify as a receiver checks them.
-			ipl := TunnelHeaderLen(info.Family)
+			ipl := TunnelHeaderLen(outer)
 			x := out[ipl:]
 			switch {
 			case e.Type == EncapGUE && e.Csum:
-				if Fold(Checksum(x, PseudoHeaderSum(info.Family, src, dst, ProtoUDP, uint32(len(x))))) != 0xFFFF {
+				if Fold(Checksum(x, PseudoHeaderSum(outer, src, dst, ProtoUDP, uint32(len(x))))) != 0xFFFF {
 					t.Fatalf("%+v: UDP checksum does not verify", e)
 				}
 			case e.Type == EncapGRE && e.Csum:
@@ -425,8 +451,11 @@ func TestPutEncapHeader(t *testing.T) {
 		}
 		for _, fam := range []uint8{4, 6} {
 			hl := e.HeaderLen(fam)
-			if PutEncapHeader(make([]byte, hl-1), make([]byte, 60), fam, [16]byte{}, [16]byte{}, 0, e, 40000) {
+			if PutEncapHeader(make([]byte, hl-1), make([]byte, 60), fam, fam, [16]byte{}, [16]byte{}, 0, e, 40000) {
 				t.Errorf("%+v: accepted a %d-byte header buffer for IPv%d, want %d", e, hl-1, fam, hl)
+			}
+			if PutEncapHeader(make([]byte, hl), make([]byte, 60), fam, 5, [16]byte{}, [16]byte{}, 0, e, 40000) {
+				t.Errorf("%+v: accepted an inner family 5", e)
 			}
 		}
 	}
