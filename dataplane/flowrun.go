@@ -30,12 +30,14 @@ type flowRun struct {
 	nat    packet.FlowNAT // NAT: the rewrite
 	out    uint8          // egress port (index in worker.ports) and next hop's MAC of the run's first packet
 	mac    [6]byte
-	// TUN: the real server, the outer source, the route's MTU (0: unknown) and the
-	// encapsulation (which worker.request sets after startRun), as the run's first packet
-	// was encapsulated
+	// TUN: the real server, the outer source, the route's MTU (0: unknown), the
+	// encapsulation, the outer header's family and the length of what it adds, as the
+	// run's first packet was encapsulated
 	rs, src [16]byte
 	mtu     uint32
 	tun     packet.Encap
+	outer   uint8
+	hl      uint8
 	acc     uint8 // the index in worker.bc.flows of (svc, dest)'s accumulator, if still so
 	svc     uint32
 	dest    uint32
@@ -55,14 +57,17 @@ func (w *worker) tryFollow(p *pktDesc) bool {
 }
 
 // startRun makes p, just forwarded in full through hop h, the start of a run for the
-// packets of its connection and direction that follow it in the batch.
-func (w *worker) startRun(p *pktDesc, h *hop, e *conntrack.Entry) {
+// packets of its connection and direction that follow it in the batch; tun is a TUN
+// connection's encapsulation.
+func (w *worker) startRun(p *pktDesc, h *hop, e *conntrack.Entry, tun packet.Encap) {
 	r := &w.burst
 	r.qi, r.method, r.natOK = p.qi, e.Method, false
 	r.out, r.mac, r.svc, r.dest = uint8(h.out), h.mac, e.Service, e.Dest
 	if e.Method == conntrack.MethodTUN {
 		// The tunnel's route is the output's (tunnel looks rs up for both).
 		r.rs, r.src, r.mtu = h.dst, h.src, h.mtu
+		r.tun, r.outer = tun, familyOfAddr(&h.dst)
+		r.hl = uint8(tun.HeaderLen(r.outer))
 	}
 }
 
@@ -108,7 +113,7 @@ func (w *worker) follow(p *pktDesc) bool {
 		// What could make tunnel refuse is checked before the TTL changes: a packet too
 		// big once encapsulated, or without the headroom, goes the full way (an ICMP
 		// error or a counted drop).
-		hl := r.tun.HeaderLen(familyOfAddr(&r.rs))
+		hl := int(r.hl)
 		if info.Frag || r.mtu != 0 && int(info.L3Len)+hl > int(r.mtu) {
 			return false
 		}
@@ -116,7 +121,7 @@ func (w *worker) follow(p *pktDesc) bool {
 		if !ok || !packet.DecrementTTL(p.frame, info) {
 			return false
 		}
-		w.encapsulate(p, start, hl, &r.src, &r.rs, r.tun)
+		w.encapsulate(p, start, hl, r.outer, &r.src, &r.rs, r.tun)
 	default:
 		return false
 	}

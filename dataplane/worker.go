@@ -629,13 +629,13 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 		// NAT: the destination becomes the real server, which is the reply key's source.
 		packet.RewriteDst(p.frame, info, e.Reply.Src, e.Reply.SrcPort)
 		if h := w.output(p, e.Reply.Src); h != nil && w.runs(p) {
-			w.startRun(p, h, e)
+			w.startRun(p, h, e, packet.Encap{})
 		}
 	case conntrack.MethodFullNAT:
 		// FULLNAT: the source becomes the local endpoint, the destination the real
 		// server: the reply key's destination and source (fullnat.go).
 		if h := w.fullnatRequest(p); h != nil && w.runs(p) {
-			w.startRun(p, h, e)
+			w.startRun(p, h, e, packet.Encap{})
 		}
 	case conntrack.MethodDR:
 		// DR: the MACs change, towards the real server's, and the TTL (hop limit) drops
@@ -654,7 +654,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 			w.noteFrag(p, fragDR, rs.Addr, rs.Addr)
 		}
 		if h := w.output(p, rs.Addr); h != nil && w.runs(p) {
-			w.startRun(p, h, e)
+			w.startRun(p, h, e, packet.Encap{})
 		}
 	case conntrack.MethodTUN:
 		// TUN: IPIP (IPv4 in IPv4) or ip6ip6, or GUE or GRE, around the inner packet,
@@ -669,8 +669,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 			w.noteFrag(p, fragTUN, rs.Addr, rs.Addr).tun = rs.Tun
 		}
 		if h := w.tunnel(p, rs.Addr, rs.Tun); h != nil && w.runs(p) {
-			w.startRun(p, h, e)
-			w.burst.tun = rs.Tun
+			w.startRun(p, h, e, rs.Tun)
 		}
 	default:
 		w.drop(p, DropBadMethod)
@@ -732,7 +731,8 @@ func (w *worker) tunnel(p *pktDesc, rs [16]byte, enc packet.Encap) *hop {
 		w.drop(p, DropNoSource)
 		return nil
 	}
-	hl := enc.HeaderLen(familyOfAddr(&rs))
+	outer := familyOfAddr(&rs)
+	hl := enc.HeaderLen(outer)
 	if rt.mtu != 0 && int(info.L3Len)+hl > int(rt.mtu) {
 		mtu := rt.mtu - uint32(hl)
 		switch {
@@ -750,20 +750,19 @@ func (w *worker) tunnel(p *pktDesc, rs [16]byte, enc packet.Encap) *hop {
 		w.drop(p, DropNoHeadroom)
 		return nil
 	}
-	w.encapsulate(p, start, hl, &rt.src, &rs, enc)
+	w.encapsulate(p, start, hl, outer, &rt.src, &rs, enc)
 	return w.output(p, rs)
 }
 
 // encapsulate moves p's IP packet behind an Ethernet header and the hl bytes of tunnel
-// headers enc puts in front of it (enc.HeaderLen of rs's family), from src to rs, at
-// start in its headroom (headroomStart).
-func (w *worker) encapsulate(p *pktDesc, start uint64, hl int, src, rs *[16]byte, enc packet.Encap) {
+// headers enc puts in front of it (enc.HeaderLen(outer)), in an outer header of family
+// outer (rs's) from src to rs, at start in its headroom (headroomStart).
+func (w *worker) encapsulate(p *pktDesc, start uint64, hl int, outer uint8, src, rs *[16]byte, enc packet.Encap) {
 	info := &p.info
 	var sport uint16
 	if enc.Type == packet.EncapGUE {
 		sport = packet.EncapSourcePort(info) // from the inner packet's fields, before they move
 	}
-	outer := familyOfAddr(rs)
 	prepend(p, start)
 	setEtherType(p.frame, outer)
 	w.tunID++
@@ -963,7 +962,7 @@ func (w *worker) reply(p *pktDesc) {
 	}
 	if e.Method == conntrack.MethodFullNAT {
 		if h := w.fullnatReply(p); h != nil && w.runs(p) {
-			w.startRun(p, h, e)
+			w.startRun(p, h, e, packet.Encap{})
 		}
 		return
 	}
@@ -982,7 +981,7 @@ func (w *worker) reply(p *pktDesc) {
 	// The source becomes the virtual service the client talked to.
 	packet.RewriteSrc(p.frame, info, e.Orig.Dst, e.Orig.DstPort)
 	if h := w.output(p, e.Orig.Src); h != nil && e.Method == conntrack.MethodNAT && w.runs(p) {
-		w.startRun(p, h, e)
+		w.startRun(p, h, e, packet.Encap{})
 	}
 }
 

@@ -95,7 +95,26 @@ func TunnelHeaderLen(family uint8) int {
 // INET_ECN_encapsulate). src and dst are 16-byte addresses (IPv4-mapped for family 4). It reports false
 // and writes nothing if hdr or inner is too short for family.
 func PutTunnelHeader(hdr, inner []byte, family uint8, src, dst [16]byte, id uint16) bool {
-	return putOuterIP(hdr, inner, family, family, src, dst, id, innerProto(family), 0)
+	// Every same-family IPIP packet (the fast path's too) comes here: the fields are read
+	// and written without putOuterIP's family switches.
+	switch family {
+	case 4:
+		if len(hdr) < IPv4MinHeaderLen || len(inner) < IPv4MinHeaderLen || len(inner) > 0xFFFF-IPv4MinHeaderLen {
+			return false
+		}
+		in := (*[IPv4MinHeaderLen]byte)(inner)
+		df := binary.BigEndian.Uint16(in[ipv4FlagsFrag:]) & IPv4FlagDF
+		putOuter4((*[IPv4MinHeaderLen]byte)(hdr), ecnEncap(in[ipv4TOS]), in[ipv4TTL], df, uint16(IPv4MinHeaderLen+len(inner)), id, ProtoIPIP, &src, &dst)
+		return true
+	case 6:
+		if len(hdr) < IPv6HeaderLen || len(inner) < IPv6HeaderLen || len(inner) > 0xFFFF {
+			return false
+		}
+		in := IPv6(inner)
+		putOuter6(IPv6(hdr[:IPv6HeaderLen]), ecnEncap(in.TrafficClass()), in.HopLimit(), uint16(len(inner)), ProtoIPv6Encap, &src, &dst)
+		return true
+	}
+	return false
 }
 
 // innerProto is the IP protocol number of an encapsulated packet of family: 4 (IPv4) or
@@ -195,43 +214,49 @@ func putOuterIP(hdr, inner []byte, outer, innerFam uint8, src, dst [16]byte, id 
 	default:
 		return false
 	}
-	tos = ecnEncap(tos)
 	switch outer {
 	case 4:
 		if len(hdr) < IPv4MinHeaderLen || len(inner)+extra > 0xFFFF-IPv4MinHeaderLen {
 			return false
 		}
-		// Field by field at fixed offsets, the checksum from the words as they are
-		// written (every tunnel packet pays for this header).
-		h := (*[IPv4MinHeaderLen]byte)(hdr)
-		tl := uint16(IPv4MinHeaderLen + extra + len(inner))
-		h[ipv4VerIHL], h[ipv4TOS] = 0x45, tos
-		binary.BigEndian.PutUint16(h[ipv4TotalLen:], tl)
-		binary.BigEndian.PutUint16(h[ipv4ID:], id)
-		binary.BigEndian.PutUint16(h[ipv4FlagsFrag:], df)
-		h[ipv4TTL], h[ipv4Proto] = ttl, proto
-		s4, d4 := binary.BigEndian.Uint32(src[12:]), binary.BigEndian.Uint32(dst[12:])
-		binary.BigEndian.PutUint32(h[ipv4Src:], s4)
-		binary.BigEndian.PutUint32(h[ipv4Dst:], d4)
-		sum := uint32(0x45)<<8 | uint32(tos)
-		sum += uint32(tl) + uint32(id) + uint32(df) + (uint32(ttl)<<8 | uint32(proto))
-		sum += s4>>16 + s4&0xFFFF + d4>>16 + d4&0xFFFF
-		binary.BigEndian.PutUint16(h[ipv4Checksum:], ^Fold(sum))
+		putOuter4((*[IPv4MinHeaderLen]byte)(hdr), ecnEncap(tos), ttl, df, uint16(IPv4MinHeaderLen+extra+len(inner)), id, proto, &src, &dst)
 		return true
 	case 6:
 		if len(hdr) < IPv6HeaderLen || len(inner)+extra > 0xFFFF {
 			return false
 		}
-		h := IPv6(hdr[:IPv6HeaderLen])
-		h.SetVersionTrafficClassFlowLabel(tos, 0)
-		h.SetPayloadLength(uint16(extra + len(inner)))
-		h.SetNextHeader(proto)
-		h.SetHopLimit(ttl)
-		h.SetSourceAddress(src)
-		h.SetDestinationAddress(dst)
+		putOuter6(IPv6(hdr[:IPv6HeaderLen]), ecnEncap(tos), ttl, uint16(extra+len(inner)), proto, &src, &dst)
 		return true
 	}
 	return false
+}
+
+// putOuter4 writes an outer IPv4 header of total length tl: field by field at fixed
+// offsets, the checksum from the words as they are written (every tunnel packet pays for
+// this header).
+func putOuter4(h *[IPv4MinHeaderLen]byte, tos, ttl uint8, df, tl, id uint16, proto uint8, src, dst *[16]byte) {
+	h[ipv4VerIHL], h[ipv4TOS] = 0x45, tos
+	binary.BigEndian.PutUint16(h[ipv4TotalLen:], tl)
+	binary.BigEndian.PutUint16(h[ipv4ID:], id)
+	binary.BigEndian.PutUint16(h[ipv4FlagsFrag:], df)
+	h[ipv4TTL], h[ipv4Proto] = ttl, proto
+	s4, d4 := binary.BigEndian.Uint32(src[12:]), binary.BigEndian.Uint32(dst[12:])
+	binary.BigEndian.PutUint32(h[ipv4Src:], s4)
+	binary.BigEndian.PutUint32(h[ipv4Dst:], d4)
+	sum := uint32(0x45)<<8 | uint32(tos)
+	sum += uint32(tl) + uint32(id) + uint32(df) + (uint32(ttl)<<8 | uint32(proto))
+	sum += s4>>16 + s4&0xFFFF + d4>>16 + d4&0xFFFF
+	binary.BigEndian.PutUint16(h[ipv4Checksum:], ^Fold(sum))
+}
+
+// putOuter6 writes an outer IPv6 header (flow label 0) with payload length pl.
+func putOuter6(h IPv6, tc, hops uint8, pl uint16, next uint8, src, dst *[16]byte) {
+	h.SetVersionTrafficClassFlowLabel(tc, 0)
+	h.SetPayloadLength(pl)
+	h.SetNextHeader(next)
+	h.SetHopLimit(hops)
+	h.SetSourceAddress(*src)
+	h.SetDestinationAddress(*dst)
 }
 
 // ecnEncap is the outer TOS or traffic class for an inner one: the same, but an ECN
