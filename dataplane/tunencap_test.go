@@ -435,3 +435,48 @@ func TestTUNMixedFamily(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPipelineTUNEncap is BenchmarkPipelineEstablished's TUN case with GUE and GRE
+// real servers (their checksums on: the costlier variant, a sum over each packet), and
+// with IPIP to a real server of the other family: ns/op per packet, the socket fake
+// included.
+func BenchmarkPipelineTUNEncap(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		enc   packet.Encap
+		mixed bool
+	}{
+		{"GUE-csum", packet.Encap{Type: packet.EncapGUE, Port: 6080, Csum: true}, false},
+		{"GRE-csum", packet.Encap{Type: packet.EncapGRE, Csum: true}, false},
+		{"IPIP-other-family", packet.Encap{}, true},
+	} {
+		for _, pc := range []pipeCase{{"v4", conntrack.MethodTUN, false}, {"v6", conntrack.MethodTUN, true}} {
+			b.Run(c.name+"/"+pc.name, func(b *testing.B) {
+				spec := l2Spec(b, conntrack.MethodTUN, 1<<14, oneArmed)
+				withEncap(&spec, c.enc)
+				if c.mixed {
+					spec = mixedSpec(b, c.enc)
+				}
+				r := newRigSpec(b, spec)
+				r.eth.OnTransmit = func([]byte) {}
+				syn, ack := pc.openFrames(b, 1024)
+				r.eth.Inject(syn)
+				r.w.poll()
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu := startCPU()
+				for i := 0; i < b.N; i += pipeBatch {
+					for range pipeBatch {
+						r.eth.Inject(ack)
+					}
+					r.w.poll()
+				}
+				b.StopTimer()
+				cpu.report(b)
+				if d := r.drops(); len(d) != 0 {
+					b.Fatalf("drops %v", d)
+				}
+			})
+		}
+	}
+}
