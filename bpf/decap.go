@@ -278,26 +278,35 @@ func (d *Decap) SetAddrs(addrs []netip.Addr) error {
 	if d.closed {
 		return fmt.Errorf("set decap addresses: %w", ErrClosed)
 	}
-	var k [16]byte
+	if err := replaceKeys(d.objs.Addrs, want, func(a [16]byte) string { return netip.AddrFrom16(a).Unmap().String() }); err != nil {
+		return fmt.Errorf("set decap addresses: %w", err)
+	}
+	return nil
+}
+
+// replaceKeys makes the keys of hash map m exactly those of want (each with value 0):
+// it deletes the keys want lacks, then adds want's. show names a key in errors.
+func replaceKeys[K comparable](m *ebpf.Map, want map[K]struct{}, show func(K) string) error {
+	var k K
 	var v uint32
-	var extra [][16]byte
-	it := d.objs.Addrs.Iterate()
+	var extra []K
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		if _, ok := want[k]; !ok {
 			extra = append(extra, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("set decap addresses: iterate map: %w", err)
+		return fmt.Errorf("iterate map: %w", err)
 	}
 	for i := range extra {
-		if err := d.objs.Addrs.Delete(&extra[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("set decap addresses: delete %v: %w", netip.AddrFrom16(extra[i]).Unmap(), err)
+		if err := m.Delete(&extra[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete %s: %w", show(extra[i]), err)
 		}
 	}
-	for a := range want {
-		if err := d.objs.Addrs.Update(&a, uint32(0), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("set decap addresses: add %v: %w", netip.AddrFrom16(a).Unmap(), err)
+	for key := range want {
+		if err := m.Update(&key, uint32(0), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("add %s: %w", show(key), err)
 		}
 	}
 	return nil
@@ -342,28 +351,12 @@ func (d *Decap) SetGUEPorts(ports []uint16) error {
 	if d.closed {
 		return fmt.Errorf("set decap GUE ports: %w", ErrClosed)
 	}
-	var k [2]byte
-	var v uint32
-	var extra [][2]byte
-	it := d.objs.GuePorts.Iterate()
-	for it.Next(&k, &v) {
-		if _, ok := want[binary.BigEndian.Uint16(k[:])]; !ok {
-			extra = append(extra, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("set decap GUE ports: iterate map: %w", err)
-	}
-	for i := range extra {
-		if err := d.objs.GuePorts.Delete(&extra[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("set decap GUE ports: delete %d: %w", binary.BigEndian.Uint16(extra[i][:]), err)
-		}
-	}
+	keys := make(map[[2]byte]struct{}, len(want))
 	for p := range want {
-		k := guePortKey(p)
-		if err := d.objs.GuePorts.Update(&k, uint32(0), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("set decap GUE ports: add %d: %w", p, err)
-		}
+		keys[guePortKey(p)] = struct{}{}
+	}
+	if err := replaceKeys(d.objs.GuePorts, keys, func(k [2]byte) string { return fmt.Sprint(binary.BigEndian.Uint16(k[:])) }); err != nil {
+		return fmt.Errorf("set decap GUE ports: %w", err)
 	}
 	return nil
 }

@@ -65,6 +65,23 @@ func natSend(t *testing.T, r *rig, sport uint16, fromClient bool, p pkt) {
 }
 
 // requests pops what worker w queued.
+// republish publishes a copy of dp's snapshot with each service changed by edit (which
+// must copy what it changes of a service's slices: the snapshot's are shared).
+func republish(t *testing.T, dp *Dataplane, edit func(*Service)) {
+	t.Helper()
+	svcs := append([]Service(nil), dp.Snapshot().Services...)
+	for i := range svcs {
+		edit(&svcs[i])
+	}
+	ns, err := NewSnapshot(svcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Publish(ns); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func requests(w *worker) []fastReq {
 	out := make([]fastReq, 64)
 	return out[:w.fp.ring.pop(out)]
@@ -533,17 +550,7 @@ func TestFastPathManager(t *testing.T) {
 		t.Fatalf("second connection: %+v, want 2 entries", st)
 	}
 	snap := r.dp.Snapshot()
-	svcs := append([]Service(nil), snap.Services...)
-	for i := range svcs {
-		svcs[i].Dests = nil
-	}
-	ns, err := NewSnapshot(svcs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.dp.Publish(ns); err != nil {
-		t.Fatal(err)
-	}
+	republish(t, r.dp, func(s *Service) { s.Dests = nil })
 	f.sweep(false)
 	if st := f.Stats(); st.Entries != 0 || st.Removed != 4 {
 		t.Fatalf("after the real server's deletion: %+v, want no entry, 4 removed", st)

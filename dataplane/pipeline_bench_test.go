@@ -137,36 +137,41 @@ func benchEstablished(b *testing.B, flows int, persist bool) {
 					spec.services[i].Persist, spec.services[i].PersistBits = 300*int64(time.Second), 128
 				}
 			}
-			r := newRigSpec(b, spec)
-			r.eth.OnTransmit = func([]byte) {}
-			acks := make([][]byte, pipeBatch)
-			for i := range flows {
-				var syn []byte
-				syn, acks[i] = c.openFrames(b, uint16(1024+i))
-				r.eth.Inject(syn)
-			}
-			for i := flows; i < pipeBatch; i++ {
-				acks[i] = acks[i%flows]
-			}
-			r.w.poll()
-			if n := r.dp.ct.Len(); n != flows {
-				b.Fatalf("%d connections, want %d", n, flows)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := startCPU()
-			for i := 0; i < b.N; i += pipeBatch {
-				for _, a := range acks {
-					r.eth.Inject(a)
-				}
-				r.w.poll()
-			}
-			b.StopTimer()
-			cpu.report(b)
-			if d := r.drops(); len(d) != 0 {
-				b.Fatalf("drops %v", d)
-			}
+			benchEstablishedSpec(b, c, spec, flows)
 		})
+	}
+}
+
+// benchEstablishedSpec is one case of benchEstablished on a rig built from spec.
+func benchEstablishedSpec(b *testing.B, c pipeCase, spec rigSpec, flows int) {
+	r := newRigSpec(b, spec)
+	r.eth.OnTransmit = func([]byte) {}
+	acks := make([][]byte, pipeBatch)
+	for i := range flows {
+		var syn []byte
+		syn, acks[i] = c.openFrames(b, uint16(1024+i))
+		r.eth.Inject(syn)
+	}
+	for i := flows; i < pipeBatch; i++ {
+		acks[i] = acks[i%flows]
+	}
+	r.w.poll()
+	if n := r.dp.ct.Len(); n != flows {
+		b.Fatalf("%d connections, want %d", n, flows)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU()
+	for i := 0; i < b.N; i += pipeBatch {
+		for _, a := range acks {
+			r.eth.Inject(a)
+		}
+		r.w.poll()
+	}
+	b.StopTimer()
+	cpu.report(b)
+	if d := r.drops(); len(d) != 0 {
+		b.Fatalf("drops %v", d)
 	}
 }
 

@@ -143,27 +143,39 @@ func TestTUNPathMTU(t *testing.T) {
 	}
 }
 
-// TestTUNAllocs: encapsulation allocates nothing.
+// TestTUNAllocs: encapsulation allocates nothing: IPIP (a packet too big for the tunnel
+// answered too), GUE and GRE with their checksums, IPIP to the other family.
 func TestTUNAllocs(t *testing.T) {
-	r := newL2Rig(t, conntrack.MethodTUN)
-	r.eth.OnTransmit = func([]byte) {}
-	r.w.icmpLimit = newTokenBucket(-1, 0) // every fragmentation-needed is sent (the limit: ratelimit_test.go)
-	r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, syn: true}))
-	r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, syn: true}))
-	r.w.poll()
-	ack := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
-	ack6 := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
-	big := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, ack: true, payload: make([]byte, 1460)})
-	n := testing.AllocsPerRun(200, func() {
-		r.eth.Inject(ack)
-		r.eth.Inject(ack6)
-		r.eth.Inject(big)
+	for _, c := range []struct {
+		enc   packet.Encap
+		mixed bool
+	}{{}, {enc: packet.Encap{Type: packet.EncapGUE, Port: 6080, Csum: true}}, {enc: packet.Encap{Type: packet.EncapGRE, Csum: true}}, {mixed: true}} {
+		spec := l2Spec(t, conntrack.MethodTUN, 1<<14, oneArmed)
+		withEncap(&spec, c.enc)
+		if c.mixed {
+			spec = mixedSpec(t, c.enc)
+		}
+		r := newRigSpec(t, spec)
+		r.eth.OnTransmit = func([]byte) {}
+		r.w.icmpLimit = newTokenBucket(-1, 0) // every fragmentation-needed is sent (the limit: ratelimit_test.go)
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, syn: true}))
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, syn: true}))
 		r.w.poll()
-	})
-	if n != 0 {
-		t.Fatalf("%v allocations per TUN batch", n)
-	}
-	if d := r.drops(); len(d) != 0 {
-		t.Fatalf("drops %v", d)
+		ack := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
+		ack6 := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
+		big := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, ack: true, payload: make([]byte, 1460)})
+		n := testing.AllocsPerRun(200, func() {
+			r.eth.Inject(ack)
+			r.eth.Inject(ack)
+			r.eth.Inject(ack6)
+			r.eth.Inject(big)
+			r.w.poll()
+		})
+		if n != 0 {
+			t.Fatalf("%+v (other family %v): %v allocations per TUN batch", c.enc, c.mixed, n)
+		}
+		if d := r.drops(); len(d) != 0 {
+			t.Fatalf("%+v (other family %v): drops %v", c.enc, c.mixed, d)
+		}
 	}
 }

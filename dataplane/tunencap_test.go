@@ -59,17 +59,8 @@ func TestTUNEncap(t *testing.T) {
 					r := newEncapRig(t, enc)
 					var sports []uint16
 					for i, payload := range []string{"hello", "odd-length payload!"} {
-						ip := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 40000, dport: 80, udp: udp, syn: i == 0 && !udp, ack: i > 0 && !udp, ttl: 9, payload: []byte(payload)}
-						in := build(t, ip)
-						ip.ttl = 8
-						inner := ipPacket(build(t, ip))
-						r.eth.Inject(in)
-						r.w.poll()
-						out := r.eth.Sent()
-						if len(out) != 1 {
-							t.Fatalf("sent %d frames, want 1 (drops %v)", len(out), r.drops())
-						}
-						sports = append(sports, checkEncapFrame(t, out[0], enc, fam.dir, fam.rs, inner))
+						ip := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 40000, dport: 80, udp: udp, syn: i == 0 && !udp, ack: i > 0 && !udp, payload: []byte(payload)}
+						sports = append(sports, sendEncap(t, r, ip, enc, fam.dir, fam.rs))
 					}
 					if sports[0] != sports[1] {
 						t.Errorf("GUE source ports %d then %d for one flow", sports[0], sports[1])
@@ -82,6 +73,22 @@ func TestTUNEncap(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sendEncap sends ip (TTL 9) through r, wants one frame out and checks it with
+// checkEncapFrame (the inner packet ip with TTL 8), and returns its GUE source port.
+func sendEncap(t *testing.T, r *rig, ip pkt, enc packet.Encap, dir, rs netip.Addr) uint16 {
+	t.Helper()
+	ip.ttl = 9
+	r.eth.Inject(build(t, ip))
+	ip.ttl = 8
+	inner := ipPacket(build(t, ip))
+	r.w.poll()
+	out := r.eth.Sent()
+	if len(out) != 1 {
+		t.Fatalf("sent %d frames, want 1 (drops %v)", len(out), r.drops())
+	}
+	return checkEncapFrame(t, out[0], enc, dir, rs, inner)
 }
 
 // ipPacket is the IP packet of Ethernet frame f, without the frame's padding.
@@ -202,21 +209,29 @@ func TestTUNEncapPathMTU(t *testing.T) {
 				if len(out) != 1 || r.w.st.icmpSent.load() != 1 {
 					t.Fatalf("a %d-byte packet: sent %d frames, icmp %d (drops %v)", mtu+1, len(out), r.w.st.icmpSent.load(), r.drops())
 				}
-				p := gopacket.NewPacket(out[0], layers.LayerTypeEthernet, gopacket.Default)
-				if fam.client.Is6() {
-					m, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
-					if !ok || m.TypeCode.Type() != layers.ICMPv6TypePacketTooBig || binary.BigEndian.Uint32(m.Payload[:4]) != uint32(mtu) {
-						t.Fatalf("packet too big: %v, want MTU %d", p, mtu)
-					}
-				} else {
-					m, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
-					if !ok || m.TypeCode != layers.CreateICMPv4TypeCode(3, 4) || int(m.Seq) != mtu {
-						t.Fatalf("fragmentation needed: %v, want MTU %d", p, mtu)
-					}
-				}
+				checkTooBig(t, out[0], fam.client.Is6(), mtu)
 				r.framesBack(t)
 			})
 		}
+	}
+}
+
+// checkTooBig checks that frame f is the director's ICMP error about a packet too big for
+// a tunnel that leaves mtu bytes: Packet Too Big with max(mtu, 1280) for IPv6 (v6),
+// fragmentation-needed with mtu for IPv4.
+func checkTooBig(t *testing.T, f []byte, v6 bool, mtu int) {
+	t.Helper()
+	p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+	if v6 {
+		m, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+		if !ok || m.TypeCode.Type() != layers.ICMPv6TypePacketTooBig || binary.BigEndian.Uint32(m.Payload[:4]) != uint32(max(mtu, 1280)) {
+			t.Fatalf("packet too big: %v, want MTU %d", p, mtu)
+		}
+		return
+	}
+	m, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if !ok || m.TypeCode != layers.CreateICMPv4TypeCode(3, 4) || int(m.Seq) != mtu {
+		t.Fatalf("fragmentation needed: %v, want MTU %d", p, mtu)
 	}
 }
 
@@ -292,21 +307,12 @@ func TestFastPathTUNEncapNotOffered(t *testing.T) {
 		if ok, err := cls.FastLookup(&k, &v); !ok || err != nil {
 			t.Fatalf("IPIP connection not installed: %v", err)
 		}
-		snap := r.dp.Snapshot()
-		svcs := append([]Service(nil), snap.Services...)
-		for i := range svcs {
-			svcs[i].Dests = append([]Dest(nil), svcs[i].Dests...)
-			for j := range svcs[i].Dests {
-				svcs[i].Dests[j].Tun = packet.Encap{Type: packet.EncapGUE, Port: 6080}
+		republish(t, r.dp, func(s *Service) {
+			s.Dests = append([]Dest(nil), s.Dests...)
+			for j := range s.Dests {
+				s.Dests[j].Tun = packet.Encap{Type: packet.EncapGUE, Port: 6080}
 			}
-		}
-		ns, err := NewSnapshot(svcs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.dp.Publish(ns); err != nil {
-			t.Fatal(err)
-		}
+		})
 		f.sweep(false)
 		if ok, _ := cls.FastLookup(&k, &v); ok {
 			t.Fatal("the connection stays in the fast path after its real server became GUE")
@@ -320,31 +326,6 @@ func TestFastPathTUNEncapNotOffered(t *testing.T) {
 			t.Fatalf("after the edit: sent %d frames (drops %v), want one GUE packet", len(out), r.drops())
 		}
 	})
-}
-
-// TestTUNEncapAllocs: GUE and GRE encapsulation, checksums included, allocate nothing.
-func TestTUNEncapAllocs(t *testing.T) {
-	for _, enc := range []packet.Encap{{Type: packet.EncapGUE, Port: 6080, Csum: true}, {Type: packet.EncapGRE, Csum: true}} {
-		r := newEncapRig(t, enc)
-		r.eth.OnTransmit = func([]byte) {}
-		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, syn: true}))
-		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, syn: true}))
-		r.w.poll()
-		ack := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
-		ack6 := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client6, dst: l2VIP6, sport: 7, dport: 80, ack: true, payload: make([]byte, 100)})
-		n := testing.AllocsPerRun(200, func() {
-			r.eth.Inject(ack)
-			r.eth.Inject(ack)
-			r.eth.Inject(ack6)
-			r.w.poll()
-		})
-		if n != 0 {
-			t.Fatalf("%v: %v allocations per batch", enc, n)
-		}
-		if d := r.drops(); len(d) != 0 {
-			t.Fatalf("%v: drops %v", enc, d)
-		}
-	}
 }
 
 // mixedSpec is the l2 rig with TUN real servers of the services' other family: the IPv4
@@ -383,17 +364,8 @@ func TestTUNMixedFamily(t *testing.T) {
 					if fam.client.Is6() {
 						dir, rs = l2Dir, l2RS1
 					}
-					ip := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 40000, dport: 80, udp: udp, syn: !udp, ttl: 9, payload: []byte("mixed")}
-					in := build(t, ip)
-					ip.ttl = 8
-					inner := ipPacket(build(t, ip))
-					r.eth.Inject(in)
-					r.w.poll()
-					out := r.eth.Sent()
-					if len(out) != 1 {
-						t.Fatalf("sent %d frames, want 1 (drops %v)", len(out), r.drops())
-					}
-					checkEncapFrame(t, out[0], enc, dir, rs, inner)
+					ip := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 40000, dport: 80, udp: udp, syn: !udp, payload: []byte("mixed")}
+					sendEncap(t, r, ip, enc, dir, rs)
 					// A second datagram (UDP) or the ACK (TCP) would make the connection
 					// eligible for the fast path: nothing is offered.
 					ack := ip
@@ -413,22 +385,11 @@ func TestTUNMixedFamily(t *testing.T) {
 					}
 					r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 1, dport: 80, udp: true, payload: make([]byte, mtu-hl+1)}))
 					r.w.poll()
-					out = r.eth.Sent()
+					out := r.eth.Sent()
 					if len(out) != 1 || r.w.st.icmpSent.load() != 1 {
 						t.Fatalf("too big: sent %d frames, icmp %d (drops %v)", len(out), r.w.st.icmpSent.load(), r.drops())
 					}
-					p := gopacket.NewPacket(out[0], layers.LayerTypeEthernet, gopacket.Default)
-					if fam.client.Is6() {
-						m, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
-						if !ok || m.TypeCode.Type() != layers.ICMPv6TypePacketTooBig || binary.BigEndian.Uint32(m.Payload[:4]) != uint32(max(mtu, 1280)) {
-							t.Fatalf("packet too big: %v, want MTU %d", p, mtu)
-						}
-					} else {
-						m, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
-						if !ok || m.TypeCode != layers.CreateICMPv4TypeCode(3, 4) || int(m.Seq) != mtu {
-							t.Fatalf("fragmentation needed: %v, want MTU %d", p, mtu)
-						}
-					}
+					checkTooBig(t, out[0], fam.client.Is6(), mtu)
 					r.framesBack(t)
 				})
 			}
@@ -457,25 +418,7 @@ func BenchmarkPipelineTUNEncap(b *testing.B) {
 				if c.mixed {
 					spec = mixedSpec(b, c.enc)
 				}
-				r := newRigSpec(b, spec)
-				r.eth.OnTransmit = func([]byte) {}
-				syn, ack := pc.openFrames(b, 1024)
-				r.eth.Inject(syn)
-				r.w.poll()
-				b.ReportAllocs()
-				b.ResetTimer()
-				cpu := startCPU()
-				for i := 0; i < b.N; i += pipeBatch {
-					for range pipeBatch {
-						r.eth.Inject(ack)
-					}
-					r.w.poll()
-				}
-				b.StopTimer()
-				cpu.report(b)
-				if d := r.drops(); len(d) != 0 {
-					b.Fatalf("drops %v", d)
-				}
+				benchEstablishedSpec(b, pc, spec, 1)
 			})
 		}
 	}
