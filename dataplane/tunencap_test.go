@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -420,6 +421,37 @@ func BenchmarkPipelineTUNEncap(b *testing.B) {
 				}
 				benchEstablishedSpec(b, pc, spec, 1)
 			})
+		}
+	}
+}
+
+// TestSnapshotEncap: NewSnapshot refuses an encapsulation the dataplane cannot write,
+// saying what is wrong: GUE without its port, a port on IPIP or GRE, a checksum on IPIP,
+// an unknown type. Another method's real server ignores Tun.
+func TestSnapshotEncap(t *testing.T) {
+	for _, c := range []struct {
+		enc  packet.Encap
+		want string
+	}{
+		{packet.Encap{Type: packet.EncapGUE}, "needs its UDP port"},
+		{packet.Encap{Type: packet.EncapGRE, Port: 6080}, "gre takes no port"},
+		{packet.Encap{Port: 6080}, "ipip takes no port"},
+		{packet.Encap{Csum: true}, "IPIP tunnel has no checksum option"},
+		{packet.Encap{Type: 7}, "unknown tunnel type 7"},
+	} {
+		spec := l2Spec(t, conntrack.MethodTUN, 1<<10, oneArmed)
+		withEncap(&spec, c.enc)
+		if _, err := NewSnapshot(spec.services); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error containing %q", c.enc, err, c.want)
+		}
+		dr := l2Spec(t, conntrack.MethodDR, 1<<10, oneArmed)
+		for i := range dr.services {
+			for j := range dr.services[i].Dests {
+				dr.services[i].Dests[j].Tun = c.enc
+			}
+		}
+		if _, err := NewSnapshot(dr.services); err != nil {
+			t.Errorf("%+v on DR real servers: %v", c.enc, err)
 		}
 	}
 }
