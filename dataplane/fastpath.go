@@ -782,8 +782,8 @@ func (d *Dataplane) FastPathStats() (s FastPathStats, ok bool) {
 // whether the packet found the connection (it did not create it). A TCP FIN or RST that
 // took the connection out of ESTABLISHED asks for its removal. A TUN real server's
 // connections are offered only with IPIP of the connection's own family: the program
-// writes no GUE or GRE header and no IPv4-in-IPv6 or IPv6-in-IPv4 one, so those stay
-// with the workers.
+// writes no GUE or GRE header (checked here) and no IPv4-in-IPv6 or IPv6-in-IPv4 one
+// (fastDir refuses those), so those stay with the workers.
 func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found bool) {
 	info := &p.info
 	switch info.Proto {
@@ -807,7 +807,7 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found 
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
 		w.fastOffer(p, e, rs.Addr, true)
 	case conntrack.MethodTUN:
-		if rs.Tun.Type == packet.EncapIPIP && familyOfAddr(&rs.Addr) == p.info.Family {
+		if rs.Tun.Type == packet.EncapIPIP {
 			w.fastOffer(p, e, rs.Addr, false)
 		}
 	case conntrack.MethodDR:

@@ -295,9 +295,11 @@ func fold(sum uint32) uint16 {
 // servers decapsulating with xlvs-decap in XDP: 1 MiB byte-exact each way over TCP (the
 // upload is the PMTU test: the MTU left by the other family's header) and the UDP echo,
 // the real server seeing the client's address, and the listing shows the real servers
-// in their own family.
+// in their own family. The director runs with --fastpath, whose program writes
+// same-family IPIP only: it installs none of these connections, and they work all the
+// same through the workers.
 func TestTUNOtherFamily(t *testing.T) {
-	e := setup(t, testbed.L2)
+	e := setup(t, testbed.L2, "--fastpath")
 	bin := decapBinary(t)
 	e.startDecap(bin, "xdp", "--gue-port", fmt.Sprint(gueTestPort))
 	for _, v6 := range []bool{false, true} {
@@ -342,6 +344,13 @@ func TestTUNOtherFamily(t *testing.T) {
 		})
 	}
 	e.t = t
+	c := fastOnly(e.dataplaneCounters())
+	if _, ok := c["fastpath_installed"]; !ok {
+		t.Fatalf("no fast path counters (is --fastpath on?): %v", c)
+	}
+	if c["fastpath_installed"] != 0 || c["xdp_fastpath_tx"] != 0 {
+		t.Errorf("the fast path took connections to real servers of the other family: %v", c)
+	}
 	e.logDrops()
 	e.noChecksumErrors()
 }
