@@ -35,10 +35,19 @@ const (
 	FastFullNAT = 3
 	// FastTUN: TTL / hop limit decremented (IPv4: CsumL3 FastTTLDelta), then an IPIP
 	// (IPv4) or ip6ip6 header from Addr (the director) to Addr2 (the real server)
-	// pushed in front, as the dataplane's tunnel writes it (packet.PutTunnelHeader)
-	// except the IPv4 identification, which is the entry's packet count. MTU bounds the
-	// inner packet: the egress MTU less the outer header.
+	// pushed in front, or with Tun a GUE or GRE tunnel's headers, as the dataplane's
+	// tunnel writes them (packet.PutTunnelHeader, packet.PutEncapHeader without
+	// checksums) except the IPv4 identification, which is the entry's packet count. MTU
+	// bounds the inner packet: the egress MTU less the tunnel's headers.
 	FastTUN = 4
+)
+
+// FastTUN's tunnel types (FastVal.Tun; FP_TUN_* in xlvs.c). Only checksum-less GUE and
+// GRE: a checksum over the packet stays with the dataplane.
+const (
+	FastTunIPIP = 0 // the outer IP header alone
+	FastTunGUE  = 1 // UDP from Port2 to Port (network byte order), checksum 0, then a 4-byte GUE header
+	FastTunGRE  = 2 // a 4-byte GRE header, no flags
 )
 
 // FastRedirect (FastVal.Flags) sends a packet back out of the interface it came in on
@@ -64,17 +73,17 @@ type FastVal struct {
 	Flags      uint8    // FastRedirect, FastKernel
 	MTU        uint16   // longer IP packets go to AF_XDP (FastTUN: inner packets)
 	Addr       [16]byte // FastNAT*, FastFullNAT: the new (source) address; FastTUN: the outer source
-	Port       [2]byte  // network byte order
+	Port       [2]byte  // network byte order; FastTUN with FastTunGUE: the UDP destination port
 	CsumL3     uint16
 	CsumL4     uint16
-	Pad1       uint16
+	Tun        uint16 // FastTUN: FastTun*
 	Cookie     uint32 // the caller's
 	Pad2       [2]uint32
 	Packets    uint64
 	Bytes      uint64
 	LastSeen   uint64
 	Addr2      [16]byte // FastFullNAT: the new destination address; FastTUN: the outer destination
-	Port2      [2]byte  // FastFullNAT: the new destination port, network byte order
+	Port2      [2]byte  // FastFullNAT: the new destination port; FastTunGUE: the UDP source port; network byte order
 	Pad3       [3]uint16
 }
 

@@ -77,6 +77,12 @@ func padding(frame []byte) []byte { return frame[14+len(ipPacket(frame)):] }
 // inner TTL decremented (packet.DecrementTTL), then the outer header of
 // packet.PutTunnelHeader with identification id, MACs towards the real server.
 func slowTunnel(tb testing.TB, in []byte, src, dst netip.Addr, id uint16) []byte {
+	return slowEncap(tb, in, src, dst, id, packet.Encap{}, 0)
+}
+
+// slowEncap is slowTunnel with encapsulation enc (packet.PutEncapHeader; GUE from source
+// port sport).
+func slowEncap(tb testing.TB, in []byte, src, dst netip.Addr, id uint16, enc packet.Encap, sport uint16) []byte {
 	tb.Helper()
 	f := bytes.Clone(in)
 	var info packet.Info
@@ -86,15 +92,15 @@ func slowTunnel(tb testing.TB, in []byte, src, dst netip.Addr, id uint16) []byte
 	if !packet.DecrementTTL(f, &info) {
 		tb.Fatal("packet.DecrementTTL refused")
 	}
-	hl := packet.TunnelHeaderLen(info.Family)
+	hl := enc.HeaderLen(info.Family)
 	inner := f[info.L3Off : int(info.L3Off)+int(info.L3Len)]
 	out := make([]byte, 14+hl+len(inner))
 	copy(out[0:6], macReal)
 	copy(out[6:12], macDirOut)
 	copy(out[12:14], in[12:14])
 	copy(out[14+hl:], inner)
-	if !packet.PutTunnelHeader(out[14:14+hl], out[14+hl:], info.Family, v4mapped(src), v4mapped(dst), id) {
-		tb.Fatal("packet.PutTunnelHeader refused")
+	if !packet.PutEncapHeader(out[14:14+hl], out[14+hl:], info.Family, info.Family, v4mapped(src), v4mapped(dst), id, enc, sport) {
+		tb.Fatal("packet.PutEncapHeader refused")
 	}
 	return out
 }
@@ -175,6 +181,61 @@ func TestFastPathTUN(t *testing.T) {
 					got.Packets, got.Bytes, got.LastSeen, got.Cookie, n, bytesIn)
 			}
 		})
+	}
+}
+
+// TestFastPathTUNEncap runs the program on frames whose flow has a TUN entry with a GUE
+// or GRE tunnel (no checksum, as the dataplane offers them): the output is byte for byte
+// the slow path's (packet.DecrementTTL, packet.PutEncapHeader without checksum, the
+// entry's GUE source port; packet's tests hold PutEncapHeader to gopacket's frames of
+// IPVS's headers), IPv4 and IPv6, TCP and UDP, for the flow's first and later packets
+// (the IPv4 identification is the entry's packet count), an ECN CE inner packet among
+// them.
+func TestFastPathTUNEncap(t *testing.T) {
+	h, p, xa, _ := fastRig(t, true)
+	const sport = 51234
+	for _, enc := range []packet.Encap{{Type: packet.EncapGUE, Port: 6080}, {Type: packet.EncapGRE}} {
+		for _, c := range []struct {
+			name    string
+			in      fpPkt
+			src, rs netip.Addr
+		}{
+			{"tcp4", fpPkt{src: cip4, dst: vip4, sport: 42000, dport: 80, df: true, payload: 100}, dir4, rip4},
+			{"udp4 ECN CE", fpPkt{udp: true, src: cip4, dst: vip4, sport: 42001, dport: 53, tos: 0xbb, payload: 33}, dir4, rip4},
+			{"tcp6", fpPkt{src: cip6, dst: vip6, sport: 42002, dport: 443, tos: 0xb8, payload: 100}, dir6, rip6},
+			{"udp6", fpPkt{udp: true, src: cip6, dst: vip6, sport: 42003, dport: 53, payload: 7}, dir6, rip6},
+		} {
+			t.Run(enc.Type.String()+"/"+c.name, func(t *testing.T) {
+				in := fpBase(c.in.udp, c.in.src, c.in.dst, c.in.sport, c.in.dport)
+				in.df, in.tos, in.payload = c.in.df, c.in.tos, c.in.payload
+				k := fastKeyOf(in)
+				v := tunEntry(in, c.src, c.rs, xa, 1400)
+				if enc.Type == packet.EncapGUE {
+					v.Tun = FastTunGUE
+					v.Port, v.Port2 = [2]byte{6080 >> 8, 6080 & 0xff}, [2]byte{sport >> 8, sport & 0xff}
+				} else {
+					v.Tun = FastTunGRE
+				}
+				if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
+					t.Fatalf("FastUpdate: %v", err)
+				}
+				t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+				for i := range 3 {
+					f := in.frame(t)
+					ret, out, slot := runFast(t, p, f, xa)
+					if ret != xdpTx || slot != statFastPathTx {
+						t.Fatalf("packet %d: verdict %d counter %d, want XDP_TX and fastpath_tx", i, ret, slot)
+					}
+					id := uint16(0)
+					if c.src.Is4() {
+						id = uint16(i)
+					}
+					if want := append(slowEncap(t, f, c.src, c.rs, id, enc, sport), padding(f)...); !bytes.Equal(out, want) {
+						t.Fatalf("packet %d: output frame\n% x\nwant (slow path)\n% x", i, out, want)
+					}
+				}
+			})
+		}
 	}
 }
 

@@ -499,7 +499,12 @@ struct fp_key {
 #define FP_NAT_DST 1 /* destination address and port rewritten, TTL decremented */
 #define FP_NAT_SRC 2 /* source address and port rewritten, TTL decremented */
 #define FP_FULLNAT 3 /* both: source to addr:port, destination to addr2:port2, TTL decremented */
-#define FP_TUN 4     /* TTL decremented (csum_l3: its delta), then IPIP / ip6ip6 from addr to addr2 */
+#define FP_TUN 4     /* TTL decremented (csum_l3: its delta), then IPIP / ip6ip6, GUE or GRE from addr to addr2 */
+
+/* FP_TUN's tunnel types (fp_val.tun), without checksums (those stay with the dataplane). */
+#define FP_TUN_IPIP 0 /* the outer IP header alone: protocol 4 or 41 */
+#define FP_TUN_GUE 1  /* UDP from port2 to port, no checksum, then a 4-byte GUE header */
+#define FP_TUN_GRE 2  /* a 4-byte GRE header: no flags, the inner EtherType */
 
 /*
  * FP_F_REDIRECT: back out of the receiving interface through tx_ports too, not XDP_TX.
@@ -521,7 +526,9 @@ struct fp_key {
 /*
  * The rewrite of one direction: 104 bytes, no implicit padding. FP_TUN: addr is the outer
  * header's source, addr2 its destination (the real server), of the inner packet's family;
- * mtu bounds the inner packet (the egress MTU less the outer header). csum_l3 and csum_l4 are RFC 1624 deltas
+ * tun the tunnel type (FP_TUN_*), and for GUE port the UDP destination port and port2 the
+ * source port (the dataplane's, from the flow); mtu bounds the inner packet (the egress
+ * MTU less the tunnel's headers). csum_l3 and csum_l4 are RFC 1624 deltas
  * (the one's complement sum of ~old + new over the changed 16-bit words, folded),
  * precomputed by the dataplane from the key and the new address and port: csum_l3
  * for the IPv4 header checksum (the address and the TTL decrement), csum_l4 for the
@@ -539,7 +546,7 @@ struct fp_val {
 	__be16 port;   /* the new port (FP_NAT_*) */
 	__u16 csum_l3;
 	__u16 csum_l4;
-	__u16 pad1;
+	__u16 tun;    /* FP_TUN: FP_TUN_* */
 	__u32 cookie; /* the dataplane's, not read here */
 	__u32 pad2[2];
 	__u64 packets;
@@ -610,21 +617,25 @@ static __always_inline __u16 ip_csum(struct iphdr *ip)
 /*
  * fast_tun: FP_TUN, as the dataplane's tunnel (dataplane/worker.go) and IPVS's
  * ip_vs_tunnel_xmit / ip_vs_tunnel_xmit_v6: the inner TTL (hop limit) drops by one, then an
- * outer header is pushed in front (bpf_xdp_adjust_head) — IPv4: protocol 4, TOS, DF and
- * the decremented TTL copied from the inner header, identification the entry's packet
- * count, header checksum; IPv6: next header 41, traffic class and hop limit copied, flow
- * label 0; the ECN field copied unless it is CE, which becomes ECT(0) (RFC 3168's
- * full-functionality option, IPVS's INET_ECN_encapsulate) — from addr to addr2, and a new
- * Ethernet header. It returns the new Ethernet
- * header, or NULL with the frame as it was (the packet then goes to the dataplane).
- * Every packet pointer the caller holds is invalid afterwards.
+ * outer header is pushed in front (bpf_xdp_adjust_head) — IPv4: TOS, DF and the
+ * decremented TTL copied from the inner header, identification the entry's packet count,
+ * header checksum; IPv6: traffic class and hop limit copied, flow label 0; the ECN field
+ * copied unless it is CE, which becomes ECT(0) (RFC 3168's full-functionality option,
+ * IPVS's INET_ECN_encapsulate) — from addr to addr2, then extra bytes of tunnel header
+ * (a constant at each call site: 0 IPIP, protocol 4 or 41; 12 GUE, protocol UDP: UDP from
+ * port2 to port without checksum, the GUE header naming the inner protocol; 4 GRE,
+ * protocol 47: no flags, the inner EtherType), and a new Ethernet header. It returns the
+ * new Ethernet header, or NULL with the frame as it was (the packet then goes to the
+ * dataplane). Every packet pointer the caller holds is invalid afterwards.
  */
 static __always_inline struct ethhdr *fast_tun(struct xdp_md *ctx, struct fp_val *v, int v6,
-					       __u32 l3len)
+					       __u32 l3len, const int extra)
 {
-	int hl = v6 ? (int)sizeof(struct ipv6hdr) : (int)sizeof(struct iphdr);
+	int hl = (v6 ? (int)sizeof(struct ipv6hdr) : (int)sizeof(struct iphdr)) + extra;
+	__u8 inner_proto = v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+	__u8 proto = extra == 12 ? IPPROTO_UDP : extra == 4 ? IPPROTO_GRE : inner_proto;
 	struct ethhdr *eth;
-	void *data, *end;
+	void *data, *end, *x;
 
 	if (bpf_xdp_adjust_head(ctx, -hl))
 		return NULL;
@@ -632,32 +643,34 @@ static __always_inline struct ethhdr *fast_tun(struct xdp_md *ctx, struct fp_val
 	end = (void *)(long)ctx->data_end;
 	eth = data;
 	if (!v6) {
-		struct iphdr *o = (void *)(eth + 1), *in = (void *)(o + 1);
+		struct iphdr *o = (void *)(eth + 1), *in = (void *)((__u8 *)(o + 1) + extra);
 
 		if ((void *)(in + 1) > end)
 			goto undo;
+		x = o + 1;
 		in->ttl--;
 		in->check = bpf_htons(csum_apply(bpf_ntohs(in->check), v->csum_l3));
 		((__u8 *)o)[0] = 0x45; /* version 4, 20 bytes */
 		o->tos = in->tos;
 		if ((o->tos & 0x3) == 0x3)
 			o->tos ^= 0x1; /* CE → ECT(0) */
-		o->tot_len = bpf_htons(l3len + sizeof(*o));
+		o->tot_len = bpf_htons(l3len + sizeof(*o) + extra);
 		o->id = bpf_htons((__u16)v->packets);
 		o->frag_off = in->frag_off & bpf_htons(IP_DF);
 		o->ttl = in->ttl;
-		o->protocol = IPPROTO_IPIP;
+		o->protocol = proto;
 		o->check = 0;
 		__builtin_memcpy(&o->saddr, &v->addr[12], 4);
 		__builtin_memcpy(&o->daddr, &v->addr2[12], 4);
 		o->check = ip_csum(o);
 		eth->h_proto = bpf_htons(ETH_P_IP);
 	} else {
-		struct ipv6hdr *o = (void *)(eth + 1), *in = (void *)(o + 1);
+		struct ipv6hdr *o = (void *)(eth + 1), *in = (void *)((__u8 *)(o + 1) + extra);
 		__u8 *ob = (__u8 *)o, *ib = (__u8 *)in;
 
 		if ((void *)(in + 1) > end)
 			goto undo;
+		x = o + 1;
 		in->hop_limit--;
 		ob[0] = 0x60 | (ib[0] & 0x0f); /* version 6, the traffic class's high half */
 		ob[1] = ib[1] & 0xf0;          /* its low half, flow label 0 */
@@ -665,12 +678,31 @@ static __always_inline struct ethhdr *fast_tun(struct xdp_md *ctx, struct fp_val
 			ob[1] ^= 0x10; /* ECN CE → ECT(0) */
 		ob[2] = 0;
 		ob[3] = 0;
-		o->payload_len = bpf_htons(l3len);
-		o->nexthdr = IPPROTO_IPV6;
+		o->payload_len = bpf_htons(l3len + extra);
+		o->nexthdr = proto;
 		o->hop_limit = in->hop_limit;
 		__builtin_memcpy(&o->saddr, v->addr, 16);
 		__builtin_memcpy(&o->daddr, v->addr2, 16);
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
+	}
+	if (extra == 12) {
+		/* Within the frame: the inner header after it was checked. */
+		struct udphdr *u = x;
+		__u8 *g = (__u8 *)(u + 1);
+
+		u->source = v->port2;
+		u->dest = v->port;
+		u->len = bpf_htons(l3len + extra);
+		u->check = 0;
+		g[0] = 0; /* version 0, C 0, no options */
+		g[1] = inner_proto;
+		g[2] = 0;
+		g[3] = 0;
+	} else if (extra == 4) {
+		__be16 *g = x;
+
+		g[0] = 0; /* no flags, version 0 */
+		g[1] = v6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
 	}
 	return eth;
 undo:
@@ -741,7 +773,12 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 			return -1;
 	}
 	if (v->action == FP_TUN) {
-		eth = fast_tun(ctx, v, v6, l3len);
+		if (v->tun == FP_TUN_GUE)
+			eth = fast_tun(ctx, v, v6, l3len, 12);
+		else if (v->tun == FP_TUN_GRE)
+			eth = fast_tun(ctx, v, v6, l3len, 4);
+		else
+			eth = fast_tun(ctx, v, v6, l3len, 0);
 		if (!eth)
 			return -1;
 	} else if (v->action != FP_DR) {

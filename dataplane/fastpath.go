@@ -148,11 +148,12 @@ type fastFlow struct {
 	hop       [16]byte
 	ifindex   uint32
 	dmac      [6]byte
-	tun       bool     // a TUN entry: also stale when the route's source or MTU changes
-	tunSrc    [16]byte // its outer source, the route's
-	tunMTU    uint32   // the route's MTU it was installed with
-	kernel    bool     // passes its packets to the kernel (bpf.FastKernel)
-	packets   uint64   // the entry's counters as last accounted
+	tun       bool         // a TUN entry: also stale when the route's source or MTU changes
+	encap     packet.Encap // a TUN entry's encapsulation: stale when the real server's changes
+	tunSrc    [16]byte     // its outer source, the route's
+	tunMTU    uint32       // the route's MTU it was installed with
+	kernel    bool         // passes its packets to the kernel (bpf.FastKernel)
+	packets   uint64       // the entry's counters as last accounted
 	bytes     uint64
 	lastSeen  uint64
 }
@@ -464,14 +465,16 @@ func (f *fastPath) apply(r *fastReq) {
 		if dir.val.Flags&bpf.FastKernel == 0 {
 			dir.val.Flags = flags // the program sends it: out of this interface
 		}
+		var enc packet.Encap
 		if dir.val.Action == bpf.FastTUN {
-			dir.val.MTU = tunMTU(dir.val.MTU, dir.mtu, dir.val.Addr2)
+			enc = fastEncap(&dir.val)
+			dir.val.MTU = tunMTU(dir.val.MTU, dir.mtu, dir.val.Addr2, enc)
 		}
 		f.insKeys = append(f.insKeys, dir.key)
 		f.insVals = append(f.insVals, dir.val)
 		f.insFlows = append(f.insFlows, fastFlow{orig: r.orig, svc: r.svc, dest: r.dest, in: dir.in, hop: dir.hop,
 			ifindex: dir.val.Ifindex, dmac: dir.val.DMAC,
-			tun: dir.val.Action == bpf.FastTUN, tunSrc: dir.val.Addr, tunMTU: dir.mtu,
+			tun: dir.val.Action == bpf.FastTUN, encap: enc, tunSrc: dir.val.Addr, tunMTU: dir.mtu,
 			kernel: dir.val.Flags&bpf.FastKernel != 0})
 	}
 }
@@ -527,20 +530,44 @@ func (f *fastPath) egress(ifindex uint32) (uint16, uint8) {
 	return e.mtu, e.flags
 }
 
+// setFastEncap makes TUN entry v encapsulate as enc (checksum-less), GUE from source
+// port sport (packet.EncapSourcePort of the flow's packets, which the program does not
+// compute: every packet of a flow it sees is a whole one, whose port is the flow's).
+func setFastEncap(v *bpf.FastVal, enc packet.Encap, sport uint16) {
+	switch enc.Type {
+	case packet.EncapGUE:
+		v.Tun = bpf.FastTunGUE
+		binary.BigEndian.PutUint16(v.Port[:], enc.Port)
+		binary.BigEndian.PutUint16(v.Port2[:], sport)
+	case packet.EncapGRE:
+		v.Tun = bpf.FastTunGRE
+	default:
+		v.Tun = bpf.FastTunIPIP
+	}
+}
+
+// fastEncap is the encapsulation TUN entry v writes (setFastEncap's inverse, without
+// the source port).
+func fastEncap(v *bpf.FastVal) packet.Encap {
+	switch v.Tun {
+	case bpf.FastTunGUE:
+		return packet.Encap{Type: packet.EncapGUE, Port: binary.BigEndian.Uint16(v.Port[:])}
+	case bpf.FastTunGRE:
+		return packet.Encap{Type: packet.EncapGRE}
+	}
+	return packet.Encap{}
+}
+
 // tunMTU is the MTU of a TUN entry towards rs: the longest inner packet that still fits
 // the egress (egress: the longest IP packet the interface sends) and the route's MTU
-// (route, 0: unknown) once encapsulated — the worker's tunnel answers longer ones with
-// fragmentation needed / Packet Too Big, so they must reach it.
-func tunMTU(egress uint16, route uint32, rs [16]byte) uint16 {
+// (route, 0: unknown) once encapsulated by enc — the worker's tunnel answers longer ones
+// with fragmentation needed / Packet Too Big, so they must reach it.
+func tunMTU(egress uint16, route uint32, rs [16]byte, enc packet.Encap) uint16 {
 	m := uint32(egress)
 	if route != 0 {
 		m = min(m, route)
 	}
-	family := uint8(6)
-	if packet.IsIPv4Mapped(rs) {
-		family = 4
-	}
-	hl := uint32(packet.TunnelHeaderLen(family))
+	hl := uint32(enc.HeaderLen(familyOfAddr(&rs)))
 	if m <= hl {
 		return 0
 	}
@@ -676,10 +703,10 @@ func (f *fastPath) sweep(all bool) {
 			snap == nil, fibChanged && !f.sameHop(fib, fl):
 			f.stale = append(f.stale, *k)
 		default:
-			// A real server edited (-e) to a GUE or GRE tunnel: its packets take the new
-			// encapsulation at once, as IPVS's (which reads it from the destination per
-			// packet), from the workers.
-			if rs, ok := snap.dest(fl.dest); !ok || rs.Method == conntrack.MethodTUN && rs.Tun.Type != packet.EncapIPIP {
+			// A real server's tunnel edited (-e): its packets take the new encapsulation at
+			// once, as IPVS's (which reads it from the destination per packet), from the
+			// workers until offered again.
+			if rs, ok := snap.dest(fl.dest); !ok || fl.tun && rs.Tun != fl.encap {
 				f.stale = append(f.stale, *k)
 			}
 		}
@@ -781,9 +808,10 @@ func (d *Dataplane) FastPathStats() (s FastPathStats, ok bool) {
 // fastRequest offers connection e, whose client packet p the worker forwards to real server rs, when it is established; found tells
 // whether the packet found the connection (it did not create it). A TCP FIN or RST that
 // took the connection out of ESTABLISHED asks for its removal. A TUN real server's
-// connections are offered only with IPIP of the connection's own family: the program
-// writes no GUE or GRE header (checked here) and no IPv4-in-IPv6 or IPv6-in-IPv4 one
-// (fastDir refuses those), so those stay with the workers.
+// connections are offered only without a tunnel checksum and of the connection's own
+// family: the program sums no packet for a GUE or GRE checksum (checked here) and
+// writes no IPv4-in-IPv6 or IPv6-in-IPv4 header (fastDir refuses those), so those stay
+// with the workers.
 func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found bool) {
 	info := &p.info
 	switch info.Proto {
@@ -805,13 +833,13 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found 
 	}
 	switch e.Method {
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
-		w.fastOffer(p, e, rs.Addr, true)
+		w.fastOffer(p, e, rs.Addr, packet.Encap{}, true)
 	case conntrack.MethodTUN:
-		if rs.Tun.Type == packet.EncapIPIP {
-			w.fastOffer(p, e, rs.Addr, false)
+		if !rs.Tun.Csum {
+			w.fastOffer(p, e, rs.Addr, rs.Tun, false)
 		}
 	case conntrack.MethodDR:
-		w.fastOffer(p, e, rs.Addr, false)
+		w.fastOffer(p, e, rs.Addr, packet.Encap{}, false)
 	}
 }
 
@@ -833,14 +861,15 @@ func (w *worker) fastReply(p *pktDesc, e *conntrack.Entry) {
 	default:
 		return
 	}
-	w.fastOffer(p, e, e.Reply.Src, true)
+	w.fastOffer(p, e, e.Reply.Src, packet.Encap{}, true)
 }
 
 // fastOffer queues the installation of connection e: its client → real server direction
-// (to rs), and with both its reply direction too (NAT). Nothing is queued for a frame
-// with a VLAN tag (the program leaves those to the sockets), for a next hop the FIB does
-// not resolve yet, or when e was offered less than fastOfferEvery ago.
-func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both bool) {
+// (to rs; TUN: encapsulated as tun, without a checksum), and with both its reply
+// direction too (NAT). Nothing is queued for a frame with a VLAN tag (the program leaves
+// those to the sockets), for a next hop the FIB does not resolve yet, or when e was
+// offered less than fastOfferEvery ago.
+func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, tun packet.Encap, both bool) {
 	fib, now := p.fib, p.now
 	if p.info.L3Off != packet.EthernetHeaderLen {
 		return
@@ -876,6 +905,9 @@ func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, both boo
 		}
 		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, action, [16]byte{}, 0, family, true) {
 			return
+		}
+		if action == bpf.FastTUN {
+			setFastEncap(&r.dirs[0].val, tun, packet.EncapSourcePort(&p.info))
 		}
 		r.n = 1
 	}

@@ -53,7 +53,7 @@ func TestFastPathTUNOffers(t *testing.T) {
 			if c.client.Is6() {
 				hl = uint16(packet.TunnelHeaderLen(6))
 			}
-			if m := tunMTU(1500, d.mtu, d.val.Addr2); m != 1500-hl {
+			if m := tunMTU(1500, d.mtu, d.val.Addr2, packet.Encap{}); m != 1500-hl {
 				t.Fatalf("entry MTU %d, want %d", m, 1500-hl)
 			}
 			u := p
@@ -79,7 +79,7 @@ func TestTunMTU(t *testing.T) {
 		{1500, 1500, v4, 1480}, {1500, 0, v4, 1480}, {1500, 1400, v4, 1380}, {9000, 1500, v6, 1460},
 		{1500, 9000, v6, 1460}, {20, 0, v4, 0}, {40, 1500, v6, 0}, {0, 0, v4, 0},
 	} {
-		if got := tunMTU(c.egress, c.route, c.rs); got != c.want {
+		if got := tunMTU(c.egress, c.route, c.rs, packet.Encap{}); got != c.want {
 			t.Errorf("tunMTU(%d, %d, %v) = %d, want %d", c.egress, c.route, netip.AddrFrom16(c.rs), got, c.want)
 		}
 	}
@@ -154,7 +154,7 @@ func TestFastPathTUNLikeSlowPath(t *testing.T) {
 				d := q[0].dirs[0]
 				// As fastPath.apply completes it; the test run receives on lo (ifindex 1):
 				// XDP_TX when the entry's egress is the receiving interface.
-				d.val.MTU = tunMTU(1500, d.mtu, d.val.Addr2)
+				d.val.MTU = tunMTU(1500, d.mtu, d.val.Addr2, packet.Encap{})
 				d.val.Ifindex = 1
 				if _, err := cls.FastUpdate([]bpf.FastKey{d.key}, []bpf.FastVal{d.val}); err != nil {
 					t.Fatal(err)

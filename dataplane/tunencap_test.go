@@ -270,24 +270,52 @@ func TestTUNEncapFragments(t *testing.T) {
 	}
 }
 
-// TestFastPathTUNEncapNotOffered: the XDP program writes IPIP only, so a GUE or GRE real
-// server's connections are never offered to the fast path (their packets stay with the
-// workers), and an IPIP real server edited to GUE has its installed connections removed
-// at the next sweep.
-func TestFastPathTUNEncapNotOffered(t *testing.T) {
+// TestFastPathTUNEncapOffers: a GUE or GRE real server's connections are offered to the
+// fast path without a tunnel checksum — the entry names the tunnel type, GUE its port and
+// the source port the workers write for the flow (the worker's frame's), and its MTU is
+// the egress MTU less the whole tunnel header — and never with one (the program sums no
+// packet: those stay with the workers). An IPIP real server edited to GUE has its
+// installed connections removed at the next sweep.
+func TestFastPathTUNEncapOffers(t *testing.T) {
 	for _, enc := range encaps {
 		t.Run(enc.Type.String()+map[bool]string{false: "/nocsum", true: "/csum"}[enc.Csum], func(t *testing.T) {
 			r := newEncapRig(t, enc)
 			withFast(r.dp)
 			for _, fam := range tunFamilies {
-				p := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 6000, dport: 80}
-				if q := openOffers(t, r, p); len(q) != 0 {
-					t.Fatalf("%s TCP: offered %+v", fam.name, q)
-				}
-				u := p
-				u.udp = true
-				if q := secondOffers(t, r, u, u, "the first datagram"); len(q) != 0 {
-					t.Fatalf("%s UDP: offered %+v", fam.name, q)
+				for _, udp := range []bool{false, true} {
+					p := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 6000, dport: 80, udp: udp}
+					var q []fastReq
+					if udp {
+						q = secondOffers(t, r, p, p, "the first datagram")
+					} else {
+						q = openOffers(t, r, p)
+					}
+					out := r.eth.Sent()
+					if enc.Csum {
+						if len(q) != 0 {
+							t.Fatalf("%s udp=%v: offered %+v with a checksum", fam.name, udp, q)
+						}
+						continue
+					}
+					if len(q) != 1 || q[0].n != 1 || len(out) == 0 {
+						t.Fatalf("%s udp=%v: offered %+v (%d frames out), want one install", fam.name, udp, q, len(out))
+					}
+					v := q[0].dirs[0].val
+					want := map[packet.EncapType]uint16{packet.EncapGUE: bpf.FastTunGUE, packet.EncapGRE: bpf.FastTunGRE}[enc.Type]
+					if v.Action != bpf.FastTUN || v.Tun != want || fastEncap(&v) != enc {
+						t.Fatalf("%s udp=%v: entry %+v, want FastTUN of type %d (%+v)", fam.name, udp, v, want, enc)
+					}
+					if enc.Type == packet.EncapGUE {
+						// The worker's frame of the flow: its UDP source port after the outer IP header.
+						f := out[len(out)-1]
+						sport := binary.BigEndian.Uint16(f[14+packet.TunnelHeaderLen(map[bool]uint8{true: 4, false: 6}[fam.client.Is4()]):])
+						if got := binary.BigEndian.Uint16(v.Port2[:]); got != sport {
+							t.Fatalf("%s udp=%v: entry's GUE source port %d, the workers' %d", fam.name, udp, got, sport)
+						}
+					}
+					if m := tunMTU(1500, q[0].dirs[0].mtu, v.Addr2, fastEncap(&v)); int(m) != 1500-enc.HeaderLen(map[bool]uint8{true: 4, false: 6}[fam.client.Is4()]) {
+						t.Fatalf("%s udp=%v: entry MTU %d, want 1500 less %d", fam.name, udp, m, enc.HeaderLen(4))
+					}
 				}
 			}
 		})
