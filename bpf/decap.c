@@ -287,7 +287,7 @@ static __always_inline int tunnel_proto(__u8 proto)
 	return proto == IPPROTO_IPIP_ || proto == IPPROTO_IPV6_ || proto == IPPROTO_GRE_;
 }
 
-static __always_inline __u32 classify4(struct iphdr *ip, void *end, struct addr_key *key, struct tunnel *t)
+static __always_inline __u32 classify4(struct iphdr *ip, void *end, __u32 frame_len, struct addr_key *key, struct tunnel *t)
 {
 	__u8 proto;
 	__u32 len;
@@ -309,7 +309,7 @@ static __always_inline __u32 classify4(struct iphdr *ip, void *end, struct addr_
 	if (ip->version != 4 || ip->ihl != 5 || !ipv4_csum_ok(ip))
 		return DSTAT_MALFORMED;
 	len = bpf_ntohs(ip->tot_len);
-	if (len < OUTER4_LEN || (void *)ip + len > end)
+	if (len < OUTER4_LEN || sizeof(struct ethhdr) + len > frame_len)
 		return DSTAT_MALFORMED;
 	if (ip->frag_off & bpf_htons(IP_MF_OFFSET))
 		return DSTAT_FRAGMENT;
@@ -319,7 +319,7 @@ static __always_inline __u32 classify4(struct iphdr *ip, void *end, struct addr_
 	return tunnel_payload(ip + 1, end, proto, len - OUTER4_LEN, OUTER4_LEN, t);
 }
 
-static __always_inline __u32 classify6(struct ipv6hdr *ip6, void *end, struct addr_key *key, struct tunnel *t)
+static __always_inline __u32 classify6(struct ipv6hdr *ip6, void *end, __u32 frame_len, struct addr_key *key, struct tunnel *t)
 {
 	__u8 proto;
 	__u32 len;
@@ -336,7 +336,7 @@ static __always_inline __u32 classify6(struct ipv6hdr *ip6, void *end, struct ad
 	if (ip6->version != 6)
 		return DSTAT_MALFORMED;
 	len = bpf_ntohs(ip6->payload_len);
-	if ((void *)(ip6 + 1) + len > end)
+	if (sizeof(struct ethhdr) + OUTER6_LEN + len > frame_len)
 		return DSTAT_MALFORMED;
 	__builtin_memcpy(key->addr, &ip6->daddr, sizeof(key->addr));
 	return tunnel_payload(ip6 + 1, end, proto, len, OUTER6_LEN, t);
@@ -346,9 +346,11 @@ static __always_inline __u32 classify6(struct ipv6hdr *ip6, void *end, struct ad
  * classify decides what to do with the frame in [data, end): it returns the
  * stats slot; DSTAT_DECAPSULATED means "strip t->hlen bytes", with t filled.
  * The destination is looked up last: a bad tunnel packet is malformed (or
- * unsupported) whoever it is for.
+ * unsupported) whoever it is for. frame_len is the whole frame's length, which
+ * the IP length must fit: at tc a packet that GRO merged on its way in (a
+ * stream's tunnel packets, up to 64 KiB) has only its headers in [data, end).
  */
-static __always_inline __u32 classify(void *data, void *end, struct tunnel *t)
+static __always_inline __u32 classify(void *data, void *end, __u32 frame_len, struct tunnel *t)
 {
 	struct ethhdr *eth = data;
 	struct addr_key key = {};
@@ -357,9 +359,9 @@ static __always_inline __u32 classify(void *data, void *end, struct tunnel *t)
 	if ((void *)(eth + 1) > end)
 		return DSTAT_PASSED;
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		slot = classify4((void *)(eth + 1), end, &key, t);
+		slot = classify4((void *)(eth + 1), end, frame_len, &key, t);
 	else if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		slot = classify6((void *)(eth + 1), end, &key, t);
+		slot = classify6((void *)(eth + 1), end, frame_len, &key, t);
 	else
 		return DSTAT_PASSED;
 	if (slot != DSTAT_DECAPSULATED)
@@ -402,7 +404,7 @@ int decap_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct tunnel t = {};
-	__u32 slot = classify(data, end, &t);
+	__u32 slot = classify(data, end, (__u32)(end - data), &t);
 	int err;
 
 	if (slot != DSTAT_DECAPSULATED) {
@@ -445,7 +447,7 @@ int decap_tc(struct __sk_buff *skb)
 		data = (void *)(long)skb->data;
 		end = (void *)(long)skb->data_end;
 	}
-	slot = classify(data, end, &t);
+	slot = classify(data, end, skb->len, &t);
 	if (slot != DSTAT_DECAPSULATED) {
 		count(slot);
 		return TC_ACT_OK;

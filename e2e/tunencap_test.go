@@ -43,9 +43,14 @@ var tunEncapCases = []tunEncapCase{
 // GUE header, a UDP checksum that verifies with csum and remcsum and is 0 without, a GRE
 // checksum that verifies with csum and is absent without, and GUE source ports in
 // [32768, 61000). The listing shows each tunnel as ipvsadm --tun-info does, and no host
-// counts a checksum error. The uploads are the PMTU test, as in TestTUN.
+// counts a checksum error. The uploads are the PMTU test, as in TestTUN. The director
+// runs with --fastpath: the checksum-less tunnels' connections are installed and the XDP
+// program sends most of their packets (fastTCP, fastUDP: the packet socket checks those
+// frames too, and the decapsulator takes the ones a GRO-enabled peer merged); those with
+// a checksum stay with the workers.
 func TestTUNGUEGRE(t *testing.T) {
-	e := setup(t, testbed.L2)
+	e := setup(t, testbed.L2, "--fastpath")
+	e.fastPathPeers()
 	bin := decapBinary(t)
 	e.startDecap(bin, "tc", "--gue-port", fmt.Sprint(gueTestPort))
 	for _, v6 := range []bool{false, true} {
@@ -70,13 +75,28 @@ func TestTUNGUEGRE(t *testing.T) {
 				for _, rs := range e.bed.Reals {
 					caps = append(caps, captureTunnels(t, rs, c))
 				}
-				before := e.dataplaneCounters()["encapsulated"]
-				const size = 1 << 20
-				e.transferBothWays(vip, size, e.bed.Client.AddrFor(v6))
-				e.udpEcho(vip)
-				enc := e.dataplaneCounters()["encapsulated"] - before
-				if enc < size/1500 {
-					t.Errorf("the director encapsulated %d packets, want at least %d for the %d-byte upload", enc, size/1500, size)
+				before := e.fastCounters()
+				size := 1 << 20
+				if c.csum {
+					e.transferBothWays(vip, size, e.bed.Client.AddrFor(v6))
+					e.udpEcho(vip)
+				} else {
+					// Long enough for the fast path: installed 25 ms after the
+					// handshake, it must then carry most of the segments (fastTCP)
+					// and datagrams (fastUDP, which also checks -L --stats).
+					size = 16 << 20
+					e.fastTCP(vip, e.bed.Client.AddrFor(v6))
+					e.fastUDP(vip, vipEchoPort, 2000, 512, false)
+				}
+				after := e.fastCounters()
+				// What the workers encapsulated and what the program sent.
+				fast := after["xdp_fastpath_tx"] - before["xdp_fastpath_tx"]
+				enc := after["encapsulated"] - before["encapsulated"] + fast
+				if enc < uint64(size/1500) {
+					t.Errorf("the director encapsulated %d packets (%d in XDP), want at least %d for the %d-byte upload", enc, fast, size/1500, size)
+				}
+				if c.csum && (fast != 0 || after["fastpath_installed"] != before["fastpath_installed"]) {
+					t.Errorf("a tunnel with a checksum went through the fast path: %d packets, counters %v", fast, fastOnly(after))
 				}
 				total := 0
 				for i, cp := range caps {
@@ -90,11 +110,12 @@ func TestTUNGUEGRE(t *testing.T) {
 					}
 					total += r.good
 				}
-				// The capture may miss frames (its socket buffer), never most of them.
-				if total < int(enc)/2 {
+				// The capture may miss frames (its socket buffer; a GRO-merged packet
+				// is one frame for many), never most of them.
+				if total < int(min(enc, 2000))/2 {
 					t.Errorf("the real servers' interfaces showed %d good tunnelled frames of the %d the director sent", total, enc)
 				}
-				if st := e.service("tcp", vip, httpPort).Stats; st.InBytes < size || st.OutPkts != 0 {
+				if st := e.service("tcp", vip, httpPort).Stats; st.InBytes < uint64(size) || st.OutPkts != 0 {
 					t.Errorf("tcp stats %+v: want ≥ %d bytes in and no packets out (TUN replies bypass the director)", st, size)
 				}
 			})
