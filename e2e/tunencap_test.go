@@ -61,11 +61,7 @@ func TestTUNGUEGRE(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e.eachFamily(t, func(t *testing.T, v6 bool) {
 				vip := e.bed.VIPFor(v6)
-				args := append([]string{"-i"}, c.args...)
-				for _, port := range []int{httpPort, whoPort} {
-					e.modeService("-t", vip, port, args...)
-				}
-				e.modeService("-u", vip, vipEchoPort, args...)
+				e.tunServices(vip, c.args...)
 				defer e.adm("-C")
 				wantInfo := map[string]string{"gue": "gue:6080:-c", "gue-csum": "gue:6080:+c", "gue-remcsum": "gue:6080:r+c", "gre": "gre:-c", "gre-csum": "gre:+c"}[c.name]
 				if out := e.adm("-L", "-n", "--tun-info"); !strings.Contains(out, wantInfo) {
@@ -130,6 +126,17 @@ func TestTUNGUEGRE(t *testing.T) {
 	}
 	e.logDrops()
 	e.noChecksumErrors()
+}
+
+// tunServices defines vip's TCP services (httpPort, whoPort) and its UDP echo service
+// (vipEchoPort) to every real server, tunnelling (-i) with the options args.
+func (e *env) tunServices(vip netip.Addr, args ...string) {
+	e.t.Helper()
+	args = append([]string{"-i"}, args...)
+	for _, port := range []int{httpPort, whoPort} {
+		e.modeService("-t", vip, port, args...)
+	}
+	e.modeService("-u", vip, vipEchoPort, args...)
 }
 
 // tunCapture reads the frames one real server's interface receives (tc ingress, where
@@ -396,11 +403,7 @@ func TestFastPathTUNEncap(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e.eachFamily(t, func(t *testing.T, v6 bool) {
 				vip := e.bed.VIPFor(v6)
-				args := append([]string{"-i"}, c.args...)
-				for _, port := range []int{httpPort, whoPort} {
-					e.modeService("-t", vip, port, args...)
-				}
-				e.modeService("-u", vip, vipEchoPort, args...)
+				e.tunServices(vip, c.args...)
 				defer e.adm("-C")
 				e.fastTCP(vip, e.bed.Client.AddrFor(v6))
 				e.fastUDP(vip, vipEchoPort, 2000, 512, false)
