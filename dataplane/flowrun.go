@@ -31,13 +31,14 @@ type flowRun struct {
 	out    uint8          // egress port (index in worker.ports) and next hop's MAC of the run's first packet
 	mac    [6]byte
 	// TUN: the real server, the outer source, the route's MTU (0: unknown), the
-	// encapsulation, the outer header's family and the length of what it adds, as the
-	// run's first packet was encapsulated
+	// encapsulation, the outer header's family, the length of what it adds and GUE's
+	// source port (the flow's), as the run's first packet was encapsulated
 	rs, src [16]byte
 	mtu     uint32
 	tun     packet.Encap
 	outer   uint8
 	hl      uint8
+	sport   uint16
 	acc     uint8 // the index in worker.bc.flows of (svc, dest)'s accumulator, if still so
 	svc     uint32
 	dest    uint32
@@ -68,6 +69,13 @@ func (w *worker) startRun(p *pktDesc, h *hop, e *conntrack.Entry, tun packet.Enc
 		r.rs, r.src, r.mtu = h.dst, h.src, h.mtu
 		r.tun, r.outer = tun, familyOfAddr(&h.dst)
 		r.hl = uint8(tun.HeaderLen(r.outer))
+		if tun.Type == packet.EncapGUE {
+			// The port of the run's followers, which are whole packets of p's flow (follow
+			// leaves fragments to the full path), even when p was a first fragment.
+			flow := p.info
+			flow.Frag = false
+			r.sport = packet.EncapSourcePort(&flow)
+		}
 	}
 }
 
@@ -121,7 +129,7 @@ func (w *worker) follow(p *pktDesc) bool {
 		if !ok || !packet.DecrementTTL(p.frame, info) {
 			return false
 		}
-		w.encapsulate(p, start, hl, r.outer, &r.src, &r.rs, r.tun)
+		w.encapsulate(p, start, hl, r.outer, &r.src, &r.rs, r.tun, r.sport)
 	default:
 		return false
 	}

@@ -750,19 +750,20 @@ func (w *worker) tunnel(p *pktDesc, rs [16]byte, enc packet.Encap) *hop {
 		w.drop(p, DropNoHeadroom)
 		return nil
 	}
-	w.encapsulate(p, start, hl, outer, &rt.src, &rs, enc)
+	var sport uint16
+	if enc.Type == packet.EncapGUE {
+		sport = packet.EncapSourcePort(info)
+	}
+	w.encapsulate(p, start, hl, outer, &rt.src, &rs, enc, sport)
 	return w.output(p, rs)
 }
 
 // encapsulate moves p's IP packet behind an Ethernet header and the hl bytes of tunnel
 // headers enc puts in front of it (enc.HeaderLen(outer)), in an outer header of family
-// outer (rs's) from src to rs, at start in its headroom (headroomStart).
-func (w *worker) encapsulate(p *pktDesc, start uint64, hl int, outer uint8, src, rs *[16]byte, enc packet.Encap) {
+// outer (rs's) from src to rs, at start in its headroom (headroomStart); sport is GUE's
+// source port (packet.EncapSourcePort of p).
+func (w *worker) encapsulate(p *pktDesc, start uint64, hl int, outer uint8, src, rs *[16]byte, enc packet.Encap, sport uint16) {
 	info := &p.info
-	var sport uint16
-	if enc.Type == packet.EncapGUE {
-		sport = packet.EncapSourcePort(info) // from the inner packet's fields, before they move
-	}
 	prepend(p, start)
 	setEtherType(p.frame, outer)
 	w.tunID++
