@@ -483,3 +483,31 @@ func TestSnapshotEncap(t *testing.T) {
 		}
 	}
 }
+
+// TestBurstGUEAfterFragment: a GUE run that a datagram's first fragment starts gives the
+// whole packets of the flow that follow it the source port the full path gives them (the
+// flow's, with its ports), not the fragment's (without them): the batch's frames are the
+// same, byte for byte, as one packet per batch, and the whole packets took the run.
+func TestBurstGUEAfterFragment(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		c := burstCase{method: conntrack.MethodTUN, v6: v6, udp: true, tun: packet.Encap{Type: packet.EncapGUE, Port: 6080}}
+		t.Run(c.String(), func(t *testing.T) {
+			client, vip := l2Client, l2VIP
+			if v6 {
+				client, vip = l2Client6, l2VIP6
+			}
+			seen := burstCompare(t, c, burstPrep{frames: func(netip.Addr) [][]byte {
+				big := build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: 1000, dport: 80, udp: true, payload: make([]byte, 2000)})
+				first := fragments(t, big, 1000, 99)[0]
+				fs := [][]byte{first}
+				for _, p := range []string{"w1", "w2 longer"} {
+					fs = append(fs, build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: client, dst: vip, sport: 1000, dport: 80, udp: true, payload: []byte(p)}))
+				}
+				return fs
+			}})
+			if seen.bursts != 2 {
+				t.Errorf("%d packets forwarded as a burst, want the 2 whole ones", seen.bursts)
+			}
+		})
+	}
+}
