@@ -340,8 +340,10 @@ func (m *model) lookup(dir Dir, k Key, flags uint8, now int64) (Status, Entry) {
 	if modelEst(next) {
 		c.seq = 0
 	}
+	prior := c.e.State
 	m.setState(c, next, now)
 	out := c.e
+	out.Prior = prior // the state the packet found
 	if dir == DirOrig && m.sync != nil {
 		c.inPkts++
 		out.Sync = m.syncNeeded(c, now)

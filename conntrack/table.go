@@ -87,8 +87,13 @@ type Entry struct {
 	Dest    uint32 // destination id, < Config.MaxDests
 	Service uint32 // service id
 	Method  Method
-	State   State  // filled by the table
-	Flags   uint16 // caller's flags, stored and returned as they are
+	State   State // filled by the table
+	// Prior is filled by the table: for Lookup and LookupBatch of a Found packet, the
+	// state the packet found (State is the one it leaves); StateNone in every other
+	// output. FULLNAT's TOA option goes on the client packet that finds SYN_RECV (the
+	// handshake's ACK).
+	Prior State
+	Flags uint16 // caller's flags, stored and returned as they are
 	// Sync is set by the table on output, ignored on input: true when a sync master sends
 	// the connection now (IPVS's ip_vs_sync_conn_needed; see SetSync). Only Lookup and
 	// LookupBatch of a DirOrig packet that find the entry, and Insert, set it, and only
@@ -387,6 +392,7 @@ func (r *record) copyOut(c *coldRec, out *Entry) {
 	out.Service = r.service
 	out.Method = method
 	out.State = State(m >> 24 & metaStateMask)
+	out.Prior = StateNone
 	out.Flags = uint16(m >> 8)
 	out.Sync = false
 }
@@ -910,9 +916,11 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 			sh.reused++
 			return Reused, noIdx
 		default:
+			cur := r.state()
 			to := t.advance(sh, ref, dir, tcpFlags, now32)
 			if out != nil {
 				r.copyOut(sh.coldOf(ref), out)
+				out.Prior = cur
 			}
 			if sp != nil {
 				s := t.syncPacket(sh, ref, sp, to, now32)
@@ -973,7 +981,7 @@ func (t *Table) lookupAgain(sh *shard, ref uint32, q *Query, prevFlags uint8, pr
 	}
 	out := &q.Entry
 	*out = *prevEntry
-	out.State, out.Sync = r.state(), false
+	out.State, out.Prior, out.Sync = r.state(), cur, false
 	if q.Dir == DirOrig {
 		if sp := t.syncPol.Load(); sp != nil {
 			if skip {
@@ -1177,7 +1185,7 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		*sh.slot(ref) = syncSlot{}
 	}
 	sh.mu.Unlock()
-	e.State = st
+	e.State, e.Prior = st, StateNone
 	e.Sync = sync
 	if !twoWay {
 		e.Reply = Key{}

@@ -967,3 +967,45 @@ func TestKeyHash(t *testing.T) {
 		tb.Close()
 	}
 }
+
+// TestPrior: Entry.Prior is the state a Found packet found, the one before its
+// transition (IPVS's tcp_states: a FULLNAT client's SYN opens SYN_RECV, the real
+// server's SYN+ACK keeps it, the client's ACK moves it to ESTABLISHED), and StateNone
+// from Insert, Get and a miss.
+func TestPrior(t *testing.T) {
+	tb := mustNew(t, Config{MaxEntries: 256, Shards: 4})
+	e := conn(1, ProtoTCP, MethodFullNAT, 1)
+	if err := tb.Insert(&e, TCPSyn, 0); err != nil {
+		t.Fatalf("Insert: %v", err)
+	}
+	if e.State != StateSynRecv || e.Prior != StateNone {
+		t.Fatalf("Insert: state %v, prior %v; want SYN_RECV, NONE", e.State, e.Prior)
+	}
+	steps := []struct {
+		dir          Dir
+		flags        uint8
+		prior, state State
+	}{
+		{DirReply, TCPSyn | TCPAck, StateSynRecv, StateSynRecv},
+		{DirOrig, TCPAck, StateSynRecv, StateEstablished},
+		{DirOrig, TCPAck | TCPPsh, StateEstablished, StateEstablished},
+		{DirOrig, TCPFin | TCPAck, StateEstablished, StateCloseWait}, // input FIN: sES → sCW
+	}
+	for i, s := range steps {
+		k := &e.Orig
+		if s.dir == DirReply {
+			k = &e.Reply
+		}
+		out := Entry{Prior: StateTimeWait} // overwritten
+		if st := tb.Lookup(s.dir, k, s.flags, int64(i+1)*sec, &out); st != Found {
+			t.Fatalf("step %d: %v", i, st)
+		}
+		if out.Prior != s.prior || out.State != s.state {
+			t.Fatalf("step %d (%s): prior %v, state %v; want %v, %v", i, flagString(s.flags), out.Prior, out.State, s.prior, s.state)
+		}
+	}
+	out := Entry{Prior: StateTimeWait}
+	if !tb.Get(DirOrig, &e.Orig, 5*sec, &out) || out.Prior != StateNone {
+		t.Fatalf("Get: prior %v, want NONE", out.Prior)
+	}
+}
