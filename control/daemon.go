@@ -790,7 +790,8 @@ func (d *Daemon) dataplaneStats() ([]api.QueueStats, []api.QueueStats) {
 	}
 	for _, w := range ws {
 		c := map[string]uint64{"rx": w.RxPackets, "tx": w.TxPackets, "forwarded": w.Forwarded, "panics": w.Panics, "neigh_queued": w.NeighQueued, "encapsulated": w.Encapsulated, "icmp_sent": w.ICMPSent, "icmp_ratelimited": w.ICMPRateLimited,
-			"icmp_forwarded": w.ICMPForwarded, "fragments_noted": w.FragmentsNoted, "fragments": w.Fragments, "ops_replies": w.OPSReplies, "burst": w.Burst}
+			"icmp_forwarded": w.ICMPForwarded, "fragments_noted": w.FragmentsNoted, "fragments": w.Fragments, "ops_replies": w.OPSReplies, "burst": w.Burst,
+			"toa_added": w.TOAAdded, "toa_skipped": w.TOASkipped}
 		for k, v := range w.Drops {
 			c["drop_"+k] = v
 		}

@@ -702,8 +702,8 @@ func (d *Dataplane) Stats() ([]WorkerStats, []QueueStats) {
 			Queue: w.queue, RxPackets: w.st.rx.load(), TxPackets: w.st.tx.load(),
 			Forwarded: w.st.forwarded.load(), Panics: w.st.panics.load(), NeighQueued: w.st.neighQueued.load(),
 			Encapsulated: w.st.encapsulated.load(), OPSReplies: w.st.opsReplies.load(), Burst: w.st.burst.load(), ICMPSent: w.st.icmpSent.load(), ICMPForwarded: w.st.icmpForwarded.load(),
-			ICMPRateLimited: w.st.icmpLimited.load(),
-			FragmentsNoted:  w.st.fragNoted.load(), Fragments: w.st.fragments.load(), Drops: map[string]uint64{},
+			ICMPRateLimited: w.st.icmpLimited.load(), TOAAdded: w.st.toaAdded.load(), TOASkipped: w.st.toaSkipped.load(),
+			FragmentsNoted: w.st.fragNoted.load(), Fragments: w.st.fragments.load(), Drops: map[string]uint64{},
 		}
 		for i := Drop(0); i < numDrops; i++ {
 			s.Drops[i.String()] = w.st.drops[i].load()

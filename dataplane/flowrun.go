@@ -15,7 +15,7 @@ import (
 // next hop found for the first. Its connection lookup (the batch's LookupBatch, which
 // took it as a repeat of the one before) has already applied its state transition.
 // Anything else is left to the full path: fragments, SCTP, a TTL about to expire, a
-// packet too big for the tunnel. On a sync master a client packet that its connection's
+// packet too big for the tunnel, a FULLNAT client packet that gets the TOA option. On a sync master a client packet that its connection's
 // count makes due is queued for the sync daemon, and with the XDP fast path each packet
 // offers its connection (or, a FIN or RST, withdraws it), as the full path does. A persistent service's client packets are taken too: each refreshes the
 // client's template (worker.request), and the run's first packet refreshed it at the
@@ -90,6 +90,9 @@ func (w *worker) follow(p *pktDesc) bool {
 	inner := uint64(info.L3Len) // what the counts take (TUN's outer header not included)
 	switch r.method {
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
+		if r.method == conntrack.MethodFullNAT && q.Dir == conntrack.DirOrig && wantsTOA(info, p.entry()) {
+			return false // the full path writes the TOA option (fullnat.go)
+		}
 		if !r.natOK {
 			// The run's second packet: the rewrite the full path made of the first,
 			// worked out for the flow (nat.go, fullnat.go).

@@ -5,6 +5,7 @@ import (
 
 	"xlvs/conntrack"
 	"xlvs/dataplane/packet"
+	"xlvs/dataplane/xsk"
 )
 
 // FULLNAT (DPVS / Taobao LVS's full NAT). A client's packet to VIP:vport leaves towards
@@ -180,8 +181,59 @@ func (w *worker) fullnatRequest(p *pktDesc) *hop {
 	if info.Frag {
 		w.noteFrag(p, fragFullNATIn, e.Reply.Dst, e.Reply.Src)
 	}
+	if wantsTOA(info, e) {
+		w.toa(p, e)
+	}
 	packet.RewriteFullNAT(p.frame, info, e.Reply.Dst, e.Reply.DstPort, e.Reply.Src, e.Reply.SrcPort)
 	return w.output(p, e.Reply.Src)
+}
+
+// wantsTOA tells whether info, a client's packet of FULLNAT connection e, gets the TOA
+// option (packet.InsertTOA: the client's address and port, for the real server's toa
+// module). DPVS writes it into the SYN and into the client's packets that acknowledge
+// the real server's SYN and no data of it yet (the handshake's ACK, and data sent
+// before an answer). xlvs keeps no sequence numbers: it writes it into a SYN and into
+// the client's packets (ACK, neither SYN nor RST nor FIN) that find the connection in
+// SYN_RECV, which the handshake's ACK (or, that one lost, the first segment after it)
+// moves to ESTABLISHED. That is the packet the toa module reads (on the socket's
+// creation from the request, tcp_v4_syn_recv_sock); later packets travel without it, so
+// an established connection's packets are not grown and the XDP fast path, which takes
+// only established connections, never needs to write it.
+func wantsTOA(info *packet.Info, e *conntrack.Entry) bool {
+	if info.Proto != packet.ProtoTCP || info.Frag {
+		return false
+	}
+	switch f := info.TCPFlags & (packet.TCPFlagSYN | packet.TCPFlagACK | packet.TCPFlagRST | packet.TCPFlagFIN); f {
+	case packet.TCPFlagSYN:
+		return true
+	case packet.TCPFlagACK:
+		return e.Prior == conntrack.StateSynRecv
+	}
+	return false
+}
+
+// toa writes the TOA option for e's client into p (packet.InsertTOA): its Ethernet
+// header (a VLAN tag included), IP header and fixed TCP header move back into the
+// frame's headroom. A packet whose TCP header has no room for it, which it would make
+// longer than the path MTU towards the real server, or whose frame has no headroom goes
+// without it, as with DPVS (counted: toa_skipped).
+func (w *worker) toa(p *pktDesc, e *conntrack.Entry) {
+	info := &p.info
+	n := packet.TOALen(info.Family)
+	rt := w.hop(p.fib, &e.Reply.Src)
+	a := p.d.Addr
+	if a%uint64(p.in.sock.FrameSize()) < uint64(n) || !packet.TOAFits(p.frame[info.L4Off:], n) ||
+		rt.mtu != 0 && int(info.L3Len)+n > int(rt.mtu) {
+		w.st.toaSkipped.add(1)
+		return
+	}
+	start, l3 := a-uint64(n), a+uint64(info.L3Off)
+	copy(p.in.umem[start:], p.in.umem[a:l3])
+	packet.InsertTOA(p.in.umem[l3-uint64(n):l3+uint64(info.L3Len)], info.Family, int(info.L4Off-info.L3Off), e.Orig.Src, e.Orig.SrcPort)
+	info.L3Len += uint16(n)
+	p.d = xsk.Desc{Addr: start, Len: uint32(info.L3Off) + uint32(info.L3Len)} // Ethernet padding left behind
+	p.frame = p.in.umem[start : start+uint64(p.d.Len)]
+	w.st.toaAdded.add(1)
 }
 
 // fullnatReply forwards p, a real server's packet of FULLNAT connection p.entry(), to

@@ -178,12 +178,16 @@ var golden = []struct {
 	{"NAT/v6/UDP/reply", natRig, withSetup(at(pExt, cUDP6)), at(pInt, seg(macRS1, macDirInt, rs16, 8080, client6, gCPort, gUDP, 64)), send(at(pExt, seg(macDirExt, macClient, vip6, gVPort, client6, gCPort, gUDP, 63)))},
 
 	// FULLNAT: the request leaves from a local address (round robin from the first), the reply from VIP:port.
-	{"FULLNAT/v4/TCP/request", fnatRig, nil, at(pExt, cSYN4), send(at(pInt, seg(macDirInt, macRS1, lip4a, anyLport, rs1, 8080, gSYN, 63)))},
+	// A TCP SYN, and the client's packet that finds SYN_RECV (the handshake's ACK), carry
+	// the client's address and port in the TOA option (DPVS's tcp_in_add_toa).
+	{"FULLNAT/v4/TCP/request", fnatRig, nil, at(pExt, cSYN4), send(at(pInt, withTOA(seg(macDirInt, macRS1, lip4a, anyLport, rs1, 8080, gSYN, 63), client, gCPort)))},
 	{"FULLNAT/v4/UDP/request", fnatRig, nil, at(pExt, cUDP4), send(at(pInt, seg(macDirInt, macRS1, lip4a, anyLport, rs1, 8080, gUDP, 63)))},
-	{"FULLNAT/v6/TCP/request", fnatRig, nil, at(pExt, cSYN6), send(at(pInt, seg(macDirInt, macRS1, lip6, anyLport, rs16, 8080, gSYN, 63)))},
+	{"FULLNAT/v6/TCP/request", fnatRig, nil, at(pExt, cSYN6), send(at(pInt, withTOA(seg(macDirInt, macRS1, lip6, anyLport, rs16, 8080, gSYN, 63), client6, gCPort)))},
 	{"FULLNAT/v6/UDP/request", fnatRig, nil, at(pExt, cUDP6), send(at(pInt, seg(macDirInt, macRS1, lip6, anyLport, rs16, 8080, gUDP, 63)))},
-	{"FULLNAT/v4/TCP/established", fnatRig, withSetup(at(pExt, cSYN4)), at(pExt, cACK4), send(at(pInt, seg(macDirInt, macRS1, lip4a, anyLport, rs1, 8080, gACK, 63)))},
-	{"FULLNAT/v6/TCP/established", fnatRig, withSetup(at(pExt, cSYN6)), at(pExt, cACK6), send(at(pInt, seg(macDirInt, macRS1, lip6, anyLport, rs16, 8080, gACK, 63)))},
+	{"FULLNAT/v4/TCP/established", fnatRig, withSetup(at(pExt, cSYN4)), at(pExt, cACK4), send(at(pInt, withTOA(seg(macDirInt, macRS1, lip4a, anyLport, rs1, 8080, gACK, 63), client, gCPort)))},
+	{"FULLNAT/v6/TCP/established", fnatRig, withSetup(at(pExt, cSYN6)), at(pExt, cACK6), send(at(pInt, withTOA(seg(macDirInt, macRS1, lip6, anyLport, rs16, 8080, gACK, 63), client6, gCPort)))},
+	{"FULLNAT/v4/TCP/after the handshake", fnatRig, withSetup(at(pExt, cSYN4), at(pExt, cACK4)), at(pExt, cACK4), send(at(pInt, seg(macDirInt, macRS1, lip4a, anyLport, rs1, 8080, gACK, 63)))},
+	{"FULLNAT/v6/TCP/after the handshake", fnatRig, withSetup(at(pExt, cSYN6), at(pExt, cACK6)), at(pExt, cACK6), send(at(pInt, seg(macDirInt, macRS1, lip6, anyLport, rs16, 8080, gACK, 63)))},
 	{"FULLNAT/v4/TCP/reply", fnatRig, withSetup(at(pExt, cSYN4)), at(pInt, seg(macRS1, macDirInt, rs1, 8080, lip4a, anyLport, gSYNACK, 64)), send(at(pExt, seg(macDirExt, macClient, vip, gVPort, client, gCPort, gSYNACK, 63)))},
 	{"FULLNAT/v4/UDP/reply", fnatRig, withSetup(at(pExt, cUDP4)), at(pInt, seg(macRS1, macDirInt, rs1, 8080, lip4a, anyLport, gUDP, 64)), send(at(pExt, seg(macDirExt, macClient, vip, gVPort, client, gCPort, gUDP, 63)))},
 	{"FULLNAT/v6/TCP/reply", fnatRig, withSetup(at(pExt, cSYN6)), at(pInt, seg(macRS1, macDirInt, rs16, 8080, lip6, anyLport, gSYNACK, 64)), send(at(pExt, seg(macDirExt, macClient, vip6, gVPort, client6, gCPort, gSYNACK, 63)))},

@@ -389,7 +389,8 @@ type fnOpts struct {
 	oneRS           bool             // one real server per service (every connection shares RS:rport)
 	noLaddrs        bool             // services without local addresses
 	shardKey        [conntrack.ShardKeyLen]byte
-	batch           int // the worker's batch; 0: the rig's default
+	batch           int    // the worker's batch; 0: the rig's default
+	mtu             uint32 // the MTU of the routes to the real servers' side; 0: unknown
 }
 
 // fnRig is a two-armed dual-stack rig whose services (TCP and UDP port 80, IPv4 and
@@ -411,9 +412,15 @@ func newDualRig(t testing.TB, m conntrack.Method, o fnOpts) *fnRig {
 	t.Helper()
 	o.method = m
 	r := &fnRig{opts: o}
+	rts := routes("198.18.1.0/24", ifExt, "fd00:1::/64", ifExt, "198.18.2.0/24", ifInt, "fd00:2::/64", ifInt)
+	for i := range rts {
+		if rts[i].Ifindex == ifInt {
+			rts[i].MTU = o.mtu
+		}
+	}
 	r.rig = newRigSpec(t, rigSpec{
 		cfg:    Config{Batch: o.batch, Conntrack: conntrack.Config{MaxEntries: o.entries, Shards: o.shards, ShardKey: o.shardKey}},
-		routes: routes("198.18.1.0/24", ifExt, "fd00:1::/64", ifExt, "198.18.2.0/24", ifInt, "fd00:2::/64", ifInt),
+		routes: rts,
 		neigh: map[NeighKey][6]byte{
 			{Ifindex: ifExt, Addr: a16(client)}: macClient, {Ifindex: ifExt, Addr: a16(client6)}: macClient,
 			{Ifindex: ifInt, Addr: a16(rs1)}: macRS1, {Ifindex: ifInt, Addr: a16(rs16)}: macRS1,
@@ -476,6 +483,17 @@ type pkt struct {
 	ttl            uint8 // 0: 64
 	id             uint16
 	tun            *tunHdr
+	tcpOpts        []layers.TCPOption // TCP options, in order
+}
+
+// withTOA is p with the TOA option for client:cport first among its TCP options (DPVS's
+// TCP Option Address, kind 254: port, then the 4- or 16-byte address), as FULLNAT sends
+// the SYN and the handshake's ACK to the real server.
+func withTOA(p pkt, client netip.Addr, cport uint16) pkt {
+	data := binary.BigEndian.AppendUint16(nil, cport)
+	data = append(data, client.AsSlice()...)
+	p.tcpOpts = append([]layers.TCPOption{{OptionType: 254, OptionLength: uint8(2 + len(data)), OptionData: data}}, p.tcpOpts...)
+	return p
 }
 
 // tunHdr is the outer header of an encapsulated pkt.
@@ -536,7 +554,7 @@ func buildFrame(p pkt) ([]byte, error) {
 		u.SetNetworkLayerForChecksum(ip)
 		ls = append(ls, u)
 	} else {
-		tc := &layers.TCP{SrcPort: layers.TCPPort(p.sport), DstPort: layers.TCPPort(p.dport), SYN: p.syn, ACK: p.ack, FIN: p.fin, RST: p.rst, Window: 1000, Seq: 1}
+		tc := &layers.TCP{SrcPort: layers.TCPPort(p.sport), DstPort: layers.TCPPort(p.dport), SYN: p.syn, ACK: p.ack, FIN: p.fin, RST: p.rst, Window: 1000, Seq: 1, Options: p.tcpOpts}
 		tc.SetNetworkLayerForChecksum(ip)
 		ls = append(ls, tc)
 	}

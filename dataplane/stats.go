@@ -84,6 +84,7 @@ type workerStats struct {
 	fragNoted, fragments                   ctr // first fragments noted; later fragments forwarded
 	opsReplies                             ctr // NAT replies of one-packet services routed unchanged (ops.go)
 	burst                                  ctr // packets forwarded as part of their flow's burst (flowrun.go)
+	toaAdded, toaSkipped                   ctr // FULLNAT: TOA options written; packets that wanted one but had no room (fullnat.go)
 	drops                                  [numDrops]ctr
 	svc                                    []flowCtrs // by service ID
 	dest                                   []flowCtrs // by destination ID
@@ -109,6 +110,8 @@ type WorkerStats struct {
 	ICMPRateLimited      uint64 // ICMP errors the director did not send: over Config.ICMPRate
 	FragmentsNoted       uint64 // first fragments whose datagram's later fragments will follow them
 	Fragments            uint64 // later fragments forwarded as their first fragment was
+	TOAAdded             uint64 // FULLNAT client packets given the TOA option (the client's address)
+	TOASkipped           uint64 // FULLNAT client packets that wanted it but had no room (TCP header, MTU, headroom)
 	Drops                map[string]uint64
 }
 
