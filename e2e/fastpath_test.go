@@ -282,7 +282,8 @@ func TestFastPathDeleteServer(t *testing.T) {
 // TestFastPathFullNAT: with --fastpath, FULLNAT (two-armed, the real servers without a
 // route to the client: they answer the local address) over IPv4 and IPv6 — byte-exact
 // TCP both ways with the real server seeing the local address, a UDP flow counted
-// exactly, closed connections out of the fast path.
+// exactly, closed connections out of the fast path, the TOA option on the SYN and the
+// handshake's ACK only (checkTOA).
 func TestFastPathFullNAT(t *testing.T) {
 	e := setup(t, testbed.NATTwoArm, "--fastpath")
 	e.fastPathPeers()
@@ -328,6 +329,9 @@ func (e *env) fastFullNAT() {
 			}
 			e.fastTCP(vip, lip)
 			e.fastUDP(vip, echoPort, 2000, 512, true)
+			// The workers write the TOA option: the handshake's ACK is the packet that
+			// makes the connection established, and the fast path takes it only then.
+			checkTOA(t, e, vip, lip)
 		})
 	}
 }

@@ -22,7 +22,8 @@ var (
 // TestFullNAT: full NAT in the classic two-armed layout with the real servers' route
 // back through the director removed (they reach only their own subnet): for IPv4 and
 // IPv6, 10 MiB byte-exact each way over TCP, the real server seeing the local address as
-// its client, UDP echo, a real server's ICMP port unreachable reaching the client
+// its client, the client's address and port in the TOA option of the SYN and the
+// handshake's ACK (checkTOA), UDP echo, a real server's ICMP port unreachable reaching the client
 // translated, -L -n showing FullNat and --get-laddr the local address with its
 // connections; no checksum errors anywhere.
 func TestFullNAT(t *testing.T) {
@@ -94,6 +95,10 @@ func TestFullNAT(t *testing.T) {
 			if res.Received != count || res.Mismatched != 0 || len(res.ByServer) != 1 {
 				t.Fatalf("udp echo: %+v", res)
 			}
+
+			// TOA: the client's address and port reach the real server in the SYN and
+			// the handshake's ACK.
+			checkTOA(t, e, vip, lip)
 
 			// A real server's port unreachable, sent to the local address, reaches the
 			// client from the VIP.
