@@ -5,7 +5,8 @@
 // flow up in the shared connection table, schedules a real server on a miss, rewrites
 // (NAT: destination to the real server, replies' source back to VIP:port, TTL decremented;
 // FULLNAT: source to a local address and port of the service, destination to the real
-// server, replies' both ends back to VIP:port → client, TTL decremented (fullnat.go);
+// server, replies' both ends back to VIP:port → client, TTL decremented, the client's
+// address and port in the TOA option of a TCP SYN and handshake ACK (fullnat.go);
 // DR: the MACs, towards the real server, and the TTL; TUN: the TTL, then an IPIP / ip6ip6
 // header written into the frame's headroom, from the director's address on the egress route, or ICMP
 // fragmentation-needed / Packet Too Big back to the client when the encapsulated packet

@@ -123,7 +123,7 @@ var elaboration = map[string]string{
 	"--ipip":            "Tunnelling (LVS-TUN): the request goes to the real server inside an outer header, IPIP or ip6ip6 unless --tun-type says gue or gre, and the real server strips it (the ipip, ip6_tunnel, fou or gre module, or xlvs-decap(8)). A tunnelling real server may be of the service's other family (IPv4 in IPv6, IPv6 in IPv4).",
 	"--tun-type":        "ipip (the default), gue (UDP to --tun-port, then a 4-byte GUE header) or gre, as IPVS writes them. --tun-csum computes the UDP (gue) or GRE checksum; --tun-remcsum is --tun-csum for xlvs, whose forwarded packets always carry complete checksums.",
 	"--masquerading":    "NAT (LVS-NAT): the destination is rewritten to the real server and the replies, routed back through the director, to the virtual service.",
-	"--fullnat":         "xlvs (as DPVS): source and destination are translated; the real server sees a local address of the service's pool (-P) and needs no route through the director.",
+	"--fullnat":         "xlvs (as DPVS): source and destination are translated; the real server sees a local address of the service's pool (-P) and needs no route through the director. A TCP connection's SYN and handshake ACK carry the client's address and port in the TOA option (kind 254), which a real server's toa module hands to getpeername(2).",
 	"--weight":          "An integer from 0 to 65535; 0 quiesces the server (no new connections, existing ones continue).",
 	"--u-threshold":     "Stop sending new connections to the server when its active and inactive connections reach this number (0: no limit).",
 	"--l-threshold":     "Send new connections again when the server's connections fall below this number (default: three quarters of -x).",
