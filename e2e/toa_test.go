@@ -123,7 +123,8 @@ func parseTOASeg(frame []byte, lip netip.Addr, port uint16) (toaSeg, bool) {
 // received: the SYN and the handshake's ACK carry the client's address and port in the
 // TOA option (kind 254, first among the options), no segment with data carries it, every
 // checksum verifies, and the dataplane counted the options (toa_added). The who server
-// answers with the address it sees: lip and the connection's local port.
+// answers with the address it sees: lip and the connection's local port, which -L -n -c
+// shows in its local column.
 func checkTOA(t *testing.T, e *env, vip, lip netip.Addr) {
 	t.Helper()
 	var stops []func() []toaSeg
@@ -193,6 +194,16 @@ func checkTOA(t *testing.T, e *env, vip, lip netip.Addr) {
 	}
 	if syns == 0 || acks != 1 || data == 0 {
 		t.Fatalf("the real servers received %d SYNs, %d ACKs with TOA and %d segments with data from %v:%d: want ≥ 1, 1, ≥ 1", syns, acks, data, lip, seen.Port())
+	}
+	// -L -n -c shows the connection's local endpoint, what the real server saw.
+	list := e.adm("-L", "-n", "-c")
+	found := false
+	for _, l := range strings.Split(list, "\n") {
+		f := strings.Fields(l)
+		found = found || len(f) == 7 && f[3] == netip.AddrPortFrom(client, cport).String() && f[5] == seen.String()
+	}
+	if !strings.Contains(list, " local ") || !found {
+		t.Errorf("-L -n -c does not show %v:%d's local endpoint %v:\n%s", client, cport, seen, list)
 	}
 	t.Logf("TOA: %d SYN, %d handshake ACK, %d data segments from %v to the real server, %x in the options", syns, acks, data, netip.AddrPortFrom(lip, seen.Port()), want)
 	after := e.dataplaneCounters()

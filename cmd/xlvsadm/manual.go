@@ -105,7 +105,7 @@ var elaboration = map[string]string{
 	"--add-server":      "Add a real server to a virtual service, with its forwarding method (-g, -i, -m, --fullnat) and weight (-w).",
 	"--edit-server":     "Change the forwarding method, weight or thresholds of a real server.",
 	"--delete-server":   "Delete a real server; its connections continue (or expire at once with xlvsd --expire-nodest-conn).",
-	"--list":            "List the virtual services and their real servers, byte for byte as ipvsadm 1.31 does; with -c the connections, with --timeout the timeouts, with --daemon the sync daemons. With no command at all, xlvsadm lists.",
+	"--list":            "List the virtual services and their real servers, byte for byte as ipvsadm 1.31 does; with -c the connections (with a column local for FULLNAT connections' local endpoints when there are any, as DPVS's ipvsadm shows them), with --timeout the timeouts, with --daemon the sync daemons. With no command at all, xlvsadm lists.",
 	"--zero":            "Zero the packet, byte and connection counters of one or every service.",
 	"--set":             "Set the TCP, TCP FIN_WAIT and UDP idle timeouts in seconds; 0 keeps a value.",
 	"--start-daemon":    "Start IPVS's connection sync daemon in the master or backup role (wire-compatible with the kernel's). A master and a backup may run at once.",

@@ -283,13 +283,25 @@ func largenum(n uint64, exact bool) string {
 	}
 }
 
-// conns is ipvsadm's list_conn.
+// conns is ipvsadm's list_conn. A listing that holds FULLNAT connections (which the
+// kernel has not) gets a column "local" between virtual and destination, in the order
+// DPVS's ipvsadm prints a connection's four endpoints: the local address and port the
+// real server sees as its client ("-" for the other connections); without FULLNAT
+// connections the listing is ipvsadm's byte for byte.
 func (f *formatter) conns(conns []api.Conn) {
+	local := false
+	for i := range conns {
+		local = local || conns[i].Local.IsValid()
+	}
 	f.w.WriteString("IPVS connection entries\n")
+	head := fmt.Sprintf("pro expire %-11s %-18s %-18s ", "state", "source", "virtual")
+	if local {
+		head += fmt.Sprintf("%-18s ", "local")
+	}
 	if f.o.PersistentConn {
-		fmt.Fprintf(f.w, "pro expire %-11s %-18s %-18s %-18s %-16s %s\n", "state", "source", "virtual", "destination", "pe name", "pe_data")
+		fmt.Fprintf(f.w, "%s%-18s %-16s %s\n", head, "destination", "pe name", "pe_data")
 	} else {
-		fmt.Fprintf(f.w, "pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination")
+		fmt.Fprintf(f.w, "%sdestination\n", head)
 	}
 	for i := range conns {
 		c := &conns[i]
@@ -306,10 +318,17 @@ func (f *formatter) conns(conns []api.Conn) {
 		}
 		secs := max(c.ExpiresMs, 0) / 1000
 		expire := fmt.Sprintf("%02d:%02d", secs/60, secs%60)
-		fmt.Fprintf(f.w, "%-3s %-6s %-11s %-18s %-18s %s\n", proto, expire, c.State,
+		fmt.Fprintf(f.w, "%-3s %-6s %-11s %-18s %-18s ", proto, expire, c.State,
 			f.names.addrPort(c.Client.Addr(), c.Client.Port(), pp),
-			f.names.addrPort(virtual.Addr(), virtual.Port(), pp),
-			f.names.addrPort(c.Dest.Addr(), c.Dest.Port(), pp))
+			f.names.addrPort(virtual.Addr(), virtual.Port(), pp))
+		if local {
+			l := "-"
+			if c.Local.IsValid() {
+				l = f.names.addrPort(c.Local.Addr(), c.Local.Port(), pp)
+			}
+			fmt.Fprintf(f.w, "%-18s ", l)
+		}
+		fmt.Fprintf(f.w, "%s\n", f.names.addrPort(c.Dest.Addr(), c.Dest.Port(), pp))
 	}
 }
 

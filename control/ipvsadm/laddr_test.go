@@ -3,6 +3,7 @@ package ipvsadm
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -259,5 +260,42 @@ func TestUsageLaddr(t *testing.T) {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("usage lacks %q", want)
 		}
+	}
+}
+
+// TestConnsLocalColumn: -L -c of a table holding FULLNAT connections shows each one's
+// local endpoint in a column "local" between virtual and destination (DPVS ipvsadm's
+// order: client, virtual, local, real server), "-" for the others; a table without
+// FULLNAT connections keeps ipvsadm's columns.
+func TestConnsLocalColumn(t *testing.T) {
+	run := func(args []string, conns []api.Conn) string {
+		cmd, err := Parser{}.Parse(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := Format(&buf, cmd, &api.Response{Conns: conns}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	nat := api.Conn{Protocol: "TCP", State: "ESTABLISHED", ExpiresMs: 899_500,
+		Client: netip.MustParseAddrPort("198.18.9.1:40000"), Virtual: netip.MustParseAddrPort("198.18.0.1:80"), Dest: netip.MustParseAddrPort("198.18.1.1:80")}
+	fnat := api.Conn{Protocol: "UDP", State: "UDP", ExpiresMs: 299_000,
+		Client: netip.MustParseAddrPort("198.18.9.2:5353"), Virtual: netip.MustParseAddrPort("198.18.0.1:53"), Dest: netip.MustParseAddrPort("198.18.2.11:53"), Local: netip.MustParseAddrPort("198.18.2.50:1025")}
+	got := run([]string{"-L", "-n", "-c"}, []api.Conn{nat, fnat})
+	want := "IPVS connection entries\n" +
+		"pro expire state       source             virtual            local              destination\n" +
+		"TCP 14:59  ESTABLISHED 198.18.9.1:40000   198.18.0.1:80      -                  198.18.1.1:80\n" +
+		"UDP 04:59  UDP         198.18.9.2:5353    198.18.0.1:53      198.18.2.50:1025   198.18.2.11:53\n"
+	if got != want {
+		t.Errorf("-L -n -c with a FULLNAT connection:\n%s\nwant\n%s", got, want)
+	}
+	got = run([]string{"-L", "-n", "-c"}, []api.Conn{nat})
+	want = "IPVS connection entries\n" +
+		"pro expire state       source             virtual            destination\n" +
+		"TCP 14:59  ESTABLISHED 198.18.9.1:40000   198.18.0.1:80      198.18.1.1:80\n"
+	if got != want {
+		t.Errorf("-L -n -c without FULLNAT:\n%s\nwant\n%s", got, want)
 	}
 }
