@@ -32,6 +32,8 @@ type fpPkt struct {
 	tos           uint8  // IPv4 TOS / IPv6 traffic class
 	df            bool   // IPv4 don't fragment
 	flow          uint32 // IPv6 flow label
+	sctp          bool   // an SCTP packet (not TCP or UDP) of one chunk of type chunk
+	chunk         uint8
 }
 
 func (p fpPkt) frame(tb testing.TB) []byte {
@@ -39,6 +41,9 @@ func (p fpPkt) frame(tb testing.TB) []byte {
 	proto := layers.IPProtocolTCP
 	if p.udp {
 		proto = layers.IPProtocolUDP
+	}
+	if p.sctp {
+		proto = layers.IPProtocolSCTP
 	}
 	var ip gopacket.SerializableLayer
 	var nl gopacket.NetworkLayer
@@ -65,6 +70,21 @@ func (p fpPkt) frame(tb testing.TB) []byte {
 		ls = append(ls, &layers.Ethernet{SrcMAC: p.smac, DstMAC: p.dmac, EthernetType: et})
 	}
 	ls = append(ls, ip)
+	pl := make([]byte, p.payload)
+	for i := range pl {
+		pl[i] = byte(i*7 + 3)
+	}
+	if p.sctp {
+		// The common header (gopacket sums the CRC32c over what follows it too), then one
+		// chunk: type, flags, length, the payload padded to 4 bytes.
+		ch := []byte{p.chunk, 0, byte((4 + len(pl)) >> 8), byte(4 + len(pl))}
+		ch = append(ch, pl...)
+		for len(ch)%4 != 0 {
+			ch = append(ch, 0)
+		}
+		ls = append(ls, &layers.SCTP{SrcPort: layers.SCTPPort(p.sport), DstPort: layers.SCTPPort(p.dport), VerificationTag: 0x11223344}, gopacket.Payload(ch))
+		return serialize(tb, ls...)
+	}
 	if p.udp {
 		u := &layers.UDP{SrcPort: layers.UDPPort(p.sport), DstPort: layers.UDPPort(p.dport)}
 		if err := u.SetNetworkLayerForChecksum(nl); err != nil {
@@ -78,10 +98,6 @@ func (p fpPkt) frame(tb testing.TB) []byte {
 			tb.Fatal(err)
 		}
 		ls = append(ls, t)
-	}
-	pl := make([]byte, p.payload)
-	for i := range pl {
-		pl[i] = byte(i*7 + 3)
 	}
 	ls = append(ls, gopacket.Payload(pl))
 	b := serialize(tb, ls...)
@@ -111,6 +127,9 @@ func fastKeyOf(p fpPkt) FastKey {
 	}
 	if p.udp {
 		k.Proto = 17
+	}
+	if p.sctp {
+		k.Proto = 132
 	}
 	k.SPort = [2]byte{byte(p.sport >> 8), byte(p.sport)}
 	k.DPort = [2]byte{byte(p.dport >> 8), byte(p.dport)}
@@ -182,6 +201,11 @@ func TestFastPathRewrite(t *testing.T) {
 		// A veth: back out of the same interface by redirect, not XDP_TX.
 		{"dr same interface redirect", base(false, cip4, vip4, 40008, 80), FastDR, netip.Addr{}, 0, xa, xdpRedirect, FastRedirect},
 		{"nat same interface redirect", base(true, cip6, vip6, 40009, 53), FastNATDst, rip6, 5353, xa, xdpRedirect, FastRedirect},
+		// SCTP, DR: the chunks that leave an established association as it is.
+		{"dr sctp4 data tx", sctpPkt(cip4, vip4, 40010, 38412, 0), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
+		{"dr sctp6 sack redirect", sctpPkt(cip6, vip6, 40011, 38412, 3), FastDR, netip.Addr{}, 0, xb, xdpRedirect, 0},
+		{"dr sctp4 heartbeat", sctpPkt(cip4, vip4, 40012, 3868, 4), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
+		{"dr sctp6 heartbeat ack", sctpPkt(cip6, vip6, 40013, 3868, 5), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -271,6 +295,16 @@ func TestFastPathSlow(t *testing.T) {
 		{"over mtu", mk(func(q *fpPkt) { q.payload = 200 }), xa, 200, false, FastNATDst},
 		{"egress not in tx_ports", mk(func(*fpPkt) {}), xb, 1500, false, FastNATDst},
 		{"no entry", mk(func(*fpPkt) {}), xa, 1500, true, FastNATDst},
+		// SCTP: the chunks that may change an association's state (INIT, ABORT,
+		// SHUTDOWN, COOKIE ECHO, and any the program does not know), and any SCTP
+		// entry but DR's and TUN's (a NAT rewrite would need the CRC32c).
+		{"sctp init", sctpPkt(cip4, vip4, 41000, 38412, 1), xa, 1500, false, FastDR},
+		{"sctp abort", sctpPkt(cip4, vip4, 41000, 38412, 6), xa, 1500, false, FastDR},
+		{"sctp shutdown", sctpPkt(cip6, vip6, 41000, 38412, 7), xa, 1500, false, FastDR},
+		{"sctp cookie echo", sctpPkt(cip4, vip4, 41000, 38412, 10), xa, 1500, false, FastDR},
+		{"sctp unknown chunk", sctpPkt(cip4, vip4, 41000, 38412, 64), xa, 1500, false, FastDR},
+		{"sctp data, nat entry", sctpPkt(cip4, vip4, 41000, 38412, 0), xa, 1500, false, FastNATDst},
+		{"sctp data ttl 1", func() fpPkt { q := sctpPkt(cip4, vip4, 41000, 38412, 0); q.ttl = 1; return q }(), xa, 1500, false, FastDR},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -348,6 +382,13 @@ func fastPort(t *testing.T, h *harness, txPorts ...int) *Port {
 		t.Fatalf("SetTxPorts: %v", err)
 	}
 	return p
+}
+
+// sctpPkt is a client's SCTP packet of one chunk of type chunk with 100 bytes of data.
+func sctpPkt(src, dst netip.Addr, sport, dport uint16, chunk uint8) fpPkt {
+	q := fpBase(false, src, dst, sport, dport)
+	q.sctp, q.chunk = true, chunk
+	return q
 }
 
 // fpBase is a client's (or real server's) 100-byte packet as it reaches the director,

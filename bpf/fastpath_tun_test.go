@@ -139,6 +139,8 @@ func TestFastPathTUN(t *testing.T) {
 		{"udp6 hop limit 2 leaves 1", mk(true, cip6, vip6, 40005, 53, func(q *fpPkt) { q.ttl = 2 }), dir6, rip6, xa, 0, xdpTx, nil},
 		{"tcp4 same interface redirect", mk(false, cip4, vip4, 40006, 80, func(q *fpPkt) { q.df = true }), dir4, rip4, xa, FastRedirect, xdpRedirect, nil},
 		{"small tcp4 ack", mk(false, cip4, vip4, 40007, 80, func(q *fpPkt) { q.payload = 0 }), dir4, rip4, xa, 0, xdpTx, nil},
+		{"sctp4 data df tx", mk(false, cip4, vip4, 40010, 38412, func(q *fpPkt) { q.sctp, q.df = true, true }), dir4, rip4, xa, 0, xdpTx, []int{3}},
+		{"sctp6 sack redirect", mk(false, cip6, vip6, 40011, 38412, func(q *fpPkt) { q.sctp, q.chunk = true, 3 }), dir6, rip6, xb, 0, xdpRedirect, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -204,10 +206,11 @@ func TestFastPathTUNEncap(t *testing.T) {
 			{"udp4 ECN CE", fpPkt{udp: true, src: cip4, dst: vip4, sport: 42001, dport: 53, tos: 0xbb, payload: 33}, dir4, rip4},
 			{"tcp6", fpPkt{src: cip6, dst: vip6, sport: 42002, dport: 443, tos: 0xb8, payload: 100}, dir6, rip6},
 			{"udp6", fpPkt{udp: true, src: cip6, dst: vip6, sport: 42003, dport: 53, payload: 7}, dir6, rip6},
+			{"sctp4 heartbeat", fpPkt{sctp: true, chunk: 4, src: cip4, dst: vip4, sport: 42004, dport: 3868, df: true, payload: 40}, dir4, rip4},
 		} {
 			t.Run(enc.Type.String()+"/"+c.name, func(t *testing.T) {
 				in := fpBase(c.in.udp, c.in.src, c.in.dst, c.in.sport, c.in.dport)
-				in.df, in.tos, in.payload = c.in.df, c.in.tos, c.in.payload
+				in.df, in.tos, in.payload, in.sctp, in.chunk = c.in.df, c.in.tos, c.in.payload, c.in.sctp, c.in.chunk
 				k := fastKeyOf(in)
 				v := tunEntry(in, c.src, c.rs, xa, 1400)
 				if enc.Type == packet.EncapGUE {

@@ -711,10 +711,10 @@ undo:
 }
 
 /*
- * fast_path: the verdict for an untagged TCP/UDP packet k describes (l3 at data+14,
- * l4 its transport header, l3len its IP length) when the fastpath map has its flow,
- * else -1 (the packet is classified as ever). tcp_flags holds the TCP header's flags
- * byte (0 for UDP).
+ * fast_path: the verdict for an untagged TCP, UDP or SCTP (DATA, SACK, HEARTBEAT or
+ * HEARTBEAT ACK first) packet k describes (l3 at data+14, l4 its transport header, l3len
+ * its IP length) when the fastpath map has its flow, else -1 (the packet is classified
+ * as ever). tcp_flags holds the TCP header's flags byte (0 for UDP and SCTP).
  */
 static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, void *l3,
 				     void *l4, void *end, int v6, struct svc_key *src,
@@ -743,6 +743,9 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 	if (!v)
 		return -1;
 	if (l3len > v->mtu)
+		return -1;
+	/* SCTP: DR and TUN only (a port rewrite would need the CRC32c updated). */
+	if (src->proto == IPPROTO_SCTP && v->action != FP_DR && v->action != FP_TUN)
 		return -1;
 	if (!v6) {
 		struct iphdr *ip = l3;
@@ -898,7 +901,7 @@ int xlvs_classify(struct xdp_md *ctx)
 	__u32 l4off, l3len;
 	__be16 l3proto;
 	__u8 proto, tcp_flags = 0;
-	int v6 = 0, fp_ok = 0;
+	int v6 = 0, fp_ok = 0, sctp_fast = 0;
 	void *l3, *l4;
 
 	if ((void *)(eth + 1) > end)
@@ -988,11 +991,18 @@ int xlvs_classify(struct xdp_md *ctx)
 		/* SCTP: the ports lead the common header, as TCP's and UDP's do; the
 		 * dataplane checks the chunks. */
 		__be16 *sp = l4;
+		__u8 *chunk = l4 + SCTP_HDR_LEN;
 
 		if (l4off + SCTP_HDR_LEN > l3len || l4 + SCTP_HDR_LEN > end)
 			return account(STAT_MALFORMED, XDP_PASS);
 		src.port = sp[0];
 		dst.port = sp[1];
+		/* The fast path takes a packet whose first chunk is DATA, SACK, HEARTBEAT or
+		 * HEARTBEAT ACK: the chunks that leave an established association as it is
+		 * (IPVS's sctp_states; the dataplane's state machine decides by the first
+		 * chunk). Any other goes to the dataplane. */
+		if (l4off + SCTP_HDR_LEN + 4 <= l3len && (void *)(chunk + 4) <= end)
+			sctp_fast = chunk[0] == 0 || chunk[0] == 3 || chunk[0] == 4 || chunk[0] == 5;
 	} else if (proto == IPPROTO_ICMP && l3proto == bpf_htons(ETH_P_IP)) {
 		return icmp_error(ctx, l4, l3 + l3len, end, 0, &dst);
 	} else if (proto == IPPROTO_ICMPV6 && l3proto == bpf_htons(ETH_P_IPV6)) {
@@ -1004,7 +1014,7 @@ int xlvs_classify(struct xdp_md *ctx)
 	src.proto = proto;
 	dst.proto = proto;
 
-	if (fp_ok && (proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
+	if (fp_ok && (proto == IPPROTO_TCP || proto == IPPROTO_UDP || sctp_fast)) {
 		int act = fast_path(ctx, eth, l3, l4, end, v6, &src, &dst, l3len, tcp_flags);
 
 		if (act >= 0)
