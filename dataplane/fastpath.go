@@ -700,6 +700,7 @@ func (f *fastPath) sweep(all bool) {
 			f.stale = append(f.stale, *k)
 		case !live, e.Dest != fl.dest,
 			e.Orig.Proto == conntrack.ProtoTCP && e.State != conntrack.StateEstablished,
+			e.Orig.Proto == conntrack.ProtoSCTP && e.State != conntrack.StateSCTPEstablished,
 			snap == nil, fibChanged && !f.sameHop(fib, fl):
 			f.stale = append(f.stale, *k)
 		default:
@@ -826,6 +827,20 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found 
 		// NAT, FULLNAT: when the real server has answered (fastReply); DR, TUN: from
 		// the second packet.
 		if e.Method != conntrack.MethodDR && e.Method != conntrack.MethodTUN || !found {
+			return
+		}
+	case packet.ProtoSCTP:
+		// DR and TUN associations once established (NAT and FULLNAT rewrite ports, which
+		// the CRC32c covers: they stay here). The program forwards only the chunks that
+		// leave ESTABLISHED as it is; a packet that took the association out of it
+		// (SHUTDOWN, ABORT) takes it out of the fast path.
+		if e.Method != conntrack.MethodDR && e.Method != conntrack.MethodTUN {
+			return
+		}
+		if e.State != conntrack.StateSCTPEstablished {
+			if found && e.Prior == conntrack.StateSCTPEstablished {
+				w.fastRemove(e)
+			}
 			return
 		}
 	default:

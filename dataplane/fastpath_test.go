@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
 	"xlvs/bpf"
@@ -807,5 +808,68 @@ func TestKernelRecheck(t *testing.T) {
 	change("ipv6/conf/all/forwarding", "0")
 	if lost := f.kernelRecheck(); lost != 0 {
 		t.Fatalf("without FastPathKernel: lost %b, want nothing checked", lost)
+	}
+}
+
+// TestFastPathSCTPOffers: an SCTP association through a DR or TUN director is offered to
+// the fast path once ESTABLISHED (IPVS's input-only SCTP table: by the client's COOKIE
+// ECHO, the director seeing none of the real server's packets), and each packet of it the
+// workers still see offers it again at most once a second; a SHUTDOWN or an ABORT, which
+// takes it out of ESTABLISHED, removes it. A NAT director's association is never
+// offered: its port rewrite needs the CRC32c, which the program does not update.
+func TestFastPathSCTPOffers(t *testing.T) {
+	for _, m := range []conntrack.Method{conntrack.MethodDR, conntrack.MethodTUN, conntrack.MethodNAT} {
+		for _, end := range []layers.SCTPChunkType{layers.SCTPChunkTypeShutdown, layers.SCTPChunkTypeAbort} {
+			t.Run(m.String()+"/"+end.String(), func(t *testing.T) {
+				spec := l2Spec(t, m, 1<<12, oneArmed)
+				dests := []Dest{{ID: 9, Addr: a16(l2RS1), Port: 80, Method: m, Weight: 1}}
+				spec.services = append(spec.services, services(t, "rr", SvcKey{Addr: a16(l2VIP), Port: 80}, dests, nil, []uint8{packet.ProtoSCTP}, []uint32{132})...)
+				r := newRigSpec(t, spec)
+				withFast(r.dp)
+				k := conntrack.Key{Src: a16(l2Client), Dst: a16(l2VIP), SrcPort: 5000, DstPort: 80, Proto: conntrack.ProtoSCTP}
+				send := func(typ layers.SCTPChunkType) ([]fastReq, conntrack.State) {
+					t.Helper()
+					r.eth.Inject(sctpFrame(t, macClient, macDir, l2Client, l2VIP, 5000, 80, false, chunk(typ)))
+					r.w.poll()
+					if d := r.drops(); len(d) != 0 {
+						t.Fatalf("%v: drops %v", typ, d)
+					}
+					var e conntrack.Entry
+					r.dp.ct.Get(conntrack.DirOrig, &k, r.dp.now(), &e)
+					return requests(r.w), e.State
+				}
+				if q, st := send(layers.SCTPChunkTypeInit); len(q) != 0 || st == conntrack.StateSCTPEstablished {
+					t.Fatalf("INIT: state %v, offers %+v", st, q)
+				}
+				q, st := send(layers.SCTPChunkTypeCookieEcho)
+				if m == conntrack.MethodNAT {
+					q2, _ := send(layers.SCTPChunkTypeData)
+					if len(q)+len(q2) != 0 {
+						t.Fatalf("a NAT association offered: %+v %+v", q, q2)
+					}
+					return
+				}
+				want := uint8(bpf.FastDR)
+				if m == conntrack.MethodTUN {
+					want = bpf.FastTUN
+				}
+				if st != conntrack.StateSCTPEstablished || len(q) != 1 || q[0].op != fastInstall || q[0].n != 1 ||
+					q[0].dirs[0].key != fkey(l2Client, l2VIP, 5000, 80, packet.ProtoSCTP) || q[0].dirs[0].val.Action != want {
+					t.Fatalf("COOKIE ECHO: state %v, offers %+v; want ESTABLISHED and one install (action %d)", st, q, want)
+				}
+				for _, typ := range []layers.SCTPChunkType{layers.SCTPChunkTypeData, layers.SCTPChunkTypeSack} {
+					if q, _ := send(typ); len(q) != 0 {
+						t.Fatalf("%v offered again within the second: %+v", typ, q)
+					}
+				}
+				q, st = send(end)
+				if st == conntrack.StateSCTPEstablished || len(q) != 1 || q[0].op != fastRemove || q[0].dirs[0].key != fkey(l2Client, l2VIP, 5000, 80, packet.ProtoSCTP) {
+					t.Fatalf("%v: state %v, requests %+v; want the removal", end, st, q)
+				}
+				if q, _ := send(layers.SCTPChunkTypeShutdownComplete); len(q) != 0 {
+					t.Fatalf("after SHUTDOWN COMPLETE: %+v", q)
+				}
+			})
+		}
 	}
 }

@@ -116,7 +116,7 @@ type connLine struct {
 	client, virtual, dest netip.AddrPort
 }
 
-var connRe = regexp.MustCompile(`^(TCP|UDP)\s+(\d+):(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$`)
+var connRe = regexp.MustCompile(`^(TCP|UDP)\s+(\d+):(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(?:\S+\s+)?(\S+)$`) // a FULLNAT table's local column skipped
 
 // conns lists d's connections (ipvsadm -L -c -n).
 func (e *env) connsOf(d *bench.Daemon) []connLine {
