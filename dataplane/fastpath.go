@@ -21,8 +21,9 @@ import (
 )
 
 // The XDP fast path (issue 19; bpf/xlvs.c fast_path). A worker that forwards a packet of
-// an established NAT, FULLNAT, DR or TUN connection (TCP ESTABLISHED; UDP: a NAT or
-// FULLNAT connection once its real server answered, a DR or TUN one from its second
+// an established NAT, FULLNAT, DR or TUN connection (TCP ESTABLISHED; SCTP: a DR or TUN
+// association in ESTABLISHED; UDP: a NAT or FULLNAT connection once its real server
+// answered, a DR or TUN one from its second
 // packet) offers the connection to the fast path: it
 // queues the forwarding decision it just made — per direction the packet's key as it
 // arrives, the rewrite with its RFC 1624 checksum deltas (TUN: the tunnel's outer
