@@ -32,6 +32,10 @@ type Config struct {
 	MaxServices int  // service IDs are below this; default DefaultMaxServices
 	MaxDests    int  // destination IDs are below this; default DefaultMaxDests
 	MaxLaddrs   int  // FULLNAT local address IDs are below this; default DefaultMaxLaddrs
+	// NoTOA keeps FULLNAT from writing the TOA option (the client's address and port,
+	// fullnat.go: wantsTOA) into TCP SYNs and handshake ACKs; the zero value writes it,
+	// as DPVS does. xlvsd's --fullnat-toa=false.
+	NoTOA bool
 	// ICMPRate and ICMPBurst limit the ICMP errors each worker writes itself (port
 	// unreachable, fragmentation needed) to ICMPRate per second (at most MaxICMPRate) in
 	// bursts of ICMPBurst; 0 takes DefaultICMPRate / DefaultICMPBurst, and NoICMPLimit

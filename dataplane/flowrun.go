@@ -90,7 +90,7 @@ func (w *worker) follow(p *pktDesc) bool {
 	inner := uint64(info.L3Len) // what the counts take (TUN's outer header not included)
 	switch r.method {
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
-		if r.method == conntrack.MethodFullNAT && q.Dir == conntrack.DirOrig && wantsTOA(info, p.entry()) {
+		if r.method == conntrack.MethodFullNAT && q.Dir == conntrack.DirOrig && w.toa && wantsTOA(info, p.entry()) {
 			return false // the full path writes the TOA option (fullnat.go)
 		}
 		if !r.natOK {

@@ -181,8 +181,8 @@ func (w *worker) fullnatRequest(p *pktDesc) *hop {
 	if info.Frag {
 		w.noteFrag(p, fragFullNATIn, e.Reply.Dst, e.Reply.Src)
 	}
-	if wantsTOA(info, e) {
-		w.toa(p, e)
+	if w.toa && wantsTOA(info, e) {
+		w.addTOA(p, e)
 	}
 	packet.RewriteFullNAT(p.frame, info, e.Reply.Dst, e.Reply.DstPort, e.Reply.Src, e.Reply.SrcPort)
 	return w.output(p, e.Reply.Src)
@@ -212,12 +212,12 @@ func wantsTOA(info *packet.Info, e *conntrack.Entry) bool {
 	return false
 }
 
-// toa writes the TOA option for e's client into p (packet.InsertTOA): its Ethernet
+// addTOA writes the TOA option for e's client into p (packet.InsertTOA): its Ethernet
 // header (a VLAN tag included), IP header and fixed TCP header move back into the
 // frame's headroom. A packet whose TCP header has no room for it, which it would make
 // longer than the path MTU towards the real server, or whose frame has no headroom goes
 // without it, as with DPVS (counted: toa_skipped).
-func (w *worker) toa(p *pktDesc, e *conntrack.Entry) {
+func (w *worker) addTOA(p *pktDesc, e *conntrack.Entry) {
 	info := &p.info
 	n := packet.TOALen(info.Family)
 	rt := w.hop(p.fib, &e.Reply.Src)

@@ -391,6 +391,7 @@ type fnOpts struct {
 	shardKey        [conntrack.ShardKeyLen]byte
 	batch           int    // the worker's batch; 0: the rig's default
 	mtu             uint32 // the MTU of the routes to the real servers' side; 0: unknown
+	noTOA           bool   // Config.NoTOA
 }
 
 // fnRig is a two-armed dual-stack rig whose services (TCP and UDP port 80, IPv4 and
@@ -419,7 +420,7 @@ func newDualRig(t testing.TB, m conntrack.Method, o fnOpts) *fnRig {
 		}
 	}
 	r.rig = newRigSpec(t, rigSpec{
-		cfg:    Config{Batch: o.batch, Conntrack: conntrack.Config{MaxEntries: o.entries, Shards: o.shards, ShardKey: o.shardKey}},
+		cfg:    Config{Batch: o.batch, NoTOA: o.noTOA, Conntrack: conntrack.Config{MaxEntries: o.entries, Shards: o.shards, ShardKey: o.shardKey}},
 		routes: rts,
 		neigh: map[NeighKey][6]byte{
 			{Ifindex: ifExt, Addr: a16(client)}: macClient, {Ifindex: ifExt, Addr: a16(client6)}: macClient,

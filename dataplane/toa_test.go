@@ -195,3 +195,35 @@ func TestFullNATTOAMTU(t *testing.T) {
 		})
 	}
 }
+
+// TestFullNATNoTOA: with Config.NoTOA (xlvsd --fullnat-toa=false) a FULLNAT SYN and
+// handshake ACK, in one batch with data, reach the real server without the option,
+// their TCP headers as the client sent them, and nothing is counted.
+func TestFullNATNoTOA(t *testing.T) {
+	for _, f := range fnFamilies {
+		t.Run(f.name, func(t *testing.T) {
+			r := newFNRig(t, fnOpts{noTOA: true})
+			p := pkt{srcMAC: macClient, dstMAC: macDirExt, src: f.client, dst: f.vip, sport: 40000, dport: 80, syn: true}
+			r.ext.Inject(build(t, p))
+			r.w.poll()
+			p.syn, p.ack = false, true
+			r.ext.Inject(build(t, p))
+			p.payload = []byte("after the handshake")
+			r.ext.Inject(build(t, p))
+			r.w.poll()
+			out := r.int.Sent()
+			if len(out) != 3 {
+				t.Fatalf("%d frames (drops %v)", len(out), r.drops())
+			}
+			for i, fr := range out {
+				info := check(t, fr)
+				if _, ok := toaOf(t, fr); ok || packet.TCP(fr[info.L4Off:]).DataOffset() != packet.TCPMinHeaderLen {
+					t.Fatalf("frame %d: a TOA option or a grown header:\n%s", i, frameString(fr))
+				}
+			}
+			if added, skipped := r.toaCounts(); added != 0 || skipped != 0 {
+				t.Fatalf("toa_added %d, toa_skipped %d; want 0, 0", added, skipped)
+			}
+		})
+	}
+}

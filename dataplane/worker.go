@@ -50,7 +50,8 @@ type pending struct {
 type worker struct {
 	dp    *Dataplane
 	queue int
-	cpu   int // -1: not pinned
+	cpu   int  // -1: not pinned
+	toa   bool // FULLNAT writes the TOA option (Config.NoTOA unset)
 	ports []*port
 	rx    []xsk.Desc
 	pfds  []unix.PollFd
@@ -118,6 +119,7 @@ func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
 		dp:        dp,
 		queue:     queue,
 		cpu:       cpu,
+		toa:       !dp.cfg.NoTOA,
 		ports:     ports,
 		rx:        make([]xsk.Desc, dp.cfg.Batch),
 		pkts:      make([]pktDesc, dp.cfg.Batch),

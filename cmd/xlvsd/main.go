@@ -49,6 +49,7 @@ type options struct {
 	shardKey     [conntrack.ShardKeyLen]byte
 	sloppyTCP    bool
 	sloppySCTP   bool
+	fullnatTOA   bool
 	icmpRate     int
 	icmpBurst    int
 	logLevel     string
@@ -100,6 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.connMax, "conn-max", 0, "connection table capacity in entries (0 = from memory: 1/32 of RAM, 64Ki to 16Mi entries, a power of two)")
 	fs.BoolVar(&o.sloppyTCP, "sloppy-tcp", false, "create connections from any TCP packet, not only SYN (IPVS sloppy_tcp)")
 	fs.BoolVar(&o.sloppySCTP, "sloppy-sctp", false, "create connections from any SCTP packet whose first chunk is not ABORT, not only INIT (IPVS sloppy_sctp)")
+	fs.BoolVar(&o.fullnatTOA, "fullnat-toa", true, "FULLNAT: write the client's address and port into a TCP SYN and handshake ACK (the TOA option, kind 254, as DPVS) for the real servers' toa module; --fullnat-toa=false leaves them as they are")
 	fs.IntVar(&o.icmpRate, "icmp-rate", dataplane.DefaultICMPRate, "ICMP errors the director writes itself (port unreachable, fragmentation needed), at most this many per second per worker, as the kernel's icmp_msgs_per_sec ("+strconv.Itoa(dataplane.NoICMPLimit)+" = no limit)")
 	fs.IntVar(&o.icmpBurst, "icmp-burst", dataplane.DefaultICMPBurst, "burst of --icmp-rate, as the kernel's icmp_msgs_burst")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -472,6 +474,7 @@ func dataplaneConfig(o *options, mode bpf.Mode, cpus []int, log *slog.Logger) da
 		Conntrack:  conntrack.Config{MaxEntries: o.connMax, Prefault: true, ShardKey: o.shardKey},
 		SloppyTCP:  o.sloppyTCP,
 		SloppySCTP: o.sloppySCTP,
+		NoTOA:      !o.fullnatTOA,
 		ICMPRate:   o.icmpRate, // the same values as the dataplane's (NoICMPLimit: no limit)
 		ICMPBurst:  o.icmpBurst,
 		Logger:     log,

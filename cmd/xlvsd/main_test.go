@@ -292,3 +292,20 @@ func TestICMPRateMeaning(t *testing.T) {
 		t.Fatalf("NoICMPLimit is %d: the flag's help and README say -1", dataplane.NoICMPLimit)
 	}
 }
+
+// TestFullNATTOAFlag: --fullnat-toa is on by default (DPVS writes the option) and
+// --fullnat-toa=false reaches the dataplane as Config.NoTOA.
+func TestFullNATTOAFlag(t *testing.T) {
+	for _, c := range []struct {
+		args  []string
+		noTOA bool
+	}{{nil, false}, {[]string{"--fullnat-toa=false"}, true}, {[]string{"--fullnat-toa"}, false}} {
+		o, err := parseFlags(append([]string{"-i", "eth0"}, c.args...), io.Discard)
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if got := dataplaneConfig(o, bpf.ModeAuto, nil, nil).NoTOA; got != c.noTOA {
+			t.Errorf("%q: NoTOA %v, want %v", c.args, got, c.noTOA)
+		}
+	}
+}
