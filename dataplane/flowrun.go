@@ -15,8 +15,9 @@ import (
 // next hop found for the first. Its connection lookup (the batch's LookupBatch, which
 // took it as a repeat of the one before) has already applied its state transition.
 // Anything else is left to the full path: fragments, SCTP, a TTL about to expire, a
-// packet too big for the tunnel, a FULLNAT client packet that gets the TOA option. On a sync master a client packet that its connection's
-// count makes due is queued for the sync daemon, and with the XDP fast path each packet
+// packet too big for the tunnel, a FULLNAT client packet that gets the TOA option. On a
+// sync master a client packet that its connection's count makes due is queued for the
+// sync daemon, and with the XDP fast path each packet
 // offers its connection (or, a FIN or RST, withdraws it), as the full path does. A persistent service's client packets are taken too: each refreshes the
 // client's template (worker.request), and the run's first packet refreshed it at the
 // batch's clock, which is every follower's, so a follower's refresh would find the
