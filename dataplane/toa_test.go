@@ -10,6 +10,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"xlvs/conntrack"
 	"xlvs/dataplane/packet"
 )
 
@@ -225,5 +226,61 @@ func TestFullNATNoTOA(t *testing.T) {
 				t.Fatalf("toa_added %d, toa_skipped %d; want 0, 0", added, skipped)
 			}
 		})
+	}
+}
+
+// TestFullNATTOAOneArm: on a one-armed director the frame goes back out of the port it
+// came in on, in place: the option is written with the Ethernet header moved back into
+// the headroom, a VLAN tag kept where it was, every checksum valid, and the frame's
+// descriptor (what the TX ring gets) covering the grown packet exactly.
+func TestFullNATTOAOneArm(t *testing.T) {
+	spec := l2Spec(t, conntrack.MethodFullNAT, 1<<12, oneArmed)
+	lip := netip.MustParseAddr("198.18.0.50")
+	dests := []Dest{{ID: 9, Addr: a16(l2RS1), Port: 8080, Method: conntrack.MethodFullNAT, Weight: 1}}
+	spec.services = services(t, "rr", SvcKey{Addr: a16(l2VIP), Port: 80}, dests, []Laddr{{ID: 1, Addr: a16(lip)}}, []uint8{packet.ProtoTCP}, []uint32{7})
+	r := newRigSpec(t, spec)
+	for _, vlan := range []bool{false, true} {
+		t.Run(fmt.Sprintf("vlan=%v", vlan), func(t *testing.T) {
+			sport := uint16(41000)
+			if vlan {
+				sport++
+			}
+			frame := func(p pkt) []byte {
+				b := build(t, p)
+				if !vlan {
+					return b
+				}
+				// An 802.1Q tag (VLAN 42) after the MACs.
+				return append(append(append([]byte(nil), b[:12]...), 0x81, 0x00, 0x00, 42), b[12:]...)
+			}
+			p := pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: sport, dport: 80, syn: true}
+			r.eth.Inject(frame(p))
+			p.syn, p.ack = false, true
+			r.eth.Inject(frame(p))
+			r.w.poll()
+			out := r.eth.Sent()
+			if len(out) != 2 {
+				t.Fatalf("%d frames (drops %v)", len(out), r.drops())
+			}
+			for i, fr := range out {
+				info := check(t, fr)
+				if info.HasVLAN != vlan || vlan && info.VLANTCI&0xfff != 42 {
+					t.Fatalf("frame %d: VLAN %v (TCI %d), want %v:\n%s", i, info.HasVLAN, info.VLANTCI, vlan, frameString(fr))
+				}
+				if got, ok := toaOf(t, fr); !ok || got != netip.AddrPortFrom(l2Client, sport) {
+					t.Fatalf("frame %d: TOA %v (%v):\n%s", i, got, ok, frameString(fr))
+				}
+				if macOf(fr[0:6]) != macRS1 || ap(info.Src, info.SrcPort).Addr() != lip || ap(info.Dst, info.DstPort) != netip.AddrPortFrom(l2RS1, 8080) {
+					t.Fatalf("frame %d: %x, %v → %v", i, fr[0:6], ap(info.Src, info.SrcPort), ap(info.Dst, info.DstPort))
+				}
+				if len(fr) != int(info.L3Off)+int(info.L3Len) {
+					t.Fatalf("frame %d: %d bytes for a %d-byte packet at %d", i, len(fr), info.L3Len, info.L3Off)
+				}
+			}
+		})
+	}
+	r.w.poll()
+	if r.eth.FramesAccounted() != 1024 {
+		t.Fatal("frames leaked")
 	}
 }
