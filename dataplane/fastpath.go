@@ -1006,12 +1006,7 @@ func (w *worker) fastRemove(e *conntrack.Entry) {
 }
 
 // familyOf is the family of connection key k: 4 or 6.
-func familyOf(k *conntrack.Key) uint8 {
-	if packet.IsIPv4Mapped(k.Src) {
-		return 4
-	}
-	return 6
-}
+func familyOf(k *conntrack.Key) uint8 { return familyOfAddr(&k.Src) }
 
 // offerSlot is k's slot in a worker's table of recent offers.
 func offerSlot(k *conntrack.Key) uint32 {
