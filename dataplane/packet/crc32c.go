@@ -94,6 +94,19 @@ func sctpPortsDelta(old, new uint32, n int) uint32 {
 	return gfMul(gfMul(crcZeroLo[z&0xff], crcZeroHi[z>>8&0xff]), rawCRC4(d))
 }
 
+// SCTPPortsTerm is the part of an SCTP checksum's change that depends on the ports alone,
+// when the first 4 bytes of the packet (its ports, big-endian) go from old to new: the
+// CRC of their difference without inversions. The change for a packet of n bytes is
+// this times x^(8(n-4)) modulo the polynomial (CRCZeroPowers), which is what the XDP
+// fast path computes per packet from a connection's precomputed term.
+func SCTPPortsTerm(old, new uint32) uint32 { return rawCRC4(old ^ new) }
+
+// CRCZeroPowers returns x^(8i) (lo[i]) and x^(8*256*j) (hi[j]) modulo the Castagnoli
+// polynomial, in the reflected bit order (x^0 is bit 31): the effect of i, and of 256*j,
+// zero bytes on a CRC without inversions. The change of an SCTP checksum for new ports
+// is gfMul(gfMul(lo[z&255], hi[z>>8]), SCTPPortsTerm(old, new)) with z = n-4.
+func CRCZeroPowers() (lo, hi [256]uint32) { return crcZeroLo, crcZeroHi }
+
 // SetSCTPPorts sets the source and destination ports of the SCTP packet seg (the whole
 // packet: the checksum covers all of it; at most 65535 bytes) and updates its checksum
 // for the change, keeping a wrong checksum wrong. It allocates nothing.
