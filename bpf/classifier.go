@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
+
+	"xlvs/dataplane/packet"
 )
 
 // Classifier owns the services and reals maps that every Port's program shares, and the
@@ -47,6 +49,15 @@ func New() (*Classifier, error) {
 	}
 	if err := checkSpec(spec); err != nil {
 		return nil, err
+	}
+	// The fast path's SCTP checksum update (xlvs.c: sctp_crc) reads the powers of x the
+	// dataplane's own update uses.
+	lo, hi := packet.CRCZeroPowers()
+	var zeros [512]uint32
+	copy(zeros[:256], lo[:])
+	copy(zeros[256:], hi[:])
+	if err := spec.Variables[xlvsVarSctpZeros].Set(zeros); err != nil {
+		return nil, fmt.Errorf("load embedded program spec: set %s: %w (regenerate with go generate ./bpf)", xlvsVarSctpZeros, err)
 	}
 	// The hash maps only the control plane writes (the program only looks them up) are
 	// made without preallocated elements: creating the preallocated ones took 10-15 ms
@@ -163,6 +174,9 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 			return fmt.Errorf("check program spec: map %s is %v key %d value %d max %d, want %v key %d value %d max %d (regenerate with go generate ./bpf)",
 				w.name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, w.typ, w.key, w.value, w.max)
 		}
+	}
+	if v, ok := spec.Variables[xlvsVarSctpZeros]; !ok || v.Size() != 512*4 || !v.Constant() {
+		return fmt.Errorf("check program spec: variable %s is missing or not a constant of 512 words (regenerate with go generate ./bpf)", xlvsVarSctpZeros)
 	}
 	if _, ok := spec.Programs[xlvsProgXlvsClassify]; !ok {
 		return fmt.Errorf("check program spec: program %s is missing (regenerate with go generate ./bpf)", xlvsProgXlvsClassify)

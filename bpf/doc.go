@@ -19,8 +19,8 @@
 //     rest), so none of them is the dataplane's. An empty set (a Port from Load) takes
 //     every destination;
 //   - with the fast path on (fp_on[0] != 0), an untagged TCP or UDP packet, or an SCTP
-//     packet whose first chunk is DATA, SACK, HEARTBEAT or HEARTBEAT ACK (of a DR or TUN
-//     entry only: a NAT rewrite would need the CRC32c), whose flow
+//     packet whose first chunk is DATA, SACK, HEARTBEAT or HEARTBEAT ACK (NAT and FULLNAT:
+//     the CRC32c updated for the new ports, sctp_crc_change), whose flow
 //     (source, destination, ports, proto) is in fastpath (an established connection
 //     the dataplane installed; EnableFastPath): rewritten as the entry says (MACs; NAT:
 //     one address and port, FULLNAT: both, with RFC 1624 checksum deltas and the TTL /

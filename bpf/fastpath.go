@@ -64,8 +64,10 @@ const FastRedirect = 1
 const FastKernel = 2
 
 // FastVal is struct fp_val in xlvs.c: what the program does to a packet of the flow. 104
-// bytes. CsumL3 and CsumL4 are RFC 1624 deltas (FastDelta). Packets, Bytes and LastSeen
-// (CLOCK_MONOTONIC nanoseconds) are the program's; write them as 0.
+// bytes. CsumL3 and CsumL4 are RFC 1624 deltas (FastDelta); for SCTP the program
+// multiplies CRC by x^(8(n-4)) (n: the SCTP packet's length) and xors that into its
+// CRC32c, and CsumL4 is unused. Packets, Bytes and LastSeen (CLOCK_MONOTONIC
+// nanoseconds) are the program's; write them as 0.
 type FastVal struct {
 	DMAC, SMAC [6]byte
 	Ifindex    uint32
@@ -78,7 +80,8 @@ type FastVal struct {
 	CsumL4     uint16
 	Tun        uint16 // FastTUN: FastTun*
 	Cookie     uint32 // the caller's
-	Pad2       [2]uint32
+	CRC        uint32 // SCTP of FastNAT*, FastFullNAT: packet.SCTPPortsTerm of the ports as they arrive and leave
+	Pad2       uint32
 	Packets    uint64
 	Bytes      uint64
 	LastSeen   uint64

@@ -11,6 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"xlvs/dataplane/packet"
 )
 
 // XDP_TX (enum xdp_action).
@@ -164,7 +166,30 @@ func fastEntry(p fpPkt, action uint8, addr netip.Addr, port uint16, ifindex int,
 		old, oldPort = v4mapped(p.src), p.sport
 	}
 	v.CsumL3, v.CsumL4 = FastDeltas(family, old, v.Addr, oldPort, port, true)
+	sctpTerm(&v, p)
 	return v
+}
+
+// sctpTerm sets v.CRC for packet in when it is SCTP: the term of its ports' change as
+// v's action rewrites them (packet.SCTPPortsTerm; the dataplane's). The frames the tests
+// compare with have their CRC32c computed from scratch by gopacket.
+func sctpTerm(v *FastVal, in fpPkt) {
+	if !in.sctp {
+		return
+	}
+	sp, dp := in.sport, in.dport
+	port := uint16(v.Port[0])<<8 | uint16(v.Port[1])
+	switch v.Action {
+	case FastNATDst:
+		dp = port
+	case FastNATSrc:
+		sp = port
+	case FastFullNAT:
+		sp, dp = port, uint16(v.Port2[0])<<8|uint16(v.Port2[1])
+	default:
+		return
+	}
+	v.CRC = packet.SCTPPortsTerm(uint32(in.sport)<<16|uint32(in.dport), uint32(sp)<<16|uint32(dp))
 }
 
 // TestFastPathRewrite runs the program (BPF_PROG_TEST_RUN) on frames whose flow has a
@@ -206,6 +231,14 @@ func TestFastPathRewrite(t *testing.T) {
 		{"dr sctp6 sack redirect", sctpPkt(cip6, vip6, 40011, 38412, 3), FastDR, netip.Addr{}, 0, xb, xdpRedirect, 0},
 		{"dr sctp4 heartbeat", sctpPkt(cip4, vip4, 40012, 3868, 4), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
 		{"dr sctp6 heartbeat ack", sctpPkt(cip6, vip6, 40013, 3868, 5), FastDR, netip.Addr{}, 0, xa, xdpTx, 0},
+		// SCTP, NAT: the ports change, and with them the CRC32c (the high table of
+		// powers too: a packet over 260 bytes).
+		{"nat request sctp4 data tx", sctpPkt(cip4, vip4, 40014, 38412, 0), FastNATDst, rip4, 9000, xa, xdpTx, 0},
+		{"nat reply sctp4 sack redirect", sctpPkt(rip4, cip4, 9000, 40014, 3), FastNATSrc, vip4, 38412, xb, xdpRedirect, 0},
+		{"nat request sctp6 heartbeat redirect", sctpPkt(cip6, vip6, 40015, 3868, 4), FastNATDst, rip6, 3868, xb, xdpRedirect, 0},
+		{"nat reply sctp6 data tx", sctpPkt(rip6, cip6, 3869, 40015, 0), FastNATSrc, vip6, 3868, xa, xdpTx, 0},
+		{"nat request sctp4 1300 bytes", func() fpPkt { q := sctpPkt(cip4, vip4, 40016, 38412, 0); q.payload = 1300; return q }(), FastNATDst, rip4, 1, xa, xdpTx, 0},
+		{"nat reply sctp6 1400 bytes", func() fpPkt { q := sctpPkt(rip6, cip6, 65535, 40017, 0); q.payload = 1401; return q }(), FastNATSrc, vip6, 38412, xa, xdpTx, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -241,6 +274,54 @@ func TestFastPathRewrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFastPathSCTPBadCRC: an SCTP packet whose CRC32c is wrong leaves the NAT fast path
+// as wrong as it came (the same bits off), as the dataplane's packet.SetSCTPPorts keeps
+// it, so the real server drops it as it would have without the director. A program that
+// computed the CRC afresh would make it look sound.
+func TestFastPathSCTPBadCRC(t *testing.T) {
+	h, p, xa, _ := fastRig(t, false)
+	for _, c := range []struct {
+		name string
+		in   fpPkt
+	}{
+		{"sctp4", sctpPkt(cip4, vip4, 42000, 38412, 0)},
+		{"sctp6", func() fpPkt { q := sctpPkt(cip6, vip6, 42001, 38412, 0); q.payload = 700; return q }()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rip := rip4
+			if c.in.src.Is6() {
+				rip = rip6
+			}
+			setFast(t, h, c.in, fastEntry(c.in, FastNATDst, rip, 2905, xa, 1500))
+			frame := c.in.frame(t)
+			ck := len(frame) - (len(frame) - 14 - ipHeaderLen(c.in)) + 8
+			frame[ck] ^= 0x40
+			frame[ck+3] ^= 0x01
+			ret, out, slot := runFast(t, p, frame, xa)
+			if ret != xdpTx || slot != statFastPathTx {
+				t.Fatalf("verdict %d counter %d, want XDP_TX and fastpath_tx", ret, slot)
+			}
+			want := c.in
+			want.dst, want.dport, want.ttl, want.dmac, want.smac = rip, 2905, 63, macReal, macDirOut
+			exp := want.frame(t)
+			exp[ck] ^= 0x40
+			exp[ck+3] ^= 0x01
+			if !bytes.Equal(out, exp) {
+				t.Fatalf("output frame\n% x\nwant (the same CRC bits off)\n% x", out, exp)
+			}
+		})
+	}
+}
+
+// ipHeaderLen is the IP header length of the frames fpPkt builds (no options, no
+// extension headers).
+func ipHeaderLen(p fpPkt) int {
+	if p.src.Is4() {
+		return 20
+	}
+	return 40
 }
 
 // TestFastPathUDPNoChecksum: an IPv4 UDP packet without checksum keeps none, as the slow
@@ -296,15 +377,16 @@ func TestFastPathSlow(t *testing.T) {
 		{"egress not in tx_ports", mk(func(*fpPkt) {}), xb, 1500, false, FastNATDst},
 		{"no entry", mk(func(*fpPkt) {}), xa, 1500, true, FastNATDst},
 		// SCTP: the chunks that may change an association's state (INIT, ABORT,
-		// SHUTDOWN, COOKIE ECHO, and any the program does not know), and any SCTP
-		// entry but DR's and TUN's (a NAT rewrite would need the CRC32c).
+		// SHUTDOWN, COOKIE ECHO, and any the program does not know).
 		{"sctp init", sctpPkt(cip4, vip4, 41000, 38412, 1), xa, 1500, false, FastDR},
 		{"sctp abort", sctpPkt(cip4, vip4, 41000, 38412, 6), xa, 1500, false, FastDR},
 		{"sctp shutdown", sctpPkt(cip6, vip6, 41000, 38412, 7), xa, 1500, false, FastDR},
 		{"sctp cookie echo", sctpPkt(cip4, vip4, 41000, 38412, 10), xa, 1500, false, FastDR},
 		{"sctp unknown chunk", sctpPkt(cip4, vip4, 41000, 38412, 64), xa, 1500, false, FastDR},
-		{"sctp data, nat entry", sctpPkt(cip4, vip4, 41000, 38412, 0), xa, 1500, false, FastNATDst},
 		{"sctp data ttl 1", func() fpPkt { q := sctpPkt(cip4, vip4, 41000, 38412, 0); q.ttl = 1; return q }(), xa, 1500, false, FastDR},
+		{"sctp abort, nat entry", sctpPkt(cip4, vip4, 41000, 38412, 6), xa, 1500, false, FastNATDst},
+		{"sctp shutdown ack, nat entry", sctpPkt(cip6, vip6, 41000, 38412, 8), xa, 1500, false, FastNATSrc},
+		{"sctp data over mtu, nat entry", sctpPkt(cip4, vip4, 41000, 38412, 0), xa, 135, false, FastNATDst},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -430,12 +512,16 @@ func runFast(t *testing.T, p *Port, frame []byte, ingress int) (uint32, []byte, 
 }
 
 // BenchmarkFastPathProgram: the program's own time per packet (BPF_PROG_TEST_RUN with
-// repeat) for an established flow sent by the fast path (a DR entry: the test run
-// repeats on the same buffer, so a NAT rewrite would change the flow after the first
-// round; XDP_TX on lo, the test run's interface) and, for comparison, the same packet when its flow has no entry
-// (classified as a service's: redirect to AF_XDP, which the test run does not perform).
+// repeat, XDP_TX or XDP_PASS on lo, the test run's interface): without the fast path;
+// with it, for a packet whose flow has no entry (classified as a service's: redirect to
+// AF_XDP, which the test run does not perform); and for packets the fast path sends, TCP
+// and SCTP (whose CRC32c update is the difference). The test run repeats on one buffer,
+// so a rewrite must leave the packet's flow as it was for the next round: the entries
+// rewrite the destination to itself and pass the packet to the kernel (no TTL
+// decrement, which would send the packet to the workers after 63 rounds); the SCTP one
+// still multiplies its term (0) by the length's power. 100 bytes of payload each.
 func BenchmarkFastPathProgram(b *testing.B) {
-	in := fpPkt{src: cip4, dst: vip4, sport: 40000, dport: 80, ttl: 64, dmac: macDirIn, smac: macClient, payload: 10}
+	in := fpPkt{src: cip4, dst: vip4, sport: 40000, dport: 80, ttl: 64, dmac: macDirIn, smac: macClient, payload: 100}
 	// Without EnableFastPath: what every director pays for the fast path's existence.
 	b.Run("off", func(b *testing.B) {
 		h := newHarness(b)
@@ -454,29 +540,33 @@ func BenchmarkFastPathProgram(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.Close() })
-	frame := in.frame(b)
+	b.Run("no-entry", func(b *testing.B) {
+		ret, d, err := p.Program().Benchmark(in.frame(b), b.N, b.ResetTimer)
+		if err != nil || ret != xdpPass { // no socket: redirect failed, passed
+			b.Fatalf("verdict %d (%v), want XDP_PASS", ret, err)
+		}
+		b.ReportMetric(float64(d.Nanoseconds()), "ns/pkt")
+	})
 	for _, c := range []struct {
-		name  string
-		entry bool
-	}{{"fastpath", true}, {"no-entry", false}} {
+		name string
+		in   fpPkt
+	}{{"fastpath/tcp", in}, {"fastpath/sctp", sctpPkt(cip4, vip4, 40000, 38412, 0)}} {
 		b.Run(c.name, func(b *testing.B) {
-			k := fastKeyOf(in)
-			if c.entry {
-				if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{fastEntry(in, FastDR, netip.Addr{}, 0, 1, 1500)}); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
-			}
-			ret, d, err := p.Program().Benchmark(frame, b.N, b.ResetTimer)
-			if err != nil {
+			v := fastEntry(c.in, FastNATDst, c.in.dst, c.in.dport, 1, 1500)
+			v.Flags = FastKernel
+			v.CsumL3, v.CsumL4 = FastDeltas(4, v4mapped(c.in.dst), v.Addr, c.in.dport, c.in.dport, false)
+			k := fastKeyOf(c.in)
+			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
 				b.Fatal(err)
 			}
-			want := uint32(xdpTx)
-			if !c.entry {
-				want = xdpPass // no socket: redirect failed, passed
+			b.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			ret, d, err := p.Program().Benchmark(c.in.frame(b), b.N, b.ResetTimer)
+			if err != nil || ret != xdpPass {
+				b.Fatalf("verdict %d (%v), want XDP_PASS", ret, err)
 			}
-			if ret != want {
-				b.Fatalf("verdict %d, want %d", ret, want)
+			var got FastVal
+			if ok, err := h.c.FastLookup(&k, &got); !ok || err != nil || got.Packets != uint64(b.N) {
+				b.Fatalf("the entry sent %d packets of %d (%v %v)", got.Packets, b.N, ok, err)
 			}
 			b.ReportMetric(float64(d.Nanoseconds()), "ns/pkt")
 		})
@@ -498,16 +588,21 @@ func TestFastPathFullNAT(t *testing.T) {
 		nsport, ndport uint16
 		egress         int
 		verdict        uint32
+		sctp           bool
 	}{
-		{"request tcp4", false, cip4, vip4, 40000, 80, lip4, rip4, 5000, 8080, xb, xdpRedirect},
-		{"reply tcp4", false, rip4, lip4, 8080, 5000, vip4, cip4, 80, 40000, xa, xdpTx},
-		{"request udp6", true, cip6, vip6, 40001, 53, lip6, rip6, 5001, 5353, xa, xdpTx},
-		{"reply udp6", true, rip6, lip6, 5353, 5001, vip6, cip6, 53, 40001, xb, xdpRedirect},
-		{"request udp4", true, cip4, vip4, 40002, 53, lip4, rip4, 65535, 1, xb, xdpRedirect},
-		{"reply tcp6", false, rip6, lip6, 8080, 5002, vip6, cip6, 443, 40002, xa, xdpTx},
+		{"request tcp4", false, cip4, vip4, 40000, 80, lip4, rip4, 5000, 8080, xb, xdpRedirect, false},
+		{"reply tcp4", false, rip4, lip4, 8080, 5000, vip4, cip4, 80, 40000, xa, xdpTx, false},
+		{"request udp6", true, cip6, vip6, 40001, 53, lip6, rip6, 5001, 5353, xa, xdpTx, false},
+		{"reply udp6", true, rip6, lip6, 5353, 5001, vip6, cip6, 53, 40001, xb, xdpRedirect, false},
+		{"request udp4", true, cip4, vip4, 40002, 53, lip4, rip4, 65535, 1, xb, xdpRedirect, false},
+		{"reply tcp6", false, rip6, lip6, 8080, 5002, vip6, cip6, 443, 40002, xa, xdpTx, false},
+		{"request sctp4", false, cip4, vip4, 40003, 38412, lip4, rip4, 5003, 2905, xb, xdpRedirect, true},
+		{"reply sctp4", false, rip4, lip4, 2905, 5003, vip4, cip4, 38412, 40003, xa, xdpTx, true},
+		{"request sctp6", false, cip6, vip6, 40004, 3868, lip6, rip6, 5004, 3868, xa, xdpTx, true},
+		{"reply sctp6", false, rip6, lip6, 3868, 5004, vip6, cip6, 3868, 40004, xb, xdpRedirect, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			in := fpPkt{udp: c.udp, src: c.src, dst: c.dst, sport: c.sport, dport: c.dport, ttl: 64, dmac: macDirIn, smac: macClient, payload: 33}
+			in := fpPkt{udp: c.udp, sctp: c.sctp, src: c.src, dst: c.dst, sport: c.sport, dport: c.dport, ttl: 64, dmac: macDirIn, smac: macClient, payload: 33}
 			family := uint8(6)
 			if c.src.Is4() {
 				family = 4
@@ -516,6 +611,7 @@ func TestFastPathFullNAT(t *testing.T) {
 				Addr: v4mapped(c.nsrc), Port: [2]byte{byte(c.nsport >> 8), byte(c.nsport)},
 				Addr2: v4mapped(c.ndst), Port2: [2]byte{byte(c.ndport >> 8), byte(c.ndport)}}
 			fullnatDeltas(&v, family, in, true)
+			sctpTerm(&v, in)
 			setFast(t, h, in, v)
 			ret, out, slot := runFast(t, p, in.frame(t), xa)
 			if ret != c.verdict || slot != statFastPathTx {
@@ -555,6 +651,8 @@ func TestFastPathKernel(t *testing.T) {
 		{"checksum wraps", fpBase(true, netip.MustParseAddr("255.255.255.254"), vip4, 65535, 53), FastNATDst,
 			netip.MustParseAddr("255.255.255.254"), netip.MustParseAddr("0.0.0.1"), 65535, 1},
 		{"ttl 2 passes with 2", func() fpPkt { q := fpBase(false, cip4, vip4, 41006, 80); q.ttl = 2; return q }(), FastNATDst, cip4, rip4, 41006, 8080},
+		{"nat request sctp4", sctpPkt(cip4, vip4, 41008, 38412, 0), FastNATDst, cip4, rip4, 41008, 2905},
+		{"fullnat reply sctp6", sctpPkt(rip6, lip6, 2905, 5005, 3), FastFullNAT, vip6, cip6, 38412, 41009},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			in := c.in
@@ -575,6 +673,7 @@ func TestFastPathKernel(t *testing.T) {
 				v.Addr2, v.Port2 = v4mapped(c.ndst), [2]byte{byte(c.ndport >> 8), byte(c.ndport)}
 				fullnatDeltas(&v, family, in, false)
 			}
+			sctpTerm(&v, in)
 			k := setFast(t, h, in, v)
 			ret, out, slot := runFast(t, p, in.frame(t), xa)
 			if ret != xdpPass || slot != statFastPathTx {

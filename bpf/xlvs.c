@@ -532,8 +532,10 @@ struct fp_key {
  * (the one's complement sum of ~old + new over the changed 16-bit words, folded),
  * precomputed by the dataplane from the key and the new address and port: csum_l3
  * for the IPv4 header checksum (the address and the TTL decrement), csum_l4 for the
- * TCP/UDP checksum (the pseudo-header's address and the port). packets, bytes (IP
- * lengths) and last_seen (bpf_ktime_get_ns) are written by the program only.
+ * TCP/UDP checksum (the pseudo-header's address and the port). For SCTP (FP_NAT_* and
+ * FP_FULLNAT) crc is the CRC32c's term of the port change (sctp_crc_change); csum_l4 is unused.
+ * packets, bytes (IP lengths) and last_seen (bpf_ktime_get_ns) are written by the
+ * program only.
  */
 struct fp_val {
 	__u8 dmac[6];
@@ -548,7 +550,8 @@ struct fp_val {
 	__u16 csum_l4;
 	__u16 tun;    /* FP_TUN: FP_TUN_* */
 	__u32 cookie; /* the dataplane's, not read here */
-	__u32 pad2[2];
+	__u32 crc;    /* SCTP: the CRC32c's term of the ports' change (sctp_crc_change) */
+	__u32 pad2;
 	__u64 packets;
 	__u64 bytes;
 	__u64 last_seen;
@@ -596,6 +599,45 @@ static __always_inline __u16 csum_apply(__u16 c, __u16 delta)
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	return (__u16)~s;
+}
+
+/*
+ * sctp_zeros[i] = x^(8i) and sctp_zeros[256 + j] = x^(8*256*j) modulo the CRC32c
+ * (Castagnoli) polynomial, bit-reflected (x^0 is bit 31): the effect of i, and of 256*j,
+ * zero bytes on a CRC without its inversions. Written by the loader before the program is
+ * loaded (bpf.New, from packet.CRCZeroPowers); read-only to the program.
+ */
+const volatile __u32 sctp_zeros[512] = {};
+
+/* crc_mul returns a times b modulo the CRC32c polynomial, both bit-reflected. */
+static __always_inline __u32 crc_mul(__u32 a, __u32 b)
+{
+	__u32 p = 0;
+	int i;
+
+#pragma clang loop unroll_count(8)
+	for (i = 31; i >= 0; i--) {
+		p ^= b & -((a >> i) & 1);
+		b = (b >> 1) ^ (0x82F63B78 & -(b & 1));
+	}
+	return p;
+}
+
+/*
+ * sctp_crc_change is what the CRC32c of an SCTP packet of n bytes (12 <= n <= 65535)
+ * changes by when its ports change: a CRC without its inversions is linear, so for two
+ * packets of one length crc(A) ^ crc(B) is the raw CRC of A ^ B, which here is term (the
+ * raw CRC of the 4 bytes of port difference, the dataplane's) followed by n - 4 zero
+ * bytes, i.e. term * x^(8(n-4)). The payload is not read, and a wrong checksum stays
+ * wrong, as the dataplane's update (packet.SetSCTPPorts) keeps it. A global function:
+ * the verifier checks its 64 unrolled steps once, not once for each path into the fast
+ * path.
+ */
+__attribute__((noinline)) __u32 sctp_crc_change(__u32 n, __u32 term)
+{
+	__u32 z = n - 4;
+
+	return crc_mul(crc_mul(sctp_zeros[z & 0xff], sctp_zeros[256 + ((z >> 8) & 0xff)]), term);
 }
 
 /* ip_csum returns the header checksum of the 20-byte IPv4 header ip (RFC 1071), its check
@@ -744,9 +786,6 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 		return -1;
 	if (l3len > v->mtu)
 		return -1;
-	/* SCTP: DR and TUN only (a port rewrite would need the CRC32c updated). */
-	if (src->proto == IPPROTO_SCTP && v->action != FP_DR && v->action != FP_TUN)
-		return -1;
 	if (!v6) {
 		struct iphdr *ip = l3;
 
@@ -787,8 +826,20 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 	} else if (v->action != FP_DR) {
 		int is_dst = v->action == FP_NAT_DST, full = v->action == FP_FULLNAT;
 		__be16 *port2;
+		__u32 *ck = 0;
 
-		if (src->proto == IPPROTO_TCP) {
+		if (src->proto == IPPROTO_SCTP) {
+			__be16 *sp = l4;
+
+			if ((void *)((__u8 *)l4 + SCTP_HDR_LEN) > end)
+				return -1;
+			port = is_dst ? &sp[1] : &sp[0];
+			port2 = &sp[1];
+			ck = (__u32 *)((__u8 *)l4 + 8);
+			/* Not used for SCTP, but a packet pointer: the verifier also walks the
+			 * path on which ck (a packet pointer) would be NULL. */
+			csum = (__be16 *)ck;
+		} else if (src->proto == IPPROTO_TCP) {
 			struct tcphdr *th = l4;
 
 			if ((void *)(th + 1) > end)
@@ -836,7 +887,12 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 		*port = v->port;
 		if (full)
 			*port2 = v->port2;
-		if (src->proto == IPPROTO_UDP && !v6 && *csum == 0) {
+		if (ck) {
+			/* The caller checked l4off + SCTP_HDR_LEN <= l3len. The field holds the
+			 * CRC little-endian (RFC 9260 appendix A, as Linux writes it), as this
+			 * bpfel program reads it. */
+			*ck ^= sctp_crc_change(l3len - (__u32)((__u8 *)l4 - (__u8 *)l3), v->crc);
+		} else if (src->proto == IPPROTO_UDP && !v6 && *csum == 0) {
 			/* no checksum: keep none */
 		} else {
 			__u16 c = csum_apply(bpf_ntohs(*csum), v->csum_l4);

@@ -31,6 +31,7 @@ const (
 	xlvsMapVaddrs        = "vaddrs"
 	xlvsMapXsks          = "xsks"
 	xlvsProgXlvsClassify = "xlvs_classify"
+	xlvsVarSctpZeros     = "sctp_zeros"
 )
 
 // loadXlvs returns the embedded CollectionSpec for xlvs.
@@ -102,6 +103,7 @@ type xlvsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlvsVariableSpecs struct {
+	SctpZeros *ebpf.VariableSpec `ebpf:"sctp_zeros"`
 }
 
 // xlvsObjects contains all objects after they have been loaded into the kernel.
@@ -163,6 +165,7 @@ func (m *xlvsMaps) Close() error {
 //
 // It can be passed to loadXlvsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlvsVariables struct {
+	SctpZeros *ebpf.Variable `ebpf:"sctp_zeros"`
 }
 
 // xlvsPrograms contains all programs after they have been loaded into the kernel.
