@@ -21,7 +21,7 @@ import (
 )
 
 // The XDP fast path (issue 19; bpf/xlvs.c fast_path). A worker that forwards a packet of
-// an established NAT, FULLNAT, DR or TUN connection (TCP ESTABLISHED; SCTP: a DR or TUN
+// an established NAT, FULLNAT, DR or TUN connection (TCP ESTABLISHED; SCTP: an
 // association in ESTABLISHED; UDP: a NAT or FULLNAT connection once its real server
 // answered, a DR or TUN one from its second
 // packet) offers the connection to the fast path: it
@@ -831,13 +831,10 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found 
 			return
 		}
 	case packet.ProtoSCTP:
-		// DR and TUN associations once established (NAT and FULLNAT rewrite ports, which
-		// the CRC32c covers: they stay here). The program forwards only the chunks that
-		// leave ESTABLISHED as it is; a packet that took the association out of it
+		// Associations once established. The program forwards only the chunks that
+		// leave ESTABLISHED as it is (NAT and FULLNAT: with the CRC32c updated for the
+		// ports, bpf.FastVal.CRC); a packet that took the association out of it
 		// (SHUTDOWN, ABORT) takes it out of the fast path.
-		if e.Method != conntrack.MethodDR && e.Method != conntrack.MethodTUN {
-			return
-		}
 		if e.State != conntrack.StateSCTPEstablished {
 			if found && e.Prior == conntrack.StateSCTPEstablished {
 				w.fastRemove(e)
@@ -874,6 +871,15 @@ func (w *worker) fastReply(p *pktDesc, e *conntrack.Entry) {
 			return
 		}
 	case packet.ProtoUDP:
+	case packet.ProtoSCTP:
+		// Through NAT the real server's COOKIE ACK is what establishes the association
+		// (IPVS's output table), and its SHUTDOWN or ABORT may end it.
+		if e.State != conntrack.StateSCTPEstablished {
+			if e.Prior == conntrack.StateSCTPEstablished {
+				w.fastRemove(e)
+			}
+			return
+		}
 	default:
 		return
 	}
@@ -908,12 +914,21 @@ func (w *worker) fastOffer(p *pktDesc, e *conntrack.Entry, rs [16]byte, tun pack
 		w.fastDst(&r.dirs[0], &e.Orig, e.Reply.Src, e.Reply.SrcPort, family)
 		w.fastDst(&r.dirs[1], &e.Reply, e.Orig.Src, e.Orig.SrcPort, family)
 		r.n = 2
+		if e.Orig.Proto == conntrack.ProtoSCTP {
+			// Request: the ports become the reply key's, reversed; reply: the original's.
+			fastSCTP(&r.dirs[0], &e.Orig, e.Reply.DstPort, e.Reply.SrcPort)
+			fastSCTP(&r.dirs[1], &e.Reply, e.Orig.DstPort, e.Orig.SrcPort)
+		}
 	case both:
 		if !w.fastDir(&r.dirs[0], fib, &e.Orig, rs, bpf.FastNATDst, e.Reply.Src, e.Reply.SrcPort, family, true) ||
 			!w.fastDir(&r.dirs[1], fib, &e.Reply, e.Orig.Src, bpf.FastNATSrc, e.Orig.Dst, e.Orig.DstPort, family, false) {
 			return
 		}
 		r.n = 2
+		if e.Orig.Proto == conntrack.ProtoSCTP {
+			fastSCTP(&r.dirs[0], &e.Orig, e.Orig.SrcPort, e.Reply.SrcPort)
+			fastSCTP(&r.dirs[1], &e.Reply, e.Orig.DstPort, e.Reply.DstPort)
+		}
 	default:
 		action := uint8(bpf.FastDR)
 		if e.Method == conntrack.MethodTUN {
@@ -990,6 +1005,13 @@ func (w *worker) fastDst(d *fastDir, k *conntrack.Key, addr [16]byte, port uint1
 	binary.BigEndian.PutUint16(d.val.Port2[:], port)
 	l3, l4 := bpf.FastDeltas(family, k.Dst, addr, k.DstPort, port, false)
 	d.val.CsumL3, d.val.CsumL4 = bpf.AddDeltas(d.val.CsumL3, l3), bpf.AddDeltas(d.val.CsumL4, l4)
+}
+
+// fastSCTP sets d.val.CRC for SCTP packets arriving with key k that leave with ports
+// sport and dport: the term of the CRC32c's change the program scales by each packet's
+// length (packet.SCTPPortsTerm).
+func fastSCTP(d *fastDir, k *conntrack.Key, sport, dport uint16) {
+	d.val.CRC = packet.SCTPPortsTerm(uint32(k.SrcPort)<<16|uint32(k.DstPort), uint32(sport)<<16|uint32(dport))
 }
 
 // fastRemove queues the removal of connection e's entries.

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"hash/crc32"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -811,51 +812,97 @@ func TestKernelRecheck(t *testing.T) {
 	}
 }
 
-// TestFastPathSCTPOffers: an SCTP association through a DR or TUN director is offered to
-// the fast path once ESTABLISHED (IPVS's input-only SCTP table: by the client's COOKIE
-// ECHO, the director seeing none of the real server's packets), and each packet of it the
-// workers still see offers it again at most once a second; a SHUTDOWN or an ABORT, which
-// takes it out of ESTABLISHED, removes it. A NAT director's association is never
-// offered: its port rewrite needs the CRC32c, which the program does not update.
+// TestFastPathSCTPOffers: an SCTP association is offered once ESTABLISHED and taken out
+// by the packet that ends ESTABLISHED (SHUTDOWN, ABORT). DR and TUN: the client's COOKIE
+// ECHO establishes it (the input-only table), one direction. NAT: the real server's
+// COOKIE ACK does (the output table), both directions, each with the CRC32c term of its
+// ports' change, and an end from either side takes both out.
 func TestFastPathSCTPOffers(t *testing.T) {
 	for _, m := range []conntrack.Method{conntrack.MethodDR, conntrack.MethodTUN, conntrack.MethodNAT} {
 		for _, end := range []layers.SCTPChunkType{layers.SCTPChunkTypeShutdown, layers.SCTPChunkTypeAbort} {
 			t.Run(m.String()+"/"+end.String(), func(t *testing.T) {
 				spec := l2Spec(t, m, 1<<12, oneArmed)
 				dests := []Dest{{ID: 9, Addr: a16(l2RS1), Port: 80, Method: m, Weight: 1}}
+				if m == conntrack.MethodNAT {
+					dests[0].Port = 2905
+				}
 				spec.services = append(spec.services, services(t, "rr", SvcKey{Addr: a16(l2VIP), Port: 80}, dests, nil, []uint8{packet.ProtoSCTP}, []uint32{132})...)
 				r := newRigSpec(t, spec)
 				withFast(r.dp)
 				k := conntrack.Key{Src: a16(l2Client), Dst: a16(l2VIP), SrcPort: 5000, DstPort: 80, Proto: conntrack.ProtoSCTP}
-				send := func(typ layers.SCTPChunkType) ([]fastReq, conntrack.State) {
+				poll := func(what string) ([]fastReq, conntrack.State) {
 					t.Helper()
-					r.eth.Inject(sctpFrame(t, macClient, macDir, l2Client, l2VIP, 5000, 80, false, chunk(typ)))
 					r.w.poll()
 					if d := r.drops(); len(d) != 0 {
-						t.Fatalf("%v: drops %v", typ, d)
+						t.Fatalf("%s: drops %v", what, d)
 					}
 					var e conntrack.Entry
 					r.dp.ct.Get(conntrack.DirOrig, &k, r.dp.now(), &e)
 					return requests(r.w), e.State
 				}
+				send := func(typ layers.SCTPChunkType) ([]fastReq, conntrack.State) {
+					t.Helper()
+					r.eth.Inject(sctpFrame(t, macClient, macDir, l2Client, l2VIP, 5000, 80, false, chunk(typ)))
+					return poll("client's " + typ.String())
+				}
+				answer := func(typ layers.SCTPChunkType) ([]fastReq, conntrack.State) {
+					t.Helper()
+					r.eth.Inject(sctpFrame(t, macRS1, macDir, l2RS1, l2Client, 2905, 5000, false, chunk(typ)))
+					return poll("real server's " + typ.String())
+				}
 				if q, st := send(layers.SCTPChunkTypeInit); len(q) != 0 || st == conntrack.StateSCTPEstablished {
 					t.Fatalf("INIT: state %v, offers %+v", st, q)
 				}
-				q, st := send(layers.SCTPChunkTypeCookieEcho)
+				reqKey := fkey(l2Client, l2VIP, 5000, 80, packet.ProtoSCTP)
 				if m == conntrack.MethodNAT {
-					q2, _ := send(layers.SCTPChunkTypeData)
-					if len(q)+len(q2) != 0 {
-						t.Fatalf("a NAT association offered: %+v %+v", q, q2)
+					repKey := fkey(l2RS1, l2Client, 2905, 5000, packet.ProtoSCTP)
+					for _, step := range []func() ([]fastReq, conntrack.State){
+						func() ([]fastReq, conntrack.State) { return answer(layers.SCTPChunkTypeInitAck) },
+						func() ([]fastReq, conntrack.State) { return send(layers.SCTPChunkTypeCookieEcho) },
+					} {
+						if q, st := step(); len(q) != 0 || st == conntrack.StateSCTPEstablished {
+							t.Fatalf("before the COOKIE ACK: state %v, offers %+v", st, q)
+						}
+					}
+					q, st := answer(layers.SCTPChunkTypeCookieAck)
+					if st != conntrack.StateSCTPEstablished || len(q) != 1 || q[0].op != fastInstall || q[0].n != 2 ||
+						q[0].dirs[0].key != reqKey || q[0].dirs[0].val.Action != bpf.FastNATDst ||
+						q[0].dirs[1].key != repKey || q[0].dirs[1].val.Action != bpf.FastNATSrc {
+						t.Fatalf("COOKIE ACK: state %v, offers %+v; want ESTABLISHED and one install of both directions", st, q)
+					}
+					// The terms, from hash/crc32: the CRC of the 4 bytes of port difference
+					// without its inversions, crc(d) ^ crc(0000).
+					if got, want := q[0].dirs[0].val.CRC, rawCRC32c(5000, 80, 5000, 2905); got != want {
+						t.Errorf("request CRC term %#x, want %#x (5000→80 becoming 5000→2905)", got, want)
+					}
+					if got, want := q[0].dirs[1].val.CRC, rawCRC32c(2905, 5000, 80, 5000); got != want {
+						t.Errorf("reply CRC term %#x, want %#x (2905→5000 becoming 80→5000)", got, want)
+					}
+					for _, typ := range []layers.SCTPChunkType{layers.SCTPChunkTypeData, layers.SCTPChunkTypeSack} {
+						if q, _ := send(typ); len(q) != 0 {
+							t.Fatalf("%v offered again within the second: %+v", typ, q)
+						}
+					}
+					// SHUTDOWN from the client, ABORT from the real server.
+					if end == layers.SCTPChunkTypeShutdown {
+						q, st = send(end)
+					} else {
+						q, st = answer(end)
+					}
+					if st == conntrack.StateSCTPEstablished || len(q) != 1 || q[0].op != fastRemove || q[0].n != 2 ||
+						q[0].dirs[0].key != reqKey || q[0].dirs[1].key != repKey {
+						t.Fatalf("%v: state %v, requests %+v; want the removal of both directions", end, st, q)
 					}
 					return
 				}
+				q, st := send(layers.SCTPChunkTypeCookieEcho)
 				want := uint8(bpf.FastDR)
 				if m == conntrack.MethodTUN {
 					want = bpf.FastTUN
 				}
 				if st != conntrack.StateSCTPEstablished || len(q) != 1 || q[0].op != fastInstall || q[0].n != 1 ||
-					q[0].dirs[0].key != fkey(l2Client, l2VIP, 5000, 80, packet.ProtoSCTP) || q[0].dirs[0].val.Action != want {
-					t.Fatalf("COOKIE ECHO: state %v, offers %+v; want ESTABLISHED and one install (action %d)", st, q, want)
+					q[0].dirs[0].key != reqKey || q[0].dirs[0].val.Action != want || q[0].dirs[0].val.CRC != 0 {
+					t.Fatalf("COOKIE ECHO: state %v, offers %+v; want ESTABLISHED and one install (action %d, no CRC term)", st, q, want)
 				}
 				for _, typ := range []layers.SCTPChunkType{layers.SCTPChunkTypeData, layers.SCTPChunkTypeSack} {
 					if q, _ := send(typ); len(q) != 0 {
@@ -863,7 +910,7 @@ func TestFastPathSCTPOffers(t *testing.T) {
 					}
 				}
 				q, st = send(end)
-				if st == conntrack.StateSCTPEstablished || len(q) != 1 || q[0].op != fastRemove || q[0].dirs[0].key != fkey(l2Client, l2VIP, 5000, 80, packet.ProtoSCTP) {
+				if st == conntrack.StateSCTPEstablished || len(q) != 1 || q[0].op != fastRemove || q[0].dirs[0].key != reqKey {
 					t.Fatalf("%v: state %v, requests %+v; want the removal", end, st, q)
 				}
 				if q, _ := send(layers.SCTPChunkTypeShutdownComplete); len(q) != 0 {
@@ -872,4 +919,15 @@ func TestFastPathSCTPOffers(t *testing.T) {
 			})
 		}
 	}
+}
+
+// rawCRC32c is the CRC32c, without its initial and final inversions, of the 4 bytes by
+// which ports (sport, dport) differ from (nsport, ndport): crc(d) ^ crc(0000), by
+// linearity, from the standard library.
+func rawCRC32c(sport, dport, nsport, ndport uint16) uint32 {
+	var d, zero [4]byte
+	binary.BigEndian.PutUint16(d[0:], sport^nsport)
+	binary.BigEndian.PutUint16(d[2:], dport^ndport)
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	return crc32.Checksum(d[:], tab) ^ crc32.Checksum(zero[:], tab)
 }
