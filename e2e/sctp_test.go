@@ -610,3 +610,124 @@ func TestFastPathSCTP(t *testing.T) {
 	e.t = t
 	e.checkDrops()
 }
+
+// TestFastPathSCTPNAT: SCTP associations through NAT and FULLNAT with the fast path,
+// IPv4 and IPv6. The handshake goes through the workers; once the real server's COOKIE
+// ACK establishes an association (IPVS's output table), the XDP program sends its DATA
+// and SACK chunks both ways itself, ports rewritten and CRC32c updated: every packet
+// arrives with the endpoints NAT (FULLNAT) gives it and a CRC32c the test's own
+// computation finds valid, a corrupted DATA arrives as corrupt, and xdp_fastpath_tx and
+// the service's InPkts and OutPkts move by exactly the packets sent. A SHUTDOWN goes
+// through a worker and takes both directions out.
+func TestFastPathSCTPNAT(t *testing.T) {
+	e := setup(t, testbed.NATTwoArm, "--fastpath")
+	e.fastPathPeers()
+	b := e.bed
+	rs := b.Reals[0]
+	for _, args := range [][]string{
+		{"-4", "addr", "add", fullnatLIP4.String() + "/24", "dev", b.Int.Iface},
+		{"-6", "addr", "add", fullnatLIP6.String() + "/64", "dev", b.Int.Iface, "nodad"},
+	} {
+		if out, err := b.Director.Run(e.ctx, "ip", args...); err != nil {
+			t.Fatalf("add a local address on the director (ip %s): %v %s", strings.Join(args, " "), err, out)
+		}
+	}
+	// The client's and the real server's kernels have no SCTP: they would answer every
+	// packet with an ICMP error, which the director forwards as the association's and
+	// counts. Dropped on their way out, the counts are the test's packets alone.
+	for _, ns := range []*testbed.NS{b.Client.NS, rs.NS} {
+		for _, rule := range [][]string{
+			{"add", "table", "inet", "quiet"},
+			{"add", "chain", "inet", "quiet", "out", "{", "type", "filter", "hook", "output", "priority", "0", ";", "}"},
+			{"add", "rule", "inet", "quiet", "out", "icmp", "type", "destination-unreachable", "drop"},
+			{"add", "rule", "inet", "quiet", "out", "icmpv6", "type", "{", "destination-unreachable", ",", "parameter-problem", "}", "drop"},
+		} {
+			if out, err := ns.Run(e.ctx, "nft", rule...); err != nil {
+				t.Fatalf("nft %s in %s: %v %s", strings.Join(rule, " "), ns.Name(), err, out)
+			}
+		}
+	}
+	cli := openRaw(t, b.Client.NS, b.Client.Iface)
+	srv := openRaw(t, rs.NS, rs.Iface)
+	for i, c := range []struct {
+		name     string
+		v6, full bool
+	}{{"nat/ipv4", false, false}, {"nat/ipv6", true, false}, {"fullnat/ipv4", false, true}, {"fullnat/ipv6", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			e.t = t
+			vip, caddr, raddr := b.VIPFor(c.v6), b.Client.AddrFor(c.v6), rs.AddrFor(c.v6)
+			vport, cport := uint16(sctpPort+1+i), uint16(7100+i)
+			svc := netip.AddrPortFrom(vip, vport).String()
+			e.adm("-A", "--sctp-service", svc, "-s", "rr")
+			// What the real server sees as its peer: the client (NAT) or a local address.
+			peer, pport := caddr, cport
+			if c.full {
+				peer, pport = fullnatLIP4, 0 // learnt from the INIT
+				if c.v6 {
+					peer = fullnatLIP6
+				}
+				e.adm("-a", "--sctp-service", svc, "-r", netip.AddrPortFrom(raddr, sctpRPort).String(), "--fullnat")
+				e.adm("-P", "--sctp-service", svc, "-z", peer.String())
+			} else {
+				e.adm("-a", "--sctp-service", svc, "-r", netip.AddrPortFrom(raddr, sctpRPort).String(), "-m")
+			}
+			fromClient := func(typ layers.SCTPChunkType, corrupt bool) {
+				t.Helper()
+				cli.send(t, sctpFrame(t, b.Client.MAC, b.Ext.MAC, caddr, vip, cport, vport, typ, corrupt))
+				f := srv.recvSCTP(t, 2*time.Second)
+				if f != nil && pport == 0 {
+					seg, _, _ := sctpSeg(t, f)
+					pport = binary.BigEndian.Uint16(seg)
+				}
+				arrival(t, fmt.Sprintf("%v from the client at rs1", typ), f, peer, raddr, pport, sctpRPort, typ, corrupt)
+			}
+			fromServer := func(typ layers.SCTPChunkType) {
+				t.Helper()
+				srv.send(t, sctpFrame(t, rs.MAC, b.Int.MAC, raddr, peer, sctpRPort, pport, typ, false))
+				arrival(t, fmt.Sprintf("%v from rs1 at the client", typ), cli.recvSCTP(t, 2*time.Second), vip, caddr, vport, cport, typ, false)
+			}
+			before := e.fastCounters()
+			fromClient(layers.SCTPChunkTypeInit, false)
+			fromServer(layers.SCTPChunkTypeInitAck)
+			fromClient(layers.SCTPChunkTypeCookieEcho, false)
+			fromServer(layers.SCTPChunkTypeCookieAck)
+			e.waitFast("both directions are in the fast path", func(c map[string]uint64) bool {
+				return c["fastpath_entries"] == before["fastpath_entries"]+2
+			})
+			mid := e.fastCounters()
+			st0 := e.service(api.ProtoSCTP, vip, int(vport)).Stats
+			if st0.InPkts != 2 || st0.OutPkts != 2 {
+				t.Fatalf("service stats after the handshake %+v, want 2 packets each way", st0)
+			}
+			const n = 100
+			for range n {
+				fromClient(layers.SCTPChunkTypeData, false)
+				fromServer(layers.SCTPChunkTypeSack)
+			}
+			fromClient(layers.SCTPChunkTypeData, true)
+			after := e.waitFast("the sweep counts the DATA and SACKs", func(c map[string]uint64) bool {
+				return c["fastpath_packets"]-mid["fastpath_packets"] >= 2*n+1
+			})
+			if tx := after["xdp_fastpath_tx"] - mid["xdp_fastpath_tx"]; tx != 2*n+1 {
+				t.Errorf("xdp_fastpath_tx moved by %d, want the %d DATA and SACK packets", tx, 2*n+1)
+			}
+			if st := e.service(api.ProtoSCTP, vip, int(vport)).Stats; st.Conns != 1 || st.InPkts-st0.InPkts != n+1 || st.OutPkts-st0.OutPkts != n {
+				t.Errorf("service stats %+v, %+v before: want 1 connection, %d packets in and %d out", st, st0, n+1, n)
+			}
+			// The SHUTDOWN is the workers' (it leaves ESTABLISHED): both entries go.
+			fromClient(layers.SCTPChunkTypeShutdown, false)
+			e.waitFast("the SHUTDOWN takes it out", func(c map[string]uint64) bool {
+				return c["fastpath_entries"] == before["fastpath_entries"]
+			})
+			if c := e.fastCounters(); c["xdp_fastpath_tx"] != after["xdp_fastpath_tx"] {
+				t.Errorf("the program sent the SHUTDOWN (xdp_fastpath_tx %d → %d)", after["xdp_fastpath_tx"], c["xdp_fastpath_tx"])
+			}
+			conns := e.sctpConns()
+			if a, ok := conns[netip.AddrPortFrom(caddr, cport).String()]; !ok || a.state != "S-RECEIVED" {
+				t.Errorf("-L -c: %+v, want the association in S-RECEIVED", conns)
+			}
+		})
+	}
+	e.t = t
+	e.checkDrops()
+}
