@@ -100,8 +100,8 @@
 // costs next to nothing when it changes nothing (Shared).
 //
 // The XDP fast path (fastpath.go, Config.FastPath): established NAT, FULLNAT, DR and TUN
-// connections (SCTP: DR and TUN associations) are handed to the XDP program, which then
-// forwards their packets itself;
+// connections (SCTP too, through NAT and FULLNAT with the CRC32c updated for the new
+// ports) are handed to the XDP program, which then forwards their packets itself;
 // workers only offer them (a bounded per-worker queue, never waiting), one goroutine
 // installs them and sweeps the map back into the connection table (timers) and the
 // counters. Every packet that changes a connection's state still reaches a worker.
