@@ -42,8 +42,8 @@ const (
 	FastTUN = 4
 )
 
-// FastTUN's tunnel types (FastVal.Tun; FP_TUN_* in xlvs.c). Only checksum-less GUE and
-// GRE: a checksum over the packet stays with the dataplane.
+// FastTUN's tunnel types (FastVal.Tun; FP_TUN_* in xlvs.c); with FastTunCsum, GUE and GRE
+// carry their checksums.
 const (
 	FastTunIPIP = 0 // the outer IP header alone
 	FastTunGUE  = 1 // UDP from Port2 to Port (network byte order), checksum 0, then a 4-byte GUE header
@@ -62,6 +62,15 @@ const FastRedirect = 1
 // on a veth GRO before the forward. CsumL3 then covers the address change alone
 // (FastDeltas with decTTL false). FP_F_KERNEL in xlvs.c.
 const FastKernel = 2
+
+// FastTunCsum (FastVal.Flags; FastTUN with FastTunGUE or FastTunGRE): the tunnel carries a
+// checksum over the inner packet, as packet.PutEncapHeader writes it with Encap.Csum (GRE:
+// the 8-byte header). The program reads no payload: it takes the inner packet's sum from
+// its headers (the IP header, and the complement of the transport pseudo-header's sum,
+// which a segment with a right checksum sums to), so it sends only TCP and UDP packets
+// with a checksum and leaves the others (SCTP, UDP without checksum, IPv4 options) to the
+// dataplane. FP_F_TUN_CSUM in xlvs.c.
+const FastTunCsum = 4
 
 // FastVal is struct fp_val in xlvs.c: what the program does to a packet of the flow. 104
 // bytes. CsumL3 and CsumL4 are RFC 1624 deltas (FastDelta); for SCTP the program

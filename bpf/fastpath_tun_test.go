@@ -187,16 +187,19 @@ func TestFastPathTUN(t *testing.T) {
 }
 
 // TestFastPathTUNEncap runs the program on frames whose flow has a TUN entry with a GUE
-// or GRE tunnel (no checksum, as the dataplane offers them): the output is byte for byte
-// the slow path's (packet.DecrementTTL, packet.PutEncapHeader without checksum, the
-// entry's GUE source port; packet's tests hold PutEncapHeader to gopacket's frames of
+// or GRE tunnel, with and without its checksum: the output is byte for byte the slow
+// path's (packet.DecrementTTL, packet.PutEncapHeader, which sums the whole inner packet;
+// the entry's GUE source port; packet's tests hold PutEncapHeader to gopacket's frames of
 // IPVS's headers), IPv4 and IPv6, TCP and UDP, for the flow's first and later packets
 // (the IPv4 identification is the entry's packet count), an ECN CE inner packet among
-// them.
+// them. With a checksum the program takes no SCTP packet (its CRC is no one's complement
+// sum to take from the headers) and no UDP one without checksum: those go to the
+// dataplane untouched.
 func TestFastPathTUNEncap(t *testing.T) {
 	h, p, xa, _ := fastRig(t, true)
 	const sport = 51234
-	for _, enc := range []packet.Encap{{Type: packet.EncapGUE, Port: 6080}, {Type: packet.EncapGRE}} {
+	for _, enc := range []packet.Encap{{Type: packet.EncapGUE, Port: 6080}, {Type: packet.EncapGRE},
+		{Type: packet.EncapGUE, Port: 6080, Csum: true}, {Type: packet.EncapGRE, Csum: true}} {
 		for _, c := range []struct {
 			name    string
 			in      fpPkt
@@ -207,10 +210,17 @@ func TestFastPathTUNEncap(t *testing.T) {
 			{"tcp6", fpPkt{src: cip6, dst: vip6, sport: 42002, dport: 443, tos: 0xb8, payload: 100}, dir6, rip6},
 			{"udp6", fpPkt{udp: true, src: cip6, dst: vip6, sport: 42003, dport: 53, payload: 7}, dir6, rip6},
 			{"sctp4 heartbeat", fpPkt{sctp: true, chunk: 4, src: cip4, dst: vip4, sport: 42004, dport: 3868, df: true, payload: 40}, dir4, rip4},
+			{"udp4 without checksum", fpPkt{udp: true, noUDPCsum: true, src: cip4, dst: vip4, sport: 42005, dport: 53, payload: 20}, dir4, rip4},
+			{"tcp4 long", fpPkt{src: cip4, dst: vip4, sport: 42006, dport: 80, payload: 1300}, dir4, rip4},
+			{"udp6 long, odd", fpPkt{udp: true, src: cip6, dst: vip6, sport: 42007, dport: 53, payload: 1201}, dir6, rip6},
 		} {
-			t.Run(enc.Type.String()+"/"+c.name, func(t *testing.T) {
+			name := enc.Type.String()
+			if enc.Csum {
+				name += "-csum"
+			}
+			t.Run(name+"/"+c.name, func(t *testing.T) {
 				in := fpBase(c.in.udp, c.in.src, c.in.dst, c.in.sport, c.in.dport)
-				in.df, in.tos, in.payload, in.sctp, in.chunk = c.in.df, c.in.tos, c.in.payload, c.in.sctp, c.in.chunk
+				in.df, in.tos, in.payload, in.sctp, in.chunk, in.noUDPCsum = c.in.df, c.in.tos, c.in.payload, c.in.sctp, c.in.chunk, c.in.noUDPCsum
 				k := fastKeyOf(in)
 				v := tunEntry(in, c.src, c.rs, xa, 1400)
 				if enc.Type == packet.EncapGUE {
@@ -219,10 +229,19 @@ func TestFastPathTUNEncap(t *testing.T) {
 				} else {
 					v.Tun = FastTunGRE
 				}
+				if enc.Csum {
+					v.Flags |= FastTunCsum
+				}
 				if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
 					t.Fatalf("FastUpdate: %v", err)
 				}
 				t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+				if enc.Csum && (in.sctp || in.noUDPCsum) {
+					f := in.frame(t)
+					ret, out, slot := runFast(t, p, f, xa)
+					leftToSlowPath(t, h, &k, f, out, ret, slot)
+					return
+				}
 				for i := range 3 {
 					f := in.frame(t)
 					ret, out, slot := runFast(t, p, f, xa)
@@ -288,6 +307,49 @@ func TestFastPathTUNSlow(t *testing.T) {
 				return
 			}
 			leftToSlowPath(t, h, &k, in, out, ret, slot)
+		})
+	}
+}
+
+// TestFastPathTUNCsumBadInner: with a tunnel checksum the program takes the inner
+// packet's sum from its headers, which holds only when the inner checksum is right. A
+// segment whose checksum is wrong leaves with a wrong outer checksum as well: the frame
+// is the slow path's but for those two bytes (the slow path sums the packet, so its
+// outer checksum is right and the inner one wrong). Either way the real server drops the
+// packet, at the tunnel here, at TCP there.
+func TestFastPathTUNCsumBadInner(t *testing.T) {
+	h, p, xa, _ := fastRig(t, true)
+	const sport = 51234
+	for _, enc := range []packet.Encap{{Type: packet.EncapGUE, Port: 6080, Csum: true}, {Type: packet.EncapGRE, Csum: true}} {
+		t.Run(enc.Type.String(), func(t *testing.T) {
+			in := fpBase(false, cip4, vip4, 42100, 80)
+			k := fastKeyOf(in)
+			v := tunEntry(in, dir4, rip4, xa, 1400)
+			v.Tun, v.Flags = FastTunGRE, FastTunCsum
+			ck := 14 + 20 + 4 // the outer GRE checksum
+			if enc.Type == packet.EncapGUE {
+				v.Tun = FastTunGUE
+				v.Port, v.Port2 = [2]byte{6080 >> 8, 6080 & 0xff}, [2]byte{sport >> 8, sport & 0xff}
+				ck = 14 + 20 + 6 // the outer UDP checksum
+			}
+			if _, err := h.c.FastUpdate([]FastKey{k}, []FastVal{v}); err != nil {
+				t.Fatalf("FastUpdate: %v", err)
+			}
+			t.Cleanup(func() { h.c.FastDelete([]FastKey{k}) })
+			f := in.frame(t)
+			f[14+20+16] ^= 0x5a // the inner TCP checksum
+			ret, out, slot := runFast(t, p, f, xa)
+			if ret != xdpTx || slot != statFastPathTx {
+				t.Fatalf("verdict %d counter %d, want XDP_TX and fastpath_tx", ret, slot)
+			}
+			slow := append(slowEncap(t, f, dir4, rip4, 0, enc, sport), padding(f)...)
+			if len(out) != len(slow) || out[ck] == slow[ck] && out[ck+1] == slow[ck+1] {
+				t.Fatalf("outer checksum %x, the slow path's %x: want them to differ", out[ck:ck+2], slow[ck:ck+2])
+			}
+			out[ck], out[ck+1] = slow[ck], slow[ck+1]
+			if !bytes.Equal(out, slow) {
+				t.Fatalf("beyond the outer checksum, output frame\n% x\nwant (slow path)\n% x", out, slow)
+			}
 		})
 	}
 }

@@ -524,6 +524,15 @@ struct fp_key {
 #define FP_F_KERNEL 2
 
 /*
+ * FP_F_TUN_CSUM (FP_TUN with FP_TUN_GUE or FP_TUN_GRE): the tunnel carries a checksum
+ * over the inner packet (--tun-csum): GUE's UDP checksum, or GRE's (an 8-byte header, C
+ * set). The program sums no payload: the inner packet's sum is its IP header's words and
+ * the complement of its pseudo-header's sum (inner_sum), so only TCP and UDP packets with
+ * a checksum are taken (others go to the dataplane, which sums the packet).
+ */
+#define FP_F_TUN_CSUM 4
+
+/*
  * The rewrite of one direction: 104 bytes, no implicit padding. FP_TUN: addr is the outer
  * header's source, addr2 its destination (the real server), of the inner packet's family;
  * tun the tunnel type (FP_TUN_*), and for GUE port the UDP destination port and port2 the
@@ -656,6 +665,71 @@ static __always_inline __u16 ip_csum(struct iphdr *ip)
 	return (__u16)~s;
 }
 
+/* fold16 folds a 32-bit one's complement sum to 16 bits. */
+static __always_inline __u32 fold16(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	return (s & 0xffff) + (s >> 16);
+}
+
+/* sum_words adds the n 16-bit words at p to s, as they lie in memory (RFC 1071: the sum
+ * is byte-order independent, so a checksum stored from it is in network order). */
+static __always_inline __u32 sum_words(const void *p, const int n, __u32 s)
+{
+	const __u16 *w = p;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < n; i++)
+		s += w[i];
+	return s;
+}
+
+/*
+ * inner_sum: the one's complement sum (unfolded, memory order) of the whole IP packet at
+ * l3 (l3len bytes, transport header at l4, protocol proto), from its headers alone. The
+ * IP header's words are summed; the transport segment's sum is the complement of its
+ * pseudo-header's (addresses, protocol, length), because a segment whose checksum is
+ * right sums with its pseudo-header to -0 (RFC 9293 3.1, RFC 768). A segment whose
+ * checksum is wrong thus gets an outer checksum that is wrong too: the real server drops
+ * it at the tunnel instead of at TCP or UDP. -1 (the packet goes to the dataplane, which
+ * sums it) when there is no such checksum to rely on: SCTP (a CRC), UDP with checksum 0,
+ * an IPv4 header with options (summed by the dataplane: its length is not a constant here).
+ */
+static __always_inline int inner_sum(void *l3, void *l4, void *end, int v6, __u32 l3len,
+				     __u8 proto, __u32 *out)
+{
+	__u32 ps, hs;
+
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > end || uh->check == 0)
+			return -1;
+	} else if (proto != IPPROTO_TCP) {
+		return -1;
+	}
+	if (!v6) {
+		struct iphdr *ip = l3;
+
+		if ((void *)(ip + 1) > end || ip->ihl != 5)
+			return -1;
+		hs = sum_words(ip, 10, 0);
+		ps = sum_words(&ip->saddr, 4, 0) + bpf_htons(proto) + bpf_htons(l3len - sizeof(*ip));
+	} else {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		/* The hop limit (>= 2: checked) drops by one on the way: its word does. An
+		 * IPv4 header needs no such care: its checksum moves with its TTL. */
+		hs = sum_words(ip6, 20, 0) - bpf_htons(1);
+		ps = sum_words(&ip6->saddr, 16, 0) + bpf_htons(proto) + bpf_htons(l3len - sizeof(*ip6));
+	}
+	*out = fold16(hs) + (~fold16(ps) & 0xffff);
+	return 0;
+}
+
 /*
  * fast_tun: FP_TUN, as the dataplane's tunnel (dataplane/worker.go) and IPVS's
  * ip_vs_tunnel_xmit / ip_vs_tunnel_xmit_v6: the inner TTL (hop limit) drops by one, then an
@@ -665,17 +739,19 @@ static __always_inline __u16 ip_csum(struct iphdr *ip)
  * copied unless it is CE, which becomes ECT(0) (RFC 3168's full-functionality option,
  * IPVS's INET_ECN_encapsulate) — from addr to addr2, then extra bytes of tunnel header
  * (a constant at each call site: 0 IPIP, protocol 4 or 41; 12 GUE, protocol UDP: UDP from
- * port2 to port without checksum, the GUE header naming the inner protocol; 4 GRE,
- * protocol 47: no flags, the inner EtherType), and a new Ethernet header. It returns the
+ * port2 to port, the GUE header naming the inner protocol; 4 GRE, protocol 47: no flags,
+ * the inner EtherType; 8 GRE with its checksum: C set), and a new Ethernet header. With
+ * csum (GUE; GRE's 8 bytes) the tunnel's checksum covers the inner packet, whose sum is
+ * isum (inner_sum); otherwise GUE's UDP checksum is 0. It returns the
  * new Ethernet header, or NULL with the frame as it was (the packet then goes to the
  * dataplane). Every packet pointer the caller holds is invalid afterwards.
  */
 static __always_inline struct ethhdr *fast_tun(struct xdp_md *ctx, struct fp_val *v, int v6,
-					       __u32 l3len, const int extra)
+					       __u32 l3len, const int extra, int csum, __u32 isum)
 {
 	int hl = (v6 ? (int)sizeof(struct ipv6hdr) : (int)sizeof(struct iphdr)) + extra;
 	__u8 inner_proto = v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
-	__u8 proto = extra == 12 ? IPPROTO_UDP : extra == 4 ? IPPROTO_GRE : inner_proto;
+	__u8 proto = extra == 12 ? IPPROTO_UDP : extra == 4 || extra == 8 ? IPPROTO_GRE : inner_proto;
 	struct ethhdr *eth;
 	void *data, *end, *x;
 
@@ -740,11 +816,30 @@ static __always_inline struct ethhdr *fast_tun(struct xdp_md *ctx, struct fp_val
 		g[1] = inner_proto;
 		g[2] = 0;
 		g[3] = 0;
-	} else if (extra == 4) {
+		if (csum) {
+			/* The pseudo-header (outer addresses, UDP, its length), the UDP and GUE
+			 * headers (check 0), the inner packet. */
+			__u32 s = isum + sum_words(u, 6, 0) + bpf_htons(IPPROTO_UDP) + u->len;
+			__u16 c;
+
+			if (!v6)
+				s = sum_words(&((struct iphdr *)(eth + 1))->saddr, 4, s);
+			else
+				s = sum_words(&((struct ipv6hdr *)(eth + 1))->saddr, 16, s);
+			c = ~fold16(s);
+			u->check = c ? c : 0xffff; /* RFC 768: a computed 0 is sent as all ones */
+		}
+	} else if (extra == 4 || extra == 8) {
 		__be16 *g = x;
 
-		g[0] = 0; /* no flags, version 0 */
+		g[0] = extra == 8 ? bpf_htons(0x8000) : 0; /* C: checksum present; version 0 */
 		g[1] = v6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
+		if (extra == 8) {
+			g[2] = 0;
+			g[3] = 0;
+			/* The GRE header (checksum 0) and the inner packet: no pseudo-header. */
+			g[2] = ~fold16(isum + sum_words(g, 4, 0));
+		}
 	}
 	return eth;
 undo:
@@ -815,12 +910,20 @@ static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, voi
 			return -1;
 	}
 	if (v->action == FP_TUN) {
+		int csum = (v->flags & FP_F_TUN_CSUM) && v->tun != FP_TUN_IPIP;
+		__u32 isum = 0;
+
+		/* Before the headers move: l3 and l4 are invalid afterwards. */
+		if (csum && inner_sum(l3, l4, end, v6, l3len, src->proto, &isum))
+			return -1;
 		if (v->tun == FP_TUN_GUE)
-			eth = fast_tun(ctx, v, v6, l3len, 12);
+			eth = fast_tun(ctx, v, v6, l3len, 12, csum, isum);
+		else if (v->tun == FP_TUN_GRE && csum)
+			eth = fast_tun(ctx, v, v6, l3len, 8, 1, isum);
 		else if (v->tun == FP_TUN_GRE)
-			eth = fast_tun(ctx, v, v6, l3len, 4);
+			eth = fast_tun(ctx, v, v6, l3len, 4, 0, 0);
 		else
-			eth = fast_tun(ctx, v, v6, l3len, 0);
+			eth = fast_tun(ctx, v, v6, l3len, 0, 0, 0);
 		if (!eth)
 			return -1;
 	} else if (v->action != FP_DR) {
