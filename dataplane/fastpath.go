@@ -464,7 +464,8 @@ func (f *fastPath) apply(r *fastReq) {
 		mtu, flags := f.egress(dir.val.Ifindex)
 		dir.val.MTU = mtu
 		if dir.val.Flags&bpf.FastKernel == 0 {
-			dir.val.Flags = flags // the program sends it: out of this interface
+			// The program sends it: out of this interface (a tunnel's checksum kept).
+			dir.val.Flags = flags | dir.val.Flags&bpf.FastTunCsum
 		}
 		var enc packet.Encap
 		if dir.val.Action == bpf.FastTUN {
@@ -531,10 +532,14 @@ func (f *fastPath) egress(ifindex uint32) (uint16, uint8) {
 	return e.mtu, e.flags
 }
 
-// setFastEncap makes TUN entry v encapsulate as enc (checksum-less), GUE from source
-// port sport (packet.EncapSourcePort of the flow's packets, which the program does not
-// compute: every packet of a flow it sees is a whole one, whose port is the flow's).
+// setFastEncap makes TUN entry v encapsulate as enc, GUE from source port sport
+// (packet.EncapSourcePort of the flow's packets, which the program does not compute:
+// every packet of a flow it sees is a whole one, whose port is the flow's), and with
+// enc.Csum the tunnel's checksum (bpf.FastTunCsum).
 func setFastEncap(v *bpf.FastVal, enc packet.Encap, sport uint16) {
+	if enc.Csum && enc.Type != packet.EncapIPIP {
+		v.Flags |= bpf.FastTunCsum
+	}
 	switch enc.Type {
 	case packet.EncapGUE:
 		v.Tun = bpf.FastTunGUE
@@ -550,11 +555,12 @@ func setFastEncap(v *bpf.FastVal, enc packet.Encap, sport uint16) {
 // fastEncap is the encapsulation TUN entry v writes (setFastEncap's inverse, without
 // the source port).
 func fastEncap(v *bpf.FastVal) packet.Encap {
+	csum := v.Flags&bpf.FastTunCsum != 0
 	switch v.Tun {
 	case bpf.FastTunGUE:
-		return packet.Encap{Type: packet.EncapGUE, Port: binary.BigEndian.Uint16(v.Port[:])}
+		return packet.Encap{Type: packet.EncapGUE, Port: binary.BigEndian.Uint16(v.Port[:]), Csum: csum}
 	case bpf.FastTunGRE:
-		return packet.Encap{Type: packet.EncapGRE}
+		return packet.Encap{Type: packet.EncapGRE, Csum: csum}
 	}
 	return packet.Encap{}
 }
@@ -807,13 +813,14 @@ func (d *Dataplane) FastPathStats() (s FastPathStats, ok bool) {
 
 // The worker's side: offers, made while forwarding. None allocates.
 
-// fastRequest offers connection e, whose client packet p the worker forwards to real server rs, when it is established; found tells
-// whether the packet found the connection (it did not create it). A TCP FIN or RST that
-// took the connection out of ESTABLISHED asks for its removal. A TUN real server's
-// connections are offered only without a tunnel checksum and of the connection's own
-// family: the program sums no packet for a GUE or GRE checksum (checked here) and
-// writes no IPv4-in-IPv6 or IPv6-in-IPv4 header (fastDir refuses those), so those stay
-// with the workers.
+// fastRequest offers connection e, whose client packet p the worker forwards to real
+// server rs, when it is established; found tells whether the packet found the connection
+// (it did not create it). A TCP FIN or RST that took the connection out of ESTABLISHED
+// asks for its removal. A TUN real server's connections are offered only of the
+// connection's own family (the program writes no IPv4-in-IPv6 or IPv6-in-IPv4 header:
+// fastDir refuses those) and, with a GUE or GRE checksum, only TCP and UDP ones (the
+// program takes the inner packet's sum from the transport pseudo-header: checked here);
+// the others stay with the workers.
 func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found bool) {
 	info := &p.info
 	switch info.Proto {
@@ -848,7 +855,9 @@ func (w *worker) fastRequest(p *pktDesc, e *conntrack.Entry, rs *destRef, found 
 	case conntrack.MethodNAT, conntrack.MethodFullNAT:
 		w.fastOffer(p, e, rs.Addr, packet.Encap{}, true)
 	case conntrack.MethodTUN:
-		if !rs.Tun.Csum {
+		// With a GUE or GRE checksum the program takes the inner packet's sum from its
+		// headers (TCP's and UDP's pseudo-header), which SCTP's CRC does not give.
+		if !rs.Tun.Csum || rs.Tun.Type != packet.EncapIPIP && info.Proto != packet.ProtoSCTP {
 			w.fastOffer(p, e, rs.Addr, rs.Tun, false)
 		}
 	case conntrack.MethodDR:
@@ -887,7 +896,7 @@ func (w *worker) fastReply(p *pktDesc, e *conntrack.Entry) {
 }
 
 // fastOffer queues the installation of connection e: its client → real server direction
-// (to rs; TUN: encapsulated as tun, without a checksum), and with both its reply
+// (to rs; TUN: encapsulated as tun), and with both its reply
 // direction too (NAT). Nothing is queued for a frame with a VLAN tag (the program leaves
 // those to the sockets), for a next hop the FIB does not resolve yet, or when e was
 // offered less than fastOfferEvery ago.

@@ -816,13 +816,24 @@ func TestKernelRecheck(t *testing.T) {
 // by the packet that ends ESTABLISHED (SHUTDOWN, ABORT). DR and TUN: the client's COOKIE
 // ECHO establishes it (the input-only table), one direction. NAT: the real server's
 // COOKIE ACK does (the output table), both directions, each with the CRC32c term of its
-// ports' change, and an end from either side takes both out.
+// ports' change, and an end from either side takes both out. A TUN real server with a
+// GUE checksum never has them offered: the program takes the inner packet's sum from the
+// transport pseudo-header, which SCTP's CRC does not give.
 func TestFastPathSCTPOffers(t *testing.T) {
-	for _, m := range []conntrack.Method{conntrack.MethodDR, conntrack.MethodTUN, conntrack.MethodNAT} {
+	for _, c := range []struct {
+		m   conntrack.Method
+		tun packet.Encap
+	}{{m: conntrack.MethodDR}, {m: conntrack.MethodTUN}, {m: conntrack.MethodNAT},
+		{conntrack.MethodTUN, packet.Encap{Type: packet.EncapGUE, Port: 6080, Csum: true}}} {
+		m := c.m
+		name := m.String()
+		if c.tun.Csum {
+			name += "-gue-csum"
+		}
 		for _, end := range []layers.SCTPChunkType{layers.SCTPChunkTypeShutdown, layers.SCTPChunkTypeAbort} {
-			t.Run(m.String()+"/"+end.String(), func(t *testing.T) {
+			t.Run(name+"/"+end.String(), func(t *testing.T) {
 				spec := l2Spec(t, m, 1<<12, oneArmed)
-				dests := []Dest{{ID: 9, Addr: a16(l2RS1), Port: 80, Method: m, Weight: 1}}
+				dests := []Dest{{ID: 9, Addr: a16(l2RS1), Port: 80, Method: m, Weight: 1, Tun: c.tun}}
 				if m == conntrack.MethodNAT {
 					dests[0].Port = 2905
 				}
@@ -896,6 +907,13 @@ func TestFastPathSCTPOffers(t *testing.T) {
 					return
 				}
 				q, st := send(layers.SCTPChunkTypeCookieEcho)
+				if c.tun.Csum {
+					q2, _ := send(layers.SCTPChunkTypeData)
+					if st != conntrack.StateSCTPEstablished || len(q)+len(q2) != 0 {
+						t.Fatalf("through a GUE tunnel with a checksum: state %v, offers %+v %+v; want ESTABLISHED and none", st, q, q2)
+					}
+					return
+				}
 				want := uint8(bpf.FastDR)
 				if m == conntrack.MethodTUN {
 					want = bpf.FastTUN

@@ -270,17 +270,18 @@ func TestTUNEncapFragments(t *testing.T) {
 	}
 }
 
-// TestFastPathTUNEncapOffers: a GUE or GRE real server's connections are offered to the
-// fast path without a tunnel checksum — the entry names the tunnel type, GUE its port and
-// the source port the workers write for the flow (the worker's frame's), and its MTU is
-// the egress MTU less the whole tunnel header — and never with one (the program sums no
-// packet: those stay with the workers). An IPIP real server edited to GUE has its
-// installed connections removed at the next sweep.
+// TestFastPathTUNEncapOffers: a GUE or GRE real server's TCP and UDP connections are
+// offered to the fast path, with and without a tunnel checksum — the entry names the
+// tunnel type, GUE its port and the source port the workers write for the flow (the
+// worker's frame's), the checksum (bpf.FastTunCsum, kept when the fast path's goroutine
+// sets the egress flags), and its MTU is the egress MTU less the whole tunnel header
+// (GRE's 8 bytes with the checksum). An IPIP real server edited to GUE has its installed
+// connections removed at the next sweep.
 func TestFastPathTUNEncapOffers(t *testing.T) {
 	for _, enc := range encaps {
 		t.Run(enc.Type.String()+map[bool]string{false: "/nocsum", true: "/csum"}[enc.Csum], func(t *testing.T) {
 			r := newEncapRig(t, enc)
-			withFast(r.dp)
+			f := withFast(r.dp)
 			for _, fam := range tunFamilies {
 				for _, udp := range []bool{false, true} {
 					p := pkt{srcMAC: macClient, dstMAC: macDir, src: fam.client, dst: fam.vip, sport: 6000, dport: 80, udp: udp}
@@ -291,12 +292,6 @@ func TestFastPathTUNEncapOffers(t *testing.T) {
 						q = openOffers(t, r, p)
 					}
 					out := r.eth.Sent()
-					if enc.Csum {
-						if len(q) != 0 {
-							t.Fatalf("%s udp=%v: offered %+v with a checksum", fam.name, udp, q)
-						}
-						continue
-					}
 					if len(q) != 1 || q[0].n != 1 || len(out) == 0 {
 						t.Fatalf("%s udp=%v: offered %+v (%d frames out), want one install", fam.name, udp, q, len(out))
 					}
@@ -315,6 +310,13 @@ func TestFastPathTUNEncapOffers(t *testing.T) {
 					}
 					if m := tunMTU(1500, q[0].dirs[0].mtu, v.Addr2, fastEncap(&v)); int(m) != 1500-enc.HeaderLen(map[bool]uint8{true: 4, false: 6}[fam.client.Is4()]) {
 						t.Fatalf("%s udp=%v: entry MTU %d, want 1500 less %d", fam.name, udp, m, enc.HeaderLen(4))
+					}
+					if csum := v.Flags&bpf.FastTunCsum != 0; csum != enc.Csum {
+						t.Fatalf("%s udp=%v: entry flags %#x, want the checksum flag %v", fam.name, udp, v.Flags, enc.Csum)
+					}
+					f.apply(&q[0])
+					if got := f.insVals[len(f.insVals)-1]; got.Flags&bpf.FastTunCsum != v.Flags&bpf.FastTunCsum || fastEncap(&got) != enc {
+						t.Fatalf("%s udp=%v: flags %#x once applied, want the checksum flag %v", fam.name, udp, got.Flags, enc.Csum)
 					}
 				}
 			}
