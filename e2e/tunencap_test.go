@@ -44,10 +44,10 @@ var tunEncapCases = []tunEncapCase{
 // checksum that verifies with csum and is absent without, and GUE source ports in
 // [32768, 61000). The listing shows each tunnel as ipvsadm --tun-info does, and no host
 // counts a checksum error. The uploads are the PMTU test, as in TestTUN. The director
-// runs with --fastpath: the checksum-less tunnels' connections are installed and the XDP
-// program sends most of their packets (fastTCP, fastUDP: the packet socket checks those
-// frames too, and the decapsulator takes the ones a GRO-enabled peer merged); those with
-// a checksum stay with the workers.
+// runs with --fastpath: every tunnel's connections are installed and the XDP program
+// sends most of their packets (fastTCP, fastUDP: the packet socket checks those frames
+// too, checksums included, and the decapsulator takes the ones a GRO-enabled peer
+// merged).
 func TestTUNGUEGRE(t *testing.T) {
 	e := setup(t, testbed.L2, "--fastpath")
 	e.fastPathPeers()
@@ -72,27 +72,18 @@ func TestTUNGUEGRE(t *testing.T) {
 					caps = append(caps, captureTunnels(t, rs, c))
 				}
 				before := e.fastCounters()
-				size := 1 << 20
-				if c.csum {
-					e.transferBothWays(vip, size, e.bed.Client.AddrFor(v6))
-					e.udpEcho(vip)
-				} else {
-					// Long enough for the fast path: installed 25 ms after the
-					// handshake, it must then carry most of the segments (fastTCP)
-					// and datagrams (fastUDP, which also checks -L --stats).
-					size = 16 << 20
-					e.fastTCP(vip, e.bed.Client.AddrFor(v6))
-					e.fastUDP(vip, vipEchoPort, 2000, 512, false)
-				}
+				// Long enough for the fast path: installed 25 ms after the handshake,
+				// it must then carry most of the segments (fastTCP) and datagrams
+				// (fastUDP, which also checks -L --stats).
+				size := 16 << 20
+				e.fastTCP(vip, e.bed.Client.AddrFor(v6))
+				e.fastUDP(vip, vipEchoPort, 2000, 512, false)
 				after := e.fastCounters()
 				// What the workers encapsulated and what the program sent.
 				fast := after["xdp_fastpath_tx"] - before["xdp_fastpath_tx"]
 				enc := after["encapsulated"] - before["encapsulated"] + fast
 				if enc < uint64(size/1500) {
 					t.Errorf("the director encapsulated %d packets (%d in XDP), want at least %d for the %d-byte upload", enc, fast, size/1500, size)
-				}
-				if c.csum && (fast != 0 || after["fastpath_installed"] != before["fastpath_installed"]) {
-					t.Errorf("a tunnel with a checksum went through the fast path: %d packets, counters %v", fast, fastOnly(after))
 				}
 				total := 0
 				for i, cp := range caps {
@@ -215,6 +206,10 @@ func (cp *tunCapture) stop() tunCaptureResult {
 	return cp.res
 }
 
+// tunLinkMTU is the testbed links' MTU: a tunnelled packet longer than it was merged by
+// GRO on its way to the real server.
+const tunLinkMTU = 1500
+
 // checkTunnelFrame checks frame f if it is a tunnelled one of case c (UDP to the GUE port,
 // or GRE): tunnelled says whether it was, why what is wrong with it ("" if nothing), sport
 // its GUE source port.
@@ -225,6 +220,7 @@ func checkTunnelFrame(f []byte, c tunEncapCase) (tunnelled bool, sport uint16, w
 	var ip, payload []byte
 	var proto uint8
 	var pseudo uint32
+	var merged bool
 	switch binary.BigEndian.Uint16(f[12:]) {
 	case 0x0800:
 		ip = f[14:]
@@ -237,6 +233,7 @@ func checkTunnelFrame(f []byte, c tunEncapCase) (tunnelled bool, sport uint16, w
 		}
 		proto, payload = ip[9], ip[20:tl]
 		pseudo = onesSum(ip[12:20], 0) + uint32(proto) + uint32(len(payload))
+		merged = tl > tunLinkMTU
 	case 0x86dd:
 		ip = f[14:]
 		if len(ip) < 40 {
@@ -248,6 +245,7 @@ func checkTunnelFrame(f []byte, c tunEncapCase) (tunnelled bool, sport uint16, w
 		}
 		proto, payload = ip[6], ip[40:40+pl]
 		pseudo = onesSum(ip[8:40], 0) + uint32(proto) + uint32(len(payload))
+		merged = 40+pl > tunLinkMTU
 	default:
 		return false, 0, ""
 	}
@@ -287,8 +285,12 @@ func checkTunnelFrame(f []byte, c tunEncapCase) (tunnelled bool, sport uint16, w
 			why = fmt.Sprintf("GRE packet of %d bytes", len(payload))
 		case binary.BigEndian.Uint16(payload[0:]) != wantFlags || binary.BigEndian.Uint16(payload[2:]) != et:
 			why = fmt.Sprintf("GRE header % x, want flags %#04x, protocol %#04x", payload[:4], wantFlags, et)
-		case c.csum && fold(onesSum(payload, 0)) != 0xffff:
-			why = "GRE checksum does not verify"
+		case c.csum && !merged && fold(onesSum(payload, 0)) != 0xffff:
+			// A packet longer than the link's MTU is GRO's merge of several (the
+			// capture sees the real server's skb): the kernel's GRE GRO verified each
+			// one's checksum before merging them (gre_gro_receive), and the merged
+			// packet's field is the first one's.
+			why = fmt.Sprintf("GRE checksum does not verify (a frame of %d bytes)", len(f))
 		case payload[hl]>>4 != innerV:
 			why = "the inner packet is not of the outer's family"
 		}
@@ -383,12 +385,13 @@ func TestTUNOtherFamily(t *testing.T) {
 	e.noChecksumErrors()
 }
 
-// TestFastPathTUNEncap: with --fastpath, connections to GUE and GRE real servers without a
-// tunnel checksum are installed, and the XDP program sends most of their packets with
-// the tunnel's headers (the same bytes as the workers': bpf TestFastPathTUNEncap), the
-// real servers decapsulating with xlvs-decap in XDP: 16 MiB byte-exact each way over TCP
-// and a UDP flow whose -L --stats counters equal what was sent (fastTCP, fastUDP), over
-// IPv4 and IPv6. With a checksum they stay with the workers (TestTUNGUEGRE).
+// TestFastPathTUNEncap: with --fastpath, connections to GUE and GRE real servers, with and
+// without a tunnel checksum, are installed, and the XDP program sends most of their
+// packets with the tunnel's headers (the same bytes as the workers': bpf
+// TestFastPathTUNEncap), the real servers decapsulating with xlvs-decap in XDP: 16 MiB
+// byte-exact each way over TCP and a UDP flow whose -L --stats counters equal what was
+// sent (fastTCP, fastUDP), over IPv4 and IPv6. TestTUNGUEGRE checks the checksums of the
+// frames as the real servers receive them.
 func TestFastPathTUNEncap(t *testing.T) {
 	e := setup(t, testbed.L2, "--fastpath")
 	e.fastPathPeers()
@@ -397,9 +400,6 @@ func TestFastPathTUNEncap(t *testing.T) {
 		e.serveVIPEcho(e.bed.VIPFor(v6))
 	}
 	for _, c := range tunEncapCases {
-		if c.csum {
-			continue
-		}
 		t.Run(c.name, func(t *testing.T) {
 			e.eachFamily(t, func(t *testing.T, v6 bool) {
 				vip := e.bed.VIPFor(v6)
