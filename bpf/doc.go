@@ -24,9 +24,10 @@
 //     (source, destination, ports, proto) is in fastpath (an established connection
 //     the dataplane installed; EnableFastPath): rewritten as the entry says (MACs; NAT:
 //     one address and port, FULLNAT: both, with RFC 1624 checksum deltas and the TTL /
-//     hop limit decremented; TUN: the TTL / hop limit decremented and an IPIP / ip6ip6
-//     header pushed in front, bpf_xdp_adjust_head, the entry's MTU bounding the inner
-//     packet) and sent — XDP_TX on the receiving interface, else
+//     hop limit decremented; TUN: the TTL / hop limit decremented and an IPIP / ip6ip6,
+//     GUE or GRE header pushed in front, bpf_xdp_adjust_head, the entry's MTU bounding
+//     the inner packet, a GUE or GRE checksum (FastTunCsum) taken from the inner
+//     packet's headers, inner_sum) and sent — XDP_TX on the receiving interface, else
 //     bpf_redirect_map(tx_ports, ifindex) (also back out of the receiving interface
 //     with FastRedirect: a veth's XDP_TX reaches a peer without an XDP program only
 //     late) — unless it is SYN, FIN or RST, a first fragment, has TTL / hop limit <= 1
