@@ -50,7 +50,7 @@ func New() (*Classifier, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
-	// The fast path's SCTP checksum update (xlvs.c: sctp_crc) reads the powers of x the
+	// The fast path's SCTP checksum update (xlvs.c: sctp_crc_change) reads the powers of x the
 	// dataplane's own update uses.
 	lo, hi := packet.CRCZeroPowers()
 	var zeros [512]uint32

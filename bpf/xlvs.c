@@ -600,14 +600,30 @@ struct {
 #define IP_MF 0x2000
 #define IP_DF 0x4000
 
+/* fold16 folds a 32-bit one's complement sum to 16 bits. */
+static __always_inline __u32 fold16(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	return (s & 0xffff) + (s >> 16);
+}
+
+/* sum_words adds the n 16-bit words at p to s, as they lie in memory (RFC 1071: the sum
+ * is byte-order independent, so a checksum stored from it is in network order). */
+static __always_inline __u32 sum_words(const void *p, const int n, __u32 s)
+{
+	const __u16 *w = p;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < n; i++)
+		s += w[i];
+	return s;
+}
+
 /* csum_apply returns checksum c (host order) updated by delta (RFC 1624 eqn. 3). */
 static __always_inline __u16 csum_apply(__u16 c, __u16 delta)
 {
-	__u32 s = (__u32)(__u16)~c + delta;
-
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)~s;
+	return (__u16)~fold16((__u32)(__u16)~c + delta);
 }
 
 /*
@@ -650,39 +666,10 @@ __attribute__((noinline)) __u32 sctp_crc_change(__u32 n, __u32 term)
 }
 
 /* ip_csum returns the header checksum of the 20-byte IPv4 header ip (RFC 1071), its check
- * field 0. The words are summed as they lie in memory: the sum is byte-order independent. */
+ * field 0, in memory order (sum_words). */
 static __always_inline __u16 ip_csum(struct iphdr *ip)
 {
-	__u16 *w = (__u16 *)ip;
-	__u32 s = 0;
-	int i;
-
-#pragma unroll
-	for (i = 0; i < (int)(sizeof(*ip) / 2); i++)
-		s += w[i];
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)~s;
-}
-
-/* fold16 folds a 32-bit one's complement sum to 16 bits. */
-static __always_inline __u32 fold16(__u32 s)
-{
-	s = (s & 0xffff) + (s >> 16);
-	return (s & 0xffff) + (s >> 16);
-}
-
-/* sum_words adds the n 16-bit words at p to s, as they lie in memory (RFC 1071: the sum
- * is byte-order independent, so a checksum stored from it is in network order). */
-static __always_inline __u32 sum_words(const void *p, const int n, __u32 s)
-{
-	const __u16 *w = p;
-	int i;
-
-#pragma unroll
-	for (i = 0; i < n; i++)
-		s += w[i];
-	return s;
+	return (__u16)~fold16(sum_words(ip, sizeof(*ip) / 2, 0));
 }
 
 /*
