@@ -449,8 +449,9 @@ func fastRig(t *testing.T, both bool) (h *harness, p *Port, xa, xb int) {
 }
 
 // fastPort enables the fast path on h's classifier, loads a program with it (EnableFastPath
-// replaces the map for programs loaded after it) and makes txPorts the tx_ports.
-func fastPort(t *testing.T, h *harness, txPorts ...int) *Port {
+// replaces the map for programs loaded after it) and makes txPorts the tx_ports (none: the
+// benchmarks, whose test runs send back out of lo).
+func fastPort(t testing.TB, h *harness, txPorts ...int) *Port {
 	t.Helper()
 	if err := h.c.EnableFastPath(1024); err != nil {
 		t.Fatalf("EnableFastPath: %v", err)
@@ -532,14 +533,7 @@ func BenchmarkFastPathProgram(b *testing.B) {
 		b.ReportMetric(float64(d.Nanoseconds()), "ns/pkt")
 	})
 	h := newHarness(b)
-	if err := h.c.EnableFastPath(1024); err != nil {
-		b.Fatal(err)
-	}
-	p, err := h.c.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { p.Close() })
+	p := fastPort(b, h)
 	b.Run("no-entry", func(b *testing.B) {
 		ret, d, err := p.Program().Benchmark(in.frame(b), b.N, b.ResetTimer)
 		if err != nil || ret != xdpPass { // no socket: redirect failed, passed

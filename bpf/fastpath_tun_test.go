@@ -363,14 +363,7 @@ func TestFastPathTUNCsumBadInner(t *testing.T) {
 // (the system call's own cost left out). XDP_TX on lo, the test run's interface.
 func BenchmarkFastPathTUNProgram(b *testing.B) {
 	h := newHarness(b)
-	if err := h.c.EnableFastPath(1024); err != nil {
-		b.Fatal(err)
-	}
-	p, err := h.c.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { p.Close() })
+	p := fastPort(b, h)
 	in := fpPkt{src: cip4, dst: vip4, sport: 43000, dport: 80, ttl: 64, dmac: macDirIn, smac: macClient, payload: 1000}
 	frame := in.frame(b)
 	for _, c := range []struct {
