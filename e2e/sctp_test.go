@@ -595,17 +595,7 @@ func TestFastPathSCTP(t *testing.T) {
 			t.Errorf("service stats %+v, %+v before the DATA: want 1 connection and the %d DATA packets in", st, st0, n)
 		}
 		// The SHUTDOWN is the workers' (it leaves ESTABLISHED): the entry goes.
-		toRS(layers.SCTPChunkTypeShutdown)
-		e.waitFast("the SHUTDOWN takes it out", func(c map[string]uint64) bool {
-			return c["fastpath_entries"] == before["fastpath_entries"]
-		})
-		if c := e.fastCounters(); c["xdp_fastpath_tx"] != after["xdp_fastpath_tx"] {
-			t.Errorf("the program sent the SHUTDOWN (xdp_fastpath_tx %d → %d)", after["xdp_fastpath_tx"], c["xdp_fastpath_tx"])
-		}
-		conns := e.sctpConns()
-		if c, ok := conns[netip.AddrPortFrom(client, cport).String()]; !ok || c.state != "S-RECEIVED" {
-			t.Errorf("-L -c: %+v, want the association in S-RECEIVED", conns)
-		}
+		e.fastSCTPShutdown(func() { toRS(layers.SCTPChunkTypeShutdown) }, before, after, netip.AddrPortFrom(client, cport))
 	})
 	e.t = t
 	e.checkDrops()
@@ -715,19 +705,28 @@ func TestFastPathSCTPNAT(t *testing.T) {
 				t.Errorf("service stats %+v, %+v before: want 1 connection, %d packets in and %d out", st, st0, n+1, n)
 			}
 			// The SHUTDOWN is the workers' (it leaves ESTABLISHED): both entries go.
-			fromClient(layers.SCTPChunkTypeShutdown, false)
-			e.waitFast("the SHUTDOWN takes it out", func(c map[string]uint64) bool {
-				return c["fastpath_entries"] == before["fastpath_entries"]
-			})
-			if c := e.fastCounters(); c["xdp_fastpath_tx"] != after["xdp_fastpath_tx"] {
-				t.Errorf("the program sent the SHUTDOWN (xdp_fastpath_tx %d → %d)", after["xdp_fastpath_tx"], c["xdp_fastpath_tx"])
-			}
-			conns := e.sctpConns()
-			if a, ok := conns[netip.AddrPortFrom(caddr, cport).String()]; !ok || a.state != "S-RECEIVED" {
-				t.Errorf("-L -c: %+v, want the association in S-RECEIVED", conns)
-			}
+			e.fastSCTPShutdown(func() { fromClient(layers.SCTPChunkTypeShutdown, false) }, before, after, netip.AddrPortFrom(caddr, cport))
 		})
 	}
 	e.t = t
 	e.checkDrops()
+}
+
+// fastSCTPShutdown sends the client's SHUTDOWN of a fast-path association (send) and
+// checks that a worker took it: the fast path's entries back to before's count, the
+// program's xdp_fastpath_tx still after's, and -L -c showing client's association in
+// S-RECEIVED.
+func (e *env) fastSCTPShutdown(send func(), before, after map[string]uint64, client netip.AddrPort) {
+	e.t.Helper()
+	send()
+	e.waitFast("the SHUTDOWN takes it out", func(c map[string]uint64) bool {
+		return c["fastpath_entries"] == before["fastpath_entries"]
+	})
+	if c := e.fastCounters(); c["xdp_fastpath_tx"] != after["xdp_fastpath_tx"] {
+		e.t.Errorf("the program sent the SHUTDOWN (xdp_fastpath_tx %d → %d)", after["xdp_fastpath_tx"], c["xdp_fastpath_tx"])
+	}
+	conns := e.sctpConns()
+	if a, ok := conns[client.String()]; !ok || a.state != "S-RECEIVED" {
+		e.t.Errorf("-L -c: %+v, want the association in S-RECEIVED", conns)
+	}
 }
