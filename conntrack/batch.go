@@ -74,6 +74,18 @@ type Query struct {
 // batch's new connections afterwards (InsertQuery) finds those lines on their way.
 // Elsewhere the prefetching is skipped. It allocates nothing.
 func (t *Table) LookupBatch(qs []Query, now int64) {
+	var s Scratch
+	t.LookupBatchIn(&s, qs, now)
+}
+
+// Scratch is the working memory of a LookupBatch (about 2 KiB). LookupBatch zeroes one
+// on its stack for every call, as Go does for any variable; a caller that looks up
+// batch after batch keeps its own and passes it to LookupBatchIn, which needs it in no
+// particular state. One Scratch must not serve two calls at once.
+type Scratch struct{ b batchScratch }
+
+// LookupBatchIn is LookupBatch with s as its working memory.
+func (t *Table) LookupBatchIn(s *Scratch, qs []Query, now int64) {
 	now32 := msOf(now)
 	for off := 0; off < len(qs); off += batchMax {
 		if q := &qs[off]; off > 0 && q.Repeat {
@@ -85,7 +97,7 @@ func (t *Table) LookupBatch(qs []Query, now int64) {
 			}
 			q.Key, q.Dir = qs[j].Key, qs[j].Dir
 		}
-		t.lookupBatch(qs[off:min(off+batchMax, len(qs))], now32)
+		t.lookupBatch(qs[off:min(off+batchMax, len(qs))], now32, &s.b)
 	}
 }
 
@@ -94,7 +106,12 @@ func sameKey(a, b *Key) bool {
 	return a.SrcPort == b.SrcPort && a.DstPort == b.DstPort && a.Proto == b.Proto && a.Src == b.Src && a.Dst == b.Dst
 }
 
-// batchScratch is LookupBatch's working memory, on the caller's stack.
+// batchScratch is LookupBatch's working memory (Scratch). lookupBatch writes each of
+// its fields for key j before it reads it there, so it may hold anything when a call
+// starts: home only where the table prefetches (t.hint), which is where it is read, and
+// guess only in lookupPipelined (hintRecord), which is where it is read. (A stale rep or
+// guess would cost time, not correctness: lookupRepeats checks each query's Repeat, and
+// a guessed record is compared with the key.)
 type batchScratch struct {
 	hs   [batchMax]uint64
 	sis  [batchMax]int32   // shard of query vi[j]
@@ -110,8 +127,7 @@ type batchScratch struct {
 	made [batchMax]int32
 }
 
-func (t *Table) lookupBatch(qs []Query, now32 uint32) {
-	var b batchScratch
+func (t *Table) lookupBatch(qs []Query, now32 uint32, b *batchScratch) {
 	qs = qs[:min(len(qs), batchMax)]
 	// Hash every key and note where its probe starts (its home slot), whose window
 	// of hintWindow slots the prefetching reads.
@@ -133,7 +149,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 			}
 			if p := &qs[b.vi[m-1]]; q.Dir == p.Dir && sameKey(&q.Key, &p.Key) {
 				q.Same = true
-				b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), b.sis[m-1], b.hs[m-1], true
+				b.vi[m], b.sis[m], b.hs[m], b.same[m], b.rep[m] = uint8(i), b.sis[m-1], b.hs[m-1], true, false
 				q.hash, q.shard, q.hashed = b.hs[m], b.sis[m], true
 				b.home[m] = b.home[m-1]
 				last = i
@@ -151,7 +167,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 			continue
 		}
 		last = i
-		b.vi[m], b.sis[m], b.hs[m], b.same[m] = uint8(i), int32(si), h, false
+		b.vi[m], b.sis[m], b.hs[m], b.same[m], b.rep[m] = uint8(i), int32(si), h, false, false
 		q.hash, q.shard, q.hashed = h, int32(si), true
 		if t.hint {
 			b.home[m] = slotAddr(&t.shards[si].shard, h)
@@ -159,7 +175,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32) {
 		m++
 	}
 	if t.hint && m > 0 {
-		t.lookupPipelined(qs, &b, m, now32)
+		t.lookupPipelined(qs, b, m, now32)
 		return
 	}
 	// The lookups, one shard lock hold for each run of queries of one shard.

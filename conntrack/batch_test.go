@@ -25,7 +25,8 @@ func twins(t *testing.T, cfg Config) (*Table, *Table) {
 // to each other, as a flow's burst, which LookupBatch serves from the
 // previous query's record and entry, and apart), Repeats (whose Key and Dir
 // LookupBatch fills in, and whose Entry, when Shared, is the last filled one's),
-// SYNs that reuse, entries that expire, a sync master's counts and Sync answers.
+// SYNs that reuse, entries that expire, a sync master's counts and Sync answers;
+// every other batch through LookupBatchIn with a Scratch of random bytes.
 func TestLookupBatchMatchesLookup(t *testing.T) {
 	tests := []struct {
 		name string
@@ -64,6 +65,7 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 			}
 			now := int64(0)
 			qs := make([]Query, 3*batchMax)
+			var scratch Scratch
 			shared := 0
 			rounds := 300
 			if raceEnabled {
@@ -116,7 +118,17 @@ func TestLookupBatchMatchesLookup(t *testing.T) {
 					w := &want[j]
 					w.Status = single.Lookup(w.Dir, &w.Key, w.TCPFlags, now, &w.Entry)
 				}
-				batch.LookupBatch(qs[:n], now)
+				if round%2 == 0 {
+					batch.LookupBatch(qs[:n], now)
+				} else {
+					// A caller's Scratch holds whatever the calls before left, here
+					// random bytes: no field may be read before it is written.
+					junk := unsafe.Slice((*byte)(unsafe.Pointer(&scratch)), unsafe.Sizeof(scratch))
+					for k := range junk {
+						junk[k] = byte(rng.Uint32())
+					}
+					batch.LookupBatchIn(&scratch, qs[:n], now)
+				}
 				var filled *Query // the last query whose Entry was filled
 				for j := range n {
 					g, w := &qs[j], &want[j] // the public fields (LookupBatch also keeps the key's hash for InsertQuery)

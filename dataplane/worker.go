@@ -86,6 +86,7 @@ type worker struct {
 	// recover path which frames of the batch the worker still owns (reclaim).
 	pkts       []pktDesc
 	qs         []conntrack.Query
+	ctScratch  conntrack.Scratch // LookupBatchIn's working memory, kept from batch to batch
 	made       [4]uint64
 	batchIn    *port
 	batchN     int
@@ -412,7 +413,7 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	w.nq = int32(m)
 	if m > 0 {
 		// It also starts the cache misses of the new connections' inserts.
-		w.dp.ct.LookupBatch(w.qs[:m], now)
+		w.dp.ct.LookupBatchIn(&w.ctScratch, w.qs[:m], now)
 	}
 	w.made = [4]uint64{}
 	for i := 0; i < n; i++ {
