@@ -18,6 +18,14 @@ type FlowNAT struct {
 	l4            uint32 // the transport checksum's delta for the addresses and ports
 }
 
+// ttlDelta is what a TTL decrement adds to an IPv4 header's one's complement sum: the
+// word of TTL and protocol goes from w to w-0x0100, and ^w + (w-0x0100) is 0xFEFF for
+// every w with a TTL above 1. DecrementTTL folds it into the checksum, then the rewrite
+// folds in its own delta d; one fold of ^checksum + ttlDelta + d gives the same 16 bits,
+// since folding is addition modulo 0xFFFF and neither way can end at zero (ttlDelta is
+// not), so neither meets one's complement's second zero.
+const ttlDelta = 0xFEFF
+
 // The sides of a packet a FlowNAT rewrites.
 const (
 	sideSrc uint8 = 1 << iota
@@ -107,10 +115,10 @@ func (n *FlowNAT) Apply(frame []byte, info *Info) bool {
 			return false
 		}
 		ip[ipv4TTL] = ttl - 1
-		// DecrementTTL's update, then rewrite's: the same two steps, so the same bytes.
-		old := uint16(ttl)<<8 | uint16(ip[ipv4Proto])
-		hc := UpdateChecksum16(binary.BigEndian.Uint16(ip[ipv4Checksum:]), old, old-0x0100)
-		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+n.l3))
+		// DecrementTTL's update and rewrite's in one sum, which gives the same bytes as
+		// the two steps (ttlDelta has why).
+		hc := binary.BigEndian.Uint16(ip[ipv4Checksum:])
+		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+ttlDelta+n.l3))
 		if n.sides&sideSrc != 0 {
 			binary.BigEndian.PutUint32(ip[ipv4Src:], binary.BigEndian.Uint32(n.src[12:16]))
 		}
