@@ -495,11 +495,11 @@ func (w *worker) classify(p *pktDesc) uint8 {
 
 // repeats tells whether p is the next packet of the flow of prev, which was classified
 // as a request or a reply and whose ports p has (handleBatch checked): whether
-// packet.ParseRepeat takes p's frame, whose headers are then prev's but for the IP
-// length and the TCP flags. If so p is classified as prev was, without Parse or the
-// service lookup; if not, classify does it.
+// packet.ParseRepeatPorts (ParseRepeat past the ports) takes p's frame, whose headers
+// are then prev's but for the IP length and the TCP flags. If so p is classified as
+// prev was, without Parse or the service lookup; if not, classify does it.
 func (w *worker) repeats(p, prev *pktDesc) bool {
-	if !packet.ParseRepeat(&prev.info, p.frame, &p.info) {
+	if !packet.ParseRepeatPorts(&prev.info, p.frame, &p.info) {
 		return false
 	}
 	p.kind, p.si = prev.kind, prev.si

@@ -11,14 +11,22 @@ import "encoding/binary"
 // true, having read a few words instead of walking the headers. Otherwise it returns
 // false and info is undefined: call Parse. It never reads outside frame.
 func ParseRepeat(prev *Info, frame []byte, info *Info) bool {
+	// Ports first (TCP's and UDP's headers start alike, two ports in one word): they
+	// tell apart most flows of one client.
+	l4 := int(prev.L4Off)
+	if len(frame) < l4+4 || binary.BigEndian.Uint32(frame[l4:]) != uint32(prev.SrcPort)<<16|uint32(prev.DstPort) {
+		return false
+	}
+	return ParseRepeatPorts(prev, frame, info)
+}
+
+// ParseRepeatPorts is ParseRepeat for a caller that has found prev's ports in frame
+// already (the word at prev.L4Off): it does the rest of ParseRepeat's checks. Given a
+// frame without them there, it may return true.
+func ParseRepeatPorts(prev *Info, frame []byte, info *Info) bool {
 	const l3 = EthernetHeaderLen
 	l4 := int(prev.L4Off)
 	if prev.HasVLAN || prev.Frag || prev.L3Off != l3 || l4 < l3+IPv4MinHeaderLen || len(frame) < l4+UDPHeaderLen {
-		return false
-	}
-	// Ports first (TCP's and UDP's headers start alike, two ports in one word): they
-	// tell apart most flows of one client.
-	if binary.BigEndian.Uint32(frame[l4:]) != uint32(prev.SrcPort)<<16|uint32(prev.DstPort) {
 		return false
 	}
 	// Fixed offsets in arrays: no bounds checks past the one of each conversion.
