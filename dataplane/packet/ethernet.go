@@ -99,6 +99,7 @@ func SetEthernet(frame []byte, dst, src [6]byte) {
 	if len(frame) < 12 {
 		return
 	}
-	copy(frame[ethDst:ethDst+6], dst[:])
-	copy(frame[ethSrc:ethSrc+6], src[:])
+	h := (*[12]byte)(frame) // one bounds check for both
+	*(*[6]byte)(h[ethDst:]) = dst
+	*(*[6]byte)(h[ethSrc:]) = src
 }
