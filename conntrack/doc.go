@@ -170,7 +170,12 @@
 // PrefetchInsert's work itself for each query it finds missing (a new
 // connection), and keeps each query's key hash and shard in the Query:
 // InsertQuery is Insert for a looked-up query's connection that reuses them
-// (its outcome is Insert's; insertquery_test.go checks it).
+// (its outcome is Insert's; insertquery_test.go checks it). LookupBatch's working
+// memory (the hashes, shards, home slots and guesses of up to 64 keys, about 2 KiB)
+// is a Scratch: LookupBatch zeroes one on its stack per call, LookupBatchIn takes the
+// caller's, left in any state (a worker keeps one from batch to batch); every field is
+// written before it is read, which TestLookupBatchMatchesLookup checks with a Scratch
+// of random bytes.
 //
 // # Concurrency
 //
