@@ -2,6 +2,7 @@ package packet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 )
 
@@ -15,6 +16,13 @@ func checkRepeat(t testing.TB, prev *Info, frame []byte) bool {
 	ok := ParseRepeat(prev, frame, &got)
 	if !bytes.Equal(frame, before) {
 		t.Fatalf("ParseRepeat changed the frame")
+	}
+	// ParseRepeatPorts, the rest of ParseRepeat, answers alike wherever the ports match.
+	if l4 := int(prev.L4Off); len(frame) >= l4+4 && binary.BigEndian.Uint32(frame[l4:]) == uint32(prev.SrcPort)<<16|uint32(prev.DstPort) {
+		var rest Info
+		if ok2 := ParseRepeatPorts(prev, frame, &rest); ok2 != ok || ok && rest != got {
+			t.Fatalf("ParseRepeatPorts %v %+v, ParseRepeat %v %+v:\n% x", ok2, rest, ok, got, frame)
+		}
 	}
 	if !ok {
 		return false
