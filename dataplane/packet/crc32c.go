@@ -91,7 +91,7 @@ func sctpPortsDelta(old, new uint32, n int) uint32 {
 		return 0
 	}
 	z := n - 4 // zero bytes after the changed ones
-	return gfMul(gfMul(crcZeroLo[z&0xff], crcZeroHi[z>>8&0xff]), rawCRC4(d))
+	return gfMul(gfMul(crcZeroLo[z&0xff], crcZeroHi[z>>8&0xff]), SCTPPortsTerm(old, new))
 }
 
 // SCTPPortsTerm is the part of an SCTP checksum's change that depends on the ports alone,
