@@ -1257,7 +1257,16 @@ func (t *Table) vacant(sh *shard, h uint64, dir Dir, k *Key, now32 uint32) bool 
 // entries are ESTABLISHED.
 func (t *Table) alloc(sh *shard, now32 uint32) uint32 {
 	if ref := sh.free; ref != noIdx {
-		sh.free = sh.recs[ref].next
+		next := sh.recs[ref].next
+		sh.free = next
+		if t.hint && next < uint32(len(sh.recs)) {
+			// The next insert into this shard takes that record: start its miss now.
+			// Free records are chained in the order they were freed, so without this
+			// each insert would wait for its record's line while holding the lock
+			// (LookupBatch prefetches only the head, once for a whole batch).
+			a := uintptr(unsafe.Pointer(&sh.recs[next]))
+			prefetchLines(&a, 1)
+		}
 		return ref
 	}
 	if sh.hwm < uint32(len(sh.recs)) {
