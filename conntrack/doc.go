@@ -181,7 +181,12 @@
 //
 // All methods but Close are safe for concurrent use. Lookup and Insert lock
 // the one shard of the packet's client endpoint, so a NAT reply may be
-// handled on another worker than its request. Len and Conns are lock-free
+// handled on another worker than its request. A shard's lock (lock.go) is
+// taken with a compare-and-swap and, on amd64, released with a plain store
+// (x86 orders it after the holder's loads and stores), not with sync.Mutex's
+// locked add, which waits for the insert's stores into lines still on their
+// way from memory; a waiter polls and yields, never parks. The shard's entry
+// count is written the same way under the lock and read with atomic loads. Len and Conns are lock-free
 // atomic reads. Reap, RemoveDest, Walk and Stats lock one shard at a time,
 // for a bounded chunk of slots (Walk copies a whole shard under one hold so
 // each shard is seen at one instant, then calls its callback with no lock

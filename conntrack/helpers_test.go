@@ -3,6 +3,7 @@ package conntrack
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -135,8 +136,8 @@ func checkInvariants(t testing.TB, tb *Table) {
 				nonES[p] = true
 			}
 		}
-		if int(sh.count.Load()) != used {
-			t.Fatalf("shard %d: count %d, %d records used", si, sh.count.Load(), used)
+		if int(atomic.LoadInt32(&sh.count)) != used {
+			t.Fatalf("shard %d: count %d, %d records used", si, atomic.LoadInt32(&sh.count), used)
 		}
 		total += used
 		// Free list: unused records, no cycle, together with used = hwm.

@@ -403,7 +403,7 @@ func (r *record) copyOut(c *coldRec, out *Entry) {
 // count (inserts and removals) follow; the statistics come last.
 // paddedShard keeps any cache line from holding fields of two shards.
 type shard struct {
-	mu   sync.Mutex
+	mu   shardLock
 	recs []record // fixed slab
 	// idx is the open-addressing index over both keys of every entry.
 	// A slot is 0 (empty) or tag<<tagPos | dist<<refBits | (ref+1):
@@ -422,7 +422,7 @@ type shard struct {
 	hwm        uint32       // records [0, hwm) have been handed out at least once
 	free       uint32       // free list head (through record.next)
 	head, tail uint32       // non-ESTABLISHED list, oldest at head
-	count      atomic.Int32 // live + not yet reaped entries; written under mu
+	count      int32        // live + not yet reaped entries; written under mu (addCount), read with atomic loads
 	// syncUsed: some slot of sync may be nonzero (written by a master's lookup or
 	// insert, or by Apply). Until then an Insert with sync off leaves its slot alone.
 	syncUsed bool
@@ -663,7 +663,7 @@ func (t *Table) Close() error {
 		sh.syncUsed = false
 		sh.idx = closedIdx[k : k+1]
 		sh.hwm, sh.free, sh.head, sh.tail = 0, noIdx, noIdx, noIdx
-		sh.count.Store(0)
+		atomic.StoreInt32(&sh.count, 0)
 		sh.mu.Unlock()
 	}
 	for d := range t.dests {
@@ -778,7 +778,7 @@ func (t *Table) Shards() int { return len(t.shards) }
 func (t *Table) Len() int {
 	n := 0
 	for i := range t.shards {
-		n += int(t.shards[i].count.Load())
+		n += int(atomic.LoadInt32(&t.shards[i].count))
 	}
 	return n
 }
@@ -832,7 +832,7 @@ func (t *Table) Stats() TableStats {
 	for i := range t.shards {
 		sh := &t.shards[i].shard
 		sh.mu.Lock()
-		st.Entries += int(sh.count.Load())
+		st.Entries += int(atomic.LoadInt32(&sh.count))
 		st.Inserts += sh.inserts
 		st.Exists += sh.exists
 		st.Full += sh.full
@@ -1209,7 +1209,7 @@ func (t *Table) create(sh *shard, ref uint32, e *Entry, st State, ho, hr uint64,
 		sh.listAppend(ref)
 	}
 	t.dests[e.Dest].bind(activeState[st])
-	sh.count.Add(1)
+	addCount(&sh.count, 1)
 }
 
 // vacantReply is vacant for a new connection's reply key. An older TCP connection that has
@@ -1304,7 +1304,7 @@ func (t *Table) release(sh *shard, ref uint32) {
 	r.meta = 0
 	r.next = sh.free
 	sh.free = ref
-	sh.count.Add(-1)
+	addCount(&sh.count, -1)
 }
 
 // Index: Robin Hood linear probing over len(idx) slots (not a power of
