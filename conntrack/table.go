@@ -419,10 +419,10 @@ type shard struct {
 	// coldRec): read only for v6-form NAT and FULLNAT entries.
 	cold []coldRec
 
-	hwm        uint32       // records [0, hwm) have been handed out at least once
-	free       uint32       // free list head (through record.next)
-	head, tail uint32       // non-ESTABLISHED list, oldest at head
-	count      int32        // live + not yet reaped entries; written under mu (addCount), read with atomic loads
+	hwm        uint32 // records [0, hwm) have been handed out at least once
+	free       uint32 // free list head (through record.next)
+	head, tail uint32 // non-ESTABLISHED list, oldest at head
+	count      int32  // live + not yet reaped entries; written under mu (addCount), read with atomic loads
 	// syncUsed: some slot of sync may be nonzero (written by a master's lookup or
 	// insert, or by Apply). Until then an Insert with sync off leaves its slot alone.
 	syncUsed bool
