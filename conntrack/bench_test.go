@@ -475,7 +475,9 @@ func BenchmarkLookupWorkers(b *testing.B) {
 // (each read's address depends on the previous read: the latency of one
 // DRAM access, as one Lookup's index-then-record misses pay twice);
 // "chase8" follows 8 cycles interleaved (independent reads in flight at
-// once, as LookupBatch arranges). ns/op is per read. Runs with
+// once); "prefetch1", "prefetch2" and "prefetchdep" read lines prefetched
+// ahead, as LookupBatch does (see there). ns/op is per read for the chases,
+// per op (1 or 2 lines) for the prefetches. Runs with
 // -conntrack.10m only.
 func BenchmarkMemoryLatency(b *testing.B) {
 	if !*bench10M {
@@ -498,6 +500,54 @@ func BenchmarkMemoryLatency(b *testing.B) {
 		next[perm[i]*step] = perm[(i+1)%n] * step
 	}
 	perm = nil
+	// "prefetch1" and "prefetch2": a batched lookup's access pattern without its CPU
+	// work. Each op reads 1 or 2 random lines, known in advance (from an array read in
+	// order), each prefetched 16 ops before it is read: the floor under a table that
+	// reads that many independent lines per lookup, all misses overlapped.
+	lines := make([]uint32, 1<<20)
+	for i := range lines {
+		lines[i] = uint32(rng.IntN(n)) * step
+	}
+	mask := len(lines) - 1
+	base := uintptr(unsafe.Pointer(&next[0]))
+	for _, per := range []int{1, 2} {
+		b.Run("prefetch"+strconv.Itoa(per), func(b *testing.B) {
+			const ahead = 16
+			var sum uint32
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for k := range per {
+					j := i*per + k
+					a := base + uintptr(lines[(j+ahead*per)&mask])*4
+					prefetchLines(&a, 1)
+					sum += next[lines[j&mask]]
+				}
+			}
+			b.StopTimer()
+			sink32 = sum
+		})
+	}
+	// "prefetchdep": LookupBatch's pattern (lookupPipelined). The line at lines[i] (an
+	// index window) is prefetched 16 ops ahead; 8 ops ahead it is read and the line its
+	// word names (a record) is prefetched; at its turn that line is read. Two lines per
+	// op, the second known only from the first.
+	b.Run("prefetchdep", func(b *testing.B) {
+		const ahead, near = 16, 8
+		var rec [near]uint32
+		var sum uint32
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			a := base + uintptr(lines[(i+ahead)&mask])*4
+			prefetchLines(&a, 1)
+			r := next[lines[(i+near)&mask]]
+			a = base + uintptr(r)*4
+			prefetchLines(&a, 1)
+			sum += next[rec[i%near]]
+			rec[i%near] = r
+		}
+		b.StopTimer()
+		sink32 = sum
+	})
 	for _, ways := range []int{1, 8} {
 		name := "chase"
 		if ways > 1 {
