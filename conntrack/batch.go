@@ -109,20 +109,20 @@ func sameKey(a, b *Key) bool {
 // batchScratch is LookupBatch's working memory (Scratch). lookupBatch writes each of
 // its fields for key j before it reads it there, so it may hold anything when a call
 // starts: home only where the table prefetches (t.hint), which is where it is read, and
-// guess only in lookupPipelined (hintRecord), which is where it is read. (A stale rep or
+// guess only in lookupStaged (hintRecord), which is where it is read. (A stale rep or
 // guess would cost time, not correctness: lookupRepeats checks each query's Repeat, and
 // a guessed record is compared with the key.)
 type batchScratch struct {
 	hs   [batchMax]uint64
 	sis  [batchMax]int32   // shard of query vi[j]
 	home [batchMax]uintptr // address of key j's home slot (prefetching tables only)
-	// the record hintRecord prefetched for key j (lookupPipelined only; noIdx: none):
+	// the record hintRecord prefetched for key j (lookupStaged only; noIdx: none):
 	// the lookup under the lock tries it before it probes the index
 	guess [batchMax]uint32
 	vi    [batchMax]uint8 // indexes of the queries with a valid Dir
 	same  [batchMax]bool  // query vi[j] has the key and direction of query vi[j-1]
 	rep   [batchMax]bool  // query vi[j] is followed by Repeats (lookupRepeats)
-	// shards of the queries lookupPipelined found missing (new connections), whose
+	// shards of the queries lookupStaged found missing (new connections), whose
 	// inserts it prefetches for
 	made [batchMax]int32
 }
@@ -175,7 +175,7 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32, b *batchScratch) {
 		m++
 	}
 	if t.hint && m > 0 {
-		t.lookupPipelined(qs, b, m, now32)
+		t.lookupStaged(qs, b, m, now32)
 		return
 	}
 	// The lookups, one shard lock hold for each run of queries of one shard.
@@ -209,29 +209,31 @@ func (t *Table) lookupBatch(qs []Query, now32 uint32, b *batchScratch) {
 	}
 }
 
-// Prefetch distances of lookupPipelined, in queries: while query j is looked up, the
-// record of query j+aheadRec and the index window of query j+aheadIdx are on their way.
-// About 20 lines in flight, what a core's miss buffers hold.
-const (
-	aheadIdx = 16
-	aheadRec = 8
-)
-
-// lookupPipelined does the m lookups of a hashed batch (b) on a table large enough to
-// prefetch for, software-pipelined: before query j is looked up, the index window of
-// query j+aheadIdx is prefetched and that of query j+aheadRec, prefetched
-// aheadIdx-aheadRec queries earlier and so most likely arrived, are read to prefetch the
-// record they name. The misses of the batch thus overlap one another and the lookups'
-// own work instead of coming in bursts. A shard's lock is held for each run of
-// consecutive queries of that shard, as in lookupBatch.
-func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32) {
+// lookupStaged does the m lookups of a hashed batch (b) on a table large enough to
+// prefetch for, in three stages: it prefetches the index windows of all m queries, then
+// reads each window (lock-free, hintRecord) and prefetches the record it names, and only
+// then does the lookups, in the batch's order, whose lines have mostly arrived. Each of
+// the first two stages is a short loop of independent memory accesses, which the core
+// overlaps as far as its miss buffers allow.
+//
+// Until 2026-12-07 the prefetches were software-pipelined instead: before query j was
+// looked up, the window of query j+16 was prefetched and that of query j+8 read to
+// prefetch its record. On this VM that hid the misses only while the table's
+// footprint was small: with about 50 ns of lookup work between one prefetch and the
+// next, a random line of a 1 GiB table read 16 lookups after its prefetch still cost
+// most of a miss, while the same lines prefetched in a tight loop did not
+// (BenchmarkMemoryLatency has the patterns; BENCHMARKS.md, "Staged batch lookups").
+// LookupLatency/10M/batch went from 223-292 to 115-199 ns, 1Mi from 96-125 to 62-106.
+// A shard's lock is held for each run of consecutive queries of that shard, as in
+// lookupBatch.
+func (t *Table) lookupStaged(qs []Query, b *batchScratch, m int, now32 uint32) {
 	// A sync master's lookups of client packets also read the record's sync slot.
 	syncOn := t.syncPol.Load() != nil
 	mask := ^uint32(0)<<t.tagPos | 1
-	for k := range min(aheadIdx, m) {
+	for k := range m {
 		prefetchWindow(b.home[k])
 	}
-	for k := range min(aheadRec, m) {
+	for k := range m {
 		t.hintRecord(qs, b, k, mask, syncOn)
 	}
 	var held *shard
@@ -239,12 +241,6 @@ func (t *Table) lookupPipelined(qs []Query, b *batchScratch, m int, now32 uint32
 	found, stay := noIdx, false
 	var filled *Query // the last query whose Entry was filled (lookupAgain's prevEntry)
 	for j := range m {
-		if k := j + aheadIdx; k < m {
-			prefetchWindow(b.home[k])
-		}
-		if k := j + aheadRec; k < m {
-			t.hintRecord(qs, b, k, mask, syncOn)
-		}
 		sh := &t.shards[b.sis[j]].shard
 		if sh != held {
 			if held != nil {

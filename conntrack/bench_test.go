@@ -527,10 +527,11 @@ func BenchmarkMemoryLatency(b *testing.B) {
 			sink32 = sum
 		})
 	}
-	// "prefetchdep": LookupBatch's pattern (lookupPipelined). The line at lines[i] (an
-	// index window) is prefetched 16 ops ahead; 8 ops ahead it is read and the line its
-	// word names (a record) is prefetched; at its turn that line is read. Two lines per
-	// op, the second known only from the first.
+	// "prefetchdep": the pattern LookupBatch used until 2026-12-07, software-pipelined
+	// (lookupStaged has why it no longer does). The line at lines[i] (an index window)
+	// is prefetched 16 ops ahead; 8 ops ahead it is read and the line its word names (a
+	// record) is prefetched; at its turn that line is read. Two lines per op, the
+	// second known only from the first.
 	b.Run("prefetchdep", func(b *testing.B) {
 		const ahead, near = 16, 8
 		var rec [near]uint32
