@@ -15,7 +15,7 @@ import (
 // has drained: an insert's stores into index and record lines that are still
 // arriving from memory. A new connection takes two shard locks (LookupBatch's and
 // Insert's), so that wait was about a tenth of a new NAT connection's time
-// (BENCHMARKS.md, "New connections under 200 ns").
+// (BENCHMARKS.md, "Staged batch lookups, a shard lock without a locked release").
 //
 // A waiter polls, yielding its processor between polls, so a holder that was
 // descheduled runs again; it never parks. The holds are short (one lookup or insert,
