@@ -18,9 +18,9 @@ import (
 // (BENCHMARKS.md, "Staged batch lookups, a shard lock without a locked release").
 //
 // A waiter polls, yielding its processor between polls, so a holder that was
-// descheduled runs again; it never parks. The holds are short (one lookup or insert,
-// or a bounded chunk of a Reap, RemoveDest or Walk), so a waiter costs at most the
-// longest hold in spinning. The zero value is unlocked; it must not be copied.
+// descheduled runs again; it never parks. The holds are short (one lookup or insert, a
+// bounded chunk of a Reap or RemoveDest, the copy of one shard for Walk), so a waiter
+// spends at most the longest hold spinning. The zero value is unlocked; it must not be copied.
 type shardLock struct {
 	v uint32
 }
