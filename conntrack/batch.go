@@ -349,7 +349,7 @@ func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, mask uint32, sync
 // looked a batch up with LookupBatch calls it for each packet that may
 // create a connection before it inserts any, so that those cache misses
 // overlap instead of each Insert waiting for its own (two inserts into one
-// shard share the guess: the second still misses on its record). It only
+// shard share the guess; the first one's alloc prefetches the second's record). It only
 // prefetches: the table is not changed, the shard is read without its lock
 // with plain loads in assembly (a stale value prefetches the wrong line),
 // and tables small enough for the CPU caches (see hintMin), closed tables
