@@ -45,6 +45,11 @@ type Query struct {
 	// neither Entry nor Key is filled: they are those of the nearest query before it
 	// that is not Shared.
 	Shared bool
+	// NAT, set by the caller: a connection this query makes (DirOrig, not found) will
+	// most likely be NAT, its reply key's destination the query's source endpoint.
+	// LookupBatch then also prefetches that reply key's home slot (see replyHash),
+	// which the insert probes. A hint only: it changes no outcome.
+	NAT bool
 	// Set by LookupBatch for InsertQuery: Key's hash and shard, and whether they are
 	// (the query had a valid Dir).
 	hash   uint64
@@ -122,9 +127,9 @@ type batchScratch struct {
 	vi    [batchMax]uint8 // indexes of the queries with a valid Dir
 	same  [batchMax]bool  // query vi[j] has the key and direction of query vi[j-1]
 	rep   [batchMax]bool  // query vi[j] is followed by Repeats (lookupRepeats)
-	// shards of the queries lookupStaged found missing (new connections), whose
-	// inserts it prefetches for
-	made [batchMax]int32
+	// the keys (j) lookupStaged found missing (new connections), whose inserts it
+	// prefetches for
+	made [batchMax]uint8
 }
 
 func (t *Table) lookupBatch(qs []Query, now32 uint32, b *batchScratch) {
@@ -262,7 +267,7 @@ func (t *Table) lookupStaged(qs []Query, b *batchScratch, m int, now32 uint32) {
 			q.Status, found = t.lookupLocked(sh, b.hs[j], q.Dir, &q.Key, q.TCPFlags, now32, &q.Entry, b.guess[j])
 			stay = false
 			if q.Dir == DirOrig && (q.Status == NotFound || q.Status == Reused) {
-				b.made[nMade] = b.sis[j] // a new connection, most likely
+				b.made[nMade] = uint8(j) // a new connection, most likely
 				nMade++
 			}
 		}
@@ -273,10 +278,18 @@ func (t *Table) lookupStaged(qs []Query, b *batchScratch, m int, now32 uint32) {
 	}
 	held.mu.Unlock()
 	// The new connections' inserts: the records and list tails they will most likely
-	// take. Issued only now: during the lookups these prefetches would compete with the
-	// batch's own for the core's miss buffers (PipelineNew 13-25 % slower).
-	for _, si := range b.made[:nMade] {
-		t.shards[si].shard.prefetchInsert(0)
+	// take, and for a query marked NAT the home slot of its reply key (whose
+	// destination is the client endpoint, see replyHash), which the insert probes and
+	// which is otherwise the one cache miss it waits for. Issued only now: during the lookups these prefetches
+	// would compete with the batch's own for the core's miss buffers (PipelineNew
+	// 13-25 % slower).
+	for _, j := range b.made[:nMade] {
+		sh := &t.shards[b.sis[j]].shard
+		home := uintptr(0)
+		if q := &qs[b.vi[j]]; q.NAT {
+			home = slotAddr(sh, homeHash(&t.seed, &q.Key.Src, q.Key.SrcPort))
+		}
+		sh.prefetchInsert(home)
 	}
 }
 
@@ -379,7 +392,7 @@ func (t *Table) PrefetchEntry(e *Entry) {
 	sh.prefetchInsert(slotAddr(sh, hashParts(&t.seed, &o.Src, &o.Dst, o.SrcPort, o.DstPort, o.Proto)))
 	if e.Method.twoWay() {
 		r := &e.Reply
-		a := slotAddr(sh, hashParts(&t.seed, &r.Src, &r.Dst, r.SrcPort, r.DstPort, r.Proto))
+		a := slotAddr(sh, t.replyHash(r))
 		prefetchLines(&a, 1)
 	}
 }

@@ -208,7 +208,7 @@ func TestLookupBatchHints(t *testing.T) {
 			}
 			si, _ := tb.keyShard(dir, k)
 			sh := &tb.shards[si].shard
-			h := hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+			h := tb.dirHash(dir, k)
 			s := hintSlot(slotAddr(sh, h), mask, uint32(h>>tb.tagShift)<<tb.tagPos|uint32(dir)^1)
 			ref := tb.find(sh, h, dir, k)
 			if ref == noIdx {
@@ -443,7 +443,7 @@ func TestLookupGuess(t *testing.T) {
 			for qi, q := range keys {
 				now += sec
 				flags := []uint8{TCPAck, TCPAck | TCPPsh, TCPSyn}[(qi+round)%3]
-				h := hashParts(&plain.seed, &q.k.Src, &q.k.Dst, q.k.SrcPort, q.k.DstPort, q.k.Proto)
+				h := plain.dirHash(q.dir, &q.k)
 				var eP, eG Entry
 				shP.mu.Lock()
 				stP, refP := plain.lookupLocked(shP, h, q.dir, &q.k, flags, msOf(now), &eP, noIdx)

@@ -25,7 +25,7 @@ func (t *Table) Touch(dir Dir, k *Key, at, now int64, pkts uint64, out *Entry) b
 	if !ok {
 		return false
 	}
-	h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+	h := t.dirHash(dir, k)
 	sh := &t.shards[si].shard
 	now32, at32 := msOf(now), msOf(min(at, now))
 	var sp *syncPolicy

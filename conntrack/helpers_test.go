@@ -122,7 +122,7 @@ func checkInvariants(t testing.TB, tb *Table) {
 			}
 			keys++
 			if r.method().twoWay() {
-				if got := tb.find(sh, hashParts(&tb.seed, &e.Reply.Src, &e.Reply.Dst, e.Reply.SrcPort, e.Reply.DstPort, e.Reply.Proto), DirReply, &e.Reply); got != p {
+				if got := tb.find(sh, tb.replyHash(&e.Reply), DirReply, &e.Reply); got != p {
 					t.Fatalf("shard %d: reply key of record %d found at %d", si, p, int32(got))
 				}
 				keys++

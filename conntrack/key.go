@@ -115,10 +115,14 @@ func MayCreate(proto, tcpFlags uint8, sloppy bool) bool {
 // slots or shards its packets land in.
 
 // seedWords is how many random words New draws.
-const seedWords = 10
+const seedWords = 14
 
 // shardSeedWord is the first of the seed words hashEndpoint uses (6 to 9).
 const shardSeedWord = 6
+
+// homeSeedWord is the first of the seed words homeHash uses (10 to 13): random
+// whatever Config.ShardKey is, as the rest of the index hash.
+const homeSeedWord = 10
 
 // ShardKeyLen is Config.ShardKey's length in bytes.
 const ShardKeyLen = 16
@@ -156,9 +160,44 @@ func hashEndpoint(s *[seedWords]uint64, addr *[16]byte, port uint16) uint64 {
 	return fmix(mum(a^uint64(port)^s[8], s[9]))
 }
 
-// keyHash is keyShard and hashParts of k in one call, for LookupBatch: the shard
+// homeHash hashes an (address, port) pair for a reply key's home slot: a reply key
+// (NAT's RS:rport → client:cport, FULLNAT's RS:rport → LIP:lport) is placed in the
+// index by its destination endpoint alone, the one its connection's original key
+// already names as its source for NAT, so that LookupBatch can prefetch the reply
+// key's slot for a connection it has not yet created, before scheduling picks the
+// real server (see replyHash). IPVS's own table buckets every connection by its
+// protocol and client endpoint alone (ip_vs_conn_hashkey_conn, ip_vs_conn.c).
+func homeHash(s *[seedWords]uint64, addr *[16]byte, port uint16) uint64 {
+	a := mum(le64(addr[0:8])^s[homeSeedWord], le64(addr[8:16])^s[homeSeedWord+1])
+	return fmix(mum(a^uint64(port)^s[homeSeedWord+2], s[homeSeedWord+3]))
+}
+
+// withHome is the index hash whose tag (top bits) is full's and whose home (low 32
+// bits, see home) is ep's.
+func withHome(full, ep uint64) uint64 { return full&^0xffffffff | ep&0xffffffff }
+
+// replyHash is the index hash of a reply key: its tag from the whole key, as every
+// key's, its home from its destination endpoint (homeHash). Keys that share a
+// destination endpoint share a home slot: NAT's reply keys only when one client
+// endpoint has connections to several real server endpoints; FULLNAT's when a local
+// endpoint is in use towards several real servers (the port allocator draws local
+// ports at random, so about connections ÷ (local addresses × 64 Ki) of them).
+func (t *Table) replyHash(k *Key) uint64 {
+	return withHome(hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto), homeHash(&t.seed, &k.Dst, k.DstPort))
+}
+
+// dirHash is the index hash of key k travelling in dir: hashParts for an original
+// key, replyHash for a reply key.
+func (t *Table) dirHash(dir Dir, k *Key) uint64 {
+	if dir == DirReply {
+		return t.replyHash(k)
+	}
+	return hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+}
+
+// keyHash is keyShard and dirHash of k in one call, for LookupBatch: the shard
 // of k travelling in dir (hashEndpoint of its client endpoint), its index hash, and
-// false for a bad dir. The key's words are loaded once for both hashes.
+// false for a bad dir. The key's words are loaded once for all the hashes.
 func (t *Table) keyHash(dir Dir, k *Key) (si int, h uint64, ok bool) {
 	s := &t.seed
 	s0, s1 := le64(k.Src[0:8]), le64(k.Src[8:16])
@@ -178,5 +217,10 @@ func (t *Table) keyHash(dir Dir, k *Key) (si int, h uint64, ok bool) {
 	a := mum(s0^s[0], s1^s[1])
 	b := mum(d0^s[2], d1^s[3])
 	p := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32
-	return si, fmix(mum(a^p^s[4], b^s[5])), true
+	h = fmix(mum(a^p^s[4], b^s[5]))
+	if dir == DirReply {
+		e := mum(d0^s[homeSeedWord], d1^s[homeSeedWord+1])
+		h = withHome(h, fmix(mum(e^uint64(k.DstPort)^s[homeSeedWord+2], s[homeSeedWord+3])))
+	}
+	return si, h, true
 }

@@ -355,7 +355,7 @@ func (t *Table) Apply(e *Entry, timeout uint32, now int64) (created bool, err er
 		if t.shardOf(&e.Reply.Dst, e.Reply.DstPort) != si {
 			return false, ErrShardMismatch
 		}
-		hr = hashParts(&t.seed, &e.Reply.Src, &e.Reply.Dst, e.Reply.SrcPort, e.Reply.DstPort, e.Reply.Proto)
+		hr = t.replyHash(&e.Reply)
 	}
 	now32 := msOf(now)
 	to := t.timeout(st)

@@ -858,7 +858,7 @@ func (t *Table) Lookup(dir Dir, k *Key, tcpFlags uint8, now int64, out *Entry) S
 	if !ok {
 		return Invalid
 	}
-	h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+	h := t.dirHash(dir, k)
 	sh := &t.shards[si].shard
 	if t.hint {
 		// The home slot is likely a cache miss: start it before the lock.
@@ -1004,7 +1004,7 @@ func (t *Table) Get(dir Dir, k *Key, now int64, out *Entry) bool {
 	if !ok {
 		return false
 	}
-	h := hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+	h := t.dirHash(dir, k)
 	sh := &t.shards[si].shard
 	sh.mu.Lock()
 	ref := t.find(sh, h, dir, k)
@@ -1143,7 +1143,7 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		if (e.Reply.DstPort != o.SrcPort || e.Reply.Dst != o.Src) && t.shardOf(&e.Reply.Dst, e.Reply.DstPort) != si {
 			return ErrShardMismatch
 		}
-		hr = hashParts(&t.seed, &e.Reply.Src, &e.Reply.Dst, e.Reply.SrcPort, e.Reply.DstPort, e.Reply.Proto)
+		hr = t.replyHash(&e.Reply)
 		if t.hint {
 			a := slotAddr(sh, hr)
 			prefetchLines(&a, 1)
@@ -1452,14 +1452,15 @@ func (t *Table) refHash(sh *shard, ref uint32) uint64 {
 	var k Key
 	if ref&1 == uint32(DirOrig) {
 		r.origKey(&k)
-	} else {
-		r.replyKey(&sh.cold[ref>>1], &k)
+		return hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
 	}
-	return hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+	r.replyKey(&sh.cold[ref>>1], &k)
+	return t.replyHash(&k)
 }
 
-// prefetchInsert prefetches an insert's original key's home slot (at
-// address home; 0: not wanted), the record alloc will most likely take when the shard is
+// prefetchInsert prefetches an index line an insert will probe (at address
+// home: its original key's home slot, or LookupBatch's guess at its reply key's;
+// 0: none), the record alloc will most likely take when the shard is
 // not full (the free list's head, else the slab's next unused record) and
 // the tail of the non-ESTABLISHED list that the new entry will link to. It
 // runs before the lock is taken, so it reads the shard's free, hwm and tail

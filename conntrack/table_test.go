@@ -687,9 +687,10 @@ func TestFullNATShardContract(t *testing.T) {
 	checkInvariants(t, tb)
 }
 
-// TestHashSpread: shard choice and index home slots are spread evenly for
-// the patterns real traffic has (one client address with sequential ports,
-// many addresses), for every seed. A chi-square statistic of 64 buckets has
+// TestHashSpread: shard choice and index home slots (an original key's, and the NAT
+// reply key's, homed by the client endpoint) are spread evenly for the patterns real
+// traffic has (one client address with sequential ports, many addresses), for every
+// seed. A chi-square statistic of 64 buckets has
 // 63 degrees of freedom (mean 63, sd 11); 160 is beyond p = 1e-9, while a
 // lattice-shaped hash scores in the thousands for some seeds.
 func TestHashSpread(t *testing.T) {
@@ -724,10 +725,12 @@ func TestHashSpread(t *testing.T) {
 				tb := mustNew(t, Config{MaxEntries: 1 << 16})
 				shards := make([]float64, 64)
 				homes := make([]float64, 64)
+				replyHomes := make([]float64, 64)
 				for i := range samples {
 					k := p.key(i)
 					shards[tb.ShardOf(k.Src, k.SrcPort)]++
 					homes[home(hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto), 64)]++
+					replyHomes[home(homeHash(&tb.seed, &k.Src, k.SrcPort), 64)]++
 				}
 				if x := chi2(shards, samples/64); x > 160 {
 					t.Fatalf("shard spread chi2 %.0f: %v", x, shards)
@@ -735,9 +738,85 @@ func TestHashSpread(t *testing.T) {
 				if x := chi2(homes, samples/64); x > 160 {
 					t.Fatalf("home slot spread chi2 %.0f: %v", x, homes)
 				}
+				if x := chi2(replyHomes, samples/64); x > 160 {
+					t.Fatalf("reply home slot spread chi2 %.0f: %v", x, replyHomes)
+				}
 			}
 		})
 	}
+}
+
+// TestReplyHome: a reply key's probe starts at the home slot of its destination
+// endpoint alone, so that for a NAT connection it is the slot LookupBatch prefetches
+// from the original key (its source endpoint) before the connection exists: keys that
+// differ in anything but the destination endpoint share it, and the tag still comes
+// from the whole key.
+func TestReplyHome(t *testing.T) {
+	tb := mustNew(t, Config{MaxEntries: 1 << 12, Shards: 1})
+	defer tb.Close()
+	sh := &tb.shards[0].shard
+	for i := range 200 {
+		e := conn(i, ProtoTCP, MethodNAT, 0)
+		want := home(homeHash(&tb.seed, &e.Orig.Src, e.Orig.SrcPort), len(sh.idx))
+		r := e.Reply
+		if got := home(tb.replyHash(&r), len(sh.idx)); got != want {
+			t.Fatalf("conn %d: reply key's home %d, want %d (the client endpoint's)", i, got, want)
+		}
+		other := r
+		other.Src, other.SrcPort, other.Proto = v4(10, 9, 9, byte(i)), uint16(9000+i), ProtoUDP
+		if got := home(tb.replyHash(&other), len(sh.idx)); got != want {
+			t.Fatalf("conn %d: reply key from another real server homed at %d, want %d", i, got, want)
+		}
+		full := hashParts(&tb.seed, &r.Src, &r.Dst, r.SrcPort, r.DstPort, r.Proto)
+		if got := tb.replyHash(&r); got>>tb.tagShift != full>>tb.tagShift {
+			t.Fatalf("conn %d: reply key's tag %#x, want the whole key's %#x", i, got>>tb.tagShift, full>>tb.tagShift)
+		}
+	}
+}
+
+// TestSharedReplyEndpoint: FULLNAT connections whose reply keys share one local
+// endpoint (one home slot, a cluster longer than a slot's distance field can say)
+// are all found in both directions, through removals and reinsertions, with the
+// index intact.
+func TestSharedReplyEndpoint(t *testing.T) {
+	const n = 300
+	tb := mustNew(t, Config{MaxEntries: 1 << 11, Shards: 1, MaxDests: 4})
+	defer tb.Close()
+	entry := func(i int) Entry {
+		e := conn(i, ProtoTCP, MethodFullNAT, uint32(i%4))
+		e.Reply = Key{Src: v4(10, 1, byte(i>>8), byte(i)), Dst: v4(10, 0, 0, 100), SrcPort: 8080, DstPort: 5000, Proto: ProtoTCP}
+		return e
+	}
+	check := func(gone func(i int) bool) {
+		t.Helper()
+		checkInvariants(t, tb)
+		for i := range n {
+			e := entry(i)
+			for _, dir := range []Dir{DirOrig, DirReply} {
+				k := &e.Orig
+				if dir == DirReply {
+					k = &e.Reply
+				}
+				var got Entry
+				ok := tb.Get(dir, k, 0, &got)
+				if ok == gone(i) || ok && got.Orig != e.Orig {
+					t.Fatalf("conn %d %v: Get = %v (%v), want %v", i, dir, ok, got.Orig, !gone(i))
+				}
+			}
+		}
+	}
+	for i := range n {
+		mustInsert(t, tb, entry(i), TCPSyn, 0)
+	}
+	check(func(int) bool { return false })
+	if got := tb.RemoveDest(1, 0); got != n/4 {
+		t.Fatalf("RemoveDest(1) removed %d, want %d", got, n/4)
+	}
+	check(func(i int) bool { return i%4 == 1 })
+	for i := 1; i < n; i += 4 {
+		mustInsert(t, tb, entry(i), TCPSyn, 0)
+	}
+	check(func(int) bool { return false })
 }
 
 // TestGet: a read that is not a packet changes nothing.
@@ -897,7 +976,7 @@ func TestFindFar(t *testing.T) {
 			if dir == DirReply {
 				k = &e.Reply
 			}
-			h := hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+			h := tb.dirHash(dir, k)
 			ref := tb.find(sh, h, dir, k)
 			if ref == noIdx {
 				t.Fatalf("conn %d %v: not found", i, dir)
@@ -934,8 +1013,8 @@ func TestFindFar(t *testing.T) {
 	}
 }
 
-// TestKeyHash: keyHash, LookupBatch's one call for both hashes, gives what keyShard
-// and hashParts give, for random keys in both directions, one shard or 64, a random
+// TestKeyHash: keyHash, LookupBatch's one call for all the hashes, gives what keyShard,
+// hashParts and (for a reply key's home) homeHash give, for random keys in both directions, one shard or 64, a random
 // or a configured shard key; a bad direction is refused.
 func TestKeyHash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -959,8 +1038,14 @@ func TestKeyHash(t *testing.T) {
 				if !ok {
 					continue
 				}
-				if wantH := hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto); si != wantSi || h != wantH {
-					t.Fatalf("%+v: keyHash(%v, %v) = %d, %#x; keyShard and hashParts give %d, %#x", cfg, dir, k, si, h, wantSi, wantH)
+				// An original key's hash is the whole key's; a reply key's takes its low 32
+				// bits (the home) from its destination endpoint's homeHash.
+				wantH := hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+				if dir == DirReply {
+					wantH = wantH>>32<<32 | homeHash(&tb.seed, &k.Dst, k.DstPort)&(1<<32-1)
+				}
+				if si != wantSi || h != wantH {
+					t.Fatalf("%+v: keyHash(%v, %v) = %d, %#x; keyShard, hashParts and homeHash give %d, %#x", cfg, dir, k, si, h, wantSi, wantH)
 				}
 			}
 		}

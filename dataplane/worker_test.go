@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"xlvs/conntrack"
 	"xlvs/dataplane/xsk"
 )
 
@@ -241,5 +242,39 @@ func BenchmarkForwardEstablished(b *testing.B) {
 			r.ext.Inject(ack)
 		}
 		r.w.poll()
+	}
+}
+
+// TestLookupMarksNAT: a request to a service with a NAT real server asks the table to
+// prefetch its would-be reply key's slot (conntrack.Query.NAT); a request to a DR
+// service and a NAT reply do not.
+func TestLookupMarksNAT(t *testing.T) {
+	for _, c := range []struct {
+		method conntrack.Method
+		want   bool
+	}{{conntrack.MethodNAT, true}, {conntrack.MethodDR, false}} {
+		r := newL2RigSized(t, c.method, 1<<12)
+		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 40000, dport: 80, syn: true}))
+		r.w.poll()
+		out := r.eth.Sent()
+		if len(out) != 1 {
+			t.Fatalf("%v: sent %d frames, want 1 (drops %v)", c.method, len(out), r.drops())
+		}
+		if got := r.w.qs[0].NAT; got != c.want {
+			t.Fatalf("%v: the SYN's query has NAT %v, want %v", c.method, got, c.want)
+		}
+		if c.method != conntrack.MethodNAT {
+			continue
+		}
+		fwd := check(t, out[0])
+		rs := netip.AddrFrom16(fwd.Dst).Unmap()
+		r.eth.Inject(build(t, pkt{srcMAC: macRS1, dstMAC: macDir, src: rs, dst: l2Client, sport: fwd.DstPort, dport: 40000, syn: true, ack: true}))
+		r.w.poll()
+		if back := r.eth.Sent(); len(back) != 1 {
+			t.Fatalf("the reply: sent %d frames, want 1 (drops %v)", len(back), r.drops())
+		}
+		if r.w.qs[0].Dir != conntrack.DirReply || r.w.qs[0].NAT {
+			t.Fatalf("the reply's query: dir %v NAT %v, want reply, false", r.w.qs[0].Dir, r.w.qs[0].NAT)
+		}
 	}
 }
