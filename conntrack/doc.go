@@ -75,7 +75,13 @@
 // decrease, so distances stay short (at full load 99 % of keys lie within
 // 11 slots of home) and a search for an absent key stops at the first key
 // nearer its home than the probe. Deletion is by backward shift; there are
-// no tombstones.
+// no tombstones. An original key's home and tag come from the hash of the whole
+// key; a reply key's tag does too, but its home from its destination endpoint alone
+// (replyHash): for NAT the client endpoint, which the original key names, so the
+// slot can be prefetched before scheduling has chosen the real server. Reply keys
+// sharing a destination endpoint share a home (FULLNAT's, when a local endpoint
+// serves several real servers), as IPVS's own table buckets a connection by its
+// client endpoint alone.
 //
 // A record holds all a lookup reads or writes for an IPv4 connection: its
 // four addresses as 4-byte IPv4 addresses (when all of them are
@@ -169,7 +175,8 @@
 // inserts any; PrefetchEntry, given the scheduled entry, also covers the
 // reply key's slot, which is known only after scheduling. LookupBatch does
 // PrefetchInsert's work itself for each query it finds missing (a new
-// connection), and keeps each query's key hash and shard in the Query:
+// connection), plus, for a query the caller marks NAT (Query.NAT), the home slot
+// of its would-be reply key, and keeps each query's key hash and shard in the Query:
 // InsertQuery is Insert for a looked-up query's connection that reuses them
 // (its outcome is Insert's; insertquery_test.go checks it). LookupBatch's working
 // memory (the hashes, shards, home slots and guesses of up to 64 keys, about 2 KiB)
