@@ -136,6 +136,31 @@ func BenchmarkLookupHit(b *testing.B) {
 	}
 }
 
+// BenchmarkLookupReply is BenchmarkLookupHit for the reply keys (a real server's
+// packets of NAT connections): a reply key is homed by its destination endpoint, one
+// hash more than an original key (replyHash).
+func BenchmarkLookupReply(b *testing.B) {
+	for _, n := range benchSizes() {
+		b.Run(sizeName(n), func(b *testing.B) {
+			tb, _ := filled(b, n)
+			keys := make([]Key, min(n, 1<<20))
+			rng := rand.New(rand.NewPCG(1, 2))
+			for i := range keys {
+				keys[i] = benchEntry(rng.IntN(n)).Reply
+			}
+			mask := len(keys) - 1
+			var out Entry
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if tb.Lookup(DirReply, &keys[i&mask], TCPAck, sec, &out) != Found {
+					b.Fatal("miss")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkLookupMiss: a miss in a full 1Mi table (a new flow's first packet).
 func BenchmarkLookupMiss(b *testing.B) {
 	tb, _ := filled(b, 1<<20)
