@@ -45,11 +45,6 @@ type Query struct {
 	// neither Entry nor Key is filled: they are those of the nearest query before it
 	// that is not Shared.
 	Shared bool
-	// NAT, set by the caller: a connection this query makes (DirOrig, not found) will
-	// most likely be NAT, its reply key's destination the query's source endpoint.
-	// LookupBatch then also prefetches that reply key's home slot (see replyHash),
-	// which the insert probes. A hint only: it changes no outcome.
-	NAT bool
 	// Set by LookupBatch for InsertQuery: Key's hash and shard, and whether they are
 	// (the query had a valid Dir).
 	hash   uint64
@@ -278,16 +273,18 @@ func (t *Table) lookupStaged(qs []Query, b *batchScratch, m int, now32 uint32) {
 	}
 	held.mu.Unlock()
 	// The new connections' inserts: the records and list tails they will most likely
-	// take, and for a query marked NAT the home slot of its reply key (whose
-	// destination is the client endpoint, see replyHash), which the insert probes and
-	// which is otherwise the one cache miss it waits for. Issued only now: during the lookups these prefetches
+	// take, and with the NAT hint on (SetNATHint) the home slot of a NAT reply key
+	// (whose destination is the client endpoint, see replyHash), which the insert
+	// probes and which is otherwise the one cache miss it waits for. Issued only now: during the lookups these prefetches
 	// would compete with the batch's own for the core's miss buffers (PipelineNew
 	// 13-25 % slower).
+	nat := nMade > 0 && t.natHint.Load()
 	for _, j := range b.made[:nMade] {
 		sh := &t.shards[b.sis[j]].shard
 		home := uintptr(0)
-		if q := &qs[b.vi[j]]; q.NAT {
-			home = slotAddr(sh, homeHash(&t.seed, &q.Key.Src, q.Key.SrcPort))
+		if nat {
+			k := &qs[b.vi[j]].Key
+			home = slotAddr(sh, homeHash(&t.seed, &k.Src, k.SrcPort))
 		}
 		sh.prefetchInsert(home)
 	}
@@ -353,6 +350,18 @@ func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, mask uint32, sync
 	}
 	prefetchLines(&a[0], n)
 }
+
+// SetNATHint tells LookupBatch whether the connections it finds missing are likely to
+// be NAT connections (a dataplane sets it when some service has a NAT real server). With
+// it on, LookupBatch also prefetches, for each original key it finds missing, the home
+// slot of the reply key a NAT connection of that key would have (its destination is
+// the key's source endpoint, see replyHash), which the insert probes; a connection of
+// another method leaves that line unused. A hint only: no outcome depends on it. Off
+// in a new table.
+func (t *Table) SetNATHint(on bool) { t.natHint.Store(on) }
+
+// NATHint reports what SetNATHint last set.
+func (t *Table) NATHint() bool { return t.natHint.Load() }
 
 // PrefetchInsert starts loading what an Insert of a connection whose
 // original key is k will most likely touch that a LookupBatch of k did not

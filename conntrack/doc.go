@@ -175,8 +175,8 @@
 // inserts any; PrefetchEntry, given the scheduled entry, also covers the
 // reply key's slot, which is known only after scheduling. LookupBatch does
 // PrefetchInsert's work itself for each query it finds missing (a new
-// connection), plus, for a query the caller marks NAT (Query.NAT), the home slot
-// of its would-be reply key, and keeps each query's key hash and shard in the Query:
+// connection), plus, with the NAT hint on (SetNATHint), the home slot of its
+// would-be reply key, and keeps each query's key hash and shard in the Query:
 // InsertQuery is Insert for a looked-up query's connection that reuses them
 // (its outcome is Insert's; insertquery_test.go checks it). LookupBatch's working
 // memory (the hashes, shards, home slots and guesses of up to 64 keys, about 2 KiB)

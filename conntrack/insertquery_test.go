@@ -13,8 +13,8 @@ import (
 // into one and InsertQuery into the other: errors, entries, Walk, Stats and counts must
 // agree. The batches mix protocols, methods, IPv4 and IPv6, repeated keys (ErrExists,
 // Reused), invalid directions, replies, tiny tables (eviction, ErrFull), FULLNAT reply
-// keys in another shard (ErrShardMismatch), NAT replies to another endpoint, queries
-// marked NAT or not (LookupBatch prefetches the reply key's home slot or not), and
+// keys in another shard (ErrShardMismatch), NAT replies to another endpoint, the NAT
+// hint on or off (LookupBatch prefetches the reply key's home slot or not), and
 // entries whose Orig is not the query's key (InsertQuery falls back to Insert).
 func TestInsertQueryDifferential(t *testing.T) {
 	for _, cfg := range []Config{
@@ -34,9 +34,7 @@ func TestInsertQueryDifferential(t *testing.T) {
 				proto := []uint8{ProtoTCP, ProtoUDP, ProtoSCTP}[rng.IntN(3)]
 				m := Method(rng.IntN(int(numMethods)))
 				e := conn(c, proto, m, uint32(rng.IntN(8)))
-				// NAT: half the queries have their would-be reply key's home slot
-				// prefetched (whatever method and reply the entry then gets).
-				q := Query{Key: e.Orig, Dir: DirOrig, TCPFlags: TCPSyn, NAT: rng.IntN(2) == 0}
+				q := Query{Key: e.Orig, Dir: DirOrig, TCPFlags: TCPSyn}
 				switch r := rng.IntN(20); {
 				case r == 0:
 					q.Dir = Dir(7) // invalid: Status Invalid, never hashed
@@ -50,6 +48,11 @@ func TestInsertQueryDifferential(t *testing.T) {
 				qa[i] = q
 			}
 			qb = qa
+			// The NAT hint on in half the rounds: LookupBatch then prefetches each
+			// missing key's would-be reply slot (whatever method and reply the entry
+			// then gets).
+			a.SetNATHint(rng.IntN(2) == 0)
+			b.SetNATHint(a.NATHint())
 			now += int64(rng.IntN(3000)) * 1e6
 			a.LookupBatch(qa[:n], now)
 			b.LookupBatch(qb[:n], now)

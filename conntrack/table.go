@@ -473,6 +473,8 @@ type Table struct {
 	// syncPol is the sync master's policy (SetSync); nil while sync is off. Read
 	// without locks by every lookup that finds an entry.
 	syncPol atomic.Pointer[syncPolicy]
+	// natHint: new connections are likely NAT (SetNATHint); read once per LookupBatch.
+	natHint atomic.Bool
 
 	dests []destState // per destination id
 

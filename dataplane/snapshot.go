@@ -84,9 +84,9 @@ type Snapshot struct {
 	// svcTab and realTab hold what bySvc and byReal hold, for the per-packet path
 	// (keytab.go: pointer-free open addressing, cheaper than a Go map's hashing).
 	svcTab, realTab keyTable
-	// natSvc: service i has a NAT destination (its new connections' lookups ask the
-	// table to prefetch their reply key's slot, conntrack.Query.NAT).
-	natSvc []bool
+	// nat: some service has a NAT destination (Publish sets the connection table's
+	// NAT hint: its lookups prefetch new connections' reply key slots).
+	nat bool
 	// bound is the connection table whose shards the local addresses' port indexes
 	// follow (set by Publish).
 	bound *conntrack.Table
@@ -146,7 +146,6 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 		bySvc:    make(map[SvcKey]int32, len(services)),
 		byReal:   make(map[SvcKey]int32),
 		byMark:   map[markSvcKey]int32{},
-		natSvc:   make([]bool, len(services)),
 	}
 	opsReal := map[SvcKey]int32{}
 	maxID := -1
@@ -194,7 +193,7 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 				return nil, fmt.Errorf("build snapshot: destination ID %d names two different real servers (service %v)", d.ID, svc.Key)
 			}
 			s.byID[d.ID] = ref
-			s.natSvc[i] = s.natSvc[i] || d.Method == conntrack.MethodNAT
+			s.nat = s.nat || d.Method == conntrack.MethodNAT
 			if d.Method == conntrack.MethodNAT || d.Method == conntrack.MethodFullNAT {
 				port := d.Port
 				if svc.Key.Port == 0 && (svc.Persist > 0 || d.Port == 0) {
@@ -247,11 +246,6 @@ func checkLaddrs(svc *Service) error {
 }
 
 var v4Unspecified = [16]byte{10: 0xff, 11: 0xff}
-
-// natService reports whether service si has a NAT destination.
-func (s *Snapshot) natService(si int32) bool {
-	return uint32(si) < uint32(len(s.natSvc)) && s.natSvc[si]
-}
 
 // service returns the index of the service a client's packet to dst:port is for: the
 // fwmark service of the mark the rules give it (IPVS looks the mark up first), else the

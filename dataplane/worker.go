@@ -517,11 +517,9 @@ func (w *worker) lookup(p *pktDesc, q *conntrack.Query) {
 	copyAddr(&k.Src, &info.Src)
 	copyAddr(&k.Dst, &info.Dst)
 	k.SrcPort, k.DstPort, k.Proto = info.SrcPort, info.DstPort, info.Proto
-	q.Dir, q.TCPFlags, q.Repeat, q.NAT = conntrack.DirOrig, info.TCPFlags, false, false
+	q.Dir, q.TCPFlags, q.Repeat = conntrack.DirOrig, info.TCPFlags, false
 	if p.kind == pktReply {
 		q.Dir = conntrack.DirReply
-	} else {
-		q.NAT = p.snap.natService(p.si)
 	}
 }
 
