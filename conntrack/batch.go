@@ -275,9 +275,9 @@ func (t *Table) lookupStaged(qs []Query, b *batchScratch, m int, now32 uint32) {
 	// The new connections' inserts: the records and list tails they will most likely
 	// take, and with the NAT hint on (SetNATHint) the home slot of a NAT reply key
 	// (whose destination is the client endpoint, see replyHash), which the insert
-	// probes and which is otherwise the one cache miss it waits for. Issued only now: during the lookups these prefetches
-	// would compete with the batch's own for the core's miss buffers (PipelineNew
-	// 13-25 % slower).
+	// probes and which is otherwise the one cache miss it waits for. Issued only now:
+	// during the lookups these prefetches would compete with the batch's own for the
+	// core's miss buffers (PipelineNew 13-25 % slower).
 	nat := nMade > 0 && t.natHint.Load()
 	for _, j := range b.made[:nMade] {
 		sh := &t.shards[b.sis[j]].shard

@@ -219,8 +219,7 @@ func (t *Table) keyHash(dir Dir, k *Key) (si int, h uint64, ok bool) {
 	p := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32
 	h = fmix(mum(a^p^s[4], b^s[5]))
 	if dir == DirReply {
-		e := mum(d0^s[homeSeedWord], d1^s[homeSeedWord+1])
-		h = withHome(h, fmix(mum(e^uint64(k.DstPort)^s[homeSeedWord+2], s[homeSeedWord+3])))
+		h = withHome(h, homeHash(s, &k.Dst, k.DstPort))
 	}
 	return si, h, true
 }
