@@ -55,6 +55,28 @@ func NewFake(cfg Config) (*Fake, error) {
 func (f *Fake) Inject(frame []byte) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.deliver(frame)
+}
+
+// InjectBatch delivers frames as Inject does, in order, under one hold of the fake's
+// lock, as the kernel's receive path fills the RX ring for a NAPI batch and publishes
+// the descriptors together (one lock per frame was half the fake's cost per packet in
+// the pipeline benchmarks). It returns how many were delivered; the others were dropped
+// and counted, as Inject drops.
+func (f *Fake) InjectBatch(frames [][]byte) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, frame := range frames {
+		if f.deliver(frame) {
+			n++
+		}
+	}
+	return n
+}
+
+// deliver is Inject's work, f.mu held.
+func (f *Fake) deliver(frame []byte) bool {
 	if len(f.fill) == 0 || len(f.rx) == cap(f.rx) || len(frame) > f.cfg.FrameSize-XDPPacketHeadroom {
 		f.Dropped++
 		return false

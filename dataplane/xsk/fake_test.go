@@ -99,6 +99,38 @@ func TestFakeFillEmptyDrops(t *testing.T) {
 	}
 }
 
+// TestFakeInjectBatch: a batch lands as the same frames one Inject each would give, in
+// order, and what does not fit (no fill frame or RX slot, or too long) is dropped and
+// counted, not delivered.
+func TestFakeInjectBatch(t *testing.T) {
+	cfg := smallConfig()
+	f, _ := NewFake(cfg)
+	frames := make([][]byte, cfg.FillRing+3)
+	for i := range frames {
+		frames[i] = bytes.Repeat([]byte{byte(i + 1)}, 60+i)
+	}
+	frames[2] = make([]byte, cfg.FrameSize) // longer than a frame holds after the headroom
+	want := append(append([][]byte{}, frames[:2]...), frames[3:cfg.FillRing+1]...)
+	if n := f.InjectBatch(frames); n != cfg.FillRing || f.Dropped != 3 {
+		t.Fatalf("delivered %d, dropped %d; want %d and 3 (one too long, two past the fill ring)", n, f.Dropped, cfg.FillRing)
+	}
+	descs := make([]Desc, 2*cfg.RxRing)
+	n := f.Receive(descs)
+	if n != len(want) {
+		t.Fatalf("received %d, want %d", n, len(want))
+	}
+	for i, d := range descs[:n] {
+		if got := f.Umem()[d.Addr : d.Addr+uint64(d.Len)]; !bytes.Equal(got, want[i]) {
+			t.Fatalf("frame %d: %d bytes starting %#x, want %d starting %#x", i, len(got), got[0], len(want[i]), want[i][0])
+		}
+		f.Free(d.Addr)
+	}
+	f.Refill()
+	if err := f.CheckFrames(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestFreeListAllocExhaustion(t *testing.T) {
 	cfg := smallConfig()
 	f, _ := NewFake(cfg)
@@ -148,8 +180,10 @@ func TestFakeAllocs(t *testing.T) {
 	f.OnTransmit = func([]byte) {}
 	descs := make([]Desc, 8)
 	pkt := make([]byte, 64)
+	batch := [][]byte{pkt, pkt, pkt}
 	n := testing.AllocsPerRun(100, func() {
 		f.Inject(pkt)
+		f.InjectBatch(batch)
 		k := f.Receive(descs)
 		f.Transmit(descs[:k])
 		f.Complete()
