@@ -555,6 +555,40 @@ func BenchmarkMemoryLatency(b *testing.B) {
 			sink32 = sum
 		})
 	}
+	// "prefetch2in4k" and "prefetch2in2m": two random lines per op, the second in the
+	// 4 KiB page, or the 2 MiB huge page, of the first; a batch of 64 ops' lines
+	// prefetched together, then read (as lookupStaged's stages do). Whether a random
+	// access costs its line or its page: on this VM a second line of the same 4 KiB page
+	// is nearly free and one of the same 2 MiB page is not (its guest's huge pages do not
+	// reach the TLB as such).
+	for _, v := range []struct {
+		name string
+		page uint32 // bytes
+	}{{"prefetch2in4k", 4 << 10}, {"prefetch2in2m", 2 << 20}} {
+		pairs := make([]uint32, len(lines))
+		for i := 0; i+1 < len(pairs); i += 2 {
+			pairs[i] = lines[i]
+			in := uint32(rng.IntN(int(v.page/64))) * step // a line of the first one's page
+			pairs[i+1] = lines[i]&^(v.page/4-1) | in
+		}
+		b.Run(v.name, func(b *testing.B) {
+			const batch = 64 // ops: their 128 lines prefetched together, then read
+			var addrs [2 * batch]uintptr
+			var sum uint32
+			b.ResetTimer()
+			for i := 0; i < b.N; i += batch {
+				for j := range 2 * batch {
+					addrs[j] = base + uintptr(pairs[(2*i+j)&mask])*4
+				}
+				prefetchLines(&addrs[0], 2*batch)
+				for j := range 2 * batch {
+					sum += next[pairs[(2*i+j)&mask]]
+				}
+			}
+			b.StopTimer()
+			sink32 = sum
+		})
+	}
 	// "prefetchdep": the pattern LookupBatch used until 2026-12-07, software-pipelined
 	// (lookupStaged has why it no longer does). The line at lines[i] (an index window)
 	// is prefetched 16 ops ahead; 8 ops ahead it is read and the line its word names (a
@@ -597,25 +631,29 @@ func BenchmarkMemoryLatency(b *testing.B) {
 			sink32 = p[0]
 		})
 	}
-	// "oneline", "oneline0" and "twoline" overwrite the arena's lines: they run last.
+	// "oneline", "oneline0", "twoline" and "twoline4k" overwrite the arena's lines: they
+	// run last.
 	for _, v := range []struct {
 		name      string
 		span, per int
-	}{{"oneline", n, 1}, {"oneline0", 1 << 10, 1}, {"twoline", n, 2}} {
+	}{{"oneline", n, 1}, {"oneline0", 1 << 10, 1}, {"twoline", n, 2}, {"twoline4k", n, 3}} {
 		b.Run(v.name, func(b *testing.B) { benchLineLookups(b, next, v.span, v.per, rng) })
 	}
 }
 
 var sink32 uint32
 
-// benchLineLookups is BenchmarkMemoryLatency's "oneline", "oneline0" and "twoline": the
+// benchLineLookups is BenchmarkMemoryLatency's "oneline", "oneline0", "twoline" and
+// "twoline4k": the
 // floor under any connection table that finds, checks and updates a connection in
 // per (1 or 2) random cache lines of lines[:span*16] per lookup. With one line, the
 // record is placed by the hash of its key and its key compared in place (the layout
 // issue 19's 10 M-entry target asks for); with two, as this package's table does, a
 // 4-byte index slot placed by a second hash (in the arena's upper half) names the
 // record's line (in its lower half), so the record's address is known only once the
-// slot has been read. Each op is one lookup of a batch of 64, done in stages as
+// slot has been read; per 3 ("twoline4k") is the same with the slot in one of the first
+// 8 lines of its record's 4 KiB page (records in the other 56), as a table whose
+// records and index share pages would have it. Each op is one lookup of a batch of 64, done in stages as
 // lookupStaged does: the 64 keys hashed and their first lines prefetched; for two
 // lines, each slot read and its record's line prefetched; then each record's 16-byte
 // key compared with the query's and a timer word written and 48 bytes copied out.
@@ -631,10 +669,18 @@ func benchLineLookups(b *testing.B, mem []uint32, span, per int, rng *rand.Rand)
 	idx0, idxSlots := uint32(len(mem)/2), uint64(len(mem)/2)
 	seed := [4]uint64{rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()}
 	recOf := func(k *[2]uint64) uint32 {
-		return uint32(fmix(mum(k[0]^seed[0], k[1]^seed[1]))%uint64(recLines)) * step
+		r := uint32(fmix(mum(k[0]^seed[0], k[1]^seed[1]))%uint64(recLines)) * step
+		if per == 3 && r%1024 < 8*step {
+			r += 8 * step // lines 0-7 of each page hold the index
+		}
+		return r
 	}
 	slotOf := func(k *[2]uint64) uint32 {
-		return idx0 + uint32(fmix(mum(k[0]^seed[2], k[1]^seed[3]))%idxSlots)
+		x := fmix(mum(k[0]^seed[2], k[1]^seed[3]))
+		if per == 3 {
+			return recOf(k)&^1023 | uint32(x%128) // a slot of the first 8 lines of its record's page
+		}
+		return idx0 + uint32(x%idxSlots)
 	}
 	// Keys with lines (and slots) of their own, so that every lookup finds its key.
 	keys := make([][2]uint64, min(1<<20, recLines/2))
@@ -643,15 +689,15 @@ func benchLineLookups(b *testing.B, mem []uint32, span, per int, rng *rand.Rand)
 		k := &keys[i]
 		for {
 			*k = [2]uint64{rng.Uint64(), rng.Uint64()}
-			if !taken[recOf(k)] && (per == 1 || !taken[slotOf(k)]) {
+			if !taken[recOf(k)] && (per == 1 || !taken[slotOf(k)|1<<31]) {
 				break
 			}
 		}
 		taken[recOf(k)] = true
 		l := (*[8]uint64)(unsafe.Pointer(&mem[recOf(k)]))
 		l[0], l[1] = k[0], k[1]
-		if per == 2 {
-			taken[slotOf(k)] = true
+		if per >= 2 {
+			taken[slotOf(k)|1<<31] = true
 			mem[slotOf(k)] = recOf(k)
 		}
 	}
@@ -673,7 +719,7 @@ func benchLineLookups(b *testing.B, mem []uint32, span, per int, rng *rand.Rand)
 			addrs[j] = base + uintptr(at[j])*4
 		}
 		prefetchLines(&addrs[0], batch)
-		if per == 2 {
+		if per >= 2 {
 			for j := range batch {
 				at[j] = mem[at[j]]
 				addrs[j] = base + uintptr(at[j])*4
