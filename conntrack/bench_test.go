@@ -311,6 +311,88 @@ func BenchmarkInsertBatch(b *testing.B) {
 	}
 }
 
+// BenchmarkInsertChurn: new connections into a prefaulted 1 Mi-entry table kept half
+// full, as a director in its steady state takes them. Per batch of 64, LookupBatch
+// finds the 64 new keys missing and InsertQuery creates them, as a worker does (timed:
+// p50-ns/insert is the median batch's time per connection); then 64 entries picked at
+// random among those held are removed (untimed in p50, in ns/op), as expiry removes
+// connections whose lifetimes differ. Before timing, as many random removals and
+// inserts as the table holds spread its free records over its memory, as they are in
+// service. BenchmarkInsertBatch and the dataplane's PipelineNew instead empty their
+// tables wholesale, which leaves the free records in address order.
+func BenchmarkInsertChurn(b *testing.B) {
+	const n, batch = 1 << 20, 64
+	tb := mustNew(b, Config{MaxEntries: n, Prefault: true})
+	b.Cleanup(func() { tb.Close() })
+	rng := rand.New(rand.NewPCG(9, 10))
+	live := make([]Entry, 0, n/2+batch)
+	next := 0
+	add := func(e *Entry) {
+		if err := tb.Insert(e, TCPSyn, 0); err != nil {
+			b.Fatalf("insert %v: %v", e.Orig, err)
+		}
+		live = append(live, *e)
+	}
+	remove := func() {
+		k := rng.IntN(len(live))
+		o := &live[k].Orig
+		sh := &tb.shards[tb.shardOf(&o.Src, o.SrcPort)].shard
+		sh.mu.Lock()
+		if ref := tb.find(sh, tb.dirHash(DirOrig, o), DirOrig, o); ref != noIdx {
+			tb.release(sh, ref)
+		} else {
+			b.Fatalf("%v held but not found", *o)
+		}
+		sh.mu.Unlock()
+		live[k] = live[len(live)-1]
+		live = live[:len(live)-1]
+	}
+	for range n / 2 {
+		e := benchEntry(next)
+		next++
+		add(&e)
+	}
+	for range n / 2 {
+		remove()
+		e := benchEntry(next)
+		next++
+		add(&e)
+	}
+	var qs [batch]Query
+	runs := make([]time.Duration, 0, b.N/batch+1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += batch {
+		if next+batch > 1<<25 {
+			b.Fatal("benchEntry's keys repeat from 2^25: use a shorter -benchtime")
+		}
+		for j := range qs {
+			qs[j] = Query{Key: benchEntry(next + j).Orig, Dir: DirOrig, TCPFlags: TCPSyn}
+		}
+		t0 := time.Now()
+		tb.LookupBatch(qs[:], 0)
+		for j := range qs {
+			q := &qs[j]
+			if q.Status != NotFound {
+				b.Fatalf("new key %v: %v", q.Key, q.Status)
+			}
+			q.Entry = benchEntry(next + j)
+			if err := tb.InsertQuery(q, TCPSyn, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runs = append(runs, time.Since(t0))
+		for j := range qs {
+			live = append(live, qs[j].Entry)
+			remove()
+		}
+		next += batch
+	}
+	b.StopTimer()
+	slices.Sort(runs)
+	b.ReportMetric(float64(runs[len(runs)/2])/batch, "p50-ns/insert")
+}
+
 // BenchmarkInsertEvict: every insert into a full 1Mi table of half-open
 // connections evicts the oldest (the SYN-flood path).
 func BenchmarkInsertEvict(b *testing.B) {
