@@ -11,8 +11,17 @@ const lineSlots = 16
 
 // hintWindow is how many index slots from a key's home slot LookupBatch reads, without
 // the lock, to choose the record to prefetch: Robin Hood keeps nearly every key within
-// a few slots of home (TestLookupBatchHints), and 8 slots span one or two cache lines.
-const hintWindow = 8
+// a few slots of home (TestLookupBatchHints; a NAT connection's two keys share a home),
+// and 16 slots span two cache lines of one page, or one.
+const hintWindow = 16
+
+// hintValid is the mask of the hintWindow slots from the index slot at address home
+// that lie in its page's index (pageSlots slots at the page's start): a window that
+// runs past it would read records.
+func hintValid(home uintptr) uint32 {
+	n := min(hintWindow, max(pageSlots-int(home%pageBytes)/4, 0))
+	return 1<<n - 1
+}
 
 // hintMin is the smallest table (bytes of records and index) for which
 // LookupBatch prefetches: smaller ones stay in the CPU caches, where
@@ -273,20 +282,12 @@ func (t *Table) lookupStaged(qs []Query, b *batchScratch, m int, now32 uint32) {
 	}
 	held.mu.Unlock()
 	// The new connections' inserts: the records and list tails they will most likely
-	// take, and with the NAT hint on (SetNATHint) the home slot of a NAT reply key
-	// (whose destination is the client endpoint, see replyHash), which the insert
-	// probes and which is otherwise the one cache miss it waits for. Issued only now:
-	// during the lookups these prefetches would compete with the batch's own for the
-	// core's miss buffers (PipelineNew 13-25 % slower).
-	nat := nMade > 0 && t.natHint.Load()
+	// take (the record in the page of the key's home slot, whose line the lookup read;
+	// a NAT reply key has the same home, see origHash). Issued only now: during the
+	// lookups these prefetches would compete with the batch's own for the core's miss
+	// buffers (PipelineNew 13-25 % slower).
 	for _, j := range b.made[:nMade] {
-		sh := &t.shards[b.sis[j]].shard
-		home := uintptr(0)
-		if nat {
-			k := &qs[b.vi[j]].Key
-			home = slotAddr(sh, homeHash(&t.seed, &k.Src, k.SrcPort))
-		}
-		sh.prefetchInsert(home)
+		t.shards[b.sis[j]].shard.prefetchInsert(b.home[j])
 	}
 }
 
@@ -327,11 +328,11 @@ func (t *Table) lookupRepeats(sh *shard, qs []Query, i int, h uint64, found uint
 func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, mask uint32, syncOn bool) {
 	q := &qs[b.vi[j]]
 	want := uint32(b.hs[j]>>t.tagShift)<<t.tagPos | uint32(q.Dir) ^ 1
-	s := hintSlot(b.home[j], mask, want)
+	s := hintSlot(b.home[j], mask, want, hintValid(b.home[j]))
 	sh := &t.shards[b.sis[j]].shard
 	rec := (s&t.refMask - 1) >> 1
 	b.guess[j] = noIdx
-	if s == 0 || rec >= uint32(len(sh.recs)) {
+	if s == 0 || rec >= uint32(len(sh.recs)) || isIndexLine(rec) {
 		return
 	}
 	b.guess[j] = rec
@@ -351,23 +352,11 @@ func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, mask uint32, sync
 	prefetchLines(&a[0], n)
 }
 
-// SetNATHint tells LookupBatch whether the connections it finds missing are likely to
-// be NAT connections (a dataplane sets it when some service has a NAT real server). With
-// it on, LookupBatch also prefetches, for each original key it finds missing, the home
-// slot of the reply key a NAT connection of that key would have (its destination is
-// the key's source endpoint, see replyHash), which the insert probes; a connection of
-// another method leaves that line unused. A hint only: no outcome depends on it. Off
-// in a new table.
-func (t *Table) SetNATHint(on bool) { t.natHint.Store(on) }
-
-// NATHint reports what SetNATHint last set.
-func (t *Table) NATHint() bool { return t.natHint.Load() }
-
 // PrefetchInsert starts loading what an Insert of a connection whose
-// original key is k will most likely touch that a LookupBatch of k did not
-// bring in: the record alloc will take (the shard's free list head, else
-// its next never-used record) and the tail of the shard's list of
-// non-ESTABLISHED entries, which the new entry links to. A caller that
+// original key is k will most likely touch: the index line of the key's home
+// slot, the record alloc will take (the first free one of that slot's page)
+// and the tail of the shard's list of non-ESTABLISHED entries, which the new
+// entry links to. A caller that
 // looked a batch up with LookupBatch calls it for each packet that may
 // create a connection before it inserts any, so that those cache misses
 // overlap instead of each Insert waiting for its own (two inserts into one
@@ -380,7 +369,8 @@ func (t *Table) PrefetchInsert(k *Key) {
 	if !t.hint {
 		return
 	}
-	t.shards[t.shardOf(&k.Src, k.SrcPort)].shard.prefetchInsert(0)
+	sh := &t.shards[t.shardOf(&k.Src, k.SrcPort)].shard
+	sh.prefetchInsert(slotAddr(sh, t.origHash(k)))
 }
 
 // PrefetchEntry starts loading everything an Insert of e will most likely touch: what
@@ -398,7 +388,7 @@ func (t *Table) PrefetchEntry(e *Entry) {
 	}
 	o := &e.Orig
 	sh := &t.shards[t.shardOf(&o.Src, o.SrcPort)].shard
-	sh.prefetchInsert(slotAddr(sh, hashParts(&t.seed, &o.Src, &o.Dst, o.SrcPort, o.DstPort, o.Proto)))
+	sh.prefetchInsert(slotAddr(sh, t.origHash(o)))
 	if e.Method.twoWay() {
 		r := &e.Reply
 		a := slotAddr(sh, t.replyHash(r))

@@ -209,7 +209,7 @@ func TestLookupBatchHints(t *testing.T) {
 			si, _ := tb.keyShard(dir, k)
 			sh := &tb.shards[si].shard
 			h := tb.dirHash(dir, k)
-			s := hintSlot(slotAddr(sh, h), mask, uint32(h>>tb.tagShift)<<tb.tagPos|uint32(dir)^1)
+			s := hintSlot(slotAddr(sh, h), mask, uint32(h>>tb.tagShift)<<tb.tagPos|uint32(dir)^1, hintValid(slotAddr(sh, h)))
 			ref := tb.find(sh, h, dir, k)
 			if ref == noIdx {
 				t.Fatalf("key %d %v not found", i, dir)
@@ -217,18 +217,20 @@ func TestLookupBatchHints(t *testing.T) {
 			if s != 0 && (s&tb.refMask-1)>>1 == ref {
 				good++
 			}
-			// A key within the window (not wrapped past the index's end) is always
-			// hinted: its own slot matches, if no earlier one does.
-			home := home(h, len(sh.idx))
+			// A key within the window and its home's page's index is always hinted: its
+			// own slot matches, if no earlier one does.
+			home := home(h, sh.nslots())
 			for d := range hintWindow {
-				if home+d < len(sh.idx) && sh.idx[home+d]&tb.refMask-1 == ref<<1|uint32(dir) && s == 0 {
+				if home%pageSlots+d < pageSlots && sh.idx[slotWord(home+d)]&tb.refMask-1 == ref<<1|uint32(dir) && s == 0 {
 					t.Fatalf("key %d %v lies %d slots from home, inside the hint window of %d, but is not hinted", i, dir, d, hintWindow)
 				}
 			}
 		}
 	}
-	if frac := float64(good) / (2 * n); frac < 0.97 {
-		t.Fatalf("the hint names the key's record for %.2f%% of keys, want at least 97%%", 100*frac)
+	// A NAT connection's two keys share a home, and a window stops at its page's index
+	// end: 96-97 % (98.7 % with a key's own home and windows across pages).
+	if frac := float64(good) / (2 * n); frac < 0.95 {
+		t.Fatalf("the hint names the key's record for %.2f%% of keys, want at least 95%%", 100*frac)
 	} else {
 		t.Logf("hint right for %.2f%% of keys", 100*frac)
 	}
@@ -254,9 +256,9 @@ func TestLookupBatchAllocs(t *testing.T) {
 	tb.LookupBatch(nil, sec) // nothing to do, nothing to break
 }
 
-// TestArenaLayout: the shards' records, indexes and sync arrays are carved
-// from one arena without overlap, 64-byte aligned, with the padding the
-// batch hints read past the last index line.
+// TestArenaLayout: the shards' pages (records and index), sync arrays, cold parts and
+// free words are carved from one arena without overlap, 64-byte aligned, the pages
+// from a 4 KiB boundary.
 func TestArenaLayout(t *testing.T) {
 	for _, cfg := range []Config{{MaxEntries: 1}, {MaxEntries: 1000, Shards: 8}, {MaxEntries: 40000}} {
 		tb := mustNew(t, cfg)
@@ -275,8 +277,14 @@ func TestArenaLayout(t *testing.T) {
 			sh := &tb.shards[i].shard
 			r := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs)))
 			x := uintptr(unsafe.Pointer(unsafe.SliceData(sh.idx)))
-			if r%64 != 0 || x%64 != 0 {
-				t.Fatalf("%+v: shard %d records at %#x, index at %#x: want 64-byte alignment", cfg, i, r, x)
+			// Records and index share the shard's pages (see pageBytes): one region,
+			// whole pages, from a 4 KiB boundary of the arena.
+			if x != r || uintptr(len(sh.idx))*4 != uintptr(len(sh.recs))*unsafe.Sizeof(record{}) ||
+				len(sh.recs)%pageRefs != 0 || (r-lo)%64 != 0 || r%pageBytes != (lo+uintptr(-lo&(pageBytes-1)))%pageBytes {
+				t.Fatalf("%+v: shard %d records at %#x (%d), index at %#x (%d): want the same whole pages", cfg, i, r, len(sh.recs), x, len(sh.idx))
+			}
+			if len(sh.pfree) != len(sh.recs)/pageRefs || len(sh.psum) != len(sh.pfree)/64+1 || len(sh.recs)/pageRefs*pageRecs < int(sh.cap) {
+				t.Fatalf("%+v: shard %d has %d pages, %d free words, %d summary words for a cap of %d", cfg, i, len(sh.recs)/pageRefs, len(sh.pfree), len(sh.psum), sh.cap)
 			}
 			y := uintptr(unsafe.Pointer(unsafe.SliceData(sh.sync)))
 			if y%64 != 0 || len(sh.sync) != len(sh.recs) || y != uintptr(sh.syncp) {
@@ -286,10 +294,12 @@ func TestArenaLayout(t *testing.T) {
 			if c%64 != 0 || len(sh.cold) != len(sh.recs) {
 				t.Fatalf("%+v: shard %d cold array at %#x, %d parts for %d records", cfg, i, c, len(sh.cold), len(sh.recs))
 			}
+			f := uintptr(unsafe.Pointer(unsafe.SliceData(sh.pfree)))
+			m := uintptr(unsafe.Pointer(unsafe.SliceData(sh.psum)))
 			regions = append(regions, [2]uintptr{r, r + uintptr(len(sh.recs))*unsafe.Sizeof(record{})},
-				[2]uintptr{x, x + uintptr(len(sh.idx))*4},
 				[2]uintptr{y, y + uintptr(len(sh.sync))*unsafe.Sizeof(syncSlot{})},
-				[2]uintptr{c, c + uintptr(len(sh.cold))*unsafe.Sizeof(coldRec{})})
+				[2]uintptr{c, c + uintptr(len(sh.cold))*unsafe.Sizeof(coldRec{})},
+				[2]uintptr{f, f + uintptr(len(sh.pfree))*8}, [2]uintptr{m, m + uintptr(len(sh.psum))*8})
 		}
 		for i, a := range regions {
 			if a[0] < lo || a[1] > hi {
@@ -300,13 +310,6 @@ func TestArenaLayout(t *testing.T) {
 					t.Fatalf("%+v: regions overlap", cfg)
 				}
 			}
-		}
-		last := uintptr(0) // the end of the last index
-		for i := 1; i < len(regions); i += 4 {
-			last = max(last, regions[i][1])
-		}
-		if end := (last+63)&^63 + 64; end > hi {
-			t.Fatalf("%+v: the line after the last index line ends at %#x, beyond the arena's end %#x", cfg, end, hi)
 		}
 		tb.Close()
 	}
@@ -417,8 +420,15 @@ func TestLookupGuess(t *testing.T) {
 		keys = append(keys, query{DirOrig, k}, query{DirReply, k})
 	}
 	start := int64(1000) * sec
+	// Every build has the first one's hash seed: a record is taken from the page of its
+	// key's home slot, so the same seed puts every connection in the same record.
+	var seed *[seedWords]uint64
 	build := func() (*Table, *Table) {
 		plain, guessed := twins(t, Config{MaxEntries: 64, Shards: 1, MaxDests: 5})
+		if seed == nil {
+			seed = &plain.seed
+		}
+		plain.seed, guessed.seed = *seed, *seed
 		for _, tb := range []*Table{plain, guessed} {
 			for _, e := range conns {
 				mustInsert(t, tb, e, TCPSyn, start)

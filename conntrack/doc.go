@@ -66,22 +66,32 @@
 // # Layout and invariants
 //
 // The table is split into Config.Shards shards, each with its own lock, its
-// own fixed slab of 64-byte records (one cache line each) and free list, its own list of
-// non-ESTABLISHED entries in the order they entered that phase (eviction
-// order), and its own open-addressing index of 32-bit slots holding BOTH
-// keys of every entry. Slots carry a ref to the record and direction, the
+// own fixed run of 4 KiB pages, which hold its index and its 64-byte records (one
+// cache line each), its own list of non-ESTABLISHED entries in the order they entered
+// that phase (eviction order), and its own open-addressing index of 32-bit slots
+// holding BOTH keys of every entry. Slots carry a ref to the record and direction, the
 // key's distance from its home slot and a hash tag. Probing is linear with
 // Robin Hood placement: along a run of filled slots the keys' homes never
 // decrease, so distances stay short (at full load 99 % of keys lie within
 // 11 slots of home) and a search for an absent key stops at the first key
 // nearer its home than the probe. Deletion is by backward shift; there are
-// no tombstones. An original key's home and tag come from the hash of the whole
-// key; a reply key's tag does too, but its home from its destination endpoint alone
-// (replyHash): for NAT the client endpoint, which the original key names, so the
-// slot can be prefetched before scheduling has chosen the real server. Reply keys
-// sharing a destination endpoint share a home (FULLNAT's, when a local endpoint
-// serves several real servers), as IPVS's own table buckets a connection by its
-// client endpoint alone.
+// no tombstones. A key's tag comes from the hash of the whole key, its home from its
+// client-side endpoint alone: an original key's source (origHash), a reply key's
+// destination (replyHash), which for NAT is the same client endpoint. A NAT
+// connection's two keys so share a home slot, which is known before scheduling has
+// chosen the real server, and keys sharing an endpoint share a home (FULLNAT's reply
+// keys, when a local endpoint serves several real servers), as IPVS's own table
+// buckets a connection by its client endpoint alone.
+//
+// Pages. Each page of a shard holds 8 lines of index (128 slots) and then 56
+// records; record refs count the lines of the shard's pages (a page's first 8 refs
+// are its index lines and never records), and index slot i is in page i/128. An
+// insert takes its record from the page of its original key's home slot when that
+// page has a free one (a free-bit word per page, and a summary bit per page to find
+// another page when it has none). On this project's VM a random access costs its 4
+// KiB page, not its line (BENCHMARKS.md, "A random access costs its 4 KiB page"): a
+// lookup of either direction of an IPv4 NAT connection reads its index window and
+// its record within one page.
 //
 // A record holds all a lookup reads or writes for an IPv4 connection: its
 // four addresses as 4-byte IPv4 addresses (when all of them are
@@ -92,8 +102,8 @@
 // form") keeps its original addresses in the record and its reply
 // addresses in a parallel array of 32-byte cold parts, which only v6-form
 // NAT and FULLNAT entries read (so their lookups touch two lines). Beside
-// the slab, each shard has a parallel array of 8-byte sync slots indexed
-// like it (a connection's in_pkts, old_state and sync_endtime): only a sync
+// the pages, each shard has a parallel array of 8-byte sync slots indexed
+// like the records (a connection's in_pkts, old_state and sync_endtime): only a sync
 // master's lookups and inserts, Apply, and an Insert into a shard whose
 // slots were once used touch it, so a director that is neither master nor
 // backup never does. Nothing in the table holds a pointer, so the garbage
@@ -101,8 +111,8 @@
 // LookupBatch, Insert, Apply, Reap, RemoveDest, Walk, Stats and SetTimeouts
 // allocate nothing.
 //
-// The slabs, indexes, cold arrays and sync arrays of all shards are carved, 64-byte
-// aligned, from one arena. An arena of 2 MiB or more (tables above about 19 000 entries) is an
+// The pages of all shards (from a 4 KiB boundary), and their cold arrays, sync
+// arrays and free words (64-byte aligned), are carved from one arena. An arena of 2 MiB or more (tables above about 19 000 entries) is an
 // anonymous mapping outside the Go heap, aligned to 2 MiB and advised
 // MADV_HUGEPAGE, so that random accesses to a large table do not also miss
 // the TLB each time; smaller arenas, and any the kernel refuses to map, come
@@ -143,8 +153,9 @@
 // # Batches and prefetching
 //
 // LookupBatch first hashes every key of a batch and notes where its probe
-// starts: its home slot, the first of a window of 8 slots (one index line,
-// or two when the window crosses a line's end) that holds nearly every key.
+// starts: its home slot, the first of a window of 16 slots (two index lines,
+// or one when the home starts a line; cut at the end of its page's index) that
+// holds nearly every key.
 // A query with the key and direction of the one before it (a flow's burst)
 // takes that one's hash and, when that one was found, its record and entry:
 // it neither searches the index nor copies the record out, since under one
@@ -168,15 +179,15 @@
 // falls back to the probe), so a stale value costs a cache miss and a
 // compare, never a wrong result. Tables under 8 MiB stay in the CPU caches and skip
 // all prefetching. Lookup prefetches its home slot before it locks; Insert
-// prefetches its keys' home slots, the record it will most likely take and
-// the list tail it will link to (reading the shard's free, hwm and tail
-// the same lock-free way). PrefetchInsert and PrefetchEntry let a caller
+// prefetches its keys' home slots, the record it will most likely take (the first
+// free one of the home slot's page) and the list tail it will link to (reading the
+// page's free word and the shard's tail the same lock-free way). PrefetchInsert and PrefetchEntry let a caller
 // start those misses for a whole batch of new connections before it
 // inserts any; PrefetchEntry, given the scheduled entry, also covers the
 // reply key's slot, which is known only after scheduling. LookupBatch does
 // PrefetchInsert's work itself for each query it finds missing (a new
-// connection), plus, with the NAT hint on (SetNATHint), the home slot of its
-// would-be reply key, and keeps each query's key hash and shard in the Query:
+// connection; a NAT reply key's slot is in the line of its home, which the lookup
+// read), and keeps each query's key hash and shard in the Query:
 // InsertQuery is Insert for a looked-up query's connection that reuses them
 // (its outcome is Insert's; insertquery_test.go checks it). LookupBatch's working
 // memory (the hashes, shards, home slots and guesses of up to 64 keys, about 2 KiB)
@@ -207,9 +218,11 @@
 //
 // # Memory and speed
 //
-// Memory per entry of capacity, all reserved by New: 64 record, 32 cold
-// part, 9.6 index (load 5/6 when full), 8 sync slot, 1.5 Walk buffer (one
-// shard of 64), plus the per-dest counts: 115.25 bytes, bounded by
+// Memory per entry of capacity, all reserved by New: 76.8 of pages (a
+// record and 9.6 of index at load 5/6 when full, and the records a page has
+// beyond that), 38.4 cold parts and 9.6 sync slots (parallel to every line of
+// the pages, index lines included), 0.15 free words, 1.5 Walk buffer (one
+// shard of 64), plus the per-dest counts: 126.88 bytes, bounded by
 // EntryBytes. The cold parts are touched only by v6-form NAT and FULLNAT
 // entries and the sync array only when used (or by Config.Prefault), so
 // their pages are faulted in only then.
@@ -217,8 +230,8 @@
 // The benchmarks (bench_test.go; BenchmarkLookupLatency, BenchmarkInsertBatch,
 // BenchmarkMemoryLatency with -conntrack.10m for the 10M-entry table and the
 // memory floor) and their results are in the repository's BENCHMARKS.md
-// ("Connection table"). A large table's lookups are bound by two DRAM
-// misses (index line, record), which LookupBatch overlaps. Steering packets
+// ("Connection table"). A large table's lookups are bound by the page they
+// read (its translation), which LookupBatch overlaps. Steering packets
 // to workers by shard (ShardOf of the client endpoint, which is also a
 // reply's destination) would keep shard locks and records in one core's
 // cache (BenchmarkLookupParallelOwnShards).

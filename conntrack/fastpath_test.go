@@ -114,7 +114,7 @@ func setInPkts(t *testing.T, tb *Table, m *model, k *Key, v int32) {
 	t.Helper()
 	sh := &tb.shards[tb.shardOf(&k.Src, k.SrcPort)].shard
 	sh.mu.Lock()
-	ref := tb.find(sh, hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto), DirOrig, k)
+	ref := tb.find(sh, tb.origHash(k), DirOrig, k)
 	if ref != noIdx {
 		sh.slot(ref).pkts = v
 	}

@@ -75,7 +75,7 @@ func forceState(t testing.TB, tb *Table, k *Key, s State, now int64) {
 	sh := &tb.shards[tb.shardOf(&k.Src, k.SrcPort)].shard
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	ref := tb.find(sh, hashParts(&tb.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto), DirOrig, k)
+	ref := tb.find(sh, tb.origHash(k), DirOrig, k)
 	if ref == noIdx {
 		t.Fatalf("forceState: %v not found", k)
 	}
@@ -105,6 +105,18 @@ func checkInvariants(t testing.TB, tb *Table) {
 		nonES := make(map[uint32]bool)
 		for p := uint32(0); p < uint32(len(sh.recs)); p++ {
 			r := &sh.recs[p]
+			// A page's index lines are never records; a record is free exactly when its
+			// page's free word says so.
+			free := sh.pfree[p/pageRefs]&(1<<(p%pageRefs)) != 0
+			if isIndexLine(p) {
+				if free {
+					t.Fatalf("shard %d: index line %d marked as a free record", si, p)
+				}
+				continue
+			}
+			if free == r.used() {
+				t.Fatalf("shard %d: record %d used %v, marked free %v", si, p, r.used(), free)
+			}
 			if !r.used() {
 				continue
 			}
@@ -117,7 +129,7 @@ func checkInvariants(t testing.TB, tb *Table) {
 			if got := tb.shardOf(&e.Orig.Src, e.Orig.SrcPort); got != si {
 				t.Fatalf("shard %d holds %v whose shard is %d", si, e.Orig, got)
 			}
-			if got := tb.find(sh, hashParts(&tb.seed, &e.Orig.Src, &e.Orig.Dst, e.Orig.SrcPort, e.Orig.DstPort, e.Orig.Proto), DirOrig, &e.Orig); got != p {
+			if got := tb.find(sh, tb.origHash(&e.Orig), DirOrig, &e.Orig); got != p {
 				t.Fatalf("shard %d: orig key of record %d found at %d", si, p, int32(got))
 			}
 			keys++
@@ -140,18 +152,14 @@ func checkInvariants(t testing.TB, tb *Table) {
 			t.Fatalf("shard %d: count %d, %d records used", si, atomic.LoadInt32(&sh.count), used)
 		}
 		total += used
-		// Free list: unused records, no cycle, together with used = hwm.
-		free := 0
-		for p := sh.free; p != noIdx; p = sh.recs[p].next {
-			if sh.recs[p].used() {
-				t.Fatalf("shard %d: used record %d on the free list", si, p)
-			}
-			if free++; free > len(sh.recs) {
-				t.Fatalf("shard %d: free list has a cycle", si)
-			}
+		if used > int(sh.cap) {
+			t.Fatalf("shard %d: %d records used, more than its cap %d", si, used, sh.cap)
 		}
-		if free+used != int(sh.hwm) {
-			t.Fatalf("shard %d: %d free + %d used != hwm %d", si, free, used, sh.hwm)
+		// The page summary: a page's bit is set exactly when it has a free record.
+		for p, w := range sh.pfree {
+			if has := sh.psum[p/64]&(1<<(p%64)) != 0; has != (w != 0) {
+				t.Fatalf("shard %d: page %d's free word %#x, summary bit %v", si, p, w, has)
+			}
 		}
 		// Eviction list: exactly the used non-ESTABLISHED records, well linked.
 		seen, prev := 0, noIdx
@@ -174,14 +182,16 @@ func checkInvariants(t testing.TB, tb *Table) {
 		// Robin Hood order: along a run, distances grow by at most one per
 		// slot (homes never decrease).
 		filled := 0
-		n := len(sh.idx)
-		for i, s := range sh.idx {
+		n := sh.nslots()
+		slot := func(i int) uint32 { return sh.idx[slotWord(i)] }
+		for i := range n {
+			s := slot(i)
 			if s == 0 {
 				continue
 			}
 			filled++
-			if j := (i + 1) % n; sh.idx[j] != 0 {
-				if d, dn := tb.slotDist(sh, s, i), tb.slotDist(sh, sh.idx[j], j); dn > d+1 {
+			if j := (i + 1) % n; slot(j) != 0 {
+				if d, dn := tb.slotDist(sh, s, i), tb.slotDist(sh, slot(j), j); dn > d+1 {
 					t.Fatalf("shard %d: slot %d at distance %d follows one at distance %d (not Robin Hood order)", si, j, dn, d)
 				}
 			}
@@ -199,7 +209,7 @@ func checkInvariants(t testing.TB, tb *Table) {
 				t.Fatalf("shard %d: slot %d records distance %d, is %d from home", si, i, got, dist)
 			}
 			for j := home(h, n); j != i; j = (j + 1) % n {
-				if sh.idx[j] == 0 {
+				if slot(j) == 0 {
 					t.Fatalf("shard %d: slot %d unreachable from its home (gap at %d)", si, i, j)
 				}
 			}

@@ -19,16 +19,16 @@ func peek32(p *uint32) uint32
 
 // hintSlot returns the first slot of the window of hintWindow slots that starts at
 // the index slot at home, up to the first empty slot, whose bits under mask equal
-// want; 0 if there is none. It reads the window with plain loads, without any
-// lock, so the slot may be stale; LookupBatch uses it only to choose which record
-// to prefetch, never to decide anything (aligned 32-bit loads are atomic on amd64,
-// so a slot is never torn). The window must be mapped: the arena is padded for the
-// line after the last shard's index. A key further than the window from home (or
-// past the index's end, where its probe wraps) is not hinted.
+// want; 0 if there is none. Only the window's slots whose bits are set in valid count
+// (those in the home slot's page's index, see hintValid). It reads the window with
+// plain loads, without any lock, so the slot may be stale; LookupBatch uses it only to
+// choose which record to prefetch, never to decide anything (aligned 32-bit loads are
+// atomic on amd64, so a slot is never torn). The window's 64 bytes must be mapped:
+// they lie in home's page.
 //
 //go:noescape
-func hintSlot(home uintptr, mask, want uint32) uint32
+func hintSlot(home uintptr, mask, want, valid uint32) uint32
 
 // prefetchWindow prefetches the cache lines of the window of hintWindow index slots
-// that starts at home: one line, or two when the window crosses into the next.
+// that starts at home: two lines, or one when home starts a line.
 func prefetchWindow(home uintptr)

@@ -37,8 +37,8 @@ TEXT ·peek32(SB), NOSPLIT|NOFRAME, $0-12
 	ORL	AX, R8 \
 	ORL	BX, R9
 
-// func hintSlot(home uintptr, mask, want uint32) uint32
-TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-20
+// func hintSlot(home uintptr, mask, want, valid uint32) uint32
+TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-28
 	MOVQ	home+0(FP), SI
 	MOVL	mask+8(FP), AX
 	MOVQ	AX, X5
@@ -51,8 +51,14 @@ TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-20
 	XORL	R9, R9
 	GROUP(0, 0)
 	GROUP(16, 4)
+	GROUP(32, 8)
+	GROUP(48, 12)
+	// Only the window's slots of this page's index count: valid has their bits.
+	MOVL	valid+16(FP), AX
+	ANDL	AX, R8
+	ANDL	AX, R9
 	// Keep the matches before the first empty slot: match &= (empty & -empty) - 1,
-	// which keeps all 8 when no slot is empty.
+	// which keeps them all when no slot is empty.
 	MOVL	R9, AX
 	NEGL	AX
 	ANDL	R9, AX
@@ -64,12 +70,12 @@ TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-20
 	BSFL	R8, CX
 	MOVL	(SI)(CX*4), AX
 hdone:
-	MOVL	AX, ret+16(FP)
+	MOVL	AX, ret+24(FP)
 	RET
 
 // func prefetchWindow(home uintptr)
 TEXT ·prefetchWindow(SB), NOSPLIT|NOFRAME, $0-8
 	MOVQ	home+0(FP), AX
 	PREFETCHT0	(AX)
-	PREFETCHT0	28(AX)
+	PREFETCHT0	60(AX)
 	RET

@@ -48,11 +48,6 @@ func TestInsertQueryDifferential(t *testing.T) {
 				qa[i] = q
 			}
 			qb = qa
-			// The NAT hint on in half the rounds: LookupBatch then prefetches each
-			// missing key's would-be reply slot (whatever method and reply the entry
-			// then gets).
-			a.SetNATHint(rng.IntN(2) == 0)
-			b.SetNATHint(a.NATHint())
 			now += int64(rng.IntN(3000)) * 1e6
 			a.LookupBatch(qa[:n], now)
 			b.LookupBatch(qb[:n], now)

@@ -186,13 +186,22 @@ func (t *Table) replyHash(k *Key) uint64 {
 	return withHome(hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto), homeHash(&t.seed, &k.Dst, k.DstPort))
 }
 
-// dirHash is the index hash of key k travelling in dir: hashParts for an original
+// origHash is the index hash of an original key: its tag from the whole key, its home
+// from its source endpoint, the client's (homeHash). A NAT connection's two keys so
+// share a home slot, and the record of a connection is taken from the page of its
+// original key's home (see alloc): a lookup of either direction of an IPv4 NAT
+// connection reads one 4 KiB page of the table.
+func (t *Table) origHash(k *Key) uint64 {
+	return withHome(hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto), homeHash(&t.seed, &k.Src, k.SrcPort))
+}
+
+// dirHash is the index hash of key k travelling in dir: origHash for an original
 // key, replyHash for a reply key.
 func (t *Table) dirHash(dir Dir, k *Key) uint64 {
 	if dir == DirReply {
 		return t.replyHash(k)
 	}
-	return hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+	return t.origHash(k)
 }
 
 // keyHash is keyShard and dirHash of k in one call, for LookupBatch: the shard
@@ -218,8 +227,8 @@ func (t *Table) keyHash(dir Dir, k *Key) (si int, h uint64, ok bool) {
 	b := mum(d0^s[2], d1^s[3])
 	p := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32
 	h = fmix(mum(a^p^s[4], b^s[5]))
-	if dir == DirReply {
-		h = withHome(h, homeHash(s, &k.Dst, k.DstPort))
-	}
+	// The home from the client endpoint, in either direction (origHash, replyHash).
+	c := mum(e0^s[homeSeedWord], e1^s[homeSeedWord+1])
+	h = withHome(h, fmix(mum(c^uint64(port)^s[homeSeedWord+2], s[homeSeedWord+3])))
 	return si, h, true
 }

@@ -6,9 +6,10 @@ const reapChunk = 256
 // removeChunk bounds the slots RemoveDest examines per lock hold.
 const removeChunk = 4096
 
-// Reap expires entries whose timer ran out. It examines about budget slab
-// slots, continuing from where the previous call stopped: shard by shard in
-// round-robin order, each shard from its cursor to the end of its slab, a
+// Reap expires entries whose timer ran out. It examines about budget records' worth of
+// a shard's pages (a shard's whole pass counts as its share of Cap(), index lines and
+// spare records included), continuing from where the previous call stopped: shard by
+// shard in round-robin order, each shard from its cursor to its last record used, a
 // chunk of slots per lock hold, one shard lock held at a time. A call never
 // goes beyond one full pass over the table, so a budget of Cap() or more
 // reaps everything that has expired; an empty shard costs one unit. Removing
@@ -30,16 +31,23 @@ func (t *Table) Reap(now int64, budget int) (expired int) {
 		sh := &t.shards[t.reapShard].shard
 		sh.mu.Lock()
 		pos, end := t.reapPos, sh.hwm
-		n := min(uint32(min(budget, reapChunk)), end-min(pos, end))
+		n := min(uint32(reapChunk), end-min(pos, end))
+		if end > 0 {
+			n = min(n, reapReach(sh, pos, budget)-pos)
+		}
 		for p := pos; p < pos+n; p++ {
-			if r := &sh.recs[p]; r.used() && timedOut(r, now32) {
+			if r := &sh.recs[p]; !isIndexLine(p) && r.used() && timedOut(r, now32) {
 				t.release(sh, p)
 				sh.expired++
 				expired++
 			}
 		}
 		sh.mu.Unlock()
-		budget -= max(int(n), 1)
+		if end == 0 {
+			budget--
+		} else {
+			budget -= reapCost(sh, pos, pos+n)
+		}
 		t.reapPos = pos + n
 		if t.reapPos >= end {
 			t.reapPos = 0
@@ -65,7 +73,7 @@ func (t *Table) Walk(now int64, f func(e *Entry, expiresIn int64) bool) {
 		sh.mu.Lock()
 		n := 0
 		for p := uint32(0); p < sh.hwm; p++ {
-			if r := &sh.recs[p]; r.used() && !timedOut(r, now32) {
+			if r := &sh.recs[p]; !isIndexLine(p) && r.used() && !timedOut(r, now32) {
 				t.walkBuf[n] = *r
 				if !r.v4() && r.method().twoWay() {
 					t.walkCold[n] = sh.cold[p]
@@ -104,7 +112,7 @@ func (t *Table) RemoveDest(dest uint32, now int64) int {
 			end := min(start+removeChunk, sh.hwm)
 			for p := start; p < end; p++ {
 				r := &sh.recs[p]
-				if !r.used() {
+				if isIndexLine(p) || !r.used() {
 					continue
 				}
 				switch {
@@ -121,4 +129,23 @@ func (t *Table) RemoveDest(dest uint32, now int64) int {
 		}
 	}
 	return removed
+}
+
+// reapCost is what Reap charges for examining records [from, to) of shard sh: the
+// budget is in records of capacity, and a shard's whole pass over its pages (index
+// lines and spare records included) costs its cap, spread evenly: c(to) - c(from) with
+// c(x) = ceil(x * cap / refs).
+func reapCost(sh *shard, from, to uint32) int {
+	return int(reapC(sh, to) - reapC(sh, from))
+}
+
+func reapC(sh *shard, x uint32) uint64 {
+	return (uint64(x)*uint64(sh.cap) + uint64(len(sh.recs)) - 1) / uint64(len(sh.recs))
+}
+
+// reapReach is the furthest record x that a budget lets Reap examine from record pos:
+// the largest x with reapCost(sh, pos, x) <= budget.
+func reapReach(sh *shard, pos uint32, budget int) uint32 {
+	x := (reapC(sh, pos) + uint64(budget)) * uint64(len(sh.recs)) / uint64(sh.cap)
+	return uint32(min(x, uint64(len(sh.recs))))
 }

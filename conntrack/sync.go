@@ -346,7 +346,7 @@ func (t *Table) Apply(e *Entry, timeout uint32, now int64) (created bool, err er
 	twoWay := e.Method.twoWay()
 	si := t.shardOf(&o.Src, o.SrcPort)
 	sh := &t.shards[si].shard
-	ho := hashParts(&t.seed, &o.Src, &o.Dst, o.SrcPort, o.DstPort, o.Proto)
+	ho := t.origHash(o)
 	var hr uint64
 	if twoWay {
 		if e.Reply.Proto != o.Proto {
@@ -398,7 +398,7 @@ func (t *Table) Apply(e *Entry, timeout uint32, now int64) (created bool, err er
 		sh.exists++
 		return false, ErrExists
 	}
-	ref := t.alloc(sh, now32)
+	ref := t.alloc(sh, home(ho, sh.nslots())/pageSlots, now32)
 	if ref == noIdx {
 		sh.full++
 		return false, ErrFull

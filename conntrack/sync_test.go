@@ -373,7 +373,7 @@ func TestSyncMatchesModel(t *testing.T) {
 // TestSyncOff: with sync off (the default, and after SetSync(nil)) nothing is counted,
 // Sync stays false, and a shard that never had sync on never writes its slots.
 func TestSyncOff(t *testing.T) {
-	tb := mustNew(t, Config{MaxEntries: 64, Shards: 1})
+	tb := mustNew(t, Config{MaxEntries: 16, Shards: 1}) // one page: a freed record is the next taken
 	every := SyncPolicy{Threshold: 0, Period: 1}
 	e := mustInsert(t, tb, conn(1, ProtoUDP, MethodNAT, 0), 0, 0)
 	if e.Sync {
@@ -387,8 +387,9 @@ func TestSyncOff(t *testing.T) {
 		}
 	}
 	sh := &tb.shards[0].shard
-	if sh.syncUsed || sh.sync[0] != (syncSlot{}) {
-		t.Fatalf("sync off touched the slots: used %v, slot %+v", sh.syncUsed, sh.sync[0])
+	ref := tb.find(sh, tb.origHash(&e.Orig), DirOrig, &e.Orig) // the connection's record
+	if sh.syncUsed || sh.sync[ref] != (syncSlot{}) {
+		t.Fatalf("sync off touched the slots: used %v, slot %+v", sh.syncUsed, sh.sync[ref])
 	}
 	tb.SetSync(&every)
 	if st := tb.Lookup(DirOrig, &e.Orig, 0, 100*sec, &out); st != Found || !out.Sync {
@@ -397,12 +398,12 @@ func TestSyncOff(t *testing.T) {
 	if st := tb.Lookup(DirReply, &e.Reply, 0, 100*sec, &out); st != Found || out.Sync {
 		t.Fatalf("a reply never syncs: %v Sync %v", st, out.Sync)
 	}
-	if sh.sync[0].pkts != 1 {
-		t.Fatalf("count %d after one client packet with sync on (the reply does not count)", sh.sync[0].pkts)
+	if sh.sync[ref].pkts != 1 {
+		t.Fatalf("count %d after one client packet with sync on (the reply does not count)", sh.sync[ref].pkts)
 	}
 	tb.SetSync(nil)
-	if st := tb.Lookup(DirOrig, &e.Orig, 0, 101*sec, &out); st != Found || out.Sync || sh.sync[0].pkts != 1 {
-		t.Fatalf("after SetSync(nil): %v Sync %v count %d", st, out.Sync, sh.sync[0].pkts)
+	if st := tb.Lookup(DirOrig, &e.Orig, 0, 101*sec, &out); st != Found || out.Sync || sh.sync[ref].pkts != 1 {
+		t.Fatalf("after SetSync(nil): %v Sync %v count %d", st, out.Sync, sh.sync[ref].pkts)
 	}
 	// The slot of a connection inserted with sync off, in a shard whose slots were
 	// used, is reset: a new connection does not inherit its record's old count.
@@ -411,12 +412,15 @@ func TestSyncOff(t *testing.T) {
 	}
 	tb.Reap(1e6*sec, tb.Cap())
 	e2 := mustInsert(t, tb, conn(2, ProtoUDP, MethodNAT, 0), 0, 1e6*sec)
-	if sh.sync[0] != (syncSlot{}) {
-		t.Fatalf("record 0 reused with sync off keeps slot %+v", sh.sync[0])
+	if ref2 := tb.find(sh, tb.origHash(&e2.Orig), DirOrig, &e2.Orig); ref2 != ref {
+		t.Fatalf("the new connection took record %d, not the freed %d", ref2, ref)
+	}
+	if sh.sync[ref] != (syncSlot{}) {
+		t.Fatalf("record %d reused with sync off keeps slot %+v", ref, sh.sync[ref])
 	}
 	tb.SetSync(&every)
-	if st := tb.Lookup(DirOrig, &e2.Orig, 0, 1e6*sec, &out); st != Found || !out.Sync || sh.sync[0].pkts != 1 {
-		t.Fatalf("new connection after sync on again: %v Sync %v count %d", st, out.Sync, sh.sync[0].pkts)
+	if st := tb.Lookup(DirOrig, &e2.Orig, 0, 1e6*sec, &out); st != Found || !out.Sync || sh.sync[ref].pkts != 1 {
+		t.Fatalf("new connection after sync on again: %v Sync %v count %d", st, out.Sync, sh.sync[ref].pkts)
 	}
 }
 

@@ -118,7 +118,7 @@ const (
 // Config configures a Table.
 type Config struct {
 	// MaxEntries is the hard cap on connections; memory for all of them is
-	// reserved by New (about 115 bytes per entry, see doc.go).
+	// reserved by New (about 127 bytes per entry, see EntryBytes).
 	MaxEntries int
 	// Shards is a power of two; 0 means 64 (fewer for tables smaller than
 	// 1024 entries, so each shard holds at least 16).
@@ -180,13 +180,13 @@ type TableStats struct {
 const DefaultMaxDests = 65536
 
 // EntryBytes bounds the memory New reserves per entry of capacity (Config.MaxEntries) in a
-// large table: a record (hot part and cold part), its share of the index at full load,
-// its sync slot and its share of Walk's buffer, each rounded up (measured: 115.25 bytes). Small tables
-// take more per entry: the per-destination counts and page rounding are fixed costs.
-const EntryBytes = int(unsafe.Sizeof(record{})) + // 64
-	int(unsafe.Sizeof(coldRec{})) + // 32
-	(2*4*loadDen+loadNum-1)/loadNum + // index: 2 four-byte slots per entry at load 5/6, 9.6
-	int(unsafe.Sizeof(syncSlot{})) + // 8
+// large table: its share of the shard's pages at full load (records and index, see
+// pageBytes: 2 index slots per entry at load 5/6, so pageSlots/2.4 entries' worth of a
+// page, 76.8 bytes), the cold parts, sync slots and free words that go with those
+// pages (48.1), and its share of Walk's buffer (1.5), rounded up (measured: 126.88
+// bytes). Small tables take more per entry: the per-destination counts and page
+// rounding are fixed costs.
+const EntryBytes = (2*loadDen*(pageBytes+pageRefs*int(unsafe.Sizeof(coldRec{})+unsafe.Sizeof(syncSlot{}))+8)+loadNum*pageSlots-1)/(loadNum*pageSlots) +
 	2 // Walk's buffer, 1.5
 
 const (
@@ -204,6 +204,39 @@ const (
 	wantTagBits = 7
 	noIdx       = ^uint32(0)
 )
+
+// Pages. A shard's records and index share its 4 KiB pages: each page holds idxLines
+// cache lines of index (pageSlots slots) and then pageRecs records. Record refs count
+// the page's 64-byte lines, so record ref lies at byte ref*64 of the shard's pages and
+// the refs page*pageRefs+0 ... +idxLines-1 are the index's lines, never records; index
+// slot i is word slotWord(i). An insert takes its record from the page of its original
+// key's home slot when that page has one free (alloc), and a NAT connection's reply key
+// shares that home (origHash, replyHash): a lookup then reads its index window and its
+// record within one page. On this project's VM a random access costs its page, not its
+// line: a second line of the same 4 KiB page is nearly free, one of another page (even
+// of the same 2 MiB huge page) costs as much as the first (BENCHMARKS.md, "One page per
+// lookup").
+const (
+	pageBytes = 4096
+	pageRefs  = pageBytes / 64 // 64-byte lines per page
+	idxLines  = 8
+	pageSlots = idxLines * 64 / 4 // 128
+	pageRecs  = pageRefs - idxLines
+	// pageFreeAll is the free word of a page whose records are all free.
+	pageFreeAll = uint64(1<<64 - 1<<idxLines)
+)
+
+// slotWord is the word of a shard's pages that holds index slot i.
+func slotWord(i int) int { return i/pageSlots*(pageBytes/4) + i%pageSlots }
+
+// isIndexLine reports whether record ref is one of a page's index lines.
+func isIndexLine(ref uint32) bool { return ref%pageRefs < idxLines }
+
+// shardPages is how many pages a shard of n entries takes: enough index slots for its
+// load (shardSlots) and enough records.
+func shardPages(n int) int {
+	return max((shardSlots(n)+pageSlots-1)/pageSlots, (n+pageRecs-1)/pageRecs)
+}
 
 // record is the hot part of one connection: one 64-byte cache line, all that
 // a lookup of an IPv4 connection (or of an IPv6 one in DR/TUN, which has no
@@ -224,7 +257,7 @@ type record struct {
 	dest           uint32
 	service        uint32
 	// prev and next link the shard's list of non-ESTABLISHED entries, oldest
-	// first (eviction order); next also chains the free list.
+	// first (eviction order).
 	prev, next uint32
 }
 
@@ -397,15 +430,17 @@ func (r *record) copyOut(c *coldRec, out *Entry) {
 	out.Sync = false
 }
 
-// shard owns a slab of records, its free list, its index and its lock.
-// Fields are ordered by use: the lock and the slab and index headers (all
-// a lookup touches) fit one cache line; the free list, eviction list and
+// shard owns its pages (records and index, see pageBytes), their free words and its
+// lock.
+// Fields are ordered by use: the lock and the record and index headers (all
+// a lookup touches) fit one cache line; the free words, eviction list and
 // count (inserts and removals) follow; the statistics come last.
 // paddedShard keeps any cache line from holding fields of two shards.
 type shard struct {
 	mu   shardLock
-	recs []record // fixed slab
-	// idx is the open-addressing index over both keys of every entry.
+	recs []record // the shard's pages as records (a page's first idxLines are index)
+	// idx is the open-addressing index over both keys of every entry: the same pages
+	// as words, slot i at word slotWord(i).
 	// A slot is 0 (empty) or tag<<tagPos | dist<<refBits | (ref+1):
 	// ref = record<<1 | dir; dist is the slot's distance from the key's
 	// home slot, saturated at distMax ("look it up"); tag is the top bits
@@ -420,9 +455,13 @@ type shard struct {
 	cold []coldRec
 
 	hwm        uint32 // records [0, hwm) have been handed out at least once
-	free       uint32 // free list head (through record.next)
+	cap        uint32 // the most entries the shard holds (its share of MaxEntries)
 	head, tail uint32 // non-ESTABLISHED list, oldest at head
-	count      int32  // live + not yet reaped entries; written under mu (addCount), read with atomic loads
+	// pfree has a word per page: bit l is set when record page*pageRefs+l is free
+	// (bits below idxLines, the index's lines, never are); psum has a bit per page,
+	// set when the page's word is not 0.
+	pfree, psum []uint64
+	count       int32 // live + not yet reaped entries; written under mu (addCount), read with atomic loads
 	// syncUsed: some slot of sync may be nonzero (written by a master's lookup or
 	// insert, or by Apply). Until then an Insert with sync off leaves its slot alone.
 	syncUsed bool
@@ -473,8 +512,6 @@ type Table struct {
 	// syncPol is the sync master's policy (SetSync); nil while sync is off. Read
 	// without locks by every lookup that finds an entry.
 	syncPol atomic.Pointer[syncPolicy]
-	// natHint: new connections are likely NAT (SetNATHint); read once per LookupBatch.
-	natHint atomic.Bool
 
 	dests []destState // per destination id
 
@@ -544,8 +581,9 @@ func New(cfg Config) (*Table, error) {
 	if extra > 0 {
 		maxPer++
 	}
-	refBits := uint32(bits.Len32(uint32(2 * maxPer)))
-	if uint64(2*maxPer) >= 1<<(32-minTagBits) {
+	maxRefs := shardPages(maxPer) * pageRefs
+	refBits := uint32(bits.Len32(uint32(2 * maxRefs)))
+	if uint64(2*maxRefs) >= 1<<(32-minTagBits) {
 		return nil, fmt.Errorf("new table: %d entries per shard is too many for the index; want fewer than %d (use more shards): %w", maxPer, 1<<(32-minTagBits-1), ErrConfig)
 	}
 	distBits := min(max(int(32-refBits)-wantTagBits, 0), maxDistBits)
@@ -587,11 +625,11 @@ func New(cfg Config) (*Table, error) {
 	for i := range t.seed {
 		t.seed[i] = binary.LittleEndian.Uint64(seed[i*8:]) | 1
 	}
-	size := arenaPad
+	size := arenaPad + pageBytes // pageBytes: room to align the pages
 	for i := range t.shards {
-		n := shardEntries(per, extra, i)
-		size += (n*int(unsafe.Sizeof(record{}))+63)&^63 + (shardSlots(n)*4+63)&^63 +
-			(n*int(unsafe.Sizeof(coldRec{}))+63)&^63 + (n*int(unsafe.Sizeof(syncSlot{}))+63)&^63
+		refs := shardPages(shardEntries(per, extra, i)) * pageRefs
+		size += refs*int(unsafe.Sizeof(record{})) + (refs*int(unsafe.Sizeof(coldRec{}))+63)&^63 +
+			(refs*int(unsafe.Sizeof(syncSlot{}))+63)&^63 + (refs/pageRefs*8+63)&^63 + (refs/pageRefs/64*8+8+63)&^63
 	}
 	t.mem = newArena(size, cfg.BasePages && !cfg.Prefault)
 	if cfg.Prefault {
@@ -599,14 +637,27 @@ func New(cfg Config) (*Table, error) {
 	}
 	t.hint = hintsWork && size >= hintMin
 	rest := t.mem.mem
+	// The pages of all shards, one after another from a 4 KiB boundary (a mapped
+	// arena's start is one).
+	rest = rest[int(-uintptr(unsafe.Pointer(unsafe.SliceData(rest)))&(pageBytes-1)):]
 	for i := range t.shards {
 		sh := &t.shards[i].shard
-		sh.recs = carve[record](&rest, shardEntries(per, extra, i))
-		sh.free, sh.head, sh.tail = noIdx, noIdx, noIdx
+		n := shardEntries(per, extra, i)
+		pages := shardPages(n)
+		sh.recs = carve[record](&rest, pages*pageRefs)
+		sh.idx = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(sh.recs))), pages*pageBytes/4)
+		sh.cap = uint32(n)
+		sh.head, sh.tail = noIdx, noIdx
 	}
 	for i := range t.shards {
 		sh := &t.shards[i].shard
-		sh.idx = carve[uint32](&rest, shardSlots(len(sh.recs)))
+		pages := len(sh.recs) / pageRefs
+		sh.pfree = carve[uint64](&rest, pages)
+		sh.psum = carve[uint64](&rest, pages/64+1)
+		for p := range sh.pfree {
+			sh.pfree[p] = pageFreeAll
+			sh.psum[p/64] |= 1 << (p % 64)
+		}
 	}
 	// The cold parts and the sync slots come last: a director without IPv6 NAT
 	// connections never touches the first, one that is not a sync master or backup
@@ -662,9 +713,10 @@ func (t *Table) Close() error {
 		sh.mu.Lock()
 		sh.recs, sh.cold = nil, nil
 		sh.sync, sh.syncp = nil, nil
+		sh.pfree, sh.psum = nil, nil
 		sh.syncUsed = false
-		sh.idx = closedIdx[k : k+1]
-		sh.hwm, sh.free, sh.head, sh.tail = 0, noIdx, noIdx, noIdx
+		sh.idx = closedIdx[k : k+2*lineSlots] // 4 slots (nslots), all empty
+		sh.hwm, sh.cap, sh.head, sh.tail = 0, 0, noIdx, noIdx
 		atomic.StoreInt32(&sh.count, 0)
 		sh.mu.Unlock()
 	}
@@ -704,9 +756,9 @@ func (t *Table) Settle() {
 	}
 }
 
-// closedIdx holds the index of every shard of a closed table: one empty
-// slot at a cache line's start, and the line after it for LookupBatch's
-// reads. Nothing ever writes it.
+// closedIdx holds the index of every shard of a closed table: a line of empty
+// slots (the first 4 of which are the index, see nslots) at a cache line's start,
+// and the line after it for LookupBatch's reads. Nothing ever writes it.
 var closedIdx [3 * lineSlots]uint32
 
 // msOf converts caller time (monotonic nanoseconds) to the table's wrapping
@@ -945,7 +997,7 @@ func (t *Table) lookupLocked(sh *shard, h uint64, dir Dir, k *Key, tcpFlags uint
 // in use that has k in direction dir is k's entry: a live key is in one record only.
 // A DR or TUN record has no reply key to match; a freed record keeps its key.
 func (sh *shard) tryGuess(guess uint32, dir Dir, k *Key) uint32 {
-	if guess >= uint32(len(sh.recs)) {
+	if guess >= uint32(len(sh.recs)) || isIndexLine(guess) {
 		return noIdx
 	}
 	if r := &sh.recs[guess]; r.used() && (dir == DirOrig || r.method().twoWay()) && r.matches(sh.coldOf(guess), dir, k) {
@@ -1080,7 +1132,7 @@ func (t *Table) Insert(e *Entry, tcpFlags uint8, now int64) error {
 	}
 	o := &e.Orig
 	si := t.shardOf(&o.Src, o.SrcPort)
-	ho := hashParts(&t.seed, &o.Src, &o.Dst, o.SrcPort, o.DstPort, o.Proto)
+	ho := t.origHash(o)
 	return t.insert(e, tcpFlags, now, si, ho, true)
 }
 
@@ -1171,7 +1223,7 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		sh.mu.Unlock()
 		return ErrExists
 	}
-	ref := t.alloc(sh, now32)
+	ref := t.alloc(sh, home(ho, sh.nslots())/pageSlots, now32)
 	if ref == noIdx {
 		sh.full++
 		sh.mu.Unlock()
@@ -1253,46 +1305,64 @@ func (t *Table) vacant(sh *shard, h uint64, dir Dir, k *Key, now32 uint32) bool 
 	return true
 }
 
-// alloc takes a free record: from the free list, from the never-used tail
-// of the slab, or by removing the oldest non-ESTABLISHED entry (counted as
-// expired if its timer already ran out, else as evicted). noIdx if all
-// entries are ESTABLISHED.
-func (t *Table) alloc(sh *shard, now32 uint32) uint32 {
-	if ref := sh.free; ref != noIdx {
-		next := sh.recs[ref].next
-		sh.free = next
-		if t.hint && next < uint32(len(sh.recs)) {
-			// The next insert into this shard takes that record: start its miss now.
-			// Free records are chained in the order they were freed, so without this
-			// each insert would wait for its record's line while holding the lock
-			// (LookupBatch prefetches only the head, once for a whole batch).
-			a := uintptr(unsafe.Pointer(&sh.recs[next]))
-			prefetchLines(&a, 1)
+// alloc takes a free record, from page page when it has one, else from the next page
+// that has (see shard.take); when the shard holds its cap of entries, it first removes
+// the oldest non-ESTABLISHED entry (counted as expired if its timer already ran out, else
+// as evicted). noIdx if all entries are ESTABLISHED.
+func (t *Table) alloc(sh *shard, page int, now32 uint32) uint32 {
+	if uint32(sh.count) >= sh.cap {
+		victim := sh.head
+		if victim == noIdx {
+			return noIdx
 		}
-		return ref
+		if timedOut(&sh.recs[victim], now32) {
+			sh.expired++
+		} else {
+			sh.evicted++
+		}
+		t.release(sh, victim)
 	}
-	if sh.hwm < uint32(len(sh.recs)) {
-		ref := sh.hwm
-		sh.hwm++
-		return ref
+	return sh.take(page)
+}
+
+// take takes a free record of page page, or of the first page after it (wrapping) that
+// has one; the shard has one (it holds fewer entries than its cap, and its pages more
+// records than that).
+func (sh *shard) take(page int) uint32 {
+	w := sh.pfree[page]
+	if w == 0 {
+		page = sh.freePage(page)
+		w = sh.pfree[page]
 	}
-	victim := sh.head
-	if victim == noIdx {
-		return noIdx
+	l := bits.TrailingZeros64(w)
+	w &^= 1 << l
+	sh.pfree[page] = w
+	if w == 0 {
+		sh.psum[page/64] &^= 1 << (page % 64)
 	}
-	if timedOut(&sh.recs[victim], now32) {
-		sh.expired++
-	} else {
-		sh.evicted++
-	}
-	t.release(sh, victim)
-	ref := sh.free
-	sh.free = sh.recs[ref].next
+	ref := uint32(page*pageRefs + l)
+	sh.hwm = max(sh.hwm, ref+1)
 	return ref
 }
 
+// freePage is the first page after from, wrapping, with a free record.
+func (sh *shard) freePage(from int) int {
+	i := from / 64
+	w := sh.psum[i] &^ (1<<(from%64+1) - 1)
+	for k := 0; w == 0; k++ {
+		if k > len(sh.psum) {
+			panic("conntrack: no free record in a shard below its cap (bug)")
+		}
+		if i++; i == len(sh.psum) {
+			i = 0
+		}
+		w = sh.psum[i]
+	}
+	return i*64 + bits.TrailingZeros64(w)
+}
+
 // release removes entry ref from the index, the eviction list and the
-// counts, and puts it on the free list.
+// counts, and frees its record.
 func (t *Table) release(sh *shard, ref uint32) {
 	r := &sh.recs[ref]
 	t.unplace(sh, t.refHash(sh, ref<<1|uint32(DirOrig)), ref<<1|uint32(DirOrig))
@@ -1304,8 +1374,11 @@ func (t *Table) release(sh *shard, ref uint32) {
 	}
 	t.dests[r.dest].unbind(activeState[r.state()])
 	r.meta = 0
-	r.next = sh.free
-	sh.free = ref
+	p := int(ref / pageRefs)
+	if sh.pfree[p] == 0 {
+		sh.psum[p/64] |= 1 << (p % 64)
+	}
+	sh.pfree[p] |= 1 << (ref % pageRefs)
 	addCount(&sh.count, -1)
 }
 
@@ -1322,11 +1395,15 @@ func (t *Table) release(sh *shard, ref uint32) {
 
 func home(h uint64, n int) int { return int(uint64(uint32(h)) * uint64(n) >> 32) }
 
+// nslots is the number of slots of the shard's index: pageSlots of every page's
+// pageBytes/4 words.
+func (sh *shard) nslots() int { return len(sh.idx) / (pageBytes / 4 / pageSlots) }
+
 // slotAddr is the address of hash h's home slot in the shard's index, for
 // prefetching. It reads the index's slice header, which only New and Close
 // write.
 func slotAddr(sh *shard, h uint64) uintptr {
-	return uintptr(unsafe.Pointer(unsafe.SliceData(sh.idx))) + uintptr(home(h, len(sh.idx)))*4
+	return uintptr(unsafe.Pointer(unsafe.SliceData(sh.idx))) + uintptr(slotWord(home(h, sh.nslots())))*4
 }
 
 func b2i(b bool) uint8 {
@@ -1350,11 +1427,11 @@ func (t *Table) findPF(sh *shard, h uint64, dir Dir, k *Key, pfSync bool, guess 
 			return ref
 		}
 	}
-	idx := sh.idx
-	i := home(h, len(idx))
+	idx, n := sh.idx, sh.nslots()
+	i := home(h, n)
 	tag := uint32(h >> t.tagShift)
 	for d := uint32(0); ; d++ {
-		s := idx[i]
+		s := idx[slotWord(i)]
 		if s == 0 {
 			return noIdx
 		}
@@ -1372,7 +1449,7 @@ func (t *Table) findPF(sh *shard, h uint64, dir Dir, k *Key, pfSync bool, guess 
 		if sd := s >> t.refBits & t.distMax; sd < d && sd < t.distMax {
 			return noIdx
 		}
-		if i++; i == len(idx) {
+		if i++; i == n {
 			i = 0
 		}
 	}
@@ -1388,38 +1465,43 @@ func (t *Table) slot(tag, d, ref uint32) uint32 {
 func (t *Table) slotDist(sh *shard, s uint32, i int) uint32 {
 	d := s >> t.refBits & t.distMax
 	if d == t.distMax {
-		n := len(sh.idx)
-		d = uint32((i - home(t.refHash(sh, s&t.refMask-1), n) + n) % n)
+		d = t.farDist(sh, s, i)
 	}
 	return d
 }
 
+// farDist is slotDist for a slot whose distance saturated: from its key's hash.
+func (t *Table) farDist(sh *shard, s uint32, i int) uint32 {
+	n := sh.nslots()
+	return uint32((i - home(t.refHash(sh, s&t.refMask-1), n) + n) % n)
+}
+
 func (t *Table) place(sh *shard, h uint64, ref uint32) {
-	idx := sh.idx
-	i := home(h, len(idx))
+	idx, n := sh.idx, sh.nslots()
+	i := home(h, n)
 	tag := uint32(h >> t.tagShift)
 	for d := uint32(0); ; d++ {
-		s := idx[i]
+		w := slotWord(i)
+		s := idx[w]
 		if s == 0 {
-			idx[i] = t.slot(tag, d, ref)
+			idx[w] = t.slot(tag, d, ref)
 			return
 		}
 		if sd := t.slotDist(sh, s, i); sd < d {
-			idx[i] = t.slot(tag, d, ref)
+			idx[w] = t.slot(tag, d, ref)
 			tag, d, ref = s>>t.tagPos, sd, s&t.refMask-1
 		}
-		if i++; i == len(idx) {
+		if i++; i == n {
 			i = 0
 		}
 	}
 }
 
 func (t *Table) unplace(sh *shard, h uint64, ref uint32) {
-	idx := sh.idx
-	n := len(idx)
+	idx, n := sh.idx, sh.nslots()
 	want := ref + 1
 	i := home(h, n)
-	for probes := 0; idx[i]&t.refMask != want; probes++ {
+	for probes := 0; idx[slotWord(i)]&t.refMask != want; probes++ {
 		if probes == n {
 			panic("conntrack: index lost an entry (bug)")
 		}
@@ -1434,7 +1516,7 @@ func (t *Table) unplace(sh *shard, h uint64, ref uint32) {
 		if j == n {
 			j = 0
 		}
-		s := idx[j]
+		s := idx[slotWord(j)]
 		if s == 0 {
 			break
 		}
@@ -1442,10 +1524,10 @@ func (t *Table) unplace(sh *shard, h uint64, ref uint32) {
 		if d == 0 {
 			break
 		}
-		idx[i] = t.slot(s>>t.tagPos, d-1, s&t.refMask-1)
+		idx[slotWord(i)] = t.slot(s>>t.tagPos, d-1, s&t.refMask-1)
 		i = j
 	}
-	idx[i] = 0
+	idx[slotWord(i)] = 0
 }
 
 // refHash recomputes the hash of the key an index ref points to.
@@ -1454,35 +1536,34 @@ func (t *Table) refHash(sh *shard, ref uint32) uint64 {
 	var k Key
 	if ref&1 == uint32(DirOrig) {
 		r.origKey(&k)
-		return hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+		return t.origHash(&k)
 	}
 	r.replyKey(&sh.cold[ref>>1], &k)
 	return t.replyHash(&k)
 }
 
-// prefetchInsert prefetches an index line an insert will probe (at address
-// home: its original key's home slot, or LookupBatch's guess at its reply key's;
-// 0: none), the record alloc will most likely take when the shard is
-// not full (the free list's head, else the slab's next unused record) and
-// the tail of the non-ESTABLISHED list that the new entry will link to. It
-// runs before the lock is taken, so it reads the shard's free, hwm and tail
-// with peek32: a stale value only prefetches the wrong line.
+// prefetchInsert prefetches the index line of an insert's original key's home slot
+// (at address home; 0: none, and no record either), the record alloc will most likely
+// take (the first free one of that slot's page) and the tail of the non-ESTABLISHED
+// list that the new entry will link to. It runs before the lock is taken, so it reads
+// the page's free word and the shard's tail with peek32: a stale value only prefetches
+// the wrong line.
 func (sh *shard) prefetchInsert(home uintptr) {
-	var a [4]uintptr
+	var a [3]uintptr
 	n := 0
+	nrec := uint32(len(sh.recs))
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs)))
 	if home != 0 {
 		a[0] = home
 		n = 1
-	}
-	nrec := uint32(len(sh.recs))
-	ref := peek32(&sh.free)
-	if ref >= nrec {
-		ref = peek32(&sh.hwm)
-	}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs)))
-	if ref < nrec {
-		a[n] = base + uintptr(ref)*unsafe.Sizeof(record{})
-		n++
+		if p := int((home - base) / pageBytes); p < len(sh.pfree) {
+			w := &sh.pfree[p]
+			lo, hi := peek32((*uint32)(unsafe.Pointer(w))), peek32((*uint32)(unsafe.Add(unsafe.Pointer(w), 4)))
+			if l := bits.TrailingZeros64(uint64(hi)<<32 | uint64(lo)); l < pageRefs {
+				a[n] = base + uintptr(p*pageBytes+l*64)
+				n++
+			}
+		}
 	}
 	if tail := peek32(&sh.tail); tail < nrec {
 		a[n] = base + uintptr(tail)*unsafe.Sizeof(record{}) + unsafe.Offsetof(record{}.next)

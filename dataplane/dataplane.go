@@ -603,7 +603,6 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 			d.ct.SetThresholds(ds.ID, ds.UThreshold, ds.LThreshold)
 		}
 	}
-	d.ct.SetNATHint(s.nat)
 	d.snap.Store(s)
 	if d.fast != nil {
 		d.fast.Kick() // deleted real servers' connections leave the fast path

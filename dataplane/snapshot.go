@@ -84,9 +84,6 @@ type Snapshot struct {
 	// svcTab and realTab hold what bySvc and byReal hold, for the per-packet path
 	// (keytab.go: pointer-free open addressing, cheaper than a Go map's hashing).
 	svcTab, realTab keyTable
-	// nat: some service has a NAT destination (Publish sets the connection table's
-	// NAT hint: its lookups prefetch new connections' reply key slots).
-	nat bool
 	// bound is the connection table whose shards the local addresses' port indexes
 	// follow (set by Publish).
 	bound *conntrack.Table
@@ -193,7 +190,6 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 				return nil, fmt.Errorf("build snapshot: destination ID %d names two different real servers (service %v)", d.ID, svc.Key)
 			}
 			s.byID[d.ID] = ref
-			s.nat = s.nat || d.Method == conntrack.MethodNAT
 			if d.Method == conntrack.MethodNAT || d.Method == conntrack.MethodFullNAT {
 				port := d.Port
 				if svc.Key.Port == 0 && (svc.Persist > 0 || d.Port == 0) {

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"xlvs/conntrack"
 	"xlvs/dataplane/xsk"
 )
 
@@ -242,51 +241,5 @@ func BenchmarkForwardEstablished(b *testing.B) {
 			r.ext.Inject(ack)
 		}
 		r.w.poll()
-	}
-}
-
-// TestPublishSetsNATHint: publishing a snapshot with a NAT real server turns the
-// connection table's NAT hint on (its lookups then prefetch each new connection's
-// would-be reply slot), one without turns it off; NAT forwarding works with it on.
-func TestPublishSetsNATHint(t *testing.T) {
-	for _, c := range []struct {
-		method conntrack.Method
-		want   bool
-	}{{conntrack.MethodNAT, true}, {conntrack.MethodDR, false}, {conntrack.MethodTUN, false}} {
-		r := newL2RigSized(t, c.method, 1<<12)
-		if got := r.dp.ct.NATHint(); got != c.want {
-			t.Fatalf("%v services: NAT hint %v, want %v", c.method, got, c.want)
-		}
-		if c.method != conntrack.MethodNAT {
-			continue
-		}
-		r.eth.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDir, src: l2Client, dst: l2VIP, sport: 40000, dport: 80, syn: true}))
-		r.w.poll()
-		out := r.eth.Sent()
-		if len(out) != 1 {
-			t.Fatalf("the SYN: sent %d frames, want 1 (drops %v)", len(out), r.drops())
-		}
-		fwd := check(t, out[0])
-		rs := netip.AddrFrom16(fwd.Dst).Unmap()
-		r.eth.Inject(build(t, pkt{srcMAC: macRS1, dstMAC: macDir, src: rs, dst: l2Client, sport: fwd.DstPort, dport: 40000, syn: true, ack: true}))
-		r.w.poll()
-		back := r.eth.Sent()
-		if len(back) != 1 {
-			t.Fatalf("the reply: sent %d frames, want 1 (drops %v)", len(back), r.drops())
-		}
-		if bi := check(t, back[0]); netip.AddrFrom16(bi.Src).Unmap() != l2VIP || bi.SrcPort != 80 {
-			t.Fatalf("the reply left from %v:%d, want %v:80", netip.AddrFrom16(bi.Src).Unmap(), bi.SrcPort, l2VIP)
-		}
-		// A snapshot without NAT real servers turns the hint off.
-		snap, err := NewSnapshot(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.dp.Publish(snap); err != nil {
-			t.Fatal(err)
-		}
-		if r.dp.ct.NATHint() {
-			t.Fatal("NAT hint still on after publishing a snapshot without services")
-		}
 	}
 }
