@@ -342,7 +342,7 @@ func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, mask uint32, sync
 	if !is4(&q.Key.Src) || !is4(&q.Key.Dst) {
 		// An IPv6 key: the record is in v6 form, and a NAT or FULLNAT one has its
 		// reply addresses in the cold part.
-		a[n] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold))) + uintptr(rec)*unsafe.Sizeof(coldRec{})
+		a[n] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold))) + uintptr(dense(rec))*unsafe.Sizeof(coldRec{})
 		n++
 	}
 	if syncOn && q.Dir == DirOrig {

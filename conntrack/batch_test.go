@@ -287,12 +287,13 @@ func TestArenaLayout(t *testing.T) {
 				t.Fatalf("%+v: shard %d has %d pages, %d free words, %d summary words for a cap of %d", cfg, i, len(sh.recs)/pageRefs, len(sh.pfree), len(sh.psum), sh.cap)
 			}
 			y := uintptr(unsafe.Pointer(unsafe.SliceData(sh.sync)))
-			if y%64 != 0 || len(sh.sync) != len(sh.recs) || y != uintptr(sh.syncp) {
-				t.Fatalf("%+v: shard %d sync array at %#x, %d slots for %d records, syncp %p", cfg, i, y, len(sh.sync), len(sh.recs), sh.syncp)
+			recs := len(sh.recs) / pageRefs * pageRecs // records, not index lines
+			if y%64 != 0 || len(sh.sync) != recs || y != uintptr(sh.syncp) {
+				t.Fatalf("%+v: shard %d sync array at %#x, %d slots for %d records, syncp %p", cfg, i, y, len(sh.sync), recs, sh.syncp)
 			}
 			c := uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold)))
-			if c%64 != 0 || len(sh.cold) != len(sh.recs) {
-				t.Fatalf("%+v: shard %d cold array at %#x, %d parts for %d records", cfg, i, c, len(sh.cold), len(sh.recs))
+			if c%64 != 0 || len(sh.cold) != recs {
+				t.Fatalf("%+v: shard %d cold array at %#x, %d parts for %d records", cfg, i, c, len(sh.cold), recs)
 			}
 			f := uintptr(unsafe.Pointer(unsafe.SliceData(sh.pfree)))
 			m := uintptr(unsafe.Pointer(unsafe.SliceData(sh.psum)))

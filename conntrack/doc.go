@@ -100,10 +100,10 @@
 // eviction-list links; a lookup of either direction, its state change and
 // its copy-out touch that one line. An entry with any IPv6 address ("v6
 // form") keeps its original addresses in the record and its reply
-// addresses in a parallel array of 32-byte cold parts, which only v6-form
-// NAT and FULLNAT entries read (so their lookups touch two lines). Beside
-// the pages, each shard has a parallel array of 8-byte sync slots indexed
-// like the records (a connection's in_pkts, old_state and sync_endtime): only a sync
+// addresses in an array of 32-byte cold parts, one per record (dense), which
+// only v6-form NAT and FULLNAT entries read (so their lookups touch two
+// pages). Beside the pages, each shard has an array of 8-byte sync slots, one
+// per record (a connection's in_pkts, old_state and sync_endtime): only a sync
 // master's lookups and inserts, Apply, and an Insert into a shard whose
 // slots were once used touch it, so a director that is neither master nor
 // backup never does. Nothing in the table holds a pointer, so the garbage
@@ -220,9 +220,9 @@
 //
 // Memory per entry of capacity, all reserved by New: 76.8 of pages (a
 // record and 9.6 of index at load 5/6 when full, and the records a page has
-// beyond that), 38.4 cold parts and 9.6 sync slots (parallel to every line of
-// the pages, index lines included), 0.15 free words, 1.5 Walk buffer (one
-// shard of 64), plus the per-dest counts: 126.88 bytes, bounded by
+// beyond that), 33.6 cold parts and 8.4 sync slots (one of each per record of
+// the pages; dense maps a record to its place), 0.15 free words, 1.5 Walk
+// buffer (one shard of 64), plus the per-dest counts: 120.88 bytes, bounded by
 // EntryBytes. The cold parts are touched only by v6-form NAT and FULLNAT
 // entries and the sync array only when used (or by Config.Prefault), so
 // their pages are faulted in only then.

@@ -125,7 +125,7 @@ func checkInvariants(t testing.TB, tb *Table) {
 			}
 			used++
 			var e Entry
-			r.copyOut(&sh.cold[p], &e)
+			r.copyOut(&sh.cold[dense(p)], &e)
 			if got := tb.shardOf(&e.Orig.Src, e.Orig.SrcPort); got != si {
 				t.Fatalf("shard %d holds %v whose shard is %d", si, e.Orig, got)
 			}

@@ -76,7 +76,7 @@ func (t *Table) Walk(now int64, f func(e *Entry, expiresIn int64) bool) {
 			if r := &sh.recs[p]; !isIndexLine(p) && r.used() && !timedOut(r, now32) {
 				t.walkBuf[n] = *r
 				if !r.v4() && r.method().twoWay() {
-					t.walkCold[n] = sh.cold[p]
+					t.walkCold[n] = sh.cold[dense(p)]
 				}
 				n++
 			}

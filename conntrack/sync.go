@@ -276,7 +276,7 @@ func (p *syncPolicy) needed(sl *syncSlot, proto uint8, st State, to, now uint32)
 // slot is the sync slot of record ref (< len(sh.recs)). The array's address is kept in
 // the shard's first cache line, which every lookup has already read.
 func (sh *shard) slot(ref uint32) *syncSlot {
-	return (*syncSlot)(unsafe.Add(sh.syncp, uintptr(ref)*unsafe.Sizeof(syncSlot{})))
+	return (*syncSlot)(unsafe.Add(sh.syncp, uintptr(dense(ref))*unsafe.Sizeof(syncSlot{})))
 }
 
 // syncPacket counts a client packet that Lookup found on entry ref (its timer just set

@@ -388,8 +388,8 @@ func TestSyncOff(t *testing.T) {
 	}
 	sh := &tb.shards[0].shard
 	ref := tb.find(sh, tb.origHash(&e.Orig), DirOrig, &e.Orig) // the connection's record
-	if sh.syncUsed || sh.sync[ref] != (syncSlot{}) {
-		t.Fatalf("sync off touched the slots: used %v, slot %+v", sh.syncUsed, sh.sync[ref])
+	if sh.syncUsed || *sh.slot(ref) != (syncSlot{}) {
+		t.Fatalf("sync off touched the slots: used %v, slot %+v", sh.syncUsed, *sh.slot(ref))
 	}
 	tb.SetSync(&every)
 	if st := tb.Lookup(DirOrig, &e.Orig, 0, 100*sec, &out); st != Found || !out.Sync {
@@ -398,12 +398,12 @@ func TestSyncOff(t *testing.T) {
 	if st := tb.Lookup(DirReply, &e.Reply, 0, 100*sec, &out); st != Found || out.Sync {
 		t.Fatalf("a reply never syncs: %v Sync %v", st, out.Sync)
 	}
-	if sh.sync[ref].pkts != 1 {
-		t.Fatalf("count %d after one client packet with sync on (the reply does not count)", sh.sync[ref].pkts)
+	if sh.slot(ref).pkts != 1 {
+		t.Fatalf("count %d after one client packet with sync on (the reply does not count)", sh.slot(ref).pkts)
 	}
 	tb.SetSync(nil)
-	if st := tb.Lookup(DirOrig, &e.Orig, 0, 101*sec, &out); st != Found || out.Sync || sh.sync[ref].pkts != 1 {
-		t.Fatalf("after SetSync(nil): %v Sync %v count %d", st, out.Sync, sh.sync[ref].pkts)
+	if st := tb.Lookup(DirOrig, &e.Orig, 0, 101*sec, &out); st != Found || out.Sync || sh.slot(ref).pkts != 1 {
+		t.Fatalf("after SetSync(nil): %v Sync %v count %d", st, out.Sync, sh.slot(ref).pkts)
 	}
 	// The slot of a connection inserted with sync off, in a shard whose slots were
 	// used, is reset: a new connection does not inherit its record's old count.
@@ -415,12 +415,12 @@ func TestSyncOff(t *testing.T) {
 	if ref2 := tb.find(sh, tb.origHash(&e2.Orig), DirOrig, &e2.Orig); ref2 != ref {
 		t.Fatalf("the new connection took record %d, not the freed %d", ref2, ref)
 	}
-	if sh.sync[ref] != (syncSlot{}) {
-		t.Fatalf("record %d reused with sync off keeps slot %+v", ref, sh.sync[ref])
+	if *sh.slot(ref) != (syncSlot{}) {
+		t.Fatalf("record %d reused with sync off keeps slot %+v", ref, *sh.slot(ref))
 	}
 	tb.SetSync(&every)
-	if st := tb.Lookup(DirOrig, &e2.Orig, 0, 1e6*sec, &out); st != Found || !out.Sync || sh.sync[ref].pkts != 1 {
-		t.Fatalf("new connection after sync on again: %v Sync %v count %d", st, out.Sync, sh.sync[ref].pkts)
+	if st := tb.Lookup(DirOrig, &e2.Orig, 0, 1e6*sec, &out); st != Found || !out.Sync || sh.slot(ref).pkts != 1 {
+		t.Fatalf("new connection after sync on again: %v Sync %v count %d", st, out.Sync, sh.slot(ref).pkts)
 	}
 }
 

@@ -118,7 +118,7 @@ const (
 // Config configures a Table.
 type Config struct {
 	// MaxEntries is the hard cap on connections; memory for all of them is
-	// reserved by New (about 127 bytes per entry, see EntryBytes).
+	// reserved by New (about 121 bytes per entry, see EntryBytes).
 	MaxEntries int
 	// Shards is a power of two; 0 means 64 (fewer for tables smaller than
 	// 1024 entries, so each shard holds at least 16).
@@ -182,11 +182,11 @@ const DefaultMaxDests = 65536
 // EntryBytes bounds the memory New reserves per entry of capacity (Config.MaxEntries) in a
 // large table: its share of the shard's pages at full load (records and index, see
 // pageBytes: 2 index slots per entry at load 5/6, so pageSlots/2.4 entries' worth of a
-// page, 76.8 bytes), the cold parts, sync slots and free words that go with those
-// pages (48.1), and its share of Walk's buffer (1.5), rounded up (measured: 126.88
-// bytes). Small tables take more per entry: the per-destination counts and page
+// page, 76.8 bytes), the cold parts and sync slots of those pages' records (42) and
+// their free words (0.15), and its share of Walk's buffer (1.5), rounded up (measured:
+// 120.88 bytes). Small tables take more per entry: the per-destination counts and page
 // rounding are fixed costs.
-const EntryBytes = (2*loadDen*(pageBytes+pageRefs*int(unsafe.Sizeof(coldRec{})+unsafe.Sizeof(syncSlot{}))+8)+loadNum*pageSlots-1)/(loadNum*pageSlots) +
+const EntryBytes = (2*loadDen*(pageBytes+pageRecs*int(unsafe.Sizeof(coldRec{})+unsafe.Sizeof(syncSlot{}))+8)+loadNum*pageSlots-1)/(loadNum*pageSlots) +
 	2 // Walk's buffer, 1.5
 
 const (
@@ -231,6 +231,10 @@ func slotWord(i int) int { return i/pageSlots*(pageBytes/4) + i%pageSlots }
 
 // isIndexLine reports whether record ref is one of a page's index lines.
 func isIndexLine(ref uint32) bool { return ref%pageRefs < idxLines }
+
+// dense is the place of record ref in the arrays parallel to the records (cold parts,
+// sync slots), which have no places for the pages' index lines.
+func dense(ref uint32) uint32 { return ref/pageRefs*pageRecs + ref%pageRefs - idxLines }
 
 // shardPages is how many pages a shard of n entries takes: enough index slots for its
 // load (shardSlots) and enough records.
@@ -480,7 +484,7 @@ func (sh *shard) coldOf(ref uint32) *coldRec {
 	if sh.recs[ref].v4() {
 		return nil
 	}
-	return &sh.cold[ref]
+	return &sh.cold[dense(ref)]
 }
 
 // paddedShard keeps shards on separate cache lines.
@@ -627,9 +631,9 @@ func New(cfg Config) (*Table, error) {
 	}
 	size := arenaPad + pageBytes // pageBytes: room to align the pages
 	for i := range t.shards {
-		refs := shardPages(shardEntries(per, extra, i)) * pageRefs
-		size += refs*int(unsafe.Sizeof(record{})) + (refs*int(unsafe.Sizeof(coldRec{}))+63)&^63 +
-			(refs*int(unsafe.Sizeof(syncSlot{}))+63)&^63 + (refs/pageRefs*8+63)&^63 + (refs/pageRefs/64*8+8+63)&^63
+		pages := shardPages(shardEntries(per, extra, i))
+		size += pages*pageBytes + (pages*pageRecs*int(unsafe.Sizeof(coldRec{}))+63)&^63 +
+			(pages*pageRecs*int(unsafe.Sizeof(syncSlot{}))+63)&^63 + (pages*8+63)&^63 + (pages/64*8+8+63)&^63
 	}
 	t.mem = newArena(size, cfg.BasePages && !cfg.Prefault)
 	if cfg.Prefault {
@@ -664,11 +668,11 @@ func New(cfg Config) (*Table, error) {
 	// never touches the second.
 	for i := range t.shards {
 		sh := &t.shards[i].shard
-		sh.cold = carve[coldRec](&rest, len(sh.recs))
+		sh.cold = carve[coldRec](&rest, len(sh.recs)/pageRefs*pageRecs)
 	}
 	for i := range t.shards {
 		sh := &t.shards[i].shard
-		sh.sync = carve[syncSlot](&rest, len(sh.recs))
+		sh.sync = carve[syncSlot](&rest, len(sh.recs)/pageRefs*pageRecs)
 		sh.syncp = unsafe.Pointer(unsafe.SliceData(sh.sync))
 	}
 	if t.mem.mapped != nil {
@@ -1253,7 +1257,7 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 func (t *Table) create(sh *shard, ref uint32, e *Entry, st State, ho, hr uint64, expires uint32) {
 	twoWay := e.Method.twoWay()
 	r := &sh.recs[ref]
-	r.set(&sh.cold[ref], e, st)
+	r.set(&sh.cold[dense(ref)], e, st)
 	r.expires = expires
 	t.place(sh, ho, ref<<1|uint32(DirOrig))
 	if twoWay {
@@ -1538,7 +1542,7 @@ func (t *Table) refHash(sh *shard, ref uint32) uint64 {
 		r.origKey(&k)
 		return t.origHash(&k)
 	}
-	r.replyKey(&sh.cold[ref>>1], &k)
+	r.replyKey(&sh.cold[dense(ref>>1)], &k)
 	return t.replyHash(&k)
 }
 

@@ -122,8 +122,8 @@ func TestDefaultConnMax(t *testing.T) {
 	}{
 		{0, 1 << 16},
 		{512 << 20, 1 << 17},
-		{24 << 30, 4 << 20},    // this machine: 768 MiB / conntrack.EntryBytes (116 B)
-		{15974 << 20, 4 << 20}, // a "16 GB" machine: 499 MiB / 116 B (2Mi while xlvsd assumed 128 B)
+		{24 << 30, 4 << 20},    // this machine: 768 MiB / conntrack.EntryBytes (121 B)
+		{15974 << 20, 4 << 20}, // a "16 GB" machine: 499 MiB / 121 B (2Mi while xlvsd assumed 128 B)
 		{64 << 30, 16 << 20},
 		{1 << 40, 16 << 20},
 	} {
