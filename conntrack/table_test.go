@@ -972,12 +972,28 @@ func TestFindFar(t *testing.T) {
 	tb := mustNew(t, Config{MaxEntries: n, Shards: 1})
 	defer tb.Close()
 	sh := &tb.shards[0].shard
-	for i := range n {
-		mustInsert(t, tb, conn(i, ProtoTCP, MethodNAT, 0), TCPSyn, 0)
+	// n connections, 4 of them from client endpoints homed in the index's last 8 slots
+	// (a NAT connection's two keys share a home, so n connections have only about n
+	// homes, and chance alone leaves those slots without one in a few tables of 100).
+	es := make([]Entry, 0, n)
+	for i := range n - 4 {
+		es = append(es, conn(i, ProtoTCP, MethodNAT, 0))
+	}
+	ns := sh.nslots()
+	for j := 1 << 20; len(es) < n; j++ {
+		if j > 1<<24 {
+			t.Fatal("no client endpoint homed in the index's last 8 slots")
+		}
+		e := conn(j, ProtoTCP, MethodNAT, 0)
+		if home(tb.origHash(&e.Orig), ns) >= ns-8 {
+			es = append(es, e)
+		}
+	}
+	for _, e := range es {
+		mustInsert(t, tb, e, TCPSyn, 0)
 	}
 	far, wrapped := 0, 0
-	for i := range n {
-		e := conn(i, ProtoTCP, MethodNAT, 0)
+	for i, e := range es {
 		for _, dir := range []Dir{DirOrig, DirReply} {
 			k := &e.Orig
 			if dir == DirReply {
@@ -993,7 +1009,6 @@ func TestFindFar(t *testing.T) {
 			if got.Orig != e.Orig {
 				t.Fatalf("conn %d %v: found %v", i, dir, got.Orig)
 			}
-			ns := sh.nslots()
 			hm := home(h, ns)
 			if hm+8 > ns {
 				wrapped++
