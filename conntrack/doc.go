@@ -81,7 +81,12 @@
 // connection's two keys so share a home slot, which is known before scheduling has
 // chosen the real server, and keys sharing an endpoint share a home (FULLNAT's reply
 // keys, when a local endpoint serves several real servers), as IPVS's own table
-// buckets a connection by its client endpoint alone.
+// buckets a connection by its client endpoint alone. So that one client endpoint
+// with connections to many services (or ports of a port-0 or fwmark service) cannot
+// make one long run that every insert and lookup near its home walks, Insert refuses
+// an original key whose home already holds maxSameHome (256) keys (ErrCrowded): 128
+// NAT or 256 DR/TUN connections of one endpoint at once. Keys of other homes do not
+// count, however far a run pushes them.
 //
 // Pages. Each page of a shard holds 8 lines of index (128 slots) and then 56
 // records; record refs count the lines of the shard's pages (a page's first 8 refs

@@ -41,6 +41,13 @@ var (
 	// ShardOf(Orig.Src, Orig.SrcPort). FULLNAT must choose its local port so
 	// that they are equal.
 	ErrShardMismatch = errors.New("insert or apply connection: reply key lies in another shard than the original key; choose the local endpoint so that ShardOf(Reply.Dst, Reply.DstPort) == ShardOf(Orig.Src, Orig.SrcPort)")
+	// ErrCrowded: the original key's home already holds maxSameHome keys. Keys share a
+	// home when they share their client endpoint (origHash, replyHash), so this is one
+	// client address and port with about that many connections at once,
+	// to as many services (or ports of a port-0 or fwmark service): what no real client
+	// has, and what would otherwise make every insert and lookup near that home walk
+	// them all. Drop the packet.
+	ErrCrowded = errors.New("insert connection: too many connections from one client address and port (about 128 NAT or 256 DR/TUN ones at once); a new one needs another source port")
 	// ErrClosed: the table was closed; it holds nothing and takes nothing.
 	ErrClosed = errors.New("insert or apply connection: table closed")
 	// ErrConfig: New was given an unusable Config.
@@ -169,6 +176,7 @@ type TableStats struct {
 	Inserts  uint64 // successful Inserts
 	Exists   uint64 // Inserts refused with ErrExists
 	Full     uint64 // Inserts refused with ErrFull
+	Crowded  uint64 // Inserts refused with ErrCrowded
 	Evicted  uint64 // live non-ESTABLISHED entries evicted to make room
 	Expired  uint64 // entries removed because their timer ran out (Reap, or found expired)
 	Reused   uint64 // entries replaced by a SYN (Status Reused)
@@ -474,7 +482,7 @@ type shard struct {
 	// shard whose slots were used.
 	sync []syncSlot
 
-	inserts, exists, full, evicted, expired, reused, removed, applied uint64
+	inserts, exists, full, crowded, evicted, expired, reused, removed, applied uint64
 }
 
 // coldOf is the cold part of record ref when it is in v6 form, else nil (a v4-form
@@ -894,6 +902,7 @@ func (t *Table) Stats() TableStats {
 		st.Inserts += sh.inserts
 		st.Exists += sh.exists
 		st.Full += sh.full
+		st.Crowded += sh.crowded
 		st.Evicted += sh.evicted
 		st.Expired += sh.expired
 		st.Reused += sh.reused
@@ -1227,6 +1236,11 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		sh.mu.Unlock()
 		return ErrExists
 	}
+	if t.crowded(sh, ho) {
+		sh.crowded++
+		sh.mu.Unlock()
+		return ErrCrowded
+	}
 	ref := t.alloc(sh, home(ho, sh.nslots())/pageSlots, now32)
 	if ref == noIdx {
 		sh.full++
@@ -1457,6 +1471,45 @@ func (t *Table) findPF(sh *shard, h uint64, dir Dir, k *Key, pfSync bool, guess 
 			i = 0
 		}
 	}
+}
+
+// maxSameHome bounds the keys that share one home slot (ErrCrowded). Keys share a home
+// when they share their client endpoint (origHash, replyHash): 256 is 128 NAT
+// connections (both keys at the home) or 256 DR/TUN ones of one client address and
+// port at once, which no real client has.
+const maxSameHome = 256
+
+// crowded reports whether maxSameHome keys already have the home of hash h. A home's
+// keys are consecutive in its run (Robin Hood), after the keys of earlier homes pushed
+// past it; the walk stops at the first empty slot or key of a later home, so keys of
+// other endpoints never count. A distance that saturated is recomputed from its key
+// (farDist): only a run longer than distMax pays for that.
+func (t *Table) crowded(sh *shard, h uint64) bool {
+	idx, n := sh.idx, sh.nslots()
+	i := home(h, n)
+	same := 0
+	for o := uint32(0); o < uint32(n); o++ {
+		s := idx[slotWord(i)]
+		if s == 0 {
+			return false
+		}
+		ds := s >> t.refBits & t.distMax
+		if ds == t.distMax {
+			ds = t.farDist(sh, s, i)
+		}
+		if ds < o {
+			return false // a later home's key: this home's are all behind
+		}
+		if ds == o {
+			if same++; same == maxSameHome {
+				return true
+			}
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+	return false
 }
 
 // slot builds a slot for ref at distance d from its home.

@@ -1120,3 +1120,83 @@ func TestPrior(t *testing.T) {
 		t.Fatalf("Get: prior %v, want NONE", out.Prior)
 	}
 }
+
+// TestCrowded: the connections of one client endpoint share a home slot, and Insert
+// refuses one whose home holds maxSameHome keys (ErrCrowded, counted): maxSameHome/2
+// NAT connections (two keys each) or maxSameHome DR ones. Other
+// clients still insert, everything held is found, the index stays sound.
+func TestCrowded(t *testing.T) {
+	for _, c := range []struct {
+		m        Method
+		min, max int
+	}{{MethodNAT, maxSameHome / 2, maxSameHome / 2}, {MethodDR, maxSameHome, maxSameHome}} {
+		tb := mustNew(t, Config{MaxEntries: 1 << 14, Shards: 1})
+		cl := client(1)
+		mk := func(i int) Entry {
+			e := Entry{Orig: Key{Src: cl, Dst: vip, SrcPort: 5000, DstPort: uint16(1 + i), Proto: ProtoTCP}, Dest: 1, Method: c.m}
+			if c.m.twoWay() {
+				// A port-0 service: the real server's port is the one the client asked for.
+				e.Reply = Key{Src: rs1, Dst: cl, SrcPort: uint16(1 + i), DstPort: 5000, Proto: ProtoTCP}
+			}
+			return e
+		}
+		held := 0
+		for ; held < 4*maxSameHome; held++ {
+			e := mk(held)
+			err := tb.Insert(&e, TCPSyn, 0)
+			if errors.Is(err, ErrCrowded) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%v: connection %d: %v", c.m, held, err)
+			}
+		}
+		if held < c.min || held > c.max {
+			t.Fatalf("%v: %d connections of one client endpoint held before ErrCrowded, want %d to %d", c.m, held, c.min, c.max)
+		}
+		t.Logf("%v: %d connections of one client endpoint held", c.m, held)
+		e := mk(held + 1)
+		if err := tb.Insert(&e, TCPSyn, 0); !errors.Is(err, ErrCrowded) {
+			t.Fatalf("%v: the next connection of the crowded endpoint: %v, want ErrCrowded", c.m, err)
+		}
+		if st := tb.Stats(); st.Crowded != 2 || st.Entries != held {
+			t.Fatalf("%v: stats %+v, want 2 refused as crowded and %d entries", c.m, st, held)
+		}
+		other := conn(7, ProtoTCP, c.m, 1)
+		mustInsert(t, tb, other, TCPSyn, 0)
+		// An endpoint homed just after the crowded one lands behind its run, and is not
+		// refused: keys of another home do not count.
+		sh := &tb.shards[0].shard
+		ns := sh.nslots()
+		crowdedHome := home(homeHash(&tb.seed, &cl, 5000), ns)
+		near := -1
+		for j := 0; j < 1<<20 && near < 0; j++ {
+			if d := (home(homeHash(&tb.seed, ptr(client(j)), 6000), ns) - crowdedHome + ns) % ns; d >= 1 && d <= 8 {
+				near = j
+			}
+		}
+		if near < 0 {
+			t.Fatal("no endpoint homed within 8 slots after the crowded one")
+		}
+		e2 := mk(0)
+		e2.Orig.Src, e2.Orig.SrcPort = client(near), 6000
+		if c.m.twoWay() {
+			e2.Reply.Dst, e2.Reply.DstPort = client(near), 6000
+		}
+		mustInsert(t, tb, e2, TCPSyn, 0)
+		if tb.Lookup(DirOrig, &e2.Orig, TCPAck, 0, &Entry{}) != Found {
+			t.Fatalf("%v: the endpoint homed after the crowded one: not found", c.m)
+		}
+		var out Entry
+		for i := range held {
+			e := mk(i)
+			if tb.Lookup(DirOrig, &e.Orig, TCPAck, 0, &out) != Found || c.m.twoWay() && tb.Lookup(DirReply, &e.Reply, TCPAck, 0, &out) != Found {
+				t.Fatalf("%v: connection %d of the crowded endpoint not found", c.m, i)
+			}
+		}
+		checkInvariants(t, tb)
+		tb.Close()
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

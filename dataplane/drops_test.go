@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"testing"
 
@@ -322,4 +323,52 @@ func mustSched(t *testing.T) sched.Scheduler {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestDropCrowded: a new connection from a client endpoint that already has about 256
+// (the connection table refuses it with ErrCrowded) is dropped as crowded, its frame
+// released; another endpoint of the same client still connects.
+func TestDropCrowded(t *testing.T) {
+	r := newDropRig(t, dropOpts{})
+	crowd(t, r)
+	r.ext.Inject(build(t, synReq))
+	r.settle()
+	if d := r.drops(); d["crowded"] != 1 || len(d) != 1 {
+		t.Fatalf("drops %v, want one crowded", d)
+	}
+	if n := len(r.int.Sent()); n != 0 {
+		t.Fatalf("%d frames forwarded, want none", n)
+	}
+	syn := synReq
+	syn.sport++
+	r.ext.Inject(build(t, syn))
+	r.settle()
+	if n := len(r.int.Sent()); n != 1 {
+		t.Fatalf("a SYN from another port: %d frames forwarded, want 1 (drops %v)", n, r.drops())
+	}
+	r.checkFrames(t)
+}
+
+// crowd inserts NAT connections of synReq's client endpoint to other ports (as to a
+// port-0 service) until the connection table refuses one with ErrCrowded.
+func crowd(t *testing.T, r *dropRig) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if i > 1024 {
+			t.Fatal("no ErrCrowded after 1024 connections of one client endpoint")
+		}
+		e := conntrack.Entry{
+			Orig:   conntrack.Key{Src: a16(client), Dst: a16(vip), SrcPort: synReq.sport, DstPort: uint16(1000 + i), Proto: 6},
+			Reply:  conntrack.Key{Src: a16(rs1), Dst: a16(client), SrcPort: uint16(1000 + i), DstPort: synReq.sport, Proto: 6},
+			Dest:   1,
+			Method: conntrack.MethodNAT,
+		}
+		err := r.dp.ct.Insert(&e, conntrack.TCPSyn, r.dp.now())
+		if errors.Is(err, conntrack.ErrCrowded) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
 }

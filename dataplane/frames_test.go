@@ -41,7 +41,7 @@ func injectAll(t *testing.T, r *dropRig, frames [][]byte) int {
 func asDropRig(r *rig) *dropRig { return r }
 
 // frameCases are TestDropPaths's cases and, for the reasons they do not cover, cases
-// after TestDropTableFull, TestNeighbourPending, TestICMPDrops, TestFullNAT's no_laddr,
+// after TestDropCrowded, TestDropTableFull, TestNeighbourPending, TestICMPDrops, TestFullNAT's no_laddr,
 // TestFullNATPortExhaustion and TestSCTPDrops.
 func frameCases() []frameCase {
 	var out []frameCase
@@ -60,6 +60,15 @@ func frameCases() []frameCase {
 	}
 	fullNAT := []Dest{{ID: 1, Addr: a16(rs1), Port: 8080, Method: conntrack.MethodFullNAT, Weight: 1}}
 	out = append(out,
+		frameCase{
+			name: "a client endpoint with too many connections", want: DropCrowded, n: 1,
+			rig: func(t *testing.T) *dropRig {
+				r := newDropRig(t, dropOpts{})
+				crowd(t, r)
+				return r
+			},
+			drive: func(t *testing.T, r *dropRig) int { return injectAll(t, r, [][]byte{build(t, synReq)}) },
+		},
 		frameCase{
 			name: "connection table full", want: DropTableFull, n: 1,
 			rig: func(t *testing.T) *dropRig { return newDropRig(t, dropOpts{entries: 64}) },

@@ -30,6 +30,7 @@ const (
 	DropNoLaddr                  // a new FULLNAT connection to a service without local addresses
 	DropNoLport                  // a new FULLNAT connection found no free local port
 	DropSCTPFragment             // the first fragment of an SCTP packet whose ports NAT changes: its CRC32c covers the whole packet
+	DropCrowded                  // a new connection from a client endpoint that has about 256 at once (conntrack.ErrCrowded)
 	numDrops
 
 	dropNone Drop = -1 // not a drop: schedule succeeded
@@ -39,7 +40,7 @@ var dropNames = [numDrops]string{
 	"malformed", "not_tcp_udp", "fragment", "no_service", "no_conn", "no_reply_conn",
 	"no_dest", "table_full", "ttl_expired", "no_route", "not_managed", "no_neighbour",
 	"no_frame", "tx_full", "tx_error", "too_big", "dest_gone", "bad_method", "no_source", "no_headroom",
-	"icmp_no_conn", "no_laddr", "no_lport", "sctp_fragment",
+	"icmp_no_conn", "no_laddr", "no_lport", "sctp_fragment", "crowded",
 }
 
 // String names the reason as counters show it.

@@ -935,6 +935,8 @@ func (w *worker) schedule(p *pktDesc, svc *Service) Drop {
 			return dropNone
 		}
 		return DropNoConn
+	case errors.Is(err, conntrack.ErrCrowded):
+		return DropCrowded
 	case err == errNoLaddr:
 		return DropNoLaddr
 	case err == errNoLport:
