@@ -222,8 +222,8 @@ const (
 // shares that home (origHash, replyHash): a lookup then reads its index window and its
 // record within one page. On this project's VM a random access costs its page, not its
 // line: a second line of the same 4 KiB page is nearly free, one of another page (even
-// of the same 2 MiB huge page) costs as much as the first (BENCHMARKS.md, "One page per
-// lookup").
+// of the same 2 MiB huge page) costs as much as the first (BENCHMARKS.md, "The floor
+// under a 10 M-entry lookup").
 const (
 	pageBytes = 4096
 	pageRefs  = pageBytes / 64 // 64-byte lines per page
