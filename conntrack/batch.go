@@ -388,10 +388,13 @@ func (t *Table) PrefetchEntry(e *Entry) {
 	}
 	o := &e.Orig
 	sh := &t.shards[t.shardOf(&o.Src, o.SrcPort)].shard
-	sh.prefetchInsert(slotAddr(sh, t.origHash(o)))
+	ho := t.origHash(o)
+	sh.prefetchInsert(slotAddr(sh, ho))
 	if e.Method.twoWay() {
-		r := &e.Reply
-		a := slotAddr(sh, t.replyHash(r))
-		prefetchLines(&a, 1)
+		// FULLNAT's reply key has a home of its own; NAT's is the original key's.
+		if hr := t.replyHash(&e.Reply); uint32(hr) != uint32(ho) {
+			a := slotAddr(sh, hr)
+			prefetchLines(&a, 1)
+		}
 	}
 }

@@ -168,7 +168,13 @@ func hashEndpoint(s *[seedWords]uint64, addr *[16]byte, port uint16) uint64 {
 // real server (see replyHash). IPVS's own table buckets every connection by its
 // protocol and client endpoint alone (ip_vs_conn_hashkey_conn, ip_vs_conn.c).
 func homeHash(s *[seedWords]uint64, addr *[16]byte, port uint16) uint64 {
-	a := mum(le64(addr[0:8])^s[homeSeedWord], le64(addr[8:16])^s[homeSeedWord+1])
+	return homeWords(s, le64(addr[0:8]), le64(addr[8:16]), port)
+}
+
+// homeWords is homeHash of the address whose two words are a0 and a1 (keyHash has
+// them loaded already).
+func homeWords(s *[seedWords]uint64, a0, a1 uint64, port uint16) uint64 {
+	a := mum(a0^s[homeSeedWord], a1^s[homeSeedWord+1])
 	return fmix(mum(a^uint64(port)^s[homeSeedWord+2], s[homeSeedWord+3]))
 }
 
@@ -228,7 +234,6 @@ func (t *Table) keyHash(dir Dir, k *Key) (si int, h uint64, ok bool) {
 	p := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32
 	h = fmix(mum(a^p^s[4], b^s[5]))
 	// The home from the client endpoint, in either direction (origHash, replyHash).
-	c := mum(e0^s[homeSeedWord], e1^s[homeSeedWord+1])
-	h = withHome(h, fmix(mum(c^uint64(port)^s[homeSeedWord+2], s[homeSeedWord+3])))
+	h = withHome(h, homeWords(s, e0, e1, port))
 	return si, h, true
 }

@@ -398,7 +398,7 @@ func (t *Table) Apply(e *Entry, timeout uint32, now int64) (created bool, err er
 		sh.exists++
 		return false, ErrExists
 	}
-	ref := t.alloc(sh, home(ho, sh.nslots())/pageSlots, now32)
+	ref := t.alloc(sh, sh.homePage(ho), now32)
 	if ref == noIdx {
 		sh.full++
 		return false, ErrFull

@@ -1211,7 +1211,7 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 			return ErrShardMismatch
 		}
 		hr = t.replyHash(&e.Reply)
-		if t.hint {
+		if t.hint && uint32(hr) != uint32(ho) { // FULLNAT's own home; NAT's is ho's
 			a := slotAddr(sh, hr)
 			prefetchLines(&a, 1)
 		}
@@ -1241,7 +1241,7 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		sh.mu.Unlock()
 		return ErrCrowded
 	}
-	ref := t.alloc(sh, home(ho, sh.nslots())/pageSlots, now32)
+	ref := t.alloc(sh, sh.homePage(ho), now32)
 	if ref == noIdx {
 		sh.full++
 		sh.mu.Unlock()
@@ -1417,6 +1417,9 @@ func home(h uint64, n int) int { return int(uint64(uint32(h)) * uint64(n) >> 32)
 // pageBytes/4 words.
 func (sh *shard) nslots() int { return len(sh.idx) / (pageBytes / 4 / pageSlots) }
 
+// homePage is the page of hash h's home slot, where alloc looks for its record first.
+func (sh *shard) homePage(h uint64) int { return home(h, sh.nslots()) / pageSlots }
+
 // slotAddr is the address of hash h's home slot in the shard's index, for
 // prefetching. It reads the index's slice header, which only New and Close
 // write.
@@ -1483,7 +1486,7 @@ const maxSameHome = 256
 // keys are consecutive in its run (Robin Hood), after the keys of earlier homes pushed
 // past it; the walk stops at the first empty slot or key of a later home, so keys of
 // other endpoints never count. A distance that saturated is recomputed from its key
-// (farDist): only a run longer than distMax pays for that.
+// (slotDist): only a run longer than distMax pays for that.
 func (t *Table) crowded(sh *shard, h uint64) bool {
 	idx, n := sh.idx, sh.nslots()
 	i := home(h, n)
@@ -1493,10 +1496,7 @@ func (t *Table) crowded(sh *shard, h uint64) bool {
 		if s == 0 {
 			return false
 		}
-		ds := s >> t.refBits & t.distMax
-		if ds == t.distMax {
-			ds = t.farDist(sh, s, i)
-		}
+		ds := t.slotDist(sh, s, i)
 		if ds < o {
 			return false // a later home's key: this home's are all behind
 		}
