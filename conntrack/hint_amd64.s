@@ -37,8 +37,8 @@ TEXT ·peek32(SB), NOSPLIT|NOFRAME, $0-12
 	ORL	AX, R8 \
 	ORL	BX, R9
 
-// func hintSlot(home uintptr, mask, want, valid uint32) uint32
-TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-28
+// func hintSlot(home uintptr, mask, want, valid uint32) (slot uint32, more bool)
+TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-29
 	MOVQ	home+0(FP), SI
 	MOVL	mask+8(FP), AX
 	MOVQ	AX, X5
@@ -57,6 +57,10 @@ TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-28
 	MOVL	valid+16(FP), AX
 	ANDL	AX, R8
 	ANDL	AX, R9
+	// more: the window's valid slots hold neither a match nor an empty slot.
+	MOVL	R8, AX
+	ORL	R9, AX
+	SETEQ	more+28(FP)
 	// Keep the matches before the first empty slot: match &= (empty & -empty) - 1,
 	// which keeps them all when no slot is empty.
 	MOVL	R9, AX
@@ -70,7 +74,7 @@ TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-28
 	BSFL	R8, CX
 	MOVL	(SI)(CX*4), AX
 hdone:
-	MOVL	AX, ret+24(FP)
+	MOVL	AX, slot+24(FP)
 	RET
 
 // func prefetchWindow(home uintptr)
