@@ -1209,11 +1209,16 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		if e.Reply.Proto != o.Proto {
 			return ErrReply
 		}
-		// NAT's reply goes to the client endpoint itself: the same shard, no hash needed.
-		if (e.Reply.DstPort != o.SrcPort || e.Reply.Dst != o.Src) && t.shardOf(&e.Reply.Dst, e.Reply.DstPort) != si {
+		// NAT's reply goes to the client endpoint itself: the same shard and home, no
+		// hash of the endpoint needed.
+		if e.Reply.DstPort == o.SrcPort && e.Reply.Dst == o.Src {
+			k := &e.Reply
+			hr = withHome(hashParts(&t.seed, &k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto), ho)
+		} else if t.shardOf(&e.Reply.Dst, e.Reply.DstPort) != si {
 			return ErrShardMismatch
+		} else {
+			hr = t.replyHash(&e.Reply)
 		}
-		hr = t.replyHash(&e.Reply)
 		if t.hint && uint32(hr) != uint32(ho) { // FULLNAT's own home; NAT's is ho's
 			a := slotAddr(sh, hr)
 			prefetchLines(&a, 1)
@@ -1229,17 +1234,29 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		st = sctpTables.next(stateTable(e.Method, DirOrig), tcpFlags, StateNone)
 	}
 
+	// NAT's reply key has the original key's home: one walk of that run checks both
+	// keys and counts the home's keys (homeScan).
+	var r *Key
+	if twoWay && uint32(hr) == uint32(ho) {
+		r = &e.Reply
+	}
 	sh.mu.Lock()
 	if len(sh.recs) == 0 {
 		sh.mu.Unlock()
 		return ErrClosed
 	}
-	if !t.vacant(sh, ho, DirOrig, o, now32) || (twoWay && !t.vacantReply(sh, hr, &e.Reply, now32)) {
-		sh.exists++
-		sh.mu.Unlock()
-		return ErrExists
+	ro, rr, same, counted := t.homeScan(sh, ho, o, hr, r)
+	if ro != noIdx || rr != noIdx || (twoWay && r == nil) {
+		// A key is held (vacant and vacantReply remove an expired holder, and may so
+		// change the run), or FULLNAT's reply key has a home of its own.
+		if !t.vacant(sh, ho, DirOrig, o, now32) || (twoWay && !t.vacantReply(sh, hr, &e.Reply, now32)) {
+			sh.exists++
+			sh.mu.Unlock()
+			return ErrExists
+		}
+		counted = false
 	}
-	if t.crowded(sh, ho) {
+	if counted && same >= maxSameHome || !counted && t.crowded(sh, ho) {
 		sh.crowded++
 		sh.mu.Unlock()
 		return ErrCrowded
@@ -1276,8 +1293,17 @@ func (t *Table) create(sh *shard, ref uint32, e *Entry, st State, ho, hr uint64,
 	r := &sh.recs[ref]
 	r.set(&sh.cold[dense(ref)], e, st)
 	r.expires = expires
-	t.place(sh, ho, ref<<1|uint32(DirOrig))
-	if twoWay {
+	i, d := t.place(sh, ho, ref<<1|uint32(DirOrig))
+	switch {
+	case twoWay && uint32(hr) == uint32(ho):
+		// NAT: the reply key shares the original key's home, whose run now ends with
+		// the original key at slot i; the reply key's place is the next slot, where
+		// place would have walked to.
+		if i++; i == sh.nslots() {
+			i = 0
+		}
+		t.placeAt(sh, i, d+1, uint32(hr>>t.tagShift), ref<<1|uint32(DirReply))
+	case twoWay:
 		t.place(sh, hr, ref<<1|uint32(DirReply))
 	}
 	if !st.established() {
@@ -1536,11 +1562,28 @@ func (t *Table) farDist(sh *shard, s uint32, i int) uint32 {
 	return uint32((i - home(t.refHash(sh, s&t.refMask-1), n) + n) % n)
 }
 
-func (t *Table) place(sh *shard, h uint64, ref uint32) {
+// place puts ref, whose key has hash h, in the index (Robin Hood): at the first slot of
+// its home's run that is empty or holds a key nearer its own home, pushing the keys
+// from there on along. It returns that slot and its distance from home.
+func (t *Table) place(sh *shard, h uint64, ref uint32) (int, uint32) {
 	idx, n := sh.idx, sh.nslots()
 	i := home(h, n)
-	tag := uint32(h >> t.tagShift)
 	for d := uint32(0); ; d++ {
+		if s := idx[slotWord(i)]; s == 0 || t.slotDist(sh, s, i) < d {
+			t.placeAt(sh, i, d, uint32(h>>t.tagShift), ref)
+			return i, d
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+}
+
+// placeAt is place from slot i on, which is d slots from the key's home and is its
+// place: empty, or holding a key nearer its home.
+func (t *Table) placeAt(sh *shard, i int, d, tag, ref uint32) {
+	idx, n := sh.idx, sh.nslots()
+	for {
 		w := slotWord(i)
 		s := idx[w]
 		if s == 0 {
@@ -1550,6 +1593,45 @@ func (t *Table) place(sh *shard, h uint64, ref uint32) {
 		if sd := t.slotDist(sh, s, i); sd < d {
 			idx[w] = t.slot(tag, d, ref)
 			tag, d, ref = s>>t.tagPos, sd, s&t.refMask-1
+		}
+		if i++; i == n {
+			i = 0
+		}
+		d++
+	}
+}
+
+// homeScan walks the run of the home of hash ho once for insert: the record of original
+// key o (ro) and, when r is not nil, of reply key r, whose hash hr has the same home
+// (NAT's), as find would return them; and, when neither is held, the number of keys of
+// that home (same) that crowded counts, with counted false when the walk met a
+// saturated distance (crowded must count then).
+func (t *Table) homeScan(sh *shard, ho uint64, o *Key, hr uint64, r *Key) (ro, rr uint32, same int, counted bool) {
+	idx, n := sh.idx, sh.nslots()
+	i := home(ho, n)
+	tagO, tagR := uint32(ho>>t.tagShift), uint32(hr>>t.tagShift)
+	ro, rr, counted = noIdx, noIdx, true
+	for d := uint32(0); ; d++ {
+		s := idx[slotWord(i)]
+		if s == 0 {
+			return
+		}
+		switch sd := s >> t.refBits & t.distMax; {
+		case sd == t.distMax:
+			counted = false // a long run: find goes on, crowded counts exactly
+		case sd < d:
+			return // a later home's key: this home's are all behind
+		case sd == d:
+			same++
+		}
+		ref := s&t.refMask - 1
+		switch tag := s >> t.tagPos; {
+		case tag == tagO && ref&1 == uint32(DirOrig) && sh.recs[ref>>1].matches(sh.coldOf(ref>>1), DirOrig, o):
+			ro = ref >> 1
+			return
+		case r != nil && tag == tagR && ref&1 == uint32(DirReply) && sh.recs[ref>>1].matches(sh.coldOf(ref>>1), DirReply, r):
+			rr = ref >> 1
+			return
 		}
 		if i++; i == n {
 			i = 0

@@ -1200,3 +1200,100 @@ func TestCrowded(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestHomeScan: insert's one walk of a home's run (homeScan) finds what find finds for
+// the original key and, for a NAT connection, its reply key, and when neither is held
+// counts the keys of that home as a brute-force count over the whole index does (or
+// reports that it met a saturated distance, where crowded counts). Homes of 1 to 120
+// connections of one client endpoint, NAT and DR, make runs past distMax; the probes
+// are held and new connections of those endpoints and of fresh ones.
+func TestHomeScan(t *testing.T) {
+	tb := mustNew(t, Config{MaxEntries: 1 << 13, Shards: 1})
+	sh := &tb.shards[0].shard
+	rng := rand.New(rand.NewPCG(11, 12))
+	mk := func(cl, port int, m Method) Entry {
+		e := Entry{Orig: Key{Src: client(cl), Dst: vip, SrcPort: uint16(5000 + cl), DstPort: uint16(port), Proto: ProtoTCP}, Dest: 1, Method: m}
+		if m.twoWay() {
+			e.Reply = Key{Src: rs1, Dst: e.Orig.Src, SrcPort: uint16(port), DstPort: e.Orig.SrcPort, Proto: ProtoTCP}
+		}
+		return e
+	}
+	method := func(cl int) Method { return []Method{MethodNAT, MethodDR}[cl%2] }
+	conns := map[int]int{} // client -> connections inserted
+	for cl := range 60 {
+		n := 1 + rng.IntN(120)
+		if method(cl) == MethodNAT {
+			n = min(n, maxSameHome/2-1)
+		}
+		for p := range n {
+			e := mk(cl, 1+p, method(cl))
+			mustInsert(t, tb, e, TCPSyn, 0)
+		}
+		conns[cl] = n
+	}
+	checkInvariants(t, tb)
+	// homeCount is the model: the keys anywhere in the index whose home is slot h.
+	n := sh.nslots()
+	homeCount := func(h int) int {
+		c := 0
+		for i := range n {
+			if s := sh.idx[slotWord(i)]; s != 0 && home(tb.refHash(sh, s&tb.refMask-1), n) == h {
+				c++
+			}
+		}
+		return c
+	}
+	var held, counted, saturated int
+	for cl := range 80 {
+		for _, port := range []int{1, conns[cl], conns[cl] + 1, 60000} {
+			if port == 0 {
+				continue
+			}
+			e := mk(cl, port, method(cl))
+			ho := tb.origHash(&e.Orig)
+			var hr uint64
+			var r *Key
+			if e.Method.twoWay() {
+				hr, r = tb.replyHash(&e.Reply), &e.Reply
+				if uint32(hr) != uint32(ho) {
+					t.Fatalf("client %d: a NAT connection's reply key has home %d, its original key %d", cl, home(hr, n), home(ho, n))
+				}
+			}
+			ro, rr, same, ok := tb.homeScan(sh, ho, &e.Orig, hr, r)
+			wantO := tb.find(sh, ho, DirOrig, &e.Orig)
+			wantR := uint32(noIdx)
+			if r != nil {
+				wantR = tb.find(sh, hr, DirReply, r)
+			}
+			switch {
+			case wantO != noIdx:
+				if ro != wantO {
+					t.Fatalf("client %d port %d: homeScan's original record %d, find's %d", cl, port, ro, wantO)
+				}
+				held++
+			case wantR != noIdx:
+				if ro != noIdx || rr != wantR {
+					t.Fatalf("client %d port %d: homeScan's records %d, %d; find's %d, %d", cl, port, ro, rr, wantO, wantR)
+				}
+				held++
+			case ro != noIdx || rr != noIdx:
+				t.Fatalf("client %d port %d: homeScan found records %d, %d of keys find does not find", cl, port, ro, rr)
+			case ok:
+				if want := homeCount(home(ho, n)); same != want {
+					t.Fatalf("client %d port %d: homeScan counts %d keys of its home, the index holds %d", cl, port, same, want)
+				}
+				counted++
+			default:
+				// A saturated distance on the way: crowded counts.
+				if want := homeCount(home(ho, n)); tb.crowded(sh, ho) != (want >= maxSameHome) {
+					t.Fatalf("client %d port %d: crowded says %v with %d keys of its home", cl, port, tb.crowded(sh, ho), want)
+				}
+				saturated++
+			}
+		}
+	}
+	if held == 0 || counted == 0 || saturated == 0 {
+		t.Fatalf("probes: %d held, %d counted, %d past a saturated distance; want some of each", held, counted, saturated)
+	}
+	t.Logf("probes: %d held, %d counted, %d past a saturated distance (distMax %d)", held, counted, saturated, tb.distMax)
+}
