@@ -403,7 +403,7 @@ func (t *Table) Apply(e *Entry, timeout uint32, now int64) (created bool, err er
 		sh.full++
 		return false, ErrFull
 	}
-	t.create(sh, ref, e, st, ho, hr, now32+to)
+	t.create(sh, ref, e, st, ho, hr, now32+to, -1, 0)
 	sh.syncUsed = true
 	*sh.slot(ref) = syncSlot{pkts: thr, w: now32>>syncTickShift&^3<<syncOldBits | old}
 	sh.applied++

@@ -1245,8 +1245,9 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		sh.mu.Unlock()
 		return ErrClosed
 	}
-	ro, rr, same, counted := t.homeScan(sh, ho, o, hr, r)
-	if ro != noIdx || rr != noIdx || (twoWay && r == nil) {
+	var run homeRun
+	t.homeScan(sh, ho, o, hr, r, &run)
+	if run.ro != noIdx || run.rr != noIdx || (twoWay && r == nil) {
 		// A key is held (vacant and vacantReply remove an expired holder, and may so
 		// change the run), or FULLNAT's reply key has a home of its own.
 		if !t.vacant(sh, ho, DirOrig, o, now32) || (twoWay && !t.vacantReply(sh, hr, &e.Reply, now32)) {
@@ -1254,12 +1255,16 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 			sh.mu.Unlock()
 			return ErrExists
 		}
-		counted = false
+		run.counted = false
 	}
-	if counted && same >= maxSameHome || !counted && t.crowded(sh, ho) {
+	if run.counted && run.same >= maxSameHome || !run.counted && t.crowded(sh, ho) {
 		sh.crowded++
 		sh.mu.Unlock()
 		return ErrCrowded
+	}
+	end := -1 // where create places the original key: the run's end, unless alloc evicts
+	if run.counted && uint32(sh.count) < sh.cap {
+		end = run.end
 	}
 	ref := t.alloc(sh, sh.homePage(ho), now32)
 	if ref == noIdx {
@@ -1268,7 +1273,7 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		return ErrFull
 	}
 	to := t.timeout(st)
-	t.create(sh, ref, e, st, ho, hr, now32+to)
+	t.create(sh, ref, e, st, ho, hr, now32+to, end, run.dist)
 	sh.inserts++
 	sync := false
 	if p := t.syncPol.Load(); p != nil {
@@ -1287,13 +1292,20 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 
 // create makes record ref connection e in state st, expiring at expires: the
 // record, its keys in the index (ho, hr: their hashes), the eviction list,
-// the destination's counts and the shard's count.
-func (t *Table) create(sh *shard, ref uint32, e *Entry, st State, ho, hr uint64, expires uint32) {
+// the destination's counts and the shard's count. end, when not -1, is the slot where
+// the original key's home run ends, d slots from home (homeScan, with the index as
+// it is now): the original key's place, found without a walk.
+func (t *Table) create(sh *shard, ref uint32, e *Entry, st State, ho, hr uint64, expires uint32, end int, d uint32) {
 	twoWay := e.Method.twoWay()
 	r := &sh.recs[ref]
 	r.set(&sh.cold[dense(ref)], e, st)
 	r.expires = expires
-	i, d := t.place(sh, ho, ref<<1|uint32(DirOrig))
+	i := end
+	if end < 0 {
+		i, d = t.place(sh, ho, ref<<1|uint32(DirOrig))
+	} else {
+		t.placeAt(sh, i, d, uint32(ho>>t.tagShift), ref<<1|uint32(DirOrig))
+	}
 	switch {
 	case twoWay && uint32(hr) == uint32(ho):
 		// NAT: the reply key shares the original key's home, whose run now ends with
@@ -1601,36 +1613,50 @@ func (t *Table) placeAt(sh *shard, i int, d, tag, ref uint32) {
 	}
 }
 
+// homeRun is what homeScan found along the run of a home.
+type homeRun struct {
+	ro, rr uint32 // the records holding the original and the reply key, or noIdx
+	// When neither is held: same is the number of keys of the home, and end the slot
+	// where the run of the home's keys ends (empty, or a key of a later home: where
+	// place puts a new key of that home), dist slots from home. counted is false when
+	// the walk met a saturated distance: same and end are then not to be used
+	// (crowded counts, place walks).
+	same    int
+	counted bool
+	end     int
+	dist    uint32
+}
+
 // homeScan walks the run of the home of hash ho once for insert: the record of original
-// key o (ro) and, when r is not nil, of reply key r, whose hash hr has the same home
-// (NAT's), as find would return them; and, when neither is held, the number of keys of
-// that home (same) that crowded counts, with counted false when the walk met a
-// saturated distance (crowded must count then).
-func (t *Table) homeScan(sh *shard, ho uint64, o *Key, hr uint64, r *Key) (ro, rr uint32, same int, counted bool) {
+// key o and, when r is not nil, of reply key r, whose hash hr has the same home (NAT's),
+// as find would return them, and the home's keys and end: *run.
+func (t *Table) homeScan(sh *shard, ho uint64, o *Key, hr uint64, r *Key, run *homeRun) {
 	idx, n := sh.idx, sh.nslots()
 	i := home(ho, n)
 	tagO, tagR := uint32(ho>>t.tagShift), uint32(hr>>t.tagShift)
-	ro, rr, counted = noIdx, noIdx, true
+	*run = homeRun{ro: noIdx, rr: noIdx, counted: true}
 	for d := uint32(0); ; d++ {
 		s := idx[slotWord(i)]
 		if s == 0 {
+			run.end, run.dist = i, d
 			return
 		}
 		switch sd := s >> t.refBits & t.distMax; {
 		case sd == t.distMax:
-			counted = false // a long run: find goes on, crowded counts exactly
+			run.counted = false // a long run: find goes on, crowded counts exactly
 		case sd < d:
-			return // a later home's key: this home's are all behind
+			run.end, run.dist = i, d // a later home's key: this home's are all behind
+			return
 		case sd == d:
-			same++
+			run.same++
 		}
 		ref := s&t.refMask - 1
 		switch tag := s >> t.tagPos; {
 		case tag == tagO && ref&1 == uint32(DirOrig) && sh.recs[ref>>1].matches(sh.coldOf(ref>>1), DirOrig, o):
-			ro = ref >> 1
+			run.ro = ref >> 1
 			return
 		case r != nil && tag == tagR && ref&1 == uint32(DirReply) && sh.recs[ref>>1].matches(sh.coldOf(ref>>1), DirReply, r):
-			rr = ref >> 1
+			run.rr = ref >> 1
 			return
 		}
 		if i++; i == n {

@@ -1203,8 +1203,9 @@ func ptr[T any](v T) *T { return &v }
 
 // TestHomeScan: insert's one walk of a home's run (homeScan) finds what find finds for
 // the original key and, for a NAT connection, its reply key, and when neither is held
-// counts the keys of that home as a brute-force count over the whole index does (or
-// reports that it met a saturated distance, where crowded counts). Homes of 1 to 120
+// counts the keys of that home as a brute-force count over the whole index does, and
+// ends where Robin Hood places a new key of that home (or reports that it met a
+// saturated distance, where crowded counts and place walks). Homes of 1 to 120
 // connections of one client endpoint, NAT and DR, make runs past distMax; the probes
 // are held and new connections of those endpoints and of fresh ones.
 func TestHomeScan(t *testing.T) {
@@ -1225,11 +1226,16 @@ func TestHomeScan(t *testing.T) {
 		if method(cl) == MethodNAT {
 			n = min(n, maxSameHome/2-1)
 		}
-		for p := range n {
-			e := mk(cl, 1+p, method(cl))
-			mustInsert(t, tb, e, TCPSyn, 0)
+		held := 0
+		for ; held < n; held++ {
+			e := mk(cl, 1+held, method(cl))
+			if err := tb.Insert(&e, TCPSyn, 0); errors.Is(err, ErrCrowded) {
+				break // another endpoint shares the home: the two share its bound
+			} else if err != nil {
+				t.Fatalf("client %d connection %d: %v", cl, held, err)
+			}
 		}
-		conns[cl] = n
+		conns[cl] = held
 	}
 	checkInvariants(t, tb)
 	// homeCount is the model: the keys anywhere in the index whose home is slot h.
@@ -1259,21 +1265,20 @@ func TestHomeScan(t *testing.T) {
 					t.Fatalf("client %d: a NAT connection's reply key has home %d, its original key %d", cl, home(hr, n), home(ho, n))
 				}
 			}
-			ro, rr, same, ok := tb.homeScan(sh, ho, &e.Orig, hr, r)
+			var run homeRun
+			tb.homeScan(sh, ho, &e.Orig, hr, r, &run)
+			ro, rr, same, ok := run.ro, run.rr, run.same, run.counted
 			wantO := tb.find(sh, ho, DirOrig, &e.Orig)
 			wantR := uint32(noIdx)
 			if r != nil {
 				wantR = tb.find(sh, hr, DirReply, r)
 			}
 			switch {
-			case wantO != noIdx:
-				if ro != wantO {
-					t.Fatalf("client %d port %d: homeScan's original record %d, find's %d", cl, port, ro, wantO)
-				}
-				held++
-			case wantR != noIdx:
-				if ro != noIdx || rr != wantR {
-					t.Fatalf("client %d port %d: homeScan's records %d, %d; find's %d, %d", cl, port, ro, rr, wantO, wantR)
+			case wantO != noIdx || wantR != noIdx:
+				// Held: homeScan stops at the first key of the two it meets (either
+				// sends insert to its slow path), which must be find's.
+				if (ro == noIdx) == (rr == noIdx) || ro != noIdx && ro != wantO || rr != noIdx && rr != wantR {
+					t.Fatalf("client %d port %d: homeScan's records %d, %d; find's %d, %d; want exactly one, find's", cl, port, ro, rr, wantO, wantR)
 				}
 				held++
 			case ro != noIdx || rr != noIdx:
@@ -1281,6 +1286,15 @@ func TestHomeScan(t *testing.T) {
 			case ok:
 				if want := homeCount(home(ho, n)); same != want {
 					t.Fatalf("client %d port %d: homeScan counts %d keys of its home, the index holds %d", cl, port, same, want)
+				}
+				// The run's end: the first slot from home, empty or holding a key
+				// nearer its own home (by its exact distance), as Robin Hood places.
+				i, d := home(ho, n), uint32(0)
+				for s := sh.idx[slotWord(i)]; s != 0 && tb.slotDist(sh, s, i) >= d; s = sh.idx[slotWord(i)] {
+					i, d = (i+1)%n, d+1
+				}
+				if run.end != i || run.dist != d {
+					t.Fatalf("client %d port %d: homeScan ends the run at slot %d, %d from home; it ends at %d, %d from home", cl, port, run.end, run.dist, i, d)
 				}
 				counted++
 			default:
