@@ -86,7 +86,10 @@
 // make one long run that every insert and lookup near its home walks, Insert refuses
 // an original key whose home already holds maxSameHome (256) keys (ErrCrowded): 128
 // NAT or 256 DR/TUN connections of one endpoint at once. Keys of other homes do not
-// count, however far a run pushes them.
+// count, however far a run pushes them. An insert walks its home's run once
+// (homeScan): whether either key of the connection is held, how many keys the home
+// has, and where its run ends, which is where the original key goes, NAT's reply key
+// in the slot after it.
 //
 // Pages. Each page of a shard holds 8 lines of index (128 slots) and then 56
 // records; record refs count the lines of the shard's pages (a page's first 8 refs
@@ -168,7 +171,9 @@
 // timer. Then, in stages, it prefetches every query's index window; reads
 // each window, without any lock, to find the slot most likely to be its
 // key's and prefetches that record (and its cold part for an IPv6 key, its
-// sync slot on a sync master); and only then does the lookups in the
+// sync slot on a sync master); for the few keys whose window ended inside
+// their run (past their page's index end, or 16 slots or more from home), it
+// prefetches and reads the window after it; and only then does the lookups in the
 // batch's order, exactly as Lookup does them, holding a shard's lock once for
 // each run of consecutive queries of that shard. Under the lock the
 // prefetched record is compared with the key before the index is probed.
