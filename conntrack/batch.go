@@ -354,7 +354,7 @@ func (t *Table) lookupRepeats(sh *shard, qs []Query, i int, h uint64, found uint
 func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, win uintptr, mask uint32, syncOn bool) (more bool) {
 	q := &qs[b.vi[j]]
 	want := uint32(b.hs[j]>>t.tagShift)<<t.tagPos | uint32(q.Dir) ^ 1
-	s, more := hintSlot(win, mask, want, hintValid(win))
+	s, s2, more := hintSlot(win, mask, want, hintValid(win))
 	sh := &t.shards[b.sis[j]].shard
 	rec := (s&t.refMask - 1) >> 1
 	b.guess[j] = noIdx
@@ -362,9 +362,17 @@ func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, win uintptr, mask
 		return more
 	}
 	b.guess[j] = rec
-	var a [3]uintptr
-	a[0] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs))) + uintptr(rec)*unsafe.Sizeof(record{})
+	var a [4]uintptr
+	recs := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs)))
+	a[0] = recs + uintptr(rec)*unsafe.Sizeof(record{})
 	n := 1
+	// A second slot with the key's tag: when the first is another key's (about 1 % of
+	// lookups in a full table), the lookup probes the index, whose line is here, and
+	// finds this one's record on its way.
+	if rec2 := (s2&t.refMask - 1) >> 1; s2 != 0 && rec2 < uint32(len(sh.recs)) && !isIndexLine(rec2) {
+		a[n] = recs + uintptr(rec2)*unsafe.Sizeof(record{})
+		n++
+	}
 	if !is4(&q.Key.Src) || !is4(&q.Key.Dst) {
 		// An IPv6 key: the record is in v6 form, and a NAT or FULLNAT one has its
 		// reply addresses in the cold part.

@@ -199,7 +199,7 @@ func TestLookupBatchHints(t *testing.T) {
 		}
 	}
 	mask := ^uint32(0)<<tb.tagPos | 1
-	good, second := 0, 0
+	good, second, twoMatch := 0, 0, 0
 	for i := range n {
 		for _, dir := range []Dir{DirOrig, DirReply} {
 			e := benchEntry(i)
@@ -212,10 +212,30 @@ func TestLookupBatchHints(t *testing.T) {
 			h := tb.dirHash(dir, k)
 			want := uint32(h>>tb.tagShift)<<tb.tagPos | uint32(dir) ^ 1
 			win := slotAddr(sh, h)
-			s, more := hintSlot(win, mask, want, hintValid(win))
+			s, s2, more := hintSlot(win, mask, want, hintValid(win))
 			ref := tb.find(sh, h, dir, k)
 			if ref == noIdx {
 				t.Fatalf("key %d %v not found", i, dir)
+			}
+			// The model: the window's slots in its page's index, up to the first empty
+			// one, whose bits under mask are want; hintSlot gives the first two.
+			var m [2]uint32
+			nm, h0 := 0, home(h, sh.nslots())
+			for j := range bits.OnesCount32(hintValid(win)) {
+				v := sh.idx[slotWord(h0+j)]
+				if v == 0 {
+					break
+				}
+				if v&mask == want && nm < 2 {
+					m[nm] = v
+					nm++
+				}
+			}
+			if s != m[0] || s2 != m[1] {
+				t.Fatalf("key %d %v: hintSlot gives %#x, %#x; the window's first two matches are %#x, %#x", i, dir, s, s2, m[0], m[1])
+			}
+			if s2 != 0 {
+				twoMatch++
 			}
 			// The key's slot: d slots from home (a run may wrap past the shard's end).
 			home, n := home(h, sh.nslots()), sh.nslots()
@@ -240,7 +260,7 @@ func TestLookupBatchHints(t *testing.T) {
 				if want := uintptr(unsafe.Pointer(&sh.idx[slotWord((home+first)%n)])); next != want {
 					t.Fatalf("key %d %v: nextWindow of slot %d (window of %d) is %#x, want slot %d at %#x", i, dir, home, first, next, (home+first)%n, want)
 				}
-				s, _ = hintSlot(next, mask, want, hintValid(next))
+				s, _, _ = hintSlot(next, mask, want, hintValid(next))
 				if d < first+bits.OnesCount32(hintValid(next)) && s == 0 {
 					t.Fatalf("key %d %v lies %d slots from home, inside its second window, but is not hinted", i, dir, d)
 				}
@@ -253,10 +273,10 @@ func TestLookupBatchHints(t *testing.T) {
 	}
 	// A NAT connection's two keys share a home, and a window stops at its page's index
 	// end; with the second window, 99 % and more.
-	if frac := float64(good) / (2 * n); frac < 0.98 || second == 0 {
-		t.Fatalf("the hint names the key's record for %.2f%% of keys, want at least 98%%; %d by a second window, want some", 100*frac, second)
+	if frac := float64(good) / (2 * n); frac < 0.98 || second == 0 || twoMatch == 0 {
+		t.Fatalf("the hint names the key's record for %.2f%% of keys, want at least 98%%; %d by a second window, %d windows with two matches, want some of each", 100*frac, second, twoMatch)
 	} else {
-		t.Logf("hint right for %.2f%% of keys, %d by a second window", 100*frac, second)
+		t.Logf("hint right for %.2f%% of keys, %d by a second window; %d windows with two matches", 100*frac, second, twoMatch)
 	}
 }
 

@@ -19,8 +19,9 @@ func peek32(p *uint32) uint32
 
 // hintSlot returns the first slot of the window of hintWindow slots that starts at
 // the index slot at home, up to the first empty slot, whose bits under mask equal
-// want; 0 if there is none. Only the window's slots whose bits are set in valid count
-// (those in the home slot's page's index, see hintValid). more reports that those
+// want; 0 if there is none; slot2 is the second such slot, or 0. Only the window's
+// slots whose bits are set in valid count (those in the home slot's page's index, see
+// hintValid). more reports that those
 // slots hold neither such a slot nor an empty one: the run may go on past the window
 // (see nextWindow). It reads the window with
 // plain loads, without any lock, so the slot may be stale; LookupBatch uses it only to
@@ -29,7 +30,7 @@ func peek32(p *uint32) uint32
 // they lie in home's page.
 //
 //go:noescape
-func hintSlot(home uintptr, mask, want, valid uint32) (slot uint32, more bool)
+func hintSlot(home uintptr, mask, want, valid uint32) (slot, slot2 uint32, more bool)
 
 // prefetchWindow prefetches the cache lines of the window of hintWindow index slots
 // that starts at home: two lines, or one when home starts a line.

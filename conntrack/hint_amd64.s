@@ -37,8 +37,8 @@ TEXT ·peek32(SB), NOSPLIT|NOFRAME, $0-12
 	ORL	AX, R8 \
 	ORL	BX, R9
 
-// func hintSlot(home uintptr, mask, want, valid uint32) (slot uint32, more bool)
-TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-29
+// func hintSlot(home uintptr, mask, want, valid uint32) (slot, slot2 uint32, more bool)
+TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-33
 	MOVQ	home+0(FP), SI
 	MOVL	mask+8(FP), AX
 	MOVQ	AX, X5
@@ -60,7 +60,7 @@ TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-29
 	// more: the window's valid slots hold neither a match nor an empty slot.
 	MOVL	R8, AX
 	ORL	R9, AX
-	SETEQ	more+28(FP)
+	SETEQ	more+32(FP)
 	// Keep the matches before the first empty slot: match &= (empty & -empty) - 1,
 	// which keeps them all when no slot is empty.
 	MOVL	R9, AX
@@ -69,12 +69,20 @@ TEXT ·hintSlot(SB), NOSPLIT|NOFRAME, $0-29
 	DECL	AX
 	ANDL	AX, R8
 	XORL	AX, AX
+	XORL	DX, DX
 	TESTL	R8, R8
 	JZ	hdone
 	BSFL	R8, CX
 	MOVL	(SI)(CX*4), AX
+	// The second match, if any: match &= match - 1 clears the first.
+	LEAL	-1(R8), BX
+	ANDL	BX, R8
+	JZ	hdone
+	BSFL	R8, CX
+	MOVL	(SI)(CX*4), DX
 hdone:
 	MOVL	AX, slot+24(FP)
+	MOVL	DX, slot2+28(FP)
 	RET
 
 // func prefetchWindow(home uintptr)

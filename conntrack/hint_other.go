@@ -10,6 +10,6 @@ func prefetchLines(addrs *uintptr, n int) {}
 
 func peek32(p *uint32) uint32 { return noIdx }
 
-func hintSlot(home uintptr, mask, want, valid uint32) (uint32, bool) { return 0, false }
+func hintSlot(home uintptr, mask, want, valid uint32) (uint32, uint32, bool) { return 0, 0, false }
 
 func prefetchWindow(home uintptr) {}
