@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"unsafe"
 )
@@ -422,6 +423,68 @@ func TestPrefetchInsert(t *testing.T) {
 			tb.PrefetchEntry(&ents[1])
 			if tb.Len() != 0 {
 				t.Fatalf("closed table holds %d entries", tb.Len())
+			}
+		})
+	}
+}
+
+// TestInsertLines: the lines prefetchInsert names before an insert are the ones that
+// insert then writes: the key's home slot, the record it takes, that record's cold part
+// when the entry has one (NAT and FULLNAT with an IPv6 address, coldForm) and the
+// next field of the list tail it links to. Clients alternate IPv4 and IPv6.
+func TestInsertLines(t *testing.T) {
+	for _, m := range []Method{MethodNAT, MethodFullNAT, MethodDR} {
+		t.Run(m.String(), func(t *testing.T) {
+			tb := mustNew(t, Config{MaxEntries: 4000, Shards: 4, MaxDests: 4})
+			defer tb.Close()
+			named, cold := 0, 0
+			const n = 2000
+			for i := range n {
+				e := conn(i, ProtoTCP, m, 0)
+				sh := &tb.shards[tb.shardOf(&e.Orig.Src, e.Orig.SrcPort)].shard
+				ho := tb.origHash(&e.Orig)
+				var a [4]uintptr
+				got := a[:sh.insertLines(&a, slotAddr(sh, ho), coldForm(&e))]
+				tail := sh.tail
+				mustInsert(t, tb, e, TCPSyn, 0)
+				ref := tb.find(sh, tb.dirHash(DirOrig, &e.Orig), DirOrig, &e.Orig)
+				if ref == noIdx {
+					t.Fatalf("conn %d: not found after its insert", i)
+				}
+				if !hintsWork {
+					// no peeks here: the home slot only
+					if len(got) != 1 || got[0] != slotAddr(sh, ho) {
+						t.Fatalf("conn %d: lines %#x without peeks, want the home slot only", i, got)
+					}
+					continue
+				}
+				want := []uintptr{slotAddr(sh, ho)}
+				if len(got) > 1 && got[1] == uintptr(unsafe.Pointer(&sh.recs[ref])) {
+					want = append(want, got[1])
+					named++
+					if coldForm(&e) {
+						want = append(want, uintptr(unsafe.Pointer(&sh.cold[dense(ref)])))
+						cold++
+					}
+				}
+				if tail != noIdx {
+					want = append(want, uintptr(unsafe.Pointer(&sh.recs[tail].next)))
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("conn %d (%v, cold form %v): lines %#x, want %#x (record %d, tail %d)",
+						i, e.Orig.Src, coldForm(&e), got, want, ref, tail)
+				}
+			}
+			checkInvariants(t, tb)
+			if hintsWork {
+				// A page's first free record is the one its home's insert takes, unless
+				// the page is full: at half the capacity, nearly always.
+				if named < n*9/10 {
+					t.Fatalf("the record taken was named for %d of %d inserts, want at least 90 %%", named, n)
+				}
+				if wantCold := m.twoWay(); (cold > 0) != wantCold {
+					t.Fatalf("%v: %d cold parts named, want them %v", m, cold, wantCold)
+				}
 			}
 		})
 	}

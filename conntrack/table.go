@@ -378,6 +378,13 @@ func (r *record) replyKey(c *coldRec, k *Key) {
 	k.SrcPort, k.DstPort, k.Proto = r.rSport, r.rDport, r.proto()
 }
 
+// coldForm reports whether e's record would use its cold part (set): an entry with a
+// reply key (NAT, FULLNAT) of which an address is not IPv4.
+func coldForm(e *Entry) bool {
+	o, p := &e.Orig, &e.Reply
+	return e.Method.twoWay() && !(is4(&o.Src) && is4(&o.Dst) && is4(&p.Src) && is4(&p.Dst))
+}
+
 // set stores connection e's keys, destination, service and meta (in state st)
 // in r and, for a v6-form NAT or FULLNAT entry, c.
 func (r *record) set(c *coldRec, e *Entry, st State) {
@@ -1202,7 +1209,7 @@ func (t *Table) insert(e *Entry, tcpFlags uint8, now int64, si int, ho uint64, p
 		// take and the list tail it will link to, then the reply key's home
 		// slot, are likely cache misses: start them all before the first is
 		// waited for.
-		sh.prefetchInsert(slotAddr(sh, ho))
+		sh.prefetchInsert(slotAddr(sh, ho), coldForm(e))
 	}
 	var hr uint64
 	if twoWay {
@@ -1713,11 +1720,21 @@ func (t *Table) refHash(sh *shard, ref uint32) uint64 {
 // prefetchInsert prefetches the index line of an insert's original key's home slot
 // (at address home; 0: none, and no record either), the record alloc will most likely
 // take (the first free one of that slot's page) and the tail of the non-ESTABLISHED
-// list that the new entry will link to. It runs before the lock is taken, so it reads
-// the page's free word and the shard's tail with peek32: a stale value only prefetches
-// the wrong line.
-func (sh *shard) prefetchInsert(home uintptr) {
-	var a [3]uintptr
+// list that the new entry will link to. With cold it also prefetches that record's
+// cold part, which an entry in v6 form with a reply key (NAT, FULLNAT) writes: it lies
+// outside the record's page, so without it a new IPv6 NAT connection's insert waited
+// for another page walk and line (PipelineNew NAT v6 276 → 213 ns, BENCHMARKS.md).
+// It runs before the lock is taken, so it reads the page's free word and the shard's
+// tail with peek32: a stale value only prefetches the wrong line.
+func (sh *shard) prefetchInsert(home uintptr, cold bool) {
+	var a [4]uintptr
+	if n := sh.insertLines(&a, home, cold); n > 0 {
+		prefetchLines(&a[0], n)
+	}
+}
+
+// insertLines puts the addresses prefetchInsert prefetches in a and returns how many.
+func (sh *shard) insertLines(a *[4]uintptr, home uintptr, cold bool) int {
 	n := 0
 	nrec := uint32(len(sh.recs))
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(sh.recs)))
@@ -1730,6 +1747,10 @@ func (sh *shard) prefetchInsert(home uintptr) {
 			if l := bits.TrailingZeros64(uint64(hi)<<32 | uint64(lo)); l < pageRefs {
 				a[n] = base + uintptr(p*pageBytes+l*64)
 				n++
+				if d := dense(uint32(p*pageRefs + l)); cold && l >= idxLines && d < uint32(len(sh.cold)) {
+					a[n] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold))) + uintptr(d)*unsafe.Sizeof(coldRec{})
+					n++
+				}
 			}
 		}
 	}
@@ -1737,9 +1758,7 @@ func (sh *shard) prefetchInsert(home uintptr) {
 		a[n] = base + uintptr(tail)*unsafe.Sizeof(record{}) + unsafe.Offsetof(record{}.next)
 		n++
 	}
-	if n > 0 {
-		prefetchLines(&a[0], n)
-	}
+	return n
 }
 
 // The list of non-ESTABLISHED entries, in the order they entered it.
