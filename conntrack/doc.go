@@ -190,14 +190,17 @@
 // compare, never a wrong result. Tables under 8 MiB stay in the CPU caches and skip
 // all prefetching. Lookup prefetches its home slot before it locks; Insert
 // prefetches its keys' home slots, the record it will most likely take (the first
-// free one of the home slot's page) and the list tail it will link to (reading the
-// page's free word and the shard's tail the same lock-free way). PrefetchInsert and PrefetchEntry let a caller
+// free one of the home slot's page), that record's cold part when the entry will have
+// one (NAT and FULLNAT in v6 form: the cold parts lie outside the page, another page
+// walk and line), and the list tail it will link to (reading the page's free word and
+// the shard's tail the same lock-free way). PrefetchInsert and PrefetchEntry let a caller
 // start those misses for a whole batch of new connections before it
 // inserts any; PrefetchEntry, given the scheduled entry, also covers the
 // reply key's slot, which is known only after scheduling. LookupBatch does
 // PrefetchInsert's work itself for each query it finds missing (a new
 // connection; a NAT reply key's slot is in the line of its home, which the lookup
-// read), and keeps each query's key hash and shard in the Query:
+// read; an IPv6 key's cold part is prefetched whatever the method, which the table
+// does not know yet), and keeps each query's key hash and shard in the Query:
 // InsertQuery is Insert for a looked-up query's connection that reuses them
 // (its outcome is Insert's; insertquery_test.go checks it). LookupBatch's working
 // memory (the hashes, shards, home slots and guesses of up to 64 keys, about 2 KiB)
