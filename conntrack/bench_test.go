@@ -497,7 +497,7 @@ func BenchmarkLookupLatency(b *testing.B) {
 // BenchmarkLookupCPU: the CPU work of a large table's batched lookup without its cache
 // misses. A 1 Ki-entry table (every line in L1/L2) is looked up in batches of 64 with
 // the prefetching stages forced on (lookupStaged, which tables under hintMin skip),
-// warmed by one pass first so that no lookup changes state. Compare
+// warmed by two passes over its keys first, so that no timed lookup changes state. Compare
 // LookupLatency/10M/batch, whose p50 is this plus what its misses cost.
 func BenchmarkLookupCPU(b *testing.B) {
 	const n = 1 << 10
