@@ -41,6 +41,7 @@ var pipeCases = []pipeCase{
 	{"NAT/v4", conntrack.MethodNAT, false}, {"NAT/v6", conntrack.MethodNAT, true},
 	{"DR/v4", conntrack.MethodDR, false}, {"DR/v6", conntrack.MethodDR, true},
 	{"TUN/v4", conntrack.MethodTUN, false}, {"TUN/v6", conntrack.MethodTUN, true},
+	{"FULLNAT/v4", conntrack.MethodFullNAT, false}, {"FULLNAT/v6", conntrack.MethodFullNAT, true},
 }
 
 const pipeBatch = 32

@@ -346,7 +346,21 @@ func l2Spec(t testing.TB, method conntrack.Method, entries int, ports []rigPort)
 			dests = append(dests, Dest{ID: uint32(fi*2 + i + 1), Addr: a16(rs), Port: 80, Method: method, Weight: 1})
 		}
 		id := uint32(fi*2 + 1)
-		svcs = append(svcs, services(t, "rr", SvcKey{Addr: a16(fam[0]), Port: 80}, dests, nil, []uint8{6, 17}, []uint32{id, id + 1})...)
+		var ls []Laddr
+		if method == conntrack.MethodFullNAT {
+			// two local addresses per family, so that a new-flow benchmark's 64 Ki
+			// connections take a quarter of the (local address, port, real server) tuples
+			for i, a := range l2Laddrs[fi] {
+				ls = append(ls, Laddr{ID: id*10 + uint32(i), Addr: a16(a)})
+			}
+		}
+		svcs = append(svcs, services(t, "rr", SvcKey{Addr: a16(fam[0]), Port: 80}, dests, ls, []uint8{6, 17}, []uint32{id, id + 1})...)
+	}
+	addrs := []netip.Prefix{netip.PrefixFrom(l2VIP, 32), netip.PrefixFrom(l2Dir, 24), netip.PrefixFrom(l2VIP6, 128), netip.PrefixFrom(l2Dir6, 64)}
+	for _, fam := range l2Laddrs {
+		for _, a := range fam {
+			addrs = append(addrs, netip.PrefixFrom(a, a.BitLen()))
+		}
 	}
 	return rigSpec{
 		ports:  ports,
@@ -360,11 +374,15 @@ func l2Spec(t testing.TB, method conntrack.Method, entries int, ports []rigPort)
 			{Ifindex: ifL2, Addr: a16(l2RS16)}:    macRS1,
 			{Ifindex: ifL2, Addr: a16(l2RS26)}:    macRS2,
 		},
-		links: []Link{{Ifindex: ifL2, MTU: 1500, Addrs: []netip.Prefix{
-			netip.PrefixFrom(l2VIP, 32), netip.PrefixFrom(l2Dir, 24), netip.PrefixFrom(l2VIP6, 128), netip.PrefixFrom(l2Dir6, 64),
-		}}},
+		links:    []Link{{Ifindex: ifL2, MTU: 1500, Addrs: addrs}},
 		services: svcs,
 	}
+}
+
+// l2Laddrs are the l2 rig's FULLNAT local addresses, IPv4 and IPv6.
+var l2Laddrs = [2][]netip.Addr{
+	{netip.MustParseAddr("198.18.0.50"), netip.MustParseAddr("198.18.0.51")},
+	{netip.MustParseAddr("fd00::50"), netip.MustParseAddr("fd00::51")},
 }
 
 // fnFamily is one address family of the two-armed dual-stack layout.
