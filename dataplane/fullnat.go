@@ -127,7 +127,9 @@ func (w *worker) insertFullNAT(p *pktDesc, svc *Service) error {
 			if i++; i == len(ports) {
 				i = 0
 			}
-			err := ct.Insert(e, info.TCPFlags, now)
+			// InsertQuery: Insert, with the key's hash and shard the batch's lookup
+			// computed and without prefetching again what it prefetched (e is p.q's).
+			err := ct.InsertQuery(p.q, info.TCPFlags, now)
 			if err == nil {
 				return nil
 			}
