@@ -68,7 +68,8 @@
 // unused. Publish builds, once per local address, an index of the address's ports
 // 1024..65535 by shard; a worker takes the client's shard's ports from a random start,
 // lets Insert refuse tuples in use (bounded tries), round robin over the service's local
-// addresses. Failures are counted: no_laddr (no local address), no_lport (no free port;
+// addresses, one skipped every laddrSkipEvery connections so that they do not stay in
+// step with rr's real servers. Failures are counted: no_laddr (no local address), no_lport (no free port;
 // also the local address's conflict counter, LaddrConflicts).
 //
 // A packet is a pktDesc (worker.go): the ingress port, descriptor and frame bytes, the

@@ -263,10 +263,12 @@ func TestFullNATSpread(t *testing.T) {
 		t.Fatalf("sent %d of %d (drops %v)", len(out), n, r.drops())
 	}
 	byLaddr := map[netip.Addr]int{}
+	byPair := map[string]int{} // "local address → real server"
 	ports := map[uint16]bool{}
 	for _, f := range out {
 		info := check(t, f)
 		byLaddr[netip.AddrFrom16(info.Src).Unmap()]++
+		byPair[netip.AddrFrom16(info.Src).Unmap().String()+" → "+netip.AddrFrom16(info.Dst).Unmap().String()]++
 		ports[info.SrcPort] = true
 		var dst conntrack.Entry
 		key := conntrack.Key{Src: info.Dst, Dst: info.Src, SrcPort: info.DstPort, DstPort: info.SrcPort, Proto: 6}
@@ -276,6 +278,15 @@ func TestFullNATSpread(t *testing.T) {
 	}
 	if byLaddr[lip4a] < n/3 || byLaddr[lip4b] < n/3 {
 		t.Fatalf("local addresses used %v: want both about half the time", byLaddr)
+	}
+	// rr alternates the two real servers, as the local addresses alternate: each local
+	// address must still meet both servers (laddrSkipEvery), about a quarter each.
+	for _, la := range []netip.Addr{lip4a, lip4b} {
+		for _, rs := range []netip.Addr{rs1, rs2} {
+			if byPair[la.String()+" → "+rs.String()] < n/8 {
+				t.Fatalf("(local address, real server) pairs used %v: want all four about a quarter of the time", byPair)
+			}
+		}
 	}
 	if len(ports) < n/2 {
 		t.Fatalf("%d distinct local ports for %d connections: not spread", len(ports), n)
