@@ -24,10 +24,11 @@ import (
 // published): the allocator takes the ports of the client's shard, starts at a random
 // one and tries up to fullnatPortTries consecutive ones, letting Insert refuse a tuple in
 // use (conntrack.ErrExists); then the next local address, round robin per worker
-// (skipping one every laddrSkipEvery connections), up to fullnatLaddrTries of them. No free port: the packet is dropped (DropNoLport) and each
-// local address tried counts a port conflict. A service with no local address drops new
-// FULLNAT connections (DropNoLaddr). All of it allocates nothing and takes no lock but
-// the connection table's shard lock, inside Insert.
+// (skipping one every laddrSkipEvery connections), up to fullnatLaddrTries of them. No
+// free port: the packet is dropped (DropNoLport) and each local address tried counts a
+// port conflict. A service with no local address drops new FULLNAT connections
+// (DropNoLaddr). All of it allocates nothing and takes no lock but the connection
+// table's shard lock, inside Insert.
 
 // Local ports: lportMin..65535, as DPVS.
 const (
