@@ -313,8 +313,7 @@ func (t *Table) lookupStaged(qs []Query, b *batchScratch, m int, now32 uint32) {
 	// connection writes its reply addresses there (a DR or TUN one does not, and the
 	// table does not know the method yet: one wasted prefetch).
 	for _, j := range b.made[:nMade] {
-		k := &qs[b.vi[j]].Key
-		t.shards[b.sis[j]].shard.prefetchInsert(b.home[j], !is4(&k.Src) || !is4(&k.Dst))
+		t.shards[b.sis[j]].shard.prefetchInsert(b.home[j], !qs[b.vi[j]].Key.addrs4())
 	}
 }
 
@@ -377,10 +376,10 @@ func (t *Table) hintRecord(qs []Query, b *batchScratch, j int, win uintptr, mask
 		a[n] = recs + uintptr(rec2)*unsafe.Sizeof(record{})
 		n++
 	}
-	if !is4(&q.Key.Src) || !is4(&q.Key.Dst) {
+	if !q.Key.addrs4() {
 		// An IPv6 key: the record is in v6 form, and a NAT or FULLNAT one has its
 		// reply addresses in the cold part.
-		a[n] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold))) + uintptr(dense(rec))*unsafe.Sizeof(coldRec{})
+		a[n] = sh.coldAddr(dense(rec))
 		n++
 	}
 	if syncOn && q.Dir == DirOrig {
@@ -424,7 +423,7 @@ func (t *Table) PrefetchInsert(k *Key) {
 		return
 	}
 	sh := &t.shards[t.shardOf(&k.Src, k.SrcPort)].shard
-	sh.prefetchInsert(slotAddr(sh, t.origHash(k)), !is4(&k.Src) || !is4(&k.Dst))
+	sh.prefetchInsert(slotAddr(sh, t.origHash(k)), !k.addrs4())
 }
 
 // PrefetchEntry starts loading everything an Insert of e will most likely touch: what

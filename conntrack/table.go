@@ -378,19 +378,19 @@ func (r *record) replyKey(c *coldRec, k *Key) {
 	k.SrcPort, k.DstPort, k.Proto = r.rSport, r.rDport, r.proto()
 }
 
+// addrs4 reports whether both of k's addresses are IPv4.
+func (k *Key) addrs4() bool { return is4(&k.Src) && is4(&k.Dst) }
+
 // coldForm reports whether e's record would use its cold part (set): an entry with a
-// reply key (NAT, FULLNAT) of which an address is not IPv4.
-func coldForm(e *Entry) bool {
-	o, p := &e.Orig, &e.Reply
-	return e.Method.twoWay() && !(is4(&o.Src) && is4(&o.Dst) && is4(&p.Src) && is4(&p.Dst))
-}
+// reply key (NAT, FULLNAT) not in v4 form.
+func coldForm(e *Entry) bool { return e.Method.twoWay() && !(e.Orig.addrs4() && e.Reply.addrs4()) }
 
 // set stores connection e's keys, destination, service and meta (in state st)
 // in r and, for a v6-form NAT or FULLNAT entry, c.
 func (r *record) set(c *coldRec, e *Entry, st State) {
 	o, p := &e.Orig, &e.Reply
 	twoWay := e.Method.twoWay()
-	v4 := is4(&o.Src) && is4(&o.Dst) && (!twoWay || is4(&p.Src) && is4(&p.Dst))
+	v4 := o.addrs4() && (!twoWay || p.addrs4())
 	r.a = [32]byte{}
 	switch {
 	case v4:
@@ -498,6 +498,12 @@ type shard struct {
 // coldOf is the cold part of record ref when it is in v6 form, else nil (a v4-form
 // record never reads it): lookups of IPv4 connections do not touch the cold
 // array, nor the slice header in the shard's second cache line.
+// coldAddr is the address of the cold part at dense index d (< len(sh.cold)), for
+// prefetching.
+func (sh *shard) coldAddr(d uint32) uintptr {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold))) + uintptr(d)*unsafe.Sizeof(coldRec{})
+}
+
 func (sh *shard) coldOf(ref uint32) *coldRec {
 	if sh.recs[ref].v4() {
 		return nil
@@ -1747,9 +1753,11 @@ func (sh *shard) insertLines(a *[4]uintptr, home uintptr, cold bool) int {
 			if l := bits.TrailingZeros64(uint64(hi)<<32 | uint64(lo)); l < pageRefs {
 				a[n] = base + uintptr(p*pageBytes+l*64)
 				n++
-				if d := dense(uint32(p*pageRefs + l)); cold && l >= idxLines && d < uint32(len(sh.cold)) {
-					a[n] = uintptr(unsafe.Pointer(unsafe.SliceData(sh.cold))) + uintptr(d)*unsafe.Sizeof(coldRec{})
-					n++
+				if cold && l >= idxLines {
+					if d := dense(uint32(p*pageRefs + l)); d < uint32(len(sh.cold)) {
+						a[n] = sh.coldAddr(d)
+						n++
+					}
 				}
 			}
 		}
