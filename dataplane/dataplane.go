@@ -621,7 +621,7 @@ func (d *Dataplane) bindLaddrs(s *Snapshot) {
 			x := used[ls[j].Addr]
 			if x == nil {
 				if x = d.lports[ls[j].Addr]; x == nil {
-					x = newLportIndex(d.ct, ls[j].Addr)
+					x = newLportIndex(d.ct, ls[j].Addr, len(d.workers))
 				}
 				used[ls[j].Addr] = x
 			}

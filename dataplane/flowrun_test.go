@@ -513,7 +513,7 @@ func TestBurstAllocs(t *testing.T) {
 // rig: a client's burst (interrupted by a TTL of 1, which FULLNAT drops) and the real
 // server's burst back to the local endpoint, in one batch each against one packet per
 // batch, byte for byte on both interfaces, counts and drops alike. Both directors
-// choose the same local port (the same seed and shard key).
+// choose the same local port (cursors rewound, the same shard key).
 func TestBurstFullNAT(t *testing.T) {
 	for _, f := range fnFamilies {
 		for _, udp := range []bool{false, true} {
@@ -523,7 +523,7 @@ func TestBurstFullNAT(t *testing.T) {
 				var ext, in [2][][]byte
 				var bursts [2]uint64
 				for i, r := range rigs {
-					r.w.rng = 0x9E3779B97F4A7C15
+					r.rewindLports()
 					cpkt := func(payload string, ttl uint8, syn bool) []byte {
 						return build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: f.client, dst: f.vip, sport: 40000, dport: 80,
 							udp: udp, syn: syn && !udp, ack: !syn && !udp, ttl: ttl, payload: []byte(payload)})

@@ -245,6 +245,77 @@ func TestFullNATPortExhaustion(t *testing.T) {
 	}
 }
 
+// TestFullNATPortCursor: a worker hands out a shard's local ports in the order of the
+// shard's port list (lportIndex, checked against ShardOf by TestLportIndex), each new
+// connection going on from the port after the last one's. A port so comes back only
+// after every other port of the shard has been handed out: connections that live
+// shorter than that never meet a port in use, and no insert is refused (the table's
+// Exists count stays 0). Once the connections end, the next ones take the ports never
+// used yet before the ones just freed.
+func TestFullNATPortCursor(t *testing.T) {
+	r := newFNRig(t, fnOpts{entries: 1 << 17, shards: 64, oneRS: true})
+	ct := r.dp.Conntrack()
+	const shard = 9
+	// One local address only: drop lip4b.
+	if err := r.dp.Publish(r.snapshot(t, map[netip.Addr]bool{lip4b: true})); err != nil {
+		t.Fatal(err)
+	}
+	list := r.dp.Snapshot().Services[1].Laddrs[0].ports.shard(shard) // v4 UDP, lip4a
+	pos := map[uint16]int{}
+	for i, p := range list {
+		pos[p] = i
+	}
+	send := func(c netip.Addr, ports []uint16) []packet.Info {
+		t.Helper()
+		for i, p := range ports {
+			r.ext.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: c, dst: vip, sport: p, dport: 80, udp: true}))
+			if i%64 == 63 {
+				r.drain()
+			}
+		}
+		r.drain()
+		var out []packet.Info
+		for _, f := range r.int.Sent() {
+			out = append(out, check(t, f))
+		}
+		return out
+	}
+	// The shard's ports less 8, from two clients (each client port once).
+	n := len(list) - 8
+	half := clientsInShard(ct, client, shard, n/2)
+	out := send(client, half)
+	out = append(out, send(netip.MustParseAddr("198.18.1.3"), clientsInShard(ct, netip.MustParseAddr("198.18.1.3"), shard, n-len(half)))...)
+	if len(out) != n {
+		t.Fatalf("%d of %d connections forwarded (drops %v)", len(out), n, r.drops())
+	}
+	first, ok := pos[out[0].SrcPort]
+	if !ok {
+		t.Fatalf("local port %d is not one of shard %d's", out[0].SrcPort, shard)
+	}
+	for i, info := range out {
+		if want := list[(first+i)%len(list)]; info.SrcPort != want || netip.AddrFrom16(info.Src).Unmap() != lip4a {
+			t.Fatalf("connection %d left from %v, want %v:%d (the port after the last one's)", i, ap(info.Src, info.SrcPort), lip4a, want)
+		}
+	}
+	if st := ct.Stats(); st.Exists != 0 || st.Inserts != uint64(n) {
+		t.Fatalf("%d inserts refused (a local port in use) and %d made for %d connections: want 0 and %d", st.Exists, st.Inserts, n, n)
+	}
+	// They end; the next 16 take the 8 ports never used, then the first ones freed.
+	if got := ct.RemoveDest(fnFamilies[0].destID1, r.dp.now()); got != n {
+		t.Fatalf("removed %d connections, want %d", got, n)
+	}
+	c := netip.MustParseAddr("198.18.1.9")
+	again := send(c, clientsInShard(ct, c, shard, 16))
+	if len(again) != 16 {
+		t.Fatalf("%d of 16 connections forwarded after the others ended (drops %v)", len(again), r.drops())
+	}
+	for i, info := range again {
+		if want := list[(first+n+i)%len(list)]; info.SrcPort != want {
+			t.Fatalf("after the others ended, connection %d left from port %d, want %d", i, info.SrcPort, want)
+		}
+	}
+}
+
 // TestFullNATSpread: new connections spread over the local addresses and over the ports
 // of their shard, always in the client's shard.
 func TestFullNATSpread(t *testing.T) {
@@ -372,7 +443,7 @@ func TestLportIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, a := range []netip.Addr{lip4a, lip6} {
-				x := newLportIndex(ct, a16(a))
+				x := newLportIndex(ct, a16(a), 2)
 				seen := make([]bool, 1<<16)
 				for s := 0; s < ct.Shards(); s++ {
 					for _, p := range x.shard(s) {

@@ -452,6 +452,19 @@ func newDualRig(t testing.TB, m conntrack.Method, o fnOpts) *fnRig {
 	return r
 }
 
+// rewindLports sets every worker's port cursor of every local address in use to the
+// first port of its shard: two rigs then hand out the same local ports.
+func (r *fnRig) rewindLports() {
+	s := r.dp.Snapshot()
+	for i := range s.Services {
+		for _, la := range s.Services[i].Laddrs {
+			if la.ports != nil {
+				clear(la.ports.cur)
+			}
+		}
+	}
+}
+
 // snapshot builds the rig's services; drop names local addresses to leave out (they
 // are listed as draining).
 func (r *fnRig) snapshot(t testing.TB, drop map[netip.Addr]bool) *Snapshot {
