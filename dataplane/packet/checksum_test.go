@@ -264,3 +264,24 @@ func TestIPv4HeaderChecksum(t *testing.T) {
 		}
 	}
 }
+
+// TestAddr4Delta: addr4Delta is the one's complement sum of the complemented old
+// address's words and the new one's (the reference over the 8 bytes ~old, new), for
+// random addresses and the extremes; the FULLNAT and ICMP rewrites of IPv4 use it.
+func TestAddr4Delta(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	pairs := [][2]uint32{{0, 0}, {0, 0xFFFFFFFF}, {0xFFFFFFFF, 0}, {0xFFFFFFFF, 0xFFFFFFFF}, {0x0000FFFF, 0xFFFF0000}, {0xC6120202, 0xC6120232}}
+	for range 100000 {
+		pairs = append(pairs, [2]uint32{r.Uint32(), r.Uint32()})
+	}
+	for _, p := range pairs {
+		var old, new, ref [4]byte
+		binary.BigEndian.PutUint32(old[:], p[0])
+		binary.BigEndian.PutUint32(new[:], p[1])
+		binary.BigEndian.PutUint32(ref[:], ^p[0])
+		want := refSum(append(ref[:], new[:]...), 0)
+		if got := addr4Delta(old[:], new[:]); got != uint32(want) {
+			t.Fatalf("addr4Delta(%08x, %08x) = %04x, want %04x", p[0], p[1], got, want)
+		}
+	}
+}

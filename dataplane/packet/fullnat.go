@@ -31,7 +31,7 @@ func RewriteFullNAT(frame []byte, info *Info, src [16]byte, sport uint16, dst [1
 			return false
 		}
 		ip := frame[l3 : l3+IPv4MinHeaderLen]
-		delta = fieldDelta(ip[ipv4Src:ipv4Src+4], src[12:16]) + fieldDelta(ip[ipv4Dst:ipv4Dst+4], dst[12:16])
+		delta = addr4Delta(ip[ipv4Src:ipv4Src+4], src[12:16]) + addr4Delta(ip[ipv4Dst:ipv4Dst+4], dst[12:16])
 		delta = uint32(Fold(delta))
 		copy(ip[ipv4Src:ipv4Src+4], src[12:16])
 		copy(ip[ipv4Dst:ipv4Dst+4], dst[12:16])

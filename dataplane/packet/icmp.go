@@ -228,7 +228,7 @@ func rewriteAddr(frame []byte, info *Info, addr [16]byte, v4Off, v6Off int) bool
 		ip := frame[l3 : l3+IPv4MinHeaderLen]
 		field := ip[v4Off : v4Off+4]
 		hc := binary.BigEndian.Uint16(ip[ipv4Checksum:])
-		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+fieldDelta(field, addr[12:])))
+		binary.BigEndian.PutUint16(ip[ipv4Checksum:], ^Fold(uint32(^hc)+addr4Delta(field, addr[12:16])))
 		copy(field, addr[12:])
 		return true
 	case 6:
