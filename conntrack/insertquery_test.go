@@ -15,7 +15,8 @@ import (
 // Reused), invalid directions, replies, tiny tables (eviction, ErrFull), FULLNAT reply
 // keys in another shard (ErrShardMismatch), NAT replies to another endpoint, the NAT
 // hint on or off (LookupBatch prefetches the reply key's home slot or not), and
-// entries whose Orig is not the query's key (InsertQuery falls back to Insert).
+// entries whose Orig is not the query's key (InsertQuery falls back to Insert). The
+// batches' queries also give their client endpoint's shard (OrigShard) as ShardOf does.
 func TestInsertQueryDifferential(t *testing.T) {
 	for _, cfg := range []Config{
 		{MaxEntries: 64, Shards: 4, MaxDests: 8},
@@ -54,6 +55,11 @@ func TestInsertQueryDifferential(t *testing.T) {
 			for i := range n {
 				if qa[i].Status != qb[i].Status || qa[i].Entry != qb[i].Entry {
 					t.Fatalf("cfg %+v round %d query %d: lookups differ: %v %+v vs %v %+v", cfg, round, i, qa[i].Status, qa[i].Entry, qb[i].Status, qb[i].Entry)
+				}
+				// OrigShard: the client endpoint's shard, for client packets only.
+				s, ok := qb[i].OrigShard()
+				if want := qb[i].Dir == DirOrig; ok != want || ok && s != b.ShardOf(qb[i].Key.Src, qb[i].Key.SrcPort) {
+					t.Fatalf("cfg %+v round %d query %d (dir %d): OrigShard %d %v, want %v and shard %d", cfg, round, i, qb[i].Dir, s, ok, want, b.ShardOf(qb[i].Key.Src, qb[i].Key.SrcPort))
 				}
 			}
 			for i := range n {

@@ -1185,6 +1185,17 @@ func (t *Table) InsertQuery(q *Query, tcpFlags uint8, now int64) error {
 	return t.insert(e, tcpFlags, now, int(q.shard), q.hash, false)
 }
 
+// OrigShard is the shard of q's client endpoint (ShardOf(q.Key.Src, q.Key.SrcPort)) as
+// LookupBatch computed it, for a query of DirOrig it hashed; ok is false for any other
+// query (the caller computes it with ShardOf). It is the shard InsertQuery inserts q's
+// connection into: a FULLNAT port allocator chooses its local ports by it.
+func (q *Query) OrigShard() (shard int, ok bool) {
+	if !q.hashed || q.Dir != DirOrig {
+		return 0, false
+	}
+	return int(q.shard), true
+}
+
 // check is Insert's validation of e and tcpFlags.
 func (t *Table) check(e *Entry, tcpFlags uint8) error {
 	o := &e.Orig

@@ -152,7 +152,10 @@ func (w *worker) insertFullNAT(p *pktDesc, svc *Service) error {
 		return errNoLaddr
 	}
 	info, e, ct, now := &p.info, p.entry(), w.dp.ct, p.now
-	shard := ct.ShardOf(info.Src, info.SrcPort)
+	shard, ok := p.q.OrigShard() // the batch's lookup hashed the client's key
+	if !ok {
+		shard = ct.ShardOf(info.Src, info.SrcPort)
+	}
 	if w.laddrNext%laddrSkipEvery == laddrSkipEvery-1 {
 		w.laddrNext++ // out of step with rr (laddrSkipEvery)
 	}
