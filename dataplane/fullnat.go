@@ -287,7 +287,7 @@ func (w *worker) addTOA(p *pktDesc, e *conntrack.Entry) {
 	n := packet.TOALen(info.Family)
 	rt := w.hop(p.fib, &e.Reply.Src)
 	a := p.d.Addr
-	if a%uint64(p.in.sock.FrameSize()) < uint64(n) || !packet.TOAFits(p.frame[info.L4Off:], n) ||
+	if a%p.in.frame < uint64(n) || !packet.TOAFits(p.frame[info.L4Off:], n) ||
 		rt.mtu != 0 && int(info.L3Len)+n > int(rt.mtu) {
 		w.st.toaSkipped.add(1)
 		return

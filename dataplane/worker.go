@@ -23,6 +23,7 @@ type port struct {
 	mac     [6]byte
 	sock    xsk.Socket
 	umem    []byte
+	frame   uint64 // sock.FrameSize(), read once (an interface call)
 	tx      []xsk.Desc
 	txN     int
 }
@@ -136,6 +137,7 @@ func newWorker(dp *Dataplane, queue, cpu int, ports []*port) *worker {
 		p.idx = uint8(i)
 		p.tx = make([]xsk.Desc, dp.cfg.Batch*2)
 		p.umem = p.sock.Umem()
+		p.frame = uint64(p.sock.FrameSize())
 		if fd := p.sock.FD(); fd >= 0 {
 			w.pfds = append(w.pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 		}
@@ -682,7 +684,7 @@ func (w *worker) request(p *pktDesc, svc *Service) {
 // headroomStart returns where p's frame must start so that its IP packet is preceded by
 // an Ethernet header and extra bytes, and whether the frame's headroom allows it.
 func headroomStart(p *pktDesc, extra int) (uint64, bool) {
-	base := p.d.Addr - p.d.Addr%uint64(p.in.sock.FrameSize())
+	base := p.d.Addr - p.d.Addr%p.in.frame
 	need := uint64(packet.EthernetHeaderLen + extra)
 	l3 := p.d.Addr + uint64(p.info.L3Off)
 	if l3 < base+need {

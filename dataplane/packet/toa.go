@@ -79,7 +79,13 @@ func InsertTOA(b []byte, family uint8, hl int, client [16]byte, cport uint16) []
 	sum := uint32(^binary.BigEndian.Uint16(tcp[tcpChecksum:]))
 	sum += uint32(^l4) + uint32(l4+uint16(n))
 	sum += uint32(^w) + uint32(nw)
-	sum += Checksum(opt, 0)
+	// The option's words: kind and length, the port, the address's words.
+	sum += uint32(TOAKind)<<8 | uint32(n)
+	sum += uint32(cport)
+	for i := 16 - (n - 4); i < 16; i += 4 {
+		a := binary.BigEndian.Uint32(client[i:])
+		sum += a>>16 + a&0xFFFF
+	}
 	binary.BigEndian.PutUint16(tcp[tcpChecksum:], ^Fold(sum))
 	return pkt
 }
