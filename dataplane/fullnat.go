@@ -24,8 +24,9 @@ import (
 // lportMin..65535 grouped by shard, built once per address when a snapshot is
 // published): the allocator takes the ports of the client's shard, starts where the
 // worker's last draw in that shard stopped (a cursor per worker and shard, random at
-// first) and tries up to fullnatPortTries consecutive ones, letting Insert refuse a
-// tuple in use (conntrack.ErrExists); then the next local address, round robin per worker
+// first); if its port is in use it tries random ones, up to fullnatPortTries ports in
+// all, letting Insert refuse a tuple in use
+// (conntrack.ErrExists); then the next local address, round robin per worker
 // (skipping one every laddrSkipEvery connections), up to fullnatLaddrTries of them. No
 // free port: the packet is dropped (DropNoLport) and each local address tried counts a
 // port conflict. A service with no local address drops new FULLNAT connections
@@ -38,7 +39,11 @@ import (
 // lives shorter than that never finds its port in use. A random start in each draw
 // did: in PipelineNew's FULLNAT cases (65,536 connections open at the end of a cycle,
 // a quarter of each shard's ports in use) 17 % of inserts were refused and retried;
-// with the cursor none are (TestFullNATPortCursor).
+// with the cursor none are (TestFullNATPortCursor). A successor director (sync, a
+// restart's handoff) holds its predecessor's connections, whose ports lie in runs of
+// consecutive ones; a cursor that meets a port in use therefore tries random ones
+// rather than walk the run, which would drop new connections (no_lport) until it left
+// it, and goes on from the first free one (TestFullNATPortCursorSkipsRun).
 
 // Local ports: lportMin..65535, as DPVS.
 const (
@@ -159,11 +164,14 @@ func (w *worker) insertFullNAT(p *pktDesc, svc *Service) error {
 	if w.laddrNext%laddrSkipEvery == laddrSkipEvery-1 {
 		w.laddrNext++ // out of step with rr (laddrSkipEvery)
 	}
-	first := int(w.laddrNext % uint32(n))
+	next := int(w.laddrNext % uint32(n))
 	w.laddrNext++
 	checked := false
 	for k := 0; k < min(n, fullnatLaddrTries); k++ {
-		la := &svc.Laddrs[(first+k)%n]
+		la := &svc.Laddrs[next]
+		if next++; next == n {
+			next = 0
+		}
 		if la.ports == nil {
 			continue // a snapshot that was never published
 		}
@@ -180,6 +188,12 @@ func (w *worker) insertFullNAT(p *pktDesc, svc *Service) error {
 		}
 		e.Reply.Dst = la.Addr
 		for j := 0; j < min(len(ports), fullnatPortTries); j++ {
+			if j > 0 {
+				// The cursor's port is in use, most likely by one of a run (a
+				// predecessor's connections, handed out in turn as this worker hands
+				// them out): random ports, each as likely free as the shard's ports are.
+				i = int(w.random() % uint64(len(ports)))
+			}
 			e.Reply.DstPort = ports[i]
 			if i++; i == len(ports) {
 				i = 0

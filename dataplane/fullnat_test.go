@@ -316,6 +316,67 @@ func TestFullNATPortCursor(t *testing.T) {
 	}
 }
 
+// TestFullNATPortCursorSkipsRun: a worker's cursor that meets a port in use goes on
+// from a random port of the shard, not from the next one. A successor director holds
+// its predecessor's connections (sync, handoff), whose ports lie in runs of
+// consecutive ones, as that director's own cursor handed them out; walking such a run
+// port by port would drop new connections (no_lport) until the cursor left it. Here 400
+// ports in a row from the worker's cursor are in use (connections inserted into the
+// table as a predecessor's), with one local address: 64 new connections must all get
+// a port, with few refused inserts. (Walking the run, 12 of the 64 were dropped.)
+func TestFullNATPortCursorSkipsRun(t *testing.T) {
+	r := newFNRig(t, fnOpts{entries: 1 << 17, shards: 64, oneRS: true})
+	ct := r.dp.Conntrack()
+	const shard = 9
+	if err := r.dp.Publish(r.snapshot(t, map[netip.Addr]bool{lip4b: true})); err != nil {
+		t.Fatal(err)
+	}
+	x := r.dp.Snapshot().Services[1].Laddrs[0].ports // v4 UDP, lip4a
+	list := x.shard(shard)
+	cur := x.cursor(0, shard)
+	if cur == nil {
+		t.Fatal("no cursor for worker 0")
+	}
+	const run = 400
+	old := netip.MustParseAddr("198.18.1.7")
+	for k, cport := range clientsInShard(ct, old, shard, run) {
+		e := conntrack.Entry{
+			Orig:    conntrack.Key{Src: a16(old), Dst: a16(vip), SrcPort: cport, DstPort: 80, Proto: 17},
+			Reply:   conntrack.Key{Src: a16(rs1), Dst: a16(lip4a), SrcPort: 8080, DstPort: list[(int(*cur)+k)%len(list)], Proto: 17},
+			Method:  conntrack.MethodFullNAT,
+			Service: fnFamilies[0].svcUDP,
+			Dest:    fnFamilies[0].destID1,
+		}
+		if err := ct.Insert(&e, 0, r.dp.now()); err != nil {
+			t.Fatalf("a predecessor's connection %d: %v", k, err)
+		}
+	}
+	before := ct.Stats().Exists
+	const n = 64
+	r.ext.Sent()
+	for _, p := range clientsInShard(ct, client, shard, n) {
+		r.ext.Inject(build(t, pkt{srcMAC: macClient, dstMAC: macDirExt, src: client, dst: vip, sport: p, dport: 80, udp: true}))
+	}
+	r.drain()
+	out := r.int.Sent()
+	if len(out) != n {
+		t.Fatalf("%d of %d new connections forwarded (drops %v)", len(out), n, r.drops())
+	}
+	for _, f := range out {
+		info := check(t, f)
+		var e conntrack.Entry
+		k := conntrack.Key{Src: a16(rs1), Dst: info.Src, SrcPort: 8080, DstPort: info.SrcPort, Proto: 17}
+		if !ct.Get(conntrack.DirReply, &k, r.dp.now(), &e) || e.Orig.Src != a16(client) {
+			t.Fatalf("local endpoint %v: its entry is not the new client's (%+v)", ap(info.Src, info.SrcPort), e.Orig)
+		}
+	}
+	// The first connection's cursor port is in use; each random port after it is with
+	// probability 400/len(list) (about 0.4): more than 16 refusals is about 1e-6 likely.
+	if refused := ct.Stats().Exists - before; refused > 16 {
+		t.Fatalf("%d inserts refused for %d connections: the cursor walked the run", refused, n)
+	}
+}
+
 // TestFullNATSpread: new connections spread over the local addresses and over the ports
 // of their shard, always in the client's shard.
 func TestFullNATSpread(t *testing.T) {
