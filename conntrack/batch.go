@@ -451,3 +451,27 @@ func (t *Table) PrefetchEntry(e *Entry) {
 		}
 	}
 }
+
+// PrefetchReplyHome starts loading the index line of the home slot that a reply key
+// whose destination endpoint is addr:port has in the shard of q's client endpoint: a
+// FULLNAT connection's local endpoint, chosen before its insert (a reply key's home
+// depends on that endpoint alone, see replyHash). q must be a query LookupBatch looked
+// up (DirOrig); any other, small tables and closed ones do nothing. Like PrefetchInsert
+// it only prefetches. It allocates nothing.
+func (t *Table) PrefetchReplyHome(q *Query, addr *[16]byte, port uint16) {
+	if !t.hint {
+		return
+	}
+	if a, ok := t.replyHomeAddr(q, addr, port); ok {
+		prefetchLines(&a, 1)
+	}
+}
+
+// replyHomeAddr is the address of the index slot PrefetchReplyHome prefetches, false for
+// a query it does nothing for.
+func (t *Table) replyHomeAddr(q *Query, addr *[16]byte, port uint16) (uintptr, bool) {
+	if !q.hashed || q.Dir != DirOrig || int(q.shard) >= len(t.shards) {
+		return 0, false
+	}
+	return slotAddr(&t.shards[q.shard].shard, homeHash(&t.seed, addr, port)), true
+}

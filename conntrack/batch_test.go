@@ -586,3 +586,43 @@ func TestLookupGuess(t *testing.T) {
 		t.Fatalf("the shortcut was taken for %d records, want every connection's (%d)", len(hit), len(conns))
 	}
 }
+
+// TestReplyHomeAddr: the line PrefetchReplyHome loads for a FULLNAT connection's local
+// endpoint, drawn after the batch's lookup and before the insert, is the home slot its
+// reply key gets: in the client's shard (the endpoint is one of that shard's), at the
+// home of the reply key's hash. Queries LookupBatch did not hash, or not of DirOrig,
+// prefetch nothing.
+func TestReplyHomeAddr(t *testing.T) {
+	tb := mustNew(t, Config{MaxEntries: 1 << 12, Shards: 8, MaxDests: 4})
+	defer tb.Close()
+	lip := v4(198, 18, 0, 50)
+	rng := rand.New(rand.NewPCG(7, 7))
+	used := map[uint16]bool{}
+	for i := range 500 {
+		e := conn(i, ProtoTCP, MethodFullNAT, 1)
+		qs := []Query{{Key: e.Orig, Dir: DirOrig, TCPFlags: TCPSyn}, {Key: e.Orig, Dir: DirReply, TCPFlags: TCPSyn}, {Key: e.Orig, Dir: Dir(9)}}
+		tb.LookupBatch(qs, sec)
+		si := tb.shardOf(&e.Orig.Src, e.Orig.SrcPort)
+		lport := uint16(1024 + rng.IntN(60000))
+		for tb.shardOf(&lip, lport) != si || used[lport] {
+			lport++
+		}
+		used[lport] = true
+		e.Reply = Key{Src: rs1, Dst: lip, SrcPort: 8080, DstPort: lport, Proto: ProtoTCP}
+		got, ok := tb.replyHomeAddr(&qs[0], &lip, lport)
+		if want := slotAddr(&tb.shards[si].shard, tb.replyHash(&e.Reply)); !ok || got != want {
+			t.Fatalf("conn %d: reply home %#x %v, want %#x", i, got, ok, want)
+		}
+		if _, ok := tb.replyHomeAddr(&qs[1], &lip, lport); ok {
+			t.Fatalf("conn %d: a reply's query gave a reply home", i)
+		}
+		if _, ok := tb.replyHomeAddr(&qs[2], &lip, lport); ok {
+			t.Fatalf("conn %d: an invalid query gave a reply home", i)
+		}
+		qs[0].Entry = e
+		if err := tb.InsertQuery(&qs[0], TCPSyn, sec); err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+	}
+	checkInvariants(t, tb)
+}

@@ -339,6 +339,11 @@ type pktDesc struct {
 	snap  *Snapshot        // the batch's configuration
 	fib   *FIB             // the batch's routes and neighbours
 	now   int64            // the batch's clock
+	// a new FULLNAT connection's first local endpoint, drawn after the batch's lookup
+	// (predrawFullNAT): fnLa is its index in the service's Laddrs plus one (0: none
+	// drawn), fnIdx its port's index in the local address's shard list
+	fnLa  int32
+	fnIdx uint16
 }
 
 // entry is p's connection: valid once looked up (lookedUp) or scheduled (schedule).
@@ -416,6 +421,19 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	if m > 0 {
 		// It also starts the cache misses of the new connections' inserts.
 		w.dp.ct.LookupBatchIn(&w.ctScratch, w.qs[:m], now)
+	}
+	// The batch's new FULLNAT connections draw their local endpoints now, and the homes
+	// of their reply keys, each in a page of its own, start loading together
+	// (predrawFullNAT): in the inserts, one at a time, each was a miss under the shard
+	// lock.
+	for i := 0; i < n; i++ {
+		p := &w.pkts[i]
+		p.fnLa = 0
+		if p.kind == pktRequest && (p.q.Status == conntrack.NotFound || p.q.Status == conntrack.Reused) && !p.q.Repeat {
+			if svc := &snap.Services[p.si]; len(svc.Laddrs) > 0 {
+				w.predrawFullNAT(p, svc)
+			}
+		}
 	}
 	w.made = [4]uint64{}
 	for i := 0; i < n; i++ {
