@@ -626,6 +626,7 @@ func (d *Dataplane) bindLaddrs(s *Snapshot) {
 				used[ls[j].Addr] = x
 			}
 			ls[j].ports = x
+			s.laddrs = true
 		}
 	}
 	d.lports = used

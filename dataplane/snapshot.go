@@ -87,6 +87,8 @@ type Snapshot struct {
 	// bound is the connection table whose shards the local addresses' port indexes
 	// follow (set by Publish).
 	bound *conntrack.Table
+	// laddrs: some service has local addresses (FULLNAT); set with bound
+	laddrs bool
 	// anyPort: some service (or NAT real server) has port 0, "every port" (a persistent
 	// service of ipvsadm -t VIP:0 -p): lookups that miss try port 0 next.
 	anyPort bool

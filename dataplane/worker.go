@@ -425,8 +425,8 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	// The batch's new FULLNAT connections draw their local endpoints now, and the homes
 	// of their reply keys, each in a page of its own, start loading together
 	// (predrawFullNAT): in the inserts, one at a time, each was a miss under the shard
-	// lock.
-	for i := 0; i < n; i++ {
+	// lock. Without local addresses in the snapshot, insertFullNAT reads no draw.
+	for i := 0; i < n && snap != nil && snap.laddrs; i++ {
 		p := &w.pkts[i]
 		p.fnLa = 0
 		if p.kind == pktRequest && (p.q.Status == conntrack.NotFound || p.q.Status == conntrack.Reused) && !p.q.Repeat {
