@@ -96,9 +96,16 @@ func (t *Table) LookupBatch(qs []Query, now int64) {
 // particular state. One Scratch must not serve two calls at once.
 type Scratch struct{ b batchScratch }
 
+// Made is how many queries the last LookupBatchIn with s found missing and started
+// loading an insert for (client packets NotFound or Reused, on a table large enough to
+// prefetch for; see LookupBatch): 0 tells a caller that no connection of the batch
+// will be inserted into memory the lookup prefetched for.
+func (s *Scratch) Made() int { return s.b.nMade }
+
 // LookupBatchIn is LookupBatch with s as its working memory.
 func (t *Table) LookupBatchIn(s *Scratch, qs []Query, now int64) {
 	now32 := msOf(now)
+	s.b.nMade = 0
 	for off := 0; off < len(qs); off += batchMax {
 		if q := &qs[off]; off > 0 && q.Repeat {
 			// A chunk's first query is looked up as any other: it needs the key, which
@@ -141,6 +148,8 @@ type batchScratch struct {
 	// key j the address of its second window (nextWindow)
 	far  [batchMax]uint8
 	next [batchMax]uintptr
+	// nMade counts the made keys of every chunk of the call (Scratch.Made)
+	nMade int
 }
 
 func (t *Table) lookupBatch(qs []Query, now32 uint32, b *batchScratch) {
@@ -312,6 +321,7 @@ func (t *Table) lookupStaged(qs []Query, b *batchScratch, m int, now32 uint32) {
 	// An IPv6 key's insert also gets its record's cold part prefetched: a NAT or FULLNAT
 	// connection writes its reply addresses there (a DR or TUN one does not, and the
 	// table does not know the method yet: one wasted prefetch).
+	b.nMade += nMade
 	for _, j := range b.made[:nMade] {
 		t.shards[b.sis[j]].shard.prefetchInsert(b.home[j], !qs[b.vi[j]].Key.addrs4())
 	}

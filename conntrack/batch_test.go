@@ -626,3 +626,41 @@ func TestReplyHomeAddr(t *testing.T) {
 	}
 	checkInvariants(t, tb)
 }
+
+// TestScratchMade: Scratch.Made counts the client packets of the last LookupBatchIn
+// that found no connection, on a table large enough to prefetch their inserts for, and
+// nothing on a small one: here 40 queries of which 5 hit a connection and 5 are
+// replies.
+func TestScratchMade(t *testing.T) {
+	for _, n := range []int{1 << 10, 1 << 17} {
+		tb := mustNew(t, Config{MaxEntries: n, MaxDests: 4})
+		for i := range 5 {
+			mustInsert(t, tb, conn(i, ProtoTCP, MethodNAT, 1), TCPSyn, 0)
+		}
+		var qs [40]Query
+		for i := range qs {
+			e := conn(i, ProtoTCP, MethodNAT, 1)
+			qs[i] = Query{Key: e.Orig, Dir: DirOrig, TCPFlags: TCPSyn}
+			if i >= 35 {
+				qs[i] = Query{Key: e.Reply, Dir: DirReply, TCPFlags: TCPAck}
+			}
+		}
+		var s Scratch
+		tb.LookupBatchIn(&s, qs[:], sec)
+		if tb.hint != (hintsWork && n > 1<<10) {
+			t.Fatalf("%d entries: prefetching %v", n, tb.hint)
+		}
+		want := 0
+		if tb.hint {
+			want = 30
+		}
+		if got := s.Made(); got != want {
+			t.Errorf("%d entries (prefetching %v): Made %d, want %d", n, tb.hint, got, want)
+		}
+		tb.LookupBatchIn(&s, qs[:5], sec)
+		if got := s.Made(); got != 0 {
+			t.Errorf("%d entries: Made %d after a batch of hits, want 0", n, got)
+		}
+		tb.Close()
+	}
+}

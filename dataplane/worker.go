@@ -215,7 +215,7 @@ func (w *worker) reclaim() {
 		for i := 0; i < w.batchN; i++ {
 			p := &w.pkts[i]
 			if i >= w.classified { // received, not yet looked at
-				p.in, p.d, p.owned = in, w.rx[i], true
+				p.in, p.d, p.owned, p.fnLa = in, w.rx[i], true, 0
 			}
 			if p.owned {
 				w.release(p)
@@ -393,7 +393,7 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 			panic("dataplane: test panic mid-batch")
 		}
 		p := &w.pkts[i]
-		p.in, p.d, p.owned = in, w.rx[i], true
+		p.in, p.d, p.owned, p.fnLa = in, w.rx[i], true, 0
 		p.snap, p.fib, p.now = snap, fib, now
 		w.classified = i + 1
 		p.frame = in.umem[p.d.Addr : p.d.Addr+uint64(p.d.Len)]
@@ -425,11 +425,18 @@ func (w *worker) handleBatch(in *port, n int, snap *Snapshot, fib *FIB, now int6
 	// The batch's new FULLNAT connections draw their local endpoints now, and the homes
 	// of their reply keys, each in a page of its own, start loading together
 	// (predrawFullNAT): in the inserts, one at a time, each was a miss under the shard
-	// lock. Without local addresses in the snapshot, insertFullNAT reads no draw.
-	for i := 0; i < n && snap != nil && snap.laddrs; i++ {
-		p := &w.pkts[i]
-		p.fnLa = 0
-		if p.kind == pktRequest && (p.q.Status == conntrack.NotFound || p.q.Status == conntrack.Reused) && !p.q.Repeat {
+	// lock. Only where the lookup prefetched for inserts (a table larger than the
+	// caches) and the snapshot has local addresses; elsewhere insertFullNAT draws.
+	if m > 0 && snap != nil && snap.laddrs && w.ctScratch.Made() > 0 {
+		pkts := w.pkts[:n]
+		for i := range pkts {
+			p := &pkts[i]
+			if p.kind != pktRequest {
+				continue
+			}
+			if q := p.q; q.Status != conntrack.NotFound && q.Status != conntrack.Reused || q.Repeat {
+				continue
+			}
 			if svc := &snap.Services[p.si]; len(svc.Laddrs) > 0 {
 				w.predrawFullNAT(p, svc)
 			}
