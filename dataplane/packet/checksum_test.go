@@ -285,3 +285,36 @@ func TestAddr4Delta(t *testing.T) {
 		}
 	}
 }
+
+// TestAddr16Delta: addr16Delta is the one's complement sum of the complemented old
+// IPv6 address's words and the new one's (the reference over the 32 bytes ~old, new),
+// for random addresses and the extremes.
+func TestAddr16Delta(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 16))
+	var pairs [][2][16]byte
+	var zero, ones [16]byte
+	for i := range ones {
+		ones[i] = 0xFF
+	}
+	pairs = append(pairs, [2][16]byte{zero, zero}, [2][16]byte{zero, ones}, [2][16]byte{ones, zero}, [2][16]byte{ones, ones})
+	for range 100000 {
+		var a, b [16]byte
+		copy(a[:], randBytes(r, 16))
+		copy(b[:], randBytes(r, 16))
+		pairs = append(pairs, [2][16]byte{a, b})
+	}
+	for _, p := range pairs {
+		var ref [32]byte
+		for i := range 16 {
+			ref[i] = ^p[0][i]
+		}
+		copy(ref[16:], p[1][:])
+		want := refSum(ref[:], 0)
+		if got := addr16Delta(p[0][:], p[1][:]); got != uint32(want) {
+			t.Fatalf("addr16Delta(%x, %x) = %04x, want %04x", p[0], p[1], got, want)
+		}
+		if got := fieldDelta(p[0][:], p[1][:]); got != uint32(want) {
+			t.Fatalf("fieldDelta(%x, %x) = %04x, want %04x", p[0], p[1], got, want)
+		}
+	}
+}

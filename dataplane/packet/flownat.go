@@ -53,7 +53,7 @@ func NewFlowNAT(info *Info, src bool, addr [16]byte, port uint16) (FlowNAT, bool
 		n.l3 = addr4Delta(old[12:16], addr[12:16])
 		n.l4 = n.l3
 	case 6:
-		n.l4 = fieldDelta(old[:], addr[:])
+		n.l4 = addr16Delta(old[:], addr[:])
 	default:
 		return n, false
 	}

@@ -42,7 +42,7 @@ func RewriteFullNAT(frame []byte, info *Info, src [16]byte, sport uint16, dst [1
 			return false
 		}
 		ip := frame[l3 : l3+IPv6HeaderLen]
-		delta = fieldDelta(ip[ipv6Src:ipv6Src+16], src[:]) + fieldDelta(ip[ipv6Dst:ipv6Dst+16], dst[:])
+		delta = addr16Delta(ip[ipv6Src:ipv6Src+16], src[:]) + addr16Delta(ip[ipv6Dst:ipv6Dst+16], dst[:])
 		delta = uint32(Fold(delta))
 		copy(ip[ipv6Src:ipv6Src+16], src[:])
 		copy(ip[ipv6Dst:ipv6Dst+16], dst[:])

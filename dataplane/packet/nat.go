@@ -1,6 +1,9 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // RewriteDst sets the destination address and port of the TCP, UDP or SCTP
 // packet that Parse described in info, updates the IPv4 header checksum and the
@@ -57,7 +60,7 @@ func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off,
 			return false
 		}
 		field := frame[l3+v6Off : l3+v6Off+16]
-		delta = fieldDelta(field, addr[:])
+		delta = addr16Delta(field, addr[:])
 		copy(field, addr[:])
 	default:
 		return false
@@ -89,6 +92,21 @@ func rewrite(frame []byte, info *Info, addr [16]byte, port uint16, v4Off, v6Off,
 func addr4Delta(old, new []byte) uint32 {
 	d := uint64(^binary.BigEndian.Uint32(old)) + uint64(binary.BigEndian.Uint32(new))
 	return uint32(Fold(uint32(d>>32 + d&0xFFFFFFFF)))
+}
+
+// addr16Delta is the one's complement sum of ~old + new over the eight 16-bit words of
+// an IPv6 address, folded to 16 bits: fieldDelta for 16 bytes, in two 64-bit words
+// (fieldDelta's loops cost about 85 instructions a call).
+func addr16Delta(old, new []byte) uint32 {
+	old, new = old[:16], new[:16]
+	acc, c := bits.Add64(^binary.BigEndian.Uint64(old), binary.BigEndian.Uint64(new), 0)
+	acc, c = bits.Add64(acc, ^binary.BigEndian.Uint64(old[8:]), c)
+	acc, c = bits.Add64(acc, binary.BigEndian.Uint64(new[8:]), c)
+	acc, c = bits.Add64(acc, 0, c)
+	acc += c // acc is zero whenever c is one here: no overflow
+	s := acc>>32 + acc&0xFFFFFFFF
+	s = s>>32 + s&0xFFFFFFFF
+	return uint32(Fold(uint32(s)))
 }
 
 // l4Rewritable returns what a rewrite of the packet info describes patches: the offset
