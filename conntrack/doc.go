@@ -196,7 +196,10 @@
 // the shard's tail the same lock-free way). PrefetchInsert and PrefetchEntry let a caller
 // start those misses for a whole batch of new connections before it
 // inserts any; PrefetchEntry, given the scheduled entry, also covers the
-// reply key's slot, which is known only after scheduling. LookupBatch does
+// reply key's slot, which is known only after scheduling; PrefetchReplyHome covers a
+// FULLNAT reply key's slot as soon as its local endpoint is drawn, before scheduling
+// (the slot depends on that endpoint alone), and Scratch.Made tells whether a batch
+// found any connection to insert. LookupBatch does
 // PrefetchInsert's work itself for each query it finds missing (a new
 // connection; a NAT reply key's slot is in the line of its home, which the lookup
 // read; an IPv6 key's cold part is prefetched whatever the method, which the table

@@ -66,11 +66,15 @@
 // FULLNAT local ports (fullnat.go): a new connection's local endpoint (LIP, lport) must
 // lie in the connection-table shard of its client endpoint, and its reply tuple must be
 // unused. Publish builds, once per local address, an index of the address's ports
-// 1024..65535 by shard; a worker takes the client's shard's ports from a random start,
-// lets Insert refuse tuples in use (bounded tries), round robin over the service's local
-// addresses, one skipped every laddrSkipEvery connections so that they do not stay in
-// step with rr's real servers. Failures are counted: no_laddr (no local address), no_lport (no free port;
-// also the local address's conflict counter, LaddrConflicts).
+// 1024..65535 by shard, with a cursor per worker and shard: a worker hands out the
+// client's shard's ports in turn (the least recently used first), tries random ones
+// after a port in use, lets Insert refuse tuples in use (bounded tries), round robin over
+// the service's local addresses, one skipped every laddrSkipEvery connections so that
+// they do not stay in step with rr's real servers. A batch's new connections draw their
+// first endpoint after the batch's lookup, before any insert, and prefetch their reply
+// keys' homes and, for TOA, their frames' headroom (predrawFullNAT). Failures are
+// counted: no_laddr (no local address), no_lport (no free port; also the local
+// address's conflict counter, LaddrConflicts).
 //
 // A packet is a pktDesc (worker.go): the ingress port, descriptor and frame bytes, the
 // parse, its connection lookup and entry, and the batch's snapshot, FIB and clock, in
